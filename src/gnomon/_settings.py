@@ -1,0 +1,116 @@
+"""Settings: ``GNOMON_*`` environment variables over a TOML config file over defaults.
+
+The config file is the same one the daemon reads (``[daemon]``, ``[[deployments]]``); the
+engine only looks at its top-level keys and ignores the rest. It is found at ``GNOMON_CONFIG``,
+else ``./gnomon.toml``, ``~/.config/gnomon/config.toml``, ``/etc/gnomon/config.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_SEARCH_PATH = (
+    Path("gnomon.toml"),
+    Path("~/.config/gnomon/config.toml"),
+    Path("/etc/gnomon/config.toml"),
+)
+
+
+def find_config_file() -> Path | None:
+    """The config file in force: ``GNOMON_CONFIG`` if set, else the first that exists."""
+    explicit = os.environ.get("GNOMON_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    for candidate in CONFIG_SEARCH_PATH:
+        path = candidate.expanduser()
+        if path.is_file():
+            return path
+    return None
+
+
+class Settings(BaseSettings):
+    """Engine settings. Every field can be set as ``GNOMON_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GNOMON_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path("~/.gnomon"),
+        description="State directory: the SQLite database and stored results live here.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; default: SQLite at HOME/gnomon.db.",
+    )
+    log_level: str = Field(default="INFO", description="Threshold for console log output.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: colour on a terminal, JSON lines otherwise."
+    )
+    task_runner_max_workers: int | None = Field(
+        default=None,
+        description="Default size of the thread-pool task runner (Prefect: 4 x CPU count).",
+        ge=1,
+    )
+    flush_interval: float = Field(
+        default=0.05,
+        description="Seconds between batched writes of task states to the store.",
+        gt=0,
+        le=5,
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @property
+    def results_dir(self) -> Path:
+        return self.home / "results"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'gnomon.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = find_config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests that change the environment call ``reset``."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (after changing ``GNOMON_*`` variables in-process)."""
+    get_settings.cache_clear()

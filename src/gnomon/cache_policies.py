@@ -1,0 +1,35 @@
+"""Prefect-compatible ``gnomon.cache_policies``."""
+
+from gnomon.flows._cache import (
+    DEFAULT,
+    FLOW_PARAMETERS,
+    INPUTS,
+    NO_CACHE,
+    NONE,
+    RUN_ID,
+    TASK_SOURCE,
+    CacheKeyFnPolicy,
+    CachePolicy,
+    CompoundCachePolicy,
+    FlowParameters,
+    Inputs,
+    RunId,
+    TaskSource,
+)
+
+__all__ = [
+    "DEFAULT",
+    "FLOW_PARAMETERS",
+    "INPUTS",
+    "NONE",
+    "NO_CACHE",
+    "RUN_ID",
+    "TASK_SOURCE",
+    "CacheKeyFnPolicy",
+    "CachePolicy",
+    "CompoundCachePolicy",
+    "FlowParameters",
+    "Inputs",
+    "RunId",
+    "TaskSource",
+]

@@ -1,0 +1,50 @@
+"""The ``gnomon`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gnomon import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gnomon")
+def main() -> None:
+    """gnomon: scheduled Python workflows on your own machines.
+
+    \b
+    Example:
+      gnomon db upgrade      # create or migrate the store under GNOMON_HOME
+    """
+
+
+@main.group()
+def db() -> None:
+    """Manage the state store (SQLite under GNOMON_HOME, or GNOMON_DATABASE_URL)."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations to the store.
+
+    \b
+    Example:
+      GNOMON_HOME=/var/lib/gnomon gnomon db upgrade
+    """
+    from gnomon._settings import get_settings
+    from gnomon.store import current_revision, upgrade
+
+    url = get_settings().effective_database_url
+    before = current_revision(url)
+    upgrade(url)
+    after = current_revision(url)
+    if before == after:
+        click.echo(f"store is up to date at revision {after}")
+    else:
+        click.echo(f"store migrated from {before or 'empty'} to {after}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

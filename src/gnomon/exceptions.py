@@ -1,0 +1,80 @@
+"""gnomon's exceptions. Each derives from ``GnomonError`` and, where one fits, a builtin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GnomonError(Exception):
+    """Base class of every error gnomon raises on purpose."""
+
+
+class MissingContextError(GnomonError, RuntimeError):
+    """Raised when run-scoped API (``get_run_logger``) is used outside a flow or task run."""
+
+
+class ParameterTypeError(GnomonError, TypeError):
+    """A flow parameter did not validate against the flow's type hints."""
+
+    def __init__(self, flow_name: str, problems: list[tuple[str, Any, str]]) -> None:
+        self.flow_name = flow_name
+        self.problems = problems
+        details = "; ".join(
+            f"parameter {name!r} = {value!r}: {reason}" for name, value, reason in problems
+        )
+        super().__init__(f"flow {flow_name!r} got invalid parameters: {details}")
+
+
+class SignatureMismatchError(GnomonError, TypeError):
+    """Arguments that cannot bind to the function's signature (unknown or missing names)."""
+
+
+class MappingLengthMismatch(GnomonError, ValueError):
+    """``task.map`` was given iterables of different lengths."""
+
+
+class MappingMissingIterable(GnomonError, ValueError):
+    """``task.map`` was given no iterable argument to map over."""
+
+
+class UpstreamTaskError(GnomonError, RuntimeError):
+    """An upstream task a task depends on did not complete, so the task did not run."""
+
+
+class UnfinishedRun(GnomonError, RuntimeError):
+    """The result of a run that has not reached a final state was requested."""
+
+
+class TaskRunTimeoutError(GnomonError, TimeoutError):
+    """A task run exceeded its ``timeout_seconds``."""
+
+
+class FlowRunTimeoutError(GnomonError, TimeoutError):
+    """A flow run exceeded its ``timeout_seconds``."""
+
+
+class CrashedRun(GnomonError, RuntimeError):
+    """The run was interrupted by KeyboardInterrupt, SystemExit or its process dying."""
+
+
+class CancelledRun(GnomonError, RuntimeError):
+    """The run was cancelled."""
+
+
+class AcquireConcurrencySlotTimeoutError(GnomonError, TimeoutError):
+    """Concurrency slots could not be acquired within ``timeout_seconds``."""
+
+
+class ResultStorageError(GnomonError, OSError):
+    """A stored result is missing, or failed its signature check and was not unpickled."""
+
+
+class ObjectNotFound(GnomonError, LookupError):
+    """A run or other stored object does not exist."""
+
+
+class TerminationSignal(BaseException):
+    """Raised inside a run's thread to interrupt a body that exceeded its deadline.
+
+    It derives from BaseException so that user code's ``except Exception`` cannot swallow it.
+    """

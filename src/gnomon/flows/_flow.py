@@ -1,0 +1,153 @@
+"""``@flow`` and the Flow object, with Prefect 3's options and defaults."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from functools import update_wrapper
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from gnomon.flows._params import ParameterValidator, bind_parameters
+
+if TYPE_CHECKING:
+    from gnomon.flows._runners import TaskRunner
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Flow(Generic[P, R]):
+    """A function whose calls become recorded flow runs."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        version: str | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | None = None,
+        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
+        persist_result: bool | None = None,
+        log_prints: bool | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        on_crashed: list[Callable[..., Any]] | None = None,
+        on_cancellation: list[Callable[..., Any]] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError("@flow must decorate a function")
+        update_wrapper(self, fn)
+        self.fn = fn
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.name = name or fn.__name__.replace("_", "-")
+        self.version = version
+        self.flow_run_name = flow_run_name
+        self.retries = retries or 0
+        if self.retries < 0:
+            raise ValueError(f"flow {self.name!r}: retries must be >= 0, got {retries!r}")
+        self.retry_delay_seconds = float(retry_delay_seconds or 0)
+        if isinstance(task_runner, type):
+            task_runner = task_runner()
+        self.task_runner = task_runner
+        self.description = description or inspect.getdoc(fn)
+        self.timeout_seconds = float(timeout_seconds) if timeout_seconds else None
+        self.should_validate_parameters = validate_parameters
+        self.persist_result = persist_result
+        self.log_prints = log_prints
+        self.on_completion_hooks = list(on_completion or [])
+        self.on_failure_hooks = list(on_failure or [])
+        self.on_crashed_hooks = list(on_crashed or [])
+        self.on_cancellation_hooks = list(on_cancellation or [])
+        self._validator = ParameterValidator(fn, self.name)
+
+    @property
+    def entrypoint(self) -> str:
+        """Where a worker process can import this flow from: ``module:name`` or ``file.py:name``."""
+        module = self.fn.__module__
+        if module == "__main__" or module is None:
+            file = getattr(sys.modules.get(module or "__main__"), "__file__", None)
+            if file:
+                return f"{Path(file).resolve()}:{self.fn.__qualname__}"
+        return f"{module}:{self.fn.__qualname__}"
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        return self._validator.validate(parameters)
+
+    def __call__(
+        self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
+    ) -> Any:
+        """Run the flow now; returns its result, or its final state with ``return_state``."""
+        from gnomon.flows._flow_engine import run_flow
+
+        parameters = bind_parameters(self.fn, args, kwargs)
+        if self.isasync:
+            return _async_call(self, parameters, return_state)
+        return run_flow(self, parameters, return_state=return_state)
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed."""
+        current: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "flow_run_name": self.flow_run_name,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "task_runner": self.task_runner,
+            "description": self.description,
+            "timeout_seconds": self.timeout_seconds,
+            "validate_parameters": self.should_validate_parameters,
+            "persist_result": self.persist_result,
+            "log_prints": self.log_prints,
+            "on_completion": self.on_completion_hooks,
+            "on_failure": self.on_failure_hooks,
+            "on_crashed": self.on_crashed_hooks,
+            "on_cancellation": self.on_cancellation_hooks,
+        }
+        current.update(options)
+        return Flow(self.fn, **current)
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_crashed_hooks.append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+
+async def _async_call(flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
+    import asyncio
+
+    from gnomon.flows._flow_engine import run_flow
+
+    return await asyncio.to_thread(run_flow, flow, parameters, return_state=return_state)
+
+
+@overload
+def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+@overload
+def flow(**options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """Decorate a function as a flow, bare (``@flow``) or with options (``@flow(retries=1)``)."""
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)

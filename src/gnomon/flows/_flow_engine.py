@@ -1,0 +1,369 @@
+"""The flow engine: one flow call, or one stored flow run, from Pending to a final state.
+
+The flow run's own row and states go through the batched writer like task states, but the
+final state is flushed before the call returns: a finished run's outcome is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gnomon.exceptions import (
+    CrashedRun,
+    FlowRunTimeoutError,
+    ObjectNotFound,
+    ParameterTypeError,
+    TerminationSignal,
+)
+from gnomon.flows import _records
+from gnomon.flows._clock import get_clock
+from gnomon.flows._context import FlowRunContext, flow_run_var, task_run_var
+from gnomon.flows._futures import PrefectFuture, resolve_futures_to_states
+from gnomon.flows._names import random_run_name
+from gnomon.flows._params import call_with_parameters
+from gnomon.flows._timeouts import call_with_deadline
+from gnomon.states import (
+    AwaitingRetry,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+)
+
+if TYPE_CHECKING:
+    from gnomon.flows._flow import Flow
+    from gnomon.store import Store
+
+
+def run_flow(
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    *,
+    return_state: bool = False,
+    flow_run_id: str | None = None,
+) -> Any:
+    """Run ``flow`` with bound ``parameters``; a new run, or the stored run ``flow_run_id``."""
+    from gnomon.flows._logging import configure_logging
+    from gnomon.store import get_store
+
+    configure_logging()
+    store = get_store()
+    parent = flow_run_var.get()
+    if parent is None and (task_run := task_run_var.get()) is not None:
+        parent = task_run.flow_run
+    run = _start_run(store, flow, parameters, flow_run_id, parent)
+    state = _run_validated(store, flow, run, parameters)
+    return state if return_state else state.result()
+
+
+def _start_run(
+    store: Store,
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    flow_run_id: str | None,
+    parent: FlowRunContext | None,
+) -> _records.FlowRun:
+    name = _flow_run_name(flow, parameters)
+    pending = Pending()
+    run = _records.FlowRun(
+        id=flow_run_id or uuid.uuid4().hex,
+        name=name,
+        flow_name=flow.name,
+        parameters=parameters,
+        run_count=0,
+        parent_flow_run_id=parent.flow_run_id if parent else None,
+        state=pending,
+    )
+    columns = {
+        "name": name,
+        "flow_name": flow.name,
+        "flow_version": flow.version,
+        "entrypoint": flow.entrypoint,
+        "parameters": _records.jsonable(parameters),
+        **_records.state_columns(pending),
+    }
+    if flow_run_id is None:
+        store.insert_flow_run(
+            {
+                "id": run.id,
+                "parent_flow_run_id": run.parent_flow_run_id,
+                "tags": [],
+                "run_count": 0,
+                "created": pending.timestamp,
+                "expected_start_time": pending.timestamp,
+                **columns,
+            }
+        )
+    else:
+        store.update_flow_run(run.id, **columns)
+    store.add_state(_records.state_row(pending, 0, run.id, None))
+    return run
+
+
+def _flow_run_name(flow: Flow[..., Any], parameters: dict[str, Any]) -> str:
+    template = flow.flow_run_name
+    if template is None:
+        return random_run_name()
+    if callable(template):
+        name = template()
+        if not isinstance(name, str):
+            raise TypeError(
+                f"flow {flow.name!r}: flow_run_name callable returned {name!r}, not a str"
+            )
+        return name
+    return template.format(**parameters)
+
+
+def _run_validated(
+    store: Store, flow: Flow[..., Any], run: _records.FlowRun, parameters: dict[str, Any]
+) -> State:
+    if flow.should_validate_parameters:
+        try:
+            parameters = flow.validate_parameters(parameters)
+        except ParameterTypeError as error:
+            state = Failed(
+                f"Validation of flow parameters failed with error: {type(error).__name__}: {error}",
+                data=error,
+            )
+            return _finish(store, flow, run, state)
+        run.parameters = parameters
+        store.update_flow_run(run.id, parameters=_records.jsonable(parameters))
+    from gnomon.flows._logging import engine_logger
+
+    runner = (flow.task_runner or _default_runner()).duplicate()
+    context = FlowRunContext(
+        flow=flow,
+        flow_run_id=run.id,
+        flow_run_name=run.name,
+        parameters=parameters,
+        task_runner=runner,
+        log_prints=bool(flow.log_prints),
+        parent=flow_run_var.get(),
+    )
+    flow_token = flow_run_var.set(context)
+    task_token = task_run_var.set(None)
+    try:
+        engine_logger().info(f"Beginning flow run {run.name!r} for flow {flow.name!r}")
+        state = _run_attempts(store, flow, run, context, runner)
+    except TerminationSignal:
+        state = _finish(store, flow, run, _crashed_state("its parent flow run timed out"))
+        raise
+    except BaseException as error:
+        state = _finish(store, flow, run, _crashed_state(f"{type(error).__name__}: {error}", error))
+        raise
+    finally:
+        task_run_var.reset(task_token)
+        flow_run_var.reset(flow_token)
+    return state
+
+
+def _crashed_state(reason: str, error: BaseException | None = None) -> State:
+    message = f"Execution was interrupted by {reason}".rstrip(": ")
+    crash = CrashedRun(message)
+    if error is not None:
+        crash.__cause__ = error
+    return Crashed(message, data=crash)
+
+
+def _default_runner() -> Any:
+    from gnomon.flows._runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner()
+
+
+def _run_attempts(
+    store: Store, flow: Flow[..., Any], run: _records.FlowRun, context: FlowRunContext, runner: Any
+) -> State:
+    clock = get_clock()
+    while True:
+        attempt = run.run_count = context.attempt
+        running = Running() if attempt == 1 else Retrying()
+        extra: dict[str, Any] = {"run_count": attempt}
+        if attempt == 1:
+            extra["start_time"] = run.start_time = running.timestamp
+        _record(store, run, running, **extra)
+        with runner:
+            state = _attempt(flow, context)
+        if not (state.is_failed() and attempt <= flow.retries):
+            return _finish(store, flow, run, state)
+        delay = flow.retry_delay_seconds
+        store.add_state(_records.state_row(state, attempt, run.id, None))
+        waiting = AwaitingRetry(
+            f"Retry {attempt}/{flow.retries} will start {delay:g} second(s) from now"
+        )
+        _record(store, run, waiting, **_records.error_fields(_records.state_error(state)))
+        from gnomon.flows._logging import engine_logger
+
+        engine_logger().info(f"Flow run failed: {state.message} - {waiting.message}")
+        clock.sleep(delay)
+        context.attempt += 1
+
+
+def _attempt(flow: Flow[..., Any], context: FlowRunContext) -> State:
+    if context.log_prints:
+        from gnomon.flows._logging import install_print_redirect
+
+        install_print_redirect()
+
+    def body() -> Any:
+        result = call_with_parameters(flow.fn, context.parameters)
+        return asyncio.run(result) if flow.isasync else result
+
+    timeout = flow.timeout_seconds
+    try:
+        if timeout is None:
+            value = body()
+        else:
+            value = call_with_deadline(
+                body,
+                timeout,
+                lambda: FlowRunTimeoutError(f"Flow run exceeded timeout of {timeout:g} second(s)"),
+            )
+    except FlowRunTimeoutError as error:
+        return TimedOut(str(error), data=error)
+    except Exception as error:
+        return Failed(
+            f"Flow run encountered an exception: {type(error).__name__}: {error}", data=error
+        )
+    return return_value_to_state(value)
+
+
+def return_value_to_state(value: Any) -> State:
+    """The flow's final state from its return value, by Prefect's rules.
+
+    A returned state (or future) is the flow's state; a collection of states or futures
+    completes only if all of them completed; any other value completes the run.
+    """
+    if isinstance(value, State):
+        return value
+    if isinstance(value, PrefectFuture):
+        value.wait()
+        return value.state
+    states = resolve_futures_to_states(value)
+    if not states or len(states) != _collection_size(value):
+        return Completed(data=value)
+    bad = [state for state in states if not state.is_completed()]
+    if not bad:
+        return Completed("All states completed.", data=states)
+    for kind in (StateType.CANCELLED, StateType.PAUSED):
+        if any(state.type is kind for state in bad):
+            return State(
+                kind, message=f"{len(bad)}/{len(states)} states were not completed.", data=bad[0]
+            )
+    return Failed(f"{len(bad)}/{len(states)} states failed.", data=bad[0])
+
+
+def _collection_size(value: Any) -> int:
+    return len(value) if isinstance(value, (list, tuple, set, dict)) else 1
+
+
+def _record(store: Store, run: _records.FlowRun, state: State, **values: Any) -> None:
+    run.state = state
+    store.update_flow_run(run.id, **_records.state_columns(state), **values)
+    store.add_state(_records.state_row(state, run.run_count, run.id, None))
+
+
+def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: State) -> State:
+    from gnomon.flows._logging import engine_logger
+
+    extra: dict[str, Any] = {"end_time": state.timestamp}
+    extra.update(_records.error_fields(_records.state_error(state)))
+    if state.is_completed() and flow.persist_result:
+        from gnomon.flows._results import get_result_store
+
+        extra["result_ref"] = get_result_store().write(
+            run.id, state.result(), state.timestamp, None
+        )
+    _record(store, run, state, **extra)
+    log = engine_logger()
+    if state.is_completed():
+        log.info(f"Finished in state {state}", state=state.name)
+    else:
+        log.error(
+            f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)
+        )
+    store.flush()
+    hooks = {
+        StateType.COMPLETED: flow.on_completion_hooks,
+        StateType.FAILED: flow.on_failure_hooks,
+        StateType.CRASHED: flow.on_crashed_hooks,
+        StateType.CANCELLED: flow.on_cancellation_hooks,
+    }.get(state.type, [])
+    _records.run_hooks(hooks, flow, run, state)
+    return state
+
+
+def load_flow(entrypoint: str) -> Flow[..., Any]:
+    """Import the flow named by ``module:name`` or ``path/to/file.py:name``."""
+    from gnomon.flows._flow import Flow
+
+    target, _, name = entrypoint.rpartition(":")
+    if not target or not name:
+        raise ValueError(
+            f"flow entrypoint {entrypoint!r} must look like 'module:function' or 'file.py:function'"
+        )
+    if target.endswith(".py"):
+        path = Path(target)
+        module_name = f"gnomon_flow_{abs(hash(path.resolve()))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import flow file {target!r}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    obj: Any = module
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Flow):
+        raise TypeError(f"{entrypoint!r} is {type(obj).__name__}, not a @flow")
+    return obj
+
+
+def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
+    """Run the stored flow run ``flow_run_id`` in this process: what a worker process does."""
+    from gnomon.flows._logging import configure_logging
+    from gnomon.store import get_store
+
+    configure_logging()
+    store = get_store()
+    row = store.read_flow_run(flow_run_id)
+    if row is None:
+        raise ObjectNotFound(f"no flow run with id {flow_run_id!r}")
+    flow = load_flow(row["entrypoint"])
+    parameters = dict(row["parameters"] or {})
+    run = _start_existing(store, flow, row, parameters)
+    state = _run_validated(store, flow, run, parameters)
+    return state if return_state else state.result()
+
+
+def _start_existing(
+    store: Store, flow: Flow[..., Any], row: dict[str, Any], parameters: dict[str, Any]
+) -> _records.FlowRun:
+    pending = Pending()
+    run = _records.FlowRun(
+        id=row["id"],
+        name=row["name"] or random_run_name(),
+        flow_name=flow.name,
+        parameters=parameters,
+        run_count=0,
+        parent_flow_run_id=row.get("parent_flow_run_id"),
+        state=pending,
+    )
+    store.update_flow_run(
+        run.id, name=run.name, flow_name=flow.name, **_records.state_columns(pending)
+    )
+    store.add_state(_records.state_row(pending, 0, run.id, None))
+    return run

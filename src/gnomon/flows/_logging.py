@@ -1,0 +1,318 @@
+"""Logging: structlog over stdlib, run loggers, ``log_prints`` and the store log handler.
+
+One handler on the ``gnomon`` logger renders stdlib records and structlog events alike to
+stderr (JSON lines, or structlog's console renderer on a terminal); another, on the run and
+engine loggers, copies records emitted inside a run into the store's ``run_logs``. structlog
+and the settings are imported only when logging is configured, so importing this module stays
+cheap enough for ``gnomon/__init__`` to re-export ``get_run_logger``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gnomon.exceptions import MissingContextError
+from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
+
+if TYPE_CHECKING:
+    import structlog
+    from structlog.typing import EventDict, Processor
+
+ROOT_LOGGER = "gnomon"
+FLOW_RUN_LOGGER = "gnomon.flow_runs"
+TASK_RUN_LOGGER = "gnomon.task_runs"
+ENGINE_LOGGER = "gnomon.engine"
+_STORED_LOGGERS = (FLOW_RUN_LOGGER, TASK_RUN_LOGGER, ENGINE_LOGGER)
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+_lock = threading.Lock()
+_configured = False
+_installed: list[tuple[logging.Logger, logging.Handler]] = []
+_engine_logger: structlog.stdlib.BoundLogger | None = None
+
+
+def _current_runs() -> tuple[FlowRunContext | None, TaskRunContext | None]:
+    """The flow run and task run the calling code belongs to.
+
+    A subflow called inside a task runs with the task's context still set; the flow run
+    entered last wins then, so the subflow's records are not attributed to the task.
+    """
+    flow = flow_run_var.get()
+    task = task_run_var.get()
+    if task is not None:
+        if flow is None:
+            flow = task.flow_run
+        elif task.flow_run is not None and task.flow_run.flow_run_id != flow.flow_run_id:
+            task = None
+    return flow, task
+
+
+def _add_run_context(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: add the current run's ids and names; explicit keys win."""
+    flow, task = _current_runs()
+    if flow is not None:
+        event_dict.setdefault("flow_run_id", flow.flow_run_id)
+        event_dict.setdefault("flow_run_name", flow.flow_run_name)
+        event_dict.setdefault("flow", flow.flow.name)
+        if task is None:
+            event_dict.setdefault("attempt", flow.attempt)
+    if task is not None:
+        event_dict.setdefault("task_run_id", task.task_run_id)
+        event_dict.setdefault("task", task.task_run_name)
+        event_dict.setdefault("attempt", task.attempt)
+    return event_dict
+
+
+def _record_extra(record: logging.LogRecord) -> dict[str, Any]:
+    """What a stdlib record was given with ``extra=``."""
+    return {key: value for key, value in vars(record).items() if key not in _RECORD_KEYS}
+
+
+def _add_record_extra(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor for stdlib records (needs ``_record``): add their ``extra=``."""
+    event_dict.update(_record_extra(event_dict["_record"]))
+    return event_dict
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _store_sink() -> Callable[[dict[str, Any]], None]:
+    """Where stored log rows go: the process's batched store writer."""
+    from gnomon.store import get_store
+
+    return get_store().add_log
+
+
+class _StoreHandler(logging.Handler):
+    """Copies records emitted inside a run into the store; never raises into the caller."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self._failure_reported = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            row = self._row(record)
+            if row is not None:
+                _store_sink()(row)
+        except Exception:
+            if not self._failure_reported:
+                self._failure_reported = True
+                logging.getLogger(ROOT_LOGGER).error(
+                    "Could not store a run log record; further failures are not reported",
+                    exc_info=True,
+                )
+
+    def _row(self, record: logging.LogRecord) -> dict[str, Any] | None:
+        fields: EventDict
+        if isinstance(record.msg, dict) and "_logger" in vars(record):  # a structlog event
+            fields = dict(record.msg)  # its run context was added when it was logged
+            message = str(fields.pop("event", ""))
+            exc_info = fields.pop("exc_info", None) or record.exc_info
+        else:
+            fields = _add_run_context(None, "", _record_extra(record))
+            message = record.getMessage()
+            exc_info = record.exc_info
+        flow_run_id, task_run_id = fields.get("flow_run_id"), fields.get("task_run_id")
+        if flow_run_id is None and task_run_id is None:
+            return None  # not emitted inside a run (a task called outside a flow is one)
+        if exc_info:  # stored with its traceback, as Prefect does
+            import structlog
+
+            formatted = structlog.processors.format_exc_info(None, "", {"exc_info": exc_info})
+            if "exception" in formatted:
+                message = f"{message}\n{formatted['exception']}"
+        return {
+            "flow_run_id": flow_run_id,
+            "task_run_id": task_run_id,
+            "timestamp": datetime.fromtimestamp(record.created, UTC),
+            "level": record.levelno,
+            "logger": record.name,
+            "message": message,
+            "extra": {key: _json_safe(value) for key, value in fields.items()},
+        }
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at emit time (pytest and daemons replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _formatter(log_format: str) -> logging.Formatter:
+    """Renders stdlib records and structlog events alike, with the run context of either."""
+    import structlog
+
+    isatty = sys.stderr is not None and sys.stderr.isatty()
+    renderers: list[Any]
+    if log_format == "json" or (log_format == "auto" and not isatty):
+        renderers = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        colors = isatty and not os.environ.get("NO_COLOR")
+        renderers = [structlog.dev.ConsoleRenderer(colors=colors)]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[_add_record_extra, _add_run_context],
+        processors=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *renderers,
+        ],
+    )
+
+
+def _install(name: str, handler: logging.Handler, level: int) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    _installed.append((logger, handler))
+    return logger
+
+
+def _unconfigure() -> None:
+    """Remove what ``configure_logging`` installed, leaving the loggers as Python made them."""
+    global _configured
+    for logger, handler in _installed:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    _installed.clear()
+    logging.getLogger(ROOT_LOGGER).propagate = True
+    _configured = False
+
+
+def configure_logging(force: bool = False) -> None:
+    """Install gnomon's handlers on the ``gnomon`` logger tree, once per process.
+
+    The root logger and the user's own loggers are left alone; ``gnomon`` stops propagating
+    so its records are not printed twice by a root handler. ``force`` re-reads the settings
+    and replaces the handlers installed before.
+    """
+    global _configured
+    if _configured and not force:
+        return
+    from gnomon._settings import get_settings
+
+    with _lock:
+        if _configured and not force:
+            return
+        _unconfigure()
+        settings = get_settings()
+        level = logging.getLevelNamesMapping()[settings.log_level]
+        stderr = _StderrHandler(level)
+        stderr.setFormatter(_formatter(settings.log_format))
+        _install(ROOT_LOGGER, stderr, level).propagate = False
+        # Run logs are stored from INFO whatever the stderr threshold; DEBUG only on demand.
+        stored_level = min(level, logging.INFO)
+        store = _StoreHandler(stored_level)
+        for name in _STORED_LOGGERS:
+            _install(name, store, stored_level)
+        _configured = True
+
+
+def engine_logger() -> structlog.stdlib.BoundLogger:
+    """The structlog logger the engine reports run events on (``gnomon.engine``).
+
+    Inside a run its events are also stored in the run's logs, as Prefect stores
+    "Finished in state Completed()".
+    """
+    global _engine_logger
+    configure_logging()
+    if _engine_logger is None:
+        import structlog
+
+        # Its own processors rather than structlog.configure(): that global is the user's.
+        processors: list[Processor] = [
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            _add_run_context,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ]
+        logger = logging.getLogger(ENGINE_LOGGER)
+        _engine_logger = structlog.stdlib.BoundLogger(logger, processors, context={})
+    return _engine_logger
+
+
+class RunLogger(logging.LoggerAdapter[logging.Logger]):
+    """A stdlib adapter adding its ``extra`` to records, merged with a call's own ``extra=``.
+
+    The run context is not bound here: it is read from the contextvars when a record is emitted.
+    """
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        if self.extra:
+            kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+def get_run_logger(**extra: Any) -> RunLogger:
+    """A logger for the current flow or task run; its records are also stored with the run.
+
+    Raises ``MissingContextError`` outside a run: there is no run to attach the logs to.
+    """
+    flow, task = _current_runs()
+    if task is not None:
+        name = TASK_RUN_LOGGER
+    elif flow is not None:
+        name = FLOW_RUN_LOGGER
+    else:
+        raise MissingContextError(
+            "get_run_logger() was called outside a flow or task run, so there is no run to "
+            "attach the logs to; use logging.getLogger(__name__) in code that runs outside runs"
+        )
+    configure_logging()
+    return RunLogger(logging.getLogger(name), extra)
+
+
+_original_print: Callable[..., None] = builtins.print  # what the redirect falls back to
+
+
+def _redirected_print(*args: Any, **kwargs: Any) -> None:
+    """``print`` that logs to the run logger inside a run with ``log_prints``, as Prefect does."""
+    flow, task = _current_runs()
+    run = task if task is not None else flow
+    file = kwargs.get("file")
+    if run is None or not run.log_prints or (file is not None and file is not sys.stdout):
+        _original_print(*args, **kwargs)
+        return
+    buffer = io.StringIO()
+    _original_print(*args, **{**kwargs, "file": buffer})  # sep and end exactly as print does
+    get_run_logger().info(buffer.getvalue().rstrip("\n"))
+
+
+def install_print_redirect() -> None:
+    """Replace ``builtins.print`` with the ``log_prints`` redirect; calling again is a no-op.
+
+    Outside a run, or in a run without ``log_prints``, the replacement calls the original
+    ``print`` unchanged.
+    """
+    global _original_print
+    with _lock:
+        if builtins.print is not _redirected_print:
+            _original_print = builtins.print
+            builtins.print = _redirected_print

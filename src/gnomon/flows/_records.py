@@ -1,0 +1,107 @@
+"""Turning states into store rows, shared by the flow and task engines.
+
+Every transition becomes a ``run_states`` row and an update of the run's own row, through the
+per-process batched writer; nothing here waits on the database.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gnomon.states import State
+
+MAX_TRACEBACK = 20_000
+
+
+def error_fields(error: BaseException | None) -> dict[str, Any]:
+    if error is None:
+        return {"error_type": None, "error_message": None, "error_traceback": None}
+    cls = type(error)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    text = "".join(traceback.format_exception(error))
+    return {
+        "error_type": name,
+        "error_message": str(error),
+        "error_traceback": text[-MAX_TRACEBACK:],
+    }
+
+
+def state_error(state: State) -> BaseException | None:
+    return state.data if isinstance(state.data, BaseException) else None
+
+
+def state_row(
+    state: State, attempt: int, flow_run_id: str | None, task_run_id: str | None
+) -> dict[str, Any]:
+    return {
+        "flow_run_id": flow_run_id,
+        "task_run_id": task_run_id,
+        "timestamp": state.timestamp,
+        "type": state.type.value,
+        "name": state.name,
+        "message": state.message,
+        "attempt": attempt,
+    }
+
+
+def state_columns(state: State) -> dict[str, Any]:
+    return {
+        "state_type": state.type.value,
+        "state_name": state.name,
+        "state_message": state.message,
+        "updated": state.timestamp,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-compatible data; objects JSON cannot hold are kept as their repr."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+@dataclass(slots=True)
+class FlowRun:
+    """What flow hooks receive about the run (Prefect passes its FlowRun model)."""
+
+    id: str
+    name: str
+    flow_name: str
+    parameters: dict[str, Any]
+    run_count: int
+    tags: list[str] = field(default_factory=list)
+    parent_flow_run_id: str | None = None
+    state: State | None = None
+    start_time: datetime | None = None
+
+
+@dataclass(slots=True)
+class TaskRun:
+    """What task hooks receive about the run (Prefect passes its TaskRun model)."""
+
+    id: str
+    name: str
+    flow_run_id: str | None
+    task_key: str
+    run_count: int
+    tags: list[str] = field(default_factory=list)
+    state: State | None = None
+    cache_key: str | None = None
+
+
+def run_hooks(hooks: Iterable[Callable[..., Any]], owner: Any, run: Any, state: State) -> None:
+    """Call each hook once; a failing hook is logged and does not change the run's state."""
+    for hook in hooks:
+        try:
+            hook(owner, run, state)
+        except Exception:
+            from gnomon.flows._logging import engine_logger
+
+            engine_logger().exception(
+                "hook failed", hook=getattr(hook, "__qualname__", repr(hook)), state=state.name
+            )

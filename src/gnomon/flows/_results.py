@@ -1,0 +1,141 @@
+"""Results and cache records stored as signed pickle files under ``GNOMON_HOME/results``.
+
+Pickle runs code when it loads, so a result file is only unpickled after its HMAC-SHA256
+signature, made with a key that only this state directory holds, has verified. A file put
+there by anyone without the key, or truncated by a crash, is reported and never loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from gnomon.exceptions import ResultStorageError
+
+_MAGIC = b"GNOMON-RESULT-1\n"
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    value: Any
+    created: datetime
+    expiration: datetime | None
+
+
+class ResultStore:
+    """Signed result files in one directory, addressed by a key (a hash or a run id)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._secret: bytes | None = None
+
+    def write(
+        self, key: str, value: Any, created: datetime, expiration: datetime | None
+    ) -> dict[str, str]:
+        """Store ``value`` under ``key`` atomically; returns the reference kept in the store."""
+        path = self._path(key)
+        header = json.dumps(
+            {
+                "created": created.isoformat(),
+                "expiration": expiration.isoformat() if expiration else None,
+            }
+        ).encode()
+        body = header + b"\n" + cloudpickle.dumps(value)
+        signature = hmac.new(self._key(), body, hashlib.sha256).digest()
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(_MAGIC + signature + body)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return {"storage": "local", "key": key}
+
+    def read(self, key: str) -> StoredResult | None:
+        """The stored result, or None if there is none. Raises if the file fails its check."""
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not data.startswith(_MAGIC):
+            raise ResultStorageError(f"{path}: not a gnomon result file; refusing to load it")
+        signature = data[len(_MAGIC) : len(_MAGIC) + 32]
+        body = data[len(_MAGIC) + 32 :]
+        expected = hmac.new(self._key(), body, hashlib.sha256).digest()
+        if not hmac.compare_digest(signature, expected):
+            raise ResultStorageError(
+                f"{path}: signature does not match this state directory's key; refusing to "
+                "unpickle it"
+            )
+        header, _, payload = body.partition(b"\n")
+        meta = json.loads(header)
+        expiration = meta["expiration"]
+        return StoredResult(
+            value=cloudpickle.loads(payload),
+            created=datetime.fromisoformat(meta["created"]),
+            expiration=datetime.fromisoformat(expiration) if expiration else None,
+        )
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
+        # Keys name files directly, so anything that could leave the directory is refused.
+        if not _KEY_PATTERN.fullmatch(key) or key.startswith("."):
+            raise ResultStorageError(f"invalid result key {key!r}")
+        return self.root / key
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._secret = _load_or_create_key(self.root / ".key")
+        return self._secret
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    """Read the signing key, creating it first if this is a new state directory.
+
+    The key is written to a temporary file and hard-linked into place, so a process racing
+    to create it either wins or reads the winner's complete key, never a half-written one.
+    """
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ResultStorageError(f"{path}: result signing key is damaged")
+    return key
+
+
+_stores: dict[Path, ResultStore] = {}
+
+
+def get_result_store() -> ResultStore:
+    from gnomon._settings import get_settings
+
+    root = get_settings().results_dir
+    store = _stores.get(root)
+    if store is None:
+        store = _stores[root] = ResultStore(root)
+    return store

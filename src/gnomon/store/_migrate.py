@@ -1,0 +1,103 @@
+"""Applying the Alembic migrations, safely when several processes start at once.
+
+Every process checks the schema revision on first use of the store; that check is one SELECT
+and does not load Alembic. Only a database behind ``HEAD_REVISION`` is migrated, under an
+exclusive file lock beside the SQLite file (so that one process creates the file, switches it
+to WAL and migrates while the others wait) and inside one ``BEGIN IMMEDIATE`` transaction (so
+a half-applied migration is never visible).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from gnomon.store._db import create_engine, read_engine, sqlite_path
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# The newest revision in migrations/versions; a test checks it against Alembic's own view.
+HEAD_REVISION = "0001"
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config for the store at ``url``, built in code (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would read '%' in a URL (an escaped password) as a reference.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def read_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for a database never migrated (or missing)."""
+    try:
+        with read_engine(engine).connect() as connection:
+            revision = connection.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).scalar_one_or_none()
+            connection.rollback()
+    except DBAPIError:
+        return None  # no alembic_version table yet
+    return revision
+
+
+def current_revision(url: str) -> str | None:
+    """The revision of the database at ``url``; None if it has not been migrated."""
+    engine = create_engine(url)
+    try:
+        return read_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def ensure_current(engine: Engine) -> None:
+    """Migrate the database behind ``engine`` to head unless it is there already."""
+    if read_revision(engine) != HEAD_REVISION:
+        migrate(engine)
+
+
+def upgrade(url: str) -> None:
+    """Apply every pending migration to the database at ``url``."""
+    engine = create_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade to head over ``engine``, serialised against other processes doing the same."""
+    from alembic import command
+
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with _migration_lock(engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold ``<database>.migrate.lock`` exclusively, for SQLite files; no-op otherwise."""
+    path = sqlite_path(engine.url)
+    if path is None:
+        yield
+        return
+    descriptor = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock

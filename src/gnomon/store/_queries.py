@@ -1,0 +1,237 @@
+"""Reads, and the few writes that must be committed before the caller goes on.
+
+Reads run in deferred transactions (``read_engine``), so they never wait for writers; each
+returns plain dicts. Synchronous writes run in ``BEGIN IMMEDIATE`` transactions: a flow run
+scheduled for another process, and concurrency slots, whose check-then-insert must be atomic
+across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, Select, delete, func, select, update
+
+from gnomon.store._schema import (
+    concurrency_limits,
+    concurrency_slots,
+    flow_runs,
+    run_logs,
+    run_states,
+    task_runs,
+    utcnow,
+)
+from gnomon.store._writer import BatchWriter
+
+Row = dict[str, Any]
+
+
+class Queries:
+    """Synchronous reads and writes against the store behind a batched writer's engine."""
+
+    def __init__(self, writer: BatchWriter) -> None:
+        self._writer = writer
+
+    @property
+    def engine(self) -> Engine:
+        """The engine writes go through (transactions begin IMMEDIATE on SQLite)."""
+        return self._writer.engine
+
+    @property
+    def reader(self) -> Engine:
+        """The same pool as ``engine``, with deferred transactions for reads."""
+        return self._writer.reader
+
+    def _all(self, statement: Select[Any]) -> list[Row]:
+        with self.reader.connect() as connection:
+            return [dict(row) for row in connection.execute(statement).mappings()]
+
+    def _one(self, statement: Select[Any]) -> Row | None:
+        rows = self._all(statement)
+        return rows[0] if rows else None
+
+    # Runs, states and logs.
+
+    def read_flow_run(self, id: str) -> Row | None:
+        """The flow run row ``id``, or None."""
+        return self._one(select(flow_runs).where(flow_runs.c.id == id))
+
+    def read_flow_runs(self, limit: int = 100, parent_flow_run_id: str | None = None) -> list[Row]:
+        """The newest flow runs first; only the subflows of a parent if one is given."""
+        statement = select(flow_runs).order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())
+        if parent_flow_run_id is not None:
+            statement = statement.where(flow_runs.c.parent_flow_run_id == parent_flow_run_id)
+        return self._all(statement.limit(limit))
+
+    def read_task_run(self, id: str) -> Row | None:
+        """The task run row ``id``, or None."""
+        return self._one(select(task_runs).where(task_runs.c.id == id))
+
+    def read_task_runs(self, flow_run_id: str) -> list[Row]:
+        """A flow run's task runs, in the order they were created."""
+        return self._all(
+            select(task_runs)
+            .where(task_runs.c.flow_run_id == flow_run_id)
+            .order_by(task_runs.c.created, task_runs.c.id)
+        )
+
+    def read_states(
+        self, flow_run_id: str | None = None, task_run_id: str | None = None
+    ) -> list[Row]:
+        """State transitions in order: a task run's, or a flow run's own (not its tasks')."""
+        statement = select(run_states).order_by(run_states.c.id)
+        if task_run_id is not None:
+            statement = statement.where(run_states.c.task_run_id == task_run_id)
+        elif flow_run_id is not None:
+            statement = statement.where(run_states.c.task_run_id.is_(None))
+        if flow_run_id is not None:
+            statement = statement.where(run_states.c.flow_run_id == flow_run_id)
+        return self._all(statement)
+
+    def read_all_states(self, flow_run_id: str) -> list[Row]:
+        """Every state transition of a flow run and of its task runs, in order."""
+        return self._all(
+            select(run_states)
+            .where(run_states.c.flow_run_id == flow_run_id)
+            .order_by(run_states.c.id)
+        )
+
+    def read_logs(
+        self,
+        flow_run_id: str | None = None,
+        task_run_id: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Log rows in order, after ``after_id`` (so a follower can poll for new lines)."""
+        statement = select(run_logs).where(run_logs.c.id > after_id).order_by(run_logs.c.id)
+        if flow_run_id is not None:
+            statement = statement.where(run_logs.c.flow_run_id == flow_run_id)
+        if task_run_id is not None:
+            statement = statement.where(run_logs.c.task_run_id == task_run_id)
+        return self._all(statement.limit(limit))
+
+    def create_flow_run(self, row: Row) -> None:
+        """Insert a flow run and commit now, so another process can start it by id."""
+        with self.engine.begin() as connection:
+            connection.execute(flow_runs.insert(), row)
+
+    # Concurrency limits and slots.
+
+    def set_concurrency_limit(self, name: str, limit: int) -> None:
+        """Create the limit ``name`` of ``limit`` slots, or change it."""
+        if limit < 0:
+            raise ValueError(f"a concurrency limit cannot be negative, got {limit}")
+        now = utcnow()
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(concurrency_limits)
+                .where(concurrency_limits.c.name == name)
+                .values(slot_limit=limit, updated=now)
+            ).rowcount
+            if not changed:
+                connection.execute(
+                    concurrency_limits.insert(),
+                    {"name": name, "slot_limit": limit, "created": now, "updated": now},
+                )
+
+    def read_concurrency_limit(self, name: str) -> int | None:
+        """The number of slots of limit ``name``; None if there is no such limit."""
+        return self.read_concurrency_limits([name]).get(name)
+
+    def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
+        """Every limit (or those of ``names`` that exist) by name."""
+        statement = select(concurrency_limits.c.name, concurrency_limits.c.slot_limit)
+        if names is not None:
+            statement = statement.where(concurrency_limits.c.name.in_(names))
+        return {row["name"]: row["slot_limit"] for row in self._all(statement)}
+
+    def delete_concurrency_limit(self, name: str) -> bool:
+        """Delete a limit and the slots held on it; False if there was no such limit."""
+        with self.engine.begin() as connection:
+            deleted = connection.execute(
+                delete(concurrency_limits).where(concurrency_limits.c.name == name)
+            ).rowcount
+        return bool(deleted)
+
+    def try_acquire_slots(self, names: list[str], occupy: int, holder: str) -> bool:
+        """Take ``occupy`` slots on every limit in ``names``, or none at all.
+
+        Names without a limit are ignored. Returns False, taking nothing, if any limit lacks
+        room (a request larger than a limit can never succeed). ``holder`` should be
+        ``hostname:pid:token`` so that ``reap_stale_slots`` can free the slots of a dead pid.
+        """
+        with self.engine.begin() as connection:
+            limits = dict(
+                connection.execute(
+                    select(concurrency_limits.c.name, concurrency_limits.c.slot_limit)
+                    .where(concurrency_limits.c.name.in_(sorted(set(names))))
+                    .order_by(concurrency_limits.c.name)
+                    .with_for_update()  # row locks on PostgreSQL; SQLite's IMMEDIATE suffices
+                )
+                .tuples()
+                .all()
+            )
+            if not limits:
+                return True
+            used = dict(
+                connection.execute(
+                    select(concurrency_slots.c.limit_name, func.sum(concurrency_slots.c.occupy))
+                    .where(concurrency_slots.c.limit_name.in_(limits))
+                    .group_by(concurrency_slots.c.limit_name)
+                )
+                .tuples()
+                .all()
+            )
+            if any(used.get(name, 0) + occupy > limit for name, limit in limits.items()):
+                return False
+            now = utcnow()
+            connection.execute(
+                concurrency_slots.insert(),
+                [
+                    {"limit_name": name, "holder": holder, "occupy": occupy, "acquired_at": now}
+                    for name in limits
+                ],
+            )
+        return True
+
+    def release_slots(self, holder: str) -> int:
+        """Free every slot ``holder`` holds; returns how many slot rows were freed."""
+        return self._delete_slots(concurrency_slots.c.holder == holder)
+
+    def reap_stale_slots(self) -> int:
+        """Free the slots held by processes of this host that no longer exist.
+
+        A process killed without releasing its slots would otherwise hold them forever.
+        Returns how many slot rows were freed.
+        """
+        with self.reader.connect() as connection:
+            holders = connection.execute(select(concurrency_slots.c.holder.distinct())).scalars()
+            stale = [holder for holder in holders if _is_dead_local_holder(holder)]
+        if not stale:
+            return 0
+        return self._delete_slots(concurrency_slots.c.holder.in_(stale))
+
+    def _delete_slots(self, condition: ColumnElement[bool]) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(delete(concurrency_slots).where(condition)).rowcount
+
+
+def _is_dead_local_holder(holder: str) -> bool:
+    """Whether ``holder`` (``hostname:pid:token``) names a process of this host that is gone."""
+    hostname, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if hostname != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0:  # os.kill(0, ...) would signal our own process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False

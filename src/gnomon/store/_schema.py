@@ -1,0 +1,218 @@
+"""The store's tables, as SQLAlchemy Core metadata.
+
+The schema is dialect-neutral: SQLite today, PostgreSQL later. Ids are UUID4 hex strings made
+by the process that creates the row, so a row can be referenced before the batched writer has
+written it. Every datetime is UTC and comes back timezone-aware (see ``UTCDateTime``).
+
+The migrations in ``migrations/versions`` create exactly these tables; a test compares the
+two, so a change here needs a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.types import TypeEngine
+
+# Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class _SQLiteDateTimeText(sqlite.DATETIME):
+    """SQLite's DATETIME column, bound as text that ``UTCDateTime`` has already formatted."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp that always reads back as an aware UTC datetime.
+
+    SQLite has no time zone support and SQLAlchemy drops ``tzinfo`` there, so values are
+    stored as naive UTC text and given ``UTC`` again on the way out. Aware values in any zone
+    are converted to UTC; naive values are taken to be UTC already (the convention of every
+    ``utcnow``-style helper), rather than failing a whole batched write.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _SQLiteDateTimeText()
+        return dialect.type_descriptor(self.impl_instance)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            # The text SQLAlchemy's SQLite DATETIME stores, formatted in one C call rather
+            # than field by field: the batched writer binds ~7 datetimes per task run.
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:26]
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _id(**kwargs: Any) -> Column[str]:
+    return Column("id", String(32), primary_key=True, **kwargs)
+
+
+def _flow_run_ref(*, nullable: bool = True) -> Column[str]:
+    """A reference to a flow run; deleting the flow run deletes the referring rows."""
+    return Column(
+        "flow_run_id",
+        String(32),
+        ForeignKey("flow_runs.id", ondelete="CASCADE"),
+        nullable=nullable,
+    )
+
+
+def _json(name: str) -> Column[Any]:
+    # none_as_null: Python None is SQL NULL, not the JSON text 'null'.
+    return Column(name, JSON(none_as_null=True), nullable=True)
+
+
+def _run_columns() -> list[Column[Any]]:
+    """Columns flow runs and task runs share: state summary, timing, result and error."""
+    return [
+        _json("tags"),
+        Column("state_type", String(32)),
+        Column("state_name", Text),
+        Column("state_message", Text),
+        Column("run_count", Integer, nullable=False, server_default="0", default=0),
+        Column("start_time", UTCDateTime),
+        Column("end_time", UTCDateTime),
+        Column("created", UTCDateTime, nullable=False, default=utcnow),
+        Column("updated", UTCDateTime, default=utcnow),
+        _json("result_ref"),
+        Column("error_type", Text),
+        Column("error_message", Text),
+        Column("error_traceback", Text),
+    ]
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+flow_runs = Table(
+    "flow_runs",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False),
+    Column("flow_name", Text, nullable=False),
+    Column("flow_version", Text),
+    # `module:function` or `path.py:function`: a worker can start the run from its id alone.
+    Column("entrypoint", Text),
+    # No foreign key: a subflow's row may be batched in the same insert as its parent's.
+    Column("parent_flow_run_id", String(32)),
+    _json("parameters"),
+    Column("expected_start_time", UTCDateTime),
+    *_run_columns(),
+    Index("ix_flow_runs_state_type", "state_type"),
+    Index("ix_flow_runs_created", "created"),
+    Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
+)
+
+task_runs = Table(
+    "task_runs",
+    metadata,
+    _id(),
+    # Nullable: a task called outside any flow still gets a task run.
+    _flow_run_ref(),
+    Column("task_key", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("dynamic_key", Text),
+    Column("cache_key", Text),
+    *_run_columns(),
+    Index("ix_task_runs_flow_run_id", "flow_run_id"),
+)
+
+run_states = Table(
+    "run_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _flow_run_ref(),
+    Column("task_run_id", String(32)),  # null for a flow run's own states
+    Column("timestamp", UTCDateTime, nullable=False, default=utcnow),
+    Column("type", String(32), nullable=False),
+    Column("name", Text),
+    Column("message", Text),
+    Column("attempt", Integer),
+    Index("ix_run_states_flow_run_id", "flow_run_id"),
+    Index("ix_run_states_task_run_id", "task_run_id"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _flow_run_ref(),
+    Column("task_run_id", String(32)),
+    Column("timestamp", UTCDateTime, nullable=False, default=utcnow),
+    Column("level", Integer, nullable=False),  # a `logging` level number, as Prefect stores it
+    Column("logger", Text),
+    Column("message", Text, nullable=False),
+    _json("extra"),  # the structured context of the event
+    Index("ix_run_logs_flow_run_id_id", "flow_run_id", "id"),
+    Index("ix_run_logs_task_run_id", "task_run_id"),
+)
+
+concurrency_limits = Table(
+    "concurrency_limits",
+    metadata,
+    Column("name", String(255), primary_key=True),  # tag limits are named `tag:<tag>`
+    Column("slot_limit", Integer, nullable=False),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated", UTCDateTime, nullable=False, default=utcnow),
+)
+
+concurrency_slots = Table(
+    "concurrency_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "limit_name",
+        String(255),
+        ForeignKey("concurrency_limits.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("holder", String(255), nullable=False),  # hostname:pid:token
+    Column("occupy", Integer, nullable=False, server_default="1", default=1),
+    Column("acquired_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_concurrency_slots_limit_name", "limit_name"),
+    Index("ix_concurrency_slots_holder", "holder"),
+)

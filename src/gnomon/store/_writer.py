@@ -1,0 +1,335 @@
+"""The batched writer: run and state rows recorded in memory, committed by a thread.
+
+The engine records ~4 rows per task run; committing each would cost far more than the task.
+Recording only appends to an in-memory batch under a lock. A daemon thread commits the batch
+in one transaction every ``flush_interval`` seconds, and ``flush()`` commits it now and waits.
+An update of a run whose insert is still in the batch is merged into the insert, and several
+updates of one run become one, so a short task run is usually written as a single row.
+
+A batch that fails to commit is logged, kept ahead of newer rows and retried; ``flush()``
+raises ``StoreWriteError`` for it, so a caller waiting on its rows learns they are not stored.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine, Table, bindparam
+
+from gnomon.exceptions import GnomonError
+from gnomon.store._db import create_engine, read_engine
+from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
+
+Row = dict[str, Any]
+
+log = structlog.get_logger("gnomon.store")
+
+MAX_RETRY_DELAY = 5.0
+
+# Every live writer, for the atexit flush and the fork reset.
+_live_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+
+# Engines a forked child inherited: kept referenced so their SQLite connections are never
+# closed (or reused) in the child, which SQLite forbids for connections opened before fork().
+_inherited_engines: list[Engine] = []
+
+
+class StoreWriteError(GnomonError, RuntimeError):
+    """Recorded rows could not be committed; they stay queued and are retried."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Rows waiting to be written, in the order they must be written (foreign keys)."""
+
+    flow_inserts: dict[str, Row] = field(default_factory=dict)
+    task_inserts: dict[str, Row] = field(default_factory=dict)
+    flow_updates: dict[str, Row] = field(default_factory=dict)
+    task_updates: dict[str, Row] = field(default_factory=dict)
+    states: list[Row] = field(default_factory=list)
+    logs: list[Row] = field(default_factory=list)
+
+    def absorb(self, newer: _Batch) -> None:
+        """Queue ``newer``'s rows after this batch's, coalescing as recording does."""
+        self.flow_inserts.update(newer.flow_inserts)
+        self.task_inserts.update(newer.task_inserts)
+        for run_id, values in newer.flow_updates.items():
+            _coalesce(self.flow_inserts, self.flow_updates, run_id, values)
+        for run_id, values in newer.task_updates.items():
+            _coalesce(self.task_inserts, self.task_updates, run_id, values)
+        self.states.extend(newer.states)
+        self.logs.extend(newer.logs)
+
+    def __len__(self) -> int:
+        return sum(
+            len(part)
+            for part in (
+                self.flow_inserts,
+                self.task_inserts,
+                self.flow_updates,
+                self.task_updates,
+                self.states,
+                self.logs,
+            )
+        )
+
+
+def _coalesce(inserts: dict[str, Row], updates: dict[str, Row], run_id: str, values: Row) -> None:
+    """Fold an update into the pending insert of the same run, or into its pending update."""
+    pending = inserts.get(run_id)
+    if pending is None:
+        pending = updates.get(run_id)
+        if pending is None:
+            updates[run_id] = values
+            return
+    pending.update(values)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    attempt: int
+    upto: int  # the failed attempt held every row recorded up to this sequence number
+    error: Exception
+
+
+class BatchWriter:
+    """Records run rows in memory and commits them in batches from a daemon thread."""
+
+    def __init__(self, engine: Engine, interval: float) -> None:
+        self.engine = engine
+        self.reader = read_engine(engine)
+        self.interval = interval
+        self._reset_state()
+        _live_writers.add(self)
+
+    def _reset_state(self) -> None:
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the writer thread waits on this
+        self._done = threading.Condition(self._lock)  # flush() waits on this
+        self._batch = _Batch()
+        self._seq = 0  # operations recorded so far
+        self._committed = 0  # operations committed so far
+        self._signalled = False  # the writer thread knows the batch has rows
+        self._flush_requested = False
+        self._stopping = False
+        self._attempts = 0
+        self._failures = 0  # consecutive failed attempts, for the retry back-off
+        self._failure: _Failure | None = None
+        self._thread: threading.Thread | None = None
+
+    # Recording: called by the engine ~4 times per task run, so each is kept to a few µs.
+
+    def insert_flow_run(self, row: Row) -> None:
+        """Queue a new flow run row (it must carry its ``id``)."""
+        with self._lock:
+            self._batch.flow_inserts[row["id"]] = dict(row)
+            self._recorded()
+
+    def update_flow_run(self, id: str, **values: Any) -> None:
+        """Queue new values for columns of flow run ``id``."""
+        with self._lock:
+            _coalesce(self._batch.flow_inserts, self._batch.flow_updates, id, values)
+            self._recorded()
+
+    def insert_task_run(self, row: Row) -> None:
+        """Queue a new task run row (it must carry its ``id``)."""
+        with self._lock:
+            self._batch.task_inserts[row["id"]] = dict(row)
+            self._recorded()
+
+    def update_task_run(self, id: str, **values: Any) -> None:
+        """Queue new values for columns of task run ``id``."""
+        with self._lock:
+            _coalesce(self._batch.task_inserts, self._batch.task_updates, id, values)
+            self._recorded()
+
+    def add_state(self, row: Row) -> None:
+        """Queue a ``run_states`` row (not copied: the caller must not change it after)."""
+        with self._lock:
+            self._batch.states.append(row)
+            self._recorded()
+
+    def add_log(self, row: Row) -> None:
+        """Queue a ``run_logs`` row (not copied: the caller must not change it after)."""
+        with self._lock:
+            self._batch.logs.append(row)
+            self._recorded()
+
+    def _recorded(self) -> None:
+        # Caller holds the lock. Wakes the writer thread once per batch, not once per row.
+        self._seq += 1
+        if not self._signalled:
+            self._signalled = True
+            self._ensure_thread()
+            self._work.notify()
+
+    # Flushing and closing.
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Commit everything recorded before this call, and wait until it is committed.
+
+        Raises ``StoreWriteError`` if the commit failed (the rows stay queued; the next
+        flush retries them) or did not finish within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._seq
+            if self._committed >= target:
+                return
+            started = self._attempts
+            self._request_flush()
+            while self._committed < target:
+                if self._thread is None:  # a concurrent close() stopped it
+                    self._request_flush()
+                failure = self._failure
+                if failure and failure.attempt > started and failure.upto >= target:
+                    raise StoreWriteError(
+                        f"could not write runs to the store: {failure.error}"
+                    ) from failure.error
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise StoreWriteError(f"store writes not committed within {timeout}s")
+                self._done.wait(remaining)
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Flush, then stop the writer thread (recording again starts a new one)."""
+        try:
+            self.flush(timeout)
+        except StoreWriteError:
+            log.exception("store_rows_lost_on_close", rows=len(self._batch))
+        with self._lock:
+            thread = self._thread
+            self._stopping = True
+            self._work.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # The writer thread.
+
+    def _request_flush(self) -> None:
+        # Caller holds the lock.
+        self._flush_requested = self._signalled = True
+        self._ensure_thread()
+        self._work.notify()
+
+    def _ensure_thread(self) -> None:
+        # Caller holds the lock.
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(
+                target=self._run, name="gnomon-store-writer", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (taken := self._take_batch()) is not None:
+                batch, upto, attempt = taken
+                error = self._write(batch)
+                with self._lock:
+                    self._settle(batch, upto, attempt, error)
+        finally:
+            with self._lock:
+                self._thread = None
+                self._signalled = False
+                self._done.notify_all()
+
+    def _take_batch(self) -> tuple[_Batch, int, int] | None:
+        """Wait for rows, gather more for one interval, then take the batch (None: stop)."""
+        with self._lock:
+            while not self._signalled and not self._stopping:
+                self._work.wait()
+            if not self._flush_requested and not self._stopping:
+                delay = min(self.interval * 2**self._failures, MAX_RETRY_DELAY)
+                self._work.wait(delay)  # flush() and close() cut this short
+            if self._stopping and (not self._signalled or self._failures):
+                return None
+            batch, self._batch = self._batch, _Batch()
+            self._signalled = self._flush_requested = False
+            self._attempts += 1
+            return batch, self._seq, self._attempts
+
+    def _settle(self, batch: _Batch, upto: int, attempt: int, error: Exception | None) -> None:
+        # Caller holds the lock.
+        if error is None:
+            self._committed = upto
+            self._failures = 0
+            self._failure = None
+        else:
+            batch.absorb(self._batch)  # the failed rows go first, newer ones after
+            self._batch = batch
+            self._signalled = True
+            self._failures += 1
+            self._failure = _Failure(attempt, upto, error)
+        self._done.notify_all()
+
+    def _write(self, batch: _Batch) -> Exception | None:
+        """Commit ``batch`` in one transaction; return the error instead of raising it."""
+        if not len(batch):
+            return None
+        try:
+            with self.engine.begin() as connection:
+                _insert(connection, flow_runs, batch.flow_inserts.values())
+                _insert(connection, task_runs, batch.task_inserts.values())
+                _update(connection, flow_runs, batch.flow_updates)
+                _update(connection, task_runs, batch.task_updates)
+                _insert(connection, run_states, batch.states)
+                _insert(connection, run_logs, batch.logs)
+        except Exception as error:
+            log.exception(
+                "store_write_failed",
+                url=self.engine.url.render_as_string(hide_password=True),
+                rows=len(batch),
+                retry_in=min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY),
+            )
+            return error
+        return None
+
+    def _after_fork_in_child(self) -> None:
+        """Start afresh in a forked child: no rows, no thread, no inherited connections."""
+        _inherited_engines.append(self.engine)
+        self.engine = create_engine(self.engine.url)
+        self.reader = read_engine(self.engine)
+        self._reset_state()
+
+
+def _insert(connection: Connection, table: Table, rows: Iterable[Row]) -> None:
+    # One executemany per set of columns: every row of an executemany must bind the same.
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for group in groups.values():
+        connection.execute(table.insert(), group)
+
+
+def _update(connection: Connection, table: Table, updates: dict[str, Row]) -> None:
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for run_id, values in updates.items():
+        if values:
+            groups.setdefault(tuple(values), []).append({**values, "_row_id": run_id})
+    # Without .values(), the SET clause is made from the parameter keys that are columns.
+    statement = table.update().where(table.c.id == bindparam("_row_id"))
+    for group in groups.values():
+        connection.execute(statement, group)
+
+
+def _close_all_at_exit() -> None:
+    for writer in list(_live_writers):
+        writer.close()
+
+
+def _reset_all_in_child() -> None:
+    for writer in list(_live_writers):
+        writer._after_fork_in_child()
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_reset_all_in_child)

@@ -1,0 +1,122 @@
+"""Shared fixtures: every test gets its own state directory (real SQLite file, real results)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gnomon._settings import reset_settings
+from gnomon.flows import _results
+from gnomon.flows._clock import Clock, use_clock
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def gnomon_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh GNOMON_HOME for each test, with the per-process singletons reset around it."""
+    from gnomon.store import reset_store
+
+    home = tmp_path / "gnomon-home"
+    monkeypatch.setenv("GNOMON_HOME", str(home))
+    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GNOMON_CONFIG", raising=False)
+    monkeypatch.setenv("GNOMON_LOG_FORMAT", "json")
+    monkeypatch.chdir(tmp_path)
+    reset_settings()
+    reset_store()
+    _results._stores.clear()
+    _reset_concurrency_snapshot()
+    yield home
+    reset_store()
+    reset_settings()
+    _results._stores.clear()
+
+
+def _reset_concurrency_snapshot() -> None:
+    from gnomon.flows import _concurrency
+
+    _concurrency._limits.invalidate()
+
+
+@pytest.fixture
+def store():
+    from gnomon.store import get_store
+
+    return get_store()
+
+
+class FakeClock(Clock):
+    """Records requested sleeps and advances its own time instead of sleeping."""
+
+    def __init__(self, random_values: list[float] | None = None) -> None:
+        self.offset = timedelta()
+        self.sleeps: list[float] = []
+        self._random = list(random_values or [])
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.offset += timedelta(seconds=seconds)
+
+    def random(self) -> float:
+        return self._random.pop(0) if self._random else 0.5
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Iterator[FakeClock]:
+    with use_clock(FakeClock()) as fake:
+        yield fake
+
+
+def _python_env(home: Path, env: dict[str, str]) -> dict[str, str]:
+    environment = {**os.environ, "GNOMON_HOME": str(home), "GNOMON_LOG_FORMAT": "json", **env}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO / "src"), str(REPO / "tests"), environment.get("PYTHONPATH")])
+    )
+    return environment
+
+
+def run_python(
+    code: str, home: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter against the same state directory."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_python_env(home, env),
+        check=False,
+    )
+
+
+def start_python(code: str, home: Path, **env: str) -> subprocess.Popen[str]:
+    """Start ``code`` in a fresh interpreter against the same state directory, without waiting.
+
+    Its stdin, stdout and stderr are text pipes, so a test can signal it and read its progress.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_python_env(home, env),
+    )
+
+
+def approx_equal(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)

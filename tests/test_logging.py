@@ -1,0 +1,385 @@
+"""Run logging: stderr rendering, run context, stored run logs and ``log_prints``."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gnomon._settings import reset_settings
+from gnomon.exceptions import MissingContextError
+from gnomon.flows import _logging
+from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
+from gnomon.flows._logging import (
+    configure_logging,
+    engine_logger,
+    get_run_logger,
+    install_print_redirect,
+)
+
+FLOW_RUN_ID = "f" * 32
+TASK_RUN_ID = "t" * 32
+REAL_STORE_SINK = _logging._store_sink
+
+
+def flow_run(*, log_prints: bool = False, flow_run_id: str = FLOW_RUN_ID) -> FlowRunContext:
+    return FlowRunContext(
+        flow=SimpleNamespace(name="etl"),  # type: ignore[arg-type]
+        flow_run_id=flow_run_id,
+        flow_run_name="brave-fox",
+        parameters={},
+        task_runner=None,  # type: ignore[arg-type]
+        log_prints=log_prints,
+    )
+
+
+def task_run(flow: FlowRunContext | None, *, log_prints: bool = False) -> TaskRunContext:
+    return TaskRunContext(
+        task=SimpleNamespace(name="extract"),  # type: ignore[arg-type]
+        task_run_id=TASK_RUN_ID,
+        task_run_name="extract-0",
+        flow_run=flow,
+        parameters={},
+        attempt=2,
+        log_prints=log_prints,
+    )
+
+
+@contextmanager
+def running(flow: FlowRunContext | None, task: TaskRunContext | None = None) -> Iterator[None]:
+    """Code in the block runs as if inside the given flow run (and task run)."""
+    flow_token = flow_run_var.set(flow)
+    task_token = task_run_var.set(task)
+    try:
+        yield
+    finally:
+        task_run_var.reset(task_token)
+        flow_run_var.reset(flow_token)
+
+
+@pytest.fixture
+def stored(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The rows the store handler hands to the store, in order."""
+    rows: list[dict[str, Any]] = []
+    monkeypatch.setattr(_logging, "_store_sink", lambda: rows.append)
+    return rows
+
+
+@pytest.fixture
+def configure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, stored: list[dict[str, Any]]
+) -> Iterator[Callable[..., None]]:
+    """Configure logging from GNOMON_* settings; undo it and restore ``print`` afterwards.
+
+    Stored rows go to the ``stored`` list, not to a real store.
+    """
+    monkeypatch.chdir(tmp_path)  # no stray ./gnomon.toml
+    monkeypatch.setenv("GNOMON_HOME", str(tmp_path))
+    monkeypatch.setattr(builtins, "print", builtins.print)
+
+    def configure(log_format: str = "json", log_level: str = "INFO") -> None:
+        monkeypatch.setenv("GNOMON_LOG_FORMAT", log_format)
+        monkeypatch.setenv("GNOMON_LOG_LEVEL", log_level)
+        reset_settings()
+        configure_logging(force=True)
+
+    yield configure
+    _logging._unconfigure()
+    reset_settings()
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_lines_carry_flow_and_task_context(configure, capsys) -> None:
+    configure(log_format="auto")  # stderr is captured, not a terminal: JSON
+    flow = flow_run()
+    with running(flow, task_run(flow)):
+        get_run_logger().info("loaded %d rows", 3)
+
+    [line] = json_lines(capsys.readouterr().err)
+    assert set(line) == {
+        *("timestamp", "level", "logger", "event"),
+        *("flow_run_id", "flow_run_name", "flow", "task_run_id", "task", "attempt"),
+    }
+    assert line["event"] == "loaded 3 rows"
+    assert line["level"] == "info"
+    assert line["logger"] == "gnomon.task_runs"
+    assert datetime.fromisoformat(line["timestamp"]).utcoffset().total_seconds() == 0
+    assert line["flow_run_id"] == FLOW_RUN_ID
+    assert line["flow_run_name"] == "brave-fox"
+    assert line["flow"] == "etl"
+    assert line["task_run_id"] == TASK_RUN_ID
+    assert line["task"] == "extract-0"
+    assert line["attempt"] == 2
+
+
+def test_flow_run_logger_outside_tasks_has_no_task_keys(configure, capsys) -> None:
+    configure()
+    with running(flow_run()):
+        get_run_logger(source="api").warning("slow")
+
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["logger"] == "gnomon.flow_runs"
+    assert line["level"] == "warning"
+    assert line["source"] == "api"
+    assert line["flow_run_id"] == FLOW_RUN_ID
+    assert "task_run_id" not in line
+
+
+def test_engine_events_render_as_json_with_run_context(configure, capsys) -> None:
+    configure()
+    with running(flow_run()):
+        engine_logger().info("Finished in state %s", "Completed()", state_type="COMPLETED")
+
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["event"] == "Finished in state Completed()"
+    assert line["logger"] == "gnomon.engine"
+    assert line["state_type"] == "COMPLETED"
+    assert line["flow"] == "etl"
+
+
+def test_subflow_inside_a_task_is_not_attributed_to_the_task(configure, capsys) -> None:
+    configure()
+    parent = flow_run()
+    with running(parent, task_run(parent)), running(flow_run(flow_run_id="s" * 32)):
+        get_run_logger().info("in subflow")
+
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["logger"] == "gnomon.flow_runs"
+    assert line["flow_run_id"] == "s" * 32
+    assert "task_run_id" not in line
+
+
+def test_console_format_when_forced(configure, capsys) -> None:
+    configure(log_format="console")
+    with running(flow_run()):
+        get_run_logger().info("hello")
+
+    err = capsys.readouterr().err
+    assert not err.startswith("{")
+    assert "hello" in err
+    assert "gnomon.flow_runs" in err
+    assert f"flow_run_id={FLOW_RUN_ID}" in err
+    assert "\x1b[" not in err  # no colours when stderr is not a terminal
+
+
+def test_auto_format_on_a_terminal_is_coloured_console(configure, monkeypatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    configure(log_format="auto")
+    with running(flow_run()):
+        get_run_logger().info("hello")
+
+    assert "hello" in terminal.getvalue()
+    assert "\x1b[" in terminal.getvalue()
+
+
+def test_log_level_sets_the_stderr_threshold(configure, capsys) -> None:
+    configure(log_level="WARNING")
+    logging.getLogger("gnomon.store").info("hidden")
+    logging.getLogger("gnomon.store").warning("shown")
+
+    assert [line["event"] for line in json_lines(capsys.readouterr().err)] == ["shown"]
+
+
+def test_get_run_logger_outside_a_run_raises(configure) -> None:
+    configure()
+    with pytest.raises(MissingContextError, match="outside a flow or task run"):
+        get_run_logger()
+
+
+def test_run_logger_records_are_stored_with_ids_and_level(configure, stored) -> None:
+    configure()
+    flow = flow_run()
+    with running(flow, task_run(flow)):
+        logger = get_run_logger(source="api")
+        logger.debug("not stored at INFO")
+        logger.info("loaded %d rows", 3, extra={"table": "users"})
+        logger.warning("slow")
+
+    assert [(row["level"], row["message"]) for row in stored] == [
+        (logging.INFO, "loaded 3 rows"),
+        (logging.WARNING, "slow"),
+    ]
+    row = stored[0]
+    assert row["flow_run_id"] == FLOW_RUN_ID
+    assert row["task_run_id"] == TASK_RUN_ID
+    assert row["logger"] == "gnomon.task_runs"
+    assert row["timestamp"].tzinfo is not None
+    assert row["timestamp"].utcoffset().total_seconds() == 0
+    assert abs((datetime.now(UTC) - row["timestamp"]).total_seconds()) < 60
+    assert row["extra"]["source"] == "api"
+    assert row["extra"]["table"] == "users"
+    assert row["extra"]["task"] == "extract-0"
+    json.dumps(row["extra"])
+
+
+def test_run_info_is_stored_even_when_stderr_shows_only_warnings(configure, stored, capsys) -> None:
+    configure(log_level="WARNING")
+    with running(flow_run()):
+        get_run_logger().info("progress")
+
+    assert capsys.readouterr().err == ""
+    assert [row["message"] for row in stored] == ["progress"]
+
+
+def test_debug_records_are_stored_when_log_level_is_debug(configure, stored) -> None:
+    configure(log_level="DEBUG")
+    with running(flow_run()):
+        get_run_logger().debug("details")
+
+    assert [(row["level"], row["message"]) for row in stored] == [(logging.DEBUG, "details")]
+    assert stored[0]["task_run_id"] is None
+
+
+def test_engine_events_are_stored_only_inside_a_run(configure, stored) -> None:
+    configure()
+    engine_logger().info("outside any run")
+    with running(flow_run()):
+        engine_logger().info("Finished in state %s", "Completed()", state=object())
+
+    [row] = stored
+    assert row["logger"] == "gnomon.engine"
+    assert row["message"] == "Finished in state Completed()"
+    assert row["flow_run_id"] == FLOW_RUN_ID
+    assert row["extra"]["state"].startswith("<object object")  # made JSON-safe
+    json.dumps(row["extra"])
+
+
+def test_logs_of_a_task_called_outside_a_flow_are_stored(configure, stored) -> None:
+    configure()
+    with running(None, task_run(None)):
+        get_run_logger().info("standalone")
+
+    [row] = stored
+    assert (row["flow_run_id"], row["task_run_id"]) == (None, TASK_RUN_ID)
+
+
+def test_stored_exceptions_include_the_traceback(configure, stored) -> None:
+    configure()
+    with running(flow_run()):
+        try:
+            raise ValueError("bad row")
+        except ValueError:
+            get_run_logger().exception("load failed")
+            engine_logger().exception("Task run failed")
+
+    assert [row["level"] for row in stored] == [logging.ERROR, logging.ERROR]
+    for row in stored:
+        assert "Traceback" in row["message"]
+        assert "ValueError: bad row" in row["message"]
+    assert stored[0]["message"].startswith("load failed\n")
+    assert stored[1]["message"].startswith("Task run failed\n")
+
+
+def test_a_failing_store_does_not_break_the_run(configure, monkeypatch, capsys) -> None:
+    def broken_sink(row: dict[str, Any]) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(_logging, "_store_sink", lambda: broken_sink)
+    configure()
+    with running(flow_run()):
+        get_run_logger().info("first")
+        get_run_logger().info("second")
+
+    lines = json_lines(capsys.readouterr().err)
+    events = [line["event"] for line in lines]
+    assert "first" in events
+    assert "second" in events
+    failures = [line for line in lines if "Could not store" in line["event"]]
+    assert len(failures) == 1
+    assert "disk full" in failures[0]["exception"]
+
+
+def test_prints_go_to_the_run_logger_with_log_prints(configure, stored, capsys) -> None:
+    configure()
+    install_print_redirect()
+    with running(flow_run(log_prints=True)):
+        print("rows:", 3, sep=" = ")
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = json_lines(err)
+    assert line["event"] == "rows: = 3"
+    assert line["logger"] == "gnomon.flow_runs"
+    assert [(row["level"], row["message"]) for row in stored] == [(logging.INFO, "rows: = 3")]
+
+
+def test_prints_to_other_files_are_not_redirected(configure, stored, capsys) -> None:
+    configure()
+    install_print_redirect()
+    with running(flow_run(log_prints=True)):
+        print("to stderr", file=sys.stderr)
+
+    assert capsys.readouterr().err == "to stderr\n"
+    assert stored == []
+
+
+def test_prints_are_untouched_without_log_prints(configure, stored, capsys) -> None:
+    configure()
+    install_print_redirect()
+    install_print_redirect()  # idempotent: still one plain print
+    print("outside", end="!\n")
+    flow = flow_run(log_prints=True)
+    with running(flow, task_run(flow, log_prints=False)):
+        print("task without log_prints")
+
+    assert capsys.readouterr().out == "outside!\ntask without log_prints\n"
+    assert stored == []
+
+
+def test_task_log_prints_applies_inside_a_flow_without_it(configure, stored, capsys) -> None:
+    configure()
+    install_print_redirect()
+    flow = flow_run(log_prints=False)
+    with running(flow, task_run(flow, log_prints=True)):
+        print("from task")
+
+    assert capsys.readouterr().out == ""
+    [row] = stored
+    assert (row["logger"], row["message"], row["task_run_id"]) == (
+        "gnomon.task_runs",
+        "from task",
+        TASK_RUN_ID,
+    )
+
+
+def test_run_logs_reach_the_real_store(configure, monkeypatch) -> None:
+    store_module = pytest.importorskip("gnomon.store")
+    monkeypatch.setattr(_logging, "_store_sink", REAL_STORE_SINK)
+    configure()
+    store_module.reset_store()  # a store on this test's GNOMON_HOME
+    try:
+        store = store_module.get_store()
+        store.create_flow_run({"id": FLOW_RUN_ID, "name": "brave-fox", "flow_name": "etl"})
+        with running(flow_run()):
+            get_run_logger(source="api").warning("stored for %s", "real")
+            engine_logger().info("Finished in state %s", "Completed()")
+        store.flush()
+        rows = store.read_logs(flow_run_id=FLOW_RUN_ID)
+    finally:
+        store_module.reset_store()
+
+    assert [(row["level"], row["logger"], row["message"]) for row in rows] == [
+        (logging.WARNING, "gnomon.flow_runs", "stored for real"),
+        (logging.INFO, "gnomon.engine", "Finished in state Completed()"),
+    ]
+    assert rows[0]["extra"]["source"] == "api"
+    assert rows[0]["extra"]["flow_run_name"] == "brave-fox"
+    assert rows[0]["timestamp"].utcoffset().total_seconds() == 0

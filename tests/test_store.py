@@ -1,0 +1,660 @@
+"""The store against real SQLite files: migrations, the batched writer, reads, slots, and
+many processes sharing one database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import Engine, event, func, inspect, select, text
+
+from gnomon._settings import get_settings, reset_settings
+from gnomon.store import (
+    HEAD_REVISION,
+    Store,
+    StoreWriteError,
+    current_revision,
+    get_store,
+    reset_store,
+    upgrade,
+)
+from gnomon.store._db import create_engine
+from gnomon.store._migrate import alembic_config
+from gnomon.store._schema import metadata, run_states, task_runs
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+TABLES = {
+    "flow_runs",
+    "task_runs",
+    "run_states",
+    "run_logs",
+    "concurrency_limits",
+    "concurrency_slots",
+}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh GNOMON_HOME (not created yet) with the settings and store singletons reset."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("GNOMON_HOME", str(home))
+    monkeypatch.setenv("GNOMON_FLUSH_INTERVAL", "0.05")
+    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GNOMON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./gnomon.toml of the caller's
+    reset_settings()
+    reset_store()
+    yield home
+    reset_store()
+    reset_settings()
+
+
+@pytest.fixture
+def slow_flush(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush interval long enough that only an explicit flush() writes during a test."""
+    monkeypatch.setenv("GNOMON_FLUSH_INTERVAL", "5")
+    reset_settings()
+
+
+@pytest.fixture
+def store(home: Path) -> Store:
+    return get_store()
+
+
+@pytest.fixture
+def url(home: Path) -> str:
+    return get_settings().effective_database_url
+
+
+@pytest.fixture
+def fresh_engine(url: str) -> Iterator[Engine]:
+    """An engine of its own: sees only what the writer has committed."""
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def flow_run(**values: Any) -> dict[str, Any]:
+    return {"id": new_id(), "name": "run", "flow_name": "flow", "created": now(), **values}
+
+
+def task_run(flow_run_id: str, **values: Any) -> dict[str, Any]:
+    row = {"id": new_id(), "flow_run_id": flow_run_id, "task_key": "k", "name": "task"}
+    return {**row, "created": now(), **values}
+
+
+def state(flow_run_id: str, task_run_id: str | None, type_: str) -> dict[str, Any]:
+    return {"flow_run_id": flow_run_id, "task_run_id": task_run_id, "type": type_, "name": type_}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def count(engine: Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)
+
+
+def statements(engine: Engine) -> list[tuple[str, int]]:
+    """Every SQL statement the engine runs from now on, with the number of rows it binds."""
+    seen: list[tuple[str, int]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        seen.append((" ".join(sql.split()), len(params) if many else 1))
+
+    return seen
+
+
+# Migrations.
+
+
+def test_first_use_creates_the_database_with_every_table_at_head(home: Path) -> None:
+    store = get_store()
+    database = home / "gnomon.db"
+    assert database.is_file()
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert TABLES | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
+    assert current_revision(store.url) == HEAD_REVISION
+
+
+def test_head_revision_is_the_newest_migration(url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(alembic_config(url)).get_current_head() == HEAD_REVISION
+
+
+def test_migrations_create_exactly_the_schema_the_code_declares(url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_upgrade_twice_changes_nothing_and_keeps_data(url: str) -> None:
+    assert current_revision(url) is None
+    upgrade(url)
+    store = get_store()
+    store.create_flow_run(flow_run(id="a" * 32))
+    upgrade(url)
+    assert current_revision(url) == HEAD_REVISION
+    assert store.read_flow_run("a" * 32) is not None
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(store: Store) -> None:
+    with store.engine.connect() as connection:
+        pragma = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+        }
+    assert pragma == {
+        "journal_mode": "wal",
+        "busy_timeout": 30000,
+        "foreign_keys": 1,
+        "synchronous": 1,
+    }
+
+
+# The batched writer.
+
+
+def test_insert_and_updates_in_one_batch_become_one_insert_with_final_values(
+    slow_flush: None, store: Store
+) -> None:
+    run = flow_run()
+    task = task_run(run["id"], state_type="PENDING")
+    store.insert_flow_run(run)
+    store.insert_task_run(task)
+    store.update_task_run(task["id"], state_type="RUNNING", run_count=1)
+    store.update_task_run(task["id"], state_type="COMPLETED", end_time=now())
+    seen = statements(store.engine)
+    store.flush()
+    writes = [sql for sql, _ in seen if not sql.startswith(("BEGIN", "SELECT"))]
+    assert [sql.split(" (")[0] for sql in writes] == [
+        "INSERT INTO flow_runs",
+        "INSERT INTO task_runs",
+    ]
+    row = store.read_task_run(task["id"])
+    assert row is not None
+    assert (row["state_type"], row["run_count"]) == ("COMPLETED", 1)
+    assert row["end_time"] is not None
+
+
+def test_updates_of_stored_runs_are_merged_and_grouped_by_columns(
+    slow_flush: None, store: Store
+) -> None:
+    run = flow_run()
+    tasks = [task_run(run["id"]) for _ in range(3)]
+    store.insert_flow_run(run)
+    for task in tasks:
+        store.insert_task_run(task)
+    store.flush()
+    seen = statements(store.engine)
+    for task in tasks:
+        store.update_task_run(task["id"], state_type="RUNNING")
+        store.update_task_run(task["id"], state_name="Running")
+    store.update_flow_run(run["id"], state_type="RUNNING")
+    store.flush()
+    updates = sorted((sql.split(" SET ")[0], rows) for sql, rows in seen if "UPDATE" in sql)
+    assert updates == [("UPDATE flow_runs", 1), ("UPDATE task_runs", 3)]
+    for row in store.read_task_runs(run["id"]):
+        assert (row["state_type"], row["state_name"]) == ("RUNNING", "Running")
+
+
+def test_flush_makes_rows_visible_to_other_connections(
+    slow_flush: None, store: Store, fresh_engine: Engine
+) -> None:
+    run = flow_run()
+    store.insert_flow_run(run)
+    store.insert_task_run(task_run(run["id"]))
+    store.add_state(state(run["id"], None, "PENDING"))
+    store.add_log({"flow_run_id": run["id"], "level": 20, "message": "hello"})
+    assert count(fresh_engine, "flow_runs") == 0
+    store.flush()
+    tables = ("flow_runs", "task_runs", "run_states", "run_logs")
+    assert {table: count(fresh_engine, table) for table in tables} == dict.fromkeys(tables, 1)
+
+
+def test_rows_are_written_within_the_flush_interval_without_flush(
+    store: Store, fresh_engine: Engine
+) -> None:
+    store.insert_flow_run(flow_run())
+    wait_until(lambda: count(fresh_engine, "flow_runs") == 1)
+
+
+def test_flush_with_nothing_recorded_returns_at_once(slow_flush: None, store: Store) -> None:
+    store.flush(timeout=0.001)  # would raise StoreWriteError if it waited for a write
+
+
+def test_datetimes_come_back_as_the_same_instant_in_aware_utc(store: Store) -> None:
+    paris = timezone(timedelta(hours=2))
+    created = datetime(2024, 6, 1, 14, 30, 15, 123456, tzinfo=paris)
+    naive_utc = datetime(2024, 6, 1, 12, 45)
+    run = flow_run(created=created, start_time=naive_utc)
+    store.insert_flow_run(run)
+    store.flush()
+    row = store.read_flow_run(run["id"])
+    assert row is not None
+    assert row["created"] == created
+    assert row["created"].tzinfo is UTC
+    assert row["created"].hour == 12
+    assert row["start_time"] == naive_utc.replace(tzinfo=UTC)
+    assert row["start_time"].tzinfo is UTC
+
+
+def test_failed_write_is_raised_by_flush_and_retried_later(slow_flush: None, store: Store) -> None:
+    orphan = task_run(new_id())  # its flow run is not stored yet: a foreign key violation
+    store.insert_task_run(orphan)
+    with structlog.testing.capture_logs() as logs, pytest.raises(StoreWriteError):
+        store.flush()
+    assert any(entry["event"] == "store_write_failed" for entry in logs)
+    assert store.read_task_run(orphan["id"]) is None
+    store.update_task_run(orphan["id"], state_type="COMPLETED")
+    store.create_flow_run(flow_run(id=orphan["flow_run_id"]))
+    store.flush()
+    row = store.read_task_run(orphan["id"])
+    assert row is not None
+    assert row["state_type"] == "COMPLETED"
+
+
+def test_threads_recording_and_flushing_at_once_lose_nothing(store: Store) -> None:
+    run = flow_run()
+    store.insert_flow_run(run)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for n in range(200):
+                task = task_run(run["id"])
+                store.insert_task_run(task)
+                store.add_state(state(run["id"], task["id"], "PENDING"))
+                store.update_task_run(task["id"], state_type="COMPLETED")
+                if n % 25 == 0:
+                    store.flush()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.flush()
+    assert errors == []
+    rows = store.read_task_runs(run["id"])
+    assert len(rows) == 800
+    assert {row["state_type"] for row in rows} == {"COMPLETED"}
+    assert len(store.read_all_states(run["id"])) == 800
+
+
+def test_a_process_that_exits_without_flush_still_stores_its_rows(
+    home: Path, fresh_engine: Engine
+) -> None:
+    code = """
+        from datetime import UTC, datetime
+        from gnomon.store import get_store
+
+        run = {"id": "e" * 32, "name": "n", "flow_name": "f", "created": datetime.now(UTC)}
+        get_store().insert_flow_run(run)
+    """
+    result = run_python(code, home, GNOMON_FLUSH_INTERVAL="5")
+    assert result.returncode == 0, result.stderr
+    assert count(fresh_engine, "flow_runs") == 1
+
+
+def test_a_forked_child_starts_with_an_empty_batch_and_own_connections(
+    slow_flush: None, store: Store, fresh_engine: Engine
+) -> None:
+    parent_run = flow_run()
+    store.insert_flow_run(parent_run)  # pending in the parent when it forks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            child = get_store()
+            child.insert_flow_run(flow_run(name="child"))
+            child.flush()
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.flush()
+    names = sorted(row["name"] for row in store.read_flow_runs())
+    assert names == ["child", "run"]
+
+
+# Reads.
+
+
+def test_flow_runs_are_listed_newest_first_and_by_parent(store: Store) -> None:
+    start = now()
+    parent = flow_run(created=start)
+    children = [
+        flow_run(parent_flow_run_id=parent["id"], created=start + timedelta(seconds=n))
+        for n in (1, 2)
+    ]
+    for row in (parent, *children):
+        store.insert_flow_run(row)
+    store.flush()
+    assert [r["id"] for r in store.read_flow_runs()] == [
+        children[1]["id"],
+        children[0]["id"],
+        parent["id"],
+    ]
+    assert [r["id"] for r in store.read_flow_runs(limit=1)] == [children[1]["id"]]
+    listed = store.read_flow_runs(parent_flow_run_id=parent["id"])
+    assert [r["id"] for r in listed] == [children[1]["id"], children[0]["id"]]
+    assert store.read_flow_run(new_id()) is None
+
+
+def test_states_of_a_flow_run_exclude_its_tasks_unless_asked(store: Store) -> None:
+    run = flow_run()
+    task = task_run(run["id"])
+    store.insert_flow_run(run)
+    store.insert_task_run(task)
+    for row in (
+        state(run["id"], None, "PENDING"),
+        state(run["id"], task["id"], "RUNNING"),
+        state(run["id"], None, "RUNNING"),
+        state(run["id"], task["id"], "COMPLETED"),
+    ):
+        store.add_state(row)
+    store.flush()
+    assert [s["type"] for s in store.read_states(flow_run_id=run["id"])] == [
+        "PENDING",
+        "RUNNING",
+    ]
+    assert [s["type"] for s in store.read_states(task_run_id=task["id"])] == [
+        "RUNNING",
+        "COMPLETED",
+    ]
+    assert len(store.read_all_states(run["id"])) == 4
+    assert [t["id"] for t in store.read_task_runs(run["id"])] == [task["id"]]
+
+
+def test_logs_can_be_followed_after_an_id_and_filtered_by_task(store: Store) -> None:
+    run = flow_run()
+    task = task_run(run["id"])
+    store.insert_flow_run(run)
+    store.insert_task_run(task)
+    for n in range(5):
+        store.add_log(
+            {
+                "flow_run_id": run["id"],
+                "task_run_id": task["id"] if n % 2 else None,
+                "level": 20,
+                "message": f"line {n}",
+                "extra": {"n": n},
+            }
+        )
+    store.flush()
+    logs = store.read_logs(flow_run_id=run["id"])
+    assert [log["message"] for log in logs] == [f"line {n}" for n in range(5)]
+    assert logs[0]["extra"] == {"n": 0}
+    assert logs[0]["timestamp"].tzinfo is UTC
+    later = store.read_logs(flow_run_id=run["id"], after_id=logs[2]["id"], limit=1)
+    assert [log["message"] for log in later] == ["line 3"]
+    by_task = store.read_logs(task_run_id=task["id"])
+    assert [log["message"] for log in by_task] == ["line 1", "line 3"]
+
+
+def test_deleting_a_flow_run_deletes_its_task_runs_states_and_logs(store: Store) -> None:
+    run = flow_run()
+    task = task_run(run["id"])
+    store.insert_flow_run(run)
+    store.insert_task_run(task)
+    store.add_state(state(run["id"], task["id"], "PENDING"))
+    store.add_log({"flow_run_id": run["id"], "level": 20, "message": "m"})
+    store.flush()
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM flow_runs"))
+    for table in ("task_runs", "run_states", "run_logs"):
+        assert count(store.engine, table) == 0
+
+
+# Concurrency limits and slots.
+
+
+def test_concurrency_limits_can_be_set_changed_listed_and_deleted(store: Store) -> None:
+    store.set_concurrency_limit("db", 2)
+    store.set_concurrency_limit("tag:io", 5)
+    store.set_concurrency_limit("db", 3)
+    assert store.read_concurrency_limit("db") == 3
+    assert store.read_concurrency_limit("missing") is None
+    assert store.read_concurrency_limits() == {"db": 3, "tag:io": 5}
+    assert store.delete_concurrency_limit("db") is True
+    assert store.delete_concurrency_limit("db") is False
+    assert store.read_concurrency_limits() == {"tag:io": 5}
+    with pytest.raises(ValueError):
+        store.set_concurrency_limit("db", -1)
+
+
+def test_slots_are_taken_on_every_limit_or_on_none(store: Store) -> None:
+    store.set_concurrency_limit("wide", 2)
+    store.set_concurrency_limit("narrow", 1)
+    assert store.try_acquire_slots(["wide", "narrow", "unlimited"], 1, "h:1:a") is True
+    assert store.try_acquire_slots(["wide", "narrow"], 1, "h:1:b") is False
+    assert slot_holders(store) == ["h:1:a", "h:1:a"]  # nothing taken on "wide" for b
+    assert store.try_acquire_slots(["wide"], 1, "h:1:b") is True
+    assert store.try_acquire_slots(["wide"], 1, "h:1:c") is False
+    assert store.try_acquire_slots(["unlimited"], 5, "h:1:c") is True
+    assert store.release_slots("h:1:a") == 2
+    assert store.try_acquire_slots(["wide", "narrow"], 1, "h:1:c") is True
+    assert store.try_acquire_slots(["wide"], 3, "h:1:d") is False  # larger than the limit
+
+
+def test_deleting_a_limit_frees_its_slots(store: Store) -> None:
+    store.set_concurrency_limit("db", 1)
+    assert store.try_acquire_slots(["db"], 1, "h:1:a")
+    store.delete_concurrency_limit("db")
+    assert slot_holders(store) == []
+
+
+def test_threads_racing_for_slots_never_exceed_the_limit(store: Store) -> None:
+    store.set_concurrency_limit("db", 3)
+    for round_ in range(5):
+        acquired = race_for_slots(store, [f"h:1:{round_}-{n}" for n in range(12)])
+        assert acquired.count(True) == 3
+        assert len(slot_holders(store)) == 3
+        for holder in set(slot_holders(store)):
+            store.release_slots(holder)
+
+
+def race_for_slots(store: Store, holders: list[str]) -> list[bool]:
+    """One thread per holder, released together, each trying for a slot of "db"."""
+    barrier = threading.Barrier(len(holders))
+    acquired: list[bool] = []
+    errors: list[BaseException] = []
+
+    def contend(holder: str) -> None:
+        barrier.wait(timeout=10)
+        try:
+            acquired.append(store.try_acquire_slots(["db"], 1, holder))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=contend, args=(holder,)) for holder in holders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return acquired
+
+
+def test_slots_of_dead_processes_on_this_host_are_reaped(store: Store) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert process.wait() == 0  # exited and reaped: its pid names no process now
+    host = socket.gethostname()
+    store.set_concurrency_limit("db", 10)
+    holders = [f"{host}:{process.pid}:t", f"{host}:{os.getpid()}:t", f"elsewhere:{process.pid}:t"]
+    for holder in holders:
+        assert store.try_acquire_slots(["db"], 1, holder)
+    assert store.reap_stale_slots() == 1
+    assert sorted(slot_holders(store)) == sorted(holders[1:])
+
+
+def slot_holders(store: Store) -> list[str]:
+    with store.engine.connect() as connection:
+        return list(connection.execute(text("SELECT holder FROM concurrency_slots")).scalars())
+
+
+# Many processes, one database file.
+
+WRITER = """
+    import uuid
+    from datetime import UTC, datetime
+    from gnomon.store import get_store
+
+    store = get_store()
+    run_id = uuid.uuid4().hex
+    run = {"id": run_id, "name": "n", "flow_name": "f", "created": datetime.now(UTC)}
+    store.insert_flow_run(run)
+    for n in range(200):
+        task_id = uuid.uuid4().hex
+        row = {"id": task_id, "flow_run_id": run_id, "task_key": "k", "name": "t"}
+        store.insert_task_run({**row, "created": datetime.now(UTC), "state_type": "PENDING"})
+        for type_ in ("PENDING", "RUNNING", "COMPLETED"):
+            store.update_task_run(task_id, state_type=type_)
+            store.add_state({"flow_run_id": run_id, "task_run_id": task_id, "type": type_})
+        if n % 20 == 19:
+            store.flush()
+    store.flush()
+"""
+
+
+@pytest.mark.slow
+def test_eight_processes_writing_at_once_store_every_row(
+    home: Path, url: str, fresh_engine: Engine
+) -> None:
+    upgrade(url)
+    # A 1 ms flush interval: each process commits hundreds of small transactions.
+    results = run_together(WRITER, home, processes=8, GNOMON_FLUSH_INTERVAL="0.001")
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert "locked" not in result.stderr
+    with fresh_engine.connect() as connection:
+        per_run = connection.execute(
+            select(task_runs.c.flow_run_id, func.count())
+            .where(task_runs.c.state_type == "COMPLETED")
+            .group_by(task_runs.c.flow_run_id)
+        ).all()
+        states = connection.execute(select(func.count()).select_from(run_states)).scalar()
+    assert sorted(n for _, n in per_run) == [200] * 8
+    assert states == 8 * 200 * 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_eight_processes_first_using_a_new_database_at_once_all_succeed(
+    home: Path, url: str, fresh_engine: Engine, attempt: int
+) -> None:
+    code = """
+        from datetime import UTC, datetime
+        from gnomon.store import get_store
+        get_store().create_flow_run(
+            {"id": uuid.uuid4().hex, "name": "n", "flow_name": "f", "created": datetime.now(UTC)}
+        )
+    """
+    results = run_together("import uuid\n" + textwrap.dedent(code), home, processes=8)
+    for result in results:
+        assert result.returncode == 0, result.stderr
+    assert current_revision(url) == HEAD_REVISION
+    assert count(fresh_engine, "flow_runs") == 8
+
+
+def python_env(home: Path, **env: str) -> dict[str, str]:
+    environment = {**os.environ, "GNOMON_HOME": str(home), **env}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(SRC), environment.get("PYTHONPATH")])
+    )
+    return environment
+
+
+def run_python(code: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter against the state directory ``home``."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=python_env(home, **env),
+        check=False,
+    )
+
+
+def run_together(
+    code: str, home: Path, processes: int, **env: str
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``code`` in several interpreters, released at the same moment once all started.
+
+    Each child imports what it needs, reports ready and waits for a line on stdin, so the
+    interesting part starts in all of them together rather than staggered by start-up time.
+    """
+    prelude = "import sys\nimport gnomon.store\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", prelude + textwrap.dedent(code)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=python_env(home, **env),
+        )
+        for _ in range(processes)
+    ]
+    results = []
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        for child in children:
+            stdout, stderr = child.communicate(timeout=90)
+            results.append(
+                subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+            )
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    return results
