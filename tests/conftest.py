@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -116,6 +117,17 @@ def start_python(code: str, home: Path, **env: str) -> subprocess.Popen[str]:
         text=True,
         env=_python_env(home, env),
     )
+
+
+def read_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The next line ``process`` writes to stdout; "" if it exits or ``timeout`` passes first.
+
+    Meant for a process that writes one line and then waits: a line read ahead into the
+    pipe's buffer would not wake a later call.
+    """
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    return process.stdout.readline() if ready else ""
 
 
 def approx_equal(a: float, b: float) -> bool:

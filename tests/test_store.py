@@ -3,8 +3,10 @@ many processes sharing one database."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import Engine, event, func, inspect, select, text
 
 from gnomon._settings import get_settings, reset_settings
@@ -26,6 +27,7 @@ from gnomon.store import (
     HEAD_REVISION,
     Store,
     StoreWriteError,
+    _db,
     current_revision,
     get_store,
     reset_store,
@@ -274,19 +276,49 @@ def test_datetimes_come_back_as_the_same_instant_in_aware_utc(store: Store) -> N
     assert row["start_time"].tzinfo is UTC
 
 
-def test_failed_write_is_raised_by_flush_and_retried_later(slow_flush: None, store: Store) -> None:
-    orphan = task_run(new_id())  # its flow run is not stored yet: a foreign key violation
+def test_a_row_the_store_rejects_is_dropped_and_the_rest_of_its_batch_is_written(
+    slow_flush: None, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    orphan = task_run(new_id())  # its flow run is never stored: a foreign key violation
+    parent = flow_run()
+    sibling = task_run(parent["id"])
     store.insert_task_run(orphan)
-    with structlog.testing.capture_logs() as logs, pytest.raises(StoreWriteError):
+    store.insert_flow_run(parent)
+    store.insert_task_run(sibling)
+    with caplog.at_level(logging.ERROR, logger="gnomon.store"):
         store.flush()
-    assert any(entry["event"] == "store_write_failed" for entry in logs)
     assert store.read_task_run(orphan["id"]) is None
-    store.update_task_run(orphan["id"], state_type="COMPLETED")
-    store.create_flow_run(flow_run(id=orphan["flow_run_id"]))
+    assert store.read_flow_run(parent["id"]) is not None
+    assert store.read_task_run(sibling["id"]) is not None
+    assert any("dropped a task_runs row" in record.getMessage() for record in caplog.records)
+    later = flow_run()
+    store.insert_flow_run(later)
     store.flush()
-    row = store.read_task_run(orphan["id"])
-    assert row is not None
-    assert row["state_type"] == "COMPLETED"
+    assert store.read_flow_run(later["id"]) is not None
+
+
+def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
+    slow_flush: None, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_db, "BUSY_TIMEOUT_MS", 50)
+    reset_store()
+    store = get_store()
+    store.read_flow_runs()  # connections made: migrations ran before the lock is taken
+    path = _db.sqlite_path(store.url)
+    assert path is not None
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        row = flow_run()
+        store.insert_flow_run(row)
+        with pytest.raises(StoreWriteError, match="locked"):
+            store.flush()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.flush()
+    assert store.read_flow_run(row["id"]) is not None
+    reset_store()
 
 
 def test_threads_recording_and_flushing_at_once_lose_nothing(store: Store) -> None:

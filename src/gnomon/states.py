@@ -122,7 +122,11 @@ class State:
         return f"{self.name}({message}type={self.type.value})"
 
     def __str__(self) -> str:
-        return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"
+        # Prefect's log form: "TimedOut('...', type=FAILED)"; the type only when the name hides it.
+        shown = [repr(self.message)] if self.message else []
+        if self.name.lower() != self.type.value.lower():
+            shown.append(f"type={self.type.value}")
+        return f"{self.name}({', '.join(shown)})"
 
 
 def Scheduled(message: str | None = None, name: str = "Scheduled") -> State:  # noqa: N802

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from gnomon import __version__
@@ -44,7 +42,3 @@ def db_upgrade() -> None:
         click.echo(f"store is up to date at revision {after}")
     else:
         click.echo(f"store migrated from {before or 'empty'} to {after}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -40,17 +40,18 @@ def occupy_slots(
     holder = _holder()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     delay = _POLL_START
-    last_reap = time.monotonic()
+    last_reap = float("-inf")  # reap at the first wait: a dead holder must not outlast a timeout
     while not store.try_acquire_slots(names, occupy, holder):
         now = time.monotonic()
+        if now - last_reap >= _REAP_EVERY:
+            last_reap = now
+            if store.reap_stale_slots():
+                continue
         if deadline is not None and now >= deadline:
             raise AcquireConcurrencySlotTimeoutError(
                 f"Attempt to acquire concurrency slots {names!r} timed out after "
                 f"{timeout_seconds:g} second(s)"
             )
-        if now - last_reap >= _REAP_EVERY:
-            store.reap_stale_slots()
-            last_reap = now
         wait = delay if deadline is None else min(delay, max(0.0, deadline - now))
         time.sleep(wait)
         delay = min(delay * 2, _POLL_MAX)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,9 @@ class TaskRunPlan:
     name: str
     flow_run: FlowRunContext | None
     tags: frozenset[str]
-    future: PrefectFuture[Any] | None = field(default=None)
+    # What the run's future reports until it is final; the run may start before the
+    # runner has made its future, so the state lives here rather than on the future.
+    live_state: State = field(default_factory=Pending)
 
     @classmethod
     def create(
@@ -113,8 +116,7 @@ class TaskRunPlan:
         return self.flow_run.flow_run_id if self.flow_run else None
 
     def set_live_state(self, state: State) -> None:
-        if self.future is not None:
-            self.future._live_state = state
+        self.live_state = state
 
 
 _standalone_counter = iter(range(1 << 62))
@@ -175,7 +177,7 @@ def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -
 
 
 def _crashed(error: BaseException) -> State:
-    message = f"Execution was interrupted by {type(error).__name__}: {error}".rstrip(": ")
+    message = _records.crash_message(error)
     return Crashed(message, data=CrashedRun(message))
 
 
@@ -241,7 +243,7 @@ def _call_body(task: Task[..., Any], context: TaskRunContext) -> Any:
     return call_with_deadline(
         body,
         timeout,
-        lambda: TaskRunTimeoutError(f"Task run exceeded timeout of {timeout:g} second(s)"),
+        lambda: TaskRunTimeoutError(f"Task run exceeded timeout of {timeout} second(s)"),
     )
 
 
@@ -382,7 +384,9 @@ _PLAIN = (int, float, str, bool, bytes, type(None))
 def resolve_inputs(parameters: dict[str, Any]) -> dict[str, Any]:
     """Replace futures and states in the arguments (at any depth) by their results.
 
-    Raises UpstreamTaskError when one did not complete and is not wrapped in allow_failure.
+    As in Prefect, they are found in lists, tuples, sets, dicts, dataclasses and pydantic
+    models; a value with nothing to replace is passed on as the same object. Raises
+    UpstreamTaskError when one did not complete and is not wrapped in allow_failure.
     """
     return {name: _resolve(value) for name, value in parameters.items()}
 
@@ -403,14 +407,40 @@ def _resolve(value: Any) -> Any:
             raise UpstreamTaskError(_upstream_message(value))
         return state.result()
     if isinstance(value, list):
-        return [_resolve(item) for item in value]
+        items = [_resolve(item) for item in value]
+        return value if _same(items, value) else items
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_resolve(item) for item in value)
+        items = [_resolve(item) for item in value]
+        return value if _same(items, value) else tuple(items)
     if isinstance(value, dict):
-        return {key: _resolve(item) for key, item in value.items()}
+        resolved = {key: _resolve(item) for key, item in value.items()}
+        return value if _same(resolved.values(), value.values()) else resolved
     if isinstance(value, (set, frozenset)):
-        return type(value)(_resolve(item) for item in value)
+        items = [_resolve(item) for item in value]
+        return value if _same(items, value) else type(value)(items)
+    return _resolve_fields(value)
+
+
+def _same(new: Iterable[Any], old: Iterable[Any]) -> bool:
+    return all(a is b for a, b in zip(new, old, strict=True))
+
+
+def _resolve_fields(value: Any) -> Any:
+    """A dataclass or pydantic model with futures in its fields resolved (a copy if any)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in fields(value) if f.init]
+        changed = _changed_fields(value, names)
+        return replace(value, **changed) if changed else value
+    pydantic = sys.modules.get("pydantic")  # a model instance means pydantic is imported
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        changed = _changed_fields(value, list(type(value).model_fields))
+        return value.model_copy(update=changed) if changed else value
     return value
+
+
+def _changed_fields(value: Any, names: list[str]) -> dict[str, Any]:
+    resolved = {name: _resolve(getattr(value, name)) for name in names}
+    return {name: item for name, item in resolved.items() if item is not getattr(value, name)}
 
 
 def _upstream_state(value: Any) -> State | None:
@@ -563,5 +593,10 @@ def _run_in_worker_process(payload: bytes) -> bytes:
         return cloudpickle.dumps(state)
     except Exception:
         # The result or the exception cannot travel back; send its description instead.
-        state.data = RuntimeError(f"unpicklable {type(state.data).__name__}: {state.data!r}")
+        problem = RuntimeError(f"unpicklable {type(state.data).__name__}: {state.data!r}")
+        if state.is_completed():
+            # The caller's future raises this rather than returning it as the task's value.
+            message = f"The task run's result cannot be returned from its worker process: {problem}"
+            return cloudpickle.dumps(Failed(message, data=problem))
+        state.data = problem
         return cloudpickle.dumps(state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -18,7 +19,6 @@ from gnomon.exceptions import (
     CrashedRun,
     FlowRunTimeoutError,
     ObjectNotFound,
-    ParameterTypeError,
     TerminationSignal,
 )
 from gnomon.flows import _records
@@ -131,7 +131,7 @@ def _run_validated(
     if flow.should_validate_parameters:
         try:
             parameters = flow.validate_parameters(parameters)
-        except ParameterTypeError as error:
+        except Exception as error:  # as in Prefect: any validation error fails the run
             state = Failed(
                 f"Validation of flow parameters failed with error: {type(error).__name__}: {error}",
                 data=error,
@@ -157,10 +157,11 @@ def _run_validated(
         engine_logger().info(f"Beginning flow run {run.name!r} for flow {flow.name!r}")
         state = _run_attempts(store, flow, run, context, runner)
     except TerminationSignal:
-        state = _finish(store, flow, run, _crashed_state("its parent flow run timed out"))
+        message = "Execution was interrupted by its parent flow run timing out."
+        state = _finish(store, flow, run, _crashed_state(message))
         raise
     except BaseException as error:
-        state = _finish(store, flow, run, _crashed_state(f"{type(error).__name__}: {error}", error))
+        state = _finish(store, flow, run, _crashed_state(_records.crash_message(error), error))
         raise
     finally:
         task_run_var.reset(task_token)
@@ -168,8 +169,7 @@ def _run_validated(
     return state
 
 
-def _crashed_state(reason: str, error: BaseException | None = None) -> State:
-    message = f"Execution was interrupted by {reason}".rstrip(": ")
+def _crashed_state(message: str, error: BaseException | None = None) -> State:
     crash = CrashedRun(message)
     if error is not None:
         crash.__cause__ = error
@@ -228,7 +228,7 @@ def _attempt(flow: Flow[..., Any], context: FlowRunContext) -> State:
             value = call_with_deadline(
                 body,
                 timeout,
-                lambda: FlowRunTimeoutError(f"Flow run exceeded timeout of {timeout:g} second(s)"),
+                lambda: FlowRunTimeoutError(f"Flow run exceeded timeout of {timeout} second(s)"),
             )
     except FlowRunTimeoutError as error:
         return TimedOut(str(error), data=error)
@@ -321,9 +321,20 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
             raise ImportError(f"cannot import flow file {target!r}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
+        # As in Prefect, a flow file can import the modules beside it.
+        parent = str(path.resolve().parent)
+        if parent not in sys.path:
+            sys.path.insert(0, parent)
         spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(target)
+        # As in Prefect, a module is also looked for in the working directory (a worker
+        # started as a console script does not have it on sys.path).
+        cwd = os.getcwd()
+        sys.path.insert(0, cwd)
+        try:
+            module = importlib.import_module(target)
+        finally:
+            sys.path.remove(cwd)
     obj: Any = module
     for part in name.split("."):
         obj = getattr(obj, part)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from gnomon.states import Pending, State
@@ -14,19 +14,25 @@ R = TypeVar("R")
 class PrefectFuture(Generic[R]):
     """The eventual final state of one task run.
 
-    ``state`` is live: Pending until the run starts, then whatever the engine last recorded.
+    ``state`` is live: Pending until the run starts, then whatever the engine last recorded
+    (read through ``live_state``, which the engine can update before this future exists).
     """
 
-    def __init__(self, task_run_id: str, future: cf.Future[State]) -> None:
+    def __init__(
+        self,
+        task_run_id: str,
+        future: cf.Future[State],
+        live_state: Callable[[], State] | None = None,
+    ) -> None:
         self.task_run_id = task_run_id
         self._future = future
-        self._live_state: State = Pending()
+        self._live_state = live_state
 
     @property
     def state(self) -> State:
         if self._future.done():
             return self._future.result()
-        return self._live_state
+        return self._live_state() if self._live_state is not None else Pending()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is final, or ``timeout`` seconds pass."""

@@ -66,6 +66,7 @@ class ParameterValidator:
     def __init__(self, fn: Callable[..., Any], flow_name: str) -> None:
         self.flow_name = flow_name
         self._signature = _signature(fn)
+        self._module = fn.__module__
         self._model: Any = None
         self._field_names: dict[str, str] = {}
 
@@ -102,9 +103,11 @@ class ParameterValidator:
                 default = None
             field_name = self._field_names[name] = f"p{index}"
             fields[field_name] = (annotation, Field(default, alias=name))
+        # The flow's module resolves string annotations (``from __future__ import annotations``).
         self._model = create_model(
             f"{self.flow_name}_parameters",
             __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()),
+            __module__=self._module,
             **fields,
         )
         return self._model

@@ -33,6 +33,15 @@ def error_fields(error: BaseException | None) -> dict[str, Any]:
     }
 
 
+def crash_message(error: BaseException) -> str:
+    """Why a run crashed, in Prefect's words, for an exception raised outside its user code."""
+    if isinstance(error, KeyboardInterrupt):
+        return "Execution was aborted by an interrupt signal."
+    if isinstance(error, SystemExit):
+        return "Execution was aborted by Python system exit call."
+    return f"Execution was interrupted by an unexpected exception: {type(error).__name__}: {error}"
+
+
 def state_error(state: State) -> BaseException | None:
     return state.data if isinstance(state.data, BaseException) else None
 
@@ -61,8 +70,12 @@ def state_columns(state: State) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON-compatible data; objects JSON cannot hold are kept as their repr."""
-    return json.loads(json.dumps(value, default=repr))
+    """``value`` as JSON-compatible data, as Prefect stores parameters: models as dicts, dates
+    as ISO strings, sets as lists, so that a stored run can be validated and run again.
+    Objects with no JSON form are kept as their repr."""
+    from pydantic_core import to_jsonable_python
+
+    return json.loads(json.dumps(to_jsonable_python(value, fallback=repr)))
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ class TaskRunner(abc.ABC):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         return None
 
 
@@ -81,8 +81,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         plan = TaskRunPlan.create(task, parameters, wait_for)
         context = contextvars.copy_context()
         inner = self._executor.submit(context.run, run_task_plan, plan)
-        plan.future = future = PrefectFuture[Any](plan.task_run_id, inner)
-        return future
+        return PrefectFuture[Any](plan.task_run_id, inner, lambda: plan.live_state)
 
     def __enter__(self) -> Self:
         self._executor = cf.ThreadPoolExecutor(
@@ -90,9 +89,12 @@ class ThreadPoolTaskRunner(TaskRunner):
         )
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            # Leaving on KeyboardInterrupt, SystemExit or a timeout signal: queued tasks are
+            # dropped and running ones are not waited for, so the interrupt takes effect now.
+            interrupted = exc_type is not None
+            self._executor.shutdown(wait=not interrupted, cancel_futures=interrupted)
             self._executor = None
 
 
@@ -125,8 +127,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         context = contextvars.copy_context()
         # A thread waits for upstream futures, then hands the run to a process.
         inner = self._threads.submit(context.run, run_task_plan_in_process, plan, self._processes)
-        plan.future = future = PrefectFuture[Any](plan.task_run_id, inner)
-        return future
+        return PrefectFuture[Any](plan.task_run_id, inner, lambda: plan.live_state)
 
     def __enter__(self) -> Self:
         context = multiprocessing.get_context("spawn")
@@ -136,7 +137,7 @@ class ProcessPoolTaskRunner(TaskRunner):
         )
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         if self._threads is not None:
             self._threads.shutdown(wait=True)
             self._threads = None

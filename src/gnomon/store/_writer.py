@@ -6,13 +6,18 @@ in one transaction every ``flush_interval`` seconds, and ``flush()`` commits it 
 An update of a run whose insert is still in the batch is merged into the insert, and several
 updates of one run become one, so a short task run is usually written as a single row.
 
-A batch that fails to commit is logged, kept ahead of newer rows and retried; ``flush()``
-raises ``StoreWriteError`` for it, so a caller waiting on its rows learns they are not stored.
+A batch that fails to commit because the database is unavailable (locked past the busy
+timeout, disk full, connection lost) is logged, kept ahead of newer rows and retried;
+``flush()`` raises ``StoreWriteError`` for it, so a caller waiting on its rows learns they
+are not stored. A batch that fails for any other reason holds a row the database will never
+accept; it is then written row by row, and only the rows that fail are dropped and logged,
+so one bad row cannot stop every later write of the process.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -21,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection, Engine, Table, bindparam
+from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError
 from gnomon.store._db import create_engine, read_engine
@@ -30,7 +35,8 @@ from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
 
 Row = dict[str, Any]
 
-log = structlog.get_logger("gnomon.store")
+# stdlib logging, rendered by gnomon's structlog formatter once logging is configured.
+log = logging.getLogger("gnomon.store")
 
 MAX_RETRY_DELAY = 5.0
 
@@ -204,7 +210,7 @@ class BatchWriter:
         try:
             self.flush(timeout)
         except StoreWriteError:
-            log.exception("store_rows_lost_on_close", rows=len(self._batch))
+            log.exception("store rows lost on close: %d rows", len(self._batch))
         with self._lock:
             thread = self._thread
             self._stopping = True
@@ -277,20 +283,41 @@ class BatchWriter:
             return None
         try:
             with self.engine.begin() as connection:
-                _insert(connection, flow_runs, batch.flow_inserts.values())
-                _insert(connection, task_runs, batch.task_inserts.values())
-                _update(connection, flow_runs, batch.flow_updates)
-                _update(connection, task_runs, batch.task_updates)
-                _insert(connection, run_states, batch.states)
-                _insert(connection, run_logs, batch.logs)
-        except Exception as error:
+                _write_batch(connection, batch)
+        except OperationalError as error:
             log.exception(
-                "store_write_failed",
-                url=self.engine.url.render_as_string(hide_password=True),
-                rows=len(batch),
-                retry_in=min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY),
+                "store write failed (%d rows); retrying in %.2fs",
+                len(batch),
+                min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY),
             )
             return error
+        except Exception:
+            log.exception("store rejected a batch of %d rows; writing row by row", len(batch))
+            return self._salvage(batch)
+        return None
+
+    def _salvage(self, batch: _Batch) -> Exception | None:
+        """Write ``batch`` one row per transaction, dropping (and logging) rows that fail."""
+        parts: list[tuple[Table, Iterable[Row], bool]] = [
+            (flow_runs, batch.flow_inserts.values(), False),
+            (task_runs, batch.task_inserts.values(), False),
+            (flow_runs, _update_rows(batch.flow_updates), True),
+            (task_runs, _update_rows(batch.task_updates), True),
+            (run_states, batch.states, False),
+            (run_logs, batch.logs, False),
+        ]
+        for table, rows, is_update in parts:
+            for row in rows:
+                try:
+                    with self.engine.begin() as connection:
+                        if is_update:
+                            _update(connection, table, {row["_row_id"]: _without_id(row)})
+                        else:
+                            _insert(connection, table, [row])
+                except OperationalError as error:
+                    return error  # the database itself is unavailable: retry the batch
+                except Exception:
+                    log.exception("dropped a %s row the store rejects: %r", table.name, row)
         return None
 
     def _after_fork_in_child(self) -> None:
@@ -299,6 +326,23 @@ class BatchWriter:
         self.engine = create_engine(self.engine.url)
         self.reader = read_engine(self.engine)
         self._reset_state()
+
+
+def _write_batch(connection: Connection, batch: _Batch) -> None:
+    _insert(connection, flow_runs, batch.flow_inserts.values())
+    _insert(connection, task_runs, batch.task_inserts.values())
+    _update(connection, flow_runs, batch.flow_updates)
+    _update(connection, task_runs, batch.task_updates)
+    _insert(connection, run_states, batch.states)
+    _insert(connection, run_logs, batch.logs)
+
+
+def _update_rows(updates: dict[str, Row]) -> list[Row]:
+    return [{**values, "_row_id": run_id} for run_id, values in updates.items()]
+
+
+def _without_id(row: Row) -> Row:
+    return {key: value for key, value in row.items() if key != "_row_id"}
 
 
 def _insert(connection: Connection, table: Table, rows: Iterable[Row]) -> None:

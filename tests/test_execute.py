@@ -1,0 +1,211 @@
+"""Starting a stored flow run in another process from its id alone, and what survives a kill."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import read_line, run_python, start_python
+from gnomon.exceptions import ObjectNotFound
+from gnomon.flows import execute_flow_run
+
+DEADLINE = 30.0
+
+FLOW_MODULE = textwrap.dedent(
+    """
+    from gnomon import flow, task
+
+    @task
+    def scale(value: int, factor: int) -> int:
+        return value * factor
+
+    @flow
+    def nightly_report(values: list[int], factor: int = 1) -> int:
+        return sum(scale.map(values, factor).result())
+    """
+)
+
+
+def _schedule(store: Any, entrypoint: str, parameters: dict[str, Any]) -> str:
+    """Insert a Scheduled flow run, committed at once, as a scheduler would."""
+    run_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    store.create_flow_run(
+        {
+            "id": run_id,
+            "name": "scheduled-report",
+            "flow_name": "nightly-report",
+            "entrypoint": entrypoint,
+            "parameters": parameters,
+            "tags": [],
+            "state_type": "SCHEDULED",
+            "state_name": "Scheduled",
+            "run_count": 0,
+            "expected_start_time": now,
+            "created": now,
+            "updated": now,
+        }
+    )
+    return run_id
+
+
+@pytest.mark.parametrize("form", ["absolute file", "relative file", "module"])
+def test_stored_flow_run_executes_in_another_process_given_only_its_id(
+    form: str, tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    # tmp_path is the working directory (conftest), so "relative file" is relative to it.
+    package = tmp_path / "team_flows"
+    package.mkdir()
+    (package / "reports.py").write_text(FLOW_MODULE)
+    setup = ""
+    entrypoint = {
+        "absolute file": f"{package / 'reports.py'}:nightly_report",
+        "relative file": "team_flows/reports.py:nightly_report",
+        "module": "reports:nightly_report",
+    }[form]
+    if form == "module":
+        setup = f"import sys; sys.path.insert(0, {str(package)!r})\n"
+    run_id = _schedule(store, entrypoint, {"values": [1, 2, 3], "factor": 10})
+
+    result = run_python(
+        setup + "from gnomon.flows import execute_flow_run\n"
+        f"state = execute_flow_run({run_id!r})\n"
+        "print(state.name, state.result())\n",
+        gnomon_home,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Completed", "60"]
+    run = store.read_flow_run(run_id)
+    assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed")
+    assert run["name"] == "scheduled-report"
+    assert run["parameters"] == {"values": [1, 2, 3], "factor": 10}
+    assert run["start_time"] is not None
+    assert run["end_time"] is not None
+    assert [row["name"] for row in store.read_states(flow_run_id=run_id)] == [
+        "Pending",
+        "Running",
+        "Completed",
+    ]
+    task_runs = store.read_task_runs(run_id)
+    assert len(task_runs) == 3
+    assert {row["state_name"] for row in task_runs} == {"Completed"}
+    assert store.read_flow_runs() == [run]  # no second flow run was created
+
+
+def test_flow_file_can_import_the_modules_beside_it(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pricing.py").write_text("VAT = 0.25\n")
+    (project / "invoices.py").write_text(
+        textwrap.dedent(
+            """
+            from gnomon import flow
+            from pricing import VAT
+
+            @flow
+            def invoice(net: float) -> float:
+                return net * (1 + VAT)
+            """
+        )
+    )
+    run_id = _schedule(store, f"{project / 'invoices.py'}:invoice", {"net": 100.0})
+
+    result = run_python(
+        f"from gnomon.flows import execute_flow_run; print(execute_flow_run({run_id!r}).result())",
+        gnomon_home,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "125.0"
+    assert store.read_flow_run(run_id)["state_name"] == "Completed"
+
+
+def test_module_entrypoint_is_found_in_the_working_directory_of_a_worker(
+    tmp_path: Path, gnomon_home: Path, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "etl").mkdir(parents=True)
+    (project / "etl" / "__init__.py").write_text("")
+    (project / "etl" / "nightly.py").write_text(FLOW_MODULE)
+    run_id = _schedule(store, "etl.nightly:nightly_report", {"values": [4]})
+    monkeypatch.chdir(project)
+
+    # A worker started as a console script has its script's directory on sys.path, not
+    # the working directory ("python -c" adds it; this removes it again).
+    result = run_python(
+        "import sys; sys.path.remove('')\n"
+        "from gnomon.flows import execute_flow_run\n"
+        f"print(execute_flow_run({run_id!r}).result())\n",
+        gnomon_home,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "4"
+
+
+def test_executing_an_unknown_flow_run_id_raises_object_not_found() -> None:
+    with pytest.raises(ObjectNotFound, match="no flow run with id"):
+        execute_flow_run(uuid.uuid4().hex)
+
+
+KILLED_WORKER = textwrap.dedent(
+    """
+    import threading
+    from gnomon import flow, task
+
+    @task
+    def step(i: int) -> int:
+        return i
+
+    @flow
+    def short(n: int) -> int:
+        return sum(step.map(range(n)).result())
+
+    @flow
+    def hangs() -> None:
+        step.submit(0).result()
+        print("blocked", flush=True)
+        threading.Event().wait()
+
+    for _ in range(5):
+        assert short(3) == 3
+    hangs()
+    """
+)
+
+
+def test_final_states_written_before_a_sigkill_survive_it(gnomon_home: Path, store) -> None:
+    worker = start_python(KILLED_WORKER, gnomon_home)
+    try:
+        if read_line(worker, DEADLINE).strip() != "blocked":
+            worker.kill()
+            pytest.fail(f"worker did not reach the blocking flow: {worker.communicate()[1]}")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(DEADLINE)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    assert worker.returncode == -signal.SIGKILL
+
+    finished = [run for run in store.read_flow_runs() if run["flow_name"] == "short"]
+    assert len(finished) == 5
+    for run in finished:
+        assert (run["state_type"], run["end_time"] is not None) == ("COMPLETED", True)
+        states = [row["name"] for row in store.read_states(flow_run_id=run["id"])]
+        assert states == ["Pending", "Running", "Completed"]
+        task_runs = store.read_task_runs(run["id"])
+        assert [row["state_type"] for row in task_runs] == ["COMPLETED"] * 3
+    # The killed run never reached a final state, whatever of it was written.
+    for run in store.read_flow_runs():
+        if run["flow_name"] == "hangs":
+            assert run["state_type"] in {"PENDING", "RUNNING"}

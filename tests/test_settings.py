@@ -1,0 +1,146 @@
+"""Settings precedence: ``GNOMON_*`` environment over the TOML config file over defaults."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gnomon._settings import get_settings, reset_settings
+from gnomon.task_runners import ThreadPoolTaskRunner
+
+CONFIG = textwrap.dedent(
+    """
+    log_level = "warning"
+    flush_interval = 0.2
+    task_runner_max_workers = 3
+    not_a_setting = "ignored"
+
+    [daemon]
+    log_level = "DEBUG"
+
+    [[deployments]]
+    name = "nightly"
+    """
+)
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No GNOMON_* variables but GNOMON_HOME, and a HOME without config files."""
+    for name in ("GNOMON_LOG_LEVEL", "GNOMON_LOG_FORMAT", "GNOMON_FLUSH_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GNOMON_TASK_RUNNER_MAX_WORKERS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    reset_settings()
+    return monkeypatch
+
+
+def _use_config(monkeypatch: pytest.MonkeyPatch, path: Path, text: str) -> None:
+    path.write_text(text)
+    monkeypatch.setenv("GNOMON_CONFIG", str(path))
+    reset_settings()
+
+
+def test_defaults_apply_when_neither_environment_nor_config_sets_a_value(
+    isolated: pytest.MonkeyPatch, gnomon_home: Path
+) -> None:
+    settings = get_settings()
+
+    assert settings.home == gnomon_home
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "auto"
+    assert settings.flush_interval == 0.05
+    assert settings.task_runner_max_workers is None
+    assert settings.database_url is None
+
+
+def test_config_file_top_level_keys_override_defaults_and_sections_are_ignored(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _use_config(isolated, tmp_path / "gnomon-config.toml", CONFIG)
+
+    settings = get_settings()
+
+    assert settings.log_level == "WARNING"  # not the [daemon] section's DEBUG
+    assert settings.flush_interval == 0.2
+    assert settings.task_runner_max_workers == 3
+    assert ThreadPoolTaskRunner().max_workers == 3
+
+
+def test_environment_variables_override_the_config_file(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _use_config(isolated, tmp_path / "gnomon-config.toml", CONFIG)
+    isolated.setenv("GNOMON_LOG_LEVEL", "error")
+    isolated.setenv("GNOMON_TASK_RUNNER_MAX_WORKERS", "7")
+    reset_settings()
+
+    settings = get_settings()
+
+    assert settings.log_level == "ERROR"
+    assert settings.task_runner_max_workers == 7
+    assert settings.flush_interval == 0.2  # still from the file
+
+
+def test_gnomon_toml_in_the_working_directory_is_used_without_gnomon_config(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # conftest makes tmp_path the working directory.
+    (tmp_path / "gnomon.toml").write_text('log_level = "critical"\n')
+    reset_settings()
+
+    assert get_settings().log_level == "CRITICAL"
+
+
+def test_home_starting_with_a_tilde_is_expanded_to_the_users_home(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    isolated.setenv("GNOMON_HOME", "~/state/gnomon")
+    reset_settings()
+
+    settings = get_settings()
+
+    assert settings.home == tmp_path / "user" / "state" / "gnomon"
+    assert settings.effective_database_url == f"sqlite:///{tmp_path}/user/state/gnomon/gnomon.db"
+
+
+def test_home_from_the_config_file_is_expanded_too(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    isolated.delenv("GNOMON_HOME")
+    _use_config(isolated, tmp_path / "gnomon-config.toml", 'home = "~/from-config"\n')
+
+    assert get_settings().home == tmp_path / "user" / "from-config"
+
+
+def test_unknown_log_level_is_rejected_with_a_message_naming_it(
+    isolated: pytest.MonkeyPatch,
+) -> None:
+    isolated.setenv("GNOMON_LOG_LEVEL", "LOUD")
+    reset_settings()
+
+    with pytest.raises(ValidationError, match=r"log_level[\s\S]*unknown log level 'LOUD'"):
+        get_settings()
+
+
+def test_database_url_defaults_to_sqlite_under_home_and_can_be_overridden(
+    isolated: pytest.MonkeyPatch, gnomon_home: Path
+) -> None:
+    assert get_settings().effective_database_url == f"sqlite:///{gnomon_home}/gnomon.db"
+
+    isolated.setenv("GNOMON_DATABASE_URL", "sqlite:////srv/elsewhere.db")
+    reset_settings()
+
+    assert get_settings().effective_database_url == "sqlite:////srv/elsewhere.db"
+
+
+def test_settings_are_read_once_until_reset(isolated: pytest.MonkeyPatch) -> None:
+    first = get_settings()
+    isolated.setenv("GNOMON_LOG_LEVEL", "DEBUG")
+
+    assert get_settings() is first
+    reset_settings()
+    assert get_settings().log_level == "DEBUG"
