@@ -89,7 +89,7 @@ def test_stored_flow_run_executes_in_another_process_given_only_its_id(
     assert run["start_time"] is not None
     assert run["end_time"] is not None
     assert [row["name"] for row in store.read_states(flow_run_id=run_id)] == [
-        "Pending",
+        "Scheduled",
         "Running",
         "Completed",
     ]
@@ -209,3 +209,25 @@ def test_final_states_written_before_a_sigkill_survive_it(gnomon_home: Path, sto
     for run in store.read_flow_runs():
         if run["flow_name"] == "hangs":
             assert run["state_type"] in {"PENDING", "RUNNING"}
+
+
+def test_a_stored_run_starts_once_even_when_two_workers_are_given_its_id(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    (tmp_path / "reports.py").write_text(FLOW_MODULE)
+    run_id = _schedule(store, f"{tmp_path / 'reports.py'}:nightly_report", {"values": [2]})
+    code = (
+        "from gnomon.exceptions import FlowRunNotRunnable\n"
+        "from gnomon.flows import execute_flow_run\n"
+        "try:\n"
+        f"    print(execute_flow_run({run_id!r}).name)\n"
+        "except FlowRunNotRunnable as error:\n"
+        "    print('refused:', error)\n"
+    )
+    first = run_python(code, gnomon_home)
+    second = run_python(code, gnomon_home)
+
+    assert first.stdout.strip() == "Completed", first.stderr
+    assert second.stdout.startswith(f"refused: flow run {run_id} is Completed"), second.stderr
+    names = [row["name"] for row in store.read_states(flow_run_id=run_id)]
+    assert names == ["Scheduled", "Running", "Completed"]

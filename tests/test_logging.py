@@ -321,13 +321,24 @@ def test_prints_go_to_the_run_logger_with_log_prints(configure, stored, capsys) 
     assert [(row["level"], row["message"]) for row in stored] == [(logging.INFO, "rows: = 3")]
 
 
-def test_prints_to_other_files_are_not_redirected(configure, stored, capsys) -> None:
+def test_prints_to_stderr_are_redirected_too_as_in_prefect(configure, stored, capsys) -> None:
     configure()
     install_print_redirect()
     with running(flow_run(log_prints=True)):
-        print("to stderr", file=sys.stderr)
+        print("warning: low disk", file=sys.stderr)
 
-    assert capsys.readouterr().err == "to stderr\n"
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["event"] == "warning: low disk"
+    assert [row["message"] for row in stored] == ["warning: low disk"]
+
+
+def test_prints_to_other_files_are_not_redirected(configure, stored, capsys, tmp_path) -> None:
+    configure()
+    install_print_redirect()
+    with running(flow_run(log_prints=True)), (tmp_path / "out.txt").open("w") as handle:
+        print("to a file", file=handle)
+
+    assert (tmp_path / "out.txt").read_text() == "to a file\n"
     assert stored == []
 
 

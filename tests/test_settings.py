@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from gnomon._settings import get_settings, reset_settings
+from gnomon.exceptions import ConfigError
 from gnomon.task_runners import ThreadPoolTaskRunner
 
 CONFIG = textwrap.dedent(
@@ -122,7 +122,7 @@ def test_unknown_log_level_is_rejected_with_a_message_naming_it(
     isolated.setenv("GNOMON_LOG_LEVEL", "LOUD")
     reset_settings()
 
-    with pytest.raises(ValidationError, match=r"log_level[\s\S]*unknown log level 'LOUD'"):
+    with pytest.raises(ConfigError, match=r"log_level = 'LOUD'.*unknown log level 'LOUD'"):
         get_settings()
 
 
@@ -144,3 +144,38 @@ def test_settings_are_read_once_until_reset(isolated: pytest.MonkeyPatch) -> Non
     assert get_settings() is first
     reset_settings()
     assert get_settings().log_level == "DEBUG"
+
+
+def test_a_missing_config_file_named_by_gnomon_config_is_an_error_naming_it(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "gnomon.toml"
+    isolated.setenv("GNOMON_CONFIG", str(missing))
+    reset_settings()
+
+    with pytest.raises(ConfigError, match=f"GNOMON_CONFIG={missing}: no such file"):
+        get_settings()
+
+
+def test_malformed_toml_is_an_error_naming_the_file(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "gnomon.toml"
+    config.write_text('home = "/srv/gnomon"\nlog_level = \n')
+    isolated.setenv("GNOMON_CONFIG", str(config))
+    reset_settings()
+
+    with pytest.raises(ConfigError, match=f"{config}: invalid TOML: .*line 2"):
+        get_settings()
+
+
+def test_a_bad_value_in_the_config_file_names_the_file_the_setting_and_the_value(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "gnomon.toml"
+    config.write_text("flush_interval = -1\n")
+    isolated.setenv("GNOMON_CONFIG", str(config))
+    reset_settings()
+
+    with pytest.raises(ConfigError, match=f"{config}.*flush_interval = -1"):
+        get_settings()

@@ -8,6 +8,7 @@ else ``./gnomon.toml``, ``~/.config/gnomon/config.toml``, ``/etc/gnomon/config.t
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gnomon.exceptions import ConfigError
+
 CONFIG_SEARCH_PATH = (
     Path("gnomon.toml"),
     Path("~/.config/gnomon/config.toml"),
@@ -28,10 +31,16 @@ CONFIG_SEARCH_PATH = (
 
 
 def find_config_file() -> Path | None:
-    """The config file in force: ``GNOMON_CONFIG`` if set, else the first that exists."""
+    """The config file in force: ``GNOMON_CONFIG`` if set, else the first that exists.
+
+    A ``GNOMON_CONFIG`` naming a file that does not exist is an error, not a silent default.
+    """
     explicit = os.environ.get("GNOMON_CONFIG")
     if explicit:
-        return Path(explicit).expanduser()
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"GNOMON_CONFIG={explicit}: no such file")
+        return path
     for candidate in CONFIG_SEARCH_PATH:
         path = candidate.expanduser()
         if path.is_file():
@@ -107,8 +116,24 @@ class Settings(BaseSettings):
 
 @cache
 def get_settings() -> Settings:
-    """The process's settings, read once. Tests that change the environment call ``reset``."""
-    return Settings()
+    """The process's settings, read once. Tests that change the environment call ``reset``.
+
+    Raises ConfigError naming the config file, the setting and the value when one is bad.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{find_config_file()}: invalid TOML: {error}") from None
+    except ValidationError as error:
+        source = find_config_file()
+        where = f"{source} or GNOMON_* environment" if source else "GNOMON_* environment"
+        problems = "; ".join(
+            f"{'.'.join(map(str, detail['loc']))} = {detail['input']!r}: {detail['msg']}"
+            for detail in error.errors()
+        )
+        raise ConfigError(f"invalid settings in {where}: {problems}") from None
 
 
 def reset_settings() -> None:

@@ -9,6 +9,10 @@ class GnomonError(Exception):
     """Base class of every error gnomon raises on purpose."""
 
 
+class ConfigError(GnomonError, ValueError):
+    """The configuration (file or GNOMON_* environment) is invalid; the message says where."""
+
+
 class MissingContextError(GnomonError, RuntimeError):
     """Raised when run-scoped API (``get_run_logger``) is used outside a flow or task run."""
 
@@ -67,6 +71,10 @@ class AcquireConcurrencySlotTimeoutError(GnomonError, TimeoutError):
 
 class ResultStorageError(GnomonError, OSError):
     """A stored result is missing, or failed its signature check and was not unpickled."""
+
+
+class FlowRunNotRunnable(GnomonError, RuntimeError):
+    """A stored flow run was asked to start but is not Scheduled or Pending."""
 
 
 class ObjectNotFound(GnomonError, LookupError):

@@ -205,7 +205,7 @@ def _run_attempts(store: Store, plan: TaskRunPlan, context: TaskRunContext) -> S
         delay = retry_delay(task, attempt, clock.random)
         store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
         waiting = AwaitingRetry(
-            f"Retry {attempt}/{task.retries} will start {delay:g} second(s) from now"
+            f"Retry {attempt}/{task.retries} will start {round(delay, 3):g} second(s) from now"
         )
         _record(store, plan, waiting, attempt, **_records.error_fields(_records.state_error(state)))
         _log_retry(context, state, waiting)

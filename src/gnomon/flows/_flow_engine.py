@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon.exceptions import (
     CrashedRun,
+    FlowRunNotRunnable,
     FlowRunTimeoutError,
     ObjectNotFound,
     TerminationSignal,
@@ -200,7 +201,7 @@ def _run_attempts(
         delay = flow.retry_delay_seconds
         store.add_state(_records.state_row(state, attempt, run.id, None))
         waiting = AwaitingRetry(
-            f"Retry {attempt}/{flow.retries} will start {delay:g} second(s) from now"
+            f"Retry {attempt}/{flow.retries} will start {round(delay, 3):g} second(s) from now"
         )
         _record(store, run, waiting, **_records.error_fields(_records.state_error(state)))
         from gnomon.flows._logging import engine_logger
@@ -354,6 +355,12 @@ def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
     if row is None:
         raise ObjectNotFound(f"no flow run with id {flow_run_id!r}")
     flow = load_flow(row["entrypoint"])
+    if not store.claim_flow_run(flow_run_id):
+        current = store.read_flow_run(flow_run_id) or row
+        raise FlowRunNotRunnable(
+            f"flow run {flow_run_id} is {current['state_name']}, not Scheduled or Pending; "
+            "it was already started"
+        )
     parameters = dict(row["parameters"] or {})
     run = _start_existing(store, flow, row, parameters)
     state = _run_validated(store, flow, run, parameters)
@@ -363,18 +370,15 @@ def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
 def _start_existing(
     store: Store, flow: Flow[..., Any], row: dict[str, Any], parameters: dict[str, Any]
 ) -> _records.FlowRun:
-    pending = Pending()
+    """The claimed run, named; its Scheduled/Pending history was recorded by its creator."""
     run = _records.FlowRun(
         id=row["id"],
         name=row["name"] or random_run_name(),
         flow_name=flow.name,
         parameters=parameters,
-        run_count=0,
+        run_count=row["run_count"] or 0,
         parent_flow_run_id=row.get("parent_flow_run_id"),
-        state=pending,
+        state=Running(),
     )
-    store.update_flow_run(
-        run.id, name=run.name, flow_name=flow.name, **_records.state_columns(pending)
-    )
-    store.add_state(_records.state_row(pending, 0, run.id, None))
+    store.update_flow_run(run.id, name=run.name, flow_name=flow.name, flow_version=flow.version)
     return run

@@ -297,7 +297,7 @@ def _redirected_print(*args: Any, **kwargs: Any) -> None:
     flow, task = _current_runs()
     run = task if task is not None else flow
     file = kwargs.get("file")
-    if run is None or not run.log_prints or (file is not None and file is not sys.stdout):
+    if run is None or not run.log_prints or file not in (None, sys.stdout, sys.stderr):
         _original_print(*args, **kwargs)
         return
     buffer = io.StringIO()

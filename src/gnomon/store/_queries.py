@@ -114,9 +114,38 @@ class Queries:
         return self._all(statement.limit(limit))
 
     def create_flow_run(self, row: Row) -> None:
-        """Insert a flow run and commit now, so another process can start it by id."""
+        """Insert a flow run with its first state and commit now, so another process can
+        start it by id."""
+        first_state = {
+            "flow_run_id": row["id"],
+            "task_run_id": None,
+            "timestamp": row.get("updated") or row.get("created") or utcnow(),
+            "type": row.get("state_type") or "SCHEDULED",
+            "name": row.get("state_name") or "Scheduled",
+            "message": row.get("state_message"),
+            "attempt": 0,
+        }
         with self.engine.begin() as connection:
             connection.execute(flow_runs.insert(), row)
+            connection.execute(run_states.insert(), first_state)
+
+    def claim_flow_run(self, flow_run_id: str) -> bool:
+        """Move a Scheduled or Pending flow run to Running; False if it is not one of those.
+
+        A single conditional UPDATE, so of two processes claiming the same run exactly one
+        wins: a run is never started twice.
+        """
+        now = utcnow()
+        with self.engine.begin() as connection:
+            claimed = connection.execute(
+                update(flow_runs)
+                .where(
+                    flow_runs.c.id == flow_run_id,
+                    flow_runs.c.state_type.in_(("SCHEDULED", "PENDING")),
+                )
+                .values(state_type="RUNNING", state_name="Running", state_message=None, updated=now)
+            ).rowcount
+        return bool(claimed)
 
     # Concurrency limits and slots.
 

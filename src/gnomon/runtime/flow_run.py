@@ -1,0 +1,35 @@
+"""The current flow run: ``id``, ``name``, ``flow_name``, ``parameters``, ``run_count``,
+``parent_flow_run_id``. Read as module attributes, looked up at each access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnomon.flows._context import FlowRunContext, flow_run_var, task_run_var
+
+__all__ = ["flow_name", "id", "name", "parameters", "parent_flow_run_id", "run_count"]  # noqa: F822 -- served by __getattr__
+
+
+def _current() -> FlowRunContext | None:
+    context = flow_run_var.get()
+    if context is None and (task := task_run_var.get()) is not None:
+        context = task.flow_run
+    return context
+
+
+def __getattr__(attribute: str) -> Any:
+    context = _current()
+    if attribute == "id":
+        return context.flow_run_id if context else None
+    if attribute == "name":
+        return context.flow_run_name if context else None
+    if attribute == "flow_name":
+        return context.flow.name if context else None
+    if attribute == "parameters":
+        return dict(context.parameters) if context else {}
+    if attribute == "run_count":
+        return context.attempt if context else 0
+    if attribute == "parent_flow_run_id":
+        parent = context.parent if context else None
+        return parent.flow_run_id if parent else None
+    raise AttributeError(f"gnomon.runtime.flow_run has no attribute {attribute!r}")
