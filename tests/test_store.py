@@ -175,6 +175,33 @@ def test_upgrade_twice_changes_nothing_and_keeps_data(url: str) -> None:
     assert store.read_flow_run("a" * 32) is not None
 
 
+def test_a_database_at_the_first_revision_is_upgraded_in_place_keeping_its_runs(
+    url: str,
+) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "0001")
+    assert current_revision(url) == "0001"
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO flow_runs (id, name, flow_name, run_count, created) "
+                    "VALUES ('old', 'old-run', 'etl', 1, '2026-01-01 00:00:00.000000')"
+                )
+            )
+    finally:
+        engine.dispose()
+
+    store = get_store()  # first use migrates to head
+
+    assert current_revision(url) == HEAD_REVISION
+    row = store.read_flow_run("old")
+    assert row is not None
+    assert (row["name"], row["deployment_name"], row["scheduled_for"]) == ("old-run", None, None)
+
+
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(store: Store) -> None:
     with store.engine.connect() as connection:
         pragma = {

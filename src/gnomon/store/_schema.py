@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -26,6 +27,8 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
+    true,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeEngine
@@ -142,9 +145,53 @@ flow_runs = Table(
     _json("parameters"),
     Column("expected_start_time", UTCDateTime),
     *_run_columns(),
+    # Runs of deployments: the nominal fire time, what caused the run (schedule, catchup,
+    # manual, retry), the daemon instance that owns it and how its worker process ended.
+    Column("deployment_name", String(100)),
+    Column("scheduled_for", UTCDateTime),
+    Column("trigger", String(16)),
+    Column("daemon_id", String(255)),
+    Column("worker_pid", Integer),
+    Column("exit_code", Integer),
+    Column("signal", Text),
     Index("ix_flow_runs_state_type", "state_type"),
     Index("ix_flow_runs_created", "created"),
     Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
+    # One run per deployment and nominal fire time, whoever tries to create it.
+    Index(
+        "uq_flow_runs_deployment_name_scheduled_for",
+        "deployment_name",
+        "scheduled_for",
+        unique=True,
+    ),
+    Index("ix_flow_runs_deployment_name_created", "deployment_name", "created"),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("flow", Text, nullable=False),  # the flow's entrypoint
+    Column("schedule_kind", String(16), nullable=False),  # "cron" or "interval"
+    Column("schedule", Text, nullable=False),  # the cron expression or the interval as written
+    Column("timezone", Text),
+    # Interval deployments fire at anchor + k * interval; stored so restarts don't shift it.
+    Column("anchor", UTCDateTime),
+    _json("parameters"),
+    _json("tags"),
+    _json("policies"),  # overlap, catchup, timeout, retries, ... as validated at load
+    Column("description", Text),
+    Column("source_file", Text),
+    # False once removed from the config: it stops scheduling, its history stays.
+    Column("active", Boolean, nullable=False, server_default=true(), default=True),
+    Column("paused", Boolean, nullable=False, server_default=false(), default=False),
+    Column("paused_by", Text),
+    Column("paused_at", UTCDateTime),
+    Column("paused_reason", Text),
+    Column("last_fire", UTCDateTime),  # nominal time of the newest schedule decision
+    Column("next_fire", UTCDateTime),
+    Column("registered_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated", UTCDateTime, nullable=False, default=utcnow),
 )
 
 task_runs = Table(
