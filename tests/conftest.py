@@ -132,3 +132,30 @@ def read_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
 
 def approx_equal(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def schedule_run(
+    store, entrypoint: str, parameters: dict | None = None, name: str = "scheduled-run"
+) -> str:
+    """Insert a Scheduled flow run, committed at once, as the daemon does; returns its id."""
+    import uuid
+
+    run_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    store.create_flow_run(
+        {
+            "id": run_id,
+            "name": name,
+            "flow_name": entrypoint.rpartition(":")[2],
+            "entrypoint": entrypoint,
+            "parameters": parameters or {},
+            "tags": [],
+            "state_type": "SCHEDULED",
+            "state_name": "Scheduled",
+            "run_count": 0,
+            "expected_start_time": now,
+            "created": now,
+            "updated": now,
+        }
+    )
+    return run_id

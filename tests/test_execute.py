@@ -5,13 +5,12 @@ from __future__ import annotations
 import signal
 import textwrap
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import read_line, run_python, start_python
+from conftest import read_line, run_python, schedule_run, start_python
 from gnomon.exceptions import ObjectNotFound
 from gnomon.flows import execute_flow_run
 
@@ -34,25 +33,7 @@ FLOW_MODULE = textwrap.dedent(
 
 def _schedule(store: Any, entrypoint: str, parameters: dict[str, Any]) -> str:
     """Insert a Scheduled flow run, committed at once, as a scheduler would."""
-    run_id = uuid.uuid4().hex
-    now = datetime.now(UTC)
-    store.create_flow_run(
-        {
-            "id": run_id,
-            "name": "scheduled-report",
-            "flow_name": "nightly-report",
-            "entrypoint": entrypoint,
-            "parameters": parameters,
-            "tags": [],
-            "state_type": "SCHEDULED",
-            "state_name": "Scheduled",
-            "run_count": 0,
-            "expected_start_time": now,
-            "created": now,
-            "updated": now,
-        }
-    )
-    return run_id
+    return schedule_run(store, entrypoint, parameters, name="scheduled-report")
 
 
 @pytest.mark.parametrize("form", ["absolute file", "relative file", "module"])

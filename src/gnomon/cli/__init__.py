@@ -1,10 +1,15 @@
-"""The ``gnomon`` command line."""
+"""The ``gnomon`` command line. Commands import their heavy modules lazily, so that every
+command answers at once."""
 
 from __future__ import annotations
 
 import click
 
 from gnomon import __version__
+from gnomon.cli._cron import cron_command
+from gnomon.cli._daemon import daemon_group
+from gnomon.cli._db import db_group
+from gnomon.cli._inspect import deployments_group, runs_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,32 +18,15 @@ def main() -> None:
     """gnomon: scheduled Python workflows on your own machines.
 
     \b
-    Example:
-      gnomon db upgrade      # create or migrate the store under GNOMON_HOME
+    Examples:
+      gnomon daemon --config config.example.toml   # run the scheduler
+      gnomon deployments list                       # what is scheduled, and when
+      gnomon runs list --state Failed               # what went wrong
     """
 
 
-@main.group()
-def db() -> None:
-    """Manage the state store (SQLite under GNOMON_HOME, or GNOMON_DATABASE_URL)."""
-
-
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Apply pending schema migrations to the store.
-
-    \b
-    Example:
-      GNOMON_HOME=/var/lib/gnomon gnomon db upgrade
-    """
-    from gnomon._settings import get_settings
-    from gnomon.store import current_revision, upgrade
-
-    url = get_settings().effective_database_url
-    before = current_revision(url)
-    upgrade(url)
-    after = current_revision(url)
-    if before == after:
-        click.echo(f"store is up to date at revision {after}")
-    else:
-        click.echo(f"store migrated from {before or 'empty'} to {after}")
+main.add_command(db_group)
+main.add_command(daemon_group)
+main.add_command(deployments_group)
+main.add_command(runs_group)
+main.add_command(cron_command)

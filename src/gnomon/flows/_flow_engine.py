@@ -7,6 +7,7 @@ final state is flushed before the call returns: a finished run's outcome is neve
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -315,18 +316,7 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
             f"flow entrypoint {entrypoint!r} must look like 'module:function' or 'file.py:function'"
         )
     if target.endswith(".py"):
-        path = Path(target)
-        module_name = f"gnomon_flow_{abs(hash(path.resolve()))}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import flow file {target!r}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        # As in Prefect, a flow file can import the modules beside it.
-        parent = str(path.resolve().parent)
-        if parent not in sys.path:
-            sys.path.insert(0, parent)
-        spec.loader.exec_module(module)
+        module = _import_flow_file(Path(target))
     else:
         # As in Prefect, a module is also looked for in the working directory (a worker
         # started as a console script does not have it on sys.path).
@@ -342,6 +332,33 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
     if not isinstance(obj, Flow):
         raise TypeError(f"{entrypoint!r} is {type(obj).__name__}, not a @flow")
     return obj
+
+
+def _import_flow_file(path: Path) -> Any:
+    """The module of a flow file, imported once per process like any other module.
+
+    A worker preloads its deployments' flow files; running one must not execute the file's
+    module-level code again.
+    """
+    resolved = path.resolve()
+    digest = hashlib.sha1(str(resolved).encode(), usedforsecurity=False).hexdigest()[:16]
+    module_name = f"gnomon_flow_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, resolved)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import flow file {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    # As in Prefect, a flow file can import the modules beside it.
+    if str(resolved.parent) not in sys.path:
+        sys.path.insert(0, str(resolved.parent))
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]  # a failed import is not cached: the next call retries
+        raise
+    return module
 
 
 def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:

@@ -10,6 +10,7 @@ cheap enough for ``gnomon/__init__`` to re-export ``get_run_logger``.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gnomon.exceptions import MissingContextError
@@ -164,11 +166,12 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _formatter(log_format: str) -> logging.Formatter:
+def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
     """Renders stdlib records and structlog events alike, with the run context of either."""
     import structlog
 
-    isatty = sys.stderr is not None and sys.stderr.isatty()
+    stream = sys.stderr if stream is None else stream
+    isatty = stream is not None and stream.isatty()
     renderers: list[Any]
     if log_format == "json" or (log_format == "auto" and not isatty):
         renderers = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
@@ -233,6 +236,57 @@ def configure_logging(force: bool = False) -> None:
         for name in _STORED_LOGGERS:
             _install(name, store, stored_level)
         _configured = True
+
+
+class _RawLines:
+    """The daemon's log outputs, for lines that are rendered already (workers' JSON lines)."""
+
+    def __init__(self) -> None:
+        self.handlers: list[logging.StreamHandler[Any]] = []
+
+    def write(self, line: str) -> None:
+        for handler in self.handlers:
+            with handler.lock or contextlib.nullcontext():
+                try:
+                    handler.stream.write(line.rstrip("\n") + "\n")
+                    handler.flush()
+                except (OSError, ValueError):
+                    pass  # a closed or full output must not stop the daemon
+
+
+daemon_lines = _RawLines()
+
+
+def configure_daemon_logging(log_file: Path | None) -> None:
+    """Send gnomon's log records to stdout (journald takes it) and, if given, ``log_file``.
+
+    Both get JSON lines unless stdout is a terminal (then colour, with ``log_format=auto``).
+    The file handler reopens the file when logrotate moves it.
+    """
+    import logging.handlers
+
+    from gnomon._settings import get_settings
+
+    configure_logging(force=True)
+    with _lock:
+        for logger, handler in list(_installed):
+            if isinstance(handler, _StderrHandler):
+                logger.removeHandler(handler)
+                _installed.remove((logger, handler))
+        settings = get_settings()
+        level = logging.getLevelNamesMapping()[settings.log_level]
+        stdout = logging.StreamHandler(sys.stdout)
+        stdout.setLevel(level)
+        stdout.setFormatter(_formatter(settings.log_format, sys.stdout))
+        _install(ROOT_LOGGER, stdout, level)
+        daemon_lines.handlers = [stdout]
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            to_file = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+            to_file.setLevel(level)
+            to_file.setFormatter(_formatter("json", to_file.stream))
+            _install(ROOT_LOGGER, to_file, level)
+            daemon_lines.handlers.append(to_file)
 
 
 def engine_logger() -> structlog.stdlib.BoundLogger:

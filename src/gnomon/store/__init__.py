@@ -16,7 +16,8 @@ from gnomon._settings import Settings, get_settings
 from gnomon.store import _migrate
 from gnomon.store._db import create_engine
 from gnomon.store._migrate import HEAD_REVISION
-from gnomon.store._queries import Queries, Row
+from gnomon.store._queries import Row
+from gnomon.store._scheduled import ScheduledRunQueries
 from gnomon.store._writer import BatchWriter, StoreWriteError
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class Store(Queries):
+class Store(ScheduledRunQueries):
     """One database: its engine, its batched writer, and the queries over it.
 
     Creating a store migrates its database to the newest schema if it is behind. After

@@ -2,14 +2,16 @@
 
 Reads run in deferred transactions (``read_engine``), so they never wait for writers; each
 returns plain dicts. Synchronous writes run in ``BEGIN IMMEDIATE`` transactions: a flow run
-scheduled for another process, and concurrency slots, whose check-then-insert must be atomic
-across processes.
+scheduled for another process, concurrency slots, whose check-then-insert must be atomic
+across processes, and deployments, synced from the config and paused from the command line.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, select, update
@@ -17,6 +19,7 @@ from sqlalchemy import ColumnElement, Engine, Select, delete, func, select, upda
 from gnomon.store._schema import (
     concurrency_limits,
     concurrency_slots,
+    deployments,
     flow_runs,
     run_logs,
     run_states,
@@ -246,6 +249,68 @@ class Queries:
     def _delete_slots(self, condition: ColumnElement[bool]) -> int:
         with self.engine.begin() as connection:
             return connection.execute(delete(concurrency_slots).where(condition)).rowcount
+
+    # Deployments.
+
+    def read_deployments(self, active_only: bool = True) -> list[Row]:
+        """Deployment rows by name; only those still in the config unless ``active_only``."""
+        statement = select(deployments).order_by(deployments.c.name)
+        if active_only:
+            statement = statement.where(deployments.c.active.is_(True))
+        return self._all(statement)
+
+    def read_deployment(self, name: str) -> Row | None:
+        """The deployment row ``name`` (active or removed from the config), or None."""
+        return self._one(select(deployments).where(deployments.c.name == name))
+
+    def set_deployment_paused(
+        self, name: str, paused: bool, by: str, reason: str | None, now: datetime
+    ) -> bool:
+        """Pause (recording who, when and why) or resume (clearing them); False if there is
+        no deployment ``name``."""
+        values = (
+            {"paused": True, "paused_by": by, "paused_at": now, "paused_reason": reason}
+            if paused
+            else {"paused": False, "paused_by": None, "paused_at": None, "paused_reason": None}
+        )
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(deployments).where(deployments.c.name == name).values(**values, updated=now)
+            ).rowcount
+        return bool(changed)
+
+    def record_fire_times(
+        self, name: str, last_fire: datetime | None, next_fire: datetime | None
+    ) -> None:
+        """Persist a deployment's last nominal fire and the next one (None: none due)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(deployments)
+                .where(deployments.c.name == name)
+                .values(last_fire=last_fire, next_fire=next_fire)
+            )
+
+    def merge_deployments(
+        self, merge: Callable[[dict[str, Row]], tuple[list[Row], dict[str, Row]]]
+    ) -> None:
+        """Read every deployment row and write ``merge``'s changes in one IMMEDIATE transaction.
+
+        ``merge`` gets the current rows by name and returns the rows to insert and, by name,
+        the column values to update. Reading inside the write transaction means no other
+        process (``gnomon pause``, a second ``apply``) can change a row between the read and
+        the write, so a sync never overwrites a pause it did not see.
+        """
+        with self.engine.begin() as connection:
+            current = {
+                row["name"]: dict(row) for row in connection.execute(select(deployments)).mappings()
+            }
+            inserts, updates = merge(current)
+            if inserts:
+                connection.execute(deployments.insert(), inserts)
+            for name, values in updates.items():
+                connection.execute(
+                    update(deployments).where(deployments.c.name == name).values(**values)
+                )
 
 
 def _is_dead_local_holder(holder: str) -> bool:

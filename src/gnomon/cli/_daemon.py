@@ -1,0 +1,150 @@
+"""``gnomon daemon``: run the scheduler, in the foreground or detached, and control it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from gnomon.cli._common import config_option
+
+
+@click.group("daemon", invoke_without_command=True)
+@config_option
+@click.option("--detach", is_flag=True, help="Daemonize (double fork); needs --pidfile.")
+@click.option(
+    "--pidfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where --detach writes the daemon's pid; stop and status read it.",
+)
+@click.pass_context
+def daemon_group(
+    ctx: click.Context, config: Path | None, detach: bool, pidfile: Path | None
+) -> None:
+    """Run the scheduling daemon on the config's deployments (foreground by default).
+
+    \b
+    Examples:
+      gnomon daemon --config config.example.toml
+      gnomon daemon --detach --pidfile /run/gnomon.pid
+      gnomon daemon reload        # re-read the config (same as SIGHUP)
+      gnomon daemon status --pidfile /run/gnomon.pid
+
+    Exit codes: 0 after a clean stop (SIGTERM), 1 if another daemon runs on the same
+    store, 2 if the config has problems (each one is listed).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["pidfile"] = pidfile
+    if ctx.invoked_subcommand is not None:
+        return
+    from gnomon.daemon import run_daemon
+
+    if detach:
+        if pidfile is None:
+            raise click.UsageError("--detach needs --pidfile PATH")
+        _detach(pidfile)
+    sys.exit(run_daemon(config))
+
+
+def _detach(pidfile: Path) -> None:
+    """Daemonize, after the checks whose failure must reach the terminal, not a log."""
+    from gnomon._settings import get_settings
+    from gnomon.daemon._detach import PidfileInUse, detach
+    from gnomon.daemon._lock import read_holder
+
+    home = get_settings().home
+    holder = read_holder(home)
+    if holder is not None:
+        pid = holder.get("pid", "?")
+        click.echo(f"gnomon daemon: another daemon (pid {pid}) is running on this store", err=True)
+        sys.exit(1)
+    # Output before logging is configured (and tracebacks) lands here instead of /dev/null.
+    output = home / "logs" / "daemon-output.log"
+    output.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    try:
+        detach(pidfile.absolute(), log_path=output, working_directory=Path.cwd())
+    except (PidfileInUse, PermissionError) as error:
+        click.echo(f"gnomon daemon: {error}", err=True)
+        sys.exit(1)
+
+
+def _daemon_pid(pidfile: Path | None) -> int | None:
+    """The running daemon's pid: from the pidfile if given, else from the store's lock."""
+    if pidfile is not None:
+        from gnomon.daemon._detach import read_pidfile
+
+        return read_pidfile(pidfile)
+    from gnomon._settings import get_settings
+    from gnomon.daemon._lock import read_holder
+
+    holder = read_holder(get_settings().home)
+    return int(holder["pid"]) if holder else None
+
+
+@daemon_group.command("reload")
+@config_option
+@click.pass_context
+def daemon_reload(ctx: click.Context, config: Path | None) -> None:
+    """Make the running daemon re-read its config (sends SIGHUP).
+
+    \b
+    Example:
+      gnomon daemon reload
+    """
+    pid = _daemon_pid(ctx.obj.get("pidfile"))
+    if pid is None:
+        click.echo("no gnomon daemon is running on this store", err=True)
+        sys.exit(1)
+    os.kill(pid, signal.SIGHUP)
+    click.echo(f"asked daemon {pid} to reload its config")
+
+
+@daemon_group.command("stop")
+@config_option
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for it to exit.")
+@click.pass_context
+def daemon_stop(ctx: click.Context, config: Path | None, timeout: float) -> None:
+    """Stop the running daemon (SIGTERM: running runs finish up to shutdown_grace).
+
+    \b
+    Example:
+      gnomon daemon stop --pidfile /run/gnomon.pid
+    """
+    pidfile = ctx.obj.get("pidfile")
+    if pidfile is not None:
+        from gnomon.daemon._detach import DaemonNotRunning, stop
+
+        try:
+            stopped = stop(pidfile, timeout)
+        except DaemonNotRunning as error:
+            click.echo(f"gnomon daemon: {error}", err=True)
+            sys.exit(1)
+    else:
+        pid = _daemon_pid(None)
+        if pid is None:
+            click.echo("no gnomon daemon is running on this store", err=True)
+            sys.exit(1)
+        os.kill(pid, signal.SIGTERM)
+        stopped = True
+    click.echo("daemon stopped" if stopped else "daemon did not stop in time")
+    sys.exit(0 if stopped else 1)
+
+
+@daemon_group.command("status")
+@config_option
+@click.pass_context
+def daemon_status(ctx: click.Context, config: Path | None) -> None:
+    """Say whether a daemon is running (exit 0) or not (exit 3, as systemctl status).
+
+    \b
+    Example:
+      gnomon daemon status
+    """
+    pid = _daemon_pid(ctx.obj.get("pidfile"))
+    if pid is None:
+        click.echo("gnomon daemon is not running")
+        sys.exit(3)
+    click.echo(f"gnomon daemon is running (pid {pid})")

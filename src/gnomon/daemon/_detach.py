@@ -1,0 +1,204 @@
+"""``gnomon daemon --detach``: becoming a background daemon, and stopping one by its pidfile.
+
+python-daemon does the classic dance (PEP 3143): double fork and ``setsid`` so the daemon has
+no controlling terminal and is not a session leader, a known umask and working directory,
+every inherited descriptor closed, stdin on /dev/null. We add the pidfile: written atomically
+by the daemon itself after the fork, locked with ``flock`` for the daemon's lifetime and
+removed at exit. The lock is what makes a pidfile trustworthy: a pidfile whose lock is free
+is stale, even if its pid now belongs to another process, so ``stop`` never signals a
+stranger. (Under systemd, run in the foreground instead: systemd is the supervisor.)
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType, TracebackType
+
+import daemon
+
+from gnomon.daemon._lock import locked_elsewhere
+from gnomon.exceptions import GnomonError
+
+_POLL_INTERVAL = 0.02
+
+
+class PidfileInUse(GnomonError, RuntimeError):
+    """The pidfile names a daemon that is still running; starting another would orphan it."""
+
+    def __init__(self, pidfile: Path, pid: int) -> None:
+        self.pidfile = pidfile
+        self.pid = pid
+        super().__init__(f"a gnomon daemon is already running with pid {pid} (pidfile {pidfile})")
+
+
+class DaemonNotRunning(GnomonError, LookupError):
+    """``stop`` found no running daemon behind the pidfile."""
+
+    def __init__(self, pidfile: Path) -> None:
+        self.pidfile = pidfile
+        super().__init__(f"no gnomon daemon is running (pidfile {pidfile} is missing or stale)")
+
+
+class _PidFile:
+    """The pidfile as python-daemon's ``pidfile`` context: entered after the fork.
+
+    The pid is written to a temporary file, locked, and renamed into place, so a reader sees
+    either no file or the whole pid. On exit it is removed only if it is still ours.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> _PidFile:
+        running = read_pidfile(self.path)
+        if running is not None:
+            raise PidfileInUse(self.path, running)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.fchmod(fd, 0o644)  # a pid is no secret: any user may ask whether gnomon runs
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.replace(temporary, self.path)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Until the daemon installs its own graceful handler: exit cleanly, running atexit
+    # hooks (which remove the pidfile). python-daemon's default would exit with status 1.
+    raise SystemExit(0)
+
+
+def detach(pidfile: Path, log_path: Path | None, working_directory: Path) -> None:
+    """Turn the current process into a background daemon; the caller's terminal gets back.
+
+    Returns in the daemon (a grandchild of the caller, in a new session); the original process
+    exits 0 at the first fork. stdout and stderr are appended to ``log_path`` (else
+    /dev/null), line-buffered. Call it before opening the store, starting threads or
+    configuring logging handlers: every open descriptor but the standard streams is closed.
+
+    Raises PidfileInUse if ``pidfile`` names a running daemon, and PermissionError if its
+    directory is not writable, before forking, so the refusal reaches the terminal instead
+    of the log file.
+    """
+    pidfile = pidfile.absolute()
+    running = read_pidfile(pidfile)
+    if running is not None:
+        raise PidfileInUse(pidfile, running)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(pidfile.parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write a pidfile in", str(pidfile.parent))
+    log = None
+    if log_path is not None:
+        log_path = log_path.absolute()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        log = os.fdopen(os.open(log_path, flags, 0o640), "ab", buffering=0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    context = daemon.DaemonContext(
+        working_directory=str(working_directory.absolute()),
+        umask=0o027,
+        detach_process=True,  # python-daemon skips the fork when started by init; --detach means it
+        pidfile=_PidFile(pidfile),
+        stdout=log,
+        stderr=log,
+        signal_map={
+            signal.SIGTERM: _exit_on_sigterm,
+            signal.SIGTSTP: None,
+            signal.SIGTTIN: None,
+            signal.SIGTTOU: None,
+        },
+    )
+    context.open()  # closed by python-daemon's atexit hook, which removes the pidfile
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)  # a log file, not a terminal: flush lines
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
+
+
+def _read(path: Path) -> tuple[int | None, bool]:
+    """The pid in ``path`` (None if missing or unreadable) and whether a live daemon holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None, False
+    try:
+        held = locked_elsewhere(fd)
+        content = os.read(fd, 64)
+    finally:
+        os.close(fd)
+    try:
+        pid = int(content)
+    except ValueError:
+        return None, False
+    return pid, held and pid > 0 and _alive(pid)
+
+
+def read_pidfile(path: Path) -> int | None:
+    """The pid of the daemon running behind ``path``; None if missing, stale or not alive."""
+    pid, running = _read(path)
+    return pid if running else None
+
+
+def status(pidfile: Path) -> tuple[bool, int | None]:
+    """(running, pid); a stale pidfile gives (False, the pid it names), none (False, None)."""
+    pid, running = _read(pidfile)
+    return running, pid
+
+
+def stop(pidfile: Path, timeout: float) -> bool:
+    """Send SIGTERM to the daemon behind ``pidfile`` and wait up to ``timeout`` s for it to end.
+
+    True once it has finished: the daemon removes its pidfile and drops the pidfile's lock as
+    it exits (the kernel drops the lock if it dies), which works although the daemon is not our
+    child. False if it is still running at the deadline, e.g. because runs are finishing within
+    ``shutdown_grace``. Raises DaemonNotRunning if none was running.
+    """
+    pid = read_pidfile(pidfile)
+    if pid is None:
+        raise DaemonNotRunning(pidfile)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while read_pidfile(pidfile) == pid:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_INTERVAL)
+    return True

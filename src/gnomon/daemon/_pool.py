@@ -1,0 +1,399 @@
+"""The warm worker pool: flow runs execute in worker processes the daemon supervises.
+
+Each worker (``_worker.py``) is a separate process, started with gnomon and the deployments'
+flows already imported, and runs one flow run at a time, so a crashing or leaking flow never
+harms the daemon or other runs. One supervisor thread owns the processes: it starts them,
+reads their results, enforces timeouts and kill graces, and notices deaths through a pidfd
+per worker; a thread per worker relays its output to ``log_sink``. The daemon's loop thread
+calls ``submit``, ``cancel`` and ``stop``; one lock guards the state they share.
+
+A run the pool ends or loses (timeout, cancellation, shutdown, a dying worker) is recorded
+once its worker is gone, by a conditional write that keeps a final state the worker committed
+first (a run that completed just before its timeout stays Completed): none is left Running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gnomon.daemon._worker_process import (
+    Assignment,
+    Ending,
+    RunOutcome,
+    WorkerProcess,
+    exit_description,
+    outcome,
+    record_end,
+    start_relay,
+    worker_env,
+)
+from gnomon.exceptions import GnomonError
+
+if TYPE_CHECKING:
+    from gnomon.store import Store
+
+__all__ = ["RunOutcome", "WorkerPool", "WorkerPoolError"]
+
+log = logging.getLogger("gnomon.daemon.pool")
+
+MAX_RESPAWN_DELAY = 30.0  # between attempts to start a worker that keeps dying at start
+SHUTDOWN_REASON = "daemon shut down before the run finished"
+
+
+class WorkerPoolError(GnomonError, RuntimeError):
+    """The pool could not start its workers."""
+
+
+class WorkerPool:
+    """``size`` warm worker processes running the flow runs given to ``submit``.
+
+    ``on_finished`` is called once per submitted run, from the supervisor thread, once its
+    final state is stored. ``log_sink`` gets every line the workers log or print, as JSON
+    (without it, their output goes to the daemon's stderr). ``env`` adds to the daemon's
+    environment for the workers. A worker has ``kill_grace`` seconds after SIGTERM before
+    SIGKILL, and as long to exit when told to.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        preload: list[str],
+        *,
+        max_runs_per_worker: int | None = None,
+        max_memory_per_worker: int | None = None,
+        kill_grace: float = 10.0,
+        on_finished: Callable[[RunOutcome], None],
+        log_sink: Callable[[str, int], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got {size}")
+        if kill_grace < 0:
+            raise ValueError(f"kill_grace cannot be negative, got {kill_grace}")
+        self.size = size
+        self.preload = list(preload)
+        self.max_runs_per_worker = max_runs_per_worker
+        self.max_memory_per_worker = max_memory_per_worker
+        self.kill_grace = kill_grace
+        self._on_finished = on_finished
+        self._log_sink = log_sink
+        self._extra_env = dict(env or {})
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._workers: dict[int, WorkerProcess] = {}
+        self._runs: dict[str, WorkerProcess] = {}
+        self._accepting = self._closing = self._starting = self._stopped = False
+        self._start_error: str | None = None
+        self._early_deaths = 0
+        self._spawn_after = 0.0
+        self._supervisor: threading.Thread | None = None
+        self._relays: list[threading.Thread] = []
+
+    # The daemon's side.
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the workers and wait until every one has imported its flows."""
+        from gnomon.store import get_store
+
+        if self._supervisor is not None:
+            raise RuntimeError("the worker pool was started already")
+        self._store: Store = get_store()
+        self._env = worker_env(self._extra_env, self._store.url)
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        began = time.monotonic()
+        self._accepting = self._starting = True
+        self._supervisor = threading.Thread(target=self._supervise, name="gnomon-pool")
+        self._supervisor.start()
+        with self._changed:
+            warm = self._changed.wait_for(
+                lambda: self._start_error is not None or self._idle_count() >= self.size, timeout
+            )
+            self._starting = False
+            error = self._start_error
+        if error is not None or not warm:
+            self.stop(0)
+            raise WorkerPoolError(error or f"the workers were not ready within {timeout:g} s")
+        log.info(
+            "worker pool warm: %d workers in %.2f s",
+            self.size,
+            time.monotonic() - began,
+            extra={"worker_pids": self.pids(), "preload": self.preload},
+        )
+
+    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
+        """Hand the run to an idle worker; False if none is idle (or the pool is stopping).
+
+        Past ``timeout`` seconds the run's worker is ended and the run recorded TimedOut.
+        """
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"a run timeout must be positive, got {timeout}")
+        with self._lock:
+            if flow_run_id in self._runs:
+                raise ValueError(f"flow run {flow_run_id} is running in the pool already")
+            worker = self._hand_over(flow_run_id, timeout)
+        if worker is None:
+            return False
+        self._store.update_flow_run(flow_run_id, worker_pid=worker.pid)
+        self._wake()  # the supervisor's next wait must end by this run's deadline
+        return True
+
+    def cancel(self, flow_run_id: str, reason: str) -> bool:
+        """End the run's worker (SIGTERM, then SIGKILL after ``kill_grace``); the run is
+        recorded Cancelled with ``reason`` once the worker is gone. False if it is not here."""
+        with self._lock:
+            worker = self._runs.get(flow_run_id)
+            if worker is None or worker.run is None:
+                return False
+            if worker.run.ending is None:
+                worker.run.ending, worker.run.reason = Ending.CANCEL, reason
+                worker.terminate(time.monotonic(), self.kill_grace)
+        self._wake()
+        return True
+
+    def stop(self, grace: float) -> None:
+        """Let running runs finish for up to ``grace`` seconds, then end their workers and
+        record the runs Cancelled; returns once every worker process has been reaped.
+        Stopping a stopped pool does nothing."""
+        if self._supervisor is None or self._stopped:
+            return
+        with self._changed:
+            self._accepting = False
+            for worker in list(self._workers.values()):
+                if worker.run is None:
+                    worker.retire(time.monotonic(), self.kill_grace)
+            self._wake()
+            self._changed.wait_for(lambda: not self._runs, max(grace, 0))
+            self._closing = True
+            for worker in list(self._workers.values()):
+                if worker.run is None:
+                    worker.retire(time.monotonic(), self.kill_grace)
+                elif worker.run.ending is None:
+                    worker.run.ending, worker.run.reason = Ending.SHUTDOWN, SHUTDOWN_REASON
+                    worker.terminate(time.monotonic(), self.kill_grace)
+        self._wake()
+        self._supervisor.join()
+        for relay in self._relays:
+            relay.join(timeout=2)  # what is still in the output pipes reaches the log
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._stopped = True
+
+    def idle_count(self) -> int:
+        """Workers ready for a run now."""
+        with self._lock:
+            return self._idle_count()
+
+    def busy_count(self) -> int:
+        """Workers running a run (including runs being ended)."""
+        with self._lock:
+            return len(self._runs)
+
+    def pids(self) -> list[int]:
+        """The process ids of the worker processes alive now."""
+        with self._lock:
+            return sorted(self._workers)
+
+    # Under the lock.
+
+    def _idle_count(self) -> int:
+        return sum(1 for worker in self._workers.values() if worker.idle)
+
+    def _hand_over(self, flow_run_id: str, timeout: float | None) -> WorkerProcess | None:
+        if not self._accepting:
+            return None
+        for worker in self._workers.values():
+            if not worker.idle:
+                continue
+            if not worker.send_run(flow_run_id):
+                worker.retiring = True  # its stdin is gone: it is dying, its exit is handled
+                continue
+            worker.run = Assignment(flow_run_id, timeout)
+            self._runs[flow_run_id] = worker
+            return worker
+        return None
+
+    def _needs_workers(self) -> bool:
+        live = sum(1 for worker in self._workers.values() if not worker.retiring)
+        return self._accepting and live < self.size
+
+    def _next_wait(self, now: float) -> float | None:
+        deadlines = [self._spawn_after] if self._needs_workers() else []
+        for worker in self._workers.values():
+            deadlines.extend(worker.deadlines())
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for worker in self._workers.values():
+            run = worker.run
+            if run and run.ending is None and run.deadline is not None and run.deadline <= now:
+                run.ending = Ending.TIMEOUT
+                worker.terminate(now, self.kill_grace)
+            worker.enforce(now, self.kill_grace)
+
+    def _spawn_missing(self) -> None:
+        self._relays = [relay for relay in self._relays if relay.is_alive()]
+        while self._needs_workers():
+            output_r, output_w = os.pipe() if self._log_sink is not None else (-1, 2)
+            try:
+                worker = WorkerProcess.start(self.preload, self._env, output_w)
+            except OSError as error:
+                if output_r >= 0:
+                    os.close(output_r)
+                self._note_early_death(f"could not start a worker process: {error}")
+                return
+            finally:
+                if output_r >= 0:
+                    os.close(output_w)
+            if self._log_sink is not None:
+                self._relays.append(start_relay(output_r, worker.pid, self._log_sink, self._store))
+            self._workers[worker.pid] = worker
+            self._selector.register(worker.channel, selectors.EVENT_READ, (worker, False))
+            if worker.exit_fd is not None:
+                self._selector.register(worker.exit_fd, selectors.EVENT_READ, (worker, True))
+
+    def _note_early_death(self, description: str) -> None:
+        """A worker died before it was ready: fail ``start``, or retry later, backing off."""
+        if self._starting:
+            self._start_error = f"a worker failed to start: {description}"
+        self._early_deaths += 1
+        delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (self._early_deaths - 1))
+        self._spawn_after = time.monotonic() + delay
+        log.error("%s before it was ready; next start in %.1f s", description, delay)
+        self._changed.notify_all()
+
+    # The supervisor thread.
+
+    def _supervise(self) -> None:
+        """Start, watch and reap the workers until the pool is stopped and they are gone.
+
+        Workers are started from this thread only: their PR_SET_PDEATHSIG fires when the
+        thread that started them exits, and this one outlives them all.
+        """
+        while True:
+            with self._lock:
+                if self._closing and not self._workers:
+                    return
+                now = time.monotonic()
+                if self._needs_workers() and now >= self._spawn_after:
+                    self._spawn_missing()
+                wait = self._next_wait(now)
+            try:
+                self._handle(self._selector.select(wait))
+            except Exception:  # a bug here must not leave runs unsupervised
+                log.exception("worker pool supervisor error")
+            with self._lock:
+                self._enforce_deadlines(time.monotonic())
+
+    def _handle(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Read results and reap exited workers, then report finished runs."""
+        finished: list[RunOutcome] = []
+        exited: list[WorkerProcess] = []
+        for key, _ in events:
+            if key.data is None:
+                _drain(self._wake_r)
+                continue
+            worker, is_exit = key.data
+            if is_exit or self._take_messages(worker, finished):
+                exited.append(worker)
+        for worker in dict.fromkeys(exited):
+            finished.extend(self._reap(worker))
+        for ended in finished:
+            try:
+                self._on_finished(ended)
+            except Exception:
+                log.exception("on_finished failed for run %s", ended.flow_run_id)
+
+    def _take_messages(self, worker: WorkerProcess, finished: list[RunOutcome]) -> bool:
+        """Handle a worker's new messages; True if its result pipe is at end of file and it
+        has no pidfd (then the process has ended: the pipe closes only with it)."""
+        with self._lock:
+            messages, eof = worker.read_messages()
+            for message in messages:
+                if "ready" in message:
+                    worker.ready, self._early_deaths = True, 0
+                    self._changed.notify_all()
+                elif worker.run is not None and message.get("done") == worker.run.flow_run_id:
+                    finished.append(self._run_done(worker, message))
+            if eof and worker.channel >= 0 and worker.channel in self._selector.get_map():
+                self._selector.unregister(worker.channel)
+        return eof and worker.exit_fd is None
+
+    def _run_done(self, worker: WorkerProcess, message: dict[str, Any]) -> RunOutcome:
+        run = worker.run
+        assert run is not None
+        worker.run = None
+        worker.runs += 1
+        del self._runs[run.flow_run_id]
+        # A worker that was signalled, or is exiting by itself, must not get another run.
+        exiting = run.ending is not None or bool(message.get("exiting"))
+        if exiting or not self._accepting or self._should_recycle(worker):
+            worker.retire(time.monotonic(), self.kill_grace)
+        self._changed.notify_all()
+        return outcome(
+            run,
+            worker.pid,
+            str(message.get("state") or "Unknown"),
+            str(message.get("state_type") or "UNKNOWN"),
+            message.get("error_type"),
+            message.get("message"),
+        )
+
+    def _should_recycle(self, worker: WorkerProcess) -> bool:
+        limit = self.max_runs_per_worker
+        if limit is not None and worker.runs >= limit:
+            log.info("recycling worker %d after %d runs", worker.pid, worker.runs)
+            return True
+        limit = self.max_memory_per_worker
+        rss = worker.rss() if limit is not None else None
+        if limit is not None and rss is not None and rss > limit:
+            log.info("recycling worker %d: it uses %d bytes (RSS)", worker.pid, rss)
+            return True
+        return False
+
+    def _reap(self, worker: WorkerProcess) -> list[RunOutcome]:
+        """A worker process ended: take its last results, reap it, and record the run it
+        left unfinished, if any."""
+        finished: list[RunOutcome] = []
+        self._take_messages(worker, finished)
+        returncode = worker.process.wait()  # at once: it has exited
+        with self._lock:
+            for fd in (worker.channel, worker.exit_fd):
+                if fd is not None and fd in self._selector.get_map():
+                    self._selector.unregister(fd)
+            worker.close()
+            del self._workers[worker.pid]
+            run, worker.run = worker.run, None
+            if run is not None:
+                del self._runs[run.flow_run_id]
+            if not worker.ready and not worker.retiring:
+                self._note_early_death(exit_description(worker.pid, returncode))
+            elif run is None and not worker.retiring:
+                log.warning("idle %s", exit_description(worker.pid, returncode))
+            self._changed.notify_all()
+        if run is not None:
+            finished.append(record_end(self._store, run, worker.pid, returncode))
+        return finished
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # woken already: the pipe is full
+            os.write(self._wake_w, b"\0")
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass

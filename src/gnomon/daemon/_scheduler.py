@@ -1,0 +1,431 @@
+"""Schedule decisions: what happens when a deployment's fire time comes, and what runs next.
+
+The scheduler owns no thread and reads no clock: the daemon's loop calls ``tick(now)`` with
+the fire times APScheduler handed over since the last tick, and tests call it with literal
+times. Every decision (fired, queued, skipped, missed) becomes a run row before it has any
+effect, keyed by (deployment, nominal fire time), so a crash between deciding and acting
+can never make a fire happen twice or not at all.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gnomon.deployments import Catchup, Deployment, Overlap
+
+if TYPE_CHECKING:
+    from gnomon.scheduling import Trigger
+    from gnomon.store import Store
+
+log = logging.getLogger("gnomon.daemon")
+
+# Catch-up after downtime looks at most this many missed fire times per deployment.
+CATCHUP_SCAN_LIMIT = 10_000
+
+
+class Dispatcher(Protocol):
+    """Where runs execute: the worker pool, or a stand-in in tests."""
+
+    def idle_count(self) -> int: ...
+
+    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool: ...
+
+    def cancel(self, flow_run_id: str, reason: str) -> bool: ...
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A deployment as the scheduler tracks it between ticks."""
+
+    deployment: Deployment
+    trigger: Trigger
+    offset: timedelta
+    paused: bool
+    last_fire: datetime | None
+    running: set[str] = field(default_factory=set)
+    queued: set[str] = field(default_factory=set)
+
+
+@dataclass(order=True, slots=True)
+class _Waiting:
+    nominal: datetime
+    sequence: int
+    flow_run_id: str = field(compare=False)
+    deployment: str = field(compare=False)
+    timeout: float | None = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    deployment: str
+    nominal: datetime
+    action: str  # fired, queued, skipped, missed, paused, duplicate
+    flow_run_id: str | None = None
+    reason: str | None = None
+
+
+class Scheduler:
+    """Turns fire times into runs and runs into work for the dispatcher."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, daemon_id: str) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.daemon_id = daemon_id
+        self._slots: dict[str, _Slot] = {}
+        self._waiting: list[_Waiting] = []
+        self._sequence = itertools.count()
+        self._inbox: list[tuple[str, datetime]] = []
+        self._finished: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    # Deployments.
+
+    def set_deployments(
+        self, deployments: Sequence[Deployment], rows: dict[str, dict[str, Any]]
+    ) -> None:
+        """Track these deployments (as synced into the store; ``rows`` are their store rows)."""
+        from gnomon.scheduling import jitter_offset
+
+        kept: dict[str, _Slot] = {}
+        for deployment in deployments:
+            row = rows[deployment.name]
+            previous = self._slots.get(deployment.name)
+            slot = _Slot(
+                deployment=deployment,
+                trigger=deployment.trigger(row["anchor"]),
+                offset=jitter_offset(deployment.name, deployment.jitter),
+                paused=bool(row["paused"]),
+                last_fire=row["last_fire"],
+            )
+            if previous is not None:
+                slot.running, slot.queued = previous.running, previous.queued
+            kept[deployment.name] = slot
+        self._slots = kept
+
+    def deployment(self, name: str) -> _Slot | None:
+        return self._slots.get(name)
+
+    def slots(self) -> dict[str, _Slot]:
+        return dict(self._slots)
+
+    def first_fire_after(self, name: str, after: datetime) -> datetime | None:
+        """The next nominal fire strictly after ``after`` (what APScheduler waits for)."""
+        return self._slots[name].trigger.next_fire(after)
+
+    def set_paused(self, name: str, paused: bool, now: datetime) -> None:
+        """Pause or resume; resuming does not catch up the paused period."""
+        slot = self._slots.get(name)
+        if slot is None or slot.paused == paused:
+            return
+        slot.paused = paused
+        if not paused:
+            slot.last_fire = now
+
+    # Fire times, handed over by APScheduler's thread.
+
+    def hand_off(self, name: str, nominal_times: Iterable[datetime]) -> None:
+        """Queue fire times for the next tick (called from APScheduler's thread)."""
+        with self._lock:
+            self._inbox.extend((name, nominal) for nominal in nominal_times)
+
+    def run_finished(self, flow_run_id: str, state_name: str) -> None:
+        """Note a run's end for the next tick (called from the pool's threads)."""
+        with self._lock:
+            self._finished.append((flow_run_id, state_name))
+
+    def tick(self, now: datetime) -> list[Decision]:
+        """Apply finished runs and handed-over fires, then start what can start."""
+        with self._lock:
+            inbox, self._inbox = self._inbox, []
+            finished, self._finished = self._finished, []
+        for flow_run_id, _ in finished:
+            self._forget(flow_run_id)
+        decisions = self.fire_many(inbox, now) if inbox else []
+        self.dispatch(now)
+        return decisions
+
+    def _forget(self, flow_run_id: str) -> None:
+        for slot in self._slots.values():
+            slot.running.discard(flow_run_id)
+            slot.queued.discard(flow_run_id)
+
+    # Decisions.
+
+    def fire_many(
+        self, fires: Sequence[tuple[str, datetime]], now: datetime, trigger: str = "schedule"
+    ) -> list[Decision]:
+        """Decide every fire, create all the resulting runs in one transaction, queue them."""
+        planned: list[tuple[Decision, dict[str, Any] | None]] = []
+        for name, nominal in sorted(fires, key=lambda fire: fire[1]):
+            slot = self._slots.get(name)
+            if slot is None:
+                continue
+            planned.append(self._decide(slot, nominal, now, trigger))
+        rows = [row for _, row in planned if row is not None]
+        created = self.store.create_runs(rows)
+        decisions = []
+        for planned_decision, row in planned:
+            decision = planned_decision
+            if row is not None and row["id"] not in created:
+                decision = Decision(
+                    decision.deployment,
+                    decision.nominal,
+                    "duplicate",
+                    None,
+                    "a run for this fire time already exists",
+                )
+            elif decision.action in ("fired", "queued") and decision.flow_run_id:
+                self._queue(
+                    self._slots[decision.deployment], decision.flow_run_id, decision.nominal
+                )
+            slot = self._slots[decision.deployment]
+            if slot.last_fire is None or decision.nominal > slot.last_fire:
+                slot.last_fire = decision.nominal
+            _log_decision(decision)
+            decisions.append(decision)
+        self._record_fire_times({d.deployment for d in decisions})
+        return decisions
+
+    def _decide(
+        self, slot: _Slot, nominal: datetime, now: datetime, trigger: str
+    ) -> tuple[Decision, dict[str, Any] | None]:
+        deployment = slot.deployment
+        name = deployment.name
+        if slot.paused:
+            return Decision(name, nominal, "paused"), None
+        due = nominal + slot.offset
+        grace = deployment.misfire_grace
+        if grace is not None and now - due > grace:
+            reason = f"{_ms(now - due)} ms late, beyond misfire_grace of {_ms(grace)} ms"
+            return self._final(slot, nominal, now, "missed", "Missed", reason, trigger)
+        active = len(slot.running) + len(slot.queued)
+        overlap = deployment.overlap
+        if active and overlap is Overlap.SKIP:
+            reason = f"previous run still going ({_ids(slot)})"
+            return self._final(slot, nominal, now, "skipped", "Skipped", reason, trigger)
+        if overlap is Overlap.QUEUE and len(slot.queued) >= deployment.max_queued:
+            reason = (
+                f"{len(slot.queued)} runs already queued (max_queued = {deployment.max_queued})"
+            )
+            return self._final(slot, nominal, now, "skipped", "Skipped", reason, trigger)
+        if overlap is Overlap.ALLOW and active >= deployment.max_concurrent:
+            reason = f"{active} runs active (max_concurrent = {deployment.max_concurrent})"
+            return self._final(slot, nominal, now, "skipped", "Skipped", reason, trigger)
+        if overlap is Overlap.CANCEL_PREVIOUS:
+            for flow_run_id in sorted(slot.running):
+                self.dispatcher.cancel(flow_run_id, f"cancelled by the {nominal.isoformat()} fire")
+            for flow_run_id in sorted(slot.queued):
+                self._cancel_queued(slot, flow_run_id, nominal)
+        action = "queued" if active and overlap is Overlap.QUEUE else "fired"
+        row = self._run_row(slot, nominal, now, trigger, "PENDING", "Pending", None)
+        return Decision(name, nominal, action, row["id"]), row
+
+    def _final(
+        self,
+        slot: _Slot,
+        nominal: datetime,
+        now: datetime,
+        action: str,
+        state: str,
+        reason: str,
+        trigger: str,
+    ) -> tuple[Decision, dict[str, Any]]:
+        row = self._run_row(slot, nominal, now, trigger, "CANCELLED", state, reason)
+        row["end_time"] = now
+        return Decision(slot.deployment.name, nominal, action, row["id"], reason), row
+
+    def _run_row(
+        self,
+        slot: _Slot,
+        nominal: datetime,
+        now: datetime,
+        trigger: str,
+        state_type: str,
+        state_name: str,
+        message: str | None,
+    ) -> dict[str, Any]:
+        deployment = slot.deployment
+        return {
+            "id": uuid.uuid4().hex,
+            "name": f"{deployment.name}@{nominal.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+            "flow_name": deployment.flow.rpartition(":")[2],
+            "entrypoint": deployment.flow,
+            "parameters": dict(deployment.parameters),
+            "tags": list(deployment.tags),
+            "state_type": state_type,
+            "state_name": state_name,
+            "state_message": message,
+            "run_count": 0,
+            "deployment_name": deployment.name,
+            "scheduled_for": nominal,
+            "expected_start_time": nominal + slot.offset,
+            "trigger": trigger,
+            "daemon_id": self.daemon_id,
+            "created": now,
+            "updated": now,
+        }
+
+    def _cancel_queued(self, slot: _Slot, flow_run_id: str, nominal: datetime) -> None:
+        slot.queued.discard(flow_run_id)
+        self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
+        heapq.heapify(self._waiting)
+        self.store.set_run_state(
+            flow_run_id,
+            "CANCELLED",
+            "Cancelled",
+            f"cancelled by the {nominal.isoformat()} fire (overlap = cancel_previous)",
+            only_if_active=True,
+        )
+
+    def _queue(self, slot: _Slot, flow_run_id: str, nominal: datetime) -> None:
+        slot.queued.add(flow_run_id)
+        timeout = slot.deployment.timeout
+        waiting = _Waiting(
+            nominal,
+            next(self._sequence),
+            flow_run_id,
+            slot.deployment.name,
+            timeout.total_seconds() if timeout else None,
+        )
+        heapq.heappush(self._waiting, waiting)
+
+    def requeue(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Queue existing Pending runs (recovered after a restart) in nominal order."""
+        for row in rows:
+            slot = self._slots.get(row["deployment_name"])
+            if slot is not None:
+                self._queue(slot, row["id"], row["scheduled_for"] or row["created"])
+
+    def dispatch(self, now: datetime) -> int:
+        """Start waiting runs on idle workers, oldest fire first; returns how many started."""
+        started = 0
+        held: list[_Waiting] = []
+        while self._waiting and self.dispatcher.idle_count() > 0:
+            waiting = heapq.heappop(self._waiting)
+            slot = self._slots.get(waiting.deployment)
+            if slot is None or waiting.flow_run_id not in slot.queued:
+                continue
+            if not self._may_start(slot):
+                held.append(waiting)
+                continue
+            if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout):
+                held.append(waiting)
+                break
+            slot.queued.discard(waiting.flow_run_id)
+            slot.running.add(waiting.flow_run_id)
+            started += 1
+        for waiting in held:
+            heapq.heappush(self._waiting, waiting)
+        return started
+
+    def _may_start(self, slot: _Slot) -> bool:
+        deployment = slot.deployment
+        if deployment.overlap is Overlap.ALLOW:
+            return len(slot.running) < deployment.max_concurrent
+        return not slot.running
+
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+    def running_count(self) -> int:
+        return sum(len(slot.running) for slot in self._slots.values())
+
+    # After downtime.
+
+    def catch_up(self, now: datetime) -> list[Decision]:
+        """Apply each deployment's catch-up policy to the fire times missed before ``now``."""
+        fires: list[tuple[str, datetime]] = []
+        missed: list[tuple[_Slot, datetime]] = []
+        for slot in self._slots.values():
+            if slot.paused or slot.last_fire is None:
+                continue
+            due = _fire_times_between(slot.trigger, slot.last_fire, now)
+            if not due:
+                continue
+            policy = slot.deployment.catchup
+            if policy is Catchup.NONE:
+                run, skip = [], due
+            elif policy is Catchup.LATEST:
+                run, skip = due[-1:], due[:-1]
+            else:
+                # The newest max_catchup, run oldest first: `latest` is the case of one.
+                limit = slot.deployment.max_catchup
+                run, skip = (due[-limit:], due[:-limit]) if limit > 0 else ([], due)
+            fires.extend((slot.deployment.name, nominal) for nominal in run)
+            missed.extend((slot, nominal) for nominal in skip)
+        decisions = self._record_missed(missed, now)
+        return decisions + self.fire_many(fires, now, trigger="catchup")
+
+    def _record_missed(self, missed: list[tuple[_Slot, datetime]], now: datetime) -> list[Decision]:
+        rows = []
+        for slot, nominal in missed:
+            reason = f"missed while the daemon was down (catchup = {slot.deployment.catchup.value})"
+            rows.append(self._final(slot, nominal, now, "missed", "Missed", reason, "catchup")[1])
+        created = self.store.create_runs(rows)
+        decisions = [
+            Decision(
+                row["deployment_name"],
+                row["scheduled_for"],
+                "missed",
+                row["id"],
+                row["state_message"],
+            )
+            for row in rows
+            if row["id"] in created
+        ]
+        for decision in decisions:
+            _log_decision(decision)
+        return decisions
+
+    def _record_fire_times(self, names: Iterable[str]) -> None:
+        updates = []
+        for name in names:
+            slot = self._slots[name]
+            if slot.last_fire is not None:
+                updates.append((name, slot.last_fire, slot.trigger.next_fire(slot.last_fire)))
+        self.store.record_fire_times_many(updates)
+
+
+def _fire_times_between(trigger: Trigger, after: datetime, until: datetime) -> list[datetime]:
+    """Nominal fire times in (after, until], at most CATCHUP_SCAN_LIMIT of the newest."""
+    times: list[datetime] = []
+    current = trigger.next_fire(after)
+    while current is not None and current <= until:
+        times.append(current)
+        if len(times) > CATCHUP_SCAN_LIMIT:
+            del times[0]
+        current = trigger.next_fire(current)
+    return times
+
+
+def _ids(slot: _Slot) -> str:
+    return ", ".join(sorted(slot.running | slot.queued))
+
+
+def _ms(delta: timedelta) -> int:
+    return round(delta.total_seconds() * 1000)
+
+
+def _log_decision(decision: Decision) -> None:
+    log.info(
+        "schedule decision: %s %s at %s%s",
+        decision.deployment,
+        decision.action,
+        decision.nominal.isoformat(),
+        f" ({decision.reason})" if decision.reason else "",
+        extra={
+            "decision": decision.action,
+            "deployment": decision.deployment,
+            "scheduled_for": decision.nominal.isoformat(),
+            "flow_run_id": decision.flow_run_id,
+            "reason": decision.reason,
+        },
+    )

@@ -1,0 +1,327 @@
+"""The daemon process: start-up, the loop, reload and shutdown.
+
+Start-up order matters and is the one systemd's READY=1 promises: the config is valid, the
+store is migrated, this is the only daemon on the store, runs a dead daemon left behind are
+settled, the worker pool is warm and missed fires are caught up, and only then does the
+timer start and READY=1 go out.
+
+The loop is a thin shell around ``Scheduler.tick(now)``: it sleeps until the timer hands
+over a fire time, a run finishes, a signal arrives or a second passes (to notice pauses made
+by other processes and to feed the watchdog), then ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Collection
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from gnomon.daemon._scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from gnomon.daemon._pool import RunOutcome, WorkerPool
+    from gnomon.deployments import GnomonConfig
+    from gnomon.store import Store
+
+log = logging.getLogger("gnomon.daemon")
+
+POLL_INTERVAL = 1.0  # pauses made by other processes take effect within this
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """One daemon process serving the deployments of one config file."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+        self.scheduler: Scheduler
+        self.pool: WorkerPool
+        self.store: Store
+        self.config: GnomonConfig
+
+    # Signals only set flags and wake the loop; the loop does the work.
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    def request_reload(self, *_: Any) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.request_reload()
+        else:
+            self.request_stop()
+
+    # Start-up.
+
+    def start(self) -> None:
+        """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
+        from gnomon._settings import get_settings
+        from gnomon.daemon._lock import DaemonLock
+        from gnomon.daemon._pool import WorkerPool
+        from gnomon.deployments import load_config_or_raise
+        from gnomon.flows._logging import configure_daemon_logging
+        from gnomon.store import get_store
+
+        self.config = load_config_or_raise(self.config_path)
+        settings = get_settings()
+        configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
+        self._lock = DaemonLock(settings.home)
+        self._lock.acquire(config=str(self.config.path) if self.config.path else None)
+        self.store = get_store()
+        daemon = self.config.daemon
+        self.pool = WorkerPool(
+            daemon.workers,
+            sorted({deployment.flow for deployment in self.config.deployments}),
+            max_runs_per_worker=daemon.max_runs_per_worker,
+            max_memory_per_worker=daemon.max_memory_per_worker,
+            kill_grace=daemon.kill_grace.total_seconds(),
+            on_finished=self._on_finished,
+            log_sink=_forward_worker_line,
+        )
+        self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
+        self._sync(_now())
+        self._recover()
+        self.pool.start()
+        horizon = _now()
+        self.scheduler.catch_up(horizon)
+        self._start_timer(horizon)
+        log.info(
+            "daemon ready: %d deployments, %d workers",
+            len(self.config.deployments),
+            daemon.workers,
+            extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
+        )
+
+    def _sync(self, now: datetime, keep: Collection[str] = ()) -> None:
+        from gnomon.deployments import sync_deployments
+
+        result = sync_deployments(self.store, self.config.deployments, now, keep=keep)
+        rows = {row["name"]: row for row in self.store.read_deployments()}
+        self.scheduler.set_deployments(self.config.deployments, rows)
+        log.info(
+            "deployments synced: %d added, %d changed, %d removed, %d unchanged",
+            len(result.added),
+            len(result.changed),
+            len(result.removed),
+            len(result.unchanged),
+            extra={"added": result.added, "changed": result.changed, "removed": result.removed},
+        )
+
+    def _recover(self) -> None:
+        """Settle runs a dead daemon left: Running ones crashed, waiting ones queue again.
+
+        This daemon holds the store's lock, so any daemon that owned them is gone.
+        """
+        waiting = []
+        for row in self.store.read_unfinished_deployment_runs():
+            if row["state_type"] == "RUNNING":
+                message = (
+                    f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
+                )
+                self.store.set_run_state(
+                    row["id"], "CRASHED", "Crashed", message, only_if_active=True, end_time=_now()
+                )
+                log.warning(
+                    "recovered run marked Crashed: %s",
+                    row["id"],
+                    extra={"flow_run_id": row["id"], "deployment": row["deployment_name"]},
+                )
+            else:
+                self.store.set_run_state(
+                    row["id"],
+                    "PENDING",
+                    "Pending",
+                    "queued again after a daemon restart",
+                    daemon_id=self.daemon_id,
+                )
+                waiting.append(row)
+        self.scheduler.requeue(waiting)
+
+    def _start_timer(self, not_before: datetime) -> None:
+        from gnomon.daemon._timing import Timer
+
+        self.timer = Timer(self._hand_off)
+        for name, slot in self.scheduler.slots().items():
+            self.timer.schedule(
+                name, slot.trigger, slot.offset, max(not_before, slot.last_fire or not_before)
+            )
+        self.timer.start()
+
+    def _hand_off(self, name: str, nominal_times: list[datetime]) -> None:
+        self.scheduler.hand_off(name, nominal_times)
+        self._wake.set()
+
+    def _on_finished(self, outcome: RunOutcome) -> None:
+        self.scheduler.run_finished(outcome.flow_run_id, outcome.state_name)
+        self._wake.set()
+        _log_summary(self.store, outcome)
+
+    # The loop.
+
+    def serve(self) -> int:
+        """Run until asked to stop; returns the process exit code."""
+        from gnomon.daemon._systemd import Notifier
+
+        notifier = Notifier()
+        notifier.ready(
+            f"{len(self.config.deployments)} deployments, {self.config.daemon.workers} workers"
+        )
+        next_poll = 0.0
+        try:
+            while not self._stop_requested:
+                self._wake.wait(POLL_INTERVAL)
+                self._wake.clear()
+                if self._reload_requested:
+                    self._reload_requested = False
+                    notifier.reloading()
+                    self.reload()
+                    notifier.ready("reloaded")
+                now = _now()
+                self.scheduler.tick(now)
+                if now.timestamp() >= next_poll:
+                    self._apply_pauses(now)
+                    next_poll = now.timestamp() + POLL_INTERVAL
+                notifier.watchdog()
+        finally:
+            notifier.stopping()
+            self.shutdown()
+        return 0
+
+    def _apply_pauses(self, now: datetime) -> None:
+        for row in self.store.read_deployments():
+            self.scheduler.set_paused(row["name"], bool(row["paused"]), now)
+
+    def reload(self) -> None:
+        """Re-read the config: bad deployments are reported and skipped, the rest apply."""
+        from gnomon.deployments import load_config
+
+        result = load_config(self.config_path)
+        for problem in result.problems:
+            log.error("config problem on reload: %s", problem, extra={"problem": str(problem)})
+        slots = self.scheduler.slots()
+        previous = set(slots)
+        # A deployment whose edit broke it keeps running as it was, rather than stopping.
+        valid = {deployment.name for deployment in result.config.deployments}
+        kept = [
+            slots[name].deployment for name in result.failed if name in slots and name not in valid
+        ]
+        self.config = result.config.model_copy(
+            update={"deployments": (*result.config.deployments, *kept)}
+        )
+        now = _now()
+        self._sync(now, keep=result.failed)
+        current = self.scheduler.slots()
+        for name in previous - set(current):
+            self.timer.remove(name)
+        for name, slot in current.items():
+            self.timer.schedule(name, slot.trigger, slot.offset, max(now, slot.last_fire or now))
+        log.info(
+            "config reloaded", extra={"deployments": len(current), "problems": len(result.problems)}
+        )
+
+    def shutdown(self) -> None:
+        """Stop firing, let running runs finish up to shutdown_grace, then end them."""
+        timer = getattr(self, "timer", None)
+        if timer is not None:
+            timer.shutdown()
+        grace = self.config.daemon.shutdown_grace.total_seconds()
+        log.info(
+            "daemon stopping: waiting up to %gs for %d running runs",
+            grace,
+            self.scheduler.running_count(),
+        )
+        self.pool.stop(grace)
+        self.store.flush()
+        self._lock.release()
+        log.info("daemon stopped")
+
+
+def _default_log_file(home: Path) -> Path:
+    # Under systemd, LogsDirectory= provides $LOGS_DIRECTORY.
+    logs = os.environ.get("LOGS_DIRECTORY")
+    return (Path(logs.split(":")[0]) if logs else home / "logs") / "gnomon.jsonl"
+
+
+def _forward_worker_line(line: str, worker_pid: int) -> None:
+    from gnomon.flows._logging import daemon_lines
+
+    daemon_lines.write(line)
+
+
+def _log_summary(store: Store, outcome: RunOutcome) -> None:
+    """One line per finished run, with what incident handling asks first."""
+    row = store.read_flow_run(outcome.flow_run_id) or {}
+    scheduled_for = row.get("scheduled_for")
+    started_at = row.get("start_time")
+    lateness_ms = (
+        round(
+            (started_at - (row.get("expected_start_time") or scheduled_for)).total_seconds() * 1000
+        )
+        if started_at and scheduled_for
+        else None
+    )
+    log.info(
+        "run finished: %s %s",
+        row.get("deployment_name"),
+        outcome.state_name,
+        extra={
+            "event_kind": "run_summary",
+            "flow_run_id": outcome.flow_run_id,
+            "deployment": row.get("deployment_name"),
+            "flow": row.get("flow_name"),
+            "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
+            "started_at": started_at.isoformat() if started_at else None,
+            "lateness_ms": lateness_ms,
+            "duration_ms": outcome.duration_ms,
+            "state": outcome.state_name,
+            "attempt": row.get("run_count"),
+            "worker_pid": outcome.worker_pid,
+            "exit_code": outcome.exit_code,
+            "signal": outcome.signal,
+            "error_type": outcome.error_type or row.get("error_type"),
+        },
+    )
+
+
+def run_daemon(config_path: Path | None) -> int:
+    """Run the daemon in the foreground; returns the exit code (2: bad config)."""
+    import sys
+
+    from gnomon.daemon._lock import DaemonAlreadyRunning
+    from gnomon.exceptions import ConfigError
+
+    daemon = Daemon(config_path)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except ConfigError as error:
+        print(f"gnomon daemon: the config has problems, not starting:\n{error}", file=sys.stderr)
+        return 2
+    except DaemonAlreadyRunning as error:
+        print(f"gnomon daemon: {error}", file=sys.stderr)
+        return 1
+    return daemon.serve()

@@ -1,0 +1,264 @@
+"""A warm worker process of the daemon's pool, and the protocol the pool speaks with it.
+
+The pool starts ``python -m gnomon.daemon._worker --channel FD --parent PID ENTRYPOINT...``.
+The worker imports gnomon and the given flow entrypoints (one that fails to import is logged
+as a warning; the worker still starts), then serves one flow run at a time:
+
+- stdin, daemon to worker: one JSON line per run, ``{"run": "<flow_run_id>"}``. End of file
+  means "exit": when idle the worker exits 0; in the middle of a run it means the daemon
+  died, and the worker abandons the run at once (see ``_Inbox``).
+- the channel (an extra pipe, fd ``FD``), worker to daemon: ``{"ready": pid}`` once warm, then
+  ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...}`` per
+  run; a run that was not Scheduled or Pending also carries ``"not_runnable": reason``, and
+  ``"exiting": true`` says the worker exits after this run (the flow called ``sys.exit()``).
+- stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
+  lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
+  mark where each run's output begins and ends, so the pool attributes output exactly.
+
+The results travel on their own pipe rather than on stdout because flows print to stdout, and
+so may C extensions and child processes, from the first instruction on: no redirection done
+after start-up could make stdout safe for the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import io
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from typing import Any
+
+RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
+EXIT_ORPHANED = 70  # the daemon died (EX_SOFTWARE): the worker left its run behind
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+log = logging.getLogger("gnomon.worker")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One protocol message as a JSON line."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def parse_object(line: bytes | str) -> dict[str, Any] | None:
+    """A JSON object line as a dict; None for anything else."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Warm up, report ready, then run the flow runs the daemon sends until stdin closes."""
+    args = _parse_args(argv)
+    _die_with_parent(args.parent)
+    os.set_inheritable(args.channel, False)  # a flow's child processes must not hold it open
+    _line_buffered_output()
+
+    from gnomon.flows._logging import configure_logging
+    from gnomon.store import get_store
+
+    configure_logging()
+    get_store()  # connect (and check the schema) now, not at the first run
+    _preload(args.preload)
+    inbox = _Inbox()
+    inbox.start()
+    _send(args.channel, {"ready": os.getpid()})
+    while (flow_run_id := inbox.next_run()) is not None:
+        try:
+            message = _execute(flow_run_id)
+        except BaseException as error:
+            # sys.exit() or an interrupt in the flow: the engine recorded the run Crashed; the
+            # worker reports it, then exits as asked (the pool replaces it).
+            _send(args.channel, {**_stored_outcome(flow_run_id, error), "exiting": True})
+            raise
+        _send(args.channel, message)
+        inbox.run_done()
+    return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gnomon.daemon._worker")
+    parser.add_argument("--channel", type=int, required=True, help="fd to write results to")
+    parser.add_argument("--parent", type=int, required=True, help="the daemon's pid")
+    parser.add_argument("preload", nargs="*", help="flow entrypoints to import at start")
+    return parser.parse_args(argv)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Get SIGTERM when the daemon dies (Linux), and exit now if it is already gone.
+
+    PR_SET_PDEATHSIG fires when the *thread* that started this process exits, not the whole
+    process: the pool therefore starts every worker from its supervisor thread, which lives
+    until the pool has stopped every worker. stdin reaching end of file is the portable
+    signal; SIGTERM's default action is the backstop that works even while a C extension
+    holds the GIL and the stdin thread cannot run.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the daemon died before prctl took effect
+        os._exit(EXIT_ORPHANED)
+
+
+def _line_buffered_output() -> None:
+    """Flush prints line by line, so they reach the log pipe in order and survive a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+
+
+def _preload(entrypoints: list[str]) -> None:
+    from gnomon.flows import load_flow
+
+    for entrypoint in entrypoints:
+        try:
+            load_flow(entrypoint)
+        except (Exception, SystemExit) as error:
+            log.warning(
+                "could not import flow %s in worker %d; its runs will fail: %s: %s",
+                entrypoint,
+                os.getpid(),
+                type(error).__name__,
+                error,
+                extra={"entrypoint": entrypoint, "error_type": type(error).__name__},
+            )
+
+
+def _send(channel: int, message: dict[str, Any]) -> None:
+    data = encode(message)
+    while data:
+        data = data[os.write(channel, data) :]
+
+
+def _mark_run(flow_run_id: str | None) -> None:
+    """Delimit a run's output on the log pipe, after everything printed before it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The leading newline ends any partial line a flow left, so the marker is a line of its own.
+    os.write(2, b"\n" + encode({RUN_MARKER: flow_run_id}))
+
+
+def _execute(flow_run_id: str) -> dict[str, Any]:
+    """Run one stored flow run; the ``done`` message that reports how it ended."""
+    from gnomon.exceptions import FlowRunNotRunnable
+    from gnomon.flows._flow_engine import execute_flow_run
+    from gnomon.flows._records import state_error
+
+    _mark_run(flow_run_id)
+    try:
+        state = execute_flow_run(flow_run_id)
+    except FlowRunNotRunnable as error:
+        return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
+    except Exception as error:
+        return _crash_unfinished(flow_run_id, error)
+    finally:
+        _mark_run(None)
+    failure = state_error(state)
+    return {
+        "done": flow_run_id,
+        "state": state.name,
+        "state_type": state.type.value,
+        "error_type": _type_name(failure) if failure is not None else None,
+        "message": state.message,
+    }
+
+
+def _type_name(error: BaseException) -> str:
+    from gnomon.flows._records import error_fields
+
+    return str(error_fields(error)["error_type"])
+
+
+def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
+    """A ``done`` message with the run's state as stored (the run did not end here)."""
+    from gnomon.store import get_store
+
+    row = get_store().read_flow_run(flow_run_id) or {}
+    return {
+        "done": flow_run_id,
+        "state": row.get("state_name") or "Crashed",
+        "state_type": row.get("state_type") or "CRASHED",
+        "error_type": _type_name(error),
+        "message": str(error),
+    }
+
+
+def _crash_unfinished(flow_run_id: str, error: Exception) -> dict[str, Any]:
+    """Record Crashed a run the engine could not start or finish (unknown run, flow that
+    fails to import), unless it already has a final state: it must not stay Scheduled or
+    Running."""
+    from gnomon.flows._records import error_fields
+    from gnomon.store import get_store
+    from gnomon.store._schema import utcnow
+
+    message = f"the worker could not run the flow run: {type(error).__name__}: {error}"
+    log.error("%s", message, extra={"flow_run_id": flow_run_id}, exc_info=error)
+    get_store().set_run_state(
+        flow_run_id,
+        "CRASHED",
+        "Crashed",
+        message,
+        only_if_active=True,
+        end_time=utcnow(),
+        **error_fields(error),
+    )
+    return _stored_outcome(flow_run_id, error)
+
+
+class _Inbox:
+    """Reads the daemon's messages from stdin in a thread, so that end of file is noticed
+    even while a run is executing.
+
+    End of file during a run means the daemon died: the worker exits at once, abandoning the
+    run, rather than finishing it unsupervised. A restarted daemon marks the run Crashed (and
+    may run it again under its retry policy) as soon as it holds the store's lock, which an
+    orphan still writing the run's states would contradict; and no one would enforce the
+    run's timeout or collect its result meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running = False
+        self._closed = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, name="gnomon-worker-stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin.buffer:
+            message = parse_object(line)
+            if message is not None and isinstance(message.get("run"), str):
+                self._queue.put(message["run"])
+            else:
+                log.warning("ignoring a malformed message from the daemon: %r", line[:200])
+        with self._lock:
+            self._closed = True
+            if self._running:
+                os._exit(EXIT_ORPHANED)
+        self._queue.put(None)
+
+    def next_run(self) -> str | None:
+        """The next run to execute; None once stdin has closed (time to exit)."""
+        flow_run_id = self._queue.get()
+        with self._lock:
+            if flow_run_id is None or self._closed:
+                return None
+            self._running = True
+        return flow_run_id
+
+    def run_done(self) -> None:
+        with self._lock:
+            self._running = False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""The daemon's handle on one worker process: starting it, reading its results, relaying its
+output, and signalling it. The pool (``_pool.py``) decides when; this module knows how.
+
+The protocol itself is described in ``_worker.py``, the worker's side of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gnomon.daemon._worker import RUN_MARKER, encode, parse_object
+
+if TYPE_CHECKING:
+    from gnomon.states import State
+    from gnomon.store import Store
+
+log = logging.getLogger("gnomon.daemon.pool")
+
+OUTPUT_LOGGER = "gnomon.worker.output"  # what flows print, as log records
+MAX_LINE = 1 << 20  # longer output lines are relayed in pieces
+# systemd's variables are for the daemon alone: a flow calling sd_notify must not speak for it.
+_DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
+
+
+class Ending(enum.Enum):
+    """Why the pool is ending a run's worker, which decides the state it records."""
+
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(slots=True)
+class Assignment:
+    """The run a worker is executing, as the pool tracks it."""
+
+    flow_run_id: str
+    timeout: float | None
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ending: Ending | None = None
+    reason: str | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a submitted run ended, as the daemon's per-run summary line reports it."""
+
+    flow_run_id: str
+    state_name: str
+    state_type: str
+    worker_pid: int
+    exit_code: int | None  # set when the worker process ended with the run
+    signal: str | None  # e.g. "SIGKILL", when a signal ended the worker with the run
+    started_at: datetime  # UTC, when the pool handed the run to the worker
+    ended_at: datetime
+    duration_ms: int
+    error_type: str | None
+    message: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class WorkerProcess:
+    """One worker process and the pool's bookkeeping about it (guarded by the pool's lock)."""
+
+    process: subprocess.Popen[bytes]
+    channel: int  # read end of the result pipe, non-blocking; -1 once closed
+    exit_fd: int | None  # a pidfd, readable once the process has exited (Linux)
+    buffer: bytes = b""
+    ready: bool = False
+    runs: int = 0
+    run: Assignment | None = None
+    retiring: bool = False
+    term_at: float | None = None  # send SIGTERM at this monotonic time
+    kill_at: float | None = None  # send SIGKILL at this monotonic time
+
+    @classmethod
+    def start(cls, preload: list[str], env: dict[str, str], stdout: int) -> WorkerProcess:
+        """Start a worker with its result pipe; its stdout and stderr go to ``stdout``."""
+        channel_r, channel_w = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    *("-m", "gnomon.daemon._worker"),
+                    *("--channel", str(channel_w), "--parent", str(os.getpid())),
+                    "--",  # entrypoints are never options
+                    *preload,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=stdout,
+                stderr=stdout,
+                pass_fds=(channel_w,),
+                env=env,
+                # Out of the daemon's session: a Ctrl-C at the daemon's terminal must reach
+                # the daemon only, which then lets running runs finish.
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(channel_r)
+            raise
+        finally:
+            os.close(channel_w)
+        os.set_blocking(channel_r, False)
+        return cls(process, channel_r, _open_exit_fd(process.pid))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.run is None and not self.retiring
+
+    def send_run(self, flow_run_id: str) -> bool:
+        """Ask the worker to run ``flow_run_id``; False if its stdin is gone (it is dying)."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(encode({"run": flow_run_id}))
+            self.process.stdin.flush()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def read_messages(self) -> tuple[list[dict[str, Any]], bool]:
+        """The messages the worker has written since the last call, and whether its result
+        pipe has reached end of file (it closes only when the process ends)."""
+        messages: list[dict[str, Any]] = []
+        while self.channel >= 0:
+            try:
+                data = os.read(self.channel, 65536)
+            except BlockingIOError:
+                return messages, False
+            if not data:
+                break
+            *lines, self.buffer = (self.buffer + data).split(b"\n")
+            for line in lines:
+                message = parse_object(line)
+                if message is None:
+                    log.warning("worker %d sent an unreadable message: %r", self.pid, line[:200])
+                else:
+                    messages.append(message)
+        return messages, True
+
+    def retire(self, now: float, grace: float) -> None:
+        """Tell the worker to exit (end of file on its stdin); SIGTERM it after ``grace``."""
+        self.retiring = True
+        if self.term_at is None and self.kill_at is None:
+            self.term_at = now + grace
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):  # the worker is gone; its exit is handled
+                self.process.stdin.close()
+
+    def terminate(self, now: float, grace: float) -> None:
+        """SIGTERM now, SIGKILL after ``grace``."""
+        self.term_at = None
+        self.process.send_signal(signal.SIGTERM)  # a no-op once the process is reaped
+        if self.kill_at is None:
+            self.kill_at = now + grace
+
+    def enforce(self, now: float, grace: float) -> None:
+        """Send the signals that are due."""
+        if self.term_at is not None and self.term_at <= now:
+            self.terminate(now, grace)
+        if self.kill_at is not None and self.kill_at <= now:
+            self.kill_at = None
+            self.process.send_signal(signal.SIGKILL)
+
+    def deadlines(self) -> list[float]:
+        """When this worker next needs the supervisor's attention."""
+        times = [t for t in (self.term_at, self.kill_at) if t is not None]
+        if self.run is not None and self.run.ending is None and self.run.deadline is not None:
+            times.append(self.run.deadline)
+        return times
+
+    def close(self) -> None:
+        """Close the daemon's ends of the worker's pipes (after it has been reaped)."""
+        for fd in (self.channel, self.exit_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self.channel, self.exit_fd = -1, None
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+
+    def rss(self) -> int | None:
+        """Resident set size in bytes from /proc (Linux); None where unavailable."""
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii", errors="replace") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+
+def worker_env(extra: dict[str, str], database_url: str) -> dict[str, str]:
+    """The daemon's environment for its workers, with ``extra`` on top."""
+    env = {**os.environ, **extra}
+    for name in _DAEMON_ONLY_ENV:
+        env.pop(name, None)
+    # The workers must write to the store the daemon reads, whatever config they would find.
+    env.setdefault("GNOMON_DATABASE_URL", database_url)
+    # The pool parses the workers' log lines; the daemon renders its own outputs.
+    env["GNOMON_LOG_FORMAT"] = "json"
+    return env
+
+
+def exit_description(pid: int, returncode: int) -> str:
+    """How a worker process ended, in words: the exit code, or the signal's name and number."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return f"worker process {pid} died with signal {name} ({-returncode})"
+    return f"worker process {pid} exited with code {returncode}"
+
+
+def exit_status(returncode: int) -> tuple[int | None, str | None]:
+    """The ``exit_code`` and ``signal`` columns for a process's return code."""
+    if returncode < 0:
+        return None, signal.Signals(-returncode).name
+    return returncode, None
+
+
+def _open_exit_fd(pid: int) -> int | None:
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        return int(pidfd_open(pid))
+    except OSError:  # a kernel before 5.3
+        return None
+
+
+def start_relay(
+    fd: int, pid: int, sink: Callable[[str, int], None], store: Store
+) -> threading.Thread:
+    """Relay a worker's output pipe to ``sink`` in a daemon thread (see ``_relay``)."""
+    thread = threading.Thread(
+        target=_relay, args=(fd, pid, sink, store), name=f"gnomon-worker-{pid}-output", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) -> None:
+    """Hand each line the worker writes to ``sink`` as a JSON log line.
+
+    gnomon's JSON log lines pass through with ``worker_pid`` added; anything else (prints,
+    warnings, C libraries' output) becomes an ``OUTPUT_LOGGER`` event and, during a run, a
+    log row of that run, with the run's id taken from the markers the worker writes.
+    """
+    current: str | None = None
+    with os.fdopen(fd, "rb") as stream:
+        for raw in iter(lambda: stream.readline(MAX_LINE), b""):
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not text.strip():
+                continue
+            event = parse_object(text)
+            if event is not None and RUN_MARKER in event:
+                current = event[RUN_MARKER]
+                continue
+            if event is None or "event" not in event:
+                event = _output_event(text, pid, current, store)
+            event.setdefault("worker_pid", pid)
+            if current is not None:
+                event.setdefault("flow_run_id", current)
+            try:
+                sink(json.dumps(event), pid)
+            except Exception:
+                log.exception("the worker log sink failed")
+
+
+def _output_event(text: str, pid: int, flow_run_id: str | None, store: Store) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    if flow_run_id is not None:
+        store.add_log(
+            {
+                "flow_run_id": flow_run_id,
+                "task_run_id": None,
+                "timestamp": now,
+                "level": logging.INFO,
+                "logger": OUTPUT_LOGGER,
+                "message": text,
+                "extra": {"worker_pid": pid},
+            }
+        )
+    return {"event": text, "level": "info", "logger": OUTPUT_LOGGER, "timestamp": _iso(now)}
+
+
+def outcome(
+    run: Assignment,
+    pid: int,
+    state_name: str,
+    state_type: str,
+    error_type: str | None,
+    message: str | None,
+    returncode: int | None = None,
+) -> RunOutcome:
+    exit_code, signame = exit_status(returncode) if returncode is not None else (None, None)
+    return RunOutcome(
+        flow_run_id=run.flow_run_id,
+        state_name=state_name,
+        state_type=state_type,
+        worker_pid=pid,
+        exit_code=exit_code,
+        signal=signame,
+        started_at=run.started_at,
+        ended_at=datetime.now(UTC),
+        duration_ms=round((time.monotonic() - run.started) * 1000),
+        error_type=error_type,
+        message=message,
+    )
+
+
+def _ending_state(run: Assignment, pid: int, returncode: int) -> tuple[State, BaseException]:
+    """The state the pool records for a run whose worker ended under it, and its error."""
+    from gnomon.exceptions import CancelledRun, CrashedRun, FlowRunTimeoutError
+    from gnomon.states import Cancelled, Crashed, TimedOut
+
+    if run.ending is Ending.TIMEOUT:
+        message = f"Flow run exceeded timeout of {run.timeout:g} second(s)"
+        return TimedOut(message), FlowRunTimeoutError(message)
+    if run.ending is not None:
+        message = run.reason or "the run was cancelled"
+        return Cancelled(message), CancelledRun(message)
+    message = exit_description(pid, returncode)
+    return Crashed(message), CrashedRun(message)
+
+
+def record_end(store: Store, run: Assignment, pid: int, returncode: int) -> RunOutcome:
+    """Store, durably, the final state of a run whose worker ended under it, unless the
+    worker stored a final state first; the outcome reports whichever state stands."""
+    from gnomon.flows._records import error_fields, state_columns, state_row
+    from gnomon.states import StateType
+
+    state, error = _ending_state(run, pid, returncode)
+    exit_code, signame = exit_status(returncode)
+    errors = error_fields(error)
+    values = {"end_time": state.timestamp, "worker_pid": pid, "exit_code": exit_code}
+    values.update(signal=signame, **errors)
+    try:
+        store.set_run_state(
+            run.flow_run_id,
+            state.type.value,
+            state.name,
+            state.message,
+            only_if_active=True,
+            **values,
+        )
+        row = store.read_flow_run(run.flow_run_id) or {}
+    except Exception:
+        # The store is unavailable: queue the state on the batched writer, which retries.
+        log.exception("could not record run %s %s; queued for retry", run.flow_run_id, state.name)
+        store.update_flow_run(run.flow_run_id, **state_columns(state), **values)
+        store.add_state(state_row(state, 0, run.flow_run_id, None))
+        row = {}
+    log.log(
+        logging.WARNING if state.type is StateType.CRASHED else logging.INFO,
+        "run %s ended %s: %s",
+        run.flow_run_id,
+        row.get("state_name") or state.name,
+        state.message,
+        extra={"flow_run_id": run.flow_run_id, "worker_pid": pid},
+    )
+    return outcome(
+        run,
+        pid,
+        row.get("state_name") or state.name,
+        row.get("state_type") or state.type.value,
+        row.get("error_type") or errors["error_type"],
+        row.get("state_message") or state.message,
+        returncode,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    """An aware UTC time as structlog's JSON lines write it (``...Z``)."""
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,36 @@
+"""Deployments: the config file's models, loading it with every problem named, and syncing
+its deployments into the store.
+
+``load_config()`` reads the TOML config (``[daemon]``, ``[[deployments]]``, ``include``) and
+returns the valid deployments with every problem found; ``sync_deployments()`` registers
+them in the store, which keeps anchors, fire times and pause flags across restarts.
+"""
+
+from gnomon.deployments._load import (
+    ConfigProblem,
+    LoadResult,
+    load_config,
+    load_config_or_raise,
+)
+from gnomon.deployments._models import (
+    Catchup,
+    DaemonConfig,
+    Deployment,
+    GnomonConfig,
+    Overlap,
+)
+from gnomon.deployments._sync import SyncResult, sync_deployments
+
+__all__ = [
+    "Catchup",
+    "ConfigProblem",
+    "DaemonConfig",
+    "Deployment",
+    "GnomonConfig",
+    "LoadResult",
+    "Overlap",
+    "SyncResult",
+    "load_config",
+    "load_config_or_raise",
+    "sync_deployments",
+]

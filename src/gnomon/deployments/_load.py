@@ -1,0 +1,343 @@
+"""Loading the config file, with every problem named by file, deployment, field and value.
+
+A bad deployment never stops the others: ``load_config`` returns the valid deployments with
+the list of every problem found, and the caller decides what problems mean (the daemon
+refuses to start on any; a reload reports bad deployments and skips them). Flows are
+imported and the parameters checked against their signatures here, at load, so that a typo
+is found when the config is written rather than when the schedule first fires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import glob
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gnomon._settings import Settings, find_config_file
+from gnomon.deployments._flowcheck import import_flow, parameter_problems
+from gnomon.deployments._models import DaemonConfig, Deployment, GnomonConfig, resolve_entrypoint
+from gnomon.exceptions import ConfigError
+
+MAIN_KEYS = ("daemon", "deployments", "include")
+SETTINGS_KEYS = tuple(Settings.model_fields)  # engine settings, read by gnomon._settings
+NO_CONFIG = (
+    "no config file: set GNOMON_CONFIG or create ./gnomon.toml "
+    "(also looked for ~/.config/gnomon/config.toml and /etc/gnomon/config.toml)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with the config and exactly where: file, deployment, field, value.
+
+    ``str()`` gives the line operators read, e.g. ``deployments/crm.toml: deployment
+    "sync-crm": cron "61 * * * *": minute 61 is outside 0-59``; parts that are None are left
+    out, and the file is shown relative to the main config file's directory (``root``).
+    """
+
+    file: Path | None
+    deployment: str | None
+    field: str | None
+    value: Any
+    message: str
+    root: Path | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file is not None:
+            parts.append(display_path(self.file, self.root))
+        if self.deployment is not None:
+            parts.append(f"deployment {_render(self.deployment)}")
+        if self.field is not None:
+            value = "" if self.value is None else f" {_render(self.value)}"
+            parts.append(f"{self.field}{value}")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+def display_path(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` when it lies inside it, else as it is."""
+    if root is not None and path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return str(path)
+
+
+def _render(value: Any) -> str:
+    """A value as the file would spell it: strings in double quotes, arrays in brackets."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # circular or otherwise unrenderable
+        return repr(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadResult:
+    """The config with only its valid deployments, and every problem found."""
+
+    config: GnomonConfig
+    problems: list[ConfigProblem]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the config has no problem at all."""
+        return not self.problems
+
+    @property
+    def failed(self) -> frozenset[str]:
+        """Names of the deployments that have problems (and are missing from ``config``)."""
+        return frozenset(p.deployment for p in self.problems if p.deployment is not None)
+
+
+def load_config(path: Path | None = None, *, check_flows: bool = True) -> LoadResult:
+    """Read the config at ``path`` (default: ``find_config_file()``) and its included files.
+
+    With ``check_flows``, each deployment's flow is imported and its parameters are checked
+    against the flow's signature and type hints.
+    """
+    return _Loader(check_flows).load(path)
+
+
+def load_config_or_raise(path: Path | None = None, *, check_flows: bool = True) -> GnomonConfig:
+    """The config, or ConfigError listing every problem, one per line (the daemon's start)."""
+    result = load_config(path, check_flows=check_flows)
+    if result.problems:
+        raise ConfigError("\n".join(str(problem) for problem in result.problems))
+    return result.config
+
+
+_Entry = tuple[Path, int, dict[str, Any]]  # the declaring file, the index in it, the table
+
+
+class _Loader:
+    """One load: the problems found so far, and the flows imported so far."""
+
+    def __init__(self, check_flows: bool) -> None:
+        self.check_flows = check_flows
+        self.problems: list[ConfigProblem] = []
+        self.root: Path | None = None
+        self._flows: dict[str, Any] = {}  # entrypoint: the Flow, or why it did not import
+
+    def problem(
+        self,
+        file: Path | None,
+        message: str,
+        deployment: str | None = None,
+        field: str | None = None,
+        value: Any = None,
+    ) -> None:
+        self.problems.append(ConfigProblem(file, deployment, field, value, message, self.root))
+
+    def load(self, path: Path | None) -> LoadResult:
+        main = self._locate(path)
+        document = self._read(main) if main is not None else None
+        if main is None or document is None:
+            files = (main,) if main is not None else ()
+            return LoadResult(GnomonConfig(path=main, files=files), self.problems)
+        for key in document:
+            if key not in MAIN_KEYS and key not in SETTINGS_KEYS:
+                self.problem(main, _unknown_key(key, (*MAIN_KEYS, *SETTINGS_KEYS)), field=key)
+        daemon = self._daemon(main, document.get("daemon"))
+        included = self._included(main, document.get("include"))
+        entries = self._entries(main, document)
+        for file in included:
+            entries.extend(self._included_entries(file))
+        config = GnomonConfig(
+            daemon=daemon,
+            deployments=tuple(self._deployments(entries, daemon)),
+            path=main,
+            files=(main, *included),
+        )
+        return LoadResult(config, self.problems)
+
+    def _locate(self, path: Path | None) -> Path | None:
+        if path is None:
+            try:
+                path = find_config_file()
+            except ConfigError as error:
+                self.problem(None, str(error))
+                return None
+            if path is None:
+                self.problem(None, NO_CONFIG)
+                return None
+        main = Path(path).expanduser().absolute()
+        self.root = main.parent
+        return main
+
+    def _read(self, file: Path) -> dict[str, Any] | None:
+        try:
+            with file.open("rb") as stream:
+                return tomllib.load(stream)
+        except tomllib.TOMLDecodeError as error:  # its message names the line and column
+            self.problem(file, f"invalid TOML: {error}")
+        except FileNotFoundError:
+            self.problem(file, "no such file")
+        except (OSError, UnicodeDecodeError) as error:
+            self.problem(file, f"cannot read: {getattr(error, 'strerror', None) or error}")
+        return None
+
+    def _daemon(self, main: Path, table: Any) -> DaemonConfig:
+        """``[daemon]``; a bad setting is reported and left at its default, not fatal here."""
+        if table is None:
+            return DaemonConfig()
+        if not isinstance(table, dict):
+            self.problem(main, "must be a table: write [daemon]", field="daemon", value=table)
+            return DaemonConfig()
+        context = {"base_dir": main.parent}
+        try:
+            return DaemonConfig.model_validate(table, context=context)
+        except ValidationError as error:
+            bad = self._validation_problems(error, DaemonConfig, main, None, "daemon.")
+        good = {key: value for key, value in table.items() if key not in bad}
+        try:
+            return DaemonConfig.model_validate(good, context=context)
+        except ValidationError:  # cannot happen field by field, but never fail the load on it
+            return DaemonConfig()
+
+    def _included(self, main: Path, patterns: Any) -> list[Path]:
+        """The files ``include`` names: globs relative to the main file, in sorted order.
+
+        A pattern without wildcards must name a file; a glob may match nothing (an empty
+        ``deployments/`` directory is a normal state).
+        """
+        if patterns is None:
+            return []
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            message = 'must be a list of glob patterns, like ["deployments/*.toml"]'
+            self.problem(main, message, field="include", value=patterns)
+            return []
+        files: list[Path] = []
+        for pattern in patterns:
+            full = os.path.normpath(main.parent / os.path.expanduser(pattern))
+            matches = sorted(Path(match) for match in glob.glob(full, recursive=True))
+            if not matches and not any(char in pattern for char in "*?["):
+                self.problem(main, "no such file", field="include", value=pattern)
+            files.extend(m for m in matches if m.is_file() and m != main and m not in files)
+        return files
+
+    def _included_entries(self, file: Path) -> list[_Entry]:
+        document = self._read(file)
+        if document is None:
+            return []
+        for key in document:
+            if key != "deployments":
+                message = "unknown key: an included file holds only [[deployments]]"
+                self.problem(file, message, field=key)
+        return self._entries(file, document)
+
+    def _entries(self, file: Path, document: dict[str, Any]) -> list[_Entry]:
+        tables = document.get("deployments", [])
+        if not isinstance(tables, list):
+            message = "must be an array of tables: write [[deployments]]"
+            self.problem(file, message, field="deployments")
+            return []
+        entries: list[_Entry] = []
+        for index, table in enumerate(tables):
+            if isinstance(table, dict):
+                entries.append((file, index, table))
+            else:
+                message = "must be a table: write [[deployments]]"
+                self.problem(file, message, field=f"deployments[{index}]", value=table)
+        return entries
+
+    def _deployments(self, entries: list[_Entry], daemon: DaemonConfig) -> list[Deployment]:
+        """The valid deployments; of two with one name, the first declared is kept."""
+        declared: dict[str, Path] = {}
+        valid = []
+        for file, index, table in entries:
+            name = table.get("name") if isinstance(table.get("name"), str) else None
+            if name is not None and name in declared:
+                where = display_path(declared[name], self.root)
+                self.problem(file, f"also defined in {where}", deployment=name)
+                continue
+            if name is not None:
+                declared[name] = file
+            deployment = self._deployment(file, index, name, table, daemon)
+            if deployment is not None:
+                valid.append(deployment)
+        return valid
+
+    def _deployment(
+        self, file: Path, index: int, name: str | None, table: dict[str, Any], daemon: DaemonConfig
+    ) -> Deployment | None:
+        before = len(self.problems)
+        # A nameless entry is pointed at by its place in the file instead.
+        prefix = "" if name is not None else f"deployments[{index}]."
+        if "source_file" in table:  # a field of the model, but set by the loader
+            self.problem(file, "unknown key", name, f"{prefix}source_file", table["source_file"])
+        deployment: Deployment | None = None
+        bad: set[str] = set()
+        try:
+            deployment = Deployment.model_validate(
+                {**table, "source_file": file}, context={"daemon": daemon}
+            )
+        except ValidationError as error:
+            bad = self._validation_problems(error, Deployment, file, name, prefix)
+        if self.check_flows and not bad & {"flow", "parameters"}:
+            self._check_flow(file, name, prefix, table, deployment)
+        return deployment if len(self.problems) == before else None
+
+    def _validation_problems(
+        self,
+        error: ValidationError,
+        model: type[BaseModel],
+        file: Path,
+        deployment: str | None,
+        prefix: str,
+    ) -> set[str]:
+        """Report pydantic's errors as problems; returns the top-level keys that failed."""
+        known = [key for key in model.model_fields if key != "source_file"]
+        bad = set()
+        for detail in error.errors(include_url=False):
+            loc = detail["loc"]
+            field = prefix + ".".join(map(str, loc)) if loc else None
+            value = detail["input"] if loc else None
+            if detail["type"] == "extra_forbidden":
+                message, value = _unknown_key(str(loc[-1]), known), None
+            elif detail["type"] == "missing":
+                message, value = "required key is missing", None
+            else:
+                message = detail["msg"].removeprefix("Value error, ")
+            self.problem(file, message, deployment, field, value)
+            if loc:
+                bad.add(str(loc[0]))
+        return bad
+
+    def _check_flow(
+        self,
+        file: Path,
+        name: str | None,
+        prefix: str,
+        table: dict[str, Any],
+        deployment: Deployment | None,
+    ) -> None:
+        """Import the flow and check the parameters, also for an entry with other problems."""
+        if deployment is not None:
+            entrypoint, parameters = deployment.flow, deployment.parameters
+        else:
+            try:
+                entrypoint = resolve_entrypoint(table["flow"], file.parent)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return  # reported as the flow field's own problem
+            parameters = table.get("parameters", {})
+        if entrypoint not in self._flows:
+            self._flows[entrypoint] = import_flow(entrypoint)
+        flow = self._flows[entrypoint]
+        if isinstance(flow, str):
+            self.problem(file, flow, name, f"{prefix}flow", table["flow"])
+            return
+        for field, value, message in parameter_problems(flow, parameters):
+            self.problem(file, message, name, prefix + field, value)
+
+
+def _unknown_key(key: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f'unknown key (did you mean "{close[0]}"?)' if close else "unknown key"

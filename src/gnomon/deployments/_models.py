@@ -1,0 +1,327 @@
+"""The config's models: the ``[daemon]`` table and each ``[[deployments]]`` entry.
+
+Everything is checked at construction, so a ``Deployment`` that exists has a schedule that
+parses and fires, a known time zone and a well-formed flow entrypoint. Policies a deployment
+leaves out are filled in from ``[daemon]`` while it is validated (pass the ``DaemonConfig``
+as ``context={"daemon": ...}``), so consumers only ever see concrete values.
+
+Numbers and booleans are strict (``workers = "4"`` is an error, not 4): a TOML file has real
+types, and a quoted number is more often a mistake than an intention.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gnomon.scheduling import CronTrigger, IntervalTrigger, ScheduleError, parse_interval
+
+
+class Overlap(StrEnum):
+    """What a fire does while the deployment's previous run is still going."""
+
+    SKIP = "skip"
+    QUEUE = "queue"
+    ALLOW = "allow"
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+class Catchup(StrEnum):
+    """Which fire times missed while the daemon was down still run."""
+
+    LATEST = "latest"
+    ALL = "all"
+    NONE = "none"
+
+
+_ZERO = re.compile(r"0+(?:[.,]0*)?\s*[a-z]*", re.IGNORECASE)
+
+
+def _parse_duration(value: Any) -> Any:
+    """A duration from a number of seconds or a ``parse_interval`` string ("90s", "PT15M")."""
+    if isinstance(value, bool):
+        raise ValueError('must be a duration like 30 (seconds), "90s" or "PT15M"')
+    if not isinstance(value, str):
+        return value  # numbers and timedeltas: pydantic's own timedelta validation
+    if _ZERO.fullmatch(value.strip()):
+        return timedelta(0)  # parse_interval refuses zero; jitter and graces allow it
+    try:
+        return parse_interval(value)
+    except ScheduleError as error:
+        raise ValueError(interval_message(value, error)) from None
+
+
+def interval_message(text: str, error: ScheduleError) -> str:
+    """The scheduling module's complaint about ``text`` without its "interval 'x'" prefix,
+    which the problem already shows as the field and value."""
+    message = str(error).removeprefix(f"interval {text!r}").lstrip(": ")
+    return message.removeprefix("is ").removeprefix("has ")
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_not_negative)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone this machine knows, else ValueError."""
+    try:
+        ZoneInfo(name)
+    # An unknown key raises ZoneInfoNotFoundError (a KeyError), a malformed one ("", "../x")
+    # ValueError, and a key naming a directory of the zone database OSError.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown timezone {name!r}") from None
+    return name
+
+
+class Policies(BaseModel):
+    """The per-deployment policies; on ``DaemonConfig`` they are every deployment's defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    overlap: Overlap = Overlap.SKIP
+    max_concurrent: Annotated[StrictInt, Field(ge=1)] = 1
+    max_queued: Annotated[StrictInt, Field(ge=0)] = 10
+    catchup: Catchup = Catchup.LATEST
+    max_catchup: Annotated[StrictInt, Field(ge=1)] = 100
+    misfire_grace: PositiveDuration | None = None  # None: a late fire always starts
+    jitter: Duration = timedelta(0)
+    timeout: PositiveDuration | None = None
+    retries: Annotated[StrictInt, Field(ge=0)] = 0
+
+    def policies(self) -> dict[str, Any]:
+        """The policies as JSON-able values (durations in seconds), as the store keeps them."""
+        return {name: _jsonable(getattr(self, name)) for name in POLICY_FIELDS}
+
+
+POLICY_FIELDS = tuple(Policies.model_fields)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+class DaemonConfig(Policies):
+    """The ``[daemon]`` table: the worker pool, shutdown timing, and deployment defaults."""
+
+    workers: Annotated[StrictInt, Field(ge=1)] = Field(default_factory=lambda: os.cpu_count() or 1)
+    timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
+    max_runs_per_worker: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_memory_per_worker: Annotated[ByteSize, Field(gt=0)] | None = None
+    shutdown_grace: Duration = timedelta(seconds=30)
+    kill_grace: Duration = timedelta(seconds=10)
+    log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
+
+    @field_validator("log_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """A relative log file is relative to the config file, like a relative flow path."""
+        base = (info.context or {}).get("base_dir")
+        if value is None or value.expanduser().is_absolute() or base is None:
+            return value.expanduser() if value is not None else None
+        return Path(os.path.normpath(Path(base) / value))
+
+
+NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_ATTRIBUTE = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*")
+_ENTRYPOINT_FORMAT = "must look like 'package.module:function' or 'path/to/file.py:function'"
+
+
+def resolve_entrypoint(entrypoint: str, base_dir: Path | None) -> str:
+    """``entrypoint`` with a relative ``.py`` path made absolute against ``base_dir``.
+
+    Symlinks are kept, not resolved: a config that points at ``/srv/app/current/flows.py``
+    must follow ``current`` when a deployment moves it to a new release.
+    """
+    target, colon, name = entrypoint.strip().rpartition(":")
+    if not colon or not target or not _ATTRIBUTE.fullmatch(name):
+        raise ValueError(_ENTRYPOINT_FORMAT)
+    if target.endswith(".py"):
+        path = Path(target).expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()).absolute() / path
+        return f"{os.path.normpath(path)}:{name}"
+    if not _ATTRIBUTE.fullmatch(target):
+        raise ValueError(_ENTRYPOINT_FORMAT)
+    return f"{target}:{name}"
+
+
+class Deployment(Policies):
+    """A flow bound to a cron or interval trigger, with parameters and resolved policies.
+
+    Validate it with ``context={"daemon": DaemonConfig}`` so that policies and ``timezone``
+    it does not state come from ``[daemon]``; without one they come from the built-in
+    defaults. ``source_file`` is the TOML file that declared it: relative flow paths are
+    resolved against its directory.
+    """
+
+    source_file: Path | None = None
+    name: str
+    flow: str
+    description: str | None = None
+    timezone: str = "UTC"
+    cron: str | None = None
+    interval: str | None = None
+    anchor: datetime | None = None  # interval only; None: the store's registration time
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    paused: StrictBool | None = None  # None: not stated, the store's pause flag stands
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Fill in the policies and time zone the entry leaves out from ``[daemon]``."""
+        daemon = (info.context or {}).get("daemon")
+        if daemon is None or not isinstance(data, dict):
+            return data
+        inherited = {
+            key: getattr(daemon, key) for key in (*POLICY_FIELDS, "timezone") if key not in data
+        }
+        return {**data, **inherited}
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not NAME.fullmatch(value) or set(value) == {"."}:
+            raise ValueError("must be 1 to 100 letters, digits, '-', '_' or '.' (not only dots)")
+        return value
+
+    @field_validator("flow")
+    @classmethod
+    def _resolve_flow(cls, value: str, info: ValidationInfo) -> str:
+        source = info.data.get("source_file")
+        return resolve_entrypoint(value, source.parent if source is not None else None)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            # With a bad time zone (reported on its own field) the expression is checked in UTC.
+            CronTrigger(value, info.data.get("timezone", "UTC"))
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_interval(value)
+            except ScheduleError as error:
+                raise ValueError(interval_message(value, error)) from None
+        return value
+
+    @field_validator("anchor")
+    @classmethod
+    def _localize_anchor(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        """A naive anchor is a wall-clock time in the deployment's time zone."""
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=ZoneInfo(info.data.get("timezone", "UTC")))
+
+    @field_validator("parameters")
+    @classmethod
+    def _dates_as_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """TOML dates and times become ISO 8601 text, so parameters stay JSON for the store;
+        a flow parameter typed ``datetime`` gets them back when the run validates them."""
+        return {key: _iso_dates(item) for key, item in value.items()}
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Deployment:
+        if (self.cron is None) == (self.interval is None):
+            which = "both are set" if self.cron is not None else "neither is set"
+            raise ValueError(f"set exactly one of cron or interval ({which})")
+        if self.anchor is not None and self.cron is not None:
+            raise ValueError("anchor applies to interval deployments only, not cron")
+        return self
+
+    @property
+    def schedule_kind(self) -> str:
+        """``"cron"`` or ``"interval"``."""
+        return "cron" if self.cron is not None else "interval"
+
+    @property
+    def schedule(self) -> str:
+        """The cron expression or the interval, as written in the file."""
+        return self.cron if self.cron is not None else str(self.interval)
+
+    @property
+    def every(self) -> timedelta | None:
+        """An interval deployment's period; None for cron."""
+        return parse_interval(self.interval) if self.interval is not None else None
+
+    def trigger(self, anchor: datetime | None = None) -> CronTrigger | IntervalTrigger:
+        """The trigger; an interval without an anchor in the file needs the stored ``anchor``.
+
+        The file's own anchor wins over ``anchor`` (sync stores the file's anyway).
+        """
+        if self.cron is not None:
+            return CronTrigger(self.cron, self.timezone)
+        start = self.anchor or anchor
+        if start is None:
+            raise ScheduleError(
+                f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
+                "store first (the anchor defaults to when it was first registered)"
+            )
+        return IntervalTrigger(parse_interval(str(self.interval)), start)
+
+
+def _iso_dates(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.time):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_iso_dates(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _iso_dates(item) for key, item in value.items()}
+    return value
+
+
+class GnomonConfig(BaseModel):
+    """A loaded config: ``[daemon]``, the valid deployments, and the files they came from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    deployments: tuple[Deployment, ...] = ()
+    path: Path | None = None  # the main config file; None when there was none
+    files: tuple[Path, ...] = ()  # the main file, then the included ones

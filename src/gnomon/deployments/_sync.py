@@ -1,0 +1,160 @@
+"""Syncing the config's deployments into the store, where the daemon and the CLI read them.
+
+The store keeps what the file cannot: an interval's anchor (when the deployment was first
+registered, so a restart does not shift its fire times), the last and next fire, and the
+pause flag with who, when and why. A sync changes definitions and never those, except that
+a file which states ``paused = true/false`` wins over the store at every sync.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gnomon.deployments._models import Deployment
+
+if TYPE_CHECKING:
+    from gnomon.store._queries import Queries
+
+Row = dict[str, Any]
+
+# Columns a deployment's definition in the file sets; a difference in any is a change.
+DEFINITION = (
+    "flow",
+    "schedule_kind",
+    "schedule",
+    "timezone",
+    "parameters",
+    "tags",
+    "policies",
+    "description",
+)
+# A change to any of these moves the fire times, so the stored next fire no longer holds.
+SCHEDULE = frozenset({"schedule_kind", "schedule", "timezone", "anchor"})
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncResult:
+    """Deployment names by what the sync did to them; a re-added deployment is ``added``."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+
+def sync_deployments(
+    store: Queries,
+    deployments: Sequence[Deployment],
+    now: datetime,
+    *,
+    keep: Collection[str] = (),
+) -> SyncResult:
+    """Make the store's deployments those of the config, in one write transaction.
+
+    New ones are inserted, changed ones updated (keeping their anchor and last fire), and
+    active ones the config no longer has are marked inactive: they stop scheduling and
+    their history stays. ``keep`` names deployments to leave as they are although absent
+    (on a reload, those whose new definition has problems keep their last good one).
+    """
+    plan = _Plan(deployments, now, frozenset(keep))
+    store.merge_deployments(plan)
+    return plan.result
+
+
+class _Plan:
+    """The merge ``merge_deployments`` runs inside its transaction; records what it did."""
+
+    def __init__(self, deployments: Sequence[Deployment], now: datetime, keep: frozenset[str]):
+        self.deployments = deployments
+        self.now = now
+        self.keep = keep
+        self.result = SyncResult([], [], [], [])
+
+    def __call__(self, current: dict[str, Row]) -> tuple[list[Row], dict[str, Row]]:
+        inserts: list[Row] = []
+        updates: dict[str, Row] = {}
+        for deployment in self.deployments:
+            row = current.get(deployment.name)
+            if row is None:
+                inserts.append(self._new_row(deployment))
+                self.result.added.append(deployment.name)
+                continue
+            values, outcome = self._changes(deployment, row)
+            if values:
+                updates[deployment.name] = {**values, "updated": self.now}
+            outcome.append(deployment.name)
+        configured = {deployment.name for deployment in self.deployments}
+        for name, row in sorted(current.items()):
+            if row["active"] and name not in configured and name not in self.keep:
+                updates[name] = {"active": False, "next_fire": None, "updated": self.now}
+                self.result.removed.append(name)
+        return inserts, updates
+
+    def _new_row(self, deployment: Deployment) -> Row:
+        interval = deployment.schedule_kind == "interval"
+        return {
+            "name": deployment.name,
+            **definition(deployment),
+            "source_file": _source(deployment),
+            # An interval counts from its first registration unless the file pins it.
+            "anchor": deployment.anchor or (self.now if interval else None),
+            "active": True,
+            **_pause_columns(deployment, bool(deployment.paused), self.now),
+            "last_fire": None,
+            "next_fire": None,
+            "registered_at": self.now,
+            "updated": self.now,
+        }
+
+    def _changes(self, deployment: Deployment, row: Row) -> tuple[Row, list[str]]:
+        """The columns to update, and which result list the deployment belongs in."""
+        wanted = definition(deployment)
+        values = {column: wanted[column] for column in DEFINITION if row[column] != wanted[column]}
+        if deployment.anchor is not None and row["anchor"] != deployment.anchor:
+            values["anchor"] = deployment.anchor
+        elif deployment.schedule_kind == "interval" and row["anchor"] is None:
+            values["anchor"] = self.now  # a cron deployment that became an interval
+        if deployment.paused is not None and deployment.paused != row["paused"]:
+            values.update(_pause_columns(deployment, deployment.paused, self.now))
+        outcome = self.result.changed if values else self.result.unchanged
+        if SCHEDULE & values.keys():
+            values["next_fire"] = None
+        if not row["active"]:
+            values.update(active=True, next_fire=None)
+            outcome = self.result.added
+        if row["source_file"] != _source(deployment):  # moved to another file: not a change
+            values["source_file"] = _source(deployment)
+        return values, outcome
+
+
+def definition(deployment: Deployment) -> Row:
+    """The store columns the file defines, as JSON-able values."""
+    return {
+        "flow": deployment.flow,
+        "schedule_kind": deployment.schedule_kind,
+        "schedule": deployment.schedule,
+        "timezone": deployment.timezone,
+        "parameters": dict(deployment.parameters),
+        "tags": list(deployment.tags),
+        "policies": deployment.policies(),
+        "description": deployment.description,
+    }
+
+
+def _source(deployment: Deployment) -> str | None:
+    return str(deployment.source_file) if deployment.source_file is not None else None
+
+
+def _pause_columns(deployment: Deployment, paused: bool, now: datetime) -> Row:
+    """The pause columns for ``paused`` as set by the file (un-pausing clears them)."""
+    if not paused:
+        return {"paused": False, "paused_by": None, "paused_at": None, "paused_reason": None}
+    return {
+        "paused": True,
+        "paused_by": f"config file {_source(deployment)}",
+        "paused_at": now,
+        "paused_reason": f"paused = true in {_source(deployment)}",
+    }

@@ -1,0 +1,49 @@
+"""Interval triggers: every fixed duration from an anchor, in plain UTC arithmetic.
+
+An interval is real elapsed time, so DST does not affect it: "every 1h" fires every 3,600
+seconds through a fall-back night. For wall-clock schedules use a cron trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gnomon.scheduling._base import ScheduleError, utc_offset
+from gnomon.scheduling._durations import format_duration
+
+
+@dataclass(frozen=True)
+class IntervalTrigger:
+    """Fires at ``anchor``, ``anchor + every``, ``anchor + 2 * every``, ... and never before.
+
+    The anchor pins the phase, so a restarted daemon keeps the same fire times instead of
+    counting from whenever it started.
+    """
+
+    every: timedelta
+    anchor: datetime
+
+    def __post_init__(self) -> None:
+        if self.every <= timedelta(0):
+            raise ScheduleError(f"interval {format_duration(self.every)} must be positive")
+        if self.anchor.utcoffset() is None:
+            raise ScheduleError(f"interval anchor {self.anchor.isoformat()} has no time zone")
+
+    def describe(self) -> str:
+        return f"every {format_duration(self.every)} from {self.anchor.isoformat()}"
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        """The first ``anchor + k * every`` (k >= 0) strictly after ``after``, in UTC.
+
+        O(1): integer division of timedeltas, exact to the microsecond.
+        """
+        utc_offset(after)
+        anchor = self.anchor.astimezone(UTC)
+        if after < anchor:
+            return anchor
+        periods = (after - anchor) // self.every + 1
+        try:
+            return anchor + periods * self.every
+        except OverflowError:  # past datetime's year 9999
+            return None

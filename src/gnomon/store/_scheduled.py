@@ -1,0 +1,149 @@
+"""Queries for runs of deployments: creating them by (deployment, nominal time), finding the
+ones a dead daemon left behind, and listing runs for operators.
+
+Runs the daemon creates are written synchronously, not through the batched writer: a fire
+decision is only made once the run row exists, so a crash can never lose or repeat one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, bindparam, desc, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gnomon.store._queries import Queries, Row
+from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
+
+ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
+
+
+def _insert_ignoring_duplicates(connection: Connection) -> Insert:
+    """INSERT that skips rows whose (deployment, scheduled_for) or id already exists."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(flow_runs).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(flow_runs).on_conflict_do_nothing()
+    raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
+
+
+def first_state_row(run: Row) -> Row:
+    return {
+        "flow_run_id": run["id"],
+        "task_run_id": None,
+        "timestamp": run.get("updated") or run["created"],
+        "type": run["state_type"],
+        "name": run["state_name"],
+        "message": run.get("state_message"),
+        "attempt": 0,
+    }
+
+
+class ScheduledRunQueries(Queries):
+    """The daemon's synchronous run queries."""
+
+    def create_runs(self, runs: Sequence[Row]) -> set[str]:
+        """Insert runs (with their first state) in one transaction; returns the ids created.
+
+        A run whose (deployment_name, scheduled_for) already exists is not created: whoever
+        made it first (this daemon before a restart, or another daemon) owns that fire.
+        """
+        if not runs:
+            return set()
+        ids = [run["id"] for run in runs]
+        with self.engine.begin() as connection:
+            connection.execute(_insert_ignoring_duplicates(connection), list(runs))
+            created = set(
+                connection.execute(select(flow_runs.c.id).where(flow_runs.c.id.in_(ids))).scalars()
+            )
+            states = [first_state_row(run) for run in runs if run["id"] in created]
+            if states:
+                connection.execute(run_states.insert(), states)
+        return created
+
+    def set_run_state(
+        self,
+        flow_run_id: str,
+        state_type: str,
+        state_name: str,
+        message: str | None = None,
+        *,
+        only_if_active: bool = False,
+        **values: Any,
+    ) -> bool:
+        """Move a run to a state now (row and state history, one transaction)."""
+        now = utcnow()
+        statement = update(flow_runs).where(flow_runs.c.id == flow_run_id)
+        if only_if_active:
+            statement = statement.where(flow_runs.c.state_type.in_(ACTIVE_TYPES))
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                statement.values(
+                    state_type=state_type,
+                    state_name=state_name,
+                    state_message=message,
+                    updated=now,
+                    **values,
+                )
+            ).rowcount
+            if changed:
+                connection.execute(
+                    run_states.insert(),
+                    {
+                        "flow_run_id": flow_run_id,
+                        "timestamp": now,
+                        "type": state_type,
+                        "name": state_name,
+                        "message": message,
+                    },
+                )
+        return bool(changed)
+
+    def record_fire_times_many(
+        self, fires: Sequence[tuple[str, datetime, datetime | None]]
+    ) -> None:
+        """Persist each deployment's last and next nominal fire, in one transaction."""
+        if not fires:
+            return
+        statement = (
+            update(deployments)
+            .where(deployments.c.name == bindparam("_name"))
+            .values(last_fire=bindparam("_last"), next_fire=bindparam("_next"))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                statement,
+                [{"_name": name, "_last": last, "_next": nxt} for name, last, nxt in fires],
+            )
+
+    def read_unfinished_deployment_runs(self) -> list[Row]:
+        """Runs of deployments that are Scheduled, Pending or Running, oldest fire first."""
+        return self._all(
+            select(flow_runs)
+            .where(
+                flow_runs.c.deployment_name.is_not(None),
+                flow_runs.c.state_type.in_(ACTIVE_TYPES),
+            )
+            .order_by(flow_runs.c.scheduled_for, flow_runs.c.created)
+        )
+
+    def read_runs(
+        self,
+        deployment: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Row]:
+        """Flow runs newest first, filtered by deployment, state name or type, and age."""
+        statement = select(flow_runs).order_by(desc(flow_runs.c.created)).limit(limit)
+        if deployment is not None:
+            statement = statement.where(flow_runs.c.deployment_name == deployment)
+        if state is not None:
+            column = flow_runs.c.state_type if state.isupper() else flow_runs.c.state_name
+            statement = statement.where(column == state)
+        if since is not None:
+            statement = statement.where(flow_runs.c.created >= since)
+        return self._all(statement)

@@ -1,0 +1,266 @@
+"""The daemon as operators run it: a real subprocess, real signals, a real SQLite store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO
+
+FLOWS = textwrap.dedent(
+    """
+    import os, time
+    from gnomon import flow, get_run_logger
+
+    @flow
+    def tick(label: str = "x") -> str:
+        get_run_logger().info("tick %s from pid %s", label, os.getpid())
+        return label
+
+    @flow
+    def slow(seconds: float = 30.0) -> None:
+        marker = os.environ.get("SLOW_MARKER")
+        if marker:
+            open(marker, "a").write(f"{os.getpid()}\\n")
+        time.sleep(seconds)
+    """
+)
+
+
+def write_config(tmp_path: Path, deployments: str, daemon: str = "workers = 2") -> Path:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    config = tmp_path / "gnomon.toml"
+    config.write_text(
+        f'[daemon]\n{daemon}\nshutdown_grace = "5s"\nkill_grace = "2s"\n\n'
+        + textwrap.dedent(deployments)
+    )
+    return config
+
+
+def start_daemon(config: Path, home: Path, **env: str) -> subprocess.Popen[str]:
+    environment = {**os.environ, "GNOMON_HOME": str(home), "GNOMON_LOG_FORMAT": "json", **env}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO / "src"), environment.get("PYTHONPATH")])
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gnomon.cli", "daemon", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=config.parent,
+    )
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def runs(store, deployment: str | None = None) -> list[dict[str, Any]]:
+    return store.read_runs(deployment=deployment, limit=1000)
+
+
+def completed(store, deployment: str, count: int) -> Callable[[], bool]:
+    return lambda: sum(row["state_name"] == "Completed" for row in runs(store, deployment)) >= count
+
+
+INTERVAL_TICK = """
+[[deployments]]
+name = "ticker"
+flow = "flows.py:tick"
+interval = "1s"
+parameters = { label = "hello" }
+"""
+
+
+def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    daemon = start_daemon(write_config(tmp_path, INTERVAL_TICK), gnomon_home)
+    daemons.append(daemon)
+
+    wait_for(completed(store, "ticker", 2), what="two completed ticker runs")
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=20)
+
+    assert daemon.returncode == 0, err
+    done = [row for row in runs(store, "ticker") if row["state_name"] == "Completed"]
+    assert all(row["trigger"] == "schedule" and row["worker_pid"] != daemon.pid for row in done)
+    nominal = sorted(row["scheduled_for"] for row in runs(store, "ticker"))
+    assert len(nominal) == len(set(nominal))  # never two runs for one fire time
+    assert '"event_kind": "run_summary"' in out
+    assert "tick hello" in out  # the flow's log line reached the daemon's output
+
+
+def test_a_config_with_errors_stops_the_daemon_with_every_problem_listed(
+    tmp_path, gnomon_home, daemons
+) -> None:
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "bad-cron"
+        flow = "flows.py:tick"
+        cron = "61 * * * *"
+
+        [[deployments]]
+        name = "bad-flow"
+        flow = "flows.py:nowhere"
+        interval = "1m"
+        """,
+    )
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    _, err = daemon.communicate(timeout=30)
+
+    assert daemon.returncode == 2
+    assert 'deployment "bad-cron": cron "61 * * * *": minute 61 is outside 0-59' in err
+    assert 'deployment "bad-flow"' in err
+
+
+def test_a_second_daemon_on_the_same_store_refuses_naming_the_first(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    config = write_config(tmp_path, INTERVAL_TICK)
+    first = start_daemon(config, gnomon_home)
+    daemons.append(first)
+    wait_for(completed(store, "ticker", 1), what="the first daemon running")
+
+    second = start_daemon(config, gnomon_home)
+    daemons.append(second)
+    _, err = second.communicate(timeout=30)
+
+    assert second.returncode == 1
+    assert f"pid {first.pid}" in err
+
+
+def test_after_sigkill_a_restart_crashes_orphaned_runs_and_never_duplicates_a_fire(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    marker = tmp_path / "slow-started"
+    config = write_config(
+        tmp_path,
+        INTERVAL_TICK
+        + """
+        [[deployments]]
+        name = "slowpoke"
+        flow = "flows.py:slow"
+        interval = "1s"
+        """,
+    )
+    first = start_daemon(config, gnomon_home, SLOW_MARKER=str(marker))
+    daemons.append(first)
+    wait_for(marker.exists, what="the slow flow to start")
+    first.kill()
+    first.communicate(timeout=10)
+    orphaned = [row["id"] for row in runs(store, "slowpoke") if row["state_type"] == "RUNNING"]
+    assert orphaned
+
+    second = start_daemon(config, gnomon_home)
+    daemons.append(second)
+    wait_for(
+        lambda: all(store.read_flow_run(run_id)["state_name"] == "Crashed" for run_id in orphaned),
+        timeout=5,
+        what="orphaned runs marked Crashed within 5 s",
+    )
+    wait_for(completed(store, "ticker", len(runs(store, "ticker")) + 1), what="ticking again")
+    second.send_signal(signal.SIGTERM)
+    second.communicate(timeout=30)
+
+    for deployment in ("ticker", "slowpoke"):
+        nominal = [row["scheduled_for"] for row in runs(store, deployment)]
+        assert len(nominal) == len(set(nominal))
+    assert not [row for row in runs(store) if row["state_type"] in ("RUNNING", "PENDING")]
+
+
+def test_sighup_reload_starts_added_deployments_and_stops_removed_ones(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    config = write_config(tmp_path, INTERVAL_TICK)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "ticker", 1), what="the ticker")
+
+    config.write_text(config.read_text().replace('name = "ticker"', 'name = "renamed"'))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(completed(store, "renamed", 1), what="the added deployment firing")
+    before = len(runs(store, "ticker"))
+    time.sleep(1.5)  # a removed 1 s deployment would have fired in this window
+
+    assert len(runs(store, "ticker")) == before
+    assert store.read_deployment("ticker")["active"] is False
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+
+
+def test_a_reload_with_a_broken_edit_reports_it_and_keeps_the_last_good_version(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    config = write_config(tmp_path, INTERVAL_TICK)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "ticker", 1), what="the ticker")
+
+    config.write_text(config.read_text().replace('interval = "1s"', 'interval = "soon"'))
+    daemon.send_signal(signal.SIGHUP)
+    count = len(runs(store, "ticker"))
+    wait_for(completed(store, "ticker", count + 1), what="the old version still firing")
+    daemon.send_signal(signal.SIGTERM)
+    out, _ = daemon.communicate(timeout=30)
+
+    assert daemon.returncode == 0
+    assert (
+        'config problem on reload: gnomon.toml: deployment \\"ticker\\": interval \\"soon\\"' in out
+    )
+    assert store.read_deployment("ticker")["schedule"] == "1s"
+
+
+def test_ready_and_stopping_are_sent_on_the_notify_socket(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(30)
+    try:
+        daemon = start_daemon(
+            write_config(tmp_path, INTERVAL_TICK), gnomon_home, NOTIFY_SOCKET=str(path)
+        )
+        daemons.append(daemon)
+        first = listener.recv(4096).decode()
+        assert "READY=1" in first
+        assert runs(store) is not None  # migrations ran before READY
+        daemon.send_signal(signal.SIGTERM)
+        messages = []
+        while "STOPPING=1" not in "".join(messages):
+            messages.append(listener.recv(4096).decode())
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        listener.close()

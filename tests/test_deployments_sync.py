@@ -1,0 +1,303 @@
+"""Syncing deployments into a real SQLite store: added, changed, removed and re-added; pause
+flags and interval anchors that survive re-syncs and restarts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import StatementError
+
+from gnomon.deployments import Deployment, sync_deployments
+from gnomon.store import Store
+
+T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+T2 = T0 + timedelta(hours=2)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return tmp_path / "gnomon.toml"
+
+
+def make(source: Path, name: str = "job", **fields: Any) -> Deployment:
+    """A deployment as the loader would build it from ``source`` (flows are not imported)."""
+    if "cron" not in fields:
+        fields.setdefault("interval", "1m")
+    return Deployment.model_validate(
+        {"name": name, "flow": "flows.py:job", "source_file": source, **fields}
+    )
+
+
+def pause_of(row: dict[str, Any]) -> tuple[Any, ...]:
+    """paused, paused_by, paused_at, paused_reason."""
+    return (row["paused"], row["paused_by"], row["paused_at"], row["paused_reason"])
+
+
+def names(store: Store, active_only: bool = True) -> list[str]:
+    return [row["name"] for row in store.read_deployments(active_only=active_only)]
+
+
+def test_a_first_sync_registers_each_deployment_with_its_definition(store, source) -> None:
+    result = sync_deployments(
+        store,
+        [
+            make(source, "every", parameters={"n": 2}, tags=["etl"], description="d"),
+            make(source, "nightly", cron="30 2 * * *", timezone="Europe/Berlin", retries=3),
+        ],
+        T0,
+    )
+
+    assert (result.added, result.changed, result.removed, result.unchanged) == (
+        ["every", "nightly"],
+        [],
+        [],
+        [],
+    )
+    every, nightly = store.read_deployments()
+    assert every["flow"] == f"{source.parent}/flows.py:job"
+    assert (every["schedule_kind"], every["schedule"], every["timezone"]) == (
+        "interval",
+        "1m",
+        "UTC",
+    )
+    assert (every["parameters"], every["tags"], every["description"]) == ({"n": 2}, ["etl"], "d")
+    assert every["anchor"] == T0  # an interval counts from its first registration
+    assert (every["registered_at"], every["updated"], every["source_file"]) == (T0, T0, str(source))
+    assert (every["active"], every["paused"], every["last_fire"], every["next_fire"]) == (
+        True,
+        False,
+        None,
+        None,
+    )
+    assert (nightly["schedule_kind"], nightly["schedule"], nightly["timezone"]) == (
+        "cron",
+        "30 2 * * *",
+        "Europe/Berlin",
+    )
+    assert nightly["anchor"] is None
+    assert nightly["policies"]["retries"] == 3
+    assert nightly["policies"] == make(source, cron="30 2 * * *", retries=3).policies()
+
+
+def test_syncing_the_same_config_again_changes_nothing(store, source) -> None:
+    deployments = [make(source, "a"), make(source, "b", cron="0 * * * *")]
+    sync_deployments(store, deployments, T0)
+
+    result = sync_deployments(store, deployments, T1)
+
+    assert (result.added, result.changed, result.removed, result.unchanged) == (
+        [],
+        [],
+        [],
+        ["a", "b"],
+    )
+    assert [row["updated"] for row in store.read_deployments()] == [T0, T0]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"flow": "other.py:job"},
+        {"cron": "*/5 * * * *"},
+        {"timezone": "Asia/Tokyo"},
+        {"parameters": {"n": 3}},
+        {"tags": ["new"]},
+        {"overlap": "queue"},
+        {"timeout": "10m"},
+        {"description": "now described"},
+    ],
+)
+def test_a_changed_definition_is_updated_keeping_registration_and_last_fire(
+    store, source, change: dict[str, Any]
+) -> None:
+    sync_deployments(store, [make(source, cron="0 * * * *")], T0)
+    store.record_fire_times("job", T0, T1)
+
+    result = sync_deployments(store, [make(source, **{"cron": "0 * * * *", **change})], T1)
+
+    assert result.changed == ["job"]
+    row = store.read_deployment("job")
+    assert (row["registered_at"], row["updated"], row["last_fire"]) == (T0, T1, T0)
+    expected = make(source, **{"cron": "0 * * * *", **change})
+    assert (row["flow"], row["schedule"], row["timezone"]) == (
+        expected.flow,
+        expected.schedule,
+        expected.timezone,
+    )
+    assert (row["parameters"], row["tags"], row["policies"], row["description"]) == (
+        expected.parameters,
+        list(expected.tags),
+        expected.policies(),
+        expected.description,
+    )
+
+
+def test_a_schedule_change_forgets_the_stored_next_fire_and_other_changes_keep_it(
+    store, source
+) -> None:
+    sync_deployments(store, [make(source, "a", cron="0 * * * *"), make(source, "b")], T0)
+    store.record_fire_times("a", T0, T1)
+    store.record_fire_times("b", T0, T0 + timedelta(minutes=1))
+
+    sync_deployments(
+        store, [make(source, "a", cron="30 * * * *"), make(source, "b", retries=2)], T1
+    )
+
+    assert store.read_deployment("a")["next_fire"] is None
+    assert store.read_deployment("b")["next_fire"] == T0 + timedelta(minutes=1)
+
+
+def test_a_deployment_gone_from_the_config_is_deactivated_and_its_row_stays(store, source) -> None:
+    sync_deployments(store, [make(source, "a"), make(source, "b")], T0)
+    store.record_fire_times("b", T0, T1)
+
+    result = sync_deployments(store, [make(source, "a")], T1)
+    again = sync_deployments(store, [make(source, "a")], T2)
+
+    assert result.removed == ["b"]
+    assert again.removed == []  # removed once, not at every sync
+    assert names(store) == ["a"]
+    assert names(store, active_only=False) == ["a", "b"]
+    removed = store.read_deployment("b")
+    assert (removed["active"], removed["last_fire"], removed["next_fire"]) == (False, T0, None)
+
+
+def test_a_re_added_deployment_is_reactivated_with_its_original_anchor(store, source) -> None:
+    sync_deployments(store, [make(source, "a")], T0)
+    sync_deployments(store, [], T1)
+
+    result = sync_deployments(store, [make(source, "a", interval="5m")], T2)
+
+    assert result.added == ["a"]
+    row = store.read_deployment("a")
+    assert (row["active"], row["anchor"], row["registered_at"], row["schedule"]) == (
+        True,
+        T0,
+        T0,
+        "5m",
+    )
+
+
+def test_keep_leaves_absent_deployments_as_they_are(store, source) -> None:
+    sync_deployments(store, [make(source, "a"), make(source, "b")], T0)
+
+    result = sync_deployments(store, [make(source, "a")], T1, keep={"b"})
+
+    assert result.removed == []
+    assert names(store) == ["a", "b"]
+
+
+def test_the_interval_anchor_survives_re_syncs_restarts_and_interval_changes(store, source) -> None:
+    sync_deployments(store, [make(source, interval="7m")], T0)
+    restarted = Store(store.url)
+    try:
+        sync_deployments(restarted, [make(source, interval="7m")], T1)
+        result = sync_deployments(restarted, [make(source, interval="10m")], T2)
+        row = restarted.read_deployment("job")
+    finally:
+        restarted.close()
+
+    assert result.changed == ["job"]
+    assert (row["anchor"], row["schedule"]) == (T0, "10m")
+    trigger = make(source, interval="10m").trigger(row["anchor"])
+    assert trigger.next_fire(T2) == T0 + 13 * timedelta(minutes=10)
+
+
+def test_an_anchor_in_the_file_is_stored_and_stays_when_the_file_drops_it(store, source) -> None:
+    pinned = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
+    sync_deployments(store, [make(source, anchor=pinned)], T0)
+    assert store.read_deployment("job")["anchor"] == pinned
+
+    moved = sync_deployments(store, [make(source, anchor=pinned + timedelta(seconds=30))], T1)
+    dropped = sync_deployments(store, [make(source)], T2)
+
+    assert (moved.changed, dropped.unchanged) == (["job"], ["job"])
+    assert store.read_deployment("job")["anchor"] == pinned + timedelta(seconds=30)
+
+
+def test_a_cron_deployment_turned_interval_is_anchored_when_it_changed(store, source) -> None:
+    sync_deployments(store, [make(source, cron="0 * * * *")], T0)
+
+    sync_deployments(store, [make(source, interval="15m")], T1)
+
+    row = store.read_deployment("job")
+    assert (row["schedule_kind"], row["anchor"]) == ("interval", T1)
+
+
+def test_a_pause_survives_a_re_sync_and_a_restart_when_the_file_is_silent(store, source) -> None:
+    sync_deployments(store, [make(source)], T0)
+    assert store.set_deployment_paused("job", True, "alice", "maintenance", T1)
+
+    result = sync_deployments(store, [make(source)], T2)
+    restarted = Store(store.url)
+    try:
+        sync_deployments(restarted, [make(source)], T2 + timedelta(hours=1))
+        row = restarted.read_deployment("job")
+    finally:
+        restarted.close()
+
+    assert result.unchanged == ["job"]
+    assert pause_of(row) == (True, "alice", T1, "maintenance")
+
+
+@pytest.mark.parametrize(
+    ("stated", "outcome", "expected"),
+    [
+        (False, "changed", (False, None, None, None)),  # the file resumes it
+        (True, "unchanged", (True, "alice", T1, "maintenance")),  # paused already: who and why stay
+        (None, "unchanged", (True, "alice", T1, "maintenance")),  # silent: the store's pause stands
+    ],
+)
+def test_a_pause_made_in_the_store_meets_what_the_file_states(
+    store, source, stated: bool | None, outcome: str, expected: tuple[Any, ...]
+) -> None:
+    sync_deployments(store, [make(source)], T0)
+    store.set_deployment_paused("job", True, "alice", "maintenance", T1)
+
+    result = sync_deployments(store, [make(source, paused=stated)], T2)
+
+    assert getattr(result, outcome) == ["job"]
+    assert pause_of(store.read_deployment("job")) == expected
+
+
+def test_the_file_s_paused_true_wins_at_every_sync_and_says_so(store, source) -> None:
+    added = sync_deployments(store, [make(source, paused=True)], T0)
+    row = store.read_deployment("job")
+    assert added.added == ["job"]
+    assert pause_of(row) == (True, f"config file {source}", T0, f"paused = true in {source}")
+
+    store.set_deployment_paused("job", False, "bob", None, T1)
+    result = sync_deployments(store, [make(source, paused=True)], T2)
+
+    assert result.changed == ["job"]
+    row = store.read_deployment("job")
+    assert (row["paused"], row["paused_at"]) == (True, T2)
+
+
+def test_pausing_an_unknown_deployment_reports_it(store) -> None:
+    assert store.set_deployment_paused("nope", True, "alice", None, T0) is False
+    assert store.read_deployment("nope") is None
+
+
+def test_fire_times_are_recorded_per_deployment(store, source) -> None:
+    sync_deployments(store, [make(source, "a"), make(source, "b")], T0)
+
+    store.record_fire_times("a", T1, T2)
+
+    rows = {row["name"]: row for row in store.read_deployments()}
+    assert (rows["a"]["last_fire"], rows["a"]["next_fire"]) == (T1, T2)
+    assert (rows["b"]["last_fire"], rows["b"]["next_fire"]) == (None, None)
+
+
+def test_a_sync_that_fails_writes_nothing(store, source) -> None:
+    sync_deployments(store, [make(source, "a")], T0)
+    unstorable = make(source, "c", parameters={"x": object()})  # not JSON
+
+    with pytest.raises(StatementError, match="not JSON serializable"):
+        sync_deployments(store, [make(source, "b"), unstorable], T1)
+
+    assert names(store) == ["a"]  # neither b's insert nor a's removal was committed

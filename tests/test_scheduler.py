@@ -1,0 +1,260 @@
+"""Schedule decisions against a real store: fired, queued, skipped, missed, caught up.
+
+Deployments come from real TOML through the real loader; the worker pool is replaced by a
+recorder so that tests decide which runs are busy. Times are literal: the scheduler never
+reads the clock.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gnomon.daemon._scheduler import Scheduler
+from gnomon.deployments import load_config, sync_deployments
+
+T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Workers:
+    """Stands in for the worker pool: a fixed number of workers, runs started by hand."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.running: list[str] = []
+        self.cancelled: list[str] = []
+
+    def idle_count(self) -> int:
+        return self.size - len(self.running)
+
+    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
+        if self.idle_count() <= 0:
+            return False
+        self.running.append(flow_run_id)
+        return True
+
+    def cancel(self, flow_run_id: str, reason: str) -> bool:
+        self.cancelled.append(flow_run_id)
+        return flow_run_id in self.running
+
+    def finish(self, scheduler: Scheduler, flow_run_id: str, now: datetime) -> None:
+        self.running.remove(flow_run_id)
+        scheduler.run_finished(flow_run_id, "Completed")
+        scheduler.tick(now)
+
+
+def make_scheduler(
+    tmp_path: Path, store, deployments_toml: str, workers: Workers | None = None
+) -> tuple[Scheduler, Workers]:
+    (tmp_path / "flows.py").write_text(
+        "from gnomon import flow\n\n@flow\ndef job() -> None:\n    pass\n"
+    )
+    config = tmp_path / "gnomon.toml"
+    config.write_text(textwrap.dedent(deployments_toml))
+    result = load_config(config)
+    assert result.ok, [str(problem) for problem in result.problems]
+    sync_deployments(store, result.config.deployments, T0 - timedelta(hours=1))
+    workers = workers or Workers()
+    scheduler = Scheduler(store, workers, daemon_id="test-daemon")
+    rows = {row["name"]: row for row in store.read_deployments()}
+    scheduler.set_deployments(result.config.deployments, rows)
+    return scheduler, workers
+
+
+def every_minute(name: str = "job", **policies: object) -> str:
+    extra = "\n".join(
+        f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"'
+        for key, value in policies.items()
+    )
+    return f"""
+    [[deployments]]
+    name = "{name}"
+    flow = "flows.py:job"
+    cron = "* * * * *"
+    {extra}
+    """
+
+
+def states(store, deployment: str = "job") -> list[tuple[str, str | None]]:
+    runs = store.read_runs(deployment=deployment, limit=1000)
+    return sorted((row["scheduled_for"].strftime("%H:%M"), row["state_name"]) for row in runs)
+
+
+def at(minute: int) -> datetime:
+    return T0 + timedelta(minutes=minute)
+
+
+def test_a_fire_creates_one_pending_run_keyed_by_deployment_and_nominal_time(
+    tmp_path, store
+) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute())
+
+    [decision] = scheduler.fire_many([("job", at(0))], at(0))
+
+    assert decision.action == "fired"
+    run = store.read_flow_run(decision.flow_run_id)
+    assert (run["deployment_name"], run["scheduled_for"], run["trigger"]) == (
+        "job",
+        at(0),
+        "schedule",
+    )
+    assert workers.running == []  # not dispatched until the tick's dispatch step
+    assert scheduler.dispatch(at(0)) == 1
+    assert workers.running == [decision.flow_run_id]
+
+
+def test_the_same_fire_twice_never_makes_a_second_run_even_after_a_restart(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute())
+    scheduler.fire_many([("job", at(0))], at(0))
+    restarted, _ = make_scheduler(tmp_path, store, every_minute())
+
+    [again] = restarted.fire_many([("job", at(0))], at(0))
+
+    assert again.action == "duplicate"
+    assert len(store.read_runs(deployment="job")) == 1
+
+
+def test_overlap_skip_records_a_skipped_run_naming_the_one_still_going(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(overlap="skip"))
+    scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+
+    [decision] = scheduler.fire_many([("job", at(1))], at(1))
+
+    assert decision.action == "skipped"
+    assert workers.running[0] in decision.reason
+    assert states(store) == [("12:00", "Pending"), ("12:01", "Skipped")]
+
+
+def test_overlap_queue_starts_the_next_run_only_when_the_previous_ends(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(
+        tmp_path, store, every_minute(overlap="queue", max_queued=1)
+    )
+    scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    [queued] = scheduler.fire_many([("job", at(1))], at(1))
+    [overflow] = scheduler.fire_many([("job", at(2))], at(2))
+    scheduler.dispatch(at(2))
+
+    assert (queued.action, overflow.action) == ("queued", "skipped")
+    assert "max_queued = 1" in overflow.reason
+    assert len(workers.running) == 1
+
+    workers.finish(scheduler, workers.running[0], at(3))
+
+    assert workers.running == [queued.flow_run_id]
+
+
+def test_overlap_allow_runs_up_to_max_concurrent_at_once(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(
+        tmp_path, store, every_minute(overlap="allow", max_concurrent=2)
+    )
+    decisions = [scheduler.fire_many([("job", at(m))], at(m))[0] for m in range(3)]
+    scheduler.dispatch(at(2))
+
+    assert [d.action for d in decisions] == ["fired", "fired", "skipped"]
+    assert len(workers.running) == 2
+
+
+def test_overlap_cancel_previous_cancels_the_running_run(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(overlap="cancel_previous"))
+    [first] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+
+    [second] = scheduler.fire_many([("job", at(1))], at(1))
+
+    assert second.action == "fired"
+    assert workers.cancelled == [first.flow_run_id]
+
+
+def test_runs_wait_as_pending_and_start_in_nominal_order_when_workers_free_up(
+    tmp_path, store
+) -> None:
+    toml = every_minute("a") + every_minute("b") + every_minute("c")
+    scheduler, workers = make_scheduler(tmp_path, store, toml, Workers(size=1))
+    scheduler.fire_many([("c", at(0)), ("a", at(2)), ("b", at(1))], at(2))
+    scheduler.dispatch(at(2))
+    order = [store.read_flow_run(workers.running[0])["deployment_name"]]
+
+    for minute in (3, 4):
+        workers.finish(scheduler, workers.running[0], at(minute))
+        order.append(store.read_flow_run(workers.running[0])["deployment_name"])
+
+    assert order == ["c", "b", "a"]
+
+
+def test_a_fire_later_than_misfire_grace_is_recorded_missed(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(misfire_grace="30s"))
+
+    [decision] = scheduler.fire_many([("job", at(0))], at(0) + timedelta(seconds=45))
+
+    assert decision.action == "missed"
+    assert "45000 ms late" in decision.reason
+    assert states(store) == [("12:00", "Missed")]
+    scheduler.dispatch(at(1))
+    assert workers.running == []
+
+
+def test_a_paused_deployment_does_not_fire_and_resuming_does_not_catch_up(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute())
+    scheduler.set_paused("job", True, at(0))
+
+    [decision] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.set_paused("job", False, at(10))
+
+    assert decision.action == "paused"
+    assert scheduler.catch_up(at(10)) == []
+    assert store.read_runs(deployment="job") == []
+
+
+@pytest.mark.parametrize(
+    ("catchup", "expected"),
+    [
+        ("latest", [("12:01", "Missed"), ("12:02", "Missed"), ("12:03", "Pending")]),
+        ("all", [("12:01", "Pending"), ("12:02", "Pending"), ("12:03", "Pending")]),
+        ("none", [("12:01", "Missed"), ("12:02", "Missed"), ("12:03", "Missed")]),
+    ],
+)
+def test_catch_up_after_downtime_follows_the_policy_and_records_the_gap(
+    tmp_path, store, catchup: str, expected: list[tuple[str, str]]
+) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(catchup=catchup))
+    [first] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    store.set_run_state(first.flow_run_id, "COMPLETED", "Completed")
+    workers.finish(scheduler, first.flow_run_id, at(0))
+
+    scheduler.catch_up(at(3) + timedelta(seconds=30))
+
+    assert states(store)[1:] == expected
+    ran = [row for row in store.read_runs(deployment="job") if row["state_name"] == "Pending"]
+    assert {row["trigger"] for row in ran} <= {"catchup"}
+
+
+def test_catch_up_all_is_bounded_by_max_catchup(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(catchup="all", max_catchup=2))
+    [first] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    store.set_run_state(first.flow_run_id, "COMPLETED", "Completed")
+    workers.finish(scheduler, first.flow_run_id, at(0))
+
+    scheduler.catch_up(at(4))
+
+    assert states(store)[1:] == [
+        ("12:01", "Missed"),
+        ("12:02", "Missed"),
+        ("12:03", "Pending"),
+        ("12:04", "Pending"),
+    ]
+
+
+def test_last_and_next_fire_are_persisted_with_each_decision(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute())
+
+    scheduler.fire_many([("job", at(5))], at(5))
+
+    row = store.read_deployment("job")
+    assert (row["last_fire"], row["next_fire"]) == (at(5), at(6))
