@@ -40,9 +40,11 @@ class Workers:
         self.cancelled.append(flow_run_id)
         return flow_run_id in self.running
 
-    def finish(self, scheduler: Scheduler, flow_run_id: str, now: datetime) -> None:
+    def finish(
+        self, scheduler: Scheduler, flow_run_id: str, now: datetime, state_type: str = "COMPLETED"
+    ) -> None:
         self.running.remove(flow_run_id)
-        scheduler.run_finished(flow_run_id, "Completed")
+        scheduler.run_finished(flow_run_id, state_type)
         scheduler.tick(now)
 
 
@@ -258,3 +260,35 @@ def test_last_and_next_fire_are_persisted_with_each_decision(tmp_path, store) ->
 
     row = store.read_deployment("job")
     assert (row["last_fire"], row["next_fire"]) == (at(5), at(6))
+
+
+def test_a_failed_run_is_queued_again_while_the_deployments_retries_last(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(retries=1))
+    [decision] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    store.set_run_state(decision.flow_run_id, "FAILED", "Failed", "boom")
+
+    workers.finish(scheduler, decision.flow_run_id, at(1), state_type="FAILED")
+
+    assert workers.running == [decision.flow_run_id]  # the same run, dispatched again
+    names = [row["name"] for row in store.read_states(flow_run_id=decision.flow_run_id)]
+    assert names[-1] == "AwaitingRetry"
+    assert store.count_deployment_retries(decision.flow_run_id) == 1
+
+    store.set_run_state(decision.flow_run_id, "CRASHED", "Crashed", "worker died")
+    workers.finish(scheduler, decision.flow_run_id, at(2), state_type="CRASHED")
+
+    assert workers.running == []  # retries used up
+    assert store.read_flow_run(decision.flow_run_id)["state_name"] == "Crashed"
+    assert len(store.read_runs(deployment="job")) == 1
+
+
+def test_a_completed_run_is_not_retried(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(retries=3))
+    [decision] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+
+    workers.finish(scheduler, decision.flow_run_id, at(1))
+
+    assert workers.running == []
+    assert store.count_deployment_retries(decision.flow_run_id) == 0

@@ -30,6 +30,11 @@ log = logging.getLogger("gnomon.daemon")
 # Catch-up after downtime looks at most this many missed fire times per deployment.
 CATCHUP_SCAN_LIMIT = 10_000
 
+# Final state types a deployment's `retries` apply to (TimedOut is a FAILED state).
+RETRIED_TYPES = frozenset({"FAILED", "CRASHED"})
+# How the AwaitingRetry state of a deployment retry begins (counted by the store).
+RETRY_MESSAGE = "deployment retry"
+
 
 class Dispatcher(Protocol):
     """Where runs execute: the worker pool, or a stand-in in tests."""
@@ -136,26 +141,59 @@ class Scheduler:
         with self._lock:
             self._inbox.extend((name, nominal) for nominal in nominal_times)
 
-    def run_finished(self, flow_run_id: str, state_name: str) -> None:
+    def run_finished(self, flow_run_id: str, state_type: str) -> None:
         """Note a run's end for the next tick (called from the pool's threads)."""
         with self._lock:
-            self._finished.append((flow_run_id, state_name))
+            self._finished.append((flow_run_id, state_type))
 
     def tick(self, now: datetime) -> list[Decision]:
         """Apply finished runs and handed-over fires, then start what can start."""
         with self._lock:
             inbox, self._inbox = self._inbox, []
             finished, self._finished = self._finished, []
-        for flow_run_id, _ in finished:
-            self._forget(flow_run_id)
+        for flow_run_id, state_type in finished:
+            slot = self._forget(flow_run_id)
+            if slot is not None and state_type in RETRIED_TYPES:
+                self.retry_if_allowed(slot, flow_run_id, state_type)
         decisions = self.fire_many(inbox, now) if inbox else []
         self.dispatch(now)
         return decisions
 
-    def _forget(self, flow_run_id: str) -> None:
+    def _forget(self, flow_run_id: str) -> _Slot | None:
+        """Stop tracking a run; returns the deployment it belonged to."""
         for slot in self._slots.values():
-            slot.running.discard(flow_run_id)
-            slot.queued.discard(flow_run_id)
+            if flow_run_id in slot.running or flow_run_id in slot.queued:
+                slot.running.discard(flow_run_id)
+                slot.queued.discard(flow_run_id)
+                return slot
+        return None
+
+    def retry_if_allowed(self, slot: _Slot, flow_run_id: str, state_type: str) -> bool:
+        """Queue a failed or crashed run again while the deployment's retries last.
+
+        The same run row goes back to AwaitingRetry, so its fire time stays one run.
+        """
+        retries = slot.deployment.retries
+        used = self.store.count_deployment_retries(flow_run_id)
+        if used >= retries:
+            return False
+        message = (
+            f"{RETRY_MESSAGE} {used + 1} of {retries} after the run ended {state_type.lower()}"
+        )
+        if not self.store.set_run_state(
+            flow_run_id, "SCHEDULED", "AwaitingRetry", message, daemon_id=self.daemon_id
+        ):
+            return False
+        row = self.store.read_flow_run(flow_run_id) or {}
+        self._queue(
+            slot, flow_run_id, row.get("scheduled_for") or row.get("created") or datetime.now(UTC)
+        )
+        log.info(
+            "run queued again: %s",
+            message,
+            extra={"flow_run_id": flow_run_id, "deployment": slot.deployment.name},
+        )
+        return True
 
     # Decisions.
 

@@ -150,6 +150,9 @@ class Daemon:
                     row["id"],
                     extra={"flow_run_id": row["id"], "deployment": row["deployment_name"]},
                 )
+                slot = self.scheduler.deployment(row["deployment_name"])
+                if slot is not None:
+                    self.scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
             else:
                 self.store.set_run_state(
                     row["id"],
@@ -176,7 +179,7 @@ class Daemon:
         self._wake.set()
 
     def _on_finished(self, outcome: RunOutcome) -> None:
-        self.scheduler.run_finished(outcome.flow_run_id, outcome.state_name)
+        self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
         self._wake.set()
         _log_summary(self.store, outcome)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, desc, select, update
+from sqlalchemy import Connection, Insert, bindparam, desc, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gnomon.store._queries import Queries, Row
@@ -118,6 +118,17 @@ class ScheduledRunQueries(Queries):
                 statement,
                 [{"_name": name, "_last": last, "_next": nxt} for name, last, nxt in fires],
             )
+
+    def count_deployment_retries(self, flow_run_id: str) -> int:
+        """How many times the daemon queued this run again (its deployment's ``retries``)."""
+        statement = select(func.count()).where(
+            run_states.c.flow_run_id == flow_run_id,
+            run_states.c.task_run_id.is_(None),
+            run_states.c.name == "AwaitingRetry",
+            run_states.c.message.like("deployment retry %"),
+        )
+        with self.reader.connect() as connection:
+            return int(connection.execute(statement).scalar_one())
 
     def read_unfinished_deployment_runs(self) -> list[Row]:
         """Runs of deployments that are Scheduled, Pending or Running, oldest fire first."""

@@ -1,0 +1,117 @@
+"""kill -9 of the daemon at the worst moments: no fire is lost or made twice.
+
+The kill is injected by a ``sitecustomize`` module on the daemon's PYTHONPATH that wraps a
+store function and SIGKILLs the daemon process at that point (never its workers), so the
+daemon's own code carries no test hooks. After a restart, every nominal fire time of the
+deployment must appear exactly once in the store (as a run, or as Missed for the downtime),
+and no run may be left Running or Pending by the dead daemon.
+"""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from test_daemon import daemons, start_daemon, wait_for, write_config  # noqa: F401 -- fixture
+
+CRASHER = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    point = os.environ.get("GNOMON_CRASH_AT")
+    in_worker = "gnomon.daemon._worker" in sys.orig_argv
+    if point and not in_worker:
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        if point == "after_run_insert":
+            from gnomon.store import _scheduled
+
+            original = _scheduled.ScheduledRunQueries.create_runs
+
+            def create_runs(self, runs):
+                created = original(self, runs)
+                if any(run["state_name"] == "Pending" for run in runs if run["id"] in created):
+                    die()
+                return created
+
+            _scheduled.ScheduledRunQueries.create_runs = create_runs
+        elif point == "inside_write_transaction":
+            from gnomon.store import _writer
+
+            original_batch = _writer._write_batch
+
+            def write_batch(connection, batch):
+                original_batch(connection, batch)
+                if batch.flow_updates:
+                    die()  # the statements ran; the transaction is not committed
+
+            _writer._write_batch = write_batch
+    """
+)
+
+TICKER = """
+[[deployments]]
+name = "ticker"
+flow = "flows.py:tick"
+interval = "1s"
+"""
+
+
+def assert_every_fire_once(store) -> None:
+    nominal = sorted(row["scheduled_for"] for row in store.read_runs(deployment="ticker", limit=10_000))
+    assert len(nominal) == len(set(nominal)), "a fire time was recorded twice"
+    gaps = [(a, b) for a, b in zip(nominal, nominal[1:], strict=False) if b - a != timedelta(seconds=1)]
+    assert not gaps, f"fire times missing between {gaps[:3]}"
+
+
+@pytest.mark.parametrize("point", ["after_run_insert", "inside_write_transaction"])
+def test_a_daemon_killed_at_a_crash_point_restarts_without_duplicate_or_lost_fires(
+    point: str, tmp_path: Path, gnomon_home: Path, store, daemons
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(CRASHER)
+    config = write_config(tmp_path, TICKER)
+
+    first = start_daemon(config, gnomon_home, GNOMON_CRASH_AT=point, PYTHONPATH=str(hooks))
+    daemons.append(first)
+    first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+    assert store.read_runs(deployment="ticker")  # it got as far as creating a run
+
+    second = start_daemon(config, gnomon_home)
+    daemons.append(second)
+    wait_for(
+        lambda: not [
+            row
+            for row in store.read_runs(limit=10_000)
+            if row["state_type"] in ("RUNNING", "PENDING") and row["daemon_id"] != _daemon_id(store, second.pid)
+        ],
+        timeout=5,
+        what="runs of the dead daemon settled within 5 s",
+    )
+    completed_before = sum(row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker"))
+    wait_for(
+        lambda: sum(row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker"))
+        >= completed_before + 2,
+        what="the restarted daemon firing again",
+    )
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+
+    assert_every_fire_once(store)
+    assert not [row for row in store.read_runs(limit=10_000) if row["state_type"] in ("RUNNING", "PENDING")]
+
+
+def _daemon_id(store, pid: int) -> str | None:
+    """The daemon_id the daemon with ``pid`` stamps on its runs (hostname:pid:token)."""
+    for row in store.read_runs(limit=10_000):
+        daemon_id = row["daemon_id"] or ""
+        if f":{pid}:" in daemon_id:
+            return daemon_id
+    return None
