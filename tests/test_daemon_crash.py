@@ -63,9 +63,13 @@ interval = "1s"
 
 
 def assert_every_fire_once(store) -> None:
-    nominal = sorted(row["scheduled_for"] for row in store.read_runs(deployment="ticker", limit=10_000))
+    nominal = sorted(
+        row["scheduled_for"] for row in store.read_runs(deployment="ticker", limit=10_000)
+    )
     assert len(nominal) == len(set(nominal)), "a fire time was recorded twice"
-    gaps = [(a, b) for a, b in zip(nominal, nominal[1:], strict=False) if b - a != timedelta(seconds=1)]
+    gaps = [
+        (a, b) for a, b in zip(nominal, nominal[1:], strict=False) if b - a != timedelta(seconds=1)
+    ]
     assert not gaps, f"fire times missing between {gaps[:3]}"
 
 
@@ -87,25 +91,34 @@ def test_a_daemon_killed_at_a_crash_point_restarts_without_duplicate_or_lost_fir
     second = start_daemon(config, gnomon_home)
     daemons.append(second)
     wait_for(
-        lambda: not [
-            row
-            for row in store.read_runs(limit=10_000)
-            if row["state_type"] in ("RUNNING", "PENDING") and row["daemon_id"] != _daemon_id(store, second.pid)
-        ],
+        lambda: (
+            not [
+                row
+                for row in store.read_runs(limit=10_000)
+                if row["state_type"] in ("RUNNING", "PENDING")
+                and row["daemon_id"] != _daemon_id(store, second.pid)
+            ]
+        ),
         timeout=5,
         what="runs of the dead daemon settled within 5 s",
     )
-    completed_before = sum(row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker"))
+    completed_before = sum(
+        row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker")
+    )
     wait_for(
-        lambda: sum(row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker"))
-        >= completed_before + 2,
+        lambda: (
+            sum(row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker"))
+            >= completed_before + 2
+        ),
         what="the restarted daemon firing again",
     )
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=30) == 0
 
     assert_every_fire_once(store)
-    assert not [row for row in store.read_runs(limit=10_000) if row["state_type"] in ("RUNNING", "PENDING")]
+    assert not [
+        row for row in store.read_runs(limit=10_000) if row["state_type"] in ("RUNNING", "PENDING")
+    ]
 
 
 def _daemon_id(store, pid: int) -> str | None:

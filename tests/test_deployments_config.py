@@ -862,3 +862,34 @@ def test_problems_render_file_deployment_field_value_and_message(
     problem: ConfigProblem, expected: str
 ) -> None:
     assert str(problem) == expected
+
+
+def test_gnomon_daemon_variables_override_the_daemon_table(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "gnomon.toml"
+    config.write_text('[daemon]\nworkers = 2\nshutdown_grace = "30s"\ntimezone = "UTC"\n')
+    monkeypatch.setenv("GNOMON_DAEMON_WORKERS", "8")
+    monkeypatch.setenv("GNOMON_DAEMON_SHUTDOWN_GRACE", "5s")
+
+    result = load_config(config)
+
+    assert result.ok, [str(problem) for problem in result.problems]
+    daemon = result.config.daemon
+    assert (daemon.workers, daemon.shutdown_grace, daemon.timezone) == (
+        8,
+        timedelta(seconds=5),
+        "UTC",
+    )
+
+
+def test_a_bad_gnomon_daemon_variable_is_reported_naming_it(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "gnomon.toml"
+    config.write_text("[daemon]\nworkers = 2\n")
+    monkeypatch.setenv("GNOMON_DAEMON_WORKERS", "0")
+    monkeypatch.setenv("GNOMON_DAEMON_WROKERS", "3")
+
+    result = load_config(config)
+
+    messages = [str(problem) for problem in result.problems]
+    assert any("daemon.workers 0" in m and "GNOMON_DAEMON_WORKERS" in m for m in messages), messages
+    assert any("GNOMON_DAEMON_WROKERS" in m for m in messages), messages
+    assert result.config.daemon.workers == 2

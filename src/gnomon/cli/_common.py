@@ -7,11 +7,32 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+if TYPE_CHECKING:
+    from gnomon._settings import Settings
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ConfigFailure(click.ClickException):
+    """A config the command cannot read: reported in one line, exit 2 (as the daemon does)."""
+
+    exit_code = 2
+
+
+def settings() -> Settings:
+    """The settings, or ConfigFailure naming the file and the problem instead of a traceback
+    (a GNOMON_CONFIG naming no file, invalid TOML, a bad setting)."""
+    from gnomon._settings import get_settings
+    from gnomon.exceptions import ConfigError
+
+    try:
+        return get_settings()
+    except ConfigError as error:
+        raise ConfigFailure(str(error)) from None
 
 
 def _use_config(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
@@ -29,7 +50,7 @@ def config_option(fn: F) -> F:
     return click.option(
         "--config",
         "config",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
         callback=_use_config,
         expose_value=True,
         is_eager=True,

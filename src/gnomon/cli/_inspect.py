@@ -9,12 +9,24 @@ from typing import Any
 
 import click
 
-from gnomon.cli._common import config_option, iso, json_option, print_json, print_table
+from gnomon.cli._common import (
+    config_option,
+    iso,
+    json_option,
+    print_json,
+    print_table,
+    settings,
+)
 
 
 @click.group("deployments")
 def deployments_group() -> None:
-    """Inspect deployments (the [[deployments]] of the config)."""
+    """Inspect deployments (the [[deployments]] of the config).
+
+    \b
+    Example:
+      gnomon deployments list --config /etc/gnomon/config.toml
+    """
 
 
 @deployments_group.command("list")
@@ -30,6 +42,7 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
     from gnomon.deployments import load_config
     from gnomon.store import get_store
 
+    settings()  # a config that cannot be read is reported, not a traceback
     result = load_config(config, check_flows=False)
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
@@ -60,7 +73,12 @@ def _deployment_view(deployment: Any, row: dict[str, Any] | None, now: datetime)
 
 @click.group("runs")
 def runs_group() -> None:
-    """Inspect flow runs."""
+    """Inspect flow runs.
+
+    \b
+    Example:
+      gnomon runs list --state Failed --limit 10
+    """
 
 
 @runs_group.command("list")
@@ -86,6 +104,7 @@ def runs_list(
 
     if limit < 1:
         raise click.BadParameter(f"--limit must be at least 1, got {limit}", param_hint="--limit")
+    settings()  # a config that cannot be read is reported, not a traceback
     runs = [_run_view(row) for row in get_store().read_runs(deployment, state, limit=limit)]
     if as_json:
         print_json(runs)

@@ -33,6 +33,10 @@ NO_CONFIG = (
 )
 
 
+# GNOMON_DAEMON_WORKERS=8 overrides `workers` in [daemon], and so on for each key.
+DAEMON_ENV_PREFIX = "GNOMON_DAEMON_"
+
+
 @dataclasses.dataclass(frozen=True)
 class ConfigProblem:
     """One thing wrong with the config and exactly where: file, deployment, field, value.
@@ -185,11 +189,12 @@ class _Loader:
     def _daemon(self, main: Path, table: Any) -> DaemonConfig:
         """``[daemon]``; a bad setting is reported and left at its default, not fatal here."""
         if table is None:
-            return DaemonConfig()
+            table = {}
         if not isinstance(table, dict):
             self.problem(main, "must be a table: write [daemon]", field="daemon", value=table)
-            return DaemonConfig()
+            table = {}
         context = {"base_dir": main.parent}
+        table = {**table, **self._daemon_environment(main, context)}
         try:
             return DaemonConfig.model_validate(table, context=context)
         except ValidationError as error:
@@ -199,6 +204,32 @@ class _Loader:
             return DaemonConfig.model_validate(good, context=context)
         except ValidationError:  # cannot happen field by field, but never fail the load on it
             return DaemonConfig()
+
+    def _daemon_environment(self, main: Path, context: dict[str, Any]) -> dict[str, Any]:
+        """``GNOMON_DAEMON_<KEY>`` variables, which override ``[daemon]`` keys of the file.
+
+        Each value is read as a TOML value (``8`` is a number, ``true`` a boolean), else as
+        a string (``30s``, ``Europe/Berlin``); a bad one is reported naming the variable.
+        """
+        overrides: dict[str, Any] = {}
+        for variable, text in sorted(os.environ.items()):
+            if not variable.startswith(DAEMON_ENV_PREFIX):
+                continue
+            key = variable.removeprefix(DAEMON_ENV_PREFIX).lower()
+            try:
+                value = tomllib.loads(f"value = {text}")["value"]
+            except tomllib.TOMLDecodeError:
+                value = text
+            try:
+                DaemonConfig.model_validate({key: value}, context=context)
+            except ValidationError as error:
+                reason = error.errors()[0]["msg"]
+                self.problem(
+                    main, f"{reason} (set by {variable})", field=f"daemon.{key}", value=value
+                )
+                continue
+            overrides[key] = value
+        return overrides
 
     def _included(self, main: Path, patterns: Any) -> list[Path]:
         """The files ``include`` names: globs relative to the main file, in sorted order.
