@@ -264,3 +264,55 @@ def test_ready_and_stopping_are_sent_on_the_notify_socket(
         assert daemon.wait(timeout=30) == 0
     finally:
         listener.close()
+
+
+def test_the_loop_feeds_the_systemd_watchdog_when_watchdog_usec_is_set(
+    tmp_path, gnomon_home, daemons
+) -> None:
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(30)
+    try:
+        daemon = start_daemon(
+            write_config(tmp_path, INTERVAL_TICK),
+            gnomon_home,
+            NOTIFY_SOCKET=str(path),
+            WATCHDOG_USEC="1000000",
+        )
+        daemons.append(daemon)
+        received: list[str] = []
+        while sum("WATCHDOG=1" in message for message in received) < 3:
+            received.append(listener.recv(4096).decode())
+        assert "READY=1" in received[0]
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        listener.close()
+
+
+def test_sigterm_ends_a_run_still_going_after_shutdown_grace_as_cancelled(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    marker = tmp_path / "slow-started"
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "slowpoke"
+        flow = "flows.py:slow"
+        interval = "1s"
+        """,
+        daemon='workers = 1\nshutdown_grace = "1s"',
+    )
+    config.write_text(config.read_text().replace('shutdown_grace = "5s"\n', ""))
+    daemon = start_daemon(config, gnomon_home, SLOW_MARKER=str(marker))
+    daemons.append(daemon)
+    wait_for(marker.exists, what="the slow flow to start")
+
+    daemon.send_signal(signal.SIGTERM)
+
+    assert daemon.wait(timeout=30) == 0
+    [cancelled] = [row for row in runs(store, "slowpoke") if row["state_name"] == "Cancelled"]
+    assert cancelled["end_time"] is not None
+    assert not [row for row in runs(store) if row["state_type"] in ("RUNNING", "PENDING")]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from gnomon.cli._common import config_option
+from gnomon.cli._common import F, config_option, settings
 
 
 @click.group("daemon", invoke_without_command=True)
@@ -51,11 +52,10 @@ def daemon_group(
 
 def _detach(pidfile: Path) -> None:
     """Daemonize, after the checks whose failure must reach the terminal, not a log."""
-    from gnomon._settings import get_settings
     from gnomon.daemon._detach import PidfileInUse, detach
     from gnomon.daemon._lock import read_holder
 
-    home = get_settings().home
+    home = settings().home
     holder = read_holder(home)
     if holder is not None:
         pid = holder.get("pid", "?")
@@ -71,49 +71,89 @@ def _detach(pidfile: Path) -> None:
         sys.exit(1)
 
 
+def pidfile_option(fn: F) -> F:
+    """``--pidfile`` on ``reload``, ``stop`` and ``status`` too, where users write it."""
+    return click.option(
+        "--pidfile",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The pidfile of a --detach'ed daemon (default: the daemon holding the store).",
+    )(fn)
+
+
 def _daemon_pid(pidfile: Path | None) -> int | None:
     """The running daemon's pid: from the pidfile if given, else from the store's lock."""
     if pidfile is not None:
         from gnomon.daemon._detach import read_pidfile
 
         return read_pidfile(pidfile)
-    from gnomon._settings import get_settings
     from gnomon.daemon._lock import read_holder
 
-    holder = read_holder(get_settings().home)
+    holder = read_holder(settings().home)
     return int(holder["pid"]) if holder else None
+
+
+def _running_pid(ctx: click.Context, pidfile: Path | None) -> int:
+    """The pid to signal (``--pidfile`` before or after the subcommand); exit 1 if none."""
+    pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
+    if pid is None:
+        click.echo("no gnomon daemon is running on this store", err=True)
+        sys.exit(1)
+    return pid
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        click.echo(f"gnomon daemon: pid {pid} has just exited", err=True)
+        sys.exit(1)
+    except PermissionError:
+        click.echo(f"gnomon daemon: not allowed to signal pid {pid} (run as its user)", err=True)
+        sys.exit(1)
+
+
+def _released(pid: int, timeout: float) -> bool:
+    """Whether daemon ``pid`` let go of the store's lock within ``timeout`` s: only then may
+    a new daemon start on the store."""
+    deadline = time.monotonic() + timeout
+    while _daemon_pid(None) == pid:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @daemon_group.command("reload")
 @config_option
+@pidfile_option
 @click.pass_context
-def daemon_reload(ctx: click.Context, config: Path | None) -> None:
+def daemon_reload(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
     """Make the running daemon re-read its config (sends SIGHUP).
 
     \b
     Example:
       gnomon daemon reload
     """
-    pid = _daemon_pid(ctx.obj.get("pidfile"))
-    if pid is None:
-        click.echo("no gnomon daemon is running on this store", err=True)
-        sys.exit(1)
-    os.kill(pid, signal.SIGHUP)
+    pid = _running_pid(ctx, pidfile)
+    _signal(pid, signal.SIGHUP)
     click.echo(f"asked daemon {pid} to reload its config")
 
 
 @daemon_group.command("stop")
 @config_option
+@pidfile_option
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for it to exit.")
 @click.pass_context
-def daemon_stop(ctx: click.Context, config: Path | None, timeout: float) -> None:
+def daemon_stop(
+    ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float
+) -> None:
     """Stop the running daemon (SIGTERM: running runs finish up to shutdown_grace).
 
     \b
     Example:
       gnomon daemon stop --pidfile /run/gnomon.pid
     """
-    pidfile = ctx.obj.get("pidfile")
+    pidfile = pidfile or ctx.obj.get("pidfile")
     if pidfile is not None:
         from gnomon.daemon._detach import DaemonNotRunning, stop
 
@@ -123,27 +163,25 @@ def daemon_stop(ctx: click.Context, config: Path | None, timeout: float) -> None
             click.echo(f"gnomon daemon: {error}", err=True)
             sys.exit(1)
     else:
-        pid = _daemon_pid(None)
-        if pid is None:
-            click.echo("no gnomon daemon is running on this store", err=True)
-            sys.exit(1)
-        os.kill(pid, signal.SIGTERM)
-        stopped = True
+        pid = _running_pid(ctx, None)
+        _signal(pid, signal.SIGTERM)
+        stopped = _released(pid, timeout)
     click.echo("daemon stopped" if stopped else "daemon did not stop in time")
     sys.exit(0 if stopped else 1)
 
 
 @daemon_group.command("status")
 @config_option
+@pidfile_option
 @click.pass_context
-def daemon_status(ctx: click.Context, config: Path | None) -> None:
+def daemon_status(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
     """Say whether a daemon is running (exit 0) or not (exit 3, as systemctl status).
 
     \b
     Example:
-      gnomon daemon status
+      gnomon daemon status --pidfile /run/gnomon.pid
     """
-    pid = _daemon_pid(ctx.obj.get("pidfile"))
+    pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
     if pid is None:
         click.echo("gnomon daemon is not running")
         sys.exit(3)

@@ -1,0 +1,277 @@
+"""Daemon benchmarks for issue 3's targets, each against a real `gnomon daemon` subprocess.
+
+    python bench/daemon.py [--minutes 3] [--repeat 3] [--only fifty|thousand|tenk]
+
+- fifty: 50 deployments firing every minute (`* * * * *`) for --minutes minutes; lateness
+  of every fire, and fires missed or duplicated (body starts per deployment per minute).
+- thousand: 1,000 deployments due in the same second (a six-field cron naming one second a
+  few seconds after start-up), with the default worker count and with 8 and 16 workers;
+  lateness of that one fire, missed and duplicated.
+- tenk: 10,000 registered deployments that fire months from now: seconds from process start
+  to READY=1 on a NOTIFY_SOCKET we bind (fresh store, then a restart on it), idle RSS of the
+  daemon and of its workers, and their idle CPU over --idle-seconds.
+
+Lateness is flow body start minus nominal fire time: the generated flow's first statement
+stamps time.time() (see bench/daemon_harness.py). Every daemon gets a fresh GNOMON_HOME in a
+temporary directory and is stopped with SIGTERM (SIGKILL after a timeout). Prints a table,
+the machine line, and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from daemon_harness import (
+    DaemonProcess,
+    Run,
+    Workspace,
+    children,
+    cpu_seconds,
+    deadline_passed,
+    fire_counts,
+    rss_mb,
+)
+
+READY_TIMEOUT = 120.0
+DRAIN_TIMEOUT = 60.0  # after the last fire, how long its runs may take to start
+
+
+def percentile(values: list[float], pct: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def distribution(values: list[float], prefix: str) -> dict[str, float]:
+    """Median, p99 and max of ``values`` (seconds) as milliseconds."""
+    if not values:
+        return {f"{prefix}_median_ms": math.nan, f"{prefix}_p99_ms": math.nan}
+    return {
+        f"{prefix}_median_ms": statistics.median(values) * 1000,
+        f"{prefix}_p99_ms": percentile(values, 99) * 1000,
+        f"{prefix}_max_ms": max(values) * 1000,
+    }
+
+
+def fire_report(runs: list[Run], expected: set[tuple[str, float]]) -> dict[str, Any]:
+    """Lateness of the expected fires, and how many were missed, duplicated or unexpected.
+
+    Besides body lateness, the stages of a fire: the run row created (the daemon decided),
+    the run claimed by a worker (its start_time), and the body started.
+    """
+    counts = fire_counts(runs)
+    ours = [run for run in runs if (run.deployment, run.nominal) in expected and run.bodies]
+    late = [min(run.bodies) - run.nominal for run in ours]
+    created = [run.created - run.nominal for run in ours]
+    claimed = [run.start_time - run.nominal for run in ours if run.start_time is not None]
+    engine = [min(run.bodies) - run.start_time for run in ours if run.start_time is not None]
+    return {
+        "fires_expected": len(expected),
+        "fires_started": sum(1 for key in expected if counts.get(key, 0) >= 1),
+        "fires_missed": sum(1 for key in expected if counts.get(key, 0) == 0),
+        "fires_duplicated": sum(1 for key in expected if counts.get(key, 0) > 1),
+        "runs_unexpected": sum(1 for run in runs if (run.deployment, run.nominal) not in expected),
+        **distribution(late, "lateness"),
+        **distribution(created, "created"),
+        **distribution(claimed, "start_time"),
+        "body_after_start_time_median_ms": statistics.median(engine) * 1000 if engine else None,
+    }
+
+
+def sleep_until(moment: float) -> None:
+    while (left := moment - time.time()) > 0:
+        time.sleep(min(left, 1.0))
+
+
+def wait_for_bodies(workspace: Workspace, expected: set[tuple[str, float]], timeout: float) -> None:
+    """Poll the store until every expected fire has a body start, or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    while not deadline_passed(deadline):
+        counts = fire_counts(workspace.runs())
+        if all(counts.get(key, 0) for key in expected):
+            return
+        time.sleep(0.5)
+
+
+def fifty(workspace: Workspace, minutes: int, workers: int | None) -> dict[str, Any]:
+    """50 every-minute deployments for ``minutes`` fires each, counted after READY=1."""
+    workspace.fresh_home()
+    names = [f"every-minute-{i:02d}" for i in range(50)]
+    config = workspace.write_config([(name, "* * * * *") for name in names], workers)
+    with DaemonProcess(workspace, config) as daemon:
+        ready_s = daemon.wait_ready(READY_TIMEOUT)
+        assert daemon.ready_at is not None
+        first = math.floor(daemon.ready_at / 60) * 60 + 60
+        nominals = [first + 60 * k for k in range(minutes)]
+        expected = {(name, float(nominal)) for name in names for nominal in nominals}
+        sleep_until(nominals[-1] + 1)
+        wait_for_bodies(workspace, expected, DRAIN_TIMEOUT)
+        time.sleep(1)  # a duplicate start would come right after the first
+    runs = [run for run in workspace.runs() if run.nominal > daemon.ready_at]
+    return {"ready_s": ready_s, "workers": workers, **fire_report(runs, expected)}
+
+
+def same_second(workspace: Workspace, count: int, workers: int | None, lead: float) -> dict:
+    """``count`` deployments whose one fire is the same second, ``lead`` s after launch."""
+    workspace.fresh_home()
+    moment = datetime.fromtimestamp(math.ceil(time.time() + lead), UTC)
+    # Six fields, seconds last: fires once a year, at exactly that second.
+    cron = f"{moment.minute} {moment.hour} {moment.day} {moment.month} * {moment.second}"
+    names = [f"same-second-{i:04d}" for i in range(count)]
+    config = workspace.write_config([(name, cron) for name in names], workers)
+    nominal = moment.timestamp()
+    expected = {(name, nominal) for name in names}
+    with DaemonProcess(workspace, config) as daemon:
+        ready_s = daemon.wait_ready(lead)
+        assert daemon.ready_at is not None
+        if daemon.ready_at > nominal - 0.5:
+            raise RuntimeError(f"the daemon was ready only {ready_s:.1f} s after launch")
+        deadline = nominal + DRAIN_TIMEOUT
+        while workspace.stamp_count() < count and not deadline_passed(deadline):
+            time.sleep(0.2)
+        time.sleep(1)  # a duplicate start would come right after the first
+        workers_seen = len(children(daemon.pid))
+    result = fire_report(workspace.runs(), expected)
+    return {"ready_s": ready_s, "workers": workers or workers_seen, **result}
+
+
+def thousand(workspace: Workspace, workers: int | None) -> dict[str, Any]:
+    lead = 10.0
+    while True:
+        try:
+            return same_second(workspace, 1_000, workers, lead)
+        except RuntimeError as error:  # start-up took longer than the lead: give it more
+            if lead >= 60 or "ready only" not in str(error):
+                raise
+            lead *= 2
+
+
+def tenk(workspace: Workspace, idle_seconds: float) -> dict[str, Any]:
+    """10,000 deployments due in about six months: start-up time, idle RSS and CPU."""
+    workspace.fresh_home()
+    month = (datetime.now(UTC).month + 5) % 12 + 1
+    schedules = [(f"far-{i:05d}", f"0 3 1 {month} *") for i in range(10_000)]
+    config = workspace.write_config(schedules, None)
+    with DaemonProcess(workspace, config) as daemon:
+        cold_ready_s = daemon.wait_ready(READY_TIMEOUT)
+        time.sleep(5)  # let start-up's after-effects (writer flush, first polls) pass
+        workers = children(daemon.pid)
+        pids = [daemon.pid, *workers]  # the daemon first
+        rss = {pid: rss_mb(pid) for pid in pids}
+        before = {pid: cpu_seconds(pid) for pid in pids}
+        began = time.monotonic()
+        time.sleep(idle_seconds)
+        elapsed = time.monotonic() - began
+        cpu = {pid: (cpu_seconds(pid) - before[pid]) / elapsed * 100 for pid in pids}
+    with DaemonProcess(workspace, config) as daemon:
+        warm_ready_s = daemon.wait_ready(READY_TIMEOUT)
+    return {
+        "ready_cold_s": cold_ready_s,
+        "ready_restart_s": warm_ready_s,
+        "workers": len(workers),
+        "daemon_rss_mb": rss[pids[0]],
+        "worker_rss_mb_max": max((rss[pid] for pid in workers), default=0.0),
+        "total_rss_mb": sum(rss.values()),
+        "daemon_cpu_pct": cpu[pids[0]],
+        "worker_cpu_pct_max": max((cpu[pid] for pid in workers), default=0.0),
+        "runs": len(workspace.runs()),
+    }
+
+
+def median_result(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key, the median of the samples' numbers (the first sample's value otherwise)."""
+    merged: dict[str, Any] = {"repeats": len(samples)}
+    for key, value in samples[0].items():
+        numbers = [s[key] for s in samples if isinstance(s.get(key), int | float)]
+        merged[key] = statistics.median(numbers) if len(numbers) == len(samples) else value
+    return merged
+
+
+# (scenario, key, target (at most; None: shown, not judged), unit)
+ROWS = [
+    ("fifty", "lateness_median_ms", None, "ms"),
+    ("fifty", "lateness_p99_ms", 100, "ms"),
+    ("fifty", "lateness_max_ms", None, "ms"),
+    ("fifty", "fires_missed", 0, ""),
+    ("fifty", "fires_duplicated", 0, ""),
+    ("thousand", "lateness_median_ms", None, "ms"),
+    ("thousand", "lateness_p99_ms", 2000, "ms"),
+    ("thousand", "lateness_max_ms", None, "ms"),
+    ("thousand", "fires_missed", 0, ""),
+    ("thousand", "fires_duplicated", 0, ""),
+    ("tenk", "ready_cold_s", 3, "s"),
+    ("tenk", "ready_restart_s", 3, "s"),
+    ("tenk", "daemon_rss_mb", 200, "MB"),
+    ("tenk", "worker_rss_mb_max", 200, "MB"),
+    ("tenk", "daemon_cpu_pct", 1, "%"),
+    ("tenk", "worker_cpu_pct_max", 1, "%"),
+]
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    print(f"{'measure':<44}{'target':>10}{'value':>12}")
+    for scenario, result in results.items():
+        base = scenario.split("/")[0]
+        for row_scenario, key, target, unit in ROWS:
+            if row_scenario != base or key not in result:
+                continue
+            value = result[key]
+            shown = f"<= {target:g} {unit}".rstrip() if target is not None else "-"
+            verdict = "" if target is None else ("ok" if value <= target else "MISSED")
+            label = f"{scenario} {key}"
+            print(f"{label:<44}{shown:>10}{value:>12.1f}  {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=int, default=3, help="fires per deployment (fifty)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of thousand and tenk")
+    parser.add_argument("--only", choices=["fifty", "thousand", "tenk"])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[0, 8, 16],
+        help="worker counts for thousand (0: the default, the CPU count)",
+    )
+    parser.add_argument("--fifty-workers", type=int, default=0, help="0: the default")
+    parser.add_argument("--idle-seconds", type=float, default=20.0, help="tenk CPU window")
+    args = parser.parse_args()
+
+    began = time.monotonic()
+    workspace = Workspace()
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        if args.only in (None, "tenk"):
+            results["tenk"] = median_result(
+                [tenk(workspace, args.idle_seconds) for _ in range(args.repeat)]
+            )
+        if args.only in (None, "thousand"):
+            for workers in args.workers:
+                samples = [thousand(workspace, workers or None) for _ in range(args.repeat)]
+                results[f"thousand/{workers or 'default'}w"] = median_result(samples)
+        if args.only in (None, "fifty"):
+            workers = args.fifty_workers or None
+            results[f"fifty/{workers or 'default'}w"] = fifty(workspace, args.minutes, workers)
+    finally:
+        workspace.cleanup()
+
+    print_table(results)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}; "
+        f"took {time.monotonic() - began:.0f} s"
+    )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
