@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import threading
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon.exceptions import CrashedRun, TaskRunTimeoutError, TerminationSignal, UpstreamTaskError
 from gnomon.flows import _records
-from gnomon.flows._annotations import allow_failure, quote
 from gnomon.flows._clock import get_clock
 from gnomon.flows._context import (
     FlowRunContext,
@@ -30,7 +27,7 @@ from gnomon.flows._context import (
     tags_var,
     task_run_var,
 )
-from gnomon.flows._futures import PrefectFuture
+from gnomon.flows._inputs import resolve_inputs, wait_for_upstream
 from gnomon.flows._params import call_with_parameters
 from gnomon.flows._timeouts import call_with_deadline
 from gnomon.states import (
@@ -378,94 +375,6 @@ def _write_result(plan: TaskRunPlan, state: State, cache_key: str | None) -> dic
     )
 
 
-_PLAIN = (int, float, str, bool, bytes, type(None))
-
-
-def resolve_inputs(parameters: dict[str, Any]) -> dict[str, Any]:
-    """Replace futures and states in the arguments (at any depth) by their results.
-
-    As in Prefect, they are found in lists, tuples, sets, dicts, dataclasses and pydantic
-    models; a value with nothing to replace is passed on as the same object. Raises
-    UpstreamTaskError when one did not complete and is not wrapped in allow_failure.
-    """
-    return {name: _resolve(value) for name, value in parameters.items()}
-
-
-def _resolve(value: Any) -> Any:
-    if isinstance(value, _PLAIN):
-        return value
-    if isinstance(value, quote):
-        return value.value
-    if isinstance(value, allow_failure):
-        state = _upstream_state(value.value)
-        if state is None:
-            return _resolve(value.value)
-        return state.data if not state.is_completed() else state.result()
-    state = _upstream_state(value)
-    if state is not None:
-        if not state.is_completed():
-            raise UpstreamTaskError(_upstream_message(value))
-        return state.result()
-    if isinstance(value, list):
-        items = [_resolve(item) for item in value]
-        return value if _same(items, value) else items
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        items = [_resolve(item) for item in value]
-        return value if _same(items, value) else tuple(items)
-    if isinstance(value, dict):
-        resolved = {key: _resolve(item) for key, item in value.items()}
-        return value if _same(resolved.values(), value.values()) else resolved
-    if isinstance(value, (set, frozenset)):
-        items = [_resolve(item) for item in value]
-        return value if _same(items, value) else type(value)(items)
-    return _resolve_fields(value)
-
-
-def _same(new: Iterable[Any], old: Iterable[Any]) -> bool:
-    return all(a is b for a, b in zip(new, old, strict=True))
-
-
-def _resolve_fields(value: Any) -> Any:
-    """A dataclass or pydantic model with futures in its fields resolved (a copy if any)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in fields(value) if f.init]
-        changed = _changed_fields(value, names)
-        return replace(value, **changed) if changed else value
-    pydantic = sys.modules.get("pydantic")  # a model instance means pydantic is imported
-    if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        changed = _changed_fields(value, list(type(value).model_fields))
-        return value.model_copy(update=changed) if changed else value
-    return value
-
-
-def _changed_fields(value: Any, names: list[str]) -> dict[str, Any]:
-    resolved = {name: _resolve(getattr(value, name)) for name in names}
-    return {name: item for name, item in resolved.items() if item is not getattr(value, name)}
-
-
-def _upstream_state(value: Any) -> State | None:
-    if isinstance(value, PrefectFuture):
-        value.wait()
-        return value.state
-    if isinstance(value, State):
-        return value
-    return None
-
-
-def _upstream_message(value: Any) -> str:
-    run_id = value.task_run_id if isinstance(value, PrefectFuture) else "<state>"
-    return f"Upstream task run '{run_id}' did not reach a 'COMPLETED' state."
-
-
-def wait_for_upstream(wait_for: list[Any] | None) -> None:
-    """Wait for every ``wait_for`` future; raise UpstreamTaskError if one did not complete."""
-    for item in wait_for or ():
-        tolerated = isinstance(item, allow_failure)
-        state = _upstream_state(item.value if tolerated else item)
-        if state is not None and not state.is_completed() and not tolerated:
-            raise UpstreamTaskError(_upstream_message(item))
-
-
 def _log_retry(context: TaskRunContext, failed: State, waiting: State) -> None:
     from gnomon.flows._logging import engine_logger
 
@@ -512,91 +421,3 @@ def current_task_runner() -> TaskRunner:
             atexit.register(runner.__exit__, None, None, None)
             _fallback_runner = runner
         return _fallback_runner
-
-
-def run_task_plan_in_process(plan: TaskRunPlan, processes: ProcessPoolExecutor) -> State:
-    """Resolve the plan's inputs here, then run it in a worker process and return its state."""
-    import cloudpickle
-
-    store = _store()
-    try:
-        parameters = resolve_inputs(plan.parameters)
-        wait_for_upstream(plan.wait_for)
-    except UpstreamTaskError as error:
-        state = NotReady(str(error), data=error)
-        _record(store, plan, state, 0, **_records.error_fields(error))
-        return state
-    # The worker updates the Pending row this process inserted: it must be in the store first.
-    store.flush()
-    flow_run = plan.flow_run
-    payload = cloudpickle.dumps(
-        {
-            "task": plan.task,
-            "parameters": parameters,
-            "task_run_id": plan.task_run_id,
-            "name": plan.name,
-            "tags": plan.tags,
-            "flow_run": None
-            if flow_run is None
-            else {
-                "flow_name": flow_run.flow.name,
-                "flow_run_id": flow_run.flow_run_id,
-                "flow_run_name": flow_run.flow_run_name,
-                "parameters": flow_run.parameters,
-                "log_prints": flow_run.log_prints,
-            },
-        }
-    )
-    plan.set_live_state(Running())
-    final: State = cloudpickle.loads(processes.submit(_run_in_worker_process, payload).result())
-    plan.set_live_state(final)
-    return final
-
-
-def _run_in_worker_process(payload: bytes) -> bytes:
-    """Entry point in a process-pool worker: run one task plan, return its pickled state."""
-    import types
-
-    import cloudpickle
-
-    from gnomon.flows._logging import configure_logging
-
-    configure_logging()
-    data = cloudpickle.loads(payload)
-    flow_run = None
-    if data["flow_run"] is not None:
-        info = data["flow_run"]
-        flow_run = FlowRunContext(
-            flow=types.SimpleNamespace(name=info["flow_name"]),  # type: ignore[arg-type]
-            flow_run_id=info["flow_run_id"],
-            flow_run_name=info["flow_run_name"],
-            parameters=info["parameters"],
-            task_runner=None,  # type: ignore[arg-type]
-            log_prints=info["log_prints"],
-        )
-    plan = TaskRunPlan(
-        task=data["task"],
-        parameters=data["parameters"],
-        wait_for=None,
-        task_run_id=data["task_run_id"],
-        name=data["name"],
-        flow_run=flow_run,
-        tags=data["tags"],
-    )
-    token = flow_run_var.set(flow_run)
-    try:
-        state = run_task_plan(plan, parameters=data["parameters"])
-    finally:
-        flow_run_var.reset(token)
-        _store().flush()
-    try:
-        return cloudpickle.dumps(state)
-    except Exception:
-        # The result or the exception cannot travel back; send its description instead.
-        problem = RuntimeError(f"unpicklable {type(state.data).__name__}: {state.data!r}")
-        if state.is_completed():
-            # The caller's future raises this rather than returning it as the task's value.
-            message = f"The task run's result cannot be returned from its worker process: {problem}"
-            return cloudpickle.dumps(Failed(message, data=problem))
-        state.data = problem
-        return cloudpickle.dumps(state)

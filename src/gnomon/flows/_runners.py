@@ -119,7 +119,8 @@ class ProcessPoolTaskRunner(TaskRunner):
         parameters: dict[str, Any],
         wait_for: Iterable[Any] | None = None,
     ) -> PrefectFuture[Any]:
-        from gnomon.flows._engine import TaskRunPlan, run_task_plan_in_process
+        from gnomon.flows._engine import TaskRunPlan
+        from gnomon.flows._process_tasks import run_task_plan_in_process
 
         if self._processes is None or self._threads is None:
             raise RuntimeError("the task runner is not started; submit tasks inside a flow")
