@@ -9,6 +9,7 @@ and no run may be left Running or Pending by the dead daemon.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import textwrap
 from datetime import timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_daemon import daemons, start_daemon, wait_for, write_config  # noqa: F401 -- fixture
+from test_daemon import start_daemon, wait_for, write_config
 
 CRASHER = textwrap.dedent(
     """
@@ -67,9 +68,7 @@ def assert_every_fire_once(store) -> None:
         row["scheduled_for"] for row in store.read_runs(deployment="ticker", limit=10_000)
     )
     assert len(nominal) == len(set(nominal)), "a fire time was recorded twice"
-    gaps = [
-        (a, b) for a, b in zip(nominal, nominal[1:], strict=False) if b - a != timedelta(seconds=1)
-    ]
+    gaps = [(a, b) for a, b in itertools.pairwise(nominal) if b - a != timedelta(seconds=1)]
     assert not gaps, f"fire times missing between {gaps[:3]}"
 
 

@@ -7,7 +7,12 @@ import click
 
 @click.group("db")
 def db_group() -> None:
-    """Manage the state store (SQLite under GNOMON_HOME, or GNOMON_DATABASE_URL)."""
+    """Manage the state store (SQLite under GNOMON_HOME, or GNOMON_DATABASE_URL).
+
+    \b
+    Example:
+      gnomon db upgrade
+    """
 
 
 @db_group.command("upgrade")
