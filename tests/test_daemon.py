@@ -304,3 +304,43 @@ def test_sigterm_ends_a_run_still_going_after_shutdown_grace_as_cancelled(
     [cancelled] = [row for row in runs(store, "slowpoke") if row["state_name"] == "Cancelled"]
     assert cancelled["end_time"] is not None
     assert not [row for row in runs(store) if row["state_type"] in ("RUNNING", "PENDING")]
+
+
+def test_a_reload_picks_up_edited_flow_code_in_checks_and_in_workers(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    config = write_config(tmp_path, INTERVAL_TICK)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "ticker", 1), what="the ticker")
+
+    flows = tmp_path / "flows.py"
+    flows.write_text(
+        flows.read_text()
+        .replace(
+            'def tick(label: str = "x") -> str:',
+            'def tick(label: str = "x", shout: bool = False) -> str:',
+        )
+        .replace('"tick %s from pid %s"', '"tock %s from pid %s"')
+    )
+    config.write_text(
+        config.read_text().replace(
+            'parameters = { label = "hello" }', 'parameters = { label = "hello", shout = true }'
+        )
+    )
+    daemon.send_signal(signal.SIGHUP)
+
+    def tocked() -> bool:
+        return any(
+            "tock hello" in row["message"]
+            for run in runs(store, "ticker")
+            for row in store.read_logs(flow_run_id=run["id"])
+        )
+
+    wait_for(tocked, what="a run of the edited flow")
+    daemon.send_signal(signal.SIGTERM)
+    out, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0
+    assert (
+        "config problem on reload" not in out
+    )  # the new parameter was checked against the new code

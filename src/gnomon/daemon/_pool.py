@@ -95,6 +95,7 @@ class WorkerPool:
         self._spawn_after = 0.0
         self._supervisor: threading.Thread | None = None
         self._relays: list[threading.Thread] = []
+        self._stale: set[int] = set()  # workers to replace once their run ends
 
     # The daemon's side.
 
@@ -189,6 +190,20 @@ class WorkerPool:
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._stopped = True
+
+    def recycle(self, preload: list[str]) -> None:
+        """Replace every worker with one that imports ``preload`` afresh (after a reload).
+
+        Idle workers go now; busy ones after their current run, which is never interrupted.
+        """
+        with self._lock:
+            self.preload = list(preload)
+            for worker in list(self._workers.values()):
+                if worker.run is None:
+                    worker.retire(time.monotonic(), self.kill_grace)
+                else:
+                    self._stale.add(worker.pid)
+        self._wake()
 
     def idle_count(self) -> int:
         """Workers ready for a run now."""
@@ -351,6 +366,10 @@ class WorkerPool:
         )
 
     def _should_recycle(self, worker: WorkerProcess) -> bool:
+        if worker.pid in self._stale:
+            self._stale.discard(worker.pid)
+            log.info("recycling worker %d: the flows were reloaded", worker.pid)
+            return True
         limit = self.max_runs_per_worker
         if limit is not None and worker.runs >= limit:
             log.info("recycling worker %d after %d runs", worker.pid, worker.runs)

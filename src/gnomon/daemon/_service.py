@@ -242,6 +242,8 @@ class Daemon:
             self.timer.remove(name)
         for name, slot in current.items():
             self.timer.schedule(name, slot.trigger, slot.offset, max(now, slot.last_fire or now))
+        # New workers import the flows afresh, so edited flow code takes effect.
+        self.pool.recycle(sorted({deployment.flow for deployment in self.config.deployments}))
         log.info(
             "config reloaded", extra={"deployments": len(current), "problems": len(result.problems)}
         )

@@ -20,7 +20,8 @@ def import_flow(entrypoint: str) -> Any:
     if target.endswith(".py") and not Path(target).is_file():
         return f"no such file {target}"
     try:
-        return load_flow(entrypoint)
+        # Fresh: on a reload the check must see the flow code as it is now.
+        return load_flow(entrypoint, fresh=True)
     except AttributeError as error:
         if error.name not in name.split("."):
             return f"cannot import {target}: AttributeError: {error}"

@@ -306,8 +306,12 @@ def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: St
     return state
 
 
-def load_flow(entrypoint: str) -> Flow[..., Any]:
-    """Import the flow named by ``module:name`` or ``path/to/file.py:name``."""
+def load_flow(entrypoint: str, *, fresh: bool = False) -> Flow[..., Any]:
+    """Import the flow named by ``module:name`` or ``path/to/file.py:name``.
+
+    A module is imported once per process; ``fresh`` executes it again, so that a config
+    reload checks parameters against the flow code as it is now.
+    """
     from gnomon.flows._flow import Flow
 
     target, _, name = entrypoint.rpartition(":")
@@ -316,7 +320,7 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
             f"flow entrypoint {entrypoint!r} must look like 'module:function' or 'file.py:function'"
         )
     if target.endswith(".py"):
-        module = _import_flow_file(Path(target))
+        module = _import_flow_file(Path(target), fresh=fresh)
     else:
         # As in Prefect, a module is also looked for in the working directory (a worker
         # started as a console script does not have it on sys.path).
@@ -324,6 +328,8 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
         sys.path.insert(0, cwd)
         try:
             module = importlib.import_module(target)
+            if fresh:
+                module = importlib.reload(module)
         finally:
             sys.path.remove(cwd)
     obj: Any = module
@@ -334,7 +340,7 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
     return obj
 
 
-def _import_flow_file(path: Path) -> Any:
+def _import_flow_file(path: Path, *, fresh: bool = False) -> Any:
     """The module of a flow file, imported once per process like any other module.
 
     A worker preloads its deployments' flow files; running one must not execute the file's
@@ -343,7 +349,7 @@ def _import_flow_file(path: Path) -> Any:
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode(), usedforsecurity=False).hexdigest()[:16]
     module_name = f"gnomon_flow_{digest}"
-    if module_name in sys.modules:
+    if module_name in sys.modules and not fresh:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, resolved)
     if spec is None or spec.loader is None:
