@@ -155,8 +155,11 @@ class Scheduler:
             slot = self._forget(flow_run_id)
             if slot is not None and state_type in RETRIED_TYPES:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
-        decisions = self.fire_many(inbox, now) if inbox else []
+        decisions = self.fire_many(inbox, now, record_fire_times=False) if inbox else []
         self.dispatch(now)
+        # After dispatch: runs start before 1,000 next-fire searches. A crash in between
+        # only leaves last_fire behind; the catch-up's repeat of that fire is a duplicate key.
+        self._record_fire_times({decision.deployment for decision in decisions})
         return decisions
 
     def _forget(self, flow_run_id: str) -> _Slot | None:
@@ -198,7 +201,12 @@ class Scheduler:
     # Decisions.
 
     def fire_many(
-        self, fires: Sequence[tuple[str, datetime]], now: datetime, trigger: str = "schedule"
+        self,
+        fires: Sequence[tuple[str, datetime]],
+        now: datetime,
+        trigger: str = "schedule",
+        *,
+        record_fire_times: bool = True,
     ) -> list[Decision]:
         """Decide every fire, create all the resulting runs in one transaction, queue them."""
         planned: list[tuple[Decision, dict[str, Any] | None]] = []
@@ -229,7 +237,8 @@ class Scheduler:
                 slot.last_fire = decision.nominal
             _log_decision(decision)
             decisions.append(decision)
-        self._record_fire_times({d.deployment for d in decisions})
+        if record_fire_times:
+            self._record_fire_times({d.deployment for d in decisions})
         return decisions
 
     def _decide(

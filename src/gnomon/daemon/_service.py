@@ -19,7 +19,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon")
 
 POLL_INTERVAL = 1.0  # pauses made by other processes take effect within this
+PAUSE_POLL_OVERLAP = timedelta(seconds=5)
 
 
 def _now() -> datetime:
@@ -49,6 +50,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
+        self._pauses_polled_at = _now()
         self.scheduler: Scheduler
         self.pool: WorkerPool
         self.store: Store
@@ -215,7 +217,14 @@ class Daemon:
         return 0
 
     def _apply_pauses(self, now: datetime) -> None:
-        for row in self.store.read_deployments():
+        """Apply pauses and resumes other processes made since the last poll.
+
+        The window reaches a few seconds back, so a change committed while the previous poll
+        ran is not missed; applying one twice changes nothing.
+        """
+        since = self._pauses_polled_at - PAUSE_POLL_OVERLAP
+        self._pauses_polled_at = now
+        for row in self.store.read_pause_changes(since):
             self.scheduler.set_paused(row["name"], bool(row["paused"]), now)
 
     def reload(self) -> None:

@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from gnomon.scheduling import CronTrigger, IntervalTrigger, ScheduleError, parse_interval
+from gnomon.scheduling._cron import cron_trigger
 
 
 class Overlap(StrEnum):
@@ -238,7 +239,7 @@ class Deployment(Policies):
     def _check_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             # With a bad time zone (reported on its own field) the expression is checked in UTC.
-            CronTrigger(value, info.data.get("timezone", "UTC"))
+            cron_trigger(value, info.data.get("timezone", "UTC"))
         return value
 
     @field_validator("interval")
@@ -296,7 +297,7 @@ class Deployment(Policies):
         The file's own anchor wins over ``anchor`` (sync stores the file's anyway).
         """
         if self.cron is not None:
-            return CronTrigger(self.cron, self.timezone)
+            return cron_trigger(self.cron, self.timezone)
         start = self.anchor or anchor
         if start is None:
             raise ScheduleError(

@@ -130,6 +130,18 @@ class ScheduledRunQueries(Queries):
         with self.reader.connect() as connection:
             return int(connection.execute(statement).scalar_one())
 
+    def read_pause_changes(self, since: datetime) -> list[Row]:
+        """Name and paused flag of active deployments whose row changed at or after ``since``.
+
+        The daemon polls this every second: with 10,000 deployments, reading them all each
+        time cost 13% of a core while idle.
+        """
+        return self._all(
+            select(deployments.c.name, deployments.c.paused).where(
+                deployments.c.updated >= since, deployments.c.active.is_(True)
+            )
+        )
+
     def read_unfinished_deployment_runs(self) -> list[Row]:
         """Runs of deployments that are Scheduled, Pending or Running, oldest fire first."""
         return self._all(
