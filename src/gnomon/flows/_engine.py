@@ -133,13 +133,10 @@ def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -
     store = _store()
     task = plan.task
     if parameters is None:
-        try:
-            parameters = resolve_inputs(plan.parameters)
-            wait_for_upstream(plan.wait_for)
-        except UpstreamTaskError as error:
-            state = NotReady(str(error), data=error)
-            _record(store, plan, state, 0, **_records.error_fields(error))
-            return state
+        resolved = resolve_plan_inputs(store, plan)
+        if isinstance(resolved, State):
+            return resolved
+        parameters = resolved
     log_prints = task.log_prints
     if log_prints is None:
         log_prints = plan.flow_run.log_prints if plan.flow_run else False
@@ -171,6 +168,19 @@ def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -
         raise
     finally:
         task_run_var.reset(token)
+
+
+def resolve_plan_inputs(store: Store, plan: TaskRunPlan) -> dict[str, Any] | State:
+    """The plan's arguments with upstream results filled in, or its recorded NotReady state
+    when an upstream run did not complete."""
+    try:
+        parameters = resolve_inputs(plan.parameters)
+        wait_for_upstream(plan.wait_for)
+    except UpstreamTaskError as error:
+        state = NotReady(str(error), data=error)
+        _record(store, plan, state, 0, **_records.error_fields(error))
+        return state
+    return parameters
 
 
 def _crashed(error: BaseException) -> State:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 
-from gnomon.exceptions import UpstreamTaskError
-from gnomon.flows import _records
 from gnomon.flows._context import FlowRunContext, flow_run_var
-from gnomon.flows._engine import TaskRunPlan, _record, _store, run_task_plan
-from gnomon.flows._inputs import resolve_inputs, wait_for_upstream
-from gnomon.states import Failed, NotReady, Running, State
+from gnomon.flows._engine import TaskRunPlan, _store, resolve_plan_inputs, run_task_plan
+from gnomon.states import Failed, Running, State
 
 
 def run_task_plan_in_process(plan: TaskRunPlan, processes: ProcessPoolExecutor) -> State:
@@ -22,13 +19,9 @@ def run_task_plan_in_process(plan: TaskRunPlan, processes: ProcessPoolExecutor) 
     import cloudpickle
 
     store = _store()
-    try:
-        parameters = resolve_inputs(plan.parameters)
-        wait_for_upstream(plan.wait_for)
-    except UpstreamTaskError as error:
-        state = NotReady(str(error), data=error)
-        _record(store, plan, state, 0, **_records.error_fields(error))
-        return state
+    parameters = resolve_plan_inputs(store, plan)
+    if isinstance(parameters, State):
+        return parameters
     # The worker updates the Pending row this process inserted: it must be in the store first.
     store.flush()
     flow_run = plan.flow_run
