@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conftest import REPO
 
@@ -230,53 +232,54 @@ def test_a_reload_with_a_broken_edit_reports_it_and_keeps_the_last_good_version(
     assert store.read_deployment("ticker")["schedule"] == "1s"
 
 
-def test_ready_and_stopping_are_sent_on_the_notify_socket(
-    tmp_path, gnomon_home, store, daemons
-) -> None:
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[Path, socket.socket]]:
+    """A real datagram socket for NOTIFY_SOCKET, as systemd provides one."""
     path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(path))
     listener.settimeout(30)
-    try:
-        daemon = start_daemon(
-            write_config(tmp_path, INTERVAL_TICK), gnomon_home, NOTIFY_SOCKET=str(path)
-        )
-        daemons.append(daemon)
-        first = listener.recv(4096).decode()
-        assert "READY=1" in first
-        assert runs(store) is not None  # migrations ran before READY
-        daemon.send_signal(signal.SIGTERM)
-        messages = []
-        while "STOPPING=1" not in "".join(messages):
-            messages.append(listener.recv(4096).decode())
-        assert daemon.wait(timeout=30) == 0
-    finally:
-        listener.close()
+    yield path, listener
+    listener.close()
+
+
+def test_ready_and_stopping_are_sent_on_the_notify_socket(
+    tmp_path, gnomon_home, store, daemons, notify_socket
+) -> None:
+    path, listener = notify_socket
+    daemon = start_daemon(
+        write_config(tmp_path, INTERVAL_TICK), gnomon_home, NOTIFY_SOCKET=str(path)
+    )
+    daemons.append(daemon)
+
+    assert "READY=1" in listener.recv(4096).decode()
+    # READY promises migrations ran and deployments are loaded into the store.
+    assert store.read_deployment("ticker") is not None
+    daemon.send_signal(signal.SIGTERM)
+    messages = []
+    while "STOPPING=1" not in "".join(messages):
+        messages.append(listener.recv(4096).decode())
+    assert daemon.wait(timeout=30) == 0
 
 
 def test_the_loop_feeds_the_systemd_watchdog_when_watchdog_usec_is_set(
-    tmp_path, gnomon_home, daemons
+    tmp_path, gnomon_home, daemons, notify_socket
 ) -> None:
-    path = tmp_path / "notify.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(path))
-    listener.settimeout(30)
-    try:
-        daemon = start_daemon(
-            write_config(tmp_path, INTERVAL_TICK),
-            gnomon_home,
-            NOTIFY_SOCKET=str(path),
-            WATCHDOG_USEC="1000000",
-        )
-        daemons.append(daemon)
-        received: list[str] = []
-        while sum("WATCHDOG=1" in message for message in received) < 3:
-            received.append(listener.recv(4096).decode())
-        assert "READY=1" in received[0]
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=30) == 0
-    finally:
-        listener.close()
+    path, listener = notify_socket
+    daemon = start_daemon(
+        write_config(tmp_path, INTERVAL_TICK),
+        gnomon_home,
+        NOTIFY_SOCKET=str(path),
+        WATCHDOG_USEC="1000000",
+    )
+    daemons.append(daemon)
+    received: list[str] = []
+    while sum("WATCHDOG=1" in message for message in received) < 3:
+        received.append(listener.recv(4096).decode())
+
+    assert "READY=1" in received[0]
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
 
 
 def test_sigterm_ends_a_run_still_going_after_shutdown_grace_as_cancelled(
