@@ -1,9 +1,10 @@
 """Deployments: the config file's models, loading it with every problem named, and syncing
 its deployments into the store.
 
-``load_config()`` reads the TOML config (``[daemon]``, ``[[deployments]]``, ``include``) and
-returns the valid deployments with every problem found; ``sync_deployments()`` registers
-them in the store, which keeps anchors, fire times and pause flags across restarts.
+``load_config()`` reads the TOML config (``[daemon]``, ``[[deployments]]``, ``[[notify]]``,
+``include``) and returns the valid deployments and notification targets with every problem
+found; ``sync_deployments()`` registers the deployments in the store, which keeps anchors,
+fire times and pause flags across restarts.
 """
 
 from gnomon.deployments._load import (
@@ -17,6 +18,8 @@ from gnomon.deployments._models import (
     DaemonConfig,
     Deployment,
     GnomonConfig,
+    NotifyEvent,
+    NotifyTarget,
     Overlap,
 )
 from gnomon.deployments._sync import SyncResult, sync_deployments
@@ -28,6 +31,8 @@ __all__ = [
     "Deployment",
     "GnomonConfig",
     "LoadResult",
+    "NotifyEvent",
+    "NotifyTarget",
     "Overlap",
     "SyncResult",
     "load_config",

@@ -22,11 +22,21 @@ from pydantic import BaseModel, ValidationError
 
 from gnomon._settings import Settings, find_config_file
 from gnomon.deployments._flowcheck import import_flow, parameter_problems
-from gnomon.deployments._models import DaemonConfig, Deployment, GnomonConfig, resolve_entrypoint
+from gnomon.deployments._models import (
+    DaemonConfig,
+    Deployment,
+    GnomonConfig,
+    NotifyTarget,
+    resolve_entrypoint,
+)
 from gnomon.exceptions import ConfigError
 
-MAIN_KEYS = ("daemon", "deployments", "include")
+MAIN_KEYS = ("daemon", "deployments", "notify", "include")
 SETTINGS_KEYS = tuple(Settings.model_fields)  # engine settings, read by gnomon._settings
+SECRET_URL = (
+    "a webhook URL is a secret and never belongs in the config: set url_env to the name "
+    "of an environment variable holding it, or url_file to a file holding it"
+)
 NO_CONFIG = (
     "no config file: set GNOMON_CONFIG or create ./gnomon.toml "
     "(also looked for ~/.config/gnomon/config.toml and /etc/gnomon/config.toml)"
@@ -39,7 +49,8 @@ DAEMON_ENV_PREFIX = "GNOMON_DAEMON_"
 
 @dataclasses.dataclass(frozen=True)
 class ConfigProblem:
-    """One thing wrong with the config and exactly where: file, deployment, field, value.
+    """One thing wrong with the config and exactly where: file, deployment (or notification
+    target), field, value.
 
     ``str()`` gives the line operators read, e.g. ``deployments/crm.toml: deployment
     "sync-crm": cron "61 * * * *": minute 61 is outside 0-59``; parts that are None are left
@@ -52,6 +63,7 @@ class ConfigProblem:
     value: Any
     message: str
     root: Path | None = dataclasses.field(default=None, repr=False, compare=False)
+    notify: str | None = None  # the [[notify]] target's name, for a problem in one
 
     def __str__(self) -> str:
         parts = []
@@ -59,6 +71,8 @@ class ConfigProblem:
             parts.append(display_path(self.file, self.root))
         if self.deployment is not None:
             parts.append(f"deployment {_render(self.deployment)}")
+        if self.notify is not None:
+            parts.append(f"notify {_render(self.notify)}")
         if self.field is not None:
             value = "" if self.value is None else f" {_render(self.value)}"
             parts.append(f"{self.field}{value}")
@@ -135,8 +149,11 @@ class _Loader:
         deployment: str | None = None,
         field: str | None = None,
         value: Any = None,
+        notify: str | None = None,
     ) -> None:
-        self.problems.append(ConfigProblem(file, deployment, field, value, message, self.root))
+        self.problems.append(
+            ConfigProblem(file, deployment, field, value, message, self.root, notify)
+        )
 
     def load(self, path: Path | None) -> LoadResult:
         main = self._locate(path)
@@ -152,9 +169,11 @@ class _Loader:
         entries = self._entries(main, document)
         for file in included:
             entries.extend(self._included_entries(file))
+        declared = {table["name"] for _, _, table in entries if isinstance(table.get("name"), str)}
         config = GnomonConfig(
             daemon=daemon,
             deployments=tuple(self._deployments(entries, daemon)),
+            notify=tuple(self._notify_targets(main, document.get("notify"), declared)),
             path=main,
             files=(main, *included),
         )
@@ -316,6 +335,64 @@ class _Loader:
             self._check_flow(file, name, prefix, table, deployment)
         return deployment if len(self.problems) == before else None
 
+    def _notify_targets(self, main: Path, tables: Any, deployments: set[str]) -> list[NotifyTarget]:
+        """The valid ``[[notify]]`` targets, URLs read; a bad one is reported and left out.
+
+        ``deployments`` are the names declared anywhere (valid or not), which the targets'
+        deployment filters may name.
+        """
+        if tables is None:
+            return []
+        if not isinstance(tables, list):
+            self.problem(main, "must be an array of tables: write [[notify]]", field="notify")
+            return []
+        targets: list[NotifyTarget] = []
+        names: set[str] = set()
+        for index, table in enumerate(tables):
+            if not isinstance(table, dict):
+                message = "must be a table: write [[notify]]"
+                self.problem(main, message, field=f"notify[{index}]", value=table)
+                continue
+            # A nameless target is called notify-1, notify-2, ... in order, in problems and logs.
+            entry = {"name": f"notify-{index + 1}", **table}
+            name = entry["name"] if isinstance(entry["name"], str) else f"notify[{index}]"
+            if name in names:
+                self.problem(main, "another [[notify]] entry has this name", notify=name)
+                continue
+            names.add(name)
+            target = self._notify_target(main, name, entry, deployments)
+            if target is not None:
+                targets.append(target)
+        return targets
+
+    def _notify_target(
+        self, main: Path, name: str, table: dict[str, Any], deployments: set[str]
+    ) -> NotifyTarget | None:
+        before = len(self.problems)
+        if "url" in table:  # reported without its value: the value is the secret
+            self.problem(main, SECRET_URL, field="url", notify=name)
+        target: NotifyTarget | None = None
+        fields = {key: value for key, value in table.items() if key != "url"}
+        try:
+            target = NotifyTarget.model_validate(fields, context={"base_dir": main.parent})
+        except ValidationError as error:
+            self._validation_problems(error, NotifyTarget, main, None, "", notify=name)
+        wanted = table.get("deployments")
+        if isinstance(wanted, list):
+            for deployment in wanted:
+                if isinstance(deployment, str) and deployment not in deployments:
+                    close = difflib.get_close_matches(deployment, sorted(deployments), n=1)
+                    hint = f'; did you mean "{close[0]}"?' if close else ""
+                    message = f"no deployment has this name{hint}"
+                    self.problem(main, message, None, "deployments", deployment, notify=name)
+        if target is not None:
+            source = "url_env" if target.url_env is not None else "url_file"
+            try:
+                target = target.resolved()
+            except ValueError as error:  # names the variable or the path, never the URL
+                self.problem(main, str(error), None, source, table[source], notify=name)
+        return target if len(self.problems) == before else None
+
     def _validation_problems(
         self,
         error: ValidationError,
@@ -323,9 +400,11 @@ class _Loader:
         file: Path,
         deployment: str | None,
         prefix: str,
+        notify: str | None = None,
     ) -> set[str]:
         """Report pydantic's errors as problems; returns the top-level keys that failed."""
-        known = [key for key in model.model_fields if key != "source_file"]
+        # Fields the loader sets, which the file must not; never suggested for a typo.
+        known = [key for key in model.model_fields if key not in {"source_file", "url"}]
         bad = set()
         for detail in error.errors(include_url=False):
             loc = detail["loc"]
@@ -337,7 +416,7 @@ class _Loader:
                 message, value = "required key is missing", None
             else:
                 message = detail["msg"].removeprefix("Value error, ")
-            self.problem(file, message, deployment, field, value)
+            self.problem(file, message, deployment, field, value, notify)
             if loc:
                 bad.add(str(loc[0]))
         return bad

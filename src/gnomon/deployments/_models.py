@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -27,6 +29,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    SecretStr,
     StrictBool,
     StrictInt,
     ValidationInfo,
@@ -137,6 +140,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def relative_to_config(value: Path | None, info: ValidationInfo) -> Path | None:
+    """``value`` made absolute against the config file's directory (``base_dir`` in the
+    validation context), with ``~`` expanded; an absolute path stays as it is."""
+    base = (info.context or {}).get("base_dir")
+    if value is None or value.expanduser().is_absolute() or base is None:
+        return value.expanduser() if value is not None else None
+    return Path(os.path.normpath(Path(base) / value))
+
+
+def is_http_url(text: str) -> bool:
+    """Whether ``text`` is an absolute http or https URL with a host."""
+    parts = urlsplit(text)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
 class DaemonConfig(Policies):
     """The ``[daemon]`` table: the worker pool, shutdown timing, and deployment defaults."""
 
@@ -147,21 +165,34 @@ class DaemonConfig(Policies):
     shutdown_grace: Duration = timedelta(seconds=30)
     kill_grace: Duration = timedelta(seconds=10)
     log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
+    # Where operators reach the dashboard; notifications link to {public_url}/runs/{id}.
+    public_url: str = "http://127.0.0.1:8787"
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not is_http_url(value):
+            raise ValueError('must be an http(s) URL, like "https://gnomon.example.com"')
+        return value.rstrip("/")
 
     @field_validator("log_file")
     @classmethod
     def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         """A relative log file is relative to the config file, like a relative flow path."""
-        base = (info.context or {}).get("base_dir")
-        if value is None or value.expanduser().is_absolute() or base is None:
-            return value.expanduser() if value is not None else None
-        return Path(os.path.normpath(Path(base) / value))
+        return relative_to_config(value, info)
 
 
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _ATTRIBUTE = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*")
 _ENTRYPOINT_FORMAT = "must look like 'package.module:function' or 'path/to/file.py:function'"
+
+
+def check_name(value: str) -> str:
+    """``value`` if it is a valid deployment or notification target name, else ValueError."""
+    if not NAME.fullmatch(value) or set(value) == {"."}:
+        raise ValueError("must be 1 to 100 letters, digits, '-', '_' or '.' (not only dots)")
+    return value
 
 
 def resolve_entrypoint(entrypoint: str, base_dir: Path | None) -> str:
@@ -219,9 +250,7 @@ class Deployment(Policies):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not NAME.fullmatch(value) or set(value) == {"."}:
-            raise ValueError("must be 1 to 100 letters, digits, '-', '_' or '.' (not only dots)")
-        return value
+        return check_name(value)
 
     @field_validator("flow")
     @classmethod
@@ -317,12 +346,95 @@ def _iso_dates(value: Any) -> Any:
     return value
 
 
+class NotifyEvent(StrEnum):
+    """What a ``[[notify]]`` target can be told about."""
+
+    FAILED = "failed"
+    CRASHED = "crashed"
+    TIMED_OUT = "timed_out"
+    MISSED = "missed"
+    RECOVERED = "recovered"  # a run completed after the deployment's previous one failed
+
+
+def _some_events(events: tuple[NotifyEvent, ...]) -> tuple[NotifyEvent, ...]:
+    if not events:
+        raise ValueError("must name at least one event (remove the target to send none)")
+    return events
+
+
+class NotifyTarget(BaseModel):
+    """A ``[[notify]]`` entry: a webhook, the events it wants and which runs they concern.
+
+    The webhook URL is a secret, so the config names where to read it (``url_env`` or
+    ``url_file``, relative to the config file) and never holds it; ``resolved()`` reads it
+    into ``url``, which the loader does for every target it returns. Every event is sent
+    by default: ``recovered`` follows a failure someone was told about, so it is the
+    message that closes the incident rather than noise. ``deployments`` and ``tags`` each
+    narrow the target (a run must match both when both are set).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, AfterValidator(check_name)]
+    url_env: str | None = None
+    url_file: Annotated[Path | None, AfterValidator(relative_to_config)] = None  # to the config
+    events: Annotated[tuple[NotifyEvent, ...], AfterValidator(_some_events)] = tuple(NotifyEvent)
+    deployments: tuple[str, ...] = ()  # empty: every deployment
+    tags: tuple[str, ...] = ()  # empty: any tags; else a run with at least one of them
+    timeout: PositiveDuration = timedelta(seconds=10)  # per attempt
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 5
+    url: SecretStr | None = None  # read from url_env or url_file by resolved()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NotifyTarget:
+        if (self.url_env is None) == (self.url_file is None):
+            which = "both are set" if self.url_env is not None else "neither is set"
+            raise ValueError(f"set exactly one of url_env or url_file ({which})")
+        return self
+
+    def resolved(self) -> NotifyTarget:
+        """This target with ``url`` read from its environment variable or file.
+
+        Raises ValueError saying what is wrong with the source, never quoting the URL.
+        """
+        if self.url_env is not None:
+            text = os.environ.get(self.url_env, "").strip()
+            where = f"environment variable {self.url_env}"
+            if not text:
+                raise ValueError(f"{where} is not set")
+        else:
+            assert self.url_file is not None  # _one_source
+            where = "the file"
+            try:
+                text = self.url_file.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                raise ValueError("no such file") from None
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or error
+                raise ValueError(f"cannot read: {reason}") from None
+            if not text:
+                raise ValueError("the file is empty")
+        if not is_http_url(text):
+            raise ValueError(f"{where} does not hold an http(s) URL")
+        return self.model_copy(update={"url": SecretStr(text)})
+
+    def wants(self, event: NotifyEvent, deployment: str, tags: Iterable[str]) -> bool:
+        """Whether this target is sent ``event`` about a run of ``deployment`` with ``tags``."""
+        return (
+            event in self.events
+            and (not self.deployments or deployment in self.deployments)
+            and (not self.tags or not set(self.tags).isdisjoint(tags))
+        )
+
+
 class GnomonConfig(BaseModel):
-    """A loaded config: ``[daemon]``, the valid deployments, and the files they came from."""
+    """A loaded config: ``[daemon]``, the valid deployments and notification targets, and
+    the files they came from."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     deployments: tuple[Deployment, ...] = ()
+    notify: tuple[NotifyTarget, ...] = ()
     path: Path | None = None  # the main config file; None when there was none
     files: tuple[Path, ...] = ()  # the main file, then the included ones

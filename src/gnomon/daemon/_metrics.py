@@ -1,0 +1,186 @@
+"""The daemon's Prometheus metrics, rendered for ``/metrics`` in the text format.
+
+``DaemonMetrics`` keeps its own registry (not prometheus-client's global one), so two
+daemons in one test process, or a reload, never collide. Counts and histograms are fed by
+the daemon (``run_finished``, ``fire_missed``); the pool and queue gauges are read through
+callbacks at scrape time, so they are never stale and the daemon never has to update them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gnomon import __version__
+
+log = logging.getLogger("gnomon.daemon.metrics")
+
+_T = TypeVar("_T")
+
+# Runs last from under a second (probes) to hours (nightly batches).
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+# Lateness is milliseconds when all is well and minutes when workers are saturated or the
+# machine slept; the buckets cover both ends.
+LATENESS_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+    *(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+
+
+class DaemonMetrics:
+    """The daemon's metrics and their registry.
+
+    ``pending``, ``busy`` and ``idle`` return the current number of runs waiting for a
+    worker, busy workers and idle workers; ``deployments`` returns the number of
+    deployments by state (``{"active": 3, "paused": 1}``). They are called at each render.
+    ``clock`` gives the time of a success whose summary does not say when it ended.
+    """
+
+    # What generate_latest writes; newer clients' CONTENT_TYPE_LATEST names text format 1.0.0,
+    # which generate_latest does not write unless asked to.
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+    def __init__(
+        self,
+        *,
+        pending: Callable[[], int],
+        busy: Callable[[], int],
+        idle: Callable[[], int],
+        deployments: Callable[[], Mapping[str, int]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._clock = clock
+        registry = self.registry
+        self.runs = Counter(
+            "gnomon_runs",
+            "Finished flow runs, by deployment and final state.",
+            ["deployment", "state"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gnomon_run_duration_seconds",
+            "How long flow runs took, from hand-off to a worker to their final state.",
+            ["deployment"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.lateness = Histogram(
+            "gnomon_schedule_lateness_seconds",
+            "How long after its scheduled time a run started.",
+            buckets=LATENESS_BUCKETS,
+            registry=registry,
+        )
+        self.missed = Counter(
+            "gnomon_missed_fires",
+            "Fire times recorded Missed (beyond misfire_grace, or not caught up).",
+            ["deployment"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "gnomon_last_success_timestamp_seconds",
+            "When the deployment's last completed run ended (Unix time).",
+            ["deployment"],
+            registry=registry,
+        )
+        Info("gnomon", "The running gnomon.", registry=registry).info({"version": __version__})
+        registry.register(_LiveGauges(pending, busy, idle, deployments))
+
+    def run_finished(self, summary: Mapping[str, Any]) -> None:
+        """Count a finished run from the daemon's per-run summary (``deployment``,
+        ``state``, ``duration_ms``, ``lateness_ms``, ``started_at``; ``state_type`` if known).
+        """
+        deployment = str(summary.get("deployment"))
+        state = str(summary.get("state"))
+        self.runs.labels(deployment, state).inc()
+        duration_ms = summary.get("duration_ms")
+        if duration_ms is not None:
+            self.duration.labels(deployment).observe(duration_ms / 1000)
+        lateness_ms = summary.get("lateness_ms")
+        if lateness_ms is not None:
+            # Jitter can start a run a little before the nominal time it was scheduled for.
+            self.lateness.observe(max(0.0, lateness_ms / 1000))
+        if state == "Completed" or summary.get("state_type") == "COMPLETED":
+            self.last_success.labels(deployment).set(self._ended_at(summary))
+
+    def _ended_at(self, summary: Mapping[str, Any]) -> float:
+        started = summary.get("started_at")
+        if isinstance(started, str):
+            try:
+                started = datetime.fromisoformat(started)
+            except ValueError:
+                started = None
+        duration_ms = summary.get("duration_ms")
+        if isinstance(started, datetime) and started.tzinfo is not None and duration_ms:
+            return (started + timedelta(milliseconds=duration_ms)).timestamp()
+        return self._clock()
+
+    def fire_missed(self, deployment: str, count: int = 1) -> None:
+        """Count ``count`` fire times of ``deployment`` recorded Missed."""
+        self.missed.labels(deployment).inc(count)
+
+    def seed_last_success(self, last_success: Mapping[str, datetime | float]) -> None:
+        """Set the last success times read from the store at start-up (aware datetimes or
+        Unix times), so a restart does not make every deployment look never successful."""
+        for deployment, when in last_success.items():
+            stamp = when.timestamp() if isinstance(when, datetime) else float(when)
+            self.last_success.labels(deployment).set(stamp)
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text format (serve with ``content_type``)."""
+        return generate_latest(self.registry)
+
+
+class _LiveGauges(Collector):
+    """Gauges read from the daemon at scrape time; one that fails is logged and left out."""
+
+    def __init__(
+        self,
+        pending: Callable[[], int],
+        busy: Callable[[], int],
+        idle: Callable[[], int],
+        deployments: Callable[[], Mapping[str, int]] | None,
+    ) -> None:
+        self._gauges = (
+            ("gnomon_runs_pending", "Runs created and waiting for a worker.", pending),
+            ("gnomon_workers_busy", "Worker processes running a flow run.", busy),
+            ("gnomon_workers_idle", "Warm worker processes waiting for a run.", idle),
+        )
+        self._deployments = deployments
+
+    def collect(self) -> Iterator[Metric]:
+        for name, documentation, read in self._gauges:
+            value = _read(name, read)
+            if value is not None:
+                yield GaugeMetricFamily(name, documentation, value=value)
+        if self._deployments is not None:
+            counts = _read("gnomon_deployments", self._deployments)
+            if counts is not None:
+                family = GaugeMetricFamily(
+                    "gnomon_deployments", "Deployments by state.", labels=["state"]
+                )
+                for state, count in sorted(counts.items()):
+                    family.add_metric([state], count)
+                yield family
+
+
+def _read(name: str, read: Callable[[], _T]) -> _T | None:
+    try:
+        return read()
+    except Exception:  # a scrape must not fail because one reading did
+        log.exception("metric %s could not be read", name, extra={"metric": name})
+        return None
