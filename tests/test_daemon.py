@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -105,8 +106,28 @@ def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
     assert all(row["trigger"] == "schedule" and row["worker_pid"] != daemon.pid for row in done)
     nominal = sorted(row["scheduled_for"] for row in runs(store, "ticker"))
     assert len(nominal) == len(set(nominal))  # never two runs for one fire time
-    assert '"event_kind": "run_summary"' in out
     assert "tick hello" in out  # the flow's log line reached the daemon's output
+    assert "Beginning flow run" not in out  # the summary line says it once per run
+    summaries = {
+        line["flow_run_id"]: line
+        for line in map(json.loads, out.splitlines())
+        if line.get("event_kind") == "run_summary"
+    }
+    for row in done:
+        summary = summaries[row["id"]]
+        expected = row["expected_start_time"]
+        assert (summary["deployment"], summary["flow"], summary["state"]) == (
+            "ticker",
+            "tick",
+            "Completed",
+        )
+        assert (summary["flow_run_name"], summary["attempt"]) == (row["name"], 1)
+        assert (summary["worker_pid"], summary["error_type"]) == (row["worker_pid"], None)
+        assert summary["scheduled_for"] == row["scheduled_for"].isoformat()
+        assert summary["started_at"] == row["start_time"].isoformat()
+        assert summary["ended_at"] == row["end_time"].isoformat()
+        lateness = round((row["start_time"] - expected).total_seconds() * 1000)
+        assert summary["lateness_ms"] == lateness
 
 
 def test_a_config_with_errors_stops_the_daemon_with_every_problem_listed(

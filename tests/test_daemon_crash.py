@@ -42,16 +42,26 @@ CRASHER = textwrap.dedent(
 
             _scheduled.ScheduledRunQueries.create_runs = create_runs
         elif point == "inside_write_transaction":
-            from gnomon.store import _writer
+            from sqlalchemy import event
+            from sqlalchemy.engine import Engine
 
-            original_batch = _writer._write_batch
+            from gnomon.store import _scheduled
 
-            def write_batch(connection, batch):
-                original_batch(connection, batch)
-                if batch.flow_updates:
-                    die()  # the statements ran; the transaction is not committed
+            original = _scheduled.ScheduledRunQueries.create_runs
+            armed = []
 
-            _writer._write_batch = write_batch
+            def create_runs(self, runs):
+                created = original(self, runs)
+                if any(run["state_name"] == "Pending" for run in runs if run["id"] in created):
+                    armed.append(True)
+                return created
+
+            def commit(connection):
+                if armed:
+                    die()  # the write after the first run's: its statements ran, uncommitted
+
+            _scheduled.ScheduledRunQueries.create_runs = create_runs
+            event.listen(Engine, "commit", commit)
     """
 )
 

@@ -212,3 +212,46 @@ def test_a_stored_run_starts_once_even_when_two_workers_are_given_its_id(
     assert second.stdout.startswith(f"refused: flow run {run_id} is Completed"), second.stderr
     names = [row["name"] for row in store.read_states(flow_run_id=run_id)]
     assert names == ["Scheduled", "Running", "Completed"]
+
+
+def test_an_executed_run_is_stored_before_execute_returns_even_if_the_process_dies_then(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    (tmp_path / "reports.py").write_text(FLOW_MODULE)
+    run_id = _schedule(store, f"{tmp_path / 'reports.py'}:nightly_report", {"values": [1, 2]})
+
+    # os._exit skips the atexit flush: only what execute_flow_run committed survives.
+    result = run_python(
+        "import os\n"
+        "from gnomon.flows import execute_flow_run\n"
+        f"state = execute_flow_run({run_id!r})\n"
+        "print(os.getpid(), state.name, flush=True)\n"
+        "os._exit(0)\n",
+        gnomon_home,
+    )
+
+    assert result.returncode == 0, result.stderr
+    pid, name = result.stdout.split()
+    run = store.read_flow_run(run_id)
+    assert (name, run["state_name"], run["worker_pid"]) == ("Completed", "Completed", int(pid))
+    assert run["start_time"] <= run["end_time"]
+    task_runs = store.read_task_runs(run_id)
+    assert [row["state_name"] for row in task_runs] == ["Completed"] * 2
+    messages = [row["message"] for row in store.read_logs(flow_run_id=run_id)]
+    assert messages[-1] == "Finished in state Completed()"
+
+
+def test_a_claimed_run_whose_flow_cannot_be_loaded_is_left_crashed(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    (tmp_path / "broken.py").write_text("raise ImportError('no such dependency')\n")
+    run_id = _schedule(store, f"{tmp_path / 'broken.py'}:nightly_report", {})
+
+    with pytest.raises(ImportError, match="no such dependency"):
+        execute_flow_run(run_id)
+
+    run = store.read_flow_run(run_id)
+    assert (run["state_name"], run["error_type"]) == ("Crashed", "ImportError")
+    assert "no such dependency" in run["state_message"]
+    names = [row["name"] for row in store.read_states(flow_run_id=run_id)]
+    assert names == ["Scheduled", "Running", "Crashed"]

@@ -171,8 +171,7 @@ def test_workers_import_the_flows_at_start_and_run_them_without_importing_again(
     assert (outcome.exit_code, outcome.signal, outcome.error_type) == (None, None, None)
     assert outcome.duration_ms >= 0
     assert outcome.ended_at >= outcome.started_at
-    harness.store.flush()  # the pool records worker_pid through the batched writer
-    row = harness.store.read_flow_run(outcome.flow_run_id)
+    row = harness.store.read_flow_run(outcome.flow_run_id)  # committed before "done"
     assert (row["state_name"], row["worker_pid"]) == ("Completed", outcome.worker_pid)
     assert sorted(harness.import_pids()) == workers  # the run reused the preloaded module
 
@@ -229,7 +228,9 @@ def test_a_worker_exiting_mid_run_crashes_the_run_and_a_new_worker_takes_the_nex
     assert row["end_time"] is not None
     assert row["error_type"] == "gnomon.exceptions.CrashedRun"
     states = harness.store.read_states(flow_run_id=crashed.flow_run_id)
-    assert [state["name"] for state in states] == ["Scheduled", "Crashed"]  # Running unflushed
+    # The claim committed Running with the run's start; the worker died before its end.
+    assert [state["name"] for state in states] == ["Scheduled", "Running", "Crashed"]
+    assert row["start_time"] is not None
     assert not alive(crashed.worker_pid)
 
     next_run = harness.run(pool, "hello")

@@ -292,3 +292,69 @@ def test_a_completed_run_is_not_retried(tmp_path, store) -> None:
 
     assert workers.running == []
     assert store.count_deployment_retries(decision.flow_run_id) == 0
+
+
+def test_a_finished_run_is_summarised_from_its_dispatch_without_a_store_read(
+    tmp_path, store
+) -> None:
+    from gnomon.daemon._pool import RunOutcome
+    from gnomon.daemon._service import run_summary
+
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute(jitter="30s"))
+    [decision] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    assert decision.flow_run_id is not None
+    slot = scheduler.deployment("job")
+    assert slot is not None
+    started = at(0) + slot.offset + timedelta(milliseconds=1500)
+    outcome = RunOutcome(
+        flow_run_id=decision.flow_run_id,
+        state_name="Crashed",
+        state_type="CRASHED",
+        worker_pid=4242,
+        exit_code=None,
+        signal="SIGKILL",
+        started_at=started,
+        ended_at=started + timedelta(seconds=2),
+        duration_ms=2000,
+        error_type="gnomon.exceptions.CrashedRun",
+        start_time=started,
+    )
+
+    dispatched = scheduler.run_finished(decision.flow_run_id, "CRASHED")
+    summary = run_summary(outcome, dispatched)
+
+    assert scheduler.run_finished(decision.flow_run_id, "CRASHED") is None  # reported once
+    assert (summary.deployment, summary.flow, summary.scheduled_for) == ("job", "job", at(0))
+    assert (summary.expected_start, summary.lateness_ms) == (at(0) + slot.offset, 1500)
+    assert summary.as_dict()["started_at"] == started.isoformat()
+    assert (summary.state, summary.signal, summary.attempt) == ("Crashed", "SIGKILL", None)
+
+
+def test_the_timer_hands_over_each_fire_with_the_next_one_which_is_stored(tmp_path, store) -> None:
+    import queue
+
+    from gnomon.daemon._timing import Timer
+
+    scheduler, _ = make_scheduler(
+        tmp_path,
+        store,
+        every_minute().replace('"* * * * *"', '"* * * * * *"'),  # each second
+    )
+    slot = scheduler.deployment("job")
+    assert slot is not None
+    handed: queue.Queue[tuple[str, list[datetime], datetime | None]] = queue.Queue()
+    timer = Timer(lambda *args: handed.put(args))
+    timer.schedule("job", slot.trigger, slot.offset, datetime.now(UTC))
+    timer.start()
+    try:
+        name, nominal_times, next_fire = handed.get(timeout=10)
+    finally:
+        timer.shutdown()
+    assert next_fire == nominal_times[-1] + timedelta(seconds=1)
+
+    scheduler.hand_off(name, nominal_times, next_fire)
+    scheduler.tick(nominal_times[-1])
+
+    row = store.read_deployment("job")
+    assert (row["last_fire"], row["next_fire"]) == (nominal_times[-1], next_fire)

@@ -262,18 +262,29 @@ def test_updates_of_stored_runs_are_merged_and_grouped_by_columns(
         assert (row["state_type"], row["state_name"]) == ("RUNNING", "Running")
 
 
+@pytest.mark.parametrize(
+    ("commit", "writer"), [("flush", "gnomon-store-writer"), ("commit_now", "MainThread")]
+)
 def test_flush_makes_rows_visible_to_other_connections(
-    slow_flush: None, store: Store, fresh_engine: Engine
+    commit: str, writer: str, slow_flush: None, store: Store, fresh_engine: Engine
 ) -> None:
+    """flush() has the writer thread commit at once; commit_now() commits in the caller's."""
     run = flow_run()
     store.insert_flow_run(run)
     store.insert_task_run(task_run(run["id"]))
     store.add_state(state(run["id"], None, "PENDING"))
     store.add_log({"flow_run_id": run["id"], "level": 20, "message": "hello"})
     assert count(fresh_engine, "flow_runs") == 0
-    store.flush()
+    threads: set[str] = set()
+    event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda *_: threads.add(threading.current_thread().name),
+    )
+    getattr(store, commit)()  # the writer thread on its own would wait 5 s
     tables = ("flow_runs", "task_runs", "run_states", "run_logs")
     assert {table: count(fresh_engine, table) for table in tables} == dict.fromkeys(tables, 1)
+    assert threads == {writer}
 
 
 def test_rows_are_written_within_the_flush_interval_without_flush(
@@ -285,6 +296,45 @@ def test_rows_are_written_within_the_flush_interval_without_flush(
 
 def test_flush_with_nothing_recorded_returns_at_once(slow_flush: None, store: Store) -> None:
     store.flush(timeout=0.001)  # would raise StoreWriteError if it waited for a write
+
+
+def test_commit_now_never_lets_an_earlier_batch_overwrite_a_later_state(store: Store) -> None:
+    """The writer thread may be committing an older batch when commit_now starts: the final
+    state must still be the one that stands."""
+    for _ in range(100):
+        run = flow_run(state_name="Pending")
+        store.insert_flow_run(run)
+        store.commit_now()
+        store.update_flow_run(run["id"], state_name="Running")
+        flusher = threading.Thread(target=store.flush)
+        flusher.start()  # the writer thread takes the Running batch
+        store.update_flow_run(run["id"], state_name="Completed")
+        store.commit_now()
+        flusher.join()
+        assert store.read_flow_run(run["id"])["state_name"] == "Completed"
+
+
+def test_a_run_is_claimed_once_with_its_start_worker_and_running_state(store: Store) -> None:
+    run = flow_run(state_type="SCHEDULED", state_name="Scheduled", run_count=0)
+    store.insert_flow_run(run)
+    store.flush()
+    at = now()
+
+    claimed = store.claim_flow_run(run["id"], at, worker_pid=4242)
+
+    assert claimed is not None
+    assert (claimed["id"], claimed["state_type"], claimed["state_name"]) == (
+        run["id"],
+        "RUNNING",
+        "Running",
+    )
+    assert (claimed["start_time"], claimed["worker_pid"], claimed["run_count"]) == (at, 4242, 1)
+    assert claimed == store.read_flow_run(run["id"])  # the row as stored, no read needed
+    [running] = store.read_states(flow_run_id=run["id"])
+    assert (running["name"], running["timestamp"], running["attempt"]) == ("Running", at, 1)
+    assert store.claim_flow_run(run["id"], worker_pid=99) is None
+    assert store.read_flow_run(run["id"])["worker_pid"] == 4242
+    assert store.claim_flow_run(new_id()) is None
 
 
 def test_datetimes_come_back_as_the_same_instant_in_aware_utc(store: Store) -> None:
@@ -324,8 +374,9 @@ def test_a_row_the_store_rejects_is_dropped_and_the_rest_of_its_batch_is_written
     assert store.read_flow_run(later["id"]) is not None
 
 
+@pytest.mark.parametrize("commit", ["flush", "commit_now"])
 def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
-    slow_flush: None, home: Path, monkeypatch: pytest.MonkeyPatch
+    commit: str, slow_flush: None, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_db, "BUSY_TIMEOUT_MS", 50)
     reset_store()
@@ -339,7 +390,7 @@ def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
         row = flow_run()
         store.insert_flow_run(row)
         with pytest.raises(StoreWriteError, match="locked"):
-            store.flush()
+            getattr(store, commit)()
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

@@ -136,6 +136,7 @@ class WorkerPool:
         """Hand the run to an idle worker; False if none is idle (or the pool is stopping).
 
         Past ``timeout`` seconds the run's worker is ended and the run recorded TimedOut.
+        The worker records its pid in the run row when it claims the run.
         """
         if timeout is not None and timeout <= 0:
             raise ValueError(f"a run timeout must be positive, got {timeout}")
@@ -145,8 +146,8 @@ class WorkerPool:
             worker = self._hand_over(flow_run_id, timeout)
         if worker is None:
             return False
-        self._store.update_flow_run(flow_run_id, worker_pid=worker.pid)
-        self._wake()  # the supervisor's next wait must end by this run's deadline
+        if timeout is not None:
+            self._wake()  # the supervisor's next wait must end by this run's deadline
         return True
 
     def cancel(self, flow_run_id: str, reason: str) -> bool:
@@ -363,6 +364,7 @@ class WorkerPool:
             str(message.get("state_type") or "UNKNOWN"),
             message.get("error_type"),
             message.get("message"),
+            stored=message,
         )
 
     def _should_recycle(self, worker: WorkerProcess) -> bool:

@@ -69,6 +69,18 @@ class _Waiting:
 
 
 @dataclass(frozen=True, slots=True)
+class DispatchedRun:
+    """A run handed to the dispatcher, as the scheduler knows it: what the daemon reports
+    about the run when it ends, without reading it back from the store."""
+
+    flow_run_id: str
+    deployment: str
+    flow: str  # the flow's function name in the deployment's entrypoint
+    scheduled_for: datetime  # the nominal fire time
+    expected_start: datetime  # the nominal fire time plus the deployment's jitter offset
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     deployment: str
     nominal: datetime
@@ -88,7 +100,11 @@ class Scheduler:
         self._waiting: list[_Waiting] = []
         self._sequence = itertools.count()
         self._inbox: list[tuple[str, datetime]] = []
+        # A deployment's next nominal fire after the last one handed over, as APScheduler
+        # computed it: (last handed over, next), saving _record_fire_times a cron search.
+        self._next_fires: dict[str, tuple[datetime, datetime | None]] = {}
         self._finished: list[tuple[str, str]] = []
+        self._dispatched: dict[str, DispatchedRun] = {}
         self._lock = threading.Lock()
 
     # Deployments.
@@ -136,20 +152,28 @@ class Scheduler:
 
     # Fire times, handed over by APScheduler's thread.
 
-    def hand_off(self, name: str, nominal_times: Iterable[datetime]) -> None:
-        """Queue fire times for the next tick (called from APScheduler's thread)."""
+    def hand_off(
+        self, name: str, nominal_times: Sequence[datetime], next_fire: datetime | None = None
+    ) -> None:
+        """Queue fire times for the next tick (called from APScheduler's thread);
+        ``next_fire`` is the nominal fire after the last of them, if the caller knows it."""
         with self._lock:
             self._inbox.extend((name, nominal) for nominal in nominal_times)
+            if nominal_times and next_fire is not None:
+                self._next_fires[name] = (max(nominal_times), next_fire)
 
-    def run_finished(self, flow_run_id: str, state_type: str) -> None:
-        """Note a run's end for the next tick (called from the pool's threads)."""
+    def run_finished(self, flow_run_id: str, state_type: str) -> DispatchedRun | None:
+        """Note a run's end for the next tick (called from the pool's threads); returns the
+        run as it was dispatched (None if this scheduler did not dispatch it)."""
         with self._lock:
             self._finished.append((flow_run_id, state_type))
+            return self._dispatched.pop(flow_run_id, None)
 
     def tick(self, now: datetime) -> list[Decision]:
         """Apply finished runs and handed-over fires, then start what can start."""
         with self._lock:
             inbox, self._inbox = self._inbox, []
+            next_fires, self._next_fires = self._next_fires, {}
             finished, self._finished = self._finished, []
         for flow_run_id, state_type in finished:
             slot = self._forget(flow_run_id)
@@ -157,9 +181,10 @@ class Scheduler:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
         decisions = self.fire_many(inbox, now, record_fire_times=False) if inbox else []
         self.dispatch(now)
-        # After dispatch: runs start before 1,000 next-fire searches. A crash in between
-        # only leaves last_fire behind; the catch-up's repeat of that fire is a duplicate key.
-        self._record_fire_times({decision.deployment for decision in decisions})
+        # After dispatch: runs start before the store write. A crash in between only leaves
+        # last_fire behind: the catch-up's repeat of that fire is a duplicate key, and
+        # `requeue` moves last_fire up to the runs left waiting.
+        self._record_fire_times({decision.deployment for decision in decisions}, next_fires)
         return decisions
 
     def _forget(self, flow_run_id: str) -> _Slot | None:
@@ -345,11 +370,20 @@ class Scheduler:
         heapq.heappush(self._waiting, waiting)
 
     def requeue(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Queue existing Pending runs (recovered after a restart) in nominal order."""
+        """Queue existing Pending runs (recovered after a restart) in nominal order.
+
+        A scheduled run is a fire decided: the catch-up starts after it even if the daemon
+        that created it died before storing its last_fire (for a first fire, none at all).
+        """
         for row in rows:
             slot = self._slots.get(row["deployment_name"])
-            if slot is not None:
-                self._queue(slot, row["id"], row["scheduled_for"] or row["created"])
+            if slot is None:
+                continue
+            nominal = row["scheduled_for"]
+            scheduled = row.get("trigger") in ("schedule", "catchup") and nominal is not None
+            if scheduled and (slot.last_fire is None or nominal > slot.last_fire):
+                slot.last_fire = nominal
+            self._queue(slot, row["id"], nominal or row["created"])
 
     def dispatch(self, now: datetime) -> int:
         """Start waiting runs on idle workers, oldest fire first; returns how many started."""
@@ -363,7 +397,18 @@ class Scheduler:
             if not self._may_start(slot):
                 held.append(waiting)
                 continue
+            dispatched = DispatchedRun(
+                waiting.flow_run_id,
+                waiting.deployment,
+                slot.deployment.flow.rpartition(":")[2],
+                waiting.nominal,
+                waiting.nominal + slot.offset,
+            )
+            with self._lock:  # before submit: the run may end before submit returns
+                self._dispatched[waiting.flow_run_id] = dispatched
             if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout):
+                with self._lock:
+                    del self._dispatched[waiting.flow_run_id]
                 held.append(waiting)
                 break
             slot.queued.discard(waiting.flow_run_id)
@@ -432,12 +477,23 @@ class Scheduler:
             _log_decision(decision)
         return decisions
 
-    def _record_fire_times(self, names: Iterable[str]) -> None:
+    def _record_fire_times(
+        self,
+        names: Iterable[str],
+        known: dict[str, tuple[datetime, datetime | None]] | None = None,
+    ) -> None:
+        """Store each deployment's last fire and the next; ``known`` has next fires the
+        timer computed already (by deployment: after which fire, the next)."""
         updates = []
         for name in names:
             slot = self._slots[name]
-            if slot.last_fire is not None:
-                updates.append((name, slot.last_fire, slot.trigger.next_fire(slot.last_fire)))
+            last = slot.last_fire
+            if last is None:
+                continue
+            after, next_fire = (known or {}).get(name, (None, None))
+            if after != last:
+                next_fire = slot.trigger.next_fire(last)
+            updates.append((name, last, next_fire))
         self.store.record_fire_times_many(updates)
 
 

@@ -19,6 +19,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -28,6 +29,7 @@ from gnomon.daemon._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from gnomon.daemon._pool import RunOutcome, WorkerPool
+    from gnomon.daemon._scheduler import DispatchedRun
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
 
@@ -176,14 +178,16 @@ class Daemon:
             )
         self.timer.start()
 
-    def _hand_off(self, name: str, nominal_times: list[datetime]) -> None:
-        self.scheduler.hand_off(name, nominal_times)
+    def _hand_off(
+        self, name: str, nominal_times: list[datetime], next_fire: datetime | None
+    ) -> None:
+        self.scheduler.hand_off(name, nominal_times, next_fire)
         self._wake.set()
 
     def _on_finished(self, outcome: RunOutcome) -> None:
-        self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
+        dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
         self._wake.set()
-        _log_summary(self.store, outcome)
+        _log_summary(run_summary(outcome, dispatched))
 
     # The loop.
 
@@ -286,38 +290,76 @@ def _forward_worker_line(line: str, worker_pid: int) -> None:
     daemon_lines.write(line)
 
 
-def _log_summary(store: Store, outcome: RunOutcome) -> None:
-    """One line per finished run, with what incident handling asks first."""
-    row = store.read_flow_run(outcome.flow_run_id) or {}
-    scheduled_for = row.get("scheduled_for")
-    started_at = row.get("start_time")
-    lateness_ms = (
-        round(
-            (started_at - (row.get("expected_start_time") or scheduled_for)).total_seconds() * 1000
-        )
-        if started_at and scheduled_for
-        else None
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What the daemon reports about each finished run: the facts incident handling asks
+    first, from the scheduler (what was due when) and the worker (what happened), with no
+    store read. One value, for whatever reports it (today the ``run_summary`` log line)."""
+
+    flow_run_id: str
+    deployment: str | None
+    flow: str | None
+    flow_run_name: str | None
+    scheduled_for: datetime | None  # the nominal fire time
+    expected_start: datetime | None  # plus the deployment's jitter offset
+    started_at: datetime | None  # the run's start_time: when its worker claimed it
+    ended_at: datetime | None
+    lateness_ms: int | None  # started_at - expected_start
+    duration_ms: int  # from hand-over to the worker until the pool learnt the run ended
+    state: str
+    state_type: str
+    attempt: int | None
+    worker_pid: int
+    exit_code: int | None
+    signal: str | None
+    error_type: str | None
+    state_message: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values (times as ISO 8601 strings)."""
+        values = ((field.name, getattr(self, field.name)) for field in fields(self))
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in values
+        }
+
+
+def run_summary(outcome: RunOutcome, dispatched: DispatchedRun | None) -> RunSummary:
+    """The summary of a finished run from its outcome and, if the scheduler dispatched it,
+    what it was due for."""
+    expected = dispatched.expected_start if dispatched else None
+    started = outcome.start_time
+    return RunSummary(
+        flow_run_id=outcome.flow_run_id,
+        deployment=dispatched.deployment if dispatched else None,
+        flow=outcome.flow_name or (dispatched.flow if dispatched else None),
+        flow_run_name=outcome.run_name,
+        scheduled_for=dispatched.scheduled_for if dispatched else None,
+        expected_start=expected,
+        started_at=started,
+        ended_at=outcome.end_time,
+        lateness_ms=(
+            round((started - expected).total_seconds() * 1000) if started and expected else None
+        ),
+        duration_ms=outcome.duration_ms,
+        state=outcome.state_name,
+        state_type=outcome.state_type,
+        attempt=outcome.run_count,
+        worker_pid=outcome.worker_pid,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        error_type=outcome.error_type,
+        state_message=outcome.message,
     )
+
+
+def _log_summary(summary: RunSummary) -> None:
+    """One line per finished run."""
     log.info(
         "run finished: %s %s",
-        row.get("deployment_name"),
-        outcome.state_name,
-        extra={
-            "event_kind": "run_summary",
-            "flow_run_id": outcome.flow_run_id,
-            "deployment": row.get("deployment_name"),
-            "flow": row.get("flow_name"),
-            "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
-            "started_at": started_at.isoformat() if started_at else None,
-            "lateness_ms": lateness_ms,
-            "duration_ms": outcome.duration_ms,
-            "state": outcome.state_name,
-            "attempt": row.get("run_count"),
-            "worker_pid": outcome.worker_pid,
-            "exit_code": outcome.exit_code,
-            "signal": outcome.signal,
-            "error_type": outcome.error_type or row.get("error_type"),
-        },
+        summary.deployment,
+        summary.state,
+        extra={"event_kind": "run_summary", **summary.as_dict()},
     )
 
 

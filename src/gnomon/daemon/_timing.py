@@ -16,7 +16,8 @@ from apscheduler.triggers.base import BaseTrigger
 
 from gnomon.scheduling import Trigger
 
-HandOff = Callable[[str, list[datetime]], None]
+# (deployment, due nominal times, the nominal fire after the last of them)
+HandOff = Callable[[str, list[datetime], datetime | None], None]
 
 
 class _GnomonTrigger(BaseTrigger):
@@ -26,15 +27,24 @@ class _GnomonTrigger(BaseTrigger):
         self.trigger = trigger
         self.offset = offset
         self.not_before = not_before
+        self._last: tuple[datetime, datetime | None] | None = None  # (previous, next)
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
+        # APScheduler asks twice after each fire (Job._get_run_times, then to reschedule the
+        # job): the second answer comes from the last pair, not a second cron search.
+        last = self._last
+        if last is not None and previous_fire_time is not None and last[0] == previous_fire_time:
+            return last[1]
         # The first fire is the first one after the catch-up horizon (`not_before`), not after
         # `now`: a fire falling between catch-up and the timer's start is not lost.
         after = previous_fire_time - self.offset if previous_fire_time else self.not_before
         nominal = self.trigger.next_fire(after)
-        return None if nominal is None else (nominal + self.offset).astimezone(UTC)
+        following = None if nominal is None else (nominal + self.offset).astimezone(UTC)
+        if previous_fire_time is not None:
+            self._last = (previous_fire_time, following)
+        return following
 
 
 class _HandOffExecutor(BaseExecutor):
@@ -45,8 +55,15 @@ class _HandOffExecutor(BaseExecutor):
         self._hand_off = hand_off
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        offset = job.trigger.offset
-        self._hand_off(job.id, [run_time - offset for run_time in run_times])
+        trigger: _GnomonTrigger = job.trigger
+        offset = trigger.offset
+        # Job._get_run_times has just computed the fire after the last run time: remembered.
+        following = trigger.get_next_fire_time(run_times[-1], run_times[-1])
+        self._hand_off(
+            job.id,
+            [run_time - offset for run_time in run_times],
+            None if following is None else following - offset,
+        )
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         raise NotImplementedError  # submit_job above replaces the executor machinery

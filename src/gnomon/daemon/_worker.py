@@ -8,9 +8,12 @@ as a warning; the worker still starts), then serves one flow run at a time:
   means "exit": when idle the worker exits 0; in the middle of a run it means the daemon
   died, and the worker abandons the run at once (see ``_Inbox``).
 - the channel (an extra pipe, fd ``FD``), worker to daemon: ``{"ready": pid}`` once warm, then
-  ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...}`` per
-  run; a run that was not Scheduled or Pending also carries ``"not_runnable": reason``, and
-  ``"exiting": true`` says the worker exits after this run (the flow called ``sys.exit()``).
+  ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...,
+  "start_time": iso, "end_time": iso, "flow_name": ..., "name": ..., "run_count": n}`` per
+  run, sent once the final state is committed (so the daemon reports the run without reading
+  it back); a run that was not Scheduled or Pending also carries ``"not_runnable": reason``,
+  and ``"exiting": true`` says the worker exits after this run (the flow called
+  ``sys.exit()``).
 - stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
   lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
   mark where each run's output begins and ends, so the pool attributes output exactly.
@@ -32,6 +35,7 @@ import queue
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import Any
 
 RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
@@ -149,12 +153,12 @@ def _mark_run(flow_run_id: str | None) -> None:
 def _execute(flow_run_id: str) -> dict[str, Any]:
     """Run one stored flow run; the ``done`` message that reports how it ended."""
     from gnomon.exceptions import FlowRunNotRunnable
-    from gnomon.flows._flow_engine import execute_flow_run
+    from gnomon.flows._flow_engine import execute_stored_run
     from gnomon.flows._records import state_error
 
     _mark_run(flow_run_id)
     try:
-        state = execute_flow_run(flow_run_id)
+        run, state = execute_stored_run(flow_run_id)
     except FlowRunNotRunnable as error:
         return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
     except Exception as error:
@@ -168,7 +172,16 @@ def _execute(flow_run_id: str) -> dict[str, Any]:
         "state_type": state.type.value,
         "error_type": _type_name(failure) if failure is not None else None,
         "message": state.message,
+        "start_time": _iso(run.start_time),
+        "end_time": _iso(state.timestamp),
+        "flow_name": run.flow_name,
+        "name": run.name,
+        "run_count": run.run_count,
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _type_name(error: BaseException) -> str:
@@ -188,6 +201,11 @@ def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
         "state_type": row.get("state_type") or "CRASHED",
         "error_type": _type_name(error),
         "message": str(error),
+        "start_time": _iso(row.get("start_time")),
+        "end_time": _iso(row.get("end_time")),
+        "flow_name": row.get("flow_name"),
+        "name": row.get("name"),
+        "run_count": row.get("run_count"),
     }
 
 
@@ -195,21 +213,12 @@ def _crash_unfinished(flow_run_id: str, error: Exception) -> dict[str, Any]:
     """Record Crashed a run the engine could not start or finish (unknown run, flow that
     fails to import), unless it already has a final state: it must not stay Scheduled or
     Running."""
-    from gnomon.flows._records import error_fields
+    from gnomon.flows._flow_engine import record_crashed
     from gnomon.store import get_store
-    from gnomon.store._schema import utcnow
 
     message = f"the worker could not run the flow run: {type(error).__name__}: {error}"
     log.error("%s", message, extra={"flow_run_id": flow_run_id}, exc_info=error)
-    get_store().set_run_state(
-        flow_run_id,
-        "CRASHED",
-        "Crashed",
-        message,
-        only_if_active=True,
-        end_time=utcnow(),
-        **error_fields(error),
-    )
+    record_crashed(get_store(), flow_run_id, message, error)
     return _stored_outcome(flow_run_id, error)
 
 

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon.pool")
 
 OUTPUT_LOGGER = "gnomon.worker.output"  # what flows print, as log records
+# The engine's INFO lines at a flow run's start and end ("Beginning flow run", "Finished in
+# state"): the daemon's run summary line reports the same facts, so at INFO they are not
+# relayed (they stay in the run's stored logs).
+SUMMARISED_EVENTS = frozenset({"begin", "end"})
 MAX_LINE = 1 << 20  # longer output lines are relayed in pieces
 # systemd's variables are for the daemon alone: a flow calling sd_notify must not speak for it.
 _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
@@ -70,10 +74,16 @@ class RunOutcome:
     exit_code: int | None  # set when the worker process ended with the run
     signal: str | None  # e.g. "SIGKILL", when a signal ended the worker with the run
     started_at: datetime  # UTC, when the pool handed the run to the worker
-    ended_at: datetime
+    ended_at: datetime  # UTC, when the pool learnt that the run ended
     duration_ms: int
     error_type: str | None
     message: str | None = None
+    # The run as stored, reported by the worker (or read back when its worker died):
+    start_time: datetime | None = None  # when the run was claimed and began Running
+    end_time: datetime | None = None
+    flow_name: str | None = None
+    run_name: str | None = None
+    run_count: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -263,7 +273,8 @@ def start_relay(
 def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) -> None:
     """Hand each line the worker writes to ``sink`` as a JSON log line.
 
-    gnomon's JSON log lines pass through with ``worker_pid`` added; anything else (prints,
+    gnomon's JSON log lines pass through with ``worker_pid`` added (but for the engine's
+    start and end lines of a run, see ``SUMMARISED_EVENTS``); anything else (prints,
     warnings, C libraries' output) becomes an ``OUTPUT_LOGGER`` event and, during a run, a
     log row of that run, with the run's id taken from the markers the worker writes.
     """
@@ -279,6 +290,8 @@ def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) ->
                 continue
             if event is None or "event" not in event:
                 event = _output_event(text, pid, current, store)
+            elif _summarised(event):
+                continue
             event.setdefault("worker_pid", pid)
             if current is not None:
                 event.setdefault("flow_run_id", current)
@@ -286,6 +299,14 @@ def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) ->
                 sink(json.dumps(event), pid)
             except Exception:
                 log.exception("the worker log sink failed")
+
+
+def _summarised(event: dict[str, Any]) -> bool:
+    return (
+        event.get("run_event") in SUMMARISED_EVENTS
+        and event.get("level") == "info"
+        and not log.isEnabledFor(logging.DEBUG)
+    )
 
 
 def _output_event(text: str, pid: int, flow_run_id: str | None, store: Store) -> dict[str, Any]:
@@ -313,8 +334,13 @@ def outcome(
     error_type: str | None,
     message: str | None,
     returncode: int | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> RunOutcome:
+    """The outcome of ``run``; ``stored`` has the run's columns as the worker reported them
+    in its ``done`` message (times as ISO strings) or as read from the store."""
     exit_code, signame = exit_status(returncode) if returncode is not None else (None, None)
+    stored = stored or {}
+    run_count = stored.get("run_count")
     return RunOutcome(
         flow_run_id=run.flow_run_id,
         state_name=state_name,
@@ -327,7 +353,21 @@ def outcome(
         duration_ms=round((time.monotonic() - run.started) * 1000),
         error_type=error_type,
         message=message,
+        start_time=_moment(stored.get("start_time")),
+        end_time=_moment(stored.get("end_time")),
+        flow_name=stored.get("flow_name"),
+        run_name=stored.get("name"),
+        run_count=run_count if isinstance(run_count, int) else None,
     )
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, datetime) else None
 
 
 def _ending_state(run: Assignment, pid: int, returncode: int) -> tuple[State, BaseException]:
@@ -388,6 +428,7 @@ def record_end(store: Store, run: Assignment, pid: int, returncode: int) -> RunO
         row.get("error_type") or errors["error_type"],
         row.get("state_message") or state.message,
         returncode,
+        row,
     )
 
 

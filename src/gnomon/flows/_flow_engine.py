@@ -1,7 +1,8 @@
 """The flow engine: one flow call, or one stored flow run, from Pending to a final state.
 
 The flow run's own row and states go through the batched writer like task states, but the
-final state is flushed before the call returns: a finished run's outcome is never lost.
+final state is committed, with every row recorded before it, in the calling thread before the
+call returns: a finished run's outcome is never lost.
 """
 
 from __future__ import annotations
@@ -128,8 +129,14 @@ def _flow_run_name(flow: Flow[..., Any], parameters: dict[str, Any]) -> str:
 
 
 def _run_validated(
-    store: Store, flow: Flow[..., Any], run: _records.FlowRun, parameters: dict[str, Any]
+    store: Store,
+    flow: Flow[..., Any],
+    run: _records.FlowRun,
+    parameters: dict[str, Any],
+    claimed: State | None = None,
 ) -> State:
+    """Validate the parameters and run the attempts; ``claimed`` is the Running state a
+    stored run's claim recorded already (its first attempt records no other)."""
     if flow.should_validate_parameters:
         try:
             parameters = flow.validate_parameters(parameters)
@@ -156,8 +163,10 @@ def _run_validated(
     flow_token = flow_run_var.set(context)
     task_token = task_run_var.set(None)
     try:
-        engine_logger().info(f"Beginning flow run {run.name!r} for flow {flow.name!r}")
-        state = _run_attempts(store, flow, run, context, runner)
+        engine_logger().info(
+            f"Beginning flow run {run.name!r} for flow {flow.name!r}", run_event="begin"
+        )
+        state = _run_attempts(store, flow, run, context, runner, claimed)
     except TerminationSignal:
         message = "Execution was interrupted by its parent flow run timing out."
         state = _finish(store, flow, run, _crashed_state(message))
@@ -185,16 +194,24 @@ def _default_runner() -> Any:
 
 
 def _run_attempts(
-    store: Store, flow: Flow[..., Any], run: _records.FlowRun, context: FlowRunContext, runner: Any
+    store: Store,
+    flow: Flow[..., Any],
+    run: _records.FlowRun,
+    context: FlowRunContext,
+    runner: Any,
+    claimed: State | None = None,
 ) -> State:
     clock = get_clock()
     while True:
         attempt = run.run_count = context.attempt
-        running = Running() if attempt == 1 else Retrying()
-        extra: dict[str, Any] = {"run_count": attempt}
-        if attempt == 1:
-            extra["start_time"] = run.start_time = running.timestamp
-        _record(store, run, running, **extra)
+        if attempt == 1 and claimed is not None:
+            run.state, run.start_time = claimed, claimed.timestamp
+        else:
+            running = Running() if attempt == 1 else Retrying()
+            extra: dict[str, Any] = {"run_count": attempt}
+            if attempt == 1:
+                extra["start_time"] = run.start_time = running.timestamp
+            _record(store, run, running, **extra)
         with runner:
             state = _attempt(flow, context)
         if not (state.is_failed() and attempt <= flow.retries):
@@ -290,12 +307,12 @@ def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: St
     _record(store, run, state, **extra)
     log = engine_logger()
     if state.is_completed():
-        log.info(f"Finished in state {state}", state=state.name)
+        log.info(f"Finished in state {state}", state=state.name, run_event="end")
     else:
         log.error(
             f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)
         )
-    store.flush()
+    store.commit_now()
     hooks = {
         StateType.COMPLETED: flow.on_completion_hooks,
         StateType.FAILED: flow.on_failure_hooks,
@@ -368,32 +385,70 @@ def _import_flow_file(path: Path, *, fresh: bool = False) -> Any:
 
 
 def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
-    """Run the stored flow run ``flow_run_id`` in this process: what a worker process does."""
+    """Run the stored flow run ``flow_run_id`` in this process: what a worker process does.
+
+    The run is claimed first (it must be Scheduled or Pending; this process's pid is recorded
+    as its ``worker_pid``); a flow that then cannot be loaded leaves it Crashed.
+    """
+    state = execute_stored_run(flow_run_id)[1]
+    return state if return_state else state.result()
+
+
+def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
+    """``execute_flow_run``, also returning the run as it went (start time, attempts, name),
+    which a daemon worker reports without reading the run back."""
     from gnomon.flows._logging import configure_logging
     from gnomon.store import get_store
 
     configure_logging()
     store = get_store()
-    row = store.read_flow_run(flow_run_id)
+    running = Running()
+    row = store.claim_flow_run(flow_run_id, running.timestamp, worker_pid=os.getpid())
     if row is None:
-        raise ObjectNotFound(f"no flow run with id {flow_run_id!r}")
-    flow = load_flow(row["entrypoint"])
-    if not store.claim_flow_run(flow_run_id):
-        current = store.read_flow_run(flow_run_id) or row
+        current = store.read_flow_run(flow_run_id)
+        if current is None:
+            raise ObjectNotFound(f"no flow run with id {flow_run_id!r}")
         raise FlowRunNotRunnable(
             f"flow run {flow_run_id} is {current['state_name']}, not Scheduled or Pending; "
             "it was already started"
         )
+    try:
+        flow = load_flow(row["entrypoint"])
+    except BaseException as error:
+        message = f"the flow could not be loaded: {type(error).__name__}: {error}"
+        record_crashed(store, flow_run_id, message, error)
+        raise
     parameters = dict(row["parameters"] or {})
-    run = _start_existing(store, flow, row, parameters)
-    state = _run_validated(store, flow, run, parameters)
-    return state if return_state else state.result()
+    run = _start_existing(store, flow, row, parameters, running)
+    state = _run_validated(store, flow, run, parameters, claimed=running)
+    return run, state
+
+
+def record_crashed(store: Store, flow_run_id: str, message: str, error: BaseException) -> None:
+    """Record Crashed, with ``error``, a stored run the engine could not start or finish,
+    unless it has a final state already: it must not stay Scheduled, Pending or Running."""
+    from gnomon.store._schema import utcnow
+
+    store.set_run_state(
+        flow_run_id,
+        "CRASHED",
+        "Crashed",
+        message,
+        only_if_active=True,
+        end_time=utcnow(),
+        **_records.error_fields(error),
+    )
 
 
 def _start_existing(
-    store: Store, flow: Flow[..., Any], row: dict[str, Any], parameters: dict[str, Any]
+    store: Store,
+    flow: Flow[..., Any],
+    row: dict[str, Any],
+    parameters: dict[str, Any],
+    running: State,
 ) -> _records.FlowRun:
-    """The claimed run, named; its Scheduled/Pending history was recorded by its creator."""
+    """The claimed run, named; its history up to Running was recorded by its creator and
+    its claim."""
     run = _records.FlowRun(
         id=row["id"],
         name=row["name"] or random_run_name(),
@@ -401,7 +456,8 @@ def _start_existing(
         parameters=parameters,
         run_count=row["run_count"] or 0,
         parent_flow_run_id=row.get("parent_flow_run_id"),
-        state=Running(),
+        state=running,
+        start_time=row["start_time"],
     )
     store.update_flow_run(run.id, name=run.name, flow_name=flow.name, flow_version=flow.version)
     return run

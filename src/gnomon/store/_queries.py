@@ -132,23 +132,60 @@ class Queries:
             connection.execute(flow_runs.insert(), row)
             connection.execute(run_states.insert(), first_state)
 
-    def claim_flow_run(self, flow_run_id: str) -> bool:
-        """Move a Scheduled or Pending flow run to Running; False if it is not one of those.
+    def claim_flow_run(
+        self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
+    ) -> Row | None:
+        """Start a Scheduled or Pending flow run: the run row as claimed, or None if the run
+        is not one of those (or does not exist).
 
-        A single conditional UPDATE, so of two processes claiming the same run exactly one
-        wins: a run is never started twice.
+        One transaction moves the row to Running with its start time (``at``, default now),
+        its first attempt and the claiming process (``worker_pid``), records the Running
+        state in its history, and returns the row (``UPDATE ... RETURNING``, so the claimer
+        needs no read before or after). The UPDATE is conditional on the run's state, so of
+        two processes claiming the same run exactly one wins: a run is never started twice.
         """
-        now = utcnow()
+        now = at or utcnow()
+        statement = (
+            update(flow_runs)
+            .where(
+                flow_runs.c.id == flow_run_id,
+                flow_runs.c.state_type.in_(("SCHEDULED", "PENDING")),
+            )
+            .values(
+                state_type="RUNNING",
+                state_name="Running",
+                state_message=None,
+                updated=now,
+                start_time=now,
+                run_count=1,
+                worker_pid=worker_pid,
+            )
+            .returning(*flow_runs.c)
+        )
         with self.engine.begin() as connection:
-            claimed = connection.execute(
-                update(flow_runs)
-                .where(
-                    flow_runs.c.id == flow_run_id,
-                    flow_runs.c.state_type.in_(("SCHEDULED", "PENDING")),
-                )
-                .values(state_type="RUNNING", state_name="Running", state_message=None, updated=now)
-            ).rowcount
-        return bool(claimed)
+            row = connection.execute(statement).mappings().first()
+            if row is None:
+                return None
+            connection.execute(
+                run_states.insert(),
+                {
+                    "flow_run_id": flow_run_id,
+                    "task_run_id": None,
+                    "timestamp": now,
+                    "type": "RUNNING",
+                    "name": "Running",
+                    "message": None,
+                    "attempt": 1,
+                },
+            )
+        return dict(row)
+
+    def commit_now(self) -> None:
+        """Commit every row recorded so far, in this thread and one transaction, after any
+        batch the writer thread is committing: for a write that must be durable before the
+        caller goes on, such as a flow run's final state. Raises ``StoreWriteError`` if the
+        commit fails (the rows stay queued and are retried)."""
+        self._writer.commit_now()
 
     # Concurrency limits and slots.
 

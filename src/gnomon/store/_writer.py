@@ -3,6 +3,10 @@
 The engine records ~4 rows per task run; committing each would cost far more than the task.
 Recording only appends to an in-memory batch under a lock. A daemon thread commits the batch
 in one transaction every ``flush_interval`` seconds, and ``flush()`` commits it now and waits.
+``commit_now()`` commits it in the calling thread instead, saving the two thread switches of
+a flush for the one write that must be durable before a flow run reports its end. Batches
+are taken and committed under one lock, by whichever thread commits, so they reach the
+database in the order their rows were recorded.
 An update of a run whose insert is still in the batch is merged into the insert, and several
 updates of one run become one, so a short task run is usually written as a single row.
 
@@ -118,6 +122,8 @@ class BatchWriter:
 
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
+        # Held from taking a batch until it is settled: batches commit in the order taken.
+        self._commit_lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the writer thread waits on this
         self._done = threading.Condition(self._lock)  # flush() waits on this
         self._batch = _Batch()
@@ -205,6 +211,27 @@ class BatchWriter:
                     raise StoreWriteError(f"store writes not committed within {timeout}s")
                 self._done.wait(remaining)
 
+    def commit_now(self) -> None:
+        """Commit everything recorded before this call in the calling thread, in one
+        transaction, after the batch the writer thread may be committing.
+
+        Raises ``StoreWriteError`` if the commit fails; the rows stay queued, ahead of newer
+        ones, and the writer thread retries them.
+        """
+        with self._commit_lock:
+            with self._lock:
+                if self._committed >= self._seq:
+                    return
+                batch, upto, attempt = self._take()
+            error = self._write(batch)
+            with self._lock:
+                self._settle(batch, upto, attempt, error)
+                if error is not None:
+                    self._ensure_thread()
+                    self._work.notify()
+        if error is not None:
+            raise StoreWriteError(f"could not write runs to the store: {error}") from error
+
     def close(self, timeout: float | None = 60.0) -> None:
         """Flush, then stop the writer thread (recording again starts a new one)."""
         try:
@@ -237,31 +264,50 @@ class BatchWriter:
 
     def _run(self) -> None:
         try:
-            while (taken := self._take_batch()) is not None:
-                batch, upto, attempt = taken
-                error = self._write(batch)
-                with self._lock:
-                    self._settle(batch, upto, attempt, error)
+            while self._wait_for_batch():
+                with self._commit_lock:
+                    with self._lock:
+                        batch, upto, attempt = self._take()
+                    error = self._write(batch)  # empty if commit_now() took the rows
+                    with self._lock:
+                        self._settle(batch, upto, attempt, error)
         finally:
             with self._lock:
                 self._thread = None
                 self._signalled = False
                 self._done.notify_all()
 
-    def _take_batch(self) -> tuple[_Batch, int, int] | None:
-        """Wait for rows, gather more for one interval, then take the batch (None: stop)."""
+    def _wait_for_batch(self) -> bool:
+        """Wait for rows and gather more for one interval; False: stop the thread.
+
+        Only flush() and close() cut the interval short. If commit_now() takes the rows
+        meanwhile, the wait starts over at the next row, rather than writing that row's
+        run alone in a transaction of its own while its thread records the rest.
+        """
         with self._lock:
-            while not self._signalled and not self._stopping:
-                self._work.wait()
-            if not self._flush_requested and not self._stopping:
+            while True:
+                while not self._signalled and not self._stopping:
+                    self._work.wait()
+                if self._flush_requested or self._stopping:
+                    break
+                taken = self._attempts
                 delay = min(self.interval * 2**self._failures, MAX_RETRY_DELAY)
-                self._work.wait(delay)  # flush() and close() cut this short
-            if self._stopping and (not self._signalled or self._failures):
-                return None
-            batch, self._batch = self._batch, _Batch()
-            self._signalled = self._flush_requested = False
-            self._attempts += 1
-            return batch, self._seq, self._attempts
+                deadline = time.monotonic() + delay
+                while self._attempts == taken and not (self._flush_requested or self._stopping):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._work.wait(remaining)
+                if self._attempts == taken or self._flush_requested or self._stopping:
+                    break
+            return not (self._stopping and (not self._signalled or self._failures))
+
+    def _take(self) -> tuple[_Batch, int, int]:
+        # Caller holds the lock and the commit lock.
+        batch, self._batch = self._batch, _Batch()
+        self._signalled = self._flush_requested = False
+        self._attempts += 1
+        return batch, self._seq, self._attempts
 
     def _settle(self, batch: _Batch, upto: int, attempt: int, error: Exception | None) -> None:
         # Caller holds the lock.
