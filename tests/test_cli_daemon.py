@@ -168,7 +168,7 @@ def test_deployments_list_before_any_sync_shows_schedule_timezone_paused_and_nex
 
     assert listed.returncode == 0, listed.stderr
     header, *rows = table(listed.stdout)
-    assert header == ["NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT_FIRE"]
+    assert header == ["NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT_FIRE", "LAST_RUNS"]
     assert [row[:4] for row in rows] == [
         ["nightly", "cron 30 2 * * *", "America/New_York", "no"],
         ["quarterly", "interval 15m", "-", "no"],

@@ -561,7 +561,7 @@ def test_an_included_file_with_a_syntax_error_does_not_stop_the_main_file(projec
 def test_no_config_file_at_all_is_a_problem_saying_where_to_put_one(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gnomon._settings.CONFIG_SEARCH_PATH", (Path("gnomon.toml"),))
+    monkeypatch.setattr("gnomon._location.CONFIG_SEARCH_PATH", (Path("gnomon.toml"),))
 
     result = load_config()
 

@@ -179,3 +179,55 @@ def test_a_bad_value_in_the_config_file_names_the_file_the_setting_and_the_value
 
     with pytest.raises(ConfigError, match=f"{config}.*flush_interval = -1"):
         get_settings()
+
+
+# The command line's fast path finds the store as Settings does.
+
+LOCATION_CASES = {
+    "defaults": ({}, None),
+    "env home": ({"GNOMON_HOME": "{tmp}/env-home"}, None),
+    "file home": ({}, 'home = "{tmp}/file-home"'),
+    "env over file": ({"GNOMON_HOME": "{tmp}/env-home"}, 'home = "{tmp}/file-home"'),
+    "file url": ({}, 'database_url = "sqlite:///{tmp}/elsewhere.db"'),
+    "env url over file": (
+        {"GNOMON_DATABASE_URL": "sqlite:///{tmp}/env.db"},
+        'database_url = "sqlite:///{tmp}/file.db"',
+    ),
+    "relative home": ({"GNOMON_HOME": "state"}, None),
+    "empty env home": ({"GNOMON_HOME": ""}, None),
+    "tilde": ({"GNOMON_HOME": "~/g"}, None),
+    "lower-case variable": ({"gnomon_home": "{tmp}/lower"}, None),
+}
+
+
+@pytest.mark.parametrize(("env", "toml"), LOCATION_CASES.values(), ids=LOCATION_CASES.keys())
+def test_the_cli_fast_path_finds_the_store_where_settings_do(
+    isolated: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], toml: str | None
+) -> None:
+    from gnomon._location import store_location
+
+    isolated.delenv("GNOMON_HOME")
+    for name, value in env.items():
+        isolated.setenv(name, value.format(tmp=tmp_path))
+    if toml is not None:
+        config = tmp_path / "gnomon.toml"
+        config.write_text(toml.format(tmp=tmp_path) + "\n")
+        isolated.setenv("GNOMON_CONFIG", str(config))
+    reset_settings()
+
+    settings = get_settings()
+    assert store_location() == (settings.home, settings.effective_database_url)
+
+
+def test_the_cli_fast_path_names_a_config_with_invalid_toml(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gnomon._location import store_location
+
+    config = tmp_path / "gnomon.toml"
+    config.write_text("home = \n")
+    isolated.setenv("GNOMON_CONFIG", str(config))
+    isolated.delenv("GNOMON_HOME")
+
+    with pytest.raises(ConfigError, match=f"{config}: invalid TOML"):
+        store_location()

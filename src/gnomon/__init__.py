@@ -1,19 +1,39 @@
 """gnomon: scheduled Python workflows on your own machines.
 
 The authoring API follows Prefect 3: code written for ``prefect`` runs after changing its
-imports to ``gnomon``. Importing this package stays cheap: the store, pydantic and structlog
-load on the first run.
+imports to ``gnomon``. Importing this package is cheap: each name below loads its module on
+first use (PEP 562), so ``gnomon pause`` does not pay for the flow engine.
 """
 
-from gnomon.flows._annotations import allow_failure, quote, unmapped
-from gnomon.flows._context import tags
-from gnomon.flows._flow import Flow, flow
-from gnomon.flows._futures import PrefectFuture
-from gnomon.flows._task import Task, task
-from gnomon.logging import get_run_logger
-from gnomon.states import State
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gnomon._version import __version__
+
+if TYPE_CHECKING:
+    from gnomon.flows._annotations import allow_failure, quote, unmapped
+    from gnomon.flows._context import tags
+    from gnomon.flows._flow import Flow, flow
+    from gnomon.flows._futures import PrefectFuture
+    from gnomon.flows._task import Task, task
+    from gnomon.logging import get_run_logger
+    from gnomon.states import State
+
+_LAZY = {
+    "Flow": "gnomon.flows._flow",
+    "PrefectFuture": "gnomon.flows._futures",
+    "State": "gnomon.states",
+    "Task": "gnomon.flows._task",
+    "allow_failure": "gnomon.flows._annotations",
+    "flow": "gnomon.flows._flow",
+    "get_run_logger": "gnomon.logging",
+    "quote": "gnomon.flows._annotations",
+    "tags": "gnomon.flows._context",
+    "task": "gnomon.flows._task",
+    "unmapped": "gnomon.flows._annotations",
+}
 
 __all__ = [
     "Flow",
@@ -29,3 +49,16 @@ __all__ = [
     "task",
     "unmapped",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gnomon' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,7 +7,6 @@ else ``./gnomon.toml``, ``~/.config/gnomon/config.toml``, ``/etc/gnomon/config.t
 
 from __future__ import annotations
 
-import os
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -21,31 +20,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gnomon._location import CONFIG_SEARCH_PATH, database_url_for, find_config_file
 from gnomon.exceptions import ConfigError
 
-CONFIG_SEARCH_PATH = (
-    Path("gnomon.toml"),
-    Path("~/.config/gnomon/config.toml"),
-    Path("/etc/gnomon/config.toml"),
-)
-
-
-def find_config_file() -> Path | None:
-    """The config file in force: ``GNOMON_CONFIG`` if set, else the first that exists.
-
-    A ``GNOMON_CONFIG`` naming a file that does not exist is an error, not a silent default.
-    """
-    explicit = os.environ.get("GNOMON_CONFIG")
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"GNOMON_CONFIG={explicit}: no such file")
-        return path
-    for candidate in CONFIG_SEARCH_PATH:
-        path = candidate.expanduser()
-        if path.is_file():
-            return path
-    return None
+__all__ = ["CONFIG_SEARCH_PATH", "Settings", "find_config_file", "get_settings", "reset_settings"]
 
 
 class Settings(BaseSettings):
@@ -96,7 +74,7 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'gnomon.db'}"
+        return database_url_for(self.home, self.database_url)
 
     @classmethod
     def settings_customise_sources(

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import click
 
-from gnomon import __version__
+from gnomon._version import __version__
+from gnomon.cli._completion import completion_command
+from gnomon.cli._control import (
+    audit_command,
+    limits_group,
+    pause_command,
+    resume_command,
+    token_group,
+)
 from gnomon.cli._cron import cron_command
 from gnomon.cli._daemon import daemon_group
 from gnomon.cli._db import db_group
-from gnomon.cli._inspect import deployments_group, runs_group
+from gnomon.cli._deployments import deployments_group
+from gnomon.cli._logs import logs_command
+from gnomon.cli._runs import run_command, runs_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,12 +31,25 @@ def main() -> None:
     Examples:
       gnomon daemon --config config.example.toml   # run the scheduler
       gnomon deployments list                       # what is scheduled, and when
-      gnomon runs list --state Failed               # what went wrong
+      gnomon pause nightly-report --reason INC-42   # stop a schedule during an incident
+      gnomon logs -f --deployment nightly-report    # follow its logs
+      gnomon runs list --state Failed --since 1d    # what went wrong
     """
 
 
-main.add_command(db_group)
-main.add_command(daemon_group)
-main.add_command(deployments_group)
-main.add_command(runs_group)
-main.add_command(cron_command)
+for command in (
+    daemon_group,
+    deployments_group,
+    runs_group,
+    run_command,
+    pause_command,
+    resume_command,
+    logs_command,
+    limits_group,
+    audit_command,
+    token_group,
+    cron_command,
+    db_group,
+    completion_command,
+):
+    main.add_command(command)

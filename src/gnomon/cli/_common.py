@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
+    from gnomon.api._operations import Operations
+    from gnomon.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +34,42 @@ def settings() -> Settings:
 
     try:
         return get_settings()
+    except ConfigError as error:
+        raise ConfigFailure(str(error)) from None
+
+
+def store_home() -> Path:
+    """The state directory (GNOMON_HOME), found without loading the full settings."""
+    return _location()[0]
+
+
+def open_store() -> Store:
+    """The store, opened without pydantic (see ``gnomon._location``): most commands only
+    need the store, and this keeps them within their 300 ms."""
+    from gnomon.store import store_at
+
+    return store_at(_location()[1])
+
+
+def fast_store() -> Store:
+    """For the commands that must answer within 300 ms (pause, resume, runs list, logs): the
+    SQLAlchemy-free ``LiteStore`` when the store is a current SQLite file, else the store.
+
+    ``LiteStore`` has the subset of ``Store``'s methods those commands call (a contract test
+    holds the two to the same results), hence the cast.
+    """
+    from gnomon.store._lite import open_lite
+
+    lite = open_lite(_location()[1])
+    return cast("Store", lite) if lite is not None else open_store()
+
+
+def _location() -> tuple[Path, str]:
+    from gnomon._location import store_location
+    from gnomon.exceptions import ConfigError
+
+    try:
+        return store_location()
     except ConfigError as error:
         raise ConfigFailure(str(error)) from None
 
@@ -101,3 +140,89 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return _utc(value)
     return str(value)
+
+
+def cli_actor_name() -> str:
+    """Who is at the terminal: the OS user, and the user behind sudo if there is one."""
+    import getpass
+
+    user = getpass.getuser()
+    sudo_user = os.environ.get("SUDO_USER")
+    return f"{sudo_user} (sudo as {user})" if sudo_user and sudo_user != user else user
+
+
+def nudge_daemon(kind: str) -> None:
+    """Ask the daemon holding this store's lock to poll the store now (SIGUSR1) or reload its
+    config (SIGHUP). No daemon, or one on another host, finds the change on its own."""
+    import signal
+    import socket
+
+    from gnomon.daemon._lock import read_holder
+
+    holder = read_holder(store_home())
+    if not holder or holder.get("hostname") != socket.gethostname() or "pid" not in holder:
+        return
+    signum = signal.SIGHUP if kind == "reload" else signal.SIGUSR1
+    # Gone, or another user's: either way its next poll (within a second) finds the change.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(int(holder["pid"]), signum)
+
+
+def operations(fast: bool = False) -> Operations:
+    """The control plane's operations, done by the OS user through the CLI; ``fast`` for
+    those that only pause, resume or read (see ``fast_store``)."""
+    from gnomon.api._operations import Operations
+    from gnomon.store._values import Actor
+
+    store = fast_store() if fast else open_store()
+    return Operations(store, Actor(cli_actor_name(), "cli"), nudge_daemon)
+
+
+class OperationFailed(click.ClickException):
+    """The operation ran and failed (a finished run cannot be cancelled): exit 1."""
+
+    exit_code = 1
+
+
+class BadInput(click.ClickException):
+    """Bad usage or an unknown name: exit 2, like click's own usage errors."""
+
+    exit_code = 2
+
+
+def reports_errors(fn: F) -> F:
+    """Turn the control plane's errors into one-line messages with the documented exit codes:
+    2 for a bad or unknown name, 1 for an operation that cannot apply."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+
+        try:
+            return fn(*args, **kwargs)
+        except (InvalidName, UnknownName) as error:
+            raise BadInput(str(error)) from None
+        except InvalidConfig as error:
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            raise BadInput(
+                f"{len(error.problems)} problem(s) in the config; nothing applied"
+            ) from None
+        except Conflict as error:
+            raise OperationFailed(str(error)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def complete_deployments(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[Any]:
+    """Shell completion of deployment names, from the store (nothing if it cannot be read)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        names = fast_store().read_deployment_names()
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]

@@ -98,6 +98,17 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# The deployment whose run this process executes: a daemon worker runs one run at a time and
+# sets it, so `gnomon logs --deployment` finds the run's lines with one indexed lookup.
+_deployment_name: str | None = None
+
+
+def set_log_deployment(name: str | None) -> None:
+    """Tag the run log lines this process stores from now on with deployment ``name``."""
+    global _deployment_name
+    _deployment_name = name
+
+
 def _store_sink() -> Callable[[dict[str, Any]], None]:
     """Where stored log rows go: the process's batched store writer."""
     from gnomon.store import get_store
@@ -152,6 +163,7 @@ class _StoreHandler(logging.Handler):
             "logger": record.name,
             "message": message,
             "extra": {key: _json_safe(value) for key, value in fields.items()},
+            "deployment_name": _deployment_name,
         }
 
 

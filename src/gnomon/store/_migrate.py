@@ -20,14 +20,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from gnomon.store._db import create_engine, read_engine, sqlite_path
+from gnomon.store._revision import HEAD_REVISION
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-# The newest revision in migrations/versions; a test checks it against Alembic's own view.
-HEAD_REVISION = "0002"
 
 
 def alembic_config(url: str) -> Config:

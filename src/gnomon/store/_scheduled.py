@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Insert, bindparam, desc, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
@@ -22,10 +21,15 @@ ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
 
 def _insert_ignoring_duplicates(connection: Connection) -> Insert:
     """INSERT that skips rows whose (deployment, scheduled_for) or id already exists."""
+    # Imported here: the PostgreSQL dialect costs the command line ~25 ms it rarely needs.
     dialect = connection.dialect.name
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(flow_runs).on_conflict_do_nothing()
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(flow_runs).on_conflict_do_nothing()
     raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
 

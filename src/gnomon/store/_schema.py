@@ -154,6 +154,12 @@ flow_runs = Table(
     Column("worker_pid", Integer),
     Column("exit_code", Integer),
     Column("signal", Text),
+    # Operator requests: a cancellation the daemon carries out, who asked for a manual run
+    # (or a retry, and of which run), and whether it overrides the overlap policy.
+    Column("cancel_requested_at", UTCDateTime),
+    Column("requested_by", Text),
+    Column("force", Boolean, nullable=False, server_default=false(), default=False),
+    Column("retry_of", String(32)),
     Index("ix_flow_runs_state_type", "state_type"),
     Index("ix_flow_runs_created", "created"),
     Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
@@ -234,8 +240,13 @@ run_logs = Table(
     Column("logger", Text),
     Column("message", Text, nullable=False),
     _json("extra"),  # the structured context of the event
+    # The deployment a line is about: a run's lines, and the daemon's decisions.
+    Column("deployment_name", String(100)),
     Index("ix_run_logs_flow_run_id_id", "flow_run_id", "id"),
     Index("ix_run_logs_task_run_id", "task_run_id"),
+    Index("ix_run_logs_deployment_name_id", "deployment_name", "id"),
+    Index("ix_run_logs_timestamp", "timestamp"),
+    Index("ix_run_logs_level_id", "level", "id"),
 )
 
 concurrency_limits = Table(
@@ -262,4 +273,31 @@ concurrency_slots = Table(
     Column("acquired_at", UTCDateTime, nullable=False, default=utcnow),
     Index("ix_concurrency_slots_limit_name", "limit_name"),
     Index("ix_concurrency_slots_holder", "holder"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("timestamp", UTCDateTime, nullable=False, default=utcnow),
+    Column("actor", Text, nullable=False),  # the OS user (CLI) or the token's name (API)
+    Column("origin", String(16), nullable=False),  # cli, api or daemon
+    Column("action", String(32), nullable=False),  # pause, resume, run, cancel, ...
+    Column("target", Text),  # a deployment name, run id, token name or tag limit
+    Column("reason", Text),
+    _json("detail"),
+    Index("ix_audit_log_timestamp", "timestamp"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    # SHA-256 of the token: tokens are 256-bit random strings, so a plain digest cannot be
+    # reversed or guessed, and lookups stay one indexed equality.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("read_only", Boolean, nullable=False, server_default=false(), default=False),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("created_by", Text),
+    Column("last_used", UTCDateTime),
 )

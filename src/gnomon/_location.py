@@ -1,0 +1,87 @@
+"""Finding the config file and the store without pydantic: the command line's fast path.
+
+``gnomon pause`` must answer within 300 ms, and importing pydantic and pydantic-settings
+costs about half of that. The few settings a command needs to open the store (``home`` and
+``database_url``) are read here with the same precedence ``Settings`` applies
+(``GNOMON_*`` environment over the config file's top-level keys over defaults); anything
+unusual (a value that is not text, a variable in other letter case) is left to ``Settings``,
+which validates it and names what is wrong. A test checks that both agree.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from gnomon.exceptions import ConfigError
+
+CONFIG_SEARCH_PATH = (
+    Path("gnomon.toml"),
+    Path("~/.config/gnomon/config.toml"),
+    Path("/etc/gnomon/config.toml"),
+)
+DEFAULT_HOME = "~/.gnomon"
+
+
+def find_config_file() -> Path | None:
+    """The config file in force: ``GNOMON_CONFIG`` if set, else the first that exists.
+
+    A ``GNOMON_CONFIG`` naming a file that does not exist is an error, not a silent default.
+    """
+    explicit = os.environ.get("GNOMON_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"GNOMON_CONFIG={explicit}: no such file")
+        return path
+    for candidate in CONFIG_SEARCH_PATH:
+        path = candidate.expanduser()
+        if path.is_file():
+            return path
+    return None
+
+
+def database_url_for(home: Path, database_url: str | None) -> str:
+    """The store's URL: ``database_url``, else SQLite at ``HOME/gnomon.db``."""
+    return database_url or f"sqlite:///{home / 'gnomon.db'}"
+
+
+def store_location() -> tuple[Path, str]:
+    """``(home, database URL)`` as ``Settings`` would give them, read without pydantic."""
+    home = _setting("home")
+    url = _setting("database_url")
+    if not _plain(home) or not _plain(url) or _odd_case_env():
+        from gnomon._settings import get_settings
+
+        settings = get_settings()
+        return settings.home, settings.effective_database_url
+    resolved = Path(home or DEFAULT_HOME).expanduser().absolute()
+    return resolved, database_url_for(resolved, url)
+
+
+def _plain(value: Any) -> bool:
+    """Text this module reads as ``Settings`` would (not empty, which pydantic reads as a
+    path of its own), or unset."""
+    return value is None or (isinstance(value, str) and value != "")
+
+
+def _setting(name: str) -> Any:
+    value = os.environ.get(f"GNOMON_{name.upper()}")
+    if value is not None:
+        return value
+    config_file = find_config_file()
+    if config_file is None:
+        return None
+    try:
+        with config_file.open("rb") as file:
+            return tomllib.load(file).get(name)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{config_file}: invalid TOML: {error}") from None
+
+
+def _odd_case_env() -> bool:
+    """Whether a store variable is set in other letter case (pydantic-settings reads it)."""
+    wanted = {"GNOMON_HOME", "GNOMON_DATABASE_URL"}
+    return any(key.upper() in wanted and key not in wanted for key in os.environ)

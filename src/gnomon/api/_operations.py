@@ -1,0 +1,337 @@
+"""The control plane: what ``gnomon pause`` and ``POST /api/v1/deployments/{name}/pause`` both
+do, so the CLI and the HTTP API cannot drift apart.
+
+The store is the channel. An operation writes the store (with its audit entry, in the same
+transaction) and then nudges a running daemon, which also polls the store every second. So
+every operation works while the daemon is down, and takes effect in a running daemon within
+a second; the nudge only makes that sooner.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import secrets
+import unicodedata
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gnomon.exceptions import GnomonError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gnomon.deployments._load import ConfigProblem
+    from gnomon.deployments._sync import SyncResult
+    from gnomon.store import Store
+    from gnomon.store._values import Actor
+
+Row = dict[str, Any]
+
+# Deployment names as the config allows them (letters, digits, '-', '_', '.'), never '..'.
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_RUN_ID = re.compile(r"[0-9a-f]{4,32}")
+_TOKEN_PREFIX = "gnm_"
+FINAL_FAILURES = ("FAILED", "CRASHED", "CANCELLED", "TIMEDOUT")
+
+
+class InvalidName(GnomonError, ValueError):
+    """A name or id that cannot be one: wrong characters, '..', too long, odd Unicode."""
+
+
+class UnknownName(GnomonError, LookupError):
+    """No deployment, run, token or limit by that name; suggests close matches."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.name = name
+        message = f'no {kind} named "{name}"'
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            message += f'; did you mean "{close[0]}"?'
+        super().__init__(message)
+
+
+class Conflict(GnomonError, RuntimeError):
+    """The operation cannot apply to the target in its current state (a finished run)."""
+
+
+class InvalidConfig(GnomonError, ValueError):
+    """``apply`` found problems in the config; nothing was changed."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+def check_name(kind: str, value: str) -> str:
+    """``value`` if it can be a deployment, tag or token name, else InvalidName."""
+    if (
+        not isinstance(value, str)
+        or not _NAME.fullmatch(value)
+        or ".." in value
+        or set(value) == {"."}
+    ):
+        shown = repr(value)[:120]
+        raise InvalidName(
+            f"invalid {kind} name {shown}: use 1 to 100 letters, digits, '-', '_' or '.' (not '..')"
+        )
+    return value
+
+
+def check_run_id(value: str) -> str:
+    """``value`` if it can be a run id or an id prefix (4 to 32 hex digits), else InvalidName."""
+    if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
+        raise InvalidName(f"invalid run id {repr(value)[:80]}: use 4 to 32 hex digits")
+    return value
+
+
+def check_text(what: str, value: str | None, limit: int = 1000) -> str | None:
+    """Free text (a reason): at most ``limit`` characters, no control or format characters."""
+    if value is None:
+        return None
+    if len(value) > limit or any(
+        unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co") and char not in "\t"
+        for char in value
+    ):
+        raise InvalidName(f"invalid {what}: at most {limit} printable characters")
+    return value
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A new API token: 256 random bits, prefixed so it is recognisable in a leak scan."""
+    return _TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass
+class PauseResult:
+    """What a pause or resume did, by deployment name."""
+
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    cancelled_runs: list[str] = field(default_factory=list)
+
+
+def no_daemon(_kind: str) -> None:
+    """A nudge that does nothing: the daemon finds the change at its next poll."""
+
+
+class Operations:
+    """The operations of the control plane, done by one actor (a user or a token)."""
+
+    def __init__(
+        self, store: Store, actor: Actor, nudge: Callable[[str], None] = no_daemon
+    ) -> None:
+        self.store = store
+        self.actor = actor
+        # nudge("poll") asks a running daemon to read the store now; nudge("reload") to
+        # reload its config (what `apply` needs).
+        self.nudge = nudge
+
+    # Deployments.
+
+    def deployment(self, name: str) -> Row:
+        """The deployment row ``name``; UnknownName (with a suggestion) if there is none."""
+        check_name("deployment", name)
+        row = self.store.read_deployment(name)
+        if row is None or not row["active"]:
+            raise UnknownName("deployment", name, self.store.read_deployment_names())
+        return row
+
+    def select(
+        self, names: Sequence[str] = (), every: bool = False, tag: str | None = None
+    ) -> list[str]:
+        """The deployment names an operation targets: given names, all, or those tagged."""
+        if every or tag is not None:
+            rows = self.store.read_deployments()
+            if tag is not None:
+                check_name("tag", tag)
+                rows = [row for row in rows if tag in (row["tags"] or [])]
+            return [row["name"] for row in rows]
+        known: list[str] | None = None
+        for name in names:
+            check_name("deployment", name)
+        active = set(self.store.read_deployment_names())
+        for name in names:
+            if name not in active:
+                known = known or sorted(active)
+                raise UnknownName("deployment", name, known)
+        return list(dict.fromkeys(names))
+
+    def pause(
+        self, names: Sequence[str], reason: str | None = None, cancel_running: bool = False
+    ) -> PauseResult:
+        """Pause deployments: no fire after this returns. Running runs go on unless
+        ``cancel_running``."""
+        check_text("reason", reason)
+        changed = self.store.set_paused(names, True, self.actor, reason)
+        result = PauseResult(changed, [name for name in names if name not in changed])
+        if cancel_running and names:
+            for run_id in self.store.read_running_ids(names):
+                if self.store.request_cancel(run_id, self.actor, reason or "paused"):
+                    result.cancelled_runs.append(run_id)
+        if changed or result.cancelled_runs:
+            self.nudge("poll")
+        return result
+
+    def resume(self, names: Sequence[str], reason: str | None = None) -> PauseResult:
+        """Resume deployments from their next fire on; the paused period is not caught up."""
+        check_text("reason", reason)
+        changed = self.store.set_paused(names, False, self.actor, reason)
+        if changed:
+            self.nudge("poll")
+        return PauseResult(changed, [name for name in names if name not in changed])
+
+    def apply(self, config_path: Path | None) -> SyncResult:
+        """Validate the config (flows imported) and sync it into the store; a running daemon
+        reloads it. Nothing changes if any problem is found."""
+        from gnomon.deployments import load_config
+        from gnomon.deployments._sync import sync_deployments
+
+        result = load_config(config_path)
+        if result.problems:
+            raise InvalidConfig(result.problems)
+        from gnomon._settings import find_config_file
+
+        synced = sync_deployments(self.store, result.config.deployments, datetime.now(UTC))
+        source = config_path or find_config_file()
+        self.store.record_audit(
+            self.actor,
+            "apply",
+            str(source) if source else None,
+            detail={
+                "added": synced.added,
+                "changed": synced.changed,
+                "removed": synced.removed,
+            },
+        )
+        self.nudge("reload")
+        return synced
+
+    # Runs.
+
+    def run(self, run_id: str) -> Row:
+        """The flow run with this id or unique id prefix."""
+        check_run_id(run_id)
+        if len(run_id) < 32:
+            matches = self.store.find_runs_by_prefix(run_id)
+            if len(matches) > 1:
+                raise InvalidName(f'run id prefix "{run_id}" is ambiguous; give more of it')
+            run_id = matches[0] if matches else run_id
+        row = self.store.read_flow_run(run_id)
+        if row is None:
+            raise UnknownName("run", run_id)
+        return row
+
+    def trigger(
+        self, name: str, parameters: dict[str, Any] | None = None, force: bool = False
+    ) -> Row:
+        """Request a run of deployment ``name`` now, with its parameters updated by
+        ``parameters``. The daemon applies the overlap policy unless ``force``."""
+        deployment = self.deployment(name)
+        merged = {**(deployment["parameters"] or {}), **(parameters or {})}
+        row = self._requested_run(deployment, merged, "manual", force=force)
+        self.store.create_requested_run(row, self.actor, "run")
+        self.nudge("poll")
+        return row
+
+    def retry(self, run_id: str) -> Row:
+        """Run a finished run's deployment again with the same parameters, as a new run."""
+        original = self.run(run_id)
+        if original["deployment_name"] is None:
+            raise Conflict(f"run {original['id']} is not a deployment's run; run its flow again")
+        if original["state_type"] not in (*FINAL_FAILURES, "COMPLETED"):
+            raise Conflict(
+                f"run {original['id']} is {original['state_name']}; only a finished run can be "
+                "retried"
+            )
+        deployment = self.deployment(original["deployment_name"])
+        row = self._requested_run(
+            deployment, original["parameters"] or {}, "retry", retry_of=original["id"]
+        )
+        self.store.create_requested_run(row, self.actor, "retry")
+        self.nudge("poll")
+        return row
+
+    def cancel(self, run_id: str, reason: str | None = None) -> tuple[Row, str]:
+        """Cancel a run: a waiting one at once, a running one through the daemon (its worker
+        is stopped within a second). Conflict if it has already finished."""
+        check_text("reason", reason)
+        row = self.run(run_id)
+        outcome = self.store.request_cancel(row["id"], self.actor, reason)
+        if outcome is None:
+            raise Conflict(f"run {row['id']} has already finished ({row['state_name']})")
+        if outcome == "requested":
+            self.nudge("poll")
+        return row, outcome
+
+    def _requested_run(
+        self,
+        deployment: Row,
+        parameters: dict[str, Any],
+        trigger: str,
+        *,
+        force: bool = False,
+        retry_of: str | None = None,
+    ) -> Row:
+        now = datetime.now(UTC)
+        return {
+            "id": uuid.uuid4().hex,
+            "name": f"{deployment['name']}@{trigger}-{now:%Y-%m-%dT%H:%M:%S.%fZ}",
+            "flow_name": deployment["flow"].rpartition(":")[2],
+            "entrypoint": deployment["flow"],
+            "parameters": parameters,
+            "tags": list(deployment["tags"] or []),
+            "state_type": "SCHEDULED",
+            "state_name": "Scheduled",
+            "state_message": f"{trigger} run requested by {self.actor.name}",
+            "run_count": 0,
+            "deployment_name": deployment["name"],
+            "scheduled_for": now,
+            "expected_start_time": now,
+            "trigger": trigger,
+            "requested_by": self.actor.name,
+            "force": force,
+            "retry_of": retry_of,
+            "created": now,
+            "updated": now,
+        }
+
+    # Concurrency limits (tag limits, as `gnomon concurrency-limit` manages them).
+
+    def set_limit(self, tag: str, limit: int) -> None:
+        check_name("tag", tag)
+        if limit < 0:
+            raise InvalidName(f"a concurrency limit cannot be negative, got {limit}")
+        self.store.set_limit_audited(f"tag:{tag}", limit, self.actor)
+
+    def remove_limit(self, tag: str) -> None:
+        check_name("tag", tag)
+        if not self.store.delete_limit_audited(f"tag:{tag}", self.actor):
+            known = [
+                name[4:] for name in self.store.read_concurrency_limits() if name[:4] == "tag:"
+            ]
+            raise UnknownName("concurrency limit", tag, known)
+
+    # API tokens.
+
+    def create_token(self, name: str, read_only: bool = False) -> str:
+        """Create token ``name`` and return it: the only time it is shown."""
+        check_name("token", name)
+        token = new_token()
+        if not self.store.create_token(name, hash_token(token), read_only, self.actor):
+            raise Conflict(f'a token named "{name}" exists; revoke it first or pick a new name')
+        return token
+
+    def revoke_token(self, name: str) -> None:
+        check_name("token", name)
+        if not self.store.revoke_token(name, self.actor):
+            raise UnknownName("token", name, [row["name"] for row in self.store.read_tokens()])

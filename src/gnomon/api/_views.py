@@ -1,0 +1,225 @@
+"""What operators see of deployments, runs, logs and the audit log: JSON-able dicts that the
+CLI's ``--json``, its tables and the HTTP API all print, so the three always agree.
+
+Secret-looking values (parameters named like password or token, ...) are masked here, on the
+one way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gnomon._secrets import mask
+
+if TYPE_CHECKING:
+    from gnomon.scheduling import CronTrigger, IntervalTrigger
+    from gnomon.store import Store
+
+Row = dict[str, Any]
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z (milliseconds), or None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def trigger_for(row: Row) -> CronTrigger | IntervalTrigger:
+    """A stored deployment's trigger, built from its row alone (no config file needed)."""
+    from gnomon.scheduling import IntervalTrigger, parse_interval
+    from gnomon.scheduling._cron import cron_trigger
+
+    if row["schedule_kind"] == "cron":
+        return cron_trigger(row["schedule"], row["timezone"] or "UTC")
+    return IntervalTrigger(parse_interval(row["schedule"]), row["anchor"])
+
+
+def jitter_of(row: Row) -> timedelta:
+    """A deployment's fixed jitter offset (the same one the daemon adds to each fire)."""
+    from gnomon.scheduling import jitter_offset
+
+    seconds = (row["policies"] or {}).get("jitter") or 0
+    return jitter_offset(row["name"], timedelta(seconds=seconds)) if seconds else timedelta(0)
+
+
+def describe_schedule(row: Row) -> str:
+    """The schedule in words: "At 09:00, Monday through Friday", "every 15m"."""
+    from gnomon.scheduling import format_duration, parse_interval
+
+    if row["schedule_kind"] != "cron":
+        return f"every {format_duration(parse_interval(row['schedule']))}"
+    from cron_descriptor import Options, get_description
+
+    expression: str = row["schedule"]
+    fields = _MACROS.get(expression.strip().lower(), expression).split()
+    if len(fields) == 6:  # gnomon puts seconds last; cron-descriptor wants them first
+        fields = [fields[5], *fields[:5]]
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        return str(get_description(" ".join(fields), options))
+    except Exception:  # a description is a nicety; the expression itself was validated
+        return row["schedule"]
+
+
+def next_fires(row: Row, after: datetime, count: int) -> list[datetime]:
+    """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset)."""
+    trigger = trigger_for(row)
+    offset = jitter_of(row)
+    fires: list[datetime] = []
+    moment: datetime | None = max(after, row["last_fire"]) if row["last_fire"] else after
+    while len(fires) < count and moment is not None:
+        moment = trigger.next_fire(moment)
+        if moment is not None:
+            fires.append(moment + offset)
+    return fires
+
+
+def deployment_view(row: Row, now: datetime, recent: list[Row] | None = None) -> Row:
+    """A deployment as listed: schedule (and in words), zone, pause, next fire, last runs."""
+    paused = bool(row["paused"])
+    fires = [] if paused else next_fires(row, now, 1)
+    view: Row = {
+        "name": row["name"],
+        "flow": row["flow"],
+        "schedule": f"{row['schedule_kind']} {row['schedule']}",
+        "schedule_text": describe_schedule(row),
+        "timezone": row["timezone"] if row["schedule_kind"] == "cron" else None,
+        "paused": paused,
+        "paused_by": row["paused_by"],
+        "paused_at": iso(row["paused_at"]),
+        "paused_reason": row["paused_reason"],
+        "next_fire": iso(fires[0]) if fires else None,
+        "last_fire": iso(row["last_fire"]),
+        "tags": list(row["tags"] or []),
+        "description": row["description"],
+    }
+    if recent is not None:
+        view["recent_runs"] = [
+            {
+                "id": run["id"],
+                "state": run["state_name"],
+                "scheduled_for": iso(run["scheduled_for"]),
+            }
+            for run in recent
+        ]
+    return view
+
+
+def deployment_detail(row: Row, now: datetime, recent: list[Row], count: int = 5) -> Row:
+    """Everything about one deployment: the listed fields, parameters, policies, next fires."""
+    view = deployment_view(row, now, recent)
+    view.update(
+        parameters=mask(row["parameters"] or {}),
+        policies=row["policies"] or {},
+        anchor=iso(row["anchor"]),
+        source_file=row["source_file"],
+        registered_at=iso(row["registered_at"]),
+        next_fires=[] if row["paused"] else [iso(t) for t in next_fires(row, now, count)],
+    )
+    return view
+
+
+def run_view(row: Row) -> Row:
+    """A flow run as listed."""
+    return {
+        "id": row["id"],
+        "deployment": row["deployment_name"],
+        "flow": row["flow_name"],
+        "state": row["state_name"],
+        "trigger": row["trigger"],
+        "scheduled_for": iso(row["scheduled_for"]),
+        "started_at": iso(row["start_time"]),
+        "ended_at": iso(row["end_time"]),
+    }
+
+
+def _duration(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+def run_detail(store: Store, row: Row) -> Row:
+    """Everything about one run: timeline, task runs with durations, parameters, error."""
+    view = run_view(row)
+    view.update(
+        name=row["name"],
+        state_type=row["state_type"],
+        message=row["state_message"],
+        parameters=mask(row["parameters"] or {}),
+        tags=list(row["tags"] or []),
+        duration_s=_duration(row["start_time"], row["end_time"]),
+        requested_by=row.get("requested_by"),
+        retry_of=row.get("retry_of"),
+        worker_pid=row.get("worker_pid"),
+        exit_code=row.get("exit_code"),
+        signal=row.get("signal"),
+        error=(
+            {
+                "type": row["error_type"],
+                "message": row["error_message"],
+                "traceback": row["error_traceback"],
+            }
+            if row["error_type"] or row["error_message"]
+            else None
+        ),
+        timeline=[
+            {
+                "timestamp": iso(state["timestamp"]),
+                "state": state["name"],
+                "message": state["message"],
+            }
+            for state in store.read_states(flow_run_id=row["id"])
+        ],
+        task_runs=[
+            {
+                "id": task["id"],
+                "name": task["name"],
+                "state": task["state_name"],
+                "started_at": iso(task["start_time"]),
+                "duration_s": _duration(task["start_time"], task["end_time"]),
+                "error": task["error_message"],
+            }
+            for task in store.read_task_runs(row["id"])
+        ],
+    )
+    return view
+
+
+def log_view(row: Row) -> Row:
+    """A log line: time, level name, where it came from, message, structured context."""
+    return {
+        "id": row["id"],
+        "timestamp": iso(row["timestamp"]),
+        "level": logging.getLevelName(row["level"]),
+        "logger": row["logger"],
+        "deployment": row["deployment_name"],
+        "run_id": row["flow_run_id"],
+        "message": row["message"],
+        "extra": mask(row["extra"] or {}),
+    }
+
+
+def audit_view(row: Row) -> Row:
+    return {
+        "timestamp": iso(row["timestamp"]),
+        "actor": row["actor"],
+        "origin": row["origin"],
+        "action": row["action"],
+        "target": row["target"],
+        "reason": row["reason"],
+        "detail": mask(row["detail"] or {}),
+    }

@@ -1,0 +1,332 @@
+"""``gnomon pause``, ``resume``, ``concurrency-limit``, ``audit`` and ``token``: changes an
+operator makes, each audited with the OS user as the actor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from gnomon.cli._common import (
+    BadInput,
+    F,
+    complete_deployments,
+    config_option,
+    json_option,
+    open_store,
+    operations,
+    print_json,
+    print_table,
+    reports_errors,
+)
+
+if TYPE_CHECKING:
+    from gnomon.api._operations import Operations
+
+
+def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list[str], bool]:
+    """The deployments named, or all, or those tagged; and whether the set was explicit."""
+    chosen = sum((bool(names), every, tag is not None))
+    if chosen != 1:
+        raise BadInput("name deployments, or give --all or --tag TAG (exactly one of these)")
+    return list(names), bool(names)
+
+
+def _select(ops: Operations, names: tuple[str, ...], every: bool, tag: str | None) -> list[str]:
+    """Resolve the targets; a name the store lacks but the config has is registered first
+    (so pausing works before the daemon ever started)."""
+    from gnomon.api._operations import UnknownName
+
+    try:
+        return ops.select(names, every, tag)
+    except UnknownName as error:
+        if not _register_from_config(error.name):
+            raise
+    return ops.select(names, every, tag)
+
+
+def _register_from_config(name: str) -> bool:
+    """Sync the config into the store if it defines ``name``; whether it did."""
+    from gnomon._settings import find_config_file
+
+    if find_config_file() is None:
+        return False
+    from gnomon.deployments import load_config
+
+    result = load_config(check_flows=False)
+    if name not in {deployment.name for deployment in result.config.deployments}:
+        return False
+    operations().apply(None)
+    return True
+
+
+target_arguments = [
+    click.argument("names", nargs=-1, metavar="NAME...", shell_complete=complete_deployments),
+    click.option("--all", "every", is_flag=True, help="Every deployment."),
+    click.option("--tag", help="Every deployment with this tag."),
+    click.option("--reason", help="Why: shown by `deployments show` and kept in the audit log."),
+]
+
+
+def _with_targets(fn: F) -> F:
+    for decorator in reversed(target_arguments):
+        fn = decorator(fn)
+    return fn
+
+
+@click.command("pause")
+@config_option
+@_with_targets
+@click.option("--cancel-running", is_flag=True, help="Also cancel their running runs.")
+@json_option
+@reports_errors
+def pause_command(
+    config: Path | None,
+    names: tuple[str, ...],
+    every: bool,
+    tag: str | None,
+    reason: str | None,
+    cancel_running: bool,
+    as_json: bool,
+) -> None:
+    """Pause deployments: no fire after this command returns, also in a running daemon.
+
+    Running runs go on unless --cancel-running. The pause is kept in the store across
+    reloads and restarts (unless the config file itself says paused = false), and it works
+    while the daemon is down.
+
+    \b
+    Examples:
+      gnomon pause nightly-report --reason "CRM outage, INC-4312"
+      gnomon pause --tag crm --cancel-running
+      gnomon pause --all --reason "database maintenance"
+    """
+    _targets(names, every, tag)
+    ops = operations(fast=not cancel_running)
+    selected = _select(ops, names, every, tag)
+    result = ops.pause(selected, reason, cancel_running)
+    if as_json:
+        print_json(
+            {
+                "paused": result.changed,
+                "already_paused": result.unchanged,
+                "cancelled_runs": result.cancelled_runs,
+            }
+        )
+        return
+    for name in result.changed:
+        click.echo(f"paused {name}")
+    for name in result.unchanged:
+        click.echo(f"{name} was already paused")
+    for run_id in result.cancelled_runs:
+        click.echo(f"cancelling run {run_id}")
+    if not selected:
+        click.echo("no deployment matched", err=True)
+
+
+@click.command("resume")
+@config_option
+@_with_targets
+@json_option
+@reports_errors
+def resume_command(
+    config: Path | None,
+    names: tuple[str, ...],
+    every: bool,
+    tag: str | None,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Resume paused deployments from their next fire (the paused period is not caught up).
+
+    \b
+    Examples:
+      gnomon resume nightly-report
+      gnomon resume --tag crm --reason "CRM back, INC-4312 closed"
+    """
+    _targets(names, every, tag)
+    ops = operations(fast=True)
+    selected = _select(ops, names, every, tag)
+    result = ops.resume(selected, reason)
+    if as_json:
+        print_json({"resumed": result.changed, "not_paused": result.unchanged})
+        return
+    for name in result.changed:
+        click.echo(f"resumed {name}")
+    for name in result.unchanged:
+        click.echo(f"{name} was not paused")
+    if not selected:
+        click.echo("no deployment matched", err=True)
+
+
+@click.group("concurrency-limit")
+def limits_group() -> None:
+    """Limit how many tasks with a tag run at once, across every flow run and worker.
+
+    \b
+    Examples:
+      gnomon concurrency-limit set crm-api 2
+      gnomon concurrency-limit ls
+      gnomon concurrency-limit rm crm-api
+    """
+
+
+@limits_group.command("set")
+@config_option
+@click.argument("tag")
+@click.argument("limit", type=int)
+@reports_errors
+def limit_set(config: Path | None, tag: str, limit: int) -> None:
+    """Allow at most LIMIT running tasks tagged TAG (0 blocks them).
+
+    \b
+    Example:
+      gnomon concurrency-limit set crm-api 2
+    """
+    operations().set_limit(tag, limit)
+    click.echo(f"tag {tag}: at most {limit} at once")
+
+
+@limits_group.command("ls")
+@config_option
+@json_option
+def limit_ls(config: Path | None, as_json: bool) -> None:
+    """List tag concurrency limits and the slots taken now.
+
+    \b
+    Example:
+      gnomon concurrency-limit ls --json
+    """
+    store = open_store()
+    limits = store.read_concurrency_limits()
+    active = store.count_active_slots()
+    rows = [
+        {"tag": name[4:], "limit": limit, "active": active.get(name, 0)}
+        for name, limit in sorted(limits.items())
+        if name.startswith("tag:")
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no concurrency limits", err=True)
+        return
+    print_table(rows, ["tag", "limit", "active"])
+
+
+@limits_group.command("rm")
+@config_option
+@click.argument("tag")
+@reports_errors
+def limit_rm(config: Path | None, tag: str) -> None:
+    """Remove the limit on TAG.
+
+    \b
+    Example:
+      gnomon concurrency-limit rm crm-api
+    """
+    operations().remove_limit(tag)
+    click.echo(f"tag {tag}: no limit")
+
+
+@click.command("audit")
+@config_option
+@click.option("--since", help="Only newer than this: a duration (2h, 1d) or an ISO time.")
+@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
+@json_option
+def audit_command(config: Path | None, since: str | None, limit: int, as_json: bool) -> None:
+    """Show who changed what: pauses, runs, cancels, retries, applies, reloads, tokens.
+
+    \b
+    Example:
+      gnomon audit --since 1d
+    """
+    from gnomon.api._views import audit_view
+    from gnomon.cli._runs import parse_since
+
+    after = parse_since(since)
+    entries = [audit_view(row) for row in open_store().read_audit(after, limit)]
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        click.echo("no audit entries", err=True)
+        return
+    print_table(entries, ["timestamp", "actor", "origin", "action", "target", "reason"])
+
+
+@click.group("token")
+def token_group() -> None:
+    """Manage the HTTP API's bearer tokens (stored hashed; shown once, at creation).
+
+    \b
+    Examples:
+      gnomon token create grafana --read-only
+      gnomon token ls
+      gnomon token revoke grafana
+    """
+
+
+@token_group.command("create")
+@config_option
+@click.argument("name")
+@click.option("--read-only", is_flag=True, help="May read, never change anything.")
+@reports_errors
+def token_create(config: Path | None, name: str, read_only: bool) -> None:
+    """Create a token and print it: store it now, it is not shown again.
+
+    \b
+    Example:
+      gnomon token create ci-deployer
+    """
+    token = operations().create_token(name, read_only)
+    click.echo(token)
+    scope = "read-only" if read_only else "read-write"
+    click.echo(f"token {name} created ({scope}); it is not shown again", err=True)
+
+
+@token_group.command("ls")
+@config_option
+@json_option
+def token_ls(config: Path | None, as_json: bool) -> None:
+    """List tokens: name, scope, creator, last use (never the token).
+
+    \b
+    Example:
+      gnomon token ls
+    """
+    from gnomon.api._views import iso
+
+    rows = [
+        {
+            "name": row["name"],
+            "scope": "read-only" if row["read_only"] else "read-write",
+            "created": iso(row["created"]),
+            "created_by": row["created_by"],
+            "last_used": iso(row["last_used"]),
+        }
+        for row in open_store().read_tokens()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no tokens", err=True)
+        return
+    print_table(rows, ["name", "scope", "created", "created_by", "last_used"])
+
+
+@token_group.command("revoke")
+@config_option
+@click.argument("name")
+@reports_errors
+def token_revoke(config: Path | None, name: str) -> None:
+    """Revoke a token: requests with it fail from now on.
+
+    \b
+    Example:
+      gnomon token revoke grafana
+    """
+    operations().revoke_token(name)
+    click.echo(f"token {name} revoked")

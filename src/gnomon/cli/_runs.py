@@ -1,0 +1,302 @@
+"""``gnomon runs list | show | cancel | retry`` and ``gnomon run NAME``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gnomon.cli._common import (
+    complete_deployments,
+    config_option,
+    fast_store,
+    json_option,
+    open_store,
+    operations,
+    print_json,
+    print_table,
+    reports_errors,
+    store_home,
+)
+
+RUN_COLUMNS = [
+    "id",
+    "deployment",
+    "flow",
+    "state",
+    "trigger",
+    "scheduled_for",
+    "started_at",
+    "ended_at",
+]
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "TIMEDOUT", "SKIPPED", "MISSED")
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since``: a duration back from now (``2h``, ``90m``, ``P1D``) or an ISO 8601 time."""
+    if value is None:
+        return None
+    from gnomon.scheduling import ScheduleError, parse_interval
+
+    try:
+        return datetime.now(UTC) - parse_interval(value)
+    except ScheduleError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (2h, 30m, 1d) nor an ISO 8601 time",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+since_option = click.option(
+    "--since", help="Only newer than this: a duration back from now (2h, 30m) or an ISO time."
+)
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """Inspect, cancel and retry flow runs.
+
+    \b
+    Examples:
+      gnomon runs list --state Failed --since 1d
+      gnomon runs show 3f2a9c
+      gnomon runs cancel 3f2a9c --reason "stuck on the CRM API"
+      gnomon runs retry 3f2a9c
+    """
+
+
+@runs_group.command("list")
+@config_option
+@click.option("--deployment", help="Only runs of this deployment.")
+@click.option(
+    "--state", help="Only runs in this state (a name like Failed, or a type like FAILED)."
+)
+@since_option
+@click.option(
+    "--limit", default=50, show_default=True, help="At most this many runs, newest first."
+)
+@json_option
+def runs_list(
+    config: Path | None,
+    deployment: str | None,
+    state: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List flow runs, newest first.
+
+    \b
+    Example:
+      gnomon runs list --deployment nightly-report --state Failed --since 2h --limit 10
+    """
+    from gnomon.api._views import run_view
+
+    if limit < 1:
+        raise click.BadParameter(f"--limit must be at least 1, got {limit}", param_hint="--limit")
+    after = parse_since(since)
+    rows = fast_store().read_runs(deployment, state, since=after, limit=limit)
+    runs = [run_view(row) for row in rows]
+    if as_json:
+        print_json(runs)
+        return
+    if not runs:
+        click.echo("no runs", err=True)
+        return
+    print_table(runs, RUN_COLUMNS)
+
+
+@runs_group.command("show")
+@config_option
+@click.argument("run_id", metavar="RUN")
+@json_option
+@reports_errors
+def runs_show(config: Path | None, run_id: str, as_json: bool) -> None:
+    """Show a run: state timeline, task runs with durations, parameters, error, traceback.
+
+    RUN is the run's id, or enough of its first characters to be unique.
+
+    \b
+    Example:
+      gnomon runs show 3f2a9c
+    """
+    from gnomon.api._views import run_detail
+
+    ops = operations()
+    view = run_detail(ops.store, ops.run(run_id))
+    if as_json:
+        print_json(view)
+        return
+    _print_run(view)
+
+
+def _print_run(view: dict[str, Any]) -> None:
+    fields = [
+        ("id", view["id"]),
+        ("name", view["name"]),
+        ("deployment", view["deployment"] or "-"),
+        ("flow", view["flow"]),
+        ("state", view["state"] + (f": {view['message']}" if view["message"] else "")),
+        ("trigger", view["trigger"] or "-"),
+        ("scheduled for", view["scheduled_for"] or "-"),
+        ("started", view["started_at"] or "-"),
+        ("ended", view["ended_at"] or "-"),
+        ("duration", f"{view['duration_s']} s" if view["duration_s"] is not None else "-"),
+        ("parameters", json.dumps(view["parameters"])),
+    ]
+    if view["requested_by"]:
+        fields.append(("requested by", view["requested_by"]))
+    if view["retry_of"]:
+        fields.append(("retry of", view["retry_of"]))
+    if view["exit_code"] is not None or view["signal"]:
+        ended = f"exit {view['exit_code']}" if view["exit_code"] is not None else view["signal"]
+        fields.append(("worker", f"pid {view['worker_pid']}, {ended}"))
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        click.echo(f"{label.ljust(width)}  {value}")
+    click.echo("\ntimeline:")
+    for state in view["timeline"]:
+        message = f"  {state['message']}" if state["message"] else ""
+        click.echo(f"  {state['timestamp']}  {state['state']}{message}")
+    if view["task_runs"]:
+        click.echo("\ntask runs:")
+        print_table(view["task_runs"], ["name", "state", "started_at", "duration_s", "error"])
+    if view["error"]:
+        click.echo(f"\nerror: {view['error']['type']}: {view['error']['message']}")
+        if view["error"]["traceback"]:
+            click.echo(view["error"]["traceback"].rstrip())
+
+
+@runs_group.command("cancel")
+@config_option
+@click.argument("run_id", metavar="RUN")
+@click.option("--reason", help="Why, for the audit log and the run's state message.")
+@reports_errors
+def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
+    """Cancel a run: a waiting one at once, a running one within a second (its worker is
+    stopped, SIGTERM then SIGKILL). Exit 1 if it has already finished.
+
+    \b
+    Example:
+      gnomon runs cancel 3f2a9c --reason "stuck on the CRM API"
+    """
+    row, outcome = operations().cancel(run_id, reason)
+    if outcome == "cancelled":
+        click.echo(f"cancelled {row['id']} (it had not started)")
+    else:
+        click.echo(f"cancelling {row['id']}: the daemon stops its worker within a second")
+
+
+@runs_group.command("retry")
+@config_option
+@click.argument("run_id", metavar="RUN")
+@click.option("--wait", is_flag=True, help="Follow the new run; exit 0 if it completes, else 1.")
+@reports_errors
+def runs_retry(config: Path | None, run_id: str, wait: bool) -> None:
+    """Run a finished run's deployment again with the same parameters, as a new run.
+
+    \b
+    Example:
+      gnomon runs retry 3f2a9c --wait
+    """
+    ops = operations()
+    row = ops.retry(run_id)
+    click.echo(f"retry of {row['retry_of']}: run {row['id']} queued")
+    if wait:
+        sys.exit(follow_run(row["id"]))
+
+
+@click.command("run")
+@config_option
+@click.argument("name", shell_complete=complete_deployments)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter for this run (repeatable); VALUE is read as JSON if it parses "
+    "(5, true, [1,2]), else as text.",
+)
+@click.option("--force", is_flag=True, help="Start even if the overlap policy would not.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit 0 if it completes, else 1.")
+@click.option(
+    "--timeout",
+    type=float,
+    help="With --wait: give up waiting after this many seconds (exit 1; the run goes on).",
+)
+@reports_errors
+def run_command(
+    config: Path | None,
+    name: str,
+    params: tuple[str, ...],
+    force: bool,
+    wait: bool,
+    timeout: float | None,
+) -> None:
+    """Run a deployment now, with its policies (--force overrides overlap).
+
+    The daemon starts it within a second; with the daemon down it starts when the daemon
+    does. With --wait the command follows the run and exits with its outcome: 0 Completed,
+    1 anything else.
+
+    \b
+    Examples:
+      gnomon run nightly-report
+      gnomon run nightly-report --param day=2026-11-23 --param dry_run=true --wait
+    """
+    from gnomon.daemon._lock import read_holder
+
+    parameters = _parse_params(params)
+    row = operations().trigger(name, parameters, force=force)
+    click.echo(f"run {row['id']} of {name} requested")
+    if read_holder(store_home()) is None:
+        click.echo("no daemon is running on this store: the run starts when one does", err=True)
+    if wait:
+        sys.exit(follow_run(row["id"], timeout))
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for item in params:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(
+                f"{item!r}: expected KEY=VALUE with KEY a parameter name", param_hint="--param"
+            )
+        try:
+            parameters[key] = json.loads(text)
+        except ValueError:
+            parameters[key] = text
+    return parameters
+
+
+def follow_run(run_id: str, timeout: float | None = None) -> int:
+    """Print a run's state changes until it ends; 0 if it completed, else 1."""
+    store = open_store()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen = 0
+    while True:
+        states = store.read_states(flow_run_id=run_id)
+        for state in states[seen:]:
+            message = f": {state['message']}" if state["message"] else ""
+            click.echo(f"{state['name']}{message}")
+        seen = len(states)
+        row = store.read_flow_run(run_id)
+        if row is not None and row["state_type"] in FINAL:
+            if row["state_type"] != "COMPLETED" and row["error_type"]:
+                click.echo(f"{row['error_type']}: {row['error_message']}", err=True)
+            return 0 if row["state_type"] == "COMPLETED" else 1
+        if deadline is not None and time.monotonic() >= deadline:
+            click.echo(f"gave up waiting after {timeout} s; run {run_id} goes on", err=True)
+            return 1
+        time.sleep(0.2)

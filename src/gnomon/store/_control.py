@@ -1,0 +1,405 @@
+"""Operator control in the store: pauses, manual runs, cancellations, the audit log, API
+tokens and log searches.
+
+Every change is written in one transaction with its audit row, so a change without its
+audit entry (or an entry for a change that did not happen) cannot be committed. The CLI and
+the HTTP API both call these; a running daemon sees their effect by polling the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, desc, func, select, update
+
+from gnomon.store._queries import Queries, Row
+from gnomon.store._schema import (
+    api_tokens,
+    audit_log,
+    concurrency_limits,
+    concurrency_slots,
+    deployments,
+    flow_runs,
+    run_logs,
+    run_states,
+    utcnow,
+)
+from gnomon.store._values import Actor, LogQuery
+
+WAITING_TYPES = ("SCHEDULED", "PENDING")
+
+
+def _audit(
+    connection: Connection,
+    actor: Actor,
+    action: str,
+    target: str | None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    connection.execute(
+        audit_log.insert(),
+        {
+            "timestamp": now or utcnow(),
+            "actor": actor.name,
+            "origin": actor.origin,
+            "action": action,
+            "target": target,
+            "reason": reason,
+            "detail": detail,
+        },
+    )
+
+
+class ControlQueries(Queries):
+    """Operator changes with their audit rows, and the reads the CLI and the API show."""
+
+    def record_audit(
+        self,
+        actor: Actor,
+        action: str,
+        target: str | None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit a change that has no row of its own here (a reload, an apply)."""
+        with self.engine.begin() as connection:
+            _audit(connection, actor, action, target, reason, detail)
+
+    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[Row]:
+        """Audit entries newest first, at most ``limit``, not older than ``since``."""
+        statement = select(audit_log).order_by(desc(audit_log.c.id)).limit(limit)
+        if since is not None:
+            statement = statement.where(audit_log.c.timestamp >= since)
+        return self._all(statement)
+
+    # Deployments.
+
+    def read_deployment_names(self) -> list[str]:
+        """Names of the active deployments, sorted."""
+        with self.reader.connect() as connection:
+            return list(
+                connection.execute(
+                    select(deployments.c.name)
+                    .where(deployments.c.active.is_(True))
+                    .order_by(deployments.c.name)
+                ).scalars()
+            )
+
+    def set_paused(
+        self, names: Sequence[str], paused: bool, actor: Actor, reason: str | None
+    ) -> list[str]:
+        """Pause or resume deployments, audited; returns those whose flag changed.
+
+        Pausing a paused deployment keeps who paused it first and why: the first reason is
+        the one an incident needs.
+        """
+        now = utcnow()
+        values = (
+            {"paused": True, "paused_by": actor.name, "paused_at": now, "paused_reason": reason}
+            if paused
+            else {"paused": False, "paused_by": None, "paused_at": None, "paused_reason": None}
+        )
+        changed: list[str] = []
+        with self.engine.begin() as connection:
+            for name in names:
+                count = connection.execute(
+                    update(deployments)
+                    .where(deployments.c.name == name, deployments.c.paused.is_(not paused))
+                    .values(**values, updated=now)
+                ).rowcount
+                if count:
+                    changed.append(name)
+                    _audit(
+                        connection, actor, "pause" if paused else "resume", name, reason, now=now
+                    )
+        return changed
+
+    def read_recent_states(self, names: Iterable[str], per_deployment: int) -> dict[str, list[Row]]:
+        """The newest runs of each deployment (id, state, nominal time), newest first."""
+        names = list(names)
+        ranked = (
+            select(
+                flow_runs.c.deployment_name,
+                flow_runs.c.id,
+                flow_runs.c.state_name,
+                flow_runs.c.state_type,
+                flow_runs.c.scheduled_for,
+                flow_runs.c.end_time,
+                func.row_number()
+                .over(
+                    partition_by=flow_runs.c.deployment_name,
+                    order_by=desc(flow_runs.c.created),
+                )
+                .label("rank"),
+            )
+            .where(flow_runs.c.deployment_name.in_(names))
+            .subquery()
+        )
+        rows = self._all(
+            select(ranked)
+            .where(ranked.c.rank <= per_deployment)
+            .order_by(ranked.c.deployment_name, ranked.c.rank)
+        )
+        recent: dict[str, list[Row]] = {name: [] for name in names}
+        for row in rows:
+            recent[row["deployment_name"]].append(row)
+        return recent
+
+    # Runs.
+
+    def create_requested_run(self, row: Row, actor: Actor, action: str) -> None:
+        """Insert a manual run or a retry (Pending) with its first state and audit entry."""
+        now = row.get("created") or utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(flow_runs.insert(), row)
+            connection.execute(
+                run_states.insert(),
+                {
+                    "flow_run_id": row["id"],
+                    "timestamp": now,
+                    "type": row["state_type"],
+                    "name": row["state_name"],
+                    "message": row.get("state_message"),
+                    "attempt": 0,
+                },
+            )
+            _audit(
+                connection,
+                actor,
+                action,
+                row["id"],
+                detail={"deployment": row["deployment_name"], "retry_of": row.get("retry_of")},
+                now=now,
+            )
+
+    def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
+        """Cancel a run: a waiting one at once, a running one by flagging it for the daemon.
+
+        Returns "cancelled", "requested", or None if the run is already final. The waiting
+        case is one conditional UPDATE, so it cannot race a worker claiming the run: either
+        the claim or the cancellation wins.
+        """
+        now = utcnow()
+        message = f"cancelled by {actor.name}" + (f": {reason}" if reason else "")
+        with self.engine.begin() as connection:
+            cancelled = connection.execute(
+                update(flow_runs)
+                .where(flow_runs.c.id == flow_run_id, flow_runs.c.state_type.in_(WAITING_TYPES))
+                .values(
+                    state_type="CANCELLED",
+                    state_name="Cancelled",
+                    state_message=message,
+                    end_time=now,
+                    updated=now,
+                    cancel_requested_at=now,
+                )
+            ).rowcount
+            if cancelled:
+                connection.execute(
+                    run_states.insert(),
+                    {
+                        "flow_run_id": flow_run_id,
+                        "timestamp": now,
+                        "type": "CANCELLED",
+                        "name": "Cancelled",
+                        "message": message,
+                    },
+                )
+                outcome = "cancelled"
+            else:
+                requested = connection.execute(
+                    update(flow_runs)
+                    .where(
+                        flow_runs.c.id == flow_run_id,
+                        flow_runs.c.state_type.in_(("RUNNING", "CANCELLING")),
+                    )
+                    .values(cancel_requested_at=now, updated=now)
+                ).rowcount
+                if not requested:
+                    return None
+                outcome = "requested"
+            _audit(connection, actor, "cancel", flow_run_id, reason, {"outcome": outcome}, now)
+        return outcome
+
+    def read_cancel_requests(self, since: datetime) -> list[str]:
+        """Ids of running runs whose cancellation was requested at or after ``since``."""
+        with self.reader.connect() as connection:
+            return list(
+                connection.execute(
+                    select(flow_runs.c.id).where(
+                        flow_runs.c.cancel_requested_at >= since,
+                        flow_runs.c.state_type == "RUNNING",
+                    )
+                ).scalars()
+            )
+
+    def read_requested_runs(self, since: datetime) -> list[Row]:
+        """Manual runs and retries created at or after ``since`` that still wait."""
+        return self._all(
+            select(flow_runs)
+            .where(
+                flow_runs.c.created >= since,
+                flow_runs.c.trigger.in_(("manual", "retry")),
+                flow_runs.c.state_type.in_(WAITING_TYPES),
+            )
+            .order_by(flow_runs.c.created)
+        )
+
+    def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids starting with ``prefix`` (operators type the first characters of an id)."""
+        with self.reader.connect() as connection:
+            return list(
+                connection.execute(
+                    select(flow_runs.c.id)
+                    .where(flow_runs.c.id >= prefix, flow_runs.c.id < prefix + "\uffff")
+                    .order_by(flow_runs.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+
+    def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
+        """Ids of the running runs of these deployments."""
+        with self.reader.connect() as connection:
+            return list(
+                connection.execute(
+                    select(flow_runs.c.id).where(
+                        flow_runs.c.deployment_name.in_(list(deployment_names)),
+                        flow_runs.c.state_type == "RUNNING",
+                    )
+                ).scalars()
+            )
+
+    # Logs.
+
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+        """Log rows matching ``query`` in id order: the newest ``limit`` if ``newest``, else
+        the first ``limit`` after ``query.after_id`` (what a follower polls for)."""
+        statement = select(run_logs).where(run_logs.c.id > query.after_id)
+        if query.flow_run_id is not None:
+            statement = statement.where(run_logs.c.flow_run_id == query.flow_run_id)
+        if query.deployment is not None:
+            statement = statement.where(run_logs.c.deployment_name == query.deployment)
+        if query.min_level is not None:
+            statement = statement.where(run_logs.c.level >= query.min_level)
+        if query.since is not None:
+            statement = statement.where(run_logs.c.timestamp >= query.since)
+        if newest:
+            rows = self._all(statement.order_by(desc(run_logs.c.id)).limit(limit))
+            rows.reverse()
+            return rows
+        return self._all(statement.order_by(run_logs.c.id).limit(limit))
+
+    def last_log_id(self) -> int:
+        """The id of the newest log line; 0 if there is none."""
+        with self.reader.connect() as connection:
+            return int(connection.execute(select(func.max(run_logs.c.id))).scalar() or 0)
+
+    # Concurrency limits, audited.
+
+    def set_limit_audited(self, name: str, limit: int, actor: Actor) -> None:
+        """Create or change a concurrency limit, with its audit entry."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(concurrency_limits)
+                .where(concurrency_limits.c.name == name)
+                .values(slot_limit=limit, updated=now)
+            ).rowcount
+            if not changed:
+                connection.execute(
+                    concurrency_limits.insert(),
+                    {"name": name, "slot_limit": limit, "created": now, "updated": now},
+                )
+            _audit(connection, actor, "limit-set", name, detail={"limit": limit}, now=now)
+
+    def count_active_slots(self) -> dict[str, int]:
+        """Slots held now, by limit name."""
+        with self.reader.connect() as connection:
+            rows = connection.execute(
+                select(
+                    concurrency_slots.c.limit_name, func.sum(concurrency_slots.c.occupy)
+                ).group_by(concurrency_slots.c.limit_name)
+            ).all()
+        return {name: int(total) for name, total in rows}
+
+    def delete_limit_audited(self, name: str, actor: Actor) -> bool:
+        """Remove a concurrency limit, with its audit entry; False if there was none."""
+        with self.engine.begin() as connection:
+            deleted = connection.execute(
+                delete(concurrency_limits).where(concurrency_limits.c.name == name)
+            ).rowcount
+            if deleted:
+                _audit(connection, actor, "limit-rm", name)
+        return bool(deleted)
+
+    # API tokens.
+
+    def create_token(self, name: str, token_hash: str, read_only: bool, actor: Actor) -> bool:
+        """Store a token's hash under ``name``; False if the name is taken."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                select(api_tokens.c.name).where(api_tokens.c.name == name)
+            ).first()
+            if taken:
+                return False
+            connection.execute(
+                api_tokens.insert(),
+                {
+                    "name": name,
+                    "token_hash": token_hash,
+                    "read_only": read_only,
+                    "created": now,
+                    "created_by": actor.name,
+                },
+            )
+            _audit(connection, actor, "token-create", name, detail={"read_only": read_only})
+        return True
+
+    def revoke_token(self, name: str, actor: Actor) -> bool:
+        """Delete token ``name``; False if there is none."""
+        with self.engine.begin() as connection:
+            deleted = connection.execute(
+                delete(api_tokens).where(api_tokens.c.name == name)
+            ).rowcount
+            if deleted:
+                _audit(connection, actor, "token-revoke", name)
+        return bool(deleted)
+
+    def read_tokens(self) -> list[Row]:
+        """Every token's name, scope and use (never the hash)."""
+        return self._all(
+            select(
+                api_tokens.c.name,
+                api_tokens.c.read_only,
+                api_tokens.c.created,
+                api_tokens.c.created_by,
+                api_tokens.c.last_used,
+            ).order_by(api_tokens.c.name)
+        )
+
+    def find_token(self, token_hash: str) -> Row | None:
+        """The token with this hash (name and scope), or None."""
+        return self._one(
+            select(api_tokens.c.name, api_tokens.c.read_only).where(
+                api_tokens.c.token_hash == token_hash
+            )
+        )
+
+    def touch_tokens(self, used: dict[str, datetime]) -> None:
+        """Record when tokens were last used (the API batches these)."""
+        with self.engine.begin() as connection:
+            for name, when in used.items():
+                connection.execute(
+                    update(api_tokens).where(api_tokens.c.name == name).values(last_used=when)
+                )
+
+    def count_tokens(self) -> int:
+        with self.reader.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(api_tokens)).scalar_one()
+            )

@@ -1,0 +1,141 @@
+"""The store: persisted flow runs, task runs, their states and logs, and concurrency slots.
+
+``get_store()`` gives the process's ``Store`` for the configured database, migrating the
+database on first use. Run and state rows are recorded through its batched writer
+(``insert_task_run``, ``add_state``, ...) and committed within ``flush_interval``, or at once
+by ``flush()``; reads and the few synchronous writes go straight to the database.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from gnomon.store import _migrate
+from gnomon.store._control import ControlQueries
+from gnomon.store._db import create_engine
+from gnomon.store._queries import Row
+from gnomon.store._scheduled import ScheduledRunQueries
+from gnomon.store._writer import BatchWriter
+
+if TYPE_CHECKING:
+    from gnomon._settings import Settings
+
+
+class Store(ScheduledRunQueries, ControlQueries):
+    """One database: its engine, its batched writer, and the queries over it.
+
+    Creating a store migrates its database to the newest schema if it is behind. After
+    ``os.fork()`` the child's store starts with new connections and an empty batch.
+    """
+
+    def __init__(self, url: str, flush_interval: float = 0.05) -> None:
+        self.url = url
+        engine = create_engine(url)
+        _migrate.ensure_current(engine)
+        super().__init__(BatchWriter(engine, flush_interval))
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # Batched writes: recorded now, committed by the writer thread (see flush()).
+
+    def insert_flow_run(self, row: Row) -> None:
+        """Queue a new flow run row (it must carry its ``id``)."""
+        self._writer.insert_flow_run(row)
+
+    def update_flow_run(self, id: str, **values: Any) -> None:
+        """Queue new values for columns of flow run ``id``."""
+        self._writer.update_flow_run(id, **values)
+
+    def insert_task_run(self, row: Row) -> None:
+        """Queue a new task run row (it must carry its ``id``)."""
+        self._writer.insert_task_run(row)
+
+    def update_task_run(self, id: str, **values: Any) -> None:
+        """Queue new values for columns of task run ``id``."""
+        self._writer.update_task_run(id, **values)
+
+    def add_state(self, row: Row) -> None:
+        """Queue a ``run_states`` row."""
+        self._writer.add_state(row)
+
+    def add_log(self, row: Row) -> None:
+        """Queue a ``run_logs`` row."""
+        self._writer.add_log(row)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Commit every row recorded so far and wait for it; raises ``StoreWriteError``."""
+        self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and close the connections."""
+        self._writer.close()
+        self.engine.dispose()
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+_current: tuple[Settings, Store] | None = None
+
+
+def _new_lock_in_child() -> None:
+    # Another thread may have held the lock at fork(); in the child it would stay held.
+    global _stores_lock
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def get_store() -> Store:
+    """The process's store for the configured database (``GNOMON_DATABASE_URL``/``HOME``)."""
+    from gnomon._settings import get_settings
+
+    global _current
+    settings = get_settings()
+    current = _current
+    if current is not None and current[0] is settings:
+        return current[1]
+    store = store_at(settings.effective_database_url, settings.flush_interval)
+    with _stores_lock:
+        _current = (settings, store)
+    return store
+
+
+def store_at(url: str, flush_interval: float = 0.05) -> Store:
+    """The process's store for the database at ``url`` (one per URL), without reading the
+    settings: the command line finds the URL with ``gnomon._location.store_location``."""
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is None:
+            store = _stores[url] = Store(url, flush_interval)
+    return store
+
+
+def reset_store() -> None:
+    """Close and forget the process's stores (tests that change ``GNOMON_HOME`` call this)."""
+    global _current
+    with _stores_lock:
+        stores = list(_stores.values())
+        _stores.clear()
+        _current = None
+    for store in stores:
+        store.close()
+
+
+def upgrade(url: str | None = None) -> None:
+    """Migrate the database at ``url`` (default: the configured one) to the newest schema."""
+    _migrate.upgrade(url or _configured_url())
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The schema revision of the database at ``url``; None if it was never migrated."""
+    return _migrate.current_revision(url or _configured_url())
+
+
+def _configured_url() -> str:
+    from gnomon._settings import get_settings
+
+    return get_settings().effective_database_url
