@@ -381,8 +381,10 @@ def test_detach_returns_at_once_and_stop_and_status_work_from_the_pidfile(
         gnomon_home, "daemon", "--detach", "--pidfile", str(pidfile), "--config", str(config)
     )
 
-    assert (started.returncode, started.stdout, started.stderr) == (0, "", "")
-    pid = wait_for(lambda: read_pidfile(pidfile), what="the pidfile naming a live daemon")
+    assert started.returncode == 0, started.stderr
+    pid = read_pidfile(pidfile)  # it returns once the daemon is ready
+    assert pid is not None
+    assert started.stdout == f"gnomon daemon started: pid {pid}, 1 deployments\n"
     wait_for(completed(store, "ticker", 2), what="the detached daemon firing runs")
 
     status = gnomon(gnomon_home, "daemon", "status", "--pidfile", str(pidfile))
@@ -412,6 +414,34 @@ def test_detach_returns_at_once_and_stop_and_status_work_from_the_pidfile(
     assert states == {"Completed"}  # stopped cleanly, no run left behind Running
 
 
+def test_of_two_detached_daemons_started_at_once_on_one_store_one_exits_0_and_one_1(
+    tmp_path: Path, gnomon_home: Path, store, pidfiles: list[Path]
+) -> None:
+    config = write_config(tmp_path, INTERVAL_TICK)
+    paths = [tmp_path / "run" / f"gnomon-{i}.pid" for i in range(2)]
+    pidfiles.extend(paths)
+    environment = {**os.environ, "GNOMON_HOME": str(gnomon_home)}
+
+    launched = [
+        subprocess.Popen(
+            [str(GNOMON), "daemon", "--detach", "--pidfile", str(path), "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for path in paths
+    ]
+    outcomes = sorted((process.wait(timeout=60), *process.communicate()) for process in launched)
+
+    (won, won_out, _), (lost, _, lost_err) = outcomes
+    assert (won, lost) == (0, 1), outcomes
+    assert won_out.startswith("gnomon daemon started: pid ")
+    assert "another" in lost_err
+    assert "running" in lost_err
+    assert sum(read_pidfile(path) is not None for path in paths) == 1
+
+
 def test_reload_status_and_stop_without_a_pidfile_act_on_the_daemon_holding_the_store(
     tmp_path: Path, gnomon_home: Path, store, foreground
 ) -> None:
@@ -431,6 +461,10 @@ def test_reload_status_and_stop_without_a_pidfile_act_on_the_daemon_holding_the_
     assert reload.returncode == 0, reload.stderr
     assert f"daemon {daemon.pid}" in reload.stdout
     wait_for(completed(store, "added", 1), what="the added deployment firing after the reload")
+    # Audited twice: who asked (the CLI's user) and what the daemon's reload changed.
+    reloads = [entry for entry in store.read_audit() if entry["action"] == "reload"]
+    assert sorted(entry["origin"] for entry in reloads) == ["cli", "daemon"]
+    assert next(e for e in reloads if e["origin"] == "daemon")["detail"]["added"] == ["added"]
 
     stopped = gnomon(gnomon_home, "daemon", "stop")
 

@@ -39,10 +39,13 @@ FLOWS = textwrap.dedent(
 
 
 def write_config(tmp_path: Path, deployments: str, daemon: str = "workers = 2") -> Path:
+    """A config running ``deployments`` on the flows in FLOWS. The HTTP API is off unless
+    ``daemon`` sets ``api``: the default port would be shared by every test's daemon."""
     (tmp_path / "flows.py").write_text(FLOWS)
     config = tmp_path / "gnomon.toml"
+    api = "" if "api =" in daemon else 'api = "off"\n'
     config.write_text(
-        f'[daemon]\n{daemon}\nshutdown_grace = "5s"\nkill_grace = "2s"\n\n'
+        f'[daemon]\n{daemon}\n{api}shutdown_grace = "5s"\nkill_grace = "2s"\n\n'
         + textwrap.dedent(deployments)
     )
     return config

@@ -32,35 +32,35 @@ CRASHER = textwrap.dedent(
         if point == "after_run_insert":
             from gnomon.store import _scheduled
 
-            original = _scheduled.ScheduledRunQueries.create_runs
+            original = _scheduled.ScheduledRunQueries._create_runs
 
-            def create_runs(self, runs):
-                created = original(self, runs)
+            def create_runs(self, runs, unless_paused):
+                created, paused = original(self, runs, unless_paused)
                 if any(run["state_name"] == "Pending" for run in runs if run["id"] in created):
                     die()
-                return created
+                return created, paused
 
-            _scheduled.ScheduledRunQueries.create_runs = create_runs
+            _scheduled.ScheduledRunQueries._create_runs = create_runs
         elif point == "inside_write_transaction":
             from sqlalchemy import event
             from sqlalchemy.engine import Engine
 
             from gnomon.store import _scheduled
 
-            original = _scheduled.ScheduledRunQueries.create_runs
+            original = _scheduled.ScheduledRunQueries._create_runs
             armed = []
 
-            def create_runs(self, runs):
-                created = original(self, runs)
+            def create_runs(self, runs, unless_paused):
+                created, paused = original(self, runs, unless_paused)
                 if any(run["state_name"] == "Pending" for run in runs if run["id"] in created):
                     armed.append(True)
-                return created
+                return created, paused
 
             def commit(connection):
                 if armed:
                     die()  # the write after the first run's: its statements ran, uncommitted
 
-            _scheduled.ScheduledRunQueries.create_runs = create_runs
+            _scheduled.ScheduledRunQueries._create_runs = create_runs
             event.listen(Engine, "commit", commit)
     """
 )

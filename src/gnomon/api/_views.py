@@ -223,3 +223,14 @@ def audit_view(row: Row) -> Row:
         "reason": row["reason"],
         "detail": mask(row["detail"] or {}),
     }
+
+
+def token_view(row: Row) -> Row:
+    """An API token as listed: never the token or its hash."""
+    return {
+        "name": row["name"],
+        "scope": "read-only" if row["read_only"] else "read-write",
+        "created": iso(row["created"]),
+        "created_by": row["created_by"],
+        "last_used": iso(row["last_used"]),
+    }

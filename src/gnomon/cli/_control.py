@@ -296,18 +296,9 @@ def token_ls(config: Path | None, as_json: bool) -> None:
     Example:
       gnomon token ls
     """
-    from gnomon.api._views import iso
+    from gnomon.api._views import token_view
 
-    rows = [
-        {
-            "name": row["name"],
-            "scope": "read-only" if row["read_only"] else "read-write",
-            "created": iso(row["created"]),
-            "created_by": row["created_by"],
-            "last_used": iso(row["last_used"]),
-        }
-        for row in open_store().read_tokens()
-    ]
+    rows = [token_view(row) for row in open_store().read_tokens()]
     if as_json:
         print_json(rows)
         return

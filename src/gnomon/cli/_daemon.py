@@ -7,10 +7,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gnomon.cli._common import F, config_option, settings
+
+if TYPE_CHECKING:
+    from gnomon.daemon._detach import StartReport
 
 
 @click.group("daemon", invoke_without_command=True)
@@ -46,13 +50,17 @@ def daemon_group(
     if detach:
         if pidfile is None:
             raise click.UsageError("--detach needs --pidfile PATH")
-        _detach(pidfile)
+        report = _detach(pidfile)
+        sys.exit(run_daemon(config, started=report.send))
     sys.exit(run_daemon(config))
 
 
-def _detach(pidfile: Path) -> None:
-    """Daemonize, after the checks whose failure must reach the terminal, not a log."""
-    from gnomon.daemon._detach import PidfileInUse, detach
+def _detach(pidfile: Path) -> StartReport:
+    """Daemonize, after the checks whose failure must reach the terminal, not a log.
+
+    The command's own process stays behind until the daemon reports its start-up, and
+    exits with its outcome (the daemon's start-up exit code and message)."""
+    from gnomon.daemon._detach import PidfileInUse, StartReport, detach
     from gnomon.daemon._lock import read_holder
 
     home = settings().home
@@ -64,11 +72,25 @@ def _detach(pidfile: Path) -> None:
     # Output before logging is configured (and tracebacks) lands here instead of /dev/null.
     output = home / "logs" / "daemon-output.log"
     output.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    report = StartReport()
+    if report.launch() is not None:
+        code, message = report.wait()
+        if code == 0:
+            click.echo(f"gnomon daemon started: {message}")
+        else:
+            click.echo(f"gnomon daemon: {message}", err=True)
+        sys.exit(code)
     try:
-        detach(pidfile.absolute(), log_path=output, working_directory=Path.cwd())
+        detach(
+            pidfile.absolute(),
+            log_path=output,
+            working_directory=Path.cwd(),
+            keep_fds=(report.write_fd,),
+        )
     except (PidfileInUse, PermissionError) as error:
-        click.echo(f"gnomon daemon: {error}", err=True)
-        sys.exit(1)
+        report.send(1, str(error))
+        os._exit(1)  # the forked copy of the command: no atexit hooks of the parent's
+    return report
 
 
 def pidfile_option(fn: F) -> F:
@@ -134,8 +156,18 @@ def daemon_reload(ctx: click.Context, config: Path | None, pidfile: Path | None)
     Example:
       gnomon daemon reload
     """
+    from gnomon.cli._common import cli_actor_name, open_store
+    from gnomon.store._values import Actor
+
     pid = _running_pid(ctx, pidfile)
     _signal(pid, signal.SIGHUP)
+    # Who asked; the daemon audits what the reload changed.
+    open_store().record_audit(
+        Actor(cli_actor_name(), "cli"),
+        "reload",
+        str(config) if config else None,
+        detail={"pid": pid},
+    )
     click.echo(f"asked daemon {pid} to reload its config")
 
 

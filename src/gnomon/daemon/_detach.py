@@ -94,7 +94,12 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def detach(pidfile: Path, log_path: Path | None, working_directory: Path) -> None:
+def detach(
+    pidfile: Path,
+    log_path: Path | None,
+    working_directory: Path,
+    keep_fds: tuple[int, ...] = (),
+) -> None:
     """Turn the current process into a background daemon; the caller's terminal gets back.
 
     Returns in the daemon (a grandchild of the caller, in a new session); the original process
@@ -104,7 +109,7 @@ def detach(pidfile: Path, log_path: Path | None, working_directory: Path) -> Non
 
     Raises PidfileInUse if ``pidfile`` names a running daemon, and PermissionError if its
     directory is not writable, before forking, so the refusal reaches the terminal instead
-    of the log file.
+    of the log file. ``keep_fds`` stay open in the daemon (a pipe back to the command).
     """
     pidfile = pidfile.absolute()
     running = read_pidfile(pidfile)
@@ -126,6 +131,7 @@ def detach(pidfile: Path, log_path: Path | None, working_directory: Path) -> Non
         umask=0o027,
         detach_process=True,  # python-daemon skips the fork when started by init; --detach means it
         pidfile=_PidFile(pidfile),
+        files_preserve=list(keep_fds),
         stdout=log,
         stderr=log,
         signal_map={
@@ -202,3 +208,52 @@ def stop(pidfile: Path, timeout: float) -> bool:
             return False
         time.sleep(_POLL_INTERVAL)
     return True
+
+
+class StartReport:
+    """How a detached daemon's start-up ended, sent back to the command that launched it.
+
+    ``gnomon daemon --detach`` forks before detaching; the original process waits on a pipe
+    until the daemon reports (ready, or why it stopped) or dies, and exits with the
+    daemon's start-up exit code: two daemons started at once on one store cannot both
+    report success.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+
+    def launch(self) -> int | None:
+        """Fork: returns the child's pid in the waiting parent, None in the child (which goes
+        on to detach and start the daemon)."""
+        pid = os.fork()
+        if pid:
+            os.close(self._write)
+            return pid
+        os.close(self._read)
+        return None
+
+    @property
+    def write_fd(self) -> int:
+        return self._write
+
+    def send(self, code: int, message: str) -> None:
+        """In the daemon: report the start-up's exit code (0: ready) and a message, once."""
+        if self._write < 0:
+            return
+        try:
+            os.write(self._write, f"{code} {message}".encode()[:4000])
+        finally:
+            os.close(self._write)
+            self._write = -1
+
+    def wait(self) -> tuple[int, str]:
+        """In the parent: the daemon's report; (1, ...) if it died without one."""
+        chunks = []
+        while chunk := os.read(self._read, 4096):
+            chunks.append(chunk)
+        os.close(self._read)
+        text = b"".join(chunks).decode(errors="replace")
+        code, _, message = text.partition(" ")
+        if not code.isdigit():
+            return 1, "the daemon exited during start-up without saying why; see its log"
+        return int(code), message

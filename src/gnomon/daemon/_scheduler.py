@@ -66,6 +66,7 @@ class _Waiting:
     flow_run_id: str = field(compare=False)
     deployment: str = field(compare=False)
     timeout: float | None = field(compare=False)
+    offset: timedelta = field(compare=False, default=timedelta(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class Scheduler:
         self._next_fires: dict[str, tuple[datetime, datetime | None]] = {}
         self._finished: list[tuple[str, str]] = []
         self._dispatched: dict[str, DispatchedRun] = {}
+        self._forced: set[str] = set()  # requested runs that start whatever the overlap
         self._lock = threading.Lock()
 
     # Deployments.
@@ -241,11 +243,17 @@ class Scheduler:
                 continue
             planned.append(self._decide(slot, nominal, now, trigger))
         rows = [row for _, row in planned if row is not None]
-        created = self.store.create_runs(rows)
+        # A pause committed by another process before this transaction wins over the fire:
+        # `gnomon pause` returning means no fire after it.
+        created, paused = self.store.create_runs_unless_paused(rows)
+        for name in paused:
+            self._slots[name].paused = True
         decisions = []
         for planned_decision, row in planned:
             decision = planned_decision
-            if row is not None and row["id"] not in created:
+            if row is not None and row["deployment_name"] in paused:
+                decision = Decision(decision.deployment, decision.nominal, "paused")
+            elif row is not None and row["id"] not in created:
                 decision = Decision(
                     decision.deployment,
                     decision.nominal,
@@ -276,26 +284,15 @@ class Scheduler:
         due = nominal + slot.offset
         grace = deployment.misfire_grace
         if grace is not None and now - due > grace:
-            reason = f"{_ms(now - due)} ms late, beyond misfire_grace of {_ms(grace)} ms"
-            return self._final(slot, nominal, now, "missed", "Missed", reason, trigger)
+            late = f"{_ms(now - due)} ms late, beyond misfire_grace of {_ms(grace)} ms"
+            return self._final(slot, nominal, now, "missed", "Missed", late, trigger)
+        refusal = _overlap_refusal(slot)
+        if refusal is not None:
+            return self._final(slot, nominal, now, "skipped", "Skipped", refusal, trigger)
         active = len(slot.running) + len(slot.queued)
         overlap = deployment.overlap
-        if active and overlap is Overlap.SKIP:
-            reason = f"previous run still going ({_ids(slot)})"
-            return self._final(slot, nominal, now, "skipped", "Skipped", reason, trigger)
-        if overlap is Overlap.QUEUE and len(slot.queued) >= deployment.max_queued:
-            reason = (
-                f"{len(slot.queued)} runs already queued (max_queued = {deployment.max_queued})"
-            )
-            return self._final(slot, nominal, now, "skipped", "Skipped", reason, trigger)
-        if overlap is Overlap.ALLOW and active >= deployment.max_concurrent:
-            reason = f"{active} runs active (max_concurrent = {deployment.max_concurrent})"
-            return self._final(slot, nominal, now, "skipped", "Skipped", reason, trigger)
         if overlap is Overlap.CANCEL_PREVIOUS:
-            for flow_run_id in sorted(slot.running):
-                self.dispatcher.cancel(flow_run_id, f"cancelled by the {nominal.isoformat()} fire")
-            for flow_run_id in sorted(slot.queued):
-                self._cancel_queued(slot, flow_run_id, nominal)
+            self._cancel_previous(slot, f"the {nominal.isoformat()} fire")
         action = "queued" if active and overlap is Overlap.QUEUE else "fired"
         row = self._run_row(slot, nominal, now, trigger, "PENDING", "Pending", None)
         return Decision(name, nominal, action, row["id"]), row
@@ -345,19 +342,30 @@ class Scheduler:
             "updated": now,
         }
 
-    def _cancel_queued(self, slot: _Slot, flow_run_id: str, nominal: datetime) -> None:
+    def _cancel_previous(self, slot: _Slot, by: str) -> None:
+        """overlap = cancel_previous: end the deployment's running and queued runs."""
+        for flow_run_id in sorted(slot.running):
+            self.dispatcher.cancel(flow_run_id, f"cancelled by {by}")
+        for flow_run_id in sorted(slot.queued):
+            self._drop_queued(slot, flow_run_id)
+            self.store.set_run_state(
+                flow_run_id,
+                "CANCELLED",
+                "Cancelled",
+                f"cancelled by {by} (overlap = cancel_previous)",
+                only_if_active=True,
+            )
+
+    def _drop_queued(self, slot: _Slot, flow_run_id: str) -> None:
         slot.queued.discard(flow_run_id)
+        self._forced.discard(flow_run_id)
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
         heapq.heapify(self._waiting)
-        self.store.set_run_state(
-            flow_run_id,
-            "CANCELLED",
-            "Cancelled",
-            f"cancelled by the {nominal.isoformat()} fire (overlap = cancel_previous)",
-            only_if_active=True,
-        )
 
-    def _queue(self, slot: _Slot, flow_run_id: str, nominal: datetime) -> None:
+    def _queue(
+        self, slot: _Slot, flow_run_id: str, nominal: datetime, *, requested: bool = False
+    ) -> None:
+        """Queue a run; a requested (manual) run is due at ``nominal`` itself, with no jitter."""
         slot.queued.add(flow_run_id)
         timeout = slot.deployment.timeout
         waiting = _Waiting(
@@ -366,6 +374,7 @@ class Scheduler:
             flow_run_id,
             slot.deployment.name,
             timeout.total_seconds() if timeout else None,
+            timedelta(0) if requested else slot.offset,
         )
         heapq.heappush(self._waiting, waiting)
 
@@ -379,11 +388,81 @@ class Scheduler:
             slot = self._slots.get(row["deployment_name"])
             if slot is None:
                 continue
-            nominal = row["scheduled_for"]
-            scheduled = row.get("trigger") in ("schedule", "catchup") and nominal is not None
-            if scheduled and (slot.last_fire is None or nominal > slot.last_fire):
-                slot.last_fire = nominal
-            self._queue(slot, row["id"], nominal or row["created"])
+            self.note_fire(row)
+            self._queue(slot, row["id"], row["scheduled_for"] or row["created"])
+
+    def note_fire(self, row: dict[str, Any]) -> None:
+        """Count a run a dead daemon left (waiting or running) as a decided fire: the
+        catch-up starts after it even if that daemon died before storing its last_fire."""
+        slot = self._slots.get(row["deployment_name"])
+        nominal = row["scheduled_for"]
+        if slot is None or nominal is None or row.get("trigger") not in ("schedule", "catchup"):
+            return
+        if slot.last_fire is None or nominal > slot.last_fire:
+            slot.last_fire = nominal
+
+    # Operators' requests, found in the store by the daemon's poll.
+
+    def knows(self, flow_run_id: str) -> bool:
+        """Whether the run is queued or running here."""
+        return any(
+            flow_run_id in slot.queued or flow_run_id in slot.running
+            for slot in self._slots.values()
+        )
+
+    def admit(self, row: dict[str, Any], now: datetime) -> Decision | None:
+        """Take a manual run or retry an operator requested (a Scheduled row) under its
+        deployment's overlap policy, unless it is forced; None if it is not waiting any more
+        (cancelled meanwhile, or admitted already)."""
+        flow_run_id, name = row["id"], row["deployment_name"]
+        if self.knows(flow_run_id):
+            return None
+        slot = self._slots.get(name)
+        forced = bool(row.get("force"))
+        reason = None
+        if slot is None:
+            reason = "the deployment is not active in the daemon"
+        elif not forced:
+            reason = _overlap_refusal(slot)
+        if reason is not None:
+            state = "Cancelled" if slot is None else "Skipped"
+            if not self.store.set_run_state(
+                flow_run_id, "CANCELLED", state, reason, only_if_active=True, end_time=now
+            ):
+                return None
+            decision = Decision(name, row["scheduled_for"], "skipped", flow_run_id, reason)
+            _log_decision(decision)
+            return decision
+        assert slot is not None
+        if slot.deployment.overlap is Overlap.CANCEL_PREVIOUS and not forced:
+            self._cancel_previous(slot, f"{row['trigger']} run {flow_run_id}")
+        message = f"{row['trigger']} run requested by {row.get('requested_by') or 'an operator'}"
+        if not self.store.set_run_state(
+            flow_run_id,
+            "PENDING",
+            "Pending",
+            message,
+            only_if_active=True,
+            daemon_id=self.daemon_id,
+        ):
+            return None
+        if forced:
+            self._forced.add(flow_run_id)
+        self._queue(slot, flow_run_id, row["scheduled_for"], requested=True)
+        decision = Decision(name, row["scheduled_for"], "queued", flow_run_id, message)
+        _log_decision(decision)
+        return decision
+
+    def cancel_requested(self, flow_run_id: str, reason: str) -> bool:
+        """Carry out a cancellation an operator requested: stop a running run's worker, or
+        forget a queued run (the request already recorded it Cancelled). Whether it was ours."""
+        for slot in self._slots.values():
+            if flow_run_id in slot.running:
+                return self.dispatcher.cancel(flow_run_id, reason)
+            if flow_run_id in slot.queued:
+                self._drop_queued(slot, flow_run_id)
+                return True
+        return False
 
     def dispatch(self, now: datetime) -> int:
         """Start waiting runs on idle workers, oldest fire first; returns how many started."""
@@ -394,15 +473,16 @@ class Scheduler:
             slot = self._slots.get(waiting.deployment)
             if slot is None or waiting.flow_run_id not in slot.queued:
                 continue
-            if not self._may_start(slot):
+            if waiting.flow_run_id not in self._forced and not self._may_start(slot):
                 held.append(waiting)
                 continue
+            self._forced.discard(waiting.flow_run_id)
             dispatched = DispatchedRun(
                 waiting.flow_run_id,
                 waiting.deployment,
                 slot.deployment.flow.rpartition(":")[2],
                 waiting.nominal,
-                waiting.nominal + slot.offset,
+                waiting.nominal + waiting.offset,
             )
             with self._lock:  # before submit: the run may end before submit returns
                 self._dispatched[waiting.flow_run_id] = dispatched
@@ -507,6 +587,20 @@ def _fire_times_between(trigger: Trigger, after: datetime, until: datetime) -> l
             del times[0]
         current = trigger.next_fire(current)
     return times
+
+
+def _overlap_refusal(slot: _Slot) -> str | None:
+    """Why the overlap policy refuses a new run of the deployment now; None if it may run."""
+    deployment = slot.deployment
+    active = len(slot.running) + len(slot.queued)
+    overlap = deployment.overlap
+    if active and overlap is Overlap.SKIP:
+        return f"previous run still going ({_ids(slot)})"
+    if overlap is Overlap.QUEUE and len(slot.queued) >= deployment.max_queued:
+        return f"{len(slot.queued)} runs already queued (max_queued = {deployment.max_queued})"
+    if overlap is Overlap.ALLOW and active >= deployment.max_concurrent:
+        return f"{active} runs active (max_concurrent = {deployment.max_concurrent})"
+    return None
 
 
 def _ids(slot: _Slot) -> str:

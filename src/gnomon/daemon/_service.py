@@ -6,8 +6,9 @@ settled, the worker pool is warm and missed fires are caught up, and only then d
 timer start and READY=1 go out.
 
 The loop is a thin shell around ``Scheduler.tick(now)``: it sleeps until the timer hands
-over a fire time, a run finishes, a signal arrives or a second passes (to notice pauses made
-by other processes and to feed the watchdog), then ticks.
+over a fire time, a run finishes, a signal arrives or a second passes (to apply what the CLI
+and the API changed in the store, see ``_poll``, and to feed the watchdog), then ticks. The
+HTTP API runs on its own thread and only writes the store and wakes the loop.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -28,15 +29,18 @@ from typing import TYPE_CHECKING, Any
 from gnomon.daemon._scheduler import Scheduler
 
 if TYPE_CHECKING:
+    from gnomon.api._server import ApiServer
+    from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
+    from gnomon.daemon._report import RunReporter
     from gnomon.daemon._scheduler import DispatchedRun
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
 
-POLL_INTERVAL = 1.0  # pauses made by other processes take effect within this
-PAUSE_POLL_OVERLAP = timedelta(seconds=5)
+POLL_INTERVAL = 1.0  # what other processes change in the store takes effect within this
+DAEMON_ACTOR = ("gnomon-daemon", "daemon")  # the audit log's actor for the daemon's own changes
 
 
 def _now() -> datetime:
@@ -52,11 +56,14 @@ class Daemon:
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
-        self._pauses_polled_at = _now()
+        self._poll_requested = False
         self.scheduler: Scheduler
         self.pool: WorkerPool
         self.store: Store
         self.config: GnomonConfig
+        self.reporter: RunReporter
+        self.store_poll: StorePoll
+        self.api: ApiServer | None = None
 
     # Signals only set flags and wake the loop; the loop does the work.
 
@@ -68,14 +75,29 @@ class Daemon:
         self._reload_requested = True
         self._wake.set()
 
+    def request_poll(self, *_: Any) -> None:
+        """Read the store's changes now rather than within a second (SIGUSR1, the API)."""
+        self._poll_requested = True
+        self._wake.set()
+
+    def nudge(self, kind: str) -> None:
+        """What the API calls after a change: "reload" re-reads the config, else poll."""
+        if kind == "reload":
+            self.request_reload()
+        else:
+            self.request_poll()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_signal)
+        signal.signal(signal.SIGUSR1, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self.request_reload()
+        elif signum == signal.SIGUSR1:
+            self.request_poll()
         else:
             self.request_stop()
 
@@ -85,7 +107,9 @@ class Daemon:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
         from gnomon.daemon._lock import DaemonLock
+        from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
+        from gnomon.daemon._report import RunReporter, StoreLogHandler
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows._logging import configure_daemon_logging
         from gnomon.store import get_store
@@ -96,6 +120,7 @@ class Daemon:
         self._lock = DaemonLock(settings.home)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
+        log.addHandler(StoreLogHandler(self.store))
         daemon = self.config.daemon
         self.pool = WorkerPool(
             daemon.workers,
@@ -108,10 +133,13 @@ class Daemon:
         )
         self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
         self._sync(_now())
+        self.reporter = RunReporter(self.store, self.config, self.scheduler, self.pool)
         self._recover()
+        self.api = _start_api(self, settings.home)  # before the pool: a taken port stops here
         self.pool.start()
         horizon = _now()
-        self.scheduler.catch_up(horizon)
+        self.store_poll = StorePoll(self.store, self.scheduler, horizon)
+        self.reporter.decided(self.scheduler.catch_up(horizon))
         self._start_timer(horizon)
         log.info(
             "daemon ready: %d deployments, %d workers",
@@ -142,7 +170,18 @@ class Daemon:
         """
         waiting = []
         for row in self.store.read_unfinished_deployment_runs():
-            if row["state_type"] == "RUNNING":
+            self.scheduler.note_fire(row)
+            if row["state_type"] == "RUNNING" and row["cancel_requested_at"] is not None:
+                # An operator asked for it to end; the daemon's death ended it.
+                self.store.set_run_state(
+                    row["id"],
+                    "CANCELLED",
+                    "Cancelled",
+                    row["state_message"],
+                    only_if_active=True,
+                    end_time=_now(),
+                )
+            elif row["state_type"] == "RUNNING":
                 message = (
                     f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
                 )
@@ -187,7 +226,7 @@ class Daemon:
     def _on_finished(self, outcome: RunOutcome) -> None:
         dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
         self._wake.set()
-        _log_summary(run_summary(outcome, dispatched))
+        self.reporter.run_finished(run_summary(outcome, dispatched))
 
     # The loop.
 
@@ -210,26 +249,17 @@ class Daemon:
                     self.reload()
                     notifier.ready("reloaded")
                 now = _now()
-                self.scheduler.tick(now)
-                if now.timestamp() >= next_poll:
-                    self._apply_pauses(now)
+                if self._poll_requested or now.timestamp() >= next_poll:
+                    # Before the tick, so a pause or a requested run counts in its decisions.
+                    self._poll_requested = False
+                    self.reporter.decided(self.store_poll.poll(now))
                     next_poll = now.timestamp() + POLL_INTERVAL
+                self.reporter.decided(self.scheduler.tick(now))
                 notifier.watchdog()
         finally:
             notifier.stopping()
             self.shutdown()
         return 0
-
-    def _apply_pauses(self, now: datetime) -> None:
-        """Apply pauses and resumes other processes made since the last poll.
-
-        The window reaches a few seconds back, so a change committed while the previous poll
-        ran is not missed; applying one twice changes nothing.
-        """
-        since = self._pauses_polled_at - PAUSE_POLL_OVERLAP
-        self._pauses_polled_at = now
-        for row in self.store.read_pause_changes(since):
-            self.scheduler.set_paused(row["name"], bool(row["paused"]), now)
 
     def reload(self) -> None:
         """Re-read the config: bad deployments are reported and skipped, the rest apply."""
@@ -257,15 +287,36 @@ class Daemon:
             self.timer.schedule(name, slot.trigger, slot.offset, max(now, slot.last_fire or now))
         # New workers import the flows afresh, so edited flow code takes effect.
         self.pool.recycle(sorted({deployment.flow for deployment in self.config.deployments}))
+        self.reporter.configure(self.config)
         log.info(
             "config reloaded", extra={"deployments": len(current), "problems": len(result.problems)}
         )
+        from gnomon.store import Actor
+
+        self.store.record_audit(
+            Actor(*DAEMON_ACTOR),
+            "reload",
+            str(self.config.path) if self.config.path else None,
+            detail={
+                "added": sorted(set(current) - previous),
+                "removed": sorted(previous - set(current)),
+                "problems": [str(problem) for problem in result.problems],
+            },
+        )
+
+    def abandon(self) -> None:
+        """Undo a start that failed before the pool started: let the store's lock go."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def shutdown(self) -> None:
         """Stop firing, let running runs finish up to shutdown_grace, then end them."""
         timer = getattr(self, "timer", None)
         if timer is not None:
             timer.shutdown()
+        if self.api is not None:
+            self.api.stop()
         grace = self.config.daemon.shutdown_grace.total_seconds()
         log.info(
             "daemon stopping: waiting up to %gs for %d running runs",
@@ -273,6 +324,7 @@ class Daemon:
             self.scheduler.running_count(),
         )
         self.pool.stop(grace)
+        self.reporter.close()
         self.store.flush()
         self._lock.release()
         log.info("daemon stopped")
@@ -353,31 +405,65 @@ def run_summary(outcome: RunOutcome, dispatched: DispatchedRun | None) -> RunSum
     )
 
 
-def _log_summary(summary: RunSummary) -> None:
-    """One line per finished run."""
-    log.info(
-        "run finished: %s %s",
-        summary.deployment,
-        summary.state,
-        extra={"event_kind": "run_summary", **summary.as_dict()},
+def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
+    """Serve the HTTP API where ``[daemon] api`` says (None if "off"); on a store without
+    tokens, first write an admin token to ``HOME/api-token`` (mode 0600)."""
+    config = daemon.config.daemon
+    if config.api is None:
+        return None
+    from gnomon.api._bind import parse_bind
+    from gnomon.api._http import create_app
+    from gnomon.api._server import ApiServer, check_bind, ensure_admin_token
+
+    host, port = parse_bind(config.api)
+    check_bind(host, config.api_auth)
+    token_file = home / "api-token"
+    if config.api_auth and ensure_admin_token(daemon.store, token_file) is not None:
+        log.warning(
+            "first start: an admin API token was written to %s (readable by its owner only)",
+            token_file,
+            extra={"token_file": str(token_file)},
+        )
+    app = create_app(
+        daemon.store,
+        nudge=daemon.nudge,
+        metrics_render=daemon.reporter.metrics.render,
+        auth=config.api_auth,
+        config_path=daemon.config.path,
+        dashboard_url=config.public_url,
     )
+    server = ApiServer(app, host, port)
+    server.start()
+    log.info("api listening on %s", server.url, extra={"api_url": server.url})
+    return server
 
 
-def run_daemon(config_path: Path | None) -> int:
-    """Run the daemon in the foreground; returns the exit code (2: bad config)."""
+def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | None = None) -> int:
+    """Run the daemon in the foreground; returns the exit code (2: bad config, 1: another
+    daemon holds the store or the API cannot listen). ``started`` hears how start-up ended
+    (the exit code, 0 once ready, and a message): ``--detach`` reports it to its terminal."""
     import sys
 
+    from gnomon.api._server import ApiServerError, UnsafeBind
     from gnomon.daemon._lock import DaemonAlreadyRunning
     from gnomon.exceptions import ConfigError
 
+    report = started or (lambda _code, _message: None)
     daemon = Daemon(config_path)
     daemon.install_signal_handlers()
     try:
         daemon.start()
     except ConfigError as error:
         print(f"gnomon daemon: the config has problems, not starting:\n{error}", file=sys.stderr)
+        report(2, f"the config has problems, not starting:\n{error}")
         return 2
-    except DaemonAlreadyRunning as error:
+    except (DaemonAlreadyRunning, ApiServerError, UnsafeBind) as error:
         print(f"gnomon daemon: {error}", file=sys.stderr)
+        report(1, str(error))
+        daemon.abandon()
         return 1
+    except BaseException as error:
+        report(1, f"start-up failed: {type(error).__name__}: {error}")
+        raise
+    report(0, f"pid {os.getpid()}, {len(daemon.config.deployments)} deployments")
     return daemon.serve()

@@ -167,6 +167,31 @@ class DaemonConfig(Policies):
     log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
     # Where operators reach the dashboard; notifications link to {public_url}/runs/{id}.
     public_url: str = "http://127.0.0.1:8787"
+    # The HTTP API's "host:port", or "off" (kept as None) for none; api_auth = false serves
+    # it without tokens, which only a loopback address allows.
+    api: str | None = "127.0.0.1:8787"
+    api_auth: StrictBool = True
+
+    @field_validator("api")
+    @classmethod
+    def _check_api(cls, value: str | None) -> str | None:
+        from gnomon.api._bind import OFF, parse_bind
+
+        if value is None or value.strip().lower() == OFF:
+            return None
+        parse_bind(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> DaemonConfig:
+        from gnomon.api._bind import is_loopback, parse_bind
+
+        if not self.api_auth and self.api is not None and not is_loopback(parse_bind(self.api)[0]):
+            raise ValueError(
+                f"api_auth = false is only allowed with api on a loopback address "
+                f"(127.0.0.1, [::1], localhost), not {self.api!r}"
+            )
+        return self
 
     @field_validator("public_url")
     @classmethod

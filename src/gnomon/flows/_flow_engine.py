@@ -397,13 +397,14 @@ def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
 def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
     """``execute_flow_run``, also returning the run as it went (start time, attempts, name),
     which a daemon worker reports without reading the run back."""
-    from gnomon.flows._logging import configure_logging
+    from gnomon.flows._logging import configure_logging, set_log_deployment
     from gnomon.store import get_store
 
     configure_logging()
     store = get_store()
     running = Running()
     row = store.claim_flow_run(flow_run_id, running.timestamp, worker_pid=os.getpid())
+    set_log_deployment(row["deployment_name"] if row is not None else None)
     if row is None:
         current = store.read_flow_run(flow_run_id)
         if current is None:

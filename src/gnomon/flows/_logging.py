@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gnomon._secrets import mask
 from gnomon.exceptions import MissingContextError
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 
@@ -162,7 +163,7 @@ class _StoreHandler(logging.Handler):
             "level": record.levelno,
             "logger": record.name,
             "message": message,
-            "extra": {key: _json_safe(value) for key, value in fields.items()},
+            "extra": mask({key: _json_safe(value) for key, value in fields.items()}),
             "deployment_name": _deployment_name,
         }
 
@@ -190,6 +191,8 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
     else:
         colors = isatty and not os.environ.get("NO_COLOR")
         renderers = [structlog.dev.ConsoleRenderer(colors=colors)]
+    from gnomon._secrets import mask_processor
+
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[_add_record_extra, _add_run_context],
         processors=[
@@ -197,12 +200,17 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            mask_processor,  # structlog events carry their fields in the message dict
             *renderers,
         ],
     )
 
 
 def _install(name: str, handler: logging.Handler, level: int) -> logging.Logger:
+    from gnomon._secrets import MaskSecrets
+
+    # Every handler gnomon installs masks secret-named fields (passwords, tokens, ...).
+    handler.addFilter(MaskSecrets())
     logger = logging.getLogger(name)
     logger.setLevel(level)
     logger.addHandler(handler)

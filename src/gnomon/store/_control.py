@@ -217,7 +217,8 @@ class ControlQueries(Queries):
                         flow_runs.c.id == flow_run_id,
                         flow_runs.c.state_type.in_(("RUNNING", "CANCELLING")),
                     )
-                    .values(cancel_requested_at=now, updated=now)
+                    # The message tells the daemon (and `runs show`) who asked and why.
+                    .values(cancel_requested_at=now, updated=now, state_message=message)
                 ).rowcount
                 if not requested:
                     return None
@@ -225,17 +226,48 @@ class ControlQueries(Queries):
             _audit(connection, actor, "cancel", flow_run_id, reason, {"outcome": outcome}, now)
         return outcome
 
-    def read_cancel_requests(self, since: datetime) -> list[str]:
-        """Ids of running runs whose cancellation was requested at or after ``since``."""
-        with self.reader.connect() as connection:
-            return list(
-                connection.execute(
-                    select(flow_runs.c.id).where(
-                        flow_runs.c.cancel_requested_at >= since,
-                        flow_runs.c.state_type == "RUNNING",
-                    )
-                ).scalars()
+    def read_cancel_requests(self, since: datetime) -> list[Row]:
+        """Runs whose cancellation was requested at or after ``since``: id, state type, and
+        the message naming who asked and why."""
+        return self._all(
+            select(flow_runs.c.id, flow_runs.c.state_type, flow_runs.c.state_message).where(
+                flow_runs.c.cancel_requested_at >= since
             )
+        )
+
+    def read_last_outcomes(self) -> dict[str, tuple[str | None, datetime | None]]:
+        """By deployment: the state type of its newest finished run (Skipped and Missed fires
+        are not runs that finished) and when its newest completed run ended."""
+        finished = flow_runs.c.state_type.in_(("COMPLETED", "FAILED", "CRASHED", "CANCELLED"))
+        ranked = (
+            select(
+                flow_runs.c.deployment_name,
+                flow_runs.c.state_type,
+                func.row_number()
+                .over(partition_by=flow_runs.c.deployment_name, order_by=desc(flow_runs.c.end_time))
+                .label("rank"),
+            )
+            .where(
+                flow_runs.c.deployment_name.is_not(None),
+                flow_runs.c.end_time.is_not(None),
+                finished,
+                flow_runs.c.state_name.not_in(("Skipped", "Missed")),
+            )
+            .subquery()
+        )
+        outcomes: dict[str, tuple[str | None, datetime | None]] = {
+            row["deployment_name"]: (row["state_type"], None)
+            for row in self._all(select(ranked).where(ranked.c.rank == 1))
+        }
+        successes = self._all(
+            select(flow_runs.c.deployment_name, func.max(flow_runs.c.end_time).label("ended"))
+            .where(flow_runs.c.state_type == "COMPLETED", flow_runs.c.deployment_name.is_not(None))
+            .group_by(flow_runs.c.deployment_name)
+        )
+        for row in successes:
+            last_type = outcomes.get(row["deployment_name"], (None, None))[0]
+            outcomes[row["deployment_name"]] = (last_type, row["ended"])
+        return outcomes
 
     def read_requested_runs(self, since: datetime) -> list[Row]:
         """Manual runs and retries created at or after ``since`` that still wait."""

@@ -55,18 +55,39 @@ class ScheduledRunQueries(Queries):
         A run whose (deployment_name, scheduled_for) already exists is not created: whoever
         made it first (this daemon before a restart, or another daemon) owns that fire.
         """
+        return self._create_runs(runs, unless_paused=False)[0]
+
+    def create_runs_unless_paused(self, runs: Sequence[Row]) -> tuple[set[str], set[str]]:
+        """``create_runs``, leaving out the runs of deployments paused in the store: the
+        pause flags are read inside the same write transaction, so a pause committed before
+        it (by ``gnomon pause``) always wins. Returns the ids created and the paused names."""
+        return self._create_runs(runs, unless_paused=True)
+
+    def _create_runs(self, runs: Sequence[Row], unless_paused: bool) -> tuple[set[str], set[str]]:
         if not runs:
-            return set()
-        ids = [run["id"] for run in runs]
+            return set(), set()
         with self.engine.begin() as connection:
-            connection.execute(_insert_ignoring_duplicates(connection), list(runs))
+            paused: set[str] = set()
+            if unless_paused:
+                names = sorted({run["deployment_name"] for run in runs})
+                paused = set(
+                    connection.execute(
+                        select(deployments.c.name).where(
+                            deployments.c.name.in_(names), deployments.c.paused.is_(True)
+                        )
+                    ).scalars()
+                )
+                runs = [run for run in runs if run["deployment_name"] not in paused]
+            ids = [run["id"] for run in runs]
+            if runs:
+                connection.execute(_insert_ignoring_duplicates(connection), list(runs))
             created = set(
                 connection.execute(select(flow_runs.c.id).where(flow_runs.c.id.in_(ids))).scalars()
             )
             states = [first_state_row(run) for run in runs if run["id"] in created]
             if states:
                 connection.execute(run_states.insert(), states)
-        return created
+        return created, paused
 
     def set_run_state(
         self,

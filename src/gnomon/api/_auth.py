@@ -1,0 +1,124 @@
+"""Bearer-token authentication for every request but ``GET /healthz``.
+
+It is ASGI middleware around the whole application, not a dependency routes opt into: a
+route added later is protected without anyone remembering to, and so are paths that match
+no route (they answer 401, not 404, so the route table is not revealed either). Streaming
+responses pass through it like any other.
+
+A token is looked up by its SHA-256 hash (the store keeps only hashes), so comparing it
+takes the same time whichever token is sent. Read-only tokens may only read (GET, HEAD).
+The token's name is the actor of the changes made with it, with origin "api".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from anyio import to_thread
+
+from gnomon.api._operations import hash_token
+from gnomon.store._values import Actor
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from gnomon.store import Store
+
+OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
+READ_METHODS = frozenset({"GET", "HEAD"})
+TOUCH_EVERY = 60.0  # seconds: a token's last use is written at most this often
+ANONYMOUS = Actor("anonymous", "api")
+
+logger = logging.getLogger(__name__)
+
+
+def request_actor(scope: Scope) -> Actor:
+    """The actor ``TokenAuth`` found for this request; raises if it found none, so a route
+    reached some other way still refuses to act."""
+    actor = scope.get("state", {}).get("actor")
+    if not isinstance(actor, Actor):
+        raise PermissionError("request not authenticated")
+    return actor
+
+
+class TokenAuth:
+    """ASGI middleware: 401 without a valid bearer token, 403 for a read-only token's
+    writes; otherwise the request goes on with its actor in ``scope["state"]["actor"]``."""
+
+    def __init__(self, app: ASGIApp, store: Store, *, enabled: bool = True) -> None:
+        self.app = app
+        self.store = store
+        self.enabled = enabled
+        self._touched: dict[str, float] = {}  # token name -> monotonic time last written
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
+            return
+        if scope["type"] == "http" and scope["path"] == OPEN_PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await _deny(send, 403, "websockets are not served")
+            return
+        if not self.enabled:
+            scope.setdefault("state", {})["actor"] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        token = _bearer(scope)
+        if token is None:
+            await _deny(send, 401, "a bearer token is required: Authorization: Bearer <token>")
+            return
+        row = await to_thread.run_sync(self.store.find_token, hash_token(token))
+        if row is None:
+            await _deny(send, 401, "invalid or revoked token")
+            return
+        if row["read_only"] and scope["method"] not in READ_METHODS:
+            await _deny(send, 403, f'token "{row["name"]}" is read-only')
+            return
+        await self._touch(row["name"])
+        scope.setdefault("state", {})["actor"] = Actor(row["name"], "api")
+        await self.app(scope, receive, send)
+
+    async def _touch(self, name: str) -> None:
+        """Record the token's use, at most once a minute per token (one write, not one per
+        request)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched.get(name)
+            if last is not None and now - last < TOUCH_EVERY:
+                return
+            self._touched[name] = now
+        try:
+            await to_thread.run_sync(self.store.touch_tokens, {name: datetime.now(UTC)})
+        except Exception:  # bookkeeping: a busy store must not fail the request itself
+            logger.warning("could not record the use of token %r", name, exc_info=True)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and token and len(token) <= 1000:
+                return token
+            return None
+    return None
+
+
+async def _deny(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="gnomon"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

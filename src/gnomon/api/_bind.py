@@ -1,0 +1,43 @@
+"""Where the HTTP API listens: parsing ``[daemon] api`` and telling loopback from the rest.
+
+Pure and stdlib-only, so the config models can validate ``api`` without importing the
+server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+OFF = "off"
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:8787"`` for IPv6) as (host, port); ValueError if it is not one.
+
+    Port 0 asks the system for a free port (tests use it).
+    """
+    host, colon, port_text = text.strip().rpartition(":")
+    if not colon or not host or not port_text.isdigit() or not port_text.isascii():
+        raise ValueError('must be "host:port" (like "127.0.0.1:8787" or "[::1]:8787"), or "off"')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError('write an IPv6 address in brackets, like "[::1]:8787"')
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine: 127.0.0.0/8, ::1 or ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve anywhere

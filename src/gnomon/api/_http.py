@@ -1,0 +1,173 @@
+"""The HTTP API application: ``create_app`` builds it around a store.
+
+Every route is a thin wrapper over ``Operations`` and ``_views``, the same ones the CLI
+calls, so ``gnomon runs show X --json`` and ``GET /api/v1/runs/X`` print the same thing.
+Authentication is the ``TokenAuth`` middleware around the whole app (see ``_auth``). Every
+error is JSON ``{"error": ..., "field": ...}``; no input gets a 500.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from gnomon._version import __version__
+from gnomon.api._auth import TokenAuth
+from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+from gnomon.api._params import ApiError
+from gnomon.api._routes import router
+from gnomon.api._schemas import ErrorBody, Health
+
+if TYPE_CHECKING:
+    from gnomon.store import Store
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def create_app(
+    store: Store,
+    *,
+    nudge: Callable[[str], None],
+    metrics_render: Callable[[], bytes] | None = None,
+    auth: bool = True,
+    config_path: Path | None = None,
+    dashboard_url: str | None = None,
+) -> FastAPI:
+    """The API over ``store``.
+
+    ``nudge("poll" | "reload")`` tells the daemon to read the store or reload its config now;
+    ``metrics_render`` gives ``/metrics``; ``config_path`` is the config ``POST /api/v1/apply``
+    applies (never a path from the client); ``dashboard_url`` is where clients reach the API
+    (the schema's server). ``auth=False`` serves every route without a token: callers bind
+    it to loopback only (``check_bind``).
+    """
+    app = FastAPI(
+        title="gnomon",
+        version=__version__,
+        summary="Control a gnomon daemon: deployments, runs, logs, limits, audit, tokens.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        servers=[{"url": dashboard_url}] if dashboard_url else None,
+        generate_unique_id_function=lambda route: route.name,  # operationId: the function
+    )
+    # /x/ is not /x: no redirects between them (and nothing for auth to reason about).
+    app.router.redirect_slashes = False
+    app.state.store = store
+    app.state.nudge = nudge
+    app.state.config_path = config_path
+    app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
+    app.include_router(router)
+    _add_service_routes(app, metrics_render)
+    _add_error_handlers(app)
+    app.add_middleware(TokenAuth, store=store, enabled=auth)
+    return app
+
+
+def route_table(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, routers included: what the deny-by-default test
+    walks, so a route added later is checked without anyone listing it."""
+    from fastapi import routing
+
+    # FastAPI 0.12x+ keeps an included router as one entry; this walks into it.
+    walk = getattr(routing, "iter_route_contexts", lambda routes: routes)
+    return sorted(
+        (method, route.path)
+        for route in walk(app.routes)
+        for method in (getattr(route, "methods", None) or {"GET"})
+    )
+
+
+def _add_service_routes(app: FastAPI, metrics_render: Callable[[], bytes] | None) -> None:
+    @app.get("/healthz", tags=["service"], response_model=Health)
+    def healthz() -> dict[str, str]:
+        """Liveness, without a token: says "ok" and nothing else."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={
+            200: {"content": {METRICS_TYPE.partition(";")[0]: {"schema": {"type": "string"}}}},
+            401: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+        },
+    )
+    def metrics() -> Response:
+        """The daemon's metrics in the Prometheus text format."""
+        if metrics_render is None:
+            raise ApiError(404, "this server has no metrics")
+        return Response(metrics_render(), media_type=METRICS_TYPE)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    body = {"error": message, **{key: value for key, value in extra.items() if value is not None}}
+    headers = {"WWW-Authenticate": 'Bearer realm="gnomon"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
+    """A validation error's location as a field name: ``names[0]``, ``limit``, ``body``."""
+    parts = list(location)
+    if len(parts) > 1 and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status, error.message, field=error.field)
+
+    @app.exception_handler(InvalidName)
+    async def invalid(_request: Request, error: InvalidName) -> JSONResponse:
+        return _error(422, str(error))
+
+    @app.exception_handler(UnknownName)
+    async def unknown(_request: Request, error: UnknownName) -> JSONResponse:
+        return _error(404, str(error))
+
+    @app.exception_handler(Conflict)
+    async def conflict(_request: Request, error: Conflict) -> JSONResponse:
+        return _error(409, str(error))
+
+    @app.exception_handler(InvalidConfig)
+    async def invalid_config(_request: Request, error: InvalidConfig) -> JSONResponse:
+        problems = [{"field": p.field, "message": str(p)} for p in error.problems]
+        return _error(
+            422, f"{len(problems)} problem(s) in the config; nothing applied", problems=problems
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {
+                "field": _field(item.get("loc", ())),
+                "message": str(item.get("msg", "invalid")).removeprefix("Value error, "),
+            }
+            for item in error.errors()
+        ]
+        first = problems[0] if problems else {"field": None, "message": "invalid request"}
+        message = str(first["message"])
+        if first["field"]:
+            message = f"{first['field']}: {message}"
+        return _error(422, message, field=first["field"], problems=problems)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, _exception: Exception) -> JSONResponse:
+        return _error(500, "internal error; the daemon's log has the details")

@@ -1,0 +1,111 @@
+"""The routes' path and query parameters, validated before any use: names and tags by
+``check_name``, run ids by ``check_run_id``, times and levels here. A bad one is a 422
+naming the parameter."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Path, Query
+from pydantic import AfterValidator
+
+from gnomon.api import _schemas as s
+from gnomon.api._operations import check_run_id
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message, "field": field}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def _run_id(value: str) -> str:
+    check_run_id(value)
+    return value
+
+
+NamePath = Annotated[
+    str,
+    Path(pattern=s.NAME_PATTERN, max_length=100, description="A deployment name."),
+    AfterValidator(s.valid_name),
+]
+TagPath = Annotated[
+    str,
+    Path(pattern=s.NAME_PATTERN, max_length=100, description="A tag."),
+    AfterValidator(s.valid_name),
+]
+TokenPath = Annotated[
+    str,
+    Path(pattern=s.NAME_PATTERN, max_length=100, description="A token's name."),
+    AfterValidator(s.valid_name),
+]
+RunPath = Annotated[
+    str,
+    Path(pattern=s.RUN_ID_PATTERN, max_length=32, description="A run id, or its first 4+ digits."),
+    AfterValidator(_run_id),
+]
+
+
+def _optional_name(value: str | None) -> str | None:
+    return None if value is None else s.valid_name(value)
+
+
+NameQuery = Annotated[
+    str | None,
+    Query(pattern=s.NAME_PATTERN, max_length=100, description="Only this deployment's."),
+    AfterValidator(_optional_name),
+]
+RunQuery = Annotated[
+    str | None,
+    Query(pattern=s.RUN_ID_PATTERN, max_length=32, description="Only this run's (id or prefix)."),
+]
+SinceQuery = Annotated[
+    str | None,
+    Query(max_length=100, description="Only newer: a duration back from now (2h) or ISO time."),
+]
+
+
+def since_time(value: str | None) -> datetime | None:
+    """A duration back from now (``2h``, ``P1D``) or an ISO 8601 time; 422 otherwise."""
+    if value is None:
+        return None
+    from gnomon.scheduling import ScheduleError, parse_interval
+
+    try:
+        return datetime.now(UTC) - parse_interval(value)
+    except (ScheduleError, OverflowError, ValueError):
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            422, f"{value[:80]!r} is neither a duration (2h, 30m, 1d) nor an ISO 8601 time", "since"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def level_number(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit() and value.isascii():
+        return min(int(value), 1000)
+    number = logging.getLevelNamesMapping().get(value.upper())
+    if number is None:
+        raise ApiError(422, "use DEBUG, INFO, WARNING, ERROR, CRITICAL or a number", "level")
+    return number
+
+
+LevelQuery = Annotated[
+    str | None,
+    Query(max_length=20, description="This level or above: DEBUG, INFO, ... or a number."),
+]
+AfterQuery = Annotated[
+    int | None,
+    Query(ge=0, le=2**62, description="Only lines after this id (what a follower last saw)."),
+]

@@ -1,0 +1,446 @@
+"""The ``/api/v1`` routes: one per CLI command, each calling the operation the CLI calls.
+
+Routes are plain functions (FastAPI runs them in its thread pool) because the store is
+synchronous; only the log stream is async, polling the store from a worker thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+from anyio import to_thread
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from gnomon.api import _schemas as s
+from gnomon.api._auth import request_actor
+from gnomon.api._operations import Operations
+from gnomon.api._params import (
+    AfterQuery,
+    ApiError,
+    LevelQuery,
+    NamePath,
+    NameQuery,
+    RunPath,
+    RunQuery,
+    SinceQuery,
+    TagPath,
+    TokenPath,
+    level_number,
+    since_time,
+)
+from gnomon.api._views import (
+    audit_view,
+    deployment_detail,
+    deployment_view,
+    iso,
+    log_view,
+    next_fires,
+    run_detail,
+    run_view,
+    token_view,
+)
+from gnomon.store import LogQuery
+
+if TYPE_CHECKING:
+    from gnomon.store import Store
+
+RECENT_RUNS = 5
+STREAM_POLL = 0.25  # seconds between the log stream's polls: a new line shows within 1 s
+STREAM_BATCH = 500
+HEARTBEAT = 15.0  # seconds: an idle stream sends a comment so dead peers are noticed
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": s.ErrorBody} for code in codes}
+
+
+router = APIRouter(prefix="/api/v1", responses=_error_responses(400, 401, 403, 422))
+
+
+def operations(request: Request) -> Operations:
+    """The operations, done by the request's actor (its token's name, origin "api")."""
+    state = request.app.state
+    return Operations(state.store, request_actor(request.scope), state.nudge)
+
+
+def store_of(request: Request) -> Store:
+    request_actor(request.scope)  # refuse unless authenticated, as operations() does
+    store: Store = request.app.state.store
+    return store
+
+
+Ops = Annotated[Operations, Depends(operations)]
+StoreDep = Annotated["Store", Depends(store_of)]
+
+
+# Deployments.
+
+
+@router.get("/deployments", response_model=list[s.DeploymentSummary], tags=["deployments"])
+def list_deployments(store: StoreDep) -> list[dict[str, Any]]:
+    """Every deployment: schedule (and in words), pause, next fire, its last runs' states."""
+    rows = store.read_deployments()
+    recent = store.read_recent_states([row["name"] for row in rows], RECENT_RUNS)
+    now = datetime.now(UTC)
+    return [deployment_view(row, now, recent.get(row["name"], [])) for row in rows]
+
+
+@router.get(
+    "/deployments/{name}",
+    response_model=s.DeploymentDetail,
+    responses=_error_responses(404),
+    tags=["deployments"],
+)
+def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
+    """One deployment: schedule, next fires, pause, parameters, policies, last runs."""
+    row = ops.deployment(name)
+    recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
+    return deployment_detail(row, datetime.now(UTC), recent)
+
+
+@router.get(
+    "/deployments/{name}/next",
+    response_model=list[str],
+    responses=_error_responses(404),
+    tags=["deployments"],
+)
+def next_fire_times(
+    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=1000)] = 5
+) -> list[str | None]:
+    """The next fire times (UTC), as the daemon will fire them (once resumed, if paused)."""
+    row = ops.deployment(name)
+    return [iso(fire) for fire in next_fires(row, datetime.now(UTC), count)]
+
+
+@router.post(
+    "/deployments/{name}/pause",
+    response_model=s.PauseResponse,
+    responses=_error_responses(404),
+    tags=["deployments"],
+)
+def pause_deployment(
+    name: NamePath, ops: Ops, body: Annotated[s.PauseRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Pause a deployment: no fire after this returns. Running runs go on unless
+    ``cancel_running``."""
+    body = body or s.PauseRequest()
+    return _paused(ops, ops.select([name]), body.reason, body.cancel_running)
+
+
+@router.post(
+    "/deployments/{name}/resume",
+    response_model=s.ResumeResponse,
+    responses=_error_responses(404),
+    tags=["deployments"],
+)
+def resume_deployment(
+    name: NamePath, ops: Ops, body: Annotated[s.ResumeRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Resume a deployment from its next fire; the paused period is not caught up."""
+    return _resumed(ops, ops.select([name]), (body or s.ResumeRequest()).reason)
+
+
+@router.post(
+    "/pause", response_model=s.PauseResponse, responses=_error_responses(404), tags=["deployments"]
+)
+def pause_many(body: s.SelectPauseRequest, ops: Ops) -> dict[str, Any]:
+    """Pause the deployments named, or ``all``, or those with ``tag``."""
+    return _paused(ops, _select(ops, body), body.reason, body.cancel_running)
+
+
+@router.post(
+    "/resume",
+    response_model=s.ResumeResponse,
+    responses=_error_responses(404),
+    tags=["deployments"],
+)
+def resume_many(body: s.SelectRequest, ops: Ops) -> dict[str, Any]:
+    """Resume the deployments named, or ``all``, or those with ``tag``."""
+    return _resumed(ops, _select(ops, body), body.reason)
+
+
+def _select(ops: Operations, body: s.SelectRequest) -> list[str]:
+    if sum((bool(body.names), body.all, body.tag is not None)) != 1:
+        raise ApiError(422, "give names, or all: true, or a tag (exactly one of these)", "body")
+    return ops.select(body.names, body.all, body.tag)
+
+
+def _paused(
+    ops: Operations, names: list[str], reason: str | None, cancel_running: bool
+) -> dict[str, Any]:
+    result = ops.pause(names, reason, cancel_running)
+    return {
+        "paused": result.changed,
+        "already_paused": result.unchanged,
+        "cancelled_runs": result.cancelled_runs,
+    }
+
+
+def _resumed(ops: Operations, names: list[str], reason: str | None) -> dict[str, Any]:
+    result = ops.resume(names, reason)
+    return {"resumed": result.changed, "not_paused": result.unchanged}
+
+
+@router.post(
+    "/apply",
+    response_model=s.ApplyResponse,
+    responses=_error_responses(409),
+    tags=["deployments"],
+)
+def apply_config(request: Request, ops: Ops) -> dict[str, Any]:
+    """Apply the daemon's own config file (as ``gnomon deployments apply``); the daemon
+    reloads it. With any problem nothing changes (422 listing them)."""
+    synced = ops.apply(request.app.state.config_path)
+    return dataclasses.asdict(synced)
+
+
+@router.post(
+    "/deployments/{name}/runs",
+    status_code=201,
+    response_model=s.RunDetail,
+    responses=_error_responses(404),
+    tags=["runs"],
+)
+def trigger_run(
+    name: NamePath, ops: Ops, body: Annotated[s.RunRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Run a deployment now with its policies (``force`` overrides overlap); ``parameters``
+    update the deployment's own."""
+    body = body or s.RunRequest()
+    row = ops.trigger(name, body.parameters, force=body.force)
+    return _run_detail(ops, row["id"])
+
+
+def _run_detail(ops: Operations, run_id: str) -> dict[str, Any]:
+    return run_detail(ops.store, ops.run(run_id))
+
+
+# Runs.
+
+
+@router.get("/runs", response_model=list[s.RunSummary], tags=["runs"])
+def list_runs(
+    store: StoreDep,
+    deployment: NameQuery = None,
+    state: Annotated[
+        str | None,
+        Query(pattern=r"^[A-Za-z]{1,30}$", description="A state name (Failed) or type (FAILED)."),
+    ] = None,
+    since: SinceQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[dict[str, Any]]:
+    """Flow runs, newest first."""
+    rows = store.read_runs(deployment, state, since=since_time(since), limit=limit)
+    return [run_view(row) for row in rows]
+
+
+@router.get(
+    "/runs/{run_id}", response_model=s.RunDetail, responses=_error_responses(404), tags=["runs"]
+)
+def show_run(run_id: RunPath, ops: Ops) -> dict[str, Any]:
+    """A run: state timeline, task runs with durations, parameters, error and traceback."""
+    return _run_detail(ops, run_id)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=s.CancelResponse,
+    responses=_error_responses(404, 409),
+    tags=["runs"],
+)
+def cancel_run(
+    run_id: RunPath, ops: Ops, body: Annotated[s.CancelRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Cancel a run: a waiting one at once ("cancelled"), a running one within a second
+    ("requested"). 409 if it has already finished."""
+    row, outcome = ops.cancel(run_id, (body or s.CancelRequest()).reason)
+    return {"id": row["id"], "outcome": outcome}
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    status_code=201,
+    response_model=s.RunDetail,
+    responses=_error_responses(404, 409),
+    tags=["runs"],
+)
+def retry_run(run_id: RunPath, ops: Ops) -> dict[str, Any]:
+    """Run a finished run's deployment again with the same parameters, as a new run."""
+    return _run_detail(ops, ops.retry(run_id)["id"])
+
+
+# Logs.
+
+
+def _log_query(
+    ops: Operations,
+    deployment: str | None,
+    run: str | None,
+    level: str | None,
+    since: str | None,
+    after_id: int,
+) -> LogQuery:
+    flow_run_id = ops.run(run)["id"] if run is not None else None
+    return LogQuery(deployment, flow_run_id, level_number(level), since_time(since), after_id)
+
+
+@router.get("/logs", response_model=list[s.LogLine], responses=_error_responses(404), tags=["logs"])
+def read_logs(
+    ops: Ops,
+    deployment: NameQuery = None,
+    run: RunQuery = None,
+    level: LevelQuery = None,
+    since: SinceQuery = None,
+    after_id: AfterQuery = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+) -> list[dict[str, Any]]:
+    """Log lines oldest first: the newest ``limit``, or with ``after_id`` the first
+    ``limit`` after it."""
+    query = _log_query(ops, deployment, run, level, since, after_id or 0)
+    rows = ops.store.search_logs(query, limit, newest=after_id is None)
+    return [log_view(row) for row in rows]
+
+
+@router.get(
+    "/logs/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-sent events: one `log` event per line, its id the line's.",
+        },
+        **_error_responses(404),
+    },
+    tags=["logs"],
+)
+def stream_logs(
+    request: Request,
+    ops: Ops,
+    deployment: NameQuery = None,
+    run: RunQuery = None,
+    level: LevelQuery = None,
+    after_id: AfterQuery = None,
+    last_event_id: Annotated[str | None, Header(max_length=30)] = None,
+) -> StreamingResponse:
+    """Follow new log lines as server-sent events, across runs as they start. Lines after
+    ``after_id`` (or the ``Last-Event-ID`` a reconnecting client sends), else from now on."""
+    start = after_id
+    if start is None and last_event_id is not None and last_event_id.isdigit():
+        start = int(last_event_id)
+    if start is None:
+        start = ops.store.last_log_id()
+    query = _log_query(ops, deployment, run, level, None, start)
+    return StreamingResponse(
+        _events(ops.store, query, request.app.state.closing),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(store: Store, query: LogQuery, closing: threading.Event) -> AsyncIterator[str]:
+    yield ": following\n\n"  # headers and a first byte now, so clients know it is open
+    idle = 0.0
+    while not closing.is_set():
+        batch = await to_thread.run_sync(store.search_logs, query, STREAM_BATCH, False)
+        for row in batch:
+            data = json.dumps(log_view(row), default=str)
+            yield f"id: {row['id']}\nevent: log\ndata: {data}\n\n"
+        if batch:
+            query = dataclasses.replace(query, after_id=batch[-1]["id"])
+            idle = 0.0
+            if len(batch) == STREAM_BATCH:
+                continue
+        elif idle >= HEARTBEAT:
+            yield ": keep-alive\n\n"
+            idle = 0.0
+        await anyio.sleep(STREAM_POLL)
+        idle += STREAM_POLL
+
+
+# Concurrency limits.
+
+
+def _limits(store: Store) -> list[dict[str, Any]]:
+    limits = store.read_concurrency_limits()
+    active = store.count_active_slots()
+    return [
+        {"tag": name[4:], "limit": limit, "active": active.get(name, 0)}
+        for name, limit in sorted(limits.items())
+        if name.startswith("tag:")
+    ]
+
+
+@router.get("/concurrency-limits", response_model=list[s.LimitInfo], tags=["limits"])
+def list_limits(store: StoreDep) -> list[dict[str, Any]]:
+    """Tag concurrency limits and the slots taken now."""
+    return _limits(store)
+
+
+@router.put("/concurrency-limits/{tag}", response_model=s.LimitInfo, tags=["limits"])
+def set_limit(tag: TagPath, body: s.LimitRequest, ops: Ops) -> dict[str, Any]:
+    """Allow at most ``limit`` running tasks tagged ``tag`` (0 blocks them)."""
+    ops.set_limit(tag, body.limit)
+    return next(item for item in _limits(ops.store) if item["tag"] == tag)
+
+
+@router.delete(
+    "/concurrency-limits/{tag}",
+    status_code=204,
+    response_class=Response,
+    responses=_error_responses(404),
+    tags=["limits"],
+)
+def remove_limit(tag: TagPath, ops: Ops) -> Response:
+    """Remove the limit on ``tag``."""
+    ops.remove_limit(tag)
+    return Response(status_code=204)
+
+
+# Audit and tokens.
+
+
+@router.get("/audit", response_model=list[s.AuditEntry], tags=["audit"])
+def read_audit(
+    store: StoreDep, since: SinceQuery = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
+    """Who changed what, newest first: pauses, runs, cancels, retries, applies, tokens."""
+    return [audit_view(row) for row in store.read_audit(since_time(since), limit)]
+
+
+@router.get("/tokens", response_model=list[s.TokenInfo], tags=["tokens"])
+def list_tokens(store: StoreDep) -> list[dict[str, Any]]:
+    """Tokens: name, scope, creator, last use (never the token)."""
+    return [token_view(row) for row in store.read_tokens()]
+
+
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=s.TokenCreated,
+    responses=_error_responses(409),
+    tags=["tokens"],
+)
+def create_token(body: s.TokenRequest, ops: Ops) -> dict[str, Any]:
+    """Create a token; the response is the only time it is shown."""
+    token = ops.create_token(body.name, body.read_only)
+    return {"name": body.name, "read_only": body.read_only, "token": token}
+
+
+@router.delete(
+    "/tokens/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=_error_responses(404),
+    tags=["tokens"],
+)
+def revoke_token(name: TokenPath, ops: Ops) -> Response:
+    """Revoke a token: requests with it fail from now on."""
+    ops.revoke_token(name)
+    return Response(status_code=204)

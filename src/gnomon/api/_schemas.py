@@ -1,0 +1,260 @@
+"""The HTTP API's request and response bodies, so its OpenAPI schema says exactly what each
+route takes and gives.
+
+Responses mirror the views of ``_views`` (what the CLI's ``--json`` prints) field for field;
+FastAPI checks every response against them, so the schema cannot drift from the views.
+Requests forbid unknown fields: a misspelt ``cancel_runing`` is an error, not ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from gnomon.api._operations import InvalidName, check_name
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
+RUN_ID_PATTERN = r"^[0-9a-f]{4,32}$"
+MAX_LIMIT = 1_000_000  # beyond any real limit, and far inside SQLite's integers
+
+
+def valid_name(value: str) -> str:
+    try:
+        return check_name("", value)  # the pattern cannot say "not '..'"; this can
+    except InvalidName:
+        raise ValueError("use 1 to 100 letters, digits, '-', '_' or '.' (not '..')") from None
+
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100), AfterValidator(valid_name)]
+Reason = Annotated[str | None, Field(max_length=1000)]
+
+
+def _parameters(value: dict[str, Any]) -> dict[str, Any]:
+    """Parameter names are identifiers; values are standard JSON (no NaN or Infinity, which
+    Python's JSON reader accepts and every other one refuses)."""
+    for key in value:
+        if not key.isidentifier():
+            raise ValueError(f"{key[:100]!r} is not a parameter name")
+    pending: list[Any] = list(value.values())
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PauseRequest(Request):
+    reason: Reason = None
+    cancel_running: bool = False
+
+
+class ResumeRequest(Request):
+    reason: Reason = None
+
+
+class SelectRequest(Request):
+    """Which deployments: ``names``, or ``all``, or those with ``tag`` (exactly one)."""
+
+    names: Annotated[list[Name], Field(max_length=1000)] = []
+    all: bool = False
+    tag: Name | None = None
+    reason: Reason = None
+
+
+class SelectPauseRequest(SelectRequest):
+    cancel_running: bool = False
+
+
+class RunRequest(Request):
+    """A manual run: ``parameters`` update the deployment's; ``force`` overrides overlap."""
+
+    parameters: Annotated[dict[str, Any], AfterValidator(_parameters)] = {}
+    force: bool = False
+
+
+class CancelRequest(Request):
+    reason: Reason = None
+
+
+class LimitRequest(Request):
+    limit: Annotated[int, Field(ge=0, le=MAX_LIMIT)]
+
+
+class TokenRequest(Request):
+    name: Name
+    read_only: bool = False
+
+
+# Responses.
+
+
+class Problem(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message, and the field it is about when there is one."""
+
+    error: str
+    field: str | None = None
+    problems: list[Problem] | None = None
+
+
+class RecentRun(BaseModel):
+    id: str
+    state: str | None
+    scheduled_for: str | None
+
+
+class DeploymentSummary(BaseModel):
+    name: str
+    flow: str
+    schedule: str
+    schedule_text: str
+    timezone: str | None
+    paused: bool
+    paused_by: str | None
+    paused_at: str | None
+    paused_reason: str | None
+    next_fire: str | None
+    last_fire: str | None
+    tags: list[str]
+    description: str | None
+    recent_runs: list[RecentRun]
+
+
+class DeploymentDetail(DeploymentSummary):
+    parameters: dict[str, Any]
+    policies: dict[str, Any]
+    anchor: str | None
+    source_file: str | None
+    registered_at: str | None
+    next_fires: list[str]
+
+
+class PauseResponse(BaseModel):
+    paused: list[str]
+    already_paused: list[str]
+    cancelled_runs: list[str]
+
+
+class ResumeResponse(BaseModel):
+    resumed: list[str]
+    not_paused: list[str]
+
+
+class ApplyResponse(BaseModel):
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+
+class RunSummary(BaseModel):
+    id: str
+    deployment: str | None
+    flow: str
+    state: str
+    trigger: str | None
+    scheduled_for: str | None
+    started_at: str | None
+    ended_at: str | None
+
+
+class RunError(BaseModel):
+    type: str | None
+    message: str | None
+    traceback: str | None
+
+
+class StateEntry(BaseModel):
+    timestamp: str | None
+    state: str
+    message: str | None
+
+
+class TaskRunSummary(BaseModel):
+    id: str
+    name: str
+    state: str
+    started_at: str | None
+    duration_s: float | None
+    error: str | None
+
+
+class RunDetail(RunSummary):
+    name: str
+    state_type: str
+    message: str | None
+    parameters: dict[str, Any]
+    tags: list[str]
+    duration_s: float | None
+    requested_by: str | None
+    retry_of: str | None
+    worker_pid: int | None
+    exit_code: int | None
+    signal: str | None
+    error: RunError | None
+    timeline: list[StateEntry]
+    task_runs: list[TaskRunSummary]
+
+
+class CancelResponse(BaseModel):
+    id: str
+    outcome: Literal["cancelled", "requested"]
+
+
+class LogLine(BaseModel):
+    id: int
+    timestamp: str | None
+    level: str
+    logger: str | None
+    deployment: str | None
+    run_id: str | None
+    message: str
+    extra: dict[str, Any]
+
+
+class AuditEntry(BaseModel):
+    timestamp: str | None
+    actor: str
+    origin: str
+    action: str
+    target: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+class LimitInfo(BaseModel):
+    tag: str
+    limit: int
+    active: int
+
+
+class TokenInfo(BaseModel):
+    name: str
+    scope: Literal["read-only", "read-write"]
+    created: str | None
+    created_by: str | None
+    last_used: str | None
+
+
+class TokenCreated(BaseModel):
+    name: str
+    read_only: bool
+    token: str = Field(description="The bearer token: shown this once, store it now.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,55 @@
+"""What other processes change in the store, applied by the daemon: pauses and resumes,
+manual runs and retries, and cancellations, made through the CLI or the HTTP API.
+
+The store is the channel (see ``gnomon.api._operations``). The daemon polls it once a
+second, and at once when the CLI sends SIGUSR1 after a change. Each poll reads what changed
+since a little before the previous one, so a change committed while a poll ran is not
+missed; applying a change twice does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gnomon.daemon._scheduler import Decision, Scheduler
+    from gnomon.store import Store
+
+log = logging.getLogger("gnomon.daemon")
+
+POLL_OVERLAP = timedelta(seconds=5)
+
+
+class StorePoll:
+    """Applies the store's changes since the last poll to the scheduler."""
+
+    def __init__(self, store: Store, scheduler: Scheduler, now: datetime) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self._polled_at = now
+
+    def poll(self, now: datetime) -> list[Decision]:
+        """Apply pauses, cancellations and requested runs; returns the runs' decisions."""
+        since = self._polled_at - POLL_OVERLAP
+        self._polled_at = now
+        for row in self.store.read_pause_changes(since):
+            self.scheduler.set_paused(row["name"], bool(row["paused"]), now)
+        for row in self.store.read_cancel_requests(since):
+            reason = row["state_message"] or "cancelled by an operator"
+            if self.scheduler.cancel_requested(row["id"], reason) and row["state_type"] in (
+                "RUNNING",
+                "CANCELLING",
+            ):
+                log.info(
+                    "cancelling run: %s",
+                    reason,
+                    extra={"flow_run_id": row["id"], "event_kind": "cancel_requested"},
+                )
+        decisions = []
+        for row in self.store.read_requested_runs(since):
+            decision = self.scheduler.admit(row, now)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
