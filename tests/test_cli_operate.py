@@ -250,3 +250,25 @@ def _alive(pid: int | None) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_manual_run_follows_the_overlap_policy_unless_forced(
+    daemon: Path, gnomon_home: Path, store: Store
+) -> None:
+    running = _start_sleeper(gnomon_home, daemon, store)
+
+    cli(gnomon_home, daemon, "run", "sleeper")
+    skipped = wait_for(
+        lambda: [r for r in runs(store, "sleeper") if r["state_name"] == "Skipped"],
+        what="the second manual run to be skipped (overlap = skip)",
+    )
+    forced = cli(gnomon_home, daemon, "run", "sleeper", "--force")
+
+    assert "previous run still going" in skipped[0]["state_message"]
+    assert running["id"] in skipped[0]["state_message"]
+    assert forced.returncode == 0, forced.stderr
+    both = wait_for(
+        lambda: len([r for r in runs(store, "sleeper") if r["state_type"] == "RUNNING"]) == 2,
+        what="the forced run running beside the first",
+    )
+    assert both

@@ -11,6 +11,7 @@ about a secret readable: ``tokenizer_path``, ``password_file``, ``token_url``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -38,8 +39,12 @@ SECRET_SUFFIXES = (
 _SEPARATORS = re.compile(r"[\s_.-]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
-    """Whether values under the key ``name`` are secrets (see the module's rule)."""
+    """Whether values under the key ``name`` are secrets (see the module's rule).
+
+    Cached: the same few field names come by on every log record.
+    """
     compact = _SEPARATORS.sub("", name).lower()
     return compact.endswith(SECRET_SUFFIXES)
 
@@ -69,8 +74,12 @@ def mask_processor(_logger: object, _method: str, event_dict: Any) -> Any:
     return mask(event_dict)
 
 
-# Record attributes that are never user data: tracebacks and the record's own bookkeeping.
-_UNMASKED_ATTRIBUTES = frozenset({"exc_info", "stack_info", "msg"})
+# Record attributes that are never user data: tracebacks and the record's own bookkeeping
+# (every attribute a plain LogRecord has, so only what ``extra=`` added is looked at).
+_UNMASKED_ATTRIBUTES = frozenset(
+    {"exc_info", "stack_info", "msg", "message", "asctime", "taskName"}
+    | set(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+) - {"args"}
 
 
 class MaskSecrets(logging.Filter):
@@ -82,9 +91,9 @@ class MaskSecrets(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in list(vars(record).items()):
-            if key in _UNMASKED_ATTRIBUTES:
-                continue
+        attributes = vars(record)
+        for key in attributes.keys() - _UNMASKED_ATTRIBUTES:
+            value = attributes[key]
             if _masks(key, value):
                 setattr(record, key, MASK)
             elif isinstance(value, Mapping | list | tuple):

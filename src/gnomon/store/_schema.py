@@ -171,6 +171,7 @@ flow_runs = Table(
         unique=True,
     ),
     Index("ix_flow_runs_deployment_name_created", "deployment_name", "created"),
+    Index("ix_flow_runs_cancel_requested_at", "cancel_requested_at"),
 )
 
 deployments = Table(
