@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -298,15 +299,42 @@ def configure_daemon_logging(log_file: Path | None) -> None:
         stdout = logging.StreamHandler(sys.stdout)
         stdout.setLevel(level)
         stdout.setFormatter(_formatter(settings.log_format, sys.stdout))
-        _install(ROOT_LOGGER, stdout, level)
         daemon_lines.handlers = [stdout]
+        stdout_json = settings.log_format == "json" or (
+            settings.log_format == "auto" and not sys.stdout.isatty()
+        )
+        if log_file is None or not stdout_json:
+            _install(ROOT_LOGGER, stdout, level)
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            to_file = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+            to_file = _LogFile(log_file, echo=sys.stdout if stdout_json else None)
             to_file.setLevel(level)
             to_file.setFormatter(_formatter("json", to_file.stream))
             _install(ROOT_LOGGER, to_file, level)
             daemon_lines.handlers.append(to_file)
+
+
+class _LogFile(logging.handlers.WatchedFileHandler):
+    """The daemon's log file (reopened when logrotate moves it), and, when stdout takes the
+    same JSON lines, stdout too: each record is rendered once, not once per output (the
+    daemon logs a few records per run, and rendering is most of their cost)."""
+
+    def __init__(self, path: Path, echo: Any = None) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            self.reopenIfNeeded()
+            assert self.stream is not None
+            self.stream.write(line)
+            self.flush()
+            if self.echo is not None:
+                self.echo.write(line)
+                self.echo.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def engine_logger() -> structlog.stdlib.BoundLogger:
