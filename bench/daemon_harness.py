@@ -83,7 +83,9 @@ class Workspace:
 
     def write_config(self, schedules: list[tuple[str, str]], workers: int | None) -> Path:
         """A config with one deployment per (name, cron) of the generated flow."""
-        lines = ['log_level = "INFO"', "", "[daemon]"]
+        # No HTTP API: the scheduling path is what is measured, and benchmark daemons must not
+        # contend for (or fail on) the default port.
+        lines = ['log_level = "INFO"', "", "[daemon]", 'api = "off"']
         if workers is not None:
             lines.append(f"workers = {workers}")
         for name, cron in schedules:
