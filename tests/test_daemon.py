@@ -51,16 +51,49 @@ def write_config(tmp_path: Path, deployments: str, daemon: str = "workers = 2") 
     return config
 
 
-def start_daemon(config: Path, home: Path, **env: str) -> subprocess.Popen[str]:
+class DaemonProcess(subprocess.Popen[str]):
+    """A daemon subprocess whose stdout and stderr go to files, never to a pipe.
+
+    A pipe nobody drains fills after 64 KiB and then blocks the daemon's next log write:
+    a long test's daemon would stall mid-run. ``communicate`` waits and returns what the
+    files hold, as it would for pipes.
+    """
+
+    def __init__(self, args: list[str], output: Path, **kwargs: Any) -> None:
+        self.output_path = output.with_suffix(".stdout")
+        self.error_path = output.with_suffix(".stderr")
+        with self.output_path.open("w") as stdout, self.error_path.open("w") as stderr:
+            super().__init__(args, stdout=stdout, stderr=stderr, text=True, **kwargs)
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.output_path.read_text(), self.error_path.read_text()
+
+    def output_lines(self, timeout: float = 30) -> Iterator[str]:
+        """Complete stdout lines as the daemon writes them, until it exits or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.output_path.open() as output:
+            pending = ""
+            while time.monotonic() < deadline:
+                pending += output.read()
+                *lines, pending = pending.split("\n")
+                yield from (line + "\n" for line in lines)
+                if not lines:
+                    if self.poll() is not None:
+                        return
+                    time.sleep(0.05)
+
+
+def start_daemon(config: Path, home: Path, **env: str) -> DaemonProcess:
     environment = {**os.environ, "GNOMON_HOME": str(home), "GNOMON_LOG_FORMAT": "json", **env}
     environment["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO / "src"), environment.get("PYTHONPATH")])
     )
-    return subprocess.Popen(
+    home.mkdir(parents=True, exist_ok=True)
+    output = home / f"daemon-{time.monotonic_ns()}"
+    return DaemonProcess(
         [sys.executable, "-m", "gnomon.cli", "daemon", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        output,
         env=environment,
         cwd=config.parent,
     )
@@ -207,7 +240,13 @@ def test_after_sigkill_a_restart_crashes_orphaned_runs_and_never_duplicates_a_fi
     # One more Completed than now (counting all ticker rows would also wait out the Missed
     # and Skipped ones, which a loaded machine makes many of).
     done = sum(row["state_name"] == "Completed" for row in runs(store, "ticker"))
-    wait_for(completed(store, "ticker", done + 1), what="ticking again")
+    try:
+        wait_for(completed(store, "ticker", done + 1), what="ticking again")
+    except AssertionError:
+        second.kill()
+        out, err = second.communicate(timeout=10)
+        rows = [(r["scheduled_for"], r["state_name"], r["trigger"]) for r in runs(store)]
+        raise AssertionError(f"no tick after the restart: {rows}\n{out}\n{err}") from None
     second.send_signal(signal.SIGTERM)
     second.communicate(timeout=30)
 

@@ -40,12 +40,7 @@ def flaky(marker: str) -> None:
 
 def _api_url(process, timeout: float = 30) -> str:
     """The API's URL, from the daemon's "api listening" log line."""
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
+    for line in process.output_lines(timeout):
         event = json.loads(line) if line.startswith("{") else {}
         if event.get("api_url"):
             return str(event["api_url"])
