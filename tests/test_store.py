@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from gnomon._settings import get_settings, reset_settings
 from gnomon.store import (
@@ -33,7 +35,7 @@ from gnomon.store import (
     reset_store,
     upgrade,
 )
-from gnomon.store._db import create_engine
+from gnomon.store._db import create_engine, read_engine
 from gnomon.store._migrate import alembic_config
 from gnomon.store._schema import metadata, run_states, task_runs
 
@@ -214,6 +216,99 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(store: Store) 
         "foreign_keys": 1,
         "synchronous": 1,
     }
+
+
+def _writers_lock_free(url: str) -> bool:
+    """Whether another open file description could take the SQLite writers' flock now."""
+    import fcntl
+
+    fd = os.open(f"{make_url(url).database}.writers", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing also releases a lock taken here
+    return True
+
+
+def test_a_write_transaction_holds_the_writers_lock_exactly_until_it_ends(
+    fresh_engine: Engine, url: str
+) -> None:
+    with fresh_engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+        assert not _writers_lock_free(url)
+    assert _writers_lock_free(url)
+
+    def roll_back() -> None:
+        with fresh_engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO scratch VALUES (1)")
+            raise ValueError("roll back")
+
+    with pytest.raises(ValueError, match="roll back"):
+        roll_back()
+    assert _writers_lock_free(url)
+    with read_engine(fresh_engine).connect() as connection:  # deferred reads take no turn
+        connection.exec_driver_sql("SELECT count(*) FROM scratch").scalar()
+        assert _writers_lock_free(url)
+
+
+def test_a_second_writer_waits_for_the_first_then_sees_its_commit(
+    fresh_engine: Engine,
+) -> None:
+    with fresh_engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+    first_holds, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def first() -> None:
+        with fresh_engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO scratch VALUES (1)")
+            first_holds.set()
+            release.wait(10)
+
+    def second() -> None:
+        with fresh_engine.begin() as connection:
+            seen.append(connection.exec_driver_sql("SELECT count(*) FROM scratch").scalar_one())
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_holds.wait(10)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # queued behind the first writer
+    assert not seen
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert seen == [1]
+
+
+def test_a_nested_write_in_one_thread_fails_on_the_busy_timeout_rather_than_hanging(
+    fresh_engine: Engine,
+) -> None:
+    outcome: list[BaseException | None] = []
+
+    def nested() -> None:
+        with fresh_engine.begin() as outer:
+            outer.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+            inner = fresh_engine.connect()
+            inner.connection.dbapi_connection.execute("PRAGMA busy_timeout = 100")
+            try:
+                inner.begin()
+                outcome.append(None)
+            except BaseException as error:
+                outcome.append(error)
+            finally:
+                inner.close()
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "a nested write waited for its own thread's lock"
+    assert isinstance(outcome[0], OperationalError)
+    assert "database is locked" in str(outcome[0])
 
 
 # The batched writer.

@@ -10,6 +10,11 @@ lets readers and one writer work at the same time).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +48,9 @@ def create_engine(url: str | URL) -> Engine:
     if path is not None:
         # 0700: the database holds run parameters and error tracebacks.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    engine = sqlalchemy.create_engine(parsed)
+    engine = sqlalchemy.create_engine(
+        parsed, connect_args={"factory": _SerialisedWriter} if path is not None else {}
+    )
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
@@ -72,4 +79,73 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
     begin = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE")
-    connection.exec_driver_sql(begin)
+    dbapi = connection.connection.dbapi_connection
+    if begin == "BEGIN IMMEDIATE" and isinstance(dbapi, _SerialisedWriter):
+        dbapi.take_write_turn()
+    try:
+        connection.exec_driver_sql(begin)
+    except BaseException:
+        if isinstance(dbapi, _SerialisedWriter):
+            dbapi.end_write_turn()
+        raise
+
+
+_holding = threading.local()
+
+
+class _SerialisedWriter(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on an ``flock`` beside the file.
+
+    SQLite's own busy handler polls for the write lock in sleeps of 1, 2, 5, 10 ms and
+    more, so a writer that finds it taken typically waits several times as long as the
+    other's transaction lasts. Waiting on a kernel lock instead wakes the next writer the
+    moment the holder commits. The flock only orders writers: ``BEGIN IMMEDIATE`` still
+    takes SQLite's lock, so a writer that does not use it (the standard library's sqlite3
+    in ``store._lite``, another program) stays correct, just not as prompt.
+
+    Each connection opens the lock file itself: flock locks belong to an open file
+    description, so two connections in one process exclude each other too. A thread that
+    already holds a write turn on another connection does not queue again (it would wait
+    for itself); its nested ``BEGIN IMMEDIATE`` meets SQLite's busy timeout as before.
+    """
+
+    _lock_fd: int | None = None
+    _turn = False
+
+    def take_write_turn(self) -> None:
+        if self._lock_fd is None:
+            database = self.execute("PRAGMA database_list").fetchone()[2]
+            if not database:
+                return
+            self._lock_fd = os.open(database + ".writers", os.O_RDWR | os.O_CREAT, 0o600)
+        if getattr(_holding, "turn", False):
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._turn = _holding.turn = True
+
+    def end_write_turn(self) -> None:
+        if self._turn and self._lock_fd is not None:
+            self._turn = _holding.turn = False
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.end_write_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.end_write_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.end_write_turn()
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._lock_fd)
+                self._lock_fd = None
