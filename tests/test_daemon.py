@@ -144,6 +144,8 @@ def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
     assert len(nominal) == len(set(nominal))  # never two runs for one fire time
     assert "tick hello" in out  # the flow's log line reached the daemon's output
     assert "Beginning flow run" not in out  # the summary line says it once per run
+    stored = [log["message"] for log in store.read_logs(flow_run_id=done[0]["id"])]
+    assert any(message.startswith("Beginning flow run") for message in stored), stored
     summaries = {
         line["flow_run_id"]: line
         for line in map(json.loads, out.splitlines())

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -394,3 +395,43 @@ def test_run_logs_reach_the_real_store(configure, monkeypatch) -> None:
     assert rows[0]["extra"]["source"] == "api"
     assert rows[0]["extra"]["flow_run_name"] == "brave-fox"
     assert rows[0]["timestamp"].utcoffset().total_seconds() == 0
+
+
+def test_daemon_log_lines_are_written_from_a_background_thread_with_tracebacks_and_masking(
+    configure, tmp_path, monkeypatch
+) -> None:
+    configure()
+    log_file = tmp_path / "logs" / "gnomon.jsonl"
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # not a terminal: JSON lines
+    _logging.configure_daemon_logging(log_file)
+    writers: set[str] = set()
+
+    class Spy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            writers.add(threading.current_thread().name)
+
+    spy = _logging.in_background(Spy())
+    logging.getLogger("gnomon.daemon").addHandler(spy)
+    try:
+        try:
+            raise ValueError("the CRM is down")
+        except ValueError:
+            logging.getLogger("gnomon.daemon").exception(
+                "sync failed", extra={"api_password": "hunter2", "deployment": "sync-crm"}
+            )
+    finally:
+        logging.getLogger("gnomon.daemon").removeHandler(spy)
+        spy.stop()
+    _logging._unconfigure()  # stops the outputs' thread: what was queued is written
+
+    (line,) = json_lines(log_file.read_text())
+    assert (line["event"], line["deployment"], line["level"]) == (
+        "sync failed",
+        "sync-crm",
+        "error",
+    )
+    assert "ValueError: the CRM is down" in line["exception"]
+    assert "hunter2" not in log_file.read_text()
+    assert sys.stdout.getvalue() == log_file.read_text()  # rendered once, written to both
+    assert writers  # the spy ran, and not in the logging thread
+    assert threading.current_thread().name not in writers

@@ -111,7 +111,7 @@ class Daemon:
         from gnomon.daemon._pool import WorkerPool
         from gnomon.daemon._report import RunReporter, StoreLogHandler
         from gnomon.deployments import load_config_or_raise
-        from gnomon.flows._logging import configure_daemon_logging
+        from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
 
         self.config = load_config_or_raise(self.config_path)
@@ -120,7 +120,8 @@ class Daemon:
         self._lock = DaemonLock(settings.home)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
-        log.addHandler(StoreLogHandler(self.store))
+        self._store_log = in_background(StoreLogHandler(self.store))
+        log.addHandler(self._store_log)
         daemon = self.config.daemon
         self.pool = WorkerPool(
             daemon.workers,
@@ -325,6 +326,8 @@ class Daemon:
         )
         self.pool.stop(grace)
         self.reporter.close()
+        log.removeHandler(self._store_log)
+        self._store_log.stop()  # its lines reach the store before the last flush
         self.store.flush()
         self._lock.release()
         log.info("daemon stopped")

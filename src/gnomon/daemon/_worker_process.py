@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gnomon.daemon._worker import RUN_MARKER, encode, parse_object
+from gnomon.daemon._worker import (
+    QUIET_RUN_EVENTS_ENV,
+    RUN_MARKER,
+    SUMMARISED_EVENTS,
+    encode,
+    parse_object,
+)
 
 if TYPE_CHECKING:
     from gnomon.states import State
@@ -30,10 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon.pool")
 
 OUTPUT_LOGGER = "gnomon.worker.output"  # what flows print, as log records
-# The engine's INFO lines at a flow run's start and end ("Beginning flow run", "Finished in
-# state"): the daemon's run summary line reports the same facts, so at INFO they are not
-# relayed (they stay in the run's stored logs).
-SUMMARISED_EVENTS = frozenset({"begin", "end"})
 MAX_LINE = 1 << 20  # longer output lines are relayed in pieces
 # systemd's variables are for the daemon alone: a flow calling sd_notify must not speak for it.
 _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
@@ -231,6 +233,10 @@ def worker_env(extra: dict[str, str], database_url: str) -> dict[str, str]:
     env.setdefault("GNOMON_DATABASE_URL", database_url)
     # The pool parses the workers' log lines; the daemon renders its own outputs.
     env["GNOMON_LOG_FORMAT"] = "json"
+    if log.isEnabledFor(logging.DEBUG):
+        env.pop(QUIET_RUN_EVENTS_ENV, None)
+    else:
+        env[QUIET_RUN_EVENTS_ENV] = "1"
     return env
 
 

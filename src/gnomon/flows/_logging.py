@@ -210,8 +210,10 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
 def _install(name: str, handler: logging.Handler, level: int) -> logging.Logger:
     from gnomon._secrets import MaskSecrets
 
-    # Every handler gnomon installs masks secret-named fields (passwords, tokens, ...).
-    handler.addFilter(MaskSecrets())
+    # Every handler gnomon installs masks secret-named fields (passwords, tokens, ...); a
+    # queue's outputs do it themselves, in their thread.
+    if not isinstance(handler, QueuedHandler):
+        handler.addFilter(MaskSecrets())
     logger = logging.getLogger(name)
     logger.setLevel(level)
     logger.addHandler(handler)
@@ -225,6 +227,8 @@ def _unconfigure() -> None:
     for logger, handler in _installed:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
+        if isinstance(handler, QueuedHandler):
+            handler.stop()
     _installed.clear()
     logging.getLogger(ROOT_LOGGER).propagate = True
     _configured = False
@@ -257,6 +261,15 @@ def configure_logging(force: bool = False) -> None:
         for name in _STORED_LOGGERS:
             _install(name, store, stored_level)
         _configured = True
+
+
+def filter_stderr(keep: Callable[[logging.LogRecord], bool]) -> None:
+    """Write to stderr only the records ``keep`` accepts (the stored run logs keep all)."""
+    configure_logging()
+    with _lock:
+        for _, handler in _installed:
+            if isinstance(handler, _StderrHandler):
+                handler.addFilter(keep)
 
 
 class _RawLines:
@@ -303,15 +316,64 @@ def configure_daemon_logging(log_file: Path | None) -> None:
         stdout_json = settings.log_format == "json" or (
             settings.log_format == "auto" and not sys.stdout.isatty()
         )
+        outputs: list[logging.Handler] = []
         if log_file is None or not stdout_json:
-            _install(ROOT_LOGGER, stdout, level)
+            outputs.append(stdout)
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
             to_file = _LogFile(log_file, echo=sys.stdout if stdout_json else None)
             to_file.setLevel(level)
             to_file.setFormatter(_formatter("json", to_file.stream))
-            _install(ROOT_LOGGER, to_file, level)
+            outputs.append(to_file)
             daemon_lines.handlers.append(to_file)
+        _install(ROOT_LOGGER, in_background(*outputs), level)
+
+
+class QueuedHandler(logging.handlers.QueueHandler):
+    """Hands records to a thread that runs the real handlers (see ``in_background``)."""
+
+    def __init__(self, *handlers: logging.Handler) -> None:
+        import queue
+
+        records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        super().__init__(records)
+        self.listener = logging.handlers.QueueListener(
+            records, *handlers, respect_handler_level=True
+        )
+        self.listener.start()
+        self._running = True
+        self._stopping = threading.Lock()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The listener is in this process: the record goes as it is. (The stdlib flattens
+        # it for pickling, which would drop exc_info and structlog's event dict.)
+        return record
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread; stopping twice does nothing."""
+        with self._stopping:
+            running, self._running = self._running, False
+        if running:
+            self.listener.stop()
+
+
+def in_background(*handlers: logging.Handler) -> QueuedHandler:
+    """A handler that queues records for ``handlers``, which run in a thread of their own.
+
+    The daemon's threads log per fire and per run (decisions, summaries); rendering and
+    writing those lines in the thread that decides or dispatches would delay the next run's
+    start by as much. Each of ``handlers`` masks secrets and applies its own level. What is
+    queued is written at exit (``atexit``) or on ``stop()``; a SIGKILL loses it.
+    """
+    import atexit
+
+    from gnomon._secrets import MaskSecrets
+
+    for handler in handlers:
+        handler.addFilter(MaskSecrets())
+    queued = QueuedHandler(*handlers)
+    atexit.register(queued.stop)
+    return queued
 
 
 class _LogFile(logging.handlers.WatchedFileHandler):
