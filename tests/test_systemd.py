@@ -24,10 +24,15 @@ UNIT = REPO / "systemd" / "gnomon.service"
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(_systemd, "_failing", False)
+    yield
+    # The notifier keeps its socket for the process's life; a test process closes it.
+    if _systemd._socket is not None:
+        _systemd._socket.close()
+        _systemd._socket = None
 
 
 def _receiver(address: str | bytes) -> socket.socket:
