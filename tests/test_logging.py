@@ -435,3 +435,14 @@ def test_daemon_log_lines_are_written_from_a_background_thread_with_tracebacks_a
     assert sys.stdout.getvalue() == log_file.read_text()  # rendered once, written to both
     assert writers  # the spy ran, and not in the logging thread
     assert threading.current_thread().name not in writers
+
+
+def test_a_line_is_stamped_with_when_its_record_was_made_not_when_it_is_rendered() -> None:
+    record = logging.makeLogRecord(
+        {"name": "gnomon.daemon", "msg": "fired", "levelno": logging.INFO, "levelname": "INFO"}
+    )
+    record.created = 1_000_000_000.5  # rendered now, made in 2001
+
+    line = json.loads(_logging._formatter("json").format(record))
+
+    assert line["timestamp"] == "2001-09-09T01:46:40.500000Z"

@@ -199,12 +199,22 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
         processors=[
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _record_timestamp,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             mask_processor,  # structlog events carry their fields in the message dict
             *renderers,
         ],
     )
+
+
+def _record_timestamp(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """When the record was made (ISO 8601 UTC, ``...Z``), not when it is rendered: the
+    daemon renders its lines in a background thread, a little later."""
+    record = event_dict.get("_record")
+    created = record.created if record is not None else datetime.now(UTC).timestamp()
+    stamp = datetime.fromtimestamp(created, UTC).isoformat()
+    event_dict["timestamp"] = stamp.replace("+00:00", "Z")
+    return event_dict
 
 
 def _install(name: str, handler: logging.Handler, level: int) -> logging.Logger:
