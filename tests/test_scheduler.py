@@ -262,6 +262,47 @@ def test_last_and_next_fire_are_persisted_with_each_decision(tmp_path, store) ->
     assert (row["last_fire"], row["next_fire"]) == (at(5), at(6))
 
 
+def test_a_fires_last_and_next_times_are_stored_once_its_runs_have_all_started(
+    tmp_path, store
+) -> None:
+    # Storing them holds the store's write lock, which the workers need to claim the
+    # fire's first runs: it waits until no run of the fire waits for a worker.
+    scheduler, workers = make_scheduler(
+        tmp_path, store, every_minute("a") + every_minute("b"), Workers(size=1)
+    )
+    scheduler.hand_off("a", [at(0)], at(1))
+    scheduler.hand_off("b", [at(0)], at(1))
+    scheduler.tick(at(0))
+
+    assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
+
+    workers.finish(scheduler, workers.running[0], at(0) + timedelta(milliseconds=5))
+    assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
+
+    workers.finish(scheduler, workers.running[0], at(0) + timedelta(milliseconds=9))
+    assert [(row["last_fire"], row["next_fire"]) for row in map(store.read_deployment, "ab")] == [
+        (at(0), at(1))
+    ] * 2
+
+
+def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
+    tmp_path, store
+) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute(), Workers(size=0))
+    scheduler.hand_off("job", [at(0)], at(1))
+    scheduler.tick(at(0))
+    scheduler.tick(at(0) + timedelta(milliseconds=999))
+    assert store.read_deployment("job")["last_fire"] is None
+
+    scheduler.tick(at(0) + timedelta(seconds=1))
+    assert store.read_deployment("job")["last_fire"] == at(0)
+
+    scheduler.hand_off("job", [at(1)], at(2))
+    scheduler.tick(at(1))
+    scheduler.record_fire_times()  # what the daemon does at shutdown
+    assert store.read_deployment("job")["next_fire"] == at(2)
+
+
 def test_a_failed_run_is_queued_again_while_the_deployments_retries_last(tmp_path, store) -> None:
     scheduler, workers = make_scheduler(tmp_path, store, every_minute(retries=1))
     [decision] = scheduler.fire_many([("job", at(0))], at(0))

@@ -32,6 +32,8 @@ CATCHUP_SCAN_LIMIT = 10_000
 
 # Final state types a deployment's `retries` apply to (TimedOut is a FAILED state).
 RETRIED_TYPES = frozenset({"FAILED", "CRASHED"})
+# How long a tick may leave fired deployments' last and next fires unstored (see `tick`).
+RECORD_FIRES_WITHIN = timedelta(seconds=1)
 # How the AwaitingRetry state of a deployment retry begins (counted by the store).
 RETRY_MESSAGE = "deployment retry"
 
@@ -107,6 +109,14 @@ class Scheduler:
         self._finished: list[tuple[str, str]] = []
         self._dispatched: dict[str, DispatchedRun] = {}
         self._forced: set[str] = set()  # requested runs that start whatever the overlap
+        # The deployment of every run queued or running here: finding it must not cost a
+        # look at every deployment per finished run (a daemon may have thousands).
+        self._owners: dict[str, str] = {}
+        # Deployments whose last and next fire are not stored yet (see ``tick``), and the
+        # next fires the timer computed for them.
+        self._unrecorded: set[str] = set()
+        self._unrecorded_next: dict[str, tuple[datetime, datetime | None]] = {}
+        self._unrecorded_since: datetime | None = None
         self._lock = threading.Lock()
 
     # Deployments.
@@ -183,20 +193,45 @@ class Scheduler:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
         decisions = self.fire_many(inbox, now, record_fire_times=False) if inbox else []
         self.dispatch(now)
-        # After dispatch: runs start before the store write. A crash in between only leaves
-        # last_fire behind: the catch-up's repeat of that fire is a duplicate key, and
+        # The deployments' last and next fires are stored once the fire's runs are all
+        # started (or after RECORD_FIRES_WITHIN): that write would otherwise hold the store's
+        # write lock while the workers claim the first runs. A crash before it only leaves
+        # last_fire behind: the catch-up's repeat of such a fire is a duplicate key, and
         # `requeue` moves last_fire up to the runs left waiting.
-        self._record_fire_times({decision.deployment for decision in decisions}, next_fires)
+        if decisions:
+            self._unrecorded.update(decision.deployment for decision in decisions)
+            self._unrecorded_since = self._unrecorded_since or now
+        self._unrecorded_next.update(next_fires)
+        settled = not self._waiting and self.dispatcher.idle_count() > 0
+        since = self._unrecorded_since
+        if since is not None and (settled or now - since >= RECORD_FIRES_WITHIN):
+            self.record_fire_times()
         return decisions
 
+    def record_fire_times(self) -> None:
+        """Store the last and next fires ``tick`` has not stored yet (also at shutdown)."""
+        names, self._unrecorded = self._unrecorded, set()
+        known, self._unrecorded_next = self._unrecorded_next, {}
+        self._unrecorded_since = None
+        self._record_fire_times(names & self._slots.keys(), known)
+
     def _forget(self, flow_run_id: str) -> _Slot | None:
-        """Stop tracking a run; returns the deployment it belonged to."""
-        for slot in self._slots.values():
-            if flow_run_id in slot.running or flow_run_id in slot.queued:
-                slot.running.discard(flow_run_id)
-                slot.queued.discard(flow_run_id)
-                return slot
-        return None
+        """Stop tracking a run; returns the deployment it belonged to (None if that is no
+        longer active)."""
+        slot = self._owner(flow_run_id)
+        self._owners.pop(flow_run_id, None)
+        if slot is not None:
+            slot.running.discard(flow_run_id)
+            slot.queued.discard(flow_run_id)
+        return slot
+
+    def _owner(self, flow_run_id: str) -> _Slot | None:
+        """The active deployment the run is queued or running for."""
+        name = self._owners.get(flow_run_id)
+        slot = self._slots.get(name) if name is not None else None
+        if slot is None or not (flow_run_id in slot.running or flow_run_id in slot.queued):
+            return None
+        return slot
 
     def retry_if_allowed(self, slot: _Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
@@ -358,6 +393,7 @@ class Scheduler:
 
     def _drop_queued(self, slot: _Slot, flow_run_id: str) -> None:
         slot.queued.discard(flow_run_id)
+        self._owners.pop(flow_run_id, None)
         self._forced.discard(flow_run_id)
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
         heapq.heapify(self._waiting)
@@ -367,6 +403,7 @@ class Scheduler:
     ) -> None:
         """Queue a run; a requested (manual) run is due at ``nominal`` itself, with no jitter."""
         slot.queued.add(flow_run_id)
+        self._owners[flow_run_id] = slot.deployment.name
         timeout = slot.deployment.timeout
         waiting = _Waiting(
             nominal,
@@ -405,10 +442,7 @@ class Scheduler:
 
     def knows(self, flow_run_id: str) -> bool:
         """Whether the run is queued or running here."""
-        return any(
-            flow_run_id in slot.queued or flow_run_id in slot.running
-            for slot in self._slots.values()
-        )
+        return self._owner(flow_run_id) is not None
 
     def admit(self, row: dict[str, Any], now: datetime) -> Decision | None:
         """Take a manual run or retry an operator requested (a Scheduled row) under its
@@ -456,13 +490,13 @@ class Scheduler:
     def cancel_requested(self, flow_run_id: str, reason: str) -> bool:
         """Carry out a cancellation an operator requested: stop a running run's worker, or
         forget a queued run (the request already recorded it Cancelled). Whether it was ours."""
-        for slot in self._slots.values():
-            if flow_run_id in slot.running:
-                return self.dispatcher.cancel(flow_run_id, reason)
-            if flow_run_id in slot.queued:
-                self._drop_queued(slot, flow_run_id)
-                return True
-        return False
+        slot = self._owner(flow_run_id)
+        if slot is None:
+            return False
+        if flow_run_id in slot.running:
+            return self.dispatcher.cancel(flow_run_id, reason)
+        self._drop_queued(slot, flow_run_id)
+        return True
 
     def dispatch(self, now: datetime) -> int:
         """Start waiting runs on idle workers, oldest fire first; returns how many started."""

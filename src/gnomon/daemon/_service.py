@@ -325,6 +325,7 @@ class Daemon:
             self.scheduler.running_count(),
         )
         self.pool.stop(grace)
+        self.scheduler.record_fire_times()
         self.reporter.close()
         log.removeHandler(self._store_log)
         self._store_log.stop()  # its lines reach the store before the last flush
