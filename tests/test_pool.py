@@ -42,6 +42,13 @@ FLOWS = textwrap.dedent(
         return os.getpid()
 
     @flow
+    def frozen(path: str) -> None:
+        import gc
+
+        with open(path, "w") as out:
+            out.write(str(gc.get_freeze_count()))
+
+    @flow
     def exits(code: int) -> None:
         os._exit(code)
 
@@ -174,6 +181,18 @@ def test_workers_import_the_flows_at_start_and_run_them_without_importing_again(
     row = harness.store.read_flow_run(outcome.flow_run_id)  # committed before "done"
     assert (row["state_name"], row["worker_pid"]) == ("Completed", outcome.worker_pid)
     assert sorted(harness.import_pids()) == workers  # the run reused the preloaded module
+
+
+def test_a_warm_worker_has_frozen_its_imports_out_of_the_garbage_collectors_sight(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # Full collections walking them would stall whichever run is going (20 ms each).
+    pool = harness.pool()
+    count = tmp_path / "freeze-count"
+
+    assert harness.run(pool, "frozen", path=str(count)).state_name == "Completed"
+
+    assert int(count.read_text()) > 10_000  # gnomon, SQLAlchemy and pydantic, at least
 
 
 def test_a_run_that_was_already_started_is_reported_not_runnable_and_left_alone(

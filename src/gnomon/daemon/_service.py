@@ -110,6 +110,7 @@ class Daemon:
         from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
         from gnomon.daemon._report import RunReporter, StoreLogHandler
+        from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
@@ -142,6 +143,7 @@ class Daemon:
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
         self.reporter.decided(self.scheduler.catch_up(horizon))
         self._start_timer(horizon)
+        freeze_heap()
         log.info(
             "daemon ready: %d deployments, %d workers",
             len(self.config.deployments),
