@@ -547,3 +547,16 @@ def test_the_search_ends_at_the_end_of_the_calendar() -> None:
     assert trigger.next_fire(last - timedelta(days=1)) == last
     assert trigger.next_fire(last) is None
     assert CronTrigger("0 0 29 2 *").next_fire(datetime(9996, 3, 1, tzinfo=UTC)) is None
+
+
+def test_triggers_sharing_an_expression_share_searches_but_never_across_zones() -> None:
+    # Next fires are remembered per (expression, zone, moment): a fleet asks thousands of
+    # identical triggers for the same answer at start-up.
+    after = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    utc, utc_again = CronTrigger("0 3 * * *"), CronTrigger("0 3 * * *")
+    tokyo = CronTrigger("0 3 * * *", timezone="Asia/Tokyo")
+
+    assert utc.next_fire(after) == utc_again.next_fire(after) == datetime(2027, 3, 2, 3, tzinfo=UTC)
+    assert tokyo.next_fire(after) == datetime(2027, 3, 1, 18, tzinfo=UTC)  # 03:00 JST
+    # The same instant given in another zone is the same question.
+    assert utc.next_fire(after.astimezone(ZoneInfo("America/New_York"))) == utc.next_fire(after)

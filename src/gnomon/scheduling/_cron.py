@@ -52,6 +52,15 @@ def load_zone(name: str) -> ZoneInfo:
         raise ScheduleError(f"unknown timezone {name!r}") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _next_fire_shared(trigger: CronTrigger, after: datetime) -> datetime | None:
+    """``trigger``'s next fire after ``after`` (UTC), remembered for every trigger with the
+    same expression and zone: a fleet's deployments share a few schedules (hourly, nightly
+    at 02:00), and a daemon starting with thousands of them asks each for its first fire
+    after the same moment. A croniter search costs 0.1-0.2 ms."""
+    return trigger._search(after)
+
+
 @dataclass(frozen=True)
 class CronTrigger:
     """Fires when the local time in ``timezone`` matches the crontab ``expression``.
@@ -84,8 +93,11 @@ class CronTrigger:
     def next_fire(self, after: datetime) -> datetime | None:
         """The first fire time strictly after ``after``; None past the search horizon."""
         utc_offset(after)
+        return _next_fire_shared(self, after.astimezone(UTC))
+
+    def _search(self, after: datetime) -> datetime | None:
         try:
-            return self._next_fire(after.astimezone(UTC))
+            return self._next_fire(after)
         # No match within MAX_YEARS, or a search that ran past datetime's last year.
         except (CroniterBadDateError, OverflowError):
             return None
