@@ -231,3 +231,26 @@ def test_the_cli_fast_path_names_a_config_with_invalid_toml(
 
     with pytest.raises(ConfigError, match=f"{config}: invalid TOML"):
         store_location()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('home = "/srv/a"\nlog_level = "DEBUG"\n\n[daemon]\nworkers = 2\n', "/srv/a"),
+        # A "[" line inside a multi-line string: the cut does not parse, the whole file does.
+        (
+            'notes = """\n[not a table]\n"""\nhome = "/srv/b"\n[[deployments]]\nname = "x"\n',
+            "/srv/b",
+        ),
+        # An array over several lines, one of them starting with "[".
+        ('matrix = [\n[1, 2],\n]\nhome = "/srv/c"\n[daemon]\n', "/srv/c"),
+        ('[daemon]\nhome = "not top-level"\n', None),
+    ],
+)
+def test_settings_read_the_top_level_keys_without_the_rest(tmp_path, text, expected) -> None:
+    from gnomon._location import read_top_level
+
+    config = tmp_path / "gnomon.toml"
+    config.write_text(text)
+
+    assert read_top_level(config).get("home") == expected

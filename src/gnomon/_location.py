@@ -75,10 +75,27 @@ def _setting(name: str) -> Any:
     if config_file is None:
         return None
     try:
-        with config_file.open("rb") as file:
-            return tomllib.load(file).get(name)
+        return read_top_level(config_file).get(name)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{config_file}: invalid TOML: {error}") from None
+
+
+def read_top_level(path: Path) -> dict[str, Any]:
+    """The config file's top-level keys (the settings), without parsing its deployments.
+
+    TOML puts top-level keys before the first table header, so the text up to the first
+    line that starts with ``[`` holds them all; a config of ten thousand deployments then
+    costs a few lines of parsing, not all of them. Should that line be inside a multi-line
+    string or array, the cut text does not parse and the whole file is read instead (a
+    construct cut short is unterminated, so a cut never parses into something else).
+    Only the top-level keys are certain to be in the result.
+    """
+    text = path.read_bytes().decode("utf-8")
+    head, found, _ = text.partition("\n[") if not text.startswith("[") else ("", "[", "")
+    try:
+        return tomllib.loads(head if found else text)
+    except tomllib.TOMLDecodeError:
+        return tomllib.loads(text)
 
 
 def _odd_case_env() -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -20,7 +20,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from gnomon._location import CONFIG_SEARCH_PATH, database_url_for, find_config_file
+from gnomon._location import (
+    CONFIG_SEARCH_PATH,
+    database_url_for,
+    find_config_file,
+    read_top_level,
+)
 from gnomon.exceptions import ConfigError
 
 __all__ = ["CONFIG_SEARCH_PATH", "Settings", "find_config_file", "get_settings", "reset_settings"]
@@ -88,8 +93,18 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = find_config_file()
         if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            sources.append(_TopLevelToml(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+
+class _TopLevelToml(TomlConfigSettingsSource):
+    """The config file's top-level keys, read without parsing its deployments (a daemon
+    with thousands of them parses the whole file once, in the loader)."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        if isinstance(file_path, Path):
+            return read_top_level(file_path)
+        return super()._read_file(file_path)
 
 
 @cache
