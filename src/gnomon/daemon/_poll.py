@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gnomon.daemon._scheduler import Decision, Scheduler
+    from gnomon.daemon._scheduler import Scheduler
+    from gnomon.daemon._tracking import Decision
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from gnomon.daemon._metrics import DaemonMetrics
     from gnomon.daemon._notify import Notifier
     from gnomon.daemon._pool import WorkerPool
-    from gnomon.daemon._scheduler import Decision, Scheduler
+    from gnomon.daemon._scheduler import Scheduler
     from gnomon.daemon._service import RunSummary
+    from gnomon.daemon._tracking import Decision
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
 

@@ -15,20 +15,26 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from gnomon.daemon._tracking import (
+    Decision,
+    DispatchedRun,
+    Dispatcher,
+    Slot,
+    Waiting,
+    fire_times_between,
+    log_decision,
+    milliseconds,
+    overlap_refusal,
+)
 from gnomon.deployments import Catchup, Deployment, Overlap
 
 if TYPE_CHECKING:
-    from gnomon.scheduling import Trigger
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
-
-# Catch-up after downtime looks at most this many missed fire times per deployment.
-CATCHUP_SCAN_LIMIT = 10_000
 
 # Final state types a deployment's `retries` apply to (TimedOut is a FAILED state).
 RETRIED_TYPES = frozenset({"FAILED", "CRASHED"})
@@ -38,60 +44,6 @@ RECORD_FIRES_WITHIN = timedelta(seconds=1)
 RETRY_MESSAGE = "deployment retry"
 
 
-class Dispatcher(Protocol):
-    """Where runs execute: the worker pool, or a stand-in in tests."""
-
-    def idle_count(self) -> int: ...
-
-    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool: ...
-
-    def cancel(self, flow_run_id: str, reason: str) -> bool: ...
-
-
-@dataclass(slots=True)
-class _Slot:
-    """A deployment as the scheduler tracks it between ticks."""
-
-    deployment: Deployment
-    trigger: Trigger
-    offset: timedelta
-    paused: bool
-    last_fire: datetime | None
-    running: set[str] = field(default_factory=set)
-    queued: set[str] = field(default_factory=set)
-
-
-@dataclass(order=True, slots=True)
-class _Waiting:
-    nominal: datetime
-    sequence: int
-    flow_run_id: str = field(compare=False)
-    deployment: str = field(compare=False)
-    timeout: float | None = field(compare=False)
-    offset: timedelta = field(compare=False, default=timedelta(0))
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchedRun:
-    """A run handed to the dispatcher, as the scheduler knows it: what the daemon reports
-    about the run when it ends, without reading it back from the store."""
-
-    flow_run_id: str
-    deployment: str
-    flow: str  # the flow's function name in the deployment's entrypoint
-    scheduled_for: datetime  # the nominal fire time
-    expected_start: datetime  # the nominal fire time plus the deployment's jitter offset
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    deployment: str
-    nominal: datetime
-    action: str  # fired, queued, skipped, missed, paused, duplicate
-    flow_run_id: str | None = None
-    reason: str | None = None
-
-
 class Scheduler:
     """Turns fire times into runs and runs into work for the dispatcher."""
 
@@ -99,8 +51,8 @@ class Scheduler:
         self.store = store
         self.dispatcher = dispatcher
         self.daemon_id = daemon_id
-        self._slots: dict[str, _Slot] = {}
-        self._waiting: list[_Waiting] = []
+        self._slots: dict[str, Slot] = {}
+        self._waiting: list[Waiting] = []
         self._sequence = itertools.count()
         self._inbox: list[tuple[str, datetime]] = []
         # A deployment's next nominal fire after the last one handed over, as APScheduler
@@ -127,11 +79,11 @@ class Scheduler:
         """Track these deployments (as synced into the store; ``rows`` are their store rows)."""
         from gnomon.scheduling import jitter_offset
 
-        kept: dict[str, _Slot] = {}
+        kept: dict[str, Slot] = {}
         for deployment in deployments:
             row = rows[deployment.name]
             previous = self._slots.get(deployment.name)
-            slot = _Slot(
+            slot = Slot(
                 deployment=deployment,
                 trigger=deployment.trigger(row["anchor"]),
                 offset=jitter_offset(deployment.name, deployment.jitter),
@@ -143,10 +95,10 @@ class Scheduler:
             kept[deployment.name] = slot
         self._slots = kept
 
-    def deployment(self, name: str) -> _Slot | None:
+    def deployment(self, name: str) -> Slot | None:
         return self._slots.get(name)
 
-    def slots(self) -> dict[str, _Slot]:
+    def slots(self) -> dict[str, Slot]:
         return dict(self._slots)
 
     def first_fire_after(self, name: str, after: datetime) -> datetime | None:
@@ -215,7 +167,7 @@ class Scheduler:
         self._unrecorded_since = None
         self._record_fire_times(names & self._slots.keys(), known)
 
-    def _forget(self, flow_run_id: str) -> _Slot | None:
+    def _forget(self, flow_run_id: str) -> Slot | None:
         """Stop tracking a run; returns the deployment it belonged to (None if that is no
         longer active)."""
         slot = self._owner(flow_run_id)
@@ -225,7 +177,7 @@ class Scheduler:
             slot.queued.discard(flow_run_id)
         return slot
 
-    def _owner(self, flow_run_id: str) -> _Slot | None:
+    def _owner(self, flow_run_id: str) -> Slot | None:
         """The active deployment the run is queued or running for."""
         name = self._owners.get(flow_run_id)
         slot = self._slots.get(name) if name is not None else None
@@ -233,7 +185,7 @@ class Scheduler:
             return None
         return slot
 
-    def retry_if_allowed(self, slot: _Slot, flow_run_id: str, state_type: str) -> bool:
+    def retry_if_allowed(self, slot: Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
 
         The same run row goes back to AwaitingRetry, so its fire time stays one run.
@@ -303,14 +255,14 @@ class Scheduler:
             slot = self._slots[decision.deployment]
             if slot.last_fire is None or decision.nominal > slot.last_fire:
                 slot.last_fire = decision.nominal
-            _log_decision(decision)
+            log_decision(decision)
             decisions.append(decision)
         if record_fire_times:
             self._record_fire_times({d.deployment for d in decisions})
         return decisions
 
     def _decide(
-        self, slot: _Slot, nominal: datetime, now: datetime, trigger: str
+        self, slot: Slot, nominal: datetime, now: datetime, trigger: str
     ) -> tuple[Decision, dict[str, Any] | None]:
         deployment = slot.deployment
         name = deployment.name
@@ -319,9 +271,12 @@ class Scheduler:
         due = nominal + slot.offset
         grace = deployment.misfire_grace
         if grace is not None and now - due > grace:
-            late = f"{_ms(now - due)} ms late, beyond misfire_grace of {_ms(grace)} ms"
+            late = (
+                f"{milliseconds(now - due)} ms late,"
+                f" beyond misfire_grace of {milliseconds(grace)} ms"
+            )
             return self._final(slot, nominal, now, "missed", "Missed", late, trigger)
-        refusal = _overlap_refusal(slot)
+        refusal = overlap_refusal(slot)
         if refusal is not None:
             return self._final(slot, nominal, now, "skipped", "Skipped", refusal, trigger)
         active = len(slot.running) + len(slot.queued)
@@ -334,7 +289,7 @@ class Scheduler:
 
     def _final(
         self,
-        slot: _Slot,
+        slot: Slot,
         nominal: datetime,
         now: datetime,
         action: str,
@@ -348,7 +303,7 @@ class Scheduler:
 
     def _run_row(
         self,
-        slot: _Slot,
+        slot: Slot,
         nominal: datetime,
         now: datetime,
         trigger: str,
@@ -377,7 +332,7 @@ class Scheduler:
             "updated": now,
         }
 
-    def _cancel_previous(self, slot: _Slot, by: str) -> None:
+    def _cancel_previous(self, slot: Slot, by: str) -> None:
         """overlap = cancel_previous: end the deployment's running and queued runs."""
         for flow_run_id in sorted(slot.running):
             self.dispatcher.cancel(flow_run_id, f"cancelled by {by}")
@@ -391,7 +346,7 @@ class Scheduler:
                 only_if_active=True,
             )
 
-    def _drop_queued(self, slot: _Slot, flow_run_id: str) -> None:
+    def _drop_queued(self, slot: Slot, flow_run_id: str) -> None:
         slot.queued.discard(flow_run_id)
         self._owners.pop(flow_run_id, None)
         self._forced.discard(flow_run_id)
@@ -399,13 +354,13 @@ class Scheduler:
         heapq.heapify(self._waiting)
 
     def _queue(
-        self, slot: _Slot, flow_run_id: str, nominal: datetime, *, requested: bool = False
+        self, slot: Slot, flow_run_id: str, nominal: datetime, *, requested: bool = False
     ) -> None:
         """Queue a run; a requested (manual) run is due at ``nominal`` itself, with no jitter."""
         slot.queued.add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
         timeout = slot.deployment.timeout
-        waiting = _Waiting(
+        waiting = Waiting(
             nominal,
             next(self._sequence),
             flow_run_id,
@@ -457,7 +412,7 @@ class Scheduler:
         if slot is None:
             reason = "the deployment is not active in the daemon"
         elif not forced:
-            reason = _overlap_refusal(slot)
+            reason = overlap_refusal(slot)
         if reason is not None:
             state = "Cancelled" if slot is None else "Skipped"
             if not self.store.set_run_state(
@@ -465,7 +420,7 @@ class Scheduler:
             ):
                 return None
             decision = Decision(name, row["scheduled_for"], "skipped", flow_run_id, reason)
-            _log_decision(decision)
+            log_decision(decision)
             return decision
         assert slot is not None
         if slot.deployment.overlap is Overlap.CANCEL_PREVIOUS and not forced:
@@ -484,7 +439,7 @@ class Scheduler:
             self._forced.add(flow_run_id)
         self._queue(slot, flow_run_id, row["scheduled_for"], requested=True)
         decision = Decision(name, row["scheduled_for"], "queued", flow_run_id, message)
-        _log_decision(decision)
+        log_decision(decision)
         return decision
 
     def cancel_requested(self, flow_run_id: str, reason: str) -> bool:
@@ -501,7 +456,7 @@ class Scheduler:
     def dispatch(self, now: datetime) -> int:
         """Start waiting runs on idle workers, oldest fire first; returns how many started."""
         started = 0
-        held: list[_Waiting] = []
+        held: list[Waiting] = []
         while self._waiting and self.dispatcher.idle_count() > 0:
             waiting = heapq.heappop(self._waiting)
             slot = self._slots.get(waiting.deployment)
@@ -532,7 +487,7 @@ class Scheduler:
             heapq.heappush(self._waiting, waiting)
         return started
 
-    def _may_start(self, slot: _Slot) -> bool:
+    def _may_start(self, slot: Slot) -> bool:
         deployment = slot.deployment
         if deployment.overlap is Overlap.ALLOW:
             return len(slot.running) < deployment.max_concurrent
@@ -549,11 +504,11 @@ class Scheduler:
     def catch_up(self, now: datetime) -> list[Decision]:
         """Apply each deployment's catch-up policy to the fire times missed before ``now``."""
         fires: list[tuple[str, datetime]] = []
-        missed: list[tuple[_Slot, datetime]] = []
+        missed: list[tuple[Slot, datetime]] = []
         for slot in self._slots.values():
             if slot.paused or slot.last_fire is None:
                 continue
-            due = _fire_times_between(slot.trigger, slot.last_fire, now)
+            due = fire_times_between(slot.trigger, slot.last_fire, now)
             if not due:
                 continue
             policy = slot.deployment.catchup
@@ -570,7 +525,7 @@ class Scheduler:
         decisions = self._record_missed(missed, now)
         return decisions + self.fire_many(fires, now, trigger="catchup")
 
-    def _record_missed(self, missed: list[tuple[_Slot, datetime]], now: datetime) -> list[Decision]:
+    def _record_missed(self, missed: list[tuple[Slot, datetime]], now: datetime) -> list[Decision]:
         rows = []
         for slot, nominal in missed:
             reason = f"missed while the daemon was down (catchup = {slot.deployment.catchup.value})"
@@ -588,7 +543,7 @@ class Scheduler:
             if row["id"] in created
         ]
         for decision in decisions:
-            _log_decision(decision)
+            log_decision(decision)
         return decisions
 
     def _record_fire_times(
@@ -609,54 +564,3 @@ class Scheduler:
                 next_fire = slot.trigger.next_fire(last)
             updates.append((name, last, next_fire))
         self.store.record_fire_times_many(updates)
-
-
-def _fire_times_between(trigger: Trigger, after: datetime, until: datetime) -> list[datetime]:
-    """Nominal fire times in (after, until], at most CATCHUP_SCAN_LIMIT of the newest."""
-    times: list[datetime] = []
-    current = trigger.next_fire(after)
-    while current is not None and current <= until:
-        times.append(current)
-        if len(times) > CATCHUP_SCAN_LIMIT:
-            del times[0]
-        current = trigger.next_fire(current)
-    return times
-
-
-def _overlap_refusal(slot: _Slot) -> str | None:
-    """Why the overlap policy refuses a new run of the deployment now; None if it may run."""
-    deployment = slot.deployment
-    active = len(slot.running) + len(slot.queued)
-    overlap = deployment.overlap
-    if active and overlap is Overlap.SKIP:
-        return f"previous run still going ({_ids(slot)})"
-    if overlap is Overlap.QUEUE and len(slot.queued) >= deployment.max_queued:
-        return f"{len(slot.queued)} runs already queued (max_queued = {deployment.max_queued})"
-    if overlap is Overlap.ALLOW and active >= deployment.max_concurrent:
-        return f"{active} runs active (max_concurrent = {deployment.max_concurrent})"
-    return None
-
-
-def _ids(slot: _Slot) -> str:
-    return ", ".join(sorted(slot.running | slot.queued))
-
-
-def _ms(delta: timedelta) -> int:
-    return round(delta.total_seconds() * 1000)
-
-
-def _log_decision(decision: Decision) -> None:
-    log.info(
-        "schedule decision: %s %s at %s%s",
-        decision.deployment,
-        decision.action,
-        decision.nominal.isoformat(),
-        f" ({decision.reason})" if decision.reason else "",
-        extra={
-            "decision": decision.action,
-            "deployment": decision.deployment,
-            "scheduled_for": decision.nominal.isoformat(),
-            "flow_run_id": decision.flow_run_id,
-            "reason": decision.reason,
-        },
-    )

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._report import RunReporter
-    from gnomon.daemon._scheduler import DispatchedRun
+    from gnomon.daemon._tracking import DispatchedRun
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
 
