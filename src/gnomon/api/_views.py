@@ -19,16 +19,6 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
 
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a Z (milliseconds), or None."""
@@ -63,8 +53,10 @@ def describe_schedule(row: Row) -> str:
         return f"every {format_duration(parse_interval(row['schedule']))}"
     from cron_descriptor import Options, get_description
 
+    from gnomon.scheduling._crontab import ALIASES
+
     expression: str = row["schedule"]
-    fields = _MACROS.get(expression.strip().lower(), expression).split()
+    fields = ALIASES.get(expression.strip().lower(), expression).split()
     if len(fields) == 6:  # gnomon puts seconds last; cron-descriptor wants them first
         fields = [fields[5], *fields[:5]]
     options = Options()

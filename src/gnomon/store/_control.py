@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, desc, func, select, update
 
-from gnomon.store._queries import Queries, Row
+from gnomon.store._queries import Queries, Row, upsert_limit
 from gnomon.store._schema import (
     api_tokens,
     audit_log,
@@ -336,16 +336,7 @@ class ControlQueries(Queries):
         """Create or change a concurrency limit, with its audit entry."""
         now = utcnow()
         with self.engine.begin() as connection:
-            changed = connection.execute(
-                update(concurrency_limits)
-                .where(concurrency_limits.c.name == name)
-                .values(slot_limit=limit, updated=now)
-            ).rowcount
-            if not changed:
-                connection.execute(
-                    concurrency_limits.insert(),
-                    {"name": name, "slot_limit": limit, "created": now, "updated": now},
-                )
+            upsert_limit(connection, name, limit, now)
             _audit(connection, actor, "limit-set", name, detail={"limit": limit}, now=now)
 
     def count_active_slots(self) -> dict[str, int]:

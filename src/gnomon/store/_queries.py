@@ -14,7 +14,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, bindparam, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 
 from gnomon.store._schema import (
     concurrency_limits,
@@ -202,18 +212,8 @@ class Queries:
         """Create the limit ``name`` of ``limit`` slots, or change it."""
         if limit < 0:
             raise ValueError(f"a concurrency limit cannot be negative, got {limit}")
-        now = utcnow()
         with self.engine.begin() as connection:
-            changed = connection.execute(
-                update(concurrency_limits)
-                .where(concurrency_limits.c.name == name)
-                .values(slot_limit=limit, updated=now)
-            ).rowcount
-            if not changed:
-                connection.execute(
-                    concurrency_limits.insert(),
-                    {"name": name, "slot_limit": limit, "created": now, "updated": now},
-                )
+            upsert_limit(connection, name, limit, utcnow())
 
     def read_concurrency_limit(self, name: str) -> int | None:
         """The number of slots of limit ``name``; None if there is no such limit."""
@@ -375,3 +375,18 @@ def _is_dead_local_holder(holder: str) -> bool:
     except PermissionError:
         return False  # alive, owned by another user
     return False
+
+
+def upsert_limit(connection: Connection, name: str, limit: int, now: datetime) -> None:
+    """Create the concurrency limit ``name`` or change its slot count, in ``connection``'s
+    transaction."""
+    changed = connection.execute(
+        update(concurrency_limits)
+        .where(concurrency_limits.c.name == name)
+        .values(slot_limit=limit, updated=now)
+    ).rowcount
+    if not changed:
+        connection.execute(
+            concurrency_limits.insert(),
+            {"name": name, "slot_limit": limit, "created": now, "updated": now},
+        )
