@@ -375,7 +375,7 @@ def test_a_finished_run_is_summarised_from_its_dispatch_without_a_store_read(
 def test_the_timer_hands_over_each_fire_with_the_next_one_which_is_stored(tmp_path, store) -> None:
     import queue
 
-    from gnomon.daemon._timing import Timer
+    from gnomon.daemon._timing import HandedFires, Timer
 
     scheduler, _ = make_scheduler(
         tmp_path,
@@ -384,18 +384,83 @@ def test_the_timer_hands_over_each_fire_with_the_next_one_which_is_stored(tmp_pa
     )
     slot = scheduler.deployment("job")
     assert slot is not None
-    handed: queue.Queue[tuple[str, list[datetime], datetime | None]] = queue.Queue()
-    timer = Timer(lambda *args: handed.put(args))
+    handed: queue.Queue[list[HandedFires]] = queue.Queue()
+    timer = Timer(handed.put)
     timer.schedule("job", slot.trigger, slot.offset, datetime.now(UTC))
     timer.start()
     try:
-        name, nominal_times, next_fire = handed.get(timeout=10)
+        [fires] = handed.get(timeout=10)
     finally:
         timer.shutdown()
+    nominal_times, next_fire = fires.nominal_times, fires.next_fire
+    assert (fires.name, fires.trigger) == ("job", slot.trigger)
     assert next_fire == nominal_times[-1] + timedelta(seconds=1)
 
-    scheduler.hand_off(name, nominal_times, next_fire)
+    scheduler.hand_off(fires.name, nominal_times, next_fire, fires.trigger)
+    assert scheduler.tick(nominal_times[-1] - timedelta(milliseconds=1)) == []
+    assert scheduler.next_due() == nominal_times[-1]
     scheduler.tick(nominal_times[-1])
+    assert scheduler.next_due() is None
 
     row = store.read_deployment("job")
     assert (row["last_fire"], row["next_fire"]) == (nominal_times[-1], next_fire)
+
+
+def test_the_timer_hands_over_fires_ahead_of_time_in_one_batch_per_moment(tmp_path, store) -> None:
+    import queue
+
+    from gnomon.daemon._timing import HandedFires, Timer
+
+    scheduler, _ = make_scheduler(
+        tmp_path,
+        store,
+        every_minute("a").replace('"* * * * *"', '"* * * * * *"')
+        + every_minute("b").replace('"* * * * *"', '"* * * * * *"'),
+    )
+    handed: queue.Queue[list[HandedFires]] = queue.Queue()
+    timer = Timer(handed.put, lead=timedelta(minutes=5))
+    started = datetime.now(UTC)
+    for name in "ab":
+        slot = scheduler.deployment(name)
+        assert slot is not None
+        timer.schedule(name, slot.trigger, slot.offset, started)
+    timer.start()
+    try:
+        batch = handed.get(timeout=10)
+        received = datetime.now(UTC)
+    finally:
+        timer.shutdown()
+
+    assert sorted(fires.name for fires in batch) == ["a", "b"]  # one batch for the moment
+    for fires in batch:
+        # Every second up to the lead's horizon, all of them still in the future.
+        assert fires.nominal_times[0] == started.replace(microsecond=0) + timedelta(seconds=1)
+        assert fires.nominal_times[0] > received - timedelta(seconds=1)
+        assert len(fires.nominal_times) >= 5 * 60 - 2
+        assert fires.next_fire == fires.nominal_times[-1] + timedelta(seconds=1)
+
+
+def test_fires_handed_over_early_wait_until_due_and_a_changed_trigger_drops_them(
+    tmp_path, store
+) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute())
+    slot = scheduler.deployment("job")
+    assert slot is not None
+    scheduler.hand_off("job", [at(1), at(2)], at(3), slot.trigger)
+    scheduler.hand_off("job", [at(1)], at(2), slot.trigger)  # handed twice: one fire
+
+    assert scheduler.tick(at(0)) == []
+    assert scheduler.next_due() == at(1)
+    [decision] = scheduler.tick(at(1))
+    assert (decision.nominal, decision.action) == (at(1), "fired")
+    assert scheduler.next_due() == at(2)
+
+    # A reload gives the deployment another trigger: what the old one handed over is void.
+    config = tmp_path / "gnomon.toml"
+    config.write_text(config.read_text().replace('"* * * * *"', '"*/2 * * * *"'))
+    result = load_config(config)
+    sync_deployments(store, result.config.deployments, at(1))
+    rows = {row["name"]: row for row in store.read_deployments()}
+    scheduler.set_deployments(result.config.deployments, rows)
+    assert scheduler.tick(at(2)) == []
+    assert scheduler.next_due() is None

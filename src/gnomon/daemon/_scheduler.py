@@ -32,6 +32,7 @@ from gnomon.daemon._tracking import (
 from gnomon.deployments import Catchup, Deployment, Overlap
 
 if TYPE_CHECKING:
+    from gnomon.scheduling import Trigger
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
@@ -54,7 +55,11 @@ class Scheduler:
         self._slots: dict[str, Slot] = {}
         self._waiting: list[Waiting] = []
         self._sequence = itertools.count()
-        self._inbox: list[tuple[str, datetime]] = []
+        self._inbox: list[tuple[str, datetime, Trigger | None]] = []
+        # Fire times handed over ahead of time, until they are due (see ``next_due``), with
+        # the trigger that computed them; keyed by (deployment, nominal), so a time handed
+        # twice (the timer rescheduled by a reload) is one fire.
+        self._handed: dict[tuple[str, datetime], Trigger | None] = {}
         # A deployment's next nominal fire after the last one handed over, as APScheduler
         # computed it: (last handed over, next), saving _record_fire_times a cron search.
         self._next_fires: dict[str, tuple[datetime, datetime | None]] = {}
@@ -117,14 +122,30 @@ class Scheduler:
     # Fire times, handed over by APScheduler's thread.
 
     def hand_off(
-        self, name: str, nominal_times: Sequence[datetime], next_fire: datetime | None = None
+        self,
+        name: str,
+        nominal_times: Sequence[datetime],
+        next_fire: datetime | None = None,
+        trigger: Trigger | None = None,
     ) -> None:
-        """Queue fire times for the next tick (called from APScheduler's thread);
-        ``next_fire`` is the nominal fire after the last of them, if the caller knows it."""
+        """Queue fire times for the tick at which they are due (called from APScheduler's
+        thread); ``next_fire`` is the nominal fire after the last of them, if the caller
+        knows it. Times handed over by ``trigger`` are dropped if the deployment's trigger
+        has changed since (a reload): its new schedule decides."""
         with self._lock:
-            self._inbox.extend((name, nominal) for nominal in nominal_times)
+            self._inbox.extend((name, nominal, trigger) for nominal in nominal_times)
             if nominal_times and next_fire is not None:
                 self._next_fires[name] = (max(nominal_times), next_fire)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest fire time handed over but not yet fired is due (after the
+        last tick); the loop sleeps until then."""
+        dues = [
+            nominal + slot.offset
+            for (name, nominal) in self._handed
+            if (slot := self._slots.get(name)) is not None
+        ]
+        return min(dues, default=None)
 
     def run_finished(self, flow_run_id: str, state_type: str) -> DispatchedRun | None:
         """Note a run's end for the next tick (called from the pool's threads); returns the
@@ -143,8 +164,15 @@ class Scheduler:
             slot = self._forget(flow_run_id)
             if slot is not None and state_type in RETRIED_TYPES:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
-        decisions = self.fire_many(inbox, now, record_fire_times=False) if inbox else []
+        for name, nominal, trigger in inbox:
+            self._handed[(name, nominal)] = trigger
+        due = self._take_due(now) if self._handed else []
+        decisions = (
+            self.fire_many(due, now, record_fire_times=False, log_decisions=False) if due else []
+        )
         self.dispatch(now)
+        for decision in decisions:  # after the dispatch: the first runs need not wait for it
+            log_decision(decision)
         # The deployments' last and next fires are stored once the fire's runs are all
         # started (or after RECORD_FIRES_WITHIN): that write would otherwise hold the store's
         # write lock while the workers claim the first runs. A crash before it only leaves
@@ -163,9 +191,29 @@ class Scheduler:
     def record_fire_times(self) -> None:
         """Store the last and next fires ``tick`` has not stored yet (also at shutdown)."""
         names, self._unrecorded = self._unrecorded, set()
-        known, self._unrecorded_next = self._unrecorded_next, {}
+        pending = self._unrecorded_next
+        known = {name: pending.pop(name) for name in names & pending.keys()}
         self._unrecorded_since = None
         self._record_fire_times(names & self._slots.keys(), known)
+
+    def _take_due(self, now: datetime) -> list[tuple[str, datetime]]:
+        """The handed-over fire times due by ``now``, taken out of ``_handed``; times of a
+        deployment that is gone, whose trigger changed, or that has fired since are dropped."""
+        due: list[tuple[str, datetime]] = []
+        for key, trigger in list(self._handed.items()):
+            name, nominal = key
+            slot = self._slots.get(name)
+            stale = (
+                slot is None
+                or (trigger is not None and trigger != slot.trigger)
+                or (slot.last_fire is not None and nominal <= slot.last_fire)
+            )
+            if stale:
+                del self._handed[key]
+            elif slot is not None and nominal + slot.offset <= now:
+                del self._handed[key]
+                due.append(key)
+        return due
 
     def _forget(self, flow_run_id: str) -> Slot | None:
         """Stop tracking a run; returns the deployment it belonged to (None if that is no
@@ -221,8 +269,10 @@ class Scheduler:
         trigger: str = "schedule",
         *,
         record_fire_times: bool = True,
+        log_decisions: bool = True,
     ) -> list[Decision]:
-        """Decide every fire, create all the resulting runs in one transaction, queue them."""
+        """Decide every fire, create all the resulting runs in one transaction, queue them;
+        and log the decisions, unless the caller will (``log_decisions=False``)."""
         planned: list[tuple[Decision, dict[str, Any] | None]] = []
         for name, nominal in sorted(fires, key=lambda fire: fire[1]):
             slot = self._slots.get(name)
@@ -255,7 +305,8 @@ class Scheduler:
             slot = self._slots[decision.deployment]
             if slot.last_fire is None or decision.nominal > slot.last_fire:
                 slot.last_fire = decision.nominal
-            log_decision(decision)
+            if log_decisions:
+                log_decision(decision)
             decisions.append(decision)
         if record_fire_times:
             self._record_fire_times({d.deployment for d in decisions})

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._report import RunReporter
+    from gnomon.daemon._timing import HandedFires
     from gnomon.daemon._tracking import DispatchedRun
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
@@ -220,10 +221,9 @@ class Daemon:
             )
         self.timer.start()
 
-    def _hand_off(
-        self, name: str, nominal_times: list[datetime], next_fire: datetime | None
-    ) -> None:
-        self.scheduler.hand_off(name, nominal_times, next_fire)
+    def _hand_off(self, batch: list[HandedFires]) -> None:
+        for fires in batch:
+            self.scheduler.hand_off(fires.name, fires.nominal_times, fires.next_fire, fires.trigger)
         self._wake.set()
 
     def _on_finished(self, outcome: RunOutcome) -> None:
@@ -244,7 +244,7 @@ class Daemon:
         next_poll = 0.0
         try:
             while not self._stop_requested:
-                self._wake.wait(POLL_INTERVAL)
+                self._wake.wait(self._sleep_seconds())
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
@@ -263,6 +263,13 @@ class Daemon:
             notifier.stopping()
             self.shutdown()
         return 0
+
+    def _sleep_seconds(self) -> float:
+        """Until the next handed-over fire is due, or the next poll."""
+        due = self.scheduler.next_due()
+        if due is None:
+            return POLL_INTERVAL
+        return min(POLL_INTERVAL, max(0.0, (due - _now()).total_seconds()))
 
     def reload(self) -> None:
         """Re-read the config: bad deployments are reported and skipped, the rest apply."""

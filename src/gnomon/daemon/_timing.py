@@ -1,31 +1,53 @@
-"""APScheduler 3 as the daemon's timer: it sleeps until the next fire time and hands the due
-nominal times to the scheduler. It decides nothing and stores nothing: its job store is
-in memory, rebuilt from the gnomon store at every start, and the gnomon store stays the
-source of truth.
+"""APScheduler 3 as the daemon's timer: it sleeps until shortly before the next fire time and
+hands the due nominal times to the scheduler. It decides nothing and stores nothing: its job
+store is in memory, rebuilt from the gnomon store at every start, and the gnomon store stays
+the source of truth.
+
+Fires are handed over ``HAND_OFF_LEAD`` ahead of time, all the deployments due in one
+APScheduler round in one batch: APScheduler's bookkeeping (a job and a next-fire search per
+deployment) is done before the fire is due, and the daemon's loop, which sleeps until the
+exact moment (``Scheduler.next_due``), then decides every fire of that moment in one
+transaction instead of taking them as APScheduler trickles them out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobEvent
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from gnomon.scheduling import Trigger
 
-# (deployment, due nominal times, the nominal fire after the last of them)
-HandOff = Callable[[str, list[datetime], datetime | None], None]
+HAND_OFF_LEAD = timedelta(milliseconds=250)
+
+
+@dataclass(frozen=True, slots=True)
+class HandedFires:
+    """A deployment's due nominal times, with the nominal fire after the last of them and
+    the trigger that computed them (a reload may have changed the deployment's since)."""
+
+    name: str
+    nominal_times: list[datetime]
+    next_fire: datetime | None
+    trigger: Trigger
+
+
+HandOff = Callable[[list[HandedFires]], None]
 
 
 class _GnomonTrigger(BaseTrigger):
-    """Adapts a gnomon trigger: APScheduler sees nominal times shifted by the jitter offset."""
+    """Adapts a gnomon trigger: APScheduler sees nominal times shifted by ``shift`` (the
+    jitter offset, less the hand-off lead)."""
 
-    def __init__(self, trigger: Trigger, offset: timedelta, not_before: datetime) -> None:
+    def __init__(self, trigger: Trigger, shift: timedelta, not_before: datetime) -> None:
         self.trigger = trigger
-        self.offset = offset
+        self.shift = shift
         self.not_before = not_before
         self._last: tuple[datetime, datetime | None] | None = None  # (previous, next)
 
@@ -39,43 +61,56 @@ class _GnomonTrigger(BaseTrigger):
             return last[1]
         # The first fire is the first one after the catch-up horizon (`not_before`), not after
         # `now`: a fire falling between catch-up and the timer's start is not lost.
-        after = previous_fire_time - self.offset if previous_fire_time else self.not_before
+        after = previous_fire_time - self.shift if previous_fire_time else self.not_before
         nominal = self.trigger.next_fire(after)
-        following = None if nominal is None else (nominal + self.offset).astimezone(UTC)
+        following = None if nominal is None else (nominal + self.shift).astimezone(UTC)
         if previous_fire_time is not None:
             self._last = (previous_fire_time, following)
         return following
 
 
 class _HandOffExecutor(BaseExecutor):
-    """Passes due run times to the scheduler instead of running anything."""
+    """Collects due run times instead of running anything; ``flush`` hands them over."""
 
     def __init__(self, hand_off: HandOff) -> None:
         super().__init__()
         self._hand_off = hand_off
+        self._batch: list[HandedFires] = []  # only APScheduler's thread touches it
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
         trigger: _GnomonTrigger = job.trigger
-        offset = trigger.offset
+        shift = trigger.shift
         # Job._get_run_times has just computed the fire after the last run time: remembered.
         following = trigger.get_next_fire_time(run_times[-1], run_times[-1])
-        self._hand_off(
-            job.id,
-            [run_time - offset for run_time in run_times],
-            None if following is None else following - offset,
+        self._batch.append(
+            HandedFires(
+                job.id,
+                [run_time - shift for run_time in run_times],
+                None if following is None else following - shift,
+                trigger.trigger,
+            )
         )
+
+    def flush(self, _event: JobEvent | None = None) -> None:
+        """Hand over what this round collected. APScheduler dispatches its job events after
+        the round, so the first event of a round delivers the whole round."""
+        batch, self._batch = self._batch, []
+        if batch:
+            self._hand_off(batch)
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         raise NotImplementedError  # submit_job above replaces the executor machinery
 
 
 class Timer:
-    """One APScheduler job per deployment, handing its fire times to ``hand_off``."""
+    """One APScheduler job per deployment, handing fire times to ``hand_off`` ``lead`` ahead."""
 
-    def __init__(self, hand_off: HandOff) -> None:
+    def __init__(self, hand_off: HandOff, lead: timedelta = HAND_OFF_LEAD) -> None:
+        self.lead = lead
+        executor = _HandOffExecutor(hand_off)
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": _HandOffExecutor(hand_off)},
+            executors={"default": executor},
             # Every due time is handed over: gnomon applies its own misfire and catch-up rules.
             job_defaults={
                 "coalesce": False,
@@ -83,6 +118,7 @@ class Timer:
                 "max_instances": 1_000_000,
             },
         )
+        self._scheduler.add_listener(executor.flush, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
 
     def schedule(
         self, name: str, trigger: Trigger, offset: timedelta, not_before: datetime
@@ -90,7 +126,7 @@ class Timer:
         """Schedule (or reschedule) deployment ``name``."""
         self._scheduler.add_job(
             _never_called,
-            trigger=_GnomonTrigger(trigger, offset, not_before),
+            trigger=_GnomonTrigger(trigger, offset - self.lead, not_before),
             id=name,
             name=name,
             replace_existing=True,
