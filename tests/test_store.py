@@ -37,6 +37,7 @@ from gnomon.store import (
 )
 from gnomon.store._db import create_engine, read_engine
 from gnomon.store._migrate import alembic_config
+from gnomon.store._prepared import Prepared
 from gnomon.store._schema import metadata, run_states, task_runs
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -124,15 +125,27 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def statements(engine: Engine) -> list[tuple[str, int]]:
-    """Every SQL statement the engine runs from now on, with the number of rows it binds."""
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engine], list[tuple[str, int]]]:
+    """Every SQL statement an engine runs from then on, with the number of rows it binds:
+    those SQLAlchemy executes, and the prepared ones the store hands its driver directly."""
     seen: list[tuple[str, int]] = []
+    execute = Prepared.execute
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def record(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
-        seen.append((" ".join(sql.split()), len(params) if many else 1))
+    def prepared(self: Prepared, connection: Any, parameters: list[Any]) -> Any:
+        seen.append((" ".join(self.sql.split()), len(parameters)))
+        return execute(self, connection, parameters)
 
-    return seen
+    monkeypatch.setattr(Prepared, "execute", prepared)
+
+    def watch(engine: Engine) -> list[tuple[str, int]]:
+        @event.listens_for(engine, "before_cursor_execute")
+        def record(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+            seen.append((" ".join(sql.split()), len(params) if many else 1))
+
+        return seen
+
+    return watch
 
 
 # Migrations.
@@ -315,7 +328,7 @@ def test_a_nested_write_in_one_thread_fails_on_the_busy_timeout_rather_than_hang
 
 
 def test_insert_and_updates_in_one_batch_become_one_insert_with_final_values(
-    slow_flush: None, store: Store
+    slow_flush: None, store: Store, statements: Callable[[Engine], list[tuple[str, int]]]
 ) -> None:
     run = flow_run()
     task = task_run(run["id"], state_type="PENDING")
@@ -337,7 +350,7 @@ def test_insert_and_updates_in_one_batch_become_one_insert_with_final_values(
 
 
 def test_updates_of_stored_runs_are_merged_and_grouped_by_columns(
-    slow_flush: None, store: Store
+    slow_flush: None, store: Store, statements: Callable[[Engine], list[tuple[str, int]]]
 ) -> None:
     run = flow_run()
     tasks = [task_run(run["id"]) for _ in range(3)]

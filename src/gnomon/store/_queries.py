@@ -22,10 +22,12 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    or_,
     select,
     update,
 )
 
+from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import (
     concurrency_limits,
     concurrency_slots,
@@ -47,7 +49,8 @@ _CLAIM = (
     update(flow_runs)
     .where(
         flow_runs.c.id == bindparam("_id"),
-        flow_runs.c.state_type.in_(("SCHEDULED", "PENDING")),
+        # Not IN (...): an IN list is expanded per execution, and this statement is prepared.
+        or_(flow_runs.c.state_type == "SCHEDULED", flow_runs.c.state_type == "PENDING"),
     )
     .values(
         state_type="RUNNING",
@@ -175,29 +178,32 @@ class Queries:
         state in its history, and returns the row (``UPDATE ... RETURNING``, so the claimer
         needs no read before or after). The UPDATE is conditional on the run's state, so of
         two processes claiming the same run exactly one wins: a run is never started twice.
+        Its statements are prepared (see ``_prepared``): the write lock is held only while
+        they execute.
         """
         now = at or utcnow()
+        dialect = self.engine.dialect
+        claim = prepare(_CLAIM, dialect, ())
+        claim_values = claim.parameters([{"_id": flow_run_id, "_now": now, "_pid": worker_pid}])
+        state = {
+            "flow_run_id": flow_run_id,
+            "task_run_id": None,
+            "timestamp": now,
+            "type": "RUNNING",
+            "name": "Running",
+            "message": None,
+            "attempt": 1,
+        }
+        insert_state = prepare(_INSERT_STATE, dialect, tuple(state))
+        state_values = insert_state.parameters([state])
         with self.engine.begin() as connection:
-            row = (
-                connection.execute(_CLAIM, {"_id": flow_run_id, "_now": now, "_pid": worker_pid})
-                .mappings()
-                .first()
-            )
-            if row is None:
+            cursor = claim.execute(connection, claim_values)
+            returned = cursor.fetchall()
+            if not returned:
                 return None
-            connection.execute(
-                _INSERT_STATE,
-                {
-                    "flow_run_id": flow_run_id,
-                    "task_run_id": None,
-                    "timestamp": now,
-                    "type": "RUNNING",
-                    "name": "Running",
-                    "message": None,
-                    "attempt": 1,
-                },
-            )
-        return dict(row)
+            names = [column[0] for column in cursor.description]
+            insert_state.execute(connection, state_values)
+        return result_row(flow_runs, dialect, names, returned[0])
 
     def commit_now(self) -> None:
         """Commit every row recorded so far, in this thread and one transaction, after any

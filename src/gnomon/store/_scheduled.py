@@ -7,31 +7,73 @@ decision is only made once the run row exists, so a crash can never lose or repe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, desc, func, select, update
+from sqlalchemy import Connection, Dialect, Insert, bindparam, desc, func, select, update
 
+from gnomon.store._prepared import Prepared, prepare
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
 
 ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
 
 
-def _insert_ignoring_duplicates(connection: Connection) -> Insert:
+def _insert_ignoring_duplicates(dialect: str) -> Insert:
     """INSERT that skips rows whose (deployment, scheduled_for) or id already exists."""
-    # Imported here: the PostgreSQL dialect costs the command line ~25 ms it rarely needs.
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
+    build = _INSERT_IGNORING.get(dialect)
+    if build is None:
+        raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
+    return build()
 
-        return sqlite.insert(flow_runs).on_conflict_do_nothing()
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(flow_runs).on_conflict_do_nothing()
-    raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
+def _sqlite_insert_ignoring() -> Insert:
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(flow_runs).on_conflict_do_nothing()
+
+
+def _postgresql_insert_ignoring() -> Insert:
+    # Imported only here: the PostgreSQL dialect costs the command line ~25 ms it rarely needs.
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert(flow_runs).on_conflict_do_nothing()
+
+
+# Built once per dialect (a prepared statement is cached by its statement object).
+_INSERT_IGNORING: dict[str, Callable[[], Insert]] = {
+    "sqlite": functools.cache(_sqlite_insert_ignoring),
+    "postgresql": functools.cache(_postgresql_insert_ignoring),
+}
+
+
+def _prepared_rows(
+    statement: Insert, dialect: Dialect, rows: Sequence[Row]
+) -> list[tuple[Prepared, list[Row], list[Any]]]:
+    """``rows`` grouped by their columns, each group with its statement and parameters."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    prepared = []
+    for keys, group in groups.items():
+        compiled = prepare(statement, dialect, keys)
+        prepared.append((compiled, group, compiled.parameters(group)))
+    return prepared
+
+
+def _execute_where(
+    connection: Connection,
+    statement: Prepared,
+    rows: list[Row],
+    parameters: list[Any],
+    keep: Callable[[Row], bool],
+) -> None:
+    """Execute ``statement`` for the rows ``keep`` accepts."""
+    kept = [values for row, values in zip(rows, parameters, strict=True) if keep(row)]
+    if kept:
+        statement.execute(connection, kept)
 
 
 def first_state_row(run: Row) -> Row:
@@ -66,6 +108,11 @@ class ScheduledRunQueries(Queries):
     def _create_runs(self, runs: Sequence[Row], unless_paused: bool) -> tuple[set[str], set[str]]:
         if not runs:
             return set(), set()
+        # Prepared before the transaction (a fire may create thousands of rows): inside it,
+        # the write lock is held only while they are written.
+        dialect = self.engine.dialect
+        inserts = _prepared_rows(_insert_ignoring_duplicates(dialect.name), dialect, runs)
+        states = _prepared_rows(run_states.insert(), dialect, [first_state_row(r) for r in runs])
         with self.engine.begin() as connection:
             paused: set[str] = set()
             if unless_paused:
@@ -77,16 +124,32 @@ class ScheduledRunQueries(Queries):
                         )
                     ).scalars()
                 )
-                runs = [run for run in runs if run["deployment_name"] not in paused]
-            ids = [run["id"] for run in runs]
-            if runs:
-                connection.execute(_insert_ignoring_duplicates(connection), list(runs))
-            created = set(
-                connection.execute(select(flow_runs.c.id).where(flow_runs.c.id.in_(ids))).scalars()
+            ids = [run["id"] for run in runs if run["deployment_name"] not in paused]
+            for statement, rows, parameters in inserts:
+                _execute_where(
+                    connection,
+                    statement,
+                    rows,
+                    parameters,
+                    lambda row: row["deployment_name"] not in paused,
+                )
+            created = (
+                set(
+                    connection.execute(
+                        select(flow_runs.c.id).where(flow_runs.c.id.in_(ids))
+                    ).scalars()
+                )
+                if ids
+                else set()
             )
-            states = [first_state_row(run) for run in runs if run["id"] in created]
-            if states:
-                connection.execute(run_states.insert(), states)
+            for statement, rows, parameters in states:
+                _execute_where(
+                    connection,
+                    statement,
+                    rows,
+                    parameters,
+                    lambda row: row["flow_run_id"] in created,
+                )
         return created, paused
 
     def set_run_state(

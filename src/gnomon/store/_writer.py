@@ -31,11 +31,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam
+from sqlalchemy import Connection, Dialect, Engine, Table, bindparam
 from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError
 from gnomon.store._db import create_engine, read_engine
+from gnomon.store._prepared import Prepared, prepare
 from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
 
 Row = dict[str, Any]
@@ -329,8 +330,11 @@ class BatchWriter:
         if not len(batch):
             return None
         try:
+            # Converted before the transaction: the write lock is held only while it executes.
+            steps = _prepare_batch(self.engine.dialect, batch)
             with self.engine.begin() as connection:
-                _write_batch(connection, batch)
+                for prepared, parameters in steps:
+                    prepared.execute(connection, parameters)
         except OperationalError as error:
             log.exception(
                 "store write failed (%d rows); retrying in %.2fs",
@@ -375,17 +379,38 @@ class BatchWriter:
         self._reset_state()
 
 
-def _write_batch(connection: Connection, batch: _Batch) -> None:
-    _insert(connection, flow_runs, batch.flow_inserts.values())
-    _insert(connection, task_runs, batch.task_inserts.values())
-    _update(connection, flow_runs, batch.flow_updates)
-    _update(connection, task_runs, batch.task_updates)
-    _insert(connection, run_states, batch.states)
-    _insert(connection, run_logs, batch.logs)
+def _prepare_batch(dialect: Dialect, batch: _Batch) -> list[tuple[Prepared, list[Any]]]:
+    """The batch's statements in order, each with its driver parameters."""
+    steps: list[tuple[Table, str, dict[tuple[str, ...], list[Row]]]] = [
+        (flow_runs, "insert", _by_columns(batch.flow_inserts.values())),
+        (task_runs, "insert", _by_columns(batch.task_inserts.values())),
+        (flow_runs, "update", _by_columns(_update_rows(batch.flow_updates, skip_empty=True))),
+        (task_runs, "update", _by_columns(_update_rows(batch.task_updates, skip_empty=True))),
+        (run_states, "insert", _by_columns(batch.states)),
+        (run_logs, "insert", _by_columns(batch.logs)),
+    ]
+    prepared = []
+    for table, kind, groups in steps:
+        for keys, rows in groups.items():
+            statement = prepare(_statement(table, kind), dialect, keys)
+            prepared.append((statement, statement.parameters(rows)))
+    return prepared
 
 
-def _update_rows(updates: dict[str, Row]) -> list[Row]:
-    return [{**values, "_row_id": run_id} for run_id, values in updates.items()]
+def _by_columns(rows: Iterable[Row]) -> dict[tuple[str, ...], list[Row]]:
+    """Rows grouped by their set of columns: every row of an executemany binds the same."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
+
+
+def _update_rows(updates: dict[str, Row], *, skip_empty: bool = False) -> list[Row]:
+    return [
+        {**values, "_row_id": run_id}
+        for run_id, values in updates.items()
+        if values or not skip_empty
+    ]
 
 
 def _without_id(row: Row) -> Row:

@@ -1,0 +1,76 @@
+"""Prepared statements: what the store's hot writes hand the driver is what SQLAlchemy would
+have executed, with the same defaults, conversions and errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import bindparam, update
+from sqlalchemy.exc import IntegrityError
+
+from gnomon.store import Store
+from gnomon.store._prepared import prepare, result_row
+from gnomon.store._schema import flow_runs
+
+
+def test_an_insert_fills_python_defaults_and_converts_json_and_times(store: Store) -> None:
+    moment = datetime(2027, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    row = {
+        "id": "a" * 32,
+        "name": "run",
+        "flow_name": "flow",
+        "parameters": {"n": 1, "tags": ["x"]},
+        "state_type": "PENDING",
+        "state_name": "Pending",
+        "expected_start_time": moment,
+    }
+    statement = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
+    with store.engine.begin() as connection:
+        statement.execute(connection, statement.parameters([row]))
+
+    stored = store.read_flow_run("a" * 32)
+    assert stored is not None
+    assert stored["parameters"] == {"n": 1, "tags": ["x"]}
+    assert stored["expected_start_time"] == datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    assert stored["run_count"] == 0  # the column's default
+    assert stored["created"] is not None
+    assert stored["created"].tzinfo is UTC
+
+
+def test_a_prepared_statement_raises_sqlalchemys_errors(store: Store) -> None:
+    row = {"id": "b" * 32, "name": "run", "flow_name": "flow"}
+    statement = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
+    with store.engine.begin() as connection:
+        statement.execute(connection, statement.parameters([row]))
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        statement.execute(connection, statement.parameters([row]))
+
+
+def test_returned_rows_read_back_as_python_values(store: Store) -> None:
+    row = {"id": "c" * 32, "name": "run", "flow_name": "flow", "tags": ["t"]}
+    insert = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
+    rename = prepare(
+        update(flow_runs)
+        .where(flow_runs.c.id == bindparam("_id"))
+        .values(name="renamed")
+        .returning(flow_runs.c.id, flow_runs.c.tags, flow_runs.c.created),
+        store.engine.dialect,
+        (),
+    )
+    with store.engine.begin() as connection:
+        insert.execute(connection, insert.parameters([row]))
+        cursor = rename.execute(connection, rename.parameters([{"_id": "c" * 32}]))
+        names = [column[0] for column in cursor.description]
+        [values] = cursor.fetchall()
+
+    returned = result_row(flow_runs, store.engine.dialect, names, values)
+    assert returned["tags"] == ["t"]
+    assert returned["created"].tzinfo is UTC
+    assert store.read_flow_run("c" * 32)["name"] == "renamed"  # type: ignore[index]
+
+
+def test_a_statement_expanded_per_execution_cannot_be_prepared(store: Store) -> None:
+    statement = update(flow_runs).where(flow_runs.c.id.in_(["x", "y"])).values(name="n")
+    with pytest.raises(ValueError, match="expanded per execution"):
+        prepare(statement, store.engine.dialect, ())
