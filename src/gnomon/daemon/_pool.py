@@ -101,6 +101,12 @@ class WorkerPool:
 
     def start(self, timeout: float = 60) -> None:
         """Start the workers and wait until every one has imported its flows."""
+        self.launch()
+        self.wait_warm(timeout)
+
+    def launch(self) -> None:
+        """Start the workers, without waiting for them: the daemon goes on with its own
+        start-up while they import their flows (see ``wait_warm``)."""
         from gnomon.store import get_store
 
         if self._supervisor is not None:
@@ -112,10 +118,14 @@ class WorkerPool:
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        began = time.monotonic()
+        self._launched = time.monotonic()
         self._accepting = self._starting = True
         self._supervisor = threading.Thread(target=self._supervise, name="gnomon-pool")
         self._supervisor.start()
+
+    def wait_warm(self, timeout: float = 60) -> None:
+        """Wait until every launched worker has imported its flows; stops the pool and
+        raises ``WorkerPoolError`` if one failed to start or ``timeout`` passed."""
         with self._changed:
             warm = self._changed.wait_for(
                 lambda: self._start_error is not None or self._idle_count() >= self.size, timeout
@@ -128,7 +138,7 @@ class WorkerPool:
         log.info(
             "worker pool warm: %d workers in %.2f s",
             self.size,
-            time.monotonic() - began,
+            time.monotonic() - self._launched,
             extra={"worker_pids": self.pids(), "preload": self.preload},
         )
 

@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,7 +115,11 @@ class Daemon:
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
+        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
 
+        # Before the store opens: the daemon's and the workers' commits leave checkpoints
+        # to the daemon's checkpointer (see _checkpoint).
+        os.environ[EXTERNAL_CHECKPOINTS_ENV] = "daemon"
         self.config = load_config_or_raise(self.config_path)
         settings = get_settings()
         configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
@@ -134,16 +138,23 @@ class Daemon:
             on_finished=self._on_finished,
             log_sink=_forward_worker_line,
         )
-        self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
-        self._sync(_now())
-        self.reporter = RunReporter(self.store, self.config, self.scheduler, self.pool)
-        self._recover()
-        self.api = _start_api(self, settings.home)  # before the pool: a taken port stops here
-        self.pool.start()
+        # The workers import their flows while the daemon syncs and recovers.
+        self.pool.launch()
+        try:
+            self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
+            self._sync(_now())
+            self.reporter = RunReporter(self.store, self.config, self.scheduler, self.pool)
+            self._recover()
+            self.api = _start_api(self, settings.home)
+            self.pool.wait_warm()
+        except BaseException:
+            self.pool.stop(0)
+            raise
         horizon = _now()
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
         self.reporter.decided(self.scheduler.catch_up(horizon))
         self._start_timer(horizon)
+        self._start_checkpointer()
         freeze_heap()
         log.info(
             "daemon ready: %d deployments, %d workers",
@@ -151,6 +162,18 @@ class Daemon:
             daemon.workers,
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _start_checkpointer(self) -> None:
+        from gnomon.daemon._checkpoint import Checkpointer
+        from gnomon.store._db import sqlite_path
+
+        path = sqlite_path(self.store.url)
+        self.checkpointer = None if path is None else Checkpointer(path, busy=self._busy)
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
+    def _busy(self) -> bool:
+        return self.pool.busy_count() > 0 or self.scheduler.waiting_count() > 0
 
     def _sync(self, now: datetime, keep: Collection[str] = ()) -> None:
         from gnomon.deployments import sync_deployments
@@ -164,7 +187,11 @@ class Daemon:
             len(result.changed),
             len(result.removed),
             len(result.unchanged),
-            extra={"added": result.added, "changed": result.changed, "removed": result.removed},
+            extra={
+                "added": _some(result.added),
+                "changed": _some(result.changed),
+                "removed": _some(result.removed),
+            },
         )
 
     def _recover(self) -> None:
@@ -334,6 +361,9 @@ class Daemon:
             self.scheduler.running_count(),
         )
         self.pool.stop(grace)
+        checkpointer = getattr(self, "checkpointer", None)
+        if checkpointer is not None:
+            checkpointer.stop()
         self.scheduler.record_fire_times()
         self.reporter.close()
         log.removeHandler(self._store_log)
@@ -341,6 +371,18 @@ class Daemon:
         self.store.flush()
         self._lock.release()
         log.info("daemon stopped")
+
+
+# Names a log line lists at most: journald cuts lines past 48 KiB, and 10,000 deployment
+# names make 150 KB. The counts are in the message.
+LOGGED_NAMES = 50
+
+
+def _some(names: Sequence[str]) -> list[str]:
+    """At most LOGGED_NAMES of ``names``, with "... and N more" in place of the rest."""
+    if len(names) <= LOGGED_NAMES:
+        return list(names)
+    return [*names[:LOGGED_NAMES], f"... and {len(names) - LOGGED_NAMES} more"]
 
 
 def _default_log_file(home: Path) -> Path:

@@ -23,6 +23,9 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
 
 BUSY_TIMEOUT_MS = 30_000
+# Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
+# WAL as part of a commit; the daemon's checkpointer does it at quiet moments.
+EXTERNAL_CHECKPOINTS_ENV = "GNOMON_WAL_CHECKPOINTS"
 
 # Execution option naming the BEGIN statement a SQLite transaction starts with.
 _BEGIN_OPTION = "gnomon_sqlite_begin"
@@ -70,6 +73,11 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        if os.environ.get(EXTERNAL_CHECKPOINTS_ENV):
+            # SQLite checkpoints in the commit that takes the WAL past 1,000 pages, copying
+            # and syncing them while that writer still holds its turn (10-15 ms here): a
+            # stall for every writer queued behind it, every ~50 runs of a burst.
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")
         (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
         if mode.lower() not in {"wal", "memory"}:
             cursor.execute("PRAGMA journal_mode = WAL")
