@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gnomon.daemon")
 
+SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
 POLL_INTERVAL = 1.0  # what other processes change in the store takes effect within this
 DAEMON_ACTOR = ("gnomon-daemon", "daemon")  # the audit log's actor for the daemon's own changes
 
@@ -120,6 +122,9 @@ class Daemon:
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
         os.environ[EXTERNAL_CHECKPOINTS_ENV] = "daemon"
+        # The loop and the pool's thread hand each run on within a millisecond; the default
+        # 5 ms GIL switch interval let the log-rendering threads hold them up for longer.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.config = load_config_or_raise(self.config_path)
         settings = get_settings()
         configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
@@ -497,7 +502,6 @@ def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | N
     """Run the daemon in the foreground; returns the exit code (2: bad config, 1: another
     daemon holds the store or the API cannot listen). ``started`` hears how start-up ended
     (the exit code, 0 once ready, and a message): ``--detach`` reports it to its terminal."""
-    import sys
 
     from gnomon.api._server import ApiServerError, UnsafeBind
     from gnomon.daemon._lock import DaemonAlreadyRunning
