@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from gnomon.daemon._inbox import FireInbox
 from gnomon.daemon._tracking import (
     Decision,
     DispatchedRun,
@@ -55,14 +56,7 @@ class Scheduler:
         self._slots: dict[str, Slot] = {}
         self._waiting: list[Waiting] = []
         self._sequence = itertools.count()
-        self._inbox: list[tuple[str, datetime, Trigger | None]] = []
-        # Fire times handed over ahead of time, until they are due (see ``next_due``), with
-        # the trigger that computed them; keyed by (deployment, nominal), so a time handed
-        # twice (the timer rescheduled by a reload) is one fire.
-        self._handed: dict[tuple[str, datetime], Trigger | None] = {}
-        # A deployment's next nominal fire after the last one handed over, as APScheduler
-        # computed it: (last handed over, next), saving _record_fire_times a cron search.
-        self._next_fires: dict[str, tuple[datetime, datetime | None]] = {}
+        self._inbox = FireInbox()
         self._finished: list[tuple[str, str]] = []
         self._dispatched: dict[str, DispatchedRun] = {}
         self._forced: set[str] = set()  # requested runs that start whatever the overlap
@@ -132,20 +126,12 @@ class Scheduler:
         thread); ``next_fire`` is the nominal fire after the last of them, if the caller
         knows it. Times handed over by ``trigger`` are dropped if the deployment's trigger
         has changed since (a reload): its new schedule decides."""
-        with self._lock:
-            self._inbox.extend((name, nominal, trigger) for nominal in nominal_times)
-            if nominal_times and next_fire is not None:
-                self._next_fires[name] = (max(nominal_times), next_fire)
+        self._inbox.put(name, nominal_times, next_fire, trigger)
 
     def next_due(self) -> datetime | None:
         """When the earliest fire time handed over but not yet fired is due (after the
         last tick); the loop sleeps until then."""
-        dues = [
-            nominal + slot.offset
-            for (name, nominal) in self._handed
-            if (slot := self._slots.get(name)) is not None
-        ]
-        return min(dues, default=None)
+        return self._inbox.next_due(self._slots)
 
     def run_finished(self, flow_run_id: str, state_type: str) -> DispatchedRun | None:
         """Note a run's end for the next tick (called from the pool's threads); returns the
@@ -157,16 +143,13 @@ class Scheduler:
     def tick(self, now: datetime) -> list[Decision]:
         """Apply finished runs and handed-over fires, then start what can start."""
         with self._lock:
-            inbox, self._inbox = self._inbox, []
-            next_fires, self._next_fires = self._next_fires, {}
             finished, self._finished = self._finished, []
         for flow_run_id, state_type in finished:
             slot = self._forget(flow_run_id)
             if slot is not None and state_type in RETRIED_TYPES:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
-        for name, nominal, trigger in inbox:
-            self._handed[(name, nominal)] = trigger
-        due = self._take_due(now) if self._handed else []
+        # Next fires the timer computed save _record_fire_times a cron search each.
+        due, next_fires = self._inbox.take_due(self._slots, now)
         decisions = (
             self.fire_many(due, now, record_fire_times=False, log_decisions=False) if due else []
         )
@@ -195,25 +178,6 @@ class Scheduler:
         known = {name: pending.pop(name) for name in names & pending.keys()}
         self._unrecorded_since = None
         self._record_fire_times(names & self._slots.keys(), known)
-
-    def _take_due(self, now: datetime) -> list[tuple[str, datetime]]:
-        """The handed-over fire times due by ``now``, taken out of ``_handed``; times of a
-        deployment that is gone, whose trigger changed, or that has fired since are dropped."""
-        due: list[tuple[str, datetime]] = []
-        for key, trigger in list(self._handed.items()):
-            name, nominal = key
-            slot = self._slots.get(name)
-            stale = (
-                slot is None
-                or (trigger is not None and trigger != slot.trigger)
-                or (slot.last_fire is not None and nominal <= slot.last_fire)
-            )
-            if stale:
-                del self._handed[key]
-            elif slot is not None and nominal + slot.offset <= now:
-                del self._handed[key]
-                due.append(key)
-        return due
 
     def _forget(self, flow_run_id: str) -> Slot | None:
         """Stop tracking a run; returns the deployment it belonged to (None if that is no
