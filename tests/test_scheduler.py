@@ -61,7 +61,7 @@ def make_scheduler(
     sync_deployments(store, result.config.deployments, T0 - timedelta(hours=1))
     workers = workers or Workers()
     scheduler = Scheduler(store, workers, daemon_id="test-daemon")
-    rows = {row["name"]: row for row in store.read_deployments()}
+    rows = store.read_schedule_states()
     scheduler.set_deployments(result.config.deployments, rows)
     return scheduler, workers
 
@@ -460,7 +460,24 @@ def test_fires_handed_over_early_wait_until_due_and_a_changed_trigger_drops_them
     config.write_text(config.read_text().replace('"* * * * *"', '"*/2 * * * *"'))
     result = load_config(config)
     sync_deployments(store, result.config.deployments, at(1))
-    rows = {row["name"]: row for row in store.read_deployments()}
+    rows = store.read_schedule_states()
     scheduler.set_deployments(result.config.deployments, rows)
     assert scheduler.tick(at(2)) == []
     assert scheduler.next_due() is None
+
+
+def test_the_schedule_state_read_at_start_and_reload_covers_active_deployments_only(
+    tmp_path, store
+) -> None:
+    from gnomon.store import Actor
+
+    make_scheduler(tmp_path, store, every_minute("a") + every_minute("b"))
+    store.set_paused(["a"], True, Actor("ops", "cli"), "incident")
+    config = tmp_path / "gnomon.toml"
+    config.write_text(textwrap.dedent(every_minute("a")))
+    sync_deployments(store, load_config(config).config.deployments, at(2))
+
+    states = store.read_schedule_states()
+
+    assert set(states) == {"a"}  # b left the config
+    assert states["a"] == {"name": "a", "anchor": None, "paused": True, "last_fire": None}

@@ -184,7 +184,7 @@ class Daemon:
         from gnomon.deployments import sync_deployments
 
         result = sync_deployments(self.store, self.config.deployments, now, keep=keep)
-        rows = {row["name"]: row for row in self.store.read_deployments()}
+        rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(self.config.deployments, rows)
         log.info(
             "deployments synced: %d added, %d changed, %d removed, %d unchanged",
