@@ -65,8 +65,13 @@ def test_commits_leave_the_wal_to_the_checkpointer(
 
     busy = False
     assert checkpointer.run_once()
-    checkpointer.stop()
     assert runs_in_database_file(database, tmp_path) == 1500
+    assert not checkpointer.run_once()  # nothing written since: no work every second
+
+    write_runs(store, 10)
+    assert checkpointer.run_once()
+    checkpointer.stop()
+    assert runs_in_database_file(database, tmp_path) == 1510
 
 
 def test_a_wal_past_the_cap_is_checkpointed_even_while_busy(

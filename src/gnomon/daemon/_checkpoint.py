@@ -37,6 +37,8 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
         self._failing = False
+        # The WAL as the last complete checkpoint left it (size, mtime): nothing to copy.
+        self._checkpointed: tuple[int, int] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gnomon-checkpoint", daemon=True)
@@ -53,10 +55,11 @@ class Checkpointer:
     def run_once(self) -> bool:
         """Checkpoint now if it is time to; whether it did."""
         try:
-            size = os.stat(self.wal).st_size
+            status = os.stat(self.wal)
         except FileNotFoundError:
             return False
-        if size == 0 or (size < self.cap and self.busy()):
+        size, state = status.st_size, (status.st_size, status.st_mtime_ns)
+        if size == 0 or state == self._checkpointed or (size < self.cap and self.busy()):
             return False
         if self._connection is None:
             # Closed by ``stop`` from another thread, once this one has ended.
@@ -64,6 +67,8 @@ class Checkpointer:
                 self.path, isolation_level=None, check_same_thread=False
             )
         busy, pages, done = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if not busy and done == pages:
+            self._checkpointed = state
         log.debug(
             "checkpointed %d of %d WAL pages",
             done,

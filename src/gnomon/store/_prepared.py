@@ -36,7 +36,6 @@ class Prepared:
             raise ValueError(f"cannot prepare a statement expanded per execution: {compiled}")
         self.sql = compiled.string
         self._compiled = compiled
-        self._positional = compiled.positional
         self._names = list(compiled.positiontup or []) if compiled.positional else None
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
@@ -85,9 +84,25 @@ class Prepared:
         return cursor
 
 
+def prepare_rows(
+    statement: ClauseElement, dialect: Dialect, rows: Iterable[Row]
+) -> list[tuple[Prepared, list[Row], list[Any]]]:
+    """``rows`` grouped by their columns (every row of one executemany binds the same), each
+    group with ``statement`` prepared for those columns and the group's parameters."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    prepared = []
+    for keys, group in groups.items():
+        statement_for_keys = prepare(statement, dialect, keys)
+        prepared.append((statement_for_keys, group, statement_for_keys.parameters(group)))
+    return prepared
+
+
 @functools.lru_cache(maxsize=256)
 def prepare(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> Prepared:
-    """``statement`` compiled for ``dialect`` and the parameter names ``keys`` (cached)."""
+    """``statement`` compiled for ``dialect`` and the parameter names ``keys``, cached by
+    the statement object: build statements once (module constants), not per call."""
     return Prepared(statement, dialect, keys)
 
 

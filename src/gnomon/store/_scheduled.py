@@ -12,55 +12,31 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, bindparam, desc, func, select, update
+from sqlalchemy import Connection, Insert, bindparam, desc, func, select, update
 
-from gnomon.store._prepared import Prepared, prepare
+from gnomon.store._prepared import Prepared, prepare_rows
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
 
 ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
+# Built once: prepared statements are cached by statement object.
+_INSERT_FIRST_STATE = run_states.insert()
 
 
+@functools.cache
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
-    """INSERT that skips rows whose (deployment, scheduled_for) or id already exists."""
-    build = _INSERT_IGNORING.get(dialect)
-    if build is None:
-        raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
-    return build()
+    """INSERT that skips rows whose (deployment, scheduled_for) or id already exists; built
+    once per dialect, so its prepared forms are cached."""
+    # Imported here: the PostgreSQL dialect costs the command line ~25 ms it rarely needs.
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
 
+        return sqlite.insert(flow_runs).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
 
-def _sqlite_insert_ignoring() -> Insert:
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert(flow_runs).on_conflict_do_nothing()
-
-
-def _postgresql_insert_ignoring() -> Insert:
-    # Imported only here: the PostgreSQL dialect costs the command line ~25 ms it rarely needs.
-    from sqlalchemy.dialects import postgresql
-
-    return postgresql.insert(flow_runs).on_conflict_do_nothing()
-
-
-# Built once per dialect (a prepared statement is cached by its statement object).
-_INSERT_IGNORING: dict[str, Callable[[], Insert]] = {
-    "sqlite": functools.cache(_sqlite_insert_ignoring),
-    "postgresql": functools.cache(_postgresql_insert_ignoring),
-}
-
-
-def _prepared_rows(
-    statement: Insert, dialect: Dialect, rows: Sequence[Row]
-) -> list[tuple[Prepared, list[Row], list[Any]]]:
-    """``rows`` grouped by their columns, each group with its statement and parameters."""
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    prepared = []
-    for keys, group in groups.items():
-        compiled = prepare(statement, dialect, keys)
-        prepared.append((compiled, group, compiled.parameters(group)))
-    return prepared
+        return postgresql.insert(flow_runs).on_conflict_do_nothing()
+    raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
 
 
 def _execute_where(
@@ -111,8 +87,8 @@ class ScheduledRunQueries(Queries):
         # Prepared before the transaction (a fire may create thousands of rows): inside it,
         # the write lock is held only while they are written.
         dialect = self.engine.dialect
-        inserts = _prepared_rows(_insert_ignoring_duplicates(dialect.name), dialect, runs)
-        states = _prepared_rows(run_states.insert(), dialect, [first_state_row(r) for r in runs])
+        inserts = prepare_rows(_insert_ignoring_duplicates(dialect.name), dialect, runs)
+        states = prepare_rows(_INSERT_FIRST_STATE, dialect, [first_state_row(r) for r in runs])
         with self.engine.begin() as connection:
             paused: set[str] = set()
             if unless_paused:

@@ -27,16 +27,15 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Table, bindparam
+from sqlalchemy import Engine, Table, bindparam
 from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError
 from gnomon.store._db import create_engine, read_engine
-from gnomon.store._prepared import Prepared, prepare
+from gnomon.store._prepared import prepare_rows
 from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
 
 Row = dict[str, Any]
@@ -331,9 +330,14 @@ class BatchWriter:
             return None
         try:
             # Converted before the transaction: the write lock is held only while it executes.
-            steps = _prepare_batch(self.engine.dialect, batch)
+            dialect = self.engine.dialect
+            steps = [
+                step
+                for table, kind, rows in _parts(batch)
+                for step in prepare_rows(_statement(table, kind), dialect, rows)
+            ]
             with self.engine.begin() as connection:
-                for prepared, parameters in steps:
+                for prepared, _, parameters in steps:
                     prepared.execute(connection, parameters)
         except OperationalError as error:
             log.exception(
@@ -349,22 +353,14 @@ class BatchWriter:
 
     def _salvage(self, batch: _Batch) -> Exception | None:
         """Write ``batch`` one row per transaction, dropping (and logging) rows that fail."""
-        parts: list[tuple[Table, Iterable[Row], bool]] = [
-            (flow_runs, batch.flow_inserts.values(), False),
-            (task_runs, batch.task_inserts.values(), False),
-            (flow_runs, _update_rows(batch.flow_updates), True),
-            (task_runs, _update_rows(batch.task_updates), True),
-            (run_states, batch.states, False),
-            (run_logs, batch.logs, False),
-        ]
-        for table, rows, is_update in parts:
+        for table, kind, rows in _parts(batch):
             for row in rows:
                 try:
+                    [(prepared, _, parameters)] = prepare_rows(
+                        _statement(table, kind), self.engine.dialect, [row]
+                    )
                     with self.engine.begin() as connection:
-                        if is_update:
-                            _update(connection, table, {row["_row_id"]: _without_id(row)})
-                        else:
-                            _insert(connection, table, [row])
+                        prepared.execute(connection, parameters)
                 except OperationalError as error:
                     return error  # the database itself is unavailable: retry the batch
                 except Exception:
@@ -379,62 +375,21 @@ class BatchWriter:
         self._reset_state()
 
 
-def _prepare_batch(dialect: Dialect, batch: _Batch) -> list[tuple[Prepared, list[Any]]]:
-    """The batch's statements in order, each with its driver parameters."""
-    steps: list[tuple[Table, str, dict[tuple[str, ...], list[Row]]]] = [
-        (flow_runs, "insert", _by_columns(batch.flow_inserts.values())),
-        (task_runs, "insert", _by_columns(batch.task_inserts.values())),
-        (flow_runs, "update", _by_columns(_update_rows(batch.flow_updates, skip_empty=True))),
-        (task_runs, "update", _by_columns(_update_rows(batch.task_updates, skip_empty=True))),
-        (run_states, "insert", _by_columns(batch.states)),
-        (run_logs, "insert", _by_columns(batch.logs)),
-    ]
-    prepared = []
-    for table, kind, groups in steps:
-        for keys, rows in groups.items():
-            statement = prepare(_statement(table, kind), dialect, keys)
-            prepared.append((statement, statement.parameters(rows)))
-    return prepared
-
-
-def _by_columns(rows: Iterable[Row]) -> dict[tuple[str, ...], list[Row]]:
-    """Rows grouped by their set of columns: every row of an executemany binds the same."""
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    return groups
-
-
-def _update_rows(updates: dict[str, Row], *, skip_empty: bool = False) -> list[Row]:
+def _parts(batch: _Batch) -> list[tuple[Table, str, list[Row]]]:
+    """The batch's rows in the order they are written: (table, "insert" or "update", rows);
+    an update row carries the run's id as ``_row_id``."""
     return [
-        {**values, "_row_id": run_id}
-        for run_id, values in updates.items()
-        if values or not skip_empty
+        (flow_runs, "insert", list(batch.flow_inserts.values())),
+        (task_runs, "insert", list(batch.task_inserts.values())),
+        (flow_runs, "update", _update_rows(batch.flow_updates)),
+        (task_runs, "update", _update_rows(batch.task_updates)),
+        (run_states, "insert", batch.states),
+        (run_logs, "insert", batch.logs),
     ]
 
 
-def _without_id(row: Row) -> Row:
-    return {key: value for key, value in row.items() if key != "_row_id"}
-
-
-def _insert(connection: Connection, table: Table, rows: Iterable[Row]) -> None:
-    # One executemany per set of columns: every row of an executemany must bind the same.
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    statement = _statement(table, "insert")
-    for group in groups.values():
-        connection.execute(statement, group)
-
-
-def _update(connection: Connection, table: Table, updates: dict[str, Row]) -> None:
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for run_id, values in updates.items():
-        if values:
-            groups.setdefault(tuple(values), []).append({**values, "_row_id": run_id})
-    statement = _statement(table, "update")
-    for group in groups.values():
-        connection.execute(statement, group)
+def _update_rows(updates: dict[str, Row]) -> list[Row]:
+    return [{**values, "_row_id": run_id} for run_id, values in updates.items() if values]
 
 
 @functools.cache
