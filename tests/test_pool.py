@@ -305,6 +305,63 @@ def test_cancel_ends_the_run_cancelled_with_the_reason(harness: Harness) -> None
     assert not pool.cancel(uuid.uuid4().hex, "not a run of this pool")
 
 
+def test_a_run_submitted_while_every_worker_is_busy_starts_as_one_finishes(
+    harness: Harness,
+) -> None:
+    pool = harness.pool()
+    busy = harness.schedule("waits", {"seconds": 0.5})
+    assert pool.submit(busy)
+    assert pool.capacity() == 1  # one held ahead per worker
+
+    held = harness.schedule("hello")
+    assert pool.submit(held)
+    assert pool.capacity() == 0
+    assert not pool.submit(harness.schedule("hello"))
+
+    first, second = harness.outcome(busy), harness.outcome(held)
+    assert first.state_name == second.state_name == "Completed"
+    assert first.worker_pid == second.worker_pid
+    assert second.start_time is not None
+    assert first.end_time is not None
+    assert second.start_time >= first.end_time
+    assert pool.capacity() == 2
+
+
+def test_cancelling_a_held_run_drops_it_and_leaves_the_running_one_alone(
+    harness: Harness,
+) -> None:
+    pool = harness.pool()
+    busy = harness.schedule("waits", {"seconds": 1.0})
+    assert pool.submit(busy)
+    harness.sink.wait_for("waiting")
+    held = harness.schedule("hello")
+    assert pool.submit(held)
+
+    assert pool.cancel(held, "cancelled by an operator")
+
+    dropped = harness.outcome(held)
+    assert (dropped.state_name, dropped.worker_pid, dropped.signal) == ("Cancelled", None, None)
+    row = harness.store.read_flow_run(held)
+    assert (row["state_name"], row["state_message"]) == ("Cancelled", "cancelled by an operator")
+    assert row["start_time"] is None  # it never ran
+    assert harness.outcome(busy).state_name == "Completed"
+    assert not pool.cancel(held, "again")
+
+
+def test_stop_leaves_held_runs_unstarted_for_the_next_daemon(harness: Harness) -> None:
+    pool = harness.pool()
+    busy = harness.schedule("waits", {"seconds": 0.3})
+    assert pool.submit(busy)
+    held = harness.schedule("hello")
+    assert pool.submit(held)
+
+    pool.stop(grace=DEADLINE)
+
+    assert harness.outcome(busy).state_name == "Completed"
+    assert harness.outcomes.empty()
+    assert harness.store.read_flow_run(held)["state_name"] == "Scheduled"
+
+
 def test_a_worker_is_replaced_after_max_runs_per_worker(harness: Harness) -> None:
     pool = harness.pool(max_runs_per_worker=2)
 

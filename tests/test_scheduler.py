@@ -30,6 +30,9 @@ class Workers:
     def idle_count(self) -> int:
         return self.size - len(self.running)
 
+    def capacity(self) -> int:
+        return self.idle_count()
+
     def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
         if self.idle_count() <= 0:
             return False
@@ -186,6 +189,34 @@ def test_runs_wait_as_pending_and_start_in_nominal_order_when_workers_free_up(
         order.append(store.read_flow_run(workers.running[0])["deployment_name"])
 
     assert order == ["c", "b", "a"]
+
+
+def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_rest(
+    tmp_path, store
+) -> None:
+    class Counting(Workers):
+        """Notes how many of the fire's runs were stored when each run was submitted."""
+
+        def __init__(self, size: int) -> None:
+            super().__init__(size)
+            self.stored_at_submit: list[int] = []
+
+        def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
+            self.stored_at_submit.append(len(store.read_flow_runs(limit=100)))
+            return super().submit(flow_run_id, timeout)
+
+    names = [f"d{i}" for i in range(6)]
+    toml = "".join(every_minute(name) for name in names)
+    scheduler, workers = make_scheduler(tmp_path, store, toml, Counting(size=2))
+    for name in names:
+        scheduler.hand_off(name, [at(0)], at(1))
+
+    decisions = scheduler.tick(at(0))
+
+    assert [decision.action for decision in decisions] == ["fired"] * 6
+    assert workers.stored_at_submit == [2, 2]  # the other four were written after
+    assert len(store.read_flow_runs(limit=100)) == 6
+    assert scheduler.waiting_count() == 4
 
 
 def test_a_fire_later_than_misfire_grace_is_recorded_missed(tmp_path, store) -> None:

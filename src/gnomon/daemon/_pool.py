@@ -7,6 +7,11 @@ reads their results, enforces timeouts and kill graces, and notices deaths throu
 per worker; a thread per worker relays its output to ``log_sink``. The daemon's loop thread
 calls ``submit``, ``cancel`` and ``stop``; one lock guards the state they share.
 
+The pool holds up to one run per worker ahead of the workers (``AHEAD_PER_WORKER``): the
+supervisor thread hands the next one over the moment a worker reports its run done, so that a
+burst of runs does not wait for the daemon's loop between one run and the next. A held run
+has not started: cancelling it only drops it (it is recorded Cancelled), no signal involved.
+
 A run the pool ends or loses (timeout, cancellation, shutdown, a dying worker) is recorded
 once its worker is gone, by a conditional write that keeps a final state the worker committed
 first (a run that completed just before its timeout stays Completed): none is left Running.
@@ -43,6 +48,7 @@ __all__ = ["RunOutcome", "WorkerPool", "WorkerPoolError"]
 
 log = logging.getLogger("gnomon.daemon.pool")
 
+AHEAD_PER_WORKER = 1  # runs held for the workers, per worker, beyond those they run
 MAX_RESPAWN_DELAY = 30.0  # between attempts to start a worker that keeps dying at start
 SHUTDOWN_REASON = "daemon shut down before the run finished"
 
@@ -89,6 +95,10 @@ class WorkerPool:
         self._changed = threading.Condition(self._lock)
         self._workers: dict[int, WorkerProcess] = {}
         self._runs: dict[str, WorkerProcess] = {}
+        # Runs submitted while no worker was idle, oldest first, with their timeouts; and
+        # those cancelled before they started, to record (the supervisor thread does).
+        self._ahead: dict[str, float | None] = {}
+        self._revoked: list[Assignment] = []
         self._accepting = self._closing = self._starting = self._stopped = False
         self._start_error: str | None = None
         self._early_deaths = 0
@@ -143,27 +153,38 @@ class WorkerPool:
         )
 
     def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
-        """Hand the run to an idle worker; False if none is idle (or the pool is stopping).
+        """Hand the run to an idle worker, or hold it for the next worker to finish; False
+        if the pool holds as many as it may already (see ``capacity``) or is stopping.
 
-        Past ``timeout`` seconds the run's worker is ended and the run recorded TimedOut.
-        The worker records its pid in the run row when it claims the run.
+        Past ``timeout`` seconds from its start, the run's worker is ended and the run
+        recorded TimedOut. The worker records its pid in the run row when it claims the run.
         """
         if timeout is not None and timeout <= 0:
             raise ValueError(f"a run timeout must be positive, got {timeout}")
         with self._lock:
-            if flow_run_id in self._runs:
-                raise ValueError(f"flow run {flow_run_id} is running in the pool already")
+            if flow_run_id in self._runs or flow_run_id in self._ahead:
+                raise ValueError(f"flow run {flow_run_id} is in the pool already")
+            if self._capacity() <= 0:
+                return False
             worker = self._hand_over(flow_run_id, timeout)
-        if worker is None:
-            return False
-        if timeout is not None:
+            if worker is None:
+                self._ahead[flow_run_id] = timeout
+        if worker is not None and timeout is not None:
             self._wake()  # the supervisor's next wait must end by this run's deadline
         return True
 
     def cancel(self, flow_run_id: str, reason: str) -> bool:
-        """End the run's worker (SIGTERM, then SIGKILL after ``kill_grace``); the run is
-        recorded Cancelled with ``reason`` once the worker is gone. False if it is not here."""
+        """End the run's worker (SIGTERM, then SIGKILL after ``kill_grace``), or drop the run
+        if it has not started; it is recorded Cancelled with ``reason`` once its worker is
+        gone. False if it is not here."""
         with self._lock:
+            if flow_run_id in self._ahead:
+                timeout = self._ahead.pop(flow_run_id)
+                self._revoked.append(
+                    Assignment(flow_run_id, timeout, ending=Ending.CANCEL, reason=reason)
+                )
+                self._wake()
+                return True
             worker = self._runs.get(flow_run_id)
             if worker is None or worker.run is None:
                 return False
@@ -181,6 +202,7 @@ class WorkerPool:
             return
         with self._changed:
             self._accepting = False
+            self._ahead.clear()  # never started: they stay Pending for the next daemon
             for worker in list(self._workers.values()):
                 if worker.run is None:
                     worker.retire(time.monotonic(), self.kill_grace)
@@ -221,6 +243,12 @@ class WorkerPool:
         with self._lock:
             return self._idle_count()
 
+    def capacity(self) -> int:
+        """How many more runs ``submit`` takes now: one per idle worker, plus what the
+        pool may hold ahead of its busy workers."""
+        with self._lock:
+            return self._capacity()
+
     def busy_count(self) -> int:
         """Workers running a run (including runs being ended)."""
         with self._lock:
@@ -236,6 +264,11 @@ class WorkerPool:
     def _idle_count(self) -> int:
         return sum(1 for worker in self._workers.values() if worker.idle)
 
+    def _capacity(self) -> int:
+        if not self._accepting:
+            return 0
+        return self._idle_count() + self.size * AHEAD_PER_WORKER - len(self._ahead)
+
     def _hand_over(self, flow_run_id: str, timeout: float | None) -> WorkerProcess | None:
         if not self._accepting:
             return None
@@ -249,6 +282,14 @@ class WorkerPool:
             self._runs[flow_run_id] = worker
             return worker
         return None
+
+    def _hand_over_held(self) -> None:
+        """Give the runs held ahead to idle workers, oldest first."""
+        while self._ahead:
+            flow_run_id, timeout = next(iter(self._ahead.items()))
+            if self._hand_over(flow_run_id, timeout) is None:
+                return
+            del self._ahead[flow_run_id]
 
     def _needs_workers(self) -> bool:
         live = sum(1 for worker in self._workers.values() if not worker.retiring)
@@ -326,6 +367,10 @@ class WorkerPool:
         """Read results and reap exited workers, then report finished runs."""
         finished: list[RunOutcome] = []
         exited: list[WorkerProcess] = []
+        with self._lock:
+            revoked, self._revoked = self._revoked, []
+        for run in revoked:
+            finished.append(record_end(self._store, run, None, None))
         for key, _ in events:
             if key.data is None:
                 _drain(self._wake_r)
@@ -352,6 +397,7 @@ class WorkerPool:
                     self._changed.notify_all()
                 elif worker.run is not None and message.get("done") == worker.run.flow_run_id:
                     finished.append(self._run_done(worker, message))
+            self._hand_over_held()  # before the finished runs are reported
             if eof and worker.channel >= 0 and worker.channel in self._selector.get_map():
                 self._selector.unregister(worker.channel)
         return eof and worker.exit_fd is None

@@ -150,10 +150,20 @@ class Scheduler:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
         # Next fires the timer computed save _record_fire_times a cron search each.
         due, next_fires = self._inbox.take_due(self._slots, now)
-        decisions = (
-            self.fire_many(due, now, record_fire_times=False, log_decisions=False) if due else []
-        )
-        self.dispatch(now)
+        decisions: list[Decision] = []
+        if due:
+            # The runs the workers can take at once go in a transaction of their own, so
+            # that they start while the rest of a large fire is written.
+            due.sort(key=lambda fire: fire[1])
+            first = max(1, self.dispatcher.capacity())
+            for fires in (due[:first], due[first:]):
+                if fires:
+                    decisions += self.fire_many(
+                        fires, now, record_fire_times=False, log_decisions=False
+                    )
+                    self.dispatch(now)
+        else:
+            self.dispatch(now)
         for decision in decisions:  # after the dispatch: the first runs need not wait for it
             log_decision(decision)
         # The deployments' last and next fires are stored once the fire's runs are all
@@ -469,10 +479,11 @@ class Scheduler:
         return True
 
     def dispatch(self, now: datetime) -> int:
-        """Start waiting runs on idle workers, oldest fire first; returns how many started."""
+        """Hand waiting runs to the workers, oldest fire first, as many as they take now;
+        returns how many."""
         started = 0
         held: list[Waiting] = []
-        while self._waiting and self.dispatcher.idle_count() > 0:
+        while self._waiting and self.dispatcher.capacity() > 0:
             waiting = heapq.heappop(self._waiting)
             slot = self._slots.get(waiting.deployment)
             if slot is None or waiting.flow_run_id not in slot.queued:

@@ -421,7 +421,7 @@ class RunSummary:
     state: str
     state_type: str
     attempt: int | None
-    worker_pid: int
+    worker_pid: int | None
     exit_code: int | None
     signal: str | None
     error_type: str | None

@@ -72,7 +72,7 @@ class RunOutcome:
     flow_run_id: str
     state_name: str
     state_type: str
-    worker_pid: int
+    worker_pid: int | None  # None for a run cancelled before it reached a worker
     exit_code: int | None  # set when the worker process ended with the run
     signal: str | None  # e.g. "SIGKILL", when a signal ended the worker with the run
     started_at: datetime  # UTC, when the pool handed the run to the worker
@@ -334,7 +334,7 @@ def _output_event(text: str, pid: int, flow_run_id: str | None, store: Store) ->
 
 def outcome(
     run: Assignment,
-    pid: int,
+    pid: int | None,
     state_name: str,
     state_type: str,
     error_type: str | None,
@@ -376,7 +376,9 @@ def _moment(value: Any) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def _ending_state(run: Assignment, pid: int, returncode: int) -> tuple[State, BaseException]:
+def _ending_state(
+    run: Assignment, pid: int | None, returncode: int | None
+) -> tuple[State, BaseException]:
     """The state the pool records for a run whose worker ended under it, and its error."""
     from gnomon.exceptions import CancelledRun, CrashedRun, FlowRunTimeoutError
     from gnomon.states import Cancelled, Crashed, TimedOut
@@ -387,20 +389,26 @@ def _ending_state(run: Assignment, pid: int, returncode: int) -> tuple[State, Ba
     if run.ending is not None:
         message = run.reason or "the run was cancelled"
         return Cancelled(message), CancelledRun(message)
+    assert pid is not None, "only a run that ran can crash"
+    assert returncode is not None, "only a run that ran can crash"
     message = exit_description(pid, returncode)
     return Crashed(message), CrashedRun(message)
 
 
-def record_end(store: Store, run: Assignment, pid: int, returncode: int) -> RunOutcome:
-    """Store, durably, the final state of a run whose worker ended under it, unless the
-    worker stored a final state first; the outcome reports whichever state stands."""
+def record_end(
+    store: Store, run: Assignment, pid: int | None, returncode: int | None
+) -> RunOutcome:
+    """Store, durably, the final state of a run whose worker ended under it (or, with no
+    ``pid``, that was cancelled before it started), unless the worker stored a final state
+    first; the outcome reports whichever state stands."""
     from gnomon.flows._records import error_fields, state_columns, state_row
     from gnomon.states import StateType
 
     state, error = _ending_state(run, pid, returncode)
-    exit_code, signame = exit_status(returncode)
+    exit_code, signame = exit_status(returncode) if returncode is not None else (None, None)
     errors = error_fields(error)
-    values = {"end_time": state.timestamp, "worker_pid": pid, "exit_code": exit_code}
+    values: dict[str, Any] = {"end_time": state.timestamp, "worker_pid": pid}
+    values["exit_code"] = exit_code
     values.update(signal=signame, **errors)
     try:
         store.set_run_state(
