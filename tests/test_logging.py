@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -435,6 +436,58 @@ def test_daemon_log_lines_are_written_from_a_background_thread_with_tracebacks_a
     assert sys.stdout.getvalue() == log_file.read_text()  # rendered once, written to both
     assert writers  # the spy ran, and not in the logging thread
     assert threading.current_thread().name not in writers
+
+
+def test_background_log_lines_wait_while_the_daemon_is_busy_and_then_all_arrive() -> None:
+    written: list[str] = []
+    arrived = threading.Event()
+
+    class Sink(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.append(record.getMessage())
+            arrived.set()
+
+    busy = threading.Event()
+    busy.set()
+    _logging.hold_background_while(busy.is_set)
+    handler = _logging.in_background(Sink())
+    logger = logging.getLogger("gnomon.test.held")
+    logger.addHandler(handler)
+    try:
+        logger.warning("first")
+        logger.warning("second")
+        assert not arrived.wait(0.2)  # held while runs wait for a worker
+        busy.clear()
+        assert arrived.wait(5)
+    finally:
+        logger.removeHandler(handler)
+        handler.stop()
+        _logging.hold_background_while(None)
+    assert written == ["first", "second"]
+
+
+def test_a_hold_lasts_at_most_max_hold_in_one_busy_spell(monkeypatch) -> None:
+    monkeypatch.setattr(_logging, "MAX_HOLD", 0.1)
+    checks = 0
+
+    def busy() -> bool:  # busy for ever: a long backlog of runs
+        nonlocal checks
+        checks += 1
+        return True
+
+    _logging.hold_background_while(busy)
+    try:
+        started = time.monotonic()
+        _logging.wait_while_held()
+        held = time.monotonic() - started
+        checks = 0
+        _logging.wait_while_held()  # a later line of the same spell is not held again
+        rechecked = checks
+    finally:
+        _logging.hold_background_while(None)
+        _logging.wait_while_held()  # not busy: the spell ends
+    assert held >= 0.1
+    assert rechecked <= 2  # looked, did not wait (waiting polls every few milliseconds)
 
 
 def test_a_line_is_stamped_with_when_its_record_was_made_not_when_it_is_rendered() -> None:

@@ -249,6 +249,10 @@ class WorkerPool:
         with self._lock:
             return self._capacity()
 
+    def held_count(self) -> int:
+        """Runs submitted that wait for a worker to finish its run."""
+        return len(self._ahead)  # one read of a dict's size: no lock needed
+
     def busy_count(self) -> int:
         """Workers running a run (including runs being ended)."""
         with self._lock:

@@ -284,9 +284,15 @@ def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) ->
     warnings, C libraries' output) becomes an ``OUTPUT_LOGGER`` event and, during a run, a
     log row of that run, with the run's id taken from the markers the worker writes.
     """
+    from gnomon.flows._logging import wait_while_held
+
     current: str | None = None
     with os.fdopen(fd, "rb") as stream:
-        for raw in iter(lambda: stream.readline(MAX_LINE), b""):
+        while True:
+            wait_while_held()  # while runs wait for a worker, their start comes first
+            raw = stream.readline(MAX_LINE)
+            if not raw:
+                break
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
             if not text.strip():
                 continue

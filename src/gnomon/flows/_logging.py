@@ -18,6 +18,7 @@ import logging.handlers
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -339,6 +340,44 @@ def configure_daemon_logging(log_file: Path | None) -> None:
         _install(ROOT_LOGGER, in_background(*outputs), level)
 
 
+# While the daemon has runs waiting for a worker, its background log threads hold back, for
+# at most MAX_HOLD seconds in all per busy spell: rendering and storing lines is work the
+# next runs' start would otherwise share two cores with (see ``hold_background_while``).
+MAX_HOLD = 1.0
+_HOLD_POLL = 0.005
+_hold: Callable[[], bool] | None = None
+_held_since = threading.local()  # per thread: when it began holding in this busy spell
+
+
+def hold_background_while(busy: Callable[[], bool] | None) -> None:
+    """Make the background log threads (``in_background``, the worker output relays) wait
+    while ``busy()`` is true, each for up to ``MAX_HOLD`` seconds in a spell of busyness
+    (past that, a long backlog of runs would only delay the lines); None stops holding."""
+    global _hold
+    _hold = busy
+
+
+def wait_while_held() -> None:
+    """Wait while the process says it is busy (see ``hold_background_while``)."""
+    busy = _hold
+    if busy is None or not busy():
+        _held_since.value = None
+        return
+    since = getattr(_held_since, "value", None)
+    if since is None:
+        since = _held_since.value = time.monotonic()
+    while busy() and time.monotonic() < since + MAX_HOLD:
+        time.sleep(_HOLD_POLL)
+
+
+class _HeldListener(logging.handlers.QueueListener):
+    def dequeue(self, block: bool) -> Any:
+        record = super().dequeue(block)
+        if record is not None:  # None is the stdlib's sentinel for "stop"
+            wait_while_held()
+        return record
+
+
 class QueuedHandler(logging.handlers.QueueHandler):
     """Hands records to a thread that runs the real handlers (see ``in_background``)."""
 
@@ -347,9 +386,7 @@ class QueuedHandler(logging.handlers.QueueHandler):
 
         records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
         super().__init__(records)
-        self.listener = logging.handlers.QueueListener(
-            records, *handlers, respect_handler_level=True
-        )
+        self.listener = _HeldListener(records, *handlers, respect_handler_level=True)
         self.listener.start()
         self._running = True
         self._stopping = threading.Lock()
