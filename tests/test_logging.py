@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -438,7 +437,7 @@ def test_daemon_log_lines_are_written_from_a_background_thread_with_tracebacks_a
     assert threading.current_thread().name not in writers
 
 
-def test_background_log_lines_wait_while_the_daemon_is_busy_and_then_all_arrive() -> None:
+def test_background_log_lines_wait_while_runs_wait_for_a_worker_and_then_all_arrive() -> None:
     written: list[str] = []
     arrived = threading.Event()
 
@@ -447,9 +446,7 @@ def test_background_log_lines_wait_while_the_daemon_is_busy_and_then_all_arrive(
             written.append(record.getMessage())
             arrived.set()
 
-    busy = threading.Event()
-    busy.set()
-    _logging.hold_background_while(busy.is_set)
+    _logging.hold_background(True)
     handler = _logging.in_background(Sink())
     logger = logging.getLogger("gnomon.test.held")
     logger.addHandler(handler)
@@ -457,37 +454,35 @@ def test_background_log_lines_wait_while_the_daemon_is_busy_and_then_all_arrive(
         logger.warning("first")
         logger.warning("second")
         assert not arrived.wait(0.2)  # held while runs wait for a worker
-        busy.clear()
+        _logging.hold_background(False)
         assert arrived.wait(5)
     finally:
         logger.removeHandler(handler)
         handler.stop()
-        _logging.hold_background_while(None)
+        _logging.hold_background(False)
     assert written == ["first", "second"]
 
 
 def test_a_hold_lasts_at_most_max_hold_in_one_busy_spell(monkeypatch) -> None:
+    timeouts: list[float] = []
+
+    class Quiet(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            assert timeout is not None  # a hold always ends
+            timeouts.append(timeout)
+            return super().wait(timeout)
+
     monkeypatch.setattr(_logging, "MAX_HOLD", 0.1)
-    checks = 0
-
-    def busy() -> bool:  # busy for ever: a long backlog of runs
-        nonlocal checks
-        checks += 1
-        return True
-
-    _logging.hold_background_while(busy)
+    monkeypatch.setattr(_logging, "_quiet", Quiet())
+    _logging.hold_background(True)  # and it stays busy: a long backlog of runs
     try:
-        started = time.monotonic()
         _logging.wait_while_held()
-        held = time.monotonic() - started
-        checks = 0
-        _logging.wait_while_held()  # a later line of the same spell is not held again
-        rechecked = checks
+        _logging.wait_while_held()  # a later line of the same spell
     finally:
-        _logging.hold_background_while(None)
-        _logging.wait_while_held()  # not busy: the spell ends
-    assert held >= 0.1
-    assert rechecked <= 2  # looked, did not wait (waiting polls every few milliseconds)
+        _logging.hold_background(False)
+        _logging.wait_while_held()  # the spell ends
+    assert 0 < timeouts[0] <= 0.1
+    assert timeouts[1] == 0  # not held again
 
 
 def test_a_line_is_stamped_with_when_its_record_was_made_not_when_it_is_rendered() -> None:

@@ -115,11 +115,7 @@ class Daemon:
         from gnomon.daemon._report import RunReporter, StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
-        from gnomon.flows._logging import (
-            configure_daemon_logging,
-            hold_background_while,
-            in_background,
-        )
+        from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
         from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
 
@@ -164,7 +160,6 @@ class Daemon:
         self.reporter.decided(self.scheduler.catch_up(horizon))
         self._start_timer(horizon)
         self._start_checkpointer()
-        hold_background_while(self._backlog)
         freeze_heap()
         log.info(
             "daemon ready: %d deployments, %d workers",
@@ -181,10 +176,6 @@ class Daemon:
         self.checkpointer = None if path is None else Checkpointer(path, busy=self._busy)
         if self.checkpointer is not None:
             self.checkpointer.start()
-
-    def _backlog(self) -> bool:
-        """Whether runs are waiting for a worker (the log threads hold back meanwhile)."""
-        return self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0
 
     def _busy(self) -> bool:
         return self.pool.busy_count() > 0 or self.scheduler.waiting_count() > 0
@@ -277,6 +268,7 @@ class Daemon:
     def serve(self) -> int:
         """Run until asked to stop; returns the process exit code."""
         from gnomon.daemon._systemd import Notifier
+        from gnomon.flows._logging import hold_background
 
         notifier = Notifier()
         notifier.ready(
@@ -299,6 +291,8 @@ class Daemon:
                     self.reporter.decided(self.store_poll.poll(now))
                     next_poll = now.timestamp() + POLL_INTERVAL
                 self.reporter.decided(self.scheduler.tick(now))
+                # Runs waiting for a worker: the log threads hold back (see hold_background).
+                hold_background(self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0)
                 notifier.watchdog()
         finally:
             notifier.stopping()
@@ -363,9 +357,9 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop firing, let running runs finish up to shutdown_grace, then end them."""
-        from gnomon.flows._logging import hold_background_while
+        from gnomon.flows._logging import hold_background
 
-        hold_background_while(None)
+        hold_background(False)
         timer = getattr(self, "timer", None)
         if timer is not None:
             timer.shutdown()

@@ -342,32 +342,35 @@ def configure_daemon_logging(log_file: Path | None) -> None:
 
 # While the daemon has runs waiting for a worker, its background log threads hold back, for
 # at most MAX_HOLD seconds in all per busy spell: rendering and storing lines is work the
-# next runs' start would otherwise share two cores with (see ``hold_background_while``).
+# next runs' start would otherwise share two cores with (see ``hold_background``).
 MAX_HOLD = 1.0
-_HOLD_POLL = 0.005
-_hold: Callable[[], bool] | None = None
+_quiet = threading.Event()  # clear while runs wait for a worker
+_quiet.set()
 _held_since = threading.local()  # per thread: when it began holding in this busy spell
 
 
-def hold_background_while(busy: Callable[[], bool] | None) -> None:
-    """Make the background log threads (``in_background``, the worker output relays) wait
-    while ``busy()`` is true, each for up to ``MAX_HOLD`` seconds in a spell of busyness
-    (past that, a long backlog of runs would only delay the lines); None stops holding."""
-    global _hold
-    _hold = busy
+def hold_background(busy: bool) -> None:
+    """Say whether runs are waiting for a worker. While they are, the background log
+    threads (``in_background``, the worker output relays) wait, each for at most
+    ``MAX_HOLD`` seconds in a busy spell: past that, a long backlog of runs would only
+    delay the lines. The daemon's loop says so after every tick."""
+    if busy:
+        _quiet.clear()
+    else:
+        _quiet.set()
 
 
 def wait_while_held() -> None:
-    """Wait while the process says it is busy (see ``hold_background_while``)."""
-    busy = _hold
-    if busy is None or not busy():
+    """Wait while runs wait for a worker (see ``hold_background``)."""
+    if _quiet.is_set():
         _held_since.value = None
         return
     since = getattr(_held_since, "value", None)
     if since is None:
         since = _held_since.value = time.monotonic()
-    while busy() and time.monotonic() < since + MAX_HOLD:
-        time.sleep(_HOLD_POLL)
+    # Blocks without polling: a dozen relays waking every few milliseconds would take the
+    # GIL from the threads that start runs.
+    _quiet.wait(max(0.0, since + MAX_HOLD - time.monotonic()))
 
 
 class _HeldListener(logging.handlers.QueueListener):
