@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gnomon.daemon._scheduler import Scheduler
+from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -217,6 +217,27 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
     assert workers.stored_at_submit == [2, 2]  # the other four were written after
     assert len(store.read_flow_runs(limit=100)) == 6
     assert scheduler.waiting_count() == 4
+
+
+@pytest.mark.parametrize(
+    ("count", "first", "sizes"),
+    [
+        (0, 4, []),
+        (3, 4, [3]),
+        (50, 4, [4, 8, 8, 8, 8, 8, 6]),
+        (50, 0, [1, 8, 8, 8, 8, 8, 8, 1]),  # every worker busy: one, then the rest
+        (1000, 4, [4, *[63] * 15, 51]),
+    ],
+)
+def test_a_fire_is_written_first_what_the_workers_take_then_in_chunks(
+    count: int, first: int, sizes: list[int]
+) -> None:
+    fires = [(f"d{i}", at(0)) for i in range(count)]
+
+    chunks = list(fire_chunks(fires, first))
+
+    assert [len(chunk) for chunk in chunks] == sizes
+    assert [fire for chunk in chunks for fire in chunk] == fires
 
 
 def test_a_fire_later_than_misfire_grace_is_recorded_missed(tmp_path, store) -> None:
