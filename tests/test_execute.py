@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import signal
 import textwrap
 import uuid
@@ -255,3 +256,37 @@ def test_a_claimed_run_whose_flow_cannot_be_loaded_is_left_crashed(
     assert "no such dependency" in run["state_message"]
     names = [row["name"] for row in store.read_states(flow_run_id=run_id)]
     assert names == ["Scheduled", "Running", "Crashed"]
+
+
+def test_a_flow_file_runs_once_per_process_until_a_reload_loads_it_fresh(tmp_path: Path) -> None:
+    from gnomon.flows._flow_engine import load_flow
+
+    source = tmp_path / "counted.py"
+    source.write_text(
+        textwrap.dedent(
+            """
+            import builtins
+            from gnomon import flow
+
+            builtins.gnomon_test_loads += 1
+
+            @flow
+            def counted() -> int:
+                return 1
+            """
+        )
+    )
+    entrypoint = f"{source}:counted"
+    builtins.gnomon_test_loads = 0  # type: ignore[attr-defined]
+    try:
+        first = load_flow(entrypoint)
+        assert load_flow(entrypoint) is first  # a worker's next run: no second import
+        assert builtins.gnomon_test_loads == 1  # type: ignore[attr-defined]
+
+        source.write_text(source.read_text().replace("return 1", "return 2"))
+        fresh = load_flow(entrypoint, fresh=True)  # what a config reload does
+        assert builtins.gnomon_test_loads == 2  # type: ignore[attr-defined]
+        assert load_flow(entrypoint) is fresh  # and later loads get the new code
+        assert fresh.fn() == 2
+    finally:
+        del builtins.gnomon_test_loads  # type: ignore[attr-defined]

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gnomon.store import Store
+from gnomon.store._db import driver_transaction
 from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import flow_runs
 
@@ -74,3 +75,31 @@ def test_a_statement_expanded_per_execution_cannot_be_prepared(store: Store) -> 
     statement = update(flow_runs).where(flow_runs.c.id.in_(["x", "y"])).values(name="n")
     with pytest.raises(ValueError, match="expanded per execution"):
         prepare(statement, store.engine.dialect, ())
+
+
+def test_a_driver_transaction_commits_or_rolls_back_as_a_whole(store: Store) -> None:
+    rows = [{"id": x * 32, "name": "run", "flow_name": "flow"} for x in "de"]
+    insert = prepare(flow_runs.insert(), store.engine.dialect, tuple(rows[0]))
+
+    def fail_half_way() -> None:
+        with driver_transaction(store.engine) as connection:
+            insert.execute(connection, insert.parameters(rows[:1]))
+            raise RuntimeError("the caller failed half-way")
+
+    with pytest.raises(RuntimeError):
+        fail_half_way()
+    assert store.read_flow_run("d" * 32) is None
+
+    # The write turn was given back: the next transaction neither waits nor fails.
+    with driver_transaction(store.engine) as connection:
+        insert.execute(connection, insert.parameters(rows))
+    assert store.read_flow_run("d" * 32) is not None
+    assert store.read_flow_run("e" * 32) is not None
+
+
+def test_a_driver_transaction_raises_the_drivers_errors_as_sqlalchemys(store: Store) -> None:
+    with (
+        pytest.raises(OperationalError, match="no such table"),
+        driver_transaction(store.engine) as connection,
+    ):
+        connection.execute("INSERT INTO no_such_table VALUES (1)")

@@ -15,6 +15,7 @@ import pytest
 
 from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
+from gnomon.store import Actor
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -533,3 +534,25 @@ def test_the_schedule_state_read_at_start_and_reload_covers_active_deployments_o
 
     assert set(states) == {"a"}  # b left the config
     assert states["a"] == {"name": "a", "anchor": None, "paused": True, "last_fire": None}
+
+
+def test_one_fire_of_many_deployments_creates_runs_for_exactly_the_new_unpaused_ones(
+    tmp_path, store
+) -> None:
+    names = ["a", "b", "c", "d"]
+    scheduler, _ = make_scheduler(tmp_path, store, "".join(every_minute(n) for n in names))
+    [first] = scheduler.fire_many([("b", at(0))], at(0))
+    store.set_paused(["c"], True, Actor("operator", "cli"), None)  # as `gnomon pause c`
+
+    decisions = scheduler.fire_many([(name, at(0)) for name in names], at(0))
+
+    actions = {decision.deployment: decision.action for decision in decisions}
+    assert actions == {"a": "fired", "b": "duplicate", "c": "paused", "d": "fired"}
+    runs = {run["deployment_name"]: run["id"] for run in store.read_runs()}
+    assert sorted(runs) == ["a", "b", "d"]
+    assert runs["b"] == first.flow_run_id
+    fired = {d.deployment: d.flow_run_id for d in decisions if d.action == "fired"}
+    for name, run_id in fired.items():
+        assert runs[name] == run_id
+        history = store.read_states(run_id)
+        assert [state["name"] for state in history] == ["Pending"]

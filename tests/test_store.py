@@ -384,10 +384,8 @@ def test_flush_makes_rows_visible_to_other_connections(
     store.add_log({"flow_run_id": run["id"], "level": 20, "message": "hello"})
     assert count(fresh_engine, "flow_runs") == 0
     threads: set[str] = set()
-    event.listen(
-        store.engine,
-        "before_cursor_execute",
-        lambda *_: threads.add(threading.current_thread().name),
+    event.listen(  # the pool's: the writes bypass SQLAlchemy's Connection
+        store.engine, "checkout", lambda *_: threads.add(threading.current_thread().name)
     )
     getattr(store, commit)()  # the writer thread on its own would wait 5 s
     tables = ("flow_runs", "task_runs", "run_states", "run_logs")

@@ -331,6 +331,8 @@ def load_flow(entrypoint: str, *, fresh: bool = False) -> Flow[..., Any]:
     """
     from gnomon.flows._flow import Flow
 
+    if not fresh and (loaded := _loaded_flows.get(entrypoint)) is not None:
+        return loaded
     target, _, name = entrypoint.rpartition(":")
     if not target or not name:
         raise ValueError(
@@ -354,7 +356,15 @@ def load_flow(entrypoint: str, *, fresh: bool = False) -> Flow[..., Any]:
         obj = getattr(obj, part)
     if not isinstance(obj, Flow):
         raise TypeError(f"{entrypoint!r} is {type(obj).__name__}, not a @flow")
+    if not target.endswith(".py") or Path(target).is_absolute():  # not relative to the cwd
+        _loaded_flows[entrypoint] = obj
     return obj
+
+
+# Flows loaded by entrypoints that mean the same in any working directory: a worker loads its
+# flow once per run, and finding it again (a realpath of the file, a hash) cost 5% of a
+# trivial run's CPU.
+_loaded_flows: dict[str, Flow[..., Any]] = {}
 
 
 def _import_flow_file(path: Path, *, fresh: bool = False) -> Any:

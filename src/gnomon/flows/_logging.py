@@ -221,9 +221,11 @@ def _record_timestamp(_logger: Any, _method: str, event_dict: EventDict) -> Even
 def _install(name: str, handler: logging.Handler, level: int) -> logging.Logger:
     from gnomon._secrets import MaskSecrets
 
-    # Every handler gnomon installs masks secret-named fields (passwords, tokens, ...); a
-    # queue's outputs do it themselves, in their thread.
-    if not isinstance(handler, QueuedHandler):
+    # Every handler gnomon installs masks secret-named fields (passwords, tokens, ...), once
+    # even when installed on several loggers; a queue's outputs do it themselves, in their
+    # thread.
+    masked = any(isinstance(each, MaskSecrets) for each in handler.filters)
+    if not isinstance(handler, QueuedHandler) and not masked:
         handler.addFilter(MaskSecrets())
     logger = logging.getLogger(name)
     logger.setLevel(level)
@@ -280,7 +282,8 @@ def filter_stderr(keep: Callable[[logging.LogRecord], bool]) -> None:
     with _lock:
         for _, handler in _installed:
             if isinstance(handler, _StderrHandler):
-                handler.addFilter(keep)
+                # First: a record it drops is not masked for nothing.
+                handler.filters.insert(0, keep)
 
 
 class _RawLines:

@@ -35,6 +35,7 @@ class Prepared:
         if compiled.has_out_parameters or "POSTCOMPILE" in compiled.string:
             raise ValueError(f"cannot prepare a statement expanded per execution: {compiled}")
         self.sql = compiled.string
+        self._dbapi = dialect.loaded_dbapi
         self._compiled = compiled
         self._names = list(compiled.positiontup or []) if compiled.positional else None
         self._processors: dict[str, Callable[[Any], Any]] = {}
@@ -66,21 +67,22 @@ class Prepared:
                 converted.append(values)
         return converted
 
-    def execute(self, connection: Connection, parameters: list[Any]) -> Any:
-        """Run the statement once per parameter set, in ``connection``'s transaction, on a
-        driver cursor (returned, for RETURNING rows). The driver's errors are raised as
+    def execute(self, connection: Connection | Any, parameters: list[Any]) -> Any:
+        """Run the statement once per parameter set, in the transaction of ``connection``
+        (SQLAlchemy's, or the driver's own, see ``_db.driver_transaction``), on a driver
+        cursor (returned, for RETURNING rows). The driver's errors are raised as
         SQLAlchemy's (``OperationalError``, ``IntegrityError``, ...), as ``execute`` would."""
-        dbapi = connection.dialect.loaded_dbapi
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        cursor = dbapi_connection.cursor()
+        if isinstance(connection, Connection):
+            connection = connection.connection.dbapi_connection
+            assert connection is not None
+        cursor = connection.cursor()
         try:
             if len(parameters) == 1:
                 cursor.execute(self.sql, parameters[0])
             else:
                 cursor.executemany(self.sql, parameters)
-        except dbapi.Error as error:
-            raise DBAPIError.instance(self.sql, parameters, error, dbapi.Error) from error
+        except self._dbapi.Error as error:
+            raise DBAPIError.instance(self.sql, parameters, error, self._dbapi.Error) from error
         return cursor
 
 

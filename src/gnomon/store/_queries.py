@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from gnomon.store._db import driver_transaction
 from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import (
     concurrency_limits,
@@ -196,7 +197,7 @@ class Queries:
         }
         insert_state = prepare(_INSERT_STATE, dialect, tuple(state))
         state_values = insert_state.parameters([state])
-        with self.engine.begin() as connection:
+        with driver_transaction(self.engine) as connection:
             cursor = claim.execute(connection, claim_values)
             returned = cursor.fetchall()
             if not returned:

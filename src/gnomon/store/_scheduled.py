@@ -8,19 +8,24 @@ decision is only made once the run row exists, so a crash can never lose or repe
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, desc, func, select, update
+from sqlalchemy import Insert, bindparam, desc, func, select, update
 
-from gnomon.store._prepared import Prepared, prepare_rows
+from gnomon.store._db import driver_transaction
+from gnomon.store._prepared import prepare, prepare_rows
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
 
 ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
 # Built once: prepared statements are cached by statement object.
 _INSERT_FIRST_STATE = run_states.insert()
+_IS_PAUSED = select(deployments.c.name).where(
+    deployments.c.name == bindparam("_name"), deployments.c.paused.is_(True)
+)
+_RUN_EXISTS = select(flow_runs.c.id).where(flow_runs.c.id == bindparam("_id"))
 
 
 @functools.cache
@@ -37,19 +42,6 @@ def _insert_ignoring_duplicates(dialect: str) -> Insert:
 
         return postgresql.insert(flow_runs).on_conflict_do_nothing()
     raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
-
-
-def _execute_where(
-    connection: Connection,
-    statement: Prepared,
-    rows: list[Row],
-    parameters: list[Any],
-    keep: Callable[[Row], bool],
-) -> None:
-    """Execute ``statement`` for the rows ``keep`` accepts."""
-    kept = [values for row, values in zip(rows, parameters, strict=True) if keep(row)]
-    if kept:
-        statement.execute(connection, kept)
 
 
 def first_state_row(run: Row) -> Row:
@@ -85,47 +77,48 @@ class ScheduledRunQueries(Queries):
         if not runs:
             return set(), set()
         # Prepared before the transaction (a fire may create thousands of rows): inside it,
-        # the write lock is held only while they are written.
+        # the write lock is held only while they are written. A fire's transactions are on
+        # the daemon's busiest path, hence the driver's own (see `driver_transaction`).
         dialect = self.engine.dialect
         inserts = prepare_rows(_insert_ignoring_duplicates(dialect.name), dialect, runs)
         states = prepare_rows(_INSERT_FIRST_STATE, dialect, [first_state_row(r) for r in runs])
-        with self.engine.begin() as connection:
-            paused: set[str] = set()
-            if unless_paused:
-                names = sorted({run["deployment_name"] for run in runs})
-                paused = set(
-                    connection.execute(
-                        select(deployments.c.name).where(
-                            deployments.c.name.in_(names), deployments.c.paused.is_(True)
-                        )
-                    ).scalars()
-                )
-            ids = [run["id"] for run in runs if run["deployment_name"] not in paused]
+        names = sorted({run["deployment_name"] for run in runs}) if unless_paused else []
+        is_paused = prepare(_IS_PAUSED, dialect, ())
+        paused_parameters = is_paused.parameters({"_name": name} for name in names)
+        exists = prepare(_RUN_EXISTS, dialect, ())
+        with driver_transaction(self.engine) as connection:
+            paused = {
+                name
+                for name, values in zip(names, paused_parameters, strict=True)
+                if is_paused.execute(connection, [values]).fetchone() is not None
+            }
+            created: set[str] = set()
             for statement, rows, parameters in inserts:
-                _execute_where(
-                    connection,
-                    statement,
-                    rows,
-                    parameters,
-                    lambda row: row["deployment_name"] not in paused,
-                )
-            created = (
-                set(
-                    connection.execute(
-                        select(flow_runs.c.id).where(flow_runs.c.id.in_(ids))
-                    ).scalars()
-                )
-                if ids
-                else set()
-            )
+                kept = [
+                    (row["id"], values)
+                    for row, values in zip(rows, parameters, strict=True)
+                    if row["deployment_name"] not in paused
+                ]
+                if not kept:
+                    continue
+                inserted = statement.execute(connection, [values for _, values in kept]).rowcount
+                ids = [run_id for run_id, _ in kept]
+                if inserted != len(kept):  # some fire times had runs: find the new ones
+                    lookups = exists.parameters({"_id": run_id} for run_id in ids)
+                    ids = [
+                        run_id
+                        for run_id, values in zip(ids, lookups, strict=True)
+                        if exists.execute(connection, [values]).fetchone() is not None
+                    ]
+                created.update(ids)
             for statement, rows, parameters in states:
-                _execute_where(
-                    connection,
-                    statement,
-                    rows,
-                    parameters,
-                    lambda row: row["flow_run_id"] in created,
-                )
+                kept_states = [
+                    values
+                    for row, values in zip(rows, parameters, strict=True)
+                    if row["flow_run_id"] in created
+                ]
+                if kept_states:
+                    statement.execute(connection, kept_states)
         return created, paused
 
     def set_run_state(

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, Table, bindparam
 from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError
-from gnomon.store._db import create_engine, read_engine
+from gnomon.store._db import create_engine, driver_transaction, read_engine
 from gnomon.store._prepared import prepare_rows
 from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
 
@@ -336,7 +336,7 @@ class BatchWriter:
                 for table, kind, rows in _parts(batch)
                 for step in prepare_rows(_statement(table, kind), dialect, rows)
             ]
-            with self.engine.begin() as connection:
+            with driver_transaction(self.engine) as connection:
                 for prepared, _, parameters in steps:
                     prepared.execute(connection, parameters)
         except OperationalError as error:

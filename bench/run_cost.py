@@ -1,0 +1,201 @@
+"""What one scheduled run costs in CPU, counted in instructions so that a noisy machine
+does not blur it.
+
+    python bench/run_cost.py [--runs 250] [--fires 10] [--cpu]
+
+Two paths a daemon's burst repeats per run, each in one process against a fresh SQLite
+store, after a warm-up:
+
+- **worker**: what a worker does for one run of a trivial stored flow (claim, run, final
+  state committed, the engine's two run log lines stored), set up as the daemon sets up its
+  workers (logging, the quiet start and end lines, the flow preloaded, the heap frozen).
+- **fire**: the daemon creating a fire's runs, 48 deployments' in chunks of 8 (as
+  ``Scheduler.tick`` writes them), per run created.
+
+By default each path runs under ``valgrind --tool=callgrind`` with instrumentation switched
+on for the measured runs only: the instruction count per run is the same from one run to
+the next (to 0.1% here), whatever else the machine is doing, so two trees can be compared
+with one run each (``PYTHONPATH=<tree>/src``). ``--cpu`` measures CPU time instead (no
+valgrind needed; noisy on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+FLOW = "from gnomon import flow\n\n\n@flow\ndef stamp() -> int:\n    return 1\n"
+FIRE_SIZE, CHUNK = 48, 8
+
+
+def _instrument(on: bool) -> None:
+    if os.environ.get("GNOMON_BENCH_CALLGRIND"):
+        state = "on" if on else "off"
+        subprocess.run(
+            ["callgrind_control", "-i", state, str(os.getpid())],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+
+
+def _run_row(index: int, scheduled_for: datetime, entrypoint: str) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "name": f"bench-{index}",
+        "flow_name": "stamp",
+        "entrypoint": entrypoint,
+        "parameters": {},
+        "tags": [],
+        "state_type": "PENDING",
+        "state_name": "Pending",
+        "state_message": None,
+        "run_count": 0,
+        "deployment_name": f"bench-{index}",
+        "scheduled_for": scheduled_for,
+        "expected_start_time": scheduled_for,
+        "trigger": "schedule",
+        "daemon_id": "bench",
+        "created": scheduled_for,
+        "updated": scheduled_for,
+    }
+
+
+def measure_worker(runs: int, home: Path) -> int:
+    """Execute ``runs`` stored runs the way a worker does; returns how many were measured."""
+    os.environ[_quiet_env()] = "1"
+    from gnomon.daemon import _worker
+    from gnomon.flows._logging import configure_logging, filter_stderr
+    from gnomon.store import get_store
+
+    flow_file = home / "bench_flow.py"
+    flow_file.write_text(FLOW)
+    configure_logging()
+    filter_stderr(_worker._not_summarised)
+    store = get_store()
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    entrypoint = f"{flow_file}:stamp"
+    rows = [_run_row(i, start, entrypoint) for i in range(runs)]
+    created, _ = store.create_runs_unless_paused(rows)
+    assert len(created) == runs
+    _worker._preload([entrypoint])
+    _worker.freeze_heap()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the worker's output goes to the daemon
+    warm = runs // 5
+    for row in rows[:warm]:
+        _worker._execute(row["id"])
+    _instrument(True)
+    for row in rows[warm:]:
+        _worker._execute(row["id"])
+    _instrument(False)
+    return runs - warm
+
+
+def measure_fire(fires: int) -> int:
+    """Create ``fires`` fires of FIRE_SIZE runs in chunks; returns the runs measured."""
+    from gnomon.store import get_store
+
+    store = get_store()
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+
+    def fire(number: int) -> None:
+        at = start + timedelta(minutes=number)
+        rows = [_run_row(i, at, "/bench_flow.py:stamp") for i in range(FIRE_SIZE)]
+        for first in range(0, FIRE_SIZE, CHUNK):
+            created, _ = store.create_runs_unless_paused(rows[first : first + CHUNK])
+            assert len(created) == len(rows[first : first + CHUNK])
+
+    warm = 3
+    for number in range(warm):
+        fire(number)
+    _instrument(True)
+    for number in range(warm, warm + fires):
+        fire(number)
+    _instrument(False)
+    return fires * FIRE_SIZE
+
+
+def _quiet_env() -> str:
+    from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV
+
+    return QUIET_RUN_EVENTS_ENV
+
+
+def measure(path: str, count: int) -> dict[str, float]:
+    """Run one path in this process (a child of ``main``); its figures."""
+    home = Path(os.environ["GNOMON_HOME"])
+    cpu, wall = time.process_time(), time.perf_counter()
+    measured = measure_worker(count, home) if path == "worker" else measure_fire(count)
+    return {
+        "measured": measured,
+        "cpu_ms": 1000 * (time.process_time() - cpu),
+        "wall_ms": 1000 * (time.perf_counter() - wall),
+    }
+
+
+def run_path(path: str, count: int, instructions: bool) -> dict[str, float]:
+    """Measure one path in a fresh process (under callgrind if ``instructions``)."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "GNOMON_HOME": home}
+        command = [sys.executable, __file__, "--child", path, "--count", str(count)]
+        out_file = Path(home) / "callgrind.out"
+        if instructions:
+            env["GNOMON_BENCH_CALLGRIND"] = "1"
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out_file}",
+                *command,
+            ]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            sys.exit(f"{path}: exit {result.returncode}\n{result.stderr[-3000:]}")
+        figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+        measured = figures["measured"]
+        if instructions:
+            annotated = subprocess.run(
+                ["callgrind_annotate", str(out_file)], capture_output=True, text=True, check=True
+            ).stdout
+            match = re.search(r"^([\d,]+) .*PROGRAM TOTALS", annotated, re.MULTILINE)
+            assert match is not None, annotated[:2000]
+            return {"instructions_per_run": int(match.group(1).replace(",", "")) / measured}
+        return {"cpu_ms_per_run": figures["cpu_ms"] / measured}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=250, help="worker: runs (a fifth warm up)")
+    parser.add_argument("--fires", type=int, default=10, help="fire: fires measured")
+    parser.add_argument("--cpu", action="store_true", help="CPU time instead of instructions")
+    parser.add_argument("--child", choices=["worker", "fire"], help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.count)))
+        return
+    instructions = not args.cpu
+    if instructions and shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed: use --cpu, or install valgrind")
+    results = {
+        "worker": run_path("worker", args.runs, instructions),
+        "fire": run_path("fire", args.fires, instructions),
+    }
+    for path, figures in results.items():
+        for name, value in figures.items():
+            print(f"{path:8} {name:22} {value:14,.3f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
