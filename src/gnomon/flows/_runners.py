@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import concurrent.futures as cf
 import contextvars
+import functools
 import multiprocessing
 import os
 from collections.abc import Iterable
@@ -54,6 +55,13 @@ class TaskRunner(abc.ABC):
         return None
 
 
+@functools.cache
+def _cpu_count() -> int:
+    """The CPU count, read once: glibc reads it from /sys at every call, and every flow run
+    makes a default task runner."""
+    return os.cpu_count() or 1
+
+
 class ThreadPoolTaskRunner(TaskRunner):
     """Runs tasks on a bounded pool of threads in the flow's process (the default)."""
 
@@ -61,7 +69,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         if max_workers is None:
             from gnomon._settings import get_settings
 
-            max_workers = get_settings().task_runner_max_workers or 4 * (os.cpu_count() or 1)
+            max_workers = get_settings().task_runner_max_workers or 4 * _cpu_count()
         self.max_workers = max_workers
         self._executor: cf.ThreadPoolExecutor | None = None
 
