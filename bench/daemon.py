@@ -273,6 +273,19 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             print(f"{label:<44}{shown:>10}{value:>12.1f}  {verdict}")
 
 
+def python_speed() -> float:
+    """Seconds a million pure-Python additions take here (median of 5): how fast this
+    machine runs Python at the moment, so that figures from different days can be compared
+    (the same code has measured 2.5 times slower on one day than on another)."""
+    times = []
+    for _ in range(5):
+        start, total = time.perf_counter(), 0
+        for number in range(1_000_000):
+            total += number
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=int, default=3, help="fires per deployment (fifty)")
@@ -302,6 +315,7 @@ def main() -> None:
     args = parser.parse_args()
 
     began, load_before = time.monotonic(), os.getloadavg()[0]
+    speed = python_speed()
     workspace = Workspace()
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -327,10 +341,10 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after; "
-        f"took {time.monotonic() - began:.0f} s"
+        f"{os.getloadavg()[0]:.2f} after; a million Python additions took {speed * 1000:.0f} ms "
+        f"before; took {time.monotonic() - began:.0f} s"
     )
-    print(json.dumps(results))
+    print(json.dumps({**results, "machine": {"python_loop_1e6_ms": speed * 1000}}))
 
 
 if __name__ == "__main__":
