@@ -874,3 +874,19 @@ def run_together(
                 child.kill()
                 child.communicate()
     return results
+
+
+@pytest.mark.parametrize("table", ["run_states", "run_logs"])
+def test_task_run_lookups_use_an_index_that_leaves_out_flow_level_rows(
+    table: str, store: Store
+) -> None:
+    """A flow run's own states and logs (most rows a daemon writes) cost no index entry."""
+    with store.engine.connect() as connection:
+        plan = connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN SELECT * FROM {table} WHERE task_run_id = ?", ("x" * 32,)
+        ).fetchall()
+        [index_sql] = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = ?", (f"ix_{table}_task_run_id",)
+        ).fetchone()
+    assert f"USING INDEX ix_{table}_task_run_id" in " ".join(str(row[-1]) for row in plan)
+    assert index_sql.endswith("WHERE task_run_id IS NOT NULL")

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    text,
     true,
 )
 from sqlalchemy.dialects import sqlite
@@ -215,6 +216,18 @@ task_runs = Table(
     Index("ix_task_runs_flow_run_id", "flow_run_id"),
 )
 
+
+def _task_run_index(table: str) -> Index:
+    """The index finding a task run's rows. A flow run's own rows (null ``task_run_id``:
+    most states and logs of a daemon's runs) stay out of it: each would cost the run's
+    commits an index page to write, and the other processes' next transactions one to
+    read back (a worker's run wrote 20 WAL pages, 3 of them for these null entries)."""
+    where = text("task_run_id IS NOT NULL")
+    return Index(
+        f"ix_{table}_task_run_id", "task_run_id", sqlite_where=where, postgresql_where=where
+    )
+
+
 run_states = Table(
     "run_states",
     metadata,
@@ -227,7 +240,7 @@ run_states = Table(
     Column("message", Text),
     Column("attempt", Integer),
     Index("ix_run_states_flow_run_id", "flow_run_id"),
-    Index("ix_run_states_task_run_id", "task_run_id"),
+    _task_run_index("run_states"),
 )
 
 run_logs = Table(
@@ -244,7 +257,7 @@ run_logs = Table(
     # The deployment a line is about: a run's lines, and the daemon's decisions.
     Column("deployment_name", String(100)),
     Index("ix_run_logs_flow_run_id_id", "flow_run_id", "id"),
-    Index("ix_run_logs_task_run_id", "task_run_id"),
+    _task_run_index("run_logs"),
     Index("ix_run_logs_deployment_name_id", "deployment_name", "id"),
     Index("ix_run_logs_timestamp", "timestamp"),
     Index("ix_run_logs_level_id", "level", "id"),
