@@ -18,7 +18,7 @@ import pytest
 
 from gnomon._settings import reset_settings
 from gnomon.exceptions import MissingContextError
-from gnomon.flows import _logging
+from gnomon.flows import _log_hold, _logging
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from gnomon.flows._logging import (
     configure_logging,
@@ -446,7 +446,7 @@ def test_background_log_lines_wait_while_runs_wait_for_a_worker_and_then_all_arr
             written.append(record.getMessage())
             arrived.set()
 
-    _logging.hold_background(True)
+    _log_hold.hold_background(True)
     handler = _logging.in_background(Sink())
     logger = logging.getLogger("gnomon.test.held")
     logger.addHandler(handler)
@@ -454,12 +454,12 @@ def test_background_log_lines_wait_while_runs_wait_for_a_worker_and_then_all_arr
         logger.warning("first")
         logger.warning("second")
         assert not arrived.wait(0.2)  # held while runs wait for a worker
-        _logging.hold_background(False)
+        _log_hold.hold_background(False)
         assert arrived.wait(5)
     finally:
         logger.removeHandler(handler)
         handler.stop()
-        _logging.hold_background(False)
+        _log_hold.hold_background(False)
     assert written == ["first", "second"]
 
 
@@ -472,15 +472,15 @@ def test_a_hold_lasts_at_most_max_hold_in_one_busy_spell(monkeypatch) -> None:
             timeouts.append(timeout)
             return super().wait(timeout)
 
-    monkeypatch.setattr(_logging, "MAX_HOLD", 0.1)
-    monkeypatch.setattr(_logging, "_quiet", Quiet())
-    _logging.hold_background(True)  # and it stays busy: a long backlog of runs
+    monkeypatch.setattr(_log_hold, "MAX_HOLD", 0.1)
+    monkeypatch.setattr(_log_hold, "_quiet", Quiet())
+    _log_hold.hold_background(True)  # and it stays busy: a long backlog of runs
     try:
-        _logging.wait_while_held()
-        _logging.wait_while_held()  # a later line of the same spell
+        _log_hold.wait_while_held()
+        _log_hold.wait_while_held()  # a later line of the same spell
     finally:
-        _logging.hold_background(False)
-        _logging.wait_while_held()  # the spell ends
+        _log_hold.hold_background(False)
+        _log_hold.wait_while_held()  # the spell ends
     assert 0 < timeouts[0] <= 0.1
     assert timeouts[1] == 0  # not held again
 

@@ -268,7 +268,7 @@ class Daemon:
     def serve(self) -> int:
         """Run until asked to stop; returns the process exit code."""
         from gnomon.daemon._systemd import Notifier
-        from gnomon.flows._logging import hold_background
+        from gnomon.flows._log_hold import hold_background
 
         notifier = Notifier()
         notifier.ready(
@@ -357,7 +357,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop firing, let running runs finish up to shutdown_grace, then end them."""
-        from gnomon.flows._logging import hold_background
+        from gnomon.flows._log_hold import hold_background
 
         hold_background(False)
         timer = getattr(self, "timer", None)

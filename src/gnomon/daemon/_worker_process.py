@@ -284,7 +284,7 @@ def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) ->
     warnings, C libraries' output) becomes an ``OUTPUT_LOGGER`` event and, during a run, a
     log row of that run, with the run's id taken from the markers the worker writes.
     """
-    from gnomon.flows._logging import wait_while_held
+    from gnomon.flows._log_hold import wait_while_held
 
     current: str | None = None
     with os.fdopen(fd, "rb") as stream:

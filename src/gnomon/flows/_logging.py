@@ -18,7 +18,6 @@ import logging.handlers
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon._secrets import mask
 from gnomon.exceptions import MissingContextError
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
+from gnomon.flows._log_hold import wait_while_held
 
 if TYPE_CHECKING:
     import structlog
@@ -341,39 +341,6 @@ def configure_daemon_logging(log_file: Path | None) -> None:
             outputs.append(to_file)
             daemon_lines.handlers.append(to_file)
         _install(ROOT_LOGGER, in_background(*outputs), level)
-
-
-# While the daemon has runs waiting for a worker, its background log threads hold back, for
-# at most MAX_HOLD seconds in all per busy spell: rendering and storing lines is work the
-# next runs' start would otherwise share two cores with (see ``hold_background``).
-MAX_HOLD = 1.0
-_quiet = threading.Event()  # clear while runs wait for a worker
-_quiet.set()
-_held_since = threading.local()  # per thread: when it began holding in this busy spell
-
-
-def hold_background(busy: bool) -> None:
-    """Say whether runs are waiting for a worker. While they are, the background log
-    threads (``in_background``, the worker output relays) wait, each for at most
-    ``MAX_HOLD`` seconds in a busy spell: past that, a long backlog of runs would only
-    delay the lines. The daemon's loop says so after every tick."""
-    if busy:
-        _quiet.clear()
-    else:
-        _quiet.set()
-
-
-def wait_while_held() -> None:
-    """Wait while runs wait for a worker (see ``hold_background``)."""
-    if _quiet.is_set():
-        _held_since.value = None
-        return
-    since = getattr(_held_since, "value", None)
-    if since is None:
-        since = _held_since.value = time.monotonic()
-    # Blocks without polling: a dozen relays waking every few milliseconds would take the
-    # GIL from the threads that start runs.
-    _quiet.wait(max(0.0, since + MAX_HOLD - time.monotonic()))
 
 
 class _HeldListener(logging.handlers.QueueListener):
