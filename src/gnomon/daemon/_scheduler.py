@@ -12,10 +12,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import threading
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +24,16 @@ from gnomon.daemon._tracking import (
     Dispatcher,
     Slot,
     Waiting,
+    catchup_split,
+    final_decision,
+    fire_chunks,
     fire_times_between,
     log_decision,
     milliseconds,
     overlap_refusal,
+    run_row,
 )
-from gnomon.deployments import Catchup, Deployment, Overlap
+from gnomon.deployments import Deployment, Overlap
 
 if TYPE_CHECKING:
     from gnomon.scheduling import Trigger
@@ -45,28 +47,6 @@ RETRIED_TYPES = frozenset({"FAILED", "CRASHED"})
 RECORD_FIRES_WITHIN = timedelta(seconds=1)
 # How the AwaitingRetry state of a deployment retry begins (counted by the store).
 RETRY_MESSAGE = "deployment retry"
-# A tick writes a large fire's runs in several transactions (see `fire_chunks`): after the
-# first, chunks of at least FIRE_CHUNK_MIN runs, about FIRE_CHUNKS of them in all.
-FIRE_CHUNK_MIN = 8
-FIRE_CHUNKS = 16
-
-
-def fire_chunks(
-    fires: list[tuple[str, datetime]], first: int
-) -> Iterator[list[tuple[str, datetime]]]:
-    """``fires`` in the groups a tick writes, each in a transaction of its own.
-
-    The first group is what the workers take at once (``first``, at least one), dispatched
-    before the rest is written. The rest follow in chunks rather than one transaction:
-    the workers' claims and final states wait for the write lock while the daemon inserts,
-    and a fire's 50 runs took up to 17 ms to insert after a minute's idleness.
-    """
-    first = max(1, first)
-    yield from ([fires[:first]] if fires else [])
-    rest = fires[first:]
-    size = max(FIRE_CHUNK_MIN, math.ceil(len(rest) / FIRE_CHUNKS))
-    for start in range(0, len(rest), size):
-        yield rest[start : start + size]
 
 
 class Scheduler:
@@ -316,62 +296,17 @@ class Scheduler:
                 f"{milliseconds(now - due)} ms late,"
                 f" beyond misfire_grace of {milliseconds(grace)} ms"
             )
-            return self._final(slot, nominal, now, "missed", "Missed", late, trigger)
+            return final_decision(slot, nominal, now, trigger, self.daemon_id, "Missed", late)
         refusal = overlap_refusal(slot)
         if refusal is not None:
-            return self._final(slot, nominal, now, "skipped", "Skipped", refusal, trigger)
+            return final_decision(slot, nominal, now, trigger, self.daemon_id, "Skipped", refusal)
         active = len(slot.running) + len(slot.queued)
         overlap = deployment.overlap
         if overlap is Overlap.CANCEL_PREVIOUS:
             self._cancel_previous(slot, f"the {nominal.isoformat()} fire")
         action = "queued" if active and overlap is Overlap.QUEUE else "fired"
-        row = self._run_row(slot, nominal, now, trigger, "PENDING", "Pending", None)
+        row = run_row(slot, nominal, now, trigger, self.daemon_id)
         return Decision(name, nominal, action, row["id"]), row
-
-    def _final(
-        self,
-        slot: Slot,
-        nominal: datetime,
-        now: datetime,
-        action: str,
-        state: str,
-        reason: str,
-        trigger: str,
-    ) -> tuple[Decision, dict[str, Any]]:
-        row = self._run_row(slot, nominal, now, trigger, "CANCELLED", state, reason)
-        row["end_time"] = now
-        return Decision(slot.deployment.name, nominal, action, row["id"], reason), row
-
-    def _run_row(
-        self,
-        slot: Slot,
-        nominal: datetime,
-        now: datetime,
-        trigger: str,
-        state_type: str,
-        state_name: str,
-        message: str | None,
-    ) -> dict[str, Any]:
-        deployment = slot.deployment
-        return {
-            "id": uuid.uuid4().hex,
-            "name": f"{deployment.name}@{nominal.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
-            "flow_name": deployment.flow.rpartition(":")[2],
-            "entrypoint": deployment.flow,
-            "parameters": dict(deployment.parameters),
-            "tags": list(deployment.tags),
-            "state_type": state_type,
-            "state_name": state_name,
-            "state_message": message,
-            "run_count": 0,
-            "deployment_name": deployment.name,
-            "scheduled_for": nominal,
-            "expected_start_time": nominal + slot.offset,
-            "trigger": trigger,
-            "daemon_id": self.daemon_id,
-            "created": now,
-            "updated": now,
-        }
 
     def _cancel_previous(self, slot: Slot, by: str) -> None:
         """overlap = cancel_previous: end the deployment's running and queued runs."""
@@ -553,15 +488,7 @@ class Scheduler:
             due = fire_times_between(slot.trigger, slot.last_fire, now)
             if not due:
                 continue
-            policy = slot.deployment.catchup
-            if policy is Catchup.NONE:
-                run, skip = [], due
-            elif policy is Catchup.LATEST:
-                run, skip = due[-1:], due[:-1]
-            else:
-                # The newest max_catchup, run oldest first: `latest` is the case of one.
-                limit = slot.deployment.max_catchup
-                run, skip = (due[-limit:], due[:-limit]) if limit > 0 else ([], due)
+            run, skip = catchup_split(slot.deployment, due)
             fires.extend((slot.deployment.name, nominal) for nominal in run)
             missed.extend((slot, nominal) for nominal in skip)
         decisions = self._record_missed(missed, now)
@@ -571,7 +498,9 @@ class Scheduler:
         rows = []
         for slot, nominal in missed:
             reason = f"missed while the daemon was down (catchup = {slot.deployment.catchup.value})"
-            rows.append(self._final(slot, nominal, now, "missed", "Missed", reason, "catchup")[1])
+            rows.append(
+                final_decision(slot, nominal, now, "catchup", self.daemon_id, "Missed", reason)[1]
+            )
         created = self.store.create_runs(rows)
         decisions = [
             Decision(
