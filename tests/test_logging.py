@@ -231,6 +231,29 @@ def test_run_logger_records_are_stored_with_ids_and_level(configure, stored) -> 
     json.dumps(row["extra"])
 
 
+def test_stored_run_logs_mask_secret_fields_and_arguments(configure, stored, capsys) -> None:
+    configure()
+    with running(flow_run()):
+        logger = get_run_logger(api_token="tok-1")
+        logger.info("connecting as %(user)s with %(password)s", {"user": "ann", "password": "pw-2"})
+        logger.info("config %s and %s", {"db_password": "pw-3"}, "done", extra={"secret": "s-4"})
+        engine_logger().info("event with fields", client_secret="s-5", rows=3)
+
+    assert [row["message"] for row in stored] == [
+        "connecting as ann with ********",
+        "config {'db_password': '********'} and done",
+        "event with fields",
+    ]
+    assert [row["extra"].get("api_token") for row in stored[:2]] == ["********"] * 2
+    assert stored[1]["extra"]["secret"] == "********"
+    assert (stored[2]["extra"]["client_secret"], stored[2]["extra"]["rows"]) == ("********", 3)
+    everything = json.dumps([row["message"] for row in stored] + [r["extra"] for r in stored])
+    printed = capsys.readouterr().err
+    for secret in ("tok-1", "pw-2", "pw-3", "s-4", "s-5"):
+        assert secret not in everything
+        assert secret not in printed
+
+
 def test_run_info_is_stored_even_when_stderr_shows_only_warnings(configure, stored, capsys) -> None:
     configure(log_level="WARNING")
     with running(flow_run()):
