@@ -27,7 +27,7 @@ def test_an_insert_fills_python_defaults_and_converts_json_and_times(store: Stor
         "expected_start_time": moment,
     }
     statement = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
-    with store.engine.begin() as connection:
+    with driver_transaction(store.engine) as connection:
         statement.execute(connection, statement.parameters([row]))
 
     stored = store.read_flow_run("a" * 32)
@@ -42,9 +42,9 @@ def test_an_insert_fills_python_defaults_and_converts_json_and_times(store: Stor
 def test_a_prepared_statement_raises_sqlalchemys_errors(store: Store) -> None:
     row = {"id": "b" * 32, "name": "run", "flow_name": "flow"}
     statement = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
-    with store.engine.begin() as connection:
+    with driver_transaction(store.engine) as connection:
         statement.execute(connection, statement.parameters([row]))
-    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+    with pytest.raises(IntegrityError), driver_transaction(store.engine) as connection:
         statement.execute(connection, statement.parameters([row]))
 
 
@@ -59,7 +59,7 @@ def test_returned_rows_read_back_as_python_values(store: Store) -> None:
         store.engine.dialect,
         (),
     )
-    with store.engine.begin() as connection:
+    with driver_transaction(store.engine) as connection:
         insert.execute(connection, insert.parameters([row]))
         cursor = rename.execute(connection, rename.parameters([{"_id": "c" * 32}]))
         names = [column[0] for column in cursor.description]

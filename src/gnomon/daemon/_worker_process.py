@@ -413,9 +413,13 @@ def record_end(
     state, error = _ending_state(run, pid, returncode)
     exit_code, signame = exit_status(returncode) if returncode is not None else (None, None)
     errors = error_fields(error)
-    values: dict[str, Any] = {"end_time": state.timestamp, "worker_pid": pid}
-    values["exit_code"] = exit_code
-    values.update(signal=signame, **errors)
+    values: dict[str, Any] = {
+        "end_time": state.timestamp,
+        "worker_pid": pid,
+        "exit_code": exit_code,
+        "signal": signame,
+        **errors,
+    }
     try:
         store.set_run_state(
             run.flow_run_id,

@@ -69,11 +69,12 @@ def read_engine(engine: Engine) -> Engine:
 @contextlib.contextmanager
 def driver_transaction(engine: Engine) -> Iterator[Any]:
     """A write transaction on one of ``engine``'s pooled connections, driven through the
-    driver's connection itself (yielded), for the store's hottest writes: a worker's claim
-    and final state, whose statements are prepared (see ``_prepared``).
+    driver's connection itself (yielded), for the store's hottest writes, whose statements
+    are prepared (see ``_prepared``): a worker's claim and final state, a fire's runs.
 
-    SQLAlchemy's ``Connection`` spends ~290,000 instructions on a transaction (events,
-    transaction objects, result set-up), a tenth of a trivial run's whole cost in a worker.
+    A transaction through SQLAlchemy's ``Connection`` cost ~320,000 instructions (events,
+    transaction objects, result set-up) against ~96,000 this way: two per trivial run in a
+    worker, whose whole run cost ~2.9 million (``bench/run_cost.py``).
     Here the pool, the SQLite settings and the write turn apply as with ``engine.begin()``,
     and the driver's errors are raised as SQLAlchemy's (``OperationalError``, ...).
     """

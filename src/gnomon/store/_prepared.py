@@ -7,8 +7,9 @@ usual way, SQLAlchemy compiles (or looks up) the statement, converts each parame
 processes the returned rows *inside* the transaction: a claim held the lock 0.49 ms, of
 which the driver needed 0.11. ``Prepared`` does the compiling once and the converting up
 front; in the transaction, ``execute`` hands ready SQL and values to a driver cursor of the
-transaction's connection (0.15 ms held), so the engine's transaction handling, pool and
-SQLite settings all apply as before, and errors are still SQLAlchemy's.
+transaction's connection (0.15 ms held). Those transactions are the driver's own too
+(``_db.driver_transaction``): the engine's pool and SQLite settings still apply, and errors
+are still SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Dialect, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -67,14 +68,11 @@ class Prepared:
                 converted.append(values)
         return converted
 
-    def execute(self, connection: Connection | Any, parameters: list[Any]) -> Any:
-        """Run the statement once per parameter set, in the transaction of ``connection``
-        (SQLAlchemy's, or the driver's own, see ``_db.driver_transaction``), on a driver
-        cursor (returned, for RETURNING rows). The driver's errors are raised as
-        SQLAlchemy's (``OperationalError``, ``IntegrityError``, ...), as ``execute`` would."""
-        if isinstance(connection, Connection):
-            connection = connection.connection.dbapi_connection
-            assert connection is not None
+    def execute(self, connection: Any, parameters: list[Any]) -> Any:
+        """Run the statement once per parameter set, on a cursor of the driver
+        ``connection`` in its transaction (see ``_db.driver_transaction``); returns the
+        cursor, for RETURNING rows. The driver's errors are raised as SQLAlchemy's
+        (``OperationalError``, ``IntegrityError``, ...), as ``execute`` would."""
         cursor = connection.cursor()
         try:
             if len(parameters) == 1:

@@ -359,7 +359,7 @@ class BatchWriter:
                     [(prepared, _, parameters)] = prepare_rows(
                         _statement(table, kind), self.engine.dialect, [row]
                     )
-                    with self.engine.begin() as connection:
+                    with driver_transaction(self.engine) as connection:
                         prepared.execute(connection, parameters)
                 except OperationalError as error:
                     return error  # the database itself is unavailable: retry the batch
