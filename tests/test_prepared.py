@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, OperationalError
 
 from gnomon.store import Store
 from gnomon.store._db import driver_transaction
@@ -69,6 +69,31 @@ def test_returned_rows_read_back_as_python_values(store: Store) -> None:
     assert returned["tags"] == ["t"]
     assert returned["created"].tzinfo is UTC
     assert store.read_flow_run("c" * 32)["name"] == "renamed"  # type: ignore[index]
+
+
+def test_an_update_binds_its_literal_values_and_named_parameters(store: Store) -> None:
+    row = {"id": "d" * 32, "name": "run", "flow_name": "flow"}
+    insert = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
+    rename = prepare(
+        update(flow_runs).where(flow_runs.c.id == bindparam("_id")).values(name="renamed"),
+        store.engine.dialect,
+        ("_id",),
+    )
+    with driver_transaction(store.engine) as connection:
+        insert.execute(connection, insert.parameters([row]))
+        rename.execute(connection, rename.parameters([{"_id": "d" * 32}]))
+
+    assert store.read_flow_run("d" * 32)["name"] == "renamed"  # type: ignore[index]
+
+
+def test_a_missing_value_for_a_required_parameter_is_an_error(store: Store) -> None:
+    rename = prepare(
+        update(flow_runs).where(flow_runs.c.id == bindparam("_id")).values(name="n"),
+        store.engine.dialect,
+        ("_id",),
+    )
+    with pytest.raises(InvalidRequestError, match="'_id'"):
+        rename.parameters([{}])
 
 
 def test_a_statement_expanded_per_execution_cannot_be_prepared(store: Store) -> None:

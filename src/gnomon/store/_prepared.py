@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Dialect, Table
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import ColumnDefault
 
 Row = dict[str, Any]
@@ -37,31 +38,34 @@ class Prepared:
             raise ValueError(f"cannot prepare a statement expanded per execution: {compiled}")
         self.sql = compiled.string
         self._dbapi = dialect.loaded_dbapi
-        self._compiled = compiled
-        self._names = list(compiled.positiontup or []) if compiled.positional else None
-        self._processors: dict[str, Callable[[Any], Any]] = {}
-        for name, bind in compiled.binds.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self._processors[name] = processor
         # Columns left out of ``keys`` whose Python-side default SQLAlchemy would compute.
-        self._defaults = {
+        defaults = {
             column.key: column.default
             for column in (*compiled.insert_prefetch, *compiled.update_prefetch)
             if isinstance(column.default, ColumnDefault)
         }
+        # Per bind parameter, what SQLCompiler.construct_params looks up and what converts
+        # it, worked out once: building parameters that way took a tenth of a worker's run.
+        escaped = compiled.escaped_bind_names
+        self._binds = [
+            _Bind(
+                escaped.get(name, name),
+                name,
+                bind,
+                defaults.pop(bind.key, None),
+                bind.type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for bind, name in compiled.bind_names.items()
+        ]
+        if defaults:  # a default for a column the statement has no parameter for
+            raise ValueError(f"cannot prepare defaults for {sorted(defaults)}: {compiled}")
+        self._names = list(compiled.positiontup or []) if compiled.positional else None
 
     def parameters(self, rows: Iterable[Row]) -> list[Any]:
         """The driver's parameters for ``rows``: defaults filled in, values converted."""
         converted: list[Any] = []
         for row in rows:
-            values = self._compiled.construct_params(row)
-            for name, default in self._defaults.items():
-                if name not in row:
-                    values[name] = default.arg(None) if default.is_callable else default.arg
-            for name, processor in self._processors.items():
-                if name in values:
-                    values[name] = processor(values[name])
+            values = {bind.escaped: bind.value(row) for bind in self._binds}
             if self._names is not None:
                 converted.append(tuple(values[name] for name in self._names))
             else:
@@ -82,6 +86,38 @@ class Prepared:
         except self._dbapi.Error as error:
             raise DBAPIError.instance(self.sql, parameters, error, self._dbapi.Error) from error
         return cursor
+
+
+class _Bind:
+    """One bind parameter of a prepared statement: where its value comes from, as
+    ``SQLCompiler.construct_params`` finds it, and how the driver gets it."""
+
+    __slots__ = ("bind", "default", "escaped", "key", "name", "processor")
+
+    def __init__(
+        self,
+        escaped: str,
+        name: str,
+        bind: BindParameter[Any],
+        default: ColumnDefault | None,
+        processor: Callable[[Any], Any] | None,
+    ) -> None:
+        self.escaped, self.name, self.key, self.bind = escaped, name, bind.key, bind
+        self.default, self.processor = default, processor
+
+    def value(self, row: Row) -> Any:
+        if self.key in row:
+            value = row[self.key]
+        elif self.name in row:
+            value = row[self.name]
+        elif self.default is not None:
+            default = self.default
+            value = default.arg(None) if default.is_callable else default.arg
+        elif self.bind.required:
+            raise InvalidRequestError(f"A value is required for bind parameter {self.key!r}")
+        else:
+            value = self.bind.effective_value if self.bind.callable else self.bind.value
+        return value if self.processor is None else self.processor(value)
 
 
 def prepare_rows(
