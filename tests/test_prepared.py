@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError, OperationalError
 
 from gnomon.store import Store
-from gnomon.store._db import driver_transaction
+from gnomon.store._db import DriverConnection, driver_transaction
 from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import flow_runs
 
@@ -128,3 +128,25 @@ def test_a_driver_transaction_raises_the_drivers_errors_as_sqlalchemys(store: St
         driver_transaction(store.engine) as connection,
     ):
         connection.execute("INSERT INTO no_such_table VALUES (1)")
+
+
+def test_a_kept_connection_serves_one_transaction_after_another_until_one_fails(
+    store: Store,
+) -> None:
+    rows = [{"id": x * 32, "name": "run", "flow_name": "flow"} for x in "fg"]
+    insert = prepare(flow_runs.insert(), store.engine.dialect, tuple(rows[0]))
+    kept = DriverConnection(store.engine)
+    with kept.transaction() as first:
+        insert.execute(first, insert.parameters(rows[:1]))
+    with kept.transaction() as second:
+        insert.execute(second, insert.parameters(rows[1:]))
+    assert second is first
+
+    with pytest.raises(IntegrityError), kept.transaction() as connection:
+        insert.execute(connection, insert.parameters(rows[:1]))
+    with kept.transaction() as after_failure:  # a fresh connection: the failed one is gone
+        assert after_failure is not first
+    assert store.read_flow_run("f" * 32) is not None
+
+    kept.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

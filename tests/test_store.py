@@ -553,6 +553,8 @@ def test_a_process_that_exits_without_flush_still_stores_its_rows(
 def test_a_forked_child_starts_with_an_empty_batch_and_own_connections(
     slow_flush: None, store: Store, fresh_engine: Engine
 ) -> None:
+    store.insert_flow_run(flow_run(name="before"))
+    store.flush()  # the parent's kept connections are open when it forks
     parent_run = flow_run()
     store.insert_flow_run(parent_run)  # pending in the parent when it forks
     with warnings.catch_warnings():
@@ -562,6 +564,9 @@ def test_a_forked_child_starts_with_an_empty_batch_and_own_connections(
         status = 1
         try:
             child = get_store()
+            # Its own connections, none of the parent's: SQLite forbids using those.
+            assert child._writer.batches._pooled is None
+            assert child._writer.direct._pooled is None
             child.insert_flow_run(flow_run(name="child"))
             child.flush()
             status = 0
@@ -571,7 +576,7 @@ def test_a_forked_child_starts_with_an_empty_batch_and_own_connections(
     assert os.waitstatus_to_exitcode(status) == 0
     store.flush()
     names = sorted(row["name"] for row in store.read_flow_runs())
-    assert names == ["child", "run"]
+    assert names == ["before", "child", "run"]
 
 
 # Reads.

@@ -27,7 +27,6 @@ from sqlalchemy import (
     update,
 )
 
-from gnomon.store._db import driver_transaction
 from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import (
     concurrency_limits,
@@ -197,7 +196,7 @@ class Queries:
         }
         insert_state = prepare(_INSERT_STATE, dialect, tuple(state))
         state_values = insert_state.parameters([state])
-        with driver_transaction(self.engine) as connection:
+        with self._writer.direct.transaction() as connection:
             cursor = claim.execute(connection, claim_values)
             returned = cursor.fetchall()
             if not returned:

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import Insert, bindparam, desc, func, select, update
 
-from gnomon.store._db import driver_transaction
 from gnomon.store._prepared import prepare, prepare_rows
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
@@ -78,7 +77,7 @@ class ScheduledRunQueries(Queries):
             return set(), set()
         # Prepared before the transaction (a fire may create thousands of rows): inside it,
         # the write lock is held only while they are written. A fire's transactions are on
-        # the daemon's busiest path, hence the driver's own (see `driver_transaction`).
+        # the daemon's busiest path, hence the driver's own (see `DriverConnection`).
         dialect = self.engine.dialect
         inserts = prepare_rows(_insert_ignoring_duplicates(dialect.name), dialect, runs)
         states = prepare_rows(_INSERT_FIRST_STATE, dialect, [first_state_row(r) for r in runs])
@@ -86,7 +85,7 @@ class ScheduledRunQueries(Queries):
         is_paused = prepare(_IS_PAUSED, dialect, ())
         paused_parameters = is_paused.parameters({"_name": name} for name in names)
         exists = prepare(_RUN_EXISTS, dialect, ())
-        with driver_transaction(self.engine) as connection:
+        with self._writer.direct.transaction() as connection:
             paused = {
                 name
                 for name, values in zip(names, paused_parameters, strict=True)

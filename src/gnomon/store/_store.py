@@ -72,6 +72,7 @@ class Store(ScheduledRunQueries, ControlQueries):
     def close(self) -> None:
         """Flush, stop the writer thread and close the connections."""
         self._writer.close()
+        self._writer.close_connections()
         self.engine.dispose()
 
 

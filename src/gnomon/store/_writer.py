@@ -34,7 +34,7 @@ from sqlalchemy import Engine, Table, bindparam
 from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError
-from gnomon.store._db import create_engine, driver_transaction, read_engine
+from gnomon.store._db import DriverConnection, create_engine, read_engine
 from gnomon.store._prepared import prepare_rows
 from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
 
@@ -115,11 +115,23 @@ class BatchWriter:
     """Records run rows in memory and commits them in batches from a daemon thread."""
 
     def __init__(self, engine: Engine, interval: float) -> None:
-        self.engine = engine
-        self.reader = read_engine(engine)
+        self._use_engine(engine)
         self.interval = interval
         self._reset_state()
         _live_writers.add(self)
+
+    def _use_engine(self, engine: Engine) -> None:
+        self.engine = engine
+        self.reader = read_engine(engine)
+        # The connections kept for the batches' commits and for the writes the store's
+        # queries make at once through the driver (a worker's claims, a daemon's fires).
+        self.batches = DriverConnection(engine)
+        self.direct = DriverConnection(engine)
+
+    def close_connections(self) -> None:
+        """Return the kept connections to the engine's pool (before it is disposed)."""
+        self.batches.close()
+        self.direct.close()
 
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
@@ -336,7 +348,7 @@ class BatchWriter:
                 for table, kind, rows in _parts(batch)
                 for step in prepare_rows(_statement(table, kind), dialect, rows)
             ]
-            with driver_transaction(self.engine) as connection:
+            with self.batches.transaction() as connection:
                 for prepared, _, parameters in steps:
                     prepared.execute(connection, parameters)
         except OperationalError as error:
@@ -359,7 +371,7 @@ class BatchWriter:
                     [(prepared, _, parameters)] = prepare_rows(
                         _statement(table, kind), self.engine.dialect, [row]
                     )
-                    with driver_transaction(self.engine) as connection:
+                    with self.batches.transaction() as connection:
                         prepared.execute(connection, parameters)
                 except OperationalError as error:
                     return error  # the database itself is unavailable: retry the batch
@@ -369,9 +381,8 @@ class BatchWriter:
 
     def _after_fork_in_child(self) -> None:
         """Start afresh in a forked child: no rows, no thread, no inherited connections."""
-        _inherited_engines.append(self.engine)
-        self.engine = create_engine(self.engine.url)
-        self.reader = read_engine(self.engine)
+        _inherited_engines.append(self.engine)  # with the kept connections, never closed
+        self._use_engine(create_engine(self.engine.url))
         self._reset_state()
 
 
