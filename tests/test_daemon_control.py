@@ -185,3 +185,13 @@ def test_the_daemons_decisions_are_in_gnomon_logs_for_the_deployment(
     assert any("tick x from pid" in message for message in messages)  # the run's own line
     assert lines[0]["run_id"] is not None
     assert lines[0]["logger"] == "gnomon.daemon"
+
+
+def test_the_timed_poll_waits_one_interval_more_while_runs_wait_for_a_worker() -> None:
+    from gnomon.daemon._service import POLL_INTERVAL, poll_due
+
+    assert not poll_due(99.9, 100.0, backlog=False)
+    assert poll_due(100.0, 100.0, backlog=False)
+    assert not poll_due(100.0, 100.0, backlog=True)  # the runs' start comes first
+    assert not poll_due(100.0 + POLL_INTERVAL - 0.01, 100.0, backlog=True)
+    assert poll_due(100.0 + POLL_INTERVAL, 100.0, backlog=True)  # but no longer than that

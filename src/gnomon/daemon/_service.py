@@ -285,7 +285,8 @@ class Daemon:
                     self.reload()
                     notifier.ready("reloaded")
                 now = _now()
-                if self._poll_requested or now.timestamp() >= next_poll:
+                backlog = self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0
+                if self._poll_requested or poll_due(now.timestamp(), next_poll, backlog):
                     # Before the tick, so a pause or a requested run counts in its decisions.
                     self._poll_requested = False
                     self.reporter.decided(self.store_poll.poll(now))
@@ -387,6 +388,13 @@ class Daemon:
 # Names a log line lists at most: journald cuts lines past 48 KiB, and 10,000 deployment
 # names make 150 KB. The counts are in the message.
 LOGGED_NAMES = 50
+
+
+def poll_due(now: float, next_poll: float, backlog: bool) -> bool:
+    """Whether the timed poll of the store (three queries) is due at ``now``: at
+    ``next_poll``, or, while runs wait for a worker (``backlog``), up to one interval later
+    rather than delay their start. A poll the CLI requests is never put off."""
+    return now >= next_poll + (POLL_INTERVAL if backlog else 0.0)
 
 
 def _some(names: Sequence[str]) -> list[str]:
