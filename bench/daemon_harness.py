@@ -149,11 +149,17 @@ def fire_counts(runs: list[Run]) -> dict[tuple[str, float], int]:
 
 
 class DaemonProcess:
-    """``gnomon daemon --config CONFIG`` with a fresh NOTIFY_SOCKET; always stopped on exit."""
+    """``gnomon daemon --config CONFIG`` with a fresh NOTIFY_SOCKET; always stopped on exit.
 
-    def __init__(self, workspace: Workspace, config: Path) -> None:
+    ``wrapper`` runs the daemon under another program (``valgrind ...``); its workers run
+    natively."""
+
+    def __init__(
+        self, workspace: Workspace, config: Path, wrapper: list[str] | None = None
+    ) -> None:
         self.workspace = workspace
         self.config = config
+        self.wrapper = list(wrapper or [])
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # epoch seconds just before the process was created
         self.ready_at: float | None = None
@@ -169,7 +175,7 @@ class DaemonProcess:
         self._output = (self.workspace.root / "daemon-output.log").open("ab")
         self.started_at = time.time()
         self.process = subprocess.Popen(
-            [str(GNOMON), "daemon", "--config", str(self.config)],
+            [*self.wrapper, sys.executable, str(GNOMON), "daemon", "--config", str(self.config)],
             stdout=self._output,
             stderr=subprocess.STDOUT,
             env=env,
