@@ -150,3 +150,18 @@ def test_a_kept_connection_serves_one_transaction_after_another_until_one_fails(
 
     kept.close()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_only_a_sqlite_connection_is_kept(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server's connection may be dropped between transactions: checked out for each, the
+    # pool's pre-ping replaces it.
+    monkeypatch.setattr(store.engine.dialect, "name", "postgresql")
+    row = {"id": "h" * 32, "name": "run", "flow_name": "flow"}
+    insert = prepare(flow_runs.insert(), store.engine.dialect, tuple(row))
+    kept = DriverConnection(store.engine)
+    with kept.transaction() as connection:
+        insert.execute(connection, insert.parameters([row]))
+
+    assert kept._pooled is None
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert store.read_flow_run("h" * 32) is not None

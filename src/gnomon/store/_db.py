@@ -76,6 +76,8 @@ class DriverConnection:
     Transactions on it take turns (a lock); one that fails gives the connection up
     (invalidated: the next transaction opens a new one), so a broken connection is never
     reused. ``close`` returns it to the pool; a forked child must drop the object unclosed.
+    Only a SQLite file's connection is kept: a server's (PostgreSQL) may be dropped between
+    transactions, and a checkout per transaction lets the pool's pre-ping replace it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -86,6 +88,10 @@ class DriverConnection:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
         """A write transaction (see ``driver_transaction``) on the kept connection."""
+        if self.engine.dialect.name != "sqlite":
+            with driver_transaction(self.engine) as dbapi:
+                yield dbapi
+            return
         with self._lock:
             if self._pooled is None:
                 self._pooled = self.engine.raw_connection()
