@@ -38,6 +38,7 @@ from gnomon.store import (
 from gnomon.store._db import create_engine, read_engine
 from gnomon.store._migrate import alembic_config
 from gnomon.store._prepared import Prepared
+from gnomon.store._scheduled import pause_changes
 from gnomon.store._schema import metadata, run_states, task_runs
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -895,3 +896,15 @@ def test_task_run_lookups_use_an_index_that_leaves_out_flow_level_rows(
         ).fetchone()
     assert f"USING INDEX ix_{table}_task_run_id" in " ".join(str(row[-1]) for row in plan)
     assert index_sql.endswith("WHERE task_run_id IS NOT NULL")
+
+
+def test_the_daemons_poll_for_changed_deployments_reads_an_index_not_the_table(
+    store: Store,
+) -> None:
+    """Polled every second: with 10,000 deployments a table scan was an idle daemon's CPU."""
+    compiled = pause_changes(now()).compile(store.engine)
+    values = tuple(str(compiled.params[name]) for name in compiled.positiontup or [])
+    with store.engine.connect() as connection:
+        plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, values)
+        details = " ".join(str(row[-1]) for row in plan.fetchall())
+    assert "USING INDEX ix_deployments_updated" in details

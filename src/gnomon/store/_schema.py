@@ -200,6 +200,9 @@ deployments = Table(
     Column("next_fire", UTCDateTime),
     Column("registered_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated", UTCDateTime, nullable=False, default=utcnow),
+    # The daemon asks every second which deployments changed (a pause, a resume): with
+    # 10,000 registered, scanning them was most of its idle CPU.
+    Index("ix_deployments_updated", "updated"),
 )
 
 task_runs = Table(
