@@ -106,11 +106,8 @@ class MaskSecrets(logging.Filter):
         attributes = vars(record)
         for key in attributes.keys() - _UNMASKED_ATTRIBUTES:
             value = attributes[key]
-            if type(value) in _PLAIN:
-                if value is not None and is_secret_key(key):
-                    attributes[key] = MASK
-            elif _masks(key, value):
+            if _masks(key, value):
                 attributes[key] = MASK
-            elif isinstance(value, Mapping | list | tuple):
+            elif type(value) not in _PLAIN and isinstance(value, Mapping | list | tuple):
                 attributes[key] = mask(value)
         return True

@@ -285,20 +285,23 @@ class Daemon:
                     self.reload()
                     notifier.ready("reloaded")
                 now = _now()
-                backlog = self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0
-                if self._poll_requested or poll_due(now.timestamp(), next_poll, backlog):
+                if self._poll_requested or poll_due(now.timestamp(), next_poll, self._backlog()):
                     # Before the tick, so a pause or a requested run counts in its decisions.
                     self._poll_requested = False
                     self.reporter.decided(self.store_poll.poll(now))
                     next_poll = now.timestamp() + POLL_INTERVAL
                 self.reporter.decided(self.scheduler.tick(now))
                 # Runs waiting for a worker: the log threads hold back (see hold_background).
-                hold_background(self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0)
+                hold_background(self._backlog())
                 notifier.watchdog()
         finally:
             notifier.stopping()
             self.shutdown()
         return 0
+
+    def _backlog(self) -> bool:
+        """Whether runs wait for a worker: queued in the scheduler or held by the pool."""
+        return self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0
 
     def _sleep_seconds(self) -> float:
         """Until the next handed-over fire is due, or the next poll."""
