@@ -7,8 +7,8 @@ Two paths a daemon's burst repeats per run, each in one process against a fresh 
 store, after a warm-up:
 
 - **worker**: what a worker does for one run of a trivial stored flow (claim, run, final
-  state committed, the engine's two run log lines stored), set up as the daemon sets up its
-  workers (logging, the quiet start and end lines, the flow preloaded, the heap frozen).
+  state committed), set up as the daemon sets up its workers (logging, the engine's start
+  and end lines left to the daemon's summary, the flow preloaded, the heap frozen).
 - **fire**: the daemon creating a fire's runs, 48 deployments' in chunks of 8 (as
   ``Scheduler.tick`` writes them), per run created.
 
@@ -73,15 +73,14 @@ def _run_row(index: int, scheduled_for: datetime, entrypoint: str) -> dict[str, 
 
 def measure_worker(runs: int, home: Path) -> int:
     """Execute ``runs`` stored runs the way a worker does; returns how many were measured."""
-    os.environ[_quiet_env()] = "1"
     from gnomon.daemon import _worker
-    from gnomon.flows._logging import configure_logging, filter_stderr
+    from gnomon.flows._logging import configure_logging, summarise_run_events
     from gnomon.store import get_store
 
     flow_file = home / "bench_flow.py"
     flow_file.write_text(FLOW)
     configure_logging()
-    filter_stderr(_worker._not_summarised)
+    summarise_run_events()
     store = get_store()
     start = datetime(2027, 1, 1, tzinfo=UTC)
     entrypoint = f"{flow_file}:stamp"
@@ -123,12 +122,6 @@ def measure_fire(fires: int) -> int:
         fire(number)
     _instrument(False)
     return fires * FIRE_SIZE
-
-
-def _quiet_env() -> str:
-    from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV
-
-    return QUIET_RUN_EVENTS_ENV
 
 
 def measure(path: str, count: int) -> dict[str, float]:

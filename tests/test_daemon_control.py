@@ -155,6 +155,11 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
     assert "the CRM is down" in failed["text"]
     assert failed["url"].endswith(f"/runs/{failed['run_id']}")
     assert store.read_flow_run(failed["run_id"])["state_name"] == "Failed"
+    # The engine's line for a failed run stays in its logs, traceback included.
+    stored = [log["message"] for log in store.read_logs(flow_run_id=failed["run_id"])]
+    assert any(
+        line.startswith("Finished in state Failed") and "the CRM is down" in line for line in stored
+    ), stored
 
 
 def test_the_daemons_decisions_are_in_gnomon_logs_for_the_deployment(

@@ -25,6 +25,7 @@ from gnomon.flows._logging import (
     engine_logger,
     get_run_logger,
     install_print_redirect,
+    log_run_event,
 )
 
 FLOW_RUN_ID = "f" * 32
@@ -284,6 +285,24 @@ def test_engine_events_are_stored_only_inside_a_run(configure, stored) -> None:
     assert row["flow_run_id"] == FLOW_RUN_ID
     assert row["extra"]["state"].startswith("<object object")  # made JSON-safe
     json.dumps(row["extra"])
+
+
+def test_a_daemon_worker_leaves_a_runs_start_and_end_lines_to_the_daemons_summary(
+    configure, stored, monkeypatch
+) -> None:
+    configure()
+    monkeypatch.setattr(_logging, "_run_events_summarised", False)  # restored afterwards
+    with running(flow_run()):
+        log_run_event("begin", "Beginning flow run 'a' for flow 'f'")
+        _logging.summarise_run_events()  # what a daemon's worker does at start
+        log_run_event("begin", "Beginning flow run 'b' for flow 'f'")
+        log_run_event("end", "Finished in state Completed()", state="Completed")
+        engine_logger().error("Finished in state Failed('boom')")
+
+    assert [(row["message"], row["extra"].get("run_event")) for row in stored] == [
+        ("Beginning flow run 'a' for flow 'f'", "begin"),
+        ("Finished in state Failed('boom')", None),
+    ]
 
 
 def test_logs_of_a_task_called_outside_a_flow_are_stored(configure, stored) -> None:

@@ -40,9 +40,10 @@ from typing import Any
 
 RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
 # The engine's INFO lines at a flow run's start and end ("Beginning flow run", "Finished in
-# state"): the daemon's run summary line reports the same facts, so at INFO the pool does
-# not relay them (they stay in the run's stored logs). With this variable set (the daemon
-# does unless it logs at DEBUG), the worker does not even write them to its output.
+# state"): the daemon's fire decision and run summary lines, stored with the run as well,
+# report the same facts. With this variable set (the daemon does unless it logs at DEBUG),
+# the worker does not make them at all (``summarise_run_events``); the pool does not relay
+# them either from a worker started without it while the daemon logs at INFO.
 SUMMARISED_EVENTS = frozenset({"begin", "end"})
 QUIET_RUN_EVENTS_ENV = "GNOMON_WORKER_QUIET_RUN_EVENTS"
 EXIT_ORPHANED = 70  # the daemon died (EX_SOFTWARE): the worker left its run behind
@@ -77,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     if os.environ.get(QUIET_RUN_EVENTS_ENV):
-        from gnomon.flows._logging import filter_stderr
+        from gnomon.flows._logging import summarise_run_events
 
-        filter_stderr(_not_summarised)
+        summarise_run_events()
     get_store()  # connect (and check the schema) now, not at the first run
     _preload(args.preload)
     freeze_heap()
@@ -97,17 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         _send(args.channel, message)
         inbox.run_done()
     return 0
-
-
-def _not_summarised(record: logging.LogRecord) -> bool:
-    """False for the engine's INFO lines at a run's start and end, which the daemon's run
-    summary line replaces (see ``SUMMARISED_EVENTS``)."""
-    event = record.msg
-    return not (
-        record.levelno == logging.INFO
-        and isinstance(event, dict)
-        and event.get("run_event") in SUMMARISED_EVENTS
-    )
 
 
 def freeze_heap() -> None:

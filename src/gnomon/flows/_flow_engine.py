@@ -148,7 +148,7 @@ def _run_validated(
             return _finish(store, flow, run, state)
         run.parameters = parameters
         store.update_flow_run(run.id, parameters=_records.jsonable(parameters))
-    from gnomon.flows._logging import engine_logger
+    from gnomon.flows._logging import log_run_event
 
     runner = (flow.task_runner or _default_runner()).duplicate()
     context = FlowRunContext(
@@ -163,9 +163,7 @@ def _run_validated(
     flow_token = flow_run_var.set(context)
     task_token = task_run_var.set(None)
     try:
-        engine_logger().info(
-            f"Beginning flow run {run.name!r} for flow {flow.name!r}", run_event="begin"
-        )
+        log_run_event("begin", f"Beginning flow run {run.name!r} for flow {flow.name!r}")
         state = _run_attempts(store, flow, run, context, runner, claimed)
     except TerminationSignal:
         message = "Execution was interrupted by its parent flow run timing out."
@@ -294,7 +292,7 @@ def _record(store: Store, run: _records.FlowRun, state: State, **values: Any) ->
 
 
 def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: State) -> State:
-    from gnomon.flows._logging import engine_logger
+    from gnomon.flows._logging import engine_logger, log_run_event
 
     extra: dict[str, Any] = {"end_time": state.timestamp}
     extra.update(_records.error_fields(_records.state_error(state)))
@@ -305,11 +303,10 @@ def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: St
             run.id, state.result(), state.timestamp, None
         )
     _record(store, run, state, **extra)
-    log = engine_logger()
     if state.is_completed():
-        log.info(f"Finished in state {state}", state=state.name, run_event="end")
+        log_run_event("end", f"Finished in state {state}", state=state.name)
     else:
-        log.error(
+        engine_logger().error(
             f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)
         )
     store.commit_now()

@@ -279,14 +279,26 @@ def configure_logging(force: bool = False) -> None:
         _configured = True
 
 
-def filter_stderr(keep: Callable[[logging.LogRecord], bool]) -> None:
-    """Write to stderr only the records ``keep`` accepts (the stored run logs keep all)."""
-    configure_logging()
-    with _lock:
-        for _, handler in _installed:
-            if isinstance(handler, _StderrHandler):
-                # First: a record it drops is not masked for nothing.
-                handler.filters.insert(0, keep)
+# Set in a daemon's workers (see ``summarise_run_events``).
+_run_events_summarised = False
+
+
+def summarise_run_events() -> None:
+    """Leave out, in this process, the engine's INFO lines at a flow run's start and end.
+
+    A daemon's worker calls it: the daemon's fire decision and run summary lines, stored with
+    each run too, say when it began and how it ended (and more). Making, masking and storing
+    the engine's two lines cost a trivial run a quarter of its worker's CPU time.
+    """
+    global _run_events_summarised
+    _run_events_summarised = True
+
+
+def log_run_event(event: str, message: str, **fields: Any) -> None:
+    """Log one of the engine's INFO lines at a flow run's start (``event="begin"``) or
+    successful end (``"end"``), unless this process summarises them elsewhere."""
+    if not _run_events_summarised:
+        engine_logger().info(message, run_event=event, **fields)
 
 
 class _RawLines:
