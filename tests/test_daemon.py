@@ -171,6 +171,25 @@ def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
         assert summary["lateness_ms"] == lateness
 
 
+def test_at_debug_the_workers_log_and_store_a_runs_start_and_end_lines(
+    tmp_path, gnomon_home, store, daemons
+) -> None:
+    config = write_config(tmp_path, INTERVAL_TICK)
+    daemon = start_daemon(config, gnomon_home, GNOMON_LOG_LEVEL="DEBUG")
+    daemons.append(daemon)
+
+    wait_for(completed(store, "ticker", 1), what="a completed ticker run")
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=20)
+
+    assert daemon.returncode == 0, err
+    run = next(row for row in runs(store, "ticker") if row["state_name"] == "Completed")
+    stored = [log["message"] for log in store.read_logs(flow_run_id=run["id"])]
+    assert any(message.startswith("Beginning flow run") for message in stored), stored
+    assert "Finished in state Completed()" in stored
+    assert "Beginning flow run" in out  # relayed into the daemon's log at DEBUG
+
+
 def test_a_config_with_errors_stops_the_daemon_with_every_problem_listed(
     tmp_path, gnomon_home, daemons
 ) -> None:
