@@ -242,6 +242,45 @@ def test_an_executed_run_is_stored_before_execute_returns_even_if_the_process_di
     assert messages[-1] == "Finished in state Completed()"
 
 
+NESTED_MODULE = textwrap.dedent(
+    """
+    from gnomon import flow
+
+    @flow
+    def child() -> int:
+        return 1
+
+    @flow
+    def parent() -> int:
+        return child() + 1
+    """
+)
+
+
+def test_a_daemon_worker_stores_a_subflows_start_and_end_lines_but_not_its_runs(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    (tmp_path / "nested.py").write_text(NESTED_MODULE)
+    run_id = _schedule(store, f"{tmp_path / 'nested.py'}:parent", {})
+
+    result = run_python(
+        "from gnomon.flows import execute_flow_run\n"
+        "from gnomon.flows._logging import summarise_run_events\n"
+        "summarise_run_events()  # as a daemon's worker does at start\n"
+        f"print(execute_flow_run({run_id!r}).name)\n",
+        gnomon_home,
+    )
+
+    assert result.returncode == 0, result.stderr
+    [child] = store.read_flow_runs(parent_flow_run_id=run_id)
+    # The daemon's summary line tells the run it dispatched; nothing tells the subflow's.
+    assert [row["message"] for row in store.read_logs(flow_run_id=run_id)] == []
+    child_lines = [row["message"] for row in store.read_logs(flow_run_id=child["id"])]
+    assert child_lines[0].startswith("Beginning flow run")
+    assert "for flow 'child'" in child_lines[0]
+    assert child_lines[-1] == "Finished in state Completed()"
+
+
 def test_a_claimed_run_whose_flow_cannot_be_loaded_is_left_crashed(
     tmp_path: Path, gnomon_home: Path, store
 ) -> None:

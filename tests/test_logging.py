@@ -293,14 +293,16 @@ def test_a_daemon_worker_leaves_a_runs_start_and_end_lines_to_the_daemons_summar
     configure()
     monkeypatch.setattr(_logging, "_run_events_summarised", False)  # restored afterwards
     with running(flow_run()):
-        log_run_event("begin", "Beginning flow run 'a' for flow 'f'")
+        log_run_event("begin", "Beginning flow run 'a' for flow 'f'", subflow=False)
         _logging.summarise_run_events()  # what a daemon's worker does at start
-        log_run_event("begin", "Beginning flow run 'b' for flow 'f'")
-        log_run_event("end", "Finished in state Completed()", state="Completed")
+        log_run_event("begin", "Beginning flow run 'b' for flow 'f'", subflow=False)
+        log_run_event("end", "Finished in state Completed()", subflow=False, state="Completed")
+        log_run_event("begin", "Beginning flow run 'c' for flow 'sub'", subflow=True)
         engine_logger().error("Finished in state Failed('boom')")
 
     assert [(row["message"], row["extra"].get("run_event")) for row in stored] == [
         ("Beginning flow run 'a' for flow 'f'", "begin"),
+        ("Beginning flow run 'c' for flow 'sub'", "begin"),  # no summary tells a subflow's
         ("Finished in state Failed('boom')", None),
     ]
 

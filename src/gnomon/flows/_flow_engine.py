@@ -163,7 +163,11 @@ def _run_validated(
     flow_token = flow_run_var.set(context)
     task_token = task_run_var.set(None)
     try:
-        log_run_event("begin", f"Beginning flow run {run.name!r} for flow {flow.name!r}")
+        log_run_event(
+            "begin",
+            f"Beginning flow run {run.name!r} for flow {flow.name!r}",
+            subflow=run.parent_flow_run_id is not None,
+        )
         state = _run_attempts(store, flow, run, context, runner, claimed)
     except TerminationSignal:
         message = "Execution was interrupted by its parent flow run timing out."
@@ -304,7 +308,12 @@ def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: St
         )
     _record(store, run, state, **extra)
     if state.is_completed():
-        log_run_event("end", f"Finished in state {state}", state=state.name)
+        log_run_event(
+            "end",
+            f"Finished in state {state}",
+            subflow=run.parent_flow_run_id is not None,
+            state=state.name,
+        )
     else:
         engine_logger().error(
             f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)

@@ -284,20 +284,22 @@ _run_events_summarised = False
 
 
 def summarise_run_events() -> None:
-    """Leave out, in this process, the engine's INFO lines at a flow run's start and end.
+    """Leave out, in this process, the engine's INFO lines at the start and end of a flow
+    run that is not a subflow.
 
     A daemon's worker calls it: the daemon's fire decision and run summary lines, stored with
-    each run too, say when it began and how it ended (and more). Making, masking and storing
-    the engine's two lines cost a trivial run a quarter of its worker's CPU time.
+    each run it dispatches, say when the run began and how it ended (and more). Making,
+    masking and storing the engine's two lines cost a trivial run a quarter of its worker's
+    CPU time. A subflow has no such summary, so its lines stay.
     """
     global _run_events_summarised
     _run_events_summarised = True
 
 
-def log_run_event(event: str, message: str, **fields: Any) -> None:
+def log_run_event(event: str, message: str, *, subflow: bool, **fields: Any) -> None:
     """Log one of the engine's INFO lines at a flow run's start (``event="begin"``) or
     successful end (``"end"``), unless this process summarises them elsewhere."""
-    if not _run_events_summarised:
+    if subflow or not _run_events_summarised:
         engine_logger().info(message, run_event=event, **fields)
 
 
