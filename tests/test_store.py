@@ -38,6 +38,7 @@ from gnomon.store import (
 from gnomon.store._db import create_engine, read_engine
 from gnomon.store._migrate import alembic_config
 from gnomon.store._prepared import Prepared
+from gnomon.store._queries import CLAIMED_COLUMNS
 from gnomon.store._scheduled import pause_changes
 from gnomon.store._schema import metadata, run_states, task_runs
 
@@ -430,13 +431,16 @@ def test_a_run_is_claimed_once_with_its_start_worker_and_running_state(store: St
     claimed = store.claim_flow_run(run["id"], at, worker_pid=4242)
 
     assert claimed is not None
-    assert (claimed["id"], claimed["state_type"], claimed["state_name"]) == (
-        run["id"],
+    stored = store.read_flow_run(run["id"])
+    assert (stored["state_type"], stored["state_name"], stored["worker_pid"]) == (
         "RUNNING",
         "Running",
+        4242,
     )
-    assert (claimed["start_time"], claimed["worker_pid"], claimed["run_count"]) == (at, 4242, 1)
-    assert claimed == store.read_flow_run(run["id"])  # the row as stored, no read needed
+    # What the worker needs to run it, as stored: it reads nothing back.
+    assert set(claimed) == set(CLAIMED_COLUMNS)
+    assert claimed == {name: stored[name] for name in CLAIMED_COLUMNS}
+    assert (claimed["id"], claimed["start_time"], claimed["run_count"]) == (run["id"], at, 1)
     [running] = store.read_states(flow_run_id=run["id"])
     assert (running["name"], running["timestamp"], running["attempt"]) == ("Running", at, 1)
     assert store.claim_flow_run(run["id"], worker_pid=99) is None
