@@ -257,7 +257,7 @@ NESTED_MODULE = textwrap.dedent(
 )
 
 
-def test_a_daemon_worker_stores_a_subflows_start_and_end_lines_but_not_its_runs(
+def test_a_daemon_worker_stores_a_subflows_start_and_end_lines_not_its_parents(
     tmp_path: Path, gnomon_home: Path, store
 ) -> None:
     (tmp_path / "nested.py").write_text(NESTED_MODULE)

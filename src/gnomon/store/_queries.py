@@ -44,7 +44,7 @@ Row = dict[str, Any]
 
 # What a claim returns: the columns a worker needs to execute the run. Every column (33,
 # with seven timestamps and three JSON values to convert) cost a trivial run 12% of its
-# worker's instructions (bench/run_cost.py: 1,339,000 against 1,175,000).
+# worker's instructions (bench/run_cost.py: 1,339,000 against 1,172,000).
 CLAIMED_COLUMNS = (
     "id",
     "name",
