@@ -610,7 +610,9 @@ def test_load_config_or_raise_lists_every_problem_one_per_line(project: Path) ->
     assert lines[1].startswith(D + 'cron "61 * * * *": minute 61')
     assert len(lines) == 2
     assert (
-        load_config_or_raise(write(path, one_deployment('interval = "1m"'))).deployments[0].name
+        load_config_or_raise(write(path, one_deployment('interval = "1m"')))
+        .config.deployments[0]
+        .name
         == "d"
     )
 

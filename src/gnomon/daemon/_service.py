@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +31,13 @@ from gnomon.daemon._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from gnomon.api._server import ApiServer
+    from gnomon.daemon._config_loads import ConfigLoads
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._report import RunReporter
     from gnomon.daemon._timing import HandedFires
     from gnomon.daemon._tracking import DispatchedRun
-    from gnomon.deployments import GnomonConfig
+    from gnomon.deployments import GnomonConfig, LoadResult
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
@@ -66,6 +67,7 @@ class Daemon:
         self.config: GnomonConfig
         self.reporter: RunReporter
         self.store_poll: StorePoll
+        self.loads: ConfigLoads
         self.api: ApiServer | None = None
 
     # Signals only set flags and wake the loop; the loop does the work.
@@ -109,6 +111,7 @@ class Daemon:
     def start(self) -> None:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
+        from gnomon.daemon._config_loads import ConfigLoads
         from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
@@ -125,7 +128,9 @@ class Daemon:
         # The loop and the pool's thread hand each run on within a millisecond; the default
         # 5 ms GIL switch interval let the log-rendering threads hold them up for longer.
         sys.setswitchinterval(SWITCH_INTERVAL)
-        self.config = load_config_or_raise(self.config_path)
+        loaded = load_config_or_raise(self.config_path)
+        self.config = loaded.config
+        self.loads = ConfigLoads(self.config_path, self._wake.set)
         settings = get_settings()
         configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
         self._lock = DaemonLock(settings.home)
@@ -136,18 +141,18 @@ class Daemon:
         daemon = self.config.daemon
         self.pool = WorkerPool(
             daemon.workers,
-            sorted({deployment.flow for deployment in self.config.deployments}),
+            self._flows(),
             max_runs_per_worker=daemon.max_runs_per_worker,
             max_memory_per_worker=daemon.max_memory_per_worker,
             kill_grace=daemon.kill_grace.total_seconds(),
             on_finished=self._on_finished,
             log_sink=_forward_worker_line,
         )
-        # The workers import their flows while the daemon syncs and recovers.
+        # The worker template imports the flows while the daemon syncs and recovers.
         self.pool.launch()
         try:
             self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
-            self._sync(_now())
+            self._sync(_now(), schemas=loaded.schemas)
             self.reporter = RunReporter(self.store, self.config, self.scheduler, self.pool)
             self._recover()
             self.api = _start_api(self, settings.home)
@@ -180,10 +185,21 @@ class Daemon:
     def _busy(self) -> bool:
         return self.pool.busy_count() > 0 or self.scheduler.waiting_count() > 0
 
-    def _sync(self, now: datetime, keep: Collection[str] = ()) -> None:
+    def _flows(self) -> list[str]:
+        """The entrypoints of the deployments' flows, which the worker template imports."""
+        return sorted({deployment.flow for deployment in self.config.deployments})
+
+    def _sync(
+        self,
+        now: datetime,
+        keep: Collection[str] = (),
+        schemas: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
         from gnomon.deployments import sync_deployments
 
-        result = sync_deployments(self.store, self.config.deployments, now, keep=keep)
+        result = sync_deployments(
+            self.store, self.config.deployments, now, keep=keep, schemas=schemas
+        )
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(self.config.deployments, rows)
         log.info(
@@ -282,7 +298,9 @@ class Daemon:
                 if self._reload_requested:
                     self._reload_requested = False
                     notifier.reloading()
-                    self.reload()
+                    self.loads.request()  # its flow check runs while the loop goes on
+                if (loaded := self.loads.take()) is not None:
+                    self.reload(loaded)
                     notifier.ready("reloaded")
                 now = _now()
                 if self._poll_requested or poll_due(now.timestamp(), next_poll, self._backlog()):
@@ -310,11 +328,14 @@ class Daemon:
             return POLL_INTERVAL
         return min(POLL_INTERVAL, max(0.0, (due - _now()).total_seconds()))
 
-    def reload(self) -> None:
-        """Re-read the config: bad deployments are reported and skipped, the rest apply."""
+    def reload(self, result: LoadResult | None = None) -> None:
+        """Apply the config as ``result`` has it (else as loaded now): bad deployments are
+        reported and keep their last good version, the rest apply. The flow code is loaded
+        afresh only if every deployment's flow passed its check."""
         from gnomon.deployments import load_config
 
-        result = load_config(self.config_path)
+        if result is None:
+            result = load_config(self.config_path)
         for problem in result.problems:
             log.error("config problem on reload: %s", problem, extra={"problem": str(problem)})
         slots = self.scheduler.slots()
@@ -328,14 +349,22 @@ class Daemon:
             update={"deployments": (*result.config.deployments, *kept)}
         )
         now = _now()
-        self._sync(now, keep=result.failed)
+        # Schemas describe the code that runs: they change only when the code does.
+        self._sync(now, keep=result.failed, schemas=result.schemas if result.flows_ok else None)
         current = self.scheduler.slots()
         for name in previous - set(current):
             self.timer.remove(name)
         for name, slot in current.items():
             self.timer.schedule(name, slot.trigger, slot.offset, max(now, slot.last_fire or now))
-        # New workers import the flows afresh, so edited flow code takes effect.
-        self.pool.recycle(sorted({deployment.flow for deployment in self.config.deployments}))
+        if result.flows_ok:
+            # A new worker template imports the flows afresh; the workers are replaced once
+            # it has, so edited flow code takes effect.
+            self.pool.recycle(self._flows())
+        else:
+            log.warning(
+                "flow code not reloaded: the flow check did not pass; runs keep the code "
+                "loaded before, also in workers started later"
+            )
         self.reporter.configure(self.config)
         log.info(
             "config reloaded", extra={"deployments": len(current), "problems": len(result.problems)}
