@@ -20,7 +20,13 @@ from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
 from gnomon.api._auth import TokenAuth
-from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+from gnomon.api._operations import (
+    Conflict,
+    InvalidConfig,
+    InvalidName,
+    InvalidParameters,
+    UnknownName,
+)
 from gnomon.api._params import ApiError
 from gnomon.api._routes import router
 from gnomon.api._schemas import ErrorBody, Health
@@ -148,6 +154,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(
             422, f"{len(problems)} problem(s) in the config; nothing applied", problems=problems
         )
+
+    @app.exception_handler(InvalidParameters)
+    async def invalid_parameters(_request: Request, error: InvalidParameters) -> JSONResponse:
+        problems = [{"field": p.field, "message": str(p)} for p in error.problems]
+        first = error.problems[0]
+        return _error(422, str(first), field=first.field, problems=problems)
 
     @app.exception_handler(RequestValidationError)
     async def validation(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -68,6 +68,14 @@ class InvalidConfig(GnomonError, ValueError):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
+class InvalidParameters(GnomonError, ValueError):
+    """A run request's parameters do not fit the deployment's flow; nothing was queued."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
 def check_name(kind: str, value: str) -> str:
     """``value`` if it can be a deployment, tag or token name, else InvalidName."""
     if (
@@ -122,6 +130,26 @@ class PauseResult:
 
 def no_daemon(_kind: str) -> None:
     """A nudge that does nothing: the daemon finds the change at its next poll."""
+
+
+def check_parameters(deployment: Row, requested: dict[str, Any]) -> None:
+    """InvalidParameters unless ``requested``, over the deployment's own parameters, fits
+    its flow's stored parameter schema: every name one the flow takes, every value of its
+    JSON type. A deployment stored before its flow was checked has no schema, and its
+    requests are left to the run's own validation. The one check of a run request's
+    parameters: the CLI, the API (and the dashboard's forms) all go through it."""
+    schema = deployment.get("parameter_schema")
+    if not requested or not schema:
+        return
+    from gnomon.deployments import ConfigProblem
+    from gnomon.deployments._parameters import request_problems
+
+    found = request_problems(schema, requested, deployment["parameters"] or {})
+    if found:
+        name = deployment["name"]
+        raise InvalidParameters(
+            [ConfigProblem(None, name, field, value, message) for field, value, message in found]
+        )
 
 
 class Operations:
@@ -201,7 +229,9 @@ class Operations:
             raise InvalidConfig(result.problems)
         from gnomon._settings import find_config_file
 
-        synced = sync_deployments(self.store, result.config.deployments, datetime.now(UTC))
+        synced = sync_deployments(
+            self.store, result.config.deployments, datetime.now(UTC), schemas=result.schemas
+        )
         source = config_path or find_config_file()
         self.store.record_audit(
             self.actor,
@@ -235,8 +265,10 @@ class Operations:
         self, name: str, parameters: dict[str, Any] | None = None, force: bool = False
     ) -> Row:
         """Request a run of deployment ``name`` now, with its parameters updated by
-        ``parameters``. The daemon applies the overlap policy unless ``force``."""
+        ``parameters``. The daemon applies the overlap policy unless ``force``.
+        InvalidParameters if they do not fit the flow (see ``check_parameters``)."""
         deployment = self.deployment(name)
+        check_parameters(deployment, parameters or {})
         merged = {**(deployment["parameters"] or {}), **(parameters or {})}
         row = self._requested_run(deployment, merged, "manual", force=force)
         self.store.create_requested_run(row, self.actor, "run")

@@ -197,7 +197,13 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+        from gnomon.api._operations import (
+            Conflict,
+            InvalidConfig,
+            InvalidName,
+            InvalidParameters,
+            UnknownName,
+        )
 
         try:
             return fn(*args, **kwargs)
@@ -209,6 +215,10 @@ def reports_errors(fn: F) -> F:
             raise BadInput(
                 f"{len(error.problems)} problem(s) in the config; nothing applied"
             ) from None
+        except InvalidParameters as error:
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            raise BadInput(f"{len(error.problems)} problem(s) in the parameters; no run") from None
         except Conflict as error:
             raise OperationFailed(str(error)) from None
 
