@@ -335,19 +335,32 @@ class WorkerPool:
                 worker.terminate(now, self.kill_grace)
             worker.enforce(now, self.kill_grace)
 
-    def _spawn_missing(self) -> None:
-        self._relays = [relay for relay in self._relays if relay.is_alive()]
+    def _missing_workers(self, now: float) -> tuple[TemplateProcess | None, int]:
+        """The template to fork from and how many workers the pool lacks now."""
         template = self._templates.ready()
-        while template is not None and self._needs_workers():
+        if template is None or not self._needs_workers() or now < self._spawn_after:
+            return None, 0
+        return template, self.size - sum(not worker.retiring for worker in self._workers.values())
+
+    def _spawn(self, template: TemplateProcess, count: int) -> None:
+        """Fork ``count`` workers from ``template``. Without the lock: a fork waits for the
+        template's answer, which must not hold up ``submit`` and ``cancel`` (a template
+        stopped with SIGSTOP would hold them for ``ANSWER_TIMEOUT``)."""
+        self._relays = [relay for relay in self._relays if relay.is_alive()]
+        for _ in range(count):
             try:
                 worker = self._started(lambda output: WorkerProcess.start(template, output))
             except OSError as error:
-                self._note_early_death(f"could not start a worker process: {error}")
+                with self._lock:
+                    self._note_early_death(f"could not start a worker process: {error}")
                 return
-            self._workers[worker.pid] = worker
-            self._selector.register(worker.channel, selectors.EVENT_READ, (worker, False))
-            if worker.exit_fd is not None:
-                self._selector.register(worker.exit_fd, selectors.EVENT_READ, (worker, True))
+            with self._lock:
+                self._workers[worker.pid] = worker
+                self._selector.register(worker.channel, selectors.EVENT_READ, (worker, False))
+                if worker.exit_fd is not None:
+                    self._selector.register(worker.exit_fd, selectors.EVENT_READ, (worker, True))
+                if not self._accepting:  # stopped meanwhile: it will get no run
+                    worker.retire(time.monotonic(), self.kill_grace)
 
     def _started(self, start: Callable[[int], _P]) -> _P:
         """``start(fd)`` a process whose stdout and stderr go to ``fd``, relayed to the log
@@ -384,8 +397,9 @@ class WorkerPool:
     def _supervise(self) -> None:
         """Start, watch and reap the workers until the pool is stopped and they are gone.
 
-        Workers are started from this thread only: their PR_SET_PDEATHSIG fires when the
-        thread that started them exits, and this one outlives them all.
+        Templates are started from this thread only: their PR_SET_PDEATHSIG fires when the
+        thread that started them exits, and this one outlives them all (and each worker's
+        fires when its template exits).
         """
         while True:
             with self._lock:
@@ -396,9 +410,12 @@ class WorkerPool:
                 failed = self._templates.tend(now, self._accepting and now >= self._spawn_after)
                 if failed is not None:
                     self._note_early_death(failed)
-                if self._needs_workers() and now >= self._spawn_after:
-                    self._spawn_missing()
+                template, missing = self._missing_workers(now)
                 wait = self._next_wait(now)
+            if template is not None:
+                self._spawn(template, missing)
+                with self._lock:
+                    wait = self._next_wait(time.monotonic())
             try:
                 self._handle(self._selector.select(wait))
             except Exception:  # a bug here must not leave runs unsupervised

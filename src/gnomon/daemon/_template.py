@@ -10,11 +10,12 @@ The pool starts ``python -m gnomon.daemon._template --parent PID --control FD --
 FD is one end of a SOCK_SEQPACKET socket pair (one message per datagram):
 
 - template to daemon: ``{"ready": pid, "failed": {entrypoint: why}}`` once warm;
-  ``{"forked": pid}`` per worker, with the worker's pidfd attached (SCM_RIGHTS) where the
+  ``{"forked": pid, "request": n}`` per worker, with its pidfd attached (SCM_RIGHTS) where the
   kernel has pidfds; ``{"exited": pid, "returncode": n}`` (negative: the signal) when a
   worker ends, since only the template, its parent, can reap it.
-- daemon to template: ``fork``, with the worker's stdin (read end), result channel and
-  output (write ends) attached. End of file: fork no more, and exit once every worker has.
+- daemon to template: ``{"fork": n}``, with the worker's stdin (read end), result channel
+  and output (write ends) attached; the answer carries ``"request": n``. End of file: fork
+  no more, and exit once every worker has.
 
 The template's stdout and stderr are relayed like a worker's. It holds no thread and no
 database connection when it forks; a flow module that started a thread at import is named
@@ -127,6 +128,7 @@ def _fork_workers(control: socket.socket, wake: tuple[int, int]) -> int | None:
                 accepting = False
                 selector.unregister(control)
                 continue
+            request = json.loads(message).get("fork")
             if len(fds) != _FORK_FDS:
                 _close(fds)
                 continue
@@ -138,7 +140,7 @@ def _fork_workers(control: socket.socket, wake: tuple[int, int]) -> int | None:
                 return _become_worker(template, control, wake, fds)
             children.add(pid)
             _close(fds)
-            _report_fork(control, pid)
+            _report_fork(control, pid, request)
     return None
 
 
@@ -161,10 +163,10 @@ def _become_worker(
     return channel
 
 
-def _report_fork(control: socket.socket, pid: int) -> None:
+def _report_fork(control: socket.socket, pid: int, request: Any) -> None:
     """Tell the daemon about the new worker, with a pidfd: opened here, before this process
     can reap the worker, it names exactly that process even if the pid is reused later."""
-    message = json.dumps({"forked": pid}).encode()
+    message = json.dumps({"forked": pid, "request": request}).encode()
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):  # no pidfds (not Linux, or a kernel before 5.3)

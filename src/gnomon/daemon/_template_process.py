@@ -42,6 +42,7 @@ class TemplateProcess:
     failed: dict[str, str] = field(default_factory=dict)  # flows it could not import
     workers: set[int] = field(default_factory=set)  # forked and not yet waited for
     _exits: dict[int, int] = field(default_factory=dict)
+    _requests: int = 0  # fork requests sent; answers name theirs
 
     @classmethod
     def start(cls, preload: list[str], env: dict[str, str], stdout: int) -> TemplateProcess:
@@ -80,14 +81,17 @@ class TemplateProcess:
     def fork(self, fds: Sequence[int]) -> tuple[int, int | None]:
         """Fork a worker on ``fds`` (its stdin, result channel and output); its pid and
         pidfd (None without pidfds). OSError if the template cannot."""
-        socket.send_fds(self.control, [b"fork"], list(fds))
+        self._requests += 1
+        socket.send_fds(self.control, [json.dumps({"fork": self._requests}).encode()], list(fds))
         deadline = time.monotonic() + ANSWER_TIMEOUT
         while True:
             message, received = self._receive(deadline)
-            if "forked" in message:
+            if message.get("request") == self._requests:
                 pid = int(message["forked"])
                 self.workers.add(pid)
                 return pid, received[0] if received else None
+            # Else the answer to a request given up on: that worker's pipes are closed here,
+            # so it exits at once, unknown to the pool.
             _close(received)
             self._note(message)
 
@@ -111,18 +115,13 @@ class TemplateProcess:
         self.workers.discard(pid)
         return self._exits.pop(pid, None)
 
-    def close(self, kill: bool = False) -> None:
-        """Close its socket (it exits once its workers have) and reap it; ``kill`` first.
-        Closing it again does nothing more."""
-        if kill:
-            self.process.kill()  # a no-op once it is reaped
+    def close(self) -> None:
+        """End it and reap it: the pool closes a template only once it has no worker left
+        (or has died), so there is nothing to wait for. Closing it again does nothing."""
         self.control.close()
         self.gone = True
-        try:
-            self.process.wait(ANSWER_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.process.kill()  # a no-op once it is reaped
+        self.process.wait()
 
     def _receive(self, deadline: float | None) -> tuple[dict[str, Any], list[int]]:
         """The next message (waiting until ``deadline``; None: not at all). ConnectionError
@@ -192,7 +191,7 @@ class Templates:
         self._tend_candidate(now)
         current = self.current
         if current is not None and not current.ready and now >= current.deadline:
-            self._drop(current, kill=True)
+            self._drop(current)
             return f"worker template {current.pid} did not import its flows in {WARM_TIMEOUT:g} s"
         if current is None and start_current:
             try:
@@ -204,7 +203,7 @@ class Templates:
     def _tend_candidate(self, now: float) -> None:
         if self._wanted is not None:
             if self.candidate is not None:
-                self._drop(self.candidate, kill=True)  # a newer reload supersedes it
+                self._drop(self.candidate)  # a newer reload supersedes it
             wanted, self._wanted = self._wanted, None
             try:
                 self.candidate = self._launch(wanted)
@@ -213,7 +212,7 @@ class Templates:
         candidate = self.candidate
         if candidate is not None and not candidate.ready and now >= candidate.deadline:
             _not_reloaded(f"the new worker template did not import its flows in {WARM_TIMEOUT:g} s")
-            self._drop(candidate, kill=True)
+            self._drop(candidate)
 
     def next_deadline(self) -> float | None:
         """When a template not yet warm must be."""
@@ -228,8 +227,9 @@ class Templates:
         if template is self.candidate:
             return self._candidate_news(template), None
         if template is self.current and template.gone:
+            why = _ended(template)
             self._drop(template)
-            return False, _ended(template)
+            return False, why
         if template in self.retired and template.gone:
             self._drop(template)  # its workers end with it; the pool reaps them
         return False, None
@@ -249,7 +249,7 @@ class Templates:
         if candidate.gone or (candidate.ready and candidate.failed):
             failed = (f"{entrypoint}: {error}" for entrypoint, error in candidate.failed.items())
             _not_reloaded(_ended(candidate) if candidate.gone else "; ".join(failed))
-            self._drop(candidate, kill=True)
+            self._drop(candidate)
             return False
         if not candidate.ready:
             return False
@@ -272,10 +272,10 @@ class Templates:
         self._selector.register(template.control, selectors.EVENT_READ, template)
         return template
 
-    def _drop(self, template: TemplateProcess, kill: bool = False) -> None:
+    def _drop(self, template: TemplateProcess) -> None:
         with contextlib.suppress(KeyError, ValueError):  # unregistered already
             self._selector.unregister(template.control)
-        template.close(kill=kill)
+        template.close()
         for slot in ("current", "candidate"):
             if getattr(self, slot) is template:
                 setattr(self, slot, None)
@@ -287,7 +287,8 @@ def _ended(template: TemplateProcess) -> str:
     from gnomon.daemon._worker_process import exit_description
 
     try:
-        code = template.process.wait(ANSWER_TIMEOUT)
+        # Its socket closes as it exits, a moment before it can be waited for.
+        code = template.process.wait(1.0)
     except subprocess.TimeoutExpired:
         return f"worker template process {template.pid} closed its socket"
     return exit_description(template.pid, code, "worker template process")
