@@ -44,13 +44,16 @@ def request_problems(
 
 def _type_problems(schema: Mapping[str, Any], values: dict[str, Any]) -> Iterator[Problem]:
     from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
 
     # Required names were checked against the merged parameters; here only the values.
     validator = Draft202012Validator({**schema, "required": []})
     order = {key: index for index, key in enumerate(values)}
     errors = validator.iter_errors(values)
-    for error in sorted(errors, key=lambda e: order.get(e.path[0] if e.path else "", -1)):
-        path = ".".join(str(part) for part in error.path)
+    for found in sorted(errors, key=lambda e: order.get(e.path[0] if e.path else "", -1)):
+        # Into an anyOf the value's type fits (a list of the wrong items, not "not null").
+        error = best_match([found])
+        path = ".".join(str(part) for part in error.absolute_path)
         yield f"parameters.{path}", error.instance, _reason(error, path)
 
 
