@@ -328,14 +328,10 @@ class Daemon:
             return POLL_INTERVAL
         return min(POLL_INTERVAL, max(0.0, (due - _now()).total_seconds()))
 
-    def reload(self, result: LoadResult | None = None) -> None:
-        """Apply the config as ``result`` has it (else as loaded now): bad deployments are
-        reported and keep their last good version, the rest apply. The flow code is loaded
-        afresh only if every deployment's flow passed its check."""
-        from gnomon.deployments import load_config
-
-        if result is None:
-            result = load_config(self.config_path)
+    def reload(self, result: LoadResult) -> None:
+        """Apply the config as loaded (``ConfigLoads``): bad deployments are reported and
+        keep their last good version, the rest apply. The flow code is loaded afresh only
+        if every deployment's flow passed its check."""
         for problem in result.problems:
             log.error("config problem on reload: %s", problem, extra={"problem": str(problem)})
         slots = self.scheduler.slots()
