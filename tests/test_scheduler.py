@@ -392,7 +392,7 @@ def test_a_finished_run_is_summarised_from_its_dispatch_without_a_store_read(
     tmp_path, store
 ) -> None:
     from gnomon.daemon._pool import RunOutcome
-    from gnomon.daemon._service import run_summary
+    from gnomon.daemon._summary import run_summary
 
     scheduler, _ = make_scheduler(tmp_path, store, every_minute(jitter="30s"))
     [decision] = scheduler.fire_many([("job", at(0))], at(0))

@@ -20,12 +20,13 @@ from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
 from gnomon.api._auth import TokenAuth
-from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+from gnomon.api._operations import Conflict, InvalidName, UnknownName
 from gnomon.api._params import ApiError
 from gnomon.api._routes import router
 from gnomon.api._schemas import ErrorBody, Health
 
 if TYPE_CHECKING:
+    from gnomon.daemon._health import HealthStatus
     from gnomon.store import Store
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -39,6 +40,7 @@ def create_app(
     auth: bool = True,
     config_path: Path | None = None,
     dashboard_url: str | None = None,
+    health: Callable[[], HealthStatus] | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -46,7 +48,8 @@ def create_app(
     ``metrics_render`` gives ``/metrics``; ``config_path`` is the config ``POST /api/v1/apply``
     applies (never a path from the client); ``dashboard_url`` is where clients reach the API
     (the schema's server). ``auth=False`` serves every route without a token: callers bind
-    it to loopback only (``check_bind``).
+    it to loopback only (``check_bind``). ``health`` gives ``/healthz`` the daemon's health
+    (without it, a server that answers is "ok").
     """
     app = FastAPI(
         title="gnomon",
@@ -65,7 +68,7 @@ def create_app(
     app.state.config_path = config_path
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
     app.include_router(router)
-    _add_service_routes(app, metrics_render)
+    _add_service_routes(app, metrics_render, health)
     _add_error_handlers(app)
     app.add_middleware(TokenAuth, store=store, enabled=auth)
     return app
@@ -85,11 +88,29 @@ def route_table(app: FastAPI) -> list[tuple[str, str]]:
     )
 
 
-def _add_service_routes(app: FastAPI, metrics_render: Callable[[], bytes] | None) -> None:
-    @app.get("/healthz", tags=["service"], response_model=Health)
-    def healthz() -> dict[str, str]:
-        """Liveness, without a token: says "ok" and nothing else."""
-        return {"status": "ok"}
+def _add_service_routes(
+    app: FastAPI,
+    metrics_render: Callable[[], bytes] | None,
+    health: Callable[[], HealthStatus] | None,
+) -> None:
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        response_model=Health,
+        response_model_exclude_none=True,
+        responses={503: {"model": Health, "description": "The scheduling loop is stuck."}},
+    )
+    def healthz() -> Any:
+        """The daemon's health, without a token: "ok", "degraded" (200, still scheduling,
+        with the reason in general terms) or "stuck" (503), and the age of the loop's last
+        tick; nothing else."""
+        if health is None:
+            return {"status": "ok"}
+        status = health()
+        body = status.as_json()
+        if status.state.value == "stuck":
+            return JSONResponse(body, status_code=503)
+        return body
 
     @app.get(
         "/metrics",
@@ -141,13 +162,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_request: Request, error: Conflict) -> JSONResponse:
         return _error(409, str(error))
-
-    @app.exception_handler(InvalidConfig)
-    async def invalid_config(_request: Request, error: InvalidConfig) -> JSONResponse:
-        problems = [{"field": p.field, "message": str(p)} for p in error.problems]
-        return _error(
-            422, f"{len(problems)} problem(s) in the config; nothing applied", problems=problems
-        )
 
     @app.exception_handler(RequestValidationError)
     async def validation(_request: Request, error: RequestValidationError) -> JSONResponse:

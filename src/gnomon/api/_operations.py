@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import re
 import secrets
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,8 +26,6 @@ from gnomon.exceptions import GnomonError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from gnomon.deployments._load import ConfigProblem
-    from gnomon.deployments._sync import SyncResult
     from gnomon.store import Store
     from gnomon.store._values import Actor
 
@@ -37,6 +36,7 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _RUN_ID = re.compile(r"[0-9a-f]{4,32}")
 _TOKEN_PREFIX = "gnm_"
 FINAL_FAILURES = ("FAILED", "CRASHED", "CANCELLED", "TIMEDOUT")
+RELOAD_WAIT = 30.0  # seconds a reload request waits for the daemon's answer
 
 
 class InvalidName(GnomonError, ValueError):
@@ -60,12 +60,35 @@ class Conflict(GnomonError, RuntimeError):
     """The operation cannot apply to the target in its current state (a finished run)."""
 
 
-class InvalidConfig(GnomonError, ValueError):
-    """``apply`` found problems in the config; nothing was changed."""
+class ReloadNotAnswered(GnomonError, TimeoutError):
+    """The daemon did not answer a reload request in time (it may still apply it)."""
 
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
+    def __init__(self, request: int, timeout: float) -> None:
+        self.request = request
+        super().__init__(
+            f"the daemon has not answered reload request {request} within {timeout:g} s; "
+            "it may still apply it (see `gnomon audit`)"
+        )
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload (or an apply with no daemon) did: ``status`` is applied, partial or
+    refused; ``detail`` has added, removed, changed (fields by deployment), kept_last_good
+    and problems."""
+
+    status: str
+    detail: dict[str, Any]
+    request: int | None = None  # the reload request the daemon answered
+
+    @property
+    def exit_code(self) -> int:
+        """0 applied, 1 applied but for the deployments with problems, 2 nothing applied."""
+        return {"applied": 0, "partial": 1}.get(self.status, 2)
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.detail.get("problems") or [])
 
 
 def check_name(kind: str, value: str) -> str:
@@ -190,31 +213,47 @@ class Operations:
             self.nudge("poll")
         return PauseResult(changed, [name for name in names if name not in changed])
 
-    def apply(self, config_path: Path | None) -> SyncResult:
-        """Validate the config (flows imported) and sync it into the store; a running daemon
-        reloads it. Nothing changes if any problem is found."""
+    def reload(self, config_path: Path | None, timeout: float = RELOAD_WAIT) -> ReloadOutcome:
+        """Ask the running daemon to reload its config and wait for the outcome (see
+        ``gnomon.daemon._reload`` for the rule); ReloadNotAnswered after ``timeout``."""
+        request = self.store.request_reload(self.actor, str(config_path) if config_path else None)
+        self.nudge("poll")
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.store.read_reload(request)
+            if row is not None and row["status"] != "pending":
+                return ReloadOutcome(row["status"], row["detail"] or {}, request)
+            if time.monotonic() >= deadline:
+                raise ReloadNotAnswered(request, timeout)
+            time.sleep(0.05)
+
+    def apply(self, config_path: Path | None) -> ReloadOutcome:
+        """Register the config's deployments in the store when no daemon runs, under the
+        reload rule: problems not confined to one deployment change nothing; a deployment
+        with problems keeps its stored version; the rest applies."""
+        from gnomon._settings import find_config_file
         from gnomon.deployments import load_config
         from gnomon.deployments._sync import sync_deployments
 
         result = load_config(config_path)
-        if result.problems:
-            raise InvalidConfig(result.problems)
-        from gnomon._settings import find_config_file
-
-        synced = sync_deployments(self.store, result.config.deployments, datetime.now(UTC))
-        source = config_path or find_config_file()
-        self.store.record_audit(
-            self.actor,
-            "apply",
-            str(source) if source else None,
-            detail={
-                "added": synced.added,
-                "changed": synced.changed,
-                "removed": synced.removed,
-            },
+        problems = [str(problem) for problem in result.problems]
+        if any(not problem.confined for problem in result.problems):
+            return ReloadOutcome("refused", {"status": "refused", "problems": problems})
+        synced = sync_deployments(
+            self.store, result.config.deployments, datetime.now(UTC), keep=result.failed
         )
-        self.nudge("reload")
-        return synced
+        status = "partial" if problems else "applied"
+        detail = {
+            "status": status,
+            "added": synced.added,
+            "removed": synced.removed,
+            "changed": synced.fields,
+            "kept_last_good": sorted(result.failed),
+            "problems": problems,
+        }
+        source = config_path or find_config_file()
+        self.store.record_audit(self.actor, "apply", str(source) if source else None, None, detail)
+        return ReloadOutcome(status, detail)
 
     # Runs.
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gnomon.api import _schemas as s
 from gnomon.api._auth import request_actor
-from gnomon.api._operations import Operations
+from gnomon.api._operations import Operations, ReloadNotAnswered
 from gnomon.api._params import (
     AfterQuery,
     ApiError,
@@ -191,14 +191,31 @@ def _resumed(ops: Operations, names: list[str], reason: str | None) -> dict[str,
 @router.post(
     "/apply",
     response_model=s.ApplyResponse,
-    responses=_error_responses(409),
+    responses={
+        202: {"model": s.ApplyResponse, "description": "Not answered within the timeout."},
+        422: {"model": s.ApplyResponse, "description": "Refused: nothing was applied."},
+    },
     tags=["deployments"],
 )
-def apply_config(request: Request, ops: Ops) -> dict[str, Any]:
-    """Apply the daemon's own config file (as ``gnomon deployments apply``); the daemon
-    reloads it. With any problem nothing changes (422 listing them)."""
-    synced = ops.apply(request.app.state.config_path)
-    return dataclasses.asdict(synced)
+def apply_config(
+    request: Request,
+    ops: Ops,
+    timeout: Annotated[float, Query(gt=0, le=600)] = 30.0,
+) -> Any:
+    """Reload the daemon's own config file (as ``gnomon daemon reload``) and answer with
+    the outcome: "applied"; "partial" (the deployments with problems keep their last good
+    version); or "refused" with 422 (a problem not confined to one deployment: nothing
+    changed). If the daemon has not answered within ``timeout`` seconds: 202, "pending"
+    (it may still apply it; ``gnomon audit`` shows the outcome)."""
+    try:
+        outcome = ops.reload(request.app.state.config_path, timeout)
+    except ReloadNotAnswered as error:
+        body = {"status": "pending", "request": error.request}
+        return JSONResponse(s.ApplyResponse.model_validate(body).model_dump(), status_code=202)
+    body = {**outcome.detail, "status": outcome.status, "request": outcome.request}
+    if outcome.status == "refused":
+        return JSONResponse(s.ApplyResponse.model_validate(body).model_dump(), status_code=422)
+    return body
 
 
 @router.post(

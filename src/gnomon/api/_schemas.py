@@ -155,10 +155,17 @@ class ResumeResponse(BaseModel):
 
 
 class ApplyResponse(BaseModel):
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-    unchanged: list[str]
+    """A reload's outcome: applied, partial (``kept_last_good`` kept their last good
+    version), refused (nothing changed), with the problems found; or pending (the daemon
+    has not answered yet)."""
+
+    status: Literal["applied", "partial", "refused", "pending"]
+    request: int | None = None
+    added: list[str] = []
+    removed: list[str] = []
+    changed: dict[str, list[str]] = {}  # the fields that changed, by deployment
+    kept_last_good: list[str] = []
+    problems: list[str] = []
 
 
 class RunSummary(BaseModel):
@@ -257,4 +264,9 @@ class TokenCreated(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    """The daemon's health: "ok", "degraded" (still scheduling; ``reason`` says what
+    fails) or "stuck" (answered with 503), and how long ago its loop last ticked."""
+
+    status: Literal["ok", "degraded", "stuck"]
+    last_tick_age_seconds: float | None = None
+    reason: str | None = None

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
-    from gnomon.api._operations import Operations
+    from gnomon.api._operations import Operations, ReloadOutcome
     from gnomon.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,6 +99,17 @@ def config_option(fn: F) -> F:
     )(fn)
 
 
+def reload_timeout_option(fn: F) -> F:
+    """``--timeout`` of the commands that wait for a daemon's reload."""
+    return click.option(
+        "--timeout",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(0.1, 3600),
+        help="Seconds to wait for a running daemon's answer.",
+    )(fn)
+
+
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 
@@ -151,15 +163,20 @@ def cli_actor_name() -> str:
     return f"{sudo_user} (sudo as {user})" if sudo_user and sudo_user != user else user
 
 
+def daemon_holder() -> dict[str, Any] | None:
+    """The record of the daemon running on this store (pid, hostname, config), or None."""
+    from gnomon.daemon._lock import read_holder
+
+    return read_holder(store_home())
+
+
 def nudge_daemon(kind: str) -> None:
     """Ask the daemon holding this store's lock to poll the store now (SIGUSR1) or reload its
     config (SIGHUP). No daemon, or one on another host, finds the change on its own."""
     import signal
     import socket
 
-    from gnomon.daemon._lock import read_holder
-
-    holder = read_holder(store_home())
+    holder = daemon_holder()
     if not holder or holder.get("hostname") != socket.gethostname() or "pid" not in holder:
         return
     signum = signal.SIGHUP if kind == "reload" else signal.SIGUSR1
@@ -197,22 +214,41 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+        from gnomon.api._operations import Conflict, InvalidName, ReloadNotAnswered, UnknownName
 
         try:
             return fn(*args, **kwargs)
         except (InvalidName, UnknownName) as error:
             raise BadInput(str(error)) from None
-        except InvalidConfig as error:
-            for problem in error.problems:
-                click.echo(str(problem), err=True)
-            raise BadInput(
-                f"{len(error.problems)} problem(s) in the config; nothing applied"
-            ) from None
-        except Conflict as error:
+        except (Conflict, ReloadNotAnswered) as error:
             raise OperationFailed(str(error)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_reload(outcome: ReloadOutcome) -> NoReturn:
+    """Print a reload's (or an apply's) outcome and exit with its code: 0 all applied, 1
+    applied but for the deployments listed (they keep their last good version), 2 nothing
+    applied."""
+    detail = outcome.detail
+    for problem in outcome.problems:
+        click.echo(problem, err=True)
+    for label in ("added", "removed"):
+        for name in detail.get(label) or []:
+            click.echo(f"{label}: {name}")
+    for name, fields in sorted((detail.get("changed") or {}).items()):
+        click.echo(f"changed: {name} ({', '.join(fields)})")
+    for name in detail.get("kept_last_good") or []:
+        click.echo(f"kept last good version: {name}")
+    if outcome.status == "refused":
+        click.echo(f"{len(outcome.problems)} problem(s) in the config; nothing applied", err=True)
+    else:
+        counts = (
+            f"{len(detail.get('added') or [])} added, {len(detail.get('removed') or [])} removed, "
+            f"{len(detail.get('changed') or {})} changed"
+        )
+        click.echo(f"{outcome.status}: {counts}")
+    sys.exit(outcome.exit_code)
 
 
 def complete_deployments(

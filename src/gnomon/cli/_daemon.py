@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gnomon.cli._common import F, config_option, settings
+from gnomon.cli._common import (
+    F,
+    config_option,
+    json_option,
+    reload_timeout_option,
+    reports_errors,
+    settings,
+)
 
 if TYPE_CHECKING:
     from gnomon.daemon._detach import StartReport
@@ -148,27 +155,28 @@ def _released(pid: int, timeout: float) -> bool:
 @daemon_group.command("reload")
 @config_option
 @pidfile_option
+@reload_timeout_option
 @click.pass_context
-def daemon_reload(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
-    """Make the running daemon re-read its config (sends SIGHUP).
+@reports_errors
+def daemon_reload(
+    ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float
+) -> None:
+    """Make the running daemon re-read its config, and wait for the outcome.
+
+    A file that cannot be read or parsed, or a problem not confined to one deployment (two
+    deployments with one name, a broken include, a bad [daemon] or [[notify]] entry),
+    changes nothing: exit 2. A deployment with problems keeps its last good version while
+    the rest applies: exit 1, listing the problems. Everything applied: exit 0. The
+    outcome, with the fields each deployment changed, is in `gnomon audit`.
 
     \b
     Example:
       gnomon daemon reload
     """
-    from gnomon.cli._common import cli_actor_name, open_store
-    from gnomon.store._values import Actor
+    from gnomon.cli._common import operations, report_reload
 
-    pid = _running_pid(ctx, pidfile)
-    _signal(pid, signal.SIGHUP)
-    # Who asked; the daemon audits what the reload changed.
-    open_store().record_audit(
-        Actor(cli_actor_name(), "cli"),
-        "reload",
-        str(config) if config else None,
-        detail={"pid": pid},
-    )
-    click.echo(f"asked daemon {pid} to reload its config")
+    _running_pid(ctx, pidfile)
+    report_reload(operations().reload(config, timeout))
 
 
 @daemon_group.command("stop")
@@ -205,16 +213,40 @@ def daemon_stop(
 @daemon_group.command("status")
 @config_option
 @pidfile_option
+@json_option
 @click.pass_context
-def daemon_status(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
-    """Say whether a daemon is running (exit 0) or not (exit 3, as systemctl status).
+def daemon_status(
+    ctx: click.Context, config: Path | None, pidfile: Path | None, as_json: bool
+) -> None:
+    """Say whether a daemon is running and how it is: exit 0 when it runs and is ok, 1
+    when it is degraded (still scheduling, but the store or the disk is failing) or stuck
+    (its loop is not ticking: systemd's watchdog restarts it), 3 when none runs (as
+    systemctl status).
 
     \b
     Example:
       gnomon daemon status --pidfile /run/gnomon.pid
     """
+    from gnomon.cli._common import print_json
+    from gnomon.daemon._health import read_status
+    from gnomon.daemon._lock import LOCK_NAME
+
     pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
     if pid is None:
-        click.echo("gnomon daemon is not running")
+        if as_json:
+            print_json({"running": False})
+        else:
+            click.echo("gnomon daemon is not running")
         sys.exit(3)
-    click.echo(f"gnomon daemon is running (pid {pid})")
+    health = read_status(settings().home / LOCK_NAME)
+    if as_json:
+        print_json({"running": True, "pid": pid, **(health.as_json(detail=True) if health else {})})
+    elif health is None:
+        click.echo(f"gnomon daemon is running (pid {pid}); its health is not known yet")
+    else:
+        age = health.last_tick_age
+        tick = "" if age is None else f", last tick {age:.1f} s ago"
+        why = f": {health.reason}" if health.reason else ""
+        detail = f" ({health.detail})" if health.detail else ""
+        click.echo(f"gnomon daemon is running (pid {pid}): {health.state.value}{why}{detail}{tick}")
+    sys.exit(0 if health is None or health.state.value == "ok" else 1)

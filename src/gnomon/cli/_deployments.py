@@ -17,6 +17,7 @@ from gnomon.cli._common import (
     operations,
     print_json,
     print_table,
+    reload_timeout_option,
     reports_errors,
 )
 
@@ -226,26 +227,30 @@ def deployments_validate(config_file: Path | None, config: Path | None, no_impor
 
 @deployments_group.command("apply")
 @config_option
+@reload_timeout_option
 @reports_errors
-def deployments_apply(config: Path | None) -> None:
-    """Register the config's deployments in the store; a running daemon reloads them.
+def deployments_apply(config: Path | None, timeout: float) -> None:
+    """Apply the config's deployments: a running daemon reloads its config (as `gnomon
+    daemon reload` does) and this waits for its outcome; with no daemon running, they are
+    registered in the store for the next start.
 
-    The config is checked first (flows imported); with any problem nothing changes and the
-    exit code is 2. Removed deployments stop scheduling and keep their history.
+    The rule is a reload's: a file that cannot be read or parsed, or a problem not confined
+    to one deployment (two deployments with one name, a broken include, a bad [daemon] or
+    [[notify]] entry), changes nothing (exit 2); a deployment with problems keeps its last
+    good version and the rest applies (exit 1, listing the problems); else exit 0.
+    Removed deployments stop scheduling and keep their history.
 
     \b
     Example:
       gnomon deployments apply --config /etc/gnomon/config.toml
     """
-    synced = operations().apply(config)
-    for label, names in (
-        ("added", synced.added),
-        ("changed", synced.changed),
-        ("removed", synced.removed),
-    ):
-        for name in names:
-            click.echo(f"{label}: {name}")
-    click.echo(
-        f"applied: {len(synced.added)} added, {len(synced.changed)} changed, "
-        f"{len(synced.removed)} removed, {len(synced.unchanged)} unchanged"
-    )
+    from gnomon.cli._common import daemon_holder, report_reload
+
+    holder = daemon_holder()
+    if holder is None:
+        click.echo("no gnomon daemon is running on this store: registering the deployments")
+        report_reload(operations().apply(config))
+    daemon_config = holder.get("config")
+    if config is not None and daemon_config and Path(daemon_config) != config.absolute():
+        click.echo(f"note: the daemon reloads its own config, {daemon_config}", err=True)
+    report_reload(operations().reload(config, timeout))

@@ -285,14 +285,20 @@ def follow_run(run_id: str, timeout: float | None = None) -> int:
     store = open_store()
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
-    while True:
+
+    def print_new_states() -> None:
+        nonlocal seen
         states = store.read_states(flow_run_id=run_id)
         for state in states[seen:]:
             message = f": {state['message']}" if state["message"] else ""
             click.echo(f"{state['name']}{message}")
         seen = len(states)
+
+    while True:
+        print_new_states()
         row = store.read_flow_run(run_id)
         if row is not None and row["state_type"] in FINAL:
+            print_new_states()  # the final state may have landed since the first read
             if row["state_type"] != "COMPLETED" and row["error_type"]:
                 click.echo(f"{row['error_type']}: {row['error_message']}", err=True)
             return 0 if row["state_type"] == "COMPLETED" else 1

@@ -9,17 +9,18 @@ notifications are delivered on their own threads, so reporting never delays sche
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask
 
 if TYPE_CHECKING:
+    from gnomon.daemon._health import HealthStatus
     from gnomon.daemon._metrics import DaemonMetrics
     from gnomon.daemon._notify import Notifier
     from gnomon.daemon._pool import WorkerPool
     from gnomon.daemon._scheduler import Scheduler
-    from gnomon.daemon._service import RunSummary
+    from gnomon.daemon._summary import RunSummary
     from gnomon.daemon._tracking import Decision
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
@@ -31,7 +32,12 @@ class RunReporter:
     """Turns finished runs and schedule decisions into log lines, metrics and notifications."""
 
     def __init__(
-        self, store: Store, config: GnomonConfig, scheduler: Scheduler, pool: WorkerPool
+        self,
+        store: Store,
+        config: GnomonConfig,
+        scheduler: Scheduler,
+        pool: WorkerPool,
+        health: Callable[[], HealthStatus] | None = None,
     ) -> None:
         from gnomon.daemon._metrics import DaemonMetrics
 
@@ -41,6 +47,7 @@ class RunReporter:
             busy=pool.busy_count,
             idle=pool.idle_count,
             deployments=self._deployment_counts,
+            health=health,
         )
         outcomes = store.read_last_outcomes()
         # The deployment's previous finished run's state type: a completed run after a

@@ -171,6 +171,13 @@ class DaemonConfig(Policies):
     # it without tokens, which only a loopback address allows.
     api: str | None = "127.0.0.1:8787"
     api_auth: StrictBool = True
+    # The scheduling loop not ticking for this long is "stuck": /healthz answers 503 and
+    # the systemd watchdog is no longer fed, so systemd restarts the daemon.
+    stuck_after: PositiveDuration = timedelta(seconds=5)
+    # A dead man's switch (healthchecks-style): pinged every heartbeat_interval while the
+    # daemon is not stuck, so a dead machine is noticed from outside.
+    heartbeat_url: str | None = None
+    heartbeat_interval: PositiveDuration = timedelta(seconds=60)
 
     @field_validator("api")
     @classmethod
@@ -199,6 +206,13 @@ class DaemonConfig(Policies):
         if not is_http_url(value):
             raise ValueError('must be an http(s) URL, like "https://gnomon.example.com"')
         return value.rstrip("/")
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _check_heartbeat_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_http_url(value):
+            raise ValueError('must be an http(s) URL, like "https://hc-ping.com/<uuid>"')
+        return value
 
     @field_validator("log_file")
     @classmethod

@@ -43,6 +43,8 @@ class SyncResult:
     changed: list[str]
     removed: list[str]
     unchanged: list[str]
+    # The definition's columns that changed, by changed deployment ("schedule", "policies").
+    fields: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 def sync_deployments(
@@ -113,6 +115,8 @@ class _Plan:
         """The columns to update, and which result list the deployment belongs in."""
         wanted = definition(deployment)
         values = {column: wanted[column] for column in DEFINITION if row[column] != wanted[column]}
+        if values:
+            self.result.fields[deployment.name] = sorted(values)
         if deployment.anchor is not None and row["anchor"] != deployment.anchor:
             values["anchor"] = deployment.anchor
         elif deployment.schedule_kind == "interval" and row["anchor"] is None:

@@ -20,6 +20,7 @@ from gnomon.store._schema import (
     audit_log,
     concurrency_limits,
     concurrency_slots,
+    config_reloads,
     deployments,
     flow_runs,
     run_logs,
@@ -75,6 +76,57 @@ class ControlQueries(Queries):
         if since is not None:
             statement = statement.where(audit_log.c.timestamp >= since)
         return self._all(statement)
+
+    # Reload requests (see gnomon.daemon._reload).
+
+    def request_reload(self, actor: Actor, config: str | None) -> int:
+        """Ask the daemon to reload its config; returns the request's id, whose row the
+        daemon fills in with the outcome."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                config_reloads.insert(),
+                {
+                    "requested_at": utcnow(),
+                    "requested_by": actor.name,
+                    "origin": actor.origin,
+                    "status": "pending",
+                    "detail": {"config": config},
+                },
+            )
+            (request_id,) = result.inserted_primary_key or (None,)
+        assert isinstance(request_id, int)
+        return request_id
+
+    def read_pending_reloads(self) -> list[Row]:
+        """Reload requests not answered yet, oldest first."""
+        return self._all(
+            select(config_reloads)
+            .where(config_reloads.c.status == "pending")
+            .order_by(config_reloads.c.id)
+        )
+
+    def read_reload(self, request_id: int) -> Row | None:
+        return self._one(select(config_reloads).where(config_reloads.c.id == request_id))
+
+    def finish_reload(
+        self,
+        request_ids: Sequence[int],
+        actor: Actor,
+        status: str,
+        detail: dict[str, Any],
+        target: str | None,
+    ) -> None:
+        """Record a reload's outcome in its requests and, in the same transaction, the audit
+        log (by ``actor``: whoever asked first, or the daemon for a SIGHUP)."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            if request_ids:
+                connection.execute(
+                    update(config_reloads)
+                    .where(config_reloads.c.id.in_(list(request_ids)))
+                    .values(status=status, finished_at=now, detail=detail)
+                )
+            _audit(connection, actor, "reload", target, None, detail, now)
 
     # Deployments.
 
