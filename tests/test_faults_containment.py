@@ -421,3 +421,30 @@ def test_the_lines_a_worker_wrote_right_before_it_segfaulted_are_stored(
     assert any("Segmentation fault" in message for message in messages)  # faulthandler's
     stop(daemon)
     assert_invariants(store, gnomon_home)
+
+
+def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
+    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+) -> None:
+    if not cgroups_work():
+        pytest.skip("only the workers' cgroups outlive a killed daemon to say what is left")
+    pids_file = tmp_path / "pids"
+    config = contained_config(tmp_path, spawner(pids_file), daemon="workers = 1")
+    daemons.append(daemon := started(config, gnomon_home))
+    run_id = request_run(gnomon_home, config, "spawner")
+    pids = spawned(pids_file)
+
+    daemon.kill()  # its worker dies with it (parent-death signal); the run's processes not
+    daemon.wait(timeout=30)
+    assert any(map(running, pids))
+    daemons.append(restarted := started(config, gnomon_home))
+
+    none_running(pids)
+    said = re.search(
+        r"ended (\d+) processes that the runs of a dead daemon", restarted.output_path.read_text()
+    )
+    assert said, "the restarted daemon did not say what it ended"
+    assert int(said.group(1)) >= len(pids)
+    assert final(store, run_id)["state_name"] == "Crashed"
+    stop(restarted)
+    assert_invariants(store, gnomon_home)

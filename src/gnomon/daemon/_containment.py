@@ -197,12 +197,7 @@ class _CgroupTree(WorkerTree):
         self._closed = False
 
     def pids(self) -> list[int]:
-        if self._closed:
-            return []
-        try:
-            return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
-        except (OSError, ValueError):
-            return []
+        return [] if self._closed else [int(pid) for pid in _members(self.path)]
 
     def terminate(self) -> None:
         for pid in self.pids():
@@ -356,20 +351,35 @@ def _daemon_cgroup() -> tuple[Path | None, str]:
 
 
 def _remove_dead_daemons(here: Path) -> None:
-    """End and remove what daemons that died without stopping left in ``here``."""
+    """End and remove what daemons that died without stopping (SIGKILL) left in ``here``:
+    their workers died with them, but not what the workers' runs had started."""
     for path in here.glob("gnomon-*-*"):
         pid = path.name.split("-")[1]
         if not pid.isdigit() or _exists(int(pid)):
             continue
-        for child in [*_subgroups(path), path]:
-            _kill_cgroup(child)
+        groups = [*_subgroups(path), path]
+        left = sum(len(_members(group)) for group in groups)
+        for group in groups:
+            _kill_cgroup(group)
         deadline = time.monotonic() + CGROUP_EMPTY_WAIT
-        pending = [*_subgroups(path), path]
-        while pending and time.monotonic() < deadline:
-            pending = [each for each in pending if not _rmdir(each)]
-            if pending:
+        while groups and time.monotonic() < deadline:
+            groups = [group for group in groups if not _rmdir(group)]
+            if groups:
                 time.sleep(0.02)
-        log.warning("ended the workers' processes a dead daemon (pid %s) left in %s", pid, path)
+        if left:
+            log.warning(
+                "ended %d processes that the runs of a dead daemon (pid %s) left in %s",
+                left,
+                pid,
+                path,
+            )
+
+
+def _members(group: Path) -> list[str]:
+    try:
+        return (group / "cgroup.procs").read_text().split()
+    except OSError:
+        return []
 
 
 def _exists(pid: int) -> bool:
