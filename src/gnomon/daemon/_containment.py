@@ -143,7 +143,9 @@ class _ProcessTree(WorkerTree):
             return
         # The worker's death reparented its tree elsewhere: what is left of it is found
         # through the processes seen before (and their descendants), and its group.
-        self._known.pop(self.pid, None)
+        worker = self._known.pop(self.pid, None)
+        if worker is not None:
+            os.close(worker)
         for _ in range(MAX_KILL_ROUNDS):
             before = len(self._known)
             found = [pid for root in list(self._known) for pid in self._descendants(root)]

@@ -9,6 +9,7 @@ and nothing is installed: the filter goes on the run loggers at the first ``cap_
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 
@@ -20,9 +21,9 @@ TRUNCATED_FIELD = "log_truncated"  # set on the truncation record (and so in its
 class RunLogCap(logging.Filter):
     """A filter on the run loggers counting a run's records against its cap.
 
-    Below the cap a record costs two additions and a comparison. The record that would
-    pass the cap is replaced by the one truncation warning; later ones are dropped before
-    any handler formats them.
+    Below the cap a record costs a counter step, an addition and two comparisons. The
+    record that would pass the cap is replaced by the one truncation warning; later ones
+    are dropped before any handler formats them.
     """
 
     def __init__(self) -> None:
@@ -30,7 +31,8 @@ class RunLogCap(logging.Filter):
         self._lock = threading.Lock()
         self._lines: int | None = None
         self._bytes = 0
-        self._line_count = self._byte_count = 0
+        self._line_count = itertools.count(1)  # next() is atomic: no line past the cap
+        self._byte_count = 0  # may miss a little when threads race: bytes are approximate
         self._truncated = False
 
     def begin(self, lines: int | None, size: int | None) -> None:
@@ -38,7 +40,8 @@ class RunLogCap(logging.Filter):
         ``lines`` None, let everything through."""
         with self._lock:
             self._lines, self._bytes = lines, size if size is not None else 1 << 62
-            self._line_count = self._byte_count = 0
+            self._line_count = itertools.count(1)
+            self._byte_count = 0
             self._truncated = False
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -46,9 +49,9 @@ class RunLogCap(logging.Filter):
             return True
         if self._truncated:
             return False
-        self._line_count += 1
+        line = next(self._line_count)
         self._byte_count += _message_size(record)
-        if self._line_count <= self._lines and self._byte_count <= self._bytes:
+        if line <= self._lines and self._byte_count <= self._bytes:
             return True
         with self._lock:  # records come from the run's threads: one truncation line
             if self._truncated:
@@ -56,7 +59,7 @@ class RunLogCap(logging.Filter):
             self._truncated = True
             reached = (
                 f"{self._lines} lines (max_log_lines)"
-                if self._line_count > self._lines
+                if line > self._lines
                 else f"{self._bytes} bytes (max_log_bytes)"
             )
         logger = logging.getLogger(FLOW_RUN_LOGGER)
