@@ -88,38 +88,64 @@ FLOWS = textwrap.dedent(
 )
 
 
-def spawner(pids: Path, seconds: float = 600) -> str:
-    """A deployment of the spawner flow, which runs only when asked to."""
-    return f"""
-[[deployments]]
-name = "spawner"
-flow = "contained.py:spawner"
-interval = "1h"
-parameters = {{ pids = "{pids}", seconds = {seconds} }}
-"""
+def on_request(name: str, flow: str, policies: str = "") -> str:
+    """A deployment that runs only when asked to (its interval is an hour)."""
+    return (
+        f'\n[[deployments]]\nname = "{name}"\nflow = "contained.py:{flow}"\ninterval = "1h"\n'
+        f"{policies}\n"
+    )
 
 
-def contained_config(tmp_path: Path, deployments: str, daemon: str = "workers = 2") -> Path:
-    (tmp_path / "contained.py").write_text(FLOWS)
-    return write_config(tmp_path, deployments, daemon)
+def spawner(pids: Path, seconds: float = 600, policies: str = "") -> str:
+    """The spawner flow's deployment, writing its children's pids to ``pids``."""
+    return on_request(
+        "spawner", "spawner", f'parameters = {{ pids = "{pids}", seconds = {seconds} }}\n{policies}'
+    )
 
 
-def started(config: Path, home: Path, **env: str) -> DaemonProcess:
-    """A daemon on ``config``, once it is ready."""
-    daemon = start_daemon(config, home, **env)
-    for line in daemon.output_lines(timeout=60):
-        if "daemon ready" in line:
-            return daemon
-    daemon.kill()
-    raise AssertionError(f"the daemon did not start: {daemon.communicate()}")
+class Operator:
+    """Starts daemons over the flows above and asks them for runs, as an operator does."""
+
+    def __init__(self, tmp_path: Path, home: Path, daemons: list[DaemonProcess]) -> None:
+        self.tmp_path, self.home, self.daemons = tmp_path, home, daemons
+        self.config = tmp_path / "gnomon.toml"
+
+    def start(self, deployments: str = "", daemon: str = "workers = 1") -> DaemonProcess:
+        """A daemon on these deployments, once it is ready (the same config, if none)."""
+        if deployments:
+            (self.tmp_path / "contained.py").write_text(FLOWS)
+            self.config = write_config(self.tmp_path, deployments, daemon)
+            if "shutdown_grace" in daemon:  # instead of write_config's own
+                text = self.config.read_text().replace('shutdown_grace = "5s"\n', "", 1)
+                self.config.write_text(text)
+        process = start_daemon(self.config, self.home)
+        self.daemons.append(process)
+        for line in process.output_lines(timeout=60):
+            if "daemon ready" in line:
+                return process
+        process.kill()
+        raise AssertionError(f"the daemon did not start: {process.communicate()}")
+
+    def spawn(
+        self, policies: str = "", daemon: str = "workers = 1"
+    ) -> tuple[DaemonProcess, str, list[int]]:
+        """A daemon running the spawner flow once its child and grandchild run: the daemon,
+        the run's id, and their pids."""
+        pids_file = self.tmp_path / "pids"
+        process = self.start(spawner(pids_file, policies=policies), daemon=daemon)
+        run_id = self.run("spawner")
+        return process, run_id, spawned(pids_file)
+
+    def run(self, name: str) -> str:
+        """Ask for a run of ``name`` (``gnomon run``); its id."""
+        result = gnomon(self.home, "run", name, "--config", str(self.config))
+        assert result.returncode == 0, result.stderr
+        return re.search(r"run ([0-9a-f]{32})", result.stdout).group(1)  # type: ignore[union-attr]
 
 
-def request_run(home: Path, config: Path, name: str, **parameters: Any) -> str:
-    """Ask the daemon for a run of ``name`` as an operator does; the run's id."""
-    params = [f"--param={key}={json.dumps(value)}" for key, value in parameters.items()]
-    result = gnomon(home, "run", name, "--config", str(config), *params)
-    assert result.returncode == 0, result.stderr
-    return re.search(r"run ([0-9a-f]{32})", result.stdout).group(1)  # type: ignore[union-attr]
+@pytest.fixture
+def operator(tmp_path: Path, gnomon_home: Path, daemons: list) -> Operator:
+    return Operator(tmp_path, gnomon_home, daemons)
 
 
 def state_of(store: Store, run_id: str) -> str | None:
@@ -204,19 +230,13 @@ def containment_of(daemon: DaemonProcess) -> str:
 
 @pytest.mark.parametrize("mechanism", ["cgroup", "subreaper"])
 def test_a_timed_out_run_leaves_none_of_its_processes_behind(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list, mechanism: str
+    operator: Operator, gnomon_home: Path, store: Store, mechanism: str
 ) -> None:
     if mechanism == "cgroup" and not cgroups_work():
         pytest.skip("this machine gives the daemon no writable cgroup v2 group")
-    pids_file = tmp_path / "pids"
-    config = contained_config(
-        tmp_path,
-        spawner(pids_file) + 'timeout = "3s"\n',
-        daemon=f'workers = 1\ncontainment = "{mechanism}"',
+    daemon, run_id, pids = operator.spawn(
+        'timeout = "3s"', daemon=f'workers = 1\ncontainment = "{mechanism}"'
     )
-    daemons.append(daemon := started(config, gnomon_home))
-    run_id = request_run(gnomon_home, config, "spawner")
-    pids = spawned(pids_file)
 
     assert final(store, run_id)["state_name"] == "TimedOut"
     none_running(pids)
@@ -226,15 +246,11 @@ def test_a_timed_out_run_leaves_none_of_its_processes_behind(
 
 
 def test_a_cancelled_run_leaves_none_of_its_processes_behind(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+    operator: Operator, gnomon_home: Path, store: Store
 ) -> None:
-    pids_file = tmp_path / "pids"
-    config = contained_config(tmp_path, spawner(pids_file), daemon="workers = 1")
-    daemons.append(daemon := started(config, gnomon_home))
-    run_id = request_run(gnomon_home, config, "spawner")
-    pids = spawned(pids_file)
+    daemon, run_id, pids = operator.spawn()
 
-    cancel = gnomon(gnomon_home, "runs", "cancel", run_id, "--config", str(config))
+    cancel = gnomon(gnomon_home, "runs", "cancel", run_id, "--config", str(operator.config))
 
     assert cancel.returncode == 0, cancel.stderr
     assert final(store, run_id)["state_name"] == "Cancelled"
@@ -244,16 +260,9 @@ def test_a_cancelled_run_leaves_none_of_its_processes_behind(
 
 
 def test_a_run_still_going_when_the_daemon_stops_leaves_none_of_its_processes_behind(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+    operator: Operator, gnomon_home: Path, store: Store
 ) -> None:
-    pids_file = tmp_path / "pids"
-    config = contained_config(
-        tmp_path, spawner(pids_file), daemon='workers = 1\nshutdown_grace = "1s"'
-    )
-    config.write_text(config.read_text().replace('shutdown_grace = "5s"\n', ""))
-    daemons.append(daemon := started(config, gnomon_home))
-    run_id = request_run(gnomon_home, config, "spawner")
-    pids = spawned(pids_file)
+    daemon, run_id, pids = operator.spawn(daemon='workers = 1\nshutdown_grace = "1s"')
 
     stop(daemon)
 
@@ -263,13 +272,12 @@ def test_a_run_still_going_when_the_daemon_stops_leaves_none_of_its_processes_be
 
 
 def test_what_a_finished_run_left_running_is_killed_and_said_so_in_its_logs(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+    operator: Operator, tmp_path: Path, gnomon_home: Path, store: Store
 ) -> None:
     pids_file = tmp_path / "pids"
-    config = contained_config(tmp_path, spawner(pids_file, seconds=0), daemon="workers = 1")
-    daemons.append(daemon := started(config, gnomon_home))
+    daemon = operator.start(spawner(pids_file, seconds=0))
 
-    run_id = request_run(gnomon_home, config, "spawner")
+    run_id = operator.run("spawner")
 
     assert final(store, run_id)["state_name"] == "Completed"
     pids = [int(pid) for pid in pids_file.read_text().split()]
@@ -285,28 +293,38 @@ def test_what_a_finished_run_left_running_is_killed_and_said_so_in_its_logs(
     assert_invariants(store, gnomon_home)
 
 
-def test_a_run_above_its_memory_limit_is_crashed_while_other_deployments_keep_running(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
+    operator: Operator, gnomon_home: Path, store: Store
 ) -> None:
-    config = contained_config(
-        tmp_path,
-        """
-        [[deployments]]
-        name = "leaky"
-        flow = "contained.py:leaks"
-        interval = "1h"
-        memory_limit = "200MB"
+    if not cgroups_work():
+        pytest.skip("only the workers' cgroups outlive a killed daemon to say what is left")
+    daemon, run_id, pids = operator.spawn()
 
-        [[deployments]]
-        name = "ticker"
-        flow = "contained.py:tick"
-        interval = "1s"
-        """,
+    daemon.kill()  # its worker dies with it (parent-death signal); the run's processes not
+    daemon.wait(timeout=30)
+    assert any(map(running, pids))
+    restarted = operator.start()
+
+    none_running(pids)
+    said = re.search(
+        r"ended (\d+) processes that the runs of a dead daemon", restarted.output_path.read_text()
     )
-    daemons.append(daemon := started(config, gnomon_home))
+    assert said, "the restarted daemon did not say what it ended"
+    assert int(said.group(1)) >= len(pids)
+    assert final(store, run_id)["state_name"] == "Crashed"
+    stop(restarted)
+    assert_invariants(store, gnomon_home)
 
-    run_id = request_run(gnomon_home, config, "leaky")
-    crashed = final(store, run_id)
+
+def test_a_run_above_its_memory_limit_is_crashed_while_other_deployments_keep_running(
+    operator: Operator, gnomon_home: Path, store: Store
+) -> None:
+    ticker = '\n[[deployments]]\nname = "ticker"\nflow = "contained.py:tick"\ninterval = "1s"\n'
+    daemon = operator.start(
+        on_request("leaky", "leaks", 'memory_limit = "200MB"') + ticker, daemon="workers = 2"
+    )
+
+    crashed = final(store, operator.run("leaky"))
 
     assert crashed["state_name"] == "Crashed"
     message = crashed["state_message"]
@@ -326,23 +344,13 @@ def test_a_run_above_its_memory_limit_is_crashed_while_other_deployments_keep_ru
 
 
 def test_a_run_printing_100_mb_stores_and_relays_only_its_cap(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+    operator: Operator, gnomon_home: Path, store: Store
 ) -> None:
-    config = contained_config(
-        tmp_path,
-        """
-        [[deployments]]
-        name = "chatty"
-        flow = "contained.py:chatty"
-        interval = "1h"
-        max_log_lines = 1000
-        """,
-    )
-    daemons.append(daemon := started(config, gnomon_home))
+    daemon = operator.start(on_request("chatty", "chatty", "max_log_lines = 1000"))
     log_file = gnomon_home / "logs" / "gnomon.jsonl"
     before = log_file.stat().st_size, daemon.output_path.stat().st_size
 
-    run_id = request_run(gnomon_home, config, "chatty")
+    run_id = operator.run("chatty")
 
     assert final(store, run_id)["state_name"] == "Completed"
     out = stop(daemon)
@@ -362,21 +370,13 @@ def test_a_run_printing_100_mb_stores_and_relays_only_its_cap(
 
 
 def test_a_run_logging_past_its_cap_stores_the_cap_and_one_truncation_line(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+    operator: Operator, gnomon_home: Path, store: Store
 ) -> None:
-    config = contained_config(
-        tmp_path,
-        """
-        [[deployments]]
-        name = "verbose"
-        flow = "contained.py:verbose"
-        interval = "1h"
-        """,
-        daemon="workers = 1\nmax_log_lines = 500",
+    daemon = operator.start(
+        on_request("verbose", "verbose"), daemon="workers = 1\nmax_log_lines = 500"
     )
-    daemons.append(daemon := started(config, gnomon_home))
 
-    run_id = request_run(gnomon_home, config, "verbose")
+    run_id = operator.run("verbose")
 
     assert final(store, run_id)["state_name"] == "Completed"
     out = stop(daemon)
@@ -392,21 +392,11 @@ def test_a_run_logging_past_its_cap_stores_the_cap_and_one_truncation_line(
 
 
 def test_the_lines_a_worker_wrote_right_before_it_segfaulted_are_stored(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+    operator: Operator, gnomon_home: Path, store: Store
 ) -> None:
-    config = contained_config(
-        tmp_path,
-        """
-        [[deployments]]
-        name = "segfaults"
-        flow = "contained.py:segfaults"
-        interval = "1h"
-        """,
-        daemon="workers = 1",
-    )
-    daemons.append(daemon := started(config, gnomon_home))
+    daemon = operator.start(on_request("segfaults", "segfaults"))
 
-    run_id = request_run(gnomon_home, config, "segfaults")
+    run_id = operator.run("segfaults")
     crashed = final(store, run_id)
 
     assert (crashed["state_name"], crashed["signal"]) == ("Crashed", "SIGSEGV")
@@ -420,31 +410,4 @@ def test_the_lines_a_worker_wrote_right_before_it_segfaulted_are_stored(
     assert [message for message in messages if message.startswith("last words")] == expected[1:]
     assert any("Segmentation fault" in message for message in messages)  # faulthandler's
     stop(daemon)
-    assert_invariants(store, gnomon_home)
-
-
-def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
-    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
-) -> None:
-    if not cgroups_work():
-        pytest.skip("only the workers' cgroups outlive a killed daemon to say what is left")
-    pids_file = tmp_path / "pids"
-    config = contained_config(tmp_path, spawner(pids_file), daemon="workers = 1")
-    daemons.append(daemon := started(config, gnomon_home))
-    run_id = request_run(gnomon_home, config, "spawner")
-    pids = spawned(pids_file)
-
-    daemon.kill()  # its worker dies with it (parent-death signal); the run's processes not
-    daemon.wait(timeout=30)
-    assert any(map(running, pids))
-    daemons.append(restarted := started(config, gnomon_home))
-
-    none_running(pids)
-    said = re.search(
-        r"ended (\d+) processes that the runs of a dead daemon", restarted.output_path.read_text()
-    )
-    assert said, "the restarted daemon did not say what it ended"
-    assert int(said.group(1)) >= len(pids)
-    assert final(store, run_id)["state_name"] == "Crashed"
-    stop(restarted)
     assert_invariants(store, gnomon_home)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from gnomon.daemon._proctree import (
     MAX_KILL_ROUNDS,
     descendants,
+    exists,
     proportional,
     resident,
     signal_quietly,
@@ -357,7 +358,7 @@ def _remove_dead_daemons(here: Path) -> None:
     their workers died with them, but not what the workers' runs had started."""
     for path in here.glob("gnomon-*-*"):
         pid = path.name.split("-")[1]
-        if not pid.isdigit() or _exists(int(pid)):
+        if not pid.isdigit() or exists(int(pid)):
             continue
         groups = [*_subgroups(path), path]
         left = sum(len(_members(group)) for group in groups)
@@ -382,16 +383,6 @@ def _members(group: Path) -> list[str]:
         return (group / "cgroup.procs").read_text().split()
     except OSError:
         return []
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cgroup2_mount() -> Path | None:

@@ -171,6 +171,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie, or another user's, counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
+
+
 def signal_quietly(pid: int, signum: int) -> None:
     """Send ``signum`` to ``pid`` unless it is gone (or not ours to signal)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
