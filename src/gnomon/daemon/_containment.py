@@ -8,8 +8,8 @@ output and memory would be counted against a run that never started it.
 
 Two mechanisms, the first that works (``Containment.detect``, once per daemon):
 
-- **cgroup**: a cgroup v2 directory per worker under one per daemon
-  (``<the daemon's cgroup>/gnomon-<daemon pid>/worker-<pid>``). Every process the worker
+- **cgroup**: a cgroup v2 directory per worker under one per pool
+  (``<the daemon's cgroup>/gnomon-<daemon pid>-<id>/worker-<pid>``). Every process the worker
   starts stays in it whatever it does with sessions and parents, and ``cgroup.kill`` ends
   them all at once. It needs a cgroup v2 hierarchy whose part the daemon runs in is
   writable: root, or under systemd ``Delegate=yes``.
@@ -20,9 +20,9 @@ Two mechanisms, the first that works (``Containment.detect``, once per daemon):
   tree left in a new session when the worker itself died first (a crash, a SIGKILL) are out
   of reach.
 
-Without either (``none``: not Linux, or no ``/proc``), only the worker's process group is
-signalled. Whatever the mechanism, the worker kills what a run left behind at the run's end
-(``_proctree.end_leftovers``): a run's processes end with it.
+Without either (``none``: not Linux, no ``/proc``, or as configured), only the worker's
+process group is signalled. Whatever the mechanism, the worker kills what a run left behind
+at the run's end (``_proctree.end_leftovers``): a run's processes end with it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gnomon.daemon._proctree import (
     MAX_KILL_ROUNDS,
@@ -47,9 +46,7 @@ from gnomon.daemon._proctree import (
     signal_quietly,
     subreaper_problem,
 )
-
-if TYPE_CHECKING:
-    from gnomon.deployments import ContainmentMode
+from gnomon.deployments import ContainmentMode
 
 log = logging.getLogger("gnomon.daemon.pool")
 
@@ -72,7 +69,8 @@ class WorkerTree(abc.ABC):
 
     @abc.abstractmethod
     def terminate(self) -> None:
-        """SIGTERM every process of the tree but the worker (the pool signals the worker)."""
+        """SIGTERM the processes of the tree (the pool signals the worker itself, which may
+        or may not be among them)."""
 
     @abc.abstractmethod
     def kill(self) -> None:
@@ -244,10 +242,6 @@ class Containment:
     def detect(cls, requested: ContainmentMode | None = None) -> Containment:
         """The best mechanism that works here, ``requested`` (default: auto) or below it
         (cgroup, then subreaper, then none); why one is not used is in ``description``."""
-        # The config's models are imported here, not at the top: workers import this
-        # module for their side of it and never need them.
-        from gnomon.deployments import ContainmentMode
-
         requested = requested or ContainmentMode.AUTO
         reasons: list[str] = []
         if requested in (ContainmentMode.AUTO, ContainmentMode.CGROUP):
@@ -268,7 +262,7 @@ class Containment:
     def for_worker(self, pid: int) -> WorkerTree:
         """The tree of worker ``pid``, put in a cgroup of its own if the daemon uses them."""
         if self._base is None:
-            return _ProcessTree(pid, walk=self.mechanism != "none")
+            return _ProcessTree(pid, walk=self.mechanism is not ContainmentMode.NONE)
         path = self._base / f"worker-{pid}"
         try:
             with contextlib.suppress(FileExistsError):  # a worker of that pid, gone
@@ -298,7 +292,7 @@ class Containment:
         with self._lock:
             pending = [*self._leftover_dirs, *_subgroups(self._base), self._base]
             while pending and time.monotonic() < deadline:
-                for path in pending[:-1]:
+                for path in pending:
                     _kill_cgroup(path)
                 pending = [path for path in pending if not _rmdir(path)]
                 if pending:

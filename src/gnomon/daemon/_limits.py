@@ -4,14 +4,24 @@ The limits come from the run's deployment (``memory_limit``, ``max_log_lines``,
 ``max_log_bytes``, defaults from ``[daemon]``) and travel with the run to the pool: the pool
 watches the memory of the run's process tree, the worker caps what it logs, and the pool's
 relay of the worker's output caps what it prints (see ``_relay``).
+
+The pool's supervisor thread looks at a limited run's memory every ``MEMORY_CHECK_INTERVAL``
+(``due_memory_checks``, under the pool's lock), measures it outside the lock
+(``above_limits``), and ends the runs above their limit.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gnomon.daemon._containment import memory_over
+
 if TYPE_CHECKING:
+    from gnomon.daemon._containment import WorkerTree
+    from gnomon.daemon._worker_process import Assignment, WorkerProcess
     from gnomon.deployments import Policies
 
 # The pool looks at a limited run's memory at least this often (seconds).
@@ -57,3 +67,36 @@ def memory_exceeded(limit: int, used: int) -> str:
     """Why a run was ended for its memory, in the units the limit was written in."""
     binary = limit % _MIB == 0
     return f"memory limit {describe_size(limit, binary)} exceeded: {describe_size(used, binary)}"
+
+
+# A run due for a look at its memory: its worker, the run, its tree, its limit in bytes.
+MemoryCheck = tuple["WorkerProcess", "Assignment", "WorkerTree", int]
+
+
+def due_memory_checks(
+    workers: Iterable[WorkerProcess], now: float
+) -> tuple[list[MemoryCheck], float]:
+    """The runs of ``workers`` whose memory is due for a look at ``now`` (each given its
+    next look), and when the next look after these is due (``math.inf``: none)."""
+    due: list[MemoryCheck] = []
+    next_at = math.inf
+    for worker in workers:
+        run, tree = worker.run, worker.tree
+        if run is None or run.ending is not None or run.memory_check_at is None:
+            continue
+        limit = run.limits.memory if run.limits is not None else None
+        if run.memory_check_at <= now and tree is not None and limit is not None:
+            run.memory_check_at = now + MEMORY_CHECK_INTERVAL
+            due.append((worker, run, tree, limit))
+        next_at = min(next_at, run.memory_check_at)
+    return due, next_at
+
+
+def above_limits(due: list[MemoryCheck]) -> list[tuple[WorkerProcess, Assignment, str]]:
+    """Measure the runs ``due``; those above their limit, each with the reason to end it."""
+    above = []
+    for worker, run, tree, limit in due:
+        used = memory_over(tree, limit)
+        if used is not None:
+            above.append((worker, run, memory_exceeded(limit, used)))
+    return above

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import threading
@@ -32,8 +33,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gnomon.daemon._containment import Containment, memory_over
-from gnomon.daemon._limits import MEMORY_CHECK_INTERVAL, RunLimits, memory_exceeded
+from gnomon.daemon._containment import Containment
+from gnomon.daemon._limits import (
+    MEMORY_CHECK_INTERVAL,
+    RunLimits,
+    above_limits,
+    due_memory_checks,
+)
 from gnomon.daemon._relay import start_relay
 from gnomon.daemon._worker_process import (
     Assignment,
@@ -48,7 +54,6 @@ from gnomon.daemon._worker_process import (
 from gnomon.exceptions import GnomonError
 
 if TYPE_CHECKING:
-    from gnomon.daemon._containment import WorkerTree
     from gnomon.deployments import ContainmentMode
     from gnomon.store import Store
 
@@ -117,6 +122,7 @@ class WorkerPool:
         self._supervisor: threading.Thread | None = None
         self._relays: list[threading.Thread] = []
         self._stale: set[int] = set()  # workers to replace once their run ends
+        self._memory_check_at = math.inf  # the earliest check of a run's memory that is due
 
     # The daemon's side.
 
@@ -189,7 +195,8 @@ class WorkerPool:
             worker = self._hand_over(flow_run_id, timeout, limits)
             if worker is None:
                 self._ahead[flow_run_id] = (timeout, limits)
-        if worker is not None and worker.deadlines():
+        watched = timeout is not None or (limits is not None and limits.memory is not None)
+        if worker is not None and watched:
             self._wake()  # the supervisor's next wait must end by this run's deadline
         return True
 
@@ -308,6 +315,7 @@ class WorkerPool:
             worker.run = Assignment(flow_run_id, timeout, limits=limits)
             if limits is not None and limits.memory is not None:
                 worker.run.memory_check_at = worker.run.started + MEMORY_CHECK_INTERVAL
+                self._memory_check_at = min(self._memory_check_at, worker.run.memory_check_at)
             self._runs[flow_run_id] = worker
             return worker
         return None
@@ -397,30 +405,20 @@ class WorkerPool:
     def _check_memory(self, now: float) -> None:
         """End, Crashed, the runs whose tree is above their memory limit: measured outside
         the lock (a few reads in /proc per process), acted on under it."""
-        due: list[tuple[WorkerProcess, Assignment, WorkerTree, int]] = []
+        if now < self._memory_check_at:
+            return  # the usual case: no run with a memory limit is due for a look
         with self._lock:
-            for worker in self._workers.values():
-                run = worker.run
-                if run is None or run.ending is not None or worker.tree is None:
-                    continue
-                if run.memory_check_at is None or run.memory_check_at > now:
-                    continue
-                limit = run.limits.memory if run.limits is not None else None
-                if limit is not None:
-                    run.memory_check_at = now + MEMORY_CHECK_INTERVAL
-                    due.append((worker, run, worker.tree, limit))
-        measured = [
-            (worker, run, limit, memory_over(tree, limit)) for worker, run, tree, limit in due
-        ]
+            due, self._memory_check_at = due_memory_checks(self._workers.values(), now)
+        above = above_limits(due)
         with self._lock:
-            for worker, run, limit, used in measured:
-                if used is None or worker.run is not run or run.ending is not None:
-                    continue
-                run.ending, run.reason = Ending.MEMORY, memory_exceeded(limit, used)
+            for worker, run, reason in above:
+                if worker.run is not run or run.ending is not None:
+                    continue  # it ended meanwhile
+                run.ending, run.reason = Ending.MEMORY, reason
                 log.warning(
                     "run %s: %s; ending its worker",
                     run.flow_run_id,
-                    run.reason,
+                    reason,
                     extra={"flow_run_id": run.flow_run_id, "worker_pid": worker.pid},
                 )
                 worker.kill()
