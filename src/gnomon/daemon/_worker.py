@@ -202,7 +202,7 @@ def _mark_run(flow_run_id: str | None, cap: dict[str, int] | None = None) -> Non
     os.write(2, b"\n" + encode({RUN_MARKER: flow_run_id, **(cap or {})}))
 
 
-def log_cap(request: dict[str, Any]) -> dict[str, int] | None:
+def _requested_cap(request: dict[str, Any]) -> dict[str, int] | None:
     """The log cap a run request carries (``log_lines`` and ``log_bytes``), if any."""
     lines, size = request.get("log_lines"), request.get("log_bytes")
     if isinstance(lines, int) and isinstance(size, int):
@@ -215,7 +215,7 @@ def _begin_run(flow_run_id: str, request: dict[str, Any] | None) -> None:
     pool's relay applies to what it prints)."""
     from gnomon.flows._log_cap import cap_run_logs
 
-    cap = log_cap(request or {})
+    cap = _requested_cap(request or {})
     if cap is not None:
         cap_run_logs(cap["log_lines"], cap["log_bytes"])
     _mark_run(flow_run_id, cap)

@@ -207,7 +207,10 @@ class WorkerProcess:
         times = [t for t in (self.term_at, self.kill_at) if t is not None]
         run = self.run
         if run is not None and run.ending is None:
-            times.extend(t for t in (run.deadline, run.memory_check_at) if t is not None)
+            if run.deadline is not None:
+                times.append(run.deadline)
+            if run.memory_check_at is not None:
+                times.append(run.memory_check_at)
         return times
 
     def end_tree(self) -> None:
