@@ -24,6 +24,7 @@ from types import FrameType, TracebackType
 import daemon
 
 from gnomon.daemon._lock import locked_elsewhere
+from gnomon.daemon._proctree import exists
 from gnomon.exceptions import GnomonError
 
 _POLL_INTERVAL = 0.02
@@ -147,16 +148,6 @@ def detach(
             stream.reconfigure(line_buffering=True)  # a log file, not a terminal: flush lines
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    return True
-
-
 def _read(path: Path) -> tuple[int | None, bool]:
     """The pid in ``path`` (None if missing or unreadable) and whether a live daemon holds it."""
     try:
@@ -172,7 +163,7 @@ def _read(path: Path) -> tuple[int | None, bool]:
         pid = int(content)
     except ValueError:
         return None, False
-    return pid, held and pid > 0 and _alive(pid)
+    return pid, held and pid > 0 and exists(pid)
 
 
 def read_pidfile(path: Path) -> int | None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon.daemon._inbox import FireInbox
+from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._tracking import (
     Decision,
     DispatchedRun,
@@ -351,6 +352,7 @@ class Scheduler:
             slot.deployment.name,
             timeout.total_seconds() if timeout else None,
             timedelta(0) if requested else slot.offset,
+            RunLimits.of(slot.deployment),
         )
         heapq.heappush(self._waiting, waiting)
 
@@ -460,7 +462,7 @@ class Scheduler:
             )
             with self._lock:  # before submit: the run may end before submit returns
                 self._dispatched[waiting.flow_run_id] = dispatched
-            if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout):
+            if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout, waiting.limits):
                 with self._lock:
                     del self._dispatched[waiting.flow_run_id]
                 held.append(waiting)

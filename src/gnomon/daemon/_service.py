@@ -172,6 +172,7 @@ class Daemon:
             kill_grace=daemon.kill_grace.total_seconds(),
             on_finished=self._on_finished,
             log_sink=_forward_worker_line,
+            containment=daemon.containment,
         )
         # The workers import their flows while the daemon syncs and recovers.
         self.pool.launch()

@@ -15,18 +15,21 @@ from gnomon.deployments._load import (
 )
 from gnomon.deployments._models import (
     Catchup,
+    ContainmentMode,
     DaemonConfig,
     Deployment,
     GnomonConfig,
     NotifyEvent,
     NotifyTarget,
     Overlap,
+    Policies,
 )
 from gnomon.deployments._sync import SyncResult, sync_deployments
 
 __all__ = [
     "Catchup",
     "ConfigProblem",
+    "ContainmentMode",
     "DaemonConfig",
     "Deployment",
     "GnomonConfig",
@@ -34,6 +37,7 @@ __all__ = [
     "NotifyEvent",
     "NotifyTarget",
     "Overlap",
+    "Policies",
     "SyncResult",
     "load_config",
     "load_config_or_raise",

@@ -50,6 +50,16 @@ class Overlap(StrEnum):
     CANCEL_PREVIOUS = "cancel_previous"
 
 
+class ContainmentMode(StrEnum):
+    """How the daemon keeps a run's processes from outliving it (``[daemon] containment``):
+    ``auto`` uses the best that works on the machine (cgroup, then subreaper, then none)."""
+
+    AUTO = "auto"
+    CGROUP = "cgroup"  # a cgroup v2 group per worker, ended with cgroup.kill
+    SUBREAPER = "subreaper"  # workers are child subreapers; trees found in /proc
+    NONE = "none"  # only the worker's process group is signalled
+
+
 class Catchup(StrEnum):
     """Which fire times missed while the daemon was down still run."""
 
@@ -123,6 +133,12 @@ class Policies(BaseModel):
     jitter: Duration = timedelta(0)
     timeout: PositiveDuration | None = None
     retries: Annotated[StrictInt, Field(ge=0)] = 0
+    # A run whose process tree's resident memory goes above it is ended, Crashed (None: no
+    # limit); unlike max_memory_per_worker, which only recycles a worker between runs.
+    memory_limit: Annotated[ByteSize, Field(gt=0)] | None = None
+    # What a run may log and print before the rest is dropped ("log truncated").
+    max_log_lines: Annotated[StrictInt, Field(ge=1)] = 10_000
+    max_log_bytes: Annotated[ByteSize, Field(gt=0)] = ByteSize(10_000_000)
 
     def policies(self) -> dict[str, Any]:
         """The policies as JSON-able values (durations in seconds), as the store keeps them."""
@@ -137,6 +153,8 @@ def _jsonable(value: Any) -> Any:
         return value.total_seconds()
     if isinstance(value, StrEnum):
         return value.value
+    if isinstance(value, ByteSize):
+        return int(value)
     return value
 
 
@@ -165,6 +183,7 @@ class DaemonConfig(Policies):
     shutdown_grace: Duration = timedelta(seconds=30)
     kill_grace: Duration = timedelta(seconds=10)
     log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
+    containment: ContainmentMode = ContainmentMode.AUTO
     # Where operators reach the dashboard; notifications link to {public_url}/runs/{id}.
     public_url: str = "http://127.0.0.1:8787"
     # The HTTP API's "host:port", or "off" (kept as None) for none; api_auth = false serves

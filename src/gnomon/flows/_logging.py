@@ -36,7 +36,7 @@ ROOT_LOGGER = "gnomon"
 FLOW_RUN_LOGGER = "gnomon.flow_runs"
 TASK_RUN_LOGGER = "gnomon.task_runs"
 ENGINE_LOGGER = "gnomon.engine"
-_STORED_LOGGERS = (FLOW_RUN_LOGGER, TASK_RUN_LOGGER, ENGINE_LOGGER)
+STORED_LOGGERS = (FLOW_RUN_LOGGER, TASK_RUN_LOGGER, ENGINE_LOGGER)
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -274,7 +274,7 @@ def configure_logging(force: bool = False) -> None:
         # Run logs are stored from INFO whatever the stderr threshold; DEBUG only on demand.
         stored_level = min(level, logging.INFO)
         store = _StoreHandler(stored_level)
-        for name in _STORED_LOGGERS:
+        for name in STORED_LOGGERS:
             _install(name, store, stored_level)
         _configured = True
 
