@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gnomon.cli._common import F, config_option, settings
+from gnomon._files import private_directory
+from gnomon.cli._common import F, changes_store, check_store_owner, config_option, settings
 
 if TYPE_CHECKING:
     from gnomon.daemon._detach import StartReport
@@ -45,6 +46,7 @@ def daemon_group(
     ctx.obj["pidfile"] = pidfile
     if ctx.invoked_subcommand is not None:
         return
+    check_store_owner()
     from gnomon.daemon import run_daemon
 
     if detach:
@@ -71,7 +73,7 @@ def _detach(pidfile: Path) -> StartReport:
         sys.exit(1)
     # Output before logging is configured (and tracebacks) lands here instead of /dev/null.
     output = home / "logs" / "daemon-output.log"
-    output.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    private_directory(output.parent)
     report = StartReport()
     if report.launch() is not None:
         code, message = report.wait()
@@ -149,6 +151,7 @@ def _released(pid: int, timeout: float) -> bool:
 @config_option
 @pidfile_option
 @click.pass_context
+@changes_store
 def daemon_reload(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
     """Make the running daemon re-read its config (sends SIGHUP).
 
