@@ -22,19 +22,22 @@ from gnomon.deployments._models import (
     NotifyTarget,
     Overlap,
 )
-from gnomon.deployments._sync import SyncResult, sync_deployments
+from gnomon.deployments._sync import Comparison, Drift, SyncResult, compare, sync_deployments
 
 __all__ = [
     "Catchup",
+    "Comparison",
     "ConfigProblem",
     "DaemonConfig",
     "Deployment",
+    "Drift",
     "GnomonConfig",
     "LoadResult",
     "NotifyEvent",
     "NotifyTarget",
     "Overlap",
     "SyncResult",
+    "compare",
     "load_config",
     "load_config_or_raise",
     "sync_deployments",
