@@ -527,6 +527,24 @@ def test_deployments_list_says_where_the_edited_file_and_the_running_daemon_disa
     assert "steady" in after_stop.stdout
 
 
+def test_deployments_list_with_a_config_that_does_not_parse_shows_the_store_alone(
+    tmp_path: Path,
+) -> None:
+    home = made_store(tmp_path)
+    config = tmp_path / "gnomon.toml"
+    config.write_text(config.read_text().replace("[[deployments]]", "[[deployments]", 1))
+
+    listed = gnomon(home, "deployments", "list", "--config", str(config), "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    (ticker,) = json.loads(listed.stdout)
+    # Not "not in file": what the file holds is unknown, not removed.
+    assert (ticker["name"], ticker["loaded"], ticker["in_config"]) == ("ticker", True, None)
+    assert ticker["config_drift"] is None
+    assert "invalid TOML" in listed.stderr
+    assert "cannot compare with" in listed.stderr
+
+
 NOTIFY = """
 [[notify]]
 name = "ops"

@@ -85,13 +85,24 @@ def _compared(config: Path | None, store: Any) -> tuple[list[Comparison], Path |
     from gnomon.deployments import Comparison, compare, load_config
 
     stored = store.read_deployments()
+    alone = [Comparison(row["name"], None, row, None) for row in stored]
     config_file = config or find_config_file()
     if config_file is None:
-        return [Comparison(row["name"], None, row, None) for row in stored if row["active"]], None
+        return alone, None
     result = load_config(config_file, check_flows=False)
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
+    if any(_whole_file(problem) for problem in result.problems):
+        # Its deployments are unknown, not removed: comparing would say "not in file".
+        click.echo(f"warning: cannot compare with {config_file}: it does not parse", err=True)
+        return alone, None
     return compare(result.config.deployments, result.failed, stored), config_file
+
+
+def _whole_file(problem: Any) -> bool:
+    """Whether ``problem`` is with a file as a whole (unreadable, invalid TOML, a broken
+    include), not with one deployment, target or setting."""
+    return problem.deployment is None and problem.notify is None and problem.field is None
 
 
 def _view(
