@@ -10,7 +10,7 @@ One switch shares them with a group instead: a directory with the setgid bit (``
 2750``). The kernel gives what is created in it the directory's group (and a directory
 its setgid bit, so the rule carries down), and gnomon makes files 0640 and directories
 2750 there: the group reads, only the owner writes. Secrets (the results' signing key, the
-API token) stay 0600 even then.
+API token) are made 0600 by their own code, even then.
 
 SQLite creates the ``-wal`` and ``-shm`` files with the database file's permission bits
 (and, run as root, with its owner), so creating the database file privately before SQLite
@@ -76,15 +76,13 @@ def private_directory(path: Path) -> Path:
     return path
 
 
-def open_private(path: Path | str, flags: int = os.O_RDWR, *, secret: bool = False) -> int:
+def open_private(path: Path | str, flags: int = os.O_RDWR) -> int:
     """Open ``path`` (a descriptor), creating it, and its directory, with gnomon's modes if
-    it does not exist. ``secret`` keeps a new file 0600 even in a group-shared directory.
-
-    A file that exists is opened as it is: its mode is its owner's choice.
-    """
+    it does not exist. A file that exists is opened as it is: its mode is its owner's
+    choice."""
     path = Path(path)
     private_directory(path.parent)
-    mode = PRIVATE.file if secret else modes_in(path.parent).file
+    mode = modes_in(path.parent).file
     flags &= ~(os.O_CREAT | os.O_EXCL)
     while True:
         try:

@@ -110,15 +110,15 @@ def _owner_problem() -> tuple[str, StoreOwnedByAnotherUser | None]:
 def _readable_url() -> str:
     """The store's URL for a command that reads it. Any user the files let read may do
     that, as another user than the owner too (SQLite gives the journal files it may create
-    the database's owner when run as root); but only the owner may create the store or
-    upgrade its schema, so another user reads only a current SQLite store."""
+    the database's owner when run as root); but only the owner may create a SQLite store
+    or upgrade its schema, so another user reads only a current one."""
     import sqlite3
 
-    from gnomon.store._lite import open_lite
+    from gnomon.store._lite import open_lite, sqlite_file
 
     url, problem = _owner_problem()
-    if problem is None:
-        return url
+    if problem is None or (problem.owner is not None and sqlite_file(url) is None):
+        return url  # a database server's store: reading it creates no file here
     try:
         lite = open_lite(url) if problem.owner is not None else None
     except sqlite3.Error:
