@@ -323,7 +323,6 @@ def configure_daemon_logging(log_file: Path | None, max_bytes: int = 0, keep: in
     ``log_format=auto``). The file is rotated past ``max_bytes`` (0: never), keeping
     ``keep`` older files, and reopened when logrotate moves it or on ``reopen_daemon_log``.
     """
-    from gnomon._files import private_directory
     from gnomon._settings import get_settings
 
     configure_logging(force=True)
@@ -342,8 +341,7 @@ def configure_daemon_logging(log_file: Path | None, max_bytes: int = 0, keep: in
         outputs: list[logging.Handler] = []
         if log_file is None or not stdout_json:
             outputs.append(stdout)
-        if log_file is not None:
-            private_directory(log_file.parent)
+        if log_file is not None:  # created private, its directory too (gnomon._files)
             to_file = LogFile(log_file, max_bytes, keep, echo=stdout if stdout_json else None)
             to_file.setLevel(level)
             to_file.setFormatter(_formatter("json"))
