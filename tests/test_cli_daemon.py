@@ -27,7 +27,6 @@ from gnomon.cli import main
 from gnomon.daemon._detach import read_pidfile
 from gnomon.daemon._lock import read_holder
 from gnomon.deployments import load_config, sync_deployments
-from gnomon.scheduling import CronTrigger
 from gnomon.store import Store
 from test_daemon import INTERVAL_TICK, completed, start_daemon, wait_for, write_config
 
@@ -156,39 +155,38 @@ def pidfiles(gnomon_home: Path) -> Iterator[list[Path]]:
 # gnomon deployments list
 
 
-def test_deployments_list_before_any_sync_shows_schedule_timezone_paused_and_next_fire(
+def test_deployments_list_before_any_sync_shows_the_files_deployments_as_not_loaded(
     tmp_path: Path, gnomon_home: Path, store
 ) -> None:
     config = write_config(tmp_path, SCHEDULES)
-    nightly = CronTrigger("30 2 * * *", "America/New_York")
-    start = datetime.now(UTC)
     listed = gnomon(gnomon_home, "deployments", "list", "--config", str(config))
     as_json = gnomon(gnomon_home, "deployments", "list", "--config", str(config), "--json")
-    end = datetime.now(UTC)
 
     assert listed.returncode == 0, listed.stderr
     header, *rows = table(listed.stdout)
-    assert header == ["NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT_FIRE", "LAST_RUNS"]
-    assert [row[:4] for row in rows] == [
-        ["nightly", "cron 30 2 * * *", "America/New_York", "no"],
-        ["quarterly", "interval 15m", "-", "no"],
+    assert header == [
+        *("NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT_FIRE", "LAST_RUNS", "CONFIG")
     ]
-    assert utc(rows[0][4]) in {nightly.next_fire(start), nightly.next_fire(end)}
-    # Not registered yet: an interval counts from now, as it will from its registration.
-    assert start + timedelta(minutes=15) - MS <= utc(rows[1][4]) <= end + timedelta(minutes=15)
+    # Nothing schedules them yet, so nothing fires them: no next fire.
+    assert rows == [
+        ["nightly", "cron 30 2 * * *", "America/New_York", "no", "-", "-", "not loaded"],
+        ["quarterly", "interval 15m", "-", "no", "-", "-", "not loaded"],
+    ]
+    assert "no daemon is running on this store" in listed.stderr
 
     assert as_json.returncode == 0, as_json.stderr
     listed_json = json.loads(as_json.stdout)
     assert [item["name"] for item in listed_json] == ["nightly", "quarterly"]
     for item in listed_json:
         assert {"name", "schedule", "timezone", "paused", "next_fire"} <= item.keys()
+        assert (item["next_fire"], item["loaded"], item["in_config"]) == (None, False, True)
+        assert (item["config_drift"], item["changed_fields"]) == ("not_loaded", [])
     first, second = listed_json
     assert (first["schedule"], first["timezone"], first["paused"]) == (
         "cron 30 2 * * *",
         "America/New_York",
         False,
     )
-    assert utc(first["next_fire"]) in {nightly.next_fire(start), nightly.next_fire(end)}
     assert (second["schedule"], second["timezone"], second["paused"]) == (
         "interval 15m",
         None,
@@ -214,8 +212,8 @@ def test_deployments_list_shows_a_deployment_paused_in_the_store_with_no_next_fi
 
     assert listed.returncode == 0, listed.stderr
     _, nightly_row, quarterly_row = table(listed.stdout)
-    assert nightly_row == ["nightly", "cron 30 2 * * *", "America/New_York", "yes", "-"]
-    assert quarterly_row[3] == "no"
+    assert nightly_row == ["nightly", "cron 30 2 * * *", "America/New_York", "yes", "-", "-", "ok"]
+    assert (quarterly_row[3], quarterly_row[5:]) == ("no", ["-", "ok"])
     # The stored anchor, not the time of listing, places an interval's fires.
     expected = {quarterly.next_fire(start), quarterly.next_fire(end)}
     assert any(near(quarterly_row[4], fire) for fire in expected)

@@ -140,6 +140,8 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
         url_env = "OPS_WEBHOOK"
         events = ["failed", "recovered"]
         """,
+        # The API is off in these tests: links need public_url then.
+        daemon='workers = 2\npublic_url = "https://gnomon.example.com"',
     )
     daemons.append(start_daemon(config, gnomon_home, OPS_WEBHOOK=receiver.url("hook")))
 
@@ -157,7 +159,7 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
         "Failed",
     )
     assert "the CRM is down" in failed["text"]
-    assert failed["url"].endswith(f"/runs/{failed['run_id']}")
+    assert failed["url"] == f"https://gnomon.example.com/runs/{failed['run_id']}"
     assert store.read_flow_run(failed["run_id"])["state_name"] == "Failed"
     # The engine's line for a failed run stays in its logs, traceback included.
     stored = [log["message"] for log in store.read_logs(flow_run_id=failed["run_id"])]

@@ -607,3 +607,21 @@ def test_a_daemon_stopped_for_seconds_catches_up_by_its_policy_without_duplicate
     for name in ("d0", "d1"):
         assert_every_fire_once(database, name, SECOND)
     assert_store_sound(database)
+
+
+def test_sigusr2_reopens_the_log_file_that_logrotate_moved_away(
+    tmp_path: Path, gnomon_home: Path, daemons: list[Any]
+) -> None:
+    config = write_config(tmp_path, MINUTELY)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_ready(daemon)
+    log_file = gnomon_home / "logs" / "gnomon.jsonl"
+    assert "daemon ready" in log_file.read_text()
+    log_file.rename(log_file.with_suffix(".jsonl.1"))
+
+    daemon.send_signal(signal.SIGUSR2)  # logrotate's postrotate
+    wait_for(log_file.exists, what="the log file opened anew")
+    stop(daemon)
+    assert "daemon stopped" in log_file.read_text()
+    assert "daemon stopped" not in log_file.with_suffix(".jsonl.1").read_text()

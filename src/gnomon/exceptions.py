@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -79,6 +80,33 @@ class FlowRunNotRunnable(GnomonError, RuntimeError):
 
 class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
+
+
+class StoreOwnedByAnotherUser(GnomonError, PermissionError):
+    """A command that would change the store runs as another user than the store's owner.
+
+    Files it created (a lock file, a migration's) would belong to that user, and the
+    daemon, running as the owner, could not open them. ``owner`` is None when the store
+    cannot even be looked at.
+    """
+
+    def __init__(self, path: Path, owner: int | None, user: int) -> None:
+        from gnomon._files import user_name
+
+        self.path = path
+        self.owner = owner
+        self.user = user
+        who = user_name(user)
+        if owner is None:
+            super().__init__(f"{path}: permission denied for user {who}")
+            return
+        owner_name = user_name(owner)
+        super().__init__(
+            f"{path} belongs to user {owner_name}, and this command runs as {who}: "
+            f"run it as the store's owner (sudo -u {owner_name} gnomon ...), so that every "
+            "file it creates stays one the daemon can open; commands that only read may "
+            "run as any user allowed to read the store"
+        )
 
 
 class TerminationSignal(BaseException):

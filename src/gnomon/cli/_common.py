@@ -16,6 +16,7 @@ import click
 if TYPE_CHECKING:
     from gnomon._settings import Settings
     from gnomon.api._operations import Operations, ReloadOutcome
+    from gnomon.exceptions import StoreOwnedByAnotherUser
     from gnomon.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +50,7 @@ def open_store() -> Store:
     need the store, and this keeps them within their 300 ms."""
     from gnomon.store import store_at
 
-    return store_at(_location()[1])
+    return store_at(_readable_url())
 
 
 def fast_store() -> Store:
@@ -61,8 +62,85 @@ def fast_store() -> Store:
     """
     from gnomon.store._lite import open_lite
 
-    lite = open_lite(_location()[1])
+    lite = open_lite(_readable_url())
     return cast("Store", lite) if lite is not None else open_store()
+
+
+class NotTheStoreOwner(click.ClickException):
+    """The command would create files in a store another user owns: exit 1, one line."""
+
+    exit_code = 1
+
+
+def changes_store(fn: F) -> F:
+    """For commands that change the store (or run the daemon on it): refuse, in one line
+    and with exit code 1, when run as another user than the store's owner, say root under
+    sudo on a store the ``gnomon`` user owns. The lock and journal files such a command
+    creates would be root's, and the daemon could no longer open them."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check_store_owner()
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_store_owner() -> None:
+    problem = _owner_problem()[1]
+    if problem is not None:
+        raise NotTheStoreOwner(str(problem))
+
+
+def _owner_problem() -> tuple[str, StoreOwnedByAnotherUser | None]:
+    """The store's URL, and why this user is not its owner (None if it is, or if there is
+    no store yet: then this user creates it)."""
+    from gnomon._files import check_owner
+    from gnomon.exceptions import StoreOwnedByAnotherUser
+    from gnomon.store._lite import sqlite_file
+
+    home, url = _location()
+    try:
+        check_owner(sqlite_file(url), home)
+    except StoreOwnedByAnotherUser as error:
+        return url, error
+    return url, None
+
+
+def _readable_url() -> str:
+    """The store's URL for a command that reads it. Any user the files let read may do
+    that, as another user than the owner too (SQLite gives the journal files it may create
+    the database's owner when run as root); but only the owner may create a SQLite store
+    or upgrade its schema, so another user reads only a current one."""
+    import sqlite3
+
+    from gnomon.store._lite import open_lite, sqlite_file
+
+    url, problem = _owner_problem()
+    if problem is None or (problem.owner is not None and sqlite_file(url) is None):
+        return url  # a database server's store: reading it creates no file here
+    try:
+        lite = open_lite(url) if problem.owner is not None else None
+    except sqlite3.Error:
+        lite = None
+    if lite is None:
+        raise NotTheStoreOwner(_unreadable(problem))
+    lite.close()
+    return url
+
+
+def _unreadable(problem: StoreOwnedByAnotherUser) -> str:
+    from gnomon._files import user_name
+
+    if problem.owner is None:
+        return str(problem)
+    owner = user_name(problem.owner)
+    return (
+        f"{problem.path} belongs to user {owner}, and this command runs as "
+        f"{user_name(problem.user)}: it cannot read the store, or the store is missing or "
+        f"needs a schema upgrade, which only its owner may do (sudo -u {owner} gnomon ...)"
+    )
 
 
 def _location() -> tuple[Path, str]:

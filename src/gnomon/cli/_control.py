@@ -11,6 +11,7 @@ import click
 from gnomon.cli._common import (
     BadInput,
     F,
+    changes_store,
     complete_deployments,
     config_option,
     json_option,
@@ -81,6 +82,7 @@ def _with_targets(fn: F) -> F:
 @click.option("--cancel-running", is_flag=True, help="Also cancel their running runs.")
 @json_option
 @reports_errors
+@changes_store
 def pause_command(
     config: Path | None,
     names: tuple[str, ...],
@@ -130,6 +132,7 @@ def pause_command(
 @_with_targets
 @json_option
 @reports_errors
+@changes_store
 def resume_command(
     config: Path | None,
     names: tuple[str, ...],
@@ -177,6 +180,7 @@ def limits_group() -> None:
 @click.argument("tag")
 @click.argument("limit", type=int)
 @reports_errors
+@changes_store
 def limit_set(config: Path | None, tag: str, limit: int) -> None:
     """Allow at most LIMIT running tasks tagged TAG (0 blocks them).
 
@@ -219,6 +223,7 @@ def limit_ls(config: Path | None, as_json: bool) -> None:
 @config_option
 @click.argument("tag")
 @reports_errors
+@changes_store
 def limit_rm(config: Path | None, tag: str) -> None:
     """Remove the limit on TAG.
 
@@ -273,6 +278,7 @@ def token_group() -> None:
 @click.argument("name")
 @click.option("--read-only", is_flag=True, help="May read, never change anything.")
 @reports_errors
+@changes_store
 def token_create(config: Path | None, name: str, read_only: bool) -> None:
     """Create a token and print it: store it now, it is not shown again.
 
@@ -312,6 +318,7 @@ def token_ls(config: Path | None, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @reports_errors
+@changes_store
 def token_revoke(config: Path | None, name: str) -> None:
     """Revoke a token: requests with it fail from now on.
 

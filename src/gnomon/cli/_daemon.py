@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gnomon._files import private_directory
 from gnomon.cli._common import (
     F,
+    changes_store,
+    check_store_owner,
     config_option,
     json_option,
     reload_timeout_option,
@@ -52,6 +55,7 @@ def daemon_group(
     ctx.obj["pidfile"] = pidfile
     if ctx.invoked_subcommand is not None:
         return
+    check_store_owner()
     from gnomon.daemon import run_daemon
 
     if detach:
@@ -78,7 +82,7 @@ def _detach(pidfile: Path) -> StartReport:
         sys.exit(1)
     # Output before logging is configured (and tracebacks) lands here instead of /dev/null.
     output = home / "logs" / "daemon-output.log"
-    output.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    private_directory(output.parent)
     report = StartReport()
     if report.launch() is not None:
         code, message = report.wait()
@@ -157,6 +161,7 @@ def _released(pid: int, timeout: float) -> bool:
 @pidfile_option
 @reload_timeout_option
 @click.pass_context
+@changes_store
 @reports_errors
 def daemon_reload(
     ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float

@@ -57,8 +57,8 @@ def logs_command(
     count: int | None,
     as_json: bool,
 ) -> None:
-    """Print run and daemon logs from the store, oldest first; -f follows new ones, also
-    from runs that start later.
+    """Print run and daemon logs from the store in time order, oldest first; -f follows new
+    ones, also from runs that start later.
 
     \b
     Examples:
@@ -70,6 +70,7 @@ def logs_command(
     from gnomon.cli._common import operations
     from gnomon.cli._runs import parse_since
     from gnomon.store import LogQuery
+    from gnomon.store._values import in_time_order
 
     if count is not None and count < 0:
         raise click.BadParameter(f"-n must be at least 0, got {count}", param_hint="-n")
@@ -93,8 +94,9 @@ def logs_command(
             time.sleep(FOLLOW_POLL)
             rows = store.search_logs(_after(query, last_id), 1000, newest=False)
             if rows:
-                last_id = rows[-1]["id"]
-                _print(rows, as_json)
+                last_id = rows[-1]["id"]  # id order: the cursor
+                # Each batch in time order; a line stored late shows when it arrives.
+                _print(in_time_order(rows), as_json)
     except KeyboardInterrupt:
         return
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from gnomon.cli._common import (
+    changes_store,
     complete_deployments,
     config_option,
     fast_store,
@@ -182,6 +183,7 @@ def _print_run(view: dict[str, Any]) -> None:
 @click.argument("run_id", metavar="RUN")
 @click.option("--reason", help="Why, for the audit log and the run's state message.")
 @reports_errors
+@changes_store
 def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
     """Cancel a run: a waiting one at once, a running one within a second (its worker is
     stopped, SIGTERM then SIGKILL). Exit 1 if it has already finished.
@@ -202,6 +204,7 @@ def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
 @click.argument("run_id", metavar="RUN")
 @click.option("--wait", is_flag=True, help="Follow the new run; exit 0 if it completes, else 1.")
 @reports_errors
+@changes_store
 def runs_retry(config: Path | None, run_id: str, wait: bool) -> None:
     """Run a finished run's deployment again with the same parameters, as a new run.
 
@@ -235,6 +238,7 @@ def runs_retry(config: Path | None, run_id: str, wait: bool) -> None:
     help="With --wait: give up waiting after this many seconds (exit 1; the run goes on).",
 )
 @reports_errors
+@changes_store
 def run_command(
     config: Path | None,
     name: str,
@@ -285,20 +289,16 @@ def follow_run(run_id: str, timeout: float | None = None) -> int:
     store = open_store()
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
-
-    def print_new_states() -> None:
-        nonlocal seen
+    while True:
+        # The row before its states: a final state committed in between is then among the
+        # states printed (the other way round, the run could end unprinted).
+        row = store.read_flow_run(run_id)
         states = store.read_states(flow_run_id=run_id)
         for state in states[seen:]:
             message = f": {state['message']}" if state["message"] else ""
             click.echo(f"{state['name']}{message}")
         seen = len(states)
-
-    while True:
-        print_new_states()
-        row = store.read_flow_run(run_id)
         if row is not None and row["state_type"] in FINAL:
-            print_new_states()  # the final state may have landed since the first read
             if row["state_type"] != "COMPLETED" and row["error_type"]:
                 click.echo(f"{row['error_type']}: {row['error_message']}", err=True)
             return 0 if row["state_type"] == "COMPLETED" else 1

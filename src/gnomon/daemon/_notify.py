@@ -34,7 +34,6 @@ from gnomon.deployments import NotifyEvent, NotifyTarget
 
 log = logging.getLogger("gnomon.daemon.notify")
 
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8787"
 _MAX_MESSAGE = 300  # characters of an error message in the one-line text
 
 # The final states that are failures, by state name; other names go by their state type.
@@ -73,14 +72,17 @@ class Notification:
     signal: str | None = None
     parameters: Mapping[str, Any] | None = field(default=None, compare=False)
 
-    def link(self, public_url: str) -> str:
-        """The dashboard page of the run, or of the deployment when there is no run."""
+    def link(self, public_url: str | None) -> str | None:
+        """The page of the run, or of the deployment when there is no run, on the API or
+        dashboard at ``public_url``; None without one (no API and no ``public_url``)."""
+        if public_url is None:
+            return None
         base = public_url.rstrip("/")
         if self.run_id is not None:
             return f"{base}/runs/{self.run_id}"
         return f"{base}/deployments/{self.deployment}"
 
-    def text(self, public_url: str) -> str:
+    def text(self, public_url: str | None) -> str:
         """One line for Slack (and whatever reads Slack's format): what, which, why, link."""
         what = {
             NotifyEvent.TIMED_OUT: "timed out",
@@ -88,8 +90,11 @@ class Notification:
         }.get(self.event, self.event.value)
         why = self._reason()
         label = f"run {self.run_id[:8]}" if self.run_id else "deployment"
-        line = f"{_EMOJI[self.event]} {self.deployment} {what}{': ' + why if why else ''}"
-        return f"{_slack_escape(line)} (<{self.link(public_url)}|{label}>)"
+        line = _slack_escape(
+            f"{_EMOJI[self.event]} {self.deployment} {what}{': ' + why if why else ''}"
+        )
+        link = self.link(public_url)
+        return line if link is None else f"{line} (<{link}|{label}>)"
 
     def _reason(self) -> str:
         if self.event is NotifyEvent.RECOVERED:
@@ -107,7 +112,7 @@ class Notification:
             return f"worker exited with code {self.exit_code}"
         return ""
 
-    def payload(self, public_url: str) -> dict[str, Any]:
+    def payload(self, public_url: str | None) -> dict[str, Any]:
         """The JSON body of the POST."""
         error = None
         if self.error_type or self.error_message:
@@ -209,21 +214,22 @@ def missed_event(
 class Notifier:
     """Delivers notifications to the targets that want them, in the background.
 
-    ``backoff`` is the first retry's delay in seconds, doubled for each further one up to
-    ``max_backoff``; ``queue_size`` bounds each target's backlog. Targets not yet
-    ``resolved()`` have their URL read here (ValueError if it cannot be).
+    ``public_url`` is where links point (None: no links); the daemon may set it later,
+    once its API listens. ``backoff`` is the first retry's delay in seconds, doubled for
+    each further one up to ``max_backoff``; ``queue_size`` bounds each target's backlog.
+    Targets not yet ``resolved()`` have their URL read here (ValueError if it cannot be).
     """
 
     def __init__(
         self,
         targets: Sequence[NotifyTarget],
         *,
-        public_url: str = DEFAULT_PUBLIC_URL,
+        public_url: str | None = None,
         queue_size: int = 1000,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
     ) -> None:
-        self.public_url = public_url.rstrip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
         self._channels = [
             _Channel(
                 target if target.url is not None else target.resolved(),

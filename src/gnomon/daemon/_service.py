@@ -117,9 +117,10 @@ class Daemon:
             self.request_poll()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop, SIGHUP reloads, SIGUSR1 polls the store: each handler
-        only records the signal (see ``_wakeup``); the loop acts on it."""
-        self.wakeup.catch((*STOP_SIGNALS, signal.SIGHUP, signal.SIGUSR1))
+        """SIGTERM and SIGINT stop, SIGHUP reloads, SIGUSR1 polls the store, SIGUSR2 reopens
+        the log file (after logrotate): each handler only records the signal (see
+        ``_wakeup``); the loop acts on it."""
+        self.wakeup.catch((*STOP_SIGNALS, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2))
 
     def _take_signals(self) -> None:
         received = self.wakeup.take_signals()
@@ -129,6 +130,10 @@ class Daemon:
             self._reload_signalled = True
         if signal.SIGUSR1 in received:
             self._polls.request()
+        if signal.SIGUSR2 in received:
+            from gnomon.flows._log_outputs import reopen_daemon_log
+
+            reopen_daemon_log()
 
     # Start-up.
 
@@ -155,7 +160,12 @@ class Daemon:
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.config = load_config_or_raise(self.config_path)
         settings = get_settings()
-        configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
+        daemon_config = self.config.daemon
+        configure_daemon_logging(
+            daemon_config.log_file or _default_log_file(settings.home),
+            max_bytes=daemon_config.log_file_max_bytes,
+            keep=daemon_config.log_file_keep,
+        )
         self._lock = DaemonLock(settings.home)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
@@ -625,7 +635,7 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
     config = daemon.config.daemon
     if config.api is None:
         return None
-    from gnomon.api._bind import parse_bind
+    from gnomon.api._bind import parse_bind, public_url_for
     from gnomon.api._http import create_app
     from gnomon.api._server import ApiServer, check_bind, ensure_admin_token
 
@@ -644,12 +654,18 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
         metrics_render=daemon.reporter.metrics.render,
         auth=config.api_auth,
         config_path=daemon.config.path,
-        dashboard_url=config.public_url,
         health=daemon.health.status,
     )
     server = ApiServer(app, host, port)
+    server.listen()  # the port is known (port 0 asks the system for one)
+    daemon.reporter.link_to_api(public_url_for(host, server.port, socket.gethostname()))
+    app.servers = [{"url": daemon.reporter.public_url}]  # the schema's server
     server.start()
-    log.info("api listening on %s", server.url, extra={"api_url": server.url})
+    log.info(
+        "api listening on %s",
+        server.url,
+        extra={"api_url": server.url, "public_url": daemon.reporter.public_url},
+    )
     return server
 
 

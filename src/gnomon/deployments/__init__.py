@@ -24,14 +24,16 @@ from gnomon.deployments._models import (
     Overlap,
     Policies,
 )
-from gnomon.deployments._sync import SyncResult, sync_deployments
+from gnomon.deployments._sync import Comparison, Drift, SyncResult, compare, sync_deployments
 
 __all__ = [
     "Catchup",
+    "Comparison",
     "ConfigProblem",
     "ContainmentMode",
     "DaemonConfig",
     "Deployment",
+    "Drift",
     "GnomonConfig",
     "LoadResult",
     "NotifyEvent",
@@ -39,6 +41,7 @@ __all__ = [
     "Overlap",
     "Policies",
     "SyncResult",
+    "compare",
     "load_config",
     "load_config_or_raise",
     "sync_deployments",

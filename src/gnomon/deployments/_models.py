@@ -184,8 +184,13 @@ class DaemonConfig(Policies):
     kill_grace: Duration = timedelta(seconds=10)
     log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
     containment: ContainmentMode = ContainmentMode.AUTO
-    # Where operators reach the dashboard; notifications link to {public_url}/runs/{id}.
-    public_url: str = "http://127.0.0.1:8787"
+    # The log file is rotated past this size ("0": never; logrotate may do it instead),
+    # keeping this many older files (gnomon.jsonl.1 the newest).
+    log_file_max_bytes: Annotated[ByteSize, Field(ge=0)] = ByteSize(100_000_000)
+    log_file_keep: Annotated[StrictInt, Field(ge=1, le=1000)] = 5
+    # Where operators reach the API and, later, the dashboard; notifications link to
+    # {public_url}/runs/{id}. None: from `api` (see gnomon.api.public_url_for).
+    public_url: str | None = None
     # The HTTP API's "host:port", or "off" (kept as None) for none; api_auth = false serves
     # it without tokens, which only a loopback address allows.
     api: str | None = "127.0.0.1:8787"
@@ -221,7 +226,9 @@ class DaemonConfig(Policies):
 
     @field_validator("public_url")
     @classmethod
-    def _check_public_url(cls, value: str) -> str:
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not is_http_url(value):
             raise ValueError('must be an http(s) URL, like "https://gnomon.example.com"')
         return value.rstrip("/")

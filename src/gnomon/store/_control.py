@@ -27,7 +27,7 @@ from gnomon.store._schema import (
     run_states,
     utcnow,
 )
-from gnomon.store._values import Actor, LogQuery
+from gnomon.store._values import Actor, LogQuery, newest_in_time_order, newest_window
 
 WAITING_TYPES = ("SCHEDULED", "PENDING")
 
@@ -360,8 +360,9 @@ class ControlQueries(Queries):
     # Logs.
 
     def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
-        """Log rows matching ``query`` in id order: the newest ``limit`` if ``newest``, else
-        the first ``limit`` after ``query.after_id`` (what a follower polls for)."""
+        """Log rows matching ``query``: if ``newest``, the newest ``limit`` by time, oldest
+        first (see ``newest_window``); else the first ``limit`` after ``query.after_id`` in
+        id order (what a follower polls for, with the last id as its cursor)."""
         statement = select(run_logs).where(run_logs.c.id > query.after_id)
         if query.flow_run_id is not None:
             statement = statement.where(run_logs.c.flow_run_id == query.flow_run_id)
@@ -372,9 +373,9 @@ class ControlQueries(Queries):
         if query.since is not None:
             statement = statement.where(run_logs.c.timestamp >= query.since)
         if newest:
-            rows = self._all(statement.order_by(desc(run_logs.c.id)).limit(limit))
-            rows.reverse()
-            return rows
+            window = None if limit is None else newest_window(limit)
+            rows = self._all(statement.order_by(desc(run_logs.c.id)).limit(window))
+            return newest_in_time_order(rows, limit)
         return self._all(statement.order_by(run_logs.c.id).limit(limit))
 
     def last_log_id(self) -> int:

@@ -25,6 +25,8 @@ from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
+from gnomon._files import ensure_private_file, open_private
+
 BUSY_TIMEOUT_MS = 30_000
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
 # WAL as part of a commit; the daemon's checkpointer does it at quiet moments.
@@ -52,8 +54,9 @@ def create_engine(url: str | URL) -> Engine:
         return sqlalchemy.create_engine(parsed, pool_pre_ping=True)
     path = sqlite_path(parsed)
     if path is not None:
-        # 0700: the database holds run parameters and error tracebacks.
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Private (see gnomon._files): the database holds run parameters and tracebacks,
+        # and SQLite gives its -wal and -shm files the database file's mode.
+        ensure_private_file(path)
     engine = sqlalchemy.create_engine(
         parsed, connect_args={"factory": _SerialisedWriter} if path is not None else {}
     )
@@ -258,7 +261,7 @@ class _SerialisedWriter(sqlite3.Connection):
             database = self.execute("PRAGMA database_list").fetchone()[2]
             if not database:
                 return
-            self._lock_fd = os.open(database + ".writers", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = open_private(database + ".writers")
         if getattr(_holding, "turn", False):
             return
         if within is None:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gnomon.store._revision import HEAD_REVISION
+from gnomon.store._values import newest_in_time_order, newest_window
 
 Row = dict[str, Any]
 BUSY_TIMEOUT_MS = 30_000  # as store._db: writers queue instead of failing
@@ -53,12 +54,18 @@ def db_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def open_lite(url: str) -> LiteStore | None:
-    """A ``LiteStore`` for a SQLite store at ``url`` that is at ``HEAD_REVISION``, else None."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a plain SQLite URL (``sqlite:///path``), read without SQLAlchemy; None
+    for other databases and URLs with options."""
     parts = urlsplit(url)
     if parts.scheme not in ("sqlite", "sqlite+pysqlite") or parts.query:
         return None
-    path = Path(unquote(parts.path[1:])) if parts.path.startswith("/") else None
+    return Path(unquote(parts.path[1:])) if parts.path.startswith("/") else None
+
+
+def open_lite(url: str) -> LiteStore | None:
+    """A ``LiteStore`` for a SQLite store at ``url`` that is at ``HEAD_REVISION``, else None."""
+    path = sqlite_file(url)
     if path is None or not path.is_file():
         return None
     store = LiteStore(path)
@@ -201,11 +208,9 @@ class LiteStore:
         sql = f"SELECT * FROM run_logs{where} ORDER BY id {order}"
         if limit is not None:
             sql += " LIMIT ?"
-            parameters.append(limit)
+            parameters.append(newest_window(limit) if newest else limit)
         rows = self._all(sql, parameters)
-        if newest:
-            rows.reverse()
-        return rows
+        return newest_in_time_order(rows, limit) if newest else rows
 
     def last_log_id(self) -> int:
         row = self._connection.execute("SELECT max(id) FROM run_logs").fetchone()
