@@ -37,7 +37,13 @@ from pydantic import (
     model_validator,
 )
 
-from gnomon.scheduling import CronTrigger, IntervalTrigger, ScheduleError, parse_interval
+from gnomon.scheduling import (
+    CronTrigger,
+    IntervalTrigger,
+    ScheduleError,
+    parse_every,
+    parse_interval,
+)
 from gnomon.scheduling._cron import cron_trigger
 
 
@@ -301,7 +307,7 @@ class Deployment(Policies):
     def _check_interval(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                parse_interval(value)
+                parse_every(value)
             except ScheduleError as error:
                 raise ValueError(interval_message(value, error)) from None
         return value
@@ -343,7 +349,7 @@ class Deployment(Policies):
     @property
     def every(self) -> timedelta | None:
         """An interval deployment's period; None for cron."""
-        return parse_interval(self.interval) if self.interval is not None else None
+        return parse_every(self.interval) if self.interval is not None else None
 
     def trigger(self, anchor: datetime | None = None) -> CronTrigger | IntervalTrigger:
         """The trigger; an interval without an anchor in the file needs the stored ``anchor``.
@@ -358,7 +364,7 @@ class Deployment(Policies):
                 f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
                 "store first (the anchor defaults to when it was first registered)"
             )
-        return IntervalTrigger(parse_interval(str(self.interval)), start)
+        return IntervalTrigger(parse_every(str(self.interval)), start)
 
 
 def _iso_dates(value: Any) -> Any:
