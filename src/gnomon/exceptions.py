@@ -13,6 +13,11 @@ class ConfigError(GnomonError, ValueError):
     """The configuration (file or GNOMON_* environment) is invalid; the message says where."""
 
 
+class InvalidInput(GnomonError, ValueError):
+    """A value an operator typed (a CLI option, an API query parameter or body field) that
+    cannot be used; the message says why and what would do."""
+
+
 class MissingContextError(GnomonError, RuntimeError):
     """Raised when run-scoped API (``get_run_logger``) is used outside a flow or task run."""
 

@@ -20,10 +20,12 @@ from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
 from gnomon.api._auth import TokenAuth
-from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+from gnomon.api._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
+from gnomon.api._operations import Conflict, InvalidConfig, UnknownName
 from gnomon.api._params import ApiError
 from gnomon.api._routes import router
 from gnomon.api._schemas import ErrorBody, Health
+from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
     from gnomon.store import Store
@@ -39,14 +41,16 @@ def create_app(
     auth: bool = True,
     config_path: Path | None = None,
     dashboard_url: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     """The API over ``store``.
 
     ``nudge("poll" | "reload")`` tells the daemon to read the store or reload its config now;
     ``metrics_render`` gives ``/metrics``; ``config_path`` is the config ``POST /api/v1/apply``
     applies (never a path from the client); ``dashboard_url`` is where clients reach the API
-    (the schema's server). ``auth=False`` serves every route without a token: callers bind
-    it to loopback only (``check_bind``).
+    (the schema's server); a request body over ``max_body`` bytes is refused (413).
+    ``auth=False`` serves every route without a token: callers bind it to loopback only
+    (``check_bind``).
     """
     app = FastAPI(
         title="gnomon",
@@ -67,7 +71,11 @@ def create_app(
     app.include_router(router)
     _add_service_routes(app, metrics_render)
     _add_error_handlers(app)
+    # The last added is the outermost: HEAD becomes GET before authentication sees it, and
+    # only an authenticated request's body is read.
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(TokenAuth, store=store, enabled=auth)
+    app.add_middleware(HeadAsGet)
     return app
 
 
@@ -130,8 +138,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return _error(error.status, error.message, field=error.field)
 
-    @app.exception_handler(InvalidName)
-    async def invalid(_request: Request, error: InvalidName) -> JSONResponse:
+    @app.exception_handler(InvalidInput)
+    async def invalid(_request: Request, error: InvalidInput) -> JSONResponse:
         return _error(422, str(error))
 
     @app.exception_handler(UnknownName)

@@ -69,8 +69,14 @@ def describe_schedule(row: Row) -> str:
 
 
 def next_fires(row: Row, after: datetime, count: int) -> list[datetime]:
-    """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset)."""
-    trigger = trigger_for(row)
+    """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset);
+    none for a schedule stored before a rule refused it (a sub-second interval)."""
+    from gnomon.scheduling import ScheduleError
+
+    try:
+        trigger = trigger_for(row)
+    except ScheduleError:
+        return []
     offset = jitter_of(row)
     fires: list[datetime] = []
     moment: datetime | None = max(after, row["last_fire"]) if row["last_fire"] else after

@@ -98,6 +98,63 @@ def config_option(fn: F) -> F:
     )(fn)
 
 
+class ParsedInput(click.ParamType):
+    """An option read by one of the control plane's input rules (``api._inputs``,
+    ``states.parse_state_filter``), which the HTTP API applies too: a value the rule
+    refuses is a usage error naming the option (exit 2)."""
+
+    def __init__(self, name: str, read: Callable[[str], Any]) -> None:
+        self.name = name
+        self._read = read
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        from gnomon.exceptions import InvalidInput
+
+        try:
+            return self._read(value)
+        except InvalidInput as error:
+            self.fail(str(error), param, ctx)
+
+
+def _since(text: str) -> datetime:
+    from gnomon.api._inputs import parse_since
+
+    return parse_since(text, datetime.now(UTC))
+
+
+def _level(text: str) -> int:
+    from gnomon.api._inputs import parse_level
+
+    return parse_level(text)
+
+
+def _state(text: str) -> Any:
+    from gnomon.states import parse_state_filter
+
+    return parse_state_filter(text)
+
+
+def _seconds(text: str) -> float:
+    from gnomon.exceptions import InvalidInput
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise InvalidInput(f"{text[:40]!r} is not a number of seconds") from None
+    if not 0 < seconds <= MAX_SECONDS:
+        raise InvalidInput(f"{text[:40]!r}: use a number of seconds above 0, at most a year")
+    return seconds
+
+
+MAX_SECONDS = 366 * 86400.0  # a wait longer than a year is a typo; NaN and inf are refused
+SECONDS = ParsedInput("seconds", _seconds)
+SINCE = ParsedInput("since", _since)
+LEVEL = ParsedInput("level", _level)
+STATE = ParsedInput("state", _state)
+
+
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 
@@ -197,11 +254,12 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gnomon.api._operations import Conflict, InvalidConfig, InvalidName, UnknownName
+        from gnomon.api._operations import Conflict, InvalidConfig, UnknownName
+        from gnomon.exceptions import InvalidInput
 
         try:
             return fn(*args, **kwargs)
-        except (InvalidName, UnknownName) as error:
+        except (InvalidInput, UnknownName) as error:
             raise BadInput(str(error)) from None
         except InvalidConfig as error:
             for problem in error.problems:

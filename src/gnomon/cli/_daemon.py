@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gnomon.cli._common import F, config_option, settings
+from gnomon.cli._common import SECONDS, F, config_option, settings
 
 if TYPE_CHECKING:
     from gnomon.daemon._detach import StartReport
@@ -174,7 +174,13 @@ def daemon_reload(ctx: click.Context, config: Path | None, pidfile: Path | None)
 @daemon_group.command("stop")
 @config_option
 @pidfile_option
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for it to exit.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for it to exit.",
+)
 @click.pass_context
 def daemon_stop(
     ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float

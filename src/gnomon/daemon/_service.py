@@ -508,6 +508,7 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
         auth=config.api_auth,
         config_path=daemon.config.path,
         dashboard_url=config.public_url,
+        max_body=config.api_max_body,
     )
     server = ApiServer(app, host, port)
     server.start()

@@ -177,6 +177,8 @@ class DaemonConfig(Policies):
     # it without tokens, which only a loopback address allows.
     api: str | None = "127.0.0.1:8787"
     api_auth: StrictBool = True
+    # The largest request body the API reads (413 beyond it).
+    api_max_body: Annotated[ByteSize, Field(ge=1024, le=2**30)] = ByteSize(1_000_000)
 
     @field_validator("api")
     @classmethod

@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
+from gnomon._text import loads
+
 BUSY_TIMEOUT_MS = 30_000
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
 # WAL as part of a commit; the daemon's checkpointer does it at quiet moments.
@@ -48,13 +50,15 @@ def create_engine(url: str | URL) -> Engine:
     """An engine for the store at ``url``; SQLite files get WAL and ``BEGIN IMMEDIATE``."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sqlalchemy.create_engine(parsed, pool_pre_ping=True)
+        return sqlalchemy.create_engine(parsed, pool_pre_ping=True, json_deserializer=loads)
     path = sqlite_path(parsed)
     if path is not None:
         # 0700: the database holds run parameters and error tracebacks.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = sqlalchemy.create_engine(
-        parsed, connect_args={"factory": _SerialisedWriter} if path is not None else {}
+        parsed,
+        connect_args={"factory": _SerialisedWriter} if path is not None else {},
+        json_deserializer=loads,  # rows written before lone surrogates were refused
     )
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
