@@ -23,13 +23,17 @@ class MissingContextError(GnomonError, RuntimeError):
 
 
 class ParameterTypeError(GnomonError, TypeError):
-    """A flow parameter did not validate against the flow's type hints."""
+    """A flow parameter did not validate against the flow's type hints; the message shows
+    each bad value, but a secret-named parameter's as ``********``."""
 
     def __init__(self, flow_name: str, problems: list[tuple[str, Any, str]]) -> None:
+        from gnomon._secrets import masked
+
         self.flow_name = flow_name
         self.problems = problems
         details = "; ".join(
-            f"parameter {name!r} = {value!r}: {reason}" for name, value, reason in problems
+            f"parameter {name!r} = {masked(name, value)!r}: {reason}"
+            for name, value, reason in problems
         )
         super().__init__(f"flow {flow_name!r} got invalid parameters: {details}")
 

@@ -8,6 +8,7 @@ they hold for every route, including routes added later, without anyone remember
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY = 1_000_000  # bytes: far more than any request the API takes needs
+# Refused before its body is read: the unread body must not be taken for the next request.
+_CLOSE = ((b"connection", b"close"),)
 
 
 class HeadAsGet:
@@ -65,10 +68,10 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared == -1:
-            await _refuse(send, 400, "Content-Length must be a number of bytes")
+            await send_error(send, 400, "Content-Length must be a number of bytes", _CLOSE)
             return
         if declared is not None and declared > self.max_bytes:
-            await _refuse(send, 413, self._message())
+            await send_error(send, 413, self._message(), _CLOSE)
             return
         received = 0
 
@@ -96,12 +99,16 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
+async def send_error(
+    send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer ``{"error": message}`` with ``status`` from middleware, before the app (whose
+    own errors have the same body)."""
     body = json.dumps({"error": message}).encode()
-    headers: list[Any] = [
+    start: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),  # the unread body must not be taken for the next request
+        *headers,
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})

@@ -4,8 +4,9 @@ naming the parameter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Path, Query
 from pydantic import AfterValidator
@@ -15,6 +16,8 @@ from gnomon.api._inputs import parse_level, parse_since
 from gnomon.api._operations import check_run_id
 from gnomon.exceptions import InvalidInput
 from gnomon.states import STATE_FILTER_HELP, StateFilter, parse_state_filter
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -73,34 +76,30 @@ SinceQuery = Annotated[
 ]
 
 
-def since_time(value: str | None) -> datetime | None:
-    """A duration back from now (``2h``, ``P1D``) or an ISO 8601 time; 422 otherwise."""
+def _read(value: str | None, read: Callable[[str], T], field: str) -> T | None:
+    """``value`` read by one of the control plane's input rules; a 422 naming ``field`` if
+    the rule refuses it."""
     if value is None:
         return None
     try:
-        return parse_since(value, datetime.now(UTC))
+        return read(value)
     except InvalidInput as error:
-        raise ApiError(422, str(error), "since") from None
+        raise ApiError(422, str(error), field) from None
+
+
+def since_time(value: str | None) -> datetime | None:
+    """A duration back from now (``2h``, ``P1D``) or an ISO 8601 time (``parse_since``)."""
+    return _read(value, lambda text: parse_since(text, datetime.now(UTC)), "since")
 
 
 def level_number(value: str | None) -> int | None:
-    """A level name or number (``parse_level``); 422 otherwise."""
-    if value is None:
-        return None
-    try:
-        return parse_level(value)
-    except InvalidInput as error:
-        raise ApiError(422, str(error), "level") from None
+    """A level name or number (``parse_level``)."""
+    return _read(value, parse_level, "level")
 
 
 def state_filter(value: str | None) -> StateFilter | None:
     """A state filter (``parse_state_filter``: ``failed``, a state name, ``only:NAME``)."""
-    if value is None:
-        return None
-    try:
-        return parse_state_filter(value)
-    except InvalidInput as error:
-        raise ApiError(422, str(error), "state") from None
+    return _read(value, parse_state_filter, "state")
 
 
 StateQuery = Annotated[

@@ -154,6 +154,13 @@ SINCE = ParsedInput("since", _since)
 LEVEL = ParsedInput("level", _level)
 STATE = ParsedInput("state", _state)
 
+since_option = click.option(
+    "--since",
+    type=SINCE,
+    metavar="WHEN",
+    help="Only newer than this: a duration back from now (2h, 30m) or an ISO time.",
+)
+
 
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)

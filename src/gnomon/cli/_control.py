@@ -11,7 +11,6 @@ import click
 
 from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
-    SINCE,
     BadInput,
     F,
     complete_deployments,
@@ -22,6 +21,7 @@ from gnomon.cli._common import (
     print_json,
     print_table,
     reports_errors,
+    since_option,
 )
 
 if TYPE_CHECKING:
@@ -240,12 +240,7 @@ def limit_rm(config: Path | None, tag: str) -> None:
 
 @click.command("audit")
 @config_option
-@click.option(
-    "--since",
-    type=SINCE,
-    metavar="WHEN",
-    help="Only newer than this: a duration (2h, 1d) or an ISO time.",
-)
+@since_option
 @click.option(
     "--limit",
     type=click.IntRange(1, MAX_COUNT),

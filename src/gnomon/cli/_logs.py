@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from gnomon.api._inputs import MAX_COUNT
-from gnomon.cli._common import LEVEL, SINCE, config_option, reports_errors
+from gnomon.cli._common import LEVEL, config_option, reports_errors, since_option
 
 FOLLOW_POLL = 0.25  # seconds between polls with -f: a new line shows within a second
 
@@ -27,12 +27,7 @@ FOLLOW_POLL = 0.25  # seconds between polls with -f: a new line shows within a s
     type=LEVEL,
     help="Only lines at this level or above (INFO, WARNING, ERROR, ... or a number).",
 )
-@click.option(
-    "--since",
-    type=SINCE,
-    metavar="WHEN",
-    help="Only newer than this: a duration (1h, 30m) or an ISO time.",
-)
+@since_option
 @click.option(
     "-n",
     "--lines",

@@ -14,7 +14,6 @@ import click
 from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
     SECONDS,
-    SINCE,
     STATE,
     complete_deployments,
     config_option,
@@ -25,6 +24,7 @@ from gnomon.cli._common import (
     print_json,
     print_table,
     reports_errors,
+    since_option,
     store_home,
 )
 
@@ -41,14 +41,6 @@ RUN_COLUMNS = [
     "started_at",
     "ended_at",
 ]
-
-
-since_option = click.option(
-    "--since",
-    type=SINCE,
-    metavar="WHEN",
-    help="Only newer than this: a duration back from now (2h, 30m) or an ISO time.",
-)
 
 
 @click.group("runs")
@@ -283,21 +275,25 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
 
 def follow_run(run_id: str, timeout: float | None = None) -> int:
     """Print a run's state changes until it ends; 0 if it completed, else 1."""
+    from gnomon.api._views import run_text
     from gnomon.states import FINAL_TYPES
 
     store = open_store()
+    shown = run_text(store.read_flow_run(run_id) or {})
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
     while True:
+        # The run first: a final state is committed with its state row, so the states read
+        # after a final run include it.
+        row = store.read_flow_run(run_id)
         states = store.read_states(flow_run_id=run_id)
         for state in states[seen:]:
-            message = f": {state['message']}" if state["message"] else ""
+            message = f": {shown(state['message'])}" if state["message"] else ""
             click.echo(f"{state['name']}{message}")
         seen = len(states)
-        row = store.read_flow_run(run_id)
         if row is not None and row["state_type"] in FINAL_TYPES:
             if row["state_type"] != "COMPLETED" and row["error_type"]:
-                click.echo(f"{row['error_type']}: {row['error_message']}", err=True)
+                click.echo(f"{row['error_type']}: {shown(row['error_message'])}", err=True)
             return 0 if row["state_type"] == "COMPLETED" else 1
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"gave up waiting after {timeout} s; run {run_id} goes on", err=True)

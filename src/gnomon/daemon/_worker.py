@@ -141,10 +141,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _line_buffered_output() -> None:
-    """Flush prints line by line, so they reach the log pipe in order and survive a crash."""
+    """Flush prints line by line, so they reach the log pipe in order and survive a crash;
+    and mask the secret values of the runs' parameters in what flows print."""
+    from gnomon._secrets import MaskingWriter
+
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+    sys.stdout, sys.stderr = MaskingWriter(sys.stdout), MaskingWriter(sys.stderr)
 
 
 def _preload(entrypoints: list[str]) -> None:
@@ -182,7 +186,7 @@ def _execute(flow_run_id: str) -> dict[str, Any]:
     """Run one stored flow run; the ``done`` message that reports how it ended."""
     from gnomon.exceptions import FlowRunNotRunnable
     from gnomon.flows._flow_engine import execute_stored_run
-    from gnomon.flows._records import state_error
+    from gnomon.flows._records import state_error, stored_text
 
     _mark_run(flow_run_id)
     try:
@@ -199,7 +203,7 @@ def _execute(flow_run_id: str) -> dict[str, Any]:
         "state": state.name,
         "state_type": state.type.value,
         "error_type": _type_name(failure) if failure is not None else None,
-        "message": state.message,
+        "message": stored_text(state.message),
         "start_time": _iso(run.start_time),
         "end_time": _iso(state.timestamp),
         "flow_name": run.flow_name,
@@ -220,6 +224,7 @@ def _type_name(error: BaseException) -> str:
 
 def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
     """A ``done`` message with the run's state as stored (the run did not end here)."""
+    from gnomon.flows._records import stored_text
     from gnomon.store import get_store
 
     row = get_store().read_flow_run(flow_run_id) or {}
@@ -228,7 +233,7 @@ def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
         "state": row.get("state_name") or "Crashed",
         "state_type": row.get("state_type") or "CRASHED",
         "error_type": _type_name(error),
-        "message": str(error),
+        "message": stored_text(str(error)),
         "start_time": _iso(row.get("start_time")),
         "end_time": _iso(row.get("end_time")),
         "flow_name": row.get("flow_name"),
