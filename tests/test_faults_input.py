@@ -120,6 +120,18 @@ def test_undecodable_bytes_in_a_param_are_refused_and_not_queued(
     assert store.read_runs() == []
 
 
+@pytest.mark.parametrize("args", [["runs", "list"], ["logs"], ["pause", "sync-crm"]])
+def test_a_config_file_that_is_not_utf8_is_named_not_a_traceback(
+    tmp_path: Path, gnomon_home: Path, args: list[str]
+) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes(b'home = "caf\xe9"\n')
+
+    result = gnomon(gnomon_home, *args, GNOMON_CONFIG=str(config))
+
+    usage_error(result, f"{config}: cannot read: 'utf-8' codec can't decode byte 0xe9")
+
+
 def _seed_runs(store: Store) -> dict[str, str]:
     """One run in each of the states a failed filter must tell apart; their ids by state."""
     ids = {}
