@@ -266,7 +266,6 @@ class Operations:
                 "retried"
             )
         deployment = self.deployment(original["deployment_name"])
-        check_parameters(original["parameters"] or {})
         row = self._requested_run(
             deployment, original["parameters"] or {}, "retry", retry_of=original["id"]
         )
