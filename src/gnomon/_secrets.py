@@ -135,12 +135,12 @@ MIN_SECRET_LENGTH = 4
 MAX_REMEMBERED = 1000  # secret values a process keeps masking (the newest; per run a few)
 
 
-def secret_values(value: Any, secret: bool = False) -> set[str]:
+def secret_values(value: Any) -> set[str]:
     """The texts of the values under secret-named keys in ``value``, at any depth (every
     scalar inside such a value counts), with the escaped forms that JSON and ``repr`` give
     them, each of at least ``MIN_SECRET_LENGTH`` characters."""
     found: set[str] = set()
-    pending: list[tuple[Any, bool]] = [(value, secret)]
+    pending: list[tuple[Any, bool]] = [(value, False)]
     while pending:
         item, under_secret = pending.pop()
         if isinstance(item, Mapping):
@@ -240,8 +240,10 @@ def _mask_known_value(value: Any) -> Any:
         return mask_known(value)
     if isinstance(value, Mapping):
         return {key: _mask_known_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_mask_known_value(item) for item in value)
+    if isinstance(value, list):
+        return [_mask_known_value(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_mask_known_value(item) for item in value)
     return value
 
 

@@ -1,6 +1,7 @@
 """What operators type into the CLI and the HTTP API, read by one rule each: a ``since`` time,
-a log level, a manual run's parameters. Each raises ``InvalidInput`` saying why; the CLI
-turns it into a usage error (exit 2) naming the option, the API into a 422 naming the field.
+a log level, a time to wait, a manual run's parameters. Each raises ``InvalidInput`` saying
+why; the CLI turns it into a usage error (exit 2) naming the option, the API into a 422
+naming the field.
 
 Nothing here imports more than the standard library and gnomon's scheduling arithmetic, so
 the CLI's fast commands stay fast.
@@ -22,6 +23,7 @@ MAX_COUNT = 1_000_000  # the most lines or rows one command prints
 MAX_FIRES = 1000  # the most fire times one command or request computes
 MAX_LEVEL = 1000  # beyond any logging level in use; far inside SQLite's integers
 LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_WAIT = 366 * 86400.0  # seconds: a wait longer than a year is a typo
 MAX_PARAMETERS_BYTES = 256 * 1024  # a manual run's parameters, as JSON
 MAX_PARAMETERS_DEPTH = 32  # nested lists and objects: deeper is a mistake, or an attack
 
@@ -68,6 +70,17 @@ def parse_level(text: str) -> int:
     raise InvalidInput(
         f"{text[:40]!r}: use one of {', '.join(LEVEL_NAMES)} or a number from 0 to {MAX_LEVEL}"
     )
+
+
+def parse_seconds(text: str) -> float:
+    """A time to wait, in seconds: above 0 and at most ``MAX_WAIT`` (so not NaN or inf)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise InvalidInput(f"{text[:40]!r} is not a number of seconds") from None
+    if not 0 < seconds <= MAX_WAIT:
+        raise InvalidInput(f"{text[:40]!r}: use a number of seconds above 0, at most a year")
+    return seconds
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -137,18 +137,11 @@ def _state(text: str) -> Any:
 
 
 def _seconds(text: str) -> float:
-    from gnomon.exceptions import InvalidInput
+    from gnomon.api._inputs import parse_seconds
 
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise InvalidInput(f"{text[:40]!r} is not a number of seconds") from None
-    if not 0 < seconds <= MAX_SECONDS:
-        raise InvalidInput(f"{text[:40]!r}: use a number of seconds above 0, at most a year")
-    return seconds
+    return parse_seconds(text)
 
 
-MAX_SECONDS = 366 * 86400.0  # a wait longer than a year is a typo; NaN and inf are refused
 SECONDS = ParsedInput("seconds", _seconds)
 SINCE = ParsedInput("since", _since)
 LEVEL = ParsedInput("level", _level)
