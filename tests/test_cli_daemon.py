@@ -27,6 +27,7 @@ from gnomon.cli import main
 from gnomon.daemon._detach import read_pidfile
 from gnomon.daemon._lock import read_holder
 from gnomon.deployments import load_config, sync_deployments
+from gnomon.states import parse_state_filter
 from gnomon.store import Store
 from test_daemon import INTERVAL_TICK, completed, start_daemon, wait_for, write_config
 
@@ -43,6 +44,7 @@ RUN_COLUMNS = (
     "started_at",
     "ended_at",
 )
+FAILED = parse_state_filter("failed")
 RUN_TIMES = {"scheduled_for": "scheduled_for", "started_at": "start_time", "ended_at": "end_time"}
 
 SCHEDULES = """
@@ -264,9 +266,7 @@ def fired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fired]:
     daemon = start_daemon(config, home)
     try:
         wait_for(completed(store, "ticker", 2), what="two completed ticker runs")
-        wait_for(
-            lambda: len(store.read_runs("broken", "Failed")) >= 2, what="two failed broken runs"
-        )
+        wait_for(lambda: len(store.read_runs("broken", FAILED)) >= 2, what="two failed broken runs")
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
         assert daemon.returncode == 0, err

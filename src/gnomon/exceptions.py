@@ -14,18 +14,27 @@ class ConfigError(GnomonError, ValueError):
     """The configuration (file or GNOMON_* environment) is invalid; the message says where."""
 
 
+class InvalidInput(GnomonError, ValueError):
+    """A value an operator typed (a CLI option, an API query parameter or body field) that
+    cannot be used; the message says why and what would do."""
+
+
 class MissingContextError(GnomonError, RuntimeError):
     """Raised when run-scoped API (``get_run_logger``) is used outside a flow or task run."""
 
 
 class ParameterTypeError(GnomonError, TypeError):
-    """A flow parameter did not validate against the flow's type hints."""
+    """A flow parameter did not validate against the flow's type hints; the message shows
+    each bad value, but a secret-named parameter's as ``********``."""
 
     def __init__(self, flow_name: str, problems: list[tuple[str, Any, str]]) -> None:
+        from gnomon._secrets import masked
+
         self.flow_name = flow_name
         self.problems = problems
         details = "; ".join(
-            f"parameter {name!r} = {value!r}: {reason}" for name, value, reason in problems
+            f"parameter {name!r} = {masked(name, value)!r}: {reason}"
+            for name, value, reason in problems
         )
         super().__init__(f"flow {flow_name!r} got invalid parameters: {details}")
 

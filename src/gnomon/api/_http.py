@@ -20,10 +20,12 @@ from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
 from gnomon.api._auth import TokenAuth
-from gnomon.api._operations import Conflict, InvalidName, UnknownName
+from gnomon.api._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
+from gnomon.api._operations import Conflict, UnknownName
 from gnomon.api._params import ApiError, NamePath, RunPath
 from gnomon.api._routes import router
 from gnomon.api._schemas import ErrorBody, Health
+from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus
@@ -41,15 +43,17 @@ def create_app(
     config_path: Path | None = None,
     dashboard_url: str | None = None,
     health: Callable[[], HealthStatus] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     """The API over ``store``.
 
     ``nudge("poll" | "reload")`` tells the daemon to read the store or reload its config now;
     ``metrics_render`` gives ``/metrics``; ``config_path`` is the config ``POST /api/v1/apply``
     applies (never a path from the client); ``dashboard_url`` is where clients reach the API
-    (the schema's server). ``auth=False`` serves every route without a token: callers bind
-    it to loopback only (``check_bind``). ``health`` gives ``/healthz`` the daemon's health
-    (without it, a server that answers is "ok").
+    (the schema's server); a request body over ``max_body`` bytes is refused (413).
+    ``auth=False`` serves every route without a token: callers bind it to loopback only
+    (``check_bind``). ``health`` gives ``/healthz`` the daemon's health (without it, a
+    server that answers is "ok").
     """
     app = FastAPI(
         title="gnomon",
@@ -71,7 +75,11 @@ def create_app(
     _add_service_routes(app, metrics_render, health)
     _add_page_routes(app)
     _add_error_handlers(app)
+    # The last added is the outermost: HEAD becomes GET before authentication sees it, and
+    # only an authenticated request's body is read.
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(TokenAuth, store=store, enabled=auth)
+    app.add_middleware(HeadAsGet)
     return app
 
 
@@ -178,8 +186,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return _error(error.status, error.message, field=error.field)
 
-    @app.exception_handler(InvalidName)
-    async def invalid(_request: Request, error: InvalidName) -> JSONResponse:
+    @app.exception_handler(InvalidInput)
+    async def invalid(_request: Request, error: InvalidInput) -> JSONResponse:
         return _error(422, str(error))
 
     @app.exception_handler(UnknownName)

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gnomon.exceptions import GnomonError
+from gnomon.api._inputs import check_parameters
+from gnomon.exceptions import GnomonError, InvalidInput
+from gnomon.states import FINAL_TYPES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,19 +39,22 @@ _RUN_ID = re.compile(r"[0-9a-f]{4,32}")
 _TOKEN_PREFIX = "gnm_"
 FINAL_FAILURES = ("FAILED", "CRASHED", "CANCELLED", "TIMEDOUT")
 RELOAD_WAIT = 30.0  # seconds a reload request waits for the daemon's answer
+MAX_LIMIT = 1_000_000  # a concurrency limit: beyond any real one, far inside SQLite's integers
 
 
-class InvalidName(GnomonError, ValueError):
+class InvalidName(InvalidInput):
     """A name or id that cannot be one: wrong characters, '..', too long, odd Unicode."""
 
 
 class UnknownName(GnomonError, LookupError):
     """No deployment, run, token or limit by that name; suggests close matches."""
 
-    def __init__(self, kind: str, name: str, known: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kind: str, name: str, known: Sequence[str] = (), lead: str | None = None
+    ) -> None:
         self.kind = kind
         self.name = name
-        message = f'no {kind} named "{name}"'
+        message = f'{lead or f"no {kind} named"} "{name}"'
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         if close:
             message += f'; did you mean "{close[0]}"?'
@@ -125,6 +130,16 @@ def check_text(what: str, value: str | None, limit: int = 1000) -> str | None:
     return value
 
 
+def _tagged(rows: list[Row], tag: str) -> list[Row]:
+    """The deployments with ``tag``; UnknownName (a usage error) if none has it."""
+    check_name("tag", tag)
+    tagged = [row for row in rows if tag in (row["tags"] or [])]
+    if not tagged:
+        known = sorted({each for row in rows for each in row["tags"] or []})
+        raise UnknownName("tag", tag, known, "no deployment has the tag")
+    return tagged
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -175,10 +190,7 @@ class Operations:
         """The deployment names an operation targets: given names, all, or those tagged."""
         if every or tag is not None:
             rows = self.store.read_deployments()
-            if tag is not None:
-                check_name("tag", tag)
-                rows = [row for row in rows if tag in (row["tags"] or [])]
-            return [row["name"] for row in rows]
+            return [row["name"] for row in (rows if tag is None else _tagged(rows, tag))]
         known: list[str] | None = None
         for name in names:
             check_name("deployment", name)
@@ -276,6 +288,7 @@ class Operations:
         """Request a run of deployment ``name`` now, with its parameters updated by
         ``parameters``. The daemon applies the overlap policy unless ``force``."""
         deployment = self.deployment(name)
+        check_parameters(parameters or {})  # before anything is written
         merged = {**(deployment["parameters"] or {}), **(parameters or {})}
         row = self._requested_run(deployment, merged, "manual", force=force)
         self.store.create_requested_run(row, self.actor, "run")
@@ -287,7 +300,7 @@ class Operations:
         original = self.run(run_id)
         if original["deployment_name"] is None:
             raise Conflict(f"run {original['id']} is not a deployment's run; run its flow again")
-        if original["state_type"] not in (*FINAL_FAILURES, "COMPLETED"):
+        if original["state_type"] not in FINAL_TYPES:
             raise Conflict(
                 f"run {original['id']} is {original['state_name']}; only a finished run can be "
                 "retried"
@@ -348,8 +361,8 @@ class Operations:
 
     def set_limit(self, tag: str, limit: int) -> None:
         check_name("tag", tag)
-        if limit < 0:
-            raise InvalidName(f"a concurrency limit cannot be negative, got {limit}")
+        if not 0 <= limit <= MAX_LIMIT:
+            raise InvalidName(f"a concurrency limit is from 0 to {MAX_LIMIT:,}, not {limit}")
         self.store.set_limit_audited(f"tag:{tag}", limit, self.actor)
 
     def remove_limit(self, tag: str) -> None:

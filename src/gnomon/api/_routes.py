@@ -20,8 +20,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gnomon.api import _schemas as s
 from gnomon.api._auth import request_actor
+from gnomon.api._inputs import MAX_FIRES
 from gnomon.api._operations import Operations, ReloadNotAnswered
 from gnomon.api._params import (
+    MAX_LOG_ID,
     AfterQuery,
     ApiError,
     LevelQuery,
@@ -30,10 +32,12 @@ from gnomon.api._params import (
     RunPath,
     RunQuery,
     SinceQuery,
+    StateQuery,
     TagPath,
     TokenPath,
     level_number,
     since_time,
+    state_filter,
 )
 from gnomon.api._views import (
     audit_view,
@@ -112,7 +116,7 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
     tags=["deployments"],
 )
 def next_fire_times(
-    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=1000)] = 5
+    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 5
 ) -> list[str | None]:
     """The next fire times (UTC), as the daemon will fire them (once resumed, if paused)."""
     row = ops.deployment(name)
@@ -246,15 +250,14 @@ def _run_detail(ops: Operations, run_id: str) -> dict[str, Any]:
 def list_runs(
     store: StoreDep,
     deployment: NameQuery = None,
-    state: Annotated[
-        str | None,
-        Query(pattern=r"^[A-Za-z]{1,30}$", description="A state name (Failed) or type (FAILED)."),
-    ] = None,
+    state: StateQuery = None,
     since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[dict[str, Any]]:
-    """Flow runs, newest first."""
-    rows = store.read_runs(deployment, state, since=since_time(since), limit=limit)
+    """Flow runs, newest first; ``state=failed`` gives every failed run (Failed, TimedOut,
+    Crashed), ``state=only:Failed`` exactly the state named Failed."""
+    chosen = state_filter(state)
+    rows = store.read_runs(deployment, chosen, since=since_time(since), limit=limit)
     return [run_view(row) for row in rows]
 
 
@@ -349,7 +352,11 @@ def stream_logs(
     """Follow new log lines as server-sent events, across runs as they start. Lines after
     ``after_id`` (or the ``Last-Event-ID`` a reconnecting client sends), else from now on."""
     start = after_id
-    if start is None and last_event_id is not None and last_event_id.isdigit():
+    if start is None and last_event_id is not None:
+        if not (last_event_id.isascii() and last_event_id.isdigit()) or (
+            int(last_event_id) > MAX_LOG_ID
+        ):
+            raise ApiError(422, "Last-Event-ID must be a log line's id", "last-event-id")
         start = int(last_event_id)
     if start is None:
         start = ops.store.last_log_id()

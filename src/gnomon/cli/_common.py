@@ -188,6 +188,63 @@ def reload_timeout_option(fn: F) -> F:
     )(fn)
 
 
+class ParsedInput(click.ParamType):
+    """An option read by one of the control plane's input rules (``api._inputs``,
+    ``states.parse_state_filter``), which the HTTP API applies too: a value the rule
+    refuses is a usage error naming the option (exit 2)."""
+
+    def __init__(self, name: str, read: Callable[[str], Any]) -> None:
+        self.name = name
+        self._read = read
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        from gnomon.exceptions import InvalidInput
+
+        try:
+            return self._read(value)
+        except InvalidInput as error:
+            self.fail(str(error), param, ctx)
+
+
+def _since(text: str) -> datetime:
+    from gnomon.api._inputs import parse_since
+
+    return parse_since(text, datetime.now(UTC))
+
+
+def _level(text: str) -> int:
+    from gnomon.api._inputs import parse_level
+
+    return parse_level(text)
+
+
+def _state(text: str) -> Any:
+    from gnomon.states import parse_state_filter
+
+    return parse_state_filter(text)
+
+
+def _seconds(text: str) -> float:
+    from gnomon.api._inputs import parse_seconds
+
+    return parse_seconds(text)
+
+
+SECONDS = ParsedInput("seconds", _seconds)
+SINCE = ParsedInput("since", _since)
+LEVEL = ParsedInput("level", _level)
+STATE = ParsedInput("state", _state)
+
+since_option = click.option(
+    "--since",
+    type=SINCE,
+    metavar="WHEN",
+    help="Only newer than this: a duration back from now (2h, 30m) or an ISO time.",
+)
+
+
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 
@@ -292,11 +349,12 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gnomon.api._operations import Conflict, InvalidName, ReloadNotAnswered, UnknownName
+        from gnomon.api._operations import Conflict, ReloadNotAnswered, UnknownName
+        from gnomon.exceptions import InvalidInput
 
         try:
             return fn(*args, **kwargs)
-        except (InvalidName, UnknownName) as error:
+        except (InvalidInput, UnknownName) as error:
             raise BadInput(str(error)) from None
         except (Conflict, ReloadNotAnswered) as error:
             raise OperationFailed(str(error)) from None

@@ -3,11 +3,13 @@ operator makes, each audited with the OS user as the actor."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
     BadInput,
     F,
@@ -20,10 +22,11 @@ from gnomon.cli._common import (
     print_json,
     print_table,
     reports_errors,
+    since_option,
 )
 
 if TYPE_CHECKING:
-    from gnomon.api._operations import Operations
+    from gnomon.api._operations import Operations, UnknownName
 
 
 def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list[str], bool]:
@@ -42,21 +45,26 @@ def _select(ops: Operations, names: tuple[str, ...], every: bool, tag: str | Non
     try:
         return ops.select(names, every, tag)
     except UnknownName as error:
-        if not _register_from_config(error.name):
+        if not _register_from_config(error):
             raise
     return ops.select(names, every, tag)
 
 
-def _register_from_config(name: str) -> bool:
-    """Sync the config into the store if it defines ``name``; whether it did."""
+def _register_from_config(unknown: UnknownName) -> bool:
+    """Sync the config into the store if it defines the deployment (or a deployment with
+    the tag) the store does not know; whether it did."""
     from gnomon._settings import find_config_file
 
-    if find_config_file() is None:
+    if find_config_file() is None or unknown.kind not in ("deployment", "tag"):
         return False
     from gnomon.deployments import load_config
 
-    result = load_config(check_flows=False)
-    if name not in {deployment.name for deployment in result.config.deployments}:
+    deployments = load_config(check_flows=False).config.deployments
+    if unknown.kind == "tag":
+        known = {tag for deployment in deployments for tag in deployment.tags}
+    else:
+        known = {deployment.name for deployment in deployments}
+    if unknown.name not in known:
         return False
     operations().apply(None)
     return True
@@ -237,10 +245,16 @@ def limit_rm(config: Path | None, tag: str) -> None:
 
 @click.command("audit")
 @config_option
-@click.option("--since", help="Only newer than this: a duration (2h, 1d) or an ISO time.")
-@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
+@since_option
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_COUNT),
+    default=100,
+    show_default=True,
+    help="At most this many, newest first.",
+)
 @json_option
-def audit_command(config: Path | None, since: str | None, limit: int, as_json: bool) -> None:
+def audit_command(config: Path | None, since: datetime | None, limit: int, as_json: bool) -> None:
     """Show who changed what: pauses, runs, cancels, retries, applies, reloads, tokens.
 
     \b
@@ -248,10 +262,8 @@ def audit_command(config: Path | None, since: str | None, limit: int, as_json: b
       gnomon audit --since 1d
     """
     from gnomon.api._views import audit_view
-    from gnomon.cli._runs import parse_since
 
-    after = parse_since(since)
-    entries = [audit_view(row) for row in open_store().read_audit(after, limit)]
+    entries = [audit_view(row) for row in open_store().read_audit(since, limit)]
     if as_json:
         print_json(entries)
         return

@@ -13,6 +13,7 @@ import click
 
 from gnomon._files import private_directory
 from gnomon.cli._common import (
+    SECONDS,
     F,
     changes_store,
     check_store_owner,
@@ -187,7 +188,13 @@ def daemon_reload(
 @daemon_group.command("stop")
 @config_option
 @pidfile_option
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for it to exit.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for it to exit.",
+)
 @click.pass_context
 def daemon_stop(
     ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gnomon.api._inputs import MAX_FIRES
 from gnomon.cli._common import (
     changes_store,
     complete_deployments,
@@ -240,7 +241,14 @@ def _inline(mapping: dict[str, Any]) -> str:
 @deployments_group.command("next")
 @config_option
 @click.argument("name", shell_complete=complete_deployments)
-@click.option("-n", "count", default=5, show_default=True, help="How many fire times.")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, MAX_FIRES),
+    default=5,
+    show_default=True,
+    help="How many fire times.",
+)
 @json_option
 @reports_errors
 def deployments_next(config: Path | None, name: str, count: int, as_json: bool) -> None:
@@ -252,8 +260,6 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     """
     from gnomon.api._views import iso, next_fires
 
-    if count < 1:
-        raise click.BadParameter(f"-n must be at least 1, got {count}", param_hint="-n")
     row = operations().deployment(name)
     if row["paused"]:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)

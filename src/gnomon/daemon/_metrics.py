@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gnomon import __version__
+from gnomon.states import STATE_NAMES, StateType, is_failed
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus
@@ -76,6 +77,12 @@ class DaemonMetrics:
             ["deployment", "state"],
             registry=registry,
         )
+        self.failed = Counter(
+            "gnomon_failed_runs",
+            "Finished flow runs that failed (Failed, TimedOut or Crashed), by deployment.",
+            ["deployment"],
+            registry=registry,
+        )
         self.duration = Histogram(
             "gnomon_run_duration_seconds",
             "How long flow runs took, from hand-off to a worker to their final state.",
@@ -117,7 +124,10 @@ class DaemonMetrics:
         """
         deployment = str(summary.get("deployment"))
         state = str(summary.get("state"))
+        state_type = summary.get("state_type") or STATE_NAMES.get(state)
         self.runs.labels(deployment, state).inc()
+        if is_failed(state_type):
+            self.failed.labels(deployment).inc()
         duration_ms = summary.get("duration_ms")
         if duration_ms is not None:
             self.duration.labels(deployment).observe(duration_ms / 1000)
@@ -125,7 +135,7 @@ class DaemonMetrics:
         if lateness_ms is not None:
             # Jitter can start a run a little before the nominal time it was scheduled for.
             self.lateness.observe(max(0.0, lateness_ms / 1000))
-        if state == "Completed" or summary.get("state_type") == "COMPLETED":
+        if state_type == StateType.COMPLETED:
             self.last_success.labels(deployment).set(self._ended_at(summary))
 
     def _ended_at(self, summary: Mapping[str, Any]) -> float:

@@ -31,18 +31,12 @@ from typing import Any
 from gnomon import __version__
 from gnomon._secrets import mask
 from gnomon.deployments import NotifyEvent, NotifyTarget
+from gnomon.states import STATE_NAMES, StateType, is_failed
 
 log = logging.getLogger("gnomon.daemon.notify")
 
 _MAX_MESSAGE = 300  # characters of an error message in the one-line text
 
-# The final states that are failures, by state name; other names go by their state type.
-_FAILURE_NAMES = {
-    "Failed": NotifyEvent.FAILED,
-    "Crashed": NotifyEvent.CRASHED,
-    "TimedOut": NotifyEvent.TIMED_OUT,
-}
-_FAILURE_TYPES = {"FAILED": NotifyEvent.FAILED, "CRASHED": NotifyEvent.CRASHED}
 
 _EMOJI = {
     NotifyEvent.FAILED: ":red_circle:",
@@ -164,10 +158,10 @@ def events_for_summary(
     completing after one is not a recovery.
     """
     state = str(summary.get("state") or "")
-    state_type = str(summary.get("state_type") or "")
-    event = _FAILURE_NAMES.get(state) or _FAILURE_TYPES.get(state_type)
-    completed = state == "Completed" or state_type == "COMPLETED"
-    if event is None and completed and str(previous_state_type or "") in _FAILURE_TYPES:
+    state_type = str(summary.get("state_type") or STATE_NAMES.get(state) or "")
+    event = _failure_event(state, state_type)
+    completed = state_type == StateType.COMPLETED
+    if event is None and completed and is_failed(previous_state_type):
         event = NotifyEvent.RECOVERED
     if event is None:
         return []
@@ -189,6 +183,15 @@ def events_for_summary(
             parameters=summary.get("parameters"),
         )
     ]
+
+
+def _failure_event(state: str, state_type: str) -> NotifyEvent | None:
+    """The event of a run that failed (``states.is_failed``); None for any other."""
+    if not is_failed(state_type):
+        return None
+    if state_type == StateType.CRASHED:
+        return NotifyEvent.CRASHED
+    return NotifyEvent.TIMED_OUT if state == "TimedOut" else NotifyEvent.FAILED
 
 
 def missed_event(

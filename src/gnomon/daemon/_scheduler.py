@@ -35,6 +35,7 @@ from gnomon.daemon._tracking import (
     run_row,
 )
 from gnomon.deployments import Deployment, Overlap
+from gnomon.states import FAILED_TYPES
 
 if TYPE_CHECKING:
     from gnomon.scheduling import Trigger
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gnomon.daemon")
 
-# Final state types a deployment's `retries` apply to (TimedOut is a FAILED state).
-RETRIED_TYPES = frozenset({"FAILED", "CRASHED"})
+# Final state types a deployment's `retries` apply to: the failed ones.
+RETRIED_TYPES = FAILED_TYPES
 # How long a tick may leave fired deployments' last and next fires unstored (see `tick`).
 RECORD_FIRES_WITHIN = timedelta(seconds=1)
 # How the AwaitingRetry state of a deployment retry begins (counted by the store).

@@ -655,6 +655,7 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
         auth=config.api_auth,
         config_path=daemon.config.path,
         health=daemon.health.status,
+        max_body=config.api_max_body,
     )
     server = ApiServer(app, host, port)
     server.listen()  # the port is known (port 0 asks the system for one)

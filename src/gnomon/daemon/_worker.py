@@ -165,10 +165,14 @@ def _contain_runs() -> None:
 
 
 def _line_buffered_output() -> None:
-    """Flush prints line by line, so they reach the log pipe in order and survive a crash."""
+    """Flush prints line by line, so they reach the log pipe in order and survive a crash;
+    and mask the secret values of the runs' parameters in what flows print."""
+    from gnomon._secrets import MaskingWriter
+
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+    sys.stdout, sys.stderr = MaskingWriter(sys.stdout), MaskingWriter(sys.stderr)
 
 
 def _preload(entrypoints: list[str]) -> None:
@@ -245,7 +249,7 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
     message that reports how it ended."""
     from gnomon.exceptions import FlowRunNotRunnable
     from gnomon.flows._flow_engine import execute_stored_run
-    from gnomon.flows._records import state_error
+    from gnomon.flows._records import state_error, stored_text
 
     _begin_run(flow_run_id, request)
     try:
@@ -262,7 +266,7 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
         "state": state.name,
         "state_type": state.type.value,
         "error_type": _type_name(failure) if failure is not None else None,
-        "message": state.message,
+        "message": stored_text(state.message),
         "start_time": _iso(run.start_time),
         "end_time": _iso(state.timestamp),
         "flow_name": run.flow_name,
@@ -283,6 +287,7 @@ def _type_name(error: BaseException) -> str:
 
 def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
     """A ``done`` message with the run's state as stored (the run did not end here)."""
+    from gnomon.flows._records import stored_text
     from gnomon.store import get_store
 
     row = get_store().read_flow_run(flow_run_id) or {}
@@ -291,7 +296,7 @@ def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
         "state": row.get("state_name") or "Crashed",
         "state_type": row.get("state_type") or "CRASHED",
         "error_type": _type_name(error),
-        "message": str(error),
+        "message": stored_text(str(error)),
         "start_time": _iso(row.get("start_time")),
         "end_time": _iso(row.get("end_time")),
         "flow_name": row.get("flow_name"),

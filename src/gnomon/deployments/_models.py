@@ -37,7 +37,13 @@ from pydantic import (
     model_validator,
 )
 
-from gnomon.scheduling import CronTrigger, IntervalTrigger, ScheduleError, parse_interval
+from gnomon.scheduling import (
+    CronTrigger,
+    IntervalTrigger,
+    ScheduleError,
+    parse_every,
+    parse_interval,
+)
 from gnomon.scheduling._cron import cron_trigger
 
 
@@ -202,6 +208,8 @@ class DaemonConfig(Policies):
     # daemon is not stuck, so a dead machine is noticed from outside.
     heartbeat_url: str | None = None
     heartbeat_interval: PositiveDuration = timedelta(seconds=60)
+    # The largest request body the API reads (413 beyond it).
+    api_max_body: Annotated[ByteSize, Field(ge=1024, le=2**30)] = ByteSize(1_000_000)
 
     @field_validator("api")
     @classmethod
@@ -341,7 +349,7 @@ class Deployment(Policies):
     def _check_interval(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                parse_interval(value)
+                parse_every(value)
             except ScheduleError as error:
                 raise ValueError(interval_message(value, error)) from None
         return value
@@ -383,7 +391,7 @@ class Deployment(Policies):
     @property
     def every(self) -> timedelta | None:
         """An interval deployment's period; None for cron."""
-        return parse_interval(self.interval) if self.interval is not None else None
+        return parse_every(self.interval) if self.interval is not None else None
 
     def trigger(self, anchor: datetime | None = None) -> CronTrigger | IntervalTrigger:
         """The trigger; an interval without an anchor in the file needs the stored ``anchor``.
@@ -398,7 +406,7 @@ class Deployment(Policies):
                 f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
                 "store first (the anchor defaults to when it was first registered)"
             )
-        return IntervalTrigger(parse_interval(str(self.interval)), start)
+        return IntervalTrigger(parse_every(str(self.interval)), start)
 
 
 def _iso_dates(value: Any) -> Any:

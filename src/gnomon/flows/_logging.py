@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon._secrets import mask
+from gnomon._secrets import mask, mask_known_fields, unmasked
 from gnomon.exceptions import MissingContextError
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from gnomon.flows._log_hold import wait_while_held
 from gnomon.flows._log_outputs import DaemonStdout, LogFile, daemon_lines
+from gnomon.flows._records import stored_text
 
 if TYPE_CHECKING:
     import structlog
@@ -166,8 +167,10 @@ class _StoreHandler(logging.Handler):
             "timestamp": datetime.fromtimestamp(record.created, UTC),
             "level": record.levelno,
             "logger": record.name,
-            "message": message,
-            "extra": mask({key: _json_safe(value) for key, value in fields.items()}),
+            "message": stored_text(message),
+            "extra": mask_known_fields(
+                mask({key: _json_safe(value) for key, value in fields.items()})
+            ),
             "deployment_name": _deployment_name,
         }
 
@@ -177,8 +180,9 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
+            stream = unmasked(sys.stderr)  # the line is masked field by field already
+            stream.write(self.format(record) + "\n")
+            stream.flush()
         except Exception:
             self.handleError(record)
 
@@ -207,7 +211,7 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
         renderers = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
         renderers = [_console_renderer(stream)]
-    from gnomon._secrets import mask_processor
+    from gnomon._secrets import mask_known_processor, mask_processor
 
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[_add_record_extra, _add_run_context],
@@ -217,6 +221,7 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
             _record_timestamp,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             mask_processor,  # structlog events carry their fields in the message dict
+            mask_known_processor,  # and a run's secret values may be in any text
             *renderers,
         ],
     )

@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from gnomon._files import ensure_private_file, open_private
+from gnomon._text import loads
 
 BUSY_TIMEOUT_MS = 30_000
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
@@ -51,14 +52,16 @@ def create_engine(url: str | URL) -> Engine:
     """An engine for the store at ``url``; SQLite files get WAL and ``BEGIN IMMEDIATE``."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sqlalchemy.create_engine(parsed, pool_pre_ping=True)
+        return sqlalchemy.create_engine(parsed, pool_pre_ping=True, json_deserializer=loads)
     path = sqlite_path(parsed)
     if path is not None:
         # Private (see gnomon._files): the database holds run parameters and tracebacks,
         # and SQLite gives its -wal and -shm files the database file's mode.
         ensure_private_file(path)
     engine = sqlalchemy.create_engine(
-        parsed, connect_args={"factory": _SerialisedWriter} if path is not None else {}
+        parsed,
+        connect_args={"factory": _SerialisedWriter} if path is not None else {},
+        json_deserializer=loads,  # rows written before lone surrogates were refused
     )
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)

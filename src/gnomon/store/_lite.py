@@ -11,16 +11,19 @@ both and compares the results.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from gnomon._text import loads
 from gnomon.store._revision import HEAD_REVISION
 from gnomon.store._values import newest_in_time_order, newest_window
+
+if TYPE_CHECKING:
+    from gnomon.states import StateFilter
 
 Row = dict[str, Any]
 BUSY_TIMEOUT_MS = 30_000  # as store._db: writers queue instead of failing
@@ -175,18 +178,24 @@ class LiteStore:
     def read_runs(
         self,
         deployment: str | None = None,
-        state: str | None = None,
+        state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
     ) -> list[Row]:
-        """As ``Store.read_runs``: newest first, by deployment, state name or type, age."""
+        """As ``Store.read_runs``: newest first, by deployment, state filter, age."""
         where, parameters = _conditions(
             [
                 ("deployment_name = ?", deployment),
-                (("state_type = ?" if state and state.isupper() else "state_name = ?"), state),
                 ("created >= ?", db_text(since) if since else None),
             ]
         )
+        if state is not None:
+            types, names = sorted(state.types), sorted(state.names)
+            marks = ", ".join("?" * len(types)), ", ".join("?" * len(names))
+            where += (" AND " if where else " WHERE ") + (
+                f"(state_type IN ({marks[0]}) OR state_name IN ({marks[1]}))"
+            )
+            parameters += [*types, *names]
         return self._all(
             f"SELECT * FROM flow_runs{where} ORDER BY created DESC LIMIT ?", (*parameters, limit)
         )
@@ -233,7 +242,7 @@ def _decode(row: sqlite3.Row) -> Row:
             if key in _DATETIMES:
                 value = datetime.fromisoformat(value).replace(tzinfo=UTC)
             elif key in _JSONS:
-                value = json.loads(value)
+                value = loads(value)
             elif key in _BOOLEANS:
                 value = bool(value)
         decoded[key] = value
