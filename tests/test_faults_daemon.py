@@ -625,3 +625,31 @@ def test_sigusr2_reopens_the_log_file_that_logrotate_moved_away(
     stop(daemon)
     assert "daemon stopped" in log_file.read_text()
     assert "daemon stopped" not in log_file.with_suffix(".jsonl.1").read_text()
+
+
+def test_the_apis_apply_reloads_the_daemon_and_answers_with_the_outcome(
+    tmp_path: Path, gnomon_home: Path, daemons: list[Any]
+) -> None:
+    daemon, url, _database = serving(tmp_path, gnomon_home, daemons, GOOD)
+    config = tmp_path / "gnomon.toml"
+    token = (gnomon_home / "api-token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    config.write_text(config.read_text().replace('cron = "0 * * * *"', 'cron = "15 * * * *"'))
+
+    applied = httpx.post(f"{url}/api/v1/apply", headers=headers, timeout=60)
+    assert applied.status_code == 200, applied.text
+    body = applied.json()
+    assert (body["status"], body["changed"], body["problems"]) == (
+        "applied",
+        {"hourly": ["cron"]},
+        [],
+    )
+
+    config.write_text(config.read_text() + "\n[[deployments]\n")
+    refused = httpx.post(f"{url}/api/v1/apply", headers=headers, timeout=60)
+    assert refused.status_code == 422
+    assert refused.json()["status"] == "refused"
+    assert "invalid TOML" in refused.json()["problems"][0]
+    assert active(gnomon_home)["hourly"] == "15 * * * *"
+    stop(daemon)
+    assert_store_sound(gnomon_home / "gnomon.db")
