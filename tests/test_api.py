@@ -400,14 +400,14 @@ def test_run_parameters_must_be_names_with_standard_json_values(api: Api) -> Non
     assert api.store.read_runs() == []
 
 
-def test_apply_applies_the_daemons_own_config_and_reloads_it(api: Api) -> None:
+def test_apply_asks_the_daemon_to_reload_and_says_so_when_it_does_not_answer(api: Api) -> None:
     with api.admin as client:
-        response = client.post("/api/v1/apply", json={"path": "/etc/passwd"})
-    assert response.status_code == 200
-    assert sorted(response.json()["unchanged"]) == ["nightly-report", "sync-crm"]
-    assert api.nudges == ["reload"]
-    entry = api.store.read_audit(limit=1)[0]
-    assert (entry["action"], entry["actor"], entry["origin"]) == ("apply", "admin", "api")
+        response = client.post("/api/v1/apply?timeout=0.3", json={"path": "/etc/passwd"})
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert api.nudges == ["poll"]
+    (request,) = api.store.read_pending_reloads()
+    assert (request["requested_by"], request["origin"]) == ("admin", "api")
 
 
 def test_concurrency_limits_set_list_and_remove(api: Api) -> None:

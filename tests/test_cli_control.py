@@ -108,8 +108,8 @@ def test_apply_registers_the_config_and_is_audited(
     again = run(gnomon_home, config, "deployments", "apply")
 
     assert first.returncode == 0, first.stderr
-    assert "applied: 3 added, 0 changed, 0 removed, 0 unchanged" in first.stdout
-    assert "applied: 0 added, 0 changed, 0 removed, 3 unchanged" in again.stdout
+    assert "applied: 3 added, 0 removed, 0 changed" in first.stdout
+    assert "applied: 0 added, 0 removed, 0 changed" in again.stdout
     assert [row["name"] for row in store.read_deployments()] == [
         "heartbeat",
         "nightly-report",
@@ -120,17 +120,36 @@ def test_apply_registers_the_config_and_is_audited(
     assert entries[-1]["detail"]["added"] == ["nightly-report", "sync-crm", "heartbeat"]
 
 
-def test_apply_with_a_problem_changes_nothing_and_exits_2(
+def test_apply_with_a_deployments_problem_keeps_its_stored_version_and_exits_1(
     applied: Path, gnomon_home: Path, store: Store
 ) -> None:
-    applied.write_text(applied.read_text().replace('interval = "1m"', 'interval = "soon"'))
+    text = applied.read_text().replace('interval = "1m"', 'interval = "soon"')
+    applied.write_text(text.replace('cron = "30 2 * * *"', 'cron = "30 3 * * *"'))
+
+    result = run(gnomon_home, applied, "deployments", "apply")
+
+    assert result.returncode == 1
+    assert 'deployment "heartbeat": interval "soon"' in result.stderr
+    assert "kept last good version: heartbeat" in result.stdout
+    assert store.read_deployment("heartbeat")["schedule"] == "1m"
+    assert store.read_deployment("heartbeat")["active"]
+    assert store.read_deployment("nightly-report")["schedule"] == "30 3 * * *"
+
+
+def test_apply_of_a_file_that_does_not_parse_changes_nothing_and_exits_2(
+    applied: Path, gnomon_home: Path, store: Store
+) -> None:
+    applied.write_text(
+        applied.read_text().replace('cron = "30 2 * * *"', 'cron = "30 3 * * *"\n[[')
+    )
 
     result = run(gnomon_home, applied, "deployments", "apply")
 
     assert result.returncode == 2
-    assert 'deployment "heartbeat": interval "soon"' in result.stderr
+    assert "invalid TOML" in result.stderr
     assert "nothing applied" in result.stderr
-    assert store.read_deployment("heartbeat")["schedule"] == "1m"
+    assert store.read_deployment("nightly-report")["schedule"] == "30 2 * * *"
+    assert len(store.read_deployments()) == 3
 
 
 # pause and resume

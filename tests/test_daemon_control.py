@@ -77,7 +77,11 @@ def test_the_daemon_serves_the_api_with_a_first_admin_token_and_pauses_over_http
 
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     with httpx.Client(base_url=url, timeout=30) as anonymous:
-        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        health = anonymous.get("/healthz").json()
+        # The status and the age of the loop's last tick, nothing else.
+        assert set(health) == {"status", "last_tick_age_seconds"}
+        assert health["status"] == "ok"
+        assert 0 <= health["last_tick_age_seconds"] < 5
         assert anonymous.get("/api/v1/deployments").status_code == 401
         assert anonymous.get("/metrics").status_code == 401
     with httpx.Client(
@@ -136,6 +140,8 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
         url_env = "OPS_WEBHOOK"
         events = ["failed", "recovered"]
         """,
+        # The API is off in these tests: links need public_url then.
+        daemon='workers = 2\npublic_url = "https://gnomon.example.com"',
     )
     daemons.append(start_daemon(config, gnomon_home, OPS_WEBHOOK=receiver.url("hook")))
 
@@ -153,7 +159,7 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
         "Failed",
     )
     assert "the CRM is down" in failed["text"]
-    assert failed["url"].endswith(f"/runs/{failed['run_id']}")
+    assert failed["url"] == f"https://gnomon.example.com/runs/{failed['run_id']}"
     assert store.read_flow_run(failed["run_id"])["state_name"] == "Failed"
     # The engine's line for a failed run stays in its logs, traceback included.
     stored = [log["message"] for log in store.read_logs(flow_run_id=failed["run_id"])]
@@ -193,7 +199,7 @@ def test_the_daemons_decisions_are_in_gnomon_logs_for_the_deployment(
 
 
 def test_the_timed_poll_waits_one_interval_more_while_runs_wait_for_a_worker() -> None:
-    from gnomon.daemon._service import POLL_INTERVAL, poll_due
+    from gnomon.daemon._cadence import POLL_INTERVAL, poll_due
 
     assert not poll_due(99.9, 100.0, backlog=False)
     assert poll_due(100.0, 100.0, backlog=False)

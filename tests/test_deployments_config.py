@@ -726,6 +726,9 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         "jitter": 30.0,
         "timeout": 3600.0,
         "retries": 2,
+        "memory_limit": None,
+        "max_log_lines": 10_000,
+        "max_log_bytes": 10_000_000,
     }
     assert (explicit.timezone, explicit.overlap, explicit.retries, explicit.jitter) == (
         "UTC",
@@ -762,6 +765,9 @@ def test_built_in_defaults_when_daemon_is_silent(project: Path) -> None:
         "jitter": 0.0,
         "timeout": None,
         "retries": 0,
+        "memory_limit": None,
+        "max_log_lines": 10_000,
+        "max_log_bytes": 10_000_000,
     }
     assert (deployment.timezone, deployment.paused, deployment.description, deployment.tags) == (
         "UTC",

@@ -101,7 +101,12 @@ def test_detach_returns_at_once_and_leaves_a_daemon_behind(launch: Launch) -> No
     assert os.getsid(pid) not in {os.getsid(0), pid}
     assert status(launch.pidfile) == (True, pid)
     marker = launch.workdir / "marker"
-    assert stat.S_IMODE(marker.stat().st_mode) == 0o640  # umask 027
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # The command's umask is kept for what the daemon's flows write; gnomon's own log file
+    # is private whatever it is.
+    assert stat.S_IMODE(marker.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(launch.log.stat().st_mode) == 0o600
     assert stat.S_IMODE(launch.pidfile.stat().st_mode) == 0o644  # anyone may ask for status
 
     assert stop(launch.pidfile, timeout=10) is True

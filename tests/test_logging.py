@@ -20,6 +20,7 @@ from gnomon._settings import reset_settings
 from gnomon.exceptions import MissingContextError
 from gnomon.flows import _log_hold, _logging
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
+from gnomon.flows._log_cap import cap_run_logs
 from gnomon.flows._logging import (
     configure_logging,
     engine_logger,
@@ -538,3 +539,93 @@ def test_a_line_is_stamped_with_when_its_record_was_made_not_when_it_is_rendered
     line = json.loads(_logging._formatter("json").format(record))
 
     assert line["timestamp"] == "2001-09-09T01:46:40.500000Z"
+
+
+# A run's log cap, as a daemon's worker sets it for each run.
+
+
+@pytest.fixture
+def capped(configure: Callable[..., None]) -> Iterator[Callable[[int, int], None]]:
+    """Set the cap as a worker does at a run's start; lifted after the test."""
+    configure()
+    yield cap_run_logs
+    cap_run_logs(None, None)
+
+
+def messages(rows: list[dict[str, Any]]) -> list[str]:
+    return [row["message"] for row in rows]
+
+
+def test_a_capped_run_keeps_its_first_lines_then_one_truncation_warning_whatever_its_threads(
+    capped,
+    stored,
+    capsys,
+) -> None:
+    capped(100, 10**9)
+    flow = flow_run()
+
+    def chatter(thread: int) -> None:
+        with running(flow, task_run(flow)):
+            for number in range(50):
+                get_run_logger().info("thread %d line %d", thread, number)
+
+    threads = [threading.Thread(target=chatter, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = [row for row in stored if row["message"].startswith("thread")]
+    truncations = [row for row in stored if row["message"].startswith("log truncated")]
+    assert len(lines) == 100
+    assert [(row["level"], row["message"]) for row in truncations] == [
+        (
+            logging.WARNING,
+            "log truncated: the run reached 100 lines (max_log_lines);"
+            " the rest of what it logs is dropped",
+        )
+    ]
+    assert truncations[0]["flow_run_id"] == flow.flow_run_id
+    assert truncations[0]["extra"]["log_truncated"] is True
+    printed = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(printed) == 101  # the console got the same lines as the store
+    assert printed == sorted(printed, key=lambda line: "truncated" in line["event"])
+
+
+def test_the_byte_cap_counts_encoded_bytes_and_engine_events_too(capped, stored) -> None:
+    capped(1000, 100)
+    with running(flow_run()):
+        get_run_logger().info("é" * 30)  # 60 bytes in UTF-8
+        engine_logger().info("an engine event of 30 bytes...")
+        get_run_logger().info("one byte too many")
+
+    assert messages(stored) == [
+        "é" * 30,
+        "an engine event of 30 bytes...",
+        "log truncated: the run reached 100 bytes (max_log_bytes);"
+        " the rest of what it logs is dropped",
+    ]
+
+
+def test_each_run_starts_a_new_count_and_lifting_the_cap_lets_everything_through(
+    capped,
+    stored,
+) -> None:
+    for run in ("a" * 32, "b" * 32):
+        capped(2, 10**9)
+        with running(flow_run(flow_run_id=run)):
+            for number in range(3):
+                get_run_logger().info("%s %d", run[0], number)
+    cap_run_logs(None, None)
+    with running(flow_run()):
+        for number in range(5):
+            get_run_logger().info("free %d", number)
+
+    assert [message for message in messages(stored) if not message.startswith("log")] == [
+        "a 0",
+        "a 1",
+        "b 0",
+        "b 1",
+        *(f"free {number}" for number in range(5)),
+    ]
+    assert sum(message.startswith("log truncated") for message in messages(stored)) == 2

@@ -493,6 +493,74 @@ def test_a_killed_template_is_replaced_and_its_workers_with_it(harness: Harness)
     assert harness.run(pool, "hello").state_name == "Completed"
 
 
+STARTS_AT_IMPORT = textwrap.dedent(
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gnomon import flow
+
+    # Started by the template as it imports this module: in the template's process group.
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(os.environ["POOL_HELPER"], "w") as out:
+        out.write(str(helper.pid))
+
+    @flow
+    def sleeps() -> None:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(os.environ["POOL_HELPER"] + ".child", "w") as out:
+            out.write(str(child.pid))
+        time.sleep(600)
+    """
+)
+
+
+@pytest.mark.parametrize("mechanism", ["subreaper", "none"])
+def test_ending_a_workers_tree_never_reaches_its_template_or_what_the_template_started(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mechanism: str
+) -> None:
+    from gnomon.deployments import ContainmentMode
+
+    flows = tmp_path / "starts_at_import.py"
+    flows.write_text(STARTS_AT_IMPORT)
+    helper_file = tmp_path / "helper"
+    monkeypatch.setenv("POOL_HELPER", str(helper_file))  # the workers' environment
+    pool = harness.pool(preload=[f"{flows}:sleeps"], containment=ContainmentMode(mechanism))
+    helper = int(helper_file.read_text())
+    template = pool.template_pid()
+    assert template is not None
+    try:
+        (worker,) = pool.pids()
+        # Its own group from the moment the pool knew it: the tree the pool signals.
+        assert os.getpgid(worker) == worker != os.getpgid(template)
+        run_id = harness.schedule("sleeps", flows=flows)
+        assert pool.submit(run_id, timeout=1)
+        child = int(until(lambda: _read(Path(f"{helper_file}.child")), "the run's child"))
+
+        assert harness.outcome(run_id).state_name == "TimedOut"
+
+        until(lambda: not _running(child), "the run's child to end with its worker")
+        assert _running(template)
+        assert _running(helper)
+        assert pool.template_pid() == template
+    finally:
+        os.kill(helper, signal.SIGKILL)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_start_fails_at_once_when_workers_cannot_start(harness: Harness) -> None:
     pool = WorkerPool(
         2,

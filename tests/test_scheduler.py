@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.store import Actor
@@ -27,6 +28,7 @@ class Workers:
         self.size = size
         self.running: list[str] = []
         self.cancelled: list[str] = []
+        self.limits: dict[str, RunLimits | None] = {}
 
     def idle_count(self) -> int:
         return self.size - len(self.running)
@@ -34,10 +36,13 @@ class Workers:
     def capacity(self) -> int:
         return self.idle_count()
 
-    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
+    def submit(
+        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+    ) -> bool:
         if self.idle_count() <= 0:
             return False
         self.running.append(flow_run_id)
+        self.limits[flow_run_id] = limits
         return True
 
     def cancel(self, flow_run_id: str, reason: str) -> bool:
@@ -202,9 +207,11 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
             super().__init__(size)
             self.stored_at_submit: list[int] = []
 
-        def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
+        def submit(
+            self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+        ) -> bool:
             self.stored_at_submit.append(len(store.read_flow_runs(limit=100)))
-            return super().submit(flow_run_id, timeout)
+            return super().submit(flow_run_id, timeout, limits)
 
     names = [f"d{i}" for i in range(6)]
     toml = "".join(every_minute(name) for name in names)
@@ -392,7 +399,7 @@ def test_a_finished_run_is_summarised_from_its_dispatch_without_a_store_read(
     tmp_path, store
 ) -> None:
     from gnomon.daemon._pool import RunOutcome
-    from gnomon.daemon._service import run_summary
+    from gnomon.daemon._summary import run_summary
 
     scheduler, _ = make_scheduler(tmp_path, store, every_minute(jitter="30s"))
     [decision] = scheduler.fire_many([("job", at(0))], at(0))
@@ -556,3 +563,22 @@ def test_one_fire_of_many_deployments_creates_runs_for_exactly_the_new_unpaused_
         assert runs[name] == run_id
         history = store.read_states(run_id)
         assert [state["name"] for state in history] == ["Pending"]
+
+
+def test_a_deployments_memory_limit_and_log_cap_travel_with_its_runs_to_the_workers(
+    tmp_path: Path, store
+) -> None:
+    daemon = '\n[daemon]\nmemory_limit = "300MB"\nmax_log_lines = 500\n'
+    big = every_minute("big", memory_limit="1GiB", max_log_bytes="2MB")
+    scheduler, workers = make_scheduler(tmp_path, store, daemon + big + every_minute("small"))
+
+    scheduler.fire_many([("big", at(1)), ("small", at(1))], at(1))
+    scheduler.dispatch(at(1))
+
+    by_deployment = {
+        row["deployment_name"]: workers.limits[row["id"]] for row in store.read_runs(limit=10)
+    }
+    assert by_deployment == {
+        "big": RunLimits(memory=2**30, log_lines=500, log_bytes=2_000_000),
+        "small": RunLimits(memory=300_000_000, log_lines=500, log_bytes=10_000_000),
+    }

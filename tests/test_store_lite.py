@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gnomon.states import parse_state_filter
 from gnomon.store import Actor, LogQuery, Store
 from gnomon.store._lite import LiteStore, open_lite
 
@@ -79,7 +80,8 @@ def test_reads_match_the_store(seeded: Store, lite: LiteStore) -> None:
     assert lite.read_deployments() == seeded.read_deployments()
     assert lite.read_deployment("alpha") == seeded.read_deployment("alpha")
     assert lite.read_deployment("nope") is None
-    for arguments in [(), ("alpha",), (None, "Failed"), (None, "COMPLETED"), (None, None, since)]:
+    failed, only_failed = parse_state_filter("failed"), parse_state_filter("only:Failed")
+    for arguments in [(), ("alpha",), (None, failed), (None, only_failed), (None, None, since)]:
         assert lite.read_runs(*arguments) == seeded.read_runs(*arguments), arguments
     assert lite.read_runs(limit=2) == seeded.read_runs(limit=2)
     assert lite.read_flow_run(f"{1:032x}") == seeded.read_flow_run(f"{1:032x}")
@@ -139,7 +141,12 @@ def test_the_fast_commands_do_not_import_sqlalchemy_or_pydantic(seeded: Store) -
     code = (
         "import sys\n"
         "from gnomon.cli import main\n"
-        "for argv in (['pause', 'alpha'], ['resume', 'alpha'], ['runs', 'list'], ['logs']):\n"
+        "for argv in (\n"
+        "    ['pause', 'alpha'], ['resume', 'alpha'], ['pause', '--tag', 'crm'],\n"
+        "    ['resume', '--tag', 'crm'], ['runs', 'list'], ['logs'],\n"
+        "    ['runs', 'list', '--state', 'failed', '--since', '1d', '--limit', '5'],\n"
+        "    ['logs', '--level', 'warning', '--since', '2020-01-01T00:00', '-n', '3'],\n"
+        "):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as exit:\n"

@@ -231,7 +231,8 @@ def test_unit_exposure_score_is_at_most_2_5(unit_copy: Path) -> None:
 
 
 def test_unit_has_the_settings_the_daemon_relies_on() -> None:
-    """Type=notify for READY/WATCHDOG, and mixed kill so the daemon ends its own workers."""
+    """Type=notify for READY/WATCHDOG, mixed kill so the daemon ends its own workers, and a
+    delegated, writable cgroup subtree for a cgroup per worker."""
     settings = {
         line.partition("=")[0]: line.partition("=")[2]
         for line in UNIT.read_text().splitlines()
@@ -244,3 +245,4 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
     assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert settings["Environment"] == "GNOMON_HOME=/var/lib/gnomon"
     assert int(settings["TimeoutStopSec"].removesuffix("s")) > 30  # default shutdown_grace
+    assert (settings["Delegate"], settings["ProtectControlGroups"]) == ("yes", "no")

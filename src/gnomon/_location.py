@@ -78,6 +78,9 @@ def _setting(name: str) -> Any:
         return read_top_level(config_file).get(name)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{config_file}: invalid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:  # a directory, unreadable, not UTF-8
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"{config_file}: cannot read: {reason}") from None
 
 
 def read_top_level(path: Path) -> dict[str, Any]:

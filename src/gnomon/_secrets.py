@@ -7,14 +7,25 @@ separators ``_``, ``-``, ``.`` and spaces, it *ends with* one of ``SECRET_SUFFIX
 ``Proxy-Authorization`` are secret. Ending, not containing, keeps keys that merely talk
 about a secret readable: ``tokenizer_path``, ``password_file``, ``token_url``,
 ``max_tokens`` and ``secret_name`` are not masked (a path or a name is not the secret).
+
+A secret value also travels without its key: in an exception's message (pydantic's
+validation errors quote their input; a flow may raise ``ValueError(f"bad password
+{password}")``), its traceback, and whatever a flow prints. So the values under secret keys
+of a run's parameters (``secret_values``, those of ``MIN_SECRET_LENGTH`` characters or more)
+are masked in text as well: a process running runs ``remember_secrets`` their parameters, and
+every text it stores or prints passes ``mask_known`` (state messages, errors and tracebacks,
+log lines, worker output). Shorter values are left alone: masking every "1" or "yes" would
+garble the text and hide nothing worth hiding.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "********"
@@ -111,3 +122,166 @@ class MaskSecrets(logging.Filter):
             elif type(value) not in _PLAIN and isinstance(value, Mapping | list | tuple):
                 attributes[key] = mask(value)
         return True
+
+
+def masked(key: str, value: Any) -> Any:
+    """``value`` as it may be shown under ``key``: ``MASK`` if the key is secret."""
+    return MASK if _masks(key, value) else mask(value)
+
+
+# Masking values in text.
+
+MIN_SECRET_LENGTH = 4
+MAX_REMEMBERED = 1000  # secret values a process keeps masking (the newest; per run a few)
+
+
+def secret_values(value: Any) -> set[str]:
+    """The texts of the values under secret-named keys in ``value``, at any depth (every
+    scalar inside such a value counts), with the escaped forms that JSON and ``repr`` give
+    them, each of at least ``MIN_SECRET_LENGTH`` characters."""
+    found: set[str] = set()
+    pending: list[tuple[Any, bool]] = [(value, False)]
+    while pending:
+        item, under_secret = pending.pop()
+        if isinstance(item, Mapping):
+            pending.extend(
+                (child, under_secret or (type(key) is str and is_secret_key(key)))
+                for key, child in item.items()
+            )
+        elif isinstance(item, list | tuple | set | frozenset):
+            pending.extend((child, under_secret) for child in item)
+        elif under_secret:
+            found.update(_texts(item))
+    return found
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return []
+    text = str(value)
+    if len(text) < MIN_SECRET_LENGTH or not text.strip("*"):  # nor one MASK itself contains
+        return []
+    if not isinstance(value, str):
+        return [text]
+    return list({text, json.dumps(value)[1:-1], repr(value)[1:-1]})
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each of ``secrets`` replaced by ``MASK``."""
+    pattern = _pattern(frozenset(secrets))
+    return text if pattern is None else pattern.sub(MASK, text)
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    if not secrets:
+        return None
+    # Longest first, so a secret that contains another is masked whole.
+    return re.compile("|".join(map(re.escape, sorted(secrets, key=len, reverse=True))))
+
+
+class _Remembered:
+    """The secret values of the runs this process has run, newest last (bounded)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, None] = {}
+        self.pattern: re.Pattern[str] | None = None
+        self.lock = threading.Lock()
+
+    def add(self, values: set[str]) -> None:
+        with self.lock:
+            new = values - self.values.keys()
+            if not new:
+                return
+            self.values.update(dict.fromkeys(sorted(new)))
+            while len(self.values) > MAX_REMEMBERED:
+                del self.values[next(iter(self.values))]
+            self.pattern = _pattern(frozenset(self.values))
+
+
+_remembered = _Remembered()
+
+
+def remember_secrets(parameters: Mapping[str, Any]) -> None:
+    """Mask the secret values of ``parameters`` (a run's) in every text this process stores
+    or prints from now on (``mask_known``)."""
+    values = secret_values(parameters)
+    if values:
+        _remembered.add(values)
+
+
+def mask_known(text: str) -> str:
+    """``text`` with the secret values this process was told of masked; at once when none
+    were (most processes, most runs)."""
+    pattern = _remembered.pattern
+    return text if pattern is None or not text else pattern.sub(MASK, text)
+
+
+# Fields of gnomon's log events that are never user text: masking a four-digit secret in a
+# timestamp or an id would garble them and hide nothing.
+_STRUCTURAL_FIELDS = frozenset(
+    {"timestamp", "level", "logger", "flow_run_id", "task_run_id", "run_id", "worker_pid"}
+)
+
+
+def mask_known_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A log event's fields with the known secret values masked in their text (see
+    ``mask_known``), at any depth; structural fields (times, ids, levels) are left alone."""
+    if _remembered.pattern is None:
+        return dict(fields)
+    return {
+        key: value if key in _STRUCTURAL_FIELDS else _mask_known_value(value)
+        for key, value in fields.items()
+    }
+
+
+def _mask_known_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_known(value)
+    if isinstance(value, Mapping):
+        return {key: _mask_known_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_known_value(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_mask_known_value(item) for item in value)
+    return value
+
+
+def mask_known_processor(_logger: object, _method: str, event_dict: Any) -> Any:
+    """structlog processor: mask known secret values in an event's text, its exception's
+    traceback included (rendered here, so the renderer prints the masked text)."""
+    if _remembered.pattern is None:
+        return event_dict
+    if event_dict.get("exc_info"):
+        import structlog
+
+        event_dict = structlog.processors.format_exc_info(_logger, _method, event_dict)
+    return mask_known_fields(event_dict)
+
+
+class MaskingWriter:
+    """A text stream that masks known secret values in what is written to it: a daemon
+    worker's stdout and stderr, which carry whatever its flows print.
+
+    gnomon's own log lines are masked field by field before they are rendered and go to
+    ``unmasked(stream)`` instead: masking the rendered JSON line as a whole could garble it.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(mask_known(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, buffer, ...
+        return getattr(self.stream, name)
+
+
+def unmasked(stream: Any) -> Any:
+    """The stream under a ``MaskingWriter``, or ``stream`` itself."""
+    return stream.stream if isinstance(stream, MaskingWriter) else stream

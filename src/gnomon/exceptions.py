@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -13,18 +14,27 @@ class ConfigError(GnomonError, ValueError):
     """The configuration (file or GNOMON_* environment) is invalid; the message says where."""
 
 
+class InvalidInput(GnomonError, ValueError):
+    """A value an operator typed (a CLI option, an API query parameter or body field) that
+    cannot be used; the message says why and what would do."""
+
+
 class MissingContextError(GnomonError, RuntimeError):
     """Raised when run-scoped API (``get_run_logger``) is used outside a flow or task run."""
 
 
 class ParameterTypeError(GnomonError, TypeError):
-    """A flow parameter did not validate against the flow's type hints."""
+    """A flow parameter did not validate against the flow's type hints; the message shows
+    each bad value, but a secret-named parameter's as ``********``."""
 
     def __init__(self, flow_name: str, problems: list[tuple[str, Any, str]]) -> None:
+        from gnomon._secrets import masked
+
         self.flow_name = flow_name
         self.problems = problems
         details = "; ".join(
-            f"parameter {name!r} = {value!r}: {reason}" for name, value, reason in problems
+            f"parameter {name!r} = {masked(name, value)!r}: {reason}"
+            for name, value, reason in problems
         )
         super().__init__(f"flow {flow_name!r} got invalid parameters: {details}")
 
@@ -79,6 +89,33 @@ class FlowRunNotRunnable(GnomonError, RuntimeError):
 
 class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
+
+
+class StoreOwnedByAnotherUser(GnomonError, PermissionError):
+    """A command that would change the store runs as another user than the store's owner.
+
+    Files it created (a lock file, a migration's) would belong to that user, and the
+    daemon, running as the owner, could not open them. ``owner`` is None when the store
+    cannot even be looked at.
+    """
+
+    def __init__(self, path: Path, owner: int | None, user: int) -> None:
+        from gnomon._files import user_name
+
+        self.path = path
+        self.owner = owner
+        self.user = user
+        who = user_name(user)
+        if owner is None:
+            super().__init__(f"{path}: permission denied for user {who}")
+            return
+        owner_name = user_name(owner)
+        super().__init__(
+            f"{path} belongs to user {owner_name}, and this command runs as {who}: "
+            f"run it as the store's owner (sudo -u {owner_name} gnomon ...), so that every "
+            "file it creates stays one the daemon can open; commands that only read may "
+            "run as any user allowed to read the store"
+        )
 
 
 class TerminationSignal(BaseException):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gnomon.exceptions import CancelledRun, CrashedRun, UnfinishedRun
+from gnomon.exceptions import CancelledRun, CrashedRun, InvalidInput, UnfinishedRun
 
 
 class StateType(enum.StrEnum):
@@ -42,6 +42,82 @@ _DEFAULT_NAMES = {
     StateType.PAUSED: "Paused",
     StateType.CANCELLING: "Cancelling",
 }
+
+# Every state name gnomon records, with its type: the engine's (as in Prefect) and the
+# daemon's Skipped and Missed, which record a fire that did not run.
+STATE_NAMES: dict[str, StateType] = {
+    "Scheduled": StateType.SCHEDULED,
+    "AwaitingRetry": StateType.SCHEDULED,
+    "Pending": StateType.PENDING,
+    "NotReady": StateType.PENDING,
+    "Running": StateType.RUNNING,
+    "Retrying": StateType.RUNNING,
+    "Completed": StateType.COMPLETED,
+    "Cached": StateType.COMPLETED,
+    "Failed": StateType.FAILED,
+    "TimedOut": StateType.FAILED,
+    "Crashed": StateType.CRASHED,
+    "Cancelled": StateType.CANCELLED,
+    "Skipped": StateType.CANCELLED,
+    "Missed": StateType.CANCELLED,
+    "Cancelling": StateType.CANCELLING,
+    "Paused": StateType.PAUSED,
+}
+
+# What counts as a failed run, for every part of gnomon that asks (the CLI's and the API's
+# state filters, metrics, notifications, deployment retries): it ended in a FAILED-type
+# state (Failed, TimedOut) or Crashed. Cancelled, Skipped and Missed are not failures: no
+# code went wrong, someone or some policy decided.
+FAILED_TYPES = frozenset({StateType.FAILED, StateType.CRASHED})
+FAILED_NAMES = tuple(name for name, kind in STATE_NAMES.items() if kind in FAILED_TYPES)
+
+
+def is_failed(state_type: str | None, state_name: str | None = None) -> bool:
+    """Whether a run in this state failed (see ``FAILED_TYPES``); the type decides, and the
+    name stands in for it where only the name is known."""
+    kind = state_type or STATE_NAMES.get(state_name or "")
+    return kind in FAILED_TYPES
+
+
+# The filter word for the failed family, and the prefix that asks for one state name only.
+FAILED_FILTER = "failed"
+EXACT_PREFIX = "only:"
+
+
+@dataclass(frozen=True, slots=True)
+class StateFilter:
+    """Which runs a ``--state`` option or ``?state=`` parameter selects: those whose state
+    type is one of ``types``, or whose state name is one of ``names``."""
+
+    types: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()
+
+    def matches(self, state_type: str | None, state_name: str | None) -> bool:
+        return state_type in self.types or state_name in self.names
+
+
+def parse_state_filter(text: str) -> StateFilter:
+    """What an operator's state filter means, ignoring case: ``failed`` is the failed family
+    (Failed, TimedOut, Crashed), any other state name is that state, and ``only:NAME`` is
+    exactly the state NAME (``only:Failed`` leaves out TimedOut and Crashed). InvalidInput,
+    listing the choices, for anything else."""
+    word = text.strip()
+    exact = word.lower().startswith(EXACT_PREFIX)
+    if exact:
+        word = word[len(EXACT_PREFIX) :].strip()
+    if not exact and word.lower() == FAILED_FILTER:
+        return StateFilter(types=frozenset(kind.value for kind in FAILED_TYPES))
+    name = _STATE_NAMES_LOWER.get(word.lower())
+    if name is None:
+        raise InvalidInput(f"{text[:80]!r} is not a state; {STATE_FILTER_HELP}")
+    return StateFilter(names=frozenset({name}))
+
+
+_STATE_NAMES_LOWER = {name.lower(): name for name in STATE_NAMES}
+STATE_FILTER_HELP = (
+    f"use {FAILED_FILTER} ({', '.join(FAILED_NAMES)}), a state name "
+    f"({', '.join(STATE_NAMES)}), or {EXACT_PREFIX}NAME for exactly one state name"
+)
 
 _UNSET: Any = object()
 

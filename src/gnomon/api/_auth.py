@@ -12,15 +12,15 @@ The token's name is the actor of the changes made with it, with origin "api".
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from anyio import to_thread
 
+from gnomon.api._guards import send_error
 from gnomon.api._operations import hash_token
 from gnomon.store._values import Actor
 
@@ -113,12 +113,5 @@ def _bearer(scope: Scope) -> str | None:
 
 
 async def _deny(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers: list[Any] = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="gnomon"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    challenge = ((b"www-authenticate", b'Bearer realm="gnomon"'),) if status == 401 else ()
+    await send_error(send, status, message, challenge)

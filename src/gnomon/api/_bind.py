@@ -41,3 +41,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # another name: it may resolve anywhere
+
+
+def public_url_for(host: str, port: int, hostname: str) -> str:
+    """Where clients reach an API bound to ``host``:``port``: ``http://host:port``, with a
+    wildcard address (``0.0.0.0``, ``::``) replaced by ``hostname``, this machine's name
+    (a wildcard is where the server listens, not an address anyone can reach)."""
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        wildcard = False
+    if wildcard or not host:
+        host = hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

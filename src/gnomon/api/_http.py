@@ -15,23 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
 from gnomon.api._auth import TokenAuth
-from gnomon.api._operations import (
-    Conflict,
-    InvalidConfig,
-    InvalidName,
-    InvalidParameters,
-    UnknownName,
-)
-from gnomon.api._params import ApiError
+from gnomon.api._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
+from gnomon.api._operations import Conflict, InvalidParameters, UnknownName
+from gnomon.api._params import ApiError, NamePath, RunPath
 from gnomon.api._routes import router
 from gnomon.api._schemas import ErrorBody, Health
+from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from gnomon.daemon._health import HealthStatus
     from gnomon.store import Store
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -45,14 +42,18 @@ def create_app(
     auth: bool = True,
     config_path: Path | None = None,
     dashboard_url: str | None = None,
+    health: Callable[[], HealthStatus] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     """The API over ``store``.
 
     ``nudge("poll" | "reload")`` tells the daemon to read the store or reload its config now;
     ``metrics_render`` gives ``/metrics``; ``config_path`` is the config ``POST /api/v1/apply``
     applies (never a path from the client); ``dashboard_url`` is where clients reach the API
-    (the schema's server). ``auth=False`` serves every route without a token: callers bind
-    it to loopback only (``check_bind``).
+    (the schema's server); a request body over ``max_body`` bytes is refused (413).
+    ``auth=False`` serves every route without a token: callers bind it to loopback only
+    (``check_bind``). ``health`` gives ``/healthz`` the daemon's health (without it, a
+    server that answers is "ok").
     """
     app = FastAPI(
         title="gnomon",
@@ -71,9 +72,14 @@ def create_app(
     app.state.config_path = config_path
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
     app.include_router(router)
-    _add_service_routes(app, metrics_render)
+    _add_service_routes(app, metrics_render, health)
+    _add_page_routes(app)
     _add_error_handlers(app)
+    # The last added is the outermost: HEAD becomes GET before authentication sees it, and
+    # only an authenticated request's body is read.
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(TokenAuth, store=store, enabled=auth)
+    app.add_middleware(HeadAsGet)
     return app
 
 
@@ -91,11 +97,29 @@ def route_table(app: FastAPI) -> list[tuple[str, str]]:
     )
 
 
-def _add_service_routes(app: FastAPI, metrics_render: Callable[[], bytes] | None) -> None:
-    @app.get("/healthz", tags=["service"], response_model=Health)
-    def healthz() -> dict[str, str]:
-        """Liveness, without a token: says "ok" and nothing else."""
-        return {"status": "ok"}
+def _add_service_routes(
+    app: FastAPI,
+    metrics_render: Callable[[], bytes] | None,
+    health: Callable[[], HealthStatus] | None,
+) -> None:
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        response_model=Health,
+        response_model_exclude_none=True,
+        responses={503: {"model": Health, "description": "The scheduling loop is stuck."}},
+    )
+    def healthz() -> Any:
+        """The daemon's health, without a token: "ok", "degraded" (200, still scheduling,
+        with the reason in general terms) or "stuck" (503), and the age of the loop's last
+        tick; nothing else."""
+        if health is None:
+            return {"status": "ok"}
+        status = health()
+        body = status.as_json()
+        if status.state.value == "stuck":
+            return JSONResponse(body, status_code=503)
+        return body
 
     @app.get(
         "/metrics",
@@ -112,6 +136,32 @@ def _add_service_routes(app: FastAPI, metrics_render: Callable[[], bytes] | None
         if metrics_render is None:
             raise ApiError(404, "this server has no metrics")
         return Response(metrics_render(), media_type=METRICS_TYPE)
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    """The pages notifications link to (``/runs/<id>``, ``/deployments/<name>``). The
+    dashboard will serve them; until it does, each redirects (307) to its JSON under
+    ``/api/v1``, which a client with a token then reads (curl keeps the Authorization
+    header on a redirect to the same host)."""
+    page: dict[str, Any] = {
+        "tags": ["pages"],
+        "status_code": 307,
+        "response_class": RedirectResponse,
+        "responses": {
+            307: {"description": "Where the JSON is: the Location header."},
+            **{code: {"model": ErrorBody} for code in (401, 403, 422)},
+        },
+    }
+
+    @app.get("/runs/{run_id}", **page)
+    def run_page(run_id: RunPath) -> RedirectResponse:
+        """A run's page: for now a redirect to ``GET /api/v1/runs/{run_id}``."""
+        return RedirectResponse(f"/api/v1/runs/{run_id}", status_code=307)
+
+    @app.get("/deployments/{name}", **page)
+    def deployment_page(name: NamePath) -> RedirectResponse:
+        """A deployment's page: for now a redirect to ``GET /api/v1/deployments/{name}``."""
+        return RedirectResponse(f"/api/v1/deployments/{name}", status_code=307)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -136,8 +186,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return _error(error.status, error.message, field=error.field)
 
-    @app.exception_handler(InvalidName)
-    async def invalid(_request: Request, error: InvalidName) -> JSONResponse:
+    @app.exception_handler(InvalidInput)
+    async def invalid(_request: Request, error: InvalidInput) -> JSONResponse:
         return _error(422, str(error))
 
     @app.exception_handler(UnknownName)
@@ -147,13 +197,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_request: Request, error: Conflict) -> JSONResponse:
         return _error(409, str(error))
-
-    @app.exception_handler(InvalidConfig)
-    async def invalid_config(_request: Request, error: InvalidConfig) -> JSONResponse:
-        problems = [{"field": p.field, "message": str(p)} for p in error.problems]
-        return _error(
-            422, f"{len(problems)} problem(s) in the config; nothing applied", problems=problems
-        )
 
     @app.exception_handler(InvalidParameters)
     async def invalid_parameters(_request: Request, error: InvalidParameters) -> JSONResponse:

@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import re
 import secrets
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gnomon.exceptions import GnomonError
+from gnomon.api._inputs import check_parameters
+from gnomon.exceptions import GnomonError, InvalidInput
+from gnomon.states import FINAL_TYPES
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from gnomon.deployments._load import ConfigProblem
-    from gnomon.deployments._sync import SyncResult
+    from gnomon.deployments import ConfigProblem
     from gnomon.store import Store
     from gnomon.store._values import Actor
 
@@ -37,19 +39,23 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _RUN_ID = re.compile(r"[0-9a-f]{4,32}")
 _TOKEN_PREFIX = "gnm_"
 FINAL_FAILURES = ("FAILED", "CRASHED", "CANCELLED", "TIMEDOUT")
+RELOAD_WAIT = 30.0  # seconds a reload request waits for the daemon's answer
+MAX_LIMIT = 1_000_000  # a concurrency limit: beyond any real one, far inside SQLite's integers
 
 
-class InvalidName(GnomonError, ValueError):
+class InvalidName(InvalidInput):
     """A name or id that cannot be one: wrong characters, '..', too long, odd Unicode."""
 
 
 class UnknownName(GnomonError, LookupError):
     """No deployment, run, token or limit by that name; suggests close matches."""
 
-    def __init__(self, kind: str, name: str, known: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kind: str, name: str, known: Sequence[str] = (), lead: str | None = None
+    ) -> None:
         self.kind = kind
         self.name = name
-        message = f'no {kind} named "{name}"'
+        message = f'{lead or f"no {kind} named"} "{name}"'
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         if close:
             message += f'; did you mean "{close[0]}"?'
@@ -60,15 +66,38 @@ class Conflict(GnomonError, RuntimeError):
     """The operation cannot apply to the target in its current state (a finished run)."""
 
 
-class InvalidConfig(GnomonError, ValueError):
-    """``apply`` found problems in the config; nothing was changed."""
+class ReloadNotAnswered(GnomonError, TimeoutError):
+    """The daemon did not answer a reload request in time (it may still apply it)."""
 
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
+    def __init__(self, request: int, timeout: float) -> None:
+        self.request = request
+        super().__init__(
+            f"the daemon has not answered reload request {request} within {timeout:g} s; "
+            "it may still apply it (see `gnomon audit`)"
+        )
 
 
-class InvalidParameters(GnomonError, ValueError):
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload (or an apply with no daemon) did: ``status`` is applied, partial or
+    refused; ``detail`` has added, removed, changed (fields by deployment), kept_last_good
+    and problems."""
+
+    status: str
+    detail: dict[str, Any]
+    request: int | None = None  # the reload request the daemon answered
+
+    @property
+    def exit_code(self) -> int:
+        """0 applied, 1 applied but for the deployments with problems, 2 nothing applied."""
+        return {"applied": 0, "partial": 1}.get(self.status, 2)
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.detail.get("problems") or [])
+
+
+class InvalidParameters(InvalidInput):
     """A run request's parameters do not fit the deployment's flow; nothing was queued."""
 
     def __init__(self, problems: Sequence[ConfigProblem]) -> None:
@@ -110,6 +139,16 @@ def check_text(what: str, value: str | None, limit: int = 1000) -> str | None:
     return value
 
 
+def _tagged(rows: list[Row], tag: str) -> list[Row]:
+    """The deployments with ``tag``; UnknownName (a usage error) if none has it."""
+    check_name("tag", tag)
+    tagged = [row for row in rows if tag in (row["tags"] or [])]
+    if not tagged:
+        known = sorted({each for row in rows for each in row["tags"] or []})
+        raise UnknownName("tag", tag, known, "no deployment has the tag")
+    return tagged
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -132,7 +171,7 @@ def no_daemon(_kind: str) -> None:
     """A nudge that does nothing: the daemon finds the change at its next poll."""
 
 
-def check_parameters(deployment: Row, requested: dict[str, Any]) -> None:
+def check_flow_parameters(deployment: Row, requested: dict[str, Any]) -> None:
     """InvalidParameters unless ``requested``, over the deployment's own parameters, fits
     its flow's stored parameter schema: every name one the flow takes, every value of its
     JSON type. A deployment stored before its flow was checked has no schema, and its
@@ -180,10 +219,7 @@ class Operations:
         """The deployment names an operation targets: given names, all, or those tagged."""
         if every or tag is not None:
             rows = self.store.read_deployments()
-            if tag is not None:
-                check_name("tag", tag)
-                rows = [row for row in rows if tag in (row["tags"] or [])]
-            return [row["name"] for row in rows]
+            return [row["name"] for row in (rows if tag is None else _tagged(rows, tag))]
         known: list[str] | None = None
         for name in names:
             check_name("deployment", name)
@@ -218,33 +254,51 @@ class Operations:
             self.nudge("poll")
         return PauseResult(changed, [name for name in names if name not in changed])
 
-    def apply(self, config_path: Path | None) -> SyncResult:
-        """Validate the config (flows imported) and sync it into the store; a running daemon
-        reloads it. Nothing changes if any problem is found."""
+    def reload(self, config_path: Path | None, timeout: float = RELOAD_WAIT) -> ReloadOutcome:
+        """Ask the running daemon to reload its config and wait for the outcome (see
+        ``gnomon.daemon._reload`` for the rule); ReloadNotAnswered after ``timeout``."""
+        request = self.store.request_reload(self.actor, str(config_path) if config_path else None)
+        self.nudge("poll")
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.store.read_reload(request)
+            if row is not None and row["status"] != "pending":
+                return ReloadOutcome(row["status"], row["detail"] or {}, request)
+            if time.monotonic() >= deadline:
+                raise ReloadNotAnswered(request, timeout)
+            time.sleep(0.05)
+
+    def apply(self, config_path: Path | None) -> ReloadOutcome:
+        """Register the config's deployments in the store when no daemon runs, under the
+        reload rule: problems not confined to one deployment change nothing; a deployment
+        with problems keeps its stored version; the rest applies."""
+        from gnomon._settings import find_config_file
         from gnomon.deployments import load_config
         from gnomon.deployments._sync import sync_deployments
 
         result = load_config(config_path)
-        if result.problems:
-            raise InvalidConfig(result.problems)
-        from gnomon._settings import find_config_file
-
+        problems = [str(problem) for problem in result.problems]
+        if any(not problem.confined for problem in result.problems):
+            return ReloadOutcome("refused", {"status": "refused", "problems": problems})
         synced = sync_deployments(
-            self.store, result.config.deployments, datetime.now(UTC), schemas=result.schemas
+            self.store,
+            result.config.deployments,
+            datetime.now(UTC),
+            keep=result.failed,
+            schemas=result.schemas,
         )
+        status = "partial" if problems else "applied"
+        detail = {
+            "status": status,
+            "added": synced.added,
+            "removed": synced.removed,
+            "changed": synced.fields,
+            "kept_last_good": sorted(result.failed),
+            "problems": problems,
+        }
         source = config_path or find_config_file()
-        self.store.record_audit(
-            self.actor,
-            "apply",
-            str(source) if source else None,
-            detail={
-                "added": synced.added,
-                "changed": synced.changed,
-                "removed": synced.removed,
-            },
-        )
-        self.nudge("reload")
-        return synced
+        self.store.record_audit(self.actor, "apply", str(source) if source else None, None, detail)
+        return ReloadOutcome(status, detail)
 
     # Runs.
 
@@ -266,9 +320,10 @@ class Operations:
     ) -> Row:
         """Request a run of deployment ``name`` now, with its parameters updated by
         ``parameters``. The daemon applies the overlap policy unless ``force``.
-        InvalidParameters if they do not fit the flow (see ``check_parameters``)."""
+        InvalidParameters if they do not fit the flow (see ``check_flow_parameters``)."""
         deployment = self.deployment(name)
-        check_parameters(deployment, parameters or {})
+        check_parameters(parameters or {})  # the input rules, before anything is written
+        check_flow_parameters(deployment, parameters or {})  # then the flow's schema
         merged = {**(deployment["parameters"] or {}), **(parameters or {})}
         row = self._requested_run(deployment, merged, "manual", force=force)
         self.store.create_requested_run(row, self.actor, "run")
@@ -280,7 +335,7 @@ class Operations:
         original = self.run(run_id)
         if original["deployment_name"] is None:
             raise Conflict(f"run {original['id']} is not a deployment's run; run its flow again")
-        if original["state_type"] not in (*FINAL_FAILURES, "COMPLETED"):
+        if original["state_type"] not in FINAL_TYPES:
             raise Conflict(
                 f"run {original['id']} is {original['state_name']}; only a finished run can be "
                 "retried"
@@ -341,8 +396,8 @@ class Operations:
 
     def set_limit(self, tag: str, limit: int) -> None:
         check_name("tag", tag)
-        if limit < 0:
-            raise InvalidName(f"a concurrency limit cannot be negative, got {limit}")
+        if not 0 <= limit <= MAX_LIMIT:
+            raise InvalidName(f"a concurrency limit is from 0 to {MAX_LIMIT:,}, not {limit}")
         self.store.set_limit_audited(f"tag:{tag}", limit, self.actor)
 
     def remove_limit(self, tag: str) -> None:

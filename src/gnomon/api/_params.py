@@ -4,15 +4,20 @@ naming the parameter."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from gnomon.api import _schemas as s
+from gnomon.api._inputs import parse_level, parse_since
 from gnomon.api._operations import check_run_id
+from gnomon.exceptions import InvalidInput
+from gnomon.states import STATE_FILTER_HELP, StateFilter, parse_state_filter
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -71,41 +76,42 @@ SinceQuery = Annotated[
 ]
 
 
-def since_time(value: str | None) -> datetime | None:
-    """A duration back from now (``2h``, ``P1D``) or an ISO 8601 time; 422 otherwise."""
+def _read(value: str | None, read: Callable[[str], T], field: str) -> T | None:
+    """``value`` read by one of the control plane's input rules; a 422 naming ``field`` if
+    the rule refuses it."""
     if value is None:
         return None
-    from gnomon.scheduling import ScheduleError, parse_interval
+    try:
+        return read(value)
+    except InvalidInput as error:
+        raise ApiError(422, str(error), field) from None
 
-    try:
-        return datetime.now(UTC) - parse_interval(value)
-    except (ScheduleError, OverflowError, ValueError):
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ApiError(
-            422, f"{value[:80]!r} is neither a duration (2h, 30m, 1d) nor an ISO 8601 time", "since"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+def since_time(value: str | None) -> datetime | None:
+    """A duration back from now (``2h``, ``P1D``) or an ISO 8601 time (``parse_since``)."""
+    return _read(value, lambda text: parse_since(text, datetime.now(UTC)), "since")
 
 
 def level_number(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if value.isdigit() and value.isascii():
-        return min(int(value), 1000)
-    number = logging.getLevelNamesMapping().get(value.upper())
-    if number is None:
-        raise ApiError(422, "use DEBUG, INFO, WARNING, ERROR, CRITICAL or a number", "level")
-    return number
+    """A level name or number (``parse_level``)."""
+    return _read(value, parse_level, "level")
 
 
+def state_filter(value: str | None) -> StateFilter | None:
+    """A state filter (``parse_state_filter``: ``failed``, a state name, ``only:NAME``)."""
+    return _read(value, parse_state_filter, "state")
+
+
+StateQuery = Annotated[
+    str | None,
+    Query(max_length=40, description=f"Only runs in this state, any case: {STATE_FILTER_HELP}."),
+]
 LevelQuery = Annotated[
     str | None,
     Query(max_length=20, description="This level or above: DEBUG, INFO, ... or a number."),
 ]
+MAX_LOG_ID = 2**62  # beyond any log line's id, inside SQLite's integers
 AfterQuery = Annotated[
     int | None,
-    Query(ge=0, le=2**62, description="Only lines after this id (what a follower last saw)."),
+    Query(ge=0, le=MAX_LOG_ID, description="Only lines after this id (what a follower last saw)."),
 ]

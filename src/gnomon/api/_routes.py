@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gnomon.api import _schemas as s
 from gnomon.api._auth import request_actor
-from gnomon.api._operations import Operations
+from gnomon.api._inputs import MAX_FIRES
+from gnomon.api._operations import Operations, ReloadNotAnswered
 from gnomon.api._params import (
+    MAX_LOG_ID,
     AfterQuery,
     ApiError,
     LevelQuery,
@@ -30,10 +32,12 @@ from gnomon.api._params import (
     RunPath,
     RunQuery,
     SinceQuery,
+    StateQuery,
     TagPath,
     TokenPath,
     level_number,
     since_time,
+    state_filter,
 )
 from gnomon.api._views import (
     audit_view,
@@ -112,7 +116,7 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
     tags=["deployments"],
 )
 def next_fire_times(
-    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=1000)] = 5
+    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 5
 ) -> list[str | None]:
     """The next fire times (UTC), as the daemon will fire them (once resumed, if paused)."""
     row = ops.deployment(name)
@@ -191,14 +195,31 @@ def _resumed(ops: Operations, names: list[str], reason: str | None) -> dict[str,
 @router.post(
     "/apply",
     response_model=s.ApplyResponse,
-    responses=_error_responses(409),
+    responses={
+        202: {"model": s.ApplyResponse, "description": "Not answered within the timeout."},
+        422: {"model": s.ApplyResponse, "description": "Refused: nothing was applied."},
+    },
     tags=["deployments"],
 )
-def apply_config(request: Request, ops: Ops) -> dict[str, Any]:
-    """Apply the daemon's own config file (as ``gnomon deployments apply``); the daemon
-    reloads it. With any problem nothing changes (422 listing them)."""
-    synced = ops.apply(request.app.state.config_path)
-    return dataclasses.asdict(synced)
+def apply_config(
+    request: Request,
+    ops: Ops,
+    timeout: Annotated[float, Query(gt=0, le=600)] = 30.0,
+) -> Any:
+    """Reload the daemon's own config file (as ``gnomon daemon reload``) and answer with
+    the outcome: "applied"; "partial" (the deployments with problems keep their last good
+    version); or "refused" with 422 (a problem not confined to one deployment: nothing
+    changed). If the daemon has not answered within ``timeout`` seconds: 202, "pending"
+    (it may still apply it; ``gnomon audit`` shows the outcome)."""
+    try:
+        outcome = ops.reload(request.app.state.config_path, timeout)
+    except ReloadNotAnswered as error:
+        body = {"status": "pending", "request": error.request}
+        return JSONResponse(s.ApplyResponse.model_validate(body).model_dump(), status_code=202)
+    body = {**outcome.detail, "status": outcome.status, "request": outcome.request}
+    if outcome.status == "refused":
+        return JSONResponse(s.ApplyResponse.model_validate(body).model_dump(), status_code=422)
+    return body
 
 
 @router.post(
@@ -229,15 +250,14 @@ def _run_detail(ops: Operations, run_id: str) -> dict[str, Any]:
 def list_runs(
     store: StoreDep,
     deployment: NameQuery = None,
-    state: Annotated[
-        str | None,
-        Query(pattern=r"^[A-Za-z]{1,30}$", description="A state name (Failed) or type (FAILED)."),
-    ] = None,
+    state: StateQuery = None,
     since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[dict[str, Any]]:
-    """Flow runs, newest first."""
-    rows = store.read_runs(deployment, state, since=since_time(since), limit=limit)
+    """Flow runs, newest first; ``state=failed`` gives every failed run (Failed, TimedOut,
+    Crashed), ``state=only:Failed`` exactly the state named Failed."""
+    chosen = state_filter(state)
+    rows = store.read_runs(deployment, chosen, since=since_time(since), limit=limit)
     return [run_view(row) for row in rows]
 
 
@@ -332,7 +352,11 @@ def stream_logs(
     """Follow new log lines as server-sent events, across runs as they start. Lines after
     ``after_id`` (or the ``Last-Event-ID`` a reconnecting client sends), else from now on."""
     start = after_id
-    if start is None and last_event_id is not None and last_event_id.isdigit():
+    if start is None and last_event_id is not None:
+        if not (last_event_id.isascii() and last_event_id.isdigit()) or (
+            int(last_event_id) > MAX_LOG_ID
+        ):
+            raise ApiError(422, "Last-Event-ID must be a log line's id", "last-event-id")
         start = int(last_event_id)
     if start is None:
         start = ops.store.last_log_id()

@@ -8,16 +8,16 @@ Requests forbid unknown fields: a misspelt ``cancel_runing`` is an error, not ig
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from gnomon.api._operations import InvalidName, check_name
+from gnomon.api._inputs import check_parameters
+from gnomon.api._operations import MAX_LIMIT, InvalidName, check_name
+from gnomon.exceptions import InvalidInput
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
 RUN_ID_PATTERN = r"^[0-9a-f]{4,32}$"
-MAX_LIMIT = 1_000_000  # beyond any real limit, and far inside SQLite's integers
 
 
 def valid_name(value: str) -> str:
@@ -32,20 +32,12 @@ Reason = Annotated[str | None, Field(max_length=1000)]
 
 
 def _parameters(value: dict[str, Any]) -> dict[str, Any]:
-    """Parameter names are identifiers; values are standard JSON (no NaN or Infinity, which
-    Python's JSON reader accepts and every other one refuses)."""
-    for key in value:
-        if not key.isidentifier():
-            raise ValueError(f"{key[:100]!r} is not a parameter name")
-    pending: list[Any] = list(value.values())
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+    """A run's parameters by the rule the CLI's ``--param`` follows too (``check_parameters``:
+    identifier names, standard JSON values, a size limit)."""
+    try:
+        check_parameters(value)
+    except InvalidInput as error:
+        raise ValueError(str(error)) from None
     return value
 
 
@@ -155,10 +147,17 @@ class ResumeResponse(BaseModel):
 
 
 class ApplyResponse(BaseModel):
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-    unchanged: list[str]
+    """A reload's outcome: applied, partial (``kept_last_good`` kept their last good
+    version), refused (nothing changed), with the problems found; or pending (the daemon
+    has not answered yet)."""
+
+    status: Literal["applied", "partial", "refused", "pending"]
+    request: int | None = None
+    added: list[str] = []
+    removed: list[str] = []
+    changed: dict[str, list[str]] = {}  # the fields that changed, by deployment
+    kept_last_good: list[str] = []
+    problems: list[str] = []
 
 
 class RunSummary(BaseModel):
@@ -257,4 +256,9 @@ class TokenCreated(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    """The daemon's health: "ok", "degraded" (still scheduling; ``reason`` says what
+    fails) or "stuck" (answered with 503), and how long ago its loop last ticked."""
+
+    status: Literal["ok", "degraded", "stuck"]
+    last_tick_age_seconds: float | None = None
+    reason: str | None = None

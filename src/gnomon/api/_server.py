@@ -66,11 +66,18 @@ class ApiServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def listen(self) -> None:
+        """Bind the socket (``port`` is known from here on); ApiServerError if it cannot.
+        Connections wait in its backlog until ``start``."""
+        if self._socket is None:
+            self._socket = _listen(self.host, self.requested_port)
+
     def start(self, timeout: float = 30.0) -> None:
         """Listen, and return once requests are served; ApiServerError if it cannot."""
         import uvicorn
 
-        self._socket = _listen(self.host, self.requested_port)
+        self.listen()
+        assert self._socket is not None
         started = threading.Event()
 
         class Server(uvicorn.Server):
@@ -141,12 +148,13 @@ def ensure_admin_token(store: Store, path: Path) -> str | None:
     A file left from an earlier store is replaced: with no token in the store, what it
     holds opens nothing.
     """
+    from gnomon._files import private_directory
     from gnomon.api._operations import Conflict, Operations
     from gnomon.store._values import Actor
 
     if store.count_tokens():
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

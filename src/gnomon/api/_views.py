@@ -2,16 +2,17 @@
 CLI's ``--json``, its tables and the HTTP API all print, so the three always agree.
 
 Secret-looking values (parameters named like password or token, ...) are masked here, on the
-one way out.
+one way out, and so are their values in a run's messages, errors and tracebacks.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gnomon._secrets import mask
+from gnomon._secrets import mask, mask_text, secret_values
 
 if TYPE_CHECKING:
     from gnomon.scheduling import CronTrigger, IntervalTrigger
@@ -69,8 +70,14 @@ def describe_schedule(row: Row) -> str:
 
 
 def next_fires(row: Row, after: datetime, count: int) -> list[datetime]:
-    """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset)."""
-    trigger = trigger_for(row)
+    """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset);
+    none for a schedule stored before a rule refused it (a sub-second interval)."""
+    from gnomon.scheduling import ScheduleError
+
+    try:
+        trigger = trigger_for(row)
+    except ScheduleError:
+        return []
     offset = jitter_of(row)
     fires: list[datetime] = []
     moment: datetime | None = max(after, row["last_fire"]) if row["last_fire"] else after
@@ -144,13 +151,25 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start and end else None
 
 
+def run_text(row: Row) -> Callable[[str | None], str | None]:
+    """What shows a run's free text (messages, errors, tracebacks): with the secret values
+    of its parameters masked, even in rows stored before the engine masked them."""
+    secrets = frozenset(secret_values(row.get("parameters") or {}))
+
+    def shown(text: str | None) -> str | None:
+        return mask_text(text, secrets) if text and secrets else text
+
+    return shown
+
+
 def run_detail(store: Store, row: Row) -> Row:
     """Everything about one run: timeline, task runs with durations, parameters, error."""
+    shown = run_text(row)
     view = run_view(row)
     view.update(
         name=row["name"],
         state_type=row["state_type"],
-        message=row["state_message"],
+        message=shown(row["state_message"]),
         parameters=mask(row["parameters"] or {}),
         tags=list(row["tags"] or []),
         duration_s=_duration(row["start_time"], row["end_time"]),
@@ -162,8 +181,8 @@ def run_detail(store: Store, row: Row) -> Row:
         error=(
             {
                 "type": row["error_type"],
-                "message": row["error_message"],
-                "traceback": row["error_traceback"],
+                "message": shown(row["error_message"]),
+                "traceback": shown(row["error_traceback"]),
             }
             if row["error_type"] or row["error_message"]
             else None
@@ -172,7 +191,7 @@ def run_detail(store: Store, row: Row) -> Row:
             {
                 "timestamp": iso(state["timestamp"]),
                 "state": state["name"],
-                "message": state["message"],
+                "message": shown(state["message"]),
             }
             for state in store.read_states(flow_run_id=row["id"])
         ],
@@ -183,7 +202,7 @@ def run_detail(store: Store, row: Row) -> Row:
                 "state": task["state_name"],
                 "started_at": iso(task["start_time"]),
                 "duration_s": _duration(task["start_time"], task["end_time"]),
-                "error": task["error_message"],
+                "error": shown(task["error_message"]),
             }
             for task in store.read_task_runs(row["id"])
         ],

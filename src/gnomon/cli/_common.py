@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
-    from gnomon.api._operations import Operations
+    from gnomon.api._operations import Operations, ReloadOutcome
+    from gnomon.exceptions import StoreOwnedByAnotherUser
     from gnomon.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,7 +50,7 @@ def open_store() -> Store:
     need the store, and this keeps them within their 300 ms."""
     from gnomon.store import store_at
 
-    return store_at(_location()[1])
+    return store_at(_readable_url())
 
 
 def fast_store() -> Store:
@@ -60,8 +62,85 @@ def fast_store() -> Store:
     """
     from gnomon.store._lite import open_lite
 
-    lite = open_lite(_location()[1])
+    lite = open_lite(_readable_url())
     return cast("Store", lite) if lite is not None else open_store()
+
+
+class NotTheStoreOwner(click.ClickException):
+    """The command would create files in a store another user owns: exit 1, one line."""
+
+    exit_code = 1
+
+
+def changes_store(fn: F) -> F:
+    """For commands that change the store (or run the daemon on it): refuse, in one line
+    and with exit code 1, when run as another user than the store's owner, say root under
+    sudo on a store the ``gnomon`` user owns. The lock and journal files such a command
+    creates would be root's, and the daemon could no longer open them."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check_store_owner()
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_store_owner() -> None:
+    problem = _owner_problem()[1]
+    if problem is not None:
+        raise NotTheStoreOwner(str(problem))
+
+
+def _owner_problem() -> tuple[str, StoreOwnedByAnotherUser | None]:
+    """The store's URL, and why this user is not its owner (None if it is, or if there is
+    no store yet: then this user creates it)."""
+    from gnomon._files import check_owner
+    from gnomon.exceptions import StoreOwnedByAnotherUser
+    from gnomon.store._lite import sqlite_file
+
+    home, url = _location()
+    try:
+        check_owner(sqlite_file(url), home)
+    except StoreOwnedByAnotherUser as error:
+        return url, error
+    return url, None
+
+
+def _readable_url() -> str:
+    """The store's URL for a command that reads it. Any user the files let read may do
+    that, as another user than the owner too (SQLite gives the journal files it may create
+    the database's owner when run as root); but only the owner may create a SQLite store
+    or upgrade its schema, so another user reads only a current one."""
+    import sqlite3
+
+    from gnomon.store._lite import open_lite, sqlite_file
+
+    url, problem = _owner_problem()
+    if problem is None or (problem.owner is not None and sqlite_file(url) is None):
+        return url  # a database server's store: reading it creates no file here
+    try:
+        lite = open_lite(url) if problem.owner is not None else None
+    except sqlite3.Error:
+        lite = None
+    if lite is None:
+        raise NotTheStoreOwner(_unreadable(problem))
+    lite.close()
+    return url
+
+
+def _unreadable(problem: StoreOwnedByAnotherUser) -> str:
+    from gnomon._files import user_name
+
+    if problem.owner is None:
+        return str(problem)
+    owner = user_name(problem.owner)
+    return (
+        f"{problem.path} belongs to user {owner}, and this command runs as "
+        f"{user_name(problem.user)}: it cannot read the store, or the store is missing or "
+        f"needs a schema upgrade, which only its owner may do (sudo -u {owner} gnomon ...)"
+    )
 
 
 def _location() -> tuple[Path, str]:
@@ -96,6 +175,74 @@ def config_option(fn: F) -> F:
         help="Config file (default: $GNOMON_CONFIG, ./gnomon.toml, "
         "~/.config/gnomon/config.toml, /etc/gnomon/config.toml).",
     )(fn)
+
+
+def reload_timeout_option(fn: F) -> F:
+    """``--timeout`` of the commands that wait for a daemon's reload."""
+    return click.option(
+        "--timeout",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(0.1, 3600),
+        help="Seconds to wait for a running daemon's answer.",
+    )(fn)
+
+
+class ParsedInput(click.ParamType):
+    """An option read by one of the control plane's input rules (``api._inputs``,
+    ``states.parse_state_filter``), which the HTTP API applies too: a value the rule
+    refuses is a usage error naming the option (exit 2)."""
+
+    def __init__(self, name: str, read: Callable[[str], Any]) -> None:
+        self.name = name
+        self._read = read
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        from gnomon.exceptions import InvalidInput
+
+        try:
+            return self._read(value)
+        except InvalidInput as error:
+            self.fail(str(error), param, ctx)
+
+
+def _since(text: str) -> datetime:
+    from gnomon.api._inputs import parse_since
+
+    return parse_since(text, datetime.now(UTC))
+
+
+def _level(text: str) -> int:
+    from gnomon.api._inputs import parse_level
+
+    return parse_level(text)
+
+
+def _state(text: str) -> Any:
+    from gnomon.states import parse_state_filter
+
+    return parse_state_filter(text)
+
+
+def _seconds(text: str) -> float:
+    from gnomon.api._inputs import parse_seconds
+
+    return parse_seconds(text)
+
+
+SECONDS = ParsedInput("seconds", _seconds)
+SINCE = ParsedInput("since", _since)
+LEVEL = ParsedInput("level", _level)
+STATE = ParsedInput("state", _state)
+
+since_option = click.option(
+    "--since",
+    type=SINCE,
+    metavar="WHEN",
+    help="Only newer than this: a duration back from now (2h, 30m) or an ISO time.",
+)
 
 
 def json_option(fn: F) -> F:
@@ -151,15 +298,20 @@ def cli_actor_name() -> str:
     return f"{sudo_user} (sudo as {user})" if sudo_user and sudo_user != user else user
 
 
+def daemon_holder() -> dict[str, Any] | None:
+    """The record of the daemon running on this store (pid, hostname, config), or None."""
+    from gnomon.daemon._lock import read_holder
+
+    return read_holder(store_home())
+
+
 def nudge_daemon(kind: str) -> None:
     """Ask the daemon holding this store's lock to poll the store now (SIGUSR1) or reload its
     config (SIGHUP). No daemon, or one on another host, finds the change on its own."""
     import signal
     import socket
 
-    from gnomon.daemon._lock import read_holder
-
-    holder = read_holder(store_home())
+    holder = daemon_holder()
     if not holder or holder.get("hostname") != socket.gethostname() or "pid" not in holder:
         return
     signum = signal.SIGHUP if kind == "reload" else signal.SIGUSR1
@@ -199,30 +351,49 @@ def reports_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from gnomon.api._operations import (
             Conflict,
-            InvalidConfig,
-            InvalidName,
             InvalidParameters,
+            ReloadNotAnswered,
             UnknownName,
         )
+        from gnomon.exceptions import InvalidInput
 
         try:
             return fn(*args, **kwargs)
-        except (InvalidName, UnknownName) as error:
-            raise BadInput(str(error)) from None
-        except InvalidConfig as error:
-            for problem in error.problems:
-                click.echo(str(problem), err=True)
-            raise BadInput(
-                f"{len(error.problems)} problem(s) in the config; nothing applied"
-            ) from None
-        except InvalidParameters as error:
+        except InvalidParameters as error:  # before InvalidInput: it lists its problems
             for problem in error.problems:
                 click.echo(str(problem), err=True)
             raise BadInput(f"{len(error.problems)} problem(s) in the parameters; no run") from None
-        except Conflict as error:
+        except (InvalidInput, UnknownName) as error:
+            raise BadInput(str(error)) from None
+        except (Conflict, ReloadNotAnswered) as error:
             raise OperationFailed(str(error)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_reload(outcome: ReloadOutcome) -> NoReturn:
+    """Print a reload's (or an apply's) outcome and exit with its code: 0 all applied, 1
+    applied but for the deployments listed (they keep their last good version), 2 nothing
+    applied."""
+    detail = outcome.detail
+    for problem in outcome.problems:
+        click.echo(problem, err=True)
+    for label in ("added", "removed"):
+        for name in detail.get(label) or []:
+            click.echo(f"{label}: {name}")
+    for name, fields in sorted((detail.get("changed") or {}).items()):
+        click.echo(f"changed: {name} ({', '.join(fields)})")
+    for name in detail.get("kept_last_good") or []:
+        click.echo(f"kept last good version: {name}")
+    if outcome.status == "refused":
+        click.echo(f"{len(outcome.problems)} problem(s) in the config; nothing applied", err=True)
+    else:
+        counts = (
+            f"{len(detail.get('added') or [])} added, {len(detail.get('removed') or [])} removed, "
+            f"{len(detail.get('changed') or {})} changed"
+        )
+        click.echo(f"{outcome.status}: {counts}")
+    sys.exit(outcome.exit_code)
 
 
 def complete_deployments(

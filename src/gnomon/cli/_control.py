@@ -3,14 +3,17 @@ operator makes, each audited with the OS user as the actor."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
     BadInput,
     F,
+    changes_store,
     complete_deployments,
     config_option,
     json_option,
@@ -19,10 +22,11 @@ from gnomon.cli._common import (
     print_json,
     print_table,
     reports_errors,
+    since_option,
 )
 
 if TYPE_CHECKING:
-    from gnomon.api._operations import Operations
+    from gnomon.api._operations import Operations, UnknownName
 
 
 def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list[str], bool]:
@@ -41,21 +45,26 @@ def _select(ops: Operations, names: tuple[str, ...], every: bool, tag: str | Non
     try:
         return ops.select(names, every, tag)
     except UnknownName as error:
-        if not _register_from_config(error.name):
+        if not _register_from_config(error):
             raise
     return ops.select(names, every, tag)
 
 
-def _register_from_config(name: str) -> bool:
-    """Sync the config into the store if it defines ``name``; whether it did."""
+def _register_from_config(unknown: UnknownName) -> bool:
+    """Sync the config into the store if it defines the deployment (or a deployment with
+    the tag) the store does not know; whether it did."""
     from gnomon._settings import find_config_file
 
-    if find_config_file() is None:
+    if find_config_file() is None or unknown.kind not in ("deployment", "tag"):
         return False
     from gnomon.deployments import load_config
 
-    result = load_config(check_flows=False)
-    if name not in {deployment.name for deployment in result.config.deployments}:
+    deployments = load_config(check_flows=False).config.deployments
+    if unknown.kind == "tag":
+        known = {tag for deployment in deployments for tag in deployment.tags}
+    else:
+        known = {deployment.name for deployment in deployments}
+    if unknown.name not in known:
         return False
     operations().apply(None)
     return True
@@ -81,6 +90,7 @@ def _with_targets(fn: F) -> F:
 @click.option("--cancel-running", is_flag=True, help="Also cancel their running runs.")
 @json_option
 @reports_errors
+@changes_store
 def pause_command(
     config: Path | None,
     names: tuple[str, ...],
@@ -130,6 +140,7 @@ def pause_command(
 @_with_targets
 @json_option
 @reports_errors
+@changes_store
 def resume_command(
     config: Path | None,
     names: tuple[str, ...],
@@ -177,6 +188,7 @@ def limits_group() -> None:
 @click.argument("tag")
 @click.argument("limit", type=int)
 @reports_errors
+@changes_store
 def limit_set(config: Path | None, tag: str, limit: int) -> None:
     """Allow at most LIMIT running tasks tagged TAG (0 blocks them).
 
@@ -219,6 +231,7 @@ def limit_ls(config: Path | None, as_json: bool) -> None:
 @config_option
 @click.argument("tag")
 @reports_errors
+@changes_store
 def limit_rm(config: Path | None, tag: str) -> None:
     """Remove the limit on TAG.
 
@@ -232,10 +245,16 @@ def limit_rm(config: Path | None, tag: str) -> None:
 
 @click.command("audit")
 @config_option
-@click.option("--since", help="Only newer than this: a duration (2h, 1d) or an ISO time.")
-@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
+@since_option
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_COUNT),
+    default=100,
+    show_default=True,
+    help="At most this many, newest first.",
+)
 @json_option
-def audit_command(config: Path | None, since: str | None, limit: int, as_json: bool) -> None:
+def audit_command(config: Path | None, since: datetime | None, limit: int, as_json: bool) -> None:
     """Show who changed what: pauses, runs, cancels, retries, applies, reloads, tokens.
 
     \b
@@ -243,10 +262,8 @@ def audit_command(config: Path | None, since: str | None, limit: int, as_json: b
       gnomon audit --since 1d
     """
     from gnomon.api._views import audit_view
-    from gnomon.cli._runs import parse_since
 
-    after = parse_since(since)
-    entries = [audit_view(row) for row in open_store().read_audit(after, limit)]
+    entries = [audit_view(row) for row in open_store().read_audit(since, limit)]
     if as_json:
         print_json(entries)
         return
@@ -273,6 +290,7 @@ def token_group() -> None:
 @click.argument("name")
 @click.option("--read-only", is_flag=True, help="May read, never change anything.")
 @reports_errors
+@changes_store
 def token_create(config: Path | None, name: str, read_only: bool) -> None:
     """Create a token and print it: store it now, it is not shown again.
 
@@ -312,6 +330,7 @@ def token_ls(config: Path | None, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @reports_errors
+@changes_store
 def token_revoke(config: Path | None, name: str) -> None:
     """Revoke a token: requests with it fail from now on.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gnomon.api._inputs import MAX_FIRES
 from gnomon.cli._common import json_option, print_json
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 @click.option(
     "-n",
     "--iterations",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_FIRES),
     default=5,
     show_default=True,
     help="How many fire times to show.",
@@ -82,6 +83,12 @@ def _start(trigger: CronTrigger, after: str | None) -> datetime:
 
         # A time a fall-back repeats means its first occurrence (fold=0).
         start = start.replace(tzinfo=ZoneInfo(trigger.timezone))
+    try:
+        start.astimezone(UTC)  # the triggers compute in UTC
+    except OverflowError:
+        raise click.BadParameter(
+            f"{after!r} is outside the years 1 to 9999 in UTC", param_hint="'--after'"
+        ) from None
     return start
 
 

@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gnomon.cli._common import F, config_option, settings
+from gnomon._files import private_directory
+from gnomon.cli._common import (
+    SECONDS,
+    F,
+    changes_store,
+    check_store_owner,
+    config_option,
+    json_option,
+    reload_timeout_option,
+    reports_errors,
+    settings,
+)
 
 if TYPE_CHECKING:
     from gnomon.daemon._detach import StartReport
@@ -45,6 +56,7 @@ def daemon_group(
     ctx.obj["pidfile"] = pidfile
     if ctx.invoked_subcommand is not None:
         return
+    check_store_owner()
     from gnomon.daemon import run_daemon
 
     if detach:
@@ -71,7 +83,7 @@ def _detach(pidfile: Path) -> StartReport:
         sys.exit(1)
     # Output before logging is configured (and tracebacks) lands here instead of /dev/null.
     output = home / "logs" / "daemon-output.log"
-    output.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    private_directory(output.parent)
     report = StartReport()
     if report.launch() is not None:
         code, message = report.wait()
@@ -148,33 +160,41 @@ def _released(pid: int, timeout: float) -> bool:
 @daemon_group.command("reload")
 @config_option
 @pidfile_option
+@reload_timeout_option
 @click.pass_context
-def daemon_reload(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
-    """Make the running daemon re-read its config (sends SIGHUP).
+@changes_store
+@reports_errors
+def daemon_reload(
+    ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float
+) -> None:
+    """Make the running daemon re-read its config, and wait for the outcome.
+
+    A file that cannot be read or parsed, or a problem not confined to one deployment (two
+    deployments with one name, a broken include, a bad [daemon] or [[notify]] entry),
+    changes nothing: exit 2. A deployment with problems keeps its last good version while
+    the rest applies: exit 1, listing the problems. Everything applied: exit 0. The
+    outcome, with the fields each deployment changed, is in `gnomon audit`.
 
     \b
     Example:
       gnomon daemon reload
     """
-    from gnomon.cli._common import cli_actor_name, open_store
-    from gnomon.store._values import Actor
+    from gnomon.cli._common import operations, report_reload
 
-    pid = _running_pid(ctx, pidfile)
-    _signal(pid, signal.SIGHUP)
-    # Who asked; the daemon audits what the reload changed.
-    open_store().record_audit(
-        Actor(cli_actor_name(), "cli"),
-        "reload",
-        str(config) if config else None,
-        detail={"pid": pid},
-    )
-    click.echo(f"asked daemon {pid} to reload its config")
+    _running_pid(ctx, pidfile)
+    report_reload(operations().reload(config, timeout))
 
 
 @daemon_group.command("stop")
 @config_option
 @pidfile_option
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for it to exit.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for it to exit.",
+)
 @click.pass_context
 def daemon_stop(
     ctx: click.Context, config: Path | None, pidfile: Path | None, timeout: float
@@ -205,16 +225,40 @@ def daemon_stop(
 @daemon_group.command("status")
 @config_option
 @pidfile_option
+@json_option
 @click.pass_context
-def daemon_status(ctx: click.Context, config: Path | None, pidfile: Path | None) -> None:
-    """Say whether a daemon is running (exit 0) or not (exit 3, as systemctl status).
+def daemon_status(
+    ctx: click.Context, config: Path | None, pidfile: Path | None, as_json: bool
+) -> None:
+    """Say whether a daemon is running and how it is: exit 0 when it runs and is ok, 1
+    when it is degraded (still scheduling, but the store or the disk is failing) or stuck
+    (its loop is not ticking: systemd's watchdog restarts it), 3 when none runs (as
+    systemctl status).
 
     \b
     Example:
       gnomon daemon status --pidfile /run/gnomon.pid
     """
+    from gnomon.cli._common import print_json
+    from gnomon.daemon._health import read_status
+    from gnomon.daemon._lock import LOCK_NAME
+
     pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
     if pid is None:
-        click.echo("gnomon daemon is not running")
+        if as_json:
+            print_json({"running": False})
+        else:
+            click.echo("gnomon daemon is not running")
         sys.exit(3)
-    click.echo(f"gnomon daemon is running (pid {pid})")
+    health = read_status(settings().home / LOCK_NAME)
+    if as_json:
+        print_json({"running": True, "pid": pid, **(health.as_json(detail=True) if health else {})})
+    elif health is None:
+        click.echo(f"gnomon daemon is running (pid {pid}); its health is not known yet")
+    else:
+        age = health.last_tick_age
+        tick = "" if age is None else f", last tick {age:.1f} s ago"
+        why = f": {health.reason}" if health.reason else ""
+        detail = f" ({health.detail})" if health.detail else ""
+        click.echo(f"gnomon daemon is running (pid {pid}): {health.state.value}{why}{detail}{tick}")
+    sys.exit(0 if health is None or health.state.value == "ok" else 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from gnomon.cli._common import changes_store
+
 
 @click.group("db")
 def db_group() -> None:
@@ -16,6 +18,7 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
+@changes_store
 def db_upgrade() -> None:
     """Apply pending schema migrations to the store.
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from gnomon.api._inputs import MAX_FIRES
 from gnomon.cli._common import (
+    changes_store,
     complete_deployments,
     config_option,
     json_option,
@@ -17,8 +19,12 @@ from gnomon.cli._common import (
     operations,
     print_json,
     print_table,
+    reload_timeout_option,
     reports_errors,
 )
+
+if TYPE_CHECKING:
+    from gnomon.deployments import Comparison
 
 RECENT_RUNS = 5
 
@@ -40,28 +46,33 @@ def deployments_group() -> None:
 @config_option
 @json_option
 def deployments_list(config: Path | None, as_json: bool) -> None:
-    """List deployments: schedule, timezone, paused, next fire, last runs' states.
+    """List what the daemon schedules: schedule, timezone, paused, next fire, last runs,
+    and where the config file says otherwise.
 
-    Deployments come from the config file, with what the store knows of them (pause, fire
-    times, anchors); without a config file, from the store.
+    Deployments come from the store (what the daemon loaded), compared with the config
+    file: one in the file but not loaded, loaded but no longer in the file, or changed in
+    the file since it was loaded is marked in the CONFIG column (a reload applies the
+    file). It answers with no daemon running too.
 
     \b
     Example:
       gnomon deployments list --config /etc/gnomon/config.toml --json
     """
-    from gnomon.api._views import deployment_view
-
     store = open_store()
-    rows = _rows(config, store)
+    compared, config_file = _compared(config, store)
     now = datetime.now(UTC)
-    recent = store.read_recent_states([row["name"] for row in rows], RECENT_RUNS)
-    listed = [deployment_view(row, now, recent.get(row["name"], [])) for row in rows]
+    recent = store.read_recent_states([each.name for each in compared], RECENT_RUNS)
+    listed = [_view(each, config_file, now, recent.get(each.name, [])) for each in compared]
     if as_json:
         print_json(listed)
-        return
-    for item in listed:
-        item["last_runs"] = " ".join(_state_mark(run["state"]) for run in item["recent_runs"])
-    print_table(listed, ["name", "schedule", "timezone", "paused", "next_fire", "last_runs"])
+    else:
+        for item in listed:
+            marks = " ".join(_state_mark(run["state"]) for run in item["recent_runs"])
+            item["last_runs"] = marks or None
+            item["config"] = _drift_text(item)
+        columns = ["name", "schedule", "timezone", "paused", "next_fire", "last_runs", "config"]
+        print_table(listed, columns)
+    _explain(listed, config_file)
 
 
 def _state_mark(state: str | None) -> str:
@@ -69,38 +80,102 @@ def _state_mark(state: str | None) -> str:
     return {"Completed": "ok", "Running": "run", None: "?"}.get(state, (state or "?").lower())
 
 
-def _rows(config: Path | None, store: Any) -> list[dict[str, Any]]:
-    """The config's deployments as store rows (the stored row where there is one; the file's
-    definition, anchored now, where it was never registered); else the store's."""
+def _compared(config: Path | None, store: Any) -> tuple[list[Comparison], Path | None]:
+    """The store's deployments compared with the config file's (problems in the file are
+    printed as warnings), and the file; without a config file, the store's alone."""
     from gnomon._settings import find_config_file
-    from gnomon.deployments import load_config
-    from gnomon.deployments._sync import definition
+    from gnomon.deployments import Comparison, compare, load_config
 
-    stored = {row["name"]: row for row in store.read_deployments()}
-    if config is None and find_config_file() is None:
-        return list(stored.values())
-    result = load_config(config, check_flows=False)
+    stored = store.read_deployments()
+    alone = [Comparison(row["name"], None, row, None) for row in stored]
+    config_file = config or find_config_file()
+    if config_file is None:
+        return alone, None
+    result = load_config(config_file, check_flows=False)
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
-    now = datetime.now(UTC)
-    rows = []
-    for deployment in result.config.deployments:
-        row = stored.get(deployment.name)
-        if row is None:
-            row = {
-                "name": deployment.name,
-                **definition(deployment),
-                "anchor": deployment.anchor or now,
-                "paused": bool(deployment.paused),
-                "paused_by": None,
-                "paused_at": None,
-                "paused_reason": None,
-                "last_fire": None,
-                "source_file": str(deployment.source_file or ""),
-                "registered_at": None,
-            }
-        rows.append(row)
-    return rows
+    if any(_whole_file(problem) for problem in result.problems):
+        # Its deployments are unknown, not removed: comparing would say "not in file".
+        click.echo(f"warning: cannot compare with {config_file}: it does not parse", err=True)
+        return alone, None
+    return compare(result.config.deployments, result.failed, stored), config_file
+
+
+def _whole_file(problem: Any) -> bool:
+    """Whether ``problem`` is with a file as a whole (unreadable, invalid TOML, a broken
+    include), not with one deployment, target or setting."""
+    return problem.deployment is None and problem.notify is None and problem.field is None
+
+
+def _view(
+    compared: Comparison, config_file: Path | None, now: datetime, recent: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A deployment as listed (``deployment_view``), from the store where the daemon
+    schedules it, else from the file (with no next fire: nothing fires it), plus how the
+    file and the store agree."""
+    from gnomon.api._views import deployment_view
+    from gnomon.deployments._sync import definition
+
+    row = compared.row
+    if row is None:
+        assert compared.deployment is not None  # a comparison has one or the other
+        deployment = compared.deployment
+        row = {
+            "name": deployment.name,
+            **definition(deployment),
+            "anchor": deployment.anchor or now,
+            "paused": bool(deployment.paused),
+            "paused_by": None,
+            "paused_at": None,
+            "paused_reason": None,
+            "last_fire": None,
+        }
+    view = deployment_view(row, now, recent)
+    if compared.row is None:
+        view["next_fire"] = None
+    view.update(
+        loaded=compared.row is not None,
+        in_config=None if config_file is None else compared.deployment is not None,
+        config_drift=None if compared.drift is None else compared.drift.value,
+        changed_fields=list(compared.changed),
+    )
+    return view
+
+
+_DRIFT_TEXT = {
+    None: "ok",
+    "not_loaded": "not loaded",
+    "not_in_config": "not in file",
+    "invalid": "invalid in file",
+}
+
+
+def _drift_text(item: dict[str, Any]) -> str:
+    if item["in_config"] is None:
+        return "-"
+    if item["config_drift"] == "changed":
+        return "changed: " + ",".join(item["changed_fields"])
+    return _DRIFT_TEXT[item["config_drift"]]
+
+
+def _explain(listed: list[dict[str, Any]], config_file: Path | None) -> None:
+    """One line on stderr when no daemon runs, or when the file and the daemon disagree."""
+    from gnomon.cli._common import store_home
+    from gnomon.daemon._lock import read_holder
+
+    differing = sum(item["config_drift"] is not None for item in listed)
+    if read_holder(store_home()) is None:
+        starts = f" (it loads {config_file})" if config_file else ""
+        click.echo(
+            f"no daemon is running on this store: nothing fires until one starts{starts}",
+            err=True,
+        )
+    elif differing:
+        click.echo(
+            f"{differing} deployment(s) differ between {config_file} and what the daemon "
+            "loaded: `gnomon daemon reload` loads the file",
+            err=True,
+        )
 
 
 @deployments_group.command("show")
@@ -166,7 +241,14 @@ def _inline(mapping: dict[str, Any]) -> str:
 @deployments_group.command("next")
 @config_option
 @click.argument("name", shell_complete=complete_deployments)
-@click.option("-n", "count", default=5, show_default=True, help="How many fire times.")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, MAX_FIRES),
+    default=5,
+    show_default=True,
+    help="How many fire times.",
+)
 @json_option
 @reports_errors
 def deployments_next(config: Path | None, name: str, count: int, as_json: bool) -> None:
@@ -178,8 +260,6 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     """
     from gnomon.api._views import iso, next_fires
 
-    if count < 1:
-        raise click.BadParameter(f"-n must be at least 1, got {count}", param_hint="-n")
     row = operations().deployment(name)
     if row["paused"]:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)
@@ -227,26 +307,31 @@ def deployments_validate(config_file: Path | None, config: Path | None, no_impor
 
 @deployments_group.command("apply")
 @config_option
+@reload_timeout_option
 @reports_errors
-def deployments_apply(config: Path | None) -> None:
-    """Register the config's deployments in the store; a running daemon reloads them.
+@changes_store
+def deployments_apply(config: Path | None, timeout: float) -> None:
+    """Apply the config's deployments: a running daemon reloads its config (as `gnomon
+    daemon reload` does) and this waits for its outcome; with no daemon running, they are
+    registered in the store for the next start.
 
-    The config is checked first (flows imported); with any problem nothing changes and the
-    exit code is 2. Removed deployments stop scheduling and keep their history.
+    The rule is a reload's: a file that cannot be read or parsed, or a problem not confined
+    to one deployment (two deployments with one name, a broken include, a bad [daemon] or
+    [[notify]] entry), changes nothing (exit 2); a deployment with problems keeps its last
+    good version and the rest applies (exit 1, listing the problems); else exit 0.
+    Removed deployments stop scheduling and keep their history.
 
     \b
     Example:
       gnomon deployments apply --config /etc/gnomon/config.toml
     """
-    synced = operations().apply(config)
-    for label, names in (
-        ("added", synced.added),
-        ("changed", synced.changed),
-        ("removed", synced.removed),
-    ):
-        for name in names:
-            click.echo(f"{label}: {name}")
-    click.echo(
-        f"applied: {len(synced.added)} added, {len(synced.changed)} changed, "
-        f"{len(synced.removed)} removed, {len(synced.unchanged)} unchanged"
-    )
+    from gnomon.cli._common import daemon_holder, report_reload
+
+    holder = daemon_holder()
+    if holder is None:
+        click.echo("no gnomon daemon is running on this store: registering the deployments")
+        report_reload(operations().apply(config))
+    daemon_config = holder.get("config")
+    if config is not None and daemon_config and Path(daemon_config) != config.absolute():
+        click.echo(f"note: the daemon reloads its own config, {daemon_config}", err=True)
+    report_reload(operations().reload(config, timeout))

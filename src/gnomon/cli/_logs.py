@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gnomon.cli._common import config_option, reports_errors
+from gnomon.api._inputs import MAX_COUNT
+from gnomon.cli._common import LEVEL, config_option, reports_errors, since_option
 
 FOLLOW_POLL = 0.25  # seconds between polls with -f: a new line shows within a second
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def parse_level(value: str | None) -> int | None:
-    """A level name (any case) or number; None for no filter."""
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    number = logging.getLevelNamesMapping().get(value.upper())
-    if number is None:
-        raise click.BadParameter(
-            f"{value!r}: use one of {', '.join(LEVELS)} or a number", param_hint="--level"
-        )
-    return number
 
 
 @click.command("logs")
@@ -36,13 +22,17 @@ def parse_level(value: str | None) -> int | None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--deployment", help="Only lines about this deployment (its runs and decisions).")
 @click.option("--run", "run_id", metavar="RUN", help="Only lines of this run (id or prefix).")
-@click.option("--level", help="Only lines at this level or above (INFO, WARNING, ERROR, ...).")
-@click.option("--since", help="Only newer than this: a duration (1h, 30m) or an ISO time.")
+@click.option(
+    "--level",
+    type=LEVEL,
+    help="Only lines at this level or above (INFO, WARNING, ERROR, ... or a number).",
+)
+@since_option
 @click.option(
     "-n",
     "--lines",
     "count",
-    type=int,
+    type=click.IntRange(0, MAX_COUNT),
     help="Print the last N lines (default 100; with --since, every line since).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
@@ -52,13 +42,13 @@ def logs_command(
     follow: bool,
     deployment: str | None,
     run_id: str | None,
-    level: str | None,
-    since: str | None,
+    level: int | None,
+    since: datetime | None,
     count: int | None,
     as_json: bool,
 ) -> None:
-    """Print run and daemon logs from the store, oldest first; -f follows new ones, also
-    from runs that start later.
+    """Print run and daemon logs from the store in time order, oldest first; -f follows new
+    ones, also from runs that start later.
 
     \b
     Examples:
@@ -68,20 +58,16 @@ def logs_command(
     """
     from gnomon.api._operations import check_name
     from gnomon.cli._common import operations
-    from gnomon.cli._runs import parse_since
     from gnomon.store import LogQuery
+    from gnomon.store._values import in_time_order
 
-    if count is not None and count < 0:
-        raise click.BadParameter(f"-n must be at least 0, got {count}", param_hint="-n")
     if count is None and since is None:
         count = 100
-    min_level = parse_level(level)
-    after = parse_since(since)
     ops = operations(fast=True)
     if deployment is not None:
         check_name("deployment", deployment)
     flow_run_id = ops.run(run_id)["id"] if run_id is not None else None
-    query = LogQuery(deployment, flow_run_id, min_level, after)
+    query = LogQuery(deployment, flow_run_id, level, since)
     store = ops.store
     rows = store.search_logs(query, count, newest=True) if count != 0 else []
     last_id = rows[-1]["id"] if rows else store.last_log_id()
@@ -93,8 +79,9 @@ def logs_command(
             time.sleep(FOLLOW_POLL)
             rows = store.search_logs(_after(query, last_id), 1000, newest=False)
             if rows:
-                last_id = rows[-1]["id"]
-                _print(rows, as_json)
+                last_id = rows[-1]["id"]  # id order: the cursor
+                # Each batch in time order; a line stored late shows when it arrives.
+                _print(in_time_order(rows), as_json)
     except KeyboardInterrupt:
         return
 

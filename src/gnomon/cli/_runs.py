@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
+    SECONDS,
+    STATE,
+    changes_store,
     complete_deployments,
     config_option,
     fast_store,
@@ -21,8 +25,12 @@ from gnomon.cli._common import (
     print_json,
     print_table,
     reports_errors,
+    since_option,
     store_home,
 )
+
+if TYPE_CHECKING:
+    from gnomon.states import StateFilter
 
 RUN_COLUMNS = [
     "id",
@@ -34,32 +42,6 @@ RUN_COLUMNS = [
     "started_at",
     "ended_at",
 ]
-FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "TIMEDOUT", "SKIPPED", "MISSED")
-
-
-def parse_since(value: str | None) -> datetime | None:
-    """``--since``: a duration back from now (``2h``, ``90m``, ``P1D``) or an ISO 8601 time."""
-    if value is None:
-        return None
-    from gnomon.scheduling import ScheduleError, parse_interval
-
-    try:
-        return datetime.now(UTC) - parse_interval(value)
-    except ScheduleError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a duration (2h, 30m, 1d) nor an ISO 8601 time",
-            param_hint="--since",
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-since_option = click.option(
-    "--since", help="Only newer than this: a duration back from now (2h, 30m) or an ISO time."
-)
 
 
 @click.group("runs")
@@ -68,7 +50,7 @@ def runs_group() -> None:
 
     \b
     Examples:
-      gnomon runs list --state Failed --since 1d
+      gnomon runs list --state failed --since 1d
       gnomon runs show 3f2a9c
       gnomon runs cancel 3f2a9c --reason "stuck on the CRM API"
       gnomon runs retry 3f2a9c
@@ -79,33 +61,45 @@ def runs_group() -> None:
 @config_option
 @click.option("--deployment", help="Only runs of this deployment.")
 @click.option(
-    "--state", help="Only runs in this state (a name like Failed, or a type like FAILED)."
+    "--state",
+    type=STATE,
+    metavar="STATE",
+    help="Only runs in this state, any case: 'failed' for every failed run (Failed, TimedOut, "
+    "Crashed), a state name (Completed, Running, Skipped, ...), or only:NAME for exactly that "
+    "name (only:Failed leaves out TimedOut and Crashed).",
 )
 @since_option
 @click.option(
-    "--limit", default=50, show_default=True, help="At most this many runs, newest first."
+    "--limit",
+    type=click.IntRange(1, MAX_COUNT),
+    default=50,
+    show_default=True,
+    help="At most this many runs, newest first.",
 )
 @json_option
+@reports_errors
 def runs_list(
     config: Path | None,
     deployment: str | None,
-    state: str | None,
-    since: str | None,
+    state: StateFilter | None,
+    since: datetime | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """List flow runs, newest first.
 
     \b
-    Example:
-      gnomon runs list --deployment nightly-report --state Failed --since 2h --limit 10
+    Examples:
+      gnomon runs list --state failed --since 1d      # Failed, TimedOut and Crashed
+      gnomon runs list --state only:Failed            # exactly the state named Failed
+      gnomon runs list --deployment nightly-report --state completed --since 2h --limit 10
     """
+    from gnomon.api._operations import check_name
     from gnomon.api._views import run_view
 
-    if limit < 1:
-        raise click.BadParameter(f"--limit must be at least 1, got {limit}", param_hint="--limit")
-    after = parse_since(since)
-    rows = fast_store().read_runs(deployment, state, since=after, limit=limit)
+    if deployment is not None:
+        check_name("deployment", deployment)
+    rows = fast_store().read_runs(deployment, state, since=since, limit=limit)
     runs = [run_view(row) for row in rows]
     if as_json:
         print_json(runs)
@@ -182,6 +176,7 @@ def _print_run(view: dict[str, Any]) -> None:
 @click.argument("run_id", metavar="RUN")
 @click.option("--reason", help="Why, for the audit log and the run's state message.")
 @reports_errors
+@changes_store
 def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
     """Cancel a run: a waiting one at once, a running one within a second (its worker is
     stopped, SIGTERM then SIGKILL). Exit 1 if it has already finished.
@@ -202,6 +197,7 @@ def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
 @click.argument("run_id", metavar="RUN")
 @click.option("--wait", is_flag=True, help="Follow the new run; exit 0 if it completes, else 1.")
 @reports_errors
+@changes_store
 def runs_retry(config: Path | None, run_id: str, wait: bool) -> None:
     """Run a finished run's deployment again with the same parameters, as a new run.
 
@@ -231,10 +227,11 @@ def runs_retry(config: Path | None, run_id: str, wait: bool) -> None:
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 if it completes, else 1.")
 @click.option(
     "--timeout",
-    type=float,
+    type=SECONDS,
     help="With --wait: give up waiting after this many seconds (exit 1; the run goes on).",
 )
 @reports_errors
+@changes_store
 def run_command(
     config: Path | None,
     name: str,
@@ -282,19 +279,25 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
 
 def follow_run(run_id: str, timeout: float | None = None) -> int:
     """Print a run's state changes until it ends; 0 if it completed, else 1."""
+    from gnomon.api._views import run_text
+    from gnomon.states import FINAL_TYPES
+
     store = open_store()
+    shown = run_text(store.read_flow_run(run_id) or {})
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
     while True:
+        # The run first: a final state is committed with its state row, so the states read
+        # after a final run include it.
+        row = store.read_flow_run(run_id)
         states = store.read_states(flow_run_id=run_id)
         for state in states[seen:]:
-            message = f": {state['message']}" if state["message"] else ""
+            message = f": {shown(state['message'])}" if state["message"] else ""
             click.echo(f"{state['name']}{message}")
         seen = len(states)
-        row = store.read_flow_run(run_id)
-        if row is not None and row["state_type"] in FINAL:
+        if row is not None and row["state_type"] in FINAL_TYPES:
             if row["state_type"] != "COMPLETED" and row["error_type"]:
-                click.echo(f"{row['error_type']}: {row['error_message']}", err=True)
+                click.echo(f"{row['error_type']}: {shown(row['error_message'])}", err=True)
             return 0 if row["state_type"] == "COMPLETED" else 1
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"gave up waiting after {timeout} s; run {run_id} goes on", err=True)

@@ -1,8 +1,10 @@
 """``gnomon daemon --detach``: becoming a background daemon, and stopping one by its pidfile.
 
 python-daemon does the classic dance (PEP 3143): double fork and ``setsid`` so the daemon has
-no controlling terminal and is not a session leader, a known umask and working directory,
-every inherited descriptor closed, stdin on /dev/null. We add the pidfile: written atomically
+no controlling terminal and is not a session leader, a known working directory, every
+inherited descriptor closed, stdin on /dev/null. The umask stays the one the command ran
+with: the workers' flows inherit it, and gnomon makes its own files private regardless
+(``gnomon._files``). We add the pidfile: written atomically
 by the daemon itself after the fork, locked with ``flock`` for the daemon's lifetime and
 removed at exit. The lock is what makes a pidfile trustworthy: a pidfile whose lock is free
 is stale, even if its pid now belongs to another process, so ``stop`` never signals a
@@ -23,7 +25,9 @@ from types import FrameType, TracebackType
 
 import daemon
 
+from gnomon._files import open_private
 from gnomon.daemon._lock import locked_elsewhere
+from gnomon.daemon._proctree import exists
 from gnomon.exceptions import GnomonError
 
 _POLL_INTERVAL = 0.02
@@ -121,14 +125,12 @@ def detach(
     log = None
     if log_path is not None:
         log_path = log_path.absolute()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-        log = os.fdopen(os.open(log_path, flags, 0o640), "ab", buffering=0)
+        log = os.fdopen(open_private(log_path, os.O_WRONLY | os.O_APPEND), "ab", buffering=0)
     sys.stdout.flush()
     sys.stderr.flush()
     context = daemon.DaemonContext(
         working_directory=str(working_directory.absolute()),
-        umask=0o027,
+        umask=_current_umask(),
         detach_process=True,  # python-daemon skips the fork when started by init; --detach means it
         pidfile=_PidFile(pidfile),
         files_preserve=list(keep_fds),
@@ -147,14 +149,11 @@ def detach(
             stream.reconfigure(line_buffering=True)  # a log file, not a terminal: flush lines
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    return True
+def _current_umask() -> int:
+    """The process's umask (reading it means setting it; nothing else runs yet)."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
 
 
 def _read(path: Path) -> tuple[int | None, bool]:
@@ -172,7 +171,7 @@ def _read(path: Path) -> tuple[int | None, bool]:
         pid = int(content)
     except ValueError:
         return None, False
-    return pid, held and pid > 0 and _alive(pid)
+    return pid, held and pid > 0 and exists(pid)
 
 
 def read_pidfile(path: Path) -> int | None:

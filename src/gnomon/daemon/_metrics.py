@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,6 +26,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gnomon import __version__
+from gnomon.states import STATE_NAMES, StateType, is_failed
+
+if TYPE_CHECKING:
+    from gnomon.daemon._health import HealthStatus
 
 log = logging.getLogger("gnomon.daemon.metrics")
 
@@ -61,6 +65,7 @@ class DaemonMetrics:
         busy: Callable[[], int],
         idle: Callable[[], int],
         deployments: Callable[[], Mapping[str, int]] | None = None,
+        health: Callable[[], HealthStatus] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = CollectorRegistry()
@@ -70,6 +75,12 @@ class DaemonMetrics:
             "gnomon_runs",
             "Finished flow runs, by deployment and final state.",
             ["deployment", "state"],
+            registry=registry,
+        )
+        self.failed = Counter(
+            "gnomon_failed_runs",
+            "Finished flow runs that failed (Failed, TimedOut or Crashed), by deployment.",
+            ["deployment"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -97,8 +108,15 @@ class DaemonMetrics:
             ["deployment"],
             registry=registry,
         )
+        self.store_errors = Counter(
+            "gnomon_store_errors",
+            "Store transactions of the scheduling loop that failed (it retries them).",
+            registry=registry,
+        )
         Info("gnomon", "The running gnomon.", registry=registry).info({"version": __version__})
         registry.register(_LiveGauges(pending, busy, idle, deployments))
+        if health is not None:
+            registry.register(_HealthGauges(health))
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         """Count a finished run from the daemon's per-run summary (``deployment``,
@@ -106,7 +124,10 @@ class DaemonMetrics:
         """
         deployment = str(summary.get("deployment"))
         state = str(summary.get("state"))
+        state_type = summary.get("state_type") or STATE_NAMES.get(state)
         self.runs.labels(deployment, state).inc()
+        if is_failed(state_type):
+            self.failed.labels(deployment).inc()
         duration_ms = summary.get("duration_ms")
         if duration_ms is not None:
             self.duration.labels(deployment).observe(duration_ms / 1000)
@@ -114,7 +135,7 @@ class DaemonMetrics:
         if lateness_ms is not None:
             # Jitter can start a run a little before the nominal time it was scheduled for.
             self.lateness.observe(max(0.0, lateness_ms / 1000))
-        if state == "Completed" or summary.get("state_type") == "COMPLETED":
+        if state_type == StateType.COMPLETED:
             self.last_success.labels(deployment).set(self._ended_at(summary))
 
     def _ended_at(self, summary: Mapping[str, Any]) -> float:
@@ -176,6 +197,34 @@ class _LiveGauges(Collector):
                 for state, count in sorted(counts.items()):
                     family.add_metric([state], count)
                 yield family
+
+
+class _HealthGauges(Collector):
+    """The daemon's health (see ``_health``) at scrape time."""
+
+    def __init__(self, health: Callable[[], HealthStatus]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        from gnomon.daemon._health import HealthState
+
+        status = _read("gnomon_health", self._health)
+        if status is None:
+            return
+        family = GaugeMetricFamily(
+            "gnomon_health",
+            "1 for the daemon's health state (ok, degraded, stuck).",
+            labels=["state"],
+        )
+        for state in HealthState:
+            family.add_metric([state.value], 1.0 if state is status.state else 0.0)
+        yield family
+        if status.last_tick_age is not None:
+            yield GaugeMetricFamily(
+                "gnomon_loop_last_tick_age_seconds",
+                "Seconds since the scheduling loop last ticked.",
+                value=status.last_tick_age,
+            )
 
 
 def _read(name: str, read: Callable[[], _T]) -> _T | None:

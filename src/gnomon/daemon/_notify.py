@@ -31,19 +31,12 @@ from typing import Any
 from gnomon import __version__
 from gnomon._secrets import mask
 from gnomon.deployments import NotifyEvent, NotifyTarget
+from gnomon.states import STATE_NAMES, StateType, is_failed
 
 log = logging.getLogger("gnomon.daemon.notify")
 
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8787"
 _MAX_MESSAGE = 300  # characters of an error message in the one-line text
 
-# The final states that are failures, by state name; other names go by their state type.
-_FAILURE_NAMES = {
-    "Failed": NotifyEvent.FAILED,
-    "Crashed": NotifyEvent.CRASHED,
-    "TimedOut": NotifyEvent.TIMED_OUT,
-}
-_FAILURE_TYPES = {"FAILED": NotifyEvent.FAILED, "CRASHED": NotifyEvent.CRASHED}
 
 _EMOJI = {
     NotifyEvent.FAILED: ":red_circle:",
@@ -73,14 +66,17 @@ class Notification:
     signal: str | None = None
     parameters: Mapping[str, Any] | None = field(default=None, compare=False)
 
-    def link(self, public_url: str) -> str:
-        """The dashboard page of the run, or of the deployment when there is no run."""
+    def link(self, public_url: str | None) -> str | None:
+        """The page of the run, or of the deployment when there is no run, on the API or
+        dashboard at ``public_url``; None without one (no API and no ``public_url``)."""
+        if public_url is None:
+            return None
         base = public_url.rstrip("/")
         if self.run_id is not None:
             return f"{base}/runs/{self.run_id}"
         return f"{base}/deployments/{self.deployment}"
 
-    def text(self, public_url: str) -> str:
+    def text(self, public_url: str | None) -> str:
         """One line for Slack (and whatever reads Slack's format): what, which, why, link."""
         what = {
             NotifyEvent.TIMED_OUT: "timed out",
@@ -88,8 +84,11 @@ class Notification:
         }.get(self.event, self.event.value)
         why = self._reason()
         label = f"run {self.run_id[:8]}" if self.run_id else "deployment"
-        line = f"{_EMOJI[self.event]} {self.deployment} {what}{': ' + why if why else ''}"
-        return f"{_slack_escape(line)} (<{self.link(public_url)}|{label}>)"
+        line = _slack_escape(
+            f"{_EMOJI[self.event]} {self.deployment} {what}{': ' + why if why else ''}"
+        )
+        link = self.link(public_url)
+        return line if link is None else f"{line} (<{link}|{label}>)"
 
     def _reason(self) -> str:
         if self.event is NotifyEvent.RECOVERED:
@@ -107,7 +106,7 @@ class Notification:
             return f"worker exited with code {self.exit_code}"
         return ""
 
-    def payload(self, public_url: str) -> dict[str, Any]:
+    def payload(self, public_url: str | None) -> dict[str, Any]:
         """The JSON body of the POST."""
         error = None
         if self.error_type or self.error_message:
@@ -159,10 +158,10 @@ def events_for_summary(
     completing after one is not a recovery.
     """
     state = str(summary.get("state") or "")
-    state_type = str(summary.get("state_type") or "")
-    event = _FAILURE_NAMES.get(state) or _FAILURE_TYPES.get(state_type)
-    completed = state == "Completed" or state_type == "COMPLETED"
-    if event is None and completed and str(previous_state_type or "") in _FAILURE_TYPES:
+    state_type = str(summary.get("state_type") or STATE_NAMES.get(state) or "")
+    event = _failure_event(state, state_type)
+    completed = state_type == StateType.COMPLETED
+    if event is None and completed and is_failed(previous_state_type):
         event = NotifyEvent.RECOVERED
     if event is None:
         return []
@@ -184,6 +183,15 @@ def events_for_summary(
             parameters=summary.get("parameters"),
         )
     ]
+
+
+def _failure_event(state: str, state_type: str) -> NotifyEvent | None:
+    """The event of a run that failed (``states.is_failed``); None for any other."""
+    if not is_failed(state_type):
+        return None
+    if state_type == StateType.CRASHED:
+        return NotifyEvent.CRASHED
+    return NotifyEvent.TIMED_OUT if state == "TimedOut" else NotifyEvent.FAILED
 
 
 def missed_event(
@@ -209,21 +217,22 @@ def missed_event(
 class Notifier:
     """Delivers notifications to the targets that want them, in the background.
 
-    ``backoff`` is the first retry's delay in seconds, doubled for each further one up to
-    ``max_backoff``; ``queue_size`` bounds each target's backlog. Targets not yet
-    ``resolved()`` have their URL read here (ValueError if it cannot be).
+    ``public_url`` is where links point (None: no links); the daemon may set it later,
+    once its API listens. ``backoff`` is the first retry's delay in seconds, doubled for
+    each further one up to ``max_backoff``; ``queue_size`` bounds each target's backlog.
+    Targets not yet ``resolved()`` have their URL read here (ValueError if it cannot be).
     """
 
     def __init__(
         self,
         targets: Sequence[NotifyTarget],
         *,
-        public_url: str = DEFAULT_PUBLIC_URL,
+        public_url: str | None = None,
         queue_size: int = 1000,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
     ) -> None:
-        self.public_url = public_url.rstrip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
         self._channels = [
             _Channel(
                 target if target.url is not None else target.resolved(),

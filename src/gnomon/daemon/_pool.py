@@ -19,12 +19,17 @@ has not started: cancelling it only drops it (it is recorded Cancelled), no sign
 A run the pool ends or loses (timeout, cancellation, shutdown, a dying worker) is recorded
 once its worker is gone, by a conditional write that keeps a final state the worker committed
 first (a run that completed just before its timeout stays Completed): none is left Running.
+
+Each worker's process tree is contained (``_containment``): ending a worker ends everything
+its run started, and a run with a memory limit (``_limits``) is ended, Crashed, when its
+tree's memory goes above it, checked every ``MEMORY_CHECK_INTERVAL`` while it runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import threading
@@ -32,6 +37,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from gnomon.daemon._containment import Containment
+from gnomon.daemon._limits import (
+    MEMORY_CHECK_INTERVAL,
+    RunLimits,
+    above_limits,
+    due_memory_checks,
+)
+from gnomon.daemon._relay import start_relay
 from gnomon.daemon._template_process import TemplateProcess, Templates
 from gnomon.daemon._worker_process import (
     Assignment,
@@ -41,12 +54,12 @@ from gnomon.daemon._worker_process import (
     exit_description,
     outcome,
     record_end,
-    start_relay,
     worker_env,
 )
 from gnomon.exceptions import GnomonError
 
 if TYPE_CHECKING:
+    from gnomon.deployments import ContainmentMode
     from gnomon.store import Store
 
 __all__ = ["RunOutcome", "WorkerPool", "WorkerPoolError"]
@@ -77,7 +90,8 @@ class WorkerPool:
     final state is stored. ``log_sink`` gets every line the workers log or print, as JSON
     (without it, their output goes to the daemon's stderr). ``env`` adds to the daemon's
     environment for the workers. A worker has ``kill_grace`` seconds after SIGTERM before
-    SIGKILL, and as long to exit when told to.
+    SIGKILL, and as long to exit when told to. ``containment`` is the mechanism asked for
+    (see ``Containment.detect``).
     """
 
     def __init__(
@@ -91,6 +105,7 @@ class WorkerPool:
         on_finished: Callable[[RunOutcome], None],
         log_sink: Callable[[str, int], None] | None = None,
         env: dict[str, str] | None = None,
+        containment: ContainmentMode | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got {size}")
@@ -104,13 +119,14 @@ class WorkerPool:
         self._on_finished = on_finished
         self._log_sink = log_sink
         self._extra_env = dict(env or {})
+        self._containment_asked = containment
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._workers: dict[int, WorkerProcess] = {}
         self._runs: dict[str, WorkerProcess] = {}
-        # Runs submitted while no worker was idle, oldest first, with their timeouts; and
-        # those cancelled before they started, to record (the supervisor thread does).
-        self._ahead: dict[str, float | None] = {}
+        # Runs submitted while no worker was idle, oldest first, with their timeouts and
+        # limits; and those cancelled before they started, to record (the supervisor does).
+        self._ahead: dict[str, tuple[float | None, RunLimits | None]] = {}
         self._revoked: list[Assignment] = []
         self._accepting = self._closing = self._starting = self._stopped = False
         self._start_error: str | None = None
@@ -119,6 +135,7 @@ class WorkerPool:
         self._supervisor: threading.Thread | None = None
         self._relays: list[threading.Thread] = []
         self._stale: set[int] = set()  # workers to replace once their run ends
+        self._memory_check_at = math.inf  # the earliest check of a run's memory that is due
 
     # The daemon's side.
 
@@ -136,6 +153,12 @@ class WorkerPool:
             raise RuntimeError("the worker pool was started already")
         self._store: Store = get_store()
         self._env = worker_env(self._extra_env, self._store.url)
+        self.containment = Containment.detect(self._containment_asked)
+        log.info(
+            "worker containment: %s",
+            self.containment.description,
+            extra={"containment": self.containment.mechanism.value},
+        )
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
@@ -166,12 +189,15 @@ class WorkerPool:
             extra={"worker_pids": self.pids(), "preload": self.preload},
         )
 
-    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool:
+    def submit(
+        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+    ) -> bool:
         """Hand the run to an idle worker, or hold it for the next worker to finish; False
         if the pool holds as many as it may already (see ``capacity``) or is stopping.
 
         Past ``timeout`` seconds from its start, the run's worker is ended and the run
-        recorded TimedOut. The worker records its pid in the run row when it claims the run.
+        recorded TimedOut; above its ``limits.memory``, it is ended and recorded Crashed.
+        The worker records its pid in the run row when it claims the run.
         """
         if timeout is not None and timeout <= 0:
             raise ValueError(f"a run timeout must be positive, got {timeout}")
@@ -180,10 +206,11 @@ class WorkerPool:
                 raise ValueError(f"flow run {flow_run_id} is in the pool already")
             if self._capacity() <= 0:
                 return False
-            worker = self._hand_over(flow_run_id, timeout)
+            worker = self._hand_over(flow_run_id, timeout, limits)
             if worker is None:
-                self._ahead[flow_run_id] = timeout
-        if worker is not None and timeout is not None:
+                self._ahead[flow_run_id] = (timeout, limits)
+        watched = timeout is not None or (limits is not None and limits.memory is not None)
+        if worker is not None and watched:
             self._wake()  # the supervisor's next wait must end by this run's deadline
         return True
 
@@ -193,7 +220,7 @@ class WorkerPool:
         gone. False if it is not here."""
         with self._lock:
             if flow_run_id in self._ahead:
-                timeout = self._ahead.pop(flow_run_id)
+                timeout, _ = self._ahead.pop(flow_run_id)
                 self._revoked.append(
                     Assignment(flow_run_id, timeout, ending=Ending.CANCEL, reason=reason)
                 )
@@ -233,6 +260,7 @@ class WorkerPool:
         self._supervisor.join()
         for relay in self._relays:
             relay.join(timeout=2)  # what is still in the output pipes reaches the log
+        self.containment.close()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -292,16 +320,21 @@ class WorkerPool:
             return 0
         return self._idle_count() + self.size * AHEAD_PER_WORKER - len(self._ahead)
 
-    def _hand_over(self, flow_run_id: str, timeout: float | None) -> WorkerProcess | None:
+    def _hand_over(
+        self, flow_run_id: str, timeout: float | None, limits: RunLimits | None
+    ) -> WorkerProcess | None:
         if not self._accepting:
             return None
         for worker in self._workers.values():
             if not worker.idle:
                 continue
-            if not worker.send_run(flow_run_id):
+            if not worker.send_run(flow_run_id, limits):
                 worker.retiring = True  # its stdin is gone: it is dying, its exit is handled
                 continue
-            worker.run = Assignment(flow_run_id, timeout)
+            worker.run = Assignment(flow_run_id, timeout, limits=limits)
+            if limits is not None and limits.memory is not None:
+                worker.run.memory_check_at = worker.run.started + MEMORY_CHECK_INTERVAL
+                self._memory_check_at = min(self._memory_check_at, worker.run.memory_check_at)
             self._runs[flow_run_id] = worker
             return worker
         return None
@@ -309,8 +342,8 @@ class WorkerPool:
     def _hand_over_held(self) -> None:
         """Give the runs held ahead to idle workers, oldest first."""
         while self._ahead:
-            flow_run_id, timeout = next(iter(self._ahead.items()))
-            if self._hand_over(flow_run_id, timeout) is None:
+            flow_run_id, (timeout, limits) = next(iter(self._ahead.items()))
+            if self._hand_over(flow_run_id, timeout, limits) is None:
                 return
             del self._ahead[flow_run_id]
 
@@ -354,6 +387,8 @@ class WorkerPool:
                 with self._lock:
                     self._note_early_death(f"could not start a worker process: {error}")
                 return
+            # Contained before it is known to the pool, so before it can get a run.
+            worker.tree = self.containment.for_worker(worker.pid)
             with self._lock:
                 self._workers[worker.pid] = worker
                 self._selector.register(worker.channel, selectors.EVENT_READ, (worker, False))
@@ -418,10 +453,32 @@ class WorkerPool:
                     wait = self._next_wait(time.monotonic())
             try:
                 self._handle(self._selector.select(wait))
+                self._check_memory(time.monotonic())
             except Exception:  # a bug here must not leave runs unsupervised
                 log.exception("worker pool supervisor error")
             with self._lock:
                 self._enforce_deadlines(time.monotonic())
+
+    def _check_memory(self, now: float) -> None:
+        """End, Crashed, the runs whose tree is above their memory limit: measured outside
+        the lock (a few reads in /proc per process), acted on under it."""
+        if now < self._memory_check_at:
+            return  # the usual case: no run with a memory limit is due for a look
+        with self._lock:
+            due, self._memory_check_at = due_memory_checks(self._workers.values(), now)
+        above = above_limits(due)
+        with self._lock:
+            for worker, run, reason in above:
+                if worker.run is not run or run.ending is not None:
+                    continue  # it ended meanwhile
+                run.ending, run.reason = Ending.MEMORY, reason
+                log.warning(
+                    "run %s: %s; ending its worker",
+                    run.flow_run_id,
+                    reason,
+                    extra={"flow_run_id": run.flow_run_id, "worker_pid": worker.pid},
+                )
+                worker.kill()
 
     def _handle(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Read results and reap exited workers, then report finished runs."""
@@ -523,7 +580,8 @@ class WorkerPool:
         left unfinished, if any."""
         finished: list[RunOutcome] = []
         self._take_messages(worker, finished)
-        returncode = worker.wait()  # its template reports it at once: it has exited
+        worker.end_tree()  # before the template reaps it (see WorkerProcess.end_tree)
+        returncode = worker.wait()
         with self._lock:
             for fd in (worker.channel, worker.exit_fd):
                 if fd is not None and fd in self._selector.get_map():

@@ -9,17 +9,19 @@ notifications are delivered on their own threads, so reporting never delays sche
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask
+from gnomon.states import StateType
 
 if TYPE_CHECKING:
+    from gnomon.daemon._health import HealthStatus
     from gnomon.daemon._metrics import DaemonMetrics
     from gnomon.daemon._notify import Notifier
     from gnomon.daemon._pool import WorkerPool
     from gnomon.daemon._scheduler import Scheduler
-    from gnomon.daemon._service import RunSummary
+    from gnomon.daemon._summary import RunSummary
     from gnomon.daemon._tracking import Decision
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
@@ -31,7 +33,12 @@ class RunReporter:
     """Turns finished runs and schedule decisions into log lines, metrics and notifications."""
 
     def __init__(
-        self, store: Store, config: GnomonConfig, scheduler: Scheduler, pool: WorkerPool
+        self,
+        store: Store,
+        config: GnomonConfig,
+        scheduler: Scheduler,
+        pool: WorkerPool,
+        health: Callable[[], HealthStatus] | None = None,
     ) -> None:
         from gnomon.daemon._metrics import DaemonMetrics
 
@@ -41,6 +48,7 @@ class RunReporter:
             busy=pool.busy_count,
             idle=pool.idle_count,
             deployments=self._deployment_counts,
+            health=health,
         )
         outcomes = store.read_last_outcomes()
         # The deployment's previous finished run's state type: a completed run after a
@@ -50,6 +58,7 @@ class RunReporter:
             {name: ended for name, (_, ended) in outcomes.items() if ended is not None}
         )
         self.notifier: Notifier | None = None
+        self._api_url: str | None = None
         self.configure(config)
 
     def configure(self, config: GnomonConfig) -> None:
@@ -58,16 +67,29 @@ class RunReporter:
 
         if self.notifier is not None:
             self.notifier.close(timeout=5)
+        self._public_url = config.daemon.public_url
         self.notifier = (
-            Notifier(config.notify, public_url=config.daemon.public_url) if config.notify else None
+            Notifier(config.notify, public_url=self.public_url) if config.notify else None
         )
+
+    @property
+    def public_url(self) -> str | None:
+        """Where notifications link to: ``[daemon] public_url``, else the API's address."""
+        return self._public_url or self._api_url
+
+    def link_to_api(self, api_url: str | None) -> None:
+        """The API now answers at ``api_url``: links point there unless ``public_url`` is set."""
+        self._api_url = api_url
+        if self.notifier is not None:
+            self.notifier.public_url = self.public_url
 
     def run_finished(self, summary: RunSummary) -> None:
         """Log the run's summary line, count it, and notify about it if it calls for it."""
         from gnomon.daemon._notify import events_for_summary
 
         values = summary.as_dict()
-        log.info(
+        log.log(
+            summary_level(summary.state_type),
             "run finished: %s %s",
             summary.deployment,
             summary.state,
@@ -118,6 +140,18 @@ class RunReporter:
         slots = self.scheduler.slots().values()
         paused = sum(slot.paused for slot in slots)
         return {"active": len(slots) - paused, "paused": paused}
+
+
+# The run summaries that are failures: Failed and TimedOut (both FAILED states) and Crashed.
+_FAILED_TYPES = frozenset({StateType.FAILED, StateType.CRASHED})
+
+
+def summary_level(state_type: str) -> int:
+    """The level of a run's summary line: ERROR for a run that failed, timed out or
+    crashed, so ``gnomon logs --level WARNING`` (or ERROR) and journald's priority
+    (``journalctl -p err``) show them; INFO for the rest (Cancelled is an operator's
+    doing, not a failure)."""
+    return logging.ERROR if state_type in _FAILED_TYPES else logging.INFO
 
 
 class StoreLogHandler(logging.Handler):

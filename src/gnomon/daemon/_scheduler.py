@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon.daemon._inbox import FireInbox
+from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._tracking import (
     Decision,
     DispatchedRun,
@@ -34,6 +35,7 @@ from gnomon.daemon._tracking import (
     run_row,
 )
 from gnomon.deployments import Deployment, Overlap
+from gnomon.states import FAILED_TYPES
 
 if TYPE_CHECKING:
     from gnomon.scheduling import Trigger
@@ -41,8 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gnomon.daemon")
 
-# Final state types a deployment's `retries` apply to (TimedOut is a FAILED state).
-RETRIED_TYPES = frozenset({"FAILED", "CRASHED"})
+# Final state types a deployment's `retries` apply to: the failed ones.
+RETRIED_TYPES = FAILED_TYPES
 # How long a tick may leave fired deployments' last and next fires unstored (see `tick`).
 RECORD_FIRES_WITHIN = timedelta(seconds=1)
 # How the AwaitingRetry state of a deployment retry begins (counted by the store).
@@ -61,6 +63,7 @@ class Scheduler:
         self._sequence = itertools.count()
         self._inbox = FireInbox()
         self._finished: list[tuple[str, str]] = []
+        self._retries: list[tuple[str, str, str]] = []  # (deployment, run, state) to retry
         self._dispatched: dict[str, DispatchedRun] = {}
         self._forced: set[str] = set()  # requested runs that start whatever the overlap
         # The deployment of every run queued or running here: finding it must not cost a
@@ -150,7 +153,14 @@ class Scheduler:
         for flow_run_id, state_type in finished:
             slot = self._forget(flow_run_id)
             if slot is not None and state_type in RETRIED_TYPES:
+                self._retries.append((slot.deployment.name, flow_run_id, state_type))
+        while self._retries:
+            # Taken off only once done: a store failure leaves it for the next tick.
+            name, flow_run_id, state_type = self._retries[0]
+            slot = self._slots.get(name)
+            if slot is not None:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
+            self._retries.pop(0)
         # Next fires the timer computed save _record_fire_times a cron search each.
         due, next_fires = self._inbox.take_due(self._slots, now)
         decisions: list[Decision] = []
@@ -343,6 +353,7 @@ class Scheduler:
             slot.deployment.name,
             timeout.total_seconds() if timeout else None,
             timedelta(0) if requested else slot.offset,
+            RunLimits.of(slot.deployment),
         )
         heapq.heappush(self._waiting, waiting)
 
@@ -452,7 +463,7 @@ class Scheduler:
             )
             with self._lock:  # before submit: the run may end before submit returns
                 self._dispatched[waiting.flow_run_id] = dispatched
-            if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout):
+            if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout, waiting.limits):
                 with self._lock:
                     del self._dispatched[waiting.flow_run_id]
                 held.append(waiting)
@@ -478,30 +489,44 @@ class Scheduler:
 
     # After downtime.
 
-    def catch_up(self, now: datetime) -> list[Decision]:
-        """Apply each deployment's catch-up policy to the fire times missed before ``now``."""
+    def catch_up(
+        self,
+        now: datetime,
+        why: str = "while the daemon was down",
+        since: datetime | None = None,
+    ) -> list[Decision]:
+        """Apply each deployment's catch-up policy to the fire times missed before ``now``,
+        after its last fire, or after ``since`` for one that never fired (``why`` they were
+        missed goes into the Missed rows' message)."""
         fires: list[tuple[str, datetime]] = []
         missed: list[tuple[Slot, datetime]] = []
         for slot in self._slots.values():
-            if slot.paused or slot.last_fire is None:
+            start = slot.last_fire or since
+            if slot.paused or start is None:
                 continue
-            due = fire_times_between(slot.trigger, slot.last_fire, now)
+            due = fire_times_between(slot.trigger, start, now)
             if not due:
                 continue
             run, skip = catchup_split(slot.deployment, due)
             fires.extend((slot.deployment.name, nominal) for nominal in run)
             missed.extend((slot, nominal) for nominal in skip)
-        decisions = self._record_missed(missed, now)
+        decisions = self._record_missed(missed, now, why)
         return decisions + self.fire_many(fires, now, trigger="catchup")
 
-    def _record_missed(self, missed: list[tuple[Slot, datetime]], now: datetime) -> list[Decision]:
+    def _record_missed(
+        self, missed: list[tuple[Slot, datetime]], now: datetime, why: str
+    ) -> list[Decision]:
         rows = []
         for slot, nominal in missed:
-            reason = f"missed while the daemon was down (catchup = {slot.deployment.catchup.value})"
+            reason = f"missed {why} (catchup = {slot.deployment.catchup.value})"
             rows.append(
                 final_decision(slot, nominal, now, "catchup", self.daemon_id, "Missed", reason)[1]
             )
         created = self.store.create_runs(rows)
+        for slot, nominal in missed:
+            # A Missed fire is decided: the timer must not hand it over again.
+            if slot.last_fire is None or nominal > slot.last_fire:
+                slot.last_fire = nominal
         decisions = [
             Decision(
                 row["deployment_name"],

@@ -5,10 +5,13 @@ store is migrated, this is the only daemon on the store, runs a dead daemon left
 settled, the worker pool is warm and missed fires are caught up, and only then does the
 timer start and READY=1 go out.
 
-The loop is a thin shell around ``Scheduler.tick(now)``: it sleeps until the timer hands
-over a fire time, a run finishes, a signal arrives or a second passes (to apply what the CLI
-and the API changed in the store, see ``_poll``, and to feed the watchdog), then ticks. The
-HTTP API runs on its own thread and only writes the store and wakes the loop.
+The loop is a thin shell around ``Scheduler.tick(now)``: it sleeps on a self-pipe
+(``_wakeup``) until the timer hands over a fire time, a run finishes, a signal arrives or a
+second passes, then takes one pass (``step``): apply a finished config load, catch up after
+downtime, tick, and poll the store for what the CLI and the API changed (``_poll``). A store
+that fails (locked by another program, a full disk, a read-only file) never ends it: the pass
+is retried with back-off, the daemon reports itself degraded (``_health``), and once the
+store works again the outage is downtime for each deployment's catch-up policy.
 """
 
 from __future__ import annotations
@@ -19,71 +22,92 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from gnomon.daemon._cadence import ClockGap, ClockWatch, PollTimer, StoreOutage
 from gnomon.daemon._scheduler import Scheduler
+from gnomon.daemon._summary import run_summary
+from gnomon.daemon._wakeup import Wakeup
 
 if TYPE_CHECKING:
     from gnomon.api._server import ApiServer
-    from gnomon.daemon._config_loads import ConfigLoads
+    from gnomon.daemon._health import Health, HealthMonitor
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
+    from gnomon.daemon._reload import ConfigLoader, Loaded
     from gnomon.daemon._report import RunReporter
+    from gnomon.daemon._systemd import Notifier
     from gnomon.daemon._timing import HandedFires
-    from gnomon.daemon._tracking import DispatchedRun
-    from gnomon.deployments import GnomonConfig, LoadResult
+    from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
 
 SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
-POLL_INTERVAL = 1.0  # what other processes change in the store takes effect within this
 DAEMON_ACTOR = ("gnomon-daemon", "daemon")  # the audit log's actor for the daemon's own changes
+HEALTH_INTERVAL = 0.5  # seconds between the health monitor's rounds
+OUTAGE_REMINDER = 60.0  # seconds between the ERROR lines of one store outage
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SHUTDOWN_FLUSH_TIMEOUT = 10.0  # seconds a failing store may hold up the exit
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class SystemClock:
+    """The daemon's clock seam: wall-clock time for schedules, monotonic time for waits."""
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
 
 
 class Daemon:
     """One daemon process serving the deployments of one config file."""
 
-    def __init__(self, config_path: Path | None) -> None:
+    def __init__(self, config_path: Path | None, clock: SystemClock | None = None) -> None:
         self.config_path = config_path
+        self.clock = clock or SystemClock()
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wake = threading.Event()
+        self.wakeup = Wakeup()
         self._stop_requested = False
-        self._reload_requested = False
-        self._poll_requested = False
+        self._reload_signalled = False
+        self._polls = PollTimer()
+        self._clock_watch = ClockWatch()
+        self._outage = StoreOutage()
+        self._outage_logged = float("-inf")
+        self._down_since: datetime | None = None  # downtime to catch up, from then
+        self._requested_reloads: set[int] = set()  # being loaded
         self.scheduler: Scheduler
         self.pool: WorkerPool
         self.store: Store
         self.config: GnomonConfig
         self.reporter: RunReporter
         self.store_poll: StorePoll
-        self.loads: ConfigLoads
+        self.health: Health
+        self.loader: ConfigLoader
         self.api: ApiServer | None = None
 
-    # Signals only set flags and wake the loop; the loop does the work.
+    # Requests from other threads and from signals: flags, then a wake-up byte.
 
-    def request_stop(self, *_: Any) -> None:
+    def request_stop(self) -> None:
         self._stop_requested = True
-        self._wake.set()
+        self.wakeup.wake()
 
-    def request_reload(self, *_: Any) -> None:
-        self._reload_requested = True
-        self._wake.set()
+    def request_reload(self) -> None:
+        self._reload_signalled = True
+        self.wakeup.wake()
 
-    def request_poll(self, *_: Any) -> None:
-        """Read the store's changes now rather than within a second (SIGUSR1, the API)."""
-        self._poll_requested = True
-        self._wake.set()
+    def request_poll(self) -> None:
+        """Read the store's changes now rather than within a second (the API)."""
+        self._polls.request()
+        self.wakeup.wake()
 
     def nudge(self, kind: str) -> None:
         """What the API calls after a change: "reload" re-reads the config, else poll."""
@@ -93,34 +117,40 @@ class Daemon:
             self.request_poll()
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_signal)
-        signal.signal(signal.SIGUSR1, self._on_signal)
+        """SIGTERM and SIGINT stop, SIGHUP reloads, SIGUSR1 polls the store, SIGUSR2 reopens
+        the log file (after logrotate): each handler only records the signal (see
+        ``_wakeup``); the loop acts on it."""
+        self.wakeup.catch((*STOP_SIGNALS, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2))
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self.request_reload()
-        elif signum == signal.SIGUSR1:
-            self.request_poll()
-        else:
-            self.request_stop()
+    def _take_signals(self) -> None:
+        received = self.wakeup.take_signals()
+        if received & set(STOP_SIGNALS):
+            self._stop_requested = True
+        if signal.SIGHUP in received:
+            self._reload_signalled = True
+        if signal.SIGUSR1 in received:
+            self._polls.request()
+        if signal.SIGUSR2 in received:
+            from gnomon.flows._log_outputs import reopen_daemon_log
+
+            reopen_daemon_log()
 
     # Start-up.
 
     def start(self) -> None:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
-        from gnomon.daemon._config_loads import ConfigLoads
+        from gnomon.daemon._health import Health
         from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
+        from gnomon.daemon._reload import ConfigLoader
         from gnomon.daemon._report import RunReporter, StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
-        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
+        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV, bounded_wait_started
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
@@ -130,15 +160,21 @@ class Daemon:
         sys.setswitchinterval(SWITCH_INTERVAL)
         loaded = load_config_or_raise(self.config_path)
         self.config = loaded.config
-        self.loads = ConfigLoads(self.config_path, self._wake.set)
         settings = get_settings()
-        configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
+        daemon_config = self.config.daemon
+        configure_daemon_logging(
+            daemon_config.log_file or _default_log_file(settings.home),
+            max_bytes=daemon_config.log_file_max_bytes,
+            keep=daemon_config.log_file_keep,
+        )
         self._lock = DaemonLock(settings.home)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
         log.addHandler(self._store_log)
         daemon = self.config.daemon
+        self.health = Health(daemon.stuck_after.total_seconds(), store_wait=bounded_wait_started)
+        self.loader = ConfigLoader(self.config_path, self.wakeup.wake)
         self.pool = WorkerPool(
             daemon.workers,
             self._flows(),
@@ -147,20 +183,24 @@ class Daemon:
             kill_grace=daemon.kill_grace.total_seconds(),
             on_finished=self._on_finished,
             log_sink=_forward_worker_line,
+            containment=daemon.containment,
         )
         # The worker template imports the flows while the daemon syncs and recovers.
         self.pool.launch()
         try:
             self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
-            self._sync(_now(), schemas=loaded.schemas)
-            self.reporter = RunReporter(self.store, self.config, self.scheduler, self.pool)
+            self._sync(self.clock.now(), schemas=loaded.schemas)
+            self.reporter = RunReporter(
+                self.store, self.config, self.scheduler, self.pool, self.health.status
+            )
             self._recover()
             self.api = _start_api(self, settings.home)
             self.pool.wait_warm()
         except BaseException:
             self.pool.stop(0)
             raise
-        horizon = _now()
+        self._answer_reloads_at_start()
+        horizon = self.clock.now()
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
         self.reporter.decided(self.scheduler.catch_up(horizon))
         self._start_timer(horizon)
@@ -172,6 +212,32 @@ class Daemon:
             daemon.workers,
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _answer_reloads_at_start(self) -> None:
+        """Reload requests left by a daemon that stopped are answered by this start, which
+        loaded the config without a problem."""
+        from gnomon.store import Actor
+
+        pending = [row["id"] for row in self.store.read_pending_reloads()]
+        if pending:
+            detail = {"status": "applied", "note": "applied by the daemon's start"}
+            target = str(self.config.path) if self.config.path else None
+            self.store.finish_reload(pending, Actor(*DAEMON_ACTOR), "applied", detail, target)
+
+    def _start_health(self, notifier: Notifier) -> None:
+        from gnomon.daemon._health import HealthMonitor, status_path
+
+        daemon = self.config.daemon
+        self.monitor: HealthMonitor | None = HealthMonitor(
+            self.health,
+            interval=HEALTH_INTERVAL,
+            watchdog=notifier.watchdog,
+            status_file=status_path(self._lock.path),
+            heartbeat_url=daemon.heartbeat_url,
+            heartbeat_interval=daemon.heartbeat_interval.total_seconds(),
+            systemd_status=notifier.status,
+        )
+        self.monitor.start()
 
     def _start_checkpointer(self) -> None:
         from gnomon.daemon._checkpoint import Checkpointer
@@ -231,14 +297,19 @@ class Daemon:
                     "Cancelled",
                     row["state_message"],
                     only_if_active=True,
-                    end_time=_now(),
+                    end_time=self.clock.now(),
                 )
             elif row["state_type"] == "RUNNING":
                 message = (
                     f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
                 )
                 self.store.set_run_state(
-                    row["id"], "CRASHED", "Crashed", message, only_if_active=True, end_time=_now()
+                    row["id"],
+                    "CRASHED",
+                    "Crashed",
+                    message,
+                    only_if_active=True,
+                    end_time=self.clock.now(),
                 )
                 log.warning(
                     "recovered run marked Crashed: %s",
@@ -272,11 +343,11 @@ class Daemon:
     def _hand_off(self, batch: list[HandedFires]) -> None:
         for fires in batch:
             self.scheduler.hand_off(fires.name, fires.nominal_times, fires.next_fire, fires.trigger)
-        self._wake.set()
+        self.wakeup.wake()
 
     def _on_finished(self, outcome: RunOutcome) -> None:
         dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
-        self._wake.set()
+        self.wakeup.wake()
         self.reporter.run_finished(run_summary(outcome, dispatched))
 
     # The loop.
@@ -285,74 +356,195 @@ class Daemon:
         """Run until asked to stop; returns the process exit code."""
         from gnomon.daemon._systemd import Notifier
         from gnomon.flows._log_hold import hold_background
+        from gnomon.store._db import bound_write_waits
 
         notifier = Notifier()
+        self._start_health(notifier)
         notifier.ready(
             f"{len(self.config.deployments)} deployments, {self.config.daemon.workers} workers"
         )
-        next_poll = 0.0
+        # The loop's store waits are bounded, so it keeps ticking (and hears SIGTERM) while
+        # another program holds the database.
+        bound_write_waits(threading.get_ident())
         try:
-            while not self._stop_requested:
-                self._wake.wait(self._sleep_seconds())
-                self._wake.clear()
-                if self._reload_requested:
-                    self._reload_requested = False
-                    notifier.reloading()
-                    self.loads.request()  # its flow check runs while the loop goes on
-                if (loaded := self.loads.take()) is not None:
-                    self.reload(loaded)
-                    notifier.ready("reloaded")
-                now = _now()
-                if self._poll_requested or poll_due(now.timestamp(), next_poll, self._backlog()):
-                    # Before the tick, so a pause or a requested run counts in its decisions.
-                    self._poll_requested = False
-                    self.reporter.decided(self.store_poll.poll(now))
-                    next_poll = now.timestamp() + POLL_INTERVAL
-                self.reporter.decided(self.scheduler.tick(now))
+            while True:
+                self._take_signals()
+                if self._stop_requested:
+                    break
+                self.step()
+                self.health.ticked()
                 # Runs waiting for a worker: the log threads hold back (see hold_background).
                 hold_background(self._backlog())
-                notifier.watchdog()
+                self.wakeup.wait(self._sleep_seconds())
         finally:
+            bound_write_waits(None)
             notifier.stopping()
             self.shutdown()
         return 0
+
+    def step(self) -> None:
+        """One pass of the loop at the clock's time: apply a finished config load, catch up
+        after downtime, decide due fires, start waiting runs, and poll the store."""
+        now, monotonic = self.clock.now(), self.clock.monotonic()
+        self._note_clock(self._clock_watch.observe(now, monotonic), now)
+        if self._reload_signalled:
+            self._polls.request()  # the poll starts the load, with any reload requests
+        loaded = self.loader.take()
+        if not self._outage.ready(monotonic):
+            return
+        try:
+            if loaded is not None:
+                self._apply_reload(loaded, now)
+            if self._down_since is not None:
+                # Downtime (a gap in the ticks, or the store down): fires in it follow each
+                # deployment's catch-up policy, as after a restart.
+                why = "while the store failed" if self._outage.active else "in a gap in the ticks"
+                self.reporter.decided(self.scheduler.catch_up(now, why, self._down_since))
+                self._down_since = None
+            self.reporter.decided(self.scheduler.tick(now))
+            if self._polls.due(monotonic, self._backlog()):
+                # After the tick: a poll never delays a due fire. A pause is safe anyway: a
+                # fire's transaction reads the pause flags it commits against.
+                self._polls.done(monotonic)
+                self.reporter.decided(self.store_poll.poll(now))
+                self._handle_reload_requests()
+                self.scheduler.dispatch(now)
+        except Exception as error:
+            if not is_store_fault(error):
+                raise
+            if loaded is not None:
+                self.loader.retry(loaded)
+            self._store_failed(error, now, monotonic)
+        else:
+            if self._outage.active:
+                self._store_recovered(now)
+
+    def _sleep_seconds(self) -> float:
+        """Until the next handed-over fire is due, a requested poll may run, the next timed
+        poll, or the failed store's next attempt; at most a second."""
+        from gnomon.daemon._cadence import POLL_INTERVAL
+
+        monotonic = self.clock.monotonic()
+        waits = [POLL_INTERVAL, self._polls.next_timed - monotonic]
+        requested = self._polls.wait(monotonic)
+        if requested is not None:
+            waits.append(requested)
+        if self._outage.active:
+            waits.append(self._outage.retry_at - monotonic)
+        else:
+            due = self.scheduler.next_due()
+            if due is not None:
+                waits.append((due - self.clock.now()).total_seconds())
+        return max(0.0, min(waits))
 
     def _backlog(self) -> bool:
         """Whether runs wait for a worker: queued in the scheduler or held by the pool."""
         return self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0
 
-    def _sleep_seconds(self) -> float:
-        """Until the next handed-over fire is due, or the next poll."""
-        due = self.scheduler.next_due()
-        if due is None:
-            return POLL_INTERVAL
-        return min(POLL_INTERVAL, max(0.0, (due - _now()).total_seconds()))
+    def _note_clock(self, gap: ClockGap, now: datetime) -> None:
+        """A stepped wall clock is logged; a forward step or a stall beyond DOWNTIME_GAP is
+        downtime for the catch-up policy. A backward step repeats nothing: a fire time at or
+        before a deployment's last fire is never fired again."""
+        if gap.stepped:
+            direction = "forward" if gap.step > 0 else "back"
+            log.warning(
+                "the wall clock was stepped %s by %.1f s",
+                direction,
+                abs(gap.step),
+                extra={"clock_step_seconds": round(gap.step, 3)},
+            )
+        if gap.downtime:
+            log.warning(
+                "no tick for %.1f s of wall-clock time: its fire times follow catchup",
+                gap.wall,
+                extra={"gap_seconds": round(gap.wall, 3)},
+            )
+            self._down_since = _earliest(self._down_since, now - timedelta(seconds=gap.wall))
+            self.timer.restart_from(now)
 
-    def reload(self, result: LoadResult) -> None:
-        """Apply the config as loaded (``ConfigLoads``): bad deployments are reported and
-        keep their last good version, the rest apply. The flow code is loaded afresh only
-        if every deployment's flow passed its check."""
-        for problem in result.problems:
-            log.error("config problem on reload: %s", problem, extra={"problem": str(problem)})
-        slots = self.scheduler.slots()
-        previous = set(slots)
-        # A deployment whose edit broke it keeps running as it was, rather than stopping.
-        valid = {deployment.name for deployment in result.config.deployments}
-        kept = [
-            slots[name].deployment for name in result.failed if name in slots and name not in valid
-        ]
-        self.config = result.config.model_copy(
-            update={"deployments": (*result.config.deployments, *kept)}
+    def _store_failed(self, error: Exception, now: datetime, monotonic: float) -> None:
+        first = not self._outage.active
+        delay = self._outage.failed(now, monotonic)
+        self._down_since = _earliest(self._down_since, self._outage.since)
+        detail = f"{type(error).__name__}: {_first_line(error)}"
+        self.health.report("store", "the store cannot be written", detail)
+        self.reporter.metrics.store_errors.inc()
+        if first or monotonic - self._outage_logged >= OUTAGE_REMINDER:
+            self._outage_logged = monotonic
+            log.error(
+                "the store cannot be written: %s; retrying in %.1f s, still scheduling "
+                "(fires meanwhile follow catchup)",
+                detail,
+                delay,
+                extra={
+                    "error_type": type(error).__name__,
+                    "error": _first_line(error),
+                    "outage_since": (self._outage.since or now).isoformat(),
+                },
+            )
+
+    def _store_recovered(self, now: datetime) -> None:
+        lasted = self._outage.ended(now)
+        self._outage_logged = float("-inf")
+        self.health.report("store", None)
+        log.warning(
+            "the store works again after %.1f s",
+            lasted.total_seconds(),
+            extra={"outage_seconds": round(lasted.total_seconds(), 3)},
         )
-        now = _now()
-        # Schemas describe the code that runs: they change only when the code does.
-        self._sync(now, keep=result.failed, schemas=result.schemas if result.flows_ok else None)
-        current = self.scheduler.slots()
-        for name in previous - set(current):
-            self.timer.remove(name)
-        for name, slot in current.items():
-            self.timer.schedule(name, slot.trigger, slot.offset, max(now, slot.last_fire or now))
-        if result.flows_ok:
+
+    # Reloads.
+
+    def _handle_reload_requests(self) -> None:
+        """Start a config load for reload requests the CLI or the API left in the store."""
+        pending = [row["id"] for row in self.store.read_pending_reloads()]
+        fresh = [request for request in pending if request not in self._requested_reloads]
+        if fresh or self._reload_signalled:
+            self._reload_signalled = False
+            self._requested_reloads.update(fresh)
+            self.loader.request(fresh)
+
+    def _apply_reload(self, loaded: Loaded, now: datetime) -> None:
+        """Apply a finished config load under the reload rule (see ``_reload``), and record
+        its outcome in the audit log and the requests it answers."""
+        from gnomon.daemon._reload import ReloadStatus, plan_reload
+        from gnomon.store import Actor
+
+        result = loaded.result
+        previous = {name: slot.deployment for name, slot in self.scheduler.slots().items()}
+        plan = plan_reload(previous, result)
+        for problem in plan.problems:
+            log.error("config problem on reload: %s", problem, extra={"problem": problem})
+        if plan.status is not ReloadStatus.REFUSED:
+            self.config = result.config.model_copy(update={"deployments": plan.deployments})
+            # Schemas describe the code that runs: they change only when the code does.
+            schemas = result.schemas if result.flows_ok else None
+            self._sync(now, keep=plan.kept, schemas=schemas)
+            current = self.scheduler.slots()
+            for name in set(previous) - set(current):
+                self.timer.remove(name)
+            for name, slot in current.items():
+                last = slot.last_fire or now
+                self.timer.schedule(name, slot.trigger, slot.offset, max(now, last))
+            self._reload_flow_code(result.flows_ok)
+            self.reporter.configure(self.config)
+        level = logging.INFO if plan.status is ReloadStatus.APPLIED else logging.ERROR
+        log.log(
+            level,
+            "config reload %s",
+            plan.summary(),
+            extra={"reload": plan.status.value, "deployments": len(plan.deployments)},
+        )
+        requests = [self.store.read_reload(request) for request in loaded.requests]
+        first = next((row for row in requests if row is not None), None)
+        actor = Actor(first["requested_by"], first["origin"]) if first else Actor(*DAEMON_ACTOR)
+        target = str(self.config.path) if self.config.path else None
+        self.store.finish_reload(loaded.requests, actor, plan.status.value, plan.detail(), target)
+        self._requested_reloads.difference_update(loaded.requests)
+
+    def _reload_flow_code(self, flows_ok: bool) -> None:
+        """Load the flow code afresh only if every deployment's flow passed its check."""
+        if flows_ok:
             # A new worker template imports the flows afresh; the workers are replaced once
             # it has, so edited flow code takes effect.
             self.pool.recycle(self._flows())
@@ -361,22 +553,6 @@ class Daemon:
                 "flow code not reloaded: the flow check did not pass; runs keep the code "
                 "loaded before, also in workers started later"
             )
-        self.reporter.configure(self.config)
-        log.info(
-            "config reloaded", extra={"deployments": len(current), "problems": len(result.problems)}
-        )
-        from gnomon.store import Actor
-
-        self.store.record_audit(
-            Actor(*DAEMON_ACTOR),
-            "reload",
-            str(self.config.path) if self.config.path else None,
-            detail={
-                "added": sorted(set(current) - previous),
-                "removed": sorted(previous - set(current)),
-                "problems": [str(problem) for problem in result.problems],
-            },
-        )
 
     def abandon(self) -> None:
         """Undo a start that failed before the pool started: let the store's lock go."""
@@ -404,11 +580,26 @@ class Daemon:
         checkpointer = getattr(self, "checkpointer", None)
         if checkpointer is not None:
             checkpointer.stop()
-        self.scheduler.record_fire_times()
+        try:
+            self.scheduler.record_fire_times()
+        except Exception as error:
+            if not is_store_fault(error):
+                raise
+            # Only bookkeeping: the next start finds the fires from their run rows.
+            log.error("could not store the last fire times: %s", _first_line(error))
         self.reporter.close()
         log.removeHandler(self._store_log)
         self._store_log.stop()  # its lines reach the store before the last flush
-        self.store.flush()
+        try:
+            self.store.flush(timeout=SHUTDOWN_FLUSH_TIMEOUT)
+        except Exception as error:
+            if not is_store_fault(error):
+                raise
+            log.error("store rows not written at shutdown: %s", _first_line(error))
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            monitor.stop()
+        self.wakeup.close()
         self._lock.release()
         log.info("daemon stopped")
 
@@ -418,11 +609,30 @@ class Daemon:
 LOGGED_NAMES = 50
 
 
-def poll_due(now: float, next_poll: float, backlog: bool) -> bool:
-    """Whether the timed poll of the store (three queries) is due at ``now``: at
-    ``next_poll``, or, while runs wait for a worker (``backlog``), up to one interval later
-    rather than delay their start. A poll the CLI requests is never put off."""
-    return now >= next_poll + (POLL_INTERVAL if backlog else 0.0)
+def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
+    return min((t for t in (first, second) if t is not None), default=None)
+
+
+def is_store_fault(error: BaseException) -> bool:
+    """Whether ``error`` is the store failing (locked, full, read-only, unreachable,
+    damaged) rather than a bug in gnomon: the loop rides out the former."""
+    from sqlalchemy.exc import DatabaseError, IntegrityError, ProgrammingError
+
+    from gnomon.store import StoreWriteError
+
+    if isinstance(error, IntegrityError | ProgrammingError):
+        return False  # a constraint gnomon broke, or SQL it got wrong: a bug
+    return isinstance(error, DatabaseError | StoreWriteError | OSError)
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's message without SQLAlchemy's appended SQL and background link."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return str(error.orig).splitlines()[0] if str(error.orig) else type(error.orig).__name__
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _some(names: Sequence[str]) -> list[str]:
@@ -444,76 +654,13 @@ def _forward_worker_line(line: str, worker_pid: int) -> None:
     daemon_lines.write(line)
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """What the daemon reports about each finished run: the facts incident handling asks
-    first, from the scheduler (what was due when) and the worker (what happened), with no
-    store read. One value, for whatever reports it (today the ``run_summary`` log line)."""
-
-    flow_run_id: str
-    deployment: str | None
-    flow: str | None
-    flow_run_name: str | None
-    scheduled_for: datetime | None  # the nominal fire time
-    expected_start: datetime | None  # plus the deployment's jitter offset
-    started_at: datetime | None  # the run's start_time: when its worker claimed it
-    ended_at: datetime | None
-    lateness_ms: int | None  # started_at - expected_start
-    duration_ms: int  # from hand-over to the worker until the pool learnt the run ended
-    state: str
-    state_type: str
-    attempt: int | None
-    worker_pid: int | None
-    exit_code: int | None
-    signal: str | None
-    error_type: str | None
-    state_message: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The summary as JSON-ready values (times as ISO 8601 strings)."""
-        values = ((field.name, getattr(self, field.name)) for field in fields(self))
-        return {
-            name: value.isoformat() if isinstance(value, datetime) else value
-            for name, value in values
-        }
-
-
-def run_summary(outcome: RunOutcome, dispatched: DispatchedRun | None) -> RunSummary:
-    """The summary of a finished run from its outcome and, if the scheduler dispatched it,
-    what it was due for."""
-    expected = dispatched.expected_start if dispatched else None
-    started = outcome.start_time
-    return RunSummary(
-        flow_run_id=outcome.flow_run_id,
-        deployment=dispatched.deployment if dispatched else None,
-        flow=outcome.flow_name or (dispatched.flow if dispatched else None),
-        flow_run_name=outcome.run_name,
-        scheduled_for=dispatched.scheduled_for if dispatched else None,
-        expected_start=expected,
-        started_at=started,
-        ended_at=outcome.end_time,
-        lateness_ms=(
-            round((started - expected).total_seconds() * 1000) if started and expected else None
-        ),
-        duration_ms=outcome.duration_ms,
-        state=outcome.state_name,
-        state_type=outcome.state_type,
-        attempt=outcome.run_count,
-        worker_pid=outcome.worker_pid,
-        exit_code=outcome.exit_code,
-        signal=outcome.signal,
-        error_type=outcome.error_type,
-        state_message=outcome.message,
-    )
-
-
 def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
     """Serve the HTTP API where ``[daemon] api`` says (None if "off"); on a store without
     tokens, first write an admin token to ``HOME/api-token`` (mode 0600)."""
     config = daemon.config.daemon
     if config.api is None:
         return None
-    from gnomon.api._bind import parse_bind
+    from gnomon.api._bind import parse_bind, public_url_for
     from gnomon.api._http import create_app
     from gnomon.api._server import ApiServer, check_bind, ensure_admin_token
 
@@ -532,11 +679,19 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
         metrics_render=daemon.reporter.metrics.render,
         auth=config.api_auth,
         config_path=daemon.config.path,
-        dashboard_url=config.public_url,
+        health=daemon.health.status,
+        max_body=config.api_max_body,
     )
     server = ApiServer(app, host, port)
+    server.listen()  # the port is known (port 0 asks the system for one)
+    daemon.reporter.link_to_api(public_url_for(host, server.port, socket.gethostname()))
+    app.servers = [{"url": daemon.reporter.public_url}]  # the schema's server
     server.start()
-    log.info("api listening on %s", server.url, extra={"api_url": server.url})
+    log.info(
+        "api listening on %s",
+        server.url,
+        extra={"api_url": server.url, "public_url": daemon.reporter.public_url},
+    )
     return server
 
 

@@ -11,15 +11,20 @@ FD is one end of a SOCK_SEQPACKET socket pair (one message per datagram):
 
 - template to daemon: ``{"ready": pid, "failed": {entrypoint: why}}`` once warm;
   ``{"forked": pid, "request": n}`` per worker, with its pidfd attached (SCM_RIGHTS) where the
-  kernel has pidfds; ``{"exited": pid, "returncode": n}`` (negative: the signal) when a
-  worker ends, since only the template, its parent, can reap it.
+  kernel has pidfds; ``{"exited": pid, "returncode": n}`` (negative: the signal) once it
+  has reaped a worker, since only the template, its parent, can.
 - daemon to template: ``{"fork": n}``, with the worker's stdin (read end), result channel
-  and output (write ends) attached; the answer carries ``"request": n``. End of file: fork
-  no more, and exit once every worker has.
+  and output (write ends) attached; the answer carries ``"request": n``. ``{"reap": pid}``
+  once the daemon has ended what is left of an exited worker's tree: the template reaps a
+  worker only then, so that until the daemon is done with it the worker's pid (and process
+  group) cannot be another process's. End of file: fork no more, reap every worker, and
+  exit once every worker has.
 
 The template's stdout and stderr are relayed like a worker's. It holds no thread and no
 database connection when it forks; a flow module that started a thread at import is named
-in a warning, since the forked workers do not have that thread.
+in a warning, since the forked workers do not have that thread. Each worker is in its own
+session and process group before the daemon hears of it, so the daemon's containment
+(``_containment``) never takes the template's group for the worker's.
 """
 
 from __future__ import annotations
@@ -106,42 +111,91 @@ def _watch_children() -> tuple[int, int]:
     return wake_r, wake_w
 
 
+class _Workers:
+    """The workers this template forked and has not reaped, and those the daemon asked it
+    to reap (all of them once the daemon is gone)."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.unreaped: set[int] = set()
+        self.asked: set[int] = set()
+
+    def reap(self) -> None:
+        """Reap the workers asked for that have exited, and every child in the template's
+        own process group (what a flow module started at import, or a worker that died
+        before it had a group of its own); report the workers' exits."""
+        with contextlib.suppress(ChildProcessError):
+            while (found := os.waitpid(-os.getpgrp(), os.WNOHANG))[0]:
+                self._reaped(*found)
+        for pid in sorted(self.asked):
+            with contextlib.suppress(ChildProcessError):
+                found = os.waitpid(pid, os.WNOHANG)
+                if found[0]:
+                    self._reaped(*found)
+
+    def _reaped(self, pid: int, status: int) -> None:
+        self.asked.discard(pid)
+        if pid in self.unreaped:
+            self.unreaped.discard(pid)
+            _send(self.control, {"exited": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
 def _fork_workers(control: socket.socket, wake: tuple[int, int]) -> int | None:
-    """Fork workers as the daemon asks and report their exits. Returns None in the template,
-    once the daemon closed the socket and every worker has exited; in a forked worker, its
-    result channel's fd, its stdin and output set up."""
+    """Fork workers as the daemon asks and reap them when it asks. Returns None in the
+    template, once the daemon closed the socket and every worker has exited; in a forked
+    worker, its result channel's fd, its stdin and output set up."""
     template = os.getpid()
     wake_r = wake[0]
-    children: set[int] = set()
+    workers = _Workers(control)
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     accepting = True
-    while accepting or children:
+    while accepting or workers.unreaped:
         for key, _ in selector.select():
             if key.fd == wake_r:
                 _drain(wake_r)
-                _reap(children, control)
+                workers.reap()
                 continue
             message, fds, _, _ = socket.recv_fds(control, 1024, _FORK_FDS)
-            if not message:  # the daemon closed its end
+            if not message:  # the daemon closed its end: no one to wait for
                 accepting = False
                 selector.unregister(control)
+                workers.asked |= workers.unreaped
+                workers.reap()
                 continue
-            request = json.loads(message).get("fork")
-            if len(fds) != _FORK_FDS:
+            request = json.loads(message)
+            if "reap" in request or len(fds) != _FORK_FDS:
                 _close(fds)
+                workers.asked.update([int(request["reap"])] if "reap" in request else [])
+                workers.reap()
                 continue
-            sys.stdout.flush()  # nothing buffered may be written twice
-            sys.stderr.flush()
-            pid = os.fork()
+            pid = _fork(fds)
             if pid == 0:
                 selector.close()
                 return _become_worker(template, control, wake, fds)
-            children.add(pid)
-            _close(fds)
-            _report_fork(control, pid, request)
+            workers.unreaped.add(pid)
+            _report_fork(control, pid, request.get("fork"))
     return None
+
+
+def _fork(fds: list[int]) -> int:
+    """Fork a worker on ``fds``; in the template, return its pid once it leads a session
+    and process group of its own (or has died), the worker's ``fds`` closed here."""
+    sys.stdout.flush()  # nothing buffered may be written twice
+    sys.stderr.flush()
+    settled_r, settled_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(settled_r)
+        fds.append(settled_w)  # the worker closes it once it has its session
+        return 0
+    os.close(settled_w)
+    _close(fds)
+    with contextlib.suppress(OSError):
+        os.read(settled_r, 1)  # end of file: the worker closed its end, or exited
+    os.close(settled_r)
+    return pid
 
 
 def _become_worker(
@@ -149,13 +203,14 @@ def _become_worker(
 ) -> int:
     """In the forked child: drop what is the template's, take the worker's fds."""
     die_with_parent(template)  # a worker ends (SIGTERM) with its template
+    # Its own session and process group: a signal meant for its run reaches nothing else.
+    os.setsid()
+    stdin, channel, output, settled = fds
+    os.close(settled)  # the template may tell the daemon about it now
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     control.close()
     _close(list(wake))
-    # Its own session and process group: a signal meant for its run reaches nothing else.
-    os.setsid()
-    stdin, channel, output = fds
     os.dup2(stdin, 0)
     os.dup2(output, 1)
     os.dup2(output, 2)
@@ -176,21 +231,6 @@ def _report_fork(control: socket.socket, pid: int, request: Any) -> None:
         _send_bytes(control, message, [pidfd])
     finally:
         os.close(pidfd)
-
-
-def _reap(children: set[int], control: socket.socket) -> None:
-    """Collect the exit status of every child that has ended; report the workers'."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        if pid in children:  # not, e.g., a process a flow module started at import
-            children.discard(pid)
-            returncode = os.waitstatus_to_exitcode(status)
-            _send(control, {"exited": pid, "returncode": returncode})
 
 
 def _send(control: socket.socket, message: dict[str, Any]) -> None:

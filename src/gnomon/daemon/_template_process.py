@@ -1,10 +1,11 @@
 """The daemon's handle on its worker templates (``_template.py``), and which one the pool
 forks its workers from as reloads replace them.
 
-Everything here runs on the pool's supervisor thread, under the pool's lock: that thread
-starts the templates (their PR_SET_PDEATHSIG is tied to it), asks them to fork, and reads
-their sockets. A template reports its workers' exits because it is their parent; the pool
-notices a worker's end through the worker's pidfd and then asks its template how it ended.
+Everything here runs on the pool's supervisor thread: that thread starts the templates
+(their PR_SET_PDEATHSIG is tied to it), asks them to fork, and reads their sockets. A
+template reaps its workers because it is their parent; the pool notices a worker's end
+through the worker's pidfd, ends what is left of its tree, and then asks its template to
+reap it and say how it ended.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class TemplateProcess:
     workers: set[int] = field(default_factory=set)  # forked and not yet waited for
     _exits: dict[int, int] = field(default_factory=dict)
     _requests: int = 0  # fork requests sent; answers name theirs
+    _abandoned: set[int] = field(default_factory=set)  # forked for a request given up on
 
     @classmethod
     def start(cls, preload: list[str], env: dict[str, str], stdout: int) -> TemplateProcess:
@@ -91,8 +93,12 @@ class TemplateProcess:
                 self.workers.add(pid)
                 return pid, received[0] if received else None
             # Else the answer to a request given up on: that worker's pipes are closed here,
-            # so it exits at once, unknown to the pool.
+            # so it exits at once, unknown to the pool; the template reaps it then.
             _close(received)
+            if "forked" in message:
+                self._abandoned.add(int(message["forked"]))
+                with contextlib.suppress(OSError):
+                    self._send({"reap": int(message["forked"])})
             self._note(message)
 
     def read(self) -> None:
@@ -104,10 +110,13 @@ class TemplateProcess:
                 self._note(message)
 
     def wait_exit(self, pid: int) -> int | None:
-        """How worker ``pid``, which has ended, ended (its return code: negative for a
-        signal); None if the template is gone before it could say."""
+        """Have the template reap worker ``pid``, which has ended, and say how it ended
+        (its return code: negative for a signal); None if the template is gone before it
+        could say."""
         deadline = time.monotonic() + ANSWER_TIMEOUT
         with contextlib.suppress(OSError):
+            if pid not in self._exits:
+                self._send({"reap": pid})
             while pid not in self._exits and not self.gone:
                 message, received = self._receive(deadline)
                 _close(received)
@@ -138,9 +147,17 @@ class TemplateProcess:
             raise ConnectionError(f"worker template {self.pid} is gone")
         return json.loads(data), fds
 
+    def _send(self, message: dict[str, Any]) -> None:
+        """Send ``message``; OSError if the template is gone (or, stopped, not reading)."""
+        self.control.send(json.dumps(message).encode())
+
     def _note(self, message: dict[str, Any]) -> None:
         if "exited" in message:
-            self._exits[int(message["exited"])] = int(message["returncode"])
+            pid = int(message["exited"])
+            if pid in self._abandoned:
+                self._abandoned.discard(pid)
+            else:
+                self._exits[pid] = int(message["returncode"])
         elif "ready" in message:
             self.ready = True
             self.failed = dict(message.get("failed") or {})

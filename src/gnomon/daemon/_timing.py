@@ -12,6 +12,7 @@ transaction instead of taking them as APScheduler trickles them out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from gnomon.daemon._cadence import DOWNTIME_GAP
 from gnomon.scheduling import Trigger
 
 HAND_OFF_LEAD = timedelta(milliseconds=250)
@@ -50,6 +52,7 @@ class _GnomonTrigger(BaseTrigger):
         self.shift = shift
         self.not_before = not_before
         self._last: tuple[datetime, datetime | None] | None = None  # (previous, next)
+        self._seen: tuple[datetime, float] | None = None  # (now, monotonic) at the last call
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -62,11 +65,23 @@ class _GnomonTrigger(BaseTrigger):
         # The first fire is the first one after the catch-up horizon (`not_before`), not after
         # `now`: a fire falling between catch-up and the timer's start is not lost.
         after = previous_fire_time - self.shift if previous_fire_time else self.not_before
+        if self._stepped_forward(now):
+            # The wall clock jumped (an NTP step, a resumed VM): APScheduler would list every
+            # fire time in the jump, one by one. The daemon's loop decides those by the
+            # catch-up policy (it sees the jump too); the timer goes on from now.
+            after = max(after, now - self.shift)
         nominal = self.trigger.next_fire(after)
         following = None if nominal is None else (nominal + self.shift).astimezone(UTC)
         if previous_fire_time is not None:
             self._last = (previous_fire_time, following)
         return following
+
+    def _stepped_forward(self, now: datetime) -> bool:
+        seen, self._seen = self._seen, (now, time.monotonic())
+        if seen is None:
+            return False
+        wall = (now - seen[0]).total_seconds()
+        return wall - (self._seen[1] - seen[1]) > DOWNTIME_GAP
 
 
 class _HandOffExecutor(BaseExecutor):
@@ -131,6 +146,19 @@ class Timer:
             name=name,
             replace_existing=True,
         )
+
+    def restart_from(self, now: datetime) -> None:
+        """Reschedule every deployment from ``now`` (after downtime the loop catches up the
+        fire times before it; the timer must not hand them over one by one)."""
+        for job in self._scheduler.get_jobs():
+            trigger: _GnomonTrigger = job.trigger
+            self._scheduler.add_job(
+                _never_called,
+                trigger=_GnomonTrigger(trigger.trigger, trigger.shift, now),
+                id=job.id,
+                name=job.name,
+                replace_existing=True,
+            )
 
     def remove(self, name: str) -> None:
         if self._scheduler.get_job(name) is not None:

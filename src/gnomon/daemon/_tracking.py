@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gnomon.deployments import Catchup, Deployment, Overlap
 
 if TYPE_CHECKING:
+    from gnomon.daemon._limits import RunLimits
     from gnomon.scheduling import Trigger
 
 log = logging.getLogger("gnomon.daemon")
@@ -38,7 +39,9 @@ class Dispatcher(Protocol):
         """How many more runs ``submit`` would take now."""
         ...
 
-    def submit(self, flow_run_id: str, timeout: float | None = None) -> bool: ...
+    def submit(
+        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+    ) -> bool: ...
 
     def cancel(self, flow_run_id: str, reason: str) -> bool: ...
 
@@ -67,6 +70,7 @@ class Waiting:
     deployment: str = field(compare=False)
     timeout: float | None = field(compare=False)
     offset: timedelta = field(compare=False, default=timedelta(0))
+    limits: RunLimits | None = field(compare=False, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,10 @@ gnomon and the deployments' flows once (``warm_up``; a flow that fails to import
 as a warning). A forked worker (``serve``) connects to the store, reports ready, then serves
 one flow run at a time:
 
-- stdin, daemon to worker: one JSON line per run, ``{"run": "<flow_run_id>"}``. End of file
-  means "exit": when idle the worker exits 0; in the middle of a run it means the daemon
-  died, and the worker abandons the run at once (see ``_Inbox``).
+- stdin, daemon to worker: one JSON line per run, ``{"run": "<flow_run_id>"}``, with the
+  run's log cap if it has one (``"log_lines": n, "log_bytes": n``). End of file means
+  "exit": when idle the worker exits 0; in the middle of a run it means the daemon died,
+  and the worker abandons the run at once (see ``_Inbox``).
 - the channel (an extra pipe), worker to daemon: ``{"ready": pid}`` once warm, then
   ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...,
   "start_time": iso, "end_time": iso, "flow_name": ..., "name": ..., "run_count": n}`` per
@@ -17,7 +18,11 @@ one flow run at a time:
   ``sys.exit()``).
 - stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
   lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
-  mark where each run's output begins and ends, so the pool attributes output exactly.
+  mark where each run's output begins and ends, so the pool attributes output exactly;
+  a run's start marker carries its log cap, for the pool's relay to apply to its prints.
+
+Each forked worker is a child subreaper, and kills what a run left running as the run ends
+(see ``_proctree``): nothing a run started outlives it.
 
 The results travel on their own pipe rather than on stdout because flows print to stdout, and
 so may C extensions and child processes, from the first instruction on: no redirection done
@@ -77,8 +82,14 @@ def warm_up(preload: list[str]) -> dict[str, str]:
         from gnomon.flows._logging import summarise_run_events
 
         summarise_run_events()
-    # What a run needs (the engine, SQLAlchemy and the schema), but no connection yet.
-    for module in ("gnomon.flows._flow_engine", "gnomon.store._store"):
+    # What a run needs (the engine, SQLAlchemy and the schema, its containment and log
+    # cap), but no connection yet.
+    for module in (
+        "gnomon.flows._flow_engine",
+        "gnomon.store._store",
+        "gnomon.daemon._proctree",
+        "gnomon.flows._log_cap",
+    ):
         importlib.import_module(module)
     return _preload(preload)
 
@@ -89,14 +100,18 @@ def serve(channel: int) -> int:
     os.set_inheritable(channel, False)  # a flow's child processes must not hold it open
     from gnomon.store import get_store
 
+    # Here, not in the template: a subreaper is not inherited across fork, and the
+    # template must not take in its workers' orphans.
+    _contain_runs()
     get_store()  # connect (and check the schema) now, not at the first run
     freeze_heap()
     inbox = _Inbox()
     inbox.start()
     _send(channel, {"ready": os.getpid()})
-    while (flow_run_id := inbox.next_run()) is not None:
+    while (request := inbox.next_run()) is not None:
+        flow_run_id = request["run"]
         try:
-            message = _execute(flow_run_id)
+            message = _execute(flow_run_id, request)
         except BaseException as error:
             # sys.exit() or an interrupt in the flow: the engine recorded the run Crashed; the
             # worker reports it, then exits as asked (the pool replaces it).
@@ -125,11 +140,32 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def _contain_runs() -> None:
+    """Keep what runs start in this worker's tree (see ``_proctree``), and have a fatal
+    signal (a segfault in a C extension) print the Python stack, which the pool stores
+    with the run."""
+    import faulthandler
+
+    from gnomon.daemon._proctree import become_subreaper
+
+    faulthandler.enable()
+    if not become_subreaper():
+        log.warning(
+            "worker %d could not become a child subreaper: processes its runs start in a "
+            "new session may outlive the runs",
+            os.getpid(),
+        )
+
+
 def _line_buffered_output() -> None:
-    """Flush prints line by line, so they reach the log pipe in order and survive a crash."""
+    """Flush prints line by line, so they reach the log pipe in order and survive a crash;
+    and mask the secret values of the runs' parameters in what flows print."""
+    from gnomon._secrets import MaskingWriter
+
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+    sys.stdout, sys.stderr = MaskingWriter(sys.stdout), MaskingWriter(sys.stderr)
 
 
 def _preload(entrypoints: list[str]) -> dict[str, str]:
@@ -158,21 +194,60 @@ def _send(channel: int, message: dict[str, Any]) -> None:
         data = data[os.write(channel, data) :]
 
 
-def _mark_run(flow_run_id: str | None) -> None:
+def _mark_run(flow_run_id: str | None, cap: dict[str, int] | None = None) -> None:
     """Delimit a run's output on the log pipe, after everything printed before it."""
     sys.stdout.flush()
     sys.stderr.flush()
     # The leading newline ends any partial line a flow left, so the marker is a line of its own.
-    os.write(2, b"\n" + encode({RUN_MARKER: flow_run_id}))
+    os.write(2, b"\n" + encode({RUN_MARKER: flow_run_id, **(cap or {})}))
 
 
-def _execute(flow_run_id: str) -> dict[str, Any]:
-    """Run one stored flow run; the ``done`` message that reports how it ended."""
+def _requested_cap(request: dict[str, Any]) -> dict[str, int] | None:
+    """The log cap a run request carries (``log_lines`` and ``log_bytes``), if any."""
+    lines, size = request.get("log_lines"), request.get("log_bytes")
+    if isinstance(lines, int) and isinstance(size, int):
+        return {"log_lines": lines, "log_bytes": size}
+    return None
+
+
+def _begin_run(flow_run_id: str, request: dict[str, Any] | None) -> None:
+    """Cap what the run logs, and mark where its output begins (with its cap, which the
+    pool's relay applies to what it prints)."""
+    from gnomon.flows._log_cap import cap_run_logs
+
+    cap = _requested_cap(request or {})
+    if cap is not None:
+        cap_run_logs(cap["log_lines"], cap["log_bytes"])
+    _mark_run(flow_run_id, cap)
+
+
+def _end_run(flow_run_id: str) -> None:
+    """Kill what the run left running, lift its log cap, and mark the end of its output."""
+    from gnomon.daemon._proctree import end_leftovers
+    from gnomon.flows._log_cap import cap_run_logs
+
+    leftovers = end_leftovers()
+    cap_run_logs(None, None)
+    if leftovers:
+        from gnomon.flows._logging import FLOW_RUN_LOGGER
+
+        logging.getLogger(FLOW_RUN_LOGGER).warning(
+            "the run left %d processes running (pids %s); they were killed as it ended",
+            len(leftovers),
+            ", ".join(map(str, leftovers)),
+            extra={"flow_run_id": flow_run_id, "leftover_pids": leftovers},
+        )
+    _mark_run(None)
+
+
+def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one stored flow run (``request`` is the daemon's message for it); the ``done``
+    message that reports how it ended."""
     from gnomon.exceptions import FlowRunNotRunnable
     from gnomon.flows._flow_engine import execute_stored_run
-    from gnomon.flows._records import state_error
+    from gnomon.flows._records import state_error, stored_text
 
-    _mark_run(flow_run_id)
+    _begin_run(flow_run_id, request)
     try:
         run, state = execute_stored_run(flow_run_id)
     except FlowRunNotRunnable as error:
@@ -180,14 +255,14 @@ def _execute(flow_run_id: str) -> dict[str, Any]:
     except Exception as error:
         return _crash_unfinished(flow_run_id, error)
     finally:
-        _mark_run(None)
+        _end_run(flow_run_id)
     failure = state_error(state)
     return {
         "done": flow_run_id,
         "state": state.name,
         "state_type": state.type.value,
         "error_type": _type_name(failure) if failure is not None else None,
-        "message": state.message,
+        "message": stored_text(state.message),
         "start_time": _iso(run.start_time),
         "end_time": _iso(state.timestamp),
         "flow_name": run.flow_name,
@@ -208,6 +283,7 @@ def _type_name(error: BaseException) -> str:
 
 def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
     """A ``done`` message with the run's state as stored (the run did not end here)."""
+    from gnomon.flows._records import stored_text
     from gnomon.store import get_store
 
     row = get_store().read_flow_run(flow_run_id) or {}
@@ -216,7 +292,7 @@ def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
         "state": row.get("state_name") or "Crashed",
         "state_type": row.get("state_type") or "CRASHED",
         "error_type": _type_name(error),
-        "message": str(error),
+        "message": stored_text(str(error)),
         "start_time": _iso(row.get("start_time")),
         "end_time": _iso(row.get("end_time")),
         "flow_name": row.get("flow_name"),
@@ -250,7 +326,7 @@ class _Inbox:
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
@@ -262,23 +338,27 @@ class _Inbox:
         for line in sys.stdin.buffer:
             message = parse_object(line)
             if message is not None and isinstance(message.get("run"), str):
-                self._queue.put(message["run"])
+                self._queue.put(message)
             else:
                 log.warning("ignoring a malformed message from the daemon: %r", line[:200])
         with self._lock:
             self._closed = True
             if self._running:
+                from gnomon.daemon._proctree import end_leftovers
+
+                end_leftovers()  # nobody else will
                 os._exit(EXIT_ORPHANED)
         self._queue.put(None)
 
-    def next_run(self) -> str | None:
-        """The next run to execute; None once stdin has closed (time to exit)."""
-        flow_run_id = self._queue.get()
+    def next_run(self) -> dict[str, Any] | None:
+        """The daemon's request for the next run (``{"run": id, ...}``); None once stdin
+        has closed (time to exit)."""
+        request = self._queue.get()
         with self._lock:
-            if flow_run_id is None or self._closed:
+            if request is None or self._closed:
                 return None
             self._running = True
-        return flow_run_id
+        return request
 
     def run_done(self) -> None:
         with self._lock:

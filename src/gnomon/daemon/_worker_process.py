@@ -1,6 +1,7 @@
 """The daemon's handle on one worker process: starting it (forked by a worker template),
-reading its results, relaying its output, and signalling it. The pool (``_pool.py``) decides
-when; this module knows how.
+reading its results, and signalling it and its process tree. The pool (``_pool.py``) decides
+when; this module knows how. Its output is relayed by ``_relay.py``; its tree is contained
+by ``_containment.py``.
 
 The protocol itself is described in ``_worker.py``, the worker's side of it.
 """
@@ -9,34 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import logging
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from gnomon.daemon._worker import (
-    QUIET_RUN_EVENTS_ENV,
-    RUN_MARKER,
-    SUMMARISED_EVENTS,
-    encode,
-    parse_object,
-)
+from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV, encode, parse_object
 
 if TYPE_CHECKING:
+    from gnomon.daemon._containment import WorkerTree
+    from gnomon.daemon._limits import RunLimits
     from gnomon.daemon._template_process import TemplateProcess
     from gnomon.states import State
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon.pool")
-
-OUTPUT_LOGGER = "gnomon.worker.output"  # what flows print, as log records
-MAX_LINE = 1 << 20  # longer output lines are relayed in pieces
 # systemd's variables are for the daemon alone: a flow calling sd_notify must not speak for it.
 _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
 
@@ -47,6 +38,7 @@ class Ending(enum.Enum):
     TIMEOUT = "timeout"
     CANCEL = "cancel"
     SHUTDOWN = "shutdown"
+    MEMORY = "memory"  # its process tree went above the run's memory limit: Crashed
 
 
 @dataclass(slots=True)
@@ -59,6 +51,8 @@ class Assignment:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ending: Ending | None = None
     reason: str | None = None
+    limits: RunLimits | None = None
+    memory_check_at: float | None = None  # monotonic time of the next look at its memory
 
     @property
     def deadline(self) -> float | None:
@@ -105,6 +99,7 @@ class WorkerProcess:
     waited: bool = False  # its exit was collected: its pid may be another process's now
     term_at: float | None = None  # send SIGTERM at this monotonic time
     kill_at: float | None = None  # send SIGKILL at this monotonic time
+    tree: WorkerTree | None = None  # the worker and what it started (see _containment)
 
     @classmethod
     def start(cls, template: TemplateProcess, stdout: int) -> WorkerProcess:
@@ -128,10 +123,14 @@ class WorkerProcess:
     def idle(self) -> bool:
         return self.ready and self.run is None and not self.retiring
 
-    def send_run(self, flow_run_id: str) -> bool:
-        """Ask the worker to run ``flow_run_id``; False if its stdin is gone (it is dying)."""
+    def send_run(self, flow_run_id: str, limits: RunLimits | None = None) -> bool:
+        """Ask the worker to run ``flow_run_id`` (capping its log as ``limits`` say); False
+        if its stdin is gone (it is dying)."""
+        request: dict[str, Any] = {"run": flow_run_id}
+        if limits is not None:
+            request.update(log_lines=limits.log_lines, log_bytes=limits.log_bytes)
         try:
-            self.stdin.write(encode({"run": flow_run_id}))
+            self.stdin.write(encode(request))
             self.stdin.flush()
         except (OSError, ValueError):
             return False
@@ -166,19 +165,27 @@ class WorkerProcess:
             self.stdin.close()
 
     def terminate(self, now: float, grace: float) -> None:
-        """SIGTERM now, SIGKILL after ``grace``."""
+        """SIGTERM the worker and its tree now, SIGKILL them after ``grace``."""
         self.term_at = None
         self.signal(signal.SIGTERM)
+        if self.tree is not None:
+            self.tree.terminate()
         if self.kill_at is None:
             self.kill_at = now + grace
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its whole tree now."""
+        self.kill_at = self.term_at = None
+        self.signal(signal.SIGKILL)
+        if self.tree is not None:
+            self.tree.kill()
 
     def enforce(self, now: float, grace: float) -> None:
         """Send the signals that are due."""
         if self.term_at is not None and self.term_at <= now:
             self.terminate(now, grace)
         if self.kill_at is not None and self.kill_at <= now:
-            self.kill_at = None
-            self.signal(signal.SIGKILL)
+            self.kill()
 
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the worker; nothing once it has been waited for. Through its
@@ -191,17 +198,27 @@ class WorkerProcess:
             else:
                 os.kill(self.pid, signum)
 
+    def end_tree(self) -> None:
+        """The worker has exited: end what is left of its tree (before its template reaps
+        it, so that its pid cannot name another process group yet)."""
+        if self.tree is not None:
+            self.tree.close()
+
     def wait(self) -> int | None:
-        """How the worker, which has ended, ended: its return code (negative for a signal),
-        as its template reports it; None if the template is gone and cannot say."""
+        """Have the template reap the worker, which has ended, and say how it ended: its
+        return code (negative for a signal); None if the template is gone and cannot say."""
         self.waited = True
         return self.template.wait_exit(self.pid)
 
     def deadlines(self) -> list[float]:
         """When this worker next needs the supervisor's attention."""
         times = [t for t in (self.term_at, self.kill_at) if t is not None]
-        if self.run is not None and self.run.ending is None and self.run.deadline is not None:
-            times.append(self.run.deadline)
+        run = self.run
+        if run is not None and run.ending is None:
+            if run.deadline is not None:
+                times.append(run.deadline)
+            if run.memory_check_at is not None:
+                times.append(run.memory_check_at)
         return times
 
     def close(self) -> None:
@@ -260,79 +277,6 @@ def exit_status(returncode: int | None) -> tuple[int | None, str | None]:
     return returncode, None
 
 
-def start_relay(
-    fd: int, pid: int, sink: Callable[[str, int], None], store: Store
-) -> threading.Thread:
-    """Relay a worker's output pipe to ``sink`` in a daemon thread (see ``_relay``)."""
-    thread = threading.Thread(
-        target=_relay, args=(fd, pid, sink, store), name=f"gnomon-worker-{pid}-output", daemon=True
-    )
-    thread.start()
-    return thread
-
-
-def _relay(fd: int, pid: int, sink: Callable[[str, int], None], store: Store) -> None:
-    """Hand each line the worker writes to ``sink`` as a JSON log line.
-
-    gnomon's JSON log lines pass through with ``worker_pid`` added (but for the engine's
-    start and end lines of a run, see ``SUMMARISED_EVENTS``); anything else (prints,
-    warnings, C libraries' output) becomes an ``OUTPUT_LOGGER`` event and, during a run, a
-    log row of that run, with the run's id taken from the markers the worker writes.
-    """
-    from gnomon.flows._log_hold import wait_while_held
-
-    current: str | None = None
-    with os.fdopen(fd, "rb") as stream:
-        while True:
-            wait_while_held()  # while runs wait for a worker, their start comes first
-            raw = stream.readline(MAX_LINE)
-            if not raw:
-                break
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if not text.strip():
-                continue
-            event = parse_object(text)
-            if event is not None and RUN_MARKER in event:
-                current = event[RUN_MARKER]
-                continue
-            if event is None or "event" not in event:
-                event = _output_event(text, pid, current, store)
-            elif _summarised(event):
-                continue
-            event.setdefault("worker_pid", pid)
-            if current is not None:
-                event.setdefault("flow_run_id", current)
-            try:
-                sink(json.dumps(event), pid)
-            except Exception:
-                log.exception("the worker log sink failed")
-
-
-def _summarised(event: dict[str, Any]) -> bool:
-    return (
-        event.get("run_event") in SUMMARISED_EVENTS
-        and event.get("level") == "info"
-        and not log.isEnabledFor(logging.DEBUG)
-    )
-
-
-def _output_event(text: str, pid: int, flow_run_id: str | None, store: Store) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    if flow_run_id is not None:
-        store.add_log(
-            {
-                "flow_run_id": flow_run_id,
-                "task_run_id": None,
-                "timestamp": now,
-                "level": logging.INFO,
-                "logger": OUTPUT_LOGGER,
-                "message": text,
-                "extra": {"worker_pid": pid},
-            }
-        )
-    return {"event": text, "level": "info", "logger": OUTPUT_LOGGER, "timestamp": _iso(now)}
-
-
 def outcome(
     run: Assignment,
     pid: int | None,
@@ -387,6 +331,9 @@ def _ending_state(
     if run.ending is Ending.TIMEOUT:
         message = f"Flow run exceeded timeout of {run.timeout:g} second(s)"
         return TimedOut(message), FlowRunTimeoutError(message)
+    if run.ending is Ending.MEMORY:
+        message = run.reason or "the run went above its memory limit"
+        return Crashed(message), CrashedRun(message)
     if run.ending is not None:
         message = run.reason or "the run was cancelled"
         return Cancelled(message), CancelledRun(message)
@@ -448,8 +395,3 @@ def record_end(
         returncode,
         row,
     )
-
-
-def _iso(moment: datetime) -> str:
-    """An aware UTC time as structlog's JSON lines write it (``...Z``)."""
-    return moment.isoformat().replace("+00:00", "Z")

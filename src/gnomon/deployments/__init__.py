@@ -15,26 +15,33 @@ from gnomon.deployments._load import (
 )
 from gnomon.deployments._models import (
     Catchup,
+    ContainmentMode,
     DaemonConfig,
     Deployment,
     GnomonConfig,
     NotifyEvent,
     NotifyTarget,
     Overlap,
+    Policies,
 )
-from gnomon.deployments._sync import SyncResult, sync_deployments
+from gnomon.deployments._sync import Comparison, Drift, SyncResult, compare, sync_deployments
 
 __all__ = [
     "Catchup",
+    "Comparison",
     "ConfigProblem",
+    "ContainmentMode",
     "DaemonConfig",
     "Deployment",
+    "Drift",
     "GnomonConfig",
     "LoadResult",
     "NotifyEvent",
     "NotifyTarget",
     "Overlap",
+    "Policies",
     "SyncResult",
+    "compare",
     "load_config",
     "load_config_or_raise",
     "sync_deployments",

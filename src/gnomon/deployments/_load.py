@@ -67,6 +67,14 @@ class ConfigProblem:
     message: str
     root: Path | None = dataclasses.field(default=None, repr=False, compare=False)
     notify: str | None = None  # the [[notify]] target's name, for a problem in one
+    # A deployment's problem that still affects others (two deployments with one name).
+    shared: bool = False
+
+    @property
+    def confined(self) -> bool:
+        """Whether the problem is confined to one deployment, which can keep its last good
+        version while everything else applies (a reload's rule)."""
+        return self.deployment is not None and not self.shared
 
     def __str__(self) -> str:
         parts = []
@@ -174,9 +182,10 @@ class _Loader:
         field: str | None = None,
         value: Any = None,
         notify: str | None = None,
+        shared: bool = False,
     ) -> None:
         self.problems.append(
-            ConfigProblem(file, deployment, field, value, message, self.root, notify)
+            ConfigProblem(file, deployment, field, value, message, self.root, notify, shared)
         )
 
     def load(self, path: Path | None) -> LoadResult:
@@ -344,7 +353,7 @@ class _Loader:
             name = table.get("name") if isinstance(table.get("name"), str) else None
             if name is not None and name in declared:
                 where = display_path(declared[name], self.root)
-                self.problem(file, f"also defined in {where}", deployment=name)
+                self.problem(file, f"also defined in {where}", deployment=name, shared=True)
                 continue
             if name is not None:
                 declared[name] = file

@@ -37,7 +37,13 @@ from pydantic import (
     model_validator,
 )
 
-from gnomon.scheduling import CronTrigger, IntervalTrigger, ScheduleError, parse_interval
+from gnomon.scheduling import (
+    CronTrigger,
+    IntervalTrigger,
+    ScheduleError,
+    parse_every,
+    parse_interval,
+)
 from gnomon.scheduling._cron import cron_trigger
 
 
@@ -48,6 +54,16 @@ class Overlap(StrEnum):
     QUEUE = "queue"
     ALLOW = "allow"
     CANCEL_PREVIOUS = "cancel_previous"
+
+
+class ContainmentMode(StrEnum):
+    """How the daemon keeps a run's processes from outliving it (``[daemon] containment``):
+    ``auto`` uses the best that works on the machine (cgroup, then subreaper, then none)."""
+
+    AUTO = "auto"
+    CGROUP = "cgroup"  # a cgroup v2 group per worker, ended with cgroup.kill
+    SUBREAPER = "subreaper"  # workers are child subreapers; trees found in /proc
+    NONE = "none"  # only the worker's process group is signalled
 
 
 class Catchup(StrEnum):
@@ -123,6 +139,12 @@ class Policies(BaseModel):
     jitter: Duration = timedelta(0)
     timeout: PositiveDuration | None = None
     retries: Annotated[StrictInt, Field(ge=0)] = 0
+    # A run whose process tree's resident memory goes above it is ended, Crashed (None: no
+    # limit); unlike max_memory_per_worker, which only recycles a worker between runs.
+    memory_limit: Annotated[ByteSize, Field(gt=0)] | None = None
+    # What a run may log and print before the rest is dropped ("log truncated").
+    max_log_lines: Annotated[StrictInt, Field(ge=1)] = 10_000
+    max_log_bytes: Annotated[ByteSize, Field(gt=0)] = ByteSize(10_000_000)
 
     def policies(self) -> dict[str, Any]:
         """The policies as JSON-able values (durations in seconds), as the store keeps them."""
@@ -137,6 +159,8 @@ def _jsonable(value: Any) -> Any:
         return value.total_seconds()
     if isinstance(value, StrEnum):
         return value.value
+    if isinstance(value, ByteSize):
+        return int(value)
     return value
 
 
@@ -168,12 +192,27 @@ class DaemonConfig(Policies):
     # in the check process (at start, on reload, in `deployments validate` and `apply`).
     flow_check_timeout: PositiveDuration = timedelta(seconds=30)
     log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
-    # Where operators reach the dashboard; notifications link to {public_url}/runs/{id}.
-    public_url: str = "http://127.0.0.1:8787"
+    containment: ContainmentMode = ContainmentMode.AUTO
+    # The log file is rotated past this size ("0": never; logrotate may do it instead),
+    # keeping this many older files (gnomon.jsonl.1 the newest).
+    log_file_max_bytes: Annotated[ByteSize, Field(ge=0)] = ByteSize(100_000_000)
+    log_file_keep: Annotated[StrictInt, Field(ge=1, le=1000)] = 5
+    # Where operators reach the API and, later, the dashboard; notifications link to
+    # {public_url}/runs/{id}. None: from `api` (see gnomon.api.public_url_for).
+    public_url: str | None = None
     # The HTTP API's "host:port", or "off" (kept as None) for none; api_auth = false serves
     # it without tokens, which only a loopback address allows.
     api: str | None = "127.0.0.1:8787"
     api_auth: StrictBool = True
+    # The scheduling loop not ticking for this long is "stuck": /healthz answers 503 and
+    # the systemd watchdog is no longer fed, so systemd restarts the daemon.
+    stuck_after: PositiveDuration = timedelta(seconds=5)
+    # A dead man's switch (healthchecks-style): pinged every heartbeat_interval while the
+    # daemon is not stuck, so a dead machine is noticed from outside.
+    heartbeat_url: str | None = None
+    heartbeat_interval: PositiveDuration = timedelta(seconds=60)
+    # The largest request body the API reads (413 beyond it).
+    api_max_body: Annotated[ByteSize, Field(ge=1024, le=2**30)] = ByteSize(1_000_000)
 
     @field_validator("api")
     @classmethod
@@ -198,10 +237,19 @@ class DaemonConfig(Policies):
 
     @field_validator("public_url")
     @classmethod
-    def _check_public_url(cls, value: str) -> str:
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not is_http_url(value):
             raise ValueError('must be an http(s) URL, like "https://gnomon.example.com"')
         return value.rstrip("/")
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _check_heartbeat_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_http_url(value):
+            raise ValueError('must be an http(s) URL, like "https://hc-ping.com/<uuid>"')
+        return value
 
     @field_validator("log_file")
     @classmethod
@@ -304,7 +352,7 @@ class Deployment(Policies):
     def _check_interval(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                parse_interval(value)
+                parse_every(value)
             except ScheduleError as error:
                 raise ValueError(interval_message(value, error)) from None
         return value
@@ -346,7 +394,7 @@ class Deployment(Policies):
     @property
     def every(self) -> timedelta | None:
         """An interval deployment's period; None for cron."""
-        return parse_interval(self.interval) if self.interval is not None else None
+        return parse_every(self.interval) if self.interval is not None else None
 
     def trigger(self, anchor: datetime | None = None) -> CronTrigger | IntervalTrigger:
         """The trigger; an interval without an anchor in the file needs the stored ``anchor``.
@@ -361,7 +409,7 @@ class Deployment(Policies):
                 f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
                 "store first (the anchor defaults to when it was first registered)"
             )
-        return IntervalTrigger(parse_interval(str(self.interval)), start)
+        return IntervalTrigger(parse_every(str(self.interval)), start)
 
 
 def _iso_dates(value: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from gnomon.deployments._models import Deployment
@@ -44,6 +45,8 @@ class SyncResult:
     changed: list[str]
     removed: list[str]
     unchanged: list[str]
+    # The definition's columns that changed, by changed deployment ("schedule", "policies").
+    fields: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 def sync_deployments(
@@ -127,13 +130,16 @@ class _Plan:
     def _changes(self, deployment: Deployment, row: Row) -> tuple[Row, list[str]]:
         """The columns to update, and which result list the deployment belongs in."""
         wanted = definition(deployment)
-        values = {column: wanted[column] for column in DEFINITION if row[column] != wanted[column]}
-        if deployment.anchor is not None and row["anchor"] != deployment.anchor:
+        differing = differences(deployment, row)
+        values = {column: wanted[column] for column in DEFINITION if column in differing}
+        if values:
+            self.result.fields[deployment.name] = sorted(values)
+        if "anchor" in differing:
             values["anchor"] = deployment.anchor
         elif deployment.schedule_kind == "interval" and row["anchor"] is None:
             values["anchor"] = self.now  # a cron deployment that became an interval
-        if deployment.paused is not None and deployment.paused != row["paused"]:
-            values.update(_pause_columns(deployment, deployment.paused, self.now))
+        if "paused" in differing:
+            values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
         outcome = self.result.changed if values else self.result.unchanged
         if SCHEDULE & values.keys():
             values["next_fire"] = None
@@ -146,6 +152,60 @@ class _Plan:
         if (schema is not None or "flow" in values) and row["parameter_schema"] != schema:
             values["parameter_schema"] = schema  # the flow's, not a change of the file's
         return values, outcome
+
+
+def differences(deployment: Deployment, row: Row) -> list[str]:
+    """What a sync would change in the stored ``row`` to match the file's ``deployment``:
+    columns of its definition, an anchor the file pins, a pause the file states."""
+    wanted = definition(deployment)
+    changed = [column for column in DEFINITION if row[column] != wanted[column]]
+    if deployment.anchor is not None and row["anchor"] != deployment.anchor:
+        changed.append("anchor")
+    if deployment.paused is not None and deployment.paused != row["paused"]:
+        changed.append("paused")
+    return changed
+
+
+class Drift(StrEnum):
+    """How the config file and the store (what the daemon loaded) disagree on a deployment."""
+
+    NOT_LOADED = "not_loaded"  # in the file, not (or no longer) scheduled
+    NOT_IN_CONFIG = "not_in_config"  # scheduled, but the file no longer has it
+    CHANGED = "changed"  # both, but the file's definition was edited since it was loaded
+    INVALID = "invalid"  # the file's version has problems: the loaded one stays
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One deployment, as the file has it (``deployment``) and as the store does (``row``,
+    if the daemon schedules it), and how they differ (``drift`` None: they agree)."""
+
+    name: str
+    deployment: Deployment | None
+    row: Row | None
+    drift: Drift | None
+    changed: tuple[str, ...] = ()
+
+
+def compare(
+    deployments: Sequence[Deployment], failed: Collection[str], stored: Sequence[Row]
+) -> list[Comparison]:
+    """The file's ``deployments`` (``failed``: names whose entry has problems) against the
+    store's rows: in the file's order, then the deployments only the store schedules."""
+    active = {row["name"]: row for row in stored if row["active"]}
+    compared = []
+    for deployment in deployments:
+        row = active.pop(deployment.name, None)
+        if row is None:
+            compared.append(Comparison(deployment.name, deployment, None, Drift.NOT_LOADED))
+            continue
+        changed = tuple(differences(deployment, row))
+        drift = Drift.CHANGED if changed else None
+        compared.append(Comparison(deployment.name, deployment, row, drift, changed))
+    for name, row in sorted(active.items()):
+        drift = Drift.INVALID if name in failed else Drift.NOT_IN_CONFIG
+        compared.append(Comparison(name, None, row, drift))
+    return compared
 
 
 def definition(deployment: Deployment) -> Row:

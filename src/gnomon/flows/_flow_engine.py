@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gnomon._secrets import remember_secrets
 from gnomon.exceptions import (
     CrashedRun,
     FlowRunNotRunnable,
@@ -137,6 +138,7 @@ def _run_validated(
 ) -> State:
     """Validate the parameters and run the attempts; ``claimed`` is the Running state a
     stored run's claim recorded already (its first attempt records no other)."""
+    remember_secrets(parameters)  # as given: a validation error may quote them
     if flow.should_validate_parameters:
         try:
             parameters = flow.validate_parameters(parameters)
@@ -147,6 +149,7 @@ def _run_validated(
             )
             return _finish(store, flow, run, state)
         run.parameters = parameters
+        remember_secrets(parameters)  # and as the flow gets them (coerced)
         store.update_flow_run(run.id, parameters=_records.jsonable(parameters))
     from gnomon.flows._logging import log_run_event
 
@@ -450,7 +453,7 @@ def record_crashed(store: Store, flow_run_id: str, message: str, error: BaseExce
         flow_run_id,
         "CRASHED",
         "Crashed",
-        message,
+        _records.stored_text(message),
         only_if_active=True,
         end_time=utcnow(),
         **_records.error_fields(error),

@@ -10,7 +10,6 @@ cheap enough for ``gnomon/__init__`` to re-export ``get_run_logger``.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import io
 import json
 import logging
@@ -23,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon._secrets import mask
+from gnomon._secrets import mask, mask_known_fields, unmasked
 from gnomon.exceptions import MissingContextError
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from gnomon.flows._log_hold import wait_while_held
+from gnomon.flows._log_outputs import DaemonStdout, LogFile, daemon_lines
+from gnomon.flows._records import stored_text
 
 if TYPE_CHECKING:
     import structlog
@@ -36,7 +37,7 @@ ROOT_LOGGER = "gnomon"
 FLOW_RUN_LOGGER = "gnomon.flow_runs"
 TASK_RUN_LOGGER = "gnomon.task_runs"
 ENGINE_LOGGER = "gnomon.engine"
-_STORED_LOGGERS = (FLOW_RUN_LOGGER, TASK_RUN_LOGGER, ENGINE_LOGGER)
+STORED_LOGGERS = (FLOW_RUN_LOGGER, TASK_RUN_LOGGER, ENGINE_LOGGER)
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -166,8 +167,10 @@ class _StoreHandler(logging.Handler):
             "timestamp": datetime.fromtimestamp(record.created, UTC),
             "level": record.levelno,
             "logger": record.name,
-            "message": message,
-            "extra": mask({key: _json_safe(value) for key, value in fields.items()}),
+            "message": stored_text(message),
+            "extra": mask_known_fields(
+                mask({key: _json_safe(value) for key, value in fields.items()})
+            ),
             "deployment_name": _deployment_name,
         }
 
@@ -177,10 +180,25 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
+            stream = unmasked(sys.stderr)  # the line is masked field by field already
+            stream.write(self.format(record) + "\n")
+            stream.flush()
         except Exception:
             self.handleError(record)
+
+
+def _renders_json(log_format: str, stream: Any) -> bool:
+    """Whether output to ``stream`` is JSON lines: ``log_format`` says so, or, with "auto",
+    the stream is not a terminal."""
+    return log_format == "json" or (log_format == "auto" and not stream.isatty())
+
+
+def _console_renderer(stream: Any) -> structlog.dev.ConsoleRenderer:
+    """structlog's text renderer, in colour on a terminal unless ``NO_COLOR`` is set."""
+    import structlog
+
+    colors = stream.isatty() and not os.environ.get("NO_COLOR")
+    return structlog.dev.ConsoleRenderer(colors=colors)
 
 
 def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
@@ -188,14 +206,12 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
     import structlog
 
     stream = sys.stderr if stream is None else stream
-    isatty = stream is not None and stream.isatty()
     renderers: list[Any]
-    if log_format == "json" or (log_format == "auto" and not isatty):
+    if _renders_json(log_format, stream):
         renderers = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
-        colors = isatty and not os.environ.get("NO_COLOR")
-        renderers = [structlog.dev.ConsoleRenderer(colors=colors)]
-    from gnomon._secrets import mask_processor
+        renderers = [_console_renderer(stream)]
+    from gnomon._secrets import mask_known_processor, mask_processor
 
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[_add_record_extra, _add_run_context],
@@ -205,6 +221,7 @@ def _formatter(log_format: str, stream: Any = None) -> logging.Formatter:
             _record_timestamp,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             mask_processor,  # structlog events carry their fields in the message dict
+            mask_known_processor,  # and a run's secret values may be in any text
             *renderers,
         ],
     )
@@ -274,7 +291,7 @@ def configure_logging(force: bool = False) -> None:
         # Run logs are stored from INFO whatever the stderr threshold; DEBUG only on demand.
         stored_level = min(level, logging.INFO)
         store = _StoreHandler(stored_level)
-        for name in _STORED_LOGGERS:
+        for name in STORED_LOGGERS:
             _install(name, store, stored_level)
         _configured = True
 
@@ -303,33 +320,14 @@ def log_run_event(event: str, message: str, *, subflow: bool, **fields: Any) -> 
         engine_logger().info(message, run_event=event, **fields)
 
 
-class _RawLines:
-    """The daemon's log outputs, for lines that are rendered already (workers' JSON lines)."""
+def configure_daemon_logging(log_file: Path | None, max_bytes: int = 0, keep: int = 1) -> None:
+    """Send gnomon's log records, and the workers' lines (``daemon_lines``), to stdout
+    (journald takes it) and, if given, ``log_file`` (see ``_log_outputs``).
 
-    def __init__(self) -> None:
-        self.handlers: list[logging.StreamHandler[Any]] = []
-
-    def write(self, line: str) -> None:
-        for handler in self.handlers:
-            with handler.lock or contextlib.nullcontext():
-                try:
-                    handler.stream.write(line.rstrip("\n") + "\n")
-                    handler.flush()
-                except (OSError, ValueError):
-                    pass  # a closed or full output must not stop the daemon
-
-
-daemon_lines = _RawLines()
-
-
-def configure_daemon_logging(log_file: Path | None) -> None:
-    """Send gnomon's log records to stdout (journald takes it) and, if given, ``log_file``.
-
-    Both get JSON lines unless stdout is a terminal (then colour, with ``log_format=auto``).
-    The file handler reopens the file when logrotate moves it.
+    Both get JSON lines unless stdout is a terminal (then text, in colour, with
+    ``log_format=auto``). The file is rotated past ``max_bytes`` (0: never), keeping
+    ``keep`` older files, and reopened when logrotate moves it or on ``reopen_daemon_log``.
     """
-    import logging.handlers
-
     from gnomon._settings import get_settings
 
     configure_logging(force=True)
@@ -340,24 +338,30 @@ def configure_daemon_logging(log_file: Path | None) -> None:
                 _installed.remove((logger, handler))
         settings = get_settings()
         level = logging.getLevelNamesMapping()[settings.log_level]
-        stdout = logging.StreamHandler(sys.stdout)
-        stdout.setLevel(level)
+        stdout_json = _renders_json(settings.log_format, sys.stdout)
+        render = None if stdout_json else _render_event(_console_renderer(sys.stdout))
+        stdout = DaemonStdout(sys.stdout, level, render)
         stdout.setFormatter(_formatter(settings.log_format, sys.stdout))
-        daemon_lines.handlers = [stdout]
-        stdout_json = settings.log_format == "json" or (
-            settings.log_format == "auto" and not sys.stdout.isatty()
-        )
+        daemon_lines.stdout, daemon_lines.file = stdout, None
         outputs: list[logging.Handler] = []
         if log_file is None or not stdout_json:
             outputs.append(stdout)
-        if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            to_file = _LogFile(log_file, echo=sys.stdout if stdout_json else None)
+        if log_file is not None:  # created private, its directory too (gnomon._files)
+            to_file = LogFile(log_file, max_bytes, keep, echo=stdout if stdout_json else None)
             to_file.setLevel(level)
-            to_file.setFormatter(_formatter("json", to_file.stream))
+            to_file.setFormatter(_formatter("json"))
             outputs.append(to_file)
-            daemon_lines.handlers.append(to_file)
+            daemon_lines.file = to_file
         _install(ROOT_LOGGER, in_background(*outputs), level)
+
+
+def _render_event(renderer: Any) -> Callable[[dict[str, Any]], str]:
+    """A worker's JSON line (parsed) rendered by ``renderer``, as the daemon's records are."""
+
+    def render(event: dict[str, Any]) -> str:
+        return str(renderer(None, str(event.get("level", "info")), event))
+
+    return render
 
 
 class _HeldListener(logging.handlers.QueueListener):
@@ -411,29 +415,6 @@ def in_background(*handlers: logging.Handler) -> QueuedHandler:
     queued = QueuedHandler(*handlers)
     atexit.register(queued.stop)
     return queued
-
-
-class _LogFile(logging.handlers.WatchedFileHandler):
-    """The daemon's log file (reopened when logrotate moves it), and, when stdout takes the
-    same JSON lines, stdout too: each record is rendered once, not once per output (the
-    daemon logs a few records per run, and rendering is most of their cost)."""
-
-    def __init__(self, path: Path, echo: Any = None) -> None:
-        super().__init__(path, encoding="utf-8")
-        self.echo = echo
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-            self.reopenIfNeeded()
-            assert self.stream is not None
-            self.stream.write(line)
-            self.flush()
-            if self.echo is not None:
-                self.echo.write(line)
-                self.echo.flush()
-        except Exception:
-            self.handleError(record)
 
 
 def engine_logger() -> structlog.stdlib.BoundLogger:

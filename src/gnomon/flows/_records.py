@@ -13,9 +13,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gnomon._secrets import mask_known
+from gnomon._text import valid_text
 from gnomon.states import State
 
 MAX_TRACEBACK = 20_000
+
+
+def stored_text(text: str | None) -> str | None:
+    """Free text (a state message, an error, a traceback) as it is stored and reported: the
+    secret values of this process's runs masked, and valid Unicode (SQLite refuses a lone
+    surrogate, which would lose the whole batch the text was written with)."""
+    if text is None:
+        return None
+    return valid_text(mask_known(text))
 
 
 def error_fields(error: BaseException | None) -> dict[str, Any]:
@@ -28,8 +39,8 @@ def error_fields(error: BaseException | None) -> dict[str, Any]:
     text = "".join(traceback.format_exception(error))
     return {
         "error_type": name,
-        "error_message": str(error),
-        "error_traceback": text[-MAX_TRACEBACK:],
+        "error_message": stored_text(str(error)),
+        "error_traceback": (stored_text(text) or "")[-MAX_TRACEBACK:],
     }
 
 
@@ -55,7 +66,7 @@ def state_row(
         "timestamp": state.timestamp,
         "type": state.type.value,
         "name": state.name,
-        "message": state.message,
+        "message": stored_text(state.message),
         "attempt": attempt,
     }
 
@@ -64,7 +75,7 @@ def state_columns(state: State) -> dict[str, Any]:
     return {
         "state_type": state.type.value,
         "state_name": state.name,
-        "state_message": state.message,
+        "state_message": stored_text(state.message),
         "updated": state.timestamp,
     }
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import cloudpickle
 
+from gnomon._files import private_directory, share_mode
 from gnomon.exceptions import ResultStorageError
 
 _MAGIC = b"GNOMON-RESULT-1\n"
@@ -55,8 +56,9 @@ class ResultStore:
         ).encode()
         body = header + b"\n" + cloudpickle.dumps(value)
         signature = hmac.new(self._key(), body, hashlib.sha256).digest()
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")  # 0600
         try:
+            share_mode(fd, self.root)  # 0640 where the directory is shared (gnomon._files)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(_MAGIC + signature + body)
             os.replace(tmp, path)
@@ -102,7 +104,7 @@ class ResultStore:
 
     def _key(self) -> bytes:
         if self._secret is None:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_directory(self.root)
             self._secret = _load_or_create_key(self.root / ".key")
         return self._secret
 
@@ -110,7 +112,8 @@ class ResultStore:
 def _load_or_create_key(path: Path) -> bytes:
     """Read the signing key, creating it first if this is a new state directory.
 
-    The key is written to a temporary file and hard-linked into place, so a process racing
+    The key is written to a temporary file (0600 whatever the directory: a key readers
+    could copy would let them sign pickles) and hard-linked into place, so a process racing
     to create it either wins or reads the winner's complete key, never a half-written one.
     """
     if not path.exists():

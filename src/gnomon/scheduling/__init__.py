@@ -8,15 +8,17 @@ deployments that share a schedule. Both triggers satisfy the ``Trigger`` protoco
 from gnomon.scheduling._base import ScheduleError, Trigger
 from gnomon.scheduling._cron import CronTrigger
 from gnomon.scheduling._durations import format_duration, parse_interval
-from gnomon.scheduling._interval import IntervalTrigger
+from gnomon.scheduling._interval import MIN_INTERVAL, IntervalTrigger, parse_every
 from gnomon.scheduling._jitter import jitter_offset
 
 __all__ = [
+    "MIN_INTERVAL",
     "CronTrigger",
     "IntervalTrigger",
     "ScheduleError",
     "Trigger",
     "format_duration",
     "jitter_offset",
+    "parse_every",
     "parse_interval",
 ]

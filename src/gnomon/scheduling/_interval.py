@@ -10,7 +10,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gnomon.scheduling._base import ScheduleError, utc_offset
-from gnomon.scheduling._durations import format_duration
+from gnomon.scheduling._durations import format_duration, parse_interval
+
+# The shortest interval a deployment may have. The daemon decides each moment's fires in
+# one pass of its loop and records every fire as a row: a sub-second interval would be a
+# run storm that no worker pool keeps up with, and is almost always a typo ("1ms" for "1m").
+MIN_INTERVAL = timedelta(seconds=1)
+
+
+def parse_every(text: str) -> timedelta:
+    """The interval ``text`` spells (see ``parse_interval``), or ScheduleError naming it if it
+    cannot be read or is shorter than ``MIN_INTERVAL``."""
+    every = parse_interval(text)
+    if every < MIN_INTERVAL:
+        raise ScheduleError(f"interval {text!r} must be at least {format_duration(MIN_INTERVAL)}")
+    return every
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,11 @@ class IntervalTrigger:
     def __post_init__(self) -> None:
         if self.every <= timedelta(0):
             raise ScheduleError(f"interval {format_duration(self.every)} must be positive")
+        if self.every < MIN_INTERVAL:
+            raise ScheduleError(
+                f"interval {format_duration(self.every)} must be at least "
+                f"{format_duration(MIN_INTERVAL)}"
+            )
         if self.anchor.utcoffset() is None:
             raise ScheduleError(f"interval anchor {self.anchor.isoformat()} has no time zone")
 

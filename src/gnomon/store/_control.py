@@ -20,13 +20,14 @@ from gnomon.store._schema import (
     audit_log,
     concurrency_limits,
     concurrency_slots,
+    config_reloads,
     deployments,
     flow_runs,
     run_logs,
     run_states,
     utcnow,
 )
-from gnomon.store._values import Actor, LogQuery
+from gnomon.store._values import Actor, LogQuery, newest_in_time_order, newest_window
 
 WAITING_TYPES = ("SCHEDULED", "PENDING")
 
@@ -75,6 +76,57 @@ class ControlQueries(Queries):
         if since is not None:
             statement = statement.where(audit_log.c.timestamp >= since)
         return self._all(statement)
+
+    # Reload requests (see gnomon.daemon._reload).
+
+    def request_reload(self, actor: Actor, config: str | None) -> int:
+        """Ask the daemon to reload its config; returns the request's id, whose row the
+        daemon fills in with the outcome."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                config_reloads.insert(),
+                {
+                    "requested_at": utcnow(),
+                    "requested_by": actor.name,
+                    "origin": actor.origin,
+                    "status": "pending",
+                    "detail": {"config": config},
+                },
+            )
+            (request_id,) = result.inserted_primary_key or (None,)
+        assert isinstance(request_id, int)
+        return request_id
+
+    def read_pending_reloads(self) -> list[Row]:
+        """Reload requests not answered yet, oldest first."""
+        return self._all(
+            select(config_reloads)
+            .where(config_reloads.c.status == "pending")
+            .order_by(config_reloads.c.id)
+        )
+
+    def read_reload(self, request_id: int) -> Row | None:
+        return self._one(select(config_reloads).where(config_reloads.c.id == request_id))
+
+    def finish_reload(
+        self,
+        request_ids: Sequence[int],
+        actor: Actor,
+        status: str,
+        detail: dict[str, Any],
+        target: str | None,
+    ) -> None:
+        """Record a reload's outcome in its requests and, in the same transaction, the audit
+        log (by ``actor``: whoever asked first, or the daemon for a SIGHUP)."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            if request_ids:
+                connection.execute(
+                    update(config_reloads)
+                    .where(config_reloads.c.id.in_(list(request_ids)))
+                    .values(status=status, finished_at=now, detail=detail)
+                )
+            _audit(connection, actor, "reload", target, None, detail, now)
 
     # Deployments.
 
@@ -308,8 +360,9 @@ class ControlQueries(Queries):
     # Logs.
 
     def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
-        """Log rows matching ``query`` in id order: the newest ``limit`` if ``newest``, else
-        the first ``limit`` after ``query.after_id`` (what a follower polls for)."""
+        """Log rows matching ``query``: if ``newest``, the newest ``limit`` by time, oldest
+        first (see ``newest_window``); else the first ``limit`` after ``query.after_id`` in
+        id order (what a follower polls for, with the last id as its cursor)."""
         statement = select(run_logs).where(run_logs.c.id > query.after_id)
         if query.flow_run_id is not None:
             statement = statement.where(run_logs.c.flow_run_id == query.flow_run_id)
@@ -320,9 +373,9 @@ class ControlQueries(Queries):
         if query.since is not None:
             statement = statement.where(run_logs.c.timestamp >= query.since)
         if newest:
-            rows = self._all(statement.order_by(desc(run_logs.c.id)).limit(limit))
-            rows.reverse()
-            return rows
+            window = None if limit is None else newest_window(limit)
+            rows = self._all(statement.order_by(desc(run_logs.c.id)).limit(window))
+            return newest_in_time_order(rows, limit)
         return self._all(statement.order_by(run_logs.c.id).limit(limit))
 
     def last_log_id(self) -> int:

@@ -15,6 +15,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ import sqlalchemy
 from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
+
+from gnomon._files import ensure_private_file, open_private
+from gnomon._text import loads
 
 BUSY_TIMEOUT_MS = 30_000
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
@@ -48,13 +52,16 @@ def create_engine(url: str | URL) -> Engine:
     """An engine for the store at ``url``; SQLite files get WAL and ``BEGIN IMMEDIATE``."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sqlalchemy.create_engine(parsed, pool_pre_ping=True)
+        return sqlalchemy.create_engine(parsed, pool_pre_ping=True, json_deserializer=loads)
     path = sqlite_path(parsed)
     if path is not None:
-        # 0700: the database holds run parameters and error tracebacks.
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Private (see gnomon._files): the database holds run parameters and tracebacks,
+        # and SQLite gives its -wal and -shm files the database file's mode.
+        ensure_private_file(path)
     engine = sqlalchemy.create_engine(
-        parsed, connect_args={"factory": _SerialisedWriter} if path is not None else {}
+        parsed,
+        connect_args={"factory": _SerialisedWriter} if path is not None else {},
+        json_deserializer=loads,  # rows written before lone surrogates were refused
     )
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
@@ -137,9 +144,9 @@ def _transaction(dialect: Dialect, pooled: Any) -> Iterator[Any]:
     assert dbapi is not None  # a pool's checkout always has one
     try:
         try:
-            if dialect.name == "sqlite":  # autocommit mode (see above): begin it ourselves
-                if isinstance(dbapi, _SerialisedWriter):
-                    dbapi.take_write_turn()
+            if isinstance(dbapi, _SerialisedWriter):
+                dbapi.begin_immediate()
+            elif dialect.name == "sqlite":  # autocommit mode (see above): begin it ourselves
                 dbapi.execute("BEGIN IMMEDIATE")
             yield dbapi
             dbapi.commit()
@@ -175,13 +182,34 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
     begin = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE")
     dbapi = connection.connection.dbapi_connection
     if begin == "BEGIN IMMEDIATE" and isinstance(dbapi, _SerialisedWriter):
-        dbapi.take_write_turn()
-    try:
-        connection.exec_driver_sql(begin)
-    except BaseException:
-        if isinstance(dbapi, _SerialisedWriter):
-            dbapi.end_write_turn()
-        raise
+        try:
+            dbapi.begin_immediate()
+        except sqlite3.Error as error:  # as SQLAlchemy raises the driver's errors
+            raise DBAPIError.instance(begin, None, error, sqlite3.Error) from error
+        return
+    connection.exec_driver_sql(begin)
+
+
+# The daemon's loop must keep ticking while another program holds the database (its health
+# tells "riding out a locked store" from "stuck"): its write transactions wait at most this
+# long for the write lock, then fail, and the loop retries with back-off. Other threads
+# (workers, the batched writer) wait the full BUSY_TIMEOUT_MS.
+BOUNDED_WAIT_MS = 2_000
+# The loop's thread ident, and when (monotonic) it began its current wait.
+_bounded: dict[str, Any] = {"thread": None, "since": None}
+
+
+def bound_write_waits(thread_ident: int | None) -> None:
+    """Bound the write-lock waits of the thread ``thread_ident`` (the daemon's loop) to
+    BOUNDED_WAIT_MS each; None lifts the bound."""
+    _bounded["thread"] = thread_ident
+    _bounded["since"] = None
+
+
+def bounded_wait_started() -> float | None:
+    """When (``time.monotonic()``) the bounded thread began its current wait for the
+    store's write lock; None while it is not waiting."""
+    return _bounded["since"]
 
 
 _holding = threading.local()
@@ -205,19 +233,51 @@ class _SerialisedWriter(sqlite3.Connection):
 
     _lock_fd: int | None = None
     _turn = False
+    _short_busy_timeout = False
 
-    def take_write_turn(self) -> None:
+    def begin_immediate(self) -> None:
+        """Take the write turn, then ``BEGIN IMMEDIATE``; in the bounded thread (the
+        daemon's loop) each wait is at most BOUNDED_WAIT_MS, and the wait is visible to
+        ``bounded_wait_started``."""
+        bounded = threading.get_ident() == _bounded["thread"]
+        started = time.monotonic()
+        if bounded:
+            _bounded["since"] = started
+        try:
+            self.take_write_turn(BOUNDED_WAIT_MS / 1000 if bounded else None)
+            if bounded:  # what is left of the bound for SQLite's own lock
+                waited = round((time.monotonic() - started) * 1000)
+                self.execute(f"PRAGMA busy_timeout = {max(100, BOUNDED_WAIT_MS - waited)}")
+                self._short_busy_timeout = True
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.end_write_turn()
+            raise
+        finally:
+            if bounded:
+                _bounded["since"] = None
+
+    def take_write_turn(self, within: float | None = None) -> None:
+        """Queue for the write turn; with ``within`` seconds, go on without it after that
+        long (SQLite's own lock still decides, on its busy timeout)."""
         if self._lock_fd is None:
             database = self.execute("PRAGMA database_list").fetchone()[2]
             if not database:
                 return
-            self._lock_fd = os.open(database + ".writers", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = open_private(database + ".writers")
         if getattr(_holding, "turn", False):
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if within is None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        elif not _flock_within(self._lock_fd, within):
+            return
         self._turn = _holding.turn = True
 
     def end_write_turn(self) -> None:
+        if self._short_busy_timeout:
+            self._short_busy_timeout = False
+            with contextlib.suppress(sqlite3.Error):
+                self.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if self._turn and self._lock_fd is not None:
             self._turn = _holding.turn = False
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -243,3 +303,21 @@ class _SerialisedWriter(sqlite3.Connection):
                 with contextlib.suppress(OSError):
                     os.close(self._lock_fd)
                 self._lock_fd = None
+
+
+def _flock_within(fd: int, seconds: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, trying for up to ``seconds``; whether it was
+    taken. A blocking flock cannot time out, so this polls, first often (a write turn lasts
+    well under a millisecond), then every few milliseconds."""
+    deadline = time.monotonic() + seconds
+    pause = 0.00005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+        else:
+            return True

@@ -11,15 +11,19 @@ both and compares the results.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from gnomon._text import loads
 from gnomon.store._revision import HEAD_REVISION
+from gnomon.store._values import newest_in_time_order, newest_window
+
+if TYPE_CHECKING:
+    from gnomon.states import StateFilter
 
 Row = dict[str, Any]
 BUSY_TIMEOUT_MS = 30_000  # as store._db: writers queue instead of failing
@@ -55,12 +59,18 @@ def db_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def open_lite(url: str) -> LiteStore | None:
-    """A ``LiteStore`` for a SQLite store at ``url`` that is at ``HEAD_REVISION``, else None."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a plain SQLite URL (``sqlite:///path``), read without SQLAlchemy; None
+    for other databases and URLs with options."""
     parts = urlsplit(url)
     if parts.scheme not in ("sqlite", "sqlite+pysqlite") or parts.query:
         return None
-    path = Path(unquote(parts.path[1:])) if parts.path.startswith("/") else None
+    return Path(unquote(parts.path[1:])) if parts.path.startswith("/") else None
+
+
+def open_lite(url: str) -> LiteStore | None:
+    """A ``LiteStore`` for a SQLite store at ``url`` that is at ``HEAD_REVISION``, else None."""
+    path = sqlite_file(url)
     if path is None or not path.is_file():
         return None
     store = LiteStore(path)
@@ -170,18 +180,24 @@ class LiteStore:
     def read_runs(
         self,
         deployment: str | None = None,
-        state: str | None = None,
+        state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
     ) -> list[Row]:
-        """As ``Store.read_runs``: newest first, by deployment, state name or type, age."""
+        """As ``Store.read_runs``: newest first, by deployment, state filter, age."""
         where, parameters = _conditions(
             [
                 ("deployment_name = ?", deployment),
-                (("state_type = ?" if state and state.isupper() else "state_name = ?"), state),
                 ("created >= ?", db_text(since) if since else None),
             ]
         )
+        if state is not None:
+            types, names = sorted(state.types), sorted(state.names)
+            marks = ", ".join("?" * len(types)), ", ".join("?" * len(names))
+            where += (" AND " if where else " WHERE ") + (
+                f"(state_type IN ({marks[0]}) OR state_name IN ({marks[1]}))"
+            )
+            parameters += [*types, *names]
         return self._all(
             f"SELECT * FROM flow_runs{where} ORDER BY created DESC LIMIT ?", (*parameters, limit)
         )
@@ -203,11 +219,9 @@ class LiteStore:
         sql = f"SELECT * FROM run_logs{where} ORDER BY id {order}"
         if limit is not None:
             sql += " LIMIT ?"
-            parameters.append(limit)
+            parameters.append(newest_window(limit) if newest else limit)
         rows = self._all(sql, parameters)
-        if newest:
-            rows.reverse()
-        return rows
+        return newest_in_time_order(rows, limit) if newest else rows
 
     def last_log_id(self) -> int:
         row = self._connection.execute("SELECT max(id) FROM run_logs").fetchone()
@@ -230,7 +244,7 @@ def _decode(row: sqlite3.Row) -> Row:
             if key in _DATETIMES:
                 value = datetime.fromisoformat(value).replace(tzinfo=UTC)
             elif key in _JSONS:
-                value = json.loads(value)
+                value = loads(value)
             elif key in _BOOLEANS:
                 value = bool(value)
         decoded[key] = value

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from gnomon._files import open_private
 from gnomon.store._db import create_engine, read_engine, sqlite_path
 from gnomon.store._revision import HEAD_REVISION
 
@@ -93,7 +94,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if path is None:
         yield
         return
-    descriptor = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = open_private(f"{path}.migrate.lock")
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield

@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Select, bindparam, desc, func, select, update
+from sqlalchemy import Insert, Select, bindparam, desc, func, or_, select, update
 
 from gnomon.store._prepared import prepare, prepare_rows
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
+
+if TYPE_CHECKING:
+    from gnomon.states import StateFilter
 
 ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
 # Built once: prepared statements are cached by statement object.
@@ -208,17 +211,22 @@ class ScheduledRunQueries(Queries):
     def read_runs(
         self,
         deployment: str | None = None,
-        state: str | None = None,
+        state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
     ) -> list[Row]:
-        """Flow runs newest first, filtered by deployment, state name or type, and age."""
+        """Flow runs newest first, filtered by deployment, state (``parse_state_filter``)
+        and age."""
         statement = select(flow_runs).order_by(desc(flow_runs.c.created)).limit(limit)
         if deployment is not None:
             statement = statement.where(flow_runs.c.deployment_name == deployment)
         if state is not None:
-            column = flow_runs.c.state_type if state.isupper() else flow_runs.c.state_name
-            statement = statement.where(column == state)
+            statement = statement.where(
+                or_(
+                    flow_runs.c.state_type.in_(sorted(state.types)),
+                    flow_runs.c.state_name.in_(sorted(state.names)),
+                )
+            )
         if since is not None:
             statement = statement.where(flow_runs.c.created >= since)
         return self._all(statement)

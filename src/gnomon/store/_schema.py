@@ -309,6 +309,22 @@ audit_log = Table(
     Index("ix_audit_log_timestamp", "timestamp"),
 )
 
+config_reloads = Table(
+    "config_reloads",
+    metadata,
+    # The generation: `gnomon daemon reload`, `deployments apply` and the API insert a
+    # request, the daemon answers it with the outcome of the reload that read the config
+    # after it, and the command waits for that.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("requested_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("requested_by", Text, nullable=False),
+    Column("origin", String(16), nullable=False),  # cli, api or daemon (a SIGHUP)
+    Column("status", String(16), nullable=False),  # pending, applied, partial, refused
+    Column("finished_at", UTCDateTime),
+    _json("detail"),  # added, removed, changed fields, kept, problems
+    Index("ix_config_reloads_status", "status"),
+)
+
 api_tokens = Table(
     "api_tokens",
     metadata,

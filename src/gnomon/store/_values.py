@@ -3,8 +3,10 @@ own, free of SQLAlchemy, for the command line's fast path."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,3 +26,30 @@ class LogQuery:
     min_level: int | None = None
     since: datetime | None = None
     after_id: int = 0
+
+
+def in_time_order(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Log rows by when they were logged, lines of the same instant in the order they were
+    stored (by id). Ids alone are not time order: each process stores its lines in batches,
+    and the daemon holds its own back while runs wait for a worker, so a line can be
+    stored after a later one from another process."""
+    return sorted(rows, key=lambda row: (row["timestamp"], row["id"]))
+
+
+# The newest lines by time are chosen among this many more of the newest stored.
+LATE_LINES = 100
+
+
+def newest_window(limit: int) -> int:
+    """How many of the newest stored lines to read for the newest ``limit`` by time: twice
+    as many, and at least ``LATE_LINES`` more, so a line stored that many lines out of turn
+    still takes its place. Reading by id uses the indexes as they are; ordering a busy
+    deployment's million lines by time took 1.6 s."""
+    return limit + max(limit, LATE_LINES)
+
+
+def newest_in_time_order(rows: Iterable[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """The newest ``limit`` of ``rows`` (the newest ``newest_window(limit)`` stored, or all)
+    by time, oldest first."""
+    ordered = in_time_order(rows)
+    return ordered if limit is None else ordered[max(0, len(ordered) - limit) :]

@@ -1,0 +1,57 @@
+"""Text gnomon stores and serves is valid Unicode.
+
+A Python string can hold lone surrogates (U+D800 to U+DFFF not in a pair): JSON's
+``"\\ud800"`` escape decodes to one, and so do undecodable bytes in a command line's
+arguments. No UTF-8 encoder takes them: SQLite refuses such a text value (a batched write
+that carries one fails), and a JSON response holding one cannot be sent. So text on its
+way into the store has them replaced by U+FFFD (``valid_text``), and JSON read back from
+the store, which can carry them as escapes, is repaired as it is decoded (``loads``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# A JSON escape of a surrogate (either half): the only way JSON text holds one.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a surrogate code point, which UTF-8 cannot encode."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def valid_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a pair becomes its character)."""
+    if not has_lone_surrogate(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def valid_json(value: Any) -> Any:
+    """``value`` (decoded JSON) with every string, keys too, made ``valid_text``."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_text(key): valid_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [valid_json(item) for item in value]
+    return value
+
+
+def loads(text: str) -> Any:
+    """``json.loads``, with lone surrogates in the document replaced (see ``valid_json``).
+
+    The store's JSON columns are read through it. The check is one search of the raw text,
+    so a document without a surrogate escape costs what ``json.loads`` costs.
+    """
+    value = json.loads(text)
+    return valid_json(value) if _ESCAPED_SURROGATE.search(text) else value
