@@ -99,6 +99,11 @@ class Health:
         else:
             self._problems[source] = (reason, detail)
 
+    def problem(self, source: str) -> str | None:
+        """The reason ``source`` reported, if it has a problem now."""
+        problem = self._problems.get(source)
+        return None if problem is None else problem[0]
+
     def status(self) -> HealthStatus:
         now = self._monotonic()
         last = self._last_tick

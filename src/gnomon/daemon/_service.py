@@ -140,7 +140,7 @@ class Daemon:
     def start(self) -> None:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
-        from gnomon.daemon._health import Health
+        from gnomon._space import FLOOR_ENV
         from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
@@ -150,7 +150,7 @@ class Daemon:
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
-        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV, bounded_wait_started
+        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
@@ -159,6 +159,8 @@ class Daemon:
         # 5 ms GIL switch interval let the log-rendering threads hold them up for longer.
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.config = load_config_or_raise(self.config_path)
+        # Before the store and the log file open, for them and the workers (gnomon._space).
+        os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
         settings = get_settings()
         daemon_config = self.config.daemon
         configure_daemon_logging(
@@ -172,7 +174,7 @@ class Daemon:
         self._store_log = in_background(StoreLogHandler(self.store))
         log.addHandler(self._store_log)
         daemon = self.config.daemon
-        self.health = Health(daemon.stuck_after.total_seconds(), store_wait=bounded_wait_started)
+        self._measure_health(settings.home)
         self.loader = ConfigLoader(self.config_path, self.wakeup.wake)
         self.pool = WorkerPool(
             daemon.workers,
@@ -211,6 +213,17 @@ class Daemon:
             daemon.workers,
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _measure_health(self, home: Path) -> None:
+        """The loop's health, and the free space under the store (see ``_check_disk``)."""
+        from gnomon._space import SpaceFloor, floor_from_env
+        from gnomon.daemon._health import Health
+        from gnomon.store._db import bounded_wait_started, sqlite_path
+
+        stuck_after = self.config.daemon.stuck_after.total_seconds()
+        self.health = Health(stuck_after, store_wait=bounded_wait_started)
+        database = sqlite_path(self.store.url)
+        self._disk = SpaceFloor(database.parent if database else home, floor_from_env())
 
     def _answer_reloads_at_start(self) -> None:
         """Reload requests left by a daemon that stopped are answered by this start, which
@@ -378,6 +391,7 @@ class Daemon:
         if self._reload_signalled:
             self._polls.request()  # the poll starts the load, with any reload requests
         loaded = self.loader.take()
+        self._check_disk()  # a statvfs at most once a second (SpaceFloor)
         if not self._outage.ready(monotonic):
             return
         try:
@@ -397,6 +411,8 @@ class Daemon:
                 self.reporter.decided(self.store_poll.poll(now))
                 self._handle_reload_requests()
                 self.scheduler.dispatch(now)
+            if self._outage.active:
+                self.store.probe_write()  # a pass that wrote nothing proves nothing
         except Exception as error:
             if not is_store_fault(error):
                 raise
@@ -449,6 +465,27 @@ class Daemon:
             )
             self._down_since = _earliest(self._down_since, now - timedelta(seconds=gap.wall))
             self.timer.restart_from(now)
+
+    def _check_disk(self) -> None:
+        """Say, once each way, when the store's disk falls below min_free_space (log lines
+        are then dropped, see gnomon._space) and when it has room again."""
+        room = self._disk.room()
+        if room == (self.health.problem("disk") is None):
+            return
+        floor = self.config.daemon.min_free_space.human_readable(decimal=True)
+        free = _megabytes(self._disk.free)
+        if room:
+            self.health.report("disk", None)
+            log.warning("%s free on the store's disk again: log lines are stored again", free)
+            return
+        self.health.report("disk", "low disk space", f"{free} free, min_free_space {floor}")
+        log.warning(
+            "only %s free on the store's disk (min_free_space %s): run log lines are not "
+            "stored or written to the log file until there is room again",
+            free,
+            floor,
+            extra={"free_bytes": self._disk.free},
+        )
 
     def _store_failed(self, error: Exception, now: datetime, monotonic: float) -> None:
         first = not self._outage.active
@@ -582,6 +619,10 @@ class Daemon:
 # Names a log line lists at most: journald cuts lines past 48 KiB, and 10,000 deployment
 # names make 150 KB. The counts are in the message.
 LOGGED_NAMES = 50
+
+
+def _megabytes(count: int | None) -> str:
+    return "?" if count is None else f"{count / 1e6:.0f} MB"
 
 
 def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:

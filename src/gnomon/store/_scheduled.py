@@ -61,6 +61,20 @@ def first_state_row(run: Row) -> Row:
 class ScheduledRunQueries(Queries):
     """The daemon's synchronous run queries."""
 
+    def probe_write(self) -> None:
+        """A write transaction that changes nothing the store keeps, and fails as a fire's
+        would (the write lock held elsewhere, a full disk, a read-only file): how the daemon
+        knows a failing store works again even when nothing is due."""
+        from sqlalchemy import text
+
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                # Writes the database header afresh (a WAL frame): needs the lock and room.
+                version = connection.exec_driver_sql("PRAGMA user_version").scalar()
+                connection.exec_driver_sql(f"PRAGMA user_version = {int(version or 0)}")
+            else:
+                connection.execute(text("SELECT 1"))
+
     def create_runs(self, runs: Sequence[Row]) -> set[str]:
         """Insert runs (with their first state) in one transaction; returns the ids created.
 

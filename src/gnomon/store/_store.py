@@ -31,10 +31,17 @@ class Store(ScheduledRunQueries, ControlQueries):
     """
 
     def __init__(self, url: str, flush_interval: float = 0.05) -> None:
+        from gnomon._space import SpaceFloor, floor_from_env
+        from gnomon.store._db import sqlite_path
+
         self.url = url
         engine = create_engine(url)
         _migrate.ensure_current(engine)
         super().__init__(BatchWriter(engine, flush_interval))
+        path = sqlite_path(url)
+        # Under the daemon: below the free-space floor, log lines are not stored (see
+        # gnomon._space), so runs and their states still fit.
+        self._log_room = SpaceFloor(path.parent, floor_from_env()) if path is not None else None
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -62,8 +69,9 @@ class Store(ScheduledRunQueries, ControlQueries):
         self._writer.add_state(row)
 
     def add_log(self, row: Row) -> None:
-        """Queue a ``run_logs`` row."""
-        self._writer.add_log(row)
+        """Queue a ``run_logs`` row (dropped while the store's disk is below the floor)."""
+        if self._log_room is None or self._log_room.room():
+            self._writer.add_log(row)
 
     def flush(self, timeout: float | None = None) -> None:
         """Commit every row recorded so far and wait for it; raises ``StoreWriteError``."""
