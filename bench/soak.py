@@ -52,7 +52,7 @@ from invariants import (  # noqa: E402  (the tests' own checks, one rule)
 
 GNOMON = Path(sys.executable).with_name("gnomon")
 
-FLOWS = '''
+FLOWS = """
 import os, random, subprocess, sys, time
 from gnomon import flow, get_run_logger
 
@@ -80,7 +80,7 @@ def chatty(lines: int = 200) -> None:
 def spawner() -> None:
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     time.sleep(0.5)
-'''
+"""
 
 STEADY = ["t0", "t1", "t2", "t3", "flaky", "slow", "chatty", "spawner"]
 PAUSED = ["p0", "p1"]  # the deployments the CLI pauses and resumes
@@ -93,7 +93,7 @@ def config(good: bool = True) -> str:
         'api = "off"',
         'shutdown_grace = "5s"',
         'kill_grace = "2s"',
-        'max_log_lines = 1000',
+        "max_log_lines = 1000",
         "",
     ]
     flows = {"flaky": "flaky", "slow": "slow", "chatty": "chatty", "spawner": "spawner"}
@@ -262,9 +262,7 @@ def pause_spans(database: Path) -> dict[str, list[tuple[datetime, datetime]]]:
         if action == "pause":
             started.setdefault(target, when)
         elif target in started:
-            spans.setdefault(target, []).append(
-                (started.pop(target), when + timedelta(seconds=5))
-            )
+            spans.setdefault(target, []).append((started.pop(target), when + timedelta(seconds=5)))
     return spans
 
 
