@@ -221,9 +221,10 @@ class Daemon:
                 message = (
                     f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
                 )
-                self.store.set_run_state(
+                if not self.store.set_run_state(
                     row["id"], "CRASHED", "Crashed", message, only_if_active=True, end_time=_now()
-                )
+                ):
+                    continue  # it ended meanwhile: its final state stands, and no retry
                 log.warning(
                     "recovered run marked Crashed: %s",
                     row["id"],
@@ -232,14 +233,14 @@ class Daemon:
                 slot = self.scheduler.deployment(row["deployment_name"])
                 if slot is not None:
                     self.scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
-            else:
-                self.store.set_run_state(
-                    row["id"],
-                    "PENDING",
-                    "Pending",
-                    "queued again after a daemon restart",
-                    daemon_id=self.daemon_id,
-                )
+            elif self.store.set_run_state(
+                row["id"],
+                "PENDING",
+                "Pending",
+                "queued again after a daemon restart",
+                only_if_active=True,  # not a run cancelled since it was read
+                daemon_id=self.daemon_id,
+            ):
                 waiting.append(row)
         self.scheduler.requeue(waiting)
 
