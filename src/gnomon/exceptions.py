@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class GnomonError(Exception):
@@ -79,6 +82,17 @@ class FlowRunNotRunnable(GnomonError, RuntimeError):
 
 class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
+
+
+class StoreFileGone(GnomonError, FileNotFoundError):
+    """A SQLite database that must not be created here does not exist, or its path names
+    another file than the one this process opened (deleted, moved or replaced under it)."""
+
+    def __init__(self, path: Path, replaced: bool = False) -> None:
+        self.path = path
+        self.replaced = replaced
+        what = "was replaced by another file" if replaced else "does not exist (deleted or moved?)"
+        super().__init__(f"the database {path} {what}; not opening another one in its place")
 
 
 class TerminationSignal(BaseException):

@@ -38,9 +38,36 @@ def settings() -> Settings:
         raise ConfigFailure(str(error)) from None
 
 
-def store_home() -> Path:
-    """The state directory (GNOMON_HOME), found without loading the full settings."""
-    return _location()[0]
+class StoreFailure(click.ClickException):
+    """The store cannot be used (locked, full, read-only, corrupt, missing under a daemon):
+    one line naming the database and the cause, exit 1."""
+
+    exit_code = 1
+
+
+def store_url() -> str:
+    """The URL of the store a command is about to open.
+
+    A SQLite database that does not exist is created by the first command that opens it,
+    unless a daemon holds the lock for that database: then the file was deleted or moved
+    under the daemon, and a fresh empty store would split the daemon from everything else
+    (the workers, ``gnomon pause``). StoreFailure says so instead.
+    """
+    from gnomon._location import sqlite_file
+    from gnomon.daemon._lock import find_holder
+
+    home, url = _location()
+    database = sqlite_file(url)
+    if database is not None and not database.exists():
+        holder = find_holder(home, url)
+        if holder is not None:
+            raise StoreFailure(
+                f"the database {database} is missing but daemon pid {holder.get('pid', '?')}"
+                " is running on it (deleted or moved while it ran?): not creating an empty"
+                " store under it; the daemon stops by itself, then restore the file (see"
+                " the README, Backups)"
+            )
+    return url
 
 
 def open_store() -> Store:
@@ -48,7 +75,7 @@ def open_store() -> Store:
     need the store, and this keeps them within their 300 ms."""
     from gnomon.store import store_at
 
-    return store_at(_location()[1])
+    return store_at(store_url())
 
 
 def fast_store() -> Store:
@@ -60,8 +87,16 @@ def fast_store() -> Store:
     """
     from gnomon.store._lite import open_lite
 
-    lite = open_lite(_location()[1])
+    lite = open_lite(store_url())
     return cast("Store", lite) if lite is not None else open_store()
+
+
+def daemon_holder() -> dict[str, Any] | None:
+    """The record of the daemon serving this store (pid, hostname, ...), or None; found
+    through the database's lock (see ``gnomon.daemon._lock``)."""
+    from gnomon.daemon._lock import find_holder
+
+    return find_holder(*_location())
 
 
 def _location() -> tuple[Path, str]:
@@ -157,9 +192,7 @@ def nudge_daemon(kind: str) -> None:
     import signal
     import socket
 
-    from gnomon.daemon._lock import read_holder
-
-    holder = read_holder(store_home())
+    holder = daemon_holder()
     if not holder or holder.get("hostname") != socket.gethostname() or "pid" not in holder:
         return
     signum = signal.SIGHUP if kind == "reload" else signal.SIGUSR1

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gnomon.cli._common import F, config_option, settings
+from gnomon.cli._common import F, config_option, daemon_holder, settings
 
 if TYPE_CHECKING:
     from gnomon.daemon._detach import StartReport
@@ -61,10 +61,9 @@ def _detach(pidfile: Path) -> StartReport:
     The command's own process stays behind until the daemon reports its start-up, and
     exits with its outcome (the daemon's start-up exit code and message)."""
     from gnomon.daemon._detach import PidfileInUse, StartReport, detach
-    from gnomon.daemon._lock import read_holder
 
     home = settings().home
-    holder = read_holder(home)
+    holder = daemon_holder()
     if holder is not None:
         pid = holder.get("pid", "?")
         click.echo(f"gnomon daemon: another daemon (pid {pid}) is running on this store", err=True)
@@ -108,10 +107,8 @@ def _daemon_pid(pidfile: Path | None) -> int | None:
         from gnomon.daemon._detach import read_pidfile
 
         return read_pidfile(pidfile)
-    from gnomon.daemon._lock import read_holder
-
-    holder = read_holder(settings().home)
-    return int(holder["pid"]) if holder else None
+    holder = daemon_holder()
+    return int(holder["pid"]) if holder and "pid" in holder else None
 
 
 def _running_pid(ctx: click.Context, pidfile: Path | None) -> int:

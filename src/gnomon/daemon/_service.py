@@ -128,7 +128,7 @@ class Daemon:
         self.config = load_config_or_raise(self.config_path)
         settings = get_settings()
         configure_daemon_logging(self.config.daemon.log_file or _default_log_file(settings.home))
-        self._lock = DaemonLock(settings.home)
+        self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
@@ -518,8 +518,9 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
 
 def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | None = None) -> int:
     """Run the daemon in the foreground; returns the exit code (2: bad config, 1: another
-    daemon holds the store or the API cannot listen). ``started`` hears how start-up ended
-    (the exit code, 0 once ready, and a message): ``--detach`` reports it to its terminal."""
+    daemon holds the store or the API cannot listen, 66: the database file was deleted or
+    replaced under it). ``started`` hears how start-up ended (the exit code, 0 once ready,
+    and a message): ``--detach`` reports it to its terminal."""
 
     from gnomon.api._server import ApiServerError, UnsafeBind
     from gnomon.daemon._lock import DaemonAlreadyRunning
@@ -543,4 +544,9 @@ def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | N
         report(1, f"start-up failed: {type(error).__name__}: {error}")
         raise
     report(0, f"pid {os.getpid()}, {len(daemon.config.deployments)} deployments")
-    return daemon.serve()
+    from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged
+
+    try:
+        return daemon.serve()
+    except StoreFileChanged:  # logged when found; serve() has shut down
+        return EXIT_STORE_GONE

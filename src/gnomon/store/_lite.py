@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from gnomon._location import existing_file_uri, sqlite_file
 from gnomon.store._revision import HEAD_REVISION
 
 Row = dict[str, Any]
@@ -55,11 +55,9 @@ def db_text(value: datetime) -> str:
 
 def open_lite(url: str) -> LiteStore | None:
     """A ``LiteStore`` for a SQLite store at ``url`` that is at ``HEAD_REVISION``, else None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("sqlite", "sqlite+pysqlite") or parts.query:
-        return None
-    path = Path(unquote(parts.path[1:])) if parts.path.startswith("/") else None
-    if path is None or not path.is_file():
+    path = sqlite_file(url)
+    # Options in the URL (``?timeout=...``) are left to ``Store``, which applies them.
+    if path is None or "?" in url or not path.is_file():
         return None
     store = LiteStore(path)
     try:
@@ -78,7 +76,9 @@ class LiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         # isolation_level=None: transactions are begun explicitly, IMMEDIATE for writes.
-        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._connection = sqlite3.connect(
+            existing_file_uri(path), isolation_level=None, check_same_thread=False, uri=True
+        )
         self._connection.row_factory = sqlite3.Row
         self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._connection.execute("PRAGMA foreign_keys = ON")
