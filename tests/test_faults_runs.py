@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import textwrap
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -190,27 +189,13 @@ def test_a_run_recovered_as_crashed_keeps_that_state_when_its_live_worker_finish
     """A worker that outlived its daemon (stopped, then continued) finishes the run the
     next daemon has recovered as Crashed: the run keeps one final state, Crashed."""
     config = write_config(tmp_path, HELD)
-    now = datetime.now(UTC)
-    run_id = uuid.uuid4().hex
-    store.create_flow_run(
-        {
-            "id": run_id,
-            "name": "held-run",
-            "flow_name": "gated",
-            "entrypoint": "gated_flows.py:gated",
-            "parameters": {},
-            "tags": [],
-            "state_type": "SCHEDULED",
-            "state_name": "Scheduled",
-            "run_count": 0,
-            "expected_start_time": now,
-            "created": now,
-            "updated": now,
-            "deployment_name": "held",
-            "scheduled_for": now,
-            "trigger": "manual",
-            "daemon_id": "a-daemon-that-died",
-        }
+    run_id = schedule_run(
+        store,
+        "gated_flows.py:gated",
+        deployment_name="held",
+        scheduled_for=datetime.now(UTC),
+        trigger="manual",
+        daemon_id="a-daemon-that-died",
     )
     worker = start_python(EXECUTE.format(run_id=run_id), gnomon_home, **gate)
     wait_for(Path(gate["STARTED"]).exists, what="the run to start")

@@ -211,6 +211,33 @@ def operations(fast: bool = False) -> Operations:
     return Operations(store, Actor(cli_actor_name(), "cli"), nudge_daemon)
 
 
+class Commands(click.Group):
+    """The ``gnomon`` group: a store fault in any command (see ``store_fault``) ends it with
+    one line naming the store and the cause, exit 1, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            failure = _store_failure(error)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+def _store_failure(error: Exception) -> StoreFailure | None:
+    if isinstance(error, click.ClickException):
+        return None
+    from gnomon.store._faults import store_fault, store_name
+
+    try:
+        url = _location()[1]
+    except ConfigFailure:
+        return None
+    cause = store_fault(error, url)
+    return None if cause is None else StoreFailure(f"store {store_name(url)}: {cause}")
+
+
 class OperationFailed(click.ClickException):
     """The operation ran and failed (a finished run cannot be cancelled): exit 1."""
 
