@@ -228,7 +228,7 @@ class Commands(click.Group):
 def _store_failure(error: Exception) -> StoreFailure | None:
     if isinstance(error, click.ClickException):
         return None
-    from gnomon.store._faults import store_fault, store_name
+    from gnomon.store import store_fault, store_name
 
     try:
         url = _location()[1]

@@ -61,8 +61,7 @@ def db_backup(config: Path | None, path: Path, force: bool) -> None:
 
     from gnomon._location import sqlite_file
     from gnomon.exceptions import StoreFileGone
-    from gnomon.store._backup import BackupExists, backup_database
-    from gnomon.store._faults import store_fault
+    from gnomon.store import BackupExists, backup_database, store_fault
 
     url = store_url()
     source = sqlite_file(url)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gnomon._location import existing_file_uri
-from gnomon.store._db import file_identity
+from gnomon.store import file_identity
 
 log = logging.getLogger("gnomon.daemon")
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gnomon.store._db import file_identity
+from gnomon.store import file_identity
 
 if TYPE_CHECKING:
     from gnomon.store import Store

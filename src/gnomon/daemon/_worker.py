@@ -214,6 +214,8 @@ def _execute(flow_run_id: str) -> dict[str, Any]:
         run, state = execute_stored_run(flow_run_id)
     except FlowRunNotRunnable as error:
         return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
+    except StoreFileGone:
+        raise  # nothing can be recorded: the worker stops (see main)
     except Exception as error:
         return _crash_unfinished(flow_run_id, error)
     finally:

@@ -244,7 +244,10 @@ def worker_env(extra: dict[str, str], database_url: str) -> dict[str, str]:
 def exit_description(pid: int, returncode: int) -> str:
     """How a worker process ended, in words: the exit code, or the signal's name and number."""
     if returncode == EXIT_STORE_GONE:
-        return f"worker process {pid} exited with code {returncode}: its database file is missing"
+        return (
+            f"worker process {pid} exited with code {returncode}: its database file is"
+            " missing or was replaced"
+        )
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return f"worker process {pid} died with signal {name} ({-returncode})"

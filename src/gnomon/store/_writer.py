@@ -16,6 +16,9 @@ timeout, disk full, connection lost) is logged, kept ahead of newer rows and ret
 are not stored. A batch that fails for any other reason holds a row the database will never
 accept; it is then written row by row, and only the rows that fail are dropped and logged,
 so one bad row cannot stop every later write of the process.
+
+A flow run's update that sets its state applies only to a run without a final state (see
+``_execute``): a run never gets a second final state, whichever process writes it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, bindparam
 from sqlalchemy.exc import OperationalError
 
-from gnomon.exceptions import GnomonError
+from gnomon.exceptions import GnomonError, StoreFileGone
 from gnomon.store._db import DriverConnection, create_engine, read_engine
 from gnomon.store._prepared import Prepared, prepare_rows
 from gnomon.store._schema import (
@@ -50,6 +53,9 @@ Row = dict[str, Any]
 log = logging.getLogger("gnomon.store")
 
 MAX_RETRY_DELAY = 5.0
+# The database is unavailable, not the rows wrong: the batch is kept and retried. A file
+# gone from under the process (StoreFileGone) is not a reason to drop its rows either.
+_UNAVAILABLE = (OperationalError, StoreFileGone)
 
 # Every live writer, for the atexit flush and the fork reset.
 _live_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
@@ -356,7 +362,7 @@ class BatchWriter:
             ]
             with self.batches.transaction() as connection:
                 refused = _execute(connection, steps)
-        except OperationalError as error:
+        except _UNAVAILABLE as error:
             log.exception(
                 "store write failed (%d rows); retrying in %.2fs",
                 len(batch),
@@ -378,7 +384,7 @@ class BatchWriter:
                     [step] = prepare_rows(_statement(table, kind), self.engine.dialect, [row])
                     with self.batches.transaction() as connection:
                         refused.update(_execute(connection, [(kind, *step)], refused))
-                except OperationalError as error:
+                except _UNAVAILABLE as error:
                     return error  # the database itself is unavailable: retry the batch
                 except Exception:
                     log.exception("dropped a %s row the store rejects: %r", table.name, row)
