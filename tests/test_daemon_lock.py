@@ -78,6 +78,37 @@ def test_the_lock_of_a_sqlite_store_is_beside_its_file_and_of_another_in_the_hom
     assert lock_path(home, "sqlite://") == home / "daemon.lock"  # in memory: no file
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///relative/gnomon.db",
+        "sqlite:////absolute/gnomon.db",
+        "sqlite+pysqlite:///x.db",
+        "sqlite:///with%20percent.db",
+        "sqlite:///x.db?timeout=10",
+    ],
+)
+def test_the_cli_finds_the_file_sqlalchemy_opens(url: str) -> None:
+    """The lock goes beside the file the store opens, found without SQLAlchemy."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from gnomon._location import sqlite_file
+
+    engine = create_engine(url)
+    [opened], _ = engine.dialect.create_connect_args(make_url(url))
+    assert sqlite_file(url) == Path(opened)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///x.db?mode=memory", "mysql://h/db"]
+)
+def test_urls_of_no_sqlite_file_have_none(url: str) -> None:
+    from gnomon._location import sqlite_file
+
+    assert sqlite_file(url) is None
+
+
 def test_a_second_daemon_is_refused_with_the_running_ones_identity(
     lock: Path, holder: subprocess.Popen[str]
 ) -> None:

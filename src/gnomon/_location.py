@@ -54,9 +54,9 @@ def sqlite_file(url: str) -> Path | None:
     path against the working directory); None for other databases, in-memory SQLite and
     SQLite URI filenames (``?uri=true``).
 
-    Parsed here rather than with SQLAlchemy's ``make_url`` (which ``store._db.sqlite_path``
-    uses to the same effect, a test holds them together) so that the command line can find
-    the database and its daemon lock without importing SQLAlchemy.
+    Parsed here, as SQLAlchemy's ``make_url`` and its SQLite dialect read it (no
+    percent-decoding of the path), so that the command line finds the database and its
+    daemon lock without importing SQLAlchemy; ``store._db.sqlite_path`` applies this rule.
     """
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.partition("+")[0] != "sqlite":

@@ -284,12 +284,15 @@ def follow_run(run_id: str, timeout: float | None = None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
     while True:
+        # The row first: its final state is committed with its history row, so the states
+        # read after it include that one (read the other way, a run that ended in between
+        # would end the command before its last states were printed).
+        row = store.read_flow_run(run_id)
         states = store.read_states(flow_run_id=run_id)
         for state in states[seen:]:
             message = f": {state['message']}" if state["message"] else ""
             click.echo(f"{state['name']}{message}")
         seen = len(states)
-        row = store.read_flow_run(run_id)
         if row is not None and row["state_type"] in FINAL:
             if row["state_type"] != "COMPLETED" and row["error_type"]:
                 click.echo(f"{row['error_type']}: {row['error_message']}", err=True)
