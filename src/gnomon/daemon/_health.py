@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gnomon._files import open_private
+
 log = logging.getLogger("gnomon.daemon")
 
 STATUS_RECORD_SIZE = 1024  # the status file is rewritten in place: a full disk cannot fail it
@@ -158,7 +160,7 @@ class HealthMonitor:
     def start(self) -> None:
         if self._status_file is not None:
             try:
-                self._fd = os.open(self._status_file, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = open_private(self._status_file, os.O_RDWR)
                 os.ftruncate(self._fd, STATUS_RECORD_SIZE)  # reserved while there is room
             except OSError as error:
                 log.warning("cannot write the daemon status file %s: %s", self._status_file, error)

@@ -168,7 +168,7 @@ class Daemon:
             max_bytes=daemon_config.log_file_max_bytes,
             keep=daemon_config.log_file_keep,
         )
-        self._lock = DaemonLock(settings.home)
+        self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
@@ -304,14 +304,15 @@ class Daemon:
                 message = (
                     f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
                 )
-                self.store.set_run_state(
+                if not self.store.set_run_state(
                     row["id"],
                     "CRASHED",
                     "Crashed",
                     message,
                     only_if_active=True,
                     end_time=self.clock.now(),
-                )
+                ):
+                    continue  # it ended meanwhile: its final state stands, and no retry
                 log.warning(
                     "recovered run marked Crashed: %s",
                     row["id"],
@@ -320,14 +321,14 @@ class Daemon:
                 slot = self.scheduler.deployment(row["deployment_name"])
                 if slot is not None:
                     self.scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
-            else:
-                self.store.set_run_state(
-                    row["id"],
-                    "PENDING",
-                    "Pending",
-                    "queued again after a daemon restart",
-                    daemon_id=self.daemon_id,
-                )
+            elif self.store.set_run_state(
+                row["id"],
+                "PENDING",
+                "Pending",
+                "queued again after a daemon restart",
+                only_if_active=True,  # not a run cancelled since it was read
+                daemon_id=self.daemon_id,
+            ):
                 waiting.append(row)
         self.scheduler.requeue(waiting)
 
@@ -713,8 +714,9 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
 
 def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | None = None) -> int:
     """Run the daemon in the foreground; returns the exit code (2: bad config, 1: another
-    daemon holds the store or the API cannot listen). ``started`` hears how start-up ended
-    (the exit code, 0 once ready, and a message): ``--detach`` reports it to its terminal."""
+    daemon holds the store or the API cannot listen, 66: the database file was deleted or
+    replaced under it). ``started`` hears how start-up ended (the exit code, 0 once ready,
+    and a message): ``--detach`` reports it to its terminal."""
 
     from gnomon.api._server import ApiServerError, UnsafeBind
     from gnomon.daemon._lock import DaemonAlreadyRunning
@@ -738,4 +740,9 @@ def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | N
         report(1, f"start-up failed: {type(error).__name__}: {error}")
         raise
     report(0, f"pid {os.getpid()}, {len(daemon.config.deployments)} deployments")
-    return daemon.serve()
+    from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged
+
+    try:
+        return daemon.serve()
+    except StoreFileChanged:  # logged when found; serve() has shut down
+        return EXIT_STORE_GONE

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gnomon.daemon._storefile import EXIT_STORE_GONE
 from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV, encode, parse_object
 
 if TYPE_CHECKING:
@@ -259,6 +260,11 @@ def worker_env(extra: dict[str, str], database_url: str) -> dict[str, str]:
 
 def exit_description(pid: int, returncode: int) -> str:
     """How a worker process ended, in words: the exit code, or the signal's name and number."""
+    if returncode == EXIT_STORE_GONE:
+        return (
+            f"worker process {pid} exited with code {returncode}: its database file is"
+            " missing or was replaced"
+        )
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return f"worker process {pid} died with signal {name} ({-returncode})"

@@ -16,7 +16,14 @@ from sqlalchemy import Insert, Select, bindparam, desc, func, or_, select, updat
 
 from gnomon.store._prepared import prepare, prepare_rows
 from gnomon.store._queries import Queries, Row
-from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
+from gnomon.store._schema import (
+    FINAL_STATE_TYPES,
+    deployments,
+    flow_runs,
+    run_states,
+    utcnow,
+    without_final_state,
+)
 
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
@@ -147,11 +154,16 @@ class ScheduledRunQueries(Queries):
         only_if_active: bool = False,
         **values: Any,
     ) -> bool:
-        """Move a run to a state now (row and state history, one transaction)."""
+        """Move a run to a state now (row and state history, one transaction); whether it
+        moved. ``only_if_active``: only a Scheduled, Pending or Running run. A final state
+        is never written over another (``without_final_state``); a state that is not final
+        may reopen a finished run (a deployment's retry)."""
         now = utcnow()
         statement = update(flow_runs).where(flow_runs.c.id == flow_run_id)
         if only_if_active:
             statement = statement.where(flow_runs.c.state_type.in_(ACTIVE_TYPES))
+        elif state_type in FINAL_STATE_TYPES:
+            statement = statement.where(without_final_state(flow_runs))
         with self.engine.begin() as connection:
             changed = connection.execute(
                 statement.values(
