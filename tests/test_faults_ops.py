@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, run_python
+from gnomon.states import parse_state_filter
 from gnomon.store import Store
 from test_daemon import INTERVAL_TICK, DaemonProcess, completed, wait_for, write_config
 from test_notify import Receiver
@@ -341,7 +342,9 @@ def journald_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     store = Store(f"sqlite:///{home / 'gnomon.db'}")
     try:
         wait_for(completed(store, "ticker", 1), what="a completed ticker run")
-        wait_for(lambda: store.read_runs("broken", "Failed"), what="a failed run")
+        wait_for(
+            lambda: store.read_runs("broken", parse_state_filter("failed")), what="a failed run"
+        )
         out = stop(daemon)
         yield home, out
     finally:

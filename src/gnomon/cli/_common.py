@@ -144,9 +144,10 @@ def _readable_url() -> str:
 
     from gnomon.store._lite import open_lite, sqlite_file
 
-    store_url()  # not a fresh store under a running daemon
     url, problem = _owner_problem()
-    if problem is None or (problem.owner is not None and sqlite_file(url) is None):
+    if problem is None:
+        return store_url()  # and not a fresh store under a running daemon
+    if problem.owner is not None and sqlite_file(url) is None:
         return url  # a database server's store: reading it creates no file here
     try:
         lite = open_lite(url) if problem.owner is not None else None
