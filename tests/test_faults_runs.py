@@ -70,9 +70,9 @@ def test_two_daemons_with_different_homes_on_one_database_the_second_refuses_nam
     assert requested.returncode == 0, requested.stderr
     assert "no daemon is running" not in requested.stderr  # it found the daemon to nudge
     reloaded = gnomon(third_home, "daemon", "reload", GNOMON_DATABASE_URL=url)
-    assert reloaded.stdout == f"asked daemon {first.pid} to reload its config\n"
+    # The first daemon answered the reload the third home asked for.
+    assert (reloaded.returncode, reloaded.stdout) == (0, "applied: 0 added, 0 removed, 0 changed\n")
     lines = first.output_lines(timeout=30)
-    assert any('"config reloaded"' in line for line in lines), "the first daemon did not reload"
     paused = gnomon(third_home, "pause", "ticker", GNOMON_DATABASE_URL=url)
     assert paused.returncode == 0, paused.stderr
     assert any("ticker paused" in line for line in lines), "the first daemon did not pause"
