@@ -135,9 +135,14 @@ def approx_equal(a: float, b: float) -> bool:
 
 
 def schedule_run(
-    store, entrypoint: str, parameters: dict | None = None, name: str = "scheduled-run"
+    store,
+    entrypoint: str,
+    parameters: dict | None = None,
+    name: str = "scheduled-run",
+    **columns: object,
 ) -> str:
-    """Insert a Scheduled flow run, committed at once, as the daemon does; returns its id."""
+    """Insert a Scheduled flow run, committed at once, as the daemon does; returns its id.
+    ``columns`` adds to the row (a deployment's run: ``deployment_name``, ...)."""
     import uuid
 
     run_id = uuid.uuid4().hex
@@ -156,6 +161,7 @@ def schedule_run(
             "expected_start_time": now,
             "created": now,
             "updated": now,
+            **columns,
         }
     )
     return run_id

@@ -25,7 +25,7 @@ import pytest
 
 from gnomon.cli import main
 from gnomon.daemon._detach import read_pidfile
-from gnomon.daemon._lock import read_holder
+from gnomon.daemon._lock import find_holder
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.states import parse_state_filter
 from gnomon.store import Store
@@ -73,6 +73,11 @@ name = "slowpoke"
 flow = "flows.py:slow"
 interval = "1s"
 """
+
+
+def holder_of(home: Path) -> dict[str, Any] | None:
+    """The daemon holding the lock of the store at its default place in ``home``."""
+    return find_holder(home, f"sqlite:///{home / 'gnomon.db'}")
 
 
 def gnomon(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -149,9 +154,9 @@ def pidfiles(gnomon_home: Path) -> Iterator[list[Path]]:
         pid = read_pidfile(path)
         if pid is not None:
             _gone(pid, lambda path=path, pid=pid: read_pidfile(path) == pid)
-    holder = read_holder(gnomon_home)  # a detached daemon that lost its pidfile
+    holder = holder_of(gnomon_home)  # a detached daemon that lost its pidfile
     if holder and "pid" in holder:
-        _gone(int(holder["pid"]), lambda: read_holder(gnomon_home) == holder)
+        _gone(int(holder["pid"]), lambda: holder_of(gnomon_home) == holder)
 
 
 # gnomon deployments list
@@ -401,7 +406,7 @@ def test_detach_returns_at_once_and_stop_and_status_work_from_the_pidfile(
 
     assert (stopped.returncode, stopped.stdout) == (0, "daemon stopped\n"), stopped.stderr
     assert not pidfile.exists()
-    assert read_holder(gnomon_home) is None  # the store is free for the next daemon
+    assert holder_of(gnomon_home) is None  # the store is free for the next daemon
     after = gnomon(gnomon_home, "daemon", "status", "--pidfile", str(pidfile))
     assert (after.returncode, after.stdout) == (3, "gnomon daemon is not running\n")
     again = gnomon(gnomon_home, "daemon", "stop", "--pidfile", str(pidfile))
@@ -485,7 +490,7 @@ def test_stop_without_a_pidfile_returns_once_the_daemon_has_let_go_of_the_store(
     stopped = gnomon(gnomon_home, "daemon", "stop")
 
     assert (stopped.returncode, stopped.stdout) == (0, "daemon stopped\n"), stopped.stderr
-    assert read_holder(gnomon_home) is None  # `gnomon daemon` may start again at once
+    assert holder_of(gnomon_home) is None  # `gnomon daemon` may start again at once
     assert daemon.wait(timeout=30) == 0
     states = {run["state_name"] for run in store.read_runs("slowpoke", limit=1000)}
     assert "Cancelled" in states  # the run in flight, ended after the grace

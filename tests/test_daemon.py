@@ -84,13 +84,17 @@ class DaemonProcess(subprocess.Popen[str]):
                     time.sleep(0.05)
 
 
-def start_daemon(config: Path, home: Path, **env: str) -> DaemonProcess:
+def start_daemon(
+    config: Path, home: Path, output_dir: Path | None = None, **env: str
+) -> DaemonProcess:
+    """The daemon on ``config`` as a subprocess; its stdout and stderr go to files in
+    ``output_dir`` (default: ``home``)."""
     environment = {**os.environ, "GNOMON_HOME": str(home), "GNOMON_LOG_FORMAT": "json", **env}
     environment["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO / "src"), environment.get("PYTHONPATH")])
     )
     home.mkdir(parents=True, exist_ok=True)
-    output = home / f"daemon-{time.monotonic_ns()}"
+    output = (output_dir or home) / f"daemon-{time.monotonic_ns()}"
     return DaemonProcess(
         [sys.executable, "-m", "gnomon.cli", "daemon", "--config", str(config)],
         output,

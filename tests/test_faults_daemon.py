@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -36,11 +37,15 @@ pytestmark = pytest.mark.slow
 SECOND = timedelta(seconds=1)
 
 
-def serving(tmp_path: Path, home: Path, daemons: list[Any], deployments: str) -> Any:
-    """A daemon with its API on ``deployments`` that has fired each once: (the process,
-    its API's URL, its database)."""
-    config = write_config(tmp_path, deployments, daemon='workers = 2\napi = "127.0.0.1:0"')
-    daemon = start_daemon(config, home)
+def serving(
+    tmp_path: Path, home: Path, daemons: list[Any], deployments: str, settings: str = ""
+) -> Any:
+    """A daemon with its API on ``deployments`` (and ``[daemon]`` ``settings``) that has
+    fired each once: (the process, its API's URL, its database). Its output goes to files
+    in ``tmp_path``, off the store's file system."""
+    daemon_table = f'workers = 2\napi = "127.0.0.1:0"\n{settings}'
+    config = write_config(tmp_path, deployments, daemon=daemon_table)
+    daemon = start_daemon(config, home, output_dir=tmp_path)
     daemons.append(daemon)
     url = api_url(daemon)
     database = home / "gnomon.db"
@@ -182,8 +187,11 @@ def test_a_store_locked_by_another_program_degrades_the_daemon_which_then_catche
         code, body = healthz(url)
         assert code == 200
         assert body["reason"].startswith(("the store cannot be written", "waiting"))
-        status = gnomon(gnomon_home, "daemon", "status")
-        assert status.returncode == 1
+        # The status file follows within the monitor's half second.
+        status = wait_for(
+            lambda: (done := gnomon(gnomon_home, "daemon", "status")).returncode == 1 and done,
+            what="daemon status saying degraded",
+        )
         assert "degraded" in status.stdout
         time.sleep(6)  # several of its store attempts fail meanwhile
         assert daemon.poll() is None
@@ -211,11 +219,11 @@ def test_a_store_locked_by_another_program_degrades_the_daemon_which_then_catche
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 MB tmpfs of the test's own (root can mount one; others skip)."""
+    """A 128 MB tmpfs of the test's own (root can mount one; others skip)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,
@@ -240,11 +248,54 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def test_below_the_free_space_floor_runs_go_on_but_their_log_lines_are_not_kept(
+    tmp_path: Path, small_tmpfs: Path, daemons: list[Any]
+) -> None:
+    home = small_tmpfs / "home"
+    config = write_config(
+        tmp_path, tickers(2), daemon='workers = 2\napi = "127.0.0.1:0"\nmin_free_space = "30MB"'
+    )
+    daemon = start_daemon(config, home, output_dir=tmp_path)
+    daemons.append(daemon)
+    url = api_url(daemon)
+    database = home / "gnomon.db"
+    wait_for(lambda: row_count(database) >= 4, what="the first fires")
+    filler = small_tmpfs / "filler"
+    free = shutil.disk_usage(small_tmpfs).free
+    with filler.open("wb") as stream:  # leave 10 MB: below the floor, not full
+        stream.write(b"\0" * (free - 10_000_000))
+
+    wait_for(lambda: healthz(url)[1].get("reason") == "low disk space", what="low disk space")
+    time.sleep(3)  # rows queued before each process read the free space are written
+    lines = log_rows(database)
+    count = row_count(database)
+    wait_for(lambda: row_count(database) >= count + 6, what="runs still created and stored")
+    assert log_rows(database) == lines  # their log lines were not
+    filler.unlink()
+    wait_for(lambda: healthz(url)[1]["status"] == "ok", timeout=20, what="room again")
+    wait_for(lambda: log_rows(database) > lines, what="log lines stored again")
+
+    said = [e["event"] for e in events(stop(daemon)) if "free on the store's disk" in e["event"]]
+    assert len(said) == 2
+    assert said[0].startswith("only ")
+    assert "again" in said[1]
+    for name in ("d0", "d1"):
+        assert_every_fire_once(database, name, SECOND)
+    assert_store_sound(database)
+
+
+def log_rows(database: Path) -> int:
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+        return int(connection.execute("SELECT count(*) FROM run_logs").fetchone()[0])
+
+
 def test_a_full_file_system_degrades_the_daemon_until_space_is_freed(
     tmp_path: Path, small_tmpfs: Path, daemons: list[Any]
 ) -> None:
     home = small_tmpfs / "home"
-    daemon, url, database = serving(tmp_path, home, daemons, tickers(3))
+    # No free-space floor: the log file's own write errors are what is tested here.
+    daemon, url, database = serving(tmp_path, home, daemons, tickers(3), "min_free_space = 0")
 
     filler = fill(small_tmpfs)
     wait_for(lambda: healthz(url)[1]["status"] == "degraded", timeout=20, what="degraded")
@@ -256,7 +307,16 @@ def test_a_full_file_system_degrades_the_daemon_until_space_is_freed(
     after = row_count(database)
     wait_for(lambda: row_count(database) >= after + 6, what="fires after the fault")
 
-    stop(daemon)
+    output = stop(daemon)
+    # The log file that could not be written is told once each way on stdout, never as a
+    # traceback per line.
+    said = [
+        e["event"]
+        for e in events(output)
+        if e["event"].startswith(("cannot write the log", "the log file"))
+    ]
+    assert len(said) == 2, said
+    assert "Traceback" not in daemon.error_path.read_text()
     for name in ("d0", "d1", "d2"):
         assert_every_fire_once(database, name, SECOND)
     assert_store_sound(database)
@@ -350,8 +410,11 @@ def test_a_stuck_loop_is_reported_stops_the_watchdog_and_the_heartbeat_and_recov
         code, body = healthz(url)
         assert (code, body["status"]) == (503, "stuck")
         assert set(body) == {"status", "last_tick_age_seconds", "reason"}
-        status = gnomon(gnomon_home, "daemon", "status")
-        assert status.returncode == 1
+        # The status file follows within the monitor's half second.
+        status = wait_for(
+            lambda: (done := gnomon(gnomon_home, "daemon", "status")).returncode == 1 and done,
+            what="daemon status saying stuck",
+        )
         assert "stuck" in status.stdout
         watchdog_pings(1)  # drain what was sent before it noticed
         heartbeats = len(pings.times)

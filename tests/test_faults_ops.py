@@ -116,11 +116,6 @@ def modes(root: Path) -> dict[str, int]:
     return found
 
 
-# The daemon's lock file: its mode belongs to daemon/_lock.py, which is being moved beside
-# the database by issue 14's point 5 (and will use gnomon._files' helper for its mode).
-LOCK_FILE = "daemon.lock"
-
-
 @pytest.mark.slow
 def test_a_daemon_under_umask_022_creates_every_file_private_and_flows_keep_the_umask(
     tmp_path: Path, daemons: list[Any]
@@ -145,13 +140,16 @@ def test_a_daemon_under_umask_022_creates_every_file_private_and_flows_keep_the_
         store.close()
 
     assert wal_seen == {"gnomon.db-wal", "gnomon.db-shm"}  # checked while the daemon ran
-    for must in ("gnomon.db", "gnomon.db.writers", "api-token", "results/.key", "logs"):
+    for must in (
+        *("gnomon.db", "gnomon.db.writers", "gnomon.db.daemon.lock", "gnomon.db.daemon.status"),
+        *("api-token", "results/.key", "logs"),
+    ):
         assert must in found, sorted(found)
     assert any(name.startswith("results/") and "key" not in name for name in found)
     loose = {
         name: oct(mode)
         for name, mode in found.items()
-        if name != LOCK_FILE and mode != (0o700 if (home / name).is_dir() else 0o600)
+        if mode != (0o700 if (home / name).is_dir() else 0o600)
     }
     assert loose == {}
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700  # made on the way
@@ -344,8 +342,9 @@ def journald_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     store = Store(f"sqlite:///{home / 'gnomon.db'}")
     try:
         wait_for(completed(store, "ticker", 1), what="a completed ticker run")
-        failed = parse_state_filter("only:Failed")
-        wait_for(lambda: store.read_runs("broken", failed), what="a failed run")
+        wait_for(
+            lambda: store.read_runs("broken", parse_state_filter("failed")), what="a failed run"
+        )
         out = stop(daemon)
         yield home, out
     finally:

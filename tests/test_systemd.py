@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO
 from gnomon.daemon import _systemd
+from gnomon.daemon._storefile import EXIT_STORE_GONE
 from gnomon.daemon._systemd import Notifier, notify, watchdog_interval
 
 UNIT = REPO / "systemd" / "gnomon.service"
@@ -242,6 +243,8 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
     assert settings["NotifyAccess"] == "main"
     assert settings["KillMode"] == "mixed"
     assert settings["Restart"] == "on-failure"
+    # A daemon whose database file was deleted or replaced stays stopped (see _storefile).
+    assert settings["RestartPreventExitStatus"] == str(EXIT_STORE_GONE)
     assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert settings["Environment"] == "GNOMON_HOME=/var/lib/gnomon"
     assert int(settings["TimeoutStopSec"].removesuffix("s")) > 30  # default shutdown_grace

@@ -14,6 +14,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from gnomon.exceptions import ConfigError
 
@@ -46,6 +47,34 @@ def find_config_file() -> Path | None:
 def database_url_for(home: Path, database_url: str | None) -> str:
     """The store's URL: ``database_url``, else SQLite at ``HOME/gnomon.db``."""
     return database_url or f"sqlite:///{home / 'gnomon.db'}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL, as SQLAlchemy's SQLite driver opens it (a relative
+    path against the working directory); None for other databases, in-memory SQLite and
+    SQLite URI filenames (``?uri=true``).
+
+    Parsed here, as SQLAlchemy's ``make_url`` and its SQLite dialect read it (no
+    percent-decoding of the path), so that the command line finds the database and its
+    daemon lock without importing SQLAlchemy; ``store._db.sqlite_path`` applies this rule.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.partition("+")[0] != "sqlite":
+        return None
+    location, _, query = rest.partition("?")
+    host, slash, database = location.partition("/")
+    options = dict(item.partition("=")[::2] for item in query.split("&") if item)
+    if host or not slash or database in ("", ":memory:"):
+        return None
+    if options.get("mode") == "memory" or options.get("uri", "").lower() in ("true", "1"):
+        return None
+    return Path(os.path.abspath(database))
+
+
+def existing_file_uri(path: Path) -> str:
+    """A SQLite URI (for ``sqlite3.connect(..., uri=True)``) that opens the database at
+    ``path`` for reading and writing and fails rather than create it."""
+    return f"file:{quote(str(path.absolute()))}?mode=rw"
 
 
 def store_location() -> tuple[Path, str]:

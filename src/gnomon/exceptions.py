@@ -118,6 +118,17 @@ class StoreOwnedByAnotherUser(GnomonError, PermissionError):
         )
 
 
+class StoreFileGone(GnomonError, FileNotFoundError):
+    """A SQLite database that must not be created here does not exist, or its path names
+    another file than the one this process opened (deleted, moved or replaced under it)."""
+
+    def __init__(self, path: Path, replaced: bool = False) -> None:
+        self.path = path
+        self.replaced = replaced
+        what = "was replaced by another file" if replaced else "does not exist (deleted or moved?)"
+        super().__init__(f"the database {path} {what}; not opening another one in its place")
+
+
 class TerminationSignal(BaseException):
     """Raised inside a run's thread to interrupt a body that exceeded its deadline.
 

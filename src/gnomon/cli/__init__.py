@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from gnomon._version import __version__
+from gnomon.cli._common import Commands
 from gnomon.cli._completion import completion_command
 from gnomon.cli._control import (
     audit_command,
@@ -22,7 +23,7 @@ from gnomon.cli._logs import logs_command
 from gnomon.cli._runs import run_command, runs_group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gnomon")
 def main() -> None:
     """gnomon: scheduled Python workflows on your own machines.

@@ -40,9 +40,36 @@ def settings() -> Settings:
         raise ConfigFailure(str(error)) from None
 
 
-def store_home() -> Path:
-    """The state directory (GNOMON_HOME), found without loading the full settings."""
-    return _location()[0]
+class StoreFailure(click.ClickException):
+    """The store cannot be used (locked, full, read-only, corrupt, missing under a daemon):
+    one line naming the database and the cause, exit 1."""
+
+    exit_code = 1
+
+
+def store_url() -> str:
+    """The URL of the store a command is about to open.
+
+    A SQLite database that does not exist is created by the first command that opens it,
+    unless a daemon holds the lock for that database: then the file was deleted or moved
+    under the daemon, and a fresh empty store would split the daemon from everything else
+    (the workers, ``gnomon pause``). StoreFailure says so instead.
+    """
+    from gnomon._location import sqlite_file
+    from gnomon.daemon._lock import find_holder
+
+    home, url = _location()
+    database = sqlite_file(url)
+    if database is not None and not database.exists():
+        holder = find_holder(home, url)
+        if holder is not None:
+            raise StoreFailure(
+                f"the database {database} is missing but daemon pid {holder.get('pid', '?')}"
+                " is running on it (deleted or moved while it ran?): not creating an empty"
+                " store under it; the daemon stops by itself, then restore the file (see"
+                " the README, Backups)"
+            )
+    return url
 
 
 def open_store() -> Store:
@@ -118,7 +145,9 @@ def _readable_url() -> str:
     from gnomon.store._lite import open_lite, sqlite_file
 
     url, problem = _owner_problem()
-    if problem is None or (problem.owner is not None and sqlite_file(url) is None):
+    if problem is None:
+        return store_url()  # and not a fresh store under a running daemon
+    if problem.owner is not None and sqlite_file(url) is None:
         return url  # a database server's store: reading it creates no file here
     try:
         lite = open_lite(url) if problem.owner is not None else None
@@ -141,6 +170,21 @@ def _unreadable(problem: StoreOwnedByAnotherUser) -> str:
         f"{user_name(problem.user)}: it cannot read the store, or the store is missing or "
         f"needs a schema upgrade, which only its owner may do (sudo -u {owner} gnomon ...)"
     )
+
+
+def daemon_lock_path() -> Path:
+    """The daemon lock file of this store (its status file is beside it)."""
+    from gnomon.daemon._lock import lock_path
+
+    return lock_path(*_location())
+
+
+def daemon_holder() -> dict[str, Any] | None:
+    """The record of the daemon serving this store (pid, hostname, ...), or None; found
+    through the database's lock (see ``gnomon.daemon._lock``)."""
+    from gnomon.daemon._lock import find_holder
+
+    return find_holder(*_location())
 
 
 def _location() -> tuple[Path, str]:
@@ -298,13 +342,6 @@ def cli_actor_name() -> str:
     return f"{sudo_user} (sudo as {user})" if sudo_user and sudo_user != user else user
 
 
-def daemon_holder() -> dict[str, Any] | None:
-    """The record of the daemon running on this store (pid, hostname, config), or None."""
-    from gnomon.daemon._lock import read_holder
-
-    return read_holder(store_home())
-
-
 def nudge_daemon(kind: str) -> None:
     """Ask the daemon holding this store's lock to poll the store now (SIGUSR1) or reload its
     config (SIGHUP). No daemon, or one on another host, finds the change on its own."""
@@ -328,6 +365,33 @@ def operations(fast: bool = False) -> Operations:
 
     store = fast_store() if fast else open_store()
     return Operations(store, Actor(cli_actor_name(), "cli"), nudge_daemon)
+
+
+class Commands(click.Group):
+    """The ``gnomon`` group: a store fault in any command (see ``store_fault``) ends it with
+    one line naming the store and the cause, exit 1, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            failure = _store_failure(error)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+def _store_failure(error: Exception) -> StoreFailure | None:
+    if isinstance(error, click.ClickException):
+        return None
+    from gnomon.store import store_fault, store_name
+
+    try:
+        url = _location()[1]
+    except ConfigFailure:
+        return None
+    cause = store_fault(error, url)
+    return None if cause is None else StoreFailure(f"store {store_name(url)}: {cause}")
 
 
 class OperationFailed(click.ClickException):

@@ -18,6 +18,7 @@ from gnomon.cli._common import (
     changes_store,
     check_store_owner,
     config_option,
+    daemon_holder,
     json_option,
     reload_timeout_option,
     reports_errors,
@@ -50,7 +51,9 @@ def daemon_group(
       gnomon daemon status --pidfile /run/gnomon.pid
 
     Exit codes: 0 after a clean stop (SIGTERM), 1 if another daemon runs on the same
-    store, 2 if the config has problems (each one is listed).
+    database (or the store cannot be used), 2 if the config has problems (each one is
+    listed), 66 if the database file was deleted or replaced while it ran (it stops rather
+    than split the runs between two files; restore the store, then start it again).
     """
     ctx.ensure_object(dict)
     ctx.obj["pidfile"] = pidfile
@@ -73,10 +76,9 @@ def _detach(pidfile: Path) -> StartReport:
     The command's own process stays behind until the daemon reports its start-up, and
     exits with its outcome (the daemon's start-up exit code and message)."""
     from gnomon.daemon._detach import PidfileInUse, StartReport, detach
-    from gnomon.daemon._lock import read_holder
 
     home = settings().home
-    holder = read_holder(home)
+    holder = daemon_holder()
     if holder is not None:
         pid = holder.get("pid", "?")
         click.echo(f"gnomon daemon: another daemon (pid {pid}) is running on this store", err=True)
@@ -120,10 +122,8 @@ def _daemon_pid(pidfile: Path | None) -> int | None:
         from gnomon.daemon._detach import read_pidfile
 
         return read_pidfile(pidfile)
-    from gnomon.daemon._lock import read_holder
-
-    holder = read_holder(settings().home)
-    return int(holder["pid"]) if holder else None
+    holder = daemon_holder()
+    return int(holder["pid"]) if holder and "pid" in holder else None
 
 
 def _running_pid(ctx: click.Context, pidfile: Path | None) -> int:
@@ -239,9 +239,8 @@ def daemon_status(
     Example:
       gnomon daemon status --pidfile /run/gnomon.pid
     """
-    from gnomon.cli._common import print_json
+    from gnomon.cli._common import daemon_lock_path, print_json
     from gnomon.daemon._health import read_status
-    from gnomon.daemon._lock import LOCK_NAME
 
     pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
     if pid is None:
@@ -250,7 +249,7 @@ def daemon_status(
         else:
             click.echo("gnomon daemon is not running")
         sys.exit(3)
-    health = read_status(settings().home / LOCK_NAME)
+    health = read_status(daemon_lock_path())
     if as_json:
         print_json({"running": True, "pid": pid, **(health.as_json(detail=True) if health else {})})
     elif health is None:

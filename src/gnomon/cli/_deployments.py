@@ -160,11 +160,10 @@ def _drift_text(item: dict[str, Any]) -> str:
 
 def _explain(listed: list[dict[str, Any]], config_file: Path | None) -> None:
     """One line on stderr when no daemon runs, or when the file and the daemon disagree."""
-    from gnomon.cli._common import store_home
-    from gnomon.daemon._lock import read_holder
+    from gnomon.cli._common import daemon_holder
 
     differing = sum(item["config_drift"] is not None for item in listed)
-    if read_holder(store_home()) is None:
+    if daemon_holder() is None:
         starts = f" (it loads {config_file})" if config_file else ""
         click.echo(
             f"no daemon is running on this store: nothing fires until one starts{starts}",

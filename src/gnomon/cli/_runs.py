@@ -18,6 +18,7 @@ from gnomon.cli._common import (
     changes_store,
     complete_deployments,
     config_option,
+    daemon_holder,
     fast_store,
     json_option,
     open_store,
@@ -26,7 +27,6 @@ from gnomon.cli._common import (
     print_table,
     reports_errors,
     since_option,
-    store_home,
 )
 
 if TYPE_CHECKING:
@@ -251,12 +251,10 @@ def run_command(
       gnomon run nightly-report
       gnomon run nightly-report --param day=2026-11-23 --param dry_run=true --wait
     """
-    from gnomon.daemon._lock import read_holder
-
     parameters = _parse_params(params)
     row = operations().trigger(name, parameters, force=force)
     click.echo(f"run {row['id']} of {name} requested")
-    if read_holder(store_home()) is None:
+    if daemon_holder() is None:
         click.echo("no daemon is running on this store: the run starts when one does", err=True)
     if wait:
         sys.exit(follow_run(row["id"], timeout))

@@ -18,6 +18,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from gnomon._location import existing_file_uri
+from gnomon.store import file_identity
+
 log = logging.getLogger("gnomon.daemon")
 
 CHECK_EVERY = 1.0  # seconds between looks at the WAL
@@ -33,6 +36,7 @@ class Checkpointer:
         self.wal = path.with_name(path.name + "-wal")
         self.busy = busy
         self.cap = cap
+        self.opened = file_identity(path)  # the daemon's database, opened just before
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
@@ -62,9 +66,17 @@ class Checkpointer:
         if size == 0 or state == self._checkpointed or (size < self.cap and self.busy()):
             return False
         if self._connection is None:
-            # Closed by ``stop`` from another thread, once this one has ended.
+            # Closed by ``stop`` from another thread, once this one has ended. Only the
+            # daemon's database, never a file that replaced it, nor an empty one made here:
+            # the WAL beside the path is the daemon's file's, and a checkpoint would copy it
+            # into the other (see _storefile).
+            if file_identity(self.path) != self.opened:
+                return False
             self._connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
+                existing_file_uri(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                uri=True,
             )
         busy, pages, done = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if not busy and done == pages:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gnomon._files import open_private
+
 log = logging.getLogger("gnomon.daemon")
 
 STATUS_RECORD_SIZE = 1024  # the status file is rewritten in place: a full disk cannot fail it
@@ -99,6 +101,11 @@ class Health:
         else:
             self._problems[source] = (reason, detail)
 
+    def problem(self, source: str) -> str | None:
+        """The reason ``source`` reported, if it has a problem now."""
+        problem = self._problems.get(source)
+        return None if problem is None else problem[0]
+
     def status(self) -> HealthStatus:
         now = self._monotonic()
         last = self._last_tick
@@ -153,7 +160,7 @@ class HealthMonitor:
     def start(self) -> None:
         if self._status_file is not None:
             try:
-                self._fd = os.open(self._status_file, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = open_private(self._status_file, os.O_RDWR)
                 os.ftruncate(self._fd, STATUS_RECORD_SIZE)  # reserved while there is room
             except OSError as error:
                 log.warning("cannot write the daemon status file %s: %s", self._status_file, error)

@@ -1,11 +1,24 @@
-"""One daemon per store: an exclusive ``flock`` on ``<state dir>/daemon.lock``.
+"""One daemon per database: an exclusive ``flock`` on ``<database>.daemon.lock``.
 
 Two daemons on one SQLite store would each fire every schedule (the uniqueness of
 (deployment, fire time) keeps the runs single, but each daemon would also mark the other's
-runs Crashed at start-up). The lock is an ``flock`` rather than a pid in a file because the
-kernel drops it when its holder dies, even by SIGKILL, so a restart never has to guess whether
-a recorded pid is stale. The file also carries a JSON line saying who holds it, for the
-refusal message and for ``read_holder``; the lock, not the file's content, decides.
+runs Crashed at start-up). The lock belongs to the database, beside its file, so daemons
+with different ``GNOMON_HOME`` but the same ``database_url`` exclude each other too, and
+the command line finds the daemon to nudge from the database alone. A store that is not a
+SQLite file (PostgreSQL) keeps the lock in the state directory, ``<home>/daemon.lock``, as
+before: the rules for several daemons on one server database come with its own issue.
+
+The lock is an ``flock`` rather than a pid in a file because the kernel drops it when its
+holder dies, even by SIGKILL, so a restart never has to guess whether a recorded pid is
+stale. The file also carries a JSON line saying who holds it, for the refusal message and
+for ``read_holder``; the lock, not the file's content, decides.
+
+Upgrades: earlier versions locked ``<home>/daemon.lock`` for every store. A daemon of that
+version may still run while the new version's commands are used, so ``find_holder`` looks
+there too, and a daemon on a SQLite file also takes a *shared* lock on its home's
+``daemon.lock``: it refuses to start beside an old daemon (which holds it exclusively), an
+old daemon refuses to start beside it, and daemons of this version, each on its own
+database, share it.
 
 The descriptor is not inherited across ``exec``, but a child made by a bare ``fork`` shares
 it: such a child keeps the store locked after the daemon dies, until it exits too.
@@ -23,9 +36,32 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from gnomon._location import sqlite_file
 from gnomon.exceptions import GnomonError
 
-LOCK_NAME = "daemon.lock"
+HOME_LOCK_NAME = "daemon.lock"  # in the state directory: the lock of earlier versions
+LOCK_SUFFIX = ".daemon.lock"  # beside a SQLite database file
+
+
+def lock_path(home: Path, database_url: str) -> Path:
+    """The daemon lock of the store at ``database_url``: ``<database>.daemon.lock`` for a
+    SQLite file, else ``<home>/daemon.lock`` (see the module's docstring)."""
+    database = sqlite_file(database_url)
+    if database is None:
+        return Path(home) / HOME_LOCK_NAME
+    return database.with_name(database.name + LOCK_SUFFIX)
+
+
+def find_holder(home: Path, database_url: str) -> dict[str, Any] | None:
+    """The record of the daemon serving the store at ``database_url`` (see ``read_holder``),
+    or None: the holder of the database's lock, else a daemon of an earlier version holding
+    ``<home>/daemon.lock``."""
+    path = lock_path(home, database_url)
+    holder = read_holder(path)
+    home_lock = Path(home) / HOME_LOCK_NAME
+    if holder is None and home_lock != path:
+        holder = read_holder(home_lock)
+    return holder
 
 
 class DaemonAlreadyRunning(GnomonError, RuntimeError):
@@ -59,12 +95,45 @@ def _read_record(fd: int) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-class DaemonLock:
-    """The store's daemon lock: ``acquire()`` and ``release()``, or ``with DaemonLock(home):``."""
+def _open_lock_file(path: Path) -> int:
+    """The lock file at ``path``, created private (0600) with its directory if need be."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / LOCK_NAME
+
+def _try_lock(path: Path, operation: int) -> int:
+    """An open descriptor of ``path`` holding ``operation`` (LOCK_EX or LOCK_SH), taken
+    without waiting; DaemonAlreadyRunning, naming the holder, if it conflicts."""
+    fd = _open_lock_file(path)
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_record(fd)
+        os.close(fd)
+        raise DaemonAlreadyRunning(holder, path) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class DaemonLock:
+    """A store's daemon lock: ``acquire()`` and ``release()``, or ``with DaemonLock(path):``.
+
+    ``home_lock``, for a lock beside a SQLite file, is the state directory's
+    ``daemon.lock``, held shared alongside (see the module's docstring).
+    """
+
+    def __init__(self, path: Path, home_lock: Path | None = None) -> None:
+        self.path = Path(path)
+        self.home_lock = None if home_lock is None or home_lock == self.path else home_lock
         self._fd: int | None = None
+        self._home_fd: int | None = None
+
+    @classmethod
+    def for_store(cls, home: Path, database_url: str) -> DaemonLock:
+        """The lock of the store at ``database_url`` for a daemon whose home is ``home``."""
+        return cls(lock_path(home, database_url), Path(home) / HOME_LOCK_NAME)
 
     @property
     def held(self) -> bool:
@@ -75,18 +144,14 @@ class DaemonLock:
 
         ``config``, the daemon's config file, goes into the record so that ``read_holder``
         shows what the running daemon was started with. Raises DaemonAlreadyRunning, naming
-        the holder, if another process has the lock. Calling it again while held does nothing.
+        the holder, if another process has the lock (or, for ``home_lock``, a daemon of an
+        earlier version holds that). Calling it again while held does nothing.
         """
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _try_lock(self.path, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_record(fd)
-            os.close(fd)
-            raise DaemonAlreadyRunning(holder, self.path) from None
+            home_fd = None if self.home_lock is None else _try_lock(self.home_lock, fcntl.LOCK_SH)
         except BaseException:
             os.close(fd)
             raise
@@ -102,11 +167,16 @@ class DaemonLock:
             os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         except BaseException:
             os.close(fd)
+            if home_fd is not None:
+                os.close(home_fd)
             raise
-        self._fd = fd
+        self._fd, self._home_fd = fd, home_fd
 
     def release(self) -> None:
         """Give the lock up. The file stays (removing it would race with a new acquirer)."""
+        if self._home_fd is not None:
+            home_fd, self._home_fd = self._home_fd, None
+            os.close(home_fd)
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
@@ -128,16 +198,17 @@ class DaemonLock:
         self.release()
 
 
-def read_holder(state_dir: Path) -> dict[str, Any] | None:
-    """Who holds the store's daemon lock: its JSON record, or None if no process holds it.
+def read_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds the daemon lock file at ``path`` exclusively: its JSON record, or None if
+    no process does.
 
     The lock is tested (a non-blocking shared ``flock``), not the file trusted, so a record
-    left by a killed daemon reads as None. A holder still writing its record reads as ``{}``.
+    left by a killed daemon reads as None, and so do the shared holds of ``home_lock``.
+    A holder still writing its record reads as ``{}``.
     """
-    path = Path(state_dir) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         return _read_record(fd) if locked_elsewhere(fd) else None
@@ -146,7 +217,8 @@ def read_holder(state_dir: Path) -> dict[str, Any] | None:
 
 
 def locked_elsewhere(fd: int) -> bool:
-    """Whether some other open file description holds an ``flock`` on ``fd``'s file.
+    """Whether some other open file description holds an exclusive ``flock`` on ``fd``'s
+    file.
 
     Tested with a non-blocking shared lock, dropped again at once.
     """

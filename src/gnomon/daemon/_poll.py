@@ -2,7 +2,8 @@
 manual runs and retries, and cancellations, made through the CLI or the HTTP API.
 
 The store is the channel (see ``gnomon.api._operations``). The daemon polls it once a
-second, and at once when the CLI sends SIGUSR1 after a change. Each poll reads what changed
+second, and at once when the CLI sends SIGUSR1 after a change; each poll first checks that
+the database file is still the one the daemon opened (``_storefile``). Each poll reads what changed
 since a little before the previous one, so a change committed while a poll ran is not
 missed; applying a change twice does nothing.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from gnomon.daemon._storefile import StoreFileGuard
 
 if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
@@ -30,9 +33,15 @@ class StorePoll:
         self.store = store
         self.scheduler = scheduler
         self._polled_at = now
+        self.file_guard = StoreFileGuard(store)
 
     def poll(self, now: datetime) -> list[Decision]:
-        """Apply pauses, cancellations and requested runs; returns the runs' decisions."""
+        """Apply pauses, cancellations and requested runs; returns the runs' decisions.
+
+        First, it checks that the database is still the file the daemon opened; raises
+        ``StoreFileChanged`` (see ``_storefile``) if it is not.
+        """
+        self.file_guard.check()
         since = self._polled_at - POLL_OVERLAP
         self._polled_at = now
         for row in self.store.read_pause_changes(since):

@@ -140,7 +140,7 @@ class Daemon:
     def start(self) -> None:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
-        from gnomon.daemon._health import Health
+        from gnomon._space import FLOOR_ENV
         from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
@@ -150,7 +150,7 @@ class Daemon:
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows._logging import configure_daemon_logging, in_background
         from gnomon.store import get_store
-        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV, bounded_wait_started
+        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
@@ -160,6 +160,8 @@ class Daemon:
         sys.setswitchinterval(SWITCH_INTERVAL)
         loaded = load_config_or_raise(self.config_path)
         self.config = loaded.config
+        # Before the store and the log file open, for them and the workers (gnomon._space).
+        os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
         settings = get_settings()
         daemon_config = self.config.daemon
         configure_daemon_logging(
@@ -167,13 +169,13 @@ class Daemon:
             max_bytes=daemon_config.log_file_max_bytes,
             keep=daemon_config.log_file_keep,
         )
-        self._lock = DaemonLock(settings.home)
+        self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
         log.addHandler(self._store_log)
         daemon = self.config.daemon
-        self.health = Health(daemon.stuck_after.total_seconds(), store_wait=bounded_wait_started)
+        self._measure_health(settings.home)
         self.loader = ConfigLoader(self.config_path, self.wakeup.wake)
         self.pool = WorkerPool(
             daemon.workers,
@@ -212,6 +214,17 @@ class Daemon:
             daemon.workers,
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _measure_health(self, home: Path) -> None:
+        """The loop's health, and the free space under the store (see ``_check_disk``)."""
+        from gnomon._space import SpaceFloor, floor_from_env
+        from gnomon.daemon._health import Health
+        from gnomon.store._db import bounded_wait_started, sqlite_path
+
+        stuck_after = self.config.daemon.stuck_after.total_seconds()
+        self.health = Health(stuck_after, store_wait=bounded_wait_started)
+        database = sqlite_path(self.store.url)
+        self._disk = SpaceFloor(database.parent if database else home, floor_from_env())
 
     def _answer_reloads_at_start(self) -> None:
         """Reload requests left by a daemon that stopped are answered by this start, which
@@ -303,14 +316,15 @@ class Daemon:
                 message = (
                     f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
                 )
-                self.store.set_run_state(
+                if not self.store.set_run_state(
                     row["id"],
                     "CRASHED",
                     "Crashed",
                     message,
                     only_if_active=True,
                     end_time=self.clock.now(),
-                )
+                ):
+                    continue  # it ended meanwhile: its final state stands, and no retry
                 log.warning(
                     "recovered run marked Crashed: %s",
                     row["id"],
@@ -319,14 +333,14 @@ class Daemon:
                 slot = self.scheduler.deployment(row["deployment_name"])
                 if slot is not None:
                     self.scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
-            else:
-                self.store.set_run_state(
-                    row["id"],
-                    "PENDING",
-                    "Pending",
-                    "queued again after a daemon restart",
-                    daemon_id=self.daemon_id,
-                )
+            elif self.store.set_run_state(
+                row["id"],
+                "PENDING",
+                "Pending",
+                "queued again after a daemon restart",
+                only_if_active=True,  # not a run cancelled since it was read
+                daemon_id=self.daemon_id,
+            ):
                 waiting.append(row)
         self.scheduler.requeue(waiting)
 
@@ -390,6 +404,7 @@ class Daemon:
         if self._reload_signalled:
             self._polls.request()  # the poll starts the load, with any reload requests
         loaded = self.loader.take()
+        self._check_disk()  # a statvfs at most once a second (SpaceFloor)
         if not self._outage.ready(monotonic):
             return
         try:
@@ -409,6 +424,8 @@ class Daemon:
                 self.reporter.decided(self.store_poll.poll(now))
                 self._handle_reload_requests()
                 self.scheduler.dispatch(now)
+            if self._outage.active:
+                self.store.probe_write()  # a pass that wrote nothing proves nothing
         except Exception as error:
             if not is_store_fault(error):
                 raise
@@ -461,6 +478,27 @@ class Daemon:
             )
             self._down_since = _earliest(self._down_since, now - timedelta(seconds=gap.wall))
             self.timer.restart_from(now)
+
+    def _check_disk(self) -> None:
+        """Say, once each way, when the store's disk falls below min_free_space (log lines
+        are then dropped, see gnomon._space) and when it has room again."""
+        room = self._disk.room()
+        if room == (self.health.problem("disk") is None):
+            return
+        floor = self.config.daemon.min_free_space.human_readable(decimal=True)
+        free = _megabytes(self._disk.free)
+        if room:
+            self.health.report("disk", None)
+            log.warning("%s free on the store's disk again: log lines are stored again", free)
+            return
+        self.health.report("disk", "low disk space", f"{free} free, min_free_space {floor}")
+        log.warning(
+            "only %s free on the store's disk (min_free_space %s): run log lines are not "
+            "stored or written to the log file until there is room again",
+            free,
+            floor,
+            extra={"free_bytes": self._disk.free},
+        )
 
     def _store_failed(self, error: Exception, now: datetime, monotonic: float) -> None:
         first = not self._outage.active
@@ -609,6 +647,10 @@ class Daemon:
 LOGGED_NAMES = 50
 
 
+def _megabytes(count: int | None) -> str:
+    return "?" if count is None else f"{count / 1e6:.0f} MB"
+
+
 def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
     return min((t for t in (first, second) if t is not None), default=None)
 
@@ -697,8 +739,9 @@ def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
 
 def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | None = None) -> int:
     """Run the daemon in the foreground; returns the exit code (2: bad config, 1: another
-    daemon holds the store or the API cannot listen). ``started`` hears how start-up ended
-    (the exit code, 0 once ready, and a message): ``--detach`` reports it to its terminal."""
+    daemon holds the store or the API cannot listen, 66: the database file was deleted or
+    replaced under it). ``started`` hears how start-up ended (the exit code, 0 once ready,
+    and a message): ``--detach`` reports it to its terminal."""
 
     from gnomon.api._server import ApiServerError, UnsafeBind
     from gnomon.daemon._lock import DaemonAlreadyRunning
@@ -722,4 +765,9 @@ def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | N
         report(1, f"start-up failed: {type(error).__name__}: {error}")
         raise
     report(0, f"pid {os.getpid()}, {len(daemon.config.deployments)} deployments")
-    return daemon.serve()
+    from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged
+
+    try:
+        return daemon.serve()
+    except StoreFileChanged:  # logged when found; serve() has shut down
+        return EXIT_STORE_GONE

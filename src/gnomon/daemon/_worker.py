@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from gnomon._lifeline import EXIT_ORPHANED
+from gnomon.exceptions import StoreFileGone
 
 RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
 # The engine's INFO lines at a flow run's start and end ("Beginning flow run", "Finished in
@@ -96,14 +97,20 @@ def warm_up(preload: list[str]) -> dict[str, str]:
 
 def serve(channel: int) -> int:
     """In a forked worker: connect, report ready, then run the flow runs the daemon sends
-    until stdin closes."""
+    until stdin closes; returns the worker's exit code."""
     os.set_inheritable(channel, False)  # a flow's child processes must not hold it open
     from gnomon.store import get_store
 
     # Here, not in the template: a subreaper is not inherited across fork, and the
     # template must not take in its workers' orphans.
     _contain_runs()
-    get_store()  # connect (and check the schema) now, not at the first run
+    try:
+        # Connect (and check the schema) now, not at the first run. The daemon made the
+        # database; one that is missing was deleted under it, and an empty one made here
+        # would take this worker's runs where the daemon never looks.
+        get_store(create=False)
+    except StoreFileGone as error:
+        return _store_gone(error, None)
     freeze_heap()
     inbox = _Inbox()
     inbox.start()
@@ -112,6 +119,8 @@ def serve(channel: int) -> int:
         flow_run_id = request["run"]
         try:
             message = _execute(flow_run_id, request)
+        except StoreFileGone as error:
+            return _store_gone(error, flow_run_id)
         except BaseException as error:
             # sys.exit() or an interrupt in the flow: the engine recorded the run Crashed; the
             # worker reports it, then exits as asked (the pool replaces it).
@@ -120,6 +129,21 @@ def serve(channel: int) -> int:
         _send(channel, message)
         inbox.run_done()
     return 0
+
+
+def _store_gone(error: StoreFileGone, flow_run_id: str | None) -> int:
+    """Report a database that went missing (the pool records the run Crashed in the
+    daemon's store, which stops too: see ``_storefile``); the worker's exit code."""
+    from gnomon.daemon._storefile import EXIT_STORE_GONE
+
+    log.error(
+        "worker %d stops: %s%s",
+        os.getpid(),
+        error,
+        f"; run {flow_run_id} was not finished" if flow_run_id else "",
+        extra={"flow_run_id": flow_run_id, "database": str(error.path)},
+    )
+    return EXIT_STORE_GONE
 
 
 def freeze_heap() -> None:
@@ -252,6 +276,8 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
         run, state = execute_stored_run(flow_run_id)
     except FlowRunNotRunnable as error:
         return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
+    except StoreFileGone:
+        raise  # nothing can be recorded: the worker stops (see main)
     except Exception as error:
         return _crash_unfinished(flow_run_id, error)
     finally:

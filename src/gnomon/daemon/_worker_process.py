@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from gnomon.daemon._storefile import EXIT_STORE_GONE
 from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV, encode, parse_object
 
 if TYPE_CHECKING:
@@ -262,6 +263,11 @@ def exit_description(pid: int, returncode: int | None, what: str = "worker proce
     """How a process ended, in words: the exit code, or the signal's name and number."""
     if returncode is None:
         return f"{what} {pid} ended; how is unknown (its worker template is gone)"
+    if returncode == EXIT_STORE_GONE:
+        return (
+            f"{what} {pid} exited with code {returncode}: its database file is"
+            " missing or was replaced"
+        )
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return f"{what} {pid} died with signal {name} ({-returncode})"

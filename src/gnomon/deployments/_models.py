@@ -211,6 +211,9 @@ class DaemonConfig(Policies):
     # daemon is not stuck, so a dead machine is noticed from outside.
     heartbeat_url: str | None = None
     heartbeat_interval: PositiveDuration = timedelta(seconds=60)
+    # Below this much free space on the store's (or the log file's) file system, run log
+    # lines are neither stored nor written to the log file, so that run rows still fit.
+    min_free_space: Annotated[ByteSize, Field(ge=0)] = ByteSize(50_000_000)
     # The largest request body the API reads (413 beyond it).
     api_max_body: Annotated[ByteSize, Field(ge=1024, le=2**30)] = ByteSize(1_000_000)
 

@@ -20,10 +20,12 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gnomon._files import open_private
+from gnomon._space import SpaceFloor, floor_from_env
 
 # syslog priorities (sd-daemon.h's SD_ERR, ...) by logging level, highest level first.
 _PRIORITIES = (
@@ -115,34 +117,89 @@ class LogFile(logging.Handler):
     """
 
     def __init__(
-        self, path: Path, max_bytes: int = 0, keep: int = 1, echo: DaemonStdout | None = None
+        self,
+        path: Path,
+        max_bytes: int = 0,
+        keep: int = 1,
+        echo: DaemonStdout | None = None,
+        notice: DaemonStdout | None = None,
     ) -> None:
         super().__init__()
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.keep = max(1, keep)
         self.echo = echo
+        self.notice = notice  # where to say that the file cannot be written, and since
         self._fd = -1
         self._identity: tuple[int, int] | None = None
+        self._failing: str | None = None
+        self._dropped = 0
+        self._room = SpaceFloor(self.path.parent, floor_from_env())
         self._open()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-            self.relay(line)
-            if self.echo is not None:
-                self.echo.write(line, record.levelno)
         except Exception:
             self.handleError(record)
+            return
+        self.relay(line)
+        if self.echo is not None:
+            with contextlib.suppress(OSError, ValueError):  # stdout closed: nothing to tell
+                self.echo.write(line, record.levelno)
 
     def relay(self, line: str) -> None:
-        """Append one JSON line (a record's, or a worker's as it came)."""
+        """Append one JSON line (a record's, or a worker's as it came). A file that cannot
+        be written (a full disk, an I/O error) or a disk below the free-space floor drops
+        the line: the daemon must not stop over its log, and stdout still has every line.
+        The first failure and the recovery are told once each on stdout."""
         data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")
         with self.lock or contextlib.nullcontext():
-            self._make_room(len(data))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            if not self._room.room():
+                self._dropped += 1
+                return
+            try:
+                self._make_room(len(data))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as error:
+                self._dropped += 1
+                self._failed(f"{type(error).__name__}: {error.strerror or error}")
+                return
+            if self._failing is not None:
+                self._recovered()
+
+    def _failed(self, reason: str) -> None:
+        if self._failing is None:
+            self._failing = reason
+            self._tell(
+                logging.ERROR,
+                f"cannot write the log file {self.path} ({reason}); its lines are dropped "
+                "until it can be written again (stdout still has them)",
+            )
+        if self._fd >= 0 and self._identity is not None:
+            with contextlib.suppress(OSError):
+                self._close()  # reopened at the next line: the path may be back
+
+    def _recovered(self) -> None:
+        self._tell(
+            logging.WARNING,
+            f"the log file {self.path} is written again; {self._dropped} lines were dropped",
+        )
+        self._failing, self._dropped = None, 0
+
+    def _tell(self, level: int, message: str) -> None:
+        if self.notice is None:
+            return
+        event = {
+            "event": message,
+            "level": logging.getLevelName(level).lower(),
+            "logger": "gnomon.daemon",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        with contextlib.suppress(OSError, ValueError):
+            self.notice.relay(json.dumps(event))
 
     def reopen(self) -> None:
         """Close the file and open the path again (created anew if it was moved away)."""
@@ -170,7 +227,7 @@ class LogFile(logging.Handler):
             status = os.stat(self.path)
         except FileNotFoundError:
             status = None
-        if status is None or (status.st_dev, status.st_ino) != self._identity:
+        if self._fd < 0 or status is None or (status.st_dev, status.st_ino) != self._identity:
             self._close()  # moved or removed by logrotate: write to a new file at the path
             self._open()
         elif self.max_bytes and status.st_size and status.st_size + size > self.max_bytes:

@@ -347,7 +347,9 @@ def configure_daemon_logging(log_file: Path | None, max_bytes: int = 0, keep: in
         if log_file is None or not stdout_json:
             outputs.append(stdout)
         if log_file is not None:  # created private, its directory too (gnomon._files)
-            to_file = LogFile(log_file, max_bytes, keep, echo=stdout if stdout_json else None)
+            to_file = LogFile(
+                log_file, max_bytes, keep, echo=stdout if stdout_json else None, notice=stdout
+            )
             to_file.setLevel(level)
             to_file.setFormatter(_formatter("json"))
             outputs.append(to_file)

@@ -12,6 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gnomon.store._backup import BackupExists, backup_database
+    from gnomon.store._db import file_identity
+    from gnomon.store._faults import store_fault, store_name
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._store import (
         Store,
@@ -26,27 +29,37 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Actor": "gnomon.store._values",
+    "BackupExists": "gnomon.store._backup",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
+    "backup_database": "gnomon.store._backup",
     "current_revision": "gnomon.store._store",
+    "file_identity": "gnomon.store._db",
     "get_store": "gnomon.store._store",
     "reset_store": "gnomon.store._store",
     "store_at": "gnomon.store._store",
+    "store_fault": "gnomon.store._faults",
+    "store_name": "gnomon.store._faults",
     "upgrade": "gnomon.store._store",
 }
 
 __all__ = [
     "HEAD_REVISION",
     "Actor",
+    "BackupExists",
     "LogQuery",
     "Store",
     "StoreWriteError",
+    "backup_database",
     "current_revision",
+    "file_identity",
     "get_store",
     "reset_store",
     "store_at",
+    "store_fault",
+    "store_name",
     "upgrade",
 ]
 

@@ -26,7 +26,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from gnomon._files import ensure_private_file, open_private
+from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
+from gnomon.exceptions import StoreFileGone
 
 BUSY_TIMEOUT_MS = 30_000
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
@@ -38,23 +40,24 @@ _BEGIN_OPTION = "gnomon_sqlite_begin"
 
 
 def sqlite_path(url: str | URL) -> Path | None:
-    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database
-    if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
-        return None
-    return Path(database)
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite (the
+    rule is ``gnomon._location.sqlite_file``'s, which the command line uses too)."""
+    return sqlite_file(url if isinstance(url, str) else url.render_as_string(False))
 
 
-def create_engine(url: str | URL) -> Engine:
-    """An engine for the store at ``url``; SQLite files get WAL and ``BEGIN IMMEDIATE``."""
+def create_engine(url: str | URL, *, create: bool = True) -> Engine:
+    """An engine for the store at ``url``; SQLite files get WAL and ``BEGIN IMMEDIATE``.
+
+    A SQLite file is created (with its directory) by the engine's first connection if
+    ``create`` and not at all otherwise; later connections only open the existing file (see
+    ``_Opener``), so a database deleted under a running process is never silently replaced
+    by an empty one that other processes would then use.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sqlalchemy.create_engine(parsed, pool_pre_ping=True, json_deserializer=loads)
     path = sqlite_path(parsed)
-    if path is not None:
+    if path is not None and create:
         # Private (see gnomon._files): the database holds run parameters and tracebacks,
         # and SQLite gives its -wal and -shm files the database file's mode.
         ensure_private_file(path)
@@ -63,9 +66,56 @@ def create_engine(url: str | URL) -> Engine:
         connect_args={"factory": _SerialisedWriter} if path is not None else {},
         json_deserializer=loads,  # rows written before lone surrogates were refused
     )
+    if path is not None:
+        event.listen(engine, "do_connect", _Opener(path, create).connect)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+class _Opener:
+    """Opens an engine's SQLite connections: the first may create the file (if allowed),
+    every later one opens the same file (SQLite's ``mode=rw``, after checking the path's
+    device and inode) or fails with ``StoreFileGone``: a process never goes on in another
+    file than the one it started with."""
+
+    def __init__(self, path: Path, create: bool) -> None:
+        self.path = path
+        self.create = create
+        self.opened: tuple[int, int] | None = None  # the file's (device, inode)
+        self._lock = threading.Lock()
+
+    def connect(
+        self, dialect: Dialect, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        """The connection SQLAlchemy's ``do_connect`` asks for (None: connect as changed)."""
+        if self.opened is None:
+            with self._lock:  # the connections of other threads wait for the file
+                if self.opened is None:
+                    if not self.create:
+                        self._open_existing(cargs, cparams)
+                    connection = dialect.connect(*cargs, **cparams)
+                    self.opened = file_identity(self.path)
+                    return connection
+        self._open_existing(cargs, cparams)
+        if file_identity(self.path) != self.opened:
+            raise StoreFileGone(self.path, replaced=True)
+        return None
+
+    def _open_existing(self, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        if not self.path.exists():
+            raise StoreFileGone(self.path)
+        cargs[0] = existing_file_uri(self.path)
+        cparams["uri"] = True
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None if there is none."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def read_engine(engine: Engine) -> Engine:

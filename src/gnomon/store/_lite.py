@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
+from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
 from gnomon.store._revision import HEAD_REVISION
 from gnomon.store._values import newest_in_time_order, newest_window
@@ -59,19 +59,11 @@ def db_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a plain SQLite URL (``sqlite:///path``), read without SQLAlchemy; None
-    for other databases and URLs with options."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("sqlite", "sqlite+pysqlite") or parts.query:
-        return None
-    return Path(unquote(parts.path[1:])) if parts.path.startswith("/") else None
-
-
 def open_lite(url: str) -> LiteStore | None:
     """A ``LiteStore`` for a SQLite store at ``url`` that is at ``HEAD_REVISION``, else None."""
     path = sqlite_file(url)
-    if path is None or not path.is_file():
+    # Options in the URL (``?timeout=...``) are left to ``Store``, which applies them.
+    if path is None or "?" in url or not path.is_file():
         return None
     store = LiteStore(path)
     try:
@@ -90,7 +82,9 @@ class LiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         # isolation_level=None: transactions are begun explicitly, IMMEDIATE for writes.
-        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._connection = sqlite3.connect(
+            existing_file_uri(path), isolation_level=None, check_same_thread=False, uri=True
+        )
         self._connection.row_factory = sqlite3.Row
         self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._connection.execute("PRAGMA foreign_keys = ON")

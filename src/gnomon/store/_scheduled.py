@@ -16,7 +16,14 @@ from sqlalchemy import Insert, Select, bindparam, desc, func, or_, select, updat
 
 from gnomon.store._prepared import prepare, prepare_rows
 from gnomon.store._queries import Queries, Row
-from gnomon.store._schema import deployments, flow_runs, run_states, utcnow
+from gnomon.store._schema import (
+    FINAL_STATE_TYPES,
+    deployments,
+    flow_runs,
+    run_states,
+    utcnow,
+    without_final_state,
+)
 
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
@@ -60,6 +67,20 @@ def first_state_row(run: Row) -> Row:
 
 class ScheduledRunQueries(Queries):
     """The daemon's synchronous run queries."""
+
+    def probe_write(self) -> None:
+        """A write transaction that changes nothing the store keeps, and fails as a fire's
+        would (the write lock held elsewhere, a full disk, a read-only file): how the daemon
+        knows a failing store works again even when nothing is due."""
+        from sqlalchemy import text
+
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                # Writes the database header afresh (a WAL frame): needs the lock and room.
+                version = connection.exec_driver_sql("PRAGMA user_version").scalar()
+                connection.exec_driver_sql(f"PRAGMA user_version = {int(version or 0)}")
+            else:
+                connection.execute(text("SELECT 1"))
 
     def create_runs(self, runs: Sequence[Row]) -> set[str]:
         """Insert runs (with their first state) in one transaction; returns the ids created.
@@ -133,11 +154,16 @@ class ScheduledRunQueries(Queries):
         only_if_active: bool = False,
         **values: Any,
     ) -> bool:
-        """Move a run to a state now (row and state history, one transaction)."""
+        """Move a run to a state now (row and state history, one transaction); whether it
+        moved. ``only_if_active``: only a Scheduled, Pending or Running run. A final state
+        is never written over another (``without_final_state``); a state that is not final
+        may reopen a finished run (a deployment's retry)."""
         now = utcnow()
         statement = update(flow_runs).where(flow_runs.c.id == flow_run_id)
         if only_if_active:
             statement = statement.where(flow_runs.c.state_type.in_(ACTIVE_TYPES))
+        elif state_type in FINAL_STATE_TYPES:
+            statement = statement.where(without_final_state(flow_runs))
         with self.engine.begin() as connection:
             changed = connection.execute(
                 statement.values(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKey,
@@ -27,12 +28,16 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    and_,
     false,
+    or_,
     text,
     true,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeEngine
+
+from gnomon.states import FINAL_TYPES
 
 # Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
 NAMING_CONVENTION = {
@@ -337,3 +342,16 @@ api_tokens = Table(
     Column("created_by", Text),
     Column("last_used", UTCDateTime),
 )
+
+# A run's final state types (``gnomon.states.FINAL_TYPES``), as stored.
+FINAL_STATE_TYPES = tuple(sorted(str(state_type) for state_type in FINAL_TYPES))
+
+
+def without_final_state(table: Table) -> ColumnElement[bool]:
+    """SQL: the run in ``table`` has no final state yet. The store's writes of a run's
+    state carry it, so that a run never gets a second final state (a worker's final commit
+    racing the pool's timeout record, a recovered run's worker finishing after all); only a
+    deliberate retry (AwaitingRetry) reopens a finished run. Written without ``IN``, whose
+    list SQLAlchemy expands per execution, so that statements using it can be prepared."""
+    column = table.c.state_type
+    return or_(column.is_(None), and_(*(column != value for value in FINAL_STATE_TYPES)))

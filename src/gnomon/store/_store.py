@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon.store import _migrate
 from gnomon.store._control import ControlQueries
-from gnomon.store._db import create_engine
+from gnomon.store._db import create_engine, file_identity, sqlite_path
 from gnomon.store._queries import Row
 from gnomon.store._scheduled import ScheduledRunQueries
 from gnomon.store._writer import BatchWriter
@@ -26,15 +26,28 @@ if TYPE_CHECKING:
 class Store(ScheduledRunQueries, ControlQueries):
     """One database: its engine, its batched writer, and the queries over it.
 
-    Creating a store migrates its database to the newest schema if it is behind. After
-    ``os.fork()`` the child's store starts with new connections and an empty batch.
+    Creating a store migrates its database to the newest schema if it is behind; it creates
+    a SQLite database that does not exist only if ``create`` (a daemon's worker must not:
+    its daemon made the database, and a missing one was deleted under it), and never
+    afterwards (see ``create_engine``). After ``os.fork()`` the child's store starts with
+    new connections and an empty batch.
     """
 
-    def __init__(self, url: str, flush_interval: float = 0.05) -> None:
+    def __init__(self, url: str, flush_interval: float = 0.05, *, create: bool = True) -> None:
+        from gnomon._space import SpaceFloor, floor_from_env
+
         self.url = url
-        engine = create_engine(url)
+        engine = create_engine(url, create=create)
         _migrate.ensure_current(engine)
         super().__init__(BatchWriter(engine, flush_interval))
+        path = sqlite_path(url)
+        # Under the daemon: below the free-space floor, log lines are not stored (see
+        # gnomon._space), so runs and their states still fit.
+        self._log_room = SpaceFloor(path.parent, floor_from_env()) if path is not None else None
+        # The SQLite file as opened (device, inode): a daemon checks that its path still
+        # names this file (daemon._storefile).
+        self.database_file = sqlite_path(url)
+        self.opened_file = None if self.database_file is None else file_identity(self.database_file)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -62,8 +75,9 @@ class Store(ScheduledRunQueries, ControlQueries):
         self._writer.add_state(row)
 
     def add_log(self, row: Row) -> None:
-        """Queue a ``run_logs`` row."""
-        self._writer.add_log(row)
+        """Queue a ``run_logs`` row (dropped while the store's disk is below the floor)."""
+        if self._log_room is None or self._log_room.room():
+            self._writer.add_log(row)
 
     def flush(self, timeout: float | None = None) -> None:
         """Commit every row recorded so far and wait for it; raises ``StoreWriteError``."""
@@ -90,8 +104,9 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-def get_store() -> Store:
-    """The process's store for the configured database (``GNOMON_DATABASE_URL``/``HOME``)."""
+def get_store(*, create: bool = True) -> Store:
+    """The process's store for the configured database (``GNOMON_DATABASE_URL``/``HOME``);
+    ``create=False`` fails with ``StoreFileGone`` rather than create a SQLite file."""
     from gnomon._settings import get_settings
 
     global _current
@@ -99,19 +114,19 @@ def get_store() -> Store:
     current = _current
     if current is not None and current[0] is settings:
         return current[1]
-    store = store_at(settings.effective_database_url, settings.flush_interval)
+    store = store_at(settings.effective_database_url, settings.flush_interval, create=create)
     with _stores_lock:
         _current = (settings, store)
     return store
 
 
-def store_at(url: str, flush_interval: float = 0.05) -> Store:
+def store_at(url: str, flush_interval: float = 0.05, *, create: bool = True) -> Store:
     """The process's store for the database at ``url`` (one per URL), without reading the
     settings: the command line finds the URL with ``gnomon._location.store_location``."""
     with _stores_lock:
         store = _stores.get(url)
         if store is None:
-            store = _stores[url] = Store(url, flush_interval)
+            store = _stores[url] = Store(url, flush_interval, create=create)
     return store
 
 

@@ -16,6 +16,9 @@ timeout, disk full, connection lost) is logged, kept ahead of newer rows and ret
 are not stored. A batch that fails for any other reason holds a row the database will never
 accept; it is then written row by row, and only the rows that fail are dropped and logged,
 so one bad row cannot stop every later write of the process.
+
+A flow run's update that sets its state applies only to a run without a final state (see
+``_execute``): a run never gets a second final state, whichever process writes it.
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ from typing import Any
 from sqlalchemy import Engine, Table, bindparam
 from sqlalchemy.exc import OperationalError
 
-from gnomon.exceptions import GnomonError
+from gnomon.exceptions import GnomonError, StoreFileGone
 from gnomon.store._db import DriverConnection, create_engine, read_engine
-from gnomon.store._prepared import prepare_rows
-from gnomon.store._schema import flow_runs, run_logs, run_states, task_runs
+from gnomon.store._prepared import Prepared, prepare_rows
+from gnomon.store._schema import (
+    flow_runs,
+    run_logs,
+    run_states,
+    task_runs,
+    without_final_state,
+)
 
 Row = dict[str, Any]
 
@@ -44,6 +53,9 @@ Row = dict[str, Any]
 log = logging.getLogger("gnomon.store")
 
 MAX_RETRY_DELAY = 5.0
+# The database is unavailable, not the rows wrong: the batch is kept and retried. A file
+# gone from under the process (StoreFileGone) is not a reason to drop its rows either.
+_UNAVAILABLE = (OperationalError, StoreFileGone)
 
 # Every live writer, for the atexit flush and the fork reset.
 _live_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
@@ -344,14 +356,13 @@ class BatchWriter:
             # Converted before the transaction: the write lock is held only while it executes.
             dialect = self.engine.dialect
             steps = [
-                step
+                (kind, *step)
                 for table, kind, rows in _parts(batch)
                 for step in prepare_rows(_statement(table, kind), dialect, rows)
             ]
             with self.batches.transaction() as connection:
-                for prepared, _, parameters in steps:
-                    prepared.execute(connection, parameters)
-        except OperationalError as error:
+                refused = _execute(connection, steps)
+        except _UNAVAILABLE as error:
             log.exception(
                 "store write failed (%d rows); retrying in %.2fs",
                 len(batch),
@@ -361,42 +372,88 @@ class BatchWriter:
         except Exception:
             log.exception("store rejected a batch of %d rows; writing row by row", len(batch))
             return self._salvage(batch)
+        _log_refused(refused)
         return None
 
     def _salvage(self, batch: _Batch) -> Exception | None:
         """Write ``batch`` one row per transaction, dropping (and logging) rows that fail."""
+        refused: dict[str, str | None] = {}
         for table, kind, rows in _parts(batch):
             for row in rows:
                 try:
-                    [(prepared, _, parameters)] = prepare_rows(
-                        _statement(table, kind), self.engine.dialect, [row]
-                    )
+                    [step] = prepare_rows(_statement(table, kind), self.engine.dialect, [row])
                     with self.batches.transaction() as connection:
-                        prepared.execute(connection, parameters)
-                except OperationalError as error:
+                        refused.update(_execute(connection, [(kind, *step)], refused))
+                except _UNAVAILABLE as error:
                     return error  # the database itself is unavailable: retry the batch
                 except Exception:
                     log.exception("dropped a %s row the store rejects: %r", table.name, row)
+        _log_refused(refused)
         return None
 
     def _after_fork_in_child(self) -> None:
         """Start afresh in a forked child: no rows, no thread, no inherited connections."""
         _inherited_engines.append(self.engine)  # with the kept connections, never closed
-        self._use_engine(create_engine(self.engine.url))
+        self._use_engine(create_engine(self.engine.url, create=False))
         self._reset_state()
 
 
 def _parts(batch: _Batch) -> list[tuple[Table, str, list[Row]]]:
-    """The batch's rows in the order they are written: (table, "insert" or "update", rows);
-    an update row carries the run's id as ``_row_id``."""
+    """The batch's rows in the order they are written: (table, kind, rows), where kind is
+    "insert", "update", "settle" (a flow run's update that sets its state) or "states"
+    (state history rows); an update row carries the run's id as ``_row_id``."""
+    settles = {id: values for id, values in batch.flow_updates.items() if "state_type" in values}
+    others = {id: values for id, values in batch.flow_updates.items() if id not in settles}
     return [
         (flow_runs, "insert", list(batch.flow_inserts.values())),
         (task_runs, "insert", list(batch.task_inserts.values())),
-        (flow_runs, "update", _update_rows(batch.flow_updates)),
+        (flow_runs, "update", _update_rows(others)),
+        (flow_runs, "settle", _update_rows(settles)),
         (task_runs, "update", _update_rows(batch.task_updates)),
-        (run_states, "insert", batch.states),
+        (run_states, "states", batch.states),
         (run_logs, "insert", batch.logs),
     ]
+
+
+def _execute(
+    connection: Any,
+    steps: list[tuple[str, Prepared, list[Row], list[Any]]],
+    refused: dict[str, str | None] | None = None,
+) -> dict[str, str | None]:
+    """Execute a batch's prepared steps in ``connection``'s transaction; returns the flow
+    runs whose new state was refused (they have a final state already), with that state's
+    name. Their own state rows in the batch (or in ``refused`` from before) are left out
+    too, so the history shows no state the run did not take. A run's final state arrives
+    in one settle row per batch: executing those one by one tells each row's fate by its
+    rowcount, at no cost beyond the UPDATE itself."""
+    refused = dict(refused or {})
+    for kind, prepared, rows, parameters in steps:
+        if kind == "settle":
+            for row, values in zip(rows, parameters, strict=True):
+                if not prepared.execute(connection, [values]).rowcount:
+                    refused[row["_row_id"]] = row.get("state_name")
+            continue
+        kept = parameters
+        if refused and kind == "states":
+            kept = [
+                values
+                for row, values in zip(rows, parameters, strict=True)
+                if not (row.get("task_run_id") is None and row["flow_run_id"] in refused)
+            ]
+        if kept:
+            prepared.execute(connection, kept)
+    return refused
+
+
+def _log_refused(refused: dict[str, str | None]) -> None:
+    for flow_run_id, state_name in refused.items():
+        log.warning(
+            "flow run %s already has a final state: its %s state from this process was not"
+            " recorded",
+            flow_run_id,
+            state_name or "new",
+            extra={"flow_run_id": flow_run_id, "refused_state": state_name},
+        )
 
 
 def _update_rows(updates: dict[str, Row]) -> list[Row]:
@@ -405,12 +462,14 @@ def _update_rows(updates: dict[str, Row]) -> list[Row]:
 
 @functools.cache
 def _statement(table: Table, kind: str) -> Any:
-    """The writer's INSERT or UPDATE for ``table``, built once: a statement made anew per
-    batch is built and keyed again by SQLAlchemy, a measurable share of a short run's CPU.
-    The UPDATE has no .values(): its SET clause comes from the parameter keys."""
-    if kind == "insert":
+    """The writer's INSERT, UPDATE or settling UPDATE for ``table``, built once: a statement
+    made anew per batch is built and keyed again by SQLAlchemy, a measurable share of a
+    short run's CPU. The UPDATEs have no .values(): their SET clause comes from the
+    parameter keys."""
+    if kind in ("insert", "states"):
         return table.insert()
-    return table.update().where(table.c.id == bindparam("_row_id"))
+    statement = table.update().where(table.c.id == bindparam("_row_id"))
+    return statement.where(without_final_state(table)) if kind == "settle" else statement
 
 
 def _close_all_at_exit() -> None:

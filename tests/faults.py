@@ -1,0 +1,84 @@
+"""What the fault tests check after every fault: the invariants operators rely on, read
+straight from the SQLite file (no gnomon code in between)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+FINAL_TYPES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
+def _read(database: Path, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple]:
+    assert database.is_file(), f"{database} does not exist"
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=rw", uri=True)) as db:
+        return db.execute(sql, parameters).fetchall()
+
+
+CHECK = """
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=rw", uri=True)
+print("; ".join(row[0] for row in db.execute("PRAGMA integrity_check")))
+"""
+
+
+def integrity(database: Path) -> str:
+    """``PRAGMA integrity_check``'s verdict: "ok" for a sound database.
+
+    Checked in a process of its own: SQLite shares its locks and WAL index per file within
+    a process, so a test's own connections to a file deleted or replaced under it would
+    stand in the way (a "disk I/O error"), as they would for no operator.
+    """
+    assert database.is_file(), f"{database} does not exist"
+    check = subprocess.run(
+        [sys.executable, "-c", CHECK, str(database)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    return check.stdout.strip()
+
+
+def run_ids(database: Path) -> set[str]:
+    return {row[0] for row in _read(database, "SELECT id FROM flow_runs")}
+
+
+def final_states(database: Path, flow_run_id: str) -> list[str]:
+    """The run's own final states (names) since it last went back to AwaitingRetry: a
+    deployment's retry reopens a finished run on purpose."""
+    rows = _read(
+        database,
+        "SELECT type, name FROM run_states WHERE flow_run_id = ? AND task_run_id IS NULL"
+        " ORDER BY id",
+        (flow_run_id,),
+    )
+    finals: list[str] = []
+    for state_type, name in rows:
+        if name == "AwaitingRetry":
+            finals = []
+        elif state_type in FINAL_TYPES:
+            finals.append(name)
+    return finals
+
+
+def assert_one_final_state_per_run(database: Path) -> None:
+    """No run has two final states, and a finished run's row shows the one it has."""
+    for run_id, state_type, name in _read(
+        database, "SELECT id, state_type, state_name FROM flow_runs"
+    ):
+        finals = final_states(database, run_id)
+        assert len(finals) <= 1, f"run {run_id} has final states {finals}"
+        if state_type in FINAL_TYPES:
+            assert finals == [name], f"run {run_id} is {name} with final states {finals}"
+
+
+def assert_nothing_left_running(database: Path) -> None:
+    """Nothing stays Running once the daemon is gone. (A run its pool held but had not
+    started stays Pending on purpose, for the next daemon to run: docs/design.md.)"""
+    left = _read(database, "SELECT id, state_name FROM flow_runs WHERE state_type = 'RUNNING'")
+    assert not left, f"runs left running: {left}"
