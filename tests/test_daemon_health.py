@@ -108,20 +108,21 @@ def test_the_monitor_feeds_the_watchdog_unless_stuck_and_writes_the_status_file(
         status_file=status_path(lock),
         systemd_status=statuses.append,
     )
-    monitor.start()
+    monitor.start()  # writes the status at once, before the loop's first tick
     try:
+        assert read_status(lock) == HealthStatus(HealthState.OK, None)
         health.ticked()
         monitor.check()
         health.report("store", "the store cannot be written", "OperationalError: locked")
         monitor.check()
-        assert len(pings) == 2  # degraded still feeds it: riding out a locked store
+        assert len(pings) == 3  # degraded still feeds it: riding out a locked store
         on_disk = read_status(lock)
         assert on_disk is not None
         assert on_disk.state is HealthState.DEGRADED
         assert on_disk.detail == "OperationalError: locked"
         clock.now += 60
         monitor.check()
-        assert len(pings) == 2  # stuck: systemd must restart it
+        assert len(pings) == 3  # stuck: systemd must restart it
         assert statuses == ["ok", "degraded: the store cannot be written", statuses[-1]]
         assert statuses[-1].startswith("stuck: the scheduling loop has not ticked for 60.0 s")
     finally:

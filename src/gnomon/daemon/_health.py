@@ -167,6 +167,7 @@ class HealthMonitor:
                 self._fd = None
         if self._heartbeat is not None:
             self._heartbeat.start()
+        self.check()  # `gnomon daemon status` has an answer from the start
         self._thread.start()
 
     def stop(self) -> None:

@@ -52,7 +52,7 @@ class _GnomonTrigger(BaseTrigger):
         self.shift = shift
         self.not_before = not_before
         self._last: tuple[datetime, datetime | None] | None = None  # (previous, next)
-        self._seen: tuple[datetime, float] | None = None  # (now, monotonic) at the last call
+        self._offset = _wall_offset()  # wall minus monotonic time at the last call
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -65,7 +65,7 @@ class _GnomonTrigger(BaseTrigger):
         # The first fire is the first one after the catch-up horizon (`not_before`), not after
         # `now`: a fire falling between catch-up and the timer's start is not lost.
         after = previous_fire_time - self.shift if previous_fire_time else self.not_before
-        if self._stepped_forward(now):
+        if self._stepped_forward():
             # The wall clock jumped (an NTP step, a resumed VM): APScheduler would list every
             # fire time in the jump, one by one. The daemon's loop decides those by the
             # catch-up policy (it sees the jump too); the timer goes on from now.
@@ -76,12 +76,16 @@ class _GnomonTrigger(BaseTrigger):
             self._last = (previous_fire_time, following)
         return following
 
-    def _stepped_forward(self, now: datetime) -> bool:
-        seen, self._seen = self._seen, (now, time.monotonic())
-        if seen is None:
-            return False
-        wall = (now - seen[0]).total_seconds()
-        return wall - (self._seen[1] - seen[1]) > DOWNTIME_GAP
+    def _stepped_forward(self) -> bool:
+        """Whether the wall clock moved ahead of the monotonic one by more than
+        DOWNTIME_GAP since the last call: both are read at one instant, so a thread that
+        ran late (a busy machine) never looks like a step."""
+        previous, self._offset = self._offset, _wall_offset()
+        return self._offset - previous > DOWNTIME_GAP
+
+
+def _wall_offset() -> float:
+    return time.time() - time.monotonic()
 
 
 class _HandOffExecutor(BaseExecutor):
