@@ -373,10 +373,12 @@ class Daemon:
         from gnomon.store._db import bound_write_waits
 
         notifier = Notifier()
-        self._start_health(notifier)
         notifier.ready(
             f"{len(self.config.deployments)} deployments, {self.config.daemon.workers} workers"
         )
+        # After READY=1: the monitor's first check, at its start, already sends a status
+        # and feeds the watchdog, and READY=1 is the first thing systemd hears.
+        self._start_health(notifier)
         # The loop's store waits are bounded, so it keeps ticking (and hears SIGTERM) while
         # another program holds the database.
         bound_write_waits(threading.get_ident())
