@@ -24,7 +24,7 @@ CRASHER = textwrap.dedent(
     import os, signal, sys
 
     point = os.environ.get("GNOMON_CRASH_AT")
-    in_worker = "gnomon.daemon._worker" in sys.orig_argv
+    in_worker = "gnomon.daemon._template" in sys.orig_argv  # the template and its workers
     if point and not in_worker:
         def die():
             os.kill(os.getpid(), signal.SIGKILL)

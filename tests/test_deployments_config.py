@@ -266,6 +266,68 @@ def test_a_flow_that_does_not_import_is_a_problem_at_load_naming_the_import_erro
     assert problems == [f'{D}flow "{flow}": {flow_problem(project)[flow]}']
 
 
+@pytest.mark.parametrize(
+    ("top_level", "reported"),
+    [
+        ("import os\nos._exit(3)\n", "it ended the flow check process (exit code 3)"),
+        (
+            "import ctypes\nctypes.string_at(0)\n",
+            "it ended the flow check process (killed by signal SIGSEGV)",
+        ),
+    ],
+)
+def test_a_flow_module_that_ends_the_check_process_is_reported_and_the_others_still_checked(
+    project: Path, top_level: str, reported: str
+) -> None:
+    write(project / "flows" / "fatal.py", top_level)
+    text = (
+        one_deployment('interval = "1m"', flow="flows/fatal.py:f", name="fatal")
+        + "\n"
+        + one_deployment('interval = "1m"\nparameters = { m = 1 }', name="after")
+    )
+
+    problems = load(project, text)
+
+    fatal = project / "flows" / "fatal.py"
+    assert problems == [
+        f'gnomon.toml: deployment "fatal": flow "flows/fatal.py:f": cannot import {fatal}: '
+        + reported,
+        "gnomon.toml: deployment \"after\": parameters.m 1: flow 'sync' has no parameter 'm' "
+        "(it takes: n, label)",
+    ]
+
+
+def test_a_flow_module_that_does_not_answer_in_time_is_reported_naming_the_timeout(
+    project: Path,
+) -> None:
+    write(project / "flows" / "slow.py", "import time\ntime.sleep(60)\n")
+    text = '[daemon]\nflow_check_timeout = "1s"\n\n' + one_deployment(
+        'interval = "1m"', flow="flows/slow.py:f"
+    )
+
+    problems = load(project, text)
+
+    assert problems == [
+        f'{D}flow "flows/slow.py:f": cannot import {project / "flows" / "slow.py"}: '
+        "no answer within 1 s (see flow_check_timeout)"
+    ]
+
+
+def test_the_check_reports_each_flow_s_parameter_schema_and_whether_every_flow_passed(
+    project: Path,
+) -> None:
+    good = load_config(write(project / "gnomon.toml", one_deployment('interval = "1m"')))
+    bad = load_config(
+        write(project / "gnomon.toml", one_deployment('interval = "1m"', flow="flows/broken.py:f"))
+    )
+
+    [(entrypoint, schema)] = good.schemas.items()
+    assert entrypoint == f"{project / 'flows' / 'etl.py'}:sync"
+    assert schema["title"] == "sync"
+    assert schema["properties"]["n"]["type"] == "integer"
+    assert (good.flows_ok, bad.flows_ok, dict(bad.schemas)) == (True, False, {})
+
+
 def test_without_check_flows_nothing_is_imported(project: Path) -> None:
     text = one_deployment('interval = "1m"\nparameters = { zzz = 1 }', flow="flows/broken.py:f")
 
@@ -610,7 +672,9 @@ def test_load_config_or_raise_lists_every_problem_one_per_line(project: Path) ->
     assert lines[1].startswith(D + 'cron "61 * * * *": minute 61')
     assert len(lines) == 2
     assert (
-        load_config_or_raise(write(path, one_deployment('interval = "1m"'))).deployments[0].name
+        load_config_or_raise(write(path, one_deployment('interval = "1m"')))
+        .config.deployments[0]
+        .name
         == "d"
     )
 

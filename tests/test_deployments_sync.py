@@ -301,3 +301,33 @@ def test_a_sync_that_fails_writes_nothing(store, source) -> None:
         sync_deployments(store, [make(source, "b"), unstorable], T1)
 
     assert names(store) == ["a"]  # neither b's insert nor a's removal was committed
+
+
+SCHEMA = {"title": "job", "type": "object", "properties": {"n": {"type": "integer"}}}
+
+
+def test_a_flow_s_parameter_schema_is_stored_and_kept_when_the_load_did_not_check_it(
+    store, source
+) -> None:
+    schemas = {make(source).flow: SCHEMA}
+    first = sync_deployments(store, [make(source)], T0, schemas=schemas)
+    unchecked = sync_deployments(store, [make(source)], T1)  # e.g. a reload whose check failed
+
+    assert first.added == ["job"]
+    assert unchecked.unchanged == ["job"]
+    assert store.read_deployment("job")["parameter_schema"] == SCHEMA
+
+
+def test_a_new_schema_is_no_change_of_the_deployment_and_a_new_flow_drops_the_old_schema(
+    store, source
+) -> None:
+    sync_deployments(store, [make(source)], T0)
+    filled = sync_deployments(store, [make(source)], T1, schemas={make(source).flow: SCHEMA})
+    assert filled.unchanged == ["job"]  # the schema is the flow's, not the file's
+    assert store.read_deployment("job")["parameter_schema"] == SCHEMA
+
+    moved = make(source).model_copy(update={"flow": "other.py:job"})
+    changed = sync_deployments(store, [moved], T2)
+
+    assert changed.changed == ["job"]
+    assert store.read_deployment("job")["parameter_schema"] is None  # not the old flow's

@@ -6,6 +6,7 @@ signals, a real SQLite store; each test ends with the invariants users rely on."
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -299,9 +300,14 @@ def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
     if not cgroups_work():
         pytest.skip("only the workers' cgroups outlive a killed daemon to say what is left")
     daemon, run_id, pids = operator.spawn()
+    # A worker that outlives its daemon for a moment ends its run's processes itself (end of
+    # file on its stdin); stopped, it cannot, as when it is killed together with the daemon.
+    worker = store.read_flow_run(run_id)["worker_pid"]  # type: ignore[index]
+    os.kill(worker, signal.SIGSTOP)
 
-    daemon.kill()  # its worker dies with it (parent-death signal); the run's processes not
+    daemon.kill()
     daemon.wait(timeout=30)
+    os.kill(worker, signal.SIGKILL)
     assert any(map(running, pids))
     restarted = operator.start()
 

@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,33 +133,24 @@ def test_the_cli_refuses_to_create_a_fresh_store_under_a_running_daemon(
     assert not database.exists()
 
 
-def test_a_worker_never_creates_a_missing_database_and_says_so(tmp_path: Path) -> None:
+def test_a_worker_never_creates_a_missing_database_and_says_so(tmp_path: Path, store) -> None:
+    from gnomon.daemon._pool import WorkerPool, WorkerPoolError
+
     database = tmp_path / "gone" / "gnomon.db"
-    read, write = os.pipe()
-    try:
-        worker = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gnomon.daemon._worker",
-                "--channel",
-                str(write),
-                "--parent",
-                str(os.getpid()),
-            ],
-            pass_fds=(write,),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "GNOMON_DATABASE_URL": f"sqlite:///{database}"},
-            check=False,
-        )
-    finally:
-        os.close(read)
-        os.close(write)
-    assert worker.returncode == EXIT_STORE_GONE, worker.stderr
-    assert f"the database {database} does not exist" in worker.stdout + worker.stderr
+    lines: list[str] = []
+    pool = WorkerPool(
+        1,
+        [],
+        on_finished=lambda _outcome: None,
+        log_sink=lambda line, _pid: lines.append(line),
+        env={"GNOMON_DATABASE_URL": f"sqlite:///{database}"},  # the workers' database only
+    )
+
+    with pytest.raises(WorkerPoolError) as failed:
+        pool.start(timeout=60)
+
+    assert f"exited with code {EXIT_STORE_GONE}: its database file is missing" in str(failed.value)
+    assert any(f"the database {database} does not exist" in line for line in lines), lines
     assert not database.parent.exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -163,12 +164,15 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def test_workers_import_the_flows_at_start_and_run_them_without_importing_again(
+def test_workers_are_forked_warm_from_a_template_that_imported_the_flows_once(
     harness: Harness,
 ) -> None:
     pool = harness.pool(size=2)
     workers = pool.pids()
-    assert sorted(harness.import_pids()) == workers  # warm before any run was submitted
+    template = pool.template_pid()
+    # Imported once, by the template, before any run was submitted; the workers have it.
+    assert harness.import_pids() == [template]
+    assert template not in workers
     assert (pool.idle_count(), pool.busy_count(), pool.size) == (2, 0, 2)
 
     outcome = harness.run(pool, "hello")
@@ -180,7 +184,7 @@ def test_workers_import_the_flows_at_start_and_run_them_without_importing_again(
     assert outcome.ended_at >= outcome.started_at
     row = harness.store.read_flow_run(outcome.flow_run_id)  # committed before "done"
     assert (row["state_name"], row["worker_pid"]) == ("Completed", outcome.worker_pid)
-    assert sorted(harness.import_pids()) == workers  # the run reused the preloaded module
+    assert harness.import_pids() == [template]  # the run used the module the template loaded
 
 
 def test_a_warm_worker_has_frozen_its_imports_out_of_the_garbage_collectors_sight(
@@ -368,7 +372,7 @@ def test_a_worker_is_replaced_after_max_runs_per_worker(harness: Harness) -> Non
     pids = [harness.run(pool, "hello").worker_pid for _ in range(3)]
 
     assert pids[0] == pids[1] != pids[2]
-    assert harness.import_pids() == [pids[0], pids[2]]  # the new worker was warm too
+    assert harness.import_pids() == [pool.template_pid()]  # the new worker was forked warm
     until(lambda: not alive(pids[0]), "the retired worker to exit")
 
 
@@ -432,6 +436,129 @@ def test_a_flow_module_that_fails_to_import_does_not_stop_the_worker(
     assert "no such dependency" in harness.store.read_flow_run(bad)["state_message"]
     assert good.state_name == "Completed"
     assert good.worker_pid == failed.worker_pid
+
+
+def test_recycle_replaces_the_workers_once_a_new_template_has_imported_the_flows(
+    harness: Harness,
+) -> None:
+    pool = harness.pool()
+    before = harness.run(pool, "hello", name="before")
+    old_template = pool.template_pid()
+    harness.flows.write_text(FLOWS.replace("printed by", "reprinted by"))
+
+    pool.recycle([f"{harness.flows}:hello"])
+    until(lambda: pool.template_pid() != old_template, "the new template")
+    after = harness.run(pool, "hello", name="after")
+
+    harness.sink.wait_for("reprinted by after")
+    assert after.worker_pid != before.worker_pid
+    assert harness.import_pids() == [old_template, pool.template_pid()]
+    until(lambda: not alive(old_template), "the old template to exit with its last worker")
+
+
+def test_a_recycle_whose_template_cannot_import_a_flow_keeps_the_workers_and_their_code(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = harness.pool()
+    worker = harness.run(pool, "hello").worker_pid
+    broken = tmp_path / "broken_flows.py"
+    broken.write_text("raise ImportError('no such dependency')\n")
+
+    with caplog.at_level(logging.ERROR, logger="gnomon.daemon.pool"):
+        pool.recycle([f"{broken}:nightly", f"{harness.flows}:hello"])
+        until(lambda: "the reloaded flow code is not used" in caplog.text, "the failed reload")
+    again = harness.run(pool, "hello")
+
+    assert "no such dependency" in caplog.text
+    assert again.worker_pid == worker
+    assert pool.pids() == [worker]
+
+
+def test_a_killed_template_is_replaced_and_its_workers_with_it(harness: Harness) -> None:
+    pool = harness.pool()
+    run_id = harness.schedule("waits")
+    assert pool.submit(run_id)
+    harness.sink.wait_for("waiting")
+    template = pool.template_pid()
+    assert template is not None
+
+    os.kill(template, signal.SIGKILL)
+
+    lost = harness.outcome(run_id)  # its worker ended with it
+    assert lost.state_name == "Crashed"
+    assert lost.message == (
+        f"worker process {lost.worker_pid} ended; how is unknown (its worker template is gone)"
+    )
+    until(lambda: pool.template_pid() not in (None, template), "a new template")
+    assert harness.run(pool, "hello").state_name == "Completed"
+
+
+STARTS_AT_IMPORT = textwrap.dedent(
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gnomon import flow
+
+    # Started by the template as it imports this module: in the template's process group.
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(os.environ["POOL_HELPER"], "w") as out:
+        out.write(str(helper.pid))
+
+    @flow
+    def sleeps() -> None:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(os.environ["POOL_HELPER"] + ".child", "w") as out:
+            out.write(str(child.pid))
+        time.sleep(600)
+    """
+)
+
+
+@pytest.mark.parametrize("mechanism", ["subreaper", "none"])
+def test_ending_a_workers_tree_never_reaches_its_template_or_what_the_template_started(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mechanism: str
+) -> None:
+    from gnomon.deployments import ContainmentMode
+
+    flows = tmp_path / "starts_at_import.py"
+    flows.write_text(STARTS_AT_IMPORT)
+    helper_file = tmp_path / "helper"
+    monkeypatch.setenv("POOL_HELPER", str(helper_file))  # the workers' environment
+    pool = harness.pool(preload=[f"{flows}:sleeps"], containment=ContainmentMode(mechanism))
+    helper = int(helper_file.read_text())
+    template = pool.template_pid()
+    assert template is not None
+    try:
+        (worker,) = pool.pids()
+        # Its own group from the moment the pool knew it: the tree the pool signals.
+        assert os.getpgid(worker) == worker != os.getpgid(template)
+        run_id = harness.schedule("sleeps", flows=flows)
+        assert pool.submit(run_id, timeout=1)
+        child = int(until(lambda: _read(Path(f"{helper_file}.child")), "the run's child"))
+
+        assert harness.outcome(run_id).state_name == "TimedOut"
+
+        until(lambda: not _running(child), "the run's child to end with its worker")
+        assert _running(template)
+        assert _running(helper)
+        assert pool.template_pid() == template
+    finally:
+        os.kill(helper, signal.SIGKILL)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def test_start_fails_at_once_when_workers_cannot_start(harness: Harness) -> None:

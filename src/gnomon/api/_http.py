@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from gnomon._version import __version__
 from gnomon.api._auth import TokenAuth
 from gnomon.api._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
-from gnomon.api._operations import Conflict, UnknownName
+from gnomon.api._operations import Conflict, InvalidParameters, UnknownName
 from gnomon.api._params import ApiError, NamePath, RunPath
 from gnomon.api._routes import router
 from gnomon.api._schemas import ErrorBody, Health
@@ -197,6 +197,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_request: Request, error: Conflict) -> JSONResponse:
         return _error(409, str(error))
+
+    @app.exception_handler(InvalidParameters)
+    async def invalid_parameters(_request: Request, error: InvalidParameters) -> JSONResponse:
+        problems = [{"field": p.field, "message": str(p)} for p in error.problems]
+        first = error.problems[0]
+        return _error(422, str(first), field=first.field, problems=problems)
 
     @app.exception_handler(RequestValidationError)
     async def validation(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -28,6 +28,7 @@ from gnomon.states import FINAL_TYPES
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gnomon.deployments import ConfigProblem
     from gnomon.store import Store
     from gnomon.store._values import Actor
 
@@ -96,6 +97,14 @@ class ReloadOutcome:
         return list(self.detail.get("problems") or [])
 
 
+class InvalidParameters(InvalidInput):
+    """A run request's parameters do not fit the deployment's flow; nothing was queued."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
 def check_name(kind: str, value: str) -> str:
     """``value`` if it can be a deployment, tag or token name, else InvalidName."""
     if (
@@ -160,6 +169,26 @@ class PauseResult:
 
 def no_daemon(_kind: str) -> None:
     """A nudge that does nothing: the daemon finds the change at its next poll."""
+
+
+def check_flow_parameters(deployment: Row, requested: dict[str, Any]) -> None:
+    """InvalidParameters unless ``requested``, over the deployment's own parameters, fits
+    its flow's stored parameter schema: every name one the flow takes, every value of its
+    JSON type. A deployment stored before its flow was checked has no schema, and its
+    requests are left to the run's own validation. The one check of a run request's
+    parameters: the CLI, the API (and the dashboard's forms) all go through it."""
+    schema = deployment.get("parameter_schema")
+    if not requested or not schema:
+        return
+    from gnomon.deployments import ConfigProblem
+    from gnomon.deployments._parameters import request_problems
+
+    found = request_problems(schema, requested, deployment["parameters"] or {})
+    if found:
+        name = deployment["name"]
+        raise InvalidParameters(
+            [ConfigProblem(None, name, field, value, message) for field, value, message in found]
+        )
 
 
 class Operations:
@@ -252,7 +281,11 @@ class Operations:
         if any(not problem.confined for problem in result.problems):
             return ReloadOutcome("refused", {"status": "refused", "problems": problems})
         synced = sync_deployments(
-            self.store, result.config.deployments, datetime.now(UTC), keep=result.failed
+            self.store,
+            result.config.deployments,
+            datetime.now(UTC),
+            keep=result.failed,
+            schemas=result.schemas,
         )
         status = "partial" if problems else "applied"
         detail = {
@@ -286,9 +319,11 @@ class Operations:
         self, name: str, parameters: dict[str, Any] | None = None, force: bool = False
     ) -> Row:
         """Request a run of deployment ``name`` now, with its parameters updated by
-        ``parameters``. The daemon applies the overlap policy unless ``force``."""
+        ``parameters``. The daemon applies the overlap policy unless ``force``.
+        InvalidParameters if they do not fit the flow (see ``check_flow_parameters``)."""
         deployment = self.deployment(name)
-        check_parameters(parameters or {})  # before anything is written
+        check_parameters(parameters or {})  # the input rules, before anything is written
+        check_flow_parameters(deployment, parameters or {})  # then the flow's schema
         merged = {**(deployment["parameters"] or {}), **(parameters or {})}
         row = self._requested_run(deployment, merged, "manual", force=force)
         self.store.create_requested_run(row, self.actor, "run")

@@ -413,11 +413,20 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gnomon.api._operations import Conflict, ReloadNotAnswered, UnknownName
+        from gnomon.api._operations import (
+            Conflict,
+            InvalidParameters,
+            ReloadNotAnswered,
+            UnknownName,
+        )
         from gnomon.exceptions import InvalidInput
 
         try:
             return fn(*args, **kwargs)
+        except InvalidParameters as error:  # before InvalidInput: it lists its problems
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            raise BadInput(f"{len(error.problems)} problem(s) in the parameters; no run") from None
         except (InvalidInput, UnknownName) as error:
             raise BadInput(str(error)) from None
         except (Conflict, ReloadNotAnswered) as error:

@@ -285,7 +285,8 @@ def deployments_validate(config_file: Path | None, config: Path | None, no_impor
     """Check a config without a daemon: every problem listed, exit 0 or 2.
 
     Flows are imported (an unimportable flow, or parameters its signature does not take,
-    are problems), as the daemon would at start.
+    are problems), as the daemon would at start: in a separate process, each module within
+    [daemon] flow_check_timeout, so a module that loops or crashes at import is reported.
 
     \b
     Example:

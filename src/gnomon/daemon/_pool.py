@@ -1,11 +1,15 @@
 """The warm worker pool: flow runs execute in worker processes the daemon supervises.
 
-Each worker (``_worker.py``) is a separate process, started with gnomon and the deployments'
-flows already imported, and runs one flow run at a time, so a crashing or leaking flow never
-harms the daemon or other runs. One supervisor thread owns the processes: it starts them,
-reads their results, enforces timeouts and kill graces, and notices deaths through a pidfd
-per worker; a thread per worker relays its output to ``log_sink``. The daemon's loop thread
-calls ``submit``, ``cancel`` and ``stop``; one lock guards the state they share.
+Each worker (``_worker.py``) is a separate process, forked from a worker template
+(``_template.py``) that imported gnomon and the deployments' flows once, and runs one flow
+run at a time, so a crashing or leaking flow never harms the daemon or other runs. Every
+worker, also one started after a crash or to replace a recycled one, runs the code its
+template loaded; ``recycle`` warms a new template and replaces the workers only once it has
+imported every flow (``_template_process.Templates``). One supervisor thread owns the
+processes: it starts them, reads their results, enforces timeouts and kill graces, and
+notices deaths through a pidfd per worker; a thread per worker relays its output to
+``log_sink``. The daemon's loop thread calls ``submit``, ``cancel`` and ``stop``; one lock
+guards the state they share.
 
 The pool holds up to one run per worker ahead of the workers (``AHEAD_PER_WORKER``): the
 supervisor thread hands the next one over the moment a worker reports its run done, so that a
@@ -31,7 +35,7 @@ import selectors
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gnomon.daemon._containment import Containment
 from gnomon.daemon._limits import (
@@ -41,6 +45,7 @@ from gnomon.daemon._limits import (
     due_memory_checks,
 )
 from gnomon.daemon._relay import start_relay
+from gnomon.daemon._template_process import TemplateProcess, Templates
 from gnomon.daemon._worker_process import (
     Assignment,
     Ending,
@@ -68,6 +73,14 @@ SHUTDOWN_REASON = "daemon shut down before the run finished"
 
 class WorkerPoolError(GnomonError, RuntimeError):
     """The pool could not start its workers."""
+
+
+class _Process(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+
+_P = TypeVar("_P", bound=_Process)
 
 
 class WorkerPool:
@@ -151,6 +164,7 @@ class WorkerPool:
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._templates = Templates(self.preload, self._start_template, self._selector)
         self._launched = time.monotonic()
         self._accepting = self._starting = True
         self._supervisor = threading.Thread(target=self._supervise, name="gnomon-pool")
@@ -253,17 +267,16 @@ class WorkerPool:
         self._stopped = True
 
     def recycle(self, preload: list[str]) -> None:
-        """Replace every worker with one that imports ``preload`` afresh (after a reload).
+        """Replace every worker with one that has ``preload`` imported afresh (after a
+        reload whose flow check passed).
 
-        Idle workers go now; busy ones after their current run, which is never interrupted.
+        A new template imports them first; once it has, idle workers go at once and busy
+        ones after their current run, which is never interrupted. If it fails (a flow that
+        no longer imports, a crash, no answer within ``WARM_TIMEOUT``) the workers keep
+        the code loaded before.
         """
         with self._lock:
-            self.preload = list(preload)
-            for worker in list(self._workers.values()):
-                if worker.run is None:
-                    worker.retire(time.monotonic(), self.kill_grace)
-                else:
-                    self._stale.add(worker.pid)
+            self._templates.request(preload)
         self._wake()
 
     def idle_count(self) -> int:
@@ -290,6 +303,12 @@ class WorkerPool:
         """The process ids of the worker processes alive now."""
         with self._lock:
             return sorted(self._workers)
+
+    def template_pid(self) -> int | None:
+        """The process id of the worker template new workers are forked from, if any."""
+        with self._lock:
+            current = self._templates.current
+            return current.pid if current is not None else None
 
     # Under the lock.
 
@@ -334,6 +353,9 @@ class WorkerPool:
 
     def _next_wait(self, now: float) -> float | None:
         deadlines = [self._spawn_after] if self._needs_workers() else []
+        warming = self._templates.next_deadline()
+        if warming is not None:
+            deadlines.append(warming)
         for worker in self._workers.values():
             deadlines.extend(worker.deadlines())
         return max(0.0, min(deadlines) - now) if deadlines else None
@@ -346,36 +368,63 @@ class WorkerPool:
                 worker.terminate(now, self.kill_grace)
             worker.enforce(now, self.kill_grace)
 
-    def _spawn_missing(self) -> None:
+    def _missing_workers(self, now: float) -> tuple[TemplateProcess | None, int]:
+        """The template to fork from and how many workers the pool lacks now."""
+        template = self._templates.ready()
+        if template is None or not self._needs_workers() or now < self._spawn_after:
+            return None, 0
+        return template, self.size - sum(not worker.retiring for worker in self._workers.values())
+
+    def _spawn(self, template: TemplateProcess, count: int) -> None:
+        """Fork ``count`` workers from ``template``. Without the lock: a fork waits for the
+        template's answer, which must not hold up ``submit`` and ``cancel`` (a template
+        stopped with SIGSTOP would hold them for ``ANSWER_TIMEOUT``)."""
         self._relays = [relay for relay in self._relays if relay.is_alive()]
-        while self._needs_workers():
-            output_r, output_w = os.pipe() if self._log_sink is not None else (-1, 2)
+        for _ in range(count):
             try:
-                worker = WorkerProcess.start(self.preload, self._env, output_w)
+                worker = self._started(lambda output: WorkerProcess.start(template, output))
             except OSError as error:
-                if output_r >= 0:
-                    os.close(output_r)
-                self._note_early_death(f"could not start a worker process: {error}")
+                with self._lock:
+                    self._note_early_death(f"could not start a worker process: {error}")
                 return
-            finally:
-                if output_r >= 0:
-                    os.close(output_w)
+            # Contained before it is known to the pool, so before it can get a run.
             worker.tree = self.containment.for_worker(worker.pid)
-            if self._log_sink is not None:
-                self._relays.append(start_relay(output_r, worker.pid, self._log_sink, self._store))
-            self._workers[worker.pid] = worker
-            self._selector.register(worker.channel, selectors.EVENT_READ, (worker, False))
-            if worker.exit_fd is not None:
-                self._selector.register(worker.exit_fd, selectors.EVENT_READ, (worker, True))
+            with self._lock:
+                self._workers[worker.pid] = worker
+                self._selector.register(worker.channel, selectors.EVENT_READ, (worker, False))
+                if worker.exit_fd is not None:
+                    self._selector.register(worker.exit_fd, selectors.EVENT_READ, (worker, True))
+                if not self._accepting:  # stopped meanwhile: it will get no run
+                    worker.retire(time.monotonic(), self.kill_grace)
+
+    def _started(self, start: Callable[[int], _P]) -> _P:
+        """``start(fd)`` a process whose stdout and stderr go to ``fd``, relayed to the log
+        sink (without one, the daemon's stderr)."""
+        if self._log_sink is None:
+            return start(2)
+        output_r, output_w = os.pipe()
+        try:
+            process = start(output_w)
+        except BaseException:
+            os.close(output_r)
+            raise
+        finally:
+            os.close(output_w)
+        self._relays.append(start_relay(output_r, process.pid, self._log_sink, self._store))
+        return process
+
+    def _start_template(self, preload: list[str]) -> TemplateProcess:
+        return self._started(lambda output: TemplateProcess.start(preload, self._env, output))
 
     def _note_early_death(self, description: str) -> None:
-        """A worker died before it was ready: fail ``start``, or retry later, backing off."""
+        """A worker or the template failed before it was ready: fail ``start``, or retry
+        later, backing off."""
         if self._starting:
             self._start_error = f"a worker failed to start: {description}"
         self._early_deaths += 1
         delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (self._early_deaths - 1))
         self._spawn_after = time.monotonic() + delay
-        log.error("%s before it was ready; next start in %.1f s", description, delay)
+        log.error("%s; next start in %.1f s", description, delay)
         self._changed.notify_all()
 
     # The supervisor thread.
@@ -383,17 +432,25 @@ class WorkerPool:
     def _supervise(self) -> None:
         """Start, watch and reap the workers until the pool is stopped and they are gone.
 
-        Workers are started from this thread only: their PR_SET_PDEATHSIG fires when the
-        thread that started them exits, and this one outlives them all.
+        Templates are started from this thread only: their PR_SET_PDEATHSIG fires when the
+        thread that started them exits, and this one outlives them all (and each worker's
+        fires when its template exits).
         """
         while True:
             with self._lock:
                 if self._closing and not self._workers:
+                    self._templates.close_all()
                     return
                 now = time.monotonic()
-                if self._needs_workers() and now >= self._spawn_after:
-                    self._spawn_missing()
+                failed = self._templates.tend(now, self._accepting and now >= self._spawn_after)
+                if failed is not None:
+                    self._note_early_death(failed)
+                template, missing = self._missing_workers(now)
                 wait = self._next_wait(now)
+            if template is not None:
+                self._spawn(template, missing)
+                with self._lock:
+                    wait = self._next_wait(time.monotonic())
             try:
                 self._handle(self._selector.select(wait))
                 self._check_memory(time.monotonic())
@@ -435,6 +492,9 @@ class WorkerPool:
             if key.data is None:
                 _drain(self._wake_r)
                 continue
+            if isinstance(key.data, TemplateProcess):
+                self._template_news(key.data)
+                continue
             worker, is_exit = key.data
             if is_exit or self._take_messages(worker, finished):
                 exited.append(worker)
@@ -445,6 +505,22 @@ class WorkerPool:
                 self._on_finished(ended)
             except Exception:
                 log.exception("on_finished failed for run %s", ended.flow_run_id)
+
+    def _template_news(self, template: TemplateProcess) -> None:
+        """Read a template's messages: a warm candidate replaces the workers; the current
+        template's death (its workers end with it) is a failed start, retried."""
+        with self._lock:
+            replaced, died = self._templates.on_readable(template)
+            if died is not None:
+                self._note_early_death(died)
+            if replaced:
+                self.preload = self._templates.preload
+                now = time.monotonic()
+                for worker in self._workers.values():
+                    if worker.run is None:
+                        worker.retire(now, self.kill_grace)
+                    else:
+                        self._stale.add(worker.pid)
 
     def _take_messages(self, worker: WorkerProcess, finished: list[RunOutcome]) -> bool:
         """Handle a worker's new messages; True if its result pipe is at end of file and it
@@ -504,19 +580,20 @@ class WorkerPool:
         left unfinished, if any."""
         finished: list[RunOutcome] = []
         self._take_messages(worker, finished)
-        worker.end_tree()
-        returncode = worker.process.wait()  # at once: it has exited
+        worker.end_tree()  # before the template reaps it (see WorkerProcess.end_tree)
+        returncode = worker.wait()
         with self._lock:
             for fd in (worker.channel, worker.exit_fd):
                 if fd is not None and fd in self._selector.get_map():
                     self._selector.unregister(fd)
             worker.close()
             del self._workers[worker.pid]
+            self._templates.worker_gone(worker.template)
             run, worker.run = worker.run, None
             if run is not None:
                 del self._runs[run.flow_run_id]
             if not worker.ready and not worker.retiring:
-                self._note_early_death(exit_description(worker.pid, returncode))
+                self._note_early_death(f"{exit_description(worker.pid, returncode)} before ready")
             elif run is None and not worker.retiring:
                 log.warning("idle %s", exit_description(worker.pid, returncode))
             self._changed.notify_all()

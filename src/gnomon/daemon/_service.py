@@ -24,10 +24,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gnomon.daemon._cadence import ClockGap, ClockWatch, PollTimer, StoreOutage
 from gnomon.daemon._scheduler import Scheduler
@@ -158,7 +158,8 @@ class Daemon:
         # The loop and the pool's thread hand each run on within a millisecond; the default
         # 5 ms GIL switch interval let the log-rendering threads hold them up for longer.
         sys.setswitchinterval(SWITCH_INTERVAL)
-        self.config = load_config_or_raise(self.config_path)
+        loaded = load_config_or_raise(self.config_path)
+        self.config = loaded.config
         # Before the store and the log file open, for them and the workers (gnomon._space).
         os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
         settings = get_settings()
@@ -178,7 +179,7 @@ class Daemon:
         self.loader = ConfigLoader(self.config_path, self.wakeup.wake)
         self.pool = WorkerPool(
             daemon.workers,
-            sorted({deployment.flow for deployment in self.config.deployments}),
+            self._flows(),
             max_runs_per_worker=daemon.max_runs_per_worker,
             max_memory_per_worker=daemon.max_memory_per_worker,
             kill_grace=daemon.kill_grace.total_seconds(),
@@ -186,11 +187,11 @@ class Daemon:
             log_sink=_forward_worker_line,
             containment=daemon.containment,
         )
-        # The workers import their flows while the daemon syncs and recovers.
+        # The worker template imports the flows while the daemon syncs and recovers.
         self.pool.launch()
         try:
             self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
-            self._sync(self.clock.now())
+            self._sync(self.clock.now(), schemas=loaded.schemas)
             self.reporter = RunReporter(
                 self.store, self.config, self.scheduler, self.pool, self.health.status
             )
@@ -263,10 +264,21 @@ class Daemon:
     def _busy(self) -> bool:
         return self.pool.busy_count() > 0 or self.scheduler.waiting_count() > 0
 
-    def _sync(self, now: datetime, keep: Collection[str] = ()) -> None:
+    def _flows(self) -> list[str]:
+        """The entrypoints of the deployments' flows, which the worker template imports."""
+        return sorted({deployment.flow for deployment in self.config.deployments})
+
+    def _sync(
+        self,
+        now: datetime,
+        keep: Collection[str] = (),
+        schemas: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
         from gnomon.deployments import sync_deployments
 
-        result = sync_deployments(self.store, self.config.deployments, now, keep=keep)
+        result = sync_deployments(
+            self.store, self.config.deployments, now, keep=keep, schemas=schemas
+        )
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(self.config.deployments, rows)
         log.info(
@@ -361,10 +373,12 @@ class Daemon:
         from gnomon.store._db import bound_write_waits
 
         notifier = Notifier()
-        self._start_health(notifier)
         notifier.ready(
             f"{len(self.config.deployments)} deployments, {self.config.daemon.workers} workers"
         )
+        # After READY=1: the monitor's first check, at its start, already sends a status
+        # and feeds the watchdog, and READY=1 is the first thing systemd hears.
+        self._start_health(notifier)
         # The loop's store waits are bounded, so it keeps ticking (and hears SIGTERM) while
         # another program holds the database.
         bound_write_waits(threading.get_ident())
@@ -543,15 +557,16 @@ class Daemon:
             log.error("config problem on reload: %s", problem, extra={"problem": problem})
         if plan.status is not ReloadStatus.REFUSED:
             self.config = result.config.model_copy(update={"deployments": plan.deployments})
-            self._sync(now, keep=plan.kept)
+            # Schemas describe the code that runs: they change only when the code does.
+            schemas = result.schemas if result.flows_ok else None
+            self._sync(now, keep=plan.kept, schemas=schemas)
             current = self.scheduler.slots()
             for name in set(previous) - set(current):
                 self.timer.remove(name)
             for name, slot in current.items():
                 last = slot.last_fire or now
                 self.timer.schedule(name, slot.trigger, slot.offset, max(now, last))
-            # New workers import the flows afresh, so edited flow code takes effect.
-            self.pool.recycle(sorted({d.flow for d in self.config.deployments}))
+            self._reload_flow_code(result.flows_ok)
             self.reporter.configure(self.config)
         level = logging.INFO if plan.status is ReloadStatus.APPLIED else logging.ERROR
         log.log(
@@ -566,6 +581,18 @@ class Daemon:
         target = str(self.config.path) if self.config.path else None
         self.store.finish_reload(loaded.requests, actor, plan.status.value, plan.detail(), target)
         self._requested_reloads.difference_update(loaded.requests)
+
+    def _reload_flow_code(self, flows_ok: bool) -> None:
+        """Load the flow code afresh only if every deployment's flow passed its check."""
+        if flows_ok:
+            # A new worker template imports the flows afresh; the workers are replaced once
+            # it has, so edited flow code takes effect.
+            self.pool.recycle(self._flows())
+        else:
+            log.warning(
+                "flow code not reloaded: the flow check did not pass; runs keep the code "
+                "loaded before, also in workers started later"
+            )
 
     def abandon(self) -> None:
         """Undo a start that failed before the pool started: let the store's lock go."""

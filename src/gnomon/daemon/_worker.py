@@ -1,14 +1,15 @@
 """A warm worker process of the daemon's pool, and the protocol the pool speaks with it.
 
-The pool starts ``python -m gnomon.daemon._worker --channel FD --parent PID ENTRYPOINT...``.
-The worker imports gnomon and the given flow entrypoints (one that fails to import is logged
-as a warning; the worker still starts), then serves one flow run at a time:
+Workers are forked from the pool's template process (``_template.py``), which imported
+gnomon and the deployments' flows once (``warm_up``; a flow that fails to import is logged
+as a warning). A forked worker (``serve``) connects to the store, reports ready, then serves
+one flow run at a time:
 
 - stdin, daemon to worker: one JSON line per run, ``{"run": "<flow_run_id>"}``, with the
   run's log cap if it has one (``"log_lines": n, "log_bytes": n``). End of file means
   "exit": when idle the worker exits 0; in the middle of a run it means the daemon died,
   and the worker abandons the run at once (see ``_Inbox``).
-- the channel (an extra pipe, fd ``FD``), worker to daemon: ``{"ready": pid}`` once warm, then
+- the channel (an extra pipe), worker to daemon: ``{"ready": pid}`` once warm, then
   ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...,
   "start_time": iso, "end_time": iso, "flow_name": ..., "name": ..., "run_count": n}`` per
   run, sent once the final state is committed (so the daemon reports the run without reading
@@ -20,8 +21,8 @@ as a warning; the worker still starts), then serves one flow run at a time:
   mark where each run's output begins and ends, so the pool attributes output exactly;
   a run's start marker carries its log cap, for the pool's relay to apply to its prints.
 
-The worker is a child subreaper, and kills what a run left running as the run ends (see
-``_proctree``): nothing a run started outlives it.
+Each forked worker is a child subreaper, and kills what a run left running as the run ends
+(see ``_proctree``): nothing a run started outlives it.
 
 The results travel on their own pipe rather than on stdout because flows print to stdout, and
 so may C extensions and child processes, from the first instruction on: no redirection done
@@ -30,19 +31,18 @@ after start-up could make stdout safe for the protocol.
 
 from __future__ import annotations
 
-import argparse
-import ctypes
+import importlib
 import io
 import json
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 from datetime import datetime
 from typing import Any
 
+from gnomon._lifeline import EXIT_ORPHANED
 from gnomon.exceptions import StoreFileGone
 
 RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
@@ -53,8 +53,6 @@ RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
 # them either from a worker started without it while the daemon logs at INFO.
 SUMMARISED_EVENTS = frozenset({"begin", "end"})
 QUIET_RUN_EVENTS_ENV = "GNOMON_WORKER_QUIET_RUN_EVENTS"
-EXIT_ORPHANED = 70  # the daemon died (EX_SOFTWARE): the worker left its run behind
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 log = logging.getLogger("gnomon.worker")
 
@@ -73,22 +71,39 @@ def parse_object(line: bytes | str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Warm up, report ready, then run the flow runs the daemon sends until stdin closes."""
-    args = _parse_args(argv)
-    _die_with_parent(args.parent)
-    os.set_inheritable(args.channel, False)  # a flow's child processes must not hold it open
+def warm_up(preload: list[str]) -> dict[str, str]:
+    """Import gnomon's run engine and the ``preload`` flows, as every worker forked from
+    this process will have them; the flows that failed to import, with why."""
     _line_buffered_output()
 
     from gnomon.flows._logging import configure_logging
-    from gnomon.store import get_store
 
     configure_logging()
-    _contain_runs()
     if os.environ.get(QUIET_RUN_EVENTS_ENV):
         from gnomon.flows._logging import summarise_run_events
 
         summarise_run_events()
+    # What a run needs (the engine, SQLAlchemy and the schema, its containment and log
+    # cap), but no connection yet.
+    for module in (
+        "gnomon.flows._flow_engine",
+        "gnomon.store._store",
+        "gnomon.daemon._proctree",
+        "gnomon.flows._log_cap",
+    ):
+        importlib.import_module(module)
+    return _preload(preload)
+
+
+def serve(channel: int) -> int:
+    """In a forked worker: connect, report ready, then run the flow runs the daemon sends
+    until stdin closes; returns the worker's exit code."""
+    os.set_inheritable(channel, False)  # a flow's child processes must not hold it open
+    from gnomon.store import get_store
+
+    # Here, not in the template: a subreaper is not inherited across fork, and the
+    # template must not take in its workers' orphans.
+    _contain_runs()
     try:
         # Connect (and check the schema) now, not at the first run. The daemon made the
         # database; one that is missing was deleted under it, and an empty one made here
@@ -96,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         get_store(create=False)
     except StoreFileGone as error:
         return _store_gone(error, None)
-    _preload(args.preload)
     freeze_heap()
     inbox = _Inbox()
     inbox.start()
-    _send(args.channel, {"ready": os.getpid()})
+    _send(channel, {"ready": os.getpid()})
     while (request := inbox.next_run()) is not None:
         flow_run_id = request["run"]
         try:
@@ -110,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException as error:
             # sys.exit() or an interrupt in the flow: the engine recorded the run Crashed; the
             # worker reports it, then exits as asked (the pool replaces it).
-            _send(args.channel, {**_stored_outcome(flow_run_id, error), "exiting": True})
+            _send(channel, {**_stored_outcome(flow_run_id, error), "exiting": True})
             raise
-        _send(args.channel, message)
+        _send(channel, message)
         inbox.run_done()
     return 0
 
@@ -133,43 +147,21 @@ def _store_gone(error: StoreFileGone, flow_run_id: str | None) -> int:
 
 
 def freeze_heap() -> None:
-    """Move everything made so far out of the garbage collector's sight (the daemon and
-    each worker call it once warm).
+    """Move everything made so far out of the garbage collector's sight (the daemon, the
+    worker template before it forks and each worker call it once warm).
 
     gnomon, SQLAlchemy, pydantic, the flows' modules and the daemon's deployments make a
     few hundred thousand long-lived objects; each full collection walks them all (20 ms in
     a warm worker), landing in whichever run happens to allocate at the time. Frozen, they
     are never walked again (they live as long as the process anyway); what runs make
-    afterwards is collected as before.
+    afterwards is collected as before. Frozen in the template, they also stay shared with
+    the forked workers: a collection would write to every object's header, copying the
+    pages.
     """
     import gc
 
     gc.collect()
     gc.freeze()
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gnomon.daemon._worker")
-    parser.add_argument("--channel", type=int, required=True, help="fd to write results to")
-    parser.add_argument("--parent", type=int, required=True, help="the daemon's pid")
-    parser.add_argument("preload", nargs="*", help="flow entrypoints to import at start")
-    return parser.parse_args(argv)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Get SIGTERM when the daemon dies (Linux), and exit now if it is already gone.
-
-    PR_SET_PDEATHSIG fires when the *thread* that started this process exits, not the whole
-    process: the pool therefore starts every worker from its supervisor thread, which lives
-    until the pool has stopped every worker. stdin reaching end of file is the portable
-    signal; SIGTERM's default action is the backstop that works even while a C extension
-    holds the GIL and the stdin thread cannot run.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # the daemon died before prctl took effect
-        os._exit(EXIT_ORPHANED)
 
 
 def _contain_runs() -> None:
@@ -200,21 +192,24 @@ def _line_buffered_output() -> None:
     sys.stdout, sys.stderr = MaskingWriter(sys.stdout), MaskingWriter(sys.stderr)
 
 
-def _preload(entrypoints: list[str]) -> None:
+def _preload(entrypoints: list[str]) -> dict[str, str]:
     from gnomon.flows import load_flow
 
+    failed: dict[str, str] = {}
     for entrypoint in entrypoints:
         try:
             load_flow(entrypoint)
         except (Exception, SystemExit) as error:
+            failed[entrypoint] = f"{type(error).__name__}: {error}"
             log.warning(
-                "could not import flow %s in worker %d; its runs will fail: %s: %s",
+                "could not import flow %s in worker template %d; its runs will fail: %s: %s",
                 entrypoint,
                 os.getpid(),
                 type(error).__name__,
                 error,
                 extra={"entrypoint": entrypoint, "error_type": type(error).__name__},
             )
+    return failed
 
 
 def _send(channel: int, message: dict[str, Any]) -> None:
@@ -394,7 +389,3 @@ class _Inbox:
     def run_done(self) -> None:
         with self._lock:
             self._running = False
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
-"""The daemon's handle on one worker process: starting it, reading its results, and
-signalling it and its process tree. The pool (``_pool.py``) decides when; this module knows
-how. Its output is relayed by ``_relay.py``; its tree is contained by ``_containment.py``.
+"""The daemon's handle on one worker process: starting it (forked by a worker template),
+reading its results, and signalling it and its process tree. The pool (``_pool.py``) decides
+when; this module knows how. Its output is relayed by ``_relay.py``; its tree is contained
+by ``_containment.py``.
 
 The protocol itself is described in ``_worker.py``, the worker's side of it.
 """
@@ -12,12 +13,10 @@ import enum
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gnomon.daemon._storefile import EXIT_STORE_GONE
 from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV, encode, parse_object
@@ -25,6 +24,7 @@ from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV, encode, parse_object
 if TYPE_CHECKING:
     from gnomon.daemon._containment import WorkerTree
     from gnomon.daemon._limits import RunLimits
+    from gnomon.daemon._template_process import TemplateProcess
     from gnomon.states import State
     from gnomon.store import Store
 
@@ -87,7 +87,9 @@ class RunOutcome:
 class WorkerProcess:
     """One worker process and the pool's bookkeeping about it (guarded by the pool's lock)."""
 
-    process: subprocess.Popen[bytes]
+    pid: int
+    template: TemplateProcess  # its parent, which alone can say how it ended
+    stdin: IO[bytes]  # the daemon's end of its stdin; closing it tells the worker to exit
     channel: int  # read end of the result pipe, non-blocking; -1 once closed
     exit_fd: int | None  # a pidfd, readable once the process has exited (Linux)
     buffer: bytes = b""
@@ -95,43 +97,28 @@ class WorkerProcess:
     runs: int = 0
     run: Assignment | None = None
     retiring: bool = False
+    waited: bool = False  # its exit was collected: its pid may be another process's now
     term_at: float | None = None  # send SIGTERM at this monotonic time
     kill_at: float | None = None  # send SIGKILL at this monotonic time
     tree: WorkerTree | None = None  # the worker and what it started (see _containment)
 
     @classmethod
-    def start(cls, preload: list[str], env: dict[str, str], stdout: int) -> WorkerProcess:
-        """Start a worker with its result pipe; its stdout and stderr go to ``stdout``."""
+    def start(cls, template: TemplateProcess, stdout: int) -> WorkerProcess:
+        """Fork a worker from ``template`` with its stdin and result pipes; its stdout and
+        stderr go to ``stdout``."""
+        stdin_r, stdin_w = os.pipe()
         channel_r, channel_w = os.pipe()
         try:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    *("-m", "gnomon.daemon._worker"),
-                    *("--channel", str(channel_w), "--parent", str(os.getpid())),
-                    "--",  # entrypoints are never options
-                    *preload,
-                ],
-                stdin=subprocess.PIPE,
-                stdout=stdout,
-                stderr=stdout,
-                pass_fds=(channel_w,),
-                env=env,
-                # Out of the daemon's session: a Ctrl-C at the daemon's terminal must reach
-                # the daemon only, which then lets running runs finish.
-                start_new_session=True,
-            )
+            pid, pidfd = template.fork([stdin_r, channel_w, stdout])
         except BaseException:
+            os.close(stdin_w)
             os.close(channel_r)
             raise
         finally:
+            os.close(stdin_r)
             os.close(channel_w)
         os.set_blocking(channel_r, False)
-        return cls(process, channel_r, _open_exit_fd(process.pid))
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+        return cls(pid, template, os.fdopen(stdin_w, "wb"), channel_r, pidfd)
 
     @property
     def idle(self) -> bool:
@@ -144,9 +131,8 @@ class WorkerProcess:
         if limits is not None:
             request.update(log_lines=limits.log_lines, log_bytes=limits.log_bytes)
         try:
-            assert self.process.stdin is not None
-            self.process.stdin.write(encode(request))
-            self.process.stdin.flush()
+            self.stdin.write(encode(request))
+            self.stdin.flush()
         except (OSError, ValueError):
             return False
         return True
@@ -176,14 +162,13 @@ class WorkerProcess:
         self.retiring = True
         if self.term_at is None and self.kill_at is None:
             self.term_at = now + grace
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):  # the worker is gone; its exit is handled
-                self.process.stdin.close()
+        with contextlib.suppress(OSError):  # the worker is gone; its exit is handled
+            self.stdin.close()
 
     def terminate(self, now: float, grace: float) -> None:
         """SIGTERM the worker and its tree now, SIGKILL them after ``grace``."""
         self.term_at = None
-        self.process.send_signal(signal.SIGTERM)  # a no-op once the process is reaped
+        self.signal(signal.SIGTERM)
         if self.tree is not None:
             self.tree.terminate()
         if self.kill_at is None:
@@ -192,7 +177,7 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the worker and its whole tree now."""
         self.kill_at = self.term_at = None
-        self.process.send_signal(signal.SIGKILL)
+        self.signal(signal.SIGKILL)
         if self.tree is not None:
             self.tree.kill()
 
@@ -202,6 +187,29 @@ class WorkerProcess:
             self.terminate(now, grace)
         if self.kill_at is not None and self.kill_at <= now:
             self.kill()
+
+    def signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to the worker; nothing once it has been waited for. Through its
+        pidfd where there is one, which names this process even after its pid is reused."""
+        if self.waited:
+            return
+        with contextlib.suppress(ProcessLookupError):  # it has exited; its exit is handled
+            if self.exit_fd is not None:
+                signal.pidfd_send_signal(self.exit_fd, signum)
+            else:
+                os.kill(self.pid, signum)
+
+    def end_tree(self) -> None:
+        """The worker has exited: end what is left of its tree (before its template reaps
+        it, so that its pid cannot name another process group yet)."""
+        if self.tree is not None:
+            self.tree.close()
+
+    def wait(self) -> int | None:
+        """Have the template reap the worker, which has ended, and say how it ended: its
+        return code (negative for a signal); None if the template is gone and cannot say."""
+        self.waited = True
+        return self.template.wait_exit(self.pid)
 
     def deadlines(self) -> list[float]:
         """When this worker next needs the supervisor's attention."""
@@ -214,21 +222,14 @@ class WorkerProcess:
                 times.append(run.memory_check_at)
         return times
 
-    def end_tree(self) -> None:
-        """The worker has exited: end what is left of its tree (before it is reaped, so
-        that its pid cannot name another process group yet)."""
-        if self.tree is not None:
-            self.tree.close()
-
     def close(self) -> None:
         """Close the daemon's ends of the worker's pipes (after it has been reaped)."""
         for fd in (self.channel, self.exit_fd):
             if fd is not None and fd >= 0:
                 os.close(fd)
         self.channel, self.exit_fd = -1, None
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
+        with contextlib.suppress(OSError):
+            self.stdin.close()
 
     def rss(self) -> int | None:
         """Resident set size in bytes from /proc (Linux); None where unavailable."""
@@ -258,34 +259,28 @@ def worker_env(extra: dict[str, str], database_url: str) -> dict[str, str]:
     return env
 
 
-def exit_description(pid: int, returncode: int) -> str:
-    """How a worker process ended, in words: the exit code, or the signal's name and number."""
+def exit_description(pid: int, returncode: int | None, what: str = "worker process") -> str:
+    """How a process ended, in words: the exit code, or the signal's name and number."""
+    if returncode is None:
+        return f"{what} {pid} ended; how is unknown (its worker template is gone)"
     if returncode == EXIT_STORE_GONE:
         return (
-            f"worker process {pid} exited with code {returncode}: its database file is"
+            f"{what} {pid} exited with code {returncode}: its database file is"
             " missing or was replaced"
         )
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        return f"worker process {pid} died with signal {name} ({-returncode})"
-    return f"worker process {pid} exited with code {returncode}"
+        return f"{what} {pid} died with signal {name} ({-returncode})"
+    return f"{what} {pid} exited with code {returncode}"
 
 
-def exit_status(returncode: int) -> tuple[int | None, str | None]:
+def exit_status(returncode: int | None) -> tuple[int | None, str | None]:
     """The ``exit_code`` and ``signal`` columns for a process's return code."""
+    if returncode is None:
+        return None, None
     if returncode < 0:
         return None, signal.Signals(-returncode).name
     return returncode, None
-
-
-def _open_exit_fd(pid: int) -> int | None:
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is None:
-        return None
-    try:
-        return int(pidfd_open(pid))
-    except OSError:  # a kernel before 5.3
-        return None
 
 
 def outcome(
@@ -300,7 +295,7 @@ def outcome(
 ) -> RunOutcome:
     """The outcome of ``run``; ``stored`` has the run's columns as the worker reported them
     in its ``done`` message (times as ISO strings) or as read from the store."""
-    exit_code, signame = exit_status(returncode) if returncode is not None else (None, None)
+    exit_code, signame = exit_status(returncode)
     stored = stored or {}
     run_count = stored.get("run_count")
     return RunOutcome(
@@ -349,7 +344,6 @@ def _ending_state(
         message = run.reason or "the run was cancelled"
         return Cancelled(message), CancelledRun(message)
     assert pid is not None, "only a run that ran can crash"
-    assert returncode is not None, "only a run that ran can crash"
     message = exit_description(pid, returncode)
     return Crashed(message), CrashedRun(message)
 
@@ -364,7 +358,7 @@ def record_end(
     from gnomon.states import StateType
 
     state, error = _ending_state(run, pid, returncode)
-    exit_code, signame = exit_status(returncode) if returncode is not None else (None, None)
+    exit_code, signame = exit_status(returncode)
     errors = error_fields(error)
     values: dict[str, Any] = {
         "end_time": state.timestamp,

@@ -3,8 +3,9 @@
 A bad deployment never stops the others: ``load_config`` returns the valid deployments with
 the list of every problem found, and the caller decides what problems mean (the daemon
 refuses to start on any; a reload reports bad deployments and skips them). Flows are
-imported and the parameters checked against their signatures here, at load, so that a typo
-is found when the config is written rather than when the schedule first fires.
+imported and the parameters checked against their signatures at load (in a child process,
+see ``_flowcheck``), so that a typo is found when the config is written rather than when
+the schedule first fires.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import glob
 import json
 import os
 import tomllib
+from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from gnomon._settings import Settings, find_config_file
-from gnomon.deployments._flowcheck import import_flow, parameter_problems
+from gnomon.deployments._flowcheck import FlowCheck, FlowChecker
 from gnomon.deployments._models import (
     DaemonConfig,
     Deployment,
@@ -105,10 +108,17 @@ def _render(value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LoadResult:
-    """The config with only its valid deployments, and every problem found."""
+    """The config with only its valid deployments, and every problem found.
+
+    ``schemas`` has the parameter JSON schema of each flow the check imported, by
+    entrypoint; ``flows_ok`` says that the config was read and every deployment's flow was
+    checked and passed (the condition for the daemon to load the flow code afresh).
+    """
 
     config: GnomonConfig
     problems: list[ConfigProblem]
+    schemas: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    flows_ok: bool = False
 
     @property
     def ok(self) -> bool:
@@ -124,31 +134,45 @@ class LoadResult:
 def load_config(path: Path | None = None, *, check_flows: bool = True) -> LoadResult:
     """Read the config at ``path`` (default: ``find_config_file()``) and its included files.
 
-    With ``check_flows``, each deployment's flow is imported and its parameters are checked
-    against the flow's signature and type hints.
+    With ``check_flows``, each deployment's flow is imported (in a child process) and its
+    parameters are checked against the flow's signature and type hints.
     """
     return _Loader(check_flows).load(path)
 
 
-def load_config_or_raise(path: Path | None = None, *, check_flows: bool = True) -> GnomonConfig:
-    """The config, or ConfigError listing every problem, one per line (the daemon's start)."""
+def load_config_or_raise(path: Path | None = None, *, check_flows: bool = True) -> LoadResult:
+    """The load's result if the config has no problem, else ConfigError listing every
+    problem, one per line (the daemon's start)."""
     result = load_config(path, check_flows=check_flows)
     if result.problems:
         raise ConfigError("\n".join(str(problem) for problem in result.problems))
-    return result.config
+    return result
 
 
 _Entry = tuple[Path, int, dict[str, Any]]  # the declaring file, the index in it, the table
 
 
+@dataclasses.dataclass(frozen=True)
+class _FlowEntry:
+    """A deployment whose flow the check process checks, and where its problems belong."""
+
+    file: Path
+    name: str | None
+    prefix: str
+    written: Any  # the flow field as the file has it
+    entrypoint: str
+    parameters: dict[str, Any]
+    position: int  # in the problems list: after the deployment's own
+
+
 class _Loader:
-    """One load: the problems found so far, and the flows imported so far."""
+    """One load: the problems found so far, and the flows to check."""
 
     def __init__(self, check_flows: bool) -> None:
         self.check_flows = check_flows
         self.problems: list[ConfigProblem] = []
         self.root: Path | None = None
-        self._flows: dict[str, Any] = {}  # entrypoint: the Flow, or why it did not import
+        self._flows: list[_FlowEntry] = []
 
     def problem(
         self,
@@ -165,6 +189,15 @@ class _Loader:
         )
 
     def load(self, path: Path | None) -> LoadResult:
+        # Started first: the check process imports gnomon while this one reads the files.
+        checker = FlowChecker() if self.check_flows else None
+        try:
+            return self._load(path, checker)
+        finally:
+            if checker is not None:
+                checker.close()
+
+    def _load(self, path: Path | None, checker: FlowChecker | None) -> LoadResult:
         main = self._locate(path)
         document = self._read(main) if main is not None else None
         if main is None or document is None:
@@ -179,14 +212,19 @@ class _Loader:
         for file in included:
             entries.extend(self._included_entries(file))
         declared = {table["name"] for _, _, table in entries if isinstance(table.get("name"), str)}
+        deployments = self._deployments(entries, daemon)
+        schemas: dict[str, dict[str, Any]] = {}
+        flows_ok = False
+        if checker is not None:
+            deployments, schemas, flows_ok = self._check_flows(checker, deployments, daemon)
         config = GnomonConfig(
             daemon=daemon,
-            deployments=tuple(self._deployments(entries, daemon)),
+            deployments=tuple(deployments),
             notify=tuple(self._notify_targets(main, document.get("notify"), declared)),
             path=main,
             files=(main, *included),
         )
-        return LoadResult(config, self.problems)
+        return LoadResult(config, self.problems, schemas, flows_ok)
 
     def _locate(self, path: Path | None) -> Path | None:
         if path is None:
@@ -341,7 +379,7 @@ class _Loader:
         except ValidationError as error:
             bad = self._validation_problems(error, Deployment, file, name, prefix)
         if self.check_flows and not bad & {"flow", "parameters"}:
-            self._check_flow(file, name, prefix, table, deployment)
+            self._defer_flow_check(file, name, prefix, table, deployment)
         return deployment if len(self.problems) == before else None
 
     def _notify_targets(self, main: Path, tables: Any, deployments: set[str]) -> list[NotifyTarget]:
@@ -430,7 +468,7 @@ class _Loader:
                 bad.add(str(loc[0]))
         return bad
 
-    def _check_flow(
+    def _defer_flow_check(
         self,
         file: Path,
         name: str | None,
@@ -438,7 +476,7 @@ class _Loader:
         table: dict[str, Any],
         deployment: Deployment | None,
     ) -> None:
-        """Import the flow and check the parameters, also for an entry with other problems."""
+        """Queue the flow's check, also for an entry with other problems."""
         if deployment is not None:
             entrypoint, parameters = deployment.flow, deployment.parameters
         else:
@@ -447,14 +485,76 @@ class _Loader:
             except (KeyError, TypeError, ValueError, AttributeError):
                 return  # reported as the flow field's own problem
             parameters = table.get("parameters", {})
-        if entrypoint not in self._flows:
-            self._flows[entrypoint] = import_flow(entrypoint)
-        flow = self._flows[entrypoint]
-        if isinstance(flow, str):
-            self.problem(file, flow, name, f"{prefix}flow", table["flow"])
-            return
-        for field, value, message in parameter_problems(flow, parameters):
-            self.problem(file, message, name, prefix + field, value)
+        position = len(self.problems)
+        self._flows.append(
+            _FlowEntry(file, name, prefix, table["flow"], entrypoint, parameters, position)
+        )
+
+    def _check_flows(
+        self, checker: FlowChecker, deployments: list[Deployment], daemon: DaemonConfig
+    ) -> tuple[list[Deployment], dict[str, dict[str, Any]], bool]:
+        """Run the queued flow checks: the deployments that passed, the flows' parameter
+        schemas, and whether every flow passed."""
+        timeout = daemon.flow_check_timeout.total_seconds()
+        checks = checker.check(self._flow_requests(), timeout) if self._flows else {}
+        failed = self._report_flow_checks(checks)
+        schemas = {ep: check.schema for ep, check in checks.items() if check.schema}
+        passed = not any(check.error or check.problems for check in checks.values())
+        return [d for d in deployments if d.name not in failed], schemas, passed
+
+    def _flow_requests(self) -> dict[str, list[dict[str, Any]]]:
+        """The parameter sets to check, by entrypoint, in the order of ``self._flows``."""
+        requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for entry in self._flows:
+            requests[entry.entrypoint].append(entry.parameters)
+        return requests
+
+    def _report_flow_checks(self, checks: Mapping[str, FlowCheck]) -> set[str | None]:
+        """Put each deployment's flow problems after its own; the names of those with any."""
+        found: dict[str, dict[int, list[tuple[str, str]]]] = {}
+        for entrypoint, check in checks.items():
+            found[entrypoint] = defaultdict(list)
+            for index, field, message in check.problems:
+                found[entrypoint][index].append((field, message))
+        seen: dict[str, int] = defaultdict(int)
+        inserts: list[tuple[int, list[ConfigProblem]]] = []
+        for entry in self._flows:
+            index = seen[entry.entrypoint]
+            seen[entry.entrypoint] += 1
+            error = checks[entry.entrypoint].error
+            problems = [
+                ConfigProblem(
+                    entry.file,
+                    entry.name,
+                    entry.prefix + field,
+                    _value(field, entry),
+                    message,
+                    self.root,
+                )
+                for field, message in found[entry.entrypoint].get(index, [])
+            ]
+            if error is not None:
+                problems = [
+                    ConfigProblem(
+                        entry.file,
+                        entry.name,
+                        f"{entry.prefix}flow",
+                        entry.written,
+                        error,
+                        self.root,
+                    )
+                ]
+            if problems:
+                inserts.append((entry.position, problems))
+        for position, problems in reversed(inserts):  # later positions first: indices hold
+            self.problems[position:position] = problems
+        return {problems[0].deployment for _, problems in inserts}
+
+
+def _value(field: str, entry: _FlowEntry) -> Any:
+    """The value a parameter problem's field names (None for a missing parameter)."""
+    key = field.removeprefix("parameters.")
+    return entry.parameters.get(key) if key != field else None
 
 
 def _unknown_key(key: str, known: tuple[str, ...] | list[str]) -> str:

@@ -188,6 +188,9 @@ class DaemonConfig(Policies):
     max_memory_per_worker: Annotated[ByteSize, Field(gt=0)] | None = None
     shutdown_grace: Duration = timedelta(seconds=30)
     kill_grace: Duration = timedelta(seconds=10)
+    # How long one flow module may take to import and check its deployments' parameters,
+    # in the check process (at start, on reload, in `deployments validate` and `apply`).
+    flow_check_timeout: PositiveDuration = timedelta(seconds=30)
     log_file: Path | None = None  # None: the daemon's default (LOGS_DIRECTORY or GNOMON_HOME)
     containment: ContainmentMode = ContainmentMode.AUTO
     # The log file is rotated past this size ("0": never; logrotate may do it instead),

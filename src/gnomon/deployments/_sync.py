@@ -3,13 +3,14 @@
 The store keeps what the file cannot: an interval's anchor (when the deployment was first
 registered, so a restart does not shift its fire times), the last and next fire, and the
 pause flag with who, when and why. A sync changes definitions and never those, except that
-a file which states ``paused = true/false`` wins over the store at every sync.
+a file which states ``paused = true/false`` wins over the store at every sync. It also
+stores the parameter JSON schema of each deployment's flow, when the load checked it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ def sync_deployments(
     now: datetime,
     *,
     keep: Collection[str] = (),
+    schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> SyncResult:
     """Make the store's deployments those of the config, in one write transaction.
 
@@ -61,8 +63,13 @@ def sync_deployments(
     active ones the config no longer has are marked inactive: they stop scheduling and
     their history stays. ``keep`` names deployments to leave as they are although absent
     (on a reload, those whose new definition has problems keep their last good one).
+
+    ``schemas`` are flows' parameter schemas by entrypoint (``LoadResult.schemas``): a
+    deployment whose flow has one stores it; one whose flow has none keeps its stored
+    schema, unless its flow changed (then it has none). A schema is the flow's, not the
+    file's: storing one does not count as a change of the deployment.
     """
-    plan = _Plan(deployments, now, frozenset(keep))
+    plan = _Plan(deployments, now, frozenset(keep), schemas or {})
     store.merge_deployments(plan)
     return plan.result
 
@@ -70,10 +77,17 @@ def sync_deployments(
 class _Plan:
     """The merge ``merge_deployments`` runs inside its transaction; records what it did."""
 
-    def __init__(self, deployments: Sequence[Deployment], now: datetime, keep: frozenset[str]):
+    def __init__(
+        self,
+        deployments: Sequence[Deployment],
+        now: datetime,
+        keep: frozenset[str],
+        schemas: Mapping[str, dict[str, Any]],
+    ):
         self.deployments = deployments
         self.now = now
         self.keep = keep
+        self.schemas = schemas
         self.result = SyncResult([], [], [], [])
 
     def __call__(self, current: dict[str, Row]) -> tuple[list[Row], dict[str, Row]]:
@@ -110,6 +124,7 @@ class _Plan:
             "next_fire": None,
             "registered_at": self.now,
             "updated": self.now,
+            "parameter_schema": self.schemas.get(deployment.flow),
         }
 
     def _changes(self, deployment: Deployment, row: Row) -> tuple[Row, list[str]]:
@@ -133,6 +148,9 @@ class _Plan:
             outcome = self.result.added
         if row["source_file"] != _source(deployment):  # moved to another file: not a change
             values["source_file"] = _source(deployment)
+        schema = self.schemas.get(deployment.flow)
+        if (schema is not None or "flow" in values) and row["parameter_schema"] != schema:
+            values["parameter_schema"] = schema  # the flow's, not a change of the file's
         return values, outcome
 
 

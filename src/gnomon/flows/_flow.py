@@ -79,6 +79,11 @@ class Flow(Generic[P, R]):
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         return self._validator.validate(parameters)
 
+    def parameter_schema(self) -> dict[str, Any]:
+        """The JSON schema of the flow's parameters, from its signature and type hints;
+        with ``validate_parameters=False`` the names only (runs take any values)."""
+        return self._validator.json_schema(typed=self.should_validate_parameters)
+
     def __call__(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
     ) -> Any:

@@ -6,10 +6,39 @@ Validation is pydantic's lax mode, as in Prefect: ``"21"`` becomes ``21`` for an
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from gnomon.exceptions import ParameterTypeError, SignatureMismatchError
+
+Problem = tuple[str, Any, str]  # (field, value, message), as the config loader reports them
+
+
+def unknown_names(flow_name: str, takes: Sequence[str], given: Mapping[str, Any]) -> list[Problem]:
+    """A problem for each name in ``given`` that the flow does not take.
+
+    Such a name would be dropped silently at run time (even with ``**kwargs``), so the
+    config's flow check and run requests both refuse it.
+    """
+    listed = ", ".join(takes) or "none"
+    return [
+        (
+            f"parameters.{key}",
+            value,
+            f"flow {flow_name!r} has no parameter {key!r} (it takes: {listed})",
+        )
+        for key, value in given.items()
+        if key not in takes
+    ]
+
+
+def missing_names(flow_name: str, required: Sequence[str], given: Collection[str]) -> list[Problem]:
+    """A problem for each parameter the flow requires that ``given`` lacks."""
+    return [
+        (f"parameters.{key}", None, f"required by flow {flow_name!r} and not given")
+        for key in required
+        if key not in given
+    ]
 
 
 def bind_parameters(
@@ -85,6 +114,30 @@ class ParameterValidator:
                 problems.append((name, parameters.get(name, "<missing>"), detail["msg"]))
             raise ParameterTypeError(self.flow_name, problems) from None
         return {name: getattr(validated, self._field_names[name]) for name in parameters}
+
+    def json_schema(self, typed: bool = True) -> dict[str, Any]:
+        """The parameters' JSON schema (pydantic's, properties named by parameter, titled
+        with the flow's name). A type with no JSON schema (an arbitrary class) accepts any
+        value; so does every parameter unless ``typed``."""
+        import warnings
+
+        from pydantic.json_schema import GenerateJsonSchema
+
+        class _Lenient(GenerateJsonSchema):
+            def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> Any:
+                return {}
+
+        model = self._model or self._build_model()
+        with warnings.catch_warnings():  # a default JSON cannot hold is left out, silently
+            warnings.simplefilter("ignore")
+            schema: dict[str, Any] = model.model_json_schema(
+                by_alias=True, schema_generator=_Lenient
+            )
+        schema["title"] = self.flow_name
+        if not typed:
+            schema["properties"] = {name: {} for name in schema.get("properties", {})}
+            schema.pop("$defs", None)
+        return schema
 
     def _build_model(self) -> Any:
         from pydantic import ConfigDict, Field, create_model

@@ -46,7 +46,9 @@ _DATETIMES = frozenset(
         "registered_at",
     }
 )
-_JSONS = frozenset({"parameters", "tags", "result_ref", "policies", "extra", "detail"})
+_JSONS = frozenset(
+    {"parameters", "tags", "result_ref", "policies", "extra", "detail", "parameter_schema"}
+)
 _BOOLEANS = frozenset({"paused", "active", "force", "read_only"})
 
 

@@ -205,6 +205,9 @@ deployments = Table(
     Column("next_fire", UTCDateTime),
     Column("registered_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated", UTCDateTime, nullable=False, default=utcnow),
+    # The JSON schema of the flow's parameters, from the flow check: run requests are
+    # checked against it without importing the flow. Null until a checked sync.
+    _json("parameter_schema"),
     # The daemon asks every second which deployments changed (a pause, a resume): with
     # 10,000 registered, scanning them was most of its idle CPU.
     Index("ix_deployments_updated", "updated"),
