@@ -716,3 +716,104 @@ def test_the_apis_apply_reloads_the_daemon_and_answers_with_the_outcome(
     assert active(gnomon_home)["hourly"] == "15 * * * *"
     stop(daemon)
     assert_store_sound(gnomon_home / "gnomon.db")
+
+
+# Runs the daemon must settle.
+
+UNRECORDED_HOOK = textwrap.dedent(
+    """
+    import os, sys
+
+    flag = os.environ.get("GNOMON_FAIL_WORKER_WRITES")
+    if flag and "gnomon.daemon._template" in sys.orig_argv:
+        import sqlite3
+        from gnomon.store import _db
+
+        original = _db._SerialisedWriter.commit
+
+        def commit(self):  # the worker's store refuses every write while the flag is there
+            if os.path.exists(flag):
+                self.rollback()
+                raise sqlite3.OperationalError("disk I/O error")
+            return original(self)
+
+        _db._SerialisedWriter.commit = commit
+    """
+)
+
+
+def test_a_run_whose_worker_could_not_store_its_end_is_recorded_crashed_not_left_running(
+    tmp_path: Path, gnomon_home: Path, daemons: list[Any]
+) -> None:
+    hooks = hook_dir(tmp_path, UNRECORDED_HOOK)
+    flag = tmp_path / "failing"
+    config = write_config(tmp_path, tickers(1, "2s"))
+    daemon = start_daemon(
+        config, gnomon_home, PYTHONPATH=str(hooks), GNOMON_FAIL_WORKER_WRITES=str(flag)
+    )
+    daemons.append(daemon)
+    database = gnomon_home / "gnomon.db"
+    wait_for(lambda: row_count(database) >= 1, what="the first fire")
+    flag.touch()  # the workers' writes fail from now on; the daemon's still work
+
+    def crashed() -> list[Any]:
+        uri = f"file:{database}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+            return connection.execute(
+                "SELECT state_message FROM flow_runs WHERE state_name = 'Crashed'"
+            ).fetchall()
+
+    (message,) = wait_for(crashed, what="the run recorded Crashed")[0]
+    assert message.startswith("the worker could not record the run's end")
+    flag.unlink()  # the worker's own rows for that run, retried now, add no final state
+    count = row_count(database)
+    wait_for(lambda: row_count(database) >= count + 2, what="firing on")
+    stop(daemon)
+    assert_every_fire_once(database, "d0", timedelta(seconds=2))
+    assert_store_sound(database)
+
+
+def test_runs_waiting_for_a_worker_at_shutdown_go_back_to_scheduled_and_run_at_next_start(
+    tmp_path: Path, gnomon_home: Path, daemons: list[Any]
+) -> None:
+    slow = "".join(
+        f'\n[[deployments]]\nname = "s{i}"\nflow = "flows.py:slow"\ninterval = "1h"\n'
+        f"parameters = {{ seconds = 60 }}\n"
+        for i in range(4)
+    )
+    config = write_config(tmp_path, slow, daemon="workers = 1")
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    database = gnomon_home / "gnomon.db"
+    wait_ready(daemon)
+    for name in ("s0", "s1", "s2", "s3"):
+        assert gnomon(gnomon_home, "run", name).returncode == 0
+    wait_for(
+        lambda: states(database).get("Pending", 0) >= 2 and states(database).get("Running"),
+        what="one running, the rest waiting",
+    )
+    stop(daemon)  # shutdown_grace 5 s: the running one is cancelled
+
+    after = states(database)
+    assert "Pending" not in after
+    assert "Running" not in after
+    assert after["Scheduled"] == 3
+    again = start_daemon(config, gnomon_home)
+    daemons.append(again)
+    wait_for(lambda: states(database).get("Running"), what="a waiting run started again")
+    stop(again)
+    assert_store_sound(database)
+
+
+def states(database: Path) -> dict[str, int]:
+    if not database.exists():
+        return {}
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+        try:
+            rows = connection.execute(
+                "SELECT state_name, count(*) FROM flow_runs GROUP BY state_name"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    return dict(rows)

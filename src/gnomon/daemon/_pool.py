@@ -57,6 +57,7 @@ from gnomon.daemon._worker_process import (
     worker_env,
 )
 from gnomon.exceptions import GnomonError
+from gnomon.states import FINAL_TYPES
 
 if TYPE_CHECKING:
     from gnomon.deployments import ContainmentMode
@@ -243,7 +244,7 @@ class WorkerPool:
             return
         with self._changed:
             self._accepting = False
-            self._ahead.clear()  # never started: they stay Pending for the next daemon
+            self._ahead.clear()  # never started: the daemon gives them back as Scheduled
             for worker in list(self._workers.values()):
                 if worker.run is None:
                     worker.retire(time.monotonic(), self.kill_grace)
@@ -532,13 +533,19 @@ class WorkerPool:
                     worker.ready, self._early_deaths = True, 0
                     self._changed.notify_all()
                 elif worker.run is not None and message.get("done") == worker.run.flow_run_id:
-                    finished.append(self._run_done(worker, message))
+                    done = self._run_done(worker, message)
+                    if done is None:
+                        self._wake()  # the supervisor records it in its next pass
+                    else:
+                        finished.append(done)
             self._hand_over_held()  # before the finished runs are reported
             if eof and worker.channel >= 0 and worker.channel in self._selector.get_map():
                 self._selector.unregister(worker.channel)
         return eof and worker.exit_fd is None
 
-    def _run_done(self, worker: WorkerProcess, message: dict[str, Any]) -> RunOutcome:
+    def _run_done(self, worker: WorkerProcess, message: dict[str, Any]) -> RunOutcome | None:
+        """A worker reported its run done: its outcome, or None if the worker could not
+        store the run's end (its store failed): then the pool records it (``_unrecorded``)."""
         run = worker.run
         assert run is not None
         worker.run = None
@@ -546,9 +553,24 @@ class WorkerPool:
         del self._runs[run.flow_run_id]
         # A worker that was signalled, or is exiting by itself, must not get another run.
         exiting = run.ending is not None or bool(message.get("exiting"))
-        if exiting or not self._accepting or self._should_recycle(worker):
+        unrecorded = (
+            message.get("state_type") not in FINAL_TYPES
+            and run.ending is None
+            and "not_runnable" not in message  # another's run, or ended before its claim
+        )
+        if exiting or unrecorded or not self._accepting or self._should_recycle(worker):
             worker.retire(time.monotonic(), self.kill_grace)
         self._changed.notify_all()
+        if unrecorded:
+            # The run cannot stay Running (or Pending) with nothing left to end it: the
+            # pool records it Crashed, retrying on its batched writer while the store fails.
+            run.ending = Ending.UNRECORDED
+            run.reason = (
+                "the worker could not record the run's end: "
+                f"{message.get('error_type') or 'error'}: {message.get('message') or ''}"
+            ).rstrip(": ")
+            self._revoked.append(run)
+            return None
         return outcome(
             run,
             worker.pid,

@@ -344,6 +344,19 @@ class Daemon:
                 waiting.append(row)
         self.scheduler.requeue(waiting)
 
+    def _release_waiting(self) -> None:
+        """Runs this daemon queued but never started go back to Scheduled: nothing stays
+        Pending once the daemon is gone, and the next daemon starts them (``_recover``)."""
+        for row in self.store.read_unfinished_deployment_runs():
+            if row["state_type"] == "PENDING" and row["daemon_id"] == self.daemon_id:
+                self.store.set_run_state(
+                    row["id"],
+                    "SCHEDULED",
+                    "Scheduled",
+                    "not started before the daemon stopped: the next daemon starts it",
+                    only_if_active=True,
+                )
+
     def _start_timer(self, not_before: datetime) -> None:
         from gnomon.daemon._timing import Timer
 
@@ -621,6 +634,7 @@ class Daemon:
         if checkpointer is not None:
             checkpointer.stop()
         try:
+            self._release_waiting()
             self.scheduler.record_fire_times()
         except Exception as error:
             if not is_store_fault(error):

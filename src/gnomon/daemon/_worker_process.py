@@ -40,6 +40,7 @@ class Ending(enum.Enum):
     CANCEL = "cancel"
     SHUTDOWN = "shutdown"
     MEMORY = "memory"  # its process tree went above the run's memory limit: Crashed
+    UNRECORDED = "unrecorded"  # the worker could not store the run's end: Crashed
 
 
 @dataclass(slots=True)
@@ -337,7 +338,7 @@ def _ending_state(
     if run.ending is Ending.TIMEOUT:
         message = f"Flow run exceeded timeout of {run.timeout:g} second(s)"
         return TimedOut(message), FlowRunTimeoutError(message)
-    if run.ending is Ending.MEMORY:
+    if run.ending in (Ending.MEMORY, Ending.UNRECORDED):
         message = run.reason or "the run went above its memory limit"
         return Crashed(message), CrashedRun(message)
     if run.ending is not None:
