@@ -10,14 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gnomon.daemon._service import Daemon, run_daemon
+    from gnomon.daemon._main import run_daemon
+    from gnomon.daemon._service import Daemon
 
 __all__ = ["Daemon", "run_daemon"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from gnomon.daemon import _service
+    if name == "Daemon":
+        from gnomon.daemon._service import Daemon
 
-        return getattr(_service, name)
+        return Daemon
+    if name == "run_daemon":
+        from gnomon.daemon._main import run_daemon
+
+        return run_daemon
     raise AttributeError(f"module 'gnomon.daemon' has no attribute {name!r}")

@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gnomon.deployments import Deployment, LoadResult
+    from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
+
+DAEMON_ACTOR = ("gnomon-daemon", "daemon")  # the audit log's actor for a reload by SIGHUP
 
 
 class ReloadStatus(enum.StrEnum):
@@ -186,3 +189,29 @@ def _failed_load(path: Path | None) -> LoadResult:
 
     problem = ConfigProblem(path, None, None, None, "the config could not be loaded (see log)")
     return LoadResult(GnomonConfig(path=path), [problem])
+
+
+def record_outcome(
+    store: Store, requests: Sequence[int], plan: ReloadPlan, config: Path | None
+) -> None:
+    """Write a reload's outcome into the requests it answers and the audit log (as whoever
+    asked first, or the daemon for a SIGHUP), in one transaction."""
+    from gnomon.store import Actor
+
+    rows = [store.read_reload(request) for request in requests]
+    first = next((row for row in rows if row is not None), None)
+    actor = Actor(first["requested_by"], first["origin"]) if first else Actor(*DAEMON_ACTOR)
+    target = str(config) if config else None
+    store.finish_reload(requests, actor, plan.status.value, plan.detail(), target)
+
+
+def answer_at_start(store: Store, config: Path | None) -> None:
+    """Reload requests left by a daemon that stopped are answered by this start, which
+    loaded the config without a problem."""
+    from gnomon.store import Actor
+
+    pending = [row["id"] for row in store.read_pending_reloads()]
+    if pending:
+        detail = {"status": "applied", "note": "applied by the daemon's start"}
+        target = str(config) if config else None
+        store.finish_reload(pending, Actor(*DAEMON_ACTOR), "applied", detail, target)

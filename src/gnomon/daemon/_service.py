@@ -24,12 +24,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon.daemon._cadence import ClockGap, ClockWatch, PollTimer, StoreOutage
+from gnomon.daemon._cadence import PollTimer
+from gnomon.daemon._recovery import recover, release_waiting
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.daemon._summary import run_summary
 from gnomon.daemon._wakeup import Wakeup
@@ -49,9 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon")
 
 SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
-DAEMON_ACTOR = ("gnomon-daemon", "daemon")  # the audit log's actor for the daemon's own changes
 HEALTH_INTERVAL = 0.5  # seconds between the health monitor's rounds
-OUTAGE_REMINDER = 60.0  # seconds between the ERROR lines of one store outage
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SHUTDOWN_FLUSH_TIMEOUT = 10.0  # seconds a failing store may hold up the exit
 
@@ -79,10 +78,6 @@ class Daemon:
         self._stop_requested = False
         self._reload_signalled = False
         self._polls = PollTimer()
-        self._clock_watch = ClockWatch()
-        self._outage = StoreOutage()
-        self._outage_logged = float("-inf")
-        self._down_since: datetime | None = None  # downtime to catch up, from then
         self._requested_reloads: set[int] = set()  # being loaded
         self.scheduler: Scheduler
         self.pool: WorkerPool
@@ -144,7 +139,7 @@ class Daemon:
         from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
-        from gnomon.daemon._reload import ConfigLoader
+        from gnomon.daemon._reload import ConfigLoader, answer_at_start
         from gnomon.daemon._report import RunReporter, StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
@@ -195,13 +190,15 @@ class Daemon:
             self.reporter = RunReporter(
                 self.store, self.config, self.scheduler, self.pool, self.health.status
             )
-            self._recover()
-            self.api = _start_api(self, settings.home)
+            recover(self.store, self.scheduler, self.daemon_id, self.clock.now())
+            from gnomon.daemon._main import start_api
+
+            self.api = start_api(self, settings.home)
             self.pool.wait_warm()
         except BaseException:
             self.pool.stop(0)
             raise
-        self._answer_reloads_at_start()
+        answer_at_start(self.store, self.config.path)
         horizon = self.clock.now()
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
         self.reporter.decided(self.scheduler.catch_up(horizon))
@@ -216,26 +213,31 @@ class Daemon:
         )
 
     def _measure_health(self, home: Path) -> None:
-        """The loop's health, and the free space under the store (see ``_check_disk``)."""
+        """The loop's health, and how it rides out faults under it (``_outages``)."""
         from gnomon._space import SpaceFloor, floor_from_env
         from gnomon.daemon._health import Health
+        from gnomon.daemon._outages import Outages
+        from gnomon.store import store_fault
         from gnomon.store._db import bounded_wait_started, sqlite_path
 
         stuck_after = self.config.daemon.stuck_after.total_seconds()
         self.health = Health(stuck_after, store_wait=bounded_wait_started)
         database = sqlite_path(self.store.url)
-        self._disk = SpaceFloor(database.parent if database else home, floor_from_env())
+        self.outages = Outages(
+            self.health,
+            SpaceFloor(database.parent if database else home, floor_from_env()),
+            describe=lambda error: store_fault(error, self.store.url),
+            restart_timer=self._restart_timer,
+            count_error=self._count_store_error,
+        )
 
-    def _answer_reloads_at_start(self) -> None:
-        """Reload requests left by a daemon that stopped are answered by this start, which
-        loaded the config without a problem."""
-        from gnomon.store import Actor
+    # (The timer and the reporter are made later in start(): looked up when needed.)
 
-        pending = [row["id"] for row in self.store.read_pending_reloads()]
-        if pending:
-            detail = {"status": "applied", "note": "applied by the daemon's start"}
-            target = str(self.config.path) if self.config.path else None
-            self.store.finish_reload(pending, Actor(*DAEMON_ACTOR), "applied", detail, target)
+    def _restart_timer(self, now: datetime) -> None:
+        self.timer.restart_from(now)
+
+    def _count_store_error(self) -> None:
+        self.reporter.metrics.store_errors.inc()
 
     def _start_health(self, notifier: Notifier) -> None:
         from gnomon.daemon._health import HealthMonitor, status_path
@@ -293,69 +295,6 @@ class Daemon:
                 "removed": _some(result.removed),
             },
         )
-
-    def _recover(self) -> None:
-        """Settle runs a dead daemon left: Running ones crashed, waiting ones queue again.
-
-        This daemon holds the store's lock, so any daemon that owned them is gone.
-        """
-        waiting = []
-        for row in self.store.read_unfinished_deployment_runs():
-            self.scheduler.note_fire(row)
-            if row["state_type"] == "RUNNING" and row["cancel_requested_at"] is not None:
-                # An operator asked for it to end; the daemon's death ended it.
-                self.store.set_run_state(
-                    row["id"],
-                    "CANCELLED",
-                    "Cancelled",
-                    row["state_message"],
-                    only_if_active=True,
-                    end_time=self.clock.now(),
-                )
-            elif row["state_type"] == "RUNNING":
-                message = (
-                    f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
-                )
-                if not self.store.set_run_state(
-                    row["id"],
-                    "CRASHED",
-                    "Crashed",
-                    message,
-                    only_if_active=True,
-                    end_time=self.clock.now(),
-                ):
-                    continue  # it ended meanwhile: its final state stands, and no retry
-                log.warning(
-                    "recovered run marked Crashed: %s",
-                    row["id"],
-                    extra={"flow_run_id": row["id"], "deployment": row["deployment_name"]},
-                )
-                slot = self.scheduler.deployment(row["deployment_name"])
-                if slot is not None:
-                    self.scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
-            elif self.store.set_run_state(
-                row["id"],
-                "PENDING",
-                "Pending",
-                "queued again after a daemon restart",
-                only_if_active=True,  # not a run cancelled since it was read
-                daemon_id=self.daemon_id,
-            ):
-                waiting.append(row)
-        self.scheduler.requeue(waiting)
-
-    def _release_waiting(self) -> None:
-        """Runs this daemon queued but never started go back to Scheduled: nothing stays
-        Pending once the daemon is gone, and the next daemon starts them (``_recover``)."""
-        for row in self.store.read_unfinished_deployment_runs():
-            if row["state_type"] == "PENDING" and row["daemon_id"] == self.daemon_id:
-                self.store.set_run_state(
-                    row["id"],
-                    "SCHEDULED",
-                    "Scheduled",
-                    "not started before the daemon stopped: the next daemon starts it",
-                    only_if_active=True,
-                )
 
     def _start_timer(self, not_before: datetime) -> None:
         from gnomon.daemon._timing import Timer
@@ -415,22 +354,24 @@ class Daemon:
         """One pass of the loop at the clock's time: apply a finished config load, catch up
         after downtime, decide due fires, start waiting runs, and poll the store."""
         now, monotonic = self.clock.now(), self.clock.monotonic()
-        self._note_clock(self._clock_watch.observe(now, monotonic), now)
+        self.outages.observe_clock(now, monotonic)
         if self._reload_signalled:
             self._polls.request()  # the poll starts the load, with any reload requests
         loaded = self.loader.take()
-        self._check_disk()  # a statvfs at most once a second (SpaceFloor)
-        if not self._outage.ready(monotonic):
+        # A statvfs at most once a second (SpaceFloor).
+        self.outages.check_disk(self.config.daemon.min_free_space.human_readable(decimal=True))
+        if not self.outages.may_try_store(monotonic):
             return
         try:
             if loaded is not None:
                 self._apply_reload(loaded, now)
-            if self._down_since is not None:
-                # Downtime (a gap in the ticks, or the store down): fires in it follow each
+            downtime = self.outages.take_downtime()
+            if downtime is not None:
+                # A gap in the ticks, or the store down: the fires in it follow each
                 # deployment's catch-up policy, as after a restart.
-                why = "while the store failed" if self._outage.active else "in a gap in the ticks"
-                self.reporter.decided(self.scheduler.catch_up(now, why, self._down_since))
-                self._down_since = None
+                decided = self.scheduler.catch_up(now, downtime.why, downtime.since)
+                self.outages.caught_up()
+                self.reporter.decided(decided)
             self.reporter.decided(self.scheduler.tick(now))
             if self._polls.due(monotonic, self._backlog()):
                 # After the tick: a poll never delays a due fire. A pause is safe anyway: a
@@ -439,17 +380,14 @@ class Daemon:
                 self.reporter.decided(self.store_poll.poll(now))
                 self._handle_reload_requests()
                 self.scheduler.dispatch(now)
-            if self._outage.active:
+            if self.outages.store_failing:
                 self.store.probe_write()  # a pass that wrote nothing proves nothing
         except Exception as error:
-            if not is_store_fault(error):
-                raise
             if loaded is not None:
                 self.loader.retry(loaded)
-            self._store_failed(error, now, monotonic)
+            self.outages.store_failed(error, now, monotonic)  # re-raises a bug
         else:
-            if self._outage.active:
-                self._store_recovered(now)
+            self.outages.store_worked(now)
 
     def _sleep_seconds(self) -> float:
         """Until the next handed-over fire is due, a requested poll may run, the next timed
@@ -461,8 +399,8 @@ class Daemon:
         requested = self._polls.wait(monotonic)
         if requested is not None:
             waits.append(requested)
-        if self._outage.active:
-            waits.append(self._outage.retry_at - monotonic)
+        if self.outages.store_failing:
+            waits.append(self.outages.retry_at - monotonic)
         else:
             due = self.scheduler.next_due()
             if due is not None:
@@ -472,79 +410,6 @@ class Daemon:
     def _backlog(self) -> bool:
         """Whether runs wait for a worker: queued in the scheduler or held by the pool."""
         return self.scheduler.waiting_count() > 0 or self.pool.held_count() > 0
-
-    def _note_clock(self, gap: ClockGap, now: datetime) -> None:
-        """A stepped wall clock is logged; a forward step or a stall beyond DOWNTIME_GAP is
-        downtime for the catch-up policy. A backward step repeats nothing: a fire time at or
-        before a deployment's last fire is never fired again."""
-        if gap.stepped:
-            direction = "forward" if gap.step > 0 else "back"
-            log.warning(
-                "the wall clock was stepped %s by %.1f s",
-                direction,
-                abs(gap.step),
-                extra={"clock_step_seconds": round(gap.step, 3)},
-            )
-        if gap.downtime:
-            log.warning(
-                "no tick for %.1f s of wall-clock time: its fire times follow catchup",
-                gap.wall,
-                extra={"gap_seconds": round(gap.wall, 3)},
-            )
-            self._down_since = _earliest(self._down_since, now - timedelta(seconds=gap.wall))
-            self.timer.restart_from(now)
-
-    def _check_disk(self) -> None:
-        """Say, once each way, when the store's disk falls below min_free_space (log lines
-        are then dropped, see gnomon._space) and when it has room again."""
-        room = self._disk.room()
-        if room == (self.health.problem("disk") is None):
-            return
-        floor = self.config.daemon.min_free_space.human_readable(decimal=True)
-        free = _megabytes(self._disk.free)
-        if room:
-            self.health.report("disk", None)
-            log.warning("%s free on the store's disk again: log lines are stored again", free)
-            return
-        self.health.report("disk", "low disk space", f"{free} free, min_free_space {floor}")
-        log.warning(
-            "only %s free on the store's disk (min_free_space %s): run log lines are not "
-            "stored or written to the log file until there is room again",
-            free,
-            floor,
-            extra={"free_bytes": self._disk.free},
-        )
-
-    def _store_failed(self, error: Exception, now: datetime, monotonic: float) -> None:
-        first = not self._outage.active
-        delay = self._outage.failed(now, monotonic)
-        self._down_since = _earliest(self._down_since, self._outage.since)
-        detail = f"{type(error).__name__}: {_first_line(error)}"
-        self.health.report("store", "the store cannot be written", detail)
-        self.reporter.metrics.store_errors.inc()
-        if first or monotonic - self._outage_logged >= OUTAGE_REMINDER:
-            self._outage_logged = monotonic
-            log.error(
-                "the store cannot be written: %s; retrying in %.1f s, still scheduling "
-                "(fires meanwhile follow catchup)",
-                detail,
-                delay,
-                extra={
-                    "error_type": type(error).__name__,
-                    "error": _first_line(error),
-                    "outage_since": (self._outage.since or now).isoformat(),
-                },
-            )
-
-    def _store_recovered(self, now: datetime) -> None:
-        lasted = self._outage.ended(now)
-        self._outage_logged = float("-inf")
-        self.health.report("store", None)
-        log.warning(
-            "the store works again after %.1f s",
-            lasted.total_seconds(),
-            extra={"outage_seconds": round(lasted.total_seconds(), 3)},
-        )
 
     # Reloads.
 
@@ -560,8 +425,7 @@ class Daemon:
     def _apply_reload(self, loaded: Loaded, now: datetime) -> None:
         """Apply a finished config load under the reload rule (see ``_reload``), and record
         its outcome in the audit log and the requests it answers."""
-        from gnomon.daemon._reload import ReloadStatus, plan_reload
-        from gnomon.store import Actor
+        from gnomon.daemon._reload import ReloadStatus, plan_reload, record_outcome
 
         result = loaded.result
         previous = {name: slot.deployment for name, slot in self.scheduler.slots().items()}
@@ -588,11 +452,7 @@ class Daemon:
             plan.summary(),
             extra={"reload": plan.status.value, "deployments": len(plan.deployments)},
         )
-        requests = [self.store.read_reload(request) for request in loaded.requests]
-        first = next((row for row in requests if row is not None), None)
-        actor = Actor(first["requested_by"], first["origin"]) if first else Actor(*DAEMON_ACTOR)
-        target = str(self.config.path) if self.config.path else None
-        self.store.finish_reload(loaded.requests, actor, plan.status.value, plan.detail(), target)
+        record_outcome(self.store, loaded.requests, plan, self.config.path)
         self._requested_reloads.difference_update(loaded.requests)
 
     def _reload_flow_code(self, flows_ok: bool) -> None:
@@ -616,6 +476,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop firing, let running runs finish up to shutdown_grace, then end them."""
         from gnomon.flows._log_hold import hold_background
+        from gnomon.store import store_fault
 
         hold_background(False)
         timer = getattr(self, "timer", None)
@@ -634,22 +495,22 @@ class Daemon:
         if checkpointer is not None:
             checkpointer.stop()
         try:
-            self._release_waiting()
+            release_waiting(self.store, self.daemon_id)
             self.scheduler.record_fire_times()
         except Exception as error:
-            if not is_store_fault(error):
+            if (fault := store_fault(error, self.store.url)) is None:
                 raise
             # Only bookkeeping: the next start finds the fires from their run rows.
-            log.error("could not store the last fire times: %s", _first_line(error))
+            log.error("could not store the last fire times: %s", fault)
         self.reporter.close()
         log.removeHandler(self._store_log)
         self._store_log.stop()  # its lines reach the store before the last flush
         try:
             self.store.flush(timeout=SHUTDOWN_FLUSH_TIMEOUT)
         except Exception as error:
-            if not is_store_fault(error):
+            if (fault := store_fault(error, self.store.url)) is None:
                 raise
-            log.error("store rows not written at shutdown: %s", _first_line(error))
+            log.error("store rows not written at shutdown: %s", fault)
         monitor = getattr(self, "monitor", None)
         if monitor is not None:
             monitor.stop()
@@ -661,36 +522,6 @@ class Daemon:
 # Names a log line lists at most: journald cuts lines past 48 KiB, and 10,000 deployment
 # names make 150 KB. The counts are in the message.
 LOGGED_NAMES = 50
-
-
-def _megabytes(count: int | None) -> str:
-    return "?" if count is None else f"{count / 1e6:.0f} MB"
-
-
-def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
-    return min((t for t in (first, second) if t is not None), default=None)
-
-
-def is_store_fault(error: BaseException) -> bool:
-    """Whether ``error`` is the store failing (locked, full, read-only, unreachable,
-    damaged) rather than a bug in gnomon: the loop rides out the former."""
-    from sqlalchemy.exc import DatabaseError, IntegrityError, ProgrammingError
-
-    from gnomon.store import StoreWriteError
-
-    if isinstance(error, IntegrityError | ProgrammingError):
-        return False  # a constraint gnomon broke, or SQL it got wrong: a bug
-    return isinstance(error, DatabaseError | StoreWriteError | OSError)
-
-
-def _first_line(error: BaseException) -> str:
-    """The error's message without SQLAlchemy's appended SQL and background link."""
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(error, DBAPIError) and error.orig is not None:
-        return str(error.orig).splitlines()[0] if str(error.orig) else type(error.orig).__name__
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _some(names: Sequence[str]) -> list[str]:
@@ -710,80 +541,3 @@ def _forward_worker_line(line: str, worker_pid: int) -> None:
     from gnomon.flows._logging import daemon_lines
 
     daemon_lines.write(line)
-
-
-def _start_api(daemon: Daemon, home: Path) -> ApiServer | None:
-    """Serve the HTTP API where ``[daemon] api`` says (None if "off"); on a store without
-    tokens, first write an admin token to ``HOME/api-token`` (mode 0600)."""
-    config = daemon.config.daemon
-    if config.api is None:
-        return None
-    from gnomon.api._bind import parse_bind, public_url_for
-    from gnomon.api._http import create_app
-    from gnomon.api._server import ApiServer, check_bind, ensure_admin_token
-
-    host, port = parse_bind(config.api)
-    check_bind(host, config.api_auth)
-    token_file = home / "api-token"
-    if config.api_auth and ensure_admin_token(daemon.store, token_file) is not None:
-        log.warning(
-            "first start: an admin API token was written to %s (readable by its owner only)",
-            token_file,
-            extra={"token_file": str(token_file)},
-        )
-    app = create_app(
-        daemon.store,
-        nudge=daemon.nudge,
-        metrics_render=daemon.reporter.metrics.render,
-        auth=config.api_auth,
-        config_path=daemon.config.path,
-        health=daemon.health.status,
-        max_body=config.api_max_body,
-    )
-    server = ApiServer(app, host, port)
-    server.listen()  # the port is known (port 0 asks the system for one)
-    daemon.reporter.link_to_api(public_url_for(host, server.port, socket.gethostname()))
-    app.servers = [{"url": daemon.reporter.public_url}]  # the schema's server
-    server.start()
-    log.info(
-        "api listening on %s",
-        server.url,
-        extra={"api_url": server.url, "public_url": daemon.reporter.public_url},
-    )
-    return server
-
-
-def run_daemon(config_path: Path | None, started: Callable[[int, str], None] | None = None) -> int:
-    """Run the daemon in the foreground; returns the exit code (2: bad config, 1: another
-    daemon holds the store or the API cannot listen, 66: the database file was deleted or
-    replaced under it). ``started`` hears how start-up ended (the exit code, 0 once ready,
-    and a message): ``--detach`` reports it to its terminal."""
-
-    from gnomon.api._server import ApiServerError, UnsafeBind
-    from gnomon.daemon._lock import DaemonAlreadyRunning
-    from gnomon.exceptions import ConfigError
-
-    report = started or (lambda _code, _message: None)
-    daemon = Daemon(config_path)
-    daemon.install_signal_handlers()
-    try:
-        daemon.start()
-    except ConfigError as error:
-        print(f"gnomon daemon: the config has problems, not starting:\n{error}", file=sys.stderr)
-        report(2, f"the config has problems, not starting:\n{error}")
-        return 2
-    except (DaemonAlreadyRunning, ApiServerError, UnsafeBind) as error:
-        print(f"gnomon daemon: {error}", file=sys.stderr)
-        report(1, str(error))
-        daemon.abandon()
-        return 1
-    except BaseException as error:
-        report(1, f"start-up failed: {type(error).__name__}: {error}")
-        raise
-    report(0, f"pid {os.getpid()}, {len(daemon.config.deployments)} deployments")
-    from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged
-
-    try:
-        return daemon.serve()
-    except StoreFileChanged:  # logged when found; serve() has shut down
-        return EXIT_STORE_GONE

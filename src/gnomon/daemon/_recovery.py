@@ -1,0 +1,77 @@
+"""Runs a daemon leaves behind, settled at its start and at its stop.
+
+At start, this daemon holds the store's lock, so any daemon that owned the unfinished runs
+is gone: Running ones ended with it (Crashed, or Cancelled if an operator had asked), and
+waiting ones queue again. At stop, runs it queued but never started go back to Scheduled,
+so nothing stays Pending once it is gone and the next daemon starts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gnomon.daemon._scheduler import Scheduler
+    from gnomon.store import Store
+
+log = logging.getLogger("gnomon.daemon")
+
+
+def recover(store: Store, scheduler: Scheduler, daemon_id: str, now: datetime) -> None:
+    """Settle the runs a dead daemon left (see the module's docstring)."""
+    waiting = []
+    for row in store.read_unfinished_deployment_runs():
+        scheduler.note_fire(row)
+        if row["state_type"] == "RUNNING" and row["cancel_requested_at"] is not None:
+            # An operator asked for it to end; the daemon's death ended it.
+            store.set_run_state(
+                row["id"],
+                "CANCELLED",
+                "Cancelled",
+                row["state_message"],
+                only_if_active=True,
+                end_time=now,
+            )
+        elif row["state_type"] == "RUNNING":
+            _crashed(store, scheduler, row, now)
+        elif store.set_run_state(
+            row["id"],
+            "PENDING",
+            "Pending",
+            "queued again after a daemon restart",
+            only_if_active=True,  # not a run cancelled since it was read
+            daemon_id=daemon_id,
+        ):
+            waiting.append(row)
+    scheduler.requeue(waiting)
+
+
+def _crashed(store: Store, scheduler: Scheduler, row: dict[str, Any], now: datetime) -> None:
+    message = f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
+    if not store.set_run_state(
+        row["id"], "CRASHED", "Crashed", message, only_if_active=True, end_time=now
+    ):
+        return  # it ended meanwhile: its final state stands, and no retry
+    log.warning(
+        "recovered run marked Crashed: %s",
+        row["id"],
+        extra={"flow_run_id": row["id"], "deployment": row["deployment_name"]},
+    )
+    slot = scheduler.deployment(row["deployment_name"])
+    if slot is not None:
+        scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
+
+
+def release_waiting(store: Store, daemon_id: str) -> None:
+    """Runs ``daemon_id`` queued but never started go back to Scheduled."""
+    for row in store.read_unfinished_deployment_runs():
+        if row["state_type"] == "PENDING" and row["daemon_id"] == daemon_id:
+            store.set_run_state(
+                row["id"],
+                "SCHEDULED",
+                "Scheduled",
+                "not started before the daemon stopped: the next daemon starts it",
+                only_if_active=True,
+            )
