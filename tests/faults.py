@@ -4,9 +4,12 @@ straight from the SQLite file (no gnomon code in between)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 FINAL_TYPES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
@@ -78,7 +81,50 @@ def assert_one_final_state_per_run(database: Path) -> None:
 
 
 def assert_nothing_left_running(database: Path) -> None:
-    """Nothing stays Running once the daemon is gone. (A run its pool held but had not
-    started stays Pending on purpose, for the next daemon to run: docs/design.md.)"""
-    left = _read(database, "SELECT id, state_name FROM flow_runs WHERE state_type = 'RUNNING'")
-    assert not left, f"runs left running: {left}"
+    """Nothing stays Running, Pending or Cancelling once the daemon is gone (runs it never
+    started go back to Scheduled for the next daemon: docs/design.md)."""
+    left = _read(
+        database,
+        "SELECT id, state_name FROM flow_runs"
+        " WHERE state_type IN ('RUNNING', 'PENDING', 'CANCELLING')",
+    )
+    assert not left, f"runs left unsettled by a daemon that is gone: {left[:5]}"
+
+
+def fire_times(database: Path, deployment: str) -> list[datetime]:
+    """The nominal fire times of ``deployment``'s scheduled runs (Skipped and Missed
+    included), oldest first."""
+    rows = _read(
+        database,
+        "SELECT scheduled_for FROM flow_runs WHERE deployment_name = ?"
+        " AND trigger IN ('schedule', 'catchup') ORDER BY scheduled_for",
+        (deployment,),
+    )
+    return [datetime.fromisoformat(value) for (value,) in rows]
+
+
+def assert_every_fire_once(
+    database: Path,
+    deployment: str,
+    every: timedelta,
+    paused: Sequence[tuple[datetime, datetime]] = (),
+) -> int:
+    """Each fire time of ``deployment`` between its first and last row is there once, but
+    inside the ``paused`` spans; returns how many there are."""
+    times = fire_times(database, deployment)
+    assert times, f"{deployment} has no fire at all"
+    assert len(times) == len(set(times)), f"{deployment}: a fire time has two rows"
+    for before, after in itertools.pairwise(times):
+        if after - before == every:
+            continue
+        hidden = any(start <= before + every and after - every <= end for start, end in paused)
+        assert hidden, f"{deployment}: fire times missing between {before} and {after}"
+    return len(times)
+
+
+def assert_store_sound(database: Path) -> None:
+    """What holds for every store once its daemon has stopped: it passes integrity_check,
+    no run has two final states, nothing is left Running or Pending."""
+    assert integrity(database) == "ok"
+    assert_one_final_state_per_run(database)
+    assert_nothing_left_running(database)

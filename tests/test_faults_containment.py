@@ -9,13 +9,13 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from faults import assert_store_sound
 from gnomon.daemon._containment import Containment
 from gnomon.deployments import ContainmentMode
 from gnomon.store import Store
@@ -198,16 +198,7 @@ def stop(daemon: DaemonProcess) -> str:
 
 def assert_invariants(store: Store, home: Path) -> None:
     """Nothing left Running or Pending, no run with two final states, an intact store."""
-    for row in runs(store):
-        assert row["state_type"] not in ("RUNNING", "PENDING"), row
-        finals = [
-            state
-            for state in store.read_states(row["id"])
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-        ]
-        assert len(finals) <= 1, finals
-    with sqlite3.connect(home / "gnomon.db") as connection:
-        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert_store_sound(home / "gnomon.db")
 
 
 def cgroups_work() -> bool:

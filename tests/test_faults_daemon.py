@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from invariants import assert_every_fire_once, assert_store_sound, fire_times
+from faults import assert_every_fire_once, assert_store_sound, fire_times
 from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
 

@@ -215,3 +215,26 @@ def test_a_run_recovered_as_crashed_keeps_that_state_when_its_live_worker_finish
     assert integrity(database) == "ok"
     assert_one_final_state_per_run(database)
     assert_nothing_left_running(database)
+
+
+def test_a_refused_final_state_and_its_history_row_are_queued_together_and_dropped_together(
+    store,
+) -> None:
+    """The pool's fallback (the store failed when it recorded a run's end) and the engine
+    queue a run's state and its history row in one call: a flush between them could write
+    the history row of a state the run never took."""
+    from gnomon.flows._records import state_columns, state_row
+    from gnomon.states import Completed, Crashed
+
+    run_id = schedule_run(store, "flows.py:tick")
+    done = Completed()
+    store.settle_flow_run(run_id, state_columns(done), state_row(done, 1, run_id, None))
+    store.flush()
+    crashed = Crashed("the worker could not record the run's end")
+    store.settle_flow_run(run_id, state_columns(crashed), state_row(crashed, 1, run_id, None))
+    store.flush()
+
+    assert store.read_flow_run(run_id)["state_name"] == "Completed"
+    names = [state["name"] for state in store.read_states(flow_run_id=run_id)]
+    assert names[-1] == "Completed"
+    assert "Crashed" not in names

@@ -381,8 +381,11 @@ def record_end(
     except Exception:
         # The store is unavailable: queue the state on the batched writer, which retries.
         log.exception("could not record run %s %s; queued for retry", run.flow_run_id, state.name)
-        store.update_flow_run(run.flow_run_id, **state_columns(state), **values)
-        store.add_state(state_row(state, 0, run.flow_run_id, None))
+        store.settle_flow_run(
+            run.flow_run_id,
+            {**state_columns(state), **values},
+            state_row(state, 0, run.flow_run_id, None),
+        )
         row = {}
     log.log(
         logging.WARNING if state.type is StateType.CRASHED else logging.INFO,

@@ -294,8 +294,11 @@ def _collection_size(value: Any) -> int:
 
 def _record(store: Store, run: _records.FlowRun, state: State, **values: Any) -> None:
     run.state = state
-    store.update_flow_run(run.id, **_records.state_columns(state), **values)
-    store.add_state(_records.state_row(state, run.run_count, run.id, None))
+    store.settle_flow_run(
+        run.id,
+        {**_records.state_columns(state), **values},
+        _records.state_row(state, run.run_count, run.id, None),
+    )
 
 
 def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: State) -> State:

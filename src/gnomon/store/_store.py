@@ -70,6 +70,11 @@ class Store(ScheduledRunQueries, ControlQueries):
         """Queue new values for columns of task run ``id``."""
         self._writer.update_task_run(id, **values)
 
+    def settle_flow_run(self, id: str, values: Row, state: Row) -> None:
+        """Queue flow run ``id``'s new state: ``values`` for its columns and its ``run_states``
+        row, committed together (a refused final state leaves no history row)."""
+        self._writer.settle_flow_run(id, values, state)
+
     def add_state(self, row: Row) -> None:
         """Queue a ``run_states`` row."""
         self._writer.add_state(row)

@@ -188,6 +188,15 @@ class BatchWriter:
             _coalesce(self._batch.task_inserts, self._batch.task_updates, id, values)
             self._recorded()
 
+    def settle_flow_run(self, id: str, values: Row, state: Row) -> None:
+        """Queue a flow run's new state, its columns and its history row, into one batch:
+        if the run has a final state already, the history row is dropped with the refused
+        update (see ``_execute``), never written in a batch of its own."""
+        with self._lock:
+            _coalesce(self._batch.flow_inserts, self._batch.flow_updates, id, values)
+            self._batch.states.append(state)
+            self._recorded()
+
     def add_state(self, row: Row) -> None:
         """Queue a ``run_states`` row (not copied: the caller must not change it after)."""
         with self._lock:
