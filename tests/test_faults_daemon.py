@@ -322,6 +322,108 @@ def test_a_full_file_system_degrades_the_daemon_until_space_is_freed(
     assert_store_sound(database)
 
 
+class Volume:
+    """A small ext4 file system on a loop device, mounted ``errors=remount-ro`` as system
+    disks are: ``fail()`` raises an ext4 error, which turns it read-only under the open
+    files, as a failing disk does; ``repair()`` checks and mounts it again (nothing may
+    have it open)."""
+
+    def __init__(self, image: Path, mount: Path) -> None:
+        self.image = image
+        self.path = mount
+
+    def mount(self) -> None:
+        subprocess.run(
+            ["mount", "-o", "loop,errors=remount-ro", str(self.image), str(self.path)],
+            check=True,
+            capture_output=True,
+        )
+
+    def fail(self) -> None:
+        device = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", str(self.path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("gnomon test\n")
+
+    def repair(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True, capture_output=True)
+        # e2fsck exits 1 when it fixed something: the error the test raised.
+        fsck = subprocess.run(
+            ["e2fsck", "-fy", str(self.image)], check=False, capture_output=True, text=True
+        )
+        assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr
+        self.mount()
+
+
+@pytest.fixture
+def ext4_volume(tmp_path: Path) -> Iterator[Volume]:
+    """A 64 MB ext4 volume of the test's own (root with loop devices; others skip)."""
+    image, mount = tmp_path / "volume.img", tmp_path / "volume"
+    mount.mkdir()
+    with image.open("wb") as stream:
+        stream.truncate(64 << 20)
+    made = subprocess.run(
+        ["mkfs.ext4", "-q", "-F", str(image)], check=False, capture_output=True, text=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot make an ext4 file system here: {made.stderr.strip()}")
+    volume = Volume(image, mount)
+    try:
+        volume.mount()
+    except subprocess.CalledProcessError as error:
+        pytest.skip(f"cannot mount a loop device here: {error.stderr.decode().strip()}")
+    try:
+        yield volume
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_store_whose_disk_turns_read_only_degrades_the_daemon_which_stops_cleanly(
+    tmp_path: Path, ext4_volume: Volume, daemons: list[Any]
+) -> None:
+    """A disk error remounts the store's file system read-only under the running daemon:
+    it stays up and says why, stops on SIGTERM, and once the disk is repaired, the next
+    daemon settles what the first could not store and records the outage's fires as
+    Missed (``catchup`` is off) - one row per fire time, nothing left Running."""
+    home = ext4_volume.path / "home"
+    daemon, url, database = serving(tmp_path, home, daemons, tickers(3))
+
+    ext4_volume.fail()
+    wait_for(lambda: healthz(url)[1]["status"] == "degraded", timeout=20, what="degraded")
+    time.sleep(3)
+    assert daemon.poll() is None
+    assert healthz(url)[1]["status"] == "degraded"
+    # Its status file cannot be rewritten either: `daemon status` tells why from the
+    # file system once the file has gone silent, rather than calling the daemon stuck.
+    wait_for(
+        lambda: "read-only" in gnomon(home, "daemon", "status").stdout,
+        timeout=20,
+        what="daemon status saying why",
+    )
+    status = gnomon(home, "daemon", "status")
+    assert status.returncode == 1, status
+    assert "degraded" in status.stdout, status
+    output = stop(daemon)
+    errors = [e for e in events(output) if e.get("level") == "error"]
+    assert any("read-only" in str(e).lower() for e in errors), errors[-3:]
+    assert "Traceback" not in daemon.error_path.read_text()
+
+    ext4_volume.repair()
+    config = write_config(tmp_path, tickers(3), daemon='workers = 2\napi = "127.0.0.1:0"')
+    again = start_daemon(config, home, output_dir=tmp_path)
+    daemons.append(again)
+    api_url(again)
+    after = row_count(database)
+    wait_for(lambda: row_count(database) >= after + 6, what="fires after the repair")
+    stop(again)
+    for name in ("d0", "d1", "d2"):
+        assert_every_fire_once(database, name, SECOND)
+    assert_store_sound(database)
+
+
 # A stuck loop.
 
 STUCK_HOOK = textwrap.dedent(

@@ -304,6 +304,13 @@ def read_status(lock_path: Path, silence: float = STATUS_SILENCE) -> HealthStatu
     except (KeyError, ValueError, TypeError):
         return None
     if silent > silence:
+        from gnomon.store._faults import read_only_file_system
+
+        if read_only_file_system(status_path(lock_path)):
+            # Its monitor cannot rewrite the file; whether the loop ticks, /healthz tells.
+            directory = lock_path.parent
+            reason = f"the file system of {directory} is read-only: the store cannot be written"
+            return HealthStatus(HealthState.DEGRADED, None, reason)
         reason = f"the daemon has not updated its status for {silent:.1f} s"
         return HealthStatus(HealthState.STUCK, None if age is None else age + silent, reason)
     return HealthStatus(state, age, record.get("reason"), record.get("detail"))

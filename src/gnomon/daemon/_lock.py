@@ -182,6 +182,8 @@ class DaemonLock:
         fd, self._fd = self._fd, None
         try:
             os.ftruncate(fd, 0)  # a daemon that stopped cleanly is not left named in it
+        except OSError:
+            pass  # a read-only or failing disk: the record names a process that has ended
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 

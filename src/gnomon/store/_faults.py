@@ -10,6 +10,7 @@ cause. It imports no SQLAlchemy: the command line's fast path raises the driver'
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import sys
@@ -69,6 +70,11 @@ def store_fault(error: BaseException, url: str) -> str | None:
 
 def _sqlite_cause(error: sqlite3.DatabaseError, database: Path | None) -> str:
     name = getattr(error, "sqlite_errorname", "") or ""
+    written = name.startswith(("SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN"))
+    if written and database and read_only_file_system(database):
+        # A disk error remounts a file system read-only under open files (ext4's
+        # errors=remount-ro): SQLite sees failed writes, not a read-only database.
+        return f"the file system of {database.parent} is read-only"
     if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) and database and _full(database.parent):
         # A write the disk refused shows as an I/O error as often as SQLITE_FULL (the -shm
         # file failing to grow: SQLITE_IOERR_SHMSIZE).
@@ -90,6 +96,22 @@ def _full(directory: Path) -> bool:
         return False
     blocks = status.f_bfree if os.geteuid() == 0 else status.f_bavail
     return blocks * status.f_frsize < FULL_BELOW_BYTES
+
+
+def read_only_file_system(path: Path) -> bool:
+    """Whether the file system of ``path`` (an existing file or directory) is read-only:
+    mounted so, or turned so by a disk error. The second shows in no mount flag (ext4
+    marks it inside the file system), only as ``EROFS`` when a file is opened to write,
+    which is what this tries for a file (it writes nothing)."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return True
+        if path.is_dir():
+            return False
+        os.close(os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC))
+    except OSError as error:
+        return error.errno == errno.EROFS
+    return False
 
 
 def _is_server_error(error: BaseException) -> bool:
