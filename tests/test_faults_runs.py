@@ -7,6 +7,7 @@ Real processes throughout: daemons, workers executing stored runs, the ``gnomon`
 
 from __future__ import annotations
 
+import logging
 import signal
 import textwrap
 from datetime import UTC, datetime
@@ -217,24 +218,70 @@ def test_a_run_recovered_as_crashed_keeps_that_state_when_its_live_worker_finish
     assert_nothing_left_running(database)
 
 
+@pytest.mark.parametrize("flushed_between", [True, False], ids=["two batches", "one batch"])
 def test_a_refused_final_state_and_its_history_row_are_queued_together_and_dropped_together(
-    store,
+    store, flushed_between: bool
 ) -> None:
     """The pool's fallback (the store failed when it recorded a run's end) and the engine
     queue a run's state and its history row in one call: a flush between them could write
-    the history row of a state the run never took."""
+    the history row of a state the run never took. In one batch, the second final state
+    is refused before it can replace the first (the soak's run Completed, then Crashed by
+    a signal in its worker before the batch was flushed)."""
     from gnomon.flows._records import state_columns, state_row
     from gnomon.states import Completed, Crashed
 
     run_id = schedule_run(store, "flows.py:tick")
     done = Completed()
     store.settle_flow_run(run_id, state_columns(done), state_row(done, 1, run_id, None))
-    store.flush()
+    if flushed_between:
+        store.flush()
     crashed = Crashed("the worker could not record the run's end")
     store.settle_flow_run(run_id, state_columns(crashed), state_row(crashed, 1, run_id, None))
     store.flush()
 
     assert store.read_flow_run(run_id)["state_name"] == "Completed"
     names = [state["name"] for state in store.read_states(flow_run_id=run_id)]
+    assert names[-1] == "Completed"
+    assert "Crashed" not in names
+
+
+class _InterruptAtEnd(logging.Handler):
+    """Raises KeyboardInterrupt at the engine's "Finished in state" line: a stop signal
+    arriving just after a run's final state was queued, before it was committed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Finished in state" in record.getMessage():
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["before its commit", "in its hook"])
+def test_a_signal_after_a_run_completed_leaves_it_completed(store, where: str) -> None:
+    """A stop signal that reaches the engine after a run's final state was recorded ends
+    the process, not the run: it stays Completed with one final state. (The soak found a
+    run Completed, then Crashed: a signal before the batch holding Completed was flushed
+    queued Crashed into the same batch.)"""
+    from gnomon import flow
+
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    @flow(on_completion=[interrupted] if where == "in its hook" else [])
+    def finishing() -> int:
+        return 1
+
+    engine = logging.getLogger("gnomon.engine")
+    handler = _InterruptAtEnd()
+    if where == "before its commit":
+        engine.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            finishing()
+    finally:
+        engine.removeHandler(handler)
+    store.flush()
+
+    [row] = store.read_runs()
+    assert row["state_name"] == "Completed"
+    names = [state["name"] for state in store.read_states(flow_run_id=row["id"])]
     assert names[-1] == "Completed"
     assert "Crashed" not in names

@@ -174,15 +174,26 @@ def _run_validated(
         state = _run_attempts(store, flow, run, context, runner, claimed)
     except TerminationSignal:
         message = "Execution was interrupted by its parent flow run timing out."
-        state = _finish(store, flow, run, _crashed_state(message))
+        _finish_interrupted(store, flow, run, _crashed_state(message))
         raise
     except BaseException as error:
-        state = _finish(store, flow, run, _crashed_state(_records.crash_message(error), error))
+        crashed = _crashed_state(_records.crash_message(error), error)
+        _finish_interrupted(store, flow, run, crashed)
         raise
     finally:
         task_run_var.reset(task_token)
         flow_run_var.reset(flow_token)
     return state
+
+
+def _finish_interrupted(
+    store: Store, flow: Flow[..., Any], run: _records.FlowRun, crashed: State
+) -> None:
+    """End a run that an exception or signal interrupted as ``crashed``, unless it had
+    reached its final state first (the signal came while its hooks ran, or while its
+    final state was being committed): that state stands."""
+    if run.state is None or not run.state.is_final():
+        _finish(store, flow, run, crashed)
 
 
 def _crashed_state(message: str, error: BaseException | None = None) -> State:

@@ -40,6 +40,7 @@ from gnomon.exceptions import GnomonError, StoreFileGone
 from gnomon.store._db import DriverConnection, create_engine, read_engine
 from gnomon.store._prepared import Prepared, prepare_rows
 from gnomon.store._schema import (
+    FINAL_STATE_TYPES,
     flow_runs,
     run_logs,
     run_states,
@@ -191,11 +192,23 @@ class BatchWriter:
     def settle_flow_run(self, id: str, values: Row, state: Row) -> None:
         """Queue a flow run's new state, its columns and its history row, into one batch:
         if the run has a final state already, the history row is dropped with the refused
-        update (see ``_execute``), never written in a batch of its own."""
+        update (see ``_execute``), never written in a batch of its own. A final state after
+        one queued in this batch is refused here: coalesced, it would replace the first
+        while both history rows were written (a run Completed, then Crashed by a signal
+        before its batch was flushed)."""
         with self._lock:
-            _coalesce(self._batch.flow_inserts, self._batch.flow_updates, id, values)
-            self._batch.states.append(state)
-            self._recorded()
+            pending = self._batch.flow_inserts.get(id) or self._batch.flow_updates.get(id)
+            refused = (
+                pending is not None
+                and pending.get("state_type") in FINAL_STATE_TYPES
+                and values.get("state_type") in FINAL_STATE_TYPES
+            )
+            if not refused:
+                _coalesce(self._batch.flow_inserts, self._batch.flow_updates, id, values)
+                self._batch.states.append(state)
+                self._recorded()
+        if refused:
+            _log_refused({id: values.get("state_name")})
 
     def add_state(self, row: Row) -> None:
         """Queue a ``run_states`` row (not copied: the caller must not change it after)."""
