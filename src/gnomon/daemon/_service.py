@@ -137,7 +137,6 @@ class Daemon:
         from gnomon._settings import get_settings
         from gnomon._space import FLOOR_ENV
         from gnomon.daemon._lock import DaemonLock
-        from gnomon.daemon._poll import StorePoll
         from gnomon.daemon._pool import WorkerPool
         from gnomon.daemon._reload import ConfigLoader, answer_at_start
         from gnomon.daemon._report import RunReporter, StoreLogHandler
@@ -199,10 +198,7 @@ class Daemon:
             self.pool.stop(0)
             raise
         answer_at_start(self.store, self.config.path)
-        horizon = self.clock.now()
-        self.store_poll = StorePoll(self.store, self.scheduler, horizon)
-        self.reporter.decided(self.scheduler.catch_up(horizon))
-        self._start_timer(horizon)
+        self._catch_up_at_start()
         self._start_checkpointer()
         freeze_heap()
         log.info(
@@ -295,6 +291,18 @@ class Daemon:
                 "removed": _some(result.removed),
             },
         )
+
+    def _catch_up_at_start(self) -> None:
+        """Decide the fires missed while no daemon ran, then start the timer after them."""
+        from gnomon.daemon._poll import StorePoll
+
+        horizon = self.clock.now()
+        # The clock's first reading is this catch-up's: a step before the first tick is
+        # then seen by that tick as a step, not taken as its starting point.
+        self.outages.observe_clock(horizon, self.clock.monotonic())
+        self.store_poll = StorePoll(self.store, self.scheduler, horizon)
+        self.reporter.decided(self.scheduler.catch_up(horizon))
+        self._start_timer(horizon)
 
     def _start_timer(self, not_before: datetime) -> None:
         from gnomon.daemon._timing import Timer
