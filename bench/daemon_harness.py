@@ -229,14 +229,19 @@ class DaemonProcess:
 
 
 def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (the daemon's workers)."""
-    found = []
+    """The processes below ``pid``, at any depth: the daemon's worker template and the
+    workers forked from it (which are the template's children, not the daemon's)."""
+    parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
     return sorted(found)
 
 
