@@ -588,8 +588,13 @@ def test_a_capped_run_keeps_its_first_lines_then_one_truncation_warning_whatever
     assert truncations[0]["flow_run_id"] == flow.flow_run_id
     assert truncations[0]["extra"]["log_truncated"] is True
     printed = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert len(printed) == 101  # the console got the same lines as the store
-    assert printed == sorted(printed, key=lambda line: "truncated" in line["event"])
+    # The console got the same lines as the store. Not in the same order: a thread whose
+    # line was the last admitted may print it after another thread, refused, printed the
+    # truncation line (admitting and printing are not one step; in one thread they are
+    # in order, as the other cap tests check).
+    assert sorted(line["event"] for line in printed) == sorted(
+        row["message"] for row in [*lines, *truncations]
+    )
 
 
 def test_the_byte_cap_counts_encoded_bytes_and_engine_events_too(capped, stored) -> None:
