@@ -361,6 +361,9 @@ class Volume:
 @pytest.fixture
 def ext4_volume(tmp_path: Path) -> Iterator[Volume]:
     """A 64 MB ext4 volume of the test's own (root with loop devices; others skip)."""
+    missing = [tool for tool in ("mkfs.ext4", "e2fsck", "findmnt") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (e2fsprogs, util-linux)")
     image, mount = tmp_path / "volume.img", tmp_path / "volume"
     mount.mkdir()
     with image.open("wb") as stream:
