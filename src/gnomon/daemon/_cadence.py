@@ -51,9 +51,14 @@ class PollTimer:
         self.last = now
         self.next_timed = now + POLL_INTERVAL
 
-    def wait(self, now: float) -> float | None:
-        """Seconds until a requested poll may run; None if none is requested."""
-        return max(0.0, self.last + MIN_POLL_GAP - now) if self.requested else None
+    def wait(self, now: float, backlog: bool) -> float:
+        """Seconds until the next poll is due (see ``due``): a requested one, or the timed
+        one, which a backlog puts off (waking for it sooner would find it not due, and
+        the loop would spin until it is)."""
+        timed = self.next_timed + (POLL_INTERVAL if backlog else 0.0) - now
+        if self.requested:
+            timed = min(timed, self.last + MIN_POLL_GAP - now)
+        return max(0.0, timed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,10 +403,7 @@ class Daemon:
         from gnomon.daemon._cadence import POLL_INTERVAL
 
         monotonic = self.clock.monotonic()
-        waits = [POLL_INTERVAL, self._polls.next_timed - monotonic]
-        requested = self._polls.wait(monotonic)
-        if requested is not None:
-            waits.append(requested)
+        waits = [POLL_INTERVAL, self._polls.wait(monotonic, self._backlog())]
         if self.outages.store_failing:
             waits.append(self.outages.retry_at - monotonic)
         else:
