@@ -28,7 +28,7 @@ from gnomon.daemon._detach import read_pidfile
 from gnomon.daemon._lock import find_holder
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.states import parse_state_filter
-from gnomon.store import Store
+from gnomon.store import Actor, Store
 from test_daemon import INTERVAL_TICK, completed, start_daemon, wait_for, write_config
 
 GNOMON = Path(sys.executable).with_name("gnomon")
@@ -209,7 +209,7 @@ def test_deployments_list_shows_a_deployment_paused_in_the_store_with_no_next_fi
     deployments = load_config(config, check_flows=False).config.deployments
     now = datetime.now(UTC)
     sync_deployments(store, deployments, now)
-    assert store.set_deployment_paused("nightly", True, "test", "maintenance window", now)
+    assert store.set_paused(["nightly"], True, Actor("test", "cli"), "maintenance window", now)
     quarterly = deployments[1].trigger(store.read_deployment("quarterly")["anchor"])
 
     start = datetime.now(UTC)

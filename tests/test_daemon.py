@@ -446,19 +446,19 @@ def test_a_reload_picks_up_edited_flow_code_in_checks_and_in_workers(
 def test_a_pause_made_in_the_store_by_another_process_stops_fires_and_resume_restarts_them(
     tmp_path, gnomon_home, store, daemons
 ) -> None:
-    from datetime import UTC, datetime
+    from gnomon.store import Actor
 
     daemon = start_daemon(write_config(tmp_path, INTERVAL_TICK), gnomon_home)
     daemons.append(daemon)
     wait_for(completed(store, "ticker", 1), what="the ticker")
 
-    assert store.set_deployment_paused("ticker", True, "test", "incident", datetime.now(UTC))
+    assert store.set_paused(["ticker"], True, Actor("test", "cli"), "incident")
     time.sleep(2.5)  # the pause applies within a second; let an in-flight fire settle
     paused_count = len(runs(store, "ticker"))
     time.sleep(2.5)  # a 1 s deployment would fire twice in this window if still scheduled
     assert len(runs(store, "ticker")) == paused_count
 
-    assert store.set_deployment_paused("ticker", False, "test", None, datetime.now(UTC))
+    assert store.set_paused(["ticker"], False, Actor("test", "cli"), None)
     wait_for(lambda: len(runs(store, "ticker")) > paused_count, what="fires after resume")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0

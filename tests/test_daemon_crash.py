@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import signal
 import textwrap
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,41 @@ def _daemon_id(store, pid: int) -> str | None:
         if f":{pid}:" in daemon_id:
             return daemon_id
     return None
+
+
+def test_a_deployment_killed_before_its_first_fire_catches_it_up_after_a_restart(
+    tmp_path: Path, gnomon_home: Path, store, daemons
+) -> None:
+    # The fire due while no daemon ran belonged to a deployment that had never fired: the
+    # restarted daemon decides it by the catch-up policy, as for one that had.
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "hourly"
+        flow = "flows.py:tick"
+        interval = "8s"
+        catchup = "all"
+        """,
+    )
+    first = start_daemon(config, gnomon_home)
+    daemons.append(first)
+    row = wait_for(lambda: store.read_deployment("hourly"), what="the deployment registered")
+    first.kill()
+    first.communicate(timeout=10)
+    registered = row["registered_at"]
+    assert not store.read_runs(deployment="hourly")  # killed before the first fire
+
+    time.sleep(max(0.0, (registered + timedelta(seconds=9) - datetime.now(UTC)).total_seconds()))
+    second = start_daemon(config, gnomon_home)
+    daemons.append(second)
+    first_fire = registered + timedelta(seconds=8)
+    caught_up = wait_for(
+        lambda: [
+            r for r in store.read_runs(deployment="hourly") if r["scheduled_for"] == first_fire
+        ],
+        what="the missed first fire caught up",
+    )
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+    assert [r["trigger"] for r in caught_up] == ["catchup"]

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from gnomon.deployments import Deployment, sync_deployments
-from gnomon.store import Store
+from gnomon.store import Actor, Store
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -67,11 +67,11 @@ def test_a_first_sync_registers_each_deployment_with_its_definition(store, sourc
     assert (every["parameters"], every["tags"], every["description"]) == ({"n": 2}, ["etl"], "d")
     assert every["anchor"] == T0  # an interval counts from its first registration
     assert (every["registered_at"], every["updated"], every["source_file"]) == (T0, T0, str(source))
-    assert (every["active"], every["paused"], every["last_fire"], every["next_fire"]) == (
+    assert (every["active"], every["paused"], every["last_fire"], every["fires_from"]) == (
         True,
         False,
         None,
-        None,
+        T0,
     )
     assert (nightly["schedule_kind"], nightly["schedule"], nightly["timezone"]) == (
         "cron",
@@ -115,7 +115,7 @@ def test_a_changed_definition_is_updated_keeping_registration_and_last_fire(
     store, source, change: dict[str, Any]
 ) -> None:
     sync_deployments(store, [make(source, cron="0 * * * *")], T0)
-    store.record_fire_times("job", T0, T1)
+    store.record_fire_times_many([("job", T0)])
 
     result = sync_deployments(store, [make(source, **{"cron": "0 * * * *", **change})], T1)
 
@@ -136,24 +136,26 @@ def test_a_changed_definition_is_updated_keeping_registration_and_last_fire(
     )
 
 
-def test_a_schedule_change_forgets_the_stored_next_fire_and_other_changes_keep_it(
-    store, source
-) -> None:
-    sync_deployments(store, [make(source, "a", cron="0 * * * *"), make(source, "b")], T0)
-    store.record_fire_times("a", T0, T1)
-    store.record_fire_times("b", T0, T0 + timedelta(minutes=1))
+def test_the_schedule_decides_fires_from_registration_a_return_or_a_resume(store, source) -> None:
+    # Catch-up starts at the later of the last fire and fires_from: a deployment that never
+    # fired catches up from its registration, and neither the time it was out of the config
+    # nor a pause is caught up.
+    sync_deployments(store, [make(source, "a"), make(source, "b"), make(source, "c")], T0)
+    assert [store.read_deployment(name)["fires_from"] for name in "abc"] == [T0] * 3
 
-    sync_deployments(
-        store, [make(source, "a", cron="30 * * * *"), make(source, "b", retries=2)], T1
-    )
+    sync_deployments(store, [make(source, "a", cron="30 * * * *"), make(source, "c")], T1)
+    assert store.read_deployment("a")["fires_from"] == T0  # a schedule change keeps it
 
-    assert store.read_deployment("a")["next_fire"] is None
-    assert store.read_deployment("b")["next_fire"] == T0 + timedelta(minutes=1)
+    store.set_paused(["c"], True, Actor("alice", "cli"), "incident", now=T1)
+    store.set_paused(["c"], False, Actor("alice", "cli"), None, now=T2)
+    sync_deployments(store, [make(source, "a"), make(source, "b"), make(source, "c")], T2)
+
+    assert [store.read_deployment(name)["fires_from"] for name in "abc"] == [T0, T2, T2]
 
 
 def test_a_deployment_gone_from_the_config_is_deactivated_and_its_row_stays(store, source) -> None:
     sync_deployments(store, [make(source, "a"), make(source, "b")], T0)
-    store.record_fire_times("b", T0, T1)
+    store.record_fire_times_many([("b", T0)])
 
     result = sync_deployments(store, [make(source, "a")], T1)
     again = sync_deployments(store, [make(source, "a")], T2)
@@ -163,7 +165,7 @@ def test_a_deployment_gone_from_the_config_is_deactivated_and_its_row_stays(stor
     assert names(store) == ["a"]
     assert names(store, active_only=False) == ["a", "b"]
     removed = store.read_deployment("b")
-    assert (removed["active"], removed["last_fire"], removed["next_fire"]) == (False, T0, None)
+    assert (removed["active"], removed["last_fire"]) == (False, T0)
 
 
 def test_a_re_added_deployment_is_reactivated_with_its_original_anchor(store, source) -> None:
@@ -230,7 +232,7 @@ def test_a_cron_deployment_turned_interval_is_anchored_when_it_changed(store, so
 
 def test_a_pause_survives_a_re_sync_and_a_restart_when_the_file_is_silent(store, source) -> None:
     sync_deployments(store, [make(source)], T0)
-    assert store.set_deployment_paused("job", True, "alice", "maintenance", T1)
+    assert store.set_paused(["job"], True, Actor("alice", "cli"), "maintenance", now=T1)
 
     result = sync_deployments(store, [make(source)], T2)
     restarted = Store(store.url)
@@ -256,7 +258,7 @@ def test_a_pause_made_in_the_store_meets_what_the_file_states(
     store, source, stated: bool | None, outcome: str, expected: tuple[Any, ...]
 ) -> None:
     sync_deployments(store, [make(source)], T0)
-    store.set_deployment_paused("job", True, "alice", "maintenance", T1)
+    store.set_paused(["job"], True, Actor("alice", "cli"), "maintenance", now=T1)
 
     result = sync_deployments(store, [make(source, paused=stated)], T2)
 
@@ -270,7 +272,7 @@ def test_the_file_s_paused_true_wins_at_every_sync_and_says_so(store, source) ->
     assert added.added == ["job"]
     assert pause_of(row) == (True, f"config file {source}", T0, f"paused = true in {source}")
 
-    store.set_deployment_paused("job", False, "bob", None, T1)
+    store.set_paused(["job"], False, Actor("bob", "cli"), None, now=T1)
     result = sync_deployments(store, [make(source, paused=True)], T2)
 
     assert result.changed == ["job"]
@@ -279,18 +281,17 @@ def test_the_file_s_paused_true_wins_at_every_sync_and_says_so(store, source) ->
 
 
 def test_pausing_an_unknown_deployment_reports_it(store) -> None:
-    assert store.set_deployment_paused("nope", True, "alice", None, T0) is False
+    assert store.set_paused(["nope"], True, Actor("alice", "cli"), None, now=T0) == []
     assert store.read_deployment("nope") is None
 
 
 def test_fire_times_are_recorded_per_deployment(store, source) -> None:
     sync_deployments(store, [make(source, "a"), make(source, "b")], T0)
 
-    store.record_fire_times("a", T1, T2)
+    store.record_fire_times_many([("a", T1)])
 
     rows = {row["name"]: row for row in store.read_deployments()}
-    assert (rows["a"]["last_fire"], rows["a"]["next_fire"]) == (T1, T2)
-    assert (rows["b"]["last_fire"], rows["b"]["next_fire"]) == (None, None)
+    assert (rows["a"]["last_fire"], rows["b"]["last_fire"]) == (T1, None)
 
 
 def test_a_sync_that_fails_writes_nothing(store, source) -> None:

@@ -217,7 +217,7 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
     toml = "".join(every_minute(name) for name in names)
     scheduler, workers = make_scheduler(tmp_path, store, toml, Counting(size=2))
     for name in names:
-        scheduler.hand_off(name, [at(0)], at(1))
+        scheduler.hand_off(name, [at(0)])
 
     decisions = scheduler.tick(at(0))
 
@@ -272,6 +272,44 @@ def test_a_paused_deployment_does_not_fire_and_resuming_does_not_catch_up(tmp_pa
     assert store.read_runs(deployment="job") == []
 
 
+def test_a_deployment_that_never_fired_catches_up_the_fires_due_since_it_was_registered(
+    tmp_path, store
+) -> None:
+    # The daemon registered it at T0 - 1 h and stopped before its first fire: the fires
+    # due while no daemon ran are the catch-up policy's to decide, as for one that fired.
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute(catchup="latest"))
+
+    scheduler.catch_up(at(0) + timedelta(seconds=30))
+
+    decided = states(store)
+    assert len(decided) == 60  # 11:01 .. 12:00, after the registration at 11:00
+    assert decided[-1] == ("12:00", "Pending")
+    assert {state for _, state in decided[:-1]} == {"Missed"}
+
+
+def test_a_resume_made_while_no_daemon_ran_does_not_catch_up_the_paused_period(
+    tmp_path, store
+) -> None:
+    from gnomon.store import Actor
+
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute(catchup="all"))
+    scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.record_fire_times()
+    store.set_paused(["job"], True, Actor("alice", "cli"), "incident", now=at(1))
+    store.set_paused(["job"], False, Actor("alice", "cli"), None, now=at(5) + timedelta(seconds=1))
+
+    restarted = Scheduler(store, Workers(), daemon_id="test-daemon")
+    config = load_config(tmp_path / "gnomon.toml").config
+    restarted.set_deployments(config.deployments, store.read_schedule_states())
+    restarted.catch_up(at(7) + timedelta(seconds=30))
+
+    assert states(store) == [
+        ("12:00", "Pending"),
+        ("12:06", "Pending"),
+        ("12:07", "Pending"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("catchup", "expected"),
     [
@@ -313,25 +351,22 @@ def test_catch_up_all_is_bounded_by_max_catchup(tmp_path, store) -> None:
     ]
 
 
-def test_last_and_next_fire_are_persisted_with_each_decision(tmp_path, store) -> None:
+def test_the_last_fire_is_persisted_with_each_decision(tmp_path, store) -> None:
     scheduler, _ = make_scheduler(tmp_path, store, every_minute())
 
     scheduler.fire_many([("job", at(5))], at(5))
 
-    row = store.read_deployment("job")
-    assert (row["last_fire"], row["next_fire"]) == (at(5), at(6))
+    assert store.read_deployment("job")["last_fire"] == at(5)
 
 
-def test_a_fires_last_and_next_times_are_stored_once_its_runs_have_all_started(
-    tmp_path, store
-) -> None:
+def test_a_fires_last_time_is_stored_once_its_runs_have_all_started(tmp_path, store) -> None:
     # Storing them holds the store's write lock, which the workers need to claim the
     # fire's first runs: it waits until no run of the fire waits for a worker.
     scheduler, workers = make_scheduler(
         tmp_path, store, every_minute("a") + every_minute("b"), Workers(size=1)
     )
-    scheduler.hand_off("a", [at(0)], at(1))
-    scheduler.hand_off("b", [at(0)], at(1))
+    scheduler.hand_off("a", [at(0)])
+    scheduler.hand_off("b", [at(0)])
     scheduler.tick(at(0))
 
     assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
@@ -340,16 +375,14 @@ def test_a_fires_last_and_next_times_are_stored_once_its_runs_have_all_started(
     assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
 
     workers.finish(scheduler, workers.running[0], at(0) + timedelta(milliseconds=9))
-    assert [(row["last_fire"], row["next_fire"]) for row in map(store.read_deployment, "ab")] == [
-        (at(0), at(1))
-    ] * 2
+    assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [at(0)] * 2
 
 
 def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
     tmp_path, store
 ) -> None:
     scheduler, _ = make_scheduler(tmp_path, store, every_minute(), Workers(size=0))
-    scheduler.hand_off("job", [at(0)], at(1))
+    scheduler.hand_off("job", [at(0)])
     scheduler.tick(at(0))
     scheduler.tick(at(0) + timedelta(milliseconds=999))
     assert store.read_deployment("job")["last_fire"] is None
@@ -357,10 +390,10 @@ def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
     scheduler.tick(at(0) + timedelta(seconds=1))
     assert store.read_deployment("job")["last_fire"] == at(0)
 
-    scheduler.hand_off("job", [at(1)], at(2))
+    scheduler.hand_off("job", [at(1)])
     scheduler.tick(at(1))
     scheduler.record_fire_times()  # what the daemon does at shutdown
-    assert store.read_deployment("job")["next_fire"] == at(2)
+    assert store.read_deployment("job")["last_fire"] == at(1)
 
 
 def test_a_failed_run_is_queued_again_while_the_deployments_retries_last(tmp_path, store) -> None:
@@ -452,18 +485,16 @@ def test_the_timer_hands_over_each_fire_with_the_next_one_which_is_stored(tmp_pa
         [fires] = handed.get(timeout=10)
     finally:
         timer.shutdown()
-    nominal_times, next_fire = fires.nominal_times, fires.next_fire
+    nominal_times = fires.nominal_times
     assert (fires.name, fires.trigger) == ("job", slot.trigger)
-    assert next_fire == nominal_times[-1] + timedelta(seconds=1)
 
-    scheduler.hand_off(fires.name, nominal_times, next_fire, fires.trigger)
+    scheduler.hand_off(fires.name, nominal_times, fires.trigger)
     assert scheduler.tick(nominal_times[-1] - timedelta(milliseconds=1)) == []
     assert scheduler.next_due() == nominal_times[-1]
     scheduler.tick(nominal_times[-1])
     assert scheduler.next_due() is None
 
-    row = store.read_deployment("job")
-    assert (row["last_fire"], row["next_fire"]) == (nominal_times[-1], next_fire)
+    assert store.read_deployment("job")["last_fire"] == nominal_times[-1]
 
 
 def test_the_timer_hands_over_fires_ahead_of_time_in_one_batch_per_moment(tmp_path, store) -> None:
@@ -497,7 +528,6 @@ def test_the_timer_hands_over_fires_ahead_of_time_in_one_batch_per_moment(tmp_pa
         assert fires.nominal_times[0] == started.replace(microsecond=0) + timedelta(seconds=1)
         assert fires.nominal_times[0] > received - timedelta(seconds=1)
         assert len(fires.nominal_times) >= 5 * 60 - 2
-        assert fires.next_fire == fires.nominal_times[-1] + timedelta(seconds=1)
 
 
 def test_fires_handed_over_early_wait_until_due_and_a_changed_trigger_drops_them(
@@ -506,8 +536,8 @@ def test_fires_handed_over_early_wait_until_due_and_a_changed_trigger_drops_them
     scheduler, _ = make_scheduler(tmp_path, store, every_minute())
     slot = scheduler.deployment("job")
     assert slot is not None
-    scheduler.hand_off("job", [at(1), at(2)], at(3), slot.trigger)
-    scheduler.hand_off("job", [at(1)], at(2), slot.trigger)  # handed twice: one fire
+    scheduler.hand_off("job", [at(1), at(2)], slot.trigger)
+    scheduler.hand_off("job", [at(1)], slot.trigger)  # handed twice: one fire
 
     assert scheduler.tick(at(0)) == []
     assert scheduler.next_due() == at(1)
@@ -540,7 +570,13 @@ def test_the_schedule_state_read_at_start_and_reload_covers_active_deployments_o
     states = store.read_schedule_states()
 
     assert set(states) == {"a"}  # b left the config
-    assert states["a"] == {"name": "a", "anchor": None, "paused": True, "last_fire": None}
+    assert states["a"] == {
+        "name": "a",
+        "anchor": None,
+        "paused": True,
+        "last_fire": None,
+        "fires_from": T0 - timedelta(hours=1),  # make_scheduler's sync
+    }
 
 
 def test_one_fire_of_many_deployments_creates_runs_for_exactly_the_new_unpaused_ones(

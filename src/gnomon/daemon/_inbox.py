@@ -18,9 +18,6 @@ if TYPE_CHECKING:
     from gnomon.daemon._tracking import Slot
     from gnomon.scheduling import Trigger
 
-# (the last nominal time handed over, the nominal fire after it), by deployment
-NextFires = dict[str, tuple[datetime, datetime | None]]
-
 
 class FireInbox:
     """Handed-over fire times: put from any thread, taken by the loop thread only."""
@@ -28,32 +25,24 @@ class FireInbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._incoming: list[tuple[str, datetime, Trigger | None]] = []
-        self._next_fires: NextFires = {}
         self._held: dict[tuple[str, datetime], Trigger | None] = {}  # the loop's own
 
     def put(
         self,
         name: str,
         nominal_times: Sequence[datetime],
-        next_fire: datetime | None,
         trigger: Trigger | None,
     ) -> None:
-        """Add ``name``'s fire times; ``next_fire`` is the nominal fire after the last."""
+        """Add ``name``'s fire times."""
         with self._lock:
             self._incoming.extend((name, nominal, trigger) for nominal in nominal_times)
-            if nominal_times and next_fire is not None:
-                self._next_fires[name] = (max(nominal_times), next_fire)
 
-    def take_due(
-        self, slots: Mapping[str, Slot], now: datetime
-    ) -> tuple[list[tuple[str, datetime]], NextFires]:
+    def take_due(self, slots: Mapping[str, Slot], now: datetime) -> list[tuple[str, datetime]]:
         """The (deployment, nominal) fire times due by ``now`` (nominal plus the slot's
-        jitter offset), and the next fires handed over since the last call. Times of a
-        deployment that is gone, whose trigger changed, or that fired them already are
-        dropped."""
+        jitter offset). Times of a deployment that is gone, whose trigger changed, or that
+        fired them already are dropped."""
         with self._lock:
             incoming, self._incoming = self._incoming, []
-            next_fires, self._next_fires = self._next_fires, {}
         for name, nominal, trigger in incoming:
             self._held[(name, nominal)] = trigger
         due: list[tuple[str, datetime]] = []
@@ -69,7 +58,7 @@ class FireInbox:
             elif nominal + slot.offset <= now:
                 del self._held[key]
                 due.append(key)
-        return due, next_fires
+        return due
 
     def next_due(self, slots: Mapping[str, Slot]) -> datetime | None:
         """When the earliest time held (as of the last ``take_due``) is due."""

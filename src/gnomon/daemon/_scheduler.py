@@ -72,7 +72,6 @@ class Scheduler:
         # Deployments whose last and next fire are not stored yet (see ``tick``), and the
         # next fires the timer computed for them.
         self._unrecorded: set[str] = set()
-        self._unrecorded_next: dict[str, tuple[datetime, datetime | None]] = {}
         self._unrecorded_since: datetime | None = None
         self._lock = threading.Lock()
 
@@ -94,6 +93,7 @@ class Scheduler:
                 offset=jitter_offset(deployment.name, deployment.jitter),
                 paused=bool(row["paused"]),
                 last_fire=row["last_fire"],
+                fires_from=row["fires_from"],
             )
             if previous is not None:
                 slot.running, slot.queued = previous.running, previous.queued
@@ -125,14 +125,12 @@ class Scheduler:
         self,
         name: str,
         nominal_times: Sequence[datetime],
-        next_fire: datetime | None = None,
         trigger: Trigger | None = None,
     ) -> None:
         """Queue fire times for the tick at which they are due (called from APScheduler's
-        thread); ``next_fire`` is the nominal fire after the last of them, if the caller
-        knows it. Times handed over by ``trigger`` are dropped if the deployment's trigger
+        thread). Times handed over by ``trigger`` are dropped if the deployment's trigger
         has changed since (a reload): its new schedule decides."""
-        self._inbox.put(name, nominal_times, next_fire, trigger)
+        self._inbox.put(name, nominal_times, trigger)
 
     def next_due(self) -> datetime | None:
         """When the earliest fire time handed over but not yet fired is due (after the
@@ -161,8 +159,7 @@ class Scheduler:
             if slot is not None:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
             self._retries.pop(0)
-        # Next fires the timer computed save _record_fire_times a cron search each.
-        due, next_fires = self._inbox.take_due(self._slots, now)
+        due = self._inbox.take_due(self._slots, now)
         decisions: list[Decision] = []
         due.sort(key=lambda fire: fire[1])
         for fires in fire_chunks(due, self.dispatcher.capacity()):
@@ -172,7 +169,7 @@ class Scheduler:
             self.dispatch(now)
         for decision in decisions:  # after the dispatch: the first runs need not wait for it
             log_decision(decision)
-        # The deployments' last and next fires are stored once the fire's runs are all
+        # The deployments' last fires are stored once the fire's runs are all
         # started (or after RECORD_FIRES_WITHIN): that write would otherwise hold the store's
         # write lock while the workers claim the first runs. A crash before it only leaves
         # last_fire behind: the catch-up's repeat of such a fire is a duplicate key, and
@@ -180,7 +177,6 @@ class Scheduler:
         if decisions:
             self._unrecorded.update(decision.deployment for decision in decisions)
             self._unrecorded_since = self._unrecorded_since or now
-        self._unrecorded_next.update(next_fires)
         settled = not self._waiting and self.dispatcher.idle_count() > 0
         since = self._unrecorded_since
         if since is not None and (settled or now - since >= RECORD_FIRES_WITHIN):
@@ -188,12 +184,10 @@ class Scheduler:
         return decisions
 
     def record_fire_times(self) -> None:
-        """Store the last and next fires ``tick`` has not stored yet (also at shutdown)."""
+        """Store the last fires ``tick`` has not stored yet (also at shutdown)."""
         names, self._unrecorded = self._unrecorded, set()
-        pending = self._unrecorded_next
-        known = {name: pending.pop(name) for name in names & pending.keys()}
         self._unrecorded_since = None
-        self._record_fire_times(names & self._slots.keys(), known)
+        self._record_fire_times(names & self._slots.keys())
 
     def _forget(self, flow_run_id: str) -> Slot | None:
         """Stop tracking a run; returns the deployment it belonged to (None if that is no
@@ -495,13 +489,14 @@ class Scheduler:
         why: str = "while the daemon was down",
         since: datetime | None = None,
     ) -> list[Decision]:
-        """Apply each deployment's catch-up policy to the fire times missed before ``now``,
-        after its last fire, or after ``since`` for one that never fired (``why`` they were
-        missed goes into the Missed rows' message)."""
+        """Apply each deployment's catch-up policy to the fire times missed before ``now``
+        (``why`` they were missed goes into the Missed rows' message): those after its last
+        fire and after the time its schedule decides from (registered, back in the config,
+        resumed), or after ``since`` for one that knows neither."""
         fires: list[tuple[str, datetime]] = []
         missed: list[tuple[Slot, datetime]] = []
         for slot in self._slots.values():
-            start = slot.last_fire or since
+            start = max(filter(None, (slot.last_fire, slot.fires_from)), default=since)
             if slot.paused or start is None:
                 continue
             due = fire_times_between(slot.trigger, start, now)
@@ -542,21 +537,9 @@ class Scheduler:
             log_decision(decision)
         return decisions
 
-    def _record_fire_times(
-        self,
-        names: Iterable[str],
-        known: dict[str, tuple[datetime, datetime | None]] | None = None,
-    ) -> None:
-        """Store each deployment's last fire and the next; ``known`` has next fires the
-        timer computed already (by deployment: after which fire, the next)."""
-        updates = []
-        for name in names:
-            slot = self._slots[name]
-            last = slot.last_fire
-            if last is None:
-                continue
-            after, next_fire = (known or {}).get(name, (None, None))
-            if after != last:
-                next_fire = slot.trigger.next_fire(last)
-            updates.append((name, last, next_fire))
+    def _record_fire_times(self, names: Iterable[str]) -> None:
+        """Store each deployment's last fire."""
+        updates = [
+            (name, last) for name in names if (last := self._slots[name].last_fire) is not None
+        ]
         self.store.record_fire_times_many(updates)

@@ -316,7 +316,7 @@ class Daemon:
 
     def _hand_off(self, batch: list[HandedFires]) -> None:
         for fires in batch:
-            self.scheduler.hand_off(fires.name, fires.nominal_times, fires.next_fire, fires.trigger)
+            self.scheduler.hand_off(fires.name, fires.nominal_times, fires.trigger)
         self.wakeup.wake()
 
     def _on_finished(self, outcome: RunOutcome) -> None:

@@ -31,12 +31,11 @@ HAND_OFF_LEAD = timedelta(milliseconds=250)
 
 @dataclass(frozen=True, slots=True)
 class HandedFires:
-    """A deployment's due nominal times, with the nominal fire after the last of them and
-    the trigger that computed them (a reload may have changed the deployment's since)."""
+    """A deployment's due nominal times, with the trigger that computed them (a reload may
+    have changed the deployment's since)."""
 
     name: str
     nominal_times: list[datetime]
-    next_fire: datetime | None
     trigger: Trigger
 
 
@@ -99,15 +98,8 @@ class _HandOffExecutor(BaseExecutor):
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
         trigger: _GnomonTrigger = job.trigger
         shift = trigger.shift
-        # Job._get_run_times has just computed the fire after the last run time: remembered.
-        following = trigger.get_next_fire_time(run_times[-1], run_times[-1])
         self._batch.append(
-            HandedFires(
-                job.id,
-                [run_time - shift for run_time in run_times],
-                None if following is None else following - shift,
-                trigger.trigger,
-            )
+            HandedFires(job.id, [run_time - shift for run_time in run_times], trigger.trigger)
         )
 
     def flush(self, _event: JobEvent | None = None) -> None:

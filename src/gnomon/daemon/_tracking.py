@@ -55,6 +55,8 @@ class Slot:
     offset: timedelta
     paused: bool
     last_fire: datetime | None
+    # The schedule decides fires after this (registered, back in the config, resumed).
+    fires_from: datetime | None = None
     running: set[str] = field(default_factory=set)
     queued: set[str] = field(default_factory=set)
 

@@ -33,8 +33,6 @@ DEFINITION = (
     "policies",
     "description",
 )
-# A change to any of these moves the fire times, so the stored next fire no longer holds.
-SCHEDULE = frozenset({"schedule_kind", "schedule", "timezone", "anchor"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +104,7 @@ class _Plan:
         configured = {deployment.name for deployment in self.deployments}
         for name, row in sorted(current.items()):
             if row["active"] and name not in configured and name not in self.keep:
-                updates[name] = {"active": False, "next_fire": None, "updated": self.now}
+                updates[name] = {"active": False, "updated": self.now}
                 self.result.removed.append(name)
         return inserts, updates
 
@@ -121,7 +119,7 @@ class _Plan:
             "active": True,
             **_pause_columns(deployment, bool(deployment.paused), self.now),
             "last_fire": None,
-            "next_fire": None,
+            "fires_from": self.now,
             "registered_at": self.now,
             "updated": self.now,
             "parameter_schema": self.schemas.get(deployment.flow),
@@ -141,10 +139,9 @@ class _Plan:
         if "paused" in differing:
             values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
         outcome = self.result.changed if values else self.result.unchanged
-        if SCHEDULE & values.keys():
-            values["next_fire"] = None
         if not row["active"]:
-            values.update(active=True, next_fire=None)
+            # Back in the config: the time it was out is not caught up.
+            values.update(active=True, fires_from=self.now)
             outcome = self.result.added
         if row["source_file"] != _source(deployment):  # moved to another file: not a change
             values["source_file"] = _source(deployment)
@@ -228,11 +225,7 @@ def _source(deployment: Deployment) -> str | None:
 
 def _pause_columns(deployment: Deployment, paused: bool, now: datetime) -> Row:
     """The pause columns for ``paused`` as set by the file (un-pausing clears them)."""
-    if not paused:
-        return {"paused": False, "paused_by": None, "paused_at": None, "paused_reason": None}
-    return {
-        "paused": True,
-        "paused_by": f"config file {_source(deployment)}",
-        "paused_at": now,
-        "paused_reason": f"paused = true in {_source(deployment)}",
-    }
+    from gnomon.store import pause_values
+
+    source = _source(deployment)
+    return pause_values(paused, f"config file {source}", f"paused = true in {source}", now)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         store_at,
         upgrade,
     )
-    from gnomon.store._values import Actor, LogQuery
+    from gnomon.store._values import Actor, LogQuery, pause_values
     from gnomon.store._writer import StoreWriteError
 
 _LAZY = {
@@ -38,6 +38,7 @@ _LAZY = {
     "current_revision": "gnomon.store._store",
     "file_identity": "gnomon.store._db",
     "get_store": "gnomon.store._store",
+    "pause_values": "gnomon.store._values",
     "reset_store": "gnomon.store._store",
     "store_at": "gnomon.store._store",
     "store_fault": "gnomon.store._faults",
@@ -56,6 +57,7 @@ __all__ = [
     "current_revision",
     "file_identity",
     "get_store",
+    "pause_values",
     "reset_store",
     "store_at",
     "store_fault",

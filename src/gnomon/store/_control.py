@@ -27,7 +27,13 @@ from gnomon.store._schema import (
     run_states,
     utcnow,
 )
-from gnomon.store._values import Actor, LogQuery, newest_in_time_order, newest_window
+from gnomon.store._values import (
+    Actor,
+    LogQuery,
+    newest_in_time_order,
+    newest_window,
+    pause_values,
+)
 
 WAITING_TYPES = ("SCHEDULED", "PENDING")
 
@@ -142,19 +148,20 @@ class ControlQueries(Queries):
             )
 
     def set_paused(
-        self, names: Sequence[str], paused: bool, actor: Actor, reason: str | None
+        self,
+        names: Sequence[str],
+        paused: bool,
+        actor: Actor,
+        reason: str | None,
+        now: datetime | None = None,
     ) -> list[str]:
         """Pause or resume deployments, audited; returns those whose flag changed.
 
         Pausing a paused deployment keeps who paused it first and why: the first reason is
         the one an incident needs.
         """
-        now = utcnow()
-        values = (
-            {"paused": True, "paused_by": actor.name, "paused_at": now, "paused_reason": reason}
-            if paused
-            else {"paused": False, "paused_by": None, "paused_at": None, "paused_reason": None}
-        )
+        now = now or utcnow()
+        values = pause_values(paused, actor.name, reason, now)
         changed: list[str] = []
         with self.engine.begin() as connection:
             for name in names:

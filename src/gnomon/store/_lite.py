@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
 from gnomon.store._revision import HEAD_REVISION
-from gnomon.store._values import newest_in_time_order, newest_window
+from gnomon.store._values import newest_in_time_order, newest_window, pause_values
 
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
@@ -42,7 +42,7 @@ _DATETIMES = frozenset(
         "anchor",
         "paused_at",
         "last_fire",
-        "next_fire",
+        "fires_from",
         "registered_at",
     }
 )
@@ -122,19 +122,17 @@ class LiteStore:
     ) -> list[str]:
         """As ``Store.set_paused``: the flags and their audit rows in one transaction."""
         now = db_text(datetime.now(UTC))
-        if paused:
-            values: tuple[Any, ...] = (1, actor.name, now, reason)
-        else:
-            values = (0, None, None, None)
+        values = _encode(pause_values(paused, actor.name, reason, datetime.now(UTC)))
+        values["updated"] = now
+        assignments = ", ".join(f"{column} = ?" for column in values)
         changed: list[str] = []
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
             for name in names:
                 cursor = connection.execute(
-                    "UPDATE deployments SET paused = ?, paused_by = ?, paused_at = ?,"
-                    " paused_reason = ?, updated = ? WHERE name = ? AND paused = ?",
-                    (*values, now, name, 0 if paused else 1),
+                    f"UPDATE deployments SET {assignments} WHERE name = ? AND paused = ?",
+                    (*values.values(), name, 0 if paused else 1),
                 )
                 if cursor.rowcount:
                     changed.append(name)
@@ -220,6 +218,18 @@ class LiteStore:
     def last_log_id(self) -> int:
         row = self._connection.execute("SELECT max(id) FROM run_logs").fetchone()
         return int(row[0] or 0)
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values as the store keeps them on SQLite (datetimes as text, booleans as int)."""
+    return {
+        column: db_text(value)
+        if isinstance(value, datetime)
+        else int(value)
+        if isinstance(value, bool)
+        else value
+        for column, value in values.items()
+    }
 
 
 def _conditions(pairs: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:

@@ -326,46 +326,20 @@ class Queries:
 
     def read_schedule_states(self) -> dict[str, Row]:
         """By name, what the scheduler keeps of each active deployment: ``anchor``,
-        ``paused`` and ``last_fire``. The daemon reads it at every start and reload; for
-        10,000 deployments the whole rows took 240-310 ms to read, these 50 ms."""
+        ``paused``, ``last_fire`` and ``fires_from``. The daemon reads it at every start and
+        reload; for 10,000 deployments the whole rows took 240-310 ms to read, these 50 ms."""
         statement = select(
             deployments.c.name,
             deployments.c.anchor,
             deployments.c.paused,
             deployments.c.last_fire,
+            deployments.c.fires_from,
         ).where(deployments.c.active.is_(True))
         return {row["name"]: row for row in self._all(statement)}
 
     def read_deployment(self, name: str) -> Row | None:
         """The deployment row ``name`` (active or removed from the config), or None."""
         return self._one(select(deployments).where(deployments.c.name == name))
-
-    def set_deployment_paused(
-        self, name: str, paused: bool, by: str, reason: str | None, now: datetime
-    ) -> bool:
-        """Pause (recording who, when and why) or resume (clearing them); False if there is
-        no deployment ``name``."""
-        values = (
-            {"paused": True, "paused_by": by, "paused_at": now, "paused_reason": reason}
-            if paused
-            else {"paused": False, "paused_by": None, "paused_at": None, "paused_reason": None}
-        )
-        with self.engine.begin() as connection:
-            changed = connection.execute(
-                update(deployments).where(deployments.c.name == name).values(**values, updated=now)
-            ).rowcount
-        return bool(changed)
-
-    def record_fire_times(
-        self, name: str, last_fire: datetime | None, next_fire: datetime | None
-    ) -> None:
-        """Persist a deployment's last nominal fire and the next one (None: none due)."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(deployments)
-                .where(deployments.c.name == name)
-                .values(last_fire=last_fire, next_fire=next_fire)
-            )
 
     def merge_deployments(
         self, merge: Callable[[dict[str, Row]], tuple[list[Row], dict[str, Row]]]

@@ -187,22 +187,17 @@ class ScheduledRunQueries(Queries):
                 )
         return bool(changed)
 
-    def record_fire_times_many(
-        self, fires: Sequence[tuple[str, datetime, datetime | None]]
-    ) -> None:
-        """Persist each deployment's last and next nominal fire, in one transaction."""
+    def record_fire_times_many(self, fires: Sequence[tuple[str, datetime]]) -> None:
+        """Persist each deployment's last nominal fire, in one transaction."""
         if not fires:
             return
         statement = (
             update(deployments)
             .where(deployments.c.name == bindparam("_name"))
-            .values(last_fire=bindparam("_last"), next_fire=bindparam("_next"))
+            .values(last_fire=bindparam("_last"))
         )
         with self.engine.begin() as connection:
-            connection.execute(
-                statement,
-                [{"_name": name, "_last": last, "_next": nxt} for name, last, nxt in fires],
-            )
+            connection.execute(statement, [{"_name": name, "_last": last} for name, last in fires])
 
     def count_deployment_retries(self, flow_run_id: str) -> int:
         """How many times the daemon queued this run again (its deployment's ``retries``)."""

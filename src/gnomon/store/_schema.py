@@ -202,7 +202,9 @@ deployments = Table(
     Column("paused_at", UTCDateTime),
     Column("paused_reason", Text),
     Column("last_fire", UTCDateTime),  # nominal time of the newest schedule decision
-    Column("next_fire", UTCDateTime),
+    # The schedule decides the fires after this: set when the deployment is registered,
+    # comes back into the config or is resumed. Catch-up starts at the later of the two.
+    Column("fires_from", UTCDateTime),
     Column("registered_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated", UTCDateTime, nullable=False, default=utcnow),
     # The JSON schema of the flow's parameters, from the flow check: run requests are

@@ -17,6 +17,21 @@ class Actor:
     origin: str  # "cli", "api" or "daemon"
 
 
+def pause_values(paused: bool, by: str, reason: str | None, now: datetime) -> dict[str, Any]:
+    """The deployment columns a pause sets (who, when, why) or a resume clears. A resume
+    also moves ``fires_from``: the paused period is not caught up, even by a daemon that
+    starts after it."""
+    if paused:
+        return {"paused": True, "paused_by": by, "paused_at": now, "paused_reason": reason}
+    return {
+        "paused": False,
+        "paused_by": None,
+        "paused_at": None,
+        "paused_reason": None,
+        "fires_from": now,
+    }
+
+
 @dataclass(frozen=True)
 class LogQuery:
     """The filters of ``gnomon logs``: all optional, combined with AND."""
