@@ -1,4 +1,11 @@
-"""Shared fixtures: every test gets its own state directory (real SQLite file, real results)."""
+"""Shared fixtures: every test gets its own state directory (real SQLite file, real results).
+
+Tests marked ``backends`` run once per store backend: on a SQLite file, and on a database
+of its own in the PostgreSQL server that ``GNOMON_TEST_POSTGRES_URL`` names (copied from a
+template migrated once per session). Without that variable the PostgreSQL runs skip and
+say why, unless ``GNOMON_TEST_REQUIRE_POSTGRES`` is set (as ``.ci/run`` does): then they
+fail, so CI never skips them quietly.
+"""
 
 from __future__ import annotations
 
@@ -47,8 +54,79 @@ def _reset_concurrency_snapshot() -> None:
     _concurrency._limits.invalidate()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Captured output with lone surrogates (tests of gnomon's handling of them log some)
+    escaped: pytest-xdist's workers send reports as UTF-8 and would crash the session."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [
+        (title, content.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, content in report.sections
+    ]
+
+
+POSTGRES_URL = os.environ.get("GNOMON_TEST_POSTGRES_URL")
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            not POSTGRES_URL and not os.environ.get("GNOMON_TEST_REQUIRE_POSTGRES"),
+            reason="PostgreSQL store tests need GNOMON_TEST_POSTGRES_URL (.ci/run sets it)",
+        ),
+    ),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("backends"):
+        if "backend" not in metafunc.fixturenames:  # tests that reach the store themselves
+            metafunc.fixturenames.append("backend")
+        backends = BACKENDS
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            backends = BACKENDS[:1]
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            backends = BACKENDS[1:]
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _backend_first(request: pytest.FixtureRequest, gnomon_home: Path) -> None:
+    """In a test marked ``backends``, the database is switched before any other fixture
+    (one that applies a config, say) reaches the store."""
+    if request.node.get_closest_marker("backends"):
+        request.getfixturevalue("backend")
+
+
 @pytest.fixture
-def store():
+def backend(
+    request: pytest.FixtureRequest, gnomon_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The store backend of this test: "sqlite" (the default), or "postgresql" for tests
+    marked ``backends``, with ``GNOMON_DATABASE_URL`` set to a fresh database of their own
+    (daemons and commands the test starts inherit it)."""
+    from gnomon.store import reset_store
+
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield name
+        return
+    from pg_databases import fresh_database
+
+    if not POSTGRES_URL:
+        pytest.fail("GNOMON_TEST_REQUIRE_POSTGRES is set but GNOMON_TEST_POSTGRES_URL is not")
+    empty = request.node.get_closest_marker("empty_database") is not None
+    with fresh_database(POSTGRES_URL, empty=empty) as url:
+        monkeypatch.setenv("GNOMON_DATABASE_URL", url)
+        reset_settings()
+        reset_store()
+        yield name
+        reset_store()
+
+
+@pytest.fixture
+def store(backend: str):
     from gnomon.store import get_store
 
     return get_store()

@@ -33,6 +33,8 @@ from gnomon.api._server import (
 from gnomon.store import Store
 from gnomon.store._values import Actor
 
+pytestmark = pytest.mark.backends
+
 FLOWS = """
 from gnomon import flow
 

@@ -26,6 +26,8 @@ from gnomon.cache_policies import (
 )
 from gnomon.tasks import task_input_hash
 
+pytestmark = pytest.mark.backends
+
 
 def counting(body: Callable[..., Any] | None = None) -> tuple[Callable[..., Any], list[Any]]:
     """A task body that records each call's arguments (and returns them by default)."""

@@ -18,6 +18,8 @@ from gnomon.store import Store
 from test_cli_daemon import gnomon, table
 from test_daemon import write_config
 
+pytestmark = pytest.mark.backends
+
 DEPLOYMENTS = """
 [[deployments]]
 name = "nightly-report"
@@ -421,7 +423,15 @@ def test_tokens_are_shown_once_and_stored_hashed(
     assert (entry["name"], entry["scope"]) == ("grafana", "read-only")
     assert token not in listed.stdout
     assert revoked.returncode == 0
-    database = (gnomon_home / "gnomon.db").read_bytes()
+    if store.engine.dialect.name == "sqlite":
+        database = (gnomon_home / "gnomon.db").read_bytes()
+    else:  # every column of every table, as text
+        with store.engine.connect() as connection:
+            database = "".join(
+                str(row)
+                for table in ("api_tokens", "audit_log")
+                for row in connection.exec_driver_sql(f"SELECT * FROM {table}")
+            ).encode()
     assert token.encode() not in database
 
 

@@ -31,6 +31,8 @@ from gnomon.states import parse_state_filter
 from gnomon.store import Actor, Store
 from test_daemon import INTERVAL_TICK, completed, start_daemon, wait_for, write_config
 
+pytestmark = pytest.mark.backends
+
 GNOMON = Path(sys.executable).with_name("gnomon")
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 MS = timedelta(milliseconds=1)  # the CLI prints times to the millisecond
@@ -283,6 +285,7 @@ def fired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fired]:
         store.close()
 
 
+@pytest.mark.sqlite_only  # the module's fired store is a SQLite file
 def test_runs_list_prints_every_column_newest_first_with_utc_times(fired: Fired) -> None:
     result = gnomon(fired.home, "runs", "list")
 
@@ -302,6 +305,7 @@ def test_runs_list_prints_every_column_newest_first_with_utc_times(fired: Fired)
             assert near(cells[column], run[field]), (column, cells[column], run[field])
 
 
+@pytest.mark.sqlite_only  # the module's fired store is a SQLite file
 def test_runs_list_json_gives_the_same_runs_as_objects(fired: Fired) -> None:
     result = gnomon(fired.home, "runs", "list", "--json")
 
@@ -319,6 +323,7 @@ def test_runs_list_json_gives_the_same_runs_as_objects(fired: Fired) -> None:
             assert near(item[column], run[field]), (column, item[column], run[field])
 
 
+@pytest.mark.sqlite_only  # the module's fired store is a SQLite file
 @pytest.mark.parametrize(
     ("options", "wanted"),
     [
@@ -341,6 +346,7 @@ def test_runs_list_filters_by_deployment_and_by_state_name_or_type(
     assert len({run["id"] for run in fired.runs}) > len(expected)  # the filter left some out
 
 
+@pytest.mark.sqlite_only  # the module's fired store is a SQLite file
 def test_runs_list_limit_keeps_the_newest_runs(fired: Fired) -> None:
     one = gnomon(fired.home, "runs", "list", "--limit", "1", "--json")
     table_of_one = gnomon(fired.home, "runs", "list", "--limit", "1")

@@ -23,6 +23,8 @@ from gnomon.store import Store
 from test_cli_daemon import GNOMON, gnomon
 from test_daemon import completed, runs, start_daemon, wait_for, write_config
 
+pytestmark = pytest.mark.backends
+
 FLOWS = """
 import time
 from gnomon import flow, get_run_logger

@@ -26,6 +26,8 @@ from gnomon.concurrency import (
 from gnomon.exceptions import AcquireConcurrencySlotTimeoutError
 from gnomon.store._schema import concurrency_slots
 
+pytestmark = pytest.mark.backends
+
 DEADLINE = 20.0
 
 HOLDER = textwrap.dedent(

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.backends
+
 FLOWS = textwrap.dedent(
     """
     import os, time
@@ -229,6 +231,25 @@ def test_a_second_daemon_on_the_same_store_refuses_naming_the_first(
     wait_for(completed(store, "ticker", 1), what="the first daemon running")
 
     second = start_daemon(config, gnomon_home)
+    daemons.append(second)
+    _, err = second.communicate(timeout=30)
+
+    assert second.returncode == 1
+    assert f"pid {first.pid}" in err
+
+
+def test_a_second_daemon_with_another_home_on_the_same_database_refuses_naming_the_first(
+    tmp_path, gnomon_home, store, daemons, backend
+) -> None:
+    # Homes differ, so the file locks do not meet: on SQLite the database file's lock
+    # excludes it, on PostgreSQL the database's advisory lock.
+    config = write_config(tmp_path, INTERVAL_TICK)
+    first = start_daemon(config, gnomon_home)
+    daemons.append(first)
+    wait_for(completed(store, "ticker", 1), what="the first daemon running")
+
+    url = store.url if backend == "postgresql" else f"sqlite:///{gnomon_home / 'gnomon.db'}"
+    second = start_daemon(config, tmp_path / "other-home", GNOMON_DATABASE_URL=url)
     daemons.append(second)
     _, err = second.communicate(timeout=30)
 

@@ -20,6 +20,8 @@ from test_cli_daemon import gnomon
 from test_daemon import completed, runs, start_daemon, wait_for, write_config
 from test_notify import Receiver
 
+pytestmark = pytest.mark.backends
+
 FLOWS = """
 import os
 from gnomon import flow

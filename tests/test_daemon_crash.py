@@ -20,6 +20,8 @@ import pytest
 
 from test_daemon import start_daemon, wait_for, write_config
 
+pytestmark = pytest.mark.backends
+
 CRASHER = textwrap.dedent(
     """
     import os, signal, sys

@@ -15,6 +15,8 @@ from conftest import read_line, run_python, schedule_run, start_python
 from gnomon.exceptions import ObjectNotFound
 from gnomon.flows import execute_flow_run
 
+pytestmark = pytest.mark.backends
+
 DEADLINE = 30.0
 
 FLOW_MODULE = textwrap.dedent(

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from faults import assert_every_fire_once, assert_store_sound, fire_times
+from faults import Database, assert_every_fire_once, assert_store_sound, fire_times, read_rows
 from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
 
@@ -48,7 +48,7 @@ def serving(
     daemon = start_daemon(config, home, output_dir=tmp_path)
     daemons.append(daemon)
     url = api_url(daemon)
-    database = home / "gnomon.db"
+    database: Database = os.environ.get("GNOMON_DATABASE_URL") or home / "gnomon.db"
     count = deployments.count("[[deployments]]")
     wait_for(lambda: row_count(database) >= count, what="the first fires")
     return daemon, url, database
@@ -75,8 +75,10 @@ def healthz(url: str) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
-def row_count(database: Path) -> int:
+def row_count(database: Database) -> int:
     """Runs in the store; 0 before the daemon has created it (never creates the file)."""
+    if isinstance(database, str):
+        return int(read_rows(database, "SELECT count(*) FROM flow_runs")[0][0])
     if not database.exists():
         return 0
     uri = f"file:{database}?mode=ro"
@@ -258,7 +260,7 @@ def test_below_the_free_space_floor_runs_go_on_but_their_log_lines_are_not_kept(
     daemon = start_daemon(config, home, output_dir=tmp_path)
     daemons.append(daemon)
     url = api_url(daemon)
-    database = home / "gnomon.db"
+    database: Database = os.environ.get("GNOMON_DATABASE_URL") or home / "gnomon.db"
     wait_for(lambda: row_count(database) >= 4, what="the first fires")
     filler = small_tmpfs / "filler"
     free = shutil.disk_usage(small_tmpfs).free

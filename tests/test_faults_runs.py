@@ -21,10 +21,13 @@ from faults import (
     assert_one_final_state_per_run,
     final_states,
     integrity,
+    location,
 )
 from gnomon.daemon._lock import find_holder
 from test_cli_daemon import gnomon
 from test_daemon import INTERVAL_TICK, start_daemon, wait_for, write_config
+
+pytestmark = pytest.mark.backends
 
 GATED = textwrap.dedent(
     """
@@ -47,6 +50,7 @@ EXECUTE = "from gnomon.flows import execute_flow_run; execute_flow_run({run_id!r
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # test_daemon.py has the PostgreSQL case
 def test_two_daemons_with_different_homes_on_one_database_the_second_refuses_naming_the_first(
     tmp_path: Path, daemons
 ) -> None:
@@ -117,7 +121,7 @@ def test_a_workers_final_commit_after_the_pools_timeout_record_is_not_applied(
 
     assert worker.returncode == 0, err
     assert store.read_flow_run(run_id)["state_name"] == "TimedOut"
-    assert final_states(gnomon_home / "gnomon.db", run_id) == ["TimedOut"]
+    assert final_states(location(store), run_id) == ["TimedOut"]
     assert f"flow run {run_id} already has a final state" in err  # the worker said so
 
 
@@ -135,7 +139,7 @@ def test_the_pools_record_after_a_workers_final_commit_is_not_applied(
             run_id, "CRASHED", "Crashed", "worker died", only_if_active=only_if_active
         )
     assert store.read_flow_run(run_id)["state_name"] == "Completed"
-    assert final_states(gnomon_home / "gnomon.db", run_id) == ["Completed"]
+    assert final_states(location(store), run_id) == ["Completed"]
 
 
 def test_a_final_state_queued_for_a_finished_run_is_dropped_with_its_history_row(
@@ -211,7 +215,7 @@ def test_a_run_recovered_as_crashed_keeps_that_state_when_its_live_worker_finish
     assert store.read_flow_run(run_id)["state_name"] == "Crashed"
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
-    database = gnomon_home / "gnomon.db"
+    database = location(store)
     assert final_states(database, run_id) == ["Crashed"]
     assert integrity(database) == "ok"
     assert_one_final_state_per_run(database)

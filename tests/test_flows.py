@@ -28,6 +28,8 @@ from gnomon.states import (
     TimedOut,
 )
 
+pytestmark = pytest.mark.backends
+
 
 def only_flow_run(store: Any) -> dict[str, Any]:
     [run] = store.read_flow_runs()

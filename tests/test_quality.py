@@ -27,3 +27,20 @@ def test_code_is_ruff_formatted() -> None:
 def test_mypy_passes_on_the_package() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_state_is_spelled_as_a_bare_string_outside_its_enums() -> None:
+    # A typo in a bare "TIMEDOUT" matched nothing and failed silently; the enums cannot.
+    import ast
+
+    from gnomon.states import StateName, StateType
+
+    spellings = {member.value for member in StateType} | {member.value for member in StateName}
+    stray = []
+    for path in sorted((REPO / "src" / "gnomon").rglob("*.py")):
+        if path.name == "states.py" and path.parent.name == "gnomon":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in spellings:
+                stray.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not stray, "use StateType or StateName:\n" + "\n".join(stray)

@@ -16,7 +16,7 @@ from gnomon import flow, task
 from gnomon.flows._clock import use_clock
 from gnomon.tasks import exponential_backoff
 
-pytestmark = pytest.mark.usefixtures("clock")
+pytestmark = [pytest.mark.backends, pytest.mark.usefixtures("clock")]
 
 
 def failing_until(attempts: int) -> tuple[Callable[[], str], list[int]]:

@@ -18,6 +18,8 @@ from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.store import Actor
 
+pytestmark = pytest.mark.backends
+
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -285,6 +287,29 @@ def test_a_deployment_that_never_fired_catches_up_the_fires_due_since_it_was_reg
     assert len(decided) == 60  # 11:01 .. 12:00, after the registration at 11:00
     assert decided[-1] == ("12:00", "Pending")
     assert {state for _, state in decided[:-1]} == {"Missed"}
+
+
+def test_at_start_up_fires_due_since_the_sync_are_the_schedules_not_catch_up(
+    tmp_path, store
+) -> None:
+    # The daemon synced at 12:03 and took until 12:03:30 to start its timer: 12:03 was not
+    # missed while it was down, only late while it started.
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(catchup="none"))
+    [first] = scheduler.fire_many([("job", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    store.set_run_state(first.flow_run_id, "COMPLETED", "Completed")
+    workers.finish(scheduler, first.flow_run_id, at(0))
+
+    scheduler.catch_up(at(3) + timedelta(seconds=30), up_since=at(3))
+
+    runs = sorted(store.read_runs(deployment="job"), key=lambda row: row["scheduled_for"])
+    decided = [(row["scheduled_for"], row["state_name"], row["trigger"]) for row in runs]
+    assert decided == [
+        (at(0), "Completed", "schedule"),
+        (at(1), "Missed", "catchup"),  # before the sync: catchup = "none" decides
+        (at(2), "Missed", "catchup"),
+        (at(3), "Pending", "schedule"),  # since the sync: late, within misfire_grace
+    ]
 
 
 def test_a_resume_made_while_no_daemon_ran_does_not_catch_up_the_paused_period(

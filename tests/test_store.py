@@ -42,6 +42,8 @@ from gnomon.store._queries import CLAIMED_COLUMNS
 from gnomon.store._scheduled import pause_changes
 from gnomon.store._schema import metadata, run_states, task_runs
 
+pytestmark = pytest.mark.backends
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 TABLES = {
     "flow_runs",
@@ -54,12 +56,12 @@ TABLES = {
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh GNOMON_HOME (not created yet) with the settings and store singletons reset."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[Path]:
+    """A fresh GNOMON_HOME (not created yet) with the settings and store singletons reset;
+    the database is the ``backend``'s (on PostgreSQL, a fresh one)."""
     home = tmp_path / "home"
     monkeypatch.setenv("GNOMON_HOME", str(home))
     monkeypatch.setenv("GNOMON_FLUSH_INTERVAL", "0.05")
-    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
     monkeypatch.delenv("GNOMON_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)  # no ./gnomon.toml of the caller's
     reset_settings()
@@ -153,6 +155,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engine], list[tuple
 # Migrations.
 
 
+@pytest.mark.sqlite_only
 def test_first_use_creates_the_database_with_every_table_at_head(home: Path) -> None:
     store = get_store()
     database = home / "gnomon.db"
@@ -182,6 +185,7 @@ def test_migrations_create_exactly_the_schema_the_code_declares(url: str) -> Non
     assert differences == []
 
 
+@pytest.mark.empty_database
 def test_upgrade_twice_changes_nothing_and_keeps_data(url: str) -> None:
     assert current_revision(url) is None
     upgrade(url)
@@ -192,6 +196,7 @@ def test_upgrade_twice_changes_nothing_and_keeps_data(url: str) -> None:
     assert store.read_flow_run("a" * 32) is not None
 
 
+@pytest.mark.empty_database
 def test_a_database_at_the_first_revision_is_upgraded_in_place_keeping_its_runs(
     url: str,
 ) -> None:
@@ -219,6 +224,7 @@ def test_a_database_at_the_first_revision_is_upgraded_in_place_keeping_its_runs(
     assert (row["name"], row["deployment_name"], row["scheduled_for"]) == ("old-run", None, None)
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(store: Store) -> None:
     with store.engine.connect() as connection:
         pragma = {
@@ -247,6 +253,7 @@ def _writers_lock_free(url: str) -> bool:
     return True
 
 
+@pytest.mark.sqlite_only
 def test_a_write_transaction_holds_the_writers_lock_exactly_until_it_ends(
     fresh_engine: Engine, url: str
 ) -> None:
@@ -268,6 +275,7 @@ def test_a_write_transaction_holds_the_writers_lock_exactly_until_it_ends(
         assert _writers_lock_free(url)
 
 
+@pytest.mark.sqlite_only
 def test_a_second_writer_waits_for_the_first_then_sees_its_commit(
     fresh_engine: Engine,
 ) -> None:
@@ -300,6 +308,7 @@ def test_a_second_writer_waits_for_the_first_then_sees_its_commit(
     assert seen == [1]
 
 
+@pytest.mark.sqlite_only
 def test_a_nested_write_in_one_thread_fails_on_the_busy_timeout_rather_than_hanging(
     fresh_engine: Engine,
 ) -> None:
@@ -486,6 +495,7 @@ def test_a_row_the_store_rejects_is_dropped_and_the_rest_of_its_batch_is_written
 
 
 @pytest.mark.parametrize("commit", ["flush", "commit_now"])
+@pytest.mark.sqlite_only
 def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
     commit: str, slow_flush: None, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -805,6 +815,7 @@ def test_eight_processes_writing_at_once_store_every_row(
     assert states == 8 * 200 * 3
 
 
+@pytest.mark.empty_database
 @pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))
 def test_eight_processes_first_using_a_new_database_at_once_all_succeed(
@@ -887,6 +898,7 @@ def run_together(
 
 
 @pytest.mark.parametrize("table", ["run_states", "run_logs"])
+@pytest.mark.sqlite_only
 def test_task_run_lookups_use_an_index_that_leaves_out_flow_level_rows(
     table: str, store: Store
 ) -> None:
@@ -902,6 +914,7 @@ def test_task_run_lookups_use_an_index_that_leaves_out_flow_level_rows(
     assert index_sql.endswith("WHERE task_run_id IS NOT NULL")
 
 
+@pytest.mark.sqlite_only
 def test_the_daemons_poll_for_changed_deployments_reads_an_index_not_the_table(
     store: Store,
 ) -> None:

@@ -17,6 +17,8 @@ from gnomon import flow, get_run_logger, task
 from gnomon.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
 from gnomon.states import StateType
 
+pytestmark = pytest.mark.backends
+
 
 class Blocker:
     """Blocks the bodies that call ``block()`` until the test releases them."""

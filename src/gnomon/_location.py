@@ -78,7 +78,9 @@ def existing_file_uri(path: Path) -> str:
 
 
 def store_location() -> tuple[Path, str]:
-    """``(home, database URL)`` as ``Settings`` would give them, read without pydantic."""
+    """``(home, database URL)`` as ``Settings`` would give them, read without pydantic.
+    A ``GNOMON_CONFIG`` naming no file is an error even when the environment sets both."""
+    find_config_file()
     home = _setting("home")
     url = _setting("database_url")
     if not _plain(home) or not _plain(url) or _odd_case_env():

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the store; default: SQLite at HOME/gnomon.db.",
     )
+    database_pool_size: int = Field(
+        default=5,
+        description=(
+            "Connections each process keeps open to a PostgreSQL store, and as many more"
+            " it may open at busy moments (see docs/operations.md for the budget)."
+        ),
+        ge=1,
+        le=100,
+    )
     log_level: str = Field(default="INFO", description="Threshold for console log output.")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: colour on a terminal, JSON lines otherwise."

@@ -47,11 +47,14 @@ def valid_json(value: Any) -> Any:
     return value
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     """``json.loads``, with lone surrogates in the document replaced (see ``valid_json``).
 
-    The store's JSON columns are read through it. The check is one search of the raw text,
-    so a document without a surrogate escape costs what ``json.loads`` costs.
+    The store's JSON columns are read through it (psycopg hands it bytes). The check is one
+    search of the raw text, so a document without a surrogate escape costs what
+    ``json.loads`` costs.
     """
+    if isinstance(text, bytes):
+        text = text.decode()
     value = json.loads(text)
     return valid_json(value) if _ESCAPED_SURROGATE.search(text) else value

@@ -27,42 +27,72 @@ class StateType(enum.StrEnum):
     CANCELLING = "CANCELLING"
 
 
+class StateName(enum.StrEnum):
+    """Every state name gnomon records: the engine's (as in Prefect) and the daemon's
+    Skipped and Missed, which record a fire that did not run. Code names states through
+    this enum only (a test checks no state name or type is spelled as a bare string)."""
+
+    SCHEDULED = "Scheduled"
+    AWAITING_RETRY = "AwaitingRetry"
+    PENDING = "Pending"
+    NOT_READY = "NotReady"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    COMPLETED = "Completed"
+    CACHED = "Cached"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    CRASHED = "Crashed"
+    CANCELLED = "Cancelled"
+    SKIPPED = "Skipped"
+    MISSED = "Missed"
+    CANCELLING = "Cancelling"
+    PAUSED = "Paused"
+
+
 FINAL_TYPES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 )
+# A run not started yet (queued by a schedule or a request, or handed to a worker).
+WAITING_TYPES = frozenset({StateType.SCHEDULED, StateType.PENDING})
+# A run in a worker's hands: what recovery and cancellation look for.
+LIVE_TYPES = frozenset({StateType.RUNNING, StateType.CANCELLING})
+# A run that is neither finished nor paused.
+ACTIVE_TYPES = WAITING_TYPES | {StateType.RUNNING}
 
 _DEFAULT_NAMES = {
-    StateType.SCHEDULED: "Scheduled",
-    StateType.PENDING: "Pending",
-    StateType.RUNNING: "Running",
-    StateType.COMPLETED: "Completed",
-    StateType.FAILED: "Failed",
-    StateType.CANCELLED: "Cancelled",
-    StateType.CRASHED: "Crashed",
-    StateType.PAUSED: "Paused",
-    StateType.CANCELLING: "Cancelling",
+    StateType.SCHEDULED: StateName.SCHEDULED,
+    StateType.PENDING: StateName.PENDING,
+    StateType.RUNNING: StateName.RUNNING,
+    StateType.COMPLETED: StateName.COMPLETED,
+    StateType.FAILED: StateName.FAILED,
+    StateType.CANCELLED: StateName.CANCELLED,
+    StateType.CRASHED: StateName.CRASHED,
+    StateType.PAUSED: StateName.PAUSED,
+    StateType.CANCELLING: StateName.CANCELLING,
 }
 
-# Every state name gnomon records, with its type: the engine's (as in Prefect) and the
-# daemon's Skipped and Missed, which record a fire that did not run.
+# Each state name with its type.
 STATE_NAMES: dict[str, StateType] = {
-    "Scheduled": StateType.SCHEDULED,
-    "AwaitingRetry": StateType.SCHEDULED,
-    "Pending": StateType.PENDING,
-    "NotReady": StateType.PENDING,
-    "Running": StateType.RUNNING,
-    "Retrying": StateType.RUNNING,
-    "Completed": StateType.COMPLETED,
-    "Cached": StateType.COMPLETED,
-    "Failed": StateType.FAILED,
-    "TimedOut": StateType.FAILED,
-    "Crashed": StateType.CRASHED,
-    "Cancelled": StateType.CANCELLED,
-    "Skipped": StateType.CANCELLED,
-    "Missed": StateType.CANCELLED,
-    "Cancelling": StateType.CANCELLING,
-    "Paused": StateType.PAUSED,
+    StateName.SCHEDULED: StateType.SCHEDULED,
+    StateName.AWAITING_RETRY: StateType.SCHEDULED,
+    StateName.PENDING: StateType.PENDING,
+    StateName.NOT_READY: StateType.PENDING,
+    StateName.RUNNING: StateType.RUNNING,
+    StateName.RETRYING: StateType.RUNNING,
+    StateName.COMPLETED: StateType.COMPLETED,
+    StateName.CACHED: StateType.COMPLETED,
+    StateName.FAILED: StateType.FAILED,
+    StateName.TIMED_OUT: StateType.FAILED,
+    StateName.CRASHED: StateType.CRASHED,
+    StateName.CANCELLED: StateType.CANCELLED,
+    StateName.SKIPPED: StateType.CANCELLED,
+    StateName.MISSED: StateType.CANCELLED,
+    StateName.CANCELLING: StateType.CANCELLING,
+    StateName.PAUSED: StateType.PAUSED,
 }
+# The fires a schedule decided not to run: recorded as Cancelled-type runs.
+UNRUN_NAMES = frozenset({StateName.SKIPPED, StateName.MISSED})
 
 # What counts as a failed run, for every part of gnomon that asks (the CLI's and the API's
 # state filters, metrics, notifications, deployment retries): it ended in a FAILED-type
@@ -137,8 +167,8 @@ class State:
     data: Any = _UNSET
 
     def __post_init__(self) -> None:
-        if not self.name:
-            self.name = _DEFAULT_NAMES[self.type]
+        # A plain str, as Prefect's: user code prints and compares it.
+        self.name = str(self.name or _DEFAULT_NAMES[self.type])
 
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value; raises the run's exception if it did not complete."""
@@ -205,53 +235,55 @@ class State:
         return f"{self.name}({', '.join(shown)})"
 
 
-def Scheduled(message: str | None = None, name: str = "Scheduled") -> State:  # noqa: N802
+def Scheduled(message: str | None = None, name: str = StateName.SCHEDULED) -> State:  # noqa: N802
     return State(StateType.SCHEDULED, name, message)
 
 
 def AwaitingRetry(message: str | None = None) -> State:  # noqa: N802
-    return State(StateType.SCHEDULED, "AwaitingRetry", message)
+    return State(StateType.SCHEDULED, StateName.AWAITING_RETRY, message)
 
 
-def Pending(message: str | None = None, name: str = "Pending") -> State:  # noqa: N802
+def Pending(message: str | None = None, name: str = StateName.PENDING) -> State:  # noqa: N802
     return State(StateType.PENDING, name, message)
 
 
-def Running(message: str | None = None, name: str = "Running") -> State:  # noqa: N802
+def Running(message: str | None = None, name: str = StateName.RUNNING) -> State:  # noqa: N802
     return State(StateType.RUNNING, name, message)
 
 
 def Retrying(message: str | None = None) -> State:  # noqa: N802
-    return State(StateType.RUNNING, "Retrying", message)
+    return State(StateType.RUNNING, StateName.RETRYING, message)
 
 
-def Completed(message: str | None = None, data: Any = _UNSET, name: str = "Completed") -> State:  # noqa: N802
+def Completed(  # noqa: N802
+    message: str | None = None, data: Any = _UNSET, name: str = StateName.COMPLETED
+) -> State:
     return State(StateType.COMPLETED, name, message, data=data)
 
 
 def Cached(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
-    return State(StateType.COMPLETED, "Cached", message, data=data)
+    return State(StateType.COMPLETED, StateName.CACHED, message, data=data)
 
 
-def Failed(message: str | None = None, data: Any = _UNSET, name: str = "Failed") -> State:  # noqa: N802
+def Failed(message: str | None = None, data: Any = _UNSET, name: str = StateName.FAILED) -> State:  # noqa: N802
     return State(StateType.FAILED, name, message, data=data)
 
 
 def TimedOut(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
-    return State(StateType.FAILED, "TimedOut", message, data=data)
+    return State(StateType.FAILED, StateName.TIMED_OUT, message, data=data)
 
 
 def Crashed(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
-    return State(StateType.CRASHED, "Crashed", message, data=data)
+    return State(StateType.CRASHED, StateName.CRASHED, message, data=data)
 
 
 def Cancelled(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
-    return State(StateType.CANCELLED, "Cancelled", message, data=data)
+    return State(StateType.CANCELLED, StateName.CANCELLED, message, data=data)
 
 
 def NotReady(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
     """A task that did not run because an upstream task it waits on did not complete."""
-    return State(StateType.PENDING, "NotReady", message, data=data)
+    return State(StateType.PENDING, StateName.NOT_READY, message, data=data)
 
 
 __all__ = [

@@ -27,7 +27,7 @@ from gnomon.store._values import Actor
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
 
 OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -50,7 +50,7 @@ class TokenAuth:
     """ASGI middleware: 401 without a valid bearer token, 403 for a read-only token's
     writes; otherwise the request goes on with its actor in ``scope["state"]["actor"]``."""
 
-    def __init__(self, app: ASGIApp, store: Store, *, enabled: bool = True) -> None:
+    def __init__(self, app: ASGIApp, store: ControlStore, *, enabled: bool = True) -> None:
         self.app = app
         self.store = store
         self.enabled = enabled

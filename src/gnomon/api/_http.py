@@ -29,13 +29,13 @@ from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def create_app(
-    store: Store,
+    store: ControlStore,
     *,
     nudge: Callable[[str], None],
     metrics_render: Callable[[], bytes] | None = None,

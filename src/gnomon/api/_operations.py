@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon.api._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
-from gnomon.states import FINAL_TYPES
+from gnomon.states import FINAL_TYPES, StateName, StateType
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from gnomon.deployments import ConfigProblem
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
     from gnomon.store._values import Actor
 
 Row = dict[str, Any]
@@ -38,7 +38,6 @@ Row = dict[str, Any]
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _RUN_ID = re.compile(r"[0-9a-f]{4,32}")
 _TOKEN_PREFIX = "gnm_"
-FINAL_FAILURES = ("FAILED", "CRASHED", "CANCELLED", "TIMEDOUT")
 RELOAD_WAIT = 30.0  # seconds a reload request waits for the daemon's answer
 MAX_LIMIT = 1_000_000  # a concurrency limit: beyond any real one, far inside SQLite's integers
 
@@ -195,7 +194,7 @@ class Operations:
     """The operations of the control plane, done by one actor (a user or a token)."""
 
     def __init__(
-        self, store: Store, actor: Actor, nudge: Callable[[str], None] = no_daemon
+        self, store: ControlStore, actor: Actor, nudge: Callable[[str], None] = no_daemon
     ) -> None:
         self.store = store
         self.actor = actor
@@ -377,8 +376,8 @@ class Operations:
             "entrypoint": deployment["flow"],
             "parameters": parameters,
             "tags": list(deployment["tags"] or []),
-            "state_type": "SCHEDULED",
-            "state_name": "Scheduled",
+            "state_type": StateType.SCHEDULED,
+            "state_name": StateName.SCHEDULED,
             "state_message": f"{trigger} run requested by {self.actor.name}",
             "run_count": 0,
             "deployment_name": deployment["name"],

@@ -53,7 +53,7 @@ from gnomon.api._views import (
 from gnomon.store import LogQuery
 
 if TYPE_CHECKING:
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
 
 RECENT_RUNS = 5
 STREAM_POLL = 0.25  # seconds between the log stream's polls: a new line shows within 1 s
@@ -74,14 +74,14 @@ def operations(request: Request) -> Operations:
     return Operations(state.store, request_actor(request.scope), state.nudge)
 
 
-def store_of(request: Request) -> Store:
+def store_of(request: Request) -> ControlStore:
     request_actor(request.scope)  # refuse unless authenticated, as operations() does
-    store: Store = request.app.state.store
+    store: ControlStore = request.app.state.store
     return store
 
 
 Ops = Annotated[Operations, Depends(operations)]
-StoreDep = Annotated["Store", Depends(store_of)]
+StoreDep = Annotated["ControlStore", Depends(store_of)]
 
 
 # Deployments.
@@ -368,7 +368,9 @@ def stream_logs(
     )
 
 
-async def _events(store: Store, query: LogQuery, closing: threading.Event) -> AsyncIterator[str]:
+async def _events(
+    store: ControlStore, query: LogQuery, closing: threading.Event
+) -> AsyncIterator[str]:
     yield ": following\n\n"  # headers and a first byte now, so clients know it is open
     idle = 0.0
     while not closing.is_set():
@@ -391,7 +393,7 @@ async def _events(store: Store, query: LogQuery, closing: threading.Event) -> As
 # Concurrency limits.
 
 
-def _limits(store: Store) -> list[dict[str, Any]]:
+def _limits(store: ControlStore) -> list[dict[str, Any]]:
     limits = store.read_concurrency_limits()
     active = store.count_active_slots()
     return [

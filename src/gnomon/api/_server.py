@@ -20,7 +20,7 @@ from gnomon.api._bind import is_loopback
 from gnomon.exceptions import GnomonError
 
 if TYPE_CHECKING:
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
 
 ADMIN_TOKEN_NAME = "admin"
 SHUTDOWN_GRACE = 2  # seconds open requests (log streams) get before they are cut
@@ -140,7 +140,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def ensure_admin_token(store: Store, path: Path) -> str | None:
+def ensure_admin_token(store: ControlStore, path: Path) -> str | None:
     """On a store without tokens, create the read-write token "admin", write it to ``path``
     (mode 0600: only its owner can read it, not even briefly anyone else) and return it;
     else None.

@@ -16,7 +16,7 @@ from gnomon._secrets import mask, mask_text, secret_values
 
 if TYPE_CHECKING:
     from gnomon.scheduling import CronTrigger, IntervalTrigger
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
 
 Row = dict[str, Any]
 
@@ -162,7 +162,7 @@ def run_text(row: Row) -> Callable[[str | None], str | None]:
     return shown
 
 
-def run_detail(store: Store, row: Row) -> Row:
+def run_detail(store: ControlStore, row: Row) -> Row:
     """Everything about one run: timeline, task runs with durations, parameters, error."""
     shown = run_text(row)
     view = run_view(row)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gnomon._settings import Settings
     from gnomon.api._operations import Operations, ReloadOutcome
     from gnomon.exceptions import StoreOwnedByAnotherUser
-    from gnomon.store import Store
+    from gnomon.store import ControlStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,7 +72,7 @@ def store_url() -> str:
     return url
 
 
-def open_store() -> Store:
+def open_store() -> ControlStore:
     """The store, opened without pydantic (see ``gnomon._location``): most commands only
     need the store, and this keeps them within their 300 ms."""
     from gnomon.store import store_at
@@ -80,17 +80,17 @@ def open_store() -> Store:
     return store_at(_readable_url())
 
 
-def fast_store() -> Store:
+def fast_store() -> ControlStore:
     """For the commands that must answer within 300 ms (pause, resume, runs list, logs): the
     SQLAlchemy-free ``LiteStore`` when the store is a current SQLite file, else the store.
 
-    ``LiteStore`` has the subset of ``Store``'s methods those commands call (a contract test
+    ``LiteStore`` has the subset of ``ControlStore``'s methods those commands call (a contract test
     holds the two to the same results), hence the cast.
     """
     from gnomon.store._lite import open_lite
 
     lite = open_lite(_readable_url())
-    return cast("Store", lite) if lite is not None else open_store()
+    return cast("ControlStore", lite) if lite is not None else open_store()
 
 
 class NotTheStoreOwner(click.ClickException):

@@ -22,6 +22,7 @@ from gnomon.cli._common import (
     reload_timeout_option,
     reports_errors,
 )
+from gnomon.states import StateName
 
 if TYPE_CHECKING:
     from gnomon.deployments import Comparison
@@ -77,7 +78,8 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
 
 def _state_mark(state: str | None) -> str:
     """One short word per run, newest first, so a column of them stays readable."""
-    return {"Completed": "ok", "Running": "run", None: "?"}.get(state, (state or "?").lower())
+    marks: dict[str | None, str] = {StateName.COMPLETED: "ok", StateName.RUNNING: "run", None: "?"}
+    return marks.get(state, (state or "?").lower())
 
 
 def _compared(config: Path | None, store: Any) -> tuple[list[Comparison], Path | None]:

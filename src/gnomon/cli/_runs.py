@@ -28,6 +28,7 @@ from gnomon.cli._common import (
     reports_errors,
     since_option,
 )
+from gnomon.states import StateType
 
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
@@ -294,9 +295,9 @@ def follow_run(run_id: str, timeout: float | None = None) -> int:
             click.echo(f"{state['name']}{message}")
         seen = len(states)
         if row is not None and row["state_type"] in FINAL_TYPES:
-            if row["state_type"] != "COMPLETED" and row["error_type"]:
+            if row["state_type"] != StateType.COMPLETED and row["error_type"]:
                 click.echo(f"{row['error_type']}: {shown(row['error_message'])}", err=True)
-            return 0 if row["state_type"] == "COMPLETED" else 1
+            return 0 if row["state_type"] == StateType.COMPLETED else 1
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"gave up waiting after {timeout} s; run {run_id} goes on", err=True)
             return 1

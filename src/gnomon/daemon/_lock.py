@@ -5,8 +5,9 @@ Two daemons on one SQLite store would each fire every schedule (the uniqueness o
 runs Crashed at start-up). The lock belongs to the database, beside its file, so daemons
 with different ``GNOMON_HOME`` but the same ``database_url`` exclude each other too, and
 the command line finds the daemon to nudge from the database alone. A store that is not a
-SQLite file (PostgreSQL) keeps the lock in the state directory, ``<home>/daemon.lock``, as
-before: the rules for several daemons on one server database come with its own issue.
+SQLite file (PostgreSQL) keeps the file lock in the state directory, ``<home>/daemon.lock``
+(for the command line to find the daemon), and takes an advisory lock in the database too
+(``_serverlock``): daemons with other homes or on other hosts are excluded by that.
 
 The lock is an ``flock`` rather than a pid in a file because the kernel drops it when its
 holder dies, even by SIGKILL, so a restart never has to guess whether a recorded pid is
@@ -67,7 +68,7 @@ def find_holder(home: Path, database_url: str) -> dict[str, Any] | None:
 class DaemonAlreadyRunning(GnomonError, RuntimeError):
     """Another daemon holds the store's lock; the message says which one."""
 
-    def __init__(self, holder: dict[str, Any], lock_path: Path) -> None:
+    def __init__(self, holder: dict[str, Any], lock_path: Path | str) -> None:
         self.holder = holder
         self.lock_path = lock_path
         if "pid" in holder:
@@ -121,19 +122,27 @@ class DaemonLock:
     """A store's daemon lock: ``acquire()`` and ``release()``, or ``with DaemonLock(path):``.
 
     ``home_lock``, for a lock beside a SQLite file, is the state directory's
-    ``daemon.lock``, held shared alongside (see the module's docstring).
+    ``daemon.lock``, held shared alongside (see the module's docstring). ``server_url``,
+    for a store on a database server, is that database: its advisory lock is taken too.
     """
 
-    def __init__(self, path: Path, home_lock: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, home_lock: Path | None = None, server_url: str | None = None
+    ) -> None:
+        from gnomon.daemon._serverlock import ServerLock
+
         self.path = Path(path)
         self.home_lock = None if home_lock is None or home_lock == self.path else home_lock
         self._fd: int | None = None
         self._home_fd: int | None = None
+        self._server = None if server_url is None else ServerLock(server_url)
 
     @classmethod
     def for_store(cls, home: Path, database_url: str) -> DaemonLock:
         """The lock of the store at ``database_url`` for a daemon whose home is ``home``."""
-        return cls(lock_path(home, database_url), Path(home) / HOME_LOCK_NAME)
+        scheme = database_url.partition("://")[0].partition("+")[0]
+        server = database_url if scheme == "postgresql" else None
+        return cls(lock_path(home, database_url), Path(home) / HOME_LOCK_NAME, server)
 
     @property
     def held(self) -> bool:
@@ -155,6 +164,14 @@ class DaemonLock:
         except BaseException:
             os.close(fd)
             raise
+        try:
+            if self._server is not None:
+                self._server.acquire()
+        except BaseException:
+            os.close(fd)
+            if home_fd is not None:
+                os.close(home_fd)
+            raise
         record = {
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
@@ -174,6 +191,8 @@ class DaemonLock:
 
     def release(self) -> None:
         """Give the lock up. The file stays (removing it would race with a new acquirer)."""
+        if self._server is not None:
+            self._server.release()
         if self._home_fd is not None:
             home_fd, self._home_fd = self._home_fd, None
             os.close(home_fd)

@@ -31,7 +31,7 @@ from typing import Any
 from gnomon import __version__
 from gnomon._secrets import mask
 from gnomon.deployments import NotifyEvent, NotifyTarget
-from gnomon.states import STATE_NAMES, StateType, is_failed
+from gnomon.states import STATE_NAMES, StateName, StateType, is_failed
 
 log = logging.getLogger("gnomon.daemon.notify")
 
@@ -191,7 +191,7 @@ def _failure_event(state: str, state_type: str) -> NotifyEvent | None:
         return None
     if state_type == StateType.CRASHED:
         return NotifyEvent.CRASHED
-    return NotifyEvent.TIMED_OUT if state == "TimedOut" else NotifyEvent.FAILED
+    return NotifyEvent.TIMED_OUT if state == StateName.TIMED_OUT else NotifyEvent.FAILED
 
 
 def missed_event(
@@ -206,7 +206,7 @@ def missed_event(
     return Notification(
         event=NotifyEvent.MISSED,
         deployment=deployment,
-        state="Missed",
+        state=StateName.MISSED,
         run_id=run_id,
         scheduled_for=_iso(scheduled_for),
         error_message=reason,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gnomon.daemon._storefile import StoreFileGuard
+from gnomon.states import StateType
 
 if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
@@ -49,8 +50,8 @@ class StorePoll:
         for row in self.store.read_cancel_requests(since):
             reason = row["state_message"] or "cancelled by an operator"
             if self.scheduler.cancel_requested(row["id"], reason) and row["state_type"] in (
-                "RUNNING",
-                "CANCELLING",
+                StateType.RUNNING,
+                StateType.CANCELLING,
             ):
                 log.info(
                     "cancelling run: %s",

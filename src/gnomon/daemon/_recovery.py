@@ -12,34 +12,36 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gnomon.states import StateName, StateType
+
 if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
-    from gnomon.store import Store
+    from gnomon.store import RunStore, ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
 
 
-def recover(store: Store, scheduler: Scheduler, daemon_id: str, now: datetime) -> None:
+def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: datetime) -> None:
     """Settle the runs a dead daemon left (see the module's docstring)."""
     waiting = []
     for row in store.read_unfinished_deployment_runs():
         scheduler.note_fire(row)
-        if row["state_type"] == "RUNNING" and row["cancel_requested_at"] is not None:
+        if row["state_type"] == StateType.RUNNING and row["cancel_requested_at"] is not None:
             # An operator asked for it to end; the daemon's death ended it.
             store.set_run_state(
                 row["id"],
-                "CANCELLED",
-                "Cancelled",
+                StateType.CANCELLED,
+                StateName.CANCELLED,
                 row["state_message"],
                 only_if_active=True,
                 end_time=now,
             )
-        elif row["state_type"] == "RUNNING":
+        elif row["state_type"] == StateType.RUNNING:
             _crashed(store, scheduler, row, now)
         elif store.set_run_state(
             row["id"],
-            "PENDING",
-            "Pending",
+            StateType.PENDING,
+            StateName.PENDING,
             "queued again after a daemon restart",
             only_if_active=True,  # not a run cancelled since it was read
             daemon_id=daemon_id,
@@ -48,10 +50,10 @@ def recover(store: Store, scheduler: Scheduler, daemon_id: str, now: datetime) -
     scheduler.requeue(waiting)
 
 
-def _crashed(store: Store, scheduler: Scheduler, row: dict[str, Any], now: datetime) -> None:
+def _crashed(store: RunStore, scheduler: Scheduler, row: dict[str, Any], now: datetime) -> None:
     message = f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
     if not store.set_run_state(
-        row["id"], "CRASHED", "Crashed", message, only_if_active=True, end_time=now
+        row["id"], StateType.CRASHED, StateName.CRASHED, message, only_if_active=True, end_time=now
     ):
         return  # it ended meanwhile: its final state stands, and no retry
     log.warning(
@@ -61,17 +63,17 @@ def _crashed(store: Store, scheduler: Scheduler, row: dict[str, Any], now: datet
     )
     slot = scheduler.deployment(row["deployment_name"])
     if slot is not None:
-        scheduler.retry_if_allowed(slot, row["id"], "CRASHED")
+        scheduler.retry_if_allowed(slot, row["id"], StateType.CRASHED)
 
 
-def release_waiting(store: Store, daemon_id: str) -> None:
+def release_waiting(store: ScheduleStore, daemon_id: str) -> None:
     """Runs ``daemon_id`` queued but never started go back to Scheduled."""
     for row in store.read_unfinished_deployment_runs():
-        if row["state_type"] == "PENDING" and row["daemon_id"] == daemon_id:
+        if row["state_type"] == StateType.PENDING and row["daemon_id"] == daemon_id:
             store.set_run_state(
                 row["id"],
-                "SCHEDULED",
-                "Scheduled",
+                StateType.SCHEDULED,
+                StateName.SCHEDULED,
                 "not started before the daemon stopped: the next daemon starts it",
                 only_if_active=True,
             )

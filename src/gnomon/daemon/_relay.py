@@ -32,7 +32,7 @@ from gnomon.daemon._worker import RUN_MARKER, SUMMARISED_EVENTS, parse_object
 from gnomon.flows._logging import STORED_LOGGERS
 
 if TYPE_CHECKING:
-    from gnomon.store import Store
+    from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon.pool")
 
@@ -45,7 +45,7 @@ _EVENT_KEYS = ("event", "level", "logger", "timestamp", "exception")
 
 
 def start_relay(
-    fd: int, pid: int, sink: Callable[[str, int], None], store: Store
+    fd: int, pid: int, sink: Callable[[str, int], None], store: ScheduleStore
 ) -> threading.Thread:
     """Relay a worker's output pipe to ``sink`` in a daemon thread, until it closes."""
     relay = _Relay(pid, sink, store)
@@ -93,7 +93,7 @@ class _RunOutput:
 class _Relay:
     """Relays one worker's output pipe (see the module's docstring)."""
 
-    def __init__(self, pid: int, sink: Callable[[str, int], None], store: Store) -> None:
+    def __init__(self, pid: int, sink: Callable[[str, int], None], store: ScheduleStore) -> None:
         self.pid = pid
         self.sink = sink
         self.store = store
@@ -196,7 +196,7 @@ def _summarised(event: dict[str, Any]) -> bool:
     )
 
 
-def store_unsaved(store: Store, flow_run_id: str, recent: list[dict[str, Any]]) -> int:
+def store_unsaved(store: ScheduleStore, flow_run_id: str, recent: list[dict[str, Any]]) -> int:
     """Store the log lines of a run (and its subflows) in ``recent``, as its worker wrote
     them to its output, that the store does not have: the worker died before its batched
     writer committed them. Returns how many were stored."""
@@ -225,7 +225,7 @@ def store_unsaved(store: Store, flow_run_id: str, recent: list[dict[str, Any]]) 
 
 
 def _not_stored(
-    store: Store, flow_run_id: str, events: list[dict[str, Any]]
+    store: ScheduleStore, flow_run_id: str, events: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The events of ``flow_run_id`` that have no stored row: a row and an event match by
     time (the record's own, to the microsecond) and logger."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gnomon.deployments import Deployment, LoadResult
-    from gnomon.store import Store
+    from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -192,7 +192,7 @@ def _failed_load(path: Path | None) -> LoadResult:
 
 
 def record_outcome(
-    store: Store, requests: Sequence[int], plan: ReloadPlan, config: Path | None
+    store: ScheduleStore, requests: Sequence[int], plan: ReloadPlan, config: Path | None
 ) -> None:
     """Write a reload's outcome into the requests it answers and the audit log (as whoever
     asked first, or the daemon for a SIGHUP), in one transaction."""
@@ -205,7 +205,7 @@ def record_outcome(
     store.finish_reload(requests, actor, plan.status.value, plan.detail(), target)
 
 
-def answer_at_start(store: Store, config: Path | None) -> None:
+def answer_at_start(store: ScheduleStore, config: Path | None) -> None:
     """Reload requests left by a daemon that stopped are answered by this start, which
     loaded the config without a problem."""
     from gnomon.store import Actor

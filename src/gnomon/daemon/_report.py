@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._summary import RunSummary
     from gnomon.daemon._tracking import Decision
     from gnomon.deployments import GnomonConfig
-    from gnomon.store import Store
+    from gnomon.store import RunStore, ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -34,7 +34,7 @@ class RunReporter:
 
     def __init__(
         self,
-        store: Store,
+        store: ScheduleStore,
         config: GnomonConfig,
         scheduler: Scheduler,
         pool: WorkerPool,
@@ -159,7 +159,7 @@ class StoreLogHandler(logging.Handler):
     store's run logs, so ``gnomon logs`` shows them beside the runs' lines: with the run id
     and deployment when the record names them. Never raises into the daemon."""
 
-    def __init__(self, store: Store, level: int = logging.INFO) -> None:
+    def __init__(self, store: RunStore, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.store = store
         self._failed = False

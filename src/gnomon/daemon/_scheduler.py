@@ -35,11 +35,11 @@ from gnomon.daemon._tracking import (
     run_row,
 )
 from gnomon.deployments import Deployment, Overlap
-from gnomon.states import FAILED_TYPES
+from gnomon.states import FAILED_TYPES, StateName, StateType
 
 if TYPE_CHECKING:
     from gnomon.scheduling import Trigger
-    from gnomon.store import Store
+    from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -54,7 +54,7 @@ RETRY_MESSAGE = "deployment retry"
 class Scheduler:
     """Turns fire times into runs and runs into work for the dispatcher."""
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, daemon_id: str) -> None:
+    def __init__(self, store: ScheduleStore, dispatcher: Dispatcher, daemon_id: str) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.daemon_id = daemon_id
@@ -220,7 +220,11 @@ class Scheduler:
             f"{RETRY_MESSAGE} {used + 1} of {retries} after the run ended {state_type.lower()}"
         )
         if not self.store.set_run_state(
-            flow_run_id, "SCHEDULED", "AwaitingRetry", message, daemon_id=self.daemon_id
+            flow_run_id,
+            StateType.SCHEDULED,
+            StateName.AWAITING_RETRY,
+            message,
+            daemon_id=self.daemon_id,
         ):
             return False
         row = self.store.read_flow_run(flow_run_id) or {}
@@ -300,10 +304,14 @@ class Scheduler:
                 f"{milliseconds(now - due)} ms late,"
                 f" beyond misfire_grace of {milliseconds(grace)} ms"
             )
-            return final_decision(slot, nominal, now, trigger, self.daemon_id, "Missed", late)
+            return final_decision(
+                slot, nominal, now, trigger, self.daemon_id, StateName.MISSED, late
+            )
         refusal = overlap_refusal(slot)
         if refusal is not None:
-            return final_decision(slot, nominal, now, trigger, self.daemon_id, "Skipped", refusal)
+            return final_decision(
+                slot, nominal, now, trigger, self.daemon_id, StateName.SKIPPED, refusal
+            )
         active = len(slot.running) + len(slot.queued)
         overlap = deployment.overlap
         if overlap is Overlap.CANCEL_PREVIOUS:
@@ -320,8 +328,8 @@ class Scheduler:
             self._drop_queued(slot, flow_run_id)
             self.store.set_run_state(
                 flow_run_id,
-                "CANCELLED",
-                "Cancelled",
+                StateType.CANCELLED,
+                StateName.CANCELLED,
                 f"cancelled by {by} (overlap = cancel_previous)",
                 only_if_active=True,
             )
@@ -395,9 +403,9 @@ class Scheduler:
         elif not forced:
             reason = overlap_refusal(slot)
         if reason is not None:
-            state = "Cancelled" if slot is None else "Skipped"
+            state = StateName.CANCELLED if slot is None else StateName.SKIPPED
             if not self.store.set_run_state(
-                flow_run_id, "CANCELLED", state, reason, only_if_active=True, end_time=now
+                flow_run_id, StateType.CANCELLED, state, reason, only_if_active=True, end_time=now
             ):
                 return None
             decision = Decision(name, row["scheduled_for"], "skipped", flow_run_id, reason)
@@ -409,8 +417,8 @@ class Scheduler:
         message = f"{row['trigger']} run requested by {row.get('requested_by') or 'an operator'}"
         if not self.store.set_run_state(
             flow_run_id,
-            "PENDING",
-            "Pending",
+            StateType.PENDING,
+            StateName.PENDING,
             message,
             only_if_active=True,
             daemon_id=self.daemon_id,
@@ -488,25 +496,37 @@ class Scheduler:
         now: datetime,
         why: str = "while the daemon was down",
         since: datetime | None = None,
+        up_since: datetime | None = None,
     ) -> list[Decision]:
         """Apply each deployment's catch-up policy to the fire times missed before ``now``
         (``why`` they were missed goes into the Missed rows' message): those after its last
         fire and after the time its schedule decides from (registered, back in the config,
-        resumed), or after ``since`` for one that knows neither."""
+        resumed), or after ``since`` for one that knows neither.
+
+        Fire times from ``up_since`` on (when a starting daemon had its deployments) were
+        not missed while it was down, only late while it started: they fire as the
+        schedule's, under ``misfire_grace`` like any late fire, not the catch-up policy.
+        """
         fires: list[tuple[str, datetime]] = []
+        late: list[tuple[str, datetime]] = []
         missed: list[tuple[Slot, datetime]] = []
         for slot in self._slots.values():
             start = max(filter(None, (slot.last_fire, slot.fires_from)), default=since)
             if slot.paused or start is None:
                 continue
             due = fire_times_between(slot.trigger, start, now)
+            name = slot.deployment.name
+            if up_since is not None:
+                late.extend((name, nominal) for nominal in due if nominal >= up_since)
+                due = [nominal for nominal in due if nominal < up_since]
             if not due:
                 continue
             run, skip = catchup_split(slot.deployment, due)
-            fires.extend((slot.deployment.name, nominal) for nominal in run)
+            fires.extend((name, nominal) for nominal in run)
             missed.extend((slot, nominal) for nominal in skip)
         decisions = self._record_missed(missed, now, why)
-        return decisions + self.fire_many(fires, now, trigger="catchup")
+        decisions += self.fire_many(fires, now, trigger="catchup")
+        return decisions + self.fire_many(late, now) if late else decisions
 
     def _record_missed(
         self, missed: list[tuple[Slot, datetime]], now: datetime, why: str
@@ -515,7 +535,9 @@ class Scheduler:
         for slot, nominal in missed:
             reason = f"missed {why} (catchup = {slot.deployment.catchup.value})"
             rows.append(
-                final_decision(slot, nominal, now, "catchup", self.daemon_id, "Missed", reason)[1]
+                final_decision(
+                    slot, nominal, now, "catchup", self.daemon_id, StateName.MISSED, reason
+                )[1]
             )
         created = self.store.create_runs(rows)
         for slot, nominal in missed:

@@ -185,7 +185,8 @@ class Daemon:
         self.pool.launch()
         try:
             self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
-            self._sync(self.clock.now(), schemas=loaded.schemas)
+            self._synced_at = self.clock.now()
+            self._sync(self._synced_at, schemas=loaded.schemas)
             self.reporter = RunReporter(
                 self.store, self.config, self.scheduler, self.pool, self.health.status
             )
@@ -301,7 +302,8 @@ class Daemon:
         # then seen by that tick as a step, not taken as its starting point.
         self.outages.observe_clock(horizon, self.clock.monotonic())
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
-        self.reporter.decided(self.scheduler.catch_up(horizon))
+        # Fires due since the sync were not missed while down: the start-up made them late.
+        self.reporter.decided(self.scheduler.catch_up(horizon, up_since=self._synced_at))
         self._start_timer(horizon)
 
     def _start_timer(self, not_before: datetime) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gnomon.deployments import Catchup, Deployment, Overlap
+from gnomon.states import StateName, StateType
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
@@ -173,8 +174,8 @@ def run_row(
     now: datetime,
     trigger: str,
     daemon_id: str,
-    state_type: str = "PENDING",
-    state_name: str = "Pending",
+    state_type: str = StateType.PENDING,
+    state_name: str = StateName.PENDING,
     message: str | None = None,
 ) -> dict[str, Any]:
     """The run row a decision about ``slot``'s fire at ``nominal`` creates."""
@@ -211,9 +212,9 @@ def final_decision(
 ) -> tuple[Decision, dict[str, Any]]:
     """A fire that will not run, recorded as ended at once (state type CANCELLED): ``state``
     is Missed or Skipped, with its ``reason``."""
-    row = run_row(slot, nominal, now, trigger, daemon_id, "CANCELLED", state, reason)
+    row = run_row(slot, nominal, now, trigger, daemon_id, StateType.CANCELLED, state, reason)
     row["end_time"] = now
-    action = "missed" if state == "Missed" else "skipped"
+    action = "missed" if state == StateName.MISSED else "skipped"
     return Decision(slot.deployment.name, nominal, action, row["id"], reason), row
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from gnomon._lifeline import EXIT_ORPHANED
 from gnomon.exceptions import StoreFileGone
+from gnomon.states import StateName, StateType
 
 RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
 # The engine's INFO lines at a flow run's start and end ("Beginning flow run", "Finished in
@@ -315,8 +316,8 @@ def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
     row = get_store().read_flow_run(flow_run_id) or {}
     return {
         "done": flow_run_id,
-        "state": row.get("state_name") or "Crashed",
-        "state_type": row.get("state_type") or "CRASHED",
+        "state": row.get("state_name") or StateName.CRASHED,
+        "state_type": row.get("state_type") or StateType.CRASHED,
         "error_type": _type_name(error),
         "message": stored_text(str(error)),
         "start_time": _iso(row.get("start_time")),

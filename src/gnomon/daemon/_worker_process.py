@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
     from gnomon.daemon._template_process import TemplateProcess
     from gnomon.states import State
-    from gnomon.store import Store
+    from gnomon.store import RunStore
 
 log = logging.getLogger("gnomon.daemon.pool")
 # systemd's variables are for the daemon alone: a flow calling sd_notify must not speak for it.
@@ -350,7 +350,7 @@ def _ending_state(
 
 
 def record_end(
-    store: Store, run: Assignment, pid: int | None, returncode: int | None
+    store: RunStore, run: Assignment, pid: int | None, returncode: int | None
 ) -> RunOutcome:
     """Store, durably, the final state of a run whose worker ended under it (or, with no
     ``pid``, that was cancelled before it started), unless the worker stored a final state

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon.deployments._models import Deployment
 
 if TYPE_CHECKING:
-    from gnomon.store._queries import Queries
+    from gnomon.store import DeploymentStore
 
 Row = dict[str, Any]
 
@@ -48,7 +48,7 @@ class SyncResult:
 
 
 def sync_deployments(
-    store: Queries,
+    store: DeploymentStore,
     deployments: Sequence[Deployment],
     now: datetime,
     *,

@@ -42,6 +42,7 @@ from gnomon.states import (
     Retrying,
     Running,
     State,
+    StateName,
     TimedOut,
 )
 
@@ -49,10 +50,10 @@ if TYPE_CHECKING:
     from gnomon.flows._results import StoredResult
     from gnomon.flows._runners import TaskRunner
     from gnomon.flows._task import Task
-    from gnomon.store import Store
+    from gnomon.store import RunStore
 
 
-def _store() -> Store:
+def _store() -> RunStore:
     from gnomon.store import get_store
 
     return get_store()
@@ -170,7 +171,7 @@ def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -
         task_run_var.reset(token)
 
 
-def resolve_plan_inputs(store: Store, plan: TaskRunPlan) -> dict[str, Any] | State:
+def resolve_plan_inputs(store: RunStore, plan: TaskRunPlan) -> dict[str, Any] | State:
     """The plan's arguments with upstream results filled in, or its recorded NotReady state
     when an upstream run did not complete."""
     try:
@@ -188,7 +189,7 @@ def _crashed(error: BaseException) -> State:
     return Crashed(message, data=CrashedRun(message))
 
 
-def _run_attempts(store: Store, plan: TaskRunPlan, context: TaskRunContext) -> State:
+def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -> State:
     task = plan.task
     clock = get_clock()
     cache_key = _compute_cache_key(plan, context) if task.caches else None
@@ -289,11 +290,11 @@ def clamped_poisson_interval(average: float, clamping_factor: float, random: Any
 
 
 def _finish(
-    store: Store, plan: TaskRunPlan, context: TaskRunContext, state: State, cache_key: str | None
+    store: RunStore, plan: TaskRunPlan, context: TaskRunContext, state: State, cache_key: str | None
 ) -> State:
     task = plan.task
     extra: dict[str, Any] = {"end_time": state.timestamp, "cache_key": cache_key}
-    if state.is_completed() and state.name != "Cached" and task.persist_result:
+    if state.is_completed() and state.name != StateName.CACHED and task.persist_result:
         extra["result_ref"] = _write_result(plan, state, cache_key)
     extra.update(_records.error_fields(_records.state_error(state)))
     _record(store, plan, state, context.attempt, **extra)
@@ -304,7 +305,7 @@ def _finish(
     return state
 
 
-def _record(store: Store, plan: TaskRunPlan, state: State, attempt: int, **values: Any) -> None:
+def _record(store: RunStore, plan: TaskRunPlan, state: State, attempt: int, **values: Any) -> None:
     store.update_task_run(plan.task_run_id, **_records.state_columns(state), **values)
     store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
     plan.set_live_state(state)

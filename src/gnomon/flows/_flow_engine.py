@@ -41,13 +41,14 @@ from gnomon.states import (
     Retrying,
     Running,
     State,
+    StateName,
     StateType,
     TimedOut,
 )
 
 if TYPE_CHECKING:
     from gnomon.flows._flow import Flow
-    from gnomon.store import Store
+    from gnomon.store import RunStore
 
 
 def run_flow(
@@ -72,7 +73,7 @@ def run_flow(
 
 
 def _start_run(
-    store: Store,
+    store: RunStore,
     flow: Flow[..., Any],
     parameters: dict[str, Any],
     flow_run_id: str | None,
@@ -130,7 +131,7 @@ def _flow_run_name(flow: Flow[..., Any], parameters: dict[str, Any]) -> str:
 
 
 def _run_validated(
-    store: Store,
+    store: RunStore,
     flow: Flow[..., Any],
     run: _records.FlowRun,
     parameters: dict[str, Any],
@@ -187,7 +188,7 @@ def _run_validated(
 
 
 def _finish_interrupted(
-    store: Store, flow: Flow[..., Any], run: _records.FlowRun, crashed: State
+    store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, crashed: State
 ) -> None:
     """End a run that an exception or signal interrupted as ``crashed``, unless it had
     reached its final state first (the signal came while its hooks ran, or while its
@@ -210,7 +211,7 @@ def _default_runner() -> Any:
 
 
 def _run_attempts(
-    store: Store,
+    store: RunStore,
     flow: Flow[..., Any],
     run: _records.FlowRun,
     context: FlowRunContext,
@@ -303,7 +304,7 @@ def _collection_size(value: Any) -> int:
     return len(value) if isinstance(value, (list, tuple, set, dict)) else 1
 
 
-def _record(store: Store, run: _records.FlowRun, state: State, **values: Any) -> None:
+def _record(store: RunStore, run: _records.FlowRun, state: State, **values: Any) -> None:
     run.state = state
     store.settle_flow_run(
         run.id,
@@ -312,7 +313,7 @@ def _record(store: Store, run: _records.FlowRun, state: State, **values: Any) ->
     )
 
 
-def _finish(store: Store, flow: Flow[..., Any], run: _records.FlowRun, state: State) -> State:
+def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state: State) -> State:
     from gnomon.flows._logging import engine_logger, log_run_event
 
     extra: dict[str, Any] = {"end_time": state.timestamp}
@@ -458,15 +459,15 @@ def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
     return run, state
 
 
-def record_crashed(store: Store, flow_run_id: str, message: str, error: BaseException) -> None:
+def record_crashed(store: RunStore, flow_run_id: str, message: str, error: BaseException) -> None:
     """Record Crashed, with ``error``, a stored run the engine could not start or finish,
     unless it has a final state already: it must not stay Scheduled, Pending or Running."""
     from gnomon.store._schema import utcnow
 
     store.set_run_state(
         flow_run_id,
-        "CRASHED",
-        "Crashed",
+        StateType.CRASHED,
+        StateName.CRASHED,
         _records.stored_text(message),
         only_if_active=True,
         end_time=utcnow(),
@@ -475,7 +476,7 @@ def record_crashed(store: Store, flow_run_id: str, message: str, error: BaseExce
 
 
 def _start_existing(
-    store: Store,
+    store: RunStore,
     flow: Flow[..., Any],
     row: dict[str, Any],
     parameters: dict[str, Any],

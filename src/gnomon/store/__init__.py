@@ -2,7 +2,9 @@
 slots, the audit log and API tokens.
 
 ``get_store()`` gives the process's ``Store`` for the configured database, migrating it on
-first use. Importing this package imports nothing else (each name loads its module on first
+first use. ``Store`` plays every role declared in ``gnomon.store.abc`` (``RunStore``,
+``ScheduleStore``, ``DeploymentStore``, ``ControlStore``): code outside the store names the
+role it uses. Importing this package imports nothing else (each name loads its module on first
 use), so ``gnomon.store._lite``, the command line's SQLAlchemy-free path, stays fast.
 """
 
@@ -26,12 +28,17 @@ if TYPE_CHECKING:
     )
     from gnomon.store._values import Actor, LogQuery, pause_values
     from gnomon.store._writer import StoreWriteError
+    from gnomon.store.abc import ControlStore, DeploymentStore, RunStore, ScheduleStore
 
 _LAZY = {
     "Actor": "gnomon.store._values",
     "BackupExists": "gnomon.store._backup",
+    "ControlStore": "gnomon.store.abc",
+    "DeploymentStore": "gnomon.store.abc",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
+    "RunStore": "gnomon.store.abc",
+    "ScheduleStore": "gnomon.store.abc",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
     "backup_database": "gnomon.store._backup",
@@ -50,7 +57,11 @@ __all__ = [
     "HEAD_REVISION",
     "Actor",
     "BackupExists",
+    "ControlStore",
+    "DeploymentStore",
     "LogQuery",
+    "RunStore",
+    "ScheduleStore",
     "Store",
     "StoreWriteError",
     "backup_database",

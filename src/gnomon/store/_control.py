@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, desc, func, select, update
 
+from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
 from gnomon.store._queries import Queries, Row, upsert_limit
 from gnomon.store._schema import (
     api_tokens,
@@ -35,7 +36,7 @@ from gnomon.store._values import (
     pause_values,
 )
 
-WAITING_TYPES = ("SCHEDULED", "PENDING")
+WAITING = sorted(WAITING_TYPES)
 
 
 def _audit(
@@ -247,10 +248,10 @@ class ControlQueries(Queries):
         with self.engine.begin() as connection:
             cancelled = connection.execute(
                 update(flow_runs)
-                .where(flow_runs.c.id == flow_run_id, flow_runs.c.state_type.in_(WAITING_TYPES))
+                .where(flow_runs.c.id == flow_run_id, flow_runs.c.state_type.in_(WAITING))
                 .values(
-                    state_type="CANCELLED",
-                    state_name="Cancelled",
+                    state_type=StateType.CANCELLED,
+                    state_name=StateName.CANCELLED,
                     state_message=message,
                     end_time=now,
                     updated=now,
@@ -263,8 +264,8 @@ class ControlQueries(Queries):
                     {
                         "flow_run_id": flow_run_id,
                         "timestamp": now,
-                        "type": "CANCELLED",
-                        "name": "Cancelled",
+                        "type": StateType.CANCELLED,
+                        "name": StateName.CANCELLED,
                         "message": message,
                     },
                 )
@@ -274,7 +275,7 @@ class ControlQueries(Queries):
                     update(flow_runs)
                     .where(
                         flow_runs.c.id == flow_run_id,
-                        flow_runs.c.state_type.in_(("RUNNING", "CANCELLING")),
+                        flow_runs.c.state_type.in_(sorted(LIVE_TYPES)),
                     )
                     # The message tells the daemon (and `runs show`) who asked and why.
                     .values(cancel_requested_at=now, updated=now, state_message=message)
@@ -297,7 +298,7 @@ class ControlQueries(Queries):
     def read_last_outcomes(self) -> dict[str, tuple[str | None, datetime | None]]:
         """By deployment: the state type of its newest finished run (Skipped and Missed fires
         are not runs that finished) and when its newest completed run ended."""
-        finished = flow_runs.c.state_type.in_(("COMPLETED", "FAILED", "CRASHED", "CANCELLED"))
+        finished = flow_runs.c.state_type.in_(sorted(FINAL_TYPES))
         ranked = (
             select(
                 flow_runs.c.deployment_name,
@@ -310,7 +311,7 @@ class ControlQueries(Queries):
                 flow_runs.c.deployment_name.is_not(None),
                 flow_runs.c.end_time.is_not(None),
                 finished,
-                flow_runs.c.state_name.not_in(("Skipped", "Missed")),
+                flow_runs.c.state_name.not_in(sorted(UNRUN_NAMES)),
             )
             .subquery()
         )
@@ -320,7 +321,10 @@ class ControlQueries(Queries):
         }
         successes = self._all(
             select(flow_runs.c.deployment_name, func.max(flow_runs.c.end_time).label("ended"))
-            .where(flow_runs.c.state_type == "COMPLETED", flow_runs.c.deployment_name.is_not(None))
+            .where(
+                flow_runs.c.state_type == StateType.COMPLETED,
+                flow_runs.c.deployment_name.is_not(None),
+            )
             .group_by(flow_runs.c.deployment_name)
         )
         for row in successes:
@@ -335,7 +339,7 @@ class ControlQueries(Queries):
             .where(
                 flow_runs.c.created >= since,
                 flow_runs.c.trigger.in_(("manual", "retry")),
-                flow_runs.c.state_type.in_(WAITING_TYPES),
+                flow_runs.c.state_type.in_(WAITING),
             )
             .order_by(flow_runs.c.created)
         )
@@ -359,7 +363,7 @@ class ControlQueries(Queries):
                 connection.execute(
                     select(flow_runs.c.id).where(
                         flow_runs.c.deployment_name.in_(list(deployment_names)),
-                        flow_runs.c.state_type == "RUNNING",
+                        flow_runs.c.state_type == StateType.RUNNING,
                     )
                 ).scalars()
             )

@@ -31,6 +31,8 @@ from gnomon._text import loads
 from gnomon.exceptions import StoreFileGone
 
 BUSY_TIMEOUT_MS = 30_000
+# Connections a process keeps open to a server database (the database_pool_size setting).
+DEFAULT_POOL_SIZE = 5
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
 # WAL as part of a commit; the daemon's checkpointer does it at quiet moments.
 EXTERNAL_CHECKPOINTS_ENV = "GNOMON_WAL_CHECKPOINTS"
@@ -45,7 +47,9 @@ def sqlite_path(url: str | URL) -> Path | None:
     return sqlite_file(url if isinstance(url, str) else url.render_as_string(False))
 
 
-def create_engine(url: str | URL, *, create: bool = True) -> Engine:
+def create_engine(
+    url: str | URL, *, create: bool = True, pool_size: int = DEFAULT_POOL_SIZE
+) -> Engine:
     """An engine for the store at ``url``; SQLite files get WAL and ``BEGIN IMMEDIATE``.
 
     A SQLite file is created (with its directory) by the engine's first connection if
@@ -54,6 +58,8 @@ def create_engine(url: str | URL, *, create: bool = True) -> Engine:
     by an empty one that other processes would then use.
     """
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return _server_engine(parsed, pool_size)
     if parsed.get_backend_name() != "sqlite":
         return sqlalchemy.create_engine(parsed, pool_pre_ping=True, json_deserializer=loads)
     path = sqlite_path(parsed)
@@ -71,6 +77,44 @@ def create_engine(url: str | URL, *, create: bool = True) -> Engine:
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _server_engine(url: URL, size: int) -> Engine:
+    """An engine for a PostgreSQL store (psycopg 3).
+
+    Its pool keeps ``size`` connections (the ``database_pool_size`` setting) and opens as
+    many more when busy; each is checked before use (the server may have dropped it).
+    Every wait is bounded, as SQLite's busy timeout bounds them there: a lock wait by
+    ``lock_timeout`` (the daemon's loop by BOUNDED_WAIT_MS, so it keeps ticking while
+    another program holds a lock), a connection attempt by ``connect_timeout``, and a
+    server that stops answering is noticed by TCP keepalives instead of a read that never
+    returns.
+    """
+    engine = sqlalchemy.create_engine(
+        url,
+        pool_size=size,
+        max_overflow=size,
+        pool_timeout=BUSY_TIMEOUT_MS / 1000,
+        pool_pre_ping=True,
+        json_deserializer=loads,
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": url.query.get("application_name", "gnomon"),
+            "options": f"-c lock_timeout={BUSY_TIMEOUT_MS}",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
+    event.listen(engine, "begin", _bound_server_lock_waits)
+    return engine
+
+
+def _bound_server_lock_waits(connection: Connection) -> None:
+    """In the daemon's loop, a transaction's lock waits last at most BOUNDED_WAIT_MS."""
+    if threading.get_ident() == _bounded["thread"]:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {BOUNDED_WAIT_MS}")
 
 
 class _Opener:
@@ -198,6 +242,8 @@ def _transaction(dialect: Dialect, pooled: Any) -> Iterator[Any]:
                 dbapi.begin_immediate()
             elif dialect.name == "sqlite":  # autocommit mode (see above): begin it ourselves
                 dbapi.execute("BEGIN IMMEDIATE")
+            elif threading.get_ident() == _bounded["thread"]:  # as _bound_server_lock_waits
+                dbapi.execute(f"SET LOCAL lock_timeout = {BOUNDED_WAIT_MS}")
             yield dbapi
             dbapi.commit()
         except BaseException:

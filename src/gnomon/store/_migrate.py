@@ -1,10 +1,13 @@
 """Applying the Alembic migrations, safely when several processes start at once.
 
 Every process checks the schema revision on first use of the store; that check is one SELECT
-and does not load Alembic. Only a database behind ``HEAD_REVISION`` is migrated, under an
-exclusive file lock beside the SQLite file (so that one process creates the file, switches it
-to WAL and migrates while the others wait) and inside one ``BEGIN IMMEDIATE`` transaction (so
-a half-applied migration is never visible).
+and does not load Alembic. Only a database behind ``HEAD_REVISION`` is migrated, inside one
+transaction (``BEGIN IMMEDIATE`` on SQLite; PostgreSQL's DDL is transactional too), so a
+half-applied migration is never visible, and under a lock that processes starting together
+queue on: an exclusive file lock beside a SQLite file (one process creates the file,
+switches it to WAL and migrates while the others wait), a transaction-scoped advisory lock
+on PostgreSQL. The process that gets the lock second finds the database at head and
+migrates nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# PostgreSQL's advisory lock key for migrations: "gnomon" in ASCII, then 1 (the daemon's
+# lock is 2). Any bigint would do; this one is unlikely to be another program's.
+MIGRATION_LOCK_KEY = 0x676E6F6D6F6E_01
 
 
 def alembic_config(url: str) -> Config:
@@ -83,13 +90,18 @@ def migrate(engine: Engine) -> None:
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with _migration_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
 @contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold ``<database>.migrate.lock`` exclusively, for SQLite files; no-op otherwise."""
+    """Hold ``<database>.migrate.lock`` exclusively, for SQLite files; no-op otherwise (a
+    server database locks inside the migration's transaction)."""
     path = sqlite_path(engine.url)
     if path is None:
         yield

@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from gnomon.states import StateName, StateType
 from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import (
     concurrency_limits,
@@ -63,11 +64,14 @@ _CLAIM = (
     .where(
         flow_runs.c.id == bindparam("_id"),
         # Not IN (...): an IN list is expanded per execution, and this statement is prepared.
-        or_(flow_runs.c.state_type == "SCHEDULED", flow_runs.c.state_type == "PENDING"),
+        or_(
+            flow_runs.c.state_type == StateType.SCHEDULED,
+            flow_runs.c.state_type == StateType.PENDING,
+        ),
     )
     .values(
-        state_type="RUNNING",
-        state_name="Running",
+        state_type=StateType.RUNNING,
+        state_name=StateName.RUNNING,
         state_message=None,
         updated=bindparam("_now"),
         start_time=bindparam("_now"),
@@ -171,8 +175,8 @@ class Queries:
             "flow_run_id": row["id"],
             "task_run_id": None,
             "timestamp": row.get("updated") or row.get("created") or utcnow(),
-            "type": row.get("state_type") or "SCHEDULED",
-            "name": row.get("state_name") or "Scheduled",
+            "type": row.get("state_type") or StateType.SCHEDULED,
+            "name": row.get("state_name") or StateName.SCHEDULED,
             "message": row.get("state_message"),
             "attempt": 0,
         }
@@ -202,8 +206,8 @@ class Queries:
             "flow_run_id": flow_run_id,
             "task_run_id": None,
             "timestamp": now,
-            "type": "RUNNING",
-            "name": "Running",
+            "type": StateType.RUNNING,
+            "name": StateName.RUNNING,
             "message": None,
             "attempt": 1,
         }

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, Select, bindparam, desc, func, or_, select, update
 
+from gnomon.states import ACTIVE_TYPES, StateName
 from gnomon.store._prepared import prepare, prepare_rows
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import (
@@ -28,7 +29,7 @@ from gnomon.store._schema import (
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
 
-ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
+ACTIVE = sorted(ACTIVE_TYPES)
 # Built once: prepared statements are cached by statement object.
 _INSERT_FIRST_STATE = run_states.insert()
 _IS_PAUSED = select(deployments.c.name).where(
@@ -161,7 +162,7 @@ class ScheduledRunQueries(Queries):
         now = utcnow()
         statement = update(flow_runs).where(flow_runs.c.id == flow_run_id)
         if only_if_active:
-            statement = statement.where(flow_runs.c.state_type.in_(ACTIVE_TYPES))
+            statement = statement.where(flow_runs.c.state_type.in_(ACTIVE))
         elif state_type in FINAL_STATE_TYPES:
             statement = statement.where(without_final_state(flow_runs))
         with self.engine.begin() as connection:
@@ -204,7 +205,7 @@ class ScheduledRunQueries(Queries):
         statement = select(func.count()).where(
             run_states.c.flow_run_id == flow_run_id,
             run_states.c.task_run_id.is_(None),
-            run_states.c.name == "AwaitingRetry",
+            run_states.c.name == StateName.AWAITING_RETRY,
             run_states.c.message.like("deployment retry %"),
         )
         with self.reader.connect() as connection:
@@ -224,7 +225,7 @@ class ScheduledRunQueries(Queries):
             select(flow_runs)
             .where(
                 flow_runs.c.deployment_name.is_not(None),
-                flow_runs.c.state_type.in_(ACTIVE_TYPES),
+                flow_runs.c.state_type.in_(ACTIVE),
             )
             .order_by(flow_runs.c.scheduled_for, flow_runs.c.created)
         )

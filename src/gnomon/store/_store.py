@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gnomon.store import _migrate
 from gnomon.store._control import ControlQueries
-from gnomon.store._db import create_engine, file_identity, sqlite_path
+from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sqlite_path
 from gnomon.store._queries import Row
 from gnomon.store._scheduled import ScheduledRunQueries
 from gnomon.store._writer import BatchWriter
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
+    from gnomon.store.abc import ControlStore, DeploymentStore, RunStore, ScheduleStore
 
 
 class Store(ScheduledRunQueries, ControlQueries):
@@ -33,11 +34,18 @@ class Store(ScheduledRunQueries, ControlQueries):
     new connections and an empty batch.
     """
 
-    def __init__(self, url: str, flush_interval: float = 0.05, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        flush_interval: float = 0.05,
+        *,
+        create: bool = True,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> None:
         from gnomon._space import SpaceFloor, floor_from_env
 
         self.url = url
-        engine = create_engine(url, create=create)
+        engine = create_engine(url, create=create, pool_size=pool_size)
         _migrate.ensure_current(engine)
         super().__init__(BatchWriter(engine, flush_interval))
         path = sqlite_path(url)
@@ -95,6 +103,16 @@ class Store(ScheduledRunQueries, ControlQueries):
         self.engine.dispose()
 
 
+if TYPE_CHECKING:
+    # Never run: mypy fails here, naming the method, if ``Store`` stops satisfying a role
+    # declared in ``abc``.
+    _store = cast(Store, None)
+    _run_store: RunStore = _store
+    _schedule_store: ScheduleStore = _store
+    _deployment_store: DeploymentStore = _store
+    _control_store: ControlStore = _store
+
+
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 _current: tuple[Settings, Store] | None = None
@@ -119,19 +137,30 @@ def get_store(*, create: bool = True) -> Store:
     current = _current
     if current is not None and current[0] is settings:
         return current[1]
-    store = store_at(settings.effective_database_url, settings.flush_interval, create=create)
+    store = store_at(
+        settings.effective_database_url,
+        settings.flush_interval,
+        create=create,
+        pool_size=settings.database_pool_size,
+    )
     with _stores_lock:
         _current = (settings, store)
     return store
 
 
-def store_at(url: str, flush_interval: float = 0.05, *, create: bool = True) -> Store:
+def store_at(
+    url: str,
+    flush_interval: float = 0.05,
+    *,
+    create: bool = True,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> Store:
     """The process's store for the database at ``url`` (one per URL), without reading the
     settings: the command line finds the URL with ``gnomon._location.store_location``."""
     with _stores_lock:
         store = _stores.get(url)
         if store is None:
-            store = _stores[url] = Store(url, flush_interval, create=create)
+            store = _stores[url] = Store(url, flush_interval, create=create, pool_size=pool_size)
     return store
 
 

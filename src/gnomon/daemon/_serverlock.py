@@ -1,0 +1,106 @@
+"""One daemon per server database: a PostgreSQL advisory lock, held by a connection of its own.
+
+The file lock of ``_lock`` only excludes daemons that share a state directory. Daemons on
+one PostgreSQL database may run with different homes or on different hosts, so the lock
+must live in the database: a session-level advisory lock, which the server drops when its
+session ends (the daemon exits, is killed, or its host disappears and the server notices).
+Issue 10's several daemons on one database replace this with leases; until then two
+daemons on one PostgreSQL database refuse as two on one SQLite file do.
+
+The lock's session names its holder in ``application_name``, so a refused daemon says who
+holds it, read from ``pg_stat_activity``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.pool import NullPool
+
+from gnomon.daemon._lock import DaemonAlreadyRunning
+
+# "gnomon" in ASCII, then 2 (the migrations' lock is 1).
+DAEMON_LOCK_KEY = 0x676E6F6D6F6E_02
+_APPLICATION = "gnomon daemon"
+
+_HOLDER = text(
+    "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
+    " JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.database = ("
+    "   SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND (l.classid::bigint << 32) | l.objid::bigint = :key"
+)
+
+
+class ServerLock:
+    """The daemon lock of the server database at ``url``: ``acquire`` and ``release``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._connection: Connection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._connection is not None
+
+    def acquire(self) -> None:
+        """Take the lock without waiting; DaemonAlreadyRunning, naming the holder, if
+        another session has it. Calling it again while held does nothing."""
+        if self._connection is not None:
+            return
+        name = f"{_APPLICATION} {socket.gethostname()}:{os.getpid()}"[:63]
+        engine = create_engine(
+            self.url, poolclass=NullPool, connect_args={"application_name": name}
+        )
+        try:
+            connection = engine.connect()
+            try:
+                taken = connection.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": DAEMON_LOCK_KEY}
+                ).scalar_one()
+                connection.commit()  # the lock is the session's, not the transaction's
+                if not taken:
+                    holder = _holder(connection)
+                    raise DaemonAlreadyRunning(
+                        holder, f"PostgreSQL advisory lock {DAEMON_LOCK_KEY}"
+                    )
+            except BaseException:
+                connection.close()
+                raise
+        except BaseException:
+            engine.dispose()
+            raise
+        self._engine, self._connection = engine, connection
+
+    def release(self) -> None:
+        """Give the lock up by ending its session."""
+        connection, self._connection = self._connection, None
+        engine, self._engine = self._engine, None
+        if connection is not None:
+            # A session already gone has released the lock already.
+            with contextlib.suppress(Exception):
+                connection.close()
+        if engine is not None:
+            engine.dispose()
+
+
+def _holder(connection: Connection) -> dict[str, Any]:
+    """The refusal's record of who holds the lock (as ``_lock``'s file records say it)."""
+    row = connection.execute(_HOLDER, {"key": DAEMON_LOCK_KEY}).first()
+    connection.rollback()
+    if row is None:
+        return {}  # released in between, or held by a session we may not see
+    application, address, started = row
+    host, _, pid = str(application or "").removeprefix(f"{_APPLICATION} ").rpartition(":")
+    record: dict[str, Any] = {
+        "hostname": host or (str(address) if address else "?"),
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ") if started else "?",
+    }
+    if pid.isdigit():
+        record["pid"] = int(pid)
+    return record

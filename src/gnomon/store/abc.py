@@ -1,0 +1,320 @@
+"""The store's interfaces, one per role: what each part of gnomon may ask of the store.
+
+``Store`` (SQLite or PostgreSQL behind SQLAlchemy) plays every role; code outside the store
+names the role it uses, so what it depends on is written down and checked (``_store``
+holds mypy to ``Store`` satisfying each):
+
+``RunStore``
+    What a worker's engine needs to run flows and tasks: record runs, their states and log
+    lines through the batched writer (committed within ``flush_interval``, or at once by
+    ``flush`` and ``commit_now``), claim a stored run, move a run to a state at once, and
+    take and free concurrency slots.
+``ScheduleStore``
+    What the daemon needs: a ``RunStore`` (it records states and log lines for its workers)
+    that also creates deployments' runs by (deployment, nominal time), keeps each
+    deployment's last fire, reads what operators changed (pauses, cancellations, manual
+    runs, reload requests) and what a dead daemon or worker left behind.
+``DeploymentStore``
+    What syncing the config needs: one transaction that reads every deployment row and
+    writes the changes, so a sync never overwrites a pause it did not see.
+``ControlStore``
+    What operators and readers need (the command line, the HTTP API and its dashboard):
+    each change written with its audit row in the same transaction, and the reads they
+    show. It syncs the config too (``gnomon apply``).
+
+Rows are plain dicts of column values. Importing this module imports no SQLAlchemy: the
+command line's fast path imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from datetime import datetime
+
+    from gnomon.states import StateFilter
+    from gnomon.store._queries import Row
+    from gnomon.store._values import Actor, LogQuery
+
+
+class RunStore(Protocol):
+    """A worker's store: runs, states and logs recorded, runs claimed, slots taken."""
+
+    # Batched writes: recorded now, committed by the writer thread.
+
+    def insert_flow_run(self, row: Row) -> None:
+        """Queue a new flow run row (it must carry its ``id``)."""
+
+    def update_flow_run(self, id: str, **values: Any) -> None:
+        """Queue new values for columns of flow run ``id``."""
+
+    def insert_task_run(self, row: Row) -> None:
+        """Queue a new task run row (it must carry its ``id``)."""
+
+    def update_task_run(self, id: str, **values: Any) -> None:
+        """Queue new values for columns of task run ``id``."""
+
+    def settle_flow_run(self, id: str, values: Row, state: Row) -> None:
+        """Queue flow run ``id``'s new state: its column values and history row together."""
+
+    def add_state(self, row: Row) -> None:
+        """Queue a ``run_states`` row."""
+
+    def add_log(self, row: Row) -> None:
+        """Queue a ``run_logs`` row (dropped while the store's disk is below the floor)."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Commit every row recorded so far and wait for it; raises ``StoreWriteError``."""
+
+    def commit_now(self) -> None:
+        """Commit every row recorded so far in this thread, for a write that must be durable."""
+
+    # Runs, written or read at once.
+
+    def claim_flow_run(
+        self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
+    ) -> Row | None:
+        """Start a Scheduled or Pending run: its claimed columns, or None if another won."""
+
+    def set_run_state(
+        self,
+        flow_run_id: str,
+        state_type: str,
+        state_name: str,
+        message: str | None = None,
+        *,
+        only_if_active: bool = False,
+        **values: Any,
+    ) -> bool:
+        """Move a run to a state now (row and history, one transaction); whether it moved."""
+
+    def read_flow_run(self, id: str) -> Row | None:
+        """The flow run row ``id``, or None."""
+
+    # Concurrency limits and slots.
+
+    def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
+        """Every limit (or those of ``names`` that exist): slots by name."""
+
+    def set_concurrency_limit(self, name: str, limit: int) -> None:
+        """Create the limit ``name`` of ``limit`` slots, or change it (not audited)."""
+
+    def delete_concurrency_limit(self, name: str) -> bool:
+        """Delete a limit and its slots (not audited); False if there was no such limit."""
+
+    def try_acquire_slots(self, names: list[str], occupy: int, holder: str) -> bool:
+        """Take ``occupy`` slots on every limit in ``names``, or none and return False."""
+
+    def release_slots(self, holder: str) -> int:
+        """Free every slot ``holder`` holds; how many slot rows were freed."""
+
+    def reap_stale_slots(self) -> int:
+        """Free the slots of this host's processes that are gone; how many were freed."""
+
+
+class DeploymentStore(Protocol):
+    """Where the config's deployments are synced."""
+
+    def merge_deployments(
+        self, merge: Callable[[dict[str, Row]], tuple[list[Row], dict[str, Row]]]
+    ) -> None:
+        """Give ``merge`` the deployment rows by name and write its inserts and updates, in
+        one write transaction."""
+
+
+class ScheduleStore(RunStore, DeploymentStore, Protocol):
+    """The daemon's store: a worker's, plus fires, operators' requests and recovery."""
+
+    def probe_write(self) -> None:
+        """A write that changes nothing kept, failing as a fire's would: is the store back?"""
+
+    # Fires.
+
+    def create_runs(self, runs: Sequence[Row]) -> set[str]:
+        """Insert runs unless their (deployment, nominal time) has one; the ids created."""
+
+    def create_runs_unless_paused(self, runs: Sequence[Row]) -> tuple[set[str], set[str]]:
+        """``create_runs`` but for paused deployments: the ids created, the paused names."""
+
+    def record_fire_times_many(self, fires: Sequence[tuple[str, datetime]]) -> None:
+        """Persist each deployment's last nominal fire, in one transaction."""
+
+    def count_deployment_retries(self, flow_run_id: str) -> int:
+        """How many times the daemon queued this run again (its deployment's ``retries``)."""
+
+    def read_schedule_states(self) -> dict[str, Row]:
+        """By active deployment: ``anchor``, ``paused``, ``last_fire`` and ``fires_from``."""
+
+    def read_last_outcomes(self) -> dict[str, tuple[str | None, datetime | None]]:
+        """By deployment: its newest finished run's state type, its newest success's end."""
+
+    # What operators changed, polled every second.
+
+    def read_pause_changes(self, since: datetime) -> list[Row]:
+        """Name and paused flag of active deployments changed at or after ``since``."""
+
+    def read_cancel_requests(self, since: datetime) -> list[Row]:
+        """Runs whose cancellation was requested at or after ``since``."""
+
+    def read_requested_runs(self, since: datetime) -> list[Row]:
+        """Manual runs and retries created at or after ``since`` that still wait."""
+
+    def read_pending_reloads(self) -> list[Row]:
+        """Reload requests not answered yet, oldest first."""
+
+    def read_reload(self, request_id: int) -> Row | None:
+        """The reload request ``request_id``, or None."""
+
+    def finish_reload(
+        self,
+        request_ids: Sequence[int],
+        actor: Actor,
+        status: str,
+        detail: dict[str, Any],
+        target: str | None,
+    ) -> None:
+        """Answer reload requests with their outcome, audited in the same transaction."""
+
+    # What a dead daemon or worker left behind.
+
+    def read_unfinished_deployment_runs(self) -> list[Row]:
+        """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
+
+    def read_logs(
+        self,
+        flow_run_id: str | None = None,
+        task_run_id: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Log rows in order after ``after_id``, of a flow run or a task run if given."""
+
+
+class ControlStore(DeploymentStore, Protocol):
+    """The operators' store: audited changes, and what the CLI, the API and the dashboard
+    show."""
+
+    # Audit.
+
+    def record_audit(
+        self,
+        actor: Actor,
+        action: str,
+        target: str | None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit a change that has no row of its own here (a reload, an apply)."""
+
+    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[Row]:
+        """Audit entries newest first, at most ``limit``, not older than ``since``."""
+
+    # Reloads.
+
+    def request_reload(self, actor: Actor, config: str | None) -> int:
+        """Ask the daemon to reload its config; the request's id, for its outcome."""
+
+    def read_reload(self, request_id: int) -> Row | None:
+        """The reload request ``request_id``, or None."""
+
+    # Deployments.
+
+    def read_deployment_names(self) -> list[str]:
+        """Names of the active deployments, sorted."""
+
+    def read_deployment(self, name: str) -> Row | None:
+        """The deployment row ``name`` (active or removed from the config), or None."""
+
+    def read_deployments(self, active_only: bool = True) -> list[Row]:
+        """Deployment rows by name; only those still in the config unless ``active_only``."""
+
+    def set_paused(
+        self,
+        names: Sequence[str],
+        paused: bool,
+        actor: Actor,
+        reason: str | None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Pause or resume deployments, audited; those whose flag changed."""
+
+    def read_recent_states(self, names: Iterable[str], per_deployment: int) -> dict[str, list[Row]]:
+        """The newest runs of each deployment (id, state, nominal time), newest first."""
+
+    # Runs.
+
+    def create_requested_run(self, row: Row, actor: Actor, action: str) -> None:
+        """Insert a manual run or a retry with its first state and audit entry."""
+
+    def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
+        """Cancel a run, audited: "cancelled", "requested" (it runs), or None if final."""
+
+    def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids starting with ``prefix`` (operators type the first characters of an id)."""
+
+    def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
+        """Ids of the running runs of these deployments."""
+
+    def read_flow_run(self, id: str) -> Row | None:
+        """The flow run row ``id``, or None."""
+
+    def read_runs(
+        self,
+        deployment: str | None = None,
+        state: StateFilter | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Row]:
+        """Flow runs newest first, filtered by deployment, state and age."""
+
+    def read_task_runs(self, flow_run_id: str) -> list[Row]:
+        """A flow run's task runs, in the order they were created."""
+
+    def read_states(
+        self, flow_run_id: str | None = None, task_run_id: str | None = None
+    ) -> list[Row]:
+        """State transitions in order: a task run's, or a flow run's own (not its tasks')."""
+
+    # Logs.
+
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+        """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
+
+    def last_log_id(self) -> int:
+        """The id of the newest log line; 0 if there is none."""
+
+    # Concurrency limits.
+
+    def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
+        """Every limit (or those of ``names`` that exist): slots by name."""
+
+    def count_active_slots(self) -> dict[str, int]:
+        """Slots held now, by limit name."""
+
+    def set_limit_audited(self, name: str, limit: int, actor: Actor) -> None:
+        """Create or change a concurrency limit, with its audit entry."""
+
+    def delete_limit_audited(self, name: str, actor: Actor) -> bool:
+        """Remove a concurrency limit, with its audit entry; False if there was none."""
+
+    # API tokens.
+
+    def create_token(self, name: str, token_hash: str, read_only: bool, actor: Actor) -> bool:
+        """Store a token's hash under ``name``, audited; False if the name is taken."""
+
+    def revoke_token(self, name: str, actor: Actor) -> bool:
+        """Delete token ``name``, audited; False if there is none."""
+
+    def read_tokens(self) -> list[Row]:
+        """Every token's name, scope and use (never the hash)."""
+
+    def find_token(self, token_hash: str) -> Row | None:
+        """The token with this hash (name and scope), or None."""
+
+    def touch_tokens(self, used: dict[str, datetime]) -> None:
+        """Record when tokens were last used."""
+
+    def count_tokens(self) -> int:
+        """How many tokens there are."""

@@ -1,0 +1,90 @@
+"""The PostgreSQL store failing under a real daemon: another program holding a lock, the
+server dropping every connection. The daemon rides both out, as it rides out a locked
+SQLite file (test_faults_daemon.py), and decides every fire once."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from faults import assert_every_fire_once, assert_store_sound, location
+from test_daemon import wait_for
+from test_faults_daemon import SECOND, events, healthz, serving, stop, tickers
+
+pytestmark = [pytest.mark.backends, pytest.mark.postgresql_only, pytest.mark.slow]
+
+
+def run_count(url: str) -> int:
+    with admin(url) as connection:
+        return int(connection.execute(text("SELECT count(*) FROM flow_runs")).scalar_one())
+
+
+@contextlib.contextmanager
+def admin(url: str) -> Iterator[Any]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def test_a_table_locked_by_another_program_degrades_the_daemon_which_then_catches_up(
+    tmp_path, gnomon_home, daemons, store
+) -> None:
+    daemon, api, _ = serving(tmp_path, gnomon_home, daemons, tickers(3))
+    url = store.url
+
+    with admin(url) as locker:
+        locker.execute(text("LOCK TABLE flow_runs IN ACCESS EXCLUSIVE MODE"))
+        wait_for(lambda: healthz(api)[1]["status"] == "degraded", timeout=15, what="degraded")
+        time.sleep(5)  # several of its store attempts time out meanwhile
+        assert daemon.poll() is None
+        code, body = healthz(api)
+        assert code == 200, body  # riding it out, not stuck
+        locker.rollback()
+    wait_for(lambda: healthz(api)[1]["status"] == "ok", timeout=20, what="ok again")
+    after = run_count(url)
+    wait_for(lambda: run_count(url) >= after + 6, what="fires after the lock")
+
+    lines = events(stop(daemon))
+    assert any("lock timeout" in e["event"] for e in lines if e.get("level") == "error")
+    assert any("the store works again" in e["event"] for e in lines)
+    for name in ("d0", "d1", "d2"):
+        assert_every_fire_once(location(store), name, SECOND)
+    assert_store_sound(location(store))
+
+
+def test_connections_dropped_by_the_server_are_replaced_and_no_fire_is_lost(
+    tmp_path, gnomon_home, daemons, store
+) -> None:
+    daemon, api, _ = serving(tmp_path, gnomon_home, daemons, tickers(2))
+    url = store.url
+
+    for _ in range(3):  # what a server restart or a failover does to every session
+        before = run_count(url)
+        with admin(url) as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert killed > 0
+        wait_for(
+            lambda before=before: run_count(url) >= before + 4,
+            what="fires after the connections died",
+        )
+    assert daemon.poll() is None
+    assert healthz(api)[1]["status"] == "ok"
+
+    stop(daemon)
+    for name in ("d0", "d1"):
+        assert_every_fire_once(location(store), name, SECOND)
+    assert_store_sound(location(store))
