@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from faults import assert_every_fire_once, assert_store_sound, location
-from test_daemon import wait_for
+from gnomon.daemon._serverlock import DAEMON_LOCK_KEY
+from test_daemon import start_daemon, wait_for, write_config
 from test_faults_daemon import SECOND, events, healthz, serving, stop, tickers
 
 pytestmark = [pytest.mark.backends, pytest.mark.postgresql_only, pytest.mark.slow]
@@ -88,3 +89,67 @@ def test_connections_dropped_by_the_server_are_replaced_and_no_fire_is_lost(
     for name in ("d0", "d1"):
         assert_every_fire_once(location(store), name, SECOND)
     assert_store_sound(location(store))
+
+
+def lock_holders(url: str) -> int:
+    with admin(url) as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND objid = :low"
+                ),
+                {"low": DAEMON_LOCK_KEY & 0xFFFFFFFF},
+            ).scalar_one()
+        )
+
+
+def test_a_daemon_takes_its_database_lock_again_after_the_server_ends_its_session(
+    tmp_path, gnomon_home, daemons, store
+) -> None:
+    daemon, _, _ = serving(tmp_path, gnomon_home, daemons, tickers(1))
+    url = store.url
+    assert lock_holders(url) == 1
+    with admin(url) as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name LIKE 'gnomon daemon %'"
+            )
+        )
+    wait_for(lambda: lock_holders(url) == 1, timeout=15, what="the lock held again")
+
+    (tmp_path / "b").mkdir()
+    second = start_daemon(write_config(tmp_path / "b", tickers(1)), tmp_path / "other-home")
+    daemons.append(second)
+    assert second.wait(timeout=60) == 1
+    assert f"pid {daemon.pid}" in second.error_path.read_text()
+    assert daemon.poll() is None
+    stop(daemon)
+
+
+def test_a_daemon_whose_lock_another_took_while_its_session_was_gone_stops(
+    tmp_path, gnomon_home, daemons, store
+) -> None:
+    daemon, _, _ = serving(tmp_path, gnomon_home, daemons, tickers(1))
+    url = store.url
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as intruder:
+            intruder.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                    " datname = current_database() AND application_name LIKE 'gnomon daemon %'"
+                )
+            )
+            taken = intruder.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": DAEMON_LOCK_KEY}
+            ).scalar_one()
+            intruder.commit()
+            assert taken  # the daemon had not taken it again yet (it checks every 2 s)
+            assert daemon.wait(timeout=30) == 0  # it stopped, as on SIGTERM
+    finally:
+        engine.dispose()
+    lines = events(daemon.output_path.read_text())
+    [lost] = [e for e in lines if e.get("level") == "critical"]
+    assert "lock was lost and taken over" in lost["event"]

@@ -32,6 +32,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -188,6 +189,12 @@ class DaemonLock:
                 os.close(home_fd)
             raise
         self._fd, self._home_fd = fd, home_fd
+
+    def keep(self, on_lost: Callable[[str], None]) -> None:
+        """For a store on a database server, keep its lock held across a lost session (see
+        ``_serverlock``); ``on_lost`` hears if another daemon took it meanwhile."""
+        if self._server is not None:
+            self._server.keep(on_lost)
 
     def release(self) -> None:
         """Give the lock up. The file stays (removing it would race with a new acquirer)."""

@@ -9,13 +9,21 @@ daemons on one PostgreSQL database refuse as two on one SQLite file do.
 
 The lock's session names its holder in ``application_name``, so a refused daemon says who
 holds it, read from ``pg_stat_activity``.
+
+A server restart or failover ends the session, and with it the lock, while the daemon goes
+on (its pool reconnects). ``keep`` checks the session every ``KEEP_EVERY`` seconds from a
+thread of its own and takes the lock again on a new session; if another daemon took it in
+between, the daemon is told (``on_lost``) and stops: never two daemons on one database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -26,6 +34,9 @@ from gnomon.daemon._lock import DaemonAlreadyRunning
 # "gnomon" in ASCII, then 2 (the migrations' lock is 1).
 DAEMON_LOCK_KEY = 0x676E6F6D6F6E_02
 _APPLICATION = "gnomon daemon"
+KEEP_EVERY = 2.0  # seconds between checks that the lock's session still holds it
+
+log = logging.getLogger("gnomon.daemon")
 
 _HOLDER = text(
     "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
@@ -43,6 +54,8 @@ class ServerLock:
         self.url = url
         self._engine: Engine | None = None
         self._connection: Connection | None = None
+        self._guard = threading.Lock()  # the session is used by acquire, keep and release
+        self._stopped = threading.Event()
 
     @property
     def held(self) -> bool:
@@ -51,11 +64,25 @@ class ServerLock:
     def acquire(self) -> None:
         """Take the lock without waiting; DaemonAlreadyRunning, naming the holder, if
         another session has it. Calling it again while held does nothing."""
-        if self._connection is not None:
-            return
+        with self._guard:
+            if self._connection is None:
+                self._take()
+
+    def _take(self) -> None:
         name = f"{_APPLICATION} {socket.gethostname()}:{os.getpid()}"[:63]
         engine = create_engine(
-            self.url, poolclass=NullPool, connect_args={"application_name": name}
+            self.url,
+            poolclass=NullPool,
+            connect_args={
+                "application_name": name,
+                # A check never hangs on a server that stopped answering.
+                "connect_timeout": 10,
+                "options": "-c statement_timeout=5000",
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+            },
         )
         try:
             connection = engine.connect()
@@ -77,8 +104,49 @@ class ServerLock:
             raise
         self._engine, self._connection = engine, connection
 
+    def keep(self, on_lost: Callable[[str], None]) -> None:
+        """Check the lock's session every KEEP_EVERY seconds, in a thread, until released;
+        take the lock again on a new session if the server ended the old one, and call
+        ``on_lost`` with the reason if another daemon has taken it meanwhile."""
+        threading.Thread(
+            target=self._keep, args=(on_lost,), name="gnomon-server-lock", daemon=True
+        ).start()
+
+    def _keep(self, on_lost: Callable[[str], None]) -> None:
+        while not self._stopped.wait(KEEP_EVERY):
+            with self._guard:
+                if self._stopped.is_set() or self._alive():
+                    continue
+                self._drop()
+                try:
+                    self._take()
+                except DaemonAlreadyRunning as refusal:
+                    self._stopped.set()
+                    on_lost(f"the database's daemon lock was lost and taken over: {refusal}")
+                    return
+                except Exception as error:  # the server is still away: try again later
+                    log.warning("cannot take the database's daemon lock again yet: %s", error)
+                    continue
+                log.warning("the database's daemon lock was lost with its session; held again")
+
+    def _alive(self) -> bool:
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            connection.execute(text("SELECT 1"))
+            connection.rollback()
+        except Exception:
+            return False
+        return True
+
     def release(self) -> None:
         """Give the lock up by ending its session."""
+        self._stopped.set()
+        with self._guard:
+            self._drop()
+
+    def _drop(self) -> None:
         connection, self._connection = self._connection, None
         engine, self._engine = self._engine, None
         if connection is not None:

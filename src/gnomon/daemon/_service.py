@@ -95,6 +95,11 @@ class Daemon:
         self._stop_requested = True
         self.wakeup.wake()
 
+    def _lock_lost(self, reason: str) -> None:
+        """Another daemon holds the database now (see ``_serverlock``): this one stops."""
+        log.critical("%s; this daemon stops", reason)
+        self.request_stop()
+
     def request_reload(self) -> None:
         self._reload_signalled = True
         self.wakeup.wake()
@@ -165,6 +170,7 @@ class Daemon:
         )
         self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
         self._lock.acquire(config=str(self.config.path) if self.config.path else None)
+        self._lock.keep(self._lock_lost)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
         log.addHandler(self._store_log)
