@@ -67,7 +67,10 @@ def deadline_passed(deadline: float) -> bool:
 
 
 class Workspace:
-    """A temporary directory holding GNOMON_HOME, the flow module, configs and stamps."""
+    """A temporary directory holding GNOMON_HOME, the flow module, configs and stamps.
+
+    With GNOMON_BENCH_POSTGRES_URL (a server's URL, ``postgresql+psycopg://...``) the store
+    is a PostgreSQL database of the workspace's own instead, made new by ``fresh_home``."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="gnomon-bench-daemon-"))
@@ -75,11 +78,46 @@ class Workspace:
         self.flow_file = self.root / "bench_flows.py"
         self.flow_file.write_text(FLOW_MODULE.format(stamps=str(self.stamps)))
         self.home = self.root / "home"
+        self.server_url = os.environ.get("GNOMON_BENCH_POSTGRES_URL")
+        self.database_url: str | None = None
+        if self.server_url:
+            self._new_database()
 
     def fresh_home(self) -> None:
         """Forget the store and the stamps (a cold start on a new store)."""
         shutil.rmtree(self.home, ignore_errors=True)
         self.stamps.unlink(missing_ok=True)
+        if self.server_url:
+            self._new_database()
+
+    def _new_database(self) -> None:
+        from sqlalchemy import make_url
+
+        assert self.server_url is not None
+        self._drop_database()
+        name = f"gnomon_bench_{os.getpid()}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        self.database_url = make_url(self.server_url).set(database=name).render_as_string(False)
+
+    def _drop_database(self) -> None:
+        if self.database_url:
+            from sqlalchemy import make_url
+
+            name = make_url(self.database_url).database
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self.database_url = None
+
+    def _admin(self, statement: str) -> None:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        assert self.server_url is not None
+        engine = create_engine(self.server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(statement))
+        finally:
+            engine.dispose()
 
     def write_config(self, schedules: list[tuple[str, str]], workers: int | None) -> Path:
         """A config with one deployment per (name, cron) of the generated flow."""
@@ -100,17 +138,30 @@ class Workspace:
             print(f"kept {self.root}", file=sys.stderr)
             return
         shutil.rmtree(self.root, ignore_errors=True)
+        self._drop_database()
 
     def runs(self) -> list[Run]:
         """Every deployment run in the store, with the body starts stamped for it."""
-        database = sqlite3.connect(f"file:{self.home / 'gnomon.db'}?mode=ro", uri=True)
-        try:
-            rows = database.execute(
-                "SELECT id, deployment_name, scheduled_for, created, start_time, state_name"
-                " FROM flow_runs WHERE deployment_name IS NOT NULL"
-            ).fetchall()
-        finally:
-            database.close()
+        query = (
+            "SELECT id, deployment_name, scheduled_for, created, start_time, state_name"
+            " FROM flow_runs WHERE deployment_name IS NOT NULL"
+        )
+        if self.database_url:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
+
+            engine = create_engine(self.database_url, poolclass=NullPool)
+            try:
+                with engine.connect() as connection:
+                    rows = [tuple(row) for row in connection.exec_driver_sql(query)]
+            finally:
+                engine.dispose()
+        else:
+            database = sqlite3.connect(f"file:{self.home / 'gnomon.db'}?mode=ro", uri=True)
+            try:
+                rows = database.execute(query).fetchall()
+            finally:
+                database.close()
         runs = {
             row[0]: Run(row[0], row[1], _epoch(row[2]), _epoch(row[3]), _epoch(row[4]), row[5])
             for row in rows
@@ -133,11 +184,14 @@ class Workspace:
             return sum(1 for _ in stamps)
 
 
-def _epoch(text: str | None) -> float | None:
-    """A stored timestamp (naive UTC text) as epoch seconds."""
-    if text is None:
+def _epoch(value: str | datetime | None) -> float | None:
+    """A stored timestamp (SQLite's naive UTC text, PostgreSQL's aware datetime) as epoch
+    seconds."""
+    if value is None:
         return None
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
 
 
 def fire_counts(runs: list[Run]) -> dict[tuple[str, float], int]:
@@ -172,6 +226,8 @@ class DaemonProcess:
         self._notify.bind(str(socket_path))
         env = {key: value for key, value in os.environ.items() if not key.startswith("GNOMON_")}
         env.update(GNOMON_HOME=str(self.workspace.home), NOTIFY_SOCKET=str(socket_path))
+        if self.workspace.database_url:
+            env.update(GNOMON_DATABASE_URL=self.workspace.database_url)
         self._output = (self.workspace.root / "daemon-output.log").open("ab")
         self.started_at = time.time()
         self.process = subprocess.Popen(
