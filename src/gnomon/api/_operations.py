@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon.api._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
+from gnomon.store._kinds import RunCause
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -324,7 +325,7 @@ class Operations:
         check_parameters(parameters or {})  # the input rules, before anything is written
         check_flow_parameters(deployment, parameters or {})  # then the flow's schema
         merged = {**(deployment["parameters"] or {}), **(parameters or {})}
-        row = self._requested_run(deployment, merged, "manual", force=force)
+        row = self._requested_run(deployment, merged, RunCause.MANUAL, force=force)
         self.store.create_requested_run(row, self.actor, "run")
         self.nudge("poll")
         return row
@@ -341,7 +342,7 @@ class Operations:
             )
         deployment = self.deployment(original["deployment_name"])
         row = self._requested_run(
-            deployment, original["parameters"] or {}, "retry", retry_of=original["id"]
+            deployment, original["parameters"] or {}, RunCause.RETRY, retry_of=original["id"]
         )
         self.store.create_requested_run(row, self.actor, "retry")
         self.nudge("poll")
@@ -363,7 +364,7 @@ class Operations:
         self,
         deployment: Row,
         parameters: dict[str, Any],
-        trigger: str,
+        trigger: RunCause,
         *,
         force: bool = False,
         retry_of: str | None = None,

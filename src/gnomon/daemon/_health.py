@@ -287,6 +287,17 @@ def boot_id() -> str | None:
         return None
 
 
+def _read_only_status(lock_path: Path) -> HealthStatus | None:
+    """Degraded, saying why, if the status file's file system is read-only; else None."""
+    from gnomon.store._faults import read_only_file_system
+
+    path = status_path(lock_path)
+    if not path.exists() or not read_only_file_system(path):
+        return None
+    reason = f"the file system of {lock_path.parent} is read-only: the store cannot be written"
+    return HealthStatus(HealthState.DEGRADED, None, reason)
+
+
 def read_status(lock_path: Path, silence: float = STATUS_SILENCE) -> HealthStatus | None:
     """The running daemon's health as its status file tells it (``gnomon daemon status``);
     None if there is no readable status. A file its monitor has not rewritten for
@@ -294,7 +305,9 @@ def read_status(lock_path: Path, silence: float = STATUS_SILENCE) -> HealthStatu
     try:
         record = json.loads(status_path(lock_path).read_bytes() or b"null")
     except (OSError, ValueError):
-        return None
+        # A disk error can lose what the monitor wrote but never flushed (the file reads
+        # back as zeros): the file system says why, as for a silent file below.
+        return _read_only_status(lock_path)
     if not isinstance(record, dict) or record.get("boot_id") != boot_id():
         return None
     try:
@@ -304,13 +317,11 @@ def read_status(lock_path: Path, silence: float = STATUS_SILENCE) -> HealthStatu
     except (KeyError, ValueError, TypeError):
         return None
     if silent > silence:
-        from gnomon.store._faults import read_only_file_system
-
-        if read_only_file_system(status_path(lock_path)):
-            # Its monitor cannot rewrite the file; whether the loop ticks, /healthz tells.
-            directory = lock_path.parent
-            reason = f"the file system of {directory} is read-only: the store cannot be written"
-            return HealthStatus(HealthState.DEGRADED, None, reason)
+        # Its monitor cannot rewrite the file on a read-only file system; whether the loop
+        # ticks, /healthz tells.
+        read_only = _read_only_status(lock_path)
+        if read_only is not None:
+            return read_only
         reason = f"the daemon has not updated its status for {silent:.1f} s"
         return HealthStatus(HealthState.STUCK, None if age is None else age + silent, reason)
     return HealthStatus(state, age, record.get("reason"), record.get("detail"))

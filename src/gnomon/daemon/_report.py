@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask
+from gnomon.daemon._tracking import DecisionAction
 from gnomon.states import StateType
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class RunReporter:
         from gnomon.daemon._notify import missed_event
 
         for decision in decisions:
-            if decision.action != "missed":
+            if decision.action != DecisionAction.MISSED:
                 continue
             self.metrics.fire_missed(decision.deployment)
             if self.notifier is not None:

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from gnomon.daemon._inbox import FireInbox
 from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._tracking import (
+    STARTING_ACTIONS,
     Decision,
+    DecisionAction,
     DispatchedRun,
     Dispatcher,
     Slot,
@@ -36,6 +38,7 @@ from gnomon.daemon._tracking import (
 )
 from gnomon.deployments import Deployment, Overlap
 from gnomon.states import FAILED_TYPES, StateName, StateType
+from gnomon.store._kinds import SCHEDULED_CAUSES, RunCause
 
 if TYPE_CHECKING:
     from gnomon.scheduling import Trigger
@@ -244,7 +247,7 @@ class Scheduler:
         self,
         fires: Sequence[tuple[str, datetime]],
         now: datetime,
-        trigger: str = "schedule",
+        trigger: RunCause = RunCause.SCHEDULE,
         *,
         record_fire_times: bool = True,
         log_decisions: bool = True,
@@ -267,16 +270,16 @@ class Scheduler:
         for planned_decision, row in planned:
             decision = planned_decision
             if row is not None and row["deployment_name"] in paused:
-                decision = Decision(decision.deployment, decision.nominal, "paused")
+                decision = Decision(decision.deployment, decision.nominal, DecisionAction.PAUSED)
             elif row is not None and row["id"] not in created:
                 decision = Decision(
                     decision.deployment,
                     decision.nominal,
-                    "duplicate",
+                    DecisionAction.DUPLICATE,
                     None,
                     "a run for this fire time already exists",
                 )
-            elif decision.action in ("fired", "queued") and decision.flow_run_id:
+            elif decision.action in STARTING_ACTIONS and decision.flow_run_id:
                 self._queue(
                     self._slots[decision.deployment], decision.flow_run_id, decision.nominal
                 )
@@ -291,12 +294,12 @@ class Scheduler:
         return decisions
 
     def _decide(
-        self, slot: Slot, nominal: datetime, now: datetime, trigger: str
+        self, slot: Slot, nominal: datetime, now: datetime, trigger: RunCause
     ) -> tuple[Decision, dict[str, Any] | None]:
         deployment = slot.deployment
         name = deployment.name
         if slot.paused:
-            return Decision(name, nominal, "paused"), None
+            return Decision(name, nominal, DecisionAction.PAUSED), None
         due = nominal + slot.offset
         grace = deployment.misfire_grace
         if grace is not None and now - due > grace:
@@ -316,7 +319,9 @@ class Scheduler:
         overlap = deployment.overlap
         if overlap is Overlap.CANCEL_PREVIOUS:
             self._cancel_previous(slot, f"the {nominal.isoformat()} fire")
-        action = "queued" if active and overlap is Overlap.QUEUE else "fired"
+        action = (
+            DecisionAction.QUEUED if active and overlap is Overlap.QUEUE else DecisionAction.FIRED
+        )
         row = run_row(slot, nominal, now, trigger, self.daemon_id)
         return Decision(name, nominal, action, row["id"]), row
 
@@ -377,7 +382,7 @@ class Scheduler:
         catch-up starts after it even if that daemon died before storing its last_fire."""
         slot = self._slots.get(row["deployment_name"])
         nominal = row["scheduled_for"]
-        if slot is None or nominal is None or row.get("trigger") not in ("schedule", "catchup"):
+        if slot is None or nominal is None or row.get("trigger") not in SCHEDULED_CAUSES:
             return
         if slot.last_fire is None or nominal > slot.last_fire:
             slot.last_fire = nominal
@@ -408,7 +413,9 @@ class Scheduler:
                 flow_run_id, StateType.CANCELLED, state, reason, only_if_active=True, end_time=now
             ):
                 return None
-            decision = Decision(name, row["scheduled_for"], "skipped", flow_run_id, reason)
+            decision = Decision(
+                name, row["scheduled_for"], DecisionAction.SKIPPED, flow_run_id, reason
+            )
             log_decision(decision)
             return decision
         assert slot is not None
@@ -427,7 +434,7 @@ class Scheduler:
         if forced:
             self._forced.add(flow_run_id)
         self._queue(slot, flow_run_id, row["scheduled_for"], requested=True)
-        decision = Decision(name, row["scheduled_for"], "queued", flow_run_id, message)
+        decision = Decision(name, row["scheduled_for"], DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
 
@@ -525,7 +532,7 @@ class Scheduler:
             fires.extend((name, nominal) for nominal in run)
             missed.extend((slot, nominal) for nominal in skip)
         decisions = self._record_missed(missed, now, why)
-        decisions += self.fire_many(fires, now, trigger="catchup")
+        decisions += self.fire_many(fires, now, trigger=RunCause.CATCHUP)
         return decisions + self.fire_many(late, now) if late else decisions
 
     def _record_missed(
@@ -536,7 +543,7 @@ class Scheduler:
             reason = f"missed {why} (catchup = {slot.deployment.catchup.value})"
             rows.append(
                 final_decision(
-                    slot, nominal, now, "catchup", self.daemon_id, StateName.MISSED, reason
+                    slot, nominal, now, RunCause.CATCHUP, self.daemon_id, StateName.MISSED, reason
                 )[1]
             )
         created = self.store.create_runs(rows)
@@ -548,7 +555,7 @@ class Scheduler:
             Decision(
                 row["deployment_name"],
                 row["scheduled_for"],
-                "missed",
+                DecisionAction.MISSED,
                 row["id"],
                 row["state_message"],
             )

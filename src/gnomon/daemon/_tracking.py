@@ -6,6 +6,7 @@ grouped into transactions.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import uuid
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gnomon.deployments import Catchup, Deployment, Overlap
 from gnomon.states import StateName, StateType
+from gnomon.store._kinds import RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
@@ -88,13 +90,28 @@ class DispatchedRun:
     expected_start: datetime  # the nominal fire time plus the deployment's jitter offset
 
 
+class DecisionAction(enum.StrEnum):
+    """What the scheduler did with a fire time (or a requested run)."""
+
+    FIRED = "fired"  # a run was created and queued for a worker
+    QUEUED = "queued"  # created, to start when the deployment's running run ends
+    SKIPPED = "skipped"  # recorded Skipped: the overlap policy refused it
+    MISSED = "missed"  # recorded Missed: too late (misfire_grace) or by the catch-up policy
+    PAUSED = "paused"  # not run, no row: the deployment is paused
+    DUPLICATE = "duplicate"  # a run for this fire time exists already
+
+
+# Decisions that leave a run to start.
+STARTING_ACTIONS = frozenset({DecisionAction.FIRED, DecisionAction.QUEUED})
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What the scheduler decided about one fire time (or a requested run), as logged."""
 
     deployment: str
     nominal: datetime
-    action: str  # fired, queued, skipped, missed, paused, duplicate
+    action: DecisionAction
     flow_run_id: str | None = None
     reason: str | None = None
 
@@ -172,7 +189,7 @@ def run_row(
     slot: Slot,
     nominal: datetime,
     now: datetime,
-    trigger: str,
+    trigger: RunCause,
     daemon_id: str,
     state_type: str = StateType.PENDING,
     state_name: str = StateName.PENDING,
@@ -205,7 +222,7 @@ def final_decision(
     slot: Slot,
     nominal: datetime,
     now: datetime,
-    trigger: str,
+    trigger: RunCause,
     daemon_id: str,
     state: str,
     reason: str,
@@ -214,7 +231,7 @@ def final_decision(
     is Missed or Skipped, with its ``reason``."""
     row = run_row(slot, nominal, now, trigger, daemon_id, StateType.CANCELLED, state, reason)
     row["end_time"] = now
-    action = "missed" if state == StateName.MISSED else "skipped"
+    action = DecisionAction.MISSED if state == StateName.MISSED else DecisionAction.SKIPPED
     return Decision(slot.deployment.name, nominal, action, row["id"], reason), row
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gnomon.store._backup import BackupExists, backup_database
     from gnomon.store._db import file_identity
     from gnomon.store._faults import store_fault, store_name
+    from gnomon.store._kinds import RunCause
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._store import (
         Store,
@@ -37,6 +38,7 @@ _LAZY = {
     "DeploymentStore": "gnomon.store.abc",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
+    "RunCause": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
     "Store": "gnomon.store._store",
@@ -60,6 +62,7 @@ __all__ = [
     "ControlStore",
     "DeploymentStore",
     "LogQuery",
+    "RunCause",
     "RunStore",
     "ScheduleStore",
     "Store",

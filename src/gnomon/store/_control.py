@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, desc, func, select, update
 
 from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
+from gnomon.store._kinds import REQUESTED_CAUSES
 from gnomon.store._queries import Queries, Row, upsert_limit
 from gnomon.store._schema import (
     api_tokens,
@@ -338,7 +339,7 @@ class ControlQueries(Queries):
             select(flow_runs)
             .where(
                 flow_runs.c.created >= since,
-                flow_runs.c.trigger.in_(("manual", "retry")),
+                flow_runs.c.trigger.in_(sorted(REQUESTED_CAUSES)),
                 flow_runs.c.state_type.in_(WAITING),
             )
             .order_by(flow_runs.c.created)

@@ -1,0 +1,21 @@
+"""The vocabularies of the store's text columns that code branches on, as enums; a module
+free of SQLAlchemy for the command line's fast path. (Run states are ``gnomon.states``.)"""
+
+from __future__ import annotations
+
+import enum
+
+
+class RunCause(enum.StrEnum):
+    """Why a deployment's run exists (``flow_runs.trigger``)."""
+
+    SCHEDULE = "schedule"  # a fire time of its schedule, decided on time (or late)
+    CATCHUP = "catchup"  # a fire time missed while no daemon ran, run by the catch-up policy
+    MANUAL = "manual"  # `gnomon run` or the API's run request
+    RETRY = "retry"  # `gnomon runs retry` of a finished run
+
+
+# Runs a schedule decided: each (deployment, nominal time) has at most one.
+SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
+# Runs an operator asked for.
+REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
