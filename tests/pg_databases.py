@@ -26,9 +26,11 @@ def _template(server_url: str) -> str:
     """The name of a database at the code's schema head, made on first use."""
     from gnomon.store import HEAD_REVISION, upgrade
 
-    # One per revision and per pytest process: xdist's workers must not share one (a
-    # template cannot be copied while another connection uses it).
-    name = f"gnomon_template_{HEAD_REVISION}_{os.getpid()}"
+    # One per revision and per xdist worker: workers must not share one (a template cannot
+    # be copied while another connection uses it). Named by the worker, not the process, so
+    # each run replaces the last run's rather than leaving one more behind.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"gnomon_template_{HEAD_REVISION}_{worker}"
     if name in _templates:
         return name
     admin = _admin(server_url)
