@@ -97,7 +97,8 @@ def lock_holders(url: str) -> int:
             connection.execute(
                 text(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND objid = :low"
+                    " AND objid = :low AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
                 ),
                 {"low": DAEMON_LOCK_KEY & 0xFFFFFFFF},
             ).scalar_one()

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gnomon.daemon._lock import DaemonAlreadyRunning
+from gnomon.store._db import SERVER_CONNECTION
 
 # "gnomon" in ASCII, then 2 (the migrations' lock is 1).
 DAEMON_LOCK_KEY = 0x676E6F6D6F6E_02
@@ -74,14 +75,9 @@ class ServerLock:
             self.url,
             poolclass=NullPool,
             connect_args={
+                **SERVER_CONNECTION,  # a check never hangs on a server gone silent
                 "application_name": name,
-                # A check never hangs on a server that stopped answering.
-                "connect_timeout": 10,
                 "options": "-c statement_timeout=5000",
-                "keepalives": 1,
-                "keepalives_idle": 10,
-                "keepalives_interval": 5,
-                "keepalives_count": 3,
             },
         )
         try:

@@ -79,6 +79,17 @@ def create_engine(
     return engine
 
 
+# libpq settings for every connection to a server database: a connection attempt gives up
+# after 10 s, and a server that stops answering is noticed in ~25 s, not never.
+SERVER_CONNECTION = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
 def _server_engine(url: URL, size: int) -> Engine:
     """An engine for a PostgreSQL store (psycopg 3).
 
@@ -98,13 +109,9 @@ def _server_engine(url: URL, size: int) -> Engine:
         pool_pre_ping=True,
         json_deserializer=loads,
         connect_args={
-            "connect_timeout": 10,
+            **SERVER_CONNECTION,
             "application_name": url.query.get("application_name", "gnomon"),
             "options": f"-c lock_timeout={BUSY_TIMEOUT_MS}",
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
         },
     )
     event.listen(engine, "begin", _bound_server_lock_waits)
