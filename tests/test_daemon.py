@@ -335,6 +335,11 @@ def test_a_reload_with_a_broken_edit_reports_it_and_keeps_the_last_good_version(
 
     config.write_text(config.read_text().replace('interval = "1s"', 'interval = "soon"'))
     daemon.send_signal(signal.SIGHUP)
+    # The load runs beside the loop: its outcome is audited once it is applied or refused.
+    wait_for(
+        lambda: [entry for entry in store.read_audit() if entry["action"] == "reload"],
+        what="the reload's outcome",
+    )
     count = len(runs(store, "ticker"))
     wait_for(completed(store, "ticker", count + 1), what="the old version still firing")
     daemon.send_signal(signal.SIGTERM)
