@@ -29,8 +29,10 @@ def _template(server_url: str) -> str:
     # One per revision and per xdist worker: workers must not share one (a template cannot
     # be copied while another connection uses it). Named by the worker, not the process, so
     # each run replaces the last run's rather than leaving one more behind.
+    # GNOMON_TEST_DB_TAG keeps suites run side by side from different trees apart.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"gnomon_template_{HEAD_REVISION}_{worker}"
+    tag = os.environ.get("GNOMON_TEST_DB_TAG", "")
+    name = f"gnomon_template_{HEAD_REVISION}_{tag}{worker}"
     if name in _templates:
         return name
     admin = _admin(server_url)
