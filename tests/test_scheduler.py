@@ -7,12 +7,15 @@ reads the clock.
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from faults import location
 from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
@@ -21,6 +24,7 @@ from gnomon.store import Actor
 pytestmark = pytest.mark.backends
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 
 
 class Workers:
@@ -218,8 +222,7 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
     names = [f"d{i}" for i in range(6)]
     toml = "".join(every_minute(name) for name in names)
     scheduler, workers = make_scheduler(tmp_path, store, toml, Counting(size=2))
-    for name in names:
-        scheduler.hand_off(name, [at(0)])
+    scheduler.plan_fires(at(0) - SECOND)
 
     decisions = scheduler.tick(at(0))
 
@@ -390,8 +393,7 @@ def test_a_fires_last_time_is_stored_once_its_runs_have_all_started(tmp_path, st
     scheduler, workers = make_scheduler(
         tmp_path, store, every_minute("a") + every_minute("b"), Workers(size=1)
     )
-    scheduler.hand_off("a", [at(0)])
-    scheduler.hand_off("b", [at(0)])
+    scheduler.plan_fires(at(0) - SECOND)
     scheduler.tick(at(0))
 
     assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
@@ -407,7 +409,7 @@ def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
     tmp_path, store
 ) -> None:
     scheduler, _ = make_scheduler(tmp_path, store, every_minute(), Workers(size=0))
-    scheduler.hand_off("job", [at(0)])
+    scheduler.plan_fires(at(0) - SECOND)
     scheduler.tick(at(0))
     scheduler.tick(at(0) + timedelta(milliseconds=999))
     assert store.read_deployment("job")["last_fire"] is None
@@ -415,8 +417,7 @@ def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
     scheduler.tick(at(0) + timedelta(seconds=1))
     assert store.read_deployment("job")["last_fire"] == at(0)
 
-    scheduler.hand_off("job", [at(1)])
-    scheduler.tick(at(1))
+    scheduler.tick(at(1))  # the timer planned the next fire after the last
     scheduler.record_fire_times()  # what the daemon does at shutdown
     assert store.read_deployment("job")["last_fire"] == at(1)
 
@@ -490,95 +491,160 @@ def test_a_finished_run_is_summarised_from_its_dispatch_without_a_store_read(
     assert (summary.state, summary.signal, summary.attempt) == ("Crashed", "SIGKILL", None)
 
 
-def test_the_timer_hands_over_each_fire_with_the_next_one_which_is_stored(tmp_path, store) -> None:
-    import queue
-
-    from gnomon.daemon._timing import HandedFires, Timer
-
-    scheduler, _ = make_scheduler(
-        tmp_path,
-        store,
-        every_minute().replace('"* * * * *"', '"* * * * * *"'),  # each second
-    )
-    slot = scheduler.deployment("job")
-    assert slot is not None
-    handed: queue.Queue[list[HandedFires]] = queue.Queue()
-    timer = Timer(handed.put)
-    timer.schedule("job", slot.trigger, slot.offset, datetime.now(UTC))
-    timer.start()
-    try:
-        [fires] = handed.get(timeout=10)
-    finally:
-        timer.shutdown()
-    nominal_times = fires.nominal_times
-    assert (fires.name, fires.trigger) == ("job", slot.trigger)
-
-    scheduler.hand_off(fires.name, nominal_times, fires.trigger)
-    assert scheduler.tick(nominal_times[-1] - timedelta(milliseconds=1)) == []
-    assert scheduler.next_due() == nominal_times[-1]
-    scheduler.tick(nominal_times[-1])
-    assert scheduler.next_due() is None
-
-    assert store.read_deployment("job")["last_fire"] == nominal_times[-1]
-
-
-def test_the_timer_hands_over_fires_ahead_of_time_in_one_batch_per_moment(tmp_path, store) -> None:
-    import queue
-
-    from gnomon.daemon._timing import HandedFires, Timer
-
-    scheduler, _ = make_scheduler(
-        tmp_path,
-        store,
-        every_minute("a").replace('"* * * * *"', '"* * * * * *"')
-        + every_minute("b").replace('"* * * * *"', '"* * * * * *"'),
-    )
-    handed: queue.Queue[list[HandedFires]] = queue.Queue()
-    timer = Timer(handed.put, lead=timedelta(minutes=5))
-    started = datetime.now(UTC)
-    for name in "ab":
-        slot = scheduler.deployment(name)
-        assert slot is not None
-        timer.schedule(name, slot.trigger, slot.offset, started)
-    timer.start()
-    try:
-        batch = handed.get(timeout=10)
-        received = datetime.now(UTC)
-    finally:
-        timer.shutdown()
-
-    assert sorted(fires.name for fires in batch) == ["a", "b"]  # one batch for the moment
-    for fires in batch:
-        # Every second up to the lead's horizon, all of them still in the future.
-        assert fires.nominal_times[0] == started.replace(microsecond=0) + timedelta(seconds=1)
-        assert fires.nominal_times[0] > received - timedelta(seconds=1)
-        assert len(fires.nominal_times) >= 5 * 60 - 2
-
-
-def test_fires_handed_over_early_wait_until_due_and_a_changed_trigger_drops_them(
-    tmp_path, store
-) -> None:
+def test_the_timer_fires_each_planned_time_when_due_and_plans_the_next(tmp_path, store) -> None:
     scheduler, _ = make_scheduler(tmp_path, store, every_minute())
-    slot = scheduler.deployment("job")
-    assert slot is not None
-    scheduler.hand_off("job", [at(1), at(2)], slot.trigger)
-    scheduler.hand_off("job", [at(1)], slot.trigger)  # handed twice: one fire
+    scheduler.plan_fires(at(0) + SECOND)
 
-    assert scheduler.tick(at(0)) == []
     assert scheduler.next_due() == at(1)
+    assert scheduler.tick(at(1) - timedelta(microseconds=1)) == []
     [decision] = scheduler.tick(at(1))
     assert (decision.nominal, decision.action) == (at(1), "fired")
     assert scheduler.next_due() == at(2)
+    assert scheduler.tick(at(1) + SECOND) == []  # one fire per nominal time
+    scheduler.record_fire_times()
 
-    # A reload gives the deployment another trigger: what the old one handed over is void.
+    assert store.read_deployment("job")["last_fire"] == at(1)
+
+
+def test_a_fire_is_due_at_its_nominal_time_plus_the_deployments_jitter(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute(jitter="30s"))
+    slot = scheduler.deployment("job")
+    assert slot is not None
+    assert slot.offset > timedelta(0)
+    scheduler.plan_fires(at(0))  # the 12:00 fire is not due yet: it is planned
+
+    assert scheduler.next_due() == at(0) + slot.offset
+    scheduler.plan_fires(at(0) + slot.offset + SECOND)  # planned already: it stays
+    assert scheduler.next_due() == at(0) + slot.offset
+    [decision] = scheduler.tick(at(0) + slot.offset)
+    assert decision.nominal == at(0)
+    assert scheduler.next_due() == at(1) + slot.offset
+    assert scheduler.tick(at(1)) == []
+    [decision] = scheduler.tick(at(1) + slot.offset)
+    assert decision.nominal == at(1)
+
+
+def test_every_deployment_due_at_one_moment_is_decided_in_one_tick(tmp_path, store) -> None:
+    names = [f"d{i:03}" for i in range(200)]
+    scheduler, _ = make_scheduler(
+        tmp_path, store, "".join(every_minute(name) for name in names), Workers(size=8)
+    )
+    scheduler.plan_fires(at(0) + SECOND)
+
+    decisions = scheduler.tick(at(1))
+
+    assert sorted(decision.deployment for decision in decisions) == names
+    assert {decision.nominal for decision in decisions} == {at(1)}
+    assert scheduler.next_due() == at(2)
+
+
+def reload(tmp_path: Path, store, scheduler: Scheduler, old: str, new: str, now: datetime) -> None:
+    """Edit the config and apply it as the daemon's reload does."""
     config = tmp_path / "gnomon.toml"
-    config.write_text(config.read_text().replace('"* * * * *"', '"*/2 * * * *"'))
+    config.write_text(config.read_text().replace(old, new))
     result = load_config(config)
-    sync_deployments(store, result.config.deployments, at(1))
-    rows = store.read_schedule_states()
-    scheduler.set_deployments(result.config.deployments, rows)
+    assert result.ok, [str(problem) for problem in result.problems]
+    sync_deployments(store, result.config.deployments, now)
+    scheduler.set_deployments(result.config.deployments, store.read_schedule_states())
+    scheduler.plan_fires(now)
+
+
+def test_a_reload_keeps_a_due_fire_of_an_unchanged_schedule(tmp_path, store) -> None:
+    # The reload is applied in the loop's pass just before its tick: a fire that fell due
+    # since the last tick must still be decided, jitter or not.
+    scheduler, _ = make_scheduler(
+        tmp_path, store, every_minute("a", jitter="30s") + every_minute("b", jitter="30s")
+    )
+    slot = scheduler.deployment("a")
+    assert slot is not None
+    scheduler.plan_fires(at(0) + slot.offset + SECOND)
+    now = at(1) + slot.offset + timedelta(milliseconds=3)
+
+    reload(tmp_path, store, scheduler, 'name = "b"', 'name = "c"', now)
+
+    assert [(d.deployment, d.nominal) for d in scheduler.tick(now)] == [("a", at(1))]
+
+
+def test_a_reload_that_changes_a_schedule_drops_its_planned_fire_for_the_new_ones(
+    tmp_path, store
+) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute())
+    scheduler.plan_fires(at(0) + SECOND)
+    assert len(scheduler.tick(at(1))) == 1
+    assert scheduler.next_due() == at(2)
+
+    reload(tmp_path, store, scheduler, '"* * * * *"', '"*/5 * * * *"', at(1) + SECOND)
+
+    assert scheduler.next_due() == at(5)
     assert scheduler.tick(at(2)) == []
-    assert scheduler.next_due() is None
+    assert [d.nominal for d in scheduler.tick(at(5))] == [at(5)]
+
+
+def test_a_deployment_removed_by_a_reload_fires_no_more(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute("a") + every_minute("b"))
+    scheduler.plan_fires(at(0) + SECOND)
+
+    reload(tmp_path, store, scheduler, 'name = "b"', 'name = "c"', at(0) + 2 * SECOND)
+
+    assert sorted(d.deployment for d in scheduler.tick(at(1))) == ["a", "c"]
+
+
+def test_after_a_catch_up_the_timer_goes_on_from_now_not_through_the_gap(tmp_path, store) -> None:
+    every_second = every_minute("busy").replace('"* * * * *"', '"* * * * * *"')
+    scheduler, _ = make_scheduler(tmp_path, store, every_second + every_minute("quiet"))
+    store.set_paused(["quiet"], True, Actor("ops", "cli"), "incident")
+    scheduler.set_paused("quiet", True, at(0))
+    scheduler.plan_fires(at(0))
+
+    # A gap of an hour: the loop catches it up, then restarts the timer.
+    later = at(60) + timedelta(milliseconds=500)
+    caught_up = scheduler.catch_up(later, "in a gap in the ticks", at(0))
+    scheduler.restart_fires(later)
+
+    assert {d.deployment for d in caught_up} == {"busy"}
+    assert scheduler.next_due() == at(60) + SECOND
+    decisions = []
+    while (due := scheduler.next_due()) is not None and due <= at(61):
+        decisions += scheduler.tick(at(61))  # one fire per deployment and tick
+    assert [d.nominal for d in decisions if d.deployment == "busy"] == [
+        at(60) + n * SECOND for n in range(1, 61)
+    ]
+    assert [(d.nominal, d.action) for d in decisions if d.deployment == "quiet"] == [
+        (at(61), "paused")
+    ]
+
+
+def test_a_fire_the_catch_up_decided_is_not_fired_again_by_the_timer(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute(catchup="all"))
+    scheduler.plan_fires(at(0) - SECOND)
+    scheduler.tick(at(0))
+    assert scheduler.next_due() == at(1)
+
+    caught_up = scheduler.catch_up(at(3), "while the store failed", at(0))
+    assert [d.nominal for d in caught_up] == [at(1), at(2), at(3)]
+
+    assert scheduler.tick(at(3)) == []
+    assert scheduler.next_due() == at(4)
+
+
+@pytest.mark.sqlite_only
+def test_a_tick_whose_store_fails_still_plans_the_next_fire(tmp_path, store) -> None:
+    from gnomon.store._db import bound_write_waits
+
+    scheduler, _ = make_scheduler(tmp_path, store, every_minute())
+    scheduler.plan_fires(at(0) + SECOND)
+    holder = sqlite3.connect(location(store), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program holds the database
+    bound_write_waits(threading.get_ident())  # as in the daemon's loop
+    try:
+        with pytest.raises(Exception, match="locked"):
+            scheduler.tick(at(1))
+    finally:
+        bound_write_waits(None)
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert scheduler.next_due() == at(2)
 
 
 def test_the_schedule_state_read_at_start_and_reload_covers_active_deployments_only(

@@ -38,8 +38,7 @@ class Outages:
     """The loop's view of the faults under it (see the module's docstring).
 
     ``describe(error)`` says what store fault ``error`` is, or None for a bug (which the
-    loop re-raises); ``restart_timer(now)`` makes the timer go on from ``now`` after a gap;
-    ``count_error()`` counts a failed store transaction in the metrics.
+    loop re-raises); ``count_error()`` counts a failed store transaction in the metrics.
     """
 
     def __init__(
@@ -47,13 +46,11 @@ class Outages:
         health: Health,
         disk: SpaceFloor,
         describe: Callable[[BaseException], str | None],
-        restart_timer: Callable[[datetime], None],
         count_error: Callable[[], None] = lambda: None,
     ) -> None:
         self.health = health
         self.disk = disk
         self._describe = describe
-        self._restart_timer = restart_timer
         self._count_error = count_error
         self._clock = ClockWatch()
         self._store = StoreOutage()
@@ -101,7 +98,6 @@ class Outages:
                 extra={"gap_seconds": round(gap.wall, 3)},
             )
             self._down(now - timedelta(seconds=gap.wall))
-            self._restart_timer(now)
 
     def check_disk(self, floor: str) -> None:
         """Say, once each way, when the store's disk falls below the free-space ``floor``

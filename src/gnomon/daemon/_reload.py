@@ -148,7 +148,9 @@ class ConfigLoader:
 
     @property
     def busy(self) -> bool:
-        return self._loading
+        """Whether a load is under way or finished and not taken yet."""
+        with self._lock:
+            return self._loading or bool(self._done)
 
     def take(self) -> Loaded | None:
         """The oldest finished load, if any (the loop thread only)."""

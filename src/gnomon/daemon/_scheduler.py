@@ -1,9 +1,10 @@
 """Schedule decisions: what happens when a deployment's fire time comes, and what runs next.
 
-The scheduler owns no thread and reads no clock: the daemon's loop calls ``tick(now)`` with
-the fire times APScheduler handed over since the last tick, and tests call it with literal
-times. Every decision (fired, queued, skipped, missed) becomes a run row before it has any
-effect, keyed by (deployment, nominal fire time), so a crash between deciding and acting
+The scheduler owns no thread and reads no clock: it keeps each deployment's next fire in
+its timer (``_timer``), the daemon's loop calls ``tick(now)`` when the earliest is due
+(``next_due``), and tests call it with literal times. Every decision (fired, queued,
+skipped, missed) becomes a run row before it has any effect, keyed by (deployment, nominal
+fire time), so a crash between deciding and acting
 can never make a fire happen twice or not at all.
 """
 
@@ -17,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gnomon.daemon._inbox import FireInbox
 from gnomon.daemon._limits import RunLimits
+from gnomon.daemon._timer import FireTimer
 from gnomon.daemon._tracking import (
     STARTING_ACTIONS,
     Decision,
@@ -41,7 +42,6 @@ from gnomon.states import FAILED_TYPES, StateName, StateType
 from gnomon.store._kinds import SCHEDULED_CAUSES, RunCause
 
 if TYPE_CHECKING:
-    from gnomon.scheduling import Trigger
     from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
@@ -64,7 +64,7 @@ class Scheduler:
         self._slots: dict[str, Slot] = {}
         self._waiting: list[Waiting] = []
         self._sequence = itertools.count()
-        self._inbox = FireInbox()
+        self._timer = FireTimer()
         self._finished: list[tuple[str, str]] = []
         self._retries: list[tuple[str, str, str]] = []  # (deployment, run, state) to retry
         self._dispatched: dict[str, DispatchedRun] = {}
@@ -72,8 +72,7 @@ class Scheduler:
         # The deployment of every run queued or running here: finding it must not cost a
         # look at every deployment per finished run (a daemon may have thousands).
         self._owners: dict[str, str] = {}
-        # Deployments whose last and next fire are not stored yet (see ``tick``), and the
-        # next fires the timer computed for them.
+        # Deployments whose last fire is not stored yet (see ``tick``).
         self._unrecorded: set[str] = set()
         self._unrecorded_since: datetime | None = None
         self._lock = threading.Lock()
@@ -100,6 +99,11 @@ class Scheduler:
             )
             if previous is not None:
                 slot.running, slot.queued = previous.running, previous.queued
+                # The row's last fire lags a fire the tick has not stored yet (see ``tick``).
+                if previous.last_fire is not None and (
+                    slot.last_fire is None or previous.last_fire > slot.last_fire
+                ):
+                    slot.last_fire = previous.last_fire
             kept[deployment.name] = slot
         self._slots = kept
 
@@ -108,10 +112,6 @@ class Scheduler:
 
     def slots(self) -> dict[str, Slot]:
         return dict(self._slots)
-
-    def first_fire_after(self, name: str, after: datetime) -> datetime | None:
-        """The next nominal fire strictly after ``after`` (what APScheduler waits for)."""
-        return self._slots[name].trigger.next_fire(after)
 
     def set_paused(self, name: str, paused: bool, now: datetime) -> None:
         """Pause or resume; resuming does not catch up the paused period."""
@@ -122,23 +122,22 @@ class Scheduler:
         if not paused:
             slot.last_fire = now
 
-    # Fire times, handed over by APScheduler's thread.
+    # The timer.
 
-    def hand_off(
-        self,
-        name: str,
-        nominal_times: Sequence[datetime],
-        trigger: Trigger | None = None,
-    ) -> None:
-        """Queue fire times for the tick at which they are due (called from APScheduler's
-        thread). Times handed over by ``trigger`` are dropped if the deployment's trigger
-        has changed since (a reload): its new schedule decides."""
-        self._inbox.put(name, nominal_times, trigger)
+    def plan_fires(self, now: datetime) -> None:
+        """Plan the next fire of each deployment that has none planned (at start-up, after
+        a catch-up decided the fires before ``now``; after a reload, for the deployments
+        added or rescheduled): the first after its last fire not due before ``now``."""
+        self._timer.plan(self._slots, now)
+
+    def restart_fires(self, now: datetime) -> None:
+        """Plan every deployment's next fire afresh after a catch-up at ``now`` (downtime:
+        a gap in the ticks or a failed store)."""
+        self._timer.restart(self._slots, now)
 
     def next_due(self) -> datetime | None:
-        """When the earliest fire time handed over but not yet fired is due (after the
-        last tick); the loop sleeps until then."""
-        return self._inbox.next_due(self._slots)
+        """When the earliest planned fire is due; the loop sleeps until then."""
+        return self._timer.next_due()
 
     def run_finished(self, flow_run_id: str, state_type: str) -> DispatchedRun | None:
         """Note a run's end for the next tick (called from the pool's threads); returns the
@@ -162,14 +161,20 @@ class Scheduler:
             if slot is not None:
                 self.retry_if_allowed(slot, flow_run_id, state_type)
             self._retries.pop(0)
-        due = self._inbox.take_due(self._slots, now)
+        due = self._timer.take_due(self._slots, now)
         decisions: list[Decision] = []
-        due.sort(key=lambda fire: fire[1])
-        for fires in fire_chunks(due, self.dispatcher.capacity()):
-            decisions += self.fire_many(fires, now, record_fire_times=False, log_decisions=False)
-            self.dispatch(now)
-        if not due:
-            self.dispatch(now)
+        try:
+            due.sort(key=lambda fire: fire[1])
+            for fires in fire_chunks(due, self.dispatcher.capacity()):
+                decisions += self.fire_many(
+                    fires, now, record_fire_times=False, log_decisions=False
+                )
+                self.dispatch(now)
+            if not due:
+                self.dispatch(now)
+        finally:
+            # Also when the store failed: the catch-up after the outage decides this fire.
+            self._timer.plan_next(self._slots)
         for decision in decisions:  # after the dispatch: the first runs need not wait for it
             log_decision(decision)
         # The deployments' last fires are stored once the fire's runs are all

@@ -2,16 +2,17 @@
 
 Start-up order matters and is the one systemd's READY=1 promises: the config is valid, the
 store is migrated, this is the only daemon on the store, runs a dead daemon left behind are
-settled, the worker pool is warm and missed fires are caught up, and only then does the
-timer start and READY=1 go out.
+settled, the worker pool is warm and missed fires are caught up, and only then are the
+first fires planned and READY=1 sent.
 
 The loop is a thin shell around ``Scheduler.tick(now)``: it sleeps on a self-pipe
-(``_wakeup``) until the timer hands over a fire time, a run finishes, a signal arrives or a
-second passes, then takes one pass (``step``): apply a finished config load, catch up after
-downtime, tick, and poll the store for what the CLI and the API changed (``_poll``). A store
-that fails (locked by another program, a full disk, a read-only file) never ends it: the pass
-is retried with back-off, the daemon reports itself degraded (``_health``), and once the
-store works again the outage is downtime for each deployment's catch-up policy.
+(``_wakeup``) until the scheduler's earliest planned fire is due (``Scheduler.next_due``), a
+run finishes, a signal arrives or a second passes, then takes one pass (``step``): apply a
+finished config load, catch up after downtime, tick, and poll the store for what the CLI and
+the API changed (``_poll``). A store that fails (locked by another program, a full disk, a
+read-only file) never ends it: the pass is retried with back-off, the daemon reports itself
+degraded (``_health``), and once the store works again the outage is downtime for each
+deployment's catch-up policy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gnomon.daemon._cadence import PollTimer
 from gnomon.daemon._recovery import recover, release_waiting
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from gnomon.daemon._reload import ConfigLoader, Loaded
     from gnomon.daemon._report import RunReporter
     from gnomon.daemon._systemd import Notifier
-    from gnomon.daemon._timing import HandedFires
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
 
@@ -55,8 +55,17 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SHUTDOWN_FLUSH_TIMEOUT = 10.0  # seconds a failing store may hold up the exit
 
 
+class Clock(Protocol):
+    """The daemon's clock seam: wall-clock time for schedules, monotonic time for waits.
+    Tests give the daemon one they set (and drive it with ``Daemon.run_until_idle``)."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+
 class SystemClock:
-    """The daemon's clock seam: wall-clock time for schedules, monotonic time for waits."""
+    """The machine's clocks."""
 
     @staticmethod
     def now() -> datetime:
@@ -70,9 +79,9 @@ class SystemClock:
 class Daemon:
     """One daemon process serving the deployments of one config file."""
 
-    def __init__(self, config_path: Path | None, clock: SystemClock | None = None) -> None:
+    def __init__(self, config_path: Path | None, clock: Clock | None = None) -> None:
         self.config_path = config_path
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.wakeup = Wakeup()
         self._stop_requested = False
@@ -230,14 +239,10 @@ class Daemon:
             self.health,
             SpaceFloor(database.parent if database else home, floor_from_env()),
             describe=lambda error: store_fault(error, self.store.url),
-            restart_timer=self._restart_timer,
             count_error=self._count_store_error,
         )
 
-    # (The timer and the reporter are made later in start(): looked up when needed.)
-
-    def _restart_timer(self, now: datetime) -> None:
-        self.timer.restart_from(now)
+    # (The reporter is made later in start(): looked up when needed.)
 
     def _count_store_error(self) -> None:
         self.reporter.metrics.store_errors.inc()
@@ -300,7 +305,8 @@ class Daemon:
         )
 
     def _catch_up_at_start(self) -> None:
-        """Decide the fires missed while no daemon ran, then start the timer after them."""
+        """Decide the fires missed while no daemon ran, then plan the first fires after
+        them."""
         from gnomon.daemon._poll import StorePoll
 
         horizon = self.clock.now()
@@ -310,22 +316,7 @@ class Daemon:
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
         # Fires due since the sync were not missed while down: the start-up made them late.
         self.reporter.decided(self.scheduler.catch_up(horizon, up_since=self._synced_at))
-        self._start_timer(horizon)
-
-    def _start_timer(self, not_before: datetime) -> None:
-        from gnomon.daemon._timing import Timer
-
-        self.timer = Timer(self._hand_off)
-        for name, slot in self.scheduler.slots().items():
-            self.timer.schedule(
-                name, slot.trigger, slot.offset, max(not_before, slot.last_fire or not_before)
-            )
-        self.timer.start()
-
-    def _hand_off(self, batch: list[HandedFires]) -> None:
-        for fires in batch:
-            self.scheduler.hand_off(fires.name, fires.nominal_times, fires.trigger)
-        self.wakeup.wake()
+        self.scheduler.plan_fires(horizon)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
         dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
@@ -366,6 +357,34 @@ class Daemon:
             self.shutdown()
         return 0
 
+    def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Take passes of the loop, as ``serve`` does between its sleeps, until nothing is
+        left to do at the clock's time: no fire due, no run waiting or running, no config
+        load under way (a poll the clock has not made due yet waits for it to move).
+
+        Tests drive the daemon this way with a clock they set instead of sleeping until
+        fire times; the runs take the real time they take. Raises TimeoutError after
+        ``timeout`` real seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._take_signals()
+            self.step()
+            self.health.ticked()
+            if self._idle():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the daemon was still busy after {timeout:g} s")
+            self.wakeup.wait(min(0.05, self._sleep_seconds()))
+
+    def _idle(self) -> bool:
+        due = self.scheduler.next_due()
+        return (
+            (due is None or due > self.clock.now())
+            and not self._backlog()
+            and self.scheduler.running_count() == 0
+            and not self.loader.busy
+        )
+
     def step(self) -> None:
         """One pass of the loop at the clock's time: apply a finished config load, catch up
         after downtime, decide due fires, start waiting runs, and poll the store."""
@@ -387,6 +406,8 @@ class Daemon:
                 # deployment's catch-up policy, as after a restart.
                 decided = self.scheduler.catch_up(now, downtime.why, downtime.since)
                 self.outages.caught_up()
+                # The timer goes on from now, not through the gap's fire times one by one.
+                self.scheduler.restart_fires(now)
                 self.reporter.decided(decided)
             self.reporter.decided(self.scheduler.tick(now))
             if self._polls.due(monotonic, self._backlog()):
@@ -450,12 +471,7 @@ class Daemon:
             # Schemas describe the code that runs: they change only when the code does.
             schemas = result.schemas if result.flows_ok else None
             self._sync(now, keep=plan.kept, schemas=schemas)
-            current = self.scheduler.slots()
-            for name in set(previous) - set(current):
-                self.timer.remove(name)
-            for name, slot in current.items():
-                last = slot.last_fire or now
-                self.timer.schedule(name, slot.trigger, slot.offset, max(now, last))
+            self.scheduler.plan_fires(now)  # for the deployments added or rescheduled
             self._reload_flow_code(result.flows_ok)
             self.reporter.configure(self.config)
         level = logging.INFO if plan.status is ReloadStatus.APPLIED else logging.ERROR
@@ -492,9 +508,6 @@ class Daemon:
         from gnomon.store import store_fault
 
         hold_background(False)
-        timer = getattr(self, "timer", None)
-        if timer is not None:
-            timer.shutdown()
         if self.api is not None:
             self.api.stop()
         grace = self.config.daemon.shutdown_grace.total_seconds()
