@@ -22,6 +22,7 @@ from anyio import to_thread
 
 from gnomon.api._guards import send_error
 from gnomon.api._operations import hash_token
+from gnomon.store._kinds import Origin
 from gnomon.store._values import Actor
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
 READ_METHODS = frozenset({"GET", "HEAD"})
 TOUCH_EVERY = 60.0  # seconds: a token's last use is written at most this often
-ANONYMOUS = Actor("anonymous", "api")
+ANONYMOUS = Actor("anonymous", Origin.API)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class TokenAuth:
             await _deny(send, 403, f'token "{row["name"]}" is read-only')
             return
         await self._touch(row["name"])
-        scope.setdefault("state", {})["actor"] = Actor(row["name"], "api")
+        scope.setdefault("state", {})["actor"] = Actor(row["name"], Origin.API)
         await self.app(scope, receive, send)
 
     async def _touch(self, name: str) -> None:

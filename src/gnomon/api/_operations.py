@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon.api._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
-from gnomon.store._kinds import RunCause
+from gnomon.store._kinds import AuditAction, RunCause
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -297,7 +297,9 @@ class Operations:
             "problems": problems,
         }
         source = config_path or find_config_file()
-        self.store.record_audit(self.actor, "apply", str(source) if source else None, None, detail)
+        self.store.record_audit(
+            self.actor, AuditAction.APPLY, str(source) if source else None, None, detail
+        )
         return ReloadOutcome(status, detail)
 
     # Runs.
@@ -326,7 +328,7 @@ class Operations:
         check_flow_parameters(deployment, parameters or {})  # then the flow's schema
         merged = {**(deployment["parameters"] or {}), **(parameters or {})}
         row = self._requested_run(deployment, merged, RunCause.MANUAL, force=force)
-        self.store.create_requested_run(row, self.actor, "run")
+        self.store.create_requested_run(row, self.actor, AuditAction.RUN)
         self.nudge("poll")
         return row
 
@@ -344,7 +346,7 @@ class Operations:
         row = self._requested_run(
             deployment, original["parameters"] or {}, RunCause.RETRY, retry_of=original["id"]
         )
-        self.store.create_requested_run(row, self.actor, "retry")
+        self.store.create_requested_run(row, self.actor, AuditAction.RETRY)
         self.nudge("poll")
         return row
 

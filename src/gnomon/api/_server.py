@@ -150,6 +150,7 @@ def ensure_admin_token(store: ControlStore, path: Path) -> str | None:
     """
     from gnomon._files import private_directory
     from gnomon.api._operations import Conflict, Operations
+    from gnomon.store._kinds import Origin
     from gnomon.store._values import Actor
 
     if store.count_tokens():
@@ -161,7 +162,7 @@ def ensure_admin_token(store: ControlStore, path: Path) -> str | None:
     descriptor = os.open(path, flags, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         try:
-            ops = Operations(store, Actor("gnomon-daemon", "daemon"))
+            ops = Operations(store, Actor("gnomon-daemon", Origin.DAEMON))
             token = ops.create_token(ADMIN_TOKEN_NAME)
         except BaseException as error:
             path.unlink()

@@ -361,10 +361,11 @@ def operations(fast: bool = False) -> Operations:
     """The control plane's operations, done by the OS user through the CLI; ``fast`` for
     those that only pause, resume or read (see ``fast_store``)."""
     from gnomon.api._operations import Operations
+    from gnomon.store._kinds import Origin
     from gnomon.store._values import Actor
 
     store = fast_store() if fast else open_store()
-    return Operations(store, Actor(cli_actor_name(), "cli"), nudge_daemon)
+    return Operations(store, Actor(cli_actor_name(), Origin.CLI), nudge_daemon)
 
 
 class Commands(click.Group):

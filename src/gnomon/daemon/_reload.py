@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gnomon.store._kinds import Origin
+from gnomon.store._values import Actor
+
 if TYPE_CHECKING:
     from gnomon.deployments import Deployment, LoadResult
     from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
 
-DAEMON_ACTOR = ("gnomon-daemon", "daemon")  # the audit log's actor for a reload by SIGHUP
+DAEMON_ACTOR = Actor("gnomon-daemon", Origin.DAEMON)  # the audit log's actor for a reload by SIGHUP
 
 
 class ReloadStatus(enum.StrEnum):
@@ -198,11 +201,10 @@ def record_outcome(
 ) -> None:
     """Write a reload's outcome into the requests it answers and the audit log (as whoever
     asked first, or the daemon for a SIGHUP), in one transaction."""
-    from gnomon.store import Actor
 
     rows = [store.read_reload(request) for request in requests]
     first = next((row for row in rows if row is not None), None)
-    actor = Actor(first["requested_by"], first["origin"]) if first else Actor(*DAEMON_ACTOR)
+    actor = Actor(first["requested_by"], first["origin"]) if first else DAEMON_ACTOR
     target = str(config) if config else None
     store.finish_reload(requests, actor, plan.status.value, plan.detail(), target)
 
@@ -210,10 +212,9 @@ def record_outcome(
 def answer_at_start(store: ScheduleStore, config: Path | None) -> None:
     """Reload requests left by a daemon that stopped are answered by this start, which
     loaded the config without a problem."""
-    from gnomon.store import Actor
 
     pending = [row["id"] for row in store.read_pending_reloads()]
     if pending:
         detail = {"status": "applied", "note": "applied by the daemon's start"}
         target = str(config) if config else None
-        store.finish_reload(pending, Actor(*DAEMON_ACTOR), "applied", detail, target)
+        store.finish_reload(pending, DAEMON_ACTOR, "applied", detail, target)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gnomon.store._backup import BackupExists, backup_database
     from gnomon.store._db import file_identity
     from gnomon.store._faults import store_fault, store_name
-    from gnomon.store._kinds import RunCause
+    from gnomon.store._kinds import AuditAction, Origin, RunCause
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._store import (
         Store,
@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Actor": "gnomon.store._values",
+    "AuditAction": "gnomon.store._kinds",
     "BackupExists": "gnomon.store._backup",
     "ControlStore": "gnomon.store.abc",
     "DeploymentStore": "gnomon.store.abc",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
+    "Origin": "gnomon.store._kinds",
     "RunCause": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
@@ -58,10 +60,12 @@ _LAZY = {
 __all__ = [
     "HEAD_REVISION",
     "Actor",
+    "AuditAction",
     "BackupExists",
     "ControlStore",
     "DeploymentStore",
     "LogQuery",
+    "Origin",
     "RunCause",
     "RunStore",
     "ScheduleStore",

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, desc, func, select, update
 
 from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
-from gnomon.store._kinds import REQUESTED_CAUSES
+from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction
 from gnomon.store._queries import Queries, Row, upsert_limit
 from gnomon.store._schema import (
     api_tokens,
@@ -43,7 +43,7 @@ WAITING = sorted(WAITING_TYPES)
 def _audit(
     connection: Connection,
     actor: Actor,
-    action: str,
+    action: AuditAction,
     target: str | None,
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
@@ -69,7 +69,7 @@ class ControlQueries(Queries):
     def record_audit(
         self,
         actor: Actor,
-        action: str,
+        action: AuditAction,
         target: str | None,
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
@@ -134,7 +134,7 @@ class ControlQueries(Queries):
                     .where(config_reloads.c.id.in_(list(request_ids)))
                     .values(status=status, finished_at=now, detail=detail)
                 )
-            _audit(connection, actor, "reload", target, None, detail, now)
+            _audit(connection, actor, AuditAction.RELOAD, target, None, detail, now)
 
     # Deployments.
 
@@ -175,7 +175,12 @@ class ControlQueries(Queries):
                 if count:
                     changed.append(name)
                     _audit(
-                        connection, actor, "pause" if paused else "resume", name, reason, now=now
+                        connection,
+                        actor,
+                        AuditAction.PAUSE if paused else AuditAction.RESUME,
+                        name,
+                        reason,
+                        now=now,
                     )
         return changed
 
@@ -212,7 +217,7 @@ class ControlQueries(Queries):
 
     # Runs.
 
-    def create_requested_run(self, row: Row, actor: Actor, action: str) -> None:
+    def create_requested_run(self, row: Row, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry (Pending) with its first state and audit entry."""
         now = row.get("created") or utcnow()
         with self.engine.begin() as connection:
@@ -284,7 +289,15 @@ class ControlQueries(Queries):
                 if not requested:
                     return None
                 outcome = "requested"
-            _audit(connection, actor, "cancel", flow_run_id, reason, {"outcome": outcome}, now)
+            _audit(
+                connection,
+                actor,
+                AuditAction.CANCEL,
+                flow_run_id,
+                reason,
+                {"outcome": outcome},
+                now,
+            )
         return outcome
 
     def read_cancel_requests(self, since: datetime) -> list[Row]:
@@ -402,7 +415,7 @@ class ControlQueries(Queries):
         now = utcnow()
         with self.engine.begin() as connection:
             upsert_limit(connection, name, limit, now)
-            _audit(connection, actor, "limit-set", name, detail={"limit": limit}, now=now)
+            _audit(connection, actor, AuditAction.LIMIT_SET, name, detail={"limit": limit}, now=now)
 
     def count_active_slots(self) -> dict[str, int]:
         """Slots held now, by limit name."""
@@ -421,7 +434,7 @@ class ControlQueries(Queries):
                 delete(concurrency_limits).where(concurrency_limits.c.name == name)
             ).rowcount
             if deleted:
-                _audit(connection, actor, "limit-rm", name)
+                _audit(connection, actor, AuditAction.LIMIT_RM, name)
         return bool(deleted)
 
     # API tokens.
@@ -445,7 +458,9 @@ class ControlQueries(Queries):
                     "created_by": actor.name,
                 },
             )
-            _audit(connection, actor, "token-create", name, detail={"read_only": read_only})
+            _audit(
+                connection, actor, AuditAction.TOKEN_CREATE, name, detail={"read_only": read_only}
+            )
         return True
 
     def revoke_token(self, name: str, actor: Actor) -> bool:
@@ -455,7 +470,7 @@ class ControlQueries(Queries):
                 delete(api_tokens).where(api_tokens.c.name == name)
             ).rowcount
             if deleted:
-                _audit(connection, actor, "token-revoke", name)
+                _audit(connection, actor, AuditAction.TOKEN_REVOKE, name)
         return bool(deleted)
 
     def read_tokens(self) -> list[Row]:

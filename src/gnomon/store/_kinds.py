@@ -19,3 +19,27 @@ class RunCause(enum.StrEnum):
 SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
 # Runs an operator asked for.
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
+
+
+class AuditAction(enum.StrEnum):
+    """What an audit log entry records (``audit_log.action``)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    RELOAD = "reload"  # a config reload's outcome
+    APPLY = "apply"  # `gnomon apply`: a config checked and written
+    RUN = "run"  # a manual run requested
+    RETRY = "retry"  # a finished run requested again
+    CANCEL = "cancel"
+    LIMIT_SET = "limit-set"
+    LIMIT_RM = "limit-rm"
+    TOKEN_CREATE = "token-create"
+    TOKEN_REVOKE = "token-revoke"
+
+
+class Origin(enum.StrEnum):
+    """Through what a change was made (``audit_log.origin``)."""
+
+    CLI = "cli"
+    API = "api"
+    DAEMON = "daemon"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
+from gnomon.store._kinds import AuditAction
 from gnomon.store._revision import HEAD_REVISION
 from gnomon.store._values import newest_in_time_order, newest_window, pause_values
 
@@ -143,7 +144,7 @@ class LiteStore:
                             now,
                             actor.name,
                             actor.origin,
-                            "pause" if paused else "resume",
+                            AuditAction.PAUSE if paused else AuditAction.RESUME,
                             name,
                             reason,
                         ),

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gnomon.store._kinds import Origin
+
 
 @dataclass(frozen=True)
 class Actor:
     """Who makes a change, and through what: an OS user on the CLI, a token over the API."""
 
     name: str
-    origin: str  # "cli", "api" or "daemon"
+    origin: Origin
 
 
 def pause_values(paused: bool, by: str, reason: str | None, now: datetime) -> dict[str, Any]:

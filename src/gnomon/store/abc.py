@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from gnomon.states import StateFilter
+    from gnomon.store._kinds import AuditAction
     from gnomon.store._queries import Row
     from gnomon.store._values import Actor, LogQuery
 
@@ -201,7 +202,7 @@ class ControlStore(DeploymentStore, Protocol):
     def record_audit(
         self,
         actor: Actor,
-        action: str,
+        action: AuditAction,
         target: str | None,
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
@@ -245,7 +246,7 @@ class ControlStore(DeploymentStore, Protocol):
 
     # Runs.
 
-    def create_requested_run(self, row: Row, actor: Actor, action: str) -> None:
+    def create_requested_run(self, row: Row, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry with its first state and audit entry."""
 
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
