@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gnomon._location import sqlite_file
 from gnomon.exceptions import StoreFileGone
-from gnomon.store._lite import BUSY_TIMEOUT_MS
+from gnomon.store._connect import BUSY_TIMEOUT_MS
 
 # SQLite's primary result codes, by the name Python gives them (``sqlite_errorname`` of an
 # extended code starts with its primary's name: SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE).

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
+from gnomon.store._codecs import utc_text
+from gnomon.store._connect import BUSY_TIMEOUT_MS
 from gnomon.store._revision import HEAD_REVISION
 from gnomon.store._values import newest_in_time_order, newest_window, pause_values
 
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
     from gnomon.states import StateFilter
 
 Row = dict[str, Any]
-BUSY_TIMEOUT_MS = 30_000  # as store._db: writers queue instead of failing
 
 # Columns by how they are stored: UTCDateTime as naive UTC text, JSON as text, Boolean as int.
 _DATETIMES = frozenset(
@@ -50,13 +51,6 @@ _JSONS = frozenset(
     {"parameters", "tags", "result_ref", "policies", "extra", "detail", "parameter_schema"}
 )
 _BOOLEANS = frozenset({"paused", "active", "force", "read_only"})
-
-
-def db_text(value: datetime) -> str:
-    """A datetime as the store keeps it on SQLite (``UTCDateTime``): naive UTC text."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
 
 
 def open_lite(url: str) -> LiteStore | None:
@@ -121,7 +115,7 @@ class LiteStore:
         self, names: Sequence[str], paused: bool, actor: Any, reason: str | None
     ) -> list[str]:
         """As ``Store.set_paused``: the flags and their audit rows in one transaction."""
-        now = db_text(datetime.now(UTC))
+        now = utc_text(datetime.now(UTC))
         values = _encode(pause_values(paused, actor.name, reason, datetime.now(UTC)))
         values["updated"] = now
         assignments = ", ".join(f"{column} = ?" for column in values)
@@ -180,7 +174,7 @@ class LiteStore:
         where, parameters = _conditions(
             [
                 ("deployment_name = ?", deployment),
-                ("created >= ?", db_text(since) if since else None),
+                ("created >= ?", utc_text(since) if since else None),
             ]
         )
         if state is not None:
@@ -204,7 +198,7 @@ class LiteStore:
                 ("flow_run_id = ?", query.flow_run_id),
                 ("deployment_name = ?", query.deployment),
                 ("level >= ?", query.min_level),
-                ("timestamp >= ?", db_text(query.since) if query.since else None),
+                ("timestamp >= ?", utc_text(query.since) if query.since else None),
             ]
         )
         order = "DESC" if newest else "ASC"
@@ -223,7 +217,7 @@ class LiteStore:
 def _encode(values: dict[str, Any]) -> dict[str, Any]:
     """Column values as the store keeps them on SQLite (datetimes as text, booleans as int)."""
     return {
-        column: db_text(value)
+        column: utc_text(value)
         if isinstance(value, datetime)
         else int(value)
         if isinstance(value, bool)
