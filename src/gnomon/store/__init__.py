@@ -29,13 +29,20 @@ if TYPE_CHECKING:
     )
     from gnomon.store._values import Actor, LogQuery, pause_values
     from gnomon.store._writer import StoreWriteError
-    from gnomon.store.abc import ControlStore, DeploymentStore, RunStore, ScheduleStore
+    from gnomon.store.abc import (
+        ControlStore,
+        DeploymentStore,
+        FastControl,
+        RunStore,
+        ScheduleStore,
+    )
 
 _LAZY = {
     "Actor": "gnomon.store._values",
     "BackupExists": "gnomon.store._backup",
     "ControlStore": "gnomon.store.abc",
     "DeploymentStore": "gnomon.store.abc",
+    "FastControl": "gnomon.store.abc",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "RunCause": "gnomon.store._kinds",
@@ -61,6 +68,7 @@ __all__ = [
     "BackupExists",
     "ControlStore",
     "DeploymentStore",
+    "FastControl",
     "LogQuery",
     "RunCause",
     "RunStore",
