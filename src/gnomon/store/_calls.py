@@ -1,10 +1,10 @@
-"""The methods of ``abc.FastControl``, written once for every store that offers them.
+"""The methods of ``abc.FastControl``, written once for both stores that offer them.
 
 Each method says which query of ``_statements`` it runs, in which variant and with what
 values (a ``Call``), and what it makes of the rows. How a call runs is the store's:
-``Store`` executes the query's SQLAlchemy statement; a store for the command line can run
-the same query compiled ahead of time on the bare driver. So a query, and what a method
-does with it, exist once. This module imports no SQLAlchemy.
+``Store`` executes the query's SQLAlchemy statement, ``FastStore`` (``_fast``) the SQL
+compiled from it ahead of time (``_compiled``) on the bare driver, for the command line.
+So a query, and what a method does with it, exist once. This module imports no SQLAlchemy.
 """
 
 from __future__ import annotations

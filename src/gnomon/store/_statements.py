@@ -1,8 +1,9 @@
 """The queries of ``abc.FastControl`` (what ``gnomon pause``, ``runs list`` and ``logs``
 ask), each written once in SQLAlchemy Core.
 
-``Store`` executes these statements (``Queries._rows``); being Core, each can also be
-compiled ahead of time for each dialect. A query's optional parts (a filter given or not)
+``Store`` executes these statements (``Queries._rows``); ``python -m gnomon.store._compile``
+compiles every variant of each for SQLite and PostgreSQL into ``_compiled``, which
+``FastStore`` runs on the bare driver. A query's optional parts (a filter given or not)
 are its *options*: every combination is one variant, built by the same function, so a
 filter that is left out is not in the SQL at all and each variant uses its own index.
 Values are bound by name (``bindparam``), never inlined, so each variant compiles once;

@@ -24,7 +24,8 @@ holds mypy to ``Store`` satisfying each):
 ``FastControl``
     The part of ``ControlStore`` that ``gnomon pause``, ``resume``, ``runs list`` and
     ``logs`` use, which must answer within a few hundred milliseconds: pauses and the
-    reads around them (``_calls`` writes them once).
+    reads around them. ``FastStore`` (SQLAlchemy-free, see ``_fast``) plays this role
+    alone.
 
 Rows are plain dicts of column values. Importing this module imports no SQLAlchemy: the
 command line's fast path imports it.
