@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from gnomon.states import StateFilter, StateName, StateType, parse_state_filter
 from gnomon.store import Actor, FastStore, LogQuery, Store, open_fast
+from test_cli_daemon import gnomon
 
 ACTOR = Actor("alice", "cli")
 # The seeded rows' times: fixed, so that the filters below select a known part of them.
@@ -262,6 +265,45 @@ def test_only_a_store_at_head_reached_as_the_store_would_opens_fast(
     with store.engine.begin() as connection:
         connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")
     assert open_fast(store.url) is None
+
+
+@pytest.mark.backends
+def test_the_fast_commands_do_not_import_sqlalchemy_or_pydantic(seeded: Store) -> None:
+    code = (
+        "import sys\n"
+        "from gnomon.cli import main\n"
+        "for argv in (\n"
+        "    ['pause', 'alpha'], ['resume', 'alpha'], ['pause', '--tag', 'crm'],\n"
+        "    ['resume', '--tag', 'crm'], ['runs', 'list'], ['logs'],\n"
+        "    ['runs', 'list', '--state', 'failed', '--since', '1d', '--limit', '5'],\n"
+        "    ['logs', '--level', 'warning', '--since', '2020-01-01T00:00', '-n', '3'],\n"
+        "    ['logs', '--run', '00000000000000000000000000000003', '--deployment', 'beta'],\n"
+        "):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exit:\n"
+        "        assert not exit.code, (argv, exit.code)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'pydantic'})\n"
+        "print('heavy:', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "heavy: []"
+    assert "paused alpha" in result.stdout
+
+
+def test_a_server_out_of_reach_is_one_line_from_a_fast_command(gnomon_home) -> None:
+    url = "postgresql+psycopg://gnomon:secret@127.0.0.1:1/gnomon"
+    result = gnomon(gnomon_home, "runs", "list", GNOMON_DATABASE_URL=url)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "Error: store postgresql+psycopg://gnomon:***@127.0.0.1:1/gnomon: OperationalError: "
+    ), result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ first use. ``Store`` plays every role declared in ``gnomon.store.abc`` (``RunSto
 ``ScheduleStore``, ``DeploymentStore``, ``ControlStore``): code outside the store names the
 role it uses. ``open_fast`` gives the command line's fast commands a ``FastControl`` without
 SQLAlchemy when it can. Importing this package imports nothing else (each name loads its
-module on first use), so that path (and ``gnomon.store._lite``'s) stays fast.
+module on first use), so that path stays fast.
 """
 
 from __future__ import annotations
