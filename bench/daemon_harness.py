@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from server_databases import drop_database, new_database, server_url
+
 GNOMON = Path(sys.executable).with_name("gnomon")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -78,7 +80,7 @@ class Workspace:
         self.flow_file = self.root / "bench_flows.py"
         self.flow_file.write_text(FLOW_MODULE.format(stamps=str(self.stamps)))
         self.home = self.root / "home"
-        self.server_url = os.environ.get("GNOMON_BENCH_POSTGRES_URL")
+        self.server_url = server_url()
         self.database_url: str | None = None
         if self.server_url:
             self._new_database()
@@ -91,33 +93,14 @@ class Workspace:
             self._new_database()
 
     def _new_database(self) -> None:
-        from sqlalchemy import make_url
-
         assert self.server_url is not None
         self._drop_database()
-        name = f"gnomon_bench_{os.getpid()}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        self.database_url = make_url(self.server_url).set(database=name).render_as_string(False)
+        self.database_url = new_database(self.server_url, f"gnomon_bench_{os.getpid()}")
 
     def _drop_database(self) -> None:
-        if self.database_url:
-            from sqlalchemy import make_url
-
-            name = make_url(self.database_url).database
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if self.server_url and self.database_url:
+            drop_database(self.server_url, self.database_url)
             self.database_url = None
-
-    def _admin(self, statement: str) -> None:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
-
-        assert self.server_url is not None
-        engine = create_engine(self.server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(statement))
-        finally:
-            engine.dispose()
 
     def write_config(self, schedules: list[tuple[str, str]], workers: int | None) -> Path:
         """A config with one deployment per (name, cron) of the generated flow."""

@@ -44,3 +44,12 @@ def test_no_state_is_spelled_as_a_bare_string_outside_its_enums() -> None:
             if isinstance(node, ast.Constant) and node.value in spellings:
                 stray.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not stray, "use StateType or StateName:\n" + "\n".join(stray)
+
+
+def test_the_compiled_queries_are_current() -> None:
+    """``_compiled`` (what the command line's fast path runs) is what its generator makes
+    of the queries and the schema as they are; the generator is private to the store, and
+    this is the check that it was run."""
+    from gnomon.store._compile import COMMAND, TARGET, render
+
+    assert render() == TARGET.read_text(), f"{TARGET.name} is out of date: run {COMMAND}"

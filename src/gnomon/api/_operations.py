@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gnomon.deployments import ConfigProblem
-    from gnomon.store import ControlStore
+    from gnomon.store import ControlStore, FastControl
     from gnomon.store._values import Actor
 
 Row = dict[str, Any]
@@ -191,11 +191,12 @@ def check_flow_parameters(deployment: Row, requested: dict[str, Any]) -> None:
         )
 
 
-class Operations:
-    """The operations of the control plane, done by one actor (a user or a token)."""
+class FastOperations:
+    """The operations that only pause, resume or read, done by one actor (a user or a
+    token): what ``FastControl`` is enough for (the command line's fast commands)."""
 
     def __init__(
-        self, store: ControlStore, actor: Actor, nudge: Callable[[str], None] = no_daemon
+        self, store: FastControl, actor: Actor, nudge: Callable[[str], None] = no_daemon
     ) -> None:
         self.store = store
         self.actor = actor
@@ -230,29 +231,62 @@ class Operations:
                 raise UnknownName("deployment", name, known)
         return list(dict.fromkeys(names))
 
+    def pause(self, names: Sequence[str], reason: str | None = None) -> PauseResult:
+        """Pause deployments: no fire after this returns. Running runs go on."""
+        return self._told(self._set_paused(names, True, reason))
+
+    def resume(self, names: Sequence[str], reason: str | None = None) -> PauseResult:
+        """Resume deployments from their next fire on; the paused period is not caught up."""
+        return self._told(self._set_paused(names, False, reason))
+
+    def _set_paused(self, names: Sequence[str], paused: bool, reason: str | None) -> PauseResult:
+        check_text("reason", reason)
+        changed = self.store.set_paused(names, paused, self.actor, reason)
+        return PauseResult(changed, [name for name in names if name not in changed])
+
+    def _told(self, result: PauseResult) -> PauseResult:
+        """``result``, once a running daemon is asked to read what changed, if anything did."""
+        if result.changed or result.cancelled_runs:
+            self.nudge("poll")
+        return result
+
+    # Runs.
+
+    def run(self, run_id: str) -> Row:
+        """The flow run with this id or unique id prefix."""
+        check_run_id(run_id)
+        if len(run_id) < 32:
+            matches = self.store.find_runs_by_prefix(run_id)
+            if len(matches) > 1:
+                raise InvalidName(f'run id prefix "{run_id}" is ambiguous; give more of it')
+            run_id = matches[0] if matches else run_id
+        row = self.store.read_flow_run(run_id)
+        if row is None:
+            raise UnknownName("run", run_id)
+        return row
+
+
+class Operations(FastOperations):
+    """The operations of the control plane, done by one actor (a user or a token)."""
+
+    store: ControlStore
+
+    def __init__(
+        self, store: ControlStore, actor: Actor, nudge: Callable[[str], None] = no_daemon
+    ) -> None:
+        super().__init__(store, actor, nudge)
+
     def pause(
         self, names: Sequence[str], reason: str | None = None, cancel_running: bool = False
     ) -> PauseResult:
         """Pause deployments: no fire after this returns. Running runs go on unless
         ``cancel_running``."""
-        check_text("reason", reason)
-        changed = self.store.set_paused(names, True, self.actor, reason)
-        result = PauseResult(changed, [name for name in names if name not in changed])
+        result = self._set_paused(names, True, reason)
         if cancel_running and names:
             for run_id in self.store.read_running_ids(names):
                 if self.store.request_cancel(run_id, self.actor, reason or "paused"):
                     result.cancelled_runs.append(run_id)
-        if changed or result.cancelled_runs:
-            self.nudge("poll")
-        return result
-
-    def resume(self, names: Sequence[str], reason: str | None = None) -> PauseResult:
-        """Resume deployments from their next fire on; the paused period is not caught up."""
-        check_text("reason", reason)
-        changed = self.store.set_paused(names, False, self.actor, reason)
-        if changed:
-            self.nudge("poll")
-        return PauseResult(changed, [name for name in names if name not in changed])
+        return self._told(result)
 
     def reload(self, config_path: Path | None, timeout: float = RELOAD_WAIT) -> ReloadOutcome:
         """Ask the running daemon to reload its config and wait for the outcome (see
@@ -303,19 +337,6 @@ class Operations:
         return ReloadOutcome(status, detail)
 
     # Runs.
-
-    def run(self, run_id: str) -> Row:
-        """The flow run with this id or unique id prefix."""
-        check_run_id(run_id)
-        if len(run_id) < 32:
-            matches = self.store.find_runs_by_prefix(run_id)
-            if len(matches) > 1:
-                raise InvalidName(f'run id prefix "{run_id}" is ambiguous; give more of it')
-            run_id = matches[0] if matches else run_id
-        row = self.store.read_flow_run(run_id)
-        if row is None:
-            raise UnknownName("run", run_id)
-        return row
 
     def trigger(
         self, name: str, parameters: dict[str, Any] | None = None, force: bool = False

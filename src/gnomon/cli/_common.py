@@ -9,15 +9,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
-    from gnomon.api._operations import Operations, ReloadOutcome
+    from gnomon.api._operations import FastOperations, Operations, ReloadOutcome
     from gnomon.exceptions import StoreOwnedByAnotherUser
-    from gnomon.store import ControlStore
+    from gnomon.store import ControlStore, FastControl
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,17 +80,19 @@ def open_store() -> ControlStore:
     return store_at(_readable_url())
 
 
-def fast_store() -> ControlStore:
-    """For the commands that must answer within 300 ms (pause, resume, runs list, logs): the
-    SQLAlchemy-free ``LiteStore`` when the store is a current SQLite file, else the store.
+def fast_store() -> FastControl:
+    """For the commands that must answer within 300 ms (pause, resume, runs list, logs):
+    the SQLAlchemy-free ``FastStore`` when it can open the store (a current one, on SQLite
+    or PostgreSQL), else the store itself."""
+    from gnomon.store import open_fast
 
-    ``LiteStore`` has the subset of ``ControlStore``'s methods those commands call (a contract test
-    holds the two to the same results), hence the cast.
-    """
-    from gnomon.store._lite import open_lite
-
-    lite = open_lite(_readable_url())
-    return cast("ControlStore", lite) if lite is not None else open_store()
+    fast = open_fast(_readable_url())
+    if fast is None:
+        return open_store()
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(fast.close)  # its connection ends with the command
+    return fast
 
 
 class NotTheStoreOwner(click.ClickException):
@@ -124,8 +126,8 @@ def _owner_problem() -> tuple[str, StoreOwnedByAnotherUser | None]:
     """The store's URL, and why this user is not its owner (None if it is, or if there is
     no store yet: then this user creates it)."""
     from gnomon._files import check_owner
+    from gnomon._location import sqlite_file
     from gnomon.exceptions import StoreOwnedByAnotherUser
-    from gnomon.store._lite import sqlite_file
 
     home, url = _location()
     try:
@@ -142,7 +144,8 @@ def _readable_url() -> str:
     or upgrade its schema, so another user reads only a current one."""
     import sqlite3
 
-    from gnomon.store._lite import open_lite, sqlite_file
+    from gnomon._location import sqlite_file
+    from gnomon.store import open_fast
 
     url, problem = _owner_problem()
     if problem is None:
@@ -150,12 +153,12 @@ def _readable_url() -> str:
     if problem.owner is not None and sqlite_file(url) is None:
         return url  # a database server's store: reading it creates no file here
     try:
-        lite = open_lite(url) if problem.owner is not None else None
+        fast = open_fast(url) if problem.owner is not None else None
     except sqlite3.Error:
-        lite = None
-    if lite is None:
+        fast = None
+    if fast is None:
         raise NotTheStoreOwner(_unreadable(problem))
-    lite.close()
+    fast.close()
     return url
 
 
@@ -357,15 +360,22 @@ def nudge_daemon(kind: str) -> None:
         os.kill(int(holder["pid"]), signum)
 
 
-def operations(fast: bool = False) -> Operations:
-    """The control plane's operations, done by the OS user through the CLI; ``fast`` for
-    those that only pause, resume or read (see ``fast_store``)."""
+def operations() -> Operations:
+    """The control plane's operations, done by the OS user through the CLI."""
     from gnomon.api._operations import Operations
     from gnomon.store._kinds import Origin
     from gnomon.store._values import Actor
 
-    store = fast_store() if fast else open_store()
-    return Operations(store, Actor(cli_actor_name(), Origin.CLI), nudge_daemon)
+    return Operations(open_store(), Actor(cli_actor_name(), Origin.CLI), nudge_daemon)
+
+
+def fast_operations() -> FastOperations:
+    """Those that only pause, resume or read, on ``fast_store``."""
+    from gnomon.api._operations import FastOperations
+    from gnomon.store._kinds import Origin
+    from gnomon.store._values import Actor
+
+    return FastOperations(fast_store(), Actor(cli_actor_name(), Origin.CLI), nudge_daemon)
 
 
 class Commands(click.Group):

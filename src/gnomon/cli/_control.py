@@ -16,6 +16,7 @@ from gnomon.cli._common import (
     changes_store,
     complete_deployments,
     config_option,
+    fast_operations,
     json_option,
     open_store,
     operations,
@@ -26,7 +27,7 @@ from gnomon.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from gnomon.api._operations import Operations, UnknownName
+    from gnomon.api._operations import FastOperations, UnknownName
 
 
 def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list[str], bool]:
@@ -37,7 +38,7 @@ def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list
     return list(names), bool(names)
 
 
-def _select(ops: Operations, names: tuple[str, ...], every: bool, tag: str | None) -> list[str]:
+def _select(ops: FastOperations, names: tuple[str, ...], every: bool, tag: str | None) -> list[str]:
     """Resolve the targets; a name the store lacks but the config has is registered first
     (so pausing works before the daemon ever started)."""
     from gnomon.api._operations import UnknownName
@@ -113,9 +114,14 @@ def pause_command(
       gnomon pause --all --reason "database maintenance"
     """
     _targets(names, every, tag)
-    ops = operations(fast=not cancel_running)
-    selected = _select(ops, names, every, tag)
-    result = ops.pause(selected, reason, cancel_running)
+    if cancel_running:  # cancelling runs takes the whole store
+        ops = operations()
+        selected = _select(ops, names, every, tag)
+        result = ops.pause(selected, reason, cancel_running=True)
+    else:
+        fast = fast_operations()
+        selected = _select(fast, names, every, tag)
+        result = fast.pause(selected, reason)
     if as_json:
         print_json(
             {
@@ -157,7 +163,7 @@ def resume_command(
       gnomon resume --tag crm --reason "CRM back, INC-4312 closed"
     """
     _targets(names, every, tag)
-    ops = operations(fast=True)
+    ops = fast_operations()
     selected = _select(ops, names, every, tag)
     result = ops.resume(selected, reason)
     if as_json:

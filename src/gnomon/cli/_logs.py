@@ -57,13 +57,13 @@ def logs_command(
       gnomon logs --since 1h --json | jq .message
     """
     from gnomon.api._operations import check_name
-    from gnomon.cli._common import operations
+    from gnomon.cli._common import fast_operations
     from gnomon.store import LogQuery
     from gnomon.store._values import in_time_order
 
     if count is None and since is None:
         count = 100
-    ops = operations(fast=True)
+    ops = fast_operations()
     if deployment is not None:
         check_name("deployment", deployment)
     flow_run_id = ops.run(run_id)["id"] if run_id is not None else None

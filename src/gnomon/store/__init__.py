@@ -4,8 +4,9 @@ slots, the audit log and API tokens.
 ``get_store()`` gives the process's ``Store`` for the configured database, migrating it on
 first use. ``Store`` plays every role declared in ``gnomon.store.abc`` (``RunStore``,
 ``ScheduleStore``, ``DeploymentStore``, ``ControlStore``): code outside the store names the
-role it uses. Importing this package imports nothing else (each name loads its module on first
-use), so ``gnomon.store._lite``, the command line's SQLAlchemy-free path, stays fast.
+role it uses. ``open_fast`` gives the command line's fast commands a ``FastControl`` without
+SQLAlchemy when it can. Importing this package imports nothing else (each name loads its
+module on first use), so that path stays fast.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gnomon.store._backup import BackupExists, backup_database
     from gnomon.store._db import file_identity
+    from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import store_fault, store_name
     from gnomon.store._kinds import AuditAction, Origin, RunCause
     from gnomon.store._revision import HEAD_REVISION
@@ -29,7 +31,13 @@ if TYPE_CHECKING:
     )
     from gnomon.store._values import Actor, LogQuery, pause_values
     from gnomon.store._writer import StoreWriteError
-    from gnomon.store.abc import ControlStore, DeploymentStore, RunStore, ScheduleStore
+    from gnomon.store.abc import (
+        ControlStore,
+        DeploymentStore,
+        FastControl,
+        RunStore,
+        ScheduleStore,
+    )
 
 _LAZY = {
     "Actor": "gnomon.store._values",
@@ -37,6 +45,8 @@ _LAZY = {
     "BackupExists": "gnomon.store._backup",
     "ControlStore": "gnomon.store.abc",
     "DeploymentStore": "gnomon.store.abc",
+    "FastControl": "gnomon.store.abc",
+    "FastStore": "gnomon.store._fast",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
@@ -48,6 +58,7 @@ _LAZY = {
     "backup_database": "gnomon.store._backup",
     "current_revision": "gnomon.store._store",
     "file_identity": "gnomon.store._db",
+    "open_fast": "gnomon.store._fast",
     "get_store": "gnomon.store._store",
     "pause_values": "gnomon.store._values",
     "reset_store": "gnomon.store._store",
@@ -64,6 +75,8 @@ __all__ = [
     "BackupExists",
     "ControlStore",
     "DeploymentStore",
+    "FastControl",
+    "FastStore",
     "LogQuery",
     "Origin",
     "RunCause",
@@ -75,6 +88,7 @@ __all__ = [
     "current_revision",
     "file_identity",
     "get_store",
+    "open_fast",
     "pause_values",
     "reset_store",
     "store_at",

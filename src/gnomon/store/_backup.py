@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gnomon._location import existing_file_uri
 from gnomon.exceptions import GnomonError, StoreFileGone
-from gnomon.store._lite import BUSY_TIMEOUT_MS
+from gnomon.store._connect import BUSY_TIMEOUT_MS
 
 
 class BackupExists(GnomonError, FileExistsError):

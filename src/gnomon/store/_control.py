@@ -1,5 +1,6 @@
-"""Operator control in the store: pauses, manual runs, cancellations, the audit log, API
-tokens and log searches.
+"""Operator control in the store: manual runs, cancellations, reloads, the audit log,
+concurrency limits and API tokens (pauses and the reads of the fast commands are
+``_calls``').
 
 Every change is written in one transaction with its audit row, so a change without its
 audit entry (or an entry for a change that did not happen) cannot be committed. The CLI and
@@ -12,55 +13,25 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, desc, func, select, update
+from sqlalchemy import delete, desc, func, select, update
 
 from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
+from gnomon.store._calls import audit_call
 from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction
-from gnomon.store._queries import Queries, Row, upsert_limit
+from gnomon.store._queries import Queries, Row, execute_call, upsert_limit
 from gnomon.store._schema import (
     api_tokens,
     audit_log,
     concurrency_limits,
     concurrency_slots,
     config_reloads,
-    deployments,
     flow_runs,
-    run_logs,
     run_states,
     utcnow,
 )
-from gnomon.store._values import (
-    Actor,
-    LogQuery,
-    newest_in_time_order,
-    newest_window,
-    pause_values,
-)
+from gnomon.store._values import Actor
 
 WAITING = sorted(WAITING_TYPES)
-
-
-def _audit(
-    connection: Connection,
-    actor: Actor,
-    action: AuditAction,
-    target: str | None,
-    reason: str | None = None,
-    detail: dict[str, Any] | None = None,
-    now: datetime | None = None,
-) -> None:
-    connection.execute(
-        audit_log.insert(),
-        {
-            "timestamp": now or utcnow(),
-            "actor": actor.name,
-            "origin": actor.origin,
-            "action": action,
-            "target": target,
-            "reason": reason,
-            "detail": detail,
-        },
-    )
 
 
 class ControlQueries(Queries):
@@ -76,7 +47,7 @@ class ControlQueries(Queries):
     ) -> None:
         """Audit a change that has no row of its own here (a reload, an apply)."""
         with self.engine.begin() as connection:
-            _audit(connection, actor, action, target, reason, detail)
+            execute_call(connection, audit_call(actor, action, target, reason, detail))
 
     def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[Row]:
         """Audit entries newest first, at most ``limit``, not older than ``since``."""
@@ -134,55 +105,11 @@ class ControlQueries(Queries):
                     .where(config_reloads.c.id.in_(list(request_ids)))
                     .values(status=status, finished_at=now, detail=detail)
                 )
-            _audit(connection, actor, AuditAction.RELOAD, target, None, detail, now)
-
-    # Deployments.
-
-    def read_deployment_names(self) -> list[str]:
-        """Names of the active deployments, sorted."""
-        with self.reader.connect() as connection:
-            return list(
-                connection.execute(
-                    select(deployments.c.name)
-                    .where(deployments.c.active.is_(True))
-                    .order_by(deployments.c.name)
-                ).scalars()
+            execute_call(
+                connection, audit_call(actor, AuditAction.RELOAD, target, None, detail, now)
             )
 
-    def set_paused(
-        self,
-        names: Sequence[str],
-        paused: bool,
-        actor: Actor,
-        reason: str | None,
-        now: datetime | None = None,
-    ) -> list[str]:
-        """Pause or resume deployments, audited; returns those whose flag changed.
-
-        Pausing a paused deployment keeps who paused it first and why: the first reason is
-        the one an incident needs.
-        """
-        now = now or utcnow()
-        values = pause_values(paused, actor.name, reason, now)
-        changed: list[str] = []
-        with self.engine.begin() as connection:
-            for name in names:
-                count = connection.execute(
-                    update(deployments)
-                    .where(deployments.c.name == name, deployments.c.paused.is_(not paused))
-                    .values(**values, updated=now)
-                ).rowcount
-                if count:
-                    changed.append(name)
-                    _audit(
-                        connection,
-                        actor,
-                        AuditAction.PAUSE if paused else AuditAction.RESUME,
-                        name,
-                        reason,
-                        now=now,
-                    )
-        return changed
+    # Deployments.
 
     def read_recent_states(self, names: Iterable[str], per_deployment: int) -> dict[str, list[Row]]:
         """The newest runs of each deployment (id, state, nominal time), newest first."""
@@ -233,13 +160,15 @@ class ControlQueries(Queries):
                     "attempt": 0,
                 },
             )
-            _audit(
+            execute_call(
                 connection,
-                actor,
-                action,
-                row["id"],
-                detail={"deployment": row["deployment_name"], "retry_of": row.get("retry_of")},
-                now=now,
+                audit_call(
+                    actor,
+                    action,
+                    row["id"],
+                    detail={"deployment": row["deployment_name"], "retry_of": row.get("retry_of")},
+                    now=now,
+                ),
             )
 
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
@@ -289,14 +218,11 @@ class ControlQueries(Queries):
                 if not requested:
                     return None
                 outcome = "requested"
-            _audit(
+            execute_call(
                 connection,
-                actor,
-                AuditAction.CANCEL,
-                flow_run_id,
-                reason,
-                {"outcome": outcome},
-                now,
+                audit_call(
+                    actor, AuditAction.CANCEL, flow_run_id, reason, {"outcome": outcome}, now
+                ),
             )
         return outcome
 
@@ -358,18 +284,6 @@ class ControlQueries(Queries):
             .order_by(flow_runs.c.created)
         )
 
-    def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
-        """Ids starting with ``prefix`` (operators type the first characters of an id)."""
-        with self.reader.connect() as connection:
-            return list(
-                connection.execute(
-                    select(flow_runs.c.id)
-                    .where(flow_runs.c.id >= prefix, flow_runs.c.id < prefix + "\uffff")
-                    .order_by(flow_runs.c.id)
-                    .limit(limit)
-                ).scalars()
-            )
-
     def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
         """Ids of the running runs of these deployments."""
         with self.reader.connect() as connection:
@@ -382,32 +296,6 @@ class ControlQueries(Queries):
                 ).scalars()
             )
 
-    # Logs.
-
-    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
-        """Log rows matching ``query``: if ``newest``, the newest ``limit`` by time, oldest
-        first (see ``newest_window``); else the first ``limit`` after ``query.after_id`` in
-        id order (what a follower polls for, with the last id as its cursor)."""
-        statement = select(run_logs).where(run_logs.c.id > query.after_id)
-        if query.flow_run_id is not None:
-            statement = statement.where(run_logs.c.flow_run_id == query.flow_run_id)
-        if query.deployment is not None:
-            statement = statement.where(run_logs.c.deployment_name == query.deployment)
-        if query.min_level is not None:
-            statement = statement.where(run_logs.c.level >= query.min_level)
-        if query.since is not None:
-            statement = statement.where(run_logs.c.timestamp >= query.since)
-        if newest:
-            window = None if limit is None else newest_window(limit)
-            rows = self._all(statement.order_by(desc(run_logs.c.id)).limit(window))
-            return newest_in_time_order(rows, limit)
-        return self._all(statement.order_by(run_logs.c.id).limit(limit))
-
-    def last_log_id(self) -> int:
-        """The id of the newest log line; 0 if there is none."""
-        with self.reader.connect() as connection:
-            return int(connection.execute(select(func.max(run_logs.c.id))).scalar() or 0)
-
     # Concurrency limits, audited.
 
     def set_limit_audited(self, name: str, limit: int, actor: Actor) -> None:
@@ -415,7 +303,10 @@ class ControlQueries(Queries):
         now = utcnow()
         with self.engine.begin() as connection:
             upsert_limit(connection, name, limit, now)
-            _audit(connection, actor, AuditAction.LIMIT_SET, name, detail={"limit": limit}, now=now)
+            execute_call(
+                connection,
+                audit_call(actor, AuditAction.LIMIT_SET, name, detail={"limit": limit}, now=now),
+            )
 
     def count_active_slots(self) -> dict[str, int]:
         """Slots held now, by limit name."""
@@ -434,7 +325,7 @@ class ControlQueries(Queries):
                 delete(concurrency_limits).where(concurrency_limits.c.name == name)
             ).rowcount
             if deleted:
-                _audit(connection, actor, AuditAction.LIMIT_RM, name)
+                execute_call(connection, audit_call(actor, AuditAction.LIMIT_RM, name))
         return bool(deleted)
 
     # API tokens.
@@ -458,8 +349,9 @@ class ControlQueries(Queries):
                     "created_by": actor.name,
                 },
             )
-            _audit(
-                connection, actor, AuditAction.TOKEN_CREATE, name, detail={"read_only": read_only}
+            execute_call(
+                connection,
+                audit_call(actor, AuditAction.TOKEN_CREATE, name, detail={"read_only": read_only}),
             )
         return True
 
@@ -470,7 +362,7 @@ class ControlQueries(Queries):
                 delete(api_tokens).where(api_tokens.c.name == name)
             ).rowcount
             if deleted:
-                _audit(connection, actor, AuditAction.TOKEN_REVOKE, name)
+                execute_call(connection, audit_call(actor, AuditAction.TOKEN_REVOKE, name))
         return bool(deleted)
 
     def read_tokens(self) -> list[Row]:

@@ -29,8 +29,8 @@ from gnomon._files import ensure_private_file, open_private
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
 from gnomon.exceptions import StoreFileGone
+from gnomon.store._connect import BUSY_TIMEOUT_MS, server_settings
 
-BUSY_TIMEOUT_MS = 30_000
 # Connections a process keeps open to a server database (the database_pool_size setting).
 DEFAULT_POOL_SIZE = 5
 # Set (to "daemon") in the daemon and its workers: their connections never checkpoint the
@@ -79,17 +79,6 @@ def create_engine(
     return engine
 
 
-# libpq settings for every connection to a server database: a connection attempt gives up
-# after 10 s, and a server that stops answering is noticed in ~25 s, not never.
-SERVER_CONNECTION = {
-    "connect_timeout": 10,
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
-
-
 def _server_engine(url: URL, size: int) -> Engine:
     """An engine for a PostgreSQL store (psycopg 3).
 
@@ -101,6 +90,7 @@ def _server_engine(url: URL, size: int) -> Engine:
     server that stops answering is noticed by TCP keepalives instead of a read that never
     returns.
     """
+    name = url.query.get("application_name")
     engine = sqlalchemy.create_engine(
         url,
         pool_size=size,
@@ -108,11 +98,7 @@ def _server_engine(url: URL, size: int) -> Engine:
         pool_timeout=BUSY_TIMEOUT_MS / 1000,
         pool_pre_ping=True,
         json_deserializer=loads,
-        connect_args={
-            **SERVER_CONNECTION,
-            "application_name": url.query.get("application_name", "gnomon"),
-            "options": f"-c lock_timeout={BUSY_TIMEOUT_MS}",
-        },
+        connect_args=server_settings(name if isinstance(name, str) else None),
     )
     event.listen(engine, "begin", _bound_server_lock_waits)
     return engine
@@ -326,7 +312,7 @@ class _SerialisedWriter(sqlite3.Connection):
     other's transaction lasts. Waiting on a kernel lock instead wakes the next writer the
     moment the holder commits. The flock only orders writers: ``BEGIN IMMEDIATE`` still
     takes SQLite's lock, so a writer that does not use it (the standard library's sqlite3
-    in ``store._lite``, another program) stays correct, just not as prompt.
+    in ``store._fast``, another program) stays correct, just not as prompt.
 
     Each connection opens the lock file itself: flock locks belong to an open file
     description, so two connections in one process exclude each other too. A thread that

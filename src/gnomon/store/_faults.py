@@ -2,10 +2,11 @@
 
 A store fault is the database's, not gnomon's: locked by another program past the busy
 timeout, a full disk, a read-only file or directory, a corrupt file, a directory that cannot
-be made, a SQLite file gone. ``store_fault`` finds one in an error's chain (SQLAlchemy wraps
-the driver's error, ``StoreWriteError`` wraps SQLAlchemy's) and says it in a few words, so
-that the command line can print one line instead of a traceback and the daemon can name the
-cause. It imports no SQLAlchemy: the command line's fast path raises the driver's errors.
+be made, a SQLite file gone, a database server out of reach. ``store_fault`` finds one in an
+error's chain (SQLAlchemy wraps the driver's error, ``StoreWriteError`` wraps SQLAlchemy's)
+and says it in a few words, so that the command line can print one line instead of a
+traceback and the daemon can name the cause. It imports no SQLAlchemy: the command line's
+fast path raises the driver's errors.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from gnomon._location import sqlite_file
 from gnomon.exceptions import StoreFileGone
-from gnomon.store._lite import BUSY_TIMEOUT_MS
+from gnomon.store._connect import BUSY_TIMEOUT_MS
 
 # SQLite's primary result codes, by the name Python gives them (``sqlite_errorname`` of an
 # extended code starts with its primary's name: SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE).
@@ -115,10 +116,14 @@ def read_only_file_system(path: Path) -> bool:
 
 
 def _is_server_error(error: BaseException) -> bool:
-    """Whether ``error`` is SQLAlchemy's wrapper of another driver's operational error
-    (a server that refuses connections or goes away)."""
-    exc = sys.modules.get("sqlalchemy.exc")
-    return exc is not None and isinstance(error, exc.OperationalError)
+    """Whether ``error`` is a server driver's operational error (a server that refuses
+    connections or goes away, a lock wait past its timeout): psycopg's own, as the command
+    line's fast path raises it, or SQLAlchemy's wrapper of one."""
+    for module in ("sqlalchemy.exc", "psycopg"):
+        loaded = sys.modules.get(module)  # neither is imported to ask
+        if loaded is not None and isinstance(error, loaded.OperationalError):
+            return True
+    return False
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

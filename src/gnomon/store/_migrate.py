@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from gnomon._files import open_private
 from gnomon.store._db import create_engine, read_engine, sqlite_path
 from gnomon.store._revision import HEAD_REVISION
+from gnomon.store._statements import statement
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -51,9 +52,7 @@ def read_revision(engine: Engine) -> str | None:
     """The revision the database is at; None for a database never migrated (or missing)."""
     try:
         with read_engine(engine).connect() as connection:
-            revision = connection.execute(
-                text("SELECT version_num FROM alembic_version")
-            ).scalar_one_or_none()
+            revision = connection.execute(statement("revision")).scalar_one_or_none()
             connection.rollback()
     except DBAPIError:
         return None  # no alembic_version table yet

@@ -8,9 +8,11 @@ across processes, and deployments, synced from the config and paused from the co
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +30,7 @@ from sqlalchemy import (
 )
 
 from gnomon.states import StateName, StateType
+from gnomon.store._calls import Call, Execute, FastControlQueries, Row
 from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import (
     concurrency_limits,
@@ -39,9 +42,8 @@ from gnomon.store._schema import (
     task_runs,
     utcnow,
 )
+from gnomon.store._statements import call_statement
 from gnomon.store._writer import BatchWriter
-
-Row = dict[str, Any]
 
 # What a claim returns: the columns a worker needs to execute the run. Every column (33,
 # with seven timestamps and three JSON values to convert) cost a trivial run 12% of its
@@ -83,7 +85,7 @@ _CLAIM = (
 _INSERT_STATE = run_states.insert()
 
 
-class Queries:
+class Queries(FastControlQueries):
     """Synchronous reads and writes against the store behind a batched writer's engine."""
 
     def __init__(self, writer: BatchWriter) -> None:
@@ -107,11 +109,17 @@ class Queries:
         rows = self._all(statement)
         return rows[0] if rows else None
 
-    # Runs, states and logs.
+    def _rows(self, call: Call) -> list[Row]:
+        with self.reader.connect() as connection:
+            result = connection.execute(call_statement(call), dict(call.parameters))
+            return [dict(row) for row in result.mappings()]
 
-    def read_flow_run(self, id: str) -> Row | None:
-        """The flow run row ``id``, or None."""
-        return self._one(select(flow_runs).where(flow_runs.c.id == id))
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Execute]:
+        with self.engine.begin() as connection:
+            yield functools.partial(execute_call, connection)
+
+    # Runs, states and logs.
 
     def read_flow_runs(self, limit: int = 100, parent_flow_run_id: str | None = None) -> list[Row]:
         """The newest flow runs first; only the subflows of a parent if one is given."""
@@ -321,13 +329,6 @@ class Queries:
 
     # Deployments.
 
-    def read_deployments(self, active_only: bool = True) -> list[Row]:
-        """Deployment rows by name; only those still in the config unless ``active_only``."""
-        statement = select(deployments).order_by(deployments.c.name)
-        if active_only:
-            statement = statement.where(deployments.c.active.is_(True))
-        return self._all(statement)
-
     def read_schedule_states(self) -> dict[str, Row]:
         """By name, what the scheduler keeps of each active deployment: ``anchor``,
         ``paused``, ``last_fire`` and ``fires_from``. The daemon reads it at every start and
@@ -340,10 +341,6 @@ class Queries:
             deployments.c.fires_from,
         ).where(deployments.c.active.is_(True))
         return {row["name"]: row for row in self._all(statement)}
-
-    def read_deployment(self, name: str) -> Row | None:
-        """The deployment row ``name`` (active or removed from the config), or None."""
-        return self._one(select(deployments).where(deployments.c.name == name))
 
     def merge_deployments(
         self, merge: Callable[[dict[str, Row]], tuple[list[Row], dict[str, Row]]]
@@ -384,6 +381,11 @@ def _is_dead_local_holder(holder: str) -> bool:
     except PermissionError:
         return False  # alive, owned by another user
     return False
+
+
+def execute_call(connection: Connection, call: Call) -> int:
+    """Run ``call`` (see ``_calls``) in ``connection``'s transaction; the rows it changed."""
+    return connection.execute(call_statement(call), dict(call.parameters)).rowcount
 
 
 def upsert_limit(connection: Connection, name: str, limit: int, now: datetime) -> None:

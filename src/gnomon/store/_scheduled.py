@@ -1,5 +1,5 @@
-"""Queries for runs of deployments: creating them by (deployment, nominal time), finding the
-ones a dead daemon left behind, and listing runs for operators.
+"""Queries for runs of deployments: creating them by (deployment, nominal time) and finding
+the ones a dead daemon left behind (``_calls`` lists them for operators).
 
 Runs the daemon creates are written synchronously, not through the batched writer: a fire
 decision is only made once the run row exists, so a crash can never lose or repeat one.
@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, desc, func, or_, select, update
+from sqlalchemy import Insert, Select, bindparam, func, select, update
 
 from gnomon.states import ACTIVE_TYPES, StateName
 from gnomon.store._prepared import prepare, prepare_rows
@@ -25,9 +25,6 @@ from gnomon.store._schema import (
     utcnow,
     without_final_state,
 )
-
-if TYPE_CHECKING:
-    from gnomon.states import StateFilter
 
 ACTIVE = sorted(ACTIVE_TYPES)
 # Built once: prepared statements are cached by statement object.
@@ -229,29 +226,6 @@ class ScheduledRunQueries(Queries):
             )
             .order_by(flow_runs.c.scheduled_for, flow_runs.c.created)
         )
-
-    def read_runs(
-        self,
-        deployment: str | None = None,
-        state: StateFilter | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-    ) -> list[Row]:
-        """Flow runs newest first, filtered by deployment, state (``parse_state_filter``)
-        and age."""
-        statement = select(flow_runs).order_by(desc(flow_runs.c.created)).limit(limit)
-        if deployment is not None:
-            statement = statement.where(flow_runs.c.deployment_name == deployment)
-        if state is not None:
-            statement = statement.where(
-                or_(
-                    flow_runs.c.state_type.in_(sorted(state.types)),
-                    flow_runs.c.state_name.in_(sorted(state.names)),
-                )
-            )
-        if since is not None:
-            statement = statement.where(flow_runs.c.created >= since)
-        return self._all(statement)
 
 
 def pause_changes(since: datetime) -> Select[Any]:

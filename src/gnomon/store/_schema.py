@@ -38,6 +38,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeEngine
 
 from gnomon.states import FINAL_TYPES
+from gnomon.store._codecs import as_utc, aware, utc_text
 
 # Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
 NAMING_CONVENTION = {
@@ -82,19 +83,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            # The text SQLAlchemy's SQLite DATETIME stores, formatted in one C call rather
-            # than field by field: the batched writer binds ~7 datetimes per task run.
-            if value.tzinfo is not None:
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:26]
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            return utc_text(value)  # the text SQLAlchemy's SQLite DATETIME stores
+        return aware(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else as_utc(value)
 
 
 def _id(**kwargs: Any) -> Column[str]:

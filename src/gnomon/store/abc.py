@@ -21,6 +21,11 @@ holds mypy to ``Store`` satisfying each):
     What operators and readers need (the command line, the HTTP API and its dashboard):
     each change written with its audit row in the same transaction, and the reads they
     show. It syncs the config too (``gnomon apply``).
+``FastControl``
+    The part of ``ControlStore`` that ``gnomon pause``, ``resume``, ``runs list`` and
+    ``logs`` use, which must answer within a few hundred milliseconds: pauses and the
+    reads around them. ``FastStore`` (SQLAlchemy-free, see ``_fast``) plays this role
+    alone.
 
 Rows are plain dicts of column values. Importing this module imports no SQLAlchemy: the
 command line's fast path imports it.
@@ -193,9 +198,60 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
         """Log rows in order after ``after_id``, of a flow run or a task run if given."""
 
 
-class ControlStore(DeploymentStore, Protocol):
+class FastControl(Protocol):
+    """What the command line's fast commands ask: pauses, and the deployments, runs and
+    log lines they read."""
+
+    # Deployments.
+
+    def read_deployment_names(self) -> list[str]:
+        """Names of the active deployments, sorted."""
+
+    def read_deployment(self, name: str) -> Row | None:
+        """The deployment row ``name`` (active or removed from the config), or None."""
+
+    def read_deployments(self, active_only: bool = True) -> list[Row]:
+        """Deployment rows by name; only those still in the config unless ``active_only``."""
+
+    def set_paused(
+        self,
+        names: Sequence[str],
+        paused: bool,
+        actor: Actor,
+        reason: str | None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Pause or resume deployments, audited; those whose flag changed."""
+
+    # Runs.
+
+    def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids starting with ``prefix`` (operators type the first characters of an id)."""
+
+    def read_flow_run(self, id: str) -> Row | None:
+        """The flow run row ``id``, or None."""
+
+    def read_runs(
+        self,
+        deployment: str | None = None,
+        state: StateFilter | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Row]:
+        """Flow runs newest first, filtered by deployment, state and age."""
+
+    # Logs.
+
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+        """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
+
+    def last_log_id(self) -> int:
+        """The id of the newest log line; 0 if there is none."""
+
+
+class ControlStore(FastControl, DeploymentStore, Protocol):
     """The operators' store: audited changes, and what the CLI, the API and the dashboard
-    show."""
+    show (``FastControl``'s methods, and these)."""
 
     # Audit.
 
@@ -222,25 +278,6 @@ class ControlStore(DeploymentStore, Protocol):
 
     # Deployments.
 
-    def read_deployment_names(self) -> list[str]:
-        """Names of the active deployments, sorted."""
-
-    def read_deployment(self, name: str) -> Row | None:
-        """The deployment row ``name`` (active or removed from the config), or None."""
-
-    def read_deployments(self, active_only: bool = True) -> list[Row]:
-        """Deployment rows by name; only those still in the config unless ``active_only``."""
-
-    def set_paused(
-        self,
-        names: Sequence[str],
-        paused: bool,
-        actor: Actor,
-        reason: str | None,
-        now: datetime | None = None,
-    ) -> list[str]:
-        """Pause or resume deployments, audited; those whose flag changed."""
-
     def read_recent_states(self, names: Iterable[str], per_deployment: int) -> dict[str, list[Row]]:
         """The newest runs of each deployment (id, state, nominal time), newest first."""
 
@@ -252,23 +289,8 @@ class ControlStore(DeploymentStore, Protocol):
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
         """Cancel a run, audited: "cancelled", "requested" (it runs), or None if final."""
 
-    def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
-        """Ids starting with ``prefix`` (operators type the first characters of an id)."""
-
     def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
         """Ids of the running runs of these deployments."""
-
-    def read_flow_run(self, id: str) -> Row | None:
-        """The flow run row ``id``, or None."""
-
-    def read_runs(
-        self,
-        deployment: str | None = None,
-        state: StateFilter | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-    ) -> list[Row]:
-        """Flow runs newest first, filtered by deployment, state and age."""
 
     def read_task_runs(self, flow_run_id: str) -> list[Row]:
         """A flow run's task runs, in the order they were created."""
@@ -277,14 +299,6 @@ class ControlStore(DeploymentStore, Protocol):
         self, flow_run_id: str | None = None, task_run_id: str | None = None
     ) -> list[Row]:
         """State transitions in order: a task run's, or a flow run's own (not its tasks')."""
-
-    # Logs.
-
-    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
-        """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
-
-    def last_log_id(self) -> int:
-        """The id of the newest log line; 0 if there is none."""
 
     # Concurrency limits.
 

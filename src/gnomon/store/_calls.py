@@ -1,0 +1,196 @@
+"""The methods of ``abc.FastControl``, written once for both stores that offer them.
+
+Each method says which query of ``_statements`` it runs, in which variant and with what
+values (a ``Call``), and what it makes of the rows. How a call runs is the store's:
+``Store`` executes the query's SQLAlchemy statement, ``FastStore`` (``_fast``) the SQL
+compiled from it ahead of time (``_compiled``) on the bare driver, for the command line.
+So a query, and what a method does with it, exist once. This module imports no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gnomon.store._kinds import AuditAction
+from gnomon.store._values import newest_in_time_order, newest_window, pause_values
+
+if TYPE_CHECKING:
+    from gnomon.states import StateFilter
+    from gnomon.store._values import Actor, LogQuery
+
+Row = dict[str, Any]
+
+# "No limit" as a bound LIMIT: the largest BIGINT, which both databases take (SQLite
+# refuses a NULL limit, PostgreSQL a negative one), so a query needs no variant without one.
+NO_LIMIT = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One execution of the query named ``query``: its variant (which of the query's
+    optional parts are in, see ``_statements``) and its parameters' values."""
+
+    query: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    variant: frozenset[str] = frozenset()
+
+
+def variant(**parts: bool) -> frozenset[str]:
+    """The variant made of the optional parts that are true."""
+    return frozenset(name for name, present in parts.items() if present)
+
+
+# Runs a call in a write transaction; how many rows it changed.
+Execute = Callable[[Call], int]
+
+
+def audit_call(
+    actor: Actor,
+    action: AuditAction,
+    target: str | None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Call:
+    """The audit row of a change, inserted in the change's transaction."""
+    return Call(
+        "audit",
+        {
+            "timestamp": now or datetime.now(UTC),
+            "actor": actor.name,
+            "origin": actor.origin,
+            "action": action,
+            "target": target,
+            "reason": reason,
+            "detail": detail,
+        },
+    )
+
+
+class FastControlQueries(abc.ABC):
+    """``FastControl``: what the command line's fast commands ask of the store."""
+
+    @abc.abstractmethod
+    def _rows(self, call: Call) -> list[Row]:
+        """The rows ``call`` reads, each a dict of its columns' Python values."""
+
+    @abc.abstractmethod
+    def _writing(self) -> AbstractContextManager[Execute]:
+        """A write transaction, committed when the block ends (rolled back if it raises)."""
+
+    def _row(self, call: Call) -> Row | None:
+        rows = self._rows(call)
+        return rows[0] if rows else None
+
+    # Deployments.
+
+    def read_deployment_names(self) -> list[str]:
+        """Names of the active deployments, sorted."""
+        return [row["name"] for row in self._rows(Call("deployment_names"))]
+
+    def read_deployment(self, name: str) -> Row | None:
+        """The deployment row ``name`` (active or removed from the config), or None."""
+        return self._row(Call("deployment", {"name": name}))
+
+    def read_deployments(self, active_only: bool = True) -> list[Row]:
+        """Deployment rows by name; only those still in the config unless ``active_only``."""
+        return self._rows(Call("deployments", variant=variant(active_only=active_only)))
+
+    def set_paused(
+        self,
+        names: Sequence[str],
+        paused: bool,
+        actor: Actor,
+        reason: str | None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Pause or resume deployments, audited in the same transaction; returns those
+        whose flag changed.
+
+        Pausing a paused deployment keeps who paused it first and why: the first reason is
+        the one an incident needs.
+        """
+        now = now or datetime.now(UTC)
+        values = {**pause_values(paused, actor.name, reason, now), "updated": now}
+        action = AuditAction.PAUSE if paused else AuditAction.RESUME
+        changed: list[str] = []
+        with self._writing() as execute:
+            for name in names:
+                call = Call("set_paused", {**values, "deployment": name}, variant(paused=paused))
+                if execute(call):
+                    changed.append(name)
+                    execute(audit_call(actor, action, name, reason, now=now))
+        return changed
+
+    # Runs.
+
+    def read_flow_run(self, id: str) -> Row | None:
+        """The flow run row ``id``, or None."""
+        return self._row(Call("flow_run", {"id": id}))
+
+    def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids starting with ``prefix`` (operators type the first characters of an id)."""
+        call = Call("run_ids", {"prefix": prefix, "prefix_end": prefix + "\uffff", "limit": limit})
+        return [row["id"] for row in self._rows(call)]
+
+    def read_runs(
+        self,
+        deployment: str | None = None,
+        state: StateFilter | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Row]:
+        """Flow runs newest first, filtered by deployment, state (``parse_state_filter``)
+        and age."""
+        parameters: dict[str, Any] = {"deployment": deployment, "since": since, "limit": limit}
+        if state is not None:
+            parameters["state_types"] = sorted(state.types)
+            parameters["state_names"] = sorted(state.names)
+        options = variant(
+            deployment=deployment is not None, state=state is not None, since=since is not None
+        )
+        return self._rows(Call("runs", _present(parameters), options))
+
+    # Logs.
+
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+        """Log rows matching ``query``: if ``newest``, the newest ``limit`` by time, oldest
+        first (see ``newest_window``); else the first ``limit`` after ``query.after_id`` in
+        id order (what a follower polls for, with the last id as its cursor)."""
+        read = newest_window(limit) if newest and limit is not None else limit  # lines read
+        parameters = {
+            "after_id": query.after_id,
+            "flow_run_id": query.flow_run_id,
+            "deployment": query.deployment,
+            "min_level": query.min_level,
+            "since": query.since,
+            "limit": NO_LIMIT if read is None else read,
+        }
+        call = Call(
+            "logs",
+            _present(parameters),
+            variant(
+                flow_run=query.flow_run_id is not None,
+                deployment=query.deployment is not None,
+                level=query.min_level is not None,
+                since=query.since is not None,
+                newest=newest,
+            ),
+        )
+        rows = self._rows(call)
+        return newest_in_time_order(rows, limit) if newest else rows
+
+    def last_log_id(self) -> int:
+        """The id of the newest log line; 0 if there is none."""
+        row = self._row(Call("last_log_id"))
+        return int(row["last_id"] or 0) if row else 0
+
+
+def _present(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that have a value: those of the variant's optional parts that are in."""
+    return {name: value for name, value in parameters.items() if value is not None}
