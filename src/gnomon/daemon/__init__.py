@@ -2,7 +2,7 @@
 and persists every decision. ``run_daemon`` runs it in the foreground.
 
 Imports are lazy: worker processes import ``gnomon.daemon._worker`` and should not pay for
-the scheduler, APScheduler and the config models they never use.
+the scheduler and the config models they never use.
 """
 
 from __future__ import annotations
