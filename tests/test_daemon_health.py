@@ -34,6 +34,7 @@ from gnomon.daemon._health import (
 from gnomon.daemon._reload import ReloadStatus, plan_reload
 from gnomon.daemon._wakeup import Wakeup
 from gnomon.deployments import load_config
+from test_faults_store import read_only
 
 T0 = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
@@ -144,6 +145,35 @@ def test_a_status_file_its_daemon_stopped_rewriting_reads_as_stuck(tmp_path: Pat
         assert status is not None
         assert status.state is HealthState.STUCK
         assert "has not updated its status" in (status.reason or "")
+    finally:
+        monitor.stop()
+
+
+def test_a_disk_read_only_before_the_monitor_started_is_told_then_the_status_appears(
+    tmp_path: Path,
+) -> None:
+    """The disk turned read-only after the daemon took its lock but before its monitor
+    created the status file: `daemon status` says it is degraded and why, not that its
+    health is unknown; once the disk can be written again the monitor writes the status."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only file system (EROFS) needs a read-only mount, which needs root")
+    home = tmp_path / "home"
+    home.mkdir()
+    lock = home / "daemon.lock"
+    lock.touch()  # the daemon's lock is taken before its monitor starts
+    monitor = HealthMonitor(
+        Health(5.0), interval=3600, watchdog=lambda: None, status_file=status_path(lock)
+    )
+    try:
+        with read_only(home):
+            monitor.start()
+            assert not status_path(lock).exists()
+            status = read_status(lock)
+            assert status is not None
+            assert status.state is HealthState.DEGRADED
+            assert f"the file system of {home} is read-only" in (status.reason or "")
+        monitor.check()
+        assert read_status(lock) == HealthStatus(HealthState.OK, None)
     finally:
         monitor.stop()
 

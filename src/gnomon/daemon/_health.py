@@ -155,16 +155,10 @@ class HealthMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gnomon-health", daemon=True)
         self._fd: int | None = None
+        self._cannot_open = False  # told once, until the file can be opened again
         self._last: HealthStatus | None = None
 
     def start(self) -> None:
-        if self._status_file is not None:
-            try:
-                self._fd = open_private(self._status_file, os.O_RDWR)
-                os.ftruncate(self._fd, STATUS_RECORD_SIZE)  # reserved while there is room
-            except OSError as error:
-                log.warning("cannot write the daemon status file %s: %s", self._status_file, error)
-                self._fd = None
         if self._heartbeat is not None:
             self._heartbeat.start()
         self.check()  # `gnomon daemon status` has an answer from the start
@@ -211,7 +205,9 @@ class HealthMonitor:
 
     def _write(self, status: HealthStatus) -> None:
         if self._fd is None:
-            return
+            self._fd = self._open_status_file()
+            if self._fd is None:
+                return
         record = {
             "pid": os.getpid(),
             "boot_id": boot_id(),
@@ -221,6 +217,29 @@ class HealthMonitor:
         data = json.dumps(record).encode()[: STATUS_RECORD_SIZE - 1] + b"\n"
         with contextlib.suppress(OSError):
             os.pwrite(self._fd, data.ljust(STATUS_RECORD_SIZE, b" "), 0)
+
+    def _open_status_file(self) -> int | None:
+        """The status file, created with its record reserved, or None if the disk refuses
+        it now (read-only, say): tried again each round, so the status appears once it can
+        (``read_status`` says why meanwhile)."""
+        if self._status_file is None:
+            return None
+        try:
+            fd = open_private(self._status_file, os.O_RDWR)
+            try:
+                os.ftruncate(fd, STATUS_RECORD_SIZE)  # reserved while there is room
+            except OSError:
+                os.close(fd)
+                raise
+        except OSError as error:
+            if not self._cannot_open:
+                self._cannot_open = True
+                log.warning("cannot write the daemon status file %s: %s", self._status_file, error)
+            return None
+        if self._cannot_open:
+            self._cannot_open = False
+            log.info("the daemon status file %s is written again", self._status_file)
+        return fd
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -288,11 +307,12 @@ def boot_id() -> str | None:
 
 
 def _read_only_status(lock_path: Path) -> HealthStatus | None:
-    """Degraded, saying why, if the status file's file system is read-only; else None."""
+    """Degraded, saying why, if the file system of the daemon's lock (and status file) is
+    read-only; else None. The lock file is what is probed: it is there while the daemon
+    runs, the status file only if the disk let the monitor create it."""
     from gnomon.store._faults import read_only_file_system
 
-    path = status_path(lock_path)
-    if not path.exists() or not read_only_file_system(path):
+    if not lock_path.exists() or not read_only_file_system(lock_path):
         return None
     reason = f"the file system of {lock_path.parent} is read-only: the store cannot be written"
     return HealthStatus(HealthState.DEGRADED, None, reason)
@@ -300,12 +320,14 @@ def _read_only_status(lock_path: Path) -> HealthStatus | None:
 
 def read_status(lock_path: Path, silence: float = STATUS_SILENCE) -> HealthStatus | None:
     """The running daemon's health as its status file tells it (``gnomon daemon status``);
-    None if there is no readable status. A file its monitor has not rewritten for
-    ``silence`` seconds (the process is stopped or wedged) reads as stuck."""
+    None if there is no readable status, unless a read-only file system explains why. A
+    file its monitor has not rewritten for ``silence`` seconds (the process is stopped or
+    wedged) reads as stuck."""
     try:
         record = json.loads(status_path(lock_path).read_bytes() or b"null")
     except (OSError, ValueError):
-        # A disk error can lose what the monitor wrote but never flushed (the file reads
+        # A disk that turned read-only before the monitor could create the file leaves
+        # none, and a disk error can lose what it wrote but never flushed (the file reads
         # back as zeros): the file system says why, as for a silent file below.
         return _read_only_status(lock_path)
     if not isinstance(record, dict) or record.get("boot_id") != boot_id():
