@@ -225,7 +225,8 @@ def schedule_run(
 
     run_id = uuid.uuid4().hex
     now = datetime.now(UTC)
-    store.create_flow_run(
+    create_run(
+        store,
         {
             "id": run_id,
             "name": name,
@@ -240,9 +241,40 @@ def schedule_run(
             "created": now,
             "updated": now,
             **columns,
-        }
+        },
     )
     return run_id
+
+
+def create_run(store, row: dict) -> None:
+    """Insert a flow run with its first state, committed at once, as the daemon creates
+    runs (``create_runs``); a run Scheduled now unless ``row`` says otherwise."""
+    run = {
+        "created": datetime.now(UTC),
+        "state_type": "SCHEDULED",
+        "state_name": "Scheduled",
+        "deployment_name": None,
+        **row,
+    }
+    assert store.create_runs([run]) == {run["id"]}
+
+
+def subflows(store, parent_id: str) -> list:
+    """The runs of ``parent_id``'s subflows, newest first."""
+    return [run for run in store.read_runs(limit=1000) if run["parent_flow_run_id"] == parent_id]
+
+
+def all_states(store, flow_run_id: str) -> list:
+    """Every state of a flow run and of its task runs, in the order they were stored."""
+    return [row for row in store.read_states() if row["flow_run_id"] == flow_run_id]
+
+
+def logs_of(store, flow_run_id: str | None = None, task_run_id: str | None = None) -> list:
+    """Every log line stored of a flow run, or of a task run, in id order."""
+    from gnomon.store import LogQuery
+
+    rows = store.search_logs(LogQuery(flow_run_id=flow_run_id), None, newest=False)
+    return [row for row in rows if task_run_id is None or row["task_run_id"] == task_run_id]
 
 
 @pytest.fixture

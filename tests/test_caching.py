@@ -96,7 +96,7 @@ def test_cache_hit_is_recorded_in_the_store_with_its_cache_key(store):
         cached(3)
 
     pipeline()
-    [run] = store.read_flow_runs()
+    [run] = store.read_runs()
     miss, hit = store.read_task_runs(run["id"])
     assert (miss["state_name"], miss["state_type"]) == ("Completed", "COMPLETED")
     assert (hit["state_name"], hit["state_type"]) == ("Cached", "COMPLETED")
@@ -289,7 +289,7 @@ def test_none_policy_never_caches(store):
     names = in_flow(lambda: [uncached(1, return_state=True).name for _ in range(3)])()
     assert names == ["Completed"] * 3
     assert len(calls) == 3
-    [run] = store.read_flow_runs()
+    [run] = store.read_runs()
     assert all(row["cache_key"] is None for row in store.read_task_runs(run["id"]))
 
 
@@ -321,7 +321,7 @@ def test_persist_result_true_with_the_implicit_default_caches_within_a_run():
 
 def result_file(gnomon_home: Path, store: Any) -> Path:
     """The result file of the last flow run's first task run."""
-    run = store.read_flow_runs()[0]
+    run = store.read_runs()[0]
     first = store.read_task_runs(run["id"])[0]
     return gnomon_home / "results" / first["result_ref"]["key"]
 

@@ -215,7 +215,7 @@ def test_limits_are_created_changed_read_and_deleted_through_the_python_api(stor
 
     set_concurrency_limit("db", 5)
     assert read_concurrency_limits() == {"db": 5, "tag:etl": 1}
-    assert store.read_concurrency_limit("db") == 5
+    assert store.read_concurrency_limits(["db"]).get("db") == 5
 
     with pytest.raises(ValueError, match="must be >= 0"):
         set_concurrency_limit("db", -1)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, logs_of
 
 pytestmark = pytest.mark.backends
 
@@ -151,7 +151,7 @@ def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
     assert "tick hello" in out  # the flow's log line reached the daemon's output
     assert "Beginning flow run" not in out  # the summary line says it once per run
     # The run's stored logs tell its story in the daemon's lines, not the engine's.
-    stored = [log["message"] for log in store.read_logs(flow_run_id=done[0]["id"])]
+    stored = [log["message"] for log in logs_of(store, flow_run_id=done[0]["id"])]
     assert any(message.startswith("schedule decision: ticker fired") for message in stored)
     assert any(message.startswith("run finished: ticker Completed") for message in stored)
     assert not any(message.startswith(("Beginning flow run", "Finished in")) for message in stored)
@@ -190,7 +190,7 @@ def test_at_debug_the_workers_log_and_store_a_runs_start_and_end_lines(
 
     assert daemon.returncode == 0, err
     run = next(row for row in runs(store, "ticker") if row["state_name"] == "Completed")
-    stored = [log["message"] for log in store.read_logs(flow_run_id=run["id"])]
+    stored = [log["message"] for log in logs_of(store, flow_run_id=run["id"])]
     assert any(message.startswith("Beginning flow run") for message in stored), stored
     assert "Finished in state Completed()" in stored
     assert "Beginning flow run" in out  # relayed into the daemon's log at DEBUG
@@ -457,7 +457,7 @@ def test_a_reload_picks_up_edited_flow_code_in_checks_and_in_workers(
         return any(
             "tock hello" in row["message"]
             for run in runs(store, "ticker")
-            for row in store.read_logs(flow_run_id=run["id"])
+            for row in logs_of(store, flow_run_id=run["id"])
         )
 
     wait_for(tocked, what="a run of the edited flow")

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import logs_of
 from gnomon.store import Store
 from test_cli_daemon import gnomon
 from test_daemon import completed, runs, start_daemon, wait_for, write_config
@@ -164,7 +165,7 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
     assert failed["url"] == f"https://gnomon.example.com/runs/{failed['run_id']}"
     assert store.read_flow_run(failed["run_id"])["state_name"] == "Failed"
     # The engine's line for a failed run stays in its logs, traceback included.
-    stored = [log["message"] for log in store.read_logs(flow_run_id=failed["run_id"])]
+    stored = [log["message"] for log in logs_of(store, flow_run_id=failed["run_id"])]
     assert any(
         line.startswith("Finished in state Failed") and "the CRM is down" in line for line in stored
     ), stored

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import read_line, run_python, schedule_run, start_python
+from conftest import logs_of, read_line, run_python, schedule_run, start_python, subflows
 from gnomon.exceptions import ObjectNotFound
 from gnomon.flows import execute_flow_run
 
@@ -80,7 +80,7 @@ def test_stored_flow_run_executes_in_another_process_given_only_its_id(
     task_runs = store.read_task_runs(run_id)
     assert len(task_runs) == 3
     assert {row["state_name"] for row in task_runs} == {"Completed"}
-    assert store.read_flow_runs() == [run]  # no second flow run was created
+    assert store.read_runs() == [run]  # no second flow run was created
 
 
 def test_flow_file_can_import_the_modules_beside_it(
@@ -181,7 +181,7 @@ def test_final_states_written_before_a_sigkill_survive_it(gnomon_home: Path, sto
         worker.communicate()
     assert worker.returncode == -signal.SIGKILL
 
-    finished = [run for run in store.read_flow_runs() if run["flow_name"] == "short"]
+    finished = [run for run in store.read_runs() if run["flow_name"] == "short"]
     assert len(finished) == 5
     for run in finished:
         assert (run["state_type"], run["end_time"] is not None) == ("COMPLETED", True)
@@ -190,7 +190,7 @@ def test_final_states_written_before_a_sigkill_survive_it(gnomon_home: Path, sto
         task_runs = store.read_task_runs(run["id"])
         assert [row["state_type"] for row in task_runs] == ["COMPLETED"] * 3
     # The killed run never reached a final state, whatever of it was written.
-    for run in store.read_flow_runs():
+    for run in store.read_runs():
         if run["flow_name"] == "hangs":
             assert run["state_type"] in {"PENDING", "RUNNING"}
 
@@ -240,7 +240,7 @@ def test_an_executed_run_is_stored_before_execute_returns_even_if_the_process_di
     assert run["start_time"] <= run["end_time"]
     task_runs = store.read_task_runs(run_id)
     assert [row["state_name"] for row in task_runs] == ["Completed"] * 2
-    messages = [row["message"] for row in store.read_logs(flow_run_id=run_id)]
+    messages = [row["message"] for row in logs_of(store, flow_run_id=run_id)]
     assert messages[-1] == "Finished in state Completed()"
 
 
@@ -274,10 +274,10 @@ def test_a_daemon_worker_stores_a_subflows_start_and_end_lines_not_its_parents(
     )
 
     assert result.returncode == 0, result.stderr
-    [child] = store.read_flow_runs(parent_flow_run_id=run_id)
+    [child] = subflows(store, run_id)
     # The daemon's summary line tells the run it dispatched; nothing tells the subflow's.
-    assert [row["message"] for row in store.read_logs(flow_run_id=run_id)] == []
-    child_lines = [row["message"] for row in store.read_logs(flow_run_id=child["id"])]
+    assert [row["message"] for row in logs_of(store, flow_run_id=run_id)] == []
+    child_lines = [row["message"] for row in logs_of(store, flow_run_id=child["id"])]
     assert child_lines[0].startswith("Beginning flow run")
     assert "for flow 'child'" in child_lines[0]
     assert child_lines[-1] == "Finished in state Completed()"

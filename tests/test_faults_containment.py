@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from conftest import logs_of
 from faults import assert_store_sound
 from gnomon.daemon._containment import Containment
 from gnomon.deployments import ContainmentMode
@@ -276,9 +277,7 @@ def test_what_a_finished_run_left_running_is_killed_and_said_so_in_its_logs(
     assert len(pids) == 2
     none_running(pids)  # gone before the worker took another run
     wait_for(
-        lambda: any(
-            "left 2 processes running" in row["message"] for row in store.read_logs(run_id)
-        ),
+        lambda: any("left 2 processes running" in row["message"] for row in logs_of(store, run_id)),
         what="the warning about the leftovers stored with the run",
     )
     stop(daemon)
@@ -351,7 +350,7 @@ def test_a_run_printing_100_mb_stores_and_relays_only_its_cap(
 
     assert final(store, run_id)["state_name"] == "Completed"
     out = stop(daemon)
-    printed = [row for row in store.read_logs(run_id) if row["logger"] == "gnomon.worker.output"]
+    printed = [row for row in logs_of(store, run_id) if row["logger"] == "gnomon.worker.output"]
     truncations = [row for row in printed if row["message"].startswith("log truncated")]
     assert len(printed) == 1001
     assert [row["message"] for row in truncations] == [
@@ -377,7 +376,7 @@ def test_a_run_logging_past_its_cap_stores_the_cap_and_one_truncation_line(
 
     assert final(store, run_id)["state_name"] == "Completed"
     out = stop(daemon)
-    logged = [row for row in store.read_logs(run_id) if row["logger"] == "gnomon.flow_runs"]
+    logged = [row for row in logs_of(store, run_id) if row["logger"] == "gnomon.flow_runs"]
     assert [row["message"] for row in logged[:2]] == ["line 0", "line 1"]
     assert logged[499]["message"] == "line 499"
     assert [row["message"] for row in logged[500:]] == [
@@ -400,7 +399,7 @@ def test_the_lines_a_worker_wrote_right_before_it_segfaulted_are_stored(
     expected = ["printed before the crash", *(f"last words {n}" for n in range(20))]
 
     def stored() -> list[str]:
-        return [row["message"] for row in store.read_logs(run_id)]
+        return [row["message"] for row in logs_of(store, run_id)]
 
     wait_for(lambda: set(expected) <= set(stored()), what=f"{expected} stored")
     messages = stored()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import logs_of
 from test_api import Api, api  # noqa: F401  (the fixture: a live API over a real store)
 from test_cli_daemon import gnomon
 from test_daemon import INTERVAL_TICK, completed, runs, start_daemon, wait_for, write_config
@@ -58,7 +59,7 @@ def ticks(store, word: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Completed ticker runs whose flow logged ``word``, with the worker pid it logged."""
     found = {}
     for run in runs(store, "ticker"):
-        for row in store.read_logs(flow_run_id=run["id"]):
+        for row in logs_of(store, flow_run_id=run["id"]):
             parts = row["message"].split()
             if parts[:1] == [word] and run["state_name"] == "Completed":
                 found[run["id"]] = int(parts[-1])
@@ -148,6 +149,7 @@ def test_a_reload_with_broken_flow_code_keeps_scheduling_with_the_last_good_code
 
 
 REPORT = """
+from conftest import logs_of
 from gnomon import flow
 
 @flow

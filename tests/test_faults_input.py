@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from conftest import create_run, logs_of
 from gnomon import flow, get_run_logger
 from gnomon.api._http import route_table
 from gnomon.api._operations import Operations
@@ -146,7 +147,8 @@ def _seed_runs(store: Store) -> dict[str, str]:
     ]
     for index, (name, state_type) in enumerate(states):
         ids[name] = uuid.uuid4().hex
-        store.create_flow_run(
+        create_run(
+            store,
             {
                 "id": ids[name],
                 "name": f"run-{name}",
@@ -159,7 +161,7 @@ def _seed_runs(store: Store) -> dict[str, str]:
                 "scheduled_for": now - timedelta(minutes=10 - index),
                 "created": now - timedelta(minutes=10 - index),
                 "updated": now,
-            }
+            },
         )
     return ids
 
@@ -567,7 +569,7 @@ def test_a_flow_whose_error_and_log_hold_lone_surrogates_is_still_recorded(store
     assert state.is_failed()
     assert (row["state_name"], row["error_message"]) == ("Failed", "oops \ufffd")
     assert "ValueError: oops \ufffd" in row["error_traceback"]
-    assert "bad \ufffd text" in [log["message"] for log in store.read_logs(flow_run_id=row["id"])]
+    assert "bad \ufffd text" in [log["message"] for log in logs_of(store, flow_run_id=row["id"])]
 
 
 def test_a_flow_run_in_a_script_masks_its_secret_parameter_in_what_it_stores(
@@ -582,7 +584,7 @@ def test_a_flow_run_in_a_script_masks_its_secret_parameter_in_what_it_stores(
     store.flush()
 
     [row] = store.read_runs()
-    logs = [log["message"] for log in store.read_logs(flow_run_id=row["id"])]
+    logs = [log["message"] for log in logs_of(store, flow_run_id=row["id"])]
     assert row["error_message"] == f"refused: '{MASK}'"
     assert "s3cr3t-script-value" not in row["error_traceback"] + row["state_message"]
     assert f"trying {MASK}" in logs

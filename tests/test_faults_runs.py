@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import schedule_run, start_python
+from conftest import logs_of, schedule_run, start_python
 from faults import (
     assert_nothing_left_running,
     assert_one_final_state_per_run,
@@ -165,7 +165,7 @@ def test_a_final_state_queued_for_a_finished_run_is_dropped_with_its_history_row
         "Scheduled",
         "Completed",
     ]
-    assert [row["message"] for row in store.read_logs(flow_run_id=run_id)] == [
+    assert [row["message"] for row in logs_of(store, flow_run_id=run_id)] == [
         "a line of the same batch"
     ]
 

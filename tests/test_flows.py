@@ -11,6 +11,7 @@ from typing import Any
 import pydantic
 import pytest
 
+from conftest import logs_of, subflows
 from gnomon import flow, get_run_logger, tags, task
 from gnomon.exceptions import CrashedRun, ParameterTypeError, UnfinishedRun
 from gnomon.states import (
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.backends
 
 
 def only_flow_run(store: Any) -> dict[str, Any]:
-    [run] = store.read_flow_runs()
+    [run] = store.read_runs()
     return run
 
 
@@ -188,14 +189,14 @@ def test_subflow_run_is_linked_to_its_parent(store):
         return child(3) + child(4)
 
     assert parent() == 14
-    runs = store.read_flow_runs()
+    runs = store.read_runs()
     [parent_run] = [run for run in runs if run["flow_name"] == "parent"]
     children = [run for run in runs if run["flow_name"] == "child"]
     assert parent_run["parent_flow_run_id"] is None
     assert len(children) == 2
     assert {run["parent_flow_run_id"] for run in children} == {parent_run["id"]}
     assert sorted(run["parameters"]["x"] for run in children) == [3, 4]
-    linked = store.read_flow_runs(parent_flow_run_id=parent_run["id"])
+    linked = subflows(store, parent_run["id"])
     assert sorted(run["id"] for run in linked) == sorted(run["id"] for run in children)
     for run in children:
         [task_run] = store.read_task_runs(run["id"])
@@ -214,7 +215,7 @@ def test_failing_subflow_fails_its_parent(store):
 
     with pytest.raises(ValueError, match="boom"):
         parent()
-    assert {run["flow_name"]: run["state_name"] for run in store.read_flow_runs()} == {
+    assert {run["flow_name"]: run["state_name"] for run in store.read_runs()} == {
         "parent": "Failed",
         "child": "Failed",
     }
@@ -342,8 +343,8 @@ def test_flow_run_name_callable_and_default_names(store):
     named()
     unnamed()
     unnamed()
-    names = {run["flow_name"]: [] for run in store.read_flow_runs()}
-    for run in store.read_flow_runs():
+    names = {run["flow_name"]: [] for run in store.read_runs()}
+    for run in store.read_runs():
         names[run["flow_name"]].append(run["name"])
     assert names["named"] == ["from-a-callable"]
     assert len(set(names["unnamed"])) == 2, "each run gets its own generated name"
@@ -531,7 +532,7 @@ def test_run_logger_and_log_prints_land_in_the_runs_logs(store, capsys):
     pipeline()
     run = only_flow_run(store)
     [shout_run, quiet_run] = store.read_task_runs(run["id"])
-    logs = {row["message"]: row for row in store.read_logs(run["id"])}
+    logs = {row["message"]: row for row in logs_of(store, run["id"])}
 
     flow_log = logs["flow says hello"]
     assert (flow_log["task_run_id"], flow_log["level"], flow_log["logger"]) == (
@@ -550,7 +551,7 @@ def test_run_logger_and_log_prints_land_in_the_runs_logs(store, capsys):
     assert all(row["flow_run_id"] == run["id"] for row in logs.values())
     assert "not captured: this task does not log prints" not in logs
     assert "not captured: this task does not log prints" in capsys.readouterr().out
-    assert store.read_logs(task_run_id=quiet_run["id"]) == []
+    assert logs_of(store, task_run_id=quiet_run["id"]) == []
 
 
 def test_logs_of_two_runs_are_kept_apart(store):
@@ -560,8 +561,8 @@ def test_logs_of_two_runs_are_kept_apart(store):
 
     pipeline(1)
     pipeline(2)
-    for run in store.read_flow_runs():
-        messages = [row["message"] for row in store.read_logs(run["id"])]
+    for run in store.read_runs():
+        messages = [row["message"] for row in logs_of(store, run["id"])]
         assert f"run {run['parameters']['n']}" in messages
         assert f"run {3 - run['parameters']['n']}" not in messages
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conftest import create_run, logs_of
 from gnomon._settings import reset_settings
 from gnomon.exceptions import MissingContextError
 from gnomon.flows import _log_hold, _logging
@@ -424,12 +425,12 @@ def test_run_logs_reach_the_real_store(configure, monkeypatch) -> None:
     store_module.reset_store()  # a store on this test's GNOMON_HOME
     try:
         store = store_module.get_store()
-        store.create_flow_run({"id": FLOW_RUN_ID, "name": "brave-fox", "flow_name": "etl"})
+        create_run(store, {"id": FLOW_RUN_ID, "name": "brave-fox", "flow_name": "etl"})
         with running(flow_run()):
             get_run_logger(source="api").warning("stored for %s", "real")
             engine_logger().info("Finished in state %s", "Completed()")
         store.flush()
-        rows = store.read_logs(flow_run_id=FLOW_RUN_ID)
+        rows = logs_of(store, flow_run_id=FLOW_RUN_ID)
     finally:
         store_module.reset_store()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import schedule_run
+from conftest import logs_of, schedule_run
 from gnomon.daemon._pool import RunOutcome, WorkerPool, WorkerPoolError
 
 DEADLINE = 30.0
@@ -230,7 +230,7 @@ def test_prints_and_logs_of_a_run_reach_the_log_sink_and_prints_are_stored(
     until(
         lambda: (
             "printed by ada"
-            in [row["message"] for row in harness.store.read_logs(outcome.flow_run_id)]
+            in [row["message"] for row in logs_of(harness.store, outcome.flow_run_id)]
         ),
         "the printed line stored with the run",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FakeClock
+from conftest import FakeClock, all_states
 from gnomon import flow, task
 from gnomon.flows._clock import use_clock
 from gnomon.tasks import exponential_backoff
@@ -33,7 +33,7 @@ def failing_until(attempts: int) -> tuple[Callable[[], str], list[int]]:
 
 
 def only_flow_run(store: Any) -> dict[str, Any]:
-    [run] = store.read_flow_runs()
+    [run] = store.read_runs()
     return run
 
 
@@ -116,7 +116,7 @@ def test_retry_delay_message_tells_when_the_retry_starts(store):
     pipeline()
     [awaiting] = [
         row
-        for row in store.read_all_states(only_flow_run(store)["id"])
+        for row in all_states(store, only_flow_run(store)["id"])
         if row["name"] == "AwaitingRetry"
     ]
     assert awaiting["type"] == "SCHEDULED"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from conftest import logs_of
 from gnomon import flow, get_run_logger, task
 from gnomon.futures import PrefectFuture
 from gnomon.task_runners import ProcessPoolTaskRunner
@@ -61,7 +62,7 @@ def test_process_pool_runs_tasks_in_other_processes_and_returns_their_results(st
     pids = {pid for _, pid in results}
     assert os.getpid() not in pids
     assert len(pids) <= 2
-    flow_run = store.read_flow_runs()[0]
+    flow_run = store.read_runs()[0]
     assert flow_run["state_name"] == "Completed"
     task_runs = store.read_task_runs(flow_run["id"])
     assert {run["id"] for run in task_runs} == {future.task_run_id for future in futures}
@@ -124,7 +125,7 @@ def test_logs_from_a_process_task_are_stored_with_its_task_run(store) -> None:
 
     task_run_id, worker_pid = audit()
 
-    messages = [row["message"] for row in store.read_logs(task_run_id=task_run_id)]
+    messages = [row["message"] for row in logs_of(store, task_run_id=task_run_id)]
     assert f"counting apples in pid {worker_pid}" in messages
     assert worker_pid != os.getpid()
 
@@ -138,7 +139,7 @@ def test_prints_of_a_log_prints_process_task_are_stored_with_its_task_run(store)
 
     task_run_id = audit()
 
-    messages = [row["message"] for row in store.read_logs(task_run_id=task_run_id)]
+    messages = [row["message"] for row in logs_of(store, task_run_id=task_run_id)]
     assert "printed pears" in messages
 
 

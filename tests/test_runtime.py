@@ -31,7 +31,7 @@ def test_runtime_names_the_current_flow_and_task_run(store) -> None:
 
     seen = outer("mon")
 
-    [stored_flow] = store.read_flow_runs()
+    [stored_flow] = store.read_runs()
     [stored_task] = store.read_task_runs(stored_flow["id"])
     assert seen["flow_id"] == seen["flow_id_from_task"] == stored_flow["id"]
     assert seen["task_id"] == stored_task["id"]

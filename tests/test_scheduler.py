@@ -216,7 +216,7 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
         def submit(
             self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
         ) -> bool:
-            self.stored_at_submit.append(len(store.read_flow_runs(limit=100)))
+            self.stored_at_submit.append(len(store.read_runs(limit=100)))
             return super().submit(flow_run_id, timeout, limits)
 
     names = [f"d{i}" for i in range(6)]
@@ -228,7 +228,7 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
 
     assert [decision.action for decision in decisions] == ["fired"] * 6
     assert workers.stored_at_submit == [2, 2]  # the other four were written after
-    assert len(store.read_flow_runs(limit=100)) == 6
+    assert len(store.read_runs(limit=100)) == 6
     assert scheduler.waiting_count() == 4
 
 

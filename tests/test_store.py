@@ -24,9 +24,11 @@ from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from conftest import all_states, create_run, logs_of, subflows
 from gnomon._settings import get_settings, reset_settings
 from gnomon.store import (
     HEAD_REVISION,
+    LogQuery,
     Store,
     StoreWriteError,
     _db,
@@ -190,7 +192,7 @@ def test_upgrade_twice_changes_nothing_and_keeps_data(url: str) -> None:
     assert current_revision(url) is None
     upgrade(url)
     store = get_store()
-    store.create_flow_run(flow_run(id="a" * 32))
+    create_run(store, flow_run(id="a" * 32))
     upgrade(url)
     assert current_revision(url) == HEAD_REVISION
     assert store.read_flow_run("a" * 32) is not None
@@ -502,7 +504,7 @@ def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
     monkeypatch.setattr(_db, "BUSY_TIMEOUT_MS", 50)
     reset_store()
     store = get_store()
-    store.read_flow_runs()  # connections made: migrations ran before the lock is taken
+    store.read_runs()  # connections made: migrations ran before the lock is taken
     path = _db.sqlite_path(store.url)
     assert path is not None
     blocker = sqlite3.connect(path, isolation_level=None)
@@ -547,7 +549,7 @@ def test_threads_recording_and_flushing_at_once_lose_nothing(store: Store) -> No
     rows = store.read_task_runs(run["id"])
     assert len(rows) == 800
     assert {row["state_type"] for row in rows} == {"COMPLETED"}
-    assert len(store.read_all_states(run["id"])) == 800
+    assert len(all_states(store, run["id"])) == 800
 
 
 def test_a_process_that_exits_without_flush_still_stores_its_rows(
@@ -590,7 +592,7 @@ def test_a_forked_child_starts_with_an_empty_batch_and_own_connections(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     store.flush()
-    names = sorted(row["name"] for row in store.read_flow_runs())
+    names = sorted(row["name"] for row in store.read_runs())
     assert names == ["before", "child", "run"]
 
 
@@ -607,13 +609,13 @@ def test_flow_runs_are_listed_newest_first_and_by_parent(store: Store) -> None:
     for row in (parent, *children):
         store.insert_flow_run(row)
     store.flush()
-    assert [r["id"] for r in store.read_flow_runs()] == [
+    assert [r["id"] for r in store.read_runs()] == [
         children[1]["id"],
         children[0]["id"],
         parent["id"],
     ]
-    assert [r["id"] for r in store.read_flow_runs(limit=1)] == [children[1]["id"]]
-    listed = store.read_flow_runs(parent_flow_run_id=parent["id"])
+    assert [r["id"] for r in store.read_runs(limit=1)] == [children[1]["id"]]
+    listed = subflows(store, parent["id"])
     assert [r["id"] for r in listed] == [children[1]["id"], children[0]["id"]]
     assert store.read_flow_run(new_id()) is None
 
@@ -639,7 +641,7 @@ def test_states_of_a_flow_run_exclude_its_tasks_unless_asked(store: Store) -> No
         "RUNNING",
         "COMPLETED",
     ]
-    assert len(store.read_all_states(run["id"])) == 4
+    assert len(all_states(store, run["id"])) == 4
     assert [t["id"] for t in store.read_task_runs(run["id"])] == [task["id"]]
 
 
@@ -659,13 +661,14 @@ def test_logs_can_be_followed_after_an_id_and_filtered_by_task(store: Store) -> 
             }
         )
     store.flush()
-    logs = store.read_logs(flow_run_id=run["id"])
+    logs = logs_of(store, flow_run_id=run["id"])
     assert [log["message"] for log in logs] == [f"line {n}" for n in range(5)]
     assert logs[0]["extra"] == {"n": 0}
     assert logs[0]["timestamp"].tzinfo is UTC
-    later = store.read_logs(flow_run_id=run["id"], after_id=logs[2]["id"], limit=1)
+    after = LogQuery(flow_run_id=run["id"], after_id=logs[2]["id"])
+    later = store.search_logs(after, 1, newest=False)
     assert [log["message"] for log in later] == ["line 3"]
-    by_task = store.read_logs(task_run_id=task["id"])
+    by_task = logs_of(store, task_run_id=task["id"])
     assert [log["message"] for log in by_task] == ["line 1", "line 3"]
 
 
@@ -690,8 +693,8 @@ def test_concurrency_limits_can_be_set_changed_listed_and_deleted(store: Store) 
     store.set_concurrency_limit("db", 2)
     store.set_concurrency_limit("tag:io", 5)
     store.set_concurrency_limit("db", 3)
-    assert store.read_concurrency_limit("db") == 3
-    assert store.read_concurrency_limit("missing") is None
+    assert store.read_concurrency_limits(["db"]).get("db") == 3
+    assert store.read_concurrency_limits(["missing"]).get("missing") is None
     assert store.read_concurrency_limits() == {"db": 3, "tag:io": 5}
     assert store.delete_concurrency_limit("db") is True
     assert store.delete_concurrency_limit("db") is False
@@ -824,9 +827,9 @@ def test_eight_processes_first_using_a_new_database_at_once_all_succeed(
     code = """
         from datetime import UTC, datetime
         from gnomon.store import get_store
-        get_store().create_flow_run(
-            {"id": uuid.uuid4().hex, "name": "n", "flow_name": "f", "created": datetime.now(UTC)}
-        )
+        run = {"id": uuid.uuid4().hex, "name": "n", "flow_name": "f", "created": datetime.now(UTC)}
+        first = {"state_type": "SCHEDULED", "state_name": "Scheduled", "deployment_name": None}
+        get_store().create_runs([{**run, **first}])
     """
     results = run_together("import uuid\n" + textwrap.dedent(code), home, processes=8)
     for result in results:

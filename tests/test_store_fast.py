@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conftest import create_run
 from gnomon.states import StateFilter, StateName, StateType, parse_state_filter
 from gnomon.store import Actor, FastStore, LogQuery, Store, open_fast
 from test_cli_daemon import gnomon
@@ -72,7 +73,8 @@ def seeded(store: Store) -> Store:
     for index, (deployment, state) in enumerate(RUN_STATES):
         when = T0 - timedelta(minutes=10 - index, microseconds=index)
         finished = TYPES[state] not in (StateType.RUNNING,)
-        store.create_flow_run(
+        create_run(
+            store,
             {
                 "id": run_id(index),
                 "name": f"run-{index}",
@@ -94,7 +96,7 @@ def seeded(store: Store) -> Store:
                 "exit_code": 1 if index == 3 else None,
                 "created": when,
                 "updated": when,
-            }
+            },
         )
     lines = [(T0 - timedelta(minutes=8 - index), index) for index in range(8)]
     lines.append((T0 - timedelta(minutes=3, seconds=30), 8))  # stored after later lines

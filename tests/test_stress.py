@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_line, start_python
+from conftest import all_states, read_line, start_python
 from gnomon.store import get_store
 
 PROCESSES = 8
@@ -73,7 +73,7 @@ def test_eight_processes_sharing_one_store_record_every_run_and_state(gnomon_hom
     assert len(flow_run_ids) == PROCESSES * FLOWS
 
     store = get_store()
-    flow_runs = store.read_flow_runs(limit=10 * PROCESSES)
+    flow_runs = store.read_runs(limit=10 * PROCESSES)
     assert {run["id"] for run in flow_runs} == flow_run_ids
     assert {run["state_name"] for run in flow_runs} == {"Completed"}
     for run_id in flow_run_ids:
@@ -81,7 +81,7 @@ def test_eight_processes_sharing_one_store_record_every_run_and_state(gnomon_hom
         assert len(task_runs) == TASKS
         assert {run["state_type"] for run in task_runs} == {"COMPLETED"}
         states = defaultdict(list)
-        for row in store.read_all_states(run_id):
+        for row in all_states(store, run_id):
             states[row["task_run_id"]].append(row["name"])
         assert states.pop(None) == ["Pending", "Running", "Completed"]
         assert set(states) == {run["id"] for run in task_runs}

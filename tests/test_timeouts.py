@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conftest import logs_of
 from gnomon import flow, get_run_logger, task
 from gnomon.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
 from gnomon.states import StateType
@@ -60,7 +61,7 @@ def blocker() -> Iterator[Blocker]:
 
 
 def only_flow_run(store: Any) -> dict[str, Any]:
-    [run] = store.read_flow_runs()
+    [run] = store.read_runs()
     return run
 
 
@@ -189,7 +190,7 @@ def test_task_finishing_before_its_timeout_completes_in_its_run(store):
     assert task_run["state_name"] == "Completed"
     [log] = [
         row
-        for row in store.read_logs(run["id"])
+        for row in logs_of(store, run["id"])
         if row["message"] == "computing inside the task run"
     ]
     assert log["task_run_id"] == task_run["id"], "the body's thread kept the run context"

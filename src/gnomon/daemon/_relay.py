@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon.daemon._worker import RUN_MARKER, SUMMARISED_EVENTS, parse_object
 from gnomon.flows._logging import STORED_LOGGERS
+from gnomon.store import LogQuery
 
 if TYPE_CHECKING:
     from gnomon.store import ScheduleStore
@@ -229,7 +230,7 @@ def _not_stored(
 ) -> list[dict[str, Any]]:
     """The events of ``flow_run_id`` that have no stored row: a row and an event match by
     time (the record's own, to the microsecond) and logger."""
-    rows = store.read_logs(flow_run_id=flow_run_id)
+    rows = store.search_logs(LogQuery(flow_run_id=flow_run_id), None, newest=False)
     stored: Counter[tuple[datetime | None, Any]] = Counter(
         (_utc(row["timestamp"]), row["logger"]) for row in rows
     )

@@ -19,6 +19,7 @@ from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, S
 from gnomon.store._calls import audit_call
 from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction
 from gnomon.store._queries import Queries, Row, execute_call, upsert_limit
+from gnomon.store._scheduled import first_state_row
 from gnomon.store._schema import (
     api_tokens,
     audit_log,
@@ -146,20 +147,11 @@ class ControlQueries(Queries):
 
     def create_requested_run(self, row: Row, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry (Pending) with its first state and audit entry."""
-        now = row.get("created") or utcnow()
+        row = {"created": utcnow(), **row}
+        now = row["created"]
         with self.engine.begin() as connection:
             connection.execute(flow_runs.insert(), row)
-            connection.execute(
-                run_states.insert(),
-                {
-                    "flow_run_id": row["id"],
-                    "timestamp": now,
-                    "type": row["state_type"],
-                    "name": row["state_name"],
-                    "message": row.get("state_message"),
-                    "attempt": 0,
-                },
-            )
+            connection.execute(run_states.insert(), first_state_row(row))
             execute_call(
                 connection,
                 audit_call(

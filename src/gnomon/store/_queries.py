@@ -37,7 +37,6 @@ from gnomon.store._schema import (
     concurrency_slots,
     deployments,
     flow_runs,
-    run_logs,
     run_states,
     task_runs,
     utcnow,
@@ -121,13 +120,6 @@ class Queries(FastControlQueries):
 
     # Runs, states and logs.
 
-    def read_flow_runs(self, limit: int = 100, parent_flow_run_id: str | None = None) -> list[Row]:
-        """The newest flow runs first; only the subflows of a parent if one is given."""
-        statement = select(flow_runs).order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())
-        if parent_flow_run_id is not None:
-            statement = statement.where(flow_runs.c.parent_flow_run_id == parent_flow_run_id)
-        return self._all(statement.limit(limit))
-
     def read_task_run(self, id: str) -> Row | None:
         """The task run row ``id``, or None."""
         return self._one(select(task_runs).where(task_runs.c.id == id))
@@ -152,45 +144,6 @@ class Queries(FastControlQueries):
         if flow_run_id is not None:
             statement = statement.where(run_states.c.flow_run_id == flow_run_id)
         return self._all(statement)
-
-    def read_all_states(self, flow_run_id: str) -> list[Row]:
-        """Every state transition of a flow run and of its task runs, in order."""
-        return self._all(
-            select(run_states)
-            .where(run_states.c.flow_run_id == flow_run_id)
-            .order_by(run_states.c.id)
-        )
-
-    def read_logs(
-        self,
-        flow_run_id: str | None = None,
-        task_run_id: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-    ) -> list[Row]:
-        """Log rows in order, after ``after_id`` (so a follower can poll for new lines)."""
-        statement = select(run_logs).where(run_logs.c.id > after_id).order_by(run_logs.c.id)
-        if flow_run_id is not None:
-            statement = statement.where(run_logs.c.flow_run_id == flow_run_id)
-        if task_run_id is not None:
-            statement = statement.where(run_logs.c.task_run_id == task_run_id)
-        return self._all(statement.limit(limit))
-
-    def create_flow_run(self, row: Row) -> None:
-        """Insert a flow run with its first state and commit now, so another process can
-        start it by id."""
-        first_state = {
-            "flow_run_id": row["id"],
-            "task_run_id": None,
-            "timestamp": row.get("updated") or row.get("created") or utcnow(),
-            "type": row.get("state_type") or StateType.SCHEDULED,
-            "name": row.get("state_name") or StateName.SCHEDULED,
-            "message": row.get("state_message"),
-            "attempt": 0,
-        }
-        with self.engine.begin() as connection:
-            connection.execute(flow_runs.insert(), row)
-            connection.execute(run_states.insert(), first_state)
 
     def claim_flow_run(
         self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
@@ -245,10 +198,6 @@ class Queries(FastControlQueries):
             raise ValueError(f"a concurrency limit cannot be negative, got {limit}")
         with self.engine.begin() as connection:
             upsert_limit(connection, name, limit, utcnow())
-
-    def read_concurrency_limit(self, name: str) -> int | None:
-        """The number of slots of limit ``name``; None if there is no such limit."""
-        return self.read_concurrency_limits([name]).get(name)
 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
         """Every limit (or those of ``names`` that exist) by name."""

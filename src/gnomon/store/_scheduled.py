@@ -52,6 +52,8 @@ def _insert_ignoring_duplicates(dialect: str) -> Insert:
 
 
 def first_state_row(run: Row) -> Row:
+    """The ``run_states`` row of a new run's first state, as of its ``updated`` time (or
+    ``created``): how the daemon's runs and operators' requested runs begin."""
     return {
         "flow_run_id": run["id"],
         "task_run_id": None,

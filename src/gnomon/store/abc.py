@@ -188,14 +188,8 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
     def read_unfinished_deployment_runs(self) -> list[Row]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
 
-    def read_logs(
-        self,
-        flow_run_id: str | None = None,
-        task_run_id: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-    ) -> list[Row]:
-        """Log rows in order after ``after_id``, of a flow run or a task run if given."""
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+        """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
 
 
 class FastControl(Protocol):
