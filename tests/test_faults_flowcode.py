@@ -149,7 +149,6 @@ def test_a_reload_with_broken_flow_code_keeps_scheduling_with_the_last_good_code
 
 
 REPORT = """
-from conftest import logs_of
 from gnomon import flow
 
 @flow
