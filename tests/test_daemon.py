@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -87,18 +88,27 @@ class DaemonProcess(subprocess.Popen[str]):
 
 
 def start_daemon(
-    config: Path, home: Path, output_dir: Path | None = None, **env: str
+    config: Path,
+    home: Path,
+    output_dir: Path | None = None,
+    cgroup: Path | None = None,
+    **env: str,
 ) -> DaemonProcess:
     """The daemon on ``config`` as a subprocess; its stdout and stderr go to files in
-    ``output_dir`` (default: ``home``)."""
+    ``output_dir`` (default: ``home``). Given ``cgroup`` (a cgroup v2 directory), the daemon
+    starts in it, as systemd starts a service in a group of its own."""
     environment = {**os.environ, "GNOMON_HOME": str(home), "GNOMON_LOG_FORMAT": "json", **env}
     environment["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO / "src"), environment.get("PYTHONPATH")])
     )
     home.mkdir(parents=True, exist_ok=True)
     output = (output_dir or home) / f"daemon-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "gnomon.cli", "daemon", "--config", str(config)]
+    if cgroup is not None:  # the shell moves itself, then becomes the daemon (same pid)
+        procs = shlex.quote(str(cgroup / "cgroup.procs"))
+        command = ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh", *command]
     return DaemonProcess(
-        [sys.executable, "-m", "gnomon.cli", "daemon", "--config", str(config)],
+        command,
         output,
         env=environment,
         cwd=config.parent,

@@ -5,11 +5,14 @@ signals, a real SQLite store; each test ends with the invariants users rely on."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +114,7 @@ class Operator:
     def __init__(self, tmp_path: Path, home: Path, daemons: list[DaemonProcess]) -> None:
         self.tmp_path, self.home, self.daemons = tmp_path, home, daemons
         self.config = tmp_path / "gnomon.toml"
+        self.cgroup: Path | None = None  # where its daemons start (default: the test's)
 
     def start(self, deployments: str = "", daemon: str = "workers = 1") -> DaemonProcess:
         """A daemon on these deployments, once it is ready (the same config, if none)."""
@@ -120,7 +124,7 @@ class Operator:
             if "shutdown_grace" in daemon:  # instead of write_config's own
                 text = self.config.read_text().replace('shutdown_grace = "5s"\n', "", 1)
                 self.config.write_text(text)
-        process = start_daemon(self.config, self.home)
+        process = start_daemon(self.config, self.home, cgroup=self.cgroup)
         self.daemons.append(process)
         for line in process.output_lines(timeout=60):
             if "daemon ready" in line:
@@ -284,11 +288,42 @@ def test_what_a_finished_run_left_running_is_killed_and_said_so_in_its_logs(
     assert_invariants(store, gnomon_home)
 
 
-def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
-    operator: Operator, gnomon_home: Path, store: Store
-) -> None:
-    if not cgroups_work():
+@pytest.fixture
+def service_cgroup() -> Iterator[Path]:
+    """A cgroup v2 group of its own beside the test's, as systemd gives each service one."""
+    containment = Containment.detect()
+    containment.close()
+    if containment.mechanism is not ContainmentMode.CGROUP:
         pytest.skip("only the workers' cgroups outlive a killed daemon to say what is left")
+    own = Path(f"/proc/{os.getpid()}/cgroup").read_text().split("0::", 1)[1].split()[0]
+    mount = next(
+        Path(line.split()[4])
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if " - cgroup2 " in line
+    )
+    group = mount / own.lstrip("/") / f"service-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    yield group
+    wait_for(lambda: _removed(group), timeout=10, what=f"{group} to empty")
+
+
+def _removed(group: Path) -> bool:
+    for child in [*group.glob("*/*/"), *group.glob("*/")]:
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    try:
+        group.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
+    operator: Operator, gnomon_home: Path, store: Store, service_cgroup: Path
+) -> None:
+    # Any daemon that starts sweeps what dead daemons left in its cgroup: in the test's own
+    # group, another test's daemon could sweep it first and say so in its own log.
+    operator.cgroup = service_cgroup
     daemon, run_id, pids = operator.spawn()
     # A worker that outlives its daemon for a moment ends its run's processes itself (end of
     # file on its stdin); stopped, it cannot, as when it is killed together with the daemon.

@@ -131,8 +131,16 @@ class _ProcessTree(WorkerTree):
         self._signal_all(self._descendants(self.pid), signal.SIGTERM)
 
     def kill(self) -> None:
-        if not self._closed:
-            self._signal_all([self.pid, *self._descendants(self.pid)], signal.SIGKILL)
+        # Stopped before killed: a process killed as it forks leaves its new child to init,
+        # outside the tree, while a stopped one forks no more and its children stay found.
+        stopped: list[int] = []
+        for _ in range(MAX_KILL_ROUNDS):
+            found = [pid for pid in self.pids() if pid not in stopped]
+            if not found:
+                break
+            self._signal_all(found, signal.SIGSTOP)
+            stopped.extend(found)
+        self._signal_all(stopped, signal.SIGKILL)
 
     def _descendants(self, pid: int) -> list[int]:
         return descendants(pid) if self._walk else []

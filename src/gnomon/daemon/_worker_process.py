@@ -169,18 +169,19 @@ class WorkerProcess:
     def terminate(self, now: float, grace: float) -> None:
         """SIGTERM the worker and its tree now, SIGKILL them after ``grace``."""
         self.term_at = None
-        self.signal(signal.SIGTERM)
+        # The tree first: a worker that dies leaves its children to init, outside its tree.
         if self.tree is not None:
             self.tree.terminate()
+        self.signal(signal.SIGTERM)
         if self.kill_at is None:
             self.kill_at = now + grace
 
     def kill(self) -> None:
         """SIGKILL the worker and its whole tree now."""
         self.kill_at = self.term_at = None
-        self.signal(signal.SIGKILL)
-        if self.tree is not None:
+        if self.tree is not None:  # first, as in terminate
             self.tree.kill()
+        self.signal(signal.SIGKILL)
 
     def enforce(self, now: float, grace: float) -> None:
         """Send the signals that are due."""
