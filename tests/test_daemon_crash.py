@@ -45,10 +45,12 @@ CRASHER = textwrap.dedent(
 
             _scheduled.ScheduledRunQueries._create_runs = create_runs
         elif point == "inside_write_transaction":
+            import contextlib
+
             from sqlalchemy import event
             from sqlalchemy.engine import Engine
 
-            from gnomon.store import _scheduled
+            from gnomon.store import _db, _scheduled
 
             original = _scheduled.ScheduledRunQueries._create_runs
             armed = []
@@ -63,8 +65,18 @@ CRASHER = textwrap.dedent(
                 if armed:
                     die()  # the write after the first run's: its statements ran, uncommitted
 
+            # The store's hot writes commit on the driver's connection, not SQLAlchemy's.
+            driver_transaction = _db._transaction
+
+            @contextlib.contextmanager
+            def transaction(dialect, pooled):
+                with driver_transaction(dialect, pooled) as connection:
+                    yield connection
+                    commit(connection)
+
             _scheduled.ScheduledRunQueries._create_runs = create_runs
             event.listen(Engine, "commit", commit)
+            _db._transaction = transaction
     """
 )
 

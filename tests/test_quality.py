@@ -47,9 +47,9 @@ def test_no_state_is_spelled_as_a_bare_string_outside_its_enums() -> None:
 
 
 def test_the_compiled_queries_are_current() -> None:
-    """``_compiled`` (what the command line's fast path runs) is what its generator makes
-    of the queries and the schema as they are; the generator is private to the store, and
-    this is the check that it was run."""
+    """``_compiled`` (what the command line's fast path and the store's hot writes run) is
+    what its generator makes of the queries, the writes and the schema as they are; the
+    generator is private to the store, and this is the check that it was run."""
     from gnomon.store._compile import COMMAND, TARGET, render
 
     assert render() == TARGET.read_text(), f"{TARGET.name} is out of date: run {COMMAND}"

@@ -38,11 +38,11 @@ from gnomon.store import (
     upgrade,
 )
 from gnomon.store._db import create_engine, read_engine
+from gnomon.store._driver import Bound
 from gnomon.store._migrate import alembic_config
-from gnomon.store._prepared import Prepared
-from gnomon.store._queries import CLAIMED_COLUMNS
 from gnomon.store._scheduled import pause_changes
 from gnomon.store._schema import metadata, run_states, task_runs
+from gnomon.store._writes import CLAIMED_COLUMNS
 
 pytestmark = pytest.mark.backends
 
@@ -134,15 +134,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engine], list[tuple[str, int]]]:
     """Every SQL statement an engine runs from then on, with the number of rows it binds:
-    those SQLAlchemy executes, and the prepared ones the store hands its driver directly."""
+    those SQLAlchemy executes, and the compiled ones the store hands its driver directly."""
     seen: list[tuple[str, int]] = []
-    execute = Prepared.execute
+    execute = Bound.execute
 
-    def prepared(self: Prepared, connection: Any, parameters: list[Any]) -> Any:
-        seen.append((" ".join(self.sql.split()), len(parameters)))
-        return execute(self, connection, parameters)
+    def compiled(self: Bound, connection: Any) -> Any:
+        seen.append((" ".join(self.sql.split()), len(self.parameters)))
+        return execute(self, connection)
 
-    monkeypatch.setattr(Prepared, "execute", prepared)
+    monkeypatch.setattr(Bound, "execute", compiled)
 
     def watch(engine: Engine) -> list[tuple[str, int]]:
         @event.listens_for(engine, "before_cursor_execute")

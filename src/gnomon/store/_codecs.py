@@ -1,5 +1,6 @@
 """How the store's datetimes are kept in each database, for the two that convert them:
-``UTCDateTime`` (``_schema``) under SQLAlchemy, and the command line's fast path without it.
+``UTCDateTime`` (``_schema``) under SQLAlchemy, and the compiled statements run on the bare
+driver (``_driver``) without it.
 
 Every datetime is UTC. SQLite keeps it as naive text (``YYYY-MM-DD HH:MM:SS.ffffff``, the
 format of SQLAlchemy's SQLite DATETIME); PostgreSQL as ``timestamp with time zone``. Either
@@ -9,6 +10,11 @@ way it comes back aware, in UTC.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
 
 
 def utc_text(value: datetime) -> str:

@@ -24,6 +24,7 @@ import sqlalchemy
 from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
 
 from gnomon._files import ensure_private_file, open_private
 from gnomon._location import existing_file_uri, sqlite_file
@@ -188,7 +189,7 @@ class DriverConnection:
             return
         with self._lock:
             if self._pooled is None:
-                self._pooled = self.engine.raw_connection()
+                self._pooled = self._keep()
             try:
                 with _transaction(self.engine.dialect, self._pooled) as dbapi:
                     yield dbapi
@@ -197,6 +198,16 @@ class DriverConnection:
                 with contextlib.suppress(Exception):
                     pooled.invalidate()
                 raise
+
+    def _keep(self) -> Any:
+        """A pooled connection to keep, leaving the pool one for reads: a daemon whose
+        database file is deleted goes on through the connections it has to the end of its
+        shutdown (``daemon._storefile``), and a new one could only fail then."""
+        pooled = self.engine.raw_connection()
+        pool = self.engine.pool
+        if isinstance(pool, QueuePool) and not pool.checkedin():
+            self.engine.raw_connection().close()  # opened while the file is surely there
+        return pooled
 
     def close(self) -> None:
         with self._lock:
@@ -209,7 +220,7 @@ class DriverConnection:
 def driver_transaction(engine: Engine) -> Iterator[Any]:
     """A write transaction on one of ``engine``'s pooled connections, driven through the
     driver's connection itself (yielded), for the store's hottest writes, whose statements
-    are prepared (see ``_prepared``): a worker's claim and final state, a fire's runs.
+    are compiled ahead (see ``_writes``): a worker's claim and final state, a fire's runs.
 
     A transaction through SQLAlchemy's ``Connection`` cost ~320,000 instructions (events,
     transaction objects, result set-up) against ~96,000 this way: two per trivial run in a

@@ -7,8 +7,9 @@ Importing SQLAlchemy takes about as long as those commands may take end to end (
 ``Store``'s own methods (``_calls``) and queries: the statements of ``_statements``,
 compiled for each dialect ahead of time into ``_compiled`` (``python -m
 gnomon.store._compile``), with what the generator read from the schema about converting
-each value. This module binds the values, runs the SQL and decodes the rows as ``Store``
-returns them. A contract test runs every method on both stores and both databases.
+each value. ``_driver`` binds the values and decodes the rows as ``Store`` returns them;
+this module opens the connection and runs the SQL. A contract test runs every method on
+both stores and both databases.
 
 ``open_fast`` opens only a store at ``HEAD_REVISION`` that it reaches exactly as ``Store``
 would (the same file, or the same libpq settings); anything else (a store to migrate, URL
@@ -18,17 +19,16 @@ options it does not apply) is left to ``Store``.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
 from gnomon.store._calls import Call, Execute, FastControlQueries, Row
-from gnomon.store._codecs import as_utc, aware, from_utc_text, utc_text
 from gnomon.store._connect import BUSY_TIMEOUT_MS, libpq_parameters
+from gnomon.store._driver import DriverQueries, driver_queries
 from gnomon.store._revision import HEAD_REVISION
 
 if TYPE_CHECKING:
@@ -37,36 +37,10 @@ if TYPE_CHECKING:
     from gnomon.store.abc import FastControl
 
 
-class Statement(NamedTuple):
-    """One variant of a query, in one dialect's SQL."""
-
-    sql: str
-    parameters: tuple[str, ...]  # the names of the values it binds, in order
-
-
-class Compiled(NamedTuple):
-    """A query compiled for one dialect, with how its values cross (see ``_compile``)."""
-
-    variants: dict[tuple[str, ...], Statement]  # by the options that are in, sorted
-    columns: tuple[tuple[str, str | None], ...]  # its rows' columns; how each is decoded
-    encode: dict[str, str]  # the parameters converted on their way in, and how
-    # List parameters: the placeholder the SQL holds for one, the SQL of each of its
-    # elements, and that of an empty list.
-    expanding: dict[str, tuple[str, str, str]]
-    constants: dict[str, Any]  # values the statement binds itself (SQLite's OFFSET 0)
-
-
-Codec = Callable[[Any], Any]
-
-
 class FastStore(FastControlQueries):
     """``FastControl`` on one connection of the driver, running compiled SQL."""
 
-    # The dialect's conversions, by the names ``_compile`` gives them.
-    encoders: ClassVar[Mapping[str, Codec]]
-    decoders: ClassVar[Mapping[str, Codec]]
-
-    def __init__(self, connection: Any, queries: Mapping[str, Compiled]) -> None:
+    def __init__(self, connection: Any, queries: DriverQueries) -> None:
         self._connection = connection
         self.queries = queries  # the dialect's, from ``_compiled``
 
@@ -79,55 +53,18 @@ class FastStore(FastControlQueries):
         return str(rows[0]["version_num"]) if rows else None
 
     def _rows(self, call: Call) -> list[Row]:
-        compiled = self.queries[call.query]
-        decoders = [
-            (name, None if kind is None else self.decoders[kind]) for name, kind in compiled.columns
-        ]
-        return [
-            {
-                name: value if decode is None or value is None else decode(value)
-                for (name, decode), value in zip(decoders, row, strict=True)
-            }
-            for row in self._execute(call).fetchall()
-        ]
+        return self.queries.decode(call.query, self._execute(call).fetchall())
 
     def _execute(self, call: Call) -> Any:
         """Run ``call``'s SQL with its values bound; the driver's cursor."""
-        compiled = self.queries[call.query]
-        statement = compiled.variants[tuple(sorted(call.variant))]
-        sql, values = statement.sql, []
-        for name in statement.parameters:
-            if name in compiled.constants:
-                values.append(compiled.constants[name])
-                continue
-            value = call.parameters[name]
-            encode = self.encoders[compiled.encode[name]] if name in compiled.encode else None
-            if name in compiled.expanding:
-                placeholder, element, empty = compiled.expanding[name]
-                sql = sql.replace(placeholder, ", ".join([element] * len(value)) or empty, 1)
-                values.extend(item if encode is None else encode(item) for item in value)
-            else:
-                values.append(value if encode is None or value is None else encode(value))
-        return self._connection.execute(sql, values)
+        bound = self.queries.bind(call)
+        return self._connection.execute(bound.sql, bound.parameters[0])
 
 
 class SQLiteFastStore(FastStore):
     """A SQLite file, through the standard library's sqlite3."""
 
-    encoders: ClassVar[Mapping[str, Codec]] = {
-        "datetime": utc_text,
-        "json": json.dumps,
-        "bool": int,
-    }
-    decoders: ClassVar[Mapping[str, Codec]] = {
-        "datetime": from_utc_text,
-        "json": loads,
-        "bool": bool,
-    }
-
     def __init__(self, path: Path) -> None:
-        from gnomon.store._compiled import SQLITE
-
         # isolation_level=None: transactions are begun explicitly, IMMEDIATE for writes
         # (as ``Store`` begins them: see ``_db``).
         connection = sqlite3.connect(
@@ -135,7 +72,7 @@ class SQLiteFastStore(FastStore):
         )
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA foreign_keys = ON")
-        super().__init__(connection, SQLITE)
+        super().__init__(connection, driver_queries("sqlite"))
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Execute]:
@@ -149,29 +86,18 @@ class SQLiteFastStore(FastStore):
             raise
 
 
-def _json(value: Any) -> Any:
-    from psycopg.types.json import Json
-
-    return Json(value)
-
-
 class ServerFastStore(FastStore):
     """A PostgreSQL database, through psycopg, in autocommit: each read is a statement of
     its own, each write a transaction (``_writing``)."""
-
-    encoders: ClassVar[Mapping[str, Codec]] = {"datetime": aware, "bool": bool, "json": _json}
-    decoders: ClassVar[Mapping[str, Codec]] = {"datetime": as_utc}
 
     def __init__(self, parameters: dict[str, Any]) -> None:
         import psycopg
         from psycopg.types.json import set_json_loads
 
-        from gnomon.store._compiled import POSTGRESQL
-
         connection = psycopg.connect(autocommit=True, **parameters)
         # JSON values decoded by psycopg, through the loader ``Store``'s engine gives it.
         set_json_loads(loads, connection)
-        super().__init__(connection, POSTGRESQL)
+        super().__init__(connection, driver_queries("postgresql"))
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Execute]:

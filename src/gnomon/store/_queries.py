@@ -21,67 +21,24 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
-    bindparam,
     delete,
     func,
-    or_,
     select,
     update,
 )
 
 from gnomon.states import StateName, StateType
 from gnomon.store._calls import Call, Execute, FastControlQueries, Row
-from gnomon.store._prepared import prepare, result_row
 from gnomon.store._schema import (
     concurrency_limits,
     concurrency_slots,
     deployments,
-    flow_runs,
     run_states,
     task_runs,
     utcnow,
 )
 from gnomon.store._statements import call_statement
 from gnomon.store._writer import BatchWriter
-
-# What a claim returns: the columns a worker needs to execute the run. Every column (33,
-# with seven timestamps and three JSON values to convert) cost a trivial run 12% of its
-# worker's instructions (bench/run_cost.py: 1,339,000 against 1,172,000).
-CLAIMED_COLUMNS = (
-    "id",
-    "name",
-    "entrypoint",
-    "parameters",
-    "deployment_name",
-    "parent_flow_run_id",
-    "run_count",
-    "start_time",
-)
-# Built once: a run's claim is on every run's path, and SQLAlchemy builds and keys a
-# statement written inline anew at each call, which cost about a third of a trivial run's
-# CPU in its worker.
-_CLAIM = (
-    update(flow_runs)
-    .where(
-        flow_runs.c.id == bindparam("_id"),
-        # Not IN (...): an IN list is expanded per execution, and this statement is prepared.
-        or_(
-            flow_runs.c.state_type == StateType.SCHEDULED,
-            flow_runs.c.state_type == StateType.PENDING,
-        ),
-    )
-    .values(
-        state_type=StateType.RUNNING,
-        state_name=StateName.RUNNING,
-        state_message=None,
-        updated=bindparam("_now"),
-        start_time=bindparam("_now"),
-        run_count=1,
-        worker_pid=bindparam("_pid"),
-    )
-    .returning(*(flow_runs.c[name] for name in CLAIMED_COLUMNS))
-)
-_INSERT_STATE = run_states.insert()
 
 
 class Queries(FastControlQueries):
@@ -148,7 +105,8 @@ class Queries(FastControlQueries):
     def claim_flow_run(
         self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
     ) -> Row | None:
-        """Start a Scheduled or Pending flow run: its ``CLAIMED_COLUMNS`` as claimed, or None
+        """Start a Scheduled or Pending flow run: its ``CLAIMED_COLUMNS`` (``_writes``) as
+        claimed, or None
         if the run is not one of those (or does not exist).
 
         One transaction moves the row to Running with its start time (``at``, default now),
@@ -156,32 +114,36 @@ class Queries(FastControlQueries):
         state in its history, and returns what the claimer needs to run it (``UPDATE ...
         RETURNING``, so the claimer needs no read before or after). The UPDATE is conditional
         on the run's state, so of two processes claiming the same run exactly one wins: a run
-        is never started twice. Its statements are prepared (see ``_prepared``): the write
-        lock is held only while they execute.
+        is never started twice. Its statements are compiled ahead and bound before the
+        transaction (see ``_writes``).
         """
         now = at or utcnow()
-        dialect = self.engine.dialect
-        claim = prepare(_CLAIM, dialect, ())
-        claim_values = claim.parameters([{"_id": flow_run_id, "_now": now, "_pid": worker_pid}])
+        queries = self._writer.queries
+        claim = queries.bind(
+            Call(
+                "claim",
+                {
+                    "row_id": flow_run_id,
+                    "start_time": now,
+                    "updated": now,
+                    "worker_pid": worker_pid,
+                },
+            )
+        )
         state = {
             "flow_run_id": flow_run_id,
-            "task_run_id": None,
             "timestamp": now,
             "type": StateType.RUNNING,
             "name": StateName.RUNNING,
-            "message": None,
             "attempt": 1,
         }
-        insert_state = prepare(_INSERT_STATE, dialect, tuple(state))
-        state_values = insert_state.parameters([state])
+        [insert_state] = queries.bind_rows("insert_state", [state])
         with self._writer.direct.transaction() as connection:
-            cursor = claim.execute(connection, claim_values)
-            returned = cursor.fetchall()
+            returned = claim.execute(connection).fetchall()
             if not returned:
                 return None
-            names = [column[0] for column in cursor.description]
-            insert_state.execute(connection, state_values)
-        return result_row(flow_runs, dialect, names, returned[0])
+            insert_state.execute(connection)
+        return queries.decode("claim", returned)[0]
 
     def commit_now(self) -> None:
         """Commit every row recorded so far, in this thread and one transaction, after any

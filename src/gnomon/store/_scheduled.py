@@ -7,48 +7,21 @@ decision is only made once the run row exists, so a crash can never lose or repe
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, func, select, update
+from sqlalchemy import Select, func, select
 
 from gnomon.states import ACTIVE_TYPES, StateName
-from gnomon.store._prepared import prepare, prepare_rows
+from gnomon.store._calls import Call
 from gnomon.store._queries import Queries, Row
-from gnomon.store._schema import (
-    FINAL_STATE_TYPES,
-    deployments,
-    flow_runs,
-    run_states,
-    utcnow,
-    without_final_state,
-)
+from gnomon.store._schema import FINAL_STATE_TYPES, deployments, flow_runs, run_states, utcnow
 
 ACTIVE = sorted(ACTIVE_TYPES)
-# Built once: prepared statements are cached by statement object.
-_INSERT_FIRST_STATE = run_states.insert()
-_IS_PAUSED = select(deployments.c.name).where(
-    deployments.c.name == bindparam("_name"), deployments.c.paused.is_(True)
-)
-_RUN_EXISTS = select(flow_runs.c.id).where(flow_runs.c.id == bindparam("_id"))
-
-
-@functools.cache
-def _insert_ignoring_duplicates(dialect: str) -> Insert:
-    """INSERT that skips rows whose (deployment, scheduled_for) or id already exists; built
-    once per dialect, so its prepared forms are cached."""
-    # Imported here: the PostgreSQL dialect costs the command line ~25 ms it rarely needs.
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(flow_runs).on_conflict_do_nothing()
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(flow_runs).on_conflict_do_nothing()
-    raise NotImplementedError(f"no insert-ignore for the {dialect} dialect")
+# Names or ids per lookup in a fire's transaction: a bound list each, within every
+# database's limit on a statement's parameters.
+_LOOKUP_CHUNK = 500
 
 
 def first_state_row(run: Row) -> Row:
@@ -99,49 +72,27 @@ class ScheduledRunQueries(Queries):
     def _create_runs(self, runs: Sequence[Row], unless_paused: bool) -> tuple[set[str], set[str]]:
         if not runs:
             return set(), set()
-        # Prepared before the transaction (a fire may create thousands of rows): inside it,
-        # the write lock is held only while they are written. A fire's transactions are on
-        # the daemon's busiest path, hence the driver's own (see `DriverConnection`).
-        dialect = self.engine.dialect
-        inserts = prepare_rows(_insert_ignoring_duplicates(dialect.name), dialect, runs)
-        states = prepare_rows(_INSERT_FIRST_STATE, dialect, [first_state_row(r) for r in runs])
+        # Bound before the transaction (a fire may create thousands of rows): inside it, the
+        # write lock is held only while they are written. A fire's transactions are on the
+        # daemon's busiest path, hence the driver's own (see ``DriverConnection``).
+        queries = self._writer.queries
         names = sorted({run["deployment_name"] for run in runs}) if unless_paused else []
-        is_paused = prepare(_IS_PAUSED, dialect, ())
-        paused_parameters = is_paused.parameters({"_name": name} for name in names)
-        exists = prepare(_RUN_EXISTS, dialect, ())
+        lookups = [queries.bind(Call("paused_among", {"names": chunk})) for chunk in _chunks(names)]
+        [inserts] = queries.bind_rows("create_run", runs)
+        [states] = queries.bind_rows("insert_state", [first_state_row(run) for run in runs])
         with self._writer.direct.transaction() as connection:
-            paused = {
-                name
-                for name, values in zip(names, paused_parameters, strict=True)
-                if is_paused.execute(connection, [values]).fetchone() is not None
-            }
-            created: set[str] = set()
-            for statement, rows, parameters in inserts:
-                kept = [
-                    (row["id"], values)
-                    for row, values in zip(rows, parameters, strict=True)
-                    if row["deployment_name"] not in paused
-                ]
-                if not kept:
-                    continue
-                inserted = statement.execute(connection, [values for _, values in kept]).rowcount
-                ids = [run_id for run_id, _ in kept]
-                if inserted != len(kept):  # some fire times had runs: find the new ones
-                    lookups = exists.parameters({"_id": run_id} for run_id in ids)
-                    ids = [
-                        run_id
-                        for run_id, values in zip(ids, lookups, strict=True)
-                        if exists.execute(connection, [values]).fetchone() is not None
-                    ]
-                created.update(ids)
-            for statement, rows, parameters in states:
-                kept_states = [
-                    values
-                    for row, values in zip(rows, parameters, strict=True)
-                    if row["flow_run_id"] in created
-                ]
-                if kept_states:
-                    statement.execute(connection, kept_states)
+            paused = {row[0] for lookup in lookups for row in lookup.execute(connection)}
+            kept = inserts.keeping(lambda run: run["deployment_name"] not in paused)
+            if not kept.rows:
+                return set(), paused
+            ids = [run["id"] for run in kept.rows]
+            if kept.execute(connection).rowcount != len(ids):
+                # Some fire times had runs already: find the runs this insert created.
+                finds = [queries.bind(Call("runs_among", {"ids": chunk})) for chunk in _chunks(ids)]
+                ids = [row[0] for find in finds for row in find.execute(connection)]
+            created = set(ids)
+            if created:
+                states.keeping(lambda state: state["flow_run_id"] in created).execute(connection)
         return created, paused
 
     def set_run_state(
@@ -159,45 +110,43 @@ class ScheduledRunQueries(Queries):
         is never written over another (``without_final_state``); a state that is not final
         may reopen a finished run (a deployment's retry)."""
         now = utcnow()
-        statement = update(flow_runs).where(flow_runs.c.id == flow_run_id)
+        queries = self._writer.queries
+        row = {
+            **values,
+            "state_type": state_type,
+            "state_name": state_name,
+            "state_message": message,
+            "updated": now,
+            "row_id": flow_run_id,
+        }
+        variant = set()
         if only_if_active:
-            statement = statement.where(flow_runs.c.state_type.in_(ACTIVE))
+            variant.add("active")
         elif state_type in FINAL_STATE_TYPES:
-            statement = statement.where(without_final_state(flow_runs))
-        with self.engine.begin() as connection:
-            changed = connection.execute(
-                statement.values(
-                    state_type=state_type,
-                    state_name=state_name,
-                    state_message=message,
-                    updated=now,
-                    **values,
-                )
-            ).rowcount
+            variant.add("unfinished")
+        [update] = queries.bind_rows("update_flow_run", [row], variant)
+        state = {
+            "flow_run_id": flow_run_id,
+            "timestamp": now,
+            "type": state_type,
+            "name": state_name,
+            "message": message,
+        }
+        [insert_state] = queries.bind_rows("insert_state", [state])
+        with self._writer.direct.transaction() as connection:
+            changed = update.execute(connection).rowcount
             if changed:
-                connection.execute(
-                    run_states.insert(),
-                    {
-                        "flow_run_id": flow_run_id,
-                        "timestamp": now,
-                        "type": state_type,
-                        "name": state_name,
-                        "message": message,
-                    },
-                )
+                insert_state.execute(connection)
         return bool(changed)
 
     def record_fire_times_many(self, fires: Sequence[tuple[str, datetime]]) -> None:
         """Persist each deployment's last nominal fire, in one transaction."""
         if not fires:
             return
-        statement = (
-            update(deployments)
-            .where(deployments.c.name == bindparam("_name"))
-            .values(last_fire=bindparam("_last"))
-        )
-        with self.engine.begin() as connection:
-            connection.execute(statement, [{"_name": name, "_last": last} for name, last in fires])
+        rows = [{"name": name, "last_fire": last} for name, last in fires]
+        [update] = self._writer.queries.bind_rows("record_fire", rows)
+        with self._writer.direct.transaction() as connection:
+            update.execute(connection)
 
     def count_deployment_retries(self, flow_run_id: str) -> int:
         """How many times the daemon queued this run again (its deployment's ``retries``)."""
@@ -236,3 +185,7 @@ def pause_changes(since: datetime) -> Select[Any]:
     return select(deployments.c.name, deployments.c.paused).where(
         deployments.c.updated >= since, deployments.c.active.is_(True)
     )
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[start : start + _LOOKUP_CHUNK] for start in range(0, len(values), _LOOKUP_CHUNK)]

@@ -10,7 +10,7 @@ two, so a change here needs a new migration.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +28,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    and_,
     false,
     or_,
     text,
@@ -38,7 +37,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeEngine
 
 from gnomon.states import FINAL_TYPES
-from gnomon.store._codecs import as_utc, aware, utc_text
+from gnomon.store._codecs import as_utc, aware, utc_text, utcnow
 
 # Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
 NAMING_CONVENTION = {
@@ -48,11 +47,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
 
 
 class _SQLiteDateTimeText(sqlite.DATETIME):
@@ -346,7 +340,7 @@ def without_final_state(table: Table) -> ColumnElement[bool]:
     """SQL: the run in ``table`` has no final state yet. The store's writes of a run's
     state carry it, so that a run never gets a second final state (a worker's final commit
     racing the pool's timeout record, a recovered run's worker finishing after all); only a
-    deliberate retry (AwaitingRetry) reopens a finished run. Written without ``IN``, whose
-    list SQLAlchemy expands per execution, so that statements using it can be prepared."""
+    deliberate retry (AwaitingRetry) reopens a finished run. Its list of states is the
+    statement's own: compiled ahead (``_compile``), it is written into the SQL."""
     column = table.c.state_type
-    return or_(column.is_(None), and_(*(column != value for value in FINAL_STATE_TYPES)))
+    return or_(column.is_(None), column.not_in(FINAL_STATE_TYPES))

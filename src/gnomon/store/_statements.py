@@ -1,5 +1,6 @@
 """The queries of ``abc.FastControl`` (what ``gnomon pause``, ``runs list`` and ``logs``
-ask), each written once in SQLAlchemy Core.
+ask), each written once in SQLAlchemy Core; and how a query is declared (``Query``), for
+these and for the store's hot writes (``_writes``).
 
 ``Store`` executes these statements (``Queries._rows``); ``python -m gnomon.store._compile``
 compiles every variant of each for SQLite and PostgreSQL into ``_compiled``, which
@@ -23,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Insert,
     Select,
+    Table,
     Update,
     bindparam,
     column,
@@ -45,10 +47,15 @@ Build = Callable[[frozenset[str]], SQL]
 
 @dataclass(frozen=True)
 class Query:
-    """A query: the function building its statement for a variant, and its options."""
+    """A query: the function building its statement for a variant, and its options.
+
+    ``sets``: the statement is an UPDATE of that table whose SET list is whichever of its
+    columns (but its key) a row gives, bound by their names: ``build`` leaves the SET list
+    out, and ``_compile`` writes each column's assignment for ``_driver`` to join."""
 
     build: Build
     options: tuple[str, ...] = ()
+    sets: Table | None = None
 
     def variants(self) -> Iterator[frozenset[str]]:
         """Every variant: each combination of the options."""
@@ -60,12 +67,20 @@ class Query:
 QUERIES: dict[str, Query] = {}
 
 
-def _query(name: str, *options: str) -> Callable[[Build], Build]:
+def query(
+    into: dict[str, Query], name: str, *options: str, sets: Table | None = None
+) -> Callable[[Build], Build]:
+    """Declare the query ``name`` in the registry ``into``, built by the decorated function."""
+
     def register(build: Build) -> Build:
-        QUERIES[name] = Query(build, options)
+        into[name] = Query(build, options, sets)
         return build
 
     return register
+
+
+def _query(name: str, *options: str) -> Callable[[Build], Build]:
+    return query(QUERIES, name, *options)
 
 
 @functools.cache

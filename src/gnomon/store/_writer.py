@@ -24,7 +24,6 @@ A flow run's update that sets its state applies only to a run without a final st
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import threading
@@ -33,20 +32,13 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError, StoreFileGone
 from gnomon.store._db import DriverConnection, create_engine, read_engine
-from gnomon.store._prepared import Prepared, prepare_rows
-from gnomon.store._schema import (
-    FINAL_STATE_TYPES,
-    flow_runs,
-    run_logs,
-    run_states,
-    task_runs,
-    without_final_state,
-)
+from gnomon.store._driver import Bound, DriverQueries, driver_queries
+from gnomon.store._schema import FINAL_STATE_TYPES
 
 Row = dict[str, Any]
 
@@ -136,6 +128,8 @@ class BatchWriter:
     def _use_engine(self, engine: Engine) -> None:
         self.engine = engine
         self.reader = read_engine(engine)
+        # The hot writes, compiled ahead for the engine's dialect (``_writes``).
+        self.queries: DriverQueries = driver_queries(engine.dialect.name)
         # The connections kept for the batches' commits and for the writes the store's
         # queries make at once through the driver (a worker's claims, a daemon's fires).
         self.batches = DriverConnection(engine)
@@ -375,12 +369,11 @@ class BatchWriter:
         if not len(batch):
             return None
         try:
-            # Converted before the transaction: the write lock is held only while it executes.
-            dialect = self.engine.dialect
+            # Bound before the transaction: the write lock is held only while it executes.
             steps = [
-                (kind, *step)
-                for table, kind, rows in _parts(batch)
-                for step in prepare_rows(_statement(table, kind), dialect, rows)
+                (kind, bound)
+                for _, query, variant, kind, rows in _parts(batch)
+                for bound in self.queries.bind_rows(query, rows, variant)
             ]
             with self.batches.transaction() as connection:
                 refused = _execute(connection, steps)
@@ -400,16 +393,16 @@ class BatchWriter:
     def _salvage(self, batch: _Batch) -> Exception | None:
         """Write ``batch`` one row per transaction, dropping (and logging) rows that fail."""
         refused: dict[str, str | None] = {}
-        for table, kind, rows in _parts(batch):
+        for table, query, variant, kind, rows in _parts(batch):
             for row in rows:
                 try:
-                    [step] = prepare_rows(_statement(table, kind), self.engine.dialect, [row])
+                    [bound] = self.queries.bind_rows(query, [row], variant)
                     with self.batches.transaction() as connection:
-                        refused.update(_execute(connection, [(kind, *step)], refused))
+                        refused.update(_execute(connection, [(kind, bound)], refused))
                 except _UNAVAILABLE as error:
                     return error  # the database itself is unavailable: retry the batch
                 except Exception:
-                    log.exception("dropped a %s row the store rejects: %r", table.name, row)
+                    log.exception("dropped a %s row the store rejects: %r", table, row)
         _log_refused(refused)
         return None
 
@@ -420,50 +413,49 @@ class BatchWriter:
         self._reset_state()
 
 
-def _parts(batch: _Batch) -> list[tuple[Table, str, list[Row]]]:
-    """The batch's rows in the order they are written: (table, kind, rows), where kind is
-    "insert", "update", "settle" (a flow run's update that sets its state) or "states"
-    (state history rows); an update row carries the run's id as ``_row_id``."""
+def _parts(batch: _Batch) -> list[tuple[str, str, frozenset[str], str, list[Row]]]:
+    """The batch's rows in the order they are written: (table, query, variant, kind, rows),
+    where kind is "insert", "update", "settle" (a flow run's update that sets its state) or
+    "states" (state history rows); an update row carries the run's id as ``row_id``."""
     settles = {id: values for id, values in batch.flow_updates.items() if "state_type" in values}
     others = {id: values for id, values in batch.flow_updates.items() if id not in settles}
+    anyhow, unfinished = frozenset[str](), frozenset({"unfinished"})
     return [
-        (flow_runs, "insert", list(batch.flow_inserts.values())),
-        (task_runs, "insert", list(batch.task_inserts.values())),
-        (flow_runs, "update", _update_rows(others)),
-        (flow_runs, "settle", _update_rows(settles)),
-        (task_runs, "update", _update_rows(batch.task_updates)),
-        (run_states, "states", batch.states),
-        (run_logs, "insert", batch.logs),
+        ("flow_runs", "insert_flow_run", anyhow, "insert", list(batch.flow_inserts.values())),
+        ("task_runs", "insert_task_run", anyhow, "insert", list(batch.task_inserts.values())),
+        ("flow_runs", "update_flow_run", anyhow, "update", _update_rows(others)),
+        ("flow_runs", "update_flow_run", unfinished, "settle", _update_rows(settles)),
+        ("task_runs", "update_task_run", anyhow, "update", _update_rows(batch.task_updates)),
+        ("run_states", "insert_state", anyhow, "states", batch.states),
+        ("run_logs", "insert_log", anyhow, "insert", batch.logs),
     ]
 
 
 def _execute(
     connection: Any,
-    steps: list[tuple[str, Prepared, list[Row], list[Any]]],
+    steps: list[tuple[str, Bound]],
     refused: dict[str, str | None] | None = None,
 ) -> dict[str, str | None]:
-    """Execute a batch's prepared steps in ``connection``'s transaction; returns the flow
+    """Execute a batch's bound steps in ``connection``'s transaction; returns the flow
     runs whose new state was refused (they have a final state already), with that state's
     name. Their own state rows in the batch (or in ``refused`` from before) are left out
     too, so the history shows no state the run did not take. A run's final state arrives
     in one settle row per batch: executing those one by one tells each row's fate by its
     rowcount, at no cost beyond the UPDATE itself."""
     refused = dict(refused or {})
-    for kind, prepared, rows, parameters in steps:
+    for kind, bound in steps:
         if kind == "settle":
-            for row, values in zip(rows, parameters, strict=True):
-                if not prepared.execute(connection, [values]).rowcount:
-                    refused[row["_row_id"]] = row.get("state_name")
+            for row, values in zip(bound.rows, bound.parameters, strict=True):
+                if not Bound(bound.sql, [values], [row]).execute(connection).rowcount:
+                    refused[row["row_id"]] = row.get("state_name")
             continue
-        kept = parameters
+        kept = bound
         if refused and kind == "states":
-            kept = [
-                values
-                for row, values in zip(rows, parameters, strict=True)
-                if not (row.get("task_run_id") is None and row["flow_run_id"] in refused)
-            ]
-        if kept:
-            prepared.execute(connection, kept)
+            kept = bound.keeping(
+                lambda row: not (row.get("task_run_id") is None and row["flow_run_id"] in refused)
+            )
+        if kept.parameters:
+            kept.execute(connection)
     return refused
 
 
@@ -479,19 +471,7 @@ def _log_refused(refused: dict[str, str | None]) -> None:
 
 
 def _update_rows(updates: dict[str, Row]) -> list[Row]:
-    return [{**values, "_row_id": run_id} for run_id, values in updates.items() if values]
-
-
-@functools.cache
-def _statement(table: Table, kind: str) -> Any:
-    """The writer's INSERT, UPDATE or settling UPDATE for ``table``, built once: a statement
-    made anew per batch is built and keyed again by SQLAlchemy, a measurable share of a
-    short run's CPU. The UPDATEs have no .values(): their SET clause comes from the
-    parameter keys."""
-    if kind in ("insert", "states"):
-        return table.insert()
-    statement = table.update().where(table.c.id == bindparam("_row_id"))
-    return statement.where(without_final_state(table)) if kind == "settle" else statement
+    return [{**values, "row_id": run_id} for run_id, values in updates.items() if values]
 
 
 def _close_all_at_exit() -> None:
