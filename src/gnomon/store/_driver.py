@@ -58,6 +58,7 @@ Codec = Callable[[Any], Any]
 GENERATORS: Mapping[str, Callable[[], Any]] = {"utcnow": utcnow}
 
 _REQUIRED = object()  # a parameter every row must give
+_MOST_PLANS = 1024
 _Slot = tuple[str | None, Any, Codec | None]
 
 
@@ -137,20 +138,12 @@ class DriverQueries:
         """The statements that write ``rows`` with query ``query`` in ``variant``: one per
         SET list among them (an insert's rows share one), each with its rows' values."""
         options = tuple(sorted(variant))
-        assigned = self.queries[query].assignments
         groups: dict[tuple[str, ...], tuple[_Plan, list[Mapping[str, Any]]]] = {}
         for row in rows:
             keys = tuple(row)
             group = groups.get(keys)
             if group is None:
-                columns = tuple(key for key in keys if key in assigned)
-                plan = self._plan(query, options, columns)
-                unknown = row.keys() - plan.names
-                if unknown:
-                    raise ValueError(f"query {query!r} has no parameters {sorted(unknown)}")
-                if ASSIGNMENTS in plan.sql:
-                    raise ValueError(f"query {query!r} is given no column to set")
-                group = groups[keys] = (plan, [])
+                group = groups[keys] = (self._plan(query, options, keys), [])
             group[1].append(row)
         merged: dict[str, Bound] = {}
         for plan, members in groups.values():
@@ -182,11 +175,23 @@ class DriverQueries:
             for row in rows
         ]
 
-    def _plan(self, query: str, options: tuple[str, ...], columns: tuple[str, ...]) -> _Plan:
-        key = (query, options, columns)
-        plan = self._plans.get(key)
+    def _plan(self, query: str, options: tuple[str, ...], keys: tuple[str, ...]) -> _Plan:
+        """The plan for rows of ``query`` in variant ``options`` that give ``keys``, in
+        that order (which orders an update's SET list)."""
+        cached = (query, options, keys)
+        plan = self._plans.get(cached)
         if plan is None:
-            plan = self._plans[key] = self._make_plan(self.queries[query], options, columns)
+            compiled = self.queries[query]
+            columns = tuple(key for key in keys if key in compiled.assignments)
+            plan = self._make_plan(compiled, options, columns)
+            unknown = set(keys) - plan.names
+            if unknown:
+                raise ValueError(f"query {query!r} has no parameters {sorted(unknown)}")
+            if ASSIGNMENTS in plan.sql:
+                raise ValueError(f"query {query!r} is given no column to set")
+            if len(self._plans) >= _MOST_PLANS:  # rows whose keys come in ever new orders
+                self._plans.clear()
+            self._plans[cached] = plan
         return plan
 
     def _make_plan(

@@ -373,6 +373,7 @@ class BatchWriter:
             steps = [
                 (kind, bound)
                 for _, query, variant, kind, rows in _parts(batch)
+                if rows
                 for bound in self.queries.bind_rows(query, rows, variant)
             ]
             with self.batches.transaction() as connection:
