@@ -8,13 +8,14 @@ the public methods built on it (claims, batches, fires) are tested in test_store
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from gnomon.store import Store
+from gnomon.store import Store, _db
 from gnomon.store._calls import Call
 from gnomon.store._db import DriverConnection, driver_transaction
 from gnomon.store._driver import Bound, DriverQueries, driver_queries
@@ -27,9 +28,9 @@ def queries(store: Store) -> DriverQueries:
 
 
 def insert_runs(store: Store, *rows: dict[str, Any]) -> None:
-    with driver_transaction(store.engine) as connection:
+    with driver_transaction(store.engine) as transaction:
         for bound in queries(store).bind_rows("insert_flow_run", rows):
-            bound.execute(connection)
+            transaction.run(bound)
 
 
 def run(letter: str, **columns: Any) -> dict[str, Any]:
@@ -55,8 +56,8 @@ def test_an_insert_fills_the_schemas_defaults_and_converts_json_and_times(store:
 def test_rows_with_different_columns_share_one_insert(store: Store) -> None:
     rows = [run("b", flow_version="1"), run("c", tags=["t"])]
     [bound] = queries(store).bind_rows("insert_flow_run", rows)
-    with driver_transaction(store.engine) as connection:
-        bound.execute(connection)
+    with driver_transaction(store.engine) as transaction:
+        transaction.run(bound)
 
     assert store.read_flow_run("b" * 32)["flow_version"] == "1"  # type: ignore[index]
     assert store.read_flow_run("c" * 32)["tags"] == ["t"]  # type: ignore[index]
@@ -66,8 +67,8 @@ def test_an_update_sets_only_the_columns_a_row_gives(store: Store) -> None:
     insert_runs(store, run("d", flow_version="1", tags=["t"]))
     rows = [{"row_id": "d" * 32, "name": "renamed", "end_time": datetime(2027, 1, 1)}]
     [bound] = queries(store).bind_rows("update_flow_run", rows)
-    with driver_transaction(store.engine) as connection:
-        assert bound.execute(connection).rowcount == 1
+    with driver_transaction(store.engine) as transaction:
+        assert transaction.count(bound) == 1
 
     stored = store.read_flow_run("d" * 32)
     assert stored is not None
@@ -106,8 +107,8 @@ def test_returned_rows_read_back_as_python_values(store: Store) -> None:
     claim = queries(store).bind(
         Call("claim", {"row_id": "j" * 32, "start_time": now, "updated": now, "worker_pid": 7})
     )
-    with driver_transaction(store.engine) as connection:
-        [returned] = queries(store).decode("claim", claim.execute(connection).fetchall())
+    with driver_transaction(store.engine) as transaction:
+        [returned] = queries(store).decode("claim", transaction.rows(claim))
 
     assert returned["parameters"] == {"x": [1]}
     assert returned["start_time"] == now
@@ -120,8 +121,8 @@ def test_a_driver_transaction_commits_or_rolls_back_as_a_whole(store: Store) -> 
     [both] = queries(store).bind_rows("insert_flow_run", [run("k"), run("l")])
 
     def fail_half_way() -> None:
-        with driver_transaction(store.engine) as connection:
-            first.execute(connection)
+        with driver_transaction(store.engine) as transaction:
+            transaction.run(first)
             raise RuntimeError("the caller failed half-way")
 
     with pytest.raises(RuntimeError):
@@ -129,8 +130,8 @@ def test_a_driver_transaction_commits_or_rolls_back_as_a_whole(store: Store) -> 
     assert store.read_flow_run("k" * 32) is None
 
     # The write turn was given back: the next transaction neither waits nor fails.
-    with driver_transaction(store.engine) as connection:
-        both.execute(connection)
+    with driver_transaction(store.engine) as transaction:
+        transaction.run(both)
     assert store.read_flow_run("k" * 32) is not None
     assert store.read_flow_run("l" * 32) is not None
 
@@ -139,12 +140,11 @@ def test_a_driver_transaction_raises_the_drivers_errors_as_sqlalchemys(store: St
     error = {"sqlite": OperationalError, "postgresql": ProgrammingError}
     with (
         pytest.raises(error[store.engine.dialect.name], match="no_such_table"),
-        driver_transaction(store.engine) as connection,
+        driver_transaction(store.engine) as transaction,
     ):
-        connection.cursor().execute("INSERT INTO no_such_table VALUES (1)")
+        transaction.connection.cursor().execute("INSERT INTO no_such_table VALUES (1)")
 
 
-@pytest.mark.sqlite_only
 def test_a_kept_connection_serves_one_transaction_after_another_until_one_fails(
     store: Store,
 ) -> None:
@@ -152,33 +152,76 @@ def test_a_kept_connection_serves_one_transaction_after_another_until_one_fails(
     [second_row] = queries(store).bind_rows("insert_flow_run", [run("n")])
     kept = DriverConnection(store.engine)
     with kept.transaction() as first:
-        first_row.execute(first)
+        first.run(first_row)
     with kept.transaction() as second:
-        second_row.execute(second)
-    assert second is first
+        second.run(second_row)
+    assert second.connection is first.connection
 
-    with pytest.raises(IntegrityError), kept.transaction() as connection:
-        first_row.execute(connection)
+    with pytest.raises(IntegrityError), kept.transaction() as failing:
+        failing.run(first_row)
     with kept.transaction() as after_failure:  # a fresh connection: the failed one is gone
-        assert after_failure is not first
+        assert after_failure.connection is not first.connection
     assert store.read_flow_run("m" * 32) is not None
 
     kept.close()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.postgresql_only
-def test_a_servers_connection_is_not_kept_between_transactions(store: Store) -> None:
-    # A server's connection may be dropped between transactions: checked out for each, the
-    # pool's pre-ping replaces it.
-    [bound] = queries(store).bind_rows("insert_flow_run", [run("o")])
+def test_a_transaction_never_waits_for_another_threads_hold_on_the_kept_connection(
+    store: Store,
+) -> None:
     kept = DriverConnection(store.engine)
-    with kept.transaction() as connection:
-        bound.execute(connection)
+    holding, release = threading.Event(), threading.Event()
+    connections: list[Any] = []
 
-    assert kept._pooled is None
-    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    def hold() -> None:
+        with kept.transaction() as transaction:
+            connections.append(transaction.connection)
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    other = threading.Thread(target=lambda: insert_with(kept, connections))
+    other.start()
+    if store.engine.dialect.name == "postgresql":  # a server lets both write at once
+        other.join(10)
+        assert not other.is_alive()
+    release.set()
+    holder.join(10)
+    other.join(10)
+
+    assert connections[1] is not connections[0]  # a pooled connection of its own
+    assert store.read_flow_run("p" * 32) is not None
+    kept.close()
+
+
+def insert_with(kept: DriverConnection, connections: list[Any]) -> None:
+    [bound] = driver_queries(kept.engine.dialect.name).bind_rows("insert_flow_run", [run("p")])
+    with kept.transaction() as transaction:
+        connections.append(transaction.connection)
+        transaction.run(bound)
+
+
+@pytest.mark.postgresql_only
+def test_a_kept_server_connection_the_server_dropped_is_replaced_before_a_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = DriverConnection(store.engine)
+    with kept.transaction() as first:
+        [[pid]] = first.rows(Bound("SELECT pg_backend_pid()", [[]], [{}]))
+    with store.engine.connect() as other:  # the server ends the kept connection's session
+        other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    monkeypatch.setattr(_db, "SERVER_CHECK_DELAY", 0.0)  # idle long enough to be checked
+
+    [bound] = queries(store).bind_rows("insert_flow_run", [run("o")])
+    with kept.transaction() as transaction:
+        transaction.run(bound)
+
+    assert transaction.connection is not first.connection
     assert store.read_flow_run("o" * 32) is not None
+    kept.close()
 
 
 @pytest.mark.sqlite_only

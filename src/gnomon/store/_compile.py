@@ -95,6 +95,7 @@ def render() -> str:
         entries = "".join(
             f"{name!r}: {compile_query(query, dialect)!r},\n"
             for name, query in sorted(queries().items())
+            if query.dialects is None or dialect.name in query.dialects
         )
         parts.append(f"\n{constant}: dict[str, Compiled] = {{\n{entries}}}\n")
     return _formatted("".join(parts))

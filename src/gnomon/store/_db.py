@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy import Connection, Dialect, Engine, event
@@ -31,6 +31,9 @@ from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
 from gnomon.exceptions import StoreFileGone
 from gnomon.store._connect import BUSY_TIMEOUT_MS, server_settings
+
+if TYPE_CHECKING:
+    from gnomon.store._driver import Bound
 
 # Connections a process keeps open to a server database (the database_pool_size setting).
 DEFAULT_POOL_SIZE = 5
@@ -161,43 +164,118 @@ def read_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{_BEGIN_OPTION: "BEGIN"})
 
 
+class DriverTransaction:
+    """A write transaction on the driver's own connection, running statements compiled
+    ahead (``_driver.Bound``)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection  # the driver's (DB-API) connection
+
+    def run(self, bound: Bound) -> Any:
+        """Run ``bound``; its cursor."""
+        return bound.execute(self.connection)
+
+    def rows(self, bound: Bound) -> list[Any]:
+        """Run ``bound`` and return the rows it selects or returns."""
+        return list(self.run(bound).fetchall())
+
+    def count(self, bound: Bound) -> int:
+        """Run ``bound`` and return how many rows it changed."""
+        return int(self.run(bound).rowcount)
+
+
 class DriverConnection:
     """One of ``engine``'s pooled connections, kept checked out for one component's write
-    transactions through the driver (``transaction``): a worker's claims, a batched writer's
-    commits, a daemon's fires. Checking a connection out of SQLAlchemy's pool and back in
-    (with its reset) for each transaction cost a trivial run in a worker 4% of its
-    instructions (``bench/run_cost.py``: 1,948,000 against 1,873,000 kept).
+    transactions through the driver (``transaction``, ``run_alone``): a worker's claims, a
+    batched writer's commits, a daemon's fires. Checking a connection out of SQLAlchemy's
+    pool and back in (with its reset) for each transaction cost a trivial run in a worker
+    4% of its instructions (``bench/run_cost.py``: 1,948,000 against 1,873,000 kept), and
+    on PostgreSQL a round trip more, for the pool's pre-ping.
 
-    Transactions on it take turns (a lock); one that fails gives the connection up
-    (invalidated: the next transaction opens a new one), so a broken connection is never
-    reused. ``close`` returns it to the pool; a forked child must drop the object unclosed.
-    Only a SQLite file's connection is kept: a server's (PostgreSQL) may be dropped between
-    transactions, and a checkout per transaction lets the pool's pre-ping replace it.
+    A transaction takes the kept connection if no other thread's transaction has it, and
+    a pooled connection of its own otherwise, so that threads never wait for each other
+    here (the daemon's loop bounds its waits). A transaction that fails gives the kept
+    connection up (invalidated: the next one opens a new one), so a broken connection is
+    never reused. A server (PostgreSQL) may drop a connection between transactions: one
+    kept idle for more than ``SERVER_CHECK_DELAY`` is pinged first, and replaced if that
+    fails, as PgBouncer checks its idle server connections (``server_check_delay``).
+    ``close`` returns it to the pool; a forked child must drop the object unclosed.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pooled: Any = None
+        self._used = 0.0  # when (monotonic) its last transaction ended
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[DriverTransaction]:
         """A write transaction (see ``driver_transaction``) on the kept connection."""
-        if self.engine.dialect.name != "sqlite":
-            with driver_transaction(self.engine) as dbapi:
-                yield dbapi
-            return
-        with self._lock:
-            if self._pooled is None:
-                self._pooled = self._keep()
+        with self._connection() as pooled, _transaction(self.engine.dialect, pooled) as done:
+            yield done
+
+    def run_alone(self, bound: Bound) -> list[Any]:
+        """Run the one statement ``bound`` as a transaction of its own; the rows it returns.
+        On PostgreSQL it runs in autocommit mode (outside the daemon's loop, which bounds
+        its lock waits in a transaction): no BEGIN or COMMIT, so one round trip."""
+        dialect = self.engine.dialect
+        if dialect.name == "sqlite" or threading.get_ident() == _bounded["thread"]:
+            with self.transaction() as transaction:
+                cursor = transaction.run(bound)
+                return list(cursor.fetchall()) if cursor.description else []
+        with self._connection() as pooled:
+            dbapi = pooled.dbapi_connection
+            dbapi.autocommit = True
             try:
-                with _transaction(self.engine.dialect, self._pooled) as dbapi:
-                    yield dbapi
+                cursor = bound.execute(dbapi)
+                return list(cursor.fetchall()) if cursor.description else []
+            except dialect.loaded_dbapi.Error as error:
+                raise DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error) from error
+            finally:
+                with contextlib.suppress(Exception):
+                    dbapi.autocommit = False
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """The kept connection for one transaction, or a pooled one while another thread's
+        transaction has it; given up if the transaction fails."""
+        if not self._lock.acquire(blocking=False):  # another thread's transaction has it
+            pooled = self.engine.raw_connection()
+            try:
+                yield pooled
+            finally:
+                pooled.close()
+            return
+        try:
+            pooled = self._checked()
+            try:
+                yield pooled
             except BaseException:
-                pooled, self._pooled = self._pooled, None
+                self._pooled = None
                 with contextlib.suppress(Exception):
                     pooled.invalidate()
                 raise
+            finally:
+                self._used = time.monotonic()
+        finally:
+            self._lock.release()
+
+    def _checked(self) -> Any:
+        """The kept connection (the caller holds the lock), pinged if a server's has been
+        idle a while; a new one if there is none or the ping fails."""
+        pooled = self._pooled
+        dialect = self.engine.dialect
+        idle = time.monotonic() - self._used
+        if pooled is not None and dialect.name != "sqlite" and idle > SERVER_CHECK_DELAY:
+            try:
+                dialect.do_ping(pooled.dbapi_connection)
+            except Exception:
+                self._pooled = None
+                with contextlib.suppress(Exception):
+                    pooled.invalidate()
+        if self._pooled is None:
+            self._pooled = self._keep()
+        return self._pooled
 
     def _keep(self) -> Any:
         """A pooled connection to keep, leaving the pool one for reads: a daemon whose
@@ -205,8 +283,9 @@ class DriverConnection:
         shutdown (``daemon._storefile``), and a new one could only fail then."""
         pooled = self.engine.raw_connection()
         pool = self.engine.pool
-        if isinstance(pool, QueuePool) and not pool.checkedin():
-            self.engine.raw_connection().close()  # opened while the file is surely there
+        sqlite = self.engine.dialect.name == "sqlite"
+        if sqlite and isinstance(pool, QueuePool) and not pool.checkedin():
+            self.engine.raw_connection().close()  # opened now, while the file is surely there
         return pooled
 
     def close(self) -> None:
@@ -216,11 +295,15 @@ class DriverConnection:
                 pooled.close()
 
 
+# Seconds a kept server connection may be idle and still be used without a ping first.
+SERVER_CHECK_DELAY = 1.0
+
+
 @contextlib.contextmanager
-def driver_transaction(engine: Engine) -> Iterator[Any]:
+def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
     """A write transaction on one of ``engine``'s pooled connections, driven through the
-    driver's connection itself (yielded), for the store's hottest writes, whose statements
-    are compiled ahead (see ``_writes``): a worker's claim and final state, a fire's runs.
+    driver's connection itself, for the store's hottest writes, whose statements are
+    compiled ahead (see ``_writes``): a worker's claim and final state, a fire's runs.
 
     A transaction through SQLAlchemy's ``Connection`` cost ~320,000 instructions (events,
     transaction objects, result set-up) against ~96,000 this way: two per trivial run in a
@@ -230,14 +313,14 @@ def driver_transaction(engine: Engine) -> Iterator[Any]:
     """
     pooled = engine.raw_connection()
     try:
-        with _transaction(engine.dialect, pooled) as dbapi:
-            yield dbapi
+        with _transaction(engine.dialect, pooled) as transaction:
+            yield transaction
     finally:
         pooled.close()
 
 
 @contextlib.contextmanager
-def _transaction(dialect: Dialect, pooled: Any) -> Iterator[Any]:
+def _transaction(dialect: Dialect, pooled: Any) -> Iterator[DriverTransaction]:
     dbapi = pooled.dbapi_connection
     assert dbapi is not None  # a pool's checkout always has one
     try:
@@ -248,7 +331,7 @@ def _transaction(dialect: Dialect, pooled: Any) -> Iterator[Any]:
                 dbapi.execute("BEGIN IMMEDIATE")
             elif threading.get_ident() == _bounded["thread"]:  # as _bound_server_lock_waits
                 dbapi.execute(f"SET LOCAL lock_timeout = {BOUNDED_WAIT_MS}")
-            yield dbapi
+            yield DriverTransaction(dbapi)
             dbapi.commit()
         except BaseException:
             dbapi.rollback()  # also ends the write turn

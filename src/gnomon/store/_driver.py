@@ -110,6 +110,10 @@ class DriverQueries:
         self.decoders = decoders
         self._plans: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _Plan] = {}
 
+    def has(self, query: str) -> bool:
+        """Whether ``query`` is compiled for this dialect (see ``Query.dialects``)."""
+        return query in self.queries
+
     def bind(self, call: Call) -> Bound:
         """``call``'s SQL and values, list parameters spread into their ``IN (...)``."""
         compiled = self.queries[call.query]

@@ -106,8 +106,7 @@ class Queries(FastControlQueries):
         self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
     ) -> Row | None:
         """Start a Scheduled or Pending flow run: its ``CLAIMED_COLUMNS`` (``_writes``) as
-        claimed, or None
-        if the run is not one of those (or does not exist).
+        claimed, or None if the run is not one of those (or does not exist).
 
         One transaction moves the row to Running with its start time (``at``, default now),
         its first attempt and the claiming process (``worker_pid``), records the Running
@@ -115,21 +114,20 @@ class Queries(FastControlQueries):
         RETURNING``, so the claimer needs no read before or after). The UPDATE is conditional
         on the run's state, so of two processes claiming the same run exactly one wins: a run
         is never started twice. Its statements are compiled ahead and bound before the
-        transaction (see ``_writes``).
+        transaction (see ``_writes``); on PostgreSQL they are one statement, run on its own:
+        one round trip to the server.
         """
         now = at or utcnow()
         queries = self._writer.queries
-        claim = queries.bind(
-            Call(
-                "claim",
-                {
-                    "row_id": flow_run_id,
-                    "start_time": now,
-                    "updated": now,
-                    "worker_pid": worker_pid,
-                },
-            )
-        )
+        values = {
+            "row_id": flow_run_id,
+            "start_time": now,
+            "updated": now,
+            "worker_pid": worker_pid,
+        }
+        if queries.has("claim_recorded"):
+            claimed = self._writer.direct.run_alone(queries.bind(Call("claim_recorded", values)))
+            return queries.decode("claim_recorded", claimed)[0] if claimed else None
         state = {
             "flow_run_id": flow_run_id,
             "timestamp": now,
@@ -137,12 +135,13 @@ class Queries(FastControlQueries):
             "name": StateName.RUNNING,
             "attempt": 1,
         }
+        claim = queries.bind(Call("claim", values))
         [insert_state] = queries.bind_rows("insert_state", [state])
-        with self._writer.direct.transaction() as connection:
-            returned = claim.execute(connection).fetchall()
+        with self._writer.direct.transaction() as transaction:
+            returned = transaction.rows(claim)
             if not returned:
                 return None
-            insert_state.execute(connection)
+            transaction.run(insert_state)
         return queries.decode("claim", returned)[0]
 
     def commit_now(self) -> None:

@@ -80,19 +80,19 @@ class ScheduledRunQueries(Queries):
         lookups = [queries.bind(Call("paused_among", {"names": chunk})) for chunk in _chunks(names)]
         [inserts] = queries.bind_rows("create_run", runs)
         [states] = queries.bind_rows("insert_state", [first_state_row(run) for run in runs])
-        with self._writer.direct.transaction() as connection:
-            paused = {row[0] for lookup in lookups for row in lookup.execute(connection)}
+        with self._writer.direct.transaction() as transaction:
+            paused = {row[0] for lookup in lookups for row in transaction.rows(lookup)}
             kept = inserts.keeping(lambda run: run["deployment_name"] not in paused)
             if not kept.rows:
                 return set(), paused
             ids = [run["id"] for run in kept.rows]
-            if kept.execute(connection).rowcount != len(ids):
+            if transaction.count(kept) != len(ids):
                 # Some fire times had runs already: find the runs this insert created.
                 finds = [queries.bind(Call("runs_among", {"ids": chunk})) for chunk in _chunks(ids)]
-                ids = [row[0] for find in finds for row in find.execute(connection)]
+                ids = [row[0] for find in finds for row in transaction.rows(find)]
             created = set(ids)
             if created:
-                states.keeping(lambda state: state["flow_run_id"] in created).execute(connection)
+                transaction.run(states.keeping(lambda state: state["flow_run_id"] in created))
         return created, paused
 
     def set_run_state(
@@ -133,10 +133,10 @@ class ScheduledRunQueries(Queries):
             "message": message,
         }
         [insert_state] = queries.bind_rows("insert_state", [state])
-        with self._writer.direct.transaction() as connection:
-            changed = update.execute(connection).rowcount
+        with self._writer.direct.transaction() as transaction:
+            changed = transaction.count(update)
             if changed:
-                insert_state.execute(connection)
+                transaction.run(insert_state)
         return bool(changed)
 
     def record_fire_times_many(self, fires: Sequence[tuple[str, datetime]]) -> None:
@@ -145,8 +145,8 @@ class ScheduledRunQueries(Queries):
             return
         rows = [{"name": name, "last_fire": last} for name, last in fires]
         [update] = self._writer.queries.bind_rows("record_fire", rows)
-        with self._writer.direct.transaction() as connection:
-            update.execute(connection)
+        with self._writer.direct.transaction() as transaction:
+            transaction.run(update)
 
     def count_deployment_retries(self, flow_run_id: str) -> int:
         """How many times the daemon queued this run again (its deployment's ``retries``)."""

@@ -51,11 +51,14 @@ class Query:
 
     ``sets``: the statement is an UPDATE of that table whose SET list is whichever of its
     columns (but its key) a row gives, bound by their names: ``build`` leaves the SET list
-    out, and ``_compile`` writes each column's assignment for ``_driver`` to join."""
+    out, and ``_compile`` writes each column's assignment for ``_driver`` to join.
+    ``dialects``: the only dialects it is compiled for (by SQLAlchemy's names), if not all.
+    """
 
     build: Build
     options: tuple[str, ...] = ()
     sets: Table | None = None
+    dialects: tuple[str, ...] | None = None
 
     def variants(self) -> Iterator[frozenset[str]]:
         """Every variant: each combination of the options."""
@@ -68,12 +71,16 @@ QUERIES: dict[str, Query] = {}
 
 
 def query(
-    into: dict[str, Query], name: str, *options: str, sets: Table | None = None
+    into: dict[str, Query],
+    name: str,
+    *options: str,
+    sets: Table | None = None,
+    dialects: tuple[str, ...] | None = None,
 ) -> Callable[[Build], Build]:
     """Declare the query ``name`` in the registry ``into``, built by the decorated function."""
 
     def register(build: Build) -> Build:
-        into[name] = Query(build, options, sets)
+        into[name] = Query(build, options, sets, dialects)
         return build
 
     return register

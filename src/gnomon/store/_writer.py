@@ -36,7 +36,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from gnomon.exceptions import GnomonError, StoreFileGone
-from gnomon.store._db import DriverConnection, create_engine, read_engine
+from gnomon.store._db import DriverConnection, DriverTransaction, create_engine, read_engine
 from gnomon.store._driver import Bound, DriverQueries, driver_queries
 from gnomon.store._schema import FINAL_STATE_TYPES
 
@@ -376,8 +376,8 @@ class BatchWriter:
                 if rows
                 for bound in self.queries.bind_rows(query, rows, variant)
             ]
-            with self.batches.transaction() as connection:
-                refused = _execute(connection, steps)
+            with self.batches.transaction() as transaction:
+                refused = _execute(transaction, steps)
         except _UNAVAILABLE as error:
             log.exception(
                 "store write failed (%d rows); retrying in %.2fs",
@@ -398,8 +398,8 @@ class BatchWriter:
             for row in rows:
                 try:
                     [bound] = self.queries.bind_rows(query, [row], variant)
-                    with self.batches.transaction() as connection:
-                        refused.update(_execute(connection, [(kind, bound)], refused))
+                    with self.batches.transaction() as transaction:
+                        refused.update(_execute(transaction, [(kind, bound)], refused))
                 except _UNAVAILABLE as error:
                     return error  # the database itself is unavailable: retry the batch
                 except Exception:
@@ -433,21 +433,21 @@ def _parts(batch: _Batch) -> list[tuple[str, str, frozenset[str], str, list[Row]
 
 
 def _execute(
-    connection: Any,
+    transaction: DriverTransaction,
     steps: list[tuple[str, Bound]],
     refused: dict[str, str | None] | None = None,
 ) -> dict[str, str | None]:
-    """Execute a batch's bound steps in ``connection``'s transaction; returns the flow
-    runs whose new state was refused (they have a final state already), with that state's
-    name. Their own state rows in the batch (or in ``refused`` from before) are left out
-    too, so the history shows no state the run did not take. A run's final state arrives
-    in one settle row per batch: executing those one by one tells each row's fate by its
-    rowcount, at no cost beyond the UPDATE itself."""
+    """Execute a batch's bound steps in ``transaction``; returns the flow runs whose new
+    state was refused (they have a final state already), with that state's name. Their
+    own state rows in the batch (or in ``refused`` from before) are left out too, so the
+    history shows no state the run did not take. A run's final state arrives in one settle
+    row per batch: executing those one by one tells each row's fate by its rowcount, at no
+    cost beyond the UPDATE itself."""
     refused = dict(refused or {})
     for kind, bound in steps:
         if kind == "settle":
             for row, values in zip(bound.rows, bound.parameters, strict=True):
-                if not Bound(bound.sql, [values], [row]).execute(connection).rowcount:
+                if not transaction.count(Bound(bound.sql, [values], [row])):
                     refused[row["row_id"]] = row.get("state_name")
             continue
         kept = bound
@@ -456,7 +456,7 @@ def _execute(
                 lambda row: not (row.get("task_run_id") is None and row["flow_run_id"] in refused)
             )
         if kept.parameters:
-            kept.execute(connection)
+            transaction.run(kept)
     return refused
 
 

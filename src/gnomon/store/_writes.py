@@ -21,7 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, Insert, Table, bindparam, literal, null, select, update
+from sqlalchemy import (
+    Column,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 
 from gnomon.states import ACTIVE_TYPES, StateName, StateType
 from gnomon.store._schema import (
@@ -51,8 +62,13 @@ CLAIMED_COLUMNS = (
 )
 
 
-def _write(name: str, *options: str, sets: Table | None = None) -> Callable[[Build], Build]:
-    return query(WRITES, name, *options, sets=sets)
+def _write(
+    name: str,
+    *options: str,
+    sets: Table | None = None,
+    dialects: tuple[str, ...] | None = None,
+) -> Callable[[Build], Build]:
+    return query(WRITES, name, *options, sets=sets, dialects=dialects)
 
 
 def fixed(value: Any, column: Column[Any]) -> Any:
@@ -121,6 +137,29 @@ def _update_task_run(_: frozenset[str]) -> SQL:
 def _claim(_: frozenset[str]) -> SQL:
     """Start the flow run ``row_id`` if it is Scheduled or Pending: Running, its first
     attempt, by ``worker_pid``; returns its ``CLAIMED_COLUMNS`` as claimed."""
+    return _claim_update()
+
+
+@_write("claim_recorded", dialects=("postgresql",))
+def _claim_recorded(_: frozenset[str]) -> SQL:
+    """``claim`` and the Running state it records (``run_states``, at its start time) in
+    one statement: a data-modifying WITH, which PostgreSQL has and SQLite has not. Run on
+    its own (autocommit), a claim is then one round trip to the server."""
+    claimed = _claim_update().cte("claimed")
+    s = run_states.c
+    running = select(
+        claimed.c.id,
+        claimed.c.start_time,
+        fixed(StateType.RUNNING, s.type),
+        fixed(StateName.RUNNING, s.name),
+        fixed(1, s.attempt),
+    )
+    columns = ["flow_run_id", "timestamp", "type", "name", "attempt"]
+    recorded = insert(run_states).from_select(columns, running).cte("recorded")
+    return select(claimed).add_cte(recorded)
+
+
+def _claim_update() -> Update:
     c = flow_runs.c
     return (
         update(flow_runs)
