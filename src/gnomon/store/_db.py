@@ -211,8 +211,14 @@ class DriverConnection:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[DriverTransaction]:
         """A write transaction (see ``driver_transaction``) on the kept connection."""
-        with self._connection() as pooled, _transaction(self.engine.dialect, pooled) as done:
-            yield done
+        pooled, kept = self._take()
+        try:
+            with _transaction(self.engine.dialect, pooled) as transaction:
+                yield transaction
+        except BaseException:
+            self._give_back(pooled, kept, failed=True)
+            raise
+        self._give_back(pooled, kept, failed=False)
 
     def run_alone(self, bound: Bound) -> list[Any]:
         """Run the one statement ``bound`` as a transaction of its own; the rows it returns.
@@ -223,42 +229,47 @@ class DriverConnection:
             with self.transaction() as transaction:
                 cursor = transaction.run(bound)
                 return list(cursor.fetchall()) if cursor.description else []
-        with self._connection() as pooled:
-            dbapi = pooled.dbapi_connection
+        pooled, kept = self._take()
+        dbapi = pooled.dbapi_connection
+        try:
             dbapi.autocommit = True
             try:
                 cursor = bound.execute(dbapi)
-                return list(cursor.fetchall()) if cursor.description else []
-            except dialect.loaded_dbapi.Error as error:
-                raise DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error) from error
+                rows = list(cursor.fetchall()) if cursor.description else []
             finally:
-                with contextlib.suppress(Exception):
-                    dbapi.autocommit = False
+                dbapi.autocommit = False
+        except dialect.loaded_dbapi.Error as error:
+            self._give_back(pooled, kept, failed=True)
+            raise DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error) from error
+        except BaseException:
+            self._give_back(pooled, kept, failed=True)
+            raise
+        self._give_back(pooled, kept, failed=False)
+        return rows
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[Any]:
-        """The kept connection for one transaction, or a pooled one while another thread's
-        transaction has it; given up if the transaction fails."""
-        if not self._lock.acquire(blocking=False):  # another thread's transaction has it
-            pooled = self.engine.raw_connection()
-            try:
-                yield pooled
-            finally:
-                pooled.close()
-            return
+    def _take(self) -> tuple[Any, bool]:
+        """The connection for one transaction, and whether it is the kept one: a pooled
+        one of its own while another thread's transaction has the kept one."""
+        if not self._lock.acquire(blocking=False):
+            return self.engine.raw_connection(), False
         try:
-            pooled = self._checked()
-            try:
-                yield pooled
-            except BaseException:
-                self._pooled = None
-                with contextlib.suppress(Exception):
-                    pooled.invalidate()
-                raise
-            finally:
-                self._used = time.monotonic()
-        finally:
+            return self._checked(), True
+        except BaseException:
             self._lock.release()
+            raise
+
+    def _give_back(self, pooled: Any, kept: bool, failed: bool) -> None:
+        """End a transaction's use of ``pooled``: the kept connection stays kept unless
+        the transaction failed (then it is invalidated), a pooled one goes back."""
+        if not kept:
+            pooled.close()
+            return
+        if failed:
+            self._pooled = None
+            with contextlib.suppress(Exception):
+                pooled.invalidate()
+        self._used = time.monotonic()
+        self._lock.release()
 
     def _checked(self) -> Any:
         """The kept connection (the caller holds the lock), pinged if a server's has been
