@@ -25,7 +25,7 @@ import pytest
 
 from gnomon.cli import main
 from gnomon.daemon._detach import read_pidfile
-from gnomon.daemon._lock import find_holder
+from gnomon.daemon._lock import DaemonLock, find_holder, lock_path
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.states import parse_state_filter
 from gnomon.store import Actor, Store
@@ -515,6 +515,33 @@ def test_without_a_daemon_status_exits_3_like_systemctl(gnomon_home: Path) -> No
     result = gnomon(gnomon_home, "daemon", "status")
 
     assert (result.returncode, result.stdout) == (3, "gnomon daemon is not running\n")
+
+
+def test_commands_not_given_the_daemons_database_url_say_which_store_it_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PostgreSQL daemon's lock is in its home, where a command not given its URL finds it
+    # while looking for a SQLite file that is not there.
+    gnomon_home = tmp_path / "home"
+    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
+    url = "postgresql+psycopg://gnomon:secret@db.internal:5432/gnomon"
+    store = "postgresql+psycopg://gnomon:***@db.internal:5432/gnomon"
+    assert DaemonLock.for_store(gnomon_home, url).store == store
+    lock = DaemonLock(lock_path(gnomon_home, url), store=store)
+    lock.acquire()
+    try:
+        runs = gnomon(gnomon_home, "runs", "list")
+        status = gnomon(gnomon_home, "daemon", "status")
+    finally:
+        lock.release()
+
+    told = f"the daemon running in this home (pid {os.getpid()}) uses {store}"
+    assert runs.returncode == 1
+    assert f"there is no store at {gnomon_home / 'gnomon.db'}: {told}" in runs.stderr
+    assert "GNOMON_DATABASE_URL" in runs.stderr
+    assert not (gnomon_home / "gnomon.db").exists()
+    assert told in status.stdout
+    assert "secret" not in runs.stderr + status.stdout
 
 
 # A missing config file
