@@ -872,7 +872,11 @@ def test_a_run_whose_worker_could_not_store_its_end_is_recorded_crashed_not_left
     flag = tmp_path / "failing"
     config = write_config(tmp_path, tickers(1, "2s"))
     daemon = start_daemon(
-        config, gnomon_home, PYTHONPATH=str(hooks), GNOMON_FAIL_WORKER_WRITES=str(flag)
+        config,
+        gnomon_home,
+        PYTHONPATH=str(hooks),
+        GNOMON_FAIL_WORKER_WRITES=str(flag),
+        GNOMON_FINAL_STATE_PATIENCE="1",  # how long a finished run waits for its store
     )
     daemons.append(daemon)
     database = gnomon_home / "gnomon.db"

@@ -5,16 +5,19 @@ SQLite file (test_faults_daemon.py), and decides every fire once."""
 from __future__ import annotations
 
 import contextlib
+import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from faults import assert_every_fire_once, assert_store_sound, location
 from gnomon.daemon._serverlock import DAEMON_LOCK_KEY
+from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
 from test_faults_daemon import SECOND, events, healthz, serving, stop, tickers
 
@@ -157,3 +160,102 @@ def test_a_daemon_whose_lock_another_took_while_its_session_was_gone_stops(
     lines = events(daemon.output_path.read_text())
     [lost] = [e for e in lines if e.get("level") == "critical"]
     assert "lock was lost and taken over" in lost["event"]
+
+
+def test_a_run_that_ends_while_the_database_refuses_connections_keeps_its_final_state(
+    tmp_path, gnomon_home, daemons, store
+) -> None:
+    """What a server that is down does to every new connection: the run's Completed state
+    (written by its worker as it ends) and the log lines wait, retried, and are written
+    once connections work again, never dropped as rows the database rejected."""
+    slow = '\n[[deployments]]\nname = "slow"\nflow = "flows.py:slow"\ninterval = "1h"\n'
+    daemon, _, _ = serving(tmp_path, gnomon_home, daemons, tickers(1) + slow)
+    url = store.url
+    result = gnomon(gnomon_home, "run", "slow", "--param", "seconds=3", GNOMON_DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"run ([0-9a-f]{32})", result.stdout).group(1)  # type: ignore[union-attr]
+    wait_for(lambda: state_of(url, run_id) == "Running", what="the run to start")
+
+    with refusing_connections(url):
+        time.sleep(6)  # the run ends (after 3 s) and its worker's writes are refused
+
+    wait_for(lambda: state_of(url, run_id) == "Completed", timeout=30, what="its final state")
+    lines = events(stop(daemon))
+    assert not [e for e in lines if "dropped a" in e["event"]], "rows were dropped"
+    with admin(url) as connection:
+        history = connection.execute(
+            text("SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp"),
+            {"id": run_id},
+        ).scalars()
+        assert list(history) == ["Scheduled", "Pending", "Running", "Completed"]
+    assert_every_fire_once(location(store), "d0", SECOND)
+    assert_store_sound(location(store))
+
+
+def state_of(url: str, run_id: str) -> str | None:
+    with admin(url) as connection:
+        return connection.execute(
+            text("SELECT state_name FROM flow_runs WHERE id = :id"), {"id": run_id}
+        ).scalar_one_or_none()
+
+
+@contextlib.contextmanager
+def refusing_connections(url: str) -> Iterator[None]:
+    """The database at ``url`` refuses new connections and loses its sessions, as when its
+    server is down, until the block ends."""
+    database = make_url(url).database
+    server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    with admin(server) as connection:
+        connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": database},
+        )
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+            connection.commit()
+
+
+@pytest.mark.parametrize(("outage", "stored"), [(1.0, True), (4.0, False)])
+def test_a_flow_in_a_script_waits_for_its_final_state_up_to_the_patience_setting(
+    store, monkeypatch: pytest.MonkeyPatch, outage: float, stored: bool
+) -> None:
+    from gnomon import flow
+    from gnomon._settings import get_settings
+    from gnomon.store import StoreWriteError
+
+    monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "2.5")
+    get_settings.cache_clear()
+    begun = threading.Event()
+
+    def outage_now() -> None:
+        with refusing_connections(store.url):
+            begun.set()
+            time.sleep(outage)
+
+    outage_thread = threading.Thread(target=outage_now)
+
+    @flow
+    def ends_in_an_outage() -> str:
+        outage_thread.start()
+        begun.wait(10)
+        return "done"
+
+    if stored:
+        assert ends_in_an_outage() == "done"
+    else:
+        with pytest.raises(StoreWriteError):
+            ends_in_an_outage()
+    outage_thread.join()
+    store.flush(timeout=30)  # connections work again: the queued rows are written
+    with admin(store.url) as connection:
+        (state,) = connection.execute(
+            text("SELECT state_name FROM flow_runs WHERE flow_name = 'ends-in-an-outage'")
+        ).scalars()
+    assert state == "Completed"

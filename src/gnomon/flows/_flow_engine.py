@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -336,7 +337,7 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
         engine_logger().error(
             f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)
         )
-    store.commit_now()
+    _commit_final_state(store, state)
     hooks = {
         StateType.COMPLETED: flow.on_completion_hooks,
         StateType.FAILED: flow.on_failure_hooks,
@@ -345,6 +346,47 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
     }.get(state.type, [])
     _records.run_hooks(hooks, flow, run, state)
     return state
+
+
+MAX_FINAL_STATE_RETRY_DELAY = 5.0
+
+
+def _commit_final_state(store: RunStore, state: State) -> None:
+    """Commit the run's final state (and all recorded before it), waiting out a store that
+    cannot be written (a database restarting, failing over, locked) for up to the
+    ``final_state_patience`` setting: a run that finished is not given up for a moment's
+    outage. The rows stay queued meanwhile, never dropped: ``StoreWriteError`` means the
+    database is unavailable, not the rows wrong."""
+    from gnomon._settings import get_settings
+    from gnomon.flows._logging import engine_logger
+    from gnomon.store import StoreWriteError
+
+    try:
+        store.commit_now()
+        return
+    except StoreWriteError as error:
+        failure = error
+    patience = get_settings().final_state_patience
+    clock = get_clock()
+    started = time.monotonic()
+    engine_logger().warning(
+        f"Finished in state {state}; the store cannot be written ({failure}): retrying"
+        f" for up to {patience:g} s"
+    )
+    delay = 0.1
+    while time.monotonic() - started < patience:
+        clock.sleep(delay)
+        delay = min(delay * 2, MAX_FINAL_STATE_RETRY_DELAY)
+        try:
+            store.flush()
+        except StoreWriteError as error:
+            failure = error
+            continue
+        engine_logger().info(
+            f"The final state {state.name} was stored after {time.monotonic() - started:.1f} s"
+        )
+        return
+    raise failure
 
 
 def load_flow(entrypoint: str, *, fresh: bool = False) -> Flow[..., Any]:

@@ -188,7 +188,7 @@ class DriverConnection:
             return
         with self._lock:
             if self._pooled is None:
-                self._pooled = self.engine.raw_connection()
+                self._pooled = _checkout(self.engine)
             try:
                 with _transaction(self.engine.dialect, self._pooled) as dbapi:
                     yield dbapi
@@ -217,12 +217,24 @@ def driver_transaction(engine: Engine) -> Iterator[Any]:
     Here the pool, the SQLite settings and the write turn apply as with ``engine.begin()``,
     and the driver's errors are raised as SQLAlchemy's (``OperationalError``, ...).
     """
-    pooled = engine.raw_connection()
+    pooled = _checkout(engine)
     try:
         with _transaction(engine.dialect, pooled) as dbapi:
             yield dbapi
     finally:
         pooled.close()
+
+
+def _checkout(engine: Engine) -> Any:
+    """One of ``engine``'s pooled driver connections. The pool raises the driver's own
+    error when it cannot connect (a server that is down refuses it): raised here as
+    SQLAlchemy's, so that callers tell an unavailable database (``OperationalError``: keep
+    the rows and retry) from rows it rejects."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        return engine.raw_connection()
+    except dbapi.Error as error:
+        raise DBAPIError.instance(None, None, error, dbapi.Error) from error
 
 
 @contextlib.contextmanager
