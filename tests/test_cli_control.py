@@ -231,6 +231,25 @@ def test_names_that_cannot_be_deployments_are_rejected(
     assert "invalid deployment name" in result.stderr
 
 
+def test_a_name_the_config_accepts_every_command_accepts(tmp_path: Path, gnomon_home: Path) -> None:
+    # One rule (gnomon._names): dots inside a name are fine, dots alone are not.
+    dotted = '\n[[deployments]]\nname = "report..v2"\nflow = "flows.py:tick"\ninterval = "1h"\n'
+    config = write_config(tmp_path, DEPLOYMENTS + dotted)
+    assert gnomon(gnomon_home, "deployments", "apply", "--config", str(config)).returncode == 0
+
+    for command in (
+        ["pause", "report..v2", "--reason", "release"],
+        ["resume", "report..v2"],
+        ["runs", "list", "--deployment", "report..v2"],
+        ["logs", "--deployment", "report..v2"],
+        ["deployments", "next", "report..v2"],
+    ):
+        result = run(gnomon_home, config, *command)
+        assert result.returncode == 0, (command, result.stderr)
+    for name in (".", "...", "../x"):
+        assert "invalid deployment name" in run(gnomon_home, config, "pause", name).stderr
+
+
 def test_pause_needs_exactly_one_way_of_naming_targets(applied: Path, gnomon_home: Path) -> None:
     neither = run(gnomon_home, applied, "pause")
     both = run(gnomon_home, applied, "pause", "heartbeat", "--all")

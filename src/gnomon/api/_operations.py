@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gnomon._names import NAME_RULE, is_name
 from gnomon.api._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 
 # Deployment names as the config allows them (letters, digits, '-', '_', '.'), never '..'.
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _RUN_ID = re.compile(r"[0-9a-f]{4,32}")
 _TOKEN_PREFIX = "gnm_"
 RELOAD_WAIT = 30.0  # seconds a reload request waits for the daemon's answer
@@ -107,16 +107,8 @@ class InvalidParameters(InvalidInput):
 
 def check_name(kind: str, value: str) -> str:
     """``value`` if it can be a deployment, tag or token name, else InvalidName."""
-    if (
-        not isinstance(value, str)
-        or not _NAME.fullmatch(value)
-        or ".." in value
-        or set(value) == {"."}
-    ):
-        shown = repr(value)[:120]
-        raise InvalidName(
-            f"invalid {kind} name {shown}: use 1 to 100 letters, digits, '-', '_' or '.' (not '..')"
-        )
+    if not is_name(value):
+        raise InvalidName(f"invalid {kind} name {repr(value)[:120]}: use {NAME_RULE}")
     return value
 
 
