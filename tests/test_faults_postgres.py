@@ -199,6 +199,18 @@ def state_of(url: str, run_id: str) -> str | None:
         ).scalar_one_or_none()
 
 
+def end_sessions(connection: Any, database: str) -> None:
+    """Terminate every session on ``database`` but ``connection``'s, and commit."""
+    connection.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = :name AND pid <> pg_backend_pid()"
+        ),
+        {"name": database},
+    )
+    connection.commit()
+
+
 @contextlib.contextmanager
 def refusing_connections(url: str) -> Iterator[None]:
     """The database at ``url`` refuses new connections and loses its sessions, as when its
@@ -207,14 +219,7 @@ def refusing_connections(url: str) -> Iterator[None]:
     server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     with admin(server) as connection:
         connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": database},
-        )
-        connection.commit()
+        end_sessions(connection, database)
         try:
             yield
         finally:
@@ -257,5 +262,47 @@ def test_a_flow_in_a_script_waits_for_its_final_state_up_to_the_patience_setting
     with admin(store.url) as connection:
         (state,) = connection.execute(
             text("SELECT state_name FROM flow_runs WHERE flow_name = 'ends-in-an-outage'")
+        ).scalars()
+    assert state == "Completed"
+
+
+def test_a_flow_ending_while_its_database_is_read_only_keeps_its_final_state(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover's demoted primary answers every write with read_only_sql_transaction (an
+    InternalError, not an OperationalError): the rows wait, as for a server that is down."""
+    from gnomon import flow
+    from gnomon._settings import get_settings
+
+    monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "20")
+    get_settings.cache_clear()
+    database = make_url(store.url).database
+    server = make_url(store.url).set(database="postgres").render_as_string(hide_password=False)
+
+    def read_only(on: bool) -> None:
+        with admin(server) as connection:
+            value = "on" if on else "off"
+            connection.execute(
+                text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = {value}')
+            )
+            end_sessions(connection, database)
+
+    writable_again = threading.Timer(2.0, read_only, (False,))
+
+    @flow
+    def ends_on_a_read_only_database() -> str:
+        read_only(True)
+        writable_again.start()
+        return "done"
+
+    try:
+        assert ends_on_a_read_only_database() == "done"
+    finally:
+        writable_again.join()
+        read_only(False)
+    with admin(store.url) as connection:
+        (state,) = connection.execute(
+            text("SELECT state_name FROM flow_runs WHERE flow_name = :name"),
+            {"name": "ends-on-a-read-only-database"},
         ).scalars()
     assert state == "Completed"
