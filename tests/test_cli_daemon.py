@@ -544,6 +544,27 @@ def test_commands_not_given_the_daemons_database_url_say_which_store_it_uses(
     assert "secret" not in runs.stderr + status.stdout
 
 
+def test_a_daemon_on_a_sqlite_file_named_through_a_link_is_on_the_commands_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same file, by another path: the command is told the file is gone, not that the
+    # daemon uses another store.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
+    database = tmp_path / "link" / "gnomon.db"
+    lock = DaemonLock(lock_path(real, f"sqlite:///{real / 'gnomon.db'}"), store=str(database))
+    lock.acquire()
+    try:
+        runs = gnomon(real, "runs", "list")
+    finally:
+        lock.release()
+
+    assert runs.returncode == 1
+    assert f"the database {real / 'gnomon.db'} is missing but daemon pid" in runs.stderr
+
+
 # A missing config file
 
 

@@ -928,3 +928,20 @@ def test_the_daemons_poll_for_changed_deployments_reads_an_index_not_the_table(
         plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, values)
         details = " ".join(str(row[-1]) for row in plan.fetchall())
     assert "USING INDEX ix_deployments_updated" in details
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://app:hunter2@db:5432/gnomon", "postgresql+psycopg://app:***@db:5432/gnomon"),
+        ("postgresql+psycopg://app@db/gnomon?password=hunter2", "postgresql+psycopg://app@db/gnomon?password=***"),
+        ("postgresql://db/gnomon?sslpassword=hunter2&sslmode=require", "postgresql://db/gnomon?sslpassword=***&sslmode=require"),
+        ("postgresql+psycopg:///gnomon?host=/run/pg&password=hunter2", "postgresql+psycopg:///gnomon?host=/run/pg&password=***"),
+        ("postgresql://app@db/gnomon?application_name=cron@host1", "postgresql://app@db/gnomon?application_name=cron@host1"),
+        ("postgresql://app:p%40ss@db/gnomon", "postgresql://app:***@db/gnomon"),
+    ],
+)  # fmt: skip
+def test_a_store_is_named_to_operators_without_any_of_its_passwords(url: str, shown: str) -> None:
+    from gnomon.store import store_name
+
+    assert store_name(url) == shown

@@ -91,9 +91,11 @@ def _other_store(holder: dict[str, Any] | None, url: str) -> str | None:
     from gnomon.store import store_name
 
     holder = holder or {}
-    theirs = holder.get("store")
-    if not isinstance(theirs, str) or theirs == store_name(url):
+    theirs, ours = holder.get("store"), store_name(url)
+    if not isinstance(theirs, str) or theirs == ours:
         return None
+    if "://" not in theirs and os.path.realpath(theirs) == os.path.realpath(ours):
+        return None  # one SQLite file, named through a symbolic link
     return (
         f"the daemon running in this home (pid {holder.get('pid', '?')}) uses {theirs};"
         " give this command the same database URL (GNOMON_DATABASE_URL, or database_url"
