@@ -58,6 +58,20 @@ FLOWS = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     @flow
+    def leaves(marker: str = "") -> None:
+        import subprocess, threading
+
+        subprocess.Popen(["sleep", "600"])
+
+        def later() -> None:  # a thread the interpreter waits for at exit
+            time.sleep(1)
+            with open(marker, "w") as out:
+                out.write("written")
+
+        if marker:
+            threading.Thread(target=later).start()
+
+    @flow
     def waits(ignore_sigterm: bool = False, seconds: float = 60) -> None:
         if ignore_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -374,6 +388,27 @@ def test_a_worker_is_replaced_after_max_runs_per_worker(harness: Harness) -> Non
     assert pids[0] == pids[1] != pids[2]
     assert harness.import_pids() == [pool.template_pid()]  # the new worker was forked warm
     until(lambda: not alive(pids[0]), "the retired worker to exit")
+
+
+def test_a_retired_worker_stores_its_runs_last_rows_and_waits_for_their_threads(
+    harness: Harness,
+) -> None:
+    # The warning about what a run left running is stored after its final state; the
+    # daemon closes a retiring worker's stdin as soon as it hears the run is done.
+    pool = harness.pool(max_runs_per_worker=1)
+
+    for _ in range(6):
+        run = harness.run(pool, "leaves").flow_run_id
+        until(
+            lambda run=run: any(
+                "left 1 processes running" in row["message"] for row in logs_of(harness.store, run)
+            ),
+            "the warning about the leftover stored",
+        )
+    marker = harness.flows.with_name("marker")
+    worker = harness.run(pool, "leaves", marker=str(marker)).worker_pid
+    until(lambda: not alive(worker), "the retired worker to exit")
+    assert marker.read_text() == "written"
 
 
 def test_a_worker_above_max_memory_is_replaced_after_its_run(harness: Harness) -> None:

@@ -40,6 +40,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -49,6 +50,9 @@ from gnomon._lifeline import die_with_parent
 log = logging.getLogger("gnomon.worker")
 
 _FORK_FDS = 3  # stdin, channel, output
+# How long an exiting worker waits for the non-daemon threads its runs left (the pool
+# SIGKILLs it after kill_grace anyway).
+KEPT_THREADS_WAIT = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,12 +99,22 @@ def _end_worker(serve: Callable[[int], int], channel: int) -> NoReturn:
     except BaseException:
         traceback.print_exc()
     finally:
+        _join_threads(KEPT_THREADS_WAIT)
         with contextlib.suppress(BaseException):
             atexit._run_exitfuncs()  # what the interpreter's shutdown would run first
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+def _join_threads(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds in all for the threads the interpreter's shutdown
+    would wait for (non-daemon ones a flow started), as it would."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

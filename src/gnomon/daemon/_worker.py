@@ -125,10 +125,14 @@ def serve(channel: int) -> int:
         except BaseException as error:
             # sys.exit() or an interrupt in the flow: the engine recorded the run Crashed; the
             # worker reports it, then exits as asked (the pool replaces it).
+            inbox.run_done()
             _send(channel, {**_stored_outcome(flow_run_id, error), "exiting": True})
             raise
-        _send(channel, message)
+        # Done before the daemon hears of it: told, it may close stdin at once (a recycled
+        # worker), and the inbox must not take that for the daemon's death mid-run, which
+        # exits at once, skipping the exit hooks that commit the run's last rows.
         inbox.run_done()
+        _send(channel, message)
     return 0
 
 

@@ -169,10 +169,14 @@ class WorkerProcess:
     def terminate(self, now: float, grace: float) -> None:
         """SIGTERM the worker and its tree now, SIGKILL them after ``grace``."""
         self.term_at = None
-        # The tree first: a worker that dies leaves its children to init, outside its tree.
+        # The tree is walked first: a worker that dies leaves its children to init, outside
+        # its tree. Signalled second, as ever: a flow's own SIGTERM handler acts before the
+        # processes it waits for are ended under it.
+        if self.tree is not None:
+            self.tree.track()
+        self.signal(signal.SIGTERM)
         if self.tree is not None:
             self.tree.terminate()
-        self.signal(signal.SIGTERM)
         if self.kill_at is None:
             self.kill_at = now + grace
 
