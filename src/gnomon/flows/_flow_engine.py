@@ -374,11 +374,11 @@ def _commit_final_state(store: RunStore, state: State) -> None:
         f" for up to {patience:g} s"
     )
     delay = 0.1
-    while time.monotonic() - started < patience:
-        clock.sleep(delay)
+    while (left := patience - (time.monotonic() - started)) > 0:
+        clock.sleep(min(delay, left))
         delay = min(delay * 2, MAX_FINAL_STATE_RETRY_DELAY)
         try:
-            store.flush()
+            store.flush(timeout=max(left, 0.1))
         except StoreWriteError as error:
             failure = error
             continue
