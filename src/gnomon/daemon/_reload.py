@@ -16,7 +16,6 @@ for a reload with a request row in the store and wait for its outcome there.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon.store._kinds import Origin
+from gnomon.store._kinds import Origin, ReloadStatus
 from gnomon.store._values import Actor
 
 if TYPE_CHECKING:
@@ -34,18 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon")
 
 DAEMON_ACTOR = Actor("gnomon-daemon", Origin.DAEMON)  # the audit log's actor for a reload by SIGHUP
-
-
-class ReloadStatus(enum.StrEnum):
-    """A reload's outcome; the commands' exit codes are 0, 1 and 2 in this order."""
-
-    APPLIED = "applied"
-    PARTIAL = "partial"
-    REFUSED = "refused"
-
-    @property
-    def exit_code(self) -> int:
-        return {"applied": 0, "partial": 1, "refused": 2}[self.value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gnomon.store._db import file_identity
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import store_fault, store_name
-    from gnomon.store._kinds import AuditAction, Origin, RunCause
+    from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._store import (
         Store,
@@ -50,6 +50,7 @@ _LAZY = {
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
+    "ReloadStatus": "gnomon.store._kinds",
     "RunCause": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
@@ -79,6 +80,7 @@ __all__ = [
     "FastStore",
     "LogQuery",
     "Origin",
+    "ReloadStatus",
     "RunCause",
     "RunStore",
     "ScheduleStore",
