@@ -191,17 +191,17 @@ def record_outcome(
 
     rows = [store.read_reload(request) for request in requests]
     first = next((row for row in rows if row is not None), None)
-    actor = Actor(first["requested_by"], first["origin"]) if first else DAEMON_ACTOR
+    actor = Actor(first.requested_by, first.origin) if first else DAEMON_ACTOR
     target = str(config) if config else None
-    store.finish_reload(requests, actor, plan.status.value, plan.detail(), target)
+    store.finish_reload(requests, actor, plan.status, plan.detail(), target)
 
 
 def answer_at_start(store: ScheduleStore, config: Path | None) -> None:
     """Reload requests left by a daemon that stopped are answered by this start, which
     loaded the config without a problem."""
 
-    pending = [row["id"] for row in store.read_pending_reloads()]
+    pending = [row.id for row in store.read_pending_reloads()]
     if pending:
-        detail = {"status": "applied", "note": "applied by the daemon's start"}
+        detail = {"status": ReloadStatus.APPLIED, "note": "applied by the daemon's start"}
         target = str(config) if config else None
-        store.finish_reload(pending, DAEMON_ACTOR, "applied", detail, target)
+        store.finish_reload(pending, DAEMON_ACTOR, ReloadStatus.APPLIED, detail, target)

@@ -4,9 +4,10 @@ slots, the audit log and API tokens.
 ``get_store()`` gives the process's ``Store`` for the configured database, migrating it on
 first use. ``Store`` plays every role declared in ``gnomon.store.abc`` (``RunStore``,
 ``ScheduleStore``, ``DeploymentStore``, ``ControlStore``): code outside the store names the
-role it uses. ``open_fast`` gives the command line's fast commands a ``FastControl`` without
-SQLAlchemy when it can. Importing this package imports nothing else (each name loads its
-module on first use), so that path stays fast.
+role it uses; the rows its reads return and its writes take are typed in
+``gnomon.store.rows``. ``open_fast`` gives the command line's fast commands a
+``FastControl`` without SQLAlchemy when it can. Importing this package imports nothing else
+(each name loads its module on first use), so that path stays fast.
 """
 
 from __future__ import annotations
