@@ -132,7 +132,7 @@ def test_runs_cancel_stops_a_running_run_within_seconds(
     assert cancelled.returncode == 0, cancelled.stderr
     assert "cancelling" in cancelled.stdout
     final = wait_for(
-        lambda: (store.read_flow_run(row.id) or {}).state_type == "CANCELLED",
+        lambda: getattr(store.read_flow_run(row.id), "state_type", None) == "CANCELLED",
         timeout=10,
         what="the run to end Cancelled",
     )
@@ -149,7 +149,7 @@ def test_pause_with_cancel_running_cancels_the_running_run(
 
     assert f"cancelling run {row.id}" in paused.stdout
     wait_for(
-        lambda: (store.read_flow_run(row.id) or {}).state_type == "CANCELLED",
+        lambda: getattr(store.read_flow_run(row.id), "state_type", None) == "CANCELLED",
         timeout=10,
         what="the run to end Cancelled",
     )

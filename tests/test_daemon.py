@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, logs_of
+from gnomon.store.rows import FlowRunRow
 
 pytestmark = pytest.mark.backends
 
@@ -126,7 +127,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
         time.sleep(0.05)
 
 
-def runs(store, deployment: str | None = None) -> list[dict[str, Any]]:
+def runs(store, deployment: str | None = None) -> list[FlowRunRow]:
     return store.read_runs(deployment=deployment, limit=1000)
 
 

@@ -14,7 +14,6 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from faults import assert_store_sound
 from gnomon.daemon._containment import Containment
 from gnomon.deployments import ContainmentMode
 from gnomon.store import Store
+from gnomon.store.rows import FlowRunRow
 from test_cli_daemon import gnomon
 from test_daemon import DaemonProcess, runs, start_daemon, wait_for, write_config
 
@@ -159,10 +159,10 @@ def state_of(store: Store, run_id: str) -> str | None:
     return row.state_name if row else None
 
 
-def final(store: Store, run_id: str) -> dict[str, Any]:
+def final(store: Store, run_id: str) -> FlowRunRow:
     """The run once it has a final state."""
     wait_for(
-        lambda: (store.read_flow_run(run_id) or {}).end_time is not None,
+        lambda: getattr(store.read_flow_run(run_id), "end_time", None) is not None,
         timeout=60,
         what=f"run {run_id} to end",
     )

@@ -28,11 +28,12 @@ from gnomon.states import (
     StateType,
     TimedOut,
 )
+from gnomon.store.rows import FlowRunRow
 
 pytestmark = pytest.mark.backends
 
 
-def only_flow_run(store: Any) -> dict[str, Any]:
+def only_flow_run(store: Any) -> FlowRunRow:
     [run] = store.read_runs()
     return run
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import FakeClock, all_states
 from gnomon import flow, task
 from gnomon.flows._clock import use_clock
+from gnomon.store.rows import FlowRunRow
 from gnomon.tasks import exponential_backoff
 
 pytestmark = [pytest.mark.backends, pytest.mark.usefixtures("clock")]
@@ -32,7 +33,7 @@ def failing_until(attempts: int) -> tuple[Callable[[], str], list[int]]:
     return body, calls
 
 
-def only_flow_run(store: Any) -> dict[str, Any]:
+def only_flow_run(store: Any) -> FlowRunRow:
     [run] = store.read_runs()
     return run
 

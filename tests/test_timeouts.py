@@ -17,6 +17,7 @@ from conftest import logs_of
 from gnomon import flow, get_run_logger, task
 from gnomon.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
 from gnomon.states import StateType
+from gnomon.store.rows import FlowRunRow
 
 pytestmark = pytest.mark.backends
 
@@ -60,7 +61,7 @@ def blocker() -> Iterator[Blocker]:
         blocking.finish()
 
 
-def only_flow_run(store: Any) -> dict[str, Any]:
+def only_flow_run(store: Any) -> FlowRunRow:
     [run] = store.read_runs()
     return run
 
