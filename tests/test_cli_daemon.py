@@ -212,7 +212,7 @@ def test_deployments_list_shows_a_deployment_paused_in_the_store_with_no_next_fi
     now = datetime.now(UTC)
     sync_deployments(store, deployments, now)
     assert store.set_paused(["nightly"], True, Actor("test", "cli"), "maintenance window", now)
-    quarterly = deployments[1].trigger(store.read_deployment("quarterly")["anchor"])
+    quarterly = deployments[1].trigger(store.read_deployment("quarterly").anchor)
 
     start = datetime.now(UTC)
     listed = gnomon(gnomon_home, "deployments", "list", "--config", str(config))
@@ -292,17 +292,21 @@ def test_runs_list_prints_every_column_newest_first_with_utc_times(fired: Fired)
     assert result.returncode == 0, result.stderr
     header, *rows = table(result.stdout)
     assert header == [column.upper() for column in RUN_COLUMNS]
-    assert [row[0] for row in rows] == [run["id"] for run in fired.runs]
+    assert [row[0] for row in rows] == [run.id for run in fired.runs]
     for row, run in zip(rows, fired.runs, strict=True):
         cells = dict(zip(RUN_COLUMNS, row, strict=True))
         assert (cells["deployment"], cells["state"], cells["trigger"]) == (
-            run["deployment_name"],
-            run["state_name"],
+            run.deployment_name,
+            run.state_name,
             "schedule",
         )
-        assert cells["flow"] == {"ticker": "tick", "broken": "boom"}[run["deployment_name"]]
+        assert cells["flow"] == {"ticker": "tick", "broken": "boom"}[run.deployment_name]
         for column, field in RUN_TIMES.items():
-            assert near(cells[column], run[field]), (column, cells[column], run[field])
+            assert near(cells[column], getattr(run, field)), (
+                column,
+                cells[column],
+                getattr(run, field),
+            )
 
 
 @pytest.mark.sqlite_only  # the module's fired store is a SQLite file
@@ -311,26 +315,30 @@ def test_runs_list_json_gives_the_same_runs_as_objects(fired: Fired) -> None:
 
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
-    assert [item["id"] for item in listed] == [run["id"] for run in fired.runs]
+    assert [item["id"] for item in listed] == [run.id for run in fired.runs]
     for item, run in zip(listed, fired.runs, strict=True):
         assert item.keys() == set(RUN_COLUMNS)
         assert (item["deployment"], item["state"], item["trigger"]) == (
-            run["deployment_name"],
-            run["state_name"],
-            run["trigger"],
+            run.deployment_name,
+            run.state_name,
+            run.trigger,
         )
         for column, field in RUN_TIMES.items():
-            assert near(item[column], run[field]), (column, item[column], run[field])
+            assert near(item[column], getattr(run, field)), (
+                column,
+                item[column],
+                getattr(run, field),
+            )
 
 
 @pytest.mark.sqlite_only  # the module's fired store is a SQLite file
 @pytest.mark.parametrize(
     ("options", "wanted"),
     [
-        (["--deployment", "ticker"], lambda run: run["deployment_name"] == "ticker"),
-        (["--state", "Completed"], lambda run: run["state_name"] == "Completed"),
-        (["--state", "COMPLETED"], lambda run: run["state_type"] == "COMPLETED"),
-        (["--state", "FAILED"], lambda run: run["state_type"] == "FAILED"),
+        (["--deployment", "ticker"], lambda run: run.deployment_name == "ticker"),
+        (["--state", "Completed"], lambda run: run.state_name == "Completed"),
+        (["--state", "COMPLETED"], lambda run: run.state_type == "COMPLETED"),
+        (["--state", "FAILED"], lambda run: run.state_type == "FAILED"),
         (["--deployment", "broken", "--state", "Completed"], lambda run: False),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
@@ -341,9 +349,9 @@ def test_runs_list_filters_by_deployment_and_by_state_name_or_type(
     result = gnomon(fired.home, "runs", "list", *options, "--json")
 
     assert result.returncode == 0, result.stderr
-    expected = [run["id"] for run in fired.runs if wanted(run)]
+    expected = [run.id for run in fired.runs if wanted(run)]
     assert [item["id"] for item in json.loads(result.stdout)] == expected
-    assert len({run["id"] for run in fired.runs}) > len(expected)  # the filter left some out
+    assert len({run.id for run in fired.runs}) > len(expected)  # the filter left some out
 
 
 @pytest.mark.sqlite_only  # the module's fired store is a SQLite file
@@ -352,8 +360,8 @@ def test_runs_list_limit_keeps_the_newest_runs(fired: Fired) -> None:
     table_of_one = gnomon(fired.home, "runs", "list", "--limit", "1")
 
     assert one.returncode == 0, one.stderr
-    assert [item["id"] for item in json.loads(one.stdout)] == [fired.runs[0]["id"]]
-    assert [row[0] for row in table(table_of_one.stdout)[1:]] == [fired.runs[0]["id"]]
+    assert [item["id"] for item in json.loads(one.stdout)] == [fired.runs[0].id]
+    assert [row[0] for row in table(table_of_one.stdout)[1:]] == [fired.runs[0].id]
 
 
 def test_runs_list_limit_below_one_is_a_usage_error_naming_it(gnomon_home: Path) -> None:
@@ -420,7 +428,7 @@ def test_detach_returns_at_once_and_stop_and_status_work_from_the_pidfile(
     assert "no gnomon daemon is running" in again.stderr
     assert str(pidfile) in again.stderr
     assert "Traceback" not in again.stderr
-    states = {run["state_name"] for run in store.read_runs("ticker", limit=1000)}
+    states = {run.state_name for run in store.read_runs("ticker", limit=1000)}
     assert states == {"Completed"}  # stopped cleanly, no run left behind Running
 
 
@@ -471,9 +479,9 @@ def test_reload_status_and_stop_without_a_pidfile_act_on_the_daemon_holding_the_
     assert reload.stdout.splitlines() == ["added: added", "applied: 1 added, 0 removed, 0 changed"]
     wait_for(completed(store, "added", 1), what="the added deployment firing after the reload")
     # Audited once, as the CLI's user who asked, with what the reload changed.
-    reloads = [entry for entry in store.read_audit() if entry["action"] == "reload"]
-    assert [entry["origin"] for entry in reloads] == ["cli"]
-    assert reloads[0]["detail"]["added"] == ["added"]
+    reloads = [entry for entry in store.read_audit() if entry.action == "reload"]
+    assert [entry.origin for entry in reloads] == ["cli"]
+    assert reloads[0].detail["added"] == ["added"]
 
     stopped = gnomon(gnomon_home, "daemon", "stop")
 
@@ -498,7 +506,7 @@ def test_stop_without_a_pidfile_returns_once_the_daemon_has_let_go_of_the_store(
     assert (stopped.returncode, stopped.stdout) == (0, "daemon stopped\n"), stopped.stderr
     assert holder_of(gnomon_home) is None  # `gnomon daemon` may start again at once
     assert daemon.wait(timeout=30) == 0
-    states = {run["state_name"] for run in store.read_runs("slowpoke", limit=1000)}
+    states = {run.state_name for run in store.read_runs("slowpoke", limit=1000)}
     assert "Cancelled" in states  # the run in flight, ended after the grace
     assert not states & {"Running", "Pending"}
 

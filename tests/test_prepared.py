@@ -32,11 +32,11 @@ def test_an_insert_fills_python_defaults_and_converts_json_and_times(store: Stor
 
     stored = store.read_flow_run("a" * 32)
     assert stored is not None
-    assert stored["parameters"] == {"n": 1, "tags": ["x"]}
-    assert stored["expected_start_time"] == datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
-    assert stored["run_count"] == 0  # the column's default
-    assert stored["created"] is not None
-    assert stored["created"].tzinfo is UTC
+    assert stored.parameters == {"n": 1, "tags": ["x"]}
+    assert stored.expected_start_time == datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    assert stored.run_count == 0  # the column's default
+    assert stored.created is not None
+    assert stored.created.tzinfo is UTC
 
 
 def test_a_prepared_statement_raises_sqlalchemys_errors(store: Store) -> None:
@@ -68,7 +68,7 @@ def test_returned_rows_read_back_as_python_values(store: Store) -> None:
     returned = result_row(flow_runs, store.engine.dialect, names, values)
     assert returned["tags"] == ["t"]
     assert returned["created"].tzinfo is UTC
-    assert store.read_flow_run("c" * 32)["name"] == "renamed"  # type: ignore[index]
+    assert store.read_flow_run("c" * 32).name == "renamed"  # type: ignore[index]
 
 
 def test_an_update_binds_its_literal_values_and_named_parameters(store: Store) -> None:
@@ -83,7 +83,7 @@ def test_an_update_binds_its_literal_values_and_named_parameters(store: Store) -
         insert.execute(connection, insert.parameters([row]))
         rename.execute(connection, rename.parameters([{"_id": "d" * 32}]))
 
-    assert store.read_flow_run("d" * 32)["name"] == "renamed"  # type: ignore[index]
+    assert store.read_flow_run("d" * 32).name == "renamed"  # type: ignore[index]
 
 
 def test_a_missing_value_for_a_required_parameter_is_an_error(store: Store) -> None:

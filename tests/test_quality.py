@@ -66,3 +66,13 @@ def test_the_design_documents_module_map_names_every_module() -> None:
         and path.name not in design
     ]
     assert not unnamed, f"docs/design.md's module map does not name {unnamed}"
+
+
+def test_the_row_classes_are_current() -> None:
+    """``rows`` (the typed rows every read returns) is what the same generator makes of the
+    schema as it is: a column added or changed is a field added or changed."""
+    from gnomon.store._compile import COMMAND, ROWS_TARGET, render_rows
+
+    assert render_rows() == ROWS_TARGET.read_text(), (
+        f"{ROWS_TARGET.name} is out of date: run {COMMAND}"
+    )

@@ -481,6 +481,8 @@ def report_reload(outcome: ReloadOutcome) -> NoReturn:
     """Print a reload's (or an apply's) outcome and exit with its code: 0 all applied, 1
     applied but for the deployments listed (they keep their last good version), 2 nothing
     applied."""
+    from gnomon.store import ReloadStatus
+
     detail = outcome.detail
     for problem in outcome.problems:
         click.echo(problem, err=True)
@@ -491,7 +493,7 @@ def report_reload(outcome: ReloadOutcome) -> NoReturn:
         click.echo(f"changed: {name} ({', '.join(fields)})")
     for name in detail.get("kept_last_good") or []:
         click.echo(f"kept last good version: {name}")
-    if outcome.status == "refused":
+    if outcome.status is ReloadStatus.REFUSED:
         click.echo(f"{len(outcome.problems)} problem(s) in the config; nothing applied", err=True)
     else:
         counts = (

@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
-from gnomon.store._calls import Call, Execute, FastControlQueries, Row
+from gnomon.store._calls import Call, Execute, FastControlQueries
 from gnomon.store._codecs import as_utc, aware, from_utc_text, utc_text
 from gnomon.store._connect import BUSY_TIMEOUT_MS, libpq_parameters
 from gnomon.store._revision import HEAD_REVISION
@@ -75,20 +75,21 @@ class FastStore(FastControlQueries):
 
     def revision(self) -> str | None:
         """The schema revision the store is at; None if it has none (never migrated)."""
-        rows = self._rows(Call("revision"))
-        return str(rows[0]["version_num"]) if rows else None
+        revisions = self._column(Call("revision"))
+        return str(revisions[0]) if revisions else None
 
-    def _rows(self, call: Call) -> list[Row]:
+    def _tuples(self, call: Call) -> Sequence[Sequence[Any]]:
         compiled = self.queries[call.query]
-        decoders = [
-            (name, None if kind is None else self.decoders[kind]) for name, kind in compiled.columns
-        ]
+        rows: list[tuple[Any, ...]] = self._execute(call).fetchall()
+        decoders = [None if kind is None else self.decoders[kind] for _, kind in compiled.columns]
+        if not any(decoders):
+            return rows
         return [
-            {
-                name: value if decode is None or value is None else decode(value)
-                for (name, decode), value in zip(decoders, row, strict=True)
-            }
-            for row in self._execute(call).fetchall()
+            tuple(
+                value if decode is None or value is None else decode(value)
+                for decode, value in zip(decoders, row, strict=True)
+            )
+            for row in rows
         ]
 
     def _execute(self, call: Call) -> Any:
