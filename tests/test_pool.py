@@ -400,7 +400,7 @@ def test_a_retired_worker_stores_its_runs_last_rows_and_waits_for_their_threads(
         run = harness.run(pool, "leaves").flow_run_id
         until(
             lambda run=run: any(
-                "left 1 processes running" in row["message"] for row in logs_of(harness.store, run)
+                "left 1 processes running" in row.message for row in logs_of(harness.store, run)
             ),
             "the warning about the leftover stored",
         )
