@@ -55,15 +55,15 @@ def main() -> None:
     state = etl(return_state=True)
     store = get_store()
     run = store.read_runs(limit=1)[0]
-    print(f"\nflow run {run['name']} ({run['id']}): {state.name}, result {state.result()}")
-    names = {task_run["id"]: task_run["name"] for task_run in store.read_task_runs(run["id"])}
-    states = [*store.read_states(run["id"])]
+    print(f"\nflow run {run.name} ({run.id}): {state.name}, result {state.result()}")
+    names = {task_run.id: task_run.name for task_run in store.read_task_runs(run.id)}
+    states = [*store.read_states(run.id)]
     for task_run_id in names:
         states.extend(store.read_states(task_run_id=task_run_id))
-    for row in sorted(states, key=lambda row: row["id"]):
-        who = names.get(row["task_run_id"], "flow") if row["task_run_id"] else "flow"
-        message = f"  {row['message']}" if row["message"] else ""
-        print(f"  {row['timestamp']:%H:%M:%S.%f}  {who:<14} {row['name']:<14}{message}")
+    for row in sorted(states, key=lambda row: row.id):
+        who = names.get(row.task_run_id, "flow") if row.task_run_id else "flow"
+        message = f"  {row.message}" if row.message else ""
+        print(f"  {row.timestamp:%H:%M:%S.%f}  {who:<14} {row.name:<14}{message}")
 
 
 if __name__ == "__main__":

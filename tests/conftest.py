@@ -23,6 +23,7 @@ import pytest
 from gnomon._settings import reset_settings
 from gnomon.flows import _results
 from gnomon.flows._clock import Clock, use_clock
+from gnomon.states import StateName, StateType
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -234,8 +235,8 @@ def schedule_run(
             "entrypoint": entrypoint,
             "parameters": parameters or {},
             "tags": [],
-            "state_type": "SCHEDULED",
-            "state_name": "Scheduled",
+            "state_type": StateType.SCHEDULED,
+            "state_name": StateName.SCHEDULED,
             "run_count": 0,
             "expected_start_time": now,
             "created": now,
@@ -251,8 +252,8 @@ def create_run(store, row: dict) -> None:
     runs (``create_runs``); a run Scheduled now unless ``row`` says otherwise."""
     run = {
         "created": datetime.now(UTC),
-        "state_type": "SCHEDULED",
-        "state_name": "Scheduled",
+        "state_type": StateType.SCHEDULED,
+        "state_name": StateName.SCHEDULED,
         "deployment_name": None,
         **row,
     }
@@ -261,12 +262,12 @@ def create_run(store, row: dict) -> None:
 
 def subflows(store, parent_id: str) -> list:
     """The runs of ``parent_id``'s subflows, newest first."""
-    return [run for run in store.read_runs(limit=1000) if run["parent_flow_run_id"] == parent_id]
+    return [run for run in store.read_runs(limit=1000) if run.parent_flow_run_id == parent_id]
 
 
 def all_states(store, flow_run_id: str) -> list:
     """Every state of a flow run and of its task runs, in the order they were stored."""
-    return [row for row in store.read_states() if row["flow_run_id"] == flow_run_id]
+    return [row for row in store.read_states() if row.flow_run_id == flow_run_id]
 
 
 def logs_of(store, flow_run_id: str | None = None, task_run_id: str | None = None) -> list:
@@ -274,7 +275,7 @@ def logs_of(store, flow_run_id: str | None = None, task_run_id: str | None = Non
     from gnomon.store import LogQuery
 
     rows = store.search_logs(LogQuery(flow_run_id=flow_run_id), None, newest=False)
-    return [row for row in rows if task_run_id is None or row["task_run_id"] == task_run_id]
+    return [row for row in rows if task_run_id is None or row.task_run_id == task_run_id]
 
 
 @pytest.fixture

@@ -97,12 +97,12 @@ def test_cache_hit_is_recorded_in_the_store_with_its_cache_key(store):
 
     pipeline()
     [run] = store.read_runs()
-    miss, hit = store.read_task_runs(run["id"])
-    assert (miss["state_name"], miss["state_type"]) == ("Completed", "COMPLETED")
-    assert (hit["state_name"], hit["state_type"]) == ("Cached", "COMPLETED")
-    assert hit["cache_key"]
-    assert hit["cache_key"] == miss["cache_key"]
-    assert [row["name"] for row in store.read_states(task_run_id=hit["id"])] == [
+    miss, hit = store.read_task_runs(run.id)
+    assert (miss.state_name, miss.state_type) == ("Completed", "COMPLETED")
+    assert (hit.state_name, hit.state_type) == ("Cached", "COMPLETED")
+    assert hit.cache_key
+    assert hit.cache_key == miss.cache_key
+    assert [row.name for row in store.read_states(task_run_id=hit.id)] == [
         "Pending",
         "Cached",
     ]
@@ -290,7 +290,7 @@ def test_none_policy_never_caches(store):
     assert names == ["Completed"] * 3
     assert len(calls) == 3
     [run] = store.read_runs()
-    assert all(row["cache_key"] is None for row in store.read_task_runs(run["id"]))
+    assert all(row.cache_key is None for row in store.read_task_runs(run.id))
 
 
 def test_implicit_default_policy_does_not_cache(gnomon_home):
@@ -322,8 +322,8 @@ def test_persist_result_true_with_the_implicit_default_caches_within_a_run():
 def result_file(gnomon_home: Path, store: Any) -> Path:
     """The result file of the last flow run's first task run."""
     run = store.read_runs()[0]
-    first = store.read_task_runs(run["id"])[0]
-    return gnomon_home / "results" / first["result_ref"]["key"]
+    first = store.read_task_runs(run.id)[0]
+    return gnomon_home / "results" / first.result_ref["key"]
 
 
 def test_tampered_result_file_is_not_loaded_and_the_task_reruns(gnomon_home, store):

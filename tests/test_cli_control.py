@@ -112,14 +112,14 @@ def test_apply_registers_the_config_and_is_audited(
     assert first.returncode == 0, first.stderr
     assert "applied: 3 added, 0 removed, 0 changed" in first.stdout
     assert "applied: 0 added, 0 removed, 0 changed" in again.stdout
-    assert [row["name"] for row in store.read_deployments()] == [
+    assert [row.name for row in store.read_deployments()] == [
         "heartbeat",
         "nightly-report",
         "sync-crm",
     ]
     entries = store.read_audit()
-    assert [(entry["action"], entry["origin"]) for entry in entries] == [("apply", "cli")] * 2
-    assert entries[-1]["detail"]["added"] == ["nightly-report", "sync-crm", "heartbeat"]
+    assert [(entry.action, entry.origin) for entry in entries] == [("apply", "cli")] * 2
+    assert entries[-1].detail["added"] == ["nightly-report", "sync-crm", "heartbeat"]
 
 
 def test_apply_with_a_deployments_problem_keeps_its_stored_version_and_exits_1(
@@ -133,9 +133,9 @@ def test_apply_with_a_deployments_problem_keeps_its_stored_version_and_exits_1(
     assert result.returncode == 1
     assert 'deployment "heartbeat": interval "soon"' in result.stderr
     assert "kept last good version: heartbeat" in result.stdout
-    assert store.read_deployment("heartbeat")["schedule"] == "1m"
-    assert store.read_deployment("heartbeat")["active"]
-    assert store.read_deployment("nightly-report")["schedule"] == "30 3 * * *"
+    assert store.read_deployment("heartbeat").schedule == "1m"
+    assert store.read_deployment("heartbeat").active
+    assert store.read_deployment("nightly-report").schedule == "30 3 * * *"
 
 
 def test_apply_of_a_file_that_does_not_parse_changes_nothing_and_exits_2(
@@ -150,7 +150,7 @@ def test_apply_of_a_file_that_does_not_parse_changes_nothing_and_exits_2(
     assert result.returncode == 2
     assert "invalid TOML" in result.stderr
     assert "nothing applied" in result.stderr
-    assert store.read_deployment("nightly-report")["schedule"] == "30 2 * * *"
+    assert store.read_deployment("nightly-report").schedule == "30 2 * * *"
     assert len(store.read_deployments()) == 3
 
 
@@ -166,12 +166,12 @@ def test_pause_records_who_when_and_why_and_show_prints_it(
     assert result.returncode == 0, result.stderr
     assert result.stdout == "paused nightly-report\n"
     row = store.read_deployment("nightly-report")
-    assert (row["paused"], row["paused_by"], row["paused_reason"]) == (
+    assert (row.paused, row.paused_by, row.paused_reason) == (
         True,
         getpass.getuser(),
         "CRM outage INC-42",
     )
-    assert row["paused_at"] >= before - timedelta(milliseconds=1)
+    assert row.paused_at >= before - timedelta(milliseconds=1)
     shown = json.loads(
         run(gnomon_home, applied, "deployments", "show", "nightly-report", "--json").stdout
     )
@@ -181,7 +181,7 @@ def test_pause_records_who_when_and_why_and_show_prints_it(
         [],
     )
     entry = store.read_audit()[0]
-    assert (entry["actor"], entry["origin"], entry["action"], entry["target"], entry["reason"]) == (
+    assert (entry.actor, entry.origin, entry.action, entry.target, entry.reason) == (
         getpass.getuser(),
         "cli",
         "pause",
@@ -199,8 +199,8 @@ def test_pause_by_tag_and_resume_all(applied: Path, gnomon_home: Path, store: St
         "resumed": ["nightly-report", "sync-crm"],
         "not_paused": ["heartbeat"],
     }
-    assert not any(row["paused"] for row in store.read_deployments())
-    assert [entry["action"] for entry in store.read_audit()].count("resume") == 2
+    assert not any(row.paused for row in store.read_deployments())
+    assert [entry.action for entry in store.read_audit()].count("resume") == 2
 
 
 def test_pausing_again_keeps_the_first_reason(
@@ -210,7 +210,7 @@ def test_pausing_again_keeps_the_first_reason(
     again = run(gnomon_home, applied, "pause", "heartbeat", "--reason", "second")
 
     assert again.stdout == "heartbeat was already paused\n"
-    assert store.read_deployment("heartbeat")["paused_reason"] == "first"
+    assert store.read_deployment("heartbeat").paused_reason == "first"
 
 
 def test_an_unknown_name_exits_2_with_a_suggestion(applied: Path, gnomon_home: Path) -> None:
@@ -231,6 +231,25 @@ def test_names_that_cannot_be_deployments_are_rejected(
     assert "invalid deployment name" in result.stderr
 
 
+def test_a_name_the_config_accepts_every_command_accepts(tmp_path: Path, gnomon_home: Path) -> None:
+    # One rule (gnomon._names): dots inside a name are fine, dots alone are not.
+    dotted = '\n[[deployments]]\nname = "report..v2"\nflow = "flows.py:tick"\ninterval = "1h"\n'
+    config = write_config(tmp_path, DEPLOYMENTS + dotted)
+    assert gnomon(gnomon_home, "deployments", "apply", "--config", str(config)).returncode == 0
+
+    for command in (
+        ["pause", "report..v2", "--reason", "release"],
+        ["resume", "report..v2"],
+        ["runs", "list", "--deployment", "report..v2"],
+        ["logs", "--deployment", "report..v2"],
+        ["deployments", "next", "report..v2"],
+    ):
+        result = run(gnomon_home, config, *command)
+        assert result.returncode == 0, (command, result.stderr)
+    for name in (".", "...", "../x"):
+        assert "invalid deployment name" in run(gnomon_home, config, "pause", name).stderr
+
+
 def test_pause_needs_exactly_one_way_of_naming_targets(applied: Path, gnomon_home: Path) -> None:
     neither = run(gnomon_home, applied, "pause")
     both = run(gnomon_home, applied, "pause", "heartbeat", "--all")
@@ -245,8 +264,8 @@ def test_pause_before_anything_was_registered_registers_the_config_first(
     result = run(gnomon_home, config, "pause", "heartbeat")
 
     assert result.returncode == 0, result.stderr
-    assert store.read_deployment("heartbeat")["paused"] is True
-    assert store.read_deployment("sync-crm")["paused"] is False
+    assert store.read_deployment("heartbeat").paused is True
+    assert store.read_deployment("sync-crm").paused is False
 
 
 # manual runs, cancel, retry, show
@@ -260,15 +279,15 @@ def test_run_with_the_daemon_down_queues_a_manual_run_with_parameters(
     assert result.returncode == 0, result.stderr
     assert "the run starts when one does" in result.stderr
     [row] = store.read_runs("sync-crm")
-    assert (row["trigger"], row["state_type"], row["requested_by"], row["force"]) == (
+    assert (row.trigger, row.state_type, row.requested_by, row.force) == (
         "manual",
         "SCHEDULED",
         getpass.getuser(),
         False,
     )
-    assert row["parameters"] == {"label": "manual"}
-    assert result.stdout.startswith(f"run {row['id']} of sync-crm requested")
-    assert [entry["action"] for entry in store.read_audit()] == ["run", "apply"]
+    assert row.parameters == {"label": "manual"}
+    assert result.stdout.startswith(f"run {row.id} of sync-crm requested")
+    assert [entry.action for entry in store.read_audit()] == ["run", "apply"]
 
 
 def test_a_malformed_param_exits_2(applied: Path, gnomon_home: Path) -> None:
@@ -284,13 +303,13 @@ def test_cancel_of_a_waiting_run_cancels_it_at_once_and_again_exits_1(
     run(gnomon_home, applied, "run", "heartbeat")
     [row] = store.read_runs("heartbeat")
 
-    cancelled = run(gnomon_home, applied, "runs", "cancel", row["id"][:8], "--reason", "oops")
-    again = run(gnomon_home, applied, "runs", "cancel", row["id"])
+    cancelled = run(gnomon_home, applied, "runs", "cancel", row.id[:8], "--reason", "oops")
+    again = run(gnomon_home, applied, "runs", "cancel", row.id)
 
     assert cancelled.returncode == 0, cancelled.stderr
     assert "it had not started" in cancelled.stdout
-    stored = store.read_flow_run(row["id"])
-    assert (stored["state_name"], stored["state_message"]) == (
+    stored = store.read_flow_run(row.id)
+    assert (stored.state_name, stored.state_message) == (
         "Cancelled",
         f"cancelled by {getpass.getuser()}: oops",
     )
@@ -304,17 +323,17 @@ def test_retry_makes_a_new_run_of_a_finished_one_and_refuses_a_waiting_one(
     run(gnomon_home, applied, "run", "sync-crm", "--param", "label=again")
     [original] = store.read_runs("sync-crm")
 
-    waiting = run(gnomon_home, applied, "runs", "retry", original["id"])
-    store.set_run_state(original["id"], "FAILED", "Failed", "boom")
-    retried = run(gnomon_home, applied, "runs", "retry", original["id"])
+    waiting = run(gnomon_home, applied, "runs", "retry", original.id)
+    store.set_run_state(original.id, "FAILED", "Failed", "boom")
+    retried = run(gnomon_home, applied, "runs", "retry", original.id)
 
     assert waiting.returncode == 1
     assert "only a finished run can be retried" in waiting.stderr
     assert retried.returncode == 0, retried.stderr
     newest = store.read_runs("sync-crm")[0]
-    assert (newest["trigger"], newest["retry_of"], newest["parameters"]) == (
+    assert (newest.trigger, newest.retry_of, newest.parameters) == (
         "retry",
-        original["id"],
+        original.id,
         {"label": "again"},
     )
 
@@ -324,10 +343,10 @@ def test_runs_show_prints_the_timeline_and_an_unknown_id_exits_2(
 ) -> None:
     run(gnomon_home, applied, "run", "heartbeat")
     [row] = store.read_runs("heartbeat")
-    store.set_run_state(row["id"], "FAILED", "Failed", "it broke", error_type="ValueError")
+    store.set_run_state(row.id, "FAILED", "Failed", "it broke", error_type="ValueError")
 
-    shown = json.loads(run(gnomon_home, applied, "runs", "show", row["id"][:6], "--json").stdout)
-    text = run(gnomon_home, applied, "runs", "show", row["id"])
+    shown = json.loads(run(gnomon_home, applied, "runs", "show", row.id[:6], "--json").stdout)
+    text = run(gnomon_home, applied, "runs", "show", row.id)
     unknown = run(gnomon_home, applied, "runs", "show", "0" * 32)
 
     assert [state["state"] for state in shown["timeline"]] == ["Scheduled", "Failed"]
@@ -401,7 +420,7 @@ def test_concurrency_limits_set_list_and_remove(
     assert store.read_concurrency_limits() == {}
     assert missing.returncode == 2
     assert 'no concurrency limit named "crm-apy"' in missing.stderr
-    actions = [entry["action"] for entry in store.read_audit()]
+    actions = [entry.action for entry in store.read_audit()]
     assert actions[:2] == ["limit-rm", "limit-set"]
 
 
@@ -492,7 +511,7 @@ def test_secret_parameters_are_masked_in_show_and_runs_show(
     [row] = store.read_runs("crm")
 
     shown = run(gnomon_home, config, "deployments", "show", "crm")
-    run_shown = run(gnomon_home, config, "runs", "show", row["id"], "--json")
+    run_shown = run(gnomon_home, config, "runs", "show", row.id, "--json")
 
     assert "visible" in shown.stdout
     assert "sk-live-123" not in shown.stdout

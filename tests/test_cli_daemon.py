@@ -25,7 +25,7 @@ import pytest
 
 from gnomon.cli import main
 from gnomon.daemon._detach import read_pidfile
-from gnomon.daemon._lock import find_holder
+from gnomon.daemon._lock import DaemonLock, find_holder, lock_path
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.states import parse_state_filter
 from gnomon.store import Actor, Store
@@ -107,9 +107,10 @@ def utc(text: str) -> datetime:
 
 
 def near(printed: str | None, expected: datetime | None) -> bool:
-    """Whether the printed time is ``expected`` cut to the millisecond (None for None)."""
-    if printed is None or expected is None:
-        return printed is None and expected is None
+    """Whether the printed time is ``expected`` cut to the millisecond (None, or "-" in a
+    table, for None)."""
+    if printed in (None, "-") or expected is None:
+        return printed in (None, "-") and expected is None
     return timedelta(0) <= expected - utc(printed) < MS
 
 
@@ -212,7 +213,7 @@ def test_deployments_list_shows_a_deployment_paused_in_the_store_with_no_next_fi
     now = datetime.now(UTC)
     sync_deployments(store, deployments, now)
     assert store.set_paused(["nightly"], True, Actor("test", "cli"), "maintenance window", now)
-    quarterly = deployments[1].trigger(store.read_deployment("quarterly")["anchor"])
+    quarterly = deployments[1].trigger(store.read_deployment("quarterly").anchor)
 
     start = datetime.now(UTC)
     listed = gnomon(gnomon_home, "deployments", "list", "--config", str(config))
@@ -292,17 +293,21 @@ def test_runs_list_prints_every_column_newest_first_with_utc_times(fired: Fired)
     assert result.returncode == 0, result.stderr
     header, *rows = table(result.stdout)
     assert header == [column.upper() for column in RUN_COLUMNS]
-    assert [row[0] for row in rows] == [run["id"] for run in fired.runs]
+    assert [row[0] for row in rows] == [run.id for run in fired.runs]
     for row, run in zip(rows, fired.runs, strict=True):
         cells = dict(zip(RUN_COLUMNS, row, strict=True))
         assert (cells["deployment"], cells["state"], cells["trigger"]) == (
-            run["deployment_name"],
-            run["state_name"],
+            run.deployment_name,
+            run.state_name,
             "schedule",
         )
-        assert cells["flow"] == {"ticker": "tick", "broken": "boom"}[run["deployment_name"]]
+        assert cells["flow"] == {"ticker": "tick", "broken": "boom"}[run.deployment_name]
         for column, field in RUN_TIMES.items():
-            assert near(cells[column], run[field]), (column, cells[column], run[field])
+            assert near(cells[column], getattr(run, field)), (
+                column,
+                cells[column],
+                getattr(run, field),
+            )
 
 
 @pytest.mark.sqlite_only  # the module's fired store is a SQLite file
@@ -311,26 +316,30 @@ def test_runs_list_json_gives_the_same_runs_as_objects(fired: Fired) -> None:
 
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
-    assert [item["id"] for item in listed] == [run["id"] for run in fired.runs]
+    assert [item["id"] for item in listed] == [run.id for run in fired.runs]
     for item, run in zip(listed, fired.runs, strict=True):
         assert item.keys() == set(RUN_COLUMNS)
         assert (item["deployment"], item["state"], item["trigger"]) == (
-            run["deployment_name"],
-            run["state_name"],
-            run["trigger"],
+            run.deployment_name,
+            run.state_name,
+            run.trigger,
         )
         for column, field in RUN_TIMES.items():
-            assert near(item[column], run[field]), (column, item[column], run[field])
+            assert near(item[column], getattr(run, field)), (
+                column,
+                item[column],
+                getattr(run, field),
+            )
 
 
 @pytest.mark.sqlite_only  # the module's fired store is a SQLite file
 @pytest.mark.parametrize(
     ("options", "wanted"),
     [
-        (["--deployment", "ticker"], lambda run: run["deployment_name"] == "ticker"),
-        (["--state", "Completed"], lambda run: run["state_name"] == "Completed"),
-        (["--state", "COMPLETED"], lambda run: run["state_type"] == "COMPLETED"),
-        (["--state", "FAILED"], lambda run: run["state_type"] == "FAILED"),
+        (["--deployment", "ticker"], lambda run: run.deployment_name == "ticker"),
+        (["--state", "Completed"], lambda run: run.state_name == "Completed"),
+        (["--state", "COMPLETED"], lambda run: run.state_type == "COMPLETED"),
+        (["--state", "FAILED"], lambda run: run.state_type == "FAILED"),
         (["--deployment", "broken", "--state", "Completed"], lambda run: False),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
@@ -341,9 +350,9 @@ def test_runs_list_filters_by_deployment_and_by_state_name_or_type(
     result = gnomon(fired.home, "runs", "list", *options, "--json")
 
     assert result.returncode == 0, result.stderr
-    expected = [run["id"] for run in fired.runs if wanted(run)]
+    expected = [run.id for run in fired.runs if wanted(run)]
     assert [item["id"] for item in json.loads(result.stdout)] == expected
-    assert len({run["id"] for run in fired.runs}) > len(expected)  # the filter left some out
+    assert len({run.id for run in fired.runs}) > len(expected)  # the filter left some out
 
 
 @pytest.mark.sqlite_only  # the module's fired store is a SQLite file
@@ -352,8 +361,8 @@ def test_runs_list_limit_keeps_the_newest_runs(fired: Fired) -> None:
     table_of_one = gnomon(fired.home, "runs", "list", "--limit", "1")
 
     assert one.returncode == 0, one.stderr
-    assert [item["id"] for item in json.loads(one.stdout)] == [fired.runs[0]["id"]]
-    assert [row[0] for row in table(table_of_one.stdout)[1:]] == [fired.runs[0]["id"]]
+    assert [item["id"] for item in json.loads(one.stdout)] == [fired.runs[0].id]
+    assert [row[0] for row in table(table_of_one.stdout)[1:]] == [fired.runs[0].id]
 
 
 def test_runs_list_limit_below_one_is_a_usage_error_naming_it(gnomon_home: Path) -> None:
@@ -396,9 +405,18 @@ def test_detach_returns_at_once_and_stop_and_status_work_from_the_pidfile(
     assert started.stdout == f"gnomon daemon started: pid {pid}, 1 deployments\n"
     wait_for(completed(store, "ticker", 2), what="the detached daemon firing runs")
 
-    status = gnomon(gnomon_home, "daemon", "status", "--pidfile", str(pidfile))
+    # Its health monitor rewrites the status file every second or so: the first one it
+    # wrote may predate the first tick.
+    status = wait_for(
+        lambda: (
+            (
+                result := gnomon(gnomon_home, "daemon", "status", "--pidfile", str(pidfile))
+            ).stdout.startswith(f"gnomon daemon is running (pid {pid}): ok, last tick ")
+            and result
+        ),
+        what="the status with its last tick",
+    )
     assert status.returncode == 0
-    assert status.stdout.startswith(f"gnomon daemon is running (pid {pid}): ok, last tick ")
     before_subcommand = gnomon(gnomon_home, "daemon", "--pidfile", str(pidfile), "status")
     assert before_subcommand.returncode == 0, before_subcommand.stderr
     second = gnomon(
@@ -420,7 +438,7 @@ def test_detach_returns_at_once_and_stop_and_status_work_from_the_pidfile(
     assert "no gnomon daemon is running" in again.stderr
     assert str(pidfile) in again.stderr
     assert "Traceback" not in again.stderr
-    states = {run["state_name"] for run in store.read_runs("ticker", limit=1000)}
+    states = {run.state_name for run in store.read_runs("ticker", limit=1000)}
     assert states == {"Completed"}  # stopped cleanly, no run left behind Running
 
 
@@ -471,9 +489,9 @@ def test_reload_status_and_stop_without_a_pidfile_act_on_the_daemon_holding_the_
     assert reload.stdout.splitlines() == ["added: added", "applied: 1 added, 0 removed, 0 changed"]
     wait_for(completed(store, "added", 1), what="the added deployment firing after the reload")
     # Audited once, as the CLI's user who asked, with what the reload changed.
-    reloads = [entry for entry in store.read_audit() if entry["action"] == "reload"]
-    assert [entry["origin"] for entry in reloads] == ["cli"]
-    assert reloads[0]["detail"]["added"] == ["added"]
+    reloads = [entry for entry in store.read_audit() if entry.action == "reload"]
+    assert [entry.origin for entry in reloads] == ["cli"]
+    assert reloads[0].detail["added"] == ["added"]
 
     stopped = gnomon(gnomon_home, "daemon", "stop")
 
@@ -498,7 +516,7 @@ def test_stop_without_a_pidfile_returns_once_the_daemon_has_let_go_of_the_store(
     assert (stopped.returncode, stopped.stdout) == (0, "daemon stopped\n"), stopped.stderr
     assert holder_of(gnomon_home) is None  # `gnomon daemon` may start again at once
     assert daemon.wait(timeout=30) == 0
-    states = {run["state_name"] for run in store.read_runs("slowpoke", limit=1000)}
+    states = {run.state_name for run in store.read_runs("slowpoke", limit=1000)}
     assert "Cancelled" in states  # the run in flight, ended after the grace
     assert not states & {"Running", "Pending"}
 
@@ -515,6 +533,54 @@ def test_without_a_daemon_status_exits_3_like_systemctl(gnomon_home: Path) -> No
     result = gnomon(gnomon_home, "daemon", "status")
 
     assert (result.returncode, result.stdout) == (3, "gnomon daemon is not running\n")
+
+
+def test_commands_not_given_the_daemons_database_url_say_which_store_it_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PostgreSQL daemon's lock is in its home, where a command not given its URL finds it
+    # while looking for a SQLite file that is not there.
+    gnomon_home = tmp_path / "home"
+    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
+    url = "postgresql+psycopg://gnomon:secret@db.internal:5432/gnomon"
+    store = "postgresql+psycopg://gnomon:***@db.internal:5432/gnomon"
+    assert DaemonLock.for_store(gnomon_home, url).store == store
+    lock = DaemonLock(lock_path(gnomon_home, url), store=store)
+    lock.acquire()
+    try:
+        runs = gnomon(gnomon_home, "runs", "list")
+        status = gnomon(gnomon_home, "daemon", "status")
+    finally:
+        lock.release()
+
+    told = f"the daemon running in this home (pid {os.getpid()}) uses {store}"
+    assert runs.returncode == 1
+    assert f"there is no store at {gnomon_home / 'gnomon.db'}: {told}" in runs.stderr
+    assert "GNOMON_DATABASE_URL" in runs.stderr
+    assert not (gnomon_home / "gnomon.db").exists()
+    assert told in status.stdout
+    assert "secret" not in runs.stderr + status.stdout
+
+
+def test_a_daemon_on_a_sqlite_file_named_through_a_link_is_on_the_commands_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same file, by another path: the command is told the file is gone, not that the
+    # daemon uses another store.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.delenv("GNOMON_DATABASE_URL", raising=False)
+    database = tmp_path / "link" / "gnomon.db"
+    lock = DaemonLock(lock_path(real, f"sqlite:///{real / 'gnomon.db'}"), store=str(database))
+    lock.acquire()
+    try:
+        runs = gnomon(real, "runs", "list")
+    finally:
+        lock.release()
+
+    assert runs.returncode == 1
+    assert f"the database {real / 'gnomon.db'} is missing but daemon pid" in runs.stderr
 
 
 # A missing config file

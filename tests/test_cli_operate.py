@@ -81,7 +81,7 @@ def daemon(tmp_path: Path, gnomon_home: Path, daemons: list, store: Store) -> Pa
 
 
 def _ready(store: Store) -> bool:
-    return any(row["state_name"] == "Completed" for row in runs(store, "ticker"))
+    return any(row.state_name == "Completed" for row in runs(store, "ticker"))
 
 
 def cli(home: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -97,12 +97,12 @@ def test_pause_stops_fires_before_it_returns_and_resume_restarts_them(
     assert paused.returncode == 0, paused.stderr
     # Proving an absence takes waiting: three fire times of a 1 s interval.
     time.sleep(3)
-    assert not [row for row in runs(store, "ticker") if row["created"] > returned]
+    assert not [row for row in runs(store, "ticker") if row.created > returned]
 
     resumed = cli(gnomon_home, daemon, "resume", "ticker")
     assert resumed.returncode == 0, resumed.stderr
     wait_for(
-        lambda: [row for row in runs(store, "ticker") if row["created"] > returned],
+        lambda: [row for row in runs(store, "ticker") if row.created > returned],
         timeout=10,
         what="a fire after resume",
     )
@@ -117,7 +117,7 @@ def test_run_wait_exits_0_for_a_completed_run_and_1_for_a_failed_one(
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[-1] == "Completed"
     [manual] = runs(store, "yearly")
-    assert (manual["trigger"], manual["state_name"]) == ("manual", "Completed")
+    assert (manual.trigger, manual.state_name) == ("manual", "Completed")
     assert failed.returncode == 1
     assert "ValueError: it broke" in failed.stderr
 
@@ -127,17 +127,17 @@ def test_runs_cancel_stops_a_running_run_within_seconds(
 ) -> None:
     row = _start_sleeper(gnomon_home, daemon, store)
 
-    cancelled = cli(gnomon_home, daemon, "runs", "cancel", row["id"], "--reason", "stuck")
+    cancelled = cli(gnomon_home, daemon, "runs", "cancel", row.id, "--reason", "stuck")
 
     assert cancelled.returncode == 0, cancelled.stderr
     assert "cancelling" in cancelled.stdout
     final = wait_for(
-        lambda: (store.read_flow_run(row["id"]) or {}).get("state_type") == "CANCELLED",
+        lambda: getattr(store.read_flow_run(row.id), "state_type", None) == "CANCELLED",
         timeout=10,
         what="the run to end Cancelled",
     )
     assert final
-    wait_for(lambda: not _alive(row["worker_pid"]), timeout=10, what="its worker to be stopped")
+    wait_for(lambda: not _alive(row.worker_pid), timeout=10, what="its worker to be stopped")
 
 
 def test_pause_with_cancel_running_cancels_the_running_run(
@@ -147,9 +147,9 @@ def test_pause_with_cancel_running_cancels_the_running_run(
 
     paused = cli(gnomon_home, daemon, "pause", "sleeper", "--cancel-running")
 
-    assert f"cancelling run {row['id']}" in paused.stdout
+    assert f"cancelling run {row.id}" in paused.stdout
     wait_for(
-        lambda: (store.read_flow_run(row["id"]) or {}).get("state_type") == "CANCELLED",
+        lambda: getattr(store.read_flow_run(row.id), "state_type", None) == "CANCELLED",
         timeout=10,
         what="the run to end Cancelled",
     )
@@ -206,15 +206,15 @@ def test_apply_after_editing_the_config_starts_the_new_deployment(
     wait_for(completed(store, "added", 1), timeout=15, what="the added deployment to fire")
     # With a daemon running, apply is its reload: audited with what it changed.
     newest = store.read_audit()[0]
-    assert (newest["action"], newest["origin"]) == ("reload", "cli")
-    assert newest["detail"]["added"] == ["added"]
+    assert (newest.action, newest.origin) == ("reload", "cli")
+    assert newest.detail["added"] == ["added"]
 
 
 def _start_sleeper(home: Path, config: Path, store: Store) -> dict:
     """Run the sleeper deployment by hand; its row once it is Running."""
     cli(home, config, "run", "sleeper")
     [row] = wait_for(
-        lambda: [r for r in runs(store, "sleeper") if r["state_type"] == "RUNNING"],
+        lambda: [r for r in runs(store, "sleeper") if r.state_type == "RUNNING"],
         what="the sleeper to run",
     )
     return row
@@ -264,16 +264,16 @@ def test_a_manual_run_follows_the_overlap_policy_unless_forced(
 
     cli(gnomon_home, daemon, "run", "sleeper")
     skipped = wait_for(
-        lambda: [r for r in runs(store, "sleeper") if r["state_name"] == "Skipped"],
+        lambda: [r for r in runs(store, "sleeper") if r.state_name == "Skipped"],
         what="the second manual run to be skipped (overlap = skip)",
     )
     forced = cli(gnomon_home, daemon, "run", "sleeper", "--force")
 
-    assert "previous run still going" in skipped[0]["state_message"]
-    assert running["id"] in skipped[0]["state_message"]
+    assert "previous run still going" in skipped[0].state_message
+    assert running.id in skipped[0].state_message
     assert forced.returncode == 0, forced.stderr
     both = wait_for(
-        lambda: len([r for r in runs(store, "sleeper") if r["state_type"] == "RUNNING"]) == 2,
+        lambda: len([r for r in runs(store, "sleeper") if r.state_type == "RUNNING"]) == 2,
         what="the forced run running beside the first",
     )
     assert both

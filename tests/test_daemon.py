@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, logs_of
+from gnomon.store.rows import FlowRunRow
 
 pytestmark = pytest.mark.backends
 
@@ -126,12 +127,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
         time.sleep(0.05)
 
 
-def runs(store, deployment: str | None = None) -> list[dict[str, Any]]:
+def runs(store, deployment: str | None = None) -> list[FlowRunRow]:
     return store.read_runs(deployment=deployment, limit=1000)
 
 
 def completed(store, deployment: str, count: int) -> Callable[[], bool]:
-    return lambda: sum(row["state_name"] == "Completed" for row in runs(store, deployment)) >= count
+    return lambda: sum(row.state_name == "Completed" for row in runs(store, deployment)) >= count
 
 
 INTERVAL_TICK = """
@@ -154,14 +155,14 @@ def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
     out, err = daemon.communicate(timeout=20)
 
     assert daemon.returncode == 0, err
-    done = [row for row in runs(store, "ticker") if row["state_name"] == "Completed"]
-    assert all(row["trigger"] == "schedule" and row["worker_pid"] != daemon.pid for row in done)
-    nominal = sorted(row["scheduled_for"] for row in runs(store, "ticker"))
+    done = [row for row in runs(store, "ticker") if row.state_name == "Completed"]
+    assert all(row.trigger == "schedule" and row.worker_pid != daemon.pid for row in done)
+    nominal = sorted(row.scheduled_for for row in runs(store, "ticker"))
     assert len(nominal) == len(set(nominal))  # never two runs for one fire time
     assert "tick hello" in out  # the flow's log line reached the daemon's output
     assert "Beginning flow run" not in out  # the summary line says it once per run
     # The run's stored logs tell its story in the daemon's lines, not the engine's.
-    stored = [log["message"] for log in logs_of(store, flow_run_id=done[0]["id"])]
+    stored = [log.message for log in logs_of(store, flow_run_id=done[0].id)]
     assert any(message.startswith("schedule decision: ticker fired") for message in stored)
     assert any(message.startswith("run finished: ticker Completed") for message in stored)
     assert not any(message.startswith(("Beginning flow run", "Finished in")) for message in stored)
@@ -171,19 +172,19 @@ def test_daemon_fires_runs_on_schedule_and_stops_cleanly_on_sigterm(
         if line.get("event_kind") == "run_summary"
     }
     for row in done:
-        summary = summaries[row["id"]]
-        expected = row["expected_start_time"]
+        summary = summaries[row.id]
+        expected = row.expected_start_time
         assert (summary["deployment"], summary["flow"], summary["state"]) == (
             "ticker",
             "tick",
             "Completed",
         )
-        assert (summary["flow_run_name"], summary["attempt"]) == (row["name"], 1)
-        assert (summary["worker_pid"], summary["error_type"]) == (row["worker_pid"], None)
-        assert summary["scheduled_for"] == row["scheduled_for"].isoformat()
-        assert summary["started_at"] == row["start_time"].isoformat()
-        assert summary["ended_at"] == row["end_time"].isoformat()
-        lateness = round((row["start_time"] - expected).total_seconds() * 1000)
+        assert (summary["flow_run_name"], summary["attempt"]) == (row.name, 1)
+        assert (summary["worker_pid"], summary["error_type"]) == (row.worker_pid, None)
+        assert summary["scheduled_for"] == row.scheduled_for.isoformat()
+        assert summary["started_at"] == row.start_time.isoformat()
+        assert summary["ended_at"] == row.end_time.isoformat()
+        lateness = round((row.start_time - expected).total_seconds() * 1000)
         assert summary["lateness_ms"] == lateness
 
 
@@ -199,8 +200,8 @@ def test_at_debug_the_workers_log_and_store_a_runs_start_and_end_lines(
     out, err = daemon.communicate(timeout=20)
 
     assert daemon.returncode == 0, err
-    run = next(row for row in runs(store, "ticker") if row["state_name"] == "Completed")
-    stored = [log["message"] for log in logs_of(store, flow_run_id=run["id"])]
+    run = next(row for row in runs(store, "ticker") if row.state_name == "Completed")
+    stored = [log.message for log in logs_of(store, flow_run_id=run.id)]
     assert any(message.startswith("Beginning flow run") for message in stored), stored
     assert "Finished in state Completed()" in stored
     assert "Beginning flow run" in out  # relayed into the daemon's log at DEBUG
@@ -286,19 +287,19 @@ def test_after_sigkill_a_restart_crashes_orphaned_runs_and_never_duplicates_a_fi
     wait_for(marker.exists, what="the slow flow to start")
     first.kill()
     first.communicate(timeout=10)
-    orphaned = [row["id"] for row in runs(store, "slowpoke") if row["state_type"] == "RUNNING"]
+    orphaned = [row.id for row in runs(store, "slowpoke") if row.state_type == "RUNNING"]
     assert orphaned
 
     second = start_daemon(config, gnomon_home)
     daemons.append(second)
     wait_for(
-        lambda: all(store.read_flow_run(run_id)["state_name"] == "Crashed" for run_id in orphaned),
+        lambda: all(store.read_flow_run(run_id).state_name == "Crashed" for run_id in orphaned),
         timeout=5,
         what="orphaned runs marked Crashed within 5 s",
     )
     # One more Completed than now (counting all ticker rows would also wait out the Missed
     # and Skipped ones, which a loaded machine makes many of).
-    done = sum(row["state_name"] == "Completed" for row in runs(store, "ticker"))
+    done = sum(row.state_name == "Completed" for row in runs(store, "ticker"))
     try:
         wait_for(completed(store, "ticker", done + 1), what="ticking again")
     except AssertionError:
@@ -310,9 +311,9 @@ def test_after_sigkill_a_restart_crashes_orphaned_runs_and_never_duplicates_a_fi
     second.communicate(timeout=30)
 
     for deployment in ("ticker", "slowpoke"):
-        nominal = [row["scheduled_for"] for row in runs(store, deployment)]
+        nominal = [row.scheduled_for for row in runs(store, deployment)]
         assert len(nominal) == len(set(nominal))
-    assert not [row for row in runs(store) if row["state_type"] in ("RUNNING", "PENDING")]
+    assert not [row for row in runs(store) if row.state_type in ("RUNNING", "PENDING")]
 
 
 def test_sighup_reload_starts_added_deployments_and_stops_removed_ones(
@@ -330,7 +331,7 @@ def test_sighup_reload_starts_added_deployments_and_stops_removed_ones(
     time.sleep(1.5)  # a removed 1 s deployment would have fired in this window
 
     assert len(runs(store, "ticker")) == before
-    assert store.read_deployment("ticker")["active"] is False
+    assert store.read_deployment("ticker").active is False
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
 
@@ -347,7 +348,7 @@ def test_a_reload_with_a_broken_edit_reports_it_and_keeps_the_last_good_version(
     daemon.send_signal(signal.SIGHUP)
     # The load runs beside the loop: its outcome is audited once it is applied or refused.
     wait_for(
-        lambda: [entry for entry in store.read_audit() if entry["action"] == "reload"],
+        lambda: [entry for entry in store.read_audit() if entry.action == "reload"],
         what="the reload's outcome",
     )
     count = len(runs(store, "ticker"))
@@ -359,7 +360,7 @@ def test_a_reload_with_a_broken_edit_reports_it_and_keeps_the_last_good_version(
     assert (
         'config problem on reload: gnomon.toml: deployment \\"ticker\\": interval \\"soon\\"' in out
     )
-    assert store.read_deployment("ticker")["schedule"] == "1s"
+    assert store.read_deployment("ticker").schedule == "1s"
 
 
 @pytest.fixture
@@ -434,9 +435,9 @@ def test_sigterm_ends_a_run_still_going_after_shutdown_grace_as_cancelled(
     daemon.send_signal(signal.SIGTERM)
 
     assert daemon.wait(timeout=30) == 0
-    [cancelled] = [row for row in runs(store, "slowpoke") if row["state_name"] == "Cancelled"]
-    assert cancelled["end_time"] is not None
-    assert not [row for row in runs(store) if row["state_type"] in ("RUNNING", "PENDING")]
+    [cancelled] = [row for row in runs(store, "slowpoke") if row.state_name == "Cancelled"]
+    assert cancelled.end_time is not None
+    assert not [row for row in runs(store) if row.state_type in ("RUNNING", "PENDING")]
 
 
 def test_a_reload_picks_up_edited_flow_code_in_checks_and_in_workers(
@@ -465,9 +466,9 @@ def test_a_reload_picks_up_edited_flow_code_in_checks_and_in_workers(
 
     def tocked() -> bool:
         return any(
-            "tock hello" in row["message"]
+            "tock hello" in row.message
             for run in runs(store, "ticker")
-            for row in logs_of(store, flow_run_id=run["id"])
+            for row in logs_of(store, flow_run_id=run.id)
         )
 
     wait_for(tocked, what="a run of the edited flow")

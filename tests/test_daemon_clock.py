@@ -97,7 +97,7 @@ def daemon_at(clock: ManualClock, store) -> Iterator[Callable[[Path], Daemon]]:
 
 def fires(store, deployment: str = "ticker") -> list[tuple[datetime, str, str]]:
     rows = store.read_runs(deployment=deployment, limit=1000)
-    return sorted((row["scheduled_for"], row["trigger"], row["state_name"]) for row in rows)
+    return sorted((row.scheduled_for, row.trigger, row.state_name) for row in rows)
 
 
 def minute(n: int) -> datetime:

@@ -98,7 +98,7 @@ def test_the_daemon_serves_the_api_with_a_first_admin_token_and_pauses_over_http
     assert listed["name"] == "ticker"
     assert paused.status_code == 200, paused.text
     entry = store.read_audit()[0]
-    assert (entry["actor"], entry["origin"], entry["action"], entry["reason"]) == (
+    assert (entry.actor, entry.origin, entry.action, entry.reason) == (
         "admin",
         "api",
         "pause",
@@ -117,7 +117,7 @@ def test_the_daemon_serves_the_api_with_a_first_admin_token_and_pauses_over_http
     assert "gnomon_workers_idle" in families
     # Proving an absence takes waiting: three fire times of a 1 s interval.
     time.sleep(3)
-    assert not [row for row in runs(store, "ticker") if row["created"] > returned]
+    assert not [row for row in runs(store, "ticker") if row.created > returned]
 
 
 def test_a_failing_deployment_notifies_failed_then_recovered(
@@ -163,9 +163,9 @@ def test_a_failing_deployment_notifies_failed_then_recovered(
     )
     assert "the CRM is down" in failed["text"]
     assert failed["url"] == f"https://gnomon.example.com/runs/{failed['run_id']}"
-    assert store.read_flow_run(failed["run_id"])["state_name"] == "Failed"
+    assert store.read_flow_run(failed["run_id"]).state_name == "Failed"
     # The engine's line for a failed run stays in its logs, traceback included.
-    stored = [log["message"] for log in logs_of(store, flow_run_id=failed["run_id"])]
+    stored = [log.message for log in logs_of(store, flow_run_id=failed["run_id"])]
     assert any(
         line.startswith("Finished in state Failed") and "the CRM is down" in line for line in stored
     ), stored

@@ -90,7 +90,7 @@ interval = "1s"
 
 def assert_every_fire_once(store) -> None:
     nominal = sorted(
-        row["scheduled_for"] for row in store.read_runs(deployment="ticker", limit=10_000)
+        row.scheduled_for for row in store.read_runs(deployment="ticker", limit=10_000)
     )
     assert len(nominal) == len(set(nominal)), "a fire time was recorded twice"
     gaps = [(a, b) for a, b in itertools.pairwise(nominal) if b - a != timedelta(seconds=1)]
@@ -119,19 +119,19 @@ def test_a_daemon_killed_at_a_crash_point_restarts_without_duplicate_or_lost_fir
             not [
                 row
                 for row in store.read_runs(limit=10_000)
-                if row["state_type"] in ("RUNNING", "PENDING")
-                and row["daemon_id"] != _daemon_id(store, second.pid)
+                if row.state_type in ("RUNNING", "PENDING")
+                and row.daemon_id != _daemon_id(store, second.pid)
             ]
         ),
         timeout=5,
         what="runs of the dead daemon settled within 5 s",
     )
     completed_before = sum(
-        row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker")
+        row.state_name == "Completed" for row in store.read_runs(deployment="ticker")
     )
     wait_for(
         lambda: (
-            sum(row["state_name"] == "Completed" for row in store.read_runs(deployment="ticker"))
+            sum(row.state_name == "Completed" for row in store.read_runs(deployment="ticker"))
             >= completed_before + 2
         ),
         what="the restarted daemon firing again",
@@ -141,14 +141,14 @@ def test_a_daemon_killed_at_a_crash_point_restarts_without_duplicate_or_lost_fir
 
     assert_every_fire_once(store)
     assert not [
-        row for row in store.read_runs(limit=10_000) if row["state_type"] in ("RUNNING", "PENDING")
+        row for row in store.read_runs(limit=10_000) if row.state_type in ("RUNNING", "PENDING")
     ]
 
 
 def _daemon_id(store, pid: int) -> str | None:
     """The daemon_id the daemon with ``pid`` stamps on its runs (hostname:pid:token)."""
     for row in store.read_runs(limit=10_000):
-        daemon_id = row["daemon_id"] or ""
+        daemon_id = row.daemon_id or ""
         if f":{pid}:" in daemon_id:
             return daemon_id
     return None
@@ -174,7 +174,7 @@ def test_a_deployment_killed_before_its_first_fire_catches_it_up_after_a_restart
     row = wait_for(lambda: store.read_deployment("hourly"), what="the deployment registered")
     first.kill()
     first.communicate(timeout=10)
-    registered = row["registered_at"]
+    registered = row.registered_at
     assert not store.read_runs(deployment="hourly")  # killed before the first fire
 
     time.sleep(max(0.0, (registered + timedelta(seconds=9) - datetime.now(UTC)).total_seconds()))
@@ -182,11 +182,9 @@ def test_a_deployment_killed_before_its_first_fire_catches_it_up_after_a_restart
     daemons.append(second)
     first_fire = registered + timedelta(seconds=8)
     caught_up = wait_for(
-        lambda: [
-            r for r in store.read_runs(deployment="hourly") if r["scheduled_for"] == first_fire
-        ],
+        lambda: [r for r in store.read_runs(deployment="hourly") if r.scheduled_for == first_fire],
         what="the missed first fire caught up",
     )
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=30) == 0
-    assert [r["trigger"] for r in caught_up] == ["catchup"]
+    assert [r.trigger for r in caught_up] == ["catchup"]

@@ -74,7 +74,7 @@ def one_deployment(lines: str, flow: str = "flows/etl.py:sync", name: str = "d")
 
 
 D = 'gnomon.toml: deployment "d": '
-NAME_RULE = "must be 1 to 100 letters, digits, '-', '_' or '.' (not only dots)"
+NAME_RULE = "must be 1 to 100 letters, digits, '-', '_' or '.', not only dots"
 ENTRYPOINT_RULE = "must look like 'package.module:function' or 'path/to/file.py:function'"
 SETTINGS_ONLY = """
 home = "x"

@@ -36,11 +36,11 @@ def make(source: Path, name: str = "job", **fields: Any) -> Deployment:
 
 def pause_of(row: dict[str, Any]) -> tuple[Any, ...]:
     """paused, paused_by, paused_at, paused_reason."""
-    return (row["paused"], row["paused_by"], row["paused_at"], row["paused_reason"])
+    return (row.paused, row.paused_by, row.paused_at, row.paused_reason)
 
 
 def names(store: Store, active_only: bool = True) -> list[str]:
-    return [row["name"] for row in store.read_deployments(active_only=active_only)]
+    return [row.name for row in store.read_deployments(active_only=active_only)]
 
 
 def test_a_first_sync_registers_each_deployment_with_its_definition(store, source) -> None:
@@ -60,29 +60,29 @@ def test_a_first_sync_registers_each_deployment_with_its_definition(store, sourc
         [],
     )
     every, nightly = store.read_deployments()
-    assert every["flow"] == f"{source.parent}/flows.py:job"
-    assert (every["schedule_kind"], every["schedule"], every["timezone"]) == (
+    assert every.flow == f"{source.parent}/flows.py:job"
+    assert (every.schedule_kind, every.schedule, every.timezone) == (
         "interval",
         "1m",
         "UTC",
     )
-    assert (every["parameters"], every["tags"], every["description"]) == ({"n": 2}, ["etl"], "d")
-    assert every["anchor"] == T0  # an interval counts from its first registration
-    assert (every["registered_at"], every["updated"], every["source_file"]) == (T0, T0, str(source))
-    assert (every["active"], every["paused"], every["last_fire"], every["fires_from"]) == (
+    assert (every.parameters, every.tags, every.description) == ({"n": 2}, ["etl"], "d")
+    assert every.anchor == T0  # an interval counts from its first registration
+    assert (every.registered_at, every.updated, every.source_file) == (T0, T0, str(source))
+    assert (every.active, every.paused, every.last_fire, every.fires_from) == (
         True,
         False,
         None,
         T0,
     )
-    assert (nightly["schedule_kind"], nightly["schedule"], nightly["timezone"]) == (
+    assert (nightly.schedule_kind, nightly.schedule, nightly.timezone) == (
         "cron",
         "30 2 * * *",
         "Europe/Berlin",
     )
-    assert nightly["anchor"] is None
-    assert nightly["policies"]["retries"] == 3
-    assert nightly["policies"] == make(source, cron="30 2 * * *", retries=3).policies()
+    assert nightly.anchor is None
+    assert nightly.policies["retries"] == 3
+    assert nightly.policies == make(source, cron="30 2 * * *", retries=3).policies()
 
 
 def test_syncing_the_same_config_again_changes_nothing(store, source) -> None:
@@ -97,7 +97,7 @@ def test_syncing_the_same_config_again_changes_nothing(store, source) -> None:
         [],
         ["a", "b"],
     )
-    assert [row["updated"] for row in store.read_deployments()] == [T0, T0]
+    assert [row.updated for row in store.read_deployments()] == [T0, T0]
 
 
 @pytest.mark.parametrize(
@@ -123,14 +123,14 @@ def test_a_changed_definition_is_updated_keeping_registration_and_last_fire(
 
     assert result.changed == ["job"]
     row = store.read_deployment("job")
-    assert (row["registered_at"], row["updated"], row["last_fire"]) == (T0, T1, T0)
+    assert (row.registered_at, row.updated, row.last_fire) == (T0, T1, T0)
     expected = make(source, **{"cron": "0 * * * *", **change})
-    assert (row["flow"], row["schedule"], row["timezone"]) == (
+    assert (row.flow, row.schedule, row.timezone) == (
         expected.flow,
         expected.schedule,
         expected.timezone,
     )
-    assert (row["parameters"], row["tags"], row["policies"], row["description"]) == (
+    assert (row.parameters, row.tags, row.policies, row.description) == (
         expected.parameters,
         list(expected.tags),
         expected.policies(),
@@ -143,16 +143,16 @@ def test_the_schedule_decides_fires_from_registration_a_return_or_a_resume(store
     # fired catches up from its registration, and neither the time it was out of the config
     # nor a pause is caught up.
     sync_deployments(store, [make(source, "a"), make(source, "b"), make(source, "c")], T0)
-    assert [store.read_deployment(name)["fires_from"] for name in "abc"] == [T0] * 3
+    assert [store.read_deployment(name).fires_from for name in "abc"] == [T0] * 3
 
     sync_deployments(store, [make(source, "a", cron="30 * * * *"), make(source, "c")], T1)
-    assert store.read_deployment("a")["fires_from"] == T0  # a schedule change keeps it
+    assert store.read_deployment("a").fires_from == T0  # a schedule change keeps it
 
     store.set_paused(["c"], True, Actor("alice", "cli"), "incident", now=T1)
     store.set_paused(["c"], False, Actor("alice", "cli"), None, now=T2)
     sync_deployments(store, [make(source, "a"), make(source, "b"), make(source, "c")], T2)
 
-    assert [store.read_deployment(name)["fires_from"] for name in "abc"] == [T0, T2, T2]
+    assert [store.read_deployment(name).fires_from for name in "abc"] == [T0, T2, T2]
 
 
 def test_a_deployment_gone_from_the_config_is_deactivated_and_its_row_stays(store, source) -> None:
@@ -167,7 +167,7 @@ def test_a_deployment_gone_from_the_config_is_deactivated_and_its_row_stays(stor
     assert names(store) == ["a"]
     assert names(store, active_only=False) == ["a", "b"]
     removed = store.read_deployment("b")
-    assert (removed["active"], removed["last_fire"]) == (False, T0)
+    assert (removed.active, removed.last_fire) == (False, T0)
 
 
 def test_a_re_added_deployment_is_reactivated_with_its_original_anchor(store, source) -> None:
@@ -178,7 +178,7 @@ def test_a_re_added_deployment_is_reactivated_with_its_original_anchor(store, so
 
     assert result.added == ["a"]
     row = store.read_deployment("a")
-    assert (row["active"], row["anchor"], row["registered_at"], row["schedule"]) == (
+    assert (row.active, row.anchor, row.registered_at, row.schedule) == (
         True,
         T0,
         T0,
@@ -206,21 +206,21 @@ def test_the_interval_anchor_survives_re_syncs_restarts_and_interval_changes(sto
         restarted.close()
 
     assert result.changed == ["job"]
-    assert (row["anchor"], row["schedule"]) == (T0, "10m")
-    trigger = make(source, interval="10m").trigger(row["anchor"])
+    assert (row.anchor, row.schedule) == (T0, "10m")
+    trigger = make(source, interval="10m").trigger(row.anchor)
     assert trigger.next_fire(T2) == T0 + 13 * timedelta(minutes=10)
 
 
 def test_an_anchor_in_the_file_is_stored_and_stays_when_the_file_drops_it(store, source) -> None:
     pinned = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
     sync_deployments(store, [make(source, anchor=pinned)], T0)
-    assert store.read_deployment("job")["anchor"] == pinned
+    assert store.read_deployment("job").anchor == pinned
 
     moved = sync_deployments(store, [make(source, anchor=pinned + timedelta(seconds=30))], T1)
     dropped = sync_deployments(store, [make(source)], T2)
 
     assert (moved.changed, dropped.unchanged) == (["job"], ["job"])
-    assert store.read_deployment("job")["anchor"] == pinned + timedelta(seconds=30)
+    assert store.read_deployment("job").anchor == pinned + timedelta(seconds=30)
 
 
 def test_a_cron_deployment_turned_interval_is_anchored_when_it_changed(store, source) -> None:
@@ -229,7 +229,7 @@ def test_a_cron_deployment_turned_interval_is_anchored_when_it_changed(store, so
     sync_deployments(store, [make(source, interval="15m")], T1)
 
     row = store.read_deployment("job")
-    assert (row["schedule_kind"], row["anchor"]) == ("interval", T1)
+    assert (row.schedule_kind, row.anchor) == ("interval", T1)
 
 
 def test_a_pause_survives_a_re_sync_and_a_restart_when_the_file_is_silent(store, source) -> None:
@@ -279,7 +279,7 @@ def test_the_file_s_paused_true_wins_at_every_sync_and_says_so(store, source) ->
 
     assert result.changed == ["job"]
     row = store.read_deployment("job")
-    assert (row["paused"], row["paused_at"]) == (True, T2)
+    assert (row.paused, row.paused_at) == (True, T2)
 
 
 def test_pausing_an_unknown_deployment_reports_it(store) -> None:
@@ -292,8 +292,8 @@ def test_fire_times_are_recorded_per_deployment(store, source) -> None:
 
     store.record_fire_times_many([("a", T1)])
 
-    rows = {row["name"]: row for row in store.read_deployments()}
-    assert (rows["a"]["last_fire"], rows["b"]["last_fire"]) == (T1, None)
+    rows = {row.name: row for row in store.read_deployments()}
+    assert (rows["a"].last_fire, rows["b"].last_fire) == (T1, None)
 
 
 def test_a_sync_that_fails_writes_nothing(store, source) -> None:
@@ -319,7 +319,7 @@ def test_a_flow_s_parameter_schema_is_stored_and_kept_when_the_load_did_not_chec
 
     assert first.added == ["job"]
     assert unchecked.unchanged == ["job"]
-    assert store.read_deployment("job")["parameter_schema"] == SCHEMA
+    assert store.read_deployment("job").parameter_schema == SCHEMA
 
 
 def test_a_new_schema_is_no_change_of_the_deployment_and_a_new_flow_drops_the_old_schema(
@@ -328,10 +328,10 @@ def test_a_new_schema_is_no_change_of_the_deployment_and_a_new_flow_drops_the_ol
     sync_deployments(store, [make(source)], T0)
     filled = sync_deployments(store, [make(source)], T1, schemas={make(source).flow: SCHEMA})
     assert filled.unchanged == ["job"]  # the schema is the flow's, not the file's
-    assert store.read_deployment("job")["parameter_schema"] == SCHEMA
+    assert store.read_deployment("job").parameter_schema == SCHEMA
 
     moved = make(source).model_copy(update={"flow": "other.py:job"})
     changed = sync_deployments(store, [moved], T2)
 
     assert changed.changed == ["job"]
-    assert store.read_deployment("job")["parameter_schema"] is None  # not the old flow's
+    assert store.read_deployment("job").parameter_schema is None  # not the old flow's

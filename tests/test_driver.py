@@ -19,6 +19,7 @@ from gnomon.store import Store, _db
 from gnomon.store._calls import Call
 from gnomon.store._db import DriverConnection, driver_transaction
 from gnomon.store._driver import Bound, DriverQueries, driver_queries
+from gnomon.store.rows import ClaimedRun, FlowRunRow
 
 pytestmark = pytest.mark.backends
 
@@ -33,6 +34,12 @@ def insert_runs(store: Store, *rows: dict[str, Any]) -> None:
             transaction.run(bound)
 
 
+def stored_run(store: Store, letter: str) -> FlowRunRow:
+    stored = store.read_flow_run(letter * 32)
+    assert stored is not None
+    return stored
+
+
 def run(letter: str, **columns: Any) -> dict[str, Any]:
     return {"id": letter * 32, "name": "run", "flow_name": "flow", **columns}
 
@@ -44,13 +51,13 @@ def test_an_insert_fills_the_schemas_defaults_and_converts_json_and_times(store:
 
     stored = store.read_flow_run("a" * 32)
     assert stored is not None
-    assert stored["parameters"] == {"n": 1, "tags": ["x"]}
-    assert stored["expected_start_time"] == datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
-    assert stored["run_count"] == 0  # the column's default
-    assert stored["force"] is False
-    assert stored["created"] >= before  # made when the row was written
-    assert stored["created"].tzinfo is UTC
-    assert stored["tags"] is None  # a JSON column left out is NULL, not the text 'null'
+    assert stored.parameters == {"n": 1, "tags": ["x"]}
+    assert stored.expected_start_time == datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    assert stored.run_count == 0  # the column's default
+    assert stored.force is False
+    assert stored.created >= before  # made when the row was written
+    assert stored.created.tzinfo is UTC
+    assert stored.tags is None  # a JSON column left out is NULL, not the text 'null'
 
 
 def test_rows_with_different_columns_share_one_insert(store: Store) -> None:
@@ -59,8 +66,8 @@ def test_rows_with_different_columns_share_one_insert(store: Store) -> None:
     with driver_transaction(store.engine) as transaction:
         transaction.run(bound)
 
-    assert store.read_flow_run("b" * 32)["flow_version"] == "1"  # type: ignore[index]
-    assert store.read_flow_run("c" * 32)["tags"] == ["t"]  # type: ignore[index]
+    assert stored_run(store, "b").flow_version == "1"
+    assert stored_run(store, "c").tags == ["t"]
 
 
 def test_an_update_sets_only_the_columns_a_row_gives(store: Store) -> None:
@@ -72,12 +79,16 @@ def test_an_update_sets_only_the_columns_a_row_gives(store: Store) -> None:
 
     stored = store.read_flow_run("d" * 32)
     assert stored is not None
-    assert (stored["name"], stored["flow_version"], stored["tags"]) == ("renamed", "1", ["t"])
-    assert stored["end_time"] == datetime(2027, 1, 1, tzinfo=UTC)  # naive: taken as UTC
+    assert (stored.name, stored.flow_version, stored.tags) == ("renamed", "1", ["t"])
+    assert stored.end_time == datetime(2027, 1, 1, tzinfo=UTC)  # naive: taken as UTC
 
 
 def test_updates_setting_different_columns_are_separate_statements(store: Store) -> None:
-    rows = [{"row_id": "e", "name": "x"}, {"row_id": "f", "name": "y"}, {"row_id": "g", "tags": []}]
+    rows: list[dict[str, Any]] = [
+        {"row_id": "e", "name": "x"},
+        {"row_id": "f", "name": "y"},
+        {"row_id": "g", "tags": []},
+    ]
     bound = queries(store).bind_rows("update_flow_run", rows)
     assert [len(statement.parameters) for statement in bound] == [2, 1]
     assert [[row["row_id"] for row in statement.rows] for statement in bound] == [["e", "f"], ["g"]]
@@ -108,12 +119,13 @@ def test_returned_rows_read_back_as_python_values(store: Store) -> None:
         Call("claim", {"row_id": "j" * 32, "start_time": now, "updated": now, "worker_pid": 7})
     )
     with driver_transaction(store.engine) as transaction:
-        [returned] = queries(store).decode("claim", transaction.rows(claim))
+        [values] = queries(store).decode("claim", transaction.rows(claim))
+    returned = ClaimedRun(*values)
 
-    assert returned["parameters"] == {"x": [1]}
-    assert returned["start_time"] == now
-    assert returned["start_time"].tzinfo is UTC
-    assert returned["run_count"] == 1
+    assert returned.parameters == {"x": [1]}
+    assert returned.start_time == now
+    assert returned.start_time.tzinfo is UTC
+    assert returned.run_count == 1
 
 
 def test_a_driver_transaction_commits_or_rolls_back_as_a_whole(store: Store) -> None:

@@ -67,19 +67,19 @@ def test_stored_flow_run_executes_in_another_process_given_only_its_id(
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["Completed", "60"]
     run = store.read_flow_run(run_id)
-    assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed")
-    assert run["name"] == "scheduled-report"
-    assert run["parameters"] == {"values": [1, 2, 3], "factor": 10}
-    assert run["start_time"] is not None
-    assert run["end_time"] is not None
-    assert [row["name"] for row in store.read_states(flow_run_id=run_id)] == [
+    assert (run.state_type, run.state_name) == ("COMPLETED", "Completed")
+    assert run.name == "scheduled-report"
+    assert run.parameters == {"values": [1, 2, 3], "factor": 10}
+    assert run.start_time is not None
+    assert run.end_time is not None
+    assert [row.name for row in store.read_states(flow_run_id=run_id)] == [
         "Scheduled",
         "Running",
         "Completed",
     ]
     task_runs = store.read_task_runs(run_id)
     assert len(task_runs) == 3
-    assert {row["state_name"] for row in task_runs} == {"Completed"}
+    assert {row.state_name for row in task_runs} == {"Completed"}
     assert store.read_runs() == [run]  # no second flow run was created
 
 
@@ -110,7 +110,7 @@ def test_flow_file_can_import_the_modules_beside_it(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "125.0"
-    assert store.read_flow_run(run_id)["state_name"] == "Completed"
+    assert store.read_flow_run(run_id).state_name == "Completed"
 
 
 def test_module_entrypoint_is_found_in_the_working_directory_of_a_worker(
@@ -181,17 +181,17 @@ def test_final_states_written_before_a_sigkill_survive_it(gnomon_home: Path, sto
         worker.communicate()
     assert worker.returncode == -signal.SIGKILL
 
-    finished = [run for run in store.read_runs() if run["flow_name"] == "short"]
+    finished = [run for run in store.read_runs() if run.flow_name == "short"]
     assert len(finished) == 5
     for run in finished:
-        assert (run["state_type"], run["end_time"] is not None) == ("COMPLETED", True)
-        states = [row["name"] for row in store.read_states(flow_run_id=run["id"])]
+        assert (run.state_type, run.end_time is not None) == ("COMPLETED", True)
+        states = [row.name for row in store.read_states(flow_run_id=run.id)]
         assert states == ["Pending", "Running", "Completed"]
-        task_runs = store.read_task_runs(run["id"])
-        assert [row["state_type"] for row in task_runs] == ["COMPLETED"] * 3
+        task_runs = store.read_task_runs(run.id)
+        assert [row.state_type for row in task_runs] == ["COMPLETED"] * 3
     # The killed run never reached a final state, whatever of it was written.
     for run in store.read_runs():
-        if run["flow_name"] == "hangs":
+        if run.flow_name == "hangs":
             assert run["state_type"] in {"PENDING", "RUNNING"}
 
 
@@ -213,7 +213,7 @@ def test_a_stored_run_starts_once_even_when_two_workers_are_given_its_id(
 
     assert first.stdout.strip() == "Completed", first.stderr
     assert second.stdout.startswith(f"refused: flow run {run_id} is Completed"), second.stderr
-    names = [row["name"] for row in store.read_states(flow_run_id=run_id)]
+    names = [row.name for row in store.read_states(flow_run_id=run_id)]
     assert names == ["Scheduled", "Running", "Completed"]
 
 
@@ -236,11 +236,11 @@ def test_an_executed_run_is_stored_before_execute_returns_even_if_the_process_di
     assert result.returncode == 0, result.stderr
     pid, name = result.stdout.split()
     run = store.read_flow_run(run_id)
-    assert (name, run["state_name"], run["worker_pid"]) == ("Completed", "Completed", int(pid))
-    assert run["start_time"] <= run["end_time"]
+    assert (name, run.state_name, run.worker_pid) == ("Completed", "Completed", int(pid))
+    assert run.start_time <= run.end_time
     task_runs = store.read_task_runs(run_id)
-    assert [row["state_name"] for row in task_runs] == ["Completed"] * 2
-    messages = [row["message"] for row in logs_of(store, flow_run_id=run_id)]
+    assert [row.state_name for row in task_runs] == ["Completed"] * 2
+    messages = [row.message for row in logs_of(store, flow_run_id=run_id)]
     assert messages[-1] == "Finished in state Completed()"
 
 
@@ -277,7 +277,7 @@ def test_a_daemon_worker_stores_a_subflows_start_and_end_lines_not_its_parents(
     [child] = subflows(store, run_id)
     # The daemon's summary line tells the run it dispatched; nothing tells the subflow's.
     assert [row["message"] for row in logs_of(store, flow_run_id=run_id)] == []
-    child_lines = [row["message"] for row in logs_of(store, flow_run_id=child["id"])]
+    child_lines = [row.message for row in logs_of(store, flow_run_id=child.id)]
     assert child_lines[0].startswith("Beginning flow run")
     assert "for flow 'child'" in child_lines[0]
     assert child_lines[-1] == "Finished in state Completed()"
@@ -293,9 +293,9 @@ def test_a_claimed_run_whose_flow_cannot_be_loaded_is_left_crashed(
         execute_flow_run(run_id)
 
     run = store.read_flow_run(run_id)
-    assert (run["state_name"], run["error_type"]) == ("Crashed", "ImportError")
-    assert "no such dependency" in run["state_message"]
-    names = [row["name"] for row in store.read_states(flow_run_id=run_id)]
+    assert (run.state_name, run.error_type) == ("Crashed", "ImportError")
+    assert "no such dependency" in run.state_message
+    names = [row.name for row in store.read_states(flow_run_id=run_id)]
     assert names == ["Scheduled", "Running", "Crashed"]
 
 

@@ -14,7 +14,6 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from faults import assert_store_sound
 from gnomon.daemon._containment import Containment
 from gnomon.deployments import ContainmentMode
 from gnomon.store import Store
+from gnomon.store.rows import FlowRunRow
 from test_cli_daemon import gnomon
 from test_daemon import DaemonProcess, runs, start_daemon, wait_for, write_config
 
@@ -156,13 +156,13 @@ def operator(tmp_path: Path, gnomon_home: Path, daemons: list) -> Operator:
 
 def state_of(store: Store, run_id: str) -> str | None:
     row = store.read_flow_run(run_id)
-    return row["state_name"] if row else None
+    return row.state_name if row else None
 
 
-def final(store: Store, run_id: str) -> dict[str, Any]:
+def final(store: Store, run_id: str) -> FlowRunRow:
     """The run once it has a final state."""
     wait_for(
-        lambda: (store.read_flow_run(run_id) or {}).get("end_time") is not None,
+        lambda: getattr(store.read_flow_run(run_id), "end_time", None) is not None,
         timeout=60,
         what=f"run {run_id} to end",
     )
@@ -235,7 +235,7 @@ def test_a_timed_out_run_leaves_none_of_its_processes_behind(
         'timeout = "3s"', daemon=f'workers = 1\ncontainment = "{mechanism}"'
     )
 
-    assert final(store, run_id)["state_name"] == "TimedOut"
+    assert final(store, run_id).state_name == "TimedOut"
     none_running(pids)
     stop(daemon)
     assert containment_of(daemon) == mechanism
@@ -250,7 +250,7 @@ def test_a_cancelled_run_leaves_none_of_its_processes_behind(
     cancel = gnomon(gnomon_home, "runs", "cancel", run_id, "--config", str(operator.config))
 
     assert cancel.returncode == 0, cancel.stderr
-    assert final(store, run_id)["state_name"] == "Cancelled"
+    assert final(store, run_id).state_name == "Cancelled"
     none_running(pids)
     stop(daemon)
     assert_invariants(store, gnomon_home)
@@ -276,12 +276,12 @@ def test_what_a_finished_run_left_running_is_killed_and_said_so_in_its_logs(
 
     run_id = operator.run("spawner")
 
-    assert final(store, run_id)["state_name"] == "Completed"
+    assert final(store, run_id).state_name == "Completed"
     pids = [int(pid) for pid in pids_file.read_text().split()]
     assert len(pids) == 2
     none_running(pids)  # gone before the worker took another run
     wait_for(
-        lambda: any("left 2 processes running" in row["message"] for row in logs_of(store, run_id)),
+        lambda: any("left 2 processes running" in row.message for row in logs_of(store, run_id)),
         what="the warning about the leftovers stored with the run",
     )
     stop(daemon)
@@ -327,7 +327,7 @@ def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
     daemon, run_id, pids = operator.spawn()
     # A worker that outlives its daemon for a moment ends its run's processes itself (end of
     # file on its stdin); stopped, it cannot, as when it is killed together with the daemon.
-    worker = store.read_flow_run(run_id)["worker_pid"]  # type: ignore[index]
+    worker = store.read_flow_run(run_id).worker_pid  # type: ignore[index]
     os.kill(worker, signal.SIGSTOP)
 
     daemon.kill()
@@ -342,7 +342,7 @@ def test_what_runs_started_is_ended_by_the_next_daemon_after_a_sigkill(
     )
     assert said, "the restarted daemon did not say what it ended"
     assert int(said.group(1)) >= len(pids)
-    assert final(store, run_id)["state_name"] == "Crashed"
+    assert final(store, run_id).state_name == "Crashed"
     stop(restarted)
     assert_invariants(store, gnomon_home)
 
@@ -357,15 +357,15 @@ def test_a_run_above_its_memory_limit_is_crashed_while_other_deployments_keep_ru
 
     crashed = final(store, operator.run("leaky"))
 
-    assert crashed["state_name"] == "Crashed"
-    message = crashed["state_message"]
+    assert crashed.state_name == "Crashed"
+    message = crashed.state_message
     match = re.fullmatch(r"memory limit 200 MB exceeded: (\d+) MB", message)
     assert match, message
     assert 200 < int(match.group(1)) < 1000
-    after = crashed["end_time"]
+    after = crashed.end_time
     wait_for(
         lambda: any(
-            row["state_name"] == "Completed" and row["start_time"] > after
+            row.state_name == "Completed" and row.start_time > after
             for row in runs(store, "ticker")
         ),
         what="the ticker to run after the crash",
@@ -383,12 +383,12 @@ def test_a_run_printing_100_mb_stores_and_relays_only_its_cap(
 
     run_id = operator.run("chatty")
 
-    assert final(store, run_id)["state_name"] == "Completed"
+    assert final(store, run_id).state_name == "Completed"
     out = stop(daemon)
-    printed = [row for row in logs_of(store, run_id) if row["logger"] == "gnomon.worker.output"]
-    truncations = [row for row in printed if row["message"].startswith("log truncated")]
+    printed = [row for row in logs_of(store, run_id) if row.logger == "gnomon.worker.output"]
+    truncations = [row for row in printed if row.message.startswith("log truncated")]
     assert len(printed) == 1001
-    assert [row["message"] for row in truncations] == [
+    assert [row.message for row in truncations] == [
         "log truncated: the run's output reached max_log_lines = 1000 lines; the rest is dropped"
     ]
     # A thousand lines of a thousand bytes, as JSON: about a megabyte, not a hundred.
@@ -409,12 +409,12 @@ def test_a_run_logging_past_its_cap_stores_the_cap_and_one_truncation_line(
 
     run_id = operator.run("verbose")
 
-    assert final(store, run_id)["state_name"] == "Completed"
+    assert final(store, run_id).state_name == "Completed"
     out = stop(daemon)
-    logged = [row for row in logs_of(store, run_id) if row["logger"] == "gnomon.flow_runs"]
-    assert [row["message"] for row in logged[:2]] == ["line 0", "line 1"]
-    assert logged[499]["message"] == "line 499"
-    assert [row["message"] for row in logged[500:]] == [
+    logged = [row for row in logs_of(store, run_id) if row.logger == "gnomon.flow_runs"]
+    assert [row.message for row in logged[:2]] == ["line 0", "line 1"]
+    assert logged[499].message == "line 499"
+    assert [row.message for row in logged[500:]] == [
         "log truncated: the run reached 500 lines (max_log_lines);"
         " the rest of what it logs is dropped"
     ]
@@ -430,11 +430,11 @@ def test_the_lines_a_worker_wrote_right_before_it_segfaulted_are_stored(
     run_id = operator.run("segfaults")
     crashed = final(store, run_id)
 
-    assert (crashed["state_name"], crashed["signal"]) == ("Crashed", "SIGSEGV")
+    assert (crashed.state_name, crashed.signal) == ("Crashed", "SIGSEGV")
     expected = ["printed before the crash", *(f"last words {n}" for n in range(20))]
 
     def stored() -> list[str]:
-        return [row["message"] for row in logs_of(store, run_id)]
+        return [row.message for row in logs_of(store, run_id)]
 
     wait_for(lambda: set(expected) <= set(stored()), what=f"{expected} stored")
     messages = stored()

@@ -436,6 +436,9 @@ def test_a_store_whose_disk_turns_read_only_degrades_the_daemon_which_stops_clea
     errors = [e for e in events(output) if e.get("level") == "error"]
     assert any("read-only" in str(e).lower() for e in errors), errors[-3:]
     assert "Traceback" not in daemon.error_path.read_text()
+    # Nor did a worker die in the interpreter's shutdown (its output is relayed in the log).
+    lines = (output + daemon.error_path.read_text()).splitlines()
+    assert not [line for line in lines if "Fatal Python error" in line], lines[-20:]
 
     ext4_volume.repair()
     config = write_config(tmp_path, tickers(3), daemon='workers = 2\napi = "127.0.0.1:0"')
@@ -869,7 +872,11 @@ def test_a_run_whose_worker_could_not_store_its_end_is_recorded_crashed_not_left
     flag = tmp_path / "failing"
     config = write_config(tmp_path, tickers(1, "2s"))
     daemon = start_daemon(
-        config, gnomon_home, PYTHONPATH=str(hooks), GNOMON_FAIL_WORKER_WRITES=str(flag)
+        config,
+        gnomon_home,
+        PYTHONPATH=str(hooks),
+        GNOMON_FAIL_WORKER_WRITES=str(flag),
+        GNOMON_FINAL_STATE_PATIENCE="1",  # how long a finished run waits for its store
     )
     daemons.append(daemon)
     database = gnomon_home / "gnomon.db"

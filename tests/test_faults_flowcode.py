@@ -59,10 +59,10 @@ def ticks(store, word: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Completed ticker runs whose flow logged ``word``, with the worker pid it logged."""
     found = {}
     for run in runs(store, "ticker"):
-        for row in logs_of(store, flow_run_id=run["id"]):
-            parts = row["message"].split()
-            if parts[:1] == [word] and run["state_name"] == "Completed":
-                found[run["id"]] = int(parts[-1])
+        for row in logs_of(store, flow_run_id=run.id):
+            parts = row.message.split()
+            if parts[:1] == [word] and run.state_name == "Completed":
+                found[run.id] = int(parts[-1])
     return found
 
 
@@ -185,7 +185,7 @@ def test_gnomon_run_refuses_unknown_and_mistyped_parameters_naming_them_and_queu
     accepted = run("count=3", "day=2026-11-23")
     assert accepted.returncode == 0, accepted.stderr
     [row] = store.read_runs("report")
-    assert row["parameters"] == {"count": 3, "day": "2026-11-23"}
+    assert row.parameters == {"count": 3, "day": "2026-11-23"}
 
 
 def test_the_api_refuses_unknown_and_mistyped_run_parameters_with_422_and_queues_nothing(

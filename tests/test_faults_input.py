@@ -242,7 +242,7 @@ def test_a_lone_surrogate_in_run_parameters_is_a_422_and_creates_no_run(api: Api
     assert response.json()["field"] == "parameters"
     assert "parameter day: text must be valid Unicode" in response.json()["error"]
     assert listed.json() == []
-    assert "run" not in [entry["action"] for entry in api.store.read_audit()]
+    assert "run" not in [entry.action for entry in api.store.read_audit()]
     assert api.nudges == []
 
 
@@ -287,9 +287,7 @@ def test_a_request_body_over_the_limit_is_a_413_declared_or_chunked(api: Api) ->
         assert response.status_code == 413, response.text
         assert response.json() == {"error": "the request body is larger than 1,000,000 bytes"}
     assert fine.status_code == 200
-    assert [entry["reason"] for entry in api.store.read_audit() if entry["action"] == "pause"] == [
-        "ok"
-    ]
+    assert [entry.reason for entry in api.store.read_audit() if entry.action == "pause"] == ["ok"]
 
 
 @pytest.mark.parametrize(
@@ -504,7 +502,7 @@ def test_a_secret_parameters_value_is_masked_everywhere_and_the_api_limits_bodie
         # A value not of the flow's type is refused before a run is queued (exit 2).
         assert [result.returncode for result in outputs] == [1, 2, 1, 0]
         posts = receiver.wait_for(2)
-        runs = {row["id"]: row for row in store.read_runs("secrets")}
+        runs = {row.id: row for row in store.read_runs("secrets")}
         token = (gnomon_home / "api-token").read_text().strip()
         with httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -567,9 +565,9 @@ def test_a_flow_whose_error_and_log_hold_lone_surrogates_is_still_recorded(store
 
     [row] = store.read_runs()
     assert state.is_failed()
-    assert (row["state_name"], row["error_message"]) == ("Failed", "oops \ufffd")
-    assert "ValueError: oops \ufffd" in row["error_traceback"]
-    assert "bad \ufffd text" in [log["message"] for log in logs_of(store, flow_run_id=row["id"])]
+    assert (row.state_name, row.error_message) == ("Failed", "oops \ufffd")
+    assert "ValueError: oops \ufffd" in row.error_traceback
+    assert "bad \ufffd text" in [log.message for log in logs_of(store, flow_run_id=row.id)]
 
 
 def test_a_flow_run_in_a_script_masks_its_secret_parameter_in_what_it_stores(
@@ -584,8 +582,8 @@ def test_a_flow_run_in_a_script_masks_its_secret_parameter_in_what_it_stores(
     store.flush()
 
     [row] = store.read_runs()
-    logs = [log["message"] for log in logs_of(store, flow_run_id=row["id"])]
-    assert row["error_message"] == f"refused: '{MASK}'"
-    assert "s3cr3t-script-value" not in row["error_traceback"] + row["state_message"]
+    logs = [log.message for log in logs_of(store, flow_run_id=row.id)]
+    assert row.error_message == f"refused: '{MASK}'"
+    assert "s3cr3t-script-value" not in row.error_traceback + row.state_message
     assert f"trying {MASK}" in logs
     assert not [line for line in logs if "s3cr3t-script-value" in line]

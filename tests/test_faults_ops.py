@@ -629,7 +629,7 @@ def test_logs_are_printed_in_time_order_though_stored_out_of_order(store: Any) -
     from gnomon.store import LogQuery
 
     rows = store.search_logs(LogQuery(deployment="etl"), 100, newest=True)
-    assert [row["message"] for row in rows] == list("abcde")
+    assert [row.message for row in rows] == list("abcde")
 
 
 @pytest.mark.parametrize(

@@ -5,16 +5,19 @@ SQLite file (test_faults_daemon.py), and decides every fire once."""
 from __future__ import annotations
 
 import contextlib
+import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from faults import assert_every_fire_once, assert_store_sound, location
 from gnomon.daemon._serverlock import DAEMON_LOCK_KEY
+from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
 from test_faults_daemon import SECOND, events, healthz, serving, stop, tickers
 
@@ -157,3 +160,149 @@ def test_a_daemon_whose_lock_another_took_while_its_session_was_gone_stops(
     lines = events(daemon.output_path.read_text())
     [lost] = [e for e in lines if e.get("level") == "critical"]
     assert "lock was lost and taken over" in lost["event"]
+
+
+def test_a_run_that_ends_while_the_database_refuses_connections_keeps_its_final_state(
+    tmp_path, gnomon_home, daemons, store
+) -> None:
+    """What a server that is down does to every new connection: the run's Completed state
+    (written by its worker as it ends) and the log lines wait, retried, and are written
+    once connections work again, never dropped as rows the database rejected."""
+    slow = '\n[[deployments]]\nname = "slow"\nflow = "flows.py:slow"\ninterval = "1h"\n'
+    daemon, _, _ = serving(tmp_path, gnomon_home, daemons, tickers(1) + slow)
+    url = store.url
+    result = gnomon(gnomon_home, "run", "slow", "--param", "seconds=3", GNOMON_DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"run ([0-9a-f]{32})", result.stdout).group(1)  # type: ignore[union-attr]
+    wait_for(lambda: state_of(url, run_id) == "Running", what="the run to start")
+
+    with refusing_connections(url):
+        time.sleep(6)  # the run ends (after 3 s) and its worker's writes are refused
+
+    wait_for(lambda: state_of(url, run_id) == "Completed", timeout=30, what="its final state")
+    lines = events(stop(daemon))
+    assert not [e for e in lines if "dropped a" in e["event"]], "rows were dropped"
+    with admin(url) as connection:
+        history = connection.execute(
+            text("SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp"),
+            {"id": run_id},
+        ).scalars()
+        assert list(history) == ["Scheduled", "Pending", "Running", "Completed"]
+    assert_every_fire_once(location(store), "d0", SECOND)
+    assert_store_sound(location(store))
+
+
+def state_of(url: str, run_id: str) -> str | None:
+    with admin(url) as connection:
+        return connection.execute(
+            text("SELECT state_name FROM flow_runs WHERE id = :id"), {"id": run_id}
+        ).scalar_one_or_none()
+
+
+def end_sessions(connection: Any, database: str) -> None:
+    """Terminate every session on ``database`` but ``connection``'s, and commit."""
+    connection.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = :name AND pid <> pg_backend_pid()"
+        ),
+        {"name": database},
+    )
+    connection.commit()
+
+
+@contextlib.contextmanager
+def refusing_connections(url: str) -> Iterator[None]:
+    """The database at ``url`` refuses new connections and loses its sessions, as when its
+    server is down, until the block ends."""
+    database = make_url(url).database
+    server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    with admin(server) as connection:
+        connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+        end_sessions(connection, database)
+        try:
+            yield
+        finally:
+            connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+            connection.commit()
+
+
+@pytest.mark.parametrize(("outage", "stored"), [(1.0, True), (4.0, False)])
+def test_a_flow_in_a_script_waits_for_its_final_state_up_to_the_patience_setting(
+    store, monkeypatch: pytest.MonkeyPatch, outage: float, stored: bool
+) -> None:
+    from gnomon import flow
+    from gnomon._settings import get_settings
+    from gnomon.store import StoreWriteError
+
+    monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "2.5")
+    get_settings.cache_clear()
+    begun = threading.Event()
+
+    def outage_now() -> None:
+        with refusing_connections(store.url):
+            begun.set()
+            time.sleep(outage)
+
+    outage_thread = threading.Thread(target=outage_now)
+
+    @flow
+    def ends_in_an_outage() -> str:
+        outage_thread.start()
+        begun.wait(10)
+        return "done"
+
+    if stored:
+        assert ends_in_an_outage() == "done"
+    else:
+        with pytest.raises(StoreWriteError):
+            ends_in_an_outage()
+    outage_thread.join()
+    store.flush(timeout=30)  # connections work again: the queued rows are written
+    with admin(store.url) as connection:
+        (state,) = connection.execute(
+            text("SELECT state_name FROM flow_runs WHERE flow_name = 'ends-in-an-outage'")
+        ).scalars()
+    assert state == "Completed"
+
+
+def test_a_flow_ending_while_its_database_is_read_only_keeps_its_final_state(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover's demoted primary answers every write with read_only_sql_transaction (an
+    InternalError, not an OperationalError): the rows wait, as for a server that is down."""
+    from gnomon import flow
+    from gnomon._settings import get_settings
+
+    monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "20")
+    get_settings.cache_clear()
+    database = make_url(store.url).database
+    server = make_url(store.url).set(database="postgres").render_as_string(hide_password=False)
+
+    def read_only(on: bool) -> None:
+        with admin(server) as connection:
+            value = "on" if on else "off"
+            connection.execute(
+                text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = {value}')
+            )
+            end_sessions(connection, database)
+
+    writable_again = threading.Timer(2.0, read_only, (False,))
+
+    @flow
+    def ends_on_a_read_only_database() -> str:
+        read_only(True)
+        writable_again.start()
+        return "done"
+
+    try:
+        assert ends_on_a_read_only_database() == "done"
+    finally:
+        writable_again.join()
+        read_only(False)
+    with admin(store.url) as connection:
+        (state,) = connection.execute(
+            text("SELECT state_name FROM flow_runs WHERE flow_name = :name"),
+            {"name": "ends-on-a-read-only-database"},
+        ).scalars()
+    assert state == "Completed"

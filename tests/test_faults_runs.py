@@ -120,7 +120,7 @@ def test_a_workers_final_commit_after_the_pools_timeout_record_is_not_applied(
     _, err = worker.communicate(timeout=60)
 
     assert worker.returncode == 0, err
-    assert store.read_flow_run(run_id)["state_name"] == "TimedOut"
+    assert store.read_flow_run(run_id).state_name == "TimedOut"
     assert final_states(location(store), run_id) == ["TimedOut"]
     assert f"flow run {run_id} already has a final state" in err  # the worker said so
 
@@ -138,7 +138,7 @@ def test_the_pools_record_after_a_workers_final_commit_is_not_applied(
         assert not store.set_run_state(
             run_id, "CRASHED", "Crashed", "worker died", only_if_active=only_if_active
         )
-    assert store.read_flow_run(run_id)["state_name"] == "Completed"
+    assert store.read_flow_run(run_id).state_name == "Completed"
     assert final_states(location(store), run_id) == ["Completed"]
 
 
@@ -160,12 +160,12 @@ def test_a_final_state_queued_for_a_finished_run_is_dropped_with_its_history_row
     )
     store.flush()
 
-    assert store.read_flow_run(run_id)["state_name"] == "Completed"
-    assert [state["name"] for state in store.read_states(flow_run_id=run_id)] == [
+    assert store.read_flow_run(run_id).state_name == "Completed"
+    assert [state.name for state in store.read_states(flow_run_id=run_id)] == [
         "Scheduled",
         "Completed",
     ]
-    assert [row["message"] for row in logs_of(store, flow_run_id=run_id)] == [
+    assert [row.message for row in logs_of(store, flow_run_id=run_id)] == [
         "a line of the same batch"
     ]
 
@@ -175,7 +175,7 @@ def test_a_deployment_retry_reopens_a_finished_run_on_purpose(store) -> None:
     assert store.set_run_state(run_id, "CRASHED", "Crashed", only_if_active=True)
     assert store.set_run_state(run_id, "SCHEDULED", "AwaitingRetry", "deployment retry 1 of 1")
     assert store.set_run_state(run_id, "COMPLETED", "Completed")
-    names = [state["name"] for state in store.read_states(flow_run_id=run_id)]
+    names = [state.name for state in store.read_states(flow_run_id=run_id)]
     assert names == ["Scheduled", "Crashed", "AwaitingRetry", "Completed"]
 
 
@@ -207,12 +207,12 @@ def test_a_run_recovered_as_crashed_keeps_that_state_when_its_live_worker_finish
 
     daemon = start_daemon(config, gnomon_home)
     daemons.append(daemon)
-    wait_for(lambda: store.read_flow_run(run_id)["state_name"] == "Crashed", what="the recovery")
+    wait_for(lambda: store.read_flow_run(run_id).state_name == "Crashed", what="the recovery")
     Path(gate["GATE"]).touch()
     _, err = worker.communicate(timeout=60)
 
     assert f"flow run {run_id} already has a final state" in err
-    assert store.read_flow_run(run_id)["state_name"] == "Crashed"
+    assert store.read_flow_run(run_id).state_name == "Crashed"
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
     database = location(store)
@@ -243,8 +243,8 @@ def test_a_refused_final_state_and_its_history_row_are_queued_together_and_dropp
     store.settle_flow_run(run_id, state_columns(crashed), state_row(crashed, 1, run_id, None))
     store.flush()
 
-    assert store.read_flow_run(run_id)["state_name"] == "Completed"
-    names = [state["name"] for state in store.read_states(flow_run_id=run_id)]
+    assert store.read_flow_run(run_id).state_name == "Completed"
+    names = [state.name for state in store.read_states(flow_run_id=run_id)]
     assert names[-1] == "Completed"
     assert "Crashed" not in names
 
@@ -285,7 +285,7 @@ def test_a_signal_after_a_run_completed_leaves_it_completed(store, where: str) -
     store.flush()
 
     [row] = store.read_runs()
-    assert row["state_name"] == "Completed"
-    names = [state["name"] for state in store.read_states(flow_run_id=row["id"])]
+    assert row.state_name == "Completed"
+    names = [state.name for state in store.read_states(flow_run_id=row.id)]
     assert names[-1] == "Completed"
     assert "Crashed" not in names

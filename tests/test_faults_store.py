@@ -455,3 +455,40 @@ def test_the_exit_code_of_a_changed_database_file_is_documented_where_operators_
     assert f"{EXIT_STORE_GONE} if the database file was deleted or replaced" in help_text
     for document in ("README.md", "docs/design.md", "systemd/gnomon.service"):
         assert str(EXIT_STORE_GONE) in (REPO / document).read_text(), document
+
+
+@pytest.mark.sqlite_only
+def test_a_flow_ending_on_a_damaged_database_file_is_not_told_its_state_was_stored(
+    store, gnomon_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "database disk image is malformed" is about the file, not the rows: they are kept
+    and the flow call raises after its patience, rather than returning as if stored."""
+    from gnomon import flow
+    from gnomon._settings import get_settings
+    from gnomon.store import StoreWriteError
+
+    monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "0.5")
+    get_settings.cache_clear()
+
+    @flow
+    def warm() -> None:
+        pass
+
+    for _ in range(50):  # pages enough to damage
+        warm()
+
+    @flow
+    def ends_on_a_damaged_file() -> str:
+        store.flush()
+        database = gnomon_home / "gnomon.db"
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = os.path.getsize(database)
+        with open(database, "r+b") as damaged:
+            for page in range(2, size // 4096):
+                damaged.seek(page * 4096 + 8)
+                damaged.write(b"\xff" * 64)
+        return "done"
+
+    with pytest.raises(StoreWriteError):
+        ends_on_a_damaged_file()

@@ -28,11 +28,12 @@ from gnomon.states import (
     StateType,
     TimedOut,
 )
+from gnomon.store.rows import FlowRunRow
 
 pytestmark = pytest.mark.backends
 
 
-def only_flow_run(store: Any) -> dict[str, Any]:
+def only_flow_run(store: Any) -> FlowRunRow:
     [run] = store.read_runs()
     return run
 
@@ -57,12 +58,12 @@ def test_flow_call_returns_what_the_body_returns(store):
 
     assert pipeline(5) == {"doubled": 10, "again": 20}
     run = only_flow_run(store)
-    assert run["state_type"] == "COMPLETED"
-    assert run["state_name"] == "Completed"
-    assert run["run_count"] == 1
-    assert run["start_time"] is not None
-    assert run["end_time"] is not None
-    assert [row["state_name"] for row in store.read_task_runs(run["id"])] == ["Completed"] * 3
+    assert run.state_type == "COMPLETED"
+    assert run.state_name == "Completed"
+    assert run.run_count == 1
+    assert run.start_time is not None
+    assert run.end_time is not None
+    assert [row.state_name for row in store.read_task_runs(run.id)] == ["Completed"] * 3
 
 
 def test_flow_return_state_gives_the_final_state_instead_of_raising():
@@ -95,8 +96,8 @@ def test_task_return_state_lets_the_flow_carry_on_after_a_failure(store):
 
     assert pipeline() == ("Failed", "Task run encountered an exception ValueError: boom", 2)
     run = only_flow_run(store)
-    assert run["state_name"] == "Completed", "a failed task the flow does not return is tolerated"
-    assert [row["state_name"] for row in store.read_task_runs(run["id"])] == [
+    assert run.state_name == "Completed", "a failed task the flow does not return is tolerated"
+    assert [row.state_name for row in store.read_task_runs(run.id)] == [
         "Failed",
         "Completed",
     ]
@@ -111,17 +112,17 @@ def test_failing_task_exception_is_raised_by_the_flow_call_and_recorded(store):
         pipeline()
 
     run = only_flow_run(store)
-    assert run["state_name"] == "Failed"
-    assert run["state_message"] == "Flow run encountered an exception: ValueError: boom"
-    assert run["error_type"] == "ValueError"
-    assert run["error_message"] == "boom"
-    assert "in boom" in run["error_traceback"]
-    assert run["error_traceback"].rstrip().endswith("ValueError: boom")
-    [task_run] = store.read_task_runs(run["id"])
-    assert task_run["state_name"] == "Failed"
-    assert task_run["state_message"] == "Task run encountered an exception ValueError: boom"
-    assert task_run["error_type"] == "ValueError"
-    assert "ValueError: boom" in task_run["error_traceback"]
+    assert run.state_name == "Failed"
+    assert run.state_message == "Flow run encountered an exception: ValueError: boom"
+    assert run.error_type == "ValueError"
+    assert run.error_message == "boom"
+    assert "in boom" in run.error_traceback
+    assert run.error_traceback.rstrip().endswith("ValueError: boom")
+    [task_run] = store.read_task_runs(run.id)
+    assert task_run.state_name == "Failed"
+    assert task_run.state_message == "Task run encountered an exception ValueError: boom"
+    assert task_run.error_type == "ValueError"
+    assert "ValueError: boom" in task_run.error_traceback
 
 
 @pytest.mark.parametrize(
@@ -190,18 +191,18 @@ def test_subflow_run_is_linked_to_its_parent(store):
 
     assert parent() == 14
     runs = store.read_runs()
-    [parent_run] = [run for run in runs if run["flow_name"] == "parent"]
-    children = [run for run in runs if run["flow_name"] == "child"]
-    assert parent_run["parent_flow_run_id"] is None
+    [parent_run] = [run for run in runs if run.flow_name == "parent"]
+    children = [run for run in runs if run.flow_name == "child"]
+    assert parent_run.parent_flow_run_id is None
     assert len(children) == 2
-    assert {run["parent_flow_run_id"] for run in children} == {parent_run["id"]}
-    assert sorted(run["parameters"]["x"] for run in children) == [3, 4]
-    linked = subflows(store, parent_run["id"])
-    assert sorted(run["id"] for run in linked) == sorted(run["id"] for run in children)
+    assert {run.parent_flow_run_id for run in children} == {parent_run.id}
+    assert sorted(run.parameters["x"] for run in children) == [3, 4]
+    linked = subflows(store, parent_run.id)
+    assert sorted(run.id for run in linked) == sorted(run.id for run in children)
     for run in children:
-        [task_run] = store.read_task_runs(run["id"])
-        assert task_run["state_name"] == "Completed", "the subflow's tasks belong to the subflow"
-    assert store.read_task_runs(parent_run["id"]) == []
+        [task_run] = store.read_task_runs(run.id)
+        assert task_run.state_name == "Completed", "the subflow's tasks belong to the subflow"
+    assert store.read_task_runs(parent_run.id) == []
 
 
 def test_failing_subflow_fails_its_parent(store):
@@ -215,7 +216,7 @@ def test_failing_subflow_fails_its_parent(store):
 
     with pytest.raises(ValueError, match="boom"):
         parent()
-    assert {run["flow_name"]: run["state_name"] for run in store.read_runs()} == {
+    assert {run.flow_name: run.state_name for run in store.read_runs()} == {
         "parent": "Failed",
         "child": "Failed",
     }
@@ -234,7 +235,7 @@ def test_parameters_are_coerced_from_type_hints_and_stored_coerced(store):
     pipeline("21", ratio="2", names=("a", "b"))
     assert seen == [(21, 2.0, ["a", "b"])]
     assert type(seen[0][0]) is int
-    assert only_flow_run(store)["parameters"] == {"n": 21, "ratio": 2.0, "names": ["a", "b"]}
+    assert only_flow_run(store).parameters == {"n": 21, "ratio": 2.0, "names": ["a", "b"]}
 
 
 class Window(pydantic.BaseModel):
@@ -252,7 +253,7 @@ def test_model_and_datetime_parameters_are_built_and_stored_as_json(store):
 
     pipeline({"start": "1", "end": 5}, "2024-03-01T12:00:00Z", [3, 3, 4])
     assert seen == [(Window(start=1, end=5), datetime(2024, 3, 1, 12, tzinfo=UTC), {3, 4})]
-    stored = only_flow_run(store)["parameters"]
+    stored = only_flow_run(store).parameters
     assert stored == {
         "window": {"start": 1, "end": 5},
         "since": "2024-03-01T12:00:00Z",
@@ -279,8 +280,8 @@ def test_parameter_annotation_that_cannot_be_resolved_fails_the_run(store):
         pipeline({"x": 1})
     assert ran == []
     run = only_flow_run(store)
-    assert run["state_name"] == "Failed", "not left Pending"
-    assert run["state_message"].startswith(
+    assert run.state_name == "Failed", "not left Pending"
+    assert run.state_message.startswith(
         "Validation of flow parameters failed with error: PydanticUserError"
     )
 
@@ -300,12 +301,12 @@ def test_invalid_parameter_fails_the_run_without_running_the_body(store):
     assert "'twenty-one'" in str(info.value)
     assert ran == []
     run = only_flow_run(store)
-    assert run["state_name"] == "Failed"
-    assert run["state_message"].startswith(
+    assert run.state_name == "Failed"
+    assert run.state_message.startswith(
         "Validation of flow parameters failed with error: ParameterTypeError"
     )
-    assert "'twenty-one'" in run["state_message"]
-    assert run["end_time"] is not None
+    assert "'twenty-one'" in run.state_message
+    assert run.end_time is not None
 
 
 def test_validate_parameters_false_passes_values_through():
@@ -328,7 +329,7 @@ def test_flow_run_name_template_is_filled_from_parameters(store):
         pass
 
     report("eu", day=7)
-    assert only_flow_run(store)["name"] == "report-eu-7"
+    assert only_flow_run(store).name == "report-eu-7"
 
 
 def test_flow_run_name_callable_and_default_names(store):
@@ -343,9 +344,9 @@ def test_flow_run_name_callable_and_default_names(store):
     named()
     unnamed()
     unnamed()
-    names = {run["flow_name"]: [] for run in store.read_runs()}
+    names = {run.flow_name: [] for run in store.read_runs()}
     for run in store.read_runs():
-        names[run["flow_name"]].append(run["name"])
+        names[run.flow_name].append(run.name)
     assert names["named"] == ["from-a-callable"]
     assert len(set(names["unnamed"])) == 2, "each run gets its own generated name"
     assert all(names["unnamed"])
@@ -362,7 +363,7 @@ def test_task_run_name_template_is_filled_from_parameters(store):
         double(3)
 
     pipeline()
-    names = [row["name"] for row in store.read_task_runs(only_flow_run(store)["id"])]
+    names = [row.name for row in store.read_task_runs(only_flow_run(store).id)]
     assert names == ["double-3", "double-0"]
 
 
@@ -397,7 +398,7 @@ def test_flow_hooks_are_called_once_with_flow_run_and_final_state(store):
     assert [(kind, state.name) for kind, _, _, state in calls] == [("completion", "Completed")]
     _, flow_, flow_run, state = calls[0]
     assert flow_ is succeeds
-    assert flow_run.id == only_flow_run(store)["id"]
+    assert flow_run.id == only_flow_run(store).id
     assert state.result() == 1
 
     calls.clear()
@@ -416,7 +417,7 @@ def test_failing_hook_does_not_change_the_run_state(store):
         return "ok"
 
     assert pipeline() == "ok"
-    assert only_flow_run(store)["state_name"] == "Completed"
+    assert only_flow_run(store).state_name == "Completed"
 
 
 def test_task_hooks_are_called_once_with_task_run_and_state():
@@ -464,17 +465,17 @@ def test_keyboard_interrupt_in_a_task_crashes_task_and_flow_and_is_reraised(stor
         pipeline()
 
     run = only_flow_run(store)
-    assert run["state_type"] == "CRASHED"
-    assert run["state_message"] == "Execution was aborted by an interrupt signal."
-    assert run["end_time"] is not None
-    done, crashed = store.read_task_runs(run["id"])
-    assert done["state_name"] == "Completed"
-    assert crashed["state_type"] == "CRASHED"
-    assert crashed["state_message"] == "Execution was aborted by an interrupt signal."
-    assert crashed["error_type"] == "KeyboardInterrupt"
-    assert crashed["end_time"] is not None
-    assert [row["name"] for row in store.read_states(flow_run_id=run["id"])][-1] == "Crashed"
-    assert [row["name"] for row in store.read_states(task_run_id=crashed["id"])][-1] == "Crashed"
+    assert run.state_type == "CRASHED"
+    assert run.state_message == "Execution was aborted by an interrupt signal."
+    assert run.end_time is not None
+    done, crashed = store.read_task_runs(run.id)
+    assert done.state_name == "Completed"
+    assert crashed.state_type == "CRASHED"
+    assert crashed.state_message == "Execution was aborted by an interrupt signal."
+    assert crashed.error_type == "KeyboardInterrupt"
+    assert crashed.end_time is not None
+    assert [row.name for row in store.read_states(flow_run_id=run.id)][-1] == "Crashed"
+    assert [row.name for row in store.read_states(task_run_id=crashed.id)][-1] == "Crashed"
 
 
 def test_system_exit_in_a_flow_crashes_the_run_and_is_reraised(store):
@@ -487,9 +488,9 @@ def test_system_exit_in_a_flow_crashes_the_run_and_is_reraised(store):
 
     assert info.value.code == 3
     run = only_flow_run(store)
-    assert run["state_name"] == "Crashed"
-    assert run["state_message"] == "Execution was aborted by Python system exit call."
-    states = [row["name"] for row in store.read_states(flow_run_id=run["id"])]
+    assert run.state_name == "Crashed"
+    assert run.state_message == "Execution was aborted by Python system exit call."
+    states = [row.name for row in store.read_states(flow_run_id=run.id)]
     assert states == ["Pending", "Running", "Crashed"]
 
 
@@ -504,9 +505,9 @@ def test_crash_inside_a_submitted_task_is_not_left_running(store):
 
     pipeline(return_state=True)
     run = only_flow_run(store)
-    [task_run] = store.read_task_runs(run["id"])
-    assert task_run["state_type"] == "CRASHED"
-    assert task_run["state_message"] == "Execution was aborted by Python system exit call."
+    [task_run] = store.read_task_runs(run.id)
+    assert task_run.state_type == "CRASHED"
+    assert task_run.state_message == "Execution was aborted by Python system exit call."
 
 
 # Logs
@@ -531,27 +532,27 @@ def test_run_logger_and_log_prints_land_in_the_runs_logs(store, capsys):
 
     pipeline()
     run = only_flow_run(store)
-    [shout_run, quiet_run] = store.read_task_runs(run["id"])
-    logs = {row["message"]: row for row in logs_of(store, run["id"])}
+    [shout_run, quiet_run] = store.read_task_runs(run.id)
+    logs = {row.message: row for row in logs_of(store, run.id)}
 
     flow_log = logs["flow says hello"]
-    assert (flow_log["task_run_id"], flow_log["level"], flow_log["logger"]) == (
+    assert (flow_log.task_run_id, flow_log.level, flow_log.logger) == (
         None,
         20,
         "gnomon.flow_runs",
     )
-    assert logs["printed by the flow"]["task_run_id"] is None
+    assert logs["printed by the flow"].task_run_id is None
     task_log = logs["task says hi"]
-    assert (task_log["task_run_id"], task_log["level"], task_log["logger"]) == (
-        shout_run["id"],
+    assert (task_log.task_run_id, task_log.level, task_log.logger) == (
+        shout_run.id,
         30,
         "gnomon.task_runs",
     )
-    assert logs["printed by the task hi"]["task_run_id"] == shout_run["id"]
-    assert all(row["flow_run_id"] == run["id"] for row in logs.values())
+    assert logs["printed by the task hi"].task_run_id == shout_run.id
+    assert all(row.flow_run_id == run.id for row in logs.values())
     assert "not captured: this task does not log prints" not in logs
     assert "not captured: this task does not log prints" in capsys.readouterr().out
-    assert logs_of(store, task_run_id=quiet_run["id"]) == []
+    assert logs_of(store, task_run_id=quiet_run.id) == []
 
 
 def test_logs_of_two_runs_are_kept_apart(store):
@@ -562,9 +563,9 @@ def test_logs_of_two_runs_are_kept_apart(store):
     pipeline(1)
     pipeline(2)
     for run in store.read_runs():
-        messages = [row["message"] for row in logs_of(store, run["id"])]
-        assert f"run {run['parameters']['n']}" in messages
-        assert f"run {3 - run['parameters']['n']}" not in messages
+        messages = [row.message for row in logs_of(store, run.id)]
+        assert f"run {run.parameters['n']}" in messages
+        assert f"run {3 - run.parameters['n']}" not in messages
 
 
 # Tags
@@ -584,8 +585,8 @@ def test_tags_context_manager_tags_task_runs_created_inside_it(store):
         tagged()
 
     pipeline()
-    runs = store.read_task_runs(only_flow_run(store)["id"])
-    assert [row["tags"] for row in runs] == [
+    runs = store.read_task_runs(only_flow_run(store).id)
+    assert [row.tags for row in runs] == [
         ["etl", "nightly", "own"],
         ["etl", "inner", "nightly"],
         ["own"],
@@ -608,8 +609,8 @@ def test_async_flow_with_async_tasks_runs_under_asyncio_run(store):
 
     assert asyncio.run(pipeline(1)) == 3
     run = only_flow_run(store)
-    assert run["state_name"] == "Completed"
-    assert [row["state_name"] for row in store.read_task_runs(run["id"])] == ["Completed"] * 2
+    assert run.state_name == "Completed"
+    assert [row.state_name for row in store.read_task_runs(run.id)] == ["Completed"] * 2
 
 
 def test_async_tasks_gathered_in_an_async_flow_run_concurrently():
@@ -655,7 +656,7 @@ def test_flow_returning_a_failed_state_fails(store):
     assert state.is_failed()
     assert state.message == "gave up"
     run = only_flow_run(store)
-    assert (run["state_name"], run["state_message"]) == ("Failed", "gave up")
+    assert (run.state_name, run.state_message) == ("Failed", "gave up")
 
 
 def test_flow_returning_futures_with_a_failure_fails_with_a_count(store):
@@ -667,7 +668,7 @@ def test_flow_returning_futures_with_a_failure_fails_with_a_count(store):
     assert state.is_failed()
     assert state.message == "1/2 states failed."
     run = only_flow_run(store)
-    assert (run["state_name"], run["state_message"]) == ("Failed", "1/2 states failed.")
+    assert (run.state_name, run.state_message) == ("Failed", "1/2 states failed.")
 
 
 def test_flow_returning_completed_futures_completes():

@@ -38,7 +38,7 @@ def explode(message: str) -> int:
 
 
 def _states(store: Any, task_run_id: str) -> list[tuple[str, str]]:
-    return [(row["type"], row["name"]) for row in store.read_states(task_run_id=task_run_id)]
+    return [(row.type, row.name) for row in store.read_states(task_run_id=task_run_id)]
 
 
 def test_submit_returns_a_future_whose_result_state_and_run_are_the_task_runs(store) -> None:
@@ -55,7 +55,7 @@ def test_submit_returns_a_future_whose_result_state_and_run_are_the_task_runs(st
     assert future.state.result() == 42
     run = store.read_task_run(future.task_run_id)
     assert run is not None
-    assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed")
+    assert (run.state_type, run.state_name) == ("COMPLETED", "Completed")
     assert _states(store, future.task_run_id) == [
         ("PENDING", "Pending"),
         ("RUNNING", "Running"),
@@ -312,7 +312,7 @@ def test_task_with_a_failed_upstream_is_not_ready_and_its_body_never_runs(store)
     with pytest.raises(UpstreamTaskError, match="did not reach a 'COMPLETED' state"):
         not_ready.result()
     run = store.read_task_run(not_ready.task_run_id)
-    assert (run["state_type"], run["state_name"], run["state_message"]) == (
+    assert (run.state_type, run.state_name, run.state_message) == (
         "PENDING",
         "NotReady",
         expected,
@@ -342,7 +342,7 @@ def test_task_waiting_for_a_failed_future_is_not_ready_and_its_body_never_runs(s
 
     task_run_id = pipeline()
     assert ran == []
-    assert store.read_task_run(task_run_id)["state_name"] == "NotReady"
+    assert store.read_task_run(task_run_id).state_name == "NotReady"
 
 
 def test_allow_failure_passes_the_upstream_exception_as_the_argument() -> None:
@@ -373,9 +373,9 @@ def test_tasks_submitted_and_mapped_outside_a_flow_run_and_are_recorded(store) -
     assert mapped.result(timeout=DEADLINE) == [2, 4, 6]
     store.flush()
     run = store.read_task_run(future.task_run_id)
-    assert run["flow_run_id"] is None
-    assert run["state_type"] == "COMPLETED"
-    assert all(store.read_task_run(f.task_run_id)["state_type"] == "COMPLETED" for f in mapped)
+    assert run.flow_run_id is None
+    assert run.state_type == "COMPLETED"
+    assert all(store.read_task_run(f.task_run_id).state_type == "COMPLETED" for f in mapped)
 
 
 def test_submit_and_map_with_return_state_return_final_states_without_raising() -> None:

@@ -434,13 +434,13 @@ def test_run_logs_reach_the_real_store(configure, monkeypatch) -> None:
     finally:
         store_module.reset_store()
 
-    assert [(row["level"], row["logger"], row["message"]) for row in rows] == [
+    assert [(row.level, row.logger, row.message) for row in rows] == [
         (logging.WARNING, "gnomon.flow_runs", "stored for real"),
         (logging.INFO, "gnomon.engine", "Finished in state Completed()"),
     ]
-    assert rows[0]["extra"]["source"] == "api"
-    assert rows[0]["extra"]["flow_run_name"] == "brave-fox"
-    assert rows[0]["timestamp"].utcoffset().total_seconds() == 0
+    assert rows[0].extra["source"] == "api"
+    assert rows[0].extra["flow_run_name"] == "brave-fox"
+    assert rows[0].timestamp.utcoffset().total_seconds() == 0
 
 
 def test_daemon_log_lines_are_written_from_a_background_thread_with_tracebacks_and_masking(

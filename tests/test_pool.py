@@ -58,6 +58,20 @@ FLOWS = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     @flow
+    def leaves(marker: str = "") -> None:
+        import subprocess, threading
+
+        subprocess.Popen(["sleep", "600"])
+
+        def later() -> None:  # a thread the interpreter waits for at exit
+            time.sleep(1)
+            with open(marker, "w") as out:
+                out.write("written")
+
+        if marker:
+            threading.Thread(target=later).start()
+
+    @flow
     def waits(ignore_sigterm: bool = False, seconds: float = 60) -> None:
         if ignore_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -183,7 +197,7 @@ def test_workers_are_forked_warm_from_a_template_that_imported_the_flows_once(
     assert outcome.duration_ms >= 0
     assert outcome.ended_at >= outcome.started_at
     row = harness.store.read_flow_run(outcome.flow_run_id)  # committed before "done"
-    assert (row["state_name"], row["worker_pid"]) == ("Completed", outcome.worker_pid)
+    assert (row.state_name, row.worker_pid) == ("Completed", outcome.worker_pid)
     assert harness.import_pids() == [template]  # the run used the module the template loaded
 
 
@@ -210,7 +224,7 @@ def test_a_run_that_was_already_started_is_reported_not_runnable_and_left_alone(
 
     assert again.error_type == "gnomon.exceptions.FlowRunNotRunnable"
     assert again.state_name == "Completed"
-    assert harness.store.read_flow_run(first.flow_run_id)["state_name"] == "Completed"
+    assert harness.store.read_flow_run(first.flow_run_id).state_name == "Completed"
 
 
 def test_prints_and_logs_of_a_run_reach_the_log_sink_and_prints_are_stored(
@@ -229,8 +243,7 @@ def test_prints_and_logs_of_a_run_reach_the_log_sink_and_prints_are_stored(
     harness.store.flush()
     until(
         lambda: (
-            "printed by ada"
-            in [row["message"] for row in logs_of(harness.store, outcome.flow_run_id)]
+            "printed by ada" in [row.message for row in logs_of(harness.store, outcome.flow_run_id)]
         ),
         "the printed line stored with the run",
     )
@@ -247,13 +260,13 @@ def test_a_worker_exiting_mid_run_crashes_the_run_and_a_new_worker_takes_the_nex
     assert (crashed.state_name, crashed.state_type) == ("Crashed", "CRASHED")
     assert (crashed.exit_code, crashed.signal, crashed.message) == (3, None, message)
     row = harness.store.read_flow_run(crashed.flow_run_id)
-    assert (row["state_name"], row["state_message"], row["exit_code"]) == ("Crashed", message, 3)
-    assert row["end_time"] is not None
-    assert row["error_type"] == "gnomon.exceptions.CrashedRun"
+    assert (row.state_name, row.state_message, row.exit_code) == ("Crashed", message, 3)
+    assert row.end_time is not None
+    assert row.error_type == "gnomon.exceptions.CrashedRun"
     states = harness.store.read_states(flow_run_id=crashed.flow_run_id)
     # The claim committed Running with the run's start; the worker died before its end.
-    assert [state["name"] for state in states] == ["Scheduled", "Running", "Crashed"]
-    assert row["start_time"] is not None
+    assert [state.name for state in states] == ["Scheduled", "Running", "Crashed"]
+    assert row.start_time is not None
     assert not alive(crashed.worker_pid)
 
     next_run = harness.run(pool, "hello")
@@ -268,10 +281,10 @@ def test_a_worker_killed_by_a_signal_crashes_the_run_naming_the_signal(harness: 
 
     assert (crashed.state_name, crashed.exit_code, crashed.signal) == ("Crashed", None, "SIGKILL")
     row = harness.store.read_flow_run(crashed.flow_run_id)
-    assert row["state_message"] == (
+    assert row.state_message == (
         f"worker process {crashed.worker_pid} died with signal SIGKILL (9)"
     )
-    assert (row["signal"], row["exit_code"]) == ("SIGKILL", None)
+    assert (row.signal, row.exit_code) == ("SIGKILL", None)
 
 
 def test_a_run_past_its_timeout_is_timed_out_even_if_it_ignores_sigterm(
@@ -286,8 +299,8 @@ def test_a_run_past_its_timeout_is_timed_out_even_if_it_ignores_sigterm(
     assert (outcome.state_name, outcome.state_type) == ("TimedOut", "FAILED")
     assert outcome.signal == "SIGKILL"  # SIGTERM was ignored; SIGKILL after the grace
     row = harness.store.read_flow_run(run_id)
-    assert row["state_message"] == "Flow run exceeded timeout of 0.5 second(s)"
-    assert row["error_type"] == "gnomon.exceptions.FlowRunTimeoutError"
+    assert row.state_message == "Flow run exceeded timeout of 0.5 second(s)"
+    assert row.error_type == "gnomon.exceptions.FlowRunTimeoutError"
     until(lambda: pool.idle_count() == 1, "a replacement worker")
     assert outcome.worker_pid not in pool.pids()
 
@@ -304,7 +317,7 @@ def test_cancel_ends_the_run_cancelled_with_the_reason(harness: Harness) -> None
     assert (outcome.state_name, outcome.state_type) == ("Cancelled", "CANCELLED")
     assert outcome.signal == "SIGTERM"
     row = harness.store.read_flow_run(run_id)
-    assert (row["state_name"], row["state_message"]) == ("Cancelled", "cancelled by an operator")
+    assert (row.state_name, row.state_message) == ("Cancelled", "cancelled by an operator")
     assert not pool.cancel(run_id, "again")
     assert not pool.cancel(uuid.uuid4().hex, "not a run of this pool")
 
@@ -346,8 +359,8 @@ def test_cancelling_a_held_run_drops_it_and_leaves_the_running_one_alone(
     dropped = harness.outcome(held)
     assert (dropped.state_name, dropped.worker_pid, dropped.signal) == ("Cancelled", None, None)
     row = harness.store.read_flow_run(held)
-    assert (row["state_name"], row["state_message"]) == ("Cancelled", "cancelled by an operator")
-    assert row["start_time"] is None  # it never ran
+    assert (row.state_name, row.state_message) == ("Cancelled", "cancelled by an operator")
+    assert row.start_time is None  # it never ran
     assert harness.outcome(busy).state_name == "Completed"
     assert not pool.cancel(held, "again")
 
@@ -363,7 +376,7 @@ def test_stop_leaves_held_runs_unstarted_for_the_next_daemon(harness: Harness) -
 
     assert harness.outcome(busy).state_name == "Completed"
     assert harness.outcomes.empty()
-    assert harness.store.read_flow_run(held)["state_name"] == "Scheduled"
+    assert harness.store.read_flow_run(held).state_name == "Scheduled"
 
 
 def test_a_worker_is_replaced_after_max_runs_per_worker(harness: Harness) -> None:
@@ -374,6 +387,27 @@ def test_a_worker_is_replaced_after_max_runs_per_worker(harness: Harness) -> Non
     assert pids[0] == pids[1] != pids[2]
     assert harness.import_pids() == [pool.template_pid()]  # the new worker was forked warm
     until(lambda: not alive(pids[0]), "the retired worker to exit")
+
+
+def test_a_retired_worker_stores_its_runs_last_rows_and_waits_for_their_threads(
+    harness: Harness,
+) -> None:
+    # The warning about what a run left running is stored after its final state; the
+    # daemon closes a retiring worker's stdin as soon as it hears the run is done.
+    pool = harness.pool(max_runs_per_worker=1)
+
+    for _ in range(6):
+        run = harness.run(pool, "leaves").flow_run_id
+        until(
+            lambda run=run: any(
+                "left 1 processes running" in row.message for row in logs_of(harness.store, run)
+            ),
+            "the warning about the leftover stored",
+        )
+    marker = harness.flows.with_name("marker")
+    worker = harness.run(pool, "leaves", marker=str(marker)).worker_pid
+    until(lambda: not alive(worker), "the retired worker to exit")
+    assert marker.read_text() == "written"
 
 
 def test_a_worker_above_max_memory_is_replaced_after_its_run(harness: Harness) -> None:
@@ -409,7 +443,7 @@ def test_stop_cancels_runs_past_the_grace_and_leaves_no_worker_process(
 
     outcome = harness.outcome(run_id)
     assert (outcome.state_name, outcome.signal) == ("Cancelled", "SIGTERM")
-    assert harness.store.read_flow_run(run_id)["state_message"] == (
+    assert harness.store.read_flow_run(run_id).state_message == (
         "daemon shut down before the run finished"
     )
     assert pool.pids() == []
@@ -433,7 +467,7 @@ def test_a_flow_module_that_fails_to_import_does_not_stop_the_worker(
     good = harness.run(pool, "hello")
 
     assert (failed.state_name, failed.error_type) == ("Crashed", "ImportError")
-    assert "no such dependency" in harness.store.read_flow_run(bad)["state_message"]
+    assert "no such dependency" in harness.store.read_flow_run(bad).state_message
     assert good.state_name == "Completed"
     assert good.worker_pid == failed.worker_pid
 
@@ -603,7 +637,7 @@ def test_workers_exit_when_the_daemon_is_killed(harness: Harness) -> None:
         assert daemon.stdout is not None
         worker = int(daemon.stdout.readline())
         until(
-            lambda: harness.store.read_flow_run(run_id)["state_name"] == "Running",
+            lambda: harness.store.read_flow_run(run_id).state_name == "Running",
             "the run to start",
         )
         daemon.send_signal(signal.SIGKILL)
@@ -611,7 +645,7 @@ def test_workers_exit_when_the_daemon_is_killed(harness: Harness) -> None:
 
         until(lambda: not _running(worker), "the orphaned worker to exit")
     # Abandoned, not finished: a restarted daemon's recovery settles it.
-    assert harness.store.read_flow_run(run_id)["state_name"] == "Running"
+    assert harness.store.read_flow_run(run_id).state_name == "Running"
 
 
 def _running(pid: int) -> bool:

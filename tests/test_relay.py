@@ -65,7 +65,7 @@ def test_printed_lines_past_the_byte_cap_leave_one_truncation_line_in_each_outpu
     assert [line["event"] for line in sent] == ["x" * 20, "y" * 20, truncation, "after the run"]
     assert sent[2]["level"] == "warning"
     rows = logs_of(store, flow_run_id=run)
-    assert [(row["logger"], row["message"]) for row in rows] == [
+    assert [(row.logger, row.message) for row in rows] == [
         (OUTPUT_LOGGER, "x" * 20),
         (OUTPUT_LOGGER, "y" * 20),
         (OUTPUT_LOGGER, truncation),
@@ -85,7 +85,7 @@ def test_logged_lines_past_the_cap_are_relayed_no_more_and_only_a_print_stores_a
     assert len(sent) == 3
     assert sent[2]["event"].startswith("log truncated")
     # The worker stores what it logs; the relay stores the truncation once it drops a print.
-    assert [row["message"] for row in logs_of(store, flow_run_id=run)] == [sent[2]["event"]]
+    assert [row.message for row in logs_of(store, flow_run_id=run)] == [sent[2]["event"]]
 
 
 def test_a_worker_dying_mid_run_gets_the_log_lines_the_store_lacks_stored(store, run: str) -> None:
@@ -108,9 +108,9 @@ def test_a_worker_dying_mid_run_gets_the_log_lines_the_store_lacks_stored(store,
     relay(store, [{RUN_MARKER: run}, *events])  # no end marker: the worker died
 
     rows = logs_of(store, flow_run_id=run)
-    assert [row["message"] for row in rows] == ["line 0", "line 1", "line 2"]
-    assert rows[2]["timestamp"].replace(tzinfo=UTC) == moments[2]
-    assert rows[2]["extra"]["stored_by"] == "daemon"
+    assert [row.message for row in rows] == ["line 0", "line 1", "line 2"]
+    assert rows[2].timestamp.replace(tzinfo=UTC) == moments[2]
+    assert rows[2].extra["stored_by"] == "daemon"
 
 
 def test_a_run_that_ended_normally_has_nothing_stored_after_it(store, run: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from conftest import FakeClock, all_states
 from gnomon import flow, task
 from gnomon.flows._clock import use_clock
+from gnomon.store.rows import FlowRunRow
 from gnomon.tasks import exponential_backoff
 
 pytestmark = [pytest.mark.backends, pytest.mark.usefixtures("clock")]
@@ -32,7 +33,7 @@ def failing_until(attempts: int) -> tuple[Callable[[], str], list[int]]:
     return body, calls
 
 
-def only_flow_run(store: Any) -> dict[str, Any]:
+def only_flow_run(store: Any) -> FlowRunRow:
     [run] = store.read_runs()
     return run
 
@@ -47,9 +48,9 @@ def test_task_succeeds_on_its_third_attempt_with_two_retries(store):
 
     assert pipeline() == "done on attempt 3"
     assert calls == [1, 2, 3]
-    [task_run] = store.read_task_runs(only_flow_run(store)["id"])
-    assert task_run["state_name"] == "Completed"
-    assert task_run["run_count"] == 3
+    [task_run] = store.read_task_runs(only_flow_run(store).id)
+    assert task_run.state_name == "Completed"
+    assert task_run.run_count == 3
 
 
 def test_task_that_keeps_failing_fails_after_its_last_retry(store):
@@ -64,12 +65,12 @@ def test_task_that_keeps_failing_fails_after_its_last_retry(store):
         pipeline()
     assert calls == [1, 2, 3]
     run = only_flow_run(store)
-    assert run["state_type"] == "FAILED"
-    [task_run] = store.read_task_runs(run["id"])
-    assert task_run["state_name"] == "Failed"
-    assert task_run["state_message"] == "Task run encountered an exception ValueError: boom 3"
-    assert task_run["run_count"] == 3
-    assert task_run["error_type"] == "ValueError"
+    assert run.state_type == "FAILED"
+    [task_run] = store.read_task_runs(run.id)
+    assert task_run.state_name == "Failed"
+    assert task_run.state_message == "Task run encountered an exception ValueError: boom 3"
+    assert task_run.run_count == 3
+    assert task_run.error_type == "ValueError"
 
 
 def test_task_without_retries_runs_once():
@@ -115,12 +116,10 @@ def test_retry_delay_message_tells_when_the_retry_starts(store):
 
     pipeline()
     [awaiting] = [
-        row
-        for row in all_states(store, only_flow_run(store)["id"])
-        if row["name"] == "AwaitingRetry"
+        row for row in all_states(store, only_flow_run(store).id) if row.name == "AwaitingRetry"
     ]
-    assert awaiting["type"] == "SCHEDULED"
-    assert awaiting["message"] == "Retry 1/1 will start 12 second(s) from now"
+    assert awaiting.type == "SCHEDULED"
+    assert awaiting.message == "Retry 1/1 will start 12 second(s) from now"
 
 
 def prefect_jitter_bounds(average: float, factor: float) -> tuple[float, float]:
@@ -218,10 +217,10 @@ def test_every_attempt_is_recorded_with_its_number_and_error(store):
         return flaky()
 
     pipeline()
-    [task_run] = store.read_task_runs(only_flow_run(store)["id"])
+    [task_run] = store.read_task_runs(only_flow_run(store).id)
     states = [
-        (row["name"], row["type"], row["attempt"], row["message"])
-        for row in store.read_states(task_run_id=task_run["id"])
+        (row.name, row.type, row.attempt, row.message)
+        for row in store.read_states(task_run_id=task_run.id)
     ]
     awaiting = "Retry {}/2 will start 1 second(s) from now"
     assert states == [
@@ -245,9 +244,9 @@ def test_flow_retries_rerun_the_body_after_its_delay(clock, store):
     assert calls == [1, 2, 3]
     assert clock.sleeps == [7, 7]
     run = only_flow_run(store)
-    assert run["state_name"] == "Completed"
-    assert run["run_count"] == 3
-    states = [(row["name"], row["attempt"]) for row in store.read_states(flow_run_id=run["id"])]
+    assert run.state_name == "Completed"
+    assert run.run_count == 3
+    states = [(row.name, row.attempt) for row in store.read_states(flow_run_id=run.id)]
     assert states == [
         ("Pending", 0),
         ("Running", 1),
@@ -270,9 +269,9 @@ def test_flow_that_keeps_failing_fails_after_its_last_retry(clock, store):
     assert calls == [1, 2]
     assert clock.sleeps == [3]
     run = only_flow_run(store)
-    assert run["state_name"] == "Failed"
-    assert run["state_message"] == "Flow run encountered an exception: ValueError: boom 2"
-    assert run["error_message"] == "boom 2"
+    assert run.state_name == "Failed"
+    assert run.state_message == "Flow run encountered an exception: ValueError: boom 2"
+    assert run.error_message == "boom 2"
 
 
 def test_task_hooks_run_once_on_the_final_state_after_retries():

@@ -45,7 +45,7 @@ def print_from_worker(item: str) -> None:
 
 
 def _state_names(store: Any, task_run_id: str) -> list[str]:
-    return [row["name"] for row in store.read_states(task_run_id=task_run_id)]
+    return [row.name for row in store.read_states(task_run_id=task_run_id)]
 
 
 def test_process_pool_runs_tasks_in_other_processes_and_returns_their_results(store) -> None:
@@ -63,12 +63,12 @@ def test_process_pool_runs_tasks_in_other_processes_and_returns_their_results(st
     assert os.getpid() not in pids
     assert len(pids) <= 2
     flow_run = store.read_runs()[0]
-    assert flow_run["state_name"] == "Completed"
-    task_runs = store.read_task_runs(flow_run["id"])
-    assert {run["id"] for run in task_runs} == {future.task_run_id for future in futures}
+    assert flow_run.state_name == "Completed"
+    task_runs = store.read_task_runs(flow_run.id)
+    assert {run.id for run in task_runs} == {future.task_run_id for future in futures}
     for future in futures:
         assert _state_names(store, future.task_run_id) == ["Pending", "Running", "Completed"]
-        assert store.read_task_run(future.task_run_id)["state_type"] == "COMPLETED"
+        assert store.read_task_run(future.task_run_id).state_type == "COMPLETED"
 
 
 def test_task_failing_in_a_worker_process_raises_its_own_exception_in_the_flow(store) -> None:
@@ -83,9 +83,9 @@ def test_task_failing_in_a_worker_process_raises_its_own_exception_in_the_flow(s
     task_run_id = restock()
 
     run = store.read_task_run(task_run_id)
-    assert (run["state_type"], run["state_name"]) == ("FAILED", "Failed")
-    assert run["error_type"] == f"{__name__}.InventoryError"
-    assert "widget is out of stock" in run["error_traceback"]
+    assert (run.state_type, run.state_name) == ("FAILED", "Failed")
+    assert run.error_type == f"{__name__}.InventoryError"
+    assert "widget is out of stock" in run.error_traceback
     assert _state_names(store, task_run_id) == ["Pending", "Running", "Failed"]
 
 
@@ -125,7 +125,7 @@ def test_logs_from_a_process_task_are_stored_with_its_task_run(store) -> None:
 
     task_run_id, worker_pid = audit()
 
-    messages = [row["message"] for row in logs_of(store, task_run_id=task_run_id)]
+    messages = [row.message for row in logs_of(store, task_run_id=task_run_id)]
     assert f"counting apples in pid {worker_pid}" in messages
     assert worker_pid != os.getpid()
 
@@ -139,7 +139,7 @@ def test_prints_of_a_log_prints_process_task_are_stored_with_its_task_run(store)
 
     task_run_id = audit()
 
-    messages = [row["message"] for row in logs_of(store, task_run_id=task_run_id)]
+    messages = [row.message for row in logs_of(store, task_run_id=task_run_id)]
     assert "printed pears" in messages
 
 

@@ -32,13 +32,13 @@ def test_runtime_names_the_current_flow_and_task_run(store) -> None:
     seen = outer("mon")
 
     [stored_flow] = store.read_runs()
-    [stored_task] = store.read_task_runs(stored_flow["id"])
-    assert seen["flow_id"] == seen["flow_id_from_task"] == stored_flow["id"]
-    assert seen["task_id"] == stored_task["id"]
+    [stored_task] = store.read_task_runs(stored_flow.id)
+    assert seen["flow_id"] == seen["flow_id_from_task"] == stored_flow.id
+    assert seen["task_id"] == stored_task.id
     assert seen["flow_name"] == "outer"
     assert seen["flow_run_name"] == "nightly-mon"
     assert seen["parameters"] == {"day": "mon"}
-    assert (seen["task_name"], seen["task_run_name"]) == ("inner", stored_task["name"])
+    assert (seen["task_name"], seen["task_run_name"]) == ("inner", stored_task.name)
     assert seen["tags"] == ["etl"]
     assert seen["task_parameters"] == {"x": 3}
 

@@ -20,6 +20,7 @@ from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.store import Actor
+from gnomon.store.rows import ScheduleState
 
 pytestmark = pytest.mark.backends
 
@@ -97,7 +98,7 @@ def every_minute(name: str = "job", **policies: object) -> str:
 
 def states(store, deployment: str = "job") -> list[tuple[str, str | None]]:
     runs = store.read_runs(deployment=deployment, limit=1000)
-    return sorted((row["scheduled_for"].strftime("%H:%M"), row["state_name"]) for row in runs)
+    return sorted((row.scheduled_for.strftime("%H:%M"), row.state_name) for row in runs)
 
 
 def at(minute: int) -> datetime:
@@ -113,7 +114,7 @@ def test_a_fire_creates_one_pending_run_keyed_by_deployment_and_nominal_time(
 
     assert decision.action == "fired"
     run = store.read_flow_run(decision.flow_run_id)
-    assert (run["deployment_name"], run["scheduled_for"], run["trigger"]) == (
+    assert (run.deployment_name, run.scheduled_for, run.trigger) == (
         "job",
         at(0),
         "schedule",
@@ -194,11 +195,11 @@ def test_runs_wait_as_pending_and_start_in_nominal_order_when_workers_free_up(
     scheduler, workers = make_scheduler(tmp_path, store, toml, Workers(size=1))
     scheduler.fire_many([("c", at(0)), ("a", at(2)), ("b", at(1))], at(2))
     scheduler.dispatch(at(2))
-    order = [store.read_flow_run(workers.running[0])["deployment_name"]]
+    order = [store.read_flow_run(workers.running[0]).deployment_name]
 
     for minute in (3, 4):
         workers.finish(scheduler, workers.running[0], at(minute))
-        order.append(store.read_flow_run(workers.running[0])["deployment_name"])
+        order.append(store.read_flow_run(workers.running[0]).deployment_name)
 
     assert order == ["c", "b", "a"]
 
@@ -305,8 +306,8 @@ def test_at_start_up_fires_due_since_the_sync_are_the_schedules_not_catch_up(
 
     scheduler.catch_up(at(3) + timedelta(seconds=30), up_since=at(3))
 
-    runs = sorted(store.read_runs(deployment="job"), key=lambda row: row["scheduled_for"])
-    decided = [(row["scheduled_for"], row["state_name"], row["trigger"]) for row in runs]
+    runs = sorted(store.read_runs(deployment="job"), key=lambda row: row.scheduled_for)
+    decided = [(row.scheduled_for, row.state_name, row.trigger) for row in runs]
     assert decided == [
         (at(0), "Completed", "schedule"),
         (at(1), "Missed", "catchup"),  # before the sync: catchup = "none" decides
@@ -358,8 +359,8 @@ def test_catch_up_after_downtime_follows_the_policy_and_records_the_gap(
     scheduler.catch_up(at(3) + timedelta(seconds=30))
 
     assert states(store)[1:] == expected
-    ran = [row for row in store.read_runs(deployment="job") if row["state_name"] == "Pending"]
-    assert {row["trigger"] for row in ran} <= {"catchup"}
+    ran = [row for row in store.read_runs(deployment="job") if row.state_name == "Pending"]
+    assert {row.trigger for row in ran} <= {"catchup"}
 
 
 def test_catch_up_all_is_bounded_by_max_catchup(tmp_path, store) -> None:
@@ -384,7 +385,7 @@ def test_the_last_fire_is_persisted_with_each_decision(tmp_path, store) -> None:
 
     scheduler.fire_many([("job", at(5))], at(5))
 
-    assert store.read_deployment("job")["last_fire"] == at(5)
+    assert store.read_deployment("job").last_fire == at(5)
 
 
 def test_a_fires_last_time_is_stored_once_its_runs_have_all_started(tmp_path, store) -> None:
@@ -396,13 +397,13 @@ def test_a_fires_last_time_is_stored_once_its_runs_have_all_started(tmp_path, st
     scheduler.plan_fires(at(0) - SECOND)
     scheduler.tick(at(0))
 
-    assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
+    assert [store.read_deployment(name).last_fire for name in "ab"] == [None, None]
 
     workers.finish(scheduler, workers.running[0], at(0) + timedelta(milliseconds=5))
-    assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [None, None]
+    assert [store.read_deployment(name).last_fire for name in "ab"] == [None, None]
 
     workers.finish(scheduler, workers.running[0], at(0) + timedelta(milliseconds=9))
-    assert [store.read_deployment(name)["last_fire"] for name in "ab"] == [at(0)] * 2
+    assert [store.read_deployment(name).last_fire for name in "ab"] == [at(0)] * 2
 
 
 def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
@@ -412,14 +413,14 @@ def test_fire_times_still_unstored_are_stored_after_a_second_or_at_shutdown(
     scheduler.plan_fires(at(0) - SECOND)
     scheduler.tick(at(0))
     scheduler.tick(at(0) + timedelta(milliseconds=999))
-    assert store.read_deployment("job")["last_fire"] is None
+    assert store.read_deployment("job").last_fire is None
 
     scheduler.tick(at(0) + timedelta(seconds=1))
-    assert store.read_deployment("job")["last_fire"] == at(0)
+    assert store.read_deployment("job").last_fire == at(0)
 
     scheduler.tick(at(1))  # the timer planned the next fire after the last
     scheduler.record_fire_times()  # what the daemon does at shutdown
-    assert store.read_deployment("job")["last_fire"] == at(1)
+    assert store.read_deployment("job").last_fire == at(1)
 
 
 def test_a_failed_run_is_queued_again_while_the_deployments_retries_last(tmp_path, store) -> None:
@@ -431,7 +432,7 @@ def test_a_failed_run_is_queued_again_while_the_deployments_retries_last(tmp_pat
     workers.finish(scheduler, decision.flow_run_id, at(1), state_type="FAILED")
 
     assert workers.running == [decision.flow_run_id]  # the same run, dispatched again
-    names = [row["name"] for row in store.read_states(flow_run_id=decision.flow_run_id)]
+    names = [row.name for row in store.read_states(flow_run_id=decision.flow_run_id)]
     assert names[-1] == "AwaitingRetry"
     assert store.count_deployment_retries(decision.flow_run_id) == 1
 
@@ -439,7 +440,7 @@ def test_a_failed_run_is_queued_again_while_the_deployments_retries_last(tmp_pat
     workers.finish(scheduler, decision.flow_run_id, at(2), state_type="CRASHED")
 
     assert workers.running == []  # retries used up
-    assert store.read_flow_run(decision.flow_run_id)["state_name"] == "Crashed"
+    assert store.read_flow_run(decision.flow_run_id).state_name == "Crashed"
     assert len(store.read_runs(deployment="job")) == 1
 
 
@@ -503,7 +504,7 @@ def test_the_timer_fires_each_planned_time_when_due_and_plans_the_next(tmp_path,
     assert scheduler.tick(at(1) + SECOND) == []  # one fire per nominal time
     scheduler.record_fire_times()
 
-    assert store.read_deployment("job")["last_fire"] == at(1)
+    assert store.read_deployment("job").last_fire == at(1)
 
 
 def test_a_fire_is_due_at_its_nominal_time_plus_the_deployments_jitter(tmp_path, store) -> None:
@@ -661,13 +662,13 @@ def test_the_schedule_state_read_at_start_and_reload_covers_active_deployments_o
     states = store.read_schedule_states()
 
     assert set(states) == {"a"}  # b left the config
-    assert states["a"] == {
-        "name": "a",
-        "anchor": None,
-        "paused": True,
-        "last_fire": None,
-        "fires_from": T0 - timedelta(hours=1),  # make_scheduler's sync
-    }
+    assert states["a"] == ScheduleState(
+        name="a",
+        anchor=None,
+        paused=True,
+        last_fire=None,
+        fires_from=T0 - timedelta(hours=1),  # make_scheduler's sync
+    )
 
 
 def test_one_fire_of_many_deployments_creates_runs_for_exactly_the_new_unpaused_ones(
@@ -682,14 +683,14 @@ def test_one_fire_of_many_deployments_creates_runs_for_exactly_the_new_unpaused_
 
     actions = {decision.deployment: decision.action for decision in decisions}
     assert actions == {"a": "fired", "b": "duplicate", "c": "paused", "d": "fired"}
-    runs = {run["deployment_name"]: run["id"] for run in store.read_runs()}
+    runs = {run.deployment_name: run.id for run in store.read_runs()}
     assert sorted(runs) == ["a", "b", "d"]
     assert runs["b"] == first.flow_run_id
     fired = {d.deployment: d.flow_run_id for d in decisions if d.action == "fired"}
     for name, run_id in fired.items():
         assert runs[name] == run_id
         history = store.read_states(run_id)
-        assert [state["name"] for state in history] == ["Pending"]
+        assert [state.name for state in history] == ["Pending"]
 
 
 def test_a_deployments_memory_limit_and_log_cap_travel_with_its_runs_to_the_workers(
@@ -703,7 +704,7 @@ def test_a_deployments_memory_limit_and_log_cap_travel_with_its_runs_to_the_work
     scheduler.dispatch(at(1))
 
     by_deployment = {
-        row["deployment_name"]: workers.limits[row["id"]] for row in store.read_runs(limit=10)
+        row.deployment_name: workers.limits[row.id] for row in store.read_runs(limit=10)
     }
     assert by_deployment == {
         "big": RunLimits(memory=2**30, log_lines=500, log_bytes=2_000_000),

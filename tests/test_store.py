@@ -42,7 +42,7 @@ from gnomon.store._driver import Bound
 from gnomon.store._migrate import alembic_config
 from gnomon.store._scheduled import pause_changes
 from gnomon.store._schema import metadata, run_states, task_runs
-from gnomon.store._writes import CLAIMED_COLUMNS
+from gnomon.store.rows import ClaimedRun
 
 pytestmark = pytest.mark.backends
 
@@ -223,7 +223,7 @@ def test_a_database_at_the_first_revision_is_upgraded_in_place_keeping_its_runs(
     assert current_revision(url) == HEAD_REVISION
     row = store.read_flow_run("old")
     assert row is not None
-    assert (row["name"], row["deployment_name"], row["scheduled_for"]) == ("old-run", None, None)
+    assert (row.name, row.deployment_name, row.scheduled_for) == ("old-run", None, None)
 
 
 @pytest.mark.sqlite_only
@@ -358,8 +358,8 @@ def test_insert_and_updates_in_one_batch_become_one_insert_with_final_values(
     ]
     row = store.read_task_run(task["id"])
     assert row is not None
-    assert (row["state_type"], row["run_count"]) == ("COMPLETED", 1)
-    assert row["end_time"] is not None
+    assert (row.state_type, row.run_count) == ("COMPLETED", 1)
+    assert row.end_time is not None
 
 
 def test_updates_of_stored_runs_are_merged_and_grouped_by_columns(
@@ -380,7 +380,7 @@ def test_updates_of_stored_runs_are_merged_and_grouped_by_columns(
     updates = sorted((sql.split(" SET ")[0], rows) for sql, rows in seen if "UPDATE" in sql)
     assert updates == [("UPDATE flow_runs", 1), ("UPDATE task_runs", 3)]
     for row in store.read_task_runs(run["id"]):
-        assert (row["state_type"], row["state_name"]) == ("RUNNING", "Running")
+        assert (row.state_type, row.state_name) == ("RUNNING", "Running")
 
 
 @pytest.mark.parametrize(
@@ -430,7 +430,7 @@ def test_commit_now_never_lets_an_earlier_batch_overwrite_a_later_state(store: S
         store.update_flow_run(run["id"], state_name="Completed")
         store.commit_now()
         flusher.join()
-        assert store.read_flow_run(run["id"])["state_name"] == "Completed"
+        assert store.read_flow_run(run["id"]).state_name == "Completed"
 
 
 def test_a_run_is_claimed_once_with_its_start_worker_and_running_state(store: Store) -> None:
@@ -443,19 +443,20 @@ def test_a_run_is_claimed_once_with_its_start_worker_and_running_state(store: St
 
     assert claimed is not None
     stored = store.read_flow_run(run["id"])
-    assert (stored["state_type"], stored["state_name"], stored["worker_pid"]) == (
+    assert (stored.state_type, stored.state_name, stored.worker_pid) == (
         "RUNNING",
         "Running",
         4242,
     )
     # What the worker needs to run it, as stored: it reads nothing back.
-    assert set(claimed) == set(CLAIMED_COLUMNS)
-    assert claimed == {name: stored[name] for name in CLAIMED_COLUMNS}
-    assert (claimed["id"], claimed["start_time"], claimed["run_count"]) == (run["id"], at, 1)
+    assert claimed == ClaimedRun(
+        **{name: getattr(stored, name) for name in ClaimedRun.__match_args__}
+    )
+    assert (claimed.id, claimed.start_time, claimed.run_count) == (run["id"], at, 1)
     [running] = store.read_states(flow_run_id=run["id"])
-    assert (running["name"], running["timestamp"], running["attempt"]) == ("Running", at, 1)
+    assert (running.name, running.timestamp, running.attempt) == ("Running", at, 1)
     assert store.claim_flow_run(run["id"], worker_pid=99) is None
-    assert store.read_flow_run(run["id"])["worker_pid"] == 4242
+    assert store.read_flow_run(run["id"]).worker_pid == 4242
     assert store.claim_flow_run(new_id()) is None
 
 
@@ -468,11 +469,11 @@ def test_datetimes_come_back_as_the_same_instant_in_aware_utc(store: Store) -> N
     store.flush()
     row = store.read_flow_run(run["id"])
     assert row is not None
-    assert row["created"] == created
-    assert row["created"].tzinfo is UTC
-    assert row["created"].hour == 12
-    assert row["start_time"] == naive_utc.replace(tzinfo=UTC)
-    assert row["start_time"].tzinfo is UTC
+    assert row.created == created
+    assert row.created.tzinfo is UTC
+    assert row.created.hour == 12
+    assert row.start_time == naive_utc.replace(tzinfo=UTC)
+    assert row.start_time.tzinfo is UTC
 
 
 def test_a_row_the_store_rejects_is_dropped_and_the_rest_of_its_batch_is_written(
@@ -548,7 +549,7 @@ def test_threads_recording_and_flushing_at_once_lose_nothing(store: Store) -> No
     assert errors == []
     rows = store.read_task_runs(run["id"])
     assert len(rows) == 800
-    assert {row["state_type"] for row in rows} == {"COMPLETED"}
+    assert {row.state_type for row in rows} == {"COMPLETED"}
     assert len(all_states(store, run["id"])) == 800
 
 
@@ -592,7 +593,7 @@ def test_a_forked_child_starts_with_an_empty_batch_and_own_connections(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     store.flush()
-    names = sorted(row["name"] for row in store.read_runs())
+    names = sorted(row.name for row in store.read_runs())
     assert names == ["before", "child", "run"]
 
 
@@ -609,14 +610,14 @@ def test_flow_runs_are_listed_newest_first_and_by_parent(store: Store) -> None:
     for row in (parent, *children):
         store.insert_flow_run(row)
     store.flush()
-    assert [r["id"] for r in store.read_runs()] == [
+    assert [r.id for r in store.read_runs()] == [
         children[1]["id"],
         children[0]["id"],
         parent["id"],
     ]
-    assert [r["id"] for r in store.read_runs(limit=1)] == [children[1]["id"]]
+    assert [r.id for r in store.read_runs(limit=1)] == [children[1]["id"]]
     listed = subflows(store, parent["id"])
-    assert [r["id"] for r in listed] == [children[1]["id"], children[0]["id"]]
+    assert [r.id for r in listed] == [children[1]["id"], children[0]["id"]]
     assert store.read_flow_run(new_id()) is None
 
 
@@ -633,16 +634,16 @@ def test_states_of_a_flow_run_exclude_its_tasks_unless_asked(store: Store) -> No
     ):
         store.add_state(row)
     store.flush()
-    assert [s["type"] for s in store.read_states(flow_run_id=run["id"])] == [
+    assert [s.type for s in store.read_states(flow_run_id=run["id"])] == [
         "PENDING",
         "RUNNING",
     ]
-    assert [s["type"] for s in store.read_states(task_run_id=task["id"])] == [
+    assert [s.type for s in store.read_states(task_run_id=task["id"])] == [
         "RUNNING",
         "COMPLETED",
     ]
     assert len(all_states(store, run["id"])) == 4
-    assert [t["id"] for t in store.read_task_runs(run["id"])] == [task["id"]]
+    assert [t.id for t in store.read_task_runs(run["id"])] == [task["id"]]
 
 
 def test_logs_can_be_followed_after_an_id_and_filtered_by_task(store: Store) -> None:
@@ -662,14 +663,14 @@ def test_logs_can_be_followed_after_an_id_and_filtered_by_task(store: Store) -> 
         )
     store.flush()
     logs = logs_of(store, flow_run_id=run["id"])
-    assert [log["message"] for log in logs] == [f"line {n}" for n in range(5)]
-    assert logs[0]["extra"] == {"n": 0}
-    assert logs[0]["timestamp"].tzinfo is UTC
-    after = LogQuery(flow_run_id=run["id"], after_id=logs[2]["id"])
+    assert [log.message for log in logs] == [f"line {n}" for n in range(5)]
+    assert logs[0].extra == {"n": 0}
+    assert logs[0].timestamp.tzinfo is UTC
+    after = LogQuery(flow_run_id=run["id"], after_id=logs[2].id)
     later = store.search_logs(after, 1, newest=False)
-    assert [log["message"] for log in later] == ["line 3"]
+    assert [log.message for log in later] == ["line 3"]
     by_task = logs_of(store, task_run_id=task["id"])
-    assert [log["message"] for log in by_task] == ["line 1", "line 3"]
+    assert [log.message for log in by_task] == ["line 1", "line 3"]
 
 
 def test_deleting_a_flow_run_deletes_its_task_runs_states_and_logs(store: Store) -> None:
@@ -928,3 +929,20 @@ def test_the_daemons_poll_for_changed_deployments_reads_an_index_not_the_table(
         plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, values)
         details = " ".join(str(row[-1]) for row in plan.fetchall())
     assert "USING INDEX ix_deployments_updated" in details
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://app:hunter2@db:5432/gnomon", "postgresql+psycopg://app:***@db:5432/gnomon"),
+        ("postgresql+psycopg://app@db/gnomon?password=hunter2", "postgresql+psycopg://app@db/gnomon?password=***"),
+        ("postgresql://db/gnomon?sslpassword=hunter2&sslmode=require", "postgresql://db/gnomon?sslpassword=***&sslmode=require"),
+        ("postgresql+psycopg:///gnomon?host=/run/pg&password=hunter2", "postgresql+psycopg:///gnomon?host=/run/pg&password=***"),
+        ("postgresql://app@db/gnomon?application_name=cron@host1", "postgresql://app@db/gnomon?application_name=cron@host1"),
+        ("postgresql://app:p%40ss@db/gnomon", "postgresql://app:***@db/gnomon"),
+    ],
+)  # fmt: skip
+def test_a_store_is_named_to_operators_without_any_of_its_passwords(url: str, shown: str) -> None:
+    from gnomon.store import store_name
+
+    assert store_name(url) == shown

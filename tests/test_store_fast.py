@@ -206,7 +206,7 @@ def test_the_newest_lines_are_in_time_order_with_a_late_one_in_its_place(
     seeded: Store, fast: FastStore
 ) -> None:
     newest = fast.search_logs(LogQuery(), 5, newest=True)
-    assert [row["message"] for row in newest] == [f"line {i}" for i in (4, 8, 5, 6, 7)]
+    assert [row.message for row in newest] == [f"line {i}" for i in (4, 8, 5, 6, 7)]
 
 
 @pytest.mark.backends
@@ -223,20 +223,20 @@ def test_pauses_written_by_either_read_the_same_through_the_store(
     assert by_store is not None
     ignored = {"paused_at", "updated", "fires_from"}  # times of the writes; the store resumed
     same(
-        {k: v for k, v in by_fast.items() if k not in ignored},
-        {k: v for k, v in by_store.items() if k not in ignored},
+        {k: v for k, v in by_fast.as_dict().items() if k not in ignored},
+        {k: v for k, v in by_store.as_dict().items() if k not in ignored},
     )
-    assert by_fast["paused_at"].tzinfo is UTC
+    assert by_fast.paused_at.tzinfo is UTC
     fast_audit, _, store_audit = seeded.read_audit()[::-1][:3]
     same(
-        {k: v for k, v in fast_audit.items() if k not in ("id", "timestamp")},
-        {k: v for k, v in store_audit.items() if k not in ("id", "timestamp")},
+        {k: v for k, v in fast_audit.as_dict().items() if k not in ("id", "timestamp")},
+        {k: v for k, v in store_audit.as_dict().items() if k not in ("id", "timestamp")},
     )
     assert fast.set_paused(["alpha"], False, ACTOR, None) == ["alpha"]
     resumed = seeded.read_deployment("alpha")
     assert resumed is not None
-    assert resumed["paused"] is False
-    assert resumed["fires_from"] > by_store["fires_from"]  # a resume is not caught up
+    assert resumed.paused is False
+    assert resumed.fires_from > by_store.fires_from  # a resume is not caught up
     same(fast.read_deployment("alpha"), resumed)
 
 
@@ -249,7 +249,7 @@ def test_a_failed_pause_writes_neither_flag_nor_audit(seeded: Store, fast: FastS
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         fast.set_paused(["alpha", "beta"], True, Actor(None, "cli"), None)  # type: ignore[arg-type]
     assert seeded.read_audit() == before
-    assert [row["paused"] for row in seeded.read_deployments()] == [False, False, True]
+    assert [row.paused for row in seeded.read_deployments()] == [False, False, True]
 
 
 @pytest.mark.backends

@@ -74,16 +74,16 @@ def test_eight_processes_sharing_one_store_record_every_run_and_state(gnomon_hom
 
     store = get_store()
     flow_runs = store.read_runs(limit=10 * PROCESSES)
-    assert {run["id"] for run in flow_runs} == flow_run_ids
-    assert {run["state_name"] for run in flow_runs} == {"Completed"}
+    assert {run.id for run in flow_runs} == flow_run_ids
+    assert {run.state_name for run in flow_runs} == {"Completed"}
     for run_id in flow_run_ids:
         task_runs = store.read_task_runs(run_id)
         assert len(task_runs) == TASKS
-        assert {run["state_type"] for run in task_runs} == {"COMPLETED"}
+        assert {run.state_type for run in task_runs} == {"COMPLETED"}
         states = defaultdict(list)
         for row in all_states(store, run_id):
-            states[row["task_run_id"]].append(row["name"])
+            states[row.task_run_id].append(row.name)
         assert states.pop(None) == ["Pending", "Running", "Completed"]
-        assert set(states) == {run["id"] for run in task_runs}
+        assert set(states) == {run.id for run in task_runs}
         for names in states.values():
             assert names == ["Pending", "Running", "Completed"]

@@ -17,6 +17,7 @@ from conftest import logs_of
 from gnomon import flow, get_run_logger, task
 from gnomon.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
 from gnomon.states import StateType
+from gnomon.store.rows import FlowRunRow
 
 pytestmark = pytest.mark.backends
 
@@ -60,7 +61,7 @@ def blocker() -> Iterator[Blocker]:
         blocking.finish()
 
 
-def only_flow_run(store: Any) -> dict[str, Any]:
+def only_flow_run(store: Any) -> FlowRunRow:
     [run] = store.read_runs()
     return run
 
@@ -115,12 +116,12 @@ def test_timed_out_task_run_is_recorded_timed_out_with_its_error(blocker, store)
     state = pipeline(return_state=True)
     assert state.is_failed(), "a flow returning a failed state fails"
     run = only_flow_run(store)
-    [task_run] = store.read_task_runs(run["id"])
-    assert task_run["state_type"] == "FAILED"
-    assert task_run["state_name"] == "TimedOut"
-    assert task_run["state_message"] == "Task run exceeded timeout of 0.2 second(s)"
-    assert task_run["error_type"] == "gnomon.exceptions.TaskRunTimeoutError"
-    assert task_run["end_time"] is not None
+    [task_run] = store.read_task_runs(run.id)
+    assert task_run.state_type == "FAILED"
+    assert task_run.state_name == "TimedOut"
+    assert task_run.state_message == "Task run exceeded timeout of 0.2 second(s)"
+    assert task_run.error_type == "gnomon.exceptions.TaskRunTimeoutError"
+    assert task_run.end_time is not None
 
 
 def test_timed_out_attempt_is_retried_and_every_attempt_recorded(blocker, clock, store):
@@ -141,11 +142,11 @@ def test_timed_out_attempt_is_retried_and_every_attempt_recorded(blocker, clock,
     assert attempts == [1, 2]
     assert clock.sleeps == [3]
     assert blocker.still_blocked(), "the first attempt is abandoned, not waited for"
-    [task_run] = store.read_task_runs(only_flow_run(store)["id"])
-    assert task_run["run_count"] == 2
+    [task_run] = store.read_task_runs(only_flow_run(store).id)
+    assert task_run.run_count == 2
     states = [
-        (row["name"], row["type"], row["attempt"], row["message"])
-        for row in store.read_states(task_run_id=task_run["id"])
+        (row.name, row.type, row.attempt, row.message)
+        for row in store.read_states(task_run_id=task_run.id)
     ]
     assert states == [
         ("Pending", "PENDING", 0, None),
@@ -186,14 +187,12 @@ def test_task_finishing_before_its_timeout_completes_in_its_run(store):
 
     assert pipeline() == 42
     run = only_flow_run(store)
-    [task_run] = store.read_task_runs(run["id"])
-    assert task_run["state_name"] == "Completed"
+    [task_run] = store.read_task_runs(run.id)
+    assert task_run.state_name == "Completed"
     [log] = [
-        row
-        for row in logs_of(store, run["id"])
-        if row["message"] == "computing inside the task run"
+        row for row in logs_of(store, run.id) if row.message == "computing inside the task run"
     ]
-    assert log["task_run_id"] == task_run["id"], "the body's thread kept the run context"
+    assert log.task_run_id == task_run.id, "the body's thread kept the run context"
 
 
 def test_flow_timeout_ends_the_run_timed_out_without_blocking_the_caller(blocker, store):
@@ -209,11 +208,11 @@ def test_flow_timeout_ends_the_run_timed_out_without_blocking_the_caller(blocker
     assert blocker.still_blocked(), "the caller got control back before the body returned"
     assert isinstance(info.value, FlowRunTimeoutError)
     run = only_flow_run(store)
-    assert run["state_type"] == "FAILED"
-    assert run["state_name"] == "TimedOut"
-    assert run["state_message"] == "Flow run exceeded timeout of 1.0 second(s)"
-    assert run["error_type"] == "gnomon.exceptions.FlowRunTimeoutError"
-    assert run["end_time"] is not None
+    assert run.state_type == "FAILED"
+    assert run.state_name == "TimedOut"
+    assert run.state_message == "Flow run exceeded timeout of 1.0 second(s)"
+    assert run.error_type == "gnomon.exceptions.FlowRunTimeoutError"
+    assert run.end_time is not None
 
 
 def test_flow_timeout_returns_a_timed_out_state(blocker):
@@ -242,10 +241,10 @@ def test_task_blocked_in_a_timed_out_flow_is_not_left_running(blocker, store):
 
     blocker.finish()  # the body returns into the interruption the timeout left pending
     store.flush()
-    [task_run] = store.read_task_runs(only_flow_run(store)["id"])
+    [task_run] = store.read_task_runs(only_flow_run(store).id)
     assert not blocker.returned.is_set(), "the interrupted body did not run on"
-    assert task_run["state_type"] == "CANCELLED"
-    assert task_run["end_time"] is not None
+    assert task_run.state_type == "CANCELLED"
+    assert task_run.end_time is not None
 
 
 def test_flow_timeout_is_retried_when_retries_remain(blocker, clock, store):
@@ -260,7 +259,7 @@ def test_flow_timeout_is_retried_when_retries_remain(blocker, clock, store):
 
     assert slow_then_fast() == "fast"
     run = only_flow_run(store)
-    states = [(row["name"], row["attempt"]) for row in store.read_states(flow_run_id=run["id"])]
+    states = [(row.name, row.attempt) for row in store.read_states(flow_run_id=run.id)]
     assert states == [
         ("Pending", 0),
         ("Running", 1),

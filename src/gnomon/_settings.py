@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         gt=0,
         le=5,
     )
+    final_state_patience: float = Field(
+        default=60.0,
+        description=(
+            "Seconds a finished run waits for a store that cannot be written (its database"
+            " down or locked) to take its final state before it gives up (a daemon then"
+            " records the run Crashed)."
+        ),
+        ge=0,
+    )
 
     @field_validator("home")
     @classmethod

@@ -80,11 +80,11 @@ class TokenAuth:
         if row is None:
             await _deny(send, 401, "invalid or revoked token")
             return
-        if row["read_only"] and scope["method"] not in READ_METHODS:
-            await _deny(send, 403, f'token "{row["name"]}" is read-only')
+        if row.read_only and scope["method"] not in READ_METHODS:
+            await _deny(send, 403, f'token "{row.name}" is read-only')
             return
-        await self._touch(row["name"])
-        scope.setdefault("state", {})["actor"] = Actor(row["name"], Origin.API)
+        await self._touch(row.name)
+        scope.setdefault("state", {})["actor"] = Actor(row.name, Origin.API)
         await self.app(scope, receive, send)
 
     async def _touch(self, name: str) -> None:

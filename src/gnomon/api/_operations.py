@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gnomon._names import NAME_RULE, is_name
 from gnomon.api._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
-from gnomon.store._kinds import AuditAction, RunCause
+from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,11 +33,9 @@ if TYPE_CHECKING:
     from gnomon.deployments import ConfigProblem
     from gnomon.store import ControlStore, FastControl
     from gnomon.store._values import Actor
-
-Row = dict[str, Any]
+    from gnomon.store.rows import DeploymentRow, FlowRunRow, NewFlowRun
 
 # Deployment names as the config allows them (letters, digits, '-', '_', '.'), never '..'.
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _RUN_ID = re.compile(r"[0-9a-f]{4,32}")
 _TOKEN_PREFIX = "gnm_"
 RELOAD_WAIT = 30.0  # seconds a reload request waits for the daemon's answer
@@ -83,14 +82,14 @@ class ReloadOutcome:
     refused; ``detail`` has added, removed, changed (fields by deployment), kept_last_good
     and problems."""
 
-    status: str
+    status: ReloadStatus
     detail: dict[str, Any]
     request: int | None = None  # the reload request the daemon answered
 
     @property
     def exit_code(self) -> int:
         """0 applied, 1 applied but for the deployments with problems, 2 nothing applied."""
-        return {"applied": 0, "partial": 1}.get(self.status, 2)
+        return self.status.exit_code
 
     @property
     def problems(self) -> list[str]:
@@ -107,16 +106,8 @@ class InvalidParameters(InvalidInput):
 
 def check_name(kind: str, value: str) -> str:
     """``value`` if it can be a deployment, tag or token name, else InvalidName."""
-    if (
-        not isinstance(value, str)
-        or not _NAME.fullmatch(value)
-        or ".." in value
-        or set(value) == {"."}
-    ):
-        shown = repr(value)[:120]
-        raise InvalidName(
-            f"invalid {kind} name {shown}: use 1 to 100 letters, digits, '-', '_' or '.' (not '..')"
-        )
+    if not is_name(value):
+        raise InvalidName(f"invalid {kind} name {repr(value)[:120]}: use {NAME_RULE}")
     return value
 
 
@@ -139,12 +130,12 @@ def check_text(what: str, value: str | None, limit: int = 1000) -> str | None:
     return value
 
 
-def _tagged(rows: list[Row], tag: str) -> list[Row]:
+def _tagged(rows: list[DeploymentRow], tag: str) -> list[DeploymentRow]:
     """The deployments with ``tag``; UnknownName (a usage error) if none has it."""
     check_name("tag", tag)
-    tagged = [row for row in rows if tag in (row["tags"] or [])]
+    tagged = [row for row in rows if tag in (row.tags or [])]
     if not tagged:
-        known = sorted({each for row in rows for each in row["tags"] or []})
+        known = sorted({each for row in rows for each in row.tags or []})
         raise UnknownName("tag", tag, known, "no deployment has the tag")
     return tagged
 
@@ -171,21 +162,21 @@ def no_daemon(_kind: str) -> None:
     """A nudge that does nothing: the daemon finds the change at its next poll."""
 
 
-def check_flow_parameters(deployment: Row, requested: dict[str, Any]) -> None:
+def check_flow_parameters(deployment: DeploymentRow, requested: dict[str, Any]) -> None:
     """InvalidParameters unless ``requested``, over the deployment's own parameters, fits
     its flow's stored parameter schema: every name one the flow takes, every value of its
     JSON type. A deployment stored before its flow was checked has no schema, and its
     requests are left to the run's own validation. The one check of a run request's
     parameters: the CLI, the API (and the dashboard's forms) all go through it."""
-    schema = deployment.get("parameter_schema")
+    schema = deployment.parameter_schema
     if not requested or not schema:
         return
     from gnomon.deployments import ConfigProblem
     from gnomon.deployments._parameters import request_problems
 
-    found = request_problems(schema, requested, deployment["parameters"] or {})
+    found = request_problems(schema, requested, deployment.parameters or {})
     if found:
-        name = deployment["name"]
+        name = deployment.name
         raise InvalidParameters(
             [ConfigProblem(None, name, field, value, message) for field, value, message in found]
         )
@@ -206,11 +197,11 @@ class FastOperations:
 
     # Deployments.
 
-    def deployment(self, name: str) -> Row:
+    def deployment(self, name: str) -> DeploymentRow:
         """The deployment row ``name``; UnknownName (with a suggestion) if there is none."""
         check_name("deployment", name)
         row = self.store.read_deployment(name)
-        if row is None or not row["active"]:
+        if row is None or not row.active:
             raise UnknownName("deployment", name, self.store.read_deployment_names())
         return row
 
@@ -220,7 +211,7 @@ class FastOperations:
         """The deployment names an operation targets: given names, all, or those tagged."""
         if every or tag is not None:
             rows = self.store.read_deployments()
-            return [row["name"] for row in (rows if tag is None else _tagged(rows, tag))]
+            return [row.name for row in (rows if tag is None else _tagged(rows, tag))]
         known: list[str] | None = None
         for name in names:
             check_name("deployment", name)
@@ -252,7 +243,7 @@ class FastOperations:
 
     # Runs.
 
-    def run(self, run_id: str) -> Row:
+    def run(self, run_id: str) -> FlowRunRow:
         """The flow run with this id or unique id prefix."""
         check_run_id(run_id)
         if len(run_id) < 32:
@@ -296,8 +287,8 @@ class Operations(FastOperations):
         deadline = time.monotonic() + timeout
         while True:
             row = self.store.read_reload(request)
-            if row is not None and row["status"] != "pending":
-                return ReloadOutcome(row["status"], row["detail"] or {}, request)
+            if row is not None and row.status != ReloadStatus.PENDING:
+                return ReloadOutcome(row.status, row.detail or {}, request)
             if time.monotonic() >= deadline:
                 raise ReloadNotAnswered(request, timeout)
             time.sleep(0.05)
@@ -313,7 +304,8 @@ class Operations(FastOperations):
         result = load_config(config_path)
         problems = [str(problem) for problem in result.problems]
         if any(not problem.confined for problem in result.problems):
-            return ReloadOutcome("refused", {"status": "refused", "problems": problems})
+            refused = ReloadStatus.REFUSED
+            return ReloadOutcome(refused, {"status": refused, "problems": problems})
         synced = sync_deployments(
             self.store,
             result.config.deployments,
@@ -321,7 +313,7 @@ class Operations(FastOperations):
             keep=result.failed,
             schemas=result.schemas,
         )
-        status = "partial" if problems else "applied"
+        status = ReloadStatus.PARTIAL if problems else ReloadStatus.APPLIED
         detail = {
             "status": status,
             "added": synced.added,
@@ -340,71 +332,70 @@ class Operations(FastOperations):
 
     def trigger(
         self, name: str, parameters: dict[str, Any] | None = None, force: bool = False
-    ) -> Row:
+    ) -> NewFlowRun:
         """Request a run of deployment ``name`` now, with its parameters updated by
         ``parameters``. The daemon applies the overlap policy unless ``force``.
         InvalidParameters if they do not fit the flow (see ``check_flow_parameters``)."""
         deployment = self.deployment(name)
         check_parameters(parameters or {})  # the input rules, before anything is written
         check_flow_parameters(deployment, parameters or {})  # then the flow's schema
-        merged = {**(deployment["parameters"] or {}), **(parameters or {})}
+        merged = {**(deployment.parameters or {}), **(parameters or {})}
         row = self._requested_run(deployment, merged, RunCause.MANUAL, force=force)
         self.store.create_requested_run(row, self.actor, AuditAction.RUN)
         self.nudge("poll")
         return row
 
-    def retry(self, run_id: str) -> Row:
+    def retry(self, run_id: str) -> NewFlowRun:
         """Run a finished run's deployment again with the same parameters, as a new run."""
         original = self.run(run_id)
-        if original["deployment_name"] is None:
-            raise Conflict(f"run {original['id']} is not a deployment's run; run its flow again")
-        if original["state_type"] not in FINAL_TYPES:
+        if original.deployment_name is None:
+            raise Conflict(f"run {original.id} is not a deployment's run; run its flow again")
+        if original.state_type not in FINAL_TYPES:
             raise Conflict(
-                f"run {original['id']} is {original['state_name']}; only a finished run can be "
-                "retried"
+                f"run {original.id} is {original.state_name}; only a finished run can be retried"
             )
-        deployment = self.deployment(original["deployment_name"])
+        deployment = self.deployment(original.deployment_name)
         row = self._requested_run(
-            deployment, original["parameters"] or {}, RunCause.RETRY, retry_of=original["id"]
+            deployment, original.parameters or {}, RunCause.RETRY, retry_of=original.id
         )
         self.store.create_requested_run(row, self.actor, AuditAction.RETRY)
         self.nudge("poll")
         return row
 
-    def cancel(self, run_id: str, reason: str | None = None) -> tuple[Row, str]:
+    def cancel(self, run_id: str, reason: str | None = None) -> tuple[FlowRunRow, str]:
         """Cancel a run: a waiting one at once, a running one through the daemon (its worker
         is stopped within a second). Conflict if it has already finished."""
         check_text("reason", reason)
         row = self.run(run_id)
-        outcome = self.store.request_cancel(row["id"], self.actor, reason)
+        outcome = self.store.request_cancel(row.id, self.actor, reason)
         if outcome is None:
-            raise Conflict(f"run {row['id']} has already finished ({row['state_name']})")
+            raise Conflict(f"run {row.id} has already finished ({row.state_name})")
         if outcome == "requested":
             self.nudge("poll")
         return row, outcome
 
     def _requested_run(
         self,
-        deployment: Row,
+        deployment: DeploymentRow,
         parameters: dict[str, Any],
         trigger: RunCause,
         *,
         force: bool = False,
         retry_of: str | None = None,
-    ) -> Row:
+    ) -> NewFlowRun:
         now = datetime.now(UTC)
         return {
             "id": uuid.uuid4().hex,
-            "name": f"{deployment['name']}@{trigger}-{now:%Y-%m-%dT%H:%M:%S.%fZ}",
-            "flow_name": deployment["flow"].rpartition(":")[2],
-            "entrypoint": deployment["flow"],
+            "name": f"{deployment.name}@{trigger}-{now:%Y-%m-%dT%H:%M:%S.%fZ}",
+            "flow_name": deployment.flow.rpartition(":")[2],
+            "entrypoint": deployment.flow,
             "parameters": parameters,
-            "tags": list(deployment["tags"] or []),
+            "tags": list(deployment.tags or []),
             "state_type": StateType.SCHEDULED,
             "state_name": StateName.SCHEDULED,
             "state_message": f"{trigger} run requested by {self.actor.name}",
             "run_count": 0,
-            "deployment_name": deployment["name"],
+            "deployment_name": deployment.name,
             "scheduled_for": now,
             "expected_start_time": now,
             "trigger": trigger,
@@ -444,4 +435,4 @@ class Operations(FastOperations):
     def revoke_token(self, name: str) -> None:
         check_name("token", name)
         if not self.store.revoke_token(name, self.actor):
-            raise UnknownName("token", name, [row["name"] for row in self.store.read_tokens()])
+            raise UnknownName("token", name, [row.name for row in self.store.read_tokens()])

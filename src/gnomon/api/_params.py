@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 from fastapi import Path, Query
 from pydantic import AfterValidator
 
+from gnomon._names import NAME_PATTERN
 from gnomon.api import _schemas as s
 from gnomon.api._inputs import parse_level, parse_since
 from gnomon.api._operations import check_run_id
@@ -37,17 +38,17 @@ def _run_id(value: str) -> str:
 
 NamePath = Annotated[
     str,
-    Path(pattern=s.NAME_PATTERN, max_length=100, description="A deployment name."),
+    Path(pattern=NAME_PATTERN, max_length=100, description="A deployment name."),
     AfterValidator(s.valid_name),
 ]
 TagPath = Annotated[
     str,
-    Path(pattern=s.NAME_PATTERN, max_length=100, description="A tag."),
+    Path(pattern=NAME_PATTERN, max_length=100, description="A tag."),
     AfterValidator(s.valid_name),
 ]
 TokenPath = Annotated[
     str,
-    Path(pattern=s.NAME_PATTERN, max_length=100, description="A token's name."),
+    Path(pattern=NAME_PATTERN, max_length=100, description="A token's name."),
     AfterValidator(s.valid_name),
 ]
 RunPath = Annotated[
@@ -63,7 +64,7 @@ def _optional_name(value: str | None) -> str | None:
 
 NameQuery = Annotated[
     str | None,
-    Query(pattern=s.NAME_PATTERN, max_length=100, description="Only this deployment's."),
+    Query(pattern=NAME_PATTERN, max_length=100, description="Only this deployment's."),
     AfterValidator(_optional_name),
 ]
 RunQuery = Annotated[

@@ -50,7 +50,7 @@ from gnomon.api._views import (
     run_view,
     token_view,
 )
-from gnomon.store import LogQuery
+from gnomon.store import LogQuery, ReloadStatus
 
 if TYPE_CHECKING:
     from gnomon.store import ControlStore
@@ -91,9 +91,9 @@ StoreDep = Annotated["ControlStore", Depends(store_of)]
 def list_deployments(store: StoreDep) -> list[dict[str, Any]]:
     """Every deployment: schedule (and in words), pause, next fire, its last runs' states."""
     rows = store.read_deployments()
-    recent = store.read_recent_states([row["name"] for row in rows], RECENT_RUNS)
+    recent = store.read_recent_states([row.name for row in rows], RECENT_RUNS)
     now = datetime.now(UTC)
-    return [deployment_view(row, now, recent.get(row["name"], [])) for row in rows]
+    return [deployment_view(row, now, recent.get(row.name, [])) for row in rows]
 
 
 @router.get(
@@ -214,10 +214,10 @@ def apply_config(
     try:
         outcome = ops.reload(request.app.state.config_path, timeout)
     except ReloadNotAnswered as error:
-        body = {"status": "pending", "request": error.request}
+        body = {"status": ReloadStatus.PENDING, "request": error.request}
         return JSONResponse(s.ApplyResponse.model_validate(body).model_dump(), status_code=202)
     body = {**outcome.detail, "status": outcome.status, "request": outcome.request}
-    if outcome.status == "refused":
+    if outcome.status is ReloadStatus.REFUSED:
         return JSONResponse(s.ApplyResponse.model_validate(body).model_dump(), status_code=422)
     return body
 
@@ -281,7 +281,7 @@ def cancel_run(
     """Cancel a run: a waiting one at once ("cancelled"), a running one within a second
     ("requested"). 409 if it has already finished."""
     row, outcome = ops.cancel(run_id, (body or s.CancelRequest()).reason)
-    return {"id": row["id"], "outcome": outcome}
+    return {"id": row.id, "outcome": outcome}
 
 
 @router.post(
@@ -307,7 +307,7 @@ def _log_query(
     since: str | None,
     after_id: int,
 ) -> LogQuery:
-    flow_run_id = ops.run(run)["id"] if run is not None else None
+    flow_run_id = ops.run(run).id if run is not None else None
     return LogQuery(deployment, flow_run_id, level_number(level), since_time(since), after_id)
 
 
@@ -377,9 +377,9 @@ async def _events(
         batch = await to_thread.run_sync(store.search_logs, query, STREAM_BATCH, False)
         for row in batch:
             data = json.dumps(log_view(row), default=str)
-            yield f"id: {row['id']}\nevent: log\ndata: {data}\n\n"
+            yield f"id: {row.id}\nevent: log\ndata: {data}\n\n"
         if batch:
-            query = dataclasses.replace(query, after_id=batch[-1]["id"])
+            query = dataclasses.replace(query, after_id=batch[-1].id)
             idle = 0.0
             if len(batch) == STREAM_BATCH:
                 continue

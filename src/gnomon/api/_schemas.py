@@ -12,19 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from gnomon._names import NAME_PATTERN, NAME_RULE, is_name
 from gnomon.api._inputs import check_parameters
-from gnomon.api._operations import MAX_LIMIT, InvalidName, check_name
+from gnomon.api._operations import MAX_LIMIT
 from gnomon.exceptions import InvalidInput
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
 RUN_ID_PATTERN = r"^[0-9a-f]{4,32}$"
 
 
 def valid_name(value: str) -> str:
-    try:
-        return check_name("", value)  # the pattern cannot say "not '..'"; this can
-    except InvalidName:
-        raise ValueError("use 1 to 100 letters, digits, '-', '_' or '.' (not '..')") from None
+    if not is_name(value):  # the pattern cannot say "not only dots"; this can
+        raise ValueError(f"use {NAME_RULE}")
+    return value
 
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100), AfterValidator(valid_name)]

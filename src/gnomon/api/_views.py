@@ -17,8 +17,17 @@ from gnomon._secrets import mask, mask_text, secret_values
 if TYPE_CHECKING:
     from gnomon.scheduling import CronTrigger, IntervalTrigger
     from gnomon.store import ControlStore
+    from gnomon.store.rows import (
+        AuditEntry,
+        DeploymentRow,
+        FlowRunRow,
+        LogRow,
+        RecentRun,
+        TokenInfo,
+    )
 
-Row = dict[str, Any]
+# What a view is: JSON-able values by name.
+View = dict[str, Any]
 
 
 def iso(value: datetime | None) -> str | None:
@@ -28,35 +37,37 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def trigger_for(row: Row) -> CronTrigger | IntervalTrigger:
+def trigger_for(row: DeploymentRow) -> CronTrigger | IntervalTrigger:
     """A stored deployment's trigger, built from its row alone (no config file needed)."""
-    from gnomon.scheduling import IntervalTrigger, parse_interval
+    from gnomon.scheduling import IntervalTrigger, ScheduleError, parse_interval
     from gnomon.scheduling._cron import cron_trigger
 
-    if row["schedule_kind"] == "cron":
-        return cron_trigger(row["schedule"], row["timezone"] or "UTC")
-    return IntervalTrigger(parse_interval(row["schedule"]), row["anchor"])
+    if row.schedule_kind == "cron":
+        return cron_trigger(row.schedule, row.timezone or "UTC")
+    if row.anchor is None:  # a sync stores every interval's
+        raise ScheduleError(f"deployment {row.name!r}: an interval without its anchor")
+    return IntervalTrigger(parse_interval(row.schedule), row.anchor)
 
 
-def jitter_of(row: Row) -> timedelta:
+def jitter_of(row: DeploymentRow) -> timedelta:
     """A deployment's fixed jitter offset (the same one the daemon adds to each fire)."""
     from gnomon.scheduling import jitter_offset
 
-    seconds = (row["policies"] or {}).get("jitter") or 0
-    return jitter_offset(row["name"], timedelta(seconds=seconds)) if seconds else timedelta(0)
+    seconds = (row.policies or {}).get("jitter") or 0
+    return jitter_offset(row.name, timedelta(seconds=seconds)) if seconds else timedelta(0)
 
 
-def describe_schedule(row: Row) -> str:
+def describe_schedule(row: DeploymentRow) -> str:
     """The schedule in words: "At 09:00, Monday through Friday", "every 15m"."""
     from gnomon.scheduling import format_duration, parse_interval
 
-    if row["schedule_kind"] != "cron":
-        return f"every {format_duration(parse_interval(row['schedule']))}"
+    if row.schedule_kind != "cron":
+        return f"every {format_duration(parse_interval(row.schedule))}"
     from cron_descriptor import Options, get_description
 
     from gnomon.scheduling._crontab import ALIASES
 
-    expression: str = row["schedule"]
+    expression: str = row.schedule
     fields = ALIASES.get(expression.strip().lower(), expression).split()
     if len(fields) == 6:  # gnomon puts seconds last; cron-descriptor wants them first
         fields = [fields[5], *fields[:5]]
@@ -66,10 +77,10 @@ def describe_schedule(row: Row) -> str:
     try:
         return str(get_description(" ".join(fields), options))
     except Exception:  # a description is a nicety; the expression itself was validated
-        return row["schedule"]
+        return row.schedule
 
 
-def next_fires(row: Row, after: datetime, count: int) -> list[datetime]:
+def next_fires(row: DeploymentRow, after: datetime, count: int) -> list[datetime]:
     """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset);
     none for a schedule stored before a rule refused it (a sub-second interval)."""
     from gnomon.scheduling import ScheduleError
@@ -80,7 +91,7 @@ def next_fires(row: Row, after: datetime, count: int) -> list[datetime]:
         return []
     offset = jitter_of(row)
     fires: list[datetime] = []
-    moment: datetime | None = max(after, row["last_fire"]) if row["last_fire"] else after
+    moment: datetime | None = max(after, row.last_fire) if row.last_fire else after
     while len(fires) < count and moment is not None:
         moment = trigger.next_fire(moment)
         if moment is not None:
@@ -88,62 +99,66 @@ def next_fires(row: Row, after: datetime, count: int) -> list[datetime]:
     return fires
 
 
-def deployment_view(row: Row, now: datetime, recent: list[Row] | None = None) -> Row:
+def deployment_view(
+    row: DeploymentRow, now: datetime, recent: list[RecentRun] | None = None
+) -> View:
     """A deployment as listed: schedule (and in words), zone, pause, next fire, last runs."""
-    paused = bool(row["paused"])
+    paused = bool(row.paused)
     fires = [] if paused else next_fires(row, now, 1)
-    view: Row = {
-        "name": row["name"],
-        "flow": row["flow"],
-        "schedule": f"{row['schedule_kind']} {row['schedule']}",
+    view: View = {
+        "name": row.name,
+        "flow": row.flow,
+        "schedule": f"{row.schedule_kind} {row.schedule}",
         "schedule_text": describe_schedule(row),
-        "timezone": row["timezone"] if row["schedule_kind"] == "cron" else None,
+        "timezone": row.timezone if row.schedule_kind == "cron" else None,
         "paused": paused,
-        "paused_by": row["paused_by"],
-        "paused_at": iso(row["paused_at"]),
-        "paused_reason": row["paused_reason"],
+        "paused_by": row.paused_by,
+        "paused_at": iso(row.paused_at),
+        "paused_reason": row.paused_reason,
         "next_fire": iso(fires[0]) if fires else None,
-        "last_fire": iso(row["last_fire"]),
-        "tags": list(row["tags"] or []),
-        "description": row["description"],
+        "last_fire": iso(row.last_fire),
+        "tags": list(row.tags or []),
+        "description": row.description,
     }
     if recent is not None:
         view["recent_runs"] = [
             {
-                "id": run["id"],
-                "state": run["state_name"],
-                "scheduled_for": iso(run["scheduled_for"]),
+                "id": run.id,
+                "state": run.state_name,
+                "scheduled_for": iso(run.scheduled_for),
             }
             for run in recent
         ]
     return view
 
 
-def deployment_detail(row: Row, now: datetime, recent: list[Row], count: int = 5) -> Row:
+def deployment_detail(
+    row: DeploymentRow, now: datetime, recent: list[RecentRun], count: int = 5
+) -> View:
     """Everything about one deployment: the listed fields, parameters, policies, next fires."""
     view = deployment_view(row, now, recent)
     view.update(
-        parameters=mask(row["parameters"] or {}),
-        policies=row["policies"] or {},
-        anchor=iso(row["anchor"]),
-        source_file=row["source_file"],
-        registered_at=iso(row["registered_at"]),
-        next_fires=[] if row["paused"] else [iso(t) for t in next_fires(row, now, count)],
+        parameters=mask(row.parameters or {}),
+        policies=row.policies or {},
+        anchor=iso(row.anchor),
+        source_file=row.source_file,
+        registered_at=iso(row.registered_at),
+        next_fires=[] if row.paused else [iso(t) for t in next_fires(row, now, count)],
     )
     return view
 
 
-def run_view(row: Row) -> Row:
+def run_view(row: FlowRunRow) -> View:
     """A flow run as listed."""
     return {
-        "id": row["id"],
-        "deployment": row["deployment_name"],
-        "flow": row["flow_name"],
-        "state": row["state_name"],
-        "trigger": row["trigger"],
-        "scheduled_for": iso(row["scheduled_for"]),
-        "started_at": iso(row["start_time"]),
-        "ended_at": iso(row["end_time"]),
+        "id": row.id,
+        "deployment": row.deployment_name,
+        "flow": row.flow_name,
+        "state": row.state_name,
+        "trigger": row.trigger,
+        "scheduled_for": iso(row.scheduled_for),
+        "started_at": iso(row.start_time),
+        "ended_at": iso(row.end_time),
     }
 
 
@@ -151,10 +166,10 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start and end else None
 
 
-def run_text(row: Row) -> Callable[[str | None], str | None]:
+def run_text(row: FlowRunRow | None) -> Callable[[str | None], str | None]:
     """What shows a run's free text (messages, errors, tracebacks): with the secret values
     of its parameters masked, even in rows stored before the engine masked them."""
-    secrets = frozenset(secret_values(row.get("parameters") or {}))
+    secrets = frozenset(secret_values((row and row.parameters) or {}))
 
     def shown(text: str | None) -> str | None:
         return mask_text(text, secrets) if text and secrets else text
@@ -162,86 +177,86 @@ def run_text(row: Row) -> Callable[[str | None], str | None]:
     return shown
 
 
-def run_detail(store: ControlStore, row: Row) -> Row:
+def run_detail(store: ControlStore, row: FlowRunRow) -> View:
     """Everything about one run: timeline, task runs with durations, parameters, error."""
     shown = run_text(row)
     view = run_view(row)
     view.update(
-        name=row["name"],
-        state_type=row["state_type"],
-        message=shown(row["state_message"]),
-        parameters=mask(row["parameters"] or {}),
-        tags=list(row["tags"] or []),
-        duration_s=_duration(row["start_time"], row["end_time"]),
-        requested_by=row.get("requested_by"),
-        retry_of=row.get("retry_of"),
-        worker_pid=row.get("worker_pid"),
-        exit_code=row.get("exit_code"),
-        signal=row.get("signal"),
+        name=row.name,
+        state_type=row.state_type,
+        message=shown(row.state_message),
+        parameters=mask(row.parameters or {}),
+        tags=list(row.tags or []),
+        duration_s=_duration(row.start_time, row.end_time),
+        requested_by=row.requested_by,
+        retry_of=row.retry_of,
+        worker_pid=row.worker_pid,
+        exit_code=row.exit_code,
+        signal=row.signal,
         error=(
             {
-                "type": row["error_type"],
-                "message": shown(row["error_message"]),
-                "traceback": shown(row["error_traceback"]),
+                "type": row.error_type,
+                "message": shown(row.error_message),
+                "traceback": shown(row.error_traceback),
             }
-            if row["error_type"] or row["error_message"]
+            if row.error_type or row.error_message
             else None
         ),
         timeline=[
             {
-                "timestamp": iso(state["timestamp"]),
-                "state": state["name"],
-                "message": shown(state["message"]),
+                "timestamp": iso(state.timestamp),
+                "state": state.name,
+                "message": shown(state.message),
             }
-            for state in store.read_states(flow_run_id=row["id"])
+            for state in store.read_states(flow_run_id=row.id)
         ],
         task_runs=[
             {
-                "id": task["id"],
-                "name": task["name"],
-                "state": task["state_name"],
-                "started_at": iso(task["start_time"]),
-                "duration_s": _duration(task["start_time"], task["end_time"]),
-                "error": shown(task["error_message"]),
+                "id": task.id,
+                "name": task.name,
+                "state": task.state_name,
+                "started_at": iso(task.start_time),
+                "duration_s": _duration(task.start_time, task.end_time),
+                "error": shown(task.error_message),
             }
-            for task in store.read_task_runs(row["id"])
+            for task in store.read_task_runs(row.id)
         ],
     )
     return view
 
 
-def log_view(row: Row) -> Row:
+def log_view(row: LogRow) -> View:
     """A log line: time, level name, where it came from, message, structured context."""
     return {
-        "id": row["id"],
-        "timestamp": iso(row["timestamp"]),
-        "level": logging.getLevelName(row["level"]),
-        "logger": row["logger"],
-        "deployment": row["deployment_name"],
-        "run_id": row["flow_run_id"],
-        "message": row["message"],
-        "extra": mask(row["extra"] or {}),
+        "id": row.id,
+        "timestamp": iso(row.timestamp),
+        "level": logging.getLevelName(row.level),
+        "logger": row.logger,
+        "deployment": row.deployment_name,
+        "run_id": row.flow_run_id,
+        "message": row.message,
+        "extra": mask(row.extra or {}),
     }
 
 
-def audit_view(row: Row) -> Row:
+def audit_view(row: AuditEntry) -> View:
     return {
-        "timestamp": iso(row["timestamp"]),
-        "actor": row["actor"],
-        "origin": row["origin"],
-        "action": row["action"],
-        "target": row["target"],
-        "reason": row["reason"],
-        "detail": mask(row["detail"] or {}),
+        "timestamp": iso(row.timestamp),
+        "actor": row.actor,
+        "origin": row.origin,
+        "action": row.action,
+        "target": row.target,
+        "reason": row.reason,
+        "detail": mask(row.detail or {}),
     }
 
 
-def token_view(row: Row) -> Row:
+def token_view(row: TokenInfo) -> View:
     """An API token as listed: never the token or its hash."""
     return {
-        "name": row["name"],
-        "scope": "read-only" if row["read_only"] else "read-write",
-        "created": iso(row["created"]),
-        "created_by": row["created_by"],
-        "last_used": iso(row["last_used"]),
+        "name": row.name,
+        "scope": "read-only" if row.read_only else "read-write",
+        "created": iso(row.created),
+        "created_by": row.created_by,
+        "last_used": iso(row.last_used),
     }

@@ -62,6 +62,9 @@ def store_url() -> str:
     database = sqlite_file(url)
     if database is not None and not database.exists():
         holder = find_holder(home, url)
+        elsewhere = _other_store(holder, url)
+        if elsewhere is not None:
+            raise StoreFailure(f"there is no store at {database}: {elsewhere}")
         if holder is not None:
             raise StoreFailure(
                 f"the database {database} is missing but daemon pid {holder.get('pid', '?')}"
@@ -70,6 +73,34 @@ def store_url() -> str:
                 " the README, Backups)"
             )
     return url
+
+
+def daemon_elsewhere() -> str | None:
+    """If the daemon found through this home serves another store than the commands' own,
+    what to tell the operator (see ``_other_store``); else None."""
+    home, url = _location()
+    from gnomon.daemon._lock import find_holder
+
+    return _other_store(find_holder(home, url), url)
+
+
+def _other_store(holder: dict[str, Any] | None, url: str) -> str | None:
+    """If the daemon whose lock record is ``holder`` serves another store than ``url`` (a
+    PostgreSQL daemon found through the home's lock by a command that was not given the
+    database URL), what to tell the operator; else None."""
+    from gnomon.store import store_name
+
+    holder = holder or {}
+    theirs, ours = holder.get("store"), store_name(url)
+    if not isinstance(theirs, str) or theirs == ours:
+        return None
+    if "://" not in theirs and os.path.realpath(theirs) == os.path.realpath(ours):
+        return None  # one SQLite file, named through a symbolic link
+    return (
+        f"the daemon running in this home (pid {holder.get('pid', '?')}) uses {theirs};"
+        " give this command the same database URL (GNOMON_DATABASE_URL, or database_url"
+        " in the config)"
+    )
 
 
 def open_store() -> ControlStore:
@@ -450,6 +481,8 @@ def report_reload(outcome: ReloadOutcome) -> NoReturn:
     """Print a reload's (or an apply's) outcome and exit with its code: 0 all applied, 1
     applied but for the deployments listed (they keep their last good version), 2 nothing
     applied."""
+    from gnomon.store import ReloadStatus
+
     detail = outcome.detail
     for problem in outcome.problems:
         click.echo(problem, err=True)
@@ -460,7 +493,7 @@ def report_reload(outcome: ReloadOutcome) -> NoReturn:
         click.echo(f"changed: {name} ({', '.join(fields)})")
     for name in detail.get("kept_last_good") or []:
         click.echo(f"kept last good version: {name}")
-    if outcome.status == "refused":
+    if outcome.status is ReloadStatus.REFUSED:
         click.echo(f"{len(outcome.problems)} problem(s) in the config; nothing applied", err=True)
     else:
         counts = (

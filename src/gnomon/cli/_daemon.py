@@ -239,7 +239,7 @@ def daemon_status(
     Example:
       gnomon daemon status --pidfile /run/gnomon.pid
     """
-    from gnomon.cli._common import daemon_lock_path, print_json
+    from gnomon.cli._common import daemon_elsewhere, daemon_lock_path, print_json
     from gnomon.daemon._health import read_status
 
     pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
@@ -254,6 +254,9 @@ def daemon_status(
         print_json({"running": True, "pid": pid, **(health.as_json(detail=True) if health else {})})
     elif health is None:
         click.echo(f"gnomon daemon is running (pid {pid}); its health is not known yet")
+        elsewhere = daemon_elsewhere()
+        if elsewhere is not None:
+            click.echo(f"this command looked at another store: {elsewhere}")
     else:
         age = health.last_tick_age
         tick = "" if age is None else f", last tick {age:.1f} s ago"

@@ -26,6 +26,7 @@ from gnomon.states import StateName
 
 if TYPE_CHECKING:
     from gnomon.deployments import Comparison
+    from gnomon.store.rows import RecentRun
 
 RECENT_RUNS = 5
 
@@ -89,7 +90,7 @@ def _compared(config: Path | None, store: Any) -> tuple[list[Comparison], Path |
     from gnomon.deployments import Comparison, compare, load_config
 
     stored = store.read_deployments()
-    alone = [Comparison(row["name"], None, row, None) for row in stored]
+    alone = [Comparison(row.name, None, row, None) for row in stored]
     config_file = config or find_config_file()
     if config_file is None:
         return alone, None
@@ -110,28 +111,36 @@ def _whole_file(problem: Any) -> bool:
 
 
 def _view(
-    compared: Comparison, config_file: Path | None, now: datetime, recent: list[dict[str, Any]]
+    compared: Comparison, config_file: Path | None, now: datetime, recent: list[RecentRun]
 ) -> dict[str, Any]:
     """A deployment as listed (``deployment_view``), from the store where the daemon
     schedules it, else from the file (with no next fire: nothing fires it), plus how the
     file and the store agree."""
     from gnomon.api._views import deployment_view
     from gnomon.deployments._sync import definition
+    from gnomon.store.rows import DeploymentRow
 
     row = compared.row
     if row is None:
         assert compared.deployment is not None  # a comparison has one or the other
         deployment = compared.deployment
-        row = {
-            "name": deployment.name,
+        # As the file has it, never stored: no pause of an operator's, no fire, no schema.
+        row = DeploymentRow(
             **definition(deployment),
-            "anchor": deployment.anchor or now,
-            "paused": bool(deployment.paused),
-            "paused_by": None,
-            "paused_at": None,
-            "paused_reason": None,
-            "last_fire": None,
-        }
+            name=deployment.name,
+            anchor=deployment.anchor or now,
+            source_file=None,
+            active=False,
+            paused=bool(deployment.paused),
+            paused_by=None,
+            paused_at=None,
+            paused_reason=None,
+            last_fire=None,
+            fires_from=None,
+            registered_at=now,
+            updated=now,
+            parameter_schema=None,
+        )
     view = deployment_view(row, now, recent)
     if compared.row is None:
         view["next_fire"] = None
@@ -262,7 +271,7 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     from gnomon.api._views import iso, next_fires
 
     row = operations().deployment(name)
-    if row["paused"]:
+    if row.paused:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)
     fires = [iso(fire) for fire in next_fires(row, datetime.now(UTC), count)]
     if as_json:

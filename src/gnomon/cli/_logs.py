@@ -7,12 +7,15 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import LEVEL, config_option, reports_errors, since_option
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import LogRow
 
 FOLLOW_POLL = 0.25  # seconds between polls with -f: a new line shows within a second
 
@@ -66,11 +69,11 @@ def logs_command(
     ops = fast_operations()
     if deployment is not None:
         check_name("deployment", deployment)
-    flow_run_id = ops.run(run_id)["id"] if run_id is not None else None
+    flow_run_id = ops.run(run_id).id if run_id is not None else None
     query = LogQuery(deployment, flow_run_id, level, since)
     store = ops.store
     rows = store.search_logs(query, count, newest=True) if count != 0 else []
-    last_id = rows[-1]["id"] if rows else store.last_log_id()
+    last_id = rows[-1].id if rows else store.last_log_id()
     _print(rows, as_json)
     if not follow:
         return
@@ -79,7 +82,7 @@ def logs_command(
             time.sleep(FOLLOW_POLL)
             rows = store.search_logs(_after(query, last_id), 1000, newest=False)
             if rows:
-                last_id = rows[-1]["id"]  # id order: the cursor
+                last_id = rows[-1].id  # id order: the cursor
                 # Each batch in time order; a line stored late shows when it arrives.
                 _print(in_time_order(rows), as_json)
     except KeyboardInterrupt:
@@ -92,7 +95,7 @@ def _after(query: Any, last_id: int) -> Any:
     return dataclasses.replace(query, after_id=last_id)
 
 
-def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+def _print(rows: list[LogRow], as_json: bool) -> None:
     from gnomon.api._views import log_view
 
     for row in rows:

@@ -188,9 +188,9 @@ def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
     """
     row, outcome = operations().cancel(run_id, reason)
     if outcome == "cancelled":
-        click.echo(f"cancelled {row['id']} (it had not started)")
+        click.echo(f"cancelled {row.id} (it had not started)")
     else:
-        click.echo(f"cancelling {row['id']}: the daemon stops its worker within a second")
+        click.echo(f"cancelling {row.id}: the daemon stops its worker within a second")
 
 
 @runs_group.command("retry")
@@ -282,7 +282,7 @@ def follow_run(run_id: str, timeout: float | None = None) -> int:
     from gnomon.states import FINAL_TYPES
 
     store = open_store()
-    shown = run_text(store.read_flow_run(run_id) or {})
+    shown = run_text(store.read_flow_run(run_id))
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
     while True:
@@ -291,13 +291,13 @@ def follow_run(run_id: str, timeout: float | None = None) -> int:
         row = store.read_flow_run(run_id)
         states = store.read_states(flow_run_id=run_id)
         for state in states[seen:]:
-            message = f": {shown(state['message'])}" if state["message"] else ""
-            click.echo(f"{state['name']}{message}")
+            message = f": {shown(state.message)}" if state.message else ""
+            click.echo(f"{state.name}{message}")
         seen = len(states)
-        if row is not None and row["state_type"] in FINAL_TYPES:
-            if row["state_type"] != StateType.COMPLETED and row["error_type"]:
-                click.echo(f"{row['error_type']}: {shown(row['error_message'])}", err=True)
-            return 0 if row["state_type"] == StateType.COMPLETED else 1
+        if row is not None and row.state_type in FINAL_TYPES:
+            if row.state_type != StateType.COMPLETED and row.error_type:
+                click.echo(f"{row.error_type}: {shown(row.error_message)}", err=True)
+            return 0 if row.state_type == StateType.COMPLETED else 1
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"gave up waiting after {timeout} s; run {run_id} goes on", err=True)
             return 1

@@ -68,9 +68,14 @@ class WorkerTree(abc.ABC):
         """The processes of the tree now, the worker included while it lives."""
 
     @abc.abstractmethod
+    def track(self) -> None:
+        """Remember the tree's processes as they are now, to be reached later even once the
+        worker (about to be signalled) is gone and they with it from its tree."""
+
+    @abc.abstractmethod
     def terminate(self) -> None:
-        """SIGTERM the processes of the tree (the pool signals the worker itself, which may
-        or may not be among them)."""
+        """SIGTERM the processes of the tree, those tracked before included (the pool
+        signals the worker itself, which may or may not be among them)."""
 
     @abc.abstractmethod
     def kill(self) -> None:
@@ -127,8 +132,13 @@ class _ProcessTree(WorkerTree):
             return []
         return [self.pid, *self._descendants(self.pid)]
 
+    def track(self) -> None:
+        self._remember(self.pids())
+
     def terminate(self) -> None:
-        self._signal_all(self._descendants(self.pid), signal.SIGTERM)
+        found = self._descendants(self.pid)
+        tracked = [pid for pid in self._known if pid != self.pid and pid not in found]
+        self._signal_all([*found, *tracked], signal.SIGTERM)
 
     def kill(self) -> None:
         # Stopped before killed: a process killed as it forks leaves its new child to init,
@@ -166,12 +176,15 @@ class _ProcessTree(WorkerTree):
                 os.close(pidfd)
         self._known.clear()
 
-    def _signal_all(self, pids: list[int], signum: int) -> None:
-        if self._closed:
-            return
+    def _remember(self, pids: list[int]) -> None:
         for pid in pids:
             if pid not in self._known and len(self._known) < MAX_REMEMBERED:
                 self._known[pid] = _pidfd(pid)
+
+    def _signal_all(self, pids: list[int], signum: int) -> None:
+        if self._closed:
+            return
+        self._remember(pids)
         for pid in pids:
             self._send(pid, signum)
         if self._group is not None:
@@ -207,6 +220,9 @@ class _CgroupTree(WorkerTree):
 
     def pids(self) -> list[int]:
         return [] if self._closed else [int(pid) for pid in _members(self.path)]
+
+    def track(self) -> None:
+        pass  # the cgroup holds its members, whatever becomes of their parent
 
     def terminate(self) -> None:
         for pid in self.pids():

@@ -128,11 +128,16 @@ class DaemonLock:
     """
 
     def __init__(
-        self, path: Path, home_lock: Path | None = None, server_url: str | None = None
+        self,
+        path: Path,
+        home_lock: Path | None = None,
+        server_url: str | None = None,
+        store: str | None = None,
     ) -> None:
         from gnomon.daemon._serverlock import ServerLock
 
         self.path = Path(path)
+        self.store = store  # recorded for commands that look at another store by mistake
         self.home_lock = None if home_lock is None or home_lock == self.path else home_lock
         self._fd: int | None = None
         self._home_fd: int | None = None
@@ -143,7 +148,14 @@ class DaemonLock:
         """The lock of the store at ``database_url`` for a daemon whose home is ``home``."""
         scheme = database_url.partition("://")[0].partition("+")[0]
         server = database_url if scheme == "postgresql" else None
-        return cls(lock_path(home, database_url), Path(home) / HOME_LOCK_NAME, server)
+        from gnomon.store._faults import store_name
+
+        return cls(
+            lock_path(home, database_url),
+            Path(home) / HOME_LOCK_NAME,
+            server,
+            store_name(database_url),
+        )
 
     @property
     def held(self) -> bool:
@@ -179,6 +191,7 @@ class DaemonLock:
             "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "argv": sys.argv,
             "config": None if config is None else str(config),
+            "store": self.store,
         }
         try:
             os.ftruncate(fd, 0)

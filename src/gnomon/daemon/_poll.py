@@ -45,22 +45,22 @@ class StorePoll:
         self.file_guard.check()
         since = self._polled_at - POLL_OVERLAP
         self._polled_at = now
-        for row in self.store.read_pause_changes(since):
-            self.scheduler.set_paused(row["name"], bool(row["paused"]), now)
-        for row in self.store.read_cancel_requests(since):
-            reason = row["state_message"] or "cancelled by an operator"
-            if self.scheduler.cancel_requested(row["id"], reason) and row["state_type"] in (
+        for change in self.store.read_pause_changes(since):
+            self.scheduler.set_paused(change.name, change.paused, now)
+        for request in self.store.read_cancel_requests(since):
+            reason = request.state_message or "cancelled by an operator"
+            if self.scheduler.cancel_requested(request.id, reason) and request.state_type in (
                 StateType.RUNNING,
                 StateType.CANCELLING,
             ):
                 log.info(
                     "cancelling run: %s",
                     reason,
-                    extra={"flow_run_id": row["id"], "event_kind": "cancel_requested"},
+                    extra={"flow_run_id": request.id, "event_kind": "cancel_requested"},
                 )
         decisions = []
-        for row in self.store.read_requested_runs(since):
-            decision = self.scheduler.admit(row, now)
+        for run in self.store.read_requested_runs(since):
+            decision = self.scheduler.admit(run, now)
             if decision is not None:
                 decisions.append(decision)
         return decisions

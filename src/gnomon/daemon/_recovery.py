@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gnomon.states import StateName, StateType
 
 if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
     from gnomon.store import RunStore, ScheduleStore
+    from gnomon.store.rows import FlowRunRow
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -26,20 +27,20 @@ def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: dat
     waiting = []
     for row in store.read_unfinished_deployment_runs():
         scheduler.note_fire(row)
-        if row["state_type"] == StateType.RUNNING and row["cancel_requested_at"] is not None:
+        if row.state_type == StateType.RUNNING and row.cancel_requested_at is not None:
             # An operator asked for it to end; the daemon's death ended it.
             store.set_run_state(
-                row["id"],
+                row.id,
                 StateType.CANCELLED,
                 StateName.CANCELLED,
-                row["state_message"],
+                row.state_message,
                 only_if_active=True,
                 end_time=now,
             )
-        elif row["state_type"] == StateType.RUNNING:
+        elif row.state_type == StateType.RUNNING:
             _crashed(store, scheduler, row, now)
         elif store.set_run_state(
-            row["id"],
+            row.id,
             StateType.PENDING,
             StateName.PENDING,
             "queued again after a daemon restart",
@@ -50,28 +51,28 @@ def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: dat
     scheduler.requeue(waiting)
 
 
-def _crashed(store: RunStore, scheduler: Scheduler, row: dict[str, Any], now: datetime) -> None:
-    message = f"the daemon running it ({row['daemon_id']}) stopped before the run finished"
+def _crashed(store: RunStore, scheduler: Scheduler, row: FlowRunRow, now: datetime) -> None:
+    message = f"the daemon running it ({row.daemon_id}) stopped before the run finished"
     if not store.set_run_state(
-        row["id"], StateType.CRASHED, StateName.CRASHED, message, only_if_active=True, end_time=now
+        row.id, StateType.CRASHED, StateName.CRASHED, message, only_if_active=True, end_time=now
     ):
         return  # it ended meanwhile: its final state stands, and no retry
     log.warning(
         "recovered run marked Crashed: %s",
-        row["id"],
-        extra={"flow_run_id": row["id"], "deployment": row["deployment_name"]},
+        row.id,
+        extra={"flow_run_id": row.id, "deployment": row.deployment_name},
     )
-    slot = scheduler.deployment(row["deployment_name"])
+    slot = scheduler.deployment(row.deployment_name or "")
     if slot is not None:
-        scheduler.retry_if_allowed(slot, row["id"], StateType.CRASHED)
+        scheduler.retry_if_allowed(slot, row.id, StateType.CRASHED)
 
 
 def release_waiting(store: ScheduleStore, daemon_id: str) -> None:
     """Runs ``daemon_id`` queued but never started go back to Scheduled."""
     for row in store.read_unfinished_deployment_runs():
-        if row["state_type"] == StateType.PENDING and row["daemon_id"] == daemon_id:
+        if row.state_type == StateType.PENDING and row.daemon_id == daemon_id:
             store.set_run_state(
-                row["id"],
+                row.id,
                 StateType.SCHEDULED,
                 StateName.SCHEDULED,
                 "not started before the daemon stopped: the next daemon starts it",

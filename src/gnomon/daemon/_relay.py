@@ -34,6 +34,7 @@ from gnomon.store import LogQuery
 
 if TYPE_CHECKING:
     from gnomon.store import ScheduleStore
+    from gnomon.store.rows import NewLog
 
 log = logging.getLogger("gnomon.daemon.pool")
 
@@ -204,7 +205,8 @@ def store_unsaved(store: ScheduleStore, flow_run_id: str, recent: list[dict[str,
     if not recent:
         return 0
     try:
-        deployment = (store.read_flow_run(flow_run_id) or {}).get("deployment_name")
+        run = store.read_flow_run(flow_run_id)
+        deployment = run.deployment_name if run is not None else None
         missing: list[dict[str, Any]] = []
         for run_id in dict.fromkeys(event.get("flow_run_id") for event in recent):
             if isinstance(run_id, str):
@@ -232,7 +234,7 @@ def _not_stored(
     time (the record's own, to the microsecond) and logger."""
     rows = store.search_logs(LogQuery(flow_run_id=flow_run_id), None, newest=False)
     stored: Counter[tuple[datetime | None, Any]] = Counter(
-        (_utc(row["timestamp"]), row["logger"]) for row in rows
+        (_utc(row.timestamp), row.logger) for row in rows
     )
     missing = []
     for event in events:
@@ -244,7 +246,7 @@ def _not_stored(
     return missing
 
 
-def _log_row(event: dict[str, Any], deployment: str | None) -> dict[str, Any]:
+def _log_row(event: dict[str, Any], deployment: str | None) -> NewLog:
     message = str(event.get("event", ""))
     if event.get("exception"):
         message = f"{message}\n{event['exception']}"

@@ -16,7 +16,6 @@ for a reload with a request row in the store and wait for its outcome there.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon.store._kinds import Origin
+from gnomon.store._kinds import Origin, ReloadStatus
 from gnomon.store._values import Actor
 
 if TYPE_CHECKING:
@@ -34,18 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon")
 
 DAEMON_ACTOR = Actor("gnomon-daemon", Origin.DAEMON)  # the audit log's actor for a reload by SIGHUP
-
-
-class ReloadStatus(enum.StrEnum):
-    """A reload's outcome; the commands' exit codes are 0, 1 and 2 in this order."""
-
-    APPLIED = "applied"
-    PARTIAL = "partial"
-    REFUSED = "refused"
-
-    @property
-    def exit_code(self) -> int:
-        return {"applied": 0, "partial": 1, "refused": 2}[self.value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,17 +191,17 @@ def record_outcome(
 
     rows = [store.read_reload(request) for request in requests]
     first = next((row for row in rows if row is not None), None)
-    actor = Actor(first["requested_by"], first["origin"]) if first else DAEMON_ACTOR
+    actor = Actor(first.requested_by, first.origin) if first else DAEMON_ACTOR
     target = str(config) if config else None
-    store.finish_reload(requests, actor, plan.status.value, plan.detail(), target)
+    store.finish_reload(requests, actor, plan.status, plan.detail(), target)
 
 
 def answer_at_start(store: ScheduleStore, config: Path | None) -> None:
     """Reload requests left by a daemon that stopped are answered by this start, which
     loaded the config without a problem."""
 
-    pending = [row["id"] for row in store.read_pending_reloads()]
+    pending = [row.id for row in store.read_pending_reloads()]
     if pending:
-        detail = {"status": "applied", "note": "applied by the daemon's start"}
+        detail = {"status": ReloadStatus.APPLIED, "note": "applied by the daemon's start"}
         target = str(config) if config else None
-        store.finish_reload(pending, DAEMON_ACTOR, "applied", detail, target)
+        store.finish_reload(pending, DAEMON_ACTOR, ReloadStatus.APPLIED, detail, target)

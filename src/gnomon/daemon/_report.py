@@ -54,7 +54,9 @@ class RunReporter:
         outcomes = store.read_last_outcomes()
         # The deployment's previous finished run's state type: a completed run after a
         # failed one is a recovery worth telling.
-        self._previous = {name: state for name, (state, _) in outcomes.items() if state}
+        self._previous: dict[str, str] = {
+            name: state for name, (state, _) in outcomes.items() if state
+        }
         self.metrics.seed_last_success(
             {name: ended for name, (_, ended) in outcomes.items() if ended is not None}
         )

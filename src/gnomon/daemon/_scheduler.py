@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._timer import FireTimer
@@ -43,6 +43,7 @@ from gnomon.store._kinds import SCHEDULED_CAUSES, RunCause
 
 if TYPE_CHECKING:
     from gnomon.store import ScheduleStore
+    from gnomon.store.rows import FlowRunRow, NewFlowRun, ScheduleState
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -80,7 +81,7 @@ class Scheduler:
     # Deployments.
 
     def set_deployments(
-        self, deployments: Sequence[Deployment], rows: dict[str, dict[str, Any]]
+        self, deployments: Sequence[Deployment], rows: dict[str, ScheduleState]
     ) -> None:
         """Track these deployments (as synced into the store; ``rows`` are their store rows)."""
         from gnomon.scheduling import jitter_offset
@@ -91,11 +92,11 @@ class Scheduler:
             previous = self._slots.get(deployment.name)
             slot = Slot(
                 deployment=deployment,
-                trigger=deployment.trigger(row["anchor"]),
+                trigger=deployment.trigger(row.anchor),
                 offset=jitter_offset(deployment.name, deployment.jitter),
-                paused=bool(row["paused"]),
-                last_fire=row["last_fire"],
-                fires_from=row["fires_from"],
+                paused=row.paused,
+                last_fire=row.last_fire,
+                fires_from=row.fires_from,
             )
             if previous is not None:
                 slot.running, slot.queued = previous.running, previous.queued
@@ -235,10 +236,9 @@ class Scheduler:
             daemon_id=self.daemon_id,
         ):
             return False
-        row = self.store.read_flow_run(flow_run_id) or {}
-        self._queue(
-            slot, flow_run_id, row.get("scheduled_for") or row.get("created") or datetime.now(UTC)
-        )
+        row = self.store.read_flow_run(flow_run_id)
+        nominal = row and (row.scheduled_for or row.created)
+        self._queue(slot, flow_run_id, nominal or datetime.now(UTC))
         log.info(
             "run queued again: %s",
             message,
@@ -259,7 +259,7 @@ class Scheduler:
     ) -> list[Decision]:
         """Decide every fire, create all the resulting runs in one transaction, queue them;
         and log the decisions, unless the caller will (``log_decisions=False``)."""
-        planned: list[tuple[Decision, dict[str, Any] | None]] = []
+        planned: list[tuple[Decision, NewFlowRun | None]] = []
         for name, nominal in sorted(fires, key=lambda fire: fire[1]):
             slot = self._slots.get(name)
             if slot is None:
@@ -300,7 +300,7 @@ class Scheduler:
 
     def _decide(
         self, slot: Slot, nominal: datetime, now: datetime, trigger: RunCause
-    ) -> tuple[Decision, dict[str, Any] | None]:
+    ) -> tuple[Decision, NewFlowRun | None]:
         deployment = slot.deployment
         name = deployment.name
         if slot.paused:
@@ -369,25 +369,25 @@ class Scheduler:
         )
         heapq.heappush(self._waiting, waiting)
 
-    def requeue(self, rows: Iterable[dict[str, Any]]) -> None:
+    def requeue(self, rows: Iterable[FlowRunRow]) -> None:
         """Queue existing Pending runs (recovered after a restart) in nominal order.
 
         A scheduled run is a fire decided: the catch-up starts after it even if the daemon
         that created it died before storing its last_fire (for a first fire, none at all).
         """
         for row in rows:
-            slot = self._slots.get(row["deployment_name"])
+            slot = self._slots.get(row.deployment_name or "")
             if slot is None:
                 continue
             self.note_fire(row)
-            self._queue(slot, row["id"], row["scheduled_for"] or row["created"])
+            self._queue(slot, row.id, row.scheduled_for or row.created)
 
-    def note_fire(self, row: dict[str, Any]) -> None:
+    def note_fire(self, row: FlowRunRow) -> None:
         """Count a run a dead daemon left (waiting or running) as a decided fire: the
         catch-up starts after it even if that daemon died before storing its last_fire."""
-        slot = self._slots.get(row["deployment_name"])
-        nominal = row["scheduled_for"]
-        if slot is None or nominal is None or row.get("trigger") not in SCHEDULED_CAUSES:
+        slot = self._slots.get(row.deployment_name or "")
+        nominal = row.scheduled_for
+        if slot is None or nominal is None or row.trigger not in SCHEDULED_CAUSES:
             return
         if slot.last_fire is None or nominal > slot.last_fire:
             slot.last_fire = nominal
@@ -398,15 +398,16 @@ class Scheduler:
         """Whether the run is queued or running here."""
         return self._owner(flow_run_id) is not None
 
-    def admit(self, row: dict[str, Any], now: datetime) -> Decision | None:
+    def admit(self, row: FlowRunRow, now: datetime) -> Decision | None:
         """Take a manual run or retry an operator requested (a Scheduled row) under its
         deployment's overlap policy, unless it is forced; None if it is not waiting any more
         (cancelled meanwhile, or admitted already)."""
-        flow_run_id, name = row["id"], row["deployment_name"]
+        flow_run_id, name = row.id, row.deployment_name or ""
+        nominal = row.scheduled_for or row.created
         if self.knows(flow_run_id):
             return None
         slot = self._slots.get(name)
-        forced = bool(row.get("force"))
+        forced = row.force
         reason = None
         if slot is None:
             reason = "the deployment is not active in the daemon"
@@ -418,15 +419,13 @@ class Scheduler:
                 flow_run_id, StateType.CANCELLED, state, reason, only_if_active=True, end_time=now
             ):
                 return None
-            decision = Decision(
-                name, row["scheduled_for"], DecisionAction.SKIPPED, flow_run_id, reason
-            )
+            decision = Decision(name, nominal, DecisionAction.SKIPPED, flow_run_id, reason)
             log_decision(decision)
             return decision
         assert slot is not None
         if slot.deployment.overlap is Overlap.CANCEL_PREVIOUS and not forced:
-            self._cancel_previous(slot, f"{row['trigger']} run {flow_run_id}")
-        message = f"{row['trigger']} run requested by {row.get('requested_by') or 'an operator'}"
+            self._cancel_previous(slot, f"{row.trigger} run {flow_run_id}")
+        message = f"{row.trigger} run requested by {row.requested_by or 'an operator'}"
         if not self.store.set_run_state(
             flow_run_id,
             StateType.PENDING,
@@ -438,8 +437,8 @@ class Scheduler:
             return None
         if forced:
             self._forced.add(flow_run_id)
-        self._queue(slot, flow_run_id, row["scheduled_for"], requested=True)
-        decision = Decision(name, row["scheduled_for"], DecisionAction.QUEUED, flow_run_id, message)
+        self._queue(slot, flow_run_id, nominal, requested=True)
+        decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
 
@@ -558,13 +557,13 @@ class Scheduler:
                 slot.last_fire = nominal
         decisions = [
             Decision(
-                row["deployment_name"],
-                row["scheduled_for"],
+                slot.deployment.name,
+                nominal,
                 DecisionAction.MISSED,
                 row["id"],
                 row["state_message"],
             )
-            for row in rows
+            for (slot, nominal), row in zip(missed, rows, strict=True)
             if row["id"] in created
         ]
         for decision in decisions:

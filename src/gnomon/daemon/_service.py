@@ -449,7 +449,7 @@ class Daemon:
 
     def _handle_reload_requests(self) -> None:
         """Start a config load for reload requests the CLI or the API left in the store."""
-        pending = [row["id"] for row in self.store.read_pending_reloads()]
+        pending = [row.id for row in self.store.read_pending_reloads()]
         fresh = [request for request in pending if request not in self._requested_reloads]
         if fresh or self._reload_signalled:
             self._reload_signalled = False

@@ -30,6 +30,7 @@ session and process group before the daemon hears of it, so the daemon's contain
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
@@ -39,13 +40,19 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from gnomon._lifeline import die_with_parent
 
 log = logging.getLogger("gnomon.worker")
 
 _FORK_FDS = 3  # stdin, channel, output
+# How long an exiting worker waits for the non-daemon threads its runs left (the pool
+# SIGKILLs it after kill_grace anyway).
+KEPT_THREADS_WAIT = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +73,48 @@ def main(argv: list[str] | None = None) -> int:
     freeze_heap()
     _send(control, {"ready": os.getpid(), "failed": failed})
     channel = _fork_workers(control, (wake_r, wake_w))
-    if channel is None:
-        return 0
-    # A forked worker: the template's file descriptors are closed, its own are in place.
-    return serve(channel)
+    if channel is not None:
+        # A forked worker: the template's file descriptors are closed, its own are in place.
+        _end_worker(serve, channel)
+    return 0
+
+
+def _end_worker(serve: Callable[[int], int], channel: int) -> NoReturn:
+    """Serve runs in a forked worker, then end it as ``os._exit`` does, once the exit hooks
+    have run (the store's writer commits what it holds) and its output is flushed.
+
+    Not through the interpreter's shutdown: a worker that stops mid-service (its store went
+    read-only or missing) still has daemon threads, the one reading stdin among them, and
+    finalizing while one holds a stream's lock aborts the process with "Fatal Python error:
+    _enter_buffered_busy" in its output.
+    """
+    code = 1
+    try:
+        code = serve(channel)
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        _join_threads(KEPT_THREADS_WAIT)
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()  # what the interpreter's shutdown would run first
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _join_threads(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds in all for the threads the interpreter's shutdown
+    would wait for (non-daemon ones a flow started), as it would."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gnomon.deployments import Catchup, Deployment, Overlap
 from gnomon.states import StateName, StateType
@@ -22,6 +22,7 @@ from gnomon.store._kinds import RunCause
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
     from gnomon.scheduling import Trigger
+    from gnomon.store.rows import NewFlowRun
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -191,10 +192,10 @@ def run_row(
     now: datetime,
     trigger: RunCause,
     daemon_id: str,
-    state_type: str = StateType.PENDING,
-    state_name: str = StateName.PENDING,
+    state_type: StateType = StateType.PENDING,
+    state_name: StateName = StateName.PENDING,
     message: str | None = None,
-) -> dict[str, Any]:
+) -> NewFlowRun:
     """The run row a decision about ``slot``'s fire at ``nominal`` creates."""
     deployment = slot.deployment
     return {
@@ -224,9 +225,9 @@ def final_decision(
     now: datetime,
     trigger: RunCause,
     daemon_id: str,
-    state: str,
+    state: StateName,
     reason: str,
-) -> tuple[Decision, dict[str, Any]]:
+) -> tuple[Decision, NewFlowRun]:
     """A fire that will not run, recorded as ended at once (state type CANCELLED): ``state``
     is Missed or Skipped, with its ``reason``."""
     row = run_row(slot, nominal, now, trigger, daemon_id, StateType.CANCELLED, state, reason)

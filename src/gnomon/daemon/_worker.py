@@ -125,10 +125,14 @@ def serve(channel: int) -> int:
         except BaseException as error:
             # sys.exit() or an interrupt in the flow: the engine recorded the run Crashed; the
             # worker reports it, then exits as asked (the pool replaces it).
+            inbox.run_done()
             _send(channel, {**_stored_outcome(flow_run_id, error), "exiting": True})
             raise
-        _send(channel, message)
+        # Done before the daemon hears of it: told, it may close stdin at once (a recycled
+        # worker), and the inbox must not take that for the daemon's death mid-run, which
+        # exits at once, skipping the exit hooks that commit the run's last rows.
         inbox.run_done()
+        _send(channel, message)
     return 0
 
 
@@ -313,19 +317,23 @@ def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
     from gnomon.flows._records import stored_text
     from gnomon.store import get_store
 
-    row = get_store().read_flow_run(flow_run_id) or {}
-    return {
+    row = get_store().read_flow_run(flow_run_id)
+    message: dict[str, Any] = {
         "done": flow_run_id,
-        "state": row.get("state_name") or StateName.CRASHED,
-        "state_type": row.get("state_type") or StateType.CRASHED,
+        "state": (row and row.state_name) or StateName.CRASHED,
+        "state_type": (row and row.state_type) or StateType.CRASHED,
         "error_type": _type_name(error),
         "message": stored_text(str(error)),
-        "start_time": _iso(row.get("start_time")),
-        "end_time": _iso(row.get("end_time")),
-        "flow_name": row.get("flow_name"),
-        "name": row.get("name"),
-        "run_count": row.get("run_count"),
     }
+    if row is not None:
+        message.update(
+            start_time=_iso(row.start_time),
+            end_time=_iso(row.end_time),
+            flow_name=row.flow_name,
+            name=row.name,
+            run_count=row.run_count,
+        )
+    return message
 
 
 def _crash_unfinished(flow_run_id: str, error: Exception) -> dict[str, Any]:

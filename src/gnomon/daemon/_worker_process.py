@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._template_process import TemplateProcess
     from gnomon.states import State
     from gnomon.store import RunStore
+    from gnomon.store.rows import FlowRunChanges, FlowRunRow
 
 log = logging.getLogger("gnomon.daemon.pool")
 # systemd's variables are for the daemon alone: a flow calling sd_notify must not speak for it.
@@ -169,10 +170,14 @@ class WorkerProcess:
     def terminate(self, now: float, grace: float) -> None:
         """SIGTERM the worker and its tree now, SIGKILL them after ``grace``."""
         self.term_at = None
-        # The tree first: a worker that dies leaves its children to init, outside its tree.
+        # The tree is walked first: a worker that dies leaves its children to init, outside
+        # its tree. Signalled second, as ever: a flow's own SIGTERM handler acts before the
+        # processes it waits for are ended under it.
+        if self.tree is not None:
+            self.tree.track()
+        self.signal(signal.SIGTERM)
         if self.tree is not None:
             self.tree.terminate()
-        self.signal(signal.SIGTERM)
         if self.kill_at is None:
             self.kill_at = now + grace
 
@@ -362,23 +367,19 @@ def record_end(
     state, error = _ending_state(run, pid, returncode)
     exit_code, signame = exit_status(returncode)
     errors = error_fields(error)
-    values: dict[str, Any] = {
+    values: FlowRunChanges = {
         "end_time": state.timestamp,
         "worker_pid": pid,
         "exit_code": exit_code,
         "signal": signame,
         **errors,
     }
+    row: FlowRunRow | None = None
     try:
         store.set_run_state(
-            run.flow_run_id,
-            state.type.value,
-            state.name,
-            state.message,
-            only_if_active=True,
-            **values,
+            run.flow_run_id, state.type, state.name, state.message, only_if_active=True, **values
         )
-        row = store.read_flow_run(run.flow_run_id) or {}
+        row = store.read_flow_run(run.flow_run_id)
     except Exception:
         # The store is unavailable: queue the state on the batched writer, which retries.
         log.exception("could not record run %s %s; queued for retry", run.flow_run_id, state.name)
@@ -387,22 +388,22 @@ def record_end(
             {**state_columns(state), **values},
             state_row(state, 0, run.flow_run_id, None),
         )
-        row = {}
+    stored_name = (row and row.state_name) or state.name
     log.log(
         logging.WARNING if state.type is StateType.CRASHED else logging.INFO,
         "run %s ended %s: %s",
         run.flow_run_id,
-        row.get("state_name") or state.name,
+        stored_name,
         state.message,
         extra={"flow_run_id": run.flow_run_id, "worker_pid": pid},
     )
     return outcome(
         run,
         pid,
-        row.get("state_name") or state.name,
-        row.get("state_type") or state.type.value,
-        row.get("error_type") or errors["error_type"],
-        row.get("state_message") or state.message,
+        stored_name,
+        (row and row.state_type) or state.type,
+        (row and row.error_type) or errors["error_type"],
+        (row and row.state_message) or state.message,
         returncode,
-        row,
+        row.as_dict() if row is not None else None,
     )

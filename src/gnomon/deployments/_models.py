@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from gnomon._names import NAME_RULE, is_name
 from gnomon.scheduling import (
     CronTrigger,
     IntervalTrigger,
@@ -261,16 +262,16 @@ class DaemonConfig(Policies):
         return relative_to_config(value, info)
 
 
-NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _ATTRIBUTE = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*")
 _ENTRYPOINT_FORMAT = "must look like 'package.module:function' or 'path/to/file.py:function'"
 
 
 def check_name(value: str) -> str:
-    """``value`` if it is a valid deployment or notification target name, else ValueError."""
-    if not NAME.fullmatch(value) or set(value) == {"."}:
-        raise ValueError("must be 1 to 100 letters, digits, '-', '_' or '.' (not only dots)")
+    """``value`` if it is a valid deployment or notification target name (``gnomon._names``),
+    else ValueError."""
+    if not is_name(value):
+        raise ValueError(f"must be {NAME_RULE}")
     return value
 
 

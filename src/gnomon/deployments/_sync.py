@@ -19,8 +19,10 @@ from gnomon.deployments._models import Deployment
 
 if TYPE_CHECKING:
     from gnomon.store import DeploymentStore
+    from gnomon.store.rows import DeploymentRow
 
-Row = dict[str, Any]
+# A deployment's column values by name, as a sync compares and writes them.
+Columns = dict[str, Any]
 
 # Columns a deployment's definition in the file sets; a difference in any is a change.
 DEFINITION = (
@@ -88,9 +90,11 @@ class _Plan:
         self.schemas = schemas
         self.result = SyncResult([], [], [], [])
 
-    def __call__(self, current: dict[str, Row]) -> tuple[list[Row], dict[str, Row]]:
-        inserts: list[Row] = []
-        updates: dict[str, Row] = {}
+    def __call__(
+        self, current: dict[str, DeploymentRow]
+    ) -> tuple[list[Columns], dict[str, Columns]]:
+        inserts: list[Columns] = []
+        updates: dict[str, Columns] = {}
         for deployment in self.deployments:
             row = current.get(deployment.name)
             if row is None:
@@ -103,12 +107,12 @@ class _Plan:
             outcome.append(deployment.name)
         configured = {deployment.name for deployment in self.deployments}
         for name, row in sorted(current.items()):
-            if row["active"] and name not in configured and name not in self.keep:
+            if row.active and name not in configured and name not in self.keep:
                 updates[name] = {"active": False, "updated": self.now}
                 self.result.removed.append(name)
         return inserts, updates
 
-    def _new_row(self, deployment: Deployment) -> Row:
+    def _new_row(self, deployment: Deployment) -> Columns:
         interval = deployment.schedule_kind == "interval"
         return {
             "name": deployment.name,
@@ -125,7 +129,7 @@ class _Plan:
             "parameter_schema": self.schemas.get(deployment.flow),
         }
 
-    def _changes(self, deployment: Deployment, row: Row) -> tuple[Row, list[str]]:
+    def _changes(self, deployment: Deployment, row: DeploymentRow) -> tuple[Columns, list[str]]:
         """The columns to update, and which result list the deployment belongs in."""
         wanted = definition(deployment)
         differing = differences(deployment, row)
@@ -134,31 +138,31 @@ class _Plan:
             self.result.fields[deployment.name] = sorted(values)
         if "anchor" in differing:
             values["anchor"] = deployment.anchor
-        elif deployment.schedule_kind == "interval" and row["anchor"] is None:
+        elif deployment.schedule_kind == "interval" and row.anchor is None:
             values["anchor"] = self.now  # a cron deployment that became an interval
         if "paused" in differing:
             values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
         outcome = self.result.changed if values else self.result.unchanged
-        if not row["active"]:
+        if not row.active:
             # Back in the config: the time it was out is not caught up.
             values.update(active=True, fires_from=self.now)
             outcome = self.result.added
-        if row["source_file"] != _source(deployment):  # moved to another file: not a change
+        if row.source_file != _source(deployment):  # moved to another file: not a change
             values["source_file"] = _source(deployment)
         schema = self.schemas.get(deployment.flow)
-        if (schema is not None or "flow" in values) and row["parameter_schema"] != schema:
+        if (schema is not None or "flow" in values) and row.parameter_schema != schema:
             values["parameter_schema"] = schema  # the flow's, not a change of the file's
         return values, outcome
 
 
-def differences(deployment: Deployment, row: Row) -> list[str]:
+def differences(deployment: Deployment, row: DeploymentRow) -> list[str]:
     """What a sync would change in the stored ``row`` to match the file's ``deployment``:
     columns of its definition, an anchor the file pins, a pause the file states."""
     wanted = definition(deployment)
-    changed = [column for column in DEFINITION if row[column] != wanted[column]]
-    if deployment.anchor is not None and row["anchor"] != deployment.anchor:
+    changed = [column for column in DEFINITION if getattr(row, column) != wanted[column]]
+    if deployment.anchor is not None and row.anchor != deployment.anchor:
         changed.append("anchor")
-    if deployment.paused is not None and deployment.paused != row["paused"]:
+    if deployment.paused is not None and deployment.paused != row.paused:
         changed.append("paused")
     return changed
 
@@ -179,17 +183,17 @@ class Comparison:
 
     name: str
     deployment: Deployment | None
-    row: Row | None
+    row: DeploymentRow | None
     drift: Drift | None
     changed: tuple[str, ...] = ()
 
 
 def compare(
-    deployments: Sequence[Deployment], failed: Collection[str], stored: Sequence[Row]
+    deployments: Sequence[Deployment], failed: Collection[str], stored: Sequence[DeploymentRow]
 ) -> list[Comparison]:
     """The file's ``deployments`` (``failed``: names whose entry has problems) against the
     store's rows: in the file's order, then the deployments only the store schedules."""
-    active = {row["name"]: row for row in stored if row["active"]}
+    active = {row.name: row for row in stored if row.active}
     compared = []
     for deployment in deployments:
         row = active.pop(deployment.name, None)
@@ -205,7 +209,7 @@ def compare(
     return compared
 
 
-def definition(deployment: Deployment) -> Row:
+def definition(deployment: Deployment) -> Columns:
     """The store columns the file defines, as JSON-able values."""
     return {
         "flow": deployment.flow,
@@ -223,7 +227,7 @@ def _source(deployment: Deployment) -> str | None:
     return str(deployment.source_file) if deployment.source_file is not None else None
 
 
-def _pause_columns(deployment: Deployment, paused: bool, now: datetime) -> Row:
+def _pause_columns(deployment: Deployment, paused: bool, now: datetime) -> Columns:
     """The pause columns for ``paused`` as set by the file (un-pausing clears them)."""
     from gnomon.store import pause_values
 

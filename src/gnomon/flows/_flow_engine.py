@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,11 @@ from gnomon.states import (
 )
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from gnomon.flows._flow import Flow
     from gnomon.store import RunStore
+    from gnomon.store.rows import ClaimedRun, FlowRunChanges
 
 
 def run_flow(
@@ -90,7 +94,7 @@ def _start_run(
         parent_flow_run_id=parent.flow_run_id if parent else None,
         state=pending,
     )
-    columns = {
+    columns: FlowRunChanges = {
         "name": name,
         "flow_name": flow.name,
         "flow_version": flow.version,
@@ -102,6 +106,8 @@ def _start_run(
         store.insert_flow_run(
             {
                 "id": run.id,
+                "name": name,  # in ``columns`` too: a new row must have them
+                "flow_name": flow.name,
                 "parent_flow_run_id": run.parent_flow_run_id,
                 "tags": [],
                 "run_count": 0,
@@ -225,7 +231,7 @@ def _run_attempts(
             run.state, run.start_time = claimed, claimed.timestamp
         else:
             running = Running() if attempt == 1 else Retrying()
-            extra: dict[str, Any] = {"run_count": attempt}
+            extra: FlowRunChanges = {"run_count": attempt}
             if attempt == 1:
                 extra["start_time"] = run.start_time = running.timestamp
             _record(store, run, running, **extra)
@@ -304,7 +310,9 @@ def _collection_size(value: Any) -> int:
     return len(value) if isinstance(value, (list, tuple, set, dict)) else 1
 
 
-def _record(store: RunStore, run: _records.FlowRun, state: State, **values: Any) -> None:
+def _record(
+    store: RunStore, run: _records.FlowRun, state: State, **values: Unpack[FlowRunChanges]
+) -> None:
     run.state = state
     store.settle_flow_run(
         run.id,
@@ -316,8 +324,10 @@ def _record(store: RunStore, run: _records.FlowRun, state: State, **values: Any)
 def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state: State) -> State:
     from gnomon.flows._logging import engine_logger, log_run_event
 
-    extra: dict[str, Any] = {"end_time": state.timestamp}
-    extra.update(_records.error_fields(_records.state_error(state)))
+    extra: FlowRunChanges = {
+        "end_time": state.timestamp,
+        **_records.error_fields(_records.state_error(state)),
+    }
     if state.is_completed() and flow.persist_result:
         from gnomon.flows._results import get_result_store
 
@@ -336,7 +346,7 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
         engine_logger().error(
             f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)
         )
-    store.commit_now()
+    _commit_final_state(store, state)
     hooks = {
         StateType.COMPLETED: flow.on_completion_hooks,
         StateType.FAILED: flow.on_failure_hooks,
@@ -345,6 +355,47 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
     }.get(state.type, [])
     _records.run_hooks(hooks, flow, run, state)
     return state
+
+
+MAX_FINAL_STATE_RETRY_DELAY = 5.0
+
+
+def _commit_final_state(store: RunStore, state: State) -> None:
+    """Commit the run's final state (and all recorded before it), waiting out a store that
+    cannot be written (a database restarting, failing over, locked) for up to the
+    ``final_state_patience`` setting: a run that finished is not given up for a moment's
+    outage. The rows stay queued meanwhile, never dropped: ``StoreWriteError`` means the
+    database is unavailable, not the rows wrong."""
+    from gnomon._settings import get_settings
+    from gnomon.flows._logging import engine_logger
+    from gnomon.store import StoreWriteError
+
+    try:
+        store.commit_now()
+        return
+    except StoreWriteError as error:
+        failure = error
+    patience = get_settings().final_state_patience
+    clock = get_clock()
+    started = time.monotonic()
+    engine_logger().warning(
+        f"Finished in state {state}; the store cannot be written ({failure}): retrying"
+        f" for up to {patience:g} s"
+    )
+    delay = 0.1
+    while (left := patience - (time.monotonic() - started)) > 0:
+        clock.sleep(min(delay, left))
+        delay = min(delay * 2, MAX_FINAL_STATE_RETRY_DELAY)
+        try:
+            store.flush(timeout=max(left, 0.1))
+        except StoreWriteError as error:
+            failure = error
+            continue
+        engine_logger().info(
+            f"The final state {state.name} was stored after {time.monotonic() - started:.1f} s"
+        )
+        return
+    raise failure
 
 
 def load_flow(entrypoint: str, *, fresh: bool = False) -> Flow[..., Any]:
@@ -438,22 +489,22 @@ def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
     store = get_store()
     running = Running()
     row = store.claim_flow_run(flow_run_id, running.timestamp, worker_pid=os.getpid())
-    set_log_deployment(row["deployment_name"] if row is not None else None)
+    set_log_deployment(row.deployment_name if row is not None else None)
     if row is None:
         current = store.read_flow_run(flow_run_id)
         if current is None:
             raise ObjectNotFound(f"no flow run with id {flow_run_id!r}")
         raise FlowRunNotRunnable(
-            f"flow run {flow_run_id} is {current['state_name']}, not Scheduled or Pending; "
+            f"flow run {flow_run_id} is {current.state_name}, not Scheduled or Pending; "
             "it was already started"
         )
     try:
-        flow = load_flow(row["entrypoint"])
+        flow = load_flow(row.entrypoint or "")
     except BaseException as error:
         message = f"the flow could not be loaded: {type(error).__name__}: {error}"
         record_crashed(store, flow_run_id, message, error)
         raise
-    parameters = dict(row["parameters"] or {})
+    parameters = dict(row.parameters or {})
     run = _start_existing(store, flow, row, parameters, running)
     state = _run_validated(store, flow, run, parameters, claimed=running)
     return run, state
@@ -478,21 +529,21 @@ def record_crashed(store: RunStore, flow_run_id: str, message: str, error: BaseE
 def _start_existing(
     store: RunStore,
     flow: Flow[..., Any],
-    row: dict[str, Any],
+    row: ClaimedRun,
     parameters: dict[str, Any],
     running: State,
 ) -> _records.FlowRun:
     """The claimed run, named; its history up to Running was recorded by its creator and
     its claim."""
     run = _records.FlowRun(
-        id=row["id"],
-        name=row["name"] or random_run_name(),
+        id=row.id,
+        name=row.name or random_run_name(),
         flow_name=flow.name,
         parameters=parameters,
-        run_count=row["run_count"] or 0,
-        parent_flow_run_id=row.get("parent_flow_run_id"),
+        run_count=row.run_count or 0,
+        parent_flow_run_id=row.parent_flow_run_id,
         state=running,
-        start_time=row["start_time"],
+        start_time=row.start_time,
     )
     store.update_flow_run(run.id, name=run.name, flow_name=flow.name, flow_version=flow.version)
     return run

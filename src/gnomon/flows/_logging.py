@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import structlog
     from structlog.typing import EventDict, Processor
 
+    from gnomon.store.rows import NewLog
+
 ROOT_LOGGER = "gnomon"
 FLOW_RUN_LOGGER = "gnomon.flow_runs"
 TASK_RUN_LOGGER = "gnomon.task_runs"
@@ -113,7 +115,7 @@ def set_log_deployment(name: str | None) -> None:
     _deployment_name = name
 
 
-def _store_sink() -> Callable[[dict[str, Any]], None]:
+def _store_sink() -> Callable[[NewLog], None]:
     """Where stored log rows go: the process's batched store writer."""
     from gnomon.store import get_store
 
@@ -141,7 +143,7 @@ class _StoreHandler(logging.Handler):
                     exc_info=True,
                 )
 
-    def _row(self, record: logging.LogRecord) -> dict[str, Any] | None:
+    def _row(self, record: logging.LogRecord) -> NewLog | None:
         fields: EventDict
         if isinstance(record.msg, dict) and "_logger" in vars(record):  # a structlog event
             fields = dict(record.msg)  # its run context was added when it was logged

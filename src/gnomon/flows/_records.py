@@ -11,13 +11,40 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from gnomon._secrets import mask_known
 from gnomon._text import valid_text
-from gnomon.states import State
+from gnomon.states import State, StateType
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from gnomon.store.rows import NewState
+
+    # Columns flow runs and task runs share, as the writes of both take them.
+
+    class StateColumns(TypedDict):
+        state_type: StateType
+        state_name: str
+        state_message: str | None
+        updated: datetime
+
+    class ErrorColumns(TypedDict):
+        error_type: str | None
+        error_message: str | None
+        error_traceback: str | None
+
 
 MAX_TRACEBACK = 20_000
+
+
+@overload
+def stored_text(text: str) -> str: ...
+
+
+@overload
+def stored_text(text: str | None) -> str | None: ...
 
 
 def stored_text(text: str | None) -> str | None:
@@ -29,7 +56,7 @@ def stored_text(text: str | None) -> str | None:
     return valid_text(mask_known(text))
 
 
-def error_fields(error: BaseException | None) -> dict[str, Any]:
+def error_fields(error: BaseException | None) -> ErrorColumns:
     if error is None:
         return {"error_type": None, "error_message": None, "error_traceback": None}
     cls = type(error)
@@ -59,21 +86,21 @@ def state_error(state: State) -> BaseException | None:
 
 def state_row(
     state: State, attempt: int, flow_run_id: str | None, task_run_id: str | None
-) -> dict[str, Any]:
+) -> NewState:
     return {
         "flow_run_id": flow_run_id,
         "task_run_id": task_run_id,
         "timestamp": state.timestamp,
-        "type": state.type.value,
+        "type": state.type,
         "name": state.name,
         "message": stored_text(state.message),
         "attempt": attempt,
     }
 
 
-def state_columns(state: State) -> dict[str, Any]:
+def state_columns(state: State) -> StateColumns:
     return {
-        "state_type": state.type.value,
+        "state_type": state.type,
         "state_name": state.name,
         "state_message": stored_text(state.message),
         "updated": state.timestamp,

@@ -4,9 +4,10 @@ slots, the audit log and API tokens.
 ``get_store()`` gives the process's ``Store`` for the configured database, migrating it on
 first use. ``Store`` plays every role declared in ``gnomon.store.abc`` (``RunStore``,
 ``ScheduleStore``, ``DeploymentStore``, ``ControlStore``): code outside the store names the
-role it uses. ``open_fast`` gives the command line's fast commands a ``FastControl`` without
-SQLAlchemy when it can. Importing this package imports nothing else (each name loads its
-module on first use), so that path stays fast.
+role it uses; the rows its reads return and its writes take are typed in
+``gnomon.store.rows``. ``open_fast`` gives the command line's fast commands a
+``FastControl`` without SQLAlchemy when it can. Importing this package imports nothing else
+(each name loads its module on first use), so that path stays fast.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from gnomon.store._db import file_identity
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import store_fault, store_name
-    from gnomon.store._kinds import AuditAction, Origin, RunCause
+    from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._store import (
         Store,
@@ -50,6 +51,7 @@ _LAZY = {
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
+    "ReloadStatus": "gnomon.store._kinds",
     "RunCause": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
@@ -79,6 +81,7 @@ __all__ = [
     "FastStore",
     "LogQuery",
     "Origin",
+    "ReloadStatus",
     "RunCause",
     "RunStore",
     "ScheduleStore",

@@ -1,7 +1,8 @@
 """The methods of ``abc.FastControl``, written once for both stores that offer them.
 
 Each method says which query of ``_statements`` it runs, in which variant and with what
-values (a ``Call``), and what it makes of the rows. How a call runs is the store's:
+values (a ``Call``), and what it makes of the rows (of which class of ``rows``). How a
+call runs is the store's:
 ``Store`` executes the query's SQLAlchemy statement, ``FastStore`` (``_fast``) the SQL
 compiled from it ahead of time (``_compiled``) on the bare driver, for the command line.
 So a query, and what a method does with it, exist once. This module imports no SQLAlchemy.
@@ -14,16 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gnomon.store._kinds import AuditAction
 from gnomon.store._values import newest_in_time_order, newest_window, pause_values
+from gnomon.store.rows import DeploymentRow, FlowRunRow, LogRow
 
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
     from gnomon.store._values import Actor, LogQuery
 
-Row = dict[str, Any]
+R = TypeVar("R")
 
 # "No limit" as a bound LIMIT: the largest BIGINT, which both databases take (SQLite
 # refuses a NULL limit, PostgreSQL a negative one), so a query needs no variant without one.
@@ -76,30 +78,39 @@ class FastControlQueries(abc.ABC):
     """``FastControl``: what the command line's fast commands ask of the store."""
 
     @abc.abstractmethod
-    def _rows(self, call: Call) -> list[Row]:
-        """The rows ``call`` reads, each a dict of its columns' Python values."""
+    def _tuples(self, call: Call) -> Sequence[Sequence[Any]]:
+        """The rows ``call`` reads, each its columns' Python values in the query's order."""
 
     @abc.abstractmethod
     def _writing(self) -> AbstractContextManager[Execute]:
         """A write transaction, committed when the block ends (rolled back if it raises)."""
 
-    def _row(self, call: Call) -> Row | None:
-        rows = self._rows(call)
+    def _rows(self, call: Call, row: Callable[..., R]) -> list[R]:
+        """The rows ``call`` reads, made by ``row`` (a class of ``rows``) from their values."""
+        return [row(*values) for values in self._tuples(call)]
+
+    def _row(self, call: Call, row: Callable[..., R]) -> R | None:
+        rows = self._rows(call, row)
         return rows[0] if rows else None
+
+    def _column(self, call: Call) -> list[Any]:
+        """The values of the one column ``call`` reads."""
+        return [values[0] for values in self._tuples(call)]
 
     # Deployments.
 
     def read_deployment_names(self) -> list[str]:
         """Names of the active deployments, sorted."""
-        return [row["name"] for row in self._rows(Call("deployment_names"))]
+        return self._column(Call("deployment_names"))
 
-    def read_deployment(self, name: str) -> Row | None:
+    def read_deployment(self, name: str) -> DeploymentRow | None:
         """The deployment row ``name`` (active or removed from the config), or None."""
-        return self._row(Call("deployment", {"name": name}))
+        return self._row(Call("deployment", {"name": name}), DeploymentRow)
 
-    def read_deployments(self, active_only: bool = True) -> list[Row]:
+    def read_deployments(self, active_only: bool = True) -> list[DeploymentRow]:
         """Deployment rows by name; only those still in the config unless ``active_only``."""
-        return self._rows(Call("deployments", variant=variant(active_only=active_only)))
+        call = Call("deployments", variant=variant(active_only=active_only))
+        return self._rows(call, DeploymentRow)
 
     def set_paused(
         self,
@@ -129,14 +140,14 @@ class FastControlQueries(abc.ABC):
 
     # Runs.
 
-    def read_flow_run(self, id: str) -> Row | None:
+    def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
-        return self._row(Call("flow_run", {"id": id}))
+        return self._row(Call("flow_run", {"id": id}), FlowRunRow)
 
     def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         """Ids starting with ``prefix`` (operators type the first characters of an id)."""
         call = Call("run_ids", {"prefix": prefix, "prefix_end": prefix + "\uffff", "limit": limit})
-        return [row["id"] for row in self._rows(call)]
+        return self._column(call)
 
     def read_runs(
         self,
@@ -144,7 +155,7 @@ class FastControlQueries(abc.ABC):
         state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
-    ) -> list[Row]:
+    ) -> list[FlowRunRow]:
         """Flow runs newest first, filtered by deployment, state (``parse_state_filter``)
         and age."""
         parameters: dict[str, Any] = {"deployment": deployment, "since": since, "limit": limit}
@@ -154,11 +165,11 @@ class FastControlQueries(abc.ABC):
         options = variant(
             deployment=deployment is not None, state=state is not None, since=since is not None
         )
-        return self._rows(Call("runs", _present(parameters), options))
+        return self._rows(Call("runs", _present(parameters), options), FlowRunRow)
 
     # Logs.
 
-    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[LogRow]:
         """Log rows matching ``query``: if ``newest``, the newest ``limit`` by time, oldest
         first (see ``newest_window``); else the first ``limit`` after ``query.after_id`` in
         id order (what a follower polls for, with the last id as its cursor)."""
@@ -182,13 +193,13 @@ class FastControlQueries(abc.ABC):
                 newest=newest,
             ),
         )
-        rows = self._rows(call)
+        rows = self._rows(call, LogRow)
         return newest_in_time_order(rows, limit) if newest else rows
 
     def last_log_id(self) -> int:
         """The id of the newest log line; 0 if there is none."""
-        row = self._row(Call("last_log_id"))
-        return int(row["last_id"] or 0) if row else 0
+        (last,) = self._column(Call("last_log_id"))
+        return int(last or 0)
 
 
 def _present(parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, desc, func, select, update
 
 from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
 from gnomon.store._calls import audit_call
-from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction
+from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, ReloadStatus
 from gnomon.store._queries import Queries, Row, execute_call, upsert_limit
 from gnomon.store._scheduled import first_state_row
 from gnomon.store._schema import (
+    CANCEL_REQUEST,
+    RECENT_RUN,
+    TOKEN_INFO,
+    TOKEN_SCOPE,
     api_tokens,
     audit_log,
     concurrency_limits,
@@ -31,6 +35,18 @@ from gnomon.store._schema import (
     utcnow,
 )
 from gnomon.store._values import Actor
+from gnomon.store.rows import (
+    AuditEntry,
+    CancelRequest,
+    FlowRunRow,
+    RecentRun,
+    ReloadRequest,
+    TokenInfo,
+    TokenScope,
+)
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import NewFlowRun
 
 WAITING = sorted(WAITING_TYPES)
 
@@ -50,12 +66,12 @@ class ControlQueries(Queries):
         with self.engine.begin() as connection:
             execute_call(connection, audit_call(actor, action, target, reason, detail))
 
-    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[Row]:
+    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
         """Audit entries newest first, at most ``limit``, not older than ``since``."""
         statement = select(audit_log).order_by(desc(audit_log.c.id)).limit(limit)
         if since is not None:
             statement = statement.where(audit_log.c.timestamp >= since)
-        return self._all(statement)
+        return self._all(statement, AuditEntry)
 
     # Reload requests (see gnomon.daemon._reload).
 
@@ -69,7 +85,7 @@ class ControlQueries(Queries):
                     "requested_at": utcnow(),
                     "requested_by": actor.name,
                     "origin": actor.origin,
-                    "status": "pending",
+                    "status": ReloadStatus.PENDING,
                     "detail": {"config": config},
                 },
             )
@@ -77,22 +93,24 @@ class ControlQueries(Queries):
         assert isinstance(request_id, int)
         return request_id
 
-    def read_pending_reloads(self) -> list[Row]:
+    def read_pending_reloads(self) -> list[ReloadRequest]:
         """Reload requests not answered yet, oldest first."""
         return self._all(
             select(config_reloads)
-            .where(config_reloads.c.status == "pending")
-            .order_by(config_reloads.c.id)
+            .where(config_reloads.c.status == ReloadStatus.PENDING)
+            .order_by(config_reloads.c.id),
+            ReloadRequest,
         )
 
-    def read_reload(self, request_id: int) -> Row | None:
-        return self._one(select(config_reloads).where(config_reloads.c.id == request_id))
+    def read_reload(self, request_id: int) -> ReloadRequest | None:
+        statement = select(config_reloads).where(config_reloads.c.id == request_id)
+        return self._one(statement, ReloadRequest)
 
     def finish_reload(
         self,
         request_ids: Sequence[int],
         actor: Actor,
-        status: str,
+        status: ReloadStatus,
         detail: dict[str, Any],
         target: str | None,
     ) -> None:
@@ -112,17 +130,14 @@ class ControlQueries(Queries):
 
     # Deployments.
 
-    def read_recent_states(self, names: Iterable[str], per_deployment: int) -> dict[str, list[Row]]:
+    def read_recent_states(
+        self, names: Iterable[str], per_deployment: int
+    ) -> dict[str, list[RecentRun]]:
         """The newest runs of each deployment (id, state, nominal time), newest first."""
         names = list(names)
         ranked = (
             select(
-                flow_runs.c.deployment_name,
-                flow_runs.c.id,
-                flow_runs.c.state_name,
-                flow_runs.c.state_type,
-                flow_runs.c.scheduled_for,
-                flow_runs.c.end_time,
+                *RECENT_RUN,
                 func.row_number()
                 .over(
                     partition_by=flow_runs.c.deployment_name,
@@ -134,20 +149,22 @@ class ControlQueries(Queries):
             .subquery()
         )
         rows = self._all(
-            select(ranked)
+            select(*(ranked.c[column.name] for column in RECENT_RUN))
             .where(ranked.c.rank <= per_deployment)
-            .order_by(ranked.c.deployment_name, ranked.c.rank)
+            .order_by(ranked.c.deployment_name, ranked.c.rank),
+            RecentRun,
         )
-        recent: dict[str, list[Row]] = {name: [] for name in names}
+        recent: dict[str, list[RecentRun]] = {name: [] for name in names}
         for row in rows:
-            recent[row["deployment_name"]].append(row)
+            assert row.deployment_name is not None  # selected by it
+            recent[row.deployment_name].append(row)
         return recent
 
     # Runs.
 
-    def create_requested_run(self, row: Row, actor: Actor, action: AuditAction) -> None:
+    def create_requested_run(self, run: NewFlowRun, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry (Pending) with its first state and audit entry."""
-        row = {"created": utcnow(), **row}
+        row: Row = {"created": utcnow(), **run}
         now = row["created"]
         with self.engine.begin() as connection:
             connection.execute(flow_runs.insert(), row)
@@ -218,16 +235,15 @@ class ControlQueries(Queries):
             )
         return outcome
 
-    def read_cancel_requests(self, since: datetime) -> list[Row]:
+    def read_cancel_requests(self, since: datetime) -> list[CancelRequest]:
         """Runs whose cancellation was requested at or after ``since``: id, state type, and
         the message naming who asked and why."""
         return self._all(
-            select(flow_runs.c.id, flow_runs.c.state_type, flow_runs.c.state_message).where(
-                flow_runs.c.cancel_requested_at >= since
-            )
+            select(*CANCEL_REQUEST).where(flow_runs.c.cancel_requested_at >= since),
+            CancelRequest,
         )
 
-    def read_last_outcomes(self) -> dict[str, tuple[str | None, datetime | None]]:
+    def read_last_outcomes(self) -> dict[str, tuple[StateType | None, datetime | None]]:
         """By deployment: the state type of its newest finished run (Skipped and Missed fires
         are not runs that finished) and when its newest completed run ended."""
         finished = flow_runs.c.state_type.in_(sorted(FINAL_TYPES))
@@ -247,24 +263,25 @@ class ControlQueries(Queries):
             )
             .subquery()
         )
-        outcomes: dict[str, tuple[str | None, datetime | None]] = {
-            row["deployment_name"]: (row["state_type"], None)
-            for row in self._all(select(ranked).where(ranked.c.rank == 1))
-        }
-        successes = self._all(
-            select(flow_runs.c.deployment_name, func.max(flow_runs.c.end_time).label("ended"))
+        newest = select(ranked.c.deployment_name, ranked.c.state_type).where(ranked.c.rank == 1)
+        successes = (
+            select(flow_runs.c.deployment_name, func.max(flow_runs.c.end_time))
             .where(
                 flow_runs.c.state_type == StateType.COMPLETED,
                 flow_runs.c.deployment_name.is_not(None),
             )
             .group_by(flow_runs.c.deployment_name)
         )
-        for row in successes:
-            last_type = outcomes.get(row["deployment_name"], (None, None))[0]
-            outcomes[row["deployment_name"]] = (last_type, row["ended"])
+        with self.reader.connect() as connection:
+            outcomes: dict[str, tuple[StateType | None, datetime | None]] = {
+                name: (StateType(state_type), None)
+                for name, state_type in connection.execute(newest).tuples()
+            }
+            for name, ended in connection.execute(successes).tuples():
+                outcomes[name] = (outcomes.get(name, (None, None))[0], ended)
         return outcomes
 
-    def read_requested_runs(self, since: datetime) -> list[Row]:
+    def read_requested_runs(self, since: datetime) -> list[FlowRunRow]:
         """Manual runs and retries created at or after ``since`` that still wait."""
         return self._all(
             select(flow_runs)
@@ -273,7 +290,8 @@ class ControlQueries(Queries):
                 flow_runs.c.trigger.in_(sorted(REQUESTED_CAUSES)),
                 flow_runs.c.state_type.in_(WAITING),
             )
-            .order_by(flow_runs.c.created)
+            .order_by(flow_runs.c.created),
+            FlowRunRow,
         )
 
     def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
@@ -357,25 +375,14 @@ class ControlQueries(Queries):
                 execute_call(connection, audit_call(actor, AuditAction.TOKEN_REVOKE, name))
         return bool(deleted)
 
-    def read_tokens(self) -> list[Row]:
+    def read_tokens(self) -> list[TokenInfo]:
         """Every token's name, scope and use (never the hash)."""
-        return self._all(
-            select(
-                api_tokens.c.name,
-                api_tokens.c.read_only,
-                api_tokens.c.created,
-                api_tokens.c.created_by,
-                api_tokens.c.last_used,
-            ).order_by(api_tokens.c.name)
-        )
+        return self._all(select(*TOKEN_INFO).order_by(api_tokens.c.name), TokenInfo)
 
-    def find_token(self, token_hash: str) -> Row | None:
+    def find_token(self, token_hash: str) -> TokenScope | None:
         """The token with this hash (name and scope), or None."""
-        return self._one(
-            select(api_tokens.c.name, api_tokens.c.read_only).where(
-                api_tokens.c.token_hash == token_hash
-            )
-        )
+        statement = select(*TOKEN_SCOPE).where(api_tokens.c.token_hash == token_hash)
+        return self._one(statement, TokenScope)
 
     def touch_tokens(self, used: dict[str, datetime]) -> None:
         """Record when tokens were last used (the API batches these)."""

@@ -251,7 +251,7 @@ class DriverConnection:
         """The connection for one transaction, and whether it is the kept one: a pooled
         one of its own while another thread's transaction has the kept one."""
         if not self._lock.acquire(blocking=False):
-            return self.engine.raw_connection(), False
+            return _checkout(self.engine), False
         try:
             return self._checked(), True
         except BaseException:
@@ -292,7 +292,7 @@ class DriverConnection:
         """A pooled connection to keep, leaving the pool one for reads: a daemon whose
         database file is deleted goes on through the connections it has to the end of its
         shutdown (``daemon._storefile``), and a new one could only fail then."""
-        pooled = self.engine.raw_connection()
+        pooled = _checkout(self.engine)
         pool = self.engine.pool
         sqlite = self.engine.dialect.name == "sqlite"
         if sqlite and isinstance(pool, QueuePool) and not pool.checkedin():
@@ -322,12 +322,24 @@ def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
     Here the pool, the SQLite settings and the write turn apply as with ``engine.begin()``,
     and the driver's errors are raised as SQLAlchemy's (``OperationalError``, ...).
     """
-    pooled = engine.raw_connection()
+    pooled = _checkout(engine)
     try:
         with _transaction(engine.dialect, pooled) as transaction:
             yield transaction
     finally:
         pooled.close()
+
+
+def _checkout(engine: Engine) -> Any:
+    """One of ``engine``'s pooled driver connections. The pool raises the driver's own
+    error when it cannot connect (a server that is down refuses it): raised here as
+    SQLAlchemy's, so that callers tell an unavailable database (``OperationalError``: keep
+    the rows and retry) from rows it rejects."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        return engine.raw_connection()
+    except dbapi.Error as error:
+        raise DBAPIError.instance(None, None, error, dbapi.Error) from error
 
 
 @contextlib.contextmanager

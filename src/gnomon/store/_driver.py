@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gnomon._text import loads
-from gnomon.store._calls import Call, Row
 from gnomon.store._codecs import as_utc, aware, from_utc_text, utc_text, utcnow
+
+if TYPE_CHECKING:
+    from gnomon.store._calls import Call
 
 # Where a statement's SET list goes, in its SQL and among its parameters (see ``Compiled``).
 ASSIGNMENTS = "__[ASSIGNMENTS]"
@@ -165,17 +167,18 @@ class DriverQueries:
             bound.rows.extend(members)
         return list(merged.values())
 
-    def decode(self, query: str, rows: Iterable[Sequence[Any]]) -> list[Row]:
-        """The driver's ``rows`` of query ``query`` as dicts of Python values."""
-        decoders = [
-            (name, None if kind is None else self.decoders[kind])
-            for name, kind in self.queries[query].columns
-        ]
+    def decode(self, query: str, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """The driver's ``rows`` of query ``query`` with their values converted to Python's
+        (a row class takes them in order); ``rows`` themselves if nothing converts."""
+        columns = self.queries[query].columns
+        decoders = [None if kind is None else self.decoders[kind] for _, kind in columns]
+        if not any(decoders):
+            return rows
         return [
-            {
-                name: value if decode is None or value is None else decode(value)
-                for (name, decode), value in zip(decoders, row, strict=True)
-            }
+            tuple(
+                value if decode is None or value is None else decode(value)
+                for decode, value in zip(decoders, row, strict=True)
+            )
             for row in rows
         ]
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from gnomon._location import existing_file_uri, sqlite_file
 from gnomon._text import loads
-from gnomon.store._calls import Call, Execute, FastControlQueries, Row
+from gnomon.store._calls import Call, Execute, FastControlQueries
 from gnomon.store._connect import BUSY_TIMEOUT_MS, libpq_parameters
 from gnomon.store._driver import DriverQueries, driver_queries
 from gnomon.store._revision import HEAD_REVISION
@@ -49,10 +49,10 @@ class FastStore(FastControlQueries):
 
     def revision(self) -> str | None:
         """The schema revision the store is at; None if it has none (never migrated)."""
-        rows = self._rows(Call("revision"))
-        return str(rows[0]["version_num"]) if rows else None
+        revisions = self._column(Call("revision"))
+        return str(revisions[0]) if revisions else None
 
-    def _rows(self, call: Call) -> list[Row]:
+    def _tuples(self, call: Call) -> Sequence[Sequence[Any]]:
         return self.queries.decode(call.query, self._execute(call).fetchall())
 
     def _execute(self, call: Call) -> Any:

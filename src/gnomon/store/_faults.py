@@ -137,16 +137,26 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 
 def store_name(url: str) -> str:
-    """The store as the operator knows it: the SQLite file's path, else the URL without
-    its password."""
+    """The store as the operator knows it: the SQLite file's path, else the URL with its
+    password masked, in the user part and in the query (``?password=``, ``sslpassword=``:
+    any key named like a secret, see ``gnomon._secrets``)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    from gnomon._secrets import is_secret_key
+
     path = sqlite_file(url)
     if path is not None:
         return str(path)
-    scheme, separator, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if separator and at and ":" in credentials:
-        return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
-    return url
+    parts = urlsplit(url)
+    credentials, at, host = parts.netloc.rpartition("@")
+    if at and ":" in credentials:
+        credentials = f"{credentials.partition(':')[0]}:***"
+    query = [
+        (key, "***" if is_secret_key(key) else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    shown = f"{parts.scheme}://{credentials}{at}{host}{parts.path}"
+    return f"{shown}?{urlencode(query, safe='*/:@')}" if query else shown
 
 
 def _near(filename: object, directory: Path) -> bool:

@@ -43,3 +43,19 @@ class Origin(enum.StrEnum):
     CLI = "cli"
     API = "api"
     DAEMON = "daemon"
+
+
+class ReloadStatus(enum.StrEnum):
+    """Where a config reload request stands (``config_reloads.status``): waiting for the
+    daemon, or the reload's outcome."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    PARTIAL = "partial"
+    REFUSED = "refused"
+
+    @property
+    def exit_code(self) -> int:
+        """A command's exit code for this outcome: 0 applied, 1 applied but for the
+        deployments with problems, 2 nothing applied."""
+        return {ReloadStatus.APPLIED: 0, ReloadStatus.PARTIAL: 1}.get(self, 2)

@@ -1,9 +1,10 @@
 """Reads, and the few writes that must be committed before the caller goes on.
 
 Reads run in deferred transactions (``read_engine``), so they never wait for writers; each
-returns plain dicts. Synchronous writes run in ``BEGIN IMMEDIATE`` transactions: a flow run
-scheduled for another process, concurrency slots, whose check-then-insert must be atomic
-across processes, and deployments, synced from the config and paused from the command line.
+returns rows of a class of ``rows``. Synchronous writes run in ``BEGIN IMMEDIATE``
+transactions: a flow run scheduled for another process, concurrency slots, whose
+check-then-insert must be atomic across processes, and deployments, synced from the config
+and paused from the command line.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import contextlib
 import functools
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,8 +29,9 @@ from sqlalchemy import (
 )
 
 from gnomon.states import StateName, StateType
-from gnomon.store._calls import Call, Execute, FastControlQueries, Row
+from gnomon.store._calls import Call, Execute, FastControlQueries
 from gnomon.store._schema import (
+    SCHEDULE_STATE,
     concurrency_limits,
     concurrency_slots,
     deployments,
@@ -39,6 +41,12 @@ from gnomon.store._schema import (
 )
 from gnomon.store._statements import call_statement
 from gnomon.store._writer import BatchWriter
+from gnomon.store.rows import ClaimedRun, DeploymentRow, ScheduleState, StateRow, TaskRunRow
+
+R = TypeVar("R")
+# Column values by name, as the store's internals bind them (the rows of ``rows`` that
+# writes take are these dicts, typed).
+Row = dict[str, Any]
 
 
 class Queries(FastControlQueries):
@@ -57,18 +65,19 @@ class Queries(FastControlQueries):
         """The same pool as ``engine``, with deferred transactions for reads."""
         return self._writer.reader
 
-    def _all(self, statement: Select[Any]) -> list[Row]:
+    def _all(self, statement: Select[Any], row: Callable[..., R]) -> list[R]:
+        """The rows ``statement`` reads, made by ``row`` (a class of ``rows`` whose fields
+        are the columns it selects, in order)."""
         with self.reader.connect() as connection:
-            return [dict(row) for row in connection.execute(statement).mappings()]
+            return [row(*values) for values in connection.execute(statement)]
 
-    def _one(self, statement: Select[Any]) -> Row | None:
-        rows = self._all(statement)
+    def _one(self, statement: Select[Any], row: Callable[..., R]) -> R | None:
+        rows = self._all(statement, row)
         return rows[0] if rows else None
 
-    def _rows(self, call: Call) -> list[Row]:
+    def _tuples(self, call: Call) -> Sequence[Sequence[Any]]:
         with self.reader.connect() as connection:
-            result = connection.execute(call_statement(call), dict(call.parameters))
-            return [dict(row) for row in result.mappings()]
+            return connection.execute(call_statement(call), dict(call.parameters)).all()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Execute]:
@@ -77,21 +86,22 @@ class Queries(FastControlQueries):
 
     # Runs, states and logs.
 
-    def read_task_run(self, id: str) -> Row | None:
+    def read_task_run(self, id: str) -> TaskRunRow | None:
         """The task run row ``id``, or None."""
-        return self._one(select(task_runs).where(task_runs.c.id == id))
+        return self._one(select(task_runs).where(task_runs.c.id == id), TaskRunRow)
 
-    def read_task_runs(self, flow_run_id: str) -> list[Row]:
+    def read_task_runs(self, flow_run_id: str) -> list[TaskRunRow]:
         """A flow run's task runs, in the order they were created."""
         return self._all(
             select(task_runs)
             .where(task_runs.c.flow_run_id == flow_run_id)
-            .order_by(task_runs.c.created, task_runs.c.id)
+            .order_by(task_runs.c.created, task_runs.c.id),
+            TaskRunRow,
         )
 
     def read_states(
         self, flow_run_id: str | None = None, task_run_id: str | None = None
-    ) -> list[Row]:
+    ) -> list[StateRow]:
         """State transitions in order: a task run's, or a flow run's own (not its tasks')."""
         statement = select(run_states).order_by(run_states.c.id)
         if task_run_id is not None:
@@ -100,13 +110,13 @@ class Queries(FastControlQueries):
             statement = statement.where(run_states.c.task_run_id.is_(None))
         if flow_run_id is not None:
             statement = statement.where(run_states.c.flow_run_id == flow_run_id)
-        return self._all(statement)
+        return self._all(statement, StateRow)
 
     def claim_flow_run(
         self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
-    ) -> Row | None:
-        """Start a Scheduled or Pending flow run: its ``CLAIMED_COLUMNS`` (``_writes``) as
-        claimed, or None if the run is not one of those (or does not exist).
+    ) -> ClaimedRun | None:
+        """Start a Scheduled or Pending flow run: the run as claimed, or None if it is not
+        one of those (or does not exist).
 
         One transaction moves the row to Running with its start time (``at``, default now),
         its first attempt and the claiming process (``worker_pid``), records the Running
@@ -127,7 +137,7 @@ class Queries(FastControlQueries):
         }
         if queries.has("claim_recorded"):
             claimed = self._writer.direct.run_alone(queries.bind(Call("claim_recorded", values)))
-            return queries.decode("claim_recorded", claimed)[0] if claimed else None
+            return ClaimedRun(*queries.decode("claim_recorded", claimed)[0]) if claimed else None
         state = {
             "flow_run_id": flow_run_id,
             "timestamp": now,
@@ -142,7 +152,7 @@ class Queries(FastControlQueries):
             if not returned:
                 return None
             transaction.run(insert_state)
-        return queries.decode("claim", returned)[0]
+        return ClaimedRun(*queries.decode("claim", returned)[0])
 
     def commit_now(self) -> None:
         """Commit every row recorded so far, in this thread and one transaction, after any
@@ -165,7 +175,8 @@ class Queries(FastControlQueries):
         statement = select(concurrency_limits.c.name, concurrency_limits.c.slot_limit)
         if names is not None:
             statement = statement.where(concurrency_limits.c.name.in_(names))
-        return {row["name"]: row["slot_limit"] for row in self._all(statement)}
+        with self.reader.connect() as connection:
+            return dict(connection.execute(statement).tuples().all())
 
     def delete_concurrency_limit(self, name: str) -> bool:
         """Delete a limit and the slots held on it; False if there was no such limit."""
@@ -239,21 +250,19 @@ class Queries(FastControlQueries):
 
     # Deployments.
 
-    def read_schedule_states(self) -> dict[str, Row]:
+    def read_schedule_states(self) -> dict[str, ScheduleState]:
         """By name, what the scheduler keeps of each active deployment: ``anchor``,
         ``paused``, ``last_fire`` and ``fires_from``. The daemon reads it at every start and
         reload; for 10,000 deployments the whole rows took 240-310 ms to read, these 50 ms."""
-        statement = select(
-            deployments.c.name,
-            deployments.c.anchor,
-            deployments.c.paused,
-            deployments.c.last_fire,
-            deployments.c.fires_from,
-        ).where(deployments.c.active.is_(True))
-        return {row["name"]: row for row in self._all(statement)}
+        statement = select(*SCHEDULE_STATE).where(deployments.c.active.is_(True))
+        return {row.name: row for row in self._all(statement, ScheduleState)}
 
     def merge_deployments(
-        self, merge: Callable[[dict[str, Row]], tuple[list[Row], dict[str, Row]]]
+        self,
+        merge: Callable[
+            [dict[str, DeploymentRow]],
+            tuple[Sequence[Mapping[str, Any]], Mapping[str, Mapping[str, Any]]],
+        ],
     ) -> None:
         """Read every deployment row and write ``merge``'s changes in one IMMEDIATE transaction.
 
@@ -263,12 +272,11 @@ class Queries(FastControlQueries):
         the write, so a sync never overwrites a pause it did not see.
         """
         with self.engine.begin() as connection:
-            current = {
-                row["name"]: dict(row) for row in connection.execute(select(deployments)).mappings()
-            }
+            rows = connection.execute(select(deployments))
+            current = {row.name: row for row in (DeploymentRow(*values) for values in rows)}
             inserts, updates = merge(current)
             if inserts:
-                connection.execute(deployments.insert(), inserts)
+                connection.execute(deployments.insert(), list(inserts))
             for name, values in updates.items():
                 connection.execute(
                     update(deployments).where(deployments.c.name == name).values(**values)

@@ -7,16 +7,27 @@ decision is only made once the run row exists, so a crash can never lose or repe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Select, func, select
 
-from gnomon.states import ACTIVE_TYPES, StateName
+from gnomon.states import ACTIVE_TYPES, StateName, StateType
 from gnomon.store._calls import Call
 from gnomon.store._queries import Queries, Row
-from gnomon.store._schema import FINAL_STATE_TYPES, deployments, flow_runs, run_states, utcnow
+from gnomon.store._schema import (
+    FINAL_STATE_TYPES,
+    PAUSE_CHANGE,
+    deployments,
+    flow_runs,
+    run_states,
+    utcnow,
+)
+from gnomon.store.rows import FlowRunRow, PauseChange
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import NewFlowRun
 
 ACTIVE = sorted(ACTIVE_TYPES)
 # Names or ids per lookup in a fire's transaction: a bound list each, within every
@@ -24,7 +35,7 @@ ACTIVE = sorted(ACTIVE_TYPES)
 _LOOKUP_CHUNK = 500
 
 
-def first_state_row(run: Row) -> Row:
+def first_state_row(run: Mapping[str, Any]) -> Row:
     """The ``run_states`` row of a new run's first state, as of its ``updated`` time (or
     ``created``): how the daemon's runs and operators' requested runs begin."""
     return {
@@ -55,19 +66,19 @@ class ScheduledRunQueries(Queries):
             else:
                 connection.execute(text("SELECT 1"))
 
-    def create_runs(self, runs: Sequence[Row]) -> set[str]:
+    def create_runs(self, runs: Sequence[NewFlowRun]) -> set[str]:
         """Insert runs (with their first state) in one transaction; returns the ids created.
 
         A run whose (deployment_name, scheduled_for) already exists is not created: whoever
         made it first (this daemon before a restart, or another daemon) owns that fire.
         """
-        return self._create_runs(runs, unless_paused=False)[0]
+        return self._create_runs(cast("Sequence[Row]", runs), unless_paused=False)[0]
 
-    def create_runs_unless_paused(self, runs: Sequence[Row]) -> tuple[set[str], set[str]]:
+    def create_runs_unless_paused(self, runs: Sequence[NewFlowRun]) -> tuple[set[str], set[str]]:
         """``create_runs``, leaving out the runs of deployments paused in the store: the
         pause flags are read inside the same write transaction, so a pause committed before
         it (by ``gnomon pause``) always wins. Returns the ids created and the paused names."""
-        return self._create_runs(runs, unless_paused=True)
+        return self._create_runs(cast("Sequence[Row]", runs), unless_paused=True)
 
     def _create_runs(self, runs: Sequence[Row], unless_paused: bool) -> tuple[set[str], set[str]]:
         if not runs:
@@ -98,9 +109,10 @@ class ScheduledRunQueries(Queries):
     def set_run_state(
         self,
         flow_run_id: str,
-        state_type: str,
+        state_type: StateType,
         state_name: str,
         message: str | None = None,
+        /,  # so that ``values``, the run's other columns by name, cannot be taken for them
         *,
         only_if_active: bool = False,
         **values: Any,
@@ -159,15 +171,15 @@ class ScheduledRunQueries(Queries):
         with self.reader.connect() as connection:
             return int(connection.execute(statement).scalar_one())
 
-    def read_pause_changes(self, since: datetime) -> list[Row]:
+    def read_pause_changes(self, since: datetime) -> list[PauseChange]:
         """Name and paused flag of active deployments whose row changed at or after ``since``.
 
         The daemon polls this every second: with 10,000 deployments, reading them all each
         time cost 13% of a core while idle.
         """
-        return self._all(pause_changes(since))
+        return self._all(pause_changes(since), PauseChange)
 
-    def read_unfinished_deployment_runs(self) -> list[Row]:
+    def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Runs of deployments that are Scheduled, Pending or Running, oldest fire first."""
         return self._all(
             select(flow_runs)
@@ -175,14 +187,15 @@ class ScheduledRunQueries(Queries):
                 flow_runs.c.deployment_name.is_not(None),
                 flow_runs.c.state_type.in_(ACTIVE),
             )
-            .order_by(flow_runs.c.scheduled_for, flow_runs.c.created)
+            .order_by(flow_runs.c.scheduled_for, flow_runs.c.created),
+            FlowRunRow,
         )
 
 
 def pause_changes(since: datetime) -> Select[Any]:
     """The active deployments whose row changed at or after ``since`` (an indexed range of
     ``updated``: the daemon asks every second)."""
-    return select(deployments.c.name, deployments.c.paused).where(
+    return select(*PAUSE_CHANGE).where(
         deployments.c.updated >= since, deployments.c.active.is_(True)
     )
 

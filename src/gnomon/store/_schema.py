@@ -10,6 +10,7 @@ two, so a change here needs a new migration.
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeEngine
 
-from gnomon.states import FINAL_TYPES
+from gnomon.states import FINAL_TYPES, StateType
 from gnomon.store._codecs import as_utc, aware, utc_text, utcnow
+from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause
 
 # Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
 NAMING_CONVENTION = {
@@ -98,16 +100,24 @@ def _flow_run_ref(*, nullable: bool = True) -> Column[str]:
     )
 
 
-def _json(name: str) -> Column[Any]:
+def _json(name: str, python: str) -> Column[Any]:
+    """A JSON column holding ``python`` values (the type the store's rows give it)."""
     # none_as_null: Python None is SQL NULL, not the JSON text 'null'.
-    return Column(name, JSON(none_as_null=True), nullable=True)
+    return Column(name, JSON(none_as_null=True), nullable=True, info={"python": python})
+
+
+def _enum(name: str, length: int, of: type[enum.StrEnum], *, nullable: bool = True) -> Column[str]:
+    """A text column holding the values of the enum ``of``, which the store's rows give as
+    its members. Stored as plain text (no CHECK, no database enum type): a value added to
+    the enum needs no migration."""
+    return Column(name, String(length), nullable=nullable, info={"enum": of})
 
 
 def _run_columns() -> list[Column[Any]]:
     """Columns flow runs and task runs share: state summary, timing, result and error."""
     return [
-        _json("tags"),
-        Column("state_type", String(32)),
+        _json("tags", "list[str]"),
+        _enum("state_type", 32, StateType),
         Column("state_name", Text),
         Column("state_message", Text),
         Column("run_count", Integer, nullable=False, server_default="0", default=0),
@@ -115,7 +125,7 @@ def _run_columns() -> list[Column[Any]]:
         Column("end_time", UTCDateTime),
         Column("created", UTCDateTime, nullable=False, default=utcnow),
         Column("updated", UTCDateTime, default=utcnow),
-        _json("result_ref"),
+        _json("result_ref", "dict[str, Any]"),
         Column("error_type", Text),
         Column("error_message", Text),
         Column("error_traceback", Text),
@@ -135,14 +145,14 @@ flow_runs = Table(
     Column("entrypoint", Text),
     # No foreign key: a subflow's row may be batched in the same insert as its parent's.
     Column("parent_flow_run_id", String(32)),
-    _json("parameters"),
+    _json("parameters", "dict[str, Any]"),
     Column("expected_start_time", UTCDateTime),
     *_run_columns(),
     # Runs of deployments: the nominal fire time, what caused the run (schedule, catchup,
     # manual, retry), the daemon instance that owns it and how its worker process ended.
     Column("deployment_name", String(100)),
     Column("scheduled_for", UTCDateTime),
-    Column("trigger", String(16)),
+    _enum("trigger", 16, RunCause),
     Column("daemon_id", String(255)),
     Column("worker_pid", Integer),
     Column("exit_code", Integer),
@@ -177,9 +187,10 @@ deployments = Table(
     Column("timezone", Text),
     # Interval deployments fire at anchor + k * interval; stored so restarts don't shift it.
     Column("anchor", UTCDateTime),
-    _json("parameters"),
-    _json("tags"),
-    _json("policies"),  # overlap, catchup, timeout, retries, ... as validated at load
+    _json("parameters", "dict[str, Any]"),
+    _json("tags", "list[str]"),
+    # overlap, catchup, timeout, retries, ... as validated at load
+    _json("policies", "dict[str, Any]"),
     Column("description", Text),
     Column("source_file", Text),
     # False once removed from the config: it stops scheduling, its history stays.
@@ -196,7 +207,7 @@ deployments = Table(
     Column("updated", UTCDateTime, nullable=False, default=utcnow),
     # The JSON schema of the flow's parameters, from the flow check: run requests are
     # checked against it without importing the flow. Null until a checked sync.
-    _json("parameter_schema"),
+    _json("parameter_schema", "dict[str, Any]"),
     # The daemon asks every second which deployments changed (a pause, a resume): with
     # 10,000 registered, scanning them was most of its idle CPU.
     Index("ix_deployments_updated", "updated"),
@@ -235,7 +246,7 @@ run_states = Table(
     _flow_run_ref(),
     Column("task_run_id", String(32)),  # null for a flow run's own states
     Column("timestamp", UTCDateTime, nullable=False, default=utcnow),
-    Column("type", String(32), nullable=False),
+    _enum("type", 32, StateType, nullable=False),
     Column("name", Text),
     Column("message", Text),
     Column("attempt", Integer),
@@ -253,7 +264,7 @@ run_logs = Table(
     Column("level", Integer, nullable=False),  # a `logging` level number, as Prefect stores it
     Column("logger", Text),
     Column("message", Text, nullable=False),
-    _json("extra"),  # the structured context of the event
+    _json("extra", "dict[str, Any]"),  # the structured context of the event
     # The deployment a line is about: a run's lines, and the daemon's decisions.
     Column("deployment_name", String(100)),
     Index("ix_run_logs_flow_run_id_id", "flow_run_id", "id"),
@@ -295,11 +306,11 @@ audit_log = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("timestamp", UTCDateTime, nullable=False, default=utcnow),
     Column("actor", Text, nullable=False),  # the OS user (CLI) or the token's name (API)
-    Column("origin", String(16), nullable=False),  # cli, api or daemon
-    Column("action", String(32), nullable=False),  # pause, resume, run, cancel, ...
+    _enum("origin", 16, Origin, nullable=False),
+    _enum("action", 32, AuditAction, nullable=False),
     Column("target", Text),  # a deployment name, run id, token name or tag limit
     Column("reason", Text),
-    _json("detail"),
+    _json("detail", "dict[str, Any]"),
     Index("ix_audit_log_timestamp", "timestamp"),
 )
 
@@ -312,10 +323,10 @@ config_reloads = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("requested_at", UTCDateTime, nullable=False, default=utcnow),
     Column("requested_by", Text, nullable=False),
-    Column("origin", String(16), nullable=False),  # cli, api or daemon (a SIGHUP)
-    Column("status", String(16), nullable=False),  # pending, applied, partial, refused
+    _enum("origin", 16, Origin, nullable=False),  # the daemon's own: a SIGHUP
+    _enum("status", 16, ReloadStatus, nullable=False),
     Column("finished_at", UTCDateTime),
-    _json("detail"),  # added, removed, changed fields, kept, problems
+    _json("detail", "dict[str, Any]"),  # added, removed, changed fields, kept, problems
     Index("ix_config_reloads_status", "status"),
 )
 
@@ -344,3 +355,62 @@ def without_final_state(table: Table) -> ColumnElement[bool]:
     statement's own: compiled ahead (``_compile``), it is written into the SQL."""
     column = table.c.state_type
     return or_(column.is_(None), column.not_in(FINAL_STATE_TYPES))
+
+
+def columns(table: Table, *names: str) -> tuple[Column[Any], ...]:
+    """Some of ``table``'s columns, in the order a row class of them has its fields."""
+    return tuple(table.c[name] for name in names)
+
+
+# Projections: the columns a query selects where the whole row would cost (see the queries).
+CLAIMED_RUN = columns(
+    flow_runs,
+    "id",
+    "name",
+    "entrypoint",
+    "parameters",
+    "deployment_name",
+    "parent_flow_run_id",
+    "run_count",
+    "start_time",
+)
+SCHEDULE_STATE = columns(deployments, "name", "anchor", "paused", "last_fire", "fires_from")
+PAUSE_CHANGE = columns(deployments, "name", "paused")
+CANCEL_REQUEST = columns(flow_runs, "id", "state_type", "state_message")
+RECENT_RUN = columns(
+    flow_runs, "deployment_name", "id", "state_name", "state_type", "scheduled_for", "end_time"
+)
+TOKEN_INFO = columns(api_tokens, "name", "read_only", "created", "created_by", "last_used")
+TOKEN_SCOPE = columns(api_tokens, "name", "read_only")
+
+# The rows the store's reads return, by the name of their class in ``gnomon.store.rows``:
+# every column of a table, or a projection's. ``python -m gnomon.store._compile`` writes
+# the classes from this (and a test fails until it has), typed from the columns: a
+# column's Python type, its enum (``_enum``), its JSON values (``_json``), None if nullable.
+ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
+    "FlowRunRow": flow_runs,
+    "TaskRunRow": task_runs,
+    "StateRow": run_states,
+    "LogRow": run_logs,
+    "DeploymentRow": deployments,
+    "AuditEntry": audit_log,
+    "ReloadRequest": config_reloads,
+    "ClaimedRun": CLAIMED_RUN,
+    "ScheduleState": SCHEDULE_STATE,
+    "PauseChange": PAUSE_CHANGE,
+    "CancelRequest": CANCEL_REQUEST,
+    "RecentRun": RECENT_RUN,
+    "TokenInfo": TOKEN_INFO,
+    "TokenScope": TOKEN_SCOPE,
+}
+
+# What the store's writes take, by the name of their ``TypedDict`` in ``gnomon.store.rows``:
+# a new row of a table (its columns that have neither a default nor a null are required;
+# an autoincremented id is the database's), or changes to one (any of its columns).
+NEW_ROWS: dict[str, Table] = {
+    "NewFlowRun": flow_runs,
+    "NewTaskRun": task_runs,
+    "NewState": run_states,
+    "NewLog": run_logs,
+}
+CHANGES: dict[str, Table] = {"FlowRunChanges": flow_runs}

@@ -22,6 +22,7 @@ from gnomon.store._writer import BatchWriter
 if TYPE_CHECKING:
     from gnomon._settings import Settings
     from gnomon.store.abc import ControlStore, DeploymentStore, RunStore, ScheduleStore
+    from gnomon.store.rows import FlowRunChanges, NewFlowRun, NewLog, NewState, NewTaskRun
 
 
 class Store(ScheduledRunQueries, ControlQueries):
@@ -60,37 +61,38 @@ class Store(ScheduledRunQueries, ControlQueries):
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
-    # Batched writes: recorded now, committed by the writer thread (see flush()).
+    # Batched writes: recorded now, committed by the writer thread (see flush()). Each
+    # typed row is the plain dict of column values the writer binds (cast, not copied).
 
-    def insert_flow_run(self, row: Row) -> None:
-        """Queue a new flow run row (it must carry its ``id``)."""
-        self._writer.insert_flow_run(row)
+    def insert_flow_run(self, row: NewFlowRun) -> None:
+        """Queue a new flow run row."""
+        self._writer.insert_flow_run(cast(Row, row))
 
     def update_flow_run(self, id: str, **values: Any) -> None:
         """Queue new values for columns of flow run ``id``."""
         self._writer.update_flow_run(id, **values)
 
-    def insert_task_run(self, row: Row) -> None:
-        """Queue a new task run row (it must carry its ``id``)."""
-        self._writer.insert_task_run(row)
+    def insert_task_run(self, row: NewTaskRun) -> None:
+        """Queue a new task run row."""
+        self._writer.insert_task_run(cast(Row, row))
 
     def update_task_run(self, id: str, **values: Any) -> None:
         """Queue new values for columns of task run ``id``."""
         self._writer.update_task_run(id, **values)
 
-    def settle_flow_run(self, id: str, values: Row, state: Row) -> None:
+    def settle_flow_run(self, id: str, values: FlowRunChanges, state: NewState) -> None:
         """Queue flow run ``id``'s new state: ``values`` for its columns and its ``run_states``
         row, committed together (a refused final state leaves no history row)."""
-        self._writer.settle_flow_run(id, values, state)
+        self._writer.settle_flow_run(id, cast(Row, values), cast(Row, state))
 
-    def add_state(self, row: Row) -> None:
+    def add_state(self, row: NewState) -> None:
         """Queue a ``run_states`` row."""
-        self._writer.add_state(row)
+        self._writer.add_state(cast(Row, row))
 
-    def add_log(self, row: Row) -> None:
+    def add_log(self, row: NewLog) -> None:
         """Queue a ``run_logs`` row (dropped while the store's disk is below the floor)."""
         if self._log_room is None or self._log_room.room():
-            self._writer.add_log(row)
+            self._writer.add_log(cast(Row, row))
 
     def flush(self, timeout: float | None = None) -> None:
         """Commit every row recorded so far and wait for it; raises ``StoreWriteError``."""

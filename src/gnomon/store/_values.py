@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gnomon.store._kinds import Origin
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import LogRow
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,12 @@ class LogQuery:
     after_id: int = 0
 
 
-def in_time_order(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def in_time_order(rows: Iterable[LogRow]) -> list[LogRow]:
     """Log rows by when they were logged, lines of the same instant in the order they were
     stored (by id). Ids alone are not time order: each process stores its lines in batches,
     and the daemon holds its own back while runs wait for a worker, so a line can be
     stored after a later one from another process."""
-    return sorted(rows, key=lambda row: (row["timestamp"], row["id"]))
+    return sorted(rows, key=lambda row: (row.timestamp, row.id))
 
 
 # The newest lines by time are chosen among this many more of the newest stored.
@@ -65,7 +68,7 @@ def newest_window(limit: int) -> int:
     return limit + max(limit, LATE_LINES)
 
 
-def newest_in_time_order(rows: Iterable[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+def newest_in_time_order(rows: Iterable[LogRow], limit: int | None) -> list[LogRow]:
     """The newest ``limit`` of ``rows`` (the newest ``newest_window(limit)`` stored, or all)
     by time, oldest first."""
     ordered = in_time_order(rows)

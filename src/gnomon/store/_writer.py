@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from gnomon.exceptions import GnomonError, StoreFileGone
 from gnomon.store._db import DriverConnection, DriverTransaction, create_engine, read_engine
@@ -46,9 +47,24 @@ Row = dict[str, Any]
 log = logging.getLogger("gnomon.store")
 
 MAX_RETRY_DELAY = 5.0
-# The database is unavailable, not the rows wrong: the batch is kept and retried. A file
-# gone from under the process (StoreFileGone) is not a reason to drop its rows either.
-_UNAVAILABLE = (OperationalError, StoreFileGone)
+
+
+def _unavailable(error: Exception) -> bool:
+    """Whether ``error`` says the database cannot take writes now, rather than that some row
+    is wrong: then the batch is kept and retried, never dropped.
+
+    Only a constraint the row breaks (``IntegrityError``) or a value the database refuses
+    (``DataError``), and a value that cannot be converted at all (a ``StatementError`` that
+    is not the driver's), are the rows' fault. Every other error of the database is about
+    the database: down or refusing connections (``OperationalError``), read-only after a
+    failover (PostgreSQL's ``ReadOnlySqlTransaction``, an ``InternalError``), damaged (a
+    ``DatabaseError``), every pooled connection busy (the pool's ``TimeoutError``), a file
+    gone from under the process (``StoreFileGone``).
+    """
+    if isinstance(error, (IntegrityError, DataError)):
+        return False
+    return isinstance(error, (DBAPIError, PoolTimeoutError, StoreFileGone))
+
 
 # Every live writer, for the atexit flush and the fork reset.
 _live_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
@@ -378,14 +394,14 @@ class BatchWriter:
             ]
             with self.batches.transaction() as transaction:
                 refused = _execute(transaction, steps)
-        except _UNAVAILABLE as error:
-            log.exception(
-                "store write failed (%d rows); retrying in %.2fs",
-                len(batch),
-                min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY),
-            )
-            return error
-        except Exception:
+        except Exception as error:
+            if _unavailable(error):
+                log.exception(
+                    "store write failed (%d rows); retrying in %.2fs",
+                    len(batch),
+                    min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY),
+                )
+                return error
             log.exception("store rejected a batch of %d rows; writing row by row", len(batch))
             return self._salvage(batch)
         _log_refused(refused)
@@ -400,9 +416,9 @@ class BatchWriter:
                     [bound] = self.queries.bind_rows(query, [row], variant)
                     with self.batches.transaction() as transaction:
                         refused.update(_execute(transaction, [(kind, bound)], refused))
-                except _UNAVAILABLE as error:
-                    return error  # the database itself is unavailable: retry the batch
-                except Exception:
+                except Exception as error:
+                    if _unavailable(error):
+                        return error  # the database itself is unavailable: retry the batch
                     log.exception("dropped a %s row the store rejects: %r", table, row)
         _log_refused(refused)
         return None

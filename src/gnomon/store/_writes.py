@@ -36,6 +36,7 @@ from sqlalchemy import (
 
 from gnomon.states import ACTIVE_TYPES, StateName, StateType
 from gnomon.store._schema import (
+    CLAIMED_RUN,
     deployments,
     flow_runs,
     run_logs,
@@ -46,20 +47,6 @@ from gnomon.store._schema import (
 from gnomon.store._statements import SQL, Build, Query, query
 
 WRITES: dict[str, Query] = {}
-
-# What a claim returns: the columns a worker needs to execute the run. Every column (33,
-# with seven timestamps and three JSON values to convert) cost a trivial run 12% of its
-# worker's instructions (bench/run_cost.py: 1,339,000 against 1,172,000).
-CLAIMED_COLUMNS = (
-    "id",
-    "name",
-    "entrypoint",
-    "parameters",
-    "deployment_name",
-    "parent_flow_run_id",
-    "run_count",
-    "start_time",
-)
 
 
 def _write(
@@ -136,7 +123,7 @@ def _update_task_run(_: frozenset[str]) -> SQL:
 @_write("claim")
 def _claim(_: frozenset[str]) -> SQL:
     """Start the flow run ``row_id`` if it is Scheduled or Pending: Running, its first
-    attempt, by ``worker_pid``; returns its ``CLAIMED_COLUMNS`` as claimed."""
+    attempt, by ``worker_pid``; returns its ``CLAIMED_RUN`` columns (``_schema``) as claimed."""
     return _claim_update()
 
 
@@ -175,7 +162,7 @@ def _claim_update() -> Update:
             run_count=fixed(1, c.run_count),
             worker_pid=bindparam("worker_pid"),
         )
-        .returning(*(c[name] for name in CLAIMED_COLUMNS))
+        .returning(*CLAIMED_RUN)
     )
 
 

@@ -27,8 +27,9 @@ holds mypy to ``Store`` satisfying each):
     reads around them. ``FastStore`` (SQLAlchemy-free, see ``_fast``) plays this role
     alone.
 
-Rows are plain dicts of column values. Importing this module imports no SQLAlchemy: the
-command line's fast path imports it.
+Rows are typed, by the classes of ``gnomon.store.rows`` (generated from the schema): reads
+return frozen rows, writes take dicts of column values typed as ``TypedDict`` s. Importing
+this module imports no SQLAlchemy: the command line's fast path imports it.
 """
 
 from __future__ import annotations
@@ -36,13 +37,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from datetime import datetime
 
-    from gnomon.states import StateFilter
-    from gnomon.store._kinds import AuditAction
-    from gnomon.store._queries import Row
+    from gnomon.states import StateFilter, StateType
+    from gnomon.store._kinds import AuditAction, ReloadStatus
     from gnomon.store._values import Actor, LogQuery
+    from gnomon.store.rows import (
+        AuditEntry,
+        CancelRequest,
+        ClaimedRun,
+        DeploymentRow,
+        FlowRunChanges,
+        FlowRunRow,
+        LogRow,
+        NewFlowRun,
+        NewLog,
+        NewState,
+        NewTaskRun,
+        PauseChange,
+        RecentRun,
+        ReloadRequest,
+        ScheduleState,
+        StateRow,
+        TaskRunRow,
+        TokenInfo,
+        TokenScope,
+    )
 
 
 class RunStore(Protocol):
@@ -50,25 +71,25 @@ class RunStore(Protocol):
 
     # Batched writes: recorded now, committed by the writer thread.
 
-    def insert_flow_run(self, row: Row) -> None:
-        """Queue a new flow run row (it must carry its ``id``)."""
+    def insert_flow_run(self, row: NewFlowRun) -> None:
+        """Queue a new flow run row."""
 
     def update_flow_run(self, id: str, **values: Any) -> None:
         """Queue new values for columns of flow run ``id``."""
 
-    def insert_task_run(self, row: Row) -> None:
-        """Queue a new task run row (it must carry its ``id``)."""
+    def insert_task_run(self, row: NewTaskRun) -> None:
+        """Queue a new task run row."""
 
     def update_task_run(self, id: str, **values: Any) -> None:
         """Queue new values for columns of task run ``id``."""
 
-    def settle_flow_run(self, id: str, values: Row, state: Row) -> None:
+    def settle_flow_run(self, id: str, values: FlowRunChanges, state: NewState) -> None:
         """Queue flow run ``id``'s new state: its column values and history row together."""
 
-    def add_state(self, row: Row) -> None:
+    def add_state(self, row: NewState) -> None:
         """Queue a ``run_states`` row."""
 
-    def add_log(self, row: Row) -> None:
+    def add_log(self, row: NewLog) -> None:
         """Queue a ``run_logs`` row (dropped while the store's disk is below the floor)."""
 
     def flush(self, timeout: float | None = None) -> None:
@@ -81,22 +102,23 @@ class RunStore(Protocol):
 
     def claim_flow_run(
         self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
-    ) -> Row | None:
+    ) -> ClaimedRun | None:
         """Start a Scheduled or Pending run: its claimed columns, or None if another won."""
 
     def set_run_state(
         self,
         flow_run_id: str,
-        state_type: str,
+        state_type: StateType,
         state_name: str,
         message: str | None = None,
+        /,  # so that ``values``, the run's other columns by name, cannot be taken for them
         *,
         only_if_active: bool = False,
         **values: Any,
     ) -> bool:
         """Move a run to a state now (row and history, one transaction); whether it moved."""
 
-    def read_flow_run(self, id: str) -> Row | None:
+    def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
 
     # Concurrency limits and slots.
@@ -124,7 +146,11 @@ class DeploymentStore(Protocol):
     """Where the config's deployments are synced."""
 
     def merge_deployments(
-        self, merge: Callable[[dict[str, Row]], tuple[list[Row], dict[str, Row]]]
+        self,
+        merge: Callable[
+            [dict[str, DeploymentRow]],
+            tuple[Sequence[Mapping[str, Any]], Mapping[str, Mapping[str, Any]]],
+        ],
     ) -> None:
         """Give ``merge`` the deployment rows by name and write its inserts and updates, in
         one write transaction."""
@@ -138,10 +164,10 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
 
     # Fires.
 
-    def create_runs(self, runs: Sequence[Row]) -> set[str]:
+    def create_runs(self, runs: Sequence[NewFlowRun]) -> set[str]:
         """Insert runs unless their (deployment, nominal time) has one; the ids created."""
 
-    def create_runs_unless_paused(self, runs: Sequence[Row]) -> tuple[set[str], set[str]]:
+    def create_runs_unless_paused(self, runs: Sequence[NewFlowRun]) -> tuple[set[str], set[str]]:
         """``create_runs`` but for paused deployments: the ids created, the paused names."""
 
     def record_fire_times_many(self, fires: Sequence[tuple[str, datetime]]) -> None:
@@ -150,34 +176,34 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
     def count_deployment_retries(self, flow_run_id: str) -> int:
         """How many times the daemon queued this run again (its deployment's ``retries``)."""
 
-    def read_schedule_states(self) -> dict[str, Row]:
+    def read_schedule_states(self) -> dict[str, ScheduleState]:
         """By active deployment: ``anchor``, ``paused``, ``last_fire`` and ``fires_from``."""
 
-    def read_last_outcomes(self) -> dict[str, tuple[str | None, datetime | None]]:
+    def read_last_outcomes(self) -> dict[str, tuple[StateType | None, datetime | None]]:
         """By deployment: its newest finished run's state type, its newest success's end."""
 
     # What operators changed, polled every second.
 
-    def read_pause_changes(self, since: datetime) -> list[Row]:
+    def read_pause_changes(self, since: datetime) -> list[PauseChange]:
         """Name and paused flag of active deployments changed at or after ``since``."""
 
-    def read_cancel_requests(self, since: datetime) -> list[Row]:
+    def read_cancel_requests(self, since: datetime) -> list[CancelRequest]:
         """Runs whose cancellation was requested at or after ``since``."""
 
-    def read_requested_runs(self, since: datetime) -> list[Row]:
+    def read_requested_runs(self, since: datetime) -> list[FlowRunRow]:
         """Manual runs and retries created at or after ``since`` that still wait."""
 
-    def read_pending_reloads(self) -> list[Row]:
+    def read_pending_reloads(self) -> list[ReloadRequest]:
         """Reload requests not answered yet, oldest first."""
 
-    def read_reload(self, request_id: int) -> Row | None:
+    def read_reload(self, request_id: int) -> ReloadRequest | None:
         """The reload request ``request_id``, or None."""
 
     def finish_reload(
         self,
         request_ids: Sequence[int],
         actor: Actor,
-        status: str,
+        status: ReloadStatus,
         detail: dict[str, Any],
         target: str | None,
     ) -> None:
@@ -185,10 +211,10 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
 
     # What a dead daemon or worker left behind.
 
-    def read_unfinished_deployment_runs(self) -> list[Row]:
+    def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
 
-    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[LogRow]:
         """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
 
 
@@ -201,10 +227,10 @@ class FastControl(Protocol):
     def read_deployment_names(self) -> list[str]:
         """Names of the active deployments, sorted."""
 
-    def read_deployment(self, name: str) -> Row | None:
+    def read_deployment(self, name: str) -> DeploymentRow | None:
         """The deployment row ``name`` (active or removed from the config), or None."""
 
-    def read_deployments(self, active_only: bool = True) -> list[Row]:
+    def read_deployments(self, active_only: bool = True) -> list[DeploymentRow]:
         """Deployment rows by name; only those still in the config unless ``active_only``."""
 
     def set_paused(
@@ -222,7 +248,7 @@ class FastControl(Protocol):
     def find_runs_by_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         """Ids starting with ``prefix`` (operators type the first characters of an id)."""
 
-    def read_flow_run(self, id: str) -> Row | None:
+    def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
 
     def read_runs(
@@ -231,12 +257,12 @@ class FastControl(Protocol):
         state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
-    ) -> list[Row]:
+    ) -> list[FlowRunRow]:
         """Flow runs newest first, filtered by deployment, state and age."""
 
     # Logs.
 
-    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[Row]:
+    def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[LogRow]:
         """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
 
     def last_log_id(self) -> int:
@@ -259,7 +285,7 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     ) -> None:
         """Audit a change that has no row of its own here (a reload, an apply)."""
 
-    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[Row]:
+    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
         """Audit entries newest first, at most ``limit``, not older than ``since``."""
 
     # Reloads.
@@ -267,17 +293,19 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     def request_reload(self, actor: Actor, config: str | None) -> int:
         """Ask the daemon to reload its config; the request's id, for its outcome."""
 
-    def read_reload(self, request_id: int) -> Row | None:
+    def read_reload(self, request_id: int) -> ReloadRequest | None:
         """The reload request ``request_id``, or None."""
 
     # Deployments.
 
-    def read_recent_states(self, names: Iterable[str], per_deployment: int) -> dict[str, list[Row]]:
+    def read_recent_states(
+        self, names: Iterable[str], per_deployment: int
+    ) -> dict[str, list[RecentRun]]:
         """The newest runs of each deployment (id, state, nominal time), newest first."""
 
     # Runs.
 
-    def create_requested_run(self, row: Row, actor: Actor, action: AuditAction) -> None:
+    def create_requested_run(self, run: NewFlowRun, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry with its first state and audit entry."""
 
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
@@ -286,12 +314,12 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
         """Ids of the running runs of these deployments."""
 
-    def read_task_runs(self, flow_run_id: str) -> list[Row]:
+    def read_task_runs(self, flow_run_id: str) -> list[TaskRunRow]:
         """A flow run's task runs, in the order they were created."""
 
     def read_states(
         self, flow_run_id: str | None = None, task_run_id: str | None = None
-    ) -> list[Row]:
+    ) -> list[StateRow]:
         """State transitions in order: a task run's, or a flow run's own (not its tasks')."""
 
     # Concurrency limits.
@@ -316,10 +344,10 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     def revoke_token(self, name: str, actor: Actor) -> bool:
         """Delete token ``name``, audited; False if there is none."""
 
-    def read_tokens(self) -> list[Row]:
+    def read_tokens(self) -> list[TokenInfo]:
         """Every token's name, scope and use (never the hash)."""
 
-    def find_token(self, token_hash: str) -> Row | None:
+    def find_token(self, token_hash: str) -> TokenScope | None:
         """The token with this hash (name and scope), or None."""
 
     def touch_tokens(self, used: dict[str, datetime]) -> None:
