@@ -162,13 +162,18 @@ def test_a_daemon_whose_lock_another_took_while_its_session_was_gone_stops(
     assert "lock was lost and taken over" in lost["event"]
 
 
+@pytest.mark.parametrize("timeout", [None, "5s"])
 def test_a_run_that_ends_while_the_database_refuses_connections_keeps_its_final_state(
-    tmp_path, gnomon_home, daemons, store
+    tmp_path, gnomon_home, daemons, store, timeout: str | None
 ) -> None:
     """What a server that is down does to every new connection: the run's Completed state
     (written by its worker as it ends) and the log lines wait, retried, and are written
-    once connections work again, never dropped as rows the database rejected."""
+    once connections work again, never dropped as rows the database rejected. A run whose
+    code finished is not timed out while its worker waits (its timeout, 5 s, passes during
+    the outage): the worker told the pool it is storing its final state."""
     slow = '\n[[deployments]]\nname = "slow"\nflow = "flows.py:slow"\ninterval = "1h"\n'
+    if timeout is not None:
+        slow += f'timeout = "{timeout}"\n'
     daemon, _, _ = serving(tmp_path, gnomon_home, daemons, tickers(1) + slow)
     url = store.url
     result = gnomon(gnomon_home, "run", "slow", "--param", "seconds=3", GNOMON_DATABASE_URL=url)
@@ -179,9 +184,13 @@ def test_a_run_that_ends_while_the_database_refuses_connections_keeps_its_final_
     with refusing_connections(url):
         time.sleep(6)  # the run ends (after 3 s) and its worker's writes are refused
 
-    wait_for(lambda: state_of(url, run_id) == "Completed", timeout=30, what="its final state")
+    wait_for(lambda: state_of(url, run_id) != "Running", timeout=30, what="its final state")
     lines = events(stop(daemon))
+    assert state_of(url, run_id) == "Completed"
     assert not [e for e in lines if "dropped a" in e["event"]], "rows were dropped"
+    if timeout is not None:
+        [storing] = [e for e in lines if "waits for the store to take that" in e["event"]]
+        assert run_id in storing["event"]
     with admin(url) as connection:
         history = connection.execute(
             text("SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp"),

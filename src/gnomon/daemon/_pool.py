@@ -230,6 +230,15 @@ class WorkerPool:
             worker = self._runs.get(flow_run_id)
             if worker is None or worker.run is None:
                 return False
+            if worker.run.storing is not None:
+                log.info(
+                    "run %s is not cancelled (%s): it finished %s, and its worker waits for"
+                    " the store to take that",
+                    flow_run_id,
+                    reason,
+                    worker.run.storing,
+                )
+                return True
             if worker.run.ending is None:
                 worker.run.ending, worker.run.reason = Ending.CANCEL, reason
                 worker.terminate(time.monotonic(), self.kill_grace)
@@ -532,6 +541,14 @@ class WorkerPool:
                 if "ready" in message:
                     worker.ready, self._early_deaths = True, 0
                     self._changed.notify_all()
+                elif worker.run is not None and message.get("storing") == worker.run.flow_run_id:
+                    worker.run.storing = str(message.get("state") or "Unknown")
+                    log.warning(
+                        "run %s finished %s; its worker waits for the store to take that"
+                        " (the run's timeout and cancellation no longer apply)",
+                        worker.run.flow_run_id,
+                        worker.run.storing,
+                    )
                 elif worker.run is not None and message.get("done") == worker.run.flow_run_id:
                     done = self._run_done(worker, message)
                     if done is None:

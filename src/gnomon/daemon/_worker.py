@@ -15,7 +15,10 @@ one flow run at a time:
   run, sent once the final state is committed (so the daemon reports the run without reading
   it back); a run that was not Scheduled or Pending also carries ``"not_runnable": reason``,
   and ``"exiting": true`` says the worker exits after this run (the flow called
-  ``sys.exit()``).
+  ``sys.exit()``). Before that, ``{"storing": id, "state": name, "state_type": type}`` if
+  the run finished but the store could not take its final state at once: the worker waits
+  for it (up to ``final_state_patience``), and the pool neither times out nor cancels a run
+  whose code has finished.
 - stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
   lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
   mark where each run's output begins and ends, so the pool attributes output exactly;
@@ -44,7 +47,7 @@ from typing import Any
 
 from gnomon._lifeline import EXIT_ORPHANED
 from gnomon.exceptions import StoreFileGone
-from gnomon.states import StateName, StateType
+from gnomon.states import State, StateName, StateType
 
 RUN_MARKER = "gnomon_worker_run"  # key of the lines that delimit a run's output
 # The engine's INFO lines at a flow run's start and end ("Beginning flow run", "Finished in
@@ -113,11 +116,14 @@ def serve(channel: int) -> int:
     except StoreFileGone as error:
         return _store_gone(error, None)
     freeze_heap()
+    current: list[str] = []  # the run being served (not its subflows)
+    _tell_storing(channel, current)
     inbox = _Inbox()
     inbox.start()
     _send(channel, {"ready": os.getpid()})
     while (request := inbox.next_run()) is not None:
         flow_run_id = request["run"]
+        current[:] = [flow_run_id]
         try:
             message = _execute(flow_run_id, request)
         except StoreFileGone as error:
@@ -134,6 +140,19 @@ def serve(channel: int) -> int:
         inbox.run_done()
         _send(channel, message)
     return 0
+
+
+def _tell_storing(channel: int, current: list[str]) -> None:
+    """Have the engine tell the pool when the run being served finished but waits for the
+    store to take its final state (a subflow's wait is its parent's business)."""
+    from gnomon.flows._flow_engine import on_final_state_wait
+
+    def storing(flow_run_id: str, state: State) -> None:
+        if current == [flow_run_id]:
+            message = {"storing": flow_run_id, "state": state.name}
+            _send(channel, {**message, "state_type": state.type.value})
+
+    on_final_state_wait(storing)
 
 
 def _store_gone(error: StoreFileGone, flow_run_id: str | None) -> int:

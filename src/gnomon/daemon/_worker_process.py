@@ -56,10 +56,15 @@ class Assignment:
     reason: str | None = None
     limits: RunLimits | None = None
     memory_check_at: float | None = None  # monotonic time of the next look at its memory
+    # The run's code finished, in this state, and its worker waits for the store to take
+    # it (the worker's "storing" message): its timeout no longer applies.
+    storing: str | None = None
 
     @property
     def deadline(self) -> float | None:
-        return None if self.timeout is None else self.started + self.timeout
+        if self.timeout is None or self.storing is not None:
+            return None
+        return self.started + self.timeout
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -346,7 +347,7 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
         engine_logger().error(
             f"Finished in state {state}", state=state.name, exc_info=_records.state_error(state)
         )
-    _commit_final_state(store, state)
+    _commit_final_state(store, run.id, state)
     hooks = {
         StateType.COMPLETED: flow.on_completion_hooks,
         StateType.FAILED: flow.on_failure_hooks,
@@ -359,8 +360,19 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
 
 MAX_FINAL_STATE_RETRY_DELAY = 5.0
 
+# Told (with the run's id and final state) when a finished run's final state has to wait
+# for the store: a daemon's worker tells its pool, which from then on neither times the run
+# out nor cancels it, as its code has finished (see ``daemon._worker``).
+_final_state_waits: list[Callable[[str, State], None]] = []
 
-def _commit_final_state(store: RunStore, state: State) -> None:
+
+def on_final_state_wait(callback: Callable[[str, State], None]) -> None:
+    """Call ``callback(flow_run_id, state)`` whenever a run in this process finished but its
+    final state could not be stored at once (``_commit_final_state`` waits for the store)."""
+    _final_state_waits.append(callback)
+
+
+def _commit_final_state(store: RunStore, flow_run_id: str, state: State) -> None:
     """Commit the run's final state (and all recorded before it), waiting out a store that
     cannot be written (a database restarting, failing over, locked) for up to the
     ``final_state_patience`` setting: a run that finished is not given up for a moment's
@@ -375,6 +387,8 @@ def _commit_final_state(store: RunStore, state: State) -> None:
         return
     except StoreWriteError as error:
         failure = error
+    for callback in _final_state_waits:
+        callback(flow_run_id, state)
     patience = get_settings().final_state_patience
     clock = get_clock()
     started = time.monotonic()
