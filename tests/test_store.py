@@ -497,17 +497,24 @@ def test_a_row_the_store_rejects_is_dropped_and_the_rest_of_its_batch_is_written
     assert store.read_flow_run(later["id"]) is not None
 
 
+def lockable_store(monkeypatch: pytest.MonkeyPatch, busy_timeout_ms: int) -> tuple[Store, Path]:
+    """A new store whose writes give up on a lock after ``busy_timeout_ms``, and its file,
+    for another connection to lock; migrated and connected before that."""
+    monkeypatch.setattr(_db, "BUSY_TIMEOUT_MS", busy_timeout_ms)
+    reset_store()
+    store = get_store()
+    store.read_runs()
+    path = _db.sqlite_path(store.url)
+    assert path is not None
+    return store, path
+
+
 @pytest.mark.parametrize("commit", ["flush", "commit_now"])
 @pytest.mark.sqlite_only
 def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
     commit: str, slow_flush: None, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_db, "BUSY_TIMEOUT_MS", 50)
-    reset_store()
-    store = get_store()
-    store.read_runs()  # connections made: migrations ran before the lock is taken
-    path = _db.sqlite_path(store.url)
-    assert path is not None
+    store, path = lockable_store(monkeypatch, busy_timeout_ms=50)
     blocker = sqlite3.connect(path, isolation_level=None)
     try:
         blocker.execute("BEGIN EXCLUSIVE")
@@ -521,6 +528,39 @@ def test_a_locked_database_makes_flush_raise_and_the_rows_are_written_once_free(
     store.flush()
     assert store.read_flow_run(row["id"]) is not None
     reset_store()
+
+
+@pytest.mark.sqlite_only
+def test_a_store_that_stays_unavailable_logs_one_traceback_then_a_line_per_retry(
+    home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage of minutes retries every few seconds: the first failure is logged with its
+    traceback, each retry in one line, and the recovery once."""
+    store, path = lockable_store(monkeypatch, busy_timeout_ms=20)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    with caplog.at_level(logging.INFO, logger="gnomon.store"):
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            row = flow_run()
+            store.insert_flow_run(row)
+            wait_until(lambda: _write_failures(caplog) >= 4)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        store.flush()
+    assert store.read_flow_run(row["id"]) is not None
+    failures = [r for r in caplog.records if "store write failed" in r.getMessage()]
+    assert failures[0].exc_info is not None
+    assert all(r.exc_info is None for r in failures[1:])
+    assert "failed again" in failures[1].getMessage()
+    assert "locked" in failures[1].getMessage()
+    [recovered] = [r for r in caplog.records if "work again" in r.getMessage()]
+    assert f"after {len(failures)} failed attempts" in recovered.getMessage()
+    reset_store()
+
+
+def _write_failures(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("store write failed" in r.getMessage() for r in caplog.records)
 
 
 def test_threads_recording_and_flushing_at_once_lose_nothing(store: Store) -> None:

@@ -369,6 +369,8 @@ class BatchWriter:
     def _settle(self, batch: _Batch, upto: int, attempt: int, error: Exception | None) -> None:
         # Caller holds the lock.
         if error is None:
+            if self._failures:
+                log.warning("store writes work again, after %d failed attempts", self._failures)
             self._committed = upto
             self._failures = 0
             self._failure = None
@@ -396,16 +398,29 @@ class BatchWriter:
                 refused = _execute(transaction, steps)
         except Exception as error:
             if _unavailable(error):
-                log.exception(
-                    "store write failed (%d rows); retrying in %.2fs",
-                    len(batch),
-                    min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY),
-                )
+                self._log_unavailable(error, len(batch))
                 return error
             log.exception("store rejected a batch of %d rows; writing row by row", len(batch))
             return self._salvage(batch)
         _log_refused(refused)
         return None
+
+    def _log_unavailable(self, error: Exception, rows: int) -> None:
+        """Log a write the database could not take: with its traceback the first time, then
+        a line per retry (an outage of minutes would otherwise fill the log with the same
+        traceback every few seconds)."""
+        retry = min(self.interval * 2 ** (self._failures + 1), MAX_RETRY_DELAY)
+        if self._failures == 0:
+            log.exception("store write failed (%d rows); retrying in %.2fs", rows, retry)
+            return
+        first_line = str(error).partition("\n")[0]
+        log.error(
+            "store write failed again (%d rows, %d failures in a row): %s; retrying in %.2fs",
+            rows,
+            self._failures + 1,
+            first_line,
+            retry,
+        )
 
     def _salvage(self, batch: _Batch) -> Exception | None:
         """Write ``batch`` one row per transaction, dropping (and logging) rows that fail."""
