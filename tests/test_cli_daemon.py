@@ -213,7 +213,7 @@ def test_deployments_list_shows_a_deployment_paused_in_the_store_with_no_next_fi
     now = datetime.now(UTC)
     sync_deployments(store, deployments, now)
     assert store.set_paused(["nightly"], True, Actor("test", "cli"), "maintenance window", now)
-    quarterly = deployments[1].trigger(store.read_deployment("quarterly").anchor)
+    quarterly = deployments[1].timing(store.read_deployment("quarterly").anchor)
 
     start = datetime.now(UTC)
     listed = gnomon(gnomon_home, "deployments", "list", "--config", str(config))

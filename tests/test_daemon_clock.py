@@ -144,3 +144,34 @@ def test_a_gap_in_the_ticks_is_caught_up_once_and_the_schedule_goes_on(
     ]
     assert {run[2] for run in runs[1:-2]} == {"Missed"}
     assert [run[0] for run in runs] == [minute(n) for n in range(1, 63)]
+
+
+def test_a_fire_in_the_hour_a_fall_back_repeats_runs_at_its_time_not_an_hour_early(
+    tmp_path, clock, daemon_at, store
+) -> None:
+    """New York's clocks go back from 02:00 EDT to 01:00 EST on 7 November 2027: a
+    every-20-minutes cron fires at 01:40 EDT (05:40 UTC), then at 01:00 EST (06:00 UTC).
+    Wall-clock arithmetic, which ignores ``fold``, made the second one due at 01:00 EDT
+    (05:00 UTC), so it ran at once after the first, 20 minutes early."""
+    clock.wall = datetime(2027, 11, 7, 5, 39, 30, tzinfo=UTC)
+    config = config_for(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "ticker"
+        flow = "flows.py:tick"
+        cron = "*/20 * * * *"
+        timezone = "America/New_York"
+        """,
+    )
+    daemon = daemon_at(config)
+    run_until(daemon, clock, datetime(2027, 11, 7, 6, 0, 1, tzinfo=UTC))
+
+    runs = sorted(store.read_runs(deployment="ticker"), key=lambda row: row.scheduled_for)
+    assert [(row.scheduled_for, row.state_name) for row in runs] == [
+        (datetime(2027, 11, 7, 5, 40, tzinfo=UTC), "Completed"),
+        (datetime(2027, 11, 7, 6, 0, tzinfo=UTC), "Completed"),
+    ]
+    for row in runs:  # created by the daemon at its clock's time (workers keep their own)
+        assert row.expected_start_time == row.scheduled_for
+        assert row.created >= row.scheduled_for

@@ -737,7 +737,7 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         timedelta(0),
     )
     assert explicit.catchup is Catchup.ALL  # not stated: still inherited
-    assert silent.trigger() == CronTrigger("0 9 * * *", "Europe/Berlin")
+    assert silent.timing().specs[0].trigger == CronTrigger("0 9 * * *", "Europe/Berlin")
 
 
 def test_built_in_defaults_when_daemon_is_silent(project: Path) -> None:
@@ -828,7 +828,8 @@ def test_a_cron_deployment_exposes_its_schedule_and_trigger(project: Path) -> No
 
     assert (cron.schedule_kind, cron.schedule, cron.every) == ("cron", "*/5 * * * *", None)
     assert (cron.paused, cron.tags, cron.description) == (True, ("etl",), "five")
-    assert cron.trigger() == CronTrigger("*/5 * * * *", "America/New_York")
+    assert cron.timing().specs[0].trigger == CronTrigger("*/5 * * * *", "America/New_York")
+    assert cron.timing().describe() == "Every 5 minutes"
 
 
 def test_an_interval_deployment_s_anchor_comes_from_the_file_or_the_store(project: Path) -> None:
@@ -854,13 +855,13 @@ def test_an_interval_deployment_s_anchor_comes_from_the_file_or_the_store(projec
         "1h",
         timedelta(hours=1),
     )
-    assert offset.trigger() == IntervalTrigger(
+    assert offset.timing().specs[0].trigger == IntervalTrigger(
         timedelta(seconds=90), datetime(2027, 1, 1, 7, tzinfo=UTC)
     )
-    assert offset.trigger(anchor) == offset.trigger()  # the file's anchor wins
-    assert stored.trigger(anchor).next_fire(anchor) == anchor + timedelta(minutes=15)
+    assert offset.timing(anchor) == offset.timing()  # the file's anchor wins
+    assert stored.timing(anchor).next_fire(anchor) == anchor + timedelta(minutes=15)
     with pytest.raises(ScheduleError, match="needs an anchor"):
-        stored.trigger()
+        stored.timing()
 
 
 def test_a_deployment_built_in_code_resolves_a_relative_flow_against_its_source_file(

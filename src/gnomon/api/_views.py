@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask, mask_text, secret_values
 
 if TYPE_CHECKING:
-    from gnomon.scheduling import CronTrigger, IntervalTrigger
+    from gnomon.scheduling import Schedule
     from gnomon.store import ControlStore
     from gnomon.store.rows import (
         AuditEntry,
@@ -37,66 +37,25 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def trigger_for(row: DeploymentRow) -> CronTrigger | IntervalTrigger:
-    """A stored deployment's trigger, built from its row alone (no config file needed)."""
-    from gnomon.scheduling import IntervalTrigger, ScheduleError, parse_interval
-    from gnomon.scheduling._cron import cron_trigger
-
-    if row.schedule_kind == "cron":
-        return cron_trigger(row.schedule, row.timezone or "UTC")
-    if row.anchor is None:  # a sync stores every interval's
-        raise ScheduleError(f"deployment {row.name!r}: an interval without its anchor")
-    return IntervalTrigger(parse_interval(row.schedule), row.anchor)
-
-
-def jitter_of(row: DeploymentRow) -> timedelta:
-    """A deployment's fixed jitter offset (the same one the daemon adds to each fire)."""
-    from gnomon.scheduling import jitter_offset
-
-    seconds = (row.policies or {}).get("jitter") or 0
-    return jitter_offset(row.name, timedelta(seconds=seconds)) if seconds else timedelta(0)
-
-
-def describe_schedule(row: DeploymentRow) -> str:
-    """The schedule in words: "At 09:00, Monday through Friday", "every 15m"."""
-    from gnomon.scheduling import format_duration, parse_interval
-
-    if row.schedule_kind != "cron":
-        return f"every {format_duration(parse_interval(row.schedule))}"
-    from cron_descriptor import Options, get_description
-
-    from gnomon.scheduling._crontab import ALIASES
-
-    expression: str = row.schedule
-    fields = ALIASES.get(expression.strip().lower(), expression).split()
-    if len(fields) == 6:  # gnomon puts seconds last; cron-descriptor wants them first
-        fields = [fields[5], *fields[:5]]
-    options = Options()
-    options.use_24hour_time_format = True
-    options.verbose = False
-    try:
-        return str(get_description(" ".join(fields), options))
-    except Exception:  # a description is a nicety; the expression itself was validated
-        return row.schedule
-
-
-def next_fires(row: DeploymentRow, after: datetime, count: int) -> list[datetime]:
-    """The next ``count`` fire times after ``after`` (nominal time plus the jitter offset);
-    none for a schedule stored before a rule refused it (a sub-second interval)."""
+def schedule_of(row: DeploymentRow) -> Schedule | None:
+    """A registered deployment's schedule; None for one stored before a rule refused it (a
+    sub-second interval), which shows as it was written and never fires."""
+    from gnomon.deployments import stored_schedule
     from gnomon.scheduling import ScheduleError
 
     try:
-        trigger = trigger_for(row)
+        return stored_schedule(row)
     except ScheduleError:
+        return None
+
+
+def next_fires(row: DeploymentRow, after: datetime, count: int) -> list[datetime]:
+    """When its next ``count`` fires after ``after`` are due (nominal time plus the jitter
+    offset), counted from its last fire if that is later."""
+    schedule = schedule_of(row)
+    if schedule is None:
         return []
-    offset = jitter_of(row)
-    fires: list[datetime] = []
-    moment: datetime | None = max(after, row.last_fire) if row.last_fire else after
-    while len(fires) < count and moment is not None:
-        moment = trigger.next_fire(moment)
-        if moment is not None:
-            fires.append(moment + offset)
-    return fires
+    return schedule.next_fires(max(after, row.last_fire) if row.last_fire else after, count)
 
 
 def deployment_view(
@@ -104,12 +63,13 @@ def deployment_view(
 ) -> View:
     """A deployment as listed: schedule (and in words), zone, pause, next fire, last runs."""
     paused = bool(row.paused)
+    schedule = schedule_of(row)
     fires = [] if paused else next_fires(row, now, 1)
     view: View = {
         "name": row.name,
         "flow": row.flow,
         "schedule": f"{row.schedule_kind} {row.schedule}",
-        "schedule_text": describe_schedule(row),
+        "schedule_text": schedule.describe() if schedule is not None else row.schedule,
         "timezone": row.timezone if row.schedule_kind == "cron" else None,
         "paused": paused,
         "paused_by": row.paused_by,

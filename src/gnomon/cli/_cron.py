@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
 from gnomon.api._inputs import MAX_FIRES
 from gnomon.cli._common import json_option, print_json
-
-if TYPE_CHECKING:
-    from gnomon.scheduling import CronTrigger
 
 
 @click.command("cron")
@@ -53,23 +50,24 @@ def cron_command(
       gnomon cron '30 2 * * *' --tz America/New_York -n 3
       gnomon cron '*/15 9-17 * * MON-FRI' --after 2027-03-14T08:00 --json
     """
-    from gnomon.scheduling import CronTrigger, ScheduleError
+    from gnomon.scheduling import Schedule, ScheduleError, ScheduleKind
 
     try:
-        trigger = CronTrigger(expression, timezone)
+        schedule = Schedule.single("cron", ScheduleKind.CRON, expression, timezone)
     except ScheduleError as error:
         raise click.UsageError(str(error)) from None
-    start = _start(trigger, after)
-    fires = _fires(trigger, start, iterations)
+    start = _start(timezone, after)
+    zone = ZoneInfo(timezone)  # shown in the expression's zone; computed in UTC
+    fires = [fire.astimezone(zone) for fire in schedule.next_fires(start, iterations)]
     if as_json:
         print_json([fire.isoformat() for fire in fires])
     else:
         _print_fires(fires, start)
     if len(fires) < iterations:
-        click.echo(f"{trigger.describe()} does not fire again", err=True)
+        click.echo(f"cron {expression.strip()!r} in {timezone} does not fire again", err=True)
 
 
-def _start(trigger: CronTrigger, after: str | None) -> datetime:
+def _start(timezone: str, after: str | None) -> datetime:
     if after is None:
         return datetime.now(UTC)
     try:
@@ -79,10 +77,8 @@ def _start(trigger: CronTrigger, after: str | None) -> datetime:
             f"{after!r} is not an ISO 8601 date-time", param_hint="'--after'"
         ) from None
     if start.utcoffset() is None:
-        from zoneinfo import ZoneInfo
-
         # A time a fall-back repeats means its first occurrence (fold=0).
-        start = start.replace(tzinfo=ZoneInfo(trigger.timezone))
+        start = start.replace(tzinfo=ZoneInfo(timezone))
     try:
         start.astimezone(UTC)  # the triggers compute in UTC
     except OverflowError:
@@ -90,18 +86,6 @@ def _start(trigger: CronTrigger, after: str | None) -> datetime:
             f"{after!r} is outside the years 1 to 9999 in UTC", param_hint="'--after'"
         ) from None
     return start
-
-
-def _fires(trigger: CronTrigger, start: datetime, iterations: int) -> list[datetime]:
-    fires: list[datetime] = []
-    after = start
-    while len(fires) < iterations:
-        fire = trigger.next_fire(after)
-        if fire is None:
-            break
-        fires.append(fire)
-        after = fire
-    return fires
 
 
 def _print_fires(fires: list[datetime], start: datetime) -> None:

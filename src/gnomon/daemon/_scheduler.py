@@ -84,16 +84,15 @@ class Scheduler:
         self, deployments: Sequence[Deployment], rows: dict[str, ScheduleState]
     ) -> None:
         """Track these deployments (as synced into the store; ``rows`` are their store rows)."""
-        from gnomon.scheduling import jitter_offset
-
         kept: dict[str, Slot] = {}
         for deployment in deployments:
             row = rows[deployment.name]
             previous = self._slots.get(deployment.name)
+            schedule = deployment.timing(row.anchor)
             slot = Slot(
                 deployment=deployment,
-                trigger=deployment.trigger(row.anchor),
-                offset=jitter_offset(deployment.name, deployment.jitter),
+                trigger=schedule,
+                offset=schedule.offset,
                 paused=row.paused,
                 last_fire=row.last_fire,
                 fires_from=row.fires_from,

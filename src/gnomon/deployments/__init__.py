@@ -23,6 +23,7 @@ from gnomon.deployments._models import (
     NotifyTarget,
     Overlap,
     Policies,
+    stored_schedule,
 )
 from gnomon.deployments._sync import Comparison, Drift, SyncResult, compare, sync_deployments
 
@@ -44,5 +45,6 @@ __all__ = [
     "compare",
     "load_config",
     "load_config_or_raise",
+    "stored_schedule",
     "sync_deployments",
 ]

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,13 +39,16 @@ from pydantic import (
 
 from gnomon._names import NAME_RULE, is_name
 from gnomon.scheduling import (
-    CronTrigger,
-    IntervalTrigger,
+    Schedule,
     ScheduleError,
+    ScheduleKind,
     parse_every,
     parse_interval,
 )
 from gnomon.scheduling._cron import cron_trigger
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import DeploymentRow
 
 
 class Overlap(StrEnum):
@@ -400,20 +403,26 @@ class Deployment(Policies):
         """An interval deployment's period; None for cron."""
         return parse_every(self.interval) if self.interval is not None else None
 
-    def trigger(self, anchor: datetime | None = None) -> CronTrigger | IntervalTrigger:
-        """The trigger; an interval without an anchor in the file needs the stored ``anchor``.
+    def timing(self, anchor: datetime | None = None) -> Schedule:
+        """The schedule; an interval without an anchor in the file needs the stored
+        ``anchor``. The file's own anchor wins over ``anchor`` (sync stores the file's)."""
+        start = None
+        if self.cron is None:
+            start = self.anchor or anchor
+            if start is None:
+                raise ScheduleError(
+                    f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
+                    "store first (the anchor defaults to when it was first registered)"
+                )
+        kind = self.schedule_kind
+        return Schedule.single(self.name, kind, self.schedule, self.timezone, start, self.jitter)
 
-        The file's own anchor wins over ``anchor`` (sync stores the file's anyway).
-        """
-        if self.cron is not None:
-            return cron_trigger(self.cron, self.timezone)
-        start = self.anchor or anchor
-        if start is None:
-            raise ScheduleError(
-                f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
-                "store first (the anchor defaults to when it was first registered)"
-            )
-        return IntervalTrigger(parse_every(str(self.interval)), start)
+
+def stored_schedule(row: DeploymentRow) -> Schedule:
+    """A registered deployment's schedule, from its store row alone (no config file)."""
+    jitter = timedelta(seconds=(row.policies or {}).get("jitter") or 0)
+    anchor = row.anchor if row.schedule_kind == ScheduleKind.INTERVAL else None
+    return Schedule.single(row.name, row.schedule_kind, row.schedule, row.timezone, anchor, jitter)
 
 
 def _iso_dates(value: Any) -> Any:

@@ -1,8 +1,11 @@
 """Triggers and schedule arithmetic: pure functions of time, never reading the clock.
 
-``CronTrigger`` reads a crontab expression in an IANA zone and follows cronie's DST rules;
-``IntervalTrigger`` fires every fixed duration from an anchor; ``jitter_offset`` spreads
-deployments that share a schedule. Both triggers satisfy the ``Trigger`` protocol.
+``Schedule`` is a deployment's schedule as one value (its specs, their union of fire
+times, the jitter offset, the schedule in words), which the daemon, the CLI, the API and the
+dashboard all use. ``CronTrigger`` reads a crontab expression in an IANA zone and follows
+cronie's DST rules; ``IntervalTrigger`` fires every fixed duration from an anchor;
+``jitter_offset`` spreads deployments that share a schedule. The triggers and ``Schedule``
+satisfy the ``Trigger`` protocol.
 """
 
 from gnomon.scheduling._base import ScheduleError, Trigger
@@ -10,12 +13,16 @@ from gnomon.scheduling._cron import CronTrigger
 from gnomon.scheduling._durations import format_duration, parse_interval
 from gnomon.scheduling._interval import MIN_INTERVAL, IntervalTrigger, parse_every
 from gnomon.scheduling._jitter import jitter_offset
+from gnomon.scheduling._schedule import Schedule, ScheduleKind, ScheduleSpec
 
 __all__ = [
     "MIN_INTERVAL",
     "CronTrigger",
     "IntervalTrigger",
+    "Schedule",
     "ScheduleError",
+    "ScheduleKind",
+    "ScheduleSpec",
     "Trigger",
     "format_duration",
     "jitter_offset",
