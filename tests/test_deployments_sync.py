@@ -207,7 +207,7 @@ def test_the_interval_anchor_survives_re_syncs_restarts_and_interval_changes(sto
 
     assert result.changed == ["job"]
     assert (row.anchor, row.schedule) == (T0, "10m")
-    trigger = make(source, interval="10m").trigger(row.anchor)
+    trigger = make(source, interval="10m").timing(row.anchor)
     assert trigger.next_fire(T2) == T0 + 13 * timedelta(minutes=10)
 
 
