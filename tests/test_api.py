@@ -21,9 +21,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from gnomon.api._http import create_app, route_table
-from gnomon.api._operations import Operations
-from gnomon.api._server import (
+from gnomon.control import Operations
+from gnomon.http._http import create_app, route_table
+from gnomon.http._server import (
     ApiServer,
     ApiServerError,
     UnsafeBind,

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gnomon.api._http import route_table
+from gnomon.http._http import route_table
 from test_api import Api, api, concrete  # noqa: F401  (api: the live-server fixture)
 
 CHECKS = [

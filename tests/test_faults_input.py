@@ -25,8 +25,8 @@ from schemathesis import GenerationMode
 
 from conftest import create_run, logs_of
 from gnomon import flow, get_run_logger
-from gnomon.api._http import route_table
-from gnomon.api._operations import Operations
+from gnomon.control import Operations
+from gnomon.http._http import route_table
 from gnomon.store import Actor, Store
 from test_api import Api, api  # noqa: F401  (api: the live-server fixture)
 from test_cli_control import DEPLOYMENTS

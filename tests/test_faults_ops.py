@@ -645,7 +645,7 @@ def test_logs_are_printed_in_time_order_though_stored_out_of_order(store: Any) -
 def test_the_public_url_defaults_to_where_the_api_is_reached(
     host: str, port: int, url: str
 ) -> None:
-    from gnomon.api._bind import public_url_for
+    from gnomon._bind import public_url_for
 
     assert public_url_for(host, port, "box.example") == url
 

@@ -22,7 +22,7 @@ from gnomon._secrets import (
     secret_values,
 )
 from gnomon._text import loads, valid_text
-from gnomon.api._inputs import (
+from gnomon.control import (
     MAX_PARAMETERS_BYTES,
     check_parameters,
     parse_level,

@@ -10,6 +10,11 @@ class GnomonError(Exception):
     """Base class of every error gnomon raises on purpose."""
 
 
+class ServiceStartError(GnomonError):
+    """A service the daemon was given to run beside it (the HTTP API) cannot start: the
+    daemon exits with code 1 and this message, as when another daemon holds the store."""
+
+
 class ConfigError(GnomonError, ValueError):
     """The configuration (file or GNOMON_* environment) is invalid; the message says where."""
 

@@ -15,7 +15,7 @@ import click
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
-    from gnomon.api._operations import FastOperations, Operations, ReloadOutcome
+    from gnomon.control import FastOperations, Operations, ReloadOutcome
     from gnomon.exceptions import StoreOwnedByAnotherUser
     from gnomon.store import ControlStore, FastControl
 
@@ -287,13 +287,13 @@ class ParsedInput(click.ParamType):
 
 
 def _since(text: str) -> datetime:
-    from gnomon.api._inputs import parse_since
+    from gnomon.control import parse_since
 
     return parse_since(text, datetime.now(UTC))
 
 
 def _level(text: str) -> int:
-    from gnomon.api._inputs import parse_level
+    from gnomon.control import parse_level
 
     return parse_level(text)
 
@@ -305,7 +305,7 @@ def _state(text: str) -> Any:
 
 
 def _seconds(text: str) -> float:
-    from gnomon.api._inputs import parse_seconds
+    from gnomon.control import parse_seconds
 
     return parse_seconds(text)
 
@@ -393,7 +393,7 @@ def nudge_daemon(kind: str) -> None:
 
 def operations() -> Operations:
     """The control plane's operations, done by the OS user through the CLI."""
-    from gnomon.api._operations import Operations
+    from gnomon.control import Operations
     from gnomon.store._kinds import Origin
     from gnomon.store._values import Actor
 
@@ -402,7 +402,7 @@ def operations() -> Operations:
 
 def fast_operations() -> FastOperations:
     """Those that only pause, resume or read, on ``fast_store``."""
-    from gnomon.api._operations import FastOperations
+    from gnomon.control import FastOperations
     from gnomon.store._kinds import Origin
     from gnomon.store._values import Actor
 
@@ -455,7 +455,7 @@ def reports_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gnomon.api._operations import (
+        from gnomon.control import (
             Conflict,
             InvalidParameters,
             ReloadNotAnswered,

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
     BadInput,
     F,
@@ -25,9 +24,10 @@ from gnomon.cli._common import (
     reports_errors,
     since_option,
 )
+from gnomon.control import MAX_COUNT
 
 if TYPE_CHECKING:
-    from gnomon.api._operations import FastOperations, UnknownName
+    from gnomon.control import FastOperations, UnknownName
 
 
 def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list[str], bool]:
@@ -41,7 +41,7 @@ def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list
 def _select(ops: FastOperations, names: tuple[str, ...], every: bool, tag: str | None) -> list[str]:
     """Resolve the targets; a name the store lacks but the config has is registered first
     (so pausing works before the daemon ever started)."""
-    from gnomon.api._operations import UnknownName
+    from gnomon.control import UnknownName
 
     try:
         return ops.select(names, every, tag)
@@ -267,7 +267,7 @@ def audit_command(config: Path | None, since: datetime | None, limit: int, as_js
     Example:
       gnomon audit --since 1d
     """
-    from gnomon.api._views import audit_view
+    from gnomon.control import audit_view
 
     entries = [audit_view(row) for row in open_store().read_audit(since, limit)]
     if as_json:
@@ -320,7 +320,7 @@ def token_ls(config: Path | None, as_json: bool) -> None:
     Example:
       gnomon token ls
     """
-    from gnomon.api._views import token_view
+    from gnomon.control import token_view
 
     rows = [token_view(row) for row in open_store().read_tokens()]
     if as_json:

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from gnomon.api._inputs import MAX_FIRES
 from gnomon.cli._common import json_option, print_json
+from gnomon.control import MAX_FIRES
 
 
 @click.command("cron")

@@ -61,13 +61,16 @@ def daemon_group(
         return
     check_store_owner()
     from gnomon.daemon import run_daemon
+    from gnomon.http import serve_api
 
+    # The daemon and its HTTP API are composed here: the daemon does not import the web side.
+    services = [serve_api]
     if detach:
         if pidfile is None:
             raise click.UsageError("--detach needs --pidfile PATH")
         report = _detach(pidfile)
-        sys.exit(run_daemon(config, started=report.send))
-    sys.exit(run_daemon(config))
+        sys.exit(run_daemon(config, started=report.send, services=services))
+    sys.exit(run_daemon(config, services=services))
 
 
 def _detach(pidfile: Path) -> StartReport:

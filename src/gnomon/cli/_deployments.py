@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gnomon.api._inputs import MAX_FIRES
 from gnomon.cli._common import (
     changes_store,
     complete_deployments,
@@ -22,6 +21,7 @@ from gnomon.cli._common import (
     reload_timeout_option,
     reports_errors,
 )
+from gnomon.control import MAX_FIRES
 from gnomon.states import StateName
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def _view(
     """A deployment as listed (``deployment_view``), from the store where the daemon
     schedules it, else from the file (with no next fire: nothing fires it), plus how the
     file and the store agree."""
-    from gnomon.api._views import deployment_view
+    from gnomon.control import deployment_view
     from gnomon.deployments._sync import definition
     from gnomon.store.rows import DeploymentRow
 
@@ -200,7 +200,7 @@ def deployments_show(config: Path | None, name: str, as_json: bool) -> None:
     Example:
       gnomon deployments show nightly-report
     """
-    from gnomon.api._views import deployment_detail
+    from gnomon.control import deployment_detail
 
     ops = operations()
     row = ops.deployment(name)
@@ -268,7 +268,7 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     Example:
       gnomon deployments next nightly-report -n 10
     """
-    from gnomon.api._views import iso, next_fires
+    from gnomon.control import iso, next_fires
 
     row = operations().deployment(name)
     if row.paused:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import LEVEL, config_option, reports_errors, since_option
+from gnomon.control import MAX_COUNT
 
 if TYPE_CHECKING:
     from gnomon.store.rows import LogRow
@@ -59,8 +59,8 @@ def logs_command(
       gnomon logs --run 3f2a9c --level WARNING
       gnomon logs --since 1h --json | jq .message
     """
-    from gnomon.api._operations import check_name
     from gnomon.cli._common import fast_operations
+    from gnomon.control import check_name
     from gnomon.store import LogQuery
     from gnomon.store._values import in_time_order
 
@@ -96,7 +96,7 @@ def _after(query: Any, last_id: int) -> Any:
 
 
 def _print(rows: list[LogRow], as_json: bool) -> None:
-    from gnomon.api._views import log_view
+    from gnomon.control import log_view
 
     for row in rows:
         view = log_view(row)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gnomon.api._inputs import MAX_COUNT
 from gnomon.cli._common import (
     SECONDS,
     STATE,
@@ -28,6 +27,7 @@ from gnomon.cli._common import (
     reports_errors,
     since_option,
 )
+from gnomon.control import MAX_COUNT
 from gnomon.states import StateType
 
 if TYPE_CHECKING:
@@ -95,8 +95,7 @@ def runs_list(
       gnomon runs list --state only:Failed            # exactly the state named Failed
       gnomon runs list --deployment nightly-report --state completed --since 2h --limit 10
     """
-    from gnomon.api._operations import check_name
-    from gnomon.api._views import run_view
+    from gnomon.control import check_name, run_view
 
     if deployment is not None:
         check_name("deployment", deployment)
@@ -125,7 +124,7 @@ def runs_show(config: Path | None, run_id: str, as_json: bool) -> None:
     Example:
       gnomon runs show 3f2a9c
     """
-    from gnomon.api._views import run_detail
+    from gnomon.control import run_detail
 
     ops = operations()
     view = run_detail(ops.store, ops.run(run_id))
@@ -278,7 +277,7 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
 
 def follow_run(run_id: str, timeout: float | None = None) -> int:
     """Print a run's state changes until it ends; 0 if it completed, else 1."""
-    from gnomon.api._views import run_text
+    from gnomon.control import run_text
     from gnomon.states import FINAL_TYPES
 
     store = open_store()

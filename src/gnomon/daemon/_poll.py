@@ -1,7 +1,7 @@
 """What other processes change in the store, applied by the daemon: pauses and resumes,
 manual runs and retries, and cancellations, made through the CLI or the HTTP API.
 
-The store is the channel (see ``gnomon.api._operations``). The daemon polls it once a
+The store is the channel (see ``gnomon.control._operations``). The daemon polls it once a
 second, and at once when the CLI sends SIGUSR1 after a change; each poll first checks that
 the database file is still the one the daemon opened (``_storefile``). Each poll reads what changed
 since a little before the previous one, so a change committed while a poll ran is not

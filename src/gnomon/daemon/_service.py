@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,7 +37,6 @@ from gnomon.daemon._summary import run_summary
 from gnomon.daemon._wakeup import Wakeup
 
 if TYPE_CHECKING:
-    from gnomon.api._server import ApiServer
     from gnomon.daemon._health import Health, HealthMonitor
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
@@ -76,12 +75,32 @@ class SystemClock:
         return time.monotonic()
 
 
-class Daemon:
-    """One daemon process serving the deployments of one config file."""
+class Service(Protocol):
+    """Something that runs beside the daemon, started once it has its store and stopped
+    first when it shuts down (the HTTP API)."""
 
-    def __init__(self, config_path: Path | None, clock: Clock | None = None) -> None:
+    def stop(self) -> None: ...
+
+
+# Starts a service for a daemon that is starting (None: nothing to run, as with api = "off").
+# A service that cannot start raises ``ServiceStartError``.
+ServiceFactory = Callable[["Daemon"], Service | None]
+
+
+class Daemon:
+    """One daemon process serving the deployments of one config file, and the services it
+    was given (the command that starts it composes them: ``gnomon.http.serve_api``)."""
+
+    def __init__(
+        self,
+        config_path: Path | None,
+        clock: Clock | None = None,
+        services: Sequence[ServiceFactory] = (),
+    ) -> None:
         self.config_path = config_path
         self.clock: Clock = clock or SystemClock()
+        self._service_factories = tuple(services)
+        self.services: list[Service] = []
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.wakeup = Wakeup()
         self._stop_requested = False
@@ -96,7 +115,6 @@ class Daemon:
         self.store_poll: StorePoll
         self.health: Health
         self.loader: ConfigLoader
-        self.api: ApiServer | None = None
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -206,9 +224,10 @@ class Daemon:
                 self.store, self.config, self.scheduler, self.pool, self.health.status
             )
             recover(self.store, self.scheduler, self.daemon_id, self.clock.now())
-            from gnomon.daemon._main import start_api
-
-            self.api = start_api(self, settings.home)
+            for factory in self._service_factories:
+                service = factory(self)
+                if service is not None:
+                    self.services.append(service)
             self.pool.wait_warm()
         except BaseException:
             self.pool.stop(0)
@@ -508,8 +527,8 @@ class Daemon:
         from gnomon.store import store_fault
 
         hold_background(False)
-        if self.api is not None:
-            self.api.stop()
+        for service in self.services:
+            service.stop()
         grace = self.config.daemon.shutdown_grace.total_seconds()
         log.info(
             "daemon stopping: waiting up to %gs for %d running runs",

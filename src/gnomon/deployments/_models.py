@@ -202,7 +202,7 @@ class DaemonConfig(Policies):
     log_file_max_bytes: Annotated[ByteSize, Field(ge=0)] = ByteSize(100_000_000)
     log_file_keep: Annotated[StrictInt, Field(ge=1, le=1000)] = 5
     # Where operators reach the API and, later, the dashboard; notifications link to
-    # {public_url}/runs/{id}. None: from `api` (see gnomon.api.public_url_for).
+    # {public_url}/runs/{id}. None: from `api` (see gnomon._bind.public_url_for).
     public_url: str | None = None
     # The HTTP API's "host:port", or "off" (kept as None) for none; api_auth = false serves
     # it without tokens, which only a loopback address allows.
@@ -224,7 +224,7 @@ class DaemonConfig(Policies):
     @field_validator("api")
     @classmethod
     def _check_api(cls, value: str | None) -> str | None:
-        from gnomon.api._bind import OFF, parse_bind
+        from gnomon._bind import OFF, parse_bind
 
         if value is None or value.strip().lower() == OFF:
             return None
@@ -233,7 +233,7 @@ class DaemonConfig(Policies):
 
     @model_validator(mode="after")
     def _auth_off_only_on_loopback(self) -> DaemonConfig:
-        from gnomon.api._bind import is_loopback, parse_bind
+        from gnomon._bind import is_loopback, parse_bind
 
         if not self.api_auth and self.api is not None and not is_loopback(parse_bind(self.api)[0]):
             raise ValueError(

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon.api._bind import is_loopback
-from gnomon.exceptions import GnomonError
+from gnomon._bind import is_loopback
+from gnomon.exceptions import ServiceStartError
 
 if TYPE_CHECKING:
     from gnomon.store import ControlStore
@@ -26,11 +26,11 @@ ADMIN_TOKEN_NAME = "admin"
 SHUTDOWN_GRACE = 2  # seconds open requests (log streams) get before they are cut
 
 
-class ApiServerError(GnomonError, OSError):
+class ApiServerError(ServiceStartError, OSError):
     """The API cannot listen where it was told to (address in use, no such address)."""
 
 
-class UnsafeBind(GnomonError, ValueError):
+class UnsafeBind(ServiceStartError, ValueError):
     """Serving without authentication on an address other machines can reach."""
 
 
@@ -149,7 +149,7 @@ def ensure_admin_token(store: ControlStore, path: Path) -> str | None:
     holds opens nothing.
     """
     from gnomon._files import private_directory
-    from gnomon.api._operations import Conflict, Operations
+    from gnomon.control import Conflict, Operations
     from gnomon.store._kinds import Origin
     from gnomon.store._values import Actor
 

@@ -19,13 +19,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
-from gnomon.api._auth import TokenAuth
-from gnomon.api._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
-from gnomon.api._operations import Conflict, InvalidParameters, UnknownName
-from gnomon.api._params import ApiError, NamePath, RunPath
-from gnomon.api._routes import router
-from gnomon.api._schemas import ErrorBody, Health
+from gnomon.control import Conflict, InvalidParameters, UnknownName
 from gnomon.exceptions import InvalidInput
+from gnomon.http._auth import TokenAuth
+from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
+from gnomon.http._params import ApiError, NamePath, RunPath
+from gnomon.http._routes import router
+from gnomon.http._schemas import ErrorBody, Health
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus

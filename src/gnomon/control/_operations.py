@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon._names import NAME_RULE, is_name
-from gnomon.api._inputs import check_parameters
+from gnomon.control._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
 from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause

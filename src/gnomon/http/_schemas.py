@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from gnomon._names import NAME_PATTERN, NAME_RULE, is_name
-from gnomon.api._inputs import check_parameters
-from gnomon.api._operations import MAX_LIMIT
+from gnomon.control import MAX_LIMIT, check_parameters
 from gnomon.exceptions import InvalidInput
 
 RUN_ID_PATTERN = r"^[0-9a-f]{4,32}$"

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from anyio import to_thread
 
-from gnomon.api._guards import send_error
-from gnomon.api._operations import hash_token
+from gnomon.control import hash_token
+from gnomon.http._guards import send_error
 from gnomon.store._kinds import Origin
 from gnomon.store._values import Actor
 

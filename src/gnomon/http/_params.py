@@ -12,10 +12,9 @@ from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from gnomon._names import NAME_PATTERN
-from gnomon.api import _schemas as s
-from gnomon.api._inputs import parse_level, parse_since
-from gnomon.api._operations import check_run_id
+from gnomon.control import check_run_id, parse_level, parse_since
 from gnomon.exceptions import InvalidInput
+from gnomon.http import _schemas as s
 from gnomon.states import STATE_FILTER_HELP, StateFilter, parse_state_filter
 
 T = TypeVar("T")

@@ -18,11 +18,23 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gnomon.api import _schemas as s
-from gnomon.api._auth import request_actor
-from gnomon.api._inputs import MAX_FIRES
-from gnomon.api._operations import Operations, ReloadNotAnswered
-from gnomon.api._params import (
+from gnomon.control import (
+    MAX_FIRES,
+    Operations,
+    ReloadNotAnswered,
+    audit_view,
+    deployment_detail,
+    deployment_view,
+    iso,
+    log_view,
+    next_fires,
+    run_detail,
+    run_view,
+    token_view,
+)
+from gnomon.http import _schemas as s
+from gnomon.http._auth import request_actor
+from gnomon.http._params import (
     MAX_LOG_ID,
     AfterQuery,
     ApiError,
@@ -38,17 +50,6 @@ from gnomon.api._params import (
     level_number,
     since_time,
     state_filter,
-)
-from gnomon.api._views import (
-    audit_view,
-    deployment_detail,
-    deployment_view,
-    iso,
-    log_view,
-    next_fires,
-    run_detail,
-    run_view,
-    token_view,
 )
 from gnomon.store import LogQuery, ReloadStatus
 

@@ -1,0 +1,126 @@
+"""The control plane: what operators can do and see, shared by the CLI, the HTTP API and the
+dashboard, so that they cannot drift apart.
+
+``Operations`` (and ``FastOperations``, the CLI's fast path) carry out pause, resume, run,
+cancel, retry, reload and tokens: each writes the store with its audit entry in the same
+transaction, then nudges a running daemon. The views (``deployment_view``, ``run_view``,
+...) are the JSON-able dicts the CLI's tables and ``--json`` and the API print, secrets
+masked. The inputs (``parse_since``, ``check_parameters``, ...) read operator input once,
+with one error for each bad value.
+
+This is what other packages may use; the modules behind it are private. A name's module is
+imported when the name is first asked for: ``gnomon --help`` and the fast commands load
+only what they use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gnomon.control._inputs import (
+        MAX_COUNT,
+        MAX_FIRES,
+        MAX_PARAMETERS_BYTES,
+        check_parameters,
+        parse_level,
+        parse_seconds,
+        parse_since,
+    )
+    from gnomon.control._operations import (
+        MAX_LIMIT,
+        Conflict,
+        FastOperations,
+        InvalidParameters,
+        Operations,
+        ReloadNotAnswered,
+        ReloadOutcome,
+        UnknownName,
+        check_name,
+        check_run_id,
+        hash_token,
+    )
+    from gnomon.control._views import (
+        audit_view,
+        deployment_detail,
+        deployment_view,
+        iso,
+        log_view,
+        next_fires,
+        run_detail,
+        run_text,
+        run_view,
+        token_view,
+    )
+
+__all__ = [
+    "MAX_COUNT",
+    "MAX_FIRES",
+    "MAX_LIMIT",
+    "MAX_PARAMETERS_BYTES",
+    "Conflict",
+    "FastOperations",
+    "InvalidParameters",
+    "Operations",
+    "ReloadNotAnswered",
+    "ReloadOutcome",
+    "UnknownName",
+    "audit_view",
+    "check_name",
+    "check_parameters",
+    "check_run_id",
+    "deployment_detail",
+    "deployment_view",
+    "hash_token",
+    "iso",
+    "log_view",
+    "next_fires",
+    "parse_level",
+    "parse_seconds",
+    "parse_since",
+    "run_detail",
+    "run_text",
+    "run_view",
+    "token_view",
+]
+
+_WHERE = {
+    "Conflict": "gnomon.control._operations",
+    "FastOperations": "gnomon.control._operations",
+    "InvalidParameters": "gnomon.control._operations",
+    "MAX_COUNT": "gnomon.control._inputs",
+    "MAX_FIRES": "gnomon.control._inputs",
+    "MAX_LIMIT": "gnomon.control._operations",
+    "MAX_PARAMETERS_BYTES": "gnomon.control._inputs",
+    "Operations": "gnomon.control._operations",
+    "ReloadNotAnswered": "gnomon.control._operations",
+    "ReloadOutcome": "gnomon.control._operations",
+    "UnknownName": "gnomon.control._operations",
+    "audit_view": "gnomon.control._views",
+    "check_name": "gnomon.control._operations",
+    "check_parameters": "gnomon.control._inputs",
+    "check_run_id": "gnomon.control._operations",
+    "deployment_detail": "gnomon.control._views",
+    "deployment_view": "gnomon.control._views",
+    "hash_token": "gnomon.control._operations",
+    "iso": "gnomon.control._views",
+    "log_view": "gnomon.control._views",
+    "next_fires": "gnomon.control._views",
+    "parse_level": "gnomon.control._inputs",
+    "parse_seconds": "gnomon.control._inputs",
+    "parse_since": "gnomon.control._inputs",
+    "run_detail": "gnomon.control._views",
+    "run_text": "gnomon.control._views",
+    "run_view": "gnomon.control._views",
+    "token_view": "gnomon.control._views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gnomon.control' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # asked once
+    return value
