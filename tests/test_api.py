@@ -11,9 +11,10 @@ import os
 import stat
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,7 +31,7 @@ from gnomon.http._server import (
     check_bind,
     ensure_admin_token,
 )
-from gnomon.store import Store
+from gnomon.store import Store, TokenAccess
 from gnomon.store._values import Actor
 
 pytestmark = pytest.mark.backends
@@ -80,8 +81,13 @@ class Api:
     def admin(self) -> httpx.Client:
         return self.client(self.token)
 
-    def token_for(self, name: str, read_only: bool = False) -> str:
-        return Operations(self.store, Actor("test", "cli")).create_token(name, read_only)
+    def token_for(
+        self,
+        name: str,
+        access: TokenAccess = TokenAccess.ADMIN,
+        expires: timedelta | None = None,
+    ) -> str:
+        return Operations(self.store, Actor("test", "cli")).create_token(name, access, expires)
 
 
 def write_config(directory: Path) -> Path:
@@ -182,9 +188,78 @@ def test_a_read_only_token_reads_but_cannot_change_anything(api: Api) -> None:
                 continue
             response = client.request(method, concrete(path), json={"all": True})
             assert response.status_code == 403, (method, path)
-            assert "read-only" in response.json()["error"]
+            assert '"grafana" is read' in response.json()["error"]
     assert not any(row.paused for row in api.store.read_deployments())
     assert [row.name for row in api.store.read_tokens()] == ["admin", "grafana"]
+
+
+# What an operate token may change: every other change needs admin. A route added later is
+# admin until it is put here (and in OPERATE_PATHS).
+OPERATE_ROUTES = {
+    ("POST", "/api/v1/pause"),
+    ("POST", "/api/v1/resume"),
+    ("POST", "/api/v1/deployments/{name}/pause"),
+    ("POST", "/api/v1/deployments/{name}/resume"),
+    ("POST", "/api/v1/deployments/{name}/runs"),
+    ("POST", "/api/v1/runs/{run_id}/cancel"),
+    ("POST", "/api/v1/runs/{run_id}/retry"),
+}
+
+
+def test_every_route_needs_the_access_it_was_given_read_operate_or_admin(api: Api) -> None:
+    from gnomon.http._auth import required_access
+
+    for method, path in route_table(api.app):
+        if method in ("GET", "HEAD"):
+            expected = TokenAccess.READ
+        elif (method, path) in OPERATE_ROUTES:
+            expected = TokenAccess.OPERATE
+        else:
+            expected = TokenAccess.ADMIN
+        assert required_access(method, concrete(path)) is expected, (method, path)
+
+
+def test_an_operate_token_pauses_and_resumes_but_cannot_create_tokens_or_apply(api: Api) -> None:
+    token = api.token_for("on-call", TokenAccess.OPERATE)
+    with api.client(token) as client:
+        paused = client.post("/api/v1/deployments/nightly-report/pause", json={"reason": "INC-7"})
+        assert paused.status_code == 200, paused.text
+        refused = client.post("/api/v1/tokens", json={"name": "mine"})
+        assert refused.status_code == 403
+        assert refused.json()["error"] == 'token "on-call" is operate: this needs admin'
+        assert client.post("/api/v1/apply", json={}).status_code == 403
+        assert client.post("/api/v1/deployments/nightly-report/resume", json={}).status_code == 200
+    [entry] = [e for e in api.store.read_audit(None, 10) if e.action == "pause"]
+    assert (entry.actor, entry.origin) == ("on-call", "api")
+    assert [row.name for row in api.store.read_tokens()] == ["admin", "on-call"]
+
+
+def test_an_expired_token_is_refused_and_says_when_it_expired(api: Api) -> None:
+    with api.admin as admin:
+        created = admin.post(
+            "/api/v1/tokens", json={"name": "ci", "scope": "operate", "expires": "1s"}
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert (body["scope"], body["read_only"]) == ("operate", False)
+        assert body["expires"] is not None
+        listed = {row["name"]: row for row in admin.get("/api/v1/tokens").json()}
+        assert listed["ci"]["expires"] == body["expires"]
+        assert listed["admin"]["expires"] is None
+        for wrong in ({"expires": "soon"}, {"expires": "-1h"}, {"expires": "99999d"}):
+            response = admin.post("/api/v1/tokens", json={"name": "x", **wrong})
+            assert response.status_code == 422, (wrong, response.text)
+            assert "expires" in response.text
+        both = admin.post("/api/v1/tokens", json={"name": "y", "read_only": True, "scope": "admin"})
+        assert both.status_code == 422
+    with api.client(body["token"]) as client:
+        assert client.get("/api/v1/deployments").status_code == 200
+        deadline = time.monotonic() + 10
+        while (response := client.get("/api/v1/deployments")).status_code == 200:
+            assert time.monotonic() < deadline, "the token never expired"
+            time.sleep(0.1)
+    assert response.status_code == 401
+    assert response.json()["error"].startswith('token "ci" expired at ')
 
 
 def test_token_use_is_recorded_without_a_write_per_request(api: Api) -> None:

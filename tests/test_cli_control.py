@@ -439,7 +439,7 @@ def test_tokens_are_shown_once_and_stored_hashed(
     assert store.find_token(hashlib.sha256(token.encode()).hexdigest()) is None  # revoked
     assert duplicate.returncode == 1
     [entry] = json.loads(listed.stdout)
-    assert (entry["name"], entry["scope"]) == ("grafana", "read-only")
+    assert (entry["name"], entry["scope"], entry["expires"]) == ("grafana", "read", None)
     assert token not in listed.stdout
     assert revoked.returncode == 0
     if store.engine.dialect.name == "sqlite":

@@ -285,7 +285,7 @@ def token_group() -> None:
 
     \b
     Examples:
-      gnomon token create grafana --read-only
+      gnomon token create grafana --scope read --expires 90d
       gnomon token ls
       gnomon token revoke grafana
     """
@@ -294,20 +294,42 @@ def token_group() -> None:
 @token_group.command("create")
 @config_option
 @click.argument("name")
-@click.option("--read-only", is_flag=True, help="May read, never change anything.")
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "operate", "admin"]),
+    help="read: GET only; operate: also pause, resume, run, cancel and retry; admin (the"
+    " default): everything, tokens and apply included.",
+)
+@click.option("--read-only", is_flag=True, help="The same as --scope read.")
+@click.option(
+    "--expires",
+    metavar="DURATION",
+    help="Valid for this long from now (30d, 12h, P90D); by default until revoked.",
+)
 @reports_errors
 @changes_store
-def token_create(config: Path | None, name: str, read_only: bool) -> None:
+def token_create(
+    config: Path | None, name: str, scope: str | None, read_only: bool, expires: str | None
+) -> None:
     """Create a token and print it: store it now, it is not shown again.
 
     \b
-    Example:
-      gnomon token create ci-deployer
+    Examples:
+      gnomon token create ci-deployer --expires 90d
+      gnomon token create on-call --scope operate
+      gnomon token create grafana --scope read
     """
-    token = operations().create_token(name, read_only)
+    from gnomon.control import parse_expiry
+    from gnomon.store import TokenAccess
+
+    if read_only and scope not in (None, "read"):
+        raise click.UsageError(f"--read-only contradicts --scope {scope}")
+    access = TokenAccess.READ if read_only else TokenAccess(scope or TokenAccess.ADMIN)
+    life = None if expires is None else parse_expiry(expires)
+    token = operations().create_token(name, access, life)
     click.echo(token)
-    scope = "read-only" if read_only else "read-write"
-    click.echo(f"token {name} created ({scope}); it is not shown again", err=True)
+    until = f", expires in {expires}" if expires else ""
+    click.echo(f"token {name} created ({access}{until}); it is not shown again", err=True)
 
 
 @token_group.command("ls")
@@ -329,7 +351,7 @@ def token_ls(config: Path | None, as_json: bool) -> None:
     if not rows:
         click.echo("no tokens", err=True)
         return
-    print_table(rows, ["name", "scope", "created", "created_by", "last_used"])
+    print_table(rows, ["name", "scope", "expires", "created", "created_by", "last_used"])
 
 
 @token_group.command("revoke")

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gnomon._text import has_lone_surrogate
@@ -26,6 +26,25 @@ LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_WAIT = 366 * 86400.0  # seconds: a wait longer than a year is a typo
 MAX_PARAMETERS_BYTES = 256 * 1024  # a manual run's parameters, as JSON
 MAX_PARAMETERS_DEPTH = 32  # nested lists and objects: deeper is a mistake, or an attack
+
+
+MAX_TOKEN_LIFE = timedelta(days=3660)  # a token's expiry: ten years at most
+
+
+def parse_expiry(text: str) -> timedelta:
+    """How long a new token is valid: a duration (``30d``, ``12h``, ``P90D``), positive and
+    at most ten years."""
+    from gnomon.scheduling import ScheduleError, parse_interval
+
+    try:
+        life = parse_interval(text)
+    except ScheduleError as error:
+        raise InvalidInput(
+            f"expires {text[:80]!r}: {str(error).removeprefix('interval ')}"
+        ) from None
+    if life > MAX_TOKEN_LIFE:
+        raise InvalidInput(f"expires {text[:80]!r} is more than ten years (3660d)")
+    return life
 
 
 def parse_since(text: str, now: datetime) -> datetime:

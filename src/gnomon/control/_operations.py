@@ -18,14 +18,14 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon._names import NAME_RULE, is_name
 from gnomon.control._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
-from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause
+from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -424,11 +424,20 @@ class Operations(FastOperations):
 
     # API tokens.
 
-    def create_token(self, name: str, read_only: bool = False) -> str:
-        """Create token ``name`` and return it: the only time it is shown."""
+    def create_token(
+        self,
+        name: str,
+        access: TokenAccess = TokenAccess.ADMIN,
+        expires: timedelta | None = None,
+    ) -> str:
+        """Create token ``name`` with ``access``, valid for ``expires`` from now (None: until
+        revoked), and return it: the only time it is shown."""
         check_name("token", name)
+        if expires is not None and expires <= timedelta(0):
+            raise InvalidInput(f"a token's expiry must be in the future, got {expires}")
+        expires_at = None if expires is None else datetime.now(UTC) + expires
         token = new_token()
-        if not self.store.create_token(name, hash_token(token), read_only, self.actor):
+        if not self.store.create_token(name, hash_token(token), access, expires_at, self.actor):
             raise Conflict(f'a token named "{name}" exists; revoke it first or pick a new name')
         return token
 

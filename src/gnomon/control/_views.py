@@ -213,9 +213,12 @@ def audit_view(row: AuditEntry) -> View:
 
 def token_view(row: TokenInfo) -> View:
     """An API token as listed: never the token or its hash."""
+    from gnomon.store._kinds import TokenAccess
+
     return {
         "name": row.name,
-        "scope": "read-only" if row.read_only else "read-write",
+        "scope": str(TokenAccess.of(row.access, row.read_only)),
+        "expires": iso(row.expires_at),
         "created": iso(row.created),
         "created_by": row.created_by,
         "last_used": iso(row.last_used),

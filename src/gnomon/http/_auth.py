@@ -6,13 +6,17 @@ no route (they answer 401, not 404, so the route table is not revealed either). 
 responses pass through it like any other.
 
 A token is looked up by its SHA-256 hash (the store keeps only hashes), so comparing it
-takes the same time whichever token is sent. Read-only tokens may only read (GET, HEAD).
-The token's name is the actor of the changes made with it, with origin "api".
+takes the same time whichever token is sent; an expired one is refused like a revoked one.
+What a request needs (``required_access``) is decided here too, deny by default: reads
+(GET, HEAD) need a read token, the operations of ``OPERATE_PATHS`` (pause, resume, run,
+cancel, retry) an operate token, and everything else, a route added later included, an
+admin token. The token's name is the actor of the changes made with it, with origin "api".
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,7 +26,7 @@ from anyio import to_thread
 
 from gnomon.control import hash_token
 from gnomon.http._guards import send_error
-from gnomon.store._kinds import Origin
+from gnomon.store._kinds import Origin, TokenAccess
 from gnomon.store._values import Actor
 
 if TYPE_CHECKING:
@@ -32,6 +36,11 @@ if TYPE_CHECKING:
 
 OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
 READ_METHODS = frozenset({"GET", "HEAD"})
+# What an operate token may change: an operator's controls during an incident.
+OPERATE_PATHS = re.compile(
+    r"/api/v1/(?:(?:deployments/[^/]+/)?(?:pause|resume)|deployments/[^/]+/runs"
+    r"|runs/[^/]+/(?:cancel|retry))"
+)
 TOUCH_EVERY = 60.0  # seconds: a token's last use is written at most this often
 ANONYMOUS = Actor("anonymous", Origin.API)
 
@@ -48,8 +57,9 @@ def request_actor(scope: Scope) -> Actor:
 
 
 class TokenAuth:
-    """ASGI middleware: 401 without a valid bearer token, 403 for a read-only token's
-    writes; otherwise the request goes on with its actor in ``scope["state"]["actor"]``."""
+    """ASGI middleware: 401 without a valid, unexpired bearer token, 403 for a request its
+    token's access does not allow; otherwise the request goes on with its actor in
+    ``scope["state"]["actor"]``."""
 
     def __init__(self, app: ASGIApp, store: ControlStore, *, enabled: bool = True) -> None:
         self.app = app
@@ -80,8 +90,14 @@ class TokenAuth:
         if row is None:
             await _deny(send, 401, "invalid or revoked token")
             return
-        if row.read_only and scope["method"] not in READ_METHODS:
-            await _deny(send, 403, f'token "{row.name}" is read-only')
+        if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+            expired = row.expires_at.isoformat(timespec="seconds")
+            await _deny(send, 401, f'token "{row.name}" expired at {expired}')
+            return
+        access = TokenAccess.of(row.access, row.read_only)
+        needed = required_access(scope["method"], scope["path"])
+        if not access.allows(needed):
+            await _deny(send, 403, f'token "{row.name}" is {access}: this needs {needed}')
             return
         await self._touch(row.name)
         scope.setdefault("state", {})["actor"] = Actor(row.name, Origin.API)
@@ -100,6 +116,16 @@ class TokenAuth:
             await to_thread.run_sync(self.store.touch_tokens, {name: datetime.now(UTC)})
         except Exception:  # bookkeeping: a busy store must not fail the request itself
             logger.warning("could not record the use of token %r", name, exc_info=True)
+
+
+def required_access(method: str, path: str) -> TokenAccess:
+    """What a request needs of its token: read for GET and HEAD, operate for an operator's
+    controls (``OPERATE_PATHS``), admin for anything else."""
+    if method in READ_METHODS:
+        return TokenAccess.READ
+    if method == "POST" and OPERATE_PATHS.fullmatch(path):
+        return TokenAccess.OPERATE
+    return TokenAccess.ADMIN
 
 
 def _bearer(scope: Scope) -> str | None:

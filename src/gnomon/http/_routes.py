@@ -28,10 +28,12 @@ from gnomon.control import (
     iso,
     log_view,
     next_fires,
+    parse_expiry,
     run_detail,
     run_view,
     token_view,
 )
+from gnomon.exceptions import InvalidInput
 from gnomon.http import _schemas as s
 from gnomon.http._auth import request_actor
 from gnomon.http._params import (
@@ -51,7 +53,7 @@ from gnomon.http._params import (
     since_time,
     state_filter,
 )
-from gnomon.store import LogQuery, ReloadStatus
+from gnomon.store import LogQuery, ReloadStatus, TokenAccess
 
 if TYPE_CHECKING:
     from gnomon.store import ControlStore
@@ -456,8 +458,13 @@ def list_tokens(store: StoreDep) -> list[dict[str, Any]]:
 )
 def create_token(body: s.TokenRequest, ops: Ops) -> dict[str, Any]:
     """Create a token; the response is the only time it is shown."""
-    token = ops.create_token(body.name, body.read_only)
-    return {"name": body.name, "read_only": body.read_only, "token": token}
+    if body.read_only and body.scope not in (None, "read"):
+        raise InvalidInput(f"read_only contradicts scope {body.scope!r}")
+    access = TokenAccess.READ if body.read_only else TokenAccess(body.scope or "admin")
+    life = None if body.expires is None else parse_expiry(body.expires)
+    token = ops.create_token(body.name, access, life)
+    [created] = [row for row in ops.store.read_tokens() if row.name == body.name]
+    return {**token_view(created), "read_only": access is TokenAccess.READ, "token": token}
 
 
 @router.delete(

@@ -82,7 +82,17 @@ class LimitRequest(Request):
 
 class TokenRequest(Request):
     name: Name
-    read_only: bool = False
+    scope: Literal["read", "operate", "admin"] | None = Field(
+        None,
+        description="read: GET only; operate: also pause, resume, run, cancel and retry;"
+        " admin (the default): everything.",
+    )
+    read_only: bool = Field(False, description="The same as scope read.")
+    expires: str | None = Field(
+        None,
+        max_length=100,
+        description="Valid for this long from now (30d, 12h, P90D); by default until revoked.",
+    )
 
 
 # Responses.
@@ -241,7 +251,8 @@ class LimitInfo(BaseModel):
 
 class TokenInfo(BaseModel):
     name: str
-    scope: Literal["read-only", "read-write"]
+    scope: Literal["read", "operate", "admin"]
+    expires: str | None
     created: str | None
     created_by: str | None
     last_used: str | None
@@ -249,7 +260,9 @@ class TokenInfo(BaseModel):
 
 class TokenCreated(BaseModel):
     name: str
+    scope: Literal["read", "operate", "admin"]
     read_only: bool
+    expires: str | None
     token: str = Field(description="The bearer token: shown this once, store it now.")
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gnomon.store._db import file_identity
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import store_fault, store_name
-    from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause
+    from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, TokenAccess
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._store import (
         Store,
@@ -53,6 +53,7 @@ _LAZY = {
     "Origin": "gnomon.store._kinds",
     "ReloadStatus": "gnomon.store._kinds",
     "RunCause": "gnomon.store._kinds",
+    "TokenAccess": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
     "Store": "gnomon.store._store",
@@ -87,6 +88,7 @@ __all__ = [
     "ScheduleStore",
     "Store",
     "StoreWriteError",
+    "TokenAccess",
     "backup_database",
     "current_revision",
     "file_identity",

@@ -17,7 +17,7 @@ from sqlalchemy import delete, desc, func, select, update
 
 from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
 from gnomon.store._calls import audit_call
-from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, ReloadStatus
+from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, ReloadStatus, TokenAccess
 from gnomon.store._queries import Queries, Row, execute_call, upsert_limit
 from gnomon.store._scheduled import first_state_row
 from gnomon.store._schema import (
@@ -340,8 +340,16 @@ class ControlQueries(Queries):
 
     # API tokens.
 
-    def create_token(self, name: str, token_hash: str, read_only: bool, actor: Actor) -> bool:
-        """Store a token's hash under ``name``; False if the name is taken."""
+    def create_token(
+        self,
+        name: str,
+        token_hash: str,
+        access: TokenAccess,
+        expires_at: datetime | None,
+        actor: Actor,
+    ) -> bool:
+        """Store a token's hash under ``name`` with its access and expiry; False if the name
+        is taken."""
         now = utcnow()
         with self.engine.begin() as connection:
             taken = connection.execute(
@@ -354,14 +362,19 @@ class ControlQueries(Queries):
                 {
                     "name": name,
                     "token_hash": token_hash,
-                    "read_only": read_only,
+                    "read_only": access is TokenAccess.READ,
+                    "access": access,
+                    "expires_at": expires_at,
                     "created": now,
                     "created_by": actor.name,
                 },
             )
+            detail = {
+                "access": str(access),
+                "expires_at": None if expires_at is None else expires_at.isoformat(),
+            }
             execute_call(
-                connection,
-                audit_call(actor, AuditAction.TOKEN_CREATE, name, detail={"read_only": read_only}),
+                connection, audit_call(actor, AuditAction.TOKEN_CREATE, name, detail=detail)
             )
         return True
 

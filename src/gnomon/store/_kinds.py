@@ -37,6 +37,29 @@ class AuditAction(enum.StrEnum):
     TOKEN_REVOKE = "token-revoke"
 
 
+class TokenAccess(enum.StrEnum):
+    """What an API token may do (``api_tokens.access``), each level including the ones
+    before it: read (GET), operate (pause, resume, run, cancel, retry), admin (everything:
+    tokens, apply, reload, concurrency limits)."""
+
+    READ = "read"
+    OPERATE = "operate"
+    ADMIN = "admin"
+
+    @classmethod
+    def of(cls, access: str | None, read_only: bool) -> TokenAccess:
+        """A stored token's access; a row older than the column's is read if read-only,
+        else admin (what it could do then)."""
+        if access is not None:
+            return cls(access)
+        return cls.READ if read_only else cls.ADMIN
+
+    def allows(self, needed: TokenAccess) -> bool:
+        """Whether a token with this access may do what needs ``needed``."""
+        order = list(TokenAccess)
+        return order.index(self) >= order.index(needed)
+
+
 class Origin(enum.StrEnum):
     """Through what a change was made (``audit_log.origin``)."""
 

@@ -39,7 +39,7 @@ from sqlalchemy.types import TypeEngine
 
 from gnomon.states import FINAL_TYPES, StateType
 from gnomon.store._codecs import as_utc, aware, utc_text, utcnow
-from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause
+from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, TokenAccess
 
 # Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
 NAMING_CONVENTION = {
@@ -337,10 +337,14 @@ api_tokens = Table(
     # SHA-256 of the token: tokens are 256-bit random strings, so a plain digest cannot be
     # reversed or guessed, and lookups stay one indexed equality.
     Column("token_hash", String(64), nullable=False, unique=True),
+    # Kept in step with ``access`` (read_only is access == read) for daemons older than it.
     Column("read_only", Boolean, nullable=False, server_default=false(), default=False),
     Column("created", UTCDateTime, nullable=False, default=utcnow),
     Column("created_by", Text),
     Column("last_used", UTCDateTime),
+    # What the token may do; None in rows older than it: read if read_only, else admin.
+    _enum("access", 16, TokenAccess),
+    Column("expires_at", UTCDateTime),  # None: it does not expire
 )
 
 # A run's final state types (``gnomon.states.FINAL_TYPES``), as stored.
@@ -380,8 +384,10 @@ CANCEL_REQUEST = columns(flow_runs, "id", "state_type", "state_message")
 RECENT_RUN = columns(
     flow_runs, "deployment_name", "id", "state_name", "state_type", "scheduled_for", "end_time"
 )
-TOKEN_INFO = columns(api_tokens, "name", "read_only", "created", "created_by", "last_used")
-TOKEN_SCOPE = columns(api_tokens, "name", "read_only")
+TOKEN_INFO = columns(
+    api_tokens, "name", "read_only", "access", "expires_at", "created", "created_by", "last_used"
+)
+TOKEN_SCOPE = columns(api_tokens, "name", "read_only", "access", "expires_at")
 
 # The rows the store's reads return, by the name of their class in ``gnomon.store.rows``:
 # every column of a table, or a projection's. ``python -m gnomon.store._compile`` writes

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from gnomon.states import StateFilter, StateType
-    from gnomon.store._kinds import AuditAction, ReloadStatus
+    from gnomon.store._kinds import AuditAction, ReloadStatus, TokenAccess
     from gnomon.store._values import Actor, LogQuery
     from gnomon.store.rows import (
         AuditEntry,
@@ -338,8 +338,16 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
 
     # API tokens.
 
-    def create_token(self, name: str, token_hash: str, read_only: bool, actor: Actor) -> bool:
-        """Store a token's hash under ``name``, audited; False if the name is taken."""
+    def create_token(
+        self,
+        name: str,
+        token_hash: str,
+        access: TokenAccess,
+        expires_at: datetime | None,
+        actor: Actor,
+    ) -> bool:
+        """Store a token's hash under ``name`` with what it may do and when it expires (None:
+        never), audited; False if the name is taken."""
 
     def revoke_token(self, name: str, actor: Actor) -> bool:
         """Delete token ``name``, audited; False if there is none."""

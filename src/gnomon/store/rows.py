@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon.states import StateType
-from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause
+from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, TokenAccess
 from gnomon.store._row import StoreRow
 
 __all__ = [
@@ -689,11 +689,21 @@ class RecentRun(StoreRow):
 class TokenInfo(StoreRow):
     """Some columns of a row of ``api_tokens``."""
 
-    __match_args__ = ("name", "read_only", "created", "created_by", "last_used")
+    __match_args__ = (
+        "name",
+        "read_only",
+        "access",
+        "expires_at",
+        "created",
+        "created_by",
+        "last_used",
+    )
     __slots__ = __match_args__
 
     name: str
     read_only: bool
+    access: TokenAccess | None
+    expires_at: datetime | None
     created: datetime
     created_by: str | None
     last_used: datetime | None
@@ -702,6 +712,8 @@ class TokenInfo(StoreRow):
         self,
         name: str,
         read_only: bool,
+        access: str | None,
+        expires_at: datetime | None,
         created: datetime,
         created_by: str | None,
         last_used: datetime | None,
@@ -709,6 +721,8 @@ class TokenInfo(StoreRow):
         set_ = object.__setattr__
         set_(self, "name", name)
         set_(self, "read_only", read_only)
+        set_(self, "access", None if access is None else TokenAccess(access))
+        set_(self, "expires_at", expires_at)
         set_(self, "created", created)
         set_(self, "created_by", created_by)
         set_(self, "last_used", last_used)
@@ -717,16 +731,22 @@ class TokenInfo(StoreRow):
 class TokenScope(StoreRow):
     """Some columns of a row of ``api_tokens``."""
 
-    __match_args__ = ("name", "read_only")
+    __match_args__ = ("name", "read_only", "access", "expires_at")
     __slots__ = __match_args__
 
     name: str
     read_only: bool
+    access: TokenAccess | None
+    expires_at: datetime | None
 
-    def __init__(self, name: str, read_only: bool) -> None:
+    def __init__(
+        self, name: str, read_only: bool, access: str | None, expires_at: datetime | None
+    ) -> None:
         set_ = object.__setattr__
         set_(self, "name", name)
         set_(self, "read_only", read_only)
+        set_(self, "access", None if access is None else TokenAccess(access))
+        set_(self, "expires_at", expires_at)
 
 
 # For the type checker only: a write takes a plain dict.
