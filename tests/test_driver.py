@@ -8,8 +8,10 @@ the public methods built on it (claims, batches, fires) are tested in test_store
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +243,40 @@ def test_a_statement_keeps_the_rows_asked_for_with_their_values() -> None:
     bound = Bound("SQL", [[1], [2], [3]], [{"n": 1}, {"n": 2}, {"n": 3}])
     kept = bound.keeping(lambda row: row["n"] != 2)
     assert kept == Bound("SQL", [[1], [3]], [{"n": 1}, {"n": 3}])
+
+
+def test_a_boolean_column_takes_only_what_sqlalchemys_boolean_takes(store: Store) -> None:
+    insert_runs(store, run("m", force=True), run("n", force=0))
+    assert (stored_run(store, "m").force, stored_run(store, "n").force) == (True, False)
+    for wrong in ("false", 2):
+        with pytest.raises(TypeError, match="not a boolean"):
+            insert_runs(store, run("o", force=wrong))
+    assert store.read_flow_run("o" * 32) is None
+
+
+@pytest.mark.sqlite_only
+def test_a_kept_connection_that_cannot_open_its_spare_fails_as_unavailable_and_leaks_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping a SQLite connection opens a spare for reads; if that cannot be opened (no
+    file descriptors left, say), the error is SQLAlchemy's (the writer keeps its rows
+    and retries) and the connection taken for keeping goes back to the pool."""
+    from gnomon.store._writer import _unavailable
+
+    engine = _db.create_engine(f"sqlite:///{tmp_path / 'spare.db'}")
+    pool = engine.pool
+    original = engine.raw_connection
+    original().close()  # one in the pool: the connection to keep is taken from it
+
+    def refusing_new_ones() -> Any:
+        if pool.checkedin() == 0:
+            raise sqlite3.OperationalError("unable to open database file")
+        return original()
+
+    monkeypatch.setattr(engine, "raw_connection", refusing_new_ones)
+    kept = DriverConnection(engine)
+    with pytest.raises(OperationalError) as raised, kept.transaction():
+        pass
+    assert _unavailable(raised.value)
+    assert pool.checkedout() == 0
+    engine.dispose()

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from faults import assert_every_fire_once, assert_store_sound, location
 from gnomon.daemon._serverlock import DAEMON_LOCK_KEY
+from gnomon.flows import _flow_engine
 from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
 from test_faults_daemon import SECOND, events, healthz, serving, stop, tickers
@@ -254,6 +255,9 @@ def test_a_flow_in_a_script_waits_for_its_final_state_up_to_the_patience_setting
             time.sleep(outage)
 
     outage_thread = threading.Thread(target=outage_now)
+    told: list[tuple[str, bool]] = []
+    monkeypatch.setattr(_flow_engine, "_final_state_waits", [])
+    _flow_engine.on_final_state_wait(lambda _id, state, waiting: told.append((state.name, waiting)))
 
     @flow
     def ends_in_an_outage() -> str:
@@ -266,6 +270,8 @@ def test_a_flow_in_a_script_waits_for_its_final_state_up_to_the_patience_setting
     else:
         with pytest.raises(StoreWriteError):
             ends_in_an_outage()
+    # A daemon's worker hears both: the pool holds the run's timeout only meanwhile.
+    assert told == [("Completed", True), ("Completed", False)]
     outage_thread.join()
     store.flush(timeout=30)  # connections work again: the queued rows are written
     with admin(store.url) as connection:

@@ -541,7 +541,13 @@ class WorkerPool:
                 if "ready" in message:
                     worker.ready, self._early_deaths = True, 0
                     self._changed.notify_all()
-                elif worker.run is not None and message.get("storing") == worker.run.flow_run_id:
+                elif worker.run is not None and message.get("stored") == worker.run.flow_run_id:
+                    worker.run.storing = None  # its deadline applies again
+                elif (
+                    worker.run is not None
+                    and worker.run.ending is None  # not being ended already (a timeout)
+                    and message.get("storing") == worker.run.flow_run_id
+                ):
                     worker.run.storing = str(message.get("state") or "Unknown")
                     log.warning(
                         "run %s finished %s; its worker waits for the store to take that"

@@ -18,7 +18,8 @@ one flow run at a time:
   ``sys.exit()``). Before that, ``{"storing": id, "state": name, "state_type": type}`` if
   the run finished but the store could not take its final state at once: the worker waits
   for it (up to ``final_state_patience``), and the pool neither times out nor cancels a run
-  whose code has finished.
+  whose code has finished, until ``{"stored": id}`` says the wait is over (the run's hooks
+  run next, under its timeout again).
 - stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
   lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
   mark where each run's output begins and ends, so the pool attributes output exactly;
@@ -147,10 +148,14 @@ def _tell_storing(channel: int, current: list[str]) -> None:
     store to take its final state (a subflow's wait is its parent's business)."""
     from gnomon.flows._flow_engine import on_final_state_wait
 
-    def storing(flow_run_id: str, state: State) -> None:
-        if current == [flow_run_id]:
+    def storing(flow_run_id: str, state: State, waiting: bool) -> None:
+        if current != [flow_run_id]:
+            return
+        if waiting:
             message = {"storing": flow_run_id, "state": state.name}
             _send(channel, {**message, "state_type": state.type.value})
+        else:  # stored or given up: its hooks run next, under its timeout again
+            _send(channel, {"stored": flow_run_id})
 
     on_final_state_wait(storing)
 

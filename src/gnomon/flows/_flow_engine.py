@@ -360,16 +360,28 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
 
 MAX_FINAL_STATE_RETRY_DELAY = 5.0
 
-# Told (with the run's id and final state) when a finished run's final state has to wait
-# for the store: a daemon's worker tells its pool, which from then on neither times the run
-# out nor cancels it, as its code has finished (see ``daemon._worker``).
-_final_state_waits: list[Callable[[str, State], None]] = []
+# Told (with the run's id, its final state, and True or False) when a finished run's final
+# state starts waiting for the store and when the wait ends (stored, or given up): a
+# daemon's worker tells its pool, which meanwhile neither times the run out nor cancels it,
+# as its code has finished (see ``daemon._worker``). The run's hooks run after the wait.
+_final_state_waits: list[Callable[[str, State, bool], None]] = []
 
 
-def on_final_state_wait(callback: Callable[[str, State], None]) -> None:
-    """Call ``callback(flow_run_id, state)`` whenever a run in this process finished but its
-    final state could not be stored at once (``_commit_final_state`` waits for the store)."""
+def on_final_state_wait(callback: Callable[[str, State, bool], None]) -> None:
+    """Call ``callback(flow_run_id, state, True)`` whenever a run in this process finished
+    but its final state could not be stored at once (``_commit_final_state`` waits for the
+    store), and ``callback(flow_run_id, state, False)`` when that wait ends."""
     _final_state_waits.append(callback)
+
+
+def _tell_waits(flow_run_id: str, state: State, waiting: bool) -> None:
+    from gnomon.flows._logging import engine_logger
+
+    for callback in _final_state_waits:
+        try:
+            callback(flow_run_id, state, waiting)
+        except Exception:  # the daemon gone, say: the wait itself must go on
+            engine_logger().warning("could not tell the final state's wait", exc_info=True)
 
 
 def _commit_final_state(store: RunStore, flow_run_id: str, state: State) -> None:
@@ -378,8 +390,6 @@ def _commit_final_state(store: RunStore, flow_run_id: str, state: State) -> None
     ``final_state_patience`` setting: a run that finished is not given up for a moment's
     outage. The rows stay queued meanwhile, never dropped: ``StoreWriteError`` means the
     database is unavailable, not the rows wrong."""
-    from gnomon._settings import get_settings
-    from gnomon.flows._logging import engine_logger
     from gnomon.store import StoreWriteError
 
     try:
@@ -387,8 +397,18 @@ def _commit_final_state(store: RunStore, flow_run_id: str, state: State) -> None
         return
     except StoreWriteError as error:
         failure = error
-    for callback in _final_state_waits:
-        callback(flow_run_id, state)
+    _tell_waits(flow_run_id, state, True)
+    try:
+        _wait_for_final_state(store, state, failure)
+    finally:
+        _tell_waits(flow_run_id, state, False)
+
+
+def _wait_for_final_state(store: RunStore, state: State, failure: Exception) -> None:
+    from gnomon._settings import get_settings
+    from gnomon.flows._logging import engine_logger
+    from gnomon.store import StoreWriteError
+
     patience = get_settings().final_state_patience
     clock = get_clock()
     started = time.monotonic()

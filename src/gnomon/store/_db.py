@@ -296,7 +296,11 @@ class DriverConnection:
         pool = self.engine.pool
         sqlite = self.engine.dialect.name == "sqlite"
         if sqlite and isinstance(pool, QueuePool) and not pool.checkedin():
-            self.engine.raw_connection().close()  # opened now, while the file is surely there
+            try:  # opened now, while the file is surely there
+                _checkout(self.engine).close()
+            except BaseException:
+                pooled.close()  # not kept after all: back to the pool
+                raise
         return pooled
 
     def close(self) -> None:

@@ -248,7 +248,21 @@ def _values(slots: tuple[_Slot, ...], row: Mapping[str, Any]) -> list[Any]:
 # Each dialect's conversions, by the names ``_compile`` gives them: what SQLAlchemy's types
 # make of a value for sqlite3 and psycopg, and of what they return. (psycopg decodes JSON
 # itself, with the loader the connection is given.)
-SQLITE_ENCODERS: Mapping[str, Codec] = {"datetime": utc_text, "json": json.dumps, "bool": int}
+def strict_bool(value: Any) -> bool:
+    """A boolean column's value as SQLAlchemy's Boolean takes it: True, False, 1 or 0;
+    anything else ("false", 2) is refused, never stored as whatever it is truthy as."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"not a boolean: {value!r}")
+
+
+SQLITE_ENCODERS: Mapping[str, Codec] = {
+    "datetime": utc_text,
+    "json": json.dumps,
+    "bool": lambda value: int(strict_bool(value)),
+}
 SQLITE_DECODERS: Mapping[str, Codec] = {"datetime": from_utc_text, "json": loads, "bool": bool}
 POSTGRESQL_DECODERS: Mapping[str, Codec] = {"datetime": as_utc}
 
@@ -263,6 +277,6 @@ def driver_queries(dialect: str) -> DriverQueries:
     if dialect == "postgresql":
         from psycopg.types.json import Json
 
-        encoders: dict[str, Codec] = {"datetime": aware, "bool": bool, "json": Json}
+        encoders: dict[str, Codec] = {"datetime": aware, "bool": strict_bool, "json": Json}
         return DriverQueries(_compiled.POSTGRESQL, encoders, POSTGRESQL_DECODERS)
     raise NotImplementedError(f"no compiled queries for the {dialect} dialect")
