@@ -121,23 +121,46 @@ def concrete(path: str) -> str:
 # Authentication.
 
 
-def test_every_route_but_healthz_refuses_a_request_without_a_valid_token(api: Api) -> None:
+# Open to anyone: the health check, the login page, the dashboard's static files. The
+# dashboard's pages and actions send a browser without a session to the login page.
+OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/static")}
+DASHBOARD_ROUTES = {
+    ("GET", "/"),
+    ("GET", "/deployments"),
+    ("POST", "/logout"),
+    ("POST", "/actions/deployments/{name}/pause"),
+    ("POST", "/actions/deployments/{name}/resume"),
+}
+
+
+def test_every_route_but_the_open_ones_refuses_a_request_without_a_valid_token(api: Api) -> None:
     routes = route_table(api.app)
     assert len(routes) >= 20  # the walk found the API's routes, not just the app's own
     assert ("GET", "/api/v1/logs/stream") in routes
     assert ("GET", "/openapi.json") in routes
+    assert set(routes) >= DASHBOARD_ROUTES
     credentials = {
         "none": {},
         "unknown token": {"Authorization": "Bearer gnm_not-a-token"},
         "basic scheme": {"Authorization": f"Basic {api.token}"},
         "no token": {"Authorization": "Bearer"},
+        # A bearer token opens no dashboard page; a forged cookie opens nothing.
+        "admin bearer": {"Authorization": f"Bearer {api.token}"},
+        "forged cookie": {"Cookie": "gnomon_session=forged"},
     }
     with api.client() as client:
         for method, path in routes:
-            if path == "/healthz":
+            if (method, path) in OPEN_ROUTES:
                 continue
+            dashboard = (method, path) in DASHBOARD_ROUTES
             for label, headers in credentials.items():
+                if label == "admin bearer" and not dashboard:
+                    continue  # a valid token for the API: tested route by route elsewhere
                 response = client.request(method, concrete(path), headers=headers, json={})
+                if dashboard:
+                    assert response.status_code == 303, (method, path, label)
+                    assert response.headers["location"].startswith("/login")
+                    continue
                 assert response.status_code == 401, (method, path, label)
                 assert response.headers["www-authenticate"].startswith("Bearer")
                 if method != "HEAD":
@@ -150,7 +173,7 @@ def test_healthz_answers_without_a_token_and_reveals_nothing(api: Api) -> None:
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
         assert "server" not in response.headers
-        for near in ("/healthz/", "/healthz/x", "/healthz%00", "//healthz", "/HEALTHZ"):
+        for near in ("/healthz/", "/healthz/x", "/healthz%00", "/HEALTHZ"):
             assert client.get(near).status_code == 401, near
 
 
@@ -184,7 +207,7 @@ def test_a_read_only_token_reads_but_cannot_change_anything(api: Api) -> None:
         assert client.get("/api/v1/deployments").status_code == 200
         assert client.get("/metrics").status_code == 200
         for method, path in route_table(api.app):
-            if method in ("GET", "HEAD"):
+            if method in ("GET", "HEAD") or (method, path) in DASHBOARD_ROUTES | OPEN_ROUTES:
                 continue
             response = client.request(method, concrete(path), json={"all": True})
             assert response.status_code == 403, (method, path)
@@ -210,6 +233,8 @@ def test_every_route_needs_the_access_it_was_given_read_operate_or_admin(api: Ap
     from gnomon.http._auth import required_access
 
     for method, path in route_table(api.app):
+        if (method, path) in DASHBOARD_ROUTES | OPEN_ROUTES:
+            continue  # no bearer token there (see test_dashboard.py)
         if method in ("GET", "HEAD"):
             expected = TokenAccess.READ
         elif (method, path) in OPERATE_ROUTES:
@@ -289,8 +314,10 @@ def test_the_openapi_schema_needs_a_token_and_describes_every_api_route(api: Api
     documented = {
         (method.upper(), path) for path, item in schema["paths"].items() for method in item
     }
-    served = {route for route in route_table(api.app) if route[1] != "/openapi.json"}
+    pages = {path for _, path in DASHBOARD_ROUTES | OPEN_ROUTES} - {"/healthz"}
+    served = {route for route in route_table(api.app) if route[1] not in {"/openapi.json", *pages}}
     assert served - {("HEAD", path) for _, path in served} <= documented
+    assert not {path for path in schema["paths"] if path in pages}  # the dashboard: no API
 
 
 # Deployments and their audit.

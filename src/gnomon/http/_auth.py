@@ -21,11 +21,13 @@ import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from anyio import to_thread
 
 from gnomon.control import hash_token
 from gnomon.http._guards import send_error
+from gnomon.http._session import COOKIE, Sessions
 from gnomon.store._kinds import Origin, TokenAccess
 from gnomon.store._values import Actor
 
@@ -35,6 +37,14 @@ if TYPE_CHECKING:
     from gnomon.store import ControlStore
 
 OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
+# Open to anyone too: the login page, and the dashboard's static files (GET and HEAD).
+LOGIN_PATH = "/login"
+STATIC_PREFIX = "/static/"
+# The dashboard's pages and actions: a session cookie (``_session``), never a bearer token;
+# everything else (/api/v1, /metrics, ...) a bearer token, never the cookie.
+DASHBOARD_PATHS = re.compile(r"/(?:|deployments|logout|actions/.+)")
+# The dashboard's actions an operate session may take.
+OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume)")
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.
 OPERATE_PATHS = re.compile(
@@ -61,10 +71,18 @@ class TokenAuth:
     token's access does not allow; otherwise the request goes on with its actor in
     ``scope["state"]["actor"]``."""
 
-    def __init__(self, app: ASGIApp, store: ControlStore, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: ControlStore,
+        *,
+        enabled: bool = True,
+        sessions: Sessions | None = None,
+    ) -> None:
         self.app = app
         self.store = store
         self.enabled = enabled
+        self.sessions = sessions
         self._touched: dict[str, float] = {}  # token name -> monotonic time last written
         self._lock = threading.Lock()
 
@@ -72,7 +90,7 @@ class TokenAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
-        if scope["type"] == "http" and scope["path"] == OPEN_PATH:
+        if scope["type"] == "http" and _is_open(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http":
@@ -81,6 +99,9 @@ class TokenAuth:
         if not self.enabled:
             scope.setdefault("state", {})["actor"] = ANONYMOUS
             await self.app(scope, receive, send)
+            return
+        if DASHBOARD_PATHS.fullmatch(scope["path"]):
+            await self._dashboard(scope, receive, send)
             return
         token = _bearer(scope)
         if token is None:
@@ -101,6 +122,27 @@ class TokenAuth:
             return
         await self._touch(row.name)
         scope.setdefault("state", {})["actor"] = Actor(row.name, Origin.API)
+        await self.app(scope, receive, send)
+
+    async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A dashboard request: on with its session's actor and access, or to the login
+        page (and back here after it) without a session that its token still backs."""
+        session = None if self.sessions is None else self.sessions.find(_cookie(scope))
+        row = None
+        if session is not None:
+            row = await to_thread.run_sync(self.store.find_token, session.token_hash)
+        now = datetime.now(UTC)
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
+            await _to_login(scope, send)
+            return
+        assert session is not None
+        access = TokenAccess.of(row.access, row.read_only)
+        needed = dashboard_access(scope["method"], scope["path"])
+        if not access.allows(needed):
+            await _deny(send, 403, f'token "{row.name}" is {access}: this needs {needed}')
+            return
+        state = scope.setdefault("state", {})
+        state.update(actor=Actor(row.name, Origin.DASHBOARD), session=session, access=access)
         await self.app(scope, receive, send)
 
     async def _touch(self, name: str) -> None:
@@ -126,6 +168,45 @@ def required_access(method: str, path: str) -> TokenAccess:
     if method == "POST" and OPERATE_PATHS.fullmatch(path):
         return TokenAccess.OPERATE
     return TokenAccess.ADMIN
+
+
+def dashboard_access(method: str, path: str) -> TokenAccess:
+    """What a dashboard request needs of its session's token: read for pages and logging
+    out, operate for an operator's actions (``OPERATE_ACTIONS``), admin for anything else."""
+    if method in READ_METHODS or path == "/logout":
+        return TokenAccess.READ
+    if method == "POST" and OPERATE_ACTIONS.fullmatch(path):
+        return TokenAccess.OPERATE
+    return TokenAccess.ADMIN
+
+
+def _is_open(method: str, path: str) -> bool:
+    if path in (OPEN_PATH, LOGIN_PATH):
+        return True
+    return path.startswith(STATIC_PREFIX) and method in READ_METHODS
+
+
+def _cookie(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, _, content = part.strip().partition("=")
+                if name == COOKIE:
+                    return content
+    return None
+
+
+async def _to_login(scope: Scope, send: Send) -> None:
+    """303 to the login page, which comes back to this page (a GET's) after it."""
+    target = LOGIN_PATH
+    if scope["method"] in READ_METHODS:
+        asked = scope["path"]
+        if scope.get("query_string"):
+            asked += "?" + scope["query_string"].decode("latin-1")
+        target += "?" + urlencode({"next": asked})
+    headers = [(b"location", target.encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -22,10 +22,12 @@ from gnomon._version import __version__
 from gnomon.control import Conflict, InvalidParameters, UnknownName
 from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import TokenAuth
-from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet
+from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
+from gnomon.http._pages import add_dashboard
 from gnomon.http._params import ApiError, NamePath, RunPath
 from gnomon.http._routes import router
 from gnomon.http._schemas import ErrorBody, Health
+from gnomon.http._session import Sessions
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus
@@ -74,12 +76,15 @@ def create_app(
     app.include_router(router)
     _add_service_routes(app, metrics_render, health)
     _add_page_routes(app)
+    sessions = Sessions()
+    add_dashboard(app, sessions)
     _add_error_handlers(app)
     # The last added is the outermost: HEAD becomes GET before authentication sees it, and
-    # only an authenticated request's body is read.
+    # only an authenticated request's body is read; every response gets the security headers.
     app.add_middleware(BodyLimit, max_bytes=max_body)
-    app.add_middleware(TokenAuth, store=store, enabled=auth)
+    app.add_middleware(TokenAuth, store=store, enabled=auth, sessions=sessions)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

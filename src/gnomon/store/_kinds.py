@@ -65,6 +65,7 @@ class Origin(enum.StrEnum):
 
     CLI = "cli"
     API = "api"
+    DASHBOARD = "dashboard"
     DAEMON = "daemon"
 
 

@@ -1,0 +1,182 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by playwright) against a real
+HTTP server on a real store: logging in and out, pausing with a reason and resuming, what a
+read token may see and do, a revoked token's session, and user text that must stay text.
+
+Without /usr/bin/chromium these tests skip, saying so; CI installs it (.ci/run) and sets
+GNOMON_TEST_REQUIRE_BROWSER, under which they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gnomon.control import Operations
+from gnomon.store import TokenAccess
+from gnomon.store._values import Actor
+from test_api import Api, api  # noqa: F401 (the fixture)
+from test_cli_daemon import gnomon
+
+pytestmark = [pytest.mark.backends, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>{{7*7}} javascript:alert(3)'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        if os.environ.get("GNOMON_TEST_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: the dashboard's browser tests need Chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
+def log_in(page: Any, server: Api, token: str, path: str = "/deployments") -> None:
+    page.goto(server.url + path)
+    assert page.url.startswith(server.url + "/login?next=")
+    page.fill("#token", token)
+    page.click("form.login button")
+    page.wait_for_url(server.url + path)
+
+
+def is_paused(server: Api, name: str) -> bool:
+    row = server.store.read_deployment(name)
+    assert row is not None
+    return bool(row.paused)
+
+
+def token(server: Api, name: str, access: TokenAccess) -> str:
+    return Operations(server.store, Actor("test", "cli")).create_token(name, access)
+
+
+def test_logging_in_returns_to_the_page_asked_for_and_logging_out_ends_the_session(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    page.goto(api.url + "/login")
+    page.fill("#token", "gnm_not-a-token")
+    page.click("form.login button")
+    assert "not valid" in page.inner_text("[role=alert]")
+
+    log_in(page, api, api.token, "/deployments?tag=crm")
+    rows = page.locator("tr[data-deployment]")
+    assert rows.count() == 2
+    assert "At 02:30" in page.inner_text("tr[data-deployment=nightly-report]")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "gnomon_session")
+    assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+
+    page.click("form.logout button")
+    page.wait_for_url(api.url + "/login")
+    page.goto(api.url + "/deployments")
+    assert page.url.startswith(api.url + "/login?next=")
+
+
+def test_pausing_with_a_reason_and_resuming_from_the_dashboard(
+    api: Api,  # noqa: F811
+    page: Any,
+    gnomon_home: Any,
+) -> None:
+    on_call = token(api, "on-call", TokenAccess.OPERATE)
+    log_in(page, api, on_call)
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("INC-42 upstream down")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?said=*")
+    assert "Paused nightly-report" in page.inner_text("[role=status]")
+    assert "INC-42 upstream down" in page.inner_text("tr[data-deployment=nightly-report]")
+
+    stored = api.store.read_deployment("nightly-report")
+    assert stored is not None
+    assert (stored.paused, stored.paused_by, stored.paused_reason) == (
+        True,
+        "on-call",
+        "INC-42 upstream down",
+    )
+    [entry] = [e for e in api.store.read_audit(None, 10) if e.action == "pause"]
+    assert (entry.actor, entry.origin) == ("on-call", "dashboard")
+    listed = gnomon(gnomon_home, "deployments", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert '"paused_reason": "INC-42 upstream down"' in listed.stdout
+
+    page.locator("tr[data-deployment=nightly-report] form button", has_text="Resume").click()
+    page.wait_for_url("**/deployments?said=Resumed*")
+    assert not is_paused(api, "nightly-report")
+
+
+def test_a_read_token_sees_no_buttons_and_its_forged_post_is_refused(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, token(api, "grafana", TokenAccess.READ))
+    assert page.locator("form.pause").count() == 0
+    assert page.locator("text=Resume").count() == 0
+    csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+    response = page.request.post(
+        api.url + "/actions/deployments/nightly-report/pause",
+        form={"csrf": csrf, "reason": "forged"},
+        max_redirects=0,
+    )
+    assert response.status == 403
+    assert "needs operate" in response.text()
+    assert not is_paused(api, "nightly-report")
+
+
+def test_a_post_without_the_sessions_csrf_token_does_nothing(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token)
+    for form in ({"reason": "no token"}, {"reason": "wrong", "csrf": "another-sessions"}):
+        response = page.request.post(
+            api.url + "/actions/deployments/nightly-report/pause", form=form, max_redirects=0
+        )
+        assert response.status == 403, form
+    assert not is_paused(api, "nightly-report")
+
+
+def test_revoking_its_token_ends_a_session(api: Api, page: Any) -> None:  # noqa: F811
+    log_in(page, api, token(api, "temp", TokenAccess.ADMIN))
+    Operations(api.store, Actor("test", "cli")).revoke_token("temp")
+    page.goto(api.url + "/deployments")
+    assert page.url.startswith(api.url + "/login?next=")
+
+
+def test_user_text_shows_literally_and_nothing_in_it_runs(api: Api, page: Any) -> None:  # noqa: F811
+    Operations(api.store, Actor("test", "cli")).pause(["sync-crm"], HOSTILE)
+    log_in(page, api, api.token)
+    assert HOSTILE in page.inner_text("tr[data-deployment=sync-crm] .reason")
+    page.goto(api.url + "/deployments?said=" + HOSTILE.replace("#", ""))
+    assert "alert(1)" in page.inner_text("[role=status]")
+    page.goto(api.url + "/deployments?q=" + "%3Cscript%3Ealert(4)%3C%2Fscript%3E")
+    assert page.locator("#q").input_value() == "<script>alert(4)</script>"
+    page.goto(api.url + "/login?next=javascript:alert(5)")  # goes to /deployments instead
+    assert page.locator("input[name=next]").get_attribute("value") == "/deployments"
+    assert page.evaluate("document.querySelectorAll('script').length") == 0
+    assert page.dialogs == []
+    headers = page.request.get(api.url + "/deployments").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
