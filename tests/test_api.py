@@ -323,7 +323,7 @@ def test_the_openapi_schema_needs_a_token_and_describes_every_api_route(api: Api
 # Deployments and their audit.
 
 
-def test_pause_through_the_api_is_audited_with_the_token_name_and_origin_api(api: Api) -> None:
+def test_pause_through_the_api_is_audited_with_the_token_origin_and_client(api: Api) -> None:
     token = api.token_for("ops-alice")
     with api.client(token) as client:
         response = client.post(
@@ -348,6 +348,7 @@ def test_pause_through_the_api_is_audited_with_the_token_name_and_origin_api(api
         "nightly-report",
     )
     assert entry.reason == "CRM outage, INC-4312"
+    assert entry.detail == {"client": "127.0.0.1"}  # where the request came from
     assert api.nudges == ["poll"]
 
 

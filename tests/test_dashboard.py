@@ -117,7 +117,11 @@ def test_pausing_with_a_reason_and_resuming_from_the_dashboard(
         "INC-42 upstream down",
     )
     [entry] = [e for e in api.store.read_audit(None, 10) if e.action == "pause"]
-    assert (entry.actor, entry.origin) == ("on-call", "dashboard")
+    assert (entry.actor, entry.origin, entry.detail) == (
+        "on-call",
+        "dashboard",
+        {"client": "127.0.0.1"},
+    )
     listed = gnomon(gnomon_home, "deployments", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert '"paused_reason": "INC-42 upstream down"' in listed.stdout

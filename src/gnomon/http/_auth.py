@@ -121,7 +121,7 @@ class TokenAuth:
             await _deny(send, 403, f'token "{row.name}" is {access}: this needs {needed}')
             return
         await self._touch(row.name)
-        scope.setdefault("state", {})["actor"] = Actor(row.name, Origin.API)
+        scope.setdefault("state", {})["actor"] = Actor(row.name, Origin.API, _client(scope))
         await self.app(scope, receive, send)
 
     async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,7 +142,8 @@ class TokenAuth:
             await _deny(send, 403, f'token "{row.name}" is {access}: this needs {needed}')
             return
         state = scope.setdefault("state", {})
-        state.update(actor=Actor(row.name, Origin.DASHBOARD), session=session, access=access)
+        actor = Actor(row.name, Origin.DASHBOARD, _client(scope))
+        state.update(actor=actor, session=session, access=access)
         await self.app(scope, receive, send)
 
     async def _touch(self, name: str) -> None:
@@ -178,6 +179,12 @@ def dashboard_access(method: str, path: str) -> TokenAccess:
     if method == "POST" and OPERATE_ACTIONS.fullmatch(path):
         return TokenAccess.OPERATE
     return TokenAccess.ADMIN
+
+
+def _client(scope: Scope) -> str | None:
+    """The client's address as the server saw it (a proxy's, behind one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _is_open(method: str, path: str) -> bool:

@@ -59,7 +59,10 @@ def audit_call(
     detail: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Call:
-    """The audit row of a change, inserted in the change's transaction."""
+    """The audit row of a change, inserted in the change's transaction; a change made over
+    HTTP records the client's address in its detail (``client``)."""
+    if actor.address is not None:
+        detail = {**(detail or {}), "client": actor.address}
     return Call(
         "audit",
         {

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who makes a change, and through what: an OS user on the CLI, a token over the API."""
+    """Who makes a change, and through what: an OS user on the CLI, a token over the API or
+    the dashboard, with the client's address for those (the audit entry's ``client``)."""
 
     name: str
     origin: Origin
+    address: str | None = None
 
 
 def pause_values(paused: bool, by: str, reason: str | None, now: datetime) -> dict[str, Any]:
