@@ -184,3 +184,79 @@ def test_user_text_shows_literally_and_nothing_in_it_runs(api: Api, page: Any) -
     headers = page.request.get(api.url + "/deployments").headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY"
+
+
+# From a security review: each reproduced before its fix.
+
+
+def test_a_newline_in_a_path_takes_no_bearer_token_to_a_dashboard_route(api: Api) -> None:  # noqa: F811
+    # A route pattern's $ matches before a final newline: /deployments%0A reached the
+    # dashboard's route with a bearer token, past the dashboard's check.
+    with api.admin as client:
+        assert client.get("/deployments%0A").status_code == 400
+        assert client.post("/actions/deployments/nightly-report/pause%0A").status_code == 400
+        inside = client.post("/actions/deployments/a%0Ab/pause", data={"reason": "x"})
+        assert inside.status_code == 303  # a dashboard path: to the login page
+        assert inside.headers["location"].startswith("/login")
+
+
+def test_logging_in_again_ends_the_browsers_previous_session(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token)
+    first = session_cookie(page)
+    page.goto(api.url + "/login")
+    page.fill("#token", api.token)
+    page.click("form.login button")
+    page.wait_for_url(api.url + "/deployments")
+    assert session_cookie(page) != first
+    with api.client() as client:
+        stale = client.get("/deployments", headers={"Cookie": f"gnomon_session={first}"})
+    assert stale.status_code == 303
+
+
+def test_logout_ends_the_session_it_checked_even_with_two_cookies(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token)
+    own = session_cookie(page)
+    csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+    with api.client() as client:
+        cookies = {"Cookie": f"gnomon_session={own}; gnomon_session=another"}
+        out = client.post("/logout", headers=cookies, data={"csrf": csrf})
+        assert out.status_code == 303
+        again = client.get("/deployments", headers={"Cookie": f"gnomon_session={own}"})
+    assert again.status_code == 303
+
+
+def test_a_login_posted_from_another_site_is_refused(api: Api) -> None:  # noqa: F811
+    with api.client() as client:
+        for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            response = client.post("/login", data={"token": api.token}, headers=headers)
+            assert response.status_code == 403, headers
+            assert "set-cookie" not in response.headers
+
+
+def test_any_posted_csrf_value_is_refused_without_an_error(api: Api, page: Any) -> None:  # noqa: F811
+    log_in(page, api, api.token)
+    for value in ("é", "\udcff", "x" * 5000):
+        response = page.request.post(api.url + "/logout", form={"csrf": value}, max_redirects=0)
+        assert response.status == 403, value
+    assert page.request.get(api.url + "/deployments").headers["cache-control"] == "no-store"
+
+
+def test_one_tokens_logins_do_not_end_other_tokens_sessions() -> None:
+    from gnomon.http._session import MOST_PER_TOKEN, Sessions
+
+    sessions = Sessions()
+    other = sessions.open("alice", "a" * 64, None)
+    mine = [sessions.open("loop", "b" * 64, None) for _ in range(MOST_PER_TOKEN * 3)]
+    assert sessions.find(other) is not None
+    assert sum(sessions.find(each) is not None for each in mine) == MOST_PER_TOKEN
+    assert sessions.find(mine[-1]) is not None  # the newest stay
+
+
+def session_cookie(page: Any) -> str:
+    return next(c["value"] for c in page.context.cookies() if c["name"] == "gnomon_session")

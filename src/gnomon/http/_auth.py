@@ -42,9 +42,9 @@ LOGIN_PATH = "/login"
 STATIC_PREFIX = "/static/"
 # The dashboard's pages and actions: a session cookie (``_session``), never a bearer token;
 # everything else (/api/v1, /metrics, ...) a bearer token, never the cookie.
-DASHBOARD_PATHS = re.compile(r"/(?:|deployments|logout|actions/.+)")
+DASHBOARD_PATHS = re.compile(r"/(?:|deployments|logout|actions/.+)", re.DOTALL)
 # The dashboard's actions an operate session may take.
-OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume)")
+OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume)", re.DOTALL)
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.
 OPERATE_PATHS = re.compile(
@@ -90,6 +90,11 @@ class TokenAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
+        if scope["type"] == "http" and scope["path"].endswith("\n"):
+            # A route pattern's $ matches before a final newline: /deployments%0A would reach
+            # the dashboard's route past the dashboard's check (whose patterns are DOTALL).
+            await _deny(send, 400, "the path ends with a newline")
+            return
         if scope["type"] == "http" and _is_open(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -127,7 +132,8 @@ class TokenAuth:
     async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A dashboard request: on with its session's actor and access, or to the login
         page (and back here after it) without a session that its token still backs."""
-        session = None if self.sessions is None else self.sessions.find(_cookie(scope))
+        session_id = _cookie(scope)
+        session = None if self.sessions is None else self.sessions.find(session_id)
         row = None
         if session is not None:
             row = await to_thread.run_sync(self.store.find_token, session.token_hash)
@@ -143,7 +149,8 @@ class TokenAuth:
             return
         state = scope.setdefault("state", {})
         actor = Actor(row.name, Origin.DASHBOARD, _client(scope))
-        state.update(actor=actor, session=session, access=access)
+        state.update(actor=actor, session=session, session_id=session_id, access=access)
+        await self._touch(row.name)
         await self.app(scope, receive, send)
 
     async def _touch(self, name: str) -> None:
@@ -191,6 +198,11 @@ def _is_open(method: str, path: str) -> bool:
     if path in (OPEN_PATH, LOGIN_PATH):
         return True
     return path.startswith(STATIC_PREFIX) and method in READ_METHODS
+
+
+def cookie_session_id(scope: Scope) -> str | None:
+    """The session id of the request's cookie: the first ``gnomon_session`` it sends."""
+    return _cookie(scope)
 
 
 def _cookie(scope: Scope) -> str | None:

@@ -72,6 +72,7 @@ def create_app(
     app.state.store = store
     app.state.nudge = nudge
     app.state.config_path = config_path
+    app.state.auth_enabled = auth
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
     app.include_router(router)
     _add_service_routes(app, metrics_render, health)

@@ -10,19 +10,21 @@ it); the static files are in ``static/``.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gnomon.control import Operations, UnknownName, deployment_view, hash_token
 from gnomon.exceptions import InvalidInput
-from gnomon.http._auth import LOGIN_PATH, request_actor
+from gnomon.http._auth import LOGIN_PATH, cookie_session_id, request_actor
 from gnomon.http._session import Sessions, clearing_cookie, session_cookie
 from gnomon.store import TokenAccess
 
@@ -41,10 +43,13 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def page(request: Request, template: str, status: int = 200, **values: Any) -> Response:
-        html = templates.get_template(template).render(
-            csrf=_csrf(request), access=_access(request), **values
-        )
-        return HTMLResponse(html, status_code=status)
+        """``template`` rendered; a page behind the login gets its session's CSRF token
+        and access (the login page, open to anyone, has neither)."""
+        if template != "login.html":
+            values.update(csrf=_csrf(request), access=_access(request))
+        html = templates.get_template(template).render(**values)
+        # Not kept: after logging out, Back must not show the page again.
+        return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
 
     @app.get("/login", include_in_schema=False)
     def login_page(request: Request, next: str = "/deployments") -> Response:
@@ -52,30 +57,23 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
+        _same_site_only(request)
         form = await _form(request)
         token = str(form.get("token") or "").strip()
         target = _safe_next(str(form.get("next") or "/deployments"))
         store = request.app.state.store
-        row = store.find_token(hash_token(token)) if 0 < len(token) <= 1000 else None
+        found = store.find_token if 0 < len(token) <= 1000 else lambda _hash: None
+        row = await to_thread.run_sync(found, hash_token(token))
         now = datetime.now(UTC)
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             error = "That token is not valid (unknown, revoked or expired)."
             return page(request, "login.html", status=401, next=target, error=error)
-        session_id = sessions.open(row.name, hash_token(token), row.expires_at)
-        session = sessions.find(session_id)
-        assert session is not None
-        response = RedirectResponse(target, status_code=303)
-        secure = request.url.scheme == "https"
-        cookie = session_cookie(session_id, session.expires_at, secure=secure)
-        response.headers.append("set-cookie", cookie)
-        return response
+        return _logged_in(request, sessions, row, hash_token(token), target)
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
         await _checked_form(request)
-        from gnomon.http._session import COOKIE
-
-        sessions.close(request.cookies.get(COOKIE))
+        sessions.close(request.scope.get("state", {}).get("session_id"))  # the one checked
         response = RedirectResponse(LOGIN_PATH, status_code=303)
         response.headers.append("set-cookie", clearing_cookie(secure=request.url.scheme == "https"))
         return response
@@ -103,12 +101,31 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
         reason = str(form.get("reason") or "").strip()
         if not reason:
             return _back(request, f"Pausing {name} needs a reason.")
-        return _act(request, lambda ops: ops.pause([name], reason), f"Paused {name}.")
+        action = functools.partial(_act, request, lambda ops: ops.pause([name], reason))
+        return await to_thread.run_sync(action, f"Paused {name}.")
 
     @app.post("/actions/deployments/{name}/resume", include_in_schema=False)
     async def resume_action(request: Request, name: str) -> Response:
         await _checked_form(request)
-        return _act(request, lambda ops: ops.resume([name]), f"Resumed {name}.")
+        action = functools.partial(_act, request, lambda ops: ops.resume([name]))
+        return await to_thread.run_sync(action, f"Resumed {name}.")
+
+
+def _logged_in(
+    request: Request, sessions: Sessions, row: Any, token_hash: str, target: str
+) -> Response:
+    """A new session for the token of ``row`` (the browser's previous one closed), its
+    cookie set, and on to ``target``."""
+    sessions.close(cookie_session_id(request.scope))
+    session_id = sessions.open(row.name, token_hash, row.expires_at)
+    session = sessions.find(session_id)
+    assert session is not None
+    response = RedirectResponse(target, status_code=303)
+    secure = request.url.scheme == "https"
+    response.headers.append(
+        "set-cookie", session_cookie(session_id, session.expires_at, secure=secure)
+    )
+    return response
 
 
 def _environment() -> Environment:
@@ -123,13 +140,44 @@ def _environment() -> Environment:
 
 
 def _csrf(request: Request) -> str:
+    """The CSRF token of the request's session; with api_auth = false, the server's one."""
     session = request.scope.get("state", {}).get("session")
-    return session.csrf if session is not None else str(request.app.state.anonymous_csrf)
+    if session is not None:
+        return str(session.csrf)
+    return str(_unauthenticated(request).anonymous_csrf)
 
 
 def _access(request: Request) -> str:
+    """What the request's session may do; with api_auth = false, everything."""
     access = request.scope.get("state", {}).get("access")
-    return str(access or TokenAccess.ADMIN)  # api_auth = false: everything
+    if access is not None:
+        return str(access)
+    _unauthenticated(request)
+    return str(TokenAccess.ADMIN)
+
+
+def _unauthenticated(request: Request) -> Any:
+    """The app's state, if it serves without authentication (loopback only): there, and
+    only there, a dashboard request has no session. Anywhere else that means a path reached
+    the dashboard past its check: refused."""
+    from gnomon.http._params import ApiError
+
+    state = request.app.state
+    if state.auth_enabled:
+        raise ApiError(403, "no dashboard session")
+    return state
+
+
+def _same_site_only(request: Request) -> None:
+    """Refuse a login posted from another site (login CSRF: the victim's browser would
+    carry the attacker's session)."""
+    from gnomon.http._params import ApiError
+
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise ApiError(403, "a login must come from this dashboard's own page")
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "a login must come from this dashboard's own page")
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -157,9 +205,8 @@ async def _checked_form(request: Request) -> dict[str, str]:
 
     form = await _form(request)
     given = form.get("csrf")
-    session = request.scope.get("state", {}).get("session")
-    expected = session.csrf if session is not None else request.app.state.anonymous_csrf
-    if not isinstance(given, str) or not secrets.compare_digest(given, expected):
+    expected = _csrf(request).encode()
+    if given is None or not secrets.compare_digest(given.encode("utf-8", "replace"), expected):
         raise ApiError(403, "the form's CSRF token is missing or not this session's")
     return form
 

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 COOKIE = "gnomon_session"
 SESSION_LIFE = timedelta(hours=12)
 MOST_SESSIONS = 10_000  # beyond, the oldest go: a login loop cannot grow memory for ever
+# Per token: beyond, that token's oldest go, so one token's logins cannot end others'.
+MOST_PER_TOKEN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,11 @@ class Session:
     expires_at: datetime
 
     def csrf_matches(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given, self.csrf)
+        """Whether ``given`` is this session's CSRF token (compared in constant time, as
+        bytes: any text may be posted)."""
+        if given is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self.csrf.encode())
 
 
 class Sessions:
@@ -51,6 +57,9 @@ class Sessions:
         session = Session(token_name, token_hash, secrets.token_urlsafe(32), ends)
         with self._lock:
             self._drop_ended(now)
+            same = [key for key, other in self._sessions.items() if other.token_name == token_name]
+            for key in same[: max(0, len(same) - MOST_PER_TOKEN + 1)]:
+                del self._sessions[key]  # this token's oldest
             while len(self._sessions) >= MOST_SESSIONS:
                 self._sessions.pop(next(iter(self._sessions)))
             self._sessions[_key(session_id)] = session
