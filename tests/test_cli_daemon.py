@@ -646,3 +646,24 @@ def test_every_command_help_has_an_example_of_that_command(
     _, found, examples = result.stdout.partition("Example")
     assert found, f"no Example section in:\n{result.stdout}"
     assert " ".join(("gnomon", *path)) in examples
+
+
+def test_gnomon_dashboard_prints_where_the_daemon_serves_it(
+    tmp_path: Path, gnomon_home: Path
+) -> None:
+    def dashboard(daemon: str) -> Any:
+        config = tmp_path / "gnomon.toml"
+        config.write_text(f"[daemon]\n{daemon}\n")
+        return gnomon(gnomon_home, "dashboard", "--config", str(config))
+
+    assert dashboard('api = "127.0.0.1:9191"').stdout == "http://127.0.0.1:9191/\n"
+    assert dashboard('public_url = "https://gnomon.example.com/"').stdout == (
+        "https://gnomon.example.com/\n"
+    )
+    off = dashboard('api = "off"')
+    assert off.returncode == 1
+    assert 'the dashboard is off: [daemon] api = "off" in ' in off.stderr
+    broken = dashboard("api = ")
+    assert broken.returncode == 1
+    assert "gnomon.toml" in broken.stderr
+    assert "Traceback" not in broken.stderr

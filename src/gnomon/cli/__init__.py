@@ -16,7 +16,7 @@ from gnomon.cli._control import (
     token_group,
 )
 from gnomon.cli._cron import cron_command
-from gnomon.cli._daemon import daemon_group
+from gnomon.cli._daemon import daemon_group, dashboard_command
 from gnomon.cli._db import db_group
 from gnomon.cli._deployments import deployments_group
 from gnomon.cli._logs import logs_command
@@ -31,6 +31,7 @@ def main() -> None:
     \b
     Examples:
       gnomon daemon --config config.example.toml   # run the scheduler
+      gnomon dashboard                              # where its web dashboard is
       gnomon deployments list                       # what is scheduled, and when
       gnomon pause nightly-report --reason INC-42   # stop a schedule during an incident
       gnomon logs -f --deployment nightly-report    # follow its logs
@@ -40,6 +41,7 @@ def main() -> None:
 
 for command in (
     daemon_group,
+    dashboard_command,
     deployments_group,
     runs_group,
     run_command,

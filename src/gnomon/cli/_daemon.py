@@ -267,3 +267,43 @@ def daemon_status(
         detail = f" ({health.detail})" if health.detail else ""
         click.echo(f"gnomon daemon is running (pid {pid}): {health.state.value}{why}{detail}{tick}")
     sys.exit(0 if health is None or health.state.value == "ok" else 1)
+
+
+@click.command("dashboard")
+@config_option
+def dashboard_command(config: Path | None) -> None:
+    """Print the dashboard's address, where the daemon on this config serves it: its
+    public_url, else its [daemon] api address. Log in there with an API token.
+
+    \b
+    Example:
+      gnomon dashboard          # http://127.0.0.1:8787/
+    """
+    import socket
+
+    from gnomon._bind import parse_bind, public_url_for
+    from gnomon._settings import find_config_file
+    from gnomon.deployments import DaemonConfig, load_config
+
+    config_file = config or find_config_file()
+    daemon = DaemonConfig()
+    if config_file is not None:
+        result = load_config(config_file, check_flows=False)
+        broken = [p for p in result.problems if p.deployment is None and p.notify is None]
+        if broken:
+            raise click.ClickException("; ".join(str(problem) for problem in broken))
+        daemon = result.config.daemon
+    where = f" in {config_file}" if config_file is not None else ""
+    if daemon.public_url:
+        url = daemon.public_url
+    elif daemon.api is None:
+        raise click.ClickException(f'the dashboard is off: [daemon] api = "off"{where}')
+    else:
+        host, port = parse_bind(daemon.api)
+        if port == 0:
+            raise click.ClickException(
+                f"[daemon] api = {daemon.api!r}{where} takes a free port at start-up: the"
+                ' daemon\'s log says which ("api listening on ...")'
+            )
+        url = public_url_for(host, port, socket.gethostname())
+    click.echo(url.rstrip("/") + "/")

@@ -51,8 +51,9 @@ def serve_api(daemon: Daemon) -> ApiServer | None:
     app.servers = [{"url": daemon.reporter.public_url}]  # the schema's server
     server.start()
     log.info(
-        "api listening on %s",
+        "api listening on %s; dashboard at %s/",
         server.url,
+        daemon.reporter.public_url,
         extra={"api_url": server.url, "public_url": daemon.reporter.public_url},
     )
     return server
