@@ -429,6 +429,11 @@ def test_tokens_are_shown_once_and_stored_hashed(
 ) -> None:
     created = run(gnomon_home, applied, "token", "create", "grafana", "--read-only")
     duplicate = run(gnomon_home, applied, "token", "create", "grafana")
+    contradiction = run(
+        gnomon_home, applied, "token", "create", "x", "--read-only", "--scope", "admin"
+    )
+    assert contradiction.returncode == 2
+    assert "read-only contradicts scope 'admin'" in contradiction.stderr
     listed = run(gnomon_home, applied, "token", "ls", "--json")
     revoked = run(gnomon_home, applied, "token", "revoke", "grafana")
 

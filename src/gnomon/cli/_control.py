@@ -319,12 +319,9 @@ def token_create(
       gnomon token create on-call --scope operate
       gnomon token create grafana --scope read
     """
-    from gnomon.control import parse_expiry
-    from gnomon.store import TokenAccess
+    from gnomon.control import parse_expiry, token_access
 
-    if read_only and scope not in (None, "read"):
-        raise click.UsageError(f"--read-only contradicts --scope {scope}")
-    access = TokenAccess.READ if read_only else TokenAccess(scope or TokenAccess.ADMIN)
+    access = token_access(scope, read_only)
     life = None if expires is None else parse_expiry(expires)
     token = operations().create_token(name, access, life)
     click.echo(token)

@@ -15,8 +15,9 @@ only what they use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
     from gnomon.control._inputs import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         parse_level,
         parse_seconds,
         parse_since,
+        token_access,
     )
     from gnomon.control._operations import (
         MAX_LIMIT,
@@ -84,6 +86,7 @@ __all__ = [
     "run_detail",
     "run_text",
     "run_view",
+    "token_access",
     "token_view",
 ]
 
@@ -116,14 +119,9 @@ _WHERE = {
     "run_detail": "gnomon.control._views",
     "run_text": "gnomon.control._views",
     "run_view": "gnomon.control._views",
+    "token_access": "gnomon.control._inputs",
     "token_view": "gnomon.control._views",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gnomon.control' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # asked once
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -14,10 +14,13 @@ import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gnomon._text import has_lone_surrogate
 from gnomon.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from gnomon.store._kinds import TokenAccess
 
 MAX_COUNT = 1_000_000  # the most lines or rows one command prints
 MAX_FIRES = 1000  # the most fire times one command or request computes
@@ -45,6 +48,21 @@ def parse_expiry(text: str) -> timedelta:
     if life > MAX_TOKEN_LIFE:
         raise InvalidInput(f"expires {text[:80]!r} is more than ten years (3660d)")
     return life
+
+
+def token_access(scope: str | None, read_only: bool = False) -> TokenAccess:
+    """What a new token may do: ``scope`` (read, operate, admin; admin if not given), or read
+    for the older ``read_only`` flag, which must not contradict it."""
+    from gnomon.store._kinds import TokenAccess
+
+    if read_only:
+        if scope not in (None, TokenAccess.READ):
+            raise InvalidInput(f"read-only contradicts scope {scope!r}")
+        return TokenAccess.READ
+    try:
+        return TokenAccess(scope or TokenAccess.ADMIN)
+    except ValueError:
+        raise InvalidInput(f"scope {scope!r} is not read, operate or admin") from None
 
 
 def parse_since(text: str, now: datetime) -> datetime:

@@ -8,7 +8,9 @@ until a name is asked for: FastAPI costs the command line ~150 ms it rarely need
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
     from gnomon.http._http import create_app
@@ -26,10 +28,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gnomon.http' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -132,7 +132,7 @@ class TokenAuth:
     async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A dashboard request: on with its session's actor and access, or to the login
         page (and back here after it) without a session that its token still backs."""
-        session_id = _cookie(scope)
+        session_id = cookie_session_id(scope)
         session = None if self.sessions is None else self.sessions.find(session_id)
         row = None
         if session is not None:
@@ -202,10 +202,6 @@ def _is_open(method: str, path: str) -> bool:
 
 def cookie_session_id(scope: Scope) -> str | None:
     """The session id of the request's cookie: the first ``gnomon_session`` it sends."""
-    return _cookie(scope)
-
-
-def _cookie(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == b"cookie":
             for part in value.decode("latin-1").split(";"):

@@ -42,10 +42,12 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
     app.state.anonymous_csrf = secrets.token_urlsafe(32)  # api_auth = false: one for all
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    def page(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+    def page(
+        request: Request, template: str, status: int = 200, *, public: bool = False, **values: Any
+    ) -> Response:
         """``template`` rendered; a page behind the login gets its session's CSRF token
-        and access (the login page, open to anyone, has neither)."""
-        if template != "login.html":
+        and access (a ``public`` one, the login page, has neither)."""
+        if not public:
             values.update(csrf=_csrf(request), access=_access(request))
         html = templates.get_template(template).render(**values)
         # Not kept: after logging out, Back must not show the page again.
@@ -53,7 +55,7 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
 
     @app.get("/login", include_in_schema=False)
     def login_page(request: Request, next: str = "/deployments") -> Response:
-        return page(request, "login.html", next=_safe_next(next), error=None)
+        return page(request, "login.html", public=True, next=_safe_next(next), error=None)
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
@@ -67,7 +69,7 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
         now = datetime.now(UTC)
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             error = "That token is not valid (unknown, revoked or expired)."
-            return page(request, "login.html", status=401, next=target, error=error)
+            return page(request, "login.html", 401, public=True, next=target, error=error)
         return _logged_in(request, sessions, row, hash_token(token), target)
 
     @app.post("/logout", include_in_schema=False)

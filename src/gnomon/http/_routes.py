@@ -31,9 +31,9 @@ from gnomon.control import (
     parse_expiry,
     run_detail,
     run_view,
+    token_access,
     token_view,
 )
-from gnomon.exceptions import InvalidInput
 from gnomon.http import _schemas as s
 from gnomon.http._auth import request_actor
 from gnomon.http._params import (
@@ -458,9 +458,7 @@ def list_tokens(store: StoreDep) -> list[dict[str, Any]]:
 )
 def create_token(body: s.TokenRequest, ops: Ops) -> dict[str, Any]:
     """Create a token; the response is the only time it is shown."""
-    if body.read_only and body.scope not in (None, "read"):
-        raise InvalidInput(f"read_only contradicts scope {body.scope!r}")
-    access = TokenAccess.READ if body.read_only else TokenAccess(body.scope or "admin")
+    access = token_access(body.scope, body.read_only)
     life = None if body.expires is None else parse_expiry(body.expires)
     token = ops.create_token(body.name, access, life)
     [created] = [row for row in ops.store.read_tokens() if row.name == body.name]

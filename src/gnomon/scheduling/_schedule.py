@@ -105,7 +105,7 @@ class Schedule:
             fire = self.specs[0].trigger.next_fire(after)
             return None if fire is None else fire.astimezone(UTC)
         fires = [fire for spec in self.specs if (fire := spec.trigger.next_fire(after))]
-        return min(fires, default=None) and min(fires).astimezone(UTC)
+        return min(fires).astimezone(UTC) if fires else None
 
     def next_fires(self, after: datetime, count: int) -> list[datetime]:
         """When the next ``count`` fires after ``after`` are due (nominal time plus the
