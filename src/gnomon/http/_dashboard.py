@@ -1,0 +1,181 @@
+"""What every dashboard page is built with: rendering a template, reading a posted form
+with its CSRF token, carrying out an operation and going back with a message.
+
+Pages are Jinja2 templates shipped in the package (``templates/``), autoescaped: a name, a
+tag, a reason or an error from the store shows as text, never as markup. Forms post back
+with the session's CSRF token; a post without it, or with another session's, is refused
+(403) before anything is done. No script runs inline (the Content-Security-Policy forbids
+it): the one script, ``static/dashboard.js``, shows times in the chosen zone and keeps the
+live parts of a page current.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gnomon.control import Operations, UnknownName
+from gnomon.exceptions import InvalidInput
+from gnomon.http._auth import request_actor
+from gnomon.http._params import ApiError
+from gnomon.store import TokenAccess
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+HERE = Path(__file__).parent
+HOME = "/"
+
+
+def page(
+    request: Request, template: str, status: int = 200, *, public: bool = False, **values: Any
+) -> Response:
+    """``template`` rendered; a page behind the login gets its session's CSRF token and
+    access (a ``public`` one, the login page, has neither)."""
+    if not public:
+        values.update(csrf=csrf(request), access=access(request), path=request.url.path)
+    html = environment().get_template(template).render(**values)
+    # Not kept: after logging out, Back must not show the page again.
+    return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+
+
+def not_found(request: Request, what: str) -> Response:
+    """The dashboard's 404 page, saying what was not found."""
+    return page(request, "missing.html", 404, what=what)
+
+
+@functools.cache
+def environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=StrictUndefined,  # a misspelt value fails the page's test, not silently
+    )
+    env.filters["utc_text"] = utc_text
+    return env
+
+
+def utc_text(value: str | datetime) -> str:
+    """A time as the page shows it before (or without) its script: UTC, to the second."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def csrf(request: Request) -> str:
+    """The CSRF token of the request's session; with api_auth = false, the server's one."""
+    session = request.scope.get("state", {}).get("session")
+    if session is not None:
+        return str(session.csrf)
+    return str(_unauthenticated(request).anonymous_csrf)
+
+
+def access(request: Request) -> str:
+    """What the request's session may do; with api_auth = false, everything."""
+    given = request.scope.get("state", {}).get("access")
+    if given is not None:
+        return str(given)
+    _unauthenticated(request)
+    return str(TokenAccess.ADMIN)
+
+
+def _unauthenticated(request: Request) -> Any:
+    """The app's state, if it serves without authentication (loopback only): there, and
+    only there, a dashboard request has no session. Anywhere else that means a path reached
+    the dashboard past its check: refused."""
+    state = request.app.state
+    if state.auth_enabled:
+        raise ApiError(403, "no dashboard session")
+    return state
+
+
+def same_site_only(request: Request) -> None:
+    """Refuse a login posted from another site (login CSRF: the victim's browser would
+    carry the attacker's session)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise ApiError(403, "a login must come from this dashboard's own page")
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "a login must come from this dashboard's own page")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A posted HTML form (``application/x-www-form-urlencoded``, what the pages' forms
+    send) as its fields; the first value of a field given twice."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise ApiError(415, "the dashboard takes its own forms only")
+    try:
+        text = (await request.body()).decode("utf-8")
+        fields = parse_qsl(text, keep_blank_values=True, max_num_fields=20, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "the form could not be read") from None
+    form: dict[str, str] = {}
+    for key, value in fields:
+        form.setdefault(key, value)
+    return form
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """The posted form, if it carries this session's CSRF token; else 403, nothing done."""
+    form = await read_form(request)
+    given = form.get("csrf")
+    expected = csrf(request).encode()
+    if given is None or not secrets.compare_digest(given.encode("utf-8", "replace"), expected):
+        raise ApiError(403, "the form's CSRF token is missing or not this session's")
+    return form
+
+
+def operations(request: Request) -> Operations:
+    """The operations, acting as the request's session (audited with origin dashboard)."""
+    state = request.app.state
+    return Operations(state.store, request_actor(request.scope), state.nudge)
+
+
+def act(
+    request: Request,
+    action: Callable[[Operations], Any],
+    done: str | Callable[[Any], str],
+    to: str | None = None,
+) -> Response:
+    """Carry out ``action`` and go back (or on ``to``) saying ``done`` (or what ``done``
+    makes of the action's result); a refusal (unknown name, bad input, a conflict such as
+    cancelling a finished run) goes back saying why, nothing done."""
+    from gnomon.control import Conflict
+
+    try:
+        result = action(operations(request))
+    except (UnknownName, InvalidInput, Conflict) as error:
+        return back(request, str(error))
+    return back(request, done(result) if callable(done) else done, to)
+
+
+def back(request: Request, message: str, to: str | None = None) -> Response:
+    """Back to the page the form was on (or to ``to``), with a message to show."""
+    if to is None:
+        referer = request.headers.get("referer", "")
+        to = urlsplit(referer).path if referer else ""
+    target = safe_next(to or HOME)
+    return RedirectResponse(f"{target}?{urlencode({'said': message})}", status_code=303)
+
+
+def safe_next(target: str) -> str:
+    """A page of this dashboard to go to: a path on this server, never another site's."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return HOME
+    if "\\" in target or any(ord(char) < 32 for char in target):
+        return HOME
+    return target
