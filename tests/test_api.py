@@ -130,6 +130,10 @@ DASHBOARD_ROUTES = {
     ("POST", "/logout"),
     ("POST", "/actions/deployments/{name}/pause"),
     ("POST", "/actions/deployments/{name}/resume"),
+    ("GET", "/runs/{run_id}"),
+    ("GET", "/runs/{run_id}/logs/stream"),
+    ("POST", "/actions/runs/{run_id}/cancel"),
+    ("POST", "/actions/runs/{run_id}/retry"),
 }
 
 

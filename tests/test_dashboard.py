@@ -49,8 +49,19 @@ def page(browser: Any) -> Iterator[Any]:
     page = context.new_page()
     page.set_default_timeout(15_000)
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def answer(dialog: Any) -> None:
+        """Record every dialog (an alert is an injected script that ran); accept the
+        confirmations a test expects (``page.confirm``), dismiss the rest."""
+        dialogs.append(dialog.message)
+        if dialog.type == "confirm" and dialog.message in page.confirm:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.on("dialog", answer)
     page.dialogs = dialogs
+    page.confirm = set()
     yield page
     context.close()
 

@@ -684,6 +684,11 @@ def test_states_of_a_flow_run_exclude_its_tasks_unless_asked(store: Store) -> No
     ]
     assert len(all_states(store, run["id"])) == 4
     assert [t.id for t in store.read_task_runs(run["id"])] == [task["id"]]
+    assert [(s.task_run_id, s.type) for s in store.read_task_states([task["id"]])] == [
+        (task["id"], "RUNNING"),
+        (task["id"], "COMPLETED"),
+    ]
+    assert store.read_task_states([]) == []
 
 
 def test_logs_can_be_followed_after_an_id_and_filtered_by_task(store: Store) -> None:

@@ -42,9 +42,13 @@ LOGIN_PATH = "/login"
 STATIC_PREFIX = "/static/"
 # The dashboard's pages and actions: a session cookie (``_session``), never a bearer token;
 # everything else (/api/v1, /metrics, ...) a bearer token, never the cookie.
-DASHBOARD_PATHS = re.compile(r"/(?:|deployments|logout|actions/.+)", re.DOTALL)
+DASHBOARD_PATHS = re.compile(
+    r"/(?:|deployments|logout|actions/.+|runs/[^/]+(?:/logs/stream)?)", re.DOTALL
+)
 # The dashboard's actions an operate session may take.
-OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume)", re.DOTALL)
+OPERATE_ACTIONS = re.compile(
+    r"/actions/(?:deployments/[^/]+/(?:pause|resume)|runs/[^/]+/(?:cancel|retry))", re.DOTALL
+)
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.
 OPERATE_PATHS = re.compile(

@@ -12,6 +12,7 @@ live parts of a page current.
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -64,7 +65,14 @@ def environment() -> Environment:
         undefined=StrictUndefined,  # a misspelt value fails the page's test, not silently
     )
     env.filters["utc_text"] = utc_text
+    env.filters["pretty_json"] = pretty_json
     return env
+
+
+def pretty_json(value: Any) -> str:
+    """A value as indented JSON text, for the page to escape like any other text (Jinja's
+    ``tojson`` writes ``<`` as ``\\u003c``, which would not show what was given)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 def utc_text(value: str | datetime) -> str:
@@ -148,18 +156,21 @@ def act(
     request: Request,
     action: Callable[[Operations], Any],
     done: str | Callable[[Any], str],
-    to: str | None = None,
+    to: str | Callable[[Any], str] | None = None,
 ) -> Response:
-    """Carry out ``action`` and go back (or on ``to``) saying ``done`` (or what ``done``
-    makes of the action's result); a refusal (unknown name, bad input, a conflict such as
-    cancelling a finished run) goes back saying why, nothing done."""
+    """Carry out ``action`` and go back (or on ``to``) saying ``done``; either may be made
+    of the action's result (``lambda new: f"/runs/{new['id']}"``). A refusal (an unknown
+    name, bad input, a conflict such as cancelling a finished run) goes back saying why,
+    nothing done."""
     from gnomon.control import Conflict
 
     try:
         result = action(operations(request))
     except (UnknownName, InvalidInput, Conflict) as error:
         return back(request, str(error))
-    return back(request, done(result) if callable(done) else done, to)
+    return back(
+        request, done(result) if callable(done) else done, to(result) if callable(to) else to
+    )
 
 
 def back(request: Request, message: str, to: str | None = None) -> Response:

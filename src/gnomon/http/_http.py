@@ -24,7 +24,7 @@ from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import TokenAuth
 from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
 from gnomon.http._pages import add_dashboard
-from gnomon.http._params import ApiError, NamePath, RunPath
+from gnomon.http._params import ApiError, NamePath
 from gnomon.http._routes import router
 from gnomon.http._schemas import ErrorBody, Health
 from gnomon.http._session import Sessions
@@ -158,11 +158,6 @@ def _add_page_routes(app: FastAPI) -> None:
             **{code: {"model": ErrorBody} for code in (401, 403, 422)},
         },
     }
-
-    @app.get("/runs/{run_id}", **page)
-    def run_page(run_id: RunPath) -> RedirectResponse:
-        """A run's page: for now a redirect to ``GET /api/v1/runs/{run_id}``."""
-        return RedirectResponse(f"/api/v1/runs/{run_id}", status_code=307)
 
     @app.get("/deployments/{name}", **page)
     def deployment_page(name: NamePath) -> RedirectResponse:

@@ -365,15 +365,17 @@ def stream_logs(
         start = ops.store.last_log_id()
     query = _log_query(ops, deployment, run, level, None, start)
     return StreamingResponse(
-        _events(ops.store, query, request.app.state.closing),
+        log_events(ops.store, query, request.app.state.closing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(
+async def log_events(
     store: ControlStore, query: LogQuery, closing: threading.Event
 ) -> AsyncIterator[str]:
+    """Server-sent events of the log lines matching ``query`` after its cursor, as they
+    are written, until ``closing`` (the server stopping) or the client leaves."""
     yield ": following\n\n"  # headers and a first byte now, so clients know it is open
     idle = 0.0
     while not closing.is_set():

@@ -112,6 +112,18 @@ class Queries(FastControlQueries):
             statement = statement.where(run_states.c.flow_run_id == flow_run_id)
         return self._all(statement, StateRow)
 
+    def read_task_states(self, task_run_ids: Sequence[str]) -> list[StateRow]:
+        """The state transitions of these task runs, in order: one query for a page of
+        a run's tasks (each retry is a Running state of its own attempt)."""
+        if not task_run_ids:
+            return []
+        statement = (
+            select(run_states)
+            .where(run_states.c.task_run_id.in_(list(task_run_ids)))
+            .order_by(run_states.c.id)
+        )
+        return self._all(statement, StateRow)
+
     def claim_flow_run(
         self, flow_run_id: str, at: datetime | None = None, *, worker_pid: int | None = None
     ) -> ClaimedRun | None:

@@ -322,6 +322,9 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     ) -> list[StateRow]:
         """State transitions in order: a task run's, or a flow run's own (not its tasks')."""
 
+    def read_task_states(self, task_run_ids: Sequence[str]) -> list[StateRow]:
+        """The state transitions of these task runs, in order."""
+
     # Concurrency limits.
 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:

@@ -1,0 +1,223 @@
+"""The run page: a run's state timeline, its task runs as a Gantt chart with every retry,
+its parameters (secrets masked), its error with the traceback, and its logs, followed live
+while it runs; cancel and retry.
+
+The notification links (``/runs/<id>``) land here; an id prefix works as on the command
+line. A run with thousands of task runs shows them a page at a time (``TASK_PAGE``), with
+the count of each state over all of them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+
+from gnomon.control import UnknownName, log_view, run_detail
+from gnomon.exceptions import InvalidInput
+from gnomon.http._dashboard import act, checked_form, not_found, operations, page
+from gnomon.http._routes import log_events
+from gnomon.states import FINAL_TYPES, StateName, StateType
+from gnomon.store import LogQuery
+
+if TYPE_CHECKING:
+    from gnomon.store import ControlStore
+    from gnomon.store.rows import StateRow, TaskRunRow
+
+TASK_PAGE = 200  # task runs drawn at once: a page of a 10,000-task run draws in well under 1 s
+LOG_LINES = 500  # the newest lines shown; the stream adds what comes after them
+AXIS = 1000.0  # the Gantt's width in SVG user units
+CANCELLED = {
+    "cancelled": "Cancelled: it had not started.",
+    "requested": "Cancel requested: the run stops within a second.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One stretch of a timeline: where it starts and how wide it is on the axis, what
+    it was (a state, or a task run's attempt and how it ended) and when."""
+
+    x: float
+    width: float
+    state: str
+    label: str
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.get("/runs/{run_id}", include_in_schema=False)
+    def run_page(request: Request, run_id: str, tasks: str = "0", said: str = "") -> Response:
+        ops = operations(request)
+        try:
+            row = ops.run(run_id)
+        except (UnknownName, InvalidInput) as error:
+            return not_found(request, str(error))
+        offset = int(tasks) if tasks.isascii() and tasks.isdigit() and len(tasks) < 9 else 0
+        return page(
+            request, "run.html", current="runs", said=said, **_run_page(ops.store, row, offset)
+        )
+
+    @app.get("/runs/{run_id}/logs/stream", include_in_schema=False)
+    def run_log_stream(request: Request, run_id: str, after_id: str = "0") -> Response:
+        ops = operations(request)
+        try:
+            row = ops.run(run_id)
+        except (UnknownName, InvalidInput) as error:
+            return not_found(request, str(error))
+        start = (
+            int(after_id) if after_id.isascii() and after_id.isdigit() and len(after_id) < 19 else 0
+        )
+        query = LogQuery(None, row.id, None, None, start)
+        return StreamingResponse(
+            log_events(ops.store, query, request.app.state.closing),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/actions/runs/{run_id}/cancel", include_in_schema=False)
+    async def cancel_action(request: Request, run_id: str) -> Response:
+        form = await checked_form(request)
+        reason = str(form.get("reason") or "").strip() or None
+        action = functools.partial(
+            act,
+            request,
+            lambda ops: ops.cancel(run_id, reason)[1],
+            lambda outcome: CANCELLED.get(outcome, outcome),
+        )
+        return await to_thread.run_sync(action)
+
+    @app.post("/actions/runs/{run_id}/retry", include_in_schema=False)
+    async def retry_action(request: Request, run_id: str) -> Response:
+        await checked_form(request)
+        action = functools.partial(
+            act,
+            request,
+            lambda ops: ops.retry(run_id),
+            lambda new: f"Retrying as run {new['id'][:8]}.",
+            lambda new: f"/runs/{new['id']}",
+        )
+        return await to_thread.run_sync(action)
+
+
+def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
+    """What the run page shows of ``row``: its detail, its state timeline as bars, a page
+    of its task runs with their attempts as bars, and its newest log lines."""
+    now = datetime.now(UTC)
+    view = run_detail(store, row)
+    final = row.state_type in FINAL_TYPES
+    task_rows = store.read_task_runs(row.id)
+    shown = task_rows[offset : offset + TASK_PAGE]
+    states = store.read_task_states([task.id for task in shown])
+    start, end = _axis(row, task_rows, now)
+    logs = store.search_logs(LogQuery(None, row.id, None, None, 0), LOG_LINES, newest=True)
+    deployment = store.read_deployment(row.deployment_name) if row.deployment_name else None
+    return {
+        "run": view,
+        "zone": deployment.timezone if deployment is not None else None,
+        "final": final,
+        "states": _state_bars(view["timeline"], start, end),
+        "axis": {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "seconds": (end - start).total_seconds(),
+        },
+        "tasks": _task_rows(shown, states, start, end, now),
+        "task_counts": sorted(Counter(task.state_name or "?" for task in task_rows).items()),
+        "task_total": len(task_rows),
+        "task_offset": offset,
+        "task_page": TASK_PAGE,
+        "logs": [log_view(line) for line in logs],
+        "last_log_id": logs[-1].id if logs else store.last_log_id(),
+    }
+
+
+def _axis(row: Any, tasks: list[TaskRunRow], now: datetime) -> tuple[datetime, datetime]:
+    """The time the charts span: from the run's start (or creation) to its end (or now)."""
+    starts = [t for t in [row.start_time, row.created, *(task.start_time for task in tasks)] if t]
+    start = min(starts)
+    ends = [t for t in [row.end_time, *(task.end_time for task in tasks)] if t]
+    end = max(ends) if row.state_type in FINAL_TYPES and ends else now
+    if end <= start:
+        end = start + timedelta(seconds=1)
+    return start, end
+
+
+def _place(at: datetime, until: datetime, start: datetime, end: datetime) -> tuple[float, float]:
+    """Where a stretch from ``at`` to ``until`` sits on the axis, at least visible."""
+    span = (end - start).total_seconds()
+    x = max(0.0, min(AXIS, (at - start).total_seconds() / span * AXIS))
+    right = max(0.0, min(AXIS, (until - start).total_seconds() / span * AXIS))
+    return round(x, 2), round(max(right - x, 2.0), 2)
+
+
+def _state_bars(timeline: list[dict[str, Any]], start: datetime, end: datetime) -> list[Bar]:
+    """The run's states, each lasting until the next one (the last until the axis' end)."""
+    bars = []
+    for index, state in enumerate(timeline):
+        at = datetime.fromisoformat(state["timestamp"])
+        nxt = timeline[index + 1]["timestamp"] if index + 1 < len(timeline) else None
+        until = datetime.fromisoformat(nxt) if nxt else end
+        x, width = _place(at, until, start, end)
+        bars.append(
+            Bar(x, width, state["state"] or "?", f"{state['state']} from {state['timestamp']}")
+        )
+    return bars
+
+
+def _task_rows(
+    tasks: list[TaskRunRow],
+    states: list[StateRow],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Each task run with its attempts as bars: an attempt runs from a Running state to
+    the state after it (Failed, AwaitingRetry, Completed, ...), or on until now."""
+    by_task: dict[str, list[StateRow]] = {}
+    for state in states:
+        by_task.setdefault(state.task_run_id or "", []).append(state)
+    rows = []
+    for task in tasks:
+        bars = []
+        opened: StateRow | None = None
+        for state in by_task.get(task.id, []):
+            if state.type == StateType.RUNNING:
+                opened = state
+                continue
+            if opened is not None:
+                bars.append(_attempt(opened, state.timestamp, state.name or state.type, start, end))
+                opened = None
+        if opened is not None:
+            bars.append(
+                _attempt(opened, end if task.end_time else now, StateName.RUNNING, start, end)
+            )
+        rows.append(
+            {
+                "id": task.id,
+                "name": task.name,
+                "state": task.state_name or "?",
+                "attempts": task.run_count,
+                "started_at": task.start_time.isoformat() if task.start_time else None,
+                "duration_s": round((task.end_time - task.start_time).total_seconds(), 3)
+                if task.start_time and task.end_time
+                else None,
+                "error": task.error_message,
+                "bars": bars,
+            }
+        )
+    return rows
+
+
+def _attempt(
+    opened: StateRow, until: datetime, outcome: str, start: datetime, end: datetime
+) -> Bar:
+    x, width = _place(opened.timestamp, until, start, end)
+    seconds = (until - opened.timestamp).total_seconds()
+    label = f"attempt {opened.attempt or 1}: {outcome} after {seconds:.3f} s"
+    return Bar(x, width, outcome, label)
