@@ -1,0 +1,96 @@
+"""What every dashboard page owes its users, checked on each page in a real browser:
+readable in a 400 px wide window (nothing wider than the window), dark when the system is,
+every control reachable with the keyboard, and no state told by colour alone (each badge
+and mark has a word, each chart bar a title).
+
+A page added to the dashboard is added to ``PAGES`` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from test_api import Api, api  # noqa: F401 (the fixture)
+from test_dashboard import browser, log_in  # noqa: F401 (the fixture)
+from test_dashboard_run import add_log, add_task, fail, started_run
+
+pytestmark = [pytest.mark.backends, pytest.mark.slow]
+
+
+def failed_run(api: Api) -> str:  # noqa: F811
+    from gnomon.states import StateType
+
+    run_id = started_run(api, {"day": "2026-12-01-" + "x" * 300})
+    add_task(api.store, run_id, "fetch-a-rather-long-task-name-" * 3, [StateType.FAILED] * 3)
+    add_log(api.store, run_id, "a long line without spaces " + "y" * 400)
+    fail(api.store, run_id)
+    return run_id
+
+
+# Each page: how to reach it on the api fixture's store (given the server, its path).
+PAGES: dict[str, Callable[[Api], str]] = {
+    "deployments": lambda api: "/deployments",  # noqa: F811
+    "run": lambda api: f"/runs/{failed_run(api)}",  # noqa: F811
+}
+
+
+@pytest.fixture(params=sorted(PAGES))
+def shown(request: pytest.FixtureRequest, api: Api, browser: Any) -> Any:  # noqa: F811
+    """A logged-in tab on one of the pages, 400 px wide, in dark mode."""
+    path = PAGES[request.param](api)
+    context = browser.new_context(viewport={"width": 400, "height": 800}, color_scheme="dark")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    log_in(tab, api, api.token, path)
+    yield tab
+    context.close()
+
+
+def test_each_page_fits_a_400_px_window(shown: Any) -> None:
+    wide = shown.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                      && !e.closest('pre, .logs, svg'))
+            .map(e => e.tagName + '.' + e.className).slice(0, 5)"""
+    )
+    assert wide == []
+    assert shown.evaluate("document.documentElement.scrollWidth") <= 400
+
+
+def test_each_page_follows_the_systems_dark_mode(shown: Any) -> None:
+    background = shown.evaluate("getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(part) for part in background[4:-1].split(",")[:3])
+    assert red + green + blue < 150, background
+
+
+def test_every_control_on_each_page_is_reached_with_the_keyboard(shown: Any) -> None:
+    controls = shown.evaluate(
+        """() => [...document.querySelectorAll(
+              'a[href], button, input:not([type=hidden]), select, [tabindex="0"]')]
+            .filter(e => e.offsetParent !== null).length"""
+    )
+    reached: set[str] = set()
+    for _ in range(controls + 5):
+        shown.keyboard.press("Tab")
+        reached.add(
+            shown.evaluate(
+                """() => { const e = document.activeElement;
+                  if (!e.dataset.seen) e.dataset.seen = String(Math.random());
+                  return e.dataset.seen; }"""
+            )
+        )
+    assert len(reached) >= controls
+
+
+def test_no_state_on_each_page_is_told_by_colour_alone(shown: Any) -> None:
+    wordless = shown.evaluate(
+        """() => [...document.querySelectorAll('.badge, .mark')]
+            .filter(e => !e.textContent.trim() && !e.title).length"""
+    )
+    untitled = shown.evaluate(
+        "() => [...document.querySelectorAll('svg rect')].filter(r => !r.querySelector('title')).length"
+    )
+    assert (wordless, untitled) == (0, 0)
