@@ -98,7 +98,8 @@ def test_logging_in_returns_to_the_page_asked_for_and_logging_out_ends_the_sessi
     assert rows.count() == 2
     assert "At 02:30" in page.inner_text("tr[data-deployment=nightly-report]")
     cookie = next(c for c in page.context.cookies() if c["name"] == "gnomon_session")
-    assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+    # Over plain http the cookie is not Secure (over https it is: test_tls).
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (True, "Strict", False)
 
     page.click("form.logout button")
     page.wait_for_url(api.url + "/login")

@@ -43,10 +43,11 @@ def is_loopback(host: str) -> bool:
         return False  # another name: it may resolve anywhere
 
 
-def public_url_for(host: str, port: int, hostname: str) -> str:
-    """Where clients reach an API bound to ``host``:``port``: ``http://host:port``, with a
-    wildcard address (``0.0.0.0``, ``::``) replaced by ``hostname``, this machine's name
-    (a wildcard is where the server listens, not an address anyone can reach)."""
+def public_url_for(host: str, port: int, hostname: str, *, tls: bool = False) -> str:
+    """Where clients reach an API bound to ``host``:``port``: ``http://host:port`` (or
+    ``https://`` when it serves ``tls``), with a wildcard address (``0.0.0.0``, ``::``)
+    replaced by ``hostname``, this machine's name (a wildcard is where the server listens,
+    not an address anyone can reach)."""
     try:
         wildcard = ipaddress.ip_address(host).is_unspecified
     except ValueError:
@@ -55,4 +56,4 @@ def public_url_for(host: str, port: int, hostname: str) -> str:
         host = hostname
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

@@ -273,7 +273,8 @@ def daemon_status(
 @config_option
 def dashboard_command(config: Path | None) -> None:
     """Print the dashboard's address, where the daemon on this config serves it: its
-    public_url, else its [daemon] api address. Log in there with an API token.
+    public_url, else its [daemon] api address (https:// with api_tls_cert and
+    api_tls_key). Log in there with an API token.
 
     \b
     Example:
@@ -305,5 +306,5 @@ def dashboard_command(config: Path | None) -> None:
                 f"[daemon] api = {daemon.api!r}{where} takes a free port at start-up: the"
                 ' daemon\'s log says which ("api listening on ...")'
             )
-        url = public_url_for(host, port, socket.gethostname())
+        url = public_url_for(host, port, socket.gethostname(), tls=daemon.api_tls)
     click.echo(url.rstrip("/") + "/")

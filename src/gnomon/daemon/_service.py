@@ -79,6 +79,11 @@ class Service(Protocol):
     """Something that runs beside the daemon, started once it has its store and stopped
     first when it shuts down (the HTTP API)."""
 
+    def reload(self) -> None:
+        """The config was reloaded (SIGHUP, ``gnomon daemon reload``): read again what it
+        read from files at start (the API's TLS certificate). Never raises: a problem is
+        logged and what it had stays."""
+
     def stop(self) -> None: ...
 
 
@@ -483,6 +488,8 @@ class Daemon:
         result = loaded.result
         previous = {name: slot.deployment for name, slot in self.scheduler.slots().items()}
         plan = plan_reload(previous, result)
+        for service in self.services:  # whatever the config says: a renewed certificate
+            service.reload()
         for problem in plan.problems:
             log.error("config problem on reload: %s", problem, extra={"problem": problem})
         if plan.status is not ReloadStatus.REFUSED:

@@ -208,6 +208,11 @@ class DaemonConfig(Policies):
     # it without tokens, which only a loopback address allows.
     api: str | None = "127.0.0.1:8787"
     api_auth: StrictBool = True
+    # HTTPS served by the daemon itself: a PEM certificate (its chain after it) and its
+    # unencrypted PEM key, both or neither; relative paths are relative to the config file.
+    # The files are checked at start (gnomon.http._tls) and read again on each reload.
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
     # The scheduling loop not ticking for this long is "stuck": /healthz answers 503 and
     # the systemd watchdog is no longer fed, so systemd restarts the daemon.
     stuck_after: PositiveDuration = timedelta(seconds=5)
@@ -242,6 +247,22 @@ class DaemonConfig(Policies):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> DaemonConfig:
+        for given, missing in (("api_tls_cert", "api_tls_key"), ("api_tls_key", "api_tls_cert")):
+            value = getattr(self, given)
+            if value is not None and getattr(self, missing) is None:
+                raise ValueError(
+                    f"{given} = {str(value)!r} is set without {missing}: HTTPS needs both"
+                    " the certificate and its private key (or neither, for plain HTTP)"
+                )
+        return self
+
+    @property
+    def api_tls(self) -> bool:
+        """Whether the API serves HTTPS (``api_tls_cert`` and ``api_tls_key`` set)."""
+        return self.api_tls_cert is not None
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
@@ -258,10 +279,11 @@ class DaemonConfig(Policies):
             raise ValueError('must be an http(s) URL, like "https://hc-ping.com/<uuid>"')
         return value
 
-    @field_validator("log_file")
+    @field_validator("log_file", "api_tls_cert", "api_tls_key")
     @classmethod
     def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        """A relative log file is relative to the config file, like a relative flow path."""
+        """A relative log file or TLS file is relative to the config file, like a relative
+        flow path."""
         return relative_to_config(value, info)
 
 

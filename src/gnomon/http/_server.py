@@ -20,6 +20,7 @@ from gnomon._bind import is_loopback
 from gnomon.exceptions import ServiceStartError
 
 if TYPE_CHECKING:
+    from gnomon.http._tls import ServerCertificate
     from gnomon.store import ControlStore
 
 ADMIN_TOKEN_NAME = "admin"
@@ -44,12 +45,16 @@ def check_bind(host: str, auth: bool) -> None:
 
 
 class ApiServer:
-    """An ASGI app served by uvicorn on a daemon thread: ``start()``, then ``stop()``."""
+    """An ASGI app served by uvicorn on a daemon thread: ``start()``, then ``stop()``.
+    Given a ``certificate``, it serves HTTPS only (plain HTTP to its port fails)."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(
+        self, app: Any, host: str, port: int, certificate: ServerCertificate | None = None
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
+        self.certificate = certificate
         self._socket: socket.socket | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -64,7 +69,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.certificate else 'http'}://{host}:{self.port}"
 
     def listen(self) -> None:
         """Bind the socket (``port`` is known from here on); ApiServerError if it cannot.
@@ -92,6 +97,12 @@ class ApiServer:
             server_header=False,  # what serves the API is nobody else's business
             lifespan="off",
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            # Requests over it have the scheme https, so the session cookie is Secure.
+            ssl_context_factory=(
+                (lambda _config, _default: certificate.context)
+                if (certificate := self.certificate)
+                else None
+            ),
         )
         self._server = server = Server(config)
         sockets = [self._socket]
@@ -104,6 +115,12 @@ class ApiServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
                 raise ApiServerError(f"the API did not start on {self.url}; see the log")
+
+    def reload(self) -> None:
+        """The daemon's config was reloaded: read the TLS certificate and key again, so a
+        renewed certificate is served without a restart."""
+        if self.certificate is not None:
+            self.certificate.reload()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving: open requests get ``SHUTDOWN_GRACE`` seconds, then are cut. An app
