@@ -91,6 +91,7 @@ def test_no_state_on_each_page_is_told_by_colour_alone(shown: Any) -> None:
             .filter(e => !e.textContent.trim() && !e.title).length"""
     )
     untitled = shown.evaluate(
-        "() => [...document.querySelectorAll('svg rect')].filter(r => !r.querySelector('title')).length"
+        """() => [...document.querySelectorAll('svg rect')]
+            .filter(r => !r.querySelector('title')).length"""
     )
     assert (wordless, untitled) == (0, 0)
