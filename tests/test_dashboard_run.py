@@ -243,3 +243,31 @@ def test_times_show_in_utc_the_browsers_zone_or_the_deployments_zone(
         assert tab.get_attribute(cell, "title").endswith(("EST", "EDT", "GMT-5", "GMT-4"))
     finally:
         context.close()
+
+
+def test_a_run_with_many_task_runs_shows_them_a_page_at_a_time_with_every_count(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    run_id = started_run(api)
+    at = datetime.now(UTC)
+    for n in range(250):
+        api.store.insert_task_run(
+            {
+                "id": uuid.uuid4().hex,
+                "flow_run_id": run_id,
+                "task_key": "step",
+                "name": f"step-{n:03d}",
+                "created": at + timedelta(milliseconds=n),
+                "state_type": StateType.FAILED if n % 50 == 0 else StateType.COMPLETED,
+                "state_name": "Failed" if n % 50 == 0 else "Completed",
+            }
+        )
+    api.store.flush()
+    log_in(page, api, api.token, f"/runs/{run_id}")
+    assert "(250 · 245 Completed · 5 Failed)" in page.inner_text("#tasks-title")
+    assert page.locator("table.gantt tbody tr").count() == 200
+    assert "Task runs 1\u2013200 of 250" in page.inner_text("nav.pager")
+    page.click("text=Later tasks")
+    assert page.locator("table.gantt tbody tr").count() == 50
+    assert page.inner_text("table.gantt tbody tr:first-child th") == "step-200"

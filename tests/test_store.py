@@ -691,6 +691,29 @@ def test_states_of_a_flow_run_exclude_its_tasks_unless_asked(store: Store) -> No
     assert store.read_task_states([]) == []
 
 
+def test_a_runs_task_runs_are_read_a_page_at_a_time_and_counted_by_state(store: Store) -> None:
+    run = flow_run()
+    store.insert_flow_run(run)
+    start = now()
+    tasks = [
+        task_run(run["id"], created=start + timedelta(seconds=n), state_name=name)
+        for n, name in enumerate(["Completed", "Failed", "Completed", None, "Completed"])
+    ]
+    for task in tasks:
+        store.insert_task_run(task)
+    other = flow_run()
+    store.insert_flow_run(other)
+    store.insert_task_run(task_run(other["id"], state_name="Failed"))  # another run's
+    store.flush()
+    ids = [task["id"] for task in tasks]
+    assert [t.id for t in store.read_task_runs(run["id"], 1, 2)] == ids[1:3]
+    assert [t.id for t in store.read_task_runs(run["id"], 4, 10)] == ids[4:]
+    assert [t.id for t in store.read_task_runs(run["id"])] == ids
+    assert store.count_task_states(run["id"]) == {"Completed": 3, "Failed": 1, "?": 1}
+    assert store.count_task_states(other["id"]) == {"Failed": 1}
+    assert store.count_task_states(flow_run()["id"]) == {}
+
+
 def test_logs_can_be_followed_after_an_id_and_filtered_by_task(store: Store) -> None:
     run = flow_run()
     task = task_run(run["id"])

@@ -137,8 +137,10 @@ def run_text(row: FlowRunRow | None) -> Callable[[str | None], str | None]:
     return shown
 
 
-def run_detail(store: ControlStore, row: FlowRunRow) -> View:
-    """Everything about one run: timeline, task runs with durations, parameters, error."""
+def run_detail(store: ControlStore, row: FlowRunRow, *, tasks: bool = True) -> View:
+    """Everything about one run: timeline, task runs with durations (unless not ``tasks``:
+    a page showing a run's thousands of tasks reads them a page at a time), parameters,
+    error."""
     shown = run_text(row)
     view = run_view(row)
     view.update(
@@ -179,7 +181,7 @@ def run_detail(store: ControlStore, row: FlowRunRow) -> View:
                 "duration_s": _duration(task.start_time, task.end_time),
                 "error": shown(task.error_message),
             }
-            for task in store.read_task_runs(row.id)
+            for task in (store.read_task_runs(row.id) if tasks else [])
         ],
     )
     return view

@@ -10,7 +10,6 @@ the count of each state over all of them.
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -109,12 +108,12 @@ def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
     """What the run page shows of ``row``: its detail, its state timeline as bars, a page
     of its task runs with their attempts as bars, and its newest log lines."""
     now = datetime.now(UTC)
-    view = run_detail(store, row)
+    view = run_detail(store, row, tasks=False)
     final = row.state_type in FINAL_TYPES
-    task_rows = store.read_task_runs(row.id)
-    shown = task_rows[offset : offset + TASK_PAGE]
+    counts = store.count_task_states(row.id)
+    shown = store.read_task_runs(row.id, offset, TASK_PAGE)
     states = store.read_task_states([task.id for task in shown])
-    start, end = _axis(row, task_rows, now)
+    start, end = _axis(row, now)
     logs = store.search_logs(LogQuery(None, row.id, None, None, 0), LOG_LINES, newest=True)
     deployment = store.read_deployment(row.deployment_name) if row.deployment_name else None
     return {
@@ -122,14 +121,10 @@ def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
         "zone": deployment.timezone if deployment is not None else None,
         "final": final,
         "states": _state_bars(view["timeline"], start, end),
-        "axis": {
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "seconds": (end - start).total_seconds(),
-        },
+        "axis": {"start": start.isoformat(), "end": end.isoformat()},
         "tasks": _task_rows(shown, states, start, end, now),
-        "task_counts": sorted(Counter(task.state_name or "?" for task in task_rows).items()),
-        "task_total": len(task_rows),
+        "task_counts": sorted(counts.items()),
+        "task_total": sum(counts.values()),
         "task_offset": offset,
         "task_page": TASK_PAGE,
         "logs": [log_view(line) for line in logs],
@@ -137,15 +132,12 @@ def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
     }
 
 
-def _axis(row: Any, tasks: list[TaskRunRow], now: datetime) -> tuple[datetime, datetime]:
-    """The time the charts span: from the run's start (or creation) to its end (or now)."""
-    starts = [t for t in [row.start_time, row.created, *(task.start_time for task in tasks)] if t]
-    start = min(starts)
-    ends = [t for t in [row.end_time, *(task.end_time for task in tasks)] if t]
-    end = max(ends) if row.state_type in FINAL_TYPES and ends else now
-    if end <= start:
-        end = start + timedelta(seconds=1)
-    return start, end
+def _axis(row: Any, now: datetime) -> tuple[datetime, datetime]:
+    """The time the charts span: the run's, from its start (or creation) to its end (or
+    now, while it runs); its task runs happen within it."""
+    start = row.start_time or row.created
+    end = row.end_time if row.state_type in FINAL_TYPES and row.end_time else now
+    return start, max(end, start + timedelta(seconds=1))
 
 
 def _place(at: datetime, until: datetime, start: datetime, end: datetime) -> tuple[float, float]:

@@ -90,14 +90,30 @@ class Queries(FastControlQueries):
         """The task run row ``id``, or None."""
         return self._one(select(task_runs).where(task_runs.c.id == id), TaskRunRow)
 
-    def read_task_runs(self, flow_run_id: str) -> list[TaskRunRow]:
-        """A flow run's task runs, in the order they were created."""
-        return self._all(
+    def read_task_runs(
+        self, flow_run_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[TaskRunRow]:
+        """A flow run's task runs, in the order they were created: all, or ``limit`` of
+        them from the ``offset``-th (a page of a run with thousands)."""
+        statement = (
             select(task_runs)
             .where(task_runs.c.flow_run_id == flow_run_id)
-            .order_by(task_runs.c.created, task_runs.c.id),
-            TaskRunRow,
+            .order_by(task_runs.c.created, task_runs.c.id)
+            .offset(offset)
         )
+        if limit is not None:
+            statement = statement.limit(limit)
+        return self._all(statement, TaskRunRow)
+
+    def count_task_states(self, flow_run_id: str) -> dict[str, int]:
+        """How many of a flow run's task runs are in each state, by state name."""
+        statement = (
+            select(task_runs.c.state_name, func.count())
+            .where(task_runs.c.flow_run_id == flow_run_id)
+            .group_by(task_runs.c.state_name)
+        )
+        with self.reader.connect() as connection:
+            return {str(name or "?"): int(n) for name, n in connection.execute(statement)}
 
     def read_states(
         self, flow_run_id: str | None = None, task_run_id: str | None = None

@@ -314,8 +314,14 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
         """Ids of the running runs of these deployments."""
 
-    def read_task_runs(self, flow_run_id: str) -> list[TaskRunRow]:
-        """A flow run's task runs, in the order they were created."""
+    def read_task_runs(
+        self, flow_run_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[TaskRunRow]:
+        """A flow run's task runs, in the order they were created (``limit`` of them from
+        the ``offset``-th, if given)."""
+
+    def count_task_states(self, flow_run_id: str) -> dict[str, int]:
+        """How many of a flow run's task runs are in each state, by state name."""
 
     def read_states(
         self, flow_run_id: str | None = None, task_run_id: str | None = None
