@@ -41,10 +41,13 @@ OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
 LOGIN_PATH = "/login"
 STATIC_PREFIX = "/static/"
 # The dashboard's pages and actions: a session cookie (``_session``), never a bearer token;
-# everything else (/api/v1, /metrics, ...) a bearer token, never the cookie.
-DASHBOARD_PATHS = re.compile(r"/(?:|deployments|logout|actions/.+)", re.DOTALL)
+# everything else (/api/v1, /metrics, ...) a bearer token, never the cookie. A deployment's
+# name is one path segment.
+DASHBOARD_PATHS = re.compile(
+    r"/(?:|deployments|deployments/[^/]+|audit|logout|actions/.+)", re.DOTALL
+)
 # The dashboard's actions an operate session may take.
-OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume)", re.DOTALL)
+OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume|run)", re.DOTALL)
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.
 OPERATE_PATHS = re.compile(

@@ -12,6 +12,7 @@ live parts of a page current.
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -64,7 +65,16 @@ def environment() -> Environment:
         undefined=StrictUndefined,  # a misspelt value fails the page's test, not silently
     )
     env.filters["utc_text"] = utc_text
+    env.filters["value_text"] = value_text
     return env
+
+
+def value_text(value: Any) -> str:
+    """A config, parameter or detail value as text to show: a string as itself, anything
+    else as JSON (escaped as any text: unlike Jinja's ``tojson``, nothing is rewritten)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def utc_text(value: str | datetime) -> str:

@@ -24,7 +24,7 @@ from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import TokenAuth
 from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
 from gnomon.http._pages import add_dashboard
-from gnomon.http._params import ApiError, NamePath, RunPath
+from gnomon.http._params import ApiError, RunPath
 from gnomon.http._routes import router
 from gnomon.http._schemas import ErrorBody, Health
 from gnomon.http._session import Sessions
@@ -145,10 +145,10 @@ def _add_service_routes(
 
 
 def _add_page_routes(app: FastAPI) -> None:
-    """The pages notifications link to (``/runs/<id>``, ``/deployments/<name>``). The
-    dashboard will serve them; until it does, each redirects (307) to its JSON under
-    ``/api/v1``, which a client with a token then reads (curl keeps the Authorization
-    header on a redirect to the same host)."""
+    """The run page notifications link to (``/runs/<id>``). The dashboard will serve it;
+    until it does, it redirects (307) to its JSON under ``/api/v1``, which a client with a
+    token then reads (curl keeps the Authorization header on a redirect to the same host).
+    A deployment's page (``/deployments/<name>``) is the dashboard's."""
     page: dict[str, Any] = {
         "tags": ["pages"],
         "status_code": 307,
@@ -163,11 +163,6 @@ def _add_page_routes(app: FastAPI) -> None:
     def run_page(run_id: RunPath) -> RedirectResponse:
         """A run's page: for now a redirect to ``GET /api/v1/runs/{run_id}``."""
         return RedirectResponse(f"/api/v1/runs/{run_id}", status_code=307)
-
-    @app.get("/deployments/{name}", **page)
-    def deployment_page(name: NamePath) -> RedirectResponse:
-        """A deployment's page: for now a redirect to ``GET /api/v1/deployments/{name}``."""
-        return RedirectResponse(f"/api/v1/deployments/{name}", status_code=307)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
