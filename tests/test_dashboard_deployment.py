@@ -98,6 +98,11 @@ def test_a_deployments_page_shows_its_schedule_next_fires_durations_and_decision
     assert entries.count() == 2
     assert "INC-7 vendor outage" in entries.last.inner_text()
 
+    # The decisions stay current without reloading: a fire skipped now appears.
+    later = a_run(name, 1, StateName.SKIPPED, StateType.CANCELLED, state_message="no slot free")
+    create_run(api.store, later)
+    page.locator("tr[data-decision=skipped]", has_text="no slot free").wait_for()
+
     alice.pause([name], "again")
     page.reload()
     assert "None while paused" in page.inner_text("p.upcoming")
