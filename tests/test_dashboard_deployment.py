@@ -166,6 +166,10 @@ def test_the_audit_page_shows_who_what_when_why_and_from_where_filtered_and_page
     assert page.locator("tr[data-audit]").count() == 1
     page.goto(api.url + "/audit?action=explode")
     assert "There is no action 'explode'" in page.inner_text("[role=alert]")
+    for bad in ("actor=%00", "target=" + "x" * 300):
+        response = page.goto(api.url + "/audit?" + bad)
+        assert response.status == 200
+        assert "at most 200 printable characters" in page.inner_text("[role=alert]")
     page.goto(api.url + "/audit?before=yesterday")
     assert "page link is not valid" in page.inner_text("[role=alert]")
 
