@@ -127,9 +127,12 @@ OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET
 DASHBOARD_ROUTES = {
     ("GET", "/"),
     ("GET", "/deployments"),
+    ("GET", "/deployments/{name}"),
+    ("GET", "/audit"),
     ("POST", "/logout"),
     ("POST", "/actions/deployments/{name}/pause"),
     ("POST", "/actions/deployments/{name}/resume"),
+    ("POST", "/actions/deployments/{name}/run"),
     ("GET", "/runs/{run_id}"),
     ("GET", "/runs/{run_id}/logs/stream"),
     ("POST", "/actions/runs/{run_id}/cancel"),

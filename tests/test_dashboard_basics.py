@@ -34,6 +34,8 @@ def failed_run(api: Api) -> str:  # noqa: F811
 PAGES: dict[str, Callable[[Api], str]] = {
     "deployments": lambda api: "/deployments",  # noqa: F811
     "run": lambda api: f"/runs/{failed_run(api)}",  # noqa: F811
+    "deployment": lambda api: "/deployments/nightly-report",  # noqa: F811
+    "audit": lambda api: "/audit",  # noqa: F811
 }
 
 

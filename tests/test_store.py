@@ -26,8 +26,10 @@ from sqlalchemy.exc import OperationalError
 
 from conftest import all_states, create_run, logs_of, subflows
 from gnomon._settings import get_settings, reset_settings
+from gnomon.states import StateType
 from gnomon.store import (
     HEAD_REVISION,
+    AuditAction,
     LogQuery,
     Store,
     StoreWriteError,
@@ -41,7 +43,7 @@ from gnomon.store._db import create_engine, read_engine
 from gnomon.store._driver import Bound
 from gnomon.store._migrate import alembic_config
 from gnomon.store._scheduled import pause_changes
-from gnomon.store._schema import metadata, run_states, task_runs
+from gnomon.store._schema import audit_log, metadata, run_states, task_runs
 from gnomon.store.rows import ClaimedRun
 
 pytestmark = pytest.mark.backends
@@ -659,6 +661,77 @@ def test_flow_runs_are_listed_newest_first_and_by_parent(store: Store) -> None:
     listed = subflows(store, parent["id"])
     assert [r.id for r in listed] == [children[1]["id"], children[0]["id"]]
     assert store.read_flow_run(new_id()) is None
+
+
+def test_audit_entries_page_newest_first_by_a_cursor_and_filter_by_actor_action_target(
+    store: Store,
+) -> None:
+    # Two entries share a time, so a page may end between them: the cursor is (time, id).
+    start = now()
+    entries = [
+        (start, "alice", "pause", "etl"),
+        (start + timedelta(seconds=1), "bob", "resume", "etl"),
+        (start + timedelta(seconds=1), "alice", "pause", "crm"),
+        (start + timedelta(seconds=2), "bob", "run", "abcd1234"),
+        (start + timedelta(seconds=3), "alice", "resume", "crm"),
+    ]
+    with store.engine.begin() as connection:
+        for at, actor, action, target in entries:
+            connection.execute(
+                audit_log.insert(),
+                {
+                    "timestamp": at,
+                    "actor": actor,
+                    "origin": "cli",
+                    "action": action,
+                    "target": target,
+                },
+            )
+    everything = store.read_audit()
+    assert [(e.actor, e.action, e.target) for e in everything] == [
+        (actor, action, target) for _, actor, action, target in reversed(entries)
+    ]
+    pages, before = [], None
+    while True:
+        page = store.read_audit(limit=2, before=before)
+        if not page:
+            break
+        pages.append([entry.id for entry in page])
+        before = (page[-1].timestamp, page[-1].id)
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [entry_id for page in pages for entry_id in page] == [entry.id for entry in everything]
+    alice = store.read_audit(actor="alice")
+    assert [e.target for e in alice] == ["crm", "crm", "etl"]
+    assert [e.actor for e in store.read_audit(action=AuditAction.RESUME)] == ["alice", "bob"]
+    assert [e.action for e in store.read_audit(target="etl")] == ["resume", "pause"]
+    both = store.read_audit(actor="alice", target="crm", before=(alice[0].timestamp, alice[0].id))
+    assert [e.action for e in both] == ["pause"]
+    assert store.read_audit(actor="nobody") == []
+
+
+def test_a_deployments_finished_runs_are_those_that_started_and_ended_newest_first(
+    store: Store,
+) -> None:
+    start = now()
+
+    def run(minutes: int, state: StateType, name: str, **values: Any) -> dict[str, Any]:
+        at = start + timedelta(minutes=minutes)
+        return flow_run(
+            created=at, deployment_name="etl", state_type=state, state_name=name, **values
+        )
+
+    ended = {"start_time": start, "end_time": start + timedelta(seconds=5)}
+    completed = run(1, StateType.COMPLETED, "Completed", **ended)
+    failed = run(2, StateType.FAILED, "TimedOut", **ended)
+    skipped = run(3, StateType.CANCELLED, "Skipped", end_time=start)
+    running = run(4, StateType.RUNNING, "Running", start_time=start)
+    other = {**run(5, StateType.COMPLETED, "Completed", **ended), "deployment_name": "crm"}
+    for row in (completed, failed, skipped, running, other):
+        store.insert_flow_run(row)
+    store.flush()
+    finished = store.read_finished_runs("etl", 10)
+    assert [row.id for row in finished] == [failed["id"], completed["id"]]
+    assert [row.id for row in store.read_finished_runs("etl", 1)] == [failed["id"]]
 
 
 def test_states_of_a_flow_run_exclude_its_tasks_unless_asked(store: Store) -> None:

@@ -41,13 +41,17 @@ OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
 LOGIN_PATH = "/login"
 STATIC_PREFIX = "/static/"
 # The dashboard's pages and actions: a session cookie (``_session``), never a bearer token;
-# everything else (/api/v1, /metrics, ...) a bearer token, never the cookie.
+# everything else (/api/v1, /metrics, ...) a bearer token, never the cookie. A deployment's
+# name and a run's id are one path segment.
 DASHBOARD_PATHS = re.compile(
-    r"/(?:|deployments|logout|actions/.+|runs/[^/]+(?:/logs/stream)?)", re.DOTALL
+    r"/(?:|deployments|deployments/[^/]+|audit|logout|actions/.+"
+    r"|runs/[^/]+(?:/logs/stream)?)",
+    re.DOTALL,
 )
 # The dashboard's actions an operate session may take.
 OPERATE_ACTIONS = re.compile(
-    r"/actions/(?:deployments/[^/]+/(?:pause|resume)|runs/[^/]+/(?:cancel|retry))", re.DOTALL
+    r"/actions/(?:deployments/[^/]+/(?:pause|resume|run)|runs/[^/]+/(?:cancel|retry))",
+    re.DOTALL,
 )
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.

@@ -65,14 +65,17 @@ def environment() -> Environment:
         undefined=StrictUndefined,  # a misspelt value fails the page's test, not silently
     )
     env.filters["utc_text"] = utc_text
-    env.filters["pretty_json"] = pretty_json
+    env.filters["value_text"] = value_text
     return env
 
 
-def pretty_json(value: Any) -> str:
-    """A value as indented JSON text, for the page to escape like any other text (Jinja's
-    ``tojson`` writes ``<`` as ``\\u003c``, which would not show what was given)."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+def value_text(value: Any, indent: int | None = None) -> str:
+    """A config, parameter or detail value as text to show: a string as itself, anything
+    else as JSON (``indent``: spread over lines), escaped as any text (Jinja's ``tojson``
+    writes ``<`` as ``\\u003c``, which would not show what was given)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def utc_text(value: str | datetime) -> str:

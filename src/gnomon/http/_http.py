@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from gnomon._version import __version__
@@ -24,7 +24,7 @@ from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import TokenAuth
 from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
 from gnomon.http._pages import add_dashboard
-from gnomon.http._params import ApiError, NamePath
+from gnomon.http._params import ApiError
 from gnomon.http._routes import router
 from gnomon.http._schemas import ErrorBody, Health
 from gnomon.http._session import Sessions
@@ -76,7 +76,6 @@ def create_app(
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
     app.include_router(router)
     _add_service_routes(app, metrics_render, health)
-    _add_page_routes(app)
     sessions = Sessions()
     add_dashboard(app, sessions)
     _add_error_handlers(app)
@@ -142,27 +141,6 @@ def _add_service_routes(
         if metrics_render is None:
             raise ApiError(404, "this server has no metrics")
         return Response(metrics_render(), media_type=METRICS_TYPE)
-
-
-def _add_page_routes(app: FastAPI) -> None:
-    """The pages notifications link to (``/runs/<id>``, ``/deployments/<name>``). The
-    dashboard will serve them; until it does, each redirects (307) to its JSON under
-    ``/api/v1``, which a client with a token then reads (curl keeps the Authorization
-    header on a redirect to the same host)."""
-    page: dict[str, Any] = {
-        "tags": ["pages"],
-        "status_code": 307,
-        "response_class": RedirectResponse,
-        "responses": {
-            307: {"description": "Where the JSON is: the Location header."},
-            **{code: {"model": ErrorBody} for code in (401, 403, 422)},
-        },
-    }
-
-    @app.get("/deployments/{name}", **page)
-    def deployment_page(name: NamePath) -> RedirectResponse:
-        """A deployment's page: for now a redirect to ``GET /api/v1/deployments/{name}``."""
-        return RedirectResponse(f"/api/v1/deployments/{name}", status_code=307)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:

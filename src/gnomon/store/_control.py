@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, desc, func, select, update
+from sqlalchemy import and_, delete, desc, func, or_, select, update
 
 from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
 from gnomon.store._calls import audit_call
@@ -66,11 +66,38 @@ class ControlQueries(Queries):
         with self.engine.begin() as connection:
             execute_call(connection, audit_call(actor, action, target, reason, detail))
 
-    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Audit entries newest first, at most ``limit``, not older than ``since``."""
-        statement = select(audit_log).order_by(desc(audit_log.c.id)).limit(limit)
+    def read_audit(
+        self,
+        since: datetime | None = None,
+        limit: int = 100,
+        *,
+        before: tuple[datetime, int] | None = None,
+        actor: str | None = None,
+        action: AuditAction | None = None,
+        target: str | None = None,
+    ) -> list[AuditEntry]:
+        """Audit entries newest first (by time, then id), at most ``limit``, not older than
+        ``since``; only those older than the ``before`` entry (its time and id: a page's
+        cursor), and only by ``actor``, of ``action`` and on ``target`` if given."""
+        statement = (
+            select(audit_log)
+            .order_by(desc(audit_log.c.timestamp), desc(audit_log.c.id))
+            .limit(limit)
+        )
         if since is not None:
             statement = statement.where(audit_log.c.timestamp >= since)
+        if before is not None:
+            at, entry_id = before
+            statement = statement.where(
+                or_(
+                    audit_log.c.timestamp < at,
+                    and_(audit_log.c.timestamp == at, audit_log.c.id < entry_id),
+                )
+            )
+        wanted = {"actor": actor, "action": action, "target": target}
+        for name, value in wanted.items():
+            if value is not None:
+                statement = statement.where(audit_log.c[name] == value)
         return self._all(statement, AuditEntry)
 
     # Reload requests (see gnomon.daemon._reload).
@@ -161,6 +188,22 @@ class ControlQueries(Queries):
         return recent
 
     # Runs.
+
+    def read_finished_runs(self, deployment: str, limit: int) -> list[FlowRunRow]:
+        """A deployment's newest runs that started and finished (not its Skipped or Missed
+        fires, which never started), newest first: what its run durations are read from."""
+        return self._all(
+            select(flow_runs)
+            .where(
+                flow_runs.c.deployment_name == deployment,
+                flow_runs.c.state_type.in_(sorted(FINAL_TYPES)),
+                flow_runs.c.start_time.is_not(None),
+                flow_runs.c.end_time.is_not(None),
+            )
+            .order_by(desc(flow_runs.c.created))
+            .limit(limit),
+            FlowRunRow,
+        )
 
     def create_requested_run(self, run: NewFlowRun, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry (Pending) with its first state and audit entry."""

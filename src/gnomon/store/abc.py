@@ -285,8 +285,19 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
     ) -> None:
         """Audit a change that has no row of its own here (a reload, an apply)."""
 
-    def read_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Audit entries newest first, at most ``limit``, not older than ``since``."""
+    def read_audit(
+        self,
+        since: datetime | None = None,
+        limit: int = 100,
+        *,
+        before: tuple[datetime, int] | None = None,
+        actor: str | None = None,
+        action: AuditAction | None = None,
+        target: str | None = None,
+    ) -> list[AuditEntry]:
+        """Audit entries newest first (by time, then id), at most ``limit``, not older than
+        ``since``; only those older than the ``before`` entry (its time and id: a page's
+        cursor), and only by ``actor``, of ``action`` and on ``target`` if given."""
 
     # Reloads.
 
@@ -304,6 +315,10 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
         """The newest runs of each deployment (id, state, nominal time), newest first."""
 
     # Runs.
+
+    def read_finished_runs(self, deployment: str, limit: int) -> list[FlowRunRow]:
+        """A deployment's newest runs that started and finished (not its Skipped or Missed
+        fires), newest first: what its run durations are read from."""
 
     def create_requested_run(self, run: NewFlowRun, actor: Actor, action: AuditAction) -> None:
         """Insert a manual run or a retry with its first state and audit entry."""

@@ -1,0 +1,103 @@
+"""A deployment's page: its schedule (in words and as written, with its zone) and pause
+state, its run durations over time, the schedule's recent decisions with their reasons,
+the next fires, its config as loaded (secrets masked) and its audit entries; pause, resume
+and run now.
+
+The decisions are the store's own records, interleaved by time: each fire is a run row
+(a run that fired, or one the daemon recorded Skipped or Missed with the reason in its
+state message), and each pause or resume is an audit entry.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from gnomon.control import UnknownName, deployment_detail, iso, run_text, run_view
+from gnomon.exceptions import InvalidInput
+from gnomon.http._chart import HEIGHT, WIDTH, duration_chart
+from gnomon.http._dashboard import act, checked_form, not_found, operations, page
+from gnomon.http._page_audit import audit_entry
+from gnomon.states import StateName
+from gnomon.store import AuditAction, RunCause
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import AuditEntry, FlowRunRow
+
+CHART_RUNS = 100  # the newest finished runs the chart shows
+DECISIONS = 50
+UPCOMING = 10
+AUDIT_ENTRIES = 50
+REQUESTED = frozenset({RunCause.MANUAL, RunCause.RETRY})
+PAUSES = {AuditAction.PAUSE: "paused", AuditAction.RESUME: "resumed"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One of the schedule's decisions: ``kind`` is fired, requested (an operator's run),
+    skipped, missed (``reason`` says why), paused or resumed (by ``actor``, with its
+    ``reason``); ``run`` is the run's view for a fire."""
+
+    at: datetime
+    kind: str
+    reason: str | None = None
+    actor: str | None = None
+    run: dict[str, Any] | None = None
+
+    @property
+    def iso(self) -> str | None:
+        return iso(self.at)
+
+
+def decisions(
+    runs: list[FlowRunRow], entries: list[AuditEntry], count: int = DECISIONS
+) -> list[Decision]:
+    """The newest ``count`` decisions, newest first: fires from ``runs``, pauses and
+    resumes from ``entries``."""
+    found = [
+        Decision(entry.timestamp, PAUSES[entry.action], entry.reason, entry.actor)
+        for entry in entries
+        if entry.action in PAUSES
+    ]
+    for run in runs:
+        kind = "requested" if run.trigger in REQUESTED else "fired"
+        reason = None
+        if run.state_name in (StateName.SKIPPED, StateName.MISSED):
+            kind = str(run.state_name).lower()
+            reason = run_text(run)(run.state_message)
+        found.append(Decision(run.scheduled_for or run.created, kind, reason, run=run_view(run)))
+    return sorted(found, key=lambda decision: decision.at, reverse=True)[:count]
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.get("/deployments/{name}", include_in_schema=False)
+    def deployment_page(request: Request, name: str, said: str = "") -> Response:
+        try:
+            row = operations(request).deployment(name)
+        except (UnknownName, InvalidInput) as error:
+            return not_found(request, f"{str(error)[:200]}.")
+        store = request.app.state.store
+        entries = store.read_audit(limit=AUDIT_ENTRIES, target=name)
+        return page(
+            request,
+            "deployment.html",
+            current="deployments",
+            d=deployment_detail(row, datetime.now(UTC), [], UPCOMING),
+            chart=duration_chart(store.read_finished_runs(name, CHART_RUNS)),
+            chart_size=(WIDTH, HEIGHT),
+            decisions=decisions(store.read_runs(deployment=name, limit=DECISIONS), entries),
+            entries=[audit_entry(entry, {name}) for entry in entries],
+            said=said,
+        )
+
+    @app.post("/actions/deployments/{name}/run", include_in_schema=False)
+    async def run_action(request: Request, name: str) -> Response:
+        await checked_form(request)
+        action = functools.partial(act, request, lambda ops: ops.trigger(name))
+        return await to_thread.run_sync(action, lambda run: f"Run {run['id']} of {name} requested.")
