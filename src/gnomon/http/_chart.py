@@ -24,6 +24,8 @@ WIDTH = 600  # the SVG's own units; it is scaled to the page's width
 HEIGHT = 160
 TOP = 14  # room above the tallest bar for the scale's label
 GAP = 1
+SLOTS = 100  # bars the chart has room for (the page's CHART_RUNS): a few runs are narrow
+# bars on the right, not a wall
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ def duration_chart(runs: list[FlowRunRow]) -> Chart | None:
         return None
     durations = [seconds for _, _, seconds in timed]
     longest = max(*durations, 0.001)
-    step = WIDTH / len(timed)
+    step = WIDTH / max(len(timed), SLOTS)
+    first = max(SLOTS - len(timed), 0)  # the newest run is always at the right edge
     bars = []
-    for index, (run, _, seconds) in enumerate(timed):
+    for index, (run, _, seconds) in enumerate(timed, start=first):
         height = max(1.0, seconds / longest * (HEIGHT - TOP))
         state = run.state_name or str(run.state_type)
         bars.append(

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from gnomon.control import UnknownName, deployment_detail, iso, run_text, run_view
 from gnomon.exceptions import InvalidInput
-from gnomon.http._chart import HEIGHT, WIDTH, duration_chart
+from gnomon.http._chart import HEIGHT, SLOTS, WIDTH, duration_chart
 from gnomon.http._dashboard import act, checked_form, not_found, operations, page
 from gnomon.http._page_audit import audit_entry
 from gnomon.states import StateName
@@ -30,7 +30,7 @@ from gnomon.store import AuditAction, RunCause
 if TYPE_CHECKING:
     from gnomon.store.rows import AuditEntry, FlowRunRow
 
-CHART_RUNS = 100  # the newest finished runs the chart shows
+CHART_RUNS = SLOTS  # the newest finished runs the chart shows
 DECISIONS = 50
 UPCOMING = 10
 AUDIT_ENTRIES = 50
