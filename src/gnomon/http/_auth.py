@@ -42,7 +42,7 @@ LOGIN_PATH = "/login"
 STATIC_PREFIX = "/static/"
 # The dashboard's pages and actions: a session cookie (``_session``), never a bearer token;
 # everything else (/api/v1, /metrics, ...) a bearer token, never the cookie.
-DASHBOARD_PATHS = re.compile(r"/(?:|deployments|logout|actions/.+)", re.DOTALL)
+DASHBOARD_PATHS = re.compile(r"/(?:|deployments|runs|logout|actions/.+)", re.DOTALL)
 # The dashboard's actions an operate session may take.
 OPERATE_ACTIONS = re.compile(r"/actions/deployments/[^/]+/(?:pause|resume)", re.DOTALL)
 READ_METHODS = frozenset({"GET", "HEAD"})
