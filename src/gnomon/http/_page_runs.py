@@ -54,7 +54,7 @@ def add_routes(app: FastAPI) -> None:
         before: str = "",
     ) -> Response:
         chosen = {"state": state, "deployment": deployment, "trigger": trigger}
-        chosen.update(since=since, until=until)
+        chosen |= {"since": since, "until": until}
         values: dict[str, Any] = {
             "current": "runs",
             "chosen": chosen,
@@ -69,10 +69,10 @@ def add_routes(app: FastAPI) -> None:
         store = request.app.state.store
         values["zones"] = {row.name: row.timezone for row in store.read_deployments(False)}
         try:
+            triggers = [trigger] if trigger else None
             filters = run_filters(
-                deployment or None, state or None, [trigger] if trigger else None,
-                since or None, until or None,
-            )  # fmt: skip
+                deployment or None, state or None, triggers, since or None, until or None
+            )
             cursor = run_cursor(before or None)
         except ApiError as error:
             values["problem"] = f"{error.field}: {error.message}"
