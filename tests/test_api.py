@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from conftest import create_run
 from gnomon.control import Operations
 from gnomon.http._http import create_app, route_table
 from gnomon.http._server import (
@@ -129,6 +130,7 @@ DASHBOARD_ROUTES = {
     ("GET", "/deployments"),
     ("GET", "/deployments/{name}"),
     ("GET", "/audit"),
+    ("GET", "/runs"),
     ("POST", "/logout"),
     ("POST", "/actions/deployments/{name}/pause"),
     ("POST", "/actions/deployments/{name}/resume"),
@@ -502,6 +504,49 @@ def test_run_cancel_and_retry_through_the_api(api: Api) -> None:
         ("run", "admin", "api"),
     ]
     assert api.nudges == ["poll", "poll"]  # the run and the retry; a waiting run cancels alone
+
+
+def test_runs_are_listed_page_by_page_with_the_next_cursor_in_a_header(api: Api) -> None:
+    """The JSON stays a list; the header's cursor gives the next page, until there is none."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for index in range(7):
+        create_run(
+            api.store,
+            {
+                "id": f"{index + 1:032x}",
+                "name": f"run-{index}",
+                "flow_name": "report",
+                "deployment_name": "sync-crm",
+                "scheduled_for": start + timedelta(minutes=index),
+                "trigger": "manual" if index % 2 else "schedule",
+                "created": start + timedelta(minutes=index // 2),  # two runs to an instant
+            },
+        )
+    pages: list[list[str]] = []
+    params: dict[str, Any] = {"deployment": "sync-crm", "limit": 2}
+    with api.admin as client:
+        while True:
+            response = client.get("/api/v1/runs", params=params)
+            assert response.status_code == 200
+            pages.append([int(run["id"], 16) for run in response.json()])
+            if "x-next-cursor" not in response.headers:
+                break
+            params["before"] = response.headers["x-next-cursor"]
+        manual = client.get("/api/v1/runs", params={"trigger": ["manual", "retry"]}).json()
+        older = client.get("/api/v1/runs", params={"until": start.isoformat()}).json()
+        bad = [
+            client.get("/api/v1/runs", params={name: value})
+            for name, value in [("before", "not-a-cursor"), ("trigger", "cron"), ("until", "x")]
+        ]
+    assert pages == [[7, 6], [5, 4], [3, 2], [1]]
+    assert [int(run["id"], 16) for run in manual] == [6, 4, 2]
+    assert older == []
+    assert [(r.status_code, r.json()["field"]) for r in bad] == [
+        (422, "before"),
+        (422, "trigger"),
+        (422, "until"),
+    ]
+    assert "cursor" in bad[0].json()["error"]
 
 
 def test_run_parameters_must_be_names_with_standard_json_values(api: Api) -> None:

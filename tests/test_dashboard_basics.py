@@ -36,6 +36,7 @@ PAGES: dict[str, Callable[[Api], str]] = {
     "run": lambda api: f"/runs/{failed_run(api)}",  # noqa: F811
     "deployment": lambda api: "/deployments/nightly-report",  # noqa: F811
     "audit": lambda api: "/audit",  # noqa: F811
+    "runs": lambda api: (failed_run(api), "/runs")[1],  # noqa: F811
 }
 
 

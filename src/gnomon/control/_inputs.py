@@ -1,7 +1,7 @@
 """What operators type into the CLI and the HTTP API, read by one rule each: a ``since`` time,
-a log level, a time to wait, a manual run's parameters. Each raises ``InvalidInput`` saying
-why; the CLI turns it into a usage error (exit 2) naming the option, the API into a 422
-naming the field.
+a log level, a time to wait, a manual run's parameters, a run's cause, a page's cursor.
+Each raises ``InvalidInput`` saying why; the CLI turns it into a usage error (exit 2) naming
+the option, the API into a 422 naming the field.
 
 Nothing here imports more than the standard library and gnomon's scheduling arithmetic, so
 the CLI's fast commands stay fast.
@@ -9,10 +9,13 @@ the CLI's fast commands stay fast.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,7 @@ from gnomon._text import has_lone_surrogate
 from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from gnomon.store import RunCause, RunCursor
     from gnomon.store._kinds import TokenAccess
 
 MAX_COUNT = 1_000_000  # the most lines or rows one command prints
@@ -94,6 +98,51 @@ def parse_since(text: str, now: datetime) -> datetime:
         return moment.astimezone(UTC)
     except OverflowError:
         raise InvalidInput(f"{shown} is outside the years 1 to 9999 in UTC") from None
+
+
+def parse_triggers(texts: Iterable[str]) -> frozenset[RunCause]:
+    """What caused the runs to list: each of ``texts`` a cause (schedule, catchup, manual,
+    retry; any case)."""
+    from gnomon.store import RunCause
+
+    causes = set()
+    for text in texts:
+        try:
+            causes.add(RunCause(text.strip().lower()))
+        except ValueError:
+            choices = ", ".join(RunCause)
+            raise InvalidInput(f"{text[:40]!r} is not a trigger; use one of {choices}") from None
+    return frozenset(causes)
+
+
+# A cursor is the last row's creation time and id, "TIME|ID", in URL-safe base64: opaque to
+# clients (who pass it back as it is), and free of characters a URL would need to escape.
+_CURSOR_ID = re.compile(r"[0-9a-f]{1,32}")
+MAX_CURSOR = 200
+
+
+def run_cursor_text(cursor: RunCursor) -> str:
+    """The text of a page's cursor, which ``parse_run_cursor`` reads back."""
+    text = f"{cursor.created.astimezone(UTC).isoformat()}|{cursor.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def parse_run_cursor(text: str) -> RunCursor:
+    """The cursor ``run_cursor_text`` wrote: where the next page of runs starts."""
+    from gnomon.store import RunCursor
+
+    problem = f"{text[:40]!r} is not a cursor of this listing (follow the link to the next page)"
+    if len(text) > MAX_CURSOR:
+        raise InvalidInput(problem)
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        created_text, _, id = decoded.partition("|")
+        created = datetime.fromisoformat(created_text)
+        if created.tzinfo is None or not _CURSOR_ID.fullmatch(id):
+            raise ValueError(decoded)
+        return RunCursor(created.astimezone(UTC), id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        raise InvalidInput(problem) from None
 
 
 def parse_level(text: str) -> int:

@@ -122,6 +122,15 @@ def run_view(row: FlowRunRow) -> View:
     }
 
 
+def run_listing_view(row: FlowRunRow) -> View:
+    """A flow run as the dashboard lists it: as listed, with its name and duration."""
+    return {
+        **run_view(row),
+        "name": row.name,
+        "duration_s": _duration(row.start_time, row.end_time),
+    }
+
+
 def _duration(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start and end else None
 
@@ -142,14 +151,12 @@ def run_detail(store: ControlStore, row: FlowRunRow, *, tasks: bool = True) -> V
     a page showing a run's thousands of tasks reads them a page at a time), parameters,
     error."""
     shown = run_text(row)
-    view = run_view(row)
+    view = run_listing_view(row)
     view.update(
-        name=row.name,
         state_type=row.state_type,
         message=shown(row.state_message),
         parameters=mask(row.parameters or {}),
         tags=list(row.tags or []),
-        duration_s=_duration(row.start_time, row.end_time),
         requested_by=row.requested_by,
         retry_of=row.retry_of,
         worker_pid=row.worker_pid,

@@ -13,7 +13,13 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gnomon.control import hash_token
-from gnomon.http import _page_audit, _page_deployment, _page_deployments, _page_run
+from gnomon.http import (
+    _page_audit,
+    _page_deployment,
+    _page_deployments,
+    _page_run,
+    _page_runs,
+)
 from gnomon.http._auth import LOGIN_PATH, cookie_session_id
 from gnomon.http._dashboard import (
     HERE,
@@ -26,7 +32,7 @@ from gnomon.http._dashboard import (
 )
 from gnomon.http._session import Sessions, clearing_cookie, session_cookie
 
-PAGES = (_page_deployments, _page_deployment, _page_run, _page_audit)
+PAGES = (_page_deployments, _page_deployment, _page_runs, _page_run, _page_audit)
 
 
 def add_dashboard(app: FastAPI, sessions: Sessions) -> None:

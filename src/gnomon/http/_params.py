@@ -12,12 +12,25 @@ from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from gnomon._names import NAME_PATTERN
-from gnomon.control import check_run_id, parse_level, parse_since
+from gnomon.control import (
+    RunFilters,
+    check_name,
+    check_run_id,
+    parse_level,
+    parse_run_cursor,
+    parse_since,
+    parse_triggers,
+)
 from gnomon.exceptions import InvalidInput
 from gnomon.http import _schemas as s
 from gnomon.states import STATE_FILTER_HELP, StateFilter, parse_state_filter
+from gnomon.store import RunCause, RunCursor
 
 T = TypeVar("T")
+V = TypeVar("V")
+
+# The response header that carries the cursor of a listing's next page: the JSON stays a list.
+NEXT_CURSOR = "X-Next-Cursor"
 
 
 class ApiError(Exception):
@@ -76,7 +89,7 @@ SinceQuery = Annotated[
 ]
 
 
-def _read(value: str | None, read: Callable[[str], T], field: str) -> T | None:
+def _read(value: V | None, read: Callable[[V], T], field: str) -> T | None:
     """``value`` read by one of the control plane's input rules; a 422 naming ``field`` if
     the rule refuses it."""
     if value is None:
@@ -87,9 +100,30 @@ def _read(value: str | None, read: Callable[[str], T], field: str) -> T | None:
         raise ApiError(422, str(error), field) from None
 
 
-def since_time(value: str | None) -> datetime | None:
+def since_time(value: str | None, field: str = "since") -> datetime | None:
     """A duration back from now (``2h``, ``P1D``) or an ISO 8601 time (``parse_since``)."""
-    return _read(value, lambda text: parse_since(text, datetime.now(UTC)), "since")
+    return _read(value, lambda text: parse_since(text, datetime.now(UTC)), field)
+
+
+def run_cursor(value: str | None) -> RunCursor | None:
+    """Where a page of runs starts: the cursor the previous page gave (``parse_run_cursor``)."""
+    return _read(value, parse_run_cursor, "before")
+
+
+def run_filters(
+    deployment: str | None,
+    state: str | None,
+    trigger: list[str] | None,
+    since: str | None,
+    until: str | None,
+) -> RunFilters:
+    """The filters of a listing of runs, each read by its rule; a 422 naming the first bad
+    one. ``until`` reads as ``since`` does (``2h``: two hours ago)."""
+    name = _read(deployment, lambda text: check_name("deployment", text), "deployment")
+    causes = _read(trigger, parse_triggers, "trigger") if trigger else None
+    return RunFilters(
+        name, state_filter(state), causes, since_time(since), since_time(until, "until")
+    )
 
 
 def level_number(value: str | None) -> int | None:
@@ -105,6 +139,22 @@ def state_filter(value: str | None) -> StateFilter | None:
 StateQuery = Annotated[
     str | None,
     Query(max_length=40, description=f"Only runs in this state, any case: {STATE_FILTER_HELP}."),
+]
+TriggerQuery = Annotated[
+    list[str] | None,
+    Query(
+        max_length=len(RunCause),
+        description=f"Only runs caused so (repeat for several): {', '.join(RunCause)}.",
+    ),
+]
+UntilQuery = Annotated[
+    str | None,
+    Query(max_length=100, description="Only older: a duration back from now (2h) or ISO time."),
+]
+# Its length is checked by parse_run_cursor, with the rest of what a cursor must be.
+CursorQuery = Annotated[
+    str | None,
+    Query(description="Only runs after this cursor: the previous page's X-Next-Cursor header."),
 ]
 LevelQuery = Annotated[
     str | None,

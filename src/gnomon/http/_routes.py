@@ -29,8 +29,10 @@ from gnomon.control import (
     log_view,
     next_fires,
     parse_expiry,
+    run_cursor_text,
     run_detail,
     run_view,
+    runs_page,
     token_access,
     token_view,
 )
@@ -38,8 +40,10 @@ from gnomon.http import _schemas as s
 from gnomon.http._auth import request_actor
 from gnomon.http._params import (
     MAX_LOG_ID,
+    NEXT_CURSOR,
     AfterQuery,
     ApiError,
+    CursorQuery,
     LevelQuery,
     NamePath,
     NameQuery,
@@ -49,9 +53,12 @@ from gnomon.http._params import (
     StateQuery,
     TagPath,
     TokenPath,
+    TriggerQuery,
+    UntilQuery,
     level_number,
+    run_cursor,
+    run_filters,
     since_time,
-    state_filter,
 )
 from gnomon.store import LogQuery, ReloadStatus, TokenAccess
 
@@ -252,15 +259,22 @@ def _run_detail(ops: Operations, run_id: str) -> dict[str, Any]:
 @router.get("/runs", response_model=list[s.RunSummary], tags=["runs"])
 def list_runs(
     store: StoreDep,
+    response: Response,
     deployment: NameQuery = None,
     state: StateQuery = None,
+    trigger: TriggerQuery = None,
     since: SinceQuery = None,
+    until: UntilQuery = None,
+    before: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[dict[str, Any]]:
     """Flow runs, newest first; ``state=failed`` gives every failed run (Failed, TimedOut,
-    Crashed), ``state=only:Failed`` exactly the state named Failed."""
-    chosen = state_filter(state)
-    rows = store.read_runs(deployment, chosen, since=since_time(since), limit=limit)
+    Crashed), ``state=only:Failed`` exactly the state named Failed. If there are more, the
+    ``X-Next-Cursor`` header is the ``before`` that gives the next page."""
+    filters = run_filters(deployment, state, trigger, since, until)
+    rows, after = runs_page(store, filters, run_cursor(before), limit)
+    if after is not None:
+        response.headers[NEXT_CURSOR] = run_cursor_text(after)
     return [run_view(row) for row in rows]
 
 

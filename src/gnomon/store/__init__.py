@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         store_at,
         upgrade,
     )
-    from gnomon.store._values import Actor, LogQuery, pause_values
+    from gnomon.store._values import Actor, LogQuery, RunCursor, pause_values
     from gnomon.store._writer import StoreWriteError
     from gnomon.store.abc import (
         ControlStore,
@@ -54,6 +54,7 @@ _LAZY = {
     "Origin": "gnomon.store._kinds",
     "ReloadStatus": "gnomon.store._kinds",
     "RunCause": "gnomon.store._kinds",
+    "RunCursor": "gnomon.store._values",
     "TokenAccess": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
@@ -85,6 +86,7 @@ __all__ = [
     "Origin",
     "ReloadStatus",
     "RunCause",
+    "RunCursor",
     "RunStore",
     "ScheduleStore",
     "Store",

@@ -11,14 +11,14 @@ So a query, and what a method does with it, exist once. This module imports no S
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gnomon.store._kinds import AuditAction
-from gnomon.store._values import newest_in_time_order, newest_window, pause_values
+from gnomon.store._kinds import AuditAction, RunCause
+from gnomon.store._values import RunCursor, newest_in_time_order, newest_window, pause_values
 from gnomon.store.rows import DeploymentRow, FlowRunRow, LogRow
 
 if TYPE_CHECKING:
@@ -158,15 +158,31 @@ class FastControlQueries(abc.ABC):
         state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        *,
+        until: datetime | None = None,
+        trigger: Collection[RunCause] | None = None,
+        before: RunCursor | None = None,
     ) -> list[FlowRunRow]:
-        """Flow runs newest first, filtered by deployment, state (``parse_state_filter``)
-        and age."""
+        """Flow runs newest first (by created, then id), filtered by deployment, state
+        (``parse_state_filter``), cause and age; ``before``: the page after that cursor."""
+        # Created before ``until`` is below the cursor (until, ""): the same index range as
+        # a page's cursor, so one option serves both, the lower bound of the two if both.
+        ceiling = None if until is None else RunCursor(until, "")
+        bound = min((b for b in (before, ceiling) if b is not None), default=None)
         parameters: dict[str, Any] = {"deployment": deployment, "since": since, "limit": limit}
         if state is not None:
             parameters["state_types"] = sorted(state.types)
             parameters["state_names"] = sorted(state.names)
+        if trigger is not None:
+            parameters["triggers"] = sorted(trigger)
+        if bound is not None:
+            parameters.update(before_created=bound.created, before_id=bound.id)
         options = variant(
-            deployment=deployment is not None, state=state is not None, since=since is not None
+            deployment=deployment is not None,
+            state=state is not None,
+            trigger=trigger is not None,
+            since=since is not None,
+            before=bound is not None,
         )
         return self._rows(Call("runs", _present(parameters), options), FlowRunRow)
 

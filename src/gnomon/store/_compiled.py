@@ -755,40 +755,241 @@ SQLITE: dict[str, Compiled] = {
     "runs": Compiled(
         variants={
             (): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("limit", "param_1"),
             ),
             ("deployment",): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("deployment", "limit", "param_1"),
             ),
             ("state",): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names]) ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names]) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("state_types", "state_names", "limit", "param_1"),
             ),
+            ("trigger",): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("triggers", "limit", "param_1"),
+            ),
             ("since",): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.created >= ? ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("since", "limit", "param_1"),
             ),
+            ("before",): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("before_created", "before_id", "limit", "param_1"),
+            ),
             ("deployment", "state"): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("deployment", "state_types", "state_names", "limit", "param_1"),
             ),
+            ("deployment", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("deployment", "triggers", "limit", "param_1"),
+            ),
             ("deployment", "since"): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs.created >= ? ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("deployment", "since", "limit", "param_1"),
             ),
+            ("before", "deployment"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("deployment", "before_created", "before_id", "limit", "param_1"),
+            ),
+            ("state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("state_types", "state_names", "triggers", "limit", "param_1"),
+            ),
             ("since", "state"): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=("state_types", "state_names", "since", "limit", "param_1"),
             ),
+            ("before", "state"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("since", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("triggers", "since", "limit", "param_1"),
+            ),
+            ("before", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("triggers", "before_created", "before_id", "limit", "param_1"),
+            ),
+            ("before", "since"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("since", "before_created", "before_id", "limit", "param_1"),
+            ),
+            ("deployment", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "limit",
+                    "param_1",
+                ),
+            ),
             ("deployment", "since", "state"): Statement(
-                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC\n LIMIT ? OFFSET ?',
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
                 parameters=(
                     "deployment",
                     "state_types",
                     "state_names",
                     "since",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "deployment", "state"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("deployment", "since", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("deployment", "triggers", "since", "limit", "param_1"),
+            ),
+            ("before", "deployment", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "triggers",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "deployment", "since"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("since", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("state_types", "state_names", "triggers", "since", "limit", "param_1"),
+            ),
+            ("before", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "since", "state"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "since", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=("triggers", "since", "before_created", "before_id", "limit", "param_1"),
+            ),
+            ("deployment", "since", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "since",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "deployment", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "deployment", "since", "state"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "deployment", "since", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "triggers",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "since", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                    "param_1",
+                ),
+            ),
+            ("before", "deployment", "since", "state", "trigger"): Statement(
+                sql='SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs."trigger", flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = ? AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs."trigger" IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= ? AND (flow_runs.created, flow_runs.id) < (?, ?) ORDER BY flow_runs.created DESC, flow_runs.id DESC\n LIMIT ? OFFSET ?',
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "since",
+                    "before_created",
+                    "before_id",
                     "limit",
                     "param_1",
                 ),
@@ -828,7 +1029,7 @@ SQLITE: dict[str, Compiled] = {
             ("force", "bool"),
             ("retry_of", None),
         ),
-        encode={"since": "datetime"},
+        encode={"since": "datetime", "before_created": "datetime"},
         expanding={
             "state_types": (
                 "__[POSTCOMPILE_state_types]",
@@ -840,6 +1041,7 @@ SQLITE: dict[str, Compiled] = {
                 "?",
                 "SELECT 1 FROM (SELECT 1) WHERE 1!=1",
             ),
+            "triggers": ("__[POSTCOMPILE_triggers]", "?", "SELECT 1 FROM (SELECT 1) WHERE 1!=1"),
         },
         constants={"param_1": 0},
         defaults={},
@@ -1753,36 +1955,200 @@ POSTGRESQL: dict[str, Compiled] = {
     "runs": Compiled(
         variants={
             (): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("limit",),
             ),
             ("deployment",): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("deployment", "limit"),
             ),
             ("state",): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names]) ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names]) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("state_types", "state_names", "limit"),
             ),
+            ("trigger",): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.trigger IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("triggers", "limit"),
+            ),
             ("since",): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("since", "limit"),
             ),
+            ("before",): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("before_created", "before_id", "limit"),
+            ),
             ("deployment", "state"): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("deployment", "state_types", "state_names", "limit"),
             ),
+            ("deployment", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("deployment", "triggers", "limit"),
+            ),
             ("deployment", "since"): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("deployment", "since", "limit"),
             ),
+            ("before", "deployment"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("deployment", "before_created", "before_id", "limit"),
+            ),
+            ("state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("state_types", "state_names", "triggers", "limit"),
+            ),
             ("since", "state"): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("state_types", "state_names", "since", "limit"),
             ),
+            ("before", "state"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("state_types", "state_names", "before_created", "before_id", "limit"),
+            ),
+            ("since", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("triggers", "since", "limit"),
+            ),
+            ("before", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("triggers", "before_created", "before_id", "limit"),
+            ),
+            ("before", "since"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("since", "before_created", "before_id", "limit"),
+            ),
+            ("deployment", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("deployment", "state_types", "state_names", "triggers", "limit"),
+            ),
             ("deployment", "since", "state"): Statement(
-                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC \n LIMIT %s",
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
                 parameters=("deployment", "state_types", "state_names", "since", "limit"),
+            ),
+            ("before", "deployment", "state"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("deployment", "since", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("deployment", "triggers", "since", "limit"),
+            ),
+            ("before", "deployment", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("deployment", "triggers", "before_created", "before_id", "limit"),
+            ),
+            ("before", "deployment", "since"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("deployment", "since", "before_created", "before_id", "limit"),
+            ),
+            ("since", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("state_types", "state_names", "triggers", "since", "limit"),
+            ),
+            ("before", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("before", "since", "state"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("before", "since", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=("triggers", "since", "before_created", "before_id", "limit"),
+            ),
+            ("deployment", "since", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "since",
+                    "limit",
+                ),
+            ),
+            ("before", "deployment", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("before", "deployment", "since", "state"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("before", "deployment", "since", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "deployment",
+                    "triggers",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("before", "since", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
+            ),
+            ("before", "deployment", "since", "state", "trigger"): Statement(
+                sql="SELECT flow_runs.id, flow_runs.name, flow_runs.flow_name, flow_runs.flow_version, flow_runs.entrypoint, flow_runs.parent_flow_run_id, flow_runs.parameters, flow_runs.expected_start_time, flow_runs.tags, flow_runs.state_type, flow_runs.state_name, flow_runs.state_message, flow_runs.run_count, flow_runs.start_time, flow_runs.end_time, flow_runs.created, flow_runs.updated, flow_runs.result_ref, flow_runs.error_type, flow_runs.error_message, flow_runs.error_traceback, flow_runs.deployment_name, flow_runs.scheduled_for, flow_runs.trigger, flow_runs.daemon_id, flow_runs.worker_pid, flow_runs.exit_code, flow_runs.signal, flow_runs.cancel_requested_at, flow_runs.requested_by, flow_runs.force, flow_runs.retry_of \nFROM flow_runs \nWHERE flow_runs.deployment_name = %s::VARCHAR AND (flow_runs.state_type IN (__[POSTCOMPILE_state_types]) OR flow_runs.state_name IN (__[POSTCOMPILE_state_names])) AND flow_runs.trigger IN (__[POSTCOMPILE_triggers]) AND flow_runs.created >= %s::TIMESTAMP WITH TIME ZONE AND (flow_runs.created, flow_runs.id) < (%s::TIMESTAMP WITH TIME ZONE, %s::VARCHAR) ORDER BY flow_runs.created DESC, flow_runs.id DESC \n LIMIT %s",
+                parameters=(
+                    "deployment",
+                    "state_types",
+                    "state_names",
+                    "triggers",
+                    "since",
+                    "before_created",
+                    "before_id",
+                    "limit",
+                ),
             ),
         },
         columns=(
@@ -1819,10 +2185,11 @@ POSTGRESQL: dict[str, Compiled] = {
             ("force", None),
             ("retry_of", None),
         ),
-        encode={"since": "datetime"},
+        encode={"since": "datetime", "before_created": "datetime"},
         expanding={
             "state_types": ("__[POSTCOMPILE_state_types]", "%s::VARCHAR", "NULL) AND (1 != 1"),
             "state_names": ("__[POSTCOMPILE_state_names]", "%s::VARCHAR", "NULL) AND (1 != 1"),
+            "triggers": ("__[POSTCOMPILE_triggers]", "%s::VARCHAR", "NULL) AND (1 != 1"),
         },
         constants={},
         defaults={},

@@ -164,7 +164,8 @@ flow_runs = Table(
     Column("force", Boolean, nullable=False, server_default=false(), default=False),
     Column("retry_of", String(32)),
     Index("ix_flow_runs_state_type", "state_type"),
-    Index("ix_flow_runs_created", "created"),
+    # The runs listing's order, (created, id) newest first: its pages are index ranges.
+    Index("ix_flow_runs_created_id", "created", "id"),
     Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
     # One run per deployment and nominal fire time, whoever tries to create it.
     Index(
@@ -173,7 +174,7 @@ flow_runs = Table(
         "scheduled_for",
         unique=True,
     ),
-    Index("ix_flow_runs_deployment_name_created", "deployment_name", "created"),
+    Index("ix_flow_runs_deployment_name_created_id", "deployment_name", "created", "id"),
     Index("ix_flow_runs_cancel_requested_at", "cancel_requested_at"),
 )
 

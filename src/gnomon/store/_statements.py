@@ -33,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    tuple_,
     update,
 )
 
@@ -180,22 +181,39 @@ def _run_ids(_: frozenset[str]) -> SQL:
     )
 
 
-@_query("runs", "deployment", "state", "since")
+@_query("runs", "deployment", "state", "trigger", "since", "before")
 def _runs(variant: frozenset[str]) -> SQL:
-    """Flow runs newest first; ``state``: whose state type is one of ``state_types`` or
-    whose name is one of ``state_names``."""
-    statement = select(flow_runs).order_by(desc(flow_runs.c.created)).limit(bindparam("limit"))
-    if "deployment" in variant:
-        statement = statement.where(flow_runs.c.deployment_name == bindparam("deployment"))
-    if "state" in variant:
-        statement = statement.where(
-            or_(
-                flow_runs.c.state_type.in_(bindparam("state_types", expanding=True)),
-                flow_runs.c.state_name.in_(bindparam("state_names", expanding=True)),
-            )
-        )
-    if "since" in variant:
-        statement = statement.where(flow_runs.c.created >= bindparam("since"))
+    """Flow runs newest first, in the total order (created, id) descending, so that a page
+    starts where the one before ended: ``before``, only rows below (``before_created``,
+    ``before_id``) in that order (keyset pagination: an index range, however deep the
+    page; ``_calls.read_runs`` also bounds ``until`` so, as (until, "")). ``state``: whose
+    state type is one of ``state_types`` or whose name is one of ``state_names``;
+    ``trigger``: whose cause is one of ``triggers``; ``since``: created at or after it."""
+    created, id_ = flow_runs.c.created, flow_runs.c.id
+    statement = select(flow_runs).order_by(desc(created), desc(id_)).limit(bindparam("limit"))
+    conditions: dict[str, Any] = {
+        "deployment": flow_runs.c.deployment_name == bindparam("deployment"),
+        "state": or_(
+            flow_runs.c.state_type.in_(bindparam("state_types", expanding=True)),
+            flow_runs.c.state_name.in_(bindparam("state_names", expanding=True)),
+        ),
+        "trigger": flow_runs.c.trigger.in_(bindparam("triggers", expanding=True)),
+        "since": created >= bindparam("since"),
+        # A row value, which both databases compare against an index on (created, id).
+        "before": tuple_(created, id_)
+        < tuple_(
+            bindparam("before_created", type_=created.type),
+            bindparam("before_id", type_=id_.type),
+        ),
+    }
+    return _where(statement, conditions, variant)
+
+
+def _where(statement: Select[Any], conditions: dict[str, Any], variant: frozenset[str]) -> SQL:
+    """``statement`` with the conditions of the options in ``variant``."""
+    for option, condition in conditions.items():
+        if option in variant:
+            statement = statement.where(condition)
     return statement
 
 
@@ -219,10 +237,7 @@ def _logs(variant: frozenset[str]) -> SQL:
         "level": run_logs.c.level >= bindparam("min_level"),
         "since": run_logs.c.timestamp >= bindparam("since"),
     }
-    for option, condition in conditions.items():
-        if option in variant:
-            statement = statement.where(condition)
-    return statement
+    return _where(statement, conditions, variant)
 
 
 @_query("last_log_id")

@@ -1,5 +1,5 @@
-"""Plain values the control queries take: who acts, and what logs to find. A module of its
-own, free of SQLAlchemy, for the command line's fast path."""
+"""Plain values the control queries take: who acts, what logs to find, where a page of runs
+starts. A module of its own, free of SQLAlchemy, for the command line's fast path."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ def pause_values(paused: bool, by: str, reason: str | None, now: datetime) -> di
         "paused_reason": None,
         "fires_from": now,
     }
+
+
+@dataclass(frozen=True, order=True)
+class RunCursor:
+    """A place in the listing of runs, which is ordered by (created, id) newest first: the
+    last row of a page, and the next page starts below it. The id breaks ties between runs
+    created in the same instant, so no row is skipped or shown twice."""
+
+    created: datetime
+    id: str
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
     from datetime import datetime
 
     from gnomon.states import StateFilter, StateType
-    from gnomon.store._kinds import AuditAction, ReloadStatus, TokenAccess
-    from gnomon.store._values import Actor, LogQuery
+    from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
+    from gnomon.store._values import Actor, LogQuery, RunCursor
     from gnomon.store.rows import (
         AuditEntry,
         CancelRequest,
@@ -257,8 +257,14 @@ class FastControl(Protocol):
         state: StateFilter | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        *,
+        until: datetime | None = None,
+        trigger: Collection[RunCause] | None = None,
+        before: RunCursor | None = None,
     ) -> list[FlowRunRow]:
-        """Flow runs newest first, filtered by deployment, state and age."""
+        """Flow runs newest first (by created, then id), filtered by deployment, state,
+        cause (one of ``trigger``) and age (created from ``since``, before ``until``); at
+        most ``limit``, from ``before`` on: the cursor of the previous page's last row."""
 
     # Logs.
 
