@@ -100,7 +100,8 @@ def test_a_failed_run_shows_its_traceback_each_task_attempt_and_its_logs(
 ) -> None:
     run_id = started_run(api, {"day": "2026-12-01", "api_token": "t0p-s3cret"})
     retried = add_task(api.store, run_id, "fetch", [StateType.FAILED, StateType.COMPLETED])
-    add_task(api.store, run_id, "load", [StateType.FAILED])
+    failed = add_task(api.store, run_id, "load", [StateType.FAILED])
+    api.store.update_task_run(failed, error_message="login failed for t0p-s3cret")
     add_log(api.store, run_id, "fetching 2026-12-01")
     add_log(api.store, run_id, "load failed: bad day", level=40)
     fail(api.store, run_id)
@@ -118,6 +119,8 @@ def test_a_failed_run_shows_its_traceback_each_task_attempt_and_its_logs(
     logs = page.inner_text(".logs")
     assert "fetching 2026-12-01" in logs
     assert "load failed: bad day" in logs
+    # A secret parameter is masked wherever it shows, a task run's error included.
+    assert page.inner_text(f"tr[data-task='{failed}'] .task-error") == "login failed for ********"
     parameters = page.inner_text("pre.parameters")
     assert "t0p-s3cret" not in parameters
     assert "********" in parameters

@@ -1087,3 +1087,22 @@ def test_a_store_is_named_to_operators_without_any_of_its_passwords(url: str, sh
     from gnomon.store import store_name
 
     assert store_name(url) == shown
+
+
+def test_recent_runs_are_the_newest_of_each_deployment_newest_first(store: Store) -> None:
+    start = now()
+    made: dict[str, list[str]] = {}
+    for name, count in (("a", 5), ("b", 1), ("c", 3)):
+        for n in range(count):
+            run = flow_run(deployment_name=name, created=start + timedelta(seconds=n))
+            store.insert_flow_run(run)
+            made.setdefault(name, []).append(run["id"])
+    store.flush()
+    # 150 names: more than one statement's worth (RECENT_CHUNK), most without runs.
+    names = ["a", "b", *(f"idle-{n}" for n in range(147)), "c"]
+    recent = store.read_recent_states(names, 2)
+    assert [r.id for r in recent["a"]] == made["a"][:-3:-1]
+    assert [r.id for r in recent["b"]] == made["b"]
+    assert [r.id for r in recent["c"]] == made["c"][:-3:-1]
+    assert recent["idle-7"] == []
+    assert set(recent) == set(names)

@@ -120,7 +120,8 @@ class TokenAuth:
         if token is None:
             await _deny(send, 401, "a bearer token is required: Authorization: Bearer <token>")
             return
-        row = await to_thread.run_sync(self.store.find_token, hash_token(token))
+        token_hash = hash_token(token)
+        row = await to_thread.run_sync(self.store.find_token, token_hash)
         if row is None:
             await _deny(send, 401, "invalid or revoked token")
             return
@@ -134,7 +135,8 @@ class TokenAuth:
             await _deny(send, 403, f'token "{row.name}" is {access}: this needs {needed}')
             return
         await self._touch(row.name)
-        scope.setdefault("state", {})["actor"] = Actor(row.name, Origin.API, _client(scope))
+        state = scope.setdefault("state", {})
+        state.update(actor=Actor(row.name, Origin.API, _client(scope)), token_hash=token_hash)
         await self.app(scope, receive, send)
 
     async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:

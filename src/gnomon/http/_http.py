@@ -28,6 +28,7 @@ from gnomon.http._params import ApiError
 from gnomon.http._routes import router
 from gnomon.http._schemas import ErrorBody, Health
 from gnomon.http._session import Sessions
+from gnomon.http._streams import StreamSlots
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus
@@ -74,6 +75,7 @@ def create_app(
     app.state.config_path = config_path
     app.state.auth_enabled = auth
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
+    app.state.streams = StreamSlots()
     app.include_router(router)
     _add_service_routes(app, metrics_render, health)
     sessions = Sessions()

@@ -10,6 +10,7 @@ the count of each state over all of them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,10 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from gnomon.control import UnknownName, log_view, run_detail
+from gnomon.control import UnknownName, log_view, run_detail, run_text
 from gnomon.exceptions import InvalidInput
 from gnomon.http._dashboard import act, checked_form, not_found, operations, page
-from gnomon.http._routes import log_events
+from gnomon.http._streams import log_events
 from gnomon.states import FINAL_TYPES, StateName, StateType
 from gnomon.store import LogQuery
 
@@ -64,17 +65,23 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/runs/{run_id}/logs/stream", include_in_schema=False)
     def run_log_stream(request: Request, run_id: str, after_id: str = "0") -> Response:
+        """The run's new log lines as server-sent events, after ``after_id`` (or the
+        ``Last-Event-ID`` a reconnecting browser sends, so no line shows twice); the stream
+        ends once the run is over and its last lines are sent."""
         ops = operations(request)
         try:
             row = ops.run(run_id)
         except (UnknownName, InvalidInput) as error:
             return not_found(request, str(error))
-        start = (
-            int(after_id) if after_id.isascii() and after_id.isdigit() and len(after_id) < 19 else 0
-        )
+        start = max(_line_id(after_id), _line_id(request.headers.get("last-event-id", "")))
         query = LogQuery(None, row.id, None, None, start)
+
+        def finished() -> bool:
+            now = ops.store.read_flow_run(row.id)
+            return now is None or now.state_type in FINAL_TYPES
+
         return StreamingResponse(
-            log_events(ops.store, query, request.app.state.closing),
+            log_events(request, ops.store, query, finished),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -104,6 +111,11 @@ def add_routes(app: FastAPI) -> None:
         return await to_thread.run_sync(action)
 
 
+def _line_id(text: str) -> int:
+    """A log line id given by the browser, or 0 for anything else."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
+
+
 def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
     """What the run page shows of ``row``: its detail, its state timeline as bars, a page
     of its task runs with their attempts as bars, and its newest log lines."""
@@ -122,7 +134,7 @@ def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
         "final": final,
         "states": _state_bars(view["timeline"], start, end),
         "axis": {"start": start.isoformat(), "end": end.isoformat()},
-        "tasks": _task_rows(shown, states, start, end, now),
+        "tasks": _task_rows(shown, states, start, end, now, run_text(row)),
         "task_counts": sorted(counts.items()),
         "task_total": sum(counts.values()),
         "task_offset": offset,
@@ -168,9 +180,11 @@ def _task_rows(
     start: datetime,
     end: datetime,
     now: datetime,
+    masked: Callable[[str | None], str | None],
 ) -> list[dict[str, Any]]:
     """Each task run with its attempts as bars: an attempt runs from a Running state to
-    the state after it (Failed, AwaitingRetry, Completed, ...), or on until now."""
+    the state after it (Failed, AwaitingRetry, Completed, ...), or on until now. Errors
+    are shown ``masked`` (the run's secret parameters hidden in them)."""
     by_task: dict[str, list[StateRow]] = {}
     for state in states:
         by_task.setdefault(state.task_run_id or "", []).append(state)
@@ -199,7 +213,7 @@ def _task_rows(
                 "duration_s": round((task.end_time - task.start_time).total_seconds(), 3)
                 if task.start_time and task.end_time
                 else None,
-                "error": task.error_message,
+                "error": masked(task.error_message),
                 "bars": bars,
             }
         )

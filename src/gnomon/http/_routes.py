@@ -6,15 +6,9 @@ synchronous; only the log stream is async, polling the store from a worker threa
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import threading
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
-from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -60,15 +54,13 @@ from gnomon.http._params import (
     run_filters,
     since_time,
 )
+from gnomon.http._streams import log_events
 from gnomon.store import LogQuery, ReloadStatus, TokenAccess
 
 if TYPE_CHECKING:
     from gnomon.store import ControlStore
 
 RECENT_RUNS = 5
-STREAM_POLL = 0.25  # seconds between the log stream's polls: a new line shows within 1 s
-STREAM_BATCH = 500
-HEARTBEAT = 15.0  # seconds: an idle stream sends a comment so dead peers are noticed
 
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -379,34 +371,10 @@ def stream_logs(
         start = ops.store.last_log_id()
     query = _log_query(ops, deployment, run, level, None, start)
     return StreamingResponse(
-        log_events(ops.store, query, request.app.state.closing),
+        log_events(request, ops.store, query),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-async def log_events(
-    store: ControlStore, query: LogQuery, closing: threading.Event
-) -> AsyncIterator[str]:
-    """Server-sent events of the log lines matching ``query`` after its cursor, as they
-    are written, until ``closing`` (the server stopping) or the client leaves."""
-    yield ": following\n\n"  # headers and a first byte now, so clients know it is open
-    idle = 0.0
-    while not closing.is_set():
-        batch = await to_thread.run_sync(store.search_logs, query, STREAM_BATCH, False)
-        for row in batch:
-            data = json.dumps(log_view(row), default=str)
-            yield f"id: {row.id}\nevent: log\ndata: {data}\n\n"
-        if batch:
-            query = dataclasses.replace(query, after_id=batch[-1].id)
-            idle = 0.0
-            if len(batch) == STREAM_BATCH:
-                continue
-        elif idle >= HEARTBEAT:
-            yield ": keep-alive\n\n"
-            idle = 0.0
-        await anyio.sleep(STREAM_POLL)
-        idle += STREAM_POLL
 
 
 # Concurrency limits.

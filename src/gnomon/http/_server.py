@@ -96,6 +96,11 @@ class ApiServer:
             access_log=False,
             server_header=False,  # what serves the API is nobody else's business
             lifespan="off",
+            # X-Forwarded-For and -Proto are not believed, even from loopback (uvicorn's
+            # default): any local program could put another address in the audit log, or
+            # make a session cookie Secure over plain HTTP. Behind a proxy, the audit
+            # records the proxy's address.
+            proxy_headers=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             # Requests over it have the scheme https, so the session cookie is Secure.
             ssl_context_factory=(

@@ -11,6 +11,7 @@ timer and catch-up take it as they took a single trigger.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -133,8 +134,11 @@ class Schedule:
         return "; ".join(spec.describe() for spec in self.specs)
 
 
+@functools.lru_cache(maxsize=4096)
 def _cron_in_words(expression: str) -> str:
-    """A cron expression in words (cron-descriptor), or as written if it has none."""
+    """A cron expression in words (cron-descriptor), or as written if it has none.
+    Remembered: cron-descriptor takes a third of a millisecond, and a page listing a
+    thousand deployments describes each of them on every refresh."""
     from cron_descriptor import Options, get_description
 
     fields = ALIASES.get(expression.strip().lower(), expression).split()

@@ -5,7 +5,7 @@
 // - Live parts: elements with data-live and an id are replaced every 2 s by the same
 //   elements of the page fetched again, so a page stays current without reloading.
 // - Logs: an element with data-log-stream follows that URL's server-sent events, adding
-//   each line as text (never as markup).
+//   each line as text (never as markup), once, until the server sends "end".
 // - Forms with data-confirm ask before they post.
 "use strict";
 
@@ -115,7 +115,12 @@
   function followLogs() {
     for (const element of document.querySelectorAll("[data-log-stream]")) {
       const list = element.querySelector("ol") || element;
+      const shown = list.querySelector("li:last-child");
+      let lastId = shown ? Number(shown.dataset.id) : 0;
       const source = new EventSource(element.dataset.logStream);
+      // The server says when no more lines will come (the run is over, or the session
+      // ended): without this the browser would reconnect for ever.
+      source.addEventListener("end", () => source.close());
       source.addEventListener("log", (event) => {
         let line;
         try {
@@ -123,6 +128,8 @@
         } catch (e) {
           return;
         }
+        if (!(line.id > lastId)) return;  // already shown (a reconnect resends nothing new)
+        lastId = line.id;
         const item = document.createElement("li");
         item.className = "log level-" + String(line.level).toLowerCase();
         item.dataset.id = String(line.id);
