@@ -15,8 +15,8 @@ What it holds (sizes from the flags; the defaults are the issue's):
   daily one its week): mostly Completed, some Failed, TimedOut, Crashed, Skipped, Missed,
   Cancelled, retries and manual runs; the runs still in progress Running, and one next fire
   for every twentieth deployment Scheduled. Parameters, start and end times, errors.
-- run states (Scheduled, Pending, Running, final) for the newest ``--history`` runs;
-  task runs (3-12) for every ``--tasks-every``-th of those runs, with their states;
+- run states (Scheduled, Pending, Running, final) for the newest ``--history`` runs (and
+  the big run); task runs (3-12) for every ``--tasks-every``-th of those runs, with theirs;
 - one run of deployment ``BIG_DEPLOYMENT`` with ``--big-tasks`` task runs, 5% of them
   retried and a few failed, two log lines per task (the run page's Gantt chart);
 - ``--logs`` log lines in all (that run's included), spread over the runs, chatty
@@ -299,10 +299,13 @@ def build(options: argparse.Namespace) -> None:
     sink.write("flow_runs", FLOW_RUN_COLUMNS, flow_run_rows(runs, rng))
     clock.lap(f"{len(runs)} flow runs")
     sink.write("task_runs", TASK_RUN_COLUMNS, plan.tasks)
+    with_states = runs[len(runs) - history :]
+    if plan.big is not None and plan.big not in with_states:
+        with_states.insert(0, plan.big)  # its timeline too, older than the rest
     states = sink.write(
         "run_states",
         STATE_COLUMNS,
-        itertools.chain(state_rows(runs[len(runs) - history :]), plan.states),
+        itertools.chain(state_rows(with_states), plan.states),
     )
     clock.lap(f"{len(plan.tasks)} task runs, {states} run states")
     logs = sink.write("run_logs", LOG_COLUMNS, log_rows(runs, options.logs, plan, rng))

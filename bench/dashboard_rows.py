@@ -55,7 +55,7 @@ class Deployment:
     fires: list[datetime] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
     id: str
     deployment: Deployment
@@ -260,6 +260,7 @@ def state_rows(runs: list[Run]) -> Iterator[tuple[Any, ...]]:
 class TaskPlan:
     """The task runs of the runs that have some, and their states."""
 
+    big: Run | None = None  # the run with the most task runs
     tasks: list[tuple[Any, ...]] = field(default_factory=list)
     states: list[tuple[Any, ...]] = field(default_factory=list)
     logs: dict[str, list[tuple[str, datetime, str]]] = field(default_factory=dict)
@@ -273,6 +274,7 @@ def plan_tasks(
     plan = TaskPlan()
     big = [run for run in runs if run.deployment.name == BIG_DEPLOYMENT and run.end]
     if big:
+        plan.big = big[-1]
         _tasks_of(plan, big[-1], big_count, rng, retried=0.05, failed=0.002, logged=True)
     first = len(runs) - history
     for position, run in enumerate(runs[first:], start=first):
