@@ -222,7 +222,7 @@ def measure(servers: list[Server], repeat: int, only: list[str]) -> None:
                     continue
                 elapsed = one(server, label)
                 if elapsed is None:
-                    print(f"{label} ({server.tree}): an event stream, not measured")
+                    print(f"not measured, an event stream: {label} ({server.tree})")
                     del plan[server.tree][label]
                 elif round_:  # the first round warms the caches
                     samples.setdefault((label, server.tree), []).append(elapsed)
@@ -244,13 +244,14 @@ def report(
     columns = ("status", "bytes", "median", "p95", "max")
     widths = (6, 9, 8, 8, 8)
     heads = " ".join(f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
-    print(f"{'request':<48} {'tree':<10} {heads}")
+    tree_width = max(10, *(len(tree) for _, tree in samples))
+    print(f"{'request':<48} {'tree':<{tree_width}} {heads}")
     for (label, tree), values in samples.items():
         status, size = outcome[label, tree]
         median = statistics.median(values) * 1000
         mark = "  over" if median > TARGET_MS else ""
         print(
-            f"{label:<48} {tree:<10} {status:>6} {size:>9} {median:>6.0f}ms "
+            f"{label:<48} {tree:<{tree_width}} {status:>6} {size:>9} {median:>6.0f}ms "
             f"{p95(values) * 1000:>6.0f}ms {max(values) * 1000:>6.0f}ms{mark}"
         )
 

@@ -50,7 +50,12 @@ from pathlib import Path
 from typing import Any
 
 from dashboard_rows import (
+    AUDIT_COLUMNS,
+    FLOW_RUN_COLUMNS,
+    LOG_COLUMNS,
     SPAN,
+    STATE_COLUMNS,
+    TASK_RUN_COLUMNS,
     Deployment,
     audit_rows,
     flow_run_rows,
@@ -91,60 +96,6 @@ def warehouse(batches: int = 10000) -> None:
     for item in range(batches):
         step(item)
 """
-FLOW_RUN_COLUMNS = [
-    "id",
-    "name",
-    "flow_name",
-    "entrypoint",
-    "parameters",
-    "tags",
-    "state_type",
-    "state_name",
-    "state_message",
-    "run_count",
-    "start_time",
-    "end_time",
-    "created",
-    "updated",
-    "error_type",
-    "error_message",
-    "error_traceback",
-    "deployment_name",
-    "scheduled_for",
-    "trigger",
-    "daemon_id",
-    "worker_pid",
-    "exit_code",
-    "signal",
-    "requested_by",
-    "retry_of",
-    "expected_start_time",
-]
-TASK_RUN_COLUMNS = [
-    "id",
-    "flow_run_id",
-    "task_key",
-    "name",
-    "dynamic_key",
-    "state_type",
-    "state_name",
-    "run_count",
-    "start_time",
-    "end_time",
-    "created",
-    "updated",
-]
-STATE_COLUMNS = ["flow_run_id", "task_run_id", "timestamp", "type", "name", "message", "attempt"]
-LOG_COLUMNS = [
-    "flow_run_id",
-    "task_run_id",
-    "timestamp",
-    "level",
-    "logger",
-    "message",
-    "deployment_name",
-]
-AUDIT_COLUMNS = ["timestamp", "actor", "origin", "action", "target", "reason", "detail"]
 
 
 def store_url(spec: str) -> str:

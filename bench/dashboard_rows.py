@@ -1,7 +1,7 @@
 """The rows of the dashboard benchmark's store, made from one seed (``dashboard_data.py``
 writes them): deployments of a realistic mix, their runs at their fire times with their
 outcomes, run states, task runs (the big run's 10,000 among them), log lines and audit
-entries, as tuples in the column order ``dashboard_data.py`` names."""
+entries, as tuples in the column order of the ``*_COLUMNS`` list above each maker."""
 
 from __future__ import annotations
 
@@ -173,6 +173,37 @@ def make_runs(deployments: list[Deployment], now: datetime, rng: random.Random) 
     return runs
 
 
+FLOW_RUN_COLUMNS = [
+    "id",
+    "name",
+    "flow_name",
+    "entrypoint",
+    "parameters",
+    "tags",
+    "state_type",
+    "state_name",
+    "state_message",
+    "run_count",
+    "start_time",
+    "end_time",
+    "created",
+    "updated",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "deployment_name",
+    "scheduled_for",
+    "trigger",
+    "daemon_id",
+    "worker_pid",
+    "exit_code",
+    "signal",
+    "requested_by",
+    "retry_of",
+    "expected_start_time",
+]
+
+
 def flow_run_rows(runs: list[Run], rng: random.Random) -> Iterator[tuple[Any, ...]]:
     previous: dict[str, str] = {}
     for run in runs:
@@ -235,6 +266,9 @@ def flow_run_rows(runs: list[Run], rng: random.Random) -> Iterator[tuple[Any, ..
         )
 
 
+STATE_COLUMNS = ["flow_run_id", "task_run_id", "timestamp", "type", "name", "message", "attempt"]
+
+
 def state_rows(runs: list[Run]) -> Iterator[tuple[Any, ...]]:
     """A run's states: Scheduled, Pending, Running and its final state, as far as it got."""
     for run in runs:
@@ -254,6 +288,22 @@ def state_rows(runs: list[Run]) -> Iterator[tuple[Any, ...]]:
         if run.end is not None or run.state_name in UNRUN:
             final_time = run.end or created
             yield (run.id, None, final_time, run.state_type, run.state_name, None, None)
+
+
+TASK_RUN_COLUMNS = [
+    "id",
+    "flow_run_id",
+    "task_key",
+    "name",
+    "dynamic_key",
+    "state_type",
+    "state_name",
+    "run_count",
+    "start_time",
+    "end_time",
+    "created",
+    "updated",
+]
 
 
 @dataclass
@@ -346,6 +396,17 @@ def _tasks_of(
             lines.append((task_id, end, f"step {index}: {final_name}"))
 
 
+LOG_COLUMNS = [
+    "flow_run_id",
+    "task_run_id",
+    "timestamp",
+    "level",
+    "logger",
+    "message",
+    "deployment_name",
+]
+
+
 def log_rows(
     runs: list[Run], total: int, plan: TaskPlan, rng: random.Random
 ) -> Iterator[tuple[Any, ...]]:
@@ -389,6 +450,9 @@ def _lines_of(
             yield (run.id, None, when, level, "flows.jobs", text, name)
     for task_id, when, text in tasks:
         yield (run.id, task_id, when, 20, "gnomon.task_runs", text, name)
+
+
+AUDIT_COLUMNS = ["timestamp", "actor", "origin", "action", "target", "reason", "detail"]
 
 
 def audit_rows(
