@@ -1,0 +1,114 @@
+"""The reads behind the dashboard's overview: finished runs counted by time bin (from
+``run_bins``, which triggers keep, so no read groups the runs themselves), each deployment's
+last finished run, runs late to start, and runs not finished yet. Every read is bounded:
+by the deployments asked about, by the bins of a window, or by a limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import desc, func, literal, select
+
+from gnomon.states import FINAL_TYPES, UNRUN_NAMES, WAITING_TYPES, StateType
+from gnomon.store._queries import Queries
+from gnomon.store._schema import RECENT_RUN, RUN_BIN_SECONDS, deployments, flow_runs, run_bins
+from gnomon.store.rows import RecentRun, RunBin
+
+# Not finished: what a timeline shows beside the counted bins.
+UNFINISHED_TYPES = sorted(set(StateType) - FINAL_TYPES)
+
+
+def epoch(moment: datetime) -> int:
+    """``moment`` as whole seconds since the epoch (``run_bins.bin_start``'s unit)."""
+    return int(moment.timestamp())
+
+
+class OverviewQueries(Queries):
+    """What the overview page reads."""
+
+    def read_run_bins(
+        self, names: Sequence[str], start: datetime, end: datetime, width: int
+    ) -> list[RunBin]:
+        """Finished runs of the deployments ``names`` whose nominal time is in [start, end),
+        counted by bins of ``width`` seconds (a multiple of ``RUN_BIN_SECONDS``) and state;
+        ``bin_start`` is the start of the wide bin."""
+        if width % RUN_BIN_SECONDS or width <= 0:
+            raise ValueError(f"a bin width must be a multiple of {RUN_BIN_SECONDS} s")
+        b = run_bins.c
+        wide = ((b.bin_start // literal(width)) * literal(width)).label("bin_start")
+        statement = (
+            select(b.deployment_name, wide, b.state_type, b.state_name, func.sum(b.runs))
+            .where(
+                b.deployment_name.in_(list(names)),
+                b.bin_start >= epoch(start),
+                b.bin_start < epoch(end),
+            )
+            .group_by(b.deployment_name, wide, b.state_type, b.state_name)
+        )
+        return self._all(statement, RunBin)
+
+    def read_run_totals(self, start: datetime, end: datetime) -> list[RunBin]:
+        """Finished runs whose nominal time is in [start, end), counted by deployment and
+        state (``bin_start`` is ``start``): at most one row per deployment and state."""
+        b = run_bins.c
+        statement = (
+            select(
+                b.deployment_name,
+                literal(epoch(start)),
+                b.state_type,
+                b.state_name,
+                func.sum(b.runs),
+            )
+            .where(b.bin_start >= epoch(start), b.bin_start < epoch(end))
+            .group_by(b.deployment_name, b.state_type, b.state_name)
+        )
+        return self._all(statement, RunBin)
+
+    def read_last_finished(self) -> list[RecentRun]:
+        """Each active deployment's newest finished run (Skipped and Missed fires are not
+        runs that finished): one index lookup per deployment."""
+        r = flow_runs.alias("r")
+        newest = (
+            select(r.c.id)
+            .where(
+                r.c.deployment_name == deployments.c.name,
+                r.c.state_type.in_(sorted(FINAL_TYPES)),
+                r.c.state_name.not_in(sorted(UNRUN_NAMES)),
+            )
+            .order_by(desc(r.c.created))
+            .limit(1)
+            .scalar_subquery()
+        )
+        ids = select(newest).where(deployments.c.active.is_(True))
+        statement = select(*RECENT_RUN).where(flow_runs.c.id.in_(ids))
+        return self._all(statement.order_by(flow_runs.c.deployment_name), RecentRun)
+
+    def read_late_runs(self, before: datetime, limit: int) -> list[RecentRun]:
+        """Up to ``limit`` runs of deployments still waiting to start (Scheduled, Pending)
+        whose nominal time is before ``before``, oldest first."""
+        c = flow_runs.c
+        statement = (
+            select(*RECENT_RUN)
+            .where(
+                c.state_type.in_(sorted(WAITING_TYPES)),
+                c.deployment_name.is_not(None),
+                c.scheduled_for < before,
+            )
+            .order_by(c.scheduled_for)
+            .limit(limit)
+        )
+        return self._all(statement, RecentRun)
+
+    def read_unfinished_runs(self, names: Sequence[str], limit: int) -> list[RecentRun]:
+        """Up to ``limit`` runs of the deployments ``names`` that have not finished (waiting,
+        running, paused, being cancelled), newest first."""
+        c = flow_runs.c
+        statement = (
+            select(*RECENT_RUN)
+            .where(c.state_type.in_(UNFINISHED_TYPES), c.deployment_name.in_(list(names)))
+            .order_by(desc(c.scheduled_for))
+            .limit(limit)
+        )
+        return self._all(statement, RecentRun)
