@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 
 from conftest import create_run
+from gnomon.control import Operations, iso
 from gnomon.states import StateName, StateType
 from gnomon.store import Store
+from gnomon.store._values import Actor
+from test_api import Api, api  # noqa: F401 (the fixture)
+from test_dashboard import HOSTILE, browser, log_in, page  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.backends
 
@@ -107,3 +111,125 @@ def test_bins_split_at_their_boundaries_and_sum_into_wider_bins(store: Store) ->
     totals = store.read_run_totals(TEN, TEN + timedelta(minutes=20))
     by_key = {(row.deployment_name, row.state_name): row.runs for row in totals}
     assert by_key == {("d", "Completed"): 5, ("d", "Missed"): 1, ("e", "Completed"): 1}
+
+
+# The page, in a browser.
+
+
+def bin_start(moment: datetime, minutes: int) -> str:
+    """The ISO start of the ``minutes``-wide bin ``moment`` falls in (bins are aligned to
+    their width since the epoch)."""
+    width = minutes * 60
+    return iso(datetime.fromtimestamp(int(moment.timestamp()) // width * width, UTC)) or ""
+
+
+def row(view: Any, deployment: str) -> Any:
+    return view.locator(f"li.tl-row[data-deployment={deployment}]")
+
+
+@pytest.mark.slow
+def test_past_runs_show_in_their_row_and_bin_and_a_failing_deployment_is_listed(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    now = datetime.now(UTC)
+    done_at, failed_at = now - timedelta(hours=3), now - timedelta(hours=2)
+    settle(api.store, scheduled(api.store, "sync-crm", done_at), StateType.COMPLETED, "Completed")
+    settle(api.store, scheduled(api.store, "sync-crm", failed_at), StateType.FAILED, "TimedOut")
+    log_in(page, api, api.token, "/")
+
+    done = row(page, "sync-crm").locator(f"li.m[data-bin='{bin_start(done_at, 15)}']")
+    assert done.get_attribute("class") == "m completed"
+    assert "1 Completed" in (done.get_attribute("title") or "")
+    failed = row(page, "sync-crm").locator(f"li.m[data-bin='{bin_start(failed_at, 15)}']")
+    assert failed.inner_text() == "✕"  # not by colour alone
+    assert "1 TimedOut" in (failed.get_attribute("title") or "")
+    assert row(page, "nightly-report").locator("li.m.completed, li.m.failed").count() == 0
+    assert "sync-crm" in page.inner_text("#failing")
+    assert "TimedOut" in page.inner_text("#failing")
+    assert "nightly-report" not in page.inner_text("#failing")
+    by_state = page.inner_text("#by-state")
+    assert "Completed: 1" in by_state
+    assert "TimedOut: 1" in by_state
+    assert "No daemon attached" in page.inner_text("#daemon")
+
+    # The deployment's next run succeeds: it is no longer failing, without a reload.
+    settle(api.store, scheduled(api.store, "sync-crm", now), StateType.COMPLETED, "Completed")
+    from playwright.sync_api import expect  # here: without playwright, the store tests run
+
+    expect(page.locator("#failing")).not_to_contain_text("sync-crm")
+
+
+@pytest.mark.slow
+def test_next_fires_show_hollow_for_an_active_deployment_and_not_for_a_paused_one(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    Operations(api.store, Actor("test", "cli")).pause(["sync-crm"], "maintenance")
+    log_in(page, api, api.token, "/?window=7d")
+    # A daily cron fires within the 42 h ahead of a 7 d window's "now".
+    ahead = row(page, "nightly-report").locator("li.m.next")
+    assert ahead.count() >= 1
+    assert ahead.first.inner_text() == "○"
+    assert "next fire" in (ahead.first.get_attribute("title") or "")
+    assert row(page, "sync-crm").locator("li[title*='next fire']").count() == 0
+    assert "paused" in row(page, "sync-crm").inner_text()
+
+    Operations(api.store, Actor("test", "cli")).resume(["sync-crm"])
+    page.goto(api.url + "/?window=6h")
+    # Every 15 minutes: a hollow mark in each 15 minutes ahead (5-minute bins).
+    assert row(page, "sync-crm").locator("li[title*='next fire']").count() >= 5
+
+
+@pytest.mark.slow
+def test_the_window_switches_and_scrolls_and_bad_values_say_so(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    log_in(page, api, api.token, "/")
+    assert "Each column is 15 min" in page.inner_text("#legend")
+    assert row(page, "sync-crm").locator(".bins > li").count() == 96
+    page.click("nav.window a:text-is('6h')")
+    page.wait_for_url("**/?window=6h")
+    assert "Each column is 5 min" in page.inner_text("#legend")
+    assert row(page, "sync-crm").locator(".bins > li").count() == 72
+    assert page.locator("nav.window a[aria-current]").inner_text() == "6h"
+    first_tick = page.locator(".axis time").first.get_attribute("datetime")
+
+    page.click("text=← earlier")
+    page.wait_for_url("**/?window=6h&back=1")
+    earlier = page.locator(".axis time").first.get_attribute("datetime")
+    assert earlier is not None
+    assert first_tick is not None
+    assert datetime.fromisoformat(first_tick) - datetime.fromisoformat(earlier) == timedelta(
+        hours=6
+    )
+    page.click("text=later →")
+    page.wait_for_url("**/?window=6h")
+
+    response = page.goto(api.url + "/?window=1y&back=-3&page=0")
+    assert response.status == 400
+    alerts = page.inner_text("main")
+    assert "window must be one of 6h, 24h, 7d" in alerts
+    assert "back must be a whole number" in alerts
+    assert "page must be a whole number" in alerts
+    assert row(page, "sync-crm").count() == 1  # the default window, shown anyway
+
+
+@pytest.mark.slow
+def test_hostile_state_names_and_filters_show_literally(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    at = datetime.now(UTC) - timedelta(hours=1)
+    settle(api.store, scheduled(api.store, "sync-crm", at), StateType.FAILED, HOSTILE)
+    log_in(page, api, api.token, "/?q=" + "%3Cscript%3Ealert(4)%3C%2Fscript%3E")
+    assert page.locator("#q").input_value() == "<script>alert(4)</script>"
+    assert "No deployments match" in page.inner_text("#timeline")
+    page.goto(api.url + "/")
+    assert HOSTILE in page.inner_text("#failing")
+    assert HOSTILE in page.inner_text("#by-state")
+    mark = row(page, "sync-crm").locator(f"li.m[data-bin='{bin_start(at, 15)}']")
+    assert HOSTILE in (mark.get_attribute("title") or "")
+    assert page.evaluate("document.querySelectorAll('script:not([src]), img').length") == 0
+    assert page.dialogs == []

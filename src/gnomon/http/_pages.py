@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gnomon.control import hash_token
-from gnomon.http import _page_deployments
+from gnomon.http import _page_deployments, _page_overview
 from gnomon.http._auth import LOGIN_PATH, cookie_session_id
 from gnomon.http._dashboard import (
     HERE,
@@ -26,7 +26,7 @@ from gnomon.http._dashboard import (
 )
 from gnomon.http._session import Sessions, clearing_cookie, session_cookie
 
-PAGES = (_page_deployments,)
+PAGES = (_page_overview, _page_deployments)
 
 
 def add_dashboard(app: FastAPI, sessions: Sessions) -> None:

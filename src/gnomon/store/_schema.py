@@ -316,7 +316,7 @@ run_bins = Table(
     Column("deployment_name", String(100), nullable=False),
     Column("bin_start", BigInteger, nullable=False),
     _enum("state_type", 32, StateType, nullable=False),
-    Column("state_name", String(64), nullable=False),  # '' for a run without a name
+    Column("state_name", Text, nullable=False),  # '' for a run without a name
     Column("runs", Integer, nullable=False),
     PrimaryKeyConstraint("deployment_name", "bin_start", "state_type", "state_name"),
     Index("ix_run_bins_bin_start", "bin_start"),

@@ -115,7 +115,7 @@ def upgrade() -> None:
         sa.Column("deployment_name", sa.String(100), nullable=False),
         sa.Column("bin_start", sa.BigInteger(), nullable=False),
         sa.Column("state_type", sa.String(32), nullable=False),
-        sa.Column("state_name", sa.String(64), nullable=False),
+        sa.Column("state_name", sa.Text(), nullable=False),
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
             "deployment_name", "bin_start", "state_type", "state_name", name="pk_run_bins"
