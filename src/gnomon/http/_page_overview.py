@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from gnomon.control import iso, next_fires
+from gnomon.control import fire_clock, iso
 from gnomon.http._dashboard import page
 from gnomon.http._timeline import (
     DEFAULT_WINDOW,
@@ -30,6 +30,8 @@ from gnomon.http._timeline import (
     Window,
     add_counts,
     add_fires,
+    bin_labels,
+    bins_html,
     kind_of,
     window_at,
 )
@@ -112,13 +114,18 @@ def overview(
         rows = [row for row in rows if q.lower() in row.name.lower()]
     shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     marks = _marks(store, shown, span, now)
+    labels = bin_labels(span)
     totals = store.read_run_totals(now - DAY, now)
     return {
         "window": span,
         "windows": list(WINDOWS),
         "axis": _axis(span),
         "rows": [
-            {"name": row.name, "paused": bool(row.paused), "marks": marks[row.name]}
+            {
+                "name": row.name,
+                "paused": bool(row.paused),
+                "bins": bins_html(marks[row.name], labels),
+            }
             for row in shown
         ],
         "q": q,
@@ -160,7 +167,7 @@ def _marks(
         add_counts(marks, span, waiting)
     for row in shown:
         if not row.paused and span.end > now:
-            add_fires(marks[row.name], span, now, _first_fire(row))
+            add_fires(marks[row.name], span, now, fire_clock(row))
     return marks
 
 
@@ -172,14 +179,6 @@ def _failing(store: ControlStore) -> list[RecentRun]:
 
 def _at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def _first_fire(row: Any) -> Callable[[datetime], datetime | None]:
-    def first(after: datetime) -> datetime | None:
-        fires = next_fires(row, after, 1)
-        return fires[0] if fires else None
-
-    return first
 
 
 def _axis(span: Window) -> list[str]:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from markupsafe import Markup, escape
+
+from gnomon.control import iso
 from gnomon.states import FAILED_TYPES, STATE_NAMES, StateName, StateType
 from gnomon.store import RUN_BIN_SECONDS
 
@@ -112,10 +115,8 @@ class Mark:
         kind = self.kind
         return KINDS[kind][0] if kind else NEXT_GLYPH
 
-    def title(self, start: datetime, width: timedelta) -> str:
+    def title(self, span: str) -> str:
         """What hovering shows: the bin's span, its runs by state, its next fires."""
-        end = start + width
-        span = f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC"
         parts = [f"{runs} {name}" for name, runs in sorted(self.counts.items())]
         if self.next_fire is not None:
             more = " and more" if self.fires > 1 else ""
@@ -141,16 +142,20 @@ def add_counts(
 
 
 def add_fires(
-    marks: Marks, window: Window, now: datetime, next_fire: Callable[[datetime], datetime | None]
+    marks: Marks,
+    window: Window,
+    now: datetime,
+    next_fires: Callable[[datetime, int], list[datetime]],
 ) -> None:
     """The next fires after ``now`` in the window, as hollow marks: the first of each bin
-    and how many, asking ``next_fire(after)`` at most twice per bin (a deployment firing
-    every second costs no more than one firing hourly)."""
+    and whether there are more, asking ``next_fires(after, 1)`` at most twice per bin (a
+    deployment firing every second costs no more than one firing hourly)."""
     after = max(now, window.start - timedelta(microseconds=1))
     while True:
-        fire = next_fire(after)
-        if fire is None or fire >= window.end:
+        fires = next_fires(after, 1)
+        if not fires or fires[0] >= window.end:
             return
+        fire = fires[0]
         index = window.bin_of(fire)
         if index is None:
             return
@@ -161,3 +166,32 @@ def add_fires(
         # Once a bin has a fire after its first ("and more"), on to the next bin.
         skip = window.bin_start(index + 1) - timedelta(microseconds=1)
         after = skip if mark.fires >= 2 else fire
+
+
+def bin_labels(window: Window) -> list[tuple[str, str]]:
+    """Each bin's start (ISO, for ``data-bin``) and span in words, worked out once a page."""
+    labels = []
+    for index in range(window.bins):
+        start = window.bin_start(index)
+        span = f"{start:%Y-%m-%d %H:%M} to {start + window.width:%H:%M} UTC"
+        labels.append((iso(start) or "", span))
+    return labels
+
+
+def bins_html(marks: Marks, labels: list[tuple[str, str]]) -> Markup:
+    """A timeline row's bins as ``<li>`` elements, the text of each escaped.
+
+    Written here rather than in the template: a page has up to 100 rows of 96 bins, and
+    Jinja took ~25 µs a bin (a quarter of a second a page), this a few; see
+    docs/design.md, "The overview's data"."""
+    parts = []
+    for index, (start, span) in enumerate(labels):
+        mark = marks.get(index)
+        if mark is None:
+            parts.append("<li></li>")
+            continue
+        kind = mark.kind
+        css = f"{kind} with-next" if kind and mark.next_fire else kind or "next"
+        title = escape(mark.title(span))
+        parts.append(f'<li class="m {css}" data-bin="{start}" title="{title}">{mark.glyph}</li>')
+    return Markup("".join(parts))

@@ -1,0 +1,162 @@
+"""The dashboard's overview under the issue's load: 1,000 deployments firing every minute
+(1.44 million finished runs in the last 24 h, written through flow_runs so the run_bins
+triggers count them), six earlier days as run_bins rows alone (a week of runs would be 10
+million), then the overview page served and drawn.
+
+    python bench/overview.py sqlite:////tmp/overview.db
+    python bench/overview.py postgresql+psycopg://postgres@127.0.0.1:5432/overview_bench
+
+Prints how long writing the runs took (triggers included), the server-side time of GET /
+for each window (median of ``--rounds``, HTML and data: the request handled in-process), and
+Chromium's time from the response to the load event with the timeline drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert
+
+from gnomon.store import Store
+from gnomon.store._schema import RUN_BIN_SECONDS, deployments, flow_runs, run_bins
+
+CHUNK = 20_000
+
+
+def fill(store: Store, count: int, hours: int, days: int, now: datetime) -> None:
+    names = [f"deployment-{k:04d}" for k in range(count)]
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(deployments),
+            [
+                {"name": n, "flow": "flows.py:f", "schedule_kind": "cron", "schedule": "* * * * *"}
+                for n in names
+            ],
+        )
+    start = (now - timedelta(hours=hours)).replace(second=0, microsecond=0)
+    minutes = hours * 60
+    rows = []
+    began = time.perf_counter()
+    for minute in range(minutes):
+        at = start + timedelta(minutes=minute)
+        for k, name in enumerate(names):
+            state = ("COMPLETED", "Completed")
+            if (minute + k) % 50 == 0:
+                state = ("FAILED", "Failed")
+            elif (minute + k) % 97 == 0:
+                state = ("CANCELLED", "Missed")
+            rows.append(
+                {
+                    "id": uuid.uuid4().hex,
+                    "name": "r",
+                    "flow_name": "f",
+                    "deployment_name": name,
+                    "scheduled_for": at,
+                    "created": at,
+                    "start_time": at,
+                    "end_time": at + timedelta(seconds=2),
+                    "state_type": state[0],
+                    "state_name": state[1],
+                }
+            )
+            if len(rows) >= CHUNK:
+                _write(store, rows)
+                rows = []
+    _write(store, rows)
+    took = time.perf_counter() - began
+    print(f"wrote {minutes * count:,} runs (triggers counting them) in {took:.1f} s")
+    bins = []
+    first = int(start.timestamp()) // RUN_BIN_SECONDS * RUN_BIN_SECONDS
+    for step in range(1, days * 86400 // RUN_BIN_SECONDS - 288 + 1):
+        for name in names:
+            bins.append(
+                {
+                    "deployment_name": name,
+                    "bin_start": first - step * RUN_BIN_SECONDS,
+                    "state_type": "COMPLETED",
+                    "state_name": "Completed",
+                    "runs": 5,
+                }
+            )
+            if len(bins) >= CHUNK:
+                _write(store, bins, run_bins)
+                bins = []
+    _write(store, bins, run_bins)
+
+
+def _write(store: Store, rows: list[dict], table=flow_runs) -> None:  # type: ignore[no-untyped-def]
+    if rows:
+        with store.engine.begin() as connection:
+            connection.execute(insert(table), rows)
+
+
+def serve_times(store: Store, rounds: int) -> None:
+    from fastapi.testclient import TestClient
+
+    from gnomon.http import create_app
+
+    app = create_app(store, nudge=lambda _what: None, auth=False)
+    with TestClient(app) as client:
+        for window in ("6h", "24h", "7d"):
+            times = []
+            for _ in range(rounds):
+                began = time.perf_counter()
+                response = client.get(f"/?window={window}")
+                times.append(time.perf_counter() - began)
+                assert response.status_code == 200, response.text[:500]
+            size = len(response.content)
+            median = statistics.median(times) * 1000
+            print(f"GET /?window={window}: median {median:.0f} ms ({size / 1e6:.2f} MB HTML)")
+
+
+def draw_times(store: Store, rounds: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from gnomon.http import create_app
+    from gnomon.http._server import ApiServer
+
+    server = ApiServer(create_app(store, nudge=lambda _what: None, auth=False), "127.0.0.1", 0)
+    server.start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+            page = browser.new_page()
+            for window in ("6h", "24h", "7d"):
+                drawn = []
+                for _ in range(rounds):
+                    page.goto(f"{server.url}/?window={window}", wait_until="load")
+                    drawn.append(
+                        page.evaluate(
+                            "(() => { const t = performance.getEntriesByType('navigation')[0];"
+                            " return t.loadEventEnd - t.responseStart; })()"
+                        )
+                    )
+                print(f"Chromium, {window}: response to load {statistics.median(drawn):.0f} ms")
+            browser.close()
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--deployments", type=int, default=1000)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--reuse", action="store_true", help="measure a store filled before")
+    args = parser.parse_args()
+    store = Store(args.url)
+    if not args.reuse:
+        fill(store, args.deployments, args.hours, args.days, datetime.now(UTC))
+    serve_times(store, args.rounds)
+    draw_times(store, max(3, args.rounds // 3))
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
