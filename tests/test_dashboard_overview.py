@@ -233,3 +233,30 @@ def test_hostile_state_names_and_filters_show_literally(
     assert HOSTILE in (mark.get_attribute("title") or "")
     assert page.evaluate("document.querySelectorAll('script:not([src]), img').length") == 0
     assert page.dialogs == []
+
+
+def test_the_daemons_health_and_workers_show_as_its_health_reports_them(store: Store) -> None:
+    import httpx
+
+    from gnomon.daemon._health import Health  # the daemon's own value, as it hands it over
+    from gnomon.http import create_app
+    from gnomon.http._server import ApiServer
+
+    clock = [100.0]
+    health = Health(30.0, monotonic=lambda: clock[0])
+    app = create_app(store, nudge=lambda _what: None, auth=False, health=health.status)
+    server = ApiServer(app, "127.0.0.1", 0)  # api_auth = false: loopback only
+    server.start()
+    try:
+        assert "not yet" in httpx.get(server.url + "/").text  # before the loop's first tick
+        health.ticked()
+        health.watch_workers(lambda: (2, 1))
+        health.report("store", "the store cannot be written", "database is locked")
+        clock[0] += 1.5
+        text = httpx.get(server.url + "/").text
+    finally:
+        server.stop()
+    assert "2 busy, 1 idle" in text
+    assert "1.5 s ago" in text
+    assert "degraded" in text
+    assert "database is locked" in text
