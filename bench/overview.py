@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from gnomon.store import Store
-from gnomon.store._schema import RUN_BIN_SECONDS, deployments, flow_runs, run_bins
+from gnomon.store._schema import RUN_BIN_SPANS, deployments, flow_runs, run_bins
 
 CHUNK = 20_000
 
@@ -70,21 +70,16 @@ def fill(store: Store, count: int, hours: int, days: int, now: datetime) -> None
     took = time.perf_counter() - began
     print(f"wrote {minutes * count:,} runs (triggers counting them) in {took:.1f} s", flush=True)
     bins = []
-    first = int(start.timestamp()) // RUN_BIN_SECONDS * RUN_BIN_SECONDS
-    for step in range(1, days * 86400 // RUN_BIN_SECONDS - 288 + 1):
-        for name in names:
-            bins.append(
-                {
-                    "deployment_name": name,
-                    "bin_start": first - step * RUN_BIN_SECONDS,
-                    "state_type": "COMPLETED",
-                    "state_name": "Completed",
-                    "runs": 5,
-                }
-            )
-            if len(bins) >= CHUNK:
-                _write(store, bins, run_bins)
-                bins = []
+    for span in RUN_BIN_SPANS:
+        first = int(start.timestamp()) // span * span
+        for step in range(1, (days - 1) * 86400 // span + 1):
+            for name in names:
+                key = {"span": span, "deployment_name": name, "bin_start": first - step * span}
+                state = {"state_type": "COMPLETED", "state_name": "Completed"}
+                bins.append({**key, **state, "runs": span // 60})
+                if len(bins) >= CHUNK:
+                    _write(store, bins, run_bins)
+                    bins = []
     _write(store, bins, run_bins)
 
 

@@ -108,9 +108,33 @@ def test_bins_split_at_their_boundaries_and_sum_into_wider_bins(store: Store) ->
         ("d", 0, "Missed"): 1,
         ("e", 0, "Completed"): 1,
     }
+    # Wider than any stored span: the hourly bins summed (5-minute ones would be 24 rows).
+    assert counts(store, TEN, 20, 7200) == {
+        ("d", 0, "Completed"): 5,
+        ("d", 0, "Missed"): 1,
+        ("e", 0, "Completed"): 1,
+    }
     totals = store.read_run_totals(TEN, TEN + timedelta(minutes=20))
     by_key = {(row.deployment_name, row.state_name): row.runs for row in totals}
     assert by_key == {("d", "Completed"): 5, ("d", "Missed"): 1, ("e", "Completed"): 1}
+
+
+def test_the_migration_counts_the_runs_stored_before_it(store: Store) -> None:
+    from alembic import command
+
+    from gnomon.store._migrate import alembic_config  # the migration itself is under test
+
+    for minute, state in ((1, StateName.COMPLETED), (7, StateName.FAILED)):
+        run_id = scheduled(store, "d", TEN + timedelta(minutes=minute))
+        settle(store, run_id, StateType(state.upper()), state)
+    before = counts(store, TEN, 10, 300)
+    config = alembic_config(store.url)
+    command.downgrade(config, "0010")
+    command.upgrade(config, "head")
+    assert (
+        counts(store, TEN, 10, 300) == before == {("d", 0, "Completed"): 1, ("d", 300, "Failed"): 1}
+    )
+    assert counts(store, TEN, 60, 3600) == {("d", 0, "Completed"): 1, ("d", 0, "Failed"): 1}
 
 
 # The page, in a browser.

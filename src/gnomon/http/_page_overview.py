@@ -115,7 +115,8 @@ def overview(
     shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     marks = _marks(store, shown, span, now)
     labels = bin_labels(span)
-    totals = store.read_run_totals(now - DAY, now)
+    since = (now - DAY).replace(minute=0, second=0, microsecond=0)  # hourly bins
+    totals = store.read_run_totals(since, now)
     return {
         "window": span,
         "windows": list(WINDOWS),
@@ -133,7 +134,7 @@ def overview(
         "pages": max(1, -(-len(rows) // PAGE_SIZE)),
         "matching": len(rows),
         "links": _links(span, number, q),
-        "day_start": iso(now - DAY),
+        "day_start": iso(since),
         "by_state": _by_state(totals),
         "missed": _missed(totals),
         "failing": _failing(store),

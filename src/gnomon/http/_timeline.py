@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 
 from gnomon.control import iso
 from gnomon.states import FAILED_TYPES, STATE_NAMES, StateName, StateType
-from gnomon.store import RUN_BIN_SECONDS
+from gnomon.store import RUN_BIN_SPANS
 
 # Window -> (length, bin width): 72, 96 and 84 bins, each width a multiple of the store's.
 WINDOWS = {
@@ -83,7 +83,7 @@ def window_at(name: str, back: int, now: datetime) -> Window:
     """The window ``name`` at ``now`` (three quarters past, one ahead), ``back`` windows
     earlier; its bins aligned to their width since the epoch, as the store's are."""
     length, width = WINDOWS[name]
-    assert width.total_seconds() % RUN_BIN_SECONDS == 0
+    assert width.total_seconds() % RUN_BIN_SPANS[0] == 0
     past = now - length + length / FUTURE_SHARE - back * length
     start = EPOCH + ((past - EPOCH) // width + 1) * width
     return Window(name, back, start, start + length, width)

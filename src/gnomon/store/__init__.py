@@ -57,7 +57,7 @@ _LAZY = {
     "TokenAccess": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
-    "RUN_BIN_SECONDS": "gnomon.store._schema",
+    "RUN_BIN_SPANS": "gnomon.store._schema",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
     "backup_database": "gnomon.store._backup",
@@ -75,7 +75,7 @@ _LAZY = {
 
 __all__ = [
     "HEAD_REVISION",
-    "RUN_BIN_SECONDS",
+    "RUN_BIN_SPANS",
     "Actor",
     "AuditAction",
     "BackupExists",

@@ -13,7 +13,7 @@ from sqlalchemy import desc, func, literal, select
 
 from gnomon.states import FINAL_TYPES, UNRUN_NAMES, WAITING_TYPES, StateType
 from gnomon.store._queries import Queries
-from gnomon.store._schema import RECENT_RUN, RUN_BIN_SECONDS, deployments, flow_runs, run_bins
+from gnomon.store._schema import RECENT_RUN, RUN_BIN_SPANS, deployments, flow_runs, run_bins
 from gnomon.store.rows import RecentRun, RunBin
 
 # Not finished: what a timeline shows beside the counted bins.
@@ -32,37 +32,45 @@ class OverviewQueries(Queries):
         self, names: Sequence[str], start: datetime, end: datetime, width: int
     ) -> list[RunBin]:
         """Finished runs of the deployments ``names`` whose nominal time is in [start, end),
-        counted by bins of ``width`` seconds (a multiple of ``RUN_BIN_SECONDS``) and state;
-        ``bin_start`` is the start of the wide bin."""
-        if width % RUN_BIN_SECONDS or width <= 0:
-            raise ValueError(f"a bin width must be a multiple of {RUN_BIN_SECONDS} s")
+        counted by bins of ``width`` seconds (a multiple of a span of ``RUN_BIN_SPANS``)
+        and state: the widest stored bins that fit, summed; ``bin_start`` is the start of
+        the wide bin. About one row per bin shown, whatever the window."""
+        spans = [span for span in RUN_BIN_SPANS if width % span == 0]
+        if not spans or width <= 0:
+            raise ValueError(f"a bin width must be a multiple of one of {RUN_BIN_SPANS} s")
         b = run_bins.c
+        span = max(spans)
         wide = ((b.bin_start // literal(width)) * literal(width)).label("bin_start")
         statement = (
-            select(b.deployment_name, wide, b.state_type, b.state_name, func.sum(b.runs))
+            select(b.span, b.deployment_name, wide, b.state_type, b.state_name, func.sum(b.runs))
             .where(
+                b.span == span,
                 b.deployment_name.in_(list(names)),
                 b.bin_start >= epoch(start),
                 b.bin_start < epoch(end),
             )
-            .group_by(b.deployment_name, wide, b.state_type, b.state_name)
+            .group_by(b.span, b.deployment_name, wide, b.state_type, b.state_name)
         )
         return self._all(statement, RunBin)
 
     def read_run_totals(self, start: datetime, end: datetime) -> list[RunBin]:
-        """Finished runs whose nominal time is in [start, end), counted by deployment and
-        state (``bin_start`` is ``start``): at most one row per deployment and state."""
+        """Finished runs whose nominal time is from the hour ``start`` falls in to ``end``
+        (hourly bins), counted by deployment and state (``bin_start`` is that hour): at
+        most one row per deployment and state."""
         b = run_bins.c
+        hour = RUN_BIN_SPANS[-1]
+        first = epoch(start) // hour * hour
         statement = (
             select(
+                b.span,
                 b.deployment_name,
-                literal(epoch(start)),
+                literal(first),
                 b.state_type,
                 b.state_name,
                 func.sum(b.runs),
             )
-            .where(b.bin_start >= epoch(start), b.bin_start < epoch(end))
-            .group_by(b.deployment_name, b.state_type, b.state_name)
+            .where(b.span == hour, b.bin_start >= first, b.bin_start < epoch(end))
+            .group_by(b.span, b.deployment_name, b.state_type, b.state_name)
         )
         return self._all(statement, RunBin)
 

@@ -302,24 +302,27 @@ concurrency_slots = Table(
     Index("ix_concurrency_slots_holder", "holder"),
 )
 
-# Finished runs of deployments counted by (deployment, 5-minute bin of their nominal time,
+# Finished runs of deployments counted by (bin span, deployment, bin of their nominal time,
 # final state): what the dashboard's overview timeline reads, so a day of 1,000 deployments
-# firing every minute is ~288,000 small rows rather than 1.44 million runs to group per
-# request. Kept by triggers on flow_runs (migration 0011) in the transaction that writes the
-# run, whichever code path that is; ``bin_start`` is seconds since the epoch, a multiple of
-# ``RUN_BIN_SECONDS``. A later migration that rebuilds flow_runs on SQLite (batch mode) drops
-# its triggers and must create them again (see docs/design.md, "The overview's data").
-RUN_BIN_SECONDS = 300
+# firing every minute is ~400,000 small rows rather than 1.44 million runs to group per
+# request. Each run is counted in a bin of each span of ``RUN_BIN_SPANS`` (5 min, 15 min,
+# 1 h), so a window reads about one row per column it shows. Kept by triggers on flow_runs
+# (migration 0011) in the transaction that writes the run, whichever code path that is;
+# ``bin_start`` is seconds since the epoch, a multiple of its ``span``. A later migration
+# that rebuilds flow_runs on SQLite (batch mode) drops its triggers and must create them
+# again (see docs/design.md, "The overview's data").
+RUN_BIN_SPANS = (300, 900, 3600)
 run_bins = Table(
     "run_bins",
     metadata,
+    Column("span", Integer, nullable=False),
     Column("deployment_name", String(100), nullable=False),
     Column("bin_start", BigInteger, nullable=False),
     _enum("state_type", 32, StateType, nullable=False),
     Column("state_name", Text, nullable=False),  # '' for a run without a name
     Column("runs", Integer, nullable=False),
-    PrimaryKeyConstraint("deployment_name", "bin_start", "state_type", "state_name"),
-    Index("ix_run_bins_bin_start", "bin_start"),
+    PrimaryKeyConstraint("span", "deployment_name", "bin_start", "state_type", "state_name"),
+    Index("ix_run_bins_span_bin_start", "span", "bin_start"),
 )
 
 audit_log = Table(

@@ -753,9 +753,10 @@ class TokenScope(StoreRow):
 class RunBin(StoreRow):
     """A row of ``run_bins``."""
 
-    __match_args__ = ("deployment_name", "bin_start", "state_type", "state_name", "runs")
+    __match_args__ = ("span", "deployment_name", "bin_start", "state_type", "state_name", "runs")
     __slots__ = __match_args__
 
+    span: int
     deployment_name: str
     bin_start: int
     state_type: StateType
@@ -763,9 +764,16 @@ class RunBin(StoreRow):
     runs: int
 
     def __init__(
-        self, deployment_name: str, bin_start: int, state_type: str, state_name: str, runs: int
+        self,
+        span: int,
+        deployment_name: str,
+        bin_start: int,
+        state_type: str,
+        state_name: str,
+        runs: int,
     ) -> None:
         set_ = object.__setattr__
+        set_(self, "span", span)
         set_(self, "deployment_name", deployment_name)
         set_(self, "bin_start", bin_start)
         set_(self, "state_type", StateType(state_type))

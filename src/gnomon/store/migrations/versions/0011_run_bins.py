@@ -1,6 +1,6 @@
-"""run_bins: finished runs of deployments counted by deployment, 5-minute bin of their
-nominal time and final state, for the dashboard's overview timeline; kept by triggers on
-flow_runs and filled from the runs already stored.
+"""run_bins: finished runs of deployments counted by deployment, bin of their nominal time
+(5 min, 15 min and 1 h wide, each run in one of each) and final state, for the dashboard's
+overview timeline; kept by triggers on flow_runs and filled from the runs already stored.
 
 Triggers, not the store's write paths: a run reaches its final state through the batched
 writer, the scheduler (Missed, Skipped), recovery (Crashed), cancellation and retries, each
@@ -23,19 +23,19 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 # As of this revision (a migration is history: it does not import the live constants).
-BIN_SECONDS = 300
+SPANS = (300, 900, 3600)
 FINAL = "('COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED')"
-KEY = "deployment_name, bin_start, state_type, state_name"
+KEY = "span, deployment_name, bin_start, state_type, state_name"
 
 
-def _bin(row: str, dialect: str) -> str:
-    """SQL for the bin of ``row``'s nominal time (its creation for a run without one)."""
+def _bin(row: str, dialect: str, span: int) -> str:
+    """SQL for the ``span``-wide bin of ``row``'s nominal time (its creation without one)."""
     moment = f"COALESCE({row}.scheduled_for, {row}.created)"
     if dialect == "sqlite":
         # To the second first: SQLite's date functions round 09:59.9999995 up to 10:00.
         seconds = f"CAST(strftime('%s', substr({moment}, 1, 19)) AS INTEGER)"
-        return f"({seconds} / {BIN_SECONDS}) * {BIN_SECONDS}"
-    return f"(FLOOR(EXTRACT(EPOCH FROM {moment}) / {BIN_SECONDS}) * {BIN_SECONDS})::BIGINT"
+        return f"({seconds} / {span}) * {span}"
+    return f"(FLOOR(EXTRACT(EPOCH FROM {moment}) / {span}) * {span})::BIGINT"
 
 
 def _counted(row: str) -> str:
@@ -43,16 +43,25 @@ def _counted(row: str) -> str:
 
 
 def _add(row: str, dialect: str) -> str:
+    """One statement adding the run ``row`` to its bin of each span."""
+    values = ", ".join(
+        f"({span}, {row}.deployment_name, {_bin(row, dialect, span)}, {row}.state_type, "
+        f"COALESCE({row}.state_name, ''), 1)"
+        for span in SPANS
+    )
     return (
-        f"INSERT INTO run_bins ({KEY}, runs) VALUES ({row}.deployment_name, "
-        f"{_bin(row, dialect)}, {row}.state_type, COALESCE({row}.state_name, ''), 1) "
+        f"INSERT INTO run_bins ({KEY}, runs) VALUES {values} "
         f"ON CONFLICT ({KEY}) DO UPDATE SET runs = run_bins.runs + 1"
     )
 
 
 def _remove(row: str, dialect: str) -> list[str]:
+    """Statements taking the run ``row`` out of its bins, and dropping bins left empty."""
+    bins = " OR ".join(
+        f"(span = {span} AND bin_start = {_bin(row, dialect, span)})" for span in SPANS
+    )
     match = (
-        f"deployment_name = {row}.deployment_name AND bin_start = {_bin(row, dialect)} "
+        f"deployment_name = {row}.deployment_name AND ({bins}) "
         f"AND state_type = {row}.state_type AND state_name = COALESCE({row}.state_name, '')"
     )
     return [
@@ -112,21 +121,23 @@ def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     op.create_table(
         "run_bins",
+        sa.Column("span", sa.Integer(), nullable=False),
         sa.Column("deployment_name", sa.String(100), nullable=False),
         sa.Column("bin_start", sa.BigInteger(), nullable=False),
         sa.Column("state_type", sa.String(32), nullable=False),
         sa.Column("state_name", sa.Text(), nullable=False),
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "deployment_name", "bin_start", "state_type", "state_name", name="pk_run_bins"
+            "span", "deployment_name", "bin_start", "state_type", "state_name", name="pk_run_bins"
         ),
     )
-    op.create_index("ix_run_bins_bin_start", "run_bins", ["bin_start"])
-    op.execute(
-        f"INSERT INTO run_bins ({KEY}, runs) SELECT deployment_name, {_bin('r', dialect)}, "
-        f"state_type, COALESCE(state_name, ''), COUNT(*) FROM flow_runs AS r "
-        f"WHERE {_counted('r')} GROUP BY 1, 2, 3, 4"
-    )
+    op.create_index("ix_run_bins_span_bin_start", "run_bins", ["span", "bin_start"])
+    for span in SPANS:
+        op.execute(
+            f"INSERT INTO run_bins ({KEY}, runs) SELECT {span}, deployment_name, "
+            f"{_bin('r', dialect, span)}, state_type, COALESCE(state_name, ''), COUNT(*) "
+            f"FROM flow_runs AS r WHERE {_counted('r')} GROUP BY 1, 2, 3, 4, 5"
+        )
     triggers = _sqlite_triggers() if dialect == "sqlite" else _postgresql_triggers()
     for statement in triggers:
         op.execute(statement)
@@ -139,5 +150,5 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS run_bins_track ON flow_runs")
         op.execute("DROP FUNCTION IF EXISTS run_bins_track()")
-    op.drop_index("ix_run_bins_bin_start", "run_bins")
+    op.drop_index("ix_run_bins_span_bin_start", "run_bins")
     op.drop_table("run_bins")
