@@ -284,3 +284,59 @@ def test_the_daemons_health_and_workers_show_as_its_health_reports_them(store: S
     assert "1.5 s ago" in text
     assert "degraded" in text
     assert "database is locked" in text
+
+
+SLEEPER = """
+import time
+from gnomon import flow
+
+
+@flow
+def sleep_long() -> None:
+    time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_real_daemons_health_busy_worker_and_running_run_show_on_the_overview(
+    tmp_path: Any,
+    gnomon_home: Any,
+    store: Store,
+    daemons: list,
+    page: Any,  # noqa: F811
+) -> None:
+    import re
+
+    from playwright.sync_api import expect
+
+    from test_daemon import start_daemon, wait_for, write_config
+    from test_daemon_control import _api_url
+
+    (tmp_path / "sleepers.py").write_text(SLEEPER)
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "sleeper"
+        flow = "sleepers.py:sleep_long"
+        interval = "1s"
+        """,
+        daemon='workers = 2\napi = "127.0.0.1:0"',
+    )
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    url = _api_url(daemon)
+    token = (gnomon_home / "api-token").read_text().strip()
+    running = [StateType.RUNNING]
+    wait_for(
+        lambda: [r for r in store.read_unfinished_runs(["sleeper"], 10) if r.state_type in running],
+        what="a running run",
+    )
+    page.goto(url + "/")
+    page.fill("#token", token)
+    page.click("form.login button")
+    page.wait_for_url(url + "/")
+    daemon_part = page.locator("#daemon")
+    expect(daemon_part).to_contain_text("ok")
+    expect(daemon_part).to_contain_text(re.compile(r"[12] busy, [01] idle"))
+    assert row(page, "sleeper").locator("li.m.running").count() >= 1
