@@ -136,7 +136,7 @@ def overview(
         "links": _links(span, number, q),
         "day_start": iso(since),
         "by_state": _by_state(totals),
-        "missed": _missed(totals),
+        "missed": _missed(store.read_state_runs(StateName.MISSED, since, now)),
         "failing": _failing(store),
         "late": store.read_late_runs(now - LATE_AFTER, LIST_LIMIT),
         "iso": iso,
@@ -219,13 +219,9 @@ def _by_state(totals: list[Any]) -> list[tuple[str, str, int]]:
     )
 
 
-def _missed(totals: list[Any]) -> list[tuple[str, int]]:
+def _missed(rows: list[Any]) -> list[tuple[str, int]]:
     """Deployments with Missed fires in the last 24 h, most first."""
-    missed = [
-        (row.deployment_name, row.runs)
-        for row in totals
-        if row.state_name == StateName.MISSED and row.runs
-    ]
+    missed = [(row.deployment_name, row.runs) for row in rows if row.runs]
     return sorted(missed, key=lambda item: (-item[1], item[0]))[:LIST_LIMIT]
 
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import desc, func, literal, select
+from sqlalchemy import ColumnElement, desc, func, literal, select
 
 from gnomon.states import FINAL_TYPES, UNRUN_NAMES, WAITING_TYPES, StateType
 from gnomon.store._queries import Queries
-from gnomon.store._schema import RECENT_RUN, RUN_BIN_SPANS, deployments, flow_runs, run_bins
+from gnomon.store._schema import (
+    ALL_DEPLOYMENTS,
+    RECENT_RUN,
+    RUN_BIN_SPANS,
+    deployments,
+    flow_runs,
+    run_bins,
+)
 from gnomon.store.rows import RecentRun, RunBin
 
 # Not finished: what a timeline shows beside the counted bins.
@@ -54,9 +61,23 @@ class OverviewQueries(Queries):
         return self._all(statement, RunBin)
 
     def read_run_totals(self, start: datetime, end: datetime) -> list[RunBin]:
-        """Finished runs whose nominal time is from the hour ``start`` falls in to ``end``
-        (hourly bins), counted by deployment and state (``bin_start`` is that hour): at
-        most one row per deployment and state."""
+        """Finished runs of every deployment whose nominal time is from the hour ``start``
+        falls in to ``end``, counted by state (``deployment_name`` ``ALL_DEPLOYMENTS``,
+        ``bin_start`` that hour): the hourly bins of all deployments, a row per hour and
+        state read."""
+        return self._hourly_sums(start, end, run_bins.c.deployment_name == ALL_DEPLOYMENTS)
+
+    def read_state_runs(self, state_name: str, start: datetime, end: datetime) -> list[RunBin]:
+        """Runs that finished in ``state_name`` with nominal time from the hour ``start``
+        falls in to ``end``, by deployment: at most a row per deployment."""
+        b = run_bins.c
+        return self._hourly_sums(
+            start, end, b.state_name == state_name, b.deployment_name != ALL_DEPLOYMENTS
+        )
+
+    def _hourly_sums(
+        self, start: datetime, end: datetime, *where: ColumnElement[bool]
+    ) -> list[RunBin]:
         b = run_bins.c
         hour = RUN_BIN_SPANS[-1]
         first = epoch(start) // hour * hour
@@ -69,7 +90,7 @@ class OverviewQueries(Queries):
                 b.state_name,
                 func.sum(b.runs),
             )
-            .where(b.span == hour, b.bin_start >= first, b.bin_start < epoch(end))
+            .where(b.span == hour, b.bin_start >= first, b.bin_start < epoch(end), *where)
             .group_by(b.span, b.deployment_name, b.state_type, b.state_name)
         )
         return self._all(statement, RunBin)

@@ -306,12 +306,14 @@ concurrency_slots = Table(
 # final state): what the dashboard's overview timeline reads, so a day of 1,000 deployments
 # firing every minute is ~400,000 small rows rather than 1.44 million runs to group per
 # request. Each run is counted in a bin of each span of ``RUN_BIN_SPANS`` (5 min, 15 min,
-# 1 h), so a window reads about one row per column it shows. Kept by triggers on flow_runs
+# 1 h), so a window reads about one row per column it shows, and in the hour's bin of every
+# deployment (``ALL_DEPLOYMENTS``), which the day's totals read. Kept by triggers on flow_runs
 # (migration 0011) in the transaction that writes the run, whichever code path that is;
 # ``bin_start`` is seconds since the epoch, a multiple of its ``span``. A later migration
 # that rebuilds flow_runs on SQLite (batch mode) drops its triggers and must create them
 # again (see docs/design.md, "The overview's data").
 RUN_BIN_SPANS = (300, 900, 3600)
+ALL_DEPLOYMENTS = ""  # no deployment's name (the name rule refuses it)
 run_bins = Table(
     "run_bins",
     metadata,
@@ -322,7 +324,8 @@ run_bins = Table(
     Column("state_name", Text, nullable=False),  # '' for a run without a name
     Column("runs", Integer, nullable=False),
     PrimaryKeyConstraint("span", "deployment_name", "bin_start", "state_type", "state_name"),
-    Index("ix_run_bins_span_bin_start", "span", "bin_start"),
+    # A state's runs by deployment (the Missed ones of the last day).
+    Index("ix_run_bins_span_state_name_bin_start", "span", "state_name", "bin_start"),
 )
 
 audit_log = Table(

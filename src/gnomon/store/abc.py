@@ -374,7 +374,12 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
         counted by bins of ``width`` seconds and by state."""
 
     def read_run_totals(self, start: datetime, end: datetime) -> list[RunBin]:
-        """Finished runs with nominal time in [start, end), counted by deployment and state."""
+        """Finished runs of all deployments with nominal time from the hour of ``start`` to
+        ``end``, counted by state."""
+
+    def read_state_runs(self, state_name: str, start: datetime, end: datetime) -> list[RunBin]:
+        """Runs finished in ``state_name`` from the hour of ``start`` to ``end``, by
+        deployment."""
 
     def read_last_finished(self) -> list[RecentRun]:
         """Each active deployment's newest finished run."""

@@ -1,6 +1,7 @@
 """run_bins: finished runs of deployments counted by deployment, bin of their nominal time
-(5 min, 15 min and 1 h wide, each run in one of each) and final state, for the dashboard's
-overview timeline; kept by triggers on flow_runs and filled from the runs already stored.
+(5 min, 15 min and 1 h wide, each run in one of each, and in the hour's of every
+deployment, named '') and final state, for the dashboard's overview; kept by triggers on
+flow_runs and filled from the runs already stored.
 
 Triggers, not the store's write paths: a run reaches its final state through the batched
 writer, the scheduler (Missed, Skipped), recovery (Crashed), cancellation and retries, each
@@ -42,12 +43,20 @@ def _counted(row: str) -> str:
     return f"{row}.deployment_name IS NOT NULL AND {row}.state_type IN {FINAL}"
 
 
+def _bins(row: str, dialect: str) -> list[tuple[int, str, str]]:
+    """The bins the run ``row`` counts in: (span, deployment, bin start) as SQL; its
+    deployment's of each span, and the hour's of every deployment ('')."""
+    deployment = f"{row}.deployment_name"
+    hour = SPANS[-1]
+    own = [(span, deployment, _bin(row, dialect, span)) for span in SPANS]
+    return [*own, (hour, "''", _bin(row, dialect, hour))]
+
+
 def _add(row: str, dialect: str) -> str:
-    """One statement adding the run ``row`` to its bin of each span."""
+    """One statement adding the run ``row`` to each of its bins."""
     values = ", ".join(
-        f"({span}, {row}.deployment_name, {_bin(row, dialect, span)}, {row}.state_type, "
-        f"COALESCE({row}.state_name, ''), 1)"
-        for span in SPANS
+        f"({span}, {deployment}, {start}, {row}.state_type, COALESCE({row}.state_name, ''), 1)"
+        for span, deployment, start in _bins(row, dialect)
     )
     return (
         f"INSERT INTO run_bins ({KEY}, runs) VALUES {values} "
@@ -58,11 +67,12 @@ def _add(row: str, dialect: str) -> str:
 def _remove(row: str, dialect: str) -> list[str]:
     """Statements taking the run ``row`` out of its bins, and dropping bins left empty."""
     bins = " OR ".join(
-        f"(span = {span} AND bin_start = {_bin(row, dialect, span)})" for span in SPANS
+        f"(span = {span} AND deployment_name = {deployment} AND bin_start = {start})"
+        for span, deployment, start in _bins(row, dialect)
     )
     match = (
-        f"deployment_name = {row}.deployment_name AND ({bins}) "
-        f"AND state_type = {row}.state_type AND state_name = COALESCE({row}.state_name, '')"
+        f"({bins}) AND state_type = {row}.state_type "
+        f"AND state_name = COALESCE({row}.state_name, '')"
     )
     return [
         f"UPDATE run_bins SET runs = runs - 1 WHERE {match}",
@@ -131,11 +141,13 @@ def upgrade() -> None:
             "span", "deployment_name", "bin_start", "state_type", "state_name", name="pk_run_bins"
         ),
     )
-    op.create_index("ix_run_bins_span_bin_start", "run_bins", ["span", "bin_start"])
-    for span in SPANS:
+    op.create_index(
+        "ix_run_bins_span_state_name_bin_start", "run_bins", ["span", "state_name", "bin_start"]
+    )
+    for span, deployment, start in _bins("r", dialect):
         op.execute(
-            f"INSERT INTO run_bins ({KEY}, runs) SELECT {span}, deployment_name, "
-            f"{_bin('r', dialect, span)}, state_type, COALESCE(state_name, ''), COUNT(*) "
+            f"INSERT INTO run_bins ({KEY}, runs) SELECT {span}, {deployment}, {start}, "
+            f"state_type, COALESCE(state_name, ''), COUNT(*) "
             f"FROM flow_runs AS r WHERE {_counted('r')} GROUP BY 1, 2, 3, 4, 5"
         )
     triggers = _sqlite_triggers() if dialect == "sqlite" else _postgresql_triggers()
@@ -150,5 +162,5 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS run_bins_track ON flow_runs")
         op.execute("DROP FUNCTION IF EXISTS run_bins_track()")
-    op.drop_index("ix_run_bins_span_bin_start", "run_bins")
+    op.drop_index("ix_run_bins_span_state_name_bin_start", "run_bins")
     op.drop_table("run_bins")
