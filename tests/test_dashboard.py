@@ -221,7 +221,7 @@ def test_logging_in_again_ends_the_browsers_previous_session(
     page.goto(api.url + "/login")
     page.fill("#token", api.token)
     page.click("form.login button")
-    page.wait_for_url(api.url + "/deployments")
+    page.wait_for_url(api.url + "/")  # the overview: a login asked for no other page
     assert session_cookie(page) != first
     with api.client() as client:
         stale = client.get("/deployments", headers={"Cookie": f"gnomon_session={first}"})

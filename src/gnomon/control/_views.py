@@ -52,10 +52,21 @@ def schedule_of(row: DeploymentRow) -> Schedule | None:
 def next_fires(row: DeploymentRow, after: datetime, count: int) -> list[datetime]:
     """When its next ``count`` fires after ``after`` are due (nominal time plus the jitter
     offset), counted from its last fire if that is later."""
+    return fire_clock(row)(after, count)
+
+
+def fire_clock(row: DeploymentRow) -> Callable[[datetime, int], list[datetime]]:
+    """``next_fires`` of ``row`` with its schedule built once: for a caller asking about
+    many spans (the overview's timeline asks bin by bin)."""
     schedule = schedule_of(row)
-    if schedule is None:
-        return []
-    return schedule.next_fires(max(after, row.last_fire) if row.last_fire else after, count)
+    last = row.last_fire
+
+    def fires(after: datetime, count: int) -> list[datetime]:
+        if schedule is None:
+            return []
+        return schedule.next_fires(max(after, last) if last else after, count)
+
+    return fires
 
 
 def deployment_view(

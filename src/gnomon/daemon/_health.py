@@ -16,6 +16,7 @@ daemon's lock for ``gnomon daemon status``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
@@ -51,6 +52,9 @@ class HealthStatus:
     last_tick_age: float | None  # seconds since the loop last ticked; None before its first
     reason: str | None = None  # why it is degraded or stuck, in general terms
     detail: str | None = None  # the errors behind it, for operators (not for /healthz)
+    # The worker pool's (busy, idle) workers, once the daemon has one (the dashboard shows
+    # them; /healthz does not).
+    workers: tuple[int, int] | None = None
 
     def as_json(self, *, detail: bool = False) -> dict[str, Any]:
         """What ``/healthz`` shows: the state, the age of the last tick, and the reason;
@@ -88,6 +92,7 @@ class Health:
         self._last_tick: float | None = None
         # By source ("store", "disk"): the reason in general terms, and the error behind it.
         self._problems: dict[str, tuple[str, str | None]] = {}
+        self._workers: Callable[[], tuple[int, int]] | None = None
 
     def ticked(self) -> None:
         """The loop completed a pass (called by the loop thread)."""
@@ -106,7 +111,17 @@ class Health:
         problem = self._problems.get(source)
         return None if problem is None else problem[0]
 
+    def watch_workers(self, workers: Callable[[], tuple[int, int]]) -> None:
+        """Report the worker pool's (busy, idle) workers in each status from now on."""
+        self._workers = workers
+
     def status(self) -> HealthStatus:
+        """The health now, with the workers' counts if a pool is watched."""
+        status = self._measured()
+        workers = self._workers
+        return status if workers is None else dataclasses.replace(status, workers=workers())
+
+    def _measured(self) -> HealthStatus:
         now = self._monotonic()
         last = self._last_tick
         age = None if last is None else now - last

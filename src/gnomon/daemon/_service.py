@@ -219,6 +219,7 @@ class Daemon:
             log_sink=_forward_worker_line,
             containment=daemon.containment,
         )
+        self.health.watch_workers(self._worker_counts)
         # The worker template imports the flows while the daemon syncs and recovers.
         self.pool.launch()
         try:
@@ -247,6 +248,10 @@ class Daemon:
             daemon.workers,
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _worker_counts(self) -> tuple[int, int]:
+        """The pool's busy and idle workers, for the dashboard's overview."""
+        return self.pool.busy_count(), self.pool.idle_count()
 
     def _measure_health(self, home: Path) -> None:
         """The loop's health, and how it rides out faults under it (``_outages``)."""

@@ -72,6 +72,7 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.store = store
     app.state.nudge = nudge
+    app.state.health = health  # the overview shows it; None: no daemon attached
     app.state.config_path = config_path
     app.state.auth_enabled = auth
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from gnomon.control import deployment_view
 from gnomon.http._dashboard import act, back, checked_form, page
@@ -17,10 +17,6 @@ RECENT_RUNS = 20
 
 
 def add_routes(app: FastAPI) -> None:
-    @app.get("/", include_in_schema=False)
-    def home() -> Response:
-        return RedirectResponse("/deployments", status_code=303)
-
     @app.get("/deployments", include_in_schema=False)
     def deployments_page(request: Request, q: str = "", tag: str = "", said: str = "") -> Response:
         store = request.app.state.store

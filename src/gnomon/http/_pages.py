@@ -17,6 +17,7 @@ from gnomon.http import (
     _page_audit,
     _page_deployment,
     _page_deployments,
+    _page_overview,
     _page_run,
     _page_runs,
 )
@@ -32,7 +33,14 @@ from gnomon.http._dashboard import (
 )
 from gnomon.http._session import Sessions, clearing_cookie, session_cookie
 
-PAGES = (_page_deployments, _page_deployment, _page_runs, _page_run, _page_audit)
+PAGES = (
+    _page_overview,
+    _page_deployments,
+    _page_deployment,
+    _page_runs,
+    _page_run,
+    _page_audit,
+)
 
 
 def add_dashboard(app: FastAPI, sessions: Sessions) -> None:

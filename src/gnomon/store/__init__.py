@@ -58,6 +58,7 @@ _LAZY = {
     "TokenAccess": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
     "ScheduleStore": "gnomon.store.abc",
+    "RUN_BIN_SPANS": "gnomon.store._schema",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
     "backup_database": "gnomon.store._backup",
@@ -75,6 +76,7 @@ _LAZY = {
 
 __all__ = [
     "HEAD_REVISION",
+    "RUN_BIN_SPANS",
     "Actor",
     "AuditAction",
     "BackupExists",

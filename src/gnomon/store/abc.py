@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         PauseChange,
         RecentRun,
         ReloadRequest,
+        RunBin,
         ScheduleState,
         StateRow,
         TaskRunRow,
@@ -393,3 +394,28 @@ class ControlStore(FastControl, DeploymentStore, Protocol):
 
     def count_tokens(self) -> int:
         """How many tokens there are."""
+
+    # The dashboard's overview (bounded reads: see ``_overview``).
+
+    def read_run_bins(
+        self, names: Sequence[str], start: datetime, end: datetime, width: int
+    ) -> list[RunBin]:
+        """Finished runs of the deployments ``names`` with nominal time in [start, end),
+        counted by bins of ``width`` seconds and by state."""
+
+    def read_run_totals(self, start: datetime, end: datetime) -> list[RunBin]:
+        """Finished runs of all deployments with nominal time from the hour of ``start`` to
+        ``end``, counted by state."""
+
+    def read_state_runs(self, state_name: str, start: datetime, end: datetime) -> list[RunBin]:
+        """Runs finished in ``state_name`` from the hour of ``start`` to ``end``, by
+        deployment."""
+
+    def read_last_finished(self) -> list[RecentRun]:
+        """Each active deployment's newest finished run."""
+
+    def read_late_runs(self, before: datetime, limit: int) -> list[RecentRun]:
+        """Up to ``limit`` runs still waiting to start whose nominal time is before ``before``."""
+
+    def read_unfinished_runs(self, names: Sequence[str], limit: int) -> list[RecentRun]:
+        """Up to ``limit`` runs of the deployments ``names`` that have not finished."""

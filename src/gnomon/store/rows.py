@@ -29,6 +29,7 @@ __all__ = [
     "PauseChange",
     "RecentRun",
     "ReloadRequest",
+    "RunBin",
     "ScheduleState",
     "StateRow",
     "TaskRunRow",
@@ -747,6 +748,37 @@ class TokenScope(StoreRow):
         set_(self, "read_only", read_only)
         set_(self, "access", None if access is None else TokenAccess(access))
         set_(self, "expires_at", expires_at)
+
+
+class RunBin(StoreRow):
+    """A row of ``run_bins``."""
+
+    __match_args__ = ("span", "deployment_name", "bin_start", "state_type", "state_name", "runs")
+    __slots__ = __match_args__
+
+    span: int
+    deployment_name: str
+    bin_start: int
+    state_type: StateType
+    state_name: str
+    runs: int
+
+    def __init__(
+        self,
+        span: int,
+        deployment_name: str,
+        bin_start: int,
+        state_type: str,
+        state_name: str,
+        runs: int,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "span", span)
+        set_(self, "deployment_name", deployment_name)
+        set_(self, "bin_start", bin_start)
+        set_(self, "state_type", StateType(state_type))
+        set_(self, "state_name", state_name)
+        set_(self, "runs", runs)
 
 
 # For the type checker only: a write takes a plain dict.
