@@ -13,26 +13,32 @@ from gnomon._lazy import lazy_names
 from gnomon._version import __version__
 
 if TYPE_CHECKING:
-    from gnomon.flows._annotations import allow_failure, quote, unmapped
-    from gnomon.flows._context import tags
-    from gnomon.flows._flow import Flow, flow
-    from gnomon.flows._futures import PrefectFuture
-    from gnomon.flows._task import Task, task
+    from gnomon.flows import (
+        Flow,
+        PrefectFuture,
+        Task,
+        allow_failure,
+        flow,
+        quote,
+        tags,
+        task,
+        unmapped,
+    )
     from gnomon.logging import get_run_logger
     from gnomon.states import State
 
 _LAZY = {
-    "Flow": "gnomon.flows._flow",
-    "PrefectFuture": "gnomon.flows._futures",
+    "Flow": "gnomon.flows",
+    "PrefectFuture": "gnomon.flows",
     "State": "gnomon.states",
-    "Task": "gnomon.flows._task",
-    "allow_failure": "gnomon.flows._annotations",
-    "flow": "gnomon.flows._flow",
+    "Task": "gnomon.flows",
+    "allow_failure": "gnomon.flows",
+    "flow": "gnomon.flows",
     "get_run_logger": "gnomon.logging",
-    "quote": "gnomon.flows._annotations",
-    "tags": "gnomon.flows._context",
-    "task": "gnomon.flows._task",
-    "unmapped": "gnomon.flows._annotations",
+    "quote": "gnomon.flows",
+    "tags": "gnomon.flows",
+    "task": "gnomon.flows",
+    "unmapped": "gnomon.flows",
 }
 
 __all__ = [

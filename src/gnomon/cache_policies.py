@@ -1,6 +1,6 @@
 """Prefect-compatible ``gnomon.cache_policies``."""
 
-from gnomon.flows._cache import (
+from gnomon.flows import (
     DEFAULT,
     FLOW_PARAMETERS,
     INPUTS,

@@ -1,6 +1,6 @@
 """Prefect-compatible ``gnomon.futures``."""
 
-from gnomon.flows._futures import (
+from gnomon.flows import (
     DoneAndNotDoneFutures,
     PrefectFuture,
     PrefectFutureList,

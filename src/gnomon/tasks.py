@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gnomon.flows._cache import task_input_hash
-from gnomon.flows._task import MAX_RETRY_DELAYS, Task, task
+from gnomon.flows import MAX_RETRY_DELAYS, Task, task, task_input_hash
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:

@@ -3,7 +3,7 @@
 Limits are stored in the store and hold across every process that shares it.
 """
 
-from gnomon.flows._concurrency import (
+from gnomon.flows import (
     concurrency,
     delete_concurrency_limit,
     delete_tag_concurrency_limit,

@@ -1,5 +1,5 @@
 """Prefect's import path ``prefect.concurrency.sync``."""
 
-from gnomon.flows._concurrency import concurrency
+from gnomon.flows import concurrency
 
 __all__ = ["concurrency"]

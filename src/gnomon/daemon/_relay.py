@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon.daemon._worker import RUN_MARKER, SUMMARISED_EVENTS, parse_object
-from gnomon.flows._logging import STORED_LOGGERS
+from gnomon.flows import STORED_LOGGERS
 from gnomon.store import LogQuery
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class _Relay:
         self.run: _RunOutput | None = None
 
     def serve(self, fd: int) -> None:
-        from gnomon.flows._log_hold import wait_while_held
+        from gnomon.flows import wait_while_held
 
         with os.fdopen(fd, "rb") as stream:
             while True:

@@ -190,9 +190,9 @@ class StoreLogHandler(logging.Handler):
 
 
 def _record_extra(record: logging.LogRecord) -> dict[str, Any]:
-    from gnomon.flows._logging import _json_safe, _record_extra
+    from gnomon.flows import json_safe, record_extra
 
-    return {key: _json_safe(value) for key, value in _record_extra(record).items()}
+    return {key: json_safe(value) for key, value in record_extra(record).items()}
 
 
 def _timestamp(record: logging.LogRecord) -> Any:

@@ -163,7 +163,7 @@ class Daemon:
         if signal.SIGUSR1 in received:
             self._polls.request()
         if signal.SIGUSR2 in received:
-            from gnomon.flows._log_outputs import reopen_daemon_log
+            from gnomon.flows import reopen_daemon_log
 
             reopen_daemon_log()
 
@@ -179,7 +179,7 @@ class Daemon:
         from gnomon.daemon._report import RunReporter, StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
-        from gnomon.flows._logging import configure_daemon_logging, in_background
+        from gnomon.flows import configure_daemon_logging, in_background
         from gnomon.store import get_store
         from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
 
@@ -357,7 +357,7 @@ class Daemon:
     def serve(self) -> int:
         """Run until asked to stop; returns the process exit code."""
         from gnomon.daemon._systemd import Notifier
-        from gnomon.flows._log_hold import hold_background
+        from gnomon.flows import hold_background
         from gnomon.store._db import bound_write_waits
 
         notifier = Notifier()
@@ -535,7 +535,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop firing, let running runs finish up to shutdown_grace, then end them."""
-        from gnomon.flows._log_hold import hold_background
+        from gnomon.flows import hold_background
         from gnomon.store import store_fault
 
         hold_background(False)
@@ -595,6 +595,6 @@ def _default_log_file(home: Path) -> Path:
 
 
 def _forward_worker_line(line: str, worker_pid: int) -> None:
-    from gnomon.flows._logging import daemon_lines
+    from gnomon.flows import daemon_lines
 
     daemon_lines.write(line)

@@ -81,11 +81,11 @@ def warm_up(preload: list[str]) -> dict[str, str]:
     this process will have them; the flows that failed to import, with why."""
     _line_buffered_output()
 
-    from gnomon.flows._logging import configure_logging
+    from gnomon.flows import configure_logging
 
     configure_logging()
     if os.environ.get(QUIET_RUN_EVENTS_ENV):
-        from gnomon.flows._logging import summarise_run_events
+        from gnomon.flows import summarise_run_events
 
         summarise_run_events()
     # What a run needs (the engine, SQLAlchemy and the schema, its containment and log
@@ -146,7 +146,7 @@ def serve(channel: int) -> int:
 def _tell_storing(channel: int, current: list[str]) -> None:
     """Have the engine tell the pool when the run being served finished but waits for the
     store to take its final state (a subflow's wait is its parent's business)."""
-    from gnomon.flows._flow_engine import on_final_state_wait
+    from gnomon.flows import on_final_state_wait
 
     def storing(flow_run_id: str, state: State, waiting: bool) -> None:
         if current != [flow_run_id]:
@@ -266,7 +266,7 @@ def _requested_cap(request: dict[str, Any]) -> dict[str, int] | None:
 def _begin_run(flow_run_id: str, request: dict[str, Any] | None) -> None:
     """Cap what the run logs, and mark where its output begins (with its cap, which the
     pool's relay applies to what it prints)."""
-    from gnomon.flows._log_cap import cap_run_logs
+    from gnomon.flows import cap_run_logs
 
     cap = _requested_cap(request or {})
     if cap is not None:
@@ -277,12 +277,12 @@ def _begin_run(flow_run_id: str, request: dict[str, Any] | None) -> None:
 def _end_run(flow_run_id: str) -> None:
     """Kill what the run left running, lift its log cap, and mark the end of its output."""
     from gnomon.daemon._proctree import end_leftovers
-    from gnomon.flows._log_cap import cap_run_logs
+    from gnomon.flows import cap_run_logs
 
     leftovers = end_leftovers()
     cap_run_logs(None, None)
     if leftovers:
-        from gnomon.flows._logging import FLOW_RUN_LOGGER
+        from gnomon.flows import FLOW_RUN_LOGGER
 
         logging.getLogger(FLOW_RUN_LOGGER).warning(
             "the run left %d processes running (pids %s); they were killed as it ended",
@@ -297,8 +297,7 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
     """Run one stored flow run (``request`` is the daemon's message for it); the ``done``
     message that reports how it ended."""
     from gnomon.exceptions import FlowRunNotRunnable
-    from gnomon.flows._flow_engine import execute_stored_run
-    from gnomon.flows._records import state_error, stored_text
+    from gnomon.flows import execute_stored_run, state_error, stored_text
 
     _begin_run(flow_run_id, request)
     try:
@@ -331,14 +330,14 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _type_name(error: BaseException) -> str:
-    from gnomon.flows._records import error_fields
+    from gnomon.flows import error_fields
 
     return str(error_fields(error)["error_type"])
 
 
 def _stored_outcome(flow_run_id: str, error: BaseException) -> dict[str, Any]:
     """A ``done`` message with the run's state as stored (the run did not end here)."""
-    from gnomon.flows._records import stored_text
+    from gnomon.flows import stored_text
     from gnomon.store import get_store
 
     row = get_store().read_flow_run(flow_run_id)
@@ -364,7 +363,7 @@ def _crash_unfinished(flow_run_id: str, error: Exception) -> dict[str, Any]:
     """Record Crashed a run the engine could not start or finish (unknown run, flow that
     fails to import), unless it already has a final state: it must not stay Scheduled or
     Running."""
-    from gnomon.flows._flow_engine import record_crashed
+    from gnomon.flows import record_crashed
     from gnomon.store import get_store
 
     message = f"the worker could not run the flow run: {type(error).__name__}: {error}"

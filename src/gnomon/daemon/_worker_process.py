@@ -366,7 +366,7 @@ def record_end(
     """Store, durably, the final state of a run whose worker ended under it (or, with no
     ``pid``, that was cancelled before it started), unless the worker stored a final state
     first; the outcome reports whichever state stands."""
-    from gnomon.flows._records import error_fields, state_columns, state_row
+    from gnomon.flows import error_fields, state_columns, state_row
     from gnomon.states import StateType
 
     state, error = _ending_state(run, pid, returncode)

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gnomon._secrets import MASK, is_secret_key, mask
-from gnomon.flows._params import Problem, missing_names, unknown_names
+from gnomon.flows import Problem, missing_names, unknown_names
 
 
 def request_problems(

@@ -83,18 +83,19 @@ def _add_run_context(_logger: object, _method: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
-def _record_extra(record: logging.LogRecord) -> dict[str, Any]:
+def record_extra(record: logging.LogRecord) -> dict[str, Any]:
     """What a stdlib record was given with ``extra=``."""
     return {key: value for key, value in vars(record).items() if key not in _RECORD_KEYS}
 
 
 def _add_record_extra(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor for stdlib records (needs ``_record``): add their ``extra=``."""
-    event_dict.update(_record_extra(event_dict["_record"]))
+    event_dict.update(record_extra(event_dict["_record"]))
     return event_dict
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` if JSON can hold it, else its ``repr``: a log line's fields must store."""
     if isinstance(value, _JSON_SCALARS):
         return value
     try:
@@ -150,7 +151,7 @@ class _StoreHandler(logging.Handler):
             message = str(fields.pop("event", ""))
             exc_info = fields.pop("exc_info", None) or record.exc_info
         else:
-            fields = _add_run_context(None, "", _record_extra(record))
+            fields = _add_run_context(None, "", record_extra(record))
             # Masked here, as the fields are below: this handler has no MaskSecrets filter.
             message = str(record.msg) % mask(record.args) if record.args else str(record.msg)
             exc_info = record.exc_info
@@ -171,7 +172,7 @@ class _StoreHandler(logging.Handler):
             "logger": record.name,
             "message": stored_text(message),
             "extra": mask_known_fields(
-                mask({key: _json_safe(value) for key, value in fields.items()})
+                mask({key: json_safe(value) for key, value in fields.items()})
             ),
             "deployment_name": _deployment_name,
         }

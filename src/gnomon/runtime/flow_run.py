@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnomon.flows._context import FlowRunContext, flow_run_var, task_run_var
+from gnomon.flows import FlowRunContext, flow_run_var, task_run_var
 
 __all__ = ["flow_name", "id", "name", "parameters", "parent_flow_run_id", "run_count"]  # noqa: F822 -- served by __getattr__
 

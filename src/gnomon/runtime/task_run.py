@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnomon.flows._context import task_run_var
+from gnomon.flows import task_run_var
 
 __all__ = ["id", "name", "parameters", "run_count", "tags", "task_name"]  # noqa: F822 -- served by __getattr__
 
