@@ -61,8 +61,7 @@ def logs_command(
     """
     from gnomon.cli._common import fast_operations
     from gnomon.control import check_name
-    from gnomon.store import LogQuery
-    from gnomon.store._values import in_time_order
+    from gnomon.store import LogQuery, in_time_order
 
     if count is None and since is None:
         count = 100

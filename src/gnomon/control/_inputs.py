@@ -23,8 +23,7 @@ from gnomon._text import has_lone_surrogate
 from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
-    from gnomon.store import RunCause, RunCursor
-    from gnomon.store._kinds import TokenAccess
+    from gnomon.store import RunCause, RunCursor, TokenAccess
 
 MAX_COUNT = 1_000_000  # the most lines or rows one command prints
 MAX_FIRES = 1000  # the most fire times one command or request computes
@@ -57,7 +56,7 @@ def parse_expiry(text: str) -> timedelta:
 def token_access(scope: str | None, read_only: bool = False) -> TokenAccess:
     """What a new token may do: ``scope`` (read, operate, admin; admin if not given), or read
     for the older ``read_only`` flag, which must not contradict it."""
-    from gnomon.store._kinds import TokenAccess
+    from gnomon.store import TokenAccess
 
     if read_only:
         if scope not in (None, TokenAccess.READ):

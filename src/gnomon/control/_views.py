@@ -233,7 +233,7 @@ def audit_view(row: AuditEntry) -> View:
 
 def token_view(row: TokenInfo) -> View:
     """An API token as listed: never the token or its hash."""
-    from gnomon.store._kinds import TokenAccess
+    from gnomon.store import TokenAccess
 
     return {
         "name": row.name,

@@ -325,7 +325,7 @@ def _read_only_status(lock_path: Path) -> HealthStatus | None:
     """Degraded, saying why, if the file system of the daemon's lock (and status file) is
     read-only; else None. The lock file is what is probed: it is there while the daemon
     runs, the status file only if the disk let the monitor create it."""
-    from gnomon.store._faults import read_only_file_system
+    from gnomon.store import read_only_file_system
 
     if not lock_path.exists() or not read_only_file_system(lock_path):
         return None

@@ -148,7 +148,7 @@ class DaemonLock:
         """The lock of the store at ``database_url`` for a daemon whose home is ``home``."""
         scheme = database_url.partition("://")[0].partition("+")[0]
         server = database_url if scheme == "postgresql" else None
-        from gnomon.store._faults import store_name
+        from gnomon.store import store_name
 
         return cls(
             lock_path(home, database_url),

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon.store._kinds import Origin, ReloadStatus
-from gnomon.store._values import Actor
+from gnomon.store import Actor, Origin, ReloadStatus
 
 if TYPE_CHECKING:
     from gnomon.deployments import Deployment, LoadResult

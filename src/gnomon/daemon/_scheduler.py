@@ -39,7 +39,7 @@ from gnomon.daemon._tracking import (
 )
 from gnomon.deployments import Deployment, Overlap
 from gnomon.states import FAILED_TYPES, StateName, StateType
-from gnomon.store._kinds import SCHEDULED_CAUSES, RunCause
+from gnomon.store import SCHEDULED_CAUSES, RunCause
 
 if TYPE_CHECKING:
     from gnomon.store import ScheduleStore

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gnomon.daemon._lock import DaemonAlreadyRunning
-from gnomon.store._connect import SERVER_CONNECTION
+from gnomon.store import SERVER_CONNECTION
 
 # "gnomon" in ASCII, then 2 (the migrations' lock is 1).
 DAEMON_LOCK_KEY = 0x676E6F6D6F6E_02

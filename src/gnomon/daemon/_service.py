@@ -180,8 +180,7 @@ class Daemon:
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows import configure_daemon_logging, in_background
-        from gnomon.store import get_store
-        from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
+        from gnomon.store import EXTERNAL_CHECKPOINTS_ENV, get_store
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
@@ -258,8 +257,7 @@ class Daemon:
         from gnomon._space import SpaceFloor, floor_from_env
         from gnomon.daemon._health import Health
         from gnomon.daemon._outages import Outages
-        from gnomon.store import store_fault
-        from gnomon.store._db import bounded_wait_started, sqlite_path
+        from gnomon.store import bounded_wait_started, sqlite_path, store_fault
 
         stuck_after = self.config.daemon.stuck_after.total_seconds()
         self.health = Health(stuck_after, store_wait=bounded_wait_started)
@@ -293,7 +291,7 @@ class Daemon:
 
     def _start_checkpointer(self) -> None:
         from gnomon.daemon._checkpoint import Checkpointer
-        from gnomon.store._db import sqlite_path
+        from gnomon.store import sqlite_path
 
         path = sqlite_path(self.store.url)
         self.checkpointer = None if path is None else Checkpointer(path, busy=self._busy)
@@ -358,7 +356,7 @@ class Daemon:
         """Run until asked to stop; returns the process exit code."""
         from gnomon.daemon._systemd import Notifier
         from gnomon.flows import hold_background
-        from gnomon.store._db import bound_write_waits
+        from gnomon.store import bound_write_waits
 
         notifier = Notifier()
         notifier.ready(

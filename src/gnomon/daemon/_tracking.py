@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gnomon.deployments import Catchup, Deployment, Overlap
 from gnomon.states import StateName, StateType
-from gnomon.store._kinds import RunCause
+from gnomon.store import RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits

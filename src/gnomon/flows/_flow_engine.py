@@ -547,7 +547,7 @@ def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
 def record_crashed(store: RunStore, flow_run_id: str, message: str, error: BaseException) -> None:
     """Record Crashed, with ``error``, a stored run the engine could not start or finish,
     unless it has a final state already: it must not stay Scheduled, Pending or Running."""
-    from gnomon.store._schema import utcnow
+    from gnomon.store import utcnow
 
     store.set_run_state(
         flow_run_id,

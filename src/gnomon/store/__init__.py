@@ -18,11 +18,27 @@ from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
     from gnomon.store._backup import BackupExists, backup_database
-    from gnomon.store._db import file_identity
+    from gnomon.store._codecs import utcnow
+    from gnomon.store._connect import SERVER_CONNECTION
+    from gnomon.store._db import (
+        EXTERNAL_CHECKPOINTS_ENV,
+        bound_write_waits,
+        bounded_wait_started,
+        file_identity,
+        sqlite_path,
+    )
     from gnomon.store._fast import FastStore, open_fast
-    from gnomon.store._faults import store_fault, store_name
-    from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, TokenAccess
+    from gnomon.store._faults import read_only_file_system, store_fault, store_name
+    from gnomon.store._kinds import (
+        SCHEDULED_CAUSES,
+        AuditAction,
+        Origin,
+        ReloadStatus,
+        RunCause,
+        TokenAccess,
+    )
     from gnomon.store._revision import HEAD_REVISION
+    from gnomon.store._schema import RUN_BIN_SPANS
     from gnomon.store._store import (
         Store,
         current_revision,
@@ -31,7 +47,7 @@ if TYPE_CHECKING:
         store_at,
         upgrade,
     )
-    from gnomon.store._values import Actor, LogQuery, RunCursor, pause_values
+    from gnomon.store._values import Actor, LogQuery, RunCursor, in_time_order, pause_values
     from gnomon.store._writer import StoreWriteError
     from gnomon.store.abc import (
         ControlStore,
@@ -47,36 +63,48 @@ _LAZY = {
     "BackupExists": "gnomon.store._backup",
     "ControlStore": "gnomon.store.abc",
     "DeploymentStore": "gnomon.store.abc",
+    "EXTERNAL_CHECKPOINTS_ENV": "gnomon.store._db",
     "FastControl": "gnomon.store.abc",
     "FastStore": "gnomon.store._fast",
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
+    "RUN_BIN_SPANS": "gnomon.store._schema",
     "ReloadStatus": "gnomon.store._kinds",
     "RunCause": "gnomon.store._kinds",
     "RunCursor": "gnomon.store._values",
-    "TokenAccess": "gnomon.store._kinds",
     "RunStore": "gnomon.store.abc",
+    "SCHEDULED_CAUSES": "gnomon.store._kinds",
+    "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
-    "RUN_BIN_SPANS": "gnomon.store._schema",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
+    "TokenAccess": "gnomon.store._kinds",
     "backup_database": "gnomon.store._backup",
+    "bound_write_waits": "gnomon.store._db",
+    "bounded_wait_started": "gnomon.store._db",
     "current_revision": "gnomon.store._store",
     "file_identity": "gnomon.store._db",
-    "open_fast": "gnomon.store._fast",
     "get_store": "gnomon.store._store",
+    "in_time_order": "gnomon.store._values",
+    "open_fast": "gnomon.store._fast",
     "pause_values": "gnomon.store._values",
+    "read_only_file_system": "gnomon.store._faults",
     "reset_store": "gnomon.store._store",
+    "sqlite_path": "gnomon.store._db",
     "store_at": "gnomon.store._store",
     "store_fault": "gnomon.store._faults",
     "store_name": "gnomon.store._faults",
     "upgrade": "gnomon.store._store",
+    "utcnow": "gnomon.store._codecs",
 }
 
 __all__ = [
+    "EXTERNAL_CHECKPOINTS_ENV",
     "HEAD_REVISION",
     "RUN_BIN_SPANS",
+    "SCHEDULED_CAUSES",
+    "SERVER_CONNECTION",
     "Actor",
     "AuditAction",
     "BackupExists",
@@ -95,16 +123,22 @@ __all__ = [
     "StoreWriteError",
     "TokenAccess",
     "backup_database",
+    "bound_write_waits",
+    "bounded_wait_started",
     "current_revision",
     "file_identity",
     "get_store",
+    "in_time_order",
     "open_fast",
     "pause_values",
+    "read_only_file_system",
     "reset_store",
+    "sqlite_path",
     "store_at",
     "store_fault",
     "store_name",
     "upgrade",
+    "utcnow",
 ]
 
 
