@@ -56,7 +56,7 @@ def store_url() -> str:
     (the workers, ``gnomon pause``). StoreFailure says so instead.
     """
     from gnomon._location import sqlite_file
-    from gnomon.daemon._lock import find_holder
+    from gnomon.daemon import find_holder
 
     home, url = _location()
     database = sqlite_file(url)
@@ -79,7 +79,7 @@ def daemon_elsewhere() -> str | None:
     """If the daemon found through this home serves another store than the commands' own,
     what to tell the operator (see ``_other_store``); else None."""
     home, url = _location()
-    from gnomon.daemon._lock import find_holder
+    from gnomon.daemon import find_holder
 
     return _other_store(find_holder(home, url), url)
 
@@ -208,7 +208,7 @@ def _unreadable(problem: StoreOwnedByAnotherUser) -> str:
 
 def daemon_lock_path() -> Path:
     """The daemon lock file of this store (its status file is beside it)."""
-    from gnomon.daemon._lock import lock_path
+    from gnomon.daemon import lock_path
 
     return lock_path(*_location())
 
@@ -216,7 +216,7 @@ def daemon_lock_path() -> Path:
 def daemon_holder() -> dict[str, Any] | None:
     """The record of the daemon serving this store (pid, hostname, ...), or None; found
     through the database's lock (see ``gnomon.daemon._lock``)."""
-    from gnomon.daemon._lock import find_holder
+    from gnomon.daemon import find_holder
 
     return find_holder(*_location())
 
@@ -394,8 +394,7 @@ def nudge_daemon(kind: str) -> None:
 def operations() -> Operations:
     """The control plane's operations, done by the OS user through the CLI."""
     from gnomon.control import Operations
-    from gnomon.store._kinds import Origin
-    from gnomon.store._values import Actor
+    from gnomon.store import Actor, Origin
 
     return Operations(open_store(), Actor(cli_actor_name(), Origin.CLI), nudge_daemon)
 
@@ -403,8 +402,7 @@ def operations() -> Operations:
 def fast_operations() -> FastOperations:
     """Those that only pause, resume or read, on ``fast_store``."""
     from gnomon.control import FastOperations
-    from gnomon.store._kinds import Origin
-    from gnomon.store._values import Actor
+    from gnomon.store import Actor, Origin
 
     return FastOperations(fast_store(), Actor(cli_actor_name(), Origin.CLI), nudge_daemon)
 

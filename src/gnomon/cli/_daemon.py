@@ -26,7 +26,7 @@ from gnomon.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from gnomon.daemon._detach import StartReport
+    from gnomon.daemon import StartReport
 
 
 @click.group("daemon", invoke_without_command=True)
@@ -78,7 +78,7 @@ def _detach(pidfile: Path) -> StartReport:
 
     The command's own process stays behind until the daemon reports its start-up, and
     exits with its outcome (the daemon's start-up exit code and message)."""
-    from gnomon.daemon._detach import PidfileInUse, StartReport, detach
+    from gnomon.daemon import PidfileInUse, StartReport, detach
 
     home = settings().home
     holder = daemon_holder()
@@ -122,7 +122,7 @@ def pidfile_option(fn: F) -> F:
 def _daemon_pid(pidfile: Path | None) -> int | None:
     """The running daemon's pid: from the pidfile if given, else from the store's lock."""
     if pidfile is not None:
-        from gnomon.daemon._detach import read_pidfile
+        from gnomon.daemon import read_pidfile
 
         return read_pidfile(pidfile)
     holder = daemon_holder()
@@ -210,7 +210,7 @@ def daemon_stop(
     """
     pidfile = pidfile or ctx.obj.get("pidfile")
     if pidfile is not None:
-        from gnomon.daemon._detach import DaemonNotRunning, stop
+        from gnomon.daemon import DaemonNotRunning, stop
 
         try:
             stopped = stop(pidfile, timeout)
@@ -243,7 +243,7 @@ def daemon_status(
       gnomon daemon status --pidfile /run/gnomon.pid
     """
     from gnomon.cli._common import daemon_elsewhere, daemon_lock_path, print_json
-    from gnomon.daemon._health import read_status
+    from gnomon.daemon import read_status
 
     pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
     if pid is None:

@@ -117,7 +117,7 @@ def _view(
     schedules it, else from the file (with no next fire: nothing fires it), plus how the
     file and the store agree."""
     from gnomon.control import deployment_view
-    from gnomon.deployments._sync import definition
+    from gnomon.deployments import definition
     from gnomon.store.rows import DeploymentRow
 
     row = compared.row

@@ -25,14 +25,13 @@ from gnomon._names import NAME_RULE, is_name
 from gnomon.control._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
-from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
+from gnomon.store import AuditAction, ReloadStatus, RunCause, TokenAccess
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from gnomon.deployments import ConfigProblem
-    from gnomon.store import ControlStore, FastControl
-    from gnomon.store._values import Actor
+    from gnomon.store import Actor, ControlStore, FastControl
     from gnomon.store.rows import DeploymentRow, FlowRunRow, NewFlowRun
 
 # Deployment names as the config allows them (letters, digits, '-', '_', '.'), never '..'.
@@ -171,8 +170,7 @@ def check_flow_parameters(deployment: DeploymentRow, requested: dict[str, Any]) 
     schema = deployment.parameter_schema
     if not requested or not schema:
         return
-    from gnomon.deployments import ConfigProblem
-    from gnomon.deployments._parameters import request_problems
+    from gnomon.deployments import ConfigProblem, request_problems
 
     found = request_problems(schema, requested, deployment.parameters or {})
     if found:
@@ -298,8 +296,7 @@ class Operations(FastOperations):
         reload rule: problems not confined to one deployment change nothing; a deployment
         with problems keeps its stored version; the rest applies."""
         from gnomon._settings import find_config_file
-        from gnomon.deployments import load_config
-        from gnomon.deployments._sync import sync_deployments
+        from gnomon.deployments import load_config, sync_deployments
 
         result = load_config(config_path)
         problems = [str(problem) for problem in result.problems]

@@ -1,28 +1,60 @@
 """The scheduling daemon: loads deployments, fires runs on time into a warm worker pool,
-and persists every decision. ``run_daemon`` runs it in the foreground.
+and persists every decision. ``run_daemon`` runs it in the foreground; ``detach`` starts it
+in the background and ``stop`` ends it; ``find_holder`` and ``read_status`` say whether one
+runs on a store and how healthy it is, for the command line.
 
-Imports are lazy: worker processes import ``gnomon.daemon._worker`` and should not pay for
-the scheduler and the config models they never use.
+This is what other packages may use; the modules behind it are private. A name's module is
+imported when the name is first asked for: worker processes import ``gnomon.daemon._worker``
+and should not pay for the scheduler and the config models they never use.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from gnomon.daemon._detach import (
+        DaemonNotRunning,
+        PidfileInUse,
+        StartReport,
+        detach,
+        read_pidfile,
+        stop,
+    )
+    from gnomon.daemon._health import read_status
+    from gnomon.daemon._lock import find_holder, lock_path
     from gnomon.daemon._main import run_daemon
     from gnomon.daemon._service import Daemon
 
-__all__ = ["Daemon", "run_daemon"]
+__all__ = [
+    "Daemon",
+    "DaemonNotRunning",
+    "PidfileInUse",
+    "StartReport",
+    "detach",
+    "find_holder",
+    "lock_path",
+    "read_pidfile",
+    "read_status",
+    "run_daemon",
+    "stop",
+]
+
+_WHERE = {
+    "Daemon": "gnomon.daemon._service",
+    "DaemonNotRunning": "gnomon.daemon._detach",
+    "PidfileInUse": "gnomon.daemon._detach",
+    "StartReport": "gnomon.daemon._detach",
+    "detach": "gnomon.daemon._detach",
+    "find_holder": "gnomon.daemon._lock",
+    "lock_path": "gnomon.daemon._lock",
+    "read_pidfile": "gnomon.daemon._detach",
+    "read_status": "gnomon.daemon._health",
+    "run_daemon": "gnomon.daemon._main",
+    "stop": "gnomon.daemon._detach",
+}
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Daemon":
-        from gnomon.daemon._service import Daemon
-
-        return Daemon
-    if name == "run_daemon":
-        from gnomon.daemon._main import run_daemon
-
-        return run_daemon
-    raise AttributeError(f"module 'gnomon.daemon' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

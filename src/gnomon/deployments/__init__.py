@@ -4,28 +4,47 @@ its deployments into the store.
 ``load_config()`` reads the TOML config (``[daemon]``, ``[[deployments]]``, ``[[notify]]``,
 ``include``) and returns the valid deployments and notification targets with every problem
 found; ``sync_deployments()`` registers the deployments in the store, which keeps anchors,
-fire times and pause flags across restarts.
+fire times and pause flags across restarts; ``request_problems()`` checks a run request's
+parameters against a deployment's.
+
+This is what other packages may use; the modules behind it are private. A name's module is
+imported when the name is first asked for.
 """
 
-from gnomon.deployments._load import (
-    ConfigProblem,
-    LoadResult,
-    load_config,
-    load_config_or_raise,
-)
-from gnomon.deployments._models import (
-    Catchup,
-    ContainmentMode,
-    DaemonConfig,
-    Deployment,
-    GnomonConfig,
-    NotifyEvent,
-    NotifyTarget,
-    Overlap,
-    Policies,
-    stored_schedule,
-)
-from gnomon.deployments._sync import Comparison, Drift, SyncResult, compare, sync_deployments
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gnomon._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from gnomon.deployments._load import (
+        ConfigProblem,
+        LoadResult,
+        load_config,
+        load_config_or_raise,
+    )
+    from gnomon.deployments._models import (
+        Catchup,
+        ContainmentMode,
+        DaemonConfig,
+        Deployment,
+        GnomonConfig,
+        NotifyEvent,
+        NotifyTarget,
+        Overlap,
+        Policies,
+        stored_schedule,
+    )
+    from gnomon.deployments._parameters import request_problems
+    from gnomon.deployments._sync import (
+        Comparison,
+        Drift,
+        SyncResult,
+        compare,
+        definition,
+        sync_deployments,
+    )
 
 __all__ = [
     "Catchup",
@@ -43,8 +62,37 @@ __all__ = [
     "Policies",
     "SyncResult",
     "compare",
+    "definition",
     "load_config",
     "load_config_or_raise",
+    "request_problems",
     "stored_schedule",
     "sync_deployments",
 ]
+
+_WHERE = {
+    "Catchup": "gnomon.deployments._models",
+    "Comparison": "gnomon.deployments._sync",
+    "ConfigProblem": "gnomon.deployments._load",
+    "ContainmentMode": "gnomon.deployments._models",
+    "DaemonConfig": "gnomon.deployments._models",
+    "Deployment": "gnomon.deployments._models",
+    "Drift": "gnomon.deployments._sync",
+    "GnomonConfig": "gnomon.deployments._models",
+    "LoadResult": "gnomon.deployments._load",
+    "NotifyEvent": "gnomon.deployments._models",
+    "NotifyTarget": "gnomon.deployments._models",
+    "Overlap": "gnomon.deployments._models",
+    "Policies": "gnomon.deployments._models",
+    "SyncResult": "gnomon.deployments._sync",
+    "compare": "gnomon.deployments._sync",
+    "definition": "gnomon.deployments._sync",
+    "load_config": "gnomon.deployments._load",
+    "load_config_or_raise": "gnomon.deployments._load",
+    "request_problems": "gnomon.deployments._parameters",
+    "stored_schedule": "gnomon.deployments._models",
+    "sync_deployments": "gnomon.deployments._sync",
+}
+
+
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -42,10 +42,10 @@ from gnomon.scheduling import (
     Schedule,
     ScheduleError,
     ScheduleKind,
+    cron_trigger,
     parse_every,
     parse_interval,
 )
-from gnomon.scheduling._cron import cron_trigger
 
 if TYPE_CHECKING:
     from gnomon.store.rows import DeploymentRow

@@ -9,7 +9,7 @@ satisfy the ``Trigger`` protocol.
 """
 
 from gnomon.scheduling._base import ScheduleError, Trigger
-from gnomon.scheduling._cron import CronTrigger
+from gnomon.scheduling._cron import CronTrigger, cron_trigger
 from gnomon.scheduling._durations import format_duration, parse_interval
 from gnomon.scheduling._interval import MIN_INTERVAL, IntervalTrigger, parse_every
 from gnomon.scheduling._jitter import jitter_offset
@@ -24,6 +24,7 @@ __all__ = [
     "ScheduleKind",
     "ScheduleSpec",
     "Trigger",
+    "cron_trigger",
     "format_duration",
     "jitter_offset",
     "parse_every",
