@@ -21,7 +21,7 @@ Database = Path | str
 
 def location(store) -> Database:  # type: ignore[no-untyped-def]
     """What the checks below read for ``store``: its SQLite file, else its URL."""
-    from gnomon.store._db import sqlite_path
+    from gnomon.store import sqlite_path
 
     return sqlite_path(store.url) or store.url
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from gnomon.daemon._checkpoint import Checkpointer
-from gnomon.store import Store, get_store
-from gnomon.store._db import EXTERNAL_CHECKPOINTS_ENV
+from gnomon.store import EXTERNAL_CHECKPOINTS_ENV, Store, get_store
 from gnomon.store._schema import flow_runs
 
 

@@ -24,7 +24,7 @@ import click
 import pytest
 
 from gnomon.cli import main
-from gnomon.daemon._detach import read_pidfile
+from gnomon.daemon import read_pidfile
 from gnomon.daemon._lock import DaemonLock, find_holder, lock_path
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.states import parse_state_filter

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gnomon.daemon._service import Daemon
+from gnomon.daemon import Daemon
 
 pytestmark = pytest.mark.backends
 

@@ -300,7 +300,7 @@ def test_a_claimed_run_whose_flow_cannot_be_loaded_is_left_crashed(
 
 
 def test_a_flow_file_runs_once_per_process_until_a_reload_loads_it_fresh(tmp_path: Path) -> None:
-    from gnomon.flows._flow_engine import load_flow
+    from gnomon.flows import load_flow
 
     source = tmp_path / "counted.py"
     source.write_text(

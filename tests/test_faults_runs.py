@@ -23,7 +23,7 @@ from faults import (
     integrity,
     location,
 )
-from gnomon.daemon._lock import find_holder
+from gnomon.daemon import find_holder
 from test_cli_daemon import gnomon
 from test_daemon import INTERVAL_TICK, start_daemon, wait_for, write_config
 
@@ -231,7 +231,7 @@ def test_a_refused_final_state_and_its_history_row_are_queued_together_and_dropp
     the history row of a state the run never took. In one batch, the second final state
     is refused before it can replace the first (the soak's run Completed, then Crashed by
     a signal in its worker before the batch was flushed)."""
-    from gnomon.flows._records import state_columns, state_row
+    from gnomon.flows import state_columns, state_row
     from gnomon.states import Completed, Crashed
 
     run_id = schedule_run(store, "flows.py:tick")

@@ -19,9 +19,8 @@ import pytest
 from conftest import create_run, logs_of
 from gnomon._settings import reset_settings
 from gnomon.exceptions import MissingContextError
-from gnomon.flows import _log_hold, _logging
+from gnomon.flows import _log_hold, _logging, cap_run_logs
 from gnomon.flows._context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
-from gnomon.flows._log_cap import cap_run_logs
 from gnomon.flows._logging import (
     configure_logging,
     engine_logger,

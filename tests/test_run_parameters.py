@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 
 from gnomon import flow
-from gnomon.deployments._parameters import request_problems
+from gnomon.deployments import request_problems
 
 
 @flow

@@ -630,7 +630,7 @@ def test_a_fire_the_catch_up_decided_is_not_fired_again_by_the_timer(tmp_path, s
 
 @pytest.mark.sqlite_only
 def test_a_tick_whose_store_fails_still_plans_the_next_fire(tmp_path, store) -> None:
-    from gnomon.store._db import bound_write_waits
+    from gnomon.store import bound_write_waits
 
     scheduler, _ = make_scheduler(tmp_path, store, every_minute())
     scheduler.plan_fires(at(0) + SECOND)
