@@ -24,6 +24,7 @@ from test_cli_daemon import gnomon
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
+PAUSES = ("pause", "resume")
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>{{7*7}} javascript:alert(3)'
 
 
@@ -141,6 +142,45 @@ def test_pausing_with_a_reason_and_resuming_from_the_dashboard(
     page.locator("tr[data-deployment=nightly-report] form button", has_text="Resume").click()
     page.wait_for_url("**/deployments?said=Resumed*")
     assert not is_paused(api, "nightly-report")
+
+
+def test_pause_and_resume_say_what_they_did_not_what_was_asked(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, token(api, "on-call", TokenAccess.OPERATE))
+    Operations(api.store, Actor("alice", "cli")).pause(["nightly-report"], "INC-1")
+    # This tab still shows nightly-report active: its pause changes nothing.
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("INC-2")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?*said=*")
+    said = "nightly-report was already paused (by alice: INC-1); its reason is unchanged."
+    assert page.inner_text("[role=status]") == said
+    stored = api.store.read_deployment("nightly-report")
+    assert stored is not None
+    assert (stored.paused_by, stored.paused_reason) == ("alice", "INC-1")
+
+    def said_after(path: str) -> str:
+        csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+        response = page.request.post(
+            api.url + path,
+            form={"csrf": csrf, "reason": "x"},
+            headers={"Referer": api.url + "/deployments"},
+        )
+        page.goto(response.url)
+        return page.inner_text("[role=status]")
+
+    assert said_after("/actions/deployments/sync-crm/resume") == "sync-crm is not paused."
+    assert said_after("/actions/deployments/nightly-reprt/pause") == (
+        'No deployment named "nightly-reprt"; did you mean "nightly-report"?'
+    )
+    assert said_after("/actions/deployments/a%20b/pause").startswith(
+        "Invalid deployment name 'a b'"
+    )
+    assert said_after("/actions/deployments/nightly-report/resume") == "Resumed nightly-report."
+    changes = [e.action for e in api.store.read_audit(None, 10) if e.action in PAUSES]
+    assert changes == ["resume", "pause"]  # alice's pause, and the one resume that did
 
 
 def test_a_read_token_sees_no_buttons_and_its_forged_post_is_refused(

@@ -170,10 +170,17 @@ def act(
     try:
         result = action(operations(request))
     except (UnknownName, InvalidInput, Conflict) as error:
-        return back(request, str(error))
+        return back(request, sentence(str(error)))
     return back(
         request, done(result) if callable(done) else done, to(result) if callable(to) else to
     )
+
+
+def sentence(text: str) -> str:
+    """An error's message as a sentence to show: ``no deployment named "x"`` reads
+    ``No deployment named "x".``"""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
 def back(request: Request, message: str, to: str | None = None) -> Response:
