@@ -268,6 +268,31 @@ def test_logging_in_again_ends_the_browsers_previous_session(
     assert stale.status_code == 303
 
 
+def test_a_stale_tabs_action_is_refused_with_a_page_leading_back(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token, "/deployments?tag=crm")
+    other = page.context.new_page()  # logging in again in another tab: a new session
+    other.goto(api.url + "/login")
+    other.fill("#token", api.token)
+    other.click("form.login button")
+    other.wait_for_url(api.url + "/deployments")
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("from the old tab")
+    with page.expect_response("**/actions/deployments/nightly-report/pause") as answer:
+        row.locator("form.pause button").click()
+    assert answer.value.status == 403
+    assert page.inner_text("h1") == "Forbidden"
+    assert "reload it and try again" in page.inner_text("[role=alert]")
+    assert not is_paused(api, "nightly-report")
+    page.click("a.back")
+    page.wait_for_url(api.url + "/deployments?tag=crm")
+    assert page.locator("tr[data-deployment]").count() == 2
+    with api.admin as client:  # the API's errors stay JSON
+        assert client.get("/api/v1/deployments/nope").json()["error"].startswith("no deployment")
+
+
 def test_logout_ends_the_session_it_checked_even_with_two_cookies(
     api: Api,  # noqa: F811
     page: Any,

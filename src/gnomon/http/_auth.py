@@ -211,6 +211,12 @@ def dashboard_access(method: str, path: str) -> TokenAccess:
     return TokenAccess.ADMIN
 
 
+def is_dashboard_path(path: str) -> bool:
+    """Whether ``path`` is the dashboard's (a page, an action, the login page): where a
+    browser shows the answer, so an error is a page rather than JSON."""
+    return path == LOGIN_PATH or DASHBOARD_PATHS.fullmatch(path) is not None
+
+
 def _client(scope: Scope) -> str | None:
     """The client's address as the server saw it (a proxy's, behind one)."""
     client = scope.get("client")

@@ -16,6 +16,7 @@ import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 HOME = "/"
+MESSAGE_FIELDS = ("said",)  # the query fields of a page's message (back()'s)
 
 
 def page(
@@ -51,6 +53,16 @@ def page(
 def not_found(request: Request, what: str) -> Response:
     """The dashboard's 404 page, saying what was not found."""
     return page(request, "missing.html", 404, what=what)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """The dashboard's answer to a request it refused (``status`` kept): what went wrong, and
+    a link back to the page the request came from (a stale tab's form: to that page, now
+    with this session's token)."""
+    signed_in = request.scope.get("state", {}).get("actor") is not None
+    values = {"title": HTTPStatus(status).phrase, "message": sentence(message)}
+    values["back"] = came_from(request) or HOME
+    return page(request, "error.html", status, public=not signed_in, **values)
 
 
 @functools.cache
@@ -145,7 +157,11 @@ async def checked_form(request: Request) -> dict[str, str]:
     given = form.get("csrf")
     expected = csrf(request).encode()
     if given is None or not secrets.compare_digest(given.encode("utf-8", "replace"), expected):
-        raise ApiError(403, "the form's CSRF token is missing or not this session's")
+        raise ApiError(
+            403,
+            "the form's CSRF token is missing or not this session's: the page may be from"
+            " before you logged in again; reload it and try again",
+        )
     return form
 
 
@@ -181,6 +197,22 @@ def sentence(text: str) -> str:
     ``No deployment named "x".``"""
     text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+def came_from(request: Request) -> str | None:
+    """The page a form was posted from (its ``Referer``), on this server, its query (the
+    page's filters) kept but for a message shown on it; None without one."""
+    referer = request.headers.get("referer", "")
+    parts = urlsplit(referer)
+    if not parts.path:
+        return None
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key not in MESSAGE_FIELDS
+    ]
+    target = safe_next(parts.path + (f"?{urlencode(query)}" if query else ""))
+    return None if target == HOME else target
 
 
 def back(request: Request, message: str, to: str | None = None) -> Response:
