@@ -183,6 +183,31 @@ def test_pause_and_resume_say_what_they_did_not_what_was_asked(
     assert changes == ["resume", "pause"]  # alice's pause, and the one resume that did
 
 
+def test_a_page_shows_only_a_message_the_server_wrote_for_this_session(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    phishing = "Your session expired, paste your token at https://evil.example"
+    log_in(page, api, api.token)
+    for query in (f"said={phishing}", f"said={phishing}&sig=00ff", "said=&sig="):
+        page.goto(api.url + "/deployments?" + query)
+        assert page.locator("[role=status]").count() == 0, query
+    row = page.locator("tr[data-deployment=sync-crm]")
+    row.locator("input[name=reason]").fill("maintenance")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?*said=*")
+    assert page.inner_text("[role=status]") == "Paused sync-crm."
+    signed = page.url
+    page.goto(signed.replace("Paused", "Resumed"))  # its signature is not the new text's
+    assert page.locator("[role=status]").count() == 0
+    page.goto(api.url + "/login")  # logged in again: the old session's message is not shown
+    page.fill("#token", api.token)
+    page.click("form.login button")
+    page.wait_for_url(api.url + "/deployments")
+    page.goto(signed)
+    assert page.locator("[role=status]").count() == 0
+
+
 def test_a_read_token_sees_no_buttons_and_its_forged_post_is_refused(
     api: Api,  # noqa: F811
     page: Any,
@@ -225,8 +250,14 @@ def test_user_text_shows_literally_and_nothing_in_it_runs(api: Api, page: Any) -
     Operations(api.store, Actor("test", "cli")).pause(["sync-crm"], HOSTILE)
     log_in(page, api, api.token)
     assert HOSTILE in page.inner_text("tr[data-deployment=sync-crm] .reason")
-    page.goto(api.url + "/deployments?said=" + HOSTILE.replace("#", ""))
-    assert "alert(1)" in page.inner_text("[role=status]")
+    csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+    already = page.request.post(  # its message names the reason it kept
+        api.url + "/actions/deployments/sync-crm/pause",
+        form={"csrf": csrf, "reason": "again"},
+        headers={"Referer": api.url + "/deployments"},
+    )
+    page.goto(already.url)
+    assert HOSTILE in page.inner_text("[role=status]")
     page.goto(api.url + "/deployments?q=" + "%3Cscript%3Ealert(4)%3C%2Fscript%3E")
     assert page.locator("#q").input_value() == "<script>alert(4)</script>"
     page.goto(api.url + "/login?next=javascript:alert(5)")  # goes to the overview instead

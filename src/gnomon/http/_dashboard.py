@@ -7,11 +7,17 @@ with the session's CSRF token; a post without it, or with another session's, is 
 (403) before anything is done. No script runs inline (the Content-Security-Policy forbids
 it): the one script, ``static/dashboard.js``, shows times in the chosen zone and keeps the
 live parts of a page current.
+
+After an action, the page it goes back to shows a message (``?said=...``), signed for the
+session (``&sig=...``): a page shows only a message the server wrote, never text a link
+put there.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Callable
@@ -35,7 +41,8 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 HOME = "/"
-MESSAGE_FIELDS = ("said",)  # the query fields of a page's message (back()'s)
+SAID, SIGNATURE = "said", "sig"  # the query fields of a page's message (back()'s)
+MESSAGE_FIELDS = (SAID, SIGNATURE)
 
 
 def page(
@@ -45,6 +52,7 @@ def page(
     access (a ``public`` one, the login page, has neither)."""
     if not public:
         values.update(csrf=csrf(request), access=access(request), path=request.url.path)
+        values.update(said=said(request))
     html = environment().get_template(template).render(**values)
     # Not kept: after logging out, Back must not show the page again.
     return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
@@ -221,7 +229,28 @@ def back(request: Request, message: str, to: str | None = None) -> Response:
         referer = request.headers.get("referer", "")
         to = urlsplit(referer).path if referer else ""
     target = safe_next(to or HOME)
-    return RedirectResponse(f"{target}?{urlencode({'said': message})}", status_code=303)
+    query = urlencode({SAID: message, SIGNATURE: _signature(request, message)})
+    return RedirectResponse(f"{target}?{query}", status_code=303)
+
+
+def said(request: Request) -> str | None:
+    """The message ``back()`` left for this page, if the server wrote it for this session:
+    a link to a page with any other text in ``said`` (``?said=Your session expired, paste
+    your token at ...``) shows nothing."""
+    message = request.query_params.get(SAID)
+    given = request.query_params.get(SIGNATURE, "")
+    if not message:
+        return None
+    expected = _signature(request, message).encode()
+    return message if hmac.compare_digest(given.encode("utf-8", "replace"), expected) else None
+
+
+def _signature(request: Request, message: str) -> str:
+    """The signature of ``message`` for the request's session: an HMAC under the app's
+    own random key, of the message and the session's CSRF token (so a message one user's
+    action produced shows in no one else's session)."""
+    text = f"{csrf(request)}\0{message}".encode()
+    return hmac.new(request.app.state.message_key, text, hashlib.sha256).hexdigest()[:32]
 
 
 def safe_next(target: str) -> str:

@@ -77,7 +77,7 @@ def decisions(
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/deployments/{name}", include_in_schema=False)
-    def deployment_page(request: Request, name: str, said: str = "") -> Response:
+    def deployment_page(request: Request, name: str) -> Response:
         try:
             row = operations(request).deployment(name)
         except (UnknownName, InvalidInput) as error:
@@ -93,7 +93,6 @@ def add_routes(app: FastAPI) -> None:
             chart_size=(WIDTH, HEIGHT),
             decisions=decisions(store.read_runs(deployment=name, limit=DECISIONS), entries),
             entries=[audit_entry(entry, {name}) for entry in entries],
-            said=said,
         )
 
     @app.post("/actions/deployments/{name}/run", include_in_schema=False)

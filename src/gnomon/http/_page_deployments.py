@@ -27,7 +27,7 @@ def add_routes(app: FastAPI) -> None:
         return RedirectResponse("/deployments", status_code=303)
 
     @app.get("/deployments", include_in_schema=False)
-    def deployments_page(request: Request, q: str = "", tag: str = "", said: str = "") -> Response:
+    def deployments_page(request: Request, q: str = "", tag: str = "") -> Response:
         store = request.app.state.store
         rows = store.read_deployments()
         if q:
@@ -44,7 +44,6 @@ def add_routes(app: FastAPI) -> None:
             deployments=views,
             q=q,
             tag=tag,
-            said=said,
         )
 
     @app.post("/actions/deployments/{name}/pause", include_in_schema=False)

@@ -51,16 +51,14 @@ class Bar:
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/runs/{run_id}", include_in_schema=False)
-    def run_page(request: Request, run_id: str, tasks: str = "0", said: str = "") -> Response:
+    def run_page(request: Request, run_id: str, tasks: str = "0") -> Response:
         ops = operations(request)
         try:
             row = ops.run(run_id)
         except (UnknownName, InvalidInput) as error:
             return not_found(request, str(error))
         offset = int(tasks) if tasks.isascii() and tasks.isdigit() and len(tasks) < 9 else 0
-        return page(
-            request, "run.html", current="runs", said=said, **_run_page(ops.store, row, offset)
-        )
+        return page(request, "run.html", current="runs", **_run_page(ops.store, row, offset))
 
     @app.get("/runs/{run_id}/logs/stream", include_in_schema=False)
     def run_log_stream(request: Request, run_id: str, after_id: str = "0") -> Response:
