@@ -208,6 +208,47 @@ def test_a_page_shows_only_a_message_the_server_wrote_for_this_session(
     assert page.locator("[role=status]").count() == 0
 
 
+def test_an_action_goes_back_to_its_page_with_its_filters_and_message(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token, "/deployments?tag=crm&q=sync")
+    row = page.locator("tr[data-deployment=sync-crm]")
+    row.locator("input[name=reason]").fill("maintenance")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?tag=crm&q=sync&said=*")
+    assert page.inner_text("[role=status]") == "Paused sync-crm."
+    assert page.locator("tr[data-deployment]").count() == 1
+    csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+    # Without a Referer (a browser told not to send one): the action's own page.
+    response = page.request.post(
+        api.url + "/actions/deployments/sync-crm/resume", form={"csrf": csrf}, max_redirects=0
+    )
+    assert response.headers["location"].startswith("/deployments?said=Resumed")
+    page.goto(api.url + response.headers["location"].replace("/deployments", "/", 1))
+    assert page.url.startswith(api.url + "/deployments?said=")  # / keeps the message
+    assert page.inner_text("[role=status]") == "Resumed sync-crm."
+
+
+def test_the_deployments_table_stays_current_and_keeps_a_reason_being_typed(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token)
+    page.evaluate("window.marker = 'same page'")
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("INC-7 half typed")
+    page.click("h1")  # the focus leaves the field; the text stays
+    alice = Operations(api.store, Actor("alice", "cli"))
+    alice.pause(["nightly-report", "sync-crm"], "INC-6")
+    other = page.locator("tr[data-deployment=sync-crm]")
+    other.locator(".pause-state", has_text="Paused by alice").wait_for()
+    other.locator("button", has_text="Resume").wait_for()
+    row.locator(".pause-state", has_text="Paused by alice").wait_for()
+    assert row.locator("input[name=reason]").input_value() == "INC-7 half typed"
+    assert page.evaluate("window.marker") == "same page"  # not reloaded
+
+
 def test_a_read_token_sees_no_buttons_and_its_forged_post_is_refused(
     api: Api,  # noqa: F811
     page: Any,

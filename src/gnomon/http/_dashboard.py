@@ -184,20 +184,21 @@ def act(
     action: Callable[[Operations], Any],
     done: str | Callable[[Any], str],
     to: str | Callable[[Any], str] | None = None,
+    *,
+    home: str,
 ) -> Response:
     """Carry out ``action`` and go back (or on ``to``) saying ``done``; either may be made
     of the action's result (``lambda new: f"/runs/{new['id']}"``). A refusal (an unknown
     name, bad input, a conflict such as cancelling a finished run) goes back saying why,
-    nothing done."""
+    nothing done. ``home`` is the page the action belongs to (see ``back``)."""
     from gnomon.control import Conflict
 
     try:
         result = action(operations(request))
     except (UnknownName, InvalidInput, Conflict) as error:
-        return back(request, sentence(str(error)))
-    return back(
-        request, done(result) if callable(done) else done, to(result) if callable(to) else to
-    )
+        return back(request, sentence(str(error)), home)
+    message = done(result) if callable(done) else done
+    return back(request, message, home, to(result) if callable(to) else to)
 
 
 def sentence(text: str) -> str:
@@ -223,14 +224,13 @@ def came_from(request: Request) -> str | None:
     return None if target == HOME else target
 
 
-def back(request: Request, message: str, to: str | None = None) -> Response:
-    """Back to the page the form was on (or to ``to``), with a message to show."""
-    if to is None:
-        referer = request.headers.get("referer", "")
-        to = urlsplit(referer).path if referer else ""
-    target = safe_next(to or HOME)
+def back(request: Request, message: str, home: str, to: str | None = None) -> Response:
+    """On to ``to`` if given, else back to the page the form was on (``came_from``: its
+    filters kept), else (no Referer) to ``home``, the page the action belongs to; with a
+    message to show there."""
+    target = safe_next(to) if to else came_from(request) or home
     query = urlencode({SAID: message, SIGNATURE: _signature(request, message)})
-    return RedirectResponse(f"{target}?{query}", status_code=303)
+    return RedirectResponse(f"{target}{'&' if '?' in target else '?'}{query}", status_code=303)
 
 
 def said(request: Request) -> str | None:

@@ -24,6 +24,7 @@ from gnomon.exceptions import InvalidInput
 from gnomon.http._chart import HEIGHT, SLOTS, WIDTH, duration_chart
 from gnomon.http._dashboard import act, checked_form, not_found, operations, page
 from gnomon.http._page_audit import audit_entry
+from gnomon.http._page_deployments import HOME_PAGE
 from gnomon.states import StateName
 from gnomon.store import AuditAction, RunCause
 
@@ -98,5 +99,5 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/actions/deployments/{name}/run", include_in_schema=False)
     async def run_action(request: Request, name: str) -> Response:
         await checked_form(request)
-        action = functools.partial(act, request, lambda ops: ops.trigger(name))
+        action = functools.partial(act, request, lambda ops: ops.trigger(name), home=HOME_PAGE)
         return await to_thread.run_sync(action, lambda run: f"Run {run['id']} of {name} requested.")

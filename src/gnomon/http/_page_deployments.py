@@ -19,12 +19,14 @@ from gnomon.control import Operations, deployment_view
 from gnomon.http._dashboard import act, back, checked_form, page
 
 RECENT_RUNS = 20
+HOME_PAGE = "/deployments"  # the dashboard's first page, and where its actions go back to
 
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
-    def home() -> Response:
-        return RedirectResponse("/deployments", status_code=303)
+    def home(request: Request) -> Response:
+        query = request.url.query  # a message (back()'s) goes on with it
+        return RedirectResponse(HOME_PAGE + (f"?{query}" if query else ""), status_code=303)
 
     @app.get("/deployments", include_in_schema=False)
     def deployments_page(request: Request, q: str = "", tag: str = "") -> Response:
@@ -51,14 +53,16 @@ def add_routes(app: FastAPI) -> None:
         form = await checked_form(request)
         reason = str(form.get("reason") or "").strip()
         if not reason:
-            return back(request, f"Pausing {name} needs a reason.")
-        action = functools.partial(act, request, lambda ops: _paused(ops, name, reason))
+            return back(request, f"Pausing {name} needs a reason.", HOME_PAGE)
+        action = functools.partial(
+            act, request, lambda ops: _paused(ops, name, reason), home=HOME_PAGE
+        )
         return await to_thread.run_sync(action, str)
 
     @app.post("/actions/deployments/{name}/resume", include_in_schema=False)
     async def resume_action(request: Request, name: str) -> Response:
         await checked_form(request)
-        action = functools.partial(act, request, lambda ops: _resumed(ops, name))
+        action = functools.partial(act, request, lambda ops: _resumed(ops, name), home=HOME_PAGE)
         return await to_thread.run_sync(action, str)
 
 

@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -86,6 +87,7 @@ def add_routes(app: FastAPI) -> None:
             request,
             lambda ops: ops.cancel(run_id, reason)[1],
             lambda outcome: CANCELLED.get(outcome, outcome),
+            home=f"/runs/{quote(run_id, safe='')}",
         )
         return await to_thread.run_sync(action)
 
@@ -98,6 +100,7 @@ def add_routes(app: FastAPI) -> None:
             lambda ops: ops.retry(run_id),
             lambda new: f"Retrying as run {new['id'][:8]}.",
             lambda new: f"/runs/{new['id']}",
+            home=f"/runs/{quote(run_id, safe='')}",
         )
         return await to_thread.run_sync(action)
 
