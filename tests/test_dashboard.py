@@ -67,6 +67,23 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
+def runs_in_every_state(server: Api, name: str = "nightly-report") -> list[str]:
+    """A run of ``name`` in each state, a minute apart, oldest first: the state names."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from conftest import create_run
+    from gnomon.states import STATE_NAMES
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for minute, (state, kind) in enumerate(STATE_NAMES.items()):
+        at = start + timedelta(minutes=minute)
+        run = {"id": uuid.uuid4().hex, "name": f"{name}-{minute}", "flow_name": "report"}
+        run |= {"deployment_name": name, "scheduled_for": at, "created": at}
+        create_run(server.store, run | {"state_type": kind, "state_name": state})
+    return list(STATE_NAMES)
+
+
 def log_in(page: Any, server: Api, token: str, path: str = "/deployments") -> None:
     page.goto(server.url + path)
     assert page.url.startswith(server.url + "/login?next=")
@@ -247,6 +264,29 @@ def test_the_deployments_table_stays_current_and_keeps_a_reason_being_typed(
     row.locator(".pause-state", has_text="Paused by alice").wait_for()
     assert row.locator("input[name=reason]").input_value() == "INC-7 half typed"
     assert page.evaluate("window.marker") == "same page"  # not reloaded
+
+
+def test_each_last_run_shows_its_own_symbol_oldest_first_named_for_screen_readers(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    states = runs_in_every_state(api)
+    log_in(page, api, api.token)
+    marks = page.locator("tr[data-deployment=nightly-report] .marks .mark")
+    assert marks.count() == len(states)
+    symbols = [marks.nth(n).locator("[aria-hidden]").inner_text() for n in range(len(states))]
+    assert len(set(symbols)) == len(states)  # no two states alike without their colour
+    hidden = [marks.nth(n).locator(".visually-hidden").text_content() for n in range(len(states))]
+    assert [text.partition(",")[0] for text in hidden] == states  # oldest on the left
+    assert all(" UTC" in text for text in hidden)
+    legend = page.inner_text("ul.legend")
+    for state, symbol in zip(states, symbols, strict=True):
+        assert f"{symbol} {state}" in legend
+    assert "oldest on the left" in page.inner_text(".marks-legend")
+    assert marks.first.get_attribute("title").startswith(f"{states[0]} · ")
+    page.select_option("#zone-mode", "deployment")  # the title's time follows the zone
+    assert "Europe/Paris" in marks.first.get_attribute("title")
+    assert "Europe/Paris" in marks.first.locator(".visually-hidden").text_content()
 
 
 def test_a_read_token_sees_no_buttons_and_its_forged_post_is_refused(

@@ -34,6 +34,7 @@ from gnomon.control import Operations, UnknownName
 from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import request_actor
 from gnomon.http._params import ApiError
+from gnomon.states import StateName
 from gnomon.store import TokenAccess
 
 if TYPE_CHECKING:
@@ -41,6 +42,27 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 HOME = "/"
+# Each state's mark (the ``mark`` macro): a symbol of its own, so that no two states look
+# alike without their colour (a first letter would be C for Completed, Crashed and
+# Cancelled). U+FE0E asks for the symbol as text, not as a coloured emoji.
+STATE_MARKS = {
+    StateName.COMPLETED: "\u2713",  # ✓
+    StateName.CACHED: "\u2261",  # ≡
+    StateName.FAILED: "\u2717",  # ✗
+    StateName.TIMED_OUT: "\u25d5",  # ◕ (a clock is missing from common fonts)
+    StateName.CRASHED: "\u26a0\ufe0e",  # ⚠
+    StateName.CANCELLED: "\u2298",  # ⊘
+    StateName.CANCELLING: "\u2296",  # ⊖
+    StateName.SKIPPED: "\u21b7",  # ↷
+    StateName.MISSED: "?",
+    StateName.RUNNING: "\u25b6\ufe0e",  # ▶
+    StateName.RETRYING: "\u27f3",  # ⟳
+    StateName.AWAITING_RETRY: "\u21bb",  # ↻
+    StateName.SCHEDULED: "\u25f7",  # ◷
+    StateName.PENDING: "\u22ef",  # ⋯
+    StateName.NOT_READY: "\u25cc",  # ◌
+    StateName.PAUSED: "\u2016",  # ‖
+}
 SAID, SIGNATURE = "said", "sig"  # the query fields of a page's message (back()'s)
 MESSAGE_FIELDS = (SAID, SIGNATURE)
 
@@ -86,6 +108,7 @@ def environment() -> Environment:
     )
     env.filters["utc_text"] = utc_text
     env.filters["value_text"] = value_text
+    env.globals["state_marks"] = STATE_MARKS
     return env
 
 

@@ -46,6 +46,7 @@ def add_routes(app: FastAPI) -> None:
             deployments=views,
             q=q,
             tag=tag,
+            recent_runs=RECENT_RUNS,
         )
 
     @app.post("/actions/deployments/{name}/pause", include_in_schema=False)

@@ -69,6 +69,8 @@
       } else {
         element.textContent = text;
       }
+      const holder = element.closest("[data-time-title]");  // a mark's title: its state and time
+      if (holder) holder.title = holder.dataset.timeTitle + " · " + text;
     }
   }
 
