@@ -89,7 +89,9 @@ def error_page(request: Request, status: int, message: str) -> Response:
     """The dashboard's answer to a request it refused (``status`` kept): what went wrong, and
     a link back to the page the request came from (a stale tab's form: to that page, now
     with this session's token)."""
-    signed_in = request.scope.get("state", {}).get("actor") is not None
+    # Behind the login only with a session (or none needed): its header and CSRF token.
+    has_session = request.scope.get("state", {}).get("session") is not None
+    signed_in = has_session or not request.app.state.auth_enabled
     values = {"title": HTTPStatus(status).phrase, "message": sentence(message)}
     values["back"] = came_from(request) or HOME
     return page(request, "error.html", status, public=not signed_in, **values)
