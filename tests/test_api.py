@@ -720,6 +720,48 @@ def test_without_auth_the_api_serves_loopback_and_records_an_anonymous_actor(
     assert store.read_audit(limit=1)[0].actor == "anonymous"
 
 
+def test_without_auth_a_request_to_another_host_name_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    # DNS rebinding: a page at rebind.attacker.example, re-pointed at 127.0.0.1, reached the
+    # pages, the anonymous CSRF token and the operations of a server without auth.
+    Operations(store, Actor("test", "cli")).apply(write_config(tmp_path))
+    server = ApiServer(create_app(store, nudge=lambda _kind: None, auth=False), "127.0.0.1", 0)
+    server.start()
+    port = httpx.URL(server.url).port
+    rebound = f"rebind.attacker.example:{port}"
+    foreign = {"Host": rebound, "Origin": f"http://{rebound}"}
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            refused = [
+                client.get("/deployments", headers=foreign),
+                client.get("/api/v1/deployments", headers=foreign),
+                client.post("/api/v1/deployments/sync-crm/pause", headers=foreign),
+                client.post("/actions/deployments/sync-crm/pause", headers=foreign),
+                client.get("/healthz", headers={"Host": "127.0.0.1.attacker.example"}),
+            ]
+            served = [
+                client.get("/api/v1/deployments", headers={"Host": host})
+                for host in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "127.0.0.9")
+            ]
+    finally:
+        server.stop()
+    assert [response.status_code for response in refused] == [421] * len(refused)
+    assert "only at a loopback address" in refused[0].json()["error"]
+    assert "rebind.attacker.example" in refused[0].json()["error"]
+    assert [response.status_code for response in served] == [200] * len(served)
+    row = store.read_deployment("sync-crm")
+    assert row is not None
+    assert not row.paused
+
+
+def test_with_auth_any_host_name_is_served(api: Api) -> None:
+    # A server with auth may be reached by any of its names (bound to 0.0.0.0).
+    with api.admin as client:
+        response = client.get("/api/v1/deployments", headers={"Host": "gnomon.example.com"})
+    assert response.status_code == 200
+
+
 # The config.
 
 

@@ -24,6 +24,7 @@ from test_cli_daemon import gnomon
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
+PAUSES = ("pause", "resume")
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>{{7*7}} javascript:alert(3)'
 
 
@@ -64,6 +65,23 @@ def page(browser: Any) -> Iterator[Any]:
     page.confirm = set()
     yield page
     context.close()
+
+
+def runs_in_every_state(server: Api, name: str = "nightly-report") -> list[str]:
+    """A run of ``name`` in each state, a minute apart, oldest first: the state names."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from conftest import create_run
+    from gnomon.states import STATE_NAMES
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for minute, (state, kind) in enumerate(STATE_NAMES.items()):
+        at = start + timedelta(minutes=minute)
+        run = {"id": uuid.uuid4().hex, "name": f"{name}-{minute}", "flow_name": "report"}
+        run |= {"deployment_name": name, "scheduled_for": at, "created": at}
+        create_run(server.store, run | {"state_type": kind, "state_name": state})
+    return list(STATE_NAMES)
 
 
 def log_in(page: Any, server: Api, token: str, path: str = "/deployments") -> None:
@@ -143,6 +161,134 @@ def test_pausing_with_a_reason_and_resuming_from_the_dashboard(
     assert not is_paused(api, "nightly-report")
 
 
+def test_pause_and_resume_say_what_they_did_not_what_was_asked(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, token(api, "on-call", TokenAccess.OPERATE))
+    Operations(api.store, Actor("alice", "cli")).pause(["nightly-report"], "INC-1")
+    # This tab still shows nightly-report active: its pause changes nothing.
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("INC-2")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?*said=*")
+    said = "nightly-report was already paused (by alice: INC-1); its reason is unchanged."
+    assert page.inner_text("[role=status]") == said
+    stored = api.store.read_deployment("nightly-report")
+    assert stored is not None
+    assert (stored.paused_by, stored.paused_reason) == ("alice", "INC-1")
+
+    def said_after(path: str) -> str:
+        csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+        response = page.request.post(
+            api.url + path,
+            form={"csrf": csrf, "reason": "x"},
+            headers={"Referer": api.url + "/deployments"},
+        )
+        page.goto(response.url)
+        return page.inner_text("[role=status]")
+
+    assert said_after("/actions/deployments/sync-crm/resume") == "sync-crm is not paused."
+    assert said_after("/actions/deployments/nightly-reprt/pause") == (
+        'No deployment named "nightly-reprt"; did you mean "nightly-report"?'
+    )
+    assert said_after("/actions/deployments/a%20b/pause").startswith(
+        "Invalid deployment name 'a b'"
+    )
+    assert said_after("/actions/deployments/nightly-report/resume") == "Resumed nightly-report."
+    changes = [e.action for e in api.store.read_audit(None, 10) if e.action in PAUSES]
+    assert changes == ["resume", "pause"]  # alice's pause, and the one resume that did
+
+
+def test_a_page_shows_only_a_message_the_server_wrote_for_this_session(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    phishing = "Your session expired, paste your token at https://evil.example"
+    log_in(page, api, api.token)
+    for query in (f"said={phishing}", f"said={phishing}&sig=00ff", "said=&sig="):
+        page.goto(api.url + "/deployments?" + query)
+        assert page.locator("[role=status]").count() == 0, query
+    row = page.locator("tr[data-deployment=sync-crm]")
+    row.locator("input[name=reason]").fill("maintenance")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?*said=*")
+    assert page.inner_text("[role=status]") == "Paused sync-crm."
+    signed = page.url
+    page.goto(signed.replace("Paused", "Resumed"))  # its signature is not the new text's
+    assert page.locator("[role=status]").count() == 0
+    page.goto(api.url + "/login?next=/deployments")  # logged in again: the old session's
+    # message is not shown
+    page.fill("#token", api.token)
+    page.click("form.login button")
+    page.wait_for_url(api.url + "/deployments")
+    page.goto(signed)
+    assert page.locator("[role=status]").count() == 0
+
+
+def test_an_action_goes_back_to_its_page_with_its_filters_and_message(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token, "/deployments?tag=crm&q=sync")
+    row = page.locator("tr[data-deployment=sync-crm]")
+    row.locator("input[name=reason]").fill("maintenance")
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?tag=crm&q=sync&said=*")
+    assert page.inner_text("[role=status]") == "Paused sync-crm."
+    assert page.locator("tr[data-deployment]").count() == 1
+    csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+    # Without a Referer (a browser told not to send one): the action's own page.
+    response = page.request.post(
+        api.url + "/actions/deployments/sync-crm/resume", form={"csrf": csrf}, max_redirects=0
+    )
+    assert response.headers["location"].startswith("/deployments?said=Resumed")
+    page.goto(api.url + response.headers["location"])
+    assert page.inner_text("[role=status]") == "Resumed sync-crm."
+
+
+def test_the_deployments_table_stays_current_and_keeps_a_reason_being_typed(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token)
+    page.evaluate("window.marker = 'same page'")
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("INC-7 half typed")
+    page.click("h1")  # the focus leaves the field; the text stays
+    alice = Operations(api.store, Actor("alice", "cli"))
+    alice.pause(["nightly-report", "sync-crm"], "INC-6")
+    other = page.locator("tr[data-deployment=sync-crm]")
+    other.locator(".pause-state", has_text="Paused by alice").wait_for()
+    other.locator("button", has_text="Resume").wait_for()
+    row.locator(".pause-state", has_text="Paused by alice").wait_for()
+    assert row.locator("input[name=reason]").input_value() == "INC-7 half typed"
+    assert page.evaluate("window.marker") == "same page"  # not reloaded
+
+
+def test_each_last_run_shows_its_own_symbol_oldest_first_named_for_screen_readers(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    states = runs_in_every_state(api)
+    log_in(page, api, api.token)
+    marks = page.locator("tr[data-deployment=nightly-report] .marks .mark")
+    assert marks.count() == len(states)
+    symbols = [marks.nth(n).locator("[aria-hidden]").inner_text() for n in range(len(states))]
+    assert len(set(symbols)) == len(states)  # no two states alike without their colour
+    hidden = [marks.nth(n).locator(".visually-hidden").text_content() for n in range(len(states))]
+    assert [text.partition(",")[0] for text in hidden] == states  # oldest on the left
+    assert all(" UTC" in text for text in hidden)
+    legend = page.inner_text("ul.legend")
+    for state, symbol in zip(states, symbols, strict=True):
+        assert f"{symbol} {state}" in legend
+    assert "oldest on the left" in page.inner_text(".marks-legend")
+    assert marks.first.get_attribute("title").startswith(f"{states[0]} · ")
+    page.select_option("#zone-mode", "deployment")  # the title's time follows the zone
+    assert "Europe/Paris" in marks.first.get_attribute("title")
+    assert "Europe/Paris" in marks.first.locator(".visually-hidden").text_content()
+
+
 def test_a_read_token_sees_no_buttons_and_its_forged_post_is_refused(
     api: Api,  # noqa: F811
     page: Any,
@@ -185,8 +331,14 @@ def test_user_text_shows_literally_and_nothing_in_it_runs(api: Api, page: Any) -
     Operations(api.store, Actor("test", "cli")).pause(["sync-crm"], HOSTILE)
     log_in(page, api, api.token)
     assert HOSTILE in page.inner_text("tr[data-deployment=sync-crm] .reason")
-    page.goto(api.url + "/deployments?said=" + HOSTILE.replace("#", ""))
-    assert "alert(1)" in page.inner_text("[role=status]")
+    csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")
+    already = page.request.post(  # its message names the reason it kept
+        api.url + "/actions/deployments/sync-crm/pause",
+        form={"csrf": csrf, "reason": "again"},
+        headers={"Referer": api.url + "/deployments"},
+    )
+    page.goto(already.url)
+    assert HOSTILE in page.inner_text("[role=status]")
     page.goto(api.url + "/deployments?q=" + "%3Cscript%3Ealert(4)%3C%2Fscript%3E")
     assert page.locator("#q").input_value() == "<script>alert(4)</script>"
     page.goto(api.url + "/login?next=javascript:alert(5)")  # goes to the overview instead
@@ -226,6 +378,31 @@ def test_logging_in_again_ends_the_browsers_previous_session(
     with api.client() as client:
         stale = client.get("/deployments", headers={"Cookie": f"gnomon_session={first}"})
     assert stale.status_code == 303
+
+
+def test_a_stale_tabs_action_is_refused_with_a_page_leading_back(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, api.token, "/deployments?tag=crm")
+    other = page.context.new_page()  # logging in again in another tab: a new session
+    other.goto(api.url + "/login?next=/deployments")
+    other.fill("#token", api.token)
+    other.click("form.login button")
+    other.wait_for_url(api.url + "/deployments")
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("from the old tab")
+    with page.expect_response("**/actions/deployments/nightly-report/pause") as answer:
+        row.locator("form.pause button").click()
+    assert answer.value.status == 403
+    assert page.inner_text("h1") == "Forbidden"
+    assert "reload it and try again" in page.inner_text("[role=alert]")
+    assert not is_paused(api, "nightly-report")
+    page.click("a.back")
+    page.wait_for_url(api.url + "/deployments?tag=crm")
+    assert page.locator("tr[data-deployment]").count() == 2
+    with api.admin as client:  # the API's errors stay JSON
+        assert client.get("/api/v1/deployments/nope").json()["error"].startswith("no deployment")
 
 
 def test_logout_ends_the_session_it_checked_even_with_two_cookies(

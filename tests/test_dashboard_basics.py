@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from test_api import Api, api  # noqa: F401 (the fixture)
-from test_dashboard import browser, log_in  # noqa: F401 (the fixture)
+from test_dashboard import browser, log_in, runs_in_every_state  # noqa: F401 (the fixture)
 from test_dashboard_run import add_log, add_task, fail, started_run
 
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
@@ -106,3 +106,42 @@ def test_no_state_on_each_page_is_told_by_colour_alone(shown: Any) -> None:
             .filter(r => !r.querySelector('title')).length"""
     )
     assert (wordless, untitled) == (0, 0)
+
+
+# The contrast ratio of a badge's or mark's text against its background (WCAG 2.x).
+CONTRASTS = """() => {
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number).map((c) => {
+      const s = c / 255;
+      return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  return [...document.querySelectorAll('.badge, .mark')].map((e) => {
+    const style = getComputedStyle(e);
+    const [a, b] = [luminance(style.color), luminance(style.backgroundColor)].sort((x, y) => y - x);
+    return [e.className, Math.round((a + 0.05) / (b + 0.05) * 100) / 100];
+  });
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_badge_and_mark_is_readable_in_light_and_dark_mode(
+    api: Api,  # noqa: F811
+    browser: Any,  # noqa: F811
+    scheme: str,
+) -> None:
+    states = runs_in_every_state(api)
+    context = browser.new_context(color_scheme=scheme)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        log_in(tab, api, api.token, "/runs")
+        found = tab.evaluate(CONTRASTS)
+        tab.goto(api.url + "/deployments")
+        found += tab.evaluate(CONTRASTS)
+    finally:
+        context.close()
+    shown = {name.split("state-")[1] for name, _ in found if "state-" in name}
+    assert shown >= {state.lower() for state in states}
+    assert [(name, ratio) for name, ratio in found if ratio < 4.5] == []

@@ -274,3 +274,20 @@ def test_a_run_with_many_task_runs_shows_them_a_page_at_a_time_with_every_count(
     page.click("text=Later tasks")
     assert page.locator("table.gantt tbody tr").count() == 50
     assert page.inner_text("table.gantt tbody tr:first-child th") == "step-200"
+
+
+def test_a_task_page_past_the_last_task_run_says_so_and_leads_to_the_first(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    run_id = started_run(api)
+    for name in ("fetch", "transform", "load"):
+        add_task(api.store, run_id, name, [StateType.COMPLETED])
+    fail(api.store, run_id)
+    log_in(page, api, api.token, f"/runs/{run_id}?tasks=400")
+    tasks = page.inner_text("#run-tasks")
+    assert "Task runs (3" in tasks
+    assert "No task runs on this page" in tasks
+    page.click("text=The first page of task runs")
+    page.wait_for_url(f"**/runs/{run_id}")
+    assert page.locator("table.gantt tbody tr").count() == 3

@@ -81,18 +81,6 @@ def test_every_name_a_package_face_lists_resolves() -> None:
             assert getattr(module, name) is not None, f"{package}.{name}"
 
 
-# gnomon.http is being reworked beside the change that gave the other packages their faces;
-# its reaches into other packages' private modules are listed one by one, so that the list
-# can only shrink (a test below fails when one of them is gone and still listed).
-PRIVATE_IMPORTS_ALLOWED = {
-    ("http/_auth.py", "gnomon.store._kinds"),
-    ("http/_auth.py", "gnomon.store._values"),
-    ("http/_http.py", "gnomon.daemon._health"),
-    ("http/_server.py", "gnomon.store._kinds"),
-    ("http/_server.py", "gnomon.store._values"),
-}
-
-
 def _private_imports_across_packages(package: Path) -> set[tuple[str, str]]:
     """(module file, private module) for each import, under ``package`` (a ``gnomon``
     folder), of another subpackage's private module; the top-level modules (``gnomon/*.py``)
@@ -127,8 +115,7 @@ def test_no_module_imports_another_packages_private_module() -> None:
     """Each subpackage's __init__.py is its face: it names what other packages may use."""
     found = _private_imports_across_packages(REPO / "src" / "gnomon")
 
-    assert found - PRIVATE_IMPORTS_ALLOWED == set(), "import these names from the face"
-    assert PRIVATE_IMPORTS_ALLOWED - found == set(), "gone: take them off the list"
+    assert found == set(), "import these names from the package's face"
 
 
 def test_the_private_import_check_sees_every_spelling(tmp_path: Path) -> None:

@@ -43,6 +43,26 @@ def is_loopback(host: str) -> bool:
         return False  # another name: it may resolve anywhere
 
 
+def is_loopback_host(header: str) -> bool:
+    """Whether a request's ``Host`` header (``name``, ``name:port``, ``[v6]:port``) names
+    this machine by a loopback name or address: what a browser sends to a server it reached
+    at 127.0.0.1, [::1] or localhost, and never to one a DNS-rebinding page reached through
+    its own name."""
+    text = header.strip()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or ":" not in host or (rest and not rest.startswith(":")):
+            return False
+        port = rest[1:]
+    else:
+        host, _, port = text.partition(":")
+        if ":" in port:
+            return False  # an IPv6 address without brackets is no Host
+    if port and not (port.isdigit() and port.isascii()):
+        return False
+    return bool(host) and is_loopback(host)
+
+
 def public_url_for(host: str, port: int, hostname: str, *, tls: bool = False) -> str:
     """Where clients reach an API bound to ``host``:``port``: ``http://host:port`` (or
     ``https://`` when it serves ``tls``), with a wildcard address (``0.0.0.0``, ``::``)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         read_pidfile,
         stop,
     )
-    from gnomon.daemon._health import read_status
+    from gnomon.daemon._health import HealthStatus, read_status
     from gnomon.daemon._lock import find_holder, lock_path
     from gnomon.daemon._main import run_daemon
     from gnomon.daemon._service import Daemon
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Daemon",
     "DaemonNotRunning",
+    "HealthStatus",
     "PidfileInUse",
     "StartReport",
     "detach",
@@ -51,6 +52,7 @@ _WHERE = {
     "find_holder": "gnomon.daemon._lock",
     "lock_path": "gnomon.daemon._lock",
     "read_pidfile": "gnomon.daemon._detach",
+    "HealthStatus": "gnomon.daemon._health",
     "read_status": "gnomon.daemon._health",
     "run_daemon": "gnomon.daemon._main",
     "stop": "gnomon.daemon._detach",

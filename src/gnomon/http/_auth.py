@@ -11,6 +11,10 @@ What a request needs (``required_access``) is decided here too, deny by default:
 (GET, HEAD) need a read token, the operations of ``OPERATE_PATHS`` (pause, resume, run,
 cancel, retry) an operate token, and everything else, a route added later included, an
 admin token. The token's name is the actor of the changes made with it, with origin "api".
+
+Without authentication (``api_auth = false``, loopback only) every request is served as
+"anonymous", but only if its ``Host`` is a loopback name or address: a DNS-rebinding page,
+reaching 127.0.0.1 under its own name, is refused (421) before anything is read or done.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ from urllib.parse import urlencode
 
 from anyio import to_thread
 
+from gnomon._bind import is_loopback_host
 from gnomon.control import hash_token
 from gnomon.http._guards import send_error
 from gnomon.http._session import COOKIE, Sessions
-from gnomon.store._kinds import Origin, TokenAccess
-from gnomon.store._values import Actor
+from gnomon.store import Actor, Origin, TokenAccess
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -58,6 +62,10 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 OPERATE_PATHS = re.compile(
     r"/api/v1/(?:(?:deployments/[^/]+/)?(?:pause|resume)|deployments/[^/]+/runs"
     r"|runs/[^/]+/(?:cancel|retry))"
+)
+NOT_LOOPBACK = (
+    "this server serves without authentication (api_auth = false), so only at a loopback"
+    " address: 127.0.0.1, [::1] or localhost"
 )
 TOUCH_EVERY = 60.0  # seconds: a token's last use is written at most this often
 ANONYMOUS = Actor("anonymous", Origin.API)
@@ -97,6 +105,12 @@ class TokenAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
+            return
+        if not self.enabled and not is_loopback_host(_header(scope, b"host") or ""):
+            # DNS rebinding: a page of another site, its name re-pointed at 127.0.0.1, would
+            # reach this server with its own name in Host, and act as anyone here may.
+            host = repr((_header(scope, b"host") or "")[:100])
+            await _deny(send, 421, f"{NOT_LOOPBACK}; this request was addressed to {host}")
             return
         if scope["type"] == "http" and scope["path"].endswith("\n"):
             # A route pattern's $ matches before a final newline: /deployments%0A would reach
@@ -198,6 +212,12 @@ def dashboard_access(method: str, path: str) -> TokenAccess:
     return TokenAccess.ADMIN
 
 
+def is_dashboard_path(path: str) -> bool:
+    """Whether ``path`` is the dashboard's (a page, an action, the login page): where a
+    browser shows the answer, so an error is a page rather than JSON."""
+    return path == LOGIN_PATH or DASHBOARD_PATHS.fullmatch(path) is not None
+
+
 def _client(scope: Scope) -> str | None:
     """The client's address as the server saw it (a proxy's, behind one)."""
     client = scope.get("client")
@@ -234,14 +254,19 @@ async def _to_login(scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _bearer(scope: Scope) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The request's first ``name`` header (lower case), as text."""
     for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token and len(token) <= 1000:
-                return token
-            return None
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token and len(token) <= 1000:
+        return token
     return None
 
 

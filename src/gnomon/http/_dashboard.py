@@ -7,15 +7,22 @@ with the session's CSRF token; a post without it, or with another session's, is 
 (403) before anything is done. No script runs inline (the Content-Security-Policy forbids
 it): the one script, ``static/dashboard.js``, shows times in the chosen zone and keeps the
 live parts of a page current.
+
+After an action, the page it goes back to shows a message (``?said=...``), signed for the
+session (``&sig=...``): a page shows only a message the server wrote, never text a link
+put there.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -27,6 +34,7 @@ from gnomon.control import Operations, UnknownName
 from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import request_actor
 from gnomon.http._params import ApiError
+from gnomon.states import StateName
 from gnomon.store import TokenAccess
 
 if TYPE_CHECKING:
@@ -34,6 +42,29 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 HOME = "/"
+# Each state's mark (the ``mark`` macro): a symbol of its own, so that no two states look
+# alike without their colour (a first letter would be C for Completed, Crashed and
+# Cancelled). U+FE0E asks for the symbol as text, not as a coloured emoji.
+STATE_MARKS = {
+    StateName.COMPLETED: "\u2713",  # ✓
+    StateName.CACHED: "\u2261",  # ≡
+    StateName.FAILED: "\u2717",  # ✗
+    StateName.TIMED_OUT: "\u25d5",  # ◕ (a clock is missing from common fonts)
+    StateName.CRASHED: "\u26a0\ufe0e",  # ⚠
+    StateName.CANCELLED: "\u2298",  # ⊘
+    StateName.CANCELLING: "\u2296",  # ⊖
+    StateName.SKIPPED: "\u21b7",  # ↷
+    StateName.MISSED: "?",
+    StateName.RUNNING: "\u25b6\ufe0e",  # ▶
+    StateName.RETRYING: "\u27f3",  # ⟳
+    StateName.AWAITING_RETRY: "\u21bb",  # ↻
+    StateName.SCHEDULED: "\u25f7",  # ◷
+    StateName.PENDING: "\u22ef",  # ⋯
+    StateName.NOT_READY: "\u25cc",  # ◌
+    StateName.PAUSED: "\u2016",  # ‖
+}
+SAID, SIGNATURE = "said", "sig"  # the query fields of a page's message (back()'s)
+MESSAGE_FIELDS = (SAID, SIGNATURE)
 
 
 def page(
@@ -43,6 +74,7 @@ def page(
     access (a ``public`` one, the login page, has neither)."""
     if not public:
         values.update(csrf=csrf(request), access=access(request), path=request.url.path)
+        values.update(said=said(request))
     html = environment().get_template(template).render(**values)
     # Not kept: after logging out, Back must not show the page again.
     return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
@@ -51,6 +83,18 @@ def page(
 def not_found(request: Request, what: str) -> Response:
     """The dashboard's 404 page, saying what was not found."""
     return page(request, "missing.html", 404, what=what)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """The dashboard's answer to a request it refused (``status`` kept): what went wrong, and
+    a link back to the page the request came from (a stale tab's form: to that page, now
+    with this session's token)."""
+    # Behind the login only with a session (or none needed): its header and CSRF token.
+    has_session = request.scope.get("state", {}).get("session") is not None
+    signed_in = has_session or not request.app.state.auth_enabled
+    values = {"title": HTTPStatus(status).phrase, "message": sentence(message)}
+    values["back"] = came_from(request) or HOME
+    return page(request, "error.html", status, public=not signed_in, **values)
 
 
 @functools.cache
@@ -66,6 +110,7 @@ def environment() -> Environment:
     )
     env.filters["utc_text"] = utc_text
     env.filters["value_text"] = value_text
+    env.globals["state_marks"] = STATE_MARKS
     return env
 
 
@@ -145,7 +190,11 @@ async def checked_form(request: Request) -> dict[str, str]:
     given = form.get("csrf")
     expected = csrf(request).encode()
     if given is None or not secrets.compare_digest(given.encode("utf-8", "replace"), expected):
-        raise ApiError(403, "the form's CSRF token is missing or not this session's")
+        raise ApiError(
+            403,
+            "the form's CSRF token is missing or not this session's: the page may be from"
+            " before you logged in again; reload it and try again",
+        )
     return form
 
 
@@ -160,29 +209,73 @@ def act(
     action: Callable[[Operations], Any],
     done: str | Callable[[Any], str],
     to: str | Callable[[Any], str] | None = None,
+    *,
+    home: str,
 ) -> Response:
     """Carry out ``action`` and go back (or on ``to``) saying ``done``; either may be made
     of the action's result (``lambda new: f"/runs/{new['id']}"``). A refusal (an unknown
     name, bad input, a conflict such as cancelling a finished run) goes back saying why,
-    nothing done."""
+    nothing done. ``home`` is the page the action belongs to (see ``back``)."""
     from gnomon.control import Conflict
 
     try:
         result = action(operations(request))
     except (UnknownName, InvalidInput, Conflict) as error:
-        return back(request, str(error))
-    return back(
-        request, done(result) if callable(done) else done, to(result) if callable(to) else to
-    )
+        return back(request, sentence(str(error)), home)
+    message = done(result) if callable(done) else done
+    return back(request, message, home, to(result) if callable(to) else to)
 
 
-def back(request: Request, message: str, to: str | None = None) -> Response:
-    """Back to the page the form was on (or to ``to``), with a message to show."""
-    if to is None:
-        referer = request.headers.get("referer", "")
-        to = urlsplit(referer).path if referer else ""
-    target = safe_next(to or HOME)
-    return RedirectResponse(f"{target}?{urlencode({'said': message})}", status_code=303)
+def sentence(text: str) -> str:
+    """An error's message as a sentence to show: ``no deployment named "x"`` reads
+    ``No deployment named "x".``"""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+def came_from(request: Request) -> str | None:
+    """The page a form was posted from (its ``Referer``), on this server, its query (the
+    page's filters) kept but for a message shown on it; None without one."""
+    referer = request.headers.get("referer", "")
+    parts = urlsplit(referer)
+    if not parts.path:
+        return None
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key not in MESSAGE_FIELDS
+    ]
+    target = safe_next(parts.path + (f"?{urlencode(query)}" if query else ""))
+    return None if target == HOME else target
+
+
+def back(request: Request, message: str, home: str, to: str | None = None) -> Response:
+    """On to ``to`` if given, else back to the page the form was on (``came_from``: its
+    filters kept), else (no Referer) to ``home``, the page the action belongs to; with a
+    message to show there."""
+    target = safe_next(to) if to else came_from(request) or home
+    query = urlencode({SAID: message, SIGNATURE: _signature(request, message)})
+    return RedirectResponse(f"{target}{'&' if '?' in target else '?'}{query}", status_code=303)
+
+
+def said(request: Request) -> str | None:
+    """The message ``back()`` left for this page, if the server wrote it for this session:
+    a link to a page with any other text in ``said`` (``?said=Your session expired, paste
+    your token at ...``) shows nothing."""
+    message = request.query_params.get(SAID)
+    given = request.query_params.get(SIGNATURE, "")
+    if not message:
+        return None
+    expected = _signature(request, message).encode()
+    return message if hmac.compare_digest(given.encode("utf-8", "replace"), expected) else None
+
+
+def _signature(request: Request, message: str) -> str:
+    """The signature of ``message`` for the request's session: an HMAC under the app's
+    own random key, of the message and the session's CSRF token (so a message one user's
+    action produced shows in no one else's session)."""
+    text = f"{csrf(request)}\0{message}".encode()
+    return hmac.new(request.app.state.message_key, text, hashlib.sha256).hexdigest()[:32]
 
 
 def safe_next(target: str) -> str:

@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException
 from gnomon._version import __version__
 from gnomon.control import Conflict, InvalidParameters, UnknownName
 from gnomon.exceptions import InvalidInput
-from gnomon.http._auth import TokenAuth
+from gnomon.http._auth import TokenAuth, is_dashboard_path
+from gnomon.http._dashboard import error_page
 from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
 from gnomon.http._pages import add_dashboard
 from gnomon.http._params import ApiError
@@ -31,7 +32,7 @@ from gnomon.http._session import Sessions
 from gnomon.http._streams import StreamSlots
 
 if TYPE_CHECKING:
-    from gnomon.daemon._health import HealthStatus
+    from gnomon.daemon import HealthStatus
     from gnomon.store import ControlStore
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -146,7 +147,11 @@ def _add_service_routes(
         return Response(metrics_render(), media_type=METRICS_TYPE)
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+def _error(request: Request, status: int, message: str, **extra: Any) -> Response:
+    """An error's answer: JSON ``{"error": ..., "field": ...}``, or on a dashboard path (a
+    browser's page or form) the dashboard's error page, with the same status."""
+    if is_dashboard_path(request.scope["path"]):
+        return error_page(request, status, message)
     body = {"error": message, **{key: value for key, value in extra.items() if value is not None}}
     headers = {"WWW-Authenticate": 'Bearer realm="gnomon"'} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
@@ -165,29 +170,29 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return _error(error.status, error.message, field=error.field)
+    async def api_error(request: Request, error: ApiError) -> Response:
+        return _error(request, error.status, error.message, field=error.field)
 
     @app.exception_handler(InvalidInput)
-    async def invalid(_request: Request, error: InvalidInput) -> JSONResponse:
-        return _error(422, str(error))
+    async def invalid(request: Request, error: InvalidInput) -> Response:
+        return _error(request, 422, str(error))
 
     @app.exception_handler(UnknownName)
-    async def unknown(_request: Request, error: UnknownName) -> JSONResponse:
-        return _error(404, str(error))
+    async def unknown(request: Request, error: UnknownName) -> Response:
+        return _error(request, 404, str(error))
 
     @app.exception_handler(Conflict)
-    async def conflict(_request: Request, error: Conflict) -> JSONResponse:
-        return _error(409, str(error))
+    async def conflict(request: Request, error: Conflict) -> Response:
+        return _error(request, 409, str(error))
 
     @app.exception_handler(InvalidParameters)
-    async def invalid_parameters(_request: Request, error: InvalidParameters) -> JSONResponse:
+    async def invalid_parameters(request: Request, error: InvalidParameters) -> Response:
         problems = [{"field": p.field, "message": str(p)} for p in error.problems]
         first = error.problems[0]
-        return _error(422, str(first), field=first.field, problems=problems)
+        return _error(request, 422, str(first), field=first.field, problems=problems)
 
     @app.exception_handler(RequestValidationError)
-    async def validation(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation(request: Request, error: RequestValidationError) -> Response:
         problems = [
             {
                 "field": _field(item.get("loc", ())),
@@ -199,12 +204,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = str(first["message"])
         if first["field"]:
             message = f"{first['field']}: {message}"
-        return _error(422, message, field=first["field"], problems=problems)
+        return _error(request, 422, message, field=first["field"], problems=problems)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
-        return _error(error.status_code, str(error.detail))
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        return _error(request, error.status_code, str(error.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, _exception: Exception) -> JSONResponse:
-        return _error(500, "internal error; the daemon's log has the details")
+    async def unexpected(request: Request, _exception: Exception) -> Response:
+        return _error(request, 500, "internal error; the daemon's log has the details")

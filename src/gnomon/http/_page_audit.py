@@ -35,7 +35,6 @@ def add_routes(app: FastAPI) -> None:
         action: str = "",
         target: str = "",
         before: str = "",
-        said: str = "",
     ) -> Response:
         problems = [
             f"The {label} must be at most {MAX_FILTER} printable characters."
@@ -74,7 +73,6 @@ def add_routes(app: FastAPI) -> None:
             newest=("/audit?" + urlencode(kept)) if before else None,
             older=older,
             problems=problems,
-            said=said,
         )
 
 

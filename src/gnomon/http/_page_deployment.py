@@ -24,6 +24,7 @@ from gnomon.exceptions import InvalidInput
 from gnomon.http._chart import HEIGHT, SLOTS, WIDTH, duration_chart
 from gnomon.http._dashboard import act, checked_form, not_found, operations, page
 from gnomon.http._page_audit import audit_entry
+from gnomon.http._page_deployments import HOME_PAGE
 from gnomon.states import StateName
 from gnomon.store import AuditAction, RunCause
 
@@ -77,7 +78,7 @@ def decisions(
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/deployments/{name}", include_in_schema=False)
-    def deployment_page(request: Request, name: str, said: str = "") -> Response:
+    def deployment_page(request: Request, name: str) -> Response:
         try:
             row = operations(request).deployment(name)
         except (UnknownName, InvalidInput) as error:
@@ -93,11 +94,10 @@ def add_routes(app: FastAPI) -> None:
             chart_size=(WIDTH, HEIGHT),
             decisions=decisions(store.read_runs(deployment=name, limit=DECISIONS), entries),
             entries=[audit_entry(entry, {name}) for entry in entries],
-            said=said,
         )
 
     @app.post("/actions/deployments/{name}/run", include_in_schema=False)
     async def run_action(request: Request, name: str) -> Response:
         await checked_form(request)
-        action = functools.partial(act, request, lambda ops: ops.trigger(name))
+        action = functools.partial(act, request, lambda ops: ops.trigger(name), home=HOME_PAGE)
         return await to_thread.run_sync(action, lambda run: f"Run {run['id']} of {name} requested.")

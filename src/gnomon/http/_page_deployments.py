@@ -1,5 +1,10 @@
 """The deployments page: every deployment with its schedule, next fire, last runs and
-pause state, filtered by name and tag; pause (with a reason) and resume."""
+pause state, filtered by name and tag; pause (with a reason) and resume.
+
+Pause and resume say what they did, as the API's ``already_paused`` and ``not_paused`` do:
+a page showing an old state must not claim a pause that changed nothing (the new reason
+of an already paused deployment is not kept) or a resume of an active one.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,16 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from gnomon.control import deployment_view
+from gnomon.control import Operations, deployment_view
 from gnomon.http._dashboard import act, back, checked_form, page
 
 RECENT_RUNS = 20
+HOME_PAGE = "/deployments"  # where this page's actions go back to, without a Referer
 
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/deployments", include_in_schema=False)
-    def deployments_page(request: Request, q: str = "", tag: str = "", said: str = "") -> Response:
+    def deployments_page(request: Request, q: str = "", tag: str = "") -> Response:
         store = request.app.state.store
         rows = store.read_deployments()
         if q:
@@ -35,7 +41,7 @@ def add_routes(app: FastAPI) -> None:
             deployments=views,
             q=q,
             tag=tag,
-            said=said,
+            recent_runs=RECENT_RUNS,
         )
 
     @app.post("/actions/deployments/{name}/pause", include_in_schema=False)
@@ -43,12 +49,35 @@ def add_routes(app: FastAPI) -> None:
         form = await checked_form(request)
         reason = str(form.get("reason") or "").strip()
         if not reason:
-            return back(request, f"Pausing {name} needs a reason.")
-        action = functools.partial(act, request, lambda ops: ops.pause([name], reason))
-        return await to_thread.run_sync(action, f"Paused {name}.")
+            return back(request, f"Pausing {name} needs a reason.", HOME_PAGE)
+        action = functools.partial(
+            act, request, lambda ops: _paused(ops, name, reason), home=HOME_PAGE
+        )
+        return await to_thread.run_sync(action, str)
 
     @app.post("/actions/deployments/{name}/resume", include_in_schema=False)
     async def resume_action(request: Request, name: str) -> Response:
         await checked_form(request)
-        action = functools.partial(act, request, lambda ops: ops.resume([name]))
-        return await to_thread.run_sync(action, f"Resumed {name}.")
+        action = functools.partial(act, request, lambda ops: _resumed(ops, name), home=HOME_PAGE)
+        return await to_thread.run_sync(action, str)
+
+
+def _paused(ops: Operations, name: str, reason: str) -> str:
+    """Pause ``name`` (checked as the API checks it: a bad or unknown name is refused) and
+    say what was done: paused, or already paused (by whom and why), the reason unchanged."""
+    [name] = ops.select([name])
+    if ops.pause([name], reason).changed:
+        return f"Paused {name}."
+    row = ops.deployment(name)
+    why = ": ".join(
+        text for text in (row.paused_by and f"by {row.paused_by}", row.paused_reason) if text
+    )
+    return f"{name} was already paused{f' ({why})' if why else ''}; its reason is unchanged."
+
+
+def _resumed(ops: Operations, name: str) -> str:
+    """Resume ``name`` (checked as ``_paused`` checks it) and say whether it was paused."""
+    [name] = ops.select([name])
+    if ops.resume([name]).changed:
+        return f"Resumed {name}."
+    return f"{name} is not paused."

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -52,16 +53,14 @@ class Bar:
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/runs/{run_id}", include_in_schema=False)
-    def run_page(request: Request, run_id: str, tasks: str = "0", said: str = "") -> Response:
+    def run_page(request: Request, run_id: str, tasks: str = "0") -> Response:
         ops = operations(request)
         try:
             row = ops.run(run_id)
         except (UnknownName, InvalidInput) as error:
             return not_found(request, str(error))
         offset = int(tasks) if tasks.isascii() and tasks.isdigit() and len(tasks) < 9 else 0
-        return page(
-            request, "run.html", current="runs", said=said, **_run_page(ops.store, row, offset)
-        )
+        return page(request, "run.html", current="runs", **_run_page(ops.store, row, offset))
 
     @app.get("/runs/{run_id}/logs/stream", include_in_schema=False)
     def run_log_stream(request: Request, run_id: str, after_id: str = "0") -> Response:
@@ -95,6 +94,7 @@ def add_routes(app: FastAPI) -> None:
             request,
             lambda ops: ops.cancel(run_id, reason)[1],
             lambda outcome: CANCELLED.get(outcome, outcome),
+            home=f"/runs/{quote(run_id, safe='')}",
         )
         return await to_thread.run_sync(action)
 
@@ -107,6 +107,7 @@ def add_routes(app: FastAPI) -> None:
             lambda ops: ops.retry(run_id),
             lambda new: f"Retrying as run {new['id'][:8]}.",
             lambda new: f"/runs/{new['id']}",
+            home=f"/runs/{quote(run_id, safe='')}",
         )
         return await to_thread.run_sync(action)
 

@@ -47,6 +47,7 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
     """The dashboard's routes and static files on ``app``."""
     app.state.sessions = sessions
     app.state.anonymous_csrf = secrets.token_urlsafe(32)  # api_auth = false: one for all
+    app.state.message_key = secrets.token_bytes(32)  # signs the messages of back()
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/login", include_in_schema=False)

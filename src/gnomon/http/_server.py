@@ -172,8 +172,7 @@ def ensure_admin_token(store: ControlStore, path: Path) -> str | None:
     """
     from gnomon._files import private_directory
     from gnomon.control import Conflict, Operations
-    from gnomon.store._kinds import Origin
-    from gnomon.store._values import Actor
+    from gnomon.store import Actor, Origin
 
     if store.count_tokens():
         return None

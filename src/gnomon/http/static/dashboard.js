@@ -3,7 +3,8 @@
 //   browser's, or the deployment's data-zone), with its zone; data-relative ones read
 //   "in 4 min" / "3 h ago" with the absolute time on hover.
 // - Live parts: elements with data-live and an id are replaced every 2 s by the same
-//   elements of the page fetched again, so a page stays current without reloading.
+//   elements of the page fetched again, so a page stays current without reloading; not
+//   one in use (a control in it focused or typed in).
 // - Logs: an element with data-log-stream follows that URL's server-sent events, adding
 //   each line as text (never as markup), once, until the server sends "end".
 // - Forms with data-confirm ask before they post.
@@ -68,6 +69,8 @@
       } else {
         element.textContent = text;
       }
+      const holder = element.closest("[data-time-title]");  // a mark's title: its state and time
+      if (holder) holder.title = holder.dataset.timeTitle + " · " + text;
     }
   }
 
@@ -85,6 +88,17 @@
 
   let refreshing = false;
 
+  // Whether a live element is being used, and so is not replaced: a control in it has the
+  // keyboard's focus (replacing it would take the focus away), or has been typed in (a
+  // reason typed before clicking elsewhere would be lost).
+  function inUse(element) {
+    if (element.contains(document.activeElement)) return true;
+    for (const control of element.querySelectorAll("input, textarea")) {
+      if (control.value !== control.defaultValue) return true;
+    }
+    return false;
+  }
+
   async function refreshLive() {
     const live = document.querySelectorAll("[data-live][id]");
     if (!live.length || refreshing || document.hidden) return;
@@ -99,8 +113,7 @@
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
       for (const element of live) {
         const replacement = fresh.getElementById(element.id);
-        // Not while a control in it has the keyboard's focus: that would take it away.
-        if (!replacement || element.contains(document.activeElement)) continue;
+        if (!replacement || inUse(element)) continue;
         const adopted = document.importNode(replacement, true);
         showTimes(adopted);
         element.replaceWith(adopted);
