@@ -449,3 +449,24 @@ def test_one_tokens_logins_do_not_end_other_tokens_sessions() -> None:
 
 def session_cookie(page: Any) -> str:
     return next(c["value"] for c in page.context.cookies() if c["name"] == "gnomon_session")
+
+
+def test_deployments_show_a_page_at_a_time_keeping_the_filters(
+    api: Api,  # noqa: F811
+    page: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The page size (100) lowered to 1: the fixture has two deployments, not two hundred.
+    from gnomon.http import _page_deployments
+
+    monkeypatch.setattr(_page_deployments, "PAGE", 1)
+    log_in(page, api, api.token, "/deployments?q=-")
+    assert page.locator("tr[data-deployment]").count() == 1
+    assert "Deployments 1\u20131 of 2" in page.inner_text("nav.pager")
+    first = page.locator("tr[data-deployment]").get_attribute("data-deployment")
+    page.click("nav.pager >> text=Later")
+    assert page.url.endswith("/deployments?q=-&start=1")
+    assert "Deployments 2\u20132 of 2" in page.inner_text("nav.pager")
+    assert page.locator("tr[data-deployment]").get_attribute("data-deployment") != first
+    page.goto(api.url + "/deployments?start=999999999999")  # past the end, or not a number
+    assert page.locator("tr[data-deployment]").count() == 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -19,21 +21,29 @@ from gnomon.control import Operations, deployment_view
 from gnomon.http._dashboard import act, back, checked_form, page
 
 RECENT_RUNS = 20
+# Deployments to a page: a thousand on one page were 2.8 MB of HTML and half a second to
+# serve (docs/benchmarks.md, issue 16); their number is the config's, so it is counted.
+PAGE = 100
 HOME_PAGE = "/deployments"  # where this page's actions go back to, without a Referer
 
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/deployments", include_in_schema=False)
-    def deployments_page(request: Request, q: str = "", tag: str = "") -> Response:
+    def deployments_page(
+        request: Request, q: str = "", tag: str = "", start: str = "0"
+    ) -> Response:
         store = request.app.state.store
         rows = store.read_deployments()
         if q:
             rows = [row for row in rows if q.lower() in row.name.lower()]
         if tag:
             rows = [row for row in rows if tag in (row.tags or [])]
-        recent = store.read_recent_states([row.name for row in rows], RECENT_RUNS)
+        first = int(start) if start.isascii() and start.isdigit() and len(start) < 9 else 0
+        first = min(first, max(len(rows) - 1, 0)) // PAGE * PAGE
+        shown = rows[first : first + PAGE]
+        recent = store.read_recent_states([row.name for row in shown], RECENT_RUNS)
         now = datetime.now(UTC)
-        views = [deployment_view(row, now, recent.get(row.name, [])) for row in rows]
+        views = [deployment_view(row, now, recent.get(row.name, [])) for row in shown]
         return page(
             request,
             "deployments.html",
@@ -42,6 +52,7 @@ def add_routes(app: FastAPI) -> None:
             q=q,
             tag=tag,
             recent_runs=RECENT_RUNS,
+            pages=_pages(request, first, len(rows)),
         )
 
     @app.post("/actions/deployments/{name}/pause", include_in_schema=False)
@@ -81,3 +92,20 @@ def _resumed(ops: Operations, name: str) -> str:
     if ops.resume([name]).changed:
         return f"Resumed {name}."
     return f"{name} is not paused."
+
+
+def _pages(request: Request, first: int, total: int) -> dict[str, Any]:
+    """Where this page is among the filtered deployments, and the links to the others
+    (the filters kept)."""
+
+    def link(start: int) -> str:
+        query = {key: value for key, value in request.query_params.items() if key != "start"}
+        return "?" + urlencode({**query, "start": start})
+
+    return {
+        "first": first + 1 if total else 0,
+        "last": min(first + PAGE, total),
+        "total": total,
+        "earlier": link(max(first - PAGE, 0)) if first > 0 else None,
+        "later": link(first + PAGE) if first + PAGE < total else None,
+    }
