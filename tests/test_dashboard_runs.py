@@ -76,7 +76,7 @@ def test_the_failed_filter_shows_timed_out_and_crashed_runs_too(
         "TimedOut",
         "Failed",
     ]
-    assert "1m 15s" in rows.nth(0).inner_text()  # its duration
+    assert "1 min 15 s" in rows.nth(0).inner_text()  # its duration
     assert rows.nth(0).locator("a[href='/deployments/sync-crm']").count() == 1
     page.select_option("#state", "only:Failed")
     page.click("form.filter button")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gnomon.control import iso
+from gnomon.http._dashboard import duration_text
 from gnomon.states import FAILED_TYPES, StateType
 
 if TYPE_CHECKING:
@@ -55,18 +56,6 @@ class Chart:
     last_state: str
     first_start: str | None  # ISO 8601, for the page's ``when``
     last_start: str | None
-
-
-def duration_text(seconds: float) -> str:
-    """A duration as an operator reads it: 850 ms, 12.3 s, 4 min 5 s, 2 h 7 min."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60} s"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def percentile(values: list[float], share: float) -> float:

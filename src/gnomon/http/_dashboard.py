@@ -109,6 +109,7 @@ def environment() -> Environment:
         undefined=StrictUndefined,  # a misspelt value fails the page's test, not silently
     )
     env.filters["utc_text"] = utc_text
+    env.filters["duration"] = duration_text
     env.filters["value_text"] = value_text
     env.globals["state_marks"] = STATE_MARKS
     return env
@@ -121,6 +122,21 @@ def value_text(value: Any, indent: int | None = None) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def duration_text(seconds: float | None) -> str:
+    """A duration as an operator reads it, the same on every page: 850 ms, 12.3 s,
+    4 min 5 s, 2 h 7 min; a dash for none."""
+    if seconds is None:
+        return "\u2013"
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def utc_text(value: str | datetime) -> str:

@@ -10,7 +10,6 @@ page.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -18,9 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from gnomon.control import run_cursor_text, run_listing_view, runs_page
-from gnomon.http._dashboard import page
+from gnomon.http._dashboard import duration_text, page
 from gnomon.http._params import ApiError, run_cursor, run_filters
-from gnomon.scheduling import format_duration
 from gnomon.states import EXACT_PREFIX, FAILED_FILTER, FAILED_NAMES, STATE_NAMES, StateName
 from gnomon.store import RunCause
 
@@ -99,8 +97,7 @@ def _link(query: dict[str, str]) -> str:
 
 
 def _row(row: FlowRunRow) -> dict[str, Any]:
-    """A run as the table shows it: with its duration in words ("2m 5s")."""
+    """A run as the table shows it: with its duration in words ("2 min 5 s")."""
     view = run_listing_view(row)
-    seconds = view["duration_s"]
-    view["duration"] = None if seconds is None else format_duration(timedelta(seconds=seconds), 2)
+    view["duration"] = duration_text(view["duration_s"])
     return view
