@@ -32,8 +32,7 @@ from gnomon.http._server import (
     check_bind,
     ensure_admin_token,
 )
-from gnomon.store import Store, TokenAccess
-from gnomon.store._values import Actor
+from gnomon.store import Actor, Store, TokenAccess
 
 pytestmark = pytest.mark.backends
 

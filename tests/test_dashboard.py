@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from gnomon.control import Operations
-from gnomon.store import TokenAccess
-from gnomon.store._values import Actor
+from gnomon.store import Actor, TokenAccess
 from test_api import Api, api  # noqa: F401 (the fixture)
 from test_cli_daemon import gnomon
 
@@ -470,3 +471,17 @@ def test_deployments_show_a_page_at_a_time_keeping_the_filters(
     assert page.locator("tr[data-deployment]").get_attribute("data-deployment") != first
     page.goto(api.url + "/deployments?start=999999999999")  # past the end, or not a number
     assert page.locator("tr[data-deployment]").count() == 1
+
+
+def test_a_session_ends_when_its_token_expires(api: Api, page: Any) -> None:  # noqa: F811
+    expires = timedelta(seconds=2)
+    brief = api.token_for("brief", TokenAccess.READ, expires)
+    log_in(page, api, brief)
+    ends = datetime.now(UTC) + expires
+    while datetime.now(UTC) <= ends:  # the token's own expiry, on the clock: nothing to wait on
+        time.sleep(0.1)
+    page.goto(api.url + "/deployments")
+    assert page.url.startswith(api.url + "/login?next=")
+    page.fill("#token", brief)
+    page.click("form.login button")
+    assert "not valid" in page.inner_text("[role=alert]")

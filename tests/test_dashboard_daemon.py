@@ -109,3 +109,20 @@ def test_a_failing_run_shows_the_traceback_its_worker_raised(
     page.locator("h1 .badge", has_text="Failed").wait_for(timeout=30_000)
     assert "RuntimeError: boom from the worker" in page.inner_text("pre.traceback")
     assert "about to fail" in page.inner_text(".logs")
+
+
+def test_a_run_appears_on_the_runs_page_and_completes_there_without_reloading(
+    daemon_url: str,
+    gnomon_home: Path,
+    tmp_path: Path,
+    page: Any,  # noqa: F811
+) -> None:
+    log_in(page, daemon_url, gnomon_home, "/runs")
+    page.evaluate("window.marker = 'same page'")
+    go = tmp_path / "go"
+    run_id = run_from_cli(gnomon_home, "stepper", "--param", f"go={go}")
+    row = page.locator("tr", has=page.locator(f"a[href='/runs/{run_id}']"))
+    row.locator(".badge", has_text="Running").wait_for(timeout=30_000)
+    go.touch()
+    row.locator(".badge", has_text="Completed").wait_for(timeout=30_000)
+    assert page.evaluate("window.marker") == "same page"

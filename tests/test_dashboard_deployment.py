@@ -16,8 +16,7 @@ import pytest
 from conftest import create_run
 from gnomon.control import Operations
 from gnomon.states import StateName, StateType
-from gnomon.store import AuditAction, TokenAccess
-from gnomon.store._values import Actor
+from gnomon.store import Actor, AuditAction, TokenAccess
 from test_api import CONFIG, Api, api  # noqa: F401 (the fixture)
 from test_dashboard import HOSTILE, browser, log_in, page, token  # noqa: F401 (fixtures)
 

@@ -15,8 +15,7 @@ import pytest
 from conftest import create_run
 from gnomon.control import Operations, iso
 from gnomon.states import StateName, StateType
-from gnomon.store import Store
-from gnomon.store._values import Actor
+from gnomon.store import Actor, Store
 from test_api import Api, api  # noqa: F401 (the fixture)
 from test_dashboard import HOSTILE, browser, log_in, page  # noqa: F401 (fixtures)
 

@@ -18,8 +18,7 @@ import pytest
 
 from gnomon.control import Operations
 from gnomon.states import StateType
-from gnomon.store import Store, TokenAccess
-from gnomon.store._values import Actor
+from gnomon.store import Actor, Store, TokenAccess
 from test_api import Api, api  # noqa: F401 (the fixture)
 from test_dashboard import HOSTILE, browser, log_in, page, token  # noqa: F401 (fixtures)
 

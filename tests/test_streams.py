@@ -19,8 +19,7 @@ import pytest
 
 from gnomon.control import Operations
 from gnomon.states import StateType
-from gnomon.store import TokenAccess
-from gnomon.store._values import Actor
+from gnomon.store import Actor, TokenAccess
 from test_api import Api, add_log, api  # noqa: F401 (the fixture)
 from test_dashboard_run import add_log as add_run_log
 from test_dashboard_run import started_run
