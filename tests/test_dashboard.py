@@ -324,7 +324,10 @@ def test_a_post_without_the_sessions_csrf_token_does_nothing(
 def test_revoking_its_token_ends_a_session(api: Api, page: Any) -> None:  # noqa: F811
     log_in(page, api, token(api, "temp", TokenAccess.ADMIN))
     Operations(api.store, Actor("test", "cli")).revoke_token("temp")
-    page.goto(api.url + "/deployments")
+    # The open page finds out by itself: its next refresh is sent to the login page. (A
+    # navigation made now could be cut short by that reload.)
+    page.wait_for_url(api.url + "/login?next=*")
+    page.goto(api.url + "/runs")
     assert page.url.startswith(api.url + "/login?next=")
 
 
@@ -386,13 +389,15 @@ def test_a_stale_tabs_action_is_refused_with_a_page_leading_back(
     page: Any,
 ) -> None:
     log_in(page, api, api.token, "/deployments?tag=crm")
+    # Typed before the other login: a form being typed in is not refreshed, so this one
+    # keeps the old session's CSRF token (a refresh would hand it the new one).
+    row = page.locator("tr[data-deployment=nightly-report]")
+    row.locator("input[name=reason]").fill("from the old tab")
     other = page.context.new_page()  # logging in again in another tab: a new session
     other.goto(api.url + "/login?next=/deployments")
     other.fill("#token", api.token)
     other.click("form.login button")
     other.wait_for_url(api.url + "/deployments")
-    row = page.locator("tr[data-deployment=nightly-report]")
-    row.locator("input[name=reason]").fill("from the old tab")
     with page.expect_response("**/actions/deployments/nightly-report/pause") as answer:
         row.locator("form.pause button").click()
     assert answer.value.status == 403
@@ -480,8 +485,8 @@ def test_a_session_ends_when_its_token_expires(api: Api, page: Any) -> None:  # 
     ends = datetime.now(UTC) + expires
     while datetime.now(UTC) <= ends:  # the token's own expiry, on the clock: nothing to wait on
         time.sleep(0.1)
-    page.goto(api.url + "/deployments")
-    assert page.url.startswith(api.url + "/login?next=")
+    # The open page finds out by itself: its next refresh is sent to the login page.
+    page.wait_for_url(api.url + "/login?next=*")
     page.fill("#token", brief)
     page.click("form.login button")
     assert "not valid" in page.inner_text("[role=alert]")
