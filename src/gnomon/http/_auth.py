@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from gnomon.store import ControlStore
+    from gnomon.store.rows import TokenScope
 
 OPEN_PATH = "/healthz"  # exactly this path: not /healthz/, not /healthz/x
 # Open to anyone too: the login page, and the dashboard's static files (GET and HEAD).
@@ -161,8 +162,7 @@ class TokenAuth:
         row = None
         if session is not None:
             row = await to_thread.run_sync(self.store.find_token, session.token_hash)
-        now = datetime.now(UTC)
-        if row is None or (row.expires_at is not None and row.expires_at <= now):
+        if row is None or not usable(row):  # (None twice: for the type checker)
             await _to_login(scope, send)
             return
         assert session is not None
@@ -190,6 +190,11 @@ class TokenAuth:
             await to_thread.run_sync(self.store.touch_tokens, {name: datetime.now(UTC)})
         except Exception:  # bookkeeping: a busy store must not fail the request itself
             logger.warning("could not record the use of token %r", name, exc_info=True)
+
+
+def usable(row: TokenScope | None) -> bool:
+    """Whether a token found (or not) in the store still works: there, and not expired."""
+    return row is not None and (row.expires_at is None or row.expires_at > datetime.now(UTC))
 
 
 def required_access(method: str, path: str) -> TokenAccess:

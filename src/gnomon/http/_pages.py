@@ -4,7 +4,6 @@ routes (one module per page: ``_page_*``), on the building blocks of ``_dashboar
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from anyio import to_thread
@@ -21,7 +20,7 @@ from gnomon.http import (
     _page_run,
     _page_runs,
 )
-from gnomon.http._auth import LOGIN_PATH, cookie_session_id
+from gnomon.http._auth import LOGIN_PATH, cookie_session_id, usable
 from gnomon.http._dashboard import (
     HERE,
     HOME,
@@ -63,8 +62,7 @@ def add_dashboard(app: FastAPI, sessions: Sessions) -> None:
         store = request.app.state.store
         found = store.find_token if 0 < len(token) <= 1000 else lambda _hash: None
         row = await to_thread.run_sync(found, hash_token(token))
-        now = datetime.now(UTC)
-        if row is None or (row.expires_at is not None and row.expires_at <= now):
+        if row is None or not usable(row):  # (None twice: for the type checker)
             error = "That token is not valid (unknown, revoked or expired)."
             return page(request, "login.html", 401, public=True, next=target, error=error)
         return _logged_in(request, sessions, row, hash_token(token), target)

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -26,6 +25,7 @@ from anyio import to_thread
 from fastapi import Request
 
 from gnomon.control import log_view
+from gnomon.http._auth import usable
 from gnomon.http._params import ApiError
 
 if TYPE_CHECKING:
@@ -54,8 +54,7 @@ def still_allowed(request: Request) -> Callable[[], bool]:
     def check() -> bool:
         if session_id is not None and sessions.find(session_id) is None:
             return False
-        row = store.find_token(token_hash)
-        return row is not None and (row.expires_at is None or row.expires_at > datetime.now(UTC))
+        return usable(store.find_token(token_hash))
 
     return check
 
