@@ -151,7 +151,7 @@ SQLITE: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = ?",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = ?",
                 parameters=("name",),
             )
         },
@@ -167,6 +167,7 @@ SQLITE: dict[str, Compiled] = {
             ("policies", "json"),
             ("description", None),
             ("source_file", None),
+            ("source", None),
             ("active", "bool"),
             ("paused", "bool"),
             ("paused_by", None),
@@ -203,11 +204,11 @@ SQLITE: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -223,6 +224,7 @@ SQLITE: dict[str, Compiled] = {
             ("policies", "json"),
             ("description", None),
             ("source_file", None),
+            ("source", None),
             ("active", "bool"),
             ("paused", "bool"),
             ("paused_by", None),
@@ -1381,7 +1383,7 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
                 parameters=("name",),
             )
         },
@@ -1397,6 +1399,7 @@ POSTGRESQL: dict[str, Compiled] = {
             ("policies", None),
             ("description", None),
             ("source_file", None),
+            ("source", None),
             ("active", None),
             ("paused", None),
             ("paused_by", None),
@@ -1433,11 +1436,11 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -1453,6 +1456,7 @@ POSTGRESQL: dict[str, Compiled] = {
             ("policies", None),
             ("description", None),
             ("source_file", None),
+            ("source", None),
             ("active", None),
             ("paused", None),
             ("paused_by", None),

@@ -196,6 +196,10 @@ deployments = Table(
     _json("policies", "dict[str, Any]"),
     Column("description", Text),
     Column("source_file", Text),
+    # Who defines it: "config" (the daemon's config file; None in rows older than the
+    # column) or "serve:<script path>" (a script's ``serve()``). Syncing one source never
+    # deactivates another's deployments.
+    Column("source", Text),
     # False once removed from the config: it stops scheduling, its history stays.
     Column("active", Boolean, nullable=False, server_default=true(), default=True),
     Column("paused", Boolean, nullable=False, server_default=false(), default=False),
@@ -329,6 +333,69 @@ run_bins = Table(
     Index("ix_run_bins_span_state_name_bin_start", "span", "state_name", "bin_start"),
 )
 
+# Artifacts a run created (``gnomon.artifacts``): markdown, tables, links, images and
+# progress. A keyed artifact's history is its rows with that key; the newest is its latest.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    _id(),
+    Column("key", String(255)),
+    Column("type", String(32), nullable=False),  # markdown, table, link, image, progress
+    Column("description", Text),
+    _json("data", "Any"),
+    _flow_run_ref(),
+    Column("task_run_id", String(32)),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_artifacts_key_created", "key", "created"),
+    Index("ix_artifacts_flow_run_id", "flow_run_id"),
+)
+
+# Variables (``gnomon.variables.Variable``): named JSON values that flows read and operators
+# set; each change is audited.
+variables = Table(
+    "variables",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    _json("value", "Any"),
+    _json("tags", "list[str]"),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# Secrets (``gnomon.blocks.system.Secret``): values encrypted with a key that is never in the
+# database (a file named in the config, or systemd's credentials directory).
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_by", Text),
+)
+
+# A flow run's pauses (``pause_flow_run``) and suspensions (``suspend_flow_run``), one per
+# (run, key): the input it waits for (a JSON schema), until when, and once resumed, by whom
+# and with what input. A suspended run starts again from the top when resumed; its pause
+# call finds its row resumed and returns the input at once.
+run_pauses = Table(
+    "run_pauses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _flow_run_ref(nullable=False),
+    Column("pause_key", String(255), nullable=False),
+    Column("suspend", Boolean, nullable=False, server_default=false(), default=False),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("timeout_at", UTCDateTime),
+    _json("input_schema", "dict[str, Any]"),
+    Column("description", Text),
+    Column("resumed_at", UTCDateTime),
+    Column("resumed_by", Text),
+    _json("input", "dict[str, Any]"),
+    Index("uq_run_pauses_flow_run_id_pause_key", "flow_run_id", "pause_key", unique=True),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,
@@ -438,6 +505,10 @@ ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
     "TokenInfo": TOKEN_INFO,
     "TokenScope": TOKEN_SCOPE,
     "RunBin": run_bins,
+    "ArtifactRow": artifacts,
+    "VariableRow": variables,
+    "SecretRow": secrets,
+    "RunPauseRow": run_pauses,
 }
 
 # What the store's writes take, by the name of their ``TypedDict`` in ``gnomon.store.rows``:

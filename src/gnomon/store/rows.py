@@ -20,6 +20,7 @@ from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, Tok
 from gnomon.store._row import StoreRow
 
 __all__ = [
+    "ArtifactRow",
     "AuditEntry",
     "CancelRequest",
     "ClaimedRun",
@@ -30,11 +31,14 @@ __all__ = [
     "RecentRun",
     "ReloadRequest",
     "RunBin",
+    "RunPauseRow",
     "ScheduleState",
+    "SecretRow",
     "StateRow",
     "TaskRunRow",
     "TokenInfo",
     "TokenScope",
+    "VariableRow",
 ]
 
 
@@ -381,6 +385,7 @@ class DeploymentRow(StoreRow):
         "policies",
         "description",
         "source_file",
+        "source",
         "active",
         "paused",
         "paused_by",
@@ -405,6 +410,7 @@ class DeploymentRow(StoreRow):
     policies: dict[str, Any] | None
     description: str | None
     source_file: str | None
+    source: str | None
     active: bool
     paused: bool
     paused_by: str | None
@@ -429,6 +435,7 @@ class DeploymentRow(StoreRow):
         policies: dict[str, Any] | None,
         description: str | None,
         source_file: str | None,
+        source: str | None,
         active: bool,
         paused: bool,
         paused_by: str | None,
@@ -452,6 +459,7 @@ class DeploymentRow(StoreRow):
         set_(self, "policies", policies)
         set_(self, "description", description)
         set_(self, "source_file", source_file)
+        set_(self, "source", source)
         set_(self, "active", active)
         set_(self, "paused", paused)
         set_(self, "paused_by", paused_by)
@@ -779,6 +787,170 @@ class RunBin(StoreRow):
         set_(self, "state_type", StateType(state_type))
         set_(self, "state_name", state_name)
         set_(self, "runs", runs)
+
+
+class ArtifactRow(StoreRow):
+    """A row of ``artifacts``."""
+
+    __match_args__ = (
+        "id",
+        "key",
+        "type",
+        "description",
+        "data",
+        "flow_run_id",
+        "task_run_id",
+        "created",
+        "updated",
+    )
+    __slots__ = __match_args__
+
+    id: str
+    key: str | None
+    type: str
+    description: str | None
+    data: Any | None
+    flow_run_id: str | None
+    task_run_id: str | None
+    created: datetime
+    updated: datetime
+
+    def __init__(
+        self,
+        id: str,
+        key: str | None,
+        type: str,
+        description: str | None,
+        data: Any | None,
+        flow_run_id: str | None,
+        task_run_id: str | None,
+        created: datetime,
+        updated: datetime,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "key", key)
+        set_(self, "type", type)
+        set_(self, "description", description)
+        set_(self, "data", data)
+        set_(self, "flow_run_id", flow_run_id)
+        set_(self, "task_run_id", task_run_id)
+        set_(self, "created", created)
+        set_(self, "updated", updated)
+
+
+class VariableRow(StoreRow):
+    """A row of ``variables``."""
+
+    __match_args__ = ("name", "value", "tags", "created", "updated")
+    __slots__ = __match_args__
+
+    name: str
+    value: Any | None
+    tags: list[str] | None
+    created: datetime
+    updated: datetime
+
+    def __init__(
+        self,
+        name: str,
+        value: Any | None,
+        tags: list[str] | None,
+        created: datetime,
+        updated: datetime,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "value", value)
+        set_(self, "tags", tags)
+        set_(self, "created", created)
+        set_(self, "updated", updated)
+
+
+class SecretRow(StoreRow):
+    """A row of ``secrets``."""
+
+    __match_args__ = ("name", "ciphertext", "created", "updated", "updated_by")
+    __slots__ = __match_args__
+
+    name: str
+    ciphertext: str
+    created: datetime
+    updated: datetime
+    updated_by: str | None
+
+    def __init__(
+        self,
+        name: str,
+        ciphertext: str,
+        created: datetime,
+        updated: datetime,
+        updated_by: str | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "ciphertext", ciphertext)
+        set_(self, "created", created)
+        set_(self, "updated", updated)
+        set_(self, "updated_by", updated_by)
+
+
+class RunPauseRow(StoreRow):
+    """A row of ``run_pauses``."""
+
+    __match_args__ = (
+        "id",
+        "flow_run_id",
+        "pause_key",
+        "suspend",
+        "created",
+        "timeout_at",
+        "input_schema",
+        "description",
+        "resumed_at",
+        "resumed_by",
+        "input",
+    )
+    __slots__ = __match_args__
+
+    id: int
+    flow_run_id: str
+    pause_key: str
+    suspend: bool
+    created: datetime
+    timeout_at: datetime | None
+    input_schema: dict[str, Any] | None
+    description: str | None
+    resumed_at: datetime | None
+    resumed_by: str | None
+    input: dict[str, Any] | None
+
+    def __init__(
+        self,
+        id: int,
+        flow_run_id: str,
+        pause_key: str,
+        suspend: bool,
+        created: datetime,
+        timeout_at: datetime | None,
+        input_schema: dict[str, Any] | None,
+        description: str | None,
+        resumed_at: datetime | None,
+        resumed_by: str | None,
+        input: dict[str, Any] | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "flow_run_id", flow_run_id)
+        set_(self, "pause_key", pause_key)
+        set_(self, "suspend", suspend)
+        set_(self, "created", created)
+        set_(self, "timeout_at", timeout_at)
+        set_(self, "input_schema", input_schema)
+        set_(self, "description", description)
+        set_(self, "resumed_at", resumed_at)
+        set_(self, "resumed_by", resumed_by)
+        set_(self, "input", input)
 
 
 # For the type checker only: a write takes a plain dict.
