@@ -20,7 +20,9 @@ from gnomon._lazy import lazy_names
 if TYPE_CHECKING:
     from gnomon.flows._annotations import allow_failure, quote, unmapped
     from gnomon.flows._artifacts import (
+        ARTIFACT_KEY_PATTERN,
         ARTIFACT_KEY_RULE,
+        MAX_ARTIFACT_KEY_LENGTH,
         Artifact,
         ArtifactResponse,
         ImageArtifact,
@@ -111,11 +113,13 @@ if TYPE_CHECKING:
     from gnomon.flows._task import MAX_RETRY_DELAYS, Task, task
 
 __all__ = [
+    "ARTIFACT_KEY_PATTERN",
     "ARTIFACT_KEY_RULE",
     "DEFAULT",
     "FLOW_PARAMETERS",
     "FLOW_RUN_LOGGER",
     "INPUTS",
+    "MAX_ARTIFACT_KEY_LENGTH",
     "MAX_RETRY_DELAYS",
     "NONE",
     "NO_CACHE",
@@ -205,6 +209,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "ARTIFACT_KEY_PATTERN": "gnomon.flows._artifacts",
+    "MAX_ARTIFACT_KEY_LENGTH": "gnomon.flows._artifacts",
     "ARTIFACT_KEY_RULE": "gnomon.flows._artifacts",
     "Artifact": "gnomon.flows._artifacts",
     "ArtifactResponse": "gnomon.flows._artifacts",

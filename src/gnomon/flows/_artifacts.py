@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.artifacts")
 
 ARTIFACT_KEY_RULE = "lowercase letters, numbers, and dashes"
-MAX_KEY_LENGTH = 255  # the key column's width
-_KEY = re.compile(r"[a-z0-9-]*")
+ARTIFACT_KEY_PATTERN = r"^[a-z0-9-]*$"
+MAX_ARTIFACT_KEY_LENGTH = 255  # the key column's width
+_KEY = re.compile(ARTIFACT_KEY_PATTERN)
 
 Table = dict[str, list[Any]] | list[dict[str, Any]] | list[list[Any]]
 
@@ -47,8 +48,8 @@ def check_artifact_key(value: str) -> str:
     """``value`` if it can be an artifact key (Prefect's rule), else ValueError saying why."""
     if not _KEY.fullmatch(value):
         raise ValueError(f"Artifact key must only contain {ARTIFACT_KEY_RULE}.")
-    if len(value) > MAX_KEY_LENGTH:
-        raise ValueError(f"Artifact key must be at most {MAX_KEY_LENGTH} characters.")
+    if len(value) > MAX_ARTIFACT_KEY_LENGTH:
+        raise ValueError(f"Artifact key must be at most {MAX_ARTIFACT_KEY_LENGTH} characters.")
     return value
 
 
