@@ -258,6 +258,35 @@ def test_a_stored_run_executed_by_id_in_another_process_keeps_its_artifacts(
     assert rows[0].task_run_id == task_run.id
 
 
+def test_a_daemons_worker_stores_the_artifacts_of_the_runs_it_runs(
+    store: Store, tmp_path: Path, gnomon_home: Path, daemons: list[Any]
+) -> None:
+    import signal
+
+    from test_daemon import completed, start_daemon, wait_for
+
+    (tmp_path / "nightly.py").write_text(ARTIFACT_FLOW)
+    config = tmp_path / "gnomon.toml"
+    config.write_text(
+        '[daemon]\nworkers = 1\napi = "off"\n\n[[deployments]]\nname = "nightly"\n'
+        'flow = "nightly.py:nightly"\ninterval = "1s"\nparameters = { rows = 5 }\n'
+    )
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "nightly", 1), timeout=60, what="a completed nightly run")
+    daemon.send_signal(signal.SIGTERM)
+    _, errors = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, errors
+
+    [run, *_] = [row for row in store.read_runs("nightly") if row.state_name == "Completed"]
+    rows = store.read_artifacts(flow_run_id=run.id)
+    assert [(row.key, row.data) for row in rows] == [
+        ("row-count", "counted 5 rows"),
+        ("nightly-progress", 100.0),
+    ]
+    assert rows[0].task_run_id == store.read_task_runs(run.id)[0].id
+
+
 def test_the_store_reads_artifacts_by_key_run_and_id_prefix_newest_first(store: Store) -> None:
     first = create_markdown_artifact("one", key="k")
     second = create_markdown_artifact("two", key="k")
