@@ -6,6 +6,7 @@ a daemon's worker runs it; and the store's artifact queries themselves."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import textwrap
 import uuid
@@ -118,10 +119,17 @@ def test_progress_is_updated_in_place_and_clamped_to_0_to_100_as_by_prefect(
     assert row.updated > row.created
     assert len(store.read_artifacts(key="load-progress")) == 1
 
-    update_progress_artifact(progress, 150, description="done")
+    # gnomon's loggers may not propagate to the root, where caplog listens.
+    logger = logging.getLogger("gnomon.artifacts")
+    logger.addHandler(caplog.handler)
+    try:
+        update_progress_artifact(progress, 150, description="done")
+    finally:
+        logger.removeHandler(caplog.handler)
     row = only(store, progress)
     assert (row.data, row.description) == (100.0, "done")
-    assert "interpreting as 100.0%" in caplog.text
+    assert "received an invalid value, Progress: 150.0%" in caplog.text
+    assert "Interpreting as 100.0% progress" in caplog.text
     update_progress_artifact(str(progress), -5)  # the id as text works too
     assert only(store, progress).data == 0.0
 

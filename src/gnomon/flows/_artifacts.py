@@ -260,11 +260,9 @@ class ProgressArtifact(Artifact):
     def _format(self) -> float:
         if not 0.0 <= self.progress <= 100.0:
             clamped = max(0.0, min(self.progress, 100.0))
-            log.warning(
-                "ProgressArtifact received an invalid value, Progress: %s%%; interpreting as %s%%",
-                self.progress,
-                clamped,
-            )
+            # Prefect's two lines, word for word.
+            log.warning("ProgressArtifact received an invalid value, Progress: %s%%", self.progress)
+            log.warning("Interpreting as %s%% progress", clamped)
             self.progress = clamped
         return self.progress
 
