@@ -115,7 +115,7 @@ def api(store: Store, tmp_path: Path, gnomon_home: Path) -> Iterator[Api]:
 
 def concrete(path: str) -> str:
     """A route's path with its parameters filled in with valid values."""
-    return path.format(name="nightly-report", tag="crm", run_id="abcd1234")
+    return path.format(name="nightly-report", tag="crm", run_id="abcd1234", key_or_id="rows")
 
 
 # Authentication.

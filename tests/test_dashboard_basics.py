@@ -30,11 +30,39 @@ def failed_run(api: Api) -> str:  # noqa: F811
     return run_id
 
 
+def run_with_artifacts(api: Api) -> str:  # noqa: F811
+    """A failed run with an artifact of each kind, wide ones included."""
+    from uuid import UUID
+
+    from gnomon.artifacts import (
+        ImageArtifact,
+        MarkdownArtifact,
+        ProgressArtifact,
+        TableArtifact,
+    )
+
+    run_id = failed_run(api)
+    run = UUID(run_id)
+    wide = "a-long-word-without-spaces-" * 20
+    for artifact in (
+        MarkdownArtifact(
+            markdown=f"# {wide}\n\n| a | b |\n|---|---|\n| {wide} | 2 |\n\n    {wide}"
+        ),
+        TableArtifact(table=[{f"column-{n}": wide for n in range(8)}]),
+        ProgressArtifact(progress=60, description=wide),
+        ImageArtifact(image_url="https://example.org/" + wide),
+    ):
+        artifact.flow_run_id = run
+        artifact.create(_sync=True)  # the browser's event loop runs in this thread
+    return run_id
+
+
 # Each page: how to reach it on the api fixture's store (given the server, its path).
 PAGES: dict[str, Callable[[Api], str]] = {
     "overview": lambda api: (failed_run(api), "/")[1],  # noqa: F811
     "deployments": lambda api: "/deployments",  # noqa: F811
     "run": lambda api: f"/runs/{failed_run(api)}",  # noqa: F811
+    "run-artifacts": lambda api: f"/runs/{run_with_artifacts(api)}",  # noqa: F811
     "deployment": lambda api: "/deployments/nightly-report",  # noqa: F811
     "audit": lambda api: "/audit",  # noqa: F811
     "runs": lambda api: (failed_run(api), "/runs")[1],  # noqa: F811

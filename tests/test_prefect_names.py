@@ -25,7 +25,6 @@ PENDING = {
     "gnomon.Flow.serve",
     "gnomon.Flow.to_deployment",
     "gnomon.aserve",
-    "gnomon.artifacts",
     "gnomon.blocks",
     "gnomon.exceptions.FailedRun",
     "gnomon.exceptions.FlowPauseTimeout",

@@ -278,9 +278,9 @@ prefect.artifacts.MarkdownArtifact | gnomon.artifacts.MarkdownArtifact |
 prefect.artifacts.TableArtifact | gnomon.artifacts.TableArtifact |
 prefect.artifacts.LinkArtifact | gnomon.artifacts.LinkArtifact |
 prefect.artifacts.ProgressArtifact | gnomon.artifacts.ProgressArtifact |
-prefect.artifacts.create_image_artifact | - | `create_markdown_artifact("![alt](url)")` shows an image by its URL
-prefect.artifacts.acreate_image_artifact | - | `create_markdown_artifact("![alt](url)")` shows an image by its URL
-prefect.artifacts.ImageArtifact | - | a markdown artifact with an image link
+prefect.artifacts.create_image_artifact | gnomon.artifacts.create_image_artifact |
+prefect.artifacts.acreate_image_artifact | gnomon.artifacts.acreate_image_artifact |
+prefect.artifacts.ImageArtifact | gnomon.artifacts.ImageArtifact |
 prefect.variables.Variable | gnomon.variables.Variable |
 prefect.variables.MAX_VARIABLE_NAME_LENGTH | gnomon.variables.MAX_VARIABLE_NAME_LENGTH |
 prefect.blocks.system.Secret | gnomon.blocks.system.Secret |

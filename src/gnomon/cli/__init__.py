@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from gnomon._version import __version__
+from gnomon.cli._artifacts import artifacts_group
 from gnomon.cli._common import Commands
 from gnomon.cli._completion import completion_command
 from gnomon.cli._control import (
@@ -48,6 +49,7 @@ for command in (
     pause_command,
     resume_command,
     logs_command,
+    artifacts_group,
     limits_group,
     audit_command,
     token_group,

@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING
 from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from gnomon.control._artifacts import (
+        MAX_ARTIFACTS,
+        artifact_table,
+        check_artifact_key,
+        find_artifacts,
+        progress_percent,
+    )
     from gnomon.control._inputs import (
         MAX_COUNT,
         MAX_FIRES,
@@ -49,6 +56,8 @@ if TYPE_CHECKING:
         hash_token,
     )
     from gnomon.control._views import (
+        RUN_ARTIFACTS,
+        artifact_view,
         audit_view,
         deployment_detail,
         deployment_view,
@@ -64,10 +73,12 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "MAX_ARTIFACTS",
     "MAX_COUNT",
     "MAX_FIRES",
     "MAX_LIMIT",
     "MAX_PARAMETERS_BYTES",
+    "RUN_ARTIFACTS",
     "Conflict",
     "FastOperations",
     "InvalidParameters",
@@ -76,12 +87,16 @@ __all__ = [
     "ReloadOutcome",
     "RunFilters",
     "UnknownName",
+    "artifact_table",
+    "artifact_view",
     "audit_view",
+    "check_artifact_key",
     "check_name",
     "check_parameters",
     "check_run_id",
     "deployment_detail",
     "deployment_view",
+    "find_artifacts",
     "fire_clock",
     "hash_token",
     "iso",
@@ -93,6 +108,7 @@ __all__ = [
     "parse_seconds",
     "parse_since",
     "parse_triggers",
+    "progress_percent",
     "run_cursor_text",
     "run_detail",
     "run_listing_view",
@@ -104,6 +120,13 @@ __all__ = [
 ]
 
 _WHERE = {
+    "MAX_ARTIFACTS": "gnomon.control._artifacts",
+    "RUN_ARTIFACTS": "gnomon.control._views",
+    "artifact_view": "gnomon.control._views",
+    "check_artifact_key": "gnomon.control._artifacts",
+    "find_artifacts": "gnomon.control._artifacts",
+    "artifact_table": "gnomon.control._artifacts",
+    "progress_percent": "gnomon.control._artifacts",
     "Conflict": "gnomon.control._operations",
     "FastOperations": "gnomon.control._operations",
     "InvalidParameters": "gnomon.control._operations",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gnomon.scheduling import Schedule
     from gnomon.store import ControlStore
     from gnomon.store.rows import (
+        ArtifactRow,
         AuditEntry,
         DeploymentRow,
         FlowRunRow,
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 # What a view is: JSON-able values by name.
 View = dict[str, Any]
+
+RUN_ARTIFACTS = 100  # the newest of a run's artifacts its detail lists
 
 
 def iso(value: datetime | None) -> str | None:
@@ -201,8 +204,28 @@ def run_detail(store: ControlStore, row: FlowRunRow, *, tasks: bool = True) -> V
             }
             for task in (store.read_task_runs(row.id) if tasks else [])
         ],
+        artifacts=[
+            artifact_view(artifact)
+            for artifact in store.read_artifacts(flow_run_id=row.id, limit=RUN_ARTIFACTS)
+        ],
     )
     return view
+
+
+def artifact_view(row: ArtifactRow) -> View:
+    """An artifact: its key, type, description, data as stored (Prefect's form: a table
+    is JSON text), the run and task run that made it, when it was made and last changed."""
+    return {
+        "id": row.id,
+        "key": row.key,
+        "type": row.type or None,
+        "description": row.description,
+        "data": row.data,
+        "run_id": row.flow_run_id,
+        "task_run_id": row.task_run_id,
+        "created": iso(row.created),
+        "updated": iso(row.updated),
+    }
 
 
 def log_view(row: LogRow) -> View:

@@ -114,11 +114,14 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
-# Every response of the app: no script but its own files, never inside a frame.
+# Every response of the app: no script but its own files, never inside a frame. Images may
+# come from elsewhere: a run's image artifacts are URLs of images anywhere (as Prefect's),
+# and the run page shows them from http and https URLs only (``_artifacts``).
 SECURITY_HEADERS = (
     (
         b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        b"default-src 'self'; script-src 'self'; style-src 'self';"
+        b" img-src 'self' data: https: http:;"
         b" form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-frame-options", b"DENY"),

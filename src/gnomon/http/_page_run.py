@@ -1,6 +1,6 @@
 """The run page: a run's state timeline, its task runs as a Gantt chart with every retry,
-its parameters (secrets masked), its error with the traceback, and its logs, followed live
-while it runs; cancel and retry.
+its artifacts (rendered and sanitised: ``_artifacts``), its parameters (secrets masked),
+its error with the traceback, and its logs, followed live while it runs; cancel and retry.
 
 The notification links (``/runs/<id>``) land here; an id prefix works as on the command
 line. A run with thousands of task runs shows them a page at a time (``TASK_PAGE``), with
@@ -22,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gnomon.control import UnknownName, log_view, run_detail, run_text
 from gnomon.exceptions import InvalidInput
+from gnomon.http._artifacts import shown_artifact
 from gnomon.http._dashboard import act, checked_form, not_found, operations, page
 from gnomon.http._streams import log_events
 from gnomon.states import FINAL_TYPES, StateName, StateType
@@ -142,6 +143,7 @@ def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
         "task_page": TASK_PAGE,
         "logs": [log_view(line) for line in logs],
         "last_log_id": logs[-1].id if logs else store.last_log_id(),
+        "artifacts": [shown_artifact(artifact) for artifact in view["artifacts"]],
     }
 
 

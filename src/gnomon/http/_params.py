@@ -14,6 +14,7 @@ from pydantic import AfterValidator
 from gnomon._names import NAME_PATTERN
 from gnomon.control import (
     RunFilters,
+    check_artifact_key,
     check_name,
     check_run_id,
     parse_level,
@@ -22,6 +23,7 @@ from gnomon.control import (
     parse_triggers,
 )
 from gnomon.exceptions import InvalidInput
+from gnomon.flows import ARTIFACT_KEY_PATTERN, MAX_ARTIFACT_KEY_LENGTH
 from gnomon.http import _schemas as s
 from gnomon.states import STATE_FILTER_HELP, StateFilter, parse_state_filter
 from gnomon.store import RunCause, RunCursor
@@ -82,6 +84,23 @@ NameQuery = Annotated[
 RunQuery = Annotated[
     str | None,
     Query(pattern=s.RUN_ID_PATTERN, max_length=32, description="Only this run's (id or prefix)."),
+]
+ArtifactKeyQuery = Annotated[
+    str | None,
+    Query(
+        pattern=ARTIFACT_KEY_PATTERN,
+        max_length=MAX_ARTIFACT_KEY_LENGTH,
+        description="Only this key's artifacts (its history, newest first).",
+    ),
+]
+ArtifactPath = Annotated[
+    str,
+    Path(
+        pattern=ARTIFACT_KEY_PATTERN,
+        max_length=MAX_ARTIFACT_KEY_LENGTH,
+        description="An artifact key (its latest artifact), or an id or its first 4+ digits.",
+    ),
+    AfterValidator(check_artifact_key),
 ]
 SinceQuery = Annotated[
     str | None,

@@ -13,12 +13,15 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gnomon.control import (
+    MAX_ARTIFACTS,
     MAX_FIRES,
     Operations,
     ReloadNotAnswered,
+    artifact_view,
     audit_view,
     deployment_detail,
     deployment_view,
+    find_artifacts,
     iso,
     log_view,
     next_fires,
@@ -37,6 +40,8 @@ from gnomon.http._params import (
     NEXT_CURSOR,
     AfterQuery,
     ApiError,
+    ArtifactKeyQuery,
+    ArtifactPath,
     CursorQuery,
     LevelQuery,
     NamePath,
@@ -375,6 +380,38 @@ def stream_logs(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+# Artifacts.
+
+
+@router.get(
+    "/artifacts",
+    response_model=list[s.ArtifactView],
+    responses=_error_responses(404),
+    tags=["artifacts"],
+)
+def list_artifacts(
+    ops: Ops,
+    key: ArtifactKeyQuery = None,
+    run: RunQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ARTIFACTS)] = 50,
+) -> list[dict[str, Any]]:
+    """Artifacts runs made, newest first: a key's history, a run's (id or prefix), or all."""
+    flow_run_id = ops.run(run).id if run is not None else None
+    rows = ops.store.read_artifacts(key=key, flow_run_id=flow_run_id, limit=limit)
+    return [artifact_view(row) for row in rows]
+
+
+@router.get(
+    "/artifacts/{key_or_id}",
+    response_model=s.ArtifactView,
+    responses=_error_responses(404),
+    tags=["artifacts"],
+)
+def show_artifact(key_or_id: ArtifactPath, store: StoreDep) -> dict[str, Any]:
+    """An artifact: a key's latest, or the one with this id (or unique id prefix)."""
+    return artifact_view(find_artifacts(store, key_or_id)[0])
 
 
 # Concurrency limits.

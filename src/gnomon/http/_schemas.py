@@ -200,6 +200,18 @@ class TaskRunSummary(BaseModel):
     error: str | None
 
 
+class ArtifactView(BaseModel):
+    id: str
+    key: str | None
+    type: str | None
+    description: str | None
+    data: Any
+    run_id: str | None
+    task_run_id: str | None
+    created: str | None
+    updated: str | None
+
+
 class RunDetail(RunSummary):
     name: str
     state_type: str
@@ -215,6 +227,7 @@ class RunDetail(RunSummary):
     error: RunError | None
     timeline: list[StateEntry]
     task_runs: list[TaskRunSummary]
+    artifacts: list[ArtifactView]
 
 
 class CancelResponse(BaseModel):

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from gnomon.store._values import Actor, LogQuery, RunCursor, in_time_order, pause_values
     from gnomon.store._writer import StoreWriteError
     from gnomon.store.abc import (
+        ArtifactReader,
         ControlStore,
         DeploymentStore,
         FastControl,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "ArtifactReader": "gnomon.store.abc",
     "Actor": "gnomon.store._values",
     "AuditAction": "gnomon.store._kinds",
     "BackupExists": "gnomon.store._backup",
@@ -106,6 +108,7 @@ __all__ = [
     "SCHEDULED_CAUSES",
     "SERVER_CONNECTION",
     "Actor",
+    "ArtifactReader",
     "AuditAction",
     "BackupExists",
     "ControlStore",

@@ -519,5 +519,6 @@ NEW_ROWS: dict[str, Table] = {
     "NewTaskRun": task_runs,
     "NewState": run_states,
     "NewLog": run_logs,
+    "NewArtifact": artifacts,
 }
 CHANGES: dict[str, Table] = {"FlowRunChanges": flow_runs}

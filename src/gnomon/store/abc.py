@@ -7,8 +7,8 @@ holds mypy to ``Store`` satisfying each):
 ``RunStore``
     What a worker's engine needs to run flows and tasks: record runs, their states and log
     lines through the batched writer (committed within ``flush_interval``, or at once by
-    ``flush`` and ``commit_now``), claim a stored run, move a run to a state at once, and
-    take and free concurrency slots.
+    ``flush`` and ``commit_now``), claim a stored run, move a run to a state at once,
+    take and free concurrency slots, and write and read the artifacts its code makes.
 ``ScheduleStore``
     What the daemon needs: a ``RunStore`` (it records states and log lines for its workers)
     that also creates deployments' runs by (deployment, nominal time), keeps each
@@ -21,6 +21,9 @@ holds mypy to ``Store`` satisfying each):
     What operators and readers need (the command line, the HTTP API and its dashboard):
     each change written with its audit row in the same transaction, and the reads they
     show. It syncs the config too (``gnomon apply``).
+``ArtifactReader``
+    Reading the artifacts runs made: a part of ``RunStore`` (``Artifact.get`` in a flow)
+    and of ``ControlStore`` (the CLI, the API and the run page).
 ``FastControl``
     The part of ``ControlStore`` that ``gnomon pause``, ``resume``, ``runs list`` and
     ``logs`` use, which must answer within a few hundred milliseconds: pauses and the
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
     from gnomon.store._values import Actor, LogQuery, RunCursor
     from gnomon.store.rows import (
+        ArtifactRow,
         AuditEntry,
         CancelRequest,
         ClaimedRun,
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
         FlowRunChanges,
         FlowRunRow,
         LogRow,
+        NewArtifact,
         NewFlowRun,
         NewLog,
         NewState,
@@ -67,7 +72,22 @@ if TYPE_CHECKING:
     )
 
 
-class RunStore(Protocol):
+class ArtifactReader(Protocol):
+    """Reading artifacts: the runs' code (``Artifact.get``) and the operators' views."""
+
+    def read_artifacts(
+        self,
+        *,
+        key: str | None = None,
+        flow_run_id: str | None = None,
+        id_prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[ArtifactRow]:
+        """Artifacts newest first (by creation, then id): a key's history, a run's, those
+        whose id starts with ``id_prefix``, or all; at most ``limit``."""
+
+
+class RunStore(ArtifactReader, Protocol):
     """A worker's store: runs, states and logs recorded, runs claimed, slots taken."""
 
     # Batched writes: recorded now, committed by the writer thread.
@@ -141,6 +161,14 @@ class RunStore(Protocol):
 
     def reap_stale_slots(self) -> int:
         """Free the slots of this host's processes that are gone; how many were freed."""
+
+    # Artifacts, written at once (after this process's recorded rows).
+
+    def insert_artifact(self, row: NewArtifact) -> None:
+        """Store a new artifact now, after every row this process recorded before it."""
+
+    def update_artifact(self, id: str, data: Any, description: str | None = None) -> bool:
+        """Replace an artifact's data (and description, if given) now; False if none."""
 
 
 class DeploymentStore(Protocol):
@@ -276,7 +304,7 @@ class FastControl(Protocol):
         """The id of the newest log line; 0 if there is none."""
 
 
-class ControlStore(FastControl, DeploymentStore, Protocol):
+class ControlStore(FastControl, DeploymentStore, ArtifactReader, Protocol):
     """The operators' store: audited changes, and what the CLI, the API and the dashboard
     show (``FastControl``'s methods, and these)."""
 

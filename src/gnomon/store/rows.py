@@ -1039,6 +1039,19 @@ if TYPE_CHECKING:
         extra: NotRequired[dict[str, Any] | None]
         deployment_name: NotRequired[str | None]
 
+    class NewArtifact(TypedDict):
+        """A new row of ``artifacts``."""
+
+        id: str
+        key: NotRequired[str | None]
+        type: str
+        description: NotRequired[str | None]
+        data: NotRequired[Any | None]
+        flow_run_id: NotRequired[str | None]
+        task_run_id: NotRequired[str | None]
+        created: NotRequired[datetime]
+        updated: NotRequired[datetime]
+
     class FlowRunChanges(TypedDict, total=False):
         """New values for columns of a row of ``flow_runs``."""
 

@@ -1,0 +1,46 @@
+"""Prefect-compatible ``gnomon.artifacts``: markdown, tables, links, images and progress
+bars a run publishes, stored with the run and shown on its dashboard page."""
+
+from gnomon.flows import (
+    Artifact,
+    ArtifactResponse,
+    ImageArtifact,
+    LinkArtifact,
+    MarkdownArtifact,
+    ProgressArtifact,
+    TableArtifact,
+    acreate_image_artifact,
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+    create_image_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+__all__ = [
+    "Artifact",
+    "ArtifactResponse",
+    "ImageArtifact",
+    "LinkArtifact",
+    "MarkdownArtifact",
+    "ProgressArtifact",
+    "TableArtifact",
+    "acreate_image_artifact",
+    "acreate_link_artifact",
+    "acreate_markdown_artifact",
+    "acreate_progress_artifact",
+    "acreate_table_artifact",
+    "aupdate_progress_artifact",
+    "create_image_artifact",
+    "create_link_artifact",
+    "create_markdown_artifact",
+    "create_progress_artifact",
+    "create_table_artifact",
+    "update_progress_artifact",
+]
