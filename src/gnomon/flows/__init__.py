@@ -84,7 +84,14 @@ if TYPE_CHECKING:
         stored_text,
     )
     from gnomon.flows._runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+    from gnomon.flows._secret import Secret, check_secret_name, check_secret_value
     from gnomon.flows._task import MAX_RETRY_DELAYS, Task, task
+    from gnomon.flows._variables import (
+        Variable,
+        check_tags,
+        check_variable_name,
+        variable_value,
+    )
 
 __all__ = [
     "DEFAULT",
@@ -110,13 +117,19 @@ __all__ = [
     "Problem",
     "ProcessPoolTaskRunner",
     "RunId",
+    "Secret",
     "Task",
     "TaskRunner",
     "TaskSource",
     "ThreadPoolTaskRunner",
+    "Variable",
     "allow_failure",
     "as_completed",
     "cap_run_logs",
+    "check_secret_name",
+    "check_secret_value",
+    "check_tags",
+    "check_variable_name",
     "concurrency",
     "configure_daemon_logging",
     "configure_logging",
@@ -153,6 +166,7 @@ __all__ = [
     "task_run_var",
     "unknown_names",
     "unmapped",
+    "variable_value",
     "wait",
     "wait_while_held",
 ]
@@ -180,14 +194,20 @@ _WHERE = {
     "RUN_ID": "gnomon.flows._cache",
     "RunId": "gnomon.flows._cache",
     "STORED_LOGGERS": "gnomon.flows._logging",
+    "Secret": "gnomon.flows._secret",
     "TASK_SOURCE": "gnomon.flows._cache",
     "Task": "gnomon.flows._task",
     "TaskRunner": "gnomon.flows._runners",
     "TaskSource": "gnomon.flows._cache",
     "ThreadPoolTaskRunner": "gnomon.flows._runners",
+    "Variable": "gnomon.flows._variables",
     "allow_failure": "gnomon.flows._annotations",
     "as_completed": "gnomon.flows._futures",
     "cap_run_logs": "gnomon.flows._log_cap",
+    "check_secret_name": "gnomon.flows._secret",
+    "check_secret_value": "gnomon.flows._secret",
+    "check_tags": "gnomon.flows._variables",
+    "check_variable_name": "gnomon.flows._variables",
     "concurrency": "gnomon.flows._concurrency",
     "configure_daemon_logging": "gnomon.flows._logging",
     "configure_logging": "gnomon.flows._logging",
@@ -224,6 +244,7 @@ _WHERE = {
     "task_run_var": "gnomon.flows._context",
     "unknown_names": "gnomon.flows._params",
     "unmapped": "gnomon.flows._annotations",
+    "variable_value": "gnomon.flows._variables",
     "wait": "gnomon.flows._futures",
     "wait_while_held": "gnomon.flows._log_hold",
 }

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         FastControl,
         RunStore,
         ScheduleStore,
+        VariableStore,
     )
 
 _LAZY = {
@@ -77,6 +78,7 @@ _LAZY = {
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
     "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
+    "VariableStore": "gnomon.store.abc",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
     "TokenAccess": "gnomon.store._kinds",
@@ -122,6 +124,7 @@ __all__ = [
     "Store",
     "StoreWriteError",
     "TokenAccess",
+    "VariableStore",
     "backup_database",
     "bound_write_waits",
     "bounded_wait_started",

@@ -1,0 +1,2 @@
+"""Prefect's ``prefect.blocks``: of its blocks, gnomon has ``system.Secret`` (encrypted in
+gnomon's store); configuration other blocks would hold goes in variables or the config."""
