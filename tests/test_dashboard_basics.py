@@ -30,6 +30,15 @@ def failed_run(api: Api) -> str:  # noqa: F811
     return run_id
 
 
+def long_variables(api: Api) -> str:  # noqa: F811
+    from gnomon.variables import Variable
+
+    recipients = {"recipients": [f"operator-{n}@example.com" for n in range(30)]}
+    Variable.set("a-rather-long-variable-name-" * 4, recipients, tags=["reports", "crm"])
+    Variable.set("note", "a long line without spaces " + "z" * 300)
+    return "/variables"
+
+
 # Each page: how to reach it on the api fixture's store (given the server, its path).
 PAGES: dict[str, Callable[[Api], str]] = {
     "overview": lambda api: (failed_run(api), "/")[1],  # noqa: F811
@@ -38,6 +47,7 @@ PAGES: dict[str, Callable[[Api], str]] = {
     "deployment": lambda api: "/deployments/nightly-report",  # noqa: F811
     "audit": lambda api: "/audit",  # noqa: F811
     "runs": lambda api: (failed_run(api), "/runs")[1],  # noqa: F811
+    "variables": long_variables,
 }
 
 

@@ -137,7 +137,7 @@ class Secret(BaseModel, Generic[T]):
     def _save(self, name: str | None, overwrite: bool) -> None:
         from gnomon._vault import open_vault
 
-        name = name or self._block_document_name
+        name = self._block_document_name if name is None else name
         if name is None:
             raise ValueError(
                 "You're attempting to save a block document without a name. Please call"

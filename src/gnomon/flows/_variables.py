@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_NAME_LENGTH = 255  # VARIABLE_NAME's
+MAX_NAME_LENGTH = 255
 MAX_VALUE_LENGTH = 5000  # characters of the value's compact JSON, as Prefect counts them
-VARIABLE_NAME = re.compile(r"[a-z0-9_-]{1,255}")
+VARIABLE_NAME = re.compile(rf"[a-z0-9_-]{{1,{MAX_NAME_LENGTH}}}")
 NAME_RULE = 'lowercase letters, digits, "-" and "_", at most 255 characters'
 _TOP_LEVEL = (str, int, float, bool, dict, list, tuple, type(None))
 
