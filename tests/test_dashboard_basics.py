@@ -33,9 +33,12 @@ def failed_run(api: Api) -> str:  # noqa: F811
 def long_variables(api: Api) -> str:  # noqa: F811
     from gnomon.variables import Variable
 
+    # _sync: playwright's sync API runs an event loop in this thread, and under a running
+    # loop Variable.set returns a coroutine, as Prefect's does.
     recipients = {"recipients": [f"operator-{n}@example.com" for n in range(30)]}
-    Variable.set("a-rather-long-variable-name-" * 4, recipients, tags=["reports", "crm"])
-    Variable.set("note", "a long line without spaces " + "z" * 300)
+    name = "a-rather-long-variable-name-" * 4
+    Variable.set(name, recipients, tags=["reports", "crm"], _sync=True)
+    Variable.set("note", "a long line without spaces " + "z" * 300, _sync=True)
     return "/variables"
 
 
