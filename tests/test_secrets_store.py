@@ -489,3 +489,67 @@ def test_the_api_without_a_key_answers_503_saying_so(
     assert response.status_code == 503
     assert response.json()["error"].startswith("no key for secrets")
     assert api.store.read_secrets() == []
+
+
+# A daemon's worker, with the key as systemd gives it.
+
+SECRET_FLOWS = """
+from gnomon import flow, get_run_logger
+from gnomon.blocks.system import Secret
+
+
+@flow
+def call_crm() -> None:
+    token = Secret.load("crm-token").get()
+    print("printed", token)
+    get_run_logger().info("logged %s", token)
+    raise RuntimeError(f"the CRM refused {token}")
+"""
+
+
+@pytest.mark.slow
+def test_a_daemons_worker_opens_a_secret_with_systemds_credential_and_stores_it_masked(
+    tmp_path: Path,
+    gnomon_home: Path,
+    store: Store,
+    daemons: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gnomon._vault import write_key_file
+    from gnomon.control import Operations
+    from gnomon.store import Actor, LogQuery
+    from test_daemon import start_daemon, write_config
+
+    credentials = tmp_path / "credentials"  # as LoadCredential=gnomon-secrets-key:... makes it
+    credentials.mkdir(mode=0o700)
+    write_key_file(credentials / "gnomon-secrets-key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    reset_settings()
+    Secret(value=TOKEN).save("crm-token")
+    (tmp_path / "crm_flows.py").write_text(SECRET_FLOWS)
+    deployment = (
+        '[[deployments]]\nname = "crm"\nflow = "crm_flows.py:call_crm"\ncron = "0 0 1 1 *"\n'
+    )
+    config = write_config(tmp_path, deployment, daemon="workers = 1")
+    Operations(store, Actor("test", "cli")).apply(config)  # registered before the daemon runs
+    daemon = start_daemon(config, gnomon_home, CREDENTIALS_DIRECTORY=str(credentials))
+    daemons.append(daemon)
+    ran = gnomon(gnomon_home, "run", "crm", "--wait", GNOMON_CONFIG=str(config))
+    daemon.terminate()
+    stdout, stderr = daemon.communicate(timeout=60)
+    assert ran.returncode == 1, (ran.stdout, ran.stderr, stderr)
+    [run] = store.read_runs("crm")
+    lines = [row.message for row in store.search_logs(LogQuery(), None, newest=False)]
+    everything = {
+        "cli": ran.stdout + ran.stderr,
+        "logs": "\n".join(lines),
+        "run": f"{run.state_message} {run.error_message} {run.error_traceback}",
+        "daemon stdout": stdout,
+        "daemon stderr": stderr,
+        "log file": (gnomon_home / "logs" / "gnomon.jsonl").read_text(),
+    }
+    for where, written in everything.items():
+        assert TOKEN not in written, where
+    assert "logged ********" in lines
+    assert "printed ********" in lines
+    assert "the CRM refused ********" in everything["run"]
