@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_NAME_LENGTH = 255
+MAX_VARIABLE_NAME_LENGTH = 255
 MAX_VALUE_LENGTH = 5000  # characters of the value's compact JSON, as Prefect counts them
-VARIABLE_NAME = re.compile(rf"[a-z0-9_-]{{1,{MAX_NAME_LENGTH}}}")
+VARIABLE_NAME = re.compile(rf"[a-z0-9_-]{{1,{MAX_VARIABLE_NAME_LENGTH}}}")
 NAME_RULE = 'lowercase letters, digits, "-" and "_", at most 255 characters'
 _TOP_LEVEL = (str, int, float, bool, dict, list, tuple, type(None))
 
@@ -127,7 +127,7 @@ class Variable(BaseModel, Generic[T]):
     """A named, mutable JSON value shared by flows, tasks and operators (Prefect's
     ``prefect.variables.Variable``). ``Variable[str].get(name)`` types the value."""
 
-    name: str = Field(max_length=MAX_NAME_LENGTH, description="The name of the variable")
+    name: str = Field(max_length=MAX_VARIABLE_NAME_LENGTH, description="The name of the variable")
     value: Any = Field(description="The value of the variable")
     tags: list[str] | None = Field(default=None)
 
