@@ -130,6 +130,7 @@ DASHBOARD_ROUTES = {
     ("GET", "/deployments/{name}"),
     ("GET", "/audit"),
     ("GET", "/runs"),
+    ("GET", "/variables"),
     ("POST", "/logout"),
     ("POST", "/actions/deployments/{name}/pause"),
     ("POST", "/actions/deployments/{name}/resume"),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import http.client
 import string
+from pathlib import Path
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,8 +22,20 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gnomon._settings import reset_settings
+from gnomon._vault import write_key_file
 from gnomon.http._http import route_table
 from test_api import Api, api, concrete  # noqa: F401  (api: the live-server fixture)
+
+
+@pytest.fixture(autouse=True)
+def secrets_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key for secrets, so that the secrets' routes seal what they are sent (without one
+    they answer 503, which the checks below count as a server error)."""
+    write_key_file(tmp_path / "secrets.key")
+    monkeypatch.setenv("GNOMON_SECRETS_KEY_FILE", str(tmp_path / "secrets.key"))
+    reset_settings()
+
 
 CHECKS = [
     not_a_server_error,

@@ -57,6 +57,18 @@ def run_with_artifacts(api: Api) -> str:  # noqa: F811
     return run_id
 
 
+def long_variables(api: Api) -> str:  # noqa: F811
+    from gnomon.variables import Variable
+
+    # _sync: playwright's sync API runs an event loop in this thread, and under a running
+    # loop Variable.set returns a coroutine, as Prefect's does.
+    recipients = {"recipients": [f"operator-{n}@example.com" for n in range(30)]}
+    name = "a-rather-long-variable-name-" * 4
+    Variable.set(name, recipients, tags=["reports", "crm"], _sync=True)
+    Variable.set("note", "a long line without spaces " + "z" * 300, _sync=True)
+    return "/variables"
+
+
 # Each page: how to reach it on the api fixture's store (given the server, its path).
 PAGES: dict[str, Callable[[Api], str]] = {
     "overview": lambda api: (failed_run(api), "/")[1],  # noqa: F811
@@ -66,6 +78,7 @@ PAGES: dict[str, Callable[[Api], str]] = {
     "deployment": lambda api: "/deployments/nightly-report",  # noqa: F811
     "audit": lambda api: "/audit",  # noqa: F811
     "runs": lambda api: (failed_run(api), "/runs")[1],  # noqa: F811
+    "variables": long_variables,
 }
 
 

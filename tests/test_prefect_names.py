@@ -25,7 +25,6 @@ PENDING = {
     "gnomon.Flow.serve",
     "gnomon.Flow.to_deployment",
     "gnomon.aserve",
-    "gnomon.blocks",
     "gnomon.exceptions.FailedRun",
     "gnomon.exceptions.FlowPauseTimeout",
     "gnomon.exceptions.NotPausedError",
@@ -37,7 +36,6 @@ PENDING = {
     "gnomon.states.Paused",
     "gnomon.states.Suspended",
     "gnomon.transactions",
-    "gnomon.variables",
 }
 
 ROWS = list(prefect_names().values())

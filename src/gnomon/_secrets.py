@@ -210,6 +210,13 @@ def remember_secrets(parameters: Mapping[str, Any]) -> None:
         _remembered.add(values)
 
 
+def remember_secret(value: Any) -> None:
+    """Mask a secret's value (``Secret.load``'s: a string, or every scalar in a JSON value,
+    as ``secret_values`` counts them) in every text this process stores or prints from now
+    on (``mask_known``)."""
+    remember_secrets({"secret": value})
+
+
 def mask_known(text: str) -> str:
     """``text`` with the secret values this process was told of masked; at once when none
     were (most processes, most runs)."""

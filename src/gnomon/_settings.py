@@ -77,11 +77,24 @@ class Settings(BaseSettings):
         ),
         ge=0,
     )
+    secrets_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "The file holding the key secrets are encrypted with (`gnomon secret key-gen"
+            " PATH` makes one); default: $CREDENTIALS_DIRECTORY/gnomon-secrets-key, which"
+            " systemd's LoadCredential= provides. Never in the database."
+        ),
+    )
 
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("secrets_key_file")
+    @classmethod
+    def _expand_key_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
 
     @field_validator("log_level")
     @classmethod

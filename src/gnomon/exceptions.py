@@ -113,6 +113,21 @@ class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
 
 
+class NameTaken(GnomonError, ValueError):
+    """A variable or secret is saved under a name in use without ``overwrite=True``; a
+    ValueError, as Prefect raises."""
+
+
+class SecretNotFound(GnomonError, ValueError):
+    """``Secret.load`` of a name no secret has; a ValueError, as Prefect raises."""
+
+
+class SecretsKeyError(GnomonError, RuntimeError):
+    """The key secrets are encrypted with cannot be had (no key file configured, a file
+    missing, unreadable, readable by anyone, or not a key) or does not open a stored
+    secret; the message says where gnomon looked."""
+
+
 class StoreOwnedByAnotherUser(GnomonError, PermissionError):
     """A command that would change the store runs as another user than the store's owner.
 

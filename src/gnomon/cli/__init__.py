@@ -22,6 +22,7 @@ from gnomon.cli._db import db_group
 from gnomon.cli._deployments import deployments_group
 from gnomon.cli._logs import logs_command
 from gnomon.cli._runs import run_command, runs_group
+from gnomon.cli._variables import secret_group, variable_group
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +54,8 @@ for command in (
     limits_group,
     audit_command,
     token_group,
+    variable_group,
+    secret_group,
     cron_command,
     db_group,
     completion_command,

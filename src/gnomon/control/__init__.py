@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         check_run_id,
         hash_token,
     )
+    from gnomon.control._variables import VariableOperations, secret_view, variable_view
     from gnomon.control._views import (
         RUN_ARTIFACTS,
         artifact_view,
@@ -87,6 +88,7 @@ __all__ = [
     "ReloadOutcome",
     "RunFilters",
     "UnknownName",
+    "VariableOperations",
     "artifact_table",
     "artifact_view",
     "audit_view",
@@ -115,8 +117,10 @@ __all__ = [
     "run_text",
     "run_view",
     "runs_page",
+    "secret_view",
     "token_access",
     "token_view",
+    "variable_view",
 ]
 
 _WHERE = {
@@ -139,6 +143,7 @@ _WHERE = {
     "ReloadOutcome": "gnomon.control._operations",
     "RunFilters": "gnomon.control._listing",
     "UnknownName": "gnomon.control._operations",
+    "VariableOperations": "gnomon.control._variables",
     "audit_view": "gnomon.control._views",
     "check_name": "gnomon.control._operations",
     "check_parameters": "gnomon.control._inputs",
@@ -162,8 +167,10 @@ _WHERE = {
     "run_text": "gnomon.control._views",
     "run_view": "gnomon.control._views",
     "runs_page": "gnomon.control._listing",
+    "secret_view": "gnomon.control._variables",
     "token_access": "gnomon.control._inputs",
     "token_view": "gnomon.control._views",
+    "variable_view": "gnomon.control._variables",
 }
 
 

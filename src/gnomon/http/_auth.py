@@ -49,7 +49,7 @@ STATIC_PREFIX = "/static/"
 # everything else (/api/v1, /metrics, ...) a bearer token, never the cookie. A deployment's
 # name and a run's id are one path segment.
 DASHBOARD_PATHS = re.compile(
-    r"/(?:|deployments|deployments/[^/]+|runs|audit|logout|actions/.+"
+    r"/(?:|deployments|deployments/[^/]+|runs|audit|variables|logout|actions/.+"
     r"|runs/[^/]+(?:/logs/stream)?)",
     re.DOTALL,
 )

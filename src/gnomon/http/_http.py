@@ -30,6 +30,7 @@ from gnomon.http._routes import router
 from gnomon.http._schemas import ErrorBody, Health
 from gnomon.http._session import Sessions
 from gnomon.http._streams import StreamSlots
+from gnomon.http._variable_routes import router as variable_router
 
 if TYPE_CHECKING:
     from gnomon.daemon import HealthStatus
@@ -79,6 +80,7 @@ def create_app(
     app.state.closing = threading.Event()  # set by ApiServer.stop(): log streams end
     app.state.streams = StreamSlots()
     app.include_router(router)
+    app.include_router(variable_router)
     _add_service_routes(app, metrics_render, health)
     sessions = Sessions()
     add_dashboard(app, sessions)

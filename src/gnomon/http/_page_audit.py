@@ -25,6 +25,13 @@ MAX_FILTER = 200  # characters: far beyond any actor, target or cursor
 # Actions whose target is a deployment's name, and those whose target is a run id.
 ON_DEPLOYMENT = frozenset({AuditAction.PAUSE, AuditAction.RESUME})
 ON_RUN = frozenset({AuditAction.RUN, AuditAction.RETRY, AuditAction.CANCEL})
+# Actions on a variable or a secret, and where the variables page shows it.
+ON_VARIABLES_PAGE = {
+    AuditAction.VARIABLE_SET: "variable",
+    AuditAction.VARIABLE_RM: "variable",
+    AuditAction.SECRET_SET: "secret",
+    AuditAction.SECRET_RM: "secret",
+}
 
 
 def add_routes(app: FastAPI) -> None:
@@ -85,7 +92,9 @@ def audit_entry(row: AuditEntry, deployments: Collection[str]) -> dict[str, Any]
     view["detail"] = detail
     target = row.target
     view["target_href"] = None
-    if target and (row.action in ON_DEPLOYMENT or target in deployments):
+    if target and row.action in ON_VARIABLES_PAGE:
+        view["target_href"] = f"/variables#{ON_VARIABLES_PAGE[row.action]}-{target}"
+    elif target and (row.action in ON_DEPLOYMENT or target in deployments):
         view["target_href"] = f"/deployments/{target}"
     elif target and row.action in ON_RUN:
         view["target_href"] = f"/runs/{target}"

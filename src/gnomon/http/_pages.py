@@ -19,6 +19,7 @@ from gnomon.http import (
     _page_overview,
     _page_run,
     _page_runs,
+    _page_variables,
 )
 from gnomon.http._auth import LOGIN_PATH, cookie_session_id, usable
 from gnomon.http._dashboard import (
@@ -39,6 +40,7 @@ PAGES = (
     _page_runs,
     _page_run,
     _page_audit,
+    _page_variables,
 )
 
 

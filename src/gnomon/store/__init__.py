@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         FastControl,
         RunStore,
         ScheduleStore,
+        VariableStore,
     )
 
 _LAZY = {
@@ -79,6 +80,7 @@ _LAZY = {
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
     "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
+    "VariableStore": "gnomon.store.abc",
     "Store": "gnomon.store._store",
     "StoreWriteError": "gnomon.store._writer",
     "TokenAccess": "gnomon.store._kinds",
@@ -125,6 +127,7 @@ __all__ = [
     "Store",
     "StoreWriteError",
     "TokenAccess",
+    "VariableStore",
     "backup_database",
     "bound_write_waits",
     "bounded_wait_started",

@@ -35,6 +35,11 @@ class AuditAction(enum.StrEnum):
     LIMIT_RM = "limit-rm"
     TOKEN_CREATE = "token-create"
     TOKEN_REVOKE = "token-revoke"
+    VARIABLE_SET = "variable-set"  # a variable created or overwritten (its new value kept)
+    VARIABLE_RM = "variable-rm"  # a variable removed (its last value kept)
+    SECRET_SET = "secret-set"  # a secret created or overwritten (never its value)
+    SECRET_RM = "secret-rm"
+    SECRET_ROTATE = "secret-rotate"  # every secret encrypted again with the key file's first key
 
 
 class TokenAccess(enum.StrEnum):
@@ -67,6 +72,7 @@ class Origin(enum.StrEnum):
     API = "api"
     DASHBOARD = "dashboard"
     DAEMON = "daemon"
+    PYTHON = "python"  # gnomon's Python API: a flow's (or any script's) Variable.set, Secret.save
 
 
 class ReloadStatus(enum.StrEnum):

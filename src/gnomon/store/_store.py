@@ -19,15 +19,22 @@ from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sq
 from gnomon.store._overview import OverviewQueries
 from gnomon.store._queries import Row
 from gnomon.store._scheduled import ScheduledRunQueries
+from gnomon.store._variables import VariableQueries
 from gnomon.store._writer import BatchWriter
 
 if TYPE_CHECKING:
     from gnomon._settings import Settings
-    from gnomon.store.abc import ControlStore, DeploymentStore, RunStore, ScheduleStore
+    from gnomon.store.abc import (
+        ControlStore,
+        DeploymentStore,
+        RunStore,
+        ScheduleStore,
+        VariableStore,
+    )
     from gnomon.store.rows import FlowRunChanges, NewFlowRun, NewLog, NewState, NewTaskRun
 
 
-class Store(ScheduledRunQueries, ControlQueries, OverviewQueries, ArtifactQueries):
+class Store(ScheduledRunQueries, ControlQueries, OverviewQueries, ArtifactQueries, VariableQueries):
     """One database: its engine, its batched writer, and the queries over it.
 
     Creating a store migrates its database to the newest schema if it is behind; it creates
@@ -115,6 +122,7 @@ if TYPE_CHECKING:
     _schedule_store: ScheduleStore = _store
     _deployment_store: DeploymentStore = _store
     _control_store: ControlStore = _store
+    _variable_store: VariableStore = _store
 
 
 _stores: dict[str, Store] = {}

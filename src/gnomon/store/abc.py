@@ -24,6 +24,9 @@ holds mypy to ``Store`` satisfying each):
 ``ArtifactReader``
     Reading the artifacts runs made: a part of ``RunStore`` (``Artifact.get`` in a flow)
     and of ``ControlStore`` (the CLI, the API and the run page).
+``VariableStore``
+    Variables and secrets (ciphertexts only): read, and written with their audit rows, by
+    flows (``Variable``, ``Secret``) and by operators (a part of ``ControlStore``).
 ``FastControl``
     The part of ``ControlStore`` that ``gnomon pause``, ``resume``, ``runs list`` and
     ``logs`` use, which must answer within a few hundred milliseconds: pauses and the
@@ -65,10 +68,12 @@ if TYPE_CHECKING:
         ReloadRequest,
         RunBin,
         ScheduleState,
+        SecretRow,
         StateRow,
         TaskRunRow,
         TokenInfo,
         TokenScope,
+        VariableRow,
     )
 
 
@@ -304,7 +309,36 @@ class FastControl(Protocol):
         """The id of the newest log line; 0 if there is none."""
 
 
-class ControlStore(FastControl, DeploymentStore, ArtifactReader, Protocol):
+class VariableStore(Protocol):
+    """Variables and secrets, each write audited in its transaction (see
+    ``_variables``): a write returns True if it replaced a value, False if it created one,
+    None if the name was taken and ``overwrite`` false."""
+
+    def read_variable(self, name: str) -> VariableRow | None: ...
+
+    def read_variables(self) -> list[VariableRow]: ...
+
+    def write_variable(
+        self, name: str, value: Any, tags: list[str], overwrite: bool, actor: Actor
+    ) -> bool | None: ...
+
+    def delete_variable(self, name: str, actor: Actor) -> bool: ...
+
+    def read_secret(self, name: str) -> SecretRow | None: ...
+
+    def read_secrets(self) -> list[SecretRow]: ...
+
+    def write_secret(
+        self, name: str, ciphertext: str, overwrite: bool, actor: Actor
+    ) -> bool | None: ...
+
+    def delete_secret(self, name: str, actor: Actor) -> bool: ...
+
+    def rewrite_secrets(self, rewrap: Callable[[str], str], actor: Actor) -> list[str]:
+        """Every secret's ciphertext replaced by ``rewrap`` of it, in one transaction."""
+
+
+class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, Protocol):
     """The operators' store: audited changes, and what the CLI, the API and the dashboard
     show (``FastControl``'s methods, and these)."""
 
