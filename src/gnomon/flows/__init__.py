@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         TaskSource,
         task_input_hash,
     )
+    from gnomon.flows._check import parameter_problems
     from gnomon.flows._concurrency import (
         concurrency,
         delete_concurrency_limit,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from gnomon.flows._flow_engine import (
         execute_flow_run,
         execute_stored_run,
+        importing_flow_file,
         load_flow,
         on_final_state_wait,
         record_crashed,
@@ -130,11 +132,13 @@ __all__ = [
     "flow_run_var",
     "get_run_logger",
     "hold_background",
+    "importing_flow_file",
     "in_background",
     "json_safe",
     "load_flow",
     "missing_names",
     "on_final_state_wait",
+    "parameter_problems",
     "quote",
     "read_concurrency_limits",
     "record_crashed",
@@ -201,11 +205,13 @@ _WHERE = {
     "flow_run_var": "gnomon.flows._context",
     "get_run_logger": "gnomon.flows._logging",
     "hold_background": "gnomon.flows._log_hold",
+    "importing_flow_file": "gnomon.flows._flow_engine",
     "in_background": "gnomon.flows._logging",
     "json_safe": "gnomon.flows._logging",
     "load_flow": "gnomon.flows._flow_engine",
     "missing_names": "gnomon.flows._params",
     "on_final_state_wait": "gnomon.flows._flow_engine",
+    "parameter_problems": "gnomon.flows._check",
     "quote": "gnomon.flows._annotations",
     "read_concurrency_limits": "gnomon.flows._concurrency",
     "record_crashed": "gnomon.flows._flow_engine",
