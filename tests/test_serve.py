@@ -112,6 +112,12 @@ def test_a_served_flow_runs_is_listed_paused_and_stopped_by_sigterm(
         table = gnomon_cli(gnomon_home, "deployments", "list")
         assert f"serve:{script.resolve()}" in table.stdout
 
+        # No config file to reload: refused, nothing changes.
+        reload = gnomon_cli(gnomon_home, "daemon", "reload")
+        assert reload.returncode != 0
+        assert "reads no config file" in reload.stdout + reload.stderr
+        assert store.read_deployment("greet-often").active
+
         paused = gnomon_cli(gnomon_home, "pause", "greet-often", "--reason", "enough")
         assert paused.returncode == 0, paused.stderr
         row = store.read_deployment("greet-often")
@@ -227,7 +233,7 @@ def test_flow_deploy_raises_with_the_toml_that_loads(tmp_path: Path) -> None:
     assert deployment.timezone == "Europe/Paris"
     assert deployment.parameters == {"region": "eu", "limit": 5}
     assert deployment.retries == 2
-    assert deployment.flow.endswith("test_serve:report") or "test_serve" in deployment.flow
+    assert deployment.flow == "test_serve:report"
 
 
 class _Cron:
