@@ -248,6 +248,14 @@ class _Cron:
         self.active = True
 
 
+class _Interval:
+    """A schedule that describes itself, as gnomon.schedules' do."""
+
+    @staticmethod
+    def deployment_fields() -> dict[str, Any]:
+        return {"interval": "5m", "timezone": "UTC"}
+
+
 @pytest.mark.parametrize(
     ("options", "table"),
     [
@@ -259,6 +267,7 @@ class _Cron:
             {"cron": "0 9 * * 1-5", "timezone": "America/New_York"},
         ),
         ({"schedule": {"interval": 60}}, {"interval": "1m"}),
+        ({"schedules": [_Interval()]}, {"interval": "5m"}),
         ({"cron": "0 * * * *", "concurrency_limit": 3}, {"max_concurrent": 3, "overlap": "queue"}),
         ({"cron": "0 * * * *", "overlap": "allow", "timeout": "5m"}, {"overlap": "allow"}),
     ],

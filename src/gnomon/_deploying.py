@@ -221,7 +221,12 @@ def _interval(value: Any) -> str:
 
 def _schedule_object(schedule: Any) -> dict[str, Any]:
     """A schedule object (``gnomon.schedules.Cron``, ``Interval``, Prefect-style) or a dict
-    with ``cron`` or ``interval``, as the table's fields."""
+    with ``cron`` or ``interval``, as the table's fields. An object that says so itself
+    (``gnomon.schedules``' ``deployment_fields()``, which refuses what the scheduler cannot
+    run) is asked; any other is read by its attributes, as Prefect's schedules have them."""
+    fields = getattr(schedule, "deployment_fields", None)
+    if callable(fields):
+        return dict(fields())
 
     def field(key: str) -> Any:
         if isinstance(schedule, Mapping):
@@ -230,6 +235,11 @@ def _schedule_object(schedule: Any) -> dict[str, Any]:
 
     if field("rrule") is not None:
         raise TypeError(f"schedule {schedule!r}: {REFUSED['rrule']}")
+    if field("day_or") is False:
+        raise TypeError(
+            f"schedule {schedule!r}: day_or=False is not supported; gnomon's cron joins"
+            " day-of-month and day-of-week with OR, as cron does"
+        )
     if field("parameters"):
         raise TypeError(
             f"schedule {schedule!r}: a schedule's own parameters are not supported yet: pass"
