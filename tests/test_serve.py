@@ -160,6 +160,36 @@ def test_gnomon_serve_serves_several_deployments_and_stops_on_ctrl_c(
     assert "Traceback" not in stderr
 
 
+def test_with_webserver_the_api_lists_the_served_deployment_with_its_source(
+    tmp_path: Path, gnomon_home: Path
+) -> None:
+    """Settings come from the config file's [daemon] table (here: the API's address and one
+    worker); its deployments are not served."""
+    import urllib.request
+
+    from test_tls import api_url
+
+    (tmp_path / "gnomon.toml").write_text(
+        '[daemon]\napi = "127.0.0.1:0"\napi_auth = false\nworkers = 1\n\n'
+        '[[deployments]]\nname = "not-served"\nflow = "job.py:greet"\ncron = "0 3 * * *"\n'
+    )
+    text = SCRIPT.replace('tags=["demo"])', 'tags=["demo"], webserver=True)')
+    script = tmp_path / "job.py"
+    process = start_script(script, text, gnomon_home)
+    try:
+        url = api_url(process)
+        with urllib.request.urlopen(f"{url}/api/v1/deployments", timeout=30) as response:
+            listed = json.load(response)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert [(each["name"], each["source"]) for each in listed] == [
+        ("greet-often", f"serve:{script.resolve()}")
+    ]
+    assert process.returncode == 0, stderr
+    assert "1 workers" in process.output_path.read_text()
+
+
 def test_serve_refuses_while_a_daemon_holds_the_store_and_prints_its_toml(
     tmp_path: Path, gnomon_home: Path, daemons: list[Any]
 ) -> None:
