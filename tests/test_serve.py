@@ -54,6 +54,7 @@ TWO = textwrap.dedent(
             first.to_deployment("first-dep", interval=timedelta(seconds=1)),
             second.to_deployment("second-dep", interval=[1], parameters={"n": 21}),
             limit=1,
+            pause_on_shutdown=False,
         )
     """
 )
@@ -148,6 +149,8 @@ def _seconds_since(moment: Any) -> float:
 def test_gnomon_serve_serves_several_deployments_and_stops_on_ctrl_c(
     tmp_path: Path, gnomon_home: Path, store: Any
 ) -> None:
+    """With pause_on_shutdown=False they stay scheduled after it stops (the next serve
+    catches up what it missed by their catch-up policy)."""
     process = start_script(tmp_path / "two.py", TWO, gnomon_home)
     try:
         wait_for(lambda: completed_of(store, "first-dep"), 60, "a run of first-dep")
@@ -158,6 +161,7 @@ def test_gnomon_serve_serves_several_deployments_and_stops_on_ctrl_c(
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
+    assert sorted(row.name for row in store.read_deployments()) == ["first-dep", "second-dep"]
 
 
 def test_with_webserver_the_api_lists_the_served_deployment_with_its_source(
