@@ -140,6 +140,23 @@ def test_a_served_flow_runs_is_listed_paused_and_stopped_by_sigterm(
     assert not store.read_deployment("greet-often").active
 
 
+def test_a_daemon_started_while_a_script_serves_is_refused_naming_the_script(
+    tmp_path: Path, gnomon_home: Path, store: Any
+) -> None:
+    script = tmp_path / "job.py"
+    process = start_script(script, SCRIPT, gnomon_home)
+    try:
+        wait_for(lambda: completed_of(store, "greet-often"), 60, "a served run")
+        config = write_config(tmp_path, "")
+        refused = gnomon_cli(gnomon_home, "daemon", "--config", str(config))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert refused.returncode == 1
+    assert f"pid {process.pid}" in refused.stderr
+    assert f"the script {script.resolve()} (serve)" in refused.stderr
+
+
 def _seconds_since(moment: Any) -> float:
     from datetime import UTC, datetime
 

@@ -182,13 +182,14 @@ def _refuse_if_held(models: tuple[Deployment, ...], daemon_config: DaemonConfig)
     """ServeRefused, with the tables to add instead, where a daemon holds the store."""
     from gnomon._settings import get_settings
     from gnomon.daemon import DaemonAlreadyRunning, find_holder, lock_path
+    from gnomon.deployments import SERVE_PREFIX
 
     settings = get_settings()
     holder = find_holder(settings.home, settings.effective_database_url)
     if holder is not None:
         path = lock_path(settings.home, settings.effective_database_url)
         held = str(DaemonAlreadyRunning(holder, path))
-        if holder.get("config"):
+        if holder.get("config") and not holder["config"].startswith(SERVE_PREFIX):
             held += f", serving {holder['config']}"
         raise ServeRefused(_held_message(held, models, daemon_config))
 
