@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,25 @@ def completed_of(store: Any, deployment: str) -> list[Any]:
     return [row for row in runs(store, deployment) if row.state_name == "Completed"]
 
 
-@pytest.mark.backends
-def test_a_served_flow_runs_is_listed_paused_and_stopped_by_sigterm(
-    tmp_path: Path, gnomon_home: Path, store: Any
-) -> None:
+@pytest.fixture
+def served(tmp_path: Path, gnomon_home: Path) -> Iterator[tuple[Path, DaemonProcess]]:
+    """SCRIPT serving in a subprocess (its path, its process); stopped at the end if the
+    test has not stopped it."""
     script = tmp_path / "job.py"
     process = start_script(script, SCRIPT, gnomon_home)
+    try:
+        yield script, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+
+
+@pytest.mark.backends
+def test_a_served_flow_runs_is_listed_paused_and_stopped_by_sigterm(
+    gnomon_home: Path, store: Any, served: tuple[Path, DaemonProcess]
+) -> None:
+    script, process = served
     try:
         done = wait_for(lambda: completed_of(store, "greet-often")[1:], 60, "two served runs")
         assert done[0].parameters == {"who": "served"}
@@ -141,17 +155,14 @@ def test_a_served_flow_runs_is_listed_paused_and_stopped_by_sigterm(
 
 
 def test_a_daemon_started_while_a_script_serves_is_refused_naming_the_script(
-    tmp_path: Path, gnomon_home: Path, store: Any
+    tmp_path: Path, gnomon_home: Path, store: Any, served: tuple[Path, DaemonProcess]
 ) -> None:
-    script = tmp_path / "job.py"
-    process = start_script(script, SCRIPT, gnomon_home)
-    try:
-        wait_for(lambda: completed_of(store, "greet-often"), 60, "a served run")
-        config = write_config(tmp_path, "")
-        refused = gnomon_cli(gnomon_home, "daemon", "--config", str(config))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+    script, process = served
+    wait_for(lambda: completed_of(store, "greet-often"), 60, "a served run")
+    config = write_config(tmp_path, "")
+
+    refused = gnomon_cli(gnomon_home, "daemon", "--config", str(config))
+
     assert refused.returncode == 1
     assert f"pid {process.pid}" in refused.stderr
     assert f"the script {script.resolve()} (serve)" in refused.stderr
