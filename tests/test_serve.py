@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO
 from gnomon import flow
+from test_api import api  # noqa: F401 (the fixture)
 from test_daemon import DaemonProcess, runs, start_daemon, wait_for, write_config
 
 SCRIPT = textwrap.dedent(
@@ -374,3 +375,24 @@ def test_a_flow_from_with_options_is_refused_as_a_worker_would_import_another(
 
     with pytest.raises(ValueError, match="top level of its module"):
         renamed.to_deployment("r", cron="0 * * * *", parameters={"region": "eu"})
+
+
+def test_the_dashboard_shows_a_served_deployment_and_its_script(api: Any) -> None:  # noqa: F811
+    from datetime import UTC, datetime
+
+    from gnomon.deployments import Deployment, sync_deployments
+    from test_streams import session_client
+
+    served = Deployment(name="served-one", flow="/srv/jobs/serve_me.py:greet", interval="5m")
+    sync_deployments(api.store, [served], datetime.now(UTC), source="serve:/srv/jobs/serve_me.py")
+
+    client = session_client(api, api.token)
+    try:
+        page = client.get("/deployments/served-one")
+        listing = client.get("/deployments")
+    finally:
+        client.close()
+
+    assert page.status_code == 200
+    assert "<code>/srv/jobs/serve_me.py</code> (gnomon.serve)" in page.text
+    assert "served-one" in listing.text
