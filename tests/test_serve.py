@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO
 from gnomon import flow
+from gnomon.schedules import Cron, Interval, RRule
 from test_api import api  # noqa: F401 (the fixture)
 from test_daemon import DaemonProcess, runs, start_daemon, wait_for, write_config
 
@@ -311,14 +312,6 @@ class _Cron:
         self.active = True
 
 
-class _Interval:
-    """A schedule that describes itself, as gnomon.schedules' do."""
-
-    @staticmethod
-    def deployment_fields() -> dict[str, Any]:
-        return {"interval": "5m", "timezone": "UTC"}
-
-
 @pytest.mark.parametrize(
     ("options", "table"),
     [
@@ -330,7 +323,11 @@ class _Interval:
             {"cron": "0 9 * * 1-5", "timezone": "America/New_York"},
         ),
         ({"schedule": {"interval": 60}}, {"interval": "1m"}),
-        ({"schedules": [_Interval()]}, {"interval": "5m"}),
+        ({"schedules": [Interval(300)]}, {"interval": "5m"}),
+        (
+            {"schedule": Cron("30 6 * * *", timezone="Europe/Paris")},
+            {"cron": "30 6 * * *", "timezone": "Europe/Paris"},
+        ),
         ({"cron": "0 * * * *", "concurrency_limit": 3}, {"max_concurrent": 3, "overlap": "queue"}),
         ({"cron": "0 * * * *", "overlap": "allow", "timeout": "5m"}, {"overlap": "allow"}),
     ],
@@ -350,6 +347,7 @@ def test_to_deployment_takes_prefects_schedule_arguments(
         ({"cron": "0 * * * *", "work_pool_name": "k8s"}, TypeError, "worker pool"),
         ({"cron": "0 * * * *", "triggers": ["x"]}, TypeError, "no event triggers"),
         ({"rrule": "FREQ=DAILY"}, TypeError, "use cron="),
+        ({"schedules": [RRule("FREQ=DAILY")]}, ValueError, "no rrule schedules yet"),
         ({"cron": "0 * * * *", "version": "1.2"}, TypeError, "@flow(version"),
         ({"cron": "0 * * * *", "no_such_option": 1}, TypeError, "no_such_option"),
         ({}, ValueError, "has no schedule"),

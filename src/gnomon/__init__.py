@@ -2,7 +2,9 @@
 
 The authoring API follows Prefect 3: code written for ``prefect`` runs after changing its
 imports to ``gnomon``. Importing this package is cheap: each name below loads its module on
-first use (PEP 562), so ``gnomon pause`` does not pay for the flow engine.
+first use (PEP 562), so ``gnomon pause`` does not pay for the flow engine. A Prefect name
+gnomon does not provide raises ``NotProvidedByGnomon`` naming the alternative
+(``gnomon._prefect_names`` lists every one).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gnomon._lazy import lazy_names
+from gnomon._prefect_import import install_finder
 from gnomon._version import __version__
 
 if TYPE_CHECKING:
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     )
     from gnomon.logging import get_run_logger
     from gnomon.states import State
-    # Not here: RunnerDeployment (gnomon._deploying) and serve (gnomon._serving), which sit
+    # Not here: RunnerDeployment (gnomon._deploying), serve and aserve (gnomon._serving), which sit
     # above the daemon. Flow reaches them through this face, and a type-checking import
     # would put them under flows in the import graph that keeps the layers.
 
@@ -37,6 +40,7 @@ _LAZY = {
     "State": "gnomon.states",
     "Task": "gnomon.flows",
     "allow_failure": "gnomon.flows",
+    "aserve": "gnomon._serving",
     "flow": "gnomon.flows",
     "get_run_logger": "gnomon.logging",
     "quote": "gnomon.flows",
@@ -54,6 +58,7 @@ __all__ = [
     "Task",
     "__version__",
     "allow_failure",
+    "aserve",
     "flow",
     "get_run_logger",
     "quote",
@@ -65,3 +70,6 @@ __all__ = [
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)
+# A Prefect module gnomon has no file for (``gnomon.events``) says so and names the
+# alternative, from the table in gnomon._prefect_names.
+install_finder()

@@ -84,6 +84,13 @@ def serve(
     _run(daemon)
 
 
+async def aserve(*deployments: RunnerDeployment, **options: Any) -> None:
+    """Prefect's ``aserve``: ``serve`` from async code. It holds the event loop until the
+    serving stops, as there is nothing else for the loop to do meanwhile: the daemon's
+    loop runs in this thread (it handles the signals)."""
+    serve(*deployments, **options)
+
+
 def _start(
     deployments: tuple[RunnerDeployment, ...], keep: bool, limit: int | None, webserver: bool
 ) -> Daemon:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from gnomon.flows._annotations import allow_failure, quote, unmapped
+    from gnomon.flows._annotations import BaseAnnotation, allow_failure, quote, unmapped
     from gnomon.flows._cache import (
         DEFAULT,
         FLOW_PARAMETERS,
@@ -41,11 +41,18 @@ if TYPE_CHECKING:
         concurrency,
         delete_concurrency_limit,
         delete_tag_concurrency_limit,
+        rate_limit,
         read_concurrency_limits,
         set_concurrency_limit,
         set_tag_concurrency_limit,
     )
-    from gnomon.flows._context import FlowRunContext, flow_run_var, tags, task_run_var
+    from gnomon.flows._context import (
+        FlowRunContext,
+        TaskRunContext,
+        flow_run_var,
+        tags,
+        task_run_var,
+    )
     from gnomon.flows._flow import Flow, flow
     from gnomon.flows._flow_engine import (
         execute_flow_run,
@@ -71,10 +78,13 @@ if TYPE_CHECKING:
         configure_daemon_logging,
         configure_logging,
         daemon_lines,
+        disable_run_logger,
+        get_logger,
         get_run_logger,
         in_background,
         json_safe,
         record_extra,
+        run_deployment_name,
         summarise_run_events,
     )
     from gnomon.flows._params import Problem, missing_names, unknown_names
@@ -99,6 +109,7 @@ __all__ = [
     "RUN_ID",
     "STORED_LOGGERS",
     "TASK_SOURCE",
+    "BaseAnnotation",
     "CacheKeyFnPolicy",
     "CachePolicy",
     "CompoundCachePolicy",
@@ -113,6 +124,7 @@ __all__ = [
     "ProcessPoolTaskRunner",
     "RunId",
     "Task",
+    "TaskRunContext",
     "TaskRunner",
     "TaskSource",
     "ThreadPoolTaskRunner",
@@ -125,11 +137,13 @@ __all__ = [
     "daemon_lines",
     "delete_concurrency_limit",
     "delete_tag_concurrency_limit",
+    "disable_run_logger",
     "error_fields",
     "execute_flow_run",
     "execute_stored_run",
     "flow",
     "flow_run_var",
+    "get_logger",
     "get_run_logger",
     "hold_background",
     "importing_flow_file",
@@ -140,10 +154,12 @@ __all__ = [
     "on_final_state_wait",
     "parameter_problems",
     "quote",
+    "rate_limit",
     "read_concurrency_limits",
     "record_crashed",
     "record_extra",
     "reopen_daemon_log",
+    "run_deployment_name",
     "set_concurrency_limit",
     "set_tag_concurrency_limit",
     "state_columns",
@@ -162,6 +178,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "BaseAnnotation": "gnomon.flows._annotations",
     "CacheKeyFnPolicy": "gnomon.flows._cache",
     "CachePolicy": "gnomon.flows._cache",
     "CompoundCachePolicy": "gnomon.flows._cache",
@@ -186,6 +203,7 @@ _WHERE = {
     "STORED_LOGGERS": "gnomon.flows._logging",
     "TASK_SOURCE": "gnomon.flows._cache",
     "Task": "gnomon.flows._task",
+    "TaskRunContext": "gnomon.flows._context",
     "TaskRunner": "gnomon.flows._runners",
     "TaskSource": "gnomon.flows._cache",
     "ThreadPoolTaskRunner": "gnomon.flows._runners",
@@ -203,7 +221,9 @@ _WHERE = {
     "execute_stored_run": "gnomon.flows._flow_engine",
     "flow": "gnomon.flows._flow",
     "flow_run_var": "gnomon.flows._context",
+    "get_logger": "gnomon.flows._logging",
     "get_run_logger": "gnomon.flows._logging",
+    "disable_run_logger": "gnomon.flows._logging",
     "hold_background": "gnomon.flows._log_hold",
     "importing_flow_file": "gnomon.flows._flow_engine",
     "in_background": "gnomon.flows._logging",
@@ -213,10 +233,12 @@ _WHERE = {
     "on_final_state_wait": "gnomon.flows._flow_engine",
     "parameter_problems": "gnomon.flows._check",
     "quote": "gnomon.flows._annotations",
+    "rate_limit": "gnomon.flows._concurrency",
     "read_concurrency_limits": "gnomon.flows._concurrency",
     "record_crashed": "gnomon.flows._flow_engine",
     "record_extra": "gnomon.flows._logging",
     "reopen_daemon_log": "gnomon.flows._log_outputs",
+    "run_deployment_name": "gnomon.flows._logging",
     "set_concurrency_limit": "gnomon.flows._concurrency",
     "set_tag_concurrency_limit": "gnomon.flows._concurrency",
     "state_columns": "gnomon.flows._records",
