@@ -335,3 +335,47 @@ def test_a_new_schema_is_no_change_of_the_deployment_and_a_new_flow_drops_the_ol
 
     assert changed.changed == ["job"]
     assert store.read_deployment("job").parameter_schema is None  # not the old flow's
+
+
+SERVED = "serve:/srv/jobs/serve_me.py"
+
+
+def test_syncing_one_source_never_deactivates_another_sources_deployments(store, source) -> None:
+    sync_deployments(store, [make(source, "from-file")], T0)
+    sync_deployments(store, [make(None, "from-script")], T0, source=SERVED)
+
+    config = sync_deployments(store, [], T1)  # the file's deployment removed
+    served = sync_deployments(store, [], T2, source=SERVED)  # the script stopped
+
+    assert (config.removed, served.removed) == (["from-file"], ["from-script"])
+    sync_deployments(store, [make(None, "from-script")], T2, source=SERVED)
+    assert sync_deployments(store, [make(source, "from-file")], T2).removed == []
+    rows = {row.name: row for row in store.read_deployments()}
+    assert {name: row.source for name, row in rows.items()} == {
+        "from-file": "config",
+        "from-script": SERVED,
+    }
+
+
+def test_a_name_another_source_has_active_is_refused_naming_both(store, source) -> None:
+    sync_deployments(store, [make(source, "shared", cron="0 1 * * *")], T0)
+
+    result = sync_deployments(store, [make(None, "shared", cron="0 2 * * *")], T1, source=SERVED)
+
+    assert result.refused == {"shared": "config"}
+    (message,) = result.refusals(SERVED)
+    assert "/srv/jobs/serve_me.py" in message
+    assert "the config file" in message
+    row = store.read_deployment("shared")
+    assert (row.schedule, row.source) == ("0 1 * * *", "config")
+
+
+def test_a_name_another_source_gave_up_is_taken_over(store, source) -> None:
+    sync_deployments(store, [make(None, "moved")], T0, source=SERVED)
+    sync_deployments(store, [], T1, source=SERVED)  # the script stopped serving it
+
+    result = sync_deployments(store, [make(source, "moved", cron="0 3 * * *")], T2)
+
+    assert (result.added, result.refused) == (["moved"], {})
+    row = store.read_deployment("moved")
+    assert (row.active, row.source, row.schedule) == (True, "config", "0 3 * * *")

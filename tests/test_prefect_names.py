@@ -21,10 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 # Modules other parts of issue 17 are writing; their rows say supported already. The lead
 # empties this when they are merged: the test below fails as soon as one resolves.
 PENDING = {
-    "gnomon.Flow.deploy",
-    "gnomon.Flow.serve",
-    "gnomon.Flow.to_deployment",
-    "gnomon.aserve",
     "gnomon.exceptions.FailedRun",
     "gnomon.exceptions.FlowPauseTimeout",
     "gnomon.exceptions.NotPausedError",
@@ -32,7 +28,6 @@ PENDING = {
     "gnomon.exceptions.PausedRun",
     "gnomon.flow_runs",
     "gnomon.runtime.flow_run.tags",
-    "gnomon.serve",
     "gnomon.states.Paused",
     "gnomon.states.Suspended",
     "gnomon.transactions",

@@ -166,6 +166,17 @@ class StoreFileGone(GnomonError, FileNotFoundError):
         super().__init__(f"the database {path} {what}; not opening another one in its place")
 
 
+class DeployNotSupported(GnomonError, NotImplementedError):
+    """``flow.deploy()``: gnomon has no work pools to deploy to; the message holds the
+    ``[[deployments]]`` table to add to the config file instead."""
+
+
+class ServeRefused(GnomonError, RuntimeError):
+    """``serve()`` cannot serve its deployments here (a daemon holds the store, another
+    source defines one of their names, no script to serve from); the message says why and
+    what to do instead."""
+
+
 class TerminationSignal(BaseException):
     """Raised inside a run's thread to interrupt a body that exceeded its deadline.
 

@@ -22,6 +22,7 @@ from gnomon.cli._common import (
     reports_errors,
 )
 from gnomon.control import MAX_FIRES
+from gnomon.deployments import CONFIG_SOURCE
 from gnomon.states import StateName
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
             item["last_runs"] = marks or None
             item["config"] = _drift_text(item)
         columns = ["name", "schedule", "timezone", "paused", "next_fire", "last_runs", "config"]
+        if any(item["source"] != CONFIG_SOURCE for item in listed):  # a script serves some
+            columns.append("source")
         print_table(listed, columns)
     _explain(listed, config_file)
 
@@ -130,6 +133,7 @@ def _view(
             name=deployment.name,
             anchor=deployment.anchor or now,
             source_file=None,
+            source=None,
             active=False,
             paused=bool(deployment.paused),
             paused_by=None,
@@ -162,7 +166,7 @@ _DRIFT_TEXT = {
 
 
 def _drift_text(item: dict[str, Any]) -> str:
-    if item["in_config"] is None:
+    if item["in_config"] is None or item["source"] != CONFIG_SOURCE:
         return "-"
     if item["config_drift"] == "changed":
         return "changed: " + ",".join(item["changed_fields"])
@@ -230,7 +234,7 @@ def _print_fields(view: dict[str, Any]) -> None:
         ("parameters", _inline(view["parameters"])),
         ("policies", _inline(view["policies"])),
         ("description", view["description"] or "-"),
-        ("source", view["source_file"] or "-"),
+        ("source", _source_text(view)),
     ]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
@@ -345,3 +349,10 @@ def deployments_apply(config: Path | None, timeout: float) -> None:
     if config is not None and daemon_config and Path(daemon_config) != config.absolute():
         click.echo(f"note: the daemon reloads its own config, {daemon_config}", err=True)
     report_reload(operations().reload(config, timeout))
+
+
+def _source_text(view: dict[str, Any]) -> str:
+    """Where a deployment is defined: its config file, or the script serving it."""
+    if view["source"] != CONFIG_SOURCE:
+        return str(view["source"])
+    return view["source_file"] or "-"

@@ -75,7 +75,10 @@ def fire_clock(row: DeploymentRow) -> Callable[[datetime, int], list[datetime]]:
 def deployment_view(
     row: DeploymentRow, now: datetime, recent: list[RecentRun] | None = None
 ) -> View:
-    """A deployment as listed: schedule (and in words), zone, pause, next fire, last runs."""
+    """A deployment as listed: schedule (and in words), zone, pause, next fire, last runs,
+    and its source (the config file, or the script serving it)."""
+    from gnomon.deployments import owner
+
     paused = bool(row.paused)
     schedule = schedule_of(row)
     fires = [] if paused else next_fires(row, now, 1)
@@ -93,6 +96,7 @@ def deployment_view(
         "last_fire": iso(row.last_fire),
         "tags": list(row.tags or []),
         "description": row.description,
+        "source": owner(row),
     }
     if recent is not None:
         view["recent_runs"] = [

@@ -24,16 +24,22 @@ if TYPE_CHECKING:
         stop,
     )
     from gnomon.daemon._health import HealthStatus, read_status
-    from gnomon.daemon._lock import find_holder, lock_path
+    from gnomon.daemon._lock import DaemonAlreadyRunning, find_holder, lock_path
     from gnomon.daemon._main import run_daemon
+    from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._service import Daemon
+    from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged
 
 __all__ = [
+    "EXIT_STORE_GONE",
     "Daemon",
+    "DaemonAlreadyRunning",
     "DaemonNotRunning",
     "HealthStatus",
     "PidfileInUse",
+    "ServedDeployments",
     "StartReport",
+    "StoreFileChanged",
     "detach",
     "find_holder",
     "lock_path",
@@ -44,7 +50,9 @@ __all__ = [
 ]
 
 _WHERE = {
+    "EXIT_STORE_GONE": "gnomon.daemon._storefile",
     "Daemon": "gnomon.daemon._service",
+    "DaemonAlreadyRunning": "gnomon.daemon._lock",
     "DaemonNotRunning": "gnomon.daemon._detach",
     "PidfileInUse": "gnomon.daemon._detach",
     "StartReport": "gnomon.daemon._detach",
@@ -55,6 +63,8 @@ _WHERE = {
     "HealthStatus": "gnomon.daemon._health",
     "read_status": "gnomon.daemon._health",
     "run_daemon": "gnomon.daemon._main",
+    "ServedDeployments": "gnomon.daemon._served",
+    "StoreFileChanged": "gnomon.daemon._storefile",
     "stop": "gnomon.daemon._detach",
 }
 

@@ -79,6 +79,11 @@ class DaemonAlreadyRunning(GnomonError, RuntimeError):
             )
         else:
             who = "it is still starting"
+        source = holder.get("config") or ""
+        if source.startswith("serve:"):  # a script serving its flows (gnomon.serve)
+            from gnomon.deployments import describe_source
+
+            who += f", {describe_source(source)}"
         super().__init__(
             f"another gnomon daemon is running on this store: {who} (lock {lock_path})"
         )

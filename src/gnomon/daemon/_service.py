@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._reload import ConfigLoader, Loaded
     from gnomon.daemon._report import RunReporter
+    from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._systemd import Notifier
     from gnomon.deployments import GnomonConfig
     from gnomon.store import Store
@@ -94,15 +95,18 @@ ServiceFactory = Callable[["Daemon"], Service | None]
 
 class Daemon:
     """One daemon process serving the deployments of one config file, and the services it
-    was given (the command that starts it composes them: ``gnomon.http.serve_api``)."""
+    was given (the command that starts it composes them: ``gnomon.http.serve_api``); or,
+    with ``served``, the deployments a script serves (see ``_served``)."""
 
     def __init__(
         self,
         config_path: Path | None,
         clock: Clock | None = None,
         services: Sequence[ServiceFactory] = (),
+        served: ServedDeployments | None = None,
     ) -> None:
         self.config_path = config_path
+        self.served = served
         self.clock: Clock = clock or SystemClock()
         self._service_factories = tuple(services)
         self.services: list[Service] = []
@@ -188,7 +192,7 @@ class Daemon:
         # The loop and the pool's thread hand each run on within a millisecond; the default
         # 5 ms GIL switch interval let the log-rendering threads hold them up for longer.
         sys.setswitchinterval(SWITCH_INTERVAL)
-        loaded = load_config_or_raise(self.config_path)
+        loaded = self.served.loaded if self.served else load_config_or_raise(self.config_path)
         self.config = loaded.config
         # Before the store and the log file open, for them and the workers (gnomon._space).
         os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
@@ -200,14 +204,17 @@ class Daemon:
             keep=daemon_config.log_file_keep,
         )
         self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
-        self._lock.acquire(config=str(self.config.path) if self.config.path else None)
+        self._lock.acquire(config=self._source_text())
         self._lock.keep(self._lock_lost)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
         log.addHandler(self._store_log)
         daemon = self.config.daemon
         self._measure_health(settings.home)
-        self.loader = ConfigLoader(self.config_path, self.wakeup.wake)
+        # A served daemon has no file to read: it refuses reloads (see _served).
+        self.loader = ConfigLoader(
+            self.config_path, self.wakeup.wake, self.served.refuse_reload if self.served else None
+        )
         self.pool = WorkerPool(
             daemon.workers,
             self._flows(),
@@ -237,7 +244,8 @@ class Daemon:
         except BaseException:
             self.pool.stop(0)
             raise
-        answer_at_start(self.store, self.config.path)
+        if self.served is None:  # a served daemon refuses them when its poll finds them
+            answer_at_start(self.store, self.config.path)
         self._catch_up_at_start()
         self._start_checkpointer()
         freeze_heap()
@@ -313,11 +321,15 @@ class Daemon:
     ) -> None:
         from gnomon.deployments import sync_deployments
 
+        source = self._source()
         result = sync_deployments(
-            self.store, self.config.deployments, now, keep=keep, schemas=schemas
+            self.store, self.config.deployments, now, keep=keep, schemas=schemas, source=source
         )
+        for refusal in result.refusals(source):
+            log.error("%s", refusal, extra={"deployment_source": source})
+        synced = [each for each in self.config.deployments if each.name not in result.refused]
         rows = self.store.read_schedule_states()
-        self.scheduler.set_deployments(self.config.deployments, rows)
+        self.scheduler.set_deployments(synced, rows)
         log.info(
             "deployments synced: %d added, %d changed, %d removed, %d unchanged",
             len(result.added),
@@ -330,6 +342,25 @@ class Daemon:
                 "removed": _some(result.removed),
             },
         )
+
+    def _source(self) -> str:
+        """Where this daemon's deployments come from: the config file, or a script."""
+        from gnomon.deployments import CONFIG_SOURCE
+
+        return self.served.source if self.served else CONFIG_SOURCE
+
+    def _source_text(self) -> str | None:
+        """What the lock's record names as this daemon's config: the file, or the script."""
+        if self.served is not None:
+            return self.served.source
+        return str(self.config.path) if self.config.path else None
+
+    def _retire_served(self) -> None:
+        """A served daemon's deployments stop being scheduled as it stops (see ``_served``)."""
+        from gnomon.deployments import sync_deployments
+
+        if self.served is not None and not self.served.keep_active:
+            sync_deployments(self.store, [], self.clock.now(), source=self.served.source)
 
     def _catch_up_at_start(self) -> None:
         """Decide the fires missed while no daemon ran, then plan the first fires after
@@ -552,6 +583,7 @@ class Daemon:
         try:
             release_waiting(self.store, self.daemon_id)
             self.scheduler.record_fire_times()
+            self._retire_served()
         except Exception as error:
             if (fault := store_fault(error, self.store.url)) is None:
                 raise

@@ -38,15 +38,23 @@ if TYPE_CHECKING:
     )
     from gnomon.deployments._parameters import request_problems
     from gnomon.deployments._sync import (
+        CONFIG_SOURCE,
+        SERVE_PREFIX,
         Comparison,
         Drift,
         SyncResult,
         compare,
         definition,
+        describe_source,
+        owner,
+        refusal_message,
         sync_deployments,
     )
+    from gnomon.deployments._toml import deployments_toml
 
 __all__ = [
+    "CONFIG_SOURCE",
+    "SERVE_PREFIX",
     "Catchup",
     "Comparison",
     "ConfigProblem",
@@ -63,14 +71,20 @@ __all__ = [
     "SyncResult",
     "compare",
     "definition",
+    "deployments_toml",
+    "describe_source",
     "load_config",
     "load_config_or_raise",
+    "owner",
+    "refusal_message",
     "request_problems",
     "stored_schedule",
     "sync_deployments",
 ]
 
 _WHERE = {
+    "CONFIG_SOURCE": "gnomon.deployments._sync",
+    "SERVE_PREFIX": "gnomon.deployments._sync",
     "Catchup": "gnomon.deployments._models",
     "Comparison": "gnomon.deployments._sync",
     "ConfigProblem": "gnomon.deployments._load",
@@ -87,6 +101,10 @@ _WHERE = {
     "SyncResult": "gnomon.deployments._sync",
     "compare": "gnomon.deployments._sync",
     "definition": "gnomon.deployments._sync",
+    "deployments_toml": "gnomon.deployments._toml",
+    "describe_source": "gnomon.deployments._sync",
+    "owner": "gnomon.deployments._sync",
+    "refusal_message": "gnomon.deployments._sync",
     "load_config": "gnomon.deployments._load",
     "load_config_or_raise": "gnomon.deployments._load",
     "request_problems": "gnomon.deployments._parameters",

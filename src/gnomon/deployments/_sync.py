@@ -5,6 +5,12 @@ registered, so a restart does not shift its fire times), the last and next fire,
 pause flag with who, when and why. A sync changes definitions and never those, except that
 a file which states ``paused = true/false`` wins over the store at every sync. It also
 stores the parameter JSON schema of each deployment's flow, when the load checked it.
+
+Deployments belong to a source: the config file (``CONFIG_SOURCE``) or a script serving
+them (``serve:<script path>``, ``gnomon.serve``). A sync makes the store's deployments of
+its own source those it is given: it never deactivates another source's, and it refuses a
+name another source has active (the first definition stands; an inactive one is taken
+over).
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from gnomon.deployments._models import Deployment
 if TYPE_CHECKING:
     from gnomon.store import DeploymentStore
     from gnomon.store.rows import DeploymentRow
+
+# The source of the config file's deployments; rows older than the column have None.
+CONFIG_SOURCE = "config"
+SERVE_PREFIX = "serve:"
 
 # A deployment's column values by name, as a sync compares and writes them.
 Columns = dict[str, Any]
@@ -47,6 +57,34 @@ class SyncResult:
     unchanged: list[str]
     # The definition's columns that changed, by changed deployment ("schedule", "policies").
     fields: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # Names another source has active, with that source: not synced (see ``owner``).
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def refusals(self, source: str) -> list[str]:
+        """A line per refused name, naming both sources."""
+        return [
+            refusal_message(name, source, other) for name, other in sorted(self.refused.items())
+        ]
+
+
+def refusal_message(name: str, source: str, other: str) -> str:
+    """Why ``source`` may not define ``name``: ``other`` has it active."""
+    return (
+        f"deployment {name!r} of {describe_source(source)} is refused: {describe_source(other)}"
+        " already defines it (rename one of them, or stop the other source first)"
+    )
+
+
+def owner(row: DeploymentRow) -> str:
+    """The source that defines a stored deployment (rows older than the column: the config)."""
+    return row.source or CONFIG_SOURCE
+
+
+def describe_source(source: str) -> str:
+    """A source in words: "the config file", "the script /srv/jobs.py (serve)"."""
+    if source.startswith(SERVE_PREFIX):
+        return f"the script {source.removeprefix(SERVE_PREFIX)} (serve)"
+    return "the config file"
 
 
 def sync_deployments(
@@ -56,12 +94,14 @@ def sync_deployments(
     *,
     keep: Collection[str] = (),
     schemas: Mapping[str, dict[str, Any]] | None = None,
+    source: str = CONFIG_SOURCE,
 ) -> SyncResult:
-    """Make the store's deployments those of the config, in one write transaction.
+    """Make the store's deployments of ``source`` those given, in one write transaction.
 
     New ones are inserted, changed ones updated (keeping their anchor and last fire), and
-    active ones the config no longer has are marked inactive: they stop scheduling and
-    their history stays. ``keep`` names deployments to leave as they are although absent
+    active ones of ``source`` it no longer has are marked inactive: they stop scheduling and
+    their history stays. A name another source has active is left alone and listed in
+    ``refused``. ``keep`` names deployments to leave as they are although absent
     (on a reload, those whose new definition has problems keep their last good one).
 
     ``schemas`` are flows' parameter schemas by entrypoint (``LoadResult.schemas``): a
@@ -69,7 +109,7 @@ def sync_deployments(
     schema, unless its flow changed (then it has none). A schema is the flow's, not the
     file's: storing one does not count as a change of the deployment.
     """
-    plan = _Plan(deployments, now, frozenset(keep), schemas or {})
+    plan = _Plan(deployments, now, frozenset(keep), schemas or {}, source)
     store.merge_deployments(plan)
     return plan.result
 
@@ -83,8 +123,10 @@ class _Plan:
         now: datetime,
         keep: frozenset[str],
         schemas: Mapping[str, dict[str, Any]],
+        source: str,
     ):
         self.deployments = deployments
+        self.source = source
         self.now = now
         self.keep = keep
         self.schemas = schemas
@@ -97,6 +139,9 @@ class _Plan:
         updates: dict[str, Columns] = {}
         for deployment in self.deployments:
             row = current.get(deployment.name)
+            if row is not None and row.active and owner(row) != self.source:
+                self.result.refused[deployment.name] = owner(row)
+                continue
             if row is None:
                 inserts.append(self._new_row(deployment))
                 self.result.added.append(deployment.name)
@@ -107,7 +152,8 @@ class _Plan:
             outcome.append(deployment.name)
         configured = {deployment.name for deployment in self.deployments}
         for name, row in sorted(current.items()):
-            if row.active and name not in configured and name not in self.keep:
+            mine = owner(row) == self.source
+            if row.active and mine and name not in configured and name not in self.keep:
                 updates[name] = {"active": False, "updated": self.now}
                 self.result.removed.append(name)
         return inserts, updates
@@ -118,6 +164,7 @@ class _Plan:
             "name": deployment.name,
             **definition(deployment),
             "source_file": _source(deployment),
+            "source": self.source,
             # An interval counts from its first registration unless the file pins it.
             "anchor": deployment.anchor or (self.now if interval else None),
             "active": True,
@@ -149,6 +196,8 @@ class _Plan:
             outcome = self.result.added
         if row.source_file != _source(deployment):  # moved to another file: not a change
             values["source_file"] = _source(deployment)
+        if row.source != self.source:  # an inactive one taken over, or older than the column
+            values["source"] = self.source
         schema = self.schemas.get(deployment.flow)
         if (schema is not None or "flow" in values) and row.parameter_schema != schema:
             values["parameter_schema"] = schema  # the flow's, not a change of the file's
@@ -193,7 +242,7 @@ def compare(
 ) -> list[Comparison]:
     """The file's ``deployments`` (``failed``: names whose entry has problems) against the
     store's rows: in the file's order, then the deployments only the store schedules."""
-    active = {row.name: row for row in stored if row.active}
+    active = {row.name: row for row in stored if row.active and owner(row) == CONFIG_SOURCE}
     compared = []
     for deployment in deployments:
         row = active.pop(deployment.name, None)
@@ -206,6 +255,9 @@ def compare(
     for name, row in sorted(active.items()):
         drift = Drift.INVALID if name in failed else Drift.NOT_IN_CONFIG
         compared.append(Comparison(name, None, row, drift))
+    # Another source's (a serving script's): the file has no say in them.
+    served = (row for row in stored if row.active and owner(row) != CONFIG_SOURCE)
+    compared += [Comparison(row.name, None, row, None) for row in served]
     return compared
 
 

@@ -117,6 +117,34 @@ class Flow(Generic[P, R]):
         current.update(options)
         return Flow(self.fn, **current)
 
+    # Serving and deploying live above the daemon (gnomon._serving, gnomon._deploying);
+    # the flow reaches them through the ``gnomon`` package's face when called, so this
+    # package imports nothing above it (the layers in docs/design.md).
+
+    def serve(self, name: str | None = None, **options: Any) -> None:
+        """Schedule this flow and run it in this process until Ctrl-C or SIGTERM, with
+        gnomon's daemon, as Prefect's ``flow.serve``: ``cron=``, ``interval=``,
+        ``parameters=``, ``tags=``, gnomon's policies (``overlap=``, ``timeout=``, ...),
+        ``limit=``, ``webserver=``, ``pause_on_shutdown=``. See ``gnomon.serve``."""
+        import gnomon
+
+        gnomon.RunnerDeployment.serve_flow(self, name, **options)
+
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """A deployment of this flow for ``gnomon.serve(...)`` (a ``RunnerDeployment``,
+        typed Any: naming it would import what sits above this package), with ``serve``'s
+        schedule and deployment arguments."""
+        import gnomon
+
+        return gnomon.RunnerDeployment.of(self, name, **options)
+
+    def deploy(self, name: str, **options: Any) -> None:
+        """Always raises ``DeployNotSupported``: gnomon has no work pools. Its message
+        holds the config file's ``[[deployments]]`` table for this deployment."""
+        import gnomon
+
+        gnomon.RunnerDeployment.refuse_deploy(self, name, **options)
+
     def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_completion_hooks.append(fn)
         return fn

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -476,6 +477,18 @@ def load_flow(entrypoint: str, *, fresh: bool = False) -> Flow[..., Any]:
 _loaded_flows: dict[str, Flow[..., Any]] = {}
 
 
+# Set while a flow file's module-level code runs under gnomon's import: a script serving its
+# flows (``gnomon.serve``) asks it, so that its top-level ``serve()`` call, which a missing
+# ``if __name__ == "__main__":`` guard leaves there, does nothing in the workers, the worker
+# template and the flow check, which import the script to run or check its flows.
+_importing_flow_file: ContextVar[bool] = ContextVar("gnomon_importing_flow_file", default=False)
+
+
+def importing_flow_file() -> bool:
+    """Whether this code runs as part of gnomon importing a flow file (see above)."""
+    return _importing_flow_file.get()
+
+
 def _import_flow_file(path: Path, *, fresh: bool = False) -> Any:
     """The module of a flow file, imported once per process like any other module.
 
@@ -495,11 +508,14 @@ def _import_flow_file(path: Path, *, fresh: bool = False) -> Any:
     if str(resolved.parent) not in sys.path:
         sys.path.insert(0, str(resolved.parent))
     sys.modules[module_name] = module
+    token = _importing_flow_file.set(True)
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[module_name]  # a failed import is not cached: the next call retries
         raise
+    finally:
+        _importing_flow_file.reset(token)
     return module
 
 

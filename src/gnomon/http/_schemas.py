@@ -131,6 +131,8 @@ class DeploymentSummary(BaseModel):
     last_fire: str | None
     tags: list[str]
     description: str | None
+    # Who defines it: "config" (the config file) or "serve:<script path>" (gnomon.serve).
+    source: str
     recent_runs: list[RecentRun]
 
 

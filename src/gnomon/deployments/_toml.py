@@ -1,0 +1,64 @@
+"""Deployments written back as the config's ``[[deployments]]`` tables: what a script that
+serves them (``gnomon.serve``) or ``flow.deploy()`` tells the user to add to the config
+file instead, in a form ``load_config`` reads back to the same deployments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import tomli_w
+
+from gnomon.deployments._models import Deployment, Policies
+
+
+def deployments_toml(deployments: Sequence[Deployment], defaults: Policies | None = None) -> str:
+    """The ``[[deployments]]`` tables of ``deployments``; a policy is written only where it
+    differs from ``defaults`` (the ``[daemon]`` values it would inherit, built-in ones by
+    default), so the tables stay as short as the call that defined them."""
+    inherited = (defaults or Policies()).policies()
+    tables, notes = [], []
+    for deployment in deployments:
+        table, left_out = _table(deployment, inherited)
+        tables.append(table)
+        notes += [
+            f"# deployment {deployment.name!r}: parameter {name!r} is None, which TOML cannot"
+            " write: left out (the flow's default applies)"
+            for name in left_out
+        ]
+    text = tomli_w.dumps({"deployments": tables})
+    return "\n".join([*notes, text]) if notes else text
+
+
+def _table(deployment: Deployment, inherited: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """One deployment's table, and the names of parameters left out (None has no TOML)."""
+    table: dict[str, Any] = {"name": deployment.name, "flow": deployment.flow}
+    table[deployment.schedule_kind] = deployment.schedule
+    if deployment.timezone != "UTC":
+        table["timezone"] = deployment.timezone
+    if deployment.anchor is not None:
+        table["anchor"] = deployment.anchor
+    if deployment.description:
+        table["description"] = deployment.description
+    if deployment.tags:
+        table["tags"] = list(deployment.tags)
+    if deployment.paused is not None:
+        table["paused"] = deployment.paused
+    for name, value in deployment.policies().items():
+        if value != inherited.get(name) and value is not None:
+            table[name] = _toml_value(getattr(deployment, name), value)
+    parameters = {key: value for key, value in deployment.parameters.items() if value is not None}
+    if parameters:
+        table["parameters"] = parameters
+    left_out = sorted(key for key, value in deployment.parameters.items() if value is None)
+    return table, left_out
+
+
+def _toml_value(value: Any, stored: Any) -> Any:
+    """A policy as the file writes it: durations as "90s", "1h 30m", the rest as stored."""
+    if isinstance(value, timedelta):
+        from gnomon.scheduling import format_duration
+
+        return format_duration(value)
+    return stored
