@@ -275,8 +275,16 @@ def report(region: str, limit: int = 10) -> str:
     return f"{region}:{limit}"
 
 
-def test_flow_deploy_raises_with_the_toml_that_loads(tmp_path: Path) -> None:
+def test_flow_deploy_raises_with_the_toml_that_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gnomon.exceptions import DeployNotSupported
+
+    # The printed flow is this module's: the flow check's own process must find it.
+    tests = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    )
 
     with pytest.raises(DeployNotSupported) as raised:
         report.deploy(
