@@ -31,6 +31,7 @@ class FlowRunContext:
     attempt: int = 1
     log_prints: bool = False
     parent: FlowRunContext | None = None
+    tags: frozenset[str] = frozenset()
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,6 +54,7 @@ class TaskRunContext:
     parameters: dict[str, Any]
     attempt: int = 1
     log_prints: bool = False
+    tags: frozenset[str] = frozenset()
 
 
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("gnomon_flow_run", default=None)
@@ -69,11 +71,13 @@ def get_task_run_context() -> TaskRunContext | None:
 
 
 @contextmanager
-def tags(*names: str) -> Iterator[frozenset[str]]:
-    """Add tags to every task run created inside the block, as ``prefect.tags`` does."""
+def tags(*names: str) -> Iterator[set[str]]:
+    """Add tags to every flow run and task run created inside the block, as
+    ``prefect.tags`` does; nested blocks add to the tags around them. Yields the tags now
+    in force (a set, as Prefect's)."""
     current = tags_var.get() | frozenset(names)
     token = tags_var.set(current)
     try:
-        yield current
+        yield set(current)
     finally:
         tags_var.reset(token)
