@@ -11,6 +11,7 @@ import pytest
 
 from conftest import schedule_run
 from gnomon import flow, runtime, task
+from gnomon.deployments import request_problems
 from gnomon.exceptions import ParameterBindError
 from gnomon.flows import execute_flow_run
 
@@ -108,3 +109,11 @@ def test_a_stored_run_of_a_classmethod_flow_binds_its_class(tmp_path: Path, stor
 
     assert execute_flow_run(run_id).result() == "Report mon x2"
     assert store.read_flow_run(run_id).parameters == {"day": "mon", "pages": 2}
+
+
+def test_a_classmethod_flows_schema_and_run_requests_leave_out_its_class() -> None:
+    schema = Counter.describe.parameter_schema()
+
+    assert list(schema["properties"]) == ["z"]
+    assert schema["required"] == ["z"]
+    assert request_problems(schema, {"z": 3}, {}) == []

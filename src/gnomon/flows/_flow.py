@@ -86,7 +86,12 @@ class Flow(MethodBinding, Generic[P, R]):
     def parameter_schema(self) -> dict[str, Any]:
         """The JSON schema of the flow's parameters, from its signature and type hints;
         with ``validate_parameters=False`` the names only (runs take any values)."""
-        return self._validator.json_schema(typed=self.should_validate_parameters)
+        schema = self._validator.json_schema(typed=self.should_validate_parameters)
+        if (bound := self.bound_parameter) is not None:  # a classmethod's cls: never given
+            schema.get("properties", {}).pop(bound, None)
+            if "required" in schema:
+                schema["required"] = [name for name in schema["required"] if name != bound]
+        return schema
 
     def __call__(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
