@@ -63,6 +63,36 @@ def test_a_failing_generator_flow_gives_its_values_then_raises_and_fails(store) 
     )
 
 
+def test_a_retried_generator_runs_its_body_again_and_yields_anew(store) -> None:
+    attempts: list[int] = []
+
+    @flow(retries=1)
+    def flaky() -> Iterator[Any]:
+        attempts.append(1)
+        yield len(attempts)
+        if len(attempts) == 1:
+            raise ValueError("first")
+        yield "second try"
+
+    calls: list[int] = []
+
+    @task(retries=1)
+    def flaky_task() -> Iterator[int]:
+        calls.append(1)
+        yield len(calls)
+        if len(calls) == 1:
+            raise ValueError("first")
+
+    @flow
+    def outer() -> list[int]:
+        return list(flaky_task())
+
+    assert list(flaky()) == [1, 2, "second try"]
+    assert outer() == [1, 2]
+    retried = next(run for run in store.read_runs() if run.flow_name == "flaky")
+    assert (retried.state_name, retried.run_count) == ("Completed", 2)
+
+
 def test_return_state_is_refused_when_the_generator_is_read(store) -> None:
     values = countdown(2, return_state=True)
     with pytest.raises(ValueError, match="The return_type for a generator flow must be 'result'"):
