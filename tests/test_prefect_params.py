@@ -303,3 +303,18 @@ def test_a_subflow_gets_the_tags_of_the_blocks_around_its_call(store):
         assert parent() == ["child-only", "everywhere"]
     runs = {run.flow_name: run.tags for run in store.read_runs()}
     assert runs == {"parent": ["everywhere"], "child": ["child-only", "everywhere"]}
+
+
+def test_tags_reach_runtime_in_a_process_pool_worker(store):
+    from gnomon.task_runners import ProcessPoolTaskRunner
+
+    @task(tags=["own"])
+    def report_tags() -> tuple[list[str], list[str]]:
+        return list(runtime.flow_run.tags), list(runtime.task_run.tags)
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def pipeline() -> tuple[list[str], list[str]]:
+        return report_tags.submit().result()
+
+    with tags("nightly"):
+        assert pipeline() == (["nightly"], ["nightly", "own"])
