@@ -4,7 +4,8 @@ Calling one returns a generator (an async generator for an ``async def ... yield
 once; the run starts when the first value is asked for, its values reach the caller as
 they are yielded, and it ends when the body is exhausted: Completed with what the body
 returned (which the caller's generator returns in turn), or Failed with the exception,
-which the caller then gets. A caller that stops early (``close()``, a ``break``) completes
+which the caller then gets; a retry runs the body again, which yields its values anew. A
+caller that stops early (``close()``, or a ``break`` that drops the generator) completes
 the run, as Prefect does. ``return_state=True`` is refused when the generator is first
 read, with Prefect's message. A stored run of a generator flow runs to its end, its
 values discarded.
