@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.exceptions import CancelledRun, CrashedRun, InvalidInput, UnfinishedRun
 
 
@@ -302,3 +303,5 @@ __all__ = [
     "StateType",
     "TimedOut",
 ]
+
+__getattr__ = prefect_fallback(__name__)
