@@ -57,7 +57,7 @@ class FlowRunContext:
             flow_name=self.flow.name,
             parameters=dict(self.parameters),
             run_count=self.attempt,
-            tags=sorted(tags_var.get()),
+            tags=sorted(self.tags),
             parent_flow_run_id=self.parent.flow_run_id if self.parent else None,
         )
 
@@ -100,7 +100,7 @@ class TaskRunContext:
             flow_run_id=self.flow_run.flow_run_id if self.flow_run else None,
             task_key=self.task.task_key,
             run_count=self.attempt,
-            tags=sorted(self.task.tags | tags_var.get()),
+            tags=sorted(self.tags),
         )
 
 
