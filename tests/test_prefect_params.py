@@ -318,3 +318,19 @@ def test_tags_reach_runtime_in_a_process_pool_worker(store):
 
     with tags("nightly"):
         assert pipeline() == (["nightly"], ["nightly", "own"])
+
+
+def test_the_run_context_shows_the_tags_the_run_was_created_with(store):
+    from gnomon.context import get_run_context
+
+    @task(tags=["own"])
+    def tagged() -> list[str]:
+        return get_run_context().task_run.tags
+
+    @flow
+    def pipeline() -> tuple[list[str], list[str]]:
+        with tags("later"):  # for the runs created inside, not the flow run itself
+            return get_run_context().flow_run.tags, tagged()
+
+    with tags("outer"):
+        assert pipeline() == (["outer"], ["later", "outer", "own"])
