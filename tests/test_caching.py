@@ -268,7 +268,7 @@ def test_task_source_in_a_composed_policy_keeps_different_tasks_apart():
     first_body, first_calls = counting()
     second_body, second_calls = counting(lambda x: f"other code for {x}")
 
-    def other(x: int) -> Any:
+    def other(x: int, debug: bool = False) -> Any:  # the same inputs, defaults included
         return second_body(x)
 
     inputs_only = [task(cache_policy=INPUTS)(fn) for fn in (first_body, other)]

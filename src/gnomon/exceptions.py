@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 
 class GnomonError(Exception):
@@ -42,6 +45,30 @@ class ParameterTypeError(GnomonError, TypeError):
             for name, value, reason in problems
         )
         super().__init__(f"flow {flow_name!r} got invalid parameters: {details}")
+
+
+class ParameterBindError(GnomonError, TypeError):
+    """A call's arguments do not bind to the flow's or task's signature (one missing, one too
+    many, an unknown name); the message is Prefect's, naming the function, its signature
+    and what it received."""
+
+    @classmethod
+    def from_bind_failure(
+        cls,
+        fn: Callable[..., Any],
+        error: TypeError,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> ParameterBindError:
+        import inspect  # here: the CLI's fast commands import this module and not inspect
+
+        name = getattr(fn, "__name__", repr(fn))
+        signature = str(inspect.signature(fn)).strip("()")
+        return cls(
+            f"Error binding parameters for function {name!r}: {error}.\n"
+            f"Function {name!r} has signature {signature!r} but received args: {args!r}"
+            f" and kwargs: {list(kwargs)!r}."
+        )
 
 
 class SignatureMismatchError(GnomonError, TypeError):

@@ -32,6 +32,7 @@ class FlowRunContext:
     attempt: int = 1
     log_prints: bool = False
     parent: FlowRunContext | None = None
+    tags: frozenset[str] = frozenset()
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,7 +57,7 @@ class FlowRunContext:
             flow_name=self.flow.name,
             parameters=dict(self.parameters),
             run_count=self.attempt,
-            tags=sorted(tags_var.get()),
+            tags=sorted(self.tags),
             parent_flow_run_id=self.parent.flow_run_id if self.parent else None,
         )
 
@@ -79,6 +80,7 @@ class TaskRunContext:
     parameters: dict[str, Any]
     attempt: int = 1
     log_prints: bool = False
+    tags: frozenset[str] = frozenset()
 
     @classmethod
     def get(cls) -> TaskRunContext | None:
@@ -98,7 +100,7 @@ class TaskRunContext:
             flow_run_id=self.flow_run.flow_run_id if self.flow_run else None,
             task_key=self.task.task_key,
             run_count=self.attempt,
-            tags=sorted(self.task.tags | tags_var.get()),
+            tags=sorted(self.tags),
         )
 
 
@@ -116,11 +118,13 @@ def get_task_run_context() -> TaskRunContext | None:
 
 
 @contextmanager
-def tags(*names: str) -> Iterator[frozenset[str]]:
-    """Add tags to every task run created inside the block, as ``prefect.tags`` does."""
+def tags(*names: str) -> Iterator[set[str]]:
+    """Add tags to every flow run and task run created inside the block, as
+    ``prefect.tags`` does; nested blocks add to the tags around them. Yields the tags now
+    in force (a set, as Prefect's)."""
     current = tags_var.get() | frozenset(names)
     token = tags_var.set(current)
     try:
-        yield current
+        yield set(current)
     finally:
         tags_var.reset(token)

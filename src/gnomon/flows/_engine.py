@@ -12,7 +12,7 @@ import asyncio
 import math
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,9 @@ from gnomon.flows._context import (
     task_run_var,
 )
 from gnomon.flows._inputs import resolve_inputs, wait_for_upstream
+from gnomon.flows._names import custom_task_run_name
 from gnomon.flows._params import call_with_parameters
+from gnomon.flows._steps import exhaust
 from gnomon.flows._timeouts import call_with_deadline
 from gnomon.states import (
     AwaitingRetry,
@@ -126,11 +128,21 @@ def _standalone_key() -> int:
         return next(_standalone_counter)
 
 
+AttemptSteps = Callable[["Task[..., Any]", TaskRunContext], Generator[Any, None, State]]
+
+
 def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -> State:
     """Run a planned task call to its final state (or NotReady) and return that state.
 
     ``parameters`` are the already resolved inputs, when a process-pool worker runs the plan.
     """
+    return exhaust(task_run_steps(plan, _attempt, parameters))
+
+
+def task_run_steps(
+    plan: TaskRunPlan, attempt_steps: AttemptSteps, parameters: dict[str, Any] | None = None
+) -> Generator[Any, None, State]:
+    """``run_task_plan``'s steps, each attempt's given by ``attempt_steps`` (see ``_steps``)."""
     store = _store()
     task = plan.task
     if parameters is None:
@@ -141,16 +153,19 @@ def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -
     log_prints = task.log_prints
     if log_prints is None:
         log_prints = plan.flow_run.log_prints if plan.flow_run else False
-    name = _run_name(task.task_run_name, parameters) or plan.name
-    context = TaskRunContext(task, plan.task_run_id, name, plan.flow_run, parameters, 1, log_prints)
+    context = TaskRunContext(
+        task, plan.task_run_id, plan.name, plan.flow_run, parameters, 1, log_prints, plan.tags
+    )
     token = task_run_var.set(context)
     try:
+        if task.task_run_name is not None:  # inside the run, as Prefect names it
+            context.task_run_name = custom_task_run_name(task, parameters)
         if plan.tags:
             from gnomon.flows._concurrency import tag_slots
 
             with tag_slots(plan.tags):
-                return _run_attempts(store, plan, context)
-        return _run_attempts(store, plan, context)
+                return (yield from _run_attempts(store, plan, context, attempt_steps))
+        return (yield from _run_attempts(store, plan, context, attempt_steps))
     except TerminationSignal:
         state = Cancelled("Interrupted: the flow run it belongs to ended (timed out)")
         _record(store, plan, state, context.attempt, end_time=state.timestamp)
@@ -189,10 +204,13 @@ def _crashed(error: BaseException) -> State:
     return Crashed(message, data=CrashedRun(message))
 
 
-def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -> State:
+def _run_attempts(
+    store: RunStore, plan: TaskRunPlan, context: TaskRunContext, attempt_steps: AttemptSteps
+) -> Generator[Any, None, State]:
     task = plan.task
     clock = get_clock()
-    cache_key = _compute_cache_key(plan, context) if task.caches else None
+    # A generator's values are not cached, as in Prefect: each call yields them anew.
+    cache_key = _compute_cache_key(plan, context) if task.caches and not task.isgenerator else None
     if cache_key is not None and not task.refresh_cache:
         hit = _read_cache(cache_key, clock.now())
         if hit is not None:
@@ -207,7 +225,7 @@ def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -
             if context.task_run_name != plan.name:
                 extra["name"] = context.task_run_name
         _record(store, plan, running, attempt, **extra)
-        state = _attempt(task, context)
+        state = yield from attempt_steps(task, context)
         if not (state.is_failed() and _should_retry(task, context, state)):
             return _finish(store, plan, context, state, cache_key=cache_key)
         delay = retry_delay(task, attempt, clock.random)
@@ -221,7 +239,12 @@ def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -
         context.attempt += 1
 
 
-def _attempt(task: Task[..., Any], context: TaskRunContext) -> State:
+def _attempt(task: Task[..., Any], context: TaskRunContext) -> Generator[Any, None, State]:
+    return _body_state(task, context)
+    yield  # a generator that yields nothing: _run_attempts' steps of a plain task
+
+
+def _body_state(task: Task[..., Any], context: TaskRunContext) -> State:
     try:
         value = _call_body(task, context)
     except TaskRunTimeoutError as error:
@@ -321,18 +344,10 @@ def _task_run_view(
         flow_run_id=flow_run.flow_run_id if flow_run else None,
         task_key=context.task.task_key,
         run_count=context.attempt,
-        tags=sorted(context.task.tags),
+        tags=sorted(context.tags),
         state=state,
         cache_key=cache_key,
     )
-
-
-def _run_name(template: Any, parameters: dict[str, Any]) -> str | None:
-    if template is None:
-        return None
-    if callable(template):
-        return str(template())
-    return str(template).format(**parameters)
 
 
 def _compute_cache_key(plan: TaskRunPlan, context: TaskRunContext) -> str | None:

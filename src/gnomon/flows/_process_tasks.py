@@ -40,6 +40,7 @@ def run_task_plan_in_process(plan: TaskRunPlan, processes: ProcessPoolExecutor) 
                 "flow_run_name": flow_run.flow_run_name,
                 "parameters": flow_run.parameters,
                 "log_prints": flow_run.log_prints,
+                "tags": flow_run.tags,
             },
         }
     )
@@ -69,6 +70,7 @@ def _run_in_worker_process(payload: bytes) -> bytes:
             parameters=info["parameters"],
             task_runner=None,  # type: ignore[arg-type]
             log_prints=info["log_prints"],
+            tags=info["tags"],
         )
     plan = TaskRunPlan(
         task=data["task"],

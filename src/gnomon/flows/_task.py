@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from gnomon.exceptions import MappingLengthMismatch, MappingMissingIterable
 from gnomon.flows import _cache
 from gnomon.flows._annotations import allow_failure, quote, unmapped
-from gnomon.flows._params import bind_parameters
+from gnomon.flows._bind import MethodBinding, call_parameters, unwrap_method, with_defaults
 
 if TYPE_CHECKING:
     from gnomon.flows._futures import PrefectFuture, PrefectFutureList
@@ -23,7 +23,7 @@ _NOT_SET: Any = object()
 MAX_RETRY_DELAYS = 50
 
 
-class Task(Generic[P, R]):
+class Task(MethodBinding, Generic[P, R]):
     """A function whose calls become recorded task runs, with retries, caching and timeouts."""
 
     def __init__(
@@ -36,7 +36,7 @@ class Task(Generic[P, R]):
         cache_policy: _cache.CachePolicy | None = _NOT_SET,
         cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None,
         cache_expiration: timedelta | None = None,
-        task_run_name: str | Callable[[], str] | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
         retries: int | None = None,
         retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
         retry_jitter_factor: float | None = None,
@@ -48,11 +48,14 @@ class Task(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
     ) -> None:
+        fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError("@task must decorate a function")
         update_wrapper(self, fn)
         self.fn = fn
-        self.isasync = inspect.iscoroutinefunction(fn)
+        # As in Prefect, an async generator is both async and a generator.
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.name = name or fn.__name__
         self.description = description or inspect.getdoc(fn)
         self.tags = frozenset(tags or ())
@@ -87,10 +90,16 @@ class Task(Generic[P, R]):
     def __call__(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
     ) -> Any:
-        """Run the task now, in this thread; returns its result (or its state)."""
+        """Run the task now, in this thread; returns its result (or its state).
+
+        A generator task returns a generator at once, as a generator flow does."""
         from gnomon.flows._engine import TaskRunPlan, run_task_plan
 
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = call_parameters(self.fn, args, kwargs, bound=self.bound)
+        if self.isgenerator:
+            from gnomon.flows._generators import generator_task_call
+
+            return generator_task_call(self, parameters, wait_for, return_state)
         if self.isasync:
             return _async_call(self, parameters, wait_for, return_state)
         plan = TaskRunPlan.create(self, parameters, wait_for)
@@ -103,7 +112,7 @@ class Task(Generic[P, R]):
         """Run the task on the flow's task runner; returns a future at once."""
         from gnomon.flows._engine import current_task_runner
 
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = call_parameters(self.fn, args, kwargs, bound=self.bound)
         future = current_task_runner().submit(self, parameters, wait_for)
         if return_state:
             future.wait()
@@ -116,10 +125,13 @@ class Task(Generic[P, R]):
         """Submit one run per element of the iterable arguments (``unmapped`` ones are reused)."""
         from gnomon.flows._engine import current_task_runner
 
-        parameters = bind_parameters(self.fn, args, kwargs)
-        futures = current_task_runner().map(
-            self, expand_map_parameters(self.name, parameters), wait_for
-        )
+        # As in Prefect, defaults are not mapped over (each run gets them whole), nor is
+        # the bound instance or class.
+        given = call_parameters(self.fn, args, kwargs, bound=self.bound, apply_defaults=False)
+        if (name := self.bound_parameter) is not None:
+            given[name] = unmapped(given[name])
+        runs = [with_defaults(self.fn, run) for run in expand_map_parameters(self.name, given)]
+        futures = current_task_runner().map(self, runs, wait_for)
         if return_state:
             futures.wait()
             return [future.state for future in futures]  # type: ignore[return-value]
@@ -148,7 +160,7 @@ class Task(Generic[P, R]):
             "retry_condition_fn": self.retry_condition_fn,
         }
         current.update(options)
-        return Task(self.fn, **current)
+        return self.keep_binding(Task(self.fn, **current))
 
     def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_completion_hooks.append(fn)
