@@ -85,6 +85,14 @@ if TYPE_CHECKING:
     )
     from gnomon.flows._runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
     from gnomon.flows._task import MAX_RETRY_DELAYS, Task, task
+    from gnomon.flows._transactions import (
+        CommitMode,
+        IsolationLevel,
+        Transaction,
+        TransactionState,
+        get_transaction,
+        transaction,
+    )
 
 __all__ = [
     "DEFAULT",
@@ -99,12 +107,14 @@ __all__ = [
     "TASK_SOURCE",
     "CacheKeyFnPolicy",
     "CachePolicy",
+    "CommitMode",
     "CompoundCachePolicy",
     "DoneAndNotDoneFutures",
     "Flow",
     "FlowParameters",
     "FlowRunContext",
     "Inputs",
+    "IsolationLevel",
     "PrefectFuture",
     "PrefectFutureList",
     "Problem",
@@ -114,6 +124,8 @@ __all__ = [
     "TaskRunner",
     "TaskSource",
     "ThreadPoolTaskRunner",
+    "Transaction",
+    "TransactionState",
     "allow_failure",
     "as_completed",
     "cap_run_logs",
@@ -129,6 +141,7 @@ __all__ = [
     "flow",
     "flow_run_var",
     "get_run_logger",
+    "get_transaction",
     "hold_background",
     "in_background",
     "json_safe",
@@ -151,6 +164,7 @@ __all__ = [
     "task",
     "task_input_hash",
     "task_run_var",
+    "transaction",
     "unknown_names",
     "unmapped",
     "wait",
@@ -158,6 +172,12 @@ __all__ = [
 ]
 
 _WHERE = {
+    "transaction": "gnomon.flows._transactions",
+    "get_transaction": "gnomon.flows._transactions",
+    "TransactionState": "gnomon.flows._transactions",
+    "Transaction": "gnomon.flows._transactions",
+    "IsolationLevel": "gnomon.flows._transactions",
+    "CommitMode": "gnomon.flows._transactions",
     "CacheKeyFnPolicy": "gnomon.flows._cache",
     "CachePolicy": "gnomon.flows._cache",
     "CompoundCachePolicy": "gnomon.flows._cache",

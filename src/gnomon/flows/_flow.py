@@ -39,6 +39,7 @@ class Flow(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError("@flow must decorate a function")
@@ -64,6 +65,7 @@ class Flow(Generic[P, R]):
         self.on_failure_hooks = list(on_failure or [])
         self.on_crashed_hooks = list(on_crashed or [])
         self.on_cancellation_hooks = list(on_cancellation or [])
+        self.on_running_hooks = list(on_running or [])
         self._validator = ParameterValidator(fn, self.name)
 
     @property
@@ -113,6 +115,7 @@ class Flow(Generic[P, R]):
             "on_failure": self.on_failure_hooks,
             "on_crashed": self.on_crashed_hooks,
             "on_cancellation": self.on_cancellation_hooks,
+            "on_running": self.on_running_hooks,
         }
         current.update(options)
         return Flow(self.fn, **current)
@@ -131,6 +134,12 @@ class Flow(Generic[P, R]):
 
     def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(flow, flow_run, state)`` each time a run of this flow enters Running
+        (its first attempt, and each retry), as Prefect's ``on_running``."""
+        self.on_running_hooks.append(fn)
         return fn
 
     def __repr__(self) -> str:
