@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnomon import flow
+from gnomon import flow, task
 from gnomon.runtime import flow_run as current_flow_run
 
 
@@ -71,3 +71,27 @@ def test_with_options_keeps_or_replaces_on_running_hooks():
     pipeline.with_options(name="renamed")()
     pipeline.with_options(on_running=[lambda *_: called.append("replaced")])()
     assert called == ["original", "replaced"]
+
+
+def test_task_on_running_hooks_run_on_each_attempt_before_the_body():
+    events: list[str] = []
+    attempts: list[int] = []
+
+    @task(retries=1)
+    def flaky() -> int:
+        attempts.append(1)
+        events.append("body")
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        return 1
+
+    @flaky.on_running
+    def record(task_: Any, task_run: Any, state: Any) -> None:
+        events.append(f"{task_.name} {state.type.value} {task_run.run_count}")
+
+    @flow
+    def pipeline() -> int:
+        return flaky()
+
+    assert pipeline() == 1
+    assert events == ["flaky RUNNING 1", "body", "flaky RUNNING 2", "body"]

@@ -1,6 +1,8 @@
 """Transactions as Prefect 3's ``prefect.transactions`` (its docs' examples as the spec):
 task ``on_commit`` / ``on_rollback`` hooks, values kept on a transaction, idempotent keys,
-commit modes and SERIALIZABLE keys."""
+commit modes and SERIALIZABLE keys. The orders of hooks and states asserted here are those
+the same programs printed under Prefect 3.8.8 (there ``@task`` itself takes no ``on_commit``
+or ``on_rollback``; ``Task(...)``, ``with_options`` and the decorators do)."""
 
 from __future__ import annotations
 
@@ -128,6 +130,34 @@ def test_rollback_hooks_run_latest_first_and_commit_hooks_never():
 
     assert pipeline() == "Failed ROLLED_BACK"
     assert events == ["body first", "body second", "rollback second", "rollback first"]
+
+
+def test_a_failed_attempt_rolls_back_even_when_a_retry_then_completes():
+    """As Prefect 3.8.8 does: each attempt is a transaction of its own, and the first
+    attempt's error rolled the transaction around it back."""
+    events: list[str] = []
+    attempts: list[int] = []
+
+    @task(on_rollback=[lambda txn: events.append("rollback first")])
+    def first() -> None:
+        events.append("body first")
+
+    @task(retries=1)
+    def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("once")
+        return 1
+
+    @flow
+    def pipeline() -> str:
+        with transaction() as txn:
+            first()
+            flaky()
+        return txn.state.value
+
+    assert pipeline() == "ROLLED_BACK"
+    assert events == ["body first", "rollback first"]
 
 
 def test_values_set_on_the_transaction_reach_the_hooks(tmp_path: Path):

@@ -209,6 +209,9 @@ def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -
             if context.task_run_name != plan.name:
                 extra["name"] = context.task_run_name
         _record(store, plan, running, attempt, **extra)
+        if task.on_running_hooks:
+            view = _task_run_view(context, running)
+            _records.run_hooks(task.on_running_hooks, task, view, running)
         txn = task_transaction(task, cache_key)
         with txn.current():
             state, raised = _attempt(task, context)

@@ -49,6 +49,7 @@ class Task(Generic[P, R]):
         retry_condition_fn: Callable[..., bool] | None = None,
         on_commit: list[Callable[..., Any]] | None = None,
         on_rollback: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError("@task must decorate a function")
@@ -82,6 +83,7 @@ class Task(Generic[P, R]):
         self.on_failure_hooks = list(on_failure or [])
         self.on_commit_hooks = list(on_commit or [])
         self.on_rollback_hooks = list(on_rollback or [])
+        self.on_running_hooks = list(on_running or [])
 
     @property
     def caches(self) -> bool:
@@ -152,6 +154,7 @@ class Task(Generic[P, R]):
             "retry_condition_fn": self.retry_condition_fn,
             "on_commit": self.on_commit_hooks,
             "on_rollback": self.on_rollback_hooks,
+            "on_running": self.on_running_hooks,
         }
         current.update(options)
         return Task(self.fn, **current)
@@ -162,6 +165,12 @@ class Task(Generic[P, R]):
 
     def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(task, task_run, state)`` each time a run of this task enters Running
+        (each attempt), as Prefect's ``on_running``."""
+        self.on_running_hooks.append(fn)
         return fn
 
     def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
