@@ -6,12 +6,14 @@ or ``on_rollback``; ``Task(...)``, ``with_options`` and the decorators do)."""
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import run_python
 from gnomon import flow, task
 from gnomon.cache_policies import INPUTS
 from gnomon.transactions import (
@@ -357,3 +359,35 @@ def test_atransaction_works_with_async_with():
             return again.is_committed()
 
     assert asyncio.run(main()) is True
+
+
+def test_a_committed_key_holds_across_processes_and_tampering_undoes_it(gnomon_home: Path):
+    """The key's record lives in the state directory's result store, signed like results:
+    another process sees it, and a record whose signature fails counts as absent."""
+    code = textwrap.dedent(
+        """
+        from gnomon import flow
+        from gnomon.transactions import transaction
+
+        @flow
+        def pipeline():
+            with transaction(key="nightly export") as txn:
+                if txn.is_committed():
+                    return "already done"
+            return "done"
+
+        print(pipeline())
+        """
+    )
+    outputs = []
+    for _ in range(2):
+        finished = run_python(code, gnomon_home)
+        assert finished.returncode == 0, finished.stderr
+        outputs.append(finished.stdout.strip())
+    assert outputs == ["done", "already done"]
+    [record] = [path for path in (gnomon_home / "results").iterdir() if path.name[0] == "~"]
+    data = bytearray(record.read_bytes())
+    data[-2] ^= 0x01
+    record.write_bytes(bytes(data))
+    again = run_python(code, gnomon_home)
+    assert again.stdout.strip() == "done", again.stderr

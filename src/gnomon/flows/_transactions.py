@@ -244,6 +244,7 @@ class Transaction:
         """Run the rollback hooks (the latest first), then roll the children back. False if
         already committed or rolled back."""
         if self.state in _FINISHED:
+            self._release()
             return False
         try:
             for hook in reversed(self.on_rollback_hooks):
