@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.exceptions import (
     CancelledRun,
     CrashedRun,
@@ -425,3 +426,5 @@ __all__ = [
     "TimedOut",
     "is_state_iterable",
 ]
+
+__getattr__ = prefect_fallback(__name__)

@@ -21,6 +21,10 @@ from gnomon.flows import (
     transaction,
 )
 
+# Prefect's base class and its async twin: gnomon has the one synchronous Transaction.
+BaseTransaction = Transaction
+AsyncTransaction = Transaction
+
 
 @asynccontextmanager
 async def atransaction(*args: Any, **kwargs: Any) -> AsyncIterator[Transaction]:
@@ -30,6 +34,8 @@ async def atransaction(*args: Any, **kwargs: Any) -> AsyncIterator[Transaction]:
 
 
 __all__ = [
+    "AsyncTransaction",
+    "BaseTransaction",
     "CommitMode",
     "IsolationLevel",
     "Transaction",
