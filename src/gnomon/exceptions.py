@@ -107,6 +107,15 @@ class CancelledRun(GnomonError, RuntimeError):
     """The run was cancelled."""
 
 
+class FailedRun(GnomonError, RuntimeError):
+    """A run failed without an exception of its own: it returned ``Failed()``, or its
+    failed state carries a message but no error (Prefect's ``FailedRun``)."""
+
+
+class MissingResult(GnomonError, RuntimeError):
+    """A completed state has no result attached (a bare ``Completed()`` built by hand)."""
+
+
 class AcquireConcurrencySlotTimeoutError(GnomonError, TimeoutError):
     """Concurrency slots could not be acquired within ``timeout_seconds``."""
 

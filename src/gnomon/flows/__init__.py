@@ -124,6 +124,14 @@ if TYPE_CHECKING:
     from gnomon.flows._runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
     from gnomon.flows._secret import Secret, check_secret_name, check_secret_value
     from gnomon.flows._task import MAX_RETRY_DELAYS, Task, task
+    from gnomon.flows._transactions import (
+        CommitMode,
+        IsolationLevel,
+        Transaction,
+        TransactionState,
+        get_transaction,
+        transaction,
+    )
     from gnomon.flows._variables import (
         MAX_VARIABLE_NAME_LENGTH,
         Variable,
@@ -152,6 +160,7 @@ __all__ = [
     "BaseAnnotation",
     "CacheKeyFnPolicy",
     "CachePolicy",
+    "CommitMode",
     "CompoundCachePolicy",
     "DoneAndNotDoneFutures",
     "Flow",
@@ -159,6 +168,7 @@ __all__ = [
     "FlowRunContext",
     "ImageArtifact",
     "Inputs",
+    "IsolationLevel",
     "LinkArtifact",
     "MarkdownArtifact",
     "PrefectFuture",
@@ -174,6 +184,8 @@ __all__ = [
     "TaskRunner",
     "TaskSource",
     "ThreadPoolTaskRunner",
+    "Transaction",
+    "TransactionState",
     "Variable",
     "acreate_image_artifact",
     "acreate_link_artifact",
@@ -209,6 +221,7 @@ __all__ = [
     "flow_run_var",
     "get_logger",
     "get_run_logger",
+    "get_transaction",
     "hold_background",
     "importing_flow_file",
     "in_async_context",
@@ -236,6 +249,7 @@ __all__ = [
     "task",
     "task_input_hash",
     "task_run_var",
+    "transaction",
     "unknown_names",
     "unmapped",
     "update_progress_artifact",
@@ -245,6 +259,12 @@ __all__ = [
 ]
 
 _WHERE = {
+    "transaction": "gnomon.flows._transactions",
+    "get_transaction": "gnomon.flows._transactions",
+    "TransactionState": "gnomon.flows._transactions",
+    "Transaction": "gnomon.flows._transactions",
+    "IsolationLevel": "gnomon.flows._transactions",
+    "CommitMode": "gnomon.flows._transactions",
     "BaseAnnotation": "gnomon.flows._annotations",
     "ARTIFACT_KEY_PATTERN": "gnomon.flows._artifacts",
     "MAX_ARTIFACT_KEY_LENGTH": "gnomon.flows._artifacts",

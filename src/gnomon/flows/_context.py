@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gnomon.states import set_run_is_async_probe
+
 if TYPE_CHECKING:
     from gnomon.flows._flow import Flow
     from gnomon.flows._records import FlowRun, TaskRun
@@ -81,6 +83,9 @@ class TaskRunContext:
     attempt: int = 1
     log_prints: bool = False
     tags: frozenset[str] = frozenset()
+    # Whether the current attempt's body raised (a returned Failed state did not): a raise
+    # rolls back the transaction around the task.
+    raised: bool = False
 
     @classmethod
     def get(cls) -> TaskRunContext | None:
@@ -107,6 +112,19 @@ class TaskRunContext:
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("gnomon_flow_run", default=None)
 task_run_var: ContextVar[TaskRunContext | None] = ContextVar("gnomon_task_run", default=None)
 tags_var: ContextVar[frozenset[str]] = ContextVar("gnomon_tags", default=frozenset())
+
+
+def _run_is_async() -> bool | None:
+    """Whether the current task run's (or else flow run's) function is async; None outside
+    any run. ``State.result`` answers with an awaitable when it is, as Prefect's does."""
+    task_run = task_run_var.get()
+    if task_run is not None:
+        return task_run.task.isasync
+    flow_run = flow_run_var.get()
+    return None if flow_run is None else flow_run.flow.isasync
+
+
+set_run_is_async_probe(_run_is_async)
 
 
 def get_flow_run_context() -> FlowRunContext | None:

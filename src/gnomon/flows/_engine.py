@@ -32,6 +32,7 @@ from gnomon.flows._names import custom_task_run_name
 from gnomon.flows._params import call_with_parameters
 from gnomon.flows._steps import exhaust
 from gnomon.flows._timeouts import call_with_deadline
+from gnomon.flows._transactions import TaskTransaction, expiration_after
 from gnomon.states import (
     AwaitingRetry,
     Cached,
@@ -46,6 +47,7 @@ from gnomon.states import (
     State,
     StateName,
     TimedOut,
+    returned_state,
 )
 
 if TYPE_CHECKING:
@@ -225,9 +227,17 @@ def _run_attempts(
             if context.task_run_name != plan.name:
                 extra["name"] = context.task_run_name
         _record(store, plan, running, attempt, **extra)
-        state = yield from attempt_steps(task, context)
+        if task.on_running_hooks:
+            view = _task_run_view(context, running)
+            _records.run_hooks(task.on_running_hooks, task, view, running)
+        txn = task_transaction(task, cache_key)
+        context.raised = False
+        with txn.current():
+            state = yield from attempt_steps(task, context)
+        if context.raised:
+            txn.raised()
         if not (state.is_failed() and _should_retry(task, context, state)):
-            return _finish(store, plan, context, state, cache_key=cache_key)
+            return _finish(store, plan, context, state, cache_key=cache_key, txn=txn)
         delay = retry_delay(task, attempt, clock.random)
         store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
         waiting = AwaitingRetry(
@@ -245,16 +255,19 @@ def _attempt(task: Task[..., Any], context: TaskRunContext) -> Generator[Any, No
 
 
 def _body_state(task: Task[..., Any], context: TaskRunContext) -> State:
+    """The attempt's state; ``context.raised`` says whether its body raised (which rolls
+    back a transaction, where a returned Failed state does not)."""
     try:
         value = _call_body(task, context)
     except TaskRunTimeoutError as error:
+        context.raised = True
         return TimedOut(str(error), data=error)
     except Exception as error:
-        return Failed(
-            f"Task run encountered an exception {type(error).__name__}: {error}", data=error
-        )
+        context.raised = True
+        message = f"Task run encountered an exception {type(error).__name__}: {error}"
+        return Failed(message, data=error)
     if isinstance(value, State):
-        return value
+        return returned_state(value)
     return Completed(data=value)
 
 
@@ -313,14 +326,23 @@ def clamped_poisson_interval(average: float, clamping_factor: float, random: Any
 
 
 def _finish(
-    store: RunStore, plan: TaskRunPlan, context: TaskRunContext, state: State, cache_key: str | None
+    store: RunStore,
+    plan: TaskRunPlan,
+    context: TaskRunContext,
+    state: State,
+    cache_key: str | None,
+    txn: TaskTransaction | None = None,
 ) -> State:
     task = plan.task
     extra: dict[str, Any] = {"end_time": state.timestamp, "cache_key": cache_key}
-    if state.is_completed() and state.name != StateName.CACHED and task.persist_result:
+    ran = state.is_completed() and state.name != StateName.CACHED
+    if ran and task.persist_result:
         extra["result_ref"] = _write_result(plan, state, cache_key)
     extra.update(_records.error_fields(_records.state_error(state)))
     _record(store, plan, state, context.attempt, **extra)
+    if ran and txn is not None:  # commits now, or when the transaction around it does
+        expires = expiration_after(state.timestamp, task.cache_expiration)
+        txn.completed(state.data, task.on_commit_hooks, task.on_rollback_hooks, expires)
     _log_final(context, state)
     hooks = task.on_completion_hooks if state.is_completed() else task.on_failure_hooks
     if hooks and state.is_final():
@@ -329,6 +351,8 @@ def _finish(
 
 
 def _record(store: RunStore, plan: TaskRunPlan, state: State, attempt: int, **values: Any) -> None:
+    state.state_details.flow_run_id = plan.flow_run_id
+    state.state_details.task_run_id = plan.task_run_id
     store.update_task_run(plan.task_run_id, **_records.state_columns(state), **values)
     store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
     plan.set_live_state(state)
@@ -371,34 +395,30 @@ def _compute_cache_key(plan: TaskRunPlan, context: TaskRunContext) -> str | None
 
 def _read_cache(key: str, now: datetime) -> StoredResult | None:
     """The cache record for ``key``, or None on a miss (absent, expired or unverifiable)."""
-    from gnomon.exceptions import ResultStorageError
     from gnomon.flows._results import get_result_store
 
-    try:
-        stored = get_result_store().read(key)
-    except ResultStorageError as error:
-        from gnomon.flows._logging import engine_logger
-
-        engine_logger().warning("cache record ignored", key=key, reason=str(error))
-        return None
-    if stored is None or (stored.expiration is not None and stored.expiration <= now):
-        return None
-    return stored
+    return get_result_store().read_current(key, now)
 
 
 def _write_result(plan: TaskRunPlan, state: State, cache_key: str | None) -> dict[str, str]:
-    from datetime import timedelta
+    """The reference to the run's stored result. A cache record is written when the task's
+    transaction commits (at once outside a transaction, never if it rolls back); a result
+    without a cache key is written now, under the task run's id."""
+    from gnomon.flows._results import get_result_store, result_ref
 
+    if cache_key is not None:
+        return result_ref(cache_key)
+    expires = expiration_after(state.timestamp, plan.task.cache_expiration)
+    return get_result_store().write(plan.task_run_id, state.data, state.timestamp, expires)
+
+
+def task_transaction(task: Task[..., Any], cache_key: str | None) -> TaskTransaction:
+    """A task attempt's own transaction: it writes the cache record, when there is one."""
     from gnomon.flows._results import get_result_store
 
-    expiration = plan.task.cache_expiration
-    if isinstance(expiration, (int, float)):
-        expiration = timedelta(seconds=expiration)
-    expires = state.timestamp + expiration if expiration is not None else None
-    key = cache_key or plan.task_run_id
-    return get_result_store().write(
-        key, state.data if state.data is not None else None, state.timestamp, expires
-    )
+    if cache_key is None or not task.persist_result:
+        return TaskTransaction(None, None)
+    return TaskTransaction(cache_key, get_result_store())
 
 
 def _log_retry(context: TaskRunContext, failed: State, waiting: State) -> None:

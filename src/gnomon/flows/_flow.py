@@ -40,6 +40,7 @@ class Flow(MethodBinding, Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
         fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
@@ -68,6 +69,7 @@ class Flow(MethodBinding, Generic[P, R]):
         self.on_failure_hooks = list(on_failure or [])
         self.on_crashed_hooks = list(on_crashed or [])
         self.on_cancellation_hooks = list(on_cancellation or [])
+        self.on_running_hooks = list(on_running or [])
         self._validator = ParameterValidator(fn, self.name)
 
     @property
@@ -129,6 +131,7 @@ class Flow(MethodBinding, Generic[P, R]):
             "on_failure": self.on_failure_hooks,
             "on_crashed": self.on_crashed_hooks,
             "on_cancellation": self.on_cancellation_hooks,
+            "on_running": self.on_running_hooks,
         }
         current.update(options)
         return self.keep_binding(Flow(self.fn, **current))
@@ -175,6 +178,12 @@ class Flow(MethodBinding, Generic[P, R]):
 
     def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(flow, flow_run, state)`` each time a run of this flow enters Running
+        (its first attempt, and each retry), as Prefect's ``on_running``."""
+        self.on_running_hooks.append(fn)
         return fn
 
     def __repr__(self) -> str:

@@ -34,14 +34,13 @@ from gnomon.flows import _records
 from gnomon.flows._bind import bind_named, parameters_to_store
 from gnomon.flows._clock import get_clock
 from gnomon.flows._context import FlowRunContext, flow_run_var, tags_var, task_run_var
-from gnomon.flows._futures import PrefectFuture, resolve_futures_to_states
 from gnomon.flows._names import custom_flow_run_name, random_run_name
 from gnomon.flows._params import call_with_parameters
+from gnomon.flows._returns import call_result, resolve_futures_to_states, return_value_to_state
 from gnomon.flows._steps import exhaust
 from gnomon.flows._timeouts import call_with_deadline
 from gnomon.states import (
     AwaitingRetry,
-    Completed,
     Crashed,
     Failed,
     Pending,
@@ -71,7 +70,7 @@ def run_flow(
     """Run ``flow`` with bound ``parameters``; a new run, or the stored run ``flow_run_id``."""
     store, run = start_called_run(flow, parameters, flow_run_id)
     state = _run_validated(store, flow, run, parameters)
-    return state if return_state else state.result()
+    return state if return_state else call_result(state)
 
 
 def start_called_run(
@@ -286,13 +285,15 @@ def _run_attempts(
     while True:
         attempt = run.run_count = context.attempt
         if attempt == 1 and claimed is not None:
-            run.state, run.start_time = claimed, claimed.timestamp
+            running = run.state = claimed
+            run.start_time = claimed.timestamp
         else:
             running = Running() if attempt == 1 else Retrying()
             extra: FlowRunChanges = {"run_count": attempt}
             if attempt == 1:
                 extra["start_time"] = run.start_time = running.timestamp
             _record(store, run, running, **extra)
+        _records.run_hooks(flow.on_running_hooks, flow, run, running)
         with runner:
             state = yield from attempt_steps(flow, context)
         if not (state.is_failed() and attempt <= flow.retries):
@@ -341,42 +342,14 @@ def _body_state(flow: Flow[..., Any], context: FlowRunContext) -> State:
         return Failed(
             f"Flow run encountered an exception: {type(error).__name__}: {error}", data=error
         )
-    return return_value_to_state(value)
-
-
-def return_value_to_state(value: Any) -> State:
-    """The flow's final state from its return value, by Prefect's rules.
-
-    A returned state (or future) is the flow's state; a collection of states or futures
-    completes only if all of them completed; any other value completes the run.
-    """
-    if isinstance(value, State):
-        return value
-    if isinstance(value, PrefectFuture):
-        value.wait()
-        return value.state
-    states = resolve_futures_to_states(value)
-    if not states or len(states) != _collection_size(value):
-        return Completed(data=value)
-    bad = [state for state in states if not state.is_completed()]
-    if not bad:
-        return Completed("All states completed.", data=states)
-    for kind in (StateType.CANCELLED, StateType.PAUSED):
-        if any(state.type is kind for state in bad):
-            return State(
-                kind, message=f"{len(bad)}/{len(states)} states were not completed.", data=bad[0]
-            )
-    return Failed(f"{len(bad)}/{len(states)} states failed.", data=bad[0])
-
-
-def _collection_size(value: Any) -> int:
-    return len(value) if isinstance(value, (list, tuple, set, dict)) else 1
+    return return_value_to_state(resolve_futures_to_states(value))
 
 
 def _record(
     store: RunStore, run: _records.FlowRun, state: State, **values: Unpack[FlowRunChanges]
 ) -> None:
     run.state = state
+    state.state_details.flow_run_id = run.id
     store.settle_flow_run(
         run.id,
         {**_records.state_columns(state), **values},
@@ -395,7 +368,7 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
         from gnomon.flows._results import get_result_store
 
         extra["result_ref"] = get_result_store().write(
-            run.id, state.result(), state.timestamp, None
+            run.id, state.result(_sync=True), state.timestamp, None
         )
     _record(store, run, state, **extra)
     if state.is_completed():
@@ -587,7 +560,7 @@ def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
     as its ``worker_pid``); a flow that then cannot be loaded leaves it Crashed.
     """
     state = execute_stored_run(flow_run_id)[1]
-    return state if return_state else state.result()
+    return state if return_state else call_result(state)
 
 
 def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:

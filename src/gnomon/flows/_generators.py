@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from gnomon.flows._params import call_with_parameters
-from gnomon.states import Completed, Failed, State
+from gnomon.states import Completed, Failed, State, returned_state
 
 if TYPE_CHECKING:
     from gnomon.flows._context import FlowRunContext, TaskRunContext
@@ -72,7 +72,7 @@ def _flow_run(
         raise ValueError("The return_type for a generator flow must be 'result'")
     store, run = start_called_run(flow, parameters)
     state = yield from run_steps(store, flow, run, parameters, _flow_attempt)
-    return state.result()
+    return state.result(_sync=True)
 
 
 def _task_run(
@@ -84,7 +84,7 @@ def _task_run(
         raise ValueError("The return_type for a generator task must be 'result'")
     plan = TaskRunPlan.create(task, parameters, wait_for)
     state = yield from task_run_steps(plan, _task_attempt)
-    return state.result()
+    return state.result(_sync=True)
 
 
 def _flow_attempt(flow: Flow[..., Any], context: FlowRunContext) -> Generator[Any, None, State]:
@@ -102,12 +102,13 @@ def _flow_attempt(flow: Flow[..., Any], context: FlowRunContext) -> Generator[An
 
 def _task_attempt(task: Task[..., Any], context: TaskRunContext) -> Generator[Any, None, State]:
     def failed(error: Exception) -> State:
+        context.raised = True
         return Failed(
             f"Task run encountered an exception {type(error).__name__}: {error}", data=error
         )
 
     def returned(value: Any) -> State:
-        return value if isinstance(value, State) else Completed(data=value)
+        return returned_state(value) if isinstance(value, State) else Completed(data=value)
 
     _redirect_prints(context.log_prints)
     body = _body(task.fn, context.parameters, task.isasync)

@@ -47,6 +47,9 @@ class Task(MethodBinding, Generic[P, R]):
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
+        on_commit: list[Callable[..., Any]] | None = None,
+        on_rollback: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
         fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
@@ -81,6 +84,9 @@ class Task(MethodBinding, Generic[P, R]):
         )
         self.on_completion_hooks = list(on_completion or [])
         self.on_failure_hooks = list(on_failure or [])
+        self.on_commit_hooks = list(on_commit or [])
+        self.on_rollback_hooks = list(on_rollback or [])
+        self.on_running_hooks = list(on_running or [])
 
     @property
     def caches(self) -> bool:
@@ -104,7 +110,7 @@ class Task(MethodBinding, Generic[P, R]):
             return _async_call(self, parameters, wait_for, return_state)
         plan = TaskRunPlan.create(self, parameters, wait_for)
         state = run_task_plan(plan)
-        return state if return_state else state.result()
+        return state if return_state else state.result(_sync=True)
 
     def submit(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
@@ -158,6 +164,9 @@ class Task(MethodBinding, Generic[P, R]):
             "on_completion": self.on_completion_hooks,
             "on_failure": self.on_failure_hooks,
             "retry_condition_fn": self.retry_condition_fn,
+            "on_commit": self.on_commit_hooks,
+            "on_rollback": self.on_rollback_hooks,
+            "on_running": self.on_running_hooks,
         }
         current.update(options)
         return self.keep_binding(Task(self.fn, **current))
@@ -168,6 +177,24 @@ class Task(MethodBinding, Generic[P, R]):
 
     def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(task, task_run, state)`` each time a run of this task enters Running
+        (each attempt), as Prefect's ``on_running``."""
+        self.on_running_hooks.append(fn)
+        return fn
+
+    def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(transaction)`` when a completed run of this task commits: at once
+        outside a transaction, else when the transaction around it commits."""
+        self.on_commit_hooks.append(fn)
+        return fn
+
+    def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(transaction)`` when the transaction a completed run of this task
+        belongs to rolls back (a later task in it raised)."""
+        self.on_rollback_hooks.append(fn)
         return fn
 
     def __repr__(self) -> str:
@@ -183,7 +210,7 @@ async def _async_call(
 
     plan = TaskRunPlan.create(task, parameters, wait_for)
     state = await asyncio.to_thread(run_task_plan, plan)
-    return state if return_state else state.result()
+    return state if return_state else state.result(_sync=True)
 
 
 def _retry_delays(name: str, value: Any, retries: int) -> float | list[float]:
