@@ -116,7 +116,7 @@ def test_program_prints_what_prefect_printed(
                 f"gnomon: {name}",
             )
         )
-        stderr = "".join(outcome.stderr.splitlines(keepends=True)[-15:])
+        stderr = outcome.stderr[-3000:]
         pytest.fail(f"{name} printed otherwise than Prefect:\n{diff}\nits stderr ends:\n{stderr}")
 
 
