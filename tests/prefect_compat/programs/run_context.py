@@ -8,7 +8,7 @@ from prefect.context import FlowRunContext, TaskRunContext, get_run_context
 def inspect_task() -> list:
     context = get_run_context()
     return [
-        type(context).__name__,
+        isinstance(context, TaskRunContext),
         context.task_run.name,
         context.task.name,
         TaskRunContext.get() is context,
@@ -20,7 +20,7 @@ def inspect_task() -> list:
 def inspect_flow() -> list:
     context = get_run_context()
     return [
-        type(context).__name__,
+        isinstance(context, FlowRunContext),
         context.flow_run.name,
         context.flow.name,
         FlowRunContext.get() is context,
