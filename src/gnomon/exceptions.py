@@ -66,7 +66,7 @@ class ParameterBindError(GnomonError, TypeError):
         signature = str(inspect.signature(fn)).strip("()")
         return cls(
             f"Error binding parameters for function {name!r}: {error}.\n"
-            f"Function {name!r} has signature {signature!r} but received args: {args!r}"
+            f"Function {name!r} has signature '{signature}' but received args: {args!r}"
             f" and kwargs: {list(kwargs)!r}."
         )
 
@@ -147,15 +147,6 @@ class FlowRunNotRunnable(GnomonError, RuntimeError):
 
 class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
-
-
-class NameTaken(GnomonError, ValueError):
-    """A variable or secret is saved under a name in use without ``overwrite=True``; a
-    ValueError, as Prefect raises."""
-
-
-class SecretNotFound(GnomonError, ValueError):
-    """``Secret.load`` of a name no secret has; a ValueError, as Prefect raises."""
 
 
 class SecretsKeyError(GnomonError, RuntimeError):

@@ -170,6 +170,9 @@ class StateDetails:
 
     flow_run_id: str | None = None
     task_run_id: str | None = None
+    # The run's function returned this state itself: a direct call of a task gives a
+    # completed one back as it is, as Prefect's does (its futures give the data).
+    returned: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -324,6 +327,7 @@ def returned_state(state: State) -> State:
     ``result(raise_on_failure=False)`` gives None rather than the failure."""
     if state.data is _UNSET:
         state.data = None
+    state.state_details.returned = True
     return state
 
 

@@ -139,7 +139,7 @@ def _forward(
             yield value
     except _CallerStopped:
         body.close()
-        return Completed()
+        return Completed(data=None)
 
 
 def _body(fn: Callable[..., Any], parameters: dict[str, Any], isasync: bool) -> Generator[Any]:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, PrivateAttr, SecretStr, field_validator
 from pydantic import Secret as PydanticSecret
 
 from gnomon._secrets import remember_secret
-from gnomon.exceptions import InvalidInput, NameTaken, SecretNotFound
+from gnomon.exceptions import InvalidInput
 from gnomon.flows._dispatch import async_dispatch
 from gnomon.flows._variables import checked_name, json_text, python_actor
 
@@ -55,8 +55,8 @@ def check_secret_value(name: str, value: Any) -> Any:
     return value
 
 
-def _not_found(name: str) -> SecretNotFound:
-    return SecretNotFound(f"Unable to find block document named {name} for block type secret")
+def _not_found(name: str) -> ValueError:
+    return ValueError(f"Unable to find block document named {name} for block type secret")
 
 
 def _store() -> Store:
@@ -147,7 +147,7 @@ class Secret(BaseModel, Generic[T]):
         value = self.value.get_secret_value()
         ciphertext = open_vault().seal(value)
         if _store().write_secret(name, ciphertext, overwrite, python_actor()) is None:
-            raise NameTaken(
+            raise ValueError(
                 f"You are attempting to save values with a name ({name}) that is already in"
                 " use for this block type. If you would like to overwrite the values that"
                 " are saved, then save with `overwrite=True`."

@@ -15,6 +15,7 @@ from gnomon.flows._bind import MethodBinding, call_parameters, unwrap_method, wi
 
 if TYPE_CHECKING:
     from gnomon.flows._futures import PrefectFuture, PrefectFutureList
+    from gnomon.states import State
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,7 +111,7 @@ class Task(MethodBinding, Generic[P, R]):
             return _async_call(self, parameters, wait_for, return_state)
         plan = TaskRunPlan.create(self, parameters, wait_for)
         state = run_task_plan(plan)
-        return state if return_state else state.result(_sync=True)
+        return state if return_state else call_result(state)
 
     def submit(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
@@ -210,7 +211,7 @@ async def _async_call(
 
     plan = TaskRunPlan.create(task, parameters, wait_for)
     state = await asyncio.to_thread(run_task_plan, plan)
-    return state if return_state else state.result(_sync=True)
+    return state if return_state else call_result(state)
 
 
 def _retry_delays(name: str, value: Any, retries: int) -> float | list[float]:
@@ -303,3 +304,12 @@ def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Task(__fn, **options)
     return lambda fn: Task(fn, **options)
+
+
+def call_result(state: State) -> Any:
+    """What a call of a task without ``return_state`` gives back for its final ``state``:
+    a completed state its function returned, as it is (as Prefect's task call gives its
+    function's return value), else the state's result."""
+    if state.state_details.returned and state.is_completed():
+        return state
+    return state.result(_sync=True)
