@@ -13,6 +13,7 @@ from gnomon._lazy import lazy_names
 from gnomon._version import __version__
 
 if TYPE_CHECKING:
+    from gnomon.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
     from gnomon.flows import (
         Flow,
         PrefectFuture,
@@ -35,7 +36,10 @@ _LAZY = {
     "allow_failure": "gnomon.flows",
     "flow": "gnomon.flows",
     "get_run_logger": "gnomon.logging",
+    "pause_flow_run": "gnomon.flow_runs",
     "quote": "gnomon.flows",
+    "resume_flow_run": "gnomon.flow_runs",
+    "suspend_flow_run": "gnomon.flow_runs",
     "tags": "gnomon.flows",
     "task": "gnomon.flows",
     "unmapped": "gnomon.flows",
@@ -50,7 +54,10 @@ __all__ = [
     "allow_failure",
     "flow",
     "get_run_logger",
+    "pause_flow_run",
     "quote",
+    "resume_flow_run",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

@@ -48,6 +48,8 @@ class StateName(enum.StrEnum):
     MISSED = "Missed"
     CANCELLING = "Cancelling"
     PAUSED = "Paused"
+    SUSPENDED = "Suspended"  # paused with its process gone: run again from the top on resume
+    RESUMING = "Resuming"  # a suspended run resumed, waiting for a worker
 
 
 FINAL_TYPES = frozenset(
@@ -90,9 +92,14 @@ STATE_NAMES: dict[str, StateType] = {
     StateName.MISSED: StateType.CANCELLED,
     StateName.CANCELLING: StateType.CANCELLING,
     StateName.PAUSED: StateType.PAUSED,
+    StateName.SUSPENDED: StateType.PAUSED,
+    StateName.RESUMING: StateType.SCHEDULED,
 }
 # The fires a schedule decided not to run: recorded as Cancelled-type runs.
 UNRUN_NAMES = frozenset({StateName.SKIPPED, StateName.MISSED})
+# A paused run (not a suspended one) keeps its process and its worker: the writes and reads
+# of active runs count it with them (it can time out, be cancelled, crash with its daemon).
+HELD_NAMES = frozenset({StateName.PAUSED})
 
 # What counts as a failed run, for every part of gnomon that asks (the CLI's and the API's
 # state filters, metrics, notifications, deployment retries): it ended in a FAILED-type
@@ -281,6 +288,15 @@ def Cancelled(message: str | None = None, data: Any = _UNSET) -> State:  # noqa:
     return State(StateType.CANCELLED, StateName.CANCELLED, message, data=data)
 
 
+def Paused(message: str | None = None, name: str = StateName.PAUSED) -> State:  # noqa: N802
+    return State(StateType.PAUSED, name, message)
+
+
+def Suspended(message: str | None = None) -> State:  # noqa: N802
+    """A paused run whose process exits: it runs again from the top once resumed."""
+    return State(StateType.PAUSED, StateName.SUSPENDED, message)
+
+
 def NotReady(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
     """A task that did not run because an upstream task it waits on did not complete."""
     return State(StateType.PENDING, StateName.NOT_READY, message, data=data)
@@ -294,11 +310,13 @@ __all__ = [
     "Crashed",
     "Failed",
     "NotReady",
+    "Paused",
     "Pending",
     "Retrying",
     "Running",
     "Scheduled",
     "State",
     "StateType",
+    "Suspended",
     "TimedOut",
 ]

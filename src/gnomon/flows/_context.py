@@ -31,6 +31,7 @@ class FlowRunContext:
     attempt: int = 1
     log_prints: bool = False
     parent: FlowRunContext | None = None
+    pauses: int = 0  # pause calls so far: a pause's default key (``_pauses``)
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

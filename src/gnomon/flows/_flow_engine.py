@@ -25,6 +25,7 @@ from gnomon.exceptions import (
     FlowRunNotRunnable,
     FlowRunTimeoutError,
     ObjectNotFound,
+    Pause,
     TerminationSignal,
 )
 from gnomon.flows import _records
@@ -180,6 +181,8 @@ def _run_validated(
             subflow=run.parent_flow_run_id is not None,
         )
         state = _run_attempts(store, flow, run, context, runner, claimed)
+    except Pause as signal:
+        state = _suspended(store, run, signal)
     except TerminationSignal:
         message = "Execution was interrupted by its parent flow run timing out."
         _finish_interrupted(store, flow, run, _crashed_state(message))
@@ -192,6 +195,14 @@ def _run_validated(
         task_run_var.reset(task_token)
         flow_run_var.reset(flow_token)
     return state
+
+
+def _suspended(store: RunStore, run: _records.FlowRun, signal: Pause) -> State:
+    """The run suspended itself (``suspend_flow_run``): its Suspended state is stored
+    already; what it recorded before is committed, and no hook runs (it has not ended)."""
+    store.commit_now()
+    run.state = signal.state
+    return signal.state
 
 
 def _finish_interrupted(
