@@ -6,6 +6,7 @@ spec (its messages where it has them)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,25 @@ def test_a_pydantic_model_comes_back_as_an_instance_of_that_model(store: Store) 
 
     assert isinstance(answer, User)
     assert (answer.name, answer.age) == ("Ada", 36)
+
+
+def test_an_async_flow_awaits_its_pause_as_prefects_documentation_writes_it(
+    store: Store,
+) -> None:
+    class User(pydantic.BaseModel):
+        name: str
+
+    ids: list[str] = []
+    resumer = resume_when_paused(store, ids, [{"name": "Grace"}], [])
+
+    @flow
+    async def greet() -> str:
+        ids.append(flow_run.id)
+        user = await pause_flow_run(wait_for_input=User, poll_interval=0.05)
+        return f"Hello, {user.name}!"
+
+    assert asyncio.run(greet()) == "Hello, Grace!"
+    resumer.join()
 
 
 def test_a_pause_not_resumed_in_time_fails_the_run_and_cannot_be_resumed(store: Store) -> None:

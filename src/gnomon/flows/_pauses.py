@@ -15,6 +15,7 @@ run started again makes the same calls with the same keys, and a key pauses once
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import time
 from datetime import timedelta
@@ -50,7 +51,24 @@ def pause_flow_run(
 ) -> Any:
     """Pause the current flow run until it is resumed (``gnomon runs resume``, the API, the
     dashboard, ``resume_flow_run``); returns the input if ``wait_for_input`` is given.
-    Raises ``FlowPauseTimeout`` if not resumed within ``timeout`` seconds."""
+    Raises ``FlowPauseTimeout`` if not resumed within ``timeout`` seconds. Called in async
+    code, it returns an awaitable (``apause_flow_run``), as Prefect's does."""
+    if _in_event_loop():
+        return apause_flow_run(wait_for_input, timeout, poll_interval, key)
+    return _pause(wait_for_input, timeout, poll_interval, key)
+
+
+async def apause_flow_run(
+    wait_for_input: Any = None,
+    timeout: int = 3600,
+    poll_interval: int = 10,
+    key: str | None = None,
+) -> Any:
+    """``pause_flow_run`` for async code: the wait runs in a thread (with this context)."""
+    return await asyncio.to_thread(_pause, wait_for_input, timeout, poll_interval, key)
+
+
+def _pause(wait_for_input: Any, timeout: float, poll_interval: float, key: str | None) -> Any:
     context = flow_run_var.get()
     if context is None and (task_run := task_run_var.get()) is not None:
         context = task_run.flow_run
@@ -75,13 +93,31 @@ def suspend_flow_run(
     """Suspend the current flow run: its process ends, and once resumed the daemon runs it
     again from the top, where this call returns the input (if ``wait_for_input``). Only a
     deployment's top-level run can be suspended. Not resumed within ``timeout`` seconds
-    (if given), the daemon fails it."""
+    (if given), the daemon fails it. In async code it returns an awaitable."""
+    if _in_event_loop():
+        return asuspend_flow_run(wait_for_input, flow_run_id, timeout, key)
+    return _suspend(wait_for_input, flow_run_id, timeout, key)
+
+
+async def asuspend_flow_run(
+    wait_for_input: Any = None,
+    flow_run_id: str | None = None,
+    timeout: int | None = None,
+    key: str | None = None,
+) -> Any:
+    """``suspend_flow_run`` for async code."""
+    return await asyncio.to_thread(_suspend, wait_for_input, flow_run_id, timeout, key)
+
+
+def _suspend(
+    wait_for_input: Any, flow_run_id: str | None, timeout: float | None, key: str | None
+) -> Any:
     context = flow_run_var.get()
     if task_run_var.get() is not None:
         raise RuntimeError("Cannot suspend task runs.")
     if context is None:
         raise RuntimeError("Flow runs can only be suspended from within a flow run.")
-    if flow_run_id is not None and str(flow_run_id) != context.flow_run_id:
+    if flow_run_id is not None and _run_id(flow_run_id) != context.flow_run_id:
         raise RuntimeError(
             "gnomon suspends only the current flow run (suspend_flow_run() in its own code); "
             f"to stop run {flow_run_id} use `gnomon runs cancel {flow_run_id}`"
@@ -103,15 +139,27 @@ def suspend_flow_run(
     raise Pause(SUSPENDED_MESSAGE, state=Suspended(SUSPENDED_MESSAGE))
 
 
-def resume_flow_run(flow_run_id: str, run_input: dict[str, Any] | None = None) -> None:
+def resume_flow_run(flow_run_id: Any, run_input: dict[str, Any] | None = None) -> Any:
     """Resume a paused or suspended flow run with ``run_input`` (checked against the input
     its pause waits for). Raises ``NotPausedError`` if it is not paused,
     ``FlowPauseTimeout`` if its pause timed out, ``InvalidRunInput`` for input that does not
-    fit."""
+    fit. In async code it returns an awaitable."""
+    if _in_event_loop():
+        return aresume_flow_run(flow_run_id, run_input)
+    return _resume(flow_run_id, run_input)
+
+
+async def aresume_flow_run(flow_run_id: Any, run_input: dict[str, Any] | None = None) -> None:
+    """``resume_flow_run`` for async code."""
+    await asyncio.to_thread(_resume, flow_run_id, run_input)
+
+
+def _resume(flow_run_id: Any, run_input: dict[str, Any] | None) -> None:
     from gnomon.store import Actor, Origin
 
     actor = Actor(getpass.getuser(), Origin.PYTHON)
-    resume_run(_store(), str(flow_run_id), run_input, actor)
+    # A UUID as Prefect's ids are, or gnomon's hex text.
+    resume_run(_store(), _run_id(flow_run_id), run_input, actor)
 
 
 def resume_run(store: Any, flow_run_id: str, run_input: dict[str, Any] | None, actor: Any) -> str:
@@ -136,6 +184,20 @@ def resume_run(store: Any, flow_run_id: str, run_input: dict[str, Any] | None, a
             raise FlowPauseTimeout("Flow run can no longer be resumed.")
         raise NotPausedError(f"Cannot resume this run: run {flow_run_id} was resumed already")
     return StateName.RESUMING if pause.suspend else StateName.RUNNING
+
+
+def _run_id(flow_run_id: Any) -> str:
+    """A run id given as Prefect's (a UUID) or as gnomon's (32 hex digits)."""
+    return str(getattr(flow_run_id, "hex", None) or flow_run_id)
+
+
+def _in_event_loop() -> bool:
+    """Whether the caller runs in an event loop (async code), as Prefect's dispatch asks."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _next_pause(context: FlowRunContext) -> int:
