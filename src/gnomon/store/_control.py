@@ -363,6 +363,8 @@ class ControlQueries(Queries):
                 flow_runs.c.created >= since,
                 flow_runs.c.trigger.in_(sorted(REQUESTED_CAUSES)),
                 flow_runs.c.state_type.in_(WAITING),
+                # A resumed suspended run is queued again by read_resumed_runs' caller.
+                flow_runs.c.state_name != StateName.RESUMING,
             )
             .order_by(flow_runs.c.created),
             FlowRunRow,
