@@ -29,7 +29,7 @@ from gnomon.states import StateType, Suspended
 
 if TYPE_CHECKING:
     from gnomon.flows._run_input import RunInput
-    from gnomon.store import RunStore
+    from gnomon.store import Actor, ControlStore, RunStore
     from gnomon.store.rows import RunPauseRow
 
 PAUSED_MESSAGE = "Pausing flow, execution will continue when this flow run is resumed."
@@ -162,8 +162,10 @@ def _resume(flow_run_id: Any, run_input: dict[str, Any] | None) -> None:
     resume_run(_store(), _run_id(flow_run_id), run_input, actor)
 
 
-def resume_run(store: Any, flow_run_id: str, run_input: dict[str, Any] | None, actor: Any) -> str:
-    """Resume the run's open pause with ``run_input`` as ``actor`` (a ``ControlStore``);
+def resume_run(
+    store: ControlStore, flow_run_id: str, run_input: dict[str, Any] | None, actor: Actor
+) -> str:
+    """Resume the run's open pause with ``run_input`` as ``actor``;
     returns the run's state name after it (Running, or Resuming for a suspended run)."""
     from gnomon.states import StateName
 
