@@ -214,3 +214,28 @@ def test_a_suspended_run_not_resumed_in_time_is_failed_by_the_daemon(
     assert "isn't paused" in late.stderr
     assert not (marker.parent / (marker.name + ".out")).exists()
     assert [r.state_name for r in runs(store, "hold")] == ["Failed"]
+
+
+def test_cancelling_a_paused_run_stops_its_worker_and_a_suspended_one_at_once(
+    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+) -> None:
+    marker = tmp_path / "cancel.marker"
+    config = _config(tmp_path, marker, daemon="workers = 2")
+    _started(config, gnomon_home, store, daemons)
+    paused = _requested(gnomon_home, "approve")
+    suspended = _requested(gnomon_home, "hold")
+    wait_for(lambda: _in_state(store, paused, StateName.PAUSED), what="the run to pause")
+    wait_for(lambda: _in_state(store, suspended, StateName.SUSPENDED), what="the suspension")
+
+    held = gnomon(gnomon_home, "runs", "cancel", paused, "--reason", "not needed")
+    gone = gnomon(gnomon_home, "runs", "cancel", suspended)
+
+    assert held.returncode == 0, held.stderr
+    assert "stops its worker" in held.stdout
+    assert gone.returncode == 0, gone.stderr
+    assert "(it was suspended)" in gone.stdout  # no process to stop: cancelled at once
+    assert _in_state(store, suspended, StateName.CANCELLED)
+    wait_for(lambda: _in_state(store, paused, StateName.CANCELLED), what="the paused run ended")
+    late = gnomon(gnomon_home, "runs", "resume", paused, "--input", "approved=true")
+    assert late.returncode == 1
+    assert "isn't paused" in late.stderr

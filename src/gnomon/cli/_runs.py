@@ -200,7 +200,8 @@ def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
     """
     row, outcome = operations().cancel(run_id, reason)
     if outcome == "cancelled":
-        click.echo(f"cancelled {row.id} (it had not started)")
+        why = "it was suspended" if row.state_name == StateName.SUSPENDED else "it had not started"
+        click.echo(f"cancelled {row.id} ({why})")
     else:
         click.echo(f"cancelling {row.id}: the daemon stops its worker within a second")
 
