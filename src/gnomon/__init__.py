@@ -2,7 +2,9 @@
 
 The authoring API follows Prefect 3: code written for ``prefect`` runs after changing its
 imports to ``gnomon``. Importing this package is cheap: each name below loads its module on
-first use (PEP 562), so ``gnomon pause`` does not pay for the flow engine.
+first use (PEP 562), so ``gnomon pause`` does not pay for the flow engine. A Prefect name
+gnomon does not provide raises ``NotProvidedByGnomon`` naming the alternative
+(``gnomon._prefect_names`` lists every one).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gnomon._lazy import lazy_names
+from gnomon._prefect_import import install_finder
 from gnomon._version import __version__
 
 if TYPE_CHECKING:
@@ -65,3 +68,6 @@ __all__ = [
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)
+# A Prefect module gnomon has no file for (``gnomon.events``) says so and names the
+# alternative, from the table in gnomon._prefect_names.
+install_finder()

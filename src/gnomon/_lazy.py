@@ -15,13 +15,16 @@ def lazy_names(
     package: str, where: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``package``'s ``__getattr__`` and ``__dir__``: a name of ``where`` is imported from
-    its module when first asked for, then kept in the package (asked once)."""
+    its module when first asked for, then kept in the package (asked once); any other name
+    is answered by ``gnomon._prefect_import.missing_name``."""
     namespace = vars(sys.modules[package])
 
     def get_attribute(name: str) -> Any:
         module = where.get(name)
-        if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if module is None:  # a Prefect name it lacks says so and names the alternative
+            from gnomon._prefect_import import missing_name
+
+            return missing_name(package, name)
         value = getattr(importlib.import_module(module), name)
         namespace[name] = value
         return value

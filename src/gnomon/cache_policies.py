@@ -1,5 +1,6 @@
 """Prefect-compatible ``gnomon.cache_policies``."""
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.flows import (
     DEFAULT,
     FLOW_PARAMETERS,
@@ -33,3 +34,5 @@ __all__ = [
     "RunId",
     "TaskSource",
 ]
+
+__getattr__ = prefect_fallback(__name__)

@@ -84,6 +84,23 @@ class AcquireConcurrencySlotTimeoutError(GnomonError, TimeoutError):
     """Concurrency slots could not be acquired within ``timeout_seconds``."""
 
 
+class ConcurrencySlotAcquisitionError(GnomonError, RuntimeError):
+    """``concurrency(..., strict=True)`` or ``rate_limit(..., strict=True)`` named no limit
+    that exists, or ``rate_limit`` was used on a limit it cannot decay (as Prefect's)."""
+
+
+class NotProvidedByGnomon(GnomonError, ImportError):
+    """A Prefect name gnomon does not provide was imported or looked up; the message names
+    the alternative (``gnomon._prefect_names`` holds every name with its status).
+
+    An ImportError rather than an AttributeError: ``from gnomon.x import y`` would replace an
+    AttributeError with Python's own "cannot import name", losing the alternative.
+    """
+
+    def __init__(self, asked: str, message: str) -> None:
+        super().__init__(message, name=asked)
+
+
 class ResultStorageError(GnomonError, OSError):
     """A stored result is missing, or failed its signature check and was not unpickled."""
 
@@ -98,6 +115,10 @@ class FlowPauseTimeout(GnomonError, TimeoutError):
 
 class NotPausedError(GnomonError, RuntimeError):
     """A run that is not paused (or suspended) was asked to resume."""
+
+
+class PausedRun(GnomonError, RuntimeError):
+    """The result of a paused (or suspended) run was asked for: it has none yet."""
 
 
 class Pause(BaseException):
@@ -157,3 +178,10 @@ class TerminationSignal(BaseException):
 
     It derives from BaseException so that user code's ``except Exception`` cannot swallow it.
     """
+
+
+# Prefect's exceptions gnomon spells otherwise (``PrefectException`` is ``GnomonError``), or
+# does not have, are answered from the table in gnomon._prefect_names.
+from gnomon._prefect_import import prefect_fallback  # noqa: E402 -- after the classes it uses
+
+__getattr__ = prefect_fallback(__name__)

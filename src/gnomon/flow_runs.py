@@ -4,6 +4,7 @@ as Prefect's do)."""
 
 from __future__ import annotations
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.flows import (
     apause_flow_run,
     aresume_flow_run,
@@ -21,3 +22,5 @@ __all__ = [
     "resume_flow_run",
     "suspend_flow_run",
 ]
+
+__getattr__ = prefect_fallback(__name__)

@@ -1,5 +1,6 @@
 """Prefect-compatible ``gnomon.futures``."""
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.flows import (
     DoneAndNotDoneFutures,
     PrefectFuture,
@@ -9,3 +10,5 @@ from gnomon.flows import (
 )
 
 __all__ = ["DoneAndNotDoneFutures", "PrefectFuture", "PrefectFutureList", "as_completed", "wait"]
+
+__getattr__ = prefect_fallback(__name__)

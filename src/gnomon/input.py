@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.flows import RunInput
 
 __all__ = ["RunInput"]
+
+__getattr__ = prefect_fallback(__name__)

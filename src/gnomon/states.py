@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gnomon.exceptions import CancelledRun, CrashedRun, InvalidInput, UnfinishedRun
+from gnomon._prefect_import import prefect_fallback
+from gnomon.exceptions import CancelledRun, CrashedRun, InvalidInput, PausedRun, UnfinishedRun
 
 
 class StateType(enum.StrEnum):
@@ -181,6 +182,8 @@ class State:
         """The run's return value; raises the run's exception if it did not complete."""
         if self.type is StateType.COMPLETED:
             return None if self.data is _UNSET else self.data
+        if self.is_paused() and not isinstance(self.data, BaseException):
+            raise PausedRun(f"the run is {self.name}: it has no result until it is resumed")
         if not self.is_final() and not isinstance(self.data, BaseException):
             raise UnfinishedRun(f"the run is {self.name}, not finished; it has no result yet")
         error = self._exception()
@@ -320,3 +323,5 @@ __all__ = [
     "Suspended",
     "TimedOut",
 ]
+
+__getattr__ = prefect_fallback(__name__)

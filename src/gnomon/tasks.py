@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gnomon._prefect_import import prefect_fallback
 from gnomon.flows import MAX_RETRY_DELAYS, Task, task, task_input_hash
 
 
@@ -18,3 +19,5 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 
 
 __all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]
+
+__getattr__ = prefect_fallback(__name__)

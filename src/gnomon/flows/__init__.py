@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from gnomon.flows._annotations import allow_failure, quote, unmapped
+    from gnomon.flows._annotations import BaseAnnotation, allow_failure, quote, unmapped
     from gnomon.flows._cache import (
         DEFAULT,
         FLOW_PARAMETERS,
@@ -40,11 +40,18 @@ if TYPE_CHECKING:
         concurrency,
         delete_concurrency_limit,
         delete_tag_concurrency_limit,
+        rate_limit,
         read_concurrency_limits,
         set_concurrency_limit,
         set_tag_concurrency_limit,
     )
-    from gnomon.flows._context import FlowRunContext, flow_run_var, tags, task_run_var
+    from gnomon.flows._context import (
+        FlowRunContext,
+        TaskRunContext,
+        flow_run_var,
+        tags,
+        task_run_var,
+    )
     from gnomon.flows._flow import Flow, flow
     from gnomon.flows._flow_engine import (
         execute_flow_run,
@@ -69,10 +76,13 @@ if TYPE_CHECKING:
         configure_daemon_logging,
         configure_logging,
         daemon_lines,
+        disable_run_logger,
+        get_logger,
         get_run_logger,
         in_background,
         json_safe,
         record_extra,
+        run_deployment_name,
         summarise_run_events,
     )
     from gnomon.flows._params import Problem, missing_names, unknown_names
@@ -108,6 +118,7 @@ __all__ = [
     "RUN_ID",
     "STORED_LOGGERS",
     "TASK_SOURCE",
+    "BaseAnnotation",
     "CacheKeyFnPolicy",
     "CachePolicy",
     "CompoundCachePolicy",
@@ -124,6 +135,7 @@ __all__ = [
     "RunId",
     "RunInput",
     "Task",
+    "TaskRunContext",
     "TaskRunner",
     "TaskSource",
     "ThreadPoolTaskRunner",
@@ -139,11 +151,13 @@ __all__ = [
     "daemon_lines",
     "delete_concurrency_limit",
     "delete_tag_concurrency_limit",
+    "disable_run_logger",
     "error_fields",
     "execute_flow_run",
     "execute_stored_run",
     "flow",
     "flow_run_var",
+    "get_logger",
     "get_run_logger",
     "hold_background",
     "in_background",
@@ -154,12 +168,14 @@ __all__ = [
     "on_final_state_wait",
     "pause_flow_run",
     "quote",
+    "rate_limit",
     "read_concurrency_limits",
     "record_crashed",
     "record_extra",
     "reopen_daemon_log",
     "resume_flow_run",
     "resume_run",
+    "run_deployment_name",
     "set_concurrency_limit",
     "set_tag_concurrency_limit",
     "state_columns",
@@ -179,6 +195,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "BaseAnnotation": "gnomon.flows._annotations",
     "CacheKeyFnPolicy": "gnomon.flows._cache",
     "CachePolicy": "gnomon.flows._cache",
     "CompoundCachePolicy": "gnomon.flows._cache",
@@ -205,6 +222,7 @@ _WHERE = {
     "STORED_LOGGERS": "gnomon.flows._logging",
     "TASK_SOURCE": "gnomon.flows._cache",
     "Task": "gnomon.flows._task",
+    "TaskRunContext": "gnomon.flows._context",
     "TaskRunner": "gnomon.flows._runners",
     "TaskSource": "gnomon.flows._cache",
     "ThreadPoolTaskRunner": "gnomon.flows._runners",
@@ -225,7 +243,9 @@ _WHERE = {
     "execute_stored_run": "gnomon.flows._flow_engine",
     "flow": "gnomon.flows._flow",
     "flow_run_var": "gnomon.flows._context",
+    "get_logger": "gnomon.flows._logging",
     "get_run_logger": "gnomon.flows._logging",
+    "disable_run_logger": "gnomon.flows._logging",
     "hold_background": "gnomon.flows._log_hold",
     "in_background": "gnomon.flows._logging",
     "input_problems": "gnomon.flows._run_input",
@@ -235,12 +255,14 @@ _WHERE = {
     "on_final_state_wait": "gnomon.flows._flow_engine",
     "pause_flow_run": "gnomon.flows._pauses",
     "quote": "gnomon.flows._annotations",
+    "rate_limit": "gnomon.flows._concurrency",
     "read_concurrency_limits": "gnomon.flows._concurrency",
     "record_crashed": "gnomon.flows._flow_engine",
     "record_extra": "gnomon.flows._logging",
     "reopen_daemon_log": "gnomon.flows._log_outputs",
     "resume_flow_run": "gnomon.flows._pauses",
     "resume_run": "gnomon.flows._pauses",
+    "run_deployment_name": "gnomon.flows._logging",
     "set_concurrency_limit": "gnomon.flows._concurrency",
     "set_tag_concurrency_limit": "gnomon.flows._concurrency",
     "state_columns": "gnomon.flows._records",

@@ -3,41 +3,48 @@
 A limit is a row (``name``, ``slot_limit``); holding slots is a row per holder, inserted and
 deleted in write transactions, so the count is exact across processes. Tag limits are named
 ``tag:<tag>`` and hold every task run carrying the tag to the limit. Slots left behind by a
-process that died are reclaimed by the next waiter on the same host.
+process that died are reclaimed by the next waiter on the same host. ``rate_limit`` takes
+slots that free themselves a second later (``RATE_LIMIT_WINDOW``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
-from gnomon.exceptions import AcquireConcurrencySlotTimeoutError
+from gnomon.exceptions import (
+    AcquireConcurrencySlotTimeoutError,
+    ConcurrencySlotAcquisitionError,
+    MissingContextError,
+)
+
+if TYPE_CHECKING:
+    from gnomon.store import RunStore
 
 _POLL_START = 0.01
 _POLL_MAX = 0.5
 _REAP_EVERY = 2.0
 _LIMITS_TTL = 1.0
+RATE_LIMIT_WINDOW = 1.0  # seconds a rate_limit's slots are held (see rate_limit)
 
 
 def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-@contextmanager
-def occupy_slots(
-    names: Iterable[str], occupy: int = 1, timeout_seconds: float | None = None
-) -> Iterator[None]:
-    """Hold ``occupy`` slots of every named limit for the block, waiting for room if needed."""
+def _acquire(names: list[str], occupy: int, timeout_seconds: float | None, holder: str) -> RunStore:
+    """Take ``occupy`` slots of every named limit for ``holder``, waiting for room if needed;
+    the store they were taken in."""
     from gnomon.store import get_store
 
     store = get_store()
-    names = sorted(set(names))
-    holder = _holder()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     delay = _POLL_START
     last_reap = float("-inf")  # reap at the first wait: a dead holder must not outlast a timeout
@@ -55,26 +62,114 @@ def occupy_slots(
         wait = delay if deadline is None else min(delay, max(0.0, deadline - now))
         time.sleep(wait)
         delay = min(delay * 2, _POLL_MAX)
+    return store
+
+
+def _release_later(store: RunStore, holder: str) -> None:
+    """Free ``holder``'s slots after ``RATE_LIMIT_WINDOW``, in a timer thread. A store that
+    cannot take it then (closed, down) leaves them to the reaper: a timer has no caller to
+    tell, and the next waiter frees a gone process's slots."""
+
+    def release() -> None:
+        with suppress(Exception):
+            store.release_slots(holder)
+
+    timer = threading.Timer(RATE_LIMIT_WINDOW, release)
+    timer.daemon = True
+    timer.start()
+
+
+@contextmanager
+def occupy_slots(
+    names: Iterable[str], occupy: int = 1, timeout_seconds: float | None = None
+) -> Iterator[None]:
+    """Hold ``occupy`` slots of every named limit for the block, waiting for room if needed."""
+    holder = _holder()
+    store = _acquire(sorted(set(names)), occupy, timeout_seconds, holder)
     try:
         yield
     finally:
         store.release_slots(holder)
 
 
+def existing_limits(names: str | list[str], occupy: int, strict: bool) -> list[str]:
+    """Those of ``names`` that have a limit, checked as Prefect checks them: ``occupy`` must
+    be positive, and when none exists ``strict`` raises ``ConcurrencySlotAcquisitionError``
+    where the default logs a warning (no slot is then taken)."""
+    from gnomon.store import get_store
+
+    names = [names] if isinstance(names, str) else list(names)
+    if occupy < 1:
+        raise ValueError(f"occupy must be at least 1, got {occupy!r}")
+    existing = sorted(get_store().read_concurrency_limits(names))
+    if not existing and names:
+        if strict:
+            raise ConcurrencySlotAcquisitionError(
+                f"Concurrency limits {names!r} must be created before acquiring slots"
+            )
+        _warn(f"Concurrency limits {names!r} do not exist - skipping acquisition.")
+    return existing
+
+
+def _warn(message: str) -> None:
+    """On the run's logger inside a run (stored with it), else on ``gnomon.concurrency``."""
+    from gnomon.flows._logging import get_run_logger
+
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        logging.getLogger("gnomon.concurrency").warning(message)
+
+
 @contextmanager
 def concurrency(
-    names: str | list[str], occupy: int = 1, timeout_seconds: float | None = None
+    names: str | list[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    max_retries: int | None = None,
+    lease_duration: float = 300,
+    strict: bool = False,
+    holder: Any = None,
+    raise_on_lease_renewal_failure: bool | None = None,
 ) -> Iterator[None]:
     """Prefect's ``concurrency`` context manager over global limits.
 
-    Names without a limit are not limited (Prefect warns and skips them too).
+    Names without a limit are not limited: a warning says so, or with ``strict=True``
+    ``ConcurrencySlotAcquisitionError`` when none of them exists. ``max_retries``,
+    ``lease_duration``, ``holder`` and ``raise_on_lease_renewal_failure`` are Prefect's
+    lease settings, accepted so its calls run: gnomon holds slots in its store without a
+    lease, and the slots of a process that died are freed by the next waiter on its host.
     """
-    if isinstance(names, str):
-        names = [names]
-    if occupy < 1:
-        raise ValueError(f"occupy must be at least 1, got {occupy!r}")
-    with occupy_slots(names, occupy, timeout_seconds):
+    existing = existing_limits(names, occupy, strict)
+    if not existing:
         yield
+        return
+    with occupy_slots(existing, occupy, timeout_seconds):
+        yield
+
+
+def rate_limit(
+    names: str | list[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
+    """Prefect's ``rate_limit``: wait until ``occupy`` slots of each named limit are free,
+    take them, and return; they free themselves later.
+
+    Prefect's limits free rate-limit slots at their own ``slot_decay_per_second``. gnomon's
+    store keeps no decay for a limit, so the slots taken here are held for one second: a
+    limit of N slots admits N slots in any second (a sliding window), Prefect's limit of N
+    with a decay of N per second. The slots are freed by a timer in this process, or, if
+    the process ends first, by the next waiter on this host.
+    """
+    if not names:
+        return
+    existing = existing_limits(names, occupy, strict)
+    if not existing:
+        return
+    holder = _holder()
+    _release_later(_acquire(existing, occupy, timeout_seconds, holder), holder)
 
 
 class _LimitSnapshot:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gnomon.flows._flow import Flow
+    from gnomon.flows._records import FlowRun, TaskRun
     from gnomon.flows._runners import TaskRunner
     from gnomon.flows._task import Task
 
@@ -35,6 +36,31 @@ class FlowRunContext:
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        """The flow run the calling code belongs to (a task's too), or None outside one;
+        Prefect's ``FlowRunContext.get()``."""
+        context = flow_run_var.get()
+        if context is None and (task := task_run_var.get()) is not None:
+            context = task.flow_run
+        return context
+
+    @property
+    def flow_run(self) -> FlowRun:
+        """The run as Prefect's ``FlowRunContext.flow_run`` shows it: ``id``, ``name``,
+        ``flow_name``, ``parameters``, ``run_count``, ``tags``, ``parent_flow_run_id``."""
+        from gnomon.flows._records import FlowRun
+
+        return FlowRun(
+            id=self.flow_run_id,
+            name=self.flow_run_name,
+            flow_name=self.flow.name,
+            parameters=dict(self.parameters),
+            run_count=self.attempt,
+            tags=sorted(tags_var.get()),
+            parent_flow_run_id=self.parent.flow_run_id if self.parent else None,
+        )
+
     def next_dynamic_key(self, task_key: str) -> int:
         """A per-flow-run counter for each task, used in default task run names."""
         with self._lock:
@@ -54,6 +80,27 @@ class TaskRunContext:
     parameters: dict[str, Any]
     attempt: int = 1
     log_prints: bool = False
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        """The task run the calling code belongs to, or None outside one; Prefect's
+        ``TaskRunContext.get()``."""
+        return task_run_var.get()
+
+    @property
+    def task_run(self) -> TaskRun:
+        """The run as Prefect's ``TaskRunContext.task_run`` shows it: ``id``, ``name``,
+        ``flow_run_id``, ``task_key``, ``run_count``, ``tags``."""
+        from gnomon.flows._records import TaskRun
+
+        return TaskRun(
+            id=self.task_run_id,
+            name=self.task_run_name,
+            flow_run_id=self.flow_run.flow_run_id if self.flow_run else None,
+            task_key=self.task.task_key,
+            run_count=self.attempt,
+            tags=sorted(self.task.tags | tags_var.get()),
+        )
 
 
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("gnomon_flow_run", default=None)

@@ -17,7 +17,8 @@ import logging.handlers
 import os
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ ROOT_LOGGER = "gnomon"
 FLOW_RUN_LOGGER = "gnomon.flow_runs"
 TASK_RUN_LOGGER = "gnomon.task_runs"
 ENGINE_LOGGER = "gnomon.engine"
+DISABLED_LOGGER = "gnomon.disabled"  # what get_run_logger returns under disable_run_logger
 STORED_LOGGERS = (FLOW_RUN_LOGGER, TASK_RUN_LOGGER, ENGINE_LOGGER)
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -116,6 +118,12 @@ def set_log_deployment(name: str | None) -> None:
     _deployment_name = name
 
 
+def run_deployment_name() -> str | None:
+    """The deployment whose stored run this process executes (None for a flow called
+    directly): what ``gnomon.runtime.deployment`` reads."""
+    return _deployment_name
+
+
 def _store_sink() -> Callable[[NewLog], None]:
     """Where stored log rows go: the process's batched store writer."""
     from gnomon.store import get_store
@@ -179,15 +187,34 @@ class _StoreHandler(logging.Handler):
 
 
 class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at emit time (pytest and daemons replace it)."""
+    """Writes to whatever ``sys.stderr`` is at emit time (pytest and daemons replace it),
+    unless a handler on the root logger prints the record to the console already."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _printed_by_root(record):
+            return
         try:
             stream = unmasked(sys.stderr)  # the line is masked field by field already
             stream.write(self.format(record) + "\n")
             stream.flush()
         except Exception:
             self.handleError(record)
+
+
+def _printed_by_root(record: logging.LogRecord) -> bool:
+    """Whether a root handler writes ``record`` to stdout or stderr: gnomon's records
+    propagate to the root logger, as Prefect's do (for ``caplog`` and the user's own
+    forwarding), and a line a ``logging.basicConfig()`` handler prints is not printed twice.
+    A root handler writing elsewhere (a file, pytest's capture) leaves gnomon's line be."""
+    if not logging.getLogger(ROOT_LOGGER).propagate:
+        return False
+    consoles = {id(stream) for stream in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)}
+    return any(
+        isinstance(handler, logging.StreamHandler)
+        and id(handler.stream) in consoles
+        and record.levelno >= handler.level
+        for handler in logging.getLogger().handlers
+    )
 
 
 def _renders_json(log_format: str, stream: Any) -> bool:
@@ -266,16 +293,17 @@ def _unconfigure() -> None:
         if isinstance(handler, QueuedHandler):
             handler.stop()
     _installed.clear()
-    logging.getLogger(ROOT_LOGGER).propagate = True
     _configured = False
 
 
 def configure_logging(force: bool = False) -> None:
     """Install gnomon's handlers on the ``gnomon`` logger tree, once per process.
 
-    The root logger and the user's own loggers are left alone; ``gnomon`` stops propagating
-    so its records are not printed twice by a root handler. ``force`` re-reads the settings
-    and replaces the handlers installed before.
+    The root logger and the user's own loggers are left alone. gnomon's records propagate
+    to the root logger, as Prefect's do, so pytest's ``caplog`` and any forwarding set up
+    there see run logs; the stderr handler leaves a record to a root handler that prints it
+    to the console (``_printed_by_root``), so no line is printed twice. ``force`` re-reads
+    the settings and replaces the handlers installed before.
     """
     global _configured
     if _configured and not force:
@@ -290,7 +318,7 @@ def configure_logging(force: bool = False) -> None:
         level = logging.getLevelNamesMapping()[settings.log_level]
         stderr = _StderrHandler(level)
         stderr.setFormatter(_formatter(settings.log_format))
-        _install(ROOT_LOGGER, stderr, level).propagate = False
+        _install(ROOT_LOGGER, stderr, level)
         # Run logs are stored from INFO whatever the stderr threshold; DEBUG only on demand.
         stored_level = min(level, logging.INFO)
         store = _StoreHandler(stored_level)
@@ -467,6 +495,10 @@ def get_run_logger(**extra: Any) -> RunLogger:
         name = TASK_RUN_LOGGER
     elif flow is not None:
         name = FLOW_RUN_LOGGER
+    elif _run_loggers_disabled():  # a task's .fn() tested under disable_run_logger()
+        logger = logging.getLogger(DISABLED_LOGGER)
+        logger.disabled = True
+        return RunLogger(logger, extra)
     else:
         raise MissingContextError(
             "get_run_logger() was called outside a flow or task run, so there is no run to "
@@ -474,6 +506,31 @@ def get_run_logger(**extra: Any) -> RunLogger:
         )
     configure_logging()
     return RunLogger(logging.getLogger(name), extra)
+
+
+def _run_loggers_disabled() -> bool:
+    return all(logging.getLogger(name).disabled for name in (FLOW_RUN_LOGGER, TASK_RUN_LOGGER))
+
+
+@contextmanager
+def disable_run_logger() -> Iterator[None]:
+    """Disable the flow and task run loggers in the block, as Prefect's does: their records
+    are dropped, and ``get_run_logger()`` outside a run returns a disabled logger instead of
+    raising, so a task's ``.fn()`` that logs can be called in a unit test."""
+    loggers = [logging.getLogger(name) for name in (FLOW_RUN_LOGGER, TASK_RUN_LOGGER)]
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, before, strict=True):
+            logger.disabled = disabled
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """gnomon's logger, or its child ``name``: Prefect's ``get_logger`` under ``gnomon.``."""
+    return logging.getLogger(ROOT_LOGGER if name is None else f"{ROOT_LOGGER}.{name}")
 
 
 _original_print: Callable[..., None] = builtins.print  # what the redirect falls back to

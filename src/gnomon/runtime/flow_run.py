@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gnomon._prefect_import import missing_name
 from gnomon.flows import FlowRunContext, flow_run_var, task_run_var
 
 __all__ = ["flow_name", "id", "name", "parameters", "parent_flow_run_id", "run_count"]  # noqa: F822 -- served by __getattr__
@@ -32,4 +33,4 @@ def __getattr__(attribute: str) -> Any:
     if attribute == "parent_flow_run_id":
         parent = context.parent if context else None
         return parent.flow_run_id if parent else None
-    raise AttributeError(f"gnomon.runtime.flow_run has no attribute {attribute!r}")
+    return missing_name(__name__, attribute)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gnomon._prefect_import import missing_name
 from gnomon.flows import task_run_var
 
 __all__ = ["id", "name", "parameters", "run_count", "tags", "task_name"]  # noqa: F822 -- served by __getattr__
@@ -24,4 +25,4 @@ def __getattr__(attribute: str) -> Any:
         return dict(context.parameters) if context else {}
     if attribute == "run_count":
         return context.attempt if context else 0
-    raise AttributeError(f"gnomon.runtime.task_run has no attribute {attribute!r}")
+    return missing_name(__name__, attribute)
