@@ -20,14 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Modules other parts of issue 17 are writing; their rows say supported already. The lead
 # empties this when they are merged: the test below fails as soon as one resolves.
-PENDING = {
-    "gnomon.exceptions.FlowPauseTimeout",
-    "gnomon.exceptions.NotPausedError",
-    "gnomon.exceptions.PausedRun",
-    "gnomon.flow_runs",
-    "gnomon.states.Paused",
-    "gnomon.states.Suspended",
-}
+PENDING: set[str] = set()
 
 ROWS = list(prefect_names().values())
 PROVIDED = [row for row in ROWS if row.gnomon is not None]

@@ -364,7 +364,7 @@ prefect.exceptions.ObjectUnsupported | - | {no_server}
 prefect.exceptions.PrefectHTTPStatusError | - | {no_server}
 prefect.exceptions.PrefectSignal | - | gnomon's signals derive from `BaseException`, as `TerminationSignal` does
 prefect.exceptions.ExternalSignal | - | gnomon's signals derive from `BaseException`, as `TerminationSignal` does
-prefect.exceptions.Pause | - | `gnomon.flow_runs.pause_flow_run()`
+prefect.exceptions.Pause | gnomon.exceptions.Pause | the signal `suspend_flow_run` raises to end the run's code; flow code never catches it
 prefect.exceptions.Abort | - | {engine}
 prefect.exceptions.FlowRunWaitTimeout | - | {no_server}
 prefect.exceptions.FlowRunWatchError | - | {no_server}
@@ -397,7 +397,10 @@ prefect.docker | - | {daemon}
 prefect.bundles | - | {daemon}
 prefect.task_worker | - | submit tasks inside a flow; gnomon has no task workers
 prefect.task_runs | - | `gnomon runs show ID` lists a flow run's task runs
-prefect.input | - | `wait_for_input=` takes a pydantic model
+prefect.input | gnomon.input | only `RunInput`, for `wait_for_input=` of `pause_flow_run` / `suspend_flow_run`; input sent to a running flow is not there
+prefect.input.RunInput | gnomon.input.RunInput | for `wait_for_input=` (with `with_initial_data`); `send_to`, `receive` and `respond` are not there
+prefect.input.send_input | - | pause the flow with `pause_flow_run(wait_for_input=...)` and resume it with `gnomon runs resume ID --input KEY=VALUE`
+prefect.input.receive_input | - | pause the flow with `pause_flow_run(wait_for_input=...)` and resume it with `gnomon runs resume ID --input KEY=VALUE`
 prefect.assets | - | write the file in a task and record it with an artifact
 prefect.plugins | - | gnomon has no plugin system
 prefect.locking | - | {results}

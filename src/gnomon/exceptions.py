@@ -145,6 +145,28 @@ class FlowRunNotRunnable(GnomonError, RuntimeError):
     """A stored flow run was asked to start but is not Scheduled or Pending."""
 
 
+class FlowPauseTimeout(GnomonError, TimeoutError):
+    """A paused flow run was not resumed within its pause's ``timeout``."""
+
+
+class NotPausedError(GnomonError, RuntimeError):
+    """A run that is not paused (or suspended) was asked to resume."""
+
+
+class PausedRun(GnomonError, RuntimeError):
+    """The result of a paused (or suspended) run was asked for: it has none yet."""
+
+
+class Pause(BaseException):
+    """Raised by ``suspend_flow_run`` to end the current flow run's process, its run left
+    Suspended. A BaseException, as Prefect's: user code catching ``Exception`` must not stop
+    the suspension."""
+
+    def __init__(self, message: str, state: Any = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
 class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
 

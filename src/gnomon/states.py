@@ -20,6 +20,7 @@ from gnomon.exceptions import (
     FailedRun,
     InvalidInput,
     MissingResult,
+    PausedRun,
     UnfinishedRun,
 )
 
@@ -57,6 +58,8 @@ class StateName(enum.StrEnum):
     MISSED = "Missed"
     CANCELLING = "Cancelling"
     PAUSED = "Paused"
+    SUSPENDED = "Suspended"  # paused with its process gone: run again from the top on resume
+    RESUMING = "Resuming"  # a suspended run resumed, waiting for a worker
 
 
 FINAL_TYPES = frozenset(
@@ -99,9 +102,14 @@ STATE_NAMES: dict[str, StateType] = {
     StateName.MISSED: StateType.CANCELLED,
     StateName.CANCELLING: StateType.CANCELLING,
     StateName.PAUSED: StateType.PAUSED,
+    StateName.SUSPENDED: StateType.PAUSED,
+    StateName.RESUMING: StateType.SCHEDULED,
 }
 # The fires a schedule decided not to run: recorded as Cancelled-type runs.
 UNRUN_NAMES = frozenset({StateName.SKIPPED, StateName.MISSED})
+# A paused run (not a suspended one) keeps its process and its worker: the writes and reads
+# of active runs count it with them (it can time out, be cancelled, crash with its daemon).
+HELD_NAMES = frozenset({StateName.PAUSED})
 
 # What counts as a failed run, for every part of gnomon that asks (the CLI's and the API's
 # state filters, metrics, notifications, deployment retries): it ended in a FAILED-type
@@ -226,6 +234,8 @@ class State:
                 if raise_on_failure:
                     raise self.data
                 return self.data
+            if self.is_paused():
+                raise PausedRun(f"the run is {self.name}: it has no result until it is resumed")
             raise UnfinishedRun(f"Run is in {self.type.value} state, its result is not available.")
         failed = self.type is not StateType.COMPLETED
         if failed and raise_on_failure:
@@ -407,6 +417,15 @@ def Cancelled(message: str | None = None, data: Any = _UNSET) -> State:  # noqa:
     return State(StateType.CANCELLED, StateName.CANCELLED, message, data=data)
 
 
+def Paused(message: str | None = None, name: str = StateName.PAUSED) -> State:  # noqa: N802
+    return State(StateType.PAUSED, name, message)
+
+
+def Suspended(message: str | None = None) -> State:  # noqa: N802
+    """A paused run whose process exits: it runs again from the top once resumed."""
+    return State(StateType.PAUSED, StateName.SUSPENDED, message)
+
+
 def NotReady(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
     """A task that did not run because an upstream task it waits on did not complete."""
     return State(StateType.PENDING, StateName.NOT_READY, message, data=data)
@@ -420,6 +439,7 @@ __all__ = [
     "Crashed",
     "Failed",
     "NotReady",
+    "Paused",
     "Pending",
     "Retrying",
     "Running",
@@ -427,6 +447,7 @@ __all__ = [
     "State",
     "StateDetails",
     "StateType",
+    "Suspended",
     "TimedOut",
     "is_state_iterable",
 ]

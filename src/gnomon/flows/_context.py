@@ -35,6 +35,7 @@ class FlowRunContext:
     log_prints: bool = False
     parent: FlowRunContext | None = None
     tags: frozenset[str] = frozenset()
+    pauses: int = 0  # pause calls so far: a pause's default key (``_pauses``)
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

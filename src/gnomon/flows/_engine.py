@@ -201,6 +201,17 @@ def resolve_plan_inputs(store: RunStore, plan: TaskRunPlan) -> dict[str, Any] | 
     return parameters
 
 
+def persists(plan: TaskRunPlan) -> bool:
+    """Whether the task call's result is persisted and cached: the task's own settings, or,
+    where it has none, its flow's ``persist_result`` (Prefect's rule: a flow with
+    ``persist_result=True`` caches its tasks by the default policy, keyed by the run, so a
+    suspended run started again finds the results of the tasks it completed)."""
+    task = plan.task
+    if task.caches or not task.inherits_persistence or plan.flow_run is None:
+        return task.caches
+    return bool(plan.flow_run.flow.persist_result)
+
+
 def _crashed(error: BaseException) -> State:
     message = _records.crash_message(error)
     return Crashed(message, data=CrashedRun(message))
@@ -212,7 +223,9 @@ def _run_attempts(
     task = plan.task
     clock = get_clock()
     # A generator's values are not cached, as in Prefect: each call yields them anew.
-    cache_key = _compute_cache_key(plan, context) if task.caches and not task.isgenerator else None
+    cache_key = (
+        _compute_cache_key(plan, context) if persists(plan) and not task.isgenerator else None
+    )
     if cache_key is not None and not task.refresh_cache:
         hit = _read_cache(cache_key, clock.now())
         if hit is not None:
@@ -336,7 +349,7 @@ def _finish(
     task = plan.task
     extra: dict[str, Any] = {"end_time": state.timestamp, "cache_key": cache_key}
     ran = state.is_completed() and state.name != StateName.CACHED
-    if ran and task.persist_result:
+    if ran and (task.persist_result or persists(plan)):
         extra["result_ref"] = _write_result(plan, state, cache_key)
     extra.update(_records.error_fields(_records.state_error(state)))
     _record(store, plan, state, context.attempt, **extra)

@@ -28,6 +28,7 @@ from gnomon.exceptions import (
     FlowRunTimeoutError,
     ObjectNotFound,
     ParameterBindError,
+    Pause,
     TerminationSignal,
 )
 from gnomon.flows import _records
@@ -174,7 +175,10 @@ def run_steps(
     if isinstance(context, State):
         return context
     with run_scope(store, flow, run, context):
-        return (yield from _run_attempts(store, flow, run, context, attempt_steps, claimed))
+        try:
+            return (yield from _run_attempts(store, flow, run, context, attempt_steps, claimed))
+        except Pause as signal:
+            return _suspended(store, run, signal)
 
 
 def validated_context(
@@ -245,6 +249,14 @@ def _rename(
     run (a callable may read ``gnomon.runtime``), as Prefect does."""
     run.name = context.flow_run_name = custom_flow_run_name(flow, context.parameters)
     store.update_flow_run(run.id, name=run.name)
+
+
+def _suspended(store: RunStore, run: _records.FlowRun, signal: Pause) -> State:
+    """The run suspended itself (``suspend_flow_run``): its Suspended state is stored
+    already; what it recorded before is committed, and no hook runs (it has not ended)."""
+    store.commit_now()
+    run.state = signal.state
+    return signal.state
 
 
 def _finish_interrupted(

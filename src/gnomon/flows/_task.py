@@ -83,6 +83,11 @@ class Task(MethodBinding, Generic[P, R]):
         self.cache_policy, self.persist_result = _cache_settings(
             cache_policy, cache_key_fn, persist_result
         )
+        # Neither persistence nor caching asked for: the flow's ``persist_result`` decides,
+        # as in Prefect (``_engine.persists``).
+        self.inherits_persistence = (
+            persist_result is None and cache_key_fn is None and cache_policy is _NOT_SET
+        )
         self.on_completion_hooks = list(on_completion or [])
         self.on_failure_hooks = list(on_failure or [])
         self.on_commit_hooks = list(on_commit or [])
