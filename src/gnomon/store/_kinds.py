@@ -73,7 +73,8 @@ class Origin(enum.StrEnum):
     API = "api"
     DASHBOARD = "dashboard"
     DAEMON = "daemon"
-    PYTHON = "python"  # gnomon's Python API in a flow or a script: Variable.set, Secret.save, resume_flow_run
+    # gnomon's Python API in a flow or a script: Variable.set, Secret.save, resume_flow_run
+    PYTHON = "python"
 
 
 class ReloadStatus(enum.StrEnum):
