@@ -18,7 +18,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, field_validator
 from pydantic import Secret as PydanticSecret
 
 from gnomon._secrets import remember_secret
@@ -68,6 +68,9 @@ def _store() -> Store:
 class Secret(BaseModel, Generic[T]):
     """A value that should be kept secret (Prefect's ``prefect.blocks.system.Secret``)."""
 
+    # A validation error must not quote the value it refused (pydantic adds input_value).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     value: SecretStr | PydanticSecret[Any]
     _block_document_name: str | None = PrivateAttr(default=None)
 
@@ -76,6 +79,11 @@ class Secret(BaseModel, Generic[T]):
     def _hidden(cls, value: Any) -> Any:
         if isinstance(value, SecretStr | PydanticSecret):
             return value
+        if isinstance(value, bytes):  # text as bytes, which Prefect's SecretStr takes too
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError("a secret given as bytes must be UTF-8 text") from None
         if json_text(value)[0] is None:
             raise ValueError(f"a secret's value is a string or a JSON value, not a {type(value)}")
         return PydanticSecret[type(value)](value)  # type: ignore[misc,operator]
