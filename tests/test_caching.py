@@ -192,6 +192,78 @@ def test_cache_key_fn_returning_none_does_not_cache():
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "static cache key",
+        "reports/2024/q1",
+        "../escape",
+        "..",
+        "ключ 🔑 ünïcode",
+        "long " * 2000,
+    ],
+    ids=["spaces", "slashes", "parent-path", "dots", "unicode", "very-long"],
+)
+def test_any_string_a_cache_key_fn_returns_is_a_cache_key(key, gnomon_home, store):
+    compute, calls = counting()
+    keyed = task(cache_key_fn=lambda context, parameters: key)(compute)
+
+    first = in_flow(lambda: keyed(1, return_state=True))()
+    second = in_flow(lambda: keyed(2, return_state=True))()
+
+    assert (first.name, second.name) == ("Completed", "Cached")
+    assert second.result() == "value 1 from call 1"
+    assert len(calls) == 1
+    stored = store.read_task_runs(store.read_runs()[0].id)[0]
+    assert stored.cache_key == key, "the store keeps the key as the function gave it"
+    results = gnomon_home / "results"
+    files = {path.relative_to(gnomon_home) for path in gnomon_home.rglob("*") if path.is_file()}
+    assert all(path.parent == Path("results") or path.parent == Path(".") for path in files), (
+        f"a record left the results directory: {sorted(files)}"
+    )
+    assert len([path for path in results.iterdir() if path.name.startswith("~")]) == 1
+
+
+def test_different_keys_never_share_a_record_and_equal_keys_always_do():
+    compute, _ = counting()
+    keyed = task(cache_key_fn=lambda context, parameters: f"key {parameters['x'] % 2} / shared")(
+        compute
+    )
+    results = in_flow(lambda: [keyed(1), keyed(2), keyed(3), keyed(4)])()
+
+    assert results == [
+        "value 1 from call 1",
+        "value 2 from call 2",
+        "value 1 from call 1",
+        "value 2 from call 2",
+    ]
+
+
+def test_a_record_under_another_keys_file_name_is_not_served(gnomon_home):
+    """The file names of such keys are digests; a record moved to another key's name (or a
+    digest collision) is a miss, since each record holds its own key."""
+    import hashlib
+
+    compute, calls = counting()
+    keyed = task(cache_key_fn=lambda context, parameters: f"key {parameters['x']}")(compute)
+    in_flow(lambda: keyed(1))()
+    results = gnomon_home / "results"
+
+    def name(key: str) -> str:  # the store's naming rule, restated to move a file
+        return "~" + hashlib.sha256(key.encode()).hexdigest()
+
+    (results / name("key 1")).rename(results / name("key 2"))
+    assert in_flow(lambda: keyed(2, return_state=True))().name == "Completed"
+    assert [x for x, _ in calls] == [1, 2]
+
+
+def test_cache_key_fn_returning_an_empty_string_does_not_cache():
+    compute, calls = counting()
+    never = task(cache_key_fn=lambda context, parameters: "")(compute)
+    in_flow(lambda: [never(1), never(1)])()
+    assert len(calls) == 2
+
+
 def test_task_input_hash_caches_calls_with_equal_arguments():
     compute, calls = counting()
     hashed = task(cache_key_fn=task_input_hash)(compute)
@@ -268,7 +340,7 @@ def test_task_source_in_a_composed_policy_keeps_different_tasks_apart():
     first_body, first_calls = counting()
     second_body, second_calls = counting(lambda x: f"other code for {x}")
 
-    def other(x: int) -> Any:
+    def other(x: int, debug: bool = False) -> Any:  # the same inputs, defaults included
         return second_body(x)
 
     inputs_only = [task(cache_policy=INPUTS)(fn) for fn in (first_body, other)]

@@ -42,17 +42,23 @@ def _states(store: Any, task_run_id: str) -> list[tuple[str, str]]:
 
 
 def test_submit_returns_a_future_whose_result_state_and_run_are_the_task_runs(store) -> None:
+    futures: list[PrefectFuture[int]] = []
+
     @flow
     def pipeline() -> tuple[PrefectFuture[int], int]:
         future = double.submit(21)
         assert future.wait() is None
+        futures.append(future)
         return future, future.result()
 
-    future, value = pipeline()
+    state, value = pipeline()
 
     assert value == 42
+    [future] = futures
+    assert state is future.state, "as in Prefect, a returned future comes back as its state"
     assert future.state.is_completed()
     assert future.state.result() == 42
+    assert state.state_details.task_run_id == future.task_run_id
     run = store.read_task_run(future.task_run_id)
     assert run is not None
     assert (run.state_type, run.state_name) == ("COMPLETED", "Completed")

@@ -20,18 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Modules other parts of issue 17 are writing; their rows say supported already. The lead
 # empties this when they are merged: the test below fails as soon as one resolves.
-PENDING = {
-    "gnomon.exceptions.FailedRun",
-    "gnomon.exceptions.FlowPauseTimeout",
-    "gnomon.exceptions.NotPausedError",
-    "gnomon.exceptions.ParameterBindError",
-    "gnomon.exceptions.PausedRun",
-    "gnomon.flow_runs",
-    "gnomon.runtime.flow_run.tags",
-    "gnomon.states.Paused",
-    "gnomon.states.Suspended",
-    "gnomon.transactions",
-}
+PENDING: set[str] = set()
 
 ROWS = list(prefect_names().values())
 PROVIDED = [row for row in ROWS if row.gnomon is not None]

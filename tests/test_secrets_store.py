@@ -277,6 +277,8 @@ def test_the_key_comes_from_systemds_credentials_directory(
         ("# only a comment\n\n", 0o600, "the key file for secrets {where} holds no key"),
         (b"\xff\xfe", 0o600, "cannot read the key for secrets {where}: not a key file"),
         ("KEY", 0o644, "the key for secrets {where} is readable by every user"),
+        ("KEY", 0o622, "the key for secrets {where} is writable by others"),
+        ("KEY", 0o620, "the key for secrets {where} is writable by others"),
     ],
 )  # fmt: skip
 def test_a_key_file_that_cannot_be_used_is_named_with_what_is_wrong(
@@ -553,3 +555,19 @@ def test_a_daemons_worker_opens_a_secret_with_systemds_credential_and_stores_it_
     assert "logged ********" in lines
     assert "printed ********" in lines
     assert "the CRM refused ********" in everything["run"]
+
+
+def test_a_secret_given_as_bytes_is_its_text(key: Path) -> None:
+    Secret(value=b"token-from-a-file").save("from-bytes")
+    assert Secret.load("from-bytes").get() == "token-from-a-file"
+
+
+def test_a_refused_value_is_not_quoted_in_the_error(key: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        Secret(value={b"ghp_RefusedValue123"})
+    assert "ghp_RefusedValue123" not in str(refused.value)
+    with pytest.raises(ValidationError) as refused:
+        Secret(value=b"\xffghp_NotUtf8Value")
+    assert "NotUtf8Value" not in str(refused.value)

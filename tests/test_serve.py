@@ -402,3 +402,84 @@ def test_the_dashboard_shows_a_served_deployment_and_its_script(api: Any) -> Non
     assert page.status_code == 200
     assert "<code>/srv/jobs/serve_me.py</code> (gnomon.serve)" in page.text
     assert "served-one" in listing.text
+
+
+def _run_script(path: Path, text: str, home: Path) -> subprocess.CompletedProcess[str]:
+    path.write_text(text)
+    home.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        cwd=path.parent,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ("interval=-5", "-5"),
+        ('interval="abc"', "abc"),
+        ('cron="61 * * * *"', "61 * * * *"),
+        ('cron="* * * * *", interval=5', "cron"),
+        ("interval=5, tags=5", "tags = 5"),
+        ('interval=5, parameters={"nope": 1}', "nope"),
+    ],
+)
+def test_a_bad_serve_argument_is_one_line_naming_it(
+    tmp_path: Path, gnomon_home: Path, arguments: str, named: str
+) -> None:
+    script = "from gnomon import flow\n\n@flow\ndef f() -> None: ...\n\n"
+    script += f"f.serve(name='bad', {arguments})\n"
+    done = _run_script(tmp_path / "bad.py", script, gnomon_home)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("gnomon serve: ")
+    assert named in line
+
+
+def test_a_serve_whose_stdout_is_closed_still_stops_on_sigterm(
+    tmp_path: Path, gnomon_home: Path
+) -> None:
+    # A reader that went away (`python job.py | head -3`): writing the starting message
+    # fails; serve must not be left started and unstoppable, holding the store.
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    read, write = os.pipe()
+    os.close(read)
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=write,
+        stderr=subprocess.DEVNULL,
+        env=_env(gnomon_home),
+        cwd=tmp_path,
+    )
+    os.close(write)
+    try:
+        wait_for(lambda: _listed(gnomon_home, "greet-often"), 60, "served")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    status = gnomon_cli(gnomon_home, "daemon", "status")
+    assert "not running" in status.stdout
+
+
+def test_serve_beside_another_serving_script_says_to_stop_it(
+    tmp_path: Path, gnomon_home: Path, served: tuple[Path, DaemonProcess]
+) -> None:
+    wait_for(lambda: _listed(gnomon_home, "greet-often"), 60, "served")
+    done = _run_script(tmp_path / "other.py", SCRIPT.replace("greet-often", "other"), gnomon_home)
+    assert done.returncode == 1
+    assert "stop that script first" in done.stderr
+    assert "gnomon daemon reload" not in done.stderr
+
+
+def _listed(home: Path, name: str) -> bool | None:
+    return name in gnomon_cli(home, "deployments", "list").stdout or None

@@ -16,6 +16,7 @@ from gnomon._prefect_import import install_finder
 from gnomon._version import __version__
 
 if TYPE_CHECKING:
+    from gnomon.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
     from gnomon.flows import (
         Flow,
         PrefectFuture,
@@ -43,8 +44,11 @@ _LAZY = {
     "aserve": "gnomon._serving",
     "flow": "gnomon.flows",
     "get_run_logger": "gnomon.logging",
+    "pause_flow_run": "gnomon.flow_runs",
     "quote": "gnomon.flows",
     "serve": "gnomon._serving",
+    "resume_flow_run": "gnomon.flow_runs",
+    "suspend_flow_run": "gnomon.flow_runs",
     "tags": "gnomon.flows",
     "task": "gnomon.flows",
     "unmapped": "gnomon.flows",
@@ -61,8 +65,11 @@ __all__ = [
     "aserve",
     "flow",
     "get_run_logger",
+    "pause_flow_run",
     "quote",
+    "resume_flow_run",
     "serve",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

@@ -107,7 +107,7 @@ def to_deployment(flow: Flow[..., Any], name: str, **options: Any) -> RunnerDepl
     if parameters:
         table["parameters"] = parameters
     if options.get("tags"):
-        table["tags"] = list(options.pop("tags"))
+        table["tags"] = _tags(name, options.pop("tags"))
     description = options.pop("description", None) or flow.description
     if description:
         table["description"] = description
@@ -317,3 +317,11 @@ def _problem(detail: Mapping[str, Any], table: Mapping[str, Any]) -> str:
     if field and field in table:
         return f"{field} {table[field]!r}: {message}"
     return f"{field}: {message}" if field else message
+
+
+def _tags(name: str, tags: Any) -> list[Any]:
+    """``tags=`` as a list (its tags are checked with the deployment's); ValueError naming
+    the value when it is not a list of tags."""
+    if isinstance(tags, str) or not isinstance(tags, list | tuple | set | frozenset):
+        raise ValueError(f"deployment {name!r}: tags = {tags!r}: give a list of tags")
+    return list(tags)

@@ -151,7 +151,7 @@ prefect.states.get_state_result | - | `state.result()`
 prefect.states.exception_to_crashed_state | - | {engine}
 prefect.states.exception_to_failed_state | - | {engine}
 prefect.states.format_exception | - | `traceback.format_exception`
-prefect.states.is_state_iterable | - | {engine}
+prefect.states.is_state_iterable | gnomon.states.is_state_iterable |
 prefect.states.return_value_to_state | - | {engine}
 prefect.states.to_state_create | - | {engine}
 prefect.states.RESULT_READ_MAXIMUM_ATTEMPTS | - | {results}
@@ -297,7 +297,7 @@ prefect.transactions.CommitMode | gnomon.transactions.CommitMode |
 prefect.transactions.IsolationLevel | gnomon.transactions.IsolationLevel |
 prefect.transactions.TransactionState | gnomon.transactions.TransactionState |
 prefect.transactions.atransaction | gnomon.transactions.atransaction |
-prefect.transactions.AsyncTransaction | gnomon.transactions.AsyncTransaction |
+prefect.transactions.AsyncTransaction | gnomon.transactions.AsyncTransaction | the one synchronous `Transaction`: `async with atransaction()` works, its `commit()` and `rollback()` are not awaited
 prefect.transactions.BaseTransaction | gnomon.transactions.BaseTransaction |
 prefect.flow_runs.pause_flow_run | gnomon.flow_runs.pause_flow_run |
 prefect.flow_runs.suspend_flow_run | gnomon.flow_runs.suspend_flow_run |
@@ -352,7 +352,7 @@ prefect.exceptions.NotPausedError | gnomon.exceptions.NotPausedError |
 prefect.exceptions.ObjectNotFound | gnomon.exceptions.ObjectNotFound |
 prefect.exceptions.TerminationSignal | gnomon.exceptions.TerminationSignal |
 prefect.exceptions.PrefectException | gnomon.exceptions.GnomonError | `GnomonError` is the base of gnomon's errors
-prefect.exceptions.MissingResult | gnomon.exceptions.ResultStorageError | a missing or tampered result raises `ResultStorageError`
+prefect.exceptions.MissingResult | gnomon.exceptions.MissingResult |
 prefect.exceptions.ScriptError | - | a flow file that fails to import raises its own exception; `gnomon check` reports it
 prefect.exceptions.MissingFlowError | - | `gnomon check` names a deployment whose flow cannot be found
 prefect.exceptions.UnspecifiedFlowError | - | name the flow's function in the entrypoint ("file.py:function")
@@ -364,7 +364,7 @@ prefect.exceptions.ObjectUnsupported | - | {no_server}
 prefect.exceptions.PrefectHTTPStatusError | - | {no_server}
 prefect.exceptions.PrefectSignal | - | gnomon's signals derive from `BaseException`, as `TerminationSignal` does
 prefect.exceptions.ExternalSignal | - | gnomon's signals derive from `BaseException`, as `TerminationSignal` does
-prefect.exceptions.Pause | - | `gnomon.flow_runs.pause_flow_run()`
+prefect.exceptions.Pause | gnomon.exceptions.Pause | the signal `suspend_flow_run` raises to end the run's code; flow code never catches it
 prefect.exceptions.Abort | - | {engine}
 prefect.exceptions.FlowRunWaitTimeout | - | {no_server}
 prefect.exceptions.FlowRunWatchError | - | {no_server}
@@ -397,7 +397,10 @@ prefect.docker | - | {daemon}
 prefect.bundles | - | {daemon}
 prefect.task_worker | - | submit tasks inside a flow; gnomon has no task workers
 prefect.task_runs | - | `gnomon runs show ID` lists a flow run's task runs
-prefect.input | - | `wait_for_input=` takes a pydantic model
+prefect.input | gnomon.input | only `RunInput`, for `wait_for_input=` of `pause_flow_run` / `suspend_flow_run`; input sent to a running flow is not there
+prefect.input.RunInput | gnomon.input.RunInput | for `wait_for_input=` (with `with_initial_data`); `send_to`, `receive` and `respond` are not there
+prefect.input.send_input | - | pause the flow with `pause_flow_run(wait_for_input=...)` and resume it with `gnomon runs resume ID --input KEY=VALUE`
+prefect.input.receive_input | - | pause the flow with `pause_flow_run(wait_for_input=...)` and resume it with `gnomon runs resume ID --input KEY=VALUE`
 prefect.assets | - | write the file in a task and record it with an artifact
 prefect.plugins | - | gnomon has no plugin system
 prefect.locking | - | {results}

@@ -44,7 +44,14 @@ def serve_flow(flow: Flow[..., Any], name: str | None = None, **options: Any) ->
         options["concurrency_limit"] = options.pop("global_limit")
     if name and Path(name).is_file():  # Prefect's: a script's path names it by its stem
         name = Path(name).stem
-    serve(to_deployment(flow, name or flow.name, **options), **serving)
+    try:
+        deployment = to_deployment(flow, name or flow.name, **options)
+    except (TypeError, ValueError) as error:
+        # The one-line way to schedule a script: a bad argument is one line naming it and
+        # its value, as the config file's problems are, not a traceback.
+        print(f"gnomon serve: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    serve(deployment, **serving)
 
 
 SERVE_OPTIONS = ("pause_on_shutdown", "print_starting_message", "limit", "webserver")
@@ -79,8 +86,14 @@ def serve(
     except ServeRefused as error:
         print(f"gnomon serve: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    if print_starting_message:
-        _print_starting(deployments, daemon)
+    try:
+        if print_starting_message:
+            _print_starting(deployments, daemon)
+    except OSError:
+        pass  # stdout closed (piped to `head`): serve on, as the daemon does
+    except BaseException:
+        daemon.shutdown()  # started: it holds the store's lock and runs its threads
+        raise
     _run(daemon)
 
 
@@ -196,7 +209,13 @@ def _refuse_if_held(models: tuple[Deployment, ...], daemon_config: DaemonConfig)
     if holder is not None:
         path = lock_path(settings.home, settings.effective_database_url)
         held = str(DaemonAlreadyRunning(holder, path))
-        if holder.get("config") and not holder["config"].startswith(SERVE_PREFIX):
+        if str(holder.get("config") or "").startswith(SERVE_PREFIX):
+            # Another script serves this store: it has no config file to add these to.
+            raise ServeRefused(
+                f"{held}.\nOne process schedules a store: stop that script first, or serve"
+                " these deployments from it (gnomon.serve(a, b, ...) serves several)"
+            )
+        if holder.get("config"):
             held += f", serving {holder['config']}"
         raise ServeRefused(_held_message(held, models, daemon_config))
 

@@ -114,6 +114,11 @@ def open_vault(settings: Settings | None = None) -> Vault:
             f"the key for secrets {where} is readable by every user: chmod o-rwx it (0600 or"
             " 0640), then use it"
         )
+    if mode & (stat.S_IWOTH | stat.S_IWGRP):
+        raise SecretsKeyError(
+            f"the key for secrets {where} is writable by others (anyone could swap in their"
+            " own key): chmod go-w it (0600 or 0640), then use it"
+        )
     keys = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

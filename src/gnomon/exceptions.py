@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 
 class GnomonError(Exception):
@@ -44,6 +47,30 @@ class ParameterTypeError(GnomonError, TypeError):
         super().__init__(f"flow {flow_name!r} got invalid parameters: {details}")
 
 
+class ParameterBindError(GnomonError, TypeError):
+    """A call's arguments do not bind to the flow's or task's signature (one missing, one too
+    many, an unknown name); the message is Prefect's, naming the function, its signature
+    and what it received."""
+
+    @classmethod
+    def from_bind_failure(
+        cls,
+        fn: Callable[..., Any],
+        error: TypeError,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> ParameterBindError:
+        import inspect  # here: the CLI's fast commands import this module and not inspect
+
+        name = getattr(fn, "__name__", repr(fn))
+        signature = str(inspect.signature(fn)).strip("()")
+        return cls(
+            f"Error binding parameters for function {name!r}: {error}.\n"
+            f"Function {name!r} has signature '{signature}' but received args: {args!r}"
+            f" and kwargs: {list(kwargs)!r}."
+        )
+
+
 class SignatureMismatchError(GnomonError, TypeError):
     """Arguments that cannot bind to the function's signature (unknown or missing names)."""
 
@@ -80,6 +107,15 @@ class CancelledRun(GnomonError, RuntimeError):
     """The run was cancelled."""
 
 
+class FailedRun(GnomonError, RuntimeError):
+    """A run failed without an exception of its own: it returned ``Failed()``, or its
+    failed state carries a message but no error (Prefect's ``FailedRun``)."""
+
+
+class MissingResult(GnomonError, RuntimeError):
+    """A completed state has no result attached (a bare ``Completed()`` built by hand)."""
+
+
 class AcquireConcurrencySlotTimeoutError(GnomonError, TimeoutError):
     """Concurrency slots could not be acquired within ``timeout_seconds``."""
 
@@ -109,17 +145,30 @@ class FlowRunNotRunnable(GnomonError, RuntimeError):
     """A stored flow run was asked to start but is not Scheduled or Pending."""
 
 
+class FlowPauseTimeout(GnomonError, TimeoutError):
+    """A paused flow run was not resumed within its pause's ``timeout``."""
+
+
+class NotPausedError(GnomonError, RuntimeError):
+    """A run that is not paused (or suspended) was asked to resume."""
+
+
+class PausedRun(GnomonError, RuntimeError):
+    """The result of a paused (or suspended) run was asked for: it has none yet."""
+
+
+class Pause(BaseException):
+    """Raised by ``suspend_flow_run`` to end the current flow run's process, its run left
+    Suspended. A BaseException, as Prefect's: user code catching ``Exception`` must not stop
+    the suspension."""
+
+    def __init__(self, message: str, state: Any = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
 class ObjectNotFound(GnomonError, LookupError):
     """A run or other stored object does not exist."""
-
-
-class NameTaken(GnomonError, ValueError):
-    """A variable or secret is saved under a name in use without ``overwrite=True``; a
-    ValueError, as Prefect raises."""
-
-
-class SecretNotFound(GnomonError, ValueError):
-    """``Secret.load`` of a name no secret has; a ValueError, as Prefect raises."""
 
 
 class SecretsKeyError(GnomonError, RuntimeError):

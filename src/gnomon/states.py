@@ -8,12 +8,21 @@ A state has a *type* (the coarse phase the engine acts on) and a *name* (what pe
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from gnomon._prefect_import import prefect_fallback
-from gnomon.exceptions import CancelledRun, CrashedRun, InvalidInput, UnfinishedRun
+from gnomon.exceptions import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    InvalidInput,
+    MissingResult,
+    PausedRun,
+    UnfinishedRun,
+)
 
 
 class StateType(enum.StrEnum):
@@ -49,6 +58,8 @@ class StateName(enum.StrEnum):
     MISSED = "Missed"
     CANCELLING = "Cancelling"
     PAUSED = "Paused"
+    SUSPENDED = "Suspended"  # paused with its process gone: run again from the top on resume
+    RESUMING = "Resuming"  # a suspended run resumed, waiting for a worker
 
 
 FINAL_TYPES = frozenset(
@@ -91,9 +102,14 @@ STATE_NAMES: dict[str, StateType] = {
     StateName.MISSED: StateType.CANCELLED,
     StateName.CANCELLING: StateType.CANCELLING,
     StateName.PAUSED: StateType.PAUSED,
+    StateName.SUSPENDED: StateType.PAUSED,
+    StateName.RESUMING: StateType.SCHEDULED,
 }
 # The fires a schedule decided not to run: recorded as Cancelled-type runs.
 UNRUN_NAMES = frozenset({StateName.SKIPPED, StateName.MISSED})
+# A paused run (not a suspended one) keeps its process and its worker: the writes and reads
+# of active runs count it with them (it can time out, be cancelled, crash with its daemon).
+HELD_NAMES = frozenset({StateName.PAUSED})
 
 # What counts as a failed run, for every part of gnomon that asks (the CLI's and the API's
 # state filters, metrics, notifications, deployment retries): it ended in a FAILED-type
@@ -153,12 +169,29 @@ STATE_FILTER_HELP = (
 _UNSET: Any = object()
 
 
+@dataclass(slots=True)
+class StateDetails:
+    """Which run a state belongs to, as Prefect's ``state.state_details``: empty for a state
+    built by hand (``Failed()``), set when the engine records it for a run. A flow that
+    returns a state keeps a hand-built one as its own final state, but wraps a run's state
+    (from a future or ``return_state=True``) in a state of its own."""
+
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    # The run's function returned this state itself: a direct call of a task gives a
+    # completed one back as it is, as Prefect's does (its futures give the data).
+    returned: bool = False
+
+
 @dataclass(slots=True, eq=False)
 class State:
     """One state of a flow or task run.
 
     ``data`` holds the run's return value (for a completed state) or the exception (for a
     failed, crashed or cancelled one); ``result()`` returns the first and raises the second.
+    A state built by hand without ``data`` has no result, as in Prefect: ``result()`` raises
+    ``MissingResult`` for a completed one and gives ``FailedRun`` / ``CrashedRun`` /
+    ``CancelledRun`` (with the state's message) for the others.
     """
 
     type: StateType
@@ -166,33 +199,78 @@ class State:
     message: str | None = None
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     data: Any = _UNSET
+    state_details: StateDetails = field(default_factory=StateDetails)
 
     def __post_init__(self) -> None:
         # A plain str, as Prefect's: user code prints and compares it.
         self.name = str(self.name or _DEFAULT_NAMES[self.type])
 
-    def result(self, raise_on_failure: bool = True) -> Any:
-        """The run's return value; raises the run's exception if it did not complete."""
-        if self.type is StateType.COMPLETED:
-            return None if self.data is _UNSET else self.data
-        if not self.is_final() and not isinstance(self.data, BaseException):
-            raise UnfinishedRun(f"the run is {self.name}, not finished; it has no result yet")
-        error = self._exception()
-        if raise_on_failure:
-            raise error
-        return error
+    def result(
+        self,
+        raise_on_failure: bool = True,
+        retry_result_failure: bool = True,
+        _sync: bool | None = None,
+    ) -> Any:
+        """The run's return value; raises the run's exception if it did not complete.
+
+        As Prefect's ``State.result``, in async code (an async flow or task, or any code on a
+        running event loop) this returns an awaitable instead: ``await state.result()``.
+        ``_sync=True`` (what the engine passes) always answers at once. Results are held in
+        memory or read from local files, so ``retry_result_failure`` changes nothing.
+        """
+        if _sync is False or (_sync is None and _in_async_context()):
+            return self.aresult(raise_on_failure, retry_result_failure)
+        return self._result(raise_on_failure)
+
+    async def aresult(
+        self, raise_on_failure: bool = True, retry_result_failure: bool = True
+    ) -> Any:
+        """``result()`` for async code, as Prefect's ``State.aresult``."""
+        return self._result(raise_on_failure)
+
+    def _result(self, raise_on_failure: bool) -> Any:
+        if not self.is_final():
+            if isinstance(self.data, BaseException):  # NotReady: the upstream's failure
+                if raise_on_failure:
+                    raise self.data
+                return self.data
+            if self.is_paused():
+                raise PausedRun(f"the run is {self.name}: it has no result until it is resumed")
+            raise UnfinishedRun(f"Run is in {self.type.value} state, its result is not available.")
+        failed = self.type is not StateType.COMPLETED
+        if failed and raise_on_failure:
+            raise self._exception()
+        if self.data is not _UNSET:
+            return self.data
+        if failed:
+            return self._exception()
+        raise MissingResult(
+            "State data is missing. Typically, this occurs when result persistence is "
+            "disabled and the state has been retrieved from the API."
+        )
 
     def _exception(self) -> BaseException:
-        if isinstance(self.data, BaseException):
-            return self.data
-        if isinstance(self.data, State):
-            return self.data._exception()
-        message = self.message or f"run ended in state {self.name}"
-        if self.type is StateType.CRASHED:
-            return CrashedRun(message)
-        if self.type is StateType.CANCELLED:
-            return CancelledRun(message)
-        return RuntimeError(message)
+        """The exception a failed, crashed or cancelled state stands for, by Prefect's rules:
+        its own, the first failure of the states it holds, or a wrapper with its message."""
+        data = None if self.data is _UNSET else self.data
+        if isinstance(data, BaseException):
+            return data
+        if isinstance(data, State):
+            return data._exception()
+        if is_state_iterable(data):
+            for state in data:
+                if state.type in FAILED_TYPES or state.type is StateType.CANCELLED:
+                    return state._exception()
+            raise ValueError("Failed state result was an iterable of states but none were failed.")
+        wrapper, default = _WRAPPERS.get(self.type, (FailedRun, "Run failed."))
+        if data is None:
+            return wrapper(self.message or default)
+        if isinstance(data, str):
+            return wrapper(data)
+        raise TypeError(
+            f"Unexpected result for failed state: {data!r} —— {type(data).__name__} cannot be "
+            "resolved into an exception"
+        )
 
     def is_scheduled(self) -> bool:
         return self.type is StateType.SCHEDULED
@@ -234,6 +312,63 @@ class State:
         if self.name.lower() != self.type.value.lower():
             shown.append(f"type={self.type.value}")
         return f"{self.name}({', '.join(shown)})"
+
+
+_WRAPPERS: dict[StateType, tuple[type[Exception], str]] = {
+    StateType.FAILED: (FailedRun, "Run failed."),
+    StateType.CRASHED: (CrashedRun, "Run crashed."),
+    StateType.CANCELLED: (CancelledRun, "Run cancelled."),
+}
+
+
+def is_state_iterable(value: Any) -> TypeGuard[Iterable[State]]:
+    """A non-empty list, tuple or set of states only (Prefect's rule: not a dict, which a
+    flow may return with states among other values)."""
+    return (
+        isinstance(value, (list, tuple, set))
+        and bool(value)
+        and all(isinstance(item, State) for item in value)
+    )
+
+
+def returned_state(state: State) -> State:
+    """A hand-built state that a run's function returned, as the run's final state: one
+    without data holds the result None, as Prefect stores one for it, so that
+    ``result(raise_on_failure=False)`` gives None rather than the failure."""
+    if state.data is _UNSET:
+        state.data = None
+    state.state_details.returned = True
+    return state
+
+
+def _no_run() -> bool | None:
+    return None
+
+
+# Whether the code asking runs in an async flow or task run (None outside any run): the run
+# engine, which keeps the current run and sits above this module, installs the probe.
+_run_is_async: Callable[[], bool | None] = _no_run
+
+
+def set_run_is_async_probe(probe: Callable[[], bool | None]) -> None:
+    """Install how ``State.result`` learns whether the current run's function is async."""
+    global _run_is_async
+    _run_is_async = probe
+
+
+def _in_async_context() -> bool:
+    """Prefect's test for answering with an awaitable: inside a run, whether its function is
+    async; outside one, whether an event loop runs in this thread."""
+    import asyncio
+
+    in_run = _run_is_async()
+    if in_run is not None:
+        return in_run
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def Scheduled(message: str | None = None, name: str = StateName.SCHEDULED) -> State:  # noqa: N802
@@ -282,6 +417,15 @@ def Cancelled(message: str | None = None, data: Any = _UNSET) -> State:  # noqa:
     return State(StateType.CANCELLED, StateName.CANCELLED, message, data=data)
 
 
+def Paused(message: str | None = None, name: str = StateName.PAUSED) -> State:  # noqa: N802
+    return State(StateType.PAUSED, name, message)
+
+
+def Suspended(message: str | None = None) -> State:  # noqa: N802
+    """A paused run whose process exits: it runs again from the top once resumed."""
+    return State(StateType.PAUSED, StateName.SUSPENDED, message)
+
+
 def NotReady(message: str | None = None, data: Any = _UNSET) -> State:  # noqa: N802
     """A task that did not run because an upstream task it waits on did not complete."""
     return State(StateType.PENDING, StateName.NOT_READY, message, data=data)
@@ -295,13 +439,17 @@ __all__ = [
     "Crashed",
     "Failed",
     "NotReady",
+    "Paused",
     "Pending",
     "Retrying",
     "Running",
     "Scheduled",
     "State",
+    "StateDetails",
     "StateType",
+    "Suspended",
     "TimedOut",
+    "is_state_iterable",
 ]
 
 __getattr__ = prefect_fallback(__name__)

@@ -1,4 +1,4 @@
-"""``gnomon runs list | show | cancel | retry`` and ``gnomon run NAME``."""
+"""``gnomon runs list | show | cancel | resume | retry`` and ``gnomon run NAME``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from gnomon.cli._common import (
     since_option,
 )
 from gnomon.control import MAX_COUNT
-from gnomon.states import StateType
+from gnomon.states import StateName, StateType
 
 if TYPE_CHECKING:
     from gnomon.states import StateFilter
@@ -47,13 +47,14 @@ RUN_COLUMNS = [
 
 @click.group("runs")
 def runs_group() -> None:
-    """Inspect, cancel and retry flow runs.
+    """Inspect, cancel, resume and retry flow runs.
 
     \b
     Examples:
       gnomon runs list --state failed --since 1d
       gnomon runs show 3f2a9c
       gnomon runs cancel 3f2a9c --reason "stuck on the CRM API"
+      gnomon runs resume 3f2a9c --input approved=true
       gnomon runs retry 3f2a9c
     """
 
@@ -134,6 +135,16 @@ def runs_show(config: Path | None, run_id: str, as_json: bool) -> None:
     _print_run(view)
 
 
+def _pause_text(pause: dict[str, Any]) -> str:
+    """What a paused run waits for, for `runs show`: the input's fields and the timeout."""
+    schema = pause.get("input_schema") or {}
+    fields = ", ".join(schema.get("properties") or {})
+    wanted = f"input ({fields}): gnomon runs resume ID --input KEY=VALUE" if fields else "resume"
+    until = f" until {pause['timeout_at']}" if pause.get("timeout_at") else ""
+    kind = "suspended" if pause.get("suspended") else "paused"
+    return f"{wanted}{until} ({kind})"
+
+
 def _print_run(view: dict[str, Any]) -> None:
     fields = [
         ("id", view["id"]),
@@ -155,6 +166,8 @@ def _print_run(view: dict[str, Any]) -> None:
     if view["exit_code"] is not None or view["signal"]:
         ended = f"exit {view['exit_code']}" if view["exit_code"] is not None else view["signal"]
         fields.append(("worker", f"pid {view['worker_pid']}, {ended}"))
+    if pause := view.get("pause"):
+        fields.append(("waits for", _pause_text(pause)))
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
         click.echo(f"{label.ljust(width)}  {value}")
@@ -187,9 +200,63 @@ def runs_cancel(config: Path | None, run_id: str, reason: str | None) -> None:
     """
     row, outcome = operations().cancel(run_id, reason)
     if outcome == "cancelled":
-        click.echo(f"cancelled {row.id} (it had not started)")
+        why = "it was suspended" if row.state_name == StateName.SUSPENDED else "it had not started"
+        click.echo(f"cancelled {row.id} ({why})")
     else:
         click.echo(f"cancelling {row.id}: the daemon stops its worker within a second")
+
+
+@runs_group.command("resume")
+@config_option
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A field of the input the run waits for (repeatable); VALUE is text for a text "
+    "field, else read as JSON if it parses (5, true, [1,2]).",
+)
+@click.option("--input-json", metavar="JSON", help="The whole input as a JSON object.")
+@reports_errors
+@changes_store
+def runs_resume(
+    config: Path | None, run_id: str, inputs: tuple[str, ...], input_json: str | None
+) -> None:
+    """Resume a paused or suspended run (pause_flow_run, suspend_flow_run), with the input
+    it waits for, checked against its model. A paused run goes on in its worker; a
+    suspended one runs again from the top within a second. Exit 2 for input that does not
+    fit (the field and the value named), 1 if the run is not paused or its pause timed out.
+
+    \b
+    Examples:
+      gnomon runs resume 3f2a9c
+      gnomon runs resume 3f2a9c --input approved=true --input note="looks good"
+      gnomon runs resume 3f2a9c --input-json '{"approved": true}'
+    """
+    texts: dict[str, str] = {}
+    for item in inputs:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--input")
+        texts[key] = text
+    row, state = operations().resume_run(run_id, _input_object(input_json), texts)
+    if state == StateName.RESUMING:
+        click.echo(f"resumed {row.id}: it runs again from the top (Resuming)")
+    else:
+        click.echo(f"resumed {row.id}: it goes on (Running)")
+
+
+def _input_object(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--input-json") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("expected a JSON object", param_hint="--input-json")
+    return value
 
 
 @runs_group.command("retry")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -159,6 +160,23 @@ class PauseResult:
 
 def no_daemon(_kind: str) -> None:
     """A nudge that does nothing: the daemon finds the change at its next poll."""
+
+
+def typed_texts(texts: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:
+    """Operator-typed values by the pause's schema: a string field's text as it is, any
+    other's read as JSON if it parses (5, true, [1, 2]), else as text (the schema check then
+    names what it should have been)."""
+    properties = schema.get("properties") or {}
+    values: dict[str, Any] = {}
+    for key, text in texts.items():
+        if (properties.get(key) or {}).get("type") == "string":
+            values[key] = text
+            continue
+        try:
+            values[key] = json.loads(text)
+        except ValueError:
+            values[key] = text
+    return values
 
 
 def check_flow_parameters(deployment: DeploymentRow, requested: dict[str, Any]) -> None:
@@ -370,6 +388,35 @@ class Operations(FastOperations):
         if outcome == "requested":
             self.nudge("poll")
         return row, outcome
+
+    def resume_run(
+        self,
+        run_id: str,
+        run_input: dict[str, Any] | None = None,
+        texts: dict[str, str] | None = None,
+    ) -> tuple[FlowRunRow, str]:
+        """Resume a paused or suspended run with ``run_input`` and ``texts`` (the CLI's
+        ``--input KEY=VALUE``, each read by its field's type in the pause's schema), checked
+        against the input the pause waits for; returns the run and its state after it
+        (Running, or Resuming: the daemon runs a suspended run again within a second).
+        Conflict if it is not paused or its pause timed out; InvalidRunInput (exit 2, 422)
+        for input that does not fit, naming the field and the value."""
+        from gnomon.exceptions import FlowPauseTimeout, NotPausedError
+        from gnomon.flows import resume_run
+
+        row = self.run(run_id)
+        if texts:
+            pause = self.store.read_open_pause(row.id)
+            schema = (pause.input_schema if pause is not None else None) or {}
+            run_input = {**(run_input or {}), **typed_texts(texts, schema)}
+        check_parameters(run_input or {})  # the input rules: sizes, valid Unicode
+        try:
+            state = resume_run(self.store, row.id, run_input, self.actor)
+        except (NotPausedError, FlowPauseTimeout) as error:
+            raise Conflict(str(error)) from error
+        if state == StateName.RESUMING:
+            self.nudge("poll")
+        return row, state
 
     def _requested_run(
         self,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask, mask_text, secret_values
+from gnomon.states import StateType
 
 if TYPE_CHECKING:
     from gnomon.scheduling import Schedule
@@ -164,6 +165,24 @@ def run_text(row: FlowRunRow | None) -> Callable[[str | None], str | None]:
     return shown
 
 
+def pause_view(store: ControlStore, row: FlowRunRow) -> View | None:
+    """What a paused or suspended run waits for: its pause key, whether it suspended, until
+    when, the input's JSON schema and description; None for a run that is not paused."""
+    if row.state_type != StateType.PAUSED:
+        return None
+    pause = store.read_open_pause(row.id)
+    if pause is None:
+        return None
+    return {
+        "key": pause.pause_key,
+        "suspended": pause.suspend,
+        "since": iso(pause.created),
+        "timeout_at": iso(pause.timeout_at),
+        "input_schema": pause.input_schema,
+        "description": pause.description,
+    }
+
+
 def run_detail(store: ControlStore, row: FlowRunRow, *, tasks: bool = True) -> View:
     """Everything about one run: timeline, task runs with durations (unless not ``tasks``:
     a page showing a run's thousands of tasks reads them a page at a time), parameters,
@@ -197,6 +216,7 @@ def run_detail(store: ControlStore, row: FlowRunRow, *, tasks: bool = True) -> V
             }
             for state in store.read_states(flow_run_id=row.id)
         ],
+        pause=pause_view(store, row),
         task_runs=[
             {
                 "id": task.id,

@@ -52,6 +52,7 @@ class StorePoll:
             if self.scheduler.cancel_requested(request.id, reason) and request.state_type in (
                 StateType.RUNNING,
                 StateType.CANCELLING,
+                StateType.PAUSED,  # in its worker; a suspended run is cancelled at once
             ):
                 log.info(
                     "cancelling run: %s",
@@ -63,4 +64,13 @@ class StorePoll:
             decision = self.scheduler.admit(run, now)
             if decision is not None:
                 decisions.append(decision)
+        for run in self.store.read_resumed_runs(since):
+            decision = self.scheduler.resume(run, now)
+            if decision is not None:
+                decisions.append(decision)
+        for flow_run_id in self.store.fail_expired_suspensions(now):
+            log.warning(
+                "suspended run failed: it was not resumed before its pause timed out",
+                extra={"flow_run_id": flow_run_id, "event_kind": "pause_expired"},
+            )
         return decisions

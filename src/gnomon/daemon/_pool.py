@@ -57,7 +57,7 @@ from gnomon.daemon._worker_process import (
     worker_env,
 )
 from gnomon.exceptions import GnomonError
-from gnomon.states import FINAL_TYPES
+from gnomon.states import FINAL_TYPES, StateName
 
 if TYPE_CHECKING:
     from gnomon.deployments import ContainmentMode
@@ -578,6 +578,8 @@ class WorkerPool:
         exiting = run.ending is not None or bool(message.get("exiting"))
         unrecorded = (
             message.get("state_type") not in FINAL_TYPES
+            # A suspended run ended its code itself, its state stored: no crash.
+            and message.get("state") != StateName.SUSPENDED
             and run.ending is None
             and "not_runnable" not in message  # another's run, or ended before its claim
         )

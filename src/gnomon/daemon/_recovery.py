@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gnomon.states import StateName, StateType
+from gnomon.states import HELD_NAMES, StateName, StateType
 
 if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
@@ -27,7 +27,10 @@ def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: dat
     waiting = []
     for row in store.read_unfinished_deployment_runs():
         scheduler.note_fire(row)
-        if row.state_type == StateType.RUNNING and row.cancel_requested_at is not None:
+        # A paused run waited in its worker, which ended with the daemon; a suspended one
+        # holds no process and stays suspended (it is not read here).
+        live = row.state_type == StateType.RUNNING or row.state_name in HELD_NAMES
+        if live and row.cancel_requested_at is not None:
             # An operator asked for it to end; the daemon's death ended it.
             store.set_run_state(
                 row.id,
@@ -37,7 +40,7 @@ def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: dat
                 only_if_active=True,
                 end_time=now,
             )
-        elif row.state_type == StateType.RUNNING:
+        elif live:
             _crashed(store, scheduler, row, now)
         elif store.set_run_state(
             row.id,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask
 from gnomon.daemon._tracking import DecisionAction
-from gnomon.states import StateType
+from gnomon.states import FINAL_TYPES, StateType
 
 if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus
@@ -110,7 +110,8 @@ class RunReporter:
             }
             for notification in events_for_summary(event, self._previous.get(summary.deployment)):
                 self.notifier.publish(notification)
-        self._previous[summary.deployment] = summary.state_type
+        if summary.state_type in FINAL_TYPES:  # not a run suspended: it has not ended
+            self._previous[summary.deployment] = summary.state_type
 
     def decided(self, decisions: Iterable[Decision]) -> None:
         """Count and notify the fire times a tick recorded Missed."""

@@ -233,6 +233,7 @@ class Scheduler:
             StateName.AWAITING_RETRY,
             message,
             daemon_id=self.daemon_id,
+            run_count=0,  # its claim counts the runs of a resumed suspended run on
         ):
             return False
         row = self.store.read_flow_run(flow_run_id)
@@ -425,14 +426,7 @@ class Scheduler:
         if slot.deployment.overlap is Overlap.CANCEL_PREVIOUS and not forced:
             self._cancel_previous(slot, f"{row.trigger} run {flow_run_id}")
         message = f"{row.trigger} run requested by {row.requested_by or 'an operator'}"
-        if not self.store.set_run_state(
-            flow_run_id,
-            StateType.PENDING,
-            StateName.PENDING,
-            message,
-            only_if_active=True,
-            daemon_id=self.daemon_id,
-        ):
+        if not self._take(flow_run_id, message):
             return None
         if forced:
             self._forced.add(flow_run_id)
@@ -440,6 +434,35 @@ class Scheduler:
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
+
+    def resume(self, row: FlowRunRow, now: datetime) -> Decision | None:
+        """Queue again a suspended run an operator resumed: it runs from the top in a
+        worker, when its deployment's overlap allows (it is not skipped: its fire was
+        decided long ago). None if it is not waiting any more, or queued already."""
+        flow_run_id, name = row.id, row.deployment_name or ""
+        slot = self._slots.get(name)
+        if self.knows(flow_run_id) or slot is None:
+            return None
+        message = row.state_message or "resumed"  # "resumed by <who>", from the resume
+        if not self._take(flow_run_id, message):
+            return None
+        nominal = row.scheduled_for or row.created
+        self._queue(slot, flow_run_id, nominal, requested=True)
+        decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
+        log_decision(decision)
+        return decision
+
+    def _take(self, flow_run_id: str, message: str) -> bool:
+        """Move a waiting run to Pending for this daemon; False if it is not waiting any
+        more (cancelled meanwhile)."""
+        return self.store.set_run_state(
+            flow_run_id,
+            StateType.PENDING,
+            StateName.PENDING,
+            message,
+            only_if_active=True,
+            daemon_id=self.daemon_id,
+        )
 
     def cancel_requested(self, flow_run_id: str, reason: str) -> bool:
         """Carry out a cancellation an operator requested: stop a running run's worker, or

@@ -149,7 +149,9 @@ class CacheKeyFnPolicy(CachePolicy):
     cache_key_fn: Callable[[Any, dict[str, Any]], str | None]
 
     def compute_key(self, call: CacheInputs) -> str | None:
-        return self.cache_key_fn(call.context, call.inputs)
+        # Any string is a key (the result store names its file safely); an empty one, as
+        # in Prefect, means "do not cache".
+        return self.cache_key_fn(call.context, call.inputs) or None
 
 
 INPUTS = Inputs()

@@ -103,12 +103,13 @@ def parameter_problems(flow: Any, parameters: dict[str, Any]) -> list[Problem]:
     given, and the values of the others that fail the type hints.
     """
     signature = _signature(flow.fn)
-    problems = unknown_names(flow.name, list(signature.parameters), parameters)
+    takes = [name for name in signature.parameters if name != flow.bound_parameter]
+    problems = unknown_names(flow.name, takes, parameters)
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     required = [
         key
         for key, param in signature.parameters.items()
-        if param.default is param.empty and param.kind not in variadic
+        if key in takes and param.default is param.empty and param.kind not in variadic
     ]
     missing = missing_names(flow.name, required, parameters)
     problems += missing
@@ -134,7 +135,7 @@ def _type_problems(flow: Any, parameters: dict[str, Any], missing: set[str]) -> 
         return [
             (f"parameters.{key}", value, reason)
             for key, value, reason in error.problems
-            if key not in missing
+            if key not in missing and key != flow.bound_parameter
         ]
     except Exception as error:  # e.g. a type hint pydantic cannot build a validator for
         reason = f"cannot be checked against flow {flow.name!r}: {type(error).__name__}: {error}"

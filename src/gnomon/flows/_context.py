@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gnomon.states import set_run_is_async_probe
+
 if TYPE_CHECKING:
     from gnomon.flows._flow import Flow
     from gnomon.flows._records import FlowRun, TaskRun
@@ -32,6 +34,8 @@ class FlowRunContext:
     attempt: int = 1
     log_prints: bool = False
     parent: FlowRunContext | None = None
+    tags: frozenset[str] = frozenset()
+    pauses: int = 0  # pause calls so far: a pause's default key (``_pauses``)
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,7 +60,7 @@ class FlowRunContext:
             flow_name=self.flow.name,
             parameters=dict(self.parameters),
             run_count=self.attempt,
-            tags=sorted(tags_var.get()),
+            tags=sorted(self.tags),
             parent_flow_run_id=self.parent.flow_run_id if self.parent else None,
         )
 
@@ -79,6 +83,10 @@ class TaskRunContext:
     parameters: dict[str, Any]
     attempt: int = 1
     log_prints: bool = False
+    tags: frozenset[str] = frozenset()
+    # Whether the current attempt's body raised (a returned Failed state did not): a raise
+    # rolls back the transaction around the task.
+    raised: bool = False
 
     @classmethod
     def get(cls) -> TaskRunContext | None:
@@ -98,13 +106,26 @@ class TaskRunContext:
             flow_run_id=self.flow_run.flow_run_id if self.flow_run else None,
             task_key=self.task.task_key,
             run_count=self.attempt,
-            tags=sorted(self.task.tags | tags_var.get()),
+            tags=sorted(self.tags),
         )
 
 
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("gnomon_flow_run", default=None)
 task_run_var: ContextVar[TaskRunContext | None] = ContextVar("gnomon_task_run", default=None)
 tags_var: ContextVar[frozenset[str]] = ContextVar("gnomon_tags", default=frozenset())
+
+
+def _run_is_async() -> bool | None:
+    """Whether the current task run's (or else flow run's) function is async; None outside
+    any run. ``State.result`` answers with an awaitable when it is, as Prefect's does."""
+    task_run = task_run_var.get()
+    if task_run is not None:
+        return task_run.task.isasync
+    flow_run = flow_run_var.get()
+    return None if flow_run is None else flow_run.flow.isasync
+
+
+set_run_is_async_probe(_run_is_async)
 
 
 def get_flow_run_context() -> FlowRunContext | None:
@@ -116,11 +137,13 @@ def get_task_run_context() -> TaskRunContext | None:
 
 
 @contextmanager
-def tags(*names: str) -> Iterator[frozenset[str]]:
-    """Add tags to every task run created inside the block, as ``prefect.tags`` does."""
+def tags(*names: str) -> Iterator[set[str]]:
+    """Add tags to every flow run and task run created inside the block, as
+    ``prefect.tags`` does; nested blocks add to the tags around them. Yields the tags now
+    in force (a set, as Prefect's)."""
     current = tags_var.get() | frozenset(names)
     token = tags_var.set(current)
     try:
-        yield current
+        yield set(current)
     finally:
         tags_var.reset(token)

@@ -12,7 +12,7 @@ import asyncio
 import math
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,11 @@ from gnomon.flows._context import (
     task_run_var,
 )
 from gnomon.flows._inputs import resolve_inputs, wait_for_upstream
+from gnomon.flows._names import custom_task_run_name
 from gnomon.flows._params import call_with_parameters
+from gnomon.flows._steps import exhaust
 from gnomon.flows._timeouts import call_with_deadline
+from gnomon.flows._transactions import TaskTransaction, expiration_after
 from gnomon.states import (
     AwaitingRetry,
     Cached,
@@ -44,6 +47,7 @@ from gnomon.states import (
     State,
     StateName,
     TimedOut,
+    returned_state,
 )
 
 if TYPE_CHECKING:
@@ -126,11 +130,21 @@ def _standalone_key() -> int:
         return next(_standalone_counter)
 
 
+AttemptSteps = Callable[["Task[..., Any]", TaskRunContext], Generator[Any, None, State]]
+
+
 def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -> State:
     """Run a planned task call to its final state (or NotReady) and return that state.
 
     ``parameters`` are the already resolved inputs, when a process-pool worker runs the plan.
     """
+    return exhaust(task_run_steps(plan, _attempt, parameters))
+
+
+def task_run_steps(
+    plan: TaskRunPlan, attempt_steps: AttemptSteps, parameters: dict[str, Any] | None = None
+) -> Generator[Any, None, State]:
+    """``run_task_plan``'s steps, each attempt's given by ``attempt_steps`` (see ``_steps``)."""
     store = _store()
     task = plan.task
     if parameters is None:
@@ -141,16 +155,19 @@ def run_task_plan(plan: TaskRunPlan, parameters: dict[str, Any] | None = None) -
     log_prints = task.log_prints
     if log_prints is None:
         log_prints = plan.flow_run.log_prints if plan.flow_run else False
-    name = _run_name(task.task_run_name, parameters) or plan.name
-    context = TaskRunContext(task, plan.task_run_id, name, plan.flow_run, parameters, 1, log_prints)
+    context = TaskRunContext(
+        task, plan.task_run_id, plan.name, plan.flow_run, parameters, 1, log_prints, plan.tags
+    )
     token = task_run_var.set(context)
     try:
+        if task.task_run_name is not None:  # inside the run, as Prefect names it
+            context.task_run_name = custom_task_run_name(task, parameters)
         if plan.tags:
             from gnomon.flows._concurrency import tag_slots
 
             with tag_slots(plan.tags):
-                return _run_attempts(store, plan, context)
-        return _run_attempts(store, plan, context)
+                return (yield from _run_attempts(store, plan, context, attempt_steps))
+        return (yield from _run_attempts(store, plan, context, attempt_steps))
     except TerminationSignal:
         state = Cancelled("Interrupted: the flow run it belongs to ended (timed out)")
         _record(store, plan, state, context.attempt, end_time=state.timestamp)
@@ -184,15 +201,31 @@ def resolve_plan_inputs(store: RunStore, plan: TaskRunPlan) -> dict[str, Any] | 
     return parameters
 
 
+def persists(plan: TaskRunPlan) -> bool:
+    """Whether the task call's result is persisted and cached: the task's own settings, or,
+    where it has none, its flow's ``persist_result`` (Prefect's rule: a flow with
+    ``persist_result=True`` caches its tasks by the default policy, keyed by the run, so a
+    suspended run started again finds the results of the tasks it completed)."""
+    task = plan.task
+    if task.caches or not task.inherits_persistence or plan.flow_run is None:
+        return task.caches
+    return bool(plan.flow_run.flow.persist_result)
+
+
 def _crashed(error: BaseException) -> State:
     message = _records.crash_message(error)
     return Crashed(message, data=CrashedRun(message))
 
 
-def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -> State:
+def _run_attempts(
+    store: RunStore, plan: TaskRunPlan, context: TaskRunContext, attempt_steps: AttemptSteps
+) -> Generator[Any, None, State]:
     task = plan.task
     clock = get_clock()
-    cache_key = _compute_cache_key(plan, context) if task.caches else None
+    # A generator's values are not cached, as in Prefect: each call yields them anew.
+    cache_key = (
+        _compute_cache_key(plan, context) if persists(plan) and not task.isgenerator else None
+    )
     if cache_key is not None and not task.refresh_cache:
         hit = _read_cache(cache_key, clock.now())
         if hit is not None:
@@ -207,9 +240,17 @@ def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -
             if context.task_run_name != plan.name:
                 extra["name"] = context.task_run_name
         _record(store, plan, running, attempt, **extra)
-        state = _attempt(task, context)
+        if task.on_running_hooks:
+            view = _task_run_view(context, running)
+            _records.run_hooks(task.on_running_hooks, task, view, running)
+        txn = task_transaction(task, cache_key)
+        context.raised = False
+        with txn.current():
+            state = yield from attempt_steps(task, context)
+        if context.raised:
+            txn.raised()
         if not (state.is_failed() and _should_retry(task, context, state)):
-            return _finish(store, plan, context, state, cache_key=cache_key)
+            return _finish(store, plan, context, state, cache_key=cache_key, txn=txn)
         delay = retry_delay(task, attempt, clock.random)
         store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
         waiting = AwaitingRetry(
@@ -221,17 +262,25 @@ def _run_attempts(store: RunStore, plan: TaskRunPlan, context: TaskRunContext) -
         context.attempt += 1
 
 
-def _attempt(task: Task[..., Any], context: TaskRunContext) -> State:
+def _attempt(task: Task[..., Any], context: TaskRunContext) -> Generator[Any, None, State]:
+    return _body_state(task, context)
+    yield  # a generator that yields nothing: _run_attempts' steps of a plain task
+
+
+def _body_state(task: Task[..., Any], context: TaskRunContext) -> State:
+    """The attempt's state; ``context.raised`` says whether its body raised (which rolls
+    back a transaction, where a returned Failed state does not)."""
     try:
         value = _call_body(task, context)
     except TaskRunTimeoutError as error:
+        context.raised = True
         return TimedOut(str(error), data=error)
     except Exception as error:
-        return Failed(
-            f"Task run encountered an exception {type(error).__name__}: {error}", data=error
-        )
+        context.raised = True
+        message = f"Task run encountered an exception {type(error).__name__}: {error}"
+        return Failed(message, data=error)
     if isinstance(value, State):
-        return value
+        return returned_state(value)
     return Completed(data=value)
 
 
@@ -290,14 +339,23 @@ def clamped_poisson_interval(average: float, clamping_factor: float, random: Any
 
 
 def _finish(
-    store: RunStore, plan: TaskRunPlan, context: TaskRunContext, state: State, cache_key: str | None
+    store: RunStore,
+    plan: TaskRunPlan,
+    context: TaskRunContext,
+    state: State,
+    cache_key: str | None,
+    txn: TaskTransaction | None = None,
 ) -> State:
     task = plan.task
     extra: dict[str, Any] = {"end_time": state.timestamp, "cache_key": cache_key}
-    if state.is_completed() and state.name != StateName.CACHED and task.persist_result:
+    ran = state.is_completed() and state.name != StateName.CACHED
+    if ran and (task.persist_result or persists(plan)):
         extra["result_ref"] = _write_result(plan, state, cache_key)
     extra.update(_records.error_fields(_records.state_error(state)))
     _record(store, plan, state, context.attempt, **extra)
+    if ran and txn is not None:  # commits now, or when the transaction around it does
+        expires = expiration_after(state.timestamp, task.cache_expiration)
+        txn.completed(state.data, task.on_commit_hooks, task.on_rollback_hooks, expires)
     _log_final(context, state)
     hooks = task.on_completion_hooks if state.is_completed() else task.on_failure_hooks
     if hooks and state.is_final():
@@ -306,6 +364,8 @@ def _finish(
 
 
 def _record(store: RunStore, plan: TaskRunPlan, state: State, attempt: int, **values: Any) -> None:
+    state.state_details.flow_run_id = plan.flow_run_id
+    state.state_details.task_run_id = plan.task_run_id
     store.update_task_run(plan.task_run_id, **_records.state_columns(state), **values)
     store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
     plan.set_live_state(state)
@@ -321,18 +381,10 @@ def _task_run_view(
         flow_run_id=flow_run.flow_run_id if flow_run else None,
         task_key=context.task.task_key,
         run_count=context.attempt,
-        tags=sorted(context.task.tags),
+        tags=sorted(context.tags),
         state=state,
         cache_key=cache_key,
     )
-
-
-def _run_name(template: Any, parameters: dict[str, Any]) -> str | None:
-    if template is None:
-        return None
-    if callable(template):
-        return str(template())
-    return str(template).format(**parameters)
 
 
 def _compute_cache_key(plan: TaskRunPlan, context: TaskRunContext) -> str | None:
@@ -356,34 +408,30 @@ def _compute_cache_key(plan: TaskRunPlan, context: TaskRunContext) -> str | None
 
 def _read_cache(key: str, now: datetime) -> StoredResult | None:
     """The cache record for ``key``, or None on a miss (absent, expired or unverifiable)."""
-    from gnomon.exceptions import ResultStorageError
     from gnomon.flows._results import get_result_store
 
-    try:
-        stored = get_result_store().read(key)
-    except ResultStorageError as error:
-        from gnomon.flows._logging import engine_logger
-
-        engine_logger().warning("cache record ignored", key=key, reason=str(error))
-        return None
-    if stored is None or (stored.expiration is not None and stored.expiration <= now):
-        return None
-    return stored
+    return get_result_store().read_current(key, now)
 
 
 def _write_result(plan: TaskRunPlan, state: State, cache_key: str | None) -> dict[str, str]:
-    from datetime import timedelta
+    """The reference to the run's stored result. A cache record is written when the task's
+    transaction commits (at once outside a transaction, never if it rolls back); a result
+    without a cache key is written now, under the task run's id."""
+    from gnomon.flows._results import get_result_store, result_ref
 
+    if cache_key is not None:
+        return result_ref(cache_key)
+    expires = expiration_after(state.timestamp, plan.task.cache_expiration)
+    return get_result_store().write(plan.task_run_id, state.data, state.timestamp, expires)
+
+
+def task_transaction(task: Task[..., Any], cache_key: str | None) -> TaskTransaction:
+    """A task attempt's own transaction: it writes the cache record, when there is one."""
     from gnomon.flows._results import get_result_store
 
-    expiration = plan.task.cache_expiration
-    if isinstance(expiration, (int, float)):
-        expiration = timedelta(seconds=expiration)
-    expires = state.timestamp + expiration if expiration is not None else None
-    key = cache_key or plan.task_run_id
-    return get_result_store().write(
-        key, state.data if state.data is not None else None, state.timestamp, expires
-    )
+    if cache_key is None or not task.persist_result:
+        return TaskTransaction(None, None)
+    return TaskTransaction(cache_key, get_result_store())
 
 
 def _log_retry(context: TaskRunContext, failed: State, waiting: State) -> None:

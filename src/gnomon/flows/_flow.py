@@ -9,7 +9,8 @@ from functools import update_wrapper
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from gnomon.flows._params import ParameterValidator, bind_parameters
+from gnomon.flows._bind import MethodBinding, call_parameters, unwrap_method
+from gnomon.flows._params import ParameterValidator
 
 if TYPE_CHECKING:
     from gnomon.flows._runners import TaskRunner
@@ -18,7 +19,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Flow(Generic[P, R]):
+class Flow(MethodBinding, Generic[P, R]):
     """A function whose calls become recorded flow runs."""
 
     def __init__(
@@ -39,12 +40,16 @@ class Flow(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
+        fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError("@flow must decorate a function")
         update_wrapper(self, fn)
         self.fn = fn
-        self.isasync = inspect.iscoroutinefunction(fn)
+        # As in Prefect, an async generator is both async and a generator.
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.name = name or fn.__name__.replace("_", "-")
         self.version = version
         self.flow_run_name = flow_run_name
@@ -64,6 +69,7 @@ class Flow(Generic[P, R]):
         self.on_failure_hooks = list(on_failure or [])
         self.on_crashed_hooks = list(on_crashed or [])
         self.on_cancellation_hooks = list(on_cancellation or [])
+        self.on_running_hooks = list(on_running or [])
         self._validator = ParameterValidator(fn, self.name)
 
     @property
@@ -82,15 +88,27 @@ class Flow(Generic[P, R]):
     def parameter_schema(self) -> dict[str, Any]:
         """The JSON schema of the flow's parameters, from its signature and type hints;
         with ``validate_parameters=False`` the names only (runs take any values)."""
-        return self._validator.json_schema(typed=self.should_validate_parameters)
+        schema = self._validator.json_schema(typed=self.should_validate_parameters)
+        if (bound := self.bound_parameter) is not None:  # a classmethod's cls: never given
+            schema.get("properties", {}).pop(bound, None)
+            if "required" in schema:
+                schema["required"] = [name for name in schema["required"] if name != bound]
+        return schema
 
     def __call__(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
     ) -> Any:
-        """Run the flow now; returns its result, or its final state with ``return_state``."""
+        """Run the flow now; returns its result, or its final state with ``return_state``.
+
+        A generator flow returns a generator at once; its run starts at the first value
+        asked for and ends when the generator is exhausted (see ``_generators``)."""
         from gnomon.flows._flow_engine import run_flow
 
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = call_parameters(self.fn, args, kwargs, bound=self.bound)
+        if self.isgenerator:
+            from gnomon.flows._generators import generator_flow_call
+
+            return generator_flow_call(self, parameters, return_state)
         if self.isasync:
             return _async_call(self, parameters, return_state)
         return run_flow(self, parameters, return_state=return_state)
@@ -113,9 +131,10 @@ class Flow(Generic[P, R]):
             "on_failure": self.on_failure_hooks,
             "on_crashed": self.on_crashed_hooks,
             "on_cancellation": self.on_cancellation_hooks,
+            "on_running": self.on_running_hooks,
         }
         current.update(options)
-        return Flow(self.fn, **current)
+        return self.keep_binding(Flow(self.fn, **current))
 
     # Serving and deploying live above the daemon (gnomon._serving, gnomon._deploying);
     # the flow reaches them through the ``gnomon`` package's face when called, so this
@@ -159,6 +178,12 @@ class Flow(Generic[P, R]):
 
     def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(flow, flow_run, state)`` each time a run of this flow enters Running
+        (its first attempt, and each retry), as Prefect's ``on_running``."""
+        self.on_running_hooks.append(fn)
         return fn
 
     def __repr__(self) -> str:

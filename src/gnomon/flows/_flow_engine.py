@@ -15,7 +15,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,18 +27,21 @@ from gnomon.exceptions import (
     FlowRunNotRunnable,
     FlowRunTimeoutError,
     ObjectNotFound,
+    ParameterBindError,
+    Pause,
     TerminationSignal,
 )
 from gnomon.flows import _records
+from gnomon.flows._bind import bind_named, parameters_to_store
 from gnomon.flows._clock import get_clock
-from gnomon.flows._context import FlowRunContext, flow_run_var, task_run_var
-from gnomon.flows._futures import PrefectFuture, resolve_futures_to_states
-from gnomon.flows._names import random_run_name
+from gnomon.flows._context import FlowRunContext, flow_run_var, tags_var, task_run_var
+from gnomon.flows._names import custom_flow_run_name, random_run_name
 from gnomon.flows._params import call_with_parameters
+from gnomon.flows._returns import call_result, resolve_futures_to_states, return_value_to_state
+from gnomon.flows._steps import exhaust
 from gnomon.flows._timeouts import call_with_deadline
 from gnomon.states import (
     AwaitingRetry,
-    Completed,
     Crashed,
     Failed,
     Pending,
@@ -65,6 +69,16 @@ def run_flow(
     flow_run_id: str | None = None,
 ) -> Any:
     """Run ``flow`` with bound ``parameters``; a new run, or the stored run ``flow_run_id``."""
+    store, run = start_called_run(flow, parameters, flow_run_id)
+    state = _run_validated(store, flow, run, parameters)
+    return state if return_state else call_result(state)
+
+
+def start_called_run(
+    flow: Flow[..., Any], parameters: dict[str, Any], flow_run_id: str | None = None
+) -> tuple[RunStore, _records.FlowRun]:
+    """The store, and the Pending run of a call of ``flow`` (a subflow of the run the call
+    is made in, if any)."""
     from gnomon.flows._logging import configure_logging
     from gnomon.store import get_store
 
@@ -73,26 +87,28 @@ def run_flow(
     parent = flow_run_var.get()
     if parent is None and (task_run := task_run_var.get()) is not None:
         parent = task_run.flow_run
-    run = _start_run(store, flow, parameters, flow_run_id, parent)
-    state = _run_validated(store, flow, run, parameters)
-    return state if return_state else state.result()
+    return store, start_run(store, flow, parameters, flow_run_id, parent)
 
 
-def _start_run(
+def start_run(
     store: RunStore,
     flow: Flow[..., Any],
     parameters: dict[str, Any],
     flow_run_id: str | None,
     parent: FlowRunContext | None,
 ) -> _records.FlowRun:
-    name = _flow_run_name(flow, parameters)
+    """Record a new run of ``flow`` (or the stored run ``flow_run_id``) as Pending, with
+    the tags of the ``tags()`` blocks around the call, as Prefect's flow runs get them."""
+    name = random_run_name()  # until the run's flow_run_name is resolved, as in Prefect
     pending = Pending()
+    stored = _stored_parameters(flow, parameters)
     run = _records.FlowRun(
         id=flow_run_id or uuid.uuid4().hex,
         name=name,
         flow_name=flow.name,
-        parameters=parameters,
+        parameters=stored,
         run_count=0,
+        tags=sorted(tags_var.get()),
         parent_flow_run_id=parent.flow_run_id if parent else None,
         state=pending,
     )
@@ -101,7 +117,8 @@ def _start_run(
         "flow_name": flow.name,
         "flow_version": flow.version,
         "entrypoint": flow.entrypoint,
-        "parameters": _records.jsonable(parameters),
+        "parameters": stored,
+        "tags": run.tags,
         **_records.state_columns(pending),
     }
     if flow_run_id is None:
@@ -111,7 +128,6 @@ def _start_run(
                 "name": name,  # in ``columns`` too: a new row must have them
                 "flow_name": flow.name,
                 "parent_flow_run_id": run.parent_flow_run_id,
-                "tags": [],
                 "run_count": 0,
                 "created": pending.timestamp,
                 "expected_start_time": pending.timestamp,
@@ -124,18 +140,10 @@ def _start_run(
     return run
 
 
-def _flow_run_name(flow: Flow[..., Any], parameters: dict[str, Any]) -> str:
-    template = flow.flow_run_name
-    if template is None:
-        return random_run_name()
-    if callable(template):
-        name = template()
-        if not isinstance(name, str):
-            raise TypeError(
-                f"flow {flow.name!r}: flow_run_name callable returned {name!r}, not a str"
-            )
-        return name
-    return template.format(**parameters)
+def _stored_parameters(flow: Flow[..., Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The run's parameters as stored (and as hooks see them, as Prefect's stored run):
+    JSON values, without a method's bound instance or class."""
+    return _records.jsonable(parameters_to_store(parameters, flow.bound_parameter))
 
 
 def _run_validated(
@@ -147,40 +155,80 @@ def _run_validated(
 ) -> State:
     """Validate the parameters and run the attempts; ``claimed`` is the Running state a
     stored run's claim recorded already (its first attempt records no other)."""
+    return exhaust(run_steps(store, flow, run, parameters, _attempt, claimed))
+
+
+AttemptSteps = Callable[["Flow[..., Any]", FlowRunContext], Generator[Any, None, State]]
+
+
+def run_steps(
+    store: RunStore,
+    flow: Flow[..., Any],
+    run: _records.FlowRun,
+    parameters: dict[str, Any],
+    attempt_steps: AttemptSteps,
+    claimed: State | None = None,
+) -> Generator[Any, None, State]:
+    """``_run_validated``'s steps, each attempt's given by ``attempt_steps`` (see
+    ``_steps``)."""
+    context = validated_context(store, flow, run, parameters)
+    if isinstance(context, State):
+        return context
+    with run_scope(store, flow, run, context):
+        try:
+            return (yield from _run_attempts(store, flow, run, context, attempt_steps, claimed))
+        except Pause as signal:
+            return _suspended(store, run, signal)
+
+
+def validated_context(
+    store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, parameters: dict[str, Any]
+) -> FlowRunContext | State:
+    """The run's context with its parameters validated, or its final Failed state when
+    they do not validate (as in Prefect, any validation error fails the run)."""
     remember_secrets(parameters)  # as given: a validation error may quote them
     if flow.should_validate_parameters:
         try:
             parameters = flow.validate_parameters(parameters)
-        except Exception as error:  # as in Prefect: any validation error fails the run
+        except Exception as error:
             state = Failed(
                 f"Validation of flow parameters failed with error: {type(error).__name__}: {error}",
                 data=error,
             )
             return _finish(store, flow, run, state)
-        run.parameters = parameters
+        run.parameters = _stored_parameters(flow, parameters)
         remember_secrets(parameters)  # and as the flow gets them (coerced)
-        store.update_flow_run(run.id, parameters=_records.jsonable(parameters))
-    from gnomon.flows._logging import log_run_event
-
-    runner = (flow.task_runner or _default_runner()).duplicate()
-    context = FlowRunContext(
+        store.update_flow_run(run.id, parameters=run.parameters)
+    return FlowRunContext(
         flow=flow,
         flow_run_id=run.id,
         flow_run_name=run.name,
         parameters=parameters,
-        task_runner=runner,
+        task_runner=(flow.task_runner or _default_runner()).duplicate(),
         log_prints=bool(flow.log_prints),
         parent=flow_run_var.get(),
+        tags=frozenset(run.tags),
     )
+
+
+@contextmanager
+def run_scope(
+    store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, context: FlowRunContext
+) -> Iterator[None]:
+    """Inside the run: its context current, its flow_run_name resolved, a crash recorded."""
+    from gnomon.flows._logging import log_run_event
+
     flow_token = flow_run_var.set(context)
     task_token = task_run_var.set(None)
     try:
+        if flow.flow_run_name is not None:
+            _rename(store, flow, run, context)
         log_run_event(
             "begin",
             f"Beginning flow run {run.name!r} for flow {flow.name!r}",
             subflow=run.parent_flow_run_id is not None,
         )
-        state = _run_attempts(store, flow, run, context, runner, claimed)
+        yield
     except TerminationSignal:
         message = "Execution was interrupted by its parent flow run timing out."
         _finish_interrupted(store, flow, run, _crashed_state(message))
@@ -192,7 +240,23 @@ def _run_validated(
     finally:
         task_run_var.reset(task_token)
         flow_run_var.reset(flow_token)
-    return state
+
+
+def _rename(
+    store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, context: FlowRunContext
+) -> None:
+    """Name the run by its flow_run_name, from the validated parameters and inside the
+    run (a callable may read ``gnomon.runtime``), as Prefect does."""
+    run.name = context.flow_run_name = custom_flow_run_name(flow, context.parameters)
+    store.update_flow_run(run.id, name=run.name)
+
+
+def _suspended(store: RunStore, run: _records.FlowRun, signal: Pause) -> State:
+    """The run suspended itself (``suspend_flow_run``): its Suspended state is stored
+    already; what it recorded before is committed, and no hook runs (it has not ended)."""
+    store.commit_now()
+    run.state = signal.state
+    return signal.state
 
 
 def _finish_interrupted(
@@ -223,22 +287,27 @@ def _run_attempts(
     flow: Flow[..., Any],
     run: _records.FlowRun,
     context: FlowRunContext,
-    runner: Any,
+    attempt_steps: AttemptSteps,
     claimed: State | None = None,
-) -> State:
+) -> Generator[Any, None, State]:
+    """Run the attempts to a final state, retrying as the flow says. Each attempt's steps
+    yield what a generator flow yields (nothing, for any other flow) and return its state."""
     clock = get_clock()
+    runner = context.task_runner
     while True:
         attempt = run.run_count = context.attempt
         if attempt == 1 and claimed is not None:
-            run.state, run.start_time = claimed, claimed.timestamp
+            running = run.state = claimed
+            run.start_time = claimed.timestamp
         else:
             running = Running() if attempt == 1 else Retrying()
             extra: FlowRunChanges = {"run_count": attempt}
             if attempt == 1:
                 extra["start_time"] = run.start_time = running.timestamp
             _record(store, run, running, **extra)
+        _records.run_hooks(flow.on_running_hooks, flow, run, running)
         with runner:
-            state = _attempt(flow, context)
+            state = yield from attempt_steps(flow, context)
         if not (state.is_failed() and attempt <= flow.retries):
             return _finish(store, flow, run, state)
         delay = flow.retry_delay_seconds
@@ -254,7 +323,12 @@ def _run_attempts(
         context.attempt += 1
 
 
-def _attempt(flow: Flow[..., Any], context: FlowRunContext) -> State:
+def _attempt(flow: Flow[..., Any], context: FlowRunContext) -> Generator[Any, None, State]:
+    return _body_state(flow, context)
+    yield  # a generator that yields nothing: run_attempts' steps of a plain flow
+
+
+def _body_state(flow: Flow[..., Any], context: FlowRunContext) -> State:
     if context.log_prints:
         from gnomon.flows._logging import install_print_redirect
 
@@ -280,42 +354,14 @@ def _attempt(flow: Flow[..., Any], context: FlowRunContext) -> State:
         return Failed(
             f"Flow run encountered an exception: {type(error).__name__}: {error}", data=error
         )
-    return return_value_to_state(value)
-
-
-def return_value_to_state(value: Any) -> State:
-    """The flow's final state from its return value, by Prefect's rules.
-
-    A returned state (or future) is the flow's state; a collection of states or futures
-    completes only if all of them completed; any other value completes the run.
-    """
-    if isinstance(value, State):
-        return value
-    if isinstance(value, PrefectFuture):
-        value.wait()
-        return value.state
-    states = resolve_futures_to_states(value)
-    if not states or len(states) != _collection_size(value):
-        return Completed(data=value)
-    bad = [state for state in states if not state.is_completed()]
-    if not bad:
-        return Completed("All states completed.", data=states)
-    for kind in (StateType.CANCELLED, StateType.PAUSED):
-        if any(state.type is kind for state in bad):
-            return State(
-                kind, message=f"{len(bad)}/{len(states)} states were not completed.", data=bad[0]
-            )
-    return Failed(f"{len(bad)}/{len(states)} states failed.", data=bad[0])
-
-
-def _collection_size(value: Any) -> int:
-    return len(value) if isinstance(value, (list, tuple, set, dict)) else 1
+    return return_value_to_state(resolve_futures_to_states(value))
 
 
 def _record(
     store: RunStore, run: _records.FlowRun, state: State, **values: Unpack[FlowRunChanges]
 ) -> None:
     run.state = state
+    state.state_details.flow_run_id = run.id
     store.settle_flow_run(
         run.id,
         {**_records.state_columns(state), **values},
@@ -334,7 +380,7 @@ def _finish(store: RunStore, flow: Flow[..., Any], run: _records.FlowRun, state:
         from gnomon.flows._results import get_result_store
 
         extra["result_ref"] = get_result_store().write(
-            run.id, state.result(), state.timestamp, None
+            run.id, state.result(_sync=True), state.timestamp, None
         )
     _record(store, run, state, **extra)
     if state.is_completed():
@@ -526,7 +572,7 @@ def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
     as its ``worker_pid``); a flow that then cannot be loaded leaves it Crashed.
     """
     state = execute_stored_run(flow_run_id)[1]
-    return state if return_state else state.result()
+    return state if return_state else call_result(state)
 
 
 def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
@@ -554,10 +600,25 @@ def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
         message = f"the flow could not be loaded: {type(error).__name__}: {error}"
         record_crashed(store, flow_run_id, message, error)
         raise
-    parameters = dict(row.parameters or {})
+    try:
+        parameters = _stored_run_parameters(flow, row)
+    except ParameterBindError as error:
+        record_crashed(store, flow_run_id, str(error), error)
+        raise
     run = _start_existing(store, flow, row, parameters, running)
+    if flow.isgenerator:  # a worker runs it to its end; the values go nowhere, as in Prefect
+        from gnomon.flows._generators import run_stored_generator
+
+        return run, run_stored_generator(store, flow, run, parameters, running)
     state = _run_validated(store, flow, run, parameters, claimed=running)
     return run, state
+
+
+def _stored_run_parameters(flow: Flow[..., Any], row: ClaimedRun) -> dict[str, Any]:
+    """The stored run's parameters bound to the flow with its defaults, as a direct call's."""
+    stored = dict(row.parameters or {})
+    remember_secrets(stored)  # a bind error quotes them
+    return bind_named(flow.fn, stored, flow.bound)
 
 
 def record_crashed(store: RunStore, flow_run_id: str, message: str, error: BaseException) -> None:
@@ -589,11 +650,18 @@ def _start_existing(
         id=row.id,
         name=row.name or random_run_name(),
         flow_name=flow.name,
-        parameters=parameters,
+        parameters=_stored_parameters(flow, parameters),
         run_count=row.run_count or 0,
+        tags=list(row.tags or []),
         parent_flow_run_id=row.parent_flow_run_id,
         state=running,
         start_time=row.start_time,
     )
-    store.update_flow_run(run.id, name=run.name, flow_name=flow.name, flow_version=flow.version)
+    store.update_flow_run(
+        run.id,
+        name=run.name,
+        flow_name=flow.name,
+        flow_version=flow.version,
+        parameters=run.parameters,  # with the defaults, as a direct call's
+    )
     return run

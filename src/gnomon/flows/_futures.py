@@ -46,7 +46,7 @@ class PrefectFuture(Generic[R]):
             raise TimeoutError(
                 f"task run {self.task_run_id} did not finish within {timeout} second(s)"
             ) from None
-        return state.result(raise_on_failure=raise_on_failure)
+        return state.result(raise_on_failure=raise_on_failure, _sync=True)
 
     def add_done_callback(self, fn: Any) -> None:
         self._future.add_done_callback(lambda _: fn(self))
@@ -95,20 +95,3 @@ def as_completed(
             yield by_inner[inner]
     except cf.TimeoutError:
         raise TimeoutError("futures did not all finish in time") from None
-
-
-def resolve_futures_to_states(value: Any) -> list[State]:
-    """Wait for every future or state found in ``value`` (one level of containers)."""
-    found: list[State] = []
-    items = value.values() if isinstance(value, dict) else value
-    if isinstance(value, (PrefectFuture, State)):
-        items = [value]
-    elif not isinstance(value, (list, tuple, set, dict)):
-        return found
-    for item in items:
-        if isinstance(item, PrefectFuture):
-            item.wait()
-            found.append(item.state)
-        elif isinstance(item, State):
-            found.append(item)
-    return found

@@ -38,12 +38,12 @@ def _resolve(value: Any) -> Any:
         state = _upstream_state(value.value)
         if state is None:
             return _resolve(value.value)
-        return state.data if not state.is_completed() else state.result()
+        return state.data if not state.is_completed() else state.result(_sync=True)
     state = _upstream_state(value)
     if state is not None:
         if not state.is_completed():
             raise UpstreamTaskError(_upstream_message(value))
-        return state.result()
+        return state.result(_sync=True)
     if isinstance(value, list):
         items = [_resolve(item) for item in value]
         return value if _same(items, value) else items

@@ -111,7 +111,10 @@ class ParameterValidator:
             for detail in error.errors():
                 loc = detail["loc"]
                 name = str(loc[0]) if loc else "?"
-                problems.append((name, parameters.get(name, "<missing>"), detail["msg"]))
+                # A field inside a model is named too ("vendor: Field required").
+                inside = ".".join(str(part) for part in loc[1:])
+                message = f"{inside}: {detail['msg']}" if inside else detail["msg"]
+                problems.append((name, parameters.get(name, "<missing>"), message))
             raise ParameterTypeError(self.flow_name, problems) from None
         return {name: getattr(validated, self._field_names[name]) for name in parameters}
 

@@ -36,10 +36,13 @@ def run_task_plan_in_process(plan: TaskRunPlan, processes: ProcessPoolExecutor) 
             if flow_run is None
             else {
                 "flow_name": flow_run.flow.name,
+                # A task without its own persistence settings follows its flow's.
+                "persist_result": flow_run.flow.persist_result,
                 "flow_run_id": flow_run.flow_run_id,
                 "flow_run_name": flow_run.flow_run_name,
                 "parameters": flow_run.parameters,
                 "log_prints": flow_run.log_prints,
+                "tags": flow_run.tags,
             },
         }
     )
@@ -63,12 +66,15 @@ def _run_in_worker_process(payload: bytes) -> bytes:
     if data["flow_run"] is not None:
         info = data["flow_run"]
         flow_run = FlowRunContext(
-            flow=types.SimpleNamespace(name=info["flow_name"]),  # type: ignore[arg-type]
+            flow=types.SimpleNamespace(  # type: ignore[arg-type]
+                name=info["flow_name"], persist_result=info["persist_result"]
+            ),
             flow_run_id=info["flow_run_id"],
             flow_run_name=info["flow_run_name"],
             parameters=info["parameters"],
             task_runner=None,  # type: ignore[arg-type]
             log_prints=info["log_prints"],
+            tags=info["tags"],
         )
     plan = TaskRunPlan(
         task=data["task"],

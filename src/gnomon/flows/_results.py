@@ -26,7 +26,7 @@ from gnomon._files import private_directory, share_mode
 from gnomon.exceptions import ResultStorageError
 
 _MAGIC = b"GNOMON-RESULT-1\n"
-_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +35,15 @@ class StoredResult:
     created: datetime
     expiration: datetime | None
 
+    @property
+    def result(self) -> Any:
+        """The value, by the name Prefect's ``ResultRecord`` gives it (``txn.read().result``)."""
+        return self.value
+
 
 class ResultStore:
-    """Signed result files in one directory, addressed by a key (a hash or a run id)."""
+    """Signed result files in one directory, addressed by a key: a hash, a run id, or any
+    string a ``cache_key_fn`` or a transaction gives (see ``file_name``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -50,6 +56,7 @@ class ResultStore:
         path = self._path(key)
         header = json.dumps(
             {
+                "key": key,
                 "created": created.isoformat(),
                 "expiration": expiration.isoformat() if expiration else None,
             }
@@ -65,7 +72,7 @@ class ResultStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return {"storage": "local", "key": key}
+        return result_ref(key)
 
     def read(self, key: str) -> StoredResult | None:
         """The stored result, or None if there is none. Raises if the file fails its check."""
@@ -86,6 +93,8 @@ class ResultStore:
             )
         header, _, payload = body.partition(b"\n")
         meta = json.loads(header)
+        if meta.get("key", key) != key:  # another key's file by the same name: not this one
+            return None
         expiration = meta["expiration"]
         return StoredResult(
             value=cloudpickle.loads(payload),
@@ -93,20 +102,49 @@ class ResultStore:
             expiration=datetime.fromisoformat(expiration) if expiration else None,
         )
 
+    def read_current(self, key: str, now: datetime) -> StoredResult | None:
+        """The record under ``key`` if it is there, unexpired and verified; a file that fails
+        its check is logged and counts as absent (the work is done again, never trusted)."""
+        try:
+            stored = self.read(key)
+        except ResultStorageError as error:
+            from gnomon.flows._logging import engine_logger
+
+            engine_logger().warning("cache record ignored", key=key, reason=str(error))
+            return None
+        if stored is None or (stored.expiration is not None and stored.expiration <= now):
+            return None
+        return stored
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
     def _path(self, key: str) -> Path:
-        # Keys name files directly, so anything that could leave the directory is refused.
-        if not _KEY_PATTERN.fullmatch(key) or key.startswith("."):
-            raise ResultStorageError(f"invalid result key {key!r}")
-        return self.root / key
+        return self.root / file_name(key)
 
     def _key(self) -> bytes:
         if self._secret is None:
             private_directory(self.root)
             self._secret = _load_or_create_key(self.root / ".key")
         return self._secret
+
+
+def result_ref(key: str) -> dict[str, str]:
+    """What a run's row keeps to find its result: the key, in gnomon's local store."""
+    return {"storage": "local", "key": key}
+
+
+def file_name(key: str) -> str:
+    """The file that holds ``key``'s record. A key made of safe characters (the hashes and
+    run ids gnomon makes) names it directly; any other string a ``cache_key_fn`` returns
+    (spaces, slashes, ``..``, any length) is named by its digest after a ``~``, a character
+    safe names never hold, so the two kinds never share a file and no key leaves the
+    directory. The record keeps the key itself, and ``read`` checks it."""
+    if not isinstance(key, str):
+        raise ResultStorageError(f"a result key must be a string, got {key!r}")
+    if _SAFE_KEY.fullmatch(key) and not key.startswith("."):
+        return key
+    return "~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _load_or_create_key(path: Path) -> bytes:

@@ -18,11 +18,11 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, field_validator
 from pydantic import Secret as PydanticSecret
 
 from gnomon._secrets import remember_secret
-from gnomon.exceptions import InvalidInput, NameTaken, SecretNotFound
+from gnomon.exceptions import InvalidInput
 from gnomon.flows._dispatch import async_dispatch
 from gnomon.flows._variables import checked_name, json_text, python_actor
 
@@ -55,8 +55,8 @@ def check_secret_value(name: str, value: Any) -> Any:
     return value
 
 
-def _not_found(name: str) -> SecretNotFound:
-    return SecretNotFound(f"Unable to find block document named {name} for block type secret")
+def _not_found(name: str) -> ValueError:
+    return ValueError(f"Unable to find block document named {name} for block type secret")
 
 
 def _store() -> Store:
@@ -68,6 +68,9 @@ def _store() -> Store:
 class Secret(BaseModel, Generic[T]):
     """A value that should be kept secret (Prefect's ``prefect.blocks.system.Secret``)."""
 
+    # A validation error must not quote the value it refused (pydantic adds input_value).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     value: SecretStr | PydanticSecret[Any]
     _block_document_name: str | None = PrivateAttr(default=None)
 
@@ -76,6 +79,11 @@ class Secret(BaseModel, Generic[T]):
     def _hidden(cls, value: Any) -> Any:
         if isinstance(value, SecretStr | PydanticSecret):
             return value
+        if isinstance(value, bytes):  # text as bytes, which Prefect's SecretStr takes too
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError("a secret given as bytes must be UTF-8 text") from None
         if json_text(value)[0] is None:
             raise ValueError(f"a secret's value is a string or a JSON value, not a {type(value)}")
         return PydanticSecret[type(value)](value)  # type: ignore[misc,operator]
@@ -147,7 +155,7 @@ class Secret(BaseModel, Generic[T]):
         value = self.value.get_secret_value()
         ciphertext = open_vault().seal(value)
         if _store().write_secret(name, ciphertext, overwrite, python_actor()) is None:
-            raise NameTaken(
+            raise ValueError(
                 f"You are attempting to save values with a name ({name}) that is already in"
                 " use for this block type. If you would like to overwrite the values that"
                 " are saved, then save with `overwrite=True`."

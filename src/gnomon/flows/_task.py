@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from gnomon.exceptions import MappingLengthMismatch, MappingMissingIterable
 from gnomon.flows import _cache
 from gnomon.flows._annotations import allow_failure, quote, unmapped
-from gnomon.flows._params import bind_parameters
+from gnomon.flows._bind import MethodBinding, call_parameters, unwrap_method, with_defaults
 
 if TYPE_CHECKING:
     from gnomon.flows._futures import PrefectFuture, PrefectFutureList
+    from gnomon.states import State
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -23,7 +24,7 @@ _NOT_SET: Any = object()
 MAX_RETRY_DELAYS = 50
 
 
-class Task(Generic[P, R]):
+class Task(MethodBinding, Generic[P, R]):
     """A function whose calls become recorded task runs, with retries, caching and timeouts."""
 
     def __init__(
@@ -36,7 +37,7 @@ class Task(Generic[P, R]):
         cache_policy: _cache.CachePolicy | None = _NOT_SET,
         cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None,
         cache_expiration: timedelta | None = None,
-        task_run_name: str | Callable[[], str] | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
         retries: int | None = None,
         retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
         retry_jitter_factor: float | None = None,
@@ -47,12 +48,18 @@ class Task(Generic[P, R]):
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
+        on_commit: list[Callable[..., Any]] | None = None,
+        on_rollback: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
+        fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError("@task must decorate a function")
         update_wrapper(self, fn)
         self.fn = fn
-        self.isasync = inspect.iscoroutinefunction(fn)
+        # As in Prefect, an async generator is both async and a generator.
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.name = name or fn.__name__
         self.description = description or inspect.getdoc(fn)
         self.tags = frozenset(tags or ())
@@ -76,8 +83,16 @@ class Task(Generic[P, R]):
         self.cache_policy, self.persist_result = _cache_settings(
             cache_policy, cache_key_fn, persist_result
         )
+        # Neither persistence nor caching asked for: the flow's ``persist_result`` decides,
+        # as in Prefect (``_engine.persists``).
+        self.inherits_persistence = (
+            persist_result is None and cache_key_fn is None and cache_policy is _NOT_SET
+        )
         self.on_completion_hooks = list(on_completion or [])
         self.on_failure_hooks = list(on_failure or [])
+        self.on_commit_hooks = list(on_commit or [])
+        self.on_rollback_hooks = list(on_rollback or [])
+        self.on_running_hooks = list(on_running or [])
 
     @property
     def caches(self) -> bool:
@@ -87,15 +102,21 @@ class Task(Generic[P, R]):
     def __call__(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
     ) -> Any:
-        """Run the task now, in this thread; returns its result (or its state)."""
+        """Run the task now, in this thread; returns its result (or its state).
+
+        A generator task returns a generator at once, as a generator flow does."""
         from gnomon.flows._engine import TaskRunPlan, run_task_plan
 
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = call_parameters(self.fn, args, kwargs, bound=self.bound)
+        if self.isgenerator:
+            from gnomon.flows._generators import generator_task_call
+
+            return generator_task_call(self, parameters, wait_for, return_state)
         if self.isasync:
             return _async_call(self, parameters, wait_for, return_state)
         plan = TaskRunPlan.create(self, parameters, wait_for)
         state = run_task_plan(plan)
-        return state if return_state else state.result()
+        return state if return_state else call_result(state)
 
     def submit(
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
@@ -103,7 +124,7 @@ class Task(Generic[P, R]):
         """Run the task on the flow's task runner; returns a future at once."""
         from gnomon.flows._engine import current_task_runner
 
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = call_parameters(self.fn, args, kwargs, bound=self.bound)
         future = current_task_runner().submit(self, parameters, wait_for)
         if return_state:
             future.wait()
@@ -116,10 +137,13 @@ class Task(Generic[P, R]):
         """Submit one run per element of the iterable arguments (``unmapped`` ones are reused)."""
         from gnomon.flows._engine import current_task_runner
 
-        parameters = bind_parameters(self.fn, args, kwargs)
-        futures = current_task_runner().map(
-            self, expand_map_parameters(self.name, parameters), wait_for
-        )
+        # As in Prefect, defaults are not mapped over (each run gets them whole), nor is
+        # the bound instance or class.
+        given = call_parameters(self.fn, args, kwargs, bound=self.bound, apply_defaults=False)
+        if (name := self.bound_parameter) is not None:
+            given[name] = unmapped(given[name])
+        runs = [with_defaults(self.fn, run) for run in expand_map_parameters(self.name, given)]
+        futures = current_task_runner().map(self, runs, wait_for)
         if return_state:
             futures.wait()
             return [future.state for future in futures]  # type: ignore[return-value]
@@ -146,9 +170,12 @@ class Task(Generic[P, R]):
             "on_completion": self.on_completion_hooks,
             "on_failure": self.on_failure_hooks,
             "retry_condition_fn": self.retry_condition_fn,
+            "on_commit": self.on_commit_hooks,
+            "on_rollback": self.on_rollback_hooks,
+            "on_running": self.on_running_hooks,
         }
         current.update(options)
-        return Task(self.fn, **current)
+        return self.keep_binding(Task(self.fn, **current))
 
     def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_completion_hooks.append(fn)
@@ -156,6 +183,24 @@ class Task(Generic[P, R]):
 
     def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(task, task_run, state)`` each time a run of this task enters Running
+        (each attempt), as Prefect's ``on_running``."""
+        self.on_running_hooks.append(fn)
+        return fn
+
+    def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(transaction)`` when a completed run of this task commits: at once
+        outside a transaction, else when the transaction around it commits."""
+        self.on_commit_hooks.append(fn)
+        return fn
+
+    def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn(transaction)`` when the transaction a completed run of this task
+        belongs to rolls back (a later task in it raised)."""
+        self.on_rollback_hooks.append(fn)
         return fn
 
     def __repr__(self) -> str:
@@ -171,7 +216,7 @@ async def _async_call(
 
     plan = TaskRunPlan.create(task, parameters, wait_for)
     state = await asyncio.to_thread(run_task_plan, plan)
-    return state if return_state else state.result()
+    return state if return_state else call_result(state)
 
 
 def _retry_delays(name: str, value: Any, retries: int) -> float | list[float]:
@@ -264,3 +309,12 @@ def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Task(__fn, **options)
     return lambda fn: Task(fn, **options)
+
+
+def call_result(state: State) -> Any:
+    """What a call of a task without ``return_state`` gives back for its final ``state``:
+    a completed state its function returned, as it is (as Prefect's task call gives its
+    function's return value), else the state's result."""
+    if state.state_details.returned and state.is_completed():
+        return state
+    return state.result(_sync=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from gnomon.exceptions import InvalidInput, NameTaken
+from gnomon.exceptions import InvalidInput
 from gnomon.flows._context import flow_run_var
 from gnomon.flows._dispatch import async_dispatch
 from gnomon.store import Actor, Origin
@@ -153,7 +153,9 @@ class Variable(BaseModel, Generic[T]):
         check_variable_name(name)
         stored, tag_list = variable_value(name, value), check_tags(tags)
         if _store().write_variable(name, stored, tag_list, overwrite, python_actor()) is None:
-            raise NameTaken(f"Variable {name!r} already exists. Use `overwrite=True` to update it.")
+            raise ValueError(
+                f"Variable {name!r} already exists. Use `overwrite=True` to update it."
+            )
         return cls(name=name, value=stored, tags=tag_list)
 
     @classmethod

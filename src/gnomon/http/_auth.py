@@ -55,14 +55,14 @@ DASHBOARD_PATHS = re.compile(
 )
 # The dashboard's actions an operate session may take.
 OPERATE_ACTIONS = re.compile(
-    r"/actions/(?:deployments/[^/]+/(?:pause|resume|run)|runs/[^/]+/(?:cancel|retry))",
+    r"/actions/(?:deployments/[^/]+/(?:pause|resume|run)|runs/[^/]+/(?:cancel|retry|resume))",
     re.DOTALL,
 )
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.
 OPERATE_PATHS = re.compile(
     r"/api/v1/(?:(?:deployments/[^/]+/)?(?:pause|resume)|deployments/[^/]+/runs"
-    r"|runs/[^/]+/(?:cancel|retry))"
+    r"|runs/[^/]+/(?:cancel|retry|resume))"
 )
 NOT_LOOPBACK = (
     "this server serves without authentication (api_auth = false), so only at a loopback"

@@ -62,6 +62,8 @@ STATE_MARKS = {
     StateName.PENDING: "\u22ef",  # ⋯
     StateName.NOT_READY: "\u25cc",  # ◌
     StateName.PAUSED: "\u2016",  # ‖
+    StateName.SUSPENDED: "\u2193",  # ↓ (it left its worker)
+    StateName.RESUMING: "\u2191",  # ↑
 }
 SAID, SIGNATURE = "said", "sig"  # the query fields of a page's message (back()'s)
 MESSAGE_FIELDS = (SAID, SIGNATURE)

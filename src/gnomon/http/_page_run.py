@@ -1,6 +1,7 @@
 """The run page: a run's state timeline, its task runs as a Gantt chart with every retry,
 its artifacts (rendered and sanitised: ``_artifacts``), its parameters (secrets masked),
-its error with the traceback, and its logs, followed live while it runs; cancel and retry.
+its error with the traceback, and its logs, followed live while it runs; cancel, retry,
+and resume a paused run with a form built from the input its pause waits for.
 
 The notification links (``/runs/<id>``) land here; an id prefix works as on the command
 line. A run with thousands of task runs shows them a page at a time (``TASK_PAGE``), with
@@ -10,6 +11,7 @@ the count of each state over all of them.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,68 @@ CANCELLED = {
     "cancelled": "Cancelled: it had not started.",
     "requested": "Cancel requested: the run stops within a second.",
 }
+
+
+RESUMED = {
+    StateName.RUNNING: "Resumed: the run goes on.",
+    StateName.RESUMING: "Resumed: the run starts again from the top within a second.",
+}
+INPUT_PREFIX = "input."  # the resume form's fields: input.<field name>
+
+
+@dataclass(frozen=True, slots=True)
+class InputField:
+    """A field of the resume form, from a property of the pause's input schema: its name,
+    label, widget (text, number, choice, json), choices, default text and help."""
+
+    name: str
+    label: str
+    widget: str
+    required: bool
+    default: str
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+def input_fields(schema: dict[str, Any] | None) -> list[InputField]:
+    """The resume form of a pause that waits for input of ``schema``: one field per
+    property, its widget by its JSON type (booleans and enums a choice, numbers a number,
+    text a line, anything else JSON)."""
+    if not schema:
+        return []
+    required = set(schema.get("required") or ())
+    fields = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("type")
+        choices: tuple[str, ...] = ()
+        if kind == "boolean":
+            widget, choices = "choice", ("true", "false")
+        elif "enum" in prop:
+            widget, choices = "choice", tuple(json.dumps(v).strip('"') for v in prop["enum"])
+        elif kind in ("integer", "number"):
+            widget = "number"
+        elif kind == "string":
+            widget = "text"
+        else:
+            widget = "json"
+        default = prop.get("default")
+        shown = "" if "default" not in prop else _default_text(default, kind)
+        fields.append(
+            InputField(
+                name=INPUT_PREFIX + name,
+                label=str(prop.get("title") or name),
+                widget=widget,
+                required=name in required,
+                default=shown,
+                choices=choices,
+                help=str(prop.get("description") or ""),
+            )
+        )
+    return fields
+
+
+def _default_text(value: Any, kind: Any) -> str:
+    return value if kind == "string" and isinstance(value, str) else json.dumps(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +163,23 @@ def add_routes(app: FastAPI) -> None:
         )
         return await to_thread.run_sync(action)
 
+    @app.post("/actions/runs/{run_id}/resume", include_in_schema=False)
+    async def resume_action(request: Request, run_id: str) -> Response:
+        form = await checked_form(request)
+        texts = {
+            key[len(INPUT_PREFIX) :]: value
+            for key, value in form.items()
+            if key.startswith(INPUT_PREFIX) and value != ""
+        }
+        action = functools.partial(
+            act,
+            request,
+            lambda ops: ops.resume_run(run_id, None, texts)[1],
+            lambda state: RESUMED.get(state, f"Resumed: {state}."),
+            home=f"/runs/{quote(run_id, safe='')}",
+        )
+        return await to_thread.run_sync(action)
+
     @app.post("/actions/runs/{run_id}/retry", include_in_schema=False)
     async def retry_action(request: Request, run_id: str) -> Response:
         await checked_form(request)
@@ -130,8 +211,10 @@ def _run_page(store: ControlStore, row: Any, offset: int) -> dict[str, Any]:
     start, end = _axis(row, now)
     logs = store.search_logs(LogQuery(None, row.id, None, None, 0), LOG_LINES, newest=True)
     deployment = store.read_deployment(row.deployment_name) if row.deployment_name else None
+    pause = view.get("pause")
     return {
         "run": view,
+        "resume_fields": input_fields(pause["input_schema"]) if pause else [],
         "zone": deployment.timezone if deployment is not None else None,
         "final": final,
         "states": _state_bars(view["timeline"], start, end),

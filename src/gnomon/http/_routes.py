@@ -299,6 +299,22 @@ def cancel_run(
 
 
 @router.post(
+    "/runs/{run_id}/resume",
+    response_model=s.RunDetail,
+    responses=_error_responses(404, 409, 422),
+    tags=["runs"],
+)
+def resume_run(
+    run_id: RunPath, ops: Ops, body: Annotated[s.RunResumeRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Resume a paused or suspended run with the input it waits for (``pause_flow_run``,
+    ``suspend_flow_run``); 422 naming the field and the value if the input does not fit,
+    409 if the run is not paused or its pause timed out."""
+    row, _ = ops.resume_run(run_id, body.input if body is not None else None)
+    return _run_detail(ops, row.id)
+
+
+@router.post(
     "/runs/{run_id}/retry",
     status_code=201,
     response_model=s.RunDetail,

@@ -214,6 +214,21 @@ class ArtifactView(BaseModel):
     updated: str | None
 
 
+class RunPause(BaseModel):
+    key: str
+    suspended: bool
+    since: str | None
+    timeout_at: str | None
+    input_schema: dict[str, Any] | None
+    description: str | None
+
+
+class RunResumeRequest(Request):
+    input: dict[str, Any] | None = Field(
+        None, description="The input the run waits for, checked against its pause's schema."
+    )
+
+
 class RunDetail(RunSummary):
     name: str
     state_type: str
@@ -228,6 +243,7 @@ class RunDetail(RunSummary):
     signal: str | None
     error: RunError | None
     timeline: list[StateEntry]
+    pause: RunPause | None = None
     task_runs: list[TaskRunSummary]
     artifacts: list[ArtifactView]
 

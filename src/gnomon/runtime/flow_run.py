@@ -1,4 +1,5 @@
-"""The current flow run: ``id``, ``name``, ``flow_name``, ``parameters``, ``run_count``,
+"""The current flow run: ``id``, ``name``, ``flow_name``, ``parameters`` (bound with their
+defaults and validated, as the flow got them), ``tags``, ``run_count``,
 ``parent_flow_run_id``. Read as module attributes, looked up at each access."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import Any
 from gnomon._prefect_import import missing_name
 from gnomon.flows import FlowRunContext, flow_run_var, task_run_var
 
-__all__ = ["flow_name", "id", "name", "parameters", "parent_flow_run_id", "run_count"]  # noqa: F822 -- served by __getattr__
+__all__ = ["flow_name", "id", "name", "parameters", "parent_flow_run_id", "run_count", "tags"]  # noqa: F822 -- served by __getattr__
 
 
 def _current() -> FlowRunContext | None:
@@ -28,6 +29,8 @@ def __getattr__(attribute: str) -> Any:
         return context.flow.name if context else None
     if attribute == "parameters":
         return dict(context.parameters) if context else {}
+    if attribute == "tags":
+        return sorted(context.tags) if context else []
     if attribute == "run_count":
         return context.attempt if context else 0
     if attribute == "parent_flow_run_id":

@@ -20,7 +20,7 @@ def __getattr__(attribute: str) -> Any:
     if attribute == "task_name":
         return context.task.name if context else None
     if attribute == "tags":
-        return sorted(context.task.tags) if context else []
+        return sorted(context.tags) if context else []
     if attribute == "parameters":
         return dict(context.parameters) if context else {}
     if attribute == "run_count":

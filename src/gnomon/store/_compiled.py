@@ -36,8 +36,8 @@ SQLITE: dict[str, Compiled] = {
     "claim": Compiled(
         variants={
             (): Statement(
-                sql="UPDATE flow_runs SET state_type='RUNNING', state_name='Running', state_message=NULL, run_count=1, start_time=?, updated=?, worker_pid=? WHERE flow_runs.id = ? AND flow_runs.state_type IN ('SCHEDULED', 'PENDING') RETURNING id, name, entrypoint, parameters, deployment_name, parent_flow_run_id, run_count, start_time",
-                parameters=("start_time", "updated", "worker_pid", "row_id"),
+                sql="UPDATE flow_runs SET state_type='RUNNING', state_name='Running', state_message=NULL, run_count=(flow_runs.run_count + ?), start_time=?, updated=?, worker_pid=? WHERE flow_runs.id = ? AND flow_runs.state_type IN ('SCHEDULED', 'PENDING') RETURNING id, name, entrypoint, parameters, deployment_name, parent_flow_run_id, run_count, start_time, tags",
+                parameters=("run_count_1", "start_time", "updated", "worker_pid", "row_id"),
             )
         },
         columns=(
@@ -49,10 +49,11 @@ SQLITE: dict[str, Compiled] = {
             ("parent_flow_run_id", None),
             ("run_count", None),
             ("start_time", "datetime"),
+            ("tags", "json"),
         ),
         encode={"start_time": "datetime", "updated": "datetime"},
         expanding={},
-        constants={},
+        constants={"run_count_1": 1},
         defaults={},
         generated={},
         assignments={},
@@ -1115,11 +1116,11 @@ SQLITE: dict[str, Compiled] = {
                 parameters=("__[ASSIGNMENTS]", "row_id"),
             ),
             ("active",): Statement(
-                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = ? AND flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED')",
+                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = ? AND (flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED') OR flow_runs.state_name IN ('Paused'))",
                 parameters=("__[ASSIGNMENTS]", "row_id"),
             ),
             ("active", "unfinished"): Statement(
-                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = ? AND (flow_runs.state_type IS NULL OR (flow_runs.state_type NOT IN ('CANCELLED', 'COMPLETED', 'CRASHED', 'FAILED'))) AND flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED')",
+                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = ? AND (flow_runs.state_type IS NULL OR (flow_runs.state_type NOT IN ('CANCELLED', 'COMPLETED', 'CRASHED', 'FAILED'))) AND (flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED') OR flow_runs.state_name IN ('Paused'))",
                 parameters=("__[ASSIGNMENTS]", "row_id"),
             ),
         },
@@ -1244,8 +1245,8 @@ POSTGRESQL: dict[str, Compiled] = {
     "claim": Compiled(
         variants={
             (): Statement(
-                sql="UPDATE flow_runs SET state_type='RUNNING', state_name='Running', state_message=NULL, run_count=1, start_time=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE, worker_pid=%s::INTEGER WHERE flow_runs.id = %s::VARCHAR AND flow_runs.state_type IN ('SCHEDULED', 'PENDING') RETURNING flow_runs.id, flow_runs.name, flow_runs.entrypoint, flow_runs.parameters, flow_runs.deployment_name, flow_runs.parent_flow_run_id, flow_runs.run_count, flow_runs.start_time",
-                parameters=("start_time", "updated", "worker_pid", "row_id"),
+                sql="UPDATE flow_runs SET state_type='RUNNING', state_name='Running', state_message=NULL, run_count=(flow_runs.run_count + %s::INTEGER), start_time=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE, worker_pid=%s::INTEGER WHERE flow_runs.id = %s::VARCHAR AND flow_runs.state_type IN ('SCHEDULED', 'PENDING') RETURNING flow_runs.id, flow_runs.name, flow_runs.entrypoint, flow_runs.parameters, flow_runs.deployment_name, flow_runs.parent_flow_run_id, flow_runs.run_count, flow_runs.start_time, flow_runs.tags",
+                parameters=("run_count_1", "start_time", "updated", "worker_pid", "row_id"),
             )
         },
         columns=(
@@ -1257,10 +1258,11 @@ POSTGRESQL: dict[str, Compiled] = {
             ("parent_flow_run_id", None),
             ("run_count", None),
             ("start_time", "datetime"),
+            ("tags", None),
         ),
         encode={"start_time": "datetime", "updated": "datetime"},
         expanding={},
-        constants={},
+        constants={"run_count_1": 1},
         defaults={},
         generated={},
         assignments={},
@@ -1268,8 +1270,8 @@ POSTGRESQL: dict[str, Compiled] = {
     "claim_recorded": Compiled(
         variants={
             (): Statement(
-                sql="WITH claimed AS \n(UPDATE flow_runs SET state_type='RUNNING', state_name='Running', state_message=NULL, run_count=1, start_time=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE, worker_pid=%s::INTEGER WHERE flow_runs.id = %s::VARCHAR AND flow_runs.state_type IN ('SCHEDULED', 'PENDING') RETURNING flow_runs.id, flow_runs.name, flow_runs.entrypoint, flow_runs.parameters, flow_runs.deployment_name, flow_runs.parent_flow_run_id, flow_runs.run_count, flow_runs.start_time), \nrecorded AS \n(INSERT INTO run_states (flow_run_id, timestamp, type, name, attempt) SELECT claimed.id AS id, claimed.start_time AS start_time, 'RUNNING' AS anon_1, 'Running' AS anon_2, 1 AS anon_3 \nFROM claimed)\n SELECT claimed.id, claimed.name, claimed.entrypoint, claimed.parameters, claimed.deployment_name, claimed.parent_flow_run_id, claimed.run_count, claimed.start_time \nFROM claimed",
-                parameters=("start_time", "updated", "worker_pid", "row_id"),
+                sql="WITH claimed AS \n(UPDATE flow_runs SET state_type='RUNNING', state_name='Running', state_message=NULL, run_count=(flow_runs.run_count + %s::INTEGER), start_time=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE, worker_pid=%s::INTEGER WHERE flow_runs.id = %s::VARCHAR AND flow_runs.state_type IN ('SCHEDULED', 'PENDING') RETURNING flow_runs.id, flow_runs.name, flow_runs.entrypoint, flow_runs.parameters, flow_runs.deployment_name, flow_runs.parent_flow_run_id, flow_runs.run_count, flow_runs.start_time, flow_runs.tags), \nrecorded AS \n(INSERT INTO run_states (flow_run_id, timestamp, type, name, attempt) SELECT claimed.id AS id, claimed.start_time AS start_time, 'RUNNING' AS anon_1, 'Running' AS anon_2, claimed.run_count AS run_count \nFROM claimed)\n SELECT claimed.id, claimed.name, claimed.entrypoint, claimed.parameters, claimed.deployment_name, claimed.parent_flow_run_id, claimed.run_count, claimed.start_time, claimed.tags \nFROM claimed",
+                parameters=("run_count_1", "start_time", "updated", "worker_pid", "row_id"),
             )
         },
         columns=(
@@ -1281,10 +1283,11 @@ POSTGRESQL: dict[str, Compiled] = {
             ("parent_flow_run_id", None),
             ("run_count", None),
             ("start_time", "datetime"),
+            ("tags", None),
         ),
         encode={"start_time": "datetime", "updated": "datetime"},
         expanding={},
-        constants={},
+        constants={"run_count_1": 1},
         defaults={},
         generated={},
         assignments={},
@@ -2265,11 +2268,11 @@ POSTGRESQL: dict[str, Compiled] = {
                 parameters=("__[ASSIGNMENTS]", "row_id"),
             ),
             ("active",): Statement(
-                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = %s::VARCHAR AND flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED')",
+                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = %s::VARCHAR AND (flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED') OR flow_runs.state_name IN ('Paused'))",
                 parameters=("__[ASSIGNMENTS]", "row_id"),
             ),
             ("active", "unfinished"): Statement(
-                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = %s::VARCHAR AND (flow_runs.state_type IS NULL OR (flow_runs.state_type NOT IN ('CANCELLED', 'COMPLETED', 'CRASHED', 'FAILED'))) AND flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED')",
+                sql="UPDATE flow_runs SET __[ASSIGNMENTS] WHERE flow_runs.id = %s::VARCHAR AND (flow_runs.state_type IS NULL OR (flow_runs.state_type NOT IN ('CANCELLED', 'COMPLETED', 'CRASHED', 'FAILED'))) AND (flow_runs.state_type IN ('PENDING', 'RUNNING', 'SCHEDULED') OR flow_runs.state_name IN ('Paused'))",
                 parameters=("__[ASSIGNMENTS]", "row_id"),
             ),
         },

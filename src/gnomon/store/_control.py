@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, and_, bindparam, delete, desc, func, or_, select, union_all, update
 
-from gnomon.states import FINAL_TYPES, LIVE_TYPES, UNRUN_NAMES, WAITING_TYPES, StateName, StateType
+from gnomon.states import (
+    FINAL_TYPES,
+    HELD_NAMES,
+    LIVE_TYPES,
+    UNRUN_NAMES,
+    WAITING_TYPES,
+    StateName,
+    StateType,
+)
 from gnomon.store._calls import audit_call
 from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, ReloadStatus, TokenAccess
 from gnomon.store._queries import Queries, Row, execute_call, upsert_limit
@@ -248,7 +256,14 @@ class ControlQueries(Queries):
         with self.engine.begin() as connection:
             cancelled = connection.execute(
                 update(flow_runs)
-                .where(flow_runs.c.id == flow_run_id, flow_runs.c.state_type.in_(WAITING))
+                .where(
+                    flow_runs.c.id == flow_run_id,
+                    # A suspended run has no process to stop either.
+                    or_(
+                        flow_runs.c.state_type.in_(WAITING),
+                        flow_runs.c.state_name == StateName.SUSPENDED,
+                    ),
+                )
                 .values(
                     state_type=StateType.CANCELLED,
                     state_name=StateName.CANCELLED,
@@ -275,7 +290,10 @@ class ControlQueries(Queries):
                     update(flow_runs)
                     .where(
                         flow_runs.c.id == flow_run_id,
-                        flow_runs.c.state_type.in_(sorted(LIVE_TYPES)),
+                        or_(
+                            flow_runs.c.state_type.in_(sorted(LIVE_TYPES)),
+                            flow_runs.c.state_name.in_(sorted(HELD_NAMES)),
+                        ),
                     )
                     # The message tells the daemon (and `runs show`) who asked and why.
                     .values(cancel_requested_at=now, updated=now, state_message=message)
@@ -345,6 +363,8 @@ class ControlQueries(Queries):
                 flow_runs.c.created >= since,
                 flow_runs.c.trigger.in_(sorted(REQUESTED_CAUSES)),
                 flow_runs.c.state_type.in_(WAITING),
+                # A resumed suspended run is queued again by read_resumed_runs' caller.
+                flow_runs.c.state_name != StateName.RESUMING,
             )
             .order_by(flow_runs.c.created),
             FlowRunRow,

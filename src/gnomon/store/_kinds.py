@@ -31,6 +31,7 @@ class AuditAction(enum.StrEnum):
     RUN = "run"  # a manual run requested
     RETRY = "retry"  # a finished run requested again
     CANCEL = "cancel"
+    RUN_RESUME = "run-resume"  # a paused or suspended flow run resumed (with its input)
     LIMIT_SET = "limit-set"
     LIMIT_RM = "limit-rm"
     TOKEN_CREATE = "token-create"
@@ -72,7 +73,8 @@ class Origin(enum.StrEnum):
     API = "api"
     DASHBOARD = "dashboard"
     DAEMON = "daemon"
-    PYTHON = "python"  # gnomon's Python API: a flow's (or any script's) Variable.set, Secret.save
+    # gnomon's Python API in a flow or a script: Variable.set, Secret.save, resume_flow_run
+    PYTHON = "python"
 
 
 class ReloadStatus(enum.StrEnum):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Select, func, select
 
-from gnomon.states import ACTIVE_TYPES, StateName, StateType
+from gnomon.states import StateName, StateType
 from gnomon.store._calls import Call
 from gnomon.store._queries import Queries, Row
 from gnomon.store._schema import (
@@ -24,12 +24,12 @@ from gnomon.store._schema import (
     run_states,
     utcnow,
 )
+from gnomon.store._writes import active_run
 from gnomon.store.rows import FlowRunRow, PauseChange
 
 if TYPE_CHECKING:
     from gnomon.store.rows import NewFlowRun
 
-ACTIVE = sorted(ACTIVE_TYPES)
 # Names or ids per lookup in a fire's transaction: a bound list each, within every
 # database's limit on a statement's parameters.
 _LOOKUP_CHUNK = 500
@@ -180,13 +180,11 @@ class ScheduledRunQueries(Queries):
         return self._all(pause_changes(since), PauseChange)
 
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
-        """Runs of deployments that are Scheduled, Pending or Running, oldest fire first."""
+        """Runs of deployments that are Scheduled, Pending, Running or Paused in their
+        process (not the suspended ones, which hold no process), oldest fire first."""
         return self._all(
             select(flow_runs)
-            .where(
-                flow_runs.c.deployment_name.is_not(None),
-                flow_runs.c.state_type.in_(ACTIVE),
-            )
+            .where(flow_runs.c.deployment_name.is_not(None), active_run(flow_runs))
             .order_by(flow_runs.c.scheduled_for, flow_runs.c.created),
             FlowRunRow,
         )

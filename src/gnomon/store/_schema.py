@@ -473,6 +473,7 @@ CLAIMED_RUN = columns(
     "parent_flow_run_id",
     "run_count",
     "start_time",
+    "tags",
 )
 SCHEDULE_STATE = columns(deployments, "name", "anchor", "paused", "last_fire", "fires_from")
 PAUSE_CHANGE = columns(deployments, "name", "paused")

@@ -17,6 +17,7 @@ from gnomon.store._artifacts import ArtifactQueries
 from gnomon.store._control import ControlQueries
 from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sqlite_path
 from gnomon.store._overview import OverviewQueries
+from gnomon.store._pauses import PauseQueries
 from gnomon.store._queries import Row
 from gnomon.store._scheduled import ScheduledRunQueries
 from gnomon.store._variables import VariableQueries
@@ -34,7 +35,14 @@ if TYPE_CHECKING:
     from gnomon.store.rows import FlowRunChanges, NewFlowRun, NewLog, NewState, NewTaskRun
 
 
-class Store(ScheduledRunQueries, ControlQueries, OverviewQueries, ArtifactQueries, VariableQueries):
+class Store(
+    ScheduledRunQueries,
+    ControlQueries,
+    OverviewQueries,
+    ArtifactQueries,
+    VariableQueries,
+    PauseQueries,
+):
     """One database: its engine, its batched writer, and the queries over it.
 
     Creating a store migrates its database to the newest schema if it is behind; it creates

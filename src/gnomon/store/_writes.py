@@ -30,11 +30,12 @@ from sqlalchemy import (
     insert,
     literal,
     null,
+    or_,
     select,
     update,
 )
 
-from gnomon.states import ACTIVE_TYPES, StateName, StateType
+from gnomon.states import ACTIVE_TYPES, HELD_NAMES, StateName, StateType
 from gnomon.store._schema import (
     CLAIMED_RUN,
     deployments,
@@ -103,13 +104,20 @@ def _insert_log(_: frozenset[str]) -> SQL:
 def _update_flow_run(variant: frozenset[str]) -> SQL:
     """Columns of the flow run ``row_id``. ``unfinished``: only if it has no final state
     (every write of a state that may be final, see ``without_final_state``); ``active``:
-    only if it is Scheduled, Pending or Running."""
+    only if it is Scheduled, Pending, Running or Paused in its process (``HELD_NAMES``)."""
     statement = update(flow_runs).where(flow_runs.c.id == bindparam("row_id"))
     if "unfinished" in variant:
         statement = statement.where(without_final_state(flow_runs))
     if "active" in variant:
-        statement = statement.where(flow_runs.c.state_type.in_(sorted(ACTIVE_TYPES)))
+        statement = statement.where(active_run(flow_runs))
     return statement
+
+
+def active_run(table: Table) -> Any:
+    """SQL: the run in ``table`` is Scheduled, Pending, Running, or Paused in its process."""
+    return or_(
+        table.c.state_type.in_(sorted(ACTIVE_TYPES)), table.c.state_name.in_(sorted(HELD_NAMES))
+    )
 
 
 @_write("update_task_run", sets=task_runs)
@@ -139,7 +147,7 @@ def _claim_recorded(_: frozenset[str]) -> SQL:
         claimed.c.start_time,
         fixed(StateType.RUNNING, s.type),
         fixed(StateName.RUNNING, s.name),
-        fixed(1, s.attempt),
+        claimed.c.run_count,
     )
     columns = ["flow_run_id", "timestamp", "type", "name", "attempt"]
     recorded = insert(run_states).from_select(columns, running).cte("recorded")
@@ -159,7 +167,8 @@ def _claim_update() -> Update:
             state_message=null(),
             updated=bindparam("updated"),
             start_time=bindparam("start_time"),
-            run_count=fixed(1, c.run_count),
+            # One more: a resumed suspended run counts its runs on (a retry resets it to 0).
+            run_count=c.run_count + 1,
             worker_pid=bindparam("worker_pid"),
         )
         .returning(*CLAIMED_RUN)

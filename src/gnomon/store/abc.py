@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         RecentRun,
         ReloadRequest,
         RunBin,
+        RunPauseRow,
         ScheduleState,
         SecretRow,
         StateRow,
@@ -175,6 +176,28 @@ class RunStore(ArtifactReader, Protocol):
     def update_artifact(self, id: str, data: Any, description: str | None = None) -> bool:
         """Replace an artifact's data (and description, if given) now; False if none."""
 
+    # Pauses (``pause_flow_run``, ``suspend_flow_run``).
+
+    def open_pause(
+        self,
+        flow_run_id: str,
+        pause_key: str,
+        *,
+        suspend: bool,
+        timeout_at: datetime | None,
+        input_schema: dict[str, Any] | None,
+        description: str | None,
+        message: str,
+    ) -> RunPauseRow | None:
+        """Pause a running run (pause row and Paused or Suspended state, one transaction);
+        None, or the run's pause of that key if it has one already (nothing changes)."""
+
+    def read_pause(self, flow_run_id: str, pause_key: str) -> RunPauseRow | None:
+        """The run's pause of ``pause_key``, or None."""
+
+    def expire_pause(self, pause_id: int, now: datetime) -> bool:
+        """End a pause that timed out unless it was resumed first; whether it expired."""
+
 
 class DeploymentStore(Protocol):
     """Where the config's deployments are synced."""
@@ -247,6 +270,12 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
 
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
+
+    def read_resumed_runs(self, since: datetime) -> list[FlowRunRow]:
+        """Suspended runs resumed at or after ``since``, waiting to run again."""
+
+    def fail_expired_suspensions(self, now: datetime) -> list[str]:
+        """Fail the suspended runs whose pause timed out; the ids failed."""
 
     def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[LogRow]:
         """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
@@ -397,6 +426,15 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
 
     def read_running_ids(self, deployment_names: Sequence[str]) -> list[str]:
         """Ids of the running runs of these deployments."""
+
+    def read_open_pause(self, flow_run_id: str) -> RunPauseRow | None:
+        """The run's newest pause not resumed yet, or None."""
+
+    def resume_paused_run(
+        self, pause: RunPauseRow, actor: Actor, run_input: dict[str, Any] | None
+    ) -> bool:
+        """Resume the run of ``pause`` with its input, audited; False if it was resumed
+        already, timed out, or is no longer paused."""
 
     def read_task_runs(
         self, flow_run_id: str, offset: int = 0, limit: int | None = None

@@ -563,6 +563,7 @@ class ClaimedRun(StoreRow):
         "parent_flow_run_id",
         "run_count",
         "start_time",
+        "tags",
     )
     __slots__ = __match_args__
 
@@ -574,6 +575,7 @@ class ClaimedRun(StoreRow):
     parent_flow_run_id: str | None
     run_count: int
     start_time: datetime | None
+    tags: list[str] | None
 
     def __init__(
         self,
@@ -585,6 +587,7 @@ class ClaimedRun(StoreRow):
         parent_flow_run_id: str | None,
         run_count: int,
         start_time: datetime | None,
+        tags: list[str] | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -595,6 +598,7 @@ class ClaimedRun(StoreRow):
         set_(self, "parent_flow_run_id", parent_flow_run_id)
         set_(self, "run_count", run_count)
         set_(self, "start_time", start_time)
+        set_(self, "tags", tags)
 
 
 class ScheduleState(StoreRow):
