@@ -139,6 +139,7 @@ DASHBOARD_ROUTES = {
     ("GET", "/runs/{run_id}/logs/stream"),
     ("POST", "/actions/runs/{run_id}/cancel"),
     ("POST", "/actions/runs/{run_id}/retry"),
+    ("POST", "/actions/runs/{run_id}/resume"),
 }
 
 
@@ -235,6 +236,7 @@ OPERATE_ROUTES = {
     ("POST", "/api/v1/deployments/{name}/runs"),
     ("POST", "/api/v1/runs/{run_id}/cancel"),
     ("POST", "/api/v1/runs/{run_id}/retry"),
+    ("POST", "/api/v1/runs/{run_id}/resume"),
 }
 
 

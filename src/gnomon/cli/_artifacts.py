@@ -56,7 +56,7 @@ def artifacts_ls(
     \b
     Examples:
       gnomon artifacts ls --key daily-rows --limit 5
-      gnomon artifacts ls --run 3f2a9c --json
+      gnomon artifacts list --run 3f2a9c --json
     """
     from gnomon.control import artifact_view, check_artifact_key
 

@@ -22,7 +22,6 @@ from gnomon.cli._common import (
     reports_errors,
 )
 from gnomon.control import MAX_FIRES
-from gnomon.deployments import CONFIG_SOURCE
 from gnomon.states import StateName
 
 if TYPE_CHECKING:
@@ -74,6 +73,8 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
             item["last_runs"] = marks or None
             item["config"] = _drift_text(item)
         columns = ["name", "schedule", "timezone", "paused", "next_fire", "last_runs", "config"]
+        from gnomon.deployments import CONFIG_SOURCE  # here: the fast commands skip pydantic
+
         if any(item["source"] != CONFIG_SOURCE for item in listed):  # a script serves some
             columns.append("source")
         print_table(listed, columns)
@@ -166,6 +167,8 @@ _DRIFT_TEXT = {
 
 
 def _drift_text(item: dict[str, Any]) -> str:
+    from gnomon.deployments import CONFIG_SOURCE
+
     if item["in_config"] is None or item["source"] != CONFIG_SOURCE:
         return "-"
     if item["config_drift"] == "changed":
@@ -353,6 +356,8 @@ def deployments_apply(config: Path | None, timeout: float) -> None:
 
 def _source_text(view: dict[str, Any]) -> str:
     """Where a deployment is defined: its config file, or the script serving it."""
+    from gnomon.deployments import CONFIG_SOURCE
+
     if view["source"] != CONFIG_SOURCE:
         return str(view["source"])
     return view["source_file"] or "-"

@@ -426,10 +426,11 @@ def _write_result(plan: TaskRunPlan, state: State, cache_key: str | None) -> dic
 
 
 def task_transaction(task: Task[..., Any], cache_key: str | None) -> TaskTransaction:
-    """A task attempt's own transaction: it writes the cache record, when there is one."""
+    """A task attempt's own transaction: it writes the cache record, when there is one
+    (``cache_key`` is None unless the call persists: see ``persists``)."""
     from gnomon.flows._results import get_result_store
 
-    if cache_key is None or not task.persist_result:
+    if cache_key is None:
         return TaskTransaction(None, None)
     return TaskTransaction(cache_key, get_result_store())
 
