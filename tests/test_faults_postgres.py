@@ -190,8 +190,10 @@ def test_a_run_that_ends_while_the_database_refuses_connections_keeps_its_final_
     assert state_of(url, run_id) == "Completed"
     assert not [e for e in lines if "dropped a" in e["event"]], "rows were dropped"
     if timeout is not None:
-        [storing] = [e for e in lines if "waits for the store to take that" in e["event"]]
-        assert run_id in storing["event"]
+        # Each wait is logged: on a loaded machine the outage can span more than one.
+        storing = [e for e in lines if "waits for the store to take that" in e["event"]]
+        assert storing
+        assert all(run_id in each["event"] for each in storing)
     with admin(url) as connection:
         history = connection.execute(
             text("SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp"),
