@@ -68,11 +68,7 @@ if TYPE_CHECKING:
 RECENT_RUNS = 5
 
 
-def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": s.ErrorBody} for code in codes}
-
-
-router = APIRouter(prefix="/api/v1", responses=_error_responses(400, 401, 403, 422))
+router = APIRouter(prefix="/api/v1", responses=s.error_responses(400, 401, 403, 422))
 
 
 def operations(request: Request) -> Operations:
@@ -106,7 +102,7 @@ def list_deployments(store: StoreDep) -> list[dict[str, Any]]:
 @router.get(
     "/deployments/{name}",
     response_model=s.DeploymentDetail,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["deployments"],
 )
 def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
@@ -119,7 +115,7 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
 @router.get(
     "/deployments/{name}/next",
     response_model=list[str],
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["deployments"],
 )
 def next_fire_times(
@@ -133,7 +129,7 @@ def next_fire_times(
 @router.post(
     "/deployments/{name}/pause",
     response_model=s.PauseResponse,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["deployments"],
 )
 def pause_deployment(
@@ -148,7 +144,7 @@ def pause_deployment(
 @router.post(
     "/deployments/{name}/resume",
     response_model=s.ResumeResponse,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["deployments"],
 )
 def resume_deployment(
@@ -159,7 +155,7 @@ def resume_deployment(
 
 
 @router.post(
-    "/pause", response_model=s.PauseResponse, responses=_error_responses(404), tags=["deployments"]
+    "/pause", response_model=s.PauseResponse, responses=s.error_responses(404), tags=["deployments"]
 )
 def pause_many(body: s.SelectPauseRequest, ops: Ops) -> dict[str, Any]:
     """Pause the deployments named, or ``all``, or those with ``tag``."""
@@ -169,7 +165,7 @@ def pause_many(body: s.SelectPauseRequest, ops: Ops) -> dict[str, Any]:
 @router.post(
     "/resume",
     response_model=s.ResumeResponse,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["deployments"],
 )
 def resume_many(body: s.SelectRequest, ops: Ops) -> dict[str, Any]:
@@ -233,7 +229,7 @@ def apply_config(
     "/deployments/{name}/runs",
     status_code=201,
     response_model=s.RunDetail,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["runs"],
 )
 def trigger_run(
@@ -276,7 +272,7 @@ def list_runs(
 
 
 @router.get(
-    "/runs/{run_id}", response_model=s.RunDetail, responses=_error_responses(404), tags=["runs"]
+    "/runs/{run_id}", response_model=s.RunDetail, responses=s.error_responses(404), tags=["runs"]
 )
 def show_run(run_id: RunPath, ops: Ops) -> dict[str, Any]:
     """A run: state timeline, task runs with durations, parameters, error and traceback."""
@@ -286,7 +282,7 @@ def show_run(run_id: RunPath, ops: Ops) -> dict[str, Any]:
 @router.post(
     "/runs/{run_id}/cancel",
     response_model=s.CancelResponse,
-    responses=_error_responses(404, 409),
+    responses=s.error_responses(404, 409),
     tags=["runs"],
 )
 def cancel_run(
@@ -301,7 +297,7 @@ def cancel_run(
 @router.post(
     "/runs/{run_id}/resume",
     response_model=s.RunDetail,
-    responses=_error_responses(404, 409, 422),
+    responses=s.error_responses(404, 409, 422),
     tags=["runs"],
 )
 def resume_run(
@@ -318,7 +314,7 @@ def resume_run(
     "/runs/{run_id}/retry",
     status_code=201,
     response_model=s.RunDetail,
-    responses=_error_responses(404, 409),
+    responses=s.error_responses(404, 409),
     tags=["runs"],
 )
 def retry_run(run_id: RunPath, ops: Ops) -> dict[str, Any]:
@@ -341,7 +337,9 @@ def _log_query(
     return LogQuery(deployment, flow_run_id, level_number(level), since_time(since), after_id)
 
 
-@router.get("/logs", response_model=list[s.LogLine], responses=_error_responses(404), tags=["logs"])
+@router.get(
+    "/logs", response_model=list[s.LogLine], responses=s.error_responses(404), tags=["logs"]
+)
 def read_logs(
     ops: Ops,
     deployment: NameQuery = None,
@@ -366,7 +364,7 @@ def read_logs(
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-sent events: one `log` event per line, its id the line's.",
         },
-        **_error_responses(404),
+        **s.error_responses(404),
     },
     tags=["logs"],
 )
@@ -404,7 +402,7 @@ def stream_logs(
 @router.get(
     "/artifacts",
     response_model=list[s.ArtifactView],
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["artifacts"],
 )
 def list_artifacts(
@@ -422,7 +420,7 @@ def list_artifacts(
 @router.get(
     "/artifacts/{key_or_id}",
     response_model=s.ArtifactView,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["artifacts"],
 )
 def show_artifact(key_or_id: ArtifactPath, store: StoreDep) -> dict[str, Any]:
@@ -460,7 +458,7 @@ def set_limit(tag: TagPath, body: s.LimitRequest, ops: Ops) -> dict[str, Any]:
     "/concurrency-limits/{tag}",
     status_code=204,
     response_class=Response,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["limits"],
 )
 def remove_limit(tag: TagPath, ops: Ops) -> Response:
@@ -490,7 +488,7 @@ def list_tokens(store: StoreDep) -> list[dict[str, Any]]:
     "/tokens",
     status_code=201,
     response_model=s.TokenCreated,
-    responses=_error_responses(409),
+    responses=s.error_responses(409),
     tags=["tokens"],
 )
 def create_token(body: s.TokenRequest, ops: Ops) -> dict[str, Any]:
@@ -506,7 +504,7 @@ def create_token(body: s.TokenRequest, ops: Ops) -> dict[str, Any]:
     "/tokens/{name}",
     status_code=204,
     response_class=Response,
-    responses=_error_responses(404),
+    responses=s.error_responses(404),
     tags=["tokens"],
 )
 def revoke_token(name: TokenPath, ops: Ops) -> Response:

@@ -111,6 +111,11 @@ class ErrorBody(BaseModel):
     problems: list[Problem] | None = None
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI's ``responses`` entry for routes that answer ``codes`` with an ErrorBody."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
 class RecentRun(BaseModel):
     id: str
     state: str | None

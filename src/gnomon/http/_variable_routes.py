@@ -17,7 +17,7 @@ from gnomon.control import VariableOperations, secret_view, variable_view
 from gnomon.exceptions import SecretsKeyError
 from gnomon.http._auth import request_actor
 from gnomon.http._params import ApiError
-from gnomon.http._schemas import ErrorBody
+from gnomon.http._schemas import error_responses
 
 if TYPE_CHECKING:
     from gnomon.store import ControlStore
@@ -64,11 +64,7 @@ class SecretRequest(BaseModel):
     overwrite: bool = Field(False, description="Replace the secret if it exists (else 409).")
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
-
-
-router = APIRouter(prefix="/api/v1", responses=_errors(400, 401, 403, 422))
+router = APIRouter(prefix="/api/v1", responses=error_responses(400, 401, 403, 422))
 
 
 def operations(request: Request) -> VariableOperations:
@@ -87,7 +83,10 @@ def list_variables(ops: Ops) -> list[dict[str, Any]]:
 
 
 @router.get(
-    "/variables/{name}", response_model=VariableInfo, responses=_errors(404), tags=["variables"]
+    "/variables/{name}",
+    response_model=VariableInfo,
+    responses=error_responses(404),
+    tags=["variables"],
 )
 def show_variable(name: VariablePath, ops: Ops) -> dict[str, Any]:
     """One variable."""
@@ -97,7 +96,7 @@ def show_variable(name: VariablePath, ops: Ops) -> dict[str, Any]:
 @router.put(
     "/variables/{name}",
     response_model=VariableInfo,
-    responses={201: {"model": VariableInfo, "description": "Created."}, **_errors(409)},
+    responses={201: {"model": VariableInfo, "description": "Created."}, **error_responses(409)},
     tags=["variables"],
 )
 def set_variable(
@@ -114,7 +113,7 @@ def set_variable(
     "/variables/{name}",
     status_code=204,
     response_class=Response,
-    responses=_errors(404),
+    responses=error_responses(404),
     tags=["variables"],
 )
 def remove_variable(name: VariablePath, ops: Ops) -> Response:
@@ -134,7 +133,7 @@ def list_secrets(ops: Ops) -> list[dict[str, Any]]:
     response_model=SecretInfo,
     responses={
         201: {"model": SecretInfo, "description": "Created."},
-        **_errors(409, 503),
+        **error_responses(409, 503),
     },
     tags=["secrets"],
 )
@@ -159,7 +158,7 @@ def set_secret(
     "/secrets/{name}",
     status_code=204,
     response_class=Response,
-    responses=_errors(404),
+    responses=error_responses(404),
     tags=["secrets"],
 )
 def remove_secret(name: SecretPath, ops: Ops) -> Response:
