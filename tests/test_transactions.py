@@ -225,6 +225,33 @@ def test_get_transaction_is_the_current_one_and_a_tasks_own_inside_it():
     assert seen["parent"] is seen["flow"]
 
 
+def test_a_task_outside_any_transaction_commits_its_own_and_what_its_body_added():
+    """The engine's short way for a task with no key, hooks or transaction around it must
+    still commit the task's own transaction, and run a hook the body put on it."""
+    seen: dict[str, Any] = {}
+    committed: list[str] = []
+
+    @task
+    def plain() -> int:
+        seen["plain"] = get_transaction()
+        return 3
+
+    @task
+    def with_hook() -> int:
+        own = get_transaction()
+        assert own is not None
+        own.on_commit_hooks.append(lambda txn: committed.append("body's hook"))
+        seen["hooked"] = own
+        return 4
+
+    assert plain() == 3
+    assert with_hook() == 4
+    assert seen["plain"].is_committed()
+    assert seen["plain"].get_parent() is None
+    assert seen["hooked"].is_committed()
+    assert committed == ["body's hook"]
+
+
 def test_a_committed_key_makes_the_next_transaction_start_committed():
     runs: list[str] = []
 

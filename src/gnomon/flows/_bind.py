@@ -12,6 +12,7 @@ but it is never stored with the run.
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Any, Literal
@@ -60,10 +61,24 @@ def with_defaults(fn: Callable[..., Any], parameters: dict[str, Any]) -> dict[st
     """``parameters`` (one run of a ``.map``, bound already) with ``fn``'s defaults for
     those it lacks; cheaper than binding again, for a map of many runs."""
     parameters = dict(parameters)
-    for name, param in _signature(fn).parameters.items():
-        if param.default is not param.empty:
-            parameters.setdefault(name, param.default)
-    return _unwrap_field_defaults(parameters)
+    for name, default in _defaults(fn).items():
+        parameters.setdefault(name, default)
+    return parameters
+
+
+_defaults_of: dict[Callable[..., Any], dict[str, Any]] = {}
+
+
+def _defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s parameters that have defaults, with their (unwrapped) default values, in
+    signature order; read once per function, as a map asks for them once per run."""
+    defaults = _defaults_of.get(fn)
+    if defaults is None:
+        parameters = _signature(fn).parameters.values()
+        empty = inspect.Parameter.empty
+        found = {param.name: param.default for param in parameters if param.default is not empty}
+        defaults = _defaults_of[fn] = _unwrap_field_defaults(found)
+    return defaults
 
 
 def _unwrap_field_defaults(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Retrying while retries remain. Hooks run once, on the final state.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import uuid
@@ -222,15 +223,14 @@ def _run_attempts(
 ) -> Generator[Any, None, State]:
     task = plan.task
     clock = get_clock()
+    persisted = persists(plan)
     # A generator's values are not cached, as in Prefect: each call yields them anew.
-    cache_key = (
-        _compute_cache_key(plan, context) if persists(plan) and not task.isgenerator else None
-    )
+    cache_key = _compute_cache_key(plan, context) if persisted and not task.isgenerator else None
     if cache_key is not None and not task.refresh_cache:
         hit = _read_cache(cache_key, clock.now())
         if hit is not None:
             state = Cached(data=hit.value)
-            return _finish(store, plan, context, state, cache_key=cache_key)
+            return _finish(store, plan, context, state, cache_key, persisted)
     while True:
         attempt = context.attempt
         running = Running() if attempt == 1 else Retrying()
@@ -245,12 +245,15 @@ def _run_attempts(
             _records.run_hooks(task.on_running_hooks, task, view, running)
         txn = task_transaction(task, cache_key)
         context.raised = False
-        with txn.current():
+        token = txn.enter()
+        try:
             state = yield from attempt_steps(task, context)
+        finally:
+            txn.leave(token)
         if context.raised:
             txn.raised()
         if not (state.is_failed() and _should_retry(task, context, state)):
-            return _finish(store, plan, context, state, cache_key=cache_key, txn=txn)
+            return _finish(store, plan, context, state, cache_key, persisted, txn)
         delay = retry_delay(task, attempt, clock.random)
         store.add_state(_records.state_row(state, attempt, plan.flow_run_id, plan.task_run_id))
         waiting = AwaitingRetry(
@@ -344,18 +347,18 @@ def _finish(
     context: TaskRunContext,
     state: State,
     cache_key: str | None,
+    persisted: bool,
     txn: TaskTransaction | None = None,
 ) -> State:
     task = plan.task
     extra: dict[str, Any] = {"end_time": state.timestamp, "cache_key": cache_key}
     ran = state.is_completed() and state.name != StateName.CACHED
-    if ran and (task.persist_result or persists(plan)):
+    if ran and (task.persist_result or persisted):
         extra["result_ref"] = _write_result(plan, state, cache_key)
     extra.update(_records.error_fields(_records.state_error(state)))
     _record(store, plan, state, context.attempt, **extra)
     if ran and txn is not None:  # commits now, or when the transaction around it does
-        expires = expiration_after(state.timestamp, task.cache_expiration)
-        txn.completed(state.data, task.on_commit_hooks, task.on_rollback_hooks, expires)
+        txn.completed(state, task)
     _log_final(context, state)
     hooks = task.on_completion_hooks if state.is_completed() else task.on_failure_hooks
     if hooks and state.is_final():
@@ -454,9 +457,12 @@ def _log_final(context: TaskRunContext, state: State) -> None:
 
 
 def _debug_enabled() -> bool:
-    import logging
+    # The logger is looked up once: getLogger takes logging's module lock, which every
+    # worker thread finishing a task at the same moment would queue on.
+    return _ENGINE_LOGGER.isEnabledFor(logging.DEBUG)
 
-    return logging.getLogger("gnomon.engine").isEnabledFor(logging.DEBUG)
+
+_ENGINE_LOGGER = logging.getLogger("gnomon.engine")
 
 
 _fallback_runner: TaskRunner | None = None

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gnomon.flows._results import ResultStore, StoredResult
+    from gnomon.flows._task import Task
+    from gnomon.states import State
 
 Hook = Callable[["Transaction"], Any]
 
@@ -313,7 +315,11 @@ class TaskTransaction:
     The body runs with it current (``get_transaction()`` in a task gives it). A completed
     attempt stages its hooks and its cache record, and commits them at once when no
     transaction is around it; a body that raised rolls back the transaction around it.
+    Every task call has one, so the common case (no key, no hooks, none around it) costs
+    an object and a context variable, nothing more.
     """
+
+    __slots__ = ("parent", "transaction")
 
     def __init__(self, key: str | None, store: ResultStore | None) -> None:
         self.transaction = Transaction(key=key, store=store)
@@ -321,24 +327,31 @@ class TaskTransaction:
         self.transaction.commit_mode = self.parent.commit_mode if self.parent else CommitMode.LAZY
         self.transaction.state = TransactionState.ACTIVE
 
-    @contextmanager
-    def current(self) -> Iterator[Transaction]:
-        token = _current.set(self.transaction)
-        try:
-            yield self.transaction
-        finally:
-            _current.reset(token)
+    def enter(self) -> Token[Transaction | None]:
+        """Make it current for the attempt's body; ``leave`` with the token after."""
+        return _current.set(self.transaction)
 
-    def completed(
-        self,
-        value: Any,
-        on_commit: list[Hook],
-        on_rollback: list[Hook],
-        expiration: datetime | None,
-    ) -> None:
+    @staticmethod
+    def leave(token: Token[Transaction | None]) -> None:
+        _current.reset(token)
+
+    def completed(self, state: State, task: Task[..., Any]) -> None:
+        """The attempt completed with ``state``: stage its value and ``task``'s commit and
+        rollback hooks, and commit unless a transaction around it will."""
         txn = self.transaction
+        hooks = (task.on_commit_hooks, task.on_rollback_hooks)
+        own = (txn.on_commit_hooks, txn.on_rollback_hooks, txn.children)
+        if self.parent is None and txn.key is None and not any(hooks) and not any(own):
+            if txn.state is TransactionState.ACTIVE:  # what stage() and commit() would do
+                txn._staged_value = state.data
+                txn.state = TransactionState.COMMITTED
+            return
+        expiration = expiration_after(state.timestamp, task.cache_expiration)
         txn.stage(
-            value, on_rollback_hooks=on_rollback, on_commit_hooks=on_commit, expiration=expiration
+            state.data,
+            on_rollback_hooks=task.on_rollback_hooks,
+            on_commit_hooks=task.on_commit_hooks,
+            expiration=expiration,
         )
         if self.parent is None:
             txn.commit()
