@@ -209,6 +209,13 @@ def read_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
     return process.stdout.readline() if ready else ""
 
 
+def stop_python(process: subprocess.Popen[str]) -> None:
+    """Kill ``process`` if it is still running, reap it and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
 def approx_equal(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 

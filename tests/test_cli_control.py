@@ -424,6 +424,67 @@ def test_concurrency_limits_set_list_and_remove(
     assert actions[:2] == ["limit-rm", "limit-set"]
 
 
+def test_global_concurrency_limits_set_list_and_remove_with_their_decay(
+    applied: Path, gnomon_home: Path, store: Store
+) -> None:
+    slow = ("--slot-decay-per-second", "0.01")  # the slots taken below outlast the test
+    made = run(gnomon_home, applied, "global-concurrency-limit", "set", "openai-api", "10", *slow)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "openai-api: at most 10 slots, 0.01 freed a second"
+    assert run(gnomon_home, applied, "gcl", "set", "database", "5").returncode == 0
+    assert run(gnomon_home, applied, "concurrency-limit", "set", "crm-api", "2").returncode == 0
+    assert store.try_acquire_slots(["openai-api"], 3, "h:1:t", rate_limit=True)
+    listed = run(gnomon_home, applied, "gcl", "ls", "--json")
+    printed = run(gnomon_home, applied, "global-concurrency-limit", "ls")
+    tags = run(gnomon_home, applied, "concurrency-limit", "ls", "--json")
+    removed = run(gnomon_home, applied, "gcl", "rm", "database")
+    missing = run(gnomon_home, applied, "gcl", "rm", "openai-apj")
+
+    assert json.loads(listed.stdout) == [
+        {"name": "database", "limit": 5, "active": 0, "slot_decay_per_second": 0.0},
+        {"name": "openai-api", "limit": 10, "active": 3, "slot_decay_per_second": 0.01},
+    ]
+    assert table(printed.stdout) == [
+        ["NAME", "LIMIT", "ACTIVE", "SLOT_DECAY_PER_SECOND"],
+        ["database", "5", "0", "0.0"],
+        ["openai-api", "10", "3", "0.01"],
+    ]
+    assert json.loads(tags.stdout) == [{"tag": "crm-api", "limit": 2, "active": 0}]
+    assert removed.returncode == 0, removed.stderr
+    assert store.read_concurrency_limits() == {"openai-api": 10, "tag:crm-api": 2}
+    assert missing.returncode == 2
+    assert 'no global concurrency limit named "openai-apj"; did you mean "openai-api"?' in (
+        missing.stderr
+    )
+    audit = [(entry.action, entry.target, entry.detail) for entry in store.read_audit()]
+    assert audit[:2] == [("limit-rm", "database", None), ("limit-set", "tag:crm-api", {"limit": 2})]
+    assert ("limit-set", "openai-api", {"limit": 10, "slot_decay_per_second": 0.01}) in audit
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["set", "api", "5", "--slot-decay-per-second", "-1"], "'api': slot_decay_per_second is"),
+        (["set", "api", "5", "--slot-decay-per-second", "nan"], "0 for no decay, not nan"),
+        (["set", "api", "5", "--slot-decay-per-second", "1e-12"], "over 100 years to free"),
+        (["set", "--", "api", "-1"], "a concurrency limit is from 0 to 1,000,000, not -1"),
+        (["set", "api", "five"], "'five' is not a valid integer"),
+        (["set", "tag:crm", "2"], "tag limits (tag:NAME) are `gnomon concurrency-limit`'s"),
+        (["set", "bell\x07", "2"], "invalid global concurrency limit name"),
+        (["rm", "tag:crm"], "tag limits (tag:NAME) are `gnomon concurrency-limit`'s"),
+    ],
+)
+def test_bad_global_concurrency_limits_are_refused_naming_the_value(
+    applied: Path, gnomon_home: Path, store: Store, args: list[str], named: str
+) -> None:
+    result = run(gnomon_home, applied, "gcl", *args)
+
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert store.read_concurrency_limits() == {}
+
+
 def test_tokens_are_shown_once_and_stored_hashed(
     applied: Path, gnomon_home: Path, store: Store
 ) -> None:

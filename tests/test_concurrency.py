@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import read_line, start_python
+from conftest import read_line, start_python, stop_python
 from gnomon.concurrency import (
     concurrency,
     delete_concurrency_limit,
@@ -59,13 +59,6 @@ def _finish(process: subprocess.Popen[str], stdin: str = "") -> str:
     return stdout
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    """Kill the process if it is still running, reap it and close its pipes."""
-    if process.poll() is None:
-        process.kill()
-    process.communicate()
-
-
 def _slot_holders(store) -> list[str]:
     with store.reader.connect() as connection:
         return list(connection.execute(select(concurrency_slots.c.holder)).scalars())
@@ -88,7 +81,7 @@ def test_acquire_times_out_while_another_process_holds_the_only_slot(
 
         assert _finish(holder, "release\n").strip() == "released"
     finally:
-        _stop(holder)
+        stop_python(holder)
 
     with concurrency("db", occupy=1, timeout_seconds=DEADLINE):
         assert len(_slot_holders(store)) == 1
@@ -168,7 +161,7 @@ def test_tag_limit_of_one_never_lets_two_tagged_tasks_overlap_across_processes(
             _finish(process)
     finally:
         for process in processes:
-            _stop(process)
+            stop_python(process)
 
     events = [line.split() for line in log.read_text().splitlines()]
     assert len(events) == 16
@@ -197,7 +190,7 @@ def test_slots_of_a_killed_holder_process_are_reclaimed_by_the_next_waiter(
         holder.send_signal(signal.SIGKILL)
         holder.wait(DEADLINE)
     finally:
-        _stop(holder)
+        stop_python(holder)
     assert holder.returncode == -signal.SIGKILL
 
     # A short timeout: the dead holder's slot is reclaimed by the waiter, not after it gave up.

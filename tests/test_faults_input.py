@@ -78,6 +78,8 @@ def usage_error(result: Any, *named: str) -> None:
         (["run", "sync-crm", "--wait", "--timeout", "nan"], ["'--timeout'", "'nan'"]),
         (["daemon", "stop", "--timeout", "inf"], ["'--timeout'", "'inf'"]),
         (["concurrency-limit", "set", "crm", "99999999999999999999"], ["99999999999999999999"]),
+        (["gcl", "set", "api", "99999999999999999999"], ["99999999999999999999"]),
+        (["gcl", "set", "api", "2", "--slot-decay-per-second", "1e999"], ["'api'", "not inf"]),
         (["runs", "list", "--state", "Bogus"], ["'--state'", "'Bogus'", "only:NAME", "TimedOut"]),
         (["pause", "--tag", "nosuchtag"], ['no deployment has the tag "nosuchtag"']),
         (["resume", "--tag", "crn"], ['the tag "crn"; did you mean "crm"?']),

@@ -237,6 +237,7 @@ WRITERS = (
     ("runs", "retry", "RUN"),
     ("concurrency-limit", "set", "crm", "2"),
     ("concurrency-limit", "rm", "crm"),
+    ("global-concurrency-limit", "set", "api", "2", "--slot-decay-per-second", "1"),
     ("token", "create", "grafana"),
     ("token", "revoke", "grafana"),
 )
@@ -251,6 +252,7 @@ READERS = (
     ("deployments", "show", "ticker"),
     ("deployments", "next", "ticker"),
     ("concurrency-limit", "ls"),
+    ("global-concurrency-limit", "ls"),
     ("token", "ls"),
     ("audit",),
 )

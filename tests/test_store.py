@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from conftest import all_states, create_run, logs_of, subflows
 from gnomon._settings import get_settings, reset_settings
+from gnomon.exceptions import ConcurrencySlotAcquisitionError
 from gnomon.states import StateType
 from gnomon.store import (
     HEAD_REVISION,
@@ -226,6 +227,72 @@ def test_a_database_at_the_first_revision_is_upgraded_in_place_keeping_its_runs(
     row = store.read_flow_run("old")
     assert row is not None
     assert (row.name, row.deployment_name, row.scheduled_for) == ("old-run", None, None)
+
+
+@pytest.mark.empty_database
+def test_limits_and_slots_of_revision_0013_keep_working_after_the_decay_migration(
+    url: str,
+) -> None:
+    """0014 adds the decay and the rate-limit slots' release time: a limit from before has
+    no decay, a slot from before is held until released, and a 0013 daemon's inserts
+    (without the new columns) still succeed."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "0013")
+    old_limit = (
+        "INSERT INTO concurrency_limits (name, slot_limit, created, updated) "
+        "VALUES ('{}', 1, '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+    )
+    old_slot = (
+        "INSERT INTO concurrency_slots (limit_name, holder, occupy, acquired_at) "
+        "VALUES ('{}', 'elsewhere:1:old', 1, '2026-01-01 00:00:00.000000')"
+    )
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(old_limit.format("db")))
+            connection.execute(text(old_slot.format("db")))
+        store = get_store()  # first use migrates to head
+        assert current_revision(url) == HEAD_REVISION
+        with engine.begin() as connection:  # what a daemon of 0013 writes
+            connection.execute(text(old_limit.format("api")))
+            connection.execute(text(old_slot.format("api")))
+    finally:
+        engine.dispose()
+
+    rows = {
+        row.name: (row.slot_limit, row.slot_decay_per_second) for row in store.read_limit_rows()
+    }
+    assert rows == {"api": (1, 0.0), "db": (1, 0.0)}
+    assert store.count_active_slots() == {"api": 1, "db": 1}
+    assert store.try_acquire_slots(["db"], 1, "h:1:new") is False  # the old slot is held
+    assert store.release_slots("elsewhere:1:old") == 2
+    assert store.try_acquire_slots(["db"], 1, "h:1:new") is True
+
+
+@pytest.mark.empty_database
+def test_the_decay_migration_downgrades_dropping_rate_limit_slots_only(url: str) -> None:
+    from alembic import command
+
+    upgrade(url)
+    store = get_store()
+    store.set_concurrency_limit("api", 2, slot_decay_per_second=0.01)
+    assert store.try_acquire_slots(["api"], 1, "h:1:rate", rate_limit=True)
+    assert store.try_acquire_slots(["api"], 1, "h:1:held")
+    command.downgrade(alembic_config(url), "0013")
+    reset_store()
+    assert current_revision(url) == "0013"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            holders = connection.execute(text("SELECT holder FROM concurrency_slots")).scalars()
+            assert list(holders) == ["h:1:held"]
+            columns = {
+                column["name"] for column in inspect(connection).get_columns("concurrency_limits")
+            }
+            assert "slot_decay_per_second" not in columns
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.sqlite_only
@@ -841,8 +908,17 @@ def test_concurrency_limits_can_be_set_changed_listed_and_deleted(store: Store) 
     assert store.delete_concurrency_limit("db") is True
     assert store.delete_concurrency_limit("db") is False
     assert store.read_concurrency_limits() == {"tag:io": 5}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="concurrency limit 'db': limit must be >= 0, got -1"):
         store.set_concurrency_limit("db", -1)
+    store.set_concurrency_limit("api", 4, slot_decay_per_second=0.5)
+    assert [
+        (row.name, row.slot_limit, row.slot_decay_per_second) for row in store.read_limit_rows()
+    ] == [
+        ("api", 4, 0.5),
+        ("tag:io", 5, 0.0),
+    ]
+    with pytest.raises(ValueError, match="slot_decay_per_second is a finite number"):
+        store.set_concurrency_limit("api", 4, slot_decay_per_second=-0.5)
 
 
 def test_slots_are_taken_on_every_limit_or_on_none(store: Store) -> None:
@@ -857,6 +933,25 @@ def test_slots_are_taken_on_every_limit_or_on_none(store: Store) -> None:
     assert store.release_slots("h:1:a") == 2
     assert store.try_acquire_slots(["wide", "narrow"], 1, "h:1:c") is True
     assert store.try_acquire_slots(["wide"], 3, "h:1:d") is False  # larger than the limit
+
+
+def test_rate_limit_slots_free_themselves_and_outlive_their_dead_process(store: Store) -> None:
+    store.set_concurrency_limit("api", 2, slot_decay_per_second=1000)  # a slot lasts 1 ms
+    store.set_concurrency_limit("db", 1)
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert process.wait() == 0  # exited and reaped: its pid names no process now
+    gone = f"{socket.gethostname()}:{process.pid}:t"
+    assert store.try_acquire_slots(["api"], 2, gone, rate_limit=True)
+    assert store.try_acquire_slots(["db"], 1, gone)
+    assert store.reap_stale_slots() == 1  # the held "db" slot only
+    assert sorted(slot_holders(store)) == [gone, gone]
+    deadline = time.monotonic() + 20
+    while not store.try_acquire_slots(["api"], 2, "h:1:a", rate_limit=True):
+        assert time.monotonic() < deadline, "rate-limit slots never freed themselves"
+        time.sleep(0.01)
+    assert slot_holders(store) == ["h:1:a", "h:1:a"]  # the expired rows were deleted
+    with pytest.raises(ConcurrencySlotAcquisitionError, match="no decay on 'db'"):
+        store.try_acquire_slots(["db", "api"], 1, "h:1:b", rate_limit=True)
 
 
 def test_deleting_a_limit_frees_its_slots(store: Store) -> None:

@@ -250,10 +250,10 @@ prefect.utilities.annotations.NotSet | - | leave the argument out
 prefect.utilities.annotations.freeze | - | pass a copy of the value
 prefect.utilities.annotations.opaque | - | `quote(value)` keeps gnomon from looking inside a value
 prefect.utilities | - | the Python standard library (`asyncio`, `hashlib`, `importlib`) does what Prefect's helpers do for its own code
-prefect.concurrency.sync.concurrency | gnomon.concurrency.sync.concurrency | no lease or `max_retries`: slots of a process that died are freed by the next waiter on its host
-prefect.concurrency.sync.rate_limit | gnomon.concurrency.sync.rate_limit | {rate_limit}
-prefect.concurrency.asyncio.concurrency | gnomon.concurrency.asyncio.concurrency | no lease or `max_retries`: slots of a process that died are freed by the next waiter on its host
-prefect.concurrency.asyncio.rate_limit | gnomon.concurrency.asyncio.rate_limit | {rate_limit}
+prefect.concurrency.sync.concurrency | gnomon.concurrency.sync.concurrency | {concurrency}
+prefect.concurrency.sync.rate_limit | gnomon.concurrency.sync.rate_limit |
+prefect.concurrency.asyncio.concurrency | gnomon.concurrency.asyncio.concurrency | {concurrency}
+prefect.concurrency.asyncio.rate_limit | gnomon.concurrency.asyncio.rate_limit |
 prefect.concurrency.asyncio.ConcurrencySlotAcquisitionError | gnomon.exceptions.ConcurrencySlotAcquisitionError |
 prefect.concurrency.asyncio.AcquireConcurrencySlotTimeoutError | gnomon.exceptions.AcquireConcurrencySlotTimeoutError |
 prefect.concurrency.context | - | {engine}
@@ -418,6 +418,11 @@ _NOTES = {
         "blocks are not supported: `gnomon.blocks.system.Secret` holds secrets, "
         "`gnomon.variables.Variable` holds settings"
     ),
+    "concurrency": (
+        "no lease or `max_retries`: slots of a process that died are freed by the next waiter "
+        "on its host; on a limit with a `slot_decay_per_second` its slots are held until the "
+        "block ends (Prefect decays them while held)"
+    ),
     "daemon": _DAEMON,
     "deploy": (
         "gnomon has no work pools or image builds: its error message holds the TOML "
@@ -430,10 +435,6 @@ _NOTES = {
     ),
     "no_server": _NO_SERVER,
     "notify": _NOTIFY,
-    "rate_limit": (
-        "a limit used as a rate limit frees its whole size each second (Prefect's limits "
-        "carry their own `slot_decay_per_second`, which gnomon's store has no column for yet)"
-    ),
     "results": _RESULTS,
     "settings": _SETTINGS,
 }

@@ -9,17 +9,12 @@ from gnomon._version import __version__
 from gnomon.cli._artifacts import artifacts_group
 from gnomon.cli._common import Commands
 from gnomon.cli._completion import completion_command
-from gnomon.cli._control import (
-    audit_command,
-    limits_group,
-    pause_command,
-    resume_command,
-    token_group,
-)
+from gnomon.cli._control import audit_command, pause_command, resume_command, token_group
 from gnomon.cli._cron import cron_command
 from gnomon.cli._daemon import daemon_group, dashboard_command
 from gnomon.cli._db import db_group
 from gnomon.cli._deployments import deployments_group
+from gnomon.cli._limits import global_limits_group, limits_group
 from gnomon.cli._logs import logs_command
 from gnomon.cli._runs import run_command, runs_group
 from gnomon.cli._variables import secret_group, variable_group
@@ -52,6 +47,7 @@ for command in (
     logs_command,
     artifacts_group,
     limits_group,
+    global_limits_group,
     audit_command,
     token_group,
     variable_group,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 
@@ -409,7 +409,13 @@ def fast_operations() -> FastOperations:
 
 class Commands(click.Group):
     """The ``gnomon`` group: a store fault in any command (see ``store_fault``) ends it with
-    one line naming the store and the cause, exit 1, instead of a traceback."""
+    one line naming the store and the cause, exit 1, instead of a traceback. ``gcl`` is
+    ``global-concurrency-limit``, as in Prefect's command line (not listed in the help)."""
+
+    aliases: ClassVar[dict[str, str]] = {"gcl": "global-concurrency-limit"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -1,5 +1,5 @@
-"""``gnomon pause``, ``resume``, ``concurrency-limit``, ``audit`` and ``token``: changes an
-operator makes, each audited with the OS user as the actor."""
+"""``gnomon pause``, ``resume``, ``audit`` and ``token``: changes an operator makes, each
+audited with the OS user as the actor (concurrency limits are ``_limits``')."""
 
 from __future__ import annotations
 
@@ -175,78 +175,6 @@ def resume_command(
         click.echo(f"{name} was not paused")
     if not selected:
         click.echo("no deployment matched", err=True)
-
-
-@click.group("concurrency-limit")
-def limits_group() -> None:
-    """Limit how many tasks with a tag run at once, across every flow run and worker.
-
-    \b
-    Examples:
-      gnomon concurrency-limit set crm-api 2
-      gnomon concurrency-limit ls
-      gnomon concurrency-limit rm crm-api
-    """
-
-
-@limits_group.command("set")
-@config_option
-@click.argument("tag")
-@click.argument("limit", type=int)
-@reports_errors
-@changes_store
-def limit_set(config: Path | None, tag: str, limit: int) -> None:
-    """Allow at most LIMIT running tasks tagged TAG (0 blocks them).
-
-    \b
-    Example:
-      gnomon concurrency-limit set crm-api 2
-    """
-    operations().set_limit(tag, limit)
-    click.echo(f"tag {tag}: at most {limit} at once")
-
-
-@limits_group.command("ls")
-@config_option
-@json_option
-def limit_ls(config: Path | None, as_json: bool) -> None:
-    """List tag concurrency limits and the slots taken now.
-
-    \b
-    Example:
-      gnomon concurrency-limit ls --json
-    """
-    store = open_store()
-    limits = store.read_concurrency_limits()
-    active = store.count_active_slots()
-    rows = [
-        {"tag": name[4:], "limit": limit, "active": active.get(name, 0)}
-        for name, limit in sorted(limits.items())
-        if name.startswith("tag:")
-    ]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        click.echo("no concurrency limits", err=True)
-        return
-    print_table(rows, ["tag", "limit", "active"])
-
-
-@limits_group.command("rm")
-@config_option
-@click.argument("tag")
-@reports_errors
-@changes_store
-def limit_rm(config: Path | None, tag: str) -> None:
-    """Remove the limit on TAG.
-
-    \b
-    Example:
-      gnomon concurrency-limit rm crm-api
-    """
-    operations().remove_limit(tag)
-    click.echo(f"tag {tag}: no limit")
 
 
 @click.command("audit")

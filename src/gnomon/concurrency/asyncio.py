@@ -50,8 +50,8 @@ async def rate_limit(
     timeout_seconds: float | None = None,
     strict: bool = False,
 ) -> None:
-    """Wait for and take ``occupy`` slots of each named limit, freed a second later; see
-    ``gnomon.concurrency.sync.rate_limit``."""
+    """Wait for and take ``occupy`` slots of each named limit, which free themselves at
+    its ``slot_decay_per_second``; see ``gnomon.concurrency.sync.rate_limit``."""
     await asyncio.to_thread(_rate_limit, names, occupy, timeout_seconds, strict)
 
 

@@ -111,6 +111,18 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+def check_global_limit_name(value: str) -> str:
+    """``value`` if it can name a global concurrency limit (as ``concurrency("name")`` takes
+    it: 1 to 255 printable characters, not a tag limit's ``tag:``), else InvalidName."""
+    check_text("global concurrency limit name", value, 255)
+    if not value.strip() or value.startswith("tag:"):
+        raise InvalidName(
+            f"invalid global concurrency limit name {repr(value)[:120]}: give 1 to 255 "
+            "printable characters; tag limits (tag:NAME) are `gnomon concurrency-limit`'s"
+        )
+    return value
+
+
 def check_run_id(value: str) -> str:
     """``value`` if it can be a run id or an id prefix (4 to 32 hex digits), else InvalidName."""
     if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
@@ -465,6 +477,22 @@ class Operations(FastOperations):
                 name[4:] for name in self.store.read_concurrency_limits() if name[:4] == "tag:"
             ]
             raise UnknownName("concurrency limit", tag, known)
+
+    # Global concurrency limits (Prefect's, as `gnomon global-concurrency-limit` manages them:
+    # ``concurrency()`` holds them, ``rate_limit`` needs their decay).
+
+    def set_global_limit(self, name: str, limit: int, slot_decay_per_second: float = 0.0) -> None:
+        """Create or change the global limit ``name``, its decay too (the store checks it)."""
+        check_global_limit_name(name)
+        if not 0 <= limit <= MAX_LIMIT:
+            raise InvalidName(f"a concurrency limit is from 0 to {MAX_LIMIT:,}, not {limit}")
+        self.store.set_limit_audited(name, limit, self.actor, slot_decay_per_second)
+
+    def remove_global_limit(self, name: str) -> None:
+        check_global_limit_name(name)
+        if not self.store.delete_limit_audited(name, self.actor):
+            known = [row.name for row in self.store.read_limit_rows() if row.name[:4] != "tag:"]
+            raise UnknownName("global concurrency limit", name, known)
 
     # API tokens.
 

@@ -1,10 +1,12 @@
 """Concurrency limits shared by every process that uses the same store.
 
-A limit is a row (``name``, ``slot_limit``); holding slots is a row per holder, inserted and
-deleted in write transactions, so the count is exact across processes. Tag limits are named
-``tag:<tag>`` and hold every task run carrying the tag to the limit. Slots left behind by a
-process that died are reclaimed by the next waiter on the same host. ``rate_limit`` takes
-slots that free themselves a second later (``RATE_LIMIT_WINDOW``).
+A limit is a row (``name``, ``slot_limit``, ``slot_decay_per_second``); holding slots is a
+row per holder, inserted and deleted in write transactions, so the count is exact across
+processes. Tag limits are named ``tag:<tag>`` and hold every task run carrying the tag to
+the limit. Slots left behind by a process that died are reclaimed by the next waiter on the
+same host. ``rate_limit`` takes slots that free themselves at the limit's decay, a slot
+every 1/decay seconds (see ``RunStore.try_acquire_slots``), whether their process lives on
+or not.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from gnomon.exceptions import (
@@ -32,23 +34,28 @@ _POLL_START = 0.01
 _POLL_MAX = 0.5
 _REAP_EVERY = 2.0
 _LIMITS_TTL = 1.0
-RATE_LIMIT_WINDOW = 1.0  # seconds a rate_limit's slots are held (see rate_limit)
 
 
 def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _acquire(names: list[str], occupy: int, timeout_seconds: float | None, holder: str) -> RunStore:
-    """Take ``occupy`` slots of every named limit for ``holder``, waiting for room if needed;
-    the store they were taken in."""
+def _acquire(
+    names: list[str],
+    occupy: int,
+    timeout_seconds: float | None,
+    holder: str,
+    rate_limit: bool = False,
+) -> RunStore:
+    """Take ``occupy`` slots of every named limit for ``holder`` (slots that free themselves,
+    with ``rate_limit``), waiting for room if needed; the store they were taken in."""
     from gnomon.store import get_store
 
     store = get_store()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     delay = _POLL_START
     last_reap = float("-inf")  # reap at the first wait: a dead holder must not outlast a timeout
-    while not store.try_acquire_slots(names, occupy, holder):
+    while not store.try_acquire_slots(names, occupy, holder, rate_limit):
         now = time.monotonic()
         if now - last_reap >= _REAP_EVERY:
             last_reap = now
@@ -63,20 +70,6 @@ def _acquire(names: list[str], occupy: int, timeout_seconds: float | None, holde
         time.sleep(wait)
         delay = min(delay * 2, _POLL_MAX)
     return store
-
-
-def _release_later(store: RunStore, holder: str) -> None:
-    """Free ``holder``'s slots after ``RATE_LIMIT_WINDOW``, in a timer thread. A store that
-    cannot take it then (closed, down) leaves them to the reaper: a timer has no caller to
-    tell, and the next waiter frees a gone process's slots."""
-
-    def release() -> None:
-        with suppress(Exception):
-            store.release_slots(holder)
-
-    timer = threading.Timer(RATE_LIMIT_WINDOW, release)
-    timer.daemon = True
-    timer.start()
 
 
 @contextmanager
@@ -155,21 +148,20 @@ def rate_limit(
     strict: bool = False,
 ) -> None:
     """Prefect's ``rate_limit``: wait until ``occupy`` slots of each named limit are free,
-    take them, and return; they free themselves later.
+    take them, and return; they free themselves at the limit's ``slot_decay_per_second``.
 
-    Prefect's limits free rate-limit slots at their own ``slot_decay_per_second``. gnomon's
-    store keeps no decay for a limit, so the slots taken here are held for one second: a
-    limit of N slots admits N slots in any second (a sliding window), Prefect's limit of N
-    with a decay of N per second. The slots are freed by a timer in this process, or, if
-    the process ends first, by the next waiter on this host.
+    A limit of N slots with a decay of d admits a burst of N slots, then d slots a second,
+    across every process sharing the store; a slot taken counts until it has decayed even
+    if its process ends. As Prefect's, only limits with a decay can rate-limit: a named
+    limit without one raises ``ConcurrencySlotAcquisitionError`` (set one with
+    ``set_concurrency_limit(name, limit, slot_decay_per_second=d)`` or ``gnomon
+    global-concurrency-limit set NAME LIMIT --slot-decay-per-second D``).
     """
     if not names:
         return
     existing = existing_limits(names, occupy, strict)
-    if not existing:
-        return
-    holder = _holder()
-    _release_later(_acquire(existing, occupy, timeout_seconds, holder), holder)
+    if existing:
+        _acquire(existing, occupy, timeout_seconds, _holder(), rate_limit=True)
 
 
 class _LimitSnapshot:
@@ -213,13 +205,19 @@ def tag_slots(tags: frozenset[str]) -> Iterator[None]:
         yield
 
 
-def set_concurrency_limit(name: str, limit: int) -> None:
-    """Create or change the global limit ``name``."""
+def set_concurrency_limit(name: str, limit: int, slot_decay_per_second: float = 0.0) -> None:
+    """Create or change the global limit ``name``: at most ``limit`` slots taken at once;
+    with a ``slot_decay_per_second`` above 0, ``rate_limit``'s slots of it free themselves
+    at that rate (Prefect's global concurrency limit). Setting a limit sets its decay too:
+    leaving it out sets 0, no decay."""
     from gnomon.store import get_store
 
-    if limit < 0:
-        raise ValueError(f"concurrency limit {name!r}: limit must be >= 0, got {limit!r}")
-    get_store().set_concurrency_limit(name, limit)
+    if slot_decay_per_second and name.startswith("tag:"):
+        raise ValueError(
+            f"concurrency limit {name!r}: a tag limit holds task runs while they run and "
+            "takes no slot_decay_per_second; rate-limit with a global limit's name"
+        )
+    get_store().set_concurrency_limit(name, limit, slot_decay_per_second)
     _limits.invalidate()
 
 

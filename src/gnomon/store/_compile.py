@@ -34,6 +34,7 @@ from sqlalchemy import (
     Column,
     ColumnDefault,
     Dialect,
+    Float,
     Insert,
     Integer,
     Select,
@@ -413,6 +414,7 @@ PYTHON_TYPES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
     (UTCDateTime, "datetime"),
     (Boolean, "bool"),
     (Integer, "int"),
+    (Float, "float"),
     (String, "str"),
 )
 

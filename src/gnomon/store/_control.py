@@ -27,7 +27,14 @@ from gnomon.states import (
 )
 from gnomon.store._calls import audit_call
 from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, ReloadStatus, TokenAccess
-from gnomon.store._queries import Queries, Row, execute_call, upsert_limit
+from gnomon.store._queries import (
+    Queries,
+    Row,
+    check_limit,
+    execute_call,
+    slot_counts,
+    upsert_limit,
+)
 from gnomon.store._scheduled import first_state_row
 from gnomon.store._schema import (
     CANCEL_REQUEST,
@@ -47,6 +54,7 @@ from gnomon.store._values import Actor
 from gnomon.store.rows import (
     AuditEntry,
     CancelRequest,
+    ConcurrencyLimitRow,
     FlowRunRow,
     RecentRun,
     ReloadRequest,
@@ -384,23 +392,34 @@ class ControlQueries(Queries):
 
     # Concurrency limits, audited.
 
-    def set_limit_audited(self, name: str, limit: int, actor: Actor) -> None:
-        """Create or change a concurrency limit, with its audit entry."""
+    def set_limit_audited(
+        self, name: str, limit: int, actor: Actor, slot_decay_per_second: float = 0.0
+    ) -> None:
+        """Create or change a concurrency limit (its decay too), with its audit entry."""
+        check_limit(name, limit, slot_decay_per_second)
+        detail: dict[str, Any] = {"limit": limit}
+        if slot_decay_per_second:
+            detail["slot_decay_per_second"] = slot_decay_per_second
         now = utcnow()
         with self.engine.begin() as connection:
-            upsert_limit(connection, name, limit, now)
+            upsert_limit(connection, name, limit, slot_decay_per_second, now)
             execute_call(
-                connection,
-                audit_call(actor, AuditAction.LIMIT_SET, name, detail={"limit": limit}, now=now),
+                connection, audit_call(actor, AuditAction.LIMIT_SET, name, detail=detail, now=now)
             )
 
+    def read_limit_rows(self) -> list[ConcurrencyLimitRow]:
+        """Every concurrency limit, by name."""
+        return self._all(
+            select(concurrency_limits).order_by(concurrency_limits.c.name), ConcurrencyLimitRow
+        )
+
     def count_active_slots(self) -> dict[str, int]:
-        """Slots held now, by limit name."""
+        """Slots taken now, by limit name: those held, and rate-limit slots not yet freed."""
         with self.reader.connect() as connection:
             rows = connection.execute(
-                select(
-                    concurrency_slots.c.limit_name, func.sum(concurrency_slots.c.occupy)
-                ).group_by(concurrency_slots.c.limit_name)
+                select(concurrency_slots.c.limit_name, func.sum(concurrency_slots.c.occupy))
+                .where(slot_counts(utcnow()))
+                .group_by(concurrency_slots.c.limit_name)
             ).all()
         return {name: int(total) for name, total in rows}
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -24,10 +25,12 @@ from sqlalchemy import (
     Select,
     delete,
     func,
+    or_,
     select,
     update,
 )
 
+from gnomon.exceptions import ConcurrencySlotAcquisitionError, InvalidInput
 from gnomon.states import StateName, StateType
 from gnomon.store._calls import Call, Execute, FastControlQueries
 from gnomon.store._schema import (
@@ -44,6 +47,8 @@ from gnomon.store._writer import BatchWriter
 from gnomon.store.rows import ClaimedRun, DeploymentRow, ScheduleState, StateRow, TaskRunRow
 
 R = TypeVar("R")
+# The longest a full rate limit may take to free itself: its slots' release times are dates.
+MAX_DRAIN = timedelta(days=100 * 365)
 # Column values by name, as the store's internals bind them (the rows of ``rows`` that
 # writes take are these dicts, typed).
 Row = dict[str, Any]
@@ -191,12 +196,13 @@ class Queries(FastControlQueries):
 
     # Concurrency limits and slots.
 
-    def set_concurrency_limit(self, name: str, limit: int) -> None:
-        """Create the limit ``name`` of ``limit`` slots, or change it."""
-        if limit < 0:
-            raise ValueError(f"a concurrency limit cannot be negative, got {limit}")
+    def set_concurrency_limit(
+        self, name: str, limit: int, slot_decay_per_second: float = 0.0
+    ) -> None:
+        """Create the limit ``name`` of ``limit`` slots, or change it (its decay too)."""
+        check_limit(name, limit, slot_decay_per_second)
         with self.engine.begin() as connection:
-            upsert_limit(connection, name, limit, utcnow())
+            upsert_limit(connection, name, limit, slot_decay_per_second, utcnow())
 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
         """Every limit (or those of ``names`` that exist) by name."""
@@ -214,45 +220,74 @@ class Queries(FastControlQueries):
             ).rowcount
         return bool(deleted)
 
-    def try_acquire_slots(self, names: list[str], occupy: int, holder: str) -> bool:
+    def try_acquire_slots(
+        self, names: list[str], occupy: int, holder: str, rate_limit: bool = False
+    ) -> bool:
         """Take ``occupy`` slots on every limit in ``names``, or none at all.
 
         Names without a limit are ignored. Returns False, taking nothing, if any limit lacks
         room (a request larger than a limit can never succeed). ``holder`` should be
         ``hostname:pid:token`` so that ``reap_stale_slots`` can free the slots of a dead pid.
+
+        With ``rate_limit`` the slots are never released: each limit's slots free
+        themselves one at a time at its ``slot_decay_per_second``, a leaky bucket. Each slot
+        is a row with its release time, 1/decay after the limit's latest one (or after now),
+        so a burst fills the limit at once and then one slot is admitted every 1/decay
+        seconds, across every process. A limit without a decay raises
+        ``ConcurrencySlotAcquisitionError``, as Prefect's server refuses it.
         """
         with self.engine.begin() as connection:
-            limits = dict(
-                connection.execute(
-                    select(concurrency_limits.c.name, concurrency_limits.c.slot_limit)
+            limits = {
+                name: (limit, decay)
+                for name, limit, decay in connection.execute(
+                    select(
+                        concurrency_limits.c.name,
+                        concurrency_limits.c.slot_limit,
+                        concurrency_limits.c.slot_decay_per_second,
+                    )
                     .where(concurrency_limits.c.name.in_(sorted(set(names))))
                     .order_by(concurrency_limits.c.name)
                     .with_for_update()  # row locks on PostgreSQL; SQLite's IMMEDIATE suffices
                 )
-                .tuples()
-                .all()
-            )
+            }
             if not limits:
                 return True
-            used = dict(
-                connection.execute(
-                    select(concurrency_slots.c.limit_name, func.sum(concurrency_slots.c.occupy))
-                    .where(concurrency_slots.c.limit_name.in_(limits))
-                    .group_by(concurrency_slots.c.limit_name)
-                )
-                .tuples()
-                .all()
-            )
-            if any(used.get(name, 0) + occupy > limit for name, limit in limits.items()):
-                return False
             now = utcnow()
-            connection.execute(
-                concurrency_slots.insert(),
-                [
-                    {"limit_name": name, "holder": holder, "occupy": occupy, "acquired_at": now}
-                    for name in limits
-                ],
-            )
+            if rate_limit:
+                refuse_without_decay([name for name, (_, decay) in limits.items() if decay <= 0])
+                # The slots that have freed themselves: rate-limiting leaves them, it removes
+                # them (they no longer count in any case, see ``slot_counts``).
+                connection.execute(
+                    delete(concurrency_slots).where(
+                        concurrency_slots.c.limit_name.in_(limits), ~slot_counts(now)
+                    )
+                )
+            taken: dict[str, int] = {}
+            last_release: dict[str, datetime] = {}
+            for name, occupied, latest in connection.execute(
+                select(
+                    concurrency_slots.c.limit_name,
+                    func.sum(concurrency_slots.c.occupy),
+                    func.max(concurrency_slots.c.release_at),
+                )
+                .where(concurrency_slots.c.limit_name.in_(limits), slot_counts(now))
+                .group_by(concurrency_slots.c.limit_name)
+            ):
+                taken[name] = int(occupied)
+                if latest is not None:
+                    last_release[name] = latest
+            if any(taken.get(name, 0) + occupy > limit for name, (limit, _) in limits.items()):
+                return False
+            slot = {"holder": holder, "acquired_at": now}
+            if rate_limit:
+                rows = [
+                    {**slot, "limit_name": name, "occupy": 1, "release_at": release}
+                    for name, (_, decay) in limits.items()
+                    for release in _releases(max(now, last_release.get(name, now)), decay, occupy)
+                ]
+            else:
+                rows = [{**slot, "limit_name": name, "occupy": occupy} for name in limits]
+            connection.execute(concurrency_slots.insert(), rows)
         return True
 
     def release_slots(self, holder: str) -> int:
@@ -263,14 +298,18 @@ class Queries(FastControlQueries):
         """Free the slots held by processes of this host that no longer exist.
 
         A process killed without releasing its slots would otherwise hold them forever.
-        Returns how many slot rows were freed.
+        Rate-limit slots are not a process's to free: they count until their release time,
+        however their process ended. Returns how many slot rows were freed.
         """
+        held = concurrency_slots.c.release_at.is_(None)
         with self.reader.connect() as connection:
-            holders = connection.execute(select(concurrency_slots.c.holder.distinct())).scalars()
+            holders = connection.execute(
+                select(concurrency_slots.c.holder.distinct()).where(held)
+            ).scalars()
             stale = [holder for holder in holders if _is_dead_local_holder(holder)]
         if not stale:
             return 0
-        return self._delete_slots(concurrency_slots.c.holder.in_(stale))
+        return self._delete_slots(held & concurrency_slots.c.holder.in_(stale))
 
     def _delete_slots(self, condition: ColumnElement[bool]) -> int:
         with self.engine.begin() as connection:
@@ -334,16 +373,66 @@ def execute_call(connection: Connection, call: Call) -> int:
     return connection.execute(call_statement(call), dict(call.parameters)).rowcount
 
 
-def upsert_limit(connection: Connection, name: str, limit: int, now: datetime) -> None:
-    """Create the concurrency limit ``name`` or change its slot count, in ``connection``'s
-    transaction."""
+def upsert_limit(
+    connection: Connection, name: str, limit: int, slot_decay_per_second: float, now: datetime
+) -> None:
+    """Create the concurrency limit ``name`` or change its slot count and decay, in
+    ``connection``'s transaction."""
+    values = {"slot_limit": limit, "slot_decay_per_second": slot_decay_per_second}
     changed = connection.execute(
         update(concurrency_limits)
         .where(concurrency_limits.c.name == name)
-        .values(slot_limit=limit, updated=now)
+        .values(**values, updated=now)
     ).rowcount
     if not changed:
         connection.execute(
             concurrency_limits.insert(),
-            {"name": name, "slot_limit": limit, "created": now, "updated": now},
+            {"name": name, **values, "created": now, "updated": now},
         )
+
+
+def slot_counts(now: datetime) -> ColumnElement[bool]:
+    """Whether a slot row takes room at ``now``: held (no release time, until its holder
+    releases it) or a rate-limit slot not yet freed."""
+    release_at = concurrency_slots.c.release_at
+    return or_(release_at.is_(None), release_at > now)
+
+
+def _releases(after: datetime, decay: float, count: int) -> list[datetime]:
+    """When each of ``count`` slots taken now frees itself, on a limit whose slots free
+    themselves one every 1/``decay`` seconds, the first after ``after``."""
+    return [after + timedelta(seconds=slot / decay) for slot in range(1, count + 1)]
+
+
+def check_limit(name: str, limit: int, slot_decay_per_second: float) -> None:
+    """InvalidInput (a ValueError) naming the limit unless ``limit`` slots with a decay of
+    ``slot_decay_per_second`` can be stored: a count from 0, and a finite rate from 0 (no
+    decay) at which a full limit frees itself within ``MAX_DRAIN`` (a release time must be
+    a date)."""
+    if limit < 0:
+        raise InvalidInput(f"concurrency limit {name!r}: limit must be >= 0, got {limit!r}")
+    decay = slot_decay_per_second
+    if not (isinstance(decay, int | float) and math.isfinite(decay) and decay >= 0):
+        raise InvalidInput(
+            f"concurrency limit {name!r}: slot_decay_per_second is a finite number of slots "
+            f"a second, 0 for no decay, not {decay!r}"
+        )
+    if decay and limit / decay > MAX_DRAIN.total_seconds():
+        raise InvalidInput(
+            f"concurrency limit {name!r}: at {decay:g} slot(s) a second its {limit} slots "
+            f"would take over {MAX_DRAIN.days // 365} years to free; use a decay of at least "
+            f"{limit / MAX_DRAIN.total_seconds():.3g}"
+        )
+
+
+def refuse_without_decay(names: list[str]) -> None:
+    """ConcurrencySlotAcquisitionError if ``rate_limit`` was given limits without a decay."""
+    if not names:
+        return
+    listed = ", ".join(repr(name) for name in names)
+    raise ConcurrencySlotAcquisitionError(
+        "Only concurrency limits with slot decay can be used for rate limiting; no decay on "
+        f"{listed}. Set one, e.g. `gnomon global-concurrency-limit set {names[0]} LIMIT "
+        f"--slot-decay-per-second D` or `set_concurrency_limit({names[0]!r}, LIMIT, "
+        "slot_decay_per_second=D)`"
+    )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -286,6 +287,9 @@ concurrency_limits = Table(
     metadata,
     Column("name", String(255), primary_key=True),  # tag limits are named `tag:<tag>`
     Column("slot_limit", Integer, nullable=False),
+    # Prefect's: the rate at which ``rate_limit``'s slots free themselves; 0 for a limit
+    # that only ``concurrency()`` and tag limits hold (``rate_limit`` refuses it).
+    Column("slot_decay_per_second", Float, nullable=False, server_default="0", default=0.0),
     Column("created", UTCDateTime, nullable=False, default=utcnow),
     Column("updated", UTCDateTime, nullable=False, default=utcnow),
 )
@@ -303,6 +307,9 @@ concurrency_slots = Table(
     Column("holder", String(255), nullable=False),  # hostname:pid:token
     Column("occupy", Integer, nullable=False, server_default="1", default=1),
     Column("acquired_at", UTCDateTime, nullable=False, default=utcnow),
+    # A ``rate_limit`` slot's: when it frees itself (it is never released); null for a slot
+    # held until its holder releases it. Each rate-limit slot is a row of occupy 1.
+    Column("release_at", UTCDateTime),
     Index("ix_concurrency_slots_limit_name", "limit_name"),
     Index("ix_concurrency_slots_holder", "holder"),
 )
@@ -510,6 +517,7 @@ ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
     "VariableRow": variables,
     "SecretRow": secrets,
     "RunPauseRow": run_pauses,
+    "ConcurrencyLimitRow": concurrency_limits,
 }
 
 # What the store's writes take, by the name of their ``TypedDict`` in ``gnomon.store.rows``:

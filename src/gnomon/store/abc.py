@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         AuditEntry,
         CancelRequest,
         ClaimedRun,
+        ConcurrencyLimitRow,
         DeploymentRow,
         FlowRunChanges,
         FlowRunRow,
@@ -153,20 +154,29 @@ class RunStore(ArtifactReader, Protocol):
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
         """Every limit (or those of ``names`` that exist): slots by name."""
 
-    def set_concurrency_limit(self, name: str, limit: int) -> None:
-        """Create the limit ``name`` of ``limit`` slots, or change it (not audited)."""
+    def set_concurrency_limit(
+        self, name: str, limit: int, slot_decay_per_second: float = 0.0
+    ) -> None:
+        """Create the limit ``name`` of ``limit`` slots, or change it and its decay (not
+        audited); ValueError for a negative limit or a negative or infinite decay."""
 
     def delete_concurrency_limit(self, name: str) -> bool:
         """Delete a limit and its slots (not audited); False if there was no such limit."""
 
-    def try_acquire_slots(self, names: list[str], occupy: int, holder: str) -> bool:
-        """Take ``occupy`` slots on every limit in ``names``, or none and return False."""
+    def try_acquire_slots(
+        self, names: list[str], occupy: int, holder: str, rate_limit: bool = False
+    ) -> bool:
+        """Take ``occupy`` slots on every limit in ``names``, or none and return False.
+        ``rate_limit``: slots that free themselves at each limit's ``slot_decay_per_second``
+        (a leaky bucket), never released; ConcurrencySlotAcquisitionError for a limit with
+        no decay."""
 
     def release_slots(self, holder: str) -> int:
         """Free every slot ``holder`` holds; how many slot rows were freed."""
 
     def reap_stale_slots(self) -> int:
-        """Free the slots of this host's processes that are gone; how many were freed."""
+        """Free the held slots of this host's processes that are gone (not rate-limit slots,
+        which free themselves); how many were freed."""
 
     # Artifacts, written at once (after this process's recorded rows).
 
@@ -458,11 +468,16 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
         """Every limit (or those of ``names`` that exist): slots by name."""
 
-    def count_active_slots(self) -> dict[str, int]:
-        """Slots held now, by limit name."""
+    def read_limit_rows(self) -> list[ConcurrencyLimitRow]:
+        """Every concurrency limit, by name."""
 
-    def set_limit_audited(self, name: str, limit: int, actor: Actor) -> None:
-        """Create or change a concurrency limit, with its audit entry."""
+    def count_active_slots(self) -> dict[str, int]:
+        """Slots taken now, by limit name (rate-limit slots until they free themselves)."""
+
+    def set_limit_audited(
+        self, name: str, limit: int, actor: Actor, slot_decay_per_second: float = 0.0
+    ) -> None:
+        """Create or change a concurrency limit and its decay, with its audit entry."""
 
     def delete_limit_audited(self, name: str, actor: Actor) -> bool:
         """Remove a concurrency limit, with its audit entry; False if there was none."""

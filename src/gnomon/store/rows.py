@@ -24,6 +24,7 @@ __all__ = [
     "AuditEntry",
     "CancelRequest",
     "ClaimedRun",
+    "ConcurrencyLimitRow",
     "DeploymentRow",
     "FlowRunRow",
     "LogRow",
@@ -955,6 +956,34 @@ class RunPauseRow(StoreRow):
         set_(self, "resumed_at", resumed_at)
         set_(self, "resumed_by", resumed_by)
         set_(self, "input", input)
+
+
+class ConcurrencyLimitRow(StoreRow):
+    """A row of ``concurrency_limits``."""
+
+    __match_args__ = ("name", "slot_limit", "slot_decay_per_second", "created", "updated")
+    __slots__ = __match_args__
+
+    name: str
+    slot_limit: int
+    slot_decay_per_second: float
+    created: datetime
+    updated: datetime
+
+    def __init__(
+        self,
+        name: str,
+        slot_limit: int,
+        slot_decay_per_second: float,
+        created: datetime,
+        updated: datetime,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "slot_limit", slot_limit)
+        set_(self, "slot_decay_per_second", slot_decay_per_second)
+        set_(self, "created", created)
+        set_(self, "updated", updated)
 
 
 # For the type checker only: a write takes a plain dict.
