@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 PER_PAGE = 100
 MAX_FILTER = 200  # characters: far beyond any actor, target or cursor
 # Actions whose target is a deployment's name, and those whose target is a run id.
-ON_DEPLOYMENT = frozenset({AuditAction.PAUSE, AuditAction.RESUME})
+ON_DEPLOYMENT = frozenset(
+    {AuditAction.PAUSE, AuditAction.RESUME, AuditAction.TAKEOVER, AuditAction.RELEASE}
+)
 ON_RUN = frozenset({AuditAction.RUN, AuditAction.RETRY, AuditAction.CANCEL})
 # Actions on a variable or a secret, and where the variables page shows it.
 ON_VARIABLES_PAGE = {
