@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon._names import NAME_RULE, is_name
+from gnomon._text import quoted
 from gnomon.control._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
@@ -56,7 +57,8 @@ class UnknownName(GnomonError, LookupError):
     ) -> None:
         self.kind = kind
         self.name = name
-        message = f'{lead or f"no {kind} named"} "{name}"'
+        shown = quoted(name, mark='"')  # a 3,000-character name is not echoed in full
+        message = f"{lead or f'no {kind} named'} {shown}"
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         if close:
             message += f'; did you mean "{close[0]}"?'
@@ -109,14 +111,14 @@ class InvalidParameters(InvalidInput):
 def check_name(kind: str, value: str) -> str:
     """``value`` if it can be a deployment, tag or token name, else InvalidName."""
     if not is_name(value):
-        raise InvalidName(f"invalid {kind} name {repr(value)[:120]}: use {NAME_RULE}")
+        raise InvalidName(f"invalid {kind} name {quoted(value)}: use {NAME_RULE}")
     return value
 
 
 def check_run_id(value: str) -> str:
     """``value`` if it can be a run id or an id prefix (4 to 32 hex digits), else InvalidName."""
     if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
-        raise InvalidName(f"invalid run id {repr(value)[:80]}: use 4 to 32 hex digits")
+        raise InvalidName(f"invalid run id {quoted(value)}: use 4 to 32 hex digits")
     return value
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from gnomon._text import quoted
 from gnomon.control import audit_view
 from gnomon.http._dashboard import page
 from gnomon.store import AuditAction
@@ -127,5 +128,5 @@ def _action(text: str, problems: list[str]) -> AuditAction | None:
         return AuditAction(text)
     except ValueError:
         choices = ", ".join(AuditAction)
-        problems.append(f"There is no action {text[:40]!r}; the actions are {choices}.")
+        problems.append(f"There is no action {quoted(text, 40)}; the actions are {choices}.")
         return None
