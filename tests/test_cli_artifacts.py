@@ -121,6 +121,9 @@ def test_show_prints_a_keys_latest_or_its_history_or_one_by_id(
         (["ls", "--key", "daily_rows"], "invalid artifact key 'daily_rows'"),
         (["ls", "--run", "0123abcd"], 'no run named "0123abcd"'),
         (["ls", "--run", "not-a-run"], "invalid run id"),
+        (["show", "a" * 250], f'no artifact key or id named "{"a" * 79}…" (250 characters)'),
+        (["show", "a" * 3000], "…' (3000 characters): use lowercase letters, numbers, and dashes"),
+        (["ls", "--key", "a" * 3000], "at most 255 characters"),
     ],
 )
 def test_a_bad_or_unknown_key_id_or_run_is_one_line_and_exit_2(
@@ -132,3 +135,4 @@ def test_a_bad_or_unknown_key_id_or_run_is_one_line_and_exit_2(
     assert says in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr) < 300  # a long key is not echoed in full

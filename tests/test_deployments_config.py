@@ -936,19 +936,25 @@ def test_problems_render_file_deployment_field_value_and_message(
 
 
 def test_gnomon_daemon_variables_override_the_daemon_table(tmp_path, monkeypatch) -> None:
+    """An empty one is unset (an empty log_file would be the config's directory)."""
     config = tmp_path / "gnomon.toml"
-    config.write_text('[daemon]\nworkers = 2\nshutdown_grace = "30s"\ntimezone = "UTC"\n')
+    config.write_text(
+        '[daemon]\nworkers = 2\nshutdown_grace = "30s"\ntimezone = "UTC"\nlog_file = "d.log"\n'
+    )
     monkeypatch.setenv("GNOMON_DAEMON_WORKERS", "8")
     monkeypatch.setenv("GNOMON_DAEMON_SHUTDOWN_GRACE", "5s")
+    monkeypatch.setenv("GNOMON_DAEMON_LOG_FILE", "")
+    monkeypatch.setenv("GNOMON_DAEMON_TIMEZONE", "")
 
     result = load_config(config)
 
     assert result.ok, [str(problem) for problem in result.problems]
     daemon = result.config.daemon
-    assert (daemon.workers, daemon.shutdown_grace, daemon.timezone) == (
+    assert (daemon.workers, daemon.shutdown_grace, daemon.timezone, daemon.log_file) == (
         8,
         timedelta(seconds=5),
         "UTC",
+        tmp_path / "d.log",
     )
 
 
@@ -964,3 +970,13 @@ def test_a_bad_gnomon_daemon_variable_is_reported_naming_it(tmp_path, monkeypatc
     assert any("daemon.workers 0" in m and "GNOMON_DAEMON_WORKERS" in m for m in messages), messages
     assert any("GNOMON_DAEMON_WROKERS" in m for m in messages), messages
     assert result.config.daemon.workers == 2
+
+
+def test_an_empty_path_in_the_daemon_table_is_refused(tmp_path) -> None:
+    """It would be read as the config's directory (Path(""))."""
+    config = tmp_path / "gnomon.toml"
+    config.write_text('[daemon]\nlog_file = ""\n')
+
+    (problem,) = load_config(config).problems
+
+    assert 'daemon.log_file "": an empty path' in str(problem)

@@ -379,3 +379,70 @@ def test_a_name_another_source_gave_up_is_taken_over(store, source) -> None:
     assert (result.added, result.refused) == (["moved"], {})
     row = store.read_deployment("moved")
     assert (row.active, row.source, row.schedule) == (True, "config", "0 3 * * *")
+
+
+OTHER_SCRIPT = "serve:/srv/jobs/other.py"
+
+
+def test_without_the_store_lock_a_scripts_active_name_is_refused_naming_release(
+    store, source
+) -> None:
+    """Not holding the lock, a sync cannot know whether the script still serves it."""
+    sync_deployments(store, [make(None, "shared")], T0, source=SERVED)
+
+    result = sync_deployments(store, [make(source, "shared", cron="0 3 * * *")], T1)
+
+    assert result.refused == {"shared": SERVED}
+    (message,) = result.refusals("config")
+    assert "gnomon deployments release shared" in message
+    assert store.read_deployment("shared").source == SERVED
+
+
+@pytest.mark.parametrize("taker", ["config", OTHER_SCRIPT])
+def test_the_lock_holder_takes_over_a_name_a_killed_script_left_active(
+    store, source, taker: str
+) -> None:
+    sync_deployments(store, [make(None, "shared")], T0, source=SERVED)  # then SIGKILLed
+
+    result = sync_deployments(
+        store, [make(source, "shared", cron="0 3 * * *")], T2, source=taker, lock_held=True
+    )
+
+    assert (result.added, result.refused, result.taken_over) == (["shared"], {}, {"shared": SERVED})
+    row = store.read_deployment("shared")
+    assert (row.active, row.source, row.schedule) == (True, taker, "0 3 * * *")
+    assert row.fires_from == T2  # the killed script's downtime is not the taker's to catch up
+
+
+def test_the_lock_holder_script_is_still_refused_the_config_files_names(store, source) -> None:
+    sync_deployments(store, [make(source, "nightly")], T0)  # the config daemon is not running
+
+    result = sync_deployments(store, [make(None, "nightly")], T1, source=SERVED, lock_held=True)
+
+    assert (result.refused, result.taken_over) == ({"nightly": "config"}, {})
+    (message,) = result.refusals(SERVED)
+    assert "remove it from the config file and run `gnomon deployments apply`" in message
+    assert store.read_deployment("nightly").source == "config"
+
+
+def test_a_script_serving_again_after_a_kill_keeps_its_own_deployments(store, source) -> None:
+    sync_deployments(store, [make(None, "mine")], T0, source=SERVED)  # then SIGKILLed
+
+    again = sync_deployments(store, [make(None, "mine")], T2, source=SERVED, lock_held=True)
+
+    assert (again.unchanged, again.taken_over) == (["mine"], {})
+    assert store.read_deployment("mine").fires_from == T0  # its downtime is caught up
+
+
+def test_releasing_retires_only_that_name_of_that_script(store, source) -> None:
+    from gnomon.deployments import release_deployment
+
+    sync_deployments(store, [make(None, "a"), make(None, "b")], T0, source=SERVED)
+    sync_deployments(store, [make(source, "c")], T0)
+
+    assert not release_deployment(store, "c", SERVED, T1)  # the config file's
+    assert release_deployment(store, "a", SERVED, T1)
+    assert not release_deployment(store, "a", SERVED, T2)  # already retired
+
+    assert names(store) == ["b", "c"]
+    assert store.read_deployment("a").updated == T1

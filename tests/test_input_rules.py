@@ -21,7 +21,7 @@ from gnomon._secrets import (
     remember_secrets,
     secret_values,
 )
-from gnomon._text import loads, valid_text
+from gnomon._text import loads, quoted, shortened, valid_text
 from gnomon.control import (
     MAX_PARAMETERS_BYTES,
     check_parameters,
@@ -79,6 +79,33 @@ def test_a_since_that_is_no_usable_moment_is_refused_naming_it(text: str, proble
 
 
 # levels
+
+
+def test_a_value_an_error_quotes_is_cut_short_saying_how_long_it_was() -> None:
+    assert quoted("short") == "'short'"
+    assert quoted("a" * 80) == repr("a" * 80)
+    assert quoted("a" * 3000) == repr("a" * 79 + "…") + " (3000 characters)"
+    assert quoted("a" * 3000, mark='"') == '"' + "a" * 79 + '…" (3000 characters)'
+    listed = quoted(list(range(1000)))
+    assert (listed[:9], listed[-1], len(listed)) == ("[0, 1, 2,", "…", 80)
+
+
+def test_a_long_since_or_expiry_is_refused_without_echoing_it_in_full() -> None:
+    from gnomon.control import parse_expiry
+
+    for text in ("1" * 3000 + "h", "x" * 3000, "1" + "h" * 3000):
+        with pytest.raises(InvalidInput) as since:
+            parse_since(text, NOW)
+        with pytest.raises(InvalidInput) as expiry:
+            parse_expiry(text)
+        for refused in (since, expiry):
+            assert f"({len(text)} characters)" in str(refused.value)
+            assert len(str(refused.value)) < 400
+
+
+def test_shortened_text_keeps_its_limit() -> None:
+    assert shortened("abc", 3) == "abc"
+    assert shortened("abcd", 3) == "ab…"
 
 
 @pytest.mark.parametrize(

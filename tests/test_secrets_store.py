@@ -405,6 +405,11 @@ def test_the_cli_refuses_empty_oversized_and_non_utf8_values(key: Path, gnomon_h
         assert message in result.stderr
     bad_name = secret_cli(gnomon_home, "set", "crm_token", value="v", **env)
     assert b"invalid secret name 'crm_token'" in bad_name.stderr
+    # A bad name is said first, cut short: not the value's problem, nor 3,000 characters.
+    long_name = secret_cli(gnomon_home, "set", "a" * 3000, value=b"x" * 70_000, **env)
+    assert long_name.returncode == 2
+    assert b"(3000 characters): use lowercase letters" in long_name.stderr
+    assert len(long_name.stderr) < 300
 
 
 def test_the_cli_without_a_key_says_where_it_looked_and_exits_2(
@@ -421,6 +426,10 @@ def test_the_cli_without_a_key_says_where_it_looked_and_exits_2(
     )
     assert result.returncode == 2
     assert result.stderr.startswith(b"Error: no key for secrets: secrets_key_file is not set")
+    # An empty variable is unset too, not the working directory (Path("")).
+    empty = secret_cli(gnomon_home, "set", "crm-token", value="v", GNOMON_SECRETS_KEY_FILE="")
+    assert empty.returncode == 2
+    assert empty.stderr.startswith(b"Error: no key for secrets: secrets_key_file is not set")
     missing = tmp_path / "nowhere.key"
     named = secret_cli(
         gnomon_home, "set", "crm-token", value="v", GNOMON_SECRETS_KEY_FILE=str(missing)

@@ -483,3 +483,170 @@ def test_serve_beside_another_serving_script_says_to_stop_it(
 
 def _listed(home: Path, name: str) -> bool | None:
     return name in gnomon_cli(home, "deployments", "list").stdout or None
+
+
+# A serving script killed (SIGKILL, a power loss) cannot retire its deployments: they stay
+# active under its source. Whoever holds the store's lock next knows it is not running.
+
+
+def _kill(process: DaemonProcess, home: Path) -> None:
+    """SIGKILL the serving script, then wait until the store's lock is free."""
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    status = lambda: "not running" in gnomon_cli(home, "daemon", "status").stdout  # noqa: E731
+    wait_for(status, 60, "the killed script's lock to drop")
+
+
+@pytest.fixture
+def killed(gnomon_home: Path, store: Any, served: tuple[Path, DaemonProcess]) -> Path:
+    """SCRIPT's path, once it served a run and was SIGKILLed: its greet-often is left
+    active under its source, and no process holds the store."""
+    script, process = served
+    wait_for(lambda: completed_of(store, "greet-often"), 60, "a served run")
+    _kill(process, gnomon_home)
+    assert store.read_deployment("greet-often").active
+    return script
+
+
+def _greet_in_config(tmp_path: Path, schedule: str) -> Path:
+    """A config file defining greet-often, on flows.py's tick."""
+    table = f'[[deployments]]\nname = "greet-often"\nflow = "flows.py:tick"\n{schedule}\n'
+    return write_config(tmp_path, table)
+
+
+def _log_events(path: Path, kind: str) -> list[dict[str, Any]]:
+    """The JSON log lines in ``path`` of event kind ``kind``."""
+    lines = (line for line in path.read_text().splitlines() if line.startswith("{"))
+    return [each for each in map(json.loads, lines) if each.get("event_kind") == kind]
+
+
+def test_a_daemon_takes_over_and_fires_a_name_a_killed_script_left_scheduled(
+    tmp_path: Path, gnomon_home: Path, store: Any, killed: Path, daemons: Any
+) -> None:
+    from gnomon.store import AuditAction
+
+    config = _greet_in_config(tmp_path, 'interval = "1s"\nparameters = { label = "config" }')
+
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+
+    fired = lambda: [  # noqa: E731
+        row for row in completed_of(store, "greet-often") if row.parameters == {"label": "config"}
+    ]
+    wait_for(fired, 60, "a run of the config's greet-often")
+    assert store.read_deployment("greet-often").source == "config"
+    old = f"serve:{killed.resolve()}"
+    (warning,) = _log_events(daemon.output_path, "deployment_taken_over")
+    assert (warning["level"], warning["deployment"]) == ("warning", "greet-often")
+    assert (warning["old_source"], warning["new_source"]) == (old, "config")
+    (entry,) = store.read_audit(action=AuditAction.TAKEOVER)
+    assert (entry.target, entry.detail) == ("greet-often", {"from": old, "to": "config"})
+    # The config file's now, which release refuses (asked while a daemon holds the store).
+    refused = gnomon_cli(gnomon_home, "deployments", "release", "greet-often")
+    assert refused.returncode == 1
+    assert "the config file's" in refused.stderr
+    assert store.read_deployment("greet-often").active
+
+
+def test_another_script_serves_a_name_a_killed_script_left_scheduled(
+    tmp_path: Path, gnomon_home: Path, store: Any, killed: Path
+) -> None:
+    other = start_script(tmp_path / "other.py", SCRIPT.replace('"served"', '"other"'), gnomon_home)
+    try:
+        mine = lambda: [  # noqa: E731
+            row for row in completed_of(store, "greet-often") if row.parameters == {"who": "other"}
+        ]
+        wait_for(mine, 60, "a run served by the other script")
+        assert (
+            store.read_deployment("greet-often").source
+            == f"serve:{(tmp_path / 'other.py').resolve()}"
+        )
+    finally:
+        other.send_signal(signal.SIGTERM)
+        _, stderr = other.communicate(timeout=60)
+    assert other.returncode == 0, stderr
+    (warning,) = _log_events(other.output_path, "deployment_taken_over")
+    assert warning["old_source"] == f"serve:{killed.resolve()}"
+    assert not store.read_deployment("greet-often").active  # retired by the clean stop
+
+
+def test_release_retires_a_killed_scripts_deployment_and_is_refused_while_it_serves(
+    tmp_path: Path, gnomon_home: Path, store: Any, served: tuple[Path, DaemonProcess]
+) -> None:
+    from gnomon.store import AuditAction
+
+    script, process = served
+    wait_for(lambda: _listed(gnomon_home, "greet-often"), 60, "served")
+
+    refused = gnomon_cli(gnomon_home, "deployments", "release", "greet-often")
+    assert refused.returncode == 1
+    assert f"the script {script.resolve()} (serve) still serves" in refused.stderr
+    assert f"pid {process.pid}" in refused.stderr
+    assert store.read_deployment("greet-often").active
+
+    _kill(process, gnomon_home)
+    released = gnomon_cli(gnomon_home, "deployments", "release", "greet-often")
+
+    assert released.returncode == 0, released.stderr
+    assert "released: greet-often" in released.stdout
+    assert not store.read_deployment("greet-often").active
+    (entry,) = store.read_audit(action=AuditAction.RELEASE)
+    assert (entry.target, entry.detail) == ("greet-often", {"source": f"serve:{script.resolve()}"})
+    assert not _listed(gnomon_home, "greet-often")
+    again = gnomon_cli(gnomon_home, "deployments", "release", "greet-often")
+    assert again.returncode == 2  # no longer a scheduled deployment
+    assert "greet-often" in again.stderr
+
+
+def test_a_killed_script_serves_again_and_catches_up_what_it_missed(
+    tmp_path: Path, gnomon_home: Path, store: Any
+) -> None:
+    """Its own source: nothing to take over. Killed, or stopped with pause_on_shutdown=False,
+    its deployments stay scheduled, and the next serve catches up the fires missed."""
+    from datetime import UTC, datetime
+
+    script = tmp_path / "two.py"
+    first = start_script(script, TWO, gnomon_home)
+    wait_for(lambda: completed_of(store, "first-dep"), 60, "a run of first-dep")
+    _kill(first, gnomon_home)
+
+    for catch_ups in (1, 2):  # after the kill, then after a clean stop
+        down_since = datetime.now(UTC)
+        missed = lambda since=down_since: _seconds_since(since) > 2.5  # noqa: E731
+        wait_for(missed, 10, "two missed fire times")
+        again = start_script(script, TWO, gnomon_home)
+        try:
+            caught_up = lambda count=catch_ups: _catch_ups(store) >= count  # noqa: E731
+            wait_for(caught_up, 60, f"catch-up run {catch_ups}")
+        finally:
+            again.send_signal(signal.SIGINT)
+            _, stderr = again.communicate(timeout=60)
+        assert again.returncode == 0, stderr
+        assert "refused" not in stderr
+        assert store.read_deployment("first-dep").active  # pause_on_shutdown=False
+
+
+def _catch_ups(store: Any) -> int:
+    """first-dep's catch-up runs (by the default policy, the latest fire missed; the others
+    are recorded Missed)."""
+    return sum(
+        row.trigger == "catchup" and row.state_name != "Missed" for row in runs(store, "first-dep")
+    )
+
+
+def test_apply_with_no_daemon_takes_over_a_name_a_killed_script_left_scheduled(
+    tmp_path: Path, gnomon_home: Path, store: Any, killed: Path
+) -> None:
+    from gnomon.store import AuditAction
+
+    config = _greet_in_config(tmp_path, 'cron = "0 3 * * *"')
+
+    applied = gnomon_cli(gnomon_home, "deployments", "apply", "--config", str(config))
+
+    assert applied.returncode == 0, applied.stderr
+    assert "added: greet-often" in applied.stdout
+    assert f"taken over by the config file from the script {killed.resolve()}" in applied.stderr
+    row = store.read_deployment("greet-often")
+    assert (row.source, row.schedule) == ("config", "0 3 * * *")
+    (entry,) = store.read_audit(action=AuditAction.TAKEOVER)
+    assert (entry.origin, entry.target) == ("cli", "greet-often")

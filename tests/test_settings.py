@@ -181,6 +181,61 @@ def test_a_bad_value_in_the_config_file_names_the_file_the_setting_and_the_value
         get_settings()
 
 
+@pytest.mark.parametrize(
+    "name", ["GNOMON_HOME", "GNOMON_SECRETS_KEY_FILE", "GNOMON_LOG_LEVEL", "GNOMON_DATABASE_URL"]
+)
+def test_an_empty_variable_is_unset_so_the_config_file_or_default_applies(
+    isolated: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """An empty path would be the working directory (Path(""))."""
+    from gnomon._location import store_location
+
+    isolated.delenv("GNOMON_HOME")
+    isolated.setenv(name, "")
+    reset_settings()
+    defaults = get_settings()
+    assert (defaults.home, defaults.secrets_key_file) == (tmp_path / "user" / ".gnomon", None)
+    assert (defaults.log_level, defaults.database_url) == ("INFO", None)
+    _use_config(
+        isolated,
+        tmp_path / "gnomon.toml",
+        f'home = "{tmp_path}/file-home"\nsecrets_key_file = "{tmp_path}/key"\n'
+        f'log_level = "warning"\ndatabase_url = "sqlite:///{tmp_path}/file.db"\n',
+    )
+
+    settings = get_settings()
+
+    assert (settings.home, settings.secrets_key_file) == (tmp_path / "file-home", tmp_path / "key")
+    assert (settings.log_level, settings.database_url) == (
+        "WARNING",
+        f"sqlite:///{tmp_path}/file.db",
+    )
+    assert store_location() == (settings.home, settings.effective_database_url)
+
+
+@pytest.mark.parametrize("setting", ["home", "secrets_key_file"])
+def test_an_empty_path_in_the_config_file_is_refused_naming_it(
+    isolated: pytest.MonkeyPatch, tmp_path: Path, setting: str
+) -> None:
+    isolated.delenv("GNOMON_HOME")
+    config = tmp_path / "gnomon.toml"
+    _use_config(isolated, config, f'{setting} = ""\n')
+
+    with pytest.raises(ConfigError, match=f"{config}.*{setting} = '': .*an empty path"):
+        get_settings()
+
+
+def test_an_empty_gnomon_config_is_unset_so_the_search_path_applies(
+    isolated: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "gnomon.toml").write_text('log_level = "error"\n')
+    isolated.chdir(tmp_path)
+    isolated.setenv("GNOMON_CONFIG", "")
+    reset_settings()
+
+    assert get_settings().log_level == "ERROR"
+
+
 # The command line's fast path finds the store as Settings does.
 
 LOCATION_CASES = {

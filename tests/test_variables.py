@@ -282,12 +282,17 @@ def test_the_cli_names_the_variable_in_each_refusal_with_exit_code_2(gnomon_home
         ("set", "Bad Name", "1"): "invalid variable name 'Bad Name'",
         ("set", "broken", "{", "--json-value"): 'the value for variable "broken" is not JSON',
         ("set", "huge", "x" * 5001): 'invalid value for variable "huge": it is 5,003 characters',
+        # Long names and values are cut short in the message, saying how long they were.
+        ("get", "a" * 250): f'no variable named "{"a" * 79}…" (250 characters)',
+        ("rm", "a" * 3000): "…' (3000 characters): use lowercase letters",
+        ("set", "long", "{" * 3000, "--json-value"): "…' (3000 characters)",
     }
     for args, message in cases.items():
         result = gnomon(gnomon_home, "variable", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+        assert len(result.stderr) < 300, args
     empty = gnomon(gnomon_home, "variable", "ls")
     assert empty.stdout.splitlines()[1].startswith("batch-size")
 

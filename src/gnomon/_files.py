@@ -30,6 +30,14 @@ from pathlib import Path
 from gnomon.exceptions import StoreOwnedByAnotherUser
 
 
+def refuse_empty_path(value: object) -> object:
+    """A path setting's value as given, or ValueError for an empty one: ``Path("")`` is the
+    working directory, never what was meant (pydantic validators, before the conversion)."""
+    if value == "":
+        raise ValueError("an empty path; leave the setting out for its default")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Modes:
     """The permission bits of what gnomon creates in one directory."""

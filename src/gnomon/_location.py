@@ -32,7 +32,7 @@ def find_config_file() -> Path | None:
     A ``GNOMON_CONFIG`` naming a file that does not exist is an error, not a silent default.
     """
     explicit = os.environ.get("GNOMON_CONFIG")
-    if explicit:
+    if explicit:  # an empty one is unset, as every GNOMON_* variable
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(f"GNOMON_CONFIG={explicit}: no such file")
@@ -93,14 +93,14 @@ def store_location() -> tuple[Path, str]:
 
 
 def _plain(value: Any) -> bool:
-    """Text this module reads as ``Settings`` would (not empty, which pydantic reads as a
-    path of its own), or unset."""
+    """Text this module reads as ``Settings`` would (not empty, which the config file may
+    not set: ``Settings`` says so), or unset."""
     return value is None or (isinstance(value, str) and value != "")
 
 
 def _setting(name: str) -> Any:
     value = os.environ.get(f"GNOMON_{name.upper()}")
-    if value is not None:
+    if value:  # an empty variable is unset, as ``Settings`` reads it
         return value
     config_file = find_config_file()
     if config_file is None:

@@ -6,7 +6,9 @@ The deployments are stored as the script's (source ``serve:<script path>``), sho
 ``gnomon deployments ls``, the API and the dashboard, and paused or run with the usual
 commands while the script serves them. The daemon's lock is the script's while it serves:
 where a daemon (or another serving script) already holds the store, ``serve`` refuses and
-prints the ``[[deployments]]`` tables to add to that daemon's config instead.
+prints the ``[[deployments]]`` tables to add to that daemon's config instead. A name the
+config file has is refused; one a killed script left scheduled is taken over (see
+``gnomon.deployments._sync``).
 
 Workers import the script by its path under another module name than ``__main__``, so
 its ``if __name__ == "__main__":`` block does not run in them; a ``serve()`` call left at
@@ -230,9 +232,11 @@ def _held_message(held: str, models: tuple[Deployment, ...], daemon_config: Daem
 
 
 def _refuse_if_defined_elsewhere(models: tuple[Deployment, ...], source: str) -> None:
-    """ServeRefused naming both sources where another source has one of the names active
-    (the sync refuses them too; this says so before anything starts)."""
-    from gnomon.deployments import owner, refusal_message
+    """ServeRefused naming both sources where the config file has one of the names active
+    (the sync refuses them too; this says so before anything starts). Another script's
+    are not: no daemon holds the store (``_refuse_if_held``), so that script was killed
+    before it could retire them, and the sync, under the lock, takes them over."""
+    from gnomon.deployments import owner, refusal_message, refuses
     from gnomon.store import get_store
 
     wanted = {model.name for model in models}
@@ -240,7 +244,7 @@ def _refuse_if_defined_elsewhere(models: tuple[Deployment, ...], source: str) ->
     refusals = [
         refusal_message(row.name, source, owner(row))
         for row in rows
-        if row.name in wanted and row.active and owner(row) != source
+        if row.name in wanted and refuses(row, source, lock_held=True)
     ]
     if refusals:
         raise ServeRefused("\n".join(refusals))

@@ -3,6 +3,10 @@
 The config file is the same one the daemon reads (``[daemon]``, ``[[deployments]]``); the
 engine only looks at its top-level keys and ignores the rest. It is found at ``GNOMON_CONFIG``,
 else ``./gnomon.toml``, ``~/.config/gnomon/config.toml``, ``/etc/gnomon/config.toml``.
+
+An empty ``GNOMON_*`` variable (``GNOMON_SECRETS_KEY_FILE=``, as a shell or a unit file
+clears one) counts as unset, ``GNOMON_CONFIG`` and ``GNOMON_DAEMON_*`` too: read as a path
+it would be the working directory. An empty path in the config file is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gnomon._files import refuse_empty_path
 from gnomon._location import (
     CONFIG_SEARCH_PATH,
     database_url_for,
@@ -34,7 +39,9 @@ __all__ = ["CONFIG_SEARCH_PATH", "Settings", "find_config_file", "get_settings",
 class Settings(BaseSettings):
     """Engine settings. Every field can be set as ``GNOMON_<FIELD>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="GNOMON_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="GNOMON_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     home: Path = Field(
         default=Path("~/.gnomon"),
@@ -85,6 +92,9 @@ class Settings(BaseSettings):
             " systemd's LoadCredential= provides. Never in the database."
         ),
     )
+
+    # The config file's empty path is refused; the environment's empty ones are unset.
+    _not_empty = field_validator("home", "secrets_key_file", mode="before")(refuse_empty_path)
 
     @field_validator("home")
     @classmethod

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from gnomon._prefect_import import prefect_fallback
+from gnomon._text import quoted
 from gnomon.exceptions import (
     CancelledRun,
     CrashedRun,
@@ -156,7 +157,7 @@ def parse_state_filter(text: str) -> StateFilter:
         return StateFilter(types=frozenset(kind.value for kind in FAILED_TYPES))
     name = _STATE_NAMES_LOWER.get(word.lower())
     if name is None:
-        raise InvalidInput(f"{text[:80]!r} is not a state; {STATE_FILTER_HELP}")
+        raise InvalidInput(f"{quoted(text)} is not a state; {STATE_FILTER_HELP}")
     return StateFilter(names=frozenset({name}))
 
 

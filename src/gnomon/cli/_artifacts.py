@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from gnomon._text import shortened
 from gnomon.cli._common import (
     config_option,
     json_option,
@@ -120,7 +121,7 @@ def _gist(view: dict[str, Any]) -> str:
         except ValueError:
             return "-"
     text = " ".join(str(data if isinstance(data, str) else json.dumps(data)).split())
-    return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
+    return shortened(text, SHOWN)
 
 
 def _print_artifact(view: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import click
 if TYPE_CHECKING:
     from gnomon._settings import Settings
     from gnomon.control import FastOperations, Operations, ReloadOutcome
+    from gnomon.daemon import DaemonLock
     from gnomon.exceptions import StoreOwnedByAnotherUser
     from gnomon.store import ControlStore, FastControl
 
@@ -211,6 +212,15 @@ def daemon_lock_path() -> Path:
     from gnomon.daemon import lock_path
 
     return lock_path(*_location())
+
+
+def store_lock() -> DaemonLock:
+    """This store's daemon lock, for a command that may only change the store while no
+    daemon or serving script runs on it (``with store_lock():``; DaemonAlreadyRunning if
+    one does)."""
+    from gnomon.daemon import DaemonLock
+
+    return DaemonLock.for_store(*_location())
 
 
 def daemon_holder() -> dict[str, Any] | None:
@@ -497,6 +507,10 @@ def report_reload(outcome: ReloadOutcome) -> NoReturn:
         click.echo(f"changed: {name} ({', '.join(fields)})")
     for name in detail.get("kept_last_good") or []:
         click.echo(f"kept last good version: {name}")
+    for name, other in sorted((detail.get("taken_over") or {}).items()):
+        from gnomon.deployments import CONFIG_SOURCE, takeover_message
+
+        click.echo(f"warning: {takeover_message(name, CONFIG_SOURCE, other)}", err=True)
     if outcome.status is ReloadStatus.REFUSED:
         click.echo(f"{len(outcome.problems)} problem(s) in the config; nothing applied", err=True)
     else:

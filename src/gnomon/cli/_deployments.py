@@ -1,4 +1,4 @@
-"""``gnomon deployments list | show | next | validate | apply``."""
+"""``gnomon deployments list | show | next | validate | apply | release``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gnomon.cli._common import (
+    OperationFailed,
     changes_store,
     complete_deployments,
     config_option,
@@ -20,11 +21,14 @@ from gnomon.cli._common import (
     print_table,
     reload_timeout_option,
     reports_errors,
+    store_lock,
 )
 from gnomon.control import MAX_FIRES
 from gnomon.states import StateName
 
 if TYPE_CHECKING:
+    from gnomon.control import Operations, ReloadOutcome
+    from gnomon.daemon import DaemonAlreadyRunning
     from gnomon.deployments import Comparison
     from gnomon.store.rows import RecentRun
 
@@ -41,6 +45,7 @@ def deployments_group() -> None:
       gnomon deployments show nightly-report
       gnomon deployments validate /etc/gnomon/config.toml
       gnomon deployments apply --config /etc/gnomon/config.toml
+      gnomon deployments release nightly-report
     """
 
 
@@ -347,11 +352,78 @@ def deployments_apply(config: Path | None, timeout: float) -> None:
     holder = daemon_holder()
     if holder is None:
         click.echo("no gnomon daemon is running on this store: registering the deployments")
-        report_reload(operations().apply(config))
+        report_reload(_apply_alone(config))
     daemon_config = holder.get("config")
     if config is not None and daemon_config and Path(daemon_config) != config.absolute():
         click.echo(f"note: the daemon reloads its own config, {daemon_config}", err=True)
     report_reload(operations().reload(config, timeout))
+
+
+def _apply_alone(config: Path | None) -> ReloadOutcome:
+    """``apply`` with no daemon running: under the store's lock, so none starts meanwhile,
+    and a name a killed serving script left scheduled is taken over (as the daemon would
+    at its start)."""
+    from gnomon.daemon import DaemonAlreadyRunning
+
+    ops = operations()  # first: opening the store looks for a daemon, which this is not
+    try:
+        return ops.apply(config, lock=store_lock())
+    except DaemonAlreadyRunning as error:
+        raise OperationFailed(f"{error}: started meanwhile; nothing applied") from None
+
+
+@deployments_group.command("release")
+@config_option
+@click.argument("name", shell_complete=complete_deployments)
+@reports_errors
+@changes_store
+def deployments_release(config: Path | None, name: str) -> None:
+    """Retire a deployment that a serving script (gnomon.serve, flow.serve) left scheduled
+    when it was killed (SIGKILL, a power loss) rather than stopped: nothing fires it any
+    more, its runs stay, and the name is free again.
+
+    A stopped script retires its deployments itself, and `gnomon daemon` or another
+    script serving the same name takes a killed one's over at its start; this is for a
+    name neither will. Refused while the script still serves the store, and for the
+    config file's deployments (remove those from the file, then `gnomon deployments
+    apply`).
+
+    \b
+    Example:
+      gnomon deployments release greet-often
+    """
+    from gnomon.daemon import DaemonAlreadyRunning
+
+    ops = operations()  # before the lock (see _apply_alone)
+    try:
+        with store_lock():  # no script serves the store while this holds it
+            row = ops.release(name)
+    except DaemonAlreadyRunning as held:
+        _refuse_if_served(ops, name, held)
+        row = ops.release(name)  # another process holds the store: not the script
+    from gnomon.deployments import describe_source, owner
+
+    click.echo(
+        f"released: {name} ({describe_source(owner(row))} no longer schedules it; its runs stay)"
+    )
+
+
+def _refuse_if_served(ops: Operations, name: str, held: DaemonAlreadyRunning) -> None:
+    """OperationFailed if what holds the store may be the script serving ``name``."""
+    from gnomon.deployments import describe_source, owner
+
+    source = owner(ops.deployment(name))
+    if "config" not in held.holder:  # a database server's lock, taken on another host
+        raise OperationFailed(
+            f"{held}: it may be {describe_source(source)}; run this where it runs, or once it"
+            " stopped"
+        )
+    if held.holder["config"] == source:
+        raise OperationFailed(
+            f"{describe_source(source)} still serves {name!r} (pid {held.holder.get('pid')}):"
+            " stop it first (Ctrl-C or SIGTERM; it retires its deployments itself unless it"
+            " serves with pause_on_shutdown=False)"
+        )
 
 
 def _source_text(view: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gnomon._text import quoted, shortened
 from gnomon.cli._common import (
     BadInput,
     ConfigFailure,
@@ -117,7 +118,7 @@ def variable_set(
         except json.JSONDecodeError as error:
             raise BadInput(
                 f'--json-value: the value for variable "{name}" is not JSON ({error}):'
-                f" {value[:80]!r}"
+                f" {quoted(value)}"
             ) from None
     replaced = _operations().set_variable(name, parsed, list(tags), overwrite)
     click.echo(f"variable {name} {'replaced' if replaced else 'created'}")
@@ -144,7 +145,7 @@ def variable_ls(config: Path | None, as_json: bool) -> None:
         return
     for view in views:
         text = _value_text(view["value"])
-        view["value"] = text if len(text) <= SHOWN_VALUE else text[: SHOWN_VALUE - 3] + "..."
+        view["value"] = shortened(text, SHOWN_VALUE)
         view["tags"] = ",".join(view["tags"]) or None
     print_table(views, ["name", "value", "tags", "updated"])
 
@@ -226,7 +227,10 @@ def secret_set(config: Path | None, name: str, from_file: Path | None, overwrite
       printf %s "$TOKEN" | gnomon secret set crm-api-token --overwrite
       gnomon secret set warehouse-credentials --from-file creds.json
     """
-    vault = _vault()  # a missing key is said before the value is asked for
+    from gnomon.flows import check_secret_name
+
+    check_secret_name(name)  # a bad name is said before the value is asked for
+    vault = _vault()  # and so is a missing key
     value = _secret_input(name, from_file)
     replaced = _operations().set_secret(name, value, overwrite, vault)
     click.echo(f"secret {name} {'replaced' if replaced else 'created'}")

@@ -12,6 +12,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from gnomon._text import quoted
 from gnomon.control._operations import InvalidName, UnknownName
 
 if TYPE_CHECKING:
@@ -24,14 +25,13 @@ _ID_PREFIX = re.compile(r"[0-9a-f]{4,32}")
 
 def check_artifact_key(value: str) -> str:
     """``value`` if it can be an artifact key (Prefect's rule), else InvalidName."""
-    from gnomon.flows import ARTIFACT_KEY_RULE, check_artifact_key
+    from gnomon.flows import ARTIFACT_KEY_RULE, MAX_ARTIFACT_KEY_LENGTH, check_artifact_key
 
     try:
         return check_artifact_key(value)
     except ValueError:
-        raise InvalidName(
-            f"invalid artifact key {repr(value)[:120]}: use {ARTIFACT_KEY_RULE}"
-        ) from None
+        rule = f"{ARTIFACT_KEY_RULE}, at most {MAX_ARTIFACT_KEY_LENGTH} characters"
+        raise InvalidName(f"invalid artifact key {quoted(value)}: use {rule}") from None
 
 
 def find_artifacts(

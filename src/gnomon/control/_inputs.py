@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gnomon._text import has_lone_surrogate
+from gnomon._text import has_lone_surrogate, quoted
 from gnomon.exceptions import InvalidInput
 
 if TYPE_CHECKING:
@@ -45,11 +45,10 @@ def parse_expiry(text: str) -> timedelta:
     try:
         life = parse_interval(text)
     except ScheduleError as error:
-        raise InvalidInput(
-            f"expires {text[:80]!r}: {str(error).removeprefix('interval ')}"
-        ) from None
+        # The error names the text: "expires '2x' has unknown unit 'x' ..."
+        raise InvalidInput(f"expires {str(error).removeprefix('interval ')}") from None
     if life > MAX_TOKEN_LIFE:
-        raise InvalidInput(f"expires {text[:80]!r} is more than ten years (3660d)")
+        raise InvalidInput(f"expires {quoted(text)} is more than ten years (3660d)")
     return life
 
 
@@ -73,7 +72,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     or an ISO 8601 time (UTC when it has no offset), as an aware UTC datetime."""
     from gnomon.scheduling import ScheduleError, parse_interval
 
-    shown = repr(text[:80])
+    shown = quoted(text)
     try:
         back = parse_interval(text)
     except ScheduleError as error:
@@ -110,7 +109,8 @@ def parse_triggers(texts: Iterable[str]) -> frozenset[RunCause]:
             causes.add(RunCause(text.strip().lower()))
         except ValueError:
             choices = ", ".join(RunCause)
-            raise InvalidInput(f"{text[:40]!r} is not a trigger; use one of {choices}") from None
+            problem = f"{quoted(text, 40)} is not a trigger; use one of {choices}"
+            raise InvalidInput(problem) from None
     return frozenset(causes)
 
 
@@ -130,7 +130,9 @@ def parse_run_cursor(text: str) -> RunCursor:
     """The cursor ``run_cursor_text`` wrote: where the next page of runs starts."""
     from gnomon.store import RunCursor
 
-    problem = f"{text[:40]!r} is not a cursor of this listing (follow the link to the next page)"
+    problem = (
+        f"{quoted(text, 40)} is not a cursor of this listing (follow the link to the next page)"
+    )
     if len(text) > MAX_CURSOR:
         raise InvalidInput(problem)
     try:
@@ -153,7 +155,7 @@ def parse_level(text: str) -> int:
     elif stripped.upper() in LEVEL_NAMES:
         return logging.getLevelNamesMapping()[stripped.upper()]
     raise InvalidInput(
-        f"{text[:40]!r}: use one of {', '.join(LEVEL_NAMES)} or a number from 0 to {MAX_LEVEL}"
+        f"{quoted(text, 40)}: use one of {', '.join(LEVEL_NAMES)} or a number from 0 to {MAX_LEVEL}"
     )
 
 
@@ -162,9 +164,9 @@ def parse_seconds(text: str) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise InvalidInput(f"{text[:40]!r} is not a number of seconds") from None
+        raise InvalidInput(f"{quoted(text, 40)} is not a number of seconds") from None
     if not 0 < seconds <= MAX_WAIT:
-        raise InvalidInput(f"{text[:40]!r}: use a number of seconds above 0, at most a year")
+        raise InvalidInput(f"{quoted(text, 40)}: use a number of seconds above 0, at most a year")
     return seconds
 
 
@@ -174,7 +176,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> Mapping[str, Any]:
     ``MAX_PARAMETERS_BYTES`` as JSON. InvalidInput naming the first bad one otherwise."""
     for name in parameters:
         if not isinstance(name, str) or not name.isidentifier():
-            raise InvalidInput(f"{str(name)[:100]!r} is not a parameter name")
+            raise InvalidInput(f"{quoted(str(name))} is not a parameter name")
     pending: list[tuple[str, Any, int]] = [(name, value, 1) for name, value in parameters.items()]
     while pending:
         path, value, depth = pending.pop()

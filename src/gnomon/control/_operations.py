@@ -9,6 +9,7 @@ a second; the nudge only makes that sooner.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -23,12 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon._names import NAME_RULE, is_name
+from gnomon._text import quoted
 from gnomon.control._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
 from gnomon.store import AuditAction, ReloadStatus, RunCause, TokenAccess
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
     from gnomon.deployments import ConfigProblem
@@ -54,7 +57,8 @@ class UnknownName(GnomonError, LookupError):
     ) -> None:
         self.kind = kind
         self.name = name
-        message = f'{lead or f"no {kind} named"} "{name}"'
+        shown = quoted(name, mark='"')  # a 3,000-character name is not echoed in full
+        message = f"{lead or f'no {kind} named'} {shown}"
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         if close:
             message += f'; did you mean "{close[0]}"?'
@@ -107,7 +111,7 @@ class InvalidParameters(InvalidInput):
 def check_name(kind: str, value: str) -> str:
     """``value`` if it can be a deployment, tag or token name, else InvalidName."""
     if not is_name(value):
-        raise InvalidName(f"invalid {kind} name {repr(value)[:120]}: use {NAME_RULE}")
+        raise InvalidName(f"invalid {kind} name {quoted(value)}: use {NAME_RULE}")
     return value
 
 
@@ -126,7 +130,7 @@ def check_global_limit_name(value: str) -> str:
 def check_run_id(value: str) -> str:
     """``value`` if it can be a run id or an id prefix (4 to 32 hex digits), else InvalidName."""
     if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
-        raise InvalidName(f"invalid run id {repr(value)[:80]}: use 4 to 32 hex digits")
+        raise InvalidName(f"invalid run id {quoted(value)}: use 4 to 32 hex digits")
     return value
 
 
@@ -321,25 +325,38 @@ class Operations(FastOperations):
                 raise ReloadNotAnswered(request, timeout)
             time.sleep(0.05)
 
-    def apply(self, config_path: Path | None) -> ReloadOutcome:
+    def apply(
+        self, config_path: Path | None, lock: AbstractContextManager[object] | None = None
+    ) -> ReloadOutcome:
         """Register the config's deployments in the store when no daemon runs, under the
         reload rule: problems not confined to one deployment change nothing; a deployment
-        with problems keeps its stored version; the rest applies."""
+        with problems keeps its stored version; the rest applies. Given the store's daemon
+        ``lock``, the deployments are written holding it, and a name a killed serving
+        script left scheduled is taken over, as the daemon would at its start
+        (``sync_deployments``)."""
         from gnomon._settings import find_config_file
-        from gnomon.deployments import load_config, sync_deployments
+        from gnomon.deployments import (
+            CONFIG_SOURCE,
+            load_config,
+            record_takeovers,
+            sync_deployments,
+        )
 
         result = load_config(config_path)
         problems = [str(problem) for problem in result.problems]
         if any(not problem.confined for problem in result.problems):
             refused = ReloadStatus.REFUSED
             return ReloadOutcome(refused, {"status": refused, "problems": problems})
-        synced = sync_deployments(
-            self.store,
-            result.config.deployments,
-            datetime.now(UTC),
-            keep=result.failed,
-            schemas=result.schemas,
-        )
+        with lock or contextlib.nullcontext():  # not while the flows are checked: seconds
+            synced = sync_deployments(
+                self.store,
+                result.config.deployments,
+                datetime.now(UTC),
+                keep=result.failed,
+                schemas=result.schemas,
+                lock_held=lock is not None,
+            )
+        record_takeovers(self.store, synced, CONFIG_SOURCE, self.actor)
         status = ReloadStatus.PARTIAL if problems else ReloadStatus.APPLIED
         detail = {
             "status": status,
@@ -347,6 +364,7 @@ class Operations(FastOperations):
             "removed": synced.removed,
             "changed": synced.fields,
             "kept_last_good": sorted(result.failed),
+            "taken_over": synced.taken_over,
             "problems": problems,
         }
         source = config_path or find_config_file()
@@ -354,6 +372,26 @@ class Operations(FastOperations):
             self.actor, AuditAction.APPLY, str(source) if source else None, None, detail
         )
         return ReloadOutcome(status, detail)
+
+    def release(self, name: str) -> DeploymentRow:
+        """Retire deployment ``name``, which a serving script left scheduled when it was
+        killed (its stop would have retired it): nothing fires it, its runs stay, and the
+        config file or another script may define the name. The caller makes sure that
+        script is not running (``gnomon deployments release`` takes the store's lock).
+        Conflict for the config file's deployments: the file defines them."""
+        from gnomon.deployments import SERVE_PREFIX, owner, release_deployment
+
+        row = self.deployment(name)
+        source = owner(row)
+        if not source.startswith(SERVE_PREFIX):
+            raise Conflict(
+                f"deployment {name!r} is the config file's, not a serving script's: remove it"
+                " from the config file and run `gnomon deployments apply`"
+            )
+        if not release_deployment(self.store, name, source, datetime.now(UTC)):
+            raise Conflict(f"deployment {name!r} was retired or taken over meanwhile")
+        self.store.record_audit(self.actor, AuditAction.RELEASE, name, None, {"source": source})
+        return row
 
     # Runs.
 

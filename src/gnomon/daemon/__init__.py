@@ -1,7 +1,8 @@
 """The scheduling daemon: loads deployments, fires runs on time into a warm worker pool,
 and persists every decision. ``run_daemon`` runs it in the foreground; ``detach`` starts it
 in the background and ``stop`` ends it; ``find_holder`` and ``read_status`` say whether one
-runs on a store and how healthy it is, for the command line.
+runs on a store and how healthy it is, for the command line, and a command that may only
+change the store while no daemon runs holds its ``DaemonLock`` meanwhile.
 
 This is what other packages may use; the modules behind it are private. A name's module is
 imported when the name is first asked for: worker processes import ``gnomon.daemon._worker``
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
         stop,
     )
     from gnomon.daemon._health import HealthStatus, read_status
-    from gnomon.daemon._lock import DaemonAlreadyRunning, find_holder, lock_path
+    from gnomon.daemon._lock import DaemonAlreadyRunning, DaemonLock, find_holder, lock_path
     from gnomon.daemon._main import run_daemon
     from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._service import Daemon
@@ -34,6 +35,7 @@ __all__ = [
     "EXIT_STORE_GONE",
     "Daemon",
     "DaemonAlreadyRunning",
+    "DaemonLock",
     "DaemonNotRunning",
     "HealthStatus",
     "PidfileInUse",
@@ -53,6 +55,7 @@ _WHERE = {
     "EXIT_STORE_GONE": "gnomon.daemon._storefile",
     "Daemon": "gnomon.daemon._service",
     "DaemonAlreadyRunning": "gnomon.daemon._lock",
+    "DaemonLock": "gnomon.daemon._lock",
     "DaemonNotRunning": "gnomon.daemon._detach",
     "PidfileInUse": "gnomon.daemon._detach",
     "StartReport": "gnomon.daemon._detach",

@@ -30,6 +30,7 @@ from typing import Any
 
 from gnomon import __version__
 from gnomon._secrets import mask
+from gnomon._text import shortened
 from gnomon.deployments import NotifyEvent, NotifyTarget
 from gnomon.states import STATE_NAMES, StateName, StateType, is_failed
 
@@ -94,8 +95,7 @@ class Notification:
         if self.event is NotifyEvent.RECOVERED:
             return self.state
         message = " ".join((self.error_message or "").split())  # one line
-        if len(message) > _MAX_MESSAGE:
-            message = message[: _MAX_MESSAGE - 1] + "…"
+        message = shortened(message, _MAX_MESSAGE)
         if self.error_type and message:
             return f"{self.error_type}: {message}"
         if self.error_type or message:

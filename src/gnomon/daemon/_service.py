@@ -319,14 +319,34 @@ class Daemon:
         keep: Collection[str] = (),
         schemas: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
-        from gnomon.deployments import sync_deployments
+        from gnomon.daemon._reload import DAEMON_ACTOR
+        from gnomon.deployments import record_takeovers, sync_deployments, takeover_message
 
         source = self._source()
+        # This daemon holds the store's lock: no other script serves it (see _sync).
         result = sync_deployments(
-            self.store, self.config.deployments, now, keep=keep, schemas=schemas, source=source
+            self.store,
+            self.config.deployments,
+            now,
+            keep=keep,
+            schemas=schemas,
+            source=source,
+            lock_held=True,
         )
         for refusal in result.refusals(source):
             log.error("%s", refusal, extra={"deployment_source": source})
+        for name, other in sorted(result.taken_over.items()):
+            log.warning(
+                "%s",
+                takeover_message(name, source, other),
+                extra={
+                    "event_kind": "deployment_taken_over",
+                    "deployment": name,
+                    "old_source": other,
+                    "new_source": source,
+                },
+            )
+        record_takeovers(self.store, result, source, DAEMON_ACTOR)
         synced = [each for each in self.config.deployments if each.name not in result.refused]
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(synced, rows)

@@ -47,8 +47,12 @@ if TYPE_CHECKING:
         definition,
         describe_source,
         owner,
+        record_takeovers,
         refusal_message,
+        refuses,
+        release_deployment,
         sync_deployments,
+        takeover_message,
     )
     from gnomon.deployments._toml import deployments_toml
 
@@ -76,10 +80,14 @@ __all__ = [
     "load_config",
     "load_config_or_raise",
     "owner",
+    "record_takeovers",
     "refusal_message",
+    "refuses",
+    "release_deployment",
     "request_problems",
     "stored_schedule",
     "sync_deployments",
+    "takeover_message",
 ]
 
 _WHERE = {
@@ -104,12 +112,16 @@ _WHERE = {
     "deployments_toml": "gnomon.deployments._toml",
     "describe_source": "gnomon.deployments._sync",
     "owner": "gnomon.deployments._sync",
+    "record_takeovers": "gnomon.deployments._sync",
     "refusal_message": "gnomon.deployments._sync",
+    "refuses": "gnomon.deployments._sync",
+    "release_deployment": "gnomon.deployments._sync",
     "load_config": "gnomon.deployments._load",
     "load_config_or_raise": "gnomon.deployments._load",
     "request_problems": "gnomon.deployments._parameters",
     "stored_schedule": "gnomon.deployments._models",
     "sync_deployments": "gnomon.deployments._sync",
+    "takeover_message": "gnomon.deployments._sync",
 }
 
 

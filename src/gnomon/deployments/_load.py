@@ -276,11 +276,12 @@ class _Loader:
 
         Each value is read as a TOML value (``8`` is a number, ``true`` a boolean), else as
         a string (``30s``, ``Europe/Berlin``); a bad one is reported naming the variable.
+        An empty one is unset.
         """
         overrides: dict[str, Any] = {}
         for variable, text in sorted(os.environ.items()):
-            if not variable.startswith(DAEMON_ENV_PREFIX):
-                continue
+            if not variable.startswith(DAEMON_ENV_PREFIX) or text == "":
+                continue  # an empty one is unset, as every GNOMON_* variable (_settings)
             key = variable.removeprefix(DAEMON_ENV_PREFIX).lower()
             try:
                 value = tomllib.loads(f"value = {text}")["value"]

@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from gnomon._files import refuse_empty_path
 from gnomon._names import NAME_RULE, is_name
 from gnomon.scheduling import (
     Schedule,
@@ -278,6 +279,10 @@ class DaemonConfig(Policies):
         if value is not None and not is_http_url(value):
             raise ValueError('must be an http(s) URL, like "https://hc-ping.com/<uuid>"')
         return value
+
+    _not_empty = field_validator("log_file", "api_tls_cert", "api_tls_key", mode="before")(
+        refuse_empty_path
+    )
 
     @field_validator("log_file", "api_tls_cert", "api_tls_key")
     @classmethod

@@ -10,7 +10,11 @@ Deployments belong to a source: the config file (``CONFIG_SOURCE``) or a script 
 them (``serve:<script path>``, ``gnomon.serve``). A sync makes the store's deployments of
 its own source those it is given: it never deactivates another source's, and it refuses a
 name another source has active (the first definition stands; an inactive one is taken
-over).
+over). One exception: a script serves its deployments only while it holds the store's
+daemon lock, so a sync by the lock's holder (``lock_held``) that finds another script's
+deployment active finds one whose script was killed (SIGKILL, a power loss) before it
+could retire it, and takes it over too (``taken_over``). The config file's stay refused:
+the file still defines them while no daemon runs.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon.deployments._models import Deployment
 
 if TYPE_CHECKING:
-    from gnomon.store import DeploymentStore
+    from gnomon.store import Actor, ControlStore, DeploymentStore
     from gnomon.store.rows import DeploymentRow
 
 # The source of the config file's deployments; rows older than the column have None.
@@ -59,6 +63,9 @@ class SyncResult:
     fields: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Names another source has active, with that source: not synced (see ``owner``).
     refused: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Names taken over from a script no longer serving them, with its source (also in
+    # ``added``).
+    taken_over: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def refusals(self, source: str) -> list[str]:
         """A line per refused name, naming both sources."""
@@ -68,11 +75,47 @@ class SyncResult:
 
 
 def refusal_message(name: str, source: str, other: str) -> str:
-    """Why ``source`` may not define ``name``: ``other`` has it active."""
+    """Why ``source`` may not define ``name``: ``other`` has it active; and what to do."""
+    refused = f"deployment {name!r} of {describe_source(source)} is refused"
+    if other.startswith(SERVE_PREFIX):
+        return (
+            f"{refused}: {describe_source(other)} serves it (rename one of them, or stop that"
+            f" script; if it is no longer running, `gnomon deployments release {name}`)"
+        )
     return (
-        f"deployment {name!r} of {describe_source(source)} is refused: {describe_source(other)}"
-        " already defines it (rename one of them, or stop the other source first)"
+        f"{refused}: the config file defines it, and the config file keeps it while no daemon"
+        " runs (rename one of them, or remove it from the config file and run `gnomon"
+        " deployments apply`)"
     )
+
+
+def takeover_message(name: str, source: str, other: str) -> str:
+    """That ``source`` took ``name`` over from the script ``other``, which was not running."""
+    return (
+        f"deployment {name!r} taken over by {describe_source(source)} from"
+        f" {describe_source(other)}, which is not running (it was stopped without retiring it:"
+        " killed, or its machine went down)"
+    )
+
+
+def record_takeovers(store: ControlStore, result: SyncResult, source: str, actor: Actor) -> None:
+    """An audit entry (``takeover``) for each deployment ``result`` took over by ``source``,
+    naming the script it was taken from."""
+    from gnomon.store import AuditAction
+
+    for name, other in sorted(result.taken_over.items()):
+        detail = {"from": other, "to": source}
+        store.record_audit(actor, AuditAction.TAKEOVER, name, "its script is not running", detail)
+
+
+def refuses(row: DeploymentRow, source: str, *, lock_held: bool) -> bool:
+    """Whether ``source`` may not take ``row``'s name: another source has it active, and
+    that is the config file, or a script that may still be serving it. A holder of the
+    store's daemon lock (``lock_held``) knows that no other script is (see above)."""
+    other = owner(row)
+    if not row.active or other == source:
+        return False
+    return not (lock_held and other.startswith(SERVE_PREFIX))
 
 
 def owner(row: DeploymentRow) -> str:
@@ -95,13 +138,16 @@ def sync_deployments(
     keep: Collection[str] = (),
     schemas: Mapping[str, dict[str, Any]] | None = None,
     source: str = CONFIG_SOURCE,
+    lock_held: bool = False,
 ) -> SyncResult:
     """Make the store's deployments of ``source`` those given, in one write transaction.
 
     New ones are inserted, changed ones updated (keeping their anchor and last fire), and
     active ones of ``source`` it no longer has are marked inactive: they stop scheduling and
     their history stays. A name another source has active is left alone and listed in
-    ``refused``. ``keep`` names deployments to leave as they are although absent
+    ``refused``, unless the caller holds the store's daemon lock (``lock_held``) and that
+    source is a script: then it is taken over as an inactive one would be, and listed in
+    ``taken_over``. ``keep`` names deployments to leave as they are although absent
     (on a reload, those whose new definition has problems keep their last good one).
 
     ``schemas`` are flows' parameter schemas by entrypoint (``LoadResult.schemas``): a
@@ -109,9 +155,26 @@ def sync_deployments(
     schema, unless its flow changed (then it has none). A schema is the flow's, not the
     file's: storing one does not count as a change of the deployment.
     """
-    plan = _Plan(deployments, now, frozenset(keep), schemas or {}, source)
+    plan = _Plan(deployments, now, frozenset(keep), schemas or {}, source, lock_held)
     store.merge_deployments(plan)
     return plan.result
+
+
+def release_deployment(store: DeploymentStore, name: str, source: str, now: datetime) -> bool:
+    """Retire ``name`` (inactive, its history kept) if ``source`` still has it active, as
+    its script would have at its stop; whether it did. For a script that was killed: the
+    caller makes sure it is not running (``gnomon deployments release``)."""
+    released = []
+
+    def merge(current: dict[str, DeploymentRow]) -> tuple[list[Columns], dict[str, Columns]]:
+        row = current.get(name)
+        if row is None or not row.active or owner(row) != source:
+            return [], {}
+        released.append(name)
+        return [], {name: {"active": False, "updated": now}}
+
+    store.merge_deployments(merge)
+    return bool(released)
 
 
 class _Plan:
@@ -124,9 +187,11 @@ class _Plan:
         keep: frozenset[str],
         schemas: Mapping[str, dict[str, Any]],
         source: str,
+        lock_held: bool,
     ):
         self.deployments = deployments
         self.source = source
+        self.lock_held = lock_held
         self.now = now
         self.keep = keep
         self.schemas = schemas
@@ -139,14 +204,18 @@ class _Plan:
         updates: dict[str, Columns] = {}
         for deployment in self.deployments:
             row = current.get(deployment.name)
-            if row is not None and row.active and owner(row) != self.source:
+            if row is not None and refuses(row, self.source, lock_held=self.lock_held):
                 self.result.refused[deployment.name] = owner(row)
                 continue
             if row is None:
                 inserts.append(self._new_row(deployment))
                 self.result.added.append(deployment.name)
                 continue
-            values, outcome = self._changes(deployment, row)
+            active = row.active
+            if active and owner(row) != self.source:  # a killed script's (see ``refuses``)
+                self.result.taken_over[deployment.name] = owner(row)
+                active = False  # taken over as a retired one is
+            values, outcome = self._changes(deployment, row, active)
             if values:
                 updates[deployment.name] = {**values, "updated": self.now}
             outcome.append(deployment.name)
@@ -176,8 +245,11 @@ class _Plan:
             "parameter_schema": self.schemas.get(deployment.flow),
         }
 
-    def _changes(self, deployment: Deployment, row: DeploymentRow) -> tuple[Columns, list[str]]:
-        """The columns to update, and which result list the deployment belongs in."""
+    def _changes(
+        self, deployment: Deployment, row: DeploymentRow, active: bool
+    ) -> tuple[Columns, list[str]]:
+        """The columns to update, and which result list the deployment belongs in
+        (``active``: whether ``row`` is this source's and scheduled)."""
         wanted = definition(deployment)
         differing = differences(deployment, row)
         values = {column: wanted[column] for column in DEFINITION if column in differing}
@@ -190,13 +262,13 @@ class _Plan:
         if "paused" in differing:
             values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
         outcome = self.result.changed if values else self.result.unchanged
-        if not row.active:
-            # Back in the config: the time it was out is not caught up.
+        if not active:
+            # Back in the config, or taken over: the time it was out is not caught up.
             values.update(active=True, fires_from=self.now)
             outcome = self.result.added
         if row.source_file != _source(deployment):  # moved to another file: not a change
             values["source_file"] = _source(deployment)
-        if row.source != self.source:  # an inactive one taken over, or older than the column
+        if row.source != self.source:  # one taken over, or older than the column
             values["source"] = self.source
         schema = self.schemas.get(deployment.flow)
         if (schema is not None or "flow" in values) and row.parameter_schema != schema:

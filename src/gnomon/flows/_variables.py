@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from gnomon._text import quoted
 from gnomon.exceptions import InvalidInput
 from gnomon.flows._context import flow_run_var
 from gnomon.flows._dispatch import async_dispatch
@@ -50,7 +51,7 @@ def checked_name(kind: str, rule: re.Pattern[str], words: str, name: object) -> 
     name, the name and the rule (in ``words``)."""
     if isinstance(name, str) and rule.fullmatch(name):
         return name
-    raise InvalidInput(f"invalid {kind} name {repr(name)[:80]}: use {words}")
+    raise InvalidInput(f"invalid {kind} name {quoted(name)}: use {words}")
 
 
 def variable_value(name: str, value: Any) -> Any:
@@ -98,7 +99,7 @@ def check_tags(tags: Any) -> list[str]:
     if tags is None:
         return []
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
-        raise InvalidInput(f"a variable's tags are a list of strings, not {repr(tags)[:80]}")
+        raise InvalidInput(f"a variable's tags are a list of strings, not {quoted(tags)}")
     return list(tags)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from gnomon._text import quoted
 from gnomon.control import audit_view
 from gnomon.http._dashboard import page
 from gnomon.store import AuditAction
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
 PER_PAGE = 100
 MAX_FILTER = 200  # characters: far beyond any actor, target or cursor
 # Actions whose target is a deployment's name, and those whose target is a run id.
-ON_DEPLOYMENT = frozenset({AuditAction.PAUSE, AuditAction.RESUME})
+ON_DEPLOYMENT = frozenset(
+    {AuditAction.PAUSE, AuditAction.RESUME, AuditAction.TAKEOVER, AuditAction.RELEASE}
+)
 ON_RUN = frozenset({AuditAction.RUN, AuditAction.RETRY, AuditAction.CANCEL})
 # Actions on a variable or a secret, and where the variables page shows it.
 ON_VARIABLES_PAGE = {
@@ -125,5 +128,5 @@ def _action(text: str, problems: list[str]) -> AuditAction | None:
         return AuditAction(text)
     except ValueError:
         choices = ", ".join(AuditAction)
-        problems.append(f"There is no action {text[:40]!r}; the actions are {choices}.")
+        problems.append(f"There is no action {quoted(text, 40)}; the actions are {choices}.")
         return None

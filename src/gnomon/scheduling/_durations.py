@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
+from gnomon._text import quoted
 from gnomon.scheduling._base import ScheduleError
 
 _MICROSECONDS = {
@@ -51,15 +52,15 @@ def parse_interval(text: str) -> timedelta:
     elif _HUMAN.fullmatch(stripped):
         microseconds = _human_microseconds(text, stripped)
     elif stripped.startswith("-"):
-        raise ScheduleError(f"interval {text!r} must be positive")
+        raise ScheduleError(f"interval {quoted(text)} must be positive")
     else:
-        raise ScheduleError(f"interval {text!r} is not a duration ({_EXAMPLES})")
+        raise ScheduleError(f"interval {quoted(text)} is not a duration ({_EXAMPLES})")
     if microseconds <= 0:
-        raise ScheduleError(f"interval {text!r} must be positive")
+        raise ScheduleError(f"interval {quoted(text)} must be positive")
     try:
         return timedelta(microseconds=microseconds)
     except OverflowError:
-        raise ScheduleError(f"interval {text!r} is too long") from None
+        raise ScheduleError(f"interval {quoted(text)} is too long") from None
 
 
 def _human_microseconds(text: str, stripped: str) -> int:
@@ -67,7 +68,8 @@ def _human_microseconds(text: str, stripped: str) -> int:
     for number, unit in _HUMAN_PART.findall(stripped):
         if unit.lower() not in _UNIT_NAMES:
             units = "us, ms, s, m, h, d, w"
-            raise ScheduleError(f"interval {text!r} has unknown unit {unit!r} (use {units})")
+            named = f"{quoted(text)} has unknown unit {quoted(unit)}"
+            raise ScheduleError(f"interval {named} (use {units})")
         total += _decimal(number) * _MICROSECONDS[_UNIT_NAMES[unit.lower()]]
     return round(total)
 
@@ -75,10 +77,10 @@ def _human_microseconds(text: str, stripped: str) -> int:
 def _iso_microseconds(text: str, upper: str) -> int:
     match = _ISO.fullmatch(upper)
     if match is None or not any(match.groupdict().values()):
-        raise ScheduleError(f"interval {text!r} is not an ISO 8601 duration ({_EXAMPLES})")
+        raise ScheduleError(f"interval {quoted(text)} is not an ISO 8601 duration ({_EXAMPLES})")
     if match["Y"] or match["MO"]:
         raise ScheduleError(
-            f"interval {text!r}: years and months have no fixed length; use a cron schedule"
+            f"interval {quoted(text)}: years and months have no fixed length; use a cron schedule"
         )
     parts = {unit: match[unit] for unit in ("w", "d", "h", "m", "s") if match[unit]}
     return round(sum(_decimal(value) * _MICROSECONDS[unit] for unit, value in parts.items()))

@@ -28,6 +28,9 @@ class AuditAction(enum.StrEnum):
     RESUME = "resume"
     RELOAD = "reload"  # a config reload's outcome
     APPLY = "apply"  # `gnomon apply`: a config checked and written
+    # A deployment a killed serving script left scheduled, taken by the source starting now
+    TAKEOVER = "takeover"
+    RELEASE = "release"  # `gnomon deployments release`: such a deployment retired
     RUN = "run"  # a manual run requested
     RETRY = "retry"  # a finished run requested again
     CANCEL = "cancel"
