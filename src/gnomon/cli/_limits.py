@@ -131,7 +131,7 @@ def global_limit_set(config: Path | None, name: str, limit: int, decay: float) -
 
     \b
     Examples:
-      gnomon gcl set database 5
+      gnomon global-concurrency-limit set database 5
       gnomon gcl set openai-api 10 --slot-decay-per-second 2
     """
     operations().set_global_limit(name, limit, decay)
@@ -147,7 +147,7 @@ def global_limit_ls(config: Path | None, as_json: bool) -> None:
 
     \b
     Example:
-      gnomon gcl ls --json
+      gnomon global-concurrency-limit ls --json
     """
     store = open_store()
     active = store.count_active_slots()
@@ -180,7 +180,7 @@ def global_limit_rm(config: Path | None, name: str) -> None:
 
     \b
     Example:
-      gnomon gcl rm database
+      gnomon global-concurrency-limit rm database
     """
     operations().remove_global_limit(name)
     click.echo(f"{name}: no limit")
