@@ -633,6 +633,7 @@ def _command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterat
             yield from _command_paths(subcommand, (*path, name))
 
 
+@pytest.mark.sqlite_only  # --help never opens the store: once is enough
 @pytest.mark.parametrize(
     "path",
     [pytest.param(path, id=" ".join(("gnomon", *path))) for path in _command_paths(main)],
