@@ -185,15 +185,19 @@ def plan_of(store: Store, filters: dict[str, Any]) -> str:
 
 
 @pytest.mark.backends
-@pytest.mark.parametrize("filters", PAGE_FILTERS, ids=lambda filters: "-".join(filters) or "all")
-def test_a_page_of_runs_reads_an_index_not_the_whole_table(
-    large: Store, filters: dict[str, Any]
-) -> None:
-    """Pages stay fast however many runs are stored and however deep the page."""
-    plan = plan_of(large, filters)
-    if large.engine.dialect.name == "sqlite":
-        assert "USING INDEX ix_flow_runs_" in plan, plan
-        assert "TEMP B-TREE" not in plan, plan  # read in order: no sort of all the rows
-    else:
-        assert "Index Scan" in plan or "Bitmap Index Scan" in plan, plan
-        assert "Seq Scan" not in plan, plan
+def test_a_page_of_runs_reads_an_index_not_the_whole_table(large: Store) -> None:
+    """Pages stay fast however many runs are stored and however deep the page: every
+    filter's plan reads an index (one table of 30,000 runs for them all: filling it is
+    most of the test's time)."""
+    wrong: dict[str, str] = {}
+    for filters in PAGE_FILTERS:
+        plan = plan_of(large, filters)
+        if large.engine.dialect.name == "sqlite":
+            # read in order: no sort of all the rows
+            reads_index = "USING INDEX ix_flow_runs_" in plan and "TEMP B-TREE" not in plan
+        else:
+            index_scan = "Index Scan" in plan or "Bitmap Index Scan" in plan
+            reads_index = index_scan and "Seq Scan" not in plan
+        if not reads_index:
+            wrong["-".join(filters) or "all"] = plan
+    assert not wrong, wrong
