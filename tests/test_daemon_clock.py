@@ -175,3 +175,48 @@ def test_a_fire_in_the_hour_a_fall_back_repeats_runs_at_its_time_not_an_hour_ear
     for row in runs:  # created by the daemon at its clock's time (workers keep their own)
         assert row.expected_start_time == row.scheduled_for
         assert row.created >= row.scheduled_for
+
+
+def test_dst_choices_decide_the_fires_of_a_fall_back_night(
+    tmp_path, clock, daemon_at, store
+) -> None:
+    """New York, 7 November 2027, 01:00-02:00 twice (EDT, then EST from 06:00 UTC): 01:30
+    fires once by cronie's rule and twice with ``repeated = "both"``; every 20 minutes
+    fires in both passes by cronie's rule and in the first only with ``repeated = "once"``."""
+    clock.wall = datetime(2027, 11, 7, 5, 29, 30, tzinfo=UTC)
+    config = config_for(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "cronie"
+        flow = "flows.py:tick"
+        cron = "30 1 * * *"
+        timezone = "America/New_York"
+
+        [[deployments]]
+        name = "both"
+        flow = "flows.py:tick"
+        cron = "30 1 * * *"
+        timezone = "America/New_York"
+        dst = { repeated = "both" }
+
+        [[deployments]]
+        name = "once"
+        flow = "flows.py:tick"
+        timezone = "America/New_York"
+        schedules = [{ cron = "*/20 * * * *", dst = { repeated = "once" } }]
+        """,
+    )
+    daemon = daemon_at(config)
+    run_until(daemon, clock, datetime(2027, 11, 7, 6, 41, tzinfo=UTC))
+
+    def nominal(name: str) -> list[datetime]:
+        return [fire for fire, _, _ in fires(store, name)]
+
+    assert nominal("cronie") == [datetime(2027, 11, 7, 5, 30, tzinfo=UTC)]
+    assert nominal("both") == [
+        datetime(2027, 11, 7, 5, 30, tzinfo=UTC),  # 01:30 EDT
+        datetime(2027, 11, 7, 6, 30, tzinfo=UTC),  # 01:30 EST
+    ]
+    assert nominal("once") == [datetime(2027, 11, 7, 5, 40, tzinfo=UTC)]  # not 01:00-01:40 EST
+    assert daemon.scheduler.next_due() == datetime(2027, 11, 7, 7, 0, tzinfo=UTC)  # 02:00 EST

@@ -247,17 +247,25 @@ def test_interval_schedule_gives_gnomons_deployment_fields() -> None:
         Interval(0)
 
 
-def test_what_gnomons_scheduler_cannot_run_is_refused_when_deployed() -> None:
+def test_rrules_and_a_schedules_own_parameters_are_deployed() -> None:
     schedule = RRule("RRULE:FREQ=MONTHLY;INTERVAL=1;BYDAY=2FR", timezone="America/Chicago")
     assert schedule.rrule == "RRULE:FREQ=MONTHLY;INTERVAL=1;BYDAY=2FR"
-    with pytest.raises(ScheduleError, match=r"no rrule schedules yet \(issue 18\)"):
-        schedule.deployment_fields()
+    assert schedule.deployment_fields() == {
+        "rrule": "RRULE:FREQ=MONTHLY;INTERVAL=1;BYDAY=2FR",
+        "timezone": "America/Chicago",
+    }
+    assert Cron("0 0 * * *", parameters={"x": 1}).deployment_fields() == {
+        "cron": "0 0 * * *",
+        "timezone": "UTC",
+        "parameters": {"x": 1},
+    }
+
+
+def test_what_gnomons_scheduler_cannot_run_is_refused_when_deployed() -> None:
     with pytest.raises(ValueError, match="invalid rrule 'FREQ=SOMETIMES'"):
         RRule("FREQ=SOMETIMES")
     with pytest.raises(ScheduleError, match="day_or=False"):
         Cron("0 0 8-14 * 5", day_or=False).deployment_fields()
-    with pytest.raises(ScheduleError, match="parameters"):
-        Cron("0 0 * * *", parameters={"x": 1}).deployment_fields()
     with pytest.raises(ScheduleError, match="gnomon pause"):
         Cron("0 0 * * *", active=False).deployment_fields()
     with pytest.raises(ScheduleError, match="at least"):

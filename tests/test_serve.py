@@ -336,6 +336,27 @@ class _Cron:
             {"schedule": Cron("30 6 * * *", timezone="Europe/Paris")},
             {"cron": "30 6 * * *", "timezone": "Europe/Paris"},
         ),
+        ({"rrule": "FREQ=DAILY"}, {"schedules": [{"rrule": "FREQ=DAILY"}]}),
+        (
+            {"cron": ["0 * * * *", "30 * * * *"]},
+            {"schedules": [{"cron": "0 * * * *"}, {"cron": "30 * * * *"}]},
+        ),
+        (
+            {
+                "schedules": [
+                    Cron("0 6 * * *", timezone="Europe/Paris", parameters={"region": "us"}),
+                    Interval(3600, active=False),
+                    RRule("FREQ=MONTHLY;BYMONTHDAY=1", timezone="Europe/Paris"),
+                ]
+            },
+            {
+                "schedules": [
+                    {"cron": "0 6 * * *", "parameters": {"region": "us"}},
+                    {"rrule": "FREQ=MONTHLY;BYMONTHDAY=1"},
+                ],
+                "timezone": "Europe/Paris",
+            },
+        ),
         ({"cron": "0 * * * *", "concurrency_limit": 3}, {"max_concurrent": 3, "overlap": "queue"}),
         ({"cron": "0 * * * *", "overlap": "allow", "timeout": "5m"}, {"overlap": "allow"}),
     ],
@@ -354,12 +375,21 @@ def test_to_deployment_takes_prefects_schedule_arguments(
     [
         ({"cron": "0 * * * *", "work_pool_name": "k8s"}, TypeError, "worker pool"),
         ({"cron": "0 * * * *", "triggers": ["x"]}, TypeError, "no event triggers"),
-        ({"rrule": "FREQ=DAILY"}, TypeError, "use cron="),
-        ({"schedules": [RRule("FREQ=DAILY")]}, ValueError, "no rrule schedules yet"),
+        ({"rrule": "FREQ=WEEKLY"}, ValueError, "FREQ=WEEKLY without DTSTART must name its days"),
+        ({"rrule": "FREQ=DAILY", "cron": "0 * * * *"}, ValueError, "cron and rrule are given"),
+        (
+            {"schedules": [Cron("0 6 * * *", timezone="Europe/Paris"), RRule("FREQ=DAILY")]},
+            ValueError,
+            "schedules in several time zones",
+        ),
+        (
+            {"schedules": [Cron("0 6 * * *"), Cron("0 7 * * *", parameters={"regio": "us"})]},
+            ValueError,
+            "parameters.regio 'us': flow 'report' has no parameter 'regio'",
+        ),
         ({"cron": "0 * * * *", "version": "1.2"}, TypeError, "@flow(version"),
         ({"cron": "0 * * * *", "no_such_option": 1}, TypeError, "no_such_option"),
         ({}, ValueError, "has no schedule"),
-        ({"cron": ["0 * * * *", "30 * * * *"]}, ValueError, "one deployment per schedule"),
         ({"interval": 0.5}, ValueError, "interval"),
         ({"cron": "61 * * * *"}, ValueError, "cron '61 * * * *'"),
         ({"cron": "0 * * * *", "parameters": {"regio": "eu"}}, ValueError, "regio"),

@@ -2,8 +2,10 @@
 gnomon's deployments, the ``[[deployments]]`` table the config file would hold.
 
 Prefect's arguments that have a meaning here are taken (``cron``, ``interval`` in seconds,
-as a timedelta or in gnomon's "15m"; ``schedule``/``schedules`` objects with ``cron`` or
-``interval``, such as ``gnomon.schedules.Cron``; ``paused``, ``parameters``, ``tags``,
+as a timedelta or in gnomon's "15m", ``rrule``; ``schedule``/``schedules`` objects with
+``cron``, ``interval`` or ``rrule`` and their own ``parameters``, such as
+``gnomon.schedules.Cron``: several become the deployment's ``schedules = [...]``;
+``paused``, ``parameters``, ``tags``,
 ``description``, ``concurrency_limit``), as are gnomon's policies (``overlap``,
 ``catchup``, ``timeout``, ``retries``, ``jitter``, ...) and ``timezone``. Those that
 name something gnomon does not have (work pools, event triggers, a deployment version)
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
 # Prefect's arguments gnomon has no use for, with what to do instead.
 REFUSED = {
-    "rrule": "rrule schedules are not supported yet: use cron= (a crontab expression)",
     "triggers": "gnomon has no event triggers: schedule the deployment with cron= or interval=,"
     " or start runs with `gnomon run NAME`",
     "work_pool_name": "gnomon has no work pools: runs go to the daemon's worker pool"
@@ -104,6 +105,10 @@ def to_deployment(flow: Flow[..., Any], name: str, **options: Any) -> RunnerDepl
     table: dict[str, Any] = {"name": name, "flow": _entrypoint(flow), **schedule}
     parameters = dict(options.pop("parameters", None) or {})
     _check_parameters(flow, name, parameters)
+    for index, spec in enumerate(schedule.get("schedules", [])):
+        if spec.get("parameters"):  # merged over the deployment's for the spec's runs
+            where = f"schedules[{index}]"
+            _check_parameters(flow, name, {**parameters, **spec["parameters"]}, where)
     if parameters:
         table["parameters"] = parameters
     if options.get("tags"):
@@ -147,6 +152,7 @@ def _accepted(options: dict[str, Any], call: str) -> dict[str, Any]:
         *Policies.model_fields,
         "interval",
         "cron",
+        "rrule",
         "schedule",
         "schedules",
         "paused",
@@ -174,27 +180,50 @@ def _accepted(options: dict[str, Any], call: str) -> dict[str, Any]:
 
 
 def _schedule(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The one schedule of ``options`` (cron, interval, schedule, schedules) as the table's
-    ``cron`` or ``interval`` (with a schedule object's timezone, anchor and activity)."""
+    """The schedules of ``options`` (cron, interval, rrule, schedule, schedules) as the
+    table's fields: one plain cron or interval as its ``cron`` or ``interval`` key (with a
+    schedule object's timezone and anchor), anything else as ``schedules = [...]``."""
+    given = [
+        key
+        for key in ("interval", "cron", "rrule", "schedule", "schedules")
+        if options.get(key) is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"deployment {name!r}: {' and '.join(given)} are given; pass one of interval, cron,"
+            " rrule, schedule or schedules, as Prefect takes them (several schedules: a list,"
+            " e.g. cron=[...] or schedules=[Cron(...), Interval(...)])"
+        )
     specs = [{"cron": text} for text in _several(options.pop("cron", None), str)]
     specs += [{"interval": _interval(value)} for value in _several(options.pop("interval", None))]
+    specs += [{"rrule": text} for text in _several(options.pop("rrule", None), str)]
     objects = [*_several(options.pop("schedule", None)), *_several(options.pop("schedules", None))]
     specs += [_schedule_object(each) for each in objects]
     if not specs:
         raise ValueError(
             f"deployment {name!r} has no schedule: gnomon's deployments fire on one; pass"
-            " cron= (a crontab expression) or interval= (seconds, a timedelta, or '15m')"
+            " cron= (a crontab expression), interval= (seconds, a timedelta, or '15m') or"
+            " rrule= (an RFC 5545 rule)"
         )
-    if len(specs) > 1:
+    active = [spec for spec in specs if spec.pop("active", True) is not False]
+    if not active and options.get("paused") is None:
+        options["paused"] = True  # no active schedule: none fires
+    specs = active or specs
+    if len(specs) == 1 and not {"rrule", "parameters"} & specs[0].keys():
+        return specs[0]
+    # An interval's fires ignore the zone (its anchor has one); a cron's and an rrule's
+    # are the deployment's, which is one.
+    zones = {spec.pop("timezone", None) for spec in specs if "interval" not in spec} - {None}
+    for spec in specs:
+        spec.pop("timezone", None)
+    if len(zones) > 1:
+        listed = ", ".join(sorted(zones))
         raise ValueError(
-            f"deployment {name!r} has {len(specs)} schedules: a gnomon deployment has one"
-            " today; serve one deployment per schedule, e.g. gnomon.serve("
-            "flow.to_deployment(name='a', cron=...), flow.to_deployment(name='b', cron=...))"
+            f"deployment {name!r} has schedules in several time zones ({listed}): a gnomon"
+            " deployment has one timezone; serve one deployment per zone"
         )
-    spec = specs[0]
-    if spec.pop("active", True) is False and options.get("paused") is None:
-        options["paused"] = True  # an inactive schedule does not fire
-    return spec
+    zone = {"timezone": zones.pop()} if zones else {}
+    return {"schedules": specs, **zone}
 
 
 def _several(value: Any, single: type | tuple[type, ...] = (str, int, float, timedelta)) -> list:
@@ -220,43 +249,41 @@ def _interval(value: Any) -> str:
 
 
 def _schedule_object(schedule: Any) -> dict[str, Any]:
-    """A schedule object (``gnomon.schedules.Cron``, ``Interval``, Prefect-style) or a dict
-    with ``cron`` or ``interval``, as the table's fields. An object that says so itself
-    (``gnomon.schedules``' ``deployment_fields()``, which refuses what the scheduler cannot
-    run) is asked; any other is read by its attributes, as Prefect's schedules have them."""
+    """A schedule object (``gnomon.schedules.Cron``, ``Interval``, ``RRule``, Prefect-style)
+    or a dict with ``cron``, ``interval`` or ``rrule``, as one spec's fields. An object that
+    says so itself (``gnomon.schedules``' ``deployment_fields()``, which refuses what the
+    scheduler cannot run) is asked; any other is read by its attributes, as Prefect's
+    schedules have them."""
     fields = getattr(schedule, "deployment_fields", None)
     if callable(fields):
-        return dict(fields())
+        return dict(fields(allow_inactive=True))
 
     def field(key: str) -> Any:
         if isinstance(schedule, Mapping):
             return schedule.get(key)
         return getattr(schedule, key, None)
 
-    if field("rrule") is not None:
-        raise TypeError(f"schedule {schedule!r}: {REFUSED['rrule']}")
     if field("day_or") is False:
         raise TypeError(
             f"schedule {schedule!r}: day_or=False is not supported; gnomon's cron joins"
             " day-of-month and day-of-week with OR, as cron does"
-        )
-    if field("parameters"):
-        raise TypeError(
-            f"schedule {schedule!r}: a schedule's own parameters are not supported yet: pass"
-            " parameters= to the deployment"
         )
     spec: dict[str, Any] = {}
     if field("cron") is not None:
         spec["cron"] = field("cron")
     elif field("interval") is not None:
         spec["interval"] = _interval(field("interval"))
+    elif field("rrule") is not None:
+        spec["rrule"] = str(field("rrule"))
     else:
-        raise TypeError(f"schedule {schedule!r}: has neither cron nor interval")
+        raise TypeError(f"schedule {schedule!r}: has none of cron, interval or rrule")
     if field("timezone"):
         spec["timezone"] = str(field("timezone"))
     anchor = field("anchor_date") or field("anchor")
     if anchor is not None and "interval" in spec:
         spec["anchor"] = anchor
+    if field("parameters"):
+        spec["parameters"] = dict(field("parameters"))
     if field("active") is False:
         spec["active"] = False
     return spec
@@ -296,17 +323,24 @@ def _entrypoint(flow: Flow[..., Any]) -> str:
     return entrypoint
 
 
-def _check_parameters(flow: Flow[..., Any], name: str, parameters: dict[str, Any]) -> None:
-    """The deployment's parameters are the flow's, valid, and JSON (the store's form)."""
+def _check_parameters(
+    flow: Flow[..., Any], name: str, parameters: dict[str, Any], where: str = ""
+) -> None:
+    """The deployment's parameters (or a schedule's, ``where``, merged over them) are the
+    flow's, valid, and JSON (the store's form)."""
+    prefix = f"deployment {name!r}: {where}{'.' if where else ''}"
     try:
         json.dumps(parameters)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"deployment {name!r}: parameters must be JSON values: {error}") from None
+        raise ValueError(f"{prefix}parameters must be JSON values: {error}") from None
     from gnomon.flows import parameter_problems
 
     problems = parameter_problems(flow, parameters)
     if problems:
-        listed = "; ".join(f"{field} {value!r}: {message}" for field, value, message in problems)
+        listed = "; ".join(
+            f"{where}{'.' if where else ''}{field} {value!r}: {message}"
+            for field, value, message in problems
+        )
         raise ValueError(f"deployment {name!r}: {listed}")
 
 

@@ -260,9 +260,9 @@ prefect.concurrency.context | - | {engine}
 prefect.concurrency.services | - | {engine}
 prefect.concurrency.v1 | - | tag limits: `gnomon.concurrency.set_tag_concurrency_limit(tag, n)`
 prefect.schedules.Schedule | gnomon.schedules.Schedule |
-prefect.schedules.Cron | gnomon.schedules.Cron | `day_or=False` and per-schedule `parameters` cannot be deployed: gnomon's cron follows cron's day rule and a deployment has one set of parameters
+prefect.schedules.Cron | gnomon.schedules.Cron | `day_or=False` cannot be deployed: gnomon's cron follows cron's day rule
 prefect.schedules.Interval | gnomon.schedules.Interval | without `anchor_date` an interval counts from when its deployment is first registered
-prefect.schedules.RRule | gnomon.schedules.RRule | built as in Prefect, but deploying it raises `ScheduleError` until gnomon's scheduler has rrule schedules (issue 18)
+prefect.schedules.RRule | gnomon.schedules.RRule | deployed as gnomon's rrule: one RRULE (and a DTSTART); without DTSTART it starts at midnight of its deployment's registration day, and a yearly, monthly or weekly rule must then name its days
 prefect.artifacts.create_markdown_artifact | gnomon.artifacts.create_markdown_artifact |
 prefect.artifacts.create_table_artifact | gnomon.artifacts.create_table_artifact |
 prefect.artifacts.create_link_artifact | gnomon.artifacts.create_link_artifact |

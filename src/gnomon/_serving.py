@@ -262,7 +262,10 @@ def _print_starting(deployments: tuple[RunnerDeployment, ...], daemon: Daemon) -
     """What Prefect's serve prints: what is served, and how to run, pause and stop it."""
     lines = [f"Serving {len(deployments)} deployment(s) with gnomon (Ctrl-C stops):"]
     for model in daemon.config.deployments:
-        lines.append(f"  {model.name}: {model.schedule_kind} {model.schedule} ({model.flow})")
+        written = "; ".join(
+            f"{spec.kind} {' '.join(spec.expression.split())}" for spec in model.specs
+        )
+        lines.append(f"  {model.name}: {written} ({model.flow})")
     first = deployments[0].name
     lines += [
         f"Run one now:    gnomon run {first}",

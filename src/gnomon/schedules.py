@@ -3,10 +3,11 @@ that ``flow.serve(schedules=...)`` and ``flow.to_deployment(schedules=...)`` tak
 
 A ``Schedule`` is checked when built, as Prefect's is (a bad cron expression or rrule is a
 ValueError naming it). What gnomon's scheduler runs is asked of it with
-``deployment_fields()``: the ``cron`` / ``interval`` / ``anchor`` / ``timezone`` fields of a
-gnomon deployment (the TOML config's keys). What that scheduler cannot run raises
-``ScheduleError`` there, naming the field: an rrule (gnomon's scheduler has no rrule
-schedules yet: issue 18), ``day_or=False``, per-schedule ``parameters``, ``active=False``.
+``deployment_fields()``: the ``cron`` / ``interval`` / ``rrule`` / ``anchor`` /
+``timezone`` / ``parameters`` fields of a gnomon deployment's schedule (the TOML config's
+keys; several schedules become its ``schedules = [...]``). What that scheduler cannot run
+raises ``ScheduleError`` there, naming the field: ``day_or=False``, ``active=False`` (for a
+schedule of its own: ``flow.serve`` leaves out the inactive ones of several).
 """
 
 from __future__ import annotations
@@ -52,15 +53,22 @@ class Schedule:
         if self.interval is not None and self.interval <= datetime.timedelta(0):
             raise ValueError(f"interval must be positive, got {self.interval!r}")
 
-    def deployment_fields(self) -> dict[str, Any]:
-        """The fields of a gnomon deployment that fire on this schedule (the TOML config's
-        ``cron`` or ``interval``, ``anchor``, ``timezone``); ScheduleError for what gnomon's
-        scheduler cannot run."""
-        self._check_deployable()
+    def deployment_fields(self, *, allow_inactive: bool = False) -> dict[str, Any]:
+        """The fields of a gnomon deployment's schedule that fire on this one (the TOML
+        config's ``cron``, ``interval`` or ``rrule``, ``anchor``, ``timezone``, and its
+        own ``parameters``, with ``active`` when ``allow_inactive`` and it is not);
+        ScheduleError for what gnomon's scheduler cannot run."""
+        self._check_deployable(allow_inactive)
         fields: dict[str, Any] = {"timezone": self.timezone or "UTC"}
+        if self.parameters:
+            fields["parameters"] = dict(self.parameters)
+        if not self.active:
+            fields["active"] = False
         if self.cron is not None:
             return {"cron": self.cron, **fields}
-        assert self.interval is not None  # __post_init__: exactly one kind, not rrule here
+        if self.rrule is not None:
+            return {"rrule": self.rrule, **fields}
+        assert self.interval is not None  # __post_init__: exactly one kind
         interval = format_duration(self.interval)
         parse_every(interval)  # at least gnomon's minimum interval, else ScheduleError
         fields["interval"] = interval
@@ -68,23 +76,13 @@ class Schedule:
             fields["anchor"] = _aware(self.anchor_date, self.timezone)
         return fields
 
-    def _check_deployable(self) -> None:
-        if self.rrule is not None:
-            raise ScheduleError(
-                f"rrule {self.rrule!r}: gnomon's scheduler has no rrule schedules yet "
-                "(issue 18); use Cron or Interval"
-            )
+    def _check_deployable(self, allow_inactive: bool) -> None:
         if not self.day_or:
             raise ScheduleError(
                 f"cron {self.cron!r}: day_or=False is not supported; gnomon's cron joins "
                 "day-of-month and day-of-week with OR, as cron does"
             )
-        if self.parameters:
-            raise ScheduleError(
-                "parameters: a schedule's own parameters are not supported; a gnomon "
-                "deployment has one set of parameters (make a deployment per set)"
-            )
-        if not self.active:
+        if not self.active and not allow_inactive:
             raise ScheduleError(
                 "active=False: a gnomon deployment's schedule is paused with "
                 "`gnomon pause NAME`, not in its definition"
@@ -92,6 +90,8 @@ class Schedule:
 
 
 def _check_rrule(rrule: str) -> None:
+    """The rule parses, as Prefect checks it; gnomon's own rules for rrules (a DTSTART or
+    named days, no EXDATE, ...) apply when it is deployed, naming the field."""
     from dateutil.rrule import rrulestr
 
     try:
@@ -159,8 +159,8 @@ def RRule(  # noqa: N802 -- Prefect's name
     parameters: dict[str, Any] | None = None,
     slug: str | None = None,
 ) -> Schedule:
-    """An rrule schedule, checked as Prefect checks it; deploying it raises ScheduleError
-    until gnomon's scheduler has rrule schedules (issue 18)."""
+    """An RFC 5545 rrule schedule: ``RRule("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=4")``
+    (the 4th business day of each month); deployed as a deployment's ``rrule``."""
     return Schedule(
         rrule=rrule,
         timezone=timezone,

@@ -137,7 +137,7 @@ def _view(
         row = DeploymentRow(
             **definition(deployment),
             name=deployment.name,
-            anchor=deployment.anchor or now,
+            anchor=deployment.anchor or (now if deployment.needs_anchor else None),
             source_file=None,
             source=None,
             active=False,
@@ -233,7 +233,7 @@ def _print_fields(view: dict[str, Any]) -> None:
     lines = [
         ("name", view["name"]),
         ("flow", view["flow"]),
-        ("schedule", f"{view['schedule']} ({view['schedule_text']})"),
+        *_schedule_lines(view),
         ("timezone", view["timezone"] or "-"),
         ("paused", paused),
         ("next fires", ", ".join(view["next_fires"]) or "-"),
@@ -252,6 +252,26 @@ def _print_fields(view: dict[str, Any]) -> None:
         click.echo("  none")
     for run in view["recent_runs"]:
         click.echo(f"  {run['id']}  {run['state']:<10}  {run['scheduled_for']}")
+
+
+def _schedule_lines(view: dict[str, Any]) -> list[tuple[str, str]]:
+    """The schedule: as written and in words; a line per spec when it has several, or when
+    its one spec has parameters of its own, bounds or DST choices."""
+    specs = view["schedules"]
+    lines = []
+    if len(specs) == 1 and not (specs[0]["parameters"] or specs[0]["dst"]):
+        lines.append(("schedule", f"{view['schedule']} ({specs[0]['text']})"))
+    else:
+        for index, spec in enumerate(specs):
+            label = "schedules" if index == 0 else ""
+            extra = f"; parameters {_inline(spec['parameters'])}" if spec["parameters"] else ""
+            written = " ".join(spec["expression"].split())
+            lines.append((label, f"#{index + 1} {spec['kind']} {written} ({spec['text']}){extra}"))
+    if view["active_from"] or view["active_until"]:
+        bounds = [f"from {view['active_from']}"] if view["active_from"] else []
+        bounds += [f"until {view['active_until']}"] if view["active_until"] else []
+        lines.append(("active", " ".join(bounds)))
+    return lines or [("schedule", f"{view['schedule']} ({view['schedule_text']})")]
 
 
 def _inline(mapping: dict[str, Any]) -> str:
@@ -274,23 +294,31 @@ def _inline(mapping: dict[str, Any]) -> str:
 @json_option
 @reports_errors
 def deployments_next(config: Path | None, name: str, count: int, as_json: bool) -> None:
-    """Print a deployment's next fire times (UTC), as the daemon will fire them.
+    """Print a deployment's next fire times (UTC), as the daemon will fire them; with
+    several specs (schedules = [...]), each with the spec it is the fire of (#1 is the
+    first listed; a time two specs produce is the first's).
 
     \b
     Example:
       gnomon deployments next nightly-report -n 10
     """
-    from gnomon.control import iso, next_fires
+    from gnomon.control import iso, next_fires_by_spec, schedule_of
 
     row = operations().deployment(name)
     if row.paused:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)
-    fires = [iso(fire) for fire in next_fires(row, datetime.now(UTC), count)]
+    fires = next_fires_by_spec(row, datetime.now(UTC), count)
     if as_json:
-        print_json(fires)
+        print_json([iso(fire) for fire, _ in fires])
         return
-    for fire in fires:
-        click.echo(fire)
+    schedule = schedule_of(row)
+    several = schedule is not None and len(schedule.specs) > 1
+    for fire, index in fires:
+        if several:
+            assert schedule is not None
+            click.echo(f"{iso(fire)}  #{index + 1} {schedule.specs[index].written}")
+        else:
+            click.echo(iso(fire))
 
 
 @deployments_group.command("validate")

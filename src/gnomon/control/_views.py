@@ -16,7 +16,7 @@ from gnomon._secrets import mask, mask_text, secret_values
 from gnomon.states import StateType
 
 if TYPE_CHECKING:
-    from gnomon.scheduling import Schedule
+    from gnomon.scheduling import Schedule, ScheduleSpec
     from gnomon.store import ControlStore
     from gnomon.store.rows import (
         ArtifactRow,
@@ -56,7 +56,19 @@ def schedule_of(row: DeploymentRow) -> Schedule | None:
 def next_fires(row: DeploymentRow, after: datetime, count: int) -> list[datetime]:
     """When its next ``count`` fires after ``after`` are due (nominal time plus the jitter
     offset), counted from its last fire if that is later."""
-    return fire_clock(row)(after, count)
+    return [due for due, _ in next_fires_by_spec(row, after, count)]
+
+
+def next_fires_by_spec(
+    row: DeploymentRow, after: datetime, count: int
+) -> list[tuple[datetime, int]]:
+    """``next_fires`` with the index of the spec each fire is of (the first listed that
+    produces its time)."""
+    schedule = schedule_of(row)
+    if schedule is None:
+        return []
+    last = row.last_fire
+    return schedule.next_fires_by_spec(max(after, last) if last else after, count)
 
 
 def fire_clock(row: DeploymentRow) -> Callable[[datetime, int], list[datetime]]:
@@ -86,9 +98,9 @@ def deployment_view(
     view: View = {
         "name": row.name,
         "flow": row.flow,
-        "schedule": f"{row.schedule_kind} {row.schedule}",
+        "schedule": schedule.written if schedule else f"{row.schedule_kind} {row.schedule}",
         "schedule_text": schedule.describe() if schedule is not None else row.schedule,
-        "timezone": row.timezone if row.schedule_kind == "cron" else None,
+        "timezone": row.timezone if _zoned(row, schedule) else None,
         "paused": paused,
         "paused_by": row.paused_by,
         "paused_at": iso(row.paused_at),
@@ -114,17 +126,46 @@ def deployment_view(
 def deployment_detail(
     row: DeploymentRow, now: datetime, recent: list[RecentRun], count: int = 5
 ) -> View:
-    """Everything about one deployment: the listed fields, parameters, policies, next fires."""
+    """Everything about one deployment: the listed fields, its schedule's specs and
+    bounds, parameters, policies, next fires (and the spec each is of)."""
     view = deployment_view(row, now, recent)
+    schedule = schedule_of(row)
+    upcoming = [] if row.paused else next_fires_by_spec(row, now, count)
+    window = schedule.window if schedule is not None else None
     view.update(
         parameters=mask(row.parameters or {}),
         policies=row.policies or {},
         anchor=iso(row.anchor),
         source_file=row.source_file,
         registered_at=iso(row.registered_at),
-        next_fires=[] if row.paused else [iso(t) for t in next_fires(row, now, count)],
+        next_fires=[iso(due) for due, _ in upcoming],
+        schedules=[spec_view(spec) for spec in schedule.specs] if schedule else [],
+        active_from=window.written_from if window else None,
+        active_until=window.written_until if window else None,
+        upcoming=[{"due": iso(due), "spec": index} for due, index in upcoming],
     )
     return view
+
+
+def spec_view(spec: ScheduleSpec) -> View:
+    """One spec of a deployment's schedule: as written, in words, its own parameters
+    (masked), bounds and DST choices."""
+    return {
+        "kind": str(spec.kind),
+        "expression": spec.expression,
+        "text": spec.describe(),
+        "parameters": mask(dict(spec.parameters)),
+        "active_from": spec.window.written_from,
+        "active_until": spec.window.written_until,
+        "dst": spec.dst.table(),
+    }
+
+
+def _zoned(row: DeploymentRow, schedule: Schedule | None) -> bool:
+    """Whether the deployment's zone matters to its fires (a cron or an rrule spec)."""
+    if schedule is None:
+        return row.schedule_kind == "cron"
+    return any(spec.kind != "interval" for spec in schedule.specs)
 
 
 def run_view(row: FlowRunRow) -> View:

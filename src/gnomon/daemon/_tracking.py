@@ -21,7 +21,7 @@ from gnomon.store import RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
-    from gnomon.scheduling import Trigger
+    from gnomon.scheduling import Schedule, Trigger
     from gnomon.store.rows import NewFlowRun
 
 log = logging.getLogger("gnomon.daemon")
@@ -55,7 +55,7 @@ class Slot:
     """A deployment as the scheduler tracks it between ticks."""
 
     deployment: Deployment
-    trigger: Trigger
+    trigger: Schedule
     offset: timedelta
     paused: bool
     last_fire: datetime | None
@@ -196,14 +196,15 @@ def run_row(
     state_name: StateName = StateName.PENDING,
     message: str | None = None,
 ) -> NewFlowRun:
-    """The run row a decision about ``slot``'s fire at ``nominal`` creates."""
+    """The run row a decision about ``slot``'s fire at ``nominal`` creates: with the
+    deployment's parameters, and over them those of the spec the fire is of."""
     deployment = slot.deployment
     return {
         "id": uuid.uuid4().hex,
         "name": f"{deployment.name}@{nominal.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
         "flow_name": deployment.flow.rpartition(":")[2],
         "entrypoint": deployment.flow,
-        "parameters": dict(deployment.parameters),
+        "parameters": {**deployment.parameters, **slot.trigger.parameters_at(nominal)},
         "tags": list(deployment.tags),
         "state_type": state_type,
         "state_name": state_name,

@@ -163,6 +163,9 @@ class _FlowEntry:
     entrypoint: str
     parameters: dict[str, Any]
     position: int  # in the problems list: after the deployment's own
+    # A spec of ``schedules`` with parameters: its own (checked merged over the
+    # deployment's, its problems reported only for these, the rest being the deployment's).
+    own: frozenset[str] | None = None
 
 
 class _Loader:
@@ -490,6 +493,19 @@ class _Loader:
         self._flows.append(
             _FlowEntry(file, name, prefix, table["flow"], entrypoint, parameters, position)
         )
+        for index, own in _spec_parameters(deployment, table):
+            self._flows.append(
+                _FlowEntry(
+                    file,
+                    name,
+                    f"{prefix}schedules.{index}.",
+                    table["flow"],
+                    entrypoint,
+                    {**parameters, **own},
+                    position,
+                    frozenset(own),
+                )
+            )
 
     def _check_flows(
         self, checker: FlowChecker, deployments: list[Deployment], daemon: DaemonConfig
@@ -533,8 +549,9 @@ class _Loader:
                     self.root,
                 )
                 for field, message in found[entry.entrypoint].get(index, [])
+                if entry.own is None or field.removeprefix("parameters.") in entry.own
             ]
-            if error is not None:
+            if error is not None and entry.own is None:  # the flow's error: reported once
                 problems = [
                     ConfigProblem(
                         entry.file,
@@ -550,6 +567,26 @@ class _Loader:
         for position, problems in reversed(inserts):  # later positions first: indices hold
             self.problems[position:position] = problems
         return {problems[0].deployment for _, problems in inserts}
+
+
+def _spec_parameters(
+    deployment: Deployment | None, table: dict[str, Any]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The parameters of each ``schedules`` entry that has some, by its index (read from
+    the file's table when the deployment has other problems)."""
+    if deployment is not None:
+        specs = enumerate(deployment.schedules or ())
+        return [(index, spec.parameters) for index, spec in specs if spec.parameters]
+    entries = table.get("schedules")
+    if not isinstance(entries, list):
+        return []
+    return [
+        (index, entry["parameters"])
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict)
+        and isinstance(entry.get("parameters"), dict)
+        and entry["parameters"]
+    ]
 
 
 def _value(field: str, entry: _FlowEntry) -> Any:

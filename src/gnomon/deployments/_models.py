@@ -11,7 +11,6 @@ types, and a quoted number is more often a mistake than an intention.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 from collections.abc import Iterable
@@ -39,6 +38,19 @@ from pydantic import (
 
 from gnomon._files import refuse_empty_path
 from gnomon._names import NAME_RULE, is_name
+from gnomon.deployments._specs import (
+    CHECK_ANCHOR,
+    BoundValue,
+    DstChoice,
+    IntervalText,
+    Parameters,
+    ScheduleEntries,
+    ScheduleEntry,
+    bounds_document,
+    check_bounds,
+    interval_message,
+    spec_document,
+)
 from gnomon.scheduling import (
     Schedule,
     ScheduleError,
@@ -94,13 +106,6 @@ def _parse_duration(value: Any) -> Any:
         return parse_interval(value)
     except ScheduleError as error:
         raise ValueError(interval_message(value, error)) from None
-
-
-def interval_message(text: str, error: ScheduleError) -> str:
-    """The scheduling module's complaint about ``text`` without its "interval 'x'" prefix,
-    which the problem already shows as the field and value."""
-    message = str(error).removeprefix(f"interval {text!r}").lstrip(": ")
-    return message.removeprefix("is ").removeprefix("has ")
 
 
 def _not_negative(value: timedelta) -> timedelta:
@@ -325,7 +330,8 @@ def resolve_entrypoint(entrypoint: str, base_dir: Path | None) -> str:
 
 
 class Deployment(Policies):
-    """A flow bound to a cron or interval trigger, with parameters and resolved policies.
+    """A flow bound to a schedule (``cron``, ``interval``, or several specs in
+    ``schedules``), with parameters and resolved policies.
 
     Validate it with ``context={"daemon": DaemonConfig}`` so that policies and ``timezone``
     it does not state come from ``[daemon]``; without one they come from the built-in
@@ -339,11 +345,16 @@ class Deployment(Policies):
     description: str | None = None
     timezone: str = "UTC"
     cron: str | None = None
-    interval: str | None = None
+    interval: IntervalText = None
     anchor: datetime | None = None  # interval only; None: the store's registration time
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
     tags: tuple[str, ...] = ()
     paused: StrictBool | None = None  # None: not stated, the store's pause flag stands
+    # Several specs instead of cron / interval, fire-time bounds, DST choices (_specs).
+    schedules: ScheduleEntries = None
+    active_from: BoundValue = None
+    active_until: BoundValue = None
+    dst: DstChoice = None  # for cron and rrule specs that state none
 
     @model_validator(mode="before")
     @classmethod
@@ -381,16 +392,6 @@ class Deployment(Policies):
             cron_trigger(value, info.data.get("timezone", "UTC"))
         return value
 
-    @field_validator("interval")
-    @classmethod
-    def _check_interval(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_every(value)
-            except ScheduleError as error:
-                raise ValueError(interval_message(value, error)) from None
-        return value
-
     @field_validator("anchor")
     @classmethod
     def _localize_anchor(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
@@ -399,48 +400,118 @@ class Deployment(Policies):
             return value
         return value.replace(tzinfo=ZoneInfo(info.data.get("timezone", "UTC")))
 
-    @field_validator("parameters")
+    @field_validator("active_until")
     @classmethod
-    def _dates_as_text(cls, value: dict[str, Any]) -> dict[str, Any]:
-        """TOML dates and times become ISO 8601 text, so parameters stay JSON for the store;
-        a flow parameter typed ``datetime`` gets them back when the run validates them."""
-        return {key: _iso_dates(item) for key, item in value.items()}
+    def _after_active_from(cls, value: BoundValue, info: ValidationInfo) -> BoundValue:
+        return check_bounds(info.data.get("active_from"), value)
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Deployment:
-        if (self.cron is None) == (self.interval is None):
-            which = "both are set" if self.cron is not None else "neither is set"
-            raise ValueError(f"set exactly one of cron or interval ({which})")
+        if self.schedules is not None:
+            if self.cron is not None or self.interval is not None:
+                given = "cron" if self.cron is not None else "interval"
+                raise ValueError(
+                    f"set either schedules or {given}, not both (schedules = [{{{given} = ...}},"
+                    " ...] holds every spec)"
+                )
+            if not self.schedules:
+                raise ValueError(
+                    "schedules is empty: list at least one {cron = ...}, {interval = ...} or"
+                    " {rrule = ...}"
+                )
+            if self.anchor is not None:
+                raise ValueError("anchor: with schedules, give it in the interval's entry")
+        elif (self.cron is None) == (self.interval is None):
+            if self.cron is not None:
+                raise ValueError("set exactly one of cron or interval (both are set)")
+            raise ValueError("set one of cron, interval or schedules (none is set)")
         if self.anchor is not None and self.cron is not None:
             raise ValueError("anchor applies to interval deployments only, not cron")
+        if self.dst is not None and self.interval is not None:
+            raise ValueError(
+                "dst applies to cron and rrule schedules only: an interval is real time"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> Deployment:
+        """The schedule as a whole, in the deployment's zone (bounds in order, say)."""
+        document = self.schedule_document()
+        if document is not None:
+            try:
+                Schedule.from_document(self.name, document, self.timezone, CHECK_ANCHOR)
+            except ScheduleError as error:
+                raise ValueError(str(error)) from None
         return self
 
     @property
+    def specs(self) -> tuple[ScheduleEntry, ...]:
+        """The schedule's specs: ``schedules``, or the one ``cron`` / ``interval`` states."""
+        if self.schedules is not None:
+            return self.schedules
+        # Both fields were checked as this model's: not again, on every look.
+        lone = ScheduleEntry.model_construct(
+            cron=self.cron, interval=self.interval, anchor=self.anchor
+        )
+        return (lone,)
+
+    @property
     def schedule_kind(self) -> str:
-        """``"cron"`` or ``"interval"``."""
-        return "cron" if self.cron is not None else "interval"
+        """``"cron"``, ``"interval"`` or ``"rrule"``: the (first) spec's kind."""
+        return str(self.specs[0].kind)
 
     @property
     def schedule(self) -> str:
-        """The cron expression or the interval, as written in the file."""
-        return self.cron if self.cron is not None else str(self.interval)
+        """The (first) spec's cron expression, interval or rrule, as written in the file."""
+        return self.specs[0].expression
 
     @property
     def every(self) -> timedelta | None:
-        """An interval deployment's period; None for cron."""
+        """A lone interval's period; None for any other schedule."""
         return parse_every(self.interval) if self.interval is not None else None
 
+    @property
+    def needs_anchor(self) -> bool:
+        """Whether a spec counts from the registration: an interval, or an rrule (when it
+        has no DTSTART)."""
+        return any(spec.kind is not ScheduleKind.CRON for spec in self.specs)
+
+    def schedule_document(self) -> dict[str, Any] | None:
+        """What the store keeps of the schedule beyond ``schedule_kind`` and ``schedule``
+        (``Schedule.from_document``'s form); None for a lone ``cron`` or ``interval``
+        without bounds or DST choices, which those two columns say in full."""
+        plain = self.active_from is None and self.active_until is None and self.dst is None
+        if self.schedules is None and plain:
+            return None
+        specs = [
+            spec_document(
+                spec.kind,
+                spec.expression,
+                parameters=spec.parameters,
+                anchor=spec.anchor,
+                dst=spec.dst or (self.dst if spec.kind is not ScheduleKind.INTERVAL else None),
+                active_from=spec.active_from,
+                active_until=spec.active_until,
+            )
+            for spec in self.specs
+        ]
+        return {"specs": specs, **bounds_document(self.active_from, self.active_until)}
+
     def timing(self, anchor: datetime | None = None) -> Schedule:
-        """The schedule; an interval without an anchor in the file needs the stored
-        ``anchor``. The file's own anchor wins over ``anchor`` (sync stores the file's)."""
-        start = None
-        if self.cron is None:
-            start = self.anchor or anchor
-            if start is None:
-                raise ScheduleError(
-                    f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
-                    "store first (the anchor defaults to when it was first registered)"
-                )
+        """The schedule; an interval (or an rrule without DTSTART) that the file gives no
+        anchor needs the stored ``anchor``. The file's own anchor wins over ``anchor``
+        (sync stores the file's)."""
+        start = self.anchor or anchor
+        document = self.schedule_document()
+        if document is not None:
+            return Schedule.from_document(self.name, document, self.timezone, start, self.jitter)
+        if self.interval is None:
+            start = None
+        elif start is None:
+            raise ScheduleError(
+                f"deployment {self.name!r}: an interval needs an anchor; sync it into the "
+                "store first (the anchor defaults to when it was first registered)"
+            )
         kind = self.schedule_kind
         return Schedule.single(self.name, kind, self.schedule, self.timezone, start, self.jitter)
 
@@ -448,18 +519,12 @@ class Deployment(Policies):
 def stored_schedule(row: DeploymentRow) -> Schedule:
     """A registered deployment's schedule, from its store row alone (no config file)."""
     jitter = timedelta(seconds=(row.policies or {}).get("jitter") or 0)
+    if row.schedule_specs:
+        return Schedule.from_document(
+            row.name, row.schedule_specs, row.timezone, row.anchor, jitter
+        )
     anchor = row.anchor if row.schedule_kind == ScheduleKind.INTERVAL else None
     return Schedule.single(row.name, row.schedule_kind, row.schedule, row.timezone, anchor, jitter)
-
-
-def _iso_dates(value: Any) -> Any:
-    if isinstance(value, dt.date | dt.time):  # datetime is a date
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_iso_dates(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _iso_dates(item) for key, item in value.items()}
-    return value
 
 
 class NotifyEvent(StrEnum):

@@ -43,6 +43,7 @@ DEFINITION = (
     "flow",
     "schedule_kind",
     "schedule",
+    "schedule_specs",
     "timezone",
     "parameters",
     "tags",
@@ -228,13 +229,14 @@ class _Plan:
         return inserts, updates
 
     def _new_row(self, deployment: Deployment) -> Columns:
-        interval = deployment.schedule_kind == "interval"
+        interval = deployment.needs_anchor
         return {
             "name": deployment.name,
             **definition(deployment),
             "source_file": _source(deployment),
             "source": self.source,
-            # An interval counts from its first registration unless the file pins it.
+            # An interval (or an rrule) counts from its first registration unless the file
+            # pins it.
             "anchor": deployment.anchor or (self.now if interval else None),
             "active": True,
             **_pause_columns(deployment, bool(deployment.paused), self.now),
@@ -257,7 +259,7 @@ class _Plan:
             self.result.fields[deployment.name] = sorted(values)
         if "anchor" in differing:
             values["anchor"] = deployment.anchor
-        elif deployment.schedule_kind == "interval" and row.anchor is None:
+        elif deployment.needs_anchor and row.anchor is None:
             values["anchor"] = self.now  # a cron deployment that became an interval
         if "paused" in differing:
             values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
@@ -339,6 +341,7 @@ def definition(deployment: Deployment) -> Columns:
         "flow": deployment.flow,
         "schedule_kind": deployment.schedule_kind,
         "schedule": deployment.schedule,
+        "schedule_specs": deployment.schedule_document(),
         "timezone": deployment.timezone,
         "parameters": dict(deployment.parameters),
         "tags": list(deployment.tags),

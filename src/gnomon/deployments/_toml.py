@@ -11,6 +11,7 @@ from typing import Any
 import tomli_w
 
 from gnomon.deployments._models import Deployment, Policies
+from gnomon.deployments._specs import ScheduleEntry
 
 
 def deployments_toml(deployments: Sequence[Deployment], defaults: Policies | None = None) -> str:
@@ -34,11 +35,7 @@ def deployments_toml(deployments: Sequence[Deployment], defaults: Policies | Non
 def _table(deployment: Deployment, inherited: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """One deployment's table, and the names of parameters left out (None has no TOML)."""
     table: dict[str, Any] = {"name": deployment.name, "flow": deployment.flow}
-    table[deployment.schedule_kind] = deployment.schedule
-    if deployment.timezone != "UTC":
-        table["timezone"] = deployment.timezone
-    if deployment.anchor is not None:
-        table["anchor"] = deployment.anchor
+    table.update(_schedule_table(deployment))
     if deployment.description:
         table["description"] = deployment.description
     if deployment.tags:
@@ -53,6 +50,34 @@ def _table(deployment: Deployment, inherited: dict[str, Any]) -> tuple[dict[str,
         table["parameters"] = parameters
     left_out = sorted(key for key, value in deployment.parameters.items() if value is None)
     return table, left_out
+
+
+def _schedule_table(deployment: Deployment) -> dict[str, Any]:
+    """The deployment's schedule as the file writes it: ``cron`` or ``interval``, or
+    ``schedules``; its zone, anchor, bounds and DST choices where it states them."""
+    table: dict[str, Any] = {}
+    if deployment.schedules is not None:
+        table["schedules"] = [
+            _stated(spec, {str(spec.kind): spec.expression}) for spec in deployment.schedules
+        ]
+    else:
+        table[deployment.schedule_kind] = deployment.schedule
+    if deployment.timezone != "UTC":
+        table["timezone"] = deployment.timezone
+    return _stated(deployment, table)
+
+
+def _stated(entry: Deployment | ScheduleEntry, table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` with the anchor, bounds and DST choices ``entry`` states, and for a
+    ``schedules`` entry its own parameters (None has no TOML: left out)."""
+    for key in ("anchor", "active_from", "active_until"):
+        if getattr(entry, key) is not None:
+            table[key] = getattr(entry, key)
+    if entry.dst is not None:
+        table["dst"] = entry.dst.table()
+    if isinstance(entry, ScheduleEntry) and entry.parameters:
+        table["parameters"] = {key: val for key, val in entry.parameters.items() if val is not None}
+    return table
 
 
 def _toml_value(value: Any, stored: Any) -> Any:

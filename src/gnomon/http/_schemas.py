@@ -141,6 +141,23 @@ class DeploymentSummary(BaseModel):
     recent_runs: list[RecentRun]
 
 
+class ScheduleSpecView(BaseModel):
+    """One spec of a deployment's schedule (a cron, an interval or an rrule)."""
+
+    kind: Literal["cron", "interval", "rrule"]
+    expression: str  # as written
+    text: str  # in words, with its bounds and DST choices
+    parameters: dict[str, Any]  # its own, merged over the deployment's for its runs
+    active_from: str | None
+    active_until: str | None
+    dst: dict[str, str]  # the DST choices it states: repeated, skipped
+
+
+class UpcomingFire(BaseModel):
+    due: str
+    spec: int  # the index in schedules of the spec it is the fire of
+
+
 class DeploymentDetail(DeploymentSummary):
     parameters: dict[str, Any]
     policies: dict[str, Any]
@@ -148,6 +165,10 @@ class DeploymentDetail(DeploymentSummary):
     source_file: str | None
     registered_at: str | None
     next_fires: list[str]
+    schedules: list[ScheduleSpecView]
+    active_from: str | None
+    active_until: str | None
+    upcoming: list[UpcomingFire]
 
 
 class PauseResponse(BaseModel):

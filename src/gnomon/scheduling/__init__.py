@@ -1,11 +1,12 @@
 """Triggers and schedule arithmetic: pure functions of time, never reading the clock.
 
 ``Schedule`` is a deployment's schedule as one value (its specs, their union of fire
-times, the jitter offset, the schedule in words), which the daemon, the CLI, the API and the
-dashboard all use. ``CronTrigger`` reads a crontab expression in an IANA zone and follows
-cronie's DST rules; ``IntervalTrigger`` fires every fixed duration from an anchor;
-``jitter_offset`` spreads deployments that share a schedule. The triggers and ``Schedule``
-satisfy the ``Trigger`` protocol.
+times, its active window, the jitter offset, the schedule in words), which the daemon, the
+CLI, the API and the dashboard all use. ``CronTrigger`` reads a crontab expression in an
+IANA zone and follows cronie's DST rules (or the spec's ``Dst`` choices); ``RRuleTrigger``
+reads an RFC 5545 rrule the same way; ``IntervalTrigger`` fires every fixed duration from
+an anchor; ``jitter_offset`` spreads deployments that share a schedule. The triggers and
+``Schedule`` satisfy the ``Trigger`` protocol.
 """
 
 from gnomon.scheduling._base import ScheduleError, Trigger
@@ -13,20 +14,28 @@ from gnomon.scheduling._cron import CronTrigger, cron_trigger
 from gnomon.scheduling._durations import format_duration, parse_interval
 from gnomon.scheduling._interval import MIN_INTERVAL, IntervalTrigger, parse_every
 from gnomon.scheduling._jitter import jitter_offset
-from gnomon.scheduling._schedule import Schedule, ScheduleKind, ScheduleSpec
+from gnomon.scheduling._rrule import RRuleTrigger, rrule_trigger
+from gnomon.scheduling._schedule import Schedule, ScheduleKind, ScheduleSpec, Window
+from gnomon.scheduling._wallclock import Dst, RepeatedTimes, SkippedTimes
 
 __all__ = [
     "MIN_INTERVAL",
     "CronTrigger",
+    "Dst",
     "IntervalTrigger",
+    "RRuleTrigger",
+    "RepeatedTimes",
     "Schedule",
     "ScheduleError",
     "ScheduleKind",
     "ScheduleSpec",
+    "SkippedTimes",
     "Trigger",
+    "Window",
     "cron_trigger",
     "format_duration",
     "jitter_offset",
     "parse_every",
     "parse_interval",
+    "rrule_trigger",
 ]

@@ -152,7 +152,7 @@ SQLITE: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = ?",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.name = ?",
                 parameters=("name",),
             )
         },
@@ -179,6 +179,7 @@ SQLITE: dict[str, Compiled] = {
             ("registered_at", "datetime"),
             ("updated", "datetime"),
             ("parameter_schema", "json"),
+            ("schedule_specs", "json"),
         ),
         encode={},
         expanding={},
@@ -205,11 +206,11 @@ SQLITE: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -236,6 +237,7 @@ SQLITE: dict[str, Compiled] = {
             ("registered_at", "datetime"),
             ("updated", "datetime"),
             ("parameter_schema", "json"),
+            ("schedule_specs", "json"),
         ),
         encode={},
         expanding={},
@@ -1386,7 +1388,7 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
                 parameters=("name",),
             )
         },
@@ -1413,6 +1415,7 @@ POSTGRESQL: dict[str, Compiled] = {
             ("registered_at", "datetime"),
             ("updated", "datetime"),
             ("parameter_schema", None),
+            ("schedule_specs", None),
         ),
         encode={},
         expanding={},
@@ -1439,11 +1442,11 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -1470,6 +1473,7 @@ POSTGRESQL: dict[str, Compiled] = {
             ("registered_at", "datetime"),
             ("updated", "datetime"),
             ("parameter_schema", None),
+            ("schedule_specs", None),
         ),
         encode={},
         expanding={},

@@ -216,6 +216,11 @@ deployments = Table(
     # The JSON schema of the flow's parameters, from the flow check: run requests are
     # checked against it without importing the flow. Null until a checked sync.
     _json("parameter_schema", "dict[str, Any]"),
+    # The full schedule when schedule_kind / schedule do not say it all: several specs
+    # (schedules = [...]), rrules, active_from / active_until, DST choices, a spec's own
+    # parameters (Schedule.from_document's form). Null for a lone cron or interval; else
+    # schedule_kind / schedule hold its first spec, which daemons older than it read.
+    _json("schedule_specs", "dict[str, Any]"),
     # The daemon asks every second which deployments changed (a pause, a resume): with
     # 10,000 registered, scanning them was most of its idle CPU.
     Index("ix_deployments_updated", "updated"),

@@ -397,6 +397,7 @@ class DeploymentRow(StoreRow):
         "registered_at",
         "updated",
         "parameter_schema",
+        "schedule_specs",
     )
     __slots__ = __match_args__
 
@@ -422,6 +423,7 @@ class DeploymentRow(StoreRow):
     registered_at: datetime
     updated: datetime
     parameter_schema: dict[str, Any] | None
+    schedule_specs: dict[str, Any] | None
 
     def __init__(
         self,
@@ -447,6 +449,7 @@ class DeploymentRow(StoreRow):
         registered_at: datetime,
         updated: datetime,
         parameter_schema: dict[str, Any] | None,
+        schedule_specs: dict[str, Any] | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "name", name)
@@ -471,6 +474,7 @@ class DeploymentRow(StoreRow):
         set_(self, "registered_at", registered_at)
         set_(self, "updated", updated)
         set_(self, "parameter_schema", parameter_schema)
+        set_(self, "schedule_specs", schedule_specs)
 
 
 class AuditEntry(StoreRow):
