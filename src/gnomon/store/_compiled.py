@@ -152,7 +152,7 @@ SQLITE: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = ?",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = ?",
                 parameters=("name",),
             )
         },
@@ -174,6 +174,8 @@ SQLITE: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", "bool"),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -205,11 +207,11 @@ SQLITE: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -231,6 +233,8 @@ SQLITE: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", "bool"),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -238,6 +242,25 @@ SQLITE: dict[str, Compiled] = {
             ("parameter_schema", "json"),
         ),
         encode={},
+        expanding={},
+        constants={},
+        defaults={},
+        generated={},
+        assignments={},
+    ),
+    "extend_pause": Compiled(
+        variants={
+            (): Statement(
+                sql="UPDATE deployments SET paused_until=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1 AND deployments.paused_until IS NOT NULL",
+                parameters=("paused_until", "updated", "deployment"),
+            ),
+            ("until",): Statement(
+                sql="UPDATE deployments SET paused_until=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1 AND deployments.paused_until IS NOT NULL AND deployments.paused_until < ?",
+                parameters=("paused_until", "updated", "deployment", "later_than"),
+            ),
+        },
+        columns=(),
+        encode={"paused_until": "datetime", "updated": "datetime", "later_than": "datetime"},
         expanding={},
         constants={},
         defaults={},
@@ -1069,24 +1092,26 @@ SQLITE: dict[str, Compiled] = {
     "set_paused": Compiled(
         variants={
             (): Statement(
-                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, fires_from=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1",
+                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, paused_until=?, fires_from=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "fires_from",
                     "updated",
                     "deployment",
                 ),
             ),
             ("paused",): Statement(
-                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 0",
+                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, paused_until=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 0",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "updated",
                     "deployment",
                 ),
@@ -1096,6 +1121,7 @@ SQLITE: dict[str, Compiled] = {
         encode={
             "paused": "bool",
             "paused_at": "datetime",
+            "paused_until": "datetime",
             "fires_from": "datetime",
             "updated": "datetime",
         },
@@ -1386,7 +1412,7 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
                 parameters=("name",),
             )
         },
@@ -1408,6 +1434,8 @@ POSTGRESQL: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", None),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -1439,11 +1467,11 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -1465,6 +1493,8 @@ POSTGRESQL: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", None),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -1472,6 +1502,25 @@ POSTGRESQL: dict[str, Compiled] = {
             ("parameter_schema", None),
         ),
         encode={},
+        expanding={},
+        constants={},
+        defaults={},
+        generated={},
+        assignments={},
+    ),
+    "extend_pause": Compiled(
+        variants={
+            (): Statement(
+                sql="UPDATE deployments SET paused_until=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true AND deployments.paused_until IS NOT NULL",
+                parameters=("paused_until", "updated", "deployment"),
+            ),
+            ("until",): Statement(
+                sql="UPDATE deployments SET paused_until=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true AND deployments.paused_until IS NOT NULL AND deployments.paused_until < %s::TIMESTAMP WITH TIME ZONE",
+                parameters=("paused_until", "updated", "deployment", "later_than"),
+            ),
+        },
+        columns=(),
+        encode={"paused_until": "datetime", "updated": "datetime", "later_than": "datetime"},
         expanding={},
         constants={},
         defaults={},
@@ -2221,24 +2270,26 @@ POSTGRESQL: dict[str, Compiled] = {
     "set_paused": Compiled(
         variants={
             (): Statement(
-                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, fires_from=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true",
+                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, paused_until=%s::TIMESTAMP WITH TIME ZONE, fires_from=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "fires_from",
                     "updated",
                     "deployment",
                 ),
             ),
             ("paused",): Statement(
-                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS false",
+                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, paused_until=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS false",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "updated",
                     "deployment",
                 ),
@@ -2248,6 +2299,7 @@ POSTGRESQL: dict[str, Compiled] = {
         encode={
             "paused": "bool",
             "paused_at": "datetime",
+            "paused_until": "datetime",
             "fires_from": "datetime",
             "updated": "datetime",
         },
