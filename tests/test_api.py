@@ -345,6 +345,7 @@ def test_pause_through_the_api_is_audited_with_the_token_origin_and_client(api: 
             "paused": ["nightly-report"],
             "already_paused": [],
             "cancelled_runs": [],
+            "paused_until": None,
         }
         shown = client.get("/api/v1/deployments/nightly-report").json()
     assert shown["paused"] is True
@@ -361,6 +362,59 @@ def test_pause_through_the_api_is_audited_with_the_token_origin_and_client(api: 
     assert entry.reason == "CRM outage, INC-4312"
     assert entry.detail == {"client": "127.0.0.1"}  # where the request came from
     assert api.nudges == ["poll"]
+
+
+def test_a_pause_over_http_ends_by_itself_at_until_or_after_for(api: Api) -> None:
+    with api.admin as client:
+        until = client.post(
+            "/api/v1/deployments/nightly-report/pause",
+            json={"until": "2030-12-08T09:00+01:00", "reason": "freeze"},
+        )
+        later = client.post("/api/v1/pause", json={"tag": "crm", "for": "PT2H"})
+        shown = client.get("/api/v1/deployments/nightly-report").json()
+        listed = {item["name"]: item for item in client.get("/api/v1/deployments").json()}
+        upcoming = client.get("/api/v1/deployments/nightly-report/next?count=1").json()
+
+    assert until.status_code == 200, until.text
+    assert until.json()["paused_until"] == "2030-12-08T08:00:00.000Z"
+    # Made longer for sync-crm only: nightly-report's pause ends later than in two hours.
+    assert (later.json()["paused"], later.json()["already_paused"]) == (
+        ["sync-crm"],
+        ["nightly-report"],
+    )
+    two_hours = datetime.fromisoformat(later.json()["paused_until"]) - datetime.now(UTC)
+    assert timedelta(hours=1, minutes=59) < two_hours <= timedelta(hours=2, seconds=1)
+    assert (shown["paused"], shown["paused_until"]) == (True, "2030-12-08T08:00:00.000Z")
+    # The next fires are those after the pause: 02:30 in Paris, on the 9th.
+    assert shown["next_fires"][0] == upcoming[0] == "2030-12-09T01:30:00.000Z"
+    assert listed["sync-crm"]["paused_until"] == later.json()["paused_until"]
+    entries = api.store.read_audit(limit=10, target="nightly-report")
+    [entry] = [e for e in entries if e.action == "pause"]
+    assert entry.detail == {"until": "2030-12-08T08:00:00+00:00", "client": "127.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "error"),
+    [
+        ({"until": "2020-01-01T00:00Z"}, "until", "until '2020-01-01T00:00Z' has passed"),
+        ({"until": "2030-12-08T09:00", "for": "2h"}, "body", "give until or for, not both"),
+        ({"for": "2 fortnights"}, "for", "for '2 fortnights' has unknown unit 'fortnights'"),
+        ({"for": "0s"}, "for", "for '0s' must be positive"),
+        ({"until": "soon"}, "until", "until 'soon' is not an ISO 8601 time"),
+    ],
+)
+def test_a_pause_end_that_cannot_be_one_is_a_422_naming_the_field(
+    api: Api, body: dict[str, str], field: str, error: str
+) -> None:
+    with api.admin as client:
+        one = client.post("/api/v1/deployments/nightly-report/pause", json=body)
+        many = client.post("/api/v1/pause", json={"all": True, **body})
+
+    for response in (one, many):
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == field
+        assert response.json()["error"].startswith(error)
+    assert not any(row.paused for row in api.store.read_deployments())
 
 
 def test_pause_and_resume_by_tag_and_all(api: Api) -> None:

@@ -162,6 +162,40 @@ def test_pausing_with_a_reason_and_resuming_from_the_dashboard(
     assert not is_paused(api, "nightly-report")
 
 
+def test_a_pause_for_a_while_from_the_dashboard_ends_by_itself_and_says_until_when(
+    api: Api,  # noqa: F811
+    page: Any,
+) -> None:
+    log_in(page, api, token(api, "on-call", TokenAccess.OPERATE))
+    row = page.locator("tr[data-deployment=sync-crm]")
+    row.locator("input[name=reason]").fill("vendor maintenance")
+    row.locator("input[name=until]").fill("2h")
+    asked = datetime.now(UTC)
+    row.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?said=*")
+
+    stored = api.store.read_deployment("sync-crm")
+    assert stored is not None
+    assert stored.paused_until is not None
+    two_hours = stored.paused_until - asked
+    assert timedelta(hours=2) <= two_hours <= timedelta(hours=2, seconds=5)
+    said = page.inner_text("[role=status]")
+    assert said.startswith("Paused sync-crm until "), said
+    assert said.endswith(")."), said  # the zone's offset, in parentheses
+    state = page.inner_text("tr[data-deployment=sync-crm] .pause-state")
+    assert state.startswith("Paused until ")
+    assert "vendor maintenance" in state
+
+    # A field that is neither a duration nor a time is refused, saying why.
+    other = page.locator("tr[data-deployment=nightly-report]")
+    other.locator("input[name=reason]").fill("x")
+    other.locator("input[name=until]").fill("next week")
+    other.locator("form.pause button").click()
+    page.wait_for_url("**/deployments?*said=*")
+    assert page.inner_text("[role=status]").startswith("Pause for 'next week' ")
+    assert not is_paused(api, "nightly-report")
+
+
 def test_pause_and_resume_say_what_they_did_not_what_was_asked(
     api: Api,  # noqa: F811
     page: Any,

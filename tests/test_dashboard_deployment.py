@@ -108,6 +108,27 @@ def test_a_deployments_page_shows_its_schedule_next_fires_durations_and_decision
     assert "again" in page.inner_text(".pause-state")
 
 
+def test_a_deployment_paused_until_a_time_shows_when_and_its_fires_after_that(
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+) -> None:
+    name = "nightly-report"
+    until = datetime(2030, 12, 8, 8, 0, tzinfo=UTC)
+    Operations(api.store, Actor("alice", "cli")).pause([name], "freeze", until)
+
+    log_in(page, api, api.token, f"/deployments/{name}")
+
+    state = page.locator(".pause-state .paused-until time")
+    assert state.get_attribute("datetime") == "2030-12-08T08:00:00.000Z"
+    assert "After its pause ends" in page.inner_text("p.upcoming")
+    first = page.locator("ol.upcoming li time").first.get_attribute("datetime")
+    assert first == "2030-12-09T01:30:00.000Z"  # 02:30 in Paris, after the pause
+    decision = page.locator("tr[data-decision=paused]")
+    assert "Paused by alice until" in decision.inner_text()
+    ends = decision.locator("td:nth-child(2) time").get_attribute("datetime")
+    assert datetime.fromisoformat(ends) == until
+
+
 def test_run_now_creates_a_run_audited_as_made_from_the_dashboard(
     api: Api,  # noqa: F811
     page: Any,  # noqa: F811

@@ -691,6 +691,7 @@ jitter = 30
 timeout = "PT1H"
 retries = 2
 max_concurrent = 4
+pause_after_failures = 3
 
 [[deployments]]
 name = "silent"
@@ -705,6 +706,7 @@ timezone = "UTC"
 overlap = "allow"
 retries = 0
 jitter = "0s"
+pause_after_failures = 1
 """
 
 
@@ -729,6 +731,7 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         "memory_limit": None,
         "max_log_lines": 10_000,
         "max_log_bytes": 10_000_000,
+        "pause_after_failures": 3,
     }
     assert (explicit.timezone, explicit.overlap, explicit.retries, explicit.jitter) == (
         "UTC",
@@ -736,6 +739,7 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         0,
         timedelta(0),
     )
+    assert explicit.pause_after_failures == 1
     assert explicit.catchup is Catchup.ALL  # not stated: still inherited
     assert silent.timing().specs[0].trigger == CronTrigger("0 9 * * *", "Europe/Berlin")
 
@@ -768,6 +772,7 @@ def test_built_in_defaults_when_daemon_is_silent(project: Path) -> None:
         "memory_limit": None,
         "max_log_lines": 10_000,
         "max_log_bytes": 10_000_000,
+        "pause_after_failures": None,
     }
     assert (deployment.timezone, deployment.paused, deployment.description, deployment.tags) == (
         "UTC",

@@ -268,18 +268,92 @@ def test_a_pause_made_in_the_store_meets_what_the_file_states(
     assert pause_of(store.read_deployment("job")) == expected
 
 
-def test_the_file_s_paused_true_wins_at_every_sync_and_says_so(store, source) -> None:
+def test_a_deployment_registered_with_paused_true_starts_paused_and_says_so(store, source) -> None:
     added = sync_deployments(store, [make(source, paused=True)], T0)
+
     row = store.read_deployment("job")
     assert added.added == ["job"]
     assert pause_of(row) == (True, f"config file {source}", T0, f"paused = true in {source}")
+    assert row.config_paused is True
 
-    store.set_paused(["job"], False, Actor("bob", "cli"), None, now=T1)
-    result = sync_deployments(store, [make(source, paused=True)], T2)
 
-    assert result.changed == ["job"]
+ALICE = Actor("alice", "cli")
+DAEMON = Actor("gnomon-daemon", "daemon")
+
+
+# Each step: what the file states at a sync (None: silent), or an operator's (or the
+# daemon's) pause or resume between syncs; then whether the deployment is paused. The file's
+# value is applied only when it differs from the value it had at the last sync.
+@pytest.mark.parametrize(
+    ("steps", "paused"),
+    [
+        # The case of the issue: a file that keeps saying false leaves an operator's pause.
+        ([("file", False), ("pause", ALICE), ("file", False), ("file", False)], True),
+        # ... and a pause the daemon made (after failures, or one that ends by itself).
+        ([("file", False), ("pause", DAEMON), ("file", False)], True),
+        # A file that keeps saying true leaves an operator's resume.
+        ([("file", True), ("resume", ALICE), ("file", True)], False),
+        # Edited to true, then to false: each edit applies.
+        ([("file", False), ("file", True)], True),
+        ([("file", False), ("pause", ALICE), ("file", True), ("file", False)], False),
+        ([("file", True), ("resume", ALICE), ("file", False), ("file", True)], True),
+        # Silent, then stating it: a change of the file.
+        ([("file", None), ("pause", ALICE), ("file", False)], False),
+        # Stating it, silent (no change: the store's pause stands), stating it again.
+        ([("file", True), ("resume", ALICE), ("file", None), ("file", None)], False),
+        ([("file", True), ("resume", ALICE), ("file", None), ("file", True)], True),
+    ],
+)
+def test_the_file_s_paused_applies_only_when_it_changes_in_the_file(
+    store, source, steps: list[tuple[str, Any]], paused: bool
+) -> None:
+    now = T0
+    for kind, value in steps:
+        now += timedelta(minutes=1)
+        if kind == "file":
+            sync_deployments(store, [make(source, paused=value)], now)
+        else:
+            store.set_paused(["job"], kind == "pause", value, "by hand", now=now)
+
+    assert store.read_deployment("job").paused is paused
+
+
+def test_a_sync_reports_a_change_only_when_the_file_s_new_value_changes_the_pause(
+    store, source
+) -> None:
+    sync_deployments(store, [make(source, paused=False)], T0)
+    store.set_paused(["job"], True, ALICE, "incident", now=T1)
+
+    kept = sync_deployments(store, [make(source, paused=False)], T2)
+    # Edited to true while an operator has it paused: kept, the operator's pause stays.
+    agreed = sync_deployments(store, [make(source, paused=True)], T2 + timedelta(minutes=1))
+    resumed = sync_deployments(store, [make(source, paused=False)], T2 + timedelta(minutes=2))
+
+    assert (kept.unchanged, agreed.unchanged, resumed.changed) == (["job"], ["job"], ["job"])
+    assert resumed.fields == {}  # not a change of the definition
     row = store.read_deployment("job")
-    assert (row.paused, row.paused_at) == (True, T2)
+    assert (row.paused, row.config_paused, row.fires_from) == (
+        False,
+        False,
+        T2 + timedelta(minutes=2),
+    )
+
+
+def test_the_file_and_the_store_differ_on_paused_only_when_a_reload_would_change_it(
+    store, source
+) -> None:
+    from gnomon.deployments import compare
+
+    sync_deployments(store, [make(source, paused=False)], T0)
+    store.set_paused(["job"], True, ALICE, "incident", now=T1)
+
+    def drift(stated: bool | None) -> tuple[str, ...]:
+        [compared] = compare([make(source, paused=stated)], (), store.read_deployments())
+        return compared.changed
+
+    assert (drift(False), drift(None), drift(True)) == ((), (), ())
+    store.set_paused(["job"], False, ALICE, None, now=T2)
+    assert drift(True) == ("paused",)
 
 
 def test_pausing_an_unknown_deployment_reports_it(store) -> None:

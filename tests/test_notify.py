@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from conftest import REPO
-from gnomon.daemon._notify import Notification, Notifier, events_for_summary, missed_event
+from gnomon.daemon._notify import (
+    Notification,
+    Notifier,
+    auto_paused_event,
+    events_for_summary,
+    missed_event,
+)
 from gnomon.deployments import NotifyEvent, NotifyTarget, load_config
 from test_metrics import summary
 
@@ -233,6 +239,28 @@ def test_a_missed_fire_links_to_its_run_or_else_to_the_deployment() -> None:
         f"(<https://g.example/runs/{RUN_ID}|run 3f2a1b2c>)"
     )
     assert without_run.payload("https://g.example")["url"] == "https://g.example/deployments/etl"
+
+
+def test_a_deployment_that_paused_itself_says_why_and_links_to_its_last_failed_run() -> None:
+    nominal = datetime(2024, 5, 1, 2, 30, tzinfo=UTC)
+    reason = "paused after 3 consecutive failures; last: etl@2024-05-01T02:30:00Z Crashed"
+    event = auto_paused_event(
+        "etl", reason, ["nightly"], run_id=RUN_ID, state="Crashed", scheduled_for=nominal
+    )
+    payload = event.payload("https://g.example")
+    assert (payload["event"], payload["state"], payload["run_id"], payload["tags"]) == (
+        "auto_paused",
+        "Crashed",
+        RUN_ID,
+        ["nightly"],
+    )
+    assert payload["text"] == (
+        f":double_vertical_bar: etl paused itself: {reason} "
+        f"(<https://g.example/runs/{RUN_ID}|run 3f2a1b2c>)"
+    )
+    assert payload["error"] == {"type": None, "message": reason}
+    # Every target is told by default.
+    assert NotifyEvent.AUTO_PAUSED in NotifyTarget(name="ops", url_env="X").events
 
 
 def test_parameters_in_a_payload_are_masked() -> None:
@@ -464,7 +492,7 @@ SECRET_URL = "https://hooks.example.com/services/T000/B000/XXXX"
         (
             'url_env = "SET_HOOK"\nevents = ["failure"]',
             N + "events.0 \"failure\": Input should be 'failed', 'crashed', 'timed_out', "
-            "'missed' or 'recovered'",
+            "'missed', 'recovered' or 'auto_paused'",
         ),
         (
             'url_env = "SET_HOOK"\nevents = []',

@@ -666,6 +666,7 @@ def test_the_schedule_state_read_at_start_and_reload_covers_active_deployments_o
         name="a",
         anchor=None,
         paused=True,
+        paused_until=None,
         last_fire=None,
         fires_from=T0 - timedelta(hours=1),  # make_scheduler's sync
     )

@@ -295,6 +295,46 @@ def test_the_decay_migration_downgrades_dropping_rate_limit_slots_only(url: str)
         engine.dispose()
 
 
+@pytest.mark.empty_database
+def test_deployments_of_revision_0014_keep_their_pause_which_ends_when_resumed(url: str) -> None:
+    """0016 adds when a pause ends by itself and the file's last synced ``paused``: a
+    deployment paused before has neither (its pause lasts until resumed), and downgrading
+    drops both, keeping the pause."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "0014")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO deployments (name, flow, schedule_kind, schedule, active, paused,"
+                    " paused_by, registered_at, updated) VALUES ('job', 'm:f', 'interval', '1m',"
+                    " :yes, :yes, 'alice', :now, :now)"
+                ),
+                {"yes": True, "now": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+        store = get_store()  # first use migrates to head
+        row = store.read_deployment("job")
+        assert row is not None
+        assert (row.paused, row.paused_by, row.paused_until, row.config_paused) == (
+            True,
+            "alice",
+            None,
+            None,
+        )
+        assert store.read_schedule_states()["job"].paused_until is None
+        command.downgrade(alembic_config(url), "0014")
+        reset_store()
+        with engine.connect() as connection:
+            columns = {column["name"] for column in inspect(connection).get_columns("deployments")}
+            paused = connection.execute(text("SELECT paused FROM deployments")).scalar()
+    finally:
+        engine.dispose()
+    assert {"paused_until", "config_paused"}.isdisjoint(columns)
+    assert paused
+
+
 @pytest.mark.sqlite_only
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(store: Store) -> None:
     with store.engine.connect() as connection:

@@ -3,7 +3,7 @@ audited with the OS user as the actor (concurrency limits are ``_limits``')."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from gnomon.cli._common import (
     complete_deployments,
     config_option,
     fast_operations,
+    iso,
     json_option,
     open_store,
     operations,
@@ -28,6 +29,7 @@ from gnomon.control import MAX_COUNT
 
 if TYPE_CHECKING:
     from gnomon.control import FastOperations, UnknownName
+    from gnomon.store import FastControl
 
 
 def _targets(names: tuple[str, ...], every: bool, tag: str | None) -> tuple[list[str], bool]:
@@ -88,6 +90,14 @@ def _with_targets(fn: F) -> F:
 @click.command("pause")
 @config_option
 @_with_targets
+@click.option(
+    "--until",
+    metavar="TIME",
+    help="Resume by itself at this ISO 8601 time (without an offset: this machine's zone).",
+)
+@click.option(
+    "--for", "duration", metavar="DURATION", help="Resume by itself after this long (2h, 30m)."
+)
 @click.option("--cancel-running", is_flag=True, help="Also cancel their running runs.")
 @json_option
 @reports_errors
@@ -98,47 +108,72 @@ def pause_command(
     every: bool,
     tag: str | None,
     reason: str | None,
+    until: str | None,
+    duration: str | None,
     cancel_running: bool,
     as_json: bool,
 ) -> None:
     """Pause deployments: no fire after this command returns, also in a running daemon.
 
     Running runs go on unless --cancel-running. The pause is kept in the store across
-    reloads and restarts (unless the config file itself says paused = false), and it works
-    while the daemon is down.
+    reloads and restarts, and it works while the daemon is down. With --until or --for
+    the daemon resumes them by itself at that time (also if it was down then), without
+    catching up the paused period; `gnomon resume` ends the pause earlier. Pausing a
+    paused deployment only makes its pause longer, never shorter.
 
     \b
     Examples:
       gnomon pause nightly-report --reason "CRM outage, INC-4312"
-      gnomon pause --tag crm --cancel-running
+      gnomon pause nightly-report --until 2026-12-08T09:00 --reason "freeze"
+      gnomon pause --tag crm --for 2h --cancel-running
       gnomon pause --all --reason "database maintenance"
     """
+    from gnomon.control import local_text
+
     _targets(names, every, tag)
+    end = _pause_end(until, duration)
     if cancel_running:  # cancelling runs takes the whole store
         ops = operations()
         selected = _select(ops, names, every, tag)
-        result = ops.pause(selected, reason, cancel_running=True)
+        result = ops.pause(selected, reason, end, cancel_running=True)
+        store: FastControl = ops.store
     else:
         fast = fast_operations()
         selected = _select(fast, names, every, tag)
-        result = fast.pause(selected, reason)
+        result = fast.pause(selected, reason, end)
+        store = fast.store
     if as_json:
         print_json(
             {
                 "paused": result.changed,
                 "already_paused": result.unchanged,
                 "cancelled_runs": result.cancelled_runs,
+                "paused_until": iso(result.until),
             }
         )
         return
+    lasting = f" until {local_text(end)}" if end is not None else ""
     for name in result.changed:
-        click.echo(f"paused {name}")
-    for name in result.unchanged:
-        click.echo(f"{name} was already paused")
+        click.echo(f"paused {name}{lasting}")
+    for name in result.unchanged:  # paused as long already: until resumed, or later
+        row = store.read_deployment(name)
+        ends = f" until {local_text(row.paused_until)}" if row and row.paused_until else ""
+        click.echo(f"{name} was already paused{ends}")
     for run_id in result.cancelled_runs:
         click.echo(f"cancelling run {run_id}")
     if not selected:
         click.echo("no deployment matched", err=True)
+
+
+def _pause_end(until: str | None, duration: str | None) -> datetime | None:
+    """When the pause asked for ends (None: when resumed); a bad value is a usage error."""
+    from gnomon.control import parse_pause_end
+    from gnomon.exceptions import InvalidInput
+
+    try:
+        return parse_pause_end(until, duration, datetime.now(UTC), ("--until", "--for"))
+    except InvalidInput as error:
+        raise BadInput(str(error)) from None
 
 
 @click.command("resume")
@@ -155,7 +190,8 @@ def resume_command(
     reason: str | None,
     as_json: bool,
 ) -> None:
-    """Resume paused deployments from their next fire (the paused period is not caught up).
+    """Resume paused deployments from their next fire (the paused period is not caught up),
+    also those whose pause would end by itself later.
 
     \b
     Examples:

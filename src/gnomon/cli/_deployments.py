@@ -77,6 +77,7 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
             marks = " ".join(_state_mark(run["state"]) for run in item["recent_runs"])
             item["last_runs"] = marks or None
             item["config"] = _drift_text(item)
+            item["paused"] = _paused_text(item)
         columns = ["name", "schedule", "timezone", "paused", "next_fire", "last_runs", "config"]
         from gnomon.deployments import CONFIG_SOURCE  # here: the fast commands skip pydantic
 
@@ -84,6 +85,16 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
             columns.append("source")
         print_table(listed, columns)
     _explain(listed, config_file)
+
+
+def _paused_text(view: dict[str, Any]) -> str:
+    """The PAUSED column: no, yes (until resumed), or until when, in the local zone."""
+    from gnomon.control import local_text
+
+    if not view["paused"]:
+        return "no"
+    until = view.get("paused_until")
+    return f"until {local_text(datetime.fromisoformat(until))}" if until else "yes"
 
 
 def _state_mark(state: str | None) -> str:
@@ -145,6 +156,8 @@ def _view(
             paused_by=None,
             paused_at=None,
             paused_reason=None,
+            paused_until=None,
+            config_paused=deployment.paused,
             last_fire=None,
             fires_from=None,
             registered_at=now,
@@ -225,9 +238,9 @@ def deployments_show(config: Path | None, name: str, as_json: bool) -> None:
 
 
 def _print_fields(view: dict[str, Any]) -> None:
-    paused = "no"
+    paused = _paused_text(view)
     if view["paused"]:
-        paused = f"yes, by {view['paused_by']} at {view['paused_at']}"
+        paused += f", by {view['paused_by']} at {view['paused_at']}"
         if view["paused_reason"]:
             paused += f": {view['paused_reason']}"
     lines = [
@@ -302,12 +315,16 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     Example:
       gnomon deployments next nightly-report -n 10
     """
-    from gnomon.control import iso, next_fires_by_spec, schedule_of
+    from gnomon.control import firing_from, iso, local_text, next_fires_by_spec, schedule_of
 
     row = operations().deployment(name)
-    if row.paused:
+    now = datetime.now(UTC)
+    if row.paused and row.paused_until is not None:
+        ends = local_text(row.paused_until)
+        click.echo(f"{name} is paused until {ends}: these are its fires after that", err=True)
+    elif row.paused:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)
-    fires = next_fires_by_spec(row, datetime.now(UTC), count)
+    fires = next_fires_by_spec(row, firing_from(row, now) or now, count)
     if as_json:
         print_json([iso(fire) for fire, _ in fires])
         return

@@ -1,5 +1,6 @@
 """What operators type into the CLI and the HTTP API, read by one rule each: a ``since`` time,
-a log level, a time to wait, a manual run's parameters, a run's cause, a page's cursor.
+a log level, a time to wait, a pause's end, a manual run's parameters, a run's cause, a
+page's cursor.
 Each raises ``InvalidInput`` saying why; the CLI turns it into a usage error (exit 2) naming
 the option, the API into a 422 naming the field.
 
@@ -15,6 +16,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -96,6 +98,105 @@ def parse_since(text: str, now: datetime) -> datetime:
         return moment.astimezone(UTC)
     except OverflowError:
         raise InvalidInput(f"{shown} is outside the years 1 to 9999 in UTC") from None
+
+
+def parse_pause_end(
+    until: str | None,
+    duration: str | None,
+    now: datetime,
+    names: tuple[str, str] = ("until", "for"),
+) -> datetime | None:
+    """When a pause ends by itself, as an aware UTC datetime: ``until`` an ISO 8601 time (one
+    without an offset is in this machine's local zone), or ``duration`` from ``now`` ("2h",
+    "PT30M", up to the whole second); None when neither is given (the pause lasts until
+    resumed). ``names`` are the two inputs' names as the caller shows them (the CLI's
+    ``--until`` and ``--for``)."""
+    until_name, duration_name = names
+    if until is not None and duration is not None:
+        raise InvalidInput(f"give {until_name} or {duration_name}, not both")
+    if duration is not None:
+        end = (now + _pause_duration(duration, duration_name)).astimezone(UTC)
+        # Up to the whole second, as operators see it and type it back: "--for 2h" pauses
+        # at least two hours.
+        return end.replace(microsecond=0) + timedelta(seconds=1) if end.microsecond else end
+    if until is None:
+        return None
+    end = _local_time(until, until_name)
+    if end <= now:
+        raise InvalidInput(
+            f"{until_name} {until[:80]!r} has passed (it is now {local_text(now)});"
+            " a pause ends in the future"
+        )
+    try:
+        return end.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{until_name} {until[:80]!r} is after the year 9999 in UTC") from None
+
+
+_YEAR_FIRST = re.compile(r"\s*[0-9]{4}-")
+
+
+def parse_pause_text(text: str, now: datetime) -> datetime | None:
+    """The dashboard's one field for a pause's end: empty (until resumed), a duration
+    ("2h", "PT30M") or an ISO 8601 time, which starts with its year ("2026-12-08T09:00");
+    read as ``parse_pause_end`` reads them."""
+    if not text.strip():
+        return None
+    names = ("pause until", "pause for")
+    if _YEAR_FIRST.match(text):
+        return parse_pause_end(text, None, now, names)
+    return parse_pause_end(None, text, now, names)
+
+
+MAX_PAUSE = timedelta(days=3660)  # a pause's duration: ten years at most, as a token's
+
+
+def _pause_duration(text: str, name: str) -> timedelta:
+    from gnomon.scheduling import ScheduleError, parse_interval
+
+    try:
+        duration = parse_interval(text)
+    except ScheduleError as error:
+        problem = str(error).removeprefix(f"interval {text!r}").lstrip(": ")
+        raise InvalidInput(f"{name} {text[:80]!r} {problem}") from None
+    if duration > MAX_PAUSE:
+        raise InvalidInput(f"{name} {text[:80]!r} is more than ten years (3660d)")
+    return duration
+
+
+def _local_time(text: str, name: str) -> datetime:
+    """``text`` as an aware time; without an offset, a wall time in the local zone (the
+    earlier of a wall time that comes twice), refusing one the clocks skip."""
+    shown = f"{name} {text[:80]!r}"
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{shown} is not an ISO 8601 time (2026-12-08T09:00, or with an offset:"
+            " 2026-12-08T09:00+01:00)"
+        ) from None
+    if moment.tzinfo is not None:
+        return moment
+    try:
+        local = moment.astimezone()  # a naive time is read as the machine's local time
+    except (OverflowError, OSError, ValueError):
+        raise InvalidInput(f"{shown} is outside the years this machine's clock reaches") from None
+    if local.replace(tzinfo=None) != moment:
+        zone = "/".join(dict.fromkeys(time.tzname))  # "CET/CEST"
+        raise InvalidInput(
+            f"{shown} does not exist in the local zone ({zone}: the clocks skip it); give an offset"
+        )
+    return local
+
+
+def local_text(moment: datetime) -> str:
+    """``moment`` in this machine's local zone, with the zone's name and offset, as
+    operators read it back: "2026-12-08 09:00 CET (+01:00)" (seconds when it has any)."""
+    local = moment.astimezone()
+    clock = "%Y-%m-%d %H:%M:%S" if local.second or local.microsecond else "%Y-%m-%d %H:%M"
+    offset = local.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:5]}"
+    return f"{local.strftime(clock)} {local.tzname()} ({offset})"
 
 
 def parse_triggers(texts: Iterable[str]) -> frozenset[RunCause]:

@@ -167,11 +167,13 @@ def new_token() -> str:
 
 @dataclass
 class PauseResult:
-    """What a pause or resume did, by deployment name."""
+    """What a pause or resume did, by deployment name; ``until``: when the pause ends by
+    itself (None: when resumed)."""
 
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     cancelled_runs: list[str] = field(default_factory=list)
+    until: datetime | None = None
 
 
 def no_daemon(_kind: str) -> None:
@@ -254,18 +256,32 @@ class FastOperations:
                 raise UnknownName("deployment", name, known)
         return list(dict.fromkeys(names))
 
-    def pause(self, names: Sequence[str], reason: str | None = None) -> PauseResult:
-        """Pause deployments: no fire after this returns. Running runs go on."""
-        return self._told(self._set_paused(names, True, reason))
+    def pause(
+        self, names: Sequence[str], reason: str | None = None, until: datetime | None = None
+    ) -> PauseResult:
+        """Pause deployments: no fire after this returns. Running runs go on. With
+        ``until`` (``parse_pause_end``) the daemon resumes them then by itself; a paused
+        deployment's pause is only ever made longer (see ``FastControl.set_paused``)."""
+        return self._told(self._set_paused(names, True, reason, until))
 
     def resume(self, names: Sequence[str], reason: str | None = None) -> PauseResult:
-        """Resume deployments from their next fire on; the paused period is not caught up."""
+        """Resume deployments from their next fire on; the paused period is not caught up.
+        Also ends a pause that would have ended by itself, early."""
         return self._told(self._set_paused(names, False, reason))
 
-    def _set_paused(self, names: Sequence[str], paused: bool, reason: str | None) -> PauseResult:
+    def _set_paused(
+        self,
+        names: Sequence[str],
+        paused: bool,
+        reason: str | None,
+        until: datetime | None = None,
+    ) -> PauseResult:
         check_text("reason", reason)
-        changed = self.store.set_paused(names, paused, self.actor, reason)
-        return PauseResult(changed, [name for name in names if name not in changed])
+        if until is not None and until.tzinfo is None:
+            raise InvalidInput("a pause's end needs a time zone (see parse_pause_end)")
+        changed = self.store.set_paused(names, paused, self.actor, reason, until=until)
+        unchanged = [name for name in names if name not in changed]
+        return PauseResult(changed, unchanged, until=until)
 
     def _told(self, result: PauseResult) -> PauseResult:
         """``result``, once a running daemon is asked to read what changed, if anything did."""
@@ -300,11 +316,16 @@ class Operations(FastOperations):
         super().__init__(store, actor, nudge)
 
     def pause(
-        self, names: Sequence[str], reason: str | None = None, cancel_running: bool = False
+        self,
+        names: Sequence[str],
+        reason: str | None = None,
+        until: datetime | None = None,
+        *,
+        cancel_running: bool = False,
     ) -> PauseResult:
-        """Pause deployments: no fire after this returns. Running runs go on unless
-        ``cancel_running``."""
-        result = self._set_paused(names, True, reason)
+        """Pause deployments (until ``until``, if given): no fire after this returns.
+        Running runs go on unless ``cancel_running``."""
+        result = self._set_paused(names, True, reason, until)
         if cancel_running and names:
             for run_id in self.store.read_running_ids(names):
                 if self.store.request_cancel(run_id, self.actor, reason or "paused"):

@@ -85,16 +85,30 @@ def fire_clock(row: DeploymentRow) -> Callable[[datetime, int], list[datetime]]:
     return fires
 
 
+def firing_from(row: DeploymentRow, now: datetime) -> datetime | None:
+    """From when the deployment fires: ``now``, or once a pause that ends by itself ends
+    (the fire at its end time included); None while paused until resumed."""
+    if not row.paused:
+        return now
+    if row.paused_until is None:
+        return None
+    from gnomon.store import resumes_from
+
+    return max(now, resumes_from(row.paused_until))
+
+
 def deployment_view(
     row: DeploymentRow, now: datetime, recent: list[RecentRun] | None = None
 ) -> View:
-    """A deployment as listed: schedule (and in words), zone, pause, next fire, last runs,
-    and its source (the config file, or the script serving it)."""
+    """A deployment as listed: schedule (and in words), zone, pause (and until when), next
+    fire (after the pause, for one that ends by itself), last runs, and its source (the
+    config file, or the script serving it)."""
     from gnomon.deployments import owner
 
     paused = bool(row.paused)
     schedule = schedule_of(row)
-    fires = [] if paused else next_fires(row, now, 1)
+    start = firing_from(row, now)
+    fires = [] if start is None else next_fires(row, start, 1)
     view: View = {
         "name": row.name,
         "flow": row.flow,
@@ -105,6 +119,7 @@ def deployment_view(
         "paused_by": row.paused_by,
         "paused_at": iso(row.paused_at),
         "paused_reason": row.paused_reason,
+        "paused_until": iso(row.paused_until) if paused else None,
         "next_fire": iso(fires[0]) if fires else None,
         "last_fire": iso(row.last_fire),
         "tags": list(row.tags or []),
@@ -127,10 +142,12 @@ def deployment_detail(
     row: DeploymentRow, now: datetime, recent: list[RecentRun], count: int = 5
 ) -> View:
     """Everything about one deployment: the listed fields, its schedule's specs and
-    bounds, parameters, policies, next fires (and the spec each is of)."""
+    bounds, parameters, policies, next fires and the spec each is of (none while paused
+    until resumed; after its end, for a pause that ends by itself)."""
     view = deployment_view(row, now, recent)
     schedule = schedule_of(row)
-    upcoming = [] if row.paused else next_fires_by_spec(row, now, count)
+    start = firing_from(row, now)
+    upcoming = [] if start is None else next_fires_by_spec(row, start, count)
     window = schedule.window if schedule is not None else None
     view.update(
         parameters=mask(row.parameters or {}),

@@ -1,5 +1,6 @@
 """Failure notifications: JSON webhook POSTs about failed, crashed, timed-out and missed
-runs, and about recoveries, to the config's ``[[notify]]`` targets.
+runs, about recoveries, and about deployments that paused themselves after failures
+(``pause_after_failures``), to the config's ``[[notify]]`` targets.
 
 Sending never holds up scheduling: ``Notifier.publish`` only appends to a bounded queue per
 target (a full queue drops the notification, logged) and each target has its own delivery
@@ -45,6 +46,7 @@ _EMOJI = {
     NotifyEvent.TIMED_OUT: ":hourglass:",
     NotifyEvent.MISSED: ":warning:",
     NotifyEvent.RECOVERED: ":large_green_circle:",
+    NotifyEvent.AUTO_PAUSED: ":double_vertical_bar:",
 }
 
 
@@ -82,6 +84,7 @@ class Notification:
         what = {
             NotifyEvent.TIMED_OUT: "timed out",
             NotifyEvent.MISSED: f"missed its {self.scheduled_for or 'scheduled'} fire",
+            NotifyEvent.AUTO_PAUSED: "paused itself",
         }.get(self.event, self.event.value)
         why = self._reason()
         label = f"run {self.run_id[:8]}" if self.run_id else "deployment"
@@ -94,6 +97,8 @@ class Notification:
     def _reason(self) -> str:
         if self.event is NotifyEvent.RECOVERED:
             return self.state
+        if self.event is NotifyEvent.AUTO_PAUSED:
+            return self.error_message or ""  # "paused after 3 consecutive failures; ..."
         message = " ".join((self.error_message or "").split())  # one line
         message = shortened(message, _MAX_MESSAGE)
         if self.error_type and message:
@@ -207,6 +212,29 @@ def missed_event(
         event=NotifyEvent.MISSED,
         deployment=deployment,
         state=StateName.MISSED,
+        run_id=run_id,
+        scheduled_for=_iso(scheduled_for),
+        error_message=reason,
+        tags=tuple(tags),
+    )
+
+
+def auto_paused_event(
+    deployment: str,
+    reason: str,
+    tags: Iterable[str] = (),
+    *,
+    run_id: str | None = None,
+    state: str | None = None,
+    scheduled_for: datetime | str | None = None,
+) -> Notification:
+    """The notification for a deployment that paused itself (``pause_after_failures``):
+    ``reason`` says after how many failures; the run is its last failed one, ``state``
+    how that run ended."""
+    return Notification(
+        event=NotifyEvent.AUTO_PAUSED,
+        deployment=deployment,
+        state=state or StateName.FAILED,
         run_id=run_id,
         scheduled_for=_iso(scheduled_for),
         error_message=reason,

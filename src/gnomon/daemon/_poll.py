@@ -1,5 +1,6 @@
-"""What other processes change in the store, applied by the daemon: pauses and resumes,
-manual runs and retries, and cancellations, made through the CLI or the HTTP API.
+"""What other processes change in the store, applied by the daemon: pauses (with when they
+end) and resumes, manual runs and retries, and cancellations, made through the CLI or the
+HTTP API.
 
 The store is the channel (see ``gnomon.control._operations``). The daemon polls it once a
 second, and at once when the CLI sends SIGUSR1 after a change; each poll first checks that
@@ -46,7 +47,7 @@ class StorePoll:
         since = self._polled_at - POLL_OVERLAP
         self._polled_at = now
         for change in self.store.read_pause_changes(since):
-            self.scheduler.set_paused(change.name, change.paused, now)
+            self.scheduler.set_paused(change.name, change.paused, now, change.paused_until)
         for request in self.store.read_cancel_requests(since):
             reason = request.state_message or "cancelled by an operator"
             if self.scheduler.cancel_requested(request.id, reason) and request.state_type in (

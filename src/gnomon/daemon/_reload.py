@@ -23,15 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnomon.store import Actor, Origin, ReloadStatus
+from gnomon.daemon._tracking import DAEMON_ACTOR
+from gnomon.store import Actor, ReloadStatus
 
 if TYPE_CHECKING:
     from gnomon.deployments import Deployment, LoadResult
     from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
-
-DAEMON_ACTOR = Actor("gnomon-daemon", Origin.DAEMON)  # the audit log's actor for a reload by SIGHUP
 
 
 @dataclass(frozen=True, slots=True)

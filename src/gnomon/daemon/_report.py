@@ -114,10 +114,22 @@ class RunReporter:
             self._previous[summary.deployment] = summary.state_type
 
     def decided(self, decisions: Iterable[Decision]) -> None:
-        """Count and notify the fire times a tick recorded Missed."""
-        from gnomon.daemon._notify import missed_event
+        """Count and notify the fire times a tick recorded Missed, and notify the
+        deployments that paused themselves after failures."""
+        from gnomon.daemon._notify import auto_paused_event, missed_event
 
         for decision in decisions:
+            if decision.action == DecisionAction.AUTO_PAUSED and self.notifier is not None:
+                self.notifier.publish(
+                    auto_paused_event(
+                        decision.deployment,
+                        decision.reason or "paused after failures",
+                        self._tags(decision.deployment),
+                        run_id=decision.flow_run_id,
+                        state=decision.state,
+                        scheduled_for=decision.nominal,
+                    )
+                )
             if decision.action != DecisionAction.MISSED:
                 continue
             self.metrics.fire_missed(decision.deployment)

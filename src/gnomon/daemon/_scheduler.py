@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._timer import FireTimer
 from gnomon.daemon._tracking import (
+    DAEMON_ACTOR,
     STARTING_ACTIONS,
     Decision,
     DecisionAction,
@@ -38,8 +39,8 @@ from gnomon.daemon._tracking import (
     run_row,
 )
 from gnomon.deployments import Deployment, Overlap
-from gnomon.states import FAILED_TYPES, StateName, StateType
-from gnomon.store import SCHEDULED_CAUSES, RunCause
+from gnomon.states import FAILED_TYPES, StateName, StateType, is_failed
+from gnomon.store import SCHEDULED_CAUSES, RunCause, resumes_from
 
 if TYPE_CHECKING:
     from gnomon.store import ScheduleStore
@@ -76,6 +77,8 @@ class Scheduler:
         # Deployments whose last fire is not stored yet (see ``tick``).
         self._unrecorded: set[str] = set()
         self._unrecorded_since: datetime | None = None
+        # Paused deployments whose pause ends by itself, by name: when it ends.
+        self._pause_ends: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     # Deployments.
@@ -96,9 +99,11 @@ class Scheduler:
                 paused=row.paused,
                 last_fire=row.last_fire,
                 fires_from=row.fires_from,
+                paused_until=row.paused_until if row.paused else None,
             )
             if previous is not None:
                 slot.running, slot.queued = previous.running, previous.queued
+                slot.paused_before = previous.paused_before
                 # The row's last fire lags a fire the tick has not stored yet (see ``tick``).
                 if previous.last_fire is not None and (
                     slot.last_fire is None or previous.last_fire > slot.last_fire
@@ -106,6 +111,11 @@ class Scheduler:
                     slot.last_fire = previous.last_fire
             kept[deployment.name] = slot
         self._slots = kept
+        self._pause_ends = {
+            name: slot.paused_until
+            for name, slot in kept.items()
+            if slot.paused and slot.paused_until is not None
+        }
 
     def deployment(self, name: str) -> Slot | None:
         return self._slots.get(name)
@@ -113,14 +123,56 @@ class Scheduler:
     def slots(self) -> dict[str, Slot]:
         return dict(self._slots)
 
-    def set_paused(self, name: str, paused: bool, now: datetime) -> None:
-        """Pause or resume; resuming does not catch up the paused period."""
+    def set_paused(
+        self, name: str, paused: bool, now: datetime, until: datetime | None = None
+    ) -> None:
+        """Pause (until ``until``, when the pause ends by itself) or resume; resuming does
+        not catch up the paused period."""
         slot = self._slots.get(name)
-        if slot is None or slot.paused == paused:
+        if slot is None:
             return
-        slot.paused = paused
-        if not paused:
+        if paused:
+            slot.paused = True
+            self._note_pause(slot, until)  # also a paused one's pause, made longer
+            return
+        if slot.paused:
+            slot.paused = False
             slot.last_fire = now
+        self._note_pause(slot, None)
+
+    def _note_pause(self, slot: Slot, until: datetime | None) -> None:
+        """Keep when the slot's pause ends by itself (``until``; None: it does not)."""
+        slot.paused_until = until
+        name = slot.deployment.name
+        if until is None:
+            self._pause_ends.pop(name, None)
+        else:
+            self._pause_ends[name] = until
+
+    def end_pauses(self, now: datetime) -> list[Decision]:
+        """Resume the deployments whose pause ends by ``now`` (the daemon's own doing,
+        audited); what they missed while paused is not caught up. Called before any fire
+        is decided (``tick``, ``catch_up``), so a fire at or after a pause's end is never
+        decided paused."""
+        decisions = []
+        due = sorted((until, name) for name, until in self._pause_ends.items() if until <= now)
+        for until, name in due:
+            slot = self._slots.get(name)
+            if slot is None or not slot.paused or slot.paused_until != until:
+                self._pause_ends.pop(name, None)
+                continue
+            reason = f"pause until {until.astimezone(UTC).isoformat()} ended"
+            # A store failure leaves it to end at the next attempt.
+            ended = self.store.end_timed_pause(name, until, DAEMON_ACTOR, reason, now)
+            self._pause_ends.pop(name, None)
+            if not ended:
+                continue  # changed in the store meanwhile: the store poll brings it
+            slot.paused, slot.paused_until, slot.paused_before = False, None, until
+            slot.fires_from = resumes_from(until)
+            decision = Decision(name, until, DecisionAction.RESUMED, None, reason)
+            log_decision(decision)
+            decisions.append(decision)
+        return decisions
 
     # The timer.
 
@@ -136,8 +188,13 @@ class Scheduler:
         self._timer.restart(self._slots, now)
 
     def next_due(self) -> datetime | None:
-        """When the earliest planned fire is due; the loop sleeps until then."""
-        return self._timer.next_due()
+        """When the earliest planned fire is due, or a pause ends if that is earlier; the
+        loop sleeps until then."""
+        due = self._timer.next_due()
+        if self._pause_ends:
+            ends = min(self._pause_ends.values())
+            return ends if due is None or ends < due else due
+        return due
 
     def run_finished(self, flow_run_id: str, state_type: str) -> DispatchedRun | None:
         """Note a run's end for the next tick (called from the pool's threads); returns the
@@ -147,7 +204,9 @@ class Scheduler:
             return self._dispatched.pop(flow_run_id, None)
 
     def tick(self, now: datetime) -> list[Decision]:
-        """Apply finished runs and handed-over fires, then start what can start."""
+        """End the pauses due to end, apply finished runs (retried, or counted towards
+        ``pause_after_failures``) and handed-over fires, then start what can start."""
+        pauses = self.end_pauses(now)
         with self._lock:
             finished, self._finished = self._finished, []
         for flow_run_id, state_type in finished:
@@ -158,8 +217,8 @@ class Scheduler:
             # Taken off only once done: a store failure leaves it for the next tick.
             name, flow_run_id, state_type = self._retries[0]
             slot = self._slots.get(name)
-            if slot is not None:
-                self.retry_if_allowed(slot, flow_run_id, state_type)
+            if slot is not None and not self.retry_if_allowed(slot, flow_run_id, state_type):
+                pauses += self._pause_after_failures(slot, now)
             self._retries.pop(0)
         due = self._timer.take_due(self._slots, now)
         decisions: list[Decision] = []
@@ -189,7 +248,7 @@ class Scheduler:
         since = self._unrecorded_since
         if since is not None and (settled or now - since >= RECORD_FIRES_WITHIN):
             self.record_fire_times()
-        return decisions
+        return pauses + decisions
 
     def record_fire_times(self) -> None:
         """Store the last fires ``tick`` has not stored yet (also at shutdown)."""
@@ -214,6 +273,33 @@ class Scheduler:
         if slot is None or not (flow_run_id in slot.running or flow_run_id in slot.queued):
             return None
         return slot
+
+    def _pause_after_failures(self, slot: Slot, now: datetime) -> list[Decision]:
+        """Pause the deployment (the daemon's doing, audited) if its newest
+        ``pause_after_failures`` runs that completed or failed since it was last resumed
+        all failed; the decision, with the last failed run, is notified (``auto_paused``).
+        Counted from the store's runs, so the count outlives a restart."""
+        limit = slot.deployment.pause_after_failures
+        if limit is None or slot.paused:
+            return []
+        name = slot.deployment.name
+        runs = self.store.read_outcomes(name, limit)
+        if len(runs) < limit or not all(is_failed(run.state_type) for run in runs):
+            return []
+        last = runs[0]
+        failures = "1 failure" if limit == 1 else f"{limit} consecutive failures"
+        reason = f"paused after {failures}; last: {last.name} {last.state_name}"
+        changed = self.store.set_paused([name], True, DAEMON_ACTOR, reason, now=now)
+        slot.paused = True
+        self._note_pause(slot, None)
+        if not changed:
+            return []  # an operator paused it meanwhile
+        nominal = last.scheduled_for or last.created
+        decision = Decision(
+            name, nominal, DecisionAction.AUTO_PAUSED, last.id, reason, last.state_name
+        )
+        log_decision(decision)
+        return [decision]
 
     def retry_if_allowed(self, slot: Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
@@ -303,7 +389,7 @@ class Scheduler:
     ) -> tuple[Decision, NewFlowRun | None]:
         deployment = slot.deployment
         name = deployment.name
-        if slot.paused:
+        if slot.paused or (slot.paused_before is not None and nominal < slot.paused_before):
             return Decision(name, nominal, DecisionAction.PAUSED), None
         due = nominal + slot.offset
         grace = deployment.misfire_grace
@@ -539,7 +625,11 @@ class Scheduler:
         Fire times from ``up_since`` on (when a starting daemon had its deployments) were
         not missed while it was down, only late while it started: they fire as the
         schedule's, under ``misfire_grace`` like any late fire, not the catch-up policy.
+
+        Pauses that ended meanwhile end first: what fell due after their end is downtime
+        like any other, what fell due before it is not caught up.
         """
+        ended = self.end_pauses(now)
         fires: list[tuple[str, datetime]] = []
         late: list[tuple[str, datetime]] = []
         missed: list[tuple[Slot, datetime]] = []
@@ -557,7 +647,7 @@ class Scheduler:
             run, skip = catchup_split(slot.deployment, due)
             fires.extend((name, nominal) for nominal in run)
             missed.extend((slot, nominal) for nominal in skip)
-        decisions = self._record_missed(missed, now, why)
+        decisions = ended + self._record_missed(missed, now, why)
         decisions += self.fire_many(fires, now, trigger=RunCause.CATCHUP)
         return decisions + self.fire_many(late, now) if late else decisions
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gnomon.deployments import Catchup, Deployment, Overlap
 from gnomon.states import StateName, StateType
-from gnomon.store import RunCause
+from gnomon.store import Actor, Origin, RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gnomon.daemon")
 
+# The audit log's actor for what the daemon does by itself: a reload by SIGHUP, a pause
+# that ends at its time, a deployment pausing itself after failures.
+DAEMON_ACTOR = Actor("gnomon-daemon", Origin.DAEMON)
 # Catch-up after downtime looks at most this many missed fire times per deployment.
 CATCHUP_SCAN_LIMIT = 10_000
 # A tick writes a large fire's runs in several transactions (see `fire_chunks`): after the
@@ -61,6 +64,11 @@ class Slot:
     last_fire: datetime | None
     # The schedule decides fires after this (registered, back in the config, resumed).
     fires_from: datetime | None = None
+    # When a pause that ends by itself ends (None: paused until resumed, or not paused).
+    paused_until: datetime | None = None
+    # The end of the last pause that ended by itself: fires before it were paused, also
+    # one that comes due after the pause ended (a jitter offset, a late tick).
+    paused_before: datetime | None = None
     running: set[str] = field(default_factory=set)
     queued: set[str] = field(default_factory=set)
 
@@ -100,6 +108,10 @@ class DecisionAction(enum.StrEnum):
     MISSED = "missed"  # recorded Missed: too late (misfire_grace) or by the catch-up policy
     PAUSED = "paused"  # not run, no row: the deployment is paused
     DUPLICATE = "duplicate"  # a run for this fire time exists already
+    # Not about a fire time: the deployment's pause until this time ended (no row; an
+    # audit entry), and it paused itself after pause_after_failures failed runs.
+    RESUMED = "resumed"
+    AUTO_PAUSED = "auto_paused"
 
 
 # Decisions that leave a run to start.
@@ -108,13 +120,15 @@ STARTING_ACTIONS = frozenset({DecisionAction.FIRED, DecisionAction.QUEUED})
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What the scheduler decided about one fire time (or a requested run), as logged."""
+    """What the scheduler decided about one fire time (or a requested run), as logged;
+    for a deployment that paused itself, its last failed run (``state``: how it ended)."""
 
     deployment: str
     nominal: datetime
     action: DecisionAction
     flow_run_id: str | None = None
     reason: str | None = None
+    state: str | None = None
 
 
 def fire_times_between(trigger: Trigger, after: datetime, until: datetime) -> list[datetime]:

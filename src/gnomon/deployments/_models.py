@@ -155,6 +155,10 @@ class Policies(BaseModel):
     # What a run may log and print before the rest is dropped ("log truncated").
     max_log_lines: Annotated[StrictInt, Field(ge=1)] = 10_000
     max_log_bytes: Annotated[ByteSize, Field(gt=0)] = ByteSize(10_000_000)
+    # After this many failed runs in a row (Failed, TimedOut, Crashed; a completed run
+    # starts the count again, cancelled, skipped and missed ones leave it as it is) the
+    # deployment pauses itself and notifies (``auto_paused``); None: never.
+    pause_after_failures: Annotated[StrictInt, Field(ge=1)] | None = None
 
     def policies(self) -> dict[str, Any]:
         """The policies as JSON-able values (durations in seconds), as the store keeps them."""
@@ -349,7 +353,8 @@ class Deployment(Policies):
     anchor: datetime | None = None  # interval only; None: the store's registration time
     parameters: Parameters = Field(default_factory=dict)
     tags: tuple[str, ...] = ()
-    paused: StrictBool | None = None  # None: not stated, the store's pause flag stands
+    # None: not stated. Applied when it changes in the file (see deployments._sync).
+    paused: StrictBool | None = None
     # Several specs instead of cron / interval, fire-time bounds, DST choices (_specs).
     schedules: ScheduleEntries = None
     active_from: BoundValue = None
@@ -535,6 +540,8 @@ class NotifyEvent(StrEnum):
     TIMED_OUT = "timed_out"
     MISSED = "missed"
     RECOVERED = "recovered"  # a run completed after the deployment's previous one failed
+    # The deployment paused itself after pause_after_failures failed runs in a row.
+    AUTO_PAUSED = "auto_paused"
 
 
 def _some_events(events: tuple[NotifyEvent, ...]) -> tuple[NotifyEvent, ...]:

@@ -2,9 +2,13 @@
 
 The store keeps what the file cannot: an interval's anchor (when the deployment was first
 registered, so a restart does not shift its fire times), the last and next fire, and the
-pause flag with who, when and why. A sync changes definitions and never those, except that
-a file which states ``paused = true/false`` wins over the store at every sync. It also
-stores the parameter JSON schema of each deployment's flow, when the load checked it.
+pause flag with who, when, why and until when. A sync changes definitions and never those,
+except that a file's ``paused = true/false`` is applied when it changes: the store keeps
+the value the file had at the last sync (``config_paused``), and a sync that finds the
+same value leaves the pause alone, so a file that keeps saying ``paused = false`` does not
+undo an operator's pause, a pause until a time or a pause after failures at every reload.
+A deployment registered with ``paused = true`` starts paused. It also stores the parameter
+JSON schema of each deployment's flow, when the load checked it.
 
 Deployments belong to a source: the config file (``CONFIG_SOURCE``) or a script serving
 them (``serve:<script path>``, ``gnomon.serve``). A sync makes the store's deployments of
@@ -240,6 +244,7 @@ class _Plan:
             "anchor": deployment.anchor or (self.now if interval else None),
             "active": True,
             **_pause_columns(deployment, bool(deployment.paused), self.now),
+            "config_paused": deployment.paused,
             "last_fire": None,
             "fires_from": self.now,
             "registered_at": self.now,
@@ -264,6 +269,8 @@ class _Plan:
         if "paused" in differing:
             values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
         outcome = self.result.changed if values else self.result.unchanged
+        if row.config_paused != deployment.paused:  # what the file says, kept: not a change
+            values["config_paused"] = deployment.paused
         if not active:
             # Back in the config, or taken over: the time it was out is not caught up.
             values.update(active=True, fires_from=self.now)
@@ -280,12 +287,14 @@ class _Plan:
 
 def differences(deployment: Deployment, row: DeploymentRow) -> list[str]:
     """What a sync would change in the stored ``row`` to match the file's ``deployment``:
-    columns of its definition, an anchor the file pins, a pause the file states."""
+    columns of its definition, an anchor the file pins, a pause the file states anew
+    (``paused`` other than at the last sync, and other than the store's pause)."""
     wanted = definition(deployment)
     changed = [column for column in DEFINITION if getattr(row, column) != wanted[column]]
     if deployment.anchor is not None and row.anchor != deployment.anchor:
         changed.append("anchor")
-    if deployment.paused is not None and deployment.paused != row.paused:
+    stated = deployment.paused
+    if stated is not None and stated not in (row.config_paused, row.paused):
         changed.append("paused")
     return changed
 

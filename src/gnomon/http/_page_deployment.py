@@ -42,14 +42,16 @@ PAUSES = {AuditAction.PAUSE: "paused", AuditAction.RESUME: "resumed"}
 @dataclass(frozen=True)
 class Decision:
     """One of the schedule's decisions: ``kind`` is fired, requested (an operator's run),
-    skipped, missed (``reason`` says why), paused or resumed (by ``actor``, with its
-    ``reason``); ``run`` is the run's view for a fire."""
+    skipped, missed (``reason`` says why), paused (``until`` when, for a pause that ends by
+    itself) or resumed (by ``actor``, with its ``reason``); ``run`` is the run's view for a
+    fire."""
 
     at: datetime
     kind: str
     reason: str | None = None
     actor: str | None = None
     run: dict[str, Any] | None = None
+    until: str | None = None
 
     @property
     def iso(self) -> str | None:
@@ -62,7 +64,13 @@ def decisions(
     """The newest ``count`` decisions, newest first: fires from ``runs``, pauses and
     resumes from ``entries``."""
     found = [
-        Decision(entry.timestamp, PAUSES[entry.action], entry.reason, entry.actor)
+        Decision(
+            entry.timestamp,
+            PAUSES[entry.action],
+            entry.reason,
+            entry.actor,
+            until=(entry.detail or {}).get("until"),
+        )
         for entry in entries
         if entry.action in PAUSES
     ]

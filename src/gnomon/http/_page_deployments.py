@@ -1,5 +1,6 @@
 """The deployments page: every deployment with its schedule, next fire, last runs and
-pause state, filtered by name and tag; pause (with a reason) and resume.
+pause state, filtered by name and tag; pause (with a reason, and optionally for a while or
+until a time) and resume.
 
 Pause and resume say what they did, as the API's ``already_paused`` and ``not_paused`` do:
 a page showing an old state must not claim a pause that changed nothing (the new reason
@@ -17,7 +18,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from gnomon.control import Operations, deployment_view
+from gnomon.control import Operations, deployment_view, local_text, parse_pause_text
 from gnomon.http._dashboard import act, back, checked_form, page
 
 RECENT_RUNS = 20
@@ -59,10 +60,11 @@ def add_routes(app: FastAPI) -> None:
     async def pause_action(request: Request, name: str) -> Response:
         form = await checked_form(request)
         reason = str(form.get("reason") or "").strip()
+        until = str(form.get("until") or "")
         if not reason:
             return back(request, f"Pausing {name} needs a reason.", HOME_PAGE)
         action = functools.partial(
-            act, request, lambda ops: _paused(ops, name, reason), home=HOME_PAGE
+            act, request, lambda ops: _paused(ops, name, reason, until), home=HOME_PAGE
         )
         return await to_thread.run_sync(action, str)
 
@@ -73,17 +75,22 @@ def add_routes(app: FastAPI) -> None:
         return await to_thread.run_sync(action, str)
 
 
-def _paused(ops: Operations, name: str, reason: str) -> str:
-    """Pause ``name`` (checked as the API checks it: a bad or unknown name is refused) and
-    say what was done: paused, or already paused (by whom and why), the reason unchanged."""
+def _paused(ops: Operations, name: str, reason: str, until: str = "") -> str:
+    """Pause ``name`` (checked as the API checks it: a bad or unknown name is refused),
+    ``until`` a time or for a duration if given (``parse_pause_text``), and say what was
+    done: paused (until when), or already paused (by whom and why, until when), the reason
+    unchanged."""
     [name] = ops.select([name])
-    if ops.pause([name], reason).changed:
-        return f"Paused {name}."
+    end = parse_pause_text(until, datetime.now(UTC))
+    if ops.pause([name], reason, end).changed:
+        return f"Paused {name}{f' until {local_text(end)}' if end else ''}."
     row = ops.deployment(name)
     why = ": ".join(
         text for text in (row.paused_by and f"by {row.paused_by}", row.paused_reason) if text
     )
-    return f"{name} was already paused{f' ({why})' if why else ''}; its reason is unchanged."
+    ends = f" until {local_text(row.paused_until)}" if row.paused_until else ""
+    already = f"{name} was already paused{ends}{f' ({why})' if why else ''}"
+    return f"{already}; its reason is unchanged."
 
 
 def _resumed(ops: Operations, name: str) -> str:

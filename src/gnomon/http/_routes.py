@@ -22,10 +22,12 @@ from gnomon.control import (
     deployment_detail,
     deployment_view,
     find_artifacts,
+    firing_from,
     iso,
     log_view,
     next_fires,
     parse_expiry,
+    parse_pause_end,
     run_cursor_text,
     run_detail,
     run_view,
@@ -33,6 +35,7 @@ from gnomon.control import (
     token_access,
     token_view,
 )
+from gnomon.exceptions import InvalidInput
 from gnomon.http import _schemas as s
 from gnomon.http._auth import request_actor
 from gnomon.http._params import (
@@ -121,9 +124,11 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
 def next_fire_times(
     name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 5
 ) -> list[str | None]:
-    """The next fire times (UTC), as the daemon will fire them (once resumed, if paused)."""
+    """The next fire times (UTC), as the daemon will fire them (once resumed, if paused;
+    after its end, for a pause that ends by itself)."""
     row = ops.deployment(name)
-    return [iso(fire) for fire in next_fires(row, datetime.now(UTC), count)]
+    now = datetime.now(UTC)
+    return [iso(fire) for fire in next_fires(row, firing_from(row, now) or now, count)]
 
 
 @router.post(
@@ -136,9 +141,10 @@ def pause_deployment(
     name: NamePath, ops: Ops, body: Annotated[s.PauseRequest | None, Body()] = None
 ) -> dict[str, Any]:
     """Pause a deployment: no fire after this returns. Running runs go on unless
-    ``cancel_running``."""
+    ``cancel_running``. With ``until`` (a time) or ``for`` (a duration) the daemon resumes
+    it by itself then; a paused deployment's pause is only ever made longer."""
     body = body or s.PauseRequest()
-    return _paused(ops, ops.select([name]), body.reason, body.cancel_running)
+    return _paused(ops, ops.select([name]), body, body.reason, body.cancel_running)
 
 
 @router.post(
@@ -158,8 +164,9 @@ def resume_deployment(
     "/pause", response_model=s.PauseResponse, responses=s.error_responses(404), tags=["deployments"]
 )
 def pause_many(body: s.SelectPauseRequest, ops: Ops) -> dict[str, Any]:
-    """Pause the deployments named, or ``all``, or those with ``tag``."""
-    return _paused(ops, _select(ops, body), body.reason, body.cancel_running)
+    """Pause the deployments named, or ``all``, or those with ``tag`` (until a time, or
+    for a while, as a deployment's pause)."""
+    return _paused(ops, _select(ops, body), body, body.reason, body.cancel_running)
 
 
 @router.post(
@@ -180,14 +187,26 @@ def _select(ops: Operations, body: s.SelectRequest) -> list[str]:
 
 
 def _paused(
-    ops: Operations, names: list[str], reason: str | None, cancel_running: bool
+    ops: Operations, names: list[str], end: s.PauseEnd, reason: str | None, cancel_running: bool
 ) -> dict[str, Any]:
-    result = ops.pause(names, reason, cancel_running)
+    until = pause_end(end)
+    result = ops.pause(names, reason, until, cancel_running=cancel_running)
     return {
         "paused": result.changed,
         "already_paused": result.unchanged,
         "cancelled_runs": result.cancelled_runs,
+        "paused_until": iso(result.until),
     }
+
+
+def pause_end(end: s.PauseEnd) -> datetime | None:
+    """When the pause asked for ends (``parse_pause_end``); a 422 naming the field if the
+    value cannot be one (both given: the body)."""
+    try:
+        return parse_pause_end(end.until, end.for_, datetime.now(UTC))
+    except InvalidInput as error:
+        field = "for" if end.until is None else "until" if end.for_ is None else "body"
+        raise ApiError(422, str(error), field) from None
 
 
 def _resumed(ops: Operations, names: list[str], reason: str | None) -> dict[str, Any]:

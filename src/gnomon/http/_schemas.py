@@ -43,7 +43,19 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PauseRequest(Request):
+PauseText = Annotated[str | None, Field(max_length=100)]
+
+
+class PauseEnd(Request):
+    """When a pause ends by itself: ``until`` an ISO 8601 time (without an offset, in the
+    daemon's machine's local zone) or ``for`` a duration from now ("2h", "PT30M"); neither:
+    when resumed."""
+
+    until: PauseText = None
+    for_: PauseText = Field(default=None, alias="for")
+
+
+class PauseRequest(PauseEnd):
     reason: Reason = None
     cancel_running: bool = False
 
@@ -61,7 +73,7 @@ class SelectRequest(Request):
     reason: Reason = None
 
 
-class SelectPauseRequest(SelectRequest):
+class SelectPauseRequest(SelectRequest, PauseEnd):
     cancel_running: bool = False
 
 
@@ -132,6 +144,7 @@ class DeploymentSummary(BaseModel):
     paused_by: str | None
     paused_at: str | None
     paused_reason: str | None
+    paused_until: str | None  # when the pause ends by itself (null: when resumed)
     next_fire: str | None
     last_fire: str | None
     tags: list[str]
@@ -175,6 +188,7 @@ class PauseResponse(BaseModel):
     paused: list[str]
     already_paused: list[str]
     cancelled_runs: list[str]
+    paused_until: str | None  # when the pause asked for ends by itself (null: when resumed)
 
 
 class ResumeResponse(BaseModel):

@@ -47,7 +47,14 @@ if TYPE_CHECKING:
         store_at,
         upgrade,
     )
-    from gnomon.store._values import Actor, LogQuery, RunCursor, in_time_order, pause_values
+    from gnomon.store._values import (
+        Actor,
+        LogQuery,
+        RunCursor,
+        in_time_order,
+        pause_values,
+        resumes_from,
+    )
     from gnomon.store._writer import StoreWriteError
     from gnomon.store.abc import (
         ArtifactReader,
@@ -95,6 +102,7 @@ _LAZY = {
     "pause_values": "gnomon.store._values",
     "read_only_file_system": "gnomon.store._faults",
     "reset_store": "gnomon.store._store",
+    "resumes_from": "gnomon.store._values",
     "sqlite_path": "gnomon.store._db",
     "store_at": "gnomon.store._store",
     "store_fault": "gnomon.store._faults",
@@ -139,6 +147,7 @@ __all__ = [
     "pause_values",
     "read_only_file_system",
     "reset_store",
+    "resumes_from",
     "sqlite_path",
     "store_at",
     "store_fault",

@@ -122,23 +122,36 @@ class FastControlQueries(abc.ABC):
         actor: Actor,
         reason: str | None,
         now: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[str]:
         """Pause or resume deployments, audited in the same transaction; returns those
-        whose flag changed.
+        whose pause changed. A pause with ``until`` ends by itself then (the daemon resumes
+        the deployment); without, it lasts until resumed.
 
-        Pausing a paused deployment keeps who paused it first and why: the first reason is
-        the one an incident needs.
+        Pausing a paused deployment keeps who paused it first and why (the first reason is
+        the one an incident needs); it only makes a pause that ends by itself last longer
+        (to ``until``, if later, or until resumed), never shorter: a pause one operator
+        made for an incident is not ended early by another's ``pause --for 1h``.
         """
         now = now or datetime.now(UTC)
-        values = {**pause_values(paused, actor.name, reason, now), "updated": now}
+        values = {**pause_values(paused, actor.name, reason, now, until), "updated": now}
         action = AuditAction.PAUSE if paused else AuditAction.RESUME
+        detail = {"until": until.astimezone(UTC).isoformat()} if until is not None else None
+        longer = {"paused_until": until, "updated": now}
+        if until is not None:
+            longer["later_than"] = until
         changed: list[str] = []
         with self._writing() as execute:
             for name in names:
                 call = Call("set_paused", {**values, "deployment": name}, variant(paused=paused))
-                if execute(call):
-                    changed.append(name)
-                    execute(audit_call(actor, action, name, reason, now=now))
+                if not execute(call):
+                    if not paused:
+                        continue  # not paused: nothing to resume
+                    extend = {**longer, "deployment": name}
+                    if not execute(Call("extend_pause", extend, variant(until=until is not None))):
+                        continue  # paused as long already
+                changed.append(name)
+                execute(audit_call(actor, action, name, reason, detail, now=now))
         return changed
 
     # Runs.

@@ -152,7 +152,7 @@ SQLITE: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.name = ?",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.name = ?",
                 parameters=("name",),
             )
         },
@@ -174,6 +174,8 @@ SQLITE: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", "bool"),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -206,11 +208,11 @@ SQLITE: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.active IS 1 ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -232,6 +234,8 @@ SQLITE: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", "bool"),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -240,6 +244,25 @@ SQLITE: dict[str, Compiled] = {
             ("schedule_specs", "json"),
         ),
         encode={},
+        expanding={},
+        constants={},
+        defaults={},
+        generated={},
+        assignments={},
+    ),
+    "extend_pause": Compiled(
+        variants={
+            (): Statement(
+                sql="UPDATE deployments SET paused_until=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1 AND deployments.paused_until IS NOT NULL",
+                parameters=("paused_until", "updated", "deployment"),
+            ),
+            ("until",): Statement(
+                sql="UPDATE deployments SET paused_until=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1 AND deployments.paused_until IS NOT NULL AND deployments.paused_until < ?",
+                parameters=("paused_until", "updated", "deployment", "later_than"),
+            ),
+        },
+        columns=(),
+        encode={"paused_until": "datetime", "updated": "datetime", "later_than": "datetime"},
         expanding={},
         constants={},
         defaults={},
@@ -1071,24 +1094,26 @@ SQLITE: dict[str, Compiled] = {
     "set_paused": Compiled(
         variants={
             (): Statement(
-                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, fires_from=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1",
+                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, paused_until=?, fires_from=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 1",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "fires_from",
                     "updated",
                     "deployment",
                 ),
             ),
             ("paused",): Statement(
-                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 0",
+                sql="UPDATE deployments SET paused=?, paused_by=?, paused_at=?, paused_reason=?, paused_until=?, updated=? WHERE deployments.name = ? AND deployments.paused IS 0",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "updated",
                     "deployment",
                 ),
@@ -1098,6 +1123,7 @@ SQLITE: dict[str, Compiled] = {
         encode={
             "paused": "bool",
             "paused_at": "datetime",
+            "paused_until": "datetime",
             "fires_from": "datetime",
             "updated": "datetime",
         },
@@ -1388,7 +1414,7 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployment": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.name = %s::VARCHAR",
                 parameters=("name",),
             )
         },
@@ -1410,6 +1436,8 @@ POSTGRESQL: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", None),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -1442,11 +1470,11 @@ POSTGRESQL: dict[str, Compiled] = {
     "deployments": Compiled(
         variants={
             (): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments ORDER BY deployments.name",
                 parameters=(),
             ),
             ("active_only",): Statement(
-                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
+                sql="SELECT deployments.name, deployments.flow, deployments.schedule_kind, deployments.schedule, deployments.timezone, deployments.anchor, deployments.parameters, deployments.tags, deployments.policies, deployments.description, deployments.source_file, deployments.source, deployments.active, deployments.paused, deployments.paused_by, deployments.paused_at, deployments.paused_reason, deployments.paused_until, deployments.config_paused, deployments.last_fire, deployments.fires_from, deployments.registered_at, deployments.updated, deployments.parameter_schema, deployments.schedule_specs \nFROM deployments \nWHERE deployments.active IS true ORDER BY deployments.name",
                 parameters=(),
             ),
         },
@@ -1468,6 +1496,8 @@ POSTGRESQL: dict[str, Compiled] = {
             ("paused_by", None),
             ("paused_at", "datetime"),
             ("paused_reason", None),
+            ("paused_until", "datetime"),
+            ("config_paused", None),
             ("last_fire", "datetime"),
             ("fires_from", "datetime"),
             ("registered_at", "datetime"),
@@ -1476,6 +1506,25 @@ POSTGRESQL: dict[str, Compiled] = {
             ("schedule_specs", None),
         ),
         encode={},
+        expanding={},
+        constants={},
+        defaults={},
+        generated={},
+        assignments={},
+    ),
+    "extend_pause": Compiled(
+        variants={
+            (): Statement(
+                sql="UPDATE deployments SET paused_until=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true AND deployments.paused_until IS NOT NULL",
+                parameters=("paused_until", "updated", "deployment"),
+            ),
+            ("until",): Statement(
+                sql="UPDATE deployments SET paused_until=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true AND deployments.paused_until IS NOT NULL AND deployments.paused_until < %s::TIMESTAMP WITH TIME ZONE",
+                parameters=("paused_until", "updated", "deployment", "later_than"),
+            ),
+        },
+        columns=(),
+        encode={"paused_until": "datetime", "updated": "datetime", "later_than": "datetime"},
         expanding={},
         constants={},
         defaults={},
@@ -2225,24 +2274,26 @@ POSTGRESQL: dict[str, Compiled] = {
     "set_paused": Compiled(
         variants={
             (): Statement(
-                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, fires_from=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true",
+                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, paused_until=%s::TIMESTAMP WITH TIME ZONE, fires_from=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS true",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "fires_from",
                     "updated",
                     "deployment",
                 ),
             ),
             ("paused",): Statement(
-                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS false",
+                sql="UPDATE deployments SET paused=%s, paused_by=%s::VARCHAR, paused_at=%s::TIMESTAMP WITH TIME ZONE, paused_reason=%s::VARCHAR, paused_until=%s::TIMESTAMP WITH TIME ZONE, updated=%s::TIMESTAMP WITH TIME ZONE WHERE deployments.name = %s::VARCHAR AND deployments.paused IS false",
                 parameters=(
                     "paused",
                     "paused_by",
                     "paused_at",
                     "paused_reason",
+                    "paused_until",
                     "updated",
                     "deployment",
                 ),
@@ -2252,6 +2303,7 @@ POSTGRESQL: dict[str, Compiled] = {
         encode={
             "paused": "bool",
             "paused_at": "datetime",
+            "paused_until": "datetime",
             "fires_from": "datetime",
             "updated": "datetime",
         },

@@ -319,8 +319,9 @@ class Queries(FastControlQueries):
 
     def read_schedule_states(self) -> dict[str, ScheduleState]:
         """By name, what the scheduler keeps of each active deployment: ``anchor``,
-        ``paused``, ``last_fire`` and ``fires_from``. The daemon reads it at every start and
-        reload; for 10,000 deployments the whole rows took 240-310 ms to read, these 50 ms."""
+        ``paused`` and ``paused_until``, ``last_fire`` and ``fires_from``. The daemon reads
+        it at every start and reload; for 10,000 deployments the whole rows took 240-310 ms
+        to read, these 50 ms."""
         statement = select(*SCHEDULE_STATE).where(deployments.c.active.is_(True))
         return {row.name: row for row in self._all(statement, ScheduleState)}
 

@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 
-from gnomon.states import StateName, StateType
-from gnomon.store._calls import Call
-from gnomon.store._queries import Queries, Row
+from gnomon.states import FAILED_TYPES, StateName, StateType
+from gnomon.store._calls import Call, audit_call
+from gnomon.store._kinds import AuditAction
+from gnomon.store._queries import Queries, Row, execute_call
 from gnomon.store._schema import (
     FINAL_STATE_TYPES,
     PAUSE_CHANGE,
@@ -24,10 +25,12 @@ from gnomon.store._schema import (
     run_states,
     utcnow,
 )
+from gnomon.store._values import pause_values, resumes_from
 from gnomon.store._writes import active_run
 from gnomon.store.rows import FlowRunRow, PauseChange
 
 if TYPE_CHECKING:
+    from gnomon.store._values import Actor
     from gnomon.store.rows import NewFlowRun
 
 # Names or ids per lookup in a fire's transaction: a bound list each, within every
@@ -172,12 +175,61 @@ class ScheduledRunQueries(Queries):
             return int(connection.execute(statement).scalar_one())
 
     def read_pause_changes(self, since: datetime) -> list[PauseChange]:
-        """Name and paused flag of active deployments whose row changed at or after ``since``.
+        """Name, paused flag and pause end of active deployments whose row changed at or
+        after ``since``.
 
         The daemon polls this every second: with 10,000 deployments, reading them all each
         time cost 13% of a core while idle.
         """
         return self._all(pause_changes(since), PauseChange)
+
+    def end_timed_pause(
+        self, name: str, until: datetime, actor: Actor, reason: str, now: datetime
+    ) -> bool:
+        """Resume ``name`` as its pause until ``until`` ends, audited in the same
+        transaction; False if that pause is no longer there (resumed, or made longer,
+        meanwhile). The schedule fires from ``until`` on: the paused period is not caught
+        up, and what fell due after it while no daemon ran is downtime for the catch-up."""
+        values = pause_values(False, actor.name, None, now)
+        values.update(fires_from=resumes_from(until), updated=now)
+        statement = (
+            update(deployments)
+            .where(
+                deployments.c.name == name,
+                deployments.c.paused.is_(True),
+                deployments.c.paused_until == until,
+            )
+            .values(values)
+        )
+        with self.engine.begin() as connection:
+            if not connection.execute(statement).rowcount:
+                return False
+            audit = audit_call(actor, AuditAction.RESUME, name, reason, now=now)
+            execute_call(connection, audit)
+        return True
+
+    def read_outcomes(self, name: str, limit: int) -> list[FlowRunRow]:
+        """The newest ``limit`` runs of deployment ``name`` that completed or failed (see
+        ``states.FAILED_TYPES``), newest first, of those created since the schedule last
+        started deciding its fires (``fires_from``: registered, back in the config,
+        resumed). Cancelled, skipped and missed runs are neither: they are left out."""
+        since = (
+            select(func.coalesce(deployments.c.fires_from, deployments.c.registered_at))
+            .where(deployments.c.name == name)
+            .scalar_subquery()
+        )
+        outcomes = sorted({StateType.COMPLETED, *FAILED_TYPES})
+        return self._all(
+            select(flow_runs)
+            .where(
+                flow_runs.c.deployment_name == name,
+                flow_runs.c.created >= since,
+                flow_runs.c.state_type.in_(outcomes),
+            )
+            .order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())
+            .limit(limit),
+            FlowRunRow,
+        )
 
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Runs of deployments that are Scheduled, Pending, Running or Paused in their

@@ -207,6 +207,13 @@ deployments = Table(
     Column("paused_by", Text),
     Column("paused_at", UTCDateTime),
     Column("paused_reason", Text),
+    # A pause that ends by itself (`gnomon pause --until/--for`): the daemon resumes the
+    # deployment at this time. Null: paused until resumed, or not paused.
+    Column("paused_until", UTCDateTime),
+    # The config file's `paused` as last synced (null: the file did not state it). A sync
+    # applies the file's value only when it differs from this, so an unchanged file never
+    # undoes an operator's pause or resume.
+    Column("config_paused", Boolean),
     Column("last_fire", UTCDateTime),  # nominal time of the newest schedule decision
     # The schedule decides the fires after this: set when the deployment is registered,
     # comes back into the config or is resumed. Catch-up starts at the later of the two.
@@ -487,8 +494,10 @@ CLAIMED_RUN = columns(
     "start_time",
     "tags",
 )
-SCHEDULE_STATE = columns(deployments, "name", "anchor", "paused", "last_fire", "fires_from")
-PAUSE_CHANGE = columns(deployments, "name", "paused")
+SCHEDULE_STATE = columns(
+    deployments, "name", "anchor", "paused", "paused_until", "last_fire", "fires_from"
+)
+PAUSE_CHANGE = columns(deployments, "name", "paused", "paused_until")
 CANCEL_REQUEST = columns(flow_runs, "id", "state_type", "state_message")
 RECENT_RUN = columns(
     flow_runs, "deployment_name", "id", "state_name", "state_type", "scheduled_for", "end_time"

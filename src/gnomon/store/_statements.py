@@ -155,6 +155,27 @@ def _set_paused(variant: frozenset[str]) -> SQL:
     )
 
 
+@_query("extend_pause", "until")
+def _extend_pause(variant: frozenset[str]) -> SQL:
+    """A paused deployment's pause that ends by itself made to last longer: until
+    ``paused_until`` (variant ``until``, if that is later than its end: ``later_than``, the
+    same time, bound once per place as the compiled statements bind) or until resumed. A
+    pause is never shortened this way (nor one that lasts until resumed touched)."""
+    until = deployments.c.paused_until
+    conditions = [
+        deployments.c.name == bindparam("deployment"),
+        deployments.c.paused.is_(True),
+        until.is_not(None),
+    ]
+    if "until" in variant:
+        conditions.append(until < bindparam("later_than"))
+    return (
+        update(deployments)
+        .where(*conditions)
+        .values(paused_until=bindparam("paused_until"), updated=bindparam("updated"))
+    )
+
+
 @_query("audit")
 def _audit(_: frozenset[str]) -> SQL:
     """An audit row; ``inline``: nothing is read back (no ``RETURNING id``)."""

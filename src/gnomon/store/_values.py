@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon.store._kinds import Origin
@@ -24,19 +24,35 @@ class Actor:
     address: str | None = None
 
 
-def pause_values(paused: bool, by: str, reason: str | None, now: datetime) -> dict[str, Any]:
-    """The deployment columns a pause sets (who, when, why) or a resume clears. A resume
-    also moves ``fires_from``: the paused period is not caught up, even by a daemon that
-    starts after it."""
+def pause_values(
+    paused: bool, by: str, reason: str | None, now: datetime, until: datetime | None = None
+) -> dict[str, Any]:
+    """The deployment columns a pause sets (who, when, why, and ``until`` when it ends by
+    itself) or a resume clears. A resume also moves ``fires_from``: the paused period is
+    not caught up, even by a daemon that starts after it."""
     if paused:
-        return {"paused": True, "paused_by": by, "paused_at": now, "paused_reason": reason}
+        return {
+            "paused": True,
+            "paused_by": by,
+            "paused_at": now,
+            "paused_reason": reason,
+            "paused_until": until,
+        }
     return {
         "paused": False,
         "paused_by": None,
         "paused_at": None,
         "paused_reason": None,
+        "paused_until": None,
         "fires_from": now,
     }
+
+
+def resumes_from(until: datetime) -> datetime:
+    """The ``fires_from`` of a pause that ended at ``until``: the schedule decides the fires
+    after ``fires_from``, and a fire at the until time itself is the pause's first one not
+    paused ("paused until 09:00" runs the 09:00 fire)."""
+    return until - timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, order=True)

@@ -32,6 +32,9 @@ holds mypy to ``Store`` satisfying each):
     ``logs`` use, which must answer within a few hundred milliseconds: pauses and the
     reads around them. ``FastStore`` (SQLAlchemy-free, see ``_fast``) plays this role
     alone.
+``Pausing``
+    Pausing and resuming deployments, audited: a part of ``FastControl`` (operators) and
+    of ``ScheduleStore`` (the daemon ends pauses and pauses deployments after failures).
 
 Rows are typed, by the classes of ``gnomon.store.rows`` (generated from the schema): reads
 return frozen rows, writes take dicts of column values typed as ``TypedDict`` s. Importing
@@ -223,7 +226,24 @@ class DeploymentStore(Protocol):
         one write transaction."""
 
 
-class ScheduleStore(RunStore, DeploymentStore, Protocol):
+class Pausing(Protocol):
+    """Pausing and resuming deployments: operators (``FastControl``) and the daemon
+    (``ScheduleStore``, a deployment pausing itself after failures) both do."""
+
+    def set_paused(
+        self,
+        names: Sequence[str],
+        paused: bool,
+        actor: Actor,
+        reason: str | None,
+        now: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[str]:
+        """Pause (until ``until``, if given) or resume deployments, audited; those whose
+        pause changed (a pause made longer counts)."""
+
+
+class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
     """The daemon's store: a worker's, plus fires, operators' requests and recovery."""
 
     def probe_write(self) -> None:
@@ -244,15 +264,27 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
         """How many times the daemon queued this run again (its deployment's ``retries``)."""
 
     def read_schedule_states(self) -> dict[str, ScheduleState]:
-        """By active deployment: ``anchor``, ``paused``, ``last_fire`` and ``fires_from``."""
+        """By active deployment: ``anchor``, ``paused`` and ``paused_until``,
+        ``last_fire`` and ``fires_from``."""
 
     def read_last_outcomes(self) -> dict[str, tuple[StateType | None, datetime | None]]:
         """By deployment: its newest finished run's state type, its newest success's end."""
 
+    # Pauses the daemon makes (``pause_after_failures``: ``Pausing``) and ends.
+
+    def end_timed_pause(
+        self, name: str, until: datetime, actor: Actor, reason: str, now: datetime
+    ) -> bool:
+        """Resume ``name`` as its pause until ``until`` ends, audited; False if it changed."""
+
+    def read_outcomes(self, name: str, limit: int) -> list[FlowRunRow]:
+        """The deployment's newest completed or failed runs since its schedule's fires_from."""
+
     # What operators changed, polled every second.
 
     def read_pause_changes(self, since: datetime) -> list[PauseChange]:
-        """Name and paused flag of active deployments changed at or after ``since``."""
+        """Name, paused flag and pause end of active deployments changed at or after
+        ``since``."""
 
     def read_cancel_requests(self, since: datetime) -> list[CancelRequest]:
         """Runs whose cancellation was requested at or after ``since``."""
@@ -291,7 +323,7 @@ class ScheduleStore(RunStore, DeploymentStore, Protocol):
         """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
 
 
-class FastControl(Protocol):
+class FastControl(Pausing, Protocol):
     """What the command line's fast commands ask: pauses, and the deployments, runs and
     log lines they read."""
 
@@ -305,16 +337,6 @@ class FastControl(Protocol):
 
     def read_deployments(self, active_only: bool = True) -> list[DeploymentRow]:
         """Deployment rows by name; only those still in the config unless ``active_only``."""
-
-    def set_paused(
-        self,
-        names: Sequence[str],
-        paused: bool,
-        actor: Actor,
-        reason: str | None,
-        now: datetime | None = None,
-    ) -> list[str]:
-        """Pause or resume deployments, audited; those whose flag changed."""
 
     # Runs.
 

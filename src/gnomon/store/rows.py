@@ -392,6 +392,8 @@ class DeploymentRow(StoreRow):
         "paused_by",
         "paused_at",
         "paused_reason",
+        "paused_until",
+        "config_paused",
         "last_fire",
         "fires_from",
         "registered_at",
@@ -418,6 +420,8 @@ class DeploymentRow(StoreRow):
     paused_by: str | None
     paused_at: datetime | None
     paused_reason: str | None
+    paused_until: datetime | None
+    config_paused: bool | None
     last_fire: datetime | None
     fires_from: datetime | None
     registered_at: datetime
@@ -444,6 +448,8 @@ class DeploymentRow(StoreRow):
         paused_by: str | None,
         paused_at: datetime | None,
         paused_reason: str | None,
+        paused_until: datetime | None,
+        config_paused: bool | None,
         last_fire: datetime | None,
         fires_from: datetime | None,
         registered_at: datetime,
@@ -469,6 +475,8 @@ class DeploymentRow(StoreRow):
         set_(self, "paused_by", paused_by)
         set_(self, "paused_at", paused_at)
         set_(self, "paused_reason", paused_reason)
+        set_(self, "paused_until", paused_until)
+        set_(self, "config_paused", config_paused)
         set_(self, "last_fire", last_fire)
         set_(self, "fires_from", fires_from)
         set_(self, "registered_at", registered_at)
@@ -609,12 +617,13 @@ class ClaimedRun(StoreRow):
 class ScheduleState(StoreRow):
     """Some columns of a row of ``deployments``."""
 
-    __match_args__ = ("name", "anchor", "paused", "last_fire", "fires_from")
+    __match_args__ = ("name", "anchor", "paused", "paused_until", "last_fire", "fires_from")
     __slots__ = __match_args__
 
     name: str
     anchor: datetime | None
     paused: bool
+    paused_until: datetime | None
     last_fire: datetime | None
     fires_from: datetime | None
 
@@ -623,6 +632,7 @@ class ScheduleState(StoreRow):
         name: str,
         anchor: datetime | None,
         paused: bool,
+        paused_until: datetime | None,
         last_fire: datetime | None,
         fires_from: datetime | None,
     ) -> None:
@@ -630,6 +640,7 @@ class ScheduleState(StoreRow):
         set_(self, "name", name)
         set_(self, "anchor", anchor)
         set_(self, "paused", paused)
+        set_(self, "paused_until", paused_until)
         set_(self, "last_fire", last_fire)
         set_(self, "fires_from", fires_from)
 
@@ -637,16 +648,18 @@ class ScheduleState(StoreRow):
 class PauseChange(StoreRow):
     """Some columns of a row of ``deployments``."""
 
-    __match_args__ = ("name", "paused")
+    __match_args__ = ("name", "paused", "paused_until")
     __slots__ = __match_args__
 
     name: str
     paused: bool
+    paused_until: datetime | None
 
-    def __init__(self, name: str, paused: bool) -> None:
+    def __init__(self, name: str, paused: bool, paused_until: datetime | None) -> None:
         set_ = object.__setattr__
         set_(self, "name", name)
         set_(self, "paused", paused)
+        set_(self, "paused_until", paused_until)
 
 
 class CancelRequest(StoreRow):
