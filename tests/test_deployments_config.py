@@ -729,6 +729,11 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         "memory_limit": None,
         "max_log_lines": 10_000,
         "max_log_bytes": 10_000_000,
+        "late_after": None,
+        "deadline": None,
+        "cancel_at_deadline": False,
+        "min_duration": None,
+        "fresh_within": None,
     }
     assert (explicit.timezone, explicit.overlap, explicit.retries, explicit.jitter) == (
         "UTC",
@@ -768,6 +773,11 @@ def test_built_in_defaults_when_daemon_is_silent(project: Path) -> None:
         "memory_limit": None,
         "max_log_lines": 10_000,
         "max_log_bytes": 10_000_000,
+        "late_after": None,
+        "deadline": None,
+        "cancel_at_deadline": False,
+        "min_duration": None,
+        "fresh_within": None,
     }
     assert (deployment.timezone, deployment.paused, deployment.description, deployment.tags) == (
         "UTC",

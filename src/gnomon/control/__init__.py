@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         progress_percent,
     )
     from gnomon.control._inputs import (
+        MAX_BREACHES,
         MAX_COUNT,
         MAX_FIRES,
         MAX_PARAMETERS_BYTES,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         RUN_ARTIFACTS,
         artifact_view,
         audit_view,
+        breach_view,
         deployment_detail,
         deployment_view,
         fire_clock,
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ARTIFACTS",
+    "MAX_BREACHES",
     "MAX_COUNT",
     "MAX_FIRES",
     "MAX_LIMIT",
@@ -92,6 +95,7 @@ __all__ = [
     "artifact_table",
     "artifact_view",
     "audit_view",
+    "breach_view",
     "check_artifact_key",
     "check_name",
     "check_parameters",
@@ -135,6 +139,7 @@ _WHERE = {
     "FastOperations": "gnomon.control._operations",
     "InvalidParameters": "gnomon.control._operations",
     "MAX_COUNT": "gnomon.control._inputs",
+    "MAX_BREACHES": "gnomon.control._inputs",
     "MAX_FIRES": "gnomon.control._inputs",
     "MAX_LIMIT": "gnomon.control._operations",
     "MAX_PARAMETERS_BYTES": "gnomon.control._inputs",
@@ -145,6 +150,7 @@ _WHERE = {
     "UnknownName": "gnomon.control._operations",
     "VariableOperations": "gnomon.control._variables",
     "audit_view": "gnomon.control._views",
+    "breach_view": "gnomon.control._views",
     "check_name": "gnomon.control._operations",
     "check_parameters": "gnomon.control._inputs",
     "check_run_id": "gnomon.control._operations",
