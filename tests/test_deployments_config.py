@@ -732,6 +732,11 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         "max_log_lines": 10_000,
         "max_log_bytes": 10_000_000,
         "pause_after_failures": 3,
+        "late_after": None,
+        "deadline": None,
+        "cancel_at_deadline": False,
+        "min_duration": None,
+        "fresh_within": None,
     }
     assert (explicit.timezone, explicit.overlap, explicit.retries, explicit.jitter) == (
         "UTC",
@@ -773,6 +778,11 @@ def test_built_in_defaults_when_daemon_is_silent(project: Path) -> None:
         "max_log_lines": 10_000,
         "max_log_bytes": 10_000_000,
         "pause_after_failures": None,
+        "late_after": None,
+        "deadline": None,
+        "cancel_at_deadline": False,
+        "min_duration": None,
+        "fresh_within": None,
     }
     assert (deployment.timezone, deployment.paused, deployment.description, deployment.tags) == (
         "UTC",

@@ -492,7 +492,8 @@ SECRET_URL = "https://hooks.example.com/services/T000/B000/XXXX"
         (
             'url_env = "SET_HOOK"\nevents = ["failure"]',
             N + "events.0 \"failure\": Input should be 'failed', 'crashed', 'timed_out', "
-            "'missed', 'recovered' or 'auto_paused'",
+            "'missed', 'recovered', 'auto_paused', 'late', 'late_cleared', 'deadline_missed', "
+            "'deadline_cleared', 'too_fast', 'too_fast_cleared', 'stale' or 'fresh_again'",
         ),
         (
             'url_env = "SET_HOOK"\nevents = []',

@@ -7,6 +7,7 @@ import click
 
 from gnomon._version import __version__
 from gnomon.cli._artifacts import artifacts_group
+from gnomon.cli._breaches import breaches_group
 from gnomon.cli._common import Commands
 from gnomon.cli._completion import completion_command
 from gnomon.cli._control import audit_command, pause_command, resume_command, token_group
@@ -40,6 +41,7 @@ for command in (
     daemon_group,
     dashboard_command,
     deployments_group,
+    breaches_group,
     runs_group,
     run_command,
     pause_command,

@@ -219,18 +219,20 @@ def _explain(listed: list[dict[str, Any]], config_file: Path | None) -> None:
 @json_option
 @reports_errors
 def deployments_show(config: Path | None, name: str, as_json: bool) -> None:
-    """Show one deployment: schedule in words, next fires, pause, policies, last runs.
+    """Show one deployment: schedule in words, next fires, pause, policies, last runs, and
+    its open breaches of deadlines and freshness (`gnomon breaches ls` lists them all).
 
     \b
     Example:
       gnomon deployments show nightly-report
     """
-    from gnomon.control import deployment_detail
+    from gnomon.control import MAX_BREACHES, deployment_detail
 
     ops = operations()
     row = ops.deployment(name)
     recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
-    view = deployment_detail(row, datetime.now(UTC), recent)
+    breaches = ops.store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
+    view = deployment_detail(row, datetime.now(UTC), recent, breaches=breaches)
     if as_json:
         print_json(view)
         return
@@ -265,6 +267,15 @@ def _print_fields(view: dict[str, Any]) -> None:
         click.echo("  none")
     for run in view["recent_runs"]:
         click.echo(f"  {run['id']}  {run['state']:<10}  {run['scheduled_for']}")
+    click.echo("open breaches:")
+    if not view["open_breaches"]:
+        click.echo("  none")
+    for breach in view["open_breaches"]:
+        run = f"run {breach['run_id'][:8]}" if breach["run_id"] else "deployment"
+        click.echo(
+            f"  {breach['kind']:<15}  {breach['nominal_time']}  {run}"
+            f"  ({breach['policy']} = {breach['limit']}, since {breach['detected_at']})"
+        )
 
 
 def _schedule_lines(view: dict[str, Any]) -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         progress_percent,
     )
     from gnomon.control._inputs import (
+        MAX_BREACHES,
         MAX_COUNT,
         MAX_FIRES,
         MAX_PARAMETERS_BYTES,
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
         RUN_ARTIFACTS,
         artifact_view,
         audit_view,
+        breach_view,
         deployment_detail,
         deployment_view,
         fire_clock,
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ARTIFACTS",
+    "MAX_BREACHES",
     "MAX_COUNT",
     "MAX_FIRES",
     "MAX_LIMIT",
@@ -99,6 +102,7 @@ __all__ = [
     "artifact_table",
     "artifact_view",
     "audit_view",
+    "breach_view",
     "check_artifact_key",
     "check_name",
     "check_parameters",
@@ -149,6 +153,7 @@ _WHERE = {
     "FastOperations": "gnomon.control._operations",
     "InvalidParameters": "gnomon.control._operations",
     "MAX_COUNT": "gnomon.control._inputs",
+    "MAX_BREACHES": "gnomon.control._inputs",
     "MAX_FIRES": "gnomon.control._inputs",
     "MAX_LIMIT": "gnomon.control._operations",
     "MAX_PARAMETERS_BYTES": "gnomon.control._inputs",
@@ -159,6 +164,7 @@ _WHERE = {
     "UnknownName": "gnomon.control._operations",
     "VariableOperations": "gnomon.control._variables",
     "audit_view": "gnomon.control._views",
+    "breach_view": "gnomon.control._views",
     "check_name": "gnomon.control._operations",
     "check_parameters": "gnomon.control._inputs",
     "check_run_id": "gnomon.control._operations",

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MAX_COUNT = 1_000_000  # the most lines or rows one command prints
 MAX_FIRES = 1000  # the most fire times one command or request computes
+MAX_BREACHES = 1000  # the most deadline and freshness breaches one listing gives
 MAX_LEVEL = 1000  # beyond any logging level in use; far inside SQLite's integers
 LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_WAIT = 366 * 86400.0  # seconds: a wait longer than a year is a typo

@@ -8,8 +8,8 @@ one way out, and so are their values in a run's messages, errors and tracebacks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon._secrets import mask, mask_text, secret_values
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gnomon.store.rows import (
         ArtifactRow,
         AuditEntry,
+        BreachRow,
         DeploymentRow,
         FlowRunRow,
         LogRow,
@@ -139,12 +140,18 @@ def deployment_view(
 
 
 def deployment_detail(
-    row: DeploymentRow, now: datetime, recent: list[RecentRun], count: int = 5
+    row: DeploymentRow,
+    now: datetime,
+    recent: list[RecentRun],
+    count: int = 5,
+    breaches: Sequence[BreachRow] = (),
 ) -> View:
     """Everything about one deployment: the listed fields, its schedule's specs and
     bounds, parameters, policies, next fires and the spec each is of (none while paused
-    until resumed; after its end, for a pause that ends by itself)."""
+    until resumed; after its end, for a pause that ends by itself), and its open
+    ``breaches`` of deadlines and freshness."""
     view = deployment_view(row, now, recent)
+    view["open_breaches"] = [breach_view(breach) for breach in breaches]
     schedule = schedule_of(row)
     start = firing_from(row, now)
     upcoming = [] if start is None else next_fires_by_spec(row, start, count)
@@ -333,6 +340,28 @@ def audit_view(row: AuditEntry) -> View:
         "target": row.target,
         "reason": row.reason,
         "detail": mask(row.detail or {}),
+    }
+
+
+def breach_view(row: BreachRow) -> View:
+    """A deadline or freshness breach: of which deployment, run (if one run's) and nominal
+    time (for ``stale``, when the deployment went stale), the policy it broke and its
+    value then, when it was found and cleared (None: open), whether it was notified."""
+    from gnomon.scheduling import format_duration
+
+    return {
+        "id": row.id,
+        "deployment": row.deployment_name,
+        "kind": row.kind.value,
+        "run_id": row.flow_run_id,
+        "nominal_time": iso(row.nominal_time),
+        "policy": row.kind.policy,
+        "limit": format_duration(timedelta(seconds=row.limit_seconds)),
+        "limit_seconds": row.limit_seconds,
+        "detected_at": iso(row.detected_at),
+        "cleared_at": iso(row.cleared_at),
+        "open": row.cleared_at is None,
+        "notified": row.notified,
     }
 
 

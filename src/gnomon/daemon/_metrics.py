@@ -108,6 +108,13 @@ class DaemonMetrics:
             ["deployment"],
             registry=registry,
         )
+        self.breaches = Counter(
+            "gnomon_breaches",
+            "Deadline and freshness breaches found (late, deadline_missed, too_fast, stale),"
+            " by deployment and kind.",
+            ["deployment", "kind"],
+            registry=registry,
+        )
         self.store_errors = Counter(
             "gnomon_store_errors",
             "Store transactions of the scheduling loop that failed (it retries them).",
@@ -153,6 +160,15 @@ class DaemonMetrics:
     def fire_missed(self, deployment: str, count: int = 1) -> None:
         """Count ``count`` fire times of ``deployment`` recorded Missed."""
         self.missed.labels(deployment).inc(count)
+
+    def breach_found(self, deployment: str, kind: str) -> None:
+        """Count a deadline or freshness breach of ``deployment`` found."""
+        self.breaches.labels(deployment, kind).inc()
+
+    def watch_breaches(self, read: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Show ``gnomon_breaches_open``: ``read`` gives the open breaches by (deployment,
+        kind) at each scrape, 0 for the policies watched that have none."""
+        self.registry.register(_BreachGauge(read))
 
     def seed_last_success(self, last_success: Mapping[str, datetime | float]) -> None:
         """Set the last success times read from the store at start-up (aware datetimes or
@@ -225,6 +241,27 @@ class _HealthGauges(Collector):
                 "Seconds since the scheduling loop last ticked.",
                 value=status.last_tick_age,
             )
+
+
+class _BreachGauge(Collector):
+    """The open deadline and freshness breaches at scrape time (see ``_deadlines``)."""
+
+    def __init__(self, read: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = _read("gnomon_breaches_open", self._read)
+        if counts is None:
+            return
+        family = GaugeMetricFamily(
+            "gnomon_breaches_open",
+            "Deadline and freshness breaches not cleared yet, by deployment and kind (0 for"
+            " each policy a deployment sets).",
+            labels=["deployment", "kind"],
+        )
+        for (deployment, kind), count in sorted(counts.items()):
+            family.add_metric([deployment, kind], count)
+        yield family
 
 
 def _read(name: str, read: Callable[[], _T]) -> _T | None:

@@ -1,6 +1,7 @@
 """Failure notifications: JSON webhook POSTs about failed, crashed, timed-out and missed
-runs, about recoveries, and about deployments that paused themselves after failures
-(``pause_after_failures``), to the config's ``[[notify]]`` targets.
+runs, about recoveries, about deployments that paused themselves after failures
+(``pause_after_failures``), and about deadline and freshness breaches (found and cleared,
+see ``_deadlines``), to the config's ``[[notify]]`` targets.
 
 Sending never holds up scheduling: ``Notifier.publish`` only appends to a bounded queue per
 target (a full queue drops the notification, logged) and each target has its own delivery
@@ -27,13 +28,17 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gnomon import __version__
 from gnomon._secrets import mask
 from gnomon._text import shortened
 from gnomon.deployments import NotifyEvent, NotifyTarget
 from gnomon.states import STATE_NAMES, StateName, StateType, is_failed
+from gnomon.store import BreachKind
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import BreachRow
 
 log = logging.getLogger("gnomon.daemon.notify")
 
@@ -47,6 +52,27 @@ _EMOJI = {
     NotifyEvent.MISSED: ":warning:",
     NotifyEvent.RECOVERED: ":large_green_circle:",
     NotifyEvent.AUTO_PAUSED: ":double_vertical_bar:",
+    NotifyEvent.LATE: ":alarm_clock:",
+    NotifyEvent.LATE_CLEARED: ":white_check_mark:",
+    NotifyEvent.DEADLINE_MISSED: ":rotating_light:",
+    NotifyEvent.DEADLINE_CLEARED: ":white_check_mark:",
+    NotifyEvent.TOO_FAST: ":zap:",
+    NotifyEvent.TOO_FAST_CLEARED: ":white_check_mark:",
+    NotifyEvent.STALE: ":zzz:",
+    NotifyEvent.FRESH_AGAIN: ":white_check_mark:",
+}
+# What an event says after the deployment's name, where its own name would not do.
+_WORDS = {
+    NotifyEvent.TIMED_OUT: "timed out",
+    NotifyEvent.AUTO_PAUSED: "paused itself",
+    NotifyEvent.LATE: "is late",
+    NotifyEvent.LATE_CLEARED: "is no longer late",
+    NotifyEvent.DEADLINE_MISSED: "missed its deadline",
+    NotifyEvent.DEADLINE_CLEARED: "deadline breach ended",
+    NotifyEvent.TOO_FAST: "ran too fast",
+    NotifyEvent.TOO_FAST_CLEARED: "no longer runs too fast",
+    NotifyEvent.STALE: "is stale",
+    NotifyEvent.FRESH_AGAIN: "is fresh again",
 }
 
 
@@ -68,6 +94,9 @@ class Notification:
     exit_code: int | None = None
     signal: str | None = None
     parameters: Mapping[str, Any] | None = field(default=None, compare=False)
+    # A breach's facts (kind, nominal_time, limit_seconds, detected_at, cleared_at, detail),
+    # for the events of deadlines and freshness.
+    breach: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def link(self, public_url: str | None) -> str | None:
         """The page of the run, or of the deployment when there is no run, on the API or
@@ -81,11 +110,9 @@ class Notification:
 
     def text(self, public_url: str | None) -> str:
         """One line for Slack (and whatever reads Slack's format): what, which, why, link."""
-        what = {
-            NotifyEvent.TIMED_OUT: "timed out",
-            NotifyEvent.MISSED: f"missed its {self.scheduled_for or 'scheduled'} fire",
-            NotifyEvent.AUTO_PAUSED: "paused itself",
-        }.get(self.event, self.event.value)
+        what = _WORDS.get(self.event, self.event.value)
+        if self.event is NotifyEvent.MISSED:
+            what = f"missed its {self.scheduled_for or 'scheduled'} fire"
         why = self._reason()
         label = f"run {self.run_id[:8]}" if self.run_id else "deployment"
         line = _slack_escape(
@@ -99,6 +126,8 @@ class Notification:
             return self.state
         if self.event is NotifyEvent.AUTO_PAUSED:
             return self.error_message or ""  # "paused after 3 consecutive failures; ..."
+        if self.breach is not None:
+            return str(self.breach.get("detail") or "")
         message = " ".join((self.error_message or "").split())  # one line
         message = shortened(message, _MAX_MESSAGE)
         if self.error_type and message:
@@ -134,6 +163,8 @@ class Notification:
         }
         if self.parameters is not None:
             body["parameters"] = mask(dict(self.parameters))
+        if self.breach is not None:
+            body["breach"] = dict(self.breach)
         return body
 
 
@@ -239,6 +270,42 @@ def auto_paused_event(
         scheduled_for=_iso(scheduled_for),
         error_message=reason,
         tags=tuple(tags),
+    )
+
+
+# The events that tell of a breach, found and cleared, by its kind.
+BREACH_EVENTS = {
+    BreachKind.LATE: (NotifyEvent.LATE, NotifyEvent.LATE_CLEARED),
+    BreachKind.DEADLINE_MISSED: (NotifyEvent.DEADLINE_MISSED, NotifyEvent.DEADLINE_CLEARED),
+    BreachKind.TOO_FAST: (NotifyEvent.TOO_FAST, NotifyEvent.TOO_FAST_CLEARED),
+    BreachKind.STALE: (NotifyEvent.STALE, NotifyEvent.FRESH_AGAIN),
+}
+
+
+def breach_event(
+    breach: BreachRow,
+    cleared: bool,
+    detail: str,
+    state: str | None = None,
+    tags: Iterable[str] = (),
+) -> Notification:
+    """The notification of a deadline or freshness breach found (or ``cleared``): its run
+    (if it is one run's), nominal time, the policy's limit and ``detail`` in words."""
+    return Notification(
+        event=BREACH_EVENTS[breach.kind][cleared],
+        deployment=breach.deployment_name,
+        state=state or "",
+        run_id=breach.flow_run_id,
+        scheduled_for=_iso(breach.nominal_time),
+        tags=tuple(tags),
+        breach={
+            "kind": breach.kind.value,
+            "nominal_time": _iso(breach.nominal_time),
+            "limit_seconds": breach.limit_seconds,
+            "detected_at": _iso(breach.detected_at),
+            "cleared_at": _iso(breach.cleared_at),
+            "detail": detail,
+        },
     )
 
 

@@ -1,5 +1,6 @@
 """Reporting what the daemon did: the per-run summary line, Prometheus metrics, webhook
-notifications, and the daemon's own log lines in the store (for ``gnomon logs``).
+notifications (of runs, and of deadline and freshness breaches), and the daemon's own log
+lines in the store (for ``gnomon logs``).
 
 Everything here is fed from values the scheduler and the pool already hold (a finished
 run's ``RunSummary``, the decisions of a tick); nothing reads the store per run, and
@@ -17,6 +18,7 @@ from gnomon.daemon._tracking import DecisionAction
 from gnomon.states import FINAL_TYPES, StateType
 
 if TYPE_CHECKING:
+    from gnomon.daemon._deadlines import BreachChange
     from gnomon.daemon._health import HealthStatus
     from gnomon.daemon._metrics import DaemonMetrics
     from gnomon.daemon._notify import Notifier
@@ -143,6 +145,19 @@ class RunReporter:
                         reason=decision.reason,
                     )
                 )
+
+    def breach_changed(self, change: BreachChange) -> None:
+        """Count a deadline or freshness breach found, and notify it (or its clearing)."""
+        from gnomon.daemon._notify import breach_event
+
+        breach = change.breach
+        if not change.cleared:
+            self.metrics.breach_found(breach.deployment_name, breach.kind.value)
+        if self.notifier is not None:
+            tags = self._tags(breach.deployment_name)
+            self.notifier.publish(
+                breach_event(breach, change.cleared, change.detail, change.state, tags)
+            )
 
     def close(self) -> None:
         if self.notifier is not None:

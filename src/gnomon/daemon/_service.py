@@ -8,8 +8,9 @@ first fires planned and READY=1 sent.
 The loop is a thin shell around ``Scheduler.tick(now)``: it sleeps on a self-pipe
 (``_wakeup``) until the scheduler's earliest planned fire is due (``Scheduler.next_due``), a
 run finishes, a signal arrives or a second passes, then takes one pass (``step``): apply a
-finished config load, catch up after downtime, tick, and poll the store for what the CLI and
-the API changed (``_poll``). A store that fails (locked by another program, a full disk, a
+finished config load, catch up after downtime, tick, poll the store for what the CLI and
+the API changed (``_poll``), and at most once a second check deadlines and freshness
+(``_deadlines``). A store that fails (locked by another program, a full disk, a
 read-only file) never ends it: the pass is retried with back-off, the daemon reports itself
 degraded (``_health``), and once the store works again the outage is downtime for each
 deployment's catch-up policy.
@@ -37,6 +38,7 @@ from gnomon.daemon._summary import run_summary
 from gnomon.daemon._wakeup import Wakeup
 
 if TYPE_CHECKING:
+    from gnomon.daemon._deadlines import DeadlineWatch
     from gnomon.daemon._health import Health, HealthMonitor
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
@@ -124,6 +126,7 @@ class Daemon:
         self.store_poll: StorePoll
         self.health: Health
         self.loader: ConfigLoader
+        self.deadlines: DeadlineWatch
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -180,7 +183,7 @@ class Daemon:
         from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._pool import WorkerPool
         from gnomon.daemon._reload import ConfigLoader, answer_at_start
-        from gnomon.daemon._report import RunReporter, StoreLogHandler
+        from gnomon.daemon._report import StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
         from gnomon.flows import configure_daemon_logging, in_background
@@ -232,9 +235,7 @@ class Daemon:
             self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
             self._synced_at = self.clock.now()
             self._sync(self._synced_at, schemas=loaded.schemas)
-            self.reporter = RunReporter(
-                self.store, self.config, self.scheduler, self.pool, self.health.status
-            )
+            self._start_reporting()
             recover(self.store, self.scheduler, self.daemon_id, self.clock.now())
             for factory in self._service_factories:
                 service = factory(self)
@@ -255,6 +256,21 @@ class Daemon:
             daemon.workers,
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _start_reporting(self) -> None:
+        """The reporter (log lines, metrics, notifications), and the deadline and freshness
+        watch (``_deadlines``) that tells through it."""
+        from gnomon.daemon._deadlines import DeadlineWatch
+        from gnomon.daemon._report import RunReporter
+
+        self.reporter = RunReporter(
+            self.store, self.config, self.scheduler, self.pool, self.health.status
+        )
+        self.deadlines = DeadlineWatch(
+            self.store, self.scheduler, self.reporter.breach_changed, self.request_poll
+        )
+        self.deadlines.configure(self.clock.now())
+        self.reporter.metrics.watch_breaches(self.deadlines.open_counts)
 
     def _worker_counts(self) -> tuple[int, int]:
         """The pool's busy and idle workers, for the dashboard's overview."""
@@ -399,7 +415,9 @@ class Daemon:
     def _on_finished(self, outcome: RunOutcome) -> None:
         dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
         self.wakeup.wake()
-        self.reporter.run_finished(run_summary(outcome, dispatched))
+        summary = run_summary(outcome, dispatched)
+        self.reporter.run_finished(summary)
+        self.deadlines.run_finished(summary)
 
     # The loop.
 
@@ -495,6 +513,9 @@ class Daemon:
                 self.reporter.decided(self.store_poll.poll(now))
                 self._handle_reload_requests()
                 self.scheduler.dispatch(now)
+            if self.deadlines.due(monotonic):
+                # After the tick and the poll: the check never holds up a fire.
+                self.deadlines.check(now, monotonic)
             if self.outages.store_failing:
                 self.store.probe_write()  # a pass that wrote nothing proves nothing
         except Exception as error:
@@ -554,6 +575,7 @@ class Daemon:
             self.scheduler.plan_fires(now)  # for the deployments added or rescheduled
             self._reload_flow_code(result.flows_ok)
             self.reporter.configure(self.config)
+            self.deadlines.configure(now)
         level = logging.INFO if plan.status is ReloadStatus.APPLIED else logging.ERROR
         log.log(
             level,

@@ -56,6 +56,7 @@ from gnomon.scheduling import (
     ScheduleError,
     ScheduleKind,
     cron_trigger,
+    format_duration,
     parse_every,
     parse_interval,
 )
@@ -159,6 +160,38 @@ class Policies(BaseModel):
     # starts the count again, cancelled, skipped and missed ones leave it as it is) the
     # deployment pauses itself and notifies (``auto_paused``); None: never.
     pause_after_failures: Annotated[StrictInt, Field(ge=1)] | None = None
+    # Deadlines and freshness, watched by the daemon's loop (daemon/_deadlines.py; None: not
+    # watched): a run not started by its nominal time + late_after is late; one not finished
+    # by nominal + deadline missed it (cancelled then, with cancel_at_deadline); one that
+    # completed in less than min_duration was too fast; and the deployment is stale when no
+    # run completed within fresh_within.
+    late_after: PositiveDuration | None = None
+    deadline: PositiveDuration | None = None
+    cancel_at_deadline: StrictBool = False
+    min_duration: PositiveDuration | None = None
+    fresh_within: PositiveDuration | None = None
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_after_late(cls, value: timedelta | None, info: ValidationInfo) -> Any:
+        late = info.data.get("late_after")
+        if value is not None and late is not None and value <= late:
+            raise ValueError(
+                f"must be longer than late_after ({format_duration(late)}): a run starts"
+                " before it can finish"
+            )
+        return value
+
+    @field_validator("min_duration")
+    @classmethod
+    def _shorter_than_deadline(cls, value: timedelta | None, info: ValidationInfo) -> Any:
+        deadline = info.data.get("deadline")
+        if value is not None and deadline is not None and value >= deadline:
+            raise ValueError(
+                f"must be shorter than deadline ({format_duration(deadline)}): no run could"
+                " last long enough and still finish on time"
+            )
+        return value
 
     def policies(self) -> dict[str, Any]:
         """The policies as JSON-able values (durations in seconds), as the store keeps them."""
@@ -378,6 +411,17 @@ class Deployment(Policies):
     def _check_name(cls, value: str) -> str:
         return check_name(value)
 
+    @field_validator("cancel_at_deadline")
+    @classmethod
+    def _cancel_needs_deadline(cls, value: bool, info: ValidationInfo) -> bool:
+        """A deployment's own ``cancel_at_deadline = true`` needs a deadline; as a
+        ``[daemon]`` default it applies to the deployments that have one."""
+        daemon = (info.context or {}).get("daemon")
+        inherited = daemon is not None and daemon.cancel_at_deadline
+        if value and not inherited and "deadline" in info.data and info.data["deadline"] is None:
+            raise ValueError("needs a deadline: set deadline too (or leave this out)")
+        return value
+
     @field_validator("flow")
     @classmethod
     def _resolve_flow(cls, value: str, info: ValidationInfo) -> str:
@@ -542,6 +586,16 @@ class NotifyEvent(StrEnum):
     RECOVERED = "recovered"  # a run completed after the deployment's previous one failed
     # The deployment paused itself after pause_after_failures failed runs in a row.
     AUTO_PAUSED = "auto_paused"
+    # Breaches of a deployment's deadline and freshness policies, each told once, and when
+    # it clears (see daemon/_deadlines.py).
+    LATE = "late"  # a run not started by nominal time + late_after
+    LATE_CLEARED = "late_cleared"  # ... it started (or ended without starting)
+    DEADLINE_MISSED = "deadline_missed"  # a run not finished by nominal time + deadline
+    DEADLINE_CLEARED = "deadline_cleared"  # ... it finished after all
+    TOO_FAST = "too_fast"  # a run completed in less than min_duration
+    TOO_FAST_CLEARED = "too_fast_cleared"  # a later run completed taking at least that
+    STALE = "stale"  # no run completed within fresh_within
+    FRESH_AGAIN = "fresh_again"  # ... until one did
 
 
 def _some_events(events: tuple[NotifyEvent, ...]) -> tuple[NotifyEvent, ...]:

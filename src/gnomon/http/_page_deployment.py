@@ -1,7 +1,7 @@
 """A deployment's page: its schedule (in words and as written, with its zone) and pause
-state, its run durations over time, the schedule's recent decisions with their reasons,
-the next fires, its config as loaded (secrets masked) and its audit entries; pause, resume
-and run now.
+state, its open breaches of deadlines and freshness and the latest cleared ones, its run
+durations over time, the schedule's recent decisions with their reasons, the next fires,
+its config as loaded (secrets masked) and its audit entries; pause, resume and run now.
 
 The decisions are the store's own records, interleaved by time: each fire is a run row
 (a run that fired, or one the daemon recorded Skipped or Missed with the reason in its
@@ -19,7 +19,15 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from gnomon.control import UnknownName, deployment_detail, iso, run_text, run_view
+from gnomon.control import (
+    MAX_BREACHES,
+    UnknownName,
+    breach_view,
+    deployment_detail,
+    iso,
+    run_text,
+    run_view,
+)
 from gnomon.exceptions import InvalidInput
 from gnomon.http._chart import HEIGHT, SLOTS, WIDTH, duration_chart
 from gnomon.http._dashboard import act, checked_form, not_found, operations, page
@@ -35,6 +43,7 @@ CHART_RUNS = SLOTS  # the newest finished runs the chart shows
 DECISIONS = 50
 UPCOMING = 10
 AUDIT_ENTRIES = 50
+BREACHES = 10  # the newest breaches read for the latest cleared ones
 REQUESTED = frozenset({RunCause.MANUAL, RunCause.RETRY})
 PAUSES = {AuditAction.PAUSE: "paused", AuditAction.RESUME: "resumed"}
 
@@ -93,11 +102,14 @@ def add_routes(app: FastAPI) -> None:
             return not_found(request, f"{str(error)[:200]}.")
         store = request.app.state.store
         entries = store.read_audit(limit=AUDIT_ENTRIES, target=name)
+        opened = store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
+        cleared = [b for b in store.read_breaches(name, limit=BREACHES) if b.cleared_at]
         return page(
             request,
             "deployment.html",
             current="deployments",
-            d=deployment_detail(row, datetime.now(UTC), [], UPCOMING),
+            d=deployment_detail(row, datetime.now(UTC), [], UPCOMING, breaches=opened),
+            cleared_breaches=[breach_view(breach) for breach in cleared],
             chart=duration_chart(store.read_finished_runs(name, CHART_RUNS)),
             chart_size=(WIDTH, HEIGHT),
             decisions=decisions(store.read_runs(deployment=name, limit=DECISIONS), entries),

@@ -1,6 +1,6 @@
-"""The deployments page: every deployment with its schedule, next fire, last runs and
-pause state, filtered by name and tag; pause (with a reason, and optionally for a while or
-until a time) and resume.
+"""The deployments page: every deployment with its schedule, next fire, last runs, pause
+state and open breaches of deadlines and freshness, filtered by name and tag; pause (with
+a reason, and optionally for a while or until a time) and resume.
 
 Pause and resume say what they did, as the API's ``already_paused`` and ``not_paused`` do:
 a page showing an old state must not claim a pause that changed nothing (the new reason
@@ -18,7 +18,13 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from gnomon.control import Operations, deployment_view, local_text, parse_pause_text
+from gnomon.control import (
+    MAX_BREACHES,
+    Operations,
+    deployment_view,
+    local_text,
+    parse_pause_text,
+)
 from gnomon.http._dashboard import act, back, checked_form, page
 
 RECENT_RUNS = 20
@@ -45,11 +51,15 @@ def add_routes(app: FastAPI) -> None:
         recent = store.read_recent_states([row.name for row in shown], RECENT_RUNS)
         now = datetime.now(UTC)
         views = [deployment_view(row, now, recent.get(row.name, [])) for row in shown]
+        breaches: dict[str, list[str]] = {}
+        for breach in store.read_breaches(open_only=True, limit=MAX_BREACHES):
+            breaches.setdefault(breach.deployment_name, []).append(breach.kind.value)
         return page(
             request,
             "deployments.html",
             current="deployments",
             deployments=views,
+            breaches={name: sorted(set(kinds)) for name, kinds in breaches.items()},
             q=q,
             tag=tag,
             recent_runs=RECENT_RUNS,

@@ -14,11 +14,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gnomon.control import (
     MAX_ARTIFACTS,
+    MAX_BREACHES,
     MAX_FIRES,
     Operations,
     ReloadNotAnswered,
     artifact_view,
     audit_view,
+    breach_view,
     deployment_detail,
     deployment_view,
     find_artifacts,
@@ -112,7 +114,8 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
     """One deployment: schedule, next fires, pause, parameters, policies, last runs."""
     row = ops.deployment(name)
     recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
-    return deployment_detail(row, datetime.now(UTC), recent)
+    breaches = ops.store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
+    return deployment_detail(row, datetime.now(UTC), recent, breaches=breaches)
 
 
 @router.get(
@@ -484,6 +487,22 @@ def remove_limit(tag: TagPath, ops: Ops) -> Response:
     """Remove the limit on ``tag``."""
     ops.remove_limit(tag)
     return Response(status_code=204)
+
+
+# Deadlines and freshness.
+
+
+@router.get("/breaches", response_model=list[s.Breach], tags=["deployments"])
+def list_breaches(
+    store: StoreDep,
+    deployment: NameQuery = None,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_BREACHES)] = 100,
+) -> list[dict[str, Any]]:
+    """Deadline and freshness breaches (late, deadline_missed, too_fast, stale), newest
+    first: a deployment's or everyone's, only those not cleared with ``open=true``."""
+    rows = store.read_breaches(deployment, open_only=open_only, limit=limit)
+    return [breach_view(row) for row in rows]
 
 
 # Audit and tokens.

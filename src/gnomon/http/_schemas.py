@@ -171,7 +171,27 @@ class UpcomingFire(BaseModel):
     spec: int  # the index in schedules of the spec it is the fire of
 
 
+class Breach(BaseModel):
+    """A deadline or freshness breach: ``kind`` late, deadline_missed, too_fast or stale;
+    ``nominal_time`` its run's (for stale: when the deployment went stale); ``policy`` and
+    ``limit`` what it broke, as set then; ``cleared_at`` None while it is open."""
+
+    id: int
+    deployment: str
+    kind: Literal["late", "deadline_missed", "too_fast", "stale"]
+    run_id: str | None
+    nominal_time: str | None
+    policy: Literal["late_after", "deadline", "min_duration", "fresh_within"]
+    limit: str
+    limit_seconds: float
+    detected_at: str | None
+    cleared_at: str | None
+    open: bool
+    notified: bool
+
+
 class DeploymentDetail(DeploymentSummary):
+    open_breaches: list[Breach]
     parameters: dict[str, Any]
     policies: dict[str, Any]
     anchor: str | None

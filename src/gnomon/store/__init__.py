@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gnomon.store._kinds import (
         SCHEDULED_CAUSES,
         AuditAction,
+        BreachKind,
         Origin,
         ReloadStatus,
         RunCause,
@@ -71,6 +72,7 @@ _LAZY = {
     "Actor": "gnomon.store._values",
     "AuditAction": "gnomon.store._kinds",
     "BackupExists": "gnomon.store._backup",
+    "BreachKind": "gnomon.store._kinds",
     "ControlStore": "gnomon.store.abc",
     "DeploymentStore": "gnomon.store.abc",
     "EXTERNAL_CHECKPOINTS_ENV": "gnomon.store._db",
@@ -121,6 +123,7 @@ __all__ = [
     "ArtifactReader",
     "AuditAction",
     "BackupExists",
+    "BreachKind",
     "ControlStore",
     "DeploymentStore",
     "FastControl",

@@ -21,6 +21,29 @@ SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
 
 
+class BreachKind(enum.StrEnum):
+    """Which of a deployment's deadline and freshness policies a breach broke
+    (``breaches.kind``); each is also the notification event that tells of it."""
+
+    LATE = "late"  # a run not started by its nominal time + late_after
+    DEADLINE_MISSED = "deadline_missed"  # a run not finished by its nominal time + deadline
+    TOO_FAST = "too_fast"  # a run that completed in less than min_duration
+    STALE = "stale"  # no run completed within fresh_within
+
+    @property
+    def policy(self) -> str:
+        """The deployment policy this kind of breach breaks."""
+        return _BREACH_POLICIES[self]
+
+
+_BREACH_POLICIES = {
+    BreachKind.LATE: "late_after",
+    BreachKind.DEADLINE_MISSED: "deadline",
+    BreachKind.TOO_FAST: "min_duration",
+    BreachKind.STALE: "fresh_within",
+}
+
+
 class AuditAction(enum.StrEnum):
     """What an audit log entry records (``audit_log.action``)."""
 

@@ -42,7 +42,14 @@ from sqlalchemy.types import TypeEngine
 
 from gnomon.states import FINAL_TYPES, StateType
 from gnomon.store._codecs import as_utc, aware, utc_text, utcnow
-from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, TokenAccess
+from gnomon.store._kinds import (
+    AuditAction,
+    BreachKind,
+    Origin,
+    ReloadStatus,
+    RunCause,
+    TokenAccess,
+)
 
 # Deterministic constraint names, so later migrations (and PostgreSQL) can refer to them.
 NAMING_CONVENTION = {
@@ -462,6 +469,39 @@ api_tokens = Table(
     Column("expires_at", UTCDateTime),  # None: it does not expire
 )
 
+# Breaches of deployments' deadline and freshness policies (late_after, deadline,
+# min_duration, fresh_within), recorded by the daemon before it tells the [[notify]]
+# targets, so that a restart never tells one twice: one row per (deployment, kind, nominal
+# time), the nominal time being the run's (one run per deployment and nominal time), or for
+# ``stale`` when the deployment went stale. ``notified``: its event was handed to the
+# targets that want it (also when none does); ``cleared_at``: when it ended.
+breaches = Table(
+    "breaches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_name", String(100), nullable=False),
+    _enum("kind", 16, BreachKind, nullable=False),
+    _flow_run_ref(),
+    Column("nominal_time", UTCDateTime, nullable=False),
+    # The policy's value when it was found (late_after, deadline, ...), in seconds.
+    Column("limit_seconds", Float, nullable=False),
+    Column("detected_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("cleared_at", UTCDateTime),
+    Column("notified", Boolean, nullable=False, server_default=false(), default=False),
+    Index(
+        "uq_breaches_deployment_name_kind_nominal_time",
+        "deployment_name",
+        "kind",
+        "nominal_time",
+        unique=True,
+    ),
+    # A deployment's breaches newest first (its page), and everyone's (`gnomon breaches ls`).
+    Index("ix_breaches_deployment_name_detected_at", "deployment_name", "detected_at"),
+    Index("ix_breaches_detected_at", "detected_at"),
+    # The open ones: what the daemon reads at start, and `--open` lists.
+    Index("ix_breaches_cleared_at", "cleared_at"),
+)
+
 # A run's final state types (``gnomon.states.FINAL_TYPES``), as stored.
 FINAL_STATE_TYPES = tuple(sorted(str(state_type) for state_type in FINAL_TYPES))
 
@@ -506,6 +546,19 @@ TOKEN_INFO = columns(
     api_tokens, "name", "read_only", "access", "expires_at", "created", "created_by", "last_used"
 )
 TOKEN_SCOPE = columns(api_tokens, "name", "read_only", "access", "expires_at")
+# What the daemon's deadline watch reads of a deployment's run that has not finished.
+WATCHED_RUN = columns(
+    flow_runs,
+    "id",
+    "deployment_name",
+    "scheduled_for",
+    "expected_start_time",
+    "created",
+    "state_type",
+    "state_name",
+    "start_time",
+    "end_time",
+)
 
 # The rows the store's reads return, by the name of their class in ``gnomon.store.rows``:
 # every column of a table, or a projection's. ``python -m gnomon.store._compile`` writes
@@ -532,6 +585,8 @@ ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
     "SecretRow": secrets,
     "RunPauseRow": run_pauses,
     "ConcurrencyLimitRow": concurrency_limits,
+    "BreachRow": breaches,
+    "WatchedRun": WATCHED_RUN,
 }
 
 # What the store's writes take, by the name of their ``TypedDict`` in ``gnomon.store.rows``:
@@ -543,5 +598,6 @@ NEW_ROWS: dict[str, Table] = {
     "NewState": run_states,
     "NewLog": run_logs,
     "NewArtifact": artifacts,
+    "NewBreach": breaches,
 }
 CHANGES: dict[str, Table] = {"FlowRunChanges": flow_runs}

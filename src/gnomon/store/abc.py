@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from gnomon.store.rows import (
         ArtifactRow,
         AuditEntry,
+        BreachRow,
         CancelRequest,
         ClaimedRun,
         ConcurrencyLimitRow,
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
         FlowRunRow,
         LogRow,
         NewArtifact,
+        NewBreach,
         NewFlowRun,
         NewLog,
         NewState,
@@ -79,6 +81,7 @@ if TYPE_CHECKING:
         TokenInfo,
         TokenScope,
         VariableRow,
+        WatchedRun,
     )
 
 
@@ -322,6 +325,36 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
     def search_logs(self, query: LogQuery, limit: int | None, newest: bool) -> list[LogRow]:
         """Log rows matching ``query``: the newest ``limit``, or the first after its cursor."""
 
+    # Deadlines and freshness (the daemon's deadline watch).
+
+    def record_breach(self, row: NewBreach) -> BreachRow | None:
+        """Record a breach unless its (deployment, kind, nominal time) has one: the row
+        recorded, or None if it existed."""
+
+    def clear_breach(self, breach_id: int, at: datetime) -> bool:
+        """Record that a breach ended at ``at``; False if it had ended already."""
+
+    def mark_breaches_notified(self, breach_ids: Sequence[int]) -> None:
+        """Record that these breaches' events were handed to the notification targets."""
+
+    def read_open_breaches(self) -> list[BreachRow]:
+        """Every breach not cleared yet, oldest first."""
+
+    def read_watched_runs(self, nominal_before: datetime) -> list[WatchedRun]:
+        """Deployments' runs not finished whose nominal time is before ``nominal_before``."""
+
+    def read_watched_run(self, flow_run_id: str) -> WatchedRun | None:
+        """One run as ``read_watched_runs`` gives it, whatever its state; None if gone."""
+
+    def read_last_successes(self, names: Sequence[str]) -> dict[str, datetime]:
+        """By deployment of ``names``: when its newest completed run ended."""
+
+    def read_deployment(self, name: str) -> DeploymentRow | None:
+        """The deployment row ``name`` (active or removed from the config), or None."""
+
+    def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
+        """Cancel a run, audited: "cancelled", "requested" (it runs), or None if final."""
+
 
 class FastControl(Pausing, Protocol):
     """What the command line's fast commands ask: pauses, and the deployments, runs and
@@ -556,3 +589,11 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
 
     def read_unfinished_runs(self, names: Sequence[str], limit: int) -> list[RecentRun]:
         """Up to ``limit`` runs of the deployments ``names`` that have not finished."""
+
+    # Deadlines and freshness.
+
+    def read_breaches(
+        self, deployment: str | None = None, *, open_only: bool = False, limit: int = 100
+    ) -> list[BreachRow]:
+        """Breaches newest first: a deployment's or everyone's, only the open ones if
+        ``open_only``; at most ``limit``."""

@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon.states import StateType
-from gnomon.store._kinds import AuditAction, Origin, ReloadStatus, RunCause, TokenAccess
+from gnomon.store._kinds import AuditAction, BreachKind, Origin, ReloadStatus, RunCause, TokenAccess
 from gnomon.store._row import StoreRow
 
 __all__ = [
     "ArtifactRow",
     "AuditEntry",
+    "BreachRow",
     "CancelRequest",
     "ClaimedRun",
     "ConcurrencyLimitRow",
@@ -40,6 +41,7 @@ __all__ = [
     "TokenInfo",
     "TokenScope",
     "VariableRow",
+    "WatchedRun",
 ]
 
 
@@ -1003,6 +1005,106 @@ class ConcurrencyLimitRow(StoreRow):
         set_(self, "updated", updated)
 
 
+class BreachRow(StoreRow):
+    """A row of ``breaches``."""
+
+    __match_args__ = (
+        "id",
+        "deployment_name",
+        "kind",
+        "flow_run_id",
+        "nominal_time",
+        "limit_seconds",
+        "detected_at",
+        "cleared_at",
+        "notified",
+    )
+    __slots__ = __match_args__
+
+    id: int
+    deployment_name: str
+    kind: BreachKind
+    flow_run_id: str | None
+    nominal_time: datetime
+    limit_seconds: float
+    detected_at: datetime
+    cleared_at: datetime | None
+    notified: bool
+
+    def __init__(
+        self,
+        id: int,
+        deployment_name: str,
+        kind: str,
+        flow_run_id: str | None,
+        nominal_time: datetime,
+        limit_seconds: float,
+        detected_at: datetime,
+        cleared_at: datetime | None,
+        notified: bool,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "deployment_name", deployment_name)
+        set_(self, "kind", BreachKind(kind))
+        set_(self, "flow_run_id", flow_run_id)
+        set_(self, "nominal_time", nominal_time)
+        set_(self, "limit_seconds", limit_seconds)
+        set_(self, "detected_at", detected_at)
+        set_(self, "cleared_at", cleared_at)
+        set_(self, "notified", notified)
+
+
+class WatchedRun(StoreRow):
+    """Some columns of a row of ``flow_runs``."""
+
+    __match_args__ = (
+        "id",
+        "deployment_name",
+        "scheduled_for",
+        "expected_start_time",
+        "created",
+        "state_type",
+        "state_name",
+        "start_time",
+        "end_time",
+    )
+    __slots__ = __match_args__
+
+    id: str
+    deployment_name: str | None
+    scheduled_for: datetime | None
+    expected_start_time: datetime | None
+    created: datetime
+    state_type: StateType | None
+    state_name: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+
+    def __init__(
+        self,
+        id: str,
+        deployment_name: str | None,
+        scheduled_for: datetime | None,
+        expected_start_time: datetime | None,
+        created: datetime,
+        state_type: str | None,
+        state_name: str | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "deployment_name", deployment_name)
+        set_(self, "scheduled_for", scheduled_for)
+        set_(self, "expected_start_time", expected_start_time)
+        set_(self, "created", created)
+        set_(self, "state_type", None if state_type is None else StateType(state_type))
+        set_(self, "state_name", state_name)
+        set_(self, "start_time", start_time)
+        set_(self, "end_time", end_time)
+
+
 # For the type checker only: a write takes a plain dict.
 if TYPE_CHECKING:
     from typing import NotRequired, TypedDict
@@ -1101,6 +1203,18 @@ if TYPE_CHECKING:
         task_run_id: NotRequired[str | None]
         created: NotRequired[datetime]
         updated: NotRequired[datetime]
+
+    class NewBreach(TypedDict):
+        """A new row of ``breaches``."""
+
+        deployment_name: str
+        kind: BreachKind
+        flow_run_id: NotRequired[str | None]
+        nominal_time: datetime
+        limit_seconds: float
+        detected_at: NotRequired[datetime]
+        cleared_at: NotRequired[datetime | None]
+        notified: NotRequired[bool]
 
     class FlowRunChanges(TypedDict, total=False):
         """New values for columns of a row of ``flow_runs``."""

@@ -13,7 +13,7 @@ Additive: a daemon of revision 0014 ignores both columns (it neither ends a time
 nor keeps the file's value, and applies the file's ``paused`` at every sync, as before).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-10
 """
 
