@@ -400,6 +400,12 @@ def test_a_pause_over_http_ends_by_itself_at_until_or_after_for(api: Api) -> Non
         ({"until": "2030-12-08T09:00", "for": "2h"}, "body", "give until or for, not both"),
         ({"for": "2 fortnights"}, "for", "for '2 fortnights' has unknown unit 'fortnights'"),
         ({"for": "0s"}, "for", "for '0s' must be positive"),
+        ({"for": "0"}, "for", "for '0' must be positive"),
+        (
+            {"until": "9999-12-31T23:59:59+00:00"},
+            "until",
+            "until '9999-12-31T23:59:59+00:00' is more than ten years (3660d) away",
+        ),
         ({"until": "soon"}, "until", "until 'soon' is not an ISO 8601 time"),
     ],
 )

@@ -330,13 +330,49 @@ def test_a_sync_reports_a_change_only_when_the_file_s_new_value_changes_the_paus
     resumed = sync_deployments(store, [make(source, paused=False)], T2 + timedelta(minutes=2))
 
     assert (kept.unchanged, agreed.unchanged, resumed.changed) == (["job"], ["job"], ["job"])
-    assert resumed.fields == {}  # not a change of the definition
+    assert resumed.fields == {"job": ["paused"]}  # the pause, not the definition
     row = store.read_deployment("job")
     assert (row.paused, row.config_paused, row.fires_from) == (
         False,
         False,
         T2 + timedelta(minutes=2),
     )
+
+
+def test_paused_true_stated_anew_during_a_pause_that_ends_by_itself_makes_it_last(
+    store, source
+) -> None:
+    from gnomon.deployments import compare
+
+    sync_deployments(store, [make(source, paused=False)], T0)
+    until = T2 + timedelta(hours=5)
+    store.set_paused(["job"], True, ALICE, "op", now=T1, until=until)
+    [before] = compare([make(source, paused=True)], (), store.read_deployments())
+
+    edited = sync_deployments(store, [make(source, paused=True)], T2)
+    again = sync_deployments(store, [make(source, paused=True)], T2 + timedelta(minutes=1))
+
+    assert before.changed == ("paused",)
+    assert (edited.changed, edited.fields) == (["job"], {"job": ["paused"]})
+    assert again.unchanged == ["job"]
+    row = store.read_deployment("job")
+    assert pause_of(row) == (True, f"config file {source}", T2, f"paused = true in {source}")
+    assert (row.paused_until, row.config_paused) == (None, True)
+
+
+def test_stating_the_pause_the_deployment_has_is_bookkeeping_not_a_change(store, source) -> None:
+    sync_deployments(store, [make(source), make(source, name="other")], T0)  # silent: NULL
+    store.set_paused(["job"], True, ALICE, "incident", now=T1)
+
+    stated = sync_deployments(
+        store, [make(source, paused=True), make(source, name="other", paused=False)], T2
+    )
+
+    assert (stated.changed, stated.fields) == ([], {})
+    assert stated.unchanged == ["job", "other"]
+    job, other = store.read_deployment("job"), store.read_deployment("other")
+    assert (pause_of(job), job.config_paused) == ((True, "alice", T1, "incident"), True)
+    assert (other.paused, other.config_paused) == (False, False)
 
 
 def test_the_file_and_the_store_differ_on_paused_only_when_a_reload_would_change_it(

@@ -165,6 +165,8 @@ BAD_INTERVALS = [
     ("", "interval '' is not a duration (e.g. 90s, 15m, 1h30m, 2d, 500ms, PT15M)"),
     ("90", "interval '90' is not a duration (e.g. 90s, 15m, 1h30m, 2d, 500ms, PT15M)"),
     ("0s", "interval '0s' must be positive"),
+    ("0", "interval '0' must be positive"),  # no unit needed to say it is zero
+    ("0.0", "interval '0.0' must be positive"),
     ("PT0S", "interval 'PT0S' must be positive"),
     ("-5m", "interval '-5m' must be positive"),
     ("15x", "interval '15x' has unknown unit 'x' (use us, ms, s, m, h, d, w)"),

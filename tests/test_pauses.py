@@ -7,7 +7,7 @@ test_pauses_daemon.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -378,3 +378,49 @@ def test_a_pause_ending_at_a_fraction_of_a_second_ends_as_stored(tmp_path, store
 
     assert (ended.action, ended.nominal) == ("resumed", until)
     assert store.read_deployment("job").paused is False
+
+
+# The dashboard's one field for a pause's end, as the CLI's and the API's inputs: a pause
+# lasts at most ten years (3660 days) whether given as a duration or as a time.
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("3661d", "pause for '3661d' is more than ten years (3660d)"),
+        ("2037-03-08T12:00:01+00:00", "pause until '2037-03-08T12:00:01+00:00' is more than ten"),
+        ("9999-12-31T23:59:59+00:00", "pause until '9999-12-31T23:59:59+00:00' is more than ten"),
+        ("0", "pause for '0' must be positive"),
+    ],
+)
+def test_a_pause_lasts_ten_years_at_most_however_its_end_is_given(text: str, problem: str) -> None:
+    from gnomon.control import parse_pause_text
+    from gnomon.exceptions import InvalidInput
+
+    now = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)  # 3660 days later: 2037-03-08 12:00
+    assert parse_pause_text("2037-03-08T12:00:00+00:00", now) == now + timedelta(days=3660)
+    assert parse_pause_text("3660d", now) == now + timedelta(days=3660)
+    with pytest.raises(InvalidInput) as refused:
+        parse_pause_text(text, now)
+    assert str(refused.value).startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Europe/Berlin", "9999-12-31 23:59:59 UTC (+00:00)"),  # the year 10000 there
+        ("UTC", "9999-12-31 23:59:59 UTC (+00:00)"),
+    ],
+)
+def test_a_time_the_local_zone_cannot_show_is_shown_in_utc(
+    zone: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from gnomon.control import local_text
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert local_text(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)) == shown
+    finally:
+        monkeypatch.undo()
+        time.tzset()

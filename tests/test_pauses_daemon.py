@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gnomon.store import Store
+from gnomon.store import Actor, Store
 from test_cli_daemon import gnomon
 from test_daemon import completed, runs, start_daemon, wait_for, write_config
 from test_daemon_control import FLOWS  # tick, and flaky: fails while its marker is missing
@@ -187,6 +187,53 @@ def test_the_config_s_paused_applies_at_a_reload_only_when_it_changes_in_the_fil
     )
 
 
+def test_paused_true_set_in_the_file_during_a_timed_pause_outlasts_that_pause(
+    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+) -> None:
+    config = config_with(tmp_path, TICKER + TICKER.replace('"ticker"', '"other"'))
+    config.write_text(config.read_text().replace('catchup = "all"', "paused = false"))
+    daemons.append(start_daemon(config, gnomon_home))
+    wait_for(completed(store, "ticker", 1), what="a completed run")
+
+    paused = cli(gnomon_home, config, "pause", "ticker", "--for", "2s", "--reason", "op")
+    assert paused.returncode == 0, paused.stderr
+    config.write_text(config.read_text().replace("paused = false", "paused = true", 1))
+    reload = cli(gnomon_home, config, "daemon", "reload")
+    # A pause of "other" that ends after the operator's pause of "ticker" would have: the
+    # daemon ends pauses in the order of their ends.
+    later = cli(gnomon_home, config, "pause", "other", "--for", "3s", "--json")
+    until = datetime.fromisoformat(json.loads(later.stdout)["paused_until"])
+    wait_for(lambda: not store.read_deployment("other").paused, what="other's pause ending")
+
+    assert "changed: ticker (paused)" in reload.stdout, reload.stdout + reload.stderr
+    row = store.read_deployment("ticker")
+    assert (row.paused, row.paused_until) == (True, None)
+    assert row.paused_reason == f"paused = true in {config}"
+    assert daemon_entries(store, "ticker") == []  # never resumed
+    assert daemon_entries(store, "other") == [("resume", f"pause until {until.isoformat()} ended")]
+
+
+def test_stating_the_pause_a_deployment_has_is_no_change_of_a_reload(
+    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+) -> None:
+    config = config_with(tmp_path, TICKER)  # silent about paused
+    daemons.append(start_daemon(config, gnomon_home))
+    wait_for(completed(store, "ticker", 1), what="a completed run")
+
+    config.write_text(config.read_text().replace('"all"', '"all"\npaused = false'))
+    stated = cli(gnomon_home, config, "daemon", "reload")
+    config.write_text(config.read_text().replace("paused = false", "paused = true"))
+    paused = cli(gnomon_home, config, "daemon", "reload")
+
+    assert stated.returncode == 0, stated.stderr
+    assert "changed:" not in stated.stdout
+    assert "applied: 0 added, 0 removed, 0 changed" in stated.stdout + stated.stderr
+    assert "changed: ticker (paused)" in paused.stdout, paused.stdout
+    reloads = [e.detail for e in reversed(store.read_audit(limit=200)) if e.action == "reload"]
+    assert [detail["changed"] for detail in reloads] == [{}, {"ticker": ["paused"]}]
+    assert store.read_deployment("ticker").paused
+
+
 def test_pause_after_failures_pauses_after_exactly_n_failed_runs_notifies_and_resume_clears(
     tmp_path: Path,
     gnomon_home: Path,
@@ -269,6 +316,11 @@ timezone = "Europe/Paris"
         (["--until", "2030-12-08T09:00", "--for", "2h"], "Error: give --until or --for, not both"),
         (["--for", "2 fortnights"], "Error: --for '2 fortnights' has unknown unit 'fortnights'"),
         (["--for", "-5m"], "Error: --for '-5m' must be positive"),
+        (["--for", "0"], "Error: --for '0' must be positive"),
+        (
+            ["--until", "9999-12-31T23:59:59+00:00"],  # would not show east of UTC
+            "Error: --until '9999-12-31T23:59:59+00:00' is more than ten years (3660d) away",
+        ),
         (["--until", "next monday"], "Error: --until 'next monday' is not an ISO 8601 time"),
         (
             ["--until", "2030-03-31T02:30"],  # the clocks skip it in Paris
@@ -318,3 +370,29 @@ def test_a_pause_until_is_echoed_in_the_local_zone_shown_and_ended_early_by_resu
     assert resumed.stdout == "resumed ticker\n"
     row = store.read_deployment("ticker")
     assert (row.paused, row.paused_until) == (False, None)
+
+
+def test_a_stored_pause_end_the_local_zone_cannot_show_is_shown_in_utc(
+    tmp_path: Path, gnomon_home: Path, store: Store
+) -> None:
+    # Written by something else than the CLI, which caps a pause at ten years: in Berlin,
+    # its local time would be in the year 10000.
+    config = config_with(tmp_path, ONE)
+    assert cli(gnomon_home, config, "deployments", "apply").returncode == 0
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert store.set_paused(["ticker"], True, Actor("alice", "cli"), "far", until=last)
+    berlin = {"TZ": "Europe/Berlin"}
+
+    table = cli(gnomon_home, config, "deployments", "list", **berlin)
+    shown = cli(gnomon_home, config, "deployments", "show", "ticker", **berlin)
+    upcoming = cli(gnomon_home, config, "deployments", "next", "ticker", **berlin)
+    again = cli(gnomon_home, config, "pause", "ticker", "--for", "1h", **berlin)
+
+    end = "until 9999-12-31 23:59:59 UTC (+00:00)"
+    assert table.returncode == 0, table.stderr
+    assert f"  {end}  " in table.stdout.splitlines()[1]
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(rf"^paused +{re.escape(end)}, by ", shown.stdout, re.M)
+    assert upcoming.returncode == 0, upcoming.stderr
+    assert f"ticker is paused {end}" in upcoming.stderr
+    assert again.stdout == f"ticker was already paused {end}\n", again.stderr

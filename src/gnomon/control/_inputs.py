@@ -129,9 +129,12 @@ def parse_pause_end(
             " a pause ends in the future"
         )
     try:
-        return end.astimezone(UTC)
+        end = end.astimezone(UTC)
     except OverflowError:
         raise InvalidInput(f"{until_name} {until[:80]!r} is after the year 9999 in UTC") from None
+    if end - now > MAX_PAUSE:
+        raise InvalidInput(f"{until_name} {until[:80]!r} is more than ten years (3660d) away")
+    return end
 
 
 _YEAR_FIRST = re.compile(r"\s*[0-9]{4}-")
@@ -192,8 +195,12 @@ def _local_time(text: str, name: str) -> datetime:
 
 def local_text(moment: datetime) -> str:
     """``moment`` in this machine's local zone, with the zone's name and offset, as
-    operators read it back: "2026-12-08 09:00 CET (+01:00)" (seconds when it has any)."""
-    local = moment.astimezone()
+    operators read it back: "2026-12-08 09:00 CET (+01:00)" (seconds when it has any); in
+    UTC when the local zone's clock cannot show it (the last hours of the year 9999)."""
+    try:
+        local = moment.astimezone()
+    except (OverflowError, OSError, ValueError):  # past the year 9999 here: stored by others
+        local = moment.astimezone(UTC)
     clock = "%Y-%m-%d %H:%M:%S" if local.second or local.microsecond else "%Y-%m-%d %H:%M"
     offset = local.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:5]}"

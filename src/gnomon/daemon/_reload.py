@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,20 @@ class ReloadPlan:
             "kept_last_good": list(self.kept),
             "problems": list(self.problems),
         }
+
+    def with_pauses(self, applied: Mapping[str, Sequence[str]]) -> ReloadPlan:
+        """The plan with "paused" among a deployment's changed fields where the sync
+        applied the file's pause (``applied``: the sync's fields by name), and only there:
+        a ``paused`` line in the file changes the pause only when it says something new
+        (see ``gnomon.deployments``)."""
+        names = self.changed.keys() | {n for n, fields in applied.items() if "paused" in fields}
+        changed = {}
+        for name in sorted(names):
+            pause = ("paused",) if "paused" in applied.get(name, ()) else ()
+            fields = tuple(sorted({*self.changed.get(name, ()), *pause}))
+            if fields:
+                changed[name] = fields
+        return replace(self, changed=changed)
 
     def summary(self) -> str:
         """One line: "applied: 1 added, 0 removed, 2 changed" and what was kept."""
@@ -93,9 +107,11 @@ def plan_reload(current: Mapping[str, Deployment], result: LoadResult) -> Reload
 
 def changed_fields(before: Deployment, after: Deployment) -> tuple[str, ...]:
     """The names of the fields whose values differ (never the values: parameters may hold
-    secrets)."""
+    secrets), but ``paused``: whether the file's changes the pause is the sync's to say
+    (``ReloadPlan.with_pauses``)."""
     old, new = before.model_dump(), after.model_dump()
-    return tuple(sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key)))
+    keys = old.keys() | new.keys()
+    return tuple(sorted(key for key in keys if key != "paused" and old.get(key) != new.get(key)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._report import RunReporter
     from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._systemd import Notifier
-    from gnomon.deployments import GnomonConfig
+    from gnomon.deployments import GnomonConfig, SyncResult
     from gnomon.store import Store
 
 log = logging.getLogger("gnomon.daemon")
@@ -334,7 +334,7 @@ class Daemon:
         now: datetime,
         keep: Collection[str] = (),
         schemas: Mapping[str, dict[str, Any]] | None = None,
-    ) -> None:
+    ) -> SyncResult:
         from gnomon.daemon._reload import DAEMON_ACTOR
         from gnomon.deployments import record_takeovers, sync_deployments, takeover_message
 
@@ -378,6 +378,7 @@ class Daemon:
                 "removed": _some(result.removed),
             },
         )
+        return result
 
     def _source(self) -> str:
         """Where this daemon's deployments come from: the config file, or a script."""
@@ -571,7 +572,8 @@ class Daemon:
             self.config = result.config.model_copy(update={"deployments": plan.deployments})
             # Schemas describe the code that runs: they change only when the code does.
             schemas = result.schemas if result.flows_ok else None
-            self._sync(now, keep=plan.kept, schemas=schemas)
+            synced = self._sync(now, keep=plan.kept, schemas=schemas)
+            plan = plan.with_pauses(synced.fields)
             self.scheduler.plan_fires(now)  # for the deployments added or rescheduled
             self._reload_flow_code(result.flows_ok)
             self.reporter.configure(self.config)

@@ -7,6 +7,9 @@ except that a file's ``paused = true/false`` is applied when it changes: the sto
 the value the file had at the last sync (``config_paused``), and a sync that finds the
 same value leaves the pause alone, so a file that keeps saying ``paused = false`` does not
 undo an operator's pause, a pause until a time or a pause after failures at every reload.
+A value the file states anew applies fully: ``false`` resumes, ``true`` pauses until
+resumed (also one an operator paused until a time). Keeping ``config_paused`` up to date
+is bookkeeping, not a change.
 A deployment registered with ``paused = true`` starts paused. It also stores the parameter
 JSON schema of each deployment's flow, when the load checked it.
 
@@ -64,7 +67,8 @@ class SyncResult:
     changed: list[str]
     removed: list[str]
     unchanged: list[str]
-    # The definition's columns that changed, by changed deployment ("schedule", "policies").
+    # The definition's columns that changed, by changed deployment ("schedule", "policies"),
+    # and "paused" when the file's pause was applied.
     fields: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Names another source has active, with that source: not synced (see ``owner``).
     refused: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -260,14 +264,16 @@ class _Plan:
         wanted = definition(deployment)
         differing = differences(deployment, row)
         values = {column: wanted[column] for column in DEFINITION if column in differing}
-        if values:
-            self.result.fields[deployment.name] = sorted(values)
         if "anchor" in differing:
             values["anchor"] = deployment.anchor
         elif deployment.needs_anchor and row.anchor is None:
             values["anchor"] = self.now  # a cron deployment that became an interval
+        fields = sorted(column for column in DEFINITION if column in differing)
         if "paused" in differing:
             values.update(_pause_columns(deployment, bool(deployment.paused), self.now))
+            fields.append("paused")
+        if fields:
+            self.result.fields[deployment.name] = fields
         outcome = self.result.changed if values else self.result.unchanged
         if row.config_paused != deployment.paused:  # what the file says, kept: not a change
             values["config_paused"] = deployment.paused
@@ -288,15 +294,26 @@ class _Plan:
 def differences(deployment: Deployment, row: DeploymentRow) -> list[str]:
     """What a sync would change in the stored ``row`` to match the file's ``deployment``:
     columns of its definition, an anchor the file pins, a pause the file states anew
-    (``paused`` other than at the last sync, and other than the store's pause)."""
+    (``paused`` other than at the last sync, and other than the store's pause: see
+    ``_pause_differs``)."""
     wanted = definition(deployment)
     changed = [column for column in DEFINITION if getattr(row, column) != wanted[column]]
     if deployment.anchor is not None and row.anchor != deployment.anchor:
         changed.append("anchor")
     stated = deployment.paused
-    if stated is not None and stated not in (row.config_paused, row.paused):
+    if stated is not None and stated != row.config_paused and _pause_differs(stated, row):
         changed.append("paused")
     return changed
+
+
+def _pause_differs(stated: bool, row: DeploymentRow) -> bool:
+    """Whether the file's newly stated ``paused`` changes the store's pause: ``false``
+    resumes a paused deployment; ``true`` pauses an unpaused one, and makes a pause that
+    would end by itself (an operator's ``--until``/``--for``) last until resumed, so that
+    the file's word is not undone when that pause ends."""
+    if not stated:
+        return bool(row.paused)
+    return not row.paused or row.paused_until is not None
 
 
 class Drift(StrEnum):

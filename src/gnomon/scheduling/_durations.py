@@ -31,6 +31,7 @@ _SPELLINGS = {
 _UNIT_NAMES = {name: unit for unit, names in _SPELLINGS.items() for name in names}
 _NUMBER = r"[0-9]+(?:[.,][0-9]+)?"
 _HUMAN = re.compile(rf"(?:\s*{_NUMBER}\s*[a-z]+)+\s*", re.IGNORECASE)
+_ZERO = re.compile(r"0+(?:[.,]0*)?")
 _HUMAN_PART = re.compile(rf"({_NUMBER})\s*([a-z]+)", re.IGNORECASE)
 _ISO = re.compile(
     rf"P(?:(?P<Y>{_NUMBER})Y)?(?:(?P<MO>{_NUMBER})M)?(?:(?P<w>{_NUMBER})W)?(?:(?P<d>{_NUMBER})D)?"
@@ -51,7 +52,7 @@ def parse_interval(text: str) -> timedelta:
         microseconds = _iso_microseconds(text, stripped.upper())
     elif _HUMAN.fullmatch(stripped):
         microseconds = _human_microseconds(text, stripped)
-    elif stripped.startswith("-"):
+    elif stripped.startswith("-") or _ZERO.fullmatch(stripped):  # "0" needs no unit to be 0
         raise ScheduleError(f"interval {quoted(text)} must be positive")
     else:
         raise ScheduleError(f"interval {quoted(text)} is not a duration ({_EXAMPLES})")
