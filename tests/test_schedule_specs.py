@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import REPO
 from gnomon.deployments import deployments_toml, load_config, stored_schedule, sync_deployments
+from gnomon.deployments._specs import check_rrule
 from gnomon.scheduling import (
     Dst,
     RRuleTrigger,
@@ -139,9 +140,6 @@ BAD_RRULES = [
     ("FREQ=DAILY;BYEASTER=0", "BYEASTER is dateutil's"),
     ("FREQ=MONTHLY", "FREQ=MONTHLY without DTSTART must name its days"),
     ("FREQ=YEARLY;BYMONTH=3", "FREQ=YEARLY without DTSTART must name its days"),
-    ("FREQ=MONTHLY;BYMONTH=4;BYMONTHDAY=31", "never fires"),
-    ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "never fires"),
-    ("FREQ=DAILY;BYHOUR=1;BYSETPOS=2", "never fires"),
     ("hello", "'hello' is not a DTSTART or an RRULE"),
 ]
 
@@ -150,6 +148,21 @@ BAD_RRULES = [
 def test_a_bad_rrule_is_refused_saying_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ScheduleError, match="rrule .*" + re.escape(message)):
         rrule(text)
+
+
+NEVER = [
+    "FREQ=MONTHLY;BYMONTH=4;BYMONTHDAY=31",
+    "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",
+    "FREQ=DAILY;BYHOUR=1;BYSETPOS=2",
+]
+
+
+@pytest.mark.parametrize("text", NEVER)
+def test_an_rrule_that_never_fires_is_refused_by_the_config_and_built_as_over(text: str) -> None:
+    """The config's check refuses it; a spec built from it (a store row's) has no fires."""
+    with pytest.raises(ValueError, match="never fires: no date matches the rule"):
+        check_rrule(text)
+    assert rrule(text).next_fire(ANCHOR) is None
 
 
 # Union tables: (the specs, after, [(fire, index of the spec it is the fire of)]).
@@ -518,7 +531,7 @@ LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 NEAR_9999 = [
     (ScheduleKind.RRULE, "DTSTART:99991231T235959\nRRULE:FREQ=SECONDLY", None),
     (ScheduleKind.CRON, "59 23 31 12 *", None),
-    (ScheduleKind.INTERVAL, "1h", datetime(9999, 12, 31, 23, 30, tzinfo=UTC)),
+    (ScheduleKind.INTERVAL, "1h", datetime(9999, 12, 31, 23, 50, tzinfo=UTC)),
 ]
 
 

@@ -239,3 +239,61 @@ def test_an_rrule_ended_before_registration_is_one_problem_in_validate_and_the_d
     assert daemon.returncode == 2
     assert ENDED_PROBLEM in err
     assert "Traceback" not in err
+
+
+def test_a_reload_adding_an_ended_rrule_reports_it_and_keeps_the_others_firing(
+    tmp_path: Path, gnomon_home: Path, store, daemons: list
+) -> None:
+    config = write_config(
+        tmp_path, TICK_AND_FAR.split('\n[[deployments]]\nname = "far"', maxsplit=1)[0]
+    )
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(lambda: runs(store, "ok"), timeout=60, what="a run of the other deployment")
+
+    config.write_text(config.read_text() + ENDED)
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: [entry for entry in store.read_audit() if entry.action == "reload"],
+        what="the reload's outcome",
+    )
+    count = len(runs(store, "ok"))
+    wait_for(lambda: len(runs(store, "ok")) > count, timeout=60, what="the other still firing")
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=30)
+
+    assert daemon.returncode == 0, err
+    assert "config problem on reload: gnomon.toml: " + ENDED_PROBLEM.replace('"', '\\"') in out
+    assert store.read_deployment("ended") is None
+
+
+def test_a_deployment_whose_schedule_cannot_be_built_leaves_the_others_scheduled(
+    tmp_path: Path, store
+) -> None:
+    """An interval whose store row lost its anchor cannot be built: at a reload it keeps
+    the schedule it had; one not tracked before is left out. The others are tracked."""
+    from gnomon.store.rows import ScheduleState
+
+    scheduler = scheduler_for(tmp_path, store, TWO_CRONS + INTERVAL_TOO)
+    result = load_config(tmp_path / "gnomon.toml")
+    rows = store.read_schedule_states()
+    broken = {**rows, "often": ScheduleState(*{**rows["often"].as_dict(), "anchor": None}.values())}
+    before = scheduler.deployment("often")
+    assert before is not None
+
+    scheduler.set_deployments(result.config.deployments, broken)
+    assert scheduler.deployment("often") is before
+    assert scheduler.deployment("two") is not None
+
+    fresh = Scheduler(store, Workers(size=100), daemon_id="test-daemon")
+    fresh.set_deployments(result.config.deployments, broken)
+    assert fresh.deployment("often") is None
+    assert fresh.deployment("two") is not None
+
+
+INTERVAL_TOO = """
+[[deployments]]
+name = "often"
+flow = "flows.py:job"
+interval = "5m"
+"""
