@@ -16,6 +16,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -28,9 +29,10 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import REPO
 from faults import Database, assert_every_fire_once, assert_store_sound, fire_times, read_rows
 from test_cli_daemon import gnomon
-from test_daemon import start_daemon, wait_for, write_config
+from test_daemon import INTERVAL_TICK, start_daemon, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -944,3 +946,39 @@ def states(database: Path) -> dict[str, int]:
         except sqlite3.OperationalError:
             return {}
     return dict(rows)
+
+
+# The daemon's start failing after its worker pool launched, at catch-up (as a fire near
+# year 9999 plus jitter once did): no input makes it fail there now, so the fault is put in.
+FAILING_CATCH_UP = """
+import sys
+from gnomon.daemon._service import Daemon
+
+def fail(self):
+    raise RuntimeError("injected at catch-up")
+
+Daemon._catch_up_at_start = fail
+sys.argv = ["gnomon", "daemon", "--config", sys.argv[1]]
+from gnomon.cli import main
+main()
+"""
+
+
+def test_a_start_that_fails_after_the_pool_launched_exits_in_one_line(
+    tmp_path: Path, gnomon_home: Path
+) -> None:
+    """It stops its workers and exits 1 with one line, instead of hanging with warm
+    workers (and SIGTERM ignored: the signal handlers were installed)."""
+    config = write_config(tmp_path, INTERVAL_TICK)
+    started = subprocess.run(
+        [sys.executable, "-c", FAILING_CATCH_UP, str(config)],
+        env={**os.environ, "GNOMON_HOME": str(gnomon_home), "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert started.returncode == 1, started.stderr
+    assert "gnomon daemon: start-up failed: RuntimeError: injected at catch-up" in started.stderr
+    assert "Traceback" not in started.stderr

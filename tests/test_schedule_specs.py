@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import REPO
 from gnomon.deployments import deployments_toml, load_config, stored_schedule, sync_deployments
+from gnomon.deployments._specs import check_rrule
 from gnomon.scheduling import (
     Dst,
     RRuleTrigger,
@@ -139,9 +140,6 @@ BAD_RRULES = [
     ("FREQ=DAILY;BYEASTER=0", "BYEASTER is dateutil's"),
     ("FREQ=MONTHLY", "FREQ=MONTHLY without DTSTART must name its days"),
     ("FREQ=YEARLY;BYMONTH=3", "FREQ=YEARLY without DTSTART must name its days"),
-    ("FREQ=MONTHLY;BYMONTH=4;BYMONTHDAY=31", "never fires"),
-    ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "never fires"),
-    ("FREQ=DAILY;BYHOUR=1;BYSETPOS=2", "never fires"),
     ("hello", "'hello' is not a DTSTART or an RRULE"),
 ]
 
@@ -150,6 +148,21 @@ BAD_RRULES = [
 def test_a_bad_rrule_is_refused_saying_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ScheduleError, match="rrule .*" + re.escape(message)):
         rrule(text)
+
+
+NEVER = [
+    "FREQ=MONTHLY;BYMONTH=4;BYMONTHDAY=31",
+    "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",
+    "FREQ=DAILY;BYHOUR=1;BYSETPOS=2",
+]
+
+
+@pytest.mark.parametrize("text", NEVER)
+def test_an_rrule_that_never_fires_is_refused_by_the_config_and_built_as_over(text: str) -> None:
+    """The config's check refuses it; a spec built from it (a store row's) has no fires."""
+    with pytest.raises(ValueError, match="never fires: no date matches the rule"):
+        check_rrule(text)
+    assert rrule(text).next_fire(ANCHOR) is None
 
 
 # Union tables: (the specs, after, [(fire, index of the spec it is the fire of)]).
@@ -393,6 +406,13 @@ CONFIG_PROBLEMS = [
     ('schedules = [{cron = "0 6 * * *"}, {rrule = "FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=4"}]',
      [D + 'schedules.1.rrule "FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=4": never fires: no date'
       " matches the rule"]),
+    # Ended before today, when it would be registered: it would never fire.
+    ('schedules = [{cron = "0 6 * * *"}, {rrule = "FREQ=DAILY;UNTIL=20240101"}]',
+     [D + 'schedules.1.rrule "FREQ=DAILY;UNTIL=20240101": ends before it was registered:'
+      " 2024-01-01"]),
+    ('schedules = [{rrule = "DTSTART:20200101T000000\\nRRULE:FREQ=DAILY;COUNT=3"}]',
+     [D + 'schedules.0.rrule "DTSTART:20200101T000000\\nRRULE:FREQ=DAILY;COUNT=3": ends'
+      " before it was registered: 2020-01-03"]),
     ('schedules = [{rrule = "FREQ=SOMETIMES"}]',
      [D + "schedules.0.rrule \"FREQ=SOMETIMES\": invalid rrule: FREQ='SOMETIMES': FREQ must be"
       " one of YEARLY, MONTHLY, WEEKLY, DAILY, HOURLY, MINUTELY, SECONDLY"]),
@@ -494,3 +514,38 @@ def test_a_deployment_with_schedules_is_written_back_as_toml_that_loads_the_same
     anchor = datetime(2027, 1, 1, tzinfo=UTC)
     assert again.timing(anchor) == deployment.timing(anchor)
     assert again.schedule_document() == deployment.schedule_document()
+
+
+def test_a_stored_rrule_that_has_ended_has_no_fires_and_builds() -> None:
+    """Checked from 2000 it fired until 2024; built from a registration after that (a store
+    row's anchor), it has no fires left: no more fires, not an error."""
+    document = {"specs": [{"kind": "rrule", "expression": "FREQ=DAILY;UNTIL=20240101"}]}
+    schedule = Schedule.from_document("ended", document, "UTC", datetime(2026, 12, 7, tzinfo=UTC))
+    assert schedule.next_fire(datetime(2026, 12, 7, tzinfo=UTC)) is None
+    assert schedule.next_fires(datetime(2026, 12, 7, tzinfo=UTC), 3) == []
+
+
+LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+# (a spec near datetime's end, its anchor): each fires at 9999-12-31T23:59:59 or so, whose
+# due time a jitter offset would take past datetime.max.
+NEAR_9999 = [
+    (ScheduleKind.RRULE, "DTSTART:99991231T235959\nRRULE:FREQ=SECONDLY", None),
+    (ScheduleKind.CRON, "59 23 31 12 *", None),
+    (ScheduleKind.INTERVAL, "1h", datetime(9999, 12, 31, 23, 50, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize(("kind", "expression", "anchor"), NEAR_9999)
+def test_a_fire_whose_jitter_passes_datetimes_end_is_no_more_fires(
+    kind: ScheduleKind, expression: str, anchor: datetime | None
+) -> None:
+    plain = Schedule.single("far", kind, expression, "UTC", anchor)
+    after = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    last = plain.next_fires(after, 5)
+    assert last
+    assert last[-1] <= LAST
+    jittered = Schedule.single("far", kind, expression, "UTC", anchor, timedelta(hours=1))
+    assert jittered.offset > LAST - last[-1]  # this owner's offset passes the end
+    assert jittered.next_fire(after) is None
+    assert jittered.next_fires(after, 5) == []
+    assert jittered.next_fires_by_spec(after, 5) == []

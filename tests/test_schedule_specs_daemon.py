@@ -5,13 +5,17 @@ planned."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.deployments import load_config, sync_deployments
 from test_daemon import runs, start_daemon, wait_for, write_config
@@ -158,3 +162,138 @@ def test_a_daemon_with_two_specs_records_each_runs_parameters_and_no_time_twice(
         assert row.parameters == {"n": 7, "label": label}, row.scheduled_for
     done = [row for row in fired if row.state_name == "Completed"]
     assert {row.parameters["label"] for row in done} == {"interval", "cron"}
+
+
+TICK_AND_FAR = """
+[[deployments]]
+name = "ok"
+flow = "flows.py:tick"
+interval = "1s"
+
+[[deployments]]
+name = "far"
+flow = "flows.py:tick"
+jitter = "1h"
+schedules = [{ rrule = "DTSTART:99991231T235959\\nRRULE:FREQ=SECONDLY" }]
+"""
+
+
+def test_a_fire_near_year_9999_with_jitter_neither_stops_the_daemon_nor_the_list(
+    tmp_path: Path, gnomon_home: Path, store, daemons: list
+) -> None:
+    """Its due time would pass datetime's end: no more fires; the other deployment fires,
+    the daemon stops on SIGTERM, and ``deployments list`` shows it without a traceback."""
+    config = write_config(tmp_path, TICK_AND_FAR)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(lambda: runs(store, "ok"), timeout=60, what="a run of the other deployment")
+    listed = subprocess.run(
+        [sys.executable, "-m", "gnomon.cli", "deployments", "list"],
+        env={**os.environ, "GNOMON_HOME": str(gnomon_home), "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "far" in listed.stdout
+    assert "Traceback" not in listed.stderr
+    daemon.send_signal(signal.SIGTERM)
+    _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert not runs(store, "far")
+    assert "Traceback" not in err
+
+
+ENDED = """
+[[deployments]]
+name = "ended"
+flow = "flows.py:tick"
+schedules = [{ rrule = "FREQ=DAILY;UNTIL=20240101" }]
+"""
+ENDED_PROBLEM = (
+    'deployment "ended": schedules.0.rrule "FREQ=DAILY;UNTIL=20240101": ends before it was'
+    " registered: 2024-01-01"
+)
+
+
+def test_an_rrule_ended_before_registration_is_one_problem_in_validate_and_the_daemon(
+    tmp_path: Path, gnomon_home: Path
+) -> None:
+    """Validated from today, as the daemon builds it: ``deployments validate`` and the
+    daemon's start report the same problem; neither shows a traceback."""
+    config = write_config(tmp_path, ENDED)
+    env = {**os.environ, "GNOMON_HOME": str(gnomon_home), "PYTHONPATH": str(REPO / "src")}
+    validated = subprocess.run(
+        [sys.executable, "-m", "gnomon.cli", "deployments", "validate", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    assert validated.returncode != 0
+    assert ENDED_PROBLEM in validated.stdout + validated.stderr
+    daemon = start_daemon(config, gnomon_home)
+    _, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2
+    assert ENDED_PROBLEM in err
+    assert "Traceback" not in err
+
+
+def test_a_reload_adding_an_ended_rrule_reports_it_and_keeps_the_others_firing(
+    tmp_path: Path, gnomon_home: Path, store, daemons: list
+) -> None:
+    config = write_config(
+        tmp_path, TICK_AND_FAR.split('\n[[deployments]]\nname = "far"', maxsplit=1)[0]
+    )
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(lambda: runs(store, "ok"), timeout=60, what="a run of the other deployment")
+
+    config.write_text(config.read_text() + ENDED)
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: [entry for entry in store.read_audit() if entry.action == "reload"],
+        what="the reload's outcome",
+    )
+    count = len(runs(store, "ok"))
+    wait_for(lambda: len(runs(store, "ok")) > count, timeout=60, what="the other still firing")
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=30)
+
+    assert daemon.returncode == 0, err
+    assert "config problem on reload: gnomon.toml: " + ENDED_PROBLEM.replace('"', '\\"') in out
+    assert store.read_deployment("ended") is None
+
+
+def test_a_deployment_whose_schedule_cannot_be_built_leaves_the_others_scheduled(
+    tmp_path: Path, store
+) -> None:
+    """An interval whose store row lost its anchor cannot be built: at a reload it keeps
+    the schedule it had; one not tracked before is left out. The others are tracked."""
+    from gnomon.store.rows import ScheduleState
+
+    scheduler = scheduler_for(tmp_path, store, TWO_CRONS + INTERVAL_TOO)
+    result = load_config(tmp_path / "gnomon.toml")
+    rows = store.read_schedule_states()
+    broken = {**rows, "often": ScheduleState(*{**rows["often"].as_dict(), "anchor": None}.values())}
+    before = scheduler.deployment("often")
+    assert before is not None
+
+    scheduler.set_deployments(result.config.deployments, broken)
+    assert scheduler.deployment("often") is before
+    assert scheduler.deployment("two") is not None
+
+    fresh = Scheduler(store, Workers(size=100), daemon_id="test-daemon")
+    fresh.set_deployments(result.config.deployments, broken)
+    assert fresh.deployment("often") is None
+    assert fresh.deployment("two") is not None
+
+
+INTERVAL_TOO = """
+[[deployments]]
+name = "often"
+flow = "flows.py:job"
+interval = "5m"
+"""

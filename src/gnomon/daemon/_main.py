@@ -25,7 +25,8 @@ def run_daemon(
 ) -> int:
     """Run the daemon in the foreground, with ``services`` beside it; returns the exit code
     (2: bad config, 1: another daemon holds the store or a service cannot start, such as
-    the API that cannot listen, 66: the database file was deleted or replaced under it).
+    the API that cannot listen, or start-up fails otherwise; 66: the database file was
+    deleted or replaced under it).
     ``started`` hears how start-up ended (the exit code, 0 once ready, and a message):
     ``--detach`` reports it to its terminal."""
 
@@ -46,8 +47,17 @@ def run_daemon(
         report(1, str(error))
         daemon.abandon()
         return 1
+    except Exception as error:
+        # Told in one line (the traceback goes to the log); what it started has stopped.
+        log.exception("start-up failed")
+        message = f"start-up failed: {type(error).__name__}: {error}"
+        print(f"gnomon daemon: {message}", file=sys.stderr)
+        report(1, message)
+        daemon.abandon()
+        return 1
     except BaseException as error:
         report(1, f"start-up failed: {type(error).__name__}: {error}")
+        daemon.abandon()
         raise
     report(0, f"pid {os.getpid()}, {len(daemon.config.deployments)} deployments")
     from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged

@@ -86,12 +86,26 @@ class Scheduler:
     def set_deployments(
         self, deployments: Sequence[Deployment], rows: dict[str, ScheduleState]
     ) -> None:
-        """Track these deployments (as synced into the store; ``rows`` are their store rows)."""
+        """Track these deployments (as synced into the store; ``rows`` are their store rows).
+        One whose schedule cannot be built keeps its previous schedule, if it had one, and
+        is not tracked otherwise: it is logged, and the others go on."""
         kept: dict[str, Slot] = {}
         for deployment in deployments:
             row = rows[deployment.name]
             previous = self._slots.get(deployment.name)
-            schedule = deployment.timing(row.anchor)
+            try:
+                schedule = deployment.timing(row.anchor)
+            except Exception as error:  # bad input never stops the other deployments
+                log.error(
+                    "deployment %r not scheduled: %s: %s",
+                    deployment.name,
+                    type(error).__name__,
+                    error,
+                    extra={"deployment": deployment.name},
+                )
+                if previous is not None:
+                    kept[deployment.name] = previous
+                continue
             slot = Slot(
                 deployment=deployment,
                 trigger=schedule,

@@ -242,13 +242,13 @@ class Daemon:
                 if service is not None:
                     self.services.append(service)
             self.pool.wait_warm()
+            if self.served is None:  # a served daemon refuses them when its poll finds them
+                answer_at_start(self.store, self.config.path)
+            self._catch_up_at_start()
+            self._start_checkpointer()
         except BaseException:
-            self.pool.stop(0)
+            self._undo_start()
             raise
-        if self.served is None:  # a served daemon refuses them when its poll finds them
-            answer_at_start(self.store, self.config.path)
-        self._catch_up_at_start()
-        self._start_checkpointer()
         freeze_heap()
         log.info(
             "daemon ready: %d deployments, %d workers",
@@ -599,6 +599,19 @@ class Daemon:
                 "flow code not reloaded: the flow check did not pass; runs keep the code "
                 "loaded before, also in workers started later"
             )
+
+    def _undo_start(self) -> None:
+        """Stop what a start that failed after the pool launched has started (the pool's
+        workers and threads, services, the checkpointer), so that the process can exit."""
+        for service in self.services:
+            try:
+                service.stop()
+            except Exception:
+                log.exception("stopping a service after a failed start")
+        checkpointer = getattr(self, "checkpointer", None)
+        if checkpointer is not None:
+            checkpointer.stop()
+        self.pool.stop(0)
 
     def abandon(self) -> None:
         """Undo a start that failed before the pool started: let the store's lock go."""

@@ -18,8 +18,9 @@ Where the rule starts:
   DTSTART must name its days (``BYDAY``, ``BYMONTHDAY``, ``BYYEARDAY`` or ``BYWEEKNO``).
 
 Only ``DTSTART`` and one ``RRULE`` are read (``EXDATE``, ``RDATE``, ``EXRULE`` and
-dateutil's ``BYEASTER`` are refused). A rule that never fires is refused; one that ends
-(``COUNT``, ``UNTIL``) ends its spec.
+dateutil's ``BYEASTER`` are refused). A rule that never fires, or has ended before the
+deployment is registered, is refused by the config's check (``deployments._specs``); one
+that ends (``COUNT``, ``UNTIL``) ends its spec, and a stored one that has ended fires no more.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class RRuleTrigger:
     """Fires at the wall-clock times in ``timezone`` that the rrule ``text`` names.
 
     ``anchor`` (an instant) starts a rule without DTSTART (see the module). Validated at
-    construction: ScheduleError says what is wrong with the text, or that it never fires.
+    construction: ScheduleError says what is wrong with the text (``never_fires`` and
+    ``until`` say whether and when it ends).
     """
 
     text: str
@@ -105,6 +107,13 @@ class RRuleTrigger:
     def never_fires(self) -> bool:
         """Whether the rule names no time at all (its days never exist, say)."""
         return self._empty
+
+    @property
+    def until(self) -> datetime | None:
+        """The rule's last moment (its UNTIL, or its COUNT-th occurrence) as a wall time in
+        its zone; None if it does not end."""
+        until: datetime | None = self._rule._until
+        return until
 
     def describe(self) -> str:
         return f"rrule {self.text.strip()!r} in {self.timezone}"

@@ -156,8 +156,8 @@ class ScheduleSpec:
                 trigger = rrule_trigger(self.expression, self.timezone, self.anchor, self.dst)
             except ScheduleError as error:
                 raise ScheduleError(f"rrule {self.expression!r}: {error}") from None
-            if trigger.never_fires:
-                raise ScheduleError(f"rrule {self.expression!r}: never fires")
+            # One that names no time (or none after its anchor) has no fires: the config's
+            # check refuses it (``deployments._specs``), a stored one is simply over.
             return trigger
         if self.anchor is None:
             raise ScheduleError(
@@ -249,7 +249,8 @@ class Schedule:
         cron fire in the hour a fall-back repeats (01:20 the second time, fold=1) plus a
         jitter offset, even of zero, would be the first 01:20, an hour early."""
         if len(self.specs) == 1:  # most deployments; the daemon asks per fire
-            return self.window.holds(self.specs[0].next_fire(self.window.clamp(after)))
+            fire = self.window.holds(self.specs[0].next_fire(self.window.clamp(after)))
+            return fire if fire is None or self._dues(fire) else None
         found = self.next_fire_spec(after)
         return None if found is None else found[0]
 
@@ -262,9 +263,18 @@ class Schedule:
             fire = spec.next_fire(after)
             if fire is not None and (best is None or fire < best[0]):
                 best = (fire, index)
-        if best is None or self.window.holds(best[0]) is None:
+        if best is None or self.window.holds(best[0]) is None or not self._dues(best[0]):
             return None
         return best
+
+    def _dues(self, nominal: datetime) -> bool:
+        """Whether the fire at ``nominal`` can be due: its jitter offset does not take it
+        past datetime's last moment (year 9999), where the schedule has no more fires."""
+        try:
+            nominal + self.offset
+        except OverflowError:
+            return False
+        return True
 
     def spec_at(self, nominal: datetime) -> int | None:
         """The index of the spec whose fire ``nominal`` is (the first listed that produces
