@@ -406,13 +406,6 @@ CONFIG_PROBLEMS = [
     ('schedules = [{cron = "0 6 * * *"}, {rrule = "FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=4"}]',
      [D + 'schedules.1.rrule "FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=4": never fires: no date'
       " matches the rule"]),
-    # Ended before today, when it would be registered: it would never fire.
-    ('schedules = [{cron = "0 6 * * *"}, {rrule = "FREQ=DAILY;UNTIL=20240101"}]',
-     [D + 'schedules.1.rrule "FREQ=DAILY;UNTIL=20240101": ends before it was registered:'
-      " 2024-01-01"]),
-    ('schedules = [{rrule = "DTSTART:20200101T000000\\nRRULE:FREQ=DAILY;COUNT=3"}]',
-     [D + 'schedules.0.rrule "DTSTART:20200101T000000\\nRRULE:FREQ=DAILY;COUNT=3": ends'
-      " before it was registered: 2020-01-03"]),
     ('schedules = [{rrule = "FREQ=SOMETIMES"}]',
      [D + "schedules.0.rrule \"FREQ=SOMETIMES\": invalid rrule: FREQ='SOMETIMES': FREQ must be"
       " one of YEARLY, MONTHLY, WEEKLY, DAILY, HOURLY, MINUTELY, SECONDLY"]),
