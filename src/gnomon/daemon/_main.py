@@ -48,12 +48,17 @@ def run_daemon(
         daemon.abandon()
         return 1
     except Exception as error:
+        daemon.abandon()
+        if _told_by_the_command_line(error):
+            # The store's faults (a corrupt file, a full disk, a lock held by another
+            # program) are told by the command line's own handler, in its words.
+            report(1, f"start-up failed: {type(error).__name__}: {error}")
+            raise
         # Told in one line (the traceback goes to the log); what it started has stopped.
         log.exception("start-up failed")
         message = f"start-up failed: {type(error).__name__}: {error}"
         print(f"gnomon daemon: {message}", file=sys.stderr)
         report(1, message)
-        daemon.abandon()
         return 1
     except BaseException as error:
         report(1, f"start-up failed: {type(error).__name__}: {error}")
@@ -66,3 +71,11 @@ def run_daemon(
         return daemon.serve()
     except StoreFileChanged:  # logged when found; serve() has shut down
         return EXIT_STORE_GONE
+
+
+def _told_by_the_command_line(error: Exception) -> bool:
+    """Whether ``error`` is one the command line describes itself: the database's and the
+    file system's, as before start-up failures were caught here."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(error, SQLAlchemyError | OSError)
