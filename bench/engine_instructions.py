@@ -4,8 +4,8 @@ half from one run to the next).
 
     python bench/engine_instructions.py [--tasks 500] [--workload sequential|map]
 
-Runs bench/engine_workload.py's flows under ``valgrind --tool=callgrind`` twice, with no
-task and with --tasks tasks, each in a fresh GNOMON_HOME, and prints the difference per
+Runs bench/engine_workload.py under ``valgrind --tool=callgrind`` twice, with one task
+and with --tasks more, each in a fresh GNOMON_HOME, and prints the difference per
 task as one JSON line. Under valgrind the threads of a ``.map`` take turns, so the figure
 is the CPU work per task without the cost of threads waiting on one another's locks: wall
 time on a real machine can rise where this does not. Needs valgrind (on every machine
@@ -24,28 +24,7 @@ import tempfile
 from pathlib import Path
 
 TREE = Path(__file__).resolve().parent.parent
-PROGRAM = """
-import sys
-from gnomon import flow, task
-
-@task
-def noop(i: int) -> int:
-    return i
-
-@flow
-def sequential(n: int) -> int:
-    for i in range(n):
-        noop(i)
-    return n
-
-@flow
-def mapped(n: int) -> int:
-    return len(noop.map(range(n)).result())
-
-body = mapped if sys.argv[1] == "map" else sequential
-body(2)  # warm-up: store created, modules imported
-body(int(sys.argv[2]))
-"""
+WORKLOAD = TREE / "bench" / "engine_workload.py"  # the same flows the wall-time figures run
 
 
 def instructions(workload: str, tasks: int) -> int:
@@ -59,8 +38,8 @@ def instructions(workload: str, tasks: int) -> int:
                 "--tool=callgrind",
                 f"--callgrind-out-file={out}",
                 sys.executable,
-                "-c",
-                PROGRAM,
+                str(WORKLOAD),
+                "gnomon",
                 workload,
                 str(tasks),
             ],
@@ -80,8 +59,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--workload", choices=["sequential", "map"], default="map")
     options = parser.parse_args()
-    base = instructions(options.workload, 0)
-    total = instructions(options.workload, options.tasks)
+    base = instructions(options.workload, 1)  # engine_workload.py divides by the count
+    total = instructions(options.workload, options.tasks + 1)
     print(
         json.dumps(
             {

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,6 +284,16 @@ def logs_of(store, flow_run_id: str | None = None, task_run_id: str | None = Non
 
     rows = store.search_logs(LogQuery(flow_run_id=flow_run_id), None, newest=False)
     return [row for row in rows if task_run_id is None or row.task_run_id == task_run_id]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A webhook receiver on loopback (``test_notify.Receiver``), closed after the test."""
+    from test_notify import Receiver
+
+    server = Receiver()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -50,13 +50,6 @@ def _api_url(process, timeout: float = 30) -> str:
     raise AssertionError("the daemon never said where its API listens")
 
 
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
 def test_the_daemon_serves_the_api_with_a_first_admin_token_and_pauses_over_http(
     tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
 ) -> None:

@@ -10,7 +10,7 @@ import json
 import re
 import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -430,14 +430,6 @@ def daemon_config(tmp_path: Path, deployments: str, workers: int = 2) -> Path:
         deployments + NOTIFY,
         daemon=f'workers = {workers}\npublic_url = "https://gnomon.example.com"',
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A webhook receiver on loopback (test_notify's), the ops target's."""
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -115,13 +115,6 @@ class Records(logging.Handler):
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def records() -> Iterator[Records]:
     logger = logging.getLogger("gnomon.daemon.notify")
     handler = Records()

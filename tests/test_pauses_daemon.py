@@ -23,7 +23,7 @@ from gnomon.store import Actor, Store
 from test_cli_daemon import gnomon
 from test_daemon import completed, runs, start_daemon, wait_for, write_config
 from test_daemon_control import FLOWS  # tick, and flaky: fails while its marker is missing
-from test_notify import Receiver, receiver  # noqa: F401 (the fixture)
+from test_notify import Receiver
 
 pytestmark = pytest.mark.backends
 
@@ -239,7 +239,7 @@ def test_pause_after_failures_pauses_after_exactly_n_failed_runs_notifies_and_re
     gnomon_home: Path,
     store: Store,
     daemons: list,
-    receiver: Receiver,  # noqa: F811 (the fixture)
+    receiver: Receiver,
 ) -> None:
     config = config_with(
         tmp_path,

@@ -5,19 +5,16 @@ planned."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.deployments import load_config, sync_deployments
+from test_cli_daemon import gnomon
 from test_daemon import runs, start_daemon, wait_for, write_config
 from test_scheduler import Workers
 
@@ -187,14 +184,7 @@ def test_a_fire_near_year_9999_with_jitter_neither_stops_the_daemon_nor_the_list
     daemon = start_daemon(config, gnomon_home)
     daemons.append(daemon)
     wait_for(lambda: runs(store, "ok"), timeout=60, what="a run of the other deployment")
-    listed = subprocess.run(
-        [sys.executable, "-m", "gnomon.cli", "deployments", "list"],
-        env={**os.environ, "GNOMON_HOME": str(gnomon_home), "PYTHONPATH": str(REPO / "src")},
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
+    listed = gnomon(gnomon_home, "deployments", "list")
     assert listed.returncode == 0, listed.stderr
     assert "far" in listed.stdout
     assert "Traceback" not in listed.stderr
@@ -224,27 +214,12 @@ def test_an_rrule_that_ended_before_registration_loads_and_simply_never_fires(
         tmp_path,
         TICK_AND_FAR.split('\n[[deployments]]\nname = "far"', maxsplit=1)[0] + ENDED,
     )
-    env = {**os.environ, "GNOMON_HOME": str(gnomon_home), "PYTHONPATH": str(REPO / "src")}
-    validated = subprocess.run(
-        [sys.executable, "-m", "gnomon.cli", "deployments", "validate", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
+    validated = gnomon(gnomon_home, "deployments", "validate", "--config", str(config))
     assert validated.returncode == 0, validated.stdout + validated.stderr
     daemon = start_daemon(config, gnomon_home)
     daemons.append(daemon)
     wait_for(lambda: runs(store, "ok"), timeout=60, what="a run of the other deployment")
-    listed = subprocess.run(
-        [sys.executable, "-m", "gnomon.cli", "deployments", "next", "ended"],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
+    listed = gnomon(gnomon_home, "deployments", "next", "ended")
     daemon.send_signal(signal.SIGTERM)
     _, err = daemon.communicate(timeout=30)
 
