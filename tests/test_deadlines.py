@@ -376,8 +376,10 @@ def test_the_watch_reads_unfinished_runs_far_enough_back_and_last_successes(
     a_run(store, "report", T0 - M, StateName.COMPLETED, start_time=T0 - M, end_time=ended)
     a_run(store, "export", T0 - 2 * M, StateName.COMPLETED, start_time=T0, end_time=T0 + S)
 
+    a_run(store, "unwatched", T0, StateName.SCHEDULED)  # a backlog of another deployment
+
     sync_deployments(store, [policies(), policies(name="export")], T0)
-    watched = store.read_watched_runs(T0 + 2 * M)
+    watched = store.read_watched_runs(T0 + 2 * M, ["report", "export"])
     assert [row.id for row in watched] == [waiting, running]
     assert store.read_watched_run(running).start_time == T0 + M  # type: ignore[union-attr]
     assert store.read_last_successes(["report", "export", "none"]) == {
@@ -527,6 +529,44 @@ def test_a_run_past_its_deadline_is_told_once_and_cancelled_with_cancel_at_deadl
         True,
     )
     assert recorded.cleared_at is not None
+
+
+@pytest.mark.backends
+def test_a_deadline_breach_recorded_before_a_restart_still_cancels_its_run(
+    launch: Callable[..., DaemonProcess], store: Store, receiver: Receiver
+) -> None:
+    # A daemon recorded the breach and was stopped before it asked for the cancellation
+    # (or the store refused the request): its successor asks, and tells nothing twice.
+    nominal = datetime.now(UTC) - 60 * M
+    run_id = a_run(
+        store, "nightly-report", nominal, StateName.SCHEDULED, entrypoint="dl_flows.py:hold"
+    )
+    found = breach(
+        "nightly-report",
+        BreachKind.DEADLINE_MISSED,
+        nominal,
+        flow_run_id=run_id,
+        limit_seconds=2.0,
+        notified=True,
+    )
+    assert store.record_breach(found) is not None
+    launch(
+        """
+        [[deployments]]
+        name = "nightly-report"
+        flow = "dl_flows.py:hold"
+        interval = "1d"
+        deadline = "2s"
+        cancel_at_deadline = true
+        """
+    )
+
+    wait_for(posted(receiver, "deadline_cleared", run_id), WAIT, "the deadline's clearing")
+    row = store.read_flow_run(run_id)
+    assert row is not None
+    assert row.state_name == StateName.CANCELLED, row.state_message
+    assert "cancel_at_deadline" in (row.state_message or "")
+    assert posts(receiver, "deadline_missed") == []
 
 
 def test_a_run_waiting_for_a_worker_past_late_after_is_late_until_it_starts(

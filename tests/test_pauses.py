@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from conftest import create_run
+from gnomon.daemon._recovery import recover
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.deployments import load_config
 from gnomon.store import Actor
@@ -424,3 +426,52 @@ def test_a_time_the_local_zone_cannot_show_is_shown_in_utc(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("manual", "paused"),
+    [("Failed", False), ("Completed", True)],  # neither counts nor breaks the run of failures
+)
+def test_a_run_an_operator_asked_for_does_not_count_towards_the_failures_in_a_row(
+    tmp_path, store, manual: str, paused: bool
+) -> None:
+    # Trying a deployment by hand does not pause its schedule, nor hide its failures.
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(pause_after_failures=3))
+    fire_and_end(store, scheduler, workers, 0, "Failed")
+    create_run(
+        store,
+        {
+            "id": "manual1",
+            "name": "by-hand",
+            "flow_name": "job",
+            "deployment_name": "job",
+            "scheduled_for": at(1),
+            "created": at(1),
+            "trigger": "manual",
+            "state_type": manual.upper(),
+            "state_name": manual,
+        },
+    )
+    decisions = fire_and_end(store, scheduler, workers, 2, "Failed")  # 2 failed of the schedule
+    if paused:
+        decisions = fire_and_end(store, scheduler, workers, 3, "Failed")  # 3
+
+    assert [d.action for d in decisions] == (["auto_paused"] if paused else [])
+    assert store.read_deployment("job").paused is paused
+
+
+def test_a_run_found_crashed_when_a_daemon_starts_counts_towards_the_failures(
+    tmp_path, store
+) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, every_minute(pause_after_failures=2))
+    fire_and_end(store, scheduler, workers, 0, "Failed")
+    [decision] = scheduler.fire_many([("job", at(1))], at(1))
+    scheduler.dispatch(at(1))
+    store.set_run_state(decision.flow_run_id, "RUNNING", "Running", None)  # as its daemon dies
+
+    started = restart(tmp_path, store)
+    recover(store, started, "test-daemon-2", at(1) + SECOND)
+    [paused] = started.tick(at(1) + 2 * SECOND)
+
+    assert (paused.action, paused.state) == ("auto_paused", "Crashed")
+    assert store.read_flow_run(decision.flow_run_id).state_name == "Crashed"

@@ -93,6 +93,8 @@ class DeadlineWatch:
         self._poll = poll
         self._watched: dict[str, Deployment] = {}
         self._horizon: timedelta | None = None  # the shortest late_after or deadline
+        self._timed: list[str] = []  # the deployments with a late_after or deadline
+        self._cancelling: set[str] = set()  # runs asked to cancel at their deadline
         self._freshness = Freshness()
         self._open: dict[BreachKey, BreachRow] = {}
         self._of_deployment: dict[tuple[str, BreachKind], BreachKey] = {}  # too_fast, stale
@@ -116,13 +118,14 @@ class DeadlineWatch:
         self._watched = {
             name: slot.deployment for name, slot in slots.items() if watches(slot.deployment)
         }
-        limits = [
-            limit
-            for deployment in self._watched.values()
+        limits = {
+            (name, kind): limit
+            for name, deployment in self._watched.items()
             for kind in RUN_KINDS
             if (limit := limit_of(deployment, kind)) is not None
-        ]
-        self._horizon = min(limits, default=None)
+        }
+        self._horizon = min(limits.values(), default=None)
+        self._timed = sorted({name for name, _ in limits})  # whose unfinished runs to read
         self._policies = {
             (name, kind.value): 0
             for name, deployment in self._watched.items()
@@ -184,6 +187,7 @@ class DeadlineWatch:
                 for finding in run_findings(deployment, run, now):
                     self._found(finding, run, deployment, now)
         self._clear_runs(runs, now)
+        self._cancel_overdue(runs)
         for run in finished:
             self._completed(run, now)
         self._go_stale(now)
@@ -202,9 +206,8 @@ class DeadlineWatch:
         runs: dict[str, RunFacts] = {}
         if self._horizon is not None:
             before = now - self._horizon + timedelta(microseconds=1)
-            for row in self.store.read_watched_runs(before):
-                if row.deployment_name in self._watched:
-                    runs[row.id] = RunFacts.of_row(row)
+            for row in self.store.read_watched_runs(before, self._timed):
+                runs[row.id] = RunFacts.of_row(row)
         runs.update((run.flow_run_id, run) for run in finished)
         for key, breach in list(self._open.items()):
             run_id = breach.flow_run_id
@@ -233,7 +236,7 @@ class DeadlineWatch:
         if breach is None:
             return
         if cancel:
-            self._cancel(finding, run)
+            self._cancel(finding.limit, run)
         if finding.cleared is not None:
             self._clear(finding.key, finding.cleared, _cleared_text(finding.kind, run), run)
 
@@ -246,6 +249,23 @@ class DeadlineWatch:
             cleared = run_cleared_at(breach.kind, run, now)
             if cleared is not None:
                 self._clear(key, cleared, _cleared_text(breach.kind, run), run)
+
+    def _cancel_overdue(self, runs: Mapping[str, RunFacts]) -> None:
+        """cancel_at_deadline for the open deadline breaches whose runs still go on and
+        that this daemon has not asked to cancel: those a daemon recorded before it was
+        killed, or whose request the store refused (the next check asks again)."""
+        for breach in list(self._open.values()):
+            run = runs.get(breach.flow_run_id or "")
+            deployment = self._watched.get(breach.deployment_name)
+            if (
+                breach.kind is BreachKind.DEADLINE_MISSED
+                and run is not None
+                and not run.final
+                and run.flow_run_id not in self._cancelling
+                and deployment is not None
+                and deployment.cancel_at_deadline
+            ):
+                self._cancel(timedelta(seconds=breach.limit_seconds), run)
 
     def _completed(self, run: RunFacts, now: datetime) -> None:
         """A finished run: a success keeps its deployment fresh; a completed run may be
@@ -378,20 +398,23 @@ class DeadlineWatch:
                 self._unmarked.add(breach.id)
                 self._open[key] = _with(breach, notified=True)
 
-    def _cancel(self, finding: Finding, run: RunFacts) -> None:
+    def _cancel(self, limit: timedelta, run: RunFacts) -> None:
         """cancel_at_deadline: cancel the run as ``gnomon runs cancel`` does (audited)."""
         from gnomon.daemon._reload import DAEMON_ACTOR
 
         reason = (
-            f"not finished {_span(finding.limit)} after its nominal time {_when(run.nominal)}"
+            f"not finished {_span(limit)} after its nominal time {_when(run.nominal)}"
             " (cancel_at_deadline)"
         )
-        if self.store.request_cancel(run.flow_run_id, DAEMON_ACTOR, reason) is not None:
+        asked = self.store.request_cancel(run.flow_run_id, DAEMON_ACTOR, reason)
+        self._cancelling.add(run.flow_run_id)  # only once the store took the request
+        if asked is not None:
             self._poll()  # the daemon's poll stops its worker, or drops it from the queue
 
     def _forget_runs(self, runs: Mapping[str, RunFacts]) -> None:
         """Keep the keys of runs' breaches only while their runs may come up again."""
         about = {(run.deployment, run.nominal) for run in runs.values()}
+        self._cancelling &= {run.flow_run_id for run in runs.values() if not run.final}
         self._seen = {
             key
             for key in self._seen

@@ -65,9 +65,8 @@ def _crashed(store: RunStore, scheduler: Scheduler, row: FlowRunRow, now: dateti
         row.id,
         extra={"flow_run_id": row.id, "deployment": row.deployment_name},
     )
-    slot = scheduler.deployment(row.deployment_name or "")
-    if slot is not None:
-        scheduler.retry_if_allowed(slot, row.id, StateType.CRASHED)
+    if row.deployment_name is not None:
+        scheduler.ended_while_away(row.deployment_name, row.id, StateType.CRASHED)
 
 
 def release_waiting(store: ScheduleStore, daemon_id: str) -> None:

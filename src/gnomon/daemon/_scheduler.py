@@ -315,6 +315,11 @@ class Scheduler:
         log_decision(decision)
         return [decision]
 
+    def ended_while_away(self, name: str, flow_run_id: str, state_type: str) -> None:
+        """A run a dead daemon left ended failed (Crashed at recovery): the next tick
+        retries it or counts it towards ``pause_after_failures``, as a run ending here."""
+        self._retries.append((name, flow_run_id, state_type))
+
     def retry_if_allowed(self, slot: Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
 

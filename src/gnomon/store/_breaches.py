@@ -83,13 +83,14 @@ class BreachQueries(Queries):
         order = (desc(breaches.c.detected_at), desc(breaches.c.id))
         return self._all(statement.order_by(*order).limit(limit), BreachRow)
 
-    def read_watched_runs(self, nominal_before: datetime) -> list[WatchedRun]:
-        """Deployments' runs that have not finished and whose nominal time is before
-        ``nominal_before``: those that may be late or past their deadline."""
+    def read_watched_runs(self, nominal_before: datetime, names: Sequence[str]) -> list[WatchedRun]:
+        """Runs of the deployments ``names`` that have not finished and whose nominal time
+        is before ``nominal_before``: those that may be late or past their deadline. A
+        backlog of other deployments' waiting runs is not read."""
         c = flow_runs.c
         statement = select(*WATCHED_RUN).where(
             c.state_type.in_(UNFINISHED),
-            c.deployment_name.is_not(None),
+            c.deployment_name.in_(sorted(names)),
             c.scheduled_for < nominal_before,
         )
         return self._all(statement.order_by(c.scheduled_for), WatchedRun)

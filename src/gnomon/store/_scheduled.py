@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select, update
 
 from gnomon.states import FAILED_TYPES, StateName, StateType
 from gnomon.store._calls import Call, audit_call
-from gnomon.store._kinds import AuditAction
+from gnomon.store._kinds import SCHEDULED_CAUSES, AuditAction
 from gnomon.store._queries import Queries, Row, execute_call
 from gnomon.store._schema import (
     FINAL_STATE_TYPES,
@@ -212,7 +212,9 @@ class ScheduledRunQueries(Queries):
         """The newest ``limit`` runs of deployment ``name`` that completed or failed (see
         ``states.FAILED_TYPES``), newest first, of those created since the schedule last
         started deciding its fires (``fires_from``: registered, back in the config,
-        resumed). Cancelled, skipped and missed runs are neither: they are left out."""
+        resumed). Cancelled, skipped and missed runs are neither: they are left out, and
+        so are runs an operator asked for (manual runs, retries): an operator trying a
+        deployment by hand does not pause its schedule."""
         since = (
             select(func.coalesce(deployments.c.fires_from, deployments.c.registered_at))
             .where(deployments.c.name == name)
@@ -225,6 +227,7 @@ class ScheduledRunQueries(Queries):
                 flow_runs.c.deployment_name == name,
                 flow_runs.c.created >= since,
                 flow_runs.c.state_type.in_(outcomes),
+                flow_runs.c.trigger.in_(sorted(SCHEDULED_CAUSES)),
             )
             .order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())
             .limit(limit),

@@ -340,8 +340,8 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
     def read_open_breaches(self) -> list[BreachRow]:
         """Every breach not cleared yet, oldest first."""
 
-    def read_watched_runs(self, nominal_before: datetime) -> list[WatchedRun]:
-        """Deployments' runs not finished whose nominal time is before ``nominal_before``."""
+    def read_watched_runs(self, nominal_before: datetime, names: Sequence[str]) -> list[WatchedRun]:
+        """Runs of deployments ``names`` not finished, nominal time before ``nominal_before``."""
 
     def read_watched_run(self, flow_run_id: str) -> WatchedRun | None:
         """One run as ``read_watched_runs`` gives it, whatever its state; None if gone."""
