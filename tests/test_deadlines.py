@@ -486,20 +486,21 @@ def finished_after(store: Store, deployment: str, after: datetime, count: int) -
     )
 
 
+CANCELLED_AT_DEADLINE = """
+[[deployments]]
+name = "nightly-report"
+flow = "dl_flows.py:hold"
+interval = "1d"
+deadline = "2s"
+cancel_at_deadline = true
+"""
+
+
 @pytest.mark.backends
 def test_a_run_past_its_deadline_is_told_once_and_cancelled_with_cancel_at_deadline(
     launch: Callable[..., DaemonProcess], store: Store, receiver: Receiver
 ) -> None:
-    launch(
-        """
-        [[deployments]]
-        name = "nightly-report"
-        flow = "dl_flows.py:hold"
-        interval = "1d"
-        deadline = "2s"
-        cancel_at_deadline = true
-        """
-    )
+    launch(CANCELLED_AT_DEADLINE)
     run_id = operator(store).trigger("nightly-report")["id"]
 
     wait_for(posted(receiver, "deadline_cleared", run_id), WAIT, "the deadline's clearing")
@@ -550,16 +551,7 @@ def test_a_deadline_breach_recorded_before_a_restart_still_cancels_its_run(
         notified=True,
     )
     assert store.record_breach(found) is not None
-    launch(
-        """
-        [[deployments]]
-        name = "nightly-report"
-        flow = "dl_flows.py:hold"
-        interval = "1d"
-        deadline = "2s"
-        cancel_at_deadline = true
-        """
-    )
+    launch(CANCELLED_AT_DEADLINE)
 
     wait_for(posted(receiver, "deadline_cleared", run_id), WAIT, "the deadline's clearing")
     row = store.read_flow_run(run_id)
