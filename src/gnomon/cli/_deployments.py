@@ -1,4 +1,4 @@
-"""``gnomon deployments list | show | next | validate | apply | release``."""
+"""``gnomon deployments list | show | next | explain | validate | apply | release``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     from gnomon.store.rows import RecentRun
 
 RECENT_RUNS = 5
+# `next` and `explain`: how many fire times.
+fires_option = click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, MAX_FIRES),
+    default=5,
+    show_default=True,
+    help="How many fire times.",
+)
 
 
 @click.group("deployments")
@@ -307,46 +316,93 @@ def _inline(mapping: dict[str, Any]) -> str:
 @deployments_group.command("next")
 @config_option
 @click.argument("name", shell_complete=complete_deployments)
-@click.option(
-    "-n",
-    "count",
-    type=click.IntRange(1, MAX_FIRES),
-    default=5,
-    show_default=True,
-    help="How many fire times.",
-)
+@fires_option
 @json_option
 @reports_errors
 def deployments_next(config: Path | None, name: str, count: int, as_json: bool) -> None:
-    """Print a deployment's next fire times (UTC), as the daemon will fire them; with
-    several specs (schedules = [...]), each with the spec it is the fire of (#1 is the
-    first listed; a time two specs produce is the first's).
+    """Print a deployment's next fire times (UTC), as the daemon will fire them, and the
+    times before them it will not, each with why: a calendar (exclude / only), a
+    maintenance window, its pause. With several specs (schedules = [...]), each time with
+    the spec it is the fire of (#1 is the first listed; a time two specs produce is the
+    first's).
 
     \b
     Example:
       gnomon deployments next nightly-report -n 10
     """
-    from gnomon.control import firing_from, iso, local_text, next_fires_by_spec, schedule_of
+    from gnomon.control import context_of, local_text, next_view
 
-    row = operations().deployment(name)
+    ops = operations()
+    row = ops.deployment(name)
     now = datetime.now(UTC)
     if row.paused and row.paused_until is not None:
         ends = local_text(row.paused_until)
-        click.echo(f"{name} is paused until {ends}: these are its fires after that", err=True)
+        click.echo(f"{name} is paused until {ends}: its fires run after that", err=True)
     elif row.paused:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)
-    fires = next_fires_by_spec(row, firing_from(row, now) or now, count)
+    context = context_of(ops.store, row, now)
+    views = [] if context is None else next_view(context, count)
     if as_json:
-        print_json([iso(fire) for fire, _ in fires])
+        print_json(views)
         return
-    schedule = schedule_of(row)
-    several = schedule is not None and len(schedule.specs) > 1
-    for fire, index in fires:
-        if several:
-            assert schedule is not None
-            click.echo(f"{iso(fire)}  #{index + 1} {schedule.specs[index].written}")
-        else:
-            click.echo(iso(fire))
+    specs = context.schedule.specs if context is not None else ()
+    for view in views:
+        line = view["time"]
+        if len(specs) > 1 and view["spec"] is not None:
+            line += f"  #{view['spec'] + 1} {specs[view['spec']].written}"
+        excluded = view["excluded"]
+        if excluded is not None:
+            line += (
+                f"  {excluded['reason']}"
+                if excluded["kind"] == "more"
+                else (f"  excluded: {excluded['reason']}")
+            )
+        click.echo(line)
+
+
+@deployments_group.command("explain")
+@config_option
+@click.argument("name", shell_complete=complete_deployments)
+@fires_option
+@json_option
+@reports_errors
+def deployments_explain(config: Path | None, name: str, count: int, as_json: bool) -> None:
+    """Why it fired or not: the last decisions with their reasons (fired, skipped by the
+    overlap policy, missed, excluded by a calendar, a maintenance window or a pause), and
+    the next fires with anything that will stop them.
+
+    \b
+    Example:
+      gnomon deployments explain nightly-report
+    """
+    from gnomon.control import context_of, explain_view
+
+    ops = operations()
+    row = ops.deployment(name)
+    context = context_of(ops.store, row, datetime.now(UTC))
+    if context is None:
+        raise OperationFailed(f"deployment {name!r} has a stored schedule gnomon cannot read")
+    view = explain_view(ops.store, context, count)
+    if as_json:
+        print_json(view)
+        return
+    click.echo(f"{view['deployment']}: {view['schedule']}")
+    for note in view["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo("last decisions (newest first):")
+    if not view["decisions"]:
+        click.echo("  none")
+    for decision in view["decisions"]:
+        run = f" run {decision['run_id'][:8]} {decision['state']}" if decision["run_id"] else ""
+        reason = f": {decision['reason']}" if decision["reason"] else ""
+        click.echo(f"  {decision['time']}  {decision['decision']}{run}{reason}")
+    click.echo("next fires:")
+    if not view["next"]:
+        click.echo("  none")
+    for fire in view["next"]:
+        found = fire["blockers"]
+        said = "; ".join(blocker["reason"] for blocker in found) if found else "fires"
+        click.echo(f"  {fire['time']}  {said}")
 
 
 @deployments_group.command("validate")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -48,6 +48,9 @@ from pydantic import (
 
 from gnomon._names import NAME_RULE, is_name
 from gnomon.scheduling import Calendar, MaintenanceWindow, ScheduleError, weekday_number
+
+if TYPE_CHECKING:
+    from gnomon.store.rows import MaintenanceRow, NewMaintenance
 
 # In a validation context: the config's calendars by name, None for one with problems.
 CALENDARS_CONTEXT = "calendars"
@@ -226,3 +229,41 @@ class MaintenanceEntry(BaseModel):
         return MaintenanceWindow(
             start, end, self.reason, self.deployments, self.tags, key=self.name
         )
+
+
+def stored_window(row: MaintenanceRow) -> MaintenanceWindow:
+    """A stored window as the schedules take it (its key: the store's id)."""
+    return MaintenanceWindow(
+        row.starts_at,
+        row.ends_at,
+        row.reason,
+        tuple(row.deployments or ()),
+        tuple(row.tags or ()),
+        key=str(row.id),
+    )
+
+
+def config_window_rows(windows: Iterable[MaintenanceWindow]) -> list[NewMaintenance]:
+    """The config's windows as the store keeps them (``sync_config_maintenance``)."""
+    from gnomon.store import MaintenanceSource
+
+    return [
+        {
+            "starts_at": window.start,
+            "ends_at": window.end,
+            "reason": window.reason,
+            "deployments": list(window.deployments),
+            "tags": list(window.tags),
+            "source": MaintenanceSource.CONFIG,
+            "name": window.key,
+        }
+        for window in windows
+    ]
+
+
+def windows_for(
+    windows: Iterable[MaintenanceWindow], deployment: str, tags: Iterable[str]
+) -> tuple[MaintenanceWindow, ...]:
+    """The windows that stop ``deployment``'s fires."""
+    tags = tuple(tags)
+    return tuple(window for window in windows if window.applies_to(deployment, tags))

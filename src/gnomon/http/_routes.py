@@ -21,13 +21,14 @@ from gnomon.control import (
     artifact_view,
     audit_view,
     breach_view,
+    context_of,
     deployment_detail,
     deployment_view,
+    explain_view,
     find_artifacts,
-    firing_from,
     iso,
     log_view,
-    next_fires,
+    next_view,
     parse_expiry,
     parse_pause_end,
     run_cursor_text,
@@ -130,8 +131,31 @@ def next_fire_times(
     """The next fire times (UTC), as the daemon will fire them (once resumed, if paused;
     after its end, for a pause that ends by itself)."""
     row = ops.deployment(name)
-    now = datetime.now(UTC)
-    return [iso(fire) for fire in next_fires(row, firing_from(row, now) or now, count)]
+    context = context_of(ops.store, row, datetime.now(UTC))
+    if context is None:
+        return []
+    # The times that run: those a calendar, a window or the pause excludes are explain's.
+    views = next_view(context, count)
+    return [view["time"] for view in views if view["excluded"] is None]
+
+
+@router.get(
+    "/deployments/{name}/explain",
+    response_model=s.Explanation,
+    responses=s.error_responses(404),
+    tags=["deployments"],
+)
+def explain_deployment(
+    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 5
+) -> dict[str, Any]:
+    """Why it fired or not: its last decisions with their reasons (fired, skipped, missed,
+    excluded by a calendar, a maintenance window or a pause), and its next ``count`` fires
+    with what will stop (or may stop) each."""
+    row = ops.deployment(name)
+    context = context_of(ops.store, row, datetime.now(UTC))
+    if context is None:
+        raise ApiError(409, f"deployment {name!r} has a stored schedule gnomon cannot read")
+    return explain_view(ops.store, context, count)
 
 
 @router.post(

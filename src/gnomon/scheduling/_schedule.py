@@ -23,7 +23,7 @@ import dataclasses
 import enum
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
@@ -293,15 +293,14 @@ class Schedule:
         None if it fires."""
         return self.exclusions.blocked(nominal) if self.exclusions else None
 
-    def upcoming(self, after: datetime, count: int) -> list[tuple[datetime, int, Blocked | None]]:
-        """The next ``count`` fire times after ``after`` as the specs produce them, the
-        excluded ones included: (due time, spec index, why it is left out or None)."""
-        fires: list[tuple[datetime, int, Blocked | None]] = []
+    def upcoming(self, after: datetime) -> Iterator[tuple[datetime, int, Blocked | None]]:
+        """The fire times after ``after`` as the specs produce them, the excluded ones
+        included: (due time, spec index, why it is left out or None), endless unless the
+        schedule ends (take what you need)."""
         found = self._next_any(after)
-        while found is not None and len(fires) < count:
-            fires.append((found[0] + self.offset, found[1], self.blocked(found[0])))
+        while found is not None:
+            yield found[0] + self.offset, found[1], self.blocked(found[0])
             found = self._next_any(found[0])
-        return fires
 
     def _next_any(self, after: datetime) -> tuple[datetime, int] | None:
         """``next_fire_spec`` before the exclusions."""
