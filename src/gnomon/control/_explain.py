@@ -171,30 +171,21 @@ def next_view(context: FireContext, count: int) -> list[dict[str, Any]]:
     views: list[dict[str, Any]] = []
     fires = coming_fires(context)
     ran = excluded = 0
-    for fire in fires:
+    while ran < count and (fire := next(fires, None)) is not None:
         found = blockers(context, fire, EXCLUDING)
         if found and excluded >= count:
             resumes = next_running(context, fire.nominal)
             until = "" if resumes is None else f" until {iso(resumes + context.schedule.offset)}"
-            reason = f"and more excluded times{until}"
-            more = Blocker("more", None, reason)
+            more = Blocker("more", None, f"and more excluded times{until}")
             views.append({"time": iso(fire.due), "spec": None, "excluded": more.view()})
             if resumes is None:
                 break
-            fires = coming_fires(context, resumes - timedelta(microseconds=1))
-            excluded = 0
+            fires, excluded = coming_fires(context, resumes - timedelta(microseconds=1)), 0
             continue
-        views.append(
-            {
-                "time": iso(fire.due),
-                "spec": fire.spec,
-                "excluded": found[0].view() if found else None,
-            }
-        )
         excluded += bool(found)
         ran += not found
-        if ran >= count:
-            break
+        view = found[0].view() if found else None
+        views.append({"time": iso(fire.due), "spec": fire.spec, "excluded": view})
     return views
 
 

@@ -1,0 +1,167 @@
+"""Calendars and maintenance windows in a real daemon: an every-second deployment on an
+excluded day writes no row at all while its neighbour fires; a window added with the CLI
+stops a deployment's fires and they resume at its end; `deployments next` and `explain`
+say why, from the calendars, the windows and the pause."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from test_cli_daemon import gnomon
+from test_daemon import completed, runs, start_daemon, wait_for, write_config
+
+pytestmark = pytest.mark.backends
+
+
+def excluded_today(tmp_path: Path) -> Path:
+    """Two every-second deployments, one excluding today and tomorrow (UTC): a test that
+    crosses midnight still sees no fire of it."""
+    today = datetime.now(UTC).date()
+    days = ", ".join(str(today + timedelta(days=n)) for n in (0, 1))
+    return write_config(
+        tmp_path,
+        f"""
+        [[calendars]]
+        name = "today"
+        dates = [{days}]
+
+        [[deployments]]
+        name = "blocked"
+        flow = "flows.py:tick"
+        interval = "1s"
+        exclude = ["today"]
+
+        [[deployments]]
+        name = "open"
+        flow = "flows.py:tick"
+        interval = "1s"
+        """,
+    )
+
+
+def test_an_every_second_deployment_on_an_excluded_day_writes_no_rows(
+    tmp_path: Path, gnomon_home: Path, store, daemons
+) -> None:
+    config = excluded_today(tmp_path)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "open", 4), timeout=60, what="four runs of the open deployment")
+    upcoming = gnomon(gnomon_home, "deployments", "next", "blocked", "-n", "2")
+    explained = gnomon(gnomon_home, "deployments", "explain", "blocked", "--json")
+    assert not runs(store, "blocked")
+    daemon.send_signal(signal.SIGTERM)
+    _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert not runs(store, "blocked")  # not one row, not even Skipped or Missed
+
+    first, second, more, fire, *_ = upcoming.stdout.splitlines()
+    today = datetime.now(UTC).date()
+    assert first.endswith(f"  excluded: {first[:10]} is in calendar 'today'"), upcoming.stdout
+    assert second.endswith("is in calendar 'today'")
+    after = today + timedelta(days=2)
+    # The interval counts from its registration: that day's first fire, in its first second.
+    assert re.search(rf"  and more excluded times until {after}T00:00:00\.\d{{3}}Z$", more), more
+    assert fire.startswith(str(after))
+    view = json.loads(explained.stdout)
+    assert view["decisions"], "the fires since it was registered are explained"
+    assert {d["decision"] for d in view["decisions"]} == {"excluded (calendar)"}
+    assert all(d["run_id"] is None for d in view["decisions"])
+    assert {b["kind"] for fire in view["next"] for b in fire["blockers"]} == {"calendar"}
+
+
+def test_a_window_added_with_the_cli_stops_fires_and_they_resume_at_its_end(
+    tmp_path: Path, gnomon_home: Path, store, daemons
+) -> None:
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "ticker"
+        flow = "flows.py:tick"
+        interval = "1s"
+        tags = ["warehouse"]
+        """,
+    )
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "ticker", 2), timeout=60, what="the first runs")
+    # Starting a little later than now: the daemon has then seen it (it is nudged, and it
+    # reads the store every second anyway).
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    end = start + timedelta(seconds=4)
+    added = gnomon(
+        gnomon_home,
+        "maintenance",
+        "add",
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--tag",
+        "warehouse",
+        "--reason",
+        "disk swap",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    window = json.loads(added.stdout)
+    listed = gnomon(gnomon_home, "maintenance", "ls")
+    explained = gnomon(gnomon_home, "deployments", "explain", "ticker", "-n", "20", "--json")
+    wait_for(
+        lambda: any(r.scheduled_for and r.scheduled_for >= end for r in runs(store, "ticker")),
+        timeout=60,
+        what="a fire after the window",
+    )
+    removed = gnomon(gnomon_home, "maintenance", "rm", str(window["id"]), "--reason", "over")
+    daemon.send_signal(signal.SIGTERM)
+    _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+
+    times = sorted(r.scheduled_for for r in runs(store, "ticker") if r.scheduled_for)
+    assert not [t for t in times if start <= t < end], "no fire inside the window"
+    assert any(t < start for t in times)
+    assert any(t >= end for t in times)
+    assert (window["state"], window["tags"], window["reason"]) == (
+        "upcoming",
+        ["warehouse"],
+        "disk swap",
+    )
+    assert "disk swap" in listed.stdout
+    assert "tag warehouse" in listed.stdout
+    coming = json.loads(explained.stdout)["next"]
+    blocked = [fire for fire in coming if fire["blockers"]]
+    assert blocked, "the window's fires are shown as stopped"
+    assert {b["kind"] for fire in blocked for b in fire["blockers"]} <= {"maintenance", "overlap"}
+    assert any("(disk swap)" in b["reason"] for fire in blocked for b in fire["blockers"])
+    assert removed.stdout == f"removed maintenance window {window['id']}\n"
+    actions = [entry.action for entry in store.read_audit(target=str(window["id"]))]
+    assert actions == ["maintenance-rm", "maintenance-add"]
+
+
+def test_maintenance_add_refuses_bad_input_in_one_line(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    config = write_config(
+        tmp_path, '[[deployments]]\nname = "ticker"\nflow = "flows.py:tick"\ninterval = "1h"\n'
+    )
+    assert gnomon(gnomon_home, "deployments", "apply", "--config", str(config)).returncode == 0
+    cases = {
+        ("--for", "2h", "--end", "2030-01-01T00:00Z"): "give the window's end (--end) or",
+        ("--start", "2000-12-31T00:00Z", "--end", "2001-01-01T00:00Z"): "has passed",
+        ("--start", "2030-01-02T00:00Z", "--end", "2030-01-01T00:00Z"): "is not after start",
+        ("--for", "soon"): "for 'soon'",
+        ("--for", "1h", "--deployment", "nope"): 'no deployment named "nope"',
+    }
+    for args, message in cases.items():
+        result = gnomon(gnomon_home, "maintenance", "add", *args)
+        assert result.returncode != 0, args
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+        assert "Traceback" not in result.stderr
+    assert store.read_maintenance() == []
