@@ -119,7 +119,7 @@ maintenance_group.add_command(maintenance_ls, "list")
 
 @maintenance_group.command("rm")
 @config_option
-@click.argument("window_id", metavar="ID", type=int)
+@click.argument("window_id", metavar="ID", type=click.IntRange(1, 2**31 - 1))
 @click.option("--reason", help="Why, for the audit log.")
 @reports_errors
 @changes_store

@@ -10,11 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from gnomon.control import add_window, list_windows, parse_window, remove_window, window_view
 from gnomon.http import _schemas as s
 from gnomon.http._routes import Ops, StoreDep
+
+# A window's id: the store's integer key (both databases hold 32 bits of it).
+MAX_WINDOW_ID = 2**31 - 1
+WindowPath = Annotated[int, Path(ge=1, le=MAX_WINDOW_ID, description="A window's id.")]
 
 router = APIRouter(prefix="/api/v1", responses=s.error_responses(400, 401, 403, 422))
 
@@ -53,7 +57,7 @@ def add_maintenance(body: s.MaintenanceRequest, ops: Ops) -> dict[str, Any]:
     responses=s.error_responses(404, 409),
     tags=["maintenance"],
 )
-def remove_maintenance(window_id: int, ops: Ops) -> Response:
+def remove_maintenance(window_id: WindowPath, ops: Ops) -> Response:
     """Remove an operator's window (409 for a config file's). Audited."""
     remove_window(ops, window_id)
     return Response(status_code=204)

@@ -1,0 +1,97 @@
+"""Maintenance windows and explain over the HTTP API: an operate token adds and removes a
+window (audited with the token), a read token lists them, bad input is a 422 naming the
+field, a config file's window is a 409 to remove; /deployments/NAME/explain gives the next
+fires with what stops them and /next only the fires that run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from gnomon.store import MaintenanceSource, TokenAccess
+from test_api import Api, api  # noqa: F401 (the fixture)
+
+
+def test_an_operate_token_adds_lists_and_removes_a_window_audited(api: Api) -> None:  # noqa: F811
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    body = {
+        "start": start.isoformat(),
+        "for": "2h",
+        "deployments": ["nightly-report"],
+        "reason": "CRM upgrade",
+    }
+    with api.client(api.token_for("on-call", TokenAccess.OPERATE)) as client:
+        added = client.post("/api/v1/maintenance", json=body)
+        assert added.status_code == 201, added.text
+        window = added.json()
+        listed = client.get("/api/v1/maintenance").json()
+        explained = client.get("/api/v1/deployments/nightly-report/explain?count=3").json()
+        removed = client.delete(f"/api/v1/maintenance/{window['id']}")
+        again = client.delete(f"/api/v1/maintenance/{window['id']}")
+    assert (window["start"], window["end"]) == (
+        start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        (start + timedelta(hours=2)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+    assert (window["state"], window["source"], window["created_by"]) == (
+        "upcoming",
+        "operator",
+        "on-call",
+    )
+    assert [each["id"] for each in listed] == [window["id"]]
+    assert api.nudges.count("poll") >= 2  # the daemon is told at once, each time
+    assert explained["deployment"] == "nightly-report"
+    assert len(explained["next"]) == 3
+    assert removed.status_code == 204
+    assert again.status_code == 404
+    entries = api.store.read_audit(target=str(window["id"]))
+    assert [(e.action, e.actor, e.origin) for e in entries] == [
+        ("maintenance-rm", "on-call", "api"),
+        ("maintenance-add", "on-call", "api"),
+    ]
+
+
+def test_a_read_token_lists_but_cannot_add(api: Api) -> None:  # noqa: F811
+    with api.client(api.token_for("viewer", TokenAccess.READ)) as client:
+        assert client.get("/api/v1/maintenance?all=true").status_code == 200
+        refused = client.post("/api/v1/maintenance", json={"for": "1h"})
+    assert refused.status_code == 403
+
+
+def test_bad_windows_are_422_naming_the_value_and_a_config_window_is_409(api: Api) -> None:  # noqa: F811
+    with api.admin as client:
+        both = client.post("/api/v1/maintenance", json={"for": "1h", "end": "2030-01-01T00:00Z"})
+        odd = client.post("/api/v1/maintenance", json={"for": "1h", "tags": ["no spaces"]})
+        unknown = client.post("/api/v1/maintenance", json={"for": "1h", "deployments": ["nope"]})
+        api.store.sync_config_maintenance(
+            [
+                {
+                    "starts_at": datetime.now(UTC),
+                    "ends_at": datetime.now(UTC) + timedelta(hours=1),
+                    "source": MaintenanceSource.CONFIG,
+                    "name": "freeze",
+                }
+            ]
+        )
+        [config] = api.store.read_maintenance()
+        conflict = client.delete(f"/api/v1/maintenance/{config.id}")
+    assert both.status_code == 422
+    assert "give the window's end (--end) or its length (--for)" in both.json()["error"]
+    assert odd.status_code == 422
+    assert unknown.status_code == 404
+    assert 'no deployment named "nope"' in unknown.json()["error"]
+    assert conflict.status_code == 409
+    assert "config file's [[maintenance]] entry 'freeze'" in conflict.json()["error"]
+
+
+def test_next_gives_the_fires_that_run_and_explain_why_the_others_do_not(api: Api) -> None:  # noqa: F811
+    """sync-crm fires every 15 minutes: a window over the next hour takes four fires out."""
+    with api.admin as client:
+        before = client.get("/api/v1/deployments/sync-crm/next?count=8").json()
+        start = datetime.fromisoformat(before[0].replace("Z", "+00:00"))
+        window = {"start": start.isoformat(), "for": "1h", "tags": ["crm"], "reason": "swap"}
+        assert client.post("/api/v1/maintenance", json=window).status_code == 201
+        after = client.get("/api/v1/deployments/sync-crm/next?count=4").json()
+        explained = client.get("/api/v1/deployments/sync-crm/explain?count=6").json()
+    assert after == before[4:8]
+    kinds = [[b["kind"] for b in fire["blockers"]] for fire in explained["next"]]
+    assert kinds == [["maintenance"]] * 4 + [[], []]
+    assert explained["next"][0]["blockers"][0]["reason"].endswith("(swap)")
