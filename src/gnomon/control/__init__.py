@@ -27,7 +27,14 @@ if TYPE_CHECKING:
         find_artifacts,
         progress_percent,
     )
-    from gnomon.control._explain import BLOCKERS, Blocker, context_of, explain_view, next_view
+    from gnomon.control._explain import (
+        BLOCKERS,
+        Blocker,
+        FireContext,
+        context_of,
+        explain_view,
+        next_view,
+    )
     from gnomon.control._inputs import (
         MAX_BREACHES,
         MAX_COUNT,
@@ -97,6 +104,7 @@ __all__ = [
     "Blocker",
     "Conflict",
     "FastOperations",
+    "FireContext",
     "InvalidParameters",
     "Operations",
     "ReloadNotAnswered",
@@ -157,6 +165,7 @@ __all__ = [
 _WHERE = {
     "BLOCKERS": "gnomon.control._explain",
     "Blocker": "gnomon.control._explain",
+    "FireContext": "gnomon.control._explain",
     "context_of": "gnomon.control._explain",
     "explain_view": "gnomon.control._explain",
     "next_view": "gnomon.control._explain",

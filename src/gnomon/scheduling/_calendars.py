@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -41,6 +42,18 @@ def weekday_number(text: str) -> int:
     if key in WEEKDAYS and text.strip().lower() in (key, full[WEEKDAYS.index(key)]):
         return WEEKDAYS.index(key)
     raise ScheduleError(f"weekday {text!r} is not one of {', '.join(WEEKDAYS)} (or in full)")
+
+
+# The holidays package fills in a year on first look, in place: the daemon's loop and the
+# API's threads (one process) must not look while another fills.
+_HOLIDAYS_LOCK = threading.Lock()
+
+
+def _holiday_name(country: str, subdiv: str | None, day: date) -> str | None:
+    """The public holiday ``day`` is in the country (and subdivision), or None."""
+    with _HOLIDAYS_LOCK:
+        found = _holidays(country, subdiv).get(day)
+    return str(found) if found else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -96,7 +109,7 @@ class Calendar:
             day in self.dates
             or day.weekday() in self.weekdays
             or any(first <= day <= last for first, last in self.ranges)
-            or (self.country is not None and day in _holidays(self.country, self.subdiv))
+            or (self.country is not None and bool(_holiday_name(self.country, self.subdiv, day)))
             or any(other.contains(day) for other in self.include)
         )
 
@@ -104,9 +117,9 @@ class Calendar:
         """The name of the public holiday ``day`` is in this calendar (or one it includes),
         if it is one: what a listing shows beside the calendar's name."""
         if self.country is not None:
-            found = _holidays(self.country, self.subdiv).get(day)
+            found = _holiday_name(self.country, self.subdiv, day)
             if found:
-                return str(found)
+                return found
         for other in self.include:
             named = other.holiday(day)
             if named:
