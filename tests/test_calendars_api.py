@@ -5,10 +5,18 @@ fires with what stops them and /next only the fires that run."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
-from gnomon.store import MaintenanceSource, TokenAccess
+import pytest
+
+from conftest import create_run
+from gnomon.control import Operations
+from gnomon.states import StateName, StateType
+from gnomon.store import Actor, MaintenanceSource, TokenAccess
 from test_api import Api, api  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.backends
 
 
 def test_an_operate_token_adds_lists_and_removes_a_window_audited(api: Api) -> None:  # noqa: F811
@@ -95,3 +103,54 @@ def test_next_gives_the_fires_that_run_and_explain_why_the_others_do_not(api: Ap
     kinds = [[b["kind"] for b in fire["blockers"]] for fire in explained["next"]]
     assert kinds == [["maintenance"]] * 4 + [[], []]
     assert explained["next"][0]["blockers"][0]["reason"].endswith("(swap)")
+
+
+def test_explain_names_the_pause_a_run_still_going_and_the_decisions_with_reasons(
+    api: Api,  # noqa: F811
+) -> None:
+    """nightly-report paused until resumed: each coming fire says by whom and why. sync-crm
+    with a run still Running (overlap = skip): its next fire says it would be skipped; a
+    Skipped run and a Missed run are decisions with their reasons."""
+    now = datetime.now(UTC)
+    ops = Operations(api.store, Actor("alice", "cli"))
+    ops.pause(["nightly-report"], "INC-9")
+    running = uuid.uuid4().hex
+    create_run(api.store, _run(running, now, StateName.RUNNING, StateType.RUNNING))
+    skipped = uuid.uuid4().hex
+    why = "the previous run is still running (overlap = skip)"
+    create_run(
+        api.store,
+        _run(skipped, now - timedelta(minutes=15), StateName.SKIPPED, StateType.CANCELLED, why),
+    )
+    with api.admin as client:
+        paused = client.get("/api/v1/deployments/nightly-report/explain?count=2").json()
+        busy = client.get("/api/v1/deployments/sync-crm/explain?count=2").json()
+    assert [[b["kind"] for b in fire["blockers"]] for fire in paused["next"]] == [["paused"]] * 2
+    assert paused["next"][0]["blockers"][0]["reason"] == "paused by alice until resumed (INC-9)"
+    assert paused["next"][0]["blockers"][0]["by"] == "alice"
+    first, second = busy["next"]
+    assert [b["kind"] for b in first["blockers"]] == ["overlap"]
+    assert first["blockers"][0]["reason"] == (
+        f"run {running[:8]} is Running: if it still is then, this fire is skipped (overlap = skip)"
+    )
+    assert second["blockers"] == []  # only the next fire is told so
+    decisions = {d["run_id"]: d for d in busy["decisions"] if d["run_id"]}
+    assert (decisions[skipped]["decision"], decisions[skipped]["reason"]) == ("skipped", why)
+    assert decisions[running]["decision"] == "fired"
+
+
+def _run(
+    run_id: str, at: datetime, state: StateName, kind: StateType, message: str | None = None
+) -> dict[str, object]:
+    return {
+        "id": run_id,
+        "name": f"sync-crm@{at.isoformat()}",
+        "flow_name": "report",
+        "deployment_name": "sync-crm",
+        "scheduled_for": at,
+        "created": at,
+        "trigger": "schedule",
+        "state_type": kind,
+        "state_name": state,
+        "state_message": message,
+    }

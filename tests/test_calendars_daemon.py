@@ -165,3 +165,66 @@ def test_maintenance_add_refuses_bad_input_in_one_line(
         assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
         assert "Traceback" not in result.stderr
     assert store.read_maintenance() == []
+
+
+def test_a_reload_breaking_a_calendar_keeps_its_deployments_last_good_version(
+    tmp_path: Path, gnomon_home: Path, store, daemons
+) -> None:
+    """The calendar gets an unknown country: the deployment naming it keeps its schedule
+    (and its calendar), the other deployment's edit applies, and the config's window is in
+    the store for `maintenance ls`, which `rm` refuses to remove."""
+    text = """
+        [[calendars]]
+        name = "never"
+        dates = [2001-01-01]
+
+        [[maintenance]]
+        name = "far-off"
+        start = 2099-01-01T00:00:00Z
+        end = 2099-01-02T00:00:00Z
+        reason = "a long way ahead"
+
+        [[deployments]]
+        name = "calendared"
+        flow = "flows.py:tick"
+        interval = "1s"
+        exclude = ["never"]
+
+        [[deployments]]
+        name = "plain"
+        flow = "flows.py:tick"
+        interval = "1s"
+        """
+    config = write_config(tmp_path, text)
+    daemon = start_daemon(config, gnomon_home)
+    daemons.append(daemon)
+    wait_for(completed(store, "calendared", 2), timeout=60, what="the calendared deployment")
+    listed = gnomon(gnomon_home, "maintenance", "ls", "--json")
+    [window] = json.loads(listed.stdout)
+    refused = gnomon(gnomon_home, "maintenance", "rm", str(window["id"]))
+
+    broken = config.read_text().replace("dates = [2001-01-01]", 'country = "XX"')
+    config.write_text(broken.replace('name = "plain"', 'name = "plain"\ntags = ["edited"]'))
+    reload = gnomon(gnomon_home, "daemon", "reload", "--config", str(config))
+    count = len(runs(store, "calendared"))
+    wait_for(completed(store, "calendared", count + 2), timeout=60, what="the old version firing")
+    daemon.send_signal(signal.SIGTERM)
+    _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+
+    assert (window["source"], window["name"], window["reason"]) == (
+        "config",
+        "far-off",
+        "a long way ahead",
+    )
+    assert refused.returncode != 0
+    assert "is the config file's [[maintenance]] entry 'far-off'" in refused.stderr
+    assert reload.returncode != 0, reload.stdout  # partial: one deployment kept
+    assert (
+        "calendar \"never\": country 'XX': no public holidays known for it"
+        in reload.stdout + reload.stderr
+    )
+    assert 'deployment "calendared": exclude.0 "never"' in reload.stdout + reload.stderr
+    assert store.read_deployment("plain").tags == ["edited"]
+    kept = store.read_deployment("calendared").schedule_specs
+    assert kept["exclude"] == [{"name": "never", "dates": ["2001-01-01"]}]

@@ -613,6 +613,9 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
     def add_maintenance(self, row: NewMaintenance, actor: Actor) -> MaintenanceRow:
         """Add an operator's window, audited in the same transaction; the row added."""
 
+    def sync_config_maintenance(self, rows: Sequence[NewMaintenance]) -> bool:
+        """Make the config's windows these (`deployments apply`); whether anything changed."""
+
     def remove_maintenance(
         self, window_id: int, actor: Actor, reason: str | None = None
     ) -> MaintenanceRow | None:
