@@ -98,8 +98,12 @@ def test_next_gives_the_fires_that_run_and_explain_why_the_others_do_not(api: Ap
         window = {"start": start.isoformat(), "for": "1h", "tags": ["crm"], "reason": "swap"}
         assert client.post("/api/v1/maintenance", json=window).status_code == 201
         after = client.get("/api/v1/deployments/sync-crm/next?count=4").json()
+        shown = client.get("/api/v1/deployments/sync-crm").json()
+        listed = client.get("/api/v1/deployments").json()
         explained = client.get("/api/v1/deployments/sync-crm/explain?count=6").json()
     assert after == before[4:8]
+    assert shown["next_fires"][:4] == after  # `deployments show` and the pages agree
+    assert [d["next_fire"] for d in listed if d["name"] == "sync-crm"] == [after[0]]
     kinds = [[b["kind"] for b in fire["blockers"]] for fire in explained["next"]]
     assert kinds == [["maintenance"]] * 4 + [[], []]
     assert explained["next"][0]["blockers"][0]["reason"].endswith("(swap)")
@@ -154,3 +158,46 @@ def _run(
         "state_name": state,
         "state_message": message,
     }
+
+
+def test_explain_derives_the_fires_a_past_pause_took_out_and_says_what_it_cannot(
+    api: Api,  # noqa: F811
+) -> None:
+    """sync-crm registered 2 h ago, paused 1 h ago by alice and resumed since: its fires of
+    the last hour are "excluded (paused)" with who and why; those of the hour before had no
+    daemon ("none"). The times are moved back in the tables themselves: no operation
+    registers or pauses in the past."""
+    from sqlalchemy import update
+
+    from gnomon.store._schema import audit_log, deployments
+
+    now = datetime.now(UTC)
+    ops = Operations(api.store, Actor("alice", "cli"))
+    ops.pause(["sync-crm"], "INC-11")
+    ops.resume(["sync-crm"])
+    with api.store.engine.begin() as connection:
+        connection.execute(
+            update(deployments)
+            .where(deployments.c.name == "sync-crm")
+            .values(
+                registered_at=now - timedelta(hours=2),
+                anchor=now - timedelta(hours=2) + timedelta(minutes=7.5),  # off the edges
+            )
+        )
+        for action, ago in (("pause", 60), ("resume", 0)):
+            connection.execute(
+                update(audit_log)
+                .where(audit_log.c.action == action, audit_log.c.target == "sync-crm")
+                .values(timestamp=now - timedelta(minutes=ago))
+            )
+    with api.admin as client:
+        view = client.get("/api/v1/deployments/sync-crm/explain").json()
+    kinds = [d["decision"] for d in view["decisions"]]
+    assert set(kinds) == {"excluded (paused)", "none"}, view["decisions"]
+    assert kinds == sorted(kinds)  # newest first: the paused hour, then the hour before
+    assert kinds.count("excluded (paused)") == 4  # every 15 minutes from its anchor
+    assert kinds.count("none") == 4
+    paused = next(d for d in view["decisions"] if d["decision"] == "excluded (paused)")
+    assert paused["reason"] == "paused by alice (INC-11)"
+    none = next(d for d in view["decisions"] if d["decision"] == "none")
+    assert none["reason"] == "no run recorded: no daemon scheduled the deployment then"

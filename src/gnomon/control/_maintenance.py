@@ -20,6 +20,7 @@ from gnomon.store import MaintenanceSource
 
 if TYPE_CHECKING:
     from gnomon.control._operations import Operations
+    from gnomon.scheduling import MaintenanceWindow
     from gnomon.store import ControlStore
     from gnomon.store.rows import MaintenanceRow
 
@@ -75,6 +76,14 @@ def remove_window(ops: Operations, window_id: int, reason: str | None = None) ->
 def list_windows(store: ControlStore, now: datetime, every: bool = False) -> list[MaintenanceRow]:
     """The windows not over yet by start (every one, the past ones too, with ``every``)."""
     return store.read_maintenance(None if every else now)
+
+
+def current_windows(store: ControlStore, now: datetime) -> list[MaintenanceWindow]:
+    """The windows not over at ``now``, as schedules take them (for the next fires the
+    views show)."""
+    from gnomon.deployments import stored_window
+
+    return [stored_window(row) for row in store.read_maintenance(now)]
 
 
 def window_view(row: MaintenanceRow, now: datetime) -> dict[str, Any]:

@@ -22,13 +22,14 @@ from gnomon.control import (
     audit_view,
     breach_view,
     context_of,
+    current_windows,
     deployment_detail,
     deployment_view,
     explain_view,
     find_artifacts,
+    firing_from,
     iso,
     log_view,
-    next_view,
     parse_expiry,
     parse_pause_end,
     run_cursor_text,
@@ -102,7 +103,8 @@ def list_deployments(store: StoreDep) -> list[dict[str, Any]]:
     rows = store.read_deployments()
     recent = store.read_recent_states([row.name for row in rows], RECENT_RUNS)
     now = datetime.now(UTC)
-    return [deployment_view(row, now, recent.get(row.name, [])) for row in rows]
+    windows = current_windows(store, now)
+    return [deployment_view(row, now, recent.get(row.name, []), windows) for row in rows]
 
 
 @router.get(
@@ -116,7 +118,9 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
     row = ops.deployment(name)
     recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
     breaches = ops.store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
-    return deployment_detail(row, datetime.now(UTC), recent, breaches=breaches)
+    now = datetime.now(UTC)
+    windows = current_windows(ops.store, now)
+    return deployment_detail(row, now, recent, breaches=breaches, windows=windows)
 
 
 @router.get(
@@ -131,12 +135,15 @@ def next_fire_times(
     """The next fire times (UTC), as the daemon will fire them (once resumed, if paused;
     after its end, for a pause that ends by itself)."""
     row = ops.deployment(name)
-    context = context_of(ops.store, row, datetime.now(UTC))
+    now = datetime.now(UTC)
+    context = context_of(ops.store, row, now)
     if context is None:
         return []
-    # The times that run: those a calendar, a window or the pause excludes are explain's.
-    views = next_view(context, count)
-    return [view["time"] for view in views if view["excluded"] is None]
+    # Its schedule with the windows that apply: calendars and windows left out (explain
+    # says why); a paused one's from when its pause ends, or as if resumed.
+    start = firing_from(row, now) or now
+    start = max(start, row.last_fire) if row.last_fire else start
+    return [iso(fire) for fire in context.schedule.next_fires(start, count)]
 
 
 @router.get(
