@@ -223,3 +223,29 @@ def test_a_reload_breaking_a_calendar_keeps_its_deployments_last_good_version(
     assert store.read_deployment("plain").tags == ["edited"]
     kept = store.read_deployment("calendared").schedule_specs
     assert kept["exclude"] == [{"name": "never", "dates": ["2001-01-01"]}]
+
+
+def test_explain_notes_an_active_window_not_begun_and_a_paused_deployment_s_fires(
+    tmp_path: Path, gnomon_home: Path, store
+) -> None:
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "later"
+        flow = "flows.py:tick"
+        cron = "0 6 * * *"
+        active_from = 2099-01-01
+        """,
+    )
+    assert gnomon(gnomon_home, "deployments", "apply", "--config", str(config)).returncode == 0
+    assert gnomon(gnomon_home, "pause", "later", "--reason", "not yet").returncode == 0
+    shown = gnomon(gnomon_home, "deployments", "explain", "later", "-n", "2")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "later: At 06:00 (from 2099-01-01)"
+    assert lines[1] == "  note: active_from 2099-01-01: no fire before it"
+    assert lines[2:4] == ["last decisions (newest first):", "  none"]
+    assert lines[4] == "next fires:"
+    assert lines[5].startswith("  2099-01-01T06:00:00.000Z  paused by ")
+    assert lines[5].endswith(" until resumed (not yet)")
