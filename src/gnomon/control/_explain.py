@@ -67,12 +67,14 @@ class Fire:
 @dataclass(frozen=True)
 class FireContext:
     """A deployment as its coming fires see it: its row, its schedule with the windows
-    that apply to it, the time asked at, and its runs that have not finished."""
+    that apply to it, the time asked at, its runs that have not finished, and the store
+    (for a blocker that needs to read more, such as its upstreams' runs)."""
 
     row: DeploymentRow
     schedule: Schedule
     now: datetime
     unfinished: Sequence[FlowRunRow] = field(default_factory=tuple)
+    store: ControlStore | None = field(default=None, compare=False)
 
 
 def paused(context: FireContext, fire: Fire) -> Blocker | None:
@@ -115,10 +117,11 @@ def overlap(context: FireContext, fire: Fire) -> Blocker | None:
     return Blocker("overlap", run.id, f"{reason} (overlap = {policy.value})")
 
 
+BlockerRule = Callable[[FireContext, Fire], Blocker | None]
 # What may stop a coming fire, in the order shown.
-BLOCKERS: list[Callable[[FireContext, Fire], Blocker | None]] = [paused, excluded, overlap]
+BLOCKERS: list[BlockerRule] = [paused, excluded, overlap]
 # Of those, the ones that take a fire out (no run, no row): what `next` marks.
-EXCLUDING = (paused, excluded)
+EXCLUDING: tuple[BlockerRule, ...] = (paused, excluded)
 
 
 def context_of(store: ControlStore, row: DeploymentRow, now: datetime) -> FireContext | None:
@@ -133,7 +136,7 @@ def context_of(store: ControlStore, row: DeploymentRow, now: datetime) -> FireCo
         for run in store.read_runs(deployment=row.name, limit=20)
         if run.state_type not in FINAL_TYPES
     ]
-    return FireContext(row, schedule, now, unfinished)
+    return FireContext(row, schedule, now, unfinished, store)
 
 
 def coming_fires(context: FireContext, after: datetime | None = None) -> Iterator[Fire]:
@@ -159,7 +162,9 @@ def next_running(context: FireContext, after: datetime) -> datetime | None:
     return None
 
 
-def blockers(context: FireContext, fire: Fire, rules: Sequence[Any] = BLOCKERS) -> list[Blocker]:
+def blockers(
+    context: FireContext, fire: Fire, rules: Sequence[BlockerRule] = BLOCKERS
+) -> list[Blocker]:
     """What stops (or may stop) ``fire``, by each of ``rules``."""
     return [found for rule in rules if (found := rule(context, fire)) is not None]
 
