@@ -143,8 +143,9 @@ def _compared(config: Path | None, store: Any) -> tuple[list[Comparison], Path |
 
 def _whole_file(problem: Any) -> bool:
     """Whether ``problem`` is with a file as a whole (unreadable, invalid TOML, a broken
-    include), not with one deployment, target or setting."""
-    return problem.deployment is None and problem.notify is None and problem.field is None
+    include), not with one deployment, target, calendar, window or setting."""
+    entries = (problem.deployment, problem.notify, problem.calendar, problem.maintenance)
+    return all(entry is None for entry in entries) and problem.field is None
 
 
 def _view(

@@ -83,10 +83,12 @@ def next_fires_by_spec(
     return schedule.next_fires_by_spec(max(after, last) if last else after, count)
 
 
-def fire_clock(row: DeploymentRow) -> Callable[[datetime, int], list[datetime]]:
+def fire_clock(
+    row: DeploymentRow, windows: Sequence[MaintenanceWindow] = ()
+) -> Callable[[datetime, int], list[datetime]]:
     """``next_fires`` of ``row`` with its schedule built once: for a caller asking about
     many spans (the overview's timeline asks bin by bin)."""
-    schedule = schedule_of(row)
+    schedule = schedule_of(row, windows)
     last = row.last_fire
 
     def fires(after: datetime, count: int) -> list[datetime]:
