@@ -346,6 +346,15 @@ dates = [2026-12-24]
     ]
 
 
+def test_a_calendar_needs_a_name_and_one_name_is_one_calendar(tmp_path: Path) -> None:
+    text = '[[calendars]]\ndates = [2026-12-24]\n'
+    text += '[[calendars]]\nname = "a"\n[[calendars]]\nname = "a"\n'
+    assert problems(tmp_path, text) == [
+        'gnomon.toml: calendar "a": another [[calendars]] entry has this name',
+        'gnomon.toml: calendar "calendars[0]": name: required key is missing',
+    ]
+
+
 def test_an_unknown_calendar_name_on_a_deployment_lists_the_known(tmp_path: Path) -> None:
     text = '[[calendars]]\nname = "us"\ncountry = "US"\n'
     text += DEPLOYMENT.format(name="d", extra='exclude = ["us", "uk"]')

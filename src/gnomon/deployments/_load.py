@@ -383,8 +383,9 @@ class _Loader:
         return entries
 
     def _tables(self, main: Path, tables: Any, key: str) -> list[tuple[str, dict[str, Any]]]:
-        """The tables of ``[[key]]`` in the main file with their names (``key-1``, ... for
-        a nameless one); one that is no table, or repeats a name, is reported."""
+        """The tables of ``[[key]]`` in the main file with their names (a nameless window
+        is ``maintenance-1``, ...; a calendar needs one, deployments name it); one that is
+        no table, or repeats a name, is reported."""
         if tables is None:
             return []
         if not isinstance(tables, list):
@@ -396,8 +397,9 @@ class _Loader:
                 message = f"must be a table: write [[{key}]]"
                 self.problem(main, message, field=f"{key}[{index}]", value=table)
                 continue
-            entry = {"name": f"{key}-{index + 1}", **table}
-            name = entry["name"] if isinstance(entry["name"], str) else f"{key}[{index}]"
+            entry = table if key == "calendars" else {"name": f"{key}-{index + 1}", **table}
+            name = entry.get("name")
+            name = name if isinstance(name, str) else f"{key}[{index}]"
             if any(name == seen for seen, _ in named):
                 message = f"another [[{key}]] entry has this name"
                 if key == "calendars":
