@@ -240,6 +240,7 @@ WRITERS = (
     ("global-concurrency-limit", "set", "api", "2", "--slot-decay-per-second", "1"),
     ("token", "create", "grafana"),
     ("token", "revoke", "grafana"),
+    ("maintenance", "add", "--for", "1h", "--reason", "swap"),
 )
 # One command of each path that writes, and one that reads: the one-line rule lives in one
 # place (the gnomon group), which the corrupt store's test runs every command through.
@@ -255,6 +256,8 @@ READERS = (
     ("global-concurrency-limit", "ls"),
     ("token", "ls"),
     ("audit",),
+    ("maintenance", "ls"),
+    ("deployments", "explain", "ticker"),
 )
 
 

@@ -353,7 +353,7 @@ def test_a_pause_until_is_echoed_in_the_local_zone_shown_and_ended_early_by_resu
     shown = cli(gnomon_home, config, "deployments", "show", "ticker", **paris)
     table = cli(gnomon_home, config, "deployments", "list", **paris)
     listed = cli(gnomon_home, config, "deployments", "list", "--json")
-    upcoming = cli(gnomon_home, config, "deployments", "next", "ticker", "-n", "1")
+    upcoming = cli(gnomon_home, config, "deployments", "next", "ticker", "-n", "1", **paris)
 
     assert paused.stdout == "paused ticker until 2030-12-08 09:00 CET (+01:00)\n", paused.stderr
     assert shorter.stdout == "ticker was already paused until 2030-12-08 09:00 CET (+01:00)\n"
@@ -363,7 +363,12 @@ def test_a_pause_until_is_echoed_in_the_local_zone_shown_and_ended_early_by_resu
     assert (item["paused"], item["paused_until"]) == (True, "2030-12-08T08:00:00.000Z")
     # Its fires go on from the pause's end: the 09:00 of that day is the first.
     assert item["next_fire"] == "2030-12-08T08:00:00.000Z"
-    assert upcoming.stdout == "2030-12-08T08:00:00.000Z\n"
+    # `next` marks the paused fires before it, the rest of them in one line.
+    paused_fire, rest, fire = upcoming.stdout.splitlines()
+    assert " excluded: paused by " in paused_fire
+    assert "until 2030-12-08 09:00 CET (+01:00)" in paused_fire
+    assert rest.endswith("  and more excluded times until 2030-12-08T08:00:00.000Z")
+    assert fire == "2030-12-08T08:00:00.000Z"
     assert "paused until 2030-12-08" in upcoming.stderr
 
     resumed = cli(gnomon_home, config, "resume", "ticker")

@@ -115,7 +115,9 @@ def test_the_cli_shows_each_spec_and_the_spec_of_each_next_fire(
     assert {spec for _, spec in fires} >= set(written[:2])
 
     as_json = gnomon(gnomon_home, "deployments", "next", "multi", "-n", "3", "--json")
-    assert json.loads(as_json.stdout) == [when for when, _ in fires[:3]]
+    listed = json.loads(as_json.stdout)
+    assert [item["time"] for item in listed] == [when for when, _ in fires[:3]]
+    assert {item["excluded"] for item in listed} == {None}
 
     listing = table(gnomon(gnomon_home, "deployments", "list").stdout)
     [row] = [cells for cells in listing if cells[0] == "multi"]

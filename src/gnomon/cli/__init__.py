@@ -17,6 +17,7 @@ from gnomon.cli._db import db_group
 from gnomon.cli._deployments import deployments_group
 from gnomon.cli._limits import global_limits_group, limits_group
 from gnomon.cli._logs import logs_command
+from gnomon.cli._maintenance import maintenance_group
 from gnomon.cli._runs import run_command, runs_group
 from gnomon.cli._variables import secret_group, variable_group
 
@@ -46,6 +47,7 @@ for command in (
     run_command,
     pause_command,
     resume_command,
+    maintenance_group,
     logs_command,
     artifacts_group,
     limits_group,

@@ -1,4 +1,4 @@
-"""``gnomon deployments list | show | next | validate | apply | release``."""
+"""``gnomon deployments list | show | next | explain | validate | apply | release``."""
 
 from __future__ import annotations
 
@@ -27,12 +27,24 @@ from gnomon.control import MAX_FIRES
 from gnomon.states import StateName
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from gnomon.control import Operations, ReloadOutcome
     from gnomon.daemon import DaemonAlreadyRunning
     from gnomon.deployments import Comparison
+    from gnomon.scheduling import MaintenanceWindow
     from gnomon.store.rows import RecentRun
 
 RECENT_RUNS = 5
+# `next` and `explain`: how many fire times.
+fires_option = click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, MAX_FIRES),
+    default=5,
+    show_default=True,
+    help="How many fire times.",
+)
 
 
 @click.group("deployments")
@@ -69,7 +81,12 @@ def deployments_list(config: Path | None, as_json: bool) -> None:
     compared, config_file = _compared(config, store)
     now = datetime.now(UTC)
     recent = store.read_recent_states([each.name for each in compared], RECENT_RUNS)
-    listed = [_view(each, config_file, now, recent.get(each.name, [])) for each in compared]
+    from gnomon.control import current_windows
+
+    windows = current_windows(store, now)
+    listed = [
+        _view(each, config_file, now, recent.get(each.name, []), windows) for each in compared
+    ]
     if as_json:
         print_json(listed)
     else:
@@ -126,12 +143,17 @@ def _compared(config: Path | None, store: Any) -> tuple[list[Comparison], Path |
 
 def _whole_file(problem: Any) -> bool:
     """Whether ``problem`` is with a file as a whole (unreadable, invalid TOML, a broken
-    include), not with one deployment, target or setting."""
-    return problem.deployment is None and problem.notify is None and problem.field is None
+    include), not with one deployment, target, calendar, window or setting."""
+    entries = (problem.deployment, problem.notify, problem.calendar, problem.maintenance)
+    return all(entry is None for entry in entries) and problem.field is None
 
 
 def _view(
-    compared: Comparison, config_file: Path | None, now: datetime, recent: list[RecentRun]
+    compared: Comparison,
+    config_file: Path | None,
+    now: datetime,
+    recent: list[RecentRun],
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> dict[str, Any]:
     """A deployment as listed (``deployment_view``), from the store where the daemon
     schedules it, else from the file (with no next fire: nothing fires it), plus how the
@@ -164,7 +186,7 @@ def _view(
             updated=now,
             parameter_schema=None,
         )
-    view = deployment_view(row, now, recent)
+    view = deployment_view(row, now, recent, windows)
     if compared.row is None:
         view["next_fire"] = None
     view.update(
@@ -226,13 +248,15 @@ def deployments_show(config: Path | None, name: str, as_json: bool) -> None:
     Example:
       gnomon deployments show nightly-report
     """
-    from gnomon.control import MAX_BREACHES, deployment_detail
+    from gnomon.control import MAX_BREACHES, current_windows, deployment_detail
 
     ops = operations()
     row = ops.deployment(name)
     recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
     breaches = ops.store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
-    view = deployment_detail(row, datetime.now(UTC), recent, breaches=breaches)
+    now = datetime.now(UTC)
+    windows = current_windows(ops.store, now)
+    view = deployment_detail(row, now, recent, breaches=breaches, windows=windows)
     if as_json:
         print_json(view)
         return
@@ -307,46 +331,93 @@ def _inline(mapping: dict[str, Any]) -> str:
 @deployments_group.command("next")
 @config_option
 @click.argument("name", shell_complete=complete_deployments)
-@click.option(
-    "-n",
-    "count",
-    type=click.IntRange(1, MAX_FIRES),
-    default=5,
-    show_default=True,
-    help="How many fire times.",
-)
+@fires_option
 @json_option
 @reports_errors
 def deployments_next(config: Path | None, name: str, count: int, as_json: bool) -> None:
-    """Print a deployment's next fire times (UTC), as the daemon will fire them; with
-    several specs (schedules = [...]), each with the spec it is the fire of (#1 is the
-    first listed; a time two specs produce is the first's).
+    """Print a deployment's next fire times (UTC), as the daemon will fire them, and the
+    times before them it will not, each with why: a calendar (exclude / only), a
+    maintenance window, its pause. With several specs (schedules = [...]), each time with
+    the spec it is the fire of (#1 is the first listed; a time two specs produce is the
+    first's).
 
     \b
     Example:
       gnomon deployments next nightly-report -n 10
     """
-    from gnomon.control import firing_from, iso, local_text, next_fires_by_spec, schedule_of
+    from gnomon.control import context_of, local_text, next_view
 
-    row = operations().deployment(name)
+    ops = operations()
+    row = ops.deployment(name)
     now = datetime.now(UTC)
     if row.paused and row.paused_until is not None:
         ends = local_text(row.paused_until)
-        click.echo(f"{name} is paused until {ends}: these are its fires after that", err=True)
+        click.echo(f"{name} is paused until {ends}: its fires run after that", err=True)
     elif row.paused:
         click.echo(f"{name} is paused: it fires again once resumed", err=True)
-    fires = next_fires_by_spec(row, firing_from(row, now) or now, count)
+    context = context_of(ops.store, row, now)
+    views = [] if context is None else next_view(context, count)
     if as_json:
-        print_json([iso(fire) for fire, _ in fires])
+        print_json(views)
         return
-    schedule = schedule_of(row)
-    several = schedule is not None and len(schedule.specs) > 1
-    for fire, index in fires:
-        if several:
-            assert schedule is not None
-            click.echo(f"{iso(fire)}  #{index + 1} {schedule.specs[index].written}")
-        else:
-            click.echo(iso(fire))
+    specs = context.schedule.specs if context is not None else ()
+    for view in views:
+        line = view["time"]
+        if len(specs) > 1 and view["spec"] is not None:
+            line += f"  #{view['spec'] + 1} {specs[view['spec']].written}"
+        excluded = view["excluded"]
+        if excluded is not None:
+            line += (
+                f"  {excluded['reason']}"
+                if excluded["kind"] == "more"
+                else (f"  excluded: {excluded['reason']}")
+            )
+        click.echo(line)
+
+
+@deployments_group.command("explain")
+@config_option
+@click.argument("name", shell_complete=complete_deployments)
+@fires_option
+@json_option
+@reports_errors
+def deployments_explain(config: Path | None, name: str, count: int, as_json: bool) -> None:
+    """Why it fired or not: the last decisions with their reasons (fired, skipped by the
+    overlap policy, missed, excluded by a calendar, a maintenance window or a pause), and
+    the next fires with anything that will stop them.
+
+    \b
+    Example:
+      gnomon deployments explain nightly-report
+    """
+    from gnomon.control import context_of, explain_view
+
+    ops = operations()
+    row = ops.deployment(name)
+    context = context_of(ops.store, row, datetime.now(UTC))
+    if context is None:
+        raise OperationFailed(f"deployment {name!r} has a stored schedule gnomon cannot read")
+    view = explain_view(ops.store, context, count)
+    if as_json:
+        print_json(view)
+        return
+    click.echo(f"{view['deployment']}: {view['schedule']}")
+    for note in view["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo("last decisions (newest first):")
+    if not view["decisions"]:
+        click.echo("  none")
+    for decision in view["decisions"]:
+        run = f" run {decision['run_id'][:8]} {decision['state']}" if decision["run_id"] else ""
+        reason = f": {decision['reason']}" if decision["reason"] else ""
+        click.echo(f"  {decision['time']}  {decision['decision']}{run}{reason}")
+    click.echo("next fires:")
+    if not view["next"]:
+        click.echo("  none")
+    for fire in view["next"]:
+        found = fire["blockers"]
+        said = "; ".join(blocker["reason"] for blocker in found) if found else "fires"
+        click.echo(f"  {fire['time']}  {said}")
 
 
 @deployments_group.command("validate")

@@ -27,6 +27,14 @@ if TYPE_CHECKING:
         find_artifacts,
         progress_percent,
     )
+    from gnomon.control._explain import (
+        BLOCKERS,
+        Blocker,
+        FireContext,
+        context_of,
+        explain_view,
+        next_view,
+    )
     from gnomon.control._inputs import (
         MAX_BREACHES,
         MAX_COUNT,
@@ -42,10 +50,18 @@ if TYPE_CHECKING:
         parse_seconds,
         parse_since,
         parse_triggers,
+        parse_window,
         run_cursor_text,
         token_access,
     )
     from gnomon.control._listing import RunFilters, runs_page
+    from gnomon.control._maintenance import (
+        add_window,
+        current_windows,
+        list_windows,
+        remove_window,
+        window_view,
+    )
     from gnomon.control._operations import (
         MAX_LIMIT,
         Conflict,
@@ -83,6 +99,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "BLOCKERS",
     "MAX_ARTIFACTS",
     "MAX_BREACHES",
     "MAX_COUNT",
@@ -90,8 +107,10 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_PARAMETERS_BYTES",
     "RUN_ARTIFACTS",
+    "Blocker",
     "Conflict",
     "FastOperations",
+    "FireContext",
     "InvalidParameters",
     "Operations",
     "ReloadNotAnswered",
@@ -99,6 +118,7 @@ __all__ = [
     "RunFilters",
     "UnknownName",
     "VariableOperations",
+    "add_window",
     "artifact_table",
     "artifact_view",
     "audit_view",
@@ -107,17 +127,22 @@ __all__ = [
     "check_name",
     "check_parameters",
     "check_run_id",
+    "context_of",
+    "current_windows",
     "deployment_detail",
     "deployment_view",
+    "explain_view",
     "find_artifacts",
     "fire_clock",
     "firing_from",
     "hash_token",
     "iso",
+    "list_windows",
     "local_text",
     "log_view",
     "next_fires",
     "next_fires_by_spec",
+    "next_view",
     "parse_expiry",
     "parse_level",
     "parse_pause_end",
@@ -126,7 +151,9 @@ __all__ = [
     "parse_seconds",
     "parse_since",
     "parse_triggers",
+    "parse_window",
     "progress_percent",
+    "remove_window",
     "run_cursor_text",
     "run_detail",
     "run_listing_view",
@@ -139,9 +166,22 @@ __all__ = [
     "token_access",
     "token_view",
     "variable_view",
+    "window_view",
 ]
 
 _WHERE = {
+    "BLOCKERS": "gnomon.control._explain",
+    "Blocker": "gnomon.control._explain",
+    "FireContext": "gnomon.control._explain",
+    "context_of": "gnomon.control._explain",
+    "explain_view": "gnomon.control._explain",
+    "next_view": "gnomon.control._explain",
+    "add_window": "gnomon.control._maintenance",
+    "list_windows": "gnomon.control._maintenance",
+    "current_windows": "gnomon.control._maintenance",
+    "remove_window": "gnomon.control._maintenance",
+    "window_view": "gnomon.control._maintenance",
+    "parse_window": "gnomon.control._inputs",
     "MAX_ARTIFACTS": "gnomon.control._artifacts",
     "RUN_ARTIFACTS": "gnomon.control._views",
     "artifact_view": "gnomon.control._views",

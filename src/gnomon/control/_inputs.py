@@ -137,6 +137,32 @@ def parse_pause_end(
     return end
 
 
+def parse_window(
+    start: str | None, end: str | None, duration: str | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """A maintenance window's span as aware UTC datetimes: from ``start`` (an ISO 8601
+    time, one without an offset in this machine's local zone; None: ``now``) until
+    ``end`` (such a time) or for ``duration`` ("2h", "PT30M"). It must end in the future
+    and after it starts."""
+    if (end is None) == (duration is None):
+        raise InvalidInput("give the window's end (--end) or its length (--for), one of them")
+    first = now if start is None else _local_time(start, "start")
+    if duration is not None:
+        last = first + _pause_duration(duration, "for")
+    else:
+        assert end is not None
+        last = _local_time(end, "end")
+    try:
+        first, last = first.astimezone(UTC), last.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("the window reaches past the year 9999 in UTC") from None
+    if last <= first:
+        raise InvalidInput(f"end {local_text(last)} is not after start {local_text(first)}")
+    if last <= now:
+        raise InvalidInput(f"end {local_text(last)} has passed (it is now {local_text(now)})")
+    return first, last
+
+
 _YEAR_FIRST = re.compile(r"\s*[0-9]{4}-")
 
 

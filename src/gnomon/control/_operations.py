@@ -358,6 +358,7 @@ class Operations(FastOperations):
         from gnomon._settings import find_config_file
         from gnomon.deployments import (
             CONFIG_SOURCE,
+            config_window_rows,
             load_config,
             record_takeovers,
             sync_deployments,
@@ -378,6 +379,8 @@ class Operations(FastOperations):
                 lock_held=lock is not None,
             )
         record_takeovers(self.store, synced, CONFIG_SOURCE, self.actor)
+        # The file's [[maintenance]] windows too, as a daemon's sync stores them.
+        self.store.sync_config_maintenance(config_window_rows(result.config.maintenance))
         status = ReloadStatus.PARTIAL if problems else ReloadStatus.APPLIED
         detail = {
             "status": status,

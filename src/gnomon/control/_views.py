@@ -16,7 +16,7 @@ from gnomon._secrets import mask, mask_text, secret_values
 from gnomon.states import StateType
 
 if TYPE_CHECKING:
-    from gnomon.scheduling import Schedule, ScheduleSpec
+    from gnomon.scheduling import MaintenanceWindow, Schedule, ScheduleSpec
     from gnomon.store import ControlStore
     from gnomon.store.rows import (
         ArtifactRow,
@@ -42,40 +42,53 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def schedule_of(row: DeploymentRow) -> Schedule | None:
-    """A registered deployment's schedule; None for one stored before a rule refused it (a
-    sub-second interval), which shows as it was written and never fires."""
-    from gnomon.deployments import stored_schedule
+def schedule_of(row: DeploymentRow, windows: Sequence[MaintenanceWindow] = ()) -> Schedule | None:
+    """A registered deployment's schedule, leaving out the maintenance ``windows`` that
+    apply to it; None for one stored before a rule refused it (a sub-second interval),
+    which shows as it was written and never fires."""
+    from gnomon.deployments import stored_schedule, windows_for
     from gnomon.scheduling import ScheduleError
 
     try:
-        return stored_schedule(row)
+        schedule = stored_schedule(row)
     except ScheduleError:
         return None
+    return schedule.with_windows(windows_for(windows, row.name, row.tags or ()))
 
 
-def next_fires(row: DeploymentRow, after: datetime, count: int) -> list[datetime]:
+def next_fires(
+    row: DeploymentRow,
+    after: datetime,
+    count: int,
+    windows: Sequence[MaintenanceWindow] = (),
+) -> list[datetime]:
     """When its next ``count`` fires after ``after`` are due (nominal time plus the jitter
-    offset), counted from its last fire if that is later."""
-    return [due for due, _ in next_fires_by_spec(row, after, count)]
+    offset), counted from its last fire if that is later; its calendars' and the
+    ``windows``' times left out."""
+    return [due for due, _ in next_fires_by_spec(row, after, count, windows)]
 
 
 def next_fires_by_spec(
-    row: DeploymentRow, after: datetime, count: int
+    row: DeploymentRow,
+    after: datetime,
+    count: int,
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> list[tuple[datetime, int]]:
     """``next_fires`` with the index of the spec each fire is of (the first listed that
     produces its time)."""
-    schedule = schedule_of(row)
+    schedule = schedule_of(row, windows)
     if schedule is None:
         return []
     last = row.last_fire
     return schedule.next_fires_by_spec(max(after, last) if last else after, count)
 
 
-def fire_clock(row: DeploymentRow) -> Callable[[datetime, int], list[datetime]]:
+def fire_clock(
+    row: DeploymentRow, windows: Sequence[MaintenanceWindow] = ()
+) -> Callable[[datetime, int], list[datetime]]:
     """``next_fires`` of ``row`` with its schedule built once: for a caller asking about
     many spans (the overview's timeline asks bin by bin)."""
-    schedule = schedule_of(row)
+    schedule = schedule_of(row, windows)
     last = row.last_fire
 
     def fires(after: datetime, count: int) -> list[datetime]:
@@ -99,7 +112,10 @@ def firing_from(row: DeploymentRow, now: datetime) -> datetime | None:
 
 
 def deployment_view(
-    row: DeploymentRow, now: datetime, recent: list[RecentRun] | None = None
+    row: DeploymentRow,
+    now: datetime,
+    recent: list[RecentRun] | None = None,
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> View:
     """A deployment as listed: schedule (and in words), zone, pause (and until when), next
     fire (after the pause, for one that ends by itself), last runs, and its source (the
@@ -109,7 +125,7 @@ def deployment_view(
     paused = bool(row.paused)
     schedule = schedule_of(row)
     start = firing_from(row, now)
-    fires = [] if start is None else next_fires(row, start, 1)
+    fires = [] if start is None else next_fires(row, start, 1, windows)
     view: View = {
         "name": row.name,
         "flow": row.flow,
@@ -145,16 +161,17 @@ def deployment_detail(
     recent: list[RecentRun],
     count: int = 5,
     breaches: Sequence[BreachRow] = (),
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> View:
     """Everything about one deployment: the listed fields, its schedule's specs and
     bounds, parameters, policies, next fires and the spec each is of (none while paused
     until resumed; after its end, for a pause that ends by itself), and its open
     ``breaches`` of deadlines and freshness."""
-    view = deployment_view(row, now, recent)
+    view = deployment_view(row, now, recent, windows)
     view["open_breaches"] = [breach_view(breach) for breach in breaches]
     schedule = schedule_of(row)
     start = firing_from(row, now)
-    upcoming = [] if start is None else next_fires_by_spec(row, start, count)
+    upcoming = [] if start is None else next_fires_by_spec(row, start, count, windows)
     window = schedule.window if schedule is not None else None
     view.update(
         parameters=mask(row.parameters or {}),

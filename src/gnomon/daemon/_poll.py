@@ -1,6 +1,6 @@
 """What other processes change in the store, applied by the daemon: pauses (with when they
-end) and resumes, manual runs and retries, and cancellations, made through the CLI or the
-HTTP API.
+end) and resumes, manual runs and retries, cancellations, and maintenance windows, made
+through the CLI or the HTTP API.
 
 The store is the channel (see ``gnomon.control._operations``). The daemon polls it once a
 second, and at once when the CLI sends SIGUSR1 after a change; each poll first checks that
@@ -22,10 +22,14 @@ if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
     from gnomon.daemon._tracking import Decision
     from gnomon.store import Store
+    from gnomon.store.rows import MaintenanceRow
 
 log = logging.getLogger("gnomon.daemon")
 
 POLL_OVERLAP = timedelta(seconds=5)
+# Windows that ended longer ago than this no longer matter to the daemon: a catch-up after
+# a longer downtime runs fires such a window held (but see the catch-up policy's limits).
+WINDOWS_LOOKBACK = timedelta(days=31)
 
 
 class StorePoll:
@@ -36,6 +40,7 @@ class StorePoll:
         self.scheduler = scheduler
         self._polled_at = now
         self.file_guard = StoreFileGuard(store)
+        self._windows: list[MaintenanceRow] | None = None
 
     def poll(self, now: datetime) -> list[Decision]:
         """Apply pauses, cancellations and requested runs; returns the runs' decisions.
@@ -69,9 +74,26 @@ class StorePoll:
             decision = self.scheduler.resume(run, now)
             if decision is not None:
                 decisions.append(decision)
+        self.poll_windows(now)
         for flow_run_id in self.store.fail_expired_suspensions(now):
             log.warning(
                 "suspended run failed: it was not resumed before its pause timed out",
                 extra={"flow_run_id": flow_run_id, "event_kind": "pause_expired"},
             )
         return decisions
+
+    def poll_windows(self, now: datetime) -> None:
+        """Hand the scheduler the maintenance windows if they changed since the last look
+        (one indexed read: windows are few)."""
+        from gnomon.deployments import stored_window
+
+        rows = self.store.read_maintenance(ending_after=now - WINDOWS_LOOKBACK)
+        if rows == self._windows:
+            return
+        self._windows = rows
+        self.scheduler.set_windows([stored_window(row) for row in rows], now)
+        log.info(
+            "maintenance windows: %d",
+            len(rows),
+            extra={"event_kind": "maintenance_windows", "windows": [row.id for row in rows]},
+        )

@@ -38,11 +38,12 @@ from gnomon.daemon._tracking import (
     overlap_refusal,
     run_row,
 )
-from gnomon.deployments import Deployment, Overlap
+from gnomon.deployments import Deployment, Overlap, windows_for
 from gnomon.states import FAILED_TYPES, StateName, StateType, is_failed
 from gnomon.store import SCHEDULED_CAUSES, RunCause, resumes_from
 
 if TYPE_CHECKING:
+    from gnomon.scheduling import MaintenanceWindow
     from gnomon.store import ScheduleStore
     from gnomon.store.rows import FlowRunRow, NewFlowRun, ScheduleState
 
@@ -79,6 +80,9 @@ class Scheduler:
         self._unrecorded_since: datetime | None = None
         # Paused deployments whose pause ends by itself, by name: when it ends.
         self._pause_ends: dict[str, datetime] = {}
+        # Every maintenance window (the config's and the operators'): each deployment's
+        # schedule leaves out the times of those that apply to it.
+        self._windows: tuple[MaintenanceWindow, ...] = ()
         self._lock = threading.Lock()
 
     # Deployments.
@@ -94,7 +98,9 @@ class Scheduler:
             row = rows[deployment.name]
             previous = self._slots.get(deployment.name)
             try:
-                schedule = deployment.timing(row.anchor)
+                schedule = deployment.timing(row.anchor).with_windows(
+                    windows_for(self._windows, deployment.name, deployment.tags)
+                )
             except Exception as error:  # bad input never stops the other deployments
                 log.error(
                     "deployment %r not scheduled: %s: %s",
@@ -133,6 +139,18 @@ class Scheduler:
 
     def deployment(self, name: str) -> Slot | None:
         return self._slots.get(name)
+
+    def set_windows(self, windows: Sequence[MaintenanceWindow], now: datetime) -> None:
+        """Use these maintenance windows from now on: each deployment's schedule leaves out
+        the times of those that apply to it, and a fire planned inside one is planned
+        again. A run already running when a window starts goes on: windows stop fires."""
+        self._windows = tuple(windows)
+        for slot in self._slots.values():
+            deployment = slot.deployment
+            slot.trigger = slot.trigger.with_windows(
+                windows_for(self._windows, deployment.name, deployment.tags)
+            )
+        self._timer.plan(self._slots, now)
 
     def slots(self) -> dict[str, Slot]:
         return dict(self._slots)

@@ -363,6 +363,7 @@ class Daemon:
                 },
             )
         record_takeovers(self.store, result, source, DAEMON_ACTOR)
+        self._sync_windows(now)
         synced = [each for each in self.config.deployments if each.name not in result.refused]
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(synced, rows)
@@ -379,6 +380,17 @@ class Daemon:
             },
         )
         return result
+
+    def _sync_windows(self, now: datetime) -> None:
+        """Store the config's [[maintenance]] windows (a served daemon has none of its
+        own: it leaves the config's as they are), and give the scheduler every window."""
+        from gnomon.daemon._poll import WINDOWS_LOOKBACK
+        from gnomon.deployments import config_window_rows, stored_window
+
+        if self.served is None:
+            self.store.sync_config_maintenance(config_window_rows(self.config.maintenance))
+        rows = self.store.read_maintenance(ending_after=now - WINDOWS_LOOKBACK)
+        self.scheduler.set_windows([stored_window(row) for row in rows], now)
 
     def _source(self) -> str:
         """Where this daemon's deployments come from: the config file, or a script."""

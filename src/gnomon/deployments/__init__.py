@@ -2,10 +2,10 @@
 its deployments into the store.
 
 ``load_config()`` reads the TOML config (``[daemon]``, ``[[deployments]]``, ``[[notify]]``,
-``include``) and returns the valid deployments and notification targets with every problem
-found; ``sync_deployments()`` registers the deployments in the store, which keeps anchors,
-fire times and pause flags across restarts; ``request_problems()`` checks a run request's
-parameters against a deployment's.
+``[[calendars]]``, ``[[maintenance]]``, ``include``) and returns the valid deployments and
+notification targets with every problem found; ``sync_deployments()`` registers the
+deployments in the store, which keeps anchors, fire times and pause flags across restarts;
+``request_problems()`` checks a run request's parameters against a deployment's.
 
 This is what other packages may use; the modules behind it are private. A name's module is
 imported when the name is first asked for.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from gnomon.deployments._calendars import config_window_rows, stored_window, windows_for
     from gnomon.deployments._load import (
         ConfigProblem,
         LoadResult,
@@ -74,6 +75,7 @@ __all__ = [
     "Policies",
     "SyncResult",
     "compare",
+    "config_window_rows",
     "definition",
     "deployments_toml",
     "describe_source",
@@ -86,8 +88,10 @@ __all__ = [
     "release_deployment",
     "request_problems",
     "stored_schedule",
+    "stored_window",
     "sync_deployments",
     "takeover_message",
+    "windows_for",
 ]
 
 _WHERE = {
@@ -108,6 +112,9 @@ _WHERE = {
     "Policies": "gnomon.deployments._models",
     "SyncResult": "gnomon.deployments._sync",
     "compare": "gnomon.deployments._sync",
+    "config_window_rows": "gnomon.deployments._calendars",
+    "stored_window": "gnomon.deployments._calendars",
+    "windows_for": "gnomon.deployments._calendars",
     "definition": "gnomon.deployments._sync",
     "deployments_toml": "gnomon.deployments._toml",
     "describe_source": "gnomon.deployments._sync",

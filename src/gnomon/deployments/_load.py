@@ -24,6 +24,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gnomon._settings import Settings, find_config_file
+from gnomon.deployments._calendars import (
+    CALENDARS_CONTEXT,
+    CalendarEntry,
+    MaintenanceEntry,
+    resolve_calendars,
+)
 from gnomon.deployments._flowcheck import FlowCheck, FlowChecker
 from gnomon.deployments._models import (
     DaemonConfig,
@@ -33,8 +39,9 @@ from gnomon.deployments._models import (
     resolve_entrypoint,
 )
 from gnomon.exceptions import ConfigError
+from gnomon.scheduling import Calendar, MaintenanceWindow, ScheduleError
 
-MAIN_KEYS = ("daemon", "deployments", "notify", "include")
+MAIN_KEYS = ("daemon", "deployments", "notify", "include", "calendars", "maintenance")
 SETTINGS_KEYS = tuple(Settings.model_fields)  # engine settings, read by gnomon._settings
 SECRET_URL = (
     "a webhook URL is a secret and never belongs in the config: set url_env to the name "
@@ -69,12 +76,16 @@ class ConfigProblem:
     notify: str | None = None  # the [[notify]] target's name, for a problem in one
     # A deployment's problem that still affects others (two deployments with one name).
     shared: bool = False
+    # The [[calendars]] or [[maintenance]] entry's name, for a problem in one.
+    calendar: str | None = None
+    maintenance: str | None = None
 
     @property
     def confined(self) -> bool:
         """Whether the problem is confined to one deployment, which can keep its last good
-        version while everything else applies (a reload's rule)."""
-        return self.deployment is not None and not self.shared
+        version while everything else applies (a reload's rule). A calendar's is: each
+        deployment that names it has a problem of its own."""
+        return (self.deployment is not None and not self.shared) or self.calendar is not None
 
     def __str__(self) -> str:
         parts = []
@@ -84,6 +95,10 @@ class ConfigProblem:
             parts.append(f"deployment {_render(self.deployment)}")
         if self.notify is not None:
             parts.append(f"notify {_render(self.notify)}")
+        if self.calendar is not None:
+            parts.append(f"calendar {_render(self.calendar)}")
+        if self.maintenance is not None:
+            parts.append(f"maintenance {_render(self.maintenance)}")
         if self.field is not None:
             value = "" if self.value is None else f" {_render(self.value)}"
             parts.append(f"{self.field}{value}")
@@ -186,9 +201,23 @@ class _Loader:
         value: Any = None,
         notify: str | None = None,
         shared: bool = False,
+        *,
+        calendar: str | None = None,
+        maintenance: str | None = None,
     ) -> None:
         self.problems.append(
-            ConfigProblem(file, deployment, field, value, message, self.root, notify, shared)
+            ConfigProblem(
+                file,
+                deployment,
+                field,
+                value,
+                message,
+                self.root,
+                notify,
+                shared,
+                calendar,
+                maintenance,
+            )
         )
 
     def load(self, path: Path | None) -> LoadResult:
@@ -215,7 +244,8 @@ class _Loader:
         for file in included:
             entries.extend(self._included_entries(file))
         declared = {table["name"] for _, _, table in entries if isinstance(table.get("name"), str)}
-        deployments = self._deployments(entries, daemon)
+        calendars = self._calendars(main, document.get("calendars"))
+        deployments = self._deployments(entries, daemon, calendars)
         schemas: dict[str, dict[str, Any]] = {}
         flows_ok = False
         if checker is not None:
@@ -224,6 +254,9 @@ class _Loader:
             daemon=daemon,
             deployments=tuple(deployments),
             notify=tuple(self._notify_targets(main, document.get("notify"), declared)),
+            maintenance=tuple(
+                self._maintenance(main, document.get("maintenance"), declared, daemon.timezone)
+            ),
             path=main,
             files=(main, *included),
         )
@@ -349,7 +382,80 @@ class _Loader:
                 self.problem(file, message, field=f"deployments[{index}]", value=table)
         return entries
 
-    def _deployments(self, entries: list[_Entry], daemon: DaemonConfig) -> list[Deployment]:
+    def _tables(self, main: Path, tables: Any, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """The tables of ``[[key]]`` in the main file with their names (a nameless window
+        is ``maintenance-1``, ...; a calendar needs one, deployments name it); one that is
+        no table, or repeats a name, is reported."""
+        if tables is None:
+            return []
+        if not isinstance(tables, list):
+            self.problem(main, f"must be an array of tables: write [[{key}]]", field=key)
+            return []
+        named: list[tuple[str, dict[str, Any]]] = []
+        for index, table in enumerate(tables):
+            if not isinstance(table, dict):
+                message = f"must be a table: write [[{key}]]"
+                self.problem(main, message, field=f"{key}[{index}]", value=table)
+                continue
+            entry = table if key == "calendars" else {"name": f"{key}-{index + 1}", **table}
+            name = entry.get("name")
+            name = name if isinstance(name, str) else f"{key}[{index}]"
+            if any(name == seen for seen, _ in named):
+                message = f"another [[{key}]] entry has this name"
+                if key == "calendars":
+                    self.problem(main, message, calendar=name)
+                else:
+                    self.problem(main, message, maintenance=name)
+                continue
+            named.append((name, entry))
+        return named
+
+    def _calendars(self, main: Path, tables: Any) -> dict[str, Calendar | None]:
+        """The ``[[calendars]]`` by name, built; None for one with a problem (reported)."""
+        entries: dict[str, CalendarEntry] = {}
+        broken: dict[str, Calendar | None] = {}
+        for name, table in self._tables(main, tables, "calendars"):
+            try:
+                entries[name] = CalendarEntry.model_validate(table)
+            except ValidationError as error:
+                self._validation_problems(error, CalendarEntry, main, None, "", calendar=name)
+                broken[name] = None
+        built, problems = resolve_calendars(entries, broken)
+        for calendar, field, value, message in problems:
+            self.problem(main, message, None, field, value, calendar=calendar)
+        return {**broken, **built}
+
+    def _maintenance(
+        self, main: Path, tables: Any, deployments: set[str], zone: str
+    ) -> list[MaintenanceWindow]:
+        """The ``[[maintenance]]`` windows; a bad one is reported (and left out)."""
+        windows: list[MaintenanceWindow] = []
+        for name, table in self._tables(main, tables, "maintenance"):
+            before = len(self.problems)
+            try:
+                entry = MaintenanceEntry.model_validate(table)
+            except ValidationError as error:
+                self._validation_problems(error, MaintenanceEntry, main, None, "", maintenance=name)
+                continue
+            for deployment in entry.deployments:
+                if deployment not in deployments:
+                    message = "no deployment has this name"
+                    self.problem(main, message, None, "deployments", deployment, maintenance=name)
+            try:
+                window = entry.window(zone)
+            except ScheduleError as error:
+                self.problem(main, str(error), None, "end", str(entry.end), maintenance=name)
+                continue
+            if len(self.problems) == before:
+                windows.append(window)
+        return windows
+
+    def _deployments(
+        self,
+        entries: list[_Entry],
+        daemon: DaemonConfig,
+        calendars: Mapping[str, Calendar | None] | None = None,
+    ) -> list[Deployment]:
         """The valid deployments; of two with one name, the first declared is kept."""
         declared: dict[str, Path] = {}
         valid = []
@@ -361,13 +467,19 @@ class _Loader:
                 continue
             if name is not None:
                 declared[name] = file
-            deployment = self._deployment(file, index, name, table, daemon)
+            deployment = self._deployment(file, index, name, table, daemon, calendars or {})
             if deployment is not None:
                 valid.append(deployment)
         return valid
 
     def _deployment(
-        self, file: Path, index: int, name: str | None, table: dict[str, Any], daemon: DaemonConfig
+        self,
+        file: Path,
+        index: int,
+        name: str | None,
+        table: dict[str, Any],
+        daemon: DaemonConfig,
+        calendars: Mapping[str, Calendar | None],
     ) -> Deployment | None:
         before = len(self.problems)
         # A nameless entry is pointed at by its place in the file instead.
@@ -378,7 +490,8 @@ class _Loader:
         bad: set[str] = set()
         try:
             deployment = Deployment.model_validate(
-                {**table, "source_file": file}, context={"daemon": daemon}
+                {**table, "source_file": file},
+                context={"daemon": daemon, CALENDARS_CONTEXT: calendars},
             )
         except ValidationError as error:
             bad = self._validation_problems(error, Deployment, file, name, prefix)
@@ -452,6 +565,9 @@ class _Loader:
         deployment: str | None,
         prefix: str,
         notify: str | None = None,
+        *,
+        calendar: str | None = None,
+        maintenance: str | None = None,
     ) -> set[str]:
         """Report pydantic's errors as problems; returns the top-level keys that failed."""
         # Fields the loader sets, which the file must not; never suggested for a typo.
@@ -467,7 +583,16 @@ class _Loader:
                 message, value = "required key is missing", None
             else:
                 message = detail["msg"].removeprefix("Value error, ")
-            self.problem(file, message, deployment, field, value, notify)
+            self.problem(
+                file,
+                message,
+                deployment,
+                field,
+                value,
+                notify,
+                calendar=calendar,
+                maintenance=maintenance,
+            )
             if loc:
                 bad.add(str(loc[0]))
         return bad

@@ -28,6 +28,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    InstanceOf,
     SecretStr,
     StrictBool,
     StrictInt,
@@ -38,6 +39,7 @@ from pydantic import (
 
 from gnomon._files import refuse_empty_path
 from gnomon._names import NAME_RULE, is_name
+from gnomon.deployments._calendars import CalendarNames
 from gnomon.deployments._specs import (
     CHECK_ANCHOR,
     BoundValue,
@@ -52,6 +54,8 @@ from gnomon.deployments._specs import (
     spec_document,
 )
 from gnomon.scheduling import (
+    Exclusions,
+    MaintenanceWindow,
     Schedule,
     ScheduleError,
     ScheduleKind,
@@ -393,6 +397,9 @@ class Deployment(Policies):
     active_from: BoundValue = None
     active_until: BoundValue = None
     dst: DstChoice = None  # for cron and rrule specs that state none
+    # [[calendars]] by name: days whose fires do not run / the only days whose fires do.
+    exclude: CalendarNames = ()
+    only: CalendarNames = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -530,7 +537,7 @@ class Deployment(Policies):
         (``Schedule.from_document``'s form); None for a lone ``cron`` or ``interval``
         without bounds or DST choices, which those two columns say in full."""
         plain = self.active_from is None and self.active_until is None and self.dst is None
-        if self.schedules is None and plain:
+        if self.schedules is None and plain and not (self.exclude or self.only):
             return None
         specs = [
             spec_document(
@@ -544,7 +551,12 @@ class Deployment(Policies):
             )
             for spec in self.specs
         ]
-        return {"specs": specs, **bounds_document(self.active_from, self.active_until)}
+        calendars = Exclusions(self.timezone, self.exclude, self.only).document()
+        return {
+            "specs": specs,
+            **bounds_document(self.active_from, self.active_until),
+            **calendars,
+        }
 
     def timing(self, anchor: datetime | None = None) -> Schedule:
         """The schedule; an interval (or an rrule without DTSTART) that the file gives no
@@ -678,5 +690,6 @@ class GnomonConfig(BaseModel):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     deployments: tuple[Deployment, ...] = ()
     notify: tuple[NotifyTarget, ...] = ()
+    maintenance: tuple[InstanceOf[MaintenanceWindow], ...] = ()  # the [[maintenance]] windows
     path: Path | None = None  # the main config file; None when there was none
     files: tuple[Path, ...] = ()  # the main file, then the included ones

@@ -64,6 +64,9 @@ def _schedule_table(deployment: Deployment) -> dict[str, Any]:
         table[deployment.schedule_kind] = deployment.schedule
     if deployment.timezone != "UTC":
         table["timezone"] = deployment.timezone
+    for key in ("exclude", "only"):  # the calendars by name: their [[calendars]] say the rest
+        if getattr(deployment, key):
+            table[key] = [calendar.name for calendar in getattr(deployment, key)]
     return _stated(deployment, table)
 
 

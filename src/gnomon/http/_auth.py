@@ -64,6 +64,8 @@ OPERATE_PATHS = re.compile(
     r"/api/v1/(?:(?:deployments/[^/]+/)?(?:pause|resume)|deployments/[^/]+/runs"
     r"|runs/[^/]+/(?:cancel|retry|resume))"
 )
+# Maintenance windows, which an operator adds and removes (POST, DELETE) like a pause.
+OPERATE_WINDOWS = re.compile(r"/api/v1/maintenance(?:/[0-9]+)?")
 NOT_LOOPBACK = (
     "this server serves without authentication (api_auth = false), so only at a loopback"
     " address: 127.0.0.1, [::1] or localhost"
@@ -203,6 +205,8 @@ def required_access(method: str, path: str) -> TokenAccess:
     if method in READ_METHODS:
         return TokenAccess.READ
     if method == "POST" and OPERATE_PATHS.fullmatch(path):
+        return TokenAccess.OPERATE
+    if method in ("POST", "DELETE") and OPERATE_WINDOWS.fullmatch(path):
         return TokenAccess.OPERATE
     return TokenAccess.ADMIN
 

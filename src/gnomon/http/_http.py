@@ -24,6 +24,7 @@ from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import TokenAuth, is_dashboard_path
 from gnomon.http._dashboard import error_page
 from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
+from gnomon.http._maintenance_routes import router as maintenance_router
 from gnomon.http._pages import add_dashboard
 from gnomon.http._params import ApiError
 from gnomon.http._routes import router
@@ -81,6 +82,7 @@ def create_app(
     app.state.streams = StreamSlots()
     app.include_router(router)
     app.include_router(variable_router)
+    app.include_router(maintenance_router)
     _add_service_routes(app, metrics_render, health)
     sessions = Sessions()
     add_dashboard(app, sessions)

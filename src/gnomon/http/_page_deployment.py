@@ -1,7 +1,8 @@
 """A deployment's page: its schedule (in words and as written, with its zone) and pause
 state, its open breaches of deadlines and freshness and the latest cleared ones, its run
 durations over time, the schedule's recent decisions with their reasons, the next fires,
-its config as loaded (secrets masked) and its audit entries; pause, resume and run now.
+the coming times a calendar, a maintenance window or the pause excludes, with why, its
+config as loaded (secrets masked) and its audit entries; pause, resume and run now.
 
 The decisions are the store's own records, interleaved by time: each fire is a run row
 (a run that fired, or one the daemon recorded Skipped or Missed with the reason in its
@@ -23,8 +24,12 @@ from gnomon.control import (
     MAX_BREACHES,
     UnknownName,
     breach_view,
+    context_of,
+    current_windows,
     deployment_detail,
+    explain_view,
     iso,
+    next_view,
     run_text,
     run_view,
 )
@@ -37,6 +42,8 @@ from gnomon.states import StateName
 from gnomon.store import AuditAction, RunCause
 
 if TYPE_CHECKING:
+    from gnomon.control import FireContext
+    from gnomon.store import ControlStore
     from gnomon.store.rows import AuditEntry, FlowRunRow
 
 CHART_RUNS = SLOTS  # the newest finished runs the chart shows
@@ -93,6 +100,15 @@ def decisions(
     return sorted(found, key=lambda decision: decision.at, reverse=True)[:count]
 
 
+def why_view(store: ControlStore, context: FireContext) -> dict[str, Any]:
+    """What the page's "Coming fires and exclusions" shows (``deployments next`` and
+    ``explain``): the coming times with why each excluded one does not run, the fires
+    excluded lately (no row: derived from calendars, windows and pauses), notes."""
+    explained = explain_view(store, context, UPCOMING)
+    lately = [each for each in explained["decisions"] if each["decision"].startswith("excluded")]
+    return {"coming": next_view(context, UPCOMING), "lately": lately, "notes": explained["notes"]}
+
+
 def add_routes(app: FastAPI) -> None:
     @app.get("/deployments/{name}", include_in_schema=False)
     def deployment_page(request: Request, name: str) -> Response:
@@ -104,16 +120,25 @@ def add_routes(app: FastAPI) -> None:
         entries = store.read_audit(limit=AUDIT_ENTRIES, target=name)
         opened = store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
         cleared = [b for b in store.read_breaches(name, limit=BREACHES) if b.cleared_at]
+        context = context_of(store, row, datetime.now(UTC))
         return page(
             request,
             "deployment.html",
             current="deployments",
-            d=deployment_detail(row, datetime.now(UTC), [], UPCOMING, breaches=opened),
+            d=deployment_detail(
+                row,
+                datetime.now(UTC),
+                [],
+                UPCOMING,
+                breaches=opened,
+                windows=current_windows(store, datetime.now(UTC)),
+            ),
             cleared_breaches=[breach_view(breach) for breach in cleared],
             chart=duration_chart(store.read_finished_runs(name, CHART_RUNS)),
             chart_size=(WIDTH, HEIGHT),
             decisions=decisions(store.read_runs(deployment=name, limit=DECISIONS), entries),
             entries=[audit_entry(entry, {name}) for entry in entries],
+            why=None if context is None else why_view(store, context),
         )
 
     @app.post("/actions/deployments/{name}/run", include_in_schema=False)

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from gnomon.control import (
     MAX_BREACHES,
     Operations,
+    current_windows,
     deployment_view,
     local_text,
     parse_pause_text,
@@ -50,7 +51,8 @@ def add_routes(app: FastAPI) -> None:
         shown = rows[first : first + PAGE]
         recent = store.read_recent_states([row.name for row in shown], RECENT_RUNS)
         now = datetime.now(UTC)
-        views = [deployment_view(row, now, recent.get(row.name, [])) for row in shown]
+        windows = current_windows(store, now)
+        views = [deployment_view(row, now, recent.get(row.name, []), windows) for row in shown]
         breaches: dict[str, list[str]] = {}
         for breach in store.read_breaches(open_only=True, limit=MAX_BREACHES):
             breaches.setdefault(breach.deployment_name, []).append(breach.kind.value)

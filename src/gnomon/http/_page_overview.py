@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from gnomon.control import fire_clock, iso
+from gnomon.control import current_windows, fire_clock, iso
 from gnomon.http._dashboard import page
 from gnomon.http._timeline import (
     DEFAULT_WINDOW,
@@ -166,9 +166,10 @@ def _marks(
             if r.scheduled_for is not None
         ]
         add_counts(marks, span, waiting)
+    windows = current_windows(store, now) if span.end > now else []
     for row in shown:
         if not row.paused and span.end > now:
-            add_fires(marks[row.name], span, now, fire_clock(row))
+            add_fires(marks[row.name], span, now, fire_clock(row, windows))
     return marks
 
 

@@ -21,13 +21,15 @@ from gnomon.control import (
     artifact_view,
     audit_view,
     breach_view,
+    context_of,
+    current_windows,
     deployment_detail,
     deployment_view,
+    explain_view,
     find_artifacts,
     firing_from,
     iso,
     log_view,
-    next_fires,
     parse_expiry,
     parse_pause_end,
     run_cursor_text,
@@ -101,7 +103,8 @@ def list_deployments(store: StoreDep) -> list[dict[str, Any]]:
     rows = store.read_deployments()
     recent = store.read_recent_states([row.name for row in rows], RECENT_RUNS)
     now = datetime.now(UTC)
-    return [deployment_view(row, now, recent.get(row.name, [])) for row in rows]
+    windows = current_windows(store, now)
+    return [deployment_view(row, now, recent.get(row.name, []), windows) for row in rows]
 
 
 @router.get(
@@ -115,7 +118,9 @@ def show_deployment(name: NamePath, ops: Ops) -> dict[str, Any]:
     row = ops.deployment(name)
     recent = ops.store.read_recent_states([name], RECENT_RUNS)[name]
     breaches = ops.store.read_breaches(name, open_only=True, limit=MAX_BREACHES)
-    return deployment_detail(row, datetime.now(UTC), recent, breaches=breaches)
+    now = datetime.now(UTC)
+    windows = current_windows(ops.store, now)
+    return deployment_detail(row, now, recent, breaches=breaches, windows=windows)
 
 
 @router.get(
@@ -131,7 +136,33 @@ def next_fire_times(
     after its end, for a pause that ends by itself)."""
     row = ops.deployment(name)
     now = datetime.now(UTC)
-    return [iso(fire) for fire in next_fires(row, firing_from(row, now) or now, count)]
+    context = context_of(ops.store, row, now)
+    if context is None:
+        return []
+    # Its schedule with the windows that apply: calendars and windows left out (explain
+    # says why); a paused one's from when its pause ends, or as if resumed.
+    start = firing_from(row, now) or now
+    start = max(start, row.last_fire) if row.last_fire else start
+    return [iso(fire) for fire in context.schedule.next_fires(start, count)]
+
+
+@router.get(
+    "/deployments/{name}/explain",
+    response_model=s.Explanation,
+    responses=s.error_responses(404),
+    tags=["deployments"],
+)
+def explain_deployment(
+    name: NamePath, ops: Ops, count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 5
+) -> dict[str, Any]:
+    """Why it fired or not: its last decisions with their reasons (fired, skipped, missed,
+    excluded by a calendar, a maintenance window or a pause), and its next ``count`` fires
+    with what will stop (or may stop) each."""
+    row = ops.deployment(name)
+    context = context_of(ops.store, row, datetime.now(UTC))
+    if context is None:
+        raise ApiError(409, f"deployment {name!r} has a stored schedule gnomon cannot read")
+    return explain_view(ops.store, context, count)
 
 
 @router.post(

@@ -364,3 +364,72 @@ class Health(BaseModel):
     status: Literal["ok", "degraded", "stuck"]
     last_tick_age_seconds: float | None = None
     reason: str | None = None
+
+
+# Maintenance windows and explain.
+
+
+class MaintenanceRequest(Request):
+    """A maintenance window from ``start`` (default: now) until ``end`` or for ``for``
+    (ISO 8601 times, without an offset in the daemon machine's local zone; a duration like
+    "2h"), for the ``deployments`` named or ``tags`` (neither: every deployment)."""
+
+    start: PauseText = None
+    end: PauseText = None
+    for_: PauseText = Field(default=None, alias="for")
+    deployments: Annotated[list[Name], Field(max_length=1000)] = []
+    tags: Annotated[list[Name], Field(max_length=100)] = []
+    reason: Reason = None
+
+
+class MaintenanceWindow(BaseModel):
+    """A window; ``state`` upcoming, active or past; ``source`` operator (added by the CLI
+    or the API) or config (a [[maintenance]] entry, ``name`` its name)."""
+
+    id: int
+    start: str | None
+    end: str | None
+    state: Literal["upcoming", "active", "past"]
+    reason: str | None
+    deployments: list[str]
+    tags: list[str]
+    source: Literal["operator", "config"]
+    name: str | None
+    created: str | None
+    created_by: str | None
+
+
+class Blocker(BaseModel):
+    """What stops a fire: ``kind`` paused, calendar, maintenance, overlap (or "more" in a
+    listing: the rest of a row of excluded times), ``by`` what or who, ``reason`` in words."""
+
+    kind: str
+    by: str | None
+    reason: str
+
+
+class ComingFire(BaseModel):
+    time: str | None
+    spec: int | None
+    blockers: list[Blocker]
+
+
+class Decision(BaseModel):
+    """A past decision: a run's (fired, skipped, missed, manual, retry) or, with no run,
+    "excluded (calendar|maintenance|paused)" or "none"."""
+
+    time: str | None
+    decision: str
+    reason: str | None
+    run_id: str | None
+    state: str | None
+    trigger: str | None
+
+
+class Explanation(BaseModel):
+    deployment: str
+    now: str | None
+    schedule: str
+    notes: list[str]
+    decisions: list[Decision]
+    next: list[ComingFire]

@@ -5,11 +5,22 @@ times, its active window, the jitter offset, the schedule in words), which the d
 CLI, the API and the dashboard all use. ``CronTrigger`` reads a crontab expression in an
 IANA zone and follows cronie's DST rules (or the spec's ``Dst`` choices); ``RRuleTrigger``
 reads an RFC 5545 rrule the same way; ``IntervalTrigger`` fires every fixed duration from
-an anchor; ``jitter_offset`` spreads deployments that share a schedule. The triggers and
+an anchor; ``jitter_offset`` spreads deployments that share a schedule. ``Calendar`` (named
+sets of days, public holidays among them) and ``MaintenanceWindow`` make ``Exclusions``: the
+fire times a schedule leaves out, and why (``Blocked``). The triggers and
 ``Schedule`` satisfy the ``Trigger`` protocol.
 """
 
 from gnomon.scheduling._base import ScheduleError, Trigger
+from gnomon.scheduling._calendars import (
+    WEEKDAYS,
+    Blocked,
+    BlockKind,
+    Calendar,
+    Exclusions,
+    MaintenanceWindow,
+    weekday_number,
+)
 from gnomon.scheduling._cron import CronTrigger, cron_trigger
 from gnomon.scheduling._durations import format_duration, parse_interval
 from gnomon.scheduling._interval import MIN_INTERVAL, IntervalTrigger, parse_every
@@ -20,9 +31,15 @@ from gnomon.scheduling._wallclock import Dst, RepeatedTimes, SkippedTimes
 
 __all__ = [
     "MIN_INTERVAL",
+    "WEEKDAYS",
+    "BlockKind",
+    "Blocked",
+    "Calendar",
     "CronTrigger",
     "Dst",
+    "Exclusions",
     "IntervalTrigger",
+    "MaintenanceWindow",
     "RRuleTrigger",
     "RepeatedTimes",
     "Schedule",
@@ -38,4 +55,5 @@ __all__ = [
     "parse_every",
     "parse_interval",
     "rrule_trigger",
+    "weekday_number",
 ]

@@ -11,20 +11,26 @@ took a single trigger; ``spec_at`` says which spec a nominal time is the fire of
 
 A time two specs produce fires once, as the fire of the first spec listed that produces it
 (with that spec's parameters).
+
+Its ``exclusions`` (the calendars of the deployment's ``exclude`` and ``only``, and the
+maintenance windows that apply to it) take fire times out: ``next_fire`` skips them, so
+neither the timer nor the catch-up ever decides one; ``upcoming`` lists them with why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any
 
 from gnomon.scheduling._base import ScheduleError, Trigger
+from gnomon.scheduling._calendars import SEARCH_DAYS, Blocked, Exclusions, MaintenanceWindow
 from gnomon.scheduling._cron import cron_trigger
 from gnomon.scheduling._crontab import ALIASES
 from gnomon.scheduling._durations import format_duration
@@ -201,6 +207,8 @@ class Schedule:
     specs: tuple[ScheduleSpec, ...]
     jitter: timedelta = timedelta(0)
     window: Window = field(default_factory=Window)  # the deployment's active_from / active_until
+    # Calendars and maintenance windows whose times do not fire (see _calendars).
+    exclusions: Exclusions = field(default_factory=Exclusions)
     offset: timedelta = field(init=False, compare=False)  # a fire is due this long after
 
     def __post_init__(self) -> None:
@@ -239,24 +247,63 @@ class Schedule:
         zone = timezone or "UTC"
         specs = tuple(_spec(table, zone, anchor) for table in document.get("specs", ()))
         window = Window.of(document.get("active_from"), document.get("active_until"), zone)
-        return cls(owner, specs, jitter, window)
+        try:
+            exclusions = Exclusions.from_document(document, zone)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ScheduleError(f"stored calendars are unreadable: {error}") from None
+        return cls(owner, specs, jitter, window, exclusions)
+
+    def with_windows(self, windows: Sequence[MaintenanceWindow]) -> Schedule:
+        """This schedule with these maintenance windows (those that apply to it) left out."""
+        exclusions = self.exclusions.with_windows(windows)
+        if exclusions == self.exclusions:
+            return self
+        return dataclasses.replace(self, exclusions=exclusions)
 
     def next_fire(self, after: datetime) -> datetime | None:
-        """The first nominal fire time strictly after ``after``, of any spec, in UTC; None if
-        none fires again.
+        """The first nominal fire time strictly after ``after``, of any spec, in UTC, that
+        its exclusions leave in; None if none fires again.
 
         In UTC because arithmetic and comparisons on a zone's wall time ignore ``fold``: a
         cron fire in the hour a fall-back repeats (01:20 the second time, fold=1) plus a
         jitter offset, even of zero, would be the first 01:20, an hour early."""
-        if len(self.specs) == 1:  # most deployments; the daemon asks per fire
+        if len(self.specs) == 1 and not self.exclusions:  # most; the daemon asks per fire
             fire = self.window.holds(self.specs[0].next_fire(self.window.clamp(after)))
             return fire if fire is None or self._dues(fire) else None
         found = self.next_fire_spec(after)
         return None if found is None else found[0]
 
     def next_fire_spec(self, after: datetime) -> tuple[datetime, int] | None:
-        """The next nominal fire time (UTC) and the index of the spec it is the fire of:
-        the first listed of those that produce it."""
+        """The next nominal fire time (UTC) its exclusions leave in, and the index of the
+        spec it is the fire of: the first listed of those that produce it."""
+        found = self._next_any(after)
+        if not self.exclusions:
+            return found
+        while found is not None:
+            reopens = self.exclusions.reopens(found[0])
+            if reopens is None:
+                return found
+            if reopens - found[0] > timedelta(days=SEARCH_DAYS):
+                return None  # every day excluded for years: no more fires
+            found = self._next_any(reopens)
+        return None
+
+    def blocked(self, nominal: datetime) -> Blocked | None:
+        """Why the fire at ``nominal`` is left out (a calendar, a maintenance window), or
+        None if it fires."""
+        return self.exclusions.blocked(nominal) if self.exclusions else None
+
+    def upcoming(self, after: datetime) -> Iterator[tuple[datetime, int, Blocked | None]]:
+        """The fire times after ``after`` as the specs produce them, the excluded ones
+        included: (due time, spec index, why it is left out or None), endless unless the
+        schedule ends (take what you need)."""
+        found = self._next_any(after)
+        while found is not None:
+            yield found[0] + self.offset, found[1], self.blocked(found[0])
+            found = self._next_any(found[0])
+
+    def _next_any(self, after: datetime) -> tuple[datetime, int] | None:
+        """``next_fire_spec`` before the exclusions."""
         after = self.window.clamp(after)
         best: tuple[datetime, int] | None = None
         for index, spec in enumerate(self.specs):
@@ -320,10 +367,16 @@ class Schedule:
         return zones.pop() if len(zones) == 1 else None
 
     def describe(self) -> str:
-        """The schedule in words, its specs joined by "; ", then its window."""
+        """The schedule in words, its specs joined by "; ", then its window and calendars."""
         words = "; ".join(spec.describe() for spec in self.specs)
-        window = self.window.describe()
-        return f"{words} ({window})" if window else words
+        bounds = [self.window.describe()]
+        exclusions = self.exclusions
+        if exclusions.exclude:
+            bounds.append("except " + ", ".join(c.name for c in exclusions.exclude))
+        if exclusions.only:
+            bounds.append("only on " + ", ".join(c.name for c in exclusions.only))
+        shown = "; ".join(bound for bound in bounds if bound)
+        return f"{words} ({shown})" if shown else words
 
 
 def _spec(table: Mapping[str, Any], timezone: str, anchor: datetime | None) -> ScheduleSpec:

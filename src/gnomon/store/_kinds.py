@@ -67,6 +67,15 @@ class AuditAction(enum.StrEnum):
     SECRET_SET = "secret-set"  # a secret created or overwritten (never its value)
     SECRET_RM = "secret-rm"
     SECRET_ROTATE = "secret-rotate"  # every secret encrypted again with the key file's first key
+    MAINTENANCE_ADD = "maintenance-add"  # an ad-hoc maintenance window added
+    MAINTENANCE_RM = "maintenance-rm"  # ... removed (its span and reason kept in the detail)
+
+
+class MaintenanceSource(enum.StrEnum):
+    """Where a maintenance window comes from (``maintenance_windows.source``)."""
+
+    OPERATOR = "operator"  # `gnomon maintenance add`, the API: removed the same way
+    CONFIG = "config"  # a [[maintenance]] entry, as the daemon's sync last wrote it
 
 
 class TokenAccess(enum.StrEnum):

@@ -45,6 +45,7 @@ from gnomon.store._codecs import as_utc, aware, utc_text, utcnow
 from gnomon.store._kinds import (
     AuditAction,
     BreachKind,
+    MaintenanceSource,
     Origin,
     ReloadStatus,
     RunCause,
@@ -502,6 +503,28 @@ breaches = Table(
     Index("ix_breaches_cleared_at", "cleared_at"),
 )
 
+# Maintenance windows: [starts_at, ends_at) in which the deployments named (``deployments``)
+# or tagged (``tags``), or all if neither, do not fire. ``source``: "operator" for one
+# `gnomon maintenance add` or the API added (removed the same way, each audited), "config"
+# for a [[maintenance]] entry, which the daemon's sync keeps as the file says (``name``:
+# the entry's). Past windows stay, for `maintenance ls --all`.
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("reason", Text),
+    _json("deployments", "list[str]"),
+    _json("tags", "list[str]"),
+    _enum("source", 16, MaintenanceSource, nullable=False),
+    Column("name", String(100)),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("created_by", Text),
+    # The windows not over yet (what the daemon and `maintenance ls` read).
+    Index("ix_maintenance_windows_ends_at", "ends_at"),
+)
+
 # A run's final state types (``gnomon.states.FINAL_TYPES``), as stored.
 FINAL_STATE_TYPES = tuple(sorted(str(state_type) for state_type in FINAL_TYPES))
 
@@ -587,6 +610,7 @@ ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
     "ConcurrencyLimitRow": concurrency_limits,
     "BreachRow": breaches,
     "WatchedRun": WATCHED_RUN,
+    "MaintenanceRow": maintenance_windows,
 }
 
 # What the store's writes take, by the name of their ``TypedDict`` in ``gnomon.store.rows``:
@@ -599,5 +623,6 @@ NEW_ROWS: dict[str, Table] = {
     "NewLog": run_logs,
     "NewArtifact": artifacts,
     "NewBreach": breaches,
+    "NewMaintenance": maintenance_windows,
 }
 CHANGES: dict[str, Table] = {"FlowRunChanges": flow_runs}

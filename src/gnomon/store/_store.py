@@ -17,6 +17,7 @@ from gnomon.store._artifacts import ArtifactQueries
 from gnomon.store._breaches import BreachQueries
 from gnomon.store._control import ControlQueries
 from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sqlite_path
+from gnomon.store._maintenance import MaintenanceQueries
 from gnomon.store._overview import OverviewQueries
 from gnomon.store._pauses import PauseQueries
 from gnomon.store._queries import Row
@@ -44,6 +45,7 @@ class Store(
     VariableQueries,
     PauseQueries,
     BreachQueries,
+    MaintenanceQueries,
 ):
     """One database: its engine, its batched writer, and the queries over it.
 

@@ -63,10 +63,12 @@ if TYPE_CHECKING:
         FlowRunChanges,
         FlowRunRow,
         LogRow,
+        MaintenanceRow,
         NewArtifact,
         NewBreach,
         NewFlowRun,
         NewLog,
+        NewMaintenance,
         NewState,
         NewTaskRun,
         PauseChange,
@@ -349,6 +351,14 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
     def read_last_successes(self, names: Sequence[str]) -> dict[str, datetime]:
         """By deployment of ``names``: when its newest completed run ended."""
 
+    # Maintenance windows (the daemon's poll and config sync).
+
+    def read_maintenance(self, ending_after: datetime | None = None) -> list[MaintenanceRow]:
+        """The windows that end after ``ending_after`` (every one if None), by start."""
+
+    def sync_config_maintenance(self, rows: Sequence[NewMaintenance]) -> bool:
+        """Make the config's windows these; whether anything changed."""
+
     def read_deployment(self, name: str) -> DeploymentRow | None:
         """The deployment row ``name`` (active or removed from the config), or None."""
 
@@ -597,3 +607,20 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
     ) -> list[BreachRow]:
         """Breaches newest first: a deployment's or everyone's, only the open ones if
         ``open_only``; at most ``limit``."""
+
+    # Maintenance windows.
+
+    def add_maintenance(self, row: NewMaintenance, actor: Actor) -> MaintenanceRow:
+        """Add an operator's window, audited in the same transaction; the row added."""
+
+    def sync_config_maintenance(self, rows: Sequence[NewMaintenance]) -> bool:
+        """Make the config's windows these (`deployments apply`); whether anything changed."""
+
+    def remove_maintenance(
+        self, window_id: int, actor: Actor, reason: str | None = None
+    ) -> MaintenanceRow | None:
+        """Remove an operator's window, audited; None if there was none (a config window
+        is returned as it is, not removed)."""
+
+    def read_maintenance(self, ending_after: datetime | None = None) -> list[MaintenanceRow]:
+        """The windows that end after ``ending_after`` (every one if None), by start."""

@@ -16,7 +16,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon.states import StateType
-from gnomon.store._kinds import AuditAction, BreachKind, Origin, ReloadStatus, RunCause, TokenAccess
+from gnomon.store._kinds import (
+    AuditAction,
+    BreachKind,
+    MaintenanceSource,
+    Origin,
+    ReloadStatus,
+    RunCause,
+    TokenAccess,
+)
 from gnomon.store._row import StoreRow
 
 __all__ = [
@@ -29,6 +37,7 @@ __all__ = [
     "DeploymentRow",
     "FlowRunRow",
     "LogRow",
+    "MaintenanceRow",
     "PauseChange",
     "RecentRun",
     "ReloadRequest",
@@ -1105,6 +1114,60 @@ class WatchedRun(StoreRow):
         set_(self, "end_time", end_time)
 
 
+class MaintenanceRow(StoreRow):
+    """A row of ``maintenance_windows``."""
+
+    __match_args__ = (
+        "id",
+        "starts_at",
+        "ends_at",
+        "reason",
+        "deployments",
+        "tags",
+        "source",
+        "name",
+        "created",
+        "created_by",
+    )
+    __slots__ = __match_args__
+
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None
+    deployments: list[str] | None
+    tags: list[str] | None
+    source: MaintenanceSource
+    name: str | None
+    created: datetime
+    created_by: str | None
+
+    def __init__(
+        self,
+        id: int,
+        starts_at: datetime,
+        ends_at: datetime,
+        reason: str | None,
+        deployments: list[str] | None,
+        tags: list[str] | None,
+        source: str,
+        name: str | None,
+        created: datetime,
+        created_by: str | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "starts_at", starts_at)
+        set_(self, "ends_at", ends_at)
+        set_(self, "reason", reason)
+        set_(self, "deployments", deployments)
+        set_(self, "tags", tags)
+        set_(self, "source", MaintenanceSource(source))
+        set_(self, "name", name)
+        set_(self, "created", created)
+        set_(self, "created_by", created_by)
+
+
 # For the type checker only: a write takes a plain dict.
 if TYPE_CHECKING:
     from typing import NotRequired, TypedDict
@@ -1215,6 +1278,19 @@ if TYPE_CHECKING:
         detected_at: NotRequired[datetime]
         cleared_at: NotRequired[datetime | None]
         notified: NotRequired[bool]
+
+    class NewMaintenance(TypedDict):
+        """A new row of ``maintenance_windows``."""
+
+        starts_at: datetime
+        ends_at: datetime
+        reason: NotRequired[str | None]
+        deployments: NotRequired[list[str] | None]
+        tags: NotRequired[list[str] | None]
+        source: MaintenanceSource
+        name: NotRequired[str | None]
+        created: NotRequired[datetime]
+        created_by: NotRequired[str | None]
 
     class FlowRunChanges(TypedDict, total=False):
         """New values for columns of a row of ``flow_runs``."""
