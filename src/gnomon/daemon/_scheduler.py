@@ -318,7 +318,9 @@ class Scheduler:
     def retry_if_allowed(self, slot: Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
 
-        The same run row goes back to AwaitingRetry, so its fire time stays one run.
+        The same run row goes back to AwaitingRetry, so its fire time stays one run; not
+        once an operator's `runs retry` made the next generation of its time (they would
+        run at once).
         """
         retries = slot.deployment.retries
         used = self.store.count_deployment_retries(flow_run_id)
@@ -332,13 +334,16 @@ class Scheduler:
             StateType.SCHEDULED,
             StateName.AWAITING_RETRY,
             message,
+            only_if_newest=True,
             daemon_id=self.daemon_id,
             run_count=0,  # its claim counts the runs of a resumed suspended run on
         ):
             return False
         row = self.store.read_flow_run(flow_run_id)
-        nominal = row and (row.scheduled_for or row.created)
-        self._queue(slot, flow_run_id, nominal or datetime.now(UTC))
+        if row is None:
+            self._queue(slot, flow_run_id, datetime.now(UTC))
+        else:
+            self._queue_row(slot, row)
         log.info(
             "run queued again: %s",
             message,
@@ -386,7 +391,10 @@ class Scheduler:
                 )
             elif decision.action in STARTING_ACTIONS and decision.flow_run_id:
                 self._queue(
-                    self._slots[decision.deployment], decision.flow_run_id, decision.nominal
+                    self._slots[decision.deployment],
+                    decision.flow_run_id,
+                    decision.nominal,
+                    trigger=trigger,
                 )
             slot = self._slots[decision.deployment]
             if slot.last_fire is None or decision.nominal > slot.last_fire:
@@ -451,10 +459,34 @@ class Scheduler:
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
         heapq.heapify(self._waiting)
 
+    def _queue_row(self, slot: Slot, row: FlowRunRow, *, requested: bool = False) -> None:
+        """Queue a stored run at its nominal time, due when its row says it was due to start
+        (a retry's later generation: when it was asked for, not its nominal time)."""
+        nominal = row.scheduled_for or row.created
+        due = row.expected_start_time
+        self._queue(
+            slot,
+            row.id,
+            nominal,
+            requested=requested,
+            trigger=row.trigger,
+            generation=row.generation,
+            offset=None if due is None else due - nominal,
+        )
+
     def _queue(
-        self, slot: Slot, flow_run_id: str, nominal: datetime, *, requested: bool = False
+        self,
+        slot: Slot,
+        flow_run_id: str,
+        nominal: datetime,
+        *,
+        requested: bool = False,
+        trigger: RunCause | None = None,
+        generation: int = 1,
+        offset: timedelta | None = None,
     ) -> None:
-        """Queue a run; a requested (manual) run is due at ``nominal`` itself, with no jitter."""
+        """Queue a run, due at ``nominal`` plus ``offset``: by default the deployment's
+        jitter offset; a requested (manual) run's is none."""
         slot.queued.add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
         timeout = slot.deployment.timeout
@@ -464,8 +496,10 @@ class Scheduler:
             flow_run_id,
             slot.deployment.name,
             timeout.total_seconds() if timeout else None,
-            timedelta(0) if requested else slot.offset,
+            offset if offset is not None else timedelta(0) if requested else slot.offset,
             RunLimits.of(slot.deployment),
+            trigger,
+            generation,
         )
         heapq.heappush(self._waiting, waiting)
 
@@ -480,7 +514,7 @@ class Scheduler:
             if slot is None:
                 continue
             self.note_fire(row)
-            self._queue(slot, row.id, row.scheduled_for or row.created)
+            self._queue_row(slot, row)
 
     def note_fire(self, row: FlowRunRow) -> None:
         """Count a run a dead daemon left (waiting or running) as a decided fire: the
@@ -530,7 +564,7 @@ class Scheduler:
             return None
         if forced:
             self._forced.add(flow_run_id)
-        self._queue(slot, flow_run_id, nominal, requested=True)
+        self._queue_row(slot, row, requested=True)
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
@@ -547,7 +581,7 @@ class Scheduler:
         if not self._take(flow_run_id, message):
             return None
         nominal = row.scheduled_for or row.created
-        self._queue(slot, flow_run_id, nominal, requested=True)
+        self._queue_row(slot, row, requested=True)
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
@@ -595,6 +629,8 @@ class Scheduler:
                 slot.deployment.flow.rpartition(":")[2],
                 waiting.nominal,
                 waiting.nominal + waiting.offset,
+                waiting.trigger,
+                waiting.generation,
             )
             with self._lock:  # before submit: the run may end before submit returns
                 self._dispatched[waiting.flow_run_id] = dispatched

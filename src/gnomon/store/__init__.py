@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         ReloadStatus,
         RunCause,
         TokenAccess,
+        run_on_its_time,
     )
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._schema import RUN_BIN_SPANS
@@ -87,6 +88,7 @@ _LAZY = {
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
+    "run_on_its_time": "gnomon.store._kinds",
     "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
     "VariableStore": "gnomon.store.abc",
@@ -151,6 +153,7 @@ __all__ = [
     "read_only_file_system",
     "reset_store",
     "resumes_from",
+    "run_on_its_time",
     "sqlite_path",
     "store_at",
     "store_fault",

@@ -21,6 +21,13 @@ SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
 
 
+def run_on_its_time(trigger: str | None, generation: int | None) -> bool:
+    """Whether a run is its nominal time's first (generation 1): one a later generation
+    (a retry) follows was meant to run at that time; the later ones run after it on
+    purpose, so the deadline watch judges only the first against late_after and deadline."""
+    return generation in (None, 1)
+
+
 class BreachKind(enum.StrEnum):
     """Which of a deployment's deadline and freshness policies a breach broke
     (``breaches.kind``); each is also the notification event that tells of it."""
