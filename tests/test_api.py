@@ -115,7 +115,9 @@ def api(store: Store, tmp_path: Path, gnomon_home: Path) -> Iterator[Api]:
 
 def concrete(path: str) -> str:
     """A route's path with its parameters filled in with valid values."""
-    return path.format(name="nightly-report", tag="crm", run_id="abcd1234", key_or_id="rows")
+    return path.format(
+        name="nightly-report", tag="crm", run_id="abcd1234", key_or_id="rows", backfill_id="1"
+    )
 
 
 # Authentication.
@@ -140,6 +142,9 @@ DASHBOARD_ROUTES = {
     ("POST", "/actions/runs/{run_id}/cancel"),
     ("POST", "/actions/runs/{run_id}/retry"),
     ("POST", "/actions/runs/{run_id}/resume"),
+    ("GET", "/backfills/{backfill_id}"),
+    ("POST", "/actions/deployments/{name}/backfill"),
+    ("POST", "/actions/backfills/{backfill_id}/cancel"),
 }
 
 
@@ -237,6 +242,8 @@ OPERATE_ROUTES = {
     ("POST", "/api/v1/runs/{run_id}/cancel"),
     ("POST", "/api/v1/runs/{run_id}/retry"),
     ("POST", "/api/v1/runs/{run_id}/resume"),
+    ("POST", "/api/v1/deployments/{name}/backfills"),
+    ("DELETE", "/api/v1/backfills/{backfill_id}"),
 }
 
 

@@ -327,7 +327,7 @@ def run_command(
       gnomon run nightly-report
       gnomon run nightly-report --param day=2026-11-23 --param dry_run=true --wait
     """
-    parameters = _parse_params(params)
+    parameters = parse_params(params)
     row = operations().trigger(name, parameters, force=force)
     click.echo(f"run {row['id']} of {name} requested")
     if daemon_holder() is None:
@@ -336,7 +336,7 @@ def run_command(
         sys.exit(follow_run(row["id"], timeout))
 
 
-def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
+def parse_params(params: tuple[str, ...]) -> dict[str, Any]:
     parameters: dict[str, Any] = {}
     for item in params:
         key, sep, text = item.partition("=")

@@ -27,6 +27,14 @@ if TYPE_CHECKING:
         find_artifacts,
         progress_percent,
     )
+    from gnomon.control._backfills import (
+        MAX_BACKFILL_TIMES,
+        BackfillOperations,
+        BackfillPlan,
+        PlannedTime,
+        backfill_view,
+        parse_backfill_time,
+    )
     from gnomon.control._inputs import (
         MAX_BREACHES,
         MAX_COUNT,
@@ -84,16 +92,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ARTIFACTS",
+    "MAX_BACKFILL_TIMES",
     "MAX_BREACHES",
     "MAX_COUNT",
     "MAX_FIRES",
     "MAX_LIMIT",
     "MAX_PARAMETERS_BYTES",
     "RUN_ARTIFACTS",
+    "BackfillOperations",
+    "BackfillPlan",
     "Conflict",
     "FastOperations",
     "InvalidParameters",
     "Operations",
+    "PlannedTime",
     "ReloadNotAnswered",
     "ReloadOutcome",
     "RunFilters",
@@ -102,6 +114,7 @@ __all__ = [
     "artifact_table",
     "artifact_view",
     "audit_view",
+    "backfill_view",
     "breach_view",
     "check_artifact_key",
     "check_name",
@@ -118,6 +131,7 @@ __all__ = [
     "log_view",
     "next_fires",
     "next_fires_by_spec",
+    "parse_backfill_time",
     "parse_expiry",
     "parse_level",
     "parse_pause_end",
@@ -142,6 +156,12 @@ __all__ = [
 ]
 
 _WHERE = {
+    "MAX_BACKFILL_TIMES": "gnomon.control._backfills",
+    "BackfillOperations": "gnomon.control._backfills",
+    "BackfillPlan": "gnomon.control._backfills",
+    "PlannedTime": "gnomon.control._backfills",
+    "backfill_view": "gnomon.control._backfills",
+    "parse_backfill_time": "gnomon.control._backfills",
     "MAX_ARTIFACTS": "gnomon.control._artifacts",
     "RUN_ARTIFACTS": "gnomon.control._views",
     "artifact_view": "gnomon.control._views",

@@ -278,13 +278,18 @@ class Scheduler:
         if slot is not None:
             slot.running.discard(flow_run_id)
             slot.queued.discard(flow_run_id)
+            slot.backfilling.discard(flow_run_id)
         return slot
 
     def _owner(self, flow_run_id: str) -> Slot | None:
         """The active deployment the run is queued or running for."""
         name = self._owners.get(flow_run_id)
         slot = self._slots.get(name) if name is not None else None
-        if slot is None or not (flow_run_id in slot.running or flow_run_id in slot.queued):
+        if slot is None or not (
+            flow_run_id in slot.running
+            or flow_run_id in slot.queued
+            or flow_run_id in slot.backfilling
+        ):
             return None
         return slot
 
@@ -454,6 +459,7 @@ class Scheduler:
 
     def _drop_queued(self, slot: Slot, flow_run_id: str) -> None:
         slot.queued.discard(flow_run_id)
+        slot.backfilling.discard(flow_run_id)
         self._owners.pop(flow_run_id, None)
         self._forced.discard(flow_run_id)
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
@@ -487,10 +493,12 @@ class Scheduler:
     ) -> None:
         """Queue a run, due at ``nominal`` plus ``offset``: by default the deployment's
         jitter offset; a requested (manual) run's is none."""
-        slot.queued.add(flow_run_id)
+        backfill = trigger is RunCause.BACKFILL
+        (slot.backfilling if backfill else slot.queued).add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
         timeout = slot.deployment.timeout
         waiting = Waiting(
+            backfill,
             nominal,
             next(self._sequence),
             flow_run_id,
@@ -502,6 +510,20 @@ class Scheduler:
             generation,
         )
         heapq.heappush(self._waiting, waiting)
+
+    def queue_backfill_run(self, slot: Slot, run: NewFlowRun) -> None:
+        """Queue a run a backfill made (``_backfills``): due when it was made, started
+        whatever the overlap policy, after the other waiting runs."""
+        nominal = run["scheduled_for"] or run["created"]
+        made = run.get("expected_start_time") or run["created"]
+        self._queue(
+            slot,
+            run["id"],
+            nominal,
+            trigger=RunCause.BACKFILL,
+            generation=run.get("generation", 1),
+            offset=made - nominal,
+        )
 
     def requeue(self, rows: Iterable[FlowRunRow]) -> None:
         """Queue existing Pending runs (recovered after a restart) in nominal order.
@@ -604,7 +626,7 @@ class Scheduler:
         slot = self._owner(flow_run_id)
         if slot is None:
             return False
-        if flow_run_id in slot.running:
+        if flow_run_id in slot.running or self._backfill_running(slot, flow_run_id):
             return self.dispatcher.cancel(flow_run_id, reason)
         self._drop_queued(slot, flow_run_id)
         return True
@@ -617,9 +639,13 @@ class Scheduler:
         while self._waiting and self.dispatcher.capacity() > 0:
             waiting = heapq.heappop(self._waiting)
             slot = self._slots.get(waiting.deployment)
-            if slot is None or waiting.flow_run_id not in slot.queued:
+            if slot is None or waiting.flow_run_id not in (
+                slot.backfilling if waiting.backfill else slot.queued
+            ):
                 continue
-            if waiting.flow_run_id not in self._forced and not self._may_start(slot):
+            # A backfill's runs are as many as it lets be unfinished: they start as they come.
+            free = waiting.backfill or waiting.flow_run_id in self._forced
+            if not free and not self._may_start(slot):
                 held.append(waiting)
                 continue
             self._forced.discard(waiting.flow_run_id)
@@ -639,8 +665,9 @@ class Scheduler:
                     del self._dispatched[waiting.flow_run_id]
                 held.append(waiting)
                 break
-            slot.queued.discard(waiting.flow_run_id)
-            slot.running.add(waiting.flow_run_id)
+            if not waiting.backfill:
+                slot.queued.discard(waiting.flow_run_id)
+                slot.running.add(waiting.flow_run_id)
             started += 1
         for waiting in held:
             heapq.heappush(self._waiting, waiting)
@@ -656,7 +683,18 @@ class Scheduler:
         return len(self._waiting)
 
     def running_count(self) -> int:
-        return sum(len(slot.running) for slot in self._slots.values())
+        return sum(
+            len(slot.running)
+            + sum(1 for run in slot.backfilling if self._backfill_running(slot, run))
+            for slot in self._slots.values()
+        )
+
+    def _backfill_running(self, slot: Slot, flow_run_id: str) -> bool:
+        """Whether a backfill's run was handed to a worker (not waiting any more)."""
+        if flow_run_id not in slot.backfilling:
+            return False
+        with self._lock:
+            return flow_run_id in self._dispatched
 
     # After downtime.
 

@@ -71,13 +71,18 @@ class Slot:
     paused_before: datetime | None = None
     running: set[str] = field(default_factory=set)
     queued: set[str] = field(default_factory=set)
+    # Its backfills' runs, waiting or running: apart from ``running`` and ``queued``, which
+    # the overlap policy counts; a backfill's concurrency is its own (``_backfills``).
+    backfilling: set[str] = field(default_factory=set)
 
 
 @dataclass(order=True, slots=True)
 class Waiting:
     """A run waiting for a worker; waiting runs start oldest fire first, then in the order
-    they were queued."""
+    they were queued; a backfill's after every other (its times are long past: oldest
+    first, they would take every worker before the schedule's runs)."""
 
+    backfill: bool
     nominal: datetime
     sequence: int
     flow_run_id: str = field(compare=False)

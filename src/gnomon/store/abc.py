@@ -50,11 +50,19 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from gnomon.states import StateFilter, StateType
-    from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
+    from gnomon.store._backfills import BackfillStep, TimeRun
+    from gnomon.store._kinds import (
+        AuditAction,
+        BackfillStatus,
+        ReloadStatus,
+        RunCause,
+        TokenAccess,
+    )
     from gnomon.store._values import Actor, LogQuery, RunCursor
     from gnomon.store.rows import (
         ArtifactRow,
         AuditEntry,
+        BackfillRow,
         BreachRow,
         CancelRequest,
         ClaimedRun,
@@ -248,7 +256,55 @@ class Pausing(Protocol):
         pause changed (a pause made longer counts)."""
 
 
-class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
+class BackfillStore(Protocol):
+    """Backfills (see ``_backfills``): asked for and cancelled by operators, their runs
+    made a batch at a time by the daemon."""
+
+    def create_backfill(self, values: dict[str, object], actor: Actor) -> BackfillRow:
+        """Record a backfill, audited; the row as stored."""
+
+    def read_backfill(self, backfill_id: int) -> BackfillRow | None: ...
+
+    def read_backfills(
+        self,
+        deployment: str | None = None,
+        status: BackfillStatus | None = None,
+        limit: int = 100,
+    ) -> list[BackfillRow]:
+        """Backfills newest first, a deployment's or everyone's, of one status or any."""
+
+    def read_backfill_states(self, backfill_id: int) -> dict[str, int]:
+        """The backfill's runs counted by state name."""
+
+    def read_backfill_unfinished(self, backfill_id: int) -> list[FlowRunRow]: ...
+
+    def read_backfill_runs(self, backfill_id: int, limit: int) -> list[FlowRunRow]:
+        """The backfill's newest ``limit`` runs, newest first."""
+
+    def count_backfill_unfinished(self, backfill_id: int) -> int: ...
+
+    def read_time_runs(
+        self, deployment: str, first: datetime, last: datetime
+    ) -> dict[datetime, TimeRun]:
+        """The newest run of each of the deployment's nominal times in [first, last]."""
+
+    def create_backfill_runs(
+        self,
+        backfill: BackfillRow,
+        times: Sequence[datetime],
+        limit: int,
+        make_run: Callable[[datetime, int], NewFlowRun],
+    ) -> BackfillStep | None:
+        """Decide ``times`` and create up to ``limit`` runs, moving the backfill's cursor;
+        None if it no longer runs."""
+
+    def finish_backfill(
+        self, backfill_id: int, status: BackfillStatus, actor: Actor, reason: str | None = None
+    ) -> bool:
+        """End a running backfill (a cancel audited); False if it had ended."""
+
+
+class ScheduleStore(RunStore, DeploymentStore, Pausing, BackfillStore, Protocol):
     """The daemon's store: a worker's, plus fires, operators' requests and recovery."""
 
     def probe_write(self) -> None:
@@ -434,7 +490,9 @@ class VariableStore(Protocol):
         """Every secret's ciphertext replaced by ``rewrap`` of it, in one transaction."""
 
 
-class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, Protocol):
+class ControlStore(
+    FastControl, DeploymentStore, ArtifactReader, VariableStore, BackfillStore, Protocol
+):
     """The operators' store: audited changes, and what the CLI, the API and the dashboard
     show (``FastControl``'s methods, and these)."""
 

@@ -16,12 +16,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gnomon.states import StateType
-from gnomon.store._kinds import AuditAction, BreachKind, Origin, ReloadStatus, RunCause, TokenAccess
+from gnomon.store._kinds import (
+    AuditAction,
+    BackfillStatus,
+    BreachKind,
+    Origin,
+    ReloadStatus,
+    Reprocess,
+    RunCause,
+    TokenAccess,
+)
 from gnomon.store._row import StoreRow
 
 __all__ = [
     "ArtifactRow",
     "AuditEntry",
+    "BackfillRow",
     "BreachRow",
     "CancelRequest",
     "ClaimedRun",
@@ -82,6 +92,7 @@ class FlowRunRow(StoreRow):
         "force",
         "retry_of",
         "generation",
+        "backfill_id",
     )
     __slots__ = __match_args__
 
@@ -118,6 +129,7 @@ class FlowRunRow(StoreRow):
     force: bool
     retry_of: str | None
     generation: int
+    backfill_id: int | None
 
     def __init__(
         self,
@@ -154,6 +166,7 @@ class FlowRunRow(StoreRow):
         force: bool,
         retry_of: str | None,
         generation: int,
+        backfill_id: int | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -189,6 +202,7 @@ class FlowRunRow(StoreRow):
         set_(self, "force", force)
         set_(self, "retry_of", retry_of)
         set_(self, "generation", generation)
+        set_(self, "backfill_id", backfill_id)
 
 
 class TaskRunRow(StoreRow):
@@ -1059,6 +1073,92 @@ class BreachRow(StoreRow):
         set_(self, "notified", notified)
 
 
+class BackfillRow(StoreRow):
+    """A row of ``backfills``."""
+
+    __match_args__ = (
+        "id",
+        "deployment_name",
+        "start",
+        "end",
+        "reverse",
+        "max_concurrent",
+        "reprocess",
+        "parameters",
+        "status",
+        "total",
+        "decided",
+        "created_runs",
+        "cursor",
+        "requested_by",
+        "created",
+        "updated",
+        "finished_at",
+        "reason",
+    )
+    __slots__ = __match_args__
+
+    id: int
+    deployment_name: str
+    start: datetime
+    end: datetime
+    reverse: bool
+    max_concurrent: int
+    reprocess: Reprocess
+    parameters: dict[str, Any] | None
+    status: BackfillStatus
+    total: int
+    decided: int
+    created_runs: int
+    cursor: datetime | None
+    requested_by: str | None
+    created: datetime
+    updated: datetime
+    finished_at: datetime | None
+    reason: str | None
+
+    def __init__(
+        self,
+        id: int,
+        deployment_name: str,
+        start: datetime,
+        end: datetime,
+        reverse: bool,
+        max_concurrent: int,
+        reprocess: str,
+        parameters: dict[str, Any] | None,
+        status: str,
+        total: int,
+        decided: int,
+        created_runs: int,
+        cursor: datetime | None,
+        requested_by: str | None,
+        created: datetime,
+        updated: datetime,
+        finished_at: datetime | None,
+        reason: str | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "deployment_name", deployment_name)
+        set_(self, "start", start)
+        set_(self, "end", end)
+        set_(self, "reverse", reverse)
+        set_(self, "max_concurrent", max_concurrent)
+        set_(self, "reprocess", Reprocess(reprocess))
+        set_(self, "parameters", parameters)
+        set_(self, "status", BackfillStatus(status))
+        set_(self, "total", total)
+        set_(self, "decided", decided)
+        set_(self, "created_runs", created_runs)
+        set_(self, "cursor", cursor)
+        set_(self, "requested_by", requested_by)
+        set_(self, "created", created)
+        set_(self, "updated", updated)
+        set_(self, "finished_at", finished_at)
+        set_(self, "reason", reason)
+
+
 class WatchedRun(StoreRow):
     """Some columns of a row of ``flow_runs``."""
 
@@ -1149,6 +1249,7 @@ if TYPE_CHECKING:
         force: NotRequired[bool]
         retry_of: NotRequired[str | None]
         generation: NotRequired[int]
+        backfill_id: NotRequired[int | None]
 
     class NewTaskRun(TypedDict):
         """A new row of ``task_runs``."""
@@ -1256,3 +1357,4 @@ if TYPE_CHECKING:
         force: bool
         retry_of: str | None
         generation: int
+        backfill_id: int | None
