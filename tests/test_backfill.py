@@ -667,3 +667,31 @@ def test_the_deployment_pages_form_asks_for_a_backfill_whose_page_shows_and_canc
     page.wait_for_url("**/deployments/nightly-report?said=*")
     assert "is before from" in page.inner_text("[role=status]")
     assert len(api.store.read_backfills()) == 1
+
+
+def test_the_cli_refuses_a_bad_range_in_one_line_and_dry_runs_a_good_one(
+    tmp_path: Path, gnomon_home: Path, store: Store
+) -> None:
+    config = daemon_config(tmp_path, 0.1)
+    assert cli(gnomon_home, config, "deployments", "apply").returncode == 0
+
+    future = cli(gnomon_home, config, "backfill", "job", "--from", minutes_ago(5), "--to",
+                 "2999-01-01")  # fmt: skip
+    unreadable = cli(gnomon_home, config, "backfill", "job", "--from", "last week", "--to",
+                     minutes_ago(1))  # fmt: skip
+    unknown = cli(gnomon_home, config, "backfill", "nope", "--from", minutes_ago(5), "--to",
+                  minutes_ago(1))  # fmt: skip
+    dry = cli(gnomon_home, config, "backfill", "job", "--from", minutes_ago(5), "--to",
+              minutes_ago(1), "--dry-run")  # fmt: skip
+
+    assert future.returncode == 2
+    assert future.stderr.count("\n") == 1
+    assert "has not come yet" in future.stderr
+    assert unreadable.returncode == 2
+    assert "from 'last week' is not an ISO 8601 date or time" in unreadable.stderr
+    assert unknown.returncode == 2
+    assert 'no deployment named "nope"' in unknown.stderr
+    assert dry.returncode == 0, dry.stderr
+    assert "job: 5 nominal times" in dry.stdout
+    assert "5 would run" in dry.stdout
+    assert store.read_backfills() == []

@@ -168,7 +168,7 @@ def test_runs_of_revision_0017_are_the_first_generation_and_downgrade_keeps_ever
 ) -> None:
     """0019 gives stored runs generation 1 and a 0017 daemon's inserts (without the
     column) still meet the key; downgrading keeps later generations, at their creation
-    time as retries were before."""
+    time as retries were before, and drops the backfills."""
     from alembic import command
 
     command.upgrade(alembic_config(url), "0017")
@@ -196,10 +196,12 @@ def test_runs_of_revision_0017_are_the_first_generation_and_downgrade_keeps_ever
         reset_store()
         with engine.connect() as connection:
             columns = {column["name"] for column in inspect(connection).get_columns("flow_runs")}
+            tables = set(inspect(connection).get_table_names())
             rows = dict(connection.execute(text("SELECT id, scheduled_for FROM flow_runs")).all())
     finally:
         engine.dispose()
-    assert "generation" not in columns
+    assert {"generation", "backfill_id"}.isdisjoint(columns)
+    assert "backfills" not in tables
     assert set(rows) == {"old", "new"}
     assert rows["new"] != rows["old"]  # the later generation moved to its creation time
 
