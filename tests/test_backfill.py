@@ -564,6 +564,7 @@ def test_the_api_asks_for_lists_shows_and_cancels_backfills(api: Api) -> None:  
     operator = api.client(api.token_for("on-call", TokenAccess.OPERATE))
     # Paris's fall-back day: 02:30 comes twice and fires once.
     body = {"from": "2026-10-24", "to": "2026-10-26", "max_concurrent": 3, "reverse": True}
+    body["parameters"] = {"day": "2026-10-25", "api_token": "t0p-s3cret"}
     with api.admin as admin, reader, operator:
         dry = admin.post(ASK, json={**body, "dry_run": True})
         refused = reader.post(ASK, json=body)
@@ -599,11 +600,13 @@ def test_the_api_asks_for_lists_shows_and_cancels_backfills(api: Api) -> None:  
     assert unknown.status_code == 404
     assert [item["id"] for item in listed] == [1]
     assert (shown["status"], shown["max_concurrent"], shown["runs"]) == ("running", 3, {})
+    assert shown["parameters"] == {"day": "2026-10-25", "api_token": "********"}
     assert missing.status_code == 404
     assert read_cancel.status_code == 403
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert again.status_code == 409
+    assert "t0p-s3cret" not in json.dumps([entry.detail for entry in api.store.read_audit()])
     actions = [entry.action for entry in api.store.read_audit(limit=5)]
     assert AuditAction.BACKFILL in actions
     assert AuditAction.BACKFILL_CANCEL in actions

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from gnomon._secrets import mask
 from gnomon.control._inputs import check_parameters
 from gnomon.control._operations import Conflict, Operations, UnknownName, check_flow_parameters
 from gnomon.control._views import View, iso, schedule_of
@@ -227,7 +228,7 @@ def backfill_view(row: BackfillRow, states: dict[str, int] | None = None) -> Vie
         "reverse": row.reverse,
         "max_concurrent": row.max_concurrent,
         "reprocess": str(row.reprocess),
-        "parameters": row.parameters or {},
+        "parameters": mask(row.parameters or {}),  # secrets masked, as a run's are
         "total": row.total,
         "decided": row.decided,
         "created_runs": row.created_runs,

@@ -85,6 +85,7 @@ class BackfillQueries(Queries):
             detail = {
                 key: value.isoformat() if isinstance(value, datetime) else value
                 for key, value in values.items()
+                if key != "parameters"  # the audit log keeps no parameter (a secret's)
             }
             audit = audit_call(actor, AuditAction.BACKFILL, str(created.id), detail=detail, now=now)
             execute_call(connection, audit)
