@@ -116,7 +116,12 @@ def api(store: Store, tmp_path: Path, gnomon_home: Path) -> Iterator[Api]:
 def concrete(path: str) -> str:
     """A route's path with its parameters filled in with valid values."""
     return path.format(
-        name="nightly-report", tag="crm", run_id="abcd1234", key_or_id="rows", window_id="1"
+        name="nightly-report",
+        tag="crm",
+        run_id="abcd1234",
+        key_or_id="rows",
+        window_id="1",
+        backfill_id="1",
     )
 
 
@@ -142,6 +147,9 @@ DASHBOARD_ROUTES = {
     ("POST", "/actions/runs/{run_id}/cancel"),
     ("POST", "/actions/runs/{run_id}/retry"),
     ("POST", "/actions/runs/{run_id}/resume"),
+    ("GET", "/backfills/{backfill_id}"),
+    ("POST", "/actions/deployments/{name}/backfill"),
+    ("POST", "/actions/backfills/{backfill_id}/cancel"),
 }
 
 
@@ -241,6 +249,8 @@ OPERATE_ROUTES = {
     ("POST", "/api/v1/runs/{run_id}/resume"),
     ("POST", "/api/v1/maintenance"),
     ("DELETE", "/api/v1/maintenance/{window_id}"),
+    ("POST", "/api/v1/deployments/{name}/backfills"),
+    ("DELETE", "/api/v1/backfills/{backfill_id}"),
 }
 
 

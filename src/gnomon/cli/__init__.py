@@ -7,6 +7,7 @@ import click
 
 from gnomon._version import __version__
 from gnomon.cli._artifacts import artifacts_group
+from gnomon.cli._backfill import backfill_group
 from gnomon.cli._breaches import breaches_group
 from gnomon.cli._common import Commands
 from gnomon.cli._completion import completion_command
@@ -45,6 +46,7 @@ for command in (
     breaches_group,
     runs_group,
     run_command,
+    backfill_group,
     pause_command,
     resume_command,
     maintenance_group,

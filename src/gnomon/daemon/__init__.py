@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from gnomon.daemon._backfills import backfill_times
     from gnomon.daemon._detach import (
         DaemonNotRunning,
         PidfileInUse,
@@ -42,6 +43,7 @@ __all__ = [
     "ServedDeployments",
     "StartReport",
     "StoreFileChanged",
+    "backfill_times",
     "detach",
     "find_holder",
     "lock_path",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "backfill_times": "gnomon.daemon._backfills",
     "EXIT_STORE_GONE": "gnomon.daemon._storefile",
     "Daemon": "gnomon.daemon._service",
     "DaemonAlreadyRunning": "gnomon.daemon._lock",

@@ -296,13 +296,18 @@ class Scheduler:
         if slot is not None:
             slot.running.discard(flow_run_id)
             slot.queued.discard(flow_run_id)
+            slot.backfilling.discard(flow_run_id)
         return slot
 
     def _owner(self, flow_run_id: str) -> Slot | None:
         """The active deployment the run is queued or running for."""
         name = self._owners.get(flow_run_id)
         slot = self._slots.get(name) if name is not None else None
-        if slot is None or not (flow_run_id in slot.running or flow_run_id in slot.queued):
+        if slot is None or not (
+            flow_run_id in slot.running
+            or flow_run_id in slot.queued
+            or flow_run_id in slot.backfilling
+        ):
             return None
         return slot
 
@@ -341,7 +346,9 @@ class Scheduler:
     def retry_if_allowed(self, slot: Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
 
-        The same run row goes back to AwaitingRetry, so its fire time stays one run.
+        The same run row goes back to AwaitingRetry, so its fire time stays one run; not
+        once an operator's `runs retry` made the next generation of its time (they would
+        run at once).
         """
         retries = slot.deployment.retries
         used = self.store.count_deployment_retries(flow_run_id)
@@ -355,13 +362,16 @@ class Scheduler:
             StateType.SCHEDULED,
             StateName.AWAITING_RETRY,
             message,
+            only_if_newest=True,
             daemon_id=self.daemon_id,
             run_count=0,  # its claim counts the runs of a resumed suspended run on
         ):
             return False
         row = self.store.read_flow_run(flow_run_id)
-        nominal = row and (row.scheduled_for or row.created)
-        self._queue(slot, flow_run_id, nominal or datetime.now(UTC))
+        if row is None:
+            self._queue(slot, flow_run_id, datetime.now(UTC))
+        else:
+            self._queue_row(slot, row)
         log.info(
             "run queued again: %s",
             message,
@@ -409,7 +419,10 @@ class Scheduler:
                 )
             elif decision.action in STARTING_ACTIONS and decision.flow_run_id:
                 self._queue(
-                    self._slots[decision.deployment], decision.flow_run_id, decision.nominal
+                    self._slots[decision.deployment],
+                    decision.flow_run_id,
+                    decision.nominal,
+                    trigger=trigger,
                 )
             slot = self._slots[decision.deployment]
             if slot.last_fire is None or decision.nominal > slot.last_fire:
@@ -469,28 +482,71 @@ class Scheduler:
 
     def _drop_queued(self, slot: Slot, flow_run_id: str) -> None:
         slot.queued.discard(flow_run_id)
+        slot.backfilling.discard(flow_run_id)
         self._owners.pop(flow_run_id, None)
         self._forced.discard(flow_run_id)
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
         heapq.heapify(self._waiting)
 
+    def _queue_row(self, slot: Slot, row: FlowRunRow, *, requested: bool = False) -> None:
+        """Queue a stored run at its nominal time, due when its row says it was due to start
+        (a retry's later generation: when it was asked for, not its nominal time)."""
+        nominal = row.scheduled_for or row.created
+        due = row.expected_start_time
+        self._queue(
+            slot,
+            row.id,
+            nominal,
+            requested=requested,
+            trigger=row.trigger,
+            generation=row.generation,
+            offset=None if due is None else due - nominal,
+        )
+
     def _queue(
-        self, slot: Slot, flow_run_id: str, nominal: datetime, *, requested: bool = False
+        self,
+        slot: Slot,
+        flow_run_id: str,
+        nominal: datetime,
+        *,
+        requested: bool = False,
+        trigger: RunCause | None = None,
+        generation: int = 1,
+        offset: timedelta | None = None,
     ) -> None:
-        """Queue a run; a requested (manual) run is due at ``nominal`` itself, with no jitter."""
-        slot.queued.add(flow_run_id)
+        """Queue a run, due at ``nominal`` plus ``offset``: by default the deployment's
+        jitter offset; a requested (manual) run's is none."""
+        backfill = trigger is RunCause.BACKFILL
+        (slot.backfilling if backfill else slot.queued).add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
         timeout = slot.deployment.timeout
         waiting = Waiting(
+            backfill,
             nominal,
             next(self._sequence),
             flow_run_id,
             slot.deployment.name,
             timeout.total_seconds() if timeout else None,
-            timedelta(0) if requested else slot.offset,
+            offset if offset is not None else timedelta(0) if requested else slot.offset,
             RunLimits.of(slot.deployment),
+            trigger,
+            generation,
         )
         heapq.heappush(self._waiting, waiting)
+
+    def queue_backfill_run(self, slot: Slot, run: NewFlowRun) -> None:
+        """Queue a run a backfill made (``_backfills``): due when it was made, started
+        whatever the overlap policy, after the other waiting runs."""
+        nominal = run["scheduled_for"] or run["created"]
+        made = run.get("expected_start_time") or run["created"]
+        self._queue(
+            slot,
+            run["id"],
+            nominal,
+            trigger=RunCause.BACKFILL,
+            generation=run.get("generation", 1),
+            offset=made - nominal,
+        )
 
     def requeue(self, rows: Iterable[FlowRunRow]) -> None:
         """Queue existing Pending runs (recovered after a restart) in nominal order.
@@ -503,7 +559,7 @@ class Scheduler:
             if slot is None:
                 continue
             self.note_fire(row)
-            self._queue(slot, row.id, row.scheduled_for or row.created)
+            self._queue_row(slot, row)
 
     def note_fire(self, row: FlowRunRow) -> None:
         """Count a run a dead daemon left (waiting or running) as a decided fire: the
@@ -553,7 +609,7 @@ class Scheduler:
             return None
         if forced:
             self._forced.add(flow_run_id)
-        self._queue(slot, flow_run_id, nominal, requested=True)
+        self._queue_row(slot, row, requested=True)
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
@@ -570,7 +626,7 @@ class Scheduler:
         if not self._take(flow_run_id, message):
             return None
         nominal = row.scheduled_for or row.created
-        self._queue(slot, flow_run_id, nominal, requested=True)
+        self._queue_row(slot, row, requested=True)
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
@@ -593,7 +649,7 @@ class Scheduler:
         slot = self._owner(flow_run_id)
         if slot is None:
             return False
-        if flow_run_id in slot.running:
+        if flow_run_id in slot.running or self._backfill_running(slot, flow_run_id):
             return self.dispatcher.cancel(flow_run_id, reason)
         self._drop_queued(slot, flow_run_id)
         return True
@@ -606,9 +662,13 @@ class Scheduler:
         while self._waiting and self.dispatcher.capacity() > 0:
             waiting = heapq.heappop(self._waiting)
             slot = self._slots.get(waiting.deployment)
-            if slot is None or waiting.flow_run_id not in slot.queued:
+            if slot is None or waiting.flow_run_id not in (
+                slot.backfilling if waiting.backfill else slot.queued
+            ):
                 continue
-            if waiting.flow_run_id not in self._forced and not self._may_start(slot):
+            # A backfill's runs are as many as it lets be unfinished: they start as they come.
+            free = waiting.backfill or waiting.flow_run_id in self._forced
+            if not free and not self._may_start(slot):
                 held.append(waiting)
                 continue
             self._forced.discard(waiting.flow_run_id)
@@ -618,6 +678,8 @@ class Scheduler:
                 slot.deployment.flow.rpartition(":")[2],
                 waiting.nominal,
                 waiting.nominal + waiting.offset,
+                waiting.trigger,
+                waiting.generation,
             )
             with self._lock:  # before submit: the run may end before submit returns
                 self._dispatched[waiting.flow_run_id] = dispatched
@@ -626,8 +688,9 @@ class Scheduler:
                     del self._dispatched[waiting.flow_run_id]
                 held.append(waiting)
                 break
-            slot.queued.discard(waiting.flow_run_id)
-            slot.running.add(waiting.flow_run_id)
+            if not waiting.backfill:
+                slot.queued.discard(waiting.flow_run_id)
+                slot.running.add(waiting.flow_run_id)
             started += 1
         for waiting in held:
             heapq.heappush(self._waiting, waiting)
@@ -643,7 +706,18 @@ class Scheduler:
         return len(self._waiting)
 
     def running_count(self) -> int:
-        return sum(len(slot.running) for slot in self._slots.values())
+        return sum(
+            len(slot.running)
+            + sum(1 for run in slot.backfilling if self._backfill_running(slot, run))
+            for slot in self._slots.values()
+        )
+
+    def _backfill_running(self, slot: Slot, flow_run_id: str) -> bool:
+        """Whether a backfill's run was handed to a worker (not waiting any more)."""
+        if flow_run_id not in slot.backfilling:
+            return False
+        with self._lock:
+            return flow_run_id in self._dispatched
 
     # After downtime.
 

@@ -31,11 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gnomon.daemon._backfills import BackfillRunner
 from gnomon.daemon._cadence import PollTimer
 from gnomon.daemon._recovery import recover, release_waiting
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.daemon._summary import run_summary
 from gnomon.daemon._wakeup import Wakeup
+from gnomon.store import RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._deadlines import DeadlineWatch
@@ -127,6 +129,7 @@ class Daemon:
         self.health: Health
         self.loader: ConfigLoader
         self.deadlines: DeadlineWatch
+        self.backfills: BackfillRunner
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -421,12 +424,16 @@ class Daemon:
         # then seen by that tick as a step, not taken as its starting point.
         self.outages.observe_clock(horizon, self.clock.monotonic())
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
+        # Its first look goes on with the backfills a stopped daemon left running.
+        self.backfills = BackfillRunner(self.store, self.scheduler, self.daemon_id)
         # Fires due since the sync were not missed while down: the start-up made them late.
         self.reporter.decided(self.scheduler.catch_up(horizon, up_since=self._synced_at))
         self.scheduler.plan_fires(horizon)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
         dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
+        if dispatched is not None and dispatched.trigger is RunCause.BACKFILL:
+            self.backfills.request()  # its backfill may make its next run
         self.wakeup.wake()
         summary = run_summary(outcome, dispatched)
         self.reporter.run_finished(summary)
@@ -492,6 +499,7 @@ class Daemon:
             and not self._backlog()
             and self.scheduler.running_count() == 0
             and not self.loader.busy
+            and not self.backfills.due()
         )
 
     def step(self) -> None:
@@ -525,6 +533,9 @@ class Daemon:
                 self._polls.done(monotonic)
                 self.reporter.decided(self.store_poll.poll(now))
                 self._handle_reload_requests()
+                self.backfills.request()  # one asked for, or cancelled, since the last
+                self.scheduler.dispatch(now)
+            if self.backfills.due() and self.backfills.step(now):
                 self.scheduler.dispatch(now)
             if self.deadlines.due(monotonic):
                 # After the tick and the poll: the check never holds up a fire.

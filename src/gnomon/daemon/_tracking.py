@@ -71,13 +71,18 @@ class Slot:
     paused_before: datetime | None = None
     running: set[str] = field(default_factory=set)
     queued: set[str] = field(default_factory=set)
+    # Its backfills' runs, waiting or running: apart from ``running`` and ``queued``, which
+    # the overlap policy counts; a backfill's concurrency is its own (``_backfills``).
+    backfilling: set[str] = field(default_factory=set)
 
 
 @dataclass(order=True, slots=True)
 class Waiting:
     """A run waiting for a worker; waiting runs start oldest fire first, then in the order
-    they were queued."""
+    they were queued; a backfill's after every other (its times are long past: oldest
+    first, they would take every worker before the schedule's runs)."""
 
+    backfill: bool
     nominal: datetime
     sequence: int
     flow_run_id: str = field(compare=False)
@@ -85,6 +90,8 @@ class Waiting:
     timeout: float | None = field(compare=False)
     offset: timedelta = field(compare=False, default=timedelta(0))
     limits: RunLimits | None = field(compare=False, default=None)
+    trigger: RunCause | None = field(compare=False, default=None)
+    generation: int = field(compare=False, default=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,8 @@ class DispatchedRun:
     flow: str  # the flow's function name in the deployment's entrypoint
     scheduled_for: datetime  # the nominal fire time
     expected_start: datetime  # the nominal fire time plus the deployment's jitter offset
+    trigger: RunCause | None = None  # what caused it (None: not known, as for old rows)
+    generation: int = 1  # which run of its nominal time
 
 
 class DecisionAction(enum.StrEnum):

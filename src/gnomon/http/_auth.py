@@ -49,23 +49,26 @@ STATIC_PREFIX = "/static/"
 # everything else (/api/v1, /metrics, ...) a bearer token, never the cookie. A deployment's
 # name and a run's id are one path segment.
 DASHBOARD_PATHS = re.compile(
-    r"/(?:|deployments|deployments/[^/]+|runs|audit|variables|logout|actions/.+"
+    r"/(?:|deployments|deployments/[^/]+|runs|audit|variables|logout|actions/.+|backfills/[^/]+"
     r"|runs/[^/]+(?:/logs/stream)?)",
     re.DOTALL,
 )
 # The dashboard's actions an operate session may take.
 OPERATE_ACTIONS = re.compile(
-    r"/actions/(?:deployments/[^/]+/(?:pause|resume|run)|runs/[^/]+/(?:cancel|retry|resume))",
+    r"/actions/(?:deployments/[^/]+/(?:pause|resume|run|backfill)|runs/[^/]+/(?:cancel|retry|resume)"
+    r"|backfills/[^/]+/cancel)",
     re.DOTALL,
 )
 READ_METHODS = frozenset({"GET", "HEAD"})
 # What an operate token may change: an operator's controls during an incident.
 OPERATE_PATHS = re.compile(
-    r"/api/v1/(?:(?:deployments/[^/]+/)?(?:pause|resume)|deployments/[^/]+/runs"
+    r"/api/v1/(?:(?:deployments/[^/]+/)?(?:pause|resume)|deployments/[^/]+/(?:runs|backfills)"
     r"|runs/[^/]+/(?:cancel|retry|resume))"
 )
 # Maintenance windows, which an operator adds and removes (POST, DELETE) like a pause.
 OPERATE_WINDOWS = re.compile(r"/api/v1/maintenance(?:/[0-9]+)?")
+# Cancelling a backfill (DELETE) is an operator's control too, as cancelling a run is.
+OPERATE_DELETES = re.compile(r"/api/v1/backfills/[0-9]+")
 NOT_LOOPBACK = (
     "this server serves without authentication (api_auth = false), so only at a loopback"
     " address: 127.0.0.1, [::1] or localhost"
@@ -207,6 +210,8 @@ def required_access(method: str, path: str) -> TokenAccess:
     if method == "POST" and OPERATE_PATHS.fullmatch(path):
         return TokenAccess.OPERATE
     if method in ("POST", "DELETE") and OPERATE_WINDOWS.fullmatch(path):
+        return TokenAccess.OPERATE
+    if method == "DELETE" and OPERATE_DELETES.fullmatch(path):
         return TokenAccess.OPERATE
     return TokenAccess.ADMIN
 

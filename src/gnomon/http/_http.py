@@ -22,6 +22,7 @@ from gnomon._version import __version__
 from gnomon.control import Conflict, InvalidParameters, UnknownName
 from gnomon.exceptions import InvalidInput
 from gnomon.http._auth import TokenAuth, is_dashboard_path
+from gnomon.http._backfill_routes import router as backfill_router
 from gnomon.http._dashboard import error_page
 from gnomon.http._guards import DEFAULT_MAX_BODY, BodyLimit, HeadAsGet, SecurityHeaders
 from gnomon.http._maintenance_routes import router as maintenance_router
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(router)
     app.include_router(variable_router)
     app.include_router(maintenance_router)
+    app.include_router(backfill_router)
     _add_service_routes(app, metrics_render, health)
     sessions = Sessions()
     add_dashboard(app, sessions)

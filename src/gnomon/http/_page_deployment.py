@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from gnomon.control import (
     MAX_BREACHES,
     UnknownName,
+    backfill_view,
     breach_view,
     context_of,
     current_windows,
@@ -51,6 +52,7 @@ DECISIONS = 50
 UPCOMING = 10
 AUDIT_ENTRIES = 50
 BREACHES = 10  # the newest breaches read for the latest cleared ones
+BACKFILLS = 5  # its newest backfills, under the form that asks for one
 REQUESTED = frozenset({RunCause.MANUAL, RunCause.RETRY})
 PAUSES = {AuditAction.PAUSE: "paused", AuditAction.RESUME: "resumed"}
 
@@ -139,6 +141,7 @@ def add_routes(app: FastAPI) -> None:
             decisions=decisions(store.read_runs(deployment=name, limit=DECISIONS), entries),
             entries=[audit_entry(entry, {name}) for entry in entries],
             why=None if context is None else why_view(store, context),
+            backfills=[backfill_view(b) for b in store.read_backfills(name, limit=BACKFILLS)],
         )
 
     @app.post("/actions/deployments/{name}/run", include_in_schema=False)

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from gnomon.control import hash_token
 from gnomon.http import (
     _page_audit,
+    _page_backfills,
     _page_deployment,
     _page_deployments,
     _page_overview,
@@ -37,6 +38,7 @@ PAGES = (
     _page_overview,
     _page_deployments,
     _page_deployment,
+    _page_backfills,
     _page_runs,
     _page_run,
     _page_audit,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from gnomon._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from gnomon.store._backfills import BackfillStep, TimeRun, backfill_generation
     from gnomon.store._backup import BackupExists, backup_database
     from gnomon.store._codecs import utcnow
     from gnomon.store._connect import SERVER_CONNECTION
@@ -32,12 +33,15 @@ if TYPE_CHECKING:
     from gnomon.store._kinds import (
         SCHEDULED_CAUSES,
         AuditAction,
+        BackfillStatus,
         BreachKind,
         MaintenanceSource,
         Origin,
         ReloadStatus,
+        Reprocess,
         RunCause,
         TokenAccess,
+        run_on_its_time,
     )
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._schema import RUN_BIN_SPANS
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     from gnomon.store._writer import StoreWriteError
     from gnomon.store.abc import (
         ArtifactReader,
+        BackfillStore,
         ControlStore,
         DeploymentStore,
         FastControl,
@@ -89,6 +94,13 @@ _LAZY = {
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
+    "run_on_its_time": "gnomon.store._kinds",
+    "BackfillStatus": "gnomon.store._kinds",
+    "Reprocess": "gnomon.store._kinds",
+    "BackfillStep": "gnomon.store._backfills",
+    "TimeRun": "gnomon.store._backfills",
+    "backfill_generation": "gnomon.store._backfills",
+    "BackfillStore": "gnomon.store.abc",
     "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
     "VariableStore": "gnomon.store.abc",
@@ -124,6 +136,9 @@ __all__ = [
     "Actor",
     "ArtifactReader",
     "AuditAction",
+    "BackfillStatus",
+    "BackfillStep",
+    "BackfillStore",
     "BackupExists",
     "BreachKind",
     "ControlStore",
@@ -134,14 +149,17 @@ __all__ = [
     "MaintenanceSource",
     "Origin",
     "ReloadStatus",
+    "Reprocess",
     "RunCause",
     "RunCursor",
     "RunStore",
     "ScheduleStore",
     "Store",
     "StoreWriteError",
+    "TimeRun",
     "TokenAccess",
     "VariableStore",
+    "backfill_generation",
     "backup_database",
     "bound_write_waits",
     "bounded_wait_started",
@@ -154,6 +172,7 @@ __all__ = [
     "read_only_file_system",
     "reset_store",
     "resumes_from",
+    "run_on_its_time",
     "sqlite_path",
     "store_at",
     "store_fault",

@@ -92,6 +92,7 @@ class BreachQueries(Queries):
             c.state_type.in_(UNFINISHED),
             c.deployment_name.in_(sorted(names)),
             c.scheduled_for < nominal_before,
+            c.generation == 1,  # the runs on their time (see ``run_on_its_time``)
         )
         return self._all(statement.order_by(c.scheduled_for), WatchedRun)
 

@@ -13,12 +13,38 @@ class RunCause(enum.StrEnum):
     CATCHUP = "catchup"  # a fire time missed while no daemon ran, run by the catch-up policy
     MANUAL = "manual"  # `gnomon run` or the API's run request
     RETRY = "retry"  # `gnomon runs retry` of a finished run
+    BACKFILL = "backfill"  # a backfill's run of a nominal time that had passed
 
 
 # Runs a schedule decided: each (deployment, nominal time) has at most one.
 SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
 # Runs an operator asked for.
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
+
+
+def run_on_its_time(trigger: str | None, generation: int | None) -> bool:
+    """Whether a run was meant to run at its nominal time: its first generation, unless a
+    backfill made it. Later generations (a retry) and a backfill's runs run after their
+    time on purpose, so the deadline watch judges only the others against late_after and
+    deadline."""
+    return generation in (None, 1) and trigger != RunCause.BACKFILL
+
+
+class Reprocess(enum.StrEnum):
+    """Which nominal times that have a run a backfill runs again (``backfills.reprocess``):
+    none, those whose newest run failed, or all; as their next generation."""
+
+    NONE = "none"
+    FAILED = "failed"
+    ALL = "all"
+
+
+class BackfillStatus(enum.StrEnum):
+    """Where a backfill stands (``backfills.status``)."""
+
+    RUNNING = "running"  # the daemon creates its runs (or will, once one runs)
+    COMPLETED = "completed"  # every time decided and every run it made finished
+    CANCELLED = "cancelled"  # cancelled by an operator: no more runs
 
 
 class BreachKind(enum.StrEnum):
@@ -56,6 +82,8 @@ class AuditAction(enum.StrEnum):
     RELEASE = "release"  # `gnomon deployments release`: such a deployment retired
     RUN = "run"  # a manual run requested
     RETRY = "retry"  # a finished run requested again
+    BACKFILL = "backfill"  # a backfill asked for (its id the target)
+    BACKFILL_CANCEL = "backfill-cancel"
     CANCEL = "cancel"
     RUN_RESUME = "run-resume"  # a paused or suspended flow run resumed (with its input)
     LIMIT_SET = "limit-set"

@@ -118,10 +118,12 @@ class ScheduledRunQueries(Queries):
         /,  # so that ``values``, the run's other columns by name, cannot be taken for them
         *,
         only_if_active: bool = False,
+        only_if_newest: bool = False,
         **values: Any,
     ) -> bool:
         """Move a run to a state now (row and state history, one transaction); whether it
-        moved. ``only_if_active``: only a Scheduled, Pending or Running run. A final state
+        moved. ``only_if_active``: only a Scheduled, Pending or Running run;
+        ``only_if_newest``: only the newest generation of its nominal time. A final state
         is never written over another (``without_final_state``); a state that is not final
         may reopen a finished run (a deployment's retry)."""
         now = utcnow()
@@ -139,6 +141,8 @@ class ScheduledRunQueries(Queries):
             variant.add("active")
         elif state_type in FINAL_STATE_TYPES:
             variant.add("unfinished")
+        if only_if_newest:
+            variant.add("newest")
         [update] = queries.bind_rows("update_flow_run", [row], variant)
         state = {
             "flow_run_id": flow_run_id,

@@ -44,10 +44,12 @@ from gnomon.states import FINAL_TYPES, StateType
 from gnomon.store._codecs import as_utc, aware, utc_text, utcnow
 from gnomon.store._kinds import (
     AuditAction,
+    BackfillStatus,
     BreachKind,
     MaintenanceSource,
     Origin,
     ReloadStatus,
+    Reprocess,
     RunCause,
     TokenAccess,
 )
@@ -174,19 +176,36 @@ flow_runs = Table(
     Column("requested_by", Text),
     Column("force", Boolean, nullable=False, server_default=false(), default=False),
     Column("retry_of", String(32)),
+    # Which run of its nominal time this is: 1 for the first (a fire, a backfill's, a
+    # manual run); a retry or a backfill's reprocessing creates the next one. A new one is
+    # only created once every earlier one has finished, so they never run at once.
+    Column("generation", Integer, nullable=False, server_default="1", default=1),
+    # The backfill that made it (``backfills.id``); null for every other run.
+    Column("backfill_id", Integer),
     Index("ix_flow_runs_state_type", "state_type"),
     # The runs listing's order, (created, id) newest first: its pages are index ranges.
     Index("ix_flow_runs_created_id", "created", "id"),
     Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
-    # One run per deployment and nominal fire time, whoever tries to create it.
+    # One run per deployment, nominal fire time and generation, whoever tries to create
+    # it: two fires of one time, or two retries of one run, create one row.
     Index(
-        "uq_flow_runs_deployment_name_scheduled_for",
+        "uq_flow_runs_deployment_name_scheduled_for_generation",
         "deployment_name",
         "scheduled_for",
+        "generation",
         unique=True,
     ),
     Index("ix_flow_runs_deployment_name_created_id", "deployment_name", "created", "id"),
     Index("ix_flow_runs_cancel_requested_at", "cancel_requested_at"),
+    # A backfill's runs by state (its progress, its unfinished ones); partial, so the runs
+    # of no backfill cost nothing to write.
+    Index(
+        "ix_flow_runs_backfill_id_state_type",
+        "backfill_id",
+        "state_type",
+        sqlite_where=text("backfill_id IS NOT NULL"),
+        postgresql_where=text("backfill_id IS NOT NULL"),
+    ),
 )
 
 deployments = Table(
@@ -525,6 +544,36 @@ maintenance_windows = Table(
     Index("ix_maintenance_windows_ends_at", "ends_at"),
 )
 
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_name", String(100), nullable=False),
+    # Its range of nominal times, both included, and its order (reverse: newest first).
+    Column("start", UTCDateTime, nullable=False),
+    Column("end", UTCDateTime, nullable=False),
+    Column("reverse", Boolean, nullable=False, server_default=false(), default=False),
+    # Its own concurrency: at most this many of its runs unfinished at once.
+    Column("max_concurrent", Integer, nullable=False),
+    _enum("reprocess", 8, Reprocess, nullable=False),
+    _json("parameters", "dict[str, Any]"),  # over the deployment's, for each of its runs
+    _enum("status", 16, BackfillStatus, nullable=False),
+    Column("total", Integer, nullable=False),  # nominal times in the range when asked for
+    # Where the daemon is: times decided (a run made, or left), runs made, the last time
+    # decided (in its order). A restarted daemon goes on after ``cursor``.
+    Column("decided", Integer, nullable=False, server_default="0", default=0),
+    Column("created_runs", Integer, nullable=False, server_default="0", default=0),
+    Column("cursor", UTCDateTime),
+    Column("requested_by", Text),
+    Column("created", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+    Column("reason", Text),  # a cancellation's
+    # The running ones, read by the daemon's every look; a deployment's, newest first.
+    Index("ix_backfills_status", "status"),
+    Index("ix_backfills_deployment_name_id", "deployment_name", "id"),
+)
+
 # A run's final state types (``gnomon.states.FINAL_TYPES``), as stored.
 FINAL_STATE_TYPES = tuple(sorted(str(state_type) for state_type in FINAL_TYPES))
 
@@ -609,6 +658,7 @@ ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
     "RunPauseRow": run_pauses,
     "ConcurrencyLimitRow": concurrency_limits,
     "BreachRow": breaches,
+    "BackfillRow": backfills,
     "WatchedRun": WATCHED_RUN,
     "MaintenanceRow": maintenance_windows,
 }

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from gnomon.store import _migrate
 from gnomon.store._artifacts import ArtifactQueries
+from gnomon.store._backfills import BackfillQueries
 from gnomon.store._breaches import BreachQueries
 from gnomon.store._control import ControlQueries
 from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sqlite_path
@@ -46,6 +47,7 @@ class Store(
     PauseQueries,
     BreachQueries,
     MaintenanceQueries,
+    BackfillQueries,
 ):
     """One database: its engine, its batched writer, and the queries over it.
 

@@ -50,11 +50,19 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from gnomon.states import StateFilter, StateType
-    from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
+    from gnomon.store._backfills import BackfillStep, TimeRun
+    from gnomon.store._kinds import (
+        AuditAction,
+        BackfillStatus,
+        ReloadStatus,
+        RunCause,
+        TokenAccess,
+    )
     from gnomon.store._values import Actor, LogQuery, RunCursor
     from gnomon.store.rows import (
         ArtifactRow,
         AuditEntry,
+        BackfillRow,
         BreachRow,
         CancelRequest,
         ClaimedRun,
@@ -150,9 +158,11 @@ class RunStore(ArtifactReader, Protocol):
         /,  # so that ``values``, the run's other columns by name, cannot be taken for them
         *,
         only_if_active: bool = False,
+        only_if_newest: bool = False,
         **values: Any,
     ) -> bool:
-        """Move a run to a state now (row and history, one transaction); whether it moved."""
+        """Move a run to a state now (row and history, one transaction); whether it moved.
+        ``only_if_newest``: only if no later generation of its nominal time exists."""
 
     def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
@@ -248,7 +258,55 @@ class Pausing(Protocol):
         pause changed (a pause made longer counts)."""
 
 
-class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
+class BackfillStore(Protocol):
+    """Backfills (see ``_backfills``): asked for and cancelled by operators, their runs
+    made a batch at a time by the daemon."""
+
+    def create_backfill(self, values: dict[str, object], actor: Actor) -> BackfillRow:
+        """Record a backfill, audited; the row as stored."""
+
+    def read_backfill(self, backfill_id: int) -> BackfillRow | None: ...
+
+    def read_backfills(
+        self,
+        deployment: str | None = None,
+        status: BackfillStatus | None = None,
+        limit: int = 100,
+    ) -> list[BackfillRow]:
+        """Backfills newest first, a deployment's or everyone's, of one status or any."""
+
+    def read_backfill_states(self, backfill_id: int) -> dict[str, int]:
+        """The backfill's runs counted by state name."""
+
+    def read_backfill_unfinished(self, backfill_id: int) -> list[FlowRunRow]: ...
+
+    def read_backfill_runs(self, backfill_id: int, limit: int) -> list[FlowRunRow]:
+        """The backfill's newest ``limit`` runs, newest first."""
+
+    def count_backfill_unfinished(self, backfill_id: int) -> int: ...
+
+    def read_time_runs(
+        self, deployment: str, first: datetime, last: datetime
+    ) -> dict[datetime, TimeRun]:
+        """The newest run of each of the deployment's nominal times in [first, last]."""
+
+    def create_backfill_runs(
+        self,
+        backfill: BackfillRow,
+        times: Sequence[datetime],
+        limit: int,
+        make_run: Callable[[datetime, int], NewFlowRun],
+    ) -> BackfillStep | None:
+        """Decide ``times`` and create up to ``limit`` runs, moving the backfill's cursor;
+        None if it no longer runs."""
+
+    def finish_backfill(
+        self, backfill_id: int, status: BackfillStatus, actor: Actor, reason: str | None = None
+    ) -> bool:
+        """End a running backfill (a cancel audited); False if it had ended."""
+
+
+class ScheduleStore(RunStore, DeploymentStore, Pausing, BackfillStore, Protocol):
     """The daemon's store: a worker's, plus fires, operators' requests and recovery."""
 
     def probe_write(self) -> None:
@@ -442,7 +500,9 @@ class VariableStore(Protocol):
         """Every secret's ciphertext replaced by ``rewrap`` of it, in one transaction."""
 
 
-class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, Protocol):
+class ControlStore(
+    FastControl, DeploymentStore, ArtifactReader, VariableStore, BackfillStore, Protocol
+):
     """The operators' store: audited changes, and what the CLI, the API and the dashboard
     show (``FastControl``'s methods, and these)."""
 
@@ -494,7 +554,12 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
         fires), newest first: what its run durations are read from."""
 
     def create_requested_run(self, run: NewFlowRun, actor: Actor, action: AuditAction) -> None:
-        """Insert a manual run or a retry with its first state and audit entry."""
+        """Insert a manual run with its first state and audit entry."""
+
+    def create_retry_run(self, run: NewFlowRun, actor: Actor) -> FlowRunRow:
+        """Insert ``run`` as the next generation of its nominal time, audited, unless a run
+        of that time is unfinished; the newest unfinished run of that time (``run``, or the
+        one that stopped it)."""
 
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
         """Cancel a run, audited: "cancelled", "requested" (it runs), or None if final."""

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from gnomon.states import StateType
 from gnomon.store._kinds import (
     AuditAction,
+    BackfillStatus,
     BreachKind,
     MaintenanceSource,
     Origin,
     ReloadStatus,
+    Reprocess,
     RunCause,
     TokenAccess,
 )
@@ -30,6 +32,7 @@ from gnomon.store._row import StoreRow
 __all__ = [
     "ArtifactRow",
     "AuditEntry",
+    "BackfillRow",
     "BreachRow",
     "CancelRequest",
     "ClaimedRun",
@@ -90,6 +93,8 @@ class FlowRunRow(StoreRow):
         "requested_by",
         "force",
         "retry_of",
+        "generation",
+        "backfill_id",
     )
     __slots__ = __match_args__
 
@@ -125,6 +130,8 @@ class FlowRunRow(StoreRow):
     requested_by: str | None
     force: bool
     retry_of: str | None
+    generation: int
+    backfill_id: int | None
 
     def __init__(
         self,
@@ -160,6 +167,8 @@ class FlowRunRow(StoreRow):
         requested_by: str | None,
         force: bool,
         retry_of: str | None,
+        generation: int,
+        backfill_id: int | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -194,6 +203,8 @@ class FlowRunRow(StoreRow):
         set_(self, "requested_by", requested_by)
         set_(self, "force", force)
         set_(self, "retry_of", retry_of)
+        set_(self, "generation", generation)
+        set_(self, "backfill_id", backfill_id)
 
 
 class TaskRunRow(StoreRow):
@@ -1064,6 +1075,92 @@ class BreachRow(StoreRow):
         set_(self, "notified", notified)
 
 
+class BackfillRow(StoreRow):
+    """A row of ``backfills``."""
+
+    __match_args__ = (
+        "id",
+        "deployment_name",
+        "start",
+        "end",
+        "reverse",
+        "max_concurrent",
+        "reprocess",
+        "parameters",
+        "status",
+        "total",
+        "decided",
+        "created_runs",
+        "cursor",
+        "requested_by",
+        "created",
+        "updated",
+        "finished_at",
+        "reason",
+    )
+    __slots__ = __match_args__
+
+    id: int
+    deployment_name: str
+    start: datetime
+    end: datetime
+    reverse: bool
+    max_concurrent: int
+    reprocess: Reprocess
+    parameters: dict[str, Any] | None
+    status: BackfillStatus
+    total: int
+    decided: int
+    created_runs: int
+    cursor: datetime | None
+    requested_by: str | None
+    created: datetime
+    updated: datetime
+    finished_at: datetime | None
+    reason: str | None
+
+    def __init__(
+        self,
+        id: int,
+        deployment_name: str,
+        start: datetime,
+        end: datetime,
+        reverse: bool,
+        max_concurrent: int,
+        reprocess: str,
+        parameters: dict[str, Any] | None,
+        status: str,
+        total: int,
+        decided: int,
+        created_runs: int,
+        cursor: datetime | None,
+        requested_by: str | None,
+        created: datetime,
+        updated: datetime,
+        finished_at: datetime | None,
+        reason: str | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "deployment_name", deployment_name)
+        set_(self, "start", start)
+        set_(self, "end", end)
+        set_(self, "reverse", reverse)
+        set_(self, "max_concurrent", max_concurrent)
+        set_(self, "reprocess", Reprocess(reprocess))
+        set_(self, "parameters", parameters)
+        set_(self, "status", BackfillStatus(status))
+        set_(self, "total", total)
+        set_(self, "decided", decided)
+        set_(self, "created_runs", created_runs)
+        set_(self, "cursor", cursor)
+        set_(self, "requested_by", requested_by)
+        set_(self, "created", created)
+        set_(self, "updated", updated)
+        set_(self, "finished_at", finished_at)
+        set_(self, "reason", reason)
+
+
 class WatchedRun(StoreRow):
     """Some columns of a row of ``flow_runs``."""
 
@@ -1207,6 +1304,8 @@ if TYPE_CHECKING:
         requested_by: NotRequired[str | None]
         force: NotRequired[bool]
         retry_of: NotRequired[str | None]
+        generation: NotRequired[int]
+        backfill_id: NotRequired[int | None]
 
     class NewTaskRun(TypedDict):
         """A new row of ``task_runs``."""
@@ -1326,3 +1425,5 @@ if TYPE_CHECKING:
         requested_by: str | None
         force: bool
         retry_of: str | None
+        generation: int
+        backfill_id: int | None
