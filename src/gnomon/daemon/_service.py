@@ -411,6 +411,8 @@ class Daemon:
         self.store_poll = StorePoll(self.store, self.scheduler, horizon)
         # Fires due since the sync were not missed while down: the start-up made them late.
         self.reporter.decided(self.scheduler.catch_up(horizon, up_since=self._synced_at))
+        # Upstream runs that ended while no daemon followed them decide their downstreams.
+        self.reporter.decided(self.scheduler.follow_missed_ends(horizon))
         self.scheduler.plan_fires(horizon)
 
     def _on_finished(self, outcome: RunOutcome) -> None:

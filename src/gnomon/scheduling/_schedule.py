@@ -31,6 +31,7 @@ from gnomon.scheduling._durations import format_duration
 from gnomon.scheduling._interval import IntervalTrigger, parse_every
 from gnomon.scheduling._jitter import jitter_offset
 from gnomon.scheduling._rrule import RRuleTrigger, rrule_in_words, rrule_trigger
+from gnomon.scheduling._upstream import Upstream, after_words
 from gnomon.scheduling._wallclock import Dst, load_zone
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -195,16 +196,21 @@ class ScheduleSpec:
 @dataclass(frozen=True)
 class Schedule:
     """When a deployment fires: the union of its specs' fire times within its window, each
-    due its jitter offset after its nominal time. Pure arithmetic; it never reads the clock."""
+    due its jitter offset after its nominal time. Pure arithmetic; it never reads the clock.
+
+    ``after`` are the upstreams whose runs' ends start runs of the deployment at their
+    nominal times (the daemon's doing, not the timer's); a deployment may have them and
+    no spec, and then its own schedule never fires."""
 
     owner: str  # the deployment's name, which fixes its jitter offset
     specs: tuple[ScheduleSpec, ...]
     jitter: timedelta = timedelta(0)
     window: Window = field(default_factory=Window)  # the deployment's active_from / active_until
     offset: timedelta = field(init=False, compare=False)  # a fire is due this long after
+    after: tuple[Upstream, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.specs:
+        if not self.specs and not self.after:
             raise ScheduleError(f"deployment {self.owner!r} has no schedule")
         object.__setattr__(self, "offset", jitter_offset(self.owner, self.jitter))
 
@@ -239,7 +245,8 @@ class Schedule:
         zone = timezone or "UTC"
         specs = tuple(_spec(table, zone, anchor) for table in document.get("specs", ()))
         window = Window.of(document.get("active_from"), document.get("active_until"), zone)
-        return cls(owner, specs, jitter, window)
+        after = tuple(Upstream.of(table) for table in document.get("after", ()))
+        return cls(owner, specs, jitter, window, after)
 
     def next_fire(self, after: datetime) -> datetime | None:
         """The first nominal fire time strictly after ``after``, of any spec, in UTC; None if
@@ -248,6 +255,8 @@ class Schedule:
         In UTC because arithmetic and comparisons on a zone's wall time ignore ``fold``: a
         cron fire in the hour a fall-back repeats (01:20 the second time, fold=1) plus a
         jitter offset, even of zero, would be the first 01:20, an hour early."""
+        if not self.specs:  # runs only after its upstreams
+            return None
         if len(self.specs) == 1:  # most deployments; the daemon asks per fire
             fire = self.window.holds(self.specs[0].next_fire(self.window.clamp(after)))
             return fire if fire is None or self._dues(fire) else None
@@ -310,8 +319,9 @@ class Schedule:
 
     @property
     def written(self) -> str:
-        """The specs as the config writes them, joined by "; "."""
-        return "; ".join(spec.written for spec in self.specs)
+        """The specs as the config writes them, then its upstreams, joined by "; "."""
+        parts = [spec.written for spec in self.specs]
+        return "; ".join([*parts, after_words(self.after)] if self.after else parts)
 
     @property
     def timezone(self) -> str | None:
@@ -320,8 +330,9 @@ class Schedule:
         return zones.pop() if len(zones) == 1 else None
 
     def describe(self) -> str:
-        """The schedule in words, its specs joined by "; ", then its window."""
-        words = "; ".join(spec.describe() for spec in self.specs)
+        """The schedule in words, its specs and upstreams joined by "; ", then its window."""
+        parts = [spec.describe() for spec in self.specs]
+        words = "; ".join([*parts, after_words(self.after)] if self.after else parts)
         window = self.window.describe()
         return f"{words} ({window})" if window else words
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import read_only_file_system, store_fault, store_name
     from gnomon.store._kinds import (
+        CASCADING_CAUSES,
         SCHEDULED_CAUSES,
         AuditAction,
         BreachKind,
@@ -86,6 +87,7 @@ _LAZY = {
     "RunCause": "gnomon.store._kinds",
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
+    "CASCADING_CAUSES": "gnomon.store._kinds",
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
     "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
@@ -114,6 +116,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CASCADING_CAUSES",
     "EXTERNAL_CHECKPOINTS_ENV",
     "HEAD_REVISION",
     "RUN_BIN_SPANS",

@@ -13,10 +13,16 @@ class RunCause(enum.StrEnum):
     CATCHUP = "catchup"  # a fire time missed while no daemon ran, run by the catch-up policy
     MANUAL = "manual"  # `gnomon run` or the API's run request
     RETRY = "retry"  # `gnomon runs retry` of a finished run
+    # The end of its upstreams' runs at its nominal time (a deployment's ``after``)
+    UPSTREAM = "upstream"
 
 
 # Runs a schedule decided: each (deployment, nominal time) has at most one.
 SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
+# Runs whose end starts their deployment's downstreams (``after``): those whose nominal
+# time is one of its schedule's (or its upstreams'). A manual run's or a retry's is the
+# time it was asked for, which no other upstream shares: they start none.
+CASCADING_CAUSES = frozenset({*SCHEDULED_CAUSES, RunCause.UPSTREAM})
 # Runs an operator asked for.
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
 

@@ -173,6 +173,10 @@ flow_runs = Table(
     Column("requested_by", Text),
     Column("force", Boolean, nullable=False, server_default=false(), default=False),
     Column("retry_of", String(32)),
+    # A run of cause upstream (or the Skipped row of one that did not run): the upstream
+    # run whose end decided it (with several upstreams, the last to end). No foreign key:
+    # either run may be deleted alone.
+    Column("caused_by", String(32)),
     Index("ix_flow_runs_state_type", "state_type"),
     # The runs listing's order, (created, id) newest first: its pages are index ranges.
     Index("ix_flow_runs_created_id", "created", "id"),
@@ -186,6 +190,7 @@ flow_runs = Table(
     ),
     Index("ix_flow_runs_deployment_name_created_id", "deployment_name", "created", "id"),
     Index("ix_flow_runs_cancel_requested_at", "cancel_requested_at"),
+    Index("ix_flow_runs_caused_by", "caused_by"),
 )
 
 deployments = Table(

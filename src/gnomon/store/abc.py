@@ -316,6 +316,17 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
 
+    # Runs triggered by runs (a deployment's ``after``).
+
+    def read_runs_at(self, names: Sequence[str], nominal: datetime) -> list[FlowRunRow]:
+        """The runs of these deployments at this nominal time."""
+
+    def read_unfollowed_runs(
+        self, downstream: str, upstream: str, since: datetime, limit: int
+    ) -> list[FlowRunRow]:
+        """``upstream``'s newest ended runs since ``since`` that may start ``downstream``
+        and whose nominal time has no run of it yet."""
+
     def read_resumed_runs(self, since: datetime) -> list[FlowRunRow]:
         """Suspended runs resumed at or after ``since``, waiting to run again."""
 

@@ -81,6 +81,7 @@ class FlowRunRow(StoreRow):
         "requested_by",
         "force",
         "retry_of",
+        "caused_by",
     )
     __slots__ = __match_args__
 
@@ -116,6 +117,7 @@ class FlowRunRow(StoreRow):
     requested_by: str | None
     force: bool
     retry_of: str | None
+    caused_by: str | None
 
     def __init__(
         self,
@@ -151,6 +153,7 @@ class FlowRunRow(StoreRow):
         requested_by: str | None,
         force: bool,
         retry_of: str | None,
+        caused_by: str | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -185,6 +188,7 @@ class FlowRunRow(StoreRow):
         set_(self, "requested_by", requested_by)
         set_(self, "force", force)
         set_(self, "retry_of", retry_of)
+        set_(self, "caused_by", caused_by)
 
 
 class TaskRunRow(StoreRow):
@@ -1144,6 +1148,7 @@ if TYPE_CHECKING:
         requested_by: NotRequired[str | None]
         force: NotRequired[bool]
         retry_of: NotRequired[str | None]
+        caused_by: NotRequired[str | None]
 
     class NewTaskRun(TypedDict):
         """A new row of ``task_runs``."""
@@ -1250,3 +1255,4 @@ if TYPE_CHECKING:
         requested_by: str | None
         force: bool
         retry_of: str | None
+        caused_by: str | None

@@ -1,0 +1,270 @@
+"""Runs triggered by runs (a deployment's ``after``): the config's checks (unknown upstream,
+cycles, upstreams without common nominal times), the scheduler's decisions with literal
+times on a real store (a run at the upstream's nominal time, caused by its run; a Skipped
+row when an upstream ended otherwise or was skipped; several upstreams all at one time),
+and real daemons: extract -> load, and a daemon killed between an upstream's end and its
+downstream's row creates that row once when it starts again."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gnomon.daemon._scheduler import Scheduler
+from gnomon.deployments import load_config
+from gnomon.states import StateName, StateType
+from test_daemon import runs
+from test_scheduler import Workers, make_scheduler
+
+T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+FLOWS = "from gnomon import flow\n\n@flow\ndef job() -> None:\n    pass\n"
+
+
+def problems(tmp_path: Path, deployments: str) -> list[str]:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    config = tmp_path / "gnomon.toml"
+    config.write_text(textwrap.dedent(deployments))
+    return [str(problem) for problem in load_config(config, check_flows=False).problems]
+
+
+def deployment(name: str, schedule: str) -> str:
+    return f'\n[[deployments]]\nname = "{name}"\nflow = "flows.py:job"\n{schedule}\n'
+
+
+# The config's checks.
+
+
+def test_an_upstream_no_deployment_has_is_named_with_the_closest_name(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        deployment("extract", 'cron = "0 * * * *"')
+        + deployment("load", 'after = [{deployment = "extrac"}]'),
+    )
+    assert found == [
+        'gnomon.toml: deployment "load": after "extrac": no deployment has this name;'
+        ' did you mean "extract"?'
+    ]
+
+
+def test_a_cycle_is_refused_naming_it_in_each_deployment_of_it(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        deployment("a", 'after = [{deployment = "c"}]')
+        + deployment("b", 'after = [{deployment = "a"}]')
+        + deployment("c", 'after = [{deployment = "b"}]')
+        + deployment("d", 'after = [{deployment = "a"}]'),
+    )
+    cycle = "a -> c -> b -> a"
+    assert found == [
+        f'gnomon.toml: deployment "{name}": after "{cycle}": runs after itself: a cycle'
+        for name in ("a", "c", "b")
+    ]
+
+
+def test_a_deployment_after_itself_is_a_cycle(tmp_path: Path) -> None:
+    found = problems(tmp_path, deployment("self", 'after = [{deployment = "self"}]'))
+    assert len(found) == 1
+    assert "runs after itself: a cycle (self -> self)" in found[0]
+
+
+def test_upstreams_without_a_common_nominal_time_are_refused_and_with_one_are_not(
+    tmp_path: Path,
+) -> None:
+    hourly = deployment("hourly", 'cron = "0 * * * *"')
+    half = deployment("half", 'cron = "30 * * * *"')
+    daily = deployment("daily", 'schedules = [{rrule = "FREQ=DAILY;BYHOUR=6;BYMINUTE=0"}]')
+    both = deployment("both", 'after = [{deployment = "hourly"}, {deployment = "half"}]')
+    found = problems(tmp_path, hourly + half + both)
+    assert found == [
+        'gnomon.toml: deployment "both": after ["hourly", "half"]: these upstreams share no'
+        " nominal time (none among the next 200 fires of the sparsest): a downstream runs at"
+        " times all its upstreams produce"
+    ]
+    # Daily at 06:00 is an hourly time: the sparsest's fires are looked for in the other.
+    sharing = deployment("sharing", 'after = [{deployment = "hourly"}, {deployment = "daily"}]')
+    assert problems(tmp_path, hourly + daily + sharing) == []
+    # A downstream without a schedule has its upstreams' common times as its own.
+    chained = deployment("chained", 'after = [{deployment = "sharing"}, {deployment = "half"}]')
+    assert len(problems(tmp_path, hourly + daily + half + sharing + chained)) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("anchor = 2027-01-01T00:00:00Z", "anchor applies to a schedule of the deployment's own"),
+        ('after = [{deployment = "e", on = "done"}]', "Input should be 'completed', 'failed'"),
+        ('after = [{deployment = "e"}, {deployment = "e"}]', "names 'e' twice"),
+        ("after = []", "is empty"),
+    ],
+)
+def test_bad_after_entries_are_named(tmp_path: Path, extra: str, message: str) -> None:
+    entry = extra if extra.startswith("after") else f'after = [{{deployment = "e"}}]\n{extra}'
+    found = problems(tmp_path, deployment("e", 'cron = "0 * * * *"') + deployment("d", entry))
+    assert len(found) == 1, found
+    assert message in found[0]
+
+
+# The scheduler's decisions, with literal times, on both stores.
+
+
+def scheduler_for(tmp_path: Path, store, deployments: str) -> tuple[Scheduler, Workers]:
+    """test_scheduler's: the scheduler with a stand-in for the workers, registered an hour
+    before T0. Its decisions are what is under test, with literal times."""
+    return make_scheduler(tmp_path, store, deployments, Workers(size=10))
+
+
+def end(store, scheduler: Scheduler, workers: Workers, run_id: str, state: StateType) -> None:
+    """What a worker does at a run's end: its final state stored, then the pool told."""
+    name = StateName.COMPLETED if state is StateType.COMPLETED else StateName.FAILED
+    assert store.set_run_state(run_id, state, name, None, end_time=T0)
+    workers.running.remove(run_id)
+    scheduler.run_finished(run_id, state)
+
+
+def only_run(store, deployment: str):
+    [run] = runs(store, deployment)
+    return run
+
+
+MINUTELY = deployment("extract", 'cron = "* * * * *"')
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    ("on", "ended", "runs_after"),
+    [
+        ("completed", StateType.COMPLETED, True),
+        ("completed", StateType.FAILED, False),
+        ("failed", StateType.FAILED, True),
+        ("failed", StateType.COMPLETED, False),
+        ("any", StateType.FAILED, True),
+        ("any", StateType.COMPLETED, True),
+    ],
+)
+def test_a_downstream_runs_at_its_upstreams_nominal_time_when_it_ended_as_wanted(
+    tmp_path: Path, store, on: str, ended: StateType, runs_after: bool
+) -> None:
+    """Otherwise its Skipped row says why; either way it names the run that caused it."""
+    scheduler, workers = scheduler_for(
+        tmp_path,
+        store,
+        MINUTELY + deployment("load", f'after = [{{deployment = "extract", on = "{on}"}}]'),
+    )
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    upstream = only_run(store, "extract")
+    assert runs(store, "load") == []  # nothing before the upstream ends
+
+    end(store, scheduler, workers, upstream.id, ended)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=30))
+
+    load = only_run(store, "load")
+    assert (load.scheduled_for, load.trigger, load.caused_by) == (
+        upstream.scheduled_for,
+        "upstream",
+        upstream.id,
+    )
+    if runs_after:
+        assert (load.state_type, load.state_message) == (
+            "PENDING",
+            f"after extract {ended.value.capitalize()}",
+        )
+        assert load.id in workers.running
+    else:
+        wanted = "completed or failed" if on == "any" else on
+        assert (load.state_name, load.state_message) == (
+            "Skipped",
+            f"upstream extract ended {ended.value.capitalize()}, not {wanted}",
+        )
+
+
+@pytest.mark.backends
+def test_several_upstreams_mean_all_of_them_at_one_nominal_time(tmp_path: Path, store) -> None:
+    """The first to end decides nothing; the last one's end starts the run, caused by it."""
+    scheduler, workers = scheduler_for(
+        tmp_path,
+        store,
+        deployment("extract", 'cron = "* * * * *"\noverlap = "allow"\nmax_concurrent = 5')
+        + deployment("crm", 'cron = "*/2 * * * *"')
+        + deployment("load", 'after = [{deployment = "extract"}, {deployment = "crm"}]'),
+    )
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))  # extract alone at 12:01
+    scheduler.tick(T0 + timedelta(minutes=2))  # both at 12:02
+    by_time = {(r.deployment_name, r.scheduled_for.minute): r for r in runs(store)}
+    for key in [("extract", 1), ("extract", 2)]:
+        end(store, scheduler, workers, by_time[key].id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(minutes=2, seconds=10))
+    assert runs(store, "load") == []  # crm's 12:02 has not ended
+
+    end(store, scheduler, workers, by_time[("crm", 2)].id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(minutes=2, seconds=20))
+    load = only_run(store, "load")
+    assert (load.scheduled_for.minute, load.caused_by, load.state_type) == (
+        2,
+        by_time[("crm", 2)].id,
+        "PENDING",
+    )
+
+
+@pytest.mark.backends
+def test_a_skipped_upstream_fire_records_a_skipped_downstream_and_so_on_down_the_chain(
+    tmp_path: Path, store
+) -> None:
+    scheduler, _ = scheduler_for(
+        tmp_path,
+        store,
+        MINUTELY
+        + deployment("load", 'after = [{deployment = "extract", on = "any"}]')
+        + deployment("report", 'after = [{deployment = "load"}]'),
+    )
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    scheduler.tick(T0 + timedelta(minutes=2))  # the 12:01 run still going: 12:02 skipped
+
+    skipped = next(r for r in runs(store, "extract") if r.state_name == "Skipped")
+    [load] = runs(store, "load")
+    [report] = runs(store, "report")
+    assert (load.scheduled_for, load.state_name, load.caused_by) == (
+        skipped.scheduled_for,
+        "Skipped",
+        skipped.id,
+    )
+    assert load.state_message == "upstream extract ended Skipped, not completed or failed"
+    assert (report.state_name, report.caused_by) == ("Skipped", load.id)
+    assert report.state_message == "upstream load ended Skipped, not completed"
+
+
+@pytest.mark.backends
+def test_a_paused_downstream_records_nothing_and_manual_upstream_runs_start_none(
+    tmp_path: Path, store
+) -> None:
+    from gnomon.control import Operations
+    from gnomon.store import Actor, Origin
+
+    scheduler, workers = scheduler_for(
+        tmp_path, store, MINUTELY + deployment("load", 'after = [{deployment = "extract"}]')
+    )
+    scheduler.set_paused("load", True, T0)
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    end(store, scheduler, workers, only_run(store, "extract").id, StateType.COMPLETED)
+    decisions = scheduler.tick(T0 + timedelta(minutes=1, seconds=5))
+    assert [(d.deployment, d.action) for d in decisions] == [("load", "paused")]
+    assert runs(store, "load") == []
+
+    # Resumed: a manual run of the upstream (its nominal time is when it was asked for,
+    # which no schedule shares) ends and starts nothing.
+    scheduler.set_paused("load", False, T0 + timedelta(minutes=2))
+    requested = Operations(store, Actor("alice", Origin.CLI)).trigger("extract")
+    manual = store.read_flow_run(requested["id"])
+    assert manual is not None
+    assert scheduler.admit(manual, T0 + timedelta(minutes=2)) is not None
+    scheduler.dispatch(T0 + timedelta(minutes=2))
+    end(store, scheduler, workers, manual.id, StateType.COMPLETED)
+    decided = scheduler.tick(T0 + timedelta(minutes=2, seconds=5))
+    assert [d.deployment for d in decided] == ["extract"]  # its 12:02 fire, nothing of load
+    assert runs(store, "load") == []
