@@ -291,6 +291,11 @@ def _schedule_lines(view: dict[str, Any]) -> list[tuple[str, str]]:
             extra = f"; parameters {_inline(spec['parameters'])}" if spec["parameters"] else ""
             written = " ".join(spec["expression"].split())
             lines.append((label, f"#{index + 1} {spec['kind']} {written} ({spec['text']}){extra}"))
+    if view["after"]:  # the upstreams: "after extract, crm (any)"
+        from gnomon.scheduling import Upstream, after_words
+
+        upstreams = after_words([Upstream.of(entry) for entry in view["after"]])
+        lines.append(("after" if specs else "schedule", upstreams))
     if view["active_from"] or view["active_until"]:
         bounds = [f"from {view['active_from']}"] if view["active_from"] else []
         bounds += [f"until {view['active_until']}"] if view["active_until"] else []
@@ -320,13 +325,15 @@ def _inline(mapping: dict[str, Any]) -> str:
 def deployments_next(config: Path | None, name: str, count: int, as_json: bool) -> None:
     """Print a deployment's next fire times (UTC), as the daemon will fire them; with
     several specs (schedules = [...]), each with the spec it is the fire of (#1 is the
-    first listed; a time two specs produce is the first's).
+    first listed; a time two specs produce is the first's). A deployment that runs only
+    after others (after = [...]) has no times of its own: "after extract".
 
     \b
     Example:
       gnomon deployments next nightly-report -n 10
     """
     from gnomon.control import firing_from, iso, local_text, next_fires_by_spec, schedule_of
+    from gnomon.scheduling import after_words
 
     row = operations().deployment(name)
     now = datetime.now(UTC)
@@ -340,6 +347,12 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
         print_json([iso(fire) for fire, _ in fires])
         return
     schedule = schedule_of(row)
+    if schedule is not None and schedule.after:  # runs at its upstreams' times: no list
+        after = after_words(schedule.after)
+        if not schedule.specs:
+            click.echo(after)
+            return
+        click.echo(f"{name} also runs {after}, at their nominal times", err=True)
     several = schedule is not None and len(schedule.specs) > 1
     for fire, index in fires:
         if several:

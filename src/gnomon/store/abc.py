@@ -521,6 +521,9 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
     def count_task_states(self, flow_run_id: str) -> dict[str, int]:
         """How many of a flow run's task runs are in each state, by state name."""
 
+    def read_caused_runs(self, flow_run_id: str, limit: int = 100) -> list[FlowRunRow]:
+        """The downstream runs the end of this run decided (``caused_by``)."""
+
     def read_states(
         self, flow_run_id: str | None = None, task_run_id: str | None = None
     ) -> list[StateRow]:
