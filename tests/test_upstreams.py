@@ -18,6 +18,7 @@ from gnomon.deployments import load_config
 from gnomon.states import StateName, StateType
 from test_daemon import runs
 from test_scheduler import Workers, make_scheduler
+from test_store import home, url  # noqa: F401 (fixtures: a fresh database's URL)
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 FLOWS = "from gnomon import flow\n\n@flow\ndef job() -> None:\n    pass\n"
@@ -268,3 +269,51 @@ def test_a_paused_downstream_records_nothing_and_manual_upstream_runs_start_none
     decided = scheduler.tick(T0 + timedelta(minutes=2, seconds=5))
     assert [d.deployment for d in decided] == ["extract"]  # its 12:02 fire, nothing of load
     assert runs(store, "load") == []
+
+
+# Migration 0020.
+
+OLD_RUN = (
+    "INSERT INTO flow_runs (id, name, flow_name, run_count, created, deployment_name,"
+    " scheduled_for, trigger) VALUES (:id, 'extract@x', 'job', 0, :at, 'extract', :at,"
+    " 'schedule')"
+)
+
+
+@pytest.mark.backends
+@pytest.mark.empty_database
+def test_runs_of_revision_0017_read_without_a_cause_and_downgrading_keeps_them(
+    url: str,  # noqa: F811
+) -> None:
+    """0020 adds flow_runs.caused_by: runs from before have none, a daemon of 0017 still
+    inserts runs without it, and downgrading drops the column and its index only."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect, text
+
+    from gnomon.store import get_store, reset_store
+    from gnomon.store._migrate import alembic_config
+
+    command.upgrade(alembic_config(url), "0017")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(OLD_RUN), {"id": "a" * 32, "at": T0})
+        store = get_store()  # first use migrates to head
+        with engine.begin() as connection:  # what a daemon of 0017 writes meanwhile
+            connection.execute(text(OLD_RUN), {"id": "b" * 32, "at": T0 + timedelta(hours=1)})
+        for run_id in ("a" * 32, "b" * 32):
+            row = store.read_flow_run(run_id)
+            assert row is not None
+            assert (row.trigger, row.caused_by) == ("schedule", None)
+        assert store.read_caused_runs("a" * 32) == []
+        command.downgrade(alembic_config(url), "0017")
+        reset_store()
+        with engine.connect() as connection:
+            columns = {column["name"] for column in inspect(connection).get_columns("flow_runs")}
+            indexes = {index["name"] for index in inspect(connection).get_indexes("flow_runs")}
+            kept = connection.execute(text("SELECT count(*) FROM flow_runs")).scalar()
+    finally:
+        engine.dispose()
+    assert "caused_by" not in columns
+    assert "ix_flow_runs_caused_by" not in indexes
+    assert kept == 2
