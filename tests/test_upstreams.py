@@ -317,3 +317,80 @@ def test_runs_of_revision_0017_read_without_a_cause_and_downgrading_keeps_them(
     assert "caused_by" not in columns
     assert "ix_flow_runs_caused_by" not in indexes
     assert kept == 2
+
+
+def test_the_upstream_trigger_in_config_example_toml_loads() -> None:
+    from conftest import REPO
+
+    result = load_config(REPO / "config.example.toml", check_flows=False)
+    assert [str(problem) for problem in result.problems] == []
+    [report] = [d for d in result.config.deployments if d.name == "etl-report"]
+    assert (report.schedule_kind, [str(u.on) for u in report.upstreams]) == ("after", ["completed"])
+    assert report.timing().describe() == "after nightly-etl"
+
+
+# The pure arithmetic behind the checks, on literal dates.
+
+
+def fires(kind: str, expression: str, zone: str = "UTC"):
+    from gnomon.scheduling import Schedule
+
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)  # an rrule's start day, without DTSTART
+    return Schedule.single("x", kind, expression, zone, anchor).next_fire
+
+
+@pytest.mark.parametrize(
+    ("sources", "after", "common"),
+    [
+        # Daily 06:00 and hourly in New York, across the spring-forward night: 06:00 EDT.
+        (
+            [fires("cron", "0 6 * * *", "America/New_York"), fires("cron", "0 * * * *")],
+            datetime(2027, 3, 14, 0, 0, tzinfo=UTC),
+            datetime(2027, 3, 14, 10, 0, tzinfo=UTC),
+        ),
+        # Mondays and the 1st of the month: 2027-02-01 is the first Monday the 1st.
+        (
+            [fires("cron", "0 0 * * MON"), fires("rrule", "FREQ=MONTHLY;BYMONTHDAY=1")],
+            datetime(2027, 1, 1, 0, 0, tzinfo=UTC),
+            datetime(2027, 2, 1, 0, 0, tzinfo=UTC),
+        ),
+        # On the hour and at half past: never.
+        ([fires("cron", "0 * * * *"), fires("cron", "30 * * * *")], datetime(2027, 1, 1), None),
+    ],
+)
+def test_common_time_is_the_first_time_every_source_gives(
+    sources: list, after: datetime, common: datetime | None
+) -> None:
+    from gnomon.scheduling import common_time
+
+    assert common_time(sources, after.replace(tzinfo=UTC)) == common
+
+
+def test_find_cycle_names_the_first_cycle_along_its_edges() -> None:
+    from gnomon.scheduling import find_cycle
+
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": []}) is None
+    assert find_cycle({"load": ["extract"], "extract": ["load"]}) == ["extract", "load", "extract"]
+    # From "a" in name order: a -> b -> c, whose edge back to b closes the first cycle.
+    assert find_cycle({"a": ["b"], "b": ["c", "a"], "c": ["b"]}) == ["b", "c", "b"]
+
+
+def test_a_downstream_is_written_back_as_toml_that_loads_the_same(tmp_path: Path) -> None:
+    """What ``serve`` and ``deploy()`` print for the config file."""
+    from gnomon.deployments import deployments_toml
+
+    text = MINUTELY + deployment(
+        "load", 'after = [{deployment = "extract"}, {deployment = "crm", on = "any"}]'
+    )
+    text += deployment("crm", 'cron = "0 * * * *"')
+    assert problems(tmp_path, text) == []
+    loaded = load_config(tmp_path / "gnomon.toml", check_flows=False).config.deployments
+    (tmp_path / "again.toml").write_text(deployments_toml(loaded))
+    again = load_config(tmp_path / "again.toml", check_flows=False)
+    assert [str(problem) for problem in again.problems] == []
+    [load] = [d for d in again.config.deployments if d.name == "load"]
+    assert [u.table() for u in load.upstreams] == [
+        {"deployment": "extract", "on": "completed"},
+        {"deployment": "crm", "on": "any"},
+    ]
+    assert load.schedule_kind == "after"

@@ -13,13 +13,17 @@ from __future__ import annotations
 import signal
 import textwrap
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from test_cli_daemon import gnomon
-from test_daemon import runs, start_daemon, wait_for, write_config
+from test_daemon import DaemonProcess, runs, start_daemon, wait_for, write_config
 from test_daemon_crash import CRASH_PREAMBLE, crash_daemon
+from test_deadlines import WAIT, launch, posts  # noqa: F401 (the launch fixture)
+from test_notify import Receiver
 
 pytestmark = pytest.mark.backends
 
@@ -137,3 +141,44 @@ def test_a_daemon_killed_around_a_downstreams_row_creates_it_once_when_it_restar
     assert second.returncode == 0, err
 
     assert_each_load_follows_its_extract(store)
+
+
+def test_a_downstream_waiting_past_its_late_after_for_its_upstream_is_told_late(
+    launch: Callable[..., DaemonProcess],  # noqa: F811
+    store,
+    receiver: Receiver,
+) -> None:
+    """Its lateness counts from its nominal time (the upstream's), before its run exists:
+    told late (naming no run) while extract still runs, cleared once its run started."""
+    start = (datetime.now(UTC) + timedelta(seconds=10)).strftime("%Y%m%dT%H%M%S")
+    launch(
+        f"""
+        [[deployments]]
+        name = "extract"
+        flow = "dl_flows.py:hold"
+        parameters = {{ seconds = 4 }}
+        schedules = [{{ rrule = "DTSTART:{start}\\nRRULE:FREQ=SECONDLY;COUNT=1" }}]
+
+        [[deployments]]
+        name = "load"
+        flow = "dl_flows.py:quick"
+        after = [{{ deployment = "extract" }}]
+        late_after = "1s"
+        """
+    )
+
+    def told(event: str) -> Callable[[], list[dict]]:
+        return lambda: [post for post in posts(receiver, event) if post["deployment"] == "load"]
+
+    [late] = wait_for(told("late"), WAIT, "load told late while extract runs")
+    assert late["run_id"] is None
+    assert "waits for its upstreams' runs to end" in late["text"]
+    [recorded] = store.read_breaches("load")
+    assert (recorded.kind, recorded.flow_run_id) == ("late", None)  # no run when found
+    [cleared] = wait_for(told("late_cleared"), WAIT, "load's start told")
+    [load] = runs(store, "load")
+    [extract] = runs(store, "extract")
+    assert (load.scheduled_for, load.caused_by) == (extract.scheduled_for, extract.id)
+    assert late["breach"]["nominal_time"] == cleared["breach"]["nominal_time"]
+    assert "run started" in cleared["breach"]["detail"]
+    wait_for(lambda: store.read_breaches("load", open_only=True) == [], WAIT, "cleared")

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from gnomon.daemon._breach_rules import RunFacts
 from gnomon.scheduling import Upstream, UpstreamOn
-from gnomon.states import FINAL_TYPES
+from gnomon.states import FINAL_TYPES, StateType
 from gnomon.store import CASCADING_CAUSES
 
 if TYPE_CHECKING:
     from gnomon.daemon._tracking import Slot
-    from gnomon.store.rows import FlowRunRow
+    from gnomon.store.rows import FlowRunRow, WatchedRun
 
 # How many of each upstream's newest ended runs a starting daemon looks at for ends a
 # killed daemon did not act on (the catch-up's bound is of the same order).
@@ -77,3 +79,48 @@ def verdict(
             return Verdict(False, reason, run.id)
     names = ", ".join(f"{u.deployment} {runs[u.deployment].state_name}" for u in after)
     return Verdict(True, f"after {names}", ended)
+
+
+def ancestors_of(slots: Mapping[str, Slot]) -> dict[str, frozenset[str]]:
+    """By tracked deployment that runs only after others (no schedule of its own), every
+    deployment upstream of it: its upstreams, theirs, and so on."""
+    direct = {name: {u.deployment for u in slot.trigger.after} for name, slot in slots.items()}
+    found: dict[str, frozenset[str]] = {}
+    for name, slot in slots.items():
+        if slot.trigger.specs or not slot.trigger.after:
+            continue
+        seen: set[str] = set()
+        todo = list(direct[name])
+        while todo:
+            upstream = todo.pop()
+            if upstream not in seen:
+                seen.add(upstream)
+                todo.extend(direct.get(upstream, ()))
+        found[name] = frozenset(seen - {name})
+    return found
+
+
+def waiting_runs(
+    ancestors: Mapping[str, frozenset[str]],
+    offsets: Mapping[str, timedelta],
+    unfinished: Sequence[WatchedRun],
+) -> list[RunFacts]:
+    """The runs of downstreams (``ancestors``: those watched, by name) not created yet
+    because a run upstream of them at their nominal time has not ended (``unfinished``):
+    as runs that have not started, without an id (their row does not exist yet), each due
+    at that nominal time plus the downstream's jitter offset. The deadline watch judges
+    them as it judges runs waiting for a worker."""
+    have = {(run.deployment_name, run.scheduled_for) for run in unfinished}
+    waiting: dict[tuple[str, datetime], RunFacts] = {}
+    for run in unfinished:
+        nominal = run.scheduled_for
+        if nominal is None or run.trigger not in CASCADING_CAUSES:
+            continue
+        for name, upstream in ancestors.items():
+            key = (name, nominal)
+            if run.deployment_name in upstream and key not in have and key not in waiting:
+                due = nominal + offsets.get(name, timedelta(0))
+                waiting[key] = RunFacts(
+                    "", name, nominal, StateType.SCHEDULED, None, None, None, due
+                )
+    return list(waiting.values())

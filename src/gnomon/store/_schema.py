@@ -563,6 +563,7 @@ WATCHED_RUN = columns(
     "state_name",
     "start_time",
     "end_time",
+    "trigger",  # whether its end decides downstreams (a waiting downstream is watched too)
 )
 
 # The rows the store's reads return, by the name of their class in ``gnomon.store.rows``:

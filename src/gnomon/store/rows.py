@@ -1072,6 +1072,7 @@ class WatchedRun(StoreRow):
         "state_name",
         "start_time",
         "end_time",
+        "trigger",
     )
     __slots__ = __match_args__
 
@@ -1084,6 +1085,7 @@ class WatchedRun(StoreRow):
     state_name: str | None
     start_time: datetime | None
     end_time: datetime | None
+    trigger: RunCause | None
 
     def __init__(
         self,
@@ -1096,6 +1098,7 @@ class WatchedRun(StoreRow):
         state_name: str | None,
         start_time: datetime | None,
         end_time: datetime | None,
+        trigger: str | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -1107,6 +1110,7 @@ class WatchedRun(StoreRow):
         set_(self, "state_name", state_name)
         set_(self, "start_time", start_time)
         set_(self, "end_time", end_time)
+        set_(self, "trigger", None if trigger is None else RunCause(trigger))
 
 
 # For the type checker only: a write takes a plain dict.
