@@ -336,6 +336,9 @@ def test_retry_makes_a_new_run_of_a_finished_one_and_refuses_a_waiting_one(
         original.id,
         {"label": "again"},
     )
+    # The next generation of the same nominal time, not a run at the request's time.
+    assert (newest.scheduled_for, newest.generation) == (original.scheduled_for, 2)
+    assert "queued (generation 2 of " in retried.stdout
 
 
 def test_runs_show_prints_the_timeline_and_an_unknown_id_exits_2(

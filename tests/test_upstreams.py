@@ -120,7 +120,8 @@ def scheduler_for(tmp_path: Path, store, deployments: str) -> tuple[Scheduler, W
 def end(store, scheduler: Scheduler, workers: Workers, run_id: str, state: StateType) -> None:
     """What a worker does at a run's end: its final state stored, then the pool told."""
     name = StateName.COMPLETED if state is StateType.COMPLETED else StateName.FAILED
-    assert store.set_run_state(run_id, state, name, None, end_time=T0)
+    # Ended now: the order of ends decides which run caused a downstream's.
+    assert store.set_run_state(run_id, state, name, None, end_time=datetime.now(UTC))
     workers.running.remove(run_id)
     scheduler.run_finished(run_id, state)
 
@@ -394,3 +395,81 @@ def test_a_downstream_is_written_back_as_toml_that_loads_the_same(tmp_path: Path
         {"deployment": "crm", "on": "any"},
     ]
     assert load.schedule_kind == "after"
+
+
+@pytest.mark.backends
+def test_a_reprocessed_upstream_creates_the_downstreams_next_generation_of_its_time(
+    tmp_path: Path, store
+) -> None:
+    """``runs retry`` of an extract run that load followed: its next generation ends, and
+    load runs again at that nominal time as its generation 2, caused by it; once only,
+    whoever decides again. A third while load's second still runs is recorded Skipped."""
+    from gnomon.control import Operations
+    from gnomon.store import Actor, Origin
+
+    scheduler, workers = scheduler_for(
+        tmp_path, store, MINUTELY + deployment("load", 'after = [{deployment = "extract"}]')
+    )
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    first = only_run(store, "extract")
+    end(store, scheduler, workers, first.id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=10))
+    end(store, scheduler, workers, only_run(store, "load").id, StateType.COMPLETED)
+
+    ops = Operations(store, Actor("alice", Origin.CLI))
+
+    def reprocess() -> str:
+        retry = ops.retry(first.id)
+        row = store.read_flow_run(retry["id"])
+        assert row is not None
+        assert scheduler.admit(row, T0 + timedelta(minutes=1, seconds=20)) is not None
+        scheduler.dispatch(T0 + timedelta(minutes=1, seconds=20))
+        end(store, scheduler, workers, row.id, StateType.COMPLETED)
+        scheduler.tick(T0 + timedelta(minutes=1, seconds=30))
+        return row.id
+
+    second = reprocess()
+    loads = sorted(runs(store, "load"), key=lambda run: run.generation)
+    assert [(r.generation, r.scheduled_for, r.caused_by) for r in loads] == [
+        (1, first.scheduled_for, first.id),
+        (2, first.scheduled_for, second),
+    ]
+    assert loads[1].state_type == "PENDING"
+    # Deciding again (a restart, another end seen) finds it decided: nothing to create.
+    # The rule itself, on the stored rows (the scheduler's private module, as above).
+    from gnomon.daemon._upstreams import verdict
+    from gnomon.scheduling import Upstream
+
+    stored = store.read_runs_at(["load", "extract"], first.scheduled_for)
+    assert verdict("load", [Upstream("extract")], stored) is None
+    assert verdict("load", [Upstream("extract")], [r for r in stored if r.id != loads[1].id])
+
+    third = reprocess()  # load's generation 2 has not finished
+    newest = max(runs(store, "load"), key=lambda run: run.generation)
+    assert (newest.generation, newest.state_name, newest.caused_by) == (3, "Skipped", third)
+    assert newest.state_message == "its generation 2 of this time has not finished"
+
+
+@pytest.mark.backends
+def test_fires_missed_while_the_daemon_was_down_record_the_downstream_skipped_too(
+    tmp_path: Path, store
+) -> None:
+    """Registered an hour before T0 with catchup = "none": the catch-up records extract's
+    60 fire times Missed, and load a Skipped row at each, caused by it."""
+    scheduler, _ = scheduler_for(
+        tmp_path,
+        store,
+        deployment("extract", 'cron = "* * * * *"\ncatchup = "none"')
+        + deployment("load", 'after = [{deployment = "extract", on = "any"}]'),
+    )
+    scheduler.catch_up(T0)
+
+    missed = {run.scheduled_for: run for run in runs(store, "extract")}
+    loads = runs(store, "load")
+    assert len(missed) == len(loads) == 60
+    for load in loads:
+        upstream = missed[load.scheduled_for]
+        assert upstream.state_name == "Missed"
+        assert (load.state_name, load.caused_by) == ("Skipped", upstream.id)
+        assert load.state_message == "upstream extract ended Missed, not completed or failed"

@@ -19,6 +19,7 @@ from gnomon.cli._common import (
     config_option,
     daemon_holder,
     fast_store,
+    iso,
     json_option,
     open_store,
     operations,
@@ -154,6 +155,7 @@ def _print_run(view: dict[str, Any]) -> None:
         ("state", view["state"] + (f": {view['message']}" if view["message"] else "")),
         ("trigger", view["trigger"] or "-"),
         ("scheduled for", view["scheduled_for"] or "-"),
+        ("generation", str(view["generation"])),
         ("started", view["started_at"] or "-"),
         ("ended", view["ended_at"] or "-"),
         ("duration", f"{view['duration_s']} s" if view["duration_s"] is not None else "-"),
@@ -273,13 +275,20 @@ def _input_object(text: str | None) -> dict[str, Any] | None:
 def runs_retry(config: Path | None, run_id: str, wait: bool) -> None:
     """Run a finished run's deployment again with the same parameters, as a new run.
 
+    The new run is the next generation of the same nominal time (its "scheduled for"),
+    so what depends on that time sees it; refused while a run of that time is unfinished.
+
     \b
     Example:
       gnomon runs retry 3f2a9c --wait
     """
     ops = operations()
     row = ops.retry(run_id)
-    click.echo(f"retry of {row['retry_of']}: run {row['id']} queued")
+    nominal = iso(row.get("scheduled_for"))
+    click.echo(
+        f"retry of {row['retry_of']}: run {row['id']} queued"
+        f" (generation {row['generation']} of {nominal})"
+    )
     if wait:
         sys.exit(follow_run(row["id"]))
 

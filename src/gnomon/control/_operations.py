@@ -432,7 +432,9 @@ class Operations(FastOperations):
         return row
 
     def retry(self, run_id: str) -> NewFlowRun:
-        """Run a finished run's deployment again with the same parameters, as a new run."""
+        """Run a finished run's deployment again with the same parameters, as a new run: the
+        next generation of its nominal time. Conflict while a run of that time (this one,
+        or a later generation) has not finished."""
         original = self.run(run_id)
         if original.deployment_name is None:
             raise Conflict(f"run {original.id} is not a deployment's run; run its flow again")
@@ -444,9 +446,19 @@ class Operations(FastOperations):
         row = self._requested_run(
             deployment, original.parameters or {}, RunCause.RETRY, retry_of=original.id
         )
-        self.store.create_requested_run(row, self.actor, AuditAction.RETRY)
+        # The next generation of the same nominal time, not a run at the request's time:
+        # what follows from that time (a downstream's run, a backfill) sees it as the one.
+        row["scheduled_for"] = original.scheduled_for or original.created
+        created = self.store.create_retry_run(row, self.actor)
+        if created.id != row["id"]:
+            raise Conflict(
+                f"run {created.id} (generation {created.generation} of"
+                f" {(created.scheduled_for or created.created).isoformat()})"
+                f" is {created.state_name}; a time's next"
+                " generation starts once it has finished"
+            )
         self.nudge("poll")
-        return row
+        return {**row, "generation": created.generation}
 
     def cancel(self, run_id: str, reason: str | None = None) -> tuple[FlowRunRow, str]:
         """Cancel a run: a waiting one at once, a running one through the daemon (its worker

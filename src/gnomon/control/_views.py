@@ -202,6 +202,7 @@ def run_view(row: FlowRunRow) -> View:
         "state": row.state_name,
         "trigger": row.trigger,
         "scheduled_for": iso(row.scheduled_for),
+        "generation": row.generation,  # which run of its nominal time: 1, then retries
         "started_at": iso(row.start_time),
         "ended_at": iso(row.end_time),
     }

@@ -18,7 +18,9 @@ breaches, at a time given as an argument. Tests give literal dates; the deadline
   was paused, nor before it existed. Not while it is paused; it clears when a run completes.
 
 Fires recorded Skipped or Missed were decided not to run (the overlap policy, or too late:
-``missed`` tells of those): they are not late and have no deadline.
+``missed`` tells of those): they are not late and have no deadline. Nor are the runs made
+after their nominal time on purpose (``store.run_on_its_time``: a retry's later
+generation); a breach is keyed by the nominal time, so one time has one of each kind.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gnomon.states import FINAL_TYPES, UNRUN_NAMES, StateType
-from gnomon.store import BreachKind
+from gnomon.store import BreachKind, run_on_its_time
 
 if TYPE_CHECKING:
     from gnomon.daemon._summary import RunSummary
@@ -66,6 +68,8 @@ class RunFacts:
     ended: datetime | None
     # When it was due to start: the nominal time plus the deployment's jitter offset.
     due: datetime | None = None
+    # False for a run made after its nominal time on purpose (``run_on_its_time``).
+    on_its_time: bool = True
 
     @classmethod
     def of_row(cls, row: WatchedRun) -> RunFacts:
@@ -94,6 +98,7 @@ class RunFacts:
             summary.started_at,
             summary.ended_at,
             summary.expected_start,
+            run_on_its_time(summary.trigger, summary.generation),
         )
 
     @property
@@ -131,7 +136,7 @@ class Finding:
 
 def run_findings(policies: Policies, run: RunFacts, now: datetime) -> list[Finding]:
     """The late and deadline breaches ``run`` has had by ``now`` under ``policies``."""
-    if run.decided_not_to_run:
+    if run.decided_not_to_run or not run.on_its_time:
         return []
     found = []
     late = policies.late_after

@@ -39,7 +39,7 @@ from gnomon.daemon._tracking import (
     overlap_refusal,
     run_row,
 )
-from gnomon.daemon._upstreams import RECOVERY_SCAN_LIMIT, counts, downstreams_of, verdict
+from gnomon.daemon._upstreams import RECOVERY_SCAN_LIMIT, downstreams_of, ended, verdict
 from gnomon.deployments import Deployment, Overlap
 from gnomon.states import FAILED_TYPES, StateName, StateType, is_failed
 from gnomon.store import SCHEDULED_CAUSES, RunCause, resumes_from
@@ -332,7 +332,9 @@ class Scheduler:
     def retry_if_allowed(self, slot: Slot, flow_run_id: str, state_type: str) -> bool:
         """Queue a failed or crashed run again while the deployment's retries last.
 
-        The same run row goes back to AwaitingRetry, so its fire time stays one run.
+        The same run row goes back to AwaitingRetry, so its fire time stays one run; not
+        once an operator's `runs retry` made the next generation of its time (they would
+        run at once).
         """
         retries = slot.deployment.retries
         used = self.store.count_deployment_retries(flow_run_id)
@@ -346,13 +348,16 @@ class Scheduler:
             StateType.SCHEDULED,
             StateName.AWAITING_RETRY,
             message,
+            only_if_newest=True,
             daemon_id=self.daemon_id,
             run_count=0,  # its claim counts the runs of a resumed suspended run on
         ):
             return False
         row = self.store.read_flow_run(flow_run_id)
-        nominal = row and (row.scheduled_for or row.created)
-        self._queue(slot, flow_run_id, nominal or datetime.now(UTC))
+        if row is None:
+            self._queue(slot, flow_run_id, datetime.now(UTC))
+        else:
+            self._queue_row(slot, row)
         log.info(
             "run queued again: %s",
             message,
@@ -400,7 +405,10 @@ class Scheduler:
                 )
             elif decision.action in STARTING_ACTIONS and decision.flow_run_id:
                 self._queue(
-                    self._slots[decision.deployment], decision.flow_run_id, decision.nominal
+                    self._slots[decision.deployment],
+                    decision.flow_run_id,
+                    decision.nominal,
+                    trigger=trigger,
                 )
             slot = self._slots[decision.deployment]
             if slot.last_fire is None or decision.nominal > slot.last_fire:
@@ -468,10 +476,34 @@ class Scheduler:
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
         heapq.heapify(self._waiting)
 
+    def _queue_row(self, slot: Slot, row: FlowRunRow, *, requested: bool = False) -> None:
+        """Queue a stored run at its nominal time, due when its row says it was due to start
+        (a retry's later generation: when it was asked for, not its nominal time)."""
+        nominal = row.scheduled_for or row.created
+        due = row.expected_start_time
+        self._queue(
+            slot,
+            row.id,
+            nominal,
+            requested=requested,
+            trigger=row.trigger,
+            generation=row.generation,
+            offset=None if due is None else due - nominal,
+        )
+
     def _queue(
-        self, slot: Slot, flow_run_id: str, nominal: datetime, *, requested: bool = False
+        self,
+        slot: Slot,
+        flow_run_id: str,
+        nominal: datetime,
+        *,
+        requested: bool = False,
+        trigger: RunCause | None = None,
+        generation: int = 1,
+        offset: timedelta | None = None,
     ) -> None:
-        """Queue a run; a requested (manual) run is due at ``nominal`` itself, with no jitter."""
+        """Queue a run, due at ``nominal`` plus ``offset``: by default the deployment's
+        jitter offset; a requested (manual) run's is none."""
         slot.queued.add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
         timeout = slot.deployment.timeout
@@ -481,8 +513,10 @@ class Scheduler:
             flow_run_id,
             slot.deployment.name,
             timeout.total_seconds() if timeout else None,
-            timedelta(0) if requested else slot.offset,
+            offset if offset is not None else timedelta(0) if requested else slot.offset,
             RunLimits.of(slot.deployment),
+            trigger,
+            generation,
         )
         heapq.heappush(self._waiting, waiting)
 
@@ -497,7 +531,7 @@ class Scheduler:
             if slot is None:
                 continue
             self.note_fire(row)
-            self._queue(slot, row.id, row.scheduled_for or row.created)
+            self._queue_row(slot, row)
 
     def note_fire(self, row: FlowRunRow) -> None:
         """Count a run a dead daemon left (waiting or running) as a decided fire: the
@@ -547,7 +581,7 @@ class Scheduler:
             return None
         if forced:
             self._forced.add(flow_run_id)
-        self._queue(slot, flow_run_id, nominal, requested=True)
+        self._queue_row(slot, row, requested=True)
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
@@ -564,7 +598,7 @@ class Scheduler:
         if not self._take(flow_run_id, message):
             return None
         nominal = row.scheduled_for or row.created
-        self._queue(slot, flow_run_id, nominal, requested=True)
+        self._queue_row(slot, row, requested=True)
         decision = Decision(name, nominal, DecisionAction.QUEUED, flow_run_id, message)
         log_decision(decision)
         return decision
@@ -612,6 +646,8 @@ class Scheduler:
                 slot.deployment.flow.rpartition(":")[2],
                 waiting.nominal,
                 waiting.nominal + waiting.offset,
+                waiting.trigger,
+                waiting.generation,
             )
             with self._lock:  # before submit: the run may end before submit returns
                 self._dispatched[waiting.flow_run_id] = dispatched
@@ -708,9 +744,9 @@ class Scheduler:
             # Taken off only once done: a store failure leaves it for the next tick, and
             # deciding again creates nothing twice (the downstream's row is read first).
             run = self.store.read_flow_run(self._ended[0])
-            if run is not None and counts(run) and run.scheduled_for is not None:
+            if run is not None and run.scheduled_for is not None and ended(run):
                 for name in self._followers.get(run.deployment_name or "", ()):
-                    decision = self._follow(self._slots[name], run, now)
+                    decision = self._follow(self._slots[name], run.scheduled_for, now)
                     if decision is not None:
                         decisions.append(decision)
             self._ended.pop(0)
@@ -731,16 +767,13 @@ class Scheduler:
                 self._ended.extend(run.id for run in reversed(runs))  # oldest first
         return self.follow_upstreams(now)
 
-    def _follow(self, slot: Slot, ended: FlowRunRow, now: datetime) -> Decision | None:
-        """The downstream ``slot``'s decision at the nominal time of the upstream run that
-        ``ended``; None if it has one already or waits for another upstream."""
+    def _follow(self, slot: Slot, nominal: datetime, now: datetime) -> Decision | None:
+        """The downstream ``slot``'s decision at ``nominal``, where an upstream run ended;
+        None if there is none to make (see ``_upstreams.verdict``)."""
         name = slot.deployment.name
-        nominal = ended.scheduled_for
-        assert nominal is not None  # counts()
         after = slot.trigger.after
         names = [name, *(upstream.deployment for upstream in after)]
-        runs = {run.deployment_name or "": run for run in self.store.read_runs_at(names, nominal)}
-        found = None if name in runs else verdict(after, runs, ended.id)
+        found = verdict(name, after, self.store.read_runs_at(names, nominal))
         if found is None:
             return None
         if found.run:
@@ -757,6 +790,7 @@ class Scheduler:
             )
         if row is not None:
             row["caused_by"] = found.caused_by
+            row["generation"] = found.generation
             starting = decision.action in STARTING_ACTIONS
             if starting:
                 row["state_message"] = found.reason
@@ -767,7 +801,7 @@ class Scheduler:
             elif row["id"] not in created:
                 return None  # decided meanwhile
             elif starting:
-                self._queue(slot, row["id"], nominal)
+                self._queue(slot, row["id"], nominal, trigger=RunCause.UPSTREAM)
                 decision = Decision(name, nominal, decision.action, row["id"], found.reason)
             else:
                 self._note_end(name, row["id"])  # its own downstreams follow a Skipped row

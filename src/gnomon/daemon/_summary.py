@@ -23,6 +23,8 @@ class RunSummary:
     flow: str | None
     flow_run_name: str | None
     scheduled_for: datetime | None  # the nominal fire time
+    generation: int | None  # which run of its nominal time: 1, then retries
+    trigger: str | None  # what caused it: schedule, catchup, manual, retry, ...
     expected_start: datetime | None  # plus the deployment's jitter offset
     started_at: datetime | None  # the run's start_time: when its worker claimed it
     ended_at: datetime | None
@@ -57,6 +59,8 @@ def run_summary(outcome: RunOutcome, dispatched: DispatchedRun | None) -> RunSum
         flow=outcome.flow_name or (dispatched.flow if dispatched else None),
         flow_run_name=outcome.run_name,
         scheduled_for=dispatched.scheduled_for if dispatched else None,
+        generation=dispatched.generation if dispatched else None,
+        trigger=dispatched.trigger if dispatched else None,
         expected_start=expected,
         started_at=started,
         ended_at=outcome.end_time,

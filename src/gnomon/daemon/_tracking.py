@@ -85,6 +85,8 @@ class Waiting:
     timeout: float | None = field(compare=False)
     offset: timedelta = field(compare=False, default=timedelta(0))
     limits: RunLimits | None = field(compare=False, default=None)
+    trigger: RunCause | None = field(compare=False, default=None)
+    generation: int = field(compare=False, default=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class DispatchedRun:
     flow: str  # the flow's function name in the deployment's entrypoint
     scheduled_for: datetime  # the nominal fire time
     expected_start: datetime  # the nominal fire time plus the deployment's jitter offset
+    trigger: RunCause | None = None  # what caused it (None: not known, as for old rows)
+    generation: int = 1  # which run of its nominal time
 
 
 class DecisionAction(enum.StrEnum):

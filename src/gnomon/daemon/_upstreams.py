@@ -1,12 +1,15 @@
-"""Runs triggered by runs: which downstreams follow a deployment (``after``), and what an
-upstream's end at a nominal time means for a downstream, given the runs stored then.
+"""Runs triggered by runs: which downstreams follow a deployment (``after``), and what the
+runs at a nominal time mean for a downstream, given the runs stored then.
 
-A downstream's run at nominal time T is decided once every upstream has a run at T that
-ended (and is of a cause that starts downstreams: ``CASCADING_CAUSES``): if each ended as
-its ``on`` wants, a run of cause ``upstream``; else a Skipped row saying which did not.
-Either way the row is keyed (downstream, T), so deciding twice (a restart, a second end
-seen) creates nothing twice. Upstreams not all ended yet: nothing yet, the last to end
-decides. The row's ``caused_by`` is that last run.
+A downstream's run at nominal time T is decided once the newest run (generation) of every
+upstream at T has ended, on a time that is a schedule's (its first run's cause is not an
+operator's request: a manual run's time is when it was asked for): if each ended as its
+``on`` wants, a run of cause ``upstream``; else a Skipped row saying which did not. Its
+``caused_by`` is the last of those runs to end, and that is the decision's identity: the
+downstream has decided T for this set of upstream runs when one of its rows at T is
+caused by it, so deciding again (a restart, another end seen) creates nothing. An upstream
+reprocessed at T (its next generation, by ``runs retry`` or a backfill) ends after the
+others: a new last run, so a new decision, the downstream's next generation of T.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING
 from gnomon.daemon._breach_rules import RunFacts
 from gnomon.scheduling import Upstream, UpstreamOn
 from gnomon.states import FINAL_TYPES, StateType
-from gnomon.store import CASCADING_CAUSES
+from gnomon.store import REQUESTED_CAUSES
 
 if TYPE_CHECKING:
     from gnomon.daemon._tracking import Slot
@@ -39,12 +42,13 @@ _WANTED = {
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What a downstream's upstreams decided for a nominal time: ``run`` it or not, why
-    (the run's first state message, or the Skipped row's reason), and the upstream run
-    whose end decided it."""
+    (the run's first state message, or the Skipped row's reason), the upstream run whose
+    end decided it, and the downstream's generation of that time to create."""
 
     run: bool
     reason: str
     caused_by: str
+    generation: int
 
 
 def downstreams_of(slots: Mapping[str, Slot]) -> dict[str, list[str]]:
@@ -56,29 +60,52 @@ def downstreams_of(slots: Mapping[str, Slot]) -> dict[str, list[str]]:
     return followers
 
 
-def counts(run: FlowRunRow | None) -> bool:
-    """Whether ``run`` is an end that decides a downstream: ended, of a cascading cause."""
-    return run is not None and run.state_type in FINAL_TYPES and run.trigger in CASCADING_CAUSES
+def ended(run: FlowRunRow) -> bool:
+    """Whether ``run`` is an end that may decide downstreams (by ``verdict``, which also
+    asks whether its time is a schedule's)."""
+    return run.state_type in FINAL_TYPES and run.scheduled_for is not None
 
 
-def verdict(
-    after: Sequence[Upstream], runs: Mapping[str, FlowRunRow], ended: str
-) -> Verdict | None:
-    """The downstream's verdict from its upstreams' runs at one nominal time (by
-    deployment name), seen at the end of run ``ended``; None while one of them has not
-    ended (or has no such run). A run is caused by ``ended``; a Skipped row by the
-    upstream run that did not end as wanted."""
-    found = [runs.get(upstream.deployment) for upstream in after]
-    if not all(counts(run) for run in found):
+def _end_order(run: FlowRunRow) -> tuple[datetime, str]:
+    """Which of two ended runs ended last (a cancelled run may have no end time: its last
+    change, then)."""
+    return (run.end_time or run.updated or run.created, run.id)
+
+
+def verdict(name: str, after: Sequence[Upstream], runs: Sequence[FlowRunRow]) -> Verdict | None:
+    """The decision of downstream ``name`` at one nominal time, from every run there (its
+    own and its upstreams', all generations); None when there is none to make: an
+    upstream's newest run there has not ended (or there is none), the time is not a
+    schedule's, or this set of upstream runs was decided already."""
+    by_name: dict[str, list[FlowRunRow]] = {}
+    for run in sorted(runs, key=lambda run: run.generation):
+        by_name.setdefault(run.deployment_name or "", []).append(run)
+    newest = [by_name.get(upstream.deployment, [None])[-1] for upstream in after]
+    firsts = [by_name.get(upstream.deployment, [None])[0] for upstream in after]
+    if any(run is None or not ended(run) for run in newest):
         return None
-    for upstream, run in zip(after, found, strict=True):
-        assert run is not None  # counts()
+    if any(first is None or first.trigger in REQUESTED_CAUSES for first in firsts):
+        return None  # a manual run's time: when it was asked for, no schedule's
+    current = [run for run in newest if run is not None]
+    last = max(current, key=_end_order)
+    own = by_name.get(name, [])
+    if any(run.caused_by == last.id for run in own):
+        return None  # decided already
+    generation = own[-1].generation + 1 if own else 1
+    # Its run at that time still going: the new one is Skipped (no two generations of one
+    # time run at once).
+    busy = bool(own) and own[-1].state_type not in FINAL_TYPES
+    for upstream, run in zip(after, current, strict=True):
         if not upstream.on.matches(run.state_type or ""):
             wanted = _WANTED[upstream.on]
             reason = f"upstream {upstream.deployment} ended {run.state_name}, not {wanted}"
-            return Verdict(False, reason, run.id)
-    names = ", ".join(f"{u.deployment} {runs[u.deployment].state_name}" for u in after)
-    return Verdict(True, f"after {names}", ended)
+            return Verdict(False, reason, last.id, generation)
+    if busy:
+        reason = f"its generation {own[-1].generation} of this time has not finished"
+        return Verdict(False, reason, last.id, generation)
+    pairs = zip(after, current, strict=True)
+    names = ", ".join(f"{upstream.deployment} {run.state_name}" for upstream, run in pairs)
+    return Verdict(True, f"after {names}", last.id, generation)
 
 
 def ancestors_of(slots: Mapping[str, Slot]) -> dict[str, frozenset[str]]:
@@ -114,8 +141,8 @@ def waiting_runs(
     waiting: dict[tuple[str, datetime], RunFacts] = {}
     for run in unfinished:
         nominal = run.scheduled_for
-        if nominal is None or run.trigger not in CASCADING_CAUSES:
-            continue
+        if nominal is None or run.trigger in REQUESTED_CAUSES:
+            continue  # generation 1 (the watch's): a manual run's time is no schedule's
         for name, upstream in ancestors.items():
             key = (name, nominal)
             if run.deployment_name in upstream and key not in have and key not in waiting:

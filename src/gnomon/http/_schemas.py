@@ -246,6 +246,7 @@ class RunSummary(BaseModel):
     state: str
     trigger: str | None
     scheduled_for: str | None
+    generation: int = 1
     started_at: str | None
     ended_at: str | None
 

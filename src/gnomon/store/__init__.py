@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import read_only_file_system, store_fault, store_name
     from gnomon.store._kinds import (
-        CASCADING_CAUSES,
+        REQUESTED_CAUSES,
         SCHEDULED_CAUSES,
         AuditAction,
         BreachKind,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         ReloadStatus,
         RunCause,
         TokenAccess,
+        run_on_its_time,
     )
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._schema import RUN_BIN_SPANS
@@ -87,8 +88,9 @@ _LAZY = {
     "RunCause": "gnomon.store._kinds",
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
-    "CASCADING_CAUSES": "gnomon.store._kinds",
+    "REQUESTED_CAUSES": "gnomon.store._kinds",
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
+    "run_on_its_time": "gnomon.store._kinds",
     "SERVER_CONNECTION": "gnomon.store._connect",
     "ScheduleStore": "gnomon.store.abc",
     "VariableStore": "gnomon.store.abc",
@@ -116,9 +118,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "CASCADING_CAUSES",
     "EXTERNAL_CHECKPOINTS_ENV",
     "HEAD_REVISION",
+    "REQUESTED_CAUSES",
     "RUN_BIN_SPANS",
     "SCHEDULED_CAUSES",
     "SERVER_CONNECTION",
@@ -154,6 +156,7 @@ __all__ = [
     "read_only_file_system",
     "reset_store",
     "resumes_from",
+    "run_on_its_time",
     "sqlite_path",
     "store_at",
     "store_fault",

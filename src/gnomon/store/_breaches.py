@@ -91,6 +91,7 @@ class BreachQueries(Queries):
             c.state_type.in_(UNFINISHED),
             c.deployment_name.is_not(None),
             c.scheduled_for < nominal_before,
+            c.generation == 1,  # the runs on their time (see ``run_on_its_time``)
         )
         return self._all(statement.order_by(c.scheduled_for), WatchedRun)
 

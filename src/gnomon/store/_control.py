@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, and_, bindparam, delete, desc, func, or_, select, union_all, update
+from sqlalchemy.exc import IntegrityError
 
 from gnomon.states import (
     FINAL_TYPES,
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
 
 WAITING = sorted(WAITING_TYPES)
 RECENT_CHUNK = 100  # deployments per statement reading their newest runs
+# A retry that loses the race for its generation to another finds that one the next time.
+_GENERATION_ATTEMPTS = 3
 
 
 @functools.cache
@@ -251,6 +254,54 @@ class ControlQueries(Queries):
                     now=now,
                 ),
             )
+
+    def create_retry_run(self, run: NewFlowRun, actor: Actor) -> FlowRunRow:
+        """Insert ``run`` as the next generation of its deployment's nominal time
+        (``scheduled_for``), with its first state and audit entry, unless a run of that time
+        has not finished: generations of one nominal time never run at once. Returns the
+        newest unfinished run of that time: ``run`` as created, or the one that stopped it.
+
+        The check and the insert share a transaction; two retries at once on PostgreSQL both
+        pick the same next generation and the unique key refuses the second, which then
+        finds the first unfinished."""
+        for _ in range(_GENERATION_ATTEMPTS):
+            try:
+                return self._create_next_generation(run, actor)
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"no generation of run {run['id']} could be created")  # unreachable
+
+    def _create_next_generation(self, run: NewFlowRun, actor: Actor) -> FlowRunRow:
+        row: Row = {"created": utcnow(), **run}
+        same_time = and_(
+            flow_runs.c.deployment_name == row["deployment_name"],
+            flow_runs.c.scheduled_for == row["scheduled_for"],
+        )
+        unfinished = (
+            select(flow_runs)
+            .where(same_time, flow_runs.c.state_type.not_in(sorted(FINAL_TYPES)))
+            .order_by(desc(flow_runs.c.generation))
+            .limit(1)
+        )
+        newest = select(func.coalesce(func.max(flow_runs.c.generation), 0)).where(same_time)
+        with self.engine.begin() as connection:
+            holding = connection.execute(unfinished).first()
+            if holding is not None:
+                return FlowRunRow(*holding)
+            row["generation"] = int(connection.execute(newest).scalar_one()) + 1
+            connection.execute(flow_runs.insert(), row)
+            connection.execute(run_states.insert(), first_state_row(row))
+            detail = {
+                "deployment": row["deployment_name"],
+                "retry_of": row.get("retry_of"),
+                "generation": row["generation"],
+            }
+            audit = audit_call(
+                actor, AuditAction.RETRY, row["id"], detail=detail, now=row["created"]
+            )
+            execute_call(connection, audit)
+            created = connection.execute(select(flow_runs).where(flow_runs.c.id == row["id"]))
+            return FlowRunRow(*created.one())
 
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
         """Cancel a run: a waiting one at once, a running one by flagging it for the daemon.

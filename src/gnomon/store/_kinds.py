@@ -19,12 +19,16 @@ class RunCause(enum.StrEnum):
 
 # Runs a schedule decided: each (deployment, nominal time) has at most one.
 SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
-# Runs whose end starts their deployment's downstreams (``after``): those whose nominal
-# time is one of its schedule's (or its upstreams'). A manual run's or a retry's is the
-# time it was asked for, which no other upstream shares: they start none.
-CASCADING_CAUSES = frozenset({*SCHEDULED_CAUSES, RunCause.UPSTREAM})
-# Runs an operator asked for.
+# Runs an operator asked for. A time whose first run is one (a manual run's: when it was
+# asked for) is no schedule's: its runs start no downstream (``after``).
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
+
+
+def run_on_its_time(trigger: str | None, generation: int | None) -> bool:
+    """Whether a run is its nominal time's first (generation 1): one a later generation
+    (a retry) follows was meant to run at that time; the later ones run after it on
+    purpose, so the deadline watch judges only the first against late_after and deadline."""
+    return generation in (None, 1)
 
 
 class BreachKind(enum.StrEnum):

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, and_, func, select, update
 
 from gnomon.states import FAILED_TYPES, StateName, StateType
 from gnomon.store._calls import Call, audit_call
-from gnomon.store._kinds import CASCADING_CAUSES, AuditAction
+from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction
 from gnomon.store._queries import Queries, Row, execute_call
 from gnomon.store._schema import (
     FINAL_STATE_TYPES,
@@ -120,10 +120,12 @@ class ScheduledRunQueries(Queries):
         /,  # so that ``values``, the run's other columns by name, cannot be taken for them
         *,
         only_if_active: bool = False,
+        only_if_newest: bool = False,
         **values: Any,
     ) -> bool:
         """Move a run to a state now (row and state history, one transaction); whether it
-        moved. ``only_if_active``: only a Scheduled, Pending or Running run. A final state
+        moved. ``only_if_active``: only a Scheduled, Pending or Running run;
+        ``only_if_newest``: only the newest generation of its nominal time. A final state
         is never written over another (``without_final_state``); a state that is not final
         may reopen a finished run (a deployment's retry)."""
         now = utcnow()
@@ -141,6 +143,8 @@ class ScheduledRunQueries(Queries):
             variant.add("active")
         elif state_type in FINAL_STATE_TYPES:
             variant.add("unfinished")
+        if only_if_newest:
+            variant.add("newest")
         [update] = queries.bind_rows("update_flow_run", [row], variant)
         state = {
             "flow_run_id": flow_run_id,
@@ -248,17 +252,23 @@ class ScheduledRunQueries(Queries):
         self, downstream: str, upstream: str, since: datetime, limit: int
     ) -> list[FlowRunRow]:
         """The newest ``limit`` runs of ``upstream`` created at or after ``since`` that
-        ended, are of a cause that starts downstreams (``CASCADING_CAUSES``), and whose
-        nominal time has no run of ``downstream`` yet: the ends a daemon killed before
-        acting on them left (its start acts on them). Newest first, through the
-        (deployment_name, created) index and the unique key."""
+        ended after the newest run of ``downstream`` at their nominal time was created (or
+        with none there): the ends a daemon killed before acting on them left (its start
+        decides them again, which creates nothing where nothing is due). Not the first
+        runs of times an operator asked for (manual runs). Newest first, through the
+        (deployment_name, created) index and the (deployment, time, generation) key."""
+        ended_at = func.coalesce(flow_runs.c.end_time, flow_runs.c.updated)
         followed = (
             select(later.c.id)
             .where(
                 later.c.deployment_name == downstream,
                 later.c.scheduled_for == flow_runs.c.scheduled_for,
+                later.c.created >= ended_at,
             )
             .exists()
+        )
+        requested = and_(
+            flow_runs.c.trigger.in_(sorted(REQUESTED_CAUSES)), flow_runs.c.generation == 1
         )
         return self._all(
             select(flow_runs)
@@ -266,7 +276,7 @@ class ScheduledRunQueries(Queries):
                 flow_runs.c.deployment_name == upstream,
                 flow_runs.c.created >= since,
                 flow_runs.c.state_type.in_(sorted(FINAL_STATE_TYPES)),
-                flow_runs.c.trigger.in_(sorted(CASCADING_CAUSES)),
+                ~requested,
                 ~followed,
             )
             .order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())

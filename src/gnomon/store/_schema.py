@@ -173,6 +173,10 @@ flow_runs = Table(
     Column("requested_by", Text),
     Column("force", Boolean, nullable=False, server_default=false(), default=False),
     Column("retry_of", String(32)),
+    # Which run of its nominal time this is: 1 for the first (a fire, a backfill's, a
+    # manual run); a retry or a backfill's reprocessing creates the next one. A new one is
+    # only created once every earlier one has finished, so they never run at once.
+    Column("generation", Integer, nullable=False, server_default="1", default=1),
     # A run of cause upstream (or the Skipped row of one that did not run): the upstream
     # run whose end decided it (with several upstreams, the last to end). No foreign key:
     # either run may be deleted alone.
@@ -181,11 +185,13 @@ flow_runs = Table(
     # The runs listing's order, (created, id) newest first: its pages are index ranges.
     Index("ix_flow_runs_created_id", "created", "id"),
     Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
-    # One run per deployment and nominal fire time, whoever tries to create it.
+    # One run per deployment, nominal fire time and generation, whoever tries to create
+    # it: two fires of one time, or two retries of one run, create one row.
     Index(
-        "uq_flow_runs_deployment_name_scheduled_for",
+        "uq_flow_runs_deployment_name_scheduled_for_generation",
         "deployment_name",
         "scheduled_for",
+        "generation",
         unique=True,
     ),
     Index("ix_flow_runs_deployment_name_created_id", "deployment_name", "created", "id"),

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Update,
     bindparam,
+    exists,
     insert,
     literal,
     null,
@@ -100,16 +101,27 @@ def _insert_log(_: frozenset[str]) -> SQL:
     return _insert(run_logs)
 
 
-@_write("update_flow_run", "unfinished", "active", sets=flow_runs)
+@_write("update_flow_run", "unfinished", "active", "newest", sets=flow_runs)
 def _update_flow_run(variant: frozenset[str]) -> SQL:
     """Columns of the flow run ``row_id``. ``unfinished``: only if it has no final state
     (every write of a state that may be final, see ``without_final_state``); ``active``:
-    only if it is Scheduled, Pending, Running or Paused in its process (``HELD_NAMES``)."""
+    only if it is Scheduled, Pending, Running or Paused in its process (``HELD_NAMES``);
+    ``newest``: only if no later generation of its nominal time exists (a deployment's
+    retry reopening a run an operator has retried meanwhile would run two at once)."""
     statement = update(flow_runs).where(flow_runs.c.id == bindparam("row_id"))
     if "unfinished" in variant:
         statement = statement.where(without_final_state(flow_runs))
     if "active" in variant:
         statement = statement.where(active_run(flow_runs))
+    if "newest" in variant:
+        later = flow_runs.alias("later")
+        statement = statement.where(
+            ~exists().where(
+                later.c.deployment_name == flow_runs.c.deployment_name,
+                later.c.scheduled_for == flow_runs.c.scheduled_for,
+                later.c.generation > flow_runs.c.generation,
+            )
+        )
     return statement
 
 

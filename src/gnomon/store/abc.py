@@ -148,9 +148,11 @@ class RunStore(ArtifactReader, Protocol):
         /,  # so that ``values``, the run's other columns by name, cannot be taken for them
         *,
         only_if_active: bool = False,
+        only_if_newest: bool = False,
         **values: Any,
     ) -> bool:
-        """Move a run to a state now (row and history, one transaction); whether it moved."""
+        """Move a run to a state now (row and history, one transaction); whether it moved.
+        ``only_if_newest``: only if no later generation of its nominal time exists."""
 
     def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
@@ -495,7 +497,12 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
         fires), newest first: what its run durations are read from."""
 
     def create_requested_run(self, run: NewFlowRun, actor: Actor, action: AuditAction) -> None:
-        """Insert a manual run or a retry with its first state and audit entry."""
+        """Insert a manual run with its first state and audit entry."""
+
+    def create_retry_run(self, run: NewFlowRun, actor: Actor) -> FlowRunRow:
+        """Insert ``run`` as the next generation of its nominal time, audited, unless a run
+        of that time is unfinished; the newest unfinished run of that time (``run``, or the
+        one that stopped it)."""
 
     def request_cancel(self, flow_run_id: str, actor: Actor, reason: str | None) -> str | None:
         """Cancel a run, audited: "cancelled", "requested" (it runs), or None if final."""

@@ -81,6 +81,7 @@ class FlowRunRow(StoreRow):
         "requested_by",
         "force",
         "retry_of",
+        "generation",
         "caused_by",
     )
     __slots__ = __match_args__
@@ -117,6 +118,7 @@ class FlowRunRow(StoreRow):
     requested_by: str | None
     force: bool
     retry_of: str | None
+    generation: int
     caused_by: str | None
 
     def __init__(
@@ -153,6 +155,7 @@ class FlowRunRow(StoreRow):
         requested_by: str | None,
         force: bool,
         retry_of: str | None,
+        generation: int,
         caused_by: str | None,
     ) -> None:
         set_ = object.__setattr__
@@ -188,6 +191,7 @@ class FlowRunRow(StoreRow):
         set_(self, "requested_by", requested_by)
         set_(self, "force", force)
         set_(self, "retry_of", retry_of)
+        set_(self, "generation", generation)
         set_(self, "caused_by", caused_by)
 
 
@@ -1152,6 +1156,7 @@ if TYPE_CHECKING:
         requested_by: NotRequired[str | None]
         force: NotRequired[bool]
         retry_of: NotRequired[str | None]
+        generation: NotRequired[int]
         caused_by: NotRequired[str | None]
 
     class NewTaskRun(TypedDict):
@@ -1259,4 +1264,5 @@ if TYPE_CHECKING:
         requested_by: str | None
         force: bool
         retry_of: str | None
+        generation: int
         caused_by: str | None

@@ -5,7 +5,7 @@ Additive: a daemon of an earlier revision neither reads nor writes the column, a
 downstream deployments (``after``) are not scheduled by it.
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0017"
+down_revision: str | None = "0019"
 branch_labels: str | None = None
 depends_on: str | None = None
 
