@@ -58,7 +58,9 @@ def extract_then_load(api: Api, tmp_path: Path) -> tuple[str, str]:  # noqa: F81
     scheduler = Scheduler(api.store, workers, daemon_id="test-daemon")
     deployments = load_config(config).config.deployments
     scheduler.set_deployments(deployments, api.store.read_schedule_states())
-    now = datetime.now(UTC)
+    # A second past this minute: the next fire is the next minute's, and the ticks below
+    # stay before the one after (else it would fire too).
+    now = datetime.now(UTC).replace(second=1, microsecond=0)
     scheduler.plan_fires(now)
     scheduler.tick(now + timedelta(minutes=1))
     [extract] = workers.running
