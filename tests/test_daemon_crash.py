@@ -18,20 +18,28 @@ from pathlib import Path
 
 import pytest
 
-from test_daemon import start_daemon, wait_for, write_config
+from test_daemon import DaemonProcess, start_daemon, wait_for, write_config
 
 pytestmark = pytest.mark.backends
 
-CRASHER = textwrap.dedent(
+# What every crash hook starts with (test_upstreams_daemon's too): the crash point asked
+# for, whether this is the daemon (not its worker template or a worker), and the kill.
+CRASH_PREAMBLE = textwrap.dedent(
     """
     import os, signal, sys
 
     point = os.environ.get("GNOMON_CRASH_AT")
     in_worker = "gnomon.daemon._template" in sys.orig_argv  # the template and its workers
-    if point and not in_worker:
-        def die():
-            os.kill(os.getpid(), signal.SIGKILL)
 
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    """
+)
+CRASHER = CRASH_PREAMBLE + textwrap.dedent(
+    """
+    if point and not in_worker:
         if point == "after_run_insert":
             from gnomon.store import _scheduled
 
@@ -80,6 +88,24 @@ CRASHER = textwrap.dedent(
     """
 )
 
+
+def crash_daemon(config: Path, home: Path, hooks: str, point: str) -> DaemonProcess:
+    """A daemon on ``config`` with the crash ``hooks`` (a sitecustomize) killing it at
+    ``point``, once it has died there."""
+    folder = config.parent / "hooks"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(hooks)
+    daemon = start_daemon(config, home, GNOMON_CRASH_AT=point, PYTHONPATH=str(folder))
+    try:
+        daemon.wait(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate(timeout=10)
+    assert daemon.returncode == -signal.SIGKILL
+    return daemon
+
+
 TICKER = """
 [[deployments]]
 name = "ticker"
@@ -101,15 +127,8 @@ def assert_every_fire_once(store) -> None:
 def test_a_daemon_killed_at_a_crash_point_restarts_without_duplicate_or_lost_fires(
     point: str, tmp_path: Path, gnomon_home: Path, store, daemons
 ) -> None:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(CRASHER)
     config = write_config(tmp_path, TICKER)
-
-    first = start_daemon(config, gnomon_home, GNOMON_CRASH_AT=point, PYTHONPATH=str(hooks))
-    daemons.append(first)
-    first.wait(timeout=30)
-    assert first.returncode == -signal.SIGKILL
+    daemons.append(crash_daemon(config, gnomon_home, CRASHER, point))
     assert store.read_runs(deployment="ticker")  # it got as far as creating a run
 
     second = start_daemon(config, gnomon_home)

@@ -95,7 +95,7 @@ EXACT = [
         'cron = "* * * * *"\ninterval = "5m"',
         D + "set exactly one of cron or interval (both are set)",
     ),
-    ("", D + "set one of cron, interval or schedules (none is set)"),
+    ("", D + "set one of cron, interval, schedules or after (none is set)"),
     (
         'cron = "* * * * *"\nanchor = 2027-01-01T00:00:00Z',
         D + "anchor applies to interval deployments only, not cron",

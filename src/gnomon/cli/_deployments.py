@@ -315,6 +315,11 @@ def _schedule_lines(view: dict[str, Any]) -> list[tuple[str, str]]:
             extra = f"; parameters {_inline(spec['parameters'])}" if spec["parameters"] else ""
             written = " ".join(spec["expression"].split())
             lines.append((label, f"#{index + 1} {spec['kind']} {written} ({spec['text']}){extra}"))
+    if view["after"]:  # the upstreams: "after extract, crm (any)"
+        from gnomon.scheduling import Upstream, after_words
+
+        upstreams = after_words([Upstream.of(entry) for entry in view["after"]])
+        lines.append(("after" if specs else "schedule", upstreams))
     if view["active_from"] or view["active_until"]:
         bounds = [f"from {view['active_from']}"] if view["active_from"] else []
         bounds += [f"until {view['active_until']}"] if view["active_until"] else []
@@ -339,13 +344,15 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     times before them it will not, each with why: a calendar (exclude / only), a
     maintenance window, its pause. With several specs (schedules = [...]), each time with
     the spec it is the fire of (#1 is the first listed; a time two specs produce is the
-    first's).
+    first's). A deployment that runs only after others (after = [...]) has no times of
+    its own: "after extract".
 
     \b
     Example:
       gnomon deployments next nightly-report -n 10
     """
     from gnomon.control import context_of, local_text, next_view
+    from gnomon.scheduling import after_words
 
     ops = operations()
     row = ops.deployment(name)
@@ -360,7 +367,14 @@ def deployments_next(config: Path | None, name: str, count: int, as_json: bool) 
     if as_json:
         print_json(views)
         return
-    specs = context.schedule.specs if context is not None else ()
+    schedule = context.schedule if context is not None else None
+    if schedule is not None and schedule.after:  # runs at its upstreams' times: no list
+        after = after_words(schedule.after)
+        if not schedule.specs:
+            click.echo(after)
+            return
+        click.echo(f"{name} also runs {after}, at their nominal times", err=True)
+    specs = schedule.specs if schedule is not None else ()
     for view in views:
         line = view["time"]
         if len(specs) > 1 and view["spec"] is not None:

@@ -165,6 +165,11 @@ def _print_run(view: dict[str, Any]) -> None:
         fields.append(("requested by", view["requested_by"]))
     if view["retry_of"]:
         fields.append(("retry of", view["retry_of"]))
+    if view["caused_by"]:
+        fields.append(("caused by", view["caused_by"]))
+    for index, caused in enumerate(view["caused"]):
+        text = f"{caused['id']} {caused['deployment']} {caused['state']}"
+        fields.append(("caused" if index == 0 else "", text))
     if view["exit_code"] is not None or view["signal"]:
         ended = f"exit {view['exit_code']}" if view["exit_code"] is not None else view["signal"]
         fields.append(("worker", f"pid {view['worker_pid']}, {ended}"))

@@ -59,7 +59,7 @@ def watches(policies: Policies) -> bool:
 class RunFacts:
     """What the rules need to know of a deployment's run."""
 
-    flow_run_id: str
+    flow_run_id: str  # "" for a downstream run not created yet (_upstreams.waiting_runs)
     deployment: str
     nominal: datetime
     state_type: str
@@ -158,7 +158,9 @@ def run_findings(policies: Policies, run: RunFacts, now: datetime) -> list[Findi
 def _finding(
     run: RunFacts, kind: BreachKind, limit: timedelta, cleared: datetime | None
 ) -> Finding:
-    return Finding(run.deployment, kind, run.nominal, limit, run.flow_run_id, cleared)
+    # A downstream's run waiting for its upstreams has no row yet: its breach names none.
+    run_id = run.flow_run_id or None
+    return Finding(run.deployment, kind, run.nominal, limit, run_id, cleared)
 
 
 def run_cleared_at(kind: BreachKind, run: RunFacts, now: datetime) -> datetime | None:

@@ -48,6 +48,7 @@ from gnomon.daemon._breach_rules import (
     watches,
 )
 from gnomon.daemon._freshness import Freshness
+from gnomon.daemon._upstreams import ancestors_of, waiting_runs
 from gnomon.scheduling import format_duration
 from gnomon.states import StateType
 from gnomon.store import BreachKind
@@ -93,8 +94,13 @@ class DeadlineWatch:
         self._poll = poll
         self._watched: dict[str, Deployment] = {}
         self._horizon: timedelta | None = None  # the shortest late_after or deadline
-        self._timed: list[str] = []  # the deployments with a late_after or deadline
+        self._timed: frozenset[str] = frozenset()  # those with a late_after or deadline
+        self._read: list[str] = []  # whose unfinished runs to read: those, their upstreams
         self._cancelling: set[str] = set()  # runs asked to cancel at their deadline
+        # Watched downstreams without a schedule of their own: what is upstream of each,
+        # and their jitter offsets (their runs not created yet are watched, see _runs).
+        self._ancestors: dict[str, frozenset[str]] = {}
+        self._offsets: dict[str, timedelta] = {}
         self._freshness = Freshness()
         self._open: dict[BreachKey, BreachRow] = {}
         self._of_deployment: dict[tuple[str, BreachKind], BreachKey] = {}  # too_fast, stale
@@ -125,7 +131,12 @@ class DeadlineWatch:
             if (limit := limit_of(deployment, kind)) is not None
         }
         self._horizon = min(limits.values(), default=None)
-        self._timed = sorted({name for name, _ in limits})  # whose unfinished runs to read
+        self._timed = frozenset(name for name, _ in limits)
+        self._ancestors = {
+            name: upstream for name, upstream in ancestors_of(slots).items() if name in self._timed
+        }
+        self._offsets = {name: slots[name].offset for name in self._ancestors}
+        self._read = sorted(self._timed.union(*self._ancestors.values()))
         self._policies = {
             (name, kind.value): 0
             for name, deployment in self._watched.items()
@@ -206,18 +217,36 @@ class DeadlineWatch:
         runs: dict[str, RunFacts] = {}
         if self._horizon is not None:
             before = now - self._horizon + timedelta(microseconds=1)
-            for row in self.store.read_watched_runs(before, self._timed):
-                runs[row.id] = RunFacts.of_row(row)
+            unfinished = self.store.read_watched_runs(before, self._read)
+            for row in unfinished:
+                if row.deployment_name in self._timed:
+                    runs[row.id] = RunFacts.of_row(row)
+            # Downstream runs whose upstream has not ended: no row yet, not started.
+            for run in waiting_runs(self._ancestors, self._offsets, unfinished):
+                runs[f"{run.deployment}@{run.nominal.isoformat()}"] = run
         runs.update((run.flow_run_id, run) for run in finished)
         for key, breach in list(self._open.items()):
             run_id = breach.flow_run_id
-            if breach.kind in RUN_KINDS and run_id is not None and run_id not in runs:
+            if breach.kind in RUN_KINDS and run_id is None:
+                self._created_since(breach, runs)
+            elif breach.kind in RUN_KINDS and run_id is not None and run_id not in runs:
                 found = self.store.read_watched_run(run_id)
                 if found is None:  # deleted with its run: nothing left to clear
                     self._clear(key, now, "its run was deleted", notify=False)
                 else:
                     runs[run_id] = RunFacts.of_row(found)
         return runs
+
+    def _created_since(self, breach: BreachRow, runs: dict[str, RunFacts]) -> None:
+        """The run of a breach found while it waited for its upstreams (no run then), once
+        it exists (its upstreams ended): its start or end clears the breach."""
+        name, nominal = breach.deployment_name, breach.nominal_time
+        if f"{name}@{nominal.isoformat()}" in runs:
+            return  # still waiting
+        for row in self.store.read_runs_at([name], nominal):
+            found = self.store.read_watched_run(row.id)
+            if found is not None:
+                runs.setdefault(found.id, RunFacts.of_row(found))
 
     # Runs.
 
@@ -231,6 +260,7 @@ class DeadlineWatch:
             finding.kind is BreachKind.DEADLINE_MISSED
             and finding.cleared is None
             and deployment.cancel_at_deadline
+            and bool(run.flow_run_id)  # not a run that waits for its upstreams: none yet
         )
         breach = self._record(finding, now, _found_text(finding, run, cancel), run.state_name)
         if breach is None:
@@ -242,8 +272,12 @@ class DeadlineWatch:
 
     def _clear_runs(self, runs: Mapping[str, RunFacts], now: datetime) -> None:
         """Clear the open breaches of runs that started (late) or finished (deadline)."""
+        by_time = {(run.deployment, run.nominal): run for run in runs.values() if run.flow_run_id}
         for key, breach in list(self._open.items()):
-            run = runs.get(breach.flow_run_id or "")
+            if breach.flow_run_id is None:  # found while it waited for its upstreams
+                run = by_time.get((breach.deployment_name, breach.nominal_time))
+            else:
+                run = runs.get(breach.flow_run_id)
             if breach.kind not in RUN_KINDS or run is None:
                 continue
             cleared = run_cleared_at(breach.kind, run, now)
@@ -465,10 +499,13 @@ def _took(run: RunFacts) -> str:
 
 def _found_text(finding: Finding, run: RunFacts, cancel: bool) -> str:
     nominal = _when(run.nominal)
+    waiting = "" if run.flow_run_id else " (it waits for its upstreams' runs to end)"
     if finding.kind is BreachKind.LATE:
-        return f"the {nominal} run did not start within late_after = {_span(finding.limit)}"
+        return (
+            f"the {nominal} run did not start within late_after = {_span(finding.limit)}" + waiting
+        )
     text = f"the {nominal} run did not finish within deadline = {_span(finding.limit)}"
-    return text + ("; cancelling it (cancel_at_deadline)" if cancel else "")
+    return text + waiting + ("; cancelling it (cancel_at_deadline)" if cancel else "")
 
 
 def _cleared_text(kind: BreachKind, run: RunFacts) -> str:

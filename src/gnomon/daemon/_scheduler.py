@@ -22,6 +22,7 @@ from gnomon.daemon._limits import RunLimits
 from gnomon.daemon._timer import FireTimer
 from gnomon.daemon._tracking import (
     DAEMON_ACTOR,
+    ENDED_ACTIONS,
     STARTING_ACTIONS,
     Decision,
     DecisionAction,
@@ -38,6 +39,7 @@ from gnomon.daemon._tracking import (
     overlap_refusal,
     run_row,
 )
+from gnomon.daemon._upstreams import RECOVERY_SCAN_LIMIT, downstreams_of, ended, verdict
 from gnomon.deployments import Deployment, Overlap, windows_for
 from gnomon.states import FAILED_TYPES, StateName, StateType, is_failed
 from gnomon.store import SCHEDULED_CAUSES, RunCause, resumes_from
@@ -83,6 +85,10 @@ class Scheduler:
         # Every maintenance window (the config's and the operators'): each deployment's
         # schedule leaves out the times of those that apply to it.
         self._windows: tuple[MaintenanceWindow, ...] = ()
+        # By upstream, the deployments that run after it; ended runs of upstreams whose
+        # downstreams are still to be decided (see ``follow_upstreams``).
+        self._followers: dict[str, list[str]] = {}
+        self._ended: list[str] = []
         self._lock = threading.Lock()
 
     # Deployments.
@@ -131,6 +137,7 @@ class Scheduler:
                     slot.last_fire = previous.last_fire
             kept[deployment.name] = slot
         self._slots = kept
+        self._followers = downstreams_of(kept)
         self._pause_ends = {
             name: slot.paused_until
             for name, slot in kept.items()
@@ -245,13 +252,17 @@ class Scheduler:
             slot = self._forget(flow_run_id)
             if slot is not None and state_type in RETRIED_TYPES:
                 self._retries.append((slot.deployment.name, flow_run_id, state_type))
+            elif slot is not None:
+                self._note_end(slot.deployment.name, flow_run_id)
         while self._retries:
             # Taken off only once done: a store failure leaves it for the next tick.
             name, flow_run_id, state_type = self._retries[0]
             slot = self._slots.get(name)
             if slot is not None and not self.retry_if_allowed(slot, flow_run_id, state_type):
                 pauses += self._pause_after_failures(slot, now)
+                self._note_end(name, flow_run_id)  # its retries used up: it has ended
             self._retries.pop(0)
+        pauses += self.follow_upstreams(now)
         due = self._timer.take_due(self._slots, now)
         decisions: list[Decision] = []
         try:
@@ -268,6 +279,9 @@ class Scheduler:
             self._timer.plan_next(self._slots)
         for decision in decisions:  # after the dispatch: the first runs need not wait for it
             log_decision(decision)
+        if self._note_decided(decisions):  # skipped and missed fires decide downstreams too
+            decisions += self.follow_upstreams(now)
+            self.dispatch(now)
         # The deployments' last fires are stored once the fire's runs are all
         # started (or after RECORD_FIRES_WITHIN): that write would otherwise hold the store's
         # write lock while the workers claim the first runs. A crash before it only leaves
@@ -443,7 +457,8 @@ class Scheduler:
             return Decision(name, nominal, DecisionAction.PAUSED), None
         due = nominal + slot.offset
         grace = deployment.misfire_grace
-        if grace is not None and now - due > grace:
+        # A downstream's nominal time is its upstream's, long before that one ended.
+        if grace is not None and trigger is not RunCause.UPSTREAM and now - due > grace:
             late = (
                 f"{milliseconds(now - due)} ms late,"
                 f" beyond misfire_grace of {milliseconds(grace)} ms"
@@ -481,6 +496,8 @@ class Scheduler:
             )
 
     def _drop_queued(self, slot: Slot, flow_run_id: str) -> None:
+        """Forget a queued run, which its caller records Cancelled: an end to follow."""
+        self._note_end(slot.deployment.name, flow_run_id)
         slot.queued.discard(flow_run_id)
         slot.backfilling.discard(flow_run_id)
         self._owners.pop(flow_run_id, None)
@@ -760,7 +777,97 @@ class Scheduler:
             missed.extend((slot, nominal) for nominal in skip)
         decisions = ended + self._record_missed(missed, now, why)
         decisions += self.fire_many(fires, now, trigger=RunCause.CATCHUP)
-        return decisions + self.fire_many(late, now) if late else decisions
+        if late:
+            decisions += self.fire_many(late, now)
+        self._note_decided(decisions)
+        return decisions + self.follow_upstreams(now)
+
+    # Runs triggered by runs (``after``; see ``_upstreams``).
+
+    def _note_end(self, name: str, flow_run_id: str) -> None:
+        """Follow the end of a run of ``name`` if anything runs after it."""
+        if name in self._followers:
+            self._ended.append(flow_run_id)
+
+    def _note_decided(self, decisions: Iterable[Decision]) -> bool:
+        """Follow the fires decided Skipped or Missed (rows that ended at once); whether
+        there are any to follow."""
+        for decision in decisions:
+            if decision.action in ENDED_ACTIONS and decision.flow_run_id is not None:
+                self._note_end(decision.deployment, decision.flow_run_id)
+        return bool(self._ended)
+
+    def follow_upstreams(self, now: datetime) -> list[Decision]:
+        """Decide the downstreams of the upstream runs that ended: at each one's nominal
+        time, a run (queued here) or a Skipped row, once all their upstreams ended then."""
+        decisions: list[Decision] = []
+        while self._ended:
+            # Taken off only once done: a store failure leaves it for the next tick, and
+            # deciding again creates nothing twice (the downstream's row is read first).
+            run = self.store.read_flow_run(self._ended[0])
+            if run is not None and run.scheduled_for is not None and ended(run):
+                for name in self._followers.get(run.deployment_name or "", ()):
+                    decision = self._follow(self._slots[name], run.scheduled_for, now)
+                    if decision is not None:
+                        decisions.append(decision)
+            self._ended.pop(0)
+        return decisions
+
+    def follow_missed_ends(self, now: datetime) -> list[Decision]:
+        """At start: decide the downstreams of upstream runs that ended with no daemon to
+        follow them (killed between an upstream's end and its downstream's row), those
+        created since the downstream's fires_from (registered, back, resumed)."""
+        for name, slot in sorted(self._slots.items()):
+            since = slot.fires_from
+            if since is None or slot.paused:
+                continue
+            for upstream in slot.trigger.after:
+                runs = self.store.read_unfollowed_runs(
+                    name, upstream.deployment, since, RECOVERY_SCAN_LIMIT
+                )
+                self._ended.extend(run.id for run in reversed(runs))  # oldest first
+        return self.follow_upstreams(now)
+
+    def _follow(self, slot: Slot, nominal: datetime, now: datetime) -> Decision | None:
+        """The downstream ``slot``'s decision at ``nominal``, where an upstream run ended;
+        None if there is none to make (see ``_upstreams.verdict``)."""
+        name = slot.deployment.name
+        after = slot.trigger.after
+        names = [name, *(upstream.deployment for upstream in after)]
+        found = verdict(name, after, self.store.read_runs_at(names, nominal))
+        if found is None:
+            return None
+        if found.run:
+            decision, row = self._decide(slot, nominal, now, RunCause.UPSTREAM)
+        else:
+            decision, row = final_decision(
+                slot,
+                nominal,
+                now,
+                RunCause.UPSTREAM,
+                self.daemon_id,
+                StateName.SKIPPED,
+                found.reason,
+            )
+        if row is not None:
+            row["caused_by"] = found.caused_by
+            row["generation"] = found.generation
+            starting = decision.action in STARTING_ACTIONS
+            if starting:
+                row["state_message"] = found.reason
+            created, paused = self.store.create_runs_unless_paused([row])
+            if paused:
+                slot.paused = True
+                decision = Decision(name, nominal, DecisionAction.PAUSED)
+            elif row["id"] not in created:
+                return None  # decided meanwhile
+            elif starting:
+                self._queue(slot, row["id"], nominal, trigger=RunCause.UPSTREAM)
+                decision = Decision(name, nominal, decision.action, row["id"], found.reason)
+            else:
+                self._note_end(name, row["id"])  # its own downstreams follow a Skipped row
+        log_decision(decision)
+        return decision
 
     def _record_missed(
         self, missed: list[tuple[Slot, datetime]], now: datetime, why: str

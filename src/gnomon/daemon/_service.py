@@ -428,6 +428,8 @@ class Daemon:
         self.backfills = BackfillRunner(self.store, self.scheduler, self.daemon_id)
         # Fires due since the sync were not missed while down: the start-up made them late.
         self.reporter.decided(self.scheduler.catch_up(horizon, up_since=self._synced_at))
+        # Upstream runs that ended while no daemon followed them decide their downstreams.
+        self.reporter.decided(self.scheduler.follow_missed_ends(horizon))
         self.scheduler.plan_fires(horizon)
 
     def _on_finished(self, outcome: RunOutcome) -> None:

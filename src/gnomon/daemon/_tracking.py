@@ -125,6 +125,8 @@ class DecisionAction(enum.StrEnum):
 
 # Decisions that leave a run to start.
 STARTING_ACTIONS = frozenset({DecisionAction.FIRED, DecisionAction.QUEUED})
+# Decisions whose run row ended as it was created.
+ENDED_ACTIONS = frozenset({DecisionAction.SKIPPED, DecisionAction.MISSED})
 
 
 @dataclass(frozen=True, slots=True)

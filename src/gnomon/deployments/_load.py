@@ -18,6 +18,7 @@ import os
 import tomllib
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from gnomon.deployments._models import (
     NotifyTarget,
     resolve_entrypoint,
 )
+from gnomon.deployments._upstreams import upstream_problems
 from gnomon.exceptions import ConfigError
 from gnomon.scheduling import Calendar, MaintenanceWindow, ScheduleError
 
@@ -245,7 +247,7 @@ class _Loader:
             entries.extend(self._included_entries(file))
         declared = {table["name"] for _, _, table in entries if isinstance(table.get("name"), str)}
         calendars = self._calendars(main, document.get("calendars"))
-        deployments = self._deployments(entries, daemon, calendars)
+        deployments = self._upstream_checks(self._deployments(entries, daemon, calendars), declared)
         schemas: dict[str, dict[str, Any]] = {}
         flows_ok = False
         if checker is not None:
@@ -498,6 +500,19 @@ class _Loader:
         if self.check_flows and not bad & {"flow", "parameters"}:
             self._defer_flow_check(file, name, prefix, table, deployment)
         return deployment if len(self.problems) == before else None
+
+    def _upstream_checks(
+        self, deployments: list[Deployment], declared: set[str]
+    ) -> list[Deployment]:
+        """The deployments whose ``after`` holds given all the others (see _upstreams);
+        each problem is its downstream's own."""
+        problems = upstream_problems(deployments, declared, datetime.now(UTC))
+        files = {deployment.name: deployment.source_file for deployment in deployments}
+        for problem in problems:
+            file = files[problem.deployment]
+            self.problem(file, str(problem), problem.deployment, "after", problem.value)
+        failed = {problem.deployment for problem in problems}
+        return [deployment for deployment in deployments if deployment.name not in failed]
 
     def _notify_targets(self, main: Path, tables: Any, deployments: set[str]) -> list[NotifyTarget]:
         """The valid ``[[notify]]`` targets, URLs read; a bad one is reported and left out.

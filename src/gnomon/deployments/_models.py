@@ -53,12 +53,14 @@ from gnomon.deployments._specs import (
     interval_message,
     spec_document,
 )
+from gnomon.deployments._upstreams import AfterEntries
 from gnomon.scheduling import (
     Exclusions,
     MaintenanceWindow,
     Schedule,
     ScheduleError,
     ScheduleKind,
+    Upstream,
     cron_trigger,
     format_duration,
     parse_every,
@@ -370,9 +372,15 @@ def resolve_entrypoint(entrypoint: str, base_dir: Path | None) -> str:
     return f"{target}:{name}"
 
 
+# The store's schedule_kind of a deployment that has no schedule of its own, only
+# upstreams (``after``); its ``schedule`` column names them.
+AFTER_KIND = "after"
+
+
 class Deployment(Policies):
     """A flow bound to a schedule (``cron``, ``interval``, or several specs in
-    ``schedules``), with parameters and resolved policies.
+    ``schedules``), or run after other deployments' runs (``after``, with or without a
+    schedule of its own), with parameters and resolved policies.
 
     Validate it with ``context={"daemon": DaemonConfig}`` so that policies and ``timezone``
     it does not state come from ``[daemon]``; without one they come from the built-in
@@ -400,6 +408,8 @@ class Deployment(Policies):
     # [[calendars]] by name: days whose fires do not run / the only days whose fires do.
     exclude: CalendarNames = ()
     only: CalendarNames = ()
+    # Upstreams whose runs' ends start runs of this one at their nominal times (_upstreams).
+    after: AfterEntries = None
 
     @model_validator(mode="before")
     @classmethod
@@ -477,10 +487,14 @@ class Deployment(Policies):
                 )
             if self.anchor is not None:
                 raise ValueError("anchor: with schedules, give it in the interval's entry")
-        elif (self.cron is None) == (self.interval is None):
-            if self.cron is not None:
-                raise ValueError("set exactly one of cron or interval (both are set)")
-            raise ValueError("set one of cron, interval or schedules (none is set)")
+        elif self.cron is not None and self.interval is not None:
+            raise ValueError("set exactly one of cron or interval (both are set)")
+        elif self.cron is None and self.interval is None:
+            if self.after is None:
+                raise ValueError("set one of cron, interval, schedules or after (none is set)")
+            self._no_schedule_options()
+        if any(upstream.deployment == self.name for upstream in self.upstreams):
+            raise ValueError(f"after: runs after itself: a cycle ({self.name} -> {self.name})")
         if self.anchor is not None and self.cron is not None:
             raise ValueError("anchor applies to interval deployments only, not cron")
         if self.dst is not None and self.interval is not None:
@@ -488,6 +502,15 @@ class Deployment(Policies):
                 "dst applies to cron and rrule schedules only: an interval is real time"
             )
         return self
+
+    def _no_schedule_options(self) -> None:
+        """A deployment that runs only after its upstreams has none of a schedule's options."""
+        for option in ("anchor", "active_from", "active_until", "dst"):
+            if getattr(self, option) is not None:
+                raise ValueError(
+                    f"{option} applies to a schedule of the deployment's own (cron, interval"
+                    " or schedules); with only after, its runs take their upstreams' times"
+                )
 
     @model_validator(mode="after")
     def _check_schedule(self) -> Deployment:
@@ -501,10 +524,18 @@ class Deployment(Policies):
         return self
 
     @property
+    def upstreams(self) -> tuple[Upstream, ...]:
+        """The ``after`` entries (none when it runs by its schedule alone)."""
+        return tuple(entry.upstream() for entry in self.after or ())
+
+    @property
     def specs(self) -> tuple[ScheduleEntry, ...]:
-        """The schedule's specs: ``schedules``, or the one ``cron`` / ``interval`` states."""
+        """The schedule's specs: ``schedules``, or the one ``cron`` / ``interval`` states
+        (none for a deployment that runs only after its upstreams)."""
         if self.schedules is not None:
             return self.schedules
+        if self.cron is None and self.interval is None:
+            return ()
         # Both fields were checked as this model's: not again, on every look.
         lone = ScheduleEntry.model_construct(
             cron=self.cron, interval=self.interval, anchor=self.anchor
@@ -513,12 +544,16 @@ class Deployment(Policies):
 
     @property
     def schedule_kind(self) -> str:
-        """``"cron"``, ``"interval"`` or ``"rrule"``: the (first) spec's kind."""
-        return str(self.specs[0].kind)
+        """``"cron"``, ``"interval"`` or ``"rrule"``: the (first) spec's kind; ``"after"``
+        for a deployment that runs only after its upstreams."""
+        return str(self.specs[0].kind) if self.specs else AFTER_KIND
 
     @property
     def schedule(self) -> str:
-        """The (first) spec's cron expression, interval or rrule, as written in the file."""
+        """The (first) spec's cron expression, interval or rrule, as written in the file;
+        the upstreams' names for one that runs only after them."""
+        if not self.specs:
+            return ", ".join(upstream.deployment for upstream in self.upstreams)
         return self.specs[0].expression
 
     @property
@@ -537,7 +572,8 @@ class Deployment(Policies):
         (``Schedule.from_document``'s form); None for a lone ``cron`` or ``interval``
         without bounds or DST choices, which those two columns say in full."""
         plain = self.active_from is None and self.active_until is None and self.dst is None
-        if self.schedules is None and plain and not (self.exclude or self.only):
+        calendared = bool(self.exclude or self.only)
+        if self.schedules is None and plain and not calendared and self.after is None:
             return None
         specs = [
             spec_document(
@@ -552,11 +588,14 @@ class Deployment(Policies):
             for spec in self.specs
         ]
         calendars = Exclusions(self.timezone, self.exclude, self.only).document()
-        return {
+        document = {
             "specs": specs,
             **bounds_document(self.active_from, self.active_until),
             **calendars,
         }
+        if self.after is not None:
+            document["after"] = [upstream.table() for upstream in self.upstreams]
+        return document
 
     def timing(self, anchor: datetime | None = None) -> Schedule:
         """The schedule; an interval (or an rrule without DTSTART) that the file gives no

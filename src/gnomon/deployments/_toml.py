@@ -54,14 +54,17 @@ def _table(deployment: Deployment, inherited: dict[str, Any]) -> tuple[dict[str,
 
 def _schedule_table(deployment: Deployment) -> dict[str, Any]:
     """The deployment's schedule as the file writes it: ``cron`` or ``interval``, or
-    ``schedules``; its zone, anchor, bounds and DST choices where it states them."""
+    ``schedules``, and ``after``; its zone, anchor, bounds and DST choices where it states
+    them."""
     table: dict[str, Any] = {}
     if deployment.schedules is not None:
         table["schedules"] = [
             _stated(spec, {str(spec.kind): spec.expression}) for spec in deployment.schedules
         ]
-    else:
+    elif deployment.specs:
         table[deployment.schedule_kind] = deployment.schedule
+    if deployment.after is not None:
+        table["after"] = [upstream.table() for upstream in deployment.upstreams]
     if deployment.timezone != "UTC":
         table["timezone"] = deployment.timezone
     for key in ("exclude", "only"):  # the calendars by name: their [[calendars]] say the rest

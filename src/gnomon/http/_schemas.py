@@ -190,6 +190,11 @@ class Breach(BaseModel):
     notified: bool
 
 
+class UpstreamView(BaseModel):
+    deployment: str
+    on: Literal["completed", "failed", "any"]
+
+
 class DeploymentDetail(DeploymentSummary):
     open_breaches: list[Breach]
     parameters: dict[str, Any]
@@ -199,6 +204,10 @@ class DeploymentDetail(DeploymentSummary):
     registered_at: str | None
     next_fires: list[str]
     schedules: list[ScheduleSpecView]
+    after: list[UpstreamView] = Field(
+        default_factory=list,
+        description="The upstreams whose runs' ends start this deployment's (after = [...]).",
+    )
     active_from: str | None
     active_until: str | None
     upcoming: list[UpcomingFire]
@@ -299,6 +308,12 @@ class RunDetail(RunSummary):
     duration_s: float | None
     requested_by: str | None
     retry_of: str | None
+    caused_by: str | None = Field(
+        None, description="The upstream run whose end decided this run (trigger upstream)."
+    )
+    caused: list[RunSummary] = Field(
+        default_factory=list, description="The downstream runs this run's end decided."
+    )
     worker_pid: int | None
     exit_code: int | None
     signal: str | None

@@ -8,7 +8,8 @@ reads an RFC 5545 rrule the same way; ``IntervalTrigger`` fires every fixed dura
 an anchor; ``jitter_offset`` spreads deployments that share a schedule. ``Calendar`` (named
 sets of days, public holidays among them) and ``MaintenanceWindow`` make ``Exclusions``: the
 fire times a schedule leaves out, and why (``Blocked``). The triggers and
-``Schedule`` satisfy the ``Trigger`` protocol.
+``Schedule`` satisfy the ``Trigger`` protocol. ``Upstream`` is one of a deployment's ``after``
+entries (runs triggered by runs); ``find_cycle`` and ``common_time`` check them.
 """
 
 from gnomon.scheduling._base import ScheduleError, Trigger
@@ -27,9 +28,18 @@ from gnomon.scheduling._interval import MIN_INTERVAL, IntervalTrigger, parse_eve
 from gnomon.scheduling._jitter import jitter_offset
 from gnomon.scheduling._rrule import RRuleTrigger, rrule_trigger
 from gnomon.scheduling._schedule import Schedule, ScheduleKind, ScheduleSpec, Window
+from gnomon.scheduling._upstream import (
+    COMMON_TIME_TRIES,
+    Upstream,
+    UpstreamOn,
+    after_words,
+    common_time,
+    find_cycle,
+)
 from gnomon.scheduling._wallclock import Dst, RepeatedTimes, SkippedTimes
 
 __all__ = [
+    "COMMON_TIME_TRIES",
     "MIN_INTERVAL",
     "WEEKDAYS",
     "BlockKind",
@@ -48,8 +58,13 @@ __all__ = [
     "ScheduleSpec",
     "SkippedTimes",
     "Trigger",
+    "Upstream",
+    "UpstreamOn",
     "Window",
+    "after_words",
+    "common_time",
     "cron_trigger",
+    "find_cycle",
     "format_duration",
     "jitter_offset",
     "parse_every",

@@ -37,6 +37,7 @@ from gnomon.scheduling._durations import format_duration
 from gnomon.scheduling._interval import IntervalTrigger, parse_every
 from gnomon.scheduling._jitter import jitter_offset
 from gnomon.scheduling._rrule import RRuleTrigger, rrule_in_words, rrule_trigger
+from gnomon.scheduling._upstream import Upstream, after_words
 from gnomon.scheduling._wallclock import Dst, load_zone
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -201,7 +202,11 @@ class ScheduleSpec:
 @dataclass(frozen=True)
 class Schedule:
     """When a deployment fires: the union of its specs' fire times within its window, each
-    due its jitter offset after its nominal time. Pure arithmetic; it never reads the clock."""
+    due its jitter offset after its nominal time. Pure arithmetic; it never reads the clock.
+
+    ``after`` are the upstreams whose runs' ends start runs of the deployment at their
+    nominal times (the daemon's doing, not the timer's); a deployment may have them and
+    no spec, and then its own schedule never fires."""
 
     owner: str  # the deployment's name, which fixes its jitter offset
     specs: tuple[ScheduleSpec, ...]
@@ -210,9 +215,10 @@ class Schedule:
     # Calendars and maintenance windows whose times do not fire (see _calendars).
     exclusions: Exclusions = field(default_factory=Exclusions)
     offset: timedelta = field(init=False, compare=False)  # a fire is due this long after
+    after: tuple[Upstream, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.specs:
+        if not self.specs and not self.after:
             raise ScheduleError(f"deployment {self.owner!r} has no schedule")
         object.__setattr__(self, "offset", jitter_offset(self.owner, self.jitter))
 
@@ -251,7 +257,8 @@ class Schedule:
             exclusions = Exclusions.from_document(document, zone)
         except (KeyError, TypeError, ValueError) as error:
             raise ScheduleError(f"stored calendars are unreadable: {error}") from None
-        return cls(owner, specs, jitter, window, exclusions)
+        after = tuple(Upstream.of(table) for table in document.get("after", ()))
+        return cls(owner, specs, jitter, window, exclusions, after=after)
 
     def with_windows(self, windows: Sequence[MaintenanceWindow]) -> Schedule:
         """This schedule with these maintenance windows (those that apply to it) left out."""
@@ -267,6 +274,8 @@ class Schedule:
         In UTC because arithmetic and comparisons on a zone's wall time ignore ``fold``: a
         cron fire in the hour a fall-back repeats (01:20 the second time, fold=1) plus a
         jitter offset, even of zero, would be the first 01:20, an hour early."""
+        if not self.specs:  # runs only after its upstreams
+            return None
         if len(self.specs) == 1 and not self.exclusions:  # most; the daemon asks per fire
             fire = self.window.holds(self.specs[0].next_fire(self.window.clamp(after)))
             return fire if fire is None or self._dues(fire) else None
@@ -357,8 +366,9 @@ class Schedule:
 
     @property
     def written(self) -> str:
-        """The specs as the config writes them, joined by "; "."""
-        return "; ".join(spec.written for spec in self.specs)
+        """The specs as the config writes them, then its upstreams, joined by "; "."""
+        parts = [spec.written for spec in self.specs]
+        return "; ".join([*parts, after_words(self.after)] if self.after else parts)
 
     @property
     def timezone(self) -> str | None:
@@ -367,8 +377,10 @@ class Schedule:
         return zones.pop() if len(zones) == 1 else None
 
     def describe(self) -> str:
-        """The schedule in words, its specs joined by "; ", then its window and calendars."""
-        words = "; ".join(spec.describe() for spec in self.specs)
+        """The schedule in words, its specs and upstreams joined by "; ", then its window
+        and calendars."""
+        parts = [spec.describe() for spec in self.specs]
+        words = "; ".join([*parts, after_words(self.after)] if self.after else parts)
         bounds = [self.window.describe()]
         exclusions = self.exclusions
         if exclusions.exclude:

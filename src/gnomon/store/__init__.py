@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import read_only_file_system, store_fault, store_name
     from gnomon.store._kinds import (
+        REQUESTED_CAUSES,
         SCHEDULED_CAUSES,
         AuditAction,
         BackfillStatus,
@@ -93,6 +94,7 @@ _LAZY = {
     "RunCause": "gnomon.store._kinds",
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
+    "REQUESTED_CAUSES": "gnomon.store._kinds",
     "SCHEDULED_CAUSES": "gnomon.store._kinds",
     "run_on_its_time": "gnomon.store._kinds",
     "BackfillStatus": "gnomon.store._kinds",
@@ -130,6 +132,7 @@ _LAZY = {
 __all__ = [
     "EXTERNAL_CHECKPOINTS_ENV",
     "HEAD_REVISION",
+    "REQUESTED_CAUSES",
     "RUN_BIN_SPANS",
     "SCHEDULED_CAUSES",
     "SERVER_CONNECTION",

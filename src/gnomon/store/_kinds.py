@@ -14,11 +14,14 @@ class RunCause(enum.StrEnum):
     MANUAL = "manual"  # `gnomon run` or the API's run request
     RETRY = "retry"  # `gnomon runs retry` of a finished run
     BACKFILL = "backfill"  # a backfill's run of a nominal time that had passed
+    # The end of its upstreams' runs at its nominal time (a deployment's ``after``)
+    UPSTREAM = "upstream"
 
 
 # Runs a schedule decided: each (deployment, nominal time) has at most one.
 SCHEDULED_CAUSES = frozenset({RunCause.SCHEDULE, RunCause.CATCHUP})
-# Runs an operator asked for.
+# Runs an operator asked for. A time whose first run is one (a manual run's: when it was
+# asked for) is no schedule's: its runs start no downstream (``after``).
 REQUESTED_CAUSES = frozenset({RunCause.MANUAL, RunCause.RETRY})
 
 

@@ -38,13 +38,21 @@ from gnomon.store._schema import (
     concurrency_limits,
     concurrency_slots,
     deployments,
+    flow_runs,
     run_states,
     task_runs,
     utcnow,
 )
 from gnomon.store._statements import call_statement
 from gnomon.store._writer import BatchWriter
-from gnomon.store.rows import ClaimedRun, DeploymentRow, ScheduleState, StateRow, TaskRunRow
+from gnomon.store.rows import (
+    ClaimedRun,
+    DeploymentRow,
+    FlowRunRow,
+    ScheduleState,
+    StateRow,
+    TaskRunRow,
+)
 
 R = TypeVar("R")
 # The longest a full rate limit may take to free itself: its slots' release times are dates.
@@ -109,6 +117,17 @@ class Queries(FastControlQueries):
         if limit is not None:
             statement = statement.limit(limit)
         return self._all(statement, TaskRunRow)
+
+    def read_caused_runs(self, flow_run_id: str, limit: int = 100) -> list[FlowRunRow]:
+        """The downstream runs (and Skipped rows) the end of this run decided, by
+        deployment name: at most ``limit`` (a run has one per deployment after it)."""
+        return self._all(
+            select(flow_runs)
+            .where(flow_runs.c.caused_by == flow_run_id)
+            .order_by(flow_runs.c.deployment_name, flow_runs.c.id)
+            .limit(limit),
+            FlowRunRow,
+        )
 
     def count_task_states(self, flow_run_id: str) -> dict[str, int]:
         """How many of a flow run's task runs are in each state, by state name."""

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, and_, func, select, update
 
 from gnomon.states import FAILED_TYPES, StateName, StateType
 from gnomon.store._calls import Call, audit_call
-from gnomon.store._kinds import SCHEDULED_CAUSES, AuditAction
+from gnomon.store._kinds import REQUESTED_CAUSES, SCHEDULED_CAUSES, AuditAction, RunCause
 from gnomon.store._queries import Queries, Row, execute_call
 from gnomon.store._schema import (
     FINAL_STATE_TYPES,
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from gnomon.store._values import Actor
     from gnomon.store.rows import NewFlowRun
 
+# The downstream's runs, beside the upstream's in one statement.
+later = flow_runs.alias("downstream_runs")
 # Names or ids per lookup in a fire's transaction: a bound list each, within every
 # database's limit on a statement's parameters.
 _LOOKUP_CHUNK = 500
@@ -231,7 +233,54 @@ class ScheduledRunQueries(Queries):
                 flow_runs.c.deployment_name == name,
                 flow_runs.c.created >= since,
                 flow_runs.c.state_type.in_(outcomes),
-                flow_runs.c.trigger.in_(sorted(SCHEDULED_CAUSES)),
+                flow_runs.c.trigger.in_(sorted(SCHEDULED_CAUSES | {RunCause.UPSTREAM})),
+            )
+            .order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())
+            .limit(limit),
+            FlowRunRow,
+        )
+
+    def read_runs_at(self, names: Sequence[str], nominal: datetime) -> list[FlowRunRow]:
+        """The runs of deployments ``names`` at the nominal time ``nominal`` (one each at
+        most: the unique key), which decide whether a downstream of them runs then."""
+        return self._all(
+            select(flow_runs).where(
+                flow_runs.c.deployment_name.in_(sorted(names)),
+                flow_runs.c.scheduled_for == nominal,
+            ),
+            FlowRunRow,
+        )
+
+    def read_unfollowed_runs(
+        self, downstream: str, upstream: str, since: datetime, limit: int
+    ) -> list[FlowRunRow]:
+        """The newest ``limit`` runs of ``upstream`` created at or after ``since`` that
+        ended after the newest run of ``downstream`` at their nominal time was created (or
+        with none there): the ends a daemon killed before acting on them left (its start
+        decides them again, which creates nothing where nothing is due). Not the first
+        runs of times an operator asked for (manual runs). Newest first, through the
+        (deployment_name, created) index and the (deployment, time, generation) key."""
+        ended_at = func.coalesce(flow_runs.c.end_time, flow_runs.c.updated)
+        followed = (
+            select(later.c.id)
+            .where(
+                later.c.deployment_name == downstream,
+                later.c.scheduled_for == flow_runs.c.scheduled_for,
+                later.c.created >= ended_at,
+            )
+            .exists()
+        )
+        requested = and_(
+            flow_runs.c.trigger.in_(sorted(REQUESTED_CAUSES)), flow_runs.c.generation == 1
+        )
+        return self._all(
+            select(flow_runs)
+            .where(
+                flow_runs.c.deployment_name == upstream,
+                flow_runs.c.created >= since,
+                flow_runs.c.state_type.in_(sorted(FINAL_STATE_TYPES)),
+                ~requested,
+                ~followed,
             )
             .order_by(flow_runs.c.created.desc(), flow_runs.c.id.desc())
             .limit(limit),

@@ -182,6 +182,10 @@ flow_runs = Table(
     Column("generation", Integer, nullable=False, server_default="1", default=1),
     # The backfill that made it (``backfills.id``); null for every other run.
     Column("backfill_id", Integer),
+    # A run of cause upstream (or the Skipped row of one that did not run): the upstream
+    # run whose end decided it (with several upstreams, the last to end). No foreign key:
+    # either run may be deleted alone.
+    Column("caused_by", String(32)),
     Index("ix_flow_runs_state_type", "state_type"),
     # The runs listing's order, (created, id) newest first: its pages are index ranges.
     Index("ix_flow_runs_created_id", "created", "id"),
@@ -206,6 +210,7 @@ flow_runs = Table(
         sqlite_where=text("backfill_id IS NOT NULL"),
         postgresql_where=text("backfill_id IS NOT NULL"),
     ),
+    Index("ix_flow_runs_caused_by", "caused_by"),
 )
 
 deployments = Table(
@@ -630,6 +635,7 @@ WATCHED_RUN = columns(
     "state_name",
     "start_time",
     "end_time",
+    "trigger",  # whether its end decides downstreams (a waiting downstream is watched too)
 )
 
 # The rows the store's reads return, by the name of their class in ``gnomon.store.rows``:

@@ -376,6 +376,17 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, BackfillStore, Protocol)
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
 
+    # Runs triggered by runs (a deployment's ``after``).
+
+    def read_runs_at(self, names: Sequence[str], nominal: datetime) -> list[FlowRunRow]:
+        """The runs of these deployments at this nominal time."""
+
+    def read_unfollowed_runs(
+        self, downstream: str, upstream: str, since: datetime, limit: int
+    ) -> list[FlowRunRow]:
+        """``upstream``'s newest ended runs since ``since`` that may start ``downstream``
+        and whose nominal time has no run of it yet."""
+
     def read_resumed_runs(self, since: datetime) -> list[FlowRunRow]:
         """Suspended runs resumed at or after ``since``, waiting to run again."""
 
@@ -584,6 +595,9 @@ class ControlStore(
 
     def count_task_states(self, flow_run_id: str) -> dict[str, int]:
         """How many of a flow run's task runs are in each state, by state name."""
+
+    def read_caused_runs(self, flow_run_id: str, limit: int = 100) -> list[FlowRunRow]:
+        """The downstream runs the end of this run decided (``caused_by``)."""
 
     def read_states(
         self, flow_run_id: str | None = None, task_run_id: str | None = None

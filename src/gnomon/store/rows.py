@@ -95,6 +95,7 @@ class FlowRunRow(StoreRow):
         "retry_of",
         "generation",
         "backfill_id",
+        "caused_by",
     )
     __slots__ = __match_args__
 
@@ -132,6 +133,7 @@ class FlowRunRow(StoreRow):
     retry_of: str | None
     generation: int
     backfill_id: int | None
+    caused_by: str | None
 
     def __init__(
         self,
@@ -169,6 +171,7 @@ class FlowRunRow(StoreRow):
         retry_of: str | None,
         generation: int,
         backfill_id: int | None,
+        caused_by: str | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -205,6 +208,7 @@ class FlowRunRow(StoreRow):
         set_(self, "retry_of", retry_of)
         set_(self, "generation", generation)
         set_(self, "backfill_id", backfill_id)
+        set_(self, "caused_by", caused_by)
 
 
 class TaskRunRow(StoreRow):
@@ -1174,6 +1178,7 @@ class WatchedRun(StoreRow):
         "state_name",
         "start_time",
         "end_time",
+        "trigger",
     )
     __slots__ = __match_args__
 
@@ -1186,6 +1191,7 @@ class WatchedRun(StoreRow):
     state_name: str | None
     start_time: datetime | None
     end_time: datetime | None
+    trigger: RunCause | None
 
     def __init__(
         self,
@@ -1198,6 +1204,7 @@ class WatchedRun(StoreRow):
         state_name: str | None,
         start_time: datetime | None,
         end_time: datetime | None,
+        trigger: str | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -1209,6 +1216,7 @@ class WatchedRun(StoreRow):
         set_(self, "state_name", state_name)
         set_(self, "start_time", start_time)
         set_(self, "end_time", end_time)
+        set_(self, "trigger", None if trigger is None else RunCause(trigger))
 
 
 class MaintenanceRow(StoreRow):
@@ -1306,6 +1314,7 @@ if TYPE_CHECKING:
         retry_of: NotRequired[str | None]
         generation: NotRequired[int]
         backfill_id: NotRequired[int | None]
+        caused_by: NotRequired[str | None]
 
     class NewTaskRun(TypedDict):
         """A new row of ``task_runs``."""
@@ -1427,3 +1436,4 @@ if TYPE_CHECKING:
         retry_of: str | None
         generation: int
         backfill_id: int | None
+        caused_by: str | None
