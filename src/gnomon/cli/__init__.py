@@ -17,6 +17,7 @@ from gnomon.cli._db import db_group
 from gnomon.cli._deployments import deployments_group
 from gnomon.cli._limits import global_limits_group, limits_group
 from gnomon.cli._logs import logs_command
+from gnomon.cli._pools import pools_group
 from gnomon.cli._runs import run_command, runs_group
 from gnomon.cli._variables import secret_group, variable_group
 
@@ -50,6 +51,7 @@ for command in (
     artifacts_group,
     limits_group,
     global_limits_group,
+    pools_group,
     audit_command,
     token_group,
     variable_group,

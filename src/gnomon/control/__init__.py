@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         check_run_id,
         hash_token,
     )
+    from gnomon.control._pools import pool_views
     from gnomon.control._variables import VariableOperations, secret_view, variable_view
     from gnomon.control._views import (
         RUN_ARTIFACTS,
@@ -126,6 +127,7 @@ __all__ = [
     "parse_seconds",
     "parse_since",
     "parse_triggers",
+    "pool_views",
     "progress_percent",
     "run_cursor_text",
     "run_detail",
@@ -142,6 +144,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "pool_views": "gnomon.control._pools",
     "MAX_ARTIFACTS": "gnomon.control._artifacts",
     "RUN_ARTIFACTS": "gnomon.control._views",
     "artifact_view": "gnomon.control._views",

@@ -363,9 +363,16 @@ class Daemon:
                 },
             )
         record_takeovers(self.store, result, source, DAEMON_ACTOR)
+        if not keep:  # at start: a dead daemon's pool slots are freed first
+            self.scheduler.pools.reap()
         synced = [each for each in self.config.deployments if each.name not in result.refused]
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(synced, rows)
+        scheduled = self.scheduler.slots().values()
+        self.scheduler.pools.configure(
+            {pool.name: pool.slots for pool in self.config.pools},
+            {slot.deployment.pool for slot in scheduled if slot.deployment.pool is not None},
+        )
         log.info(
             "deployments synced: %d added, %d changed, %d removed, %d unchanged",
             len(result.added),
@@ -639,6 +646,7 @@ class Daemon:
             checkpointer.stop()
         try:
             release_waiting(self.store, self.daemon_id)
+            self.scheduler.pools.give_back_all()
             self.scheduler.record_fire_times()
             self._retire_served()
         except Exception as error:

@@ -21,6 +21,7 @@ from gnomon.store import Actor, Origin, RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
+    from gnomon.daemon._runsetup import RunSetup
     from gnomon.scheduling import Schedule, Trigger
     from gnomon.store.rows import NewFlowRun
 
@@ -47,7 +48,11 @@ class Dispatcher(Protocol):
         ...
 
     def submit(
-        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+        self,
+        flow_run_id: str,
+        timeout: float | None = None,
+        limits: RunLimits | None = None,
+        setup: RunSetup | None = None,
     ) -> bool: ...
 
     def cancel(self, flow_run_id: str, reason: str) -> bool: ...
@@ -75,9 +80,11 @@ class Slot:
 
 @dataclass(order=True, slots=True)
 class Waiting:
-    """A run waiting for a worker; waiting runs start oldest fire first, then in the order
-    they were queued."""
+    """A run waiting for a worker; waiting runs start highest priority first (``rank`` is
+    the deployment's priority negated), then oldest fire first, then in the order they
+    were queued."""
 
+    rank: int
     nominal: datetime
     sequence: int
     flow_run_id: str = field(compare=False)
@@ -85,6 +92,8 @@ class Waiting:
     timeout: float | None = field(compare=False)
     offset: timedelta = field(compare=False, default=timedelta(0))
     limits: RunLimits | None = field(compare=False, default=None)
+    setup: RunSetup | None = field(compare=False, default=None)
+    pool: str | None = field(compare=False, default=None)
 
 
 @dataclass(frozen=True, slots=True)

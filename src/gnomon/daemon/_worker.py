@@ -95,6 +95,8 @@ def warm_up(preload: list[str]) -> dict[str, str]:
         "gnomon.store._store",
         "gnomon.daemon._proctree",
         "gnomon.flows._log_cap",
+        "gnomon.flows._runners",
+        "concurrent.futures.thread",
     ):
         importlib.import_module(module)
     return _preload(preload)
@@ -140,6 +142,8 @@ def serve(channel: int) -> int:
         # exits at once, skipping the exit hooks that commit the run's last rows.
         inbox.run_done()
         _send(channel, message)
+        if message.get("exiting"):
+            return 0  # it ran as another user: no way back to the daemon's (_runsetup)
     return 0
 
 
@@ -300,8 +304,12 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
     from gnomon.flows import execute_stored_run, state_error, stored_text
 
     _begin_run(flow_run_id, request)
+    setup = _Setup(request)
     try:
-        run, state = execute_stored_run(flow_run_id)
+        with setup:
+            run, state = execute_stored_run(flow_run_id, claimed=setup.claimed)
+    except _SetupFailed as failed:
+        return failed.outcome(flow_run_id)
     except FlowRunNotRunnable as error:
         return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
     except StoreFileGone:
@@ -312,6 +320,7 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
         _end_run(flow_run_id)
     failure = state_error(state)
     return {
+        **({"exiting": True} if setup.changes_user else {}),
         "done": flow_run_id,
         "state": state.name,
         "state_type": state.type.value,
@@ -323,6 +332,70 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
         "name": run.name,
         "run_count": run.run_count,
     }
+
+
+class _SetupFailed(Exception):
+    """The run's setup could not be applied (``_runsetup.RunSetupError``)."""
+
+    def outcome(self, flow_run_id: str) -> dict[str, Any]:
+        """Record the run Failed with the setup's error; its ``done`` message."""
+        from gnomon.flows import error_fields, stored_text
+        from gnomon.store import get_store, utcnow
+
+        error = self.__cause__ or self
+        message = str(error)
+        log.error("%s", message, extra={"flow_run_id": flow_run_id})
+        get_store().set_run_state(
+            flow_run_id,
+            StateType.FAILED,
+            StateName.FAILED,
+            stored_text(f"the run could not start: {message}"),
+            only_if_active=True,
+            end_time=utcnow(),
+            **error_fields(error),
+        )
+        return _stored_outcome(flow_run_id, error)
+
+
+class _Setup:
+    """A run's setup around its execution (``with``; nothing for a run without one): its
+    variables and directory around the run, its user from the run's claim on."""
+
+    def __init__(self, request: dict[str, Any] | None) -> None:
+        self.setup: Any = None
+        if request and "setup" in request:
+            from gnomon.daemon._runsetup import RunSetup
+
+            self.setup = RunSetup.from_message(request)
+        self.changes_user = self.setup is not None and self.setup.user is not None
+        self._context: Any = None
+        self.claimed: Any = None  # what execute_stored_run calls once the run is claimed
+
+    def __enter__(self) -> None:
+        if self.setup is None:
+            return
+        from gnomon.daemon._runsetup import RunSetupError, applied
+
+        self._context = applied(self.setup)
+        try:
+            become = self._context.__enter__()
+        except RunSetupError as error:
+            self._context = None
+            raise _SetupFailed() from error
+        if become is not None:
+
+            def claimed() -> None:
+                from gnomon.store import get_store
+
+                # As root still: the database's files may be closed to the user.
+                get_store().open_connections()
+                become()
+
+            self.claimed = claimed
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._context is not None:
+            self._context.__exit__(*exc)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         stored_schedule,
     )
     from gnomon.deployments._parameters import request_problems
+    from gnomon.deployments._runenv import POOL_LIMIT_PREFIX, RunPool, env_request, pool_limit
     from gnomon.deployments._sync import (
         CONFIG_SOURCE,
         SERVE_PREFIX,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_SOURCE",
+    "POOL_LIMIT_PREFIX",
     "SERVE_PREFIX",
     "Catchup",
     "Comparison",
@@ -72,14 +74,17 @@ __all__ = [
     "NotifyTarget",
     "Overlap",
     "Policies",
+    "RunPool",
     "SyncResult",
     "compare",
     "definition",
     "deployments_toml",
     "describe_source",
+    "env_request",
     "load_config",
     "load_config_or_raise",
     "owner",
+    "pool_limit",
     "record_takeovers",
     "refusal_message",
     "refuses",
@@ -92,6 +97,10 @@ __all__ = [
 
 _WHERE = {
     "CONFIG_SOURCE": "gnomon.deployments._sync",
+    "POOL_LIMIT_PREFIX": "gnomon.deployments._runenv",
+    "RunPool": "gnomon.deployments._runenv",
+    "env_request": "gnomon.deployments._runenv",
+    "pool_limit": "gnomon.deployments._runenv",
     "SERVE_PREFIX": "gnomon.deployments._sync",
     "Catchup": "gnomon.deployments._models",
     "Comparison": "gnomon.deployments._sync",

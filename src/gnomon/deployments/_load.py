@@ -32,9 +32,10 @@ from gnomon.deployments._models import (
     NotifyTarget,
     resolve_entrypoint,
 )
+from gnomon.deployments._runenv import RunPool
 from gnomon.exceptions import ConfigError
 
-MAIN_KEYS = ("daemon", "deployments", "notify", "include")
+MAIN_KEYS = ("daemon", "deployments", "notify", "pools", "include")
 SETTINGS_KEYS = tuple(Settings.model_fields)  # engine settings, read by gnomon._settings
 SECRET_URL = (
     "a webhook URL is a secret and never belongs in the config: set url_env to the name "
@@ -215,7 +216,8 @@ class _Loader:
         for file in included:
             entries.extend(self._included_entries(file))
         declared = {table["name"] for _, _, table in entries if isinstance(table.get("name"), str)}
-        deployments = self._deployments(entries, daemon)
+        pools = self._pools(main, document.get("pools"))
+        deployments = self._deployments(entries, daemon, {pool.name for pool in pools})
         schemas: dict[str, dict[str, Any]] = {}
         flows_ok = False
         if checker is not None:
@@ -224,6 +226,7 @@ class _Loader:
             daemon=daemon,
             deployments=tuple(deployments),
             notify=tuple(self._notify_targets(main, document.get("notify"), declared)),
+            pools=tuple(pools),
             path=main,
             files=(main, *included),
         )
@@ -349,7 +352,36 @@ class _Loader:
                 self.problem(file, message, field=f"deployments[{index}]", value=table)
         return entries
 
-    def _deployments(self, entries: list[_Entry], daemon: DaemonConfig) -> list[Deployment]:
+    def _pools(self, main: Path, tables: Any) -> list[RunPool]:
+        """The valid ``[[pools]]``; a bad one is reported and left out (the deployments
+        that name it are then refused too)."""
+        if tables is None:
+            return []
+        if not isinstance(tables, list):
+            self.problem(main, "must be an array of tables: write [[pools]]", field="pools")
+            return []
+        pools: dict[str, RunPool] = {}
+        for index, table in enumerate(tables):
+            prefix = f"pools[{index}]."
+            if not isinstance(table, dict):
+                message = "must be a table: write [[pools]]"
+                self.problem(main, message, field=f"pools[{index}]", value=table)
+                continue
+            try:
+                pool = RunPool.model_validate(table)
+            except ValidationError as error:
+                self._validation_problems(error, RunPool, main, None, prefix)
+                continue
+            if pool.name in pools:
+                message = "another [[pools]] entry has this name"
+                self.problem(main, message, field=f"{prefix}name", value=pool.name)
+                continue
+            pools[pool.name] = pool
+        return list(pools.values())
+
+    def _deployments(
+        self, entries: list[_Entry], daemon: DaemonConfig, pools: set[str]
+    ) -> list[Deployment]:
         """The valid deployments; of two with one name, the first declared is kept."""
         declared: dict[str, Path] = {}
         valid = []
@@ -362,6 +394,13 @@ class _Loader:
             if name is not None:
                 declared[name] = file
             deployment = self._deployment(file, index, name, table, daemon)
+            pool = deployment.pool if deployment is not None else None
+            if deployment is not None and pool is not None and pool not in pools:
+                close = difflib.get_close_matches(pool, sorted(pools), n=1)
+                hint = f'; did you mean "{close[0]}"?' if close else ""
+                message = f"no [[pools]] entry has this name{hint}"
+                self.problem(file, message, deployment.name, "pool", pool)
+                continue
             if deployment is not None:
                 valid.append(deployment)
         return valid

@@ -132,6 +132,9 @@ class RunStore(ArtifactReader, Protocol):
     def commit_now(self) -> None:
         """Commit every row recorded so far in this thread, for a write that must be durable."""
 
+    def open_connections(self) -> None:
+        """Open every connection this process may use now (before it gives root up)."""
+
     # Runs, written or read at once.
 
     def claim_flow_run(
@@ -312,6 +315,9 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
         """Answer reload requests with their outcome, audited in the same transaction."""
 
     # What a dead daemon or worker left behind.
+
+    def count_active_slots(self) -> dict[str, int]:
+        """Slots taken now, by limit name (a run pool's are ``pool:<name>``)."""
 
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
@@ -528,6 +534,9 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
 
     def count_active_slots(self) -> dict[str, int]:
         """Slots taken now, by limit name (rate-limit slots until they free themselves)."""
+
+    def count_pool_waits(self) -> dict[str, int]:
+        """Runs waiting for a slot of their deployment's run pool, by deployment."""
 
     def set_limit_audited(
         self, name: str, limit: int, actor: Actor, slot_decay_per_second: float = 0.0

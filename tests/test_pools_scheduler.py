@@ -1,0 +1,155 @@
+"""Priorities and run pools in the scheduler, against a real store, at literal times.
+
+The worker pool is the recorder of ``test_scheduler`` (tests decide when runs end); the
+pools' slots are the store's, so two schedulers on one store (two daemons, issue 19) share
+them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from gnomon.states import StateName
+from test_scheduler import Workers, at, every_minute, make_scheduler
+
+pytestmark = pytest.mark.backends
+
+
+def only_run(store, name: str):
+    [row] = store.read_runs(deployment=name, limit=10)
+    return row
+
+
+def test_with_one_worker_waiting_runs_start_by_priority_then_nominal_time(tmp_path, store) -> None:
+    toml = (
+        every_minute("usual", overlap="queue")
+        + every_minute("urgent", priority=5)
+        + every_minute("whenever", priority=-2)
+    )
+    scheduler, workers = make_scheduler(tmp_path, store, toml, Workers(size=1))
+    fires = [("whenever", at(0)), ("usual", at(1)), ("usual", at(0)), ("urgent", at(1))]
+    decisions = scheduler.fire_many(fires, at(1))
+    run_of = {(d.deployment, d.nominal): d.flow_run_id for d in decisions}
+
+    order = []
+    scheduler.dispatch(at(1))
+    for minute in range(2, 6):
+        [running] = workers.running
+        order.append(next(key for key, run in run_of.items() if run == running))
+        workers.finish(scheduler, running, at(minute))
+
+    assert order == [
+        ("urgent", at(1)),
+        ("usual", at(0)),  # the same priority: the older nominal time first
+        ("usual", at(1)),
+        ("whenever", at(0)),
+    ]
+
+
+POOL_MEMBERS = every_minute("load-a", pool="warehouse") + every_minute("load-b", pool="warehouse")
+POOLS = """
+    [[pools]]
+    name = "warehouse"
+    slots = 1
+    """
+
+
+def test_a_full_pool_holds_a_run_awaiting_a_slot_and_records_how_long_it_waited(
+    tmp_path, store
+) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
+    scheduler.pools.configure({"warehouse": 1})
+    scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
+    scheduler.dispatch(at(0))
+
+    [running] = workers.running  # four idle workers, one slot
+    waiting = only_run(store, "load-b" if running == only_run(store, "load-a").id else "load-a")
+    assert (waiting.state_name, waiting.state_message) == (
+        StateName.AWAITING_POOL,
+        "waiting for pool warehouse (1/1 slots taken)",
+    )
+    scheduler.dispatch(at(0) + timedelta(seconds=30))  # still full: still waiting
+    assert workers.running == [running]
+
+    workers.finish(scheduler, running, at(1) + timedelta(seconds=2.5))
+
+    assert workers.running == [waiting.id]
+    history = [(s.name, s.message) for s in store.read_states(flow_run_id=waiting.id)]
+    assert history[-2:] == [
+        (StateName.AWAITING_POOL, "waiting for pool warehouse (1/1 slots taken)"),
+        (StateName.PENDING, "waited 62.5 s for pool warehouse"),
+    ]
+    assert store.count_active_slots() == {"pool:warehouse": 1}
+    workers.finish(scheduler, waiting.id, at(2))
+    assert store.count_active_slots() == {}
+
+
+def test_a_pool_given_more_slots_starts_a_waiting_run_at_the_next_dispatch(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
+    scheduler.pools.configure({"warehouse": 1})
+    scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    assert len(workers.running) == 1
+
+    scheduler.pools.configure({"warehouse": 2})  # what a reload does
+    scheduler.dispatch(at(0) + timedelta(seconds=1))
+
+    assert len(workers.running) == 2
+    assert store.read_concurrency_limits() == {"pool:warehouse": 2}
+
+
+def test_a_pool_made_smaller_lets_its_runs_finish_and_starts_none_until_below_its_slots(
+    tmp_path, store
+) -> None:
+    members = POOL_MEMBERS + every_minute("load-c", pool="warehouse")
+    scheduler, workers = make_scheduler(tmp_path, store, POOLS + members)
+    scheduler.pools.configure({"warehouse": 2})
+    scheduler.fire_many([(name, at(0)) for name in ("load-a", "load-b", "load-c")], at(0))
+    scheduler.dispatch(at(0))
+    first, second = workers.running
+
+    scheduler.pools.configure({"warehouse": 1})
+    workers.finish(scheduler, first, at(1))
+    assert workers.running == [second]  # one slot taken of one: the third still waits
+
+    workers.finish(scheduler, second, at(2))
+    assert len(workers.running) == 1
+
+
+def test_two_schedulers_on_one_store_share_a_pools_slots(tmp_path, store) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, one_workers = make_scheduler(
+        tmp_path / "one", store, POOLS + every_minute("load-a", pool="warehouse")
+    )
+    two, two_workers = make_scheduler(
+        tmp_path / "two", store, POOLS + every_minute("load-b", pool="warehouse")
+    )
+    for scheduler in (one, two):
+        scheduler.pools.configure({"warehouse": 1}, kept={"warehouse"})
+    one.fire_many([("load-a", at(0))], at(0))
+    two.fire_many([("load-b", at(0))], at(0))
+
+    one.dispatch(at(0))
+    two.dispatch(at(0))
+    assert (len(one_workers.running), two_workers.running) == (1, [])
+    assert only_run(store, "load-b").state_name == StateName.AWAITING_POOL
+
+    one_workers.finish(one, one_workers.running[0], at(1))
+    two.dispatch(at(1))
+    assert len(two_workers.running) == 1
+
+
+def test_a_pool_no_longer_in_the_config_is_removed_unless_a_kept_deployment_names_it(
+    tmp_path, store
+) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
+    scheduler.pools.configure({"warehouse": 1, "lake": 3})
+
+    scheduler.pools.configure({"lake": 3}, kept={"warehouse"})
+    assert store.read_concurrency_limits() == {"pool:lake": 3, "pool:warehouse": 1}
+
+    scheduler.pools.configure({"lake": 4})
+    assert store.read_concurrency_limits() == {"pool:lake": 4}
