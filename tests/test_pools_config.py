@@ -32,6 +32,7 @@ def deployment(lines: str, name: str = "d") -> str:
     ("lines", "problem"),
     [
         ('priority = "high"', 'priority "high": Input should be a valid integer'),
+        ("env = { SECRET = 1234 }", 'env.SECRET: must be a text, { from_env = "NAME" } or'),
         ("priority = 1.5", "priority 1.5: Input should be a valid integer"),
         (
             'pool = "no such"',
@@ -39,20 +40,19 @@ def deployment(lines: str, name: str = "d") -> str:
         ),
         (
             'env = { "1X" = "a" }',
-            'env {"1X": "a"}: \'1X\' is not a variable name (letters, digits, _)',
+            "env: '1X' is not a variable name (letters, digits, _)",
         ),
         (
             'env = { GNOMON_HOME = "/x" }',
-            'env {"GNOMON_HOME": "/x"}: GNOMON_HOME: GNOMON_* variables are gnomon\'s own,'
-            " not a run's",
+            "env: GNOMON_HOME: GNOMON_* variables are gnomon's own, not a run's",
         ),
         (
             'env = { TOKEN = { from_env = "" } }',
-            "env.TOKEN.FromEnv.from_env \"\": '' is not a variable name (letters, digits, _)",
+            "env.TOKEN: '' is not a variable name (letters, digits, _)",
         ),
         (
             'env = { TOKEN = { from_file = "x" } }',
-            "env.TOKEN.FromEnv.from_env: required key is missing",
+            'env.TOKEN: must be a text, { from_env = "NAME" } or { file = "path" }',
         ),
         ('working_dir = "missing"', 'working_dir "missing": '),
         ('user = "no-such-user-here"', 'user "no-such-user-here": '),
@@ -140,3 +140,13 @@ def test_user_when_not_root_is_a_problem_naming_it(project: Path) -> None:
         D + "user \"nobody\": running flows as user 'nobody' needs the daemon to run as root"
         f" (it runs as uid {os.geteuid()}); remove user, or start the daemon as root"
     ]
+
+
+def test_a_problem_with_env_never_quotes_its_values(project: Path) -> None:
+    lines = 'env = { GNOMON_TOKEN = "hunter2-secret", OK = "fine-value" }'
+
+    problems = load(project, deployment(lines), check_flows=False)
+
+    assert len(problems) == 1
+    assert "hunter2" not in problems[0]
+    assert "fine-value" not in problems[0]

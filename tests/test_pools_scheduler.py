@@ -11,10 +11,16 @@ from datetime import timedelta
 
 import pytest
 
+from gnomon.deployments import RunPool
 from gnomon.states import StateName
 from test_scheduler import Workers, at, every_minute, make_scheduler
 
 pytestmark = pytest.mark.backends
+
+
+def declared(**slots: int) -> list[RunPool]:
+    """``[[pools]]`` entries: slots by name."""
+    return [RunPool(name=name, slots=count) for name, count in slots.items()]
 
 
 def only_run(store, name: str):
@@ -60,7 +66,7 @@ def test_a_full_pool_holds_a_run_awaiting_a_slot_and_records_how_long_it_waited(
     tmp_path, store
 ) -> None:
     scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
-    scheduler.pools.configure({"warehouse": 1})
+    scheduler.pools.configure(declared(warehouse=1))
     scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
     scheduler.dispatch(at(0))
 
@@ -88,12 +94,12 @@ def test_a_full_pool_holds_a_run_awaiting_a_slot_and_records_how_long_it_waited(
 
 def test_a_pool_given_more_slots_starts_a_waiting_run_at_the_next_dispatch(tmp_path, store) -> None:
     scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
-    scheduler.pools.configure({"warehouse": 1})
+    scheduler.pools.configure(declared(warehouse=1))
     scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
     scheduler.dispatch(at(0))
     assert len(workers.running) == 1
 
-    scheduler.pools.configure({"warehouse": 2})  # what a reload does
+    scheduler.pools.configure(declared(warehouse=2))  # what a reload does
     scheduler.dispatch(at(0) + timedelta(seconds=1))
 
     assert len(workers.running) == 2
@@ -105,12 +111,12 @@ def test_a_pool_made_smaller_lets_its_runs_finish_and_starts_none_until_below_it
 ) -> None:
     members = POOL_MEMBERS + every_minute("load-c", pool="warehouse")
     scheduler, workers = make_scheduler(tmp_path, store, POOLS + members)
-    scheduler.pools.configure({"warehouse": 2})
+    scheduler.pools.configure(declared(warehouse=2))
     scheduler.fire_many([(name, at(0)) for name in ("load-a", "load-b", "load-c")], at(0))
     scheduler.dispatch(at(0))
     first, second = workers.running
 
-    scheduler.pools.configure({"warehouse": 1})
+    scheduler.pools.configure(declared(warehouse=1))
     workers.finish(scheduler, first, at(1))
     assert workers.running == [second]  # one slot taken of one: the third still waits
 
@@ -128,7 +134,7 @@ def test_two_schedulers_on_one_store_share_a_pools_slots(tmp_path, store) -> Non
         tmp_path / "two", store, POOLS + every_minute("load-b", pool="warehouse")
     )
     for scheduler in (one, two):
-        scheduler.pools.configure({"warehouse": 1}, kept={"warehouse"})
+        scheduler.pools.configure(declared(warehouse=1), kept={"warehouse"})
     one.fire_many([("load-a", at(0))], at(0))
     two.fire_many([("load-b", at(0))], at(0))
 
@@ -146,10 +152,10 @@ def test_a_pool_no_longer_in_the_config_is_removed_unless_a_kept_deployment_name
     tmp_path, store
 ) -> None:
     scheduler, _ = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
-    scheduler.pools.configure({"warehouse": 1, "lake": 3})
+    scheduler.pools.configure(declared(warehouse=1, lake=3))
 
-    scheduler.pools.configure({"lake": 3}, kept={"warehouse"})
+    scheduler.pools.configure(declared(lake=3), kept={"warehouse"})
     assert store.read_concurrency_limits() == {"pool:lake": 3, "pool:warehouse": 1}
 
-    scheduler.pools.configure({"lake": 4})
+    scheduler.pools.configure(declared(lake=4))
     assert store.read_concurrency_limits() == {"pool:lake": 4}

@@ -22,15 +22,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gnomon.deployments import POOL_LIMIT_PREFIX, pool_limit
+from gnomon.deployments import pool_limit, sync_pools
 from gnomon.states import StateName, StateType
 
 if TYPE_CHECKING:
+    from gnomon.deployments import RunPool
     from gnomon.store import ScheduleStore
 
 log = logging.getLogger("gnomon.daemon")
@@ -54,22 +55,9 @@ class PoolSlots:
         self._waits: dict[str, PoolWait] = {}  # run id -> its wait
         self._full: set[str] = set()  # pools that refused a run in this dispatch pass
 
-    def configure(self, pools: Mapping[str, int], kept: Iterable[str] = ()) -> None:
-        """Make the store's pool limits those of the config (``pools``: slots by name);
-        a pool no longer in the config is removed unless a deployment still scheduled
-        (``kept``: one whose last good version a reload kept) names it. Slots held stay
-        held: a pool made smaller lets its running runs finish, and starts runs again
-        once fewer than its new slots are taken."""
-        existing = {
-            name.removeprefix(POOL_LIMIT_PREFIX): slots
-            for name, slots in self.store.read_concurrency_limits().items()
-            if name.startswith(POOL_LIMIT_PREFIX)
-        }
-        for name, slots in sorted(pools.items()):
-            if existing.get(name) != slots:
-                self.store.set_concurrency_limit(pool_limit(name), slots)
-        for name in sorted(set(existing) - set(pools) - set(kept)):
-            self.store.delete_concurrency_limit(pool_limit(name))
+    def configure(self, pools: Iterable[RunPool], kept: Iterable[str] = ()) -> None:
+        """Make the store's pool limits the config's (``deployments.sync_pools``)."""
+        sync_pools(self.store, pools, kept)
 
     def reap(self) -> None:
         """Free the slots of daemons of this host that died holding them (at start)."""

@@ -370,7 +370,7 @@ class Daemon:
         self.scheduler.set_deployments(synced, rows)
         scheduled = self.scheduler.slots().values()
         self.scheduler.pools.configure(
-            {pool.name: pool.slots for pool in self.config.pools},
+            self.config.pools,
             {slot.deployment.pool for slot in scheduled if slot.deployment.pool is not None},
         )
         log.info(

@@ -37,7 +37,13 @@ if TYPE_CHECKING:
         stored_schedule,
     )
     from gnomon.deployments._parameters import request_problems
-    from gnomon.deployments._runenv import POOL_LIMIT_PREFIX, RunPool, env_request, pool_limit
+    from gnomon.deployments._runenv import (
+        POOL_LIMIT_PREFIX,
+        RunPool,
+        env_request,
+        pool_limit,
+        sync_pools,
+    )
     from gnomon.deployments._sync import (
         CONFIG_SOURCE,
         SERVE_PREFIX,
@@ -92,6 +98,7 @@ __all__ = [
     "request_problems",
     "stored_schedule",
     "sync_deployments",
+    "sync_pools",
     "takeover_message",
 ]
 
@@ -101,6 +108,7 @@ _WHERE = {
     "RunPool": "gnomon.deployments._runenv",
     "env_request": "gnomon.deployments._runenv",
     "pool_limit": "gnomon.deployments._runenv",
+    "sync_pools": "gnomon.deployments._runenv",
     "SERVE_PREFIX": "gnomon.deployments._sync",
     "Catchup": "gnomon.deployments._models",
     "Comparison": "gnomon.deployments._sync",

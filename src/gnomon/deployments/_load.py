@@ -506,6 +506,8 @@ class _Loader:
                 message, value = "required key is missing", None
             else:
                 message = detail["msg"].removeprefix("Value error, ")
+            if loc and loc[0] == "env":
+                value = None  # env values are secrets: the message names the variable
             self.problem(file, message, deployment, field, value, notify)
             if loc:
                 bad.add(str(loc[0]))

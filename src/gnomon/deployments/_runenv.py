@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import pwd
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from gnomon._names import NAME_RULE, is_name
 from gnomon._secrets import MASK
@@ -55,7 +55,24 @@ class FromFile(BaseModel):
     file: Path
 
 
-EnvValue = str | FromEnv | FromFile
+_ENV_VALUE = 'must be a text, { from_env = "NAME" } or { file = "path" }'
+
+
+def _env_value(value: Any) -> Any:
+    """An ``env`` entry as one of its three forms, with one error naming what it may be
+    (not one per form tried)."""
+    if isinstance(value, str | FromEnv | FromFile):
+        return value
+    if isinstance(value, dict) and set(value) == {"from_env"}:
+        if not isinstance(value["from_env"], str):
+            raise ValueError(_ENV_VALUE)
+        return FromEnv(from_env=_check_env_name(value["from_env"]))
+    if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
+        return FromFile(file=Path(value["file"]))
+    raise ValueError(_ENV_VALUE)
+
+
+EnvValue = Annotated[str | FromEnv | FromFile, BeforeValidator(_env_value)]
 
 
 def absolute_files(env: Mapping[str, EnvValue], base: Path | None) -> dict[str, EnvValue]:
@@ -152,3 +169,34 @@ POOL_LIMIT_PREFIX = "pool:"
 def pool_limit(name: str) -> str:
     """The concurrency limit that counts the pool ``name``'s slots."""
     return f"{POOL_LIMIT_PREFIX}{name}"
+
+
+class PoolLimits(Protocol):
+    """What ``sync_pools`` needs of a store: its concurrency limits."""
+
+    def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]: ...
+
+    def set_concurrency_limit(
+        self, name: str, limit: int, slot_decay_per_second: float = 0.0
+    ) -> None: ...
+
+    def delete_concurrency_limit(self, name: str) -> bool: ...
+
+
+def sync_pools(store: PoolLimits, pools: Iterable[RunPool], kept: Iterable[str] = ()) -> None:
+    """Make the store's pool limits the config's ``pools`` (the daemon at start and at each
+    reload, ``gnomon deployments apply``); a pool no longer in the config is removed
+    unless a deployment still scheduled (``kept``: one whose last good version a reload
+    kept) names it. Slots held stay held: a pool made smaller lets its running runs
+    finish and starts runs again once fewer than its new slots are taken."""
+    wanted = {pool.name: pool.slots for pool in pools}
+    existing = {
+        name.removeprefix(POOL_LIMIT_PREFIX): slots
+        for name, slots in store.read_concurrency_limits().items()
+        if name.startswith(POOL_LIMIT_PREFIX)
+    }
+    for name, slots in sorted(wanted.items()):
+        if existing.get(name) != slots:
+            store.set_concurrency_limit(pool_limit(name), slots)
+    for name in sorted(set(existing) - set(wanted) - set(kept)):
+        store.delete_concurrency_limit(pool_limit(name))

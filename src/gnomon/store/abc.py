@@ -529,6 +529,15 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
         """Every limit (or those of ``names`` that exist): slots by name."""
 
+    def set_concurrency_limit(
+        self, name: str, limit: int, slot_decay_per_second: float = 0.0
+    ) -> None:
+        """Create or change a limit without an audit entry (a run pool's, which the
+        config owns: ``deployments.sync_pools``)."""
+
+    def delete_concurrency_limit(self, name: str) -> bool:
+        """Remove a limit without an audit entry (a run pool's no longer declared)."""
+
     def read_limit_rows(self) -> list[ConcurrencyLimitRow]:
         """Every concurrency limit, by name."""
 
