@@ -357,11 +357,16 @@ def test_a_run_as_another_user_runs_with_its_uid_and_its_worker_is_not_reused(
     out = Path(tempfile.mkdtemp(prefix="gnomon-user-test-"))
     request_cleanup(lambda: shutil.rmtree(out, ignore_errors=True))
     out.chmod(stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
-    deployments = reporting(
-        "as-nobody", out / "nobody.json", 'user = "nobody"\nworking_dir = "/"'
-    ) + reporting("as-root", out / "root.json")
+    as_nobody = 'user = "nobody"\nworking_dir = "/"'
+    deployments = (
+        reporting("as-nobody", out / "nobody.json", as_nobody)
+        + reporting("as-root", out / "root.json")
+        # Fails: nobody cannot write in pytest's directory.
+        + reporting("nobody-fails", tmp_path / "denied.json", as_nobody)
+    )
     config = config_with(tmp_path, deployments)
-    daemons.append(started(store, start_daemon(config, gnomon_home), "as-nobody", "as-root"))
+    names = ("as-nobody", "as-root", "nobody-fails")
+    daemons.append(started(store, start_daemon(config, gnomon_home), *names))
     first = ask(gnomon_home, config, "as-nobody")
     wait_for(lambda: in_state(store, first, "Completed", "Failed", "Crashed"), what="its end")
     assert in_state(store, first, "Completed"), row_of(store, first).state_message
@@ -377,3 +382,10 @@ def test_a_run_as_another_user_runs_with_its_uid_and_its_worker_is_not_reused(
     assert json.loads((out / "root.json").read_text())["uid"] == 0
     # A worker that gave root up never runs another run: the next one had a fresh worker.
     assert row_of(store, first).worker_pid != row_of(store, second).worker_pid
+
+    failed = ask(gnomon_home, config, "nobody-fails")
+    wait_for(lambda: in_state(store, failed, "Failed"), what="the failing run as nobody")
+    assert "Permission denied" in row_of(store, failed).state_message
+    third = ask(gnomon_home, config, "as-root")
+    wait_for(lambda: in_state(store, third, "Completed"), what="root's run after it")
+    assert row_of(store, third).worker_pid != row_of(store, failed).worker_pid

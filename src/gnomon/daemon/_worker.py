@@ -299,12 +299,18 @@ def _end_run(flow_run_id: str) -> None:
 
 def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one stored flow run (``request`` is the daemon's message for it); the ``done``
-    message that reports how it ended."""
+    message that reports how it ended, saying the worker exits after it if the run
+    changed its user (however the run ended: the worker cannot become root again)."""
+    setup = _Setup(request)
+    message = _executed(flow_run_id, request, setup)
+    return {**message, "exiting": True} if setup.became_user else message
+
+
+def _executed(flow_run_id: str, request: dict[str, Any] | None, setup: _Setup) -> dict[str, Any]:
     from gnomon.exceptions import FlowRunNotRunnable
     from gnomon.flows import execute_stored_run, state_error, stored_text
 
     _begin_run(flow_run_id, request)
-    setup = _Setup(request)
     try:
         with setup:
             run, state = execute_stored_run(flow_run_id, claimed=setup.claimed)
@@ -320,7 +326,6 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
         _end_run(flow_run_id)
     failure = state_error(state)
     return {
-        **({"exiting": True} if setup.changes_user else {}),
         "done": flow_run_id,
         "state": state.name,
         "state_type": state.type.value,
@@ -367,7 +372,7 @@ class _Setup:
             from gnomon.daemon._runsetup import RunSetup
 
             self.setup = RunSetup.from_message(request)
-        self.changes_user = self.setup is not None and self.setup.user is not None
+        self.became_user = False  # the run changed the worker's user, for good
         self._context: Any = None
         self.claimed: Any = None  # what execute_stored_run calls once the run is claimed
 
@@ -389,6 +394,7 @@ class _Setup:
 
                 # As root still: the database's files may be closed to the user.
                 get_store().open_connections()
+                self.became_user = True  # also if the change fails half-way
                 become()
 
             self.claimed = claimed
