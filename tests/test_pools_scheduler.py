@@ -7,13 +7,18 @@ them.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 
+from faults import location
 from gnomon.deployments import RunPool
 from gnomon.states import StateName
-from test_scheduler import Workers, at, every_minute, make_scheduler
+from test_scheduler import SECOND, Workers, at, every_minute, make_scheduler
 
 pytestmark = pytest.mark.backends
 
@@ -159,3 +164,55 @@ def test_a_pool_no_longer_in_the_config_is_removed_unless_a_kept_deployment_name
 
     scheduler.pools.configure(declared(lake=4))
     assert store.read_concurrency_limits() == {"pool:lake": 4}
+
+
+@contextmanager
+def locked(store) -> Iterator[None]:
+    """Another program holds the SQLite database; the loop's waits are bounded."""
+    from gnomon.store import bound_write_waits
+
+    holder = sqlite3.connect(location(store), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    bound_write_waits(threading.get_ident())  # as in the daemon's loop
+    try:
+        yield
+    finally:
+        bound_write_waits(None)
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_store_failing_while_a_run_asks_its_pool_leaves_the_run_waiting(tmp_path, store) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
+    scheduler.pools.configure(declared(warehouse=1))
+    scheduler.fire_many([("load-a", at(0))], at(0))
+
+    with locked(store), pytest.raises(Exception, match="locked"):
+        scheduler.dispatch(at(0))
+
+    assert (workers.running, scheduler.waiting_count()) == ([], 1)
+    assert scheduler.dispatch(at(0) + SECOND) == 1  # the store is back: it starts
+
+
+@pytest.mark.sqlite_only
+def test_a_slot_the_failing_store_would_not_take_back_is_given_back_once_it_works(
+    tmp_path, store
+) -> None:
+    scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
+    scheduler.pools.configure(declared(warehouse=1))
+    scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
+    scheduler.dispatch(at(0))
+    [first] = workers.running
+
+    workers.running.remove(first)
+    scheduler.run_finished(first, "COMPLETED")
+    # The slot is not given back, and the tick's own writes fail too.
+    with locked(store), pytest.raises(Exception, match="locked"):
+        scheduler.tick(at(1))
+    assert store.count_active_slots() == {"pool:warehouse": 1}  # not given back yet
+
+    scheduler.dispatch(at(1) + SECOND)
+
+    assert len(workers.running) == 1  # the slot came back, and the other run took it
+    assert store.count_active_slots() == {"pool:warehouse": 1}

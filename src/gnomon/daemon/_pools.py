@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from gnomon.deployments import pool_limit, sync_pools
 from gnomon.states import StateName, StateType
+from gnomon.store import store_fault
 
 if TYPE_CHECKING:
     from gnomon.deployments import RunPool
@@ -54,6 +55,8 @@ class PoolSlots:
         self._held: dict[str, str] = {}  # run id -> pool whose slot it holds
         self._waits: dict[str, PoolWait] = {}  # run id -> its wait
         self._full: set[str] = set()  # pools that refused a run in this dispatch pass
+        # Slots of ended runs whose release the store refused (it failed): retried.
+        self._unreleased: set[str] = set()
 
     def configure(self, pools: Iterable[RunPool], kept: Iterable[str] = ()) -> None:
         """Make the store's pool limits the config's (``deployments.sync_pools``)."""
@@ -66,8 +69,10 @@ class PoolSlots:
             log.info("freed %d pool or concurrency slots of processes that died", freed)
 
     def new_pass(self) -> None:
-        """A dispatch pass begins: every pool may be asked again."""
+        """A dispatch pass begins: every pool may be asked again, and slots a failing
+        store kept are given back."""
         self._full.clear()
+        self._release()
 
     def take(self, flow_run_id: str, pool: str, deployment: str, now: datetime) -> bool:
         """Take a slot of ``pool`` for the run; False if the pool is full (the run's wait
@@ -87,19 +92,34 @@ class PoolSlots:
         return False
 
     def give_back(self, flow_run_id: str) -> None:
-        """The run ended (or will not start): free its slot and forget its wait."""
+        """The run ended (or will not start): free its slot and forget its wait. Never
+        raises for a store fault: the tick that calls it must go on with the other runs
+        that ended; the release is retried at the next dispatch pass."""
         self._waits.pop(flow_run_id, None)
         pool = self._held.pop(flow_run_id, None)
         if pool is not None:
-            self.store.release_slots(self._holder(flow_run_id))
             self._full.discard(pool)
+            self._unreleased.add(self._holder(flow_run_id))
+            self._release()
 
     def give_back_all(self) -> None:
         """The daemon stops: free every slot it holds (its runs have ended, or are given
-        back to be run by the next daemon)."""
+        back to be run by the next daemon; what a failing store keeps, the next daemon on
+        this host frees)."""
         for flow_run_id in list(self._held):
             self.give_back(flow_run_id)
         self._waits.clear()
+
+    def _release(self) -> None:
+        for holder in sorted(self._unreleased):
+            try:
+                self.store.release_slots(holder)
+            except Exception as error:
+                if (fault := store_fault(error, self.store.url)) is None:
+                    raise
+                log.warning("pool slot of %s not given back yet: %s", holder, fault)
+                return
+            self._unreleased.discard(holder)
 
     def holds(self, flow_run_id: str) -> bool:
         return flow_run_id in self._held

@@ -151,6 +151,41 @@ def applied(setup: RunSetup) -> Iterator[Callable[[], None] | None]:
             os.chdir(saved_cwd)
 
 
+class WorkerSetup:
+    """The worker's side: a run request's setup around the run's execution (``with``;
+    nothing for a run without one). Its variables and directory apply around the run,
+    its user from the run's claim on (``claimed``, which the engine calls); RunSetupError
+    on entering if they cannot be applied."""
+
+    def __init__(self, request: Mapping[str, Any] | None) -> None:
+        self.setup = RunSetup.from_message(request or {})
+        self.became_user = False  # the run changed the worker's user, for good
+        self.claimed: Callable[[], None] | None = None
+        self._context: Any = None
+
+    def __enter__(self) -> None:
+        if self.setup is None:
+            return
+        context = applied(self.setup)
+        become = context.__enter__()
+        self._context = context
+        if become is not None:
+
+            def claimed() -> None:
+                from gnomon.store import get_store
+
+                # As root still: the database's files may be closed to the user.
+                get_store().open_connections()
+                self.became_user = True  # also if the change fails half-way
+                become()
+
+            self.claimed = claimed
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._context is not None:
+            self._context.__exit__(*exc)
+
+
 def _account(setup: RunSetup) -> pwd.struct_passwd | None:
     if setup.user is None:
         return None

@@ -589,42 +589,49 @@ class Scheduler:
         first, as many as they take now (and their pools allow); returns how many."""
         started = 0
         held: list[Waiting] = []
-        self.pools.new_pass()
-        while self._waiting and self.dispatcher.capacity() > 0:
-            waiting = heapq.heappop(self._waiting)
-            slot = self._slots.get(waiting.deployment)
-            if slot is None or waiting.flow_run_id not in slot.queued:
-                continue
-            if waiting.flow_run_id not in self._forced and not self._may_start(slot):
-                held.append(waiting)
-                continue
-            if not self._pool_slot(waiting, now):
-                held.append(waiting)
-                continue
-            self._forced.discard(waiting.flow_run_id)
-            dispatched = DispatchedRun(
-                waiting.flow_run_id,
-                waiting.deployment,
-                slot.deployment.flow.rpartition(":")[2],
-                waiting.nominal,
-                waiting.nominal + waiting.offset,
-            )
-            with self._lock:  # before submit: the run may end before submit returns
-                self._dispatched[waiting.flow_run_id] = dispatched
-            if not self.dispatcher.submit(
-                waiting.flow_run_id, waiting.timeout, waiting.limits, waiting.setup
-            ):
-                with self._lock:
-                    del self._dispatched[waiting.flow_run_id]
-                self.pools.give_back(waiting.flow_run_id)
-                held.append(waiting)
-                break
-            slot.queued.discard(waiting.flow_run_id)
-            slot.running.add(waiting.flow_run_id)
-            started += 1
-        for waiting in held:
-            heapq.heappush(self._waiting, waiting)
+        try:
+            self.pools.new_pass()
+            while self._waiting and self.dispatcher.capacity() > 0:
+                waiting = heapq.heappop(self._waiting)
+                slot = self._slots.get(waiting.deployment)
+                if slot is None or waiting.flow_run_id not in slot.queued:
+                    continue
+                held.append(waiting)  # until it starts: a store failure leaves it waiting
+                if waiting.flow_run_id not in self._forced and not self._may_start(slot):
+                    continue
+                if not self._pool_slot(waiting, now):
+                    continue
+                if not self._submit(waiting, slot):
+                    break
+                held.pop()
+                started += 1
+        finally:
+            for waiting in held:
+                heapq.heappush(self._waiting, waiting)
         return started
+
+    def _submit(self, waiting: Waiting, slot: Slot) -> bool:
+        """Hand the run to the dispatcher; False if it takes no more now."""
+        self._forced.discard(waiting.flow_run_id)
+        dispatched = DispatchedRun(
+            waiting.flow_run_id,
+            waiting.deployment,
+            slot.deployment.flow.rpartition(":")[2],
+            waiting.nominal,
+            waiting.nominal + waiting.offset,
+        )
+        with self._lock:  # before submit: the run may end before submit returns
+            self._dispatched[waiting.flow_run_id] = dispatched
+        if not self.dispatcher.submit(
+            waiting.flow_run_id, waiting.timeout, waiting.limits, waiting.setup
+        ):
+            with self._lock:
+                del self._dispatched[waiting.flow_run_id]
+            self.pools.give_back(waiting.flow_run_id)
+            return False
+        slot.queued.discard(waiting.flow_run_id)
+        slot.running.add(waiting.flow_run_id)
+        return True
 
     def _pool_slot(self, waiting: Waiting, now: datetime) -> bool:
         """Whether the run may start as far as its pool goes: it has none, holds a slot

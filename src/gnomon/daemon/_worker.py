@@ -6,20 +6,22 @@ as a warning). A forked worker (``serve``) connects to the store, reports ready,
 one flow run at a time:
 
 - stdin, daemon to worker: one JSON line per run, ``{"run": "<flow_run_id>"}``, with the
-  run's log cap if it has one (``"log_lines": n, "log_bytes": n``). End of file means
-  "exit": when idle the worker exits 0; in the middle of a run it means the daemon died,
-  and the worker abandons the run at once (see ``_Inbox``).
+  run's log cap if it has one (``"log_lines": n, "log_bytes": n``) and its deployment's
+  env, working_dir and user if it states any (``"setup"``, see ``_runsetup``). End of file
+  means "exit": when idle the worker exits 0; in the middle of a run it means the daemon
+  died, and the worker abandons the run at once (see ``_Inbox``).
 - the channel (an extra pipe), worker to daemon: ``{"ready": pid}`` once warm, then
   ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...,
   "start_time": iso, "end_time": iso, "flow_name": ..., "name": ..., "run_count": n}`` per
   run, sent once the final state is committed (so the daemon reports the run without reading
   it back); a run that was not Scheduled or Pending also carries ``"not_runnable": reason``,
   and ``"exiting": true`` says the worker exits after this run (the flow called
-  ``sys.exit()``). Before that, ``{"storing": id, "state": name, "state_type": type}`` if
-  the run finished but the store could not take its final state at once: the worker waits
-  for it (up to ``final_state_patience``), and the pool neither times out nor cancels a run
-  whose code has finished, until ``{"stored": id}`` says the wait is over (the run's hooks
-  run next, under its timeout again).
+  ``sys.exit()``, or the run changed the worker's user). Before that, ``{"storing": id,
+  "state": name, "state_type": type}`` if the run finished but the store could not take
+  its final state at once: the worker waits for it (up to ``final_state_patience``), and
+  the pool neither times out nor cancels a run whose code has finished, until
+  ``{"stored": id}`` says the wait is over (the run's hooks run next, under its timeout
+  again).
 - stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
   lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
   mark where each run's output begins and ends, so the pool attributes output exactly;
@@ -47,6 +49,7 @@ from datetime import datetime
 from typing import Any
 
 from gnomon._lifeline import EXIT_ORPHANED
+from gnomon.daemon._runsetup import RunSetupError, WorkerSetup
 from gnomon.exceptions import StoreFileGone
 from gnomon.states import State, StateName, StateType
 
@@ -301,12 +304,14 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
     """Run one stored flow run (``request`` is the daemon's message for it); the ``done``
     message that reports how it ended, saying the worker exits after it if the run
     changed its user (however the run ended: the worker cannot become root again)."""
-    setup = _Setup(request)
+    setup = WorkerSetup(request)
     message = _executed(flow_run_id, request, setup)
     return {**message, "exiting": True} if setup.became_user else message
 
 
-def _executed(flow_run_id: str, request: dict[str, Any] | None, setup: _Setup) -> dict[str, Any]:
+def _executed(
+    flow_run_id: str, request: dict[str, Any] | None, setup: WorkerSetup
+) -> dict[str, Any]:
     from gnomon.exceptions import FlowRunNotRunnable
     from gnomon.flows import execute_stored_run, state_error, stored_text
 
@@ -314,8 +319,8 @@ def _executed(flow_run_id: str, request: dict[str, Any] | None, setup: _Setup) -
     try:
         with setup:
             run, state = execute_stored_run(flow_run_id, claimed=setup.claimed)
-    except _SetupFailed as failed:
-        return failed.outcome(flow_run_id)
+    except RunSetupError as error:
+        return _setup_failed(flow_run_id, error)
     except FlowRunNotRunnable as error:
         return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
     except StoreFileGone:
@@ -339,69 +344,22 @@ def _executed(flow_run_id: str, request: dict[str, Any] | None, setup: _Setup) -
     }
 
 
-class _SetupFailed(Exception):
-    """The run's setup could not be applied (``_runsetup.RunSetupError``)."""
+def _setup_failed(flow_run_id: str, error: RunSetupError) -> dict[str, Any]:
+    """Record Failed a run whose setup could not be applied; its ``done`` message."""
+    from gnomon.flows import error_fields, stored_text
+    from gnomon.store import get_store, utcnow
 
-    def outcome(self, flow_run_id: str) -> dict[str, Any]:
-        """Record the run Failed with the setup's error; its ``done`` message."""
-        from gnomon.flows import error_fields, stored_text
-        from gnomon.store import get_store, utcnow
-
-        error = self.__cause__ or self
-        message = str(error)
-        log.error("%s", message, extra={"flow_run_id": flow_run_id})
-        get_store().set_run_state(
-            flow_run_id,
-            StateType.FAILED,
-            StateName.FAILED,
-            stored_text(f"the run could not start: {message}"),
-            only_if_active=True,
-            end_time=utcnow(),
-            **error_fields(error),
-        )
-        return _stored_outcome(flow_run_id, error)
-
-
-class _Setup:
-    """A run's setup around its execution (``with``; nothing for a run without one): its
-    variables and directory around the run, its user from the run's claim on."""
-
-    def __init__(self, request: dict[str, Any] | None) -> None:
-        self.setup: Any = None
-        if request and "setup" in request:
-            from gnomon.daemon._runsetup import RunSetup
-
-            self.setup = RunSetup.from_message(request)
-        self.became_user = False  # the run changed the worker's user, for good
-        self._context: Any = None
-        self.claimed: Any = None  # what execute_stored_run calls once the run is claimed
-
-    def __enter__(self) -> None:
-        if self.setup is None:
-            return
-        from gnomon.daemon._runsetup import RunSetupError, applied
-
-        self._context = applied(self.setup)
-        try:
-            become = self._context.__enter__()
-        except RunSetupError as error:
-            self._context = None
-            raise _SetupFailed() from error
-        if become is not None:
-
-            def claimed() -> None:
-                from gnomon.store import get_store
-
-                # As root still: the database's files may be closed to the user.
-                get_store().open_connections()
-                self.became_user = True  # also if the change fails half-way
-                become()
-
-            self.claimed = claimed
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._context is not None:
-            self._context.__exit__(*exc)
+    log.error("%s", error, extra={"flow_run_id": flow_run_id})
+    get_store().set_run_state(
+        flow_run_id,
+        StateType.FAILED,
+        StateName.FAILED,
+        stored_text(f"the run could not start: {error}"),
+        only_if_active=True,
+        end_time=utcnow(),
+        **error_fields(error),
+    )
+    return _stored_outcome(flow_run_id, error)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -252,6 +252,8 @@ class Pausing(Protocol):
 class ScheduleStore(RunStore, DeploymentStore, Pausing, Protocol):
     """The daemon's store: a worker's, plus fires, operators' requests and recovery."""
 
+    url: str  # the database's, which says what a store fault concerns (``store_fault``)
+
     def probe_write(self) -> None:
         """A write that changes nothing kept, failing as a fire's would: is the store back?"""
 
