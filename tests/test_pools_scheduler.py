@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 
 from faults import location
+from gnomon.daemon._scheduler import Scheduler
 from gnomon.deployments import RunPool
 from gnomon.states import StateName
 from test_scheduler import SECOND, Workers, at, every_minute, make_scheduler
@@ -67,13 +68,19 @@ POOLS = """
     """
 
 
-def test_a_full_pool_holds_a_run_awaiting_a_slot_and_records_how_long_it_waited(
-    tmp_path, store
-) -> None:
+def two_runs_one_slot(tmp_path, store) -> tuple[Scheduler, Workers]:
+    """load-a and load-b fired at once in a pool of one slot, dispatched: one runs."""
     scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
     scheduler.pools.configure(declared(warehouse=1))
     scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
     scheduler.dispatch(at(0))
+    return scheduler, workers
+
+
+def test_a_full_pool_holds_a_run_awaiting_a_slot_and_records_how_long_it_waited(
+    tmp_path, store
+) -> None:
+    scheduler, workers = two_runs_one_slot(tmp_path, store)
 
     [running] = workers.running  # four idle workers, one slot
     waiting = only_run(store, "load-b" if running == only_run(store, "load-a").id else "load-a")
@@ -98,10 +105,7 @@ def test_a_full_pool_holds_a_run_awaiting_a_slot_and_records_how_long_it_waited(
 
 
 def test_a_pool_given_more_slots_starts_a_waiting_run_at_the_next_dispatch(tmp_path, store) -> None:
-    scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
-    scheduler.pools.configure(declared(warehouse=1))
-    scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
-    scheduler.dispatch(at(0))
+    scheduler, workers = two_runs_one_slot(tmp_path, store)
     assert len(workers.running) == 1
 
     scheduler.pools.configure(declared(warehouse=2))  # what a reload does
@@ -199,10 +203,7 @@ def test_a_store_failing_while_a_run_asks_its_pool_leaves_the_run_waiting(tmp_pa
 def test_a_slot_the_failing_store_would_not_take_back_is_given_back_once_it_works(
     tmp_path, store
 ) -> None:
-    scheduler, workers = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
-    scheduler.pools.configure(declared(warehouse=1))
-    scheduler.fire_many([("load-a", at(0)), ("load-b", at(0))], at(0))
-    scheduler.dispatch(at(0))
+    scheduler, workers = two_runs_one_slot(tmp_path, store)
     [first] = workers.running
 
     workers.running.remove(first)
