@@ -7,6 +7,7 @@ them.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faults import location
 from gnomon.daemon._scheduler import Scheduler
@@ -217,3 +220,43 @@ def test_a_slot_the_failing_store_would_not_take_back_is_given_back_once_it_work
 
     assert len(workers.running) == 1  # the slot came back, and the other run took it
     assert store.count_active_slots() == {"pool:warehouse": 1}
+
+
+PRIORITIES = {"p-minus-2": -2, "p-minus-1": -1, "p-0": 0, "p-1": 1, "p-7": 7}
+
+
+@pytest.mark.sqlite_only  # a property over many examples: one store is enough
+def test_runs_always_start_by_priority_then_nominal_time_whatever_order_they_fired_in(
+    tmp_path, store
+) -> None:
+    toml = "".join(
+        every_minute(name, priority=priority, overlap="queue", max_queued=100)
+        for name, priority in PRIORITIES.items()
+    )
+    scheduler, workers = make_scheduler(tmp_path, store, toml, Workers(size=1))
+    examples = itertools.count(1)
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(sorted(PRIORITIES)), st.integers(0, 59)),
+            min_size=1,
+            max_size=12,
+            unique=True,
+        )
+    )
+    def starts_in_order(fires: list[tuple[str, int]]) -> None:
+        base = at(0) + timedelta(days=next(examples))  # fresh nominal times each example
+        timed = [(name, base + timedelta(minutes=minute)) for name, minute in fires]
+        decisions = scheduler.fire_many(timed, base + timedelta(hours=1))
+        fired = {d.flow_run_id: (d.deployment, d.nominal) for d in decisions}
+        started = []
+        scheduler.dispatch(base + timedelta(hours=1))
+        while workers.running:
+            [running] = workers.running
+            started.append(fired[running])
+            workers.finish(scheduler, running, base + timedelta(hours=2))
+
+        assert started == sorted(timed, key=lambda fire: (-PRIORITIES[fire[0]], fire[1]))
+
+    starts_in_order()
