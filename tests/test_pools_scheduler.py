@@ -19,9 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faults import location
+from gnomon.daemon._metrics import DaemonMetrics
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.deployments import RunPool
 from gnomon.states import StateName
+from test_metrics import scrape
 from test_scheduler import SECOND, Workers, at, every_minute, make_scheduler
 
 pytestmark = pytest.mark.backends
@@ -260,3 +262,22 @@ def test_runs_always_start_by_priority_then_nominal_time_whatever_order_they_fir
         assert started == sorted(timed, key=lambda fire: (-PRIORITIES[fire[0]], fire[1]))
 
     starts_in_order()
+
+
+def test_metrics_show_a_pools_slots_and_this_daemons_runs_holding_and_waiting(
+    tmp_path, store
+) -> None:
+    scheduler, _ = two_runs_one_slot(tmp_path, store)
+    metrics = DaemonMetrics(pending=lambda: 1, busy=lambda: 1, idle=lambda: 3)
+
+    def counts() -> dict[str, tuple[int, int, int]]:  # as the daemon reads them
+        held, waiting = scheduler.pools.counts()
+        return {"warehouse": (1, held["warehouse"], waiting["warehouse"])}
+
+    metrics.watch_pools(counts)
+    samples = scrape(metrics)
+
+    pool = (("pool", "warehouse"),)
+    assert samples["gnomon_pool_slots", pool] == 1
+    assert samples["gnomon_pool_slots_held", pool] == 1
+    assert samples["gnomon_pool_runs_waiting", pool] == 1

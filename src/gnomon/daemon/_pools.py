@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,6 +121,13 @@ class PoolSlots:
                 log.warning("pool slot of %s not given back yet: %s", holder, fault)
                 return
             self._unreleased.discard(holder)
+
+    def counts(self) -> tuple[Counter[str], Counter[str]]:
+        """By pool, the slots this daemon's runs hold and its runs waiting for one (read
+        from another thread, the metrics' scrape: copied whole first)."""
+        held = tuple(self._held.values())
+        waiting = tuple(wait.pool for wait in tuple(self._waits.values()))
+        return Counter(held), Counter(waiting)
 
     def holds(self, flow_run_id: str) -> bool:
         return flow_run_id in self._held

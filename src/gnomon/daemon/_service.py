@@ -271,6 +271,15 @@ class Daemon:
         )
         self.deadlines.configure(self.clock.now())
         self.reporter.metrics.watch_breaches(self.deadlines.open_counts)
+        self.reporter.metrics.watch_pools(self._pool_counts)
+
+    def _pool_counts(self) -> dict[str, tuple[int, int, int]]:
+        """Each run pool's slots, and the slots this daemon's runs hold and wait for."""
+        held, waiting = self.scheduler.pools.counts()
+        return {
+            pool.name: (pool.slots, held[pool.name], waiting[pool.name])
+            for pool in self.config.pools
+        }
 
     def _worker_counts(self) -> tuple[int, int]:
         """The pool's busy and idle workers, for the dashboard's overview."""
