@@ -26,7 +26,7 @@ import pytest
 
 from gnomon.states import StateName
 from gnomon.store import Store
-from test_cli_daemon import gnomon
+from test_cli_daemon import gnomon, table
 from test_daemon import start_daemon, wait_for, write_config
 
 pytestmark = pytest.mark.backends
@@ -199,6 +199,11 @@ def test_a_pool_of_one_slot_never_runs_two_of_its_deployments_at_once_and_record
             "waiting": 1,
             "deployments": ["load-a", "load-b"],
         }
+    ]
+    listed = gnomon(gnomon_home, "pools", "ls", GNOMON_CONFIG=str(config))
+    assert table(listed.stdout) == [
+        ["NAME", "SLOTS", "TAKEN", "WAITING", "DEPLOYMENTS"],
+        ["warehouse", "1", "1", "1", "load-a, load-b"],
     ]
     marker.touch()
     for run_id in (first, second):
