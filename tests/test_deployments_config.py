@@ -737,6 +737,11 @@ def test_deployments_inherit_policies_and_timezone_from_daemon_unless_they_state
         "cancel_at_deadline": False,
         "min_duration": None,
         "fresh_within": None,
+        "priority": 0,
+        "pool": None,
+        "env": {},
+        "working_dir": None,
+        "user": None,
     }
     assert (explicit.timezone, explicit.overlap, explicit.retries, explicit.jitter) == (
         "UTC",
@@ -783,6 +788,11 @@ def test_built_in_defaults_when_daemon_is_silent(project: Path) -> None:
         "cancel_at_deadline": False,
         "min_duration": None,
         "fresh_within": None,
+        "priority": 0,
+        "pool": None,
+        "env": {},
+        "working_dir": None,
+        "user": None,
     }
     assert (deployment.timezone, deployment.paused, deployment.description, deployment.tags) == (
         "UTC",

@@ -17,6 +17,7 @@ import pytest
 
 from faults import location
 from gnomon.daemon._limits import RunLimits
+from gnomon.daemon._runsetup import RunSetup
 from gnomon.daemon._scheduler import Scheduler, fire_chunks
 from gnomon.deployments import load_config, sync_deployments
 from gnomon.store import Actor
@@ -44,7 +45,11 @@ class Workers:
         return self.idle_count()
 
     def submit(
-        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+        self,
+        flow_run_id: str,
+        timeout: float | None = None,
+        limits: RunLimits | None = None,
+        setup: RunSetup | None = None,
     ) -> bool:
         if self.idle_count() <= 0:
             return False
@@ -215,7 +220,11 @@ def test_a_large_fire_starts_the_runs_the_workers_can_take_before_writing_the_re
             self.stored_at_submit: list[int] = []
 
         def submit(
-            self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+            self,
+            flow_run_id: str,
+            timeout: float | None = None,
+            limits: RunLimits | None = None,
+            setup: RunSetup | None = None,
         ) -> bool:
             self.stored_at_submit.append(len(store.read_runs(limit=100)))
             return super().submit(flow_run_id, timeout, limits)

@@ -61,6 +61,7 @@ class StateName(enum.StrEnum):
     PAUSED = "Paused"
     SUSPENDED = "Suspended"  # paused with its process gone: run again from the top on resume
     RESUMING = "Resuming"  # a suspended run resumed, waiting for a worker
+    AWAITING_POOL = "AwaitingPool"  # a daemon's run waiting for a slot of its [[pools]] pool
 
 
 FINAL_TYPES = frozenset(
@@ -105,6 +106,7 @@ STATE_NAMES: dict[str, StateType] = {
     StateName.PAUSED: StateType.PAUSED,
     StateName.SUSPENDED: StateType.PAUSED,
     StateName.RESUMING: StateType.SCHEDULED,
+    StateName.AWAITING_POOL: StateType.PENDING,
 }
 # The fires a schedule decided not to run: recorded as Cancelled-type runs.
 UNRUN_NAMES = frozenset({StateName.SKIPPED, StateName.MISSED})

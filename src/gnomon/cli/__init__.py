@@ -19,6 +19,7 @@ from gnomon.cli._deployments import deployments_group
 from gnomon.cli._limits import global_limits_group, limits_group
 from gnomon.cli._logs import logs_command
 from gnomon.cli._maintenance import maintenance_group
+from gnomon.cli._pools import pools_group
 from gnomon.cli._runs import run_command, runs_group
 from gnomon.cli._variables import secret_group, variable_group
 
@@ -54,6 +55,7 @@ for command in (
     artifacts_group,
     limits_group,
     global_limits_group,
+    pools_group,
     audit_command,
     token_group,
     variable_group,

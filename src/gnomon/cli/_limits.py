@@ -19,6 +19,7 @@ from gnomon.cli._common import (
     print_table,
     reports_errors,
 )
+from gnomon.deployments import POOL_LIMIT_PREFIX
 
 
 @click.group("concurrency-limit")
@@ -159,7 +160,8 @@ def global_limit_ls(config: Path | None, as_json: bool) -> None:
             "slot_decay_per_second": row.slot_decay_per_second,
         }
         for row in store.read_limit_rows()
-        if not row.name.startswith("tag:")
+        # Tag limits are concurrency-limit's; run pools' are `gnomon pools ls`'s.
+        if not row.name.startswith(("tag:", POOL_LIMIT_PREFIX))
     ]
     if as_json:
         print_json(rows)

@@ -83,6 +83,7 @@ if TYPE_CHECKING:
         check_run_id,
         hash_token,
     )
+    from gnomon.control._pools import pool_views
     from gnomon.control._variables import VariableOperations, secret_view, variable_view
     from gnomon.control._views import (
         RUN_ARTIFACTS,
@@ -166,6 +167,7 @@ __all__ = [
     "parse_since",
     "parse_triggers",
     "parse_window",
+    "pool_views",
     "progress_percent",
     "remove_window",
     "run_cursor_text",
@@ -202,6 +204,7 @@ _WHERE = {
     "PlannedTime": "gnomon.control._backfills",
     "backfill_view": "gnomon.control._backfills",
     "parse_backfill_time": "gnomon.control._backfills",
+    "pool_views": "gnomon.control._pools",
     "MAX_ARTIFACTS": "gnomon.control._artifacts",
     "RUN_ARTIFACTS": "gnomon.control._views",
     "artifact_view": "gnomon.control._views",

@@ -18,7 +18,7 @@ import secrets
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -362,6 +362,7 @@ class Operations(FastOperations):
             load_config,
             record_takeovers,
             sync_deployments,
+            sync_pools,
         )
 
         result = load_config(config_path)
@@ -378,6 +379,7 @@ class Operations(FastOperations):
                 schemas=result.schemas,
                 lock_held=lock is not None,
             )
+            sync_pools(self.store, result.config.pools, self._stored_pools(result.failed))
         record_takeovers(self.store, synced, CONFIG_SOURCE, self.actor)
         # The file's [[maintenance]] windows too, as a daemon's sync stores them.
         self.store.sync_config_maintenance(config_window_rows(result.config.maintenance))
@@ -396,6 +398,17 @@ class Operations(FastOperations):
             self.actor, AuditAction.APPLY, str(source) if source else None, None, detail
         )
         return ReloadOutcome(status, detail)
+
+    def _stored_pools(self, names: Iterable[str]) -> set[str]:
+        """The pools the stored versions of deployments ``names`` name (kept by a partial
+        apply: their pools stay)."""
+        pools = set()
+        for name in names:
+            row = self.store.read_deployment(name)
+            pool = (row.policies or {}).get("pool") if row is not None else None
+            if isinstance(pool, str):
+                pools.add(pool)
+        return pools
 
     def release(self, name: str) -> DeploymentRow:
         """Retire deployment ``name``, which a serving script left scheduled when it was

@@ -170,6 +170,11 @@ class DaemonMetrics:
         kind) at each scrape, 0 for the policies watched that have none."""
         self.registry.register(_BreachGauge(read))
 
+    def watch_pools(self, read: Callable[[], Mapping[str, PoolCounts]]) -> None:
+        """Show each run pool's ``gnomon_pool_slots``, and the slots this daemon's runs
+        hold and its runs waiting for one: ``read`` gives them by pool at each scrape."""
+        self.registry.register(_PoolGauges(read))
+
     def seed_last_success(self, last_success: Mapping[str, datetime | float]) -> None:
         """Set the last success times read from the store at start-up (aware datetimes or
         Unix times), so a restart does not make every deployment look never successful."""
@@ -262,6 +267,33 @@ class _BreachGauge(Collector):
         for (deployment, kind), count in sorted(counts.items()):
             family.add_metric([deployment, kind], count)
         yield family
+
+
+# A run pool's slots, the slots this daemon's runs hold, and its runs waiting for one.
+PoolCounts = tuple[int, int, int]
+
+
+class _PoolGauges(Collector):
+    """The run pools at scrape time (see ``_pools``)."""
+
+    _FAMILIES = (
+        ("gnomon_pool_slots", "A run pool's slots ([[pools]])."),
+        ("gnomon_pool_slots_held", "Slots of a run pool this daemon's runs hold."),
+        ("gnomon_pool_runs_waiting", "This daemon's runs waiting for a slot of a run pool."),
+    )
+
+    def __init__(self, read: Callable[[], Mapping[str, PoolCounts]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = _read("gnomon_pool_slots", self._read)
+        if counts is None:
+            return
+        for index, (name, documentation) in enumerate(self._FAMILIES):
+            family = GaugeMetricFamily(name, documentation, labels=["pool"])
+            for pool, values in sorted(counts.items()):
+                family.add_metric([pool], values[index])
+            yield family
 
 
 def _read(name: str, read: Callable[[], _T]) -> _T | None:

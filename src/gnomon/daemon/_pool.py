@@ -60,6 +60,7 @@ from gnomon.exceptions import GnomonError
 from gnomon.states import FINAL_TYPES, StateName
 
 if TYPE_CHECKING:
+    from gnomon.daemon._runsetup import RunSetup
     from gnomon.deployments import ContainmentMode
     from gnomon.store import Store
 
@@ -125,9 +126,10 @@ class WorkerPool:
         self._changed = threading.Condition(self._lock)
         self._workers: dict[int, WorkerProcess] = {}
         self._runs: dict[str, WorkerProcess] = {}
-        # Runs submitted while no worker was idle, oldest first, with their timeouts and
-        # limits; and those cancelled before they started, to record (the supervisor does).
-        self._ahead: dict[str, tuple[float | None, RunLimits | None]] = {}
+        # Runs submitted while no worker was idle, oldest first, with their timeouts,
+        # limits and setups; and those cancelled before they started, to record (the
+        # supervisor does).
+        self._ahead: dict[str, tuple[float | None, RunLimits | None, RunSetup | None]] = {}
         self._revoked: list[Assignment] = []
         self._accepting = self._closing = self._starting = self._stopped = False
         self._start_error: str | None = None
@@ -191,13 +193,18 @@ class WorkerPool:
         )
 
     def submit(
-        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+        self,
+        flow_run_id: str,
+        timeout: float | None = None,
+        limits: RunLimits | None = None,
+        setup: RunSetup | None = None,
     ) -> bool:
         """Hand the run to an idle worker, or hold it for the next worker to finish; False
         if the pool holds as many as it may already (see ``capacity``) or is stopping.
 
         Past ``timeout`` seconds from its start, the run's worker is ended and the run
         recorded TimedOut; above its ``limits.memory``, it is ended and recorded Crashed.
+        The worker runs it with ``setup``'s environment, directory and user (``_runsetup``).
         The worker records its pid in the run row when it claims the run.
         """
         if timeout is not None and timeout <= 0:
@@ -207,9 +214,9 @@ class WorkerPool:
                 raise ValueError(f"flow run {flow_run_id} is in the pool already")
             if self._capacity() <= 0:
                 return False
-            worker = self._hand_over(flow_run_id, timeout, limits)
+            worker = self._hand_over(flow_run_id, timeout, limits, setup)
             if worker is None:
-                self._ahead[flow_run_id] = (timeout, limits)
+                self._ahead[flow_run_id] = (timeout, limits, setup)
         watched = timeout is not None or (limits is not None and limits.memory is not None)
         if worker is not None and watched:
             self._wake()  # the supervisor's next wait must end by this run's deadline
@@ -221,7 +228,7 @@ class WorkerPool:
         gone. False if it is not here."""
         with self._lock:
             if flow_run_id in self._ahead:
-                timeout, _ = self._ahead.pop(flow_run_id)
+                timeout, _, _ = self._ahead.pop(flow_run_id)
                 self._revoked.append(
                     Assignment(flow_run_id, timeout, ending=Ending.CANCEL, reason=reason)
                 )
@@ -331,14 +338,18 @@ class WorkerPool:
         return self._idle_count() + self.size * AHEAD_PER_WORKER - len(self._ahead)
 
     def _hand_over(
-        self, flow_run_id: str, timeout: float | None, limits: RunLimits | None
+        self,
+        flow_run_id: str,
+        timeout: float | None,
+        limits: RunLimits | None,
+        setup: RunSetup | None = None,
     ) -> WorkerProcess | None:
         if not self._accepting:
             return None
         for worker in self._workers.values():
             if not worker.idle:
                 continue
-            if not worker.send_run(flow_run_id, limits):
+            if not worker.send_run(flow_run_id, limits, setup):
                 worker.retiring = True  # its stdin is gone: it is dying, its exit is handled
                 continue
             worker.run = Assignment(flow_run_id, timeout, limits=limits)
@@ -352,8 +363,8 @@ class WorkerPool:
     def _hand_over_held(self) -> None:
         """Give the runs held ahead to idle workers, oldest first."""
         while self._ahead:
-            flow_run_id, (timeout, limits) = next(iter(self._ahead.items()))
-            if self._hand_over(flow_run_id, timeout, limits) is None:
+            flow_run_id, (timeout, limits, setup) = next(iter(self._ahead.items()))
+            if self._hand_over(flow_run_id, timeout, limits, setup) is None:
                 return
             del self._ahead[flow_run_id]
 

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gnomon.daemon._limits import RunLimits
+from gnomon.daemon._pools import PoolSlots
+from gnomon.daemon._runsetup import RunSetup
 from gnomon.daemon._timer import FireTimer
 from gnomon.daemon._tracking import (
     DAEMON_ACTOR,
@@ -89,6 +91,7 @@ class Scheduler:
         # downstreams are still to be decided (see ``follow_upstreams``).
         self._followers: dict[str, list[str]] = {}
         self._ended: list[str] = []
+        self.pools = PoolSlots(store)
         self._lock = threading.Lock()
 
     # Deployments.
@@ -249,6 +252,7 @@ class Scheduler:
         with self._lock:
             finished, self._finished = self._finished, []
         for flow_run_id, state_type in finished:
+            self.pools.give_back(flow_run_id)
             slot = self._forget(flow_run_id)
             if slot is not None and state_type in RETRIED_TYPES:
                 self._retries.append((slot.deployment.name, flow_run_id, state_type))
@@ -502,6 +506,7 @@ class Scheduler:
         slot.backfilling.discard(flow_run_id)
         self._owners.pop(flow_run_id, None)
         self._forced.discard(flow_run_id)
+        self.pools.give_back(flow_run_id)
         self._waiting = [w for w in self._waiting if w.flow_run_id != flow_run_id]
         heapq.heapify(self._waiting)
 
@@ -536,18 +541,22 @@ class Scheduler:
         backfill = trigger is RunCause.BACKFILL
         (slot.backfilling if backfill else slot.queued).add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
-        timeout = slot.deployment.timeout
+        deployment = slot.deployment
+        timeout = deployment.timeout
         waiting = Waiting(
             backfill,
+            -deployment.priority,
             nominal,
             next(self._sequence),
             flow_run_id,
-            slot.deployment.name,
+            deployment.name,
             timeout.total_seconds() if timeout else None,
             offset if offset is not None else timedelta(0) if requested else slot.offset,
-            RunLimits.of(slot.deployment),
+            RunLimits.of(deployment),
             trigger,
             generation,
+            RunSetup.of(deployment),
+            deployment.pool,
         )
         heapq.heappush(self._waiting, waiting)
 
@@ -672,46 +681,68 @@ class Scheduler:
         return True
 
     def dispatch(self, now: datetime) -> int:
-        """Hand waiting runs to the workers, oldest fire first, as many as they take now;
-        returns how many."""
+        """Hand waiting runs to the workers, highest priority first, then oldest fire
+        first, as many as they take now (and their pools allow); returns how many."""
         started = 0
         held: list[Waiting] = []
-        while self._waiting and self.dispatcher.capacity() > 0:
-            waiting = heapq.heappop(self._waiting)
-            slot = self._slots.get(waiting.deployment)
-            if slot is None or waiting.flow_run_id not in (
-                slot.backfilling if waiting.backfill else slot.queued
-            ):
-                continue
-            # A backfill's runs are as many as it lets be unfinished: they start as they come.
-            free = waiting.backfill or waiting.flow_run_id in self._forced
-            if not free and not self._may_start(slot):
-                held.append(waiting)
-                continue
-            self._forced.discard(waiting.flow_run_id)
-            dispatched = DispatchedRun(
-                waiting.flow_run_id,
-                waiting.deployment,
-                slot.deployment.flow.rpartition(":")[2],
-                waiting.nominal,
-                waiting.nominal + waiting.offset,
-                waiting.trigger,
-                waiting.generation,
-            )
-            with self._lock:  # before submit: the run may end before submit returns
-                self._dispatched[waiting.flow_run_id] = dispatched
-            if not self.dispatcher.submit(waiting.flow_run_id, waiting.timeout, waiting.limits):
-                with self._lock:
-                    del self._dispatched[waiting.flow_run_id]
-                held.append(waiting)
-                break
-            if not waiting.backfill:
-                slot.queued.discard(waiting.flow_run_id)
-                slot.running.add(waiting.flow_run_id)
-            started += 1
-        for waiting in held:
-            heapq.heappush(self._waiting, waiting)
+        try:
+            self.pools.new_pass()
+            while self._waiting and self.dispatcher.capacity() > 0:
+                waiting = heapq.heappop(self._waiting)
+                slot = self._slots.get(waiting.deployment)
+                if slot is None or waiting.flow_run_id not in (
+                    slot.backfilling if waiting.backfill else slot.queued
+                ):
+                    continue
+                held.append(waiting)  # until it starts: a store failure leaves it waiting
+                # A backfill's runs are as many as it lets be unfinished: they start as
+                # they come.
+                free = waiting.backfill or waiting.flow_run_id in self._forced
+                if not free and not self._may_start(slot):
+                    continue
+                if not self._pool_slot(waiting, now):
+                    continue
+                if not self._submit(waiting, slot):
+                    break
+                held.pop()
+                started += 1
+        finally:
+            for waiting in held:
+                heapq.heappush(self._waiting, waiting)
         return started
+
+    def _submit(self, waiting: Waiting, slot: Slot) -> bool:
+        """Hand the run to the dispatcher; False if it takes no more now."""
+        self._forced.discard(waiting.flow_run_id)
+        dispatched = DispatchedRun(
+            waiting.flow_run_id,
+            waiting.deployment,
+            slot.deployment.flow.rpartition(":")[2],
+            waiting.nominal,
+            waiting.nominal + waiting.offset,
+            waiting.trigger,
+            waiting.generation,
+        )
+        with self._lock:  # before submit: the run may end before submit returns
+            self._dispatched[waiting.flow_run_id] = dispatched
+        if not self.dispatcher.submit(
+            waiting.flow_run_id, waiting.timeout, waiting.limits, waiting.setup
+        ):
+            with self._lock:
+                del self._dispatched[waiting.flow_run_id]
+            self.pools.give_back(waiting.flow_run_id)
+            return False
+        if not waiting.backfill:
+            slot.queued.discard(waiting.flow_run_id)
+            slot.running.add(waiting.flow_run_id)
+        return True
+
+    def _pool_slot(self, waiting: Waiting, now: datetime) -> bool:
+        """Whether the run may start as far as its pool goes: it has none, holds a slot
+        already, or takes one now (see ``_pools``)."""
+        if waiting.pool is None or self.pools.holds(waiting.flow_run_id):
+            return True
+        return self.pools.take(waiting.flow_run_id, waiting.pool, waiting.deployment, now)
 
     def _may_start(self, slot: Slot) -> bool:
         deployment = slot.deployment

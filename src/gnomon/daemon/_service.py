@@ -274,6 +274,15 @@ class Daemon:
         )
         self.deadlines.configure(self.clock.now())
         self.reporter.metrics.watch_breaches(self.deadlines.open_counts)
+        self.reporter.metrics.watch_pools(self._pool_counts)
+
+    def _pool_counts(self) -> dict[str, tuple[int, int, int]]:
+        """Each run pool's slots, and the slots this daemon's runs hold and wait for."""
+        held, waiting = self.scheduler.pools.counts()
+        return {
+            pool.name: (pool.slots, held[pool.name], waiting[pool.name])
+            for pool in self.config.pools
+        }
 
     def _worker_counts(self) -> tuple[int, int]:
         """The pool's busy and idle workers, for the dashboard's overview."""
@@ -367,9 +376,16 @@ class Daemon:
             )
         record_takeovers(self.store, result, source, DAEMON_ACTOR)
         self._sync_windows(now)
+        if not keep:  # a dead daemon's pool slots are freed before its runs are queued
+            self.scheduler.pools.reap()
         synced = [each for each in self.config.deployments if each.name not in result.refused]
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(synced, rows)
+        scheduled = self.scheduler.slots().values()
+        self.scheduler.pools.configure(
+            self.config.pools,
+            {slot.deployment.pool for slot in scheduled if slot.deployment.pool is not None},
+        )
         log.info(
             "deployments synced: %d added, %d changed, %d removed, %d unchanged",
             len(result.added),
@@ -664,6 +680,7 @@ class Daemon:
             checkpointer.stop()
         try:
             release_waiting(self.store, self.daemon_id)
+            self.scheduler.pools.give_back_all()
             self.scheduler.record_fire_times()
             self._retire_served()
         except Exception as error:

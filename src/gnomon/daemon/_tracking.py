@@ -21,6 +21,7 @@ from gnomon.store import Actor, Origin, RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._limits import RunLimits
+    from gnomon.daemon._runsetup import RunSetup
     from gnomon.scheduling import Schedule, Trigger
     from gnomon.store.rows import NewFlowRun
 
@@ -47,7 +48,11 @@ class Dispatcher(Protocol):
         ...
 
     def submit(
-        self, flow_run_id: str, timeout: float | None = None, limits: RunLimits | None = None
+        self,
+        flow_run_id: str,
+        timeout: float | None = None,
+        limits: RunLimits | None = None,
+        setup: RunSetup | None = None,
     ) -> bool: ...
 
     def cancel(self, flow_run_id: str, reason: str) -> bool: ...
@@ -79,10 +84,12 @@ class Slot:
 @dataclass(order=True, slots=True)
 class Waiting:
     """A run waiting for a worker; waiting runs start oldest fire first, then in the order
-    they were queued; a backfill's after every other (its times are long past: oldest
-    first, they would take every worker before the schedule's runs)."""
+    they were queued, a higher priority first (``rank`` is the deployment's priority
+    negated); a backfill's after every other (its times are long past: oldest first, they
+    would take every worker before the schedule's runs)."""
 
     backfill: bool
+    rank: int
     nominal: datetime
     sequence: int
     flow_run_id: str = field(compare=False)
@@ -92,6 +99,8 @@ class Waiting:
     limits: RunLimits | None = field(compare=False, default=None)
     trigger: RunCause | None = field(compare=False, default=None)
     generation: int = field(compare=False, default=1)
+    setup: RunSetup | None = field(compare=False, default=None)
+    pool: str | None = field(compare=False, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,20 +6,22 @@ as a warning). A forked worker (``serve``) connects to the store, reports ready,
 one flow run at a time:
 
 - stdin, daemon to worker: one JSON line per run, ``{"run": "<flow_run_id>"}``, with the
-  run's log cap if it has one (``"log_lines": n, "log_bytes": n``). End of file means
-  "exit": when idle the worker exits 0; in the middle of a run it means the daemon died,
-  and the worker abandons the run at once (see ``_Inbox``).
+  run's log cap if it has one (``"log_lines": n, "log_bytes": n``) and its deployment's
+  env, working_dir and user if it states any (``"setup"``, see ``_runsetup``). End of file
+  means "exit": when idle the worker exits 0; in the middle of a run it means the daemon
+  died, and the worker abandons the run at once (see ``_Inbox``).
 - the channel (an extra pipe), worker to daemon: ``{"ready": pid}`` once warm, then
   ``{"done": id, "state": name, "state_type": type, "error_type": ..., "message": ...,
   "start_time": iso, "end_time": iso, "flow_name": ..., "name": ..., "run_count": n}`` per
   run, sent once the final state is committed (so the daemon reports the run without reading
   it back); a run that was not Scheduled or Pending also carries ``"not_runnable": reason``,
   and ``"exiting": true`` says the worker exits after this run (the flow called
-  ``sys.exit()``). Before that, ``{"storing": id, "state": name, "state_type": type}`` if
-  the run finished but the store could not take its final state at once: the worker waits
-  for it (up to ``final_state_patience``), and the pool neither times out nor cancels a run
-  whose code has finished, until ``{"stored": id}`` says the wait is over (the run's hooks
-  run next, under its timeout again).
+  ``sys.exit()``, or the run changed the worker's user). Before that, ``{"storing": id,
+  "state": name, "state_type": type}`` if the run finished but the store could not take
+  its final state at once: the worker waits for it (up to ``final_state_patience``), and
+  the pool neither times out nor cancels a run whose code has finished, until
+  ``{"stored": id}`` says the wait is over (the run's hooks run next, under its timeout
+  again).
 - stdout and stderr both go to one log pipe the pool relays line by line: gnomon's JSON log
   lines and whatever flows print. ``{"gnomon_worker_run": id}`` lines (``null`` after the run)
   mark where each run's output begins and ends, so the pool attributes output exactly;
@@ -47,6 +49,7 @@ from datetime import datetime
 from typing import Any
 
 from gnomon._lifeline import EXIT_ORPHANED
+from gnomon.daemon._runsetup import RunSetupError, WorkerSetup
 from gnomon.exceptions import StoreFileGone
 from gnomon.states import State, StateName, StateType
 
@@ -95,6 +98,8 @@ def warm_up(preload: list[str]) -> dict[str, str]:
         "gnomon.store._store",
         "gnomon.daemon._proctree",
         "gnomon.flows._log_cap",
+        "gnomon.flows._runners",
+        "concurrent.futures.thread",
     ):
         importlib.import_module(module)
     return _preload(preload)
@@ -140,6 +145,8 @@ def serve(channel: int) -> int:
         # exits at once, skipping the exit hooks that commit the run's last rows.
         inbox.run_done()
         _send(channel, message)
+        if message.get("exiting"):
+            return 0  # it ran as another user: no way back to the daemon's (_runsetup)
     return 0
 
 
@@ -295,13 +302,25 @@ def _end_run(flow_run_id: str) -> None:
 
 def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one stored flow run (``request`` is the daemon's message for it); the ``done``
-    message that reports how it ended."""
+    message that reports how it ended, saying the worker exits after it if the run
+    changed its user (however the run ended: the worker cannot become root again)."""
+    setup = WorkerSetup(request)
+    message = _executed(flow_run_id, request, setup)
+    return {**message, "exiting": True} if setup.became_user else message
+
+
+def _executed(
+    flow_run_id: str, request: dict[str, Any] | None, setup: WorkerSetup
+) -> dict[str, Any]:
     from gnomon.exceptions import FlowRunNotRunnable
     from gnomon.flows import execute_stored_run, state_error, stored_text
 
     _begin_run(flow_run_id, request)
     try:
-        run, state = execute_stored_run(flow_run_id)
+        with setup:
+            run, state = execute_stored_run(flow_run_id, claimed=setup.claimed)
+    except RunSetupError as error:
+        return _setup_failed(flow_run_id, error)
     except FlowRunNotRunnable as error:
         return {**_stored_outcome(flow_run_id, error), "not_runnable": str(error)}
     except StoreFileGone:
@@ -323,6 +342,24 @@ def _execute(flow_run_id: str, request: dict[str, Any] | None = None) -> dict[st
         "name": run.name,
         "run_count": run.run_count,
     }
+
+
+def _setup_failed(flow_run_id: str, error: RunSetupError) -> dict[str, Any]:
+    """Record Failed a run whose setup could not be applied; its ``done`` message."""
+    from gnomon.flows import error_fields, stored_text
+    from gnomon.store import get_store, utcnow
+
+    log.error("%s", error, extra={"flow_run_id": flow_run_id})
+    get_store().set_run_state(
+        flow_run_id,
+        StateType.FAILED,
+        StateName.FAILED,
+        stored_text(f"the run could not start: {error}"),
+        only_if_active=True,
+        end_time=utcnow(),
+        **error_fields(error),
+    )
+    return _stored_outcome(flow_run_id, error)
 
 
 def _iso(moment: datetime | None) -> str | None:

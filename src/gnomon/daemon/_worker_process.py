@@ -24,6 +24,7 @@ from gnomon.daemon._worker import QUIET_RUN_EVENTS_ENV, encode, parse_object
 if TYPE_CHECKING:
     from gnomon.daemon._containment import WorkerTree
     from gnomon.daemon._limits import RunLimits
+    from gnomon.daemon._runsetup import RunSetup
     from gnomon.daemon._template_process import TemplateProcess
     from gnomon.states import State
     from gnomon.store import RunStore
@@ -131,12 +132,17 @@ class WorkerProcess:
     def idle(self) -> bool:
         return self.ready and self.run is None and not self.retiring
 
-    def send_run(self, flow_run_id: str, limits: RunLimits | None = None) -> bool:
-        """Ask the worker to run ``flow_run_id`` (capping its log as ``limits`` say); False
-        if its stdin is gone (it is dying)."""
+    def send_run(
+        self, flow_run_id: str, limits: RunLimits | None = None, setup: RunSetup | None = None
+    ) -> bool:
+        """Ask the worker to run ``flow_run_id`` (capping its log as ``limits`` say, with
+        ``setup``'s environment, directory and user); False if its stdin is gone (it is
+        dying)."""
         request: dict[str, Any] = {"run": flow_run_id}
         if limits is not None:
             request.update(log_lines=limits.log_lines, log_bytes=limits.log_bytes)
+        if setup is not None:
+            request["setup"] = setup.message()
         try:
             self.stdin.write(encode(request))
             self.stdin.flush()

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
         stored_schedule,
     )
     from gnomon.deployments._parameters import request_problems
+    from gnomon.deployments._runenv import (
+        POOL_LIMIT_PREFIX,
+        RunPool,
+        env_request,
+        pool_limit,
+        sync_pools,
+    )
     from gnomon.deployments._sync import (
         CONFIG_SOURCE,
         SERVE_PREFIX,
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_SOURCE",
+    "POOL_LIMIT_PREFIX",
     "SERVE_PREFIX",
     "Catchup",
     "Comparison",
@@ -73,15 +81,18 @@ __all__ = [
     "NotifyTarget",
     "Overlap",
     "Policies",
+    "RunPool",
     "SyncResult",
     "compare",
     "config_window_rows",
     "definition",
     "deployments_toml",
     "describe_source",
+    "env_request",
     "load_config",
     "load_config_or_raise",
     "owner",
+    "pool_limit",
     "record_takeovers",
     "refusal_message",
     "refuses",
@@ -90,12 +101,18 @@ __all__ = [
     "stored_schedule",
     "stored_window",
     "sync_deployments",
+    "sync_pools",
     "takeover_message",
     "windows_for",
 ]
 
 _WHERE = {
     "CONFIG_SOURCE": "gnomon.deployments._sync",
+    "POOL_LIMIT_PREFIX": "gnomon.deployments._runenv",
+    "RunPool": "gnomon.deployments._runenv",
+    "env_request": "gnomon.deployments._runenv",
+    "pool_limit": "gnomon.deployments._runenv",
+    "sync_pools": "gnomon.deployments._runenv",
     "SERVE_PREFIX": "gnomon.deployments._sync",
     "Catchup": "gnomon.deployments._models",
     "Comparison": "gnomon.deployments._sync",

@@ -17,7 +17,7 @@ import json
 import os
 import tomllib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,20 @@ from gnomon.deployments._models import (
     NotifyTarget,
     resolve_entrypoint,
 )
+from gnomon.deployments._runenv import RunPool
 from gnomon.deployments._upstreams import upstream_problems
 from gnomon.exceptions import ConfigError
 from gnomon.scheduling import Calendar, MaintenanceWindow, ScheduleError
 
-MAIN_KEYS = ("daemon", "deployments", "notify", "include", "calendars", "maintenance")
+MAIN_KEYS = (
+    "daemon",
+    "deployments",
+    "notify",
+    "pools",
+    "include",
+    "calendars",
+    "maintenance",
+)
 SETTINGS_KEYS = tuple(Settings.model_fields)  # engine settings, read by gnomon._settings
 SECRET_URL = (
     "a webhook URL is a secret and never belongs in the config: set url_env to the name "
@@ -247,7 +256,11 @@ class _Loader:
             entries.extend(self._included_entries(file))
         declared = {table["name"] for _, _, table in entries if isinstance(table.get("name"), str)}
         calendars = self._calendars(main, document.get("calendars"))
-        deployments = self._upstream_checks(self._deployments(entries, daemon, calendars), declared)
+        pools = self._pools(main, document.get("pools"))
+        deployments = self._upstream_checks(
+            self._deployments(entries, daemon, calendars, {pool.name for pool in pools}),
+            declared,
+        )
         schemas: dict[str, dict[str, Any]] = {}
         flows_ok = False
         if checker is not None:
@@ -259,6 +272,7 @@ class _Loader:
             maintenance=tuple(
                 self._maintenance(main, document.get("maintenance"), declared, daemon.timezone)
             ),
+            pools=tuple(pools),
             path=main,
             files=(main, *included),
         )
@@ -452,11 +466,39 @@ class _Loader:
                 windows.append(window)
         return windows
 
+    def _pools(self, main: Path, tables: Any) -> list[RunPool]:
+        """The valid ``[[pools]]``; a bad one is reported and left out (the deployments
+        that name it are then refused too)."""
+        if tables is None:
+            return []
+        if not isinstance(tables, list):
+            self.problem(main, "must be an array of tables: write [[pools]]", field="pools")
+            return []
+        pools: dict[str, RunPool] = {}
+        for index, table in enumerate(tables):
+            prefix = f"pools[{index}]."
+            if not isinstance(table, dict):
+                message = "must be a table: write [[pools]]"
+                self.problem(main, message, field=f"pools[{index}]", value=table)
+                continue
+            try:
+                pool = RunPool.model_validate(table)
+            except ValidationError as error:
+                self._validation_problems(error, RunPool, main, None, prefix)
+                continue
+            if pool.name in pools:
+                message = "another [[pools]] entry has this name"
+                self.problem(main, message, field=f"{prefix}name", value=pool.name)
+                continue
+            pools[pool.name] = pool
+        return list(pools.values())
+
     def _deployments(
         self,
         entries: list[_Entry],
         daemon: DaemonConfig,
         calendars: Mapping[str, Calendar | None] | None = None,
+        pools: Set[str] = frozenset(),
     ) -> list[Deployment]:
         """The valid deployments; of two with one name, the first declared is kept."""
         declared: dict[str, Path] = {}
@@ -470,6 +512,13 @@ class _Loader:
             if name is not None:
                 declared[name] = file
             deployment = self._deployment(file, index, name, table, daemon, calendars or {})
+            pool = deployment.pool if deployment is not None else None
+            if deployment is not None and pool is not None and pool not in pools:
+                close = difflib.get_close_matches(pool, sorted(pools), n=1)
+                hint = f'; did you mean "{close[0]}"?' if close else ""
+                message = f"no [[pools]] entry has this name{hint}"
+                self.problem(file, message, deployment.name, "pool", pool)
+                continue
             if deployment is not None:
                 valid.append(deployment)
         return valid
@@ -598,6 +647,8 @@ class _Loader:
                 message, value = "required key is missing", None
             else:
                 message = detail["msg"].removeprefix("Value error, ")
+            if loc and loc[0] == "env":
+                value = None  # env values are secrets: the message names the variable
             self.problem(
                 file,
                 message,

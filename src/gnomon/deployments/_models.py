@@ -40,6 +40,16 @@ from pydantic import (
 from gnomon._files import refuse_empty_path
 from gnomon._names import NAME_RULE, is_name
 from gnomon.deployments._calendars import CalendarNames
+from gnomon.deployments._runenv import (
+    EnvValue,
+    PoolName,
+    RunPool,
+    absolute_files,
+    check_env,
+    check_user,
+    check_working_dir,
+    env_document,
+)
 from gnomon.deployments._specs import (
     CHECK_ANCHOR,
     BoundValue,
@@ -176,6 +186,9 @@ class Policies(BaseModel):
     cancel_at_deadline: StrictBool = False
     min_duration: PositiveDuration | None = None
     fresh_within: PositiveDuration | None = None
+    # When every worker is busy, waiting runs start highest priority first, then oldest
+    # nominal time first (negative numbers wait behind the default).
+    priority: StrictInt = 0
 
     @field_validator("deadline")
     @classmethod
@@ -220,7 +233,11 @@ def _jsonable(value: Any) -> Any:
 def relative_to_config(value: Path | None, info: ValidationInfo) -> Path | None:
     """``value`` made absolute against the config file's directory (``base_dir`` in the
     validation context), with ``~`` expanded; an absolute path stays as it is."""
-    base = (info.context or {}).get("base_dir")
+    return relative_to(value, (info.context or {}).get("base_dir"))
+
+
+def relative_to(value: Path | None, base: Path | None) -> Path | None:
+    """``value`` made absolute against ``base`` (None: left relative), ``~`` expanded."""
     if value is None or value.expanduser().is_absolute() or base is None:
         return value.expanduser() if value is not None else None
     return Path(os.path.normpath(Path(base) / value))
@@ -410,6 +427,12 @@ class Deployment(Policies):
     only: CalendarNames = ()
     # Upstreams whose runs' ends start runs of this one at their nominal times (_upstreams).
     after: AfterEntries = None
+    # How its runs run (_runenv): the [[pools]] entry whose slots they take, the variables,
+    # working directory and user (the daemon must run as root) the worker gives the flow.
+    pool: PoolName | None = None
+    env: Annotated[dict[str, EnvValue], AfterValidator(check_env)] = Field(default_factory=dict)
+    working_dir: Path | None = None
+    user: Annotated[str | None, AfterValidator(check_user)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -438,6 +461,30 @@ class Deployment(Policies):
         if value and not inherited and "deadline" in info.data and info.data["deadline"] is None:
             raise ValueError("needs a deadline: set deadline too (or leave this out)")
         return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_files(cls, value: dict[str, EnvValue], info: ValidationInfo) -> dict[str, EnvValue]:
+        source = info.data.get("source_file")
+        return absolute_files(value, source.parent if source is not None else None)
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Relative to the config file, like a relative flow path; it must exist."""
+        source = info.data.get("source_file")
+        return check_working_dir(relative_to(value, source.parent if source else Path.cwd()))
+
+    def policies(self) -> dict[str, Any]:
+        """The policies and how the runs run, as the store keeps them: ``env`` masked
+        (``env_document``), never its values."""
+        return {
+            **super().policies(),
+            "pool": self.pool,
+            "env": env_document(self.env),
+            "working_dir": str(self.working_dir) if self.working_dir is not None else None,
+            "user": self.user,
+        }
 
     @field_validator("flow")
     @classmethod
@@ -730,5 +777,6 @@ class GnomonConfig(BaseModel):
     deployments: tuple[Deployment, ...] = ()
     notify: tuple[NotifyTarget, ...] = ()
     maintenance: tuple[InstanceOf[MaintenanceWindow], ...] = ()  # the [[maintenance]] windows
+    pools: tuple[RunPool, ...] = ()
     path: Path | None = None  # the main config file; None when there was none
     files: tuple[Path, ...] = ()  # the main file, then the included ones

@@ -43,7 +43,7 @@ def _table(deployment: Deployment, inherited: dict[str, Any]) -> tuple[dict[str,
     if deployment.paused is not None:
         table["paused"] = deployment.paused
     for name, value in deployment.policies().items():
-        if value != inherited.get(name) and value is not None:
+        if value != inherited.get(name) and value is not None and value != {}:
             table[name] = _toml_value(getattr(deployment, name), value)
     parameters = {key: value for key, value in deployment.parameters.items() if value is not None}
     if parameters:

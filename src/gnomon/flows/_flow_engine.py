@@ -575,9 +575,12 @@ def execute_flow_run(flow_run_id: str, return_state: bool = True) -> Any:
     return state if return_state else call_result(state)
 
 
-def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
+def execute_stored_run(
+    flow_run_id: str, claimed: Callable[[], None] | None = None
+) -> tuple[_records.FlowRun, State]:
     """``execute_flow_run``, also returning the run as it went (start time, attempts, name),
-    which a daemon worker reports without reading the run back."""
+    which a daemon worker reports without reading the run back. ``claimed`` is called
+    once the run is claimed, before its flow is loaded (a worker changes user there)."""
     from gnomon.flows._logging import configure_logging, set_log_deployment
     from gnomon.store import get_store
 
@@ -594,6 +597,8 @@ def execute_stored_run(flow_run_id: str) -> tuple[_records.FlowRun, State]:
             f"flow run {flow_run_id} is {current.state_name}, not Scheduled or Pending; "
             "it was already started"
         )
+    if claimed is not None:
+        claimed()
     try:
         flow = load_flow(row.entrypoint or "")
     except BaseException as error:

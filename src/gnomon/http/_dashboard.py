@@ -64,6 +64,7 @@ STATE_MARKS = {
     StateName.PAUSED: "\u2016",  # ‖
     StateName.SUSPENDED: "\u2193",  # ↓ (it left its worker)
     StateName.RESUMING: "\u2191",  # ↑
+    StateName.AWAITING_POOL: "\u29d6",  # ⧖ (waiting for a slot of its pool)
 }
 SAID, SIGNATURE = "said", "sig"  # the query fields of a page's message (back()'s)
 MESSAGE_FIELDS = (SAID, SIGNATURE)

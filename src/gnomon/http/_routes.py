@@ -32,6 +32,7 @@ from gnomon.control import (
     log_view,
     parse_expiry,
     parse_pause_end,
+    pool_views,
     run_cursor_text,
     run_detail,
     run_view,
@@ -479,6 +480,15 @@ def list_artifacts(
 def show_artifact(key_or_id: ArtifactPath, store: StoreDep) -> dict[str, Any]:
     """An artifact: a key's latest, or the one with this id (or unique id prefix)."""
     return artifact_view(find_artifacts(store, key_or_id)[0])
+
+
+# Run pools.
+
+
+@router.get("/pools", response_model=list[s.PoolInfo], tags=["limits"])
+def list_pools(store: StoreDep) -> list[dict[str, Any]]:
+    """Run pools: slots, slots taken now, runs waiting for a slot, their deployments."""
+    return pool_views(store)
 
 
 # Concurrency limits.

@@ -356,6 +356,17 @@ class LimitInfo(BaseModel):
     active: int
 
 
+class PoolInfo(BaseModel):
+    """A run pool ([[pools]]): its slots, those its runs hold now, the runs waiting for
+    one (AwaitingPool) and the deployments that name it."""
+
+    name: str
+    slots: int
+    taken: int
+    waiting: int
+    deployments: list[str]
+
+
 class TokenInfo(BaseModel):
     name: str
     scope: Literal["read", "operate", "admin"]

@@ -464,6 +464,20 @@ class ControlQueries(Queries):
             select(concurrency_limits).order_by(concurrency_limits.c.name), ConcurrencyLimitRow
         )
 
+    def count_pool_waits(self) -> dict[str, int]:
+        """Runs waiting for a slot of their deployment's run pool (AwaitingPool), by
+        deployment (through the state_type index: only Pending runs are read)."""
+        with self.reader.connect() as connection:
+            rows = connection.execute(
+                select(flow_runs.c.deployment_name, func.count())
+                .where(
+                    flow_runs.c.state_type == StateType.PENDING,
+                    flow_runs.c.state_name == StateName.AWAITING_POOL,
+                )
+                .group_by(flow_runs.c.deployment_name)
+            ).all()
+        return {name: int(count) for name, count in rows if name is not None}
+
     def count_active_slots(self) -> dict[str, int]:
         """Slots taken now, by limit name: those held, and rate-limit slots not yet freed."""
         with self.reader.connect() as connection:

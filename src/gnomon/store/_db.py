@@ -334,6 +334,23 @@ def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
         pooled.close()
 
 
+def open_ahead(engine: Engine) -> None:
+    """Open the connections of ``engine``'s pool now, each with its write turn's lock
+    file, and leave them in the pool: a worker that is about to give root up for a
+    deployment's user (``daemon._runsetup``) goes on through the connections it opened,
+    where a new one would find the database's files closed to that user. A run then has
+    the pool's connections and the writer's two kept ones."""
+    size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 1
+    held = [_checkout(engine) for _ in range(max(1, size))]
+    try:
+        for pooled in held:
+            with _transaction(engine.dialect, pooled):
+                pass
+    finally:
+        for pooled in held:
+            pooled.close()
+
+
 def _checkout(engine: Engine) -> Any:
     """One of ``engine``'s pooled driver connections. The pool raises the driver's own
     error when it cannot connect (a server that is down refuses it): raised here as

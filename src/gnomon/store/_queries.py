@@ -213,6 +213,12 @@ class Queries(FastControlQueries):
         commit fails (the rows stay queued and are retried)."""
         self._writer.commit_now()
 
+    def open_connections(self) -> None:
+        """Open every connection this process may use now, with its lock file: before a
+        worker gives root up for a deployment's ``user``, to whom the database's files may
+        be closed."""
+        self._writer.open_connections()
+
     # Concurrency limits and slots.
 
     def set_concurrency_limit(

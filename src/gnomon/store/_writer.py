@@ -37,7 +37,13 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from gnomon.exceptions import GnomonError, StoreFileGone
-from gnomon.store._db import DriverConnection, DriverTransaction, create_engine, read_engine
+from gnomon.store._db import (
+    DriverConnection,
+    DriverTransaction,
+    create_engine,
+    open_ahead,
+    read_engine,
+)
 from gnomon.store._driver import Bound, DriverQueries, driver_queries
 from gnomon.store._schema import FINAL_STATE_TYPES
 
@@ -150,6 +156,17 @@ class BatchWriter:
         # queries make at once through the driver (a worker's claims, a daemon's fires).
         self.batches = DriverConnection(engine)
         self.direct = DriverConnection(engine)
+
+    def open_connections(self) -> None:
+        """Open the kept connections and the pool's now (see ``_db.open_ahead``): a
+        SQLite database's files may be closed to the user a worker becomes. A server's
+        connections do not depend on the process's user: nothing to do."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        for kept in (self.batches, self.direct):
+            with kept.transaction():
+                pass
+        open_ahead(self.engine)
 
     def close_connections(self) -> None:
         """Return the kept connections to the engine's pool (before it is disposed)."""

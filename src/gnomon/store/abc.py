@@ -142,6 +142,9 @@ class RunStore(ArtifactReader, Protocol):
     def commit_now(self) -> None:
         """Commit every row recorded so far in this thread, for a write that must be durable."""
 
+    def open_connections(self) -> None:
+        """Open every connection this process may use now (before it gives root up)."""
+
     # Runs, written or read at once.
 
     def claim_flow_run(
@@ -309,6 +312,8 @@ class BackfillStore(Protocol):
 class ScheduleStore(RunStore, DeploymentStore, Pausing, BackfillStore, Protocol):
     """The daemon's store: a worker's, plus fires, operators' requests and recovery."""
 
+    url: str  # the database's, which says what a store fault concerns (``store_fault``)
+
     def probe_write(self) -> None:
         """A write that changes nothing kept, failing as a fire's would: is the store back?"""
 
@@ -372,6 +377,9 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, BackfillStore, Protocol)
         """Answer reload requests with their outcome, audited in the same transaction."""
 
     # What a dead daemon or worker left behind.
+
+    def count_active_slots(self) -> dict[str, int]:
+        """Slots taken now, by limit name (a run pool's are ``pool:<name>``)."""
 
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
@@ -612,11 +620,23 @@ class ControlStore(
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
         """Every limit (or those of ``names`` that exist): slots by name."""
 
+    def set_concurrency_limit(
+        self, name: str, limit: int, slot_decay_per_second: float = 0.0
+    ) -> None:
+        """Create or change a limit without an audit entry (a run pool's, which the
+        config owns: ``deployments.sync_pools``)."""
+
+    def delete_concurrency_limit(self, name: str) -> bool:
+        """Remove a limit without an audit entry (a run pool's no longer declared)."""
+
     def read_limit_rows(self) -> list[ConcurrencyLimitRow]:
         """Every concurrency limit, by name."""
 
     def count_active_slots(self) -> dict[str, int]:
         """Slots taken now, by limit name (rate-limit slots until they free themselves)."""
+
+    def count_pool_waits(self) -> dict[str, int]:
+        """Runs waiting for a slot of their deployment's run pool, by deployment."""
 
     def set_limit_audited(
         self, name: str, limit: int, actor: Actor, slot_decay_per_second: float = 0.0
