@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         RunCause,
         TokenAccess,
     )
+    from gnomon.store._prune import PruneCounts, ResultFile
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._schema import RUN_BIN_SPANS
     from gnomon.store._store import (
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         ControlStore,
         DeploymentStore,
         FastControl,
+        PruneStore,
         RunStore,
         ScheduleStore,
         VariableStore,
@@ -82,7 +84,10 @@ _LAZY = {
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
     "RUN_BIN_SPANS": "gnomon.store._schema",
+    "PruneCounts": "gnomon.store._prune",
+    "PruneStore": "gnomon.store.abc",
     "ReloadStatus": "gnomon.store._kinds",
+    "ResultFile": "gnomon.store._prune",
     "RunCause": "gnomon.store._kinds",
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
@@ -130,7 +135,10 @@ __all__ = [
     "FastStore",
     "LogQuery",
     "Origin",
+    "PruneCounts",
+    "PruneStore",
     "ReloadStatus",
+    "ResultFile",
     "RunCause",
     "RunCursor",
     "RunStore",

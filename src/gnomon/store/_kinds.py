@@ -67,6 +67,7 @@ class AuditAction(enum.StrEnum):
     SECRET_SET = "secret-set"  # a secret created or overwritten (never its value)
     SECRET_RM = "secret-rm"
     SECRET_ROTATE = "secret-rotate"  # every secret encrypted again with the key file's first key
+    PRUNE = "prune"  # old runs and log lines deleted (retain_runs, `gnomon db prune`): counts
 
 
 class TokenAccess(enum.StrEnum):

@@ -19,6 +19,7 @@ from gnomon.store._control import ControlQueries
 from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sqlite_path
 from gnomon.store._overview import OverviewQueries
 from gnomon.store._pauses import PauseQueries
+from gnomon.store._prune import PruneQueries
 from gnomon.store._queries import Row
 from gnomon.store._scheduled import ScheduledRunQueries
 from gnomon.store._variables import VariableQueries
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from gnomon.store.abc import (
         ControlStore,
         DeploymentStore,
+        PruneStore,
         RunStore,
         ScheduleStore,
         VariableStore,
@@ -44,6 +46,7 @@ class Store(
     VariableQueries,
     PauseQueries,
     BreachQueries,
+    PruneQueries,
 ):
     """One database: its engine, its batched writer, and the queries over it.
 
@@ -133,6 +136,7 @@ if TYPE_CHECKING:
     _deployment_store: DeploymentStore = _store
     _control_store: ControlStore = _store
     _variable_store: VariableStore = _store
+    _prune_store: PruneStore = _store
 
 
 _stores: dict[str, Store] = {}

@@ -35,6 +35,9 @@ holds mypy to ``Store`` satisfying each):
 ``Pausing``
     Pausing and resuming deployments, audited: a part of ``FastControl`` (operators) and
     of ``ScheduleStore`` (the daemon ends pauses and pauses deployments after failures).
+``PruneStore``
+    Deleting old runs and log lines in small transactions, audited (the daemon's
+    ``retain_runs`` / ``retain_logs``, ``gnomon db prune``).
 
 Rows are typed, by the classes of ``gnomon.store.rows`` (generated from the schema): reads
 return frozen rows, writes take dicts of column values typed as ``TypedDict`` s. Importing
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 
     from gnomon.states import StateFilter, StateType
     from gnomon.store._kinds import AuditAction, ReloadStatus, RunCause, TokenAccess
+    from gnomon.store._prune import Between, PruneCounts, ResultFiles
     from gnomon.store._values import Actor, LogQuery, RunCursor
     from gnomon.store.rows import (
         ArtifactRow,
@@ -432,11 +436,9 @@ class VariableStore(Protocol):
         """Every secret's ciphertext replaced by ``rewrap`` of it, in one transaction."""
 
 
-class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, Protocol):
-    """The operators' store: audited changes, and what the CLI, the API and the dashboard
-    show (``FastControl``'s methods, and these)."""
-
-    # Audit.
+class Auditing(Protocol):
+    """Auditing a change that has no row of its own: a part of ``ControlStore`` and of
+    ``PruneStore``."""
 
     def record_audit(
         self,
@@ -446,7 +448,14 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Audit a change that has no row of its own here (a reload, an apply)."""
+        """Audit a change that has no row of its own here (a reload, an apply, a prune)."""
+
+
+class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, Auditing, Protocol):
+    """The operators' store: audited changes, and what the CLI, the API and the dashboard
+    show (``FastControl``'s methods, and these)."""
+
+    # Audit.
 
     def read_audit(
         self,
@@ -597,3 +606,34 @@ class ControlStore(FastControl, DeploymentStore, ArtifactReader, VariableStore, 
     ) -> list[BreachRow]:
         """Breaches newest first: a deployment's or everyone's, only the open ones if
         ``open_only``; at most ``limit``."""
+
+
+class PruneStore(Auditing, Protocol):
+    """Old runs and log lines deleted in small transactions (see ``_prune``), and the
+    audit entry that says so."""
+
+    def prune_runs(
+        self,
+        before: datetime,
+        *,
+        batch: int,
+        between: Between,
+        results: ResultFiles,
+        counts: PruneCounts,
+        dry_run: bool = False,
+    ) -> None:
+        """Delete the runs that ended before ``before``, but those a deployment's catch-up
+        could reach, with everything that is theirs, adding to ``counts``."""
+
+    def prune_logs(
+        self,
+        before: datetime,
+        *,
+        batch: int,
+        between: Between,
+        counts: PruneCounts,
+        dry_run: bool = False,
+        runs_before: datetime | None = None,
+    ) -> None:
+        """Delete the log lines stored before ``before``, adding to ``counts`` (a dry run
+        after ``prune_runs`` names its ``runs_before``, to count each line once)."""

@@ -1,0 +1,407 @@
+"""Housekeeping (retain_runs, retain_logs, `gnomon db prune`): ages counted from a run's end
+on literal dates, everything of a pruned run gone with it and nothing else, log lines
+pruned apart from runs, result files that unexpired cache records hold kept, the runs a
+catch-up could reach kept, dry runs, small transactions, the audit entry, both stores,
+the command line, the config's values, and a real daemon pruning while it fires."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import create_run
+from gnomon.daemon import PruneReport, Retention, prune_store
+from gnomon.deployments import Deployment, load_config, sync_deployments
+from gnomon.flows._results import get_result_store
+from gnomon.states import StateName, StateType
+from gnomon.store import Actor, AuditAction, Origin, Store
+from test_cli_daemon import gnomon
+from test_daemon import INTERVAL_TICK, runs, start_daemon, wait_for, write_config
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+D = timedelta(days=1)
+H = timedelta(hours=1)
+OPERATOR = Actor("ops", Origin.CLI)
+WAIT = 90.0  # seconds a daemon test waits for what it expects, on a loaded machine
+
+
+def ended_run(
+    store: Store,
+    created: datetime,
+    ended: datetime | None,
+    *,
+    deployment: str | None = None,
+    nominal: datetime | None = None,
+    children: bool = True,
+    **row: Any,
+) -> str:
+    """A run created at ``created`` that ended at ``ended`` (None: still Running), with a
+    task run, their states, a log line of each and an artifact unless not ``children``."""
+    run_id = uuid.uuid4().hex
+    state = (StateType.COMPLETED, StateName.COMPLETED) if ended else (StateType.RUNNING, "Running")
+    create_run(
+        store,
+        {
+            "id": run_id,
+            "name": f"run-{run_id[:6]}",
+            "flow_name": "report",
+            "deployment_name": deployment,
+            "scheduled_for": nominal,
+            "trigger": "schedule" if deployment else None,
+            "created": created,
+            "start_time": created,
+            "end_time": ended,
+            "state_type": state[0],
+            "state_name": state[1],
+            **row,
+        },
+    )
+    if children:
+        task_id = uuid.uuid4().hex
+        store.insert_task_run(
+            {
+                "id": task_id,
+                "flow_run_id": run_id,
+                "task_key": "t",
+                "name": "t-0",
+                "created": created,
+            }
+        )
+        store.add_state(
+            {"flow_run_id": run_id, "task_run_id": task_id, "type": StateType.COMPLETED}
+        )
+        store.add_log(
+            {"flow_run_id": run_id, "timestamp": ended or created, "level": 20, "message": "flow"}
+        )
+        store.add_log(
+            {"flow_run_id": run_id, "task_run_id": task_id, "level": 20, "message": "task"}
+        )
+        store.flush()
+        store.insert_artifact(
+            {"id": uuid.uuid4().hex, "type": "markdown", "data": "# hi", "flow_run_id": run_id}
+        )
+    return run_id
+
+
+def prune(
+    store: Store, runs: timedelta | None = 90 * D, logs: timedelta | None = None, **kw: Any
+) -> PruneReport:
+    return prune_store(store, Retention(runs, logs), NOW, OPERATOR, **kw)
+
+
+def run_ids(store: Store) -> set[str]:
+    return {row.id for row in store.read_runs(limit=10_000)}
+
+
+def log_messages(store: Store) -> list[str]:
+    from gnomon.store import LogQuery
+
+    return sorted(row.message for row in store.search_logs(LogQuery(), None, newest=False))
+
+
+@pytest.mark.backends
+def test_age_counts_from_a_runs_end_and_a_pruned_run_takes_everything_of_its_own(
+    store: Store,
+) -> None:
+    old = ended_run(store, NOW - 91 * D, NOW - 91 * D)
+    recent = ended_run(store, NOW - 89 * D, NOW - 89 * D)
+    # Started 100 days ago, ended yesterday: a day old.
+    long_running = ended_run(store, NOW - 100 * D, NOW - D)
+    never_ended = ended_run(store, NOW - 100 * D, None)
+    stale = store.record_breach(
+        {
+            "deployment_name": "report",
+            "kind": "stale",
+            "nominal_time": NOW - 95 * D,
+            "limit_seconds": 60.0,
+            "detected_at": NOW - 95 * D,
+        }
+    )
+
+    report = prune(store)
+
+    assert run_ids(store) == {recent, long_running, never_ended}
+    counts = report.counts
+    assert (counts.runs, counts.task_runs, counts.states, counts.logs) == (1, 1, 2, 2)
+    assert counts.complete
+    assert store.read_task_runs(old) == []
+    assert [row for row in store.read_states() if row.flow_run_id == old] == []
+    assert store.read_artifacts(flow_run_id=old) == []
+    assert len(store.read_artifacts(flow_run_id=recent)) == 1
+    assert sorted(log_messages(store)) == ["flow"] * 3 + ["task"] * 3
+    for kept in (recent, long_running, never_ended):
+        assert len(store.read_task_runs(kept)) == 1
+    # A breach with no run of its own (stale) is not the pruned run's: it stays.
+    assert stale is not None
+    assert [b.id for b in store.read_breaches()] == [stale.id]
+    [entry] = store.read_audit(limit=5)
+    assert (entry.action, entry.actor, entry.origin) == (AuditAction.PRUNE, "ops", Origin.CLI)
+    assert entry.detail is not None
+    assert entry.detail["runs"] == 1
+    assert entry.detail["runs_ended_before"] == (NOW - 90 * D).isoformat()
+
+
+@pytest.mark.backends
+def test_log_lines_are_pruned_apart_from_their_runs(store: Store) -> None:
+    run_id = ended_run(store, NOW - 10 * D, NOW - 10 * D, children=False)
+    for age, message in ((40, "40 days"), (31, "31 days"), (29, "29 days"), (1, "1 day")):
+        store.add_log(
+            {"flow_run_id": run_id, "timestamp": NOW - age * D, "level": 20, "message": message}
+        )
+    # The daemon's own lines belong to no run.
+    store.add_log({"timestamp": NOW - 31 * D, "level": 20, "message": "daemon 31 days"})
+    store.add_log({"timestamp": NOW - 2 * D, "level": 20, "message": "daemon 2 days"})
+    store.flush()
+
+    report = prune(store, runs=None, logs=30 * D, batch=2)
+
+    assert report.counts.logs == 3
+    assert report.counts.runs == 0
+    assert run_ids(store) == {run_id}
+    assert log_messages(store) == ["1 day", "29 days", "daemon 2 days"]
+
+
+@pytest.mark.backends
+def test_result_files_go_with_their_runs_but_unexpired_cache_records_stay(
+    store: Store, gnomon_home: Path
+) -> None:
+    results = get_result_store()
+    ended = NOW - 100 * D
+    own = ended_run(store, ended, ended, children=False)
+    results.write(own, "flow result", ended, None)
+    store.update_flow_run(own, result_ref={"storage": "local", "key": own})
+    keys = {
+        "unexpired": NOW + D,  # still serves the cache: stays
+        "expired": NOW - 50 * D,  # expired, written by the pruned run: goes
+        "forever": None,  # a cache record without expiry: stays
+    }
+    task_runs = []
+    for key, expiration in keys.items():
+        results.write(key, key, ended, expiration)
+        task_runs.append(
+            {
+                "id": uuid.uuid4().hex,
+                "flow_run_id": own,
+                "task_key": key,
+                "name": key,
+                "cache_key": key,
+                "result_ref": {"storage": "local", "key": key},
+            }
+        )
+    # Expired, but written again after the cut by a run that is kept: stays.
+    results.write("rewritten", "again", NOW - 5 * D, NOW - D)
+    task_runs.append(
+        {
+            "id": uuid.uuid4().hex,
+            "flow_run_id": own,
+            "task_key": "r",
+            "name": "r",
+            "cache_key": "rewritten",
+            "result_ref": {"storage": "local", "key": "rewritten"},
+        }
+    )
+    # A task's result without a cache key is named by its own id: goes.
+    plain = uuid.uuid4().hex
+    results.write(plain, "task result", ended, None)
+    task_runs.append(
+        {
+            "id": plain,
+            "flow_run_id": own,
+            "task_key": "p",
+            "name": "p",
+            "result_ref": {"storage": "local", "key": plain},
+        }
+    )
+    for row in task_runs:
+        store.insert_task_run(row)
+    store.flush()
+
+    dry = prune(store, dry_run=True)
+    assert dry.counts.results == 3
+    assert results.read(own) is not None
+
+    report = prune(store)
+
+    assert report.counts.results == 3
+    assert report.counts.task_runs == len(task_runs)
+    assert results.read(own) is None
+    assert results.read(plain) is None
+    assert results.read("expired") is None
+    for kept in ("unexpired", "forever", "rewritten"):
+        assert results.read(kept) is not None, kept
+
+
+def nightly(**fields: Any) -> Deployment:
+    return Deployment(**{"name": "nightly", "flow": "flows:report", "cron": "0 3 * * *", **fields})
+
+
+@pytest.mark.backends
+def test_runs_a_catch_up_could_reach_stay_whatever_their_age(store: Store) -> None:
+    """A deployment whose last fire was 95 days ago (paused since, say): the run at that
+    nominal time and any after it are what keeps the catch-up from deciding them again."""
+    sync_deployments(store, [nightly(), nightly(name="weekly")], NOW - 200 * D)
+    last_fire = (NOW - 95 * D).replace(hour=3, minute=0)
+    store.record_fire_times_many([("nightly", last_fire)])
+    before = last_fire - D
+    pruned = ended_run(store, before, before, deployment="nightly", nominal=before)
+    at_horizon = ended_run(store, last_fire, last_fire, deployment="nightly", nominal=last_fire)
+    # A deployment that never fired: its catch-up starts at its registration (fires_from).
+    weekly_old = ended_run(
+        store, NOW - 201 * D, NOW - 201 * D, deployment="weekly", nominal=NOW - 201 * D
+    )
+    weekly_after = ended_run(
+        store, NOW - 150 * D, NOW - 150 * D, deployment="weekly", nominal=NOW - 150 * D
+    )
+    # A deployment gone from the store entirely keeps nothing.
+    gone = ended_run(store, NOW - 150 * D, NOW - 150 * D, deployment="gone", nominal=NOW - 150 * D)
+
+    report = prune(store, batch=2)
+
+    assert run_ids(store) == {at_horizon, weekly_after}
+    assert {pruned, weekly_old, gone}.isdisjoint(run_ids(store))
+    assert report.counts.kept_for_catchup == 2
+    assert report.counts.runs == 3
+
+
+@pytest.mark.backends
+def test_a_dry_run_counts_what_a_prune_deletes_and_deletes_nothing(store: Store) -> None:
+    for days in (91, 120, 300):
+        ended_run(store, NOW - days * D, NOW - days * D)
+    ended_run(store, NOW - 5 * D, NOW - 5 * D)
+    everything = run_ids(store)
+
+    dry = prune(store, logs=30 * D, dry_run=True, batch=2)
+
+    assert run_ids(store) == everything
+    assert store.read_audit(limit=5) == []
+    real = prune(store, logs=30 * D, batch=2)
+    assert dry.counts.detail() == real.counts.detail()
+    assert (real.counts.runs, real.counts.logs) == (3, 6)
+    assert dry.summary().startswith("would delete 3 runs")
+    assert real.summary().startswith("deleted 3 runs")
+
+
+def test_each_transaction_deletes_at_most_a_batch_and_a_stopped_prune_resumes(
+    store: Store,
+) -> None:
+    for days in range(91, 98):
+        ended_run(store, NOW - days * D, NOW - days * D)
+    calls = []
+
+    def stop_after_two() -> bool:
+        calls.append(1)
+        return len(calls) <= 2
+
+    first = prune(store, batch=2, between=stop_after_two)
+
+    # Two transactions of at most two rows each: the two oldest runs' four log lines.
+    assert not first.counts.complete
+    assert (first.counts.logs, first.counts.states, first.counts.runs) == (4, 0, 0)
+    assert len(run_ids(store)) == 7
+    second = prune(store, batch=2)
+    assert second.counts.complete
+    assert second.counts.runs == 7
+    assert run_ids(store) == set()
+    assert [e.detail["complete"] for e in store.read_audit(limit=5) if e.detail] == [True, False]
+
+
+def test_nothing_configured_means_kept_forever(tmp_path: Path) -> None:
+    config = tmp_path / "gnomon.toml"
+    config.write_text('[daemon]\napi = "off"\n')
+    daemon = load_config(config).config.daemon
+    assert (daemon.retain_runs, daemon.retain_logs) == (None, None)
+    config.write_text('[daemon]\napi = "off"\nretain_runs = "90d"\nretain_logs = "P30D"\n')
+    daemon = load_config(config).config.daemon
+    assert (daemon.retain_runs, daemon.retain_logs) == (90 * D, 30 * D)
+
+
+def test_a_bad_retention_is_one_line_naming_the_field_and_the_value(tmp_path: Path) -> None:
+    config = tmp_path / "gnomon.toml"
+    config.write_text('[daemon]\napi = "off"\nretain_runs = "soon"\n')
+
+    result = gnomon(tmp_path, "deployments", "validate", "--config", str(config))
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "retain_runs" in line]
+    assert "soon" in line
+
+
+def test_db_prune_on_the_command_line(gnomon_home: Path, store: Store) -> None:
+    now = datetime.now(UTC)
+    old = ended_run(store, now - 91 * D, now - 91 * D)
+    young = ended_run(store, now - 89 * D, now - 89 * D)
+
+    dry = gnomon(gnomon_home, "db", "prune", "--older-than", "90d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would delete 1 runs (1 task runs, 2 states), 2 log lines")
+    assert run_ids(store) == {old, young}
+
+    done = gnomon(
+        gnomon_home, "db", "prune", "--older-than", "90d", "--logs-older-than", "30d", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    # The old run's two lines, and the young run's line of 89 days ago.
+    assert (shown["runs"], shown["logs"], shown["dry_run"]) == (1, 3, False)
+    assert run_ids(store) == {young}
+    audit = gnomon(gnomon_home, "audit")
+    assert "prune" in audit.stdout
+    assert "deleted 1 runs" in audit.stdout
+
+    for args in ((), ("--older-than", "soon")):
+        refused = gnomon(gnomon_home, "db", "prune", *args)
+        assert refused.returncode == 2
+        assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.backends
+def test_a_daemon_prunes_old_runs_while_it_fires_on_time(
+    tmp_path: Path, gnomon_home: Path, store: Store
+) -> None:
+    now = datetime.now(UTC)
+    old = 1_200
+    rows = []
+    for i in range(old):
+        nominal = now - 3 * D - i * timedelta(seconds=1)
+        rows.append(
+            {
+                "id": uuid.uuid4().hex,
+                "name": f"old-{i}",
+                "flow_name": "tick",
+                "deployment_name": "ticker",
+                "scheduled_for": nominal,
+                "trigger": "schedule",
+                "created": nominal,
+                "end_time": nominal + timedelta(seconds=1),
+                "state_type": StateType.COMPLETED,
+                "state_name": StateName.COMPLETED,
+            }
+        )
+    assert len(store.create_runs(rows)) == old
+    config = write_config(tmp_path, INTERVAL_TICK, daemon='workers = 2\nretain_runs = "1d"')
+    daemon = start_daemon(config, gnomon_home)
+    try:
+
+        def pruned_and_firing() -> bool:
+            rows = runs(store, "ticker")
+            return all(r.created > now for r in rows) and len(rows) >= 5
+
+        wait_for(pruned_and_firing, WAIT, "every old run pruned and five fires since")
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=60)
+    fired = sorted(r.scheduled_for for r in runs(store, "ticker"))
+    assert fired == sorted(set(fired))
+    steps = {later - earlier for earlier, later in itertools.pairwise(fired)}
+    assert steps == {timedelta(seconds=1)}, "a fire was missed"
+    assert all(r.state_name != StateName.MISSED for r in runs(store, "ticker"))
+    entries = [e for e in store.read_audit(limit=50) if e.action == AuditAction.PRUNE]
+    assert sum(e.detail["runs"] for e in entries if e.detail) == old
+    assert {e.actor for e in entries} == {"gnomon-daemon"}
