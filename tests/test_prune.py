@@ -394,6 +394,13 @@ def test_a_daemon_prunes_old_runs_while_it_fires_on_time(
             return all(r.created > now for r in rows) and len(rows) >= 5
 
         wait_for(pruned_and_firing, WAIT, "every old run pruned and five fires since")
+
+        def status_line() -> str | None:
+            shown = gnomon(gnomon_home, "daemon", "status").stdout
+            return next((ln for ln in shown.splitlines() if ln.startswith("last prune")), None)
+
+        line = wait_for(status_line, WAIT, "the last prune in `gnomon daemon status`")
+        assert f"deleted {old:,} runs" in line
     finally:
         daemon.terminate()
         daemon.communicate(timeout=60)

@@ -148,6 +148,13 @@ class Pruner:
     def start(self) -> None:
         self._thread.start()
 
+    def last_pass(self) -> str | None:
+        """The last pass in a line (``gnomon daemon status``); None before the first."""
+        last = self.last
+        if last is None:
+            return None
+        return f"{last.at.isoformat(timespec='seconds')}: {last.summary()}"
+
     def stop(self) -> None:
         """Stop at the next transaction's end, and wait for it."""
         self._stop.set()

@@ -344,6 +344,7 @@ class Daemon:
 
         self._next_due = self.scheduler.next_due()
         self.pruner = Pruner(self.store, retention, self._quiet, self.clock.now)
+        self.health.watch_prune(self.pruner.last_pass)
         self.pruner.start()
 
     def _quiet(self) -> bool:

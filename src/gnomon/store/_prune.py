@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select
+from sqlalchemy import Table, and_, delete, func, or_, select, tuple_
 
 from gnomon.store._queries import Queries
 from gnomon.store._schema import deployments, flow_runs, run_logs, run_states, task_runs
@@ -175,11 +175,8 @@ class PruneQueries(Queries):
         c = flow_runs.c
         statement = select(c.id, c.created, c.deployment_name, c.scheduled_for, c.result_ref)
         statement = statement.where(c.created < before, c.end_time < before)
-        if after is not None:
-            created, run_id = after
-            statement = statement.where(
-                or_(c.created > created, and_(c.created == created, c.id > run_id))
-            )
+        if after is not None:  # a row value, as the runs listing's keyset: an index range
+            statement = statement.where(tuple_(c.created, c.id) > tuple_(*after))
         statement = statement.order_by(c.created, c.id).limit(limit)
         with self.reader.connect() as connection:
             return list(connection.execute(statement).all())
