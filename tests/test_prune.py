@@ -412,3 +412,52 @@ def test_a_daemon_prunes_old_runs_while_it_fires_on_time(
     entries = [e for e in store.read_audit(limit=50) if e.action == AuditAction.PRUNE]
     assert sum(e.detail["runs"] for e in entries if e.detail) == old
     assert {e.actor for e in entries} == {"gnomon-daemon"}
+
+
+def test_the_daemons_pruner_writes_only_at_quiet_moments_and_stops_when_asked(
+    store: Store,
+) -> None:
+    import threading
+
+    # The pruner thread is the daemon's own, not on its face: driven here without a daemon.
+    from gnomon.daemon._retention import Pruner
+
+    for days in (91, 92):
+        ended_run(store, NOW - days * D, NOW - days * D)
+    asked = threading.Event()
+    quiet = threading.Event()
+
+    def is_quiet() -> bool:
+        asked.set()
+        return quiet.is_set()
+
+    pruner = Pruner(store, lambda: Retention(90 * D), is_quiet, lambda: NOW)
+    outcome: list[PruneReport | None] = []
+    worker = threading.Thread(target=lambda: outcome.append(pruner.run_once()))
+    worker.start()
+    assert asked.wait(30)
+    # Not quiet: the pruner waits before its first write.
+    assert len(run_ids(store)) == 2
+    quiet.set()
+    worker.join(60)
+    [report] = outcome
+    assert report is not None
+    assert report.counts.complete
+    assert run_ids(store) == set()
+    assert pruner.last_pass() == f"{NOW.isoformat(timespec='seconds')}: {report.summary()}"
+
+    # Asked to stop while it waits for a quiet moment: it ends there, having written nothing.
+    ended_run(store, NOW - 93 * D, NOW - 93 * D)
+    quiet.clear()
+    asked.clear()
+    stopped = Pruner(store, lambda: Retention(90 * D), is_quiet, lambda: NOW)
+    outcome.clear()
+    worker = threading.Thread(target=lambda: outcome.append(stopped.run_once()))
+    worker.start()
+    assert asked.wait(30)
+    stopped.stop()
+    worker.join(60)
+    [report] = outcome
+    assert report is not None
+    assert not report.counts.complete
+    assert len(run_ids(store)) == 1

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, tuple_
+from sqlalchemy import Table, and_, delete, func, literal, or_, select, tuple_
 
 from gnomon.store._queries import Queries
 from gnomon.store._schema import deployments, flow_runs, run_logs, run_states, task_runs
@@ -176,7 +176,10 @@ class PruneQueries(Queries):
         statement = select(c.id, c.created, c.deployment_name, c.scheduled_for, c.result_ref)
         statement = statement.where(c.created < before, c.end_time < before)
         if after is not None:  # a row value, as the runs listing's keyset: an index range
-            statement = statement.where(tuple_(c.created, c.id) > tuple_(*after))
+            created, run_id = after
+            statement = statement.where(
+                tuple_(c.created, c.id) > tuple_(literal(created, c.created.type), literal(run_id))
+            )
         statement = statement.order_by(c.created, c.id).limit(limit)
         with self.reader.connect() as connection:
             return list(connection.execute(statement).all())
