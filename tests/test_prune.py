@@ -461,3 +461,67 @@ def test_the_daemons_pruner_writes_only_at_quiet_moments_and_stops_when_asked(
     assert report is not None
     assert not report.counts.complete
     assert len(run_ids(store)) == 1
+
+
+def pragma(database: Path, name: str) -> int:
+    import sqlite3
+
+    connection = sqlite3.connect(database)
+    try:
+        return int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def test_a_vacuumed_store_gives_pruned_space_back_to_the_file_system(
+    gnomon_home: Path, store: Store
+) -> None:
+    database = gnomon_home / "gnomon.db"
+    for days in range(91, 131):
+        ended_run(store, NOW - days * D, NOW - days * D, parameters={"blob": "x" * 20_000})
+    assert pragma(database, "auto_vacuum") == 0  # stores are not created so
+    # Without it, a prune leaves the pages free for new rows: the file keeps its size.
+    unvacuumed = prune(store, runs=129 * D)
+    assert (unvacuumed.counts.runs, unvacuumed.counts.freed_pages) == (1, 0)
+    assert pragma(database, "freelist_count") > 0
+
+    done = gnomon(gnomon_home, "db", "vacuum")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"vacuumed {database}: ")
+    assert pragma(database, "auto_vacuum") == 2  # incremental
+    assert pragma(database, "freelist_count") == 0
+    pages = pragma(database, "page_count")
+    report = prune(store)
+    assert report.counts.runs == 39
+    assert report.counts.freed_pages > 0
+    assert pragma(database, "freelist_count") == 0
+    assert pragma(database, "page_count") == pages - report.counts.freed_pages
+    assert "free pages given back to the file system" in report.summary()
+    actions = [entry.action for entry in store.read_audit(limit=5)]
+    assert actions == [AuditAction.PRUNE, AuditAction.VACUUM, AuditAction.PRUNE]
+
+
+def test_db_vacuum_is_refused_while_a_daemon_holds_the_store(gnomon_home: Path) -> None:
+    from gnomon.daemon import DaemonLock
+
+    gnomon(gnomon_home, "db", "upgrade")
+    lock = DaemonLock.for_store(gnomon_home, f"sqlite:///{gnomon_home / 'gnomon.db'}")
+    lock.acquire()
+    try:
+        refused = gnomon(gnomon_home, "db", "vacuum")
+    finally:
+        lock.release()
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("Error: stop the daemon first")
+    assert pragma(gnomon_home / "gnomon.db", "auto_vacuum") == 0
+
+
+@pytest.mark.backends
+@pytest.mark.postgresql_only
+def test_db_vacuum_says_what_to_do_on_postgresql(gnomon_home: Path, store: Store) -> None:
+    refused = gnomon(gnomon_home, "db", "vacuum")
+    assert refused.returncode == 1
+    assert "PostgreSQL's autovacuum" in refused.stderr
+    assert "Traceback" not in refused.stderr

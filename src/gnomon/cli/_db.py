@@ -27,6 +27,7 @@ def db_group() -> None:
       gnomon db upgrade
       gnomon db backup /var/backups/gnomon.db
       gnomon db prune --older-than 90d --logs-older-than 30d --dry-run
+      gnomon db vacuum
     """
 
 
@@ -164,3 +165,46 @@ def db_prune(
         print_json({"dry_run": dry_run, **report.detail()})
     else:
         click.echo(report.summary())
+
+
+@db_group.command("vacuum")
+@changes_store
+@config_option
+def db_vacuum(config: Path | None) -> None:
+    """Shrink the SQLite store's file to its data, and let the daemon's pruner give freed
+    space back from then on (auto_vacuum = incremental). Needs the daemon stopped: the file
+    is rewritten, which takes as much free disk as its size, and a while for a large one.
+
+    \b
+    Example:
+      systemctl stop gnomon && gnomon db vacuum && systemctl start gnomon
+    """
+    from gnomon._location import sqlite_file
+    from gnomon.cli._common import cli_actor_name, store_lock
+    from gnomon.daemon import DaemonAlreadyRunning
+    from gnomon.store import Actor, AuditAction, Origin, store_at, vacuum_database
+
+    url = store_url()
+    path = sqlite_file(url)
+    if path is None:
+        raise StoreFailure(
+            "gnomon db vacuum rewrites a SQLite store; PostgreSQL's autovacuum makes the"
+            " space of deleted rows reusable (VACUUM FULL returns it, with the daemon stopped)"
+        )
+    try:
+        with store_lock():
+            store = store_at(url)  # migrated, so the audit entry has its table
+            store.close()
+            before, after = vacuum_database(path)
+            store_at(url).record_audit(
+                Actor(cli_actor_name(), Origin.CLI),
+                AuditAction.VACUUM,
+                str(path),
+                detail={"bytes_before": before, "bytes_after": after},
+            )
+    except DaemonAlreadyRunning as error:
+        raise StoreFailure(f"stop the daemon first: {error}") from None
+    click.echo(
+        f"vacuumed {path}: {before:,} bytes -> {after:,} bytes; the daemon's pruner gives"
+        " freed space back from now on"
+    )

@@ -28,6 +28,7 @@ from gnomon.store import Actor, AuditAction, PruneCounts, PruneStore, ResultFile
 log = logging.getLogger("gnomon.daemon")
 
 BATCH = 500  # rows per transaction
+FREE_PAGES = 1000  # SQLite pages given back per transaction (4 MB of 4 KiB pages)
 PRUNE_EVERY = 3600.0  # seconds between the pruner's passes
 RETRY_AFTER = 60.0  # seconds before a pass that failed on the store is tried again
 QUIET_MARGIN = 0.25  # seconds: a transaction starts only if no fire is due sooner
@@ -65,6 +66,8 @@ class PruneReport:
             f"{c.logs:,} log lines, {c.results:,} result files; "
             f"{c.kept_for_catchup:,} old runs kept for catch-up"
         )
+        if c.freed_pages:
+            text += f"; {c.freed_pages:,} free pages given back to the file system"
         return text if c.complete else text + " (stopped before the end)"
 
     def detail(self) -> dict[str, object]:
@@ -113,8 +116,10 @@ def prune_store(
             dry_run=dry_run,
             runs_before=runs_before,
         )
-    report = PruneReport(now, runs_before, logs_before, counts, dry_run)
     deleted = counts.runs or counts.logs or counts.results
+    if deleted and counts.complete and not dry_run:
+        store.release_free_pages(pages=FREE_PAGES, between=between, counts=counts)
+    report = PruneReport(now, runs_before, logs_before, counts, dry_run)
     if not dry_run and (deleted or audit_nothing):
         store.record_audit(actor, AuditAction.PRUNE, None, report.summary(), report.detail())
     return report

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         store_at,
         upgrade,
     )
+    from gnomon.store._vacuum import vacuum_database
     from gnomon.store._values import (
         Actor,
         LogQuery,
@@ -116,6 +117,7 @@ _LAZY = {
     "store_name": "gnomon.store._faults",
     "upgrade": "gnomon.store._store",
     "utcnow": "gnomon.store._codecs",
+    "vacuum_database": "gnomon.store._vacuum",
 }
 
 __all__ = [
@@ -165,6 +167,7 @@ __all__ = [
     "store_name",
     "upgrade",
     "utcnow",
+    "vacuum_database",
 ]
 
 

@@ -68,6 +68,7 @@ class AuditAction(enum.StrEnum):
     SECRET_RM = "secret-rm"
     SECRET_ROTATE = "secret-rotate"  # every secret encrypted again with the key file's first key
     PRUNE = "prune"  # old runs and log lines deleted (retain_runs, `gnomon db prune`): counts
+    VACUUM = "vacuum"  # `gnomon db vacuum`: a SQLite store rewritten, its sizes before and after
 
 
 class TokenAccess(enum.StrEnum):

@@ -30,6 +30,7 @@ from sqlalchemy import Table, and_, delete, func, literal, or_, select, tuple_
 
 from gnomon.store._queries import Queries
 from gnomon.store._schema import deployments, flow_runs, run_logs, run_states, task_runs
+from gnomon.store._vacuum import INCREMENTAL
 
 # Called before each of a prune's write transactions (it may wait for a quiet moment);
 # False stops the prune there.
@@ -59,6 +60,7 @@ class PruneCounts:
     logs: int = 0  # the pruned runs' log lines and the log lines past retain_logs
     results: int = 0  # result files
     kept_for_catchup: int = 0  # old runs kept: their deployment's catch-up could reach them
+    freed_pages: int = 0  # SQLite pages given back to the file system (``_vacuum``)
     complete: bool = True  # False when ``between`` stopped it early
     # The ids of the old runs kept for catch-up, which a dry run's count of old log
     # lines needs (their lines go by age, the pruned runs' went with them).
@@ -73,6 +75,7 @@ class PruneCounts:
             "logs": self.logs,
             "results": self.results,
             "kept_for_catchup": self.kept_for_catchup,
+            "freed_pages": self.freed_pages,
             "complete": self.complete,
         }
 
@@ -136,6 +139,36 @@ class PruneQueries(Queries):
             deleted = self._delete(delete(run_logs).where(run_logs.c.id.in_(oldest)))
             counts.logs += deleted
             if deleted < batch:
+                return
+
+    def release_free_pages(self, *, pages: int, between: Between, counts: PruneCounts) -> None:
+        """On a SQLite store with ``auto_vacuum = INCREMENTAL`` (``gnomon db vacuum``), give
+        its free pages back to the file system, ``pages`` per transaction, adding to
+        ``counts``; elsewhere nothing (SQLite reuses them; PostgreSQL's autovacuum)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.reader.connect() as connection:
+            if connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() != INCREMENTAL:
+                return
+        while True:
+            if not between():
+                counts.complete = False
+                return
+            with self.engine.begin() as connection:
+                free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+                if free == 0:
+                    return
+                # Python's sqlite3 takes one step of a statement that returns no rows, and
+                # each step of incremental_vacuum frees one page: one call per page.
+                cursor = connection.connection.cursor()
+                try:
+                    for _ in range(min(pages, free)):
+                        cursor.execute("PRAGMA incremental_vacuum")
+                finally:
+                    cursor.close()  # its last statement ends before the commit
+                left = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            counts.freed_pages += free - left
+            if left == 0 or left >= free:
                 return
 
     def _count_old_logs(

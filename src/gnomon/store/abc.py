@@ -637,3 +637,7 @@ class PruneStore(Auditing, Protocol):
     ) -> None:
         """Delete the log lines stored before ``before``, adding to ``counts`` (a dry run
         after ``prune_runs`` names its ``runs_before``, to count each line once)."""
+
+    def release_free_pages(self, *, pages: int, between: Between, counts: PruneCounts) -> None:
+        """Give a SQLite store's free pages back to the file system, if it was made able
+        to (``gnomon db vacuum``), adding to ``counts``."""
