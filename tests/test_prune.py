@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -385,9 +386,20 @@ def test_a_daemon_prunes_old_runs_while_it_fires_on_time(
             }
         )
     assert len(store.create_runs(rows)) == old
-    config = write_config(tmp_path, INTERVAL_TICK, daemon='workers = 2\nretain_runs = "1d"')
+    # Without retain_runs nothing is pruned; a reload that sets it prunes at once.
+    config = write_config(tmp_path, INTERVAL_TICK)
     daemon = start_daemon(config, gnomon_home)
     try:
+
+        def fired(count: int) -> bool:
+            new = [r for r in runs(store, "ticker") if r.created > now]
+            return sum(r.state_name == StateName.COMPLETED for r in new) >= count
+
+        wait_for(lambda: fired(3), WAIT, "three fires")
+        ticker = store.read_runs(deployment="ticker", limit=5_000)
+        assert len([r for r in ticker if r.created < now]) == old
+        write_config(tmp_path, INTERVAL_TICK, daemon='workers = 2\nretain_runs = "1d"')
+        daemon.send_signal(signal.SIGHUP)
 
         def pruned_and_firing() -> bool:
             rows = runs(store, "ticker")

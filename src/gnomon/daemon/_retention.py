@@ -127,8 +127,8 @@ def prune_store(
 
 class Pruner:
     """The daemon's pruner: a thread that prunes by the retention ``retention()`` gives
-    (read at each pass: a reload changes it) once at start and every ``every`` seconds,
-    a transaction at a time, each at a quiet moment (``quiet()``)."""
+    (read at each pass) once at start, every ``every`` seconds and when nudged (a reload
+    changed it), a transaction at a time, each at a quiet moment (``quiet()``)."""
 
     def __init__(
         self,
@@ -148,6 +148,7 @@ class Pruner:
         self.batch = batch
         self.last: PruneReport | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a pass now rather than at its hour
         self._thread = threading.Thread(target=self._run, name="gnomon-prune", daemon=True)
 
     def start(self) -> None:
@@ -160,9 +161,14 @@ class Pruner:
             return None
         return f"{last.at.isoformat(timespec='seconds')}: {last.summary()}"
 
+    def nudge(self) -> None:
+        """Take a pass now (a reload changed the retention), or after the current one."""
+        self._wake.set()
+
     def stop(self) -> None:
         """Stop at the next transaction's end, and wait for it."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -203,7 +209,8 @@ class Pruner:
                 failing, wait = True, RETRY_AFTER
             else:
                 failing = False
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()
 
     def _between(self) -> bool:
         """Wait for a quiet moment (at most QUIET_PATIENCE); False once asked to stop."""

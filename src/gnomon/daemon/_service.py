@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._reload import ConfigLoader, Loaded
     from gnomon.daemon._report import RunReporter
+    from gnomon.daemon._retention import Retention
     from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._systemd import Notifier
     from gnomon.deployments import GnomonConfig, SyncResult
@@ -336,14 +337,12 @@ class Daemon:
     def _start_pruner(self) -> None:
         """The housekeeping thread (``_retention``): retain_runs and retain_logs, read at
         each pass, so a reload that sets them takes effect at the next."""
-        from gnomon.daemon._retention import Pruner, Retention
-
-        def retention() -> Retention:
-            daemon = self.config.daemon
-            return Retention(daemon.retain_runs, daemon.retain_logs)
+        from gnomon.daemon._retention import Pruner
 
         self._next_due = self.scheduler.next_due()
-        self.pruner = Pruner(self.store, retention, self._quiet, self.clock.now)
+        self.pruner = Pruner(
+            self.store, lambda: _retention(self.config), self._quiet, self.clock.now
+        )
         self.health.watch_prune(self.pruner.last_pass)
         self.pruner.start()
 
@@ -602,7 +601,10 @@ class Daemon:
         for problem in plan.problems:
             log.error("config problem on reload: %s", problem, extra={"problem": problem})
         if plan.status is not ReloadStatus.REFUSED:
+            retention = _retention(self.config)
             self.config = result.config.model_copy(update={"deployments": plan.deployments})
+            if _retention(self.config) != retention:
+                self.pruner.nudge()  # a pass by the new retention now, not within the hour
             # Schemas describe the code that runs: they change only when the code does.
             schemas = result.schemas if result.flows_ok else None
             synced = self._sync(now, keep=plan.kept, schemas=schemas)
@@ -712,6 +714,13 @@ def _some(names: Sequence[str]) -> list[str]:
     if len(names) <= LOGGED_NAMES:
         return list(names)
     return [*names[:LOGGED_NAMES], f"... and {len(names) - LOGGED_NAMES} more"]
+
+
+def _retention(config: GnomonConfig) -> Retention:
+    """What the config's [daemon] retain_runs and retain_logs keep."""
+    from gnomon.daemon._retention import Retention
+
+    return Retention(config.daemon.retain_runs, config.daemon.retain_logs)
 
 
 def _default_log_file(home: Path) -> Path:
