@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from conftest import create_run
 from gnomon.daemon import PruneReport, Retention, prune_store
@@ -537,3 +539,67 @@ def test_db_vacuum_says_what_to_do_on_postgresql(gnomon_home: Path, store: Store
     assert refused.returncode == 1
     assert "PostgreSQL's autovacuum" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# (days before NOW the run was created, days it lasted or None if it never ended, its
+# deployment: None, one of two registered ones, or one the store never had)
+# Days on either side of the 90-day cut, so that runs often fall on a horizon or the cut.
+DAYS = st.sampled_from([0, 1, 60, 89, 90, 91, 100, 150, 200, 250])
+RUNS = st.lists(
+    st.tuples(DAYS, st.one_of(st.none(), DAYS), st.sampled_from([None, "a", "b", "ghost"])),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+# A run at its deployment's registration, and one at its last fire: both kept.
+@example(runs=[(200, 1, "a")], last_fire=None, registered=200, batch=1)
+@example(runs=[(100, 0, "a"), (150, 0, "a")], last_fire=100, registered=250, batch=1)
+@given(
+    runs=RUNS,
+    last_fire=st.one_of(st.none(), DAYS),
+    registered=DAYS,
+    batch=st.integers(1, 4),
+)
+def test_a_prune_deletes_exactly_the_runs_ended_before_the_cut_that_no_catch_up_reaches(
+    store: Store,
+    runs: list[tuple[int, int | None, str | None]],
+    last_fire: int | None,
+    registered: int,
+    batch: int,
+) -> None:
+    """Whatever the runs, the batch size and the deployments' horizons: a dry run counts
+    what the prune then deletes, and what is left is every run that ended at or after the
+    cut, never ended, or is at or after its deployment's catch-up horizon."""
+    tag = uuid.uuid4().hex[:8]  # each example's deployments are its own
+    names = {"a": f"a-{tag}", "b": f"b-{tag}", "ghost": f"ghost-{tag}", None: None}
+    sync_deployments(
+        store, [nightly(name=names["a"]), nightly(name=names["b"])], NOW - registered * D
+    )
+    horizons = {names["a"]: NOW - registered * D, names["b"]: NOW - registered * D}
+    if last_fire is not None:
+        store.record_fire_times_many([(names["a"], NOW - last_fire * D)])
+        horizons[names["a"]] = max(horizons[names["a"]], NOW - last_fire * D)
+    expected = set()
+    mine = set()
+    for created_days, lasted, key in runs:
+        created = NOW - created_days * D + timedelta(seconds=len(mine))  # distinct keys
+        ended = None if lasted is None else created + lasted * D
+        name = names[key]
+        run_id = ended_run(
+            store, created, ended, deployment=name, nominal=name and created, children=False
+        )
+        mine.add(run_id)
+        horizon = horizons.get(name) if name else None
+        reachable = horizon is not None and created >= horizon
+        if ended is None or ended >= NOW - 90 * D or reachable:
+            expected.add(run_id)
+
+    dry = prune(store, batch=batch, dry_run=True)
+    real = prune(store, batch=batch)
+
+    assert run_ids(store) & mine == expected
+    assert real.counts.runs == dry.counts.runs == len(mine - expected)
+    assert real.counts.complete
