@@ -4,10 +4,11 @@ measured over the fires that happen while it prunes.
 
     python bench/prune.py [--runs 1000000] [--period 15] [--baseline]
 
-The store (SQLite under a fresh GNOMON_HOME) is seeded before the daemon starts: --runs
-Completed runs of 50 other deployments that ended 100 days ago, each with its Completed
-state row, inserted with executemany (the run_bins triggers count them as the daemon's
-writes would). The daemon's config is fifty's plus `retain_runs = "90d"`; its pruner
+The store (SQLite under a fresh GNOMON_HOME, or with GNOMON_BENCH_POSTGRES_URL a database
+of its own on that server) is seeded before the daemon starts: --runs Completed runs of 50
+other deployments that ended 100 days ago, each with its Completed state row, inserted with
+executemany (COPY on PostgreSQL; the run_bins triggers count them as the daemon's writes
+would). The daemon's config is fifty's plus `retain_runs = "90d"`; its pruner
 starts at READY=1. Fires are counted from the first one after READY=1 until the old runs
 are all gone (at least --min-fires), and lateness is flow body start minus nominal time,
 as in bench/daemon.py. --baseline first runs the same fires on the same seeded store
@@ -37,10 +38,70 @@ SEED_CHUNK = 50_000
 OLD = 50  # old deployments whose runs are pruned
 
 
-def seed(database: Path, count: int) -> float:
-    """Insert ``count`` old runs (and a state each) in chunks; seconds it took."""
-    began = time.monotonic()
+def old_rows(count: int) -> Any:
+    """``count`` old runs of OLD deployments, ended 100 days ago a minute apart, in chunks:
+    (runs, states) with the times as SQLite's text (PostgreSQL reads it as UTC)."""
     ended = datetime.now(UTC) - timedelta(days=100)
+    for start in range(0, count, SEED_CHUNK):
+        runs, states = [], []
+        for i in range(start, min(count, start + SEED_CHUNK)):
+            nominal = ended - timedelta(seconds=60 * (i // OLD))
+            when = nominal.isoformat(" ", "microseconds")[:26]
+            run_id = uuid.uuid4().hex
+            runs.append((run_id, f"old-{i}", when, when, when, when, f"old-{i % OLD:02d}", when))
+            states.append((run_id, when))
+        yield runs, states
+
+
+def seed(workspace: Workspace, count: int) -> float:
+    """Insert ``count`` old runs (and a state each); seconds it took."""
+    began = time.monotonic()
+    if workspace.database_url:
+        _seed_server(workspace.database_url, count)
+    else:
+        _seed_file(workspace.home / "gnomon.db", count)
+    return time.monotonic() - began
+
+
+RUN_COLUMNS = "id, name, start_time, end_time, created, updated, deployment_name, scheduled_for"
+
+
+def _seed_server(url: str, count: int) -> None:
+    """COPY, with the run_bins trigger counting each row as the daemon's inserts would."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo) as connection:
+        for runs, states in old_rows(count):
+            with connection.cursor() as cursor:
+                copy = (
+                    f"COPY flow_runs ({RUN_COLUMNS}, flow_name, parameters, tags, state_type,"
+                    " state_name, run_count, trigger, force) FROM STDIN"
+                )
+                with cursor.copy(copy) as writer:
+                    for run in runs:
+                        fixed = (
+                            "stamp",
+                            "{}",
+                            "[]",
+                            "COMPLETED",
+                            "Completed",
+                            1,
+                            "schedule",
+                            False,
+                        )
+                        writer.write_row((*run, *fixed))
+                with cursor.copy(
+                    "COPY run_states (flow_run_id, timestamp, type, name) FROM STDIN"
+                ) as writer:
+                    for run_id, when in states:
+                        writer.write_row((run_id, when, "COMPLETED", "Completed"))
+            connection.commit()
+
+
+def _seed_file(database: Path, count: int) -> None:
     connection = sqlite3.connect(database, isolation_level=None)
     connection.execute("PRAGMA synchronous = OFF")
     run_sql = (
@@ -53,40 +114,45 @@ def seed(database: Path, count: int) -> float:
         "INSERT INTO run_states (flow_run_id, timestamp, type, name) VALUES (?, ?, 'COMPLETED',"
         " 'Completed')"
     )
-    for start in range(0, count, SEED_CHUNK):
-        runs, states = [], []
-        for i in range(start, min(count, start + SEED_CHUNK)):
-            nominal = ended - timedelta(seconds=60 * (i // OLD))
-            when = nominal.isoformat(" ", "microseconds")[:26]
-            run_id = uuid.uuid4().hex
-            runs.append((run_id, f"old-{i}", when, when, when, when, f"old-{i % OLD:02d}", when))
-            states.append((run_id, when))
+    for runs, states in old_rows(count):
         connection.execute("BEGIN")
         connection.executemany(run_sql, runs)
         connection.executemany(state_sql, states)
         connection.execute("COMMIT")
     connection.close()
-    return time.monotonic() - began
 
 
-def old_runs(database: Path) -> int:
+def query(workspace: Workspace, sql: str) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` reads from the workspace's store (its SQLite file or database)."""
+    if workspace.database_url:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(workspace.database_url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.exec_driver_sql(sql)]
+        finally:
+            engine.dispose()
+    database = workspace.home / "gnomon.db"
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
-        query = "SELECT count(*) FROM flow_runs WHERE deployment_name LIKE 'old-%'"
-        return int(connection.execute(query).fetchone()[0])
+        return connection.execute(sql).fetchall()
     finally:
         connection.close()
 
 
-def prune_audits(database: Path) -> list[dict[str, Any]]:
-    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        rows = connection.execute(
-            "SELECT timestamp, detail FROM audit_log WHERE action = 'prune' ORDER BY id"
-        ).fetchall()
-    finally:
-        connection.close()
-    return [{"at": at, **json.loads(detail)} for at, detail in rows]
+def old_runs(workspace: Workspace) -> int:
+    sql = "SELECT count(*) FROM flow_runs WHERE substr(deployment_name, 1, 4) = 'old-'"
+    return int(query(workspace, sql)[0][0])
+
+
+def prune_audits(workspace: Workspace) -> list[dict[str, Any]]:
+    sql = "SELECT timestamp, detail FROM audit_log WHERE action = 'prune' ORDER BY id"
+    return [
+        {"at": str(at), **(json.loads(detail) if isinstance(detail, str) else detail)}
+        for at, detail in query(workspace, sql)
+    ]
 
 
 def write_config(workspace: Workspace, period: int, retain: bool) -> Path:
@@ -107,10 +173,9 @@ def measure(
     workspace: Workspace, period: int, retain: bool, min_fires: int, max_fires: int
 ) -> dict[str, Any]:
     """fifty's fires from READY=1 on: while the old runs last (pruning), or ``min_fires``."""
-    database = workspace.home / "gnomon.db"
     names = [f"every-minute-{i:02d}" for i in range(50)]
     config = write_config(workspace, period, retain)
-    before = old_runs(database)
+    before = old_runs(workspace)
     with DaemonProcess(workspace, config) as daemon:
         daemon.wait_ready(READY_TIMEOUT)
         assert daemon.ready_at is not None
@@ -120,7 +185,7 @@ def measure(
         while fires < max_fires:
             fires += 1
             sleep_until(first + period * fires - period + 1)
-            if retain and pruned_at is None and old_runs(database) == 0:
+            if retain and pruned_at is None and old_runs(workspace) == 0:
                 pruned_at = time.time()
             if fires >= min_fires and (not retain or pruned_at is not None):
                 break
@@ -129,18 +194,19 @@ def measure(
         wait_for_bodies(workspace, expected, 60)
         time.sleep(1)
     runs = [run for run in workspace.runs() if run.nominal >= first]
-    prunes = prune_audits(database)
+    prunes = prune_audits(workspace)
     result = {
         "retain_runs": "90d" if retain else None,
         "old_runs_before": before,
-        "old_runs_after": old_runs(database),
+        "old_runs_after": old_runs(workspace),
         "fires_per_deployment": fires,
         "prunes": prunes,
         **fire_report(runs, expected),
     }
     if prunes:
         # The pass ends with its audit row: the fires before it happened while it pruned.
-        ended = datetime.fromisoformat(prunes[-1]["at"]).replace(tzinfo=UTC).timestamp()
+        at = datetime.fromisoformat(prunes[-1]["at"])
+        ended = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
         during = {(name, nominal) for name, nominal in expected if nominal < ended}
         result["prune_seconds_after_ready"] = round(ended - daemon.ready_at, 1)
         result["fires_while_pruning"] = len(during) // len(names)
@@ -160,9 +226,10 @@ def main() -> None:
     try:
         workspace.fresh_home()
         env = {**os.environ, "GNOMON_HOME": str(workspace.home)}
+        if workspace.database_url:
+            env["GNOMON_DATABASE_URL"] = workspace.database_url
         subprocess.run([sys.executable, str(GNOMON), "db", "upgrade"], env=env, check=True)
-        database = workspace.home / "gnomon.db"
-        seeded = seed(database, args.runs)
+        seeded = seed(workspace, args.runs)
         print(f"seeded {args.runs:,} runs in {seeded:.1f} s", file=sys.stderr)
         results = {}
         if args.baseline:
@@ -178,7 +245,8 @@ def main() -> None:
         print("prunes", json.dumps(results["pruning"]["prunes"]))
         print(
             f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus,"
-            f" python {platform.python_version()}, seeding {seeded:.1f} s"
+            f" python {platform.python_version()}, seeding {seeded:.1f} s,"
+            f" store {'PostgreSQL' if workspace.database_url else 'SQLite'}"
         )
     finally:
         workspace.cleanup()
