@@ -104,9 +104,11 @@ class PruneQueries(Queries):
             if not rows:
                 return
             cursor = (rows[-1][1], rows[-1][0])
-            ids = [row[0] for row in rows if not _reachable(row, horizons)]
-            counts.kept.extend(row[0] for row in rows if _reachable(row, horizons))
-            counts.kept_for_catchup += len(rows) - len(ids)
+            reachable = [_reachable(row, horizons) for row in rows]
+            kept = [row[0] for row, keep in zip(rows, reachable, strict=True) if keep]
+            ids = [row[0] for row, keep in zip(rows, reachable, strict=True) if not keep]
+            counts.kept.extend(kept)
+            counts.kept_for_catchup += len(kept)
             if ids and not self._prune_batch(ids, batch, between, results, counts, dry_run):
                 counts.complete = False
                 return
