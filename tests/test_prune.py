@@ -603,3 +603,21 @@ def test_a_prune_deletes_exactly_the_runs_ended_before_the_cut_that_no_catch_up_
     assert run_ids(store) & mine == expected
     assert real.counts.runs == dry.counts.runs == len(mine - expected)
     assert real.counts.complete
+
+
+def test_the_retention_commented_in_config_example_toml_loads_uncommented(
+    tmp_path: Path,
+) -> None:
+    from conftest import REPO
+
+    text = (REPO / "config.example.toml").read_text()
+    assert '# retain_runs = "90d"' in text
+    uncommented = text.replace('# retain_runs = "90d"', 'retain_runs = "90d"').replace(
+        '# retain_logs = "30d"', 'retain_logs = "30d"'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(uncommented)
+    result = load_config(config, check_flows=False)
+    assert result.problems == []
+    daemon = result.config.daemon
+    assert (daemon.retain_runs, daemon.retain_logs) == (90 * D, 30 * D)
