@@ -621,3 +621,59 @@ def test_the_retention_commented_in_config_example_toml_loads_uncommented(
     assert result.problems == []
     daemon = result.config.daemon
     assert (daemon.retain_runs, daemon.retain_logs) == (90 * D, 30 * D)
+
+
+CATCHING_UP = """
+[[deployments]]
+name = "ticker"
+flow = "flows.py:tick"
+interval = "1s"
+catchup = "all"
+max_catchup = 1000
+"""
+
+
+@pytest.mark.backends
+def test_a_daemon_started_after_a_prune_fires_no_pruned_time_again(
+    tmp_path: Path, gnomon_home: Path, store: Store
+) -> None:
+    """Every run of a stopped daemon's every-second deployment is older than the cut, but
+    the next start's catch-up begins at the stored last fire (two fires behind, as a
+    killed daemon leaves it), and the runs from there on stay: no nominal time is decided
+    twice, and the downtime is caught up from there."""
+    config = write_config(tmp_path, CATCHING_UP)
+    daemon = start_daemon(config, gnomon_home)
+    try:
+        wait_for(lambda: len(runs(store, "ticker")) >= 3, WAIT, "three fires")
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=60)
+    [row] = [r for r in store.read_deployments() if r.name == "ticker"]
+    assert row.last_fire is not None
+    # As a daemon killed before it stored its last fires leaves it: two fires behind.
+    last_fire = row.last_fire - timedelta(seconds=2)
+    store.record_fire_times_many([("ticker", last_fire)])
+    before = {r.scheduled_for: r.id for r in runs(store, "ticker")}
+    ended = max(r.end_time or NOW for r in runs(store, "ticker"))
+    wait_for(lambda: datetime.now(UTC) - ended > timedelta(seconds=2), WAIT, "every run old enough")
+
+    pruned = gnomon(gnomon_home, "db", "prune", "--older-than", "1s", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    left = {r.scheduled_for: r.id for r in runs(store, "ticker")}
+    assert set(left) == {nominal for nominal in before if nominal >= last_fire}
+    assert json.loads(pruned.stdout)["kept_for_catchup"] == len(left)
+
+    daemon = start_daemon(config, gnomon_home)
+    try:
+        wait_for(lambda: len(runs(store, "ticker")) >= len(left) + 3, WAIT, "fires after it")
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=60)
+    after = runs(store, "ticker")
+    again = [
+        r.scheduled_for for r in after if r.scheduled_for in before and r.id not in left.values()
+    ]
+    assert again == [], "a pruned nominal time was fired again"
+    fired = sorted(r.scheduled_for for r in after if r.scheduled_for is not None)
+    assert fired[0] == min(left)
+    assert {b - a for a, b in itertools.pairwise(fired)} == {timedelta(seconds=1)}
