@@ -266,6 +266,8 @@ def daemon_status(
         why = f": {health.reason}" if health.reason else ""
         detail = f" ({health.detail})" if health.detail else ""
         click.echo(f"gnomon daemon is running (pid {pid}): {health.state.value}{why}{detail}{tick}")
+        if health.last_prune is not None:
+            click.echo(f"last prune {health.last_prune}")
     sys.exit(0 if health is None or health.state.value == "ok" else 1)
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
-from gnomon.cli._common import StoreFailure, changes_store, config_option, store_url
+from gnomon.cli._common import (
+    StoreFailure,
+    changes_store,
+    config_option,
+    json_option,
+    print_json,
+    store_url,
+)
 
 
 @click.group("db")
@@ -17,6 +26,8 @@ def db_group() -> None:
     Examples:
       gnomon db upgrade
       gnomon db backup /var/backups/gnomon.db
+      gnomon db prune --older-than 90d --logs-older-than 30d --dry-run
+      gnomon db vacuum
     """
 
 
@@ -82,3 +93,118 @@ def db_backup(config: Path | None, path: Path, force: bool) -> None:
         cause = store_fault(error, url) or str(error)
         raise StoreFailure(f"backing up {source} to {path} failed: {cause}") from None
     click.echo(f"backed up {source} to {path} ({size:,} bytes)")
+
+
+class Age(click.ParamType):
+    """A duration (90d, 12h, P30D), positive."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        from gnomon.scheduling import ScheduleError, parse_interval
+
+        try:
+            return parse_interval(value)
+        except ScheduleError as error:
+            self.fail(str(error).replace("interval ", "", 1), param, ctx)
+
+
+@db_group.command("prune")
+@changes_store
+@config_option
+@click.option(
+    "--older-than",
+    "runs",
+    type=Age(),
+    metavar="AGE",
+    help="Delete runs that ended longer ago than AGE (90d), with their task runs, states,"
+    " log lines, artifacts and result files.",
+)
+@click.option(
+    "--logs-older-than",
+    "logs",
+    type=Age(),
+    metavar="AGE",
+    help="Delete log lines older than AGE (30d), whatever their run.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+def db_prune(
+    config: Path | None,
+    runs: timedelta | None,
+    logs: timedelta | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete old runs and log lines now, in small transactions (safe while the daemon runs).
+
+    A run's age counts from its end. Runs a deployment's catch-up could still reach stay
+    (their rows are what keeps a fire from running twice), and so do result files that
+    unexpired cache entries hold. The daemon does the same by itself with [daemon]
+    retain_runs and retain_logs. Audited (action "prune", with the counts).
+
+    \b
+    Examples:
+      gnomon db prune --older-than 90d --dry-run
+      gnomon db prune --older-than 90d --logs-older-than 30d
+    """
+    from datetime import UTC, datetime
+
+    from gnomon.cli._common import cli_actor_name
+    from gnomon.daemon import Retention, prune_store
+    from gnomon.store import Actor, Origin, store_at
+
+    if runs is None and logs is None:
+        raise click.UsageError("give --older-than, --logs-older-than or both")
+    store = store_at(store_url())
+    actor = Actor(cli_actor_name(), Origin.CLI)
+    report = prune_store(store, Retention(runs, logs), datetime.now(UTC), actor, dry_run=dry_run)
+    if as_json:
+        print_json({"dry_run": dry_run, **report.detail()})
+    else:
+        click.echo(report.summary())
+
+
+@db_group.command("vacuum")
+@changes_store
+@config_option
+def db_vacuum(config: Path | None) -> None:
+    """Shrink the SQLite store's file to its data, and let the daemon's pruner give freed
+    space back from then on (auto_vacuum = incremental). Needs the daemon stopped: the file
+    is rewritten, which takes as much free disk as its size, and a while for a large one.
+
+    \b
+    Example:
+      systemctl stop gnomon && gnomon db vacuum && systemctl start gnomon
+    """
+    from gnomon._location import sqlite_file
+    from gnomon.cli._common import cli_actor_name, store_lock
+    from gnomon.daemon import DaemonAlreadyRunning
+    from gnomon.store import Actor, AuditAction, Origin, store_at, vacuum_database
+
+    url = store_url()
+    path = sqlite_file(url)
+    if path is None:
+        raise StoreFailure(
+            "gnomon db vacuum rewrites a SQLite store; PostgreSQL's autovacuum makes the"
+            " space of deleted rows reusable (VACUUM FULL returns it, with the daemon stopped)"
+        )
+    try:
+        with store_lock():
+            store = store_at(url)  # migrated, so the audit entry has its table
+            store.close()
+            before, after = vacuum_database(path)
+            store_at(url).record_audit(
+                Actor(cli_actor_name(), Origin.CLI),
+                AuditAction.VACUUM,
+                str(path),
+                detail={"bytes_before": before, "bytes_after": after},
+            )
+    except DaemonAlreadyRunning as error:
+        raise StoreFailure(f"stop the daemon first: {error}") from None
+    click.echo(
+        f"vacuumed {path}: {before:,} bytes -> {after:,} bytes; the daemon's pruner gives"
+        " freed space back from now on"
+    )

@@ -2,7 +2,9 @@
 and persists every decision. ``run_daemon`` runs it in the foreground; ``detach`` starts it
 in the background and ``stop`` ends it; ``find_holder`` and ``read_status`` say whether one
 runs on a store and how healthy it is, for the command line, and a command that may only
-change the store while no daemon runs holds its ``DaemonLock`` meanwhile.
+change the store while no daemon runs holds its ``DaemonLock`` meanwhile; ``prune_store``
+is the housekeeping the daemon does by ``retain_runs`` / ``retain_logs``, for ``gnomon db
+prune``.
 
 This is what other packages may use; the modules behind it are private. A name's module is
 imported when the name is first asked for: worker processes import ``gnomon.daemon._worker``
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._health import HealthStatus, read_status
     from gnomon.daemon._lock import DaemonAlreadyRunning, DaemonLock, find_holder, lock_path
     from gnomon.daemon._main import run_daemon
+    from gnomon.daemon._retention import PruneReport, Retention, prune_store
     from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._service import Daemon
     from gnomon.daemon._storefile import EXIT_STORE_GONE, StoreFileChanged
@@ -40,6 +43,8 @@ __all__ = [
     "DaemonNotRunning",
     "HealthStatus",
     "PidfileInUse",
+    "PruneReport",
+    "Retention",
     "ServedDeployments",
     "StartReport",
     "StoreFileChanged",
@@ -47,6 +52,7 @@ __all__ = [
     "detach",
     "find_holder",
     "lock_path",
+    "prune_store",
     "read_pidfile",
     "read_status",
     "run_daemon",
@@ -66,6 +72,9 @@ _WHERE = {
     "find_holder": "gnomon.daemon._lock",
     "lock_path": "gnomon.daemon._lock",
     "read_pidfile": "gnomon.daemon._detach",
+    "PruneReport": "gnomon.daemon._retention",
+    "Retention": "gnomon.daemon._retention",
+    "prune_store": "gnomon.daemon._retention",
     "HealthStatus": "gnomon.daemon._health",
     "read_status": "gnomon.daemon._health",
     "run_daemon": "gnomon.daemon._main",

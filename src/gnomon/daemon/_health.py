@@ -55,6 +55,8 @@ class HealthStatus:
     # The worker pool's (busy, idle) workers, once the daemon has one (the dashboard shows
     # them; /healthz does not).
     workers: tuple[int, int] | None = None
+    # The pruner's last pass (retain_runs / retain_logs), in a line: when and what it did.
+    last_prune: str | None = None
 
     def as_json(self, *, detail: bool = False) -> dict[str, Any]:
         """What ``/healthz`` shows: the state, the age of the last tick, and the reason;
@@ -69,6 +71,8 @@ class HealthStatus:
             body["reason"] = self.reason
         if detail and self.detail is not None:
             body["detail"] = self.detail
+        if detail and self.last_prune is not None:
+            body["last_prune"] = self.last_prune
         return body
 
 
@@ -93,6 +97,7 @@ class Health:
         # By source ("store", "disk"): the reason in general terms, and the error behind it.
         self._problems: dict[str, tuple[str, str | None]] = {}
         self._workers: Callable[[], tuple[int, int]] | None = None
+        self._last_prune: Callable[[], str | None] = lambda: None
 
     def ticked(self) -> None:
         """The loop completed a pass (called by the loop thread)."""
@@ -115,9 +120,13 @@ class Health:
         """Report the worker pool's (busy, idle) workers in each status from now on."""
         self._workers = workers
 
+    def watch_prune(self, last_prune: Callable[[], str | None]) -> None:
+        """Report the pruner's last pass in each status from now on."""
+        self._last_prune = last_prune
+
     def status(self) -> HealthStatus:
         """The health now, with the workers' counts if a pool is watched."""
-        status = self._measured()
+        status = dataclasses.replace(self._measured(), last_prune=self._last_prune())
         workers = self._workers
         return status if workers is None else dataclasses.replace(status, workers=workers())
 
@@ -361,4 +370,6 @@ def read_status(lock_path: Path, silence: float = STATUS_SILENCE) -> HealthStatu
             return read_only
         reason = f"the daemon has not updated its status for {silent:.1f} s"
         return HealthStatus(HealthState.STUCK, None if age is None else age + silent, reason)
-    return HealthStatus(state, age, record.get("reason"), record.get("detail"))
+    return HealthStatus(
+        state, age, record.get("reason"), record.get("detail"), last_prune=record.get("last_prune")
+    )

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._reload import ConfigLoader, Loaded
     from gnomon.daemon._report import RunReporter
+    from gnomon.daemon._retention import Retention
     from gnomon.daemon._served import ServedDeployments
     from gnomon.daemon._systemd import Notifier
     from gnomon.deployments import GnomonConfig, SyncResult
@@ -130,6 +131,9 @@ class Daemon:
         self.loader: ConfigLoader
         self.deadlines: DeadlineWatch
         self.backfills: BackfillRunner
+        # What the loop last saw, for the pruner's thread (``_quiet``).
+        self._next_due: datetime | None = None
+        self._backlogged = False
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -248,7 +252,7 @@ class Daemon:
             if self.served is None:  # a served daemon refuses them when its poll finds them
                 answer_at_start(self.store, self.config.path)
             self._catch_up_at_start()
-            self._start_checkpointer()
+            self._start_housekeeping()
         except BaseException:
             self._undo_start()
             raise
@@ -325,6 +329,11 @@ class Daemon:
         )
         self.monitor.start()
 
+    def _start_housekeeping(self) -> None:
+        """The threads that keep the store in shape: WAL checkpoints, the pruner."""
+        self._start_checkpointer()
+        self._start_pruner()
+
     def _start_checkpointer(self) -> None:
         from gnomon.daemon._checkpoint import Checkpointer
         from gnomon.store import sqlite_path
@@ -336,6 +345,29 @@ class Daemon:
 
     def _busy(self) -> bool:
         return self.pool.busy_count() > 0 or self.scheduler.waiting_count() > 0
+
+    def _start_pruner(self) -> None:
+        """The housekeeping thread (``_retention``): retain_runs and retain_logs, read at
+        each pass, so a reload that sets them takes effect at the next."""
+        from gnomon.daemon._retention import Pruner
+
+        self._next_due = self.scheduler.next_due()
+        self.pruner = Pruner(
+            self.store, lambda: _retention(self.config), self._quiet, self.clock.now
+        )
+        self.health.watch_prune(self.pruner.last_pass)
+        self.pruner.start()
+
+    def _quiet(self) -> bool:
+        """Whether the pruner may take the store's write lock now (any thread): no run
+        waits for a worker and no fire is due within the next QUIET_MARGIN, as the loop
+        last saw it (``_next_due``: the scheduler's timer is the loop's own)."""
+        from gnomon.daemon._retention import QUIET_MARGIN
+
+        if self._backlogged:
+            return False
+        due = self._next_due
+        return due is None or (due - self.clock.now()).total_seconds() > QUIET_MARGIN
 
     def _flows(self) -> list[str]:
         """The entrypoints of the deployments' flows, which the worker template imports."""
@@ -573,13 +605,13 @@ class Daemon:
         from gnomon.daemon._cadence import POLL_INTERVAL
 
         monotonic = self.clock.monotonic()
-        waits = [POLL_INTERVAL, self._polls.wait(monotonic, self._backlog())]
+        self._backlogged = backlog = self._backlog()
+        waits = [POLL_INTERVAL, self._polls.wait(monotonic, backlog)]
+        due = self._next_due = self.scheduler.next_due()
         if self.outages.store_failing:
             waits.append(self.outages.retry_at - monotonic)
-        else:
-            due = self.scheduler.next_due()
-            if due is not None:
-                waits.append((due - self.clock.now()).total_seconds())
+        elif due is not None:
+            waits.append((due - self.clock.now()).total_seconds())
         return max(0.0, min(waits))
 
     def _backlog(self) -> bool:
@@ -610,7 +642,10 @@ class Daemon:
         for problem in plan.problems:
             log.error("config problem on reload: %s", problem, extra={"problem": problem})
         if plan.status is not ReloadStatus.REFUSED:
+            retention = _retention(self.config)
             self.config = result.config.model_copy(update={"deployments": plan.deployments})
+            if _retention(self.config) != retention:
+                self.pruner.nudge()  # a pass by the new retention now, not within the hour
             # Schemas describe the code that runs: they change only when the code does.
             schemas = result.schemas if result.flows_ok else None
             synced = self._sync(now, keep=plan.kept, schemas=schemas)
@@ -652,6 +687,9 @@ class Daemon:
         checkpointer = getattr(self, "checkpointer", None)
         if checkpointer is not None:
             checkpointer.stop()
+        pruner = getattr(self, "pruner", None)
+        if pruner is not None:
+            pruner.stop()
         self.pool.stop(0)
 
     def abandon(self) -> None:
@@ -668,6 +706,9 @@ class Daemon:
         hold_background(False)
         for service in self.services:
             service.stop()
+        pruner = getattr(self, "pruner", None)
+        if pruner is not None:
+            pruner.stop()  # at its next transaction's end
         grace = self.config.daemon.shutdown_grace.total_seconds()
         log.info(
             "daemon stopping: waiting up to %gs for %d running runs",
@@ -715,6 +756,13 @@ def _some(names: Sequence[str]) -> list[str]:
     if len(names) <= LOGGED_NAMES:
         return list(names)
     return [*names[:LOGGED_NAMES], f"... and {len(names) - LOGGED_NAMES} more"]
+
+
+def _retention(config: GnomonConfig) -> Retention:
+    """What the config's [daemon] retain_runs and retain_logs keep."""
+    from gnomon.daemon._retention import Retention
+
+    return Retention(config.daemon.retain_runs, config.daemon.retain_logs)
 
 
 def _default_log_file(home: Path) -> Path:

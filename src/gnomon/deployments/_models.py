@@ -291,6 +291,10 @@ class DaemonConfig(Policies):
     min_free_space: Annotated[ByteSize, Field(ge=0)] = ByteSize(50_000_000)
     # The largest request body the API reads (413 beyond it).
     api_max_body: Annotated[ByteSize, Field(ge=1024, le=2**30)] = ByteSize(1_000_000)
+    # Housekeeping (daemon._retention): runs that ended longer ago than retain_runs, and
+    # log lines older than retain_logs, are deleted by the daemon. None: kept forever.
+    retain_runs: PositiveDuration | None = None
+    retain_logs: PositiveDuration | None = None
 
     @field_validator("api")
     @classmethod

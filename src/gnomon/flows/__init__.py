@@ -131,6 +131,7 @@ if TYPE_CHECKING:
         state_row,
         stored_text,
     )
+    from gnomon.flows._results import prune_result_files
     from gnomon.flows._run_input import RunInput, input_problems
     from gnomon.flows._runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
     from gnomon.flows._secret import Secret, check_secret_name, check_secret_value
@@ -249,6 +250,7 @@ __all__ = [
     "on_final_state_wait",
     "parameter_problems",
     "pause_flow_run",
+    "prune_result_files",
     "quote",
     "rate_limit",
     "read_concurrency_limits",
@@ -378,6 +380,7 @@ _WHERE = {
     "on_final_state_wait": "gnomon.flows._flow_engine",
     "parameter_problems": "gnomon.flows._check",
     "pause_flow_run": "gnomon.flows._pauses",
+    "prune_result_files": "gnomon.flows._results",
     "quote": "gnomon.flows._annotations",
     "rate_limit": "gnomon.flows._concurrency",
     "read_concurrency_limits": "gnomon.flows._concurrency",

@@ -15,18 +15,23 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
 from gnomon._files import private_directory, share_mode
 from gnomon.exceptions import ResultStorageError
 
+if TYPE_CHECKING:
+    from gnomon.store import ResultFile
+
 _MAGIC = b"GNOMON-RESULT-1\n"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_HEADER_MAX = 65536  # a header holds the key (of any length) and two times
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,24 @@ class ResultStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def prune(self, key: str, own: bool, written_before: datetime, now: datetime) -> bool:
+        """Whether a pruned run's result file under ``key`` may go (``prune_result_files``):
+        a run's own file (named by its id) always; a cache record only once it has expired
+        and was written before ``written_before`` (so the runs that wrote it are pruned
+        too), never one without expiry. A file that is missing or unreadable is left."""
+        path = self._path(key)
+        if own:
+            return path.exists()
+        header = _header(path)
+        if header is None or header.get("key", key) != key or header.get("expiration") is None:
+            return False
+        try:
+            created = datetime.fromisoformat(header["created"])
+            expiration = datetime.fromisoformat(header["expiration"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        return expiration <= now and created < written_before
+
     def _path(self, key: str) -> Path:
         return self.root / file_name(key)
 
@@ -127,6 +150,40 @@ class ResultStore:
             private_directory(self.root)
             self._secret = _load_or_create_key(self.root / ".key")
         return self._secret
+
+
+def _header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of a result file (its key, when it was written, when it expires),
+    read without the value; None if there is no such file or it is not one."""
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(len(_MAGIC) + 32 + _HEADER_MAX)
+    except OSError:
+        return None
+    if not start.startswith(_MAGIC):
+        return None
+    line, newline, _ = start[len(_MAGIC) + 32 :].partition(b"\n")
+    try:
+        header = json.loads(line) if newline else None
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def prune_result_files(
+    files: Sequence[ResultFile], written_before: datetime, now: datetime, *, dry_run: bool
+) -> int:
+    """Remove the result files of pruned runs that no one else may still read (see
+    ``ResultStore.prune``); how many it removed (or, ``dry_run``, would remove)."""
+    store = get_result_store()
+    removed = 0
+    for file in {(file.key, file.own) for file in files}:
+        key, own = file
+        if store.prune(key, own, written_before, now):
+            if not dry_run:
+                store.delete(key)
+            removed += 1
+    return removed
 
 
 def result_ref(key: str) -> dict[str, str]:

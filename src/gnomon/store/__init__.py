@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         TokenAccess,
         run_on_its_time,
     )
+    from gnomon.store._prune import PruneCounts, ResultFile
     from gnomon.store._revision import HEAD_REVISION
     from gnomon.store._schema import RUN_BIN_SPANS
     from gnomon.store._store import (
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         store_at,
         upgrade,
     )
+    from gnomon.store._vacuum import vacuum_database
     from gnomon.store._values import (
         Actor,
         LogQuery,
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
         ControlStore,
         DeploymentStore,
         FastControl,
+        PruneStore,
         RunStore,
         ScheduleStore,
         VariableStore,
@@ -90,7 +93,10 @@ _LAZY = {
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
     "RUN_BIN_SPANS": "gnomon.store._schema",
+    "PruneCounts": "gnomon.store._prune",
+    "PruneStore": "gnomon.store.abc",
     "ReloadStatus": "gnomon.store._kinds",
+    "ResultFile": "gnomon.store._prune",
     "RunCause": "gnomon.store._kinds",
     "RunCursor": "gnomon.store._values",
     "RunStore": "gnomon.store.abc",
@@ -127,6 +133,7 @@ _LAZY = {
     "store_name": "gnomon.store._faults",
     "upgrade": "gnomon.store._store",
     "utcnow": "gnomon.store._codecs",
+    "vacuum_database": "gnomon.store._vacuum",
 }
 
 __all__ = [
@@ -151,8 +158,11 @@ __all__ = [
     "LogQuery",
     "MaintenanceSource",
     "Origin",
+    "PruneCounts",
+    "PruneStore",
     "ReloadStatus",
     "Reprocess",
+    "ResultFile",
     "RunCause",
     "RunCursor",
     "RunStore",
@@ -182,6 +192,7 @@ __all__ = [
     "store_name",
     "upgrade",
     "utcnow",
+    "vacuum_database",
 ]
 
 

@@ -100,6 +100,8 @@ class AuditAction(enum.StrEnum):
     SECRET_ROTATE = "secret-rotate"  # every secret encrypted again with the key file's first key
     MAINTENANCE_ADD = "maintenance-add"  # an ad-hoc maintenance window added
     MAINTENANCE_RM = "maintenance-rm"  # ... removed (its span and reason kept in the detail)
+    PRUNE = "prune"  # old runs and log lines deleted (retain_runs, `gnomon db prune`): counts
+    VACUUM = "vacuum"  # `gnomon db vacuum`: a SQLite store rewritten, its sizes before and after
 
 
 class MaintenanceSource(enum.StrEnum):

@@ -21,6 +21,7 @@ from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sq
 from gnomon.store._maintenance import MaintenanceQueries
 from gnomon.store._overview import OverviewQueries
 from gnomon.store._pauses import PauseQueries
+from gnomon.store._prune import PruneQueries
 from gnomon.store._queries import Row
 from gnomon.store._scheduled import ScheduledRunQueries
 from gnomon.store._variables import VariableQueries
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from gnomon.store.abc import (
         ControlStore,
         DeploymentStore,
+        PruneStore,
         RunStore,
         ScheduleStore,
         VariableStore,
@@ -48,6 +50,7 @@ class Store(
     BreachQueries,
     MaintenanceQueries,
     BackfillQueries,
+    PruneQueries,
 ):
     """One database: its engine, its batched writer, and the queries over it.
 
@@ -137,6 +140,7 @@ if TYPE_CHECKING:
     _deployment_store: DeploymentStore = _store
     _control_store: ControlStore = _store
     _variable_store: VariableStore = _store
+    _prune_store: PruneStore = _store
 
 
 _stores: dict[str, Store] = {}

@@ -35,6 +35,9 @@ holds mypy to ``Store`` satisfying each):
 ``Pausing``
     Pausing and resuming deployments, audited: a part of ``FastControl`` (operators) and
     of ``ScheduleStore`` (the daemon ends pauses and pauses deployments after failures).
+``PruneStore``
+    Deleting old runs and log lines in small transactions, audited (the daemon's
+    ``retain_runs`` / ``retain_logs``, ``gnomon db prune``).
 
 Rows are typed, by the classes of ``gnomon.store.rows`` (generated from the schema): reads
 return frozen rows, writes take dicts of column values typed as ``TypedDict`` s. Importing
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
         RunCause,
         TokenAccess,
     )
+    from gnomon.store._prune import Between, PruneCounts, ResultFiles
     from gnomon.store._values import Actor, LogQuery, RunCursor
     from gnomon.store.rows import (
         ArtifactRow,
@@ -519,13 +523,9 @@ class VariableStore(Protocol):
         """Every secret's ciphertext replaced by ``rewrap`` of it, in one transaction."""
 
 
-class ControlStore(
-    FastControl, DeploymentStore, ArtifactReader, VariableStore, BackfillStore, Protocol
-):
-    """The operators' store: audited changes, and what the CLI, the API and the dashboard
-    show (``FastControl``'s methods, and these)."""
-
-    # Audit.
+class Auditing(Protocol):
+    """Auditing a change that has no row of its own: a part of ``ControlStore`` and of
+    ``PruneStore``."""
 
     def record_audit(
         self,
@@ -535,7 +535,16 @@ class ControlStore(
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Audit a change that has no row of its own here (a reload, an apply)."""
+        """Audit a change that has no row of its own here (a reload, an apply, a prune)."""
+
+
+class ControlStore(
+    FastControl, DeploymentStore, ArtifactReader, VariableStore, BackfillStore, Auditing, Protocol
+):
+    """The operators' store: audited changes, and what the CLI, the API and the dashboard
+    show (``FastControl``'s methods, and these)."""
+
+    # Audit.
 
     def read_audit(
         self,
@@ -723,3 +732,38 @@ class ControlStore(
 
     def read_maintenance(self, ending_after: datetime | None = None) -> list[MaintenanceRow]:
         """The windows that end after ``ending_after`` (every one if None), by start."""
+
+
+class PruneStore(Auditing, Protocol):
+    """Old runs and log lines deleted in small transactions (see ``_prune``), and the
+    audit entry that says so."""
+
+    def prune_runs(
+        self,
+        before: datetime,
+        *,
+        batch: int,
+        between: Between,
+        results: ResultFiles,
+        counts: PruneCounts,
+        dry_run: bool = False,
+    ) -> None:
+        """Delete the runs that ended before ``before``, but those a deployment's catch-up
+        could reach, with everything that is theirs, adding to ``counts``."""
+
+    def prune_logs(
+        self,
+        before: datetime,
+        *,
+        batch: int,
+        between: Between,
+        counts: PruneCounts,
+        dry_run: bool = False,
+        runs_before: datetime | None = None,
+    ) -> None:
+        """Delete the log lines stored before ``before``, adding to ``counts`` (a dry run
+        after ``prune_runs`` names its ``runs_before``, to count each line once)."""
+
+    def release_free_pages(self, *, pages: int, between: Between, counts: PruneCounts) -> None:
+        """Give a SQLite store's free pages back to the file system, if it was made able
+        to (``gnomon db vacuum``), adding to ``counts``."""
