@@ -251,7 +251,7 @@ def test_the_deadline_watch_reads_the_first_generation_of_each_time(
     first, second = failed_and_retried(ops, store)
     waiting = fired(store, NOMINAL + timedelta(days=1))
 
-    watched = store.read_watched_runs(NOMINAL + timedelta(days=2))
+    watched = store.read_watched_runs(NOMINAL + timedelta(days=2), ["nightly"])
 
     assert [row.id for row in watched] == [waiting]  # not the retry, waiting too
     assert store.read_flow_run(str(second["id"])).state_name == StateName.SCHEDULED
