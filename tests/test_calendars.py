@@ -347,7 +347,7 @@ dates = [2026-12-24]
 
 
 def test_a_calendar_needs_a_name_and_one_name_is_one_calendar(tmp_path: Path) -> None:
-    text = '[[calendars]]\ndates = [2026-12-24]\n'
+    text = "[[calendars]]\ndates = [2026-12-24]\n"
     text += '[[calendars]]\nname = "a"\n[[calendars]]\nname = "a"\n'
     assert problems(tmp_path, text) == [
         'gnomon.toml: calendar "a": another [[calendars]] entry has this name',
