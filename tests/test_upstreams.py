@@ -449,6 +449,13 @@ def test_a_reprocessed_upstream_creates_the_downstreams_next_generation_of_its_t
     newest = max(runs(store, "load"), key=lambda run: run.generation)
     assert (newest.generation, newest.state_name, newest.caused_by) == (3, "Skipped", third)
     assert newest.state_message == "its generation 2 of this time has not finished"
+    # Load's generation 2 was handed to a worker as such: what its summary (and the
+    # deadline watch, which judges a time's first generation only) is told.
+    assert store.set_run_state(loads[1].id, StateType.COMPLETED, StateName.COMPLETED, None)
+    workers.running.remove(loads[1].id)
+    dispatched = scheduler.run_finished(loads[1].id, StateType.COMPLETED)
+    assert dispatched is not None
+    assert (dispatched.trigger, dispatched.generation) == ("upstream", 2)
 
 
 @pytest.mark.backends
