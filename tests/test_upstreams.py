@@ -480,3 +480,47 @@ def test_fires_missed_while_the_daemon_was_down_record_the_downstream_skipped_to
         assert upstream.state_name == "Missed"
         assert (load.state_name, load.caused_by) == ("Skipped", upstream.id)
         assert load.state_message == "upstream extract ended Missed, not completed or failed"
+
+
+@pytest.mark.backends
+def test_in_any_order_of_three_ends_and_a_restart_at_each_a_downstream_time_is_one_run(
+    tmp_path: Path, store
+) -> None:
+    """Every order in which three upstreams' runs at a time end, with a restarted daemon
+    (a fresh scheduler following the ends it finds) after each end and, at the last, before
+    the live one sees it (a daemon killed in between): one downstream run at that time,
+    caused by the last end, whoever saw it first."""
+    import itertools
+
+    three = "".join(
+        deployment(f"u{i}", 'cron = "* * * * *"\noverlap = "allow"\nmax_concurrent = 9')
+        for i in range(3)
+    )
+    after = 'after = [{deployment = "u0"}, {deployment = "u1"}, {deployment = "u2", on = "any"}]'
+    scheduler, workers = scheduler_for(tmp_path, store, three + deployment("d", after))
+    deployments = load_config(tmp_path / "gnomon.toml").config.deployments
+    scheduler.plan_fires(T0)
+    for index, order in enumerate(itertools.permutations(range(3))):
+        nominal = T0 + timedelta(minutes=index + 1)
+        scheduler.tick(nominal)
+        fired = {r.deployment_name: r for r in runs(store) if r.scheduled_for == nominal}
+        for step, which in enumerate(order, start=1):
+            run = fired[f"u{which}"]
+            at = nominal + timedelta(seconds=step)
+            assert store.set_run_state(
+                run.id, StateType.COMPLETED, StateName.COMPLETED, None, end_time=at
+            )
+            workers.running.remove(run.id)
+            scheduler.run_finished(run.id, StateType.COMPLETED)
+            restarted = Scheduler(store, Workers(), daemon_id="restarted")
+            restarted.set_deployments(deployments, store.read_schedule_states())
+            if step < 3:
+                scheduler.tick(at + timedelta(milliseconds=100))
+                restarted.follow_missed_ends(at + timedelta(milliseconds=200))
+            else:  # the restarted daemon sees the last end first
+                restarted.follow_missed_ends(at + timedelta(milliseconds=100))
+                scheduler.tick(at + timedelta(milliseconds=200))
+        [load] = [r for r in runs(store, "d") if r.scheduled_for == nominal]
+        last = fired[f"u{order[-1]}"]
+        assert (load.generation, load.caused_by, load.daemon_id) == (1, last.id, "restarted")
+    assert len(runs(store, "d")) == 6
