@@ -524,3 +524,30 @@ def test_in_any_order_of_three_ends_and_a_restart_at_each_a_downstream_time_is_o
         last = fired[f"u{order[-1]}"]
         assert (load.generation, load.caused_by, load.daemon_id) == (1, last.id, "restarted")
     assert len(runs(store, "d")) == 6
+
+
+@pytest.mark.backends
+def test_an_upstream_retried_by_its_retries_decides_its_downstream_at_its_last_attempt(
+    tmp_path: Path, store
+) -> None:
+    """extract has retries = 1: its failed first attempt goes back to AwaitingRetry and
+    decides nothing; the second, completed, starts load."""
+    scheduler, workers = scheduler_for(
+        tmp_path,
+        store,
+        deployment("extract", 'cron = "* * * * *"\nretries = 1')
+        + deployment("load", 'after = [{deployment = "extract"}]'),
+    )
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    extract = only_run(store, "extract")
+    end(store, scheduler, workers, extract.id, StateType.FAILED)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=10))
+    assert runs(store, "load") == []
+    assert only_run(store, "extract").state_name == "AwaitingRetry"
+
+    scheduler.dispatch(T0 + timedelta(minutes=1, seconds=10))
+    end(store, scheduler, workers, extract.id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=20))
+    load = only_run(store, "load")
+    assert (load.caused_by, load.state_type) == (extract.id, "PENDING")
