@@ -134,6 +134,15 @@ def only_run(store, deployment: str):
 MINUTELY = deployment("extract", 'cron = "* * * * *"')
 
 
+def extract_and_load(
+    tmp_path: Path, store, policies: str, on: str = "completed"
+) -> tuple[Scheduler, Workers]:
+    """extract every minute with ``policies``, and load after it (``on``)."""
+    extract = deployment("extract", f'cron = "* * * * *"\n{policies}')
+    load = deployment("load", f'after = [{{deployment = "extract", on = "{on}"}}]')
+    return scheduler_for(tmp_path, store, extract + load)
+
+
 @pytest.mark.backends
 @pytest.mark.parametrize(
     ("on", "ended", "runs_after"),
@@ -464,12 +473,7 @@ def test_fires_missed_while_the_daemon_was_down_record_the_downstream_skipped_to
 ) -> None:
     """Registered an hour before T0 with catchup = "none": the catch-up records extract's
     60 fire times Missed, and load a Skipped row at each, caused by it."""
-    scheduler, _ = scheduler_for(
-        tmp_path,
-        store,
-        deployment("extract", 'cron = "* * * * *"\ncatchup = "none"')
-        + deployment("load", 'after = [{deployment = "extract", on = "any"}]'),
-    )
+    scheduler, _ = extract_and_load(tmp_path, store, 'catchup = "none"', on="any")
     scheduler.catch_up(T0)
 
     missed = {run.scheduled_for: run for run in runs(store, "extract")}
@@ -532,12 +536,7 @@ def test_an_upstream_retried_by_its_retries_decides_its_downstream_at_its_last_a
 ) -> None:
     """extract has retries = 1: its failed first attempt goes back to AwaitingRetry and
     decides nothing; the second, completed, starts load."""
-    scheduler, workers = scheduler_for(
-        tmp_path,
-        store,
-        deployment("extract", 'cron = "* * * * *"\nretries = 1')
-        + deployment("load", 'after = [{deployment = "extract"}]'),
-    )
+    scheduler, workers = extract_and_load(tmp_path, store, "retries = 1")
     scheduler.plan_fires(T0)
     scheduler.tick(T0 + timedelta(minutes=1))
     extract = only_run(store, "extract")
