@@ -134,6 +134,15 @@ def only_run(store, deployment: str):
 MINUTELY = deployment("extract", 'cron = "* * * * *"')
 
 
+def extract_and_load(
+    tmp_path: Path, store, policies: str, on: str = "completed"
+) -> tuple[Scheduler, Workers]:
+    """extract every minute with ``policies``, and load after it (``on``)."""
+    extract = deployment("extract", f'cron = "* * * * *"\n{policies}')
+    load = deployment("load", f'after = [{{deployment = "extract", on = "{on}"}}]')
+    return scheduler_for(tmp_path, store, extract + load)
+
+
 @pytest.mark.backends
 @pytest.mark.parametrize(
     ("on", "ended", "runs_after"),
@@ -449,6 +458,13 @@ def test_a_reprocessed_upstream_creates_the_downstreams_next_generation_of_its_t
     newest = max(runs(store, "load"), key=lambda run: run.generation)
     assert (newest.generation, newest.state_name, newest.caused_by) == (3, "Skipped", third)
     assert newest.state_message == "its generation 2 of this time has not finished"
+    # Load's generation 2 was handed to a worker as such: what its summary (and the
+    # deadline watch, which judges a time's first generation only) is told.
+    assert store.set_run_state(loads[1].id, StateType.COMPLETED, StateName.COMPLETED, None)
+    workers.running.remove(loads[1].id)
+    dispatched = scheduler.run_finished(loads[1].id, StateType.COMPLETED)
+    assert dispatched is not None
+    assert (dispatched.trigger, dispatched.generation) == ("upstream", 2)
 
 
 @pytest.mark.backends
@@ -457,12 +473,7 @@ def test_fires_missed_while_the_daemon_was_down_record_the_downstream_skipped_to
 ) -> None:
     """Registered an hour before T0 with catchup = "none": the catch-up records extract's
     60 fire times Missed, and load a Skipped row at each, caused by it."""
-    scheduler, _ = scheduler_for(
-        tmp_path,
-        store,
-        deployment("extract", 'cron = "* * * * *"\ncatchup = "none"')
-        + deployment("load", 'after = [{deployment = "extract", on = "any"}]'),
-    )
+    scheduler, _ = extract_and_load(tmp_path, store, 'catchup = "none"', on="any")
     scheduler.catch_up(T0)
 
     missed = {run.scheduled_for: run for run in runs(store, "extract")}
@@ -473,3 +484,69 @@ def test_fires_missed_while_the_daemon_was_down_record_the_downstream_skipped_to
         assert upstream.state_name == "Missed"
         assert (load.state_name, load.caused_by) == ("Skipped", upstream.id)
         assert load.state_message == "upstream extract ended Missed, not completed or failed"
+
+
+@pytest.mark.backends
+def test_in_any_order_of_three_ends_and_a_restart_at_each_a_downstream_time_is_one_run(
+    tmp_path: Path, store
+) -> None:
+    """Every order in which three upstreams' runs at a time end, with a restarted daemon
+    (a fresh scheduler following the ends it finds) after each end and, at the last, before
+    the live one sees it (a daemon killed in between): one downstream run at that time,
+    caused by the last end, whoever saw it first."""
+    import itertools
+
+    three = "".join(
+        deployment(f"u{i}", 'cron = "* * * * *"\noverlap = "allow"\nmax_concurrent = 9')
+        for i in range(3)
+    )
+    after = 'after = [{deployment = "u0"}, {deployment = "u1"}, {deployment = "u2", on = "any"}]'
+    scheduler, workers = scheduler_for(tmp_path, store, three + deployment("d", after))
+    deployments = load_config(tmp_path / "gnomon.toml").config.deployments
+    scheduler.plan_fires(T0)
+    for index, order in enumerate(itertools.permutations(range(3))):
+        nominal = T0 + timedelta(minutes=index + 1)
+        scheduler.tick(nominal)
+        fired = {r.deployment_name: r for r in runs(store) if r.scheduled_for == nominal}
+        for step, which in enumerate(order, start=1):
+            run = fired[f"u{which}"]
+            at = nominal + timedelta(seconds=step)
+            assert store.set_run_state(
+                run.id, StateType.COMPLETED, StateName.COMPLETED, None, end_time=at
+            )
+            workers.running.remove(run.id)
+            scheduler.run_finished(run.id, StateType.COMPLETED)
+            restarted = Scheduler(store, Workers(), daemon_id="restarted")
+            restarted.set_deployments(deployments, store.read_schedule_states())
+            if step < 3:
+                scheduler.tick(at + timedelta(milliseconds=100))
+                restarted.follow_missed_ends(at + timedelta(milliseconds=200))
+            else:  # the restarted daemon sees the last end first
+                restarted.follow_missed_ends(at + timedelta(milliseconds=100))
+                scheduler.tick(at + timedelta(milliseconds=200))
+        [load] = [r for r in runs(store, "d") if r.scheduled_for == nominal]
+        last = fired[f"u{order[-1]}"]
+        assert (load.generation, load.caused_by, load.daemon_id) == (1, last.id, "restarted")
+    assert len(runs(store, "d")) == 6
+
+
+@pytest.mark.backends
+def test_an_upstream_retried_by_its_retries_decides_its_downstream_at_its_last_attempt(
+    tmp_path: Path, store
+) -> None:
+    """extract has retries = 1: its failed first attempt goes back to AwaitingRetry and
+    decides nothing; the second, completed, starts load."""
+    scheduler, workers = extract_and_load(tmp_path, store, "retries = 1")
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    extract = only_run(store, "extract")
+    end(store, scheduler, workers, extract.id, StateType.FAILED)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=10))
+    assert runs(store, "load") == []
+    assert only_run(store, "extract").state_name == "AwaitingRetry"
+
+    scheduler.dispatch(T0 + timedelta(minutes=1, seconds=10))
+    end(store, scheduler, workers, extract.id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=20))
+    load = only_run(store, "load")
+    assert (load.caused_by, load.state_type) == (extract.id, "PENDING")

@@ -834,7 +834,7 @@ class Scheduler:
         decisions: list[Decision] = []
         while self._ended:
             # Taken off only once done: a store failure leaves it for the next tick, and
-            # deciding again creates nothing twice (the downstream's row is read first).
+            # deciding again creates nothing twice (the downstream's rows are read first).
             run = self.store.read_flow_run(self._ended[0])
             if run is not None and run.scheduled_for is not None and ended(run):
                 for name in self._followers.get(run.deployment_name or "", ()):
@@ -893,7 +893,13 @@ class Scheduler:
             elif row["id"] not in created:
                 return None  # decided meanwhile
             elif starting:
-                self._queue(slot, row["id"], nominal, trigger=RunCause.UPSTREAM)
+                self._queue(
+                    slot,
+                    row["id"],
+                    nominal,
+                    trigger=RunCause.UPSTREAM,
+                    generation=found.generation,  # the deadline watch judges the first only
+                )
                 decision = Decision(name, nominal, decision.action, row["id"], found.reason)
             else:
                 self._note_end(name, row["id"])  # its own downstreams follow a Skipped row
