@@ -19,6 +19,7 @@ import shutil
 import signal
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,17 +177,35 @@ slots = {slots}
 """
 
 
+@dataclass
+class PoolOfOne:
+    """A daemon with load-a and load-b in a pool of one slot, a run of load-a running
+    (until ``marker`` exists)."""
+
+    config: Path
+    daemon: Any
+    marker: Path
+    first: str
+
+
+def pool_of_one(tmp_path: Path, home: Path, store: Store, daemons: list) -> PoolOfOne:
+    marker = tmp_path / "go"
+    members = "".join(
+        hold_deployment(name, marker, 'pool = "warehouse"') for name in ("load-a", "load-b")
+    )
+    config = config_with(tmp_path, POOL.format(slots=1) + members, daemon="workers = 3")
+    daemon = started(store, start_daemon(config, home), "load-a", "load-b")
+    daemons.append(daemon)
+    first = ask(home, config, "load-a")
+    wait_for(lambda: in_state(store, first, "Running"), what="the first run running")
+    return PoolOfOne(config, daemon, marker, first)
+
+
 def test_a_pool_of_one_slot_never_runs_two_of_its_deployments_at_once_and_records_the_wait(
     tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
 ) -> None:
-    marker = tmp_path / "go"
-    deployments = POOL.format(slots=1) + "".join(
-        hold_deployment(name, marker, 'pool = "warehouse"') for name in ("load-a", "load-b")
-    )
-    config = config_with(tmp_path, deployments, daemon="workers = 3")
-    daemons.append(started(store, start_daemon(config, gnomon_home), "load-a", "load-b"))
-    first = ask(gnomon_home, config, "load-a")
-    wait_for(lambda: in_state(store, first, "Running"), what="the first run running")
+    pool = pool_of_one(tmp_path, gnomon_home, store, daemons)
+    config, marker, first = pool.config, pool.marker, pool.first
     second = ask(gnomon_home, config, "load-b")
 
     wait_for(lambda: in_state(store, second, "AwaitingPool"), what="the second run waiting")
@@ -228,20 +247,13 @@ def test_a_pool_of_one_slot_never_runs_two_of_its_deployments_at_once_and_record
 def test_a_reload_that_gives_a_pool_more_slots_starts_a_run_waiting_for_one(
     tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
 ) -> None:
-    marker = tmp_path / "go"
-    members = "".join(
-        hold_deployment(name, marker, 'pool = "warehouse"') for name in ("load-a", "load-b")
-    )
-    config = config_with(tmp_path, POOL.format(slots=1) + members, daemon="workers = 3")
-    daemon = started(store, start_daemon(config, gnomon_home), "load-a", "load-b")
-    daemons.append(daemon)
-    first = ask(gnomon_home, config, "load-a")
-    wait_for(lambda: in_state(store, first, "Running"), what="the first run running")
+    pool = pool_of_one(tmp_path, gnomon_home, store, daemons)
+    config, marker, first = pool.config, pool.marker, pool.first
     second = ask(gnomon_home, config, "load-b")
     wait_for(lambda: in_state(store, second, "AwaitingPool"), what="the second run waiting")
 
-    config_with(tmp_path, POOL.format(slots=2) + members, daemon="workers = 3")
-    daemon.send_signal(signal.SIGHUP)
+    config.write_text(config.read_text().replace("slots = 1", "slots = 2"))
+    pool.daemon.send_signal(signal.SIGHUP)
 
     wait_for(lambda: in_state(store, second, "Running"), what="the second run running")
     assert in_state(store, first, "Running")  # both at once: the pool has two slots now
@@ -394,3 +406,22 @@ def test_a_run_as_another_user_runs_with_its_uid_and_its_worker_is_not_reused(
     third = ask(gnomon_home, config, "as-root")
     wait_for(lambda: in_state(store, third, "Completed"), what="root's run after it")
     assert row_of(store, third).worker_pid != row_of(store, failed).worker_pid
+
+
+def test_a_daemon_killed_holding_a_pools_slot_leaves_it_free_for_the_next_daemon(
+    tmp_path: Path, gnomon_home: Path, store: Store, daemons: list
+) -> None:
+    pool = pool_of_one(tmp_path, gnomon_home, store, daemons)
+    config, marker, first = pool.config, pool.marker, pool.first
+    assert pools(gnomon_home, config)[0]["taken"] == 1
+
+    pool.daemon.send_signal(signal.SIGKILL)
+    pool.daemon.wait(timeout=30)
+    daemons.append(start_daemon(config, gnomon_home))
+
+    wait_for(lambda: in_state(store, first, "Crashed"), what="the run recovered Crashed")
+    wait_for(lambda: pools(gnomon_home, config)[0]["taken"] == 0, what="the slot freed")
+    second = ask(gnomon_home, config, "load-b")
+    wait_for(lambda: in_state(store, second, "Running"), what="a run taking the slot")
+    marker.touch()
+    wait_for(lambda: in_state(store, second, "Completed"), what="it completed")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -18,11 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import create_run
 from faults import location
 from gnomon.daemon._metrics import DaemonMetrics
 from gnomon.daemon._scheduler import Scheduler
 from gnomon.deployments import RunPool
-from gnomon.states import StateName
+from gnomon.states import StateName, StateType
 from test_metrics import scrape
 from test_scheduler import SECOND, Workers, at, every_minute, make_scheduler
 
@@ -281,3 +283,37 @@ def test_metrics_show_a_pools_slots_and_this_daemons_runs_holding_and_waiting(
     assert samples["gnomon_pool_slots", pool] == 1
     assert samples["gnomon_pool_slots_held", pool] == 1
     assert samples["gnomon_pool_runs_waiting", pool] == 1
+
+
+def test_at_start_pool_slots_are_freed_unless_a_live_daemon_runs_their_run(tmp_path, store) -> None:
+    scheduler, _ = make_scheduler(tmp_path, store, POOLS + POOL_MEMBERS)
+    scheduler.pools.configure(declared(warehouse=10))
+    other = "otherhost:4242"  # a daemon on another host, as on a shared PostgreSQL
+    runs = {
+        "running elsewhere": (StateType.RUNNING, StateName.RUNNING, f"{other}:d4e5f6a7"),
+        "crashed": (StateType.CRASHED, StateName.CRASHED, f"{other}:d4e5f6a7"),
+        "queued again here": (StateType.PENDING, StateName.PENDING, "thishost:1:a1b2c3d4"),
+    }
+    ids = {}
+    for what, (kind, name, daemon_id) in runs.items():
+        ids[what] = uuid.uuid4().hex
+        create_run(
+            store,
+            {
+                "id": ids[what],
+                "name": what,
+                "flow_name": "job",
+                "deployment_name": "load-a",
+                "state_type": kind,
+                "state_name": name,
+                "daemon_id": daemon_id,
+            },
+        )
+    ids["gone"] = uuid.uuid4().hex  # no such run any more
+    for run_id in ids.values():
+        assert store.try_acquire_slots(["pool:warehouse"], 1, f"{other}:{run_id}")
+
+    scheduler.pools.reap()
+
+    assert store.count_active_slots() == {"pool:warehouse": 1}
+    assert store.read_slot_holders("pool:") == [f"{other}:{ids['running elsewhere']}"]

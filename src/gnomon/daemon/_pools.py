@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gnomon.deployments import pool_limit, sync_pools
-from gnomon.states import StateName, StateType
+from gnomon.deployments import POOL_LIMIT_PREFIX, pool_limit, sync_pools
+from gnomon.states import FINAL_TYPES, StateName, StateType
 from gnomon.store import store_fault
 
 if TYPE_CHECKING:
@@ -64,10 +64,24 @@ class PoolSlots:
         sync_pools(self.store, pools, kept)
 
     def reap(self) -> None:
-        """Free the slots of daemons of this host that died holding them (at start)."""
+        """Free the slots no daemon holds any more (at start, after the recovery): those
+        of processes of this host that are gone, and pool slots whose run has ended, is
+        gone, or was taken over by another daemon (a recovered run queued again here has
+        this daemon's id; its dead daemon's slot is no one's) - also when that daemon ran
+        on another host."""
         freed = self.store.reap_stale_slots()
+        for holder in self.store.read_slot_holders(POOL_LIMIT_PREFIX):
+            owner, _, flow_run_id = holder.rpartition(":")
+            run = self.store.read_flow_run(flow_run_id)
+            held = (
+                run is not None
+                and run.state_type not in FINAL_TYPES
+                and (run.daemon_id or "").startswith(f"{owner}:")
+            )
+            if not held:
+                freed += self.store.release_slots(holder)
         if freed:
-            log.info("freed %d pool or concurrency slots of processes that died", freed)
+            log.info("freed %d pool or concurrency slots no process holds any more", freed)
 
     def new_pass(self) -> None:
         """A dispatch pass begins: every pool may be asked again, and slots a failing

@@ -52,6 +52,7 @@ def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: dat
         ):
             waiting.append(row)
     scheduler.requeue(waiting)
+    scheduler.pools.reap()  # the runs settled: the slots their dead daemon held are free
 
 
 def _crashed(store: RunStore, scheduler: Scheduler, row: FlowRunRow, now: datetime) -> None:

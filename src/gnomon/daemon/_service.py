@@ -408,8 +408,6 @@ class Daemon:
             )
         record_takeovers(self.store, result, source, DAEMON_ACTOR)
         self._sync_windows(now)
-        if not keep:  # a dead daemon's pool slots are freed before its runs are queued
-            self.scheduler.pools.reap()
         synced = [each for each in self.config.deployments if each.name not in result.refused]
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(synced, rows)

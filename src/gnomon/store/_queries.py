@@ -336,6 +336,21 @@ class Queries(FastControlQueries):
             return 0
         return self._delete_slots(held & concurrency_slots.c.holder.in_(stale))
 
+    def read_slot_holders(self, prefix: str) -> list[str]:
+        """The holders of slots held on the limits whose names start with ``prefix``
+        (``pool:``: the run pools', whose holders name their runs)."""
+        with self.reader.connect() as connection:
+            return list(
+                connection.execute(
+                    select(concurrency_slots.c.holder.distinct())
+                    .where(
+                        concurrency_slots.c.release_at.is_(None),
+                        concurrency_slots.c.limit_name.startswith(prefix, autoescape=True),
+                    )
+                    .order_by(concurrency_slots.c.holder)
+                ).scalars()
+            )
+
     def _delete_slots(self, condition: ColumnElement[bool]) -> int:
         with self.engine.begin() as connection:
             return connection.execute(delete(concurrency_slots).where(condition)).rowcount

@@ -385,6 +385,9 @@ class ScheduleStore(RunStore, DeploymentStore, Pausing, BackfillStore, Protocol)
     def count_active_slots(self) -> dict[str, int]:
         """Slots taken now, by limit name (a run pool's are ``pool:<name>``)."""
 
+    def read_slot_holders(self, prefix: str) -> list[str]:
+        """The holders of the slots held on limits whose names start with ``prefix``."""
+
     def read_unfinished_deployment_runs(self) -> list[FlowRunRow]:
         """Deployments' runs that are Scheduled, Pending or Running, oldest fire first."""
 
