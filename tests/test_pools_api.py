@@ -101,6 +101,24 @@ def test_pools_list_their_slots_the_slots_taken_and_the_runs_waiting(api: Api) -
     ]
 
 
+def test_explain_tells_that_the_next_fire_waits_while_its_pool_is_full(api: Api) -> None:
+    store = api.store
+    with api.client(api.token) as client:
+
+        def blockers() -> list[dict[str, Any]]:
+            response = client.get("/api/v1/deployments/load-a/explain")
+            assert response.status_code == 200, response.text
+            return response.json()["next"][0]["blockers"]
+
+        assert blockers() == []
+        for _ in range(2):
+            assert store.try_acquire_slots(["pool:warehouse"], 1, f"elsewhere:1:{uuid.uuid4().hex}")
+        [full] = blockers()
+
+    assert (full["kind"], full["by"]) == ("pool", "warehouse")
+    assert full["reason"].startswith("pool warehouse has 2/2 slots taken")
+
+
 def test_a_deployments_env_is_masked_in_the_api(api: Api) -> None:
     with api.client(api.token) as client:
         shown = client.get("/api/v1/deployments/load-a")

@@ -550,3 +550,35 @@ def test_an_upstream_retried_by_its_retries_decides_its_downstream_at_its_last_a
     scheduler.tick(T0 + timedelta(minutes=1, seconds=20))
     load = only_run(store, "load")
     assert (load.caused_by, load.state_type) == (extract.id, "PENDING")
+
+
+@pytest.mark.backends
+def test_a_backfill_of_the_upstream_cascades_whatever_the_downstreams_overlap_policy(
+    tmp_path: Path, store
+) -> None:
+    """Runs a backfill made of extract end one after another while load's first is still
+    going: load runs at each of their times (overlap = skip is for its live schedule), each
+    caused by its upstream run, as a backfill's own runs start whatever the policy."""
+    from gnomon.daemon._tracking import run_row
+    from gnomon.store import RunCause
+
+    scheduler, workers = extract_and_load(tmp_path, store, "")
+    extract = scheduler.deployment("extract")
+    assert extract is not None
+    made = []
+    for hours in (3, 2, 1):
+        row = run_row(extract, T0 - timedelta(hours=hours), T0, RunCause.BACKFILL, "test")
+        store.create_runs_unless_paused([row])
+        scheduler.queue_backfill_run(extract, row)
+        made.append(row["id"])
+    scheduler.dispatch(T0)
+    for run_id in made:
+        end(store, scheduler, workers, run_id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(seconds=1))
+
+    loads = sorted(runs(store, "load"), key=lambda run: run.scheduled_for)
+    assert [(r.scheduled_for, r.state_type, r.caused_by) for r in loads] == [
+        (T0 - timedelta(hours=hours), "PENDING", run_id)
+        for hours, run_id in zip((3, 2, 1), made, strict=True)
+    ]
+    assert all(load.id in workers.running for load in loads)

@@ -124,3 +124,20 @@ def test_the_run_page_links_a_run_to_its_cause_and_the_deployment_page_to_its_up
     assert "None of its own" in page.inner_text("p.upcoming")
     page.click("dd.after a")
     page.wait_for_url(f"{api.url}/deployments/extract")
+
+
+def test_explain_says_what_a_downstream_waits_for(
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    gnomon_home: Path,
+) -> None:
+    extract, _ = extract_then_load(api, tmp_path)
+    # The extract run under way again (as a retry would be): load waits for it.
+    assert api.store.set_run_state(extract, StateType.RUNNING, StateName.RUNNING, None)
+
+    explained = gnomon(gnomon_home, "deployments", "explain", "load")
+
+    assert explained.returncode == 0, explained.stderr
+    assert f"waiting for an upstream: extract's run {extract[:8]} at " in explained.stdout
+    assert "is Running; this runs at that time when it ends" in explained.stdout
+    assert "the schedule has no more fires" not in explained.stdout

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from gnomon.control._inputs import local_text
 from gnomon.control._views import iso, schedule_of
-from gnomon.deployments import Overlap, stored_window, windows_for
-from gnomon.scheduling import Blocked, BlockKind, Schedule
+from gnomon.deployments import POOL_LIMIT_PREFIX, Overlap, stored_window, windows_for
+from gnomon.scheduling import Blocked, BlockKind, Schedule, after_words
 from gnomon.states import FINAL_TYPES, StateName
 from gnomon.store import AuditAction, RunCause
 
@@ -38,8 +38,10 @@ HISTORY_SPAN = timedelta(days=1)
 @dataclass(frozen=True)
 class Blocker:
     """Something that stops (or may stop) a fire: its kind, what or who does it, and
-    the reason in words. Kinds: those of ``BlockKind`` (paused, calendar, maintenance)
-    and ``overlap`` (a run still going, with the deployment's overlap policy)."""
+    the reason in words. Kinds: those of ``BlockKind`` (paused, calendar, maintenance),
+    ``overlap`` (a run still going, with the deployment's overlap policy) and ``pool`` (its
+    run pool's slots all taken). A downstream's wait for its upstreams is a note of
+    ``explain`` (``upstream_notes``): it has no fire times of its own."""
 
     kind: str
     by: str | None
@@ -117,9 +119,28 @@ def overlap(context: FireContext, fire: Fire) -> Blocker | None:
     return Blocker("overlap", run.id, f"{reason} (overlap = {policy.value})")
 
 
+def pool_full(context: FireContext, fire: Fire) -> Blocker | None:
+    """The next fire of a deployment in a run pool whose slots are all taken now."""
+    pool = (context.row.policies or {}).get("pool")
+    if fire.position != 0 or not isinstance(pool, str) or context.store is None:
+        return None
+    limit = POOL_LIMIT_PREFIX + pool
+    slots = next(
+        (row.slot_limit for row in context.store.read_limit_rows() if row.name == limit), None
+    )
+    taken = context.store.count_active_slots().get(limit, 0)
+    if slots is None or taken < slots:
+        return None
+    reason = (
+        f"pool {pool} has {taken}/{slots} slots taken: if it still has then, this fire's run"
+        " waits for one (AwaitingPool)"
+    )
+    return Blocker("pool", pool, reason)
+
+
 BlockerRule = Callable[[FireContext, Fire], Blocker | None]
 # What may stop a coming fire, in the order shown.
-BLOCKERS: list[BlockerRule] = [paused, excluded, overlap]
+BLOCKERS: list[BlockerRule] = [paused, excluded, overlap, pool_full]
 # Of those, the ones that take a fire out (no run, no row): what `next` marks.
 EXCLUDING: tuple[BlockerRule, ...] = (paused, excluded)
 
@@ -212,7 +233,7 @@ def explain_view(
         "deployment": context.row.name,
         "now": iso(context.now),
         "schedule": context.schedule.describe(),
-        "notes": schedule_notes(context, bool(coming)),
+        "notes": schedule_notes(context, bool(coming)) + upstream_notes(context),
         "decisions": past_decisions(store, context, decisions),
         "next": coming,
     }
@@ -232,8 +253,34 @@ def schedule_notes(context: FireContext, fires: bool) -> list[str]:
             notes.append(f"spec #{number} ({spec.written}): active_until has passed")
         elif bounds.start is not None and now < bounds.start:
             notes.append(f"spec #{number} ({spec.written}): active from {bounds.written_from}")
-    if not fires and not notes:
+    if not fires and not notes and not context.schedule.after:
         notes.append("the schedule has no more fires")
+    return notes
+
+
+def upstream_notes(context: FireContext) -> list[str]:
+    """A downstream's (``after``): for each upstream, what it waits for, its runs under
+    way (at whose nominal times it will run, once they end as it wants); or that none is."""
+    after = context.schedule.after
+    if not after or context.store is None:
+        return []
+    notes = []
+    for upstream in after:
+        going = [
+            run
+            for run in context.store.read_runs(deployment=upstream.deployment, limit=20)
+            if run.state_type not in FINAL_TYPES
+        ]
+        wanted = upstream.describe()
+        if not going:
+            notes.append(f"runs {after_words([upstream])}: no run of it is under way")
+        for run in reversed(going):  # oldest first
+            nominal = iso(run.scheduled_for) if run.scheduled_for else "its time"
+            state = run.state_name or "unfinished"
+            notes.append(
+                f"waiting for an upstream: {wanted}'s run {run.id[:8]} at {nominal} is {state};"
+                " this runs at that time when it ends"
+            )
     return notes
 
 

@@ -453,7 +453,13 @@ class Scheduler:
         return decisions
 
     def _decide(
-        self, slot: Slot, nominal: datetime, now: datetime, trigger: RunCause
+        self,
+        slot: Slot,
+        nominal: datetime,
+        now: datetime,
+        trigger: RunCause,
+        *,
+        overlap_applies: bool = True,
     ) -> tuple[Decision, NewFlowRun | None]:
         deployment = slot.deployment
         name = deployment.name
@@ -470,6 +476,9 @@ class Scheduler:
             return final_decision(
                 slot, nominal, now, trigger, self.daemon_id, StateName.MISSED, late
             )
+        if not overlap_applies:  # a backfill's cascade: as its own runs, started as they come
+            row = run_row(slot, nominal, now, trigger, self.daemon_id)
+            return Decision(name, nominal, DecisionAction.FIRED, row["id"]), row
         refusal = overlap_refusal(slot)
         if refusal is not None:
             return final_decision(
@@ -535,10 +544,11 @@ class Scheduler:
         trigger: RunCause | None = None,
         generation: int = 1,
         offset: timedelta | None = None,
+        cascade: bool = False,
     ) -> None:
         """Queue a run, due at ``nominal`` plus ``offset``: by default the deployment's
         jitter offset; a requested (manual) run's is none."""
-        backfill = trigger is RunCause.BACKFILL
+        backfill = trigger is RunCause.BACKFILL or cascade
         (slot.backfilling if backfill else slot.queued).add(flow_run_id)
         self._owners[flow_run_id] = slot.deployment.name
         deployment = slot.deployment
@@ -837,8 +847,11 @@ class Scheduler:
             # deciding again creates nothing twice (the downstream's rows are read first).
             run = self.store.read_flow_run(self._ended[0])
             if run is not None and run.scheduled_for is not None and ended(run):
+                # A backfill's runs cascade as backfill runs do: whatever the overlap policy
+                # (its times are long past; the backfill's max_concurrent bounds them).
+                cascade = run.trigger == RunCause.BACKFILL
                 for name in self._followers.get(run.deployment_name or "", ()):
-                    decision = self._follow(self._slots[name], run.scheduled_for, now)
+                    decision = self._follow(self._slots[name], run.scheduled_for, now, cascade)
                     if decision is not None:
                         decisions.append(decision)
             self._ended.pop(0)
@@ -859,9 +872,12 @@ class Scheduler:
                 self._ended.extend(run.id for run in reversed(runs))  # oldest first
         return self.follow_upstreams(now)
 
-    def _follow(self, slot: Slot, nominal: datetime, now: datetime) -> Decision | None:
+    def _follow(
+        self, slot: Slot, nominal: datetime, now: datetime, cascade: bool = False
+    ) -> Decision | None:
         """The downstream ``slot``'s decision at ``nominal``, where an upstream run ended;
-        None if there is none to make (see ``_upstreams.verdict``)."""
+        None if there is none to make (see ``_upstreams.verdict``). ``cascade``: the run
+        that ended was a backfill's, so the downstream's overlap policy does not apply."""
         name = slot.deployment.name
         after = slot.trigger.after
         names = [name, *(upstream.deployment for upstream in after)]
@@ -869,7 +885,9 @@ class Scheduler:
         if found is None:
             return None
         if found.run:
-            decision, row = self._decide(slot, nominal, now, RunCause.UPSTREAM)
+            decision, row = self._decide(
+                slot, nominal, now, RunCause.UPSTREAM, overlap_applies=not cascade
+            )
         else:
             decision, row = final_decision(
                 slot,
@@ -899,6 +917,7 @@ class Scheduler:
                     nominal,
                     trigger=RunCause.UPSTREAM,
                     generation=found.generation,  # the deadline watch judges the first only
+                    cascade=cascade,
                 )
                 decision = Decision(name, nominal, decision.action, row["id"], found.reason)
             else:
