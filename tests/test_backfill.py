@@ -698,3 +698,18 @@ def test_the_cli_refuses_a_bad_range_in_one_line_and_dry_runs_a_good_one(
     assert "job: 5 nominal times" in dry.stdout
     assert "5 would run" in dry.stdout
     assert store.read_backfills() == []
+
+
+def test_a_backfills_waiting_runs_are_neither_late_on_the_overview_nor_watched(
+    store: Store,
+) -> None:
+    """A backfill's runs wait long after their nominal time on purpose: the overview's late
+    runs and the deadline watch leave them out, and keep the schedule's own waiting run."""
+    backfill = a_backfill(store, "job", T0, T0 + H)
+    step = store.create_backfill_runs(backfill, [T0], 1, maker("job", backfill.id))
+    assert step is not None
+    live = live_run(store, "job", T0 + H, StateName.SCHEDULED)
+    later = T0 + 10 * H
+
+    assert [run.id for run in store.read_late_runs(later, 50)] == [live]
+    assert [run.id for run in store.read_watched_runs(later)] == [live]
