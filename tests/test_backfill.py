@@ -713,3 +713,38 @@ def test_a_backfills_waiting_runs_are_neither_late_on_the_overview_nor_watched(
 
     assert [run.id for run in store.read_late_runs(later, 50)] == [live]
     assert [run.id for run in store.read_watched_runs(later)] == [live]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_runner_walks_a_long_range_a_batch_at_a_time_in_its_order(
+    tmp_path: Path, store: Store, reverse: bool
+) -> None:
+    """1,201 hourly times, more than two of the runner's batches of 500: every time once,
+    the first batch the oldest (or, reversed, the newest) 500."""
+    runner, _, _ = runner_for(tmp_path, store)
+    end = T0 + 1200 * H
+    expected = backfill_times(schedule("0 * * * *"), T0, end, reverse)
+    backfill = a_backfill(store, "job", T0, end, max_concurrent=1000, reverse=reverse)
+    backfill_total = len(expected)
+    assert backfill_total == 1201
+
+    def steps() -> list[int]:
+        """The runner's passes while it asks for another (a batch per pass)."""
+        made = [runner.step(T0)]
+        while runner.due():
+            made.append(runner.step(T0))
+        return made
+
+    assert steps() == [500, 500]  # two batches, then its max_concurrent
+    made = [run.scheduled_for for run in store.read_backfill_runs(backfill.id, 2000)]
+    assert sorted(made) == sorted(expected[:1000])
+    for run in store.read_backfill_unfinished(backfill.id):
+        store.set_run_state(run.id, StateType.COMPLETED, StateName.COMPLETED)
+    assert steps() == [201]
+    for run in store.read_backfill_unfinished(backfill.id):
+        store.set_run_state(run.id, StateType.COMPLETED, StateName.COMPLETED)
+    runner.step(T0)
+
+    runs = store.read_backfill_runs(backfill.id, 2000)
+    assert sorted(run.scheduled_for for run in runs) == sorted(expected)
+    assert store.read_backfill(backfill.id).status == BackfillStatus.COMPLETED
