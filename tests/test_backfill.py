@@ -698,3 +698,53 @@ def test_the_cli_refuses_a_bad_range_in_one_line_and_dry_runs_a_good_one(
     assert "job: 5 nominal times" in dry.stdout
     assert "5 would run" in dry.stdout
     assert store.read_backfills() == []
+
+
+def test_a_backfills_waiting_runs_are_neither_late_on_the_overview_nor_watched(
+    store: Store,
+) -> None:
+    """A backfill's runs wait long after their nominal time on purpose: the overview's late
+    runs and the deadline watch leave them out, and keep the schedule's own waiting run."""
+    backfill = a_backfill(store, "job", T0, T0 + H)
+    step = store.create_backfill_runs(backfill, [T0], 1, maker("job", backfill.id))
+    assert step is not None
+    live = live_run(store, "job", T0 + H, StateName.SCHEDULED)
+    later = T0 + 10 * H
+
+    assert [run.id for run in store.read_late_runs(later, 50)] == [live]
+    assert [run.id for run in store.read_watched_runs(later)] == [live]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_runner_walks_a_long_range_a_batch_at_a_time_in_its_order(
+    tmp_path: Path, store: Store, reverse: bool
+) -> None:
+    """1,201 hourly times, more than two of the runner's batches of 500: every time once,
+    the first batch the oldest (or, reversed, the newest) 500."""
+    runner, _, _ = runner_for(tmp_path, store)
+    end = T0 + 1200 * H
+    expected = backfill_times(schedule("0 * * * *"), T0, end, reverse)
+    backfill = a_backfill(store, "job", T0, end, max_concurrent=1000, reverse=reverse)
+    backfill_total = len(expected)
+    assert backfill_total == 1201
+
+    def steps() -> list[int]:
+        """The runner's passes while it asks for another (a batch per pass)."""
+        made = [runner.step(T0)]
+        while runner.due():
+            made.append(runner.step(T0))
+        return made
+
+    assert steps() == [500, 500]  # two batches, then its max_concurrent
+    made = [run.scheduled_for for run in store.read_backfill_runs(backfill.id, 2000)]
+    assert sorted(made) == sorted(expected[:1000])
+    for run in store.read_backfill_unfinished(backfill.id):
+        store.set_run_state(run.id, StateType.COMPLETED, StateName.COMPLETED)
+    assert steps() == [201]
+    for run in store.read_backfill_unfinished(backfill.id):
+        store.set_run_state(run.id, StateType.COMPLETED, StateName.COMPLETED)
+    runner.step(T0)
+
+    runs = store.read_backfill_runs(backfill.id, 2000)
+    assert sorted(run.scheduled_for for run in runs) == sorted(expected)
+    assert store.read_backfill(backfill.id).status == BackfillStatus.COMPLETED

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ log = logging.getLogger("gnomon.daemon")
 # Times one batch decides at most: a backfill over thousands of times that have runs
 # already moves on in steps, each a short transaction, rather than one long one.
 BATCH_TIMES = 500
+MICROSECOND = timedelta(microseconds=1)
 
 
 def backfill_times(
@@ -53,18 +54,53 @@ def backfill_times(
 
 @dataclass(slots=True)
 class _Plan:
-    """A backfill's times not decided yet, for the schedule they were computed from."""
+    """A backfill's next times to decide, for the schedule they are computed from: a batch
+    at a time (at most BATCH_TIMES), from the last one computed, so the loop never stops
+    for the whole range's times (100,000 ``next_fire`` calls took about ten seconds)."""
 
     schedule: Schedule
-    times: list[datetime]
+    start: datetime
+    end: datetime
+    reverse: bool
+    total: int  # times in the range when asked for: the reverse windows' first guess
+    after: datetime | None  # the last time decided or computed (None: none yet)
+    times: list[datetime] = field(default_factory=list)
     position: int = 0
+    exhausted: bool = False
 
     def remaining(self) -> list[datetime]:
-        return self.times[self.position : self.position + BATCH_TIMES]
+        """The batch's times not decided yet; the next batch once these are."""
+        if self.position >= len(self.times) and not self.exhausted:
+            if self.times:
+                self.after = self.times[-1]
+            self.times, self.position = self._next_batch(), 0
+            self.exhausted = not self.times
+        return self.times[self.position :]
 
     @property
     def done(self) -> bool:
-        return self.position >= len(self.times)
+        return not self.remaining()
+
+    def _next_batch(self) -> list[datetime]:
+        if not self.reverse:
+            after = self.after if self.after is not None else self.start - MICROSECOND
+            times: list[datetime] = []
+            current = self.schedule.next_fire(after)
+            while current is not None and current <= self.end and len(times) < BATCH_TIMES:
+                times.append(current)
+                current = self.schedule.next_fire(current)
+            return times
+        # Newest first: the times of a window before the last one, computed oldest first;
+        # the window is as long as BATCH_TIMES times take on average, doubled while empty.
+        upper = self.after if self.after is not None else self.end + MICROSECOND
+        span = max((self.end - self.start) * BATCH_TIMES / max(self.total, 1), MICROSECOND)
+        while upper > self.start:
+            lower = max(self.start, upper - span)
+            window = backfill_times(self.schedule, lower, upper - MICROSECOND, False)
+            if window:
+                return window[::-1][:BATCH_TIMES]
+            upper, span = lower, span * 2
+        return []
 
 
 class BackfillRunner:
@@ -135,15 +171,18 @@ class BackfillRunner:
         return len(step.created)
 
     def _plan(self, backfill: BackfillRow, slot: Slot) -> _Plan:
-        """The backfill's times after its cursor, computed again when the deployment's
+        """The backfill's times after its cursor, computed afresh when the deployment's
         schedule changed (a reload)."""
         plan = self._plans.get(backfill.id)
         if plan is None or plan.schedule is not slot.trigger:
-            times = backfill_times(slot.trigger, backfill.start, backfill.end, backfill.reverse)
-            cursor = backfill.cursor
-            if cursor is not None:
-                times = [t for t in times if (t < cursor if backfill.reverse else t > cursor)]
-            plan = _Plan(slot.trigger, times)
+            plan = _Plan(
+                slot.trigger,
+                backfill.start,
+                backfill.end,
+                backfill.reverse,
+                backfill.total,
+                backfill.cursor,
+            )
             self._plans[backfill.id] = plan
         return plan
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, desc, select, update
 
 from gnomon.states import FINAL_TYPES, StateType
 from gnomon.store._queries import Queries
-from gnomon.store._schema import WATCHED_RUN, breaches, deployments, flow_runs
+from gnomon.store._schema import WATCHED_RUN, breaches, deployments, flow_runs, on_its_time
 from gnomon.store.rows import BreachRow, WatchedRun
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class BreachQueries(Queries):
             c.state_type.in_(UNFINISHED),
             c.deployment_name.in_(sorted(names)),
             c.scheduled_for < nominal_before,
-            c.generation == 1,  # the runs on their time (see ``run_on_its_time``)
+            on_its_time(flow_runs),  # not a retry's or a backfill's: after their time
         )
         return self._all(statement.order_by(c.scheduled_for), WatchedRun)
 

@@ -19,6 +19,7 @@ from gnomon.store._schema import (
     RUN_BIN_SPANS,
     deployments,
     flow_runs,
+    on_its_time,
     run_bins,
 )
 from gnomon.store.rows import RecentRun, RunBin
@@ -116,7 +117,8 @@ class OverviewQueries(Queries):
 
     def read_late_runs(self, before: datetime, limit: int) -> list[RecentRun]:
         """Up to ``limit`` runs of deployments still waiting to start (Scheduled, Pending)
-        whose nominal time is before ``before``, oldest first."""
+        whose nominal time is before ``before``, oldest first; not a retry's later generation
+        or a backfill's run, which run after their time on purpose."""
         c = flow_runs.c
         statement = (
             select(*RECENT_RUN)
@@ -124,6 +126,7 @@ class OverviewQueries(Queries):
                 c.state_type.in_(sorted(WAITING_TYPES)),
                 c.deployment_name.is_not(None),
                 c.scheduled_for < before,
+                on_its_time(flow_runs),
             )
             .order_by(c.scheduled_for)
             .limit(limit)

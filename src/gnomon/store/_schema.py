@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    and_,
     false,
     or_,
     text,
@@ -591,6 +592,13 @@ def without_final_state(table: Table) -> ColumnElement[bool]:
     statement's own: compiled ahead (``_compile``), it is written into the SQL."""
     column = table.c.state_type
     return or_(column.is_(None), column.not_in(FINAL_STATE_TYPES))
+
+
+def on_its_time(table: Table) -> ColumnElement[bool]:
+    """SQL: the run in ``table`` was meant to run at its nominal time (``run_on_its_time``:
+    its first generation, not a backfill's), so it can be late."""
+    trigger = table.c.trigger
+    return and_(table.c.generation == 1, or_(trigger.is_(None), trigger != str(RunCause.BACKFILL)))
 
 
 def columns(table: Table, *names: str) -> tuple[Column[Any], ...]:
