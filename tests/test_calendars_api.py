@@ -141,6 +141,14 @@ def test_explain_names_the_pause_a_run_still_going_and_the_decisions_with_reason
     decisions = {d["run_id"]: d for d in busy["decisions"] if d["run_id"]}
     assert (decisions[skipped]["decision"], decisions[skipped]["reason"]) == ("skipped", why)
     assert decisions[running]["decision"] == "fired"
+    # A backfill's run is told as such, not as a fire of the schedule.
+    backfilled = uuid.uuid4().hex
+    row = _run(backfilled, now - timedelta(days=3), StateName.COMPLETED, StateType.COMPLETED)
+    create_run(api.store, {**row, "trigger": "backfill"})
+    with api.admin as client:
+        told = client.get("/api/v1/deployments/sync-crm/explain?count=1").json()
+    [decision] = [d for d in told["decisions"] if d["run_id"] == backfilled]
+    assert (decision["decision"], decision["trigger"]) == ("backfill", "backfill")
 
 
 def _run(

@@ -312,8 +312,10 @@ def past_decisions(store: ControlStore, context: FireContext, count: int) -> lis
 
 def _run_decision(run: FlowRunRow) -> dict[str, Any]:
     nominal = run.scheduled_for or run.created
-    if run.trigger in (RunCause.MANUAL, RunCause.RETRY):
+    if run.trigger in (RunCause.MANUAL, RunCause.RETRY, RunCause.BACKFILL):
         decision = str(run.trigger)
+    elif run.trigger is RunCause.UPSTREAM and run.state_name != StateName.SKIPPED:
+        decision = "after upstream"
     elif run.state_name == StateName.SKIPPED:
         decision = "skipped"
     elif run.state_name == StateName.MISSED:
