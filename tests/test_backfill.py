@@ -634,6 +634,41 @@ def test_a_backfill_of_too_many_times_is_refused_naming_the_limit(
         backfills.plan("every-minute", "2026-06-01", "2026-09-01", now)  # 132,480 minutes
 
 
+def test_a_range_without_nominal_times_says_why_when_the_deployment_does(
+    store: Store, tmp_path: Path
+) -> None:
+    """An interval counts from its anchor (its registration here): none before it; a
+    deployment that runs only after others has no times of its own."""
+    config = write_config(
+        tmp_path,
+        """
+        [[deployments]]
+        name = "every-hour"
+        flow = "flows.py:tick"
+        interval = "1h"
+
+        [[deployments]]
+        name = "downstream"
+        flow = "flows.py:tick"
+        after = [{ deployment = "every-hour" }]
+        """,
+    )
+    ops = Operations(store, OPERATOR)
+    assert ops.apply(config).status == "applied"
+    backfills = BackfillOperations(ops)
+    now = datetime.now(UTC)
+    week_ago = (now - timedelta(days=7)).date().isoformat()
+    day_ago = (now - timedelta(days=6)).date().isoformat()
+
+    for name, why in (
+        ("every-hour", "its interval counts from its anchor, .*: none before it"),
+        ("downstream", "it runs only after its upstreams: backfill them, and it follows"),
+    ):
+        plan = backfills.plan(name, week_ago, day_ago, now)
+        with pytest.raises(InvalidInput, match=f"{name} has no nominal time from .*; {why}"):
+            backfills.start(plan)
+
+
 # The dashboard, in a real browser.
 
 

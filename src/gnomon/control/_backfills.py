@@ -22,10 +22,11 @@ from gnomon.control._inputs import check_parameters
 from gnomon.control._operations import Conflict, Operations, UnknownName, check_flow_parameters
 from gnomon.control._views import View, iso, schedule_of
 from gnomon.exceptions import InvalidInput
+from gnomon.scheduling import ScheduleKind
 from gnomon.store import BackfillStatus, Reprocess, backfill_generation
 
 if TYPE_CHECKING:
-    from gnomon.store.rows import BackfillRow
+    from gnomon.store.rows import BackfillRow, DeploymentRow
 
 # Nominal times one backfill may cover: a minute's schedule over 70 days. More is more
 # than one request should make; split it.
@@ -119,11 +120,12 @@ class BackfillOperations:
             raise InvalidInput(
                 f"max_concurrent is from 1 to {MAX_BACKFILL_CONCURRENT:,}, not {max_concurrent}"
             )
+        deployment = self.ops.deployment(plan.deployment)
         if not plan.times:
             raise InvalidInput(
-                f"{plan.deployment} has no nominal time from {iso(plan.start)} to {iso(plan.end)}"
+                f"{plan.deployment} has no nominal time from {iso(plan.start)} to"
+                f" {iso(plan.end)}{_why_none(deployment, plan.start)}"
             )
-        deployment = self.ops.deployment(plan.deployment)
         check_parameters(parameters or {})
         check_flow_parameters(deployment, parameters or {})
         row = self.store.create_backfill(
@@ -246,3 +248,16 @@ def backfill_view(row: BackfillRow, states: dict[str, int] | None = None) -> Vie
         view["running"] = sum(n for name, n in states.items() if name in running)
         view["finished"] = sum(states.values()) - view["waiting"] - view["running"]
     return view
+
+
+def _why_none(row: DeploymentRow, start: datetime) -> str:
+    """Why a deployment may have no nominal time in a range, if its row says."""
+    schedule = schedule_of(row)
+    if schedule is not None and schedule.after and not schedule.specs:
+        return "; it runs only after its upstreams: backfill them, and it follows"
+    counted = schedule is not None and schedule.specs
+    if counted and row.anchor is not None and start < row.anchor:
+        assert schedule is not None
+        if all(spec.kind is not ScheduleKind.CRON for spec in schedule.specs):
+            return f"; its interval counts from its anchor, {iso(row.anchor)}: none before it"
+    return ""
