@@ -46,7 +46,15 @@ TARGET_MS = 300
 # Event streams (a log follower) are found by their content type and left out too.
 # Not measured: static files, metrics, and one artifact or variable (the generated store has
 # none: their listings are measured).
-SKIPPED = {"/static", "/metrics", "/api/v1/artifacts/{key_or_id}", "/api/v1/variables/{name}"}
+SKIPPED = {
+    "/static",
+    "/metrics",
+    "/api/v1/artifacts/{key_or_id}",
+    "/api/v1/variables/{name}",
+    # The generated store has no backfill to show.
+    "/api/v1/backfills/{backfill_id}",
+    "/backfills/{backfill_id}",
+}
 
 
 @dataclass

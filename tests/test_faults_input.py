@@ -334,7 +334,14 @@ def test_head_answers_every_get_route_with_the_gets_status_and_headers(
     assert {"/api/v1/runs", "/api/v1/logs/stream"} <= set(gets)
     with api.admin as client, api.client() as anonymous:
         for path in gets:
-            url = path.format(name="nightly-report", tag="crm", run_id="abcd1234", key_or_id="rows")
+            url = path.format(
+                name="nightly-report",
+                tag="crm",
+                run_id="abcd1234",
+                key_or_id="rows",
+                backfill_id="1",
+                window_id="1",
+            )
             head = client.head(url)
             assert head.content == b"", path
             if path == "/api/v1/logs/stream":  # never ends as a GET: HEAD ends at once

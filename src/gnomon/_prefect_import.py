@@ -116,5 +116,8 @@ class PrefectNamesFinder:
 
 def install_finder() -> None:
     """Put ``PrefectNamesFinder`` last on ``sys.meta_path`` (once)."""
-    if PrefectNamesFinder not in sys.meta_path:
-        sys.meta_path.append(PrefectNamesFinder)
+    # Moved to the end if there: a finder another package appended since (six's, which
+    # python-dateutil imports) must not come after it.
+    if PrefectNamesFinder in sys.meta_path:
+        sys.meta_path.remove(PrefectNamesFinder)
+    sys.meta_path.append(PrefectNamesFinder)

@@ -113,6 +113,7 @@ def backfill_start(
       gnomon backfill nightly-report --from 2026-11-01 --to 2026-11-07 --dry-run
       gnomon backfill sync-crm --from 2026-12-01T00:00 --to 2026-12-01T06:00 \\
           --max-concurrent 4 --reprocess failed --reverse --param full=true
+      gnomon backfill start ls --from 2026-11-01 --to 2026-11-02   # a deployment named ls
     """
     from datetime import UTC, datetime
 
@@ -173,8 +174,9 @@ def backfill_ls(config: Path | None, deployment: str | None, limit: int, as_json
     """List backfills, newest first, with their progress.
 
     \b
-    Example:
+    Examples:
       gnomon backfill ls --deployment nightly-report
+      gnomon backfill list --json
     """
     from gnomon.control import BackfillOperations, backfill_view
 

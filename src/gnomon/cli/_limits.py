@@ -19,7 +19,6 @@ from gnomon.cli._common import (
     print_table,
     reports_errors,
 )
-from gnomon.deployments import POOL_LIMIT_PREFIX
 
 
 @click.group("concurrency-limit")
@@ -150,6 +149,8 @@ def global_limit_ls(config: Path | None, as_json: bool) -> None:
     Example:
       gnomon global-concurrency-limit ls --json
     """
+    from gnomon.deployments import POOL_LIMIT_PREFIX  # not at import: the fast commands'
+
     store = open_store()
     active = store.count_active_slots()
     rows = [

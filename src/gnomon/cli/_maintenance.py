@@ -100,7 +100,13 @@ def maintenance_add(
 @json_option
 @reports_errors
 def maintenance_ls(config: Path | None, every: bool, as_json: bool) -> None:
-    """List the windows not over yet (with --all, the past ones too), by start."""
+    """List the windows not over yet (with --all, the past ones too), by start.
+
+    \b
+    Examples:
+      gnomon maintenance ls
+      gnomon maintenance list --all --json
+    """
     from gnomon.control import list_windows, window_view
 
     now = datetime.now(UTC)
@@ -124,7 +130,12 @@ maintenance_group.add_command(maintenance_ls, "list")
 @reports_errors
 @changes_store
 def maintenance_rm(config: Path | None, window_id: int, reason: str | None) -> None:
-    """Remove an ad-hoc window (a config file's is removed from the file)."""
+    """Remove an ad-hoc window (a config file's is removed from the file).
+
+    \b
+    Example:
+      gnomon maintenance rm 3 --reason "upgrade done early"
+    """
     from gnomon.control import remove_window
 
     row = remove_window(operations(), window_id, reason)
