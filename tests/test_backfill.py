@@ -634,6 +634,20 @@ def test_a_backfill_of_too_many_times_is_refused_naming_the_limit(
         backfills.plan("every-minute", "2026-06-01", "2026-09-01", now)  # 132,480 minutes
 
 
+@pytest.mark.parametrize(
+    ("zone", "start"), [("UTC", "0001-01-01"), ("Asia/Tokyo", "0001-01-01T00:00")]
+)
+def test_a_backfill_from_the_first_year_is_refused_in_words(
+    store: Store, tmp_path: Path, zone: str, start: str
+) -> None:
+    entry = f'[[deployments]]\nname = "daily"\nflow = "flows.py:tick"\ntimezone = "{zone}"'
+    ops = Operations(store, OPERATOR)
+    assert ops.apply(write_config(tmp_path, entry + '\ncron = "0 6 * * *"')).status == "applied"
+
+    with pytest.raises(InvalidInput, match=r"from '0001-01-01.*' is too far back"):
+        BackfillOperations(ops).plan("daily", start, "2026-09-01", datetime.now(UTC))
+
+
 # The dashboard, in a real browser.
 
 

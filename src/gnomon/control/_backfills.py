@@ -173,6 +173,10 @@ class BackfillOperations:
         return self.backfill(row.id), cancelled
 
 
+# A backfill's bounds start no earlier: a day after the first moment a datetime holds.
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+
+
 def parse_backfill_time(text: str, name: str, zone: str, *, whole_day: bool = False) -> datetime:
     """A backfill's bound as an aware UTC time: ISO 8601, a wall time in ``zone`` when it
     has no offset (the earlier of one that comes twice; one the clocks skip refused), a
@@ -192,17 +196,22 @@ def parse_backfill_time(text: str, name: str, zone: str, *, whole_day: bool = Fa
             f"{shown} is not an ISO 8601 date or time (2026-12-01, 2026-12-01T06:00,"
             " 2026-12-01T06:00+01:00)"
         ) from None
-    if moment.tzinfo is None:
-        wall = moment.replace(tzinfo=ZoneInfo(zone))
-        back = wall.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
-        if back != moment:
-            raise InvalidInput(
-                f"{shown} does not exist in {zone} (the clocks skip it); give an offset"
-            )
-        moment = wall
-    moment = moment.astimezone(UTC)
-    if whole_day and len(stripped) == 10:
-        moment -= timedelta(microseconds=1)
+    try:
+        if moment.tzinfo is None:
+            wall = moment.replace(tzinfo=ZoneInfo(zone))
+            back = wall.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+            if back != moment:
+                raise InvalidInput(
+                    f"{shown} does not exist in {zone} (the clocks skip it); give an offset"
+                )
+            moment = wall
+        moment = moment.astimezone(UTC)
+        if whole_day and len(stripped) == 10:
+            moment -= timedelta(microseconds=1)
+    except OverflowError:  # before the first moment a datetime holds
+        moment = datetime.min.replace(tzinfo=UTC)
+    if moment < EARLIEST:  # the times are looked for from a moment before it
+        raise InvalidInput(f"{shown} is too far back for a nominal time")
     return moment
 
 
