@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, desc, select, update
+from sqlalchemy import Connection, desc, or_, select, update
 
 from gnomon.states import FINAL_TYPES, StateType
+from gnomon.store._kinds import RunCause
 from gnomon.store._queries import Queries
 from gnomon.store._schema import WATCHED_RUN, breaches, deployments, flow_runs
 from gnomon.store.rows import BreachRow, WatchedRun
@@ -92,7 +93,10 @@ class BreachQueries(Queries):
             c.state_type.in_(UNFINISHED),
             c.deployment_name.in_(sorted(names)),
             c.scheduled_for < nominal_before,
-            c.generation == 1,  # the runs on their time (see ``run_on_its_time``)
+            # The runs on their time (see ``run_on_its_time``): not a retry's later
+            # generation, nor a backfill's run.
+            c.generation == 1,
+            or_(c.trigger.is_(None), c.trigger != RunCause.BACKFILL),
         )
         return self._all(statement.order_by(c.scheduled_for), WatchedRun)
 
