@@ -648,6 +648,25 @@ def test_a_backfill_from_the_first_year_is_refused_in_words(
         BackfillOperations(ops).plan("daily", start, "2026-09-01", datetime.now(UTC))
 
 
+def test_a_backfill_of_a_deployment_that_only_runs_after_others_names_its_upstreams(
+    store: Store, tmp_path: Path
+) -> None:
+    entry = '[[deployments]]\nname = "{}"\nflow = "flows.py:tick"\n'
+    config = entry.format("extract") + 'cron = "0 6 * * *"\n' + entry.format("load")
+    ops = Operations(store, OPERATOR)
+    after = 'after = [{ deployment = "extract" }]'
+    assert ops.apply(write_config(tmp_path, config + after)).status == "applied"
+    backfills = BackfillOperations(ops)
+    plan = backfills.plan("load", "2026-09-01", "2026-09-03", datetime.now(UTC))
+
+    with pytest.raises(InvalidInput) as refused:
+        backfills.start(plan)
+    assert str(refused.value) == (
+        "load has no schedule of its own (it runs after extract): backfill extract,"
+        " whose runs start load's"
+    )
+
+
 # The dashboard, in a real browser.
 
 

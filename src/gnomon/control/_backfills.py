@@ -22,10 +22,11 @@ from gnomon.control._inputs import check_parameters
 from gnomon.control._operations import Conflict, Operations, UnknownName, check_flow_parameters
 from gnomon.control._views import View, iso, schedule_of
 from gnomon.exceptions import InvalidInput
+from gnomon.scheduling import after_words
 from gnomon.store import BackfillStatus, Reprocess, backfill_generation
 
 if TYPE_CHECKING:
-    from gnomon.store.rows import BackfillRow
+    from gnomon.store.rows import BackfillRow, DeploymentRow
 
 # Nominal times one backfill may cover: a minute's schedule over 70 days. More is more
 # than one request should make; split it.
@@ -119,11 +120,9 @@ class BackfillOperations:
             raise InvalidInput(
                 f"max_concurrent is from 1 to {MAX_BACKFILL_CONCURRENT:,}, not {max_concurrent}"
             )
-        if not plan.times:
-            raise InvalidInput(
-                f"{plan.deployment} has no nominal time from {iso(plan.start)} to {iso(plan.end)}"
-            )
         deployment = self.ops.deployment(plan.deployment)
+        if not plan.times:
+            raise InvalidInput(_no_times(deployment, plan))
         check_parameters(parameters or {})
         check_flow_parameters(deployment, parameters or {})
         row = self.store.create_backfill(
@@ -213,6 +212,20 @@ def parse_backfill_time(text: str, name: str, zone: str, *, whole_day: bool = Fa
     if moment < EARLIEST:  # the times are looked for from a moment before it
         raise InvalidInput(f"{shown} is too far back for a nominal time")
     return moment
+
+
+def _no_times(row: DeploymentRow, plan: BackfillPlan) -> str:
+    """Why a backfill of ``plan`` has nothing to run: no nominal time in its range, or no
+    schedule of its own (a deployment that runs after others: its upstreams' backfill
+    starts its runs)."""
+    schedule = schedule_of(row)
+    if schedule is not None and schedule.after and not schedule.specs:
+        upstreams = ", ".join(upstream.deployment for upstream in schedule.after)
+        return (
+            f"{row.name} has no schedule of its own (it runs {after_words(schedule.after)}):"
+            f" backfill {upstreams}, whose runs start {row.name}'s"
+        )
+    return f"{row.name} has no nominal time from {iso(plan.start)} to {iso(plan.end)}"
 
 
 def _backfill_number(backfill_id: int | str) -> int | None:
