@@ -891,7 +891,10 @@ class Scheduler:
         found = verdict(name, after, self.store.read_runs_at(names, nominal))
         if found is None:
             return None
-        if found.run:
+        # Its calendars and maintenance windows leave the time out: recorded Skipped, with
+        # why (every upstream time has its row here, so its own downstreams follow).
+        blocked = slot.trigger.blocked(nominal) if found.run else None
+        if found.run and blocked is None:
             decision, row = self._decide(
                 slot, nominal, now, RunCause.UPSTREAM, overlap_applies=not cascade
             )
@@ -903,7 +906,7 @@ class Scheduler:
                 RunCause.UPSTREAM,
                 self.daemon_id,
                 StateName.SKIPPED,
-                found.reason,
+                found.reason if blocked is None else f"excluded: {blocked.reason}",
             )
         if row is not None:
             row["caused_by"] = found.caused_by
