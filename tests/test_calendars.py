@@ -323,6 +323,16 @@ def test_a_bad_calendar_is_named_and_only_its_deployment_is_left_out(
     assert result.failed == {"uses"}
 
 
+def test_calendar_names_not_in_a_list_are_told_to_be_one(tmp_path: Path) -> None:
+    text = '[[calendars]]\nname = "c"\nweekdays = "mon"\n'
+    text += DEPLOYMENT.format(name="uses", extra='exclude = "c"')
+
+    assert problems(tmp_path, text) == [
+        'gnomon.toml: calendar "c": weekdays "mon": must be a list, like ["a", "b"]',
+        'gnomon.toml: deployment "uses": exclude "c": must be a list, like ["a", "b"]',
+    ]
+
+
 def test_a_cycle_of_calendars_is_named(tmp_path: Path) -> None:
     text = """
 [[calendars]]
