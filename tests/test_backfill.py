@@ -637,8 +637,7 @@ def test_a_backfill_of_too_many_times_is_refused_naming_the_limit(
 def test_a_range_without_nominal_times_says_why_when_the_deployment_does(
     store: Store, tmp_path: Path
 ) -> None:
-    """An interval counts from its anchor (its registration here): none before it; a
-    deployment that runs only after others has no times of its own."""
+    """An interval counts from its anchor (its registration here): none before it."""
     config = write_config(
         tmp_path,
         """
@@ -646,11 +645,6 @@ def test_a_range_without_nominal_times_says_why_when_the_deployment_does(
         name = "every-hour"
         flow = "flows.py:tick"
         interval = "1h"
-
-        [[deployments]]
-        name = "downstream"
-        flow = "flows.py:tick"
-        after = [{ deployment = "every-hour" }]
         """,
     )
     ops = Operations(store, OPERATOR)
@@ -660,13 +654,43 @@ def test_a_range_without_nominal_times_says_why_when_the_deployment_does(
     week_ago = (now - timedelta(days=7)).date().isoformat()
     day_ago = (now - timedelta(days=6)).date().isoformat()
 
-    for name, why in (
-        ("every-hour", "its interval counts from its anchor, .*: none before it"),
-        ("downstream", "it runs only after its upstreams: backfill them, and it follows"),
-    ):
-        plan = backfills.plan(name, week_ago, day_ago, now)
-        with pytest.raises(InvalidInput, match=f"{name} has no nominal time from .*; {why}"):
-            backfills.start(plan)
+    plan = backfills.plan("every-hour", week_ago, day_ago, now)
+    why = "its interval counts from its anchor, .*: none before it"
+    with pytest.raises(InvalidInput, match=f"every-hour has no nominal time from .*; {why}"):
+        backfills.start(plan)
+
+
+@pytest.mark.parametrize(
+    ("zone", "start"), [("UTC", "0001-01-01"), ("Asia/Tokyo", "0001-01-01T00:00")]
+)
+def test_a_backfill_from_the_first_year_is_refused_in_words(
+    store: Store, tmp_path: Path, zone: str, start: str
+) -> None:
+    entry = f'[[deployments]]\nname = "daily"\nflow = "flows.py:tick"\ntimezone = "{zone}"'
+    ops = Operations(store, OPERATOR)
+    assert ops.apply(write_config(tmp_path, entry + '\ncron = "0 6 * * *"')).status == "applied"
+
+    with pytest.raises(InvalidInput, match=r"from '0001-01-01.*' is too far back"):
+        BackfillOperations(ops).plan("daily", start, "2026-09-01", datetime.now(UTC))
+
+
+def test_a_backfill_of_a_deployment_that_only_runs_after_others_names_its_upstreams(
+    store: Store, tmp_path: Path
+) -> None:
+    entry = '[[deployments]]\nname = "{}"\nflow = "flows.py:tick"\n'
+    config = entry.format("extract") + 'cron = "0 6 * * *"\n' + entry.format("load")
+    ops = Operations(store, OPERATOR)
+    after = 'after = [{ deployment = "extract" }]'
+    assert ops.apply(write_config(tmp_path, config + after)).status == "applied"
+    backfills = BackfillOperations(ops)
+    plan = backfills.plan("load", "2026-09-01", "2026-09-03", datetime.now(UTC))
+
+    with pytest.raises(InvalidInput) as refused:
+        backfills.start(plan)
+    assert str(refused.value) == (
+        "load has no schedule of its own (it runs after extract): backfill extract,"
+        " whose runs start load's"
+    )
 
 
 # The dashboard, in a real browser.

@@ -186,6 +186,24 @@ def test_a_calendar_that_excludes_every_day_for_years_ends_the_schedule() -> Non
     assert schedule.next_fire(utc("2026-01-01T00:00:00+00:00")) is None
 
 
+def test_a_day_an_only_calendar_leaves_out_by_its_exclude_names_that_calendar() -> None:
+    """business-days = weekdays but us-holidays: its Christmas is told as the holiday."""
+    holidays = Calendar("us-holidays", country="US")
+    weekdays = frozenset(range(5))
+    business = Calendar("business-days", weekdays=weekdays, exclude=(holidays,))
+    schedule = daily("06:00", "UTC", only=(business,))
+    upcoming = list(itertools.islice(schedule.upcoming(utc("2026-12-24T07:00:00+00:00")), 2))
+
+    assert [(f.isoformat(), b.reason if b else None) for f, _, b in upcoming] == [
+        (
+            "2026-12-25T06:00:00+00:00",
+            "2026-12-25 is not in calendar 'business-days'"
+            " (its exclude 'us-holidays' has it: Christmas Day)",
+        ),
+        ("2026-12-26T06:00:00+00:00", "2026-12-26 is not in calendar 'business-days'"),
+    ]
+
+
 def test_maintenance_windows_skip_fires_inside_and_fire_at_their_end() -> None:
     every = Schedule.single("d", "cron", "*/15 * * * *", "UTC")
     window = MaintenanceWindow(
@@ -321,6 +339,16 @@ def test_a_bad_calendar_is_named_and_only_its_deployment_is_left_out(
     assert all(problem.confined for problem in result.problems)
     assert [d.name for d in result.config.deployments] == ["other"]
     assert result.failed == {"uses"}
+
+
+def test_calendar_names_not_in_a_list_are_told_to_be_one(tmp_path: Path) -> None:
+    text = '[[calendars]]\nname = "c"\nweekdays = "mon"\n'
+    text += DEPLOYMENT.format(name="uses", extra='exclude = "c"')
+
+    assert problems(tmp_path, text) == [
+        'gnomon.toml: calendar "c": weekdays "mon": must be a list, like ["a", "b"]',
+        'gnomon.toml: deployment "uses": exclude "c": must be a list, like ["a", "b"]',
+    ]
 
 
 def test_a_cycle_of_calendars_is_named(tmp_path: Path) -> None:

@@ -151,6 +151,21 @@ def test_explain_names_the_pause_a_run_still_going_and_the_decisions_with_reason
     assert (decision["decision"], decision["trigger"]) == ("backfill", "backfill")
 
 
+def test_explain_tells_a_backfills_run_from_a_fire(api: Api) -> None:  # noqa: F811
+    """A backfill's run was not fired by the schedule: its decision says backfill."""
+    now = datetime.now(UTC)
+    made = {"backfill": uuid.uuid4().hex, "schedule": uuid.uuid4().hex}
+    for hours, (trigger, run_id) in enumerate(made.items(), start=1):
+        at = now - timedelta(hours=hours)
+        row = _run(run_id, at, StateName.COMPLETED, StateType.COMPLETED)
+        create_run(api.store, {**row, "trigger": trigger})
+    with api.admin as client:
+        shown = client.get("/api/v1/deployments/sync-crm/explain?count=5").json()
+
+    decisions = {d["run_id"]: d["decision"] for d in shown["decisions"] if d["run_id"]}
+    assert decisions == {made["backfill"]: "backfill", made["schedule"]: "fired"}
+
+
 def _run(
     run_id: str, at: datetime, state: StateName, kind: StateType, message: str | None = None
 ) -> dict[str, object]:

@@ -388,6 +388,16 @@ def test_the_watch_reads_unfinished_runs_far_enough_back_and_last_successes(
     }
 
 
+@pytest.mark.backends
+def test_the_watch_leaves_a_backfills_runs_made_after_their_time_on_purpose(
+    store: Store,
+) -> None:
+    on_time = a_run(store, "report", T0, StateName.SCHEDULED)
+    a_run(store, "report", T0 - M, StateName.RUNNING, trigger="backfill", start_time=T0)
+
+    assert [row.id for row in store.read_watched_runs(T0 + M, ["report"])] == [on_time]
+
+
 # Real daemons.
 
 FLOWS = """
@@ -597,6 +607,34 @@ def test_a_run_waiting_for_a_worker_past_late_after_is_late_until_it_starts(
     assert "run started" in cleared["breach"]["detail"]
     wait_for(cleared_in_store(store, "report"), WAIT, "the clearing recorded")
     assert posts(receiver, "late", backup) == []  # no late_after: not watched
+
+
+def test_a_backfill_of_a_deployment_with_a_deadline_breaches_nothing(
+    launch: Callable[..., DaemonProcess], store: Store
+) -> None:
+    """Its times are hours past their deadline: the backfill runs them then on purpose."""
+    from gnomon.control import BackfillOperations
+
+    launch(
+        """
+        [[deployments]]
+        name = "hourly"
+        flow = "dl_flows.py:hold"
+        cron = "0 * * * *"
+        parameters = { seconds = 1.5 }
+        late_after = "1s"
+        deadline = "2s"
+        """
+    )
+    backfills = BackfillOperations(operator(store))
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(hours=hours) for hours in (3, 1))
+    plan = backfills.plan("hourly", start.isoformat(), end.isoformat(), now)
+    backfill = backfills.start(plan, max_concurrent=2)
+    wait_for(lambda: store.read_backfill(backfill.id).status == "completed", WAIT, "backfill")
+
+    assert len(runs(store, "hourly")) == 2
+    assert store.read_breaches("hourly") == []
 
 
 def test_runs_completing_too_fast_are_told_once_until_one_takes_long_enough(

@@ -582,3 +582,29 @@ def test_a_backfill_of_the_upstream_cascades_whatever_the_downstreams_overlap_po
         for hours, run_id in zip((3, 2, 1), made, strict=True)
     ]
     assert all(load.id in workers.running for load in loads)
+
+
+@pytest.mark.backends
+def test_a_downstreams_calendar_leaves_out_its_upstreams_times_recorded_skipped(
+    tmp_path: Path, store
+) -> None:
+    """load excludes every day: the extract's end runs no load, and its row says why (a
+    downstream records each of its upstreams' times, so its own downstreams follow)."""
+    every_day = '[[calendars]]\nname = "every-day"\nweekdays = ["mon", "tue", "wed", "thu",'
+    every_day += ' "fri", "sat", "sun"]\n'
+    load = deployment("load", 'after = [{deployment = "extract"}]\nexclude = ["every-day"]')
+    scheduler, workers = scheduler_for(tmp_path, store, every_day + MINUTELY + load)
+    scheduler.plan_fires(T0)
+    scheduler.tick(T0 + timedelta(minutes=1))
+    upstream = only_run(store, "extract")
+
+    end(store, scheduler, workers, upstream.id, StateType.COMPLETED)
+    scheduler.tick(T0 + timedelta(minutes=1, seconds=30))
+
+    skipped = only_run(store, "load")
+    assert (skipped.state_name, skipped.caused_by) == ("Skipped", upstream.id)
+    assert (
+        skipped.state_message
+        == f"excluded: {upstream.scheduled_for:%Y-%m-%d} is in calendar 'every-day'"
+    )
+    assert skipped.id not in workers.running

@@ -182,3 +182,44 @@ def test_a_downstream_waiting_past_its_late_after_for_its_upstream_is_told_late(
     assert late["breach"]["nominal_time"] == cleared["breach"]["nominal_time"]
     assert "run started" in cleared["breach"]["detail"]
     wait_for(lambda: store.read_breaches("load", open_only=True) == [], WAIT, "cleared")
+
+
+def test_a_backfill_cascades_down_a_chain_as_a_backfill_and_breaches_nothing(
+    launch: Callable[..., DaemonProcess],  # noqa: F811
+    store,
+) -> None:
+    """extract -> load -> report: a backfill of extract runs load and report at each of
+    its times, whatever report's overlap policy (skip), and none of those runs, made hours
+    after their nominal time on purpose, is late or past its deadline."""
+    from gnomon.control import BackfillOperations, Operations
+    from gnomon.store import Actor, Origin
+
+    chain = {
+        "extract": ("quick", 'cron = "0 * * * *"'),
+        "load": ("quick", 'after = [{ deployment = "extract" }]\nlate_after = "1s"'),
+        "report": (
+            "hold",
+            'after = [{ deployment = "load" }]\nlate_after = "1s"\ndeadline = "2s"\n'
+            "parameters = { seconds = 1.5 }",
+        ),
+    }
+    launch(
+        "".join(
+            f'[[deployments]]\nname = "{name}"\nflow = "dl_flows.py:{flow}"\n{rest}\n'
+            for name, (flow, rest) in chain.items()
+        ),
+        workers=4,
+    )
+    backfills = BackfillOperations(Operations(store, Actor("alice", Origin.CLI)))
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(hours=hours) for hours in (4, 1))
+    plan = backfills.plan("extract", start.isoformat(), end.isoformat(), now)
+    backfills.start(plan, max_concurrent=3)
+
+    def reports_ended() -> list:
+        return [row for row in runs(store, "report") if row.end_time is not None]
+
+    wait_for(lambda: len(reports_ended()) == 3, WAIT, "three report runs ended")
+    assert [row.state_name for row in runs(store, "report")] == ["Completed"] * 3
+    assert store.read_breaches("load") == []
+    assert store.read_breaches("report") == []

@@ -22,7 +22,7 @@ from gnomon.control._inputs import check_parameters
 from gnomon.control._operations import Conflict, Operations, UnknownName, check_flow_parameters
 from gnomon.control._views import View, iso, schedule_of
 from gnomon.exceptions import InvalidInput
-from gnomon.scheduling import ScheduleKind
+from gnomon.scheduling import ScheduleKind, after_words
 from gnomon.store import BackfillStatus, Reprocess, backfill_generation
 
 if TYPE_CHECKING:
@@ -122,10 +122,7 @@ class BackfillOperations:
             )
         deployment = self.ops.deployment(plan.deployment)
         if not plan.times:
-            raise InvalidInput(
-                f"{plan.deployment} has no nominal time from {iso(plan.start)} to"
-                f" {iso(plan.end)}{_why_none(deployment, plan.start)}"
-            )
+            raise InvalidInput(_no_times(deployment, plan))
         check_parameters(parameters or {})
         check_flow_parameters(deployment, parameters or {})
         row = self.store.create_backfill(
@@ -175,6 +172,10 @@ class BackfillOperations:
         return self.backfill(row.id), cancelled
 
 
+# A backfill's bounds start no earlier: a day after the first moment a datetime holds.
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+
+
 def parse_backfill_time(text: str, name: str, zone: str, *, whole_day: bool = False) -> datetime:
     """A backfill's bound as an aware UTC time: ISO 8601, a wall time in ``zone`` when it
     has no offset (the earlier of one that comes twice; one the clocks skip refused), a
@@ -194,18 +195,40 @@ def parse_backfill_time(text: str, name: str, zone: str, *, whole_day: bool = Fa
             f"{shown} is not an ISO 8601 date or time (2026-12-01, 2026-12-01T06:00,"
             " 2026-12-01T06:00+01:00)"
         ) from None
-    if moment.tzinfo is None:
-        wall = moment.replace(tzinfo=ZoneInfo(zone))
-        back = wall.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
-        if back != moment:
-            raise InvalidInput(
-                f"{shown} does not exist in {zone} (the clocks skip it); give an offset"
-            )
-        moment = wall
-    moment = moment.astimezone(UTC)
-    if whole_day and len(stripped) == 10:
-        moment -= timedelta(microseconds=1)
+    try:
+        if moment.tzinfo is None:
+            wall = moment.replace(tzinfo=ZoneInfo(zone))
+            back = wall.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+            if back != moment:
+                raise InvalidInput(
+                    f"{shown} does not exist in {zone} (the clocks skip it); give an offset"
+                )
+            moment = wall
+        moment = moment.astimezone(UTC)
+        if whole_day and len(stripped) == 10:
+            moment -= timedelta(microseconds=1)
+    except OverflowError:  # before the first moment a datetime holds
+        moment = datetime.min.replace(tzinfo=UTC)
+    if moment < EARLIEST:  # the times are looked for from a moment before it
+        raise InvalidInput(f"{shown} is too far back for a nominal time")
     return moment
+
+
+def _no_times(row: DeploymentRow, plan: BackfillPlan) -> str:
+    """Why a backfill of ``plan`` has nothing to run: no nominal time in its range, or no
+    schedule of its own (a deployment that runs after others: its upstreams' backfill
+    starts its runs)."""
+    schedule = schedule_of(row)
+    if schedule is not None and schedule.after and not schedule.specs:
+        upstreams = ", ".join(upstream.deployment for upstream in schedule.after)
+        return (
+            f"{row.name} has no schedule of its own (it runs {after_words(schedule.after)}):"
+            f" backfill {upstreams}, whose runs start {row.name}'s"
+        )
+    return (
+        f"{row.name} has no nominal time from {iso(plan.start)} to {iso(plan.end)}"
+        + _before_anchor(row, plan.start)
+    )
 
 
 def _backfill_number(backfill_id: int | str) -> int | None:
@@ -250,14 +273,11 @@ def backfill_view(row: BackfillRow, states: dict[str, int] | None = None) -> Vie
     return view
 
 
-def _why_none(row: DeploymentRow, start: datetime) -> str:
-    """Why a deployment may have no nominal time in a range, if its row says."""
+def _before_anchor(row: DeploymentRow, start: datetime) -> str:
+    """Why an interval deployment has no nominal time from ``start``: its anchor is later."""
     schedule = schedule_of(row)
-    if schedule is not None and schedule.after and not schedule.specs:
-        return "; it runs only after its upstreams: backfill them, and it follows"
-    counted = schedule is not None and schedule.specs
-    if counted and row.anchor is not None and start < row.anchor:
-        assert schedule is not None
-        if all(spec.kind is not ScheduleKind.CRON for spec in schedule.specs):
-            return f"; its interval counts from its anchor, {iso(row.anchor)}: none before it"
-    return ""
+    if schedule is None or not schedule.specs or row.anchor is None or start >= row.anchor:
+        return ""
+    if any(spec.kind is ScheduleKind.CRON for spec in schedule.specs):
+        return ""
+    return f"; its interval counts from its anchor, {iso(row.anchor)}: none before it"

@@ -286,9 +286,9 @@ def upstream_notes(context: FireContext) -> list[str]:
 
 def past_decisions(store: ControlStore, context: FireContext, count: int) -> list[dict[str, Any]]:
     """The last ``count`` decisions, newest first: the runs' (fired, queued, skipped,
-    missed, manual, ...) with their reasons, and the fire times between them that have no
-    row, derived: excluded by a calendar or window, or paused then (the audit log's
-    pauses); a time none of those explains is shown as such (no daemon ran then)."""
+    missed, manual, retry, backfill, ...) with their reasons, and the fire times between
+    them that have no row, derived: excluded by a calendar or window, or paused then (the
+    audit log's pauses); a time none of those explains is shown as such (no daemon ran then)."""
     row, now = context.row, context.now
     runs = store.read_runs(deployment=row.name, limit=count)
     entries = [_run_decision(run) for run in runs]

@@ -70,6 +70,7 @@ class RunFacts:
     due: datetime | None = None
     # False for a run made after its nominal time on purpose (``run_on_its_time``).
     on_its_time: bool = True
+    trigger: str | None = None  # what caused it (RunCause), if known
 
     @classmethod
     def of_row(cls, row: WatchedRun) -> RunFacts:
@@ -82,6 +83,7 @@ class RunFacts:
             row.start_time,
             row.end_time,
             row.expected_start_time,
+            trigger=row.trigger,
         )
 
     @classmethod
@@ -99,6 +101,7 @@ class RunFacts:
             summary.ended_at,
             summary.expected_start,
             run_on_its_time(summary.trigger, summary.generation),
+            summary.trigger,
         )
 
     @property

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -48,10 +48,10 @@ from gnomon.daemon._breach_rules import (
     watches,
 )
 from gnomon.daemon._freshness import Freshness
-from gnomon.daemon._upstreams import ancestors_of, waiting_runs
+from gnomon.daemon._upstreams import ancestors_of, made_by_backfill, waiting_runs
 from gnomon.scheduling import format_duration
 from gnomon.states import StateType
-from gnomon.store import BreachKind
+from gnomon.store import BreachKind, RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._scheduler import Scheduler
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from gnomon.daemon._tracking import Slot
     from gnomon.deployments import Deployment
     from gnomon.store import ScheduleStore
-    from gnomon.store.rows import BreachRow
+    from gnomon.store.rows import BreachRow, WatchedRun
 
 log = logging.getLogger("gnomon.daemon")
 
@@ -107,6 +107,8 @@ class DeadlineWatch:
         self._seen: set[BreachKey] = set()  # recorded, for runs still about
         self._unmarked: set[int] = set()  # told, not yet marked notified
         self._finished: list[RunFacts] = []
+        # By downstream run about: whether a backfill's run caused it (``made_by_backfill``).
+        self._backfilled: dict[str, bool] = {}
         self._lock = threading.Lock()  # the pool's threads add finished runs
         self._next_check = float("-inf")
         self._policies: dict[tuple[str, str], int] = {}  # (deployment, kind) watched: 0
@@ -215,16 +217,24 @@ class DeadlineWatch:
         """The runs to judge: those not finished that may be late or past their deadline,
         those that finished since the last check, and those of open breaches."""
         runs: dict[str, RunFacts] = {}
+        read: list[WatchedRun] = []
         if self._horizon is not None:
             before = now - self._horizon + timedelta(microseconds=1)
-            unfinished = self.store.read_watched_runs(before, self._read)
+            read = self.store.read_watched_runs(before, self._read)
+            unfinished = [row for row in read if not self._by_backfill(row.id, row.trigger)]
             for row in unfinished:
                 if row.deployment_name in self._timed:
                     runs[row.id] = RunFacts.of_row(row)
             # Downstream runs whose upstream has not ended: no row yet, not started.
             for run in waiting_runs(self._ancestors, self._offsets, unfinished):
                 runs[f"{run.deployment}@{run.nominal.isoformat()}"] = run
-        runs.update((run.flow_run_id, run) for run in finished)
+        for facts in finished:
+            late_on_purpose = self._by_backfill(facts.flow_run_id, facts.trigger)
+            runs[facts.flow_run_id] = (
+                replace(facts, on_its_time=False) if late_on_purpose else facts
+            )
+        about = {row.id for row in read} | set(runs)
+        self._backfilled = {key: self._backfilled[key] for key in about & set(self._backfilled)}
         for key, breach in list(self._open.items()):
             run_id = breach.flow_run_id
             if breach.kind in RUN_KINDS and run_id is None:
@@ -236,6 +246,16 @@ class DeadlineWatch:
                 else:
                     runs[run_id] = RunFacts.of_row(found)
         return runs
+
+    def _by_backfill(self, run_id: str, trigger: str | None) -> bool:
+        """Whether the downstream run ``run_id`` was caused by a backfill's run (its upstream
+        run's, or theirs): made after its nominal time on purpose, so not judged."""
+        if trigger != RunCause.UPSTREAM or not run_id:
+            return False
+        if run_id not in self._backfilled:
+            read = self.store.read_flow_run
+            self._backfilled[run_id] = made_by_backfill(read(run_id), read)
+        return self._backfilled[run_id]
 
     def _created_since(self, breach: BreachRow, runs: dict[str, RunFacts]) -> None:
         """The run of a breach found while it waited for its upstreams (no run then), once

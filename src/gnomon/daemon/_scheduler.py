@@ -41,7 +41,13 @@ from gnomon.daemon._tracking import (
     overlap_refusal,
     run_row,
 )
-from gnomon.daemon._upstreams import RECOVERY_SCAN_LIMIT, downstreams_of, ended, verdict
+from gnomon.daemon._upstreams import (
+    RECOVERY_SCAN_LIMIT,
+    downstreams_of,
+    ended,
+    made_by_backfill,
+    verdict,
+)
 from gnomon.deployments import Deployment, Overlap, windows_for
 from gnomon.states import FAILED_TYPES, StateName, StateType, is_failed
 from gnomon.store import SCHEDULED_CAUSES, RunCause, resumes_from
@@ -847,9 +853,10 @@ class Scheduler:
             # deciding again creates nothing twice (the downstream's rows are read first).
             run = self.store.read_flow_run(self._ended[0])
             if run is not None and run.scheduled_for is not None and ended(run):
-                # A backfill's runs cascade as backfill runs do: whatever the overlap policy
-                # (its times are long past; the backfill's max_concurrent bounds them).
-                cascade = run.trigger == RunCause.BACKFILL
+                # A backfill's runs cascade as backfill runs do, down the whole chain:
+                # whatever the overlap policy (its times are long past; the backfill's
+                # max_concurrent bounds them).
+                cascade = made_by_backfill(run, self.store.read_flow_run)
                 for name in self._followers.get(run.deployment_name or "", ()):
                     decision = self._follow(self._slots[name], run.scheduled_for, now, cascade)
                     if decision is not None:
@@ -884,7 +891,10 @@ class Scheduler:
         found = verdict(name, after, self.store.read_runs_at(names, nominal))
         if found is None:
             return None
-        if found.run:
+        # Its calendars and maintenance windows leave the time out: recorded Skipped, with
+        # why (every upstream time has its row here, so its own downstreams follow).
+        blocked = slot.trigger.blocked(nominal) if found.run else None
+        if found.run and blocked is None:
             decision, row = self._decide(
                 slot, nominal, now, RunCause.UPSTREAM, overlap_applies=not cascade
             )
@@ -896,7 +906,7 @@ class Scheduler:
                 RunCause.UPSTREAM,
                 self.daemon_id,
                 StateName.SKIPPED,
-                found.reason,
+                found.reason if blocked is None else f"excluded: {blocked.reason}",
             )
         if row is not None:
             row["caused_by"] = found.caused_by

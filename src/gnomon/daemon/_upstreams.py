@@ -14,7 +14,7 @@ others: a new last run, so a new decision, the downstream's next generation of T
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from gnomon.daemon._breach_rules import RunFacts
 from gnomon.scheduling import Upstream, UpstreamOn
 from gnomon.states import FINAL_TYPES, StateType
-from gnomon.store import REQUESTED_CAUSES
+from gnomon.store import REQUESTED_CAUSES, RunCause
 
 if TYPE_CHECKING:
     from gnomon.daemon._tracking import Slot
@@ -64,6 +64,25 @@ def ended(run: FlowRunRow) -> bool:
     """Whether ``run`` is an end that may decide downstreams (by ``verdict``, which also
     asks whether its time is a schedule's)."""
     return run.state_type in FINAL_TYPES and run.scheduled_for is not None
+
+
+# How many runs up a chain of upstream runs ``made_by_backfill`` looks (a chain longer than
+# any deployments' is a cycle, which the config refuses).
+MAX_CHAIN = 64
+
+
+def made_by_backfill(run: FlowRunRow | None, read: Callable[[str], FlowRunRow | None]) -> bool:
+    """Whether ``run`` is a backfill's, or a downstream run that the runs which caused it
+    (``caused_by``, and theirs, read with ``read``) lead back to a backfill's: a run made
+    after its nominal time on purpose, which cascades as a backfill's run does and is
+    neither late nor past its deadline."""
+    for _ in range(MAX_CHAIN):
+        if run is None or run.trigger == RunCause.BACKFILL:
+            return run is not None
+        if run.trigger != RunCause.UPSTREAM or run.caused_by is None:
+            return False
+        run = read(run.caused_by)
+    return False
 
 
 def _end_order(run: FlowRunRow) -> tuple[datetime, str]:

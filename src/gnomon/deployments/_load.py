@@ -645,6 +645,8 @@ class _Loader:
                 message, value = _unknown_key(str(loc[-1]), known), None
             elif detail["type"] == "missing":
                 message, value = "required key is missing", None
+            elif detail["type"] in {"tuple_type", "list_type"}:
+                message = 'must be a list, like ["a", "b"]'  # not pydantic's "a valid tuple"
             else:
                 message = detail["msg"].removeprefix("Value error, ")
             if loc and loc[0] == "env":

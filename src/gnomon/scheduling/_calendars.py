@@ -126,6 +126,10 @@ class Calendar:
                 return named
         return None
 
+    def excluded_by(self, day: date) -> Calendar | None:
+        """The calendar of this one's ``exclude`` that takes ``day`` out, if one does."""
+        return next((other for other in self.exclude if other.contains(day)), None)
+
     def document(self) -> dict[str, Any]:
         """The calendar as the store keeps it (with the calendars it names, in full)."""
         table: dict[str, Any] = {"name": self.name}
@@ -257,7 +261,8 @@ class Exclusions:
             names = ", ".join(repr(calendar.name) for calendar in self.only)
             which = "calendar" if len(self.only) == 1 else "any of calendars"
             by = ",".join(calendar.name for calendar in self.only)
-            return Blocked(BlockKind.CALENDAR, by, f"{day} is not in {which} {names}")
+            reason = f"{day} is not in {which} {names}{_excluded_why(self.only, day)}"
+            return Blocked(BlockKind.CALENDAR, by, reason)
         return None
 
     def reopens(self, nominal: datetime) -> datetime | None:
@@ -321,3 +326,13 @@ class Exclusions:
             tuple(Calendar.from_document(table) for table in document.get("exclude", ())),
             tuple(Calendar.from_document(table) for table in document.get("only", ())),
         )
+
+
+def _excluded_why(only: Sequence[Calendar], day: date) -> str:
+    """For a single ``only`` calendar whose own ``exclude`` takes ``day`` out: which, and
+    the holiday if it is one (" (its exclude 'us-holidays' has it: Christmas Day)")."""
+    other = only[0].excluded_by(day) if len(only) == 1 else None
+    if other is None:
+        return ""
+    holiday = other.holiday(day)
+    return f" (its exclude {other.name!r} has it{': ' + holiday if holiday else ''})"
