@@ -771,7 +771,7 @@ def test_a_backfills_waiting_runs_are_neither_late_on_the_overview_nor_watched(
     later = T0 + 10 * H
 
     assert [run.id for run in store.read_late_runs(later, 50)] == [live]
-    assert [run.id for run in store.read_watched_runs(later)] == [live]
+    assert [run.id for run in store.read_watched_runs(later, ["job"])] == [live]
 
 
 @pytest.mark.parametrize("reverse", [False, True])
