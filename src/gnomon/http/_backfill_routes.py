@@ -134,6 +134,7 @@ def start_backfill(
     response_model=list[BackfillInfo],
     response_model_by_alias=True,
     tags=["backfills"],
+    responses=error_responses(404),  # a deployment no one has
 )
 def list_backfills(
     backfills: Backfills,
