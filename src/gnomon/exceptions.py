@@ -215,6 +215,24 @@ class StoreFileGone(GnomonError, FileNotFoundError):
         super().__init__(f"the database {path} {what}; not opening another one in its place")
 
 
+class StoreSchemaTooNew(GnomonError, RuntimeError):
+    """The database's schema is at a revision this gnomon does not know: a newer gnomon (on
+    another host, mid rolling upgrade) migrated it. This code cannot tell what that schema
+    holds, nor migrate it (Alembic knows no way from a revision it has not got).
+
+    ``reason`` is the message without the store's name, for callers that name it already
+    (the command line's one-line store faults)."""
+
+    def __init__(self, store: str, revision: str, newest: str, version: str) -> None:
+        self.store = store
+        self.revision = revision
+        self.reason = (
+            f"its schema is at revision {revision}, which gnomon {version} does not know (its"
+            f" newest is {newest}): a newer gnomon migrated it; upgrade gnomon on this host"
+        )
+        super().__init__(f"store {store}: {self.reason}")
+
+
 class DeployNotSupported(GnomonError, NotImplementedError):
     """``flow.deploy()``: gnomon has no work pools to deploy to; the message holds the
     ``[[deployments]]`` table to add to the config file instead."""

@@ -24,6 +24,7 @@ def db_group() -> None:
 
     \b
     Examples:
+      gnomon db status
       gnomon db upgrade
       gnomon db backup /var/backups/gnomon.db
       gnomon db prune --older-than 90d --logs-older-than 30d --dry-run
@@ -51,6 +52,71 @@ def db_upgrade(config: Path | None) -> None:
         click.echo(f"store is up to date at revision {after}")
     else:
         click.echo(f"store migrated from {before or 'empty'} to {after}")
+
+
+@db_group.command("status")
+@config_option
+@json_option
+def db_status(config: Path | None, as_json: bool) -> None:
+    """Show the store's schema revision against the newest this gnomon knows; migrates
+    nothing.
+
+    A store behind is migrated by `gnomon db upgrade` or the next command or daemon to use
+    it. One ahead was migrated by a newer gnomon (another host's, during a rolling
+    upgrade): this gnomon refuses it; upgrade gnomon on this host.
+
+    Exit codes: 0 when this gnomon can use the store (up to date, behind, or not made
+    yet), 1 when a newer gnomon migrated it.
+
+    \b
+    Examples:
+      gnomon db status
+      gnomon db status --json
+    """
+    from gnomon._location import sqlite_file
+    from gnomon._version import __version__
+    from gnomon.exceptions import StoreSchemaTooNew
+    from gnomon.store import HEAD_REVISION, current_revision, refuse_unknown_revision, store_name
+
+    url = store_url()
+    database = sqlite_file(url)
+    missing = database is not None and not database.exists()
+    revision = None if missing else current_revision(url)
+    try:
+        refuse_unknown_revision(revision, url)
+    except StoreSchemaTooNew as error:
+        status, line = "ahead", error.reason
+    else:
+        status, line = _schema_status(revision, missing, HEAD_REVISION, __version__)
+    if as_json:
+        print_json(
+            {
+                "store": store_name(url),
+                "revision": revision,
+                "newest_known": HEAD_REVISION,
+                "version": __version__,
+                "status": status,
+            }
+        )
+    else:
+        click.echo(f"store {store_name(url)}: {line}")
+    if status == "ahead":
+        raise SystemExit(1)
+
+
+def _schema_status(revision: str | None, missing: bool, head: str, version: str) -> tuple[str, str]:
+    """The status word and line of ``db status`` for a store this gnomon can use."""
+    if missing:
+        return "missing", "does not exist yet (gnomon db upgrade, or the daemon, creates it)"
+    if revision is None:
+        return "empty", f"never migrated; gnomon db upgrade migrates it to revision {head}"
+    if revision == head:
+        return "current", f"schema revision {revision}, the newest gnomon {version} knows"
+    return (
+        "behind",
+        f"schema revision {revision}, behind the newest gnomon {version} knows ({head});"
+        " gnomon db upgrade migrates it (so does the next command or daemon that opens it)",
+    )
 
 
 @db_group.command("backup")

@@ -24,14 +24,14 @@ def run_daemon(
     services: Sequence[ServiceFactory] = (),
 ) -> int:
     """Run the daemon in the foreground, with ``services`` beside it; returns the exit code
-    (2: bad config, 1: another daemon holds the store or a service cannot start, such as
-    the API that cannot listen, or start-up fails otherwise; 66: the database file was
-    deleted or replaced under it).
+    (2: bad config, 1: another daemon holds the store, a newer gnomon migrated it, or a
+    service cannot start, such as the API that cannot listen, or start-up fails otherwise;
+    66: the database file was deleted or replaced under it).
     ``started`` hears how start-up ended (the exit code, 0 once ready, and a message):
     ``--detach`` reports it to its terminal."""
 
     from gnomon.daemon._lock import DaemonAlreadyRunning
-    from gnomon.exceptions import ConfigError, ServiceStartError
+    from gnomon.exceptions import ConfigError, ServiceStartError, StoreSchemaTooNew
 
     report = started or (lambda _code, _message: None)
     daemon = Daemon(config_path, services=services)
@@ -42,7 +42,7 @@ def run_daemon(
         print(f"gnomon daemon: the config has problems, not starting:\n{error}", file=sys.stderr)
         report(2, f"the config has problems, not starting:\n{error}")
         return 2
-    except (DaemonAlreadyRunning, ServiceStartError) as error:
+    except (DaemonAlreadyRunning, ServiceStartError, StoreSchemaTooNew) as error:
         print(f"gnomon daemon: {error}", file=sys.stderr)
         report(1, str(error))
         daemon.abandon()

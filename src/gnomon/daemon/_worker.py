@@ -115,10 +115,11 @@ def serve(channel: int) -> int:
     # template must not take in its workers' orphans.
     _contain_runs()
     try:
-        # Connect (and check the schema) now, not at the first run. The daemon made the
-        # database; one that is missing was deleted under it, and an empty one made here
-        # would take this worker's runs where the daemon never looks.
-        get_store(create=False)
+        # Connect now, not at the first run. The daemon made the database; one that is
+        # missing was deleted under it, and an empty one made here would take this worker's
+        # runs where the daemon never looks. Nor is its schema checked again: the daemon
+        # did, and one newer since is a rolling upgrade's (additive) on another host.
+        get_store(create=False, migrate=False)
     except StoreFileGone as error:
         return _store_gone(error, None)
     freeze_heap()

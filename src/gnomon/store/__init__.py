@@ -29,7 +29,12 @@ if TYPE_CHECKING:
         sqlite_path,
     )
     from gnomon.store._fast import FastStore, open_fast
-    from gnomon.store._faults import read_only_file_system, store_fault, store_name
+    from gnomon.store._faults import (
+        read_only_file_system,
+        refuse_unknown_revision,
+        store_fault,
+        store_name,
+    )
     from gnomon.store._kinds import (
         REQUESTED_CAUSES,
         SCHEDULED_CAUSES,
@@ -125,6 +130,7 @@ _LAZY = {
     "open_fast": "gnomon.store._fast",
     "pause_values": "gnomon.store._values",
     "read_only_file_system": "gnomon.store._faults",
+    "refuse_unknown_revision": "gnomon.store._faults",
     "reset_store": "gnomon.store._store",
     "resumes_from": "gnomon.store._values",
     "sqlite_path": "gnomon.store._db",
@@ -183,6 +189,7 @@ __all__ = [
     "open_fast",
     "pause_values",
     "read_only_file_system",
+    "refuse_unknown_revision",
     "reset_store",
     "resumes_from",
     "run_on_its_time",

@@ -13,7 +13,8 @@ both stores and both databases.
 
 ``open_fast`` opens only a store at ``HEAD_REVISION`` that it reaches exactly as ``Store``
 would (the same file, or the same libpq settings); anything else (a store to migrate, URL
-options it does not apply) is left to ``Store``.
+options it does not apply) is left to ``Store``. A store a newer gnomon migrated is
+refused here as ``Store`` refuses it (``StoreSchemaTooNew``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gnomon._text import loads
 from gnomon.store._calls import Call, Execute, FastControlQueries
 from gnomon.store._connect import BUSY_TIMEOUT_MS, libpq_parameters
 from gnomon.store._driver import DriverQueries, driver_queries
+from gnomon.store._faults import refuse_unknown_revision
 from gnomon.store._revision import HEAD_REVISION
 
 if TYPE_CHECKING:
@@ -134,6 +136,7 @@ def open_fast(url: str) -> FastStore | None:
         raise
     if revision != HEAD_REVISION:
         store.close()
+        refuse_unknown_revision(revision, url)  # a newer gnomon's: refused here as by ``Store``
         return None
     return store
 

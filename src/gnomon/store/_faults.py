@@ -2,7 +2,8 @@
 
 A store fault is the database's, not gnomon's: locked by another program past the busy
 timeout, a full disk, a read-only file or directory, a corrupt file, a directory that cannot
-be made, a SQLite file gone, a database server out of reach. ``store_fault`` finds one in an
+be made, a SQLite file gone, a database server out of reach, a schema a newer gnomon
+migrated (``refuse_unknown_revision``). ``store_fault`` finds one in an
 error's chain (SQLAlchemy wraps the driver's error, ``StoreWriteError`` wraps SQLAlchemy's)
 and says it in a few words, so that the command line can print one line instead of a
 traceback and the daemon can name the cause. It imports no SQLAlchemy: the command line's
@@ -19,8 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gnomon._location import sqlite_file
-from gnomon.exceptions import StoreFileGone
+from gnomon.exceptions import StoreFileGone, StoreSchemaTooNew
 from gnomon.store._connect import BUSY_TIMEOUT_MS
+from gnomon.store._revision import HEAD_REVISION
 
 # SQLite's primary result codes, by the name Python gives them (``sqlite_errorname`` of an
 # extended code starts with its primary's name: SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE).
@@ -57,6 +59,8 @@ def store_fault(error: BaseException, url: str) -> str | None:
     for cause in causes:  # the driver's own error says more than its wrappers
         if isinstance(cause, StoreFileGone):
             return str(cause)
+        if isinstance(cause, StoreSchemaTooNew):
+            return cause.reason
         if isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, _NOT_FAULTS):
             return _sqlite_cause(cause, database)
         if isinstance(cause, OSError) and database and _near(cause.filename, database.parent):
@@ -67,6 +71,25 @@ def store_fault(error: BaseException, url: str) -> str | None:
             lines = str(original).strip().splitlines() or [""]
             return f"{type(original).__name__}: {lines[0]}"
     return None
+
+
+def refuse_unknown_revision(revision: str | None, url: str) -> None:
+    """Raise ``StoreSchemaTooNew`` if the database at ``url`` is at a ``revision`` this code
+    does not know, one a newer gnomon migrated it to (None, never migrated, is known).
+
+    Revisions are numbered "0001", "0002", ... (a test keeps them so): any other name, or a
+    number after ``HEAD_REVISION``, is a newer gnomon's.
+    """
+    if revision is None or _known(revision):
+        return
+    from gnomon._version import __version__
+
+    raise StoreSchemaTooNew(store_name(url), revision, HEAD_REVISION, __version__)
+
+
+def _known(revision: str) -> bool:
+    numbered = len(revision) == 4 and revision.isascii() and revision.isdigit()
+    return numbered and revision <= HEAD_REVISION
 
 
 def _sqlite_cause(error: sqlite3.DatabaseError, database: Path | None) -> str:

@@ -8,6 +8,12 @@ queue on: an exclusive file lock beside a SQLite file (one process creates the f
 switches it to WAL and migrates while the others wait), a transaction-scoped advisory lock
 on PostgreSQL. The process that gets the lock second finds the database at head and
 migrates nothing.
+
+A database at a revision this code does not know was migrated by a newer gnomon (another
+host's, during a rolling upgrade): it is refused with ``StoreSchemaTooNew``, in one line an
+operator can act on, rather than with Alembic's "Can't locate revision". Migrations are
+additive within a minor version (docs/design.md, "Rolling upgrades"), so a daemon started
+before the newer one migrated goes on working beside it; only new processes refuse.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gnomon._files import open_private
 from gnomon.store._db import create_engine, read_engine, sqlite_path
+from gnomon.store._faults import refuse_unknown_revision
 from gnomon.store._revision import HEAD_REVISION
 from gnomon.store._statements import statement
 
@@ -69,7 +76,8 @@ def current_revision(url: str) -> str | None:
 
 
 def ensure_current(engine: Engine) -> None:
-    """Migrate the database behind ``engine`` to head unless it is there already."""
+    """Migrate the database behind ``engine`` to head unless it is there already; refuse
+    one a newer gnomon migrated (``StoreSchemaTooNew``)."""
     if read_revision(engine) != HEAD_REVISION:
         migrate(engine)
 
@@ -84,17 +92,26 @@ def upgrade(url: str) -> None:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade to head over ``engine``, serialised against other processes doing the same."""
+    """Upgrade to head over ``engine``, serialised against other processes doing the same;
+    ``StoreSchemaTooNew`` if a newer gnomon migrated it past head."""
+    url = engine.url.render_as_string(hide_password=False)
+    refuse_unknown_revision(read_revision(engine), url)
     from alembic import command
+    from alembic.util import CommandError
 
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with _migration_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-            )
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    config = alembic_config(url)
+    try:
+        with _migration_lock(engine), engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except CommandError:
+        # A newer gnomon migrated it while this process waited for the lock.
+        refuse_unknown_revision(read_revision(engine), url)
+        raise
 
 
 @contextmanager

@@ -54,11 +54,14 @@ class Store(
 ):
     """One database: its engine, its batched writer, and the queries over it.
 
-    Creating a store migrates its database to the newest schema if it is behind; it creates
-    a SQLite database that does not exist only if ``create`` (a daemon's worker must not:
-    its daemon made the database, and a missing one was deleted under it), and never
-    afterwards (see ``create_engine``). After ``os.fork()`` the child's store starts with
-    new connections and an empty batch.
+    Creating a store migrates its database to the newest schema if it is behind, and
+    refuses one a newer gnomon migrated (``StoreSchemaTooNew``); it creates a SQLite
+    database that does not exist only if ``create``, and never afterwards (see
+    ``create_engine``). A daemon's worker passes ``create=False``, ``migrate=False``: its
+    daemon made the database and checked its schema, a missing one was deleted under it,
+    and a revision newer since then is another host's gnomon, upgraded mid rolling upgrade,
+    whose additive migration this code works beside as its daemon does. After
+    ``os.fork()`` the child's store starts with new connections and an empty batch.
     """
 
     def __init__(
@@ -67,13 +70,19 @@ class Store(
         flush_interval: float = 0.05,
         *,
         create: bool = True,
+        migrate: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         from gnomon._space import SpaceFloor, floor_from_env
 
         self.url = url
         engine = create_engine(url, create=create, pool_size=pool_size)
-        _migrate.ensure_current(engine)
+        if migrate:
+            try:
+                _migrate.ensure_current(engine)
+            except BaseException:
+                engine.dispose()  # its connections, not left to the garbage collector
+                raise
         super().__init__(BatchWriter(engine, flush_interval))
         path = sqlite_path(url)
         # Under the daemon: below the free-space floor, log lines are not stored (see
@@ -157,9 +166,10 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-def get_store(*, create: bool = True) -> Store:
+def get_store(*, create: bool = True, migrate: bool = True) -> Store:
     """The process's store for the configured database (``GNOMON_DATABASE_URL``/``HOME``);
-    ``create=False`` fails with ``StoreFileGone`` rather than create a SQLite file."""
+    ``create=False`` fails with ``StoreFileGone`` rather than create a SQLite file, and
+    ``migrate=False`` opens the schema as it is (a daemon's worker: see ``Store``)."""
     from gnomon._settings import get_settings
 
     global _current
@@ -171,6 +181,7 @@ def get_store(*, create: bool = True) -> Store:
         settings.effective_database_url,
         settings.flush_interval,
         create=create,
+        migrate=migrate,
         pool_size=settings.database_pool_size,
     )
     with _stores_lock:
@@ -183,6 +194,7 @@ def store_at(
     flush_interval: float = 0.05,
     *,
     create: bool = True,
+    migrate: bool = True,
     pool_size: int = DEFAULT_POOL_SIZE,
 ) -> Store:
     """The process's store for the database at ``url`` (one per URL), without reading the
@@ -190,7 +202,9 @@ def store_at(
     with _stores_lock:
         store = _stores.get(url)
         if store is None:
-            store = _stores[url] = Store(url, flush_interval, create=create, pool_size=pool_size)
+            store = _stores[url] = Store(
+                url, flush_interval, create=create, migrate=migrate, pool_size=pool_size
+            )
     return store
 
 
