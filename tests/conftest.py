@@ -305,3 +305,13 @@ def daemons() -> Iterator[list[subprocess.Popen[str]]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
+
+
+@pytest.fixture
+def netns() -> Iterator[Any]:
+    """A network namespace linked to a private PostgreSQL, to cut off at will
+    (``netns.Network``; skipped where namespaces cannot be made)."""
+    from netns import private_network
+
+    with private_network() as network:
+        yield network

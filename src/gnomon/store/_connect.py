@@ -14,13 +14,17 @@ from urllib.parse import parse_qsl, unquote
 BUSY_TIMEOUT_MS = 30_000
 
 # libpq settings for every connection to a server database: a connection attempt gives up
-# after 10 s, and a server that stops answering is noticed in ~25 s, not never.
+# after 10 s, and a server that stops answering is noticed in ~25 s, not never. Keepalives
+# only probe an idle connection: one with a statement in flight when the network goes
+# would have the kernel retransmit it for ~15 minutes (tcp_retries2), so data left
+# unacknowledged for 25 s fails it too (tcp_user_timeout, libpq 12 or newer).
 SERVER_CONNECTION = {
     "connect_timeout": 10,
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,
 }
 
 # The URL scheme of a PostgreSQL store (psycopg 3, the driver SQLAlchemy uses for it).
