@@ -1,7 +1,8 @@
 """Rolling upgrades of the schema, on SQLite and on PostgreSQL: a store a newer gnomon
 migrated is refused by every entry of this one, in one line (the command line, its fast
-path, the daemon, the store's face); a daemon started before that migration works on beside
-it; and the previous revision's code reads and writes the head schema.
+path, the daemon, ``flow.serve``, the store's face); a daemon started before that
+migration works on beside it; and the previous revision's code reads and writes the head
+schema.
 
 The previous release's code cannot be checked out in a test, so "the previous code" is its
 view of the schema: the tables as the previous revision's migrations leave them, reflected
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from conftest import REPO
 from gnomon import flow, get_run_logger, task
 from gnomon._settings import get_settings
 from gnomon._version import __version__
@@ -116,7 +121,33 @@ def test_every_entry_refuses_a_store_a_newer_gnomon_migrated_in_one_line(
     assert daemon.returncode == 1
     assert err == f"gnomon daemon: {line}\n"
     assert "Traceback" not in out
+    served = run_script(tmp_path / "served.py", SCRIPT + "f.serve(name='f', interval=60)\n")
+    assert (served.returncode, served.stderr) == (1, f"gnomon serve: {line}\n")
+    # A flow called directly raises it, with the same line, to the code that called it.
+    called = run_script(tmp_path / "called.py", SCRIPT + "f()\n")
+    assert called.returncode == 1
+    assert called.stderr.splitlines()[-1] == f"gnomon.exceptions.StoreSchemaTooNew: {line}"
     assert current_revision(url) == NEWER  # nothing migrated
+
+
+SCRIPT = "from gnomon import flow\n\n@flow\ndef f() -> None: ...\n\n"
+
+
+def run_script(path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    path.write_text(text)
+    environment = {**os.environ}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO / "src"), environment.get("PYTHONPATH")])
+    )
+    return subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=path.parent,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.sqlite_only

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gnomon._deploying import RunnerDeployment, to_deployment
-from gnomon.exceptions import ServeRefused
+from gnomon.exceptions import ServeRefused, StoreSchemaTooNew
 
 if TYPE_CHECKING:
     from gnomon.daemon import Daemon
@@ -85,7 +85,7 @@ def serve(
         raise TypeError(f"serve() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
     try:
         daemon = _start(deployments, pause_on_shutdown, limit, webserver)
-    except ServeRefused as error:
+    except (ServeRefused, StoreSchemaTooNew) as error:  # the second: a newer gnomon's store
         print(f"gnomon serve: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     try:
@@ -134,7 +134,7 @@ def _start(
     daemon.install_signal_handlers()
     try:
         daemon.start()
-    except (ConfigError, ServiceStartError) as error:
+    except (ConfigError, ServiceStartError, StoreSchemaTooNew) as error:
         daemon.abandon()
         raise ServeRefused(str(error)) from None
     except ServeRefused:

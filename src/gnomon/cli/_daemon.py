@@ -51,10 +51,9 @@ def daemon_group(
       gnomon daemon status --pidfile /run/gnomon.pid
 
     Exit codes: 0 after a clean stop (SIGTERM), 1 if another daemon runs on the same
-    database (or the store cannot be used, such as one a newer gnomon migrated), 2 if the
-    config has problems (each one is listed), 66 if the database file was deleted or
-    replaced while it ran (it stops rather than split the runs between two files; restore
-    the store, then start it again).
+    database (or the store cannot be used), 2 if the config has problems (each one is
+    listed), 66 if the database file was deleted or replaced while it ran (it stops rather
+    than split the runs between two files; restore the store, then start it again).
     """
     ctx.ensure_object(dict)
     ctx.obj["pidfile"] = pidfile

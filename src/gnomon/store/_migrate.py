@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from gnomon._files import open_private
@@ -56,13 +56,17 @@ def alembic_config(url: str) -> Config:
 
 
 def read_revision(engine: Engine) -> str | None:
-    """The revision the database is at; None for a database never migrated (or missing)."""
-    try:
-        with read_engine(engine).connect() as connection:
+    """The revision the database is at; None for a database never migrated. A database
+    that cannot be reached raises its error (it is not one never migrated)."""
+    with read_engine(engine).connect() as connection:
+        try:
             revision = connection.execute(statement("revision")).scalar_one_or_none()
+        except DBAPIError:
             connection.rollback()
-    except DBAPIError:
-        return None  # no alembic_version table yet
+            if inspect(connection).has_table("alembic_version"):
+                raise  # a corrupt file, a table this user may not read: not "never migrated"
+            return None
+        connection.rollback()
     return revision
 
 

@@ -77,12 +77,14 @@ class Store(
 
         self.url = url
         engine = create_engine(url, create=create, pool_size=pool_size)
-        if migrate:
-            try:
+        try:
+            if migrate:
                 _migrate.ensure_current(engine)
-            except BaseException:
-                engine.dispose()  # its connections, not left to the garbage collector
-                raise
+            else:  # reached now all the same: a missing SQLite file is StoreFileGone here
+                engine.connect().close()
+        except BaseException:
+            engine.dispose()  # its connections, not left to the garbage collector
+            raise
         super().__init__(BatchWriter(engine, flush_interval))
         path = sqlite_path(url)
         # Under the daemon: below the free-space floor, log lines are not stored (see
