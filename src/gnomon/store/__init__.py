@@ -19,6 +19,13 @@ from gnomon._lazy import lazy_names
 if TYPE_CHECKING:
     from gnomon.store._backfills import BackfillStep, TimeRun, backfill_generation
     from gnomon.store._backup import BackupExists, backup_database
+    from gnomon.store._cluster import (
+        Renewal,
+        agreed_definitions,
+        join_cluster,
+        leave_cluster,
+        renew_membership,
+    )
     from gnomon.store._codecs import utcnow
     from gnomon.store._connect import SERVER_CONNECTION
     from gnomon.store._db import (
@@ -78,6 +85,11 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "Renewal": "gnomon.store._cluster",
+    "agreed_definitions": "gnomon.store._cluster",
+    "join_cluster": "gnomon.store._cluster",
+    "leave_cluster": "gnomon.store._cluster",
+    "renew_membership": "gnomon.store._cluster",
     "ArtifactReader": "gnomon.store.abc",
     "Actor": "gnomon.store._values",
     "AuditAction": "gnomon.store._kinds",
@@ -161,6 +173,7 @@ __all__ = [
     "PruneCounts",
     "PruneStore",
     "ReloadStatus",
+    "Renewal",
     "Reprocess",
     "ResultFile",
     "RunCause",
@@ -172,6 +185,7 @@ __all__ = [
     "TimeRun",
     "TokenAccess",
     "VariableStore",
+    "agreed_definitions",
     "backfill_generation",
     "backup_database",
     "bound_write_waits",
@@ -180,9 +194,12 @@ __all__ = [
     "file_identity",
     "get_store",
     "in_time_order",
+    "join_cluster",
+    "leave_cluster",
     "open_fast",
     "pause_values",
     "read_only_file_system",
+    "renew_membership",
     "reset_store",
     "resumes_from",
     "run_on_its_time",

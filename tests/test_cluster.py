@@ -1,0 +1,337 @@
+"""Several daemons on one PostgreSQL database, as operators run them: real daemon processes
+(one home each, as on separate hosts), real SIGKILL and SIGTERM, the real server."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from test_cli_daemon import gnomon
+from test_daemon import start_daemon, wait_for, write_config
+
+pytestmark = [pytest.mark.backends, pytest.mark.postgresql_only, pytest.mark.slow]
+
+TIMEOUT = 6  # the tests' heartbeat_timeout, seconds: a dead member is settled after it
+DAEMON = f'workers = {{workers}}\nheartbeat_timeout = "{TIMEOUT}s"'
+
+
+def members(url: str) -> list[dict[str, Any]]:
+    with Connected(url) as connection:
+        rows = connection.execute(text("SELECT id, pid, busy, idle FROM daemons")).mappings()
+        return [dict(row) for row in rows]
+
+
+def leader(url: str) -> str | None:
+    with Connected(url) as connection:
+        return connection.execute(text("SELECT daemon_id FROM cluster_leader")).scalar()
+
+
+def query(url: str, sql: str, **values: Any) -> list[Any]:
+    with Connected(url) as connection:
+        return list(connection.execute(text(sql), values).all())
+
+
+class Connected:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, poolclass=NullPool)
+
+    def __enter__(self) -> Any:
+        self.connection = self.engine.connect()
+        return self.connection
+
+    def __exit__(self, *_: object) -> None:
+        self.connection.close()
+        self.engine.dispose()
+
+
+def member_of(url: str, pid: int) -> str:
+    [found] = [row["id"] for row in members(url) if row["pid"] == pid]
+    return found
+
+
+def cluster(tmp_path: Path, count: int, deployments: str, workers: int = 2) -> list[Path]:
+    """``count`` configs alike (each its own directory and home, as on its own host)."""
+    configs = []
+    for index in range(count):
+        where = tmp_path / f"host{index}"
+        where.mkdir()
+        configs.append(write_config(where, deployments, daemon=DAEMON.format(workers=workers)))
+    return configs
+
+
+def start(configs: list[Path], daemons: list[Any], url: str, **env: str) -> list[Any]:
+    """Start a daemon on each config, the first first (it schedules), all joined."""
+    started = []
+    for config in configs:
+        process = start_daemon(config, config.parent / "home", **env)
+        daemons.append(process)
+        started.append(process)
+        wait_for(
+            lambda process=process: any(row["pid"] == process.pid for row in members(url)),
+            timeout=60,
+            what=f"daemon {process.pid} joined",
+        )
+    return started
+
+
+def every(count: int, flow: str = "tick", interval: str = "1s") -> str:
+    return "".join(
+        f'\n[[deployments]]\nname = "d{i}"\nflow = "flows.py:{flow}"\ninterval = "{interval}"\n'
+        for i in range(count)
+    )
+
+
+def assert_each_fire_once(url: str, names: list[str]) -> int:
+    """Every deployment's fire times, from its first to its last, each once."""
+    rows = query(
+        url,
+        "SELECT deployment_name, scheduled_for FROM flow_runs WHERE deployment_name IS NOT NULL"
+        " AND generation = 1 ORDER BY 1, 2",
+    )
+    times: dict[str, list[Any]] = collections.defaultdict(list)
+    for name, nominal in rows:
+        times[name].append(nominal)
+    for name in names:
+        fires = times[name]
+        assert fires, f"{name} never fired"
+        assert len(fires) == len(set(fires)), f"{name}: a fire time has two rows"
+        gaps = [(a, b) for a, b in itertools.pairwise(fires) if b - a != timedelta(seconds=1)]
+        assert not gaps, f"{name}: fire times missing between {gaps[:3]}"
+    return len(rows)
+
+
+def assert_no_run_started_twice(url: str) -> None:
+    """No run was claimed twice: one Running state each (no retries are configured)."""
+    twice = query(
+        url,
+        "SELECT flow_run_id, count(*) FROM run_states WHERE type = 'RUNNING'"
+        " GROUP BY 1 HAVING count(*) > 1",
+    )
+    assert not twice, f"runs started twice: {twice[:5]}"
+
+
+def stop_all(processes: list[Any]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(timeout=60)
+
+
+def test_three_daemons_share_200_deployments_firing_every_second_and_survive_a_sigkill(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    """The issue's test: 200 deployments every second for 60 s on three daemons: no fire
+    missed or decided twice, and each daemon ran a share; then a member killed with
+    SIGKILL mid-run has its runs settled by the others within the timeout, none twice."""
+    url = store.url
+    names = [f"d{i}" for i in range(200)]
+    # And a few runs that take a while, so that the member killed is killed mid-run.
+    slow = "".join(
+        f'\n[[deployments]]\nname = "slow{i}"\nflow = "flows.py:slow"\ninterval = "1s"\n'
+        "parameters = { seconds = 2.0 }\n"
+        for i in range(6)
+    )
+    configs = cluster(tmp_path, 3, every(200) + slow, workers=4)
+    processes = start(configs, daemons, url)
+    first = member_of(url, processes[0].pid)
+    assert leader(url) == first
+    time.sleep(60)
+
+    shares = dict(
+        query(
+            url,
+            "SELECT daemon_id, count(*) FROM flow_runs WHERE state_name = 'Completed' GROUP BY 1",
+        )
+    )
+    for process in processes:
+        assert shares.get(member_of(url, process.pid), 0) > 0, f"shares: {shares}"
+    assert sum(shares.values()) > 3000, f"shares: {shares}"
+
+    victim = processes[2]
+    victim_id = member_of(url, victim.pid)
+    wait_for(
+        lambda: query(
+            url,
+            "SELECT id FROM flow_runs WHERE daemon_id = :id AND state_type = 'RUNNING'"
+            " AND deployment_name LIKE 'slow%'",
+            id=victim_id,
+        ),
+        timeout=30,
+        what="a slow run going on the member to kill",
+    )
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed = time.monotonic()
+    wait_for(
+        lambda: (
+            not query(
+                url,
+                "SELECT id FROM flow_runs WHERE daemon_id = :id"
+                " AND state_type IN ('RUNNING', 'PENDING', 'SCHEDULED')",
+                id=victim_id,
+            )
+        ),
+        timeout=TIMEOUT + 10,
+        what="the killed member's runs settled",
+    )
+    # Its process is gone and it ran on this host: settled at once, not after the lease.
+    assert time.monotonic() - killed < TIMEOUT + 5
+    crashed = query(
+        url,
+        "SELECT state_message FROM flow_runs WHERE daemon_id = :id AND state_name = 'Crashed'",
+        id=victim_id,
+    )
+    assert crashed
+    assert all(victim_id in message for (message,) in crashed)
+    time.sleep(3)
+    stop_all(processes[:2])
+
+    assert_each_fire_once(url, names)
+    assert_no_run_started_twice(url)
+    assert_nothing_held(url)
+    assert not query(url, "SELECT id FROM flow_runs WHERE state_name = 'Missed'")
+
+
+def assert_nothing_held(url: str) -> None:
+    """Once every member has stopped: nothing Running, and what waits waits released to the
+    next member (or Scheduled for the next scheduler), held by none."""
+    held = query(
+        url,
+        "SELECT state_name, daemon_id, released_at IS NOT NULL FROM flow_runs"
+        " WHERE state_type = 'RUNNING' OR (state_type = 'PENDING' AND released_at IS NULL)",
+    )
+    assert not held, held[:5]
+
+
+def test_a_killed_scheduler_is_replaced_within_seconds_and_fires_go_on(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    url = store.url
+    configs = cluster(tmp_path, 2, every(5) + every_slow())
+    first, second = start(configs, daemons, url)
+    second_id = member_of(url, second.pid)
+    first_id = member_of(url, first.pid)
+    assert leader(url) == first_id
+    wait_for(
+        lambda: query(url, "SELECT id FROM flow_runs WHERE state_type = 'RUNNING'"),
+        what="a run going",
+    )
+    time.sleep(2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    # The scheduler's connection went with its process: the lease is taken at the next
+    # renewal, not after the timeout.
+    wait_for(lambda: leader(url) == second_id, timeout=5, what="the second member leading")
+    time.sleep(4)
+    stop_all([second])
+
+    assert_each_fire_once(url, [f"d{i}" for i in range(5)])
+    assert_no_run_started_twice(url)
+    assert_nothing_held(url)
+    output = second.output_path.read_text()
+    assert "schedules for the cluster now" in output
+
+
+def every_slow(name: str = "slowpoke") -> str:
+    return f'\n[[deployments]]\nname = "{name}"\nflow = "flows.py:slow"\ninterval = "1s"\n'
+
+
+def test_a_stopped_scheduler_hands_over_at_once_and_no_fire_is_lost(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    url = store.url
+    configs = cluster(tmp_path, 2, every(5))
+    first, second = start(configs, daemons, url)
+    second_id = member_of(url, second.pid)
+    time.sleep(3)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    wait_for(lambda: leader(url) == second_id, timeout=3, what="the second member leading")
+    assert [row["id"] for row in members(url)] == [second_id]
+    time.sleep(3)
+    stop_all([second])
+    assert_each_fire_once(url, [f"d{i}" for i in range(5)])
+    assert not query(url, "SELECT id FROM flow_runs WHERE state_name = 'Missed'")
+
+
+def test_a_member_whose_definition_differs_runs_none_of_that_deployments_runs_and_says_so(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    url = store.url
+    configs = cluster(tmp_path, 2, every(3), workers=1)
+    # The second host's copy of d1 differs (a config change rolling across the hosts).
+    changed = (
+        configs[1]
+        .read_text()
+        .replace(
+            'name = "d1"\nflow = "flows.py:tick"',
+            'name = "d1"\nflow = "flows.py:tick"\ntags = ["new"]',
+        )
+    )
+    configs[1].write_text(changed)
+    first, second = start(configs, daemons, url)
+    second_id = member_of(url, second.pid)
+    time.sleep(8)
+    ran = dict(
+        query(
+            url,
+            "SELECT deployment_name, count(*) FROM flow_runs WHERE daemon_id = :id"
+            " AND state_name = 'Completed' GROUP BY 1",
+            id=second_id,
+        )
+    )
+    assert ran, "the second member ran nothing"
+    assert "d1" not in ran
+    warned = [
+        json.loads(line)
+        for line in second.output_path.read_text().splitlines()
+        if line.startswith("{") and "definitions_differ" in line
+    ]
+    assert warned
+    assert warned[0]["deployments"] == ["d1"]
+    status = gnomon(configs[1].parent / "home", "daemon", "status")
+    assert "d1" in status.stdout, status.stdout + status.stderr
+    stop_all([first, second])
+
+
+def test_cancelling_a_run_on_another_member_stops_it_there(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    url = store.url
+    # The scheduler's one worker runs one slow run and holds one more: the third goes to
+    # the second member.
+    slow = every_slow() + every_slow("slowpoke2") + every_slow("slowpoke3")
+    configs = cluster(tmp_path, 2, slow, workers=1)
+    first, second = start(configs, daemons, url)
+    second_id = member_of(url, second.pid)
+    [[run_id]] = wait_for(
+        lambda: query(
+            url,
+            "SELECT id FROM flow_runs WHERE daemon_id = :id AND state_type = 'RUNNING'",
+            id=second_id,
+        ),
+        timeout=30,
+        what="a slow run on the second member",
+    )
+    done = gnomon(configs[0].parent / "home", "runs", "cancel", run_id)
+    assert done.returncode == 0, done.stderr
+    wait_for(
+        lambda: (
+            query(url, "SELECT state_name FROM flow_runs WHERE id = :id", id=run_id)
+            == [("Cancelled",)]
+        ),
+        timeout=10,
+        what="the run cancelled on the second member",
+    )
+    stop_all([first, second])
