@@ -263,12 +263,15 @@ def long_haul() -> None:
 
 
 def test_a_flow_run_ending_abruptly_cancels_its_runs_and_frees_the_workers(store, cluster) -> None:
-    task_run_ids: list[str] = []
+    hauls: list[str] = []
+    waiting: list[str] = []
 
     @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
     def abandon() -> None:
-        task_run_ids.extend(long_haul.submit().task_run_id for _ in range(3))
-        _wait_until(lambda: _count_running(store, task_run_ids) == 2, "both workers run a task")
+        futures = [long_haul.submit() for _ in range(3)]  # two run, one waits for a worker
+        hauls.extend(future.task_run_id for future in futures)
+        waiting.append(square_with_pid.submit(2, wait_for=futures[:1]).task_run_id)
+        _wait_until(lambda: _count_running(store, hauls) == 2, "both workers run a task")
         raise SystemExit("the operator stopped the flow")
 
     with pytest.raises(SystemExit):
@@ -276,10 +279,12 @@ def test_a_flow_run_ending_abruptly_cancels_its_runs_and_frees_the_workers(store
 
     (flow_run,) = store.read_runs()
     assert flow_run.state_name == "Crashed"
-    for task_run_id in task_run_ids:
+    for task_run_id in hauls:
         assert store.read_task_run(task_run_id).state_name == "Cancelled"
         names = _state_names(store, task_run_id)
         assert [name for name in names if name in _FINAL_NAMES] == ["Cancelled"]
+    # The run waiting for a cancelled one ends as any whose upstream did not complete.
+    assert _state_names(store, waiting[0]) == ["Pending", "NotReady"]
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         _wait_until(
             lambda: not any(client.run(_executing).values()),

@@ -13,6 +13,7 @@ it kept dying, the cluster went away) the flow's process records it Crashed.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import contextvars
 import importlib
 import threading
@@ -83,7 +84,9 @@ class DaskTaskRunner(TaskRunner):
         self._own_cluster: Any = None
         self._threads: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._sent = threading.Condition(self._lock)  # notified as each _send ends
         self._closing = False
+        self._sending: set[str] = set()  # runs whose _send has begun and not ended
         self._runs: dict[str, tuple[TaskRunPlan, cf.Future[State]]] = {}
         self._dask_futures: list[distributed.Future] = []
 
@@ -142,6 +145,26 @@ class DaskTaskRunner(TaskRunner):
         return PrefectFuture[Any](plan.task_run_id, outer, lambda: plan.live_state)
 
     def _send(self, plan: TaskRunPlan, outer: cf.Future[State]) -> None:
+        with self._lock:
+            if self._closing:
+                return  # __exit__ settles it
+            self._sending.add(plan.task_run_id)
+        try:
+            future = self._submit(plan, outer)
+        finally:
+            with self._lock:
+                self._sending.discard(plan.task_run_id)
+                self._sent.notify_all()
+        if future is None:
+            return
+        # The callback runs in Dask's thread: it gets a context of its own (the same
+        # context cannot be entered by two threads at once).
+        context = contextvars.copy_context()
+        future.add_done_callback(lambda done: context.run(self._receive, plan, outer, done))
+
+    def _submit(self, plan: TaskRunPlan, outer: cf.Future[State]) -> distributed.Future | None:
+        """Wait for the run's inputs, then hand it to the cluster; None if it is settled
+        here (NotReady, or it could not be sent) or the runner is closing."""
         from gnomon.flows._process_tasks import plan_payload
         from gnomon.states import Running, State
 
@@ -149,10 +172,10 @@ class DaskTaskRunner(TaskRunner):
             payload = plan_payload(plan)
             if isinstance(payload, State):
                 _resolve(plan, outer, payload)
-                return
+                return None
             with self._lock:
                 if self._closing:
-                    return  # __exit__ settles it
+                    return None  # __exit__ settles it
                 plan.set_live_state(Running())
                 future = self.client.submit(
                     run_on_worker,
@@ -164,11 +187,8 @@ class DaskTaskRunner(TaskRunner):
                 self._dask_futures.append(future)
         except Exception as error:
             self._settle_lost(plan, outer, error)
-            return
-        # The callback runs in Dask's thread: it gets a context of its own (the same
-        # context cannot be entered by two threads at once).
-        context = contextvars.copy_context()
-        future.add_done_callback(lambda done: context.run(self._receive, plan, outer, done))
+            return None
+        return future
 
     def _receive(self, plan: TaskRunPlan, outer: cf.Future[State], future: Any) -> None:
         import cloudpickle
@@ -241,21 +261,31 @@ class DaskTaskRunner(TaskRunner):
             self._dask_futures.clear()
 
     def _cancel_unfinished(self) -> None:
-        """Stop sending; cancel what the cluster has not finished and record it Cancelled."""
+        """Stop sending; cancel what the cluster has not finished and record it Cancelled.
+
+        A run still waiting for its inputs records its own end (NotReady, once its upstream
+        is settled here): settling it here as well would give it two."""
         from gnomon.flows._process_tasks import settle_in_store
         from gnomon.states import StateType
 
         with self._lock:
             self._closing = True
             unfinished = [(plan, outer) for plan, outer in self._runs.values() if not outer.done()]
+            sending = set(self._sending)
         if not unfinished:
             return
         if self._client is not None:
             self._client.cancel([f for f in self._dask_futures if not f.done()])
-        _await_workers([plan for plan, _ in unfinished])
+        _await_workers([plan for plan, _ in unfinished if plan.task_run_id not in sending])
         message = "Interrupted: the flow run it belongs to ended"
         for plan, outer in unfinished:
-            _resolve(plan, outer, settle_in_store(plan, StateType.CANCELLED, message))
+            if plan.task_run_id not in sending:
+                _resolve(plan, outer, settle_in_store(plan, StateType.CANCELLED, message))
+        with self._lock:
+            self._sent.wait_for(lambda: not self._sending, timeout=_CANCEL_PATIENCE)
+        for plan, outer in unfinished:
+            if not outer.done():
+                _resolve(plan, outer, settle_in_store(plan, StateType.CANCELLED, message))
 
     def _close_cluster(self) -> None:
         if self._own_cluster is not None:
@@ -307,7 +337,8 @@ _CANCEL_PATIENCE = 5.0
 
 def _resolve(plan: TaskRunPlan, outer: cf.Future[State], state: State) -> None:
     plan.set_live_state(state)
-    if not outer.done():
+    # Settled once: a run the cluster answers for while the runner closes has two callers.
+    with contextlib.suppress(cf.InvalidStateError):
         outer.set_result(state)
 
 
