@@ -359,6 +359,39 @@ def test_a_worker_killed_mid_task_does_not_lose_the_run(store, cluster, tmp_path
     assert "task run started again: the worker running it was lost" in messages
 
 
+@pytest.mark.slow
+def test_a_run_finished_by_a_worker_that_died_before_answering_is_not_run_twice(
+    store, cluster, tmp_path: Path
+) -> None:
+    calls, died = tmp_path / "calls", tmp_path / "died"
+
+    def die_once_finished(task: Any, task_run: Any, state: Any) -> None:
+        """The first worker to finish the run dies before answering."""
+        from gnomon.store import get_store
+
+        if not died.exists():
+            died.touch()
+            get_store().flush()  # its Completed state is in the store
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    @task(persist_result=True, on_completion=[die_once_finished])
+    def weigh(parcel: str) -> str:
+        with calls.open("a") as log:
+            log.write(f"{parcel}\n")
+        return f"{parcel}: 2 kg"
+
+    @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+    def dispatch() -> tuple[str, str]:
+        future = weigh.submit("crate")
+        return future.result(), future.task_run_id
+
+    value, task_run_id = dispatch()
+
+    assert value == "crate: 2 kg"  # read back from its persisted result
+    assert calls.read_text().splitlines() == ["crate"]
+    assert _state_names(store, task_run_id) == ["Pending", "Running", "Completed"]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
