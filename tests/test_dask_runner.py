@@ -406,3 +406,21 @@ def _wait_until(condition: Any, what: str, deadline: float = 60) -> None:
         if time.monotonic() > give_up:
             pytest.fail(f"waited {deadline} s in vain for: {what}")
         time.sleep(0.05)
+
+
+def test_a_worker_that_cannot_see_the_flows_database_creates_none(tmp_path: Path) -> None:
+    """A worker on another host gets the flow's settings, whose SQLite file is not there:
+    it refuses rather than record the run in a new database. (Reaches the private entry
+    point Dask calls: one host cannot hide a file from its own workers.)"""
+    import cloudpickle
+
+    from gnomon._settings import Settings
+    from gnomon.exceptions import StoreFileGone
+    from gnomon.flows._process_tasks import run_payload
+
+    elsewhere = tmp_path / "flow-host-home"
+    payload = cloudpickle.dumps({"settings": Settings(home=elsewhere)})
+
+    with pytest.raises(StoreFileGone, match="does not exist"):
+        run_payload(payload, once=True)
+    assert not elsewhere.exists()

@@ -101,9 +101,13 @@ def run_payload(payload: bytes, once: bool = False) -> bytes:
 
     from gnomon._settings import settings_scope
     from gnomon.flows._logging import configure_logging
+    from gnomon.store import get_store
 
     data = cloudpickle.loads(payload)
     with settings_scope(data["settings"]):
+        # The flow's SQLite file must be here: a worker on another host would otherwise
+        # record the run in a new, empty database of its own.
+        get_store(create=False)
         configure_logging()
         state = _run_plan(data, once)
         try:
