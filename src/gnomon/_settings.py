@@ -12,6 +12,9 @@ it would be the working directory. An empty path in the config file is refused.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +36,14 @@ from gnomon._location import (
 )
 from gnomon.exceptions import ConfigError
 
-__all__ = ["CONFIG_SEARCH_PATH", "Settings", "find_config_file", "get_settings", "reset_settings"]
+__all__ = [
+    "CONFIG_SEARCH_PATH",
+    "Settings",
+    "find_config_file",
+    "get_settings",
+    "reset_settings",
+    "settings_scope",
+]
 
 
 class Settings(BaseSettings):
@@ -148,12 +158,33 @@ class _TopLevelToml(TomlConfigSettingsSource):
         return super()._read_file(file_path)
 
 
-@cache
+_scoped: ContextVar[Settings | None] = ContextVar("gnomon_settings", default=None)
+
+
 def get_settings() -> Settings:
-    """The process's settings, read once. Tests that change the environment call ``reset``.
+    """The settings in force: those of the enclosing ``settings_scope``, else the process's,
+    read once. Tests that change the environment call ``reset``.
 
     Raises ConfigError naming the config file, the setting and the value when one is bad.
     """
+    scoped = _scoped.get()
+    return scoped if scoped is not None else _process_settings()
+
+
+@contextmanager
+def settings_scope(settings: Settings) -> Iterator[None]:
+    """Within the block (in this context only: other threads keep theirs), ``get_settings``
+    returns ``settings``. A Dask worker serves flow runs of any store: each task run it
+    executes uses the store and results directory of the flow run that submitted it."""
+    token = _scoped.set(settings)
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+
+
+@cache
+def _process_settings() -> Settings:
     from pydantic import ValidationError
 
     try:
@@ -172,4 +203,4 @@ def get_settings() -> Settings:
 
 def reset_settings() -> None:
     """Forget the cached settings (after changing ``GNOMON_*`` variables in-process)."""
-    get_settings.cache_clear()
+    _process_settings.cache_clear()

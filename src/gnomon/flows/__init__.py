@@ -78,6 +78,7 @@ if TYPE_CHECKING:
         tags,
         task_run_var,
     )
+    from gnomon.flows._dask import DaskTaskRunner
     from gnomon.flows._dispatch import async_dispatch, in_async_context
     from gnomon.flows._flow import Flow, flow
     from gnomon.flows._flow_engine import (
@@ -174,6 +175,7 @@ __all__ = [
     "CachePolicy",
     "CommitMode",
     "CompoundCachePolicy",
+    "DaskTaskRunner",
     "DoneAndNotDoneFutures",
     "Flow",
     "FlowParameters",
@@ -298,6 +300,7 @@ _WHERE = {
     "CachePolicy": "gnomon.flows._cache",
     "CompoundCachePolicy": "gnomon.flows._cache",
     "DEFAULT": "gnomon.flows._cache",
+    "DaskTaskRunner": "gnomon.flows._dask",
     "DoneAndNotDoneFutures": "gnomon.flows._futures",
     "FLOW_PARAMETERS": "gnomon.flows._cache",
     "FLOW_RUN_LOGGER": "gnomon.flows._logging",

@@ -174,6 +174,9 @@ class RunStore(ArtifactReader, Protocol):
     def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
 
+    def read_task_run(self, id: str) -> TaskRunRow | None:
+        """The task run row ``id``, or None (a run another process ran: a Dask worker's)."""
+
     # Concurrency limits and slots.
 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
