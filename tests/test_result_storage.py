@@ -324,6 +324,33 @@ def test_a_flow_persisting_its_result_writes_it_to_the_url_storage(
     assert stored.value == 42
 
 
+def test_pruning_removes_a_runs_own_and_expired_records_from_a_url_storage(
+    monkeypatch, memory_url
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gnomon.flows import prune_result_files
+    from gnomon.store import ResultFile
+
+    use(monkeypatch, GNOMON_RESULTS_STORAGE=memory_url, GNOMON_RESULTS_KEY=KEY.hex())
+    results = _results.get_result_store()
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    written = now - timedelta(days=100)
+    results.write("own-run-id", 1, written, None)
+    results.write("expired", 2, written, now - timedelta(days=1))
+    results.write("unexpired", 3, written, now + timedelta(days=1))
+    files = [ResultFile(key, key == "own-run-id") for key in ("own-run-id", "expired", "unexpired")]
+
+    removed = prune_result_files(files, written_before=now, now=now, dry_run=False)
+
+    assert removed == 2
+    assert [results.read(key) is None for key in ("own-run-id", "expired", "unexpired")] == [
+        True,
+        True,
+        False,
+    ]
+
+
 # A storage that cannot be used.
 
 
@@ -404,3 +431,17 @@ def test_a_configured_storage_is_checked_and_left_as_it_was(tmp_path, monkeypatc
     assert description is not None
     assert str(shared) in description
     assert os.listdir(shared) == []
+
+
+@pytest.mark.parametrize("shared_key", [False, True])
+def test_a_storage_set_without_a_shared_key_is_warned_about_at_the_check(
+    tmp_path, monkeypatch, capfd, shared_key
+) -> None:
+    use(monkeypatch, GNOMON_RESULTS_STORAGE=str(tmp_path / "shared"))
+    if shared_key:
+        use(monkeypatch, GNOMON_RESULTS_KEY=KEY.hex())
+
+    check_result_storage()
+
+    warned = "signed with this host's own key" in capfd.readouterr().err
+    assert warned is not shared_key

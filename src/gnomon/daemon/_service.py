@@ -207,14 +207,14 @@ class Daemon:
         # Before the store and the log file open, for them and the workers (gnomon._space).
         os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
         settings = get_settings()
-        # A result storage or key it cannot use stops the daemon here, not each run later.
-        check_result_storage()
         daemon = self.config.daemon
         configure_daemon_logging(
             daemon.log_file or _default_log_file(settings.home),
             max_bytes=daemon.log_file_max_bytes,
             keep=daemon.log_file_keep,
         )
+        # A result storage or key it cannot use stops the daemon here, not each run later.
+        check_result_storage()
         self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
         self._lock.acquire(config=self._source_text())
         self._lock.keep(self._lock_lost)

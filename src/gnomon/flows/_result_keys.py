@@ -45,6 +45,7 @@ class SigningKey:
 
     secret: bytes
     source: str
+    own: bool = False  # this host's GNOMON_HOME/results/.key, which no other host has
 
     @property
     def id(self) -> str:
@@ -72,7 +73,7 @@ def signing_key(settings: Settings) -> SigningKey:
         path = Path(credentials) / CREDENTIAL
         return _from_file(path, f"{path} ($CREDENTIALS_DIRECTORY/{CREDENTIAL})")
     path = settings.results_dir / ".key"
-    return SigningKey(_load_or_create(path), f"{path} (this host's own: results.key_file unset)")
+    return SigningKey(_load_or_create(path), f"{path} (this host's own)", own=True)
 
 
 def _from_file(path: Path, where: str) -> SigningKey:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -127,35 +128,35 @@ class FsspecFiles:
 
     def read(self, name: str) -> bytes | None:
         try:
-            data: bytes = self.fs.cat_file(self._path(name))
+            with self._failing("cannot read"):
+                data: bytes = self.fs.cat_file(self._path(name))
         except FileNotFoundError:
             return None
-        except OSError as error:
-            raise self._failed("cannot read", error) from None
         return data
 
     def read_head(self, name: str, size: int) -> bytes | None:
         try:
             data: bytes = self.fs.cat_file(self._path(name), start=0, end=size)
-        except OSError:
+        except Exception:
             return None
         return data
 
     def write(self, name: str, data: bytes) -> None:
-        try:
-            if not self._made:
+        path = self._path(name)
+        with self._failing("cannot write"):
+            try:
+                self.fs.pipe_file(path, data)
+            except FileNotFoundError:  # a file system with directories, and none there yet
                 self.fs.makedirs(self._base, exist_ok=True)
-                self._made = True
-            self.fs.pipe_file(self._path(name), data)
-        except OSError as error:
-            raise self._failed("cannot write", error) from None
+                self.fs.pipe_file(path, data)
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), self._failing("cannot delete"):
             self.fs.rm_file(self._path(name))
 
     def exists(self, name: str) -> bool:
-        return bool(self.fs.exists(self._path(name)))
+        with self._failing("cannot read"):
+            return bool(self.fs.exists(self._path(name)))
 
     def lock_directory(self) -> Path:
         return private_directory(self._local_locks)
@@ -163,8 +164,19 @@ class FsspecFiles:
     def _path(self, name: str) -> str:
         return f"{self._base}/{name}"
 
-    def _failed(self, what: str, error: OSError) -> ResultStorageError:
-        return ResultStorageError(f"{self.description}: {what}: {_reason(error)}")
+    @contextlib.contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """A file system's own errors (OSError, or its client's: botocore's, paramiko's)
+        as a ResultStorageError naming the setting; a missing file stays FileNotFoundError."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            cause = (
+                _reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+            )
+            raise ResultStorageError(f"{self.description}: {what}: {cause}") from None
 
 
 def open_storage(settings: Settings) -> LocalFiles | FsspecFiles:
@@ -181,7 +193,7 @@ def open_storage(settings: Settings) -> LocalFiles | FsspecFiles:
         # The same directory either way; gnomon's file code writes it atomically and
         # privately, where fsspec's local file system writes in place.
         path = value.split("://", 1)[1]
-        return LocalFiles(Path(os.path.abspath(path or "/")), description)
+        return LocalFiles(Path(path or "/").expanduser().absolute(), description)
     return FsspecFiles(value, protocol, description, settings.results_dir / "locks")
 
 
@@ -203,7 +215,10 @@ def _filesystem(url: str, protocol: str, description: str) -> tuple[Any, str]:
         raise ResultStorageError(f"{description}: {error}") from None
 
 
-def _reason(error: OSError) -> str:
+def _reason(error: Exception) -> str:
+    """An error in words: an OSError's reason and file, another's type and message."""
+    if not isinstance(error, OSError):
+        return f"{type(error).__name__}: {error}"
     if error.strerror and error.filename:
         return f"{error.strerror}: {error.filename}"
     return error.strerror or str(error) or type(error).__name__

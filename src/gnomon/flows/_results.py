@@ -250,4 +250,14 @@ def check_result_storage() -> str | None:
             store.delete(probe)
     except ResultStorageError as error:
         raise ConfigError(str(error)) from None
+    signing = store.signing_key()
+    if signing.own and get_settings().results.storage is not None:
+        from gnomon.flows._logging import engine_logger
+
+        engine_logger().warning(
+            "results are signed with this host's own key: other hosts sharing the storage"
+            " cannot use them (set [results] key_file or GNOMON_RESULTS_KEY alike on each)",
+            storage=store.storage.description,
+            key=signing.source,
+        )
     return store.storage.description
