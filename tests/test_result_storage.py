@@ -123,6 +123,7 @@ def test_environment_variables_override_the_results_table(tmp_path, monkeypatch)
         # A "[results]" line inside a deployment's multi-line string is not the table: its
         # cut does not parse, and the whole file says there is none.
         ('[[deployments]]\nname = "a"\nnotes = """\n[results]\nstorage = "/x"\n"""\n', None),
+        ('[[deployments]]\nname = "a"\nnotes = "[results] storage = 1"\n', None),
     ],
 )
 def test_the_results_table_is_found_wherever_the_config_puts_it(
