@@ -446,3 +446,13 @@ def test_a_storage_set_without_a_shared_key_is_warned_about_at_the_check(
 
     warned = "signed with this host's own key" in capfd.readouterr().err
     assert warned is not shared_key
+
+
+def test_a_password_in_a_storage_url_is_not_shown(monkeypatch) -> None:
+    use(monkeypatch, GNOMON_RESULTS_STORAGE="nope://gnomon:hunter2@files.example/results")
+
+    with pytest.raises(ConfigError) as error:
+        check_result_storage()
+
+    assert "'nope://gnomon:***@files.example/results' (results.storage" in str(error.value)
+    assert "hunter2" not in str(error.value)

@@ -185,7 +185,8 @@ def open_storage(settings: Settings) -> LocalFiles | FsspecFiles:
     value = settings.results.storage
     if value is None:
         return LocalFiles(settings.results_dir, f"result storage {settings.results_dir}")
-    description = f"result storage {value!r} (results.storage, GNOMON_RESULTS_STORAGE)"
+    shown = _without_password(value)
+    description = f"result storage {shown!r} (results.storage, GNOMON_RESULTS_STORAGE)"
     protocol = settings.results.storage_protocol
     if protocol is None:
         return LocalFiles(Path(value), description)
@@ -213,6 +214,17 @@ def _filesystem(url: str, protocol: str, description: str) -> tuple[Any, str]:
         raise ResultStorageError(f"{description}: {error}") from None
     except (ValueError, TypeError, OSError) as error:  # a URL its file system cannot use
         raise ResultStorageError(f"{description}: {error}") from None
+
+
+def _without_password(value: str) -> str:
+    """``value`` with a URL's password (``ftp://user:secret@host/...``) shown as ``***``:
+    the description goes into messages and logs."""
+    scheme, separator, rest = value.partition("://")
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if not separator or not at or ":" not in user:
+        return value
+    return f"{scheme}://{user.partition(':')[0]}:***@{host}{slash}{path}"
 
 
 def _reason(error: Exception) -> str:
