@@ -202,11 +202,12 @@ def test_a_key_file_in_hex_base64_or_raw_bytes_signs_alike(tmp_path, monkeypatch
         (None, 0o600, "No such file or directory"),
         (KEY[:16].hex(), 0o600, "too short: 16 bytes, it needs at least 32"),
         ("not a key, just words", 0o600, "neither hex nor base64"),
-        ("", 0o600, "too short: 0 bytes"),
+        ("", 0o600, "holds no key"),
+        (f"{KEY.hex()}\n# the old one:\n{KEY[:31].hex()}\n", 0o600, "line 3, is too short"),
         (KEY.hex(), 0o644, "readable by every user"),
         (KEY.hex(), 0o620, "writable by others"),
     ],
-    ids=["missing", "short", "not-a-key", "empty", "world-readable", "group-writable"],
+    ids=["missing", "short", "not-a-key", "empty", "short-second", "world-readable", "writable"],
 )
 def test_a_bad_key_file_stops_the_run_naming_the_setting_and_the_file(
     tmp_path, monkeypatch, content, mode, expected
@@ -225,6 +226,41 @@ def test_a_bad_key_file_stops_the_run_naming_the_setting_and_the_file(
     assert calls == [], "the task did not run on a key it cannot sign with"
     with pytest.raises(ConfigError, match=r"\(results\.key_file\)"):
         check_result_storage()
+
+
+def test_a_key_rotated_host_by_host_keeps_the_cache_shared_at_every_step(
+    tmp_path, monkeypatch, memory_url
+) -> None:
+    """The rotation the key module gives: the new key below the old, then first, then
+    alone. At each step host A moves first and caches a new input; host B, still at the
+    step before, must find it. Only records signed with the old key alone are lost at
+    the end, made again once."""
+    old, new = KEY.hex(), OTHER_KEY.hex()
+    steps = [f"{old}\n", f"{old}\n{new}\n", f"# new first\n{new}\n{old}\n", f"{new}\n"]
+    pipeline, calls = counting()
+
+    def on(host: str, step: int) -> None:
+        key = write_key(tmp_path / f"{host}-{step}.key", steps[step])
+        use(
+            monkeypatch,
+            GNOMON_HOME=str(tmp_path / host),
+            GNOMON_RESULTS_STORAGE=memory_url,
+            GNOMON_RESULTS_KEY_FILE=str(key),
+        )
+
+    on("a", 0)
+    assert pipeline(0) == "Completed"
+    found_by_b = []
+    for step in range(1, len(steps)):
+        on("a", step)
+        assert pipeline(step) == "Completed"
+        on("b", step - 1)
+        found_by_b.append(pipeline(step))
+
+    assert found_by_b == ["Cached"] * 3
+    on("b", 3)
+    assert [pipeline(0), pipeline(0)] == ["Completed", "Cached"], "signed by the old key only"
+    assert calls == [0, 1, 2, 3, 0]
 
 
 def test_a_bad_key_in_the_environment_is_named_but_never_shown(monkeypatch) -> None:

@@ -10,6 +10,12 @@ A key file holds the key as hex (``openssl rand -hex 32``) or base64 text, or as
 (as gnomon writes its default key); at least 32 bytes of key. A key file that others can
 read or change is refused, as the secrets' key file is: a key in other hands signs pickles
 this host would load.
+
+A text key file may hold several keys, one a line (``#`` comments and blank lines aside;
+``GNOMON_RESULTS_KEY`` separates them by commas): the first signs, every one verifies, so a
+key is replaced across hosts without a cache lost on the way, as the secrets' key is. Add
+the new key below the old on every host, then move it first on every host, then remove
+the old one; each step may roll across the hosts one by one.
 """
 
 from __future__ import annotations
@@ -41,17 +47,29 @@ _MAKE_ONE = "make one with `openssl rand -hex 32`"
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A key and where it came from (for messages)."""
+    """The key records are signed with, the older ones they are still verified with (a
+    rotation's), and where they came from (for messages)."""
 
     secret: bytes
     source: str
     own: bool = False  # this host's GNOMON_HOME/results/.key, which no other host has
+    older: tuple[bytes, ...] = ()
 
     @property
     def id(self) -> str:
-        """A short name for the key, written beside each signature so that a record signed
-        with another key says so. A digest, from which the key cannot be recovered."""
-        return hashlib.sha256(b"gnomon result key id\0" + self.secret).hexdigest()[:12]
+        """A short name for the signing key, written beside each signature so that a
+        record signed with another key says so (``key_id``)."""
+        return key_id(self.secret)
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """Every key a record may be signed with: the signing key, then the older ones."""
+        return (self.secret, *self.older)
+
+
+def key_id(secret: bytes) -> str:
+    """A key's short name: a digest, from which the key cannot be recovered."""
+    return hashlib.sha256(b"gnomon result key id\0" + secret).hexdigest()[:12]
 
 
 def signing_key(settings: Settings) -> SigningKey:
@@ -65,7 +83,8 @@ def signing_key(settings: Settings) -> SigningKey:
         )
     if results.key is not None:
         where = "GNOMON_RESULTS_KEY"
-        return SigningKey(_decode(results.key.get_secret_value().encode(), where), where)
+        text = results.key.get_secret_value().replace(",", "\n").encode()
+        return _keys(_decode(text, where), where)
     if results.key_file is not None:
         return _from_file(results.key_file, f"{results.key_file} (results.key_file)")
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -74,6 +93,10 @@ def signing_key(settings: Settings) -> SigningKey:
         return _from_file(path, f"{path} ($CREDENTIALS_DIRECTORY/{CREDENTIAL})")
     path = settings.results_dir / ".key"
     return SigningKey(_load_or_create(path), f"{path} (this host's own)", own=True)
+
+
+def _keys(secrets: list[bytes], where: str) -> SigningKey:
+    return SigningKey(secrets[0], where, older=tuple(secrets[1:]))
 
 
 def _from_file(path: Path, where: str) -> SigningKey:
@@ -88,15 +111,27 @@ def _from_file(path: Path, where: str) -> SigningKey:
     exposure = key_file_exposure(mode)
     if exposure is not None:
         raise ResultStorageError(f"the results signing key {where} {exposure}")
-    return SigningKey(_decode(data, where), where)
+    return _keys(_decode(data, where), where)
 
 
-def _decode(data: bytes, where: str) -> bytes:
-    """The key in ``data``: hex or base64 if it is text (printable ASCII, line breaks
-    aside), else raw bytes (32 random bytes are printable once in 10^13 draws)."""
-    key = data
-    if _TEXT.fullmatch(data):
-        key = _decode_text("".join(data.decode("ascii").split()), where)
+def _decode(data: bytes, where: str) -> list[bytes]:
+    """The keys in ``data``: hex or base64, one a line, if it is text (printable ASCII),
+    else raw bytes, one key (32 random bytes are printable once in 10^13 draws)."""
+    if not _TEXT.fullmatch(data):
+        return [_long_enough(data, where)]
+    keys = []
+    lines = data.decode("ascii").splitlines()
+    for number, line in enumerate(lines, 1):
+        text = line.partition("#")[0].strip()
+        if text:
+            at = f"{where}, line {number}," if len(lines) > 1 else where
+            keys.append(_long_enough(_decode_text(text, at), at))
+    if not keys:
+        raise ResultStorageError(f"the results signing key {where} holds no key; {_MAKE_ONE}")
+    return keys
+
+
+def _long_enough(key: bytes, where: str) -> bytes:
     if len(key) < KEY_BYTES:
         raise ResultStorageError(
             f"the results signing key {where} is too short: {len(key)} bytes, it needs at"

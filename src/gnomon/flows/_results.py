@@ -86,8 +86,7 @@ class ResultStore:
         signing = self.signing_key()
         signature = data[len(_MAGIC) : len(_MAGIC) + 32]
         body = data[len(_MAGIC) + 32 :]
-        expected = hmac.new(signing.secret, body, hashlib.sha256).digest()
-        if not hmac.compare_digest(signature, expected):
+        if not any(_signs(secret, body, signature) for secret in signing.secrets):
             raise ResultStorageError(f"{where}: {_mismatch(body, signing)}")
         header, _, payload = body.partition(b"\n")
         meta = json.loads(header)
@@ -147,15 +146,24 @@ class ResultStore:
         return self._signing_key
 
 
+def _signs(secret: bytes, body: bytes, signature: bytes) -> bool:
+    expected = hmac.new(secret, body, hashlib.sha256).digest()
+    return hmac.compare_digest(signature, expected)
+
+
 def _mismatch(body: bytes, signing: SigningKey) -> str:
     """Why a signature did not verify: another key signed it (the header names which),
     or the file was changed after it was signed."""
+    from gnomon.flows._result_keys import key_id
+
     header = _header(_MAGIC + b"\0" * 32 + body)
     signer = header.get("signer") if header else None
-    if isinstance(signer, str) and signer != signing.id:
+    ids = [key_id(secret) for secret in signing.secrets]
+    if isinstance(signer, str) and signer not in ids:
+        mine = f"id {ids[0]}" if len(ids) == 1 else f"ids {', '.join(ids)}"
         return (
-            f"signed with another key (id {signer}) than this process's (id {signing.id},"
-            f" from {signing.source}); refusing to unpickle it. Hosts that share a result"
+            f"signed with another key (id {signer}) than this process's ({mine}, from"
+            f" {signing.source}); refusing to unpickle it. Hosts that share a result"
             " storage need the same key: set [results] key_file or GNOMON_RESULTS_KEY alike"
             " on each"
         )
