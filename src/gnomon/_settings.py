@@ -2,7 +2,7 @@
 
 The config file is the same one the daemon reads (``[daemon]``, ``[[deployments]]``); the
 engine only looks at its top-level keys and its ``[results]`` table, and ignores the rest
-(the daemon's loader checks them all). It is found at ``GNOMON_CONFIG``,
+(the daemon's loader reads that). It is found at ``GNOMON_CONFIG``,
 else ``./gnomon.toml``, ``~/.config/gnomon/config.toml``, ``/etc/gnomon/config.toml``.
 
 An empty ``GNOMON_*`` variable (``GNOMON_SECRETS_KEY_FILE=``, as a shell or a unit file
@@ -59,7 +59,8 @@ class ResultsSettings(BaseModel):
     key_file: Path | None = Field(
         default=None,
         description=(
-            "The file holding the signing key (hex or base64, at least 32 bytes); default:"
+            "The file holding the signing key (hex or base64, at least 32 bytes; several,"
+            " one a line, while a key is replaced: the first signs); default:"
             " GNOMON_RESULTS_KEY, else HOME/results/.key, made on first use."
         ),
     )
