@@ -174,6 +174,22 @@ def test_a_bad_results_setting_is_refused_naming_it(tmp_path, monkeypatch, table
     assert named in str(error.value)
 
 
+def test_results_given_whole_in_the_environment_are_refused_saying_how(monkeypatch) -> None:
+    use(monkeypatch, GNOMON_RESULTS="/srv/results")
+
+    with pytest.raises(ConfigError, match="GNOMON_RESULTS_STORAGE"):
+        get_settings()
+
+
+def test_a_key_of_the_wrong_type_is_refused_without_showing_it(monkeypatch) -> None:
+    use(monkeypatch, GNOMON_RESULTS=f'{{"key": ["{KEY.hex()}"], "storage": "/srv/r"}}')
+
+    with pytest.raises(ConfigError, match=r"results\.key = '\*\*\*'") as error:
+        get_settings()
+
+    assert KEY.hex() not in str(error.value)
+
+
 # The signing key.
 
 

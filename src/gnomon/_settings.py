@@ -227,6 +227,7 @@ def get_settings() -> Settings:
     Raises ConfigError naming the config file, the setting and the value when one is bad.
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         return Settings()
@@ -236,10 +237,25 @@ def get_settings() -> Settings:
         source = find_config_file()
         where = f"{source} or GNOMON_* environment" if source else "GNOMON_* environment"
         problems = "; ".join(
-            f"{'.'.join(map(str, detail['loc']))} = {detail['input']!r}: {detail['msg']}"
+            f"{'.'.join(map(str, detail['loc']))} = {_shown(detail)!r}: {detail['msg']}"
             for detail in error.errors()
         )
         raise ConfigError(f"invalid settings in {where}: {problems}") from None
+    except SettingsError as error:  # GNOMON_RESULTS set, not as the JSON of a table
+        raise ConfigError(
+            f"invalid settings in GNOMON_* environment: {error}; set the [results] table's"
+            " keys one by one (GNOMON_RESULTS_STORAGE, GNOMON_RESULTS_KEY_FILE, ...)"
+        ) from None
+
+
+def _shown(detail: Any) -> Any:
+    """A bad setting's value as a message may show it: a results key never."""
+    value = detail["input"]
+    if tuple(detail["loc"]) == ("results", "key"):
+        return "***"
+    if detail["loc"][:1] == ("results",) and isinstance(value, dict) and "key" in value:
+        return {**value, "key": "***"}
+    return value
 
 
 def reset_settings() -> None:
