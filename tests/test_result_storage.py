@@ -508,3 +508,27 @@ def test_a_password_in_a_storage_url_is_not_shown(monkeypatch) -> None:
 
     assert "'nope://gnomon:***@files.example/results' (results.storage" in str(error.value)
     assert "hunter2" not in str(error.value)
+
+
+def test_pruning_on_a_storage_it_cannot_use_ends_in_one_line_naming_it(gnomon_home, store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from test_cli_daemon import gnomon
+    from test_prune import ended_run
+
+    long_ago = datetime.now(UTC) - timedelta(days=100)
+    kept = ended_run(store, long_ago, long_ago)
+
+    result = gnomon(
+        gnomon_home,
+        "db",
+        "prune",
+        "--older-than",
+        "90d",
+        GNOMON_RESULTS_STORAGE="nope://bucket/results",
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: result storage 'nope://bucket/results'")
+    assert "Traceback" not in result.stderr
+    assert [run.id for run in store.read_runs()] == [kept], "nothing pruned without its files"
