@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 _MAGIC = b"GNOMON-RESULT-1\n"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-_HEADER_MAX = 65536  # a header holds the key (of any length) and two times
+_HEADER_MAX = 65536  # a header holds the key (of any length), two times and the signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,8 @@ def prune_result_files(
 
 
 def result_ref(key: str) -> dict[str, str]:
-    """What a run's row keeps to find its result: the key, in gnomon's local store."""
+    """What a run's row keeps to find its result: the key, in gnomon's result storage
+    (named "local" as before the storage could be elsewhere: the configured one)."""
     return {"storage": "local", "key": key}
 
 
