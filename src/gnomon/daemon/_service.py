@@ -196,7 +196,7 @@ class Daemon:
         from gnomon.daemon._report import StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
-        from gnomon.flows import configure_daemon_logging, in_background
+        from gnomon.flows import check_result_storage, configure_daemon_logging, in_background
         from gnomon.store import EXTERNAL_CHECKPOINTS_ENV, get_store
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
@@ -210,19 +210,20 @@ class Daemon:
         # Before the store and the log file open, for them and the workers (gnomon._space).
         os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
         settings = get_settings()
-        daemon_config = self.config.daemon
+        daemon = self.config.daemon
         configure_daemon_logging(
-            daemon_config.log_file or _default_log_file(settings.home),
-            max_bytes=daemon_config.log_file_max_bytes,
-            keep=daemon_config.log_file_keep,
+            daemon.log_file or _default_log_file(settings.home),
+            max_bytes=daemon.log_file_max_bytes,
+            keep=daemon.log_file_keep,
         )
+        # A result storage or key it cannot use stops the daemon here, not each run later.
+        check_result_storage()
         self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
         self._lock.acquire(config=self._source_text())
         self._lock.keep(self._lock_lost)
         self.store = get_store()
         self._store_log = in_background(StoreLogHandler(self.store))
         log.addHandler(self._store_log)
-        daemon = self.config.daemon
         self._measure_health(settings.home)
         # A served daemon has no file to read: it refuses reloads (see _served).
         self.loader = ConfigLoader(

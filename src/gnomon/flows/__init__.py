@@ -132,7 +132,7 @@ if TYPE_CHECKING:
         state_row,
         stored_text,
     )
-    from gnomon.flows._results import prune_result_files
+    from gnomon.flows._results import check_result_storage, prune_result_files
     from gnomon.flows._run_input import RunInput, input_problems
     from gnomon.flows._runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
     from gnomon.flows._secret import Secret, check_secret_name, check_secret_value
@@ -217,6 +217,7 @@ __all__ = [
     "aupdate_progress_artifact",
     "cap_run_logs",
     "check_artifact_key",
+    "check_result_storage",
     "check_secret_name",
     "check_secret_value",
     "check_tags",
@@ -384,6 +385,7 @@ _WHERE = {
     "parameter_problems": "gnomon.flows._check",
     "pause_flow_run": "gnomon.flows._pauses",
     "prune_result_files": "gnomon.flows._results",
+    "check_result_storage": "gnomon.flows._results",
     "quote": "gnomon.flows._annotations",
     "rate_limit": "gnomon.flows._concurrency",
     "read_concurrency_limits": "gnomon.flows._concurrency",
