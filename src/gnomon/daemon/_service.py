@@ -42,6 +42,7 @@ from gnomon.store import RunCause
 if TYPE_CHECKING:
     from gnomon.daemon._deadlines import DeadlineWatch
     from gnomon.daemon._health import Health, HealthMonitor
+    from gnomon.daemon._listen import Listener
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._reload import ConfigLoader, Loaded
@@ -134,6 +135,7 @@ class Daemon:
         # What the loop last saw, for the pruner's thread (``_quiet``).
         self._next_due: datetime | None = None
         self._backlogged = False
+        self.listener: Listener | None = None  # what other hosts change (``_listen``)
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -330,9 +332,14 @@ class Daemon:
         self.monitor.start()
 
     def _start_housekeeping(self) -> None:
-        """The threads that keep the store in shape: WAL checkpoints, the pruner."""
+        """The threads beside the loop: those that keep the store in shape (WAL
+        checkpoints, the pruner), and on PostgreSQL the one that hears other hosts'
+        changes (``_listen``)."""
+        from gnomon.daemon._listen import listen_for_changes
+
         self._start_checkpointer()
         self._start_pruner()
+        self.listener = listen_for_changes(self.store.url, self.nudge)
 
     def _start_checkpointer(self) -> None:
         from gnomon.daemon._checkpoint import Checkpointer
@@ -682,6 +689,7 @@ class Daemon:
                 service.stop()
             except Exception:
                 log.exception("stopping a service after a failed start")
+        self._stop_listening()
         checkpointer = getattr(self, "checkpointer", None)
         if checkpointer is not None:
             checkpointer.stop()
@@ -689,6 +697,10 @@ class Daemon:
         if pruner is not None:
             pruner.stop()
         self.pool.stop(0)
+
+    def _stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
 
     def abandon(self) -> None:
         """Undo a start that failed before the pool started: let the store's lock go."""
@@ -704,6 +716,7 @@ class Daemon:
         hold_background(False)
         for service in self.services:
             service.stop()
+        self._stop_listening()
         pruner = getattr(self, "pruner", None)
         if pruner is not None:
             pruner.stop()  # at its next transaction's end
