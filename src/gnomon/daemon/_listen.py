@@ -22,9 +22,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from sqlalchemy import Connection, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
 from gnomon.store import NOTIFY_CHANNEL, SERVER_CONNECTION, Nudge
@@ -73,9 +73,7 @@ class Listener:
         try:
             while not self._stopped.is_set():
                 try:
-                    connection = engine.connect()
-                    try:
-                        connection.exec_driver_sql(f"LISTEN {NOTIFY_CHANNEL}")
+                    with _listening(engine) as connection:
                         if lost:
                             log.info(
                                 "hearing changes made on other hosts at once again",
@@ -83,11 +81,6 @@ class Listener:
                             )
                         lost, attempts = False, 0
                         self._hear(connection)
-                    finally:
-                        # A session the server ended fails to close too: the error that
-                        # ended it is the one to tell.
-                        with contextlib.suppress(SQLAlchemyError, psycopg.Error, OSError):
-                            connection.close()
                 except (SQLAlchemyError, psycopg.Error, OSError) as error:
                     if not lost:
                         log.warning(
@@ -113,6 +106,20 @@ class Listener:
         while not self._stopped.is_set():
             for notification in driver.notifies(timeout=LISTEN_WAIT):
                 self._nudge(notification.payload)
+
+
+@contextlib.contextmanager
+def _listening(engine: Engine) -> Iterator[Connection]:
+    """A new session of ``engine`` that LISTENs on ``NOTIFY_CHANNEL``, closed after."""
+    connection = engine.connect()
+    try:
+        connection.exec_driver_sql(f"LISTEN {NOTIFY_CHANNEL}")
+        yield connection
+    finally:
+        # A session the server ended fails to close too: the error that ended it is the
+        # one to tell, not this one.
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def listen_for_changes(url: str, nudge: Callable[[str], None]) -> Listener | None:

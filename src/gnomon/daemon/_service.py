@@ -158,7 +158,8 @@ class Daemon:
         self.wakeup.wake()
 
     def nudge(self, kind: str) -> None:
-        """What the API calls after a change: "reload" re-reads the config, else poll."""
+        """What the API and the listener (``_listen``) call after a change: "reload"
+        re-reads the config, else poll."""
         if kind == "reload":
             self.request_reload()
         else:
