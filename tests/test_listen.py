@@ -5,15 +5,18 @@ The store tests listen on a connection of their own and check what each control 
 notifies. The daemon tests start a real daemon whose timed poll is put off by an hour (a
 hook in its ``sitecustomize``: the daemon carries no test seam) and make changes from a
 state directory of their own, where no lock file leads to the daemon, so no signal reaches
-it: only a notification can explain that it acts on them.
+it: only a notification can explain that it acts on them. The last tests run the
+listener alone: its session ends with it, and an unreachable server is logged once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,27 +52,29 @@ def libpq_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def listening(url: str) -> Iterator[Callable[[Callable[[], Any]], list[str]]]:
-    """A LISTEN on the daemons' channel; yields ``heard(change)``: the payloads that
-    ``change`` notified, in order. A mark is notified after it, and the notifications of
-    transactions come in the order they committed, so the mark ends the change's."""
+def listening(url: str) -> Iterator[Callable[[], AbstractContextManager[list[str]]]]:
+    """A LISTEN on the daemons' channel; yields ``told``: ``with told() as payloads:``
+    fills ``payloads`` with what the block notified, in order. A mark is notified after
+    the block, and the notifications of transactions arrive in the order they committed,
+    so the mark ends the block's."""
     with (
         psycopg.connect(libpq_url(url), autocommit=True) as listener,
         psycopg.connect(libpq_url(url), autocommit=True) as marker,
     ):
         listener.execute("LISTEN gnomon")
 
-        def heard(change: Callable[[], Any]) -> list[str]:
-            change()
+        @contextlib.contextmanager
+        def told() -> Iterator[list[str]]:
+            payloads: list[str] = []
+            yield payloads
             marker.execute("SELECT pg_notify('gnomon', %s)", [MARK])
-            payloads = []
             for notification in listener.notifies(timeout=10):
                 if notification.payload == MARK:
-                    return payloads
+                    return
                 payloads.append(notification.payload)
             raise AssertionError(f"the mark never came; heard {payloads}")
 
-        yield heard
+        yield told
 
 
 DEPLOYMENTS = """
@@ -81,64 +86,105 @@ tags = ["nightly"]
 """
 
 
-def test_every_change_daemons_act_on_notifies_them_in_its_transaction(
+def test_every_change_to_deployments_notifies_the_daemons_in_its_transaction(
     store: Any, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, DEPLOYMENTS)
     ops = Operations(store, OPERATOR)  # no signal: ``nudge`` does nothing
-    with listening(store.url) as heard:
-        assert heard(lambda: ops.apply(config)) == ["reload"]  # daemons reload their files
-        assert heard(lambda: ops.pause(["d0"], "INC-1")) == ["poll"]
-        assert heard(lambda: ops.pause(["d0"], "again")) == []  # changed nothing
-        assert heard(lambda: ops.resume(["d0"])) == ["poll"]
+    with listening(store.url) as told:
+        with told() as apply:
+            ops.apply(config)
+        with told() as pause:
+            ops.pause(["d0"], "INC-1")
+        with told() as pause_again:
+            ops.pause(["d0"], "again")
+        with told() as resume:
+            ops.resume(["d0"])
+        assert (apply, pause, pause_again, resume) == (["reload"], ["poll"], [], ["poll"])
+
         fast = open_fast(store.url)  # the command line's path, on the bare driver
         assert fast is not None
         try:
-            assert heard(lambda: FastOperations(fast, OPERATOR).pause(["d0"])) == ["poll"]
-            assert heard(lambda: FastOperations(fast, OPERATOR).resume(["d0"])) == ["poll"]
+            with told() as fast_pause:
+                FastOperations(fast, OPERATOR).pause(["d0"])
+            with told() as fast_resume:
+                FastOperations(fast, OPERATOR).resume(["d0"])
         finally:
             fast.close()
+        assert (fast_pause, fast_resume) == (["poll"], ["poll"])
 
-        runs: list[Any] = []
-        assert heard(lambda: runs.append(ops.trigger("d0"))) == ["poll"]
-        run = runs[0]
-        assert heard(lambda: ops.cancel(run["id"], "not now")) == ["poll"]
-        assert heard(lambda: ops.retry(run["id"])) == ["poll"]
 
-        assert heard(lambda: ops.set_limit("nightly", 2)) == ["poll"]
-        assert heard(lambda: ops.remove_limit("nightly")) == ["poll"]
+def test_every_change_to_runs_windows_backfills_and_limits_notifies_the_daemons(
+    store: Any, tmp_path: Path
+) -> None:
+    ops = Operations(store, OPERATOR)  # no signal: ``nudge`` does nothing
+    ops.apply(write_config(tmp_path, DEPLOYMENTS))
+    with listening(store.url) as told:
+        with told() as trigger:
+            run = ops.trigger("d0")
+        with told() as cancel:
+            ops.cancel(run["id"], "not now")
+        with told() as retry:
+            ops.retry(run["id"])
+        assert (trigger, cancel, retry) == (["poll"], ["poll"], ["poll"])
+
+        with told() as limit:
+            ops.set_limit("nightly", 2)
+        with told() as no_limit:
+            ops.remove_limit("nightly")
+        assert (limit, no_limit) == (["poll"], ["poll"])
 
         now = datetime.now(UTC)
-        windows: list[Any] = []
-        window = lambda: windows.append(add_window(ops, now, now + timedelta(hours=1)))  # noqa: E731
-        assert heard(window) == ["poll"]
-        assert heard(lambda: remove_window(ops, windows[0].id)) == ["poll"]
+        with told() as window:
+            added = add_window(ops, now, now + timedelta(hours=1))
+        with told() as no_window:
+            remove_window(ops, added.id)
+        assert (window, no_window) == (["poll"], ["poll"])
 
         backfills = BackfillOperations(ops)
         plan = backfills.plan("d0", (now - timedelta(hours=3)).isoformat(), now.isoformat(), now)
-        started: list[Any] = []
-        assert heard(lambda: started.append(backfills.start(plan))) == ["poll"]
-        assert set(heard(lambda: backfills.cancel(started[0].id))) == {"poll"}
+        with told() as backfill:
+            started = backfills.start(plan)
+        with told() as no_backfill:
+            backfills.cancel(started.id)  # and each of its runs: a poll each
+        assert backfill == ["poll"]
+        assert set(no_backfill) == {"poll"}
 
-        def ask_for_a_reload() -> None:
-            with pytest.raises(ReloadNotAnswered):  # no daemon runs to answer it
-                ops.reload(None, timeout=0)
+        with told():  # (its trigger's notification, not the resume's)
+            suspended = ops.trigger("d0")["id"]
+        assert store.claim_flow_run(suspended, worker_pid=4242) is not None
+        store.open_pause(
+            suspended,
+            "1",
+            suspend=True,  # its worker lets it go: the daemon runs it again once resumed
+            timeout_at=None,
+            input_schema=None,
+            description=None,
+            message="suspended",
+        )
+        with told() as resume_run:
+            ops.resume_run(suspended)
+        assert resume_run == ["poll"]
 
-        assert heard(ask_for_a_reload) == ["reload"]
+        with told() as reload, pytest.raises(ReloadNotAnswered):  # no daemon to answer
+            ops.reload(None, timeout=0)
+        assert reload == ["reload"]
 
 
 def test_an_operation_that_changes_nothing_notifies_no_daemon(store: Any, tmp_path: Path) -> None:
     ops = Operations(store, OPERATOR)
     ops.apply(write_config(tmp_path, DEPLOYMENTS))
     run = ops.trigger("d0")
-    with listening(store.url) as heard:
-        assert heard(lambda: ops.resume(["d0"])) == []  # not paused
-        with pytest.raises(Conflict):
-            heard(lambda: ops.retry(run["id"]))  # it has not finished
-        assert heard(lambda: ops.cancel(run["id"])) == ["poll"]
-        with pytest.raises(Conflict):
-            heard(lambda: ops.cancel(run["id"]))  # it has finished
-        assert heard(lambda: None) == []  # neither notified
+    with listening(store.url) as told:
+        with told() as resume:
+            ops.resume(["d0"])  # not paused
+        with told() as retry, pytest.raises(Conflict):
+            ops.retry(run["id"])  # it has not finished
+        with told() as cancel:
+            ops.cancel(run["id"])
+        with told() as cancel_again, pytest.raises(Conflict):
+            ops.cancel(run["id"])  # it has finished
+    assert (resume, retry, cancel, cancel_again) == ([], [], ["poll"], [])
 
 
 # A real daemon, its timed poll an hour away.
@@ -256,3 +302,49 @@ def test_the_listener_listens_again_after_the_server_ends_its_session(
     [lost] = [line for line in lines if line.get("event_kind") == "listener_lost"]
     assert lost["level"] == "warning"
     assert "connection" in lost["event"]  # why, in libpq's or psycopg's words
+
+
+# The listener alone, in this process: a private module (``gnomon.daemon._listen``), reached
+# because what is checked here (its session's end, its retries) happens under the daemon
+# too, where no log line or store row shows it as directly.
+
+
+def test_a_stopped_listener_ends_its_session_and_its_thread(store: Any) -> None:
+    from gnomon.daemon._listen import listen_for_changes
+
+    nudges: list[str] = []
+    listener = listen_for_changes(store.url, nudges.append)
+    assert listener is not None
+    wait_for(lambda: listener_sessions(store.url), what="the listener's session")
+    wait_for(lambda: nudges == ["poll"], what="the poll a new session starts with")
+    with psycopg.connect(libpq_url(store.url), autocommit=True) as connection:
+        connection.execute("SELECT pg_notify('gnomon', 'reload')")
+    wait_for(lambda: nudges == ["poll", "reload"], what="the notification handed on")
+
+    listener.stop()
+
+    assert not listener._thread.is_alive()
+    wait_for(lambda: not listener_sessions(store.url), what="the session to end")
+
+
+def retries(caplog: pytest.LogCaptureFixture) -> int:
+    """The listener's attempts after its first failed (each logged at DEBUG only)."""
+    return sum(getattr(record, "event_kind", None) == "listener_retry" for record in caplog.records)
+
+
+def test_a_listener_that_cannot_reach_the_server_says_so_once_and_keeps_trying(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gnomon.daemon._listen import Listener
+
+    # A port nothing listens on: each attempt is refused at once.
+    unreachable = make_url(store.url).set(port=1).render_as_string(hide_password=False)
+    listener = Listener(unreachable, lambda _kind: None)
+    with caplog.at_level(logging.DEBUG, logger="gnomon.daemon"):
+        listener.start()
+        wait_for(lambda: retries(caplog) >= 2, timeout=15, what="three attempts")
+        listener.stop()
+    assert not listener._thread.is_alive()
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1, [record.getMessage() for record in warnings]
+    assert "not hearing changes made on other hosts" in warnings[0].getMessage()

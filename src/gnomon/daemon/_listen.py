@@ -90,6 +90,12 @@ class Listener:
                             extra={"event_kind": "listener_lost"},
                         )
                         lost = True
+                    else:
+                        log.debug(
+                            "still not listening: %s",
+                            _first_line(error),
+                            extra={"event_kind": "listener_retry"},
+                        )
                     self._stopped.wait(min(MAX_RETRY, FIRST_RETRY * 2**attempts))
                     attempts = min(attempts + 1, 10)  # the wait is MAX_RETRY long by then
         finally:
