@@ -42,6 +42,7 @@ from gnomon.store import RunCause
 if TYPE_CHECKING:
     from gnomon.daemon._deadlines import DeadlineWatch
     from gnomon.daemon._health import Health, HealthMonitor
+    from gnomon.daemon._listen import Listener
     from gnomon.daemon._members import ClusterRole
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
@@ -138,6 +139,7 @@ class Daemon:
         # What the loop last saw, for the pruner's thread (``_quiet``).
         self._next_due: datetime | None = None
         self._backlogged = False
+        self.listener: Listener | None = None  # what other hosts change (``_listen``)
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -160,7 +162,8 @@ class Daemon:
         self.wakeup.wake()
 
     def nudge(self, kind: str) -> None:
-        """What the API calls after a change: "reload" re-reads the config, else poll."""
+        """What the API and the listener (``_listen``) call after a change: "reload"
+        re-reads the config, else poll."""
         if kind == "reload":
             self.request_reload()
         else:
@@ -191,13 +194,11 @@ class Daemon:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
         from gnomon._space import FLOOR_ENV
-        from gnomon.daemon._lock import DaemonLock
         from gnomon.daemon._reload import ConfigLoader
-        from gnomon.daemon._report import StoreLogHandler
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
-        from gnomon.flows import check_result_storage, configure_daemon_logging, in_background
-        from gnomon.store import EXTERNAL_CHECKPOINTS_ENV, get_store
+        from gnomon.flows import check_result_storage, configure_daemon_logging
+        from gnomon.store import EXTERNAL_CHECKPOINTS_ENV
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
@@ -218,12 +219,7 @@ class Daemon:
         )
         # A result storage or key it cannot use stops the daemon here, not each run later.
         check_result_storage()
-        self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
-        self._lock.acquire(config=self._source_text())
-        self._lock.keep(self._lock_lost)
-        self.store = get_store()
-        self._store_log = in_background(StoreLogHandler(self.store))
-        log.addHandler(self._store_log)
+        self._open_store(settings.home, settings.effective_database_url)
         self._measure_health(settings.home)
         # A served daemon has no file to read: it refuses reloads (see _served).
         self.loader = ConfigLoader(
@@ -248,6 +244,7 @@ class Daemon:
             self.pool.wait_warm()
             if leading:
                 self._start_scheduling()
+            self._start_listening()
         except BaseException:
             self._undo_start()
             raise
@@ -259,6 +256,20 @@ class Daemon:
             "" if self.cluster is None else f", {self.cluster.role()}",
             extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
         )
+
+    def _open_store(self, home: Path, url: str) -> None:
+        """Take the store's daemon lock (``_lock``), open the store, and log into it."""
+        from gnomon.daemon._lock import DaemonLock
+        from gnomon.daemon._report import StoreLogHandler
+        from gnomon.flows import in_background
+        from gnomon.store import get_store
+
+        self._lock = DaemonLock.for_store(home, url)
+        self._lock.acquire(config=self._source_text())
+        self._lock.keep(self._lock_lost)
+        self.store = get_store()
+        self._store_log = in_background(StoreLogHandler(self.store))
+        log.addHandler(self._store_log)
 
     def _start_pool(self) -> None:
         """The worker pool, launched: its template imports the flows while the daemon
@@ -383,6 +394,13 @@ class Daemon:
         """The threads that keep the store in shape: WAL checkpoints, the pruner."""
         self._start_checkpointer()
         self._start_pruner()
+
+    def _start_listening(self) -> None:
+        """On PostgreSQL, the thread that hears other hosts' changes (``_listen``): every
+        member's, a standby's too (a reload reaches it so)."""
+        from gnomon.daemon._listen import listen_for_changes
+
+        self.listener = listen_for_changes(self.store.url, self.nudge)
 
     def _start_checkpointer(self) -> None:
         from gnomon.daemon._checkpoint import Checkpointer
@@ -761,6 +779,7 @@ class Daemon:
                 service.stop()
             except Exception:
                 log.exception("stopping a service after a failed start")
+        self._stop_listening()
         checkpointer = getattr(self, "checkpointer", None)
         if checkpointer is not None:
             checkpointer.stop()
@@ -770,6 +789,10 @@ class Daemon:
         self.pool.stop(0)
         if self.cluster is not None:
             self.cluster.membership.stop()
+
+    def _stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
 
     def abandon(self) -> None:
         """Undo a start that failed before the pool started: let the store's lock go."""
@@ -785,6 +808,7 @@ class Daemon:
         hold_background(False)
         for service in self.services:
             service.stop()
+        self._stop_listening()
         pruner = getattr(self, "pruner", None)
         if pruner is not None:
             pruner.stop()  # at its next transaction's end

@@ -38,12 +38,14 @@ if TYPE_CHECKING:
     from gnomon.store._fast import FastStore, open_fast
     from gnomon.store._faults import read_only_file_system, store_fault, store_name
     from gnomon.store._kinds import (
+        NOTIFY_CHANNEL,
         REQUESTED_CAUSES,
         SCHEDULED_CAUSES,
         AuditAction,
         BackfillStatus,
         BreachKind,
         MaintenanceSource,
+        Nudge,
         Origin,
         ReloadStatus,
         Reprocess,
@@ -104,6 +106,8 @@ _LAZY = {
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
+    "Nudge": "gnomon.store._kinds",
+    "NOTIFY_CHANNEL": "gnomon.store._kinds",
     "RUN_BIN_SPANS": "gnomon.store._schema",
     "PruneCounts": "gnomon.store._prune",
     "PruneStore": "gnomon.store.abc",
@@ -151,6 +155,7 @@ _LAZY = {
 __all__ = [
     "EXTERNAL_CHECKPOINTS_ENV",
     "HEAD_REVISION",
+    "NOTIFY_CHANNEL",
     "REQUESTED_CAUSES",
     "RUN_BIN_SPANS",
     "SCHEDULED_CAUSES",
@@ -169,6 +174,7 @@ __all__ = [
     "FastStore",
     "LogQuery",
     "MaintenanceSource",
+    "Nudge",
     "Origin",
     "PruneCounts",
     "PruneStore",

@@ -2026,6 +2026,21 @@ POSTGRESQL: dict[str, Compiled] = {
         generated={},
         assignments={},
     ),
+    "notify": Compiled(
+        variants={
+            (): Statement(
+                sql="SELECT pg_notify(%s::VARCHAR, %s::VARCHAR) AS pg_notify_1",
+                parameters=("channel", "kind"),
+            )
+        },
+        columns=(("pg_notify", None),),
+        encode={},
+        expanding={},
+        constants={},
+        defaults={},
+        generated={},
+        assignments={},
+    ),
     "paused_among": Compiled(
         variants={
             (): Statement(
