@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from test_api import Api, api  # noqa: F401 (the fixture)
 from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
+from test_dashboard import browser, log_in, page  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.backends, pytest.mark.postgresql_only, pytest.mark.slow]
 
@@ -334,4 +337,36 @@ def test_cancelling_a_run_on_another_member_stops_it_there(
         timeout=10,
         what="the run cancelled on the second member",
     )
+    stop_all([first, second])
+
+
+def test_the_api_and_the_dashboard_list_the_daemons_and_what_one_disagrees_on(
+    tmp_path: Path,
+    api: Api,  # noqa: F811
+    page: Any,  # noqa: F811
+    daemons: list[Any],
+) -> None:
+    url = api.store.url
+    configs = cluster(tmp_path, 2, every(2), workers=1)
+    second_config = configs[1].read_text()
+    configs[1].write_text(second_config.replace('"1s"', '"1s"\ntags = ["new"]', 1))
+    first, second = start(configs, daemons, url)
+    with api.admin as client:
+        listed = wait_for(
+            lambda: [row for row in client.get("/api/v1/daemons").json() if row["differing"]],
+            what="the second member's difference listed",
+        )
+        everyone = client.get("/api/v1/daemons").json()
+    assert [row["pid"] for row in everyone] == [first.pid, second.pid]
+    assert [row["scheduler"] for row in everyone] == [True, False]
+    assert listed[0]["pid"] == second.pid
+    assert listed[0]["differing"] == ["d0"]
+    assert all(row["version"] for row in everyone)
+    assert all(row["heartbeat_age"] < TIMEOUT for row in everyone)
+
+    log_in(page, api, api.token, "/")
+    table = page.locator("table.members")
+    expect(table).to_contain_text("scheduler")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(table).to_contain_text("d0")
     stop_all([first, second])
