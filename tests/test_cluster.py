@@ -370,3 +370,68 @@ def test_the_api_and_the_dashboard_list_the_daemons_and_what_one_disagrees_on(
     expect(table.locator("tbody tr")).to_have_count(2)
     expect(table).to_contain_text("d0")
     stop_all([first, second])
+
+
+CACHED_FLOWS = """
+import os, time
+from gnomon import flow, task
+from gnomon.cache_policies import INPUTS
+
+@task(cache_policy=INPUTS, persist_result=True)
+def expensive(x):
+    with open(os.environ["LEDGER"], "a") as ledger:
+        ledger.write(os.environ["GNOMON_HOME"] + "\\n")
+    return x * 2
+
+@flow
+def cached():
+    return expensive(21)
+
+@flow
+def slow(seconds: float = 30.0):
+    time.sleep(seconds)
+"""
+
+
+def test_a_task_cached_by_a_run_on_one_daemon_is_a_hit_for_runs_on_the_other(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    """The hosts share the result storage and the key (as an NFS mount and a copied key
+    file would): the task's body runs once, whichever daemon runs the flow. The first
+    daemon runs the flow while it schedules; stopped, it hands over to the second, whose
+    runs find the task cached."""
+    url = store.url
+    shared, ledger = tmp_path / "shared-results", tmp_path / "ledger"
+    deployment = '\n[[deployments]]\nname = "cached"\nflow = "flows.py:cached"\ninterval = "1s"\n'
+    configs = cluster(tmp_path, 2, deployment, workers=1)
+    for config in configs:
+        (config.parent / "flows.py").write_text(CACHED_FLOWS)
+    env = {
+        "GNOMON_RESULTS_STORAGE": str(shared),
+        "GNOMON_RESULTS_KEY": bytes(range(32)).hex(),
+        "LEDGER": str(ledger),
+    }
+    first, second = start(configs, daemons, url, **env)
+    first_id, second_id = member_of(url, first.pid), member_of(url, second.pid)
+
+    def completed_on(member: str) -> list[Any]:
+        return query(
+            url,
+            "SELECT id FROM flow_runs WHERE deployment_name = 'cached'"
+            " AND state_name = 'Completed' AND daemon_id = :id",
+            id=member,
+        )
+
+    wait_for(lambda: completed_on(first_id), timeout=30, what="a run on the first daemon")
+    stop_all([first])
+    wait_for(lambda: completed_on(second_id), timeout=30, what="a run on the second daemon")
+    stop_all([second])
+
+    assert ledger.read_text().splitlines() == [str(configs[0].parent / "home")]
+    [(hits,)] = query(
+        url,
+        "SELECT count(*) FROM task_runs t JOIN flow_runs f ON f.id = t.flow_run_id"
+        " WHERE f.daemon_id = :id AND t.state_name = 'Cached'",
+        id=second_id,
+    )
+    assert hits >= 1
