@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon")
 
 RENEW_EVERY = 1.0  # seconds between a member's renewals (and a standby's bid to schedule)
+FENCE_CHECK_EVERY = 0.25  # seconds between checks that the lease was renewed lately
 APPLICATION = "gnomon member"
 EXIT_LOST_LEAD = 75  # EX_TEMPFAIL: systemd's Restart= starts the daemon again
 
@@ -83,6 +84,7 @@ class Membership:
         definitions: Callable[[], Mapping[str, str]],
         wake: Callable[[], None],
         *,
+        fence: Callable[[], None],
         wants_lead: bool = True,
     ) -> None:
         self.url = url
@@ -93,6 +95,7 @@ class Membership:
         self._counts = counts
         self._definitions = definitions
         self._wake = wake
+        self._fence = fence
         self.wants_lead = wants_lead
         self._joins = 0
         self.view = MemberView(self._next_id())
@@ -119,6 +122,8 @@ class Membership:
         self._renew()
         self._thread = threading.Thread(target=self._run, name="gnomon-membership", daemon=True)
         self._thread.start()
+        # Apart from the renewals: a renewal stuck on a dead link must not hold the fence up.
+        threading.Thread(target=self._watch, name="gnomon-fence", daemon=True).start()
 
     def stop(self) -> None:
         """Leave the cluster: give the scheduler's lease up at once, so a standby takes it
@@ -144,12 +149,19 @@ class Membership:
 
     def _run(self) -> None:
         while not self._stop.wait(RENEW_EVERY):
+            if self.view.fence:
+                # Fenced, the loop not told yet: the old lease is never renewed again, so
+                # that it runs out and the others settle the runs killed under it.
+                continue
             try:
                 if self._fenced:
                     self._rejoin()
                 self._renew()
             except Exception as error:
                 self._failed(error)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(FENCE_CHECK_EVERY):
             self._check_fence()
 
     def _connect(self) -> Connection:
@@ -167,8 +179,10 @@ class Membership:
             poolclass=NullPool,
             connect_args={
                 **SERVER_CONNECTION,
-                # A renewal that cannot finish within a quarter of the lease is a failure.
+                # A renewal that cannot finish within a quarter of the lease is a failure:
+                # on a link that went dead too (unacknowledged data, tcp_user_timeout).
                 "connect_timeout": max(2, int(self.timeout / 4)),
+                "tcp_user_timeout": timeout_ms,
                 "application_name": name,
                 "options": f"-c statement_timeout={timeout_ms}",
             },
@@ -187,6 +201,9 @@ class Membership:
         self._connection = self._engine = None
 
     def _join(self) -> None:
+        self._join_as(self.view)
+
+    def _join_as(self, view: MemberView) -> None:
         from gnomon.store import join_cluster
 
         connection = self._connect()
@@ -194,7 +211,7 @@ class Membership:
         join_cluster(
             connection,
             {
-                "id": self.view.member_id,
+                "id": view.member_id,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "version": __version__,
@@ -209,8 +226,9 @@ class Membership:
 
     def _rejoin(self) -> None:
         view = MemberView(self._next_id())
+        self._join_as(view)
         self.view = view
-        self._join()
+        self._last_ok = time.monotonic()
         self._fenced = False
         log.warning(
             "rejoined the cluster as %s", view.member_id, extra={"daemon_id": view.member_id}
@@ -274,9 +292,14 @@ class Membership:
             self._request_fence()
 
     def _request_fence(self) -> None:
+        """Kill the runs' workers now, from this thread (the loop may be waiting on the
+        same dead link), then tell the loop."""
         self.view.fence = True
         self.view.leading = False
-        self._wake()
+        try:
+            self._fence()
+        finally:
+            self._wake()
 
 
 @dataclass(frozen=True, slots=True)

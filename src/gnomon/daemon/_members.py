@@ -67,6 +67,7 @@ class ClusterRole:
             lambda: (daemon.pool.busy_count(), daemon.pool.idle_count()),
             lambda: role._definitions(),  # noqa: PLW0108 (role is made below)
             daemon.wakeup.wake,
+            fence=lambda: role.fence_workers(),  # noqa: PLW0108 (role is made below)
             wants_lead=daemon.served is None,
         )
         role = cls(daemon, membership)
@@ -217,14 +218,19 @@ class ClusterRole:
             members.append(Member(row.id, gone or row.lease_until < now, gone))
         return members
 
-    def _fence(self) -> None:
+    def fence_workers(self) -> None:
+        """Kill every run's worker (the membership's watchdog thread, at half the lease)."""
         ended = self.daemon.pool.fence(
             "this daemon lost the database for half its lease: the others settle its runs"
         )
-        self.claimer.taken.clear()
-        self.membership.fenced()
         if ended:
             log.critical("killed %d runs' workers: %s", len(ended), ", ".join(ended[:20]))
+
+    def _fence(self) -> None:
+        """The loop's side of a fence: forget the runs taken, join again later, and stop
+        scheduling."""
+        self.claimer.taken.clear()
+        self.membership.fenced()
         if self.leading:
             self._lose_lead("it could not renew its lease")
 
