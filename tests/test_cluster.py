@@ -272,7 +272,7 @@ def test_a_member_whose_definition_differs_runs_none_of_that_deployments_runs_an
     tmp_path: Path, store, daemons: list[Any]
 ) -> None:
     url = store.url
-    configs = cluster(tmp_path, 2, every(3), workers=1)
+    configs = cluster(tmp_path, 2, every(6), workers=1)
     # The second host's copy of d1 differs (a config change rolling across the hosts).
     changed = (
         configs[1]

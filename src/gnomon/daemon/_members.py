@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gnomon.daemon")
 
-CLAIM_EVERY = 0.05  # seconds between looks for released runs while a worker is idle
+# Seconds between looks for released runs while a worker is idle: soon after a release's
+# NOTIFY, or while some are known to wait; else at the fallback's pace (a lost NOTIFY).
+CLAIM_EVERY = 0.05
+CLAIM_FALLBACK_EVERY = 1.0
 REAP_EVERY = 1.0  # seconds between the scheduler's looks for members whose lease ran out
 CANCELS_EVERY = 1.0  # seconds between looks for cancel requests of the runs taken here
 ENDS_EVERY = 0.1  # seconds between the scheduler's looks for ends of released runs
@@ -53,6 +56,7 @@ class ClusterRole:
         self.leading = False  # this daemon has started to schedule
         self._cache: tuple[int, dict[str, str], dict[str, Execution]] | None = None
         self._looked = {"claim": 0.0, "reap": 0.0, "cancels": 0.0, "ends": 0.0}
+        self._release_heard = True  # a NOTIFY of released runs (the listener's thread)
 
     @classmethod
     def join(cls, daemon: Daemon, timeout: float) -> ClusterRole:
@@ -144,11 +148,21 @@ class ClusterRole:
 
     # Each pass.
 
+    def released(self) -> None:
+        """Runs were released (a NOTIFY): look for them at the next pass."""
+        self._release_heard = True
+
+    def _claim_every(self) -> float:
+        """How often to look for released runs: often while some are known to wait."""
+        if self._release_heard or self.membership.view.released > 0:
+            return CLAIM_EVERY
+        return CLAIM_FALLBACK_EVERY
+
     def next_look(self, monotonic: float) -> float:
         """Seconds until this member should look at the store again (claims, ends)."""
         waits = [1.0]
         if self.daemon.pool.idle_count() > 0:
-            waits.append(self._looked["claim"] + CLAIM_EVERY - monotonic)
+            waits.append(self._looked["claim"] + self._claim_every() - monotonic)
         if self.leading and self.dispatcher.remote:
             waits.append(self._looked["ends"] + ENDS_EVERY - monotonic)
         return max(0.0, min(waits))
@@ -166,9 +180,13 @@ class ClusterRole:
         if view.leading and not self.leading:
             self.leading = True
             self.daemon.lead()
-        if self._due("claim", CLAIM_EVERY, monotonic):
-            for row_id in self.claimer.claim():
+        if self.daemon.pool.idle_count() > 0 and self._due("claim", self._claim_every(), monotonic):
+            self._release_heard = False  # before the look: a NOTIFY during it counts
+            taken = self.claimer.claim()
+            for row_id in taken:
                 self.dispatcher.ran_here(row_id)
+            if taken:  # there may be more than this member's idle workers took
+                self._release_heard = True
         if self._due("cancels", CANCELS_EVERY, monotonic):
             self.claimer.cancels()
         if self.leading:

@@ -166,6 +166,10 @@ class Daemon:
         re-reads the config, else poll."""
         if kind == "reload":
             self.request_reload()
+        elif kind == "release":  # runs released to the members: take them now
+            if self.cluster is not None:
+                self.cluster.released()
+            self.wakeup.wake()
         else:
             self.request_poll()
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 
 from gnomon.states import HELD_NAMES, StateName, StateType
+from gnomon.store._kinds import NOTIFY_CHANNEL, Nudge
 from gnomon.store._queries import Queries
 from gnomon.store._schema import cluster_leader, daemons, deployments, flow_runs, utcnow
 from gnomon.store.rows import DaemonRow, FlowRunRow
@@ -190,6 +191,8 @@ class ClusterQueries(Queries):
                 .values(released_at=func.now(), daemon_id=None)
                 .returning(c.id)
             ).all()
+            if rows:  # the members hear it as the release commits
+                connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, Nudge.RELEASE.value)))
         return {row.id for row in rows}
 
     def claim_released(self, member_id: str, names: Sequence[str], limit: int) -> list[FlowRunRow]:

@@ -153,6 +153,8 @@ class Nudge(enum.StrEnum):
 
     POLL = "poll"
     RELOAD = "reload"
+    # Runs were released to the daemons sharing the database: take them (``_cluster``).
+    RELEASE = "release"
 
 
 # The PostgreSQL channel a change's transaction notifies (its payload a ``Nudge``) and
