@@ -6,7 +6,11 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +21,7 @@ from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from conftest import REPO
 from test_api import Api, api  # noqa: F401 (the fixture)
 from test_cli_daemon import gnomon
 from test_daemon import start_daemon, wait_for, write_config
@@ -435,3 +440,107 @@ def test_a_task_cached_by_a_run_on_one_daemon_is_a_hit_for_runs_on_the_other(
         id=second_id,
     )
     assert hits >= 1
+
+
+NEWER_MIGRATION = '''"""A later release's additive migration (made by the rolling-upgrade test)."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("flow_runs", sa.Column("rolling_note", sa.Text()))
+
+
+def downgrade() -> None:
+    op.drop_column("flow_runs", "rolling_note")
+'''
+
+
+def newer_release(where: Path) -> tuple[Path, str]:
+    """A copy of gnomon as the next release would be: version 9.9.9, and one more
+    migration, additive as the rule wants. Returns its source directory and revision."""
+    from gnomon.store import HEAD_REVISION
+
+    source = where / "src"
+    shutil.copytree(
+        REPO / "src" / "gnomon", source / "gnomon", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    revision = f"{int(HEAD_REVISION) + 1:04d}"
+    versions = source / "gnomon" / "store" / "migrations" / "versions"
+    (versions / f"{revision}_rolling.py").write_text(
+        NEWER_MIGRATION.format(revision=revision, down=HEAD_REVISION)
+    )
+    (source / "gnomon" / "store" / "_revision.py").write_text(f'HEAD_REVISION = "{revision}"\n')
+    (source / "gnomon" / "_version.py").write_text('__version__ = "9.9.9"\n')
+    return source, revision
+
+
+def test_a_rolling_upgrade_runs_the_old_and_the_new_release_side_by_side(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    """Host 1 runs this release; host 2 is upgraded to the next, whose start migrates the
+    database (an added column): both go on sharing the work, each fire once, and the old
+    release started again refuses the newer schema in one line naming both revisions."""
+    url = store.url
+    configs = cluster(tmp_path, 2, every(5), workers=1)
+    [old] = start(configs[:1], daemons, url)
+    source, revision = newer_release(tmp_path / "next-release")
+    new = start_daemon(configs[1], configs[1].parent / "home")
+    new.kill()  # started with this release's code: start it again with the next one's
+    new.wait(timeout=10)
+    env = {
+        **os.environ,
+        "GNOMON_HOME": str(configs[1].parent / "home"),
+        "GNOMON_LOG_FORMAT": "json",
+    }
+    env["PYTHONPATH"] = str(source)
+    output = configs[1].parent / "next.out"
+    with output.open("w") as stream:
+        newer = subprocess.Popen(
+            [sys.executable, "-m", "gnomon.cli", "daemon", "--config", str(configs[1])],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=configs[1].parent,
+        )
+    daemons.append(newer)
+    wait_for(
+        lambda: {row["version"] for row in versions(url)} == {"0.1.0", "9.9.9"},
+        timeout=60,
+        what="both releases members",
+    )
+    [[stored]] = query(url, "SELECT version_num FROM alembic_version")
+    assert stored == revision
+    time.sleep(8)
+    ran = dict(
+        query(
+            url,
+            "SELECT daemon_id, count(*) FROM flow_runs WHERE state_name = 'Completed' GROUP BY 1",
+        )
+    )
+    assert ran.get(member_of(url, old.pid), 0) > 0, ran
+    assert ran.get(member_of(url, newer.pid), 0) > 0, ran
+
+    again = start_daemon(configs[0], tmp_path / "old-again")
+    daemons.append(again)
+    assert again.wait(timeout=60) == 1
+    refusal = again.error_path.read_text()
+    assert revision in refusal, refusal
+    assert "Traceback" not in refusal
+    stop_all([old, newer])
+    assert_each_fire_once(url, [f"d{i}" for i in range(5)])
+    assert_no_run_started_twice(url)
+
+
+def versions(url: str) -> list[dict[str, Any]]:
+    with Connected(url) as connection:
+        return [
+            dict(row)
+            for row in connection.execute(text("SELECT id, version FROM daemons")).mappings()
+        ]
