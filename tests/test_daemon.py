@@ -249,11 +249,11 @@ def test_a_second_daemon_on_the_same_store_refuses_naming_the_first(
     assert f"pid {first.pid}" in err
 
 
+@pytest.mark.sqlite_only  # on PostgreSQL it joins the first as a cluster (test_cluster)
 def test_a_second_daemon_with_another_home_on_the_same_database_refuses_naming_the_first(
     tmp_path, gnomon_home, store, daemons, backend
 ) -> None:
-    # Homes differ, so the file locks do not meet: on SQLite the database file's lock
-    # excludes it, on PostgreSQL the database's advisory lock.
+    # Homes differ, so the file locks do not meet: the database file's lock excludes it.
     config = write_config(tmp_path, INTERVAL_TICK)
     first = start_daemon(config, gnomon_home)
     daemons.append(first)

@@ -150,3 +150,17 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def key_file_exposure(mode: int) -> str | None:
+    """What is wrong with a key file of ``mode`` (its ``st_mode``): others can read it,
+    or change it (anyone could swap in their own key); None if neither. The key files'
+    readers raise their own errors with it."""
+    if mode & stat.S_IROTH:
+        return "is readable by every user: chmod o-rwx it (0600 or 0640), then use it"
+    if mode & (stat.S_IWOTH | stat.S_IWGRP):
+        return (
+            "is writable by others (anyone could swap in their own key): chmod go-w it"
+            " (0600 or 0640), then use it"
+        )
+    return None

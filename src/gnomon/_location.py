@@ -11,6 +11,7 @@ which validates it and names what is wrong. A test checks that both agree.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -114,22 +115,47 @@ def _setting(name: str) -> Any:
         raise ConfigError(f"{config_file}: cannot read: {reason}") from None
 
 
-def read_top_level(path: Path) -> dict[str, Any]:
-    """The config file's top-level keys (the settings), without parsing its deployments.
+def read_top_level(path: Path, tables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config file's top-level keys (the settings), and the settings ``tables`` (such as
+    ``[results]``), without parsing its deployments.
 
     TOML puts top-level keys before the first table header, so the text up to the first
     line that starts with ``[`` holds them all; a config of ten thousand deployments then
-    costs a few lines of parsing, not all of them. Should that line be inside a multi-line
-    string or array, the cut text does not parse and the whole file is read instead (a
-    construct cut short is unterminated, so a cut never parses into something else).
-    Only the top-level keys are certain to be in the result.
+    costs a few lines of parsing, not all of them. A table is cut out the same way, from
+    its header to the next line that starts with ``[``. Should such a line be inside a
+    multi-line string or array, the cut text does not parse and the whole file is read
+    instead (a construct cut short is unterminated, so a cut never parses into something
+    else). Only the top-level keys and ``tables`` are certain to be in the result.
     """
     text = path.read_bytes().decode("utf-8")
     head, found, _ = text.partition("\n[") if not text.startswith("[") else ("", "[", "")
     try:
-        return tomllib.loads(head if found else text)
+        settings = tomllib.loads(head if found else text)
+        for name in tables:
+            body = _table_body(text, name)
+            if body is None:
+                continue
+            if name in settings:  # defined twice: the whole file's parse says where
+                return tomllib.loads(text)
+            settings[name] = tomllib.loads(body)
     except tomllib.TOMLDecodeError:
         return tomllib.loads(text)
+    return settings
+
+
+def _table_body(text: str, name: str) -> str | None:
+    """The text after the ``[name]`` header line up to the next line that starts with
+    ``[``; None without such a header. The header's brackets are searched for first (a
+    plain scan: a line-anchored pattern was several times slower over a config of
+    thousands of deployments), then checked to stand alone on their line."""
+    for header in re.finditer(rf"\[[ \t]*{re.escape(name)}[ \t]*\]", text):
+        start = text.rfind("\n", 0, header.start()) + 1
+        end = text.find("\n", header.end())
+        end = len(text) if end < 0 else end
+        alone = not text[start : header.start()].strip(" \t")
+        if alone and re.fullmatch(r"[ \t]*(#.*)?", text[header.end() : end]):
+            return text[end:].partition("\n[")[0]
+    return None
 
 
 def _odd_case_env() -> bool:

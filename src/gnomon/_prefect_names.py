@@ -57,8 +57,9 @@ _DAEMON = (
     "`flow.serve()` / `gnomon.serve()` in the foreground"
 )
 _RESULTS = (
-    "results are signed pickles under GNOMON_HOME/results; `persist_result=` turns them on "
-    "or off, storage and serializer are not configurable"
+    "results are signed pickles under GNOMON_HOME/results or the `[results] storage` of the "
+    "config (a directory or an fsspec URL); `persist_result=` turns them on or off, the "
+    "serializer is not configurable"
 )
 _ENGINE = "call the flow or task; gnomon's engine is internal (`gnomon.flows`)"
 _SETTINGS = "gnomon reads GNOMON_* environment variables and its TOML config (`gnomon config`)"

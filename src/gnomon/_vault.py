@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gnomon._files import key_file_exposure
 from gnomon.exceptions import SecretsKeyError
 
 if TYPE_CHECKING:
@@ -109,16 +109,9 @@ def open_vault(settings: Settings | None = None) -> Vault:
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or "not a key file (not ASCII)"
         raise SecretsKeyError(f"cannot read the key for secrets {where}: {reason}") from None
-    if mode & stat.S_IROTH:
-        raise SecretsKeyError(
-            f"the key for secrets {where} is readable by every user: chmod o-rwx it (0600 or"
-            " 0640), then use it"
-        )
-    if mode & (stat.S_IWOTH | stat.S_IWGRP):
-        raise SecretsKeyError(
-            f"the key for secrets {where} is writable by others (anyone could swap in their"
-            " own key): chmod go-w it (0600 or 0640), then use it"
-        )
+    exposure = key_file_exposure(mode)
+    if exposure is not None:
+        raise SecretsKeyError(f"the key for secrets {where} {exposure}")
     keys = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

@@ -418,9 +418,10 @@ def fast_operations() -> FastOperations:
 
 
 class Commands(click.Group):
-    """The ``gnomon`` group: a store fault in any command (see ``store_fault``) ends it with
-    one line naming the store and the cause, exit 1, instead of a traceback. ``gcl`` is
-    ``global-concurrency-limit``, as in Prefect's command line (not listed in the help)."""
+    """The ``gnomon`` group: a store fault in any command (see ``store_fault``), or a result
+    storage's, ends it with one line naming the store and the cause, exit 1, instead of a
+    traceback. ``gcl`` is ``global-concurrency-limit``, as in Prefect's command line (not
+    listed in the help)."""
 
     aliases: ClassVar[dict[str, str]] = {"gcl": "global-concurrency-limit"}
 
@@ -428,8 +429,12 @@ class Commands(click.Group):
         return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
 
     def invoke(self, ctx: click.Context) -> Any:
+        from gnomon.exceptions import ResultStorageError
+
         try:
             return super().invoke(ctx)
+        except ResultStorageError as error:  # `db prune` on a result storage it cannot use
+            raise OperationFailed(str(error)) from None
         except Exception as error:
             failure = _store_failure(error)
             if failure is None:

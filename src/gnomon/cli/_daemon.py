@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -246,15 +246,19 @@ def daemon_status(
     from gnomon.daemon import read_status
 
     pid = _daemon_pid(pidfile or ctx.obj.get("pidfile"))
+    members = _cluster_members()
     if pid is None:
         if as_json:
-            print_json({"running": False})
+            print_json({"running": False, **({"daemons": members} if members else {})})
         else:
             click.echo("gnomon daemon is not running")
+            _echo_members(members)
         sys.exit(3)
     health = read_status(daemon_lock_path())
     if as_json:
-        print_json({"running": True, "pid": pid, **(health.as_json(detail=True) if health else {})})
+        found = health.as_json(detail=True) if health else {}
+        cluster = {"daemons": members} if members else {}
+        print_json({"running": True, "pid": pid, **found, **cluster})
     elif health is None:
         click.echo(f"gnomon daemon is running (pid {pid}); its health is not known yet")
         elsewhere = daemon_elsewhere()
@@ -268,7 +272,42 @@ def daemon_status(
         click.echo(f"gnomon daemon is running (pid {pid}): {health.state.value}{why}{detail}{tick}")
         if health.last_prune is not None:
             click.echo(f"last prune {health.last_prune}")
+    if not as_json:
+        _echo_members(members)
     sys.exit(0 if health is None or health.state.value == "ok" else 1)
+
+
+MEMBER_COLUMNS = ["host", "pid", "version", "role", "busy", "idle", "heartbeat", "differs on"]
+
+
+def _cluster_members() -> list[dict[str, Any]]:
+    """The daemons sharing the store, for a PostgreSQL store (none on SQLite: one daemon,
+    and its status is the lines above)."""
+    from gnomon.cli._common import open_store, store_url
+
+    if not store_url().startswith("postgresql"):
+        return []
+    from gnomon.control import member_views
+
+    return member_views(open_store())  # type: ignore[arg-type]
+
+
+def _echo_members(members: list[dict[str, Any]]) -> None:
+    from gnomon.cli._common import print_table
+
+    if not members:
+        return
+    click.echo(f"\n{len(members)} daemon(s) on this database:")
+    rows = [
+        {
+            **member,
+            "role": "scheduler" if member["scheduler"] else "member",
+            "heartbeat": f"{member['heartbeat_age']:.1f} s ago",
+            "differs on": ", ".join(member["differing"]) or "-",
+        }
+        for member in members
+    ]
+    print_table(rows, MEMBER_COLUMNS)
 
 
 @click.command("dashboard")

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         remove_window,
         window_view,
     )
+    from gnomon.control._members import member_views
     from gnomon.control._operations import (
         MAX_LIMIT,
         Conflict,
@@ -154,6 +155,7 @@ __all__ = [
     "list_windows",
     "local_text",
     "log_view",
+    "member_views",
     "next_fires",
     "next_fires_by_spec",
     "next_view",
@@ -205,6 +207,7 @@ _WHERE = {
     "backfill_view": "gnomon.control._backfills",
     "parse_backfill_time": "gnomon.control._backfills",
     "pool_views": "gnomon.control._pools",
+    "member_views": "gnomon.control._members",
     "MAX_ARTIFACTS": "gnomon.control._artifacts",
     "RUN_ARTIFACTS": "gnomon.control._views",
     "artifact_view": "gnomon.control._views",

@@ -4,7 +4,9 @@ do, so the CLI and the HTTP API cannot drift apart.
 The store is the channel. An operation writes the store (with its audit entry, in the same
 transaction) and then nudges a running daemon, which also polls the store every second. So
 every operation works while the daemon is down, and takes effect in a running daemon within
-a second; the nudge only makes that sooner.
+a second; the nudge only makes that sooner. The nudge is a signal, so it reaches only a
+daemon on this host; on PostgreSQL the store also notifies every daemon on the database in
+the change's transaction (``Nudge``, heard by ``gnomon.daemon._listen``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from gnomon._text import quoted
 from gnomon.control._inputs import check_parameters
 from gnomon.exceptions import GnomonError, InvalidInput
 from gnomon.states import FINAL_TYPES, StateName, StateType
-from gnomon.store import AuditAction, ReloadStatus, RunCause, TokenAccess
+from gnomon.store import AuditAction, Nudge, ReloadStatus, RunCause, TokenAccess
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -394,8 +396,14 @@ class Operations(FastOperations):
             "problems": problems,
         }
         source = config_path or find_config_file()
+        # Daemons on other hosts of a PostgreSQL database reload their own config files.
         self.store.record_audit(
-            self.actor, AuditAction.APPLY, str(source) if source else None, None, detail
+            self.actor,
+            AuditAction.APPLY,
+            str(source) if source else None,
+            None,
+            detail,
+            notify=Nudge.RELOAD,
         )
         return ReloadOutcome(status, detail)
 

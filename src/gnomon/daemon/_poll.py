@@ -3,7 +3,8 @@ end) and resumes, manual runs and retries, cancellations, and maintenance window
 through the CLI or the HTTP API.
 
 The store is the channel (see ``gnomon.control._operations``). The daemon polls it once a
-second, and at once when the CLI sends SIGUSR1 after a change; each poll first checks that
+second, and at once when the CLI sends SIGUSR1 after a change or, on PostgreSQL, when the
+change's NOTIFY reaches it (``_listen``: from any host); each poll first checks that
 the database file is still the one the daemon opened (``_storefile``). Each poll reads what changed
 since a little before the previous one, so a change committed while a poll ran is not
 missed; applying a change twice does nothing.

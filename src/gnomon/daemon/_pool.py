@@ -47,6 +47,7 @@ from gnomon.daemon._limits import (
 from gnomon.daemon._relay import start_relay
 from gnomon.daemon._template_process import TemplateProcess, Templates
 from gnomon.daemon._worker_process import (
+    FENCED_STATE,
     Assignment,
     Ending,
     RunOutcome,
@@ -251,6 +252,22 @@ class WorkerPool:
                 worker.terminate(time.monotonic(), self.kill_grace)
         self._wake()
         return True
+
+    def fence(self, reason: str) -> list[str]:
+        """SIGKILL every run's worker now and record nothing for them: this daemon lost the
+        database for half its lease, and the other daemons will settle its runs once the
+        lease has run out, so none may still run by then (see ``_cluster``). Runs held for
+        a worker are dropped. Returns the ids of the runs ended or dropped."""
+        with self._lock:
+            ended = list(self._ahead)
+            self._ahead.clear()
+            for worker in self._workers.values():
+                if worker.run is not None:
+                    worker.run.ending, worker.run.reason = Ending.FENCED, reason
+                    worker.kill()
+                    ended.append(worker.run.flow_run_id)
+        self._wake()
+        return ended
 
     def stop(self, grace: float) -> None:
         """Let running runs finish for up to ``grace`` seconds, then end their workers and
@@ -655,7 +672,11 @@ class WorkerPool:
             elif run is None and not worker.retiring:
                 log.warning("idle %s", exit_description(worker.pid, returncode))
             self._changed.notify_all()
-        if run is not None:
+        if run is not None and run.ending is Ending.FENCED:
+            finished.append(
+                outcome(run, worker.pid, "Fenced", FENCED_STATE, None, run.reason, returncode)
+            )
+        elif run is not None:
             finished.append(record_end(self._store, run, worker.pid, returncode))
         return finished
 

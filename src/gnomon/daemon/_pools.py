@@ -73,10 +73,13 @@ class PoolSlots:
         for holder in self.store.read_slot_holders(POOL_LIMIT_PREFIX):
             owner, _, flow_run_id = holder.rpartition(":")
             run = self.store.read_flow_run(flow_run_id)
+            # A run this daemon holds a slot for may run on another member of a cluster
+            # (``_cluster``): its daemon_id is that member's.
+            ours = holder == self._holder(flow_run_id) and flow_run_id in self._held
             held = (
                 run is not None
                 and run.state_type not in FINAL_TYPES
-                and (run.daemon_id or "").startswith(f"{owner}:")
+                and (ours or (run.daemon_id or "").startswith(f"{owner}:"))
             )
             if not held:
                 freed += self.store.release_slots(holder)

@@ -9,6 +9,7 @@ so nothing stays Pending once it is gone and the next daemon starts them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,10 +23,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("gnomon.daemon")
 
 
-def recover(store: ScheduleStore, scheduler: Scheduler, daemon_id: str, now: datetime) -> None:
-    """Settle the runs a dead daemon left (see the module's docstring)."""
+def recover(
+    store: ScheduleStore,
+    scheduler: Scheduler,
+    daemon_id: str,
+    now: datetime,
+    held_elsewhere: Callable[[FlowRunRow], bool] | None = None,
+) -> None:
+    """Settle the runs a dead daemon left (see the module's docstring). In a cluster
+    (``_cluster``), ``held_elsewhere`` takes the runs a live member holds, or that wait
+    released: they are that member's, not left behind."""
     waiting = []
     for row in store.read_unfinished_deployment_runs():
+        if held_elsewhere is not None and held_elsewhere(row):
+            continue
         scheduler.note_fire(row)
         # A paused run waited in its worker, which ended with the daemon; a suspended one
         # holds no process and stays suspended (it is not read here).

@@ -613,6 +613,31 @@ class Scheduler:
         if slot.last_fire is None or nominal > slot.last_fire:
             slot.last_fire = nominal
 
+    def adopt(self, row: FlowRunRow) -> bool:
+        """Track a run another daemon holds (or that waits released to the daemons), found
+        when this daemon starts to schedule for a cluster (``_cluster``): it counts for its
+        deployment's overlap policy as a run this scheduler dispatched does, and its end
+        reaches ``run_finished``. False if its deployment is not scheduled here."""
+        slot = self._slots.get(row.deployment_name or "")
+        if slot is None:
+            return False
+        self.note_fire(row)
+        nominal = row.scheduled_for or row.created
+        backfill = row.trigger is RunCause.BACKFILL
+        (slot.backfilling if backfill else slot.running).add(row.id)
+        self._owners[row.id] = slot.deployment.name
+        with self._lock:
+            self._dispatched[row.id] = DispatchedRun(
+                row.id,
+                slot.deployment.name,
+                slot.deployment.flow.rpartition(":")[2],
+                nominal,
+                row.expected_start_time or nominal,
+                row.trigger,
+                row.generation,
+            )
+        return True
+
     # Operators' requests, found in the store by the daemon's poll.
 
     def knows(self, flow_run_id: str) -> bool:

@@ -1,19 +1,18 @@
-"""One daemon per server database: a PostgreSQL advisory lock, held by a connection of its own.
+"""Daemons of this version on one server database, apart from daemons of earlier ones: a
+PostgreSQL advisory lock held *shared*, by a connection of its own.
 
-The file lock of ``_lock`` only excludes daemons that share a state directory. Daemons on
-one PostgreSQL database may run with different homes or on different hosts, so the lock
-must live in the database: a session-level advisory lock, which the server drops when its
-session ends (the daemon exits, is killed, or its host disappears and the server notices).
-Issue 10's several daemons on one database replace this with leases; until then two
-daemons on one PostgreSQL database refuse as two on one SQLite file do.
+Several daemons of this version share a PostgreSQL database as a cluster (``_cluster``):
+each holds this lock shared. Daemons of versions before the cluster held it exclusively
+and ran alone; the lock keeps the two apart during an upgrade from such a version: an
+old daemon refuses to start beside new ones, and a new one beside an old one, naming it.
 
 The lock's session names its holder in ``application_name``, so a refused daemon says who
 holds it, read from ``pg_stat_activity``.
 
 A server restart or failover ends the session, and with it the lock, while the daemon goes
 on (its pool reconnects). ``keep`` checks the session every ``KEEP_EVERY`` seconds from a
-thread of its own and takes the lock again on a new session; if another daemon took it in
-between, the daemon is told (``on_lost``) and stops: never two daemons on one database.
+thread of its own and takes the lock again on a new session; if an old daemon took it in
+between, the daemon is told (``on_lost``) and stops.
 """
 
 from __future__ import annotations
@@ -84,7 +83,7 @@ class ServerLock:
             connection = engine.connect()
             try:
                 taken = connection.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": DAEMON_LOCK_KEY}
+                    text("SELECT pg_try_advisory_lock_shared(:key)"), {"key": DAEMON_LOCK_KEY}
                 ).scalar_one()
                 connection.commit()  # the lock is the session's, not the transaction's
                 if not taken:

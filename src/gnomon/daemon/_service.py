@@ -42,6 +42,8 @@ from gnomon.store import RunCause
 if TYPE_CHECKING:
     from gnomon.daemon._deadlines import DeadlineWatch
     from gnomon.daemon._health import Health, HealthMonitor
+    from gnomon.daemon._listen import Listener
+    from gnomon.daemon._members import ClusterRole
     from gnomon.daemon._poll import StorePoll
     from gnomon.daemon._pool import RunOutcome, WorkerPool
     from gnomon.daemon._reload import ConfigLoader, Loaded
@@ -131,9 +133,13 @@ class Daemon:
         self.loader: ConfigLoader
         self.deadlines: DeadlineWatch
         self.backfills: BackfillRunner
+        # Several daemons on one PostgreSQL database (``_members``); None for SQLite.
+        self.cluster: ClusterRole | None = None
+        self.exit_code = 0
         # What the loop last saw, for the pruner's thread (``_quiet``).
         self._next_due: datetime | None = None
         self._backlogged = False
+        self.listener: Listener | None = None  # what other hosts change (``_listen``)
 
     # Requests from other threads and from signals: flags, then a wake-up byte.
 
@@ -156,9 +162,14 @@ class Daemon:
         self.wakeup.wake()
 
     def nudge(self, kind: str) -> None:
-        """What the API calls after a change: "reload" re-reads the config, else poll."""
+        """What the API and the listener (``_listen``) call after a change: "reload"
+        re-reads the config, else poll."""
         if kind == "reload":
             self.request_reload()
+        elif kind == "release":  # runs released to the members: take them now
+            if self.cluster is not None:
+                self.cluster.released()
+            self.wakeup.wake()
         else:
             self.request_poll()
 
@@ -187,14 +198,11 @@ class Daemon:
         """Everything before READY=1; raises ConfigError or DaemonAlreadyRunning."""
         from gnomon._settings import get_settings
         from gnomon._space import FLOOR_ENV
-        from gnomon.daemon._lock import DaemonLock
-        from gnomon.daemon._pool import WorkerPool
-        from gnomon.daemon._reload import ConfigLoader, answer_at_start
-        from gnomon.daemon._report import StoreLogHandler
+        from gnomon.daemon._reload import ConfigLoader
         from gnomon.daemon._worker import freeze_heap
         from gnomon.deployments import load_config_or_raise
-        from gnomon.flows import configure_daemon_logging, in_background
-        from gnomon.store import EXTERNAL_CHECKPOINTS_ENV, get_store
+        from gnomon.flows import check_result_storage, configure_daemon_logging
+        from gnomon.store import EXTERNAL_CHECKPOINTS_ENV
 
         # Before the store opens: the daemon's and the workers' commits leave checkpoints
         # to the daemon's checkpointer (see _checkpoint).
@@ -207,24 +215,72 @@ class Daemon:
         # Before the store and the log file open, for them and the workers (gnomon._space).
         os.environ[FLOOR_ENV] = str(int(self.config.daemon.min_free_space))
         settings = get_settings()
-        daemon_config = self.config.daemon
-        configure_daemon_logging(
-            daemon_config.log_file or _default_log_file(settings.home),
-            max_bytes=daemon_config.log_file_max_bytes,
-            keep=daemon_config.log_file_keep,
-        )
-        self._lock = DaemonLock.for_store(settings.home, settings.effective_database_url)
-        self._lock.acquire(config=self._source_text())
-        self._lock.keep(self._lock_lost)
-        self.store = get_store()
-        self._store_log = in_background(StoreLogHandler(self.store))
-        log.addHandler(self._store_log)
         daemon = self.config.daemon
+        configure_daemon_logging(
+            daemon.log_file or _default_log_file(settings.home),
+            max_bytes=daemon.log_file_max_bytes,
+            keep=daemon.log_file_keep,
+        )
+        # A result storage or key it cannot use stops the daemon here, not each run later.
+        check_result_storage()
+        self._open_store(settings.home, settings.effective_database_url)
         self._measure_health(settings.home)
         # A served daemon has no file to read: it refuses reloads (see _served).
         self.loader = ConfigLoader(
             self.config_path, self.wakeup.wake, self.served.refuse_reload if self.served else None
         )
+        self._start_pool()
+        self._schemas = loaded.schemas
+        try:
+            self.cluster = self._join_cluster()
+            dispatcher = self.pool if self.cluster is None else self.cluster.dispatcher
+            self.scheduler = Scheduler(self.store, dispatcher, self.daemon_id)
+            if self.cluster is not None:
+                self.cluster.scheduler = self.scheduler
+            self._start_reporting()
+            leading = self.cluster is None or self.cluster.wants_to_lead()
+            if leading:
+                self._take_schedule()
+            for factory in self._service_factories:
+                service = factory(self)
+                if service is not None:
+                    self.services.append(service)
+            self.pool.wait_warm()
+            if leading:
+                self._start_scheduling()
+            self._start_listening()
+        except BaseException:
+            self._undo_start()
+            raise
+        freeze_heap()
+        log.info(
+            "daemon ready: %d deployments, %d workers%s",
+            len(self.config.deployments),
+            daemon.workers,
+            "" if self.cluster is None else f", {self.cluster.role()}",
+            extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
+        )
+
+    def _open_store(self, home: Path, url: str) -> None:
+        """Take the store's daemon lock (``_lock``), open the store, and log into it."""
+        from gnomon.daemon._lock import DaemonLock
+        from gnomon.daemon._report import StoreLogHandler
+        from gnomon.flows import in_background
+        from gnomon.store import get_store
+
+        self._lock = DaemonLock.for_store(home, url)
+        self._lock.acquire(config=self._source_text())
+        self._lock.keep(self._lock_lost)
+        self.store = get_store()
+        self._store_log = in_background(StoreLogHandler(self.store))
+        log.addHandler(self._store_log)
+
+    def _start_pool(self) -> None:
+        """The worker pool, launched: its template imports the flows while the daemon
+        syncs and recovers."""
+        from gnomon.daemon._pool import WorkerPool
+
+        daemon = self.config.daemon
         self.pool = WorkerPool(
             daemon.workers,
             self._flows(),
@@ -236,33 +292,42 @@ class Daemon:
             containment=daemon.containment,
         )
         self.health.watch_workers(self._worker_counts)
-        # The worker template imports the flows while the daemon syncs and recovers.
         self.pool.launch()
-        try:
-            self.scheduler = Scheduler(self.store, self.pool, self.daemon_id)
-            self._synced_at = self.clock.now()
-            self._sync(self._synced_at, schemas=loaded.schemas)
-            self._start_reporting()
-            recover(self.store, self.scheduler, self.daemon_id, self.clock.now())
-            for factory in self._service_factories:
-                service = factory(self)
-                if service is not None:
-                    self.services.append(service)
-            self.pool.wait_warm()
-            if self.served is None:  # a served daemon refuses them when its poll finds them
-                answer_at_start(self.store, self.config.path)
-            self._catch_up_at_start()
-            self._start_housekeeping()
-        except BaseException:
-            self._undo_start()
-            raise
-        freeze_heap()
-        log.info(
-            "daemon ready: %d deployments, %d workers",
-            len(self.config.deployments),
-            daemon.workers,
-            extra={"daemon_id": self.daemon_id, "config": str(self.config.path)},
+
+    def _join_cluster(self) -> ClusterRole | None:
+        """On PostgreSQL, join the daemons sharing the database (``_members``)."""
+        from gnomon.daemon._members import ClusterRole
+
+        if self.store.engine.dialect.name != "postgresql":
+            return None
+        return ClusterRole.join(self, self.config.daemon.heartbeat_timeout.total_seconds())
+
+    def _take_schedule(self) -> None:
+        """Become the one that decides fires: sync the deployments into the store and
+        settle the runs a dead daemon left (in a cluster: not those live members hold)."""
+        self._synced_at = self.clock.now()
+        self._sync(self._synced_at, schemas=self._schemas)
+        held = None if self.cluster is None else self.cluster.adoption()
+        recover(self.store, self.scheduler, self.daemon_id, self.clock.now(), held)
+        self.deadlines.configure(self.clock.now())
+
+    def _start_scheduling(self) -> None:
+        """Answer reload requests left from before, catch up, plan the first fires, and
+        start the housekeeping threads."""
+        from gnomon.daemon._reload import answer_at_start
+
+        if self.served is None:  # a served daemon refuses them when its poll finds them
+            answer_at_start(self.store, self.config.path)
+        self._catch_up_at_start()
+        self._start_housekeeping()
+
+    def lead(self) -> None:
+        """A standby member starts to schedule for the cluster (``_members``)."""
+        log.warning(
+            "this daemon schedules for the cluster now", extra={"daemon_id": self.daemon_id}
         )
+        self._take_schedule()
+        self._start_scheduling()
 
     def _start_reporting(self) -> None:
         """The reporter (log lines, metrics, notifications), and the deadline and freshness
@@ -333,6 +398,13 @@ class Daemon:
         """The threads that keep the store in shape: WAL checkpoints, the pruner."""
         self._start_checkpointer()
         self._start_pruner()
+
+    def _start_listening(self) -> None:
+        """On PostgreSQL, the thread that hears other hosts' changes (``_listen``): every
+        member's, a standby's too (a reload reaches it so)."""
+        from gnomon.daemon._listen import listen_for_changes
+
+        self.listener = listen_for_changes(self.store.url, self.nudge)
 
     def _start_checkpointer(self) -> None:
         from gnomon.daemon._checkpoint import Checkpointer
@@ -409,6 +481,8 @@ class Daemon:
         record_takeovers(self.store, result, source, DAEMON_ACTOR)
         self._sync_windows(now)
         synced = [each for each in self.config.deployments if each.name not in result.refused]
+        if self.cluster is not None:
+            self.store.store_definitions(self.cluster.definitions_of(synced))
         rows = self.store.read_schedule_states()
         self.scheduler.set_deployments(synced, rows)
         scheduled = self.scheduler.slots().values()
@@ -478,7 +552,15 @@ class Daemon:
         self.reporter.decided(self.scheduler.follow_missed_ends(horizon))
         self.scheduler.plan_fires(horizon)
 
+    def finish(self, outcome: RunOutcome) -> None:
+        """A run ended: account for it (the pool's threads, or the cluster's loop side for
+        a run another member ran)."""
+        self._on_finished(outcome)
+
     def _on_finished(self, outcome: RunOutcome) -> None:
+        if self.cluster is not None and not self.cluster.scheduler_takes(outcome):
+            self.wakeup.wake()
+            return
         dispatched = self.scheduler.run_finished(outcome.flow_run_id, outcome.state_type)
         if dispatched is not None and dispatched.trigger is RunCause.BACKFILL:
             self.backfills.request()  # its backfill may make its next run
@@ -519,7 +601,7 @@ class Daemon:
             bound_write_waits(None)
             notifier.stopping()
             self.shutdown()
-        return 0
+        return self.exit_code
 
     def run_until_idle(self, timeout: float = 60.0) -> None:
         """Take passes of the loop, as ``serve`` does between its sleeps, until nothing is
@@ -547,8 +629,13 @@ class Daemon:
             and not self._backlog()
             and self.scheduler.running_count() == 0
             and not self.loader.busy
-            and not self.backfills.due()
+            and (not self.scheduling or not self.backfills.due())
         )
+
+    @property
+    def scheduling(self) -> bool:
+        """Whether this daemon decides fires: alone, or as the cluster's scheduler."""
+        return self.cluster is None or self.cluster.leading
 
     def step(self) -> None:
         """One pass of the loop at the clock's time: apply a finished config load, catch up
@@ -565,29 +652,8 @@ class Daemon:
         try:
             if loaded is not None:
                 self._apply_reload(loaded, now)
-            downtime = self.outages.take_downtime()
-            if downtime is not None:
-                # A gap in the ticks, or the store down: the fires in it follow each
-                # deployment's catch-up policy, as after a restart.
-                decided = self.scheduler.catch_up(now, downtime.why, downtime.since)
-                self.outages.caught_up()
-                # The timer goes on from now, not through the gap's fire times one by one.
-                self.scheduler.restart_fires(now)
-                self.reporter.decided(decided)
-            self.reporter.decided(self.scheduler.tick(now))
-            if self._polls.due(monotonic, self._backlog()):
-                # After the tick: a poll never delays a due fire. A pause is safe anyway: a
-                # fire's transaction reads the pause flags it commits against.
-                self._polls.done(monotonic)
-                self.reporter.decided(self.store_poll.poll(now))
-                self._handle_reload_requests()
-                self.backfills.request()  # one asked for, or cancelled, since the last
-                self.scheduler.dispatch(now)
-            if self.backfills.due() and self.backfills.step(now):
-                self.scheduler.dispatch(now)
-            if self.deadlines.due(monotonic):
-                # After the tick and the poll: the check never holds up a fire.
-                self.deadlines.check(now, monotonic)
+            if self.cluster is None or self.cluster.step(monotonic):
+                self._schedule(now, monotonic)
             if self.outages.store_failing:
                 self.store.probe_write()  # a pass that wrote nothing proves nothing
         except Exception as error:
@@ -596,6 +662,33 @@ class Daemon:
             self.outages.store_failed(error, now, monotonic)  # re-raises a bug
         else:
             self.outages.store_worked(now)
+
+    def _schedule(self, now: datetime, monotonic: float) -> None:
+        """The scheduler's part of a pass: catch up, decide due fires, poll the store,
+        backfills and deadlines."""
+        downtime = self.outages.take_downtime()
+        if downtime is not None:
+            # A gap in the ticks, or the store down: the fires in it follow each
+            # deployment's catch-up policy, as after a restart.
+            decided = self.scheduler.catch_up(now, downtime.why, downtime.since)
+            self.outages.caught_up()
+            # The timer goes on from now, not through the gap's fire times one by one.
+            self.scheduler.restart_fires(now)
+            self.reporter.decided(decided)
+        self.reporter.decided(self.scheduler.tick(now))
+        if self._polls.due(monotonic, self._backlog()):
+            # After the tick: a poll never delays a due fire. A pause is safe anyway: a
+            # fire's transaction reads the pause flags it commits against.
+            self._polls.done(monotonic)
+            self.reporter.decided(self.store_poll.poll(now))
+            self._handle_reload_requests()
+            self.backfills.request()  # one asked for, or cancelled, since the last
+            self.scheduler.dispatch(now)
+        if self.backfills.due() and self.backfills.step(now):
+            self.scheduler.dispatch(now)
+        if self.deadlines.due(monotonic):
+            # After the tick and the poll: the check never holds up a fire.
+            self.deadlines.check(now, monotonic)
 
     def _sleep_seconds(self) -> float:
         """Until the next handed-over fire is due, a requested poll may run, the next timed
@@ -606,6 +699,8 @@ class Daemon:
         self._backlogged = backlog = self._backlog()
         waits = [POLL_INTERVAL, self._polls.wait(monotonic, backlog)]
         due = self._next_due = self.scheduler.next_due()
+        if self.cluster is not None:
+            waits.append(self.cluster.next_look(monotonic))
         if self.outages.store_failing:
             waits.append(self.outages.retry_at - monotonic)
         elif due is not None:
@@ -633,7 +728,10 @@ class Daemon:
         from gnomon.daemon._reload import ReloadStatus, plan_reload, record_outcome
 
         result = loaded.result
-        previous = {name: slot.deployment for name, slot in self.scheduler.slots().items()}
+        if self.scheduling:
+            previous = {name: slot.deployment for name, slot in self.scheduler.slots().items()}
+        else:  # a standby member: what it loaded, which it runs runs of
+            previous = {deployment.name: deployment for deployment in self.config.deployments}
         plan = plan_reload(previous, result)
         for service in self.services:  # whatever the config says: a renewed certificate
             service.reload()
@@ -642,16 +740,19 @@ class Daemon:
         if plan.status is not ReloadStatus.REFUSED:
             retention = _retention(self.config)
             self.config = result.config.model_copy(update={"deployments": plan.deployments})
-            if _retention(self.config) != retention:
-                self.pruner.nudge()  # a pass by the new retention now, not within the hour
             # Schemas describe the code that runs: they change only when the code does.
             schemas = result.schemas if result.flows_ok else None
-            synced = self._sync(now, keep=plan.kept, schemas=schemas)
-            plan = plan.with_pauses(synced.fields)
-            self.scheduler.plan_fires(now)  # for the deployments added or rescheduled
+            if schemas is not None:
+                self._schemas = schemas
+            if self.scheduling:
+                if _retention(self.config) != retention:
+                    self.pruner.nudge()  # a pass by the new retention now, not in the hour
+                synced = self._sync(now, keep=plan.kept, schemas=schemas)
+                plan = plan.with_pauses(synced.fields)
+                self.scheduler.plan_fires(now)  # for the deployments added or rescheduled
+                self.deadlines.configure(now)
             self._reload_flow_code(result.flows_ok)
             self.reporter.configure(self.config)
-            self.deadlines.configure(now)
         level = logging.INFO if plan.status is ReloadStatus.APPLIED else logging.ERROR
         log.log(
             level,
@@ -682,6 +783,7 @@ class Daemon:
                 service.stop()
             except Exception:
                 log.exception("stopping a service after a failed start")
+        self._stop_listening()
         checkpointer = getattr(self, "checkpointer", None)
         if checkpointer is not None:
             checkpointer.stop()
@@ -689,6 +791,12 @@ class Daemon:
         if pruner is not None:
             pruner.stop()
         self.pool.stop(0)
+        if self.cluster is not None:
+            self.cluster.membership.stop()
+
+    def _stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
 
     def abandon(self) -> None:
         """Undo a start that failed before the pool started: let the store's lock go."""
@@ -704,6 +812,7 @@ class Daemon:
         hold_background(False)
         for service in self.services:
             service.stop()
+        self._stop_listening()
         pruner = getattr(self, "pruner", None)
         if pruner is not None:
             pruner.stop()  # at its next transaction's end
@@ -718,7 +827,11 @@ class Daemon:
         if checkpointer is not None:
             checkpointer.stop()
         try:
-            release_waiting(self.store, self.daemon_id)
+            if self.cluster is not None:
+                # Its waiting runs go to the other members at once; its lease goes too.
+                self.cluster.leave()
+            else:
+                release_waiting(self.store, self.daemon_id)
             self.scheduler.pools.give_back_all()
             self.scheduler.record_fire_times()
             self._retire_served()

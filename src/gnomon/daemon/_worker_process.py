@@ -43,6 +43,13 @@ class Ending(enum.Enum):
     SHUTDOWN = "shutdown"
     MEMORY = "memory"  # its process tree went above the run's memory limit: Crashed
     UNRECORDED = "unrecorded"  # the worker could not store the run's end: Crashed
+    # The daemon lost the database for half its lease: killed, and left for the other
+    # daemons to record (``_cluster``): nothing is written for it from here.
+    FENCED = "fenced"
+
+
+# The outcome's state of a fenced run: none is stored (the other daemons store Crashed).
+FENCED_STATE = "FENCED"
 
 
 @dataclass(slots=True)

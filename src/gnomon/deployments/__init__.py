@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         NotifyTarget,
         Overlap,
         Policies,
+        definition_hash,
         stored_schedule,
     )
     from gnomon.deployments._parameters import request_problems
@@ -86,6 +87,7 @@ __all__ = [
     "compare",
     "config_window_rows",
     "definition",
+    "definition_hash",
     "deployments_toml",
     "describe_source",
     "env_request",
@@ -120,6 +122,7 @@ _WHERE = {
     "ContainmentMode": "gnomon.deployments._models",
     "DaemonConfig": "gnomon.deployments._models",
     "Deployment": "gnomon.deployments._models",
+    "definition_hash": "gnomon.deployments._models",
     "Drift": "gnomon.deployments._sync",
     "GnomonConfig": "gnomon.deployments._models",
     "LoadResult": "gnomon.deployments._load",

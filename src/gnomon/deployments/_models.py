@@ -11,6 +11,8 @@ types, and a quoted number is more often a mistake than an intention.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -295,6 +297,12 @@ class DaemonConfig(Policies):
     # log lines older than retain_logs, are deleted by the daemon. None: kept forever.
     retain_runs: PositiveDuration | None = None
     retain_logs: PositiveDuration | None = None
+    # Several daemons on one PostgreSQL database (daemon._cluster): a daemon that has not
+    # renewed its lease for this long is dead, and the others settle its runs; one cut off
+    # from the database kills its runs at half of it. At least 4 s (renewals are 1 s apart).
+    heartbeat_timeout: Annotated[timedelta, BeforeValidator(_parse_duration)] = timedelta(
+        seconds=30
+    )
 
     @field_validator("api")
     @classmethod
@@ -341,6 +349,16 @@ class DaemonConfig(Policies):
         if not is_http_url(value):
             raise ValueError('must be an http(s) URL, like "https://gnomon.example.com"')
         return value.rstrip("/")
+
+    @field_validator("heartbeat_timeout")
+    @classmethod
+    def _check_heartbeat_timeout(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=4):
+            seconds = value.total_seconds()
+            raise ValueError(
+                f"must be at least 4s (a daemon renews its lease each second), got {seconds:g}s"
+            )
+        return value
 
     @field_validator("heartbeat_url")
     @classmethod
@@ -784,3 +802,33 @@ class GnomonConfig(BaseModel):
     pools: tuple[RunPool, ...] = ()
     path: Path | None = None  # the main config file; None when there was none
     files: tuple[Path, ...] = ()  # the main file, then the included ones
+
+
+# What a deployment's definition hash leaves out: where the file declaring it lies (hosts
+# keep their config in different places) and its `paused` (the operators' switch, which
+# the scheduler applies for every host).
+_NOT_DEFINITION = frozenset({"source_file", "paused"})
+
+
+def definition_hash(deployment: Deployment) -> str:
+    """A hash of the deployment as loaded: daemons sharing a database run its runs only if
+    they loaded it alike (``daemon/_cluster``), so a config change rolling across hosts
+    never has a run executed under another host's idea of it."""
+    values = deployment.model_dump(mode="json", exclude=set(_NOT_DEFINITION))
+    values["flow"] = _portable_flow(deployment)
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _portable_flow(deployment: Deployment) -> str:
+    """The flow's entrypoint with a file beside the config (or below it) named relative to
+    the config's directory: hosts keep the same files in different places."""
+    path, colon, function = deployment.flow.rpartition(":")
+    if not colon or deployment.source_file is None:
+        return deployment.flow
+    base = deployment.source_file.parent
+    try:
+        relative = Path(path).relative_to(base)
+    except ValueError:
+        return deployment.flow
+    return f"{relative}:{function}"

@@ -78,6 +78,7 @@ if TYPE_CHECKING:
         tags,
         task_run_var,
     )
+    from gnomon.flows._dask import DaskTaskRunner
     from gnomon.flows._dispatch import async_dispatch, in_async_context
     from gnomon.flows._flow import Flow, flow
     from gnomon.flows._flow_engine import (
@@ -131,7 +132,7 @@ if TYPE_CHECKING:
         state_row,
         stored_text,
     )
-    from gnomon.flows._results import prune_result_files
+    from gnomon.flows._results import check_result_storage, prune_result_files
     from gnomon.flows._run_input import RunInput, input_problems
     from gnomon.flows._runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
     from gnomon.flows._secret import Secret, check_secret_name, check_secret_value
@@ -174,6 +175,7 @@ __all__ = [
     "CachePolicy",
     "CommitMode",
     "CompoundCachePolicy",
+    "DaskTaskRunner",
     "DoneAndNotDoneFutures",
     "Flow",
     "FlowParameters",
@@ -215,6 +217,7 @@ __all__ = [
     "aupdate_progress_artifact",
     "cap_run_logs",
     "check_artifact_key",
+    "check_result_storage",
     "check_secret_name",
     "check_secret_value",
     "check_tags",
@@ -298,6 +301,7 @@ _WHERE = {
     "CachePolicy": "gnomon.flows._cache",
     "CompoundCachePolicy": "gnomon.flows._cache",
     "DEFAULT": "gnomon.flows._cache",
+    "DaskTaskRunner": "gnomon.flows._dask",
     "DoneAndNotDoneFutures": "gnomon.flows._futures",
     "FLOW_PARAMETERS": "gnomon.flows._cache",
     "FLOW_RUN_LOGGER": "gnomon.flows._logging",
@@ -381,6 +385,7 @@ _WHERE = {
     "parameter_problems": "gnomon.flows._check",
     "pause_flow_run": "gnomon.flows._pauses",
     "prune_result_files": "gnomon.flows._results",
+    "check_result_storage": "gnomon.flows._results",
     "quote": "gnomon.flows._annotations",
     "rate_limit": "gnomon.flows._concurrency",
     "read_concurrency_limits": "gnomon.flows._concurrency",

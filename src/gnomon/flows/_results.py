@@ -1,37 +1,38 @@
-"""Results and cache records stored as signed pickle files under ``GNOMON_HOME/results``.
+"""Results and cache records stored as signed pickle files in the result storage.
 
 Pickle runs code when it loads, so a result file is only unpickled after its HMAC-SHA256
-signature, made with a key that only this state directory holds, has verified. A file put
-there by anyone without the key, or truncated by a crash, is reported and never loaded.
+signature, made with the results' signing key (``_result_keys``), has verified. A file put
+there by anyone without the key, signed with another host's key, or truncated by a crash,
+is reported and never loaded. Where the files live (``GNOMON_HOME/results``, a shared
+directory, an object store) is ``_result_storage``'s part.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from gnomon._files import private_directory, share_mode
 from gnomon.exceptions import ResultStorageError
 
 if TYPE_CHECKING:
+    from gnomon._settings import Settings
+    from gnomon.flows._result_keys import SigningKey
+    from gnomon.flows._result_storage import Storage
     from gnomon.store import ResultFile
 
 _MAGIC = b"GNOMON-RESULT-1\n"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-_HEADER_MAX = 65536  # a header holds the key (of any length) and two times
+_HEADER_MAX = 65536  # a header holds the key (of any length), two times and the signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,55 +48,46 @@ class StoredResult:
 
 
 class ResultStore:
-    """Signed result files in one directory, addressed by a key: a hash, a run id, or any
+    """Signed result files in one storage, addressed by a key: a hash, a run id, or any
     string a ``cache_key_fn`` or a transaction gives (see ``file_name``)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._secret: bytes | None = None
+    def __init__(self, storage: Storage, settings: Settings) -> None:
+        self.storage = storage
+        self._settings = settings
+        self._signing_key: SigningKey | None = None
 
     def write(
         self, key: str, value: Any, created: datetime, expiration: datetime | None
     ) -> dict[str, str]:
-        """Store ``value`` under ``key`` atomically; returns the reference kept in the store."""
-        path = self._path(key)
+        """Store ``value`` under ``key`` whole; returns the reference kept in the store."""
+        signing = self.signing_key()
         header = json.dumps(
             {
                 "key": key,
                 "created": created.isoformat(),
                 "expiration": expiration.isoformat() if expiration else None,
+                "signer": signing.id,
             }
         ).encode()
         body = header + b"\n" + cloudpickle.dumps(value)
-        signature = hmac.new(self._key(), body, hashlib.sha256).digest()
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")  # 0600
-        try:
-            share_mode(fd, self.root)  # 0640 where the directory is shared (gnomon._files)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(_MAGIC + signature + body)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        signature = hmac.new(signing.secret, body, hashlib.sha256).digest()
+        self.storage.write(file_name(key), _MAGIC + signature + body)
         return result_ref(key)
 
     def read(self, key: str) -> StoredResult | None:
         """The stored result, or None if there is none. Raises if the file fails its check."""
-        path = self._path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        name = file_name(key)
+        data = self.storage.read(name)
+        if data is None:
             return None
+        where = f"{self.storage.description}: {name}"
         if not data.startswith(_MAGIC):
-            raise ResultStorageError(f"{path}: not a gnomon result file; refusing to load it")
+            raise ResultStorageError(f"{where}: not a gnomon result file; refusing to load it")
+        signing = self.signing_key()
         signature = data[len(_MAGIC) : len(_MAGIC) + 32]
         body = data[len(_MAGIC) + 32 :]
-        expected = hmac.new(self._key(), body, hashlib.sha256).digest()
-        if not hmac.compare_digest(signature, expected):
-            raise ResultStorageError(
-                f"{path}: signature does not match this state directory's key; refusing to "
-                "unpickle it"
-            )
+        if not any(_signs(secret, body, signature) for secret in signing.secrets):
+            raise ResultStorageError(f"{where}: {_mismatch(body, signing)}")
         header, _, payload = body.partition(b"\n")
         meta = json.loads(header)
         if meta.get("key", key) != key:  # another key's file by the same name: not this one
@@ -109,7 +101,10 @@ class ResultStore:
 
     def read_current(self, key: str, now: datetime) -> StoredResult | None:
         """The record under ``key`` if it is there, unexpired and verified; a file that fails
-        its check is logged and counts as absent (the work is done again, never trusted)."""
+        its check, or cannot be read, is logged and counts as absent (the work is done
+        again, never trusted). A key that cannot be had is an error: it is configuration,
+        as a storage that cannot be opened is, and every write would fail too."""
+        self.signing_key()
         try:
             stored = self.read(key)
         except ResultStorageError as error:
@@ -122,17 +117,17 @@ class ResultStore:
         return stored
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self.storage.delete(file_name(key))
 
     def prune(self, key: str, own: bool, written_before: datetime, now: datetime) -> bool:
         """Whether a pruned run's result file under ``key`` may go (``prune_result_files``):
         a run's own file (named by its id) always; a cache record only once it has expired
         and was written before ``written_before`` (so the runs that wrote it are pruned
         too), never one without expiry. A file that is missing or unreadable is left."""
-        path = self._path(key)
+        name = file_name(key)
         if own:
-            return path.exists()
-        header = _header(path)
+            return self.storage.exists(name)
+        header = _header(self.storage.read_head(name, len(_MAGIC) + 32 + _HEADER_MAX))
         if header is None or header.get("key", key) != key or header.get("expiration") is None:
             return False
         try:
@@ -142,25 +137,47 @@ class ResultStore:
             return False
         return expiration <= now and created < written_before
 
-    def _path(self, key: str) -> Path:
-        return self.root / file_name(key)
+    def signing_key(self) -> SigningKey:
+        """The key, read on first use (ResultStorageError naming the setting if it is bad)."""
+        if self._signing_key is None:
+            from gnomon.flows._result_keys import signing_key
 
-    def _key(self) -> bytes:
-        if self._secret is None:
-            private_directory(self.root)
-            self._secret = _load_or_create_key(self.root / ".key")
-        return self._secret
+            self._signing_key = signing_key(self._settings)
+        return self._signing_key
 
 
-def _header(path: Path) -> dict[str, Any] | None:
-    """The JSON header of a result file (its key, when it was written, when it expires),
-    read without the value; None if there is no such file or it is not one."""
-    try:
-        with path.open("rb") as handle:
-            start = handle.read(len(_MAGIC) + 32 + _HEADER_MAX)
-    except OSError:
-        return None
-    if not start.startswith(_MAGIC):
+def _signs(secret: bytes, body: bytes, signature: bytes) -> bool:
+    expected = hmac.new(secret, body, hashlib.sha256).digest()
+    return hmac.compare_digest(signature, expected)
+
+
+def _mismatch(body: bytes, signing: SigningKey) -> str:
+    """Why a signature did not verify: another key signed it (the header names which),
+    or the file was changed after it was signed."""
+    from gnomon.flows._result_keys import key_id
+
+    header = _header(_MAGIC + b"\0" * 32 + body)
+    signer = header.get("signer") if header else None
+    ids = [key_id(secret) for secret in signing.secrets]
+    if isinstance(signer, str) and signer not in ids:
+        mine = f"id {ids[0]}" if len(ids) == 1 else f"ids {', '.join(ids)}"
+        return (
+            f"signed with another key (id {signer}) than this process's ({mine}, from"
+            f" {signing.source}); refusing to unpickle it. Hosts that share a result"
+            " storage need the same key: set [results] key_file or GNOMON_RESULTS_KEY alike"
+            " on each"
+        )
+    return (
+        f"signature does not match the signing key (from {signing.source}): the file was"
+        " changed or damaged after it was written; refusing to unpickle it"
+    )
+
+
+def _header(start: bytes | None) -> dict[str, Any] | None:
+    """The JSON header of a result file (its key, when it was written, when it expires,
+    which key signed it) from the file's first bytes, read without the value; None if
+    there is no such file or it is not one. Unverified: for pruning and messages only."""
+    if start is None or not start.startswith(_MAGIC):
         return None
     line, newline, _ = start[len(_MAGIC) + 32 :].partition(b"\n")
     try:
@@ -187,7 +204,8 @@ def prune_result_files(
 
 
 def result_ref(key: str) -> dict[str, str]:
-    """What a run's row keeps to find its result: the key, in gnomon's local store."""
+    """What a run's row keeps to find its result: the key, in gnomon's result storage
+    (named "local" as before the storage could be elsewhere: the configured one)."""
     return {"storage": "local", "key": key}
 
 
@@ -204,36 +222,51 @@ def file_name(key: str) -> str:
     return "~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _load_or_create_key(path: Path) -> bytes:
-    """Read the signing key, creating it first if this is a new state directory.
-
-    The key is written to a temporary file (0600 whatever the directory: a key readers
-    could copy would let them sign pickles) and hard-linked into place, so a process racing
-    to create it either wins or reads the winner's complete key, never a half-written one.
-    """
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
-    key = path.read_bytes()
-    if len(key) != 32:
-        raise ResultStorageError(f"{path}: result signing key is damaged")
-    return key
-
-
-_stores: dict[Path, ResultStore] = {}
+_stores: dict[tuple[object, ...], ResultStore] = {}
 
 
 def get_result_store() -> ResultStore:
+    """The result store the settings name (one per storage and key, reused)."""
     from gnomon._settings import get_settings
+    from gnomon.flows._result_storage import open_storage
 
-    root = get_settings().results_dir
-    store = _stores.get(root)
+    settings = get_settings()
+    place = (settings.results_dir, settings.results)
+    store = _stores.get(place)
     if store is None:
-        store = _stores[root] = ResultStore(root)
+        store = _stores[place] = ResultStore(open_storage(settings), settings)
     return store
+
+
+def check_result_storage() -> str | None:
+    """Open the configured result storage and key and write, read and delete a record
+    there, so that a daemon refuses to start on a storage it cannot use rather than fail
+    its runs; ConfigError says what is wrong. Returns the storage's description, or None
+    when nothing is configured: the default (``GNOMON_HOME/results``, this host's own
+    key) is made on first use, as it always was."""
+    from gnomon._settings import ResultsSettings, get_settings
+    from gnomon.exceptions import ConfigError
+
+    if get_settings().results == ResultsSettings():
+        return None
+    try:
+        store = get_result_store()
+        probe = f"probe-{os.getpid()}-{secrets.token_hex(4)}"
+        store.write(probe, None, datetime.now(UTC), None)
+        try:
+            store.read(probe)
+        finally:
+            store.delete(probe)
+    except ResultStorageError as error:
+        raise ConfigError(str(error)) from None
+    signing = store.signing_key()
+    if signing.own and get_settings().results.storage is not None:
+        from gnomon.flows._logging import engine_logger
+
+        engine_logger().warning(
+            "results are signed with this host's own key: other hosts sharing the storage"
+            " cannot use them (set [results] key_file or GNOMON_RESULTS_KEY alike on each)",
+            storage=store.storage.description,
+            key=signing.source,
+        )
+    return store.storage.description

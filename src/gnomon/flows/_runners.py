@@ -1,8 +1,8 @@
 """Task runners: where submitted task runs execute.
 
 A runner is entered for the duration of a flow run and turns ``submit`` calls into futures.
-The interface (``duplicate``, ``submit``, ``map``, enter and exit) is the one a Dask or Ray
-runner would implement.
+The interface (``duplicate``, ``submit``, ``map``, enter and exit) is the one
+``DaskTaskRunner`` (``_dask``) implements too, and a Ray runner would.
 """
 
 from __future__ import annotations

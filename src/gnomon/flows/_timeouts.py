@@ -50,14 +50,14 @@ def call_with_deadline(
     thread = threading.Thread(target=body, name="gnomon-deadline", daemon=True)
     thread.start()
     if not outcome.done.wait(timeout):
-        _interrupt(thread)
+        interrupt(thread)
         raise on_timeout()
     if outcome.error is not None:
         raise outcome.error
     return outcome.value
 
 
-def _interrupt(thread: threading.Thread) -> None:
+def interrupt(thread: threading.Thread) -> None:
     """Raise TerminationSignal in ``thread`` at its next bytecode (best effort)."""
     if thread.ident is None:
         return

@@ -368,13 +368,12 @@ class TaskTransaction:
 
 
 def _acquire_lock(store: ResultStore, key: str) -> int:
-    """Hold an exclusive lock on ``key`` (waiting for it): a file lock under the result
-    store, so that runs in other processes serialise on the same key."""
-    from gnomon._files import private_directory
+    """Hold an exclusive lock on ``key`` (waiting for it): a file lock beside the result
+    files (``Storage.lock_directory``), so that runs in other processes serialise on the
+    same key."""
     from gnomon.flows._results import file_name
 
-    locks = store.root / "locks"
-    private_directory(locks)
+    locks = store.storage.lock_directory()
     fd = os.open(locks / file_name(key), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from gnomon.control import current_windows, fire_clock, iso
+from gnomon.control import current_windows, fire_clock, iso, member_views
 from gnomon.http._dashboard import page
 from gnomon.http._timeline import (
     DEFAULT_WINDOW,
@@ -63,6 +63,7 @@ def add_routes(app: FastAPI) -> None:
         problems, choice = _choice(window, back, page_number, q)
         values = overview(request.app.state.store, now, **choice)
         values["health"] = _health(request.app.state.health)
+        values["members"] = member_views(request.app.state.store)
         status = 400 if problems else 200
         return page(
             request,

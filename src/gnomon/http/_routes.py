@@ -30,6 +30,7 @@ from gnomon.control import (
     firing_from,
     iso,
     log_view,
+    member_views,
     parse_expiry,
     parse_pause_end,
     pool_views,
@@ -489,6 +490,16 @@ def show_artifact(key_or_id: ArtifactPath, store: StoreDep) -> dict[str, Any]:
 def list_pools(store: StoreDep) -> list[dict[str, Any]]:
     """Run pools: slots, slots taken now, runs waiting for a slot, their deployments."""
     return pool_views(store)
+
+
+# The daemons sharing the database.
+
+
+@router.get("/daemons", response_model=list[s.DaemonInfo], tags=["daemon"])
+def list_daemons(store: StoreDep) -> list[dict[str, Any]]:
+    """The daemons sharing this PostgreSQL database, oldest first (none on SQLite, where
+    one daemon serves it: see /healthz)."""
+    return member_views(store)  # type: ignore[arg-type]
 
 
 # Concurrency limits.

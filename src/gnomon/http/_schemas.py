@@ -8,6 +8,7 @@ Requests forbid unknown fields: a misspelt ``cancel_runing`` is an error, not ig
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -365,6 +366,26 @@ class PoolInfo(BaseModel):
     taken: int
     waiting: int
     deployments: list[str]
+
+
+class DaemonInfo(BaseModel):
+    """A daemon sharing the database (PostgreSQL): where it runs, its version and part,
+    its workers, its last heartbeat (seconds ago, by the database's clock), and the
+    deployments whose definition it loaded otherwise than the scheduler did."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    scheduler: bool
+    workers: int
+    busy: int
+    idle: int
+    heartbeat_at: datetime
+    heartbeat_age: float
+    lease_left: float
+    differing: list[str]
+    missing: list[str]
 
 
 class TokenInfo(BaseModel):

@@ -19,6 +19,13 @@ from gnomon._lazy import lazy_names
 if TYPE_CHECKING:
     from gnomon.store._backfills import BackfillStep, TimeRun, backfill_generation
     from gnomon.store._backup import BackupExists, backup_database
+    from gnomon.store._cluster import (
+        Renewal,
+        agreed_definitions,
+        join_cluster,
+        leave_cluster,
+        renew_membership,
+    )
     from gnomon.store._codecs import utcnow
     from gnomon.store._connect import SERVER_CONNECTION
     from gnomon.store._db import (
@@ -36,12 +43,14 @@ if TYPE_CHECKING:
         store_name,
     )
     from gnomon.store._kinds import (
+        NOTIFY_CHANNEL,
         REQUESTED_CAUSES,
         SCHEDULED_CAUSES,
         AuditAction,
         BackfillStatus,
         BreachKind,
         MaintenanceSource,
+        Nudge,
         Origin,
         ReloadStatus,
         Reprocess,
@@ -83,6 +92,11 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "Renewal": "gnomon.store._cluster",
+    "agreed_definitions": "gnomon.store._cluster",
+    "join_cluster": "gnomon.store._cluster",
+    "leave_cluster": "gnomon.store._cluster",
+    "renew_membership": "gnomon.store._cluster",
     "ArtifactReader": "gnomon.store.abc",
     "Actor": "gnomon.store._values",
     "AuditAction": "gnomon.store._kinds",
@@ -97,6 +111,8 @@ _LAZY = {
     "HEAD_REVISION": "gnomon.store._revision",
     "LogQuery": "gnomon.store._values",
     "Origin": "gnomon.store._kinds",
+    "Nudge": "gnomon.store._kinds",
+    "NOTIFY_CHANNEL": "gnomon.store._kinds",
     "RUN_BIN_SPANS": "gnomon.store._schema",
     "PruneCounts": "gnomon.store._prune",
     "PruneStore": "gnomon.store.abc",
@@ -145,6 +161,7 @@ _LAZY = {
 __all__ = [
     "EXTERNAL_CHECKPOINTS_ENV",
     "HEAD_REVISION",
+    "NOTIFY_CHANNEL",
     "REQUESTED_CAUSES",
     "RUN_BIN_SPANS",
     "SCHEDULED_CAUSES",
@@ -163,10 +180,12 @@ __all__ = [
     "FastStore",
     "LogQuery",
     "MaintenanceSource",
+    "Nudge",
     "Origin",
     "PruneCounts",
     "PruneStore",
     "ReloadStatus",
+    "Renewal",
     "Reprocess",
     "ResultFile",
     "RunCause",
@@ -178,6 +197,7 @@ __all__ = [
     "TimeRun",
     "TokenAccess",
     "VariableStore",
+    "agreed_definitions",
     "backfill_generation",
     "backup_database",
     "bound_write_waits",
@@ -186,10 +206,13 @@ __all__ = [
     "file_identity",
     "get_store",
     "in_time_order",
+    "join_cluster",
+    "leave_cluster",
     "open_fast",
     "pause_values",
     "read_only_file_system",
     "refuse_unknown_revision",
+    "renew_membership",
     "reset_store",
     "resumes_from",
     "run_on_its_time",

@@ -21,8 +21,8 @@ from sqlalchemy import desc, func, select, update
 from gnomon.states import FAILED_TYPES, FINAL_TYPES, UNRUN_NAMES, StateType
 from gnomon.store._breaches import _insert
 from gnomon.store._calls import audit_call
-from gnomon.store._kinds import AuditAction, BackfillStatus, Reprocess
-from gnomon.store._queries import Queries, execute_call
+from gnomon.store._kinds import AuditAction, BackfillStatus, Nudge, Reprocess
+from gnomon.store._queries import Queries, execute_call, notify_in
 from gnomon.store._scheduled import first_state_row
 from gnomon.store._schema import backfills, flow_runs, run_states, utcnow
 from gnomon.store.rows import BackfillRow, FlowRunRow
@@ -89,6 +89,7 @@ class BackfillQueries(Queries):
             }
             audit = audit_call(actor, AuditAction.BACKFILL, str(created.id), detail=detail, now=now)
             execute_call(connection, audit)
+            notify_in(connection, Nudge.POLL)
         return created
 
     def read_backfill(self, backfill_id: int) -> BackfillRow | None:
@@ -213,6 +214,7 @@ class BackfillQueries(Queries):
                     actor, AuditAction.BACKFILL_CANCEL, str(backfill_id), reason, now=now
                 )
                 execute_call(connection, audit)
+                notify_in(connection, Nudge.POLL)
         return bool(ended)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gnomon.store._kinds import AuditAction, RunCause
+from gnomon.store._kinds import NOTIFY_CHANNEL, AuditAction, Nudge, RunCause
 from gnomon.store._values import RunCursor, newest_in_time_order, newest_window, pause_values
 from gnomon.store.rows import DeploymentRow, FlowRunRow, LogRow
 
@@ -77,8 +77,26 @@ def audit_call(
     )
 
 
+def notify_daemons(execute: Execute, dialect: str, kind: Nudge) -> None:
+    """Tell every daemon on the database to act on the change of the transaction that
+    ``execute`` writes in (``kind``: read the store, or reload its config): on PostgreSQL a
+    NOTIFY on ``NOTIFY_CHANNEL``, which each daemon's listener hears
+    (``gnomon.daemon._listen``). The server delivers it when the transaction commits, and
+    only then, so no daemon looks before the change is there to see. Every operator change
+    that daemons act on calls this, so daemons on other hosts, which no signal reaches,
+    take it within a second too. On SQLite, nothing: its daemon is on this host, and the
+    command that made the change signals it (SIGUSR1, SIGHUP)."""
+    if dialect == "postgresql":
+        execute(Call("notify", {"channel": NOTIFY_CHANNEL, "kind": kind}))
+
+
 class FastControlQueries(abc.ABC):
     """``FastControl``: what the command line's fast commands ask of the store."""
+
+    @property
+    @abc.abstractmethod
+    def dialect(self) -> str:
+        """The database's kind, by SQLAlchemy's name for it: "sqlite" or "postgresql"."""
 
     @abc.abstractmethod
     def _tuples(self, call: Call) -> Sequence[Sequence[Any]]:
@@ -152,6 +170,8 @@ class FastControlQueries(abc.ABC):
                         continue  # paused as long already
                 changed.append(name)
                 execute(audit_call(actor, action, name, reason, detail, now=now))
+            if changed:
+                notify_daemons(execute, self.dialect, Nudge.POLL)
         return changed
 
     # Runs.

@@ -27,12 +27,13 @@ from gnomon.states import (
     StateType,
 )
 from gnomon.store._calls import audit_call
-from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, ReloadStatus, TokenAccess
+from gnomon.store._kinds import REQUESTED_CAUSES, AuditAction, Nudge, ReloadStatus, TokenAccess
 from gnomon.store._queries import (
     Queries,
     Row,
     check_limit,
     execute_call,
+    notify_in,
     slot_counts,
     upsert_limit,
 )
@@ -101,10 +102,15 @@ class ControlQueries(Queries):
         target: str | None,
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
+        notify: Nudge | None = None,
     ) -> None:
-        """Audit a change that has no row of its own here (a reload, an apply)."""
+        """Audit a change that has no row of its own here (a reload, an apply); with
+        ``notify``, the daemons on the database are told it in the same transaction (an
+        apply: they reload)."""
         with self.engine.begin() as connection:
             execute_call(connection, audit_call(actor, action, target, reason, detail))
+            if notify is not None:
+                notify_in(connection, notify)
 
     def read_audit(
         self,
@@ -157,6 +163,7 @@ class ControlQueries(Queries):
                 },
             )
             (request_id,) = result.inserted_primary_key or (None,)
+            notify_in(connection, Nudge.RELOAD)
         assert isinstance(request_id, int)
         return request_id
 
@@ -254,6 +261,7 @@ class ControlQueries(Queries):
                     now=now,
                 ),
             )
+            notify_in(connection, Nudge.POLL)
 
     def create_retry_run(self, run: NewFlowRun, actor: Actor) -> FlowRunRow:
         """Insert ``run`` as the next generation of its deployment's nominal time
@@ -300,6 +308,7 @@ class ControlQueries(Queries):
                 actor, AuditAction.RETRY, row["id"], detail=detail, now=row["created"]
             )
             execute_call(connection, audit)
+            notify_in(connection, Nudge.POLL)
             created = connection.execute(select(flow_runs).where(flow_runs.c.id == row["id"]))
             return FlowRunRow(*created.one())
 
@@ -366,6 +375,7 @@ class ControlQueries(Queries):
                     actor, AuditAction.CANCEL, flow_run_id, reason, {"outcome": outcome}, now
                 ),
             )
+            notify_in(connection, Nudge.POLL)
         return outcome
 
     def read_cancel_requests(self, since: datetime) -> list[CancelRequest]:
@@ -457,6 +467,7 @@ class ControlQueries(Queries):
             execute_call(
                 connection, audit_call(actor, AuditAction.LIMIT_SET, name, detail=detail, now=now)
             )
+            notify_in(connection, Nudge.POLL)
 
     def read_limit_rows(self) -> list[ConcurrencyLimitRow]:
         """Every concurrency limit, by name."""
@@ -496,6 +507,7 @@ class ControlQueries(Queries):
             ).rowcount
             if deleted:
                 execute_call(connection, audit_call(actor, AuditAction.LIMIT_RM, name))
+                notify_in(connection, Nudge.POLL)
         return bool(deleted)
 
     # API tokens.

@@ -42,9 +42,14 @@ if TYPE_CHECKING:
 class FastStore(FastControlQueries):
     """``FastControl`` on one connection of the driver, running compiled SQL."""
 
-    def __init__(self, connection: Any, queries: DriverQueries) -> None:
+    def __init__(self, connection: Any, dialect: str) -> None:
         self._connection = connection
-        self.queries = queries  # the dialect's, from ``_compiled``
+        self._dialect = dialect
+        self.queries: DriverQueries = driver_queries(dialect)  # from ``_compiled``
+
+    @property
+    def dialect(self) -> str:
+        return self._dialect
 
     def close(self) -> None:
         self._connection.close()
@@ -74,7 +79,7 @@ class SQLiteFastStore(FastStore):
         )
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA foreign_keys = ON")
-        super().__init__(connection, driver_queries("sqlite"))
+        super().__init__(connection, "sqlite")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Execute]:
@@ -99,7 +104,7 @@ class ServerFastStore(FastStore):
         connection = psycopg.connect(autocommit=True, **parameters)
         # JSON values decoded by psycopg, through the loader ``Store``'s engine gives it.
         set_json_loads(loads, connection)
-        super().__init__(connection, driver_queries("postgresql"))
+        super().__init__(connection, "postgresql")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Execute]:

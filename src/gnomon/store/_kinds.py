@@ -145,6 +145,23 @@ class Origin(enum.StrEnum):
     PYTHON = "python"
 
 
+class Nudge(enum.StrEnum):
+    """What running daemons are asked to do after an operator's change: read the store now
+    (``POLL``: a pause, a cancel, a run asked for), or reload their config (``RELOAD``).
+    The CLI signals a daemon on its host so (SIGUSR1, SIGHUP); on PostgreSQL the change's
+    transaction also notifies every daemon on the database (``NOTIFY_CHANNEL``)."""
+
+    POLL = "poll"
+    RELOAD = "reload"
+    # Runs were released to the daemons sharing the database: take them (``_cluster``).
+    RELEASE = "release"
+
+
+# The PostgreSQL channel a change's transaction notifies (its payload a ``Nudge``) and
+# each daemon listens on (``gnomon.daemon._listen``).
+NOTIFY_CHANNEL = "gnomon"
+
+
 class ReloadStatus(enum.StrEnum):
     """Where a config reload request stands (``config_reloads.status``): waiting for the
     daemon, or the reload's outcome."""

@@ -16,8 +16,8 @@ from sqlalchemy import delete, select
 
 from gnomon.store._calls import audit_call
 from gnomon.store._codecs import as_utc
-from gnomon.store._kinds import AuditAction, MaintenanceSource
-from gnomon.store._queries import Queries, execute_call
+from gnomon.store._kinds import AuditAction, MaintenanceSource, Nudge
+from gnomon.store._queries import Queries, execute_call, notify_in
 from gnomon.store._schema import maintenance_windows
 from gnomon.store.rows import MaintenanceRow
 
@@ -44,6 +44,7 @@ class MaintenanceQueries(Queries):
                 actor, AuditAction.MAINTENANCE_ADD, str(added.id), row.get("reason"), detail
             )
             execute_call(connection, call)
+            notify_in(connection, Nudge.POLL)
         return added
 
     def remove_maintenance(
@@ -64,6 +65,7 @@ class MaintenanceQueries(Queries):
                 actor, AuditAction.MAINTENANCE_RM, str(window_id), reason, _detail(row)
             )
             execute_call(connection, call)
+            notify_in(connection, Nudge.POLL)
         return row
 
     def read_maintenance(self, ending_after: datetime | None = None) -> list[MaintenanceRow]:

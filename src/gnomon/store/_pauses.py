@@ -18,8 +18,8 @@ from sqlalchemy import Connection, and_, desc, or_, select, update
 
 from gnomon.states import StateName, StateType
 from gnomon.store._calls import audit_call
-from gnomon.store._kinds import AuditAction
-from gnomon.store._queries import Queries, execute_call
+from gnomon.store._kinds import AuditAction, Nudge
+from gnomon.store._queries import Queries, execute_call, notify_in
 from gnomon.store._schema import flow_runs, run_pauses, run_states, utcnow
 from gnomon.store._values import Actor
 from gnomon.store.rows import FlowRunRow, RunPauseRow
@@ -155,6 +155,7 @@ class PauseQueries(Queries):
             connection,
             audit_call(actor, AuditAction.RUN_RESUME, pause.flow_run_id, None, detail, now),
         )
+        notify_in(connection, Nudge.POLL)  # a suspended run: the daemon runs it again
 
     def read_resumed_runs(self, since: datetime) -> list[FlowRunRow]:
         """Suspended runs resumed at or after ``since`` that wait for the daemon to run them

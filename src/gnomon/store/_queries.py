@@ -32,7 +32,8 @@ from sqlalchemy import (
 
 from gnomon.exceptions import ConcurrencySlotAcquisitionError, InvalidInput
 from gnomon.states import StateName, StateType
-from gnomon.store._calls import Call, Execute, FastControlQueries
+from gnomon.store._calls import Call, Execute, FastControlQueries, notify_daemons
+from gnomon.store._kinds import Nudge
 from gnomon.store._schema import (
     SCHEDULE_STATE,
     concurrency_limits,
@@ -72,6 +73,10 @@ class Queries(FastControlQueries):
     def engine(self) -> Engine:
         """The engine writes go through (transactions begin IMMEDIATE on SQLite)."""
         return self._writer.engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @property
     def reader(self) -> Engine:
@@ -412,6 +417,11 @@ def _is_dead_local_holder(holder: str) -> bool:
 def execute_call(connection: Connection, call: Call) -> int:
     """Run ``call`` (see ``_calls``) in ``connection``'s transaction; the rows it changed."""
     return connection.execute(call_statement(call), dict(call.parameters)).rowcount
+
+
+def notify_in(connection: Connection, kind: Nudge) -> None:
+    """``notify_daemons`` in ``connection``'s transaction."""
+    notify_daemons(functools.partial(execute_call, connection), connection.dialect.name, kind)
 
 
 def upsert_limit(

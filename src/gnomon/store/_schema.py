@@ -187,6 +187,11 @@ flow_runs = Table(
     # run whose end decided it (with several upstreams, the last to end). No foreign key:
     # either run may be deleted alone.
     Column("caused_by", String(32)),
+    # When the cluster's scheduler handed the run to whichever daemon takes it (several
+    # daemons on one PostgreSQL database: a daemon claims released runs in this order,
+    # which is the scheduler's priority order); null once a daemon took it, or for a run
+    # its scheduler started itself.
+    Column("released_at", UTCDateTime),
     Index("ix_flow_runs_state_type", "state_type"),
     # The runs listing's order, (created, id) newest first: its pages are index ranges.
     Index("ix_flow_runs_created_id", "created", "id"),
@@ -202,6 +207,13 @@ flow_runs = Table(
     ),
     Index("ix_flow_runs_deployment_name_created_id", "deployment_name", "created", "id"),
     Index("ix_flow_runs_cancel_requested_at", "cancel_requested_at"),
+    # The released runs, which the daemons' claims read (few at any time).
+    Index(
+        "ix_flow_runs_released_at",
+        "released_at",
+        sqlite_where=text("released_at IS NOT NULL"),
+        postgresql_where=text("released_at IS NOT NULL"),
+    ),
     # A backfill's runs by state (its progress, its unfinished ones); partial, so the runs
     # of no backfill cost nothing to write.
     Index(
@@ -251,6 +263,9 @@ deployments = Table(
     # The schedule decides the fires after this: set when the deployment is registered,
     # comes back into the config or is resumed. Catch-up starts at the later of the two.
     Column("fires_from", UTCDateTime),
+    # A hash of the deployment's definition as its scheduler loaded it: several daemons on
+    # one database run only the deployments whose definition they agree with.
+    Column("definition_hash", String(64)),
     Column("registered_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated", UTCDateTime, nullable=False, default=utcnow),
     # The JSON schema of the flow's parameters, from the flow check: run requests are
@@ -550,6 +565,42 @@ maintenance_windows = Table(
     Index("ix_maintenance_windows_ends_at", "ends_at"),
 )
 
+# Several daemons on one PostgreSQL database: each is a member with a lease it renews
+# (times from the database's clock); a member whose lease ran out is dead, and the
+# scheduler settles the runs it held.
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("config", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Column("workers", Integer, nullable=False),
+    Column("busy", Integer, nullable=False),
+    Column("idle", Integer, nullable=False),
+    # Deployment name -> definition hash, as this daemon loaded them.
+    _json("definitions", "dict[str, str]"),
+    # The server process of its membership's connection: gone means the daemon is gone.
+    Column("backend_pid", Integer),
+)
+
+# The one row saying which member schedules (decides fires) for the cluster, and until
+# when: the scheduler renews it; another member takes it once it has run out, or once the
+# holder's connection is gone.
+cluster_leader = Table(
+    "cluster_leader",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("daemon_id", String(255)),
+    Column("epoch", Integer, nullable=False, server_default=text("0"), default=0),
+    Column("backend_pid", Integer),
+    Column("expires_at", UTCDateTime),
+)
+
 backfills = Table(
     "backfills",
     metadata,
@@ -675,6 +726,7 @@ ROWS: dict[str, Table | tuple[Column[Any], ...]] = {
     "BackfillRow": backfills,
     "WatchedRun": WATCHED_RUN,
     "MaintenanceRow": maintenance_windows,
+    "DaemonRow": daemons,
 }
 
 # What the store's writes take, by the name of their ``TypedDict`` in ``gnomon.store.rows``:

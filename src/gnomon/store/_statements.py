@@ -24,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Insert,
     Select,
+    String,
     Table,
     Update,
     bindparam,
@@ -174,6 +175,14 @@ def _extend_pause(variant: frozenset[str]) -> SQL:
         .where(*conditions)
         .values(paused_until=bindparam("paused_until"), updated=bindparam("updated"))
     )
+
+
+@query(QUERIES, "notify", dialects=("postgresql",))
+def _notify(_: frozenset[str]) -> SQL:
+    """A NOTIFY of ``kind`` on ``channel``, delivered when the transaction commits (see
+    ``_calls.notify_daemons``); PostgreSQL's alone."""
+    channel, kind = bindparam("channel", type_=String), bindparam("kind", type_=String)
+    return select(func.pg_notify(channel, kind))
 
 
 @_query("audit")

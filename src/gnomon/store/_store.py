@@ -16,6 +16,7 @@ from gnomon.store import _migrate
 from gnomon.store._artifacts import ArtifactQueries
 from gnomon.store._backfills import BackfillQueries
 from gnomon.store._breaches import BreachQueries
+from gnomon.store._cluster import ClusterQueries
 from gnomon.store._control import ControlQueries
 from gnomon.store._db import DEFAULT_POOL_SIZE, create_engine, file_identity, sqlite_path
 from gnomon.store._maintenance import MaintenanceQueries
@@ -51,6 +52,7 @@ class Store(
     MaintenanceQueries,
     BackfillQueries,
     PruneQueries,
+    ClusterQueries,
 ):
     """One database: its engine, its batched writer, and the queries over it.
 

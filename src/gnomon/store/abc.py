@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from gnomon.store._kinds import (
         AuditAction,
         BackfillStatus,
+        Nudge,
         ReloadStatus,
         RunCause,
         TokenAccess,
@@ -174,6 +175,9 @@ class RunStore(ArtifactReader, Protocol):
     def read_flow_run(self, id: str) -> FlowRunRow | None:
         """The flow run row ``id``, or None."""
 
+    def read_task_run(self, id: str) -> TaskRunRow | None:
+        """The task run row ``id``, or None (a run another process ran: a Dask worker's)."""
+
     # Concurrency limits and slots.
 
     def read_concurrency_limits(self, names: list[str] | None = None) -> dict[str, int]:
@@ -261,8 +265,8 @@ class Pausing(Protocol):
         now: datetime | None = None,
         until: datetime | None = None,
     ) -> list[str]:
-        """Pause (until ``until``, if given) or resume deployments, audited; those whose
-        pause changed (a pause made longer counts)."""
+        """Pause (until ``until``, if given) or resume deployments, audited and told to the
+        daemons (``Nudge``); those whose pause changed (a pause made longer counts)."""
 
 
 class BackfillStore(Protocol):
@@ -537,8 +541,11 @@ class Auditing(Protocol):
         target: str | None,
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
+        notify: Nudge | None = None,
     ) -> None:
-        """Audit a change that has no row of its own here (a reload, an apply, a prune)."""
+        """Audit a change that has no row of its own here (a reload, an apply, a prune);
+        with ``notify``, the daemons on the database are told it in the same transaction
+        (see ``Nudge``)."""
 
 
 class ControlStore(

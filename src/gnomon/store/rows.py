@@ -37,6 +37,7 @@ __all__ = [
     "CancelRequest",
     "ClaimedRun",
     "ConcurrencyLimitRow",
+    "DaemonRow",
     "DeploymentRow",
     "FlowRunRow",
     "LogRow",
@@ -96,6 +97,7 @@ class FlowRunRow(StoreRow):
         "generation",
         "backfill_id",
         "caused_by",
+        "released_at",
     )
     __slots__ = __match_args__
 
@@ -134,6 +136,7 @@ class FlowRunRow(StoreRow):
     generation: int
     backfill_id: int | None
     caused_by: str | None
+    released_at: datetime | None
 
     def __init__(
         self,
@@ -172,6 +175,7 @@ class FlowRunRow(StoreRow):
         generation: int,
         backfill_id: int | None,
         caused_by: str | None,
+        released_at: datetime | None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
@@ -209,6 +213,7 @@ class FlowRunRow(StoreRow):
         set_(self, "generation", generation)
         set_(self, "backfill_id", backfill_id)
         set_(self, "caused_by", caused_by)
+        set_(self, "released_at", released_at)
 
 
 class TaskRunRow(StoreRow):
@@ -422,6 +427,7 @@ class DeploymentRow(StoreRow):
         "config_paused",
         "last_fire",
         "fires_from",
+        "definition_hash",
         "registered_at",
         "updated",
         "parameter_schema",
@@ -450,6 +456,7 @@ class DeploymentRow(StoreRow):
     config_paused: bool | None
     last_fire: datetime | None
     fires_from: datetime | None
+    definition_hash: str | None
     registered_at: datetime
     updated: datetime
     parameter_schema: dict[str, Any] | None
@@ -478,6 +485,7 @@ class DeploymentRow(StoreRow):
         config_paused: bool | None,
         last_fire: datetime | None,
         fires_from: datetime | None,
+        definition_hash: str | None,
         registered_at: datetime,
         updated: datetime,
         parameter_schema: dict[str, Any] | None,
@@ -505,6 +513,7 @@ class DeploymentRow(StoreRow):
         set_(self, "config_paused", config_paused)
         set_(self, "last_fire", last_fire)
         set_(self, "fires_from", fires_from)
+        set_(self, "definition_hash", definition_hash)
         set_(self, "registered_at", registered_at)
         set_(self, "updated", updated)
         set_(self, "parameter_schema", parameter_schema)
@@ -1273,6 +1282,72 @@ class MaintenanceRow(StoreRow):
         set_(self, "created_by", created_by)
 
 
+class DaemonRow(StoreRow):
+    """A row of ``daemons``."""
+
+    __match_args__ = (
+        "id",
+        "host",
+        "pid",
+        "version",
+        "config",
+        "started_at",
+        "heartbeat_at",
+        "lease_until",
+        "workers",
+        "busy",
+        "idle",
+        "definitions",
+        "backend_pid",
+    )
+    __slots__ = __match_args__
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    config: str | None
+    started_at: datetime
+    heartbeat_at: datetime
+    lease_until: datetime
+    workers: int
+    busy: int
+    idle: int
+    definitions: dict[str, str] | None
+    backend_pid: int | None
+
+    def __init__(
+        self,
+        id: str,
+        host: str,
+        pid: int,
+        version: str,
+        config: str | None,
+        started_at: datetime,
+        heartbeat_at: datetime,
+        lease_until: datetime,
+        workers: int,
+        busy: int,
+        idle: int,
+        definitions: dict[str, str] | None,
+        backend_pid: int | None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "host", host)
+        set_(self, "pid", pid)
+        set_(self, "version", version)
+        set_(self, "config", config)
+        set_(self, "started_at", started_at)
+        set_(self, "heartbeat_at", heartbeat_at)
+        set_(self, "lease_until", lease_until)
+        set_(self, "workers", workers)
+        set_(self, "busy", busy)
+        set_(self, "idle", idle)
+        set_(self, "definitions", definitions)
+        set_(self, "backend_pid", backend_pid)
+
+
 # For the type checker only: a write takes a plain dict.
 if TYPE_CHECKING:
     from typing import NotRequired, TypedDict
@@ -1315,6 +1390,7 @@ if TYPE_CHECKING:
         generation: NotRequired[int]
         backfill_id: NotRequired[int | None]
         caused_by: NotRequired[str | None]
+        released_at: NotRequired[datetime | None]
 
     class NewTaskRun(TypedDict):
         """A new row of ``task_runs``."""
@@ -1437,3 +1513,4 @@ if TYPE_CHECKING:
         generation: int
         backfill_id: int | None
         caused_by: str | None
+        released_at: datetime | None
