@@ -53,6 +53,7 @@ from gnomon.store import (
     store_name,
     upgrade,
 )
+from gnomon.task_runners import ProcessPoolTaskRunner
 from test_cli_daemon import gnomon
 from test_daemon import INTERVAL_TICK, completed, runs, start_daemon, wait_for, write_config
 
@@ -238,6 +239,22 @@ def test_a_daemon_started_before_a_newer_gnomon_migrated_runs_on_beside_it(
     _, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
     assert not [row for row in runs(store, "ticker") if row.state_name == "Crashed"]
+
+
+def test_a_flow_started_before_a_newer_gnomon_migrated_runs_its_tasks_in_other_processes(
+    url: str, store: Any
+) -> None:
+    """Task workers (a process pool's, a Dask cluster's) write to the store of the flow
+    that sent them, which checked its schema: they leave that to it, as a daemon's do."""
+    migrate_as_a_newer_gnomon(url)
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def fan_out() -> list[int]:
+        return [future.result() for future in add_one.map([1, 2])]
+
+    assert fan_out() == [2, 3]
+    (run,) = store.read_runs(limit=10)
+    assert [row.state_name for row in store.read_task_runs(run.id)] == ["Completed"] * 2
 
 
 # The previous revision's code on the head schema.

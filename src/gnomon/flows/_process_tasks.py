@@ -106,8 +106,9 @@ def run_payload(payload: bytes, once: bool = False) -> bytes:
     data = cloudpickle.loads(payload)
     with settings_scope(data["settings"]):
         # The flow's SQLite file must be here: a worker on another host would otherwise
-        # record the run in a new, empty database of its own.
-        get_store(create=False)
+        # record the run in a new, empty database of its own. Its schema is the flow's
+        # process's to check and migrate, as a daemon's is for its workers (see Store).
+        get_store(create=False, migrate=False)
         configure_logging()
         state = _run_plan(data, once)
         try:
