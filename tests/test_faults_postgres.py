@@ -251,11 +251,11 @@ def test_a_flow_in_a_script_waits_for_its_final_state_up_to_the_patience_setting
     store, monkeypatch: pytest.MonkeyPatch, outage: float, stored: bool
 ) -> None:
     from gnomon import flow
-    from gnomon._settings import get_settings
+    from gnomon._settings import reset_settings
     from gnomon.store import StoreWriteError
 
     monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "2.5")
-    get_settings.cache_clear()
+    reset_settings()
     begun = threading.Event()
 
     def outage_now() -> None:
@@ -296,10 +296,10 @@ def test_a_flow_ending_while_its_database_is_read_only_keeps_its_final_state(
     """A failover's demoted primary answers every write with read_only_sql_transaction (an
     InternalError, not an OperationalError): the rows wait, as for a server that is down."""
     from gnomon import flow
-    from gnomon._settings import get_settings
+    from gnomon._settings import reset_settings
 
     monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "20")
-    get_settings.cache_clear()
+    reset_settings()
     database = make_url(store.url).database
     server = make_url(store.url).set(database="postgres").render_as_string(hide_password=False)
 

@@ -469,11 +469,11 @@ def test_a_flow_ending_on_a_damaged_database_file_is_not_told_its_state_was_stor
     """ "database disk image is malformed" is about the file, not the rows: they are kept
     and the flow call raises after its patience, rather than returning as if stored."""
     from gnomon import flow
-    from gnomon._settings import get_settings
+    from gnomon._settings import reset_settings
     from gnomon.store import StoreWriteError
 
     monkeypatch.setenv("GNOMON_FINAL_STATE_PATIENCE", "0.5")
-    get_settings.cache_clear()
+    reset_settings()
 
     @flow
     def warm() -> None:

@@ -282,14 +282,25 @@ MEMBER_COLUMNS = ["host", "pid", "version", "role", "busy", "idle", "heartbeat",
 
 def _cluster_members() -> list[dict[str, Any]]:
     """The daemons sharing the store, for a PostgreSQL store (none on SQLite: one daemon,
-    and its status is the lines above)."""
-    from gnomon.cli._common import open_store, store_url
+    and its status is the lines above). The status stands without them: a store this
+    command cannot read (another one than the daemon's, the server down) only says so."""
+    from gnomon._location import store_location
 
-    if not store_url().startswith("postgresql"):
+    _, url = store_location()
+    if not url.startswith("postgresql"):
         return []
+    from gnomon.cli._common import open_store
     from gnomon.control import member_views
+    from gnomon.store import store_fault
 
-    return member_views(open_store())  # type: ignore[arg-type]
+    try:
+        return member_views(open_store())  # type: ignore[arg-type]
+    except Exception as error:
+        fault = store_fault(error, url)
+        if fault is None and not isinstance(error, click.ClickException):
+            raise
+        click.echo(f"the daemons on the database are not known: {fault or error}", err=True)
+        return []
 
 
 def _echo_members(members: list[dict[str, Any]]) -> None:

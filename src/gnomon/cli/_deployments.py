@@ -182,6 +182,7 @@ def _view(
             config_paused=deployment.paused,
             last_fire=None,
             fires_from=None,
+            definition_hash=None,
             registered_at=now,
             updated=now,
             parameter_schema=None,

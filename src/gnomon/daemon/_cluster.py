@@ -68,9 +68,10 @@ class MemberView:
 class Membership:
     """This daemon's lease in the cluster, renewed each second by a thread.
 
-    ``wants_lead``: whether this member bids for the scheduler's lease (a daemon serving
-    a script does not). ``counts`` gives its busy and idle workers, ``definitions`` its
-    deployments' hashes; ``wake`` wakes the loop when something changed that it must act on.
+    Every member bids for the scheduler's lease at each renewal. ``counts`` gives its busy
+    and idle workers, ``definitions`` its deployments' hashes; ``wake`` wakes the loop when
+    something changed that it must act on; ``fence`` kills its runs' workers (from the
+    watchdog thread, at half the lease).
     """
 
     def __init__(
@@ -85,7 +86,6 @@ class Membership:
         wake: Callable[[], None],
         *,
         fence: Callable[[], None],
-        wants_lead: bool = True,
     ) -> None:
         self.url = url
         self.timeout = timeout
@@ -96,7 +96,6 @@ class Membership:
         self._definitions = definitions
         self._wake = wake
         self._fence = fence
-        self.wants_lead = wants_lead
         self._joins = 0
         self.view = MemberView(self._next_id())
         self._engine: Engine | None = None
@@ -247,7 +246,7 @@ class Membership:
             busy,
             idle,
             None if definitions == self._sent else definitions,
-            self.wants_lead and not self._fenced,
+            not self._fenced,
         )
         self._sent = definitions
         self._last_ok = time.monotonic()

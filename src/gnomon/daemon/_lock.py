@@ -138,6 +138,8 @@ class DaemonLock:
         home_lock: Path | None = None,
         server_url: str | None = None,
         store: str | None = None,
+        *,
+        alone: bool = False,
     ) -> None:
         from gnomon.daemon._serverlock import ServerLock
 
@@ -146,11 +148,12 @@ class DaemonLock:
         self.home_lock = None if home_lock is None or home_lock == self.path else home_lock
         self._fd: int | None = None
         self._home_fd: int | None = None
-        self._server = None if server_url is None else ServerLock(server_url)
+        self._server = None if server_url is None else ServerLock(server_url, alone=alone)
 
     @classmethod
-    def for_store(cls, home: Path, database_url: str) -> DaemonLock:
-        """The lock of the store at ``database_url`` for a daemon whose home is ``home``."""
+    def for_store(cls, home: Path, database_url: str, *, alone: bool = False) -> DaemonLock:
+        """The lock of the store at ``database_url`` for a daemon whose home is ``home``;
+        ``alone``: on a server database, the only daemon there (see ``_serverlock``)."""
         scheme = database_url.partition("://")[0].partition("+")[0]
         server = database_url if scheme == "postgresql" else None
         from gnomon.store import store_name
@@ -160,6 +163,7 @@ class DaemonLock:
             Path(home) / HOME_LOCK_NAME,
             server,
             store_name(database_url),
+            alone=alone,
         )
 
     @property

@@ -60,8 +60,7 @@ class ClusterRole:
 
     @classmethod
     def join(cls, daemon: Daemon, timeout: float) -> ClusterRole:
-        """Join the cluster of ``daemon``'s database, bidding to schedule unless the
-        daemon serves a script's deployments (they are that script's alone)."""
+        """Join the cluster of ``daemon``'s database, bidding to schedule."""
         membership = Membership(
             daemon.daemon_id,
             daemon.store.url,
@@ -72,7 +71,6 @@ class ClusterRole:
             lambda: role._definitions(),  # noqa: PLW0108 (role is made below)
             daemon.wakeup.wake,
             fence=lambda: role.fence_workers(),  # noqa: PLW0108 (role is made below)
-            wants_lead=daemon.served is None,
         )
         role = cls(daemon, membership)
         membership.start()

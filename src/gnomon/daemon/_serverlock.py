@@ -50,8 +50,11 @@ _HOLDER = text(
 class ServerLock:
     """The daemon lock of the server database at ``url``: ``acquire`` and ``release``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, alone: bool = False) -> None:
         self.url = url
+        # Exclusive, as before clusters: a daemon serving a script's deployments runs alone
+        # on its database (it decides their fires itself, and settles every run it finds).
+        self.alone = alone
         self._engine: Engine | None = None
         self._connection: Connection | None = None
         self._guard = threading.Lock()  # the session is used by acquire, keep and release
@@ -83,7 +86,12 @@ class ServerLock:
             connection = engine.connect()
             try:
                 taken = connection.execute(
-                    text("SELECT pg_try_advisory_lock_shared(:key)"), {"key": DAEMON_LOCK_KEY}
+                    text(
+                        "SELECT pg_try_advisory_lock(:key)"
+                        if self.alone
+                        else "SELECT pg_try_advisory_lock_shared(:key)"
+                    ),
+                    {"key": DAEMON_LOCK_KEY},
                 ).scalar_one()
                 connection.commit()  # the lock is the session's, not the transaction's
                 if not taken:

@@ -268,7 +268,8 @@ class Daemon:
         from gnomon.flows import in_background
         from gnomon.store import get_store
 
-        self._lock = DaemonLock.for_store(home, url)
+        # A served script's daemon runs alone on a server database (``_join_cluster``).
+        self._lock = DaemonLock.for_store(home, url, alone=self.served is not None)
         self._lock.acquire(config=self._source_text())
         self._lock.keep(self._lock_lost)
         self.store = get_store()
@@ -298,7 +299,9 @@ class Daemon:
         """On PostgreSQL, join the daemons sharing the database (``_members``)."""
         from gnomon.daemon._members import ClusterRole
 
-        if self.store.engine.dialect.name != "postgresql":
+        if self.store.engine.dialect.name != "postgresql" or self.served is not None:
+            # A script's deployments are known to its own daemon only: it decides their
+            # fires, alone on the database, as before clusters.
             return None
         return ClusterRole.join(self, self.config.daemon.heartbeat_timeout.total_seconds())
 
@@ -338,10 +341,11 @@ class Daemon:
         self.reporter = RunReporter(
             self.store, self.config, self.scheduler, self.pool, self.health.status
         )
+        # Configured once the deployments are synced (``_take_schedule``): its first look
+        # closes the open breaches of deployments it does not watch.
         self.deadlines = DeadlineWatch(
             self.store, self.scheduler, self.reporter.breach_changed, self.request_poll
         )
-        self.deadlines.configure(self.clock.now())
         self.reporter.metrics.watch_breaches(self.deadlines.open_counts)
         self.reporter.metrics.watch_pools(self._pool_counts)
 
