@@ -34,9 +34,15 @@ DAEMON = f'workers = {{workers}}\nheartbeat_timeout = "{TIMEOUT}s"'
 
 
 def members(url: str) -> list[dict[str, Any]]:
+    """The members, none before the first daemon has migrated the database."""
+    from sqlalchemy.exc import ProgrammingError
+
     with Connected(url) as connection:
-        rows = connection.execute(text("SELECT id, pid, busy, idle FROM daemons")).mappings()
-        return [dict(row) for row in rows]
+        try:
+            rows = connection.execute(text("SELECT id, pid, busy, idle FROM daemons"))
+        except ProgrammingError:  # no table yet
+            return []
+        return [dict(row) for row in rows.mappings()]
 
 
 def leader(url: str) -> str | None:
