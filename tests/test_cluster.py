@@ -550,3 +550,20 @@ def versions(url: str) -> list[dict[str, Any]]:
             dict(row)
             for row in connection.execute(text("SELECT id, version FROM daemons")).mappings()
         ]
+
+
+def test_apply_from_a_host_with_no_daemon_asks_the_cluster_to_reload(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    """No daemon on this host, but daemons on the database: apply does not write the
+    deployments past them (they would flip-flop); it asks them to reload their configs."""
+    url = store.url
+    configs = cluster(tmp_path, 2, every(1), workers=1)
+    first, second = start(configs, daemons, url)
+    added = '\n[[deployments]]\nname = "d2"\nflow = "flows.py:tick"\ninterval = "1s"\n'
+    configs[0].write_text(configs[0].read_text() + added)
+    done = gnomon(tmp_path / "elsewhere", "deployments", "apply", "--config", str(configs[0]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "asking them to reload" in done.stdout
+    assert store.read_deployment("d2") is not None
+    stop_all([first, second])

@@ -220,7 +220,9 @@ def store_lock() -> DaemonLock:
     one does)."""
     from gnomon.daemon import DaemonLock
 
-    return DaemonLock.for_store(*_location())
+    # Alone: on a server database, daemons of a cluster hold its lock shared, and this
+    # holds it only when none does, whatever host they run on.
+    return DaemonLock.for_store(*_location(), alone=True)
 
 
 def daemon_holder() -> dict[str, Any] | None:

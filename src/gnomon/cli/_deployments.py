@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -493,25 +494,39 @@ def deployments_apply(config: Path | None, timeout: float) -> None:
 
     holder = daemon_holder()
     if holder is None:
-        click.echo("no gnomon daemon is running on this store: registering the deployments")
-        report_reload(_apply_alone(config))
+        outcome = _apply_alone(config)
+        if outcome is not None:
+            report_reload(outcome)
+        # Daemons run on this database from other hosts: they reload their own configs.
+        click.echo("gnomon daemons run on this database from other hosts: asking them to reload")
+        report_reload(operations().reload(config, timeout))
     daemon_config = holder.get("config")
     if config is not None and daemon_config and Path(daemon_config) != config.absolute():
         click.echo(f"note: the daemon reloads its own config, {daemon_config}", err=True)
     report_reload(operations().reload(config, timeout))
 
 
-def _apply_alone(config: Path | None) -> ReloadOutcome:
-    """``apply`` with no daemon running: under the store's lock, so none starts meanwhile,
-    and a name a killed serving script left scheduled is taken over (as the daemon would
-    at its start)."""
+def _apply_alone(config: Path | None) -> ReloadOutcome | None:
+    """``apply`` with no daemon running on this host: under the store's lock, so none
+    starts meanwhile, and a name a killed serving script left scheduled is taken over (as
+    the daemon would at its start). None if daemons on other hosts hold the database (a
+    PostgreSQL store's cluster): they are asked to reload instead."""
+    from gnomon.cli._common import daemon_holder
     from gnomon.daemon import DaemonAlreadyRunning
 
     ops = operations()  # first: opening the store looks for a daemon, which this is not
+    lock = store_lock()
     try:
-        return ops.apply(config, lock=store_lock())
+        lock.acquire()
     except DaemonAlreadyRunning as error:
+        if daemon_holder() is None and lock.server:
+            return None
         raise OperationFailed(f"{error}: started meanwhile; nothing applied") from None
+    try:
+        click.echo("no gnomon daemon is running on this store: registering the deployments")
+        return ops.apply(config, lock=contextlib.nullcontext())
+    finally:
+        lock.release()
 
 
 @deployments_group.command("release")

@@ -167,6 +167,11 @@ class DaemonLock:
         )
 
     @property
+    def server(self) -> bool:
+        """Whether the store is a server database (its lock is an advisory lock too)."""
+        return self._server is not None
+
+    @property
     def held(self) -> bool:
         return self._fd is not None
 

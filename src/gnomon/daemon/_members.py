@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,8 +157,9 @@ class ClusterRole:
             return CLAIM_EVERY
         return CLAIM_FALLBACK_EVERY
 
-    def next_look(self, monotonic: float) -> float:
+    def next_look(self) -> float:
         """Seconds until this member should look at the store again (claims, ends)."""
+        monotonic = time.monotonic()
         waits = [1.0]
         if self.daemon.pool.idle_count() > 0:
             waits.append(self._looked["claim"] + self._claim_every() - monotonic)
@@ -165,9 +167,11 @@ class ClusterRole:
             waits.append(self._looked["ends"] + ENDS_EVERY - monotonic)
         return max(0.0, min(waits))
 
-    def step(self, monotonic: float) -> bool:
+    def step(self) -> bool:
         """One pass of the member's work; whether this daemon schedules (and the loop
-        then takes the scheduler's pass)."""
+        then takes the scheduler's pass). Paced by the machine's monotonic clock, not the
+        daemon's (a test's clock that jumps): leases and heartbeats are real time."""
+        monotonic = time.monotonic()
         view = self.membership.view
         if view.fence:
             self._fence()

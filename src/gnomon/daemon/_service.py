@@ -656,7 +656,7 @@ class Daemon:
         try:
             if loaded is not None:
                 self._apply_reload(loaded, now)
-            if self.cluster is None or self.cluster.step(monotonic):
+            if self.cluster is None or self.cluster.step():
                 self._schedule(now, monotonic)
             if self.outages.store_failing:
                 self.store.probe_write()  # a pass that wrote nothing proves nothing
@@ -704,7 +704,7 @@ class Daemon:
         waits = [POLL_INTERVAL, self._polls.wait(monotonic, backlog)]
         due = self._next_due = self.scheduler.next_due()
         if self.cluster is not None:
-            waits.append(self.cluster.next_look(monotonic))
+            waits.append(self.cluster.next_look())
         if self.outages.store_failing:
             waits.append(self.outages.retry_at - monotonic)
         elif due is not None:
