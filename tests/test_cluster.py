@@ -567,3 +567,59 @@ def test_apply_from_a_host_with_no_daemon_asks_the_cluster_to_reload(
     assert "asking them to reload" in done.stdout
     assert store.read_deployment("d2") is not None
     stop_all([first, second])
+
+
+def test_a_run_of_a_killed_member_is_run_again_where_retries_remain(
+    tmp_path: Path, store, daemons: list[Any]
+) -> None:
+    """A deployment with retries: its run on a member killed mid-run is Crashed by the
+    scheduler and run again (the same run, its next attempt), not left Crashed."""
+    url = store.url
+    retried = (
+        '\n[[deployments]]\nname = "retried"\nflow = "flows.py:slow"\ncron = "0 0 1 1 *"\n'
+        "retries = 1\nparameters = { seconds = 3.0 }\n"
+    )
+    # The scheduler's one worker is kept busy, so the run asked for goes to the member.
+    busy = every_slow() + "parameters = { seconds = 6.0 }\n"
+    configs = cluster(tmp_path, 2, retried + busy, workers=1)
+    first, second = start(configs, daemons, url)
+    second_id = member_of(url, second.pid)
+    wait_for(
+        lambda: query(
+            url,
+            "SELECT id FROM flow_runs WHERE deployment_name = 'slowpoke'"
+            " AND state_type = 'RUNNING'",
+        ),
+        what="the scheduler's worker busy",
+    )
+    done = gnomon(configs[0].parent / "home", "run", "retried")
+    assert done.returncode == 0, done.stderr
+    [[run_id]] = wait_for(
+        lambda: query(
+            url,
+            "SELECT id FROM flow_runs WHERE deployment_name = 'retried' AND daemon_id = :id"
+            " AND state_type = 'RUNNING'",
+            id=second_id,
+        ),
+        timeout=30,
+        what="the retried deployment's run on the member",
+    )
+    second.send_signal(signal.SIGKILL)
+    second.wait(timeout=10)
+    wait_for(
+        lambda: (
+            query(url, "SELECT state_name FROM flow_runs WHERE id = :id", id=run_id)
+            == [("Completed",)]
+        ),
+        timeout=60,
+        what="the run run again and completed",
+    )
+    states = [
+        name
+        for (name,) in query(
+            url, "SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp", id=run_id
+        )
+    ]
+    assert "Crashed" in states
+    assert states[-1] == "Completed"
+    stop_all([first])
