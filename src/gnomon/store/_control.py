@@ -269,9 +269,9 @@ class ControlQueries(Queries):
         has not finished: generations of one nominal time never run at once. Returns the
         newest unfinished run of that time: ``run`` as created, or the one that stopped it.
 
-        The check and the insert share a transaction; two retries at once on PostgreSQL both
-        pick the same next generation and the unique key refuses the second, which then
-        finds the first unfinished."""
+        The check and the insert share a transaction, which on PostgreSQL first takes an
+        advisory lock of that nominal time: two retries at once queue, and the second finds
+        the first unfinished."""
         for _ in range(_GENERATION_ATTEMPTS):
             try:
                 return self._create_next_generation(run, actor)
@@ -293,6 +293,12 @@ class ControlQueries(Queries):
         )
         newest = select(func.coalesce(func.max(flow_runs.c.generation), 0)).where(same_time)
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Retries of one nominal time queue here (SQLite's writers queue anyway):
+                # without it, one could read no unfinished run before the other committed
+                # its generation, then read that generation as the newest, and add another.
+                key = f"retry:{row['deployment_name']}:{row['scheduled_for']}"
+                connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
             holding = connection.execute(unfinished).first()
             if holding is not None:
                 return FlowRunRow(*holding)
