@@ -124,6 +124,16 @@ def assert_each_fire_once(url: str, names: list[str]) -> int:
     return len(rows)
 
 
+def completed_by(url: str, member: str) -> int:
+    """How many runs ``member`` ran to Completed."""
+    [(count,)] = query(
+        url,
+        "SELECT count(*) FROM flow_runs WHERE daemon_id = :id AND state_name = 'Completed'",
+        id=member,
+    )
+    return int(count)
+
+
 def assert_no_run_started_twice(url: str) -> None:
     """No run was claimed twice: one Running state each (no retries are configured)."""
     twice = query(
@@ -208,7 +218,12 @@ def test_three_daemons_share_200_deployments_firing_every_second_and_survive_a_s
     )
     assert crashed
     assert all(victim_id in message for (message,) in crashed)
-    time.sleep(3)
+    survivors = [member_of(url, process.pid) for process in processes[:2]]
+    done = [completed_by(url, member) for member in survivors]
+    wait_for(
+        lambda: all(completed_by(url, m) > n for m, n in zip(survivors, done, strict=True)),
+        what="both survivors running runs after the kill",
+    )
     stop_all(processes[:2])
 
     assert_each_fire_once(url, names)
@@ -241,13 +256,13 @@ def test_a_killed_scheduler_is_replaced_within_seconds_and_fires_go_on(
         lambda: query(url, "SELECT id FROM flow_runs WHERE state_type = 'RUNNING'"),
         what="a run going",
     )
-    time.sleep(2)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     # The scheduler's connection went with its process: the lease is taken at the next
     # renewal, not after the timeout.
     wait_for(lambda: leader(url) == second_id, timeout=5, what="the second member leading")
-    time.sleep(4)
+    before = completed_by(url, second_id)
+    wait_for(lambda: completed_by(url, second_id) >= before + 10, what="fires going on")
     stop_all([second])
 
     assert_each_fire_once(url, [f"d{i}" for i in range(5)])
@@ -268,12 +283,14 @@ def test_a_stopped_scheduler_hands_over_at_once_and_no_fire_is_lost(
     configs = cluster(tmp_path, 2, every(5))
     first, second = start(configs, daemons, url)
     second_id = member_of(url, second.pid)
-    time.sleep(3)
+    first_id = member_of(url, first.pid)
+    wait_for(lambda: completed_by(url, first_id) >= 5, what="the scheduler running runs")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     wait_for(lambda: leader(url) == second_id, timeout=3, what="the second member leading")
     assert [row["id"] for row in members(url)] == [second_id]
-    time.sleep(3)
+    before = completed_by(url, second_id)
+    wait_for(lambda: completed_by(url, second_id) >= before + 10, what="fires going on")
     stop_all([second])
     # Each fire decided once across the handover (one that the handover made later than the
     # catch-up policy allows is decided Missed, as after any downtime: not lost).
@@ -297,7 +314,7 @@ def test_a_member_whose_definition_differs_runs_none_of_that_deployments_runs_an
     configs[1].write_text(changed)
     first, second = start(configs, daemons, url)
     second_id = member_of(url, second.pid)
-    time.sleep(8)
+    wait_for(lambda: completed_by(url, second_id) >= 3, what="runs on the second member")
     ran = dict(
         query(
             url,
@@ -524,15 +541,12 @@ def test_a_rolling_upgrade_runs_the_old_and_the_new_release_side_by_side(
     )
     [[stored]] = query(url, "SELECT version_num FROM alembic_version")
     assert stored == revision
-    time.sleep(8)
-    ran = dict(
-        query(
-            url,
-            "SELECT daemon_id, count(*) FROM flow_runs WHERE state_name = 'Completed' GROUP BY 1",
-        )
+    old_id, newer_id = member_of(url, old.pid), member_of(url, newer.pid)
+    start_old, start_newer = completed_by(url, old_id), completed_by(url, newer_id)
+    wait_for(
+        lambda: completed_by(url, old_id) > start_old and completed_by(url, newer_id) > start_newer,
+        what="both releases running runs after the migration",
     )
-    assert ran.get(member_of(url, old.pid), 0) > 0, ran
-    assert ran.get(member_of(url, newer.pid), 0) > 0, ran
 
     again = start_daemon(configs[0], tmp_path / "old-again")
     daemons.append(again)
@@ -574,39 +588,38 @@ def test_a_run_of_a_killed_member_is_run_again_where_retries_remain(
     tmp_path: Path, store, daemons: list[Any]
 ) -> None:
     """A deployment with retries: its run on a member killed mid-run is Crashed by the
-    scheduler and run again (the same run, its next attempt), not left Crashed."""
+    scheduler and run again (the same run, its next attempt) by the member left."""
     url = store.url
     retried = (
         '\n[[deployments]]\nname = "retried"\nflow = "flows.py:slow"\ncron = "0 0 1 1 *"\n'
         "retries = 1\nparameters = { seconds = 3.0 }\n"
     )
-    # The scheduler's one worker is kept busy, so the run asked for goes to the member.
-    busy = every_slow() + "parameters = { seconds = 6.0 }\n"
-    configs = cluster(tmp_path, 2, retried + busy, workers=1)
-    first, second = start(configs, daemons, url)
-    second_id = member_of(url, second.pid)
+    # The scheduler's one worker is kept busy: the run asked for goes to a member.
+    configs = cluster(tmp_path, 3, retried + every_slow(), workers=1)
+    processes = start(configs, daemons, url)
     wait_for(
         lambda: query(
             url,
             "SELECT id FROM flow_runs WHERE deployment_name = 'slowpoke'"
-            " AND state_type = 'RUNNING'",
+            " AND state_type = 'RUNNING' AND daemon_id = :id",
+            id=member_of(url, processes[0].pid),
         ),
         what="the scheduler's worker busy",
     )
     done = gnomon(configs[0].parent / "home", "run", "retried")
     assert done.returncode == 0, done.stderr
-    [[run_id]] = wait_for(
+    [(run_id, holder)] = wait_for(
         lambda: query(
             url,
-            "SELECT id FROM flow_runs WHERE deployment_name = 'retried' AND daemon_id = :id"
+            "SELECT id, daemon_id FROM flow_runs WHERE deployment_name = 'retried'"
             " AND state_type = 'RUNNING'",
-            id=second_id,
         ),
         timeout=30,
-        what="the retried deployment's run on the member",
+        what="the retried deployment's run on a member",
     )
-    second.send_signal(signal.SIGKILL)
-    second.wait(timeout=10)
+    [victim] = [process for process in processes[1:] if member_of(url, process.pid) == holder]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
     wait_for(
         lambda: (
             query(url, "SELECT state_name FROM flow_runs WHERE id = :id", id=run_id)
@@ -618,9 +631,11 @@ def test_a_run_of_a_killed_member_is_run_again_where_retries_remain(
     states = [
         name
         for (name,) in query(
-            url, "SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp", id=run_id
+            url,
+            "SELECT name FROM run_states WHERE flow_run_id = :id ORDER BY timestamp",
+            id=run_id,
         )
     ]
     assert "Crashed" in states
     assert states[-1] == "Completed"
-    stop_all([first])
+    stop_all([process for process in processes if process is not victim])

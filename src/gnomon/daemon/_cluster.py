@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gnomon._version import __version__
 
@@ -440,9 +440,8 @@ class Claimer:
         idle = self.pool.idle_count()
         if idle <= 0:
             return []
-        executions = self._executions()
-        names = [name for name in self.agreed_names() if name in executions]
-        rows = self.store.claim_released(self._view().member_id, names, idle)
+        executions = self._executions()  # of the same deployments as the definitions
+        rows = self.store.claim_released(self._view().member_id, self.agreed_names(), idle)
         # The scheduler's host wrote its own path of the flow: this host's may differ.
         self.store.set_entrypoints(
             {
@@ -474,23 +473,3 @@ class Claimer:
             self.taken.discard(flow_run_id)
             return True
         return False
-
-
-def describe_members(rows: Iterable[Any], leader: str | None) -> list[dict[str, Any]]:
-    """The members as the status views list them."""
-    return [
-        {
-            "id": row.id,
-            "host": row.host,
-            "pid": row.pid,
-            "version": row.version,
-            "scheduler": row.id == leader,
-            "workers": row.workers,
-            "busy": row.busy,
-            "idle": row.idle,
-            "started_at": row.started_at,
-            "heartbeat_at": row.heartbeat_at,
-            "lease_until": row.lease_until,
-        }
-        for row in rows
-    ]

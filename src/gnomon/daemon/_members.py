@@ -116,10 +116,10 @@ class ClusterRole:
         return self._loaded()[1]
 
     def definitions_of(self, deployments: Iterable[Deployment]) -> dict[str, str]:
-        """The definition hashes the scheduler stores for the deployments it synced."""
-        from gnomon.deployments import definition_hash
-
-        return {each.name: definition_hash(each) for each in deployments}
+        """The definition hashes the scheduler stores for the deployments it synced (of
+        its config: hashed once per config)."""
+        loaded = self._definitions()
+        return {each.name: loaded[each.name] for each in deployments}
 
     # Start-up.
 

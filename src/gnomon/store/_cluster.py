@@ -247,12 +247,6 @@ class ClusterQueries(Queries):
             ).all()
         return [FlowRunRow(*row) for row in rows]
 
-    def read_members(self) -> list[DaemonRow]:
-        """Every member, alive or not yet settled, oldest first."""
-        with self.reader.connect() as connection:
-            rows = connection.execute(select(daemons).order_by(daemons.c.started_at)).all()
-        return [DaemonRow(*row) for row in rows]
-
     def read_leader(self) -> tuple[str | None, int, datetime | None]:
         """Who leads, the leadership's epoch, and until when."""
         c = cluster_leader.c
@@ -261,11 +255,6 @@ class ClusterQueries(Queries):
                 select(c.daemon_id, c.epoch, c.expires_at).where(c.id == LEADER_ROW)
             ).first()
         return (None, 0, None) if row is None else (row[0], row[1], row[2])
-
-    def database_now(self) -> datetime:
-        """The database's clock."""
-        with self.reader.connect() as connection:
-            return connection.execute(select(func.now())).scalar_one()
 
     def read_member_leases(self) -> tuple[datetime, list[DaemonRow]]:
         """The database's time, and every member as of then."""
