@@ -334,6 +334,21 @@ def test_a_member_whose_definition_differs_runs_none_of_that_deployments_runs_an
     assert warned[0]["deployments"] == ["d1"]
     status = gnomon(configs[1].parent / "home", "daemon", "status")
     assert "d1" in status.stdout, status.stdout + status.stderr
+
+    # The change reaches the second host: its reload (SIGHUP) makes it agree, and it runs
+    # d1's runs from then on.
+    configs[1].write_text(configs[0].read_text())
+    second.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: query(
+            url,
+            "SELECT id FROM flow_runs WHERE daemon_id = :id AND deployment_name = 'd1'"
+            " AND state_name = 'Completed'",
+            id=second_id,
+        ),
+        timeout=30,
+        what="the second member running d1 after its reload",
+    )
     stop_all([first, second])
 
 

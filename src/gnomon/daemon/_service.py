@@ -658,6 +658,11 @@ class Daemon:
                 self._apply_reload(loaded, now)
             if self.cluster is None or self.cluster.step():
                 self._schedule(now, monotonic)
+            elif self._reload_signalled:
+                # A standby member reloads its own config (SIGHUP, or a reload NOTIFY); the
+                # requests in the store are the scheduler's to answer.
+                self._reload_signalled = False
+                self.loader.request([])
             if self.outages.store_failing:
                 self.store.probe_write()  # a pass that wrote nothing proves nothing
         except Exception as error:
