@@ -126,6 +126,30 @@ def test_a_reload_reschedules_from_the_next_fire_of_the_new_schedule(
     assert [nominal for nominal, _, _ in fires(store)] == [minute(1), minute(3), minute(6)]
 
 
+def test_a_reload_requests_late_notify_loads_the_config_no_second_time(
+    tmp_path, clock, daemon_at, store
+) -> None:
+    from gnomon.store import Actor, Origin
+
+    config = config_for(tmp_path, EVERY_MINUTE)
+    daemon = daemon_at(config)
+    run_until(daemon, clock, minute(1))
+    request = store.request_reload(Actor("on-call", Origin.CLI), str(config))
+    daemon.nudge("poll")  # the CLI's SIGUSR1
+    run_until(daemon, clock, minute(1) + timedelta(seconds=5))
+    answered = store.read_reload(request)
+    assert answered is not None
+    assert answered.status == "applied"
+
+    # The request's NOTIFY, delivered by the listener after the poll answered it: under
+    # load it made a second load, audited as the daemon's, replacing the workers again.
+    daemon.nudge("reload")
+    run_until(daemon, clock, minute(2))
+
+    reloads = [entry for entry in store.read_audit() if entry.action == "reload"]
+    assert [(entry.actor, entry.origin) for entry in reloads] == [("on-call", "cli")]
+
+
 def test_a_gap_in_the_ticks_is_caught_up_once_and_the_schedule_goes_on(
     tmp_path, clock, daemon_at, store
 ) -> None:
