@@ -22,7 +22,8 @@ from gnomon.store import Actor, TokenAccess
 from test_api import Api, api  # noqa: F401 (the fixture)
 from test_cli_daemon import gnomon
 
-pytestmark = [pytest.mark.backends, pytest.mark.slow]
+# In Chromium on SQLite only: the pages' queries run on both backends in test_dashboard_pages.
+pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 PAUSES = ("pause", "resume")

@@ -22,7 +22,8 @@ from test_api import Api, api  # noqa: F401 (the fixture)
 from test_dashboard import HOSTILE, browser, log_in, page, token  # noqa: F401 (fixtures)
 from test_dashboard_run import fail, started_run
 
-pytestmark = [pytest.mark.backends, pytest.mark.slow]
+# In Chromium on SQLite only: the pages' queries run on both backends in test_dashboard_pages.
+pytestmark = pytest.mark.slow
 
 # Playwright's synchronous API runs an event loop in the test's thread, so outside a run
 # the artifact functions would return awaitables, as Prefect's do there: _sync=True.

@@ -17,7 +17,8 @@ from test_api import Api, api  # noqa: F401 (the fixture)
 from test_dashboard import browser, log_in, runs_in_every_state  # noqa: F401 (the fixture)
 from test_dashboard_run import add_log, add_task, fail, started_run
 
-pytestmark = [pytest.mark.backends, pytest.mark.slow]
+# In Chromium on SQLite only: the pages' queries run on both backends in test_dashboard_pages.
+pytestmark = pytest.mark.slow
 
 
 def failed_run(api: Api) -> str:  # noqa: F811

@@ -20,7 +20,8 @@ from gnomon.store import Actor, AuditAction, TokenAccess
 from test_api import CONFIG, Api, api  # noqa: F401 (the fixture)
 from test_dashboard import HOSTILE, browser, log_in, page, token  # noqa: F401 (fixtures)
 
-pytestmark = [pytest.mark.backends, pytest.mark.slow]
+# In Chromium on SQLite only: the pages' queries run on both backends in test_dashboard_pages.
+pytestmark = pytest.mark.slow
 
 SKIP_REASON = "the previous run 0a1b2c3d is still running (overlap = skip)"
 

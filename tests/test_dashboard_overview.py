@@ -153,6 +153,7 @@ def row(view: Any, deployment: str) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # in Chromium; the page's queries: test_dashboard_pages
 def test_past_runs_show_in_their_row_and_bin_and_a_failing_deployment_is_listed(
     api: Api,  # noqa: F811
     page: Any,  # noqa: F811
@@ -186,6 +187,7 @@ def test_past_runs_show_in_their_row_and_bin_and_a_failing_deployment_is_listed(
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # in Chromium; the page's queries: test_dashboard_pages
 def test_next_fires_show_hollow_for_an_active_deployment_and_not_for_a_paused_one(
     api: Api,  # noqa: F811
     page: Any,  # noqa: F811
@@ -207,6 +209,7 @@ def test_next_fires_show_hollow_for_an_active_deployment_and_not_for_a_paused_on
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # in Chromium; the page's queries: test_dashboard_pages
 def test_the_window_switches_and_scrolls_and_bad_values_say_so(
     api: Api,  # noqa: F811
     page: Any,  # noqa: F811
@@ -242,6 +245,7 @@ def test_the_window_switches_and_scrolls_and_bad_values_say_so(
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # in Chromium; the page's queries: test_dashboard_pages
 def test_hostile_state_names_and_filters_show_literally(
     api: Api,  # noqa: F811
     page: Any,  # noqa: F811
@@ -299,6 +303,7 @@ def sleep_long() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # in Chromium; the page's queries: test_dashboard_pages
 def test_a_real_daemons_health_busy_worker_and_running_run_show_on_the_overview(
     tmp_path: Any,
     gnomon_home: Any,

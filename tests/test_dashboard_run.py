@@ -22,7 +22,8 @@ from gnomon.store import Actor, Store, TokenAccess
 from test_api import Api, api  # noqa: F401 (the fixture)
 from test_dashboard import HOSTILE, browser, log_in, page, token  # noqa: F401 (fixtures)
 
-pytestmark = [pytest.mark.backends, pytest.mark.slow]
+# In Chromium on SQLite only: the pages' queries run on both backends in test_dashboard_pages.
+pytestmark = pytest.mark.slow
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "report.py", line 9\nValueError: bad day'
 
