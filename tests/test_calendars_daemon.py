@@ -16,7 +16,9 @@ import pytest
 from test_cli_daemon import gnomon
 from test_daemon import completed, runs, start_daemon, wait_for, write_config
 
-pytestmark = pytest.mark.backends
+# The daemon's scheduling, on SQLite only: the backend does not change it, and the store
+# calls it makes run on both backends in test_calendars_scheduler.py and test_maintenance_store.py.
+pytestmark = [pytest.mark.backends, pytest.mark.sqlite_only]
 
 
 def excluded_today(tmp_path: Path) -> Path:

@@ -19,7 +19,9 @@ import pytest
 
 from gnomon.daemon import Daemon
 
-pytestmark = pytest.mark.backends
+# The daemon's scheduling, on SQLite only: the backend does not change it, and the store
+# calls it makes run on both backends in test_scheduler.py and test_store*.py.
+pytestmark = [pytest.mark.backends, pytest.mark.sqlite_only]
 
 T0 = datetime(2027, 3, 1, 12, 0, 0, 500_000, tzinfo=UTC)
 PASS = timedelta(seconds=2)  # under DOWNTIME_GAP

@@ -25,7 +25,9 @@ from test_daemon import completed, runs, start_daemon, wait_for, write_config
 from test_daemon_control import FLOWS  # tick, and flaky: fails while its marker is missing
 from test_notify import Receiver
 
-pytestmark = pytest.mark.backends
+# The daemon's scheduling, on SQLite only: the backend does not change it, and the store
+# calls it makes run on both backends in test_pauses.py and test_listen.py.
+pytestmark = [pytest.mark.backends, pytest.mark.sqlite_only]
 
 TICKER = """
 [[deployments]]

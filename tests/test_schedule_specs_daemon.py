@@ -18,7 +18,9 @@ from test_cli_daemon import gnomon
 from test_daemon import runs, start_daemon, wait_for, write_config
 from test_scheduler import Workers
 
-pytestmark = pytest.mark.backends
+# The daemon's scheduling, on SQLite only: the backend does not change it, and the store
+# calls it makes run on both backends in test_schedule_specs_views.py and test_scheduler.py.
+pytestmark = [pytest.mark.backends, pytest.mark.sqlite_only]
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 FLOWS = """
