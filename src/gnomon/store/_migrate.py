@@ -59,15 +59,22 @@ def read_revision(engine: Engine) -> str | None:
     """The revision the database is at; None for a database never migrated. A database
     that cannot be reached raises its error (it is not one never migrated)."""
     with read_engine(engine).connect() as connection:
-        try:
-            revision = connection.execute(statement("revision")).scalar_one_or_none()
-        except DBAPIError:
+        looked_again = False
+        while True:
+            try:
+                revision = connection.execute(statement("revision")).scalar_one_or_none()
+            except DBAPIError:
+                connection.rollback()
+                if not inspect(connection).has_table("alembic_version"):
+                    return None
+                if looked_again:
+                    raise  # a corrupt file, a table this user may not read: not "never migrated"
+                # Another process's first migration committed the table between the two
+                # looks: read it again rather than fail.
+                looked_again = True
+                continue
             connection.rollback()
-            if inspect(connection).has_table("alembic_version"):
-                raise  # a corrupt file, a table this user may not read: not "never migrated"
-            return None
-        connection.rollback()
-    return revision
+            return revision
 
 
 def current_revision(url: str) -> str | None:
