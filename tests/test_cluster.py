@@ -654,3 +654,23 @@ def test_a_run_of_a_killed_member_is_run_again_where_retries_remain(
     assert "Crashed" in states
     assert states[-1] == "Completed"
     stop_all([process for process in processes if process is not victim])
+
+
+def test_a_killed_daemon_left_a_zombie_counts_as_gone() -> None:
+    # Under an init that reaps orphans late (many containers, this machine), a daemon
+    # killed on this host stays a zombie: its runs must not wait for its lease meanwhile.
+    from gnomon.daemon._members import _process_exists
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _process_exists(child.pid)
+        child.kill()
+        wait_for(
+            lambda: Path(f"/proc/{child.pid}/stat").read_text().split(")")[-1].split()[0] == "Z",
+            timeout=10,
+            what="the killed child to be a zombie",
+        )
+        assert not _process_exists(child.pid)
+    finally:
+        child.wait()
+    assert not _process_exists(child.pid)

@@ -324,13 +324,20 @@ class Member:
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process: a zombie is not (a daemon killed under an init
+    that reaps its orphans late, as in many containers, stays one for a while)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # another user's process
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]  # after the command's name
+    except (OSError, IndexError):
+        return True  # no /proc: the signal's answer stands
+    return state != "Z"
 
 
 def outcome_of(

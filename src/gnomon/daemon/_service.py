@@ -120,8 +120,7 @@ class Daemon:
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.wakeup = Wakeup()
         self._stop_requested = False
-        self._reload_signalled = False  # SIGHUP
-        self._reload_nudged = False  # a reload request's NOTIFY (``nudge``)
+        self._reload_signalled = False
         self._polls = PollTimer()
         self._requested_reloads: set[int] = set()  # being loaded
         self.scheduler: Scheduler
@@ -168,10 +167,13 @@ class Daemon:
         re-reads the config, else poll."""
         if kind == "reload":
             # A reload asked in the store: its request row and this NOTIFY share a
-            # transaction. The scheduler answers the rows at the poll; a standby member,
-            # which answers none, reloads its own config (``step``).
-            self._reload_nudged = True
-            self.request_poll()
+            # transaction. The scheduler answers the rows at its poll (loading the config
+            # once, however many ways the ask reached it); a standby member, which answers
+            # none, reloads its own config.
+            if self.scheduling:
+                self.request_poll()
+            else:
+                self.request_reload()
         elif kind == "release":  # runs released to the members: take them now
             if self.cluster is not None:
                 self.cluster.released()
@@ -663,14 +665,11 @@ class Daemon:
             if loaded is not None:
                 self._apply_reload(loaded, now)
             if self.cluster is None or self.cluster.step():
-                # The poll loads the config once for SIGHUP and the requests together: a
-                # NOTIFY of a request answered already must not load it a second time.
-                self._reload_nudged = False
                 self._schedule(now, monotonic)
-            elif self._reload_signalled or self._reload_nudged:
+            elif self._reload_signalled:
                 # A standby member reloads its own config (SIGHUP, or a reload NOTIFY); the
                 # requests in the store are the scheduler's to answer.
-                self._reload_signalled = self._reload_nudged = False
+                self._reload_signalled = False
                 self.loader.request([])
             if self.outages.store_failing:
                 self.store.probe_write()  # a pass that wrote nothing proves nothing
